@@ -2,3 +2,9 @@
 
 pub mod datatype;
 pub mod proto;
+pub mod ast;
+pub mod error;
+pub mod lexer;
+pub mod parser;
+pub mod eval;
+pub mod print;

@@ -1,0 +1,876 @@
+//! The evaluator: what nft does between parsing and listing. It types every expression,
+//! resolves symbols against the type they meet (`ssh` after `tcp dport` is 22), folds constant
+//! arithmetic, rewrites forms the kernel stores differently (`mark 0xff00/8` is a masked
+//! compare), checks families and hooks, and drops or adds the protocol dependencies that nft
+//! would print.
+
+use std::collections::HashMap;
+
+use crate::ast::*;
+use crate::datatype::{Dt, Val};
+use crate::error::{Error, Result, Span};
+use crate::proto;
+
+/// What the evaluator needs to know about a named set of the same table.
+#[derive(Clone, Debug)]
+pub struct SetInfo {
+    pub key: Vec<(Dt, u32)>,
+    pub data: Option<(Dt, u32)>,
+    pub is_map: bool,
+    pub interval: bool,
+    pub obj_map: Option<String>,
+}
+
+pub struct Ctx<'a> {
+    pub family: Family,
+    pub hook: Option<&'a str>,
+    pub chain_type: Option<&'a str>,
+    pub sets: &'a HashMap<String, SetInfo>,
+    pub flowtables: &'a [String],
+    pub chains: &'a [String],
+}
+
+fn err<T>(span: Span, msg: impl Into<String>) -> Result<T> {
+    Err(Error::new(span, msg))
+}
+
+pub fn type_bits(dt: Dt) -> u32 {
+    match dt.bits() {
+        0 => match dt {
+            Dt::IfName => 128,
+            Dt::String => 0,
+            _ => 0,
+        },
+        b => b,
+    }
+}
+
+/// The type and width of a selector.
+pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
+    match &e.kind {
+        ExprKind::Payload { proto: p, field } => {
+            let f = proto::payload_field(p, field).ok_or_else(|| Error::new(e.span, format!("unknown {p} field {field}")))?;
+            check_payload_family(ctx, p, e.span)?;
+            Ok((f.dt, f.bits))
+        }
+        ExprKind::RawPayload { len, .. } => {
+            if *len == 0 || *len > 128 {
+                return err(e.span, "raw payload length must be between 1 and 128 bits");
+            }
+            Ok((Dt::Integer, *len))
+        }
+        ExprKind::Meta(k) => {
+            let m = proto::meta_key(k).ok_or_else(|| Error::new(e.span, format!("unknown meta key {k}")))?;
+            Ok((m.dt, if m.bits == 0 { type_bits(m.dt) } else { m.bits }))
+        }
+        ExprKind::Ct { key, dir, family } => {
+            let c = proto::ct_key(key).ok_or_else(|| Error::new(e.span, format!("unknown ct key {key}")))?;
+            match c.dir {
+                proto::CtDirUse::None if dir.is_some() => return err(e.span, format!("ct {key} does not take a direction")),
+                proto::CtDirUse::Required if dir.is_none() && !matches!(key.as_str(), "l3proto" | "protocol" | "proto-src" | "proto-dst") => {
+                    return err(e.span, format!("missing direction for ct {key}"));
+                }
+                _ => {}
+            }
+            if matches!(key.as_str(), "saddr" | "daddr") {
+                let fam = family.as_deref().or(match ctx.family {
+                    Family::Ip => Some("ip"),
+                    Family::Ip6 => Some("ip6"),
+                    _ => None,
+                });
+                return match fam {
+                    Some("ip") => Ok((Dt::Ipv4Addr, 32)),
+                    Some("ip6") => Ok((Dt::Ipv6Addr, 128)),
+                    _ => err(e.span, format!("Cannot determine network protocol, use ct {} ip {key}", dir.as_deref().unwrap_or("original"))),
+                };
+            }
+            Ok((c.dt, if c.bits == 0 { type_bits(c.dt) } else { c.bits }))
+        }
+        ExprKind::Fib { result, .. } => Ok(match result.as_str() {
+            "oif" => (Dt::IfIndex, 32),
+            "oifname" => (Dt::IfName, 128),
+            "type" => (Dt::FibAddr, 32),
+            _ => return err(e.span, format!("unknown fib result {result}")),
+        }),
+        ExprKind::Rt { key, .. } => Ok(match key.as_str() {
+            "classid" => (Dt::Realm, 32),
+            "nexthop" => match ctx.family {
+                Family::Ip6 => (Dt::Ipv6Addr, 128),
+                _ => (Dt::Ipv4Addr, 32),
+            },
+            "mtu" => (Dt::Integer, 16),
+            "ipsec" => (Dt::Boolean, 1),
+            _ => return err(e.span, format!("unknown rt key {key}")),
+        }),
+        ExprKind::Numgen { .. } | ExprKind::Hash { .. } => Ok((Dt::Integer, 32)),
+        ExprKind::Socket { key, .. } => Ok(match key.as_str() {
+            "transparent" | "wildcard" => (Dt::Integer, 1),
+            "mark" => (Dt::Mark, 32),
+            "cgroupv2" => (Dt::CgroupV2, 64),
+            _ => return err(e.span, format!("unknown socket key {key}")),
+        }),
+        ExprKind::Osf { .. } => Ok((Dt::String, 128)),
+        ExprKind::Ipsec { key, .. } => Ok(match key.as_str() {
+            "reqid" | "spi" => (Dt::Integer, 32),
+            "saddr" | "daddr" => (Dt::Ipv4Addr, 32),
+            _ => return err(e.span, format!("unknown ipsec key {key}")),
+        }),
+        ExprKind::Exthdr { hdr, field } => {
+            if let Some(f) = proto::exthdr_field(hdr, field) {
+                Ok((f.dt, f.bits))
+            } else {
+                err(e.span, format!("unknown {hdr} field {field}"))
+            }
+        }
+        ExprKind::TcpOpt { opt, field } => match field {
+            Some(f) => proto::tcpopt_field(opt, f).map(|x| (x.dt, x.bits)).ok_or_else(|| Error::new(e.span, format!("unknown tcp option {opt} field {f}"))),
+            None => Ok((Dt::Boolean, 1)),
+        },
+        ExprKind::IpOpt { field, .. } => Ok(match field {
+            Some(_) => (Dt::Integer, 8),
+            None => (Dt::Boolean, 1),
+        }),
+        ExprKind::SctpChunk { field, .. } => Ok(match field {
+            Some(_) => (Dt::Integer, 32),
+            None => (Dt::Boolean, 1),
+        }),
+        ExprKind::DccpOpt(_) => Ok((Dt::Boolean, 1)),
+        ExprKind::Tunnel(_) => Ok((Dt::Integer, 32)),
+        ExprKind::Binop(_, l, _) => selector_type(ctx, l),
+        ExprKind::Map(_, m) => {
+            if let ExprKind::SetRef(n) = &m.kind {
+                if let Some(si) = ctx.sets.get(n) {
+                    if let Some(d) = si.data {
+                        return Ok(d);
+                    }
+                }
+            }
+            Ok((e.dt, e.bits))
+        }
+        _ => Ok((e.dt, e.bits)),
+    }
+}
+
+fn check_payload_family(ctx: &Ctx, p: &str, span: Span) -> Result<()> {
+    let conflict = match (ctx.family, p) {
+        (Family::Ip, "ip6" | "icmpv6") => Some("ip"),
+        (Family::Ip6, "ip" | "icmp" | "igmp") => Some("ip6"),
+        (Family::Arp, "ip" | "ip6" | "tcp" | "udp" | "icmp" | "icmpv6" | "th" | "udplite" | "sctp" | "dccp") => Some("arp"),
+        _ => None,
+    };
+    if let Some(base) = conflict {
+        return err(span, format!("conflicting protocols specified: {base} vs. {p}"));
+    }
+    Ok(())
+}
+
+/// Resolves a right-hand value against `dt`/`bits`.
+pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
+    let span = e.span;
+    match &mut e.kind {
+        ExprKind::Symbol(w) => {
+            let w = w.clone();
+            match parse_symbol(dt, &w, bits) {
+                Ok(k) => {
+                    e.kind = k;
+                }
+                Err(msg) => return err(span, msg),
+            }
+        }
+        ExprKind::Quoted(s) => {
+            let s = s.clone();
+            let v = if dt.is_string() || dt == Dt::Invalid {
+                Val::Str(s)
+            } else {
+                match dt.parse(&s, bits) {
+                    Ok(v) => v,
+                    Err(m) => return err(span, m),
+                }
+            };
+            e.kind = ExprKind::Const(Const { dt, bits, val: v });
+        }
+        ExprKind::Const(c) => {
+            c.dt = dt;
+            c.bits = bits;
+        }
+        ExprKind::Range(a, b) => {
+            eval_value(ctx, a, dt, bits)?;
+            eval_value(ctx, b, dt, bits)?;
+            if let (ExprKind::Const(x), ExprKind::Const(y)) = (&a.kind, &b.kind) {
+                if x.val > y.val {
+                    return err(span, "Range has zero or negative size");
+                }
+            }
+        }
+        ExprKind::Prefix(a, len) => {
+            if *len > bits && bits > 0 {
+                return err(span, format!("Prefix length {len} is invalid for type of {bits} bits"));
+            }
+            eval_value(ctx, a, dt, bits)?;
+        }
+        ExprKind::List(items) => {
+            // a flag list folds into one value
+            let mut acc: u128 = 0;
+            for it in items.iter_mut() {
+                eval_value(ctx, it, dt, bits)?;
+                match &it.kind {
+                    ExprKind::Const(Const { val: Val::Int(v), .. }) => acc |= v,
+                    _ => return err(it.span, "list elements must be constant flags"),
+                }
+            }
+            e.kind = ExprKind::Const(Const { dt, bits, val: Val::Int(acc) });
+        }
+        ExprKind::Binop(op, a, b) => {
+            let op = *op;
+            eval_value(ctx, a, dt, bits)?;
+            eval_value(ctx, b, dt, bits)?;
+            if let (ExprKind::Const(x), ExprKind::Const(y)) = (&a.kind, &b.kind) {
+                if let (Val::Int(x), Val::Int(y)) = (&x.val, &y.val) {
+                    let v = fold(op, *x, *y, bits);
+                    e.kind = ExprKind::Const(Const { dt, bits, val: Val::Int(v) });
+                }
+            }
+        }
+        ExprKind::Set(elems) => {
+            let mut flat = Vec::new();
+            for mut el in std::mem::take(elems) {
+                eval_value(ctx, &mut el, dt, bits)?;
+                match el.kind {
+                    ExprKind::Set(inner) => flat.extend(inner),
+                    _ => flat.push(el),
+                }
+            }
+            *elems = flat;
+        }
+        ExprKind::Elem(inner, _) => eval_value(ctx, inner, dt, bits)?,
+        ExprKind::SetRef(name) => {
+            if !ctx.sets.contains_key(name.as_str()) {
+                return err(span, format!("Set '{name}' does not exist"));
+            }
+        }
+        ExprKind::Concat(_) => {}
+        ExprKind::Wildcard => {}
+        ExprKind::Verdict(_) => {}
+        ExprKind::Masked(v, m) => {
+            eval_value(ctx, v, dt, bits)?;
+            eval_value(ctx, m, dt, bits)?;
+        }
+        _ => {
+            // a selector used as a value (`meta mark set ct mark`)
+            let (sdt, sbits) = selector_type(ctx, e)?;
+            e.dt = sdt;
+            e.bits = sbits;
+            return Ok(());
+        }
+    }
+    e.dt = dt;
+    e.bits = bits;
+    Ok(())
+}
+
+pub fn fold(op: BinOp, x: u128, y: u128, bits: u32) -> u128 {
+    let mask = if bits >= 128 || bits == 0 { u128::MAX } else { (1u128 << bits) - 1 };
+    (match op {
+        BinOp::And => x & y,
+        BinOp::Or => x | y,
+        BinOp::Xor => x ^ y,
+        BinOp::Shl => x.checked_shl(y as u32).unwrap_or(0),
+        BinOp::Shr => x.checked_shr(y as u32).unwrap_or(0),
+    }) & mask
+}
+
+/// A word in value position: a constant of `dt`, or a range/prefix written without spaces.
+fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, String> {
+    let first = dt.parse(w, bits);
+    if let Ok(v) = first {
+        return Ok(ExprKind::Const(Const { dt, bits, val: v }));
+    }
+    let first_err = first.unwrap_err();
+    // prefix: `10.0.0.0/8`
+    if let Some((a, l)) = w.rsplit_once('/') {
+        if let Ok(len) = l.parse::<u32>() {
+            if let Ok(v) = dt.parse(a, bits) {
+                if len > bits {
+                    return Err(format!("Prefix length {len} is invalid for type of {bits} bits"));
+                }
+                let sp = Span::default();
+                let mut inner = Expr::new(ExprKind::Const(Const { dt, bits, val: v }), sp);
+                inner.dt = dt;
+                inner.bits = bits;
+                return Ok(ExprKind::Prefix(Box::new(inner), len));
+            }
+        }
+    }
+    // range: `33-45`, `10.0.0.1-10.0.0.9`, `fe80::1-fe80::9`
+    for (i, _) in w.match_indices('-') {
+        let (a, b) = (&w[..i], &w[i + 1..]);
+        if a.is_empty() || b.is_empty() {
+            continue;
+        }
+        if let (Ok(x), Ok(y)) = (dt.parse(a, bits), dt.parse(b, bits)) {
+            let mk = |v| {
+                let mut e = Expr::new(ExprKind::Const(Const { dt, bits, val: v }), Span::default());
+                e.dt = dt;
+                e.bits = bits;
+                e
+            };
+            if x > y {
+                return Err("Range has zero or negative size".into());
+            }
+            return Ok(ExprKind::Range(Box::new(mk(x)), Box::new(mk(y))));
+        }
+    }
+    Err(first_err)
+}
+
+pub fn const_int(e: &Expr) -> Option<u128> {
+    match &e.kind {
+        ExprKind::Const(Const { val: Val::Int(v), .. }) => Some(*v),
+        _ => None,
+    }
+}
+
+pub fn mk_const(dt: Dt, bits: u32, v: u128, span: Span) -> Expr {
+    let mut e = Expr::new(ExprKind::Const(Const { dt, bits, val: Val::Int(v) }), span);
+    e.dt = dt;
+    e.bits = bits;
+    e
+}
+
+// ---- statements ----------------------------------------------------------------------------
+
+/// Protocol knowledge gathered while walking a rule left to right, used to decide which
+/// explicit matches are dependencies nft would add (and so drops when listing).
+#[derive(Default)]
+struct ProtoCtx {
+    /// Index of a statement that pins the network protocol (`meta nfproto ipv4`,
+    /// `ether type ip`, `meta protocol ip`), with the protocol name.
+    l3: Option<(usize, &'static str)>,
+    /// Index of a statement that pins the transport protocol (`meta l4proto tcp`,
+    /// `ip protocol tcp`), with its number.
+    l4: Option<(usize, u8)>,
+}
+
+pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
+    let mut remove = vec![];
+    let mut pc = ProtoCtx::default();
+    for i in 0..rule.stmts.len() {
+        let st = &mut rule.stmts[i];
+        eval_stmt(ctx, st)?;
+        // dependency bookkeeping
+        if let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind {
+            if let Some(v) = const_int(right) {
+                match &left.kind {
+                    ExprKind::Meta(k) if k == "nfproto" && ctx.family == Family::Inet => {
+                        pc.l3 = match v {
+                            2 => Some((i, "ip")),
+                            10 => Some((i, "ip6")),
+                            _ => None,
+                        };
+                    }
+                    ExprKind::Meta(k) if k == "protocol" && matches!(ctx.family, Family::Bridge | Family::Netdev) => {
+                        pc.l3 = match v {
+                            0x0800 => Some((i, "ip")),
+                            0x86dd => Some((i, "ip6")),
+                            0x0806 => Some((i, "arp")),
+                            _ => None,
+                        };
+                    }
+                    ExprKind::Payload { proto: p, field } if p == "ether" && field == "type" => {
+                        pc.l3 = match v {
+                            0x0800 => Some((i, "ip")),
+                            0x86dd => Some((i, "ip6")),
+                            0x0806 => Some((i, "arp")),
+                            _ => None,
+                        };
+                    }
+                    ExprKind::Meta(k) if k == "l4proto" => pc.l4 = Some((i, v as u8)),
+                    ExprKind::Payload { proto: p, field } if (p == "ip" && field == "protocol") || (p == "ip6" && field == "nexthdr") => {
+                        pc.l4 = Some((i, v as u8));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // a payload match makes an earlier explicit dependency redundant
+        let uses = stmt_payload_protos(&rule.stmts[i]);
+        for p in uses {
+            let Some(pr) = proto::protocol(&p) else { continue };
+            match pr.layer {
+                proto::Layer::Network => {
+                    if let Some((j, l3)) = pc.l3 {
+                        if l3 == p && j != i {
+                            remove.push(j);
+                            pc.l3 = None;
+                        }
+                    }
+                }
+                proto::Layer::Transport => {
+                    if let (Some((j, n)), Some(num)) = (pc.l4, pr.number) {
+                        if n as u32 == num && j != i {
+                            remove.push(j);
+                            pc.l4 = None;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    remove.sort_unstable();
+    remove.dedup();
+    for j in remove.into_iter().rev() {
+        rule.stmts.remove(j);
+    }
+    Ok(())
+}
+
+/// Payload protocols a statement reads, in order.
+fn stmt_payload_protos(st: &Stmt) -> Vec<String> {
+    let mut out = vec![];
+    fn walk(e: &Expr, out: &mut Vec<String>) {
+        match &e.kind {
+            ExprKind::Payload { proto, .. } if proto != "th" => out.push(proto.clone()),
+            ExprKind::Concat(v) => v.iter().for_each(|x| walk(x, out)),
+            ExprKind::Binop(_, a, b) => {
+                walk(a, out);
+                walk(b, out)
+            }
+            ExprKind::Map(a, _) => walk(a, out),
+            _ => {}
+        }
+    }
+    match &st.kind {
+        StmtKind::Match { left, .. } => walk(left, &mut out),
+        StmtKind::Vmap { key, .. } => walk(key, &mut out),
+        StmtKind::Set { key, .. } => walk(key, &mut out),
+        _ => {}
+    }
+    out
+}
+
+fn verdict_ok(ctx: &Ctx, v: &Verdict, span: Span) -> Result<()> {
+    if let Verdict::Jump(c) | Verdict::Goto(c) = v {
+        if !ctx.chains.iter().any(|x| x == c) {
+            return err(span, format!("Could not process rule: No such file or directory\nchain '{c}' does not exist"));
+        }
+    }
+    Ok(())
+}
+
+pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
+    let span = st.span;
+    match &mut st.kind {
+        StmtKind::Match { left, op, right } => {
+            eval_selector(ctx, left)?;
+            let (dt, bits) = (left.dt, left.bits);
+            // `value / mask`: a masked compare
+            if let ExprKind::Masked(v, m) = &mut right.kind {
+                eval_value(ctx, v, dt, bits)?;
+                eval_value(ctx, m, dt, bits)?;
+                let mask = std::mem::replace(m.as_mut(), Expr::new(ExprKind::Wildcard, span));
+                let value = std::mem::replace(v.as_mut(), Expr::new(ExprKind::Wildcard, span));
+                let l = std::mem::replace(left, Expr::new(ExprKind::Wildcard, span));
+                let lsp = l.span;
+                let mut nl = Expr::new(ExprKind::Binop(BinOp::And, Box::new(l), Box::new(mask)), lsp);
+                nl.dt = dt;
+                nl.bits = bits;
+                *left = nl;
+                *right = value;
+                if *op == RelOp::Implicit {
+                    *op = RelOp::Eq;
+                }
+                return Ok(());
+            }
+            eval_value(ctx, right, dt, bits)?;
+            normalize_match(left, op, right)?;
+            Ok(())
+        }
+        StmtKind::Verdict(v) => verdict_ok(ctx, v, span),
+        StmtKind::Vmap { key, map } => {
+            eval_selector(ctx, key)?;
+            let (dt, bits) = (key.dt, key.bits);
+            eval_map(ctx, map, dt, bits, Some((Dt::Verdict, 0)), &key.kind)?;
+            Ok(())
+        }
+        StmtKind::Set { key, value } => {
+            eval_selector(ctx, key)?;
+            let (dt, bits) = (key.dt, key.bits);
+            eval_stmt_value(ctx, value, dt, bits)?;
+            Ok(())
+        }
+        StmtKind::Nat(n) => eval_nat(ctx, n, span),
+        StmtKind::Reject(r) => {
+            if let RejectKind::Icmp { family, code } = r {
+                let dt = match family.as_str() {
+                    "icmp" => Dt::IcmpCode,
+                    "icmpv6" => Dt::Icmp6Code,
+                    _ => Dt::IcmpxCode,
+                };
+                match (ctx.family, family.as_str()) {
+                    (Family::Ip, "icmpv6") | (Family::Ip6, "icmp") => return err(span, format!("conflicting protocols specified: {} vs. {family}", ctx.family.name())),
+                    _ => {}
+                }
+                eval_value(ctx, code, dt, 8)?;
+            }
+            Ok(())
+        }
+        StmtKind::FlowAdd(name) => {
+            if !ctx.flowtables.iter().any(|f| f == name) {
+                return err(span, format!("Could not process rule: No such file or directory\nflowtable '{name}' does not exist"));
+            }
+            Ok(())
+        }
+        StmtKind::Dynset { set, key, stmts, data, .. } => {
+            let Some(si) = ctx.sets.get(set.as_str()).cloned() else { return err(span, format!("Set '{set}' does not exist")) };
+            eval_selector_or_concat(ctx, key)?;
+            for s in stmts.iter_mut() {
+                eval_stmt(ctx, s)?;
+            }
+            if let Some(d) = data {
+                let (ddt, dbits) = si.data.unwrap_or((Dt::Invalid, 0));
+                eval_stmt_value(ctx, d, ddt, dbits)?;
+            }
+            Ok(())
+        }
+        StmtKind::ObjRef { kind, name } => {
+            match &mut name.kind {
+                ExprKind::Symbol(s) | ExprKind::Quoted(s) => {
+                    let s = s.clone();
+                    name.kind = ExprKind::Const(Const { dt: Dt::String, bits: 0, val: Val::Str(s) });
+                    name.dt = Dt::String;
+                }
+                ExprKind::Map(k, m) => {
+                    eval_selector_or_concat(ctx, k)?;
+                    let (dt, bits) = (k.dt, k.bits);
+                    let kk = k.kind.clone();
+                    eval_map(ctx, m, dt, bits, Some((Dt::String, 0)), &kk)?;
+                }
+                _ => {}
+            }
+            let _ = kind;
+            Ok(())
+        }
+        StmtKind::Queue { num: Some(n), .. } => eval_stmt_value(ctx, n, Dt::Integer, 16),
+        StmtKind::Dup { addr, dev } => {
+            let adt = match ctx.family {
+                Family::Ip6 => (Dt::Ipv6Addr, 128),
+                _ => (Dt::Ipv4Addr, 32),
+            };
+            if let Some(a) = addr {
+                eval_stmt_value(ctx, a, adt.0, adt.1)?;
+            }
+            if let Some(d) = dev {
+                eval_stmt_value(ctx, d, Dt::IfIndex, 32)?;
+            }
+            Ok(())
+        }
+        StmtKind::Fwd { family, addr, dev } => {
+            if let Some(a) = addr {
+                let adt = match family.as_deref() {
+                    Some("ip6") => (Dt::Ipv6Addr, 128),
+                    _ => (Dt::Ipv4Addr, 32),
+                };
+                eval_stmt_value(ctx, a, adt.0, adt.1)?;
+            }
+            eval_stmt_value(ctx, dev, Dt::IfIndex, 32)
+        }
+        StmtKind::Tproxy { family, addr, port } => {
+            let fam = family.clone().or(match ctx.family {
+                Family::Ip => Some("ip".into()),
+                Family::Ip6 => Some("ip6".into()),
+                _ => None,
+            });
+            if let Some(a) = addr {
+                match fam.as_deref() {
+                    Some("ip") => eval_stmt_value(ctx, a, Dt::Ipv4Addr, 32)?,
+                    Some("ip6") => eval_stmt_value(ctx, a, Dt::Ipv6Addr, 128)?,
+                    _ => return err(span, "Conflicting network layer protocols."),
+                }
+            }
+            if let Some(p) = port {
+                eval_stmt_value(ctx, p, Dt::InetService, 16)?;
+            }
+            Ok(())
+        }
+        StmtKind::Limit(l) => {
+            if l.burst.is_none() && !l.bytes {
+                l.burst = Some(5);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn eval_selector_or_concat(ctx: &Ctx, e: &mut Expr) -> Result<()> {
+    eval_selector(ctx, e)
+}
+
+/// Types a left-hand side: selectors, concatenations, binops with constants, maps.
+pub fn eval_selector(ctx: &Ctx, e: &mut Expr) -> Result<()> {
+    let span = e.span;
+    match &mut e.kind {
+        ExprKind::Concat(items) => {
+            let mut total = 0;
+            for it in items.iter_mut() {
+                eval_selector(ctx, it)?;
+                total += round_up32(it.bits);
+            }
+            e.dt = Dt::Invalid;
+            e.bits = total;
+            Ok(())
+        }
+        ExprKind::Binop(op, l, r) => {
+            let op = *op;
+            eval_selector(ctx, l)?;
+            let (dt, bits) = (l.dt, l.bits);
+            match op {
+                BinOp::Shl | BinOp::Shr => eval_stmt_value(ctx, r, Dt::Integer, 32)?,
+                _ => eval_stmt_value(ctx, r, dt, bits)?,
+            }
+            e.dt = dt;
+            e.bits = bits;
+            Ok(())
+        }
+        ExprKind::Map(k, m) => {
+            eval_selector(ctx, k)?;
+            let (dt, bits) = (k.dt, k.bits);
+            let kk = k.kind.clone();
+            let (rdt, rbits) = eval_map(ctx, m, dt, bits, None, &kk)?;
+            e.dt = rdt;
+            e.bits = rbits;
+            Ok(())
+        }
+        ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_) => err(span, "syntax error, a selector (payload, meta, ct...) was expected here"),
+        ExprKind::Hash { expr: Some(inner), .. } => {
+            eval_selector(ctx, inner)?;
+            e.dt = Dt::Integer;
+            e.bits = 32;
+            Ok(())
+        }
+        _ => {
+            let (dt, bits) = selector_type(ctx, e)?;
+            e.dt = dt;
+            e.bits = bits;
+            Ok(())
+        }
+    }
+}
+
+fn round_up32(b: u32) -> u32 {
+    b.div_ceil(32) * 32
+}
+
+/// The value of a `set` statement or a NAT address: a constant, a selector, a map lookup, or
+/// arithmetic on them.
+pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
+    match &mut e.kind {
+        ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_) | ExprKind::Range(..) | ExprKind::Prefix(..) | ExprKind::List(_) | ExprKind::Set(_) => eval_value(ctx, e, dt, bits),
+        ExprKind::Binop(op, l, r) => {
+            let op = *op;
+            eval_stmt_value(ctx, l, dt, bits)?;
+            match op {
+                BinOp::Shl | BinOp::Shr => eval_stmt_value(ctx, r, Dt::Integer, 32)?,
+                _ => eval_stmt_value(ctx, r, dt, bits)?,
+            }
+            // constant on the left: `0x1 or ct mark` is stored as `ct mark | 0x1`
+            if const_int(l).is_some() && const_int(r).is_none() && matches!(op, BinOp::And | BinOp::Or | BinOp::Xor) {
+                std::mem::swap(l, r);
+            }
+            if let (Some(x), Some(y)) = (const_int(l), const_int(r)) {
+                let v = fold(op, x, y, bits);
+                *e = mk_const(dt, bits, v, e.span);
+                return Ok(());
+            }
+            e.dt = dt;
+            e.bits = bits;
+            Ok(())
+        }
+        ExprKind::Map(k, m) => {
+            eval_selector(ctx, k)?;
+            let (kdt, kbits) = (k.dt, k.bits);
+            let kk = k.kind.clone();
+            eval_map(ctx, m, kdt, kbits, Some((dt, bits)), &kk)?;
+            e.dt = dt;
+            e.bits = bits;
+            Ok(())
+        }
+        ExprKind::Concat(items) => {
+            for it in items.iter_mut() {
+                match it.kind {
+                    ExprKind::Symbol(_) | ExprKind::Quoted(_) => {}
+                    _ => eval_selector(ctx, it)?,
+                }
+            }
+            Ok(())
+        }
+        _ => {
+            eval_selector(ctx, e)?;
+            Ok(())
+        }
+    }
+}
+
+/// Types the elements of a map or vmap. Returns the data type.
+fn eval_map(ctx: &Ctx, m: &mut Expr, kdt: Dt, kbits: u32, data: Option<(Dt, u32)>, key: &ExprKind) -> Result<(Dt, u32)> {
+    let span = m.span;
+    match &mut m.kind {
+        ExprKind::SetRef(n) => {
+            let Some(si) = ctx.sets.get(n.as_str()) else { return err(span, format!("Set '{n}' does not exist")) };
+            Ok(si.data.or(data).unwrap_or((Dt::Invalid, 0)))
+        }
+        ExprKind::Set(elems) => {
+            let (ddt, dbits) = data.unwrap_or((Dt::Invalid, 0));
+            let key_types: Vec<(Dt, u32)> = match key {
+                ExprKind::Concat(items) => items.iter().map(|i| (i.dt, i.bits)).collect(),
+                _ => vec![],
+            };
+            let _ = key_types;
+            let mut ret = data;
+            for el in elems.iter_mut() {
+                let esp = el.span;
+                match &mut el.kind {
+                    ExprKind::Mapping(k, v) => {
+                        eval_elem_key(ctx, k, kdt, kbits, key)?;
+                        if ddt == Dt::Verdict {
+                            if let ExprKind::Verdict(vd) = &v.kind {
+                                verdict_ok(ctx, vd, v.span)?;
+                            } else {
+                                return err(v.span, "map value is not a verdict");
+                            }
+                        } else if ddt != Dt::Invalid {
+                            eval_value(ctx, strip_elem(v), ddt, dbits)?;
+                        } else {
+                            // unknown data type: guess integer
+                            eval_value(ctx, strip_elem(v), Dt::Integer, 32)?;
+                            ret = Some((Dt::Integer, 32));
+                        }
+                    }
+                    _ => return err(esp, "map element has no value (expected key : value)"),
+                }
+            }
+            Ok(ret.unwrap_or((Dt::Invalid, 0)))
+        }
+        _ => err(span, "expected a map: { key : value, ... } or @name"),
+    }
+}
+
+fn strip_elem(e: &mut Expr) -> &mut Expr {
+    if matches!(e.kind, ExprKind::Elem(..)) {
+        match &mut e.kind {
+            ExprKind::Elem(inner, _) => inner,
+            _ => unreachable!(),
+        }
+    } else {
+        e
+    }
+}
+
+fn eval_elem_key(ctx: &Ctx, k: &mut Expr, kdt: Dt, kbits: u32, key: &ExprKind) -> Result<()> {
+    if let ExprKind::Concat(items) = key {
+        let types: Vec<(Dt, u32)> = items.iter().map(|i| (i.dt, i.bits)).collect();
+        return eval_concat_value(ctx, strip_elem(k), &types);
+    }
+    eval_value(ctx, k, kdt, kbits)
+}
+
+/// A concatenated value `a . b . c` against the key's component types.
+pub fn eval_concat_value(ctx: &Ctx, e: &mut Expr, types: &[(Dt, u32)]) -> Result<()> {
+    let span = e.span;
+    match &mut e.kind {
+        ExprKind::Concat(items) => {
+            if items.len() != types.len() {
+                return err(span, format!("datatype mismatch, concatenation has {} elements, expected {}", items.len(), types.len()));
+            }
+            for (it, (dt, bits)) in items.iter_mut().zip(types) {
+                eval_value(ctx, it, *dt, *bits)?;
+            }
+            Ok(())
+        }
+        ExprKind::Elem(inner, _) => eval_concat_value(ctx, inner, types),
+        ExprKind::Set(elems) => {
+            for el in elems.iter_mut() {
+                eval_concat_value(ctx, el, types)?;
+            }
+            Ok(())
+        }
+        ExprKind::SetRef(_) | ExprKind::Wildcard => Ok(()),
+        _ => err(span, "datatype mismatch, expected a concatenation"),
+    }
+}
+
+/// Rewrites a typed relational into the form nft lists.
+fn normalize_match(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<()> {
+    // `mark xor 0x3 == 0x1` folds into the constant: `mark 0x2`
+    if let ExprKind::Binop(BinOp::Xor, l, r) = &left.kind {
+        if let (Some(c), Some(v)) = (const_int(r), const_int(right)) {
+            let bits = left.bits;
+            let dt = left.dt;
+            let inner = (**l).clone();
+            *left = inner;
+            *right = mk_const(dt, bits, c ^ v, right.span);
+            if *op == RelOp::Eq {
+                *op = RelOp::Implicit;
+            }
+        }
+    }
+    // `meta mark 0xffffff00/24` on a non-address: a masked compare
+    if let ExprKind::Prefix(v, len) = &right.kind {
+        if !matches!(left.dt, Dt::Ipv4Addr | Dt::Ipv6Addr) && !matches!(left.kind, ExprKind::Concat(_)) {
+            let bits = left.bits;
+            let mask: u128 = if *len == 0 { 0 } else { (u128::MAX >> (128 - bits.min(128))) & !((1u128 << (bits - (*len).min(bits))) - 1) };
+            let vv = const_int(v).unwrap_or(0) & mask;
+            let dt = left.dt;
+            let l = std::mem::replace(left, Expr::new(ExprKind::Wildcard, Span::default()));
+            let sp = l.span;
+            let mut nl = Expr::new(ExprKind::Binop(BinOp::And, Box::new(l), Box::new(mk_const(dt, bits, mask, sp))), sp);
+            nl.dt = dt;
+            nl.bits = bits;
+            *left = nl;
+            *right = mk_const(dt, bits, vv, right.span);
+            if *op == RelOp::Implicit {
+                *op = RelOp::Eq;
+            }
+        } else if *len == left.bits {
+            // a full-length prefix is just the address
+            *right = (**v).clone();
+        }
+    }
+    Ok(())
+}
+
+fn eval_nat(ctx: &Ctx, n: &mut NatStmt, span: Span) -> Result<()> {
+    let fam = match (&n.family, ctx.family) {
+        (Some(f), _) => Some(f.as_str()),
+        (None, Family::Ip) => Some("ip"),
+        (None, Family::Ip6) => Some("ip6"),
+        _ => None,
+    };
+    if let Some(a) = &mut n.addr {
+        let (dt, bits) = match fam {
+            Some("ip") => (Dt::Ipv4Addr, 32),
+            Some("ip6") => (Dt::Ipv6Addr, 128),
+            _ => {
+                // inet without family: infer from the literal
+                let guess = match &a.kind {
+                    ExprKind::Symbol(w) if w.contains(':') => (Dt::Ipv6Addr, 128),
+                    ExprKind::Symbol(_) => (Dt::Ipv4Addr, 32),
+                    _ => return err(span, format!("specify `{} ip` or '{} ip6' in inet table to disambiguate", n.kind.name(), n.kind.name())),
+                };
+                n.family = Some(if guess.0 == Dt::Ipv6Addr { "ip6".into() } else { "ip".into() });
+                guess
+            }
+        };
+        eval_stmt_value(ctx, a, dt, bits)?;
+    }
+    if let Some(p) = &mut n.port {
+        eval_stmt_value(ctx, p, Dt::InetService, 16)?;
+    }
+    if let Some(h) = ctx.chain_type {
+        if h != "nat" {
+            return err(span, format!("Could not process rule: Operation not supported\n{} is only valid in nat chains", n.kind.name()));
+        }
+    }
+    Ok(())
+}

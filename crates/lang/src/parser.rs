@@ -1,0 +1,2612 @@
+//! Recursive-descent parser for nft input files: block syntax (`table inet fw4 { ... }`) and
+//! command syntax (`add rule ip t c ...`), with `define`/`$var`, `include` and comments.
+//!
+//! Variables are expanded at the token level, as nft does in effect: a `$name` is replaced by
+//! the tokens of its definition, so a definition can be a set, a list or a single value.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::ast::*;
+use crate::error::{Error, Result, SourceMap, Span};
+use crate::lexer::{lex, Tok, Token};
+
+const MAX_INCLUDE_DEPTH: usize = 16;
+const MAX_EXPANSION_DEPTH: usize = 64;
+const MAX_NESTING: usize = 64;
+
+struct Frame {
+    toks: Rc<Vec<Token>>,
+    pos: usize,
+    /// A variable expansion (as opposed to a file).
+    macro_depth: usize,
+}
+
+pub struct Parser<'a> {
+    frames: Vec<Frame>,
+    la: VecDeque<Token>,
+    pub srcmap: &'a mut SourceMap,
+    scopes: Vec<HashMap<String, Rc<Vec<Token>>>>,
+    pub include_dirs: Vec<PathBuf>,
+    include_depth: usize,
+    nesting: usize,
+    eof_span: Span,
+    /// Anonymous chains (`jump { ... }`) get names `__chain0`... as the kernel does.
+    pub anon_chains: u32,
+    pending: Vec<Cmd>,
+}
+
+pub fn is_keyword_end(t: &Tok) -> bool {
+    matches!(t, Tok::Newline | Tok::Semi | Tok::RBrace | Tok::Eof)
+}
+
+impl<'a> Parser<'a> {
+    pub fn new(srcmap: &'a mut SourceMap, file: u32) -> Result<Parser<'a>> {
+        let text = srcmap.files[file as usize].text.clone();
+        let toks = lex(file, &text).map_err(|e| Error::new(e.span, e.msg))?;
+        let eof_span = toks.last().map(|t| t.span).unwrap_or_default();
+        let toks: Vec<Token> = toks.into_iter().filter(|t| t.tok != Tok::Eof).collect();
+        Ok(Parser {
+            frames: vec![Frame { toks: Rc::new(toks), pos: 0, macro_depth: 0 }],
+            la: VecDeque::new(),
+            srcmap,
+            scopes: vec![HashMap::new()],
+            include_dirs: vec![],
+            include_depth: 0,
+            nesting: 0,
+            eof_span,
+            anon_chains: 0,
+            pending: vec![],
+        })
+    }
+
+    // ---- token stream --------------------------------------------------------------------
+
+    fn lookup_var(&self, name: &str) -> Option<Rc<Vec<Token>>> {
+        self.scopes.iter().rev().find_map(|s| s.get(name).cloned())
+    }
+
+    fn fill(&mut self, n: usize) -> Result<()> {
+        while self.la.len() <= n {
+            let Some(f) = self.frames.last_mut() else {
+                self.la.push_back(Token { tok: Tok::Eof, span: self.eof_span, space_before: true });
+                continue;
+            };
+            if f.pos >= f.toks.len() {
+                if self.frames.len() == 1 {
+                    self.la.push_back(Token { tok: Tok::Eof, span: self.eof_span, space_before: true });
+                    continue;
+                }
+                self.frames.pop();
+                continue;
+            }
+            let t = f.toks[f.pos].clone();
+            f.pos += 1;
+            let depth = f.macro_depth;
+            if let Tok::Var(name) = &t.tok {
+                let Some(def) = self.lookup_var(name) else {
+                    return Err(Error::new(t.span, format!("unknown identifier '{name}'")));
+                };
+                if depth >= MAX_EXPANSION_DEPTH {
+                    return Err(Error::new(t.span, format!("too many nested expansions of '{name}'")));
+                }
+                // The expansion keeps the span of the use site so errors point at `$name`.
+                let toks: Vec<Token> = def.iter().map(|d| Token { tok: d.tok.clone(), span: t.span, space_before: d.space_before }).collect();
+                self.frames.push(Frame { toks: Rc::new(toks), pos: 0, macro_depth: depth + 1 });
+                continue;
+            }
+            self.la.push_back(t);
+        }
+        Ok(())
+    }
+
+    pub fn peek(&mut self) -> Result<&Tok> {
+        self.fill(0)?;
+        Ok(&self.la[0].tok)
+    }
+
+    pub fn peek_n(&mut self, n: usize) -> Result<&Tok> {
+        self.fill(n)?;
+        Ok(&self.la[n].tok)
+    }
+
+    pub fn peek_tok(&mut self) -> Result<&Token> {
+        self.fill(0)?;
+        Ok(&self.la[0])
+    }
+
+    pub fn span(&mut self) -> Result<Span> {
+        self.fill(0)?;
+        Ok(self.la[0].span)
+    }
+
+    pub fn next(&mut self) -> Result<Token> {
+        self.fill(0)?;
+        Ok(self.la.pop_front().expect("filled"))
+    }
+
+    fn peek_word(&mut self) -> Result<Option<String>> {
+        Ok(match self.peek()? {
+            Tok::Word(w) => Some(w.clone()),
+            _ => None,
+        })
+    }
+
+    fn is_word(&mut self, w: &str) -> Result<bool> {
+        Ok(matches!(self.peek()?, Tok::Word(x) if x == w))
+    }
+
+    fn is_word_n(&mut self, n: usize, w: &str) -> Result<bool> {
+        Ok(matches!(self.peek_n(n)?, Tok::Word(x) if x == w))
+    }
+
+    fn eat_word(&mut self, w: &str) -> Result<bool> {
+        if self.is_word(w)? {
+            self.next()?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn eat(&mut self, t: &Tok) -> Result<bool> {
+        if self.peek()? == t {
+            self.next()?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    pub fn unexpected<T>(&mut self, want: &str) -> Result<T> {
+        let t = self.peek_tok()?.clone();
+        let what = t.tok.describe();
+        let msg = if want.is_empty() { format!("syntax error, unexpected {what}") } else { format!("syntax error, unexpected {what}, expecting {want}") };
+        Err(Error::new(t.span, msg))
+    }
+
+    fn expect(&mut self, t: &Tok, want: &str) -> Result<Token> {
+        if self.peek()? == t {
+            self.next()
+        } else {
+            self.unexpected(want)
+        }
+    }
+
+    fn expect_word(&mut self, w: &str) -> Result<Token> {
+        if self.is_word(w)? {
+            self.next()
+        } else {
+            self.unexpected(w)
+        }
+    }
+
+    /// A name: a word or a quoted string.
+    pub fn ident(&mut self, what: &str) -> Result<(String, Span)> {
+        let t = self.peek_tok()?.clone();
+        match t.tok {
+            Tok::Word(w) => {
+                self.next()?;
+                Ok((w, t.span))
+            }
+            Tok::Str(s) => {
+                self.next()?;
+                Ok((s, t.span))
+            }
+            _ => self.unexpected(what),
+        }
+    }
+
+    fn number(&mut self, what: &str) -> Result<(u64, Span)> {
+        let t = self.peek_tok()?.clone();
+        if let Tok::Word(w) = &t.tok {
+            if let Some(n) = parse_u64(w) {
+                self.next()?;
+                return Ok((n, t.span));
+            }
+        }
+        self.unexpected(what)
+    }
+
+    fn string_arg(&mut self, what: &str) -> Result<String> {
+        Ok(self.ident(what)?.0)
+    }
+
+    fn skip_newlines(&mut self) -> Result<()> {
+        while matches!(self.peek()?, Tok::Newline) {
+            self.next()?;
+        }
+        Ok(())
+    }
+
+    fn skip_seps(&mut self) -> Result<()> {
+        while matches!(self.peek()?, Tok::Newline | Tok::Semi) {
+            self.next()?;
+        }
+        Ok(())
+    }
+
+    fn end_of_stmt(&mut self) -> Result<()> {
+        match self.peek()? {
+            Tok::Newline | Tok::Semi => {
+                self.next()?;
+                Ok(())
+            }
+            Tok::RBrace | Tok::Eof => Ok(()),
+            _ => self.unexpected("newline"),
+        }
+    }
+
+    fn enter(&mut self) -> Result<()> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            let sp = self.span()?;
+            return Err(Error::new(sp, "too many nested blocks or expressions"));
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.nesting -= 1;
+    }
+
+    // ---- top level -----------------------------------------------------------------------
+
+    pub fn parse_all(&mut self) -> Result<Vec<Cmd>> {
+        let mut cmds = Vec::new();
+        loop {
+            self.skip_seps()?;
+            if matches!(self.peek()?, Tok::Eof) {
+                break;
+            }
+            self.top_cmd(&mut cmds)?;
+            cmds.append(&mut self.pending);
+        }
+        Ok(cmds)
+    }
+
+    fn top_cmd(&mut self, out: &mut Vec<Cmd>) -> Result<()> {
+        let t = self.peek_tok()?.clone();
+        let Tok::Word(w) = &t.tok else { return self.unexpected("command") };
+        match w.as_str() {
+            "define" | "redefine" => {
+                self.next()?;
+                self.define(w == "redefine")
+            }
+            "undefine" => {
+                self.next()?;
+                let (name, sp) = self.ident("identifier")?;
+                if self.scopes.last_mut().and_then(|s| s.remove(&name)).is_none() {
+                    return Err(Error::new(sp, format!("undefined symbol '{name}'")));
+                }
+                self.end_of_stmt()
+            }
+            "include" => {
+                self.next()?;
+                self.include()
+            }
+            "add" | "create" | "insert" | "replace" | "delete" | "destroy" | "flush" | "reset" | "list" => {
+                self.next()?;
+                let verb = match w.as_str() {
+                    "add" => Verb::Add,
+                    "create" => Verb::Create,
+                    "insert" => Verb::Insert,
+                    "replace" => Verb::Replace,
+                    "delete" => Verb::Delete,
+                    "destroy" => Verb::Destroy,
+                    "flush" => Verb::Flush,
+                    "reset" => Verb::Reset,
+                    _ => Verb::List,
+                };
+                self.verb_cmd(verb, out)?;
+                self.end_of_stmt()
+            }
+            "rename" => {
+                self.next()?;
+                self.expect_word("chain")?;
+                let table = self.table_ref()?;
+                let (from, sp) = self.ident("chain name")?;
+                let (to, _) = self.ident("new name")?;
+                out.push(Cmd::RenameChain { table, from, to, span: sp });
+                self.end_of_stmt()
+            }
+            "describe" | "monitor" | "export" | "import" => {
+                // Not ruleset changes: skip to the end of the line.
+                while !matches!(self.peek()?, Tok::Newline | Tok::Semi | Tok::Eof) {
+                    self.next()?;
+                }
+                out.push(Cmd::Noop);
+                Ok(())
+            }
+            "table" | "chain" | "rule" | "set" | "map" | "element" | "flowtable" | "counter" | "quota" | "ct" | "limit" | "secmark" | "synproxy" => {
+                self.verb_cmd(Verb::Add, out)?;
+                self.end_of_stmt()
+            }
+            _ => self.unexpected("command"),
+        }
+    }
+
+    fn define(&mut self, redefine: bool) -> Result<()> {
+        let (name, sp) = self.ident("identifier")?;
+        self.expect(&Tok::Eq, "'='")?;
+        let mut toks = Vec::new();
+        let mut depth = 0i32;
+        loop {
+            let t = self.peek_tok()?.clone();
+            match t.tok {
+                Tok::Eof => break,
+                Tok::Newline | Tok::Semi if depth == 0 => break,
+                Tok::RBrace if depth == 0 => break,
+                Tok::LBrace | Tok::LParen | Tok::LBracket => depth += 1,
+                Tok::RBrace | Tok::RParen | Tok::RBracket => depth -= 1,
+                Tok::Newline => {
+                    self.next()?;
+                    continue;
+                }
+                _ => {}
+            }
+            toks.push(self.next()?);
+        }
+        if toks.is_empty() {
+            return self.unexpected("value");
+        }
+        let scope = self.scopes.last_mut().expect("scope");
+        if !redefine && scope.contains_key(&name) {
+            // nft allows shadowing in inner scopes but not redefining in the same one
+            return Err(Error::new(sp, format!("redefinition of symbol '{name}'")));
+        }
+        scope.insert(name, Rc::new(toks));
+        self.end_of_stmt()
+    }
+
+    fn include(&mut self) -> Result<()> {
+        let t = self.next()?;
+        let Tok::Str(path) = t.tok else { return Err(Error::new(t.span, "syntax error, unexpected token, expecting quoted string")) };
+        if self.include_depth >= MAX_INCLUDE_DEPTH {
+            return Err(Error::new(t.span, "Include nested too deeply, max 16 levels"));
+        }
+        let base = self.srcmap.files.get(t.span.file as usize).map(|f| f.name.clone()).unwrap_or_default();
+        let files = resolve_include(&path, Path::new(&base), &self.include_dirs).map_err(|m| Error::new(t.span, m))?;
+        // included files go in reverse so the first one is parsed first
+        let rest: Vec<Token> = self.la.drain(..).collect();
+        if !rest.is_empty() {
+            let depth = self.frames.last().map(|f| f.macro_depth).unwrap_or(0);
+            self.frames.push(Frame { toks: Rc::new(rest), pos: 0, macro_depth: depth });
+        }
+        for f in files.into_iter().rev() {
+            let text = std::fs::read_to_string(&f).map_err(|e| Error::new(t.span, format!("Could not process include of {}: {e}", f.display())))?;
+            let id = self.srcmap.add(f.display().to_string(), text.clone());
+            let toks = lex(id, &text).map_err(|e| Error::new(e.span, e.msg))?;
+            let mut toks: Vec<Token> = toks.into_iter().filter(|t| t.tok != Tok::Eof).collect();
+            toks.push(Token { tok: Tok::Newline, span: t.span, space_before: true });
+            self.frames.push(Frame { toks: Rc::new(toks), pos: 0, macro_depth: 0 });
+        }
+        self.include_depth += 1;
+        Ok(())
+    }
+
+    fn family_opt(&mut self) -> Result<Option<Family>> {
+        if let Some(w) = self.peek_word()? {
+            if let Some(f) = Family::parse(&w) {
+                // `table ip` alone would be a table named "ip"; the family applies when another
+                // identifier follows.
+                if matches!(self.peek_n(1)?, Tok::Word(_) | Tok::Str(_)) {
+                    self.next()?;
+                    return Ok(Some(f));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn table_ref(&mut self) -> Result<TableRef> {
+        let fam = self.family_opt()?.unwrap_or(Family::Ip);
+        let (name, span) = self.ident("table name")?;
+        Ok(TableRef { family: fam, name, span })
+    }
+
+    fn verb_cmd(&mut self, verb: Verb, out: &mut Vec<Cmd>) -> Result<()> {
+        let t = self.peek_tok()?.clone();
+        let Tok::Word(obj) = &t.tok else { return self.unexpected("object") };
+        let obj = obj.clone();
+        if verb == Verb::List || (verb == Verb::Reset && !matches!(obj.as_str(), "rule" | "element")) {
+            while !matches!(self.peek()?, Tok::Newline | Tok::Semi | Tok::Eof) {
+                self.next()?;
+            }
+            out.push(Cmd::Noop);
+            return Ok(());
+        }
+        self.next()?;
+        match obj.as_str() {
+            "ruleset" => {
+                if verb != Verb::Flush {
+                    return Err(Error::new(t.span, "syntax error, unexpected ruleset"));
+                }
+                let _ = self.family_opt_alone()?;
+                out.push(Cmd::ByName { verb, what: "ruleset".into(), table: None, name: None, handle: None, span: t.span });
+                Ok(())
+            }
+            "table" => {
+                if matches!(verb, Verb::Delete | Verb::Destroy) && self.handle_follows_table()? {
+                    let fam = self.family_opt_alone()?.unwrap_or(Family::Ip);
+                    self.expect_word("handle")?;
+                    let (h, sp) = self.number("handle")?;
+                    out.push(Cmd::ByName { verb, what: "table".into(), table: Some(TableRef { family: fam, name: String::new(), span: sp }), name: None, handle: Some(h), span: sp });
+                    return Ok(());
+                }
+                let table = self.table_ref()?;
+                match verb {
+                    Verb::Add | Verb::Create => {
+                        let mut flags = vec![];
+                        let mut comment = None;
+                        let has_block = matches!(self.peek()?, Tok::LBrace);
+                        if has_block {
+                            out.push(Cmd::Table { verb: verb.clone(), table: table.clone(), flags: vec![], comment: None });
+                            self.table_block(&table, out, &mut flags, &mut comment)?;
+                            // apply flags/comment set inside the block
+                            if let Some(Cmd::Table { flags: f, comment: c, .. }) = out.iter_mut().rev().find(|c| matches!(c, Cmd::Table { table: tr, .. } if *tr == table)) {
+                                *f = flags;
+                                *c = comment;
+                            }
+                        } else {
+                            out.push(Cmd::Table { verb, table, flags, comment });
+                        }
+                        Ok(())
+                    }
+                    _ => {
+                        out.push(Cmd::ByName { verb, what: "table".into(), table: Some(table.clone()), name: None, handle: None, span: table.span });
+                        Ok(())
+                    }
+                }
+            }
+            "chain" => {
+                let table = self.table_ref()?;
+                if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
+                    self.next()?;
+                    let (h, sp) = self.number("handle")?;
+                    out.push(Cmd::ByName { verb, what: "chain".into(), table: Some(table), name: None, handle: Some(h), span: sp });
+                    return Ok(());
+                }
+                let (name, span) = self.ident("chain name")?;
+                match verb {
+                    Verb::Add | Verb::Create => {
+                        let mut chain = Chain { name, hook: None, comment: None, rules: vec![], handle: 0, span };
+                        if matches!(self.peek()?, Tok::LBrace) {
+                            self.chain_block(&table, &mut chain, out)?;
+                        }
+                        out.push(Cmd::Chain { verb, table, chain });
+                        Ok(())
+                    }
+                    _ => {
+                        out.push(Cmd::ByName { verb, what: "chain".into(), table: Some(table), name: Some(name), handle: None, span });
+                        Ok(())
+                    }
+                }
+            }
+            "rule" => {
+                let table = self.table_ref()?;
+                let (chain, _) = self.ident("chain name")?;
+                let mut pos = RulePos::End;
+                if self.is_word("handle")? || self.is_word("position")? || self.is_word("index")? {
+                    let kw = self.next()?;
+                    let (n, _) = self.number("number")?;
+                    pos = if matches!(&kw.tok, Tok::Word(w) if w == "index") { RulePos::Index(n) } else { RulePos::Handle(n) };
+                }
+                if matches!(verb, Verb::Delete | Verb::Destroy) {
+                    let sp = self.span()?;
+                    out.push(Cmd::ByName { verb, what: "rule".into(), table: Some(table), name: Some(chain), handle: match pos { RulePos::Handle(h) => Some(h), _ => None }, span: sp });
+                    return Ok(());
+                }
+                let rule = self.rule(&table)?;
+                out.push(Cmd::Rule { verb, table, chain, pos, rule });
+                Ok(())
+            }
+            "set" | "map" => {
+                let table = self.table_ref()?;
+                if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
+                    self.next()?;
+                    let (h, sp) = self.number("handle")?;
+                    out.push(Cmd::ByName { verb, what: obj.clone(), table: Some(table), name: None, handle: Some(h), span: sp });
+                    return Ok(());
+                }
+                let (name, span) = self.ident("set name")?;
+                match verb {
+                    Verb::Add | Verb::Create => {
+                        let mut set = Set { name, is_map: obj == "map", span, ..Default::default() };
+                        if matches!(self.peek()?, Tok::LBrace) {
+                            self.set_block(&mut set)?;
+                        }
+                        out.push(Cmd::Set { verb, table, set });
+                        Ok(())
+                    }
+                    _ => {
+                        out.push(Cmd::ByName { verb, what: obj.clone(), table: Some(table), name: Some(name), handle: None, span });
+                        Ok(())
+                    }
+                }
+            }
+            "element" => {
+                let table = self.table_ref()?;
+                let (set, span) = self.ident("set name")?;
+                let sp = self.span()?;
+                let e = self.set_expr()?;
+                let ExprKind::Set(elems) = e.kind else { return Err(Error::new(sp, "syntax error, expecting '{'")) };
+                out.push(Cmd::Element { verb, table, set, elems, span });
+                Ok(())
+            }
+            "flowtable" => {
+                let table = self.table_ref()?;
+                if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
+                    self.next()?;
+                    let (h, sp) = self.number("handle")?;
+                    out.push(Cmd::ByName { verb, what: obj.clone(), table: Some(table), name: None, handle: Some(h), span: sp });
+                    return Ok(());
+                }
+                let (name, span) = self.ident("flowtable name")?;
+                let mut ft = Flowtable { name, span, ..Default::default() };
+                if matches!(self.peek()?, Tok::LBrace) {
+                    self.flowtable_block(&mut ft)?;
+                }
+                out.push(Cmd::Flowtable { verb, table, ft });
+                Ok(())
+            }
+            "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "counters" | "quotas" | "limits" => {
+                let kind = if obj == "ct" {
+                    let (k, sp) = self.ident("helper, timeout or expectation")?;
+                    if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
+                        return Err(Error::new(sp, format!("syntax error, unexpected {k}")));
+                    }
+                    format!("ct {k}")
+                } else {
+                    obj.trim_end_matches('s').to_string()
+                };
+                let table = self.table_ref()?;
+                if matches!(verb, Verb::Delete | Verb::Destroy | Verb::Reset) && self.is_word("handle")? {
+                    self.next()?;
+                    let (h, sp) = self.number("handle")?;
+                    out.push(Cmd::ByName { verb, what: kind, table: Some(table), name: None, handle: Some(h), span: sp });
+                    return Ok(());
+                }
+                let (name, span) = self.ident("object name")?;
+                match verb {
+                    Verb::Add | Verb::Create => {
+                        let block = matches!(self.peek()?, Tok::LBrace);
+                        let obj = self.obj_body(&kind, name, span, block)?;
+                        out.push(Cmd::Obj { verb, table, obj });
+                    }
+                    _ => out.push(Cmd::ByName { verb, what: kind, table: Some(table), name: Some(name), handle: None, span }),
+                }
+                Ok(())
+            }
+            _ => Err(Error::new(t.span, format!("syntax error, unexpected {obj}"))),
+        }
+    }
+
+    fn handle_follows_table(&mut self) -> Result<bool> {
+        Ok(self.is_word("handle")? || self.is_word_n(1, "handle")?)
+    }
+
+    fn family_opt_alone(&mut self) -> Result<Option<Family>> {
+        if let Some(w) = self.peek_word()? {
+            if let Some(f) = Family::parse(&w) {
+                self.next()?;
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
+
+    // ---- blocks --------------------------------------------------------------------------
+
+    fn table_block(&mut self, table: &TableRef, out: &mut Vec<Cmd>, flags: &mut Vec<String>, comment: &mut Option<String>) -> Result<()> {
+        self.expect(&Tok::LBrace, "'{'")?;
+        self.enter()?;
+        self.scopes.push(HashMap::new());
+        loop {
+            self.skip_seps()?;
+            let t = self.peek_tok()?.clone();
+            let w = match &t.tok {
+                Tok::RBrace => {
+                    self.next()?;
+                    break;
+                }
+                Tok::Word(w) => w.clone(),
+                _ => return self.unexpected("table object"),
+            };
+            match w.as_str() {
+                "define" | "redefine" => {
+                    self.next()?;
+                    self.define(w == "redefine")?;
+                }
+                "undefine" => {
+                    self.next()?;
+                    let (name, sp) = self.ident("identifier")?;
+                    if self.scopes.iter_mut().rev().find_map(|s| s.remove(&name)).is_none() {
+                        return Err(Error::new(sp, format!("undefined symbol '{name}'")));
+                    }
+                }
+                "include" => {
+                    self.next()?;
+                    self.include()?;
+                }
+                "flags" => {
+                    self.next()?;
+                    loop {
+                        let (f, sp) = self.ident("table flag")?;
+                        if !matches!(f.as_str(), "dormant" | "owner" | "persist") {
+                            return Err(Error::new(sp, format!("unknown table option {f}")));
+                        }
+                        if !flags.contains(&f) {
+                            flags.push(f);
+                        }
+                        if !self.eat(&Tok::Comma)? {
+                            break;
+                        }
+                    }
+                    self.end_of_stmt()?;
+                }
+                "comment" => {
+                    self.next()?;
+                    *comment = Some(self.comment_str()?);
+                    self.end_of_stmt()?;
+                }
+                "chain" => {
+                    self.next()?;
+                    let (name, span) = self.ident("chain name")?;
+                    let mut chain = Chain { name, hook: None, comment: None, rules: vec![], handle: 0, span };
+                    let mut rules = vec![];
+                    self.chain_block(table, &mut chain, &mut rules)?;
+                    out.push(Cmd::Chain { verb: Verb::Add, table: table.clone(), chain });
+                    out.append(&mut rules);
+                    out.append(&mut self.pending);
+                }
+                "set" | "map" => {
+                    self.next()?;
+                    let (name, span) = self.ident("set name")?;
+                    let mut set = Set { name, is_map: w == "map", span, ..Default::default() };
+                    self.set_block(&mut set)?;
+                    out.push(Cmd::Set { verb: Verb::Add, table: table.clone(), set });
+                }
+                "flowtable" => {
+                    self.next()?;
+                    let (name, span) = self.ident("flowtable name")?;
+                    let mut ft = Flowtable { name, span, ..Default::default() };
+                    self.flowtable_block(&mut ft)?;
+                    out.push(Cmd::Flowtable { verb: Verb::Add, table: table.clone(), ft });
+                }
+                "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" => {
+                    self.next()?;
+                    let kind = if w == "ct" {
+                        let (k, sp) = self.ident("helper, timeout or expectation")?;
+                        if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
+                            return Err(Error::new(sp, format!("syntax error, unexpected {k}")));
+                        }
+                        format!("ct {k}")
+                    } else {
+                        w.clone()
+                    };
+                    let (name, span) = self.ident("object name")?;
+                    let obj = self.obj_body(&kind, name, span, true)?;
+                    out.push(Cmd::Obj { verb: Verb::Add, table: table.clone(), obj });
+                }
+                _ => return self.unexpected("table object"),
+            }
+        }
+        self.scopes.pop();
+        self.leave();
+        Ok(())
+    }
+
+    fn comment_str(&mut self) -> Result<String> {
+        let t = self.peek_tok()?.clone();
+        match t.tok {
+            Tok::Str(s) | Tok::Word(s) => {
+                self.next()?;
+                if s.len() > 128 {
+                    return Err(Error::new(t.span, "comment too long (128 bytes max)"));
+                }
+                Ok(s)
+            }
+            _ => self.unexpected("string"),
+        }
+    }
+
+    fn chain_block(&mut self, table: &TableRef, chain: &mut Chain, out: &mut Vec<Cmd>) -> Result<()> {
+        self.expect(&Tok::LBrace, "'{'")?;
+        self.enter()?;
+        self.scopes.push(HashMap::new());
+        loop {
+            self.skip_seps()?;
+            let t = self.peek_tok()?.clone();
+            match &t.tok {
+                Tok::RBrace => {
+                    self.next()?;
+                    break;
+                }
+                Tok::Word(w) if w == "type" && chain.hook.is_none() && chain.rules.is_empty() => {
+                    self.next()?;
+                    let hook = self.hook_spec(t.span)?;
+                    chain.hook = Some(hook);
+                    self.end_of_stmt()?;
+                }
+                Tok::Word(w) if w == "policy" && self.peek_policy_value()? => {
+                    self.next()?;
+                    let (p, sp) = self.ident("policy")?;
+                    let p = p.to_ascii_lowercase();
+                    if p != "accept" && p != "drop" {
+                        return Err(Error::new(sp, format!("Could not parse policy: {p}")));
+                    }
+                    match &mut chain.hook {
+                        Some(h) => h.policy = Some(p),
+                        None => return Err(Error::new(sp, "policy is only valid on base chains")),
+                    }
+                    self.end_of_stmt()?;
+                }
+                Tok::Word(w) if w == "comment" && matches!(self.peek_n(1)?, Tok::Str(_)) && matches!(self.peek_n(2)?, Tok::Newline | Tok::Semi | Tok::RBrace) => {
+                    self.next()?;
+                    chain.comment = Some(self.comment_str()?);
+                    self.end_of_stmt()?;
+                }
+                Tok::Word(w) if w == "devices" && matches!(self.peek_n(1)?, Tok::Eq) => {
+                    self.next()?;
+                    self.next()?;
+                    let devs = self.device_list()?;
+                    if let Some(h) = &mut chain.hook {
+                        h.devices = devs;
+                    }
+                    self.end_of_stmt()?;
+                }
+                Tok::Word(w) if w == "define" || w == "redefine" => {
+                    self.next()?;
+                    self.define(w == "redefine")?;
+                }
+                Tok::Word(w) if w == "include" => {
+                    self.next()?;
+                    self.include()?;
+                }
+                _ => {
+                    let rule = self.rule(table)?;
+                    out.push(Cmd::Rule { verb: Verb::Add, table: table.clone(), chain: chain.name.clone(), pos: RulePos::End, rule });
+                    out.append(&mut self.pending);
+                    self.end_of_stmt()?;
+                }
+            }
+        }
+        self.scopes.pop();
+        self.leave();
+        Ok(())
+    }
+
+    fn peek_policy_value(&mut self) -> Result<bool> {
+        Ok(matches!(self.peek_n(1)?, Tok::Word(_)) && matches!(self.peek_n(2)?, Tok::Newline | Tok::Semi | Tok::RBrace))
+    }
+
+    fn hook_spec(&mut self, span: Span) -> Result<Hook> {
+        let (kind, ksp) = self.ident("chain type")?;
+        if !matches!(kind.as_str(), "filter" | "nat" | "route") {
+            return Err(Error::new(ksp, format!("unknown chain type {kind}")));
+        }
+        self.expect_word("hook")?;
+        let (hook, _) = self.ident("hook")?;
+        let mut devices = vec![];
+        if self.eat_word("device")? {
+            devices = self.device_list()?;
+        } else if self.is_word("devices")? {
+            self.next()?;
+            self.expect(&Tok::Eq, "'='")?;
+            devices = self.device_list()?;
+        }
+        self.expect_word("priority")?;
+        let prio = self.prio()?;
+        let mut policy = None;
+        if matches!(self.peek()?, Tok::Semi) && self.is_word_n(1, "policy")? {
+            self.next()?;
+            self.next()?;
+            let (p, sp) = self.ident("policy")?;
+            let p = p.to_ascii_lowercase();
+            if p != "accept" && p != "drop" {
+                return Err(Error::new(sp, format!("Could not parse policy: {p}")));
+            }
+            policy = Some(p);
+        }
+        Ok(Hook { kind, hook, prio, devices, policy, span })
+    }
+
+    fn device_list(&mut self) -> Result<Vec<String>> {
+        let mut devs = vec![];
+        if self.eat(&Tok::LBrace)? {
+            loop {
+                self.skip_newlines()?;
+                if self.eat(&Tok::RBrace)? {
+                    break;
+                }
+                let (d, _) = self.ident("device name")?;
+                devs.push(d);
+                self.skip_newlines()?;
+                if !self.eat(&Tok::Comma)? {
+                    self.skip_newlines()?;
+                    self.expect(&Tok::RBrace, "'}'")?;
+                    break;
+                }
+            }
+        } else {
+            devs.push(self.ident("device name")?.0);
+        }
+        Ok(devs)
+    }
+
+    fn prio(&mut self) -> Result<Prio> {
+        let neg = self.eat(&Tok::Dash)?;
+        let t = self.next()?;
+        let base = match &t.tok {
+            Tok::Word(w) => w.clone(),
+            Tok::Str(s) => s.clone(),
+            _ => return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting priority", t.tok.describe()))),
+        };
+        if let Some(n) = parse_i64(&base) {
+            let v = if neg { -n } else { n };
+            if v < i32::MIN as i64 || v > i32::MAX as i64 {
+                return Err(Error::new(t.span, "priority value out of range"));
+            }
+            return Ok(Prio::Num(v as i32));
+        }
+        if neg {
+            return Err(Error::new(t.span, format!("'{base}' is not a valid priority")));
+        }
+        // `srcnat + 10`, `filter - 5`, also written `filter-5`? nft needs spaces.
+        let mut off = 0i64;
+        if matches!(self.peek()?, Tok::Plus | Tok::Dash) {
+            let sign = if self.next()?.tok == Tok::Plus { 1 } else { -1 };
+            let (n, _) = self.number("number")?;
+            off = sign * n as i64;
+        }
+        Ok(Prio::Named(base, off as i32))
+    }
+
+    fn set_block(&mut self, set: &mut Set) -> Result<()> {
+        self.expect(&Tok::LBrace, "'{'")?;
+        self.enter()?;
+        loop {
+            self.skip_seps()?;
+            let t = self.peek_tok()?.clone();
+            let w = match &t.tok {
+                Tok::RBrace => {
+                    self.next()?;
+                    break;
+                }
+                Tok::Word(w) => w.clone(),
+                _ => return self.unexpected("set option"),
+            };
+            self.next()?;
+            match w.as_str() {
+                "type" => {
+                    let mut types = vec![self.type_name()?];
+                    while self.eat(&Tok::Dot)? {
+                        types.push(self.type_name()?);
+                    }
+                    set.key = Some(KeySpec::Types(types));
+                    if self.eat(&Tok::Colon)? {
+                        if set.is_map {
+                            let (k, sp) = self.ident("data type")?;
+                            if matches!(k.as_str(), "counter" | "quota" | "limit" | "secmark" | "synproxy") {
+                                set.obj_map = Some(k);
+                            } else if k == "ct" {
+                                let (k2, _) = self.ident("helper")?;
+                                set.obj_map = Some(format!("ct {k2}"));
+                            } else if k == "interval" {
+                                let mut types = vec![self.type_name()?];
+                                while self.eat(&Tok::Dot)? {
+                                    types.push(self.type_name()?);
+                                }
+                                set.data = Some(KeySpec::Types(types));
+                                if !set.flags.contains(&"interval".to_string()) {
+                                    set.flags.push("interval".into());
+                                }
+                            } else {
+                                let mut types = vec![k];
+                                while self.eat(&Tok::Dot)? {
+                                    types.push(self.type_name()?);
+                                }
+                                let _ = sp;
+                                set.data = Some(KeySpec::Types(types));
+                            }
+                        } else {
+                            return Err(Error::new(t.span, "set definition has conflicting key (map declared as set?)"));
+                        }
+                    }
+                }
+                "typeof" => {
+                    let e = self.typeof_expr()?;
+                    set.key = Some(KeySpec::Typeof(e));
+                    if self.eat(&Tok::Colon)? {
+                        if self.is_word("verdict")? {
+                            self.next()?;
+                            set.data = Some(KeySpec::Types(vec!["verdict".into()]));
+                        } else if self.is_word("interval")? {
+                            self.next()?;
+                            set.data = Some(KeySpec::Typeof(self.typeof_expr()?));
+                            if !set.flags.contains(&"interval".to_string()) {
+                                set.flags.push("interval".into());
+                            }
+                        } else {
+                            set.data = Some(KeySpec::Typeof(self.typeof_expr()?));
+                        }
+                    }
+                }
+                "flags" => loop {
+                    let (f, sp) = self.ident("set flag")?;
+                    if !matches!(f.as_str(), "constant" | "interval" | "timeout" | "dynamic" | "eval") {
+                        return Err(Error::new(sp, format!("syntax error, unexpected {f}")));
+                    }
+                    if !set.flags.contains(&f) {
+                        set.flags.push(f);
+                    }
+                    if !self.eat(&Tok::Comma)? {
+                        break;
+                    }
+                },
+                "timeout" => set.timeout = Some(self.time_arg()?),
+                "gc-interval" => set.gc_interval = Some(self.time_arg()?),
+                "size" => set.size = Some(self.number("size")?.0),
+                "policy" => {
+                    let (p, sp) = self.ident("policy")?;
+                    if p != "performance" && p != "memory" {
+                        return Err(Error::new(sp, format!("syntax error, unexpected {p}")));
+                    }
+                    set.policy = Some(p);
+                }
+                "auto-merge" => set.auto_merge = true,
+                "comment" => set.comment = Some(self.comment_str()?),
+                "elements" => {
+                    self.expect(&Tok::Eq, "'='")?;
+                    let sp = self.span()?;
+                    let e = self.set_expr()?;
+                    match e.kind {
+                        ExprKind::Set(els) => set.elements.extend(els),
+                        _ => return Err(Error::new(sp, "syntax error, expecting '{'")),
+                    }
+                }
+                "counter" | "quota" | "limit" | "last" => {
+                    // per-element statements: `counter`, `quota 10 mbytes`...
+                    let st = self.stmt_after_kw(&w, t.span)?;
+                    set.stmts.push(st);
+                }
+                _ => return Err(Error::new(t.span, format!("syntax error, unexpected {w}"))),
+            }
+            self.end_of_stmt()?;
+        }
+        self.leave();
+        Ok(())
+    }
+
+    fn type_name(&mut self) -> Result<String> {
+        let (n, _) = self.ident("type")?;
+        Ok(n)
+    }
+
+    fn typeof_expr(&mut self) -> Result<Expr> {
+        let first = self.primary(Mode::Lhs)?;
+        let mut items = vec![first];
+        while matches!(self.peek()?, Tok::Dot) {
+            self.next()?;
+            items.push(self.primary(Mode::Lhs)?);
+        }
+        if items.len() == 1 {
+            Ok(items.pop().expect("one"))
+        } else {
+            let sp = items[0].span.to(items[items.len() - 1].span);
+            Ok(Expr::new(ExprKind::Concat(items), sp))
+        }
+    }
+
+    fn time_arg(&mut self) -> Result<u64> {
+        let t = self.next()?;
+        let text = match &t.tok {
+            Tok::Word(w) => w.clone(),
+            Tok::Str(s) => s.clone(),
+            _ => return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting time", t.tok.describe()))),
+        };
+        parse_time_ms(&text).ok_or_else(|| Error::new(t.span, format!("Wrong time format, expecting: 1d2h3m4s5ms ({text})")))
+    }
+
+    fn flowtable_block(&mut self, ft: &mut Flowtable) -> Result<()> {
+        self.expect(&Tok::LBrace, "'{'")?;
+        self.enter()?;
+        loop {
+            self.skip_seps()?;
+            let t = self.peek_tok()?.clone();
+            let w = match &t.tok {
+                Tok::RBrace => {
+                    self.next()?;
+                    break;
+                }
+                Tok::Word(w) => w.clone(),
+                _ => return self.unexpected("flowtable option"),
+            };
+            self.next()?;
+            match w.as_str() {
+                "hook" => {
+                    let (h, _) = self.ident("hook")?;
+                    ft.hook = Some(h);
+                    self.expect_word("priority")?;
+                    ft.prio = Some(self.prio()?);
+                }
+                "devices" => {
+                    self.expect(&Tok::Eq, "'='")?;
+                    ft.devices = self.device_list()?;
+                }
+                "counter" => ft.counter = true,
+                "flags" => loop {
+                    let (f, sp) = self.ident("flowtable flag")?;
+                    if f != "offload" {
+                        return Err(Error::new(sp, format!("syntax error, unexpected {f}")));
+                    }
+                    ft.offload = true;
+                    if !self.eat(&Tok::Comma)? {
+                        break;
+                    }
+                },
+                _ => return Err(Error::new(t.span, format!("syntax error, unexpected {w}"))),
+            }
+            self.end_of_stmt()?;
+        }
+        self.leave();
+        Ok(())
+    }
+
+    fn obj_body(&mut self, kind: &str, name: String, span: Span, block: bool) -> Result<Obj> {
+        let mut comment = None;
+        let body;
+        if block {
+            self.expect(&Tok::LBrace, "'{'")?;
+            self.enter()?;
+        }
+        let mut fields: Vec<(String, u64)> = vec![];
+        self.skip_seps()?;
+        if block && self.is_word("comment")? {
+            self.next()?;
+            comment = Some(self.comment_str()?);
+            self.skip_seps()?;
+        }
+        match kind {
+            "counter" => {
+                let mut packets = 0;
+                let mut bytes = 0;
+                while !matches!(self.peek()?, Tok::RBrace | Tok::Eof) && block {
+                    self.skip_seps()?;
+                    if self.eat_word("packets")? {
+                        packets = self.number("number")?.0;
+                    } else if self.eat_word("bytes")? {
+                        bytes = self.number("number")?.0;
+                    } else if self.eat_word("comment")? {
+                        comment = Some(self.comment_str()?);
+                    } else if matches!(self.peek()?, Tok::RBrace) {
+                        break;
+                    } else {
+                        return self.unexpected("packets or bytes");
+                    }
+                    self.skip_seps()?;
+                }
+                body = ObjBody::Counter { packets, bytes };
+            }
+            "quota" => {
+                let over = self.eat_word("over")? || self.eat_word("until")? && false;
+                let (bytes, used) = self.quota_amounts()?;
+                body = ObjBody::Quota { over, bytes, used };
+            }
+            "limit" => {
+                let l = self.limit_body()?;
+                body = ObjBody::Limit(l);
+            }
+            "secmark" => {
+                let s = self.string_arg("secmark context")?;
+                body = ObjBody::Secmark(s);
+            }
+            "synproxy" => {
+                let (mss, wscale, flags) = self.synproxy_args()?;
+                body = ObjBody::Synproxy { mss: mss.unwrap_or(0), wscale: wscale.unwrap_or(0), flags };
+            }
+            "ct helper" => {
+                let mut hname = String::new();
+                let mut proto = String::new();
+                let mut l3 = None;
+                while !matches!(self.peek()?, Tok::RBrace | Tok::Eof) {
+                    self.skip_seps()?;
+                    if self.eat_word("type")? {
+                        hname = self.string_arg("helper name")?;
+                        self.expect_word("protocol")?;
+                        proto = self.string_arg("protocol")?;
+                    } else if self.eat_word("l3proto")? {
+                        l3 = Some(self.string_arg("family")?);
+                    } else if self.eat_word("comment")? {
+                        comment = Some(self.comment_str()?);
+                    } else if matches!(self.peek()?, Tok::RBrace) {
+                        break;
+                    } else {
+                        return self.unexpected("type");
+                    }
+                    self.skip_seps()?;
+                }
+                body = ObjBody::CtHelper { name: hname, proto, l3proto: l3 };
+            }
+            "ct timeout" => {
+                let mut proto = String::new();
+                let mut l3 = None;
+                let mut policy = vec![];
+                while !matches!(self.peek()?, Tok::RBrace | Tok::Eof) {
+                    self.skip_seps()?;
+                    if self.eat_word("protocol")? {
+                        proto = self.string_arg("protocol")?;
+                    } else if self.eat_word("l3proto")? {
+                        l3 = Some(self.string_arg("family")?);
+                    } else if self.eat_word("policy")? {
+                        self.expect(&Tok::Eq, "'='")?;
+                        self.expect(&Tok::LBrace, "'{'")?;
+                        loop {
+                            self.skip_newlines()?;
+                            if self.eat(&Tok::RBrace)? {
+                                break;
+                            }
+                            let (st, _) = self.ident("state")?;
+                            self.expect(&Tok::Colon, "':'")?;
+                            let v = self.time_arg()?;
+                            policy.push((st, v / 1000));
+                            self.skip_newlines()?;
+                            if !self.eat(&Tok::Comma)? {
+                                self.skip_newlines()?;
+                                self.expect(&Tok::RBrace, "'}'")?;
+                                break;
+                            }
+                        }
+                    } else if self.eat_word("comment")? {
+                        comment = Some(self.comment_str()?);
+                    } else if matches!(self.peek()?, Tok::RBrace) {
+                        break;
+                    } else {
+                        return self.unexpected("protocol");
+                    }
+                    self.skip_seps()?;
+                }
+                body = ObjBody::CtTimeout { proto, l3proto: l3, policy };
+            }
+            "ct expectation" => {
+                let mut proto = String::new();
+                let mut l3 = None;
+                while !matches!(self.peek()?, Tok::RBrace | Tok::Eof) {
+                    self.skip_seps()?;
+                    let t = self.peek_tok()?.clone();
+                    if self.eat_word("protocol")? {
+                        proto = self.string_arg("protocol")?;
+                    } else if self.eat_word("l3proto")? {
+                        l3 = Some(self.string_arg("family")?);
+                    } else if self.eat_word("dport")? {
+                        fields.push(("dport".into(), self.number("port")?.0));
+                    } else if self.eat_word("timeout")? {
+                        fields.push(("timeout".into(), self.time_arg()?));
+                    } else if self.eat_word("size")? {
+                        fields.push(("size".into(), self.number("size")?.0));
+                    } else if self.eat_word("comment")? {
+                        comment = Some(self.comment_str()?);
+                    } else if matches!(t.tok, Tok::RBrace) {
+                        break;
+                    } else {
+                        return self.unexpected("protocol");
+                    }
+                    self.skip_seps()?;
+                }
+                let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| *v).unwrap_or(0);
+                body = ObjBody::CtExpect { proto, dport: get("dport") as u32, timeout: get("timeout"), size: get("size") as u32, l3proto: l3 };
+            }
+            _ => return Err(Error::new(span, format!("unknown object type {kind}"))),
+        }
+        if block {
+            self.skip_seps()?;
+            if self.is_word("comment")? {
+                self.next()?;
+                comment = Some(self.comment_str()?);
+                self.skip_seps()?;
+            }
+            self.expect(&Tok::RBrace, "'}'")?;
+            self.leave();
+        }
+        Ok(Obj { kind: kind.to_string(), name, body, comment, handle: 0, span })
+    }
+
+    fn quota_amounts(&mut self) -> Result<(u64, u64)> {
+        let bytes = self.byte_amount()?;
+        let mut used = 0;
+        if self.eat_word("used")? {
+            used = self.byte_amount()?;
+        }
+        Ok((bytes, used))
+    }
+
+    /// `25 mbytes`, `25mbytes`, `1024 bytes`
+    fn byte_amount(&mut self) -> Result<u64> {
+        let t = self.next()?;
+        let Tok::Word(w) = &t.tok else { return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting number", t.tok.describe()))) };
+        let (num, unit) = split_num_unit(w);
+        let n = parse_u64(num).ok_or_else(|| Error::new(t.span, format!("syntax error, unexpected {w}")))?;
+        let unit = if unit.is_empty() {
+            match self.peek()? {
+                Tok::Word(u) if byte_unit(u).is_some() => {
+                    let u = u.clone();
+                    self.next()?;
+                    u
+                }
+                _ => return self.unexpected("bytes unit"),
+            }
+        } else {
+            unit.to_string()
+        };
+        let mult = byte_unit(&unit).ok_or_else(|| Error::new(t.span, format!("Wrong unit format, expecting bytes, kbytes or mbytes ({unit})")))?;
+        n.checked_mul(mult).ok_or_else(|| Error::new(t.span, "value out of range"))
+    }
+
+    // ---- rules and statements ------------------------------------------------------------
+
+    pub fn rule(&mut self, table: &TableRef) -> Result<Rule> {
+        let start = self.span()?;
+        let mut stmts = Vec::new();
+        let mut comment = None;
+        loop {
+            let t = self.peek_tok()?.clone();
+            if is_keyword_end(&t.tok) {
+                break;
+            }
+            if let Tok::Word(w) = &t.tok {
+                if w == "comment" {
+                    self.next()?;
+                    comment = Some(self.comment_str()?);
+                    continue;
+                }
+            }
+            let st = self.stmt(table)?;
+            stmts.push(st);
+        }
+        let end = self.span()?;
+        if stmts.is_empty() && comment.is_none() {
+            return self.unexpected("rule");
+        }
+        Ok(Rule { stmts, comment, span: start.to(Span { file: start.file, lo: start.lo, hi: end.lo.max(start.lo) }), handle: 0 })
+    }
+
+    fn stmt(&mut self, table: &TableRef) -> Result<Stmt> {
+        let t = self.peek_tok()?.clone();
+        let w = match &t.tok {
+            Tok::Word(w) => w.clone(),
+            Tok::At(_) | Tok::LParen | Tok::Str(_) | Tok::LBrace => String::new(),
+            _ => return self.unexpected("statement"),
+        };
+        match w.as_str() {
+            "accept" | "drop" | "continue" | "return" => {
+                self.next()?;
+                let v = match w.as_str() {
+                    "accept" => Verdict::Accept,
+                    "drop" => Verdict::Drop,
+                    "continue" => Verdict::Continue,
+                    _ => Verdict::Return,
+                };
+                Ok(Stmt { kind: StmtKind::Verdict(v), span: t.span })
+            }
+            "jump" | "goto" => {
+                self.next()?;
+                if matches!(self.peek()?, Tok::LBrace) {
+                    // an anonymous chain
+                    let name = format!("__chain{}", self.anon_chains);
+                    self.anon_chains += 1;
+                    let mut chain = Chain { name: name.clone(), hook: None, comment: None, rules: vec![], handle: 0, span: t.span };
+                    let mut rules = vec![];
+                    self.chain_block(table, &mut chain, &mut rules)?;
+                    self.pending.push(Cmd::Chain { verb: Verb::Add, table: table.clone(), chain });
+                    self.pending.append(&mut rules);
+                    let v = if w == "jump" { Verdict::Jump(name) } else { Verdict::Goto(name) };
+                    return Ok(Stmt { kind: StmtKind::Verdict(v), span: t.span });
+                }
+                let (c, sp) = self.ident("chain name")?;
+                let v = if w == "jump" { Verdict::Jump(c) } else { Verdict::Goto(c) };
+                Ok(Stmt { kind: StmtKind::Verdict(v), span: t.span.to(sp) })
+            }
+            "counter" | "limit" | "quota" | "log" | "reject" | "snat" | "dnat" | "masquerade" | "redirect" | "notrack" | "flow" | "queue" | "dup" | "fwd" | "tproxy" | "synproxy" | "last" => {
+                if w == "flow" && !self.is_word_n(1, "add")? && !self.is_word_n(1, "offload")? && !matches!(self.peek_n(1)?, Tok::At(_)) {
+                    // `flow` may not start anything else
+                    return self.unexpected("add");
+                }
+                self.next()?;
+                self.stmt_after_kw(&w, t.span)
+            }
+            "add" | "update" | "delete" if matches!(self.peek_n(1)?, Tok::At(_)) => {
+                self.next()?;
+                let op = match w.as_str() {
+                    "add" => SetOp::Add,
+                    "update" => SetOp::Update,
+                    _ => SetOp::Delete,
+                };
+                let at = self.next()?;
+                let Tok::At(set) = at.tok else { unreachable!() };
+                self.expect(&Tok::LBrace, "'{'")?;
+                let key = self.expr(Mode::Stmt)?;
+                let mut stmts = vec![];
+                let mut data = None;
+                loop {
+                    let t2 = self.peek_tok()?.clone();
+                    match &t2.tok {
+                        Tok::RBrace => {
+                            self.next()?;
+                            break;
+                        }
+                        Tok::Colon => {
+                            self.next()?;
+                            data = Some(self.expr(Mode::Stmt)?);
+                        }
+                        Tok::Word(kw) if matches!(kw.as_str(), "counter" | "limit" | "quota" | "last" | "ct") => {
+                            let kw = kw.clone();
+                            self.next()?;
+                            if kw == "ct" {
+                                // `ct count over 2`
+                                self.expect_word("count")?;
+                                let over = self.eat_word("over")?;
+                                let (n, _) = self.number("number")?;
+                                stmts.push(Stmt { kind: StmtKind::Connlimit { over, count: n as u32 }, span: t2.span });
+                            } else {
+                                stmts.push(self.stmt_after_kw(&kw, t2.span)?);
+                            }
+                        }
+                        _ => return self.unexpected("'}'"),
+                    }
+                }
+                Ok(Stmt { kind: StmtKind::Dynset { op, set, key, stmts, data }, span: t.span })
+            }
+            "ct" if self.is_word_n(1, "count")? => {
+                self.next()?;
+                self.next()?;
+                let over = self.eat_word("over")?;
+                let (n, _) = self.number("number")?;
+                Ok(Stmt { kind: StmtKind::Connlimit { over, count: n as u32 }, span: t.span })
+            }
+            "ct" if matches!(self.peek_n(1)?, Tok::Word(k) if matches!(k.as_str(), "helper" | "timeout" | "expectation")) && self.is_word_n(2, "set")? => {
+                self.next()?;
+                let (k, _) = self.ident("key")?;
+                self.next()?;
+                let name = self.expr(Mode::Stmt)?;
+                Ok(Stmt { kind: StmtKind::ObjRef { kind: format!("ct {k}"), name }, span: t.span })
+            }
+            "meta" if self.is_word_n(1, "secmark")? && self.is_word_n(2, "set")? && false => unreachable!(),
+            _ => self.match_or_set(),
+        }
+    }
+
+    /// Statements that begin with a keyword, the keyword already consumed.
+    fn stmt_after_kw(&mut self, w: &str, span: Span) -> Result<Stmt> {
+        let kind = match w {
+            "counter" => {
+                if self.eat_word("name")? {
+                    let name = self.expr(Mode::Stmt)?;
+                    StmtKind::ObjRef { kind: "counter".into(), name }
+                } else {
+                    let mut packets = 0;
+                    let mut bytes = 0;
+                    loop {
+                        if self.is_word("packets")? && matches!(self.peek_n(1)?, Tok::Word(n) if parse_u64(n).is_some()) {
+                            self.next()?;
+                            packets = self.number("number")?.0;
+                        } else if self.is_word("bytes")? && matches!(self.peek_n(1)?, Tok::Word(n) if parse_u64(n).is_some()) {
+                            self.next()?;
+                            bytes = self.number("number")?.0;
+                        } else {
+                            break;
+                        }
+                    }
+                    StmtKind::Counter { packets, bytes }
+                }
+            }
+            "limit" => {
+                if self.eat_word("name")? {
+                    let name = self.expr(Mode::Stmt)?;
+                    StmtKind::ObjRef { kind: "limit".into(), name }
+                } else {
+                    StmtKind::Limit(self.limit_body()?)
+                }
+            }
+            "quota" => {
+                if self.eat_word("name")? {
+                    let name = self.expr(Mode::Stmt)?;
+                    StmtKind::ObjRef { kind: "quota".into(), name }
+                } else {
+                    let over = if self.eat_word("over")? { true } else { self.eat_word("until")?; false };
+                    let (bytes, used) = self.quota_amounts()?;
+                    StmtKind::Quota { over, bytes, used }
+                }
+            }
+            "last" => {
+                let mut used = None;
+                if self.eat_word("used")? {
+                    if self.eat_word("never")? {
+                        used = None;
+                    } else {
+                        used = Some(self.time_arg()?);
+                    }
+                }
+                StmtKind::Last { used }
+            }
+            "log" => StmtKind::Log(self.log_body()?),
+            "reject" => self.reject_body()?,
+            "snat" | "dnat" | "masquerade" | "redirect" => self.nat_body(w)?,
+            "notrack" => StmtKind::Notrack,
+            "flow" => {
+                if !self.eat_word("add")? {
+                    self.eat_word("offload")?;
+                }
+                let t = self.next()?;
+                let Tok::At(name) = t.tok else { return Err(Error::new(t.span, "syntax error, expecting flowtable reference (@name)")) };
+                StmtKind::FlowAdd(name)
+            }
+            "queue" => self.queue_body()?,
+            "dup" => {
+                let mut addr = None;
+                let mut dev = None;
+                if self.eat_word("to")? {
+                    addr = Some(self.expr(Mode::Stmt)?);
+                }
+                if self.eat_word("device")? {
+                    dev = Some(self.expr(Mode::Stmt)?);
+                }
+                StmtKind::Dup { addr, dev }
+            }
+            "fwd" => {
+                let mut family = None;
+                if self.is_word("ip")? || self.is_word("ip6")? {
+                    family = Some(self.next()?.tok.text());
+                }
+                self.expect_word("to")?;
+                let first = self.expr(Mode::Stmt)?;
+                if self.eat_word("device")? {
+                    let dev = self.expr(Mode::Stmt)?;
+                    StmtKind::Fwd { family, addr: Some(first), dev }
+                } else {
+                    StmtKind::Fwd { family, addr: None, dev: first }
+                }
+            }
+            "tproxy" => {
+                let mut family = None;
+                if self.is_word("ip")? || self.is_word("ip6")? {
+                    family = Some(self.next()?.tok.text());
+                }
+                self.expect_word("to")?;
+                let (addr, port) = self.addr_port()?;
+                StmtKind::Tproxy { family, addr, port }
+            }
+            "synproxy" => {
+                if self.eat_word("name")? {
+                    let name = self.expr(Mode::Stmt)?;
+                    StmtKind::ObjRef { kind: "synproxy".into(), name }
+                } else {
+                    let (mss, wscale, flags) = self.synproxy_args()?;
+                    StmtKind::Synproxy { mss, wscale, flags }
+                }
+            }
+            _ => return Err(Error::new(span, format!("syntax error, unexpected {w}"))),
+        };
+        Ok(Stmt { kind, span })
+    }
+
+    fn synproxy_args(&mut self) -> Result<(Option<u32>, Option<u32>, Vec<String>)> {
+        let mut mss = None;
+        let mut wscale = None;
+        let mut flags = vec![];
+        loop {
+            self.skip_seps_in_block()?;
+            if self.eat_word("mss")? {
+                mss = Some(self.number("number")?.0 as u32);
+            } else if self.eat_word("wscale")? {
+                wscale = Some(self.number("number")?.0 as u32);
+            } else if self.is_word("timestamp")? || self.is_word("sack-perm")? {
+                let f = self.next()?.tok.text();
+                if !flags.contains(&f) {
+                    flags.push(f);
+                }
+            } else {
+                break;
+            }
+        }
+        Ok((mss, wscale, flags))
+    }
+
+    fn skip_seps_in_block(&mut self) -> Result<()> {
+        // inside `synproxy foo { mss 1460; wscale 7 }` separators may appear between options
+        if self.nesting > 0 {
+            while matches!(self.peek()?, Tok::Semi | Tok::Newline) && matches!(self.peek_n(1)?, Tok::Word(_) | Tok::Semi | Tok::Newline) {
+                let keep = matches!(self.peek_n(1)?, Tok::Word(w) if matches!(w.as_str(), "mss" | "wscale" | "timestamp" | "sack-perm"));
+                if !keep {
+                    break;
+                }
+                self.next()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn limit_body(&mut self) -> Result<LimitStmt> {
+        self.expect_word("rate")?;
+        let over = if self.eat_word("over")? {
+            true
+        } else {
+            self.eat_word("until")?;
+            false
+        };
+        // The rate: `400/minute`, `1025bytes/second`, `1 kbytes / second`, `10 mbytes/second`.
+        let t = self.next()?;
+        let Tok::Word(w) = &t.tok else { return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting number", t.tok.describe()))) };
+        let mut text = w.clone();
+        // gather `N [unit] / period` from the following tokens while they continue the rate
+        loop {
+            match self.peek()?.clone() {
+                Tok::Slash => {
+                    self.next()?;
+                    text.push('/');
+                }
+                Tok::Word(x) if text.ends_with('/') || (byte_unit(&x).is_some() && !text.contains('/')) => {
+                    self.next()?;
+                    text.push_str(&x);
+                }
+                _ => break,
+            }
+        }
+        let (num_unit, period) = text.split_once('/').ok_or_else(|| Error::new(t.span, format!("syntax error, unexpected {text}, expecting '/'")))?;
+        let (num, unit) = split_num_unit(num_unit);
+        let rate = parse_u64(num).ok_or_else(|| Error::new(t.span, format!("syntax error, unexpected {num_unit}")))?;
+        let period = match period {
+            "second" | "minute" | "hour" | "day" | "week" => period.to_string(),
+            _ => return Err(Error::new(t.span, format!("Wrong time format, expecting second, minute, hour, day or week ({period})"))),
+        };
+        let (rate, bytes) = if unit.is_empty() || unit == "packets" {
+            (rate, false)
+        } else {
+            let m = byte_unit(unit).ok_or_else(|| Error::new(t.span, format!("Wrong rate format, expecting bytes or packets ({unit})")))?;
+            (rate.checked_mul(m).ok_or_else(|| Error::new(t.span, "rate out of range"))?, true)
+        };
+        if rate == 0 {
+            return Err(Error::new(t.span, "limit rate must be > 0"));
+        }
+        let mut burst = None;
+        if self.eat_word("burst")? {
+            let t2 = self.next()?;
+            let Tok::Word(bw) = &t2.tok else { return Err(Error::new(t2.span, "syntax error, expecting number")) };
+            let (bn, bu) = split_num_unit(bw);
+            let n = parse_u64(bn).ok_or_else(|| Error::new(t2.span, format!("syntax error, unexpected {bw}")))?;
+            let bu = if bu.is_empty() {
+                match self.peek()?.clone() {
+                    Tok::Word(u) if u == "packets" || byte_unit(&u).is_some() => {
+                        self.next()?;
+                        u
+                    }
+                    _ => String::new(),
+                }
+            } else {
+                bu.to_string()
+            };
+            let n = if bu.is_empty() || bu == "packets" {
+                if bytes && bu == "packets" {
+                    return Err(Error::new(t2.span, "burst must be in bytes for a byte rate"));
+                }
+                n
+            } else {
+                if !bytes {
+                    return Err(Error::new(t2.span, "syntax error, unexpected bytes unit in packet limit"));
+                }
+                n * byte_unit(&bu).unwrap_or(1)
+            };
+            burst = Some(n);
+        }
+        Ok(LimitStmt { over, rate, unit: period, bytes, burst })
+    }
+
+    fn log_body(&mut self) -> Result<LogStmt> {
+        let mut l = LogStmt::default();
+        loop {
+            let Some(w) = self.peek_word()? else { break };
+            match w.as_str() {
+                "prefix" => {
+                    self.next()?;
+                    let t = self.next()?;
+                    let e = match t.tok {
+                        Tok::Str(s) => Expr::new(ExprKind::Quoted(s), t.span),
+                        Tok::Word(s) => Expr::new(ExprKind::Quoted(s), t.span),
+                        _ => return Err(Error::new(t.span, "syntax error, expecting string")),
+                    };
+                    l.prefix = Some(e);
+                }
+                "group" => {
+                    self.next()?;
+                    l.group = Some(self.number("number")?.0 as u32);
+                }
+                "snaplen" => {
+                    self.next()?;
+                    l.snaplen = Some(self.number("number")?.0 as u32);
+                }
+                "queue-threshold" => {
+                    self.next()?;
+                    l.queue_threshold = Some(self.number("number")?.0 as u32);
+                }
+                "level" => {
+                    self.next()?;
+                    let (lv, sp) = self.ident("level")?;
+                    if !matches!(lv.as_str(), "emerg" | "alert" | "crit" | "err" | "warn" | "notice" | "info" | "debug" | "audit") {
+                        return Err(Error::new(sp, format!("invalid log level: {lv}")));
+                    }
+                    l.level = Some(lv);
+                }
+                "flags" => {
+                    self.next()?;
+                    let (f, sp) = self.ident("log flag")?;
+                    match f.as_str() {
+                        "tcp" => {
+                            let (x, sp2) = self.ident("sequence or options")?;
+                            let mut items = vec![x];
+                            while self.eat(&Tok::Comma)? {
+                                items.push(self.ident("options")?.0);
+                            }
+                            for x in items {
+                                match x.as_str() {
+                                    "sequence" => push_flag(&mut l.flags, "tcp sequence"),
+                                    "options" => push_flag(&mut l.flags, "tcp options"),
+                                    _ => return Err(Error::new(sp2, format!("syntax error, unexpected {x}"))),
+                                }
+                            }
+                        }
+                        "ip" => {
+                            self.expect_word("options")?;
+                            push_flag(&mut l.flags, "ip options");
+                        }
+                        "skuid" => push_flag(&mut l.flags, "skuid"),
+                        "ether" => push_flag(&mut l.flags, "ether"),
+                        "all" => push_flag(&mut l.flags, "all"),
+                        _ => return Err(Error::new(sp, format!("syntax error, unexpected {f}"))),
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(l)
+    }
+
+    fn reject_body(&mut self) -> Result<StmtKind> {
+        if !self.eat_word("with")? {
+            return Ok(StmtKind::Reject(RejectKind::Default));
+        }
+        let (w, sp) = self.ident("icmp, icmpv6, icmpx or tcp")?;
+        match w.as_str() {
+            "tcp" => {
+                self.expect_word("reset")?;
+                Ok(StmtKind::Reject(RejectKind::TcpReset))
+            }
+            "icmp" | "icmpv6" | "icmp6" | "icmpx" => {
+                self.eat_word("type")?;
+                let code = self.primary(Mode::Rhs)?;
+                let family = if w == "icmp6" { "icmpv6".to_string() } else { w };
+                Ok(StmtKind::Reject(RejectKind::Icmp { family, code }))
+            }
+            _ => Err(Error::new(sp, format!("syntax error, unexpected {w}"))),
+        }
+    }
+
+    fn nat_body(&mut self, w: &str) -> Result<StmtKind> {
+        let kind = match w {
+            "snat" => NatKind::Snat,
+            "dnat" => NatKind::Dnat,
+            "masquerade" => NatKind::Masquerade,
+            _ => NatKind::Redirect,
+        };
+        let mut family = None;
+        if matches!(kind, NatKind::Snat | NatKind::Dnat) && (self.is_word("ip")? || self.is_word("ip6")?) && (self.is_word_n(1, "to")? || self.is_word_n(1, "prefix")? || self.is_word_n(1, "addr")?) {
+            family = Some(self.next()?.tok.text());
+        }
+        let mut addr = None;
+        let mut port = None;
+        let mut prefix = false;
+        if self.eat_word("prefix")? {
+            prefix = true;
+        }
+        if self.eat_word("to")? {
+            match kind {
+                NatKind::Masquerade | NatKind::Redirect => {
+                    // `to :port` or `to port`
+                    self.eat(&Tok::Colon)?;
+                    port = Some(self.expr(Mode::Stmt)?);
+                }
+                _ => {
+                    let (a, p) = self.addr_port()?;
+                    addr = a;
+                    port = p;
+                }
+            }
+        }
+        let mut flags = vec![];
+        loop {
+            let Some(f) = self.peek_word()? else { break };
+            if matches!(f.as_str(), "random" | "fully-random" | "persistent" | "netmap") {
+                self.next()?;
+                if !flags.contains(&f) {
+                    flags.push(f);
+                }
+                if !self.eat(&Tok::Comma)? {
+                    continue;
+                }
+            } else {
+                break;
+            }
+        }
+        Ok(StmtKind::Nat(NatStmt { kind, family, addr, port, prefix, flags }))
+    }
+
+    /// `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `:80`, `ip saddr map { ... }`, `10.0.0.1-10.0.0.5:80-90`
+    fn addr_port(&mut self) -> Result<(Option<Expr>, Option<Expr>)> {
+        if self.eat(&Tok::Colon)? {
+            let p = self.expr(Mode::Stmt)?;
+            return Ok((None, Some(p)));
+        }
+        if matches!(self.peek()?, Tok::LBracket) {
+            self.next()?;
+            let a = self.expr(Mode::Stmt)?;
+            self.expect(&Tok::RBracket, "']'")?;
+            let mut p = None;
+            if self.eat(&Tok::Colon)? {
+                p = Some(self.expr(Mode::Stmt)?);
+            }
+            return Ok((Some(a), p));
+        }
+        let a = self.expr(Mode::Stmt)?;
+        let mut p = None;
+        if self.eat(&Tok::Colon)? {
+            p = Some(self.expr(Mode::Stmt)?);
+        }
+        Ok((Some(a), p))
+    }
+
+    fn queue_body(&mut self) -> Result<StmtKind> {
+        let mut num = None;
+        let mut flags = vec![];
+        loop {
+            if self.eat_word("num")? || self.eat_word("to")? {
+                num = Some(self.expr(Mode::Stmt)?);
+            } else if self.eat_word("flags")? {
+                loop {
+                    let (f, sp) = self.ident("queue flag")?;
+                    if f != "bypass" && f != "fanout" {
+                        return Err(Error::new(sp, format!("syntax error, unexpected {f}")));
+                    }
+                    if !flags.contains(&f) {
+                        flags.push(f);
+                    }
+                    if !self.eat(&Tok::Comma)? {
+                        break;
+                    }
+                }
+            } else if self.is_word("bypass")? || self.is_word("fanout")? {
+                let f = self.next()?.tok.text();
+                if !flags.contains(&f) {
+                    flags.push(f);
+                }
+                self.eat(&Tok::Comma)?;
+            } else {
+                break;
+            }
+        }
+        Ok(StmtKind::Queue { num, flags })
+    }
+
+    /// A statement that starts with an expression: a match (`tcp dport 22`), a mangle
+    /// (`meta mark set 1`), or a verdict map (`tcp dport vmap { ... }`).
+    fn match_or_set(&mut self) -> Result<Stmt> {
+        let left = self.expr(Mode::Lhs)?;
+        let span = left.span;
+        if self.is_word("set")? {
+            self.next()?;
+            let value = self.expr(Mode::Stmt)?;
+            let sp = span.to(value.span);
+            return Ok(Stmt { kind: StmtKind::Set { key: left, value }, span: sp });
+        }
+        if self.is_word("vmap")? {
+            self.next()?;
+            let map = self.map_rhs()?;
+            let sp = span.to(map.span);
+            return Ok(Stmt { kind: StmtKind::Vmap { key: left, map }, span: sp });
+        }
+        // `ct mark set` style words like `ct helper "ftp"` are matches; operators:
+        let op = match self.peek()?.clone() {
+            Tok::EqEq => Some(RelOp::Eq),
+            Tok::Ne => Some(RelOp::Ne),
+            Tok::Lt => Some(RelOp::Lt),
+            Tok::Gt => Some(RelOp::Gt),
+            Tok::Le => Some(RelOp::Le),
+            Tok::Ge => Some(RelOp::Ge),
+            Tok::Word(w) => match w.as_str() {
+                "eq" => Some(RelOp::Eq),
+                "ne" => Some(RelOp::Ne),
+                "lt" => Some(RelOp::Lt),
+                "gt" => Some(RelOp::Gt),
+                "le" => Some(RelOp::Le),
+                "ge" => Some(RelOp::Ge),
+                _ => None,
+            },
+            _ => None,
+        };
+        let op = match op {
+            Some(o) => {
+                self.next()?;
+                o
+            }
+            None => {
+                if is_keyword_end(self.peek()?) {
+                    return Err(Error::new(span, "syntax error, expression has no comparison (missing value?)"));
+                }
+                RelOp::Implicit
+            }
+        };
+        let right = self.rhs_expr()?;
+        let sp = span.to(right.span);
+        Ok(Stmt { kind: StmtKind::Match { left, op, right }, span: sp })
+    }
+
+    fn map_rhs(&mut self) -> Result<Expr> {
+        let t = self.peek_tok()?.clone();
+        match t.tok {
+            Tok::At(n) => {
+                self.next()?;
+                Ok(Expr::new(ExprKind::SetRef(n), t.span))
+            }
+            Tok::LBrace => self.set_expr(),
+            _ => self.unexpected("'{' or '@'"),
+        }
+    }
+
+    /// Right-hand side of a relational: a value, list, range, prefix, set, or set reference.
+    fn rhs_expr(&mut self) -> Result<Expr> {
+        let first = self.expr(Mode::Rhs)?;
+        // `ct state established,related`, `tcp flags syn,ack`
+        if matches!(self.peek()?, Tok::Comma) && !matches!(first.kind, ExprKind::Set(_) | ExprKind::SetRef(_)) {
+            let mut items = vec![first];
+            while self.eat(&Tok::Comma)? {
+                items.push(self.expr(Mode::Rhs)?);
+            }
+            let sp = items[0].span.to(items[items.len() - 1].span);
+            return Ok(Expr::new(ExprKind::List(items), sp));
+        }
+        Ok(first)
+    }
+
+    // ---- expressions ---------------------------------------------------------------------
+
+    /// A full expression: concatenations of binary-op chains of primaries, with an optional
+    /// `map`.
+    pub fn expr(&mut self, mode: Mode) -> Result<Expr> {
+        self.enter()?;
+        let r = self.expr_inner(mode);
+        self.leave();
+        r
+    }
+
+    fn expr_inner(&mut self, mode: Mode) -> Result<Expr> {
+        let first = self.or_expr(mode)?;
+        let mut e = if matches!(self.peek()?, Tok::Dot) {
+            let mut items = vec![first];
+            while self.eat(&Tok::Dot)? {
+                items.push(self.or_expr(mode)?);
+            }
+            let sp = items[0].span.to(items[items.len() - 1].span);
+            Expr::new(ExprKind::Concat(items), sp)
+        } else {
+            first
+        };
+        if mode != Mode::Rhs && self.is_word("map")? {
+            self.next()?;
+            let m = self.map_rhs()?;
+            let sp = e.span.to(m.span);
+            e = Expr::new(ExprKind::Map(Box::new(e), Box::new(m)), sp);
+        }
+        Ok(e)
+    }
+
+    fn or_expr(&mut self, mode: Mode) -> Result<Expr> {
+        let mut l = self.xor_expr(mode)?;
+        loop {
+            if matches!(self.peek()?, Tok::Pipe) || self.is_word("or")? {
+                self.next()?;
+                let r = self.xor_expr(mode)?;
+                let sp = l.span.to(r.span);
+                l = Expr::new(ExprKind::Binop(BinOp::Or, Box::new(l), Box::new(r)), sp);
+            } else {
+                return Ok(l);
+            }
+        }
+    }
+
+    fn xor_expr(&mut self, mode: Mode) -> Result<Expr> {
+        let mut l = self.and_expr(mode)?;
+        loop {
+            if matches!(self.peek()?, Tok::Caret) || self.is_word("xor")? {
+                self.next()?;
+                let r = self.and_expr(mode)?;
+                let sp = l.span.to(r.span);
+                l = Expr::new(ExprKind::Binop(BinOp::Xor, Box::new(l), Box::new(r)), sp);
+            } else {
+                return Ok(l);
+            }
+        }
+    }
+
+    fn and_expr(&mut self, mode: Mode) -> Result<Expr> {
+        let mut l = self.shift_expr(mode)?;
+        loop {
+            if matches!(self.peek()?, Tok::Amp) || self.is_word("and")? {
+                self.next()?;
+                let r = self.shift_expr(mode)?;
+                let sp = l.span.to(r.span);
+                l = Expr::new(ExprKind::Binop(BinOp::And, Box::new(l), Box::new(r)), sp);
+            } else {
+                return Ok(l);
+            }
+        }
+    }
+
+    fn shift_expr(&mut self, mode: Mode) -> Result<Expr> {
+        let mut l = self.range_expr(mode)?;
+        loop {
+            let op = if matches!(self.peek()?, Tok::Shl) || self.is_word("lshift")? {
+                BinOp::Shl
+            } else if matches!(self.peek()?, Tok::Shr) || self.is_word("rshift")? {
+                BinOp::Shr
+            } else {
+                return Ok(l);
+            };
+            self.next()?;
+            let r = self.range_expr(mode)?;
+            let sp = l.span.to(r.span);
+            l = Expr::new(ExprKind::Binop(op, Box::new(l), Box::new(r)), sp);
+        }
+    }
+
+    /// Values may be followed by `-` (range) or `/` (prefix or mask) with spaces around.
+    fn range_expr(&mut self, mode: Mode) -> Result<Expr> {
+        let l = self.primary(mode)?;
+        if mode == Mode::Lhs {
+            return Ok(l);
+        }
+        match self.peek()? {
+            Tok::Dash => {
+                self.next()?;
+                let r = self.primary(Mode::Rhs)?;
+                let sp = l.span.to(r.span);
+                Ok(Expr::new(ExprKind::Range(Box::new(l), Box::new(r)), sp))
+            }
+            Tok::Slash => {
+                self.next()?;
+                let r = self.primary(Mode::Rhs)?;
+                let sp = l.span.to(r.span);
+                match &r.kind {
+                    ExprKind::Symbol(n) if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() && !matches!(l.kind, ExprKind::Symbol(ref s) if !s.contains(['.', ':'])) => {
+                        let len = n.parse::<u32>().map_err(|_| Error::new(r.span, "prefix length out of range"))?;
+                        Ok(Expr::new(ExprKind::Prefix(Box::new(l), len), sp))
+                    }
+                    _ => {
+                        // `syn / syn,fin,rst`: a value under a mask
+                        let mut rr = r;
+                        if matches!(self.peek()?, Tok::Comma) {
+                            let mut items = vec![rr];
+                            while self.eat(&Tok::Comma)? {
+                                items.push(self.primary(Mode::Rhs)?);
+                            }
+                            let sp2 = items[0].span.to(items[items.len() - 1].span);
+                            rr = Expr::new(ExprKind::List(items), sp2);
+                        }
+                        let sp = l.span.to(rr.span);
+                        Ok(Expr::new(ExprKind::Masked(Box::new(l), Box::new(rr)), sp))
+                    }
+                }
+            }
+            _ => Ok(l),
+        }
+    }
+
+    /// `{ elem, elem : value, ... }`
+    pub fn set_expr(&mut self) -> Result<Expr> {
+        let open = self.expect(&Tok::LBrace, "'{'")?;
+        self.enter()?;
+        let mut elems = Vec::new();
+        loop {
+            self.skip_newlines()?;
+            if matches!(self.peek()?, Tok::RBrace) {
+                break;
+            }
+            let key = self.set_elem_key()?;
+            let key = self.elem_opts(key)?;
+            let e = if matches!(self.peek()?, Tok::Colon) {
+                self.next()?;
+                let v = self.map_value()?;
+                let v = self.elem_opts(v)?;
+                let sp = key.span.to(v.span);
+                Expr::new(ExprKind::Mapping(Box::new(key), Box::new(v)), sp)
+            } else {
+                key
+            };
+            elems.push(e);
+            self.skip_newlines()?;
+            if !self.eat(&Tok::Comma)? {
+                self.skip_newlines()?;
+                break;
+            }
+        }
+        let close = self.expect(&Tok::RBrace, "'}'")?;
+        self.leave();
+        Ok(Expr::new(ExprKind::Set(elems), open.span.to(close.span)))
+    }
+
+    fn set_elem_key(&mut self) -> Result<Expr> {
+        if matches!(self.peek()?, Tok::Star) {
+            let t = self.next()?;
+            return Ok(Expr::new(ExprKind::Wildcard, t.span));
+        }
+        self.expr(Mode::Rhs)
+    }
+
+    fn map_value(&mut self) -> Result<Expr> {
+        let t = self.peek_tok()?.clone();
+        if let Tok::Word(w) = &t.tok {
+            match w.as_str() {
+                "accept" | "drop" | "continue" | "return" => {
+                    self.next()?;
+                    let v = match w.as_str() {
+                        "accept" => Verdict::Accept,
+                        "drop" => Verdict::Drop,
+                        "continue" => Verdict::Continue,
+                        _ => Verdict::Return,
+                    };
+                    return Ok(Expr::new(ExprKind::Verdict(v), t.span));
+                }
+                "jump" | "goto" => {
+                    self.next()?;
+                    let (c, sp) = self.ident("chain name")?;
+                    let v = if w == "jump" { Verdict::Jump(c) } else { Verdict::Goto(c) };
+                    return Ok(Expr::new(ExprKind::Verdict(v), t.span.to(sp)));
+                }
+                _ => {}
+            }
+        }
+        self.expr(Mode::Rhs)
+    }
+
+    fn elem_opts(&mut self, e: Expr) -> Result<Expr> {
+        let mut opts = ElemOpts::default();
+        let mut any = false;
+        loop {
+            let Some(w) = self.peek_word()? else { break };
+            match w.as_str() {
+                "timeout" => {
+                    self.next()?;
+                    opts.timeout = Some(self.time_arg()?);
+                }
+                "expires" => {
+                    self.next()?;
+                    opts.expires = Some(self.time_arg()?);
+                }
+                "comment" => {
+                    self.next()?;
+                    opts.comment = Some(self.comment_str()?);
+                }
+                "counter" | "limit" | "quota" | "last" => {
+                    let t = self.next()?;
+                    opts.stmts.push(self.stmt_after_kw(&w, t.span)?);
+                }
+                _ => break,
+            }
+            any = true;
+        }
+        if !any {
+            return Ok(e);
+        }
+        let sp = e.span;
+        Ok(Expr::new(ExprKind::Elem(Box::new(e), Box::new(opts)), sp))
+    }
+
+    /// One primary expression. In `Rhs` mode words are values; in `Lhs`/`Stmt` mode a word
+    /// that names a selector starts one.
+    pub fn primary(&mut self, mode: Mode) -> Result<Expr> {
+        let t = self.peek_tok()?.clone();
+        match &t.tok {
+            Tok::LParen => {
+                self.next()?;
+                let e = self.expr(mode)?;
+                self.expect(&Tok::RParen, "')'")?;
+                Ok(e)
+            }
+            Tok::LBrace => self.set_expr(),
+            Tok::Str(s) => {
+                self.next()?;
+                Ok(Expr::new(ExprKind::Quoted(s.clone()), t.span))
+            }
+            Tok::At(n) => {
+                self.next()?;
+                if matches!(n.as_str(), "ll" | "nh" | "th" | "ih") && matches!(self.peek()?, Tok::Comma) {
+                    self.next()?;
+                    let (off, _) = self.number("offset")?;
+                    self.expect(&Tok::Comma, "','")?;
+                    let (len, sp) = self.number("length")?;
+                    return Ok(Expr::new(ExprKind::RawPayload { base: n.clone(), offset: off as u32, len: len as u32 }, t.span.to(sp)));
+                }
+                Ok(Expr::new(ExprKind::SetRef(n.clone()), t.span))
+            }
+            Tok::Star => {
+                self.next()?;
+                Ok(Expr::new(ExprKind::Wildcard, t.span))
+            }
+            Tok::Word(w) => {
+                let w = w.clone();
+                if mode != Mode::Rhs {
+                    if let Some(e) = self.selector(&w, t.span)? {
+                        return Ok(e);
+                    }
+                }
+                self.next()?;
+                Ok(Expr::new(ExprKind::Symbol(w), t.span))
+            }
+            _ => self.unexpected("expression"),
+        }
+    }
+
+    /// Parses a selector starting at word `w` if it is one, else returns None (nothing consumed).
+    fn selector(&mut self, w: &str, span: Span) -> Result<Option<Expr>> {
+        let next_word = self.peek_n(1)?.clone();
+        let nw = match &next_word {
+            Tok::Word(x) => Some(x.clone()),
+            _ => None,
+        };
+        let mk = |k: ExprKind, sp: Span| Ok(Some(Expr::new(k, sp)));
+        // payload protocols
+        if is_payload_proto(w) {
+            let Some(f) = nw else { return Ok(None) };
+            if w == "tcp" && f == "option" {
+                self.next()?;
+                self.next()?;
+                let (opt, sp) = self.ident("tcp option")?;
+                let mut field = None;
+                if let Some(x) = self.peek_word()? {
+                    if is_tcpopt_field(&x) {
+                        self.next()?;
+                        field = Some(x);
+                    }
+                }
+                return mk(ExprKind::TcpOpt { opt, field }, span.to(sp));
+            }
+            if w == "ip" && f == "option" {
+                self.next()?;
+                self.next()?;
+                let (opt, sp) = self.ident("ip option")?;
+                let mut field = None;
+                if let Some(x) = self.peek_word()? {
+                    if matches!(x.as_str(), "type" | "length" | "value" | "ptr" | "addr" | "exists" | "missing") && x != "exists" && x != "missing" {
+                        self.next()?;
+                        field = Some(x);
+                    }
+                }
+                return mk(ExprKind::IpOpt { opt, field }, span.to(sp));
+            }
+            if w == "sctp" && f == "chunk" {
+                self.next()?;
+                self.next()?;
+                let (chunk, sp) = self.ident("sctp chunk")?;
+                let mut field = None;
+                if let Some(x) = self.peek_word()? {
+                    if is_sctp_chunk_field(&x) {
+                        self.next()?;
+                        field = Some(x);
+                    }
+                }
+                return mk(ExprKind::SctpChunk { chunk, field }, span.to(sp));
+            }
+            if w == "dccp" && f == "option" {
+                self.next()?;
+                self.next()?;
+                let (n, sp) = self.number("option number")?;
+                return mk(ExprKind::DccpOpt(n as u32), span.to(sp));
+            }
+            if is_payload_field(w, &f) {
+                self.next()?;
+                let ft = self.next()?;
+                return mk(ExprKind::Payload { proto: w.to_string(), field: f }, span.to(ft.span));
+            }
+            return Ok(None);
+        }
+        if is_exthdr(w) {
+            let Some(f) = nw else { return Ok(None) };
+            if is_exthdr_field(w, &f) {
+                self.next()?;
+                let ft = self.next()?;
+                return mk(ExprKind::Exthdr { hdr: w.to_string(), field: f }, span.to(ft.span));
+            }
+            return Ok(None);
+        }
+        match w {
+            "exthdr" => {
+                self.next()?;
+                let (hdr, _) = self.ident("extension header")?;
+                let (f, sp) = self.ident("field")?;
+                // `exthdr hbh exists` -> hdr with no field (presence)
+                if f == "exists" || f == "missing" {
+                    // leave "exists" for the rhs
+                    return Err(Error::new(sp, "exthdr presence checks are written `exthdr NAME exists`"));
+                }
+                mk(ExprKind::Exthdr { hdr, field: f }, span.to(sp))
+            }
+            "meta" => {
+                let Some(k) = nw else { return Ok(None) };
+                if !is_meta_key(&k) {
+                    self.next()?;
+                    let t = self.next()?;
+                    return Err(Error::new(t.span, format!("syntax error, unexpected {}", k)));
+                }
+                self.next()?;
+                let t = self.next()?;
+                mk(ExprKind::Meta(k), span.to(t.span))
+            }
+            _ if is_unqualified_meta(w) => {
+                self.next()?;
+                mk(ExprKind::Meta(w.to_string()), span)
+            }
+            "ct" => {
+                let Some(mut k) = nw else { return Ok(None) };
+                self.next()?;
+                let mut dir = None;
+                let mut family = None;
+                let mut sp = self.next()?.span;
+                if k == "original" || k == "reply" {
+                    dir = Some(k.clone());
+                    let (k2, sp2) = self.ident("ct key")?;
+                    k = k2;
+                    sp = sp2;
+                }
+                if k == "ip" || k == "ip6" {
+                    family = Some(k.clone());
+                    let (k2, sp2) = self.ident("ct key")?;
+                    k = k2;
+                    sp = sp2;
+                }
+                if !is_ct_key(&k) {
+                    return Err(Error::new(sp, format!("syntax error, unexpected {k}")));
+                }
+                mk(ExprKind::Ct { key: k, dir, family }, span.to(sp))
+            }
+            "fib" => {
+                self.next()?;
+                let mut flags = vec![self.ident("fib flag")?.0];
+                while matches!(self.peek()?, Tok::Dot) {
+                    self.next()?;
+                    flags.push(self.ident("fib flag")?.0);
+                }
+                let (result, sp) = self.ident("fib result")?;
+                mk(ExprKind::Fib { flags, result }, span.to(sp))
+            }
+            "rt" => {
+                self.next()?;
+                let mut family = None;
+                if self.is_word("ip")? || self.is_word("ip6")? {
+                    family = Some(self.next()?.tok.text());
+                }
+                let (key, sp) = self.ident("rt key")?;
+                mk(ExprKind::Rt { key, family }, span.to(sp))
+            }
+            "numgen" => {
+                self.next()?;
+                let (m, _) = self.ident("inc or random")?;
+                let random = m == "random";
+                self.expect_word("mod")?;
+                let (modulus, mut sp) = self.number("modulus")?;
+                let mut offset = 0;
+                if self.eat_word("offset")? {
+                    let (o, s) = self.number("offset")?;
+                    offset = o;
+                    sp = s;
+                }
+                mk(ExprKind::Numgen { random, modulus: modulus as u32, offset: offset as u32 }, span.to(sp))
+            }
+            "jhash" | "symhash" => {
+                self.next()?;
+                let sym = w == "symhash";
+                let inner = if sym { None } else { Some(Box::new(self.hash_key()?)) };
+                self.expect_word("mod")?;
+                let (modulus, mut sp) = self.number("modulus")?;
+                let mut seed = None;
+                let mut offset = 0;
+                loop {
+                    if self.eat_word("seed")? {
+                        let (s, s2) = self.number("seed")?;
+                        seed = Some(s as u32);
+                        sp = s2;
+                    } else if self.eat_word("offset")? {
+                        let (o, s2) = self.number("offset")?;
+                        offset = o as u32;
+                        sp = s2;
+                    } else {
+                        break;
+                    }
+                }
+                mk(ExprKind::Hash { expr: inner, modulus: modulus as u32, seed, offset, sym }, span.to(sp))
+            }
+            "socket" => {
+                self.next()?;
+                let (key, mut sp) = self.ident("socket key")?;
+                let mut level = None;
+                if key == "cgroupv2" {
+                    self.expect_word("level")?;
+                    let (l, s) = self.number("level")?;
+                    level = Some(l as u32);
+                    sp = s;
+                }
+                mk(ExprKind::Socket { key, level }, span.to(sp))
+            }
+            "osf" => {
+                self.next()?;
+                let mut ttl = None;
+                if self.eat_word("ttl")? {
+                    ttl = Some(self.ident("ttl mode")?.0);
+                }
+                let (key, sp) = self.ident("name or version")?;
+                mk(ExprKind::Osf { ttl, key }, span.to(sp))
+            }
+            "ipsec" => {
+                self.next()?;
+                let (dir, _) = self.ident("in or out")?;
+                let mut spnum = 0;
+                if self.eat_word("spnum")? {
+                    spnum = self.number("number")?.0 as u32;
+                }
+                let mut family = None;
+                if self.is_word("ip")? || self.is_word("ip6")? {
+                    family = Some(self.next()?.tok.text());
+                }
+                let (key, sp) = self.ident("ipsec key")?;
+                mk(ExprKind::Ipsec { dir, spnum, key, family }, span.to(sp))
+            }
+            "tunnel" => {
+                self.next()?;
+                let (key, sp) = self.ident("tunnel key")?;
+                mk(ExprKind::Tunnel(key), span.to(sp))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn hash_key(&mut self) -> Result<Expr> {
+        let first = self.primary(Mode::Lhs)?;
+        let mut items = vec![first];
+        while matches!(self.peek()?, Tok::Dot) {
+            self.next()?;
+            items.push(self.primary(Mode::Lhs)?);
+        }
+        if items.len() == 1 {
+            return Ok(items.pop().expect("one"));
+        }
+        let sp = items[0].span.to(items[items.len() - 1].span);
+        Ok(Expr::new(ExprKind::Concat(items), sp))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Left of a relational: selectors.
+    Lhs,
+    /// Right of a relational or a set element: values.
+    Rhs,
+    /// Statement arguments (`set` values, NAT addresses): both.
+    Stmt,
+}
+
+fn push_flag(v: &mut Vec<String>, f: &str) {
+    if !v.iter().any(|x| x == f) {
+        v.push(f.to_string());
+    }
+}
+
+// ---- vocabulary ---------------------------------------------------------------------------
+
+pub fn is_payload_proto(w: &str) -> bool {
+    matches!(
+        w,
+        "ether" | "vlan" | "arp" | "ip" | "icmp" | "igmp" | "ip6" | "icmpv6" | "tcp" | "udp" | "udplite" | "sctp" | "dccp" | "ah" | "esp" | "comp" | "th" | "gre" | "gretap" | "vxlan" | "geneve"
+    )
+}
+
+pub fn is_payload_field(proto: &str, f: &str) -> bool {
+    if crate::proto::payload_field(proto, f).is_some() {
+        return true;
+    }
+    // fallback vocabulary until the protocol tables cover everything
+    let fields: &[&str] = match proto {
+        "ether" => &["saddr", "daddr", "type"],
+        "vlan" => &["id", "pcp", "dei", "cfi", "type"],
+        "arp" => &["htype", "ptype", "hlen", "plen", "operation", "saddr", "daddr"],
+        "ip" => &["version", "hdrlength", "dscp", "ecn", "length", "id", "frag-off", "ttl", "protocol", "checksum", "saddr", "daddr"],
+        "icmp" => &["type", "code", "checksum", "id", "sequence", "gateway", "mtu"],
+        "igmp" => &["type", "mrt", "checksum", "group"],
+        "ip6" => &["version", "dscp", "ecn", "flowlabel", "length", "nexthdr", "hoplimit", "saddr", "daddr"],
+        "icmpv6" => &["type", "code", "checksum", "parameter-problem", "mtu", "id", "sequence", "max-delay", "taddr", "daddr"],
+        "tcp" => &["sport", "dport", "sequence", "ackseq", "doff", "reserved", "flags", "window", "checksum", "urgptr"],
+        "udp" | "udplite" => &["sport", "dport", "length", "csumcov", "checksum"],
+        "sctp" => &["sport", "dport", "vtag", "checksum"],
+        "dccp" => &["sport", "dport", "type"],
+        "ah" => &["nexthdr", "hdrlength", "reserved", "spi", "sequence"],
+        "esp" => &["spi", "sequence"],
+        "comp" => &["nexthdr", "flags", "cpi"],
+        "th" => &["sport", "dport"],
+        "gre" => &["flags", "version", "protocol"],
+        "vxlan" => &["flags", "vni"],
+        "geneve" => &["vni", "protocol", "flags"],
+        _ => &[],
+    };
+    fields.contains(&f)
+}
+
+fn is_exthdr(w: &str) -> bool {
+    matches!(w, "hbh" | "rt" | "rt0" | "rt2" | "srh" | "frag" | "dst" | "mh")
+}
+
+fn is_exthdr_field(hdr: &str, f: &str) -> bool {
+    let fields: &[&str] = match hdr {
+        "hbh" | "dst" => &["nexthdr", "hdrlength"],
+        "rt" => &["nexthdr", "hdrlength", "type", "seg-left"],
+        "rt0" => &["addr", "reserved"],
+        "rt2" => &["addr"],
+        "srh" => &["last-entry", "flags", "tag", "sid"],
+        "frag" => &["nexthdr", "reserved", "frag-off", "reserved2", "more-fragments", "id"],
+        "mh" => &["nexthdr", "hdrlength", "type", "reserved", "checksum"],
+        _ => &[],
+    };
+    fields.contains(&f) || (hdr == "rt0" && f.starts_with("addr")) || (hdr == "srh" && f.starts_with("sid"))
+}
+
+fn is_tcpopt_field(f: &str) -> bool {
+    matches!(f, "kind" | "length" | "size" | "count" | "left" | "right" | "tsval" | "tsecr" | "subtype" | "value")
+}
+
+fn is_sctp_chunk_field(f: &str) -> bool {
+    matches!(f, "type" | "flags" | "length" | "tsn" | "stream" | "ssn" | "ppid" | "init-tag" | "a-rwnd" | "num-outbound-streams" | "num-inbound-streams" | "initial-tsn" | "cum-tsn-ack" | "num-gap-ack-blocks" | "num-dup-tsns" | "lowest-tsn" | "seqno" | "new-cum-tsn")
+}
+
+pub fn is_meta_key(k: &str) -> bool {
+    crate::proto::meta_key(k).is_some()
+        || matches!(
+            k,
+            "length" | "nfproto" | "l4proto" | "protocol" | "priority" | "mark" | "iif" | "iifname" | "iiftype" | "oif" | "oifname" | "oiftype" | "skuid" | "skgid" | "nftrace" | "rtclassid" | "ibriport" | "obriport" | "ibrname" | "obrname" | "pkttype" | "cpu" | "iifgroup" | "oifgroup" | "cgroup" | "random" | "ipsec" | "secpath" | "iifkind" | "oifkind" | "ibrpvid" | "ibrvproto" | "time" | "day" | "hour" | "secmark" | "sdif" | "sdifname" | "broute"
+        )
+}
+
+fn is_unqualified_meta(w: &str) -> bool {
+    matches!(
+        w,
+        "mark" | "iif" | "iifname" | "iiftype" | "oif" | "oifname" | "oiftype" | "skuid" | "skgid" | "nftrace" | "rtclassid" | "ibriport" | "obriport" | "ibrname" | "obrname" | "pkttype" | "cpu" | "iifgroup" | "oifgroup" | "cgroup" | "ipsec" | "time" | "day" | "hour"
+    )
+}
+
+fn is_ct_key(k: &str) -> bool {
+    crate::proto::ct_key(k).is_some()
+        || matches!(
+            k,
+            "state" | "direction" | "status" | "mark" | "expiration" | "helper" | "l3proto" | "protocol" | "saddr" | "daddr" | "proto-src" | "proto-dst" | "bytes" | "packets" | "avgpkt" | "zone" | "label" | "event" | "secmark" | "id" | "timeout" | "expectation"
+        )
+}
+
+// ---- small parsers shared with the evaluator ------------------------------------------------
+
+pub fn parse_u64(s: &str) -> Option<u64> {
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()
+    } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn parse_i64(s: &str) -> Option<i64> {
+    parse_u64(s).and_then(|v| i64::try_from(v).ok())
+}
+
+/// `1025bytes` → ("1025", "bytes")
+pub fn split_num_unit(w: &str) -> (&str, &str) {
+    let p = w.find(|c: char| !c.is_ascii_digit()).unwrap_or(w.len());
+    if w.starts_with("0x") {
+        return (w, "");
+    }
+    (&w[..p], &w[p..])
+}
+
+pub fn byte_unit(u: &str) -> Option<u64> {
+    Some(match u {
+        "bytes" => 1,
+        "kbytes" => 1024,
+        "mbytes" => 1024 * 1024,
+        "gbytes" => 1024 * 1024 * 1024,
+        _ => return None,
+    })
+}
+
+/// nft time strings: `1d2h3m4s5ms`, or a plain number of seconds. Milliseconds.
+pub fn parse_time_ms(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<u64>().ok()?.checked_mul(1000);
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: u64 = 0;
+    let mut last_rank = 6;
+    while i < b.len() {
+        let st = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if st == i {
+            return None;
+        }
+        let n: u64 = s[st..i].parse().ok()?;
+        let us = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let (mult, rank) = match &s[us..i] {
+            "d" => (86_400_000, 5),
+            "h" => (3_600_000, 4),
+            "m" => (60_000, 3),
+            "s" => (1000, 2),
+            "ms" => (1, 1),
+            _ => return None,
+        };
+        if rank >= last_rank {
+            return None;
+        }
+        last_rank = rank;
+        total = total.checked_add(n.checked_mul(mult)?)?;
+    }
+    Some(total)
+}
+
+/// Finds the files an `include` names: an absolute path, or relative to the including file's
+/// directory, the current directory, and then the include path. Globs that match nothing are
+/// not an error; a plain path that does not exist is.
+pub fn resolve_include(path: &str, including: &Path, dirs: &[PathBuf]) -> std::result::Result<Vec<PathBuf>, String> {
+    let is_glob = path.contains(['*', '?', '[']);
+    let mut candidates: Vec<PathBuf> = vec![];
+    let p = Path::new(path);
+    if p.is_absolute() {
+        candidates.push(p.to_path_buf());
+    } else {
+        if let Some(d) = including.parent() {
+            candidates.push(d.join(p));
+        }
+        candidates.push(p.to_path_buf());
+        for d in dirs {
+            candidates.push(d.join(p));
+        }
+    }
+    if is_glob {
+        for c in &candidates {
+            let pat = c.to_string_lossy().to_string();
+            if let Ok(paths) = glob::glob(&pat) {
+                let mut v: Vec<PathBuf> = paths.filter_map(|r| r.ok()).filter(|p| p.is_file()).collect();
+                if !v.is_empty() {
+                    v.sort();
+                    return Ok(v);
+                }
+            }
+        }
+        return Ok(vec![]);
+    }
+    for c in &candidates {
+        if c.is_file() {
+            return Ok(vec![c.clone()]);
+        }
+    }
+    Err(format!("File not found: {path}"))
+}

@@ -1,0 +1,779 @@
+//! The listing printer: `nft list ruleset` output of nft 1.1.x, byte for byte.
+
+use std::fmt::Write;
+
+use crate::ast::*;
+use crate::datatype::{Dt, PrintOpts, Val};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListOpts {
+    /// `-s`: no counter values or quota usage.
+    pub stateless: bool,
+    /// Datatype printing options (`-p` etc.).
+    pub dt: PrintOpts,
+}
+
+pub fn ruleset(rs: &Ruleset, o: &ListOpts) -> String {
+    let mut s = String::new();
+    for t in &rs.tables {
+        table(&mut s, t, o);
+    }
+    s
+}
+
+pub fn table(s: &mut String, t: &Table, o: &ListOpts) {
+    let _ = writeln!(s, "table {} {} {{", t.family.name(), t.name);
+    let mut first = true;
+    let mut sep = |s: &mut String, first: &mut bool| {
+        if !*first {
+            s.push('\n');
+        }
+        *first = false;
+    };
+    if !t.flags.is_empty() || t.comment.is_some() {
+        if let Some(c) = &t.comment {
+            let _ = writeln!(s, "\tcomment \"{c}\"");
+        }
+        if !t.flags.is_empty() {
+            let _ = writeln!(s, "\tflags {}", t.flags.join(","));
+        }
+        first = false;
+    }
+    for ob in &t.objs {
+        sep(s, &mut first);
+        obj(s, ob, o);
+    }
+    for st in &t.sets {
+        if st.name.starts_with("__set") {
+            continue;
+        }
+        sep(s, &mut first);
+        set(s, st, t, o);
+    }
+    for ft in &t.flowtables {
+        sep(s, &mut first);
+        flowtable(s, ft, t.family);
+    }
+    for c in &t.chains {
+        sep(s, &mut first);
+        chain(s, c, t, o);
+    }
+    s.push_str("}\n");
+}
+
+const STD_PRIOS: &[(i32, &str)] = &[(-300, "raw"), (-150, "mangle"), (-100, "dstnat"), (0, "filter"), (50, "security"), (100, "srcnat")];
+const BRIDGE_PRIOS: &[(i32, &str)] = &[(-300, "dstnat"), (-200, "filter"), (100, "out"), (300, "srcnat")];
+
+pub fn std_prio_value(family: Family, name: &str) -> Option<i32> {
+    let table = if family == Family::Bridge { BRIDGE_PRIOS } else { STD_PRIOS };
+    table.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+}
+
+fn prio_compat(family: Family, hook: &str, name: &str) -> bool {
+    match family {
+        Family::Arp | Family::Netdev => name == "filter",
+        Family::Bridge => match name {
+            "dstnat" => hook == "prerouting",
+            "srcnat" => hook == "postrouting",
+            "out" => hook == "output",
+            _ => true,
+        },
+        _ => match name {
+            "dstnat" => hook == "prerouting" || hook == "output",
+            "srcnat" => hook == "postrouting" || hook == "input",
+            _ => true,
+        },
+    }
+}
+
+/// A priority as nft prints it: a standard name within ±10 of its value, or the number.
+pub fn prio_str(p: &Prio, family: Family, hook: &str) -> String {
+    let v = match p {
+        Prio::Num(n) => *n,
+        Prio::Named(n, off) => match std_prio_value(family, n) {
+            Some(b) => b + off,
+            None => return if *off == 0 { n.clone() } else { format!("{n} {} {}", if *off < 0 { '-' } else { '+' }, off.abs()) },
+        },
+        Prio::Var(v) => return v.clone(),
+    };
+    let table = if family == Family::Bridge { BRIDGE_PRIOS } else { STD_PRIOS };
+    for (base, name) in table {
+        let off = v - base;
+        if (-10..=10).contains(&off) && prio_compat(family, hook, name) {
+            return match off {
+                0 => name.to_string(),
+                o if o > 0 => format!("{name} + {o}"),
+                o => format!("{name} - {}", -o),
+            };
+        }
+    }
+    v.to_string()
+}
+
+fn quote_list(v: &[String]) -> String {
+    v.iter().map(|d| format!("\"{d}\"")).collect::<Vec<_>>().join(", ")
+}
+
+fn chain(s: &mut String, c: &Chain, t: &Table, o: &ListOpts) {
+    let _ = write!(s, "\tchain {} {{", c.name);
+    if let Some(cm) = &c.comment {
+        let _ = write!(s, "\n\t\tcomment \"{cm}\"");
+    }
+    s.push('\n');
+    if let Some(h) = &c.hook {
+        let _ = write!(s, "\t\ttype {} hook {}", h.kind, h.hook);
+        match h.devices.len() {
+            0 => {}
+            1 => {
+                let _ = write!(s, " device \"{}\"", h.devices[0]);
+            }
+            _ => {
+                let _ = write!(s, " devices = {{ {} }}", quote_list(&h.devices));
+            }
+        }
+        let _ = writeln!(s, " priority {}; policy {};", prio_str(&h.prio, t.family, &h.hook), h.policy.as_deref().unwrap_or("accept"));
+    }
+    for r in &c.rules {
+        s.push_str("\t\t");
+        s.push_str(&rule(r, t.family, o));
+        s.push('\n');
+    }
+    s.push_str("\t}\n");
+}
+
+fn flowtable(s: &mut String, ft: &Flowtable, family: Family) {
+    let _ = writeln!(s, "\tflowtable {} {{", ft.name);
+    if let (Some(h), Some(p)) = (&ft.hook, &ft.prio) {
+        let _ = writeln!(s, "\t\thook {} priority {}", h, prio_str(p, family, h));
+    }
+    if !ft.devices.is_empty() {
+        let _ = writeln!(s, "\t\tdevices = {{ {} }}", quote_list(&ft.devices));
+    }
+    if ft.counter {
+        s.push_str("\t\tcounter\n");
+    }
+    if ft.offload {
+        s.push_str("\t\tflags offload\n");
+    }
+    s.push_str("\t}\n");
+}
+
+pub fn time_str(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, div) in [("d", 86_400_000u64), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        let n = rest / div;
+        rest %= div;
+        if n > 0 {
+            let _ = write!(out, "{n}{unit}");
+        }
+    }
+    out
+}
+
+/// Byte amounts as nft prints them: the largest unit that divides evenly.
+pub fn bytes_str(b: u64) -> (u64, &'static str) {
+    let mut v = b;
+    let mut unit = 0;
+    const UNITS: [&str; 4] = ["bytes", "kbytes", "mbytes", "gbytes"];
+    while v >= 1024 && v % 1024 == 0 && unit < 3 {
+        v /= 1024;
+        unit += 1;
+    }
+    (v, UNITS[unit])
+}
+
+fn obj(s: &mut String, ob: &Obj, o: &ListOpts) {
+    let _ = writeln!(s, "\t{} {} {{", ob.kind, ob.name);
+    if let Some(c) = &ob.comment {
+        let _ = writeln!(s, "\t\tcomment \"{c}\"");
+    }
+    match &ob.body {
+        ObjBody::Counter { packets, bytes } => {
+            if o.stateless {
+                let _ = writeln!(s, "\t\tpackets 0 bytes 0");
+            } else {
+                let _ = writeln!(s, "\t\tpackets {packets} bytes {bytes}");
+            }
+        }
+        ObjBody::Quota { over, bytes, used } => {
+            let (v, u) = bytes_str(*bytes);
+            let _ = write!(s, "\t\t{}{v} {u}", if *over { "over " } else { "" });
+            if *used > 0 && !o.stateless {
+                let (uv, uu) = bytes_str(*used);
+                let _ = write!(s, " used {uv} {uu}");
+            }
+            s.push('\n');
+        }
+        ObjBody::Limit(l) => {
+            let _ = writeln!(s, "\t\t{}", limit_body(l));
+        }
+        ObjBody::CtHelper { name, proto, l3proto } => {
+            let _ = writeln!(s, "\t\ttype \"{name}\" protocol {proto}");
+            let _ = writeln!(s, "\t\tl3proto {}", l3proto.as_deref().unwrap_or("inet"));
+        }
+        ObjBody::CtTimeout { proto, l3proto, policy } => {
+            let _ = writeln!(s, "\t\tprotocol {proto}");
+            let _ = writeln!(s, "\t\tl3proto {}", l3proto.as_deref().unwrap_or("inet"));
+            let p: Vec<String> = policy.iter().map(|(k, v)| format!("{k} : {}", time_str(v * 1000))).collect();
+            let _ = writeln!(s, "\t\tpolicy = {{ {} }}", p.join(", "));
+        }
+        ObjBody::CtExpect { proto, dport, timeout, size, l3proto } => {
+            let _ = writeln!(s, "\t\tprotocol {proto}");
+            let _ = writeln!(s, "\t\tdport {dport}");
+            let _ = writeln!(s, "\t\ttimeout {}", time_str(*timeout));
+            let _ = writeln!(s, "\t\tsize {size}");
+            let _ = writeln!(s, "\t\tl3proto {}", l3proto.as_deref().unwrap_or("inet"));
+        }
+        ObjBody::Secmark(c) => {
+            let _ = writeln!(s, "\t\t\"{c}\"");
+        }
+        ObjBody::Synproxy { mss, wscale, flags } => {
+            let _ = write!(s, "\t\tmss {mss}\n\t\twscale {wscale}");
+            for f in flags {
+                let _ = write!(s, " {f}");
+            }
+            s.push('\n');
+        }
+        ObjBody::Raw(r) => {
+            let _ = writeln!(s, "\t\t{r}");
+        }
+    }
+    s.push_str("\t}\n");
+}
+
+fn keyspec(k: &KeySpec, o: &ListOpts) -> String {
+    match k {
+        KeySpec::Types(v) => v.join(" . "),
+        KeySpec::Typeof(e) => expr(e, o),
+    }
+}
+
+fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
+    let _ = writeln!(s, "\t{} {} {{", if st.is_map { "map" } else { "set" }, st.name);
+    if let Some(k) = &st.key {
+        let kw = if matches!(k, KeySpec::Typeof(_)) { "typeof" } else { "type" };
+        let _ = write!(s, "\t\t{kw} {}", keyspec(k, o));
+        if st.is_map {
+            if let Some(om) = &st.obj_map {
+                let _ = write!(s, " : {om}");
+            } else if let Some(d) = &st.data {
+                let interval = st.flags.iter().any(|f| f == "interval") && matches!(d, KeySpec::Typeof(_) | KeySpec::Types(_)) && data_is_interval(st);
+                let _ = write!(s, " : {}{}", if interval { "interval " } else { "" }, keyspec(d, o));
+            }
+        }
+        s.push('\n');
+    }
+    if let Some(p) = &st.policy {
+        if p != "performance" {
+            let _ = writeln!(s, "\t\tpolicy {p}");
+        }
+    }
+    if let Some(sz) = st.size {
+        let _ = writeln!(s, "\t\tsize {sz}");
+    }
+    let flags: Vec<&str> = ["constant", "dynamic", "interval", "timeout", "eval"].iter().copied().filter(|f| st.flags.iter().any(|x| x == f)).collect();
+    if !flags.is_empty() {
+        let _ = writeln!(s, "\t\tflags {}", flags.join(","));
+    }
+    if let Some(tm) = st.timeout {
+        let _ = writeln!(s, "\t\ttimeout {}", time_str(tm));
+    }
+    if let Some(g) = st.gc_interval {
+        let _ = writeln!(s, "\t\tgc-interval {}", time_str(g));
+    }
+    for stmt_ in &st.stmts {
+        let _ = writeln!(s, "\t\t{}", stmt(stmt_, t.family, o));
+    }
+    if st.auto_merge {
+        s.push_str("\t\tauto-merge\n");
+    }
+    if let Some(c) = &st.comment {
+        let _ = writeln!(s, "\t\tcomment \"{c}\"");
+    }
+    if !st.elements.is_empty() {
+        s.push_str("\t\telements = { ");
+        let dt = st.elements.first().map(|e| elem_dt(e)).unwrap_or(Dt::Invalid);
+        let mut count = 0;
+        for (i, e) in st.elements.iter().enumerate() {
+            if i > 0 {
+                count += 1;
+                s.push_str(&delim(dt, st.is_map, &mut count));
+            }
+            s.push_str(&expr(e, o));
+        }
+        s.push_str(" }\n");
+    }
+    s.push_str("\t}\n");
+}
+
+fn data_is_interval(st: &Set) -> bool {
+    st.elements.iter().any(|e| matches!(&e.kind, ExprKind::Mapping(_, v) if matches!(v.kind, ExprKind::Range(..) | ExprKind::Prefix(..))))
+}
+
+fn elem_dt(e: &Expr) -> Dt {
+    match &e.kind {
+        ExprKind::Elem(i, _) => elem_dt(i),
+        ExprKind::Range(a, _) | ExprKind::Prefix(a, _) => a.dt,
+        ExprKind::Concat(_) => Dt::Invalid,
+        _ => e.dt,
+    }
+}
+
+/// nft puts a few values per line for small types and one per line for the rest.
+fn delim(dt: Dt, is_map: bool, count: &mut usize) -> String {
+    let per_line = if is_map {
+        0
+    } else {
+        match dt {
+            Dt::NfProto | Dt::Integer | Dt::ArpOp | Dt::InetProto | Dt::InetService | Dt::TcpFlag | Dt::DccpPktType | Dt::Mark | Dt::IfIndex | Dt::ClassId | Dt::Uid | Dt::Gid | Dt::CtDir => 16,
+            Dt::Ipv4Addr | Dt::CtState | Dt::CtStatus | Dt::PktType => 8,
+            _ => 0,
+        }
+    };
+    if *count < per_line {
+        ", ".into()
+    } else {
+        *count = 0;
+        ",\n\t\t\t     ".into()
+    }
+}
+
+pub fn rule(r: &Rule, family: Family, o: &ListOpts) -> String {
+    let mut parts: Vec<String> = r.stmts.iter().map(|st| stmt(st, family, o)).collect();
+    if let Some(c) = &r.comment {
+        parts.push(format!("comment \"{c}\""));
+    }
+    parts.join(" ")
+}
+
+fn limit_body(l: &LimitStmt) -> String {
+    let over = if l.over { "over " } else { "" };
+    if l.bytes {
+        let (v, u) = bytes_str(l.rate);
+        let mut s = format!("rate {over}{v} {u}/{}", l.unit);
+        if let Some(b) = l.burst {
+            if b > 0 {
+                let (bv, bu) = bytes_str(b);
+                let _ = write!(s, " burst {bv} {bu}");
+            }
+        }
+        s
+    } else {
+        format!("rate {over}{}/{} burst {} packets", l.rate, l.unit, l.burst.unwrap_or(5))
+    }
+}
+
+pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
+    match &st.kind {
+        StmtKind::Match { left, op, right } => {
+            let l = expr(left, o);
+            let r = expr_in(right, o, Ctx::Rhs { binop_left: matches!(left.kind, ExprKind::Binop(..)) });
+            let opstr = match op {
+                RelOp::Implicit => " ".to_string(),
+                RelOp::Eq => {
+                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && matches!(right.kind, ExprKind::Const(_))) {
+                        " == ".into()
+                    } else {
+                        " ".into()
+                    }
+                }
+                other => format!(" {} ", other.sym()),
+            };
+            format!("{l}{opstr}{r}")
+        }
+        StmtKind::Verdict(v) => v.text(),
+        StmtKind::Vmap { key, map } => format!("{} vmap {}", expr(key, o), expr(map, o)),
+        StmtKind::Counter { packets, bytes } => {
+            if o.stateless {
+                "counter".into()
+            } else {
+                format!("counter packets {packets} bytes {bytes}")
+            }
+        }
+        StmtKind::Limit(l) => format!("limit {}", limit_body(l)),
+        StmtKind::Quota { over, bytes, used } => {
+            let (v, u) = bytes_str(*bytes);
+            let mut s = format!("quota {}{v} {u}", if *over { "over " } else { "" });
+            if *used > 0 && !o.stateless {
+                let (uv, uu) = bytes_str(*used);
+                let _ = write!(s, " used {uv} {uu}");
+            }
+            s
+        }
+        StmtKind::Log(l) => {
+            let mut s = "log".to_string();
+            if let Some(p) = &l.prefix {
+                let _ = write!(s, " prefix {}", quoted_expr(p, o));
+            }
+            if let Some(g) = l.group {
+                let _ = write!(s, " group {g}");
+            }
+            if let Some(sl) = l.snaplen {
+                let _ = write!(s, " snaplen {sl}");
+            }
+            if let Some(q) = l.queue_threshold {
+                let _ = write!(s, " queue-threshold {q}");
+            }
+            if l.group.is_none() {
+                if let Some(lv) = &l.level {
+                    if lv != "warn" {
+                        let _ = write!(s, " level {lv}");
+                    }
+                }
+            }
+            let all = ["tcp sequence", "tcp options", "ip options", "skuid", "ether"].iter().all(|f| l.flags.iter().any(|x| x == f)) || l.flags.iter().any(|x| x == "all");
+            if all {
+                s.push_str(" flags all");
+            } else {
+                let tcp: Vec<&str> = ["sequence", "options"].iter().copied().filter(|f| l.flags.iter().any(|x| x == &format!("tcp {f}"))).collect();
+                if !tcp.is_empty() {
+                    let _ = write!(s, " flags tcp {}", tcp.join(","));
+                }
+                if l.flags.iter().any(|x| x == "ip options") {
+                    s.push_str(" flags ip options");
+                }
+                if l.flags.iter().any(|x| x == "skuid") {
+                    s.push_str(" flags skuid");
+                }
+                if l.flags.iter().any(|x| x == "ether") {
+                    s.push_str(" flags ether");
+                }
+            }
+            s
+        }
+        StmtKind::Reject(r) => match r {
+            RejectKind::Default => "reject".into(),
+            RejectKind::TcpReset => "reject with tcp reset".into(),
+            RejectKind::Icmp { family: f, code } => format!("reject with {f} {}", expr(code, o)),
+        },
+        StmtKind::Nat(n) => {
+            let mut s = n.kind.name().to_string();
+            if n.addr.is_some() || n.port.is_some() {
+                if family == Family::Inet {
+                    if let Some(f) = &n.family {
+                        let _ = write!(s, " {f}");
+                    }
+                }
+                if n.prefix {
+                    s.push_str(" prefix");
+                }
+                s.push_str(" to");
+            }
+            if let Some(a) = &n.addr {
+                let txt = expr(a, o);
+                if n.port.is_some() && a.dt == Dt::Ipv6Addr && !matches!(a.kind, ExprKind::Map(..)) {
+                    let _ = write!(s, " [{txt}]");
+                } else {
+                    let _ = write!(s, " {txt}");
+                }
+            }
+            if let Some(p) = &n.port {
+                if n.addr.is_none() {
+                    s.push(' ');
+                }
+                let _ = write!(s, ":{}", expr(p, o));
+            }
+            if !n.flags.is_empty() {
+                let order = ["random", "fully-random", "persistent", "netmap"];
+                let f: Vec<&str> = order.iter().copied().filter(|x| n.flags.iter().any(|y| y == x)).collect();
+                let _ = write!(s, " {}", f.join(","));
+            }
+            s
+        }
+        StmtKind::Notrack => "notrack".into(),
+        StmtKind::FlowAdd(n) => format!("flow add @{n}"),
+        StmtKind::Set { key, value } => {
+            let v = expr_in(value, o, Ctx::Top);
+            match &key.kind {
+                ExprKind::Payload { .. } | ExprKind::Exthdr { .. } | ExprKind::TcpOpt { .. } | ExprKind::RawPayload { .. } => format!("{} set {v}", expr(key, o)),
+                _ => format!("{} set {v}", expr(key, o)),
+            }
+        }
+        StmtKind::Dynset { op, set, key, stmts, data } => {
+            let opn = match op {
+                SetOp::Add => "add",
+                SetOp::Update => "update",
+                SetOp::Delete => "delete",
+            };
+            let mut s = format!("{opn} @{set} {{ {}", expr(key, o));
+            for st2 in stmts {
+                let _ = write!(s, " {}", stmt(st2, family, o));
+            }
+            if let Some(d) = data {
+                let _ = write!(s, " : {}", expr(d, o));
+            }
+            s.push_str(" }");
+            s
+        }
+        StmtKind::ObjRef { kind, name } => {
+            if kind.starts_with("ct ") {
+                format!("{kind} set {}", quoted_expr(name, o))
+            } else {
+                format!("{kind} name {}", quoted_expr(name, o))
+            }
+        }
+        StmtKind::Dup { addr, dev } => {
+            let mut s = "dup".to_string();
+            if let Some(a) = addr {
+                let _ = write!(s, " to {}", expr(a, o));
+            }
+            if let Some(d) = dev {
+                let _ = write!(s, " device {}", expr(d, o));
+            }
+            s
+        }
+        StmtKind::Fwd { family: f, addr, dev } => match addr {
+            Some(a) => format!("fwd {}to {} device {}", f.as_ref().map(|x| format!("{x} ")).unwrap_or_default(), expr(a, o), expr(dev, o)),
+            None => format!("fwd to {}", expr(dev, o)),
+        },
+        StmtKind::Queue { num, flags } => {
+            let mut s = "queue".to_string();
+            if !flags.is_empty() {
+                let order = ["bypass", "fanout"];
+                let f: Vec<&str> = order.iter().copied().filter(|x| flags.iter().any(|y| y == x)).collect();
+                let _ = write!(s, " flags {}", f.join(","));
+            }
+            match num {
+                Some(n) => {
+                    let _ = write!(s, " to {}", expr(n, o));
+                }
+                None => s.push_str(" to 0"),
+            }
+            s
+        }
+        StmtKind::Tproxy { family: f, addr, port } => {
+            let mut s = "tproxy".to_string();
+            if family == Family::Inet {
+                if let Some(f) = f {
+                    let _ = write!(s, " {f}");
+                }
+            }
+            s.push_str(" to");
+            if let Some(a) = addr {
+                let t = expr(a, o);
+                if a.dt == Dt::Ipv6Addr && port.is_some() {
+                    let _ = write!(s, " [{t}]");
+                } else {
+                    let _ = write!(s, " {t}");
+                }
+            }
+            if let Some(p) = port {
+                if addr.is_none() {
+                    s.push(' ');
+                }
+                let _ = write!(s, ":{}", expr(p, o));
+            }
+            s
+        }
+        StmtKind::Synproxy { mss, wscale, flags } => {
+            let mut s = "synproxy".to_string();
+            if let Some(m) = mss {
+                let _ = write!(s, " mss {m}");
+            }
+            if let Some(w) = wscale {
+                let _ = write!(s, " wscale {w}");
+            }
+            for f in ["timestamp", "sack-perm"] {
+                if flags.iter().any(|x| x == f) {
+                    let _ = write!(s, " {f}");
+                }
+            }
+            s
+        }
+        StmtKind::Last { used } => match used {
+            Some(u) if !o.stateless => format!("last used {}", time_str(*u)),
+            _ => "last".into(),
+        },
+        StmtKind::Connlimit { over, count } => format!("ct count {}{count}", if *over { "over " } else { "" }),
+        StmtKind::Reset(e) => format!("reset {}", expr(e, o)),
+    }
+}
+
+fn quoted_expr(e: &Expr, o: &ListOpts) -> String {
+    match &e.kind {
+        ExprKind::Quoted(s) | ExprKind::Symbol(s) => format!("\"{s}\""),
+        ExprKind::Const(Const { val: Val::Str(s), .. }) => format!("\"{s}\""),
+        _ => expr(e, o),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Top,
+    Rhs { binop_left: bool },
+    Binop,
+}
+
+pub fn expr(e: &Expr, o: &ListOpts) -> String {
+    expr_in(e, o, Ctx::Top)
+}
+
+fn binop_prec(op: BinOp) -> u8 {
+    match op {
+        BinOp::Shl | BinOp::Shr => 3,
+        BinOp::And => 2,
+        BinOp::Xor => 1,
+        BinOp::Or => 0,
+    }
+}
+
+fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
+    match &e.kind {
+        ExprKind::Symbol(s) => s.clone(),
+        ExprKind::Quoted(s) => format!("\"{s}\""),
+        ExprKind::Var(v) => format!("${v}"),
+        ExprKind::Const(c) => {
+            if c.dt.is_bitmask() {
+                if let Val::Int(v) = c.val {
+                    let pipe = matches!(ctx, Ctx::Binop) || matches!(ctx, Ctx::Rhs { binop_left: true });
+                    if pipe {
+                        return bitmask_pipe(c.dt, v, c.bits, o);
+                    }
+                }
+            }
+            c.dt.print(&c.val, c.bits, &o.dt)
+        }
+        ExprKind::Payload { proto, field } => format!("{proto} {field}"),
+        ExprKind::RawPayload { base, offset, len } => format!("@{base},{offset},{len}"),
+        ExprKind::Exthdr { hdr, field } => format!("{hdr} {field}"),
+        ExprKind::TcpOpt { opt, field } => match field {
+            Some(f) => format!("tcp option {opt} {f}"),
+            None => format!("tcp option {opt}"),
+        },
+        ExprKind::IpOpt { opt, field } => match field {
+            Some(f) => format!("ip option {opt} {f}"),
+            None => format!("ip option {opt}"),
+        },
+        ExprKind::SctpChunk { chunk, field } => match field {
+            Some(f) => format!("sctp chunk {chunk} {f}"),
+            None => format!("sctp chunk {chunk}"),
+        },
+        ExprKind::DccpOpt(n) => format!("dccp option {n}"),
+        ExprKind::Meta(k) => {
+            let unq = crate::proto::meta_key(k).map(|m| m.unqualified).unwrap_or(false);
+            if unq {
+                k.clone()
+            } else {
+                format!("meta {k}")
+            }
+        }
+        ExprKind::Ct { key, dir, family } => {
+            let mut s = "ct".to_string();
+            if let Some(d) = dir {
+                let _ = write!(s, " {d}");
+            }
+            if let Some(f) = family {
+                let _ = write!(s, " {f}");
+            }
+            let _ = write!(s, " {key}");
+            s
+        }
+        ExprKind::Fib { flags, result } => format!("fib {} {result}", flags.join(" . ")),
+        ExprKind::Rt { key, family } => match family {
+            Some(f) => format!("rt {f} {key}"),
+            None => format!("rt {key}"),
+        },
+        ExprKind::Numgen { random, modulus, offset } => {
+            let mut s = format!("numgen {} mod {modulus}", if *random { "random" } else { "inc" });
+            if *offset != 0 {
+                let _ = write!(s, " offset {offset}");
+            }
+            s
+        }
+        ExprKind::Hash { expr: inner, modulus, seed, offset, sym } => {
+            let mut s = if *sym { "symhash".to_string() } else { format!("jhash {}", inner.as_ref().map(|i| expr(i, o)).unwrap_or_default()) };
+            let _ = write!(s, " mod {modulus}");
+            if let Some(sd) = seed {
+                if *sd != 0 {
+                    let _ = write!(s, " seed 0x{sd:x}");
+                }
+            }
+            if *offset != 0 {
+                let _ = write!(s, " offset {offset}");
+            }
+            s
+        }
+        ExprKind::Socket { key, level } => match level {
+            Some(l) => format!("socket {key} level {l}"),
+            None => format!("socket {key}"),
+        },
+        ExprKind::Osf { ttl, key } => match ttl {
+            Some(t) => format!("osf ttl {t} {key}"),
+            None => format!("osf {key}"),
+        },
+        ExprKind::Ipsec { dir, spnum, key, family } => {
+            let mut s = format!("ipsec {dir}");
+            if *spnum != 0 {
+                let _ = write!(s, " spnum {spnum}");
+            }
+            if let Some(f) = family {
+                let _ = write!(s, " {f}");
+            }
+            let _ = write!(s, " {key}");
+            s
+        }
+        ExprKind::Tunnel(k) => format!("tunnel {k}"),
+        ExprKind::Prefix(a, len) => format!("{}/{len}", expr_in(a, o, ctx)),
+        ExprKind::Range(a, b) => format!("{}-{}", expr_in(a, o, ctx), expr_in(b, o, ctx)),
+        ExprKind::List(items) => items.iter().map(|i| expr_in(i, o, ctx)).collect::<Vec<_>>().join(","),
+        ExprKind::Concat(items) => items.iter().map(|i| expr_in(i, o, ctx)).collect::<Vec<_>>().join(" . "),
+        ExprKind::Binop(op, l, r) => {
+            let side = |x: &Expr| {
+                let s = expr_in(x, o, Ctx::Binop);
+                match &x.kind {
+                    ExprKind::Binop(op2, ..) if binop_prec(*op2) != binop_prec(*op) => format!("({s})"),
+                    ExprKind::Const(c) if c.dt.is_bitmask() && s.contains(" | ") && *op != BinOp::Or => format!("({s})"),
+                    _ => s,
+                }
+            };
+            format!("{} {} {}", side(l), op.sym(), side(r))
+        }
+        ExprKind::Masked(v, m) => format!("{} / {}", expr(v, o), expr(m, o)),
+        ExprKind::Set(elems) => {
+            let items: Vec<String> = elems.iter().map(|x| expr_in(x, o, Ctx::Top)).collect();
+            format!("{{ {} }}", items.join(", "))
+        }
+        ExprKind::Elem(inner, opts) => {
+            let mut s = expr_in(inner, o, ctx);
+            if let Some(t) = opts.timeout {
+                let _ = write!(s, " timeout {}", time_str(t));
+            }
+            if let Some(x) = opts.expires {
+                if !o.stateless {
+                    let _ = write!(s, " expires {}", time_str(x));
+                }
+            }
+            for st in &opts.stmts {
+                let _ = write!(s, " {}", stmt(st, Family::Inet, o));
+            }
+            if let Some(c) = &opts.comment {
+                let _ = write!(s, " comment \"{c}\"");
+            }
+            s
+        }
+        ExprKind::Mapping(k, v) => format!("{} : {}", expr_in(k, o, Ctx::Top), expr_in(v, o, Ctx::Top)),
+        ExprKind::SetRef(n) => format!("@{n}"),
+        ExprKind::Map(k, m) => format!("{} map {}", expr(k, o), expr(m, o)),
+        ExprKind::Verdict(v) => v.text(),
+        ExprKind::Wildcard => "*".into(),
+    }
+}
+
+/// A bitmask constant inside arithmetic: `fin | syn`.
+fn bitmask_pipe(dt: Dt, v: u128, bits: u32, o: &ListOpts) -> String {
+    if v == 0 {
+        return dt.print(&Val::Int(0), bits, &o.dt);
+    }
+    let mut parts = vec![];
+    for b in 0..bits.max(1).min(128) {
+        let m = 1u128 << b;
+        if v & m != 0 {
+            parts.push(dt.print(&Val::Int(m), bits, &o.dt));
+        }
+    }
+    parts.join(" | ")
+}
