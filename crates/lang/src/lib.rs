@@ -1,6 +1,7 @@
 //! The nft language: lexer, parser, evaluator, printer, libnftables JSON.
 
 pub mod datatype;
+mod services;
 pub mod proto;
 pub mod ast;
 pub mod error;
