@@ -24,7 +24,7 @@ pub fn ruleset(rs: &Ruleset, o: &ListOpts) -> String {
 pub fn table(s: &mut String, t: &Table, o: &ListOpts) {
     let _ = writeln!(s, "table {} {} {{", t.family.name(), t.name);
     let mut first = true;
-    let mut sep = |s: &mut String, first: &mut bool| {
+    let sep = |s: &mut String, first: &mut bool| {
         if !*first {
             s.push('\n');
         }

@@ -766,14 +766,3 @@ mod tests {
     }
 }
 
-/// An IPv6 extension header field (`frag more-fragments`).
-pub fn exthdr_field(hdr: &str, field: &str) -> Option<&'static Field> {
-    let _ = (hdr, field);
-    None
-}
-
-/// A TCP option field (`tcp option maxseg size`).
-pub fn tcpopt_field(opt: &str, field: &str) -> Option<&'static Field> {
-    let _ = (opt, field);
-    None
-}
