@@ -1,1 +1,94 @@
-fn main() {}
+//! `nft-offload`: the command-line front end.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nft_lang::print::ListOpts;
+use nft_lang::ruleset::{load_file, LoadOpts};
+
+#[derive(Parser)]
+#[command(name = "nft-offload", version, about = "A router dataplane with nftables flow offload")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check a ruleset: exit 0 if `nft -f FILE` would accept it, 1 with the error otherwise.
+    Check {
+        /// The file is libnftables JSON.
+        #[arg(short = 'j', long = "json")]
+        json: bool,
+        /// Directory searched for relative includes (repeatable).
+        #[arg(short = 'I', long = "includepath")]
+        include: Vec<PathBuf>,
+        file: PathBuf,
+    },
+    /// Print the listing `nft list ruleset` would show after loading FILE into an empty ruleset.
+    Print {
+        /// Stateless: omit counter values and quota usage.
+        #[arg(short = 's', long = "stateless")]
+        stateless: bool,
+        /// Numeric protocols (`meta l4proto 6`).
+        #[arg(short = 'p', long = "numeric-protocol")]
+        numeric_proto: bool,
+        /// Service names for ports.
+        #[arg(short = 'S', long = "services")]
+        services: bool,
+        /// Print libnftables JSON.
+        #[arg(short = 'j', long = "json")]
+        json: bool,
+        /// Directory searched for relative includes (repeatable).
+        #[arg(short = 'I', long = "includepath")]
+        include: Vec<PathBuf>,
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Check { json, include, file } => {
+            let opts = LoadOpts { include_dirs: include };
+            let r = if json { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };
+            match r {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprint!("{e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Cmd::Print { stateless, numeric_proto, services, json, include, file } => {
+            let opts = LoadOpts { include_dirs: include };
+            let rs = match load_file(&file, &opts) {
+                Ok(rs) => rs,
+                Err(e) => {
+                    eprint!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let mut lo = ListOpts { stateless, ..Default::default() };
+            lo.dt.numeric_proto = numeric_proto;
+            lo.dt.services = services;
+            if json {
+                println!("{}", nft_lang::json::ruleset_to_json(&rs, &lo));
+            } else {
+                print!("{}", nft_lang::print::ruleset(&rs, &lo));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

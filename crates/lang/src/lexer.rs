@@ -221,7 +221,8 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
         }
         // a word, possibly starting with ':' for IPv6 (`::1`)
         let colon_start = c == b':' && b.get(i + 1) == Some(&b':');
-        if is_word_start(c) || colon_start {
+        let lone_dot = c == b'.' && !b.get(i + 1).is_some_and(|n| n.is_ascii_alphanumeric());
+        if (is_word_start(c) && !lone_dot) || colon_start {
             let start = i;
             let mut j = i;
             while j < b.len() && is_word_char(b[j]) {

@@ -9,3 +9,5 @@ pub mod lexer;
 pub mod parser;
 pub mod eval;
 pub mod print;
+pub mod ruleset;
+pub mod json;

@@ -2218,13 +2218,16 @@ impl<'a> Parser<'a> {
             return Ok(None);
         }
         if is_exthdr(w) {
-            let Some(f) = nw else { return Ok(None) };
-            if is_exthdr_field(w, &f) {
-                self.next()?;
-                let ft = self.next()?;
-                return mk(ExprKind::Exthdr { hdr: w.to_string(), field: f }, span.to(ft.span));
+            if let Some(f) = &nw {
+                if is_exthdr_field(w, f) {
+                    self.next()?;
+                    let ft = self.next()?;
+                    return mk(ExprKind::Exthdr { hdr: w.to_string(), field: f.clone() }, span.to(ft.span));
+                }
             }
-            return Ok(None);
+            if w != "rt" {
+                return Ok(None);
+            }
         }
         match w {
             "exthdr" => {
