@@ -48,6 +48,14 @@ pub fn type_bits(dt: Dt) -> u32 {
 /// The type and width of a selector.
 pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
     match &e.kind {
+        ExprKind::Payload { proto: p, field } if proto::split_inner(p).is_some() => {
+            let (tunnel, inner) = proto::split_inner(p).unwrap_or_default();
+            if !proto::tunnel_carries(tunnel, inner) {
+                return err(e.span, format!("{tunnel} does not carry {inner} headers"));
+            }
+            let f = proto::payload_field(inner, field).ok_or_else(|| Error::new(e.span, format!("unknown {inner} field {field}")))?;
+            Ok((f.dt, f.bits))
+        }
         ExprKind::Payload { proto: p, field } => {
             let f = proto::payload_field(p, field).ok_or_else(|| Error::new(e.span, format!("unknown {p} field {field}")))?;
             check_payload_family(ctx, p, e.span)?;
@@ -417,6 +425,7 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
             }
         }
     }
+    crate::inner::check_rule(rule)?;
     remove.sort_unstable();
     remove.dedup();
     for j in remove.into_iter().rev() {
