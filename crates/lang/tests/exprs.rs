@@ -55,3 +55,19 @@ fn class_ids() {
     lists_as("ip", "tcp dport vmap { 25:accept, 28:drop }", "tcp dport vmap { 25 : accept, 28 : drop }");
     same("ip6", "ip6 saddr 1:2:3:4:5:6:7:8");
 }
+
+#[test]
+fn hex_integers_and_arithmetic() {
+    same("ip", "ip frag-off & 0x1fff != 0x0");
+    lists_as("ip", "ip frag-off { 33, 55 }", "ip frag-off { 0x21, 0x37 }");
+    same("ip", "@ll,0,128 0xfedcba987654321001234567890abcde");
+    same("inet", "@nh,8,16 0x0");
+    // arithmetic takes the type of its left operand; a shift makes a hex integer
+    same("ip", "ct mark set ip dscp << 2 | 0x10");
+    same("ip", "ct mark set ip dscp & af33");
+    lists_as("ip", "ct mark set ip dscp & 0x0f << 2", "ct mark set ip dscp & 0x3c");
+    lists_as("ip", "ct mark set ct mark | ip dscp | 0x200", "ct mark set ct mark | ip dscp | 0x00000200");
+    same("ip", "meta mark set ct mark & 0xffff0000 | meta mark & 0x0000ffff");
+    same("ip", "ct mark set jhash ip saddr . ip daddr mod 2 seed 0x0");
+    same("ip", "ct mark set jhash ip saddr . ip daddr mod 2");
+}
