@@ -591,3 +591,6 @@ fn parse_inner_v6(quote: &[u8], offset: usize) -> Option<InnerMeta> {
     }
     Some(inner)
 }
+
+#[cfg(test)]
+mod tests;
