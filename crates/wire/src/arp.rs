@@ -227,7 +227,10 @@ mod tests {
         let p = ArpPacket::new_checked(&REQUEST[..]).unwrap();
         let repr = ArpRepr::parse(&p).unwrap();
         assert_eq!(repr.operation, ArpOperation::Request);
-        assert_eq!(repr.source_hardware_addr, EthernetAddress([2, 0, 0, 0, 0, 1]));
+        assert_eq!(
+            repr.source_hardware_addr,
+            EthernetAddress([2, 0, 0, 0, 0, 1])
+        );
         assert_eq!(repr.source_protocol_addr, Ipv4Addr::new(192, 168, 1, 1));
         assert_eq!(repr.target_protocol_addr, Ipv4Addr::new(192, 168, 1, 2));
         let mut out = [0u8; 28];
@@ -237,12 +240,21 @@ mod tests {
 
     #[test]
     fn lengths_are_checked() {
-        assert_eq!(ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(),
+            Error::Truncated
+        );
         let mut big = REQUEST;
         big[4] = 200; // hardware length 200 does not fit
-        assert_eq!(ArpPacket::new_checked(&big[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            ArpPacket::new_checked(&big[..]).unwrap_err(),
+            Error::Truncated
+        );
         let mut other = REQUEST;
         other[3] = 0xdd; // protocol IPv6 with length 4
-        assert_eq!(ArpRepr::parse(&ArpPacket::new_unchecked(&other[..])).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            ArpRepr::parse(&ArpPacket::new_unchecked(&other[..])).unwrap_err(),
+            Error::Malformed
+        );
     }
 }

@@ -76,7 +76,12 @@ pub fn pseudo_header_v4(src: &Ipv4Addr, dst: &Ipv4Addr, protocol: IpProtocol, le
 
 /// Sum of the IPv6 pseudo-header (RFC 8200 section 8.1): addresses, 32-bit upper-layer length,
 /// zeros and next header.
-pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: IpProtocol, length: u32) -> u16 {
+pub fn pseudo_header_v6(
+    src: &Ipv6Addr,
+    dst: &Ipv6Addr,
+    next_header: IpProtocol,
+    length: u32,
+) -> u16 {
     let acc = sum(&src.octets()) as u64
         + sum(&dst.octets()) as u64
         + u8::from(next_header) as u64

@@ -113,7 +113,12 @@ pub struct VlanTag {
 }
 
 impl VlanTag {
-    const NONE: VlanTag = VlanTag { tpid: EtherType::Vlan, pcp: 0, dei: false, vid: 0 };
+    const NONE: VlanTag = VlanTag {
+        tpid: EtherType::Vlan,
+        pcp: 0,
+        dei: false,
+        vid: 0,
+    };
 }
 
 /// Whether the IP packet is a fragment, as the fast path decides to punt.
@@ -302,7 +307,12 @@ pub fn parse_frame(frame: &[u8]) -> Result<PacketMeta, ParseError> {
         }
         let tag = frame.get(at..).ok_or(ParseError::TruncatedVlan)?;
         let tag = VlanPacket::new_checked(tag).map_err(|_| ParseError::TruncatedVlan)?;
-        m.vlans[m.vlan_count as usize] = VlanTag { tpid: ethertype, pcp: tag.pcp(), dei: tag.dei(), vid: tag.vid() };
+        m.vlans[m.vlan_count as usize] = VlanTag {
+            tpid: ethertype,
+            pcp: tag.pcp(),
+            dei: tag.dei(),
+            vid: tag.vid(),
+        };
         m.vlan_count += 1;
         ethertype = tag.ethertype();
         at += vlan::HEADER_LEN;
@@ -494,7 +504,11 @@ fn parse_l4(
             }
             let ty = Icmpv4Message::from(l4[0]);
             let data_offset = l4_offset + icmpv4::HEADER_LEN;
-            let inner = if ty.is_error() { parse_inner_v4(&l4[icmpv4::HEADER_LEN..], data_offset) } else { None };
+            let inner = if ty.is_error() {
+                parse_inner_v4(&l4[icmpv4::HEADER_LEN..], data_offset)
+            } else {
+                None
+            };
             m.icmp = Some(icmp_meta(l4, ty.has_ident(), ty.is_error(), inner));
             m.payload_offset = Some(data_offset);
             m.payload_len = l4.len() - icmpv4::HEADER_LEN;
@@ -505,7 +519,11 @@ fn parse_l4(
             }
             let ty = Icmpv6Message::from(l4[0]);
             let data_offset = l4_offset + icmpv6::HEADER_LEN;
-            let inner = if ty.is_error() { parse_inner_v6(&l4[icmpv6::HEADER_LEN..], data_offset) } else { None };
+            let inner = if ty.is_error() {
+                parse_inner_v6(&l4[icmpv6::HEADER_LEN..], data_offset)
+            } else {
+                None
+            };
             m.icmp = Some(icmp_meta(l4, ty.has_ident(), ty.is_error(), inner));
             m.payload_offset = Some(data_offset);
             m.payload_len = l4.len() - icmpv6::HEADER_LEN;
@@ -529,15 +547,15 @@ fn icmp_meta(l4: &[u8], has_ident: bool, is_error: bool, inner: Option<InnerMeta
 
 fn quoted_l4(inner: &mut InnerMeta, l4: &[u8], echo_request: u8, echo_reply: u8) {
     match inner.protocol {
-        IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::UdpLite | IpProtocol::Sctp => {
-            if l4.len() >= 4 {
-                inner.ports = Some((read_u16(l4, 0), read_u16(l4, 2)));
-            }
+        IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::UdpLite | IpProtocol::Sctp
+            if l4.len() >= 4 =>
+        {
+            inner.ports = Some((read_u16(l4, 0), read_u16(l4, 2)));
         }
-        IpProtocol::Icmp | IpProtocol::Icmpv6 => {
-            if l4.len() >= 6 && (l4[0] == echo_request || l4[0] == echo_reply) {
-                inner.icmp_ident = Some(read_u16(l4, 4));
-            }
+        IpProtocol::Icmp | IpProtocol::Icmpv6
+            if l4.len() >= 6 && (l4[0] == echo_request || l4[0] == echo_reply) =>
+        {
+            inner.icmp_ident = Some(read_u16(l4, 4));
         }
         _ => {}
     }
@@ -587,7 +605,12 @@ fn parse_inner_v6(quote: &[u8], offset: usize) -> Option<InnerMeta> {
         icmp_ident: None,
     };
     if ext.has_upper_header() {
-        quoted_l4(&mut inner, quote.get(ext.upper_offset..).unwrap_or(&[]), 128, 129);
+        quoted_l4(
+            &mut inner,
+            quote.get(ext.upper_offset..).unwrap_or(&[]),
+            128,
+            129,
+        );
     }
     Some(inner)
 }

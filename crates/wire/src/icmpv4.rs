@@ -183,11 +183,29 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
 /// An ICMP message as a value, borrowing its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Icmpv4Repr<'a> {
-    EchoRequest { ident: u16, seq_no: u16, data: &'a [u8] },
-    EchoReply { ident: u16, seq_no: u16, data: &'a [u8] },
+    EchoRequest {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
+    EchoReply {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
     /// An error message; `quoted` is the offending datagram, IP header first.
-    Error { msg_type: Icmpv4Message, code: u8, rest: u32, quoted: &'a [u8] },
-    Other { msg_type: Icmpv4Message, code: u8, rest: u32, data: &'a [u8] },
+    Error {
+        msg_type: Icmpv4Message,
+        code: u8,
+        rest: u32,
+        quoted: &'a [u8],
+    },
+    Other {
+        msg_type: Icmpv4Message,
+        code: u8,
+        rest: u32,
+        data: &'a [u8],
+    },
 }
 
 impl<'a> Icmpv4Repr<'a> {
@@ -200,14 +218,28 @@ impl<'a> Icmpv4Repr<'a> {
         let data = packet.data_ref();
         let (msg_type, code) = (packet.msg_type(), packet.msg_code());
         Ok(match msg_type {
-            Icmpv4Message::EchoRequest if code == 0 => {
-                Icmpv4Repr::EchoRequest { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
-            }
-            Icmpv4Message::EchoReply if code == 0 => {
-                Icmpv4Repr::EchoReply { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
-            }
-            t if t.is_error() => Icmpv4Repr::Error { msg_type, code, rest: packet.rest_of_header(), quoted: data },
-            _ => Icmpv4Repr::Other { msg_type, code, rest: packet.rest_of_header(), data },
+            Icmpv4Message::EchoRequest if code == 0 => Icmpv4Repr::EchoRequest {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
+            Icmpv4Message::EchoReply if code == 0 => Icmpv4Repr::EchoReply {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
+            t if t.is_error() => Icmpv4Repr::Error {
+                msg_type,
+                code,
+                rest: packet.rest_of_header(),
+                quoted: data,
+            },
+            _ => Icmpv4Repr::Other {
+                msg_type,
+                code,
+                rest: packet.rest_of_header(),
+                data,
+            },
         })
     }
 
@@ -227,15 +259,28 @@ impl<'a> Icmpv4Repr<'a> {
     /// Writes the message and its checksum; the buffer must be [`Icmpv4Repr::buffer_len`] long.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Icmpv4Packet<T>) {
         let (t, code, rest) = match *self {
-            Icmpv4Repr::EchoRequest { ident, seq_no, .. } => {
-                (Icmpv4Message::EchoRequest, 0, (ident as u32) << 16 | seq_no as u32)
+            Icmpv4Repr::EchoRequest { ident, seq_no, .. } => (
+                Icmpv4Message::EchoRequest,
+                0,
+                (ident as u32) << 16 | seq_no as u32,
+            ),
+            Icmpv4Repr::EchoReply { ident, seq_no, .. } => (
+                Icmpv4Message::EchoReply,
+                0,
+                (ident as u32) << 16 | seq_no as u32,
+            ),
+            Icmpv4Repr::Error {
+                msg_type,
+                code,
+                rest,
+                ..
             }
-            Icmpv4Repr::EchoReply { ident, seq_no, .. } => {
-                (Icmpv4Message::EchoReply, 0, (ident as u32) << 16 | seq_no as u32)
-            }
-            Icmpv4Repr::Error { msg_type, code, rest, .. } | Icmpv4Repr::Other { msg_type, code, rest, .. } => {
-                (msg_type, code, rest)
-            }
+            | Icmpv4Repr::Other {
+                msg_type,
+                code,
+                rest,
+                ..
+            } => (msg_type, code, rest),
         };
         packet.set_msg_type(t);
         packet.set_msg_code(code);
@@ -251,7 +296,9 @@ mod tests {
     use super::*;
 
     // Echo request id 0x1234 seq 1, data "abcd".
-    static ECHO: [u8; 12] = [0x08, 0x00, 0x00, 0x00, 0x12, 0x34, 0x00, 0x01, b'a', b'b', b'c', b'd'];
+    static ECHO: [u8; 12] = [
+        0x08, 0x00, 0x00, 0x00, 0x12, 0x34, 0x00, 0x01, b'a', b'b', b'c', b'd',
+    ];
 
     #[test]
     fn echo_round_trip() {
@@ -264,7 +311,14 @@ mod tests {
         assert_eq!((p.echo_ident(), p.echo_seq_no()), (0x1234, 1));
         assert!(p.quoted().is_none());
         let repr = Icmpv4Repr::parse(&p).unwrap();
-        assert_eq!(repr, Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 1, data: b"abcd" });
+        assert_eq!(
+            repr,
+            Icmpv4Repr::EchoRequest {
+                ident: 0x1234,
+                seq_no: 1,
+                data: b"abcd"
+            }
+        );
         let mut out = [0u8; 12];
         repr.emit(&mut Icmpv4Packet::new_unchecked(&mut out[..]));
         assert_eq!(out, buf);
@@ -278,13 +332,24 @@ mod tests {
         let p = Icmpv4Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(p.quoted(), Some(&[0x45, 0, 0, 28][..]));
         match Icmpv4Repr::parse(&p).unwrap() {
-            Icmpv4Repr::Error { msg_type: Icmpv4Message::DstUnreachable, code: 4, rest: 1500, quoted } => {
+            Icmpv4Repr::Error {
+                msg_type: Icmpv4Message::DstUnreachable,
+                code: 4,
+                rest: 1500,
+                quoted,
+            } => {
                 assert_eq!(quoted.len(), 4)
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(Icmpv4Packet::new_checked(&buf[..7]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Icmpv4Packet::new_checked(&buf[..7]).unwrap_err(),
+            Error::Truncated
+        );
         buf[9] ^= 1;
-        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_unchecked(&buf[..])).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Icmpv4Repr::parse(&Icmpv4Packet::new_unchecked(&buf[..])).unwrap_err(),
+            Error::Malformed
+        );
     }
 }

@@ -179,11 +179,29 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
 /// An ICMPv6 message as a value, borrowing its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Icmpv6Repr<'a> {
-    EchoRequest { ident: u16, seq_no: u16, data: &'a [u8] },
-    EchoReply { ident: u16, seq_no: u16, data: &'a [u8] },
+    EchoRequest {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
+    EchoReply {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
     /// An error message; `quoted` is the offending packet, IPv6 header first.
-    Error { msg_type: Icmpv6Message, code: u8, rest: u32, quoted: &'a [u8] },
-    Other { msg_type: Icmpv6Message, code: u8, rest: u32, data: &'a [u8] },
+    Error {
+        msg_type: Icmpv6Message,
+        code: u8,
+        rest: u32,
+        quoted: &'a [u8],
+    },
+    Other {
+        msg_type: Icmpv6Message,
+        code: u8,
+        rest: u32,
+        data: &'a [u8],
+    },
 }
 
 impl<'a> Icmpv6Repr<'a> {
@@ -200,14 +218,28 @@ impl<'a> Icmpv6Repr<'a> {
         let data = packet.data_ref();
         let (msg_type, code) = (packet.msg_type(), packet.msg_code());
         Ok(match msg_type {
-            Icmpv6Message::EchoRequest if code == 0 => {
-                Icmpv6Repr::EchoRequest { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
-            }
-            Icmpv6Message::EchoReply if code == 0 => {
-                Icmpv6Repr::EchoReply { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
-            }
-            t if t.is_error() => Icmpv6Repr::Error { msg_type, code, rest: packet.rest_of_header(), quoted: data },
-            _ => Icmpv6Repr::Other { msg_type, code, rest: packet.rest_of_header(), data },
+            Icmpv6Message::EchoRequest if code == 0 => Icmpv6Repr::EchoRequest {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
+            Icmpv6Message::EchoReply if code == 0 => Icmpv6Repr::EchoReply {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
+            t if t.is_error() => Icmpv6Repr::Error {
+                msg_type,
+                code,
+                rest: packet.rest_of_header(),
+                quoted: data,
+            },
+            _ => Icmpv6Repr::Other {
+                msg_type,
+                code,
+                rest: packet.rest_of_header(),
+                data,
+            },
         })
     }
 
@@ -225,17 +257,35 @@ impl<'a> Icmpv6Repr<'a> {
     }
 
     /// Writes the message and its checksum; the buffer must be [`Icmpv6Repr::buffer_len`] long.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Icmpv6Packet<T>, src: &Ipv6Addr, dst: &Ipv6Addr) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Icmpv6Packet<T>,
+        src: &Ipv6Addr,
+        dst: &Ipv6Addr,
+    ) {
         let (t, code, rest) = match *self {
-            Icmpv6Repr::EchoRequest { ident, seq_no, .. } => {
-                (Icmpv6Message::EchoRequest, 0, (ident as u32) << 16 | seq_no as u32)
+            Icmpv6Repr::EchoRequest { ident, seq_no, .. } => (
+                Icmpv6Message::EchoRequest,
+                0,
+                (ident as u32) << 16 | seq_no as u32,
+            ),
+            Icmpv6Repr::EchoReply { ident, seq_no, .. } => (
+                Icmpv6Message::EchoReply,
+                0,
+                (ident as u32) << 16 | seq_no as u32,
+            ),
+            Icmpv6Repr::Error {
+                msg_type,
+                code,
+                rest,
+                ..
             }
-            Icmpv6Repr::EchoReply { ident, seq_no, .. } => {
-                (Icmpv6Message::EchoReply, 0, (ident as u32) << 16 | seq_no as u32)
-            }
-            Icmpv6Repr::Error { msg_type, code, rest, .. } | Icmpv6Repr::Other { msg_type, code, rest, .. } => {
-                (msg_type, code, rest)
-            }
+            | Icmpv6Repr::Other {
+                msg_type,
+                code,
+                rest,
+                ..
+            } => (msg_type, code, rest),
         };
         packet.set_msg_type(t);
         packet.set_msg_code(code);
@@ -254,7 +304,11 @@ mod tests {
     fn echo_round_trip() {
         let src: Ipv6Addr = "fe80::1".parse().unwrap();
         let dst: Ipv6Addr = "fe80::2".parse().unwrap();
-        let repr = Icmpv6Repr::EchoRequest { ident: 7, seq_no: 9, data: b"ping" };
+        let repr = Icmpv6Repr::EchoRequest {
+            ident: 7,
+            seq_no: 9,
+            data: b"ping",
+        };
         let mut buf = vec![0u8; repr.buffer_len()];
         repr.emit(&mut Icmpv6Packet::new_unchecked(&mut buf[..]), &src, &dst);
         assert_eq!(buf[..8], [128, 0, buf[2], buf[3], 0, 7, 0, 9]);

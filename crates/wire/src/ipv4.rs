@@ -192,7 +192,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     fn set_flg_off(&mut self, mask: u16, bits: u16) {
         let v = read_u16(self.buffer.as_ref(), field::FLG_OFF.start);
-        write_u16(self.buffer.as_mut(), field::FLG_OFF.start, (v & !mask) | (bits & mask));
+        write_u16(
+            self.buffer.as_mut(),
+            field::FLG_OFF.start,
+            (v & !mask) | (bits & mask),
+        );
     }
 
     pub fn set_dont_frag(&mut self, v: bool) {
@@ -399,21 +403,39 @@ mod tests {
     #[test]
     fn length_errors() {
         let buf = with_payload(&HEADER, 0x73 - 20);
-        assert_eq!(Ipv4Packet::new_checked(&buf[..19]).unwrap_err(), Error::Truncated);
-        assert_eq!(Ipv4Packet::new_checked(&buf[..0x72]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&buf[..19]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            Ipv4Packet::new_checked(&buf[..0x72]).unwrap_err(),
+            Error::Truncated
+        );
         let mut b = buf.clone();
         b[0] = 0x44;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            Error::Malformed
+        );
         let mut b = buf.clone();
         b[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            Error::Malformed
+        );
         let mut b = buf.clone();
         b[0] = 0x4f; // 60-byte header in a 20-byte-header packet is fine length-wise...
         b[2..4].copy_from_slice(&40u16.to_be_bytes()); // ...but total below IHL is not
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            Error::Malformed
+        );
         let mut b = buf;
         b[11] ^= 1;
-        assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&b[..])).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&b[..])).unwrap_err(),
+            Error::Malformed
+        );
     }
 
     #[test]

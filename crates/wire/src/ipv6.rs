@@ -93,12 +93,16 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     pub fn src_addr(&self) -> Ipv6Addr {
-        let b: [u8; 16] = self.buffer.as_ref()[field::SRC_ADDR].try_into().unwrap_or([0; 16]);
+        let b: [u8; 16] = self.buffer.as_ref()[field::SRC_ADDR]
+            .try_into()
+            .unwrap_or([0; 16]);
         Ipv6Addr::from(b)
     }
 
     pub fn dst_addr(&self) -> Ipv6Addr {
-        let b: [u8; 16] = self.buffer.as_ref()[field::DST_ADDR].try_into().unwrap_or([0; 16]);
+        let b: [u8; 16] = self.buffer.as_ref()[field::DST_ADDR]
+            .try_into()
+            .unwrap_or([0; 16]);
         Ipv6Addr::from(b)
     }
 
@@ -248,7 +252,12 @@ pub fn walk_extension_headers(first: IpProtocol, payload: &[u8]) -> Result<Ipv6E
             break;
         }
     }
-    Ok(Ipv6ExtInfo { upper_protocol: next, upper_offset: HEADER_LEN + at, ext_count: count, fragment })
+    Ok(Ipv6ExtInfo {
+        upper_protocol: next,
+        upper_offset: HEADER_LEN + at,
+        ext_count: count,
+        fragment,
+    })
 }
 
 /// The fixed IPv6 header as a value. Extension headers are not represented.
@@ -325,10 +334,13 @@ mod tests {
         assert_eq!(p.src_addr(), "2001:db8::1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(p.payload().len(), 8);
         let repr = Ipv6Repr::parse(&p).unwrap();
-        let mut out = vec![0u8; 48];
+        let mut out = [0u8; 48];
         repr.emit(&mut Ipv6Packet::new_unchecked(&mut out[..]));
         assert_eq!(out[..40], v[..40]);
-        assert_eq!(Ipv6Packet::new_checked(&v[..47]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv6Packet::new_checked(&v[..47]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]
@@ -352,7 +364,10 @@ mod tests {
         assert!(info.has_upper_header());
 
         // Truncated inside the AH header.
-        assert_eq!(walk_extension_headers(IpProtocol::HopByHop, &ext[..40]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            walk_extension_headers(IpProtocol::HopByHop, &ext[..40]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]
@@ -370,12 +385,21 @@ mod tests {
     #[test]
     fn bad_chains() {
         let late_hbh = [0u8, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(walk_extension_headers(IpProtocol::Ipv6Opts, &late_hbh).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            walk_extension_headers(IpProtocol::Ipv6Opts, &late_hbh).unwrap_err(),
+            Error::Malformed
+        );
         let mut long = vec![];
         for _ in 0..=MAX_EXT_HEADERS {
             long.extend_from_slice(&[60, 0, 0, 0, 0, 0, 0, 0]);
         }
-        assert_eq!(walk_extension_headers(IpProtocol::Ipv6Opts, &long).unwrap_err(), Error::Malformed);
-        assert_eq!(walk_extension_headers(IpProtocol::Ipv6Opts, &[6, 1, 0, 0, 0, 0, 0, 0]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            walk_extension_headers(IpProtocol::Ipv6Opts, &long).unwrap_err(),
+            Error::Malformed
+        );
+        assert_eq!(
+            walk_extension_headers(IpProtocol::Ipv6Opts, &[6, 1, 0, 0, 0, 0, 0, 0]).unwrap_err(),
+            Error::Truncated
+        );
     }
 }

@@ -45,7 +45,7 @@ pub use icmpv6::{Icmpv6Message, Icmpv6Packet, Icmpv6Repr};
 pub use ip::{IpProtocol, IpVersion};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6ExtInfo, Ipv6FragInfo, Ipv6Packet, Ipv6Repr};
-pub use pppoe::{PppProtocol, PppoeSession, PppoeRepr};
+pub use pppoe::{PppProtocol, PppoeRepr, PppoeSession};
 pub use tcp::{TcpFlags, TcpOption, TcpPacket, TcpRepr};
 pub use udp::{UdpPacket, UdpRepr};
 pub use vlan::{VlanPacket, VlanRepr};

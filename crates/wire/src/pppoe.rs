@@ -127,7 +127,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> PppoeSession<T> {
     }
 
     pub fn set_protocol(&mut self, proto: PppProtocol) {
-        write_u16(self.buffer.as_mut(), field::PPP_PROTOCOL.start, proto.into());
+        write_u16(
+            self.buffer.as_mut(),
+            field::PPP_PROTOCOL.start,
+            proto.into(),
+        );
     }
 
     pub fn payload_mut(&mut self) -> &mut [u8] {
@@ -176,7 +180,9 @@ impl PppoeRepr {
 mod tests {
     use super::*;
 
-    static FRAME: [u8; 12] = [0x11, 0x00, 0x12, 0x34, 0x00, 0x04, 0x00, 0x21, 0x45, 0x00, 0xee, 0xee];
+    static FRAME: [u8; 12] = [
+        0x11, 0x00, 0x12, 0x34, 0x00, 0x04, 0x00, 0x21, 0x45, 0x00, 0xee, 0xee,
+    ];
 
     #[test]
     fn known_bytes() {
@@ -197,14 +203,26 @@ mod tests {
 
     #[test]
     fn length_checks() {
-        assert_eq!(PppoeSession::new_checked(&FRAME[..7]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            PppoeSession::new_checked(&FRAME[..7]).unwrap_err(),
+            Error::Truncated
+        );
         let mut f = FRAME;
         f[5] = 0x20;
-        assert_eq!(PppoeSession::new_checked(&f[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            PppoeSession::new_checked(&f[..]).unwrap_err(),
+            Error::Truncated
+        );
         f[5] = 0x01;
-        assert_eq!(PppoeSession::new_checked(&f[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            PppoeSession::new_checked(&f[..]).unwrap_err(),
+            Error::Malformed
+        );
         let mut f = FRAME;
         f[1] = 0x09; // PADI, not session data
-        assert_eq!(PppoeRepr::parse(&PppoeSession::new_unchecked(&f[..])).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            PppoeRepr::parse(&PppoeSession::new_unchecked(&f[..])).unwrap_err(),
+            Error::Malformed
+        );
     }
 }

@@ -32,24 +32,43 @@ pub enum Side {
 #[derive(Clone, Copy)]
 enum L4Csum {
     /// Covers the pseudo-header; `zero_means_none` for UDP over IPv4.
-    Pseudo { at: usize, zero_means_none: bool, udp: bool },
+    Pseudo {
+        at: usize,
+        zero_means_none: bool,
+        udp: bool,
+    },
     None,
 }
 
 fn l4_csum_slot(proto: IpProtocol, ipv4: bool) -> L4Csum {
     match proto {
-        IpProtocol::Tcp => L4Csum::Pseudo { at: tcp::CHECKSUM_OFFSET, zero_means_none: false, udp: false },
-        IpProtocol::Udp => L4Csum::Pseudo { at: udp::CHECKSUM_OFFSET, zero_means_none: ipv4, udp: true },
-        IpProtocol::Icmpv6 if !ipv4 => {
-            L4Csum::Pseudo { at: crate::icmpv6::CHECKSUM_OFFSET, zero_means_none: false, udp: false }
-        }
+        IpProtocol::Tcp => L4Csum::Pseudo {
+            at: tcp::CHECKSUM_OFFSET,
+            zero_means_none: false,
+            udp: false,
+        },
+        IpProtocol::Udp => L4Csum::Pseudo {
+            at: udp::CHECKSUM_OFFSET,
+            zero_means_none: ipv4,
+            udp: true,
+        },
+        IpProtocol::Icmpv6 if !ipv4 => L4Csum::Pseudo {
+            at: crate::icmpv6::CHECKSUM_OFFSET,
+            zero_means_none: false,
+            udp: false,
+        },
         _ => L4Csum::None,
     }
 }
 
 /// Applies `update` to the L4 checksum at `at` in `l4`, minding UDP's zero.
 fn patch_l4(l4: &mut [u8], slot: L4Csum, update: impl FnOnce(u16) -> u16) -> Result<()> {
-    let L4Csum::Pseudo { at, zero_means_none, udp } = slot else {
+    let L4Csum::Pseudo {
+        at,
+        zero_means_none,
+        udp,
+    } = slot
+    else {
         return Ok(());
     };
     if l4.len() < at + 2 {
@@ -77,14 +96,20 @@ pub fn set_ipv4_addr(ip: &mut [u8], side: Side, new: Ipv4Addr) -> Result<()> {
         Side::Src => p.src_addr(),
         Side::Dst => p.dst_addr(),
     };
-    let (hlen, total, proto, l4_present) =
-        (p.header_len() as usize, p.total_len() as usize, p.protocol(), p.frag_offset() == 0);
+    let (hlen, total, proto, l4_present) = (
+        p.header_len() as usize,
+        p.total_len() as usize,
+        p.protocol(),
+        p.frag_offset() == 0,
+    );
     let (old32, new32) = (u32::from(old), u32::from(new));
     if l4_present {
         let slot = l4_csum_slot(proto, true);
         // A first fragment carrying less than the L4 checksum is left alone rather than refused:
         // the address still has to change.
-        let _ = patch_l4(&mut ip[hlen..total], slot, |c| checksum::update32(c, old32, new32));
+        let _ = patch_l4(&mut ip[hlen..total], slot, |c| {
+            checksum::update32(c, old32, new32)
+        });
     }
     let mut p = Ipv4Packet::new_unchecked(&mut *ip);
     let hc = checksum::update32(p.checksum(), old32, new32);
@@ -99,7 +124,13 @@ pub fn set_ipv4_addr(ip: &mut [u8], side: Side, new: Ipv4Addr) -> Result<()> {
 /// Rewrites the source or destination port of a TCP or UDP header at the start of `l4`,
 /// patching its checksum. `ipv4` tells whether a zero UDP checksum means "none".
 /// `Malformed` for other protocols, `Truncated` when `l4` is shorter than the header.
-pub fn set_l4_port(l4: &mut [u8], proto: IpProtocol, ipv4: bool, side: Side, new: u16) -> Result<()> {
+pub fn set_l4_port(
+    l4: &mut [u8],
+    proto: IpProtocol,
+    ipv4: bool,
+    side: Side,
+    new: u16,
+) -> Result<()> {
     let hdr_len = match proto {
         IpProtocol::Tcp => tcp::HEADER_LEN,
         IpProtocol::Udp => udp::HEADER_LEN,
@@ -113,7 +144,9 @@ pub fn set_l4_port(l4: &mut [u8], proto: IpProtocol, ipv4: bool, side: Side, new
         Side::Dst => 2,
     };
     let old = read_u16(l4, at);
-    patch_l4(l4, l4_csum_slot(proto, ipv4), |c| checksum::update16(c, old, new))?;
+    patch_l4(l4, l4_csum_slot(proto, ipv4), |c| {
+        checksum::update16(c, old, new)
+    })?;
     write_u16(l4, at, new);
     Ok(())
 }
@@ -144,7 +177,9 @@ pub fn set_ipv6_addr(ip: &mut [u8], side: Side, new: Ipv6Addr) -> Result<()> {
         if ext.has_upper_header() {
             let slot = l4_csum_slot(ext.upper_protocol, false);
             let (o, n) = (old.octets(), new.octets());
-            let _ = patch_l4(&mut ip[ext.upper_offset..total], slot, |c| checksum::update_bytes(c, &o, &n));
+            let _ = patch_l4(&mut ip[ext.upper_offset..total], slot, |c| {
+                checksum::update_bytes(c, &o, &n)
+            });
         }
     }
     let mut p = Ipv6Packet::new_unchecked(&mut *ip);
@@ -209,7 +244,11 @@ mod tests {
             };
             t.emit(&mut TcpPacket::new_unchecked(l4), &s, &d);
         } else {
-            let u = UdpRepr { src_port: sport, dst_port: dport, payload };
+            let u = UdpRepr {
+                src_port: sport,
+                dst_port: dport,
+                payload,
+            };
             u.emit(&mut UdpPacket::new_unchecked(&mut *l4), &s, &d);
             if udp_zero {
                 l4[6] = 0;
@@ -249,7 +288,15 @@ mod tests {
 
     #[test]
     fn snat_tcp_known() {
-        let mut b = build_v4(IpProtocol::Tcp, [192, 168, 1, 10].into(), [1, 1, 1, 1].into(), 40000, 443, b"x", false);
+        let mut b = build_v4(
+            IpProtocol::Tcp,
+            [192, 168, 1, 10].into(),
+            [1, 1, 1, 1].into(),
+            40000,
+            443,
+            b"x",
+            false,
+        );
         set_ipv4_addr(&mut b, Side::Src, [203, 0, 113, 7].into()).unwrap();
         set_l4_port(&mut b[20..], IpProtocol::Tcp, true, Side::Src, 61000).unwrap();
         let p = Ipv4Packet::new_checked(&b[..]).unwrap();
@@ -262,7 +309,15 @@ mod tests {
 
     #[test]
     fn udp_zero_checksum_stays_zero() {
-        let mut b = build_v4(IpProtocol::Udp, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 1, 2, b"abc", true);
+        let mut b = build_v4(
+            IpProtocol::Udp,
+            [10, 0, 0, 1].into(),
+            [10, 0, 0, 2].into(),
+            1,
+            2,
+            b"abc",
+            true,
+        );
         set_ipv4_addr(&mut b, Side::Dst, [10, 9, 9, 9].into()).unwrap();
         set_l4_port(&mut b[20..], IpProtocol::Udp, true, Side::Dst, 999).unwrap();
         assert_eq!(read_u16(&b, 26), 0);
@@ -282,10 +337,22 @@ mod tests {
 
     #[test]
     fn short_inputs_are_errors() {
-        assert_eq!(set_ipv4_addr(&mut [0x45; 10], Side::Src, Ipv4Addr::LOCALHOST), Err(Error::Truncated));
-        assert_eq!(set_l4_port(&mut [0; 7], IpProtocol::Udp, true, Side::Src, 1), Err(Error::Truncated));
-        assert_eq!(set_l4_port(&mut [0; 20], IpProtocol::Icmp, true, Side::Src, 1), Err(Error::Malformed));
-        assert_eq!(set_ipv6_addr(&mut [0x60; 39], Side::Src, Ipv6Addr::LOCALHOST), Err(Error::Truncated));
+        assert_eq!(
+            set_ipv4_addr(&mut [0x45; 10], Side::Src, Ipv4Addr::LOCALHOST),
+            Err(Error::Truncated)
+        );
+        assert_eq!(
+            set_l4_port(&mut [0; 7], IpProtocol::Udp, true, Side::Src, 1),
+            Err(Error::Truncated)
+        );
+        assert_eq!(
+            set_l4_port(&mut [0; 20], IpProtocol::Icmp, true, Side::Src, 1),
+            Err(Error::Malformed)
+        );
+        assert_eq!(
+            set_ipv6_addr(&mut [0x60; 39], Side::Src, Ipv6Addr::LOCALHOST),
+            Err(Error::Truncated)
+        );
     }
 
     proptest! {

@@ -141,8 +141,14 @@ pub enum TcpOption<'a> {
     SackPermitted,
     /// The SACK blocks, raw (pairs of 32-bit edges).
     Sack(&'a [u8]),
-    Timestamps { tsval: u32, tsecr: u32 },
-    Unknown { kind: u8, data: &'a [u8] },
+    Timestamps {
+        tsval: u32,
+        tsecr: u32,
+    },
+    Unknown {
+        kind: u8,
+        data: &'a [u8],
+    },
 }
 
 /// Iterates the options region. After an end-of-list option it stops; an option whose length
@@ -335,7 +341,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
 
     pub fn set_flags(&mut self, flags: TcpFlags) {
         let w = read_u16(self.buffer.as_ref(), field::FLAGS.start);
-        write_u16(self.buffer.as_mut(), field::FLAGS.start, (w & !0x1ff) | (flags.0 & 0x1ff));
+        write_u16(
+            self.buffer.as_mut(),
+            field::FLAGS.start,
+            (w & !0x1ff) | (flags.0 & 0x1ff),
+        );
     }
 
     pub fn set_window_len(&mut self, v: u16) {
@@ -420,7 +430,12 @@ impl<'a> TcpRepr<'a> {
 
     /// Writes header, options and payload and fills the checksum. The buffer must be exactly
     /// [`TcpRepr::buffer_len`] long, since the checksum covers all of it.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut TcpPacket<T>, src: &IpAddr, dst: &IpAddr) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut TcpPacket<T>,
+        src: &IpAddr,
+        dst: &IpAddr,
+    ) {
         let hlen = self.header_len();
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
@@ -453,7 +468,10 @@ mod tests {
     ];
 
     fn addrs() -> (IpAddr, IpAddr) {
-        (Ipv4Addr::new(10, 0, 0, 1).into(), Ipv4Addr::new(10, 0, 0, 2).into())
+        (
+            Ipv4Addr::new(10, 0, 0, 1).into(),
+            Ipv4Addr::new(10, 0, 0, 2).into(),
+        )
     }
 
     #[test]
@@ -496,10 +514,19 @@ mod tests {
     fn bad_data_offset() {
         let mut b = SYN;
         b[12] = 0x40;
-        assert_eq!(TcpPacket::new_checked(&b[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).unwrap_err(),
+            Error::Malformed
+        );
         b[12] = 0xf0;
-        assert_eq!(TcpPacket::new_checked(&b[..]).unwrap_err(), Error::Truncated);
-        assert_eq!(TcpPacket::new_checked(&b[..19]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            TcpPacket::new_checked(&b[..19]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]
@@ -512,6 +539,15 @@ mod tests {
         assert_eq!(v, [Ok(TcpOption::NoOperation), Err(Error::Malformed)]);
         let opts = [30u8, 3, 9, 0, 1];
         let v: Vec<_> = TcpOptions::new(&opts).collect();
-        assert_eq!(v, [Ok(TcpOption::Unknown { kind: 30, data: &[9] }), Ok(TcpOption::EndOfList)]);
+        assert_eq!(
+            v,
+            [
+                Ok(TcpOption::Unknown {
+                    kind: 30,
+                    data: &[9]
+                }),
+                Ok(TcpOption::EndOfList)
+            ]
+        );
     }
 }

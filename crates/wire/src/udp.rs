@@ -156,7 +156,11 @@ impl<'a> UdpRepr<'a> {
         if (src.is_ipv6() && packet.checksum() == 0) || !packet.verify_checksum(src, dst) {
             return Err(Error::Malformed);
         }
-        Ok(UdpRepr { src_port: packet.src_port(), dst_port: packet.dst_port(), payload: packet.payload_ref() })
+        Ok(UdpRepr {
+            src_port: packet.src_port(),
+            dst_port: packet.dst_port(),
+            payload: packet.payload_ref(),
+        })
     }
 
     pub fn buffer_len(&self) -> usize {
@@ -165,7 +169,12 @@ impl<'a> UdpRepr<'a> {
 
     /// Writes header and payload and fills the checksum; the buffer must hold
     /// [`UdpRepr::buffer_len`] bytes.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut UdpPacket<T>, src: &IpAddr, dst: &IpAddr) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut UdpPacket<T>,
+        src: &IpAddr,
+        dst: &IpAddr,
+    ) {
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
         packet.set_len(self.buffer_len() as u16);
@@ -180,10 +189,15 @@ mod tests {
     use std::net::Ipv4Addr;
 
     // DNS query header fragment 192.168.1.10:5353 -> 192.168.1.1:53, checksum computed by hand.
-    static DGRAM: [u8; 12] = [0x14, 0xe9, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef];
+    static DGRAM: [u8; 12] = [
+        0x14, 0xe9, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef,
+    ];
 
     fn addrs() -> (IpAddr, IpAddr) {
-        (Ipv4Addr::new(192, 168, 1, 10).into(), Ipv4Addr::new(192, 168, 1, 1).into())
+        (
+            Ipv4Addr::new(192, 168, 1, 10).into(),
+            Ipv4Addr::new(192, 168, 1, 1).into(),
+        )
     }
 
     #[test]
@@ -198,7 +212,9 @@ mod tests {
         let mut out = [0u8; 12];
         repr.emit(&mut UdpPacket::new_unchecked(&mut out[..]), &s, &d);
         // Pseudo header: c0a8 010a c0a8 0101 0011 000c; header 14e9 0035 000c; data dead beef.
-        let words: [u32; 11] = [0xc0a8, 0x010a, 0xc0a8, 0x0101, 0x0011, 0x000c, 0x14e9, 0x0035, 0x000c, 0xdead, 0xbeef];
+        let words: [u32; 11] = [
+            0xc0a8, 0x010a, 0xc0a8, 0x0101, 0x0011, 0x000c, 0x14e9, 0x0035, 0x000c, 0xdead, 0xbeef,
+        ];
         let mut acc: u32 = words.iter().sum();
         while acc > 0xffff {
             acc = (acc & 0xffff) + (acc >> 16);
@@ -211,12 +227,21 @@ mod tests {
     fn length_field() {
         let mut b = DGRAM;
         b[5] = 7;
-        assert_eq!(UdpPacket::new_checked(&b[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            UdpPacket::new_checked(&b[..]).unwrap_err(),
+            Error::Malformed
+        );
         b[5] = 13;
-        assert_eq!(UdpPacket::new_checked(&b[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            UdpPacket::new_checked(&b[..]).unwrap_err(),
+            Error::Truncated
+        );
         // Trailing bytes beyond the length field are not payload.
         let mut long = DGRAM.to_vec();
         long.extend_from_slice(&[0, 0]);
-        assert_eq!(UdpPacket::new_checked(&long[..]).unwrap().payload().len(), 4);
+        assert_eq!(
+            UdpPacket::new_checked(&long[..]).unwrap().payload().len(),
+            4
+        );
     }
 }

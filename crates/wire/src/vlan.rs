@@ -133,7 +133,9 @@ impl VlanRepr {
     }
 
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut VlanPacket<T>) {
-        packet.set_tci(((self.pcp as u16 & 7) << 13) | if self.dei { 0x1000 } else { 0 } | (self.vid & 0xfff));
+        packet.set_tci(
+            ((self.pcp as u16 & 7) << 13) | if self.dei { 0x1000 } else { 0 } | (self.vid & 0xfff),
+        );
         packet.set_ethertype(self.ethertype);
     }
 }
@@ -154,7 +156,10 @@ mod tests {
         let mut out = [0u8; 4];
         repr.emit(&mut VlanPacket::new_unchecked(&mut out[..]));
         assert_eq!(out, bytes[..4]);
-        assert_eq!(VlanPacket::new_checked(&bytes[..3]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            VlanPacket::new_checked(&bytes[..3]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::tcp::TcpRepr;
 use crate::udp::UdpRepr;
 use crate::{Ipv4Packet, TcpPacket, UdpPacket};
 use etherparse::{
-    IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6FragmentHeader, Ipv6Header,
-    Ipv6RawExtHeader, PacketBuilder, TcpOptionElement, VlanId,
+    IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6FragmentHeader,
+    Ipv6Header, Ipv6RawExtHeader, PacketBuilder, TcpOptionElement, VlanId,
 };
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -34,7 +34,10 @@ fn ipv4_tcp_from_etherparse() {
             .tcp(40000, 443, 0x11223344, 29200)
             .syn()
             .ack(0x55667788)
-            .options(&[TcpOptionElement::MaximumSegmentSize(1460), TcpOptionElement::WindowScale(7)])
+            .options(&[
+                TcpOptionElement::MaximumSegmentSize(1460),
+                TcpOptionElement::WindowScale(7),
+            ])
             .unwrap()
             .write(v, payload)
             .unwrap()
@@ -48,7 +51,10 @@ fn ipv4_tcp_from_etherparse() {
     assert_eq!(m.l3_offset, 14);
     assert_eq!(m.ip_version, Some(IpVersion::Ipv4));
     assert_eq!(m.src_addr, Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10))));
-    assert_eq!(m.dst_addr, Some(IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34))));
+    assert_eq!(
+        m.dst_addr,
+        Some(IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34)))
+    );
     assert_eq!(m.ip_protocol, Some(IpProtocol::Tcp));
     assert_eq!(m.ttl, 63);
     assert_eq!(m.ip_header_len, 20);
@@ -58,11 +64,17 @@ fn ipv4_tcp_from_etherparse() {
     assert_eq!(m.ports, Some((40000, 443)));
     let tcp = m.tcp.unwrap();
     assert_eq!(tcp.flags, TcpFlags::SYN | TcpFlags::ACK);
-    assert_eq!((tcp.seq_number, tcp.ack_number, tcp.window_len), (0x11223344, 0x55667788, 29200));
+    assert_eq!(
+        (tcp.seq_number, tcp.ack_number, tcp.window_len),
+        (0x11223344, 0x55667788, 29200)
+    );
     assert_eq!(tcp.header_len, 28);
     assert_eq!(m.payload_offset, Some(34 + 28));
     assert_eq!(m.payload_len, payload.len());
-    assert_eq!(&frame[m.payload_offset.unwrap()..][..m.payload_len], payload);
+    assert_eq!(
+        &frame[m.payload_offset.unwrap()..][..m.payload_len],
+        payload
+    );
     assert_eq!(m.ip_total_len, 20 + 28 + payload.len());
     assert_eq!(m.l3_end, frame.len());
 
@@ -91,7 +103,10 @@ fn qinq_ipv6_udp_from_etherparse() {
     let dst: Ipv6Addr = "2001:db8:1::53".parse().unwrap();
     let frame = write(|v| {
         PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
-            .double_vlan(VlanId::try_new(100).unwrap(), VlanId::try_new(4000).unwrap())
+            .double_vlan(
+                VlanId::try_new(100).unwrap(),
+                VlanId::try_new(4000).unwrap(),
+            )
             .ipv6(src.octets(), dst.octets(), 17)
             .udp(5353, 53)
             .write(v, b"query")
@@ -118,7 +133,11 @@ fn qinq_ipv6_udp_from_etherparse() {
     assert!(u.verify_checksum(&src.into(), &dst.into()));
     let repr = UdpRepr::parse(&u, &src.into(), &dst.into()).unwrap();
     let mut out = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut UdpPacket::new_unchecked(&mut out[..]), &src.into(), &dst.into());
+    repr.emit(
+        &mut UdpPacket::new_unchecked(&mut out[..]),
+        &src.into(),
+        &dst.into(),
+    );
     assert_eq!(out, ip.payload());
     let ip_repr = Ipv6Repr::parse(&ip).unwrap();
     let mut out = [0u8; 40];
@@ -137,10 +156,21 @@ fn single_vlan_icmp_echo_from_etherparse() {
             .unwrap()
     });
     let m = parse_frame(&frame).unwrap();
-    assert_eq!(m.vlan_tags(), &[VlanTag { tpid: EtherType::Vlan, pcp: 0, dei: false, vid: 42 }]);
+    assert_eq!(
+        m.vlan_tags(),
+        &[VlanTag {
+            tpid: EtherType::Vlan,
+            pcp: 0,
+            dei: false,
+            vid: 42
+        }]
+    );
     assert_eq!(m.ip_protocol, Some(IpProtocol::Icmp));
     let icmp = m.icmp.unwrap();
-    assert_eq!((icmp.msg_type, icmp.code, icmp.ident, icmp.seq_no), (8, 0, Some(0xabcd), Some(7)));
+    assert_eq!(
+        (icmp.msg_type, icmp.code, icmp.ident, icmp.seq_no),
+        (8, 0, Some(0xabcd), Some(7))
+    );
     assert!(!icmp.is_error && icmp.inner.is_none());
     assert_eq!(m.ports, None);
     let l4 = &frame[m.l4_offset.unwrap()..];
@@ -165,7 +195,10 @@ fn icmpv6_echo_from_etherparse() {
     });
     let m = parse_frame(&frame).unwrap();
     let icmp = m.icmp.unwrap();
-    assert_eq!((icmp.msg_type, icmp.ident, icmp.seq_no), (129, Some(3), Some(4)));
+    assert_eq!(
+        (icmp.msg_type, icmp.ident, icmp.seq_no),
+        (129, Some(3), Some(4))
+    );
     let l4 = &frame[54..];
     let p = Icmpv6Packet::new_checked(l4).unwrap();
     assert!(p.verify_checksum(&src, &dst));
@@ -179,7 +212,10 @@ fn icmpv6_echo_from_etherparse() {
 fn icmp_error_quotes_inner_tuple() {
     // The packet that could not be delivered: UDP 10.0.0.2:1234 -> 8.8.8.8:53.
     let inner = write(|v| {
-        PacketBuilder::ipv4([10, 0, 0, 2], [8, 8, 8, 8], 64).udp(1234, 53).write(v, &[0; 20]).unwrap()
+        PacketBuilder::ipv4([10, 0, 0, 2], [8, 8, 8, 8], 64)
+            .udp(1234, 53)
+            .write(v, &[0; 20])
+            .unwrap()
     });
     let frame = write(|v| {
         PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
@@ -203,8 +239,16 @@ fn icmp_error_quotes_inner_tuple() {
     assert_eq!(i.l4_offset, 62);
 
     // ICMPv6 packet too big quoting a TCP segment.
-    let (a, b): (Ipv6Addr, Ipv6Addr) = ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
-    let inner = write(|v| PacketBuilder::ipv6(a.octets(), b.octets(), 64).tcp(443, 50000, 1, 100).write(v, &[]).unwrap());
+    let (a, b): (Ipv6Addr, Ipv6Addr) = (
+        "2001:db8::1".parse().unwrap(),
+        "2001:db8::2".parse().unwrap(),
+    );
+    let inner = write(|v| {
+        PacketBuilder::ipv6(a.octets(), b.octets(), 64)
+            .tcp(443, 50000, 1, 100)
+            .write(v, &[])
+            .unwrap()
+    });
     let frame = write(|v| {
         PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
             .ipv6(b.octets(), a.octets(), 64)
@@ -271,8 +315,12 @@ fn ipv6_extension_headers_from_etherparse() {
     let src: Ipv6Addr = "2001:db8::a".parse().unwrap();
     let dst: Ipv6Addr = "2001:db8::b".parse().unwrap();
     let exts = |frag_offset: u16| Ipv6Extensions {
-        hop_by_hop_options: Some(Ipv6RawExtHeader::new_raw(IpNumber::TCP, &[1, 4, 0, 0, 0, 0]).unwrap()),
-        destination_options: Some(Ipv6RawExtHeader::new_raw(IpNumber::TCP, &[1, 4, 0, 0, 0, 0]).unwrap()),
+        hop_by_hop_options: Some(
+            Ipv6RawExtHeader::new_raw(IpNumber::TCP, &[1, 4, 0, 0, 0, 0]).unwrap(),
+        ),
+        destination_options: Some(
+            Ipv6RawExtHeader::new_raw(IpNumber::TCP, &[1, 4, 0, 0, 0, 0]).unwrap(),
+        ),
         routing: None,
         fragment: Some(Ipv6FragmentHeader::new(
             IpNumber::TCP,
@@ -311,9 +359,15 @@ fn ipv6_extension_headers_from_etherparse() {
     assert_eq!(m.dscp, 0xb8 >> 2);
     assert_eq!(m.ports, Some((1, 2)));
     assert_eq!(m.l4_offset, Some(14 + 64));
-    let ext = Ipv6Packet::new_checked(&frame[14..]).unwrap().extension_headers().unwrap();
+    let ext = Ipv6Packet::new_checked(&frame[14..])
+        .unwrap()
+        .extension_headers()
+        .unwrap();
     let f = ext.fragment.unwrap();
-    assert_eq!((f.header_offset, f.frag_offset, f.more_frags, f.ident), (56, 0, true, 0xdead_beef));
+    assert_eq!(
+        (f.header_offset, f.frag_offset, f.more_frags, f.ident),
+        (56, 0, true, 0xdead_beef)
+    );
 
     let frame = write(|v| {
         PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
@@ -341,7 +395,12 @@ fn pppoe_frame(ppp_proto: u16, ip: &[u8], pad: usize) -> Vec<u8> {
 
 #[test]
 fn pppoe_session_ipv4_and_ipv6() {
-    let ip = write(|v| PacketBuilder::ipv4([100, 64, 0, 1], [1, 1, 1, 1], 64).udp(4000, 53).write(v, b"q").unwrap());
+    let ip = write(|v| {
+        PacketBuilder::ipv4([100, 64, 0, 1], [1, 1, 1, 1], 64)
+            .udp(4000, 53)
+            .write(v, b"q")
+            .unwrap()
+    });
     let f = pppoe_frame(0x0021, &ip, 7);
     let m = parse_frame(&f).unwrap();
     assert_eq!(m.pppoe_session, Some(0xbeef));
@@ -353,10 +412,14 @@ fn pppoe_session_ipv4_and_ipv6() {
     assert_eq!(m.ports, Some((4000, 53)));
 
     let ip6 = write(|v| {
-        PacketBuilder::ipv6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0xff; 16], 64)
-            .tcp(1, 2, 3, 4)
-            .write(v, &[])
-            .unwrap()
+        PacketBuilder::ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xff; 16],
+            64,
+        )
+        .tcp(1, 2, 3, 4)
+        .write(v, &[])
+        .unwrap()
     });
     let m = parse_frame(&pppoe_frame(0x0057, &ip6, 0)).unwrap();
     assert_eq!(m.ethertype, EtherType::Ipv6);
@@ -397,7 +460,11 @@ fn arp_request_bytes() {
 #[test]
 fn ethernet_padding_is_not_payload() {
     let mut f = write(|v| {
-        PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv4([1, 1, 1, 1], [2, 2, 2, 2], 5).udp(7, 9).write(v, &[]).unwrap()
+        PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2], 5)
+            .udp(7, 9)
+            .write(v, &[])
+            .unwrap()
     });
     f.resize(60, 0xee);
     let m = parse_frame(&f).unwrap();
@@ -409,7 +476,11 @@ fn ethernet_padding_is_not_payload() {
 /// A valid IPv4/UDP frame the error cases below break one field at a time.
 fn udp4() -> Vec<u8> {
     write(|v| {
-        PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv4([1, 1, 1, 1], [2, 2, 2, 2], 5).udp(7, 9).write(v, b"abcd").unwrap()
+        PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2], 5)
+            .udp(7, 9)
+            .write(v, b"abcd")
+            .unwrap()
     })
 }
 
@@ -438,7 +509,10 @@ fn every_reason_is_reachable() {
     expect(&vlan3, ParseError::TooManyVlanTags);
 
     let ip = &good[14..];
-    expect(&pppoe_frame(0x0021, ip, 0)[..21], ParseError::TruncatedPppoe);
+    expect(
+        &pppoe_frame(0x0021, ip, 0)[..21],
+        ParseError::TruncatedPppoe,
+    );
     let mut bad = pppoe_frame(0x0021, ip, 0);
     bad[14] = 0x21;
     expect(&bad, ParseError::BadPppoeHeader);
@@ -476,7 +550,11 @@ fn every_reason_is_reachable() {
     expect(&f, ParseError::BadIpv4TotalLen);
 
     let v6 = write(|v| {
-        PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv6([1; 16], [2; 16], 5).udp(7, 9).write(v, b"abcd").unwrap()
+        PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+            .ipv6([1; 16], [2; 16], 5)
+            .udp(7, 9)
+            .write(v, b"abcd")
+            .unwrap()
     });
     expect(&v6[..53], ParseError::TruncatedIpv6);
     let mut f = v6.clone();
@@ -493,7 +571,11 @@ fn every_reason_is_reachable() {
     expect(&f, ParseError::BadIpv6Ext);
 
     let tcp = write(|v| {
-        PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv4([1, 1, 1, 1], [2, 2, 2, 2], 5).tcp(1, 2, 3, 4).write(v, &[]).unwrap()
+        PacketBuilder::ethernet2(SRC_MAC, DST_MAC)
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2], 5)
+            .tcp(1, 2, 3, 4)
+            .write(v, &[])
+            .unwrap()
     });
     let mut f = tcp[..14 + 20 + 19].to_vec();
     f[17] -= 1;
@@ -539,7 +621,11 @@ fn reason_names_are_stable_keys() {
     for (i, e) in ParseError::ALL.iter().enumerate() {
         assert_eq!(e.index(), i);
         let n = e.name();
-        assert!(n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{n}");
+        assert!(
+            n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "{n}"
+        );
         assert!(names.insert(n), "duplicate {n}");
         assert_eq!(e.to_string(), n);
     }
@@ -579,39 +665,55 @@ fn arb_frame() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..48),
         any::<bool>(),
     )
-        .prop_map(|(vlans, l4, v6, s4, d4, s6, (sp, dp, seq, ttl), payload, pppoe)| {
-            let b = PacketBuilder::ethernet2(SRC_MAC, DST_MAC);
-            let mut out = Vec::new();
-            macro_rules! finish {
-                ($ip:expr) => {{
-                    let ip = $ip;
-                    match (l4, v6) {
-                        (0, _) => ip.tcp(sp, dp, seq, 100).ack(seq).write(&mut out, &payload).unwrap(),
-                        (1, _) => ip.udp(sp, dp).write(&mut out, &payload).unwrap(),
-                        (_, false) => ip.icmpv4_echo_request(sp, dp).write(&mut out, &payload).unwrap(),
-                        (_, true) => ip.icmpv6_echo_request(sp, dp).write(&mut out, &payload).unwrap(),
-                    }
-                }};
-            }
-            match (vlans, v6) {
-                (0, false) => finish!(b.ipv4(s4, d4, ttl)),
-                (0, true) => finish!(b.ipv6(s6, [0x20; 16], ttl)),
-                (1, false) => finish!(b.single_vlan(VlanId::try_new(sp & 0xfff).unwrap()).ipv4(s4, d4, ttl)),
-                (1, true) => finish!(b.single_vlan(VlanId::try_new(dp & 0xfff).unwrap()).ipv6(s6, [0x20; 16], ttl)),
-                (_, false) => finish!(b
-                    .double_vlan(VlanId::try_new(1).unwrap(), VlanId::try_new(2).unwrap())
-                    .ipv4(s4, d4, ttl)),
-                (_, true) => finish!(b
-                    .double_vlan(VlanId::try_new(3).unwrap(), VlanId::try_new(4).unwrap())
-                    .ipv6(s6, [0x20; 16], ttl)),
-            }
-            if pppoe && vlans == 0 {
-                let ip = out[14..].to_vec();
-                pppoe_frame(if v6 { 0x0057 } else { 0x0021 }, &ip, 0)
-            } else {
-                out
-            }
-        })
+        .prop_map(
+            |(vlans, l4, v6, s4, d4, s6, (sp, dp, seq, ttl), payload, pppoe)| {
+                let b = PacketBuilder::ethernet2(SRC_MAC, DST_MAC);
+                let mut out = Vec::new();
+                macro_rules! finish {
+                    ($ip:expr) => {{
+                        let ip = $ip;
+                        match (l4, v6) {
+                            (0, _) => ip
+                                .tcp(sp, dp, seq, 100)
+                                .ack(seq)
+                                .write(&mut out, &payload)
+                                .unwrap(),
+                            (1, _) => ip.udp(sp, dp).write(&mut out, &payload).unwrap(),
+                            (_, false) => ip
+                                .icmpv4_echo_request(sp, dp)
+                                .write(&mut out, &payload)
+                                .unwrap(),
+                            (_, true) => ip
+                                .icmpv6_echo_request(sp, dp)
+                                .write(&mut out, &payload)
+                                .unwrap(),
+                        }
+                    }};
+                }
+                match (vlans, v6) {
+                    (0, false) => finish!(b.ipv4(s4, d4, ttl)),
+                    (0, true) => finish!(b.ipv6(s6, [0x20; 16], ttl)),
+                    (1, false) => finish!(b
+                        .single_vlan(VlanId::try_new(sp & 0xfff).unwrap())
+                        .ipv4(s4, d4, ttl)),
+                    (1, true) => finish!(b
+                        .single_vlan(VlanId::try_new(dp & 0xfff).unwrap())
+                        .ipv6(s6, [0x20; 16], ttl)),
+                    (_, false) => finish!(b
+                        .double_vlan(VlanId::try_new(1).unwrap(), VlanId::try_new(2).unwrap())
+                        .ipv4(s4, d4, ttl)),
+                    (_, true) => finish!(b
+                        .double_vlan(VlanId::try_new(3).unwrap(), VlanId::try_new(4).unwrap())
+                        .ipv6(s6, [0x20; 16], ttl)),
+                }
+                if pppoe && vlans == 0 {
+                    let ip = out[14..].to_vec();
+                    pppoe_frame(if v6 { 0x0057 } else { 0x0021 }, &ip, 0)
+                } else {
+                    out
+                }
+            },
+        )
 }
 
 proptest! {
