@@ -16,6 +16,37 @@
 //! and fields the rest of the dataplane keys on, or a [`ParseError`] whose [`ParseError::name`] is
 //! a stable drop-counter key. [`checksum`] has the full and incremental (RFC 1624) Internet
 //! checksums, and [`rewrite`] the in-place NAT rewrites built on them.
+//!
+//! ```
+//! use nft_wire::rewrite::{self, Side};
+//! use nft_wire::{parse_frame, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
+//!
+//! // Build Ethernet + IPv4 + UDP with the value types.
+//! let (src, dst) = (Ipv4Addr::new(192, 168, 1, 10), Ipv4Addr::new(9, 9, 9, 9));
+//! let udp = UdpRepr { src_port: 5353, dst_port: 53, payload: b"query" };
+//! let ip = Ipv4Repr {
+//!     src_addr: src, dst_addr: dst, next_header: IpProtocol::Udp,
+//!     payload_len: udp.buffer_len(), ttl: 64, dscp: 0, ecn: 0, ident: 1,
+//!     dont_frag: true, more_frags: false, frag_offset: 0,
+//! };
+//! let mut frame = vec![0u8; 14 + ip.buffer_len() + udp.buffer_len()];
+//! frame[12..14].copy_from_slice(&[0x08, 0x00]);
+//! ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[14..]));
+//! udp.emit(&mut UdpPacket::new_unchecked(&mut frame[34..]), &src.into(), &dst.into());
+//!
+//! // Parse it once, then source-NAT it in place.
+//! let meta = parse_frame(&frame).unwrap();
+//! assert_eq!(meta.ports, Some((5353, 53)));
+//! let l3 = meta.l3_offset;
+//! rewrite::set_ipv4_addr(&mut frame[l3..], Side::Src, Ipv4Addr::new(203, 0, 113, 1)).unwrap();
+//! let l4 = meta.l4_offset.unwrap();
+//! rewrite::set_l4_port(&mut frame[l4..], IpProtocol::Udp, true, Side::Src, 40000).unwrap();
+//!
+//! let ip = Ipv4Packet::new_checked(&frame[l3..]).unwrap();
+//! assert!(ip.verify_checksum());
+//! let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+//! assert!(udp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
+//! ```
 
 #![forbid(unsafe_code)]
 
