@@ -190,6 +190,57 @@ pub fn set_ipv6_addr(ip: &mut [u8], side: Side, new: Ipv6Addr) -> Result<()> {
     Ok(())
 }
 
+/// Overwrites `buf[at..at + new.len()]` (at most 2 bytes) and patches the checksum stored at
+/// `csum_at`, for a field that may start on an odd offset: the update runs over the enclosing
+/// 16-bit-aligned window, so a value after an odd number of NOPs updates correctly.
+fn patch_unaligned(buf: &mut [u8], csum_at: usize, at: usize, new: &[u8]) {
+    let start = at & !1;
+    let end = (at + new.len() + 1) & !1;
+    let mut old_w = [0u8; 4];
+    let mut new_w = [0u8; 4];
+    let n = end - start;
+    old_w[..n].copy_from_slice(&buf[start..end]);
+    new_w[..n].copy_from_slice(&buf[start..end]);
+    new_w[at - start..at - start + new.len()].copy_from_slice(new);
+    let c = checksum::update_bytes(read_u16(buf, csum_at), &old_w[..n], &new_w[..n]);
+    buf[at..at + new.len()].copy_from_slice(new);
+    write_u16(buf, csum_at, c);
+}
+
+/// Lowers the MSS option of a TCP segment at the start of `l4` to `max` if it is larger (nft's
+/// `tcp option maxseg size set`), patching the checksum. Returns whether it changed anything;
+/// `Err` when the header or its options are malformed.
+pub fn clamp_tcp_mss(l4: &mut [u8], max: u16) -> Result<bool> {
+    let t = tcp::TcpPacket::new_checked(&*l4)?;
+    let hlen = t.header_len() as usize;
+    let mut at = tcp::HEADER_LEN;
+    while at < hlen {
+        match l4[at] {
+            0 => break,
+            1 => at += 1,
+            kind => {
+                let len = *l4.get(at + 1).ok_or(Error::Malformed)? as usize;
+                if len < 2 || at + len > hlen {
+                    return Err(Error::Malformed);
+                }
+                if kind == 2 {
+                    if len != 4 {
+                        return Err(Error::Malformed);
+                    }
+                    let mss = read_u16(l4, at + 2);
+                    if mss <= max {
+                        return Ok(false);
+                    }
+                    patch_unaligned(l4, tcp::CHECKSUM_OFFSET, at + 2, &max.to_be_bytes());
+                    return Ok(true);
+                }
+                at += len;
+            }
+        }
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +406,67 @@ mod tests {
         );
     }
 
+    #[test]
+    fn mss_clamp_at_even_and_odd_offsets() {
+        let (s, d) = (
+            IpAddr::V4([10, 0, 0, 1].into()),
+            IpAddr::V4([10, 0, 0, 2].into()),
+        );
+        for options in [
+            &[2u8, 4, 0x05, 0xb4, 1, 1, 1, 0][..],
+            &[1, 2, 4, 0x05, 0xb4, 0, 0, 0],
+        ] {
+            let repr = TcpRepr {
+                src_port: 1,
+                dst_port: 2,
+                seq_number: 3,
+                ack_number: 0,
+                flags: TcpFlags::SYN,
+                window_len: 100,
+                urgent_at: 0,
+                options,
+                payload: b"abc",
+            };
+            let mut seg = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut TcpPacket::new_unchecked(&mut seg[..]), &s, &d);
+            assert_eq!(clamp_tcp_mss(&mut seg, 1500), Ok(false));
+            assert_eq!(clamp_tcp_mss(&mut seg, 1452), Ok(true));
+            let p = TcpPacket::new_checked(&seg[..]).unwrap();
+            assert!(p.verify_checksum(&s, &d));
+            assert!(p
+                .options_iter()
+                .any(|o| o == Ok(crate::tcp::TcpOption::MaxSegmentSize(1452))));
+        }
+        let mut bad = [0u8; 24];
+        bad[12] = 0x60;
+        bad[20..24].copy_from_slice(&[2, 9, 0, 0]);
+        assert_eq!(clamp_tcp_mss(&mut bad, 1000), Err(Error::Malformed));
+    }
+
     proptest! {
+        #[test]
+        fn mss_clamp_matches_full_recomputation(
+            nops in 0usize..3,
+            mss in any::<u16>(),
+            max in any::<u16>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..9),
+        ) {
+            let (s, d) = (IpAddr::V4([192, 0, 2, 1].into()), IpAddr::V4([198, 51, 100, 2].into()));
+            let mut options = vec![1u8; nops];
+            options.extend_from_slice(&[2, 4]);
+            options.extend_from_slice(&mss.to_be_bytes());
+            let repr = TcpRepr { src_port: 9, dst_port: 8, seq_number: 7, ack_number: 6, flags: TcpFlags::SYN,
+                window_len: 5, urgent_at: 0, options: &options, payload: &payload };
+            let mut seg = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut TcpPacket::new_unchecked(&mut seg[..]), &s, &d);
+            let changed = clamp_tcp_mss(&mut seg, max).unwrap();
+            prop_assert_eq!(changed, mss > max);
+            let mut full = seg.clone();
+            TcpPacket::new_unchecked(&mut full[..]).fill_checksum(&s, &d);
+            prop_assert_eq!(&seg, &full);
+            prop_assert_eq!(read_u16(&seg, 20 + nops + 2), mss.min(max));
+        }
+
         #[test]
         fn ipv4_rewrites_match_full_recomputation(
             tcp in any::<bool>(),
