@@ -9,6 +9,7 @@ pub mod lexer;
 pub mod parser;
 pub mod eval;
 mod inner;
+mod flags;
 pub mod print;
 pub mod ruleset;
 pub mod json;
