@@ -118,8 +118,10 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             _ => return err(e.span, format!("unknown socket key {key}")),
         }),
         ExprKind::Osf { .. } => Ok((Dt::String, 128)),
-        ExprKind::Ipsec { key, .. } => Ok(match key.as_str() {
+        ExprKind::Ipsec { key, spnum, family, .. } => Ok(match key.as_str() {
+            _ if *spnum > 255 => return err(e.span, format!("spnum {spnum} is out of range, the kernel keeps at most 255 states")),
             "reqid" | "spi" => (Dt::Integer, 32),
+            "saddr" | "daddr" if family.as_deref() == Some("ip6") => (Dt::Ipv6Addr, 128),
             "saddr" | "daddr" => (Dt::Ipv4Addr, 32),
             _ => return err(e.span, format!("unknown ipsec key {key}")),
         }),
@@ -347,95 +349,16 @@ pub fn mk_const(dt: Dt, bits: u32, v: u128, span: Span) -> Expr {
 
 // ---- statements ----------------------------------------------------------------------------
 
-/// Protocol knowledge gathered while walking a rule left to right, used to decide which
-/// explicit matches are dependencies nft would add (and so drops when listing).
-#[derive(Default)]
-struct ProtoCtx {
-    /// Index of a statement that pins the network protocol (`meta nfproto ipv4`,
-    /// `ether type ip`, `meta protocol ip`), with the protocol name.
-    l3: Option<(usize, &'static str)>,
-    /// Index of a statement that pins the transport protocol (`meta l4proto tcp`,
-    /// `ip protocol tcp`), with its number.
-    l4: Option<(usize, u8)>,
-}
-
 pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
-    let mut remove = vec![];
-    let mut pc = ProtoCtx::default();
-    for i in 0..rule.stmts.len() {
-        let st = &mut rule.stmts[i];
+    for st in rule.stmts.iter_mut() {
         eval_stmt(ctx, st)?;
-        // dependency bookkeeping
-        if let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind {
-            if let Some(v) = const_int(right) {
-                match &left.kind {
-                    ExprKind::Meta(k) if k == "nfproto" && ctx.family == Family::Inet => {
-                        pc.l3 = match v {
-                            2 => Some((i, "ip")),
-                            10 => Some((i, "ip6")),
-                            _ => None,
-                        };
-                    }
-                    ExprKind::Meta(k) if k == "protocol" && matches!(ctx.family, Family::Bridge | Family::Netdev) => {
-                        pc.l3 = match v {
-                            0x0800 => Some((i, "ip")),
-                            0x86dd => Some((i, "ip6")),
-                            0x0806 => Some((i, "arp")),
-                            _ => None,
-                        };
-                    }
-                    ExprKind::Payload { proto: p, field } if p == "ether" && field == "type" => {
-                        pc.l3 = match v {
-                            0x0800 => Some((i, "ip")),
-                            0x86dd => Some((i, "ip6")),
-                            0x0806 => Some((i, "arp")),
-                            _ => None,
-                        };
-                    }
-                    ExprKind::Meta(k) if k == "l4proto" => pc.l4 = Some((i, v as u8)),
-                    ExprKind::Payload { proto: p, field } if (p == "ip" && field == "protocol") || (p == "ip6" && field == "nexthdr") => {
-                        pc.l4 = Some((i, v as u8));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        // a payload match makes an earlier explicit dependency redundant
-        let uses = stmt_payload_protos(&rule.stmts[i]);
-        for p in uses {
-            let Some(pr) = proto::protocol(&p) else { continue };
-            match pr.layer {
-                proto::Layer::Network => {
-                    if let Some((j, l3)) = pc.l3 {
-                        if l3 == p && j != i {
-                            remove.push(j);
-                            pc.l3 = None;
-                        }
-                    }
-                }
-                proto::Layer::Transport => {
-                    if let (Some((j, n)), Some(num)) = (pc.l4, pr.number) {
-                        if n as u32 == num && j != i {
-                            remove.push(j);
-                            pc.l4 = None;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
     }
     crate::inner::check_rule(rule)?;
-    remove.sort_unstable();
-    remove.dedup();
-    for j in remove.into_iter().rev() {
-        rule.stmts.remove(j);
-    }
-    Ok(())
+    crate::deps::process(ctx.family, rule)
 }
 
 /// Payload protocols a statement reads, in order.
-fn stmt_payload_protos(st: &Stmt) -> Vec<String> {
+pub fn stmt_payload_protos(st: &Stmt) -> Vec<String> {
     let mut out = vec![];
     fn walk(e: &Expr, out: &mut Vec<String>) {
         match &e.kind {

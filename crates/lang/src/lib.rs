@@ -10,6 +10,7 @@ pub mod parser;
 pub mod eval;
 mod inner;
 mod flags;
+mod deps;
 pub mod print;
 pub mod ruleset;
 pub mod json;

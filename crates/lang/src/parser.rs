@@ -2150,6 +2150,11 @@ impl<'a> Parser<'a> {
                     let (off, _) = self.number("offset")?;
                     self.expect(&Tok::Comma, "','")?;
                     let (len, sp) = self.number("length")?;
+                    // the port fields of any transport header are `th sport`/`th dport`
+                    if n == "th" && len == 16 && (off == 0 || off == 16) {
+                        let field = if off == 0 { "sport" } else { "dport" };
+                        return Ok(Expr::new(ExprKind::Payload { proto: "th".into(), field: field.into() }, t.span.to(sp)));
+                    }
                     return Ok(Expr::new(ExprKind::RawPayload { base: n.clone(), offset: off as u32, len: len as u32 }, t.span.to(sp)));
                 }
                 Ok(Expr::new(ExprKind::SetRef(n.clone()), t.span))
@@ -2231,9 +2236,22 @@ impl<'a> Parser<'a> {
                 let (n, sp) = self.number("option number")?;
                 return mk(ExprKind::DccpOpt(n as u32), span.to(sp));
             }
+            if w == "arp" && matches!(f.as_str(), "saddr" | "daddr") {
+                // `arp saddr ip`, `arp daddr ether`: the address kind is part of the field
+                if let Tok::Word(kind) = self.peek_n(2)?.clone() {
+                    if kind == "ip" || kind == "ether" {
+                        self.next()?;
+                        self.next()?;
+                        let kt = self.next()?;
+                        return mk(ExprKind::Payload { proto: w.to_string(), field: format!("{f} {kind}") }, span.to(kt.span));
+                    }
+                }
+            }
             if is_payload_field(w, &f) {
                 self.next()?;
                 let ft = self.next()?;
+                // `vlan cfi` is the old name of the drop eligible indicator
+                let f = if w == "vlan" && f == "cfi" { "dei".to_string() } else { f };
                 return mk(ExprKind::Payload { proto: w.to_string(), field: f }, span.to(ft.span));
             }
             return Ok(None);
@@ -2273,7 +2291,8 @@ impl<'a> Parser<'a> {
                 let t = self.next()?;
                 mk(ExprKind::Meta(k), span.to(t.span))
             }
-            _ if is_unqualified_meta(w) => {
+            // `ipsec in reqid 1` is the ipsec expression, a bare `ipsec` the meta key
+            _ if is_unqualified_meta(w) && !(w == "ipsec" && matches!(nw.as_deref(), Some("in" | "out"))) => {
                 self.next()?;
                 mk(ExprKind::Meta(w.to_string()), span)
             }

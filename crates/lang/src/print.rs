@@ -657,11 +657,12 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         },
         ExprKind::DccpOpt(n) => format!("dccp option {n}"),
         ExprKind::Meta(k) => {
-            let unq = crate::proto::meta_key(k).map(|m| m.unqualified).unwrap_or(false);
+            // older key names (`secpath`) list under the current one
+            let (name, unq) = crate::proto::meta_key(k).map(|m| (m.name, m.unqualified)).unwrap_or((k.as_str(), false));
             if unq {
-                k.clone()
+                name.to_string()
             } else {
-                format!("meta {k}")
+                format!("meta {name}")
             }
         }
         ExprKind::Ct { key, dir, family } => {
