@@ -129,7 +129,8 @@ fn rate_unit(b: u64) -> (u64, &'static str) {
 
 fn limit_fields(l: &LimitStmt, m: &mut Vec<(&'static str, Value)>, obj: bool) {
     let (rate, ru) = if l.bytes { rate_unit(l.rate) } else { (l.rate, "packets") };
-    let burst = l.burst.unwrap_or(0);
+    // packet limits have a burst of 5 unless given
+    let burst = l.burst.unwrap_or(if l.bytes { 0 } else { 5 });
     let (burst, bu) = if l.bytes { rate_unit(burst) } else { (burst, "packets") };
     m.push(("rate", json!(rate)));
     if !obj {
@@ -263,7 +264,8 @@ fn set_json(st: &Set, t: &Table, c: &Jc) -> Value {
     }
     let mut flags = vec![];
     for (f, name) in [("constant", "constant"), ("interval", "interval"), ("timeout", "timeout"), ("dynamic", "dynamic")] {
-        if has(f) || (f == "dynamic" && has("eval")) {
+        // a set timeout implies the timeout flag
+        if has(f) || (f == "dynamic" && has("eval")) || (f == "timeout" && st.timeout.is_some()) {
             flags.push(json!(name));
         }
     }
@@ -377,8 +379,12 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
     match &st.kind {
         StmtKind::Match { left, op, right } => {
             let l = expr_json(left, c);
-            let r = expr_json(right, c);
-            json!({"match": {"op": relop_str(*op, left, right), "left": l, "right": r}})
+            let opname = relop_str(*op, left, right);
+            let r = match (&right.kind, opname) {
+                (ExprKind::Const(k), "in") => k.dt.to_json_opts(&k.val, k.bits, &c.dt),
+                _ => expr_json(right, c),
+            };
+            json!({"match": {"op": opname, "left": l, "right": r}})
         }
         StmtKind::Verdict(v) => verdict_json(v),
         StmtKind::Vmap { key, map } => json!({"vmap": {"key": expr_json(key, c), "data": expr_json(map, c)}}),
@@ -447,7 +453,13 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
             }
         }
         StmtKind::Reject(r) => match r {
-            RejectKind::Default => json!({"reject": null}),
+            RejectKind::Default => match c.family {
+                // the kernel stores the default as an explicit ICMP port unreachable
+                Family::Ip => json!({"reject": {"type": "icmp", "expr": "port-unreachable"}}),
+                Family::Ip6 => json!({"reject": {"type": "icmpv6", "expr": "port-unreachable"}}),
+                Family::Inet | Family::Bridge | Family::Netdev => json!({"reject": {"type": "icmpx", "expr": "port-unreachable"}}),
+                Family::Arp => json!({"reject": null}),
+            },
             RejectKind::TcpReset => json!({"reject": {"type": "tcp reset"}}),
             RejectKind::Icmp { family, code } => {
                 let ty = match family.as_str() {
@@ -455,7 +467,14 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
                     "icmpv6" | "ip6" => "icmpv6",
                     _ => "icmpx",
                 };
-                json!({"reject": {"type": ty, "expr": expr_json(code, c)}})
+                let code = match &code.kind {
+                    ExprKind::Const(Const { dt, val: Val::Int(n), .. }) => match dt.symbol_name(*n) {
+                        Some(s) => json!(s),
+                        None => expr_json(code, c),
+                    },
+                    _ => expr_json(code, c),
+                };
+                json!({"reject": {"type": ty, "expr": code}})
             }
         },
         StmtKind::Nat(n) => {
@@ -471,7 +490,8 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
             if let Some(p) = &n.port {
                 m.push(("port", expr_json(p, c)));
             }
-            let fl: Vec<Value> = ["random", "fully-random", "persistent", "netmap"].iter().filter(|x| n.flags.iter().any(|y| y == *x)).map(|x| json!(x)).collect();
+            // a prefix mapping implies netmap, which the text listing leaves unsaid
+            let fl: Vec<Value> = ["random", "fully-random", "persistent", "netmap"].iter().filter(|x| n.flags.iter().any(|y| y == *x) || (**x == "netmap" && n.prefix)).map(|x| json!(x)).collect();
             if !fl.is_empty() {
                 m.push(("flags", Value::Array(fl)));
             }
@@ -599,8 +619,21 @@ fn binop_flat(op: BinOp, e: &Expr, c: &Jc, out: &mut Vec<Value>) {
     }
 }
 
+/// A constant. Several flags of a bitmask type are an OR of names (`{"|": ["syn", "ack"]}`);
+/// only a flag test's right side lists them as a plain array.
 fn const_json(k: &Const, c: &Jc) -> Value {
-    k.dt.to_json_opts(&k.val, k.bits, &c.dt)
+    match k.dt.to_json_opts(&k.val, k.bits, &c.dt) {
+        Value::Array(a) if k.dt.is_bitmask() => one("|", Value::Array(a)),
+        v => v,
+    }
+}
+
+fn symbol_json(s: &str) -> Value {
+    // an operand the evaluator left untyped (inside a concatenation): numbers stay numbers
+    match s.parse::<u64>() {
+        Ok(n) if !s.starts_with('0') || s == "0" => json!(n),
+        _ => json!(s),
+    }
 }
 
 fn tcpopt_name(opt: &str) -> String {
@@ -632,7 +665,7 @@ pub fn expr_json_public(e: &Expr, family: Family, o: &ListOpts) -> Value {
 
 fn expr_json(e: &Expr, c: &Jc) -> Value {
     match &e.kind {
-        ExprKind::Symbol(s) => json!(s),
+        ExprKind::Symbol(s) => symbol_json(s),
         ExprKind::Quoted(s) => json!(s),
         ExprKind::Var(v) => json!(format!("${v}")),
         ExprKind::Const(k) => const_json(k, c),
@@ -694,8 +727,10 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
         ExprKind::Numgen { random, modulus, offset } => json!({"numgen": {"mode": if *random { "random" } else { "inc" }, "mod": modulus, "offset": offset}}),
         ExprKind::Hash { expr, modulus, seed, offset, sym } => {
             let mut m = vec![("mod", json!(modulus))];
-            if !*sym {
-                m.push(("seed", json!(seed.unwrap_or(0))));
+            if let Some(sd) = seed {
+                if !*sym && *sd != 0 {
+                    m.push(("seed", json!(sd)));
+                }
             }
             if *offset != 0 {
                 m.push(("offset", json!(offset)));
@@ -776,7 +811,7 @@ fn elem_json(inner: &Expr, o: &ElemOpts, _data: Option<&Expr>, c: &Jc) -> Value 
     if let Some(cm) = &o.comment {
         m.insert("comment".into(), json!(cm));
     }
-    if let Some(st) = o.stmts.first() {
+    for st in &o.stmts {
         if let Value::Object(sm) = stmt_json(st, c) {
             for (k, v) in sm {
                 m.entry(k).or_insert(v);
