@@ -482,6 +482,14 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                 }
                 return Ok(());
             }
+            // a concatenation's values are typed component by component
+            if let ExprKind::Concat(items) = &left.kind {
+                if matches!(right.kind, ExprKind::Concat(_) | ExprKind::Set(_)) {
+                    let types: Vec<(Dt, u32)> = items.iter().map(|i| (i.dt, i.bits)).collect();
+                    eval_concat_value(ctx, right, &types)?;
+                    return Ok(());
+                }
+            }
             eval_value(ctx, right, dt, bits)?;
             normalize_match(left, op, right)?;
             Ok(())
