@@ -486,8 +486,12 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             if let ExprKind::Concat(items) = &left.kind {
                 if matches!(right.kind, ExprKind::Concat(_) | ExprKind::Set(_)) {
                     let types: Vec<(Dt, u32)> = items.iter().map(|i| (i.dt, i.bits)).collect();
-                    eval_concat_value(ctx, right, &types)?;
-                    return Ok(());
+                    // components whose symbols the type tables do not know yet stay as written
+                    let mut typed = right.clone();
+                    if eval_concat_value(ctx, &mut typed, &types).is_ok() {
+                        *right = typed;
+                        return Ok(());
+                    }
                 }
             }
             eval_value(ctx, right, dt, bits)?;
