@@ -630,6 +630,11 @@ fn const_json(k: &Const, c: &Jc) -> Value {
 
 fn symbol_json(s: &str) -> Value {
     // an operand the evaluator left untyped (inside a concatenation): numbers stay numbers
+    if let Some(h) = s.strip_prefix("0x") {
+        if let Ok(n) = u64::from_str_radix(h, 16) {
+            return json!(n);
+        }
+    }
     match s.parse::<u64>() {
         Ok(n) if !s.starts_with('0') || s == "0" => json!(n),
         _ => json!(s),
