@@ -928,9 +928,10 @@ impl Dt {
             Val::Str(s) => return J::from(s.clone()),
             Val::Int(n) => *n,
         };
+        // values wider than 64 bits print as hex strings, as nft's integer type does
         let num = |n: u128| match u64::try_from(n) {
             Ok(n) => J::from(n),
-            Err(_) => J::from(n.to_string()),
+            Err(_) => J::from(format!("0x{n:x}")),
         };
         let unquote = |s: String| s.trim_matches('"').to_string();
         match self {

@@ -482,6 +482,21 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                 }
                 return Ok(());
             }
+            // a concatenation's values are typed component by component
+            if let ExprKind::Concat(items) = &left.kind {
+                if matches!(right.kind, ExprKind::Concat(_) | ExprKind::Set(_)) {
+                    let types: Vec<(Dt, u32)> = items.iter().map(|i| (i.dt, i.bits)).collect();
+                    // components whose symbols the type tables do not know yet stay as written
+                    let mut typed = right.clone();
+                    if eval_concat_value(ctx, &mut typed, &types).is_ok() {
+                        // raw payload values list in hex, as written; keep those untyped
+                        let raw: Vec<bool> = items.iter().map(|i| matches!(i.kind, ExprKind::RawPayload { .. })).collect();
+                        keep_raw_components(&mut typed, right, &raw);
+                        *right = typed;
+                        return Ok(());
+                    }
+                }
+            }
             eval_value(ctx, right, dt, bits)?;
             normalize_match(left, op, right)?;
             Ok(())
@@ -773,6 +788,26 @@ fn eval_elem_key(ctx: &Ctx, k: &mut Expr, kdt: Dt, kbits: u32, key: &ExprKind) -
         return eval_concat_value(ctx, strip_elem(k), &types);
     }
     eval_value(ctx, k, kdt, kbits)
+}
+
+/// Puts back the components of concatenated values that `raw` marks, from `orig`.
+fn keep_raw_components(typed: &mut Expr, orig: &Expr, raw: &[bool]) {
+    match (&mut typed.kind, &orig.kind) {
+        (ExprKind::Concat(t), ExprKind::Concat(o)) => {
+            for ((ti, oi), r) in t.iter_mut().zip(o).zip(raw) {
+                if *r {
+                    *ti = oi.clone();
+                }
+            }
+        }
+        (ExprKind::Set(t), ExprKind::Set(o)) | (ExprKind::List(t), ExprKind::List(o)) if t.len() == o.len() => {
+            for (ti, oi) in t.iter_mut().zip(o) {
+                keep_raw_components(ti, oi, raw);
+            }
+        }
+        (ExprKind::Elem(t, _), ExprKind::Elem(o, _)) => keep_raw_components(t, o, raw),
+        _ => {}
+    }
 }
 
 /// A concatenated value `a . b . c` against the key's component types.

@@ -11,3 +11,4 @@ pub mod eval;
 pub mod print;
 pub mod ruleset;
 pub mod json;
+pub mod json_in;
