@@ -48,16 +48,24 @@ pub fn type_bits(dt: Dt) -> u32 {
 /// The type and width of a selector.
 pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
     match &e.kind {
+        ExprKind::Payload { proto: p, field } if proto::split_inner(p).is_some() => {
+            let (tunnel, inner) = proto::split_inner(p).unwrap_or_default();
+            if !proto::tunnel_carries(tunnel, inner) {
+                return err(e.span, format!("{tunnel} does not carry {inner} headers"));
+            }
+            let f = proto::payload_field(inner, field).ok_or_else(|| Error::new(e.span, format!("unknown {inner} field {field}")))?;
+            Ok((f.dt, f.bits))
+        }
         ExprKind::Payload { proto: p, field } => {
             let f = proto::payload_field(p, field).ok_or_else(|| Error::new(e.span, format!("unknown {p} field {field}")))?;
             check_payload_family(ctx, p, e.span)?;
-            Ok((f.dt, f.bits))
+            Ok((if f.hex { Dt::XInteger } else { f.dt }, f.bits))
         }
         ExprKind::RawPayload { len, .. } => {
             if *len == 0 || *len > 128 {
                 return err(e.span, "raw payload length must be between 1 and 128 bits");
             }
-            Ok((Dt::Integer, *len))
+            Ok((Dt::XInteger, *len))
         }
         ExprKind::Meta(k) => {
             let m = proto::meta_key(k).ok_or_else(|| Error::new(e.span, format!("unknown meta key {k}")))?;
@@ -417,6 +425,7 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
             }
         }
     }
+    crate::inner::check_rule(rule)?;
     remove.sort_unstable();
     remove.dedup();
     for j in remove.into_iter().rev() {
@@ -685,9 +694,12 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
         ExprKind::Binop(op, l, r) => {
             let op = *op;
             eval_stmt_value(ctx, l, dt, bits)?;
+            // nft types arithmetic after its left operand (`ip dscp | 0x04` prints the
+            // constant as a DSCP value), wide enough for the destination
+            let (ldt, lbits) = if const_int(l).is_some() { (dt, bits) } else { (l.dt, l.bits) };
             match op {
                 BinOp::Shl | BinOp::Shr => eval_stmt_value(ctx, r, Dt::Integer, 32)?,
-                _ => eval_stmt_value(ctx, r, dt, bits)?,
+                _ => eval_stmt_value(ctx, r, ldt, lbits.max(bits))?,
             }
             // constant on the left: `0x1 or ct mark` is stored as `ct mark | 0x1`
             if const_int(l).is_some() && const_int(r).is_none() && matches!(op, BinOp::And | BinOp::Or | BinOp::Xor) {
@@ -695,10 +707,13 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
             }
             if let (Some(x), Some(y)) = (const_int(l), const_int(r)) {
                 let v = fold(op, x, y, bits);
-                *e = mk_const(dt, bits, v, e.span);
+                *e = mk_const(ldt, bits, v, e.span);
                 return Ok(());
             }
-            e.dt = dt;
+            e.dt = match op {
+                BinOp::Shl | BinOp::Shr => Dt::XInteger,
+                _ => ldt,
+            };
             e.bits = bits;
             Ok(())
         }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod lexer;
 pub mod parser;
 pub mod eval;
+mod inner;
 pub mod print;
 pub mod ruleset;
 pub mod json;

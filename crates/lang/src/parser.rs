@@ -2165,6 +2165,9 @@ impl<'a> Parser<'a> {
         // payload protocols
         if is_payload_proto(w) {
             let Some(f) = nw else { return Ok(None) };
+            if crate::proto::is_tunnel(w) && is_payload_proto(&f) && !is_payload_field(w, &f) {
+                return self.inner_selector(w, &f, span);
+            }
             if w == "tcp" && f == "option" {
                 self.next()?;
                 self.next()?;
@@ -2376,6 +2379,20 @@ impl<'a> Parser<'a> {
                 mk(ExprKind::Tunnel(key), span.to(sp))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// `vxlan ip saddr`, `gretap ether saddr`: a header inside a tunnel. The payload keeps the
+    /// tunnel as a prefix of its protocol (`vxlan ip`), which is how it prints.
+    fn inner_selector(&mut self, tunnel: &str, inner: &str, span: Span) -> Result<Option<Expr>> {
+        self.next()?;
+        let t = self.peek_tok()?.clone();
+        match self.selector(inner, t.span)? {
+            Some(Expr { kind: ExprKind::Payload { proto, field }, span: sp, .. }) => {
+                Ok(Some(Expr::new(ExprKind::Payload { proto: format!("{tunnel} {proto}"), field }, span.to(sp))))
+            }
+            Some(e) => Err(Error::new(e.span, format!("syntax error, {inner} header field expected after {tunnel}"))),
+            None => self.unexpected(&format!("{inner} header field")),
         }
     }
 

@@ -687,10 +687,9 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         ExprKind::Hash { expr: inner, modulus, seed, offset, sym } => {
             let mut s = if *sym { "symhash".to_string() } else { format!("jhash {}", inner.as_ref().map(|i| expr(i, o)).unwrap_or_default()) };
             let _ = write!(s, " mod {modulus}");
+            // a seed the rule gave is kept, even zero
             if let Some(sd) = seed {
-                if *sd != 0 {
-                    let _ = write!(s, " seed 0x{sd:x}");
-                }
+                let _ = write!(s, " seed 0x{sd:x}");
             }
             if *offset != 0 {
                 let _ = write!(s, " offset {offset}");
@@ -725,7 +724,8 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             let side = |x: &Expr| {
                 let s = expr_in(x, o, Ctx::Binop);
                 match &x.kind {
-                    ExprKind::Binop(op2, ..) if binop_prec(*op2) != binop_prec(*op) => format!("({s})"),
+                    // parenthesised only where the argument binds more loosely than the operator
+                    ExprKind::Binop(op2, ..) if binop_prec(*op2) < binop_prec(*op) => format!("({s})"),
                     ExprKind::Const(c) if c.dt.is_bitmask() && s.contains(" | ") && *op != BinOp::Or => format!("({s})"),
                     _ => s,
                 }
