@@ -8,6 +8,7 @@ pub mod error;
 pub mod lexer;
 pub mod parser;
 pub mod eval;
+pub mod stmt_eval;
 pub mod print;
 pub mod ruleset;
 pub mod json;
