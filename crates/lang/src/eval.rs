@@ -431,7 +431,7 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
     for j in remove.into_iter().rev() {
         rule.stmts.remove(j);
     }
-    Ok(())
+    crate::stmt_eval::postprocess_rule(ctx, rule)
 }
 
 /// Payload protocols a statement reads, in order.
@@ -531,10 +531,6 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                     "icmpv6" => Dt::Icmp6Code,
                     _ => Dt::IcmpxCode,
                 };
-                match (ctx.family, family.as_str()) {
-                    (Family::Ip, "icmpv6") | (Family::Ip6, "icmp") => return err(span, format!("conflicting protocols specified: {} vs. {family}", ctx.family.name())),
-                    _ => {}
-                }
                 eval_value(ctx, code, dt, 8)?;
             }
             Ok(())

@@ -9,6 +9,7 @@ pub mod lexer;
 pub mod parser;
 pub mod eval;
 mod inner;
+pub mod stmt_eval;
 pub mod print;
 pub mod ruleset;
 pub mod json;

@@ -178,8 +178,8 @@ pub fn time_str(ms: u64) -> String {
 pub fn bytes_str(b: u64) -> (u64, &'static str) {
     let mut v = b;
     let mut unit = 0;
-    const UNITS: [&str; 4] = ["bytes", "kbytes", "mbytes", "gbytes"];
-    while v >= 1024 && v % 1024 == 0 && unit < 3 {
+    const UNITS: [&str; 3] = ["bytes", "kbytes", "mbytes"];
+    while v >= 1024 && v % 1024 == 0 && unit < 2 {
         v /= 1024;
         unit += 1;
     }
@@ -445,11 +445,7 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             }
             s
         }
-        StmtKind::Reject(r) => match r {
-            RejectKind::Default => "reject".into(),
-            RejectKind::TcpReset => "reject with tcp reset".into(),
-            RejectKind::Icmp { family: f, code } => format!("reject with {f} {}", expr(code, o)),
-        },
+        StmtKind::Reject(r) => crate::stmt_eval::reject_text(r, family, |c| expr(c, o)),
         StmtKind::Nat(n) => {
             let mut s = n.kind.name().to_string();
             if n.addr.is_some() || n.port.is_some() {
