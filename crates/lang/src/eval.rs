@@ -523,7 +523,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         }
         StmtKind::Dynset { set, key, stmts, data, .. } => {
             let Some(si) = ctx.sets.get(set.as_str()).cloned() else { return err(span, format!("Set '{set}' does not exist")) };
-            eval_selector_or_concat(ctx, key)?;
+            eval_dynset_key(ctx, key, &si.key)?;
             for s in stmts.iter_mut() {
                 eval_stmt(ctx, s)?;
             }
@@ -600,6 +600,38 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// The key of `add @s { ... }`/`update @s { ... }`: selectors, and constants (`ip saddr .
+/// 10002`) typed by the set's key at their position. Element options wrap the key.
+fn eval_dynset_key(ctx: &Ctx, e: &mut Expr, types: &[(Dt, u32)]) -> Result<()> {
+    let is_const = |x: &Expr| matches!(x.kind, ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_));
+    match &mut e.kind {
+        ExprKind::Elem(inner, _) => {
+            eval_dynset_key(ctx, inner, types)?;
+            e.dt = inner.dt;
+            e.bits = inner.bits;
+            Ok(())
+        }
+        ExprKind::Concat(items) if items.iter().any(is_const) => {
+            let mut total = 0;
+            for (i, it) in items.iter_mut().enumerate() {
+                if is_const(it) {
+                    let (dt, bits) = types.get(i).copied().unwrap_or((Dt::Integer, 32));
+                    eval_value(ctx, it, dt, bits)?;
+                    it.dt = dt;
+                    it.bits = bits;
+                } else {
+                    eval_selector(ctx, it)?;
+                }
+                total += round_up32(it.bits);
+            }
+            e.dt = Dt::Invalid;
+            e.bits = total;
+            Ok(())
+        }
+        _ => eval_selector_or_concat(ctx, e),
     }
 }
 

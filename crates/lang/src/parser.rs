@@ -1327,6 +1327,7 @@ impl<'a> Parser<'a> {
                 let Tok::At(set) = at.tok else { unreachable!() };
                 self.expect(&Tok::LBrace, "'{'")?;
                 let key = self.expr(Mode::Stmt)?;
+                let key = self.dynset_elem_opts(key)?;
                 let mut stmts = vec![];
                 let mut data = None;
                 loop {
@@ -2074,6 +2075,36 @@ impl<'a> Parser<'a> {
             }
         }
         self.expr(Mode::Rhs)
+    }
+
+    /// `timeout`, `expires` and `comment` after the key of a dynamic set update; statements
+    /// that follow belong to the update itself.
+    fn dynset_elem_opts(&mut self, e: Expr) -> Result<Expr> {
+        let mut opts = ElemOpts::default();
+        let mut any = false;
+        loop {
+            match self.peek_word()?.as_deref() {
+                Some("timeout") => {
+                    self.next()?;
+                    opts.timeout = Some(self.time_arg()?);
+                }
+                Some("expires") => {
+                    self.next()?;
+                    opts.expires = Some(self.time_arg()?);
+                }
+                Some("comment") => {
+                    self.next()?;
+                    opts.comment = Some(self.comment_str()?);
+                }
+                _ => break,
+            }
+            any = true;
+        }
+        if !any {
+            return Ok(e);
+        }
+        let sp = e.span;
+        Ok(Expr::new(ExprKind::Elem(Box::new(e), Box::new(opts)), sp))
     }
 
     fn elem_opts(&mut self, e: Expr) -> Result<Expr> {

@@ -55,6 +55,9 @@ pub fn table(s: &mut String, t: &Table, o: &ListOpts) {
         flowtable(s, ft, t.family);
     }
     for c in &t.chains {
+        if is_binding(&c.name) {
+            continue;
+        }
         sep(s, &mut first);
         chain(s, c, t, o);
     }
@@ -135,10 +138,47 @@ fn chain(s: &mut String, c: &Chain, t: &Table, o: &ListOpts) {
     }
     for r in &c.rules {
         s.push_str("\t\t");
-        s.push_str(&rule(r, t.family, o));
+        s.push_str(&rule_in_table(r, t, o));
         s.push('\n');
     }
     s.push_str("\t}\n");
+}
+
+/// Anonymous chains (`jump { ... }`) are kept as chains under a reserved name and listed
+/// inside the rule that binds them.
+fn is_binding(name: &str) -> bool {
+    name.starts_with("__chain")
+}
+
+fn rule_in_table(r: &Rule, t: &Table, o: &ListOpts) -> String {
+    rule_in_table_depth(r, t, o, 0)
+}
+
+fn rule_in_table_depth(r: &Rule, t: &Table, o: &ListOpts, depth: usize) -> String {
+    let mut parts: Vec<String> = vec![];
+    for st in &r.stmts {
+        let bound = match &st.kind {
+            StmtKind::Verdict(Verdict::Jump(n)) if is_binding(n) => Some(("jump", n)),
+            StmtKind::Verdict(Verdict::Goto(n)) if is_binding(n) => Some(("goto", n)),
+            _ => None,
+        };
+        match bound.and_then(|(kw, n)| t.chains.iter().find(|c| &c.name == n).map(|c| (kw, c))) {
+            Some((kw, c)) if depth < 16 => {
+                // nft indents the rules of a bound chain one level, however deep it is nested
+                let mut b = format!("{kw} {{\n");
+                for br in &c.rules {
+                    let _ = writeln!(b, "\t\t\t{}", rule_in_table_depth(br, t, o, depth + 1));
+                }
+                b.push_str("\t\t}");
+                parts.push(b);
+            }
+            _ => parts.push(stmt(st, t.family, o)),
+        }
+    }
+    if let Some(c) = &r.comment {
+        parts.push(format!("comment \"{c}\""));
+    }
+    parts.join(" ")
 }
 
 fn flowtable(s: &mut String, ft: &Flowtable, family: Family) {
@@ -598,8 +638,10 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
                 SetOp::Delete => "delete",
             };
             let mut s = format!("{opn} @{set} {{ {}", expr(key, o));
+            // statements of a set update are templates: no state to show
+            let so = ListOpts { stateless: true, ..*o };
             for st2 in stmts {
-                let _ = write!(s, " {}", stmt(st2, family, o));
+                let _ = write!(s, " {}", stmt(st2, family, &so));
             }
             if let Some(d) = data {
                 let _ = write!(s, " : {}", expr(d, o));
@@ -837,6 +879,9 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         }
         ExprKind::Elem(inner, opts) => {
             let mut s = expr_in(inner, o, ctx);
+            for st in &opts.stmts {
+                let _ = write!(s, " {}", stmt(st, Family::Inet, o));
+            }
             if let Some(t) = opts.timeout {
                 let _ = write!(s, " timeout {}", time_str(t));
             }
@@ -844,9 +889,6 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
                 if !o.stateless {
                     let _ = write!(s, " expires {}", time_str(x));
                 }
-            }
-            for st in &opts.stmts {
-                let _ = write!(s, " {}", stmt(st, Family::Inet, o));
             }
             if let Some(c) = &opts.comment {
                 let _ = write!(s, " comment \"{c}\"");
