@@ -19,6 +19,10 @@ pub struct SetInfo {
     pub is_map: bool,
     pub interval: bool,
     pub obj_map: Option<String>,
+    /// Map values are intervals (`: interval TYPE`).
+    pub data_interval: bool,
+    /// Number of fields in the map value (2 for `ipv4_addr . inet_service`).
+    pub data_fields: usize,
 }
 
 pub struct Ctx<'a> {
@@ -904,5 +908,32 @@ fn eval_nat(ctx: &Ctx, n: &mut NatStmt, span: Span) -> Result<()> {
             return err(span, format!("Could not process rule: Operation not supported\n{} is only valid in nat chains", n.kind.name()));
         }
     }
+    // Outside inet tables the kernel's NAT family is listed only for address maps whose
+    // values are intervals or address . port pairs.
+    if ctx.family != Family::Inet {
+        let table_fam = if ctx.family == Family::Ip6 { "ip6" } else { "ip" };
+        let shown = nat_map_shows_family(ctx, n.addr.as_ref()).then(|| n.family.clone().unwrap_or_else(|| table_fam.to_string()));
+        n.family = shown;
+    }
     Ok(())
+}
+
+fn nat_map_shows_family(ctx: &Ctx, addr: Option<&Expr>) -> bool {
+    let Some(Expr { kind: ExprKind::Map(_, m), .. }) = addr else { return false };
+    fn ranged(v: &Expr) -> bool {
+        match &v.kind {
+            ExprKind::Range(..) | ExprKind::Prefix(..) => true,
+            ExprKind::Concat(items) => items.iter().any(ranged),
+            ExprKind::Elem(i, _) => ranged(i),
+            _ => false,
+        }
+    }
+    match &m.kind {
+        ExprKind::SetRef(name) => ctx.sets.get(name.as_str()).is_some_and(|si| si.data_interval || si.data_fields > 1),
+        ExprKind::Set(elems) => elems.iter().any(|e| match &e.kind {
+            ExprKind::Mapping(_, v) => ranged(v) || matches!(v.kind, ExprKind::Concat(_)),
+            _ => false,
+        }),
+        _ => false,
+    }
 }

@@ -900,6 +900,7 @@ impl<'a> Parser<'a> {
                                     types.push(self.type_name()?);
                                 }
                                 set.data = Some(KeySpec::Types(types));
+                                set.data_interval = true;
                                 if !set.flags.contains(&"interval".to_string()) {
                                     set.flags.push("interval".into());
                                 }
@@ -926,6 +927,7 @@ impl<'a> Parser<'a> {
                         } else if self.is_word("interval")? {
                             self.next()?;
                             set.data = Some(KeySpec::Typeof(self.typeof_expr()?));
+                            set.data_interval = true;
                             if !set.flags.contains(&"interval".to_string()) {
                                 set.flags.push("interval".into());
                             }

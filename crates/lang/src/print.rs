@@ -354,7 +354,7 @@ fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
             if let Some(om) = &st.obj_map {
                 let _ = write!(s, " : {om}");
             } else if let Some(d) = &st.data {
-                let interval = st.flags.iter().any(|f| f == "interval") && matches!(d, KeySpec::Typeof(_) | KeySpec::Types(_)) && data_is_interval(st);
+                let interval = st.data_interval || (st.flags.iter().any(|f| f == "interval") && data_is_interval(st));
                 let _ = write!(s, " : {}{}", if interval { "interval " } else { "" }, keyspec(d, o));
             }
         }
@@ -591,10 +591,9 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
         StmtKind::Nat(n) => {
             let mut s = n.kind.name().to_string();
             if n.addr.is_some() || n.port.is_some() {
-                if family == Family::Inet {
-                    if let Some(f) = &n.family {
-                        let _ = write!(s, " {f}");
-                    }
+                // the evaluator keeps the family only where nft lists it
+                if let Some(f) = &n.family {
+                    let _ = write!(s, " {f}");
                 }
                 if n.prefix {
                     s.push_str(" prefix");
