@@ -19,6 +19,10 @@ pub struct SetInfo {
     pub is_map: bool,
     pub interval: bool,
     pub obj_map: Option<String>,
+    /// Map values are intervals (`: interval TYPE`).
+    pub data_interval: bool,
+    /// Number of fields in the map value (2 for `ipv4_addr . inet_service`).
+    pub data_fields: usize,
 }
 
 pub struct Ctx<'a> {
@@ -543,7 +547,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         }
         StmtKind::Dynset { set, key, stmts, data, .. } => {
             let Some(si) = ctx.sets.get(set.as_str()).cloned() else { return err(span, format!("Set '{set}' does not exist")) };
-            eval_selector_or_concat(ctx, key)?;
+            eval_dynset_key(ctx, key, &si.key)?;
             for s in stmts.iter_mut() {
                 eval_stmt(ctx, s)?;
             }
@@ -620,6 +624,38 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// The key of `add @s { ... }`/`update @s { ... }`: selectors, and constants (`ip saddr .
+/// 10002`) typed by the set's key at their position. Element options wrap the key.
+fn eval_dynset_key(ctx: &Ctx, e: &mut Expr, types: &[(Dt, u32)]) -> Result<()> {
+    let is_const = |x: &Expr| matches!(x.kind, ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_));
+    match &mut e.kind {
+        ExprKind::Elem(inner, _) => {
+            eval_dynset_key(ctx, inner, types)?;
+            e.dt = inner.dt;
+            e.bits = inner.bits;
+            Ok(())
+        }
+        ExprKind::Concat(items) if items.iter().any(is_const) => {
+            let mut total = 0;
+            for (i, it) in items.iter_mut().enumerate() {
+                if is_const(it) {
+                    let (dt, bits) = types.get(i).copied().unwrap_or((Dt::Integer, 32));
+                    eval_value(ctx, it, dt, bits)?;
+                    it.dt = dt;
+                    it.bits = bits;
+                } else {
+                    eval_selector(ctx, it)?;
+                }
+                total += round_up32(it.bits);
+            }
+            e.dt = Dt::Invalid;
+            e.bits = total;
+            Ok(())
+        }
+        _ => eval_selector_or_concat(ctx, e),
     }
 }
 
@@ -918,5 +954,32 @@ fn eval_nat(ctx: &Ctx, n: &mut NatStmt, span: Span) -> Result<()> {
             return err(span, format!("Could not process rule: Operation not supported\n{} is only valid in nat chains", n.kind.name()));
         }
     }
+    // Outside inet tables the kernel's NAT family is listed only for address maps whose
+    // values are intervals or address . port pairs.
+    if ctx.family != Family::Inet {
+        let table_fam = if ctx.family == Family::Ip6 { "ip6" } else { "ip" };
+        let shown = nat_map_shows_family(ctx, n.addr.as_ref()).then(|| n.family.clone().unwrap_or_else(|| table_fam.to_string()));
+        n.family = shown;
+    }
     Ok(())
+}
+
+fn nat_map_shows_family(ctx: &Ctx, addr: Option<&Expr>) -> bool {
+    let Some(Expr { kind: ExprKind::Map(_, m), .. }) = addr else { return false };
+    fn ranged(v: &Expr) -> bool {
+        match &v.kind {
+            ExprKind::Range(..) | ExprKind::Prefix(..) => true,
+            ExprKind::Concat(items) => items.iter().any(ranged),
+            ExprKind::Elem(i, _) => ranged(i),
+            _ => false,
+        }
+    }
+    match &m.kind {
+        ExprKind::SetRef(name) => ctx.sets.get(name.as_str()).is_some_and(|si| si.data_interval || si.data_fields > 1),
+        ExprKind::Set(elems) => elems.iter().any(|e| match &e.kind {
+            ExprKind::Mapping(_, v) => ranged(v) || matches!(v.kind, ExprKind::Concat(_)),
+            _ => false,
+        }),
+        _ => false,
+    }
 }

@@ -900,6 +900,7 @@ impl<'a> Parser<'a> {
                                     types.push(self.type_name()?);
                                 }
                                 set.data = Some(KeySpec::Types(types));
+                                set.data_interval = true;
                                 if !set.flags.contains(&"interval".to_string()) {
                                     set.flags.push("interval".into());
                                 }
@@ -926,6 +927,7 @@ impl<'a> Parser<'a> {
                         } else if self.is_word("interval")? {
                             self.next()?;
                             set.data = Some(KeySpec::Typeof(self.typeof_expr()?));
+                            set.data_interval = true;
                             if !set.flags.contains(&"interval".to_string()) {
                                 set.flags.push("interval".into());
                             }
@@ -1327,6 +1329,7 @@ impl<'a> Parser<'a> {
                 let Tok::At(set) = at.tok else { unreachable!() };
                 self.expect(&Tok::LBrace, "'{'")?;
                 let key = self.expr(Mode::Stmt)?;
+                let key = self.dynset_elem_opts(key)?;
                 let mut stmts = vec![];
                 let mut data = None;
                 loop {
@@ -2082,6 +2085,36 @@ impl<'a> Parser<'a> {
             }
         }
         self.expr(Mode::Rhs)
+    }
+
+    /// `timeout`, `expires` and `comment` after the key of a dynamic set update; statements
+    /// that follow belong to the update itself.
+    fn dynset_elem_opts(&mut self, e: Expr) -> Result<Expr> {
+        let mut opts = ElemOpts::default();
+        let mut any = false;
+        loop {
+            match self.peek_word()?.as_deref() {
+                Some("timeout") => {
+                    self.next()?;
+                    opts.timeout = Some(self.time_arg()?);
+                }
+                Some("expires") => {
+                    self.next()?;
+                    opts.expires = Some(self.time_arg()?);
+                }
+                Some("comment") => {
+                    self.next()?;
+                    opts.comment = Some(self.comment_str()?);
+                }
+                _ => break,
+            }
+            any = true;
+        }
+        if !any {
+            return Ok(e);
+        }
+        let sp = e.span;
+        Ok(Expr::new(ExprKind::Elem(Box::new(e), Box::new(opts)), sp))
     }
 
     fn elem_opts(&mut self, e: Expr) -> Result<Expr> {
