@@ -512,6 +512,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             }
             eval_value(ctx, right, dt, bits)?;
             normalize_match(left, op, right)?;
+            crate::flags::normalize(left, op, right)?;
             Ok(())
         }
         StmtKind::Verdict(v) => verdict_ok(ctx, v, span),
@@ -523,6 +524,9 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         }
         StmtKind::Set { key, value } => {
             eval_selector(ctx, key)?;
+            if matches!(value.kind, ExprKind::Set(_)) {
+                return err(value.span, "a set statement takes one value, not a set");
+            }
             let (dt, bits) = (key.dt, key.bits);
             eval_stmt_value(ctx, value, dt, bits)?;
             Ok(())

@@ -1814,7 +1814,16 @@ impl<'a> Parser<'a> {
         let span = left.span;
         if self.is_word("set")? {
             self.next()?;
-            let value = self.expr(Mode::Stmt)?;
+            let mut value = self.expr(Mode::Stmt)?;
+            // `ct event set new,destroy`: a flag list
+            if matches!(self.peek()?, Tok::Comma) {
+                let mut items = vec![value];
+                while self.eat(&Tok::Comma)? {
+                    items.push(self.expr(Mode::Stmt)?);
+                }
+                let sp = items[0].span.to(items[items.len() - 1].span);
+                value = Expr::new(ExprKind::List(items), sp);
+            }
             let sp = span.to(value.span);
             return Ok(Stmt { kind: StmtKind::Set { key: left, value }, span: sp });
         }
@@ -1832,6 +1841,7 @@ impl<'a> Parser<'a> {
             Tok::Gt => Some(RelOp::Gt),
             Tok::Le => Some(RelOp::Le),
             Tok::Ge => Some(RelOp::Ge),
+            Tok::Bang => Some(RelOp::Neg),
             Tok::Word(w) => match w.as_str() {
                 "eq" => Some(RelOp::Eq),
                 "ne" => Some(RelOp::Ne),
@@ -1882,6 +1892,14 @@ impl<'a> Parser<'a> {
                 items.push(self.expr(Mode::Rhs)?);
             }
             let sp = items[0].span.to(items[items.len() - 1].span);
+            // `fin,syn / fin,syn`: the mask applies to the whole list
+            if matches!(items.last().map(|e| &e.kind), Some(ExprKind::Masked(..))) {
+                let Some(Expr { kind: ExprKind::Masked(v, m), .. }) = items.pop() else { return self.unexpected("flag list") };
+                items.push(*v);
+                let lsp = items[0].span.to(items[items.len() - 1].span);
+                let list = Expr::new(ExprKind::List(items), lsp);
+                return Ok(Expr::new(ExprKind::Masked(Box::new(list), m), sp));
+            }
             return Ok(Expr::new(ExprKind::List(items), sp));
         }
         Ok(first)

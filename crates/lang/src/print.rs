@@ -509,11 +509,14 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
     match &st.kind {
         StmtKind::Match { left, op, right } => {
             let l = expr(left, o);
-            let r = expr_in(right, o, Ctx::Rhs { binop_left: matches!(left.kind, ExprKind::Binop(..)) });
+            // flag values list as `a,b` in a flag test and as `a | b` everywhere else
+            let flag_test = matches!(op, RelOp::Implicit | RelOp::Neg) && !matches!(left.kind, ExprKind::Binop(..));
+            let r = expr_in(right, o, Ctx::Rhs { binop_left: !flag_test });
             let opstr = match op {
                 RelOp::Implicit => " ".to_string(),
+                RelOp::Neg => " ! ".to_string(),
                 RelOp::Eq => {
-                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && matches!(right.kind, ExprKind::Const(_))) {
+                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && const_single_flag(right)) {
                         " == ".into()
                     } else {
                         " ".into()
@@ -869,7 +872,7 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         }
         ExprKind::Masked(v, m) => format!("{} / {}", expr(v, o), expr(m, o)),
         ExprKind::Set(elems) => {
-            let items: Vec<String> = elems.iter().map(|x| expr_in(x, o, Ctx::Top)).collect();
+            let items: Vec<String> = elems.iter().map(|x| expr_in(x, o, Ctx::Rhs { binop_left: true })).collect();
             format!("{{ {} }}", items.join(", "))
         }
         ExprKind::Elem(inner, opts) => {
@@ -890,7 +893,7 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             }
             s
         }
-        ExprKind::Mapping(k, v) => format!("{} : {}", expr_in(k, o, Ctx::Top), expr_in(v, o, Ctx::Top)),
+        ExprKind::Mapping(k, v) => format!("{} : {}", expr_in(k, o, Ctx::Rhs { binop_left: true }), expr_in(v, o, Ctx::Top)),
         ExprKind::SetRef(n) => format!("@{n}"),
         ExprKind::Map(k, m) => format!("{} map {}", expr(k, o), expr(m, o)),
         ExprKind::Verdict(v) => v.text(),
@@ -898,10 +901,18 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
     }
 }
 
+/// nft writes `==` before a flag value only while it is one value, not an `a | b` of several.
+fn const_single_flag(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Const(Const { dt, val: Val::Int(v), .. }) => *dt == Dt::Bitmask || v.count_ones() <= 1,
+        _ => false,
+    }
+}
+
 /// A bitmask constant inside arithmetic: `fin | syn`.
 fn bitmask_pipe(dt: Dt, v: u128, bits: u32, o: &ListOpts) -> String {
-    if v == 0 {
-        return dt.print(&Val::Int(0), bits, &o.dt);
+    if v == 0 || dt == Dt::Bitmask {
+        return dt.print(&Val::Int(v), bits, &o.dt);
     }
     let mut parts = vec![];
     for b in 0..bits.max(1).min(128) {
