@@ -900,6 +900,7 @@ impl<'a> Parser<'a> {
                                     types.push(self.type_name()?);
                                 }
                                 set.data = Some(KeySpec::Types(types));
+                                set.data_interval = true;
                                 if !set.flags.contains(&"interval".to_string()) {
                                     set.flags.push("interval".into());
                                 }
@@ -926,6 +927,7 @@ impl<'a> Parser<'a> {
                         } else if self.is_word("interval")? {
                             self.next()?;
                             set.data = Some(KeySpec::Typeof(self.typeof_expr()?));
+                            set.data_interval = true;
                             if !set.flags.contains(&"interval".to_string()) {
                                 set.flags.push("interval".into());
                             }
@@ -1327,6 +1329,7 @@ impl<'a> Parser<'a> {
                 let Tok::At(set) = at.tok else { unreachable!() };
                 self.expect(&Tok::LBrace, "'{'")?;
                 let key = self.expr(Mode::Stmt)?;
+                let key = self.dynset_elem_opts(key)?;
                 let mut stmts = vec![];
                 let mut data = None;
                 loop {
@@ -2129,6 +2132,36 @@ impl<'a> Parser<'a> {
         self.expr(Mode::Rhs)
     }
 
+    /// `timeout`, `expires` and `comment` after the key of a dynamic set update; statements
+    /// that follow belong to the update itself.
+    fn dynset_elem_opts(&mut self, e: Expr) -> Result<Expr> {
+        let mut opts = ElemOpts::default();
+        let mut any = false;
+        loop {
+            match self.peek_word()?.as_deref() {
+                Some("timeout") => {
+                    self.next()?;
+                    opts.timeout = Some(self.time_arg()?);
+                }
+                Some("expires") => {
+                    self.next()?;
+                    opts.expires = Some(self.time_arg()?);
+                }
+                Some("comment") => {
+                    self.next()?;
+                    opts.comment = Some(self.comment_str()?);
+                }
+                _ => break,
+            }
+            any = true;
+        }
+        if !any {
+            return Ok(e);
+        }
+        let sp = e.span;
+        Ok(Expr::new(ExprKind::Elem(Box::new(e), Box::new(opts)), sp))
+    }
+
     fn elem_opts(&mut self, e: Expr) -> Result<Expr> {
         let mut opts = ElemOpts::default();
         let mut any = false;
@@ -2218,6 +2251,9 @@ impl<'a> Parser<'a> {
         // payload protocols
         if is_payload_proto(w) {
             let Some(f) = nw else { return Ok(None) };
+            if crate::proto::is_tunnel(w) && is_payload_proto(&f) && !is_payload_field(w, &f) {
+                return self.inner_selector(w, &f, span);
+            }
             if w == "tcp" && f == "option" {
                 self.next()?;
                 self.next()?;
@@ -2429,6 +2465,20 @@ impl<'a> Parser<'a> {
                 mk(ExprKind::Tunnel(key), span.to(sp))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// `vxlan ip saddr`, `gretap ether saddr`: a header inside a tunnel. The payload keeps the
+    /// tunnel as a prefix of its protocol (`vxlan ip`), which is how it prints.
+    fn inner_selector(&mut self, tunnel: &str, inner: &str, span: Span) -> Result<Option<Expr>> {
+        self.next()?;
+        let t = self.peek_tok()?.clone();
+        match self.selector(inner, t.span)? {
+            Some(Expr { kind: ExprKind::Payload { proto, field }, span: sp, .. }) => {
+                Ok(Some(Expr::new(ExprKind::Payload { proto: format!("{tunnel} {proto}"), field }, span.to(sp))))
+            }
+            Some(e) => Err(Error::new(e.span, format!("syntax error, {inner} header field expected after {tunnel}"))),
+            None => self.unexpected(&format!("{inner} header field")),
         }
     }
 

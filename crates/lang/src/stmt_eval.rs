@@ -432,20 +432,32 @@ fn map_values_mut(e: &mut Expr) -> Vec<&mut Expr> {
     out
 }
 
+fn named_map<'a>(ctx: &'a Ctx, e: &Expr) -> Option<&'a crate::eval::SetInfo> {
+    let ExprKind::Map(_, m) = &e.kind else { return None };
+    let ExprKind::SetRef(n) = &m.kind else { return None };
+    ctx.sets.get(n.as_str())
+}
+
 /// A map whose values are `address . port`.
-fn is_concat_map(e: &Expr) -> bool {
+fn is_concat_map(ctx: &Ctx, e: &Expr) -> bool {
+    if let Some(si) = named_map(ctx, e) {
+        return si.data_fields > 1;
+    }
     map_values(e).iter().any(|v| matches!(v.kind, ExprKind::Concat(_)))
 }
 
-/// A map whose values are address ranges or prefixes.
-fn is_interval_map(e: &Expr) -> bool {
+/// A map whose values are address (or port) ranges or prefixes.
+fn is_interval_map(ctx: &Ctx, e: &Expr) -> bool {
     fn iv(v: &Expr) -> bool {
         match &v.kind {
             ExprKind::Range(..) | ExprKind::Prefix(..) => true,
             ExprKind::Symbol(w) => w.contains('/') || w.contains('-'),
-            ExprKind::Concat(items) => items.first().is_some_and(iv),
+            ExprKind::Concat(items) => items.iter().any(iv),
             _ => false,
         }
+    }
+    if let Some(si) = named_map(ctx, e) {
+        return si.data_interval;
     }
     map_values(e).iter().any(|v| iv(v))
 }
@@ -501,7 +513,7 @@ pub fn eval_nat(ctx: &Ctx, known: &Known, n: &mut NatStmt, span: Span) -> Result
         let Some((dt, bits)) = fam.as_deref().and_then(addr_type) else {
             return err(span, format!("specify `{name} ip' or '{name} ip6' in inet table to disambiguate"));
         };
-        if is_concat_map(a) {
+        if is_concat_map(ctx, a) {
             if n.port.is_some() {
                 return err(span, "nat map and protocol are mutually exclusive");
             }
@@ -535,7 +547,7 @@ pub fn eval_nat(ctx: &Ctx, known: &Known, n: &mut NatStmt, span: Span) -> Result
     n.family = match (&n.addr, ctx.family) {
         (None, _) => None,
         (Some(_), Family::Inet) => fam,
-        (Some(a), _) if is_concat_map(a) || is_interval_map(a) => fam,
+        (Some(a), _) if is_concat_map(ctx, a) || is_interval_map(ctx, a) => fam,
         _ => None,
     };
     if let Some(h) = ctx.chain_type {

@@ -1,0 +1,336 @@
+//! ICMPv6 (RFC 4443): type and code, echo identifier and sequence, the quoted IPv6 header of
+//! error messages, and the checksum over the IPv6 pseudo-header.
+//!
+//! Panic contract: once [`Icmpv6Packet::check_len`] has returned `Ok` (as
+//! [`Icmpv6Packet::new_checked`] does), no accessor panics. The message is the whole buffer.
+
+use crate::checksum;
+use crate::ip::IpProtocol;
+use crate::{read_u16, read_u32, write_u16, write_u32, Error, Result};
+use std::net::Ipv6Addr;
+
+enum_with_unknown! {
+    /// ICMPv6 message type.
+    pub enum Icmpv6Message(u8) {
+        DstUnreachable = 1,
+        PacketTooBig = 2,
+        TimeExceeded = 3,
+        ParamProblem = 4,
+        EchoRequest = 128,
+        EchoReply = 129,
+        MldQuery = 130,
+        MldReport = 131,
+        MldDone = 132,
+        RouterSolicit = 133,
+        RouterAdvert = 134,
+        NeighborSolicit = 135,
+        NeighborAdvert = 136,
+        Redirect = 137,
+        MldV2Report = 143,
+    }
+}
+
+impl Icmpv6Message {
+    /// Types below 128 are errors (RFC 4443 2.1) and quote the offending packet.
+    pub fn is_error(self) -> bool {
+        u8::from(self) < 128
+    }
+
+    pub fn has_ident(self) -> bool {
+        matches!(self, Icmpv6Message::EchoRequest | Icmpv6Message::EchoReply)
+    }
+
+    /// Neighbour discovery, which a router leaves to the host's stack.
+    pub fn is_ndisc(self) -> bool {
+        matches!(u8::from(self), 133..=137)
+    }
+}
+
+mod field {
+    use crate::Field;
+    pub const TYPE: usize = 0;
+    pub const CODE: usize = 1;
+    pub const CHECKSUM: Field = 2..4;
+    pub const REST: Field = 4..8;
+    pub const ECHO_IDENT: Field = 4..6;
+    pub const ECHO_SEQNO: Field = 6..8;
+    pub const DATA: usize = 8;
+}
+
+pub const HEADER_LEN: usize = field::DATA;
+pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
+pub const ECHO_IDENT_OFFSET: usize = field::ECHO_IDENT.start;
+
+/// A view of an ICMPv6 message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Icmpv6Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Icmpv6Packet { buffer }
+    }
+
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        let p = Self::new_unchecked(buffer);
+        p.check_len()?;
+        Ok(p)
+    }
+
+    pub fn check_len(&self) -> Result<()> {
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            Err(Error::Truncated)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    pub fn msg_type(&self) -> Icmpv6Message {
+        Icmpv6Message::from(self.buffer.as_ref()[field::TYPE])
+    }
+
+    pub fn msg_code(&self) -> u8 {
+        self.buffer.as_ref()[field::CODE]
+    }
+
+    pub fn checksum(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
+    }
+
+    /// The second word: echo id/seq, the MTU of packet-too-big, the pointer of parameter problem.
+    pub fn rest_of_header(&self) -> u32 {
+        read_u32(self.buffer.as_ref(), field::REST.start)
+    }
+
+    pub fn echo_ident(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::ECHO_IDENT.start)
+    }
+
+    pub fn echo_seq_no(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::ECHO_SEQNO.start)
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::DATA..]
+    }
+
+    /// The quoted packet (IPv6 header first) of an error message, `None` for other types.
+    pub fn quoted(&self) -> Option<&[u8]> {
+        self.msg_type().is_error().then(|| self.data())
+    }
+
+    pub fn verify_checksum(&self, src: &Ipv6Addr, dst: &Ipv6Addr) -> bool {
+        let data = self.buffer.as_ref();
+        let ph = checksum::pseudo_header_v6(src, dst, IpProtocol::Icmpv6, data.len() as u32);
+        checksum::combine(&[ph, checksum::sum(data)]) == 0xffff
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> Icmpv6Packet<&'a T> {
+    pub fn data_ref(&self) -> &'a [u8] {
+        let d = self.buffer.as_ref();
+        &d[field::DATA..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
+    pub fn set_msg_type(&mut self, t: Icmpv6Message) {
+        self.buffer.as_mut()[field::TYPE] = t.into();
+    }
+
+    pub fn set_msg_code(&mut self, c: u8) {
+        self.buffer.as_mut()[field::CODE] = c;
+    }
+
+    pub fn set_checksum(&mut self, v: u16) {
+        write_u16(self.buffer.as_mut(), field::CHECKSUM.start, v);
+    }
+
+    pub fn set_rest_of_header(&mut self, v: u32) {
+        write_u32(self.buffer.as_mut(), field::REST.start, v);
+    }
+
+    pub fn set_echo_ident(&mut self, v: u16) {
+        write_u16(self.buffer.as_mut(), field::ECHO_IDENT.start, v);
+    }
+
+    pub fn set_echo_seq_no(&mut self, v: u16) {
+        write_u16(self.buffer.as_mut(), field::ECHO_SEQNO.start, v);
+    }
+
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer.as_mut()[field::DATA..]
+    }
+
+    pub fn fill_checksum(&mut self, src: &Ipv6Addr, dst: &Ipv6Addr) {
+        self.set_checksum(0);
+        let data = self.buffer.as_ref();
+        let ph = checksum::pseudo_header_v6(src, dst, IpProtocol::Icmpv6, data.len() as u32);
+        let c = !checksum::combine(&[ph, checksum::sum(data)]);
+        self.set_checksum(c);
+    }
+}
+
+/// An ICMPv6 message as a value, borrowing its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Icmpv6Repr<'a> {
+    EchoRequest {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
+    EchoReply {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
+    /// An error message; `quoted` is the offending packet, IPv6 header first.
+    Error {
+        msg_type: Icmpv6Message,
+        code: u8,
+        rest: u32,
+        quoted: &'a [u8],
+    },
+    Other {
+        msg_type: Icmpv6Message,
+        code: u8,
+        rest: u32,
+        data: &'a [u8],
+    },
+}
+
+impl<'a> Icmpv6Repr<'a> {
+    /// Checks the length and the pseudo-header checksum.
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(
+        packet: &Icmpv6Packet<&'a T>,
+        src: &Ipv6Addr,
+        dst: &Ipv6Addr,
+    ) -> Result<Icmpv6Repr<'a>> {
+        packet.check_len()?;
+        if !packet.verify_checksum(src, dst) {
+            return Err(Error::Malformed);
+        }
+        let data = packet.data_ref();
+        let (msg_type, code) = (packet.msg_type(), packet.msg_code());
+        Ok(match msg_type {
+            Icmpv6Message::EchoRequest if code == 0 => Icmpv6Repr::EchoRequest {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
+            Icmpv6Message::EchoReply if code == 0 => Icmpv6Repr::EchoReply {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
+            t if t.is_error() => Icmpv6Repr::Error {
+                msg_type,
+                code,
+                rest: packet.rest_of_header(),
+                quoted: data,
+            },
+            _ => Icmpv6Repr::Other {
+                msg_type,
+                code,
+                rest: packet.rest_of_header(),
+                data,
+            },
+        })
+    }
+
+    fn data(&self) -> &'a [u8] {
+        match *self {
+            Icmpv6Repr::EchoRequest { data, .. }
+            | Icmpv6Repr::EchoReply { data, .. }
+            | Icmpv6Repr::Other { data, .. } => data,
+            Icmpv6Repr::Error { quoted, .. } => quoted,
+        }
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.data().len()
+    }
+
+    /// Writes the message and its checksum; the buffer must be [`Icmpv6Repr::buffer_len`] long.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Icmpv6Packet<T>,
+        src: &Ipv6Addr,
+        dst: &Ipv6Addr,
+    ) {
+        let (t, code, rest) = match *self {
+            Icmpv6Repr::EchoRequest { ident, seq_no, .. } => (
+                Icmpv6Message::EchoRequest,
+                0,
+                (ident as u32) << 16 | seq_no as u32,
+            ),
+            Icmpv6Repr::EchoReply { ident, seq_no, .. } => (
+                Icmpv6Message::EchoReply,
+                0,
+                (ident as u32) << 16 | seq_no as u32,
+            ),
+            Icmpv6Repr::Error {
+                msg_type,
+                code,
+                rest,
+                ..
+            }
+            | Icmpv6Repr::Other {
+                msg_type,
+                code,
+                rest,
+                ..
+            } => (msg_type, code, rest),
+        };
+        packet.set_msg_type(t);
+        packet.set_msg_code(code);
+        packet.set_rest_of_header(rest);
+        let data = self.data();
+        packet.data_mut()[..data.len()].copy_from_slice(data);
+        packet.fill_checksum(src, dst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_round_trip() {
+        let src: Ipv6Addr = "fe80::1".parse().unwrap();
+        let dst: Ipv6Addr = "fe80::2".parse().unwrap();
+        let repr = Icmpv6Repr::EchoRequest {
+            ident: 7,
+            seq_no: 9,
+            data: b"ping",
+        };
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut Icmpv6Packet::new_unchecked(&mut buf[..]), &src, &dst);
+        assert_eq!(buf[..8], [128, 0, buf[2], buf[3], 0, 7, 0, 9]);
+        let p = Icmpv6Packet::new_checked(&buf[..]).unwrap();
+        assert!(p.verify_checksum(&src, &dst));
+        assert!(!p.verify_checksum(&dst, &"fe80::3".parse().unwrap()));
+        assert_eq!(Icmpv6Repr::parse(&p, &src, &dst).unwrap(), repr);
+        // The same words summed by hand: pseudo header (addresses, length 12, next header 58)
+        // plus the message.
+        let mut acc: u32 = 0xfe80 + 1 + 0xfe80 + 2 + 12 + 58;
+        acc += 0x8000 + 7 + 9 + 0x7069 + 0x6e67;
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        assert_eq!(u16::from_be_bytes([buf[2], buf[3]]), !(acc as u16));
+    }
+
+    #[test]
+    fn kinds() {
+        assert!(Icmpv6Message::PacketTooBig.is_error());
+        assert!(!Icmpv6Message::EchoReply.is_error());
+        assert!(Icmpv6Message::NeighborSolicit.is_ndisc());
+        assert_eq!(Icmpv6Message::from(200), Icmpv6Message::Unknown(200));
+    }
+}
