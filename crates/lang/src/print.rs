@@ -600,11 +600,18 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
                 s.push_str(" to");
             }
             if let Some(a) = &n.addr {
-                let txt = expr(a, o);
-                if n.port.is_some() && a.dt == Dt::Ipv6Addr && !matches!(a.kind, ExprKind::Map(..)) {
-                    let _ = write!(s, " [{txt}]");
-                } else {
-                    let _ = write!(s, " {txt}");
+                let v6 = |x: &Expr| x.dt == Dt::Ipv6Addr && matches!(x.kind, ExprKind::Const(_));
+                match &a.kind {
+                    // an IPv6 address before `:port` goes in brackets
+                    ExprKind::Const(_) if n.port.is_some() && v6(a) => {
+                        let _ = write!(s, " [{}]", expr(a, o));
+                    }
+                    ExprKind::Range(x, y) if n.port.is_some() && v6(x) => {
+                        let _ = write!(s, " [{}]-[{}]", expr(x, o), expr(y, o));
+                    }
+                    _ => {
+                        let _ = write!(s, " {}", expr(a, o));
+                    }
                 }
             }
             if let Some(p) = &n.port {
@@ -693,7 +700,7 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             s.push_str(" to");
             if let Some(a) = addr {
                 let t = expr(a, o);
-                if a.dt == Dt::Ipv6Addr && port.is_some() {
+                if a.dt == Dt::Ipv6Addr && matches!(a.kind, ExprKind::Const(_)) {
                     let _ = write!(s, " [{t}]");
                 } else {
                     let _ = write!(s, " {t}");
