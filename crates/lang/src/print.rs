@@ -724,8 +724,9 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             s
         }
         StmtKind::Last { used } => match used {
-            Some(u) if !o.stateless => format!("last used {}", time_str(*u)),
-            _ => "last".into(),
+            _ if o.stateless => "last".into(),
+            Some(u) => format!("last used {}", time_str(*u)),
+            None => "last used never".into(),
         },
         StmtKind::Connlimit { over, count } => format!("ct count {}{count}", if *over { "over " } else { "" }),
         StmtKind::Reset(e) => format!("reset {}", expr(e, o)),
