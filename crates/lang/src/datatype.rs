@@ -72,6 +72,9 @@ pub enum Dt {
     CtZone,
     Length,
     Ipsec,
+    /// An integer printed in hex (nft's `xinteger`): raw payloads, some header fields, the
+    /// result of a shift.
+    XInteger,
 }
 
 /// Output options that change how constants print (nft's -p, -n, -S, -u ...).
@@ -500,6 +503,7 @@ impl Dt {
             Dt::CtZone => "integer",
             Dt::Length => "integer",
             Dt::Ipsec => "integer",
+            Dt::XInteger => "integer",
         }
     }
 
@@ -560,6 +564,7 @@ impl Dt {
             Dt::CtZone => "integer",
             Dt::Length => "integer",
             Dt::Ipsec => "integer",
+            Dt::XInteger => "integer",
         }
     }
 
@@ -605,7 +610,7 @@ impl Dt {
     /// Natural size in bits (0 for variable-length types such as `string`).
     pub fn bits(self) -> u32 {
         match self {
-            Dt::Invalid | Dt::Bitmask | Dt::Integer | Dt::String | Dt::LlAddr => 0,
+            Dt::Invalid | Dt::Bitmask | Dt::Integer | Dt::String | Dt::LlAddr | Dt::XInteger => 0,
             Dt::Verdict => 32,
             Dt::NfProto => 8,
             Dt::Ipv4Addr => 32,
@@ -842,7 +847,7 @@ impl Dt {
             Dt::Integer | Dt::ShiftFlag | Dt::CtId | Dt::CtZone | Dt::Length | Dt::Ipsec => n.to_string(),
             Dt::Uid | Dt::Gid | Dt::CgroupV2 => n.to_string(),
             Dt::Invalid => format!("0x{n:x} [invalid type]"),
-            Dt::Bitmask => format!("0x{n:x}"),
+            Dt::Bitmask | Dt::XInteger => format!("0x{n:x}"),
             Dt::String | Dt::IfName => format!("\"{}\"", int_to_string(n, bits)),
             Dt::Verdict => match u32::try_from(n).ok().and_then(|c| self.symbol_name(c as u128)) {
                 Some(s) => s.to_string(),
@@ -931,9 +936,10 @@ impl Dt {
             Val::Str(s) => return J::from(s.clone()),
             Val::Int(n) => *n,
         };
+        // values wider than 64 bits print as hex strings, as nft's integer type does
         let num = |n: u128| match u64::try_from(n) {
             Ok(n) => J::from(n),
-            Err(_) => J::from(n.to_string()),
+            Err(_) => J::from(format!("0x{n:x}")),
         };
         let unquote = |s: String| s.trim_matches('"').to_string();
         match self {
@@ -961,7 +967,7 @@ impl Dt {
                 None => num(n),
             },
             Dt::CtLabel => num(ct_label_bit(n) as u128),
-            Dt::Bitmask => num(n),
+            Dt::Bitmask | Dt::XInteger => num(n),
             dt if dt.is_bitmask() => match dt.symbol_name(n) {
                 Some(s) => J::from(s),
                 None => match dt.bitmask_names(n) {

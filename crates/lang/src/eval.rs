@@ -52,16 +52,24 @@ pub fn type_bits(dt: Dt) -> u32 {
 /// The type and width of a selector.
 pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
     match &e.kind {
+        ExprKind::Payload { proto: p, field } if proto::split_inner(p).is_some() => {
+            let (tunnel, inner) = proto::split_inner(p).unwrap_or_default();
+            if !proto::tunnel_carries(tunnel, inner) {
+                return err(e.span, format!("{tunnel} does not carry {inner} headers"));
+            }
+            let f = proto::payload_field(inner, field).ok_or_else(|| Error::new(e.span, format!("unknown {inner} field {field}")))?;
+            Ok((f.dt, f.bits))
+        }
         ExprKind::Payload { proto: p, field } => {
             let f = proto::payload_field(p, field).ok_or_else(|| Error::new(e.span, format!("unknown {p} field {field}")))?;
             check_payload_family(ctx, p, e.span)?;
-            Ok((f.dt, f.bits))
+            Ok((if f.hex { Dt::XInteger } else { f.dt }, f.bits))
         }
         ExprKind::RawPayload { len, .. } => {
             if *len == 0 || *len > 128 {
                 return err(e.span, "raw payload length must be between 1 and 128 bits");
             }
-            Ok((Dt::Integer, *len))
+            Ok((Dt::XInteger, *len))
         }
         ExprKind::Meta(k) => {
             let m = proto::meta_key(k).ok_or_else(|| Error::new(e.span, format!("unknown meta key {k}")))?;
@@ -421,12 +429,13 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
             }
         }
     }
+    crate::inner::check_rule(rule)?;
     remove.sort_unstable();
     remove.dedup();
     for j in remove.into_iter().rev() {
         rule.stmts.remove(j);
     }
-    Ok(())
+    crate::stmt_eval::postprocess_rule(ctx, rule)
 }
 
 /// Payload protocols a statement reads, in order.
@@ -486,6 +495,21 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                 }
                 return Ok(());
             }
+            // a concatenation's values are typed component by component
+            if let ExprKind::Concat(items) = &left.kind {
+                if matches!(right.kind, ExprKind::Concat(_) | ExprKind::Set(_)) {
+                    let types: Vec<(Dt, u32)> = items.iter().map(|i| (i.dt, i.bits)).collect();
+                    // components whose symbols the type tables do not know yet stay as written
+                    let mut typed = right.clone();
+                    if eval_concat_value(ctx, &mut typed, &types).is_ok() {
+                        // raw payload values list in hex, as written; keep those untyped
+                        let raw: Vec<bool> = items.iter().map(|i| matches!(i.kind, ExprKind::RawPayload { .. })).collect();
+                        keep_raw_components(&mut typed, right, &raw);
+                        *right = typed;
+                        return Ok(());
+                    }
+                }
+            }
             eval_value(ctx, right, dt, bits)?;
             normalize_match(left, op, right)?;
             Ok(())
@@ -511,10 +535,6 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                     "icmpv6" => Dt::Icmp6Code,
                     _ => Dt::IcmpxCode,
                 };
-                match (ctx.family, family.as_str()) {
-                    (Family::Ip, "icmpv6") | (Family::Ip6, "icmp") => return err(span, format!("conflicting protocols specified: {} vs. {family}", ctx.family.name())),
-                    _ => {}
-                }
                 eval_value(ctx, code, dt, 8)?;
             }
             Ok(())
@@ -706,9 +726,12 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
         ExprKind::Binop(op, l, r) => {
             let op = *op;
             eval_stmt_value(ctx, l, dt, bits)?;
+            // nft types arithmetic after its left operand (`ip dscp | 0x04` prints the
+            // constant as a DSCP value), wide enough for the destination
+            let (ldt, lbits) = if const_int(l).is_some() { (dt, bits) } else { (l.dt, l.bits) };
             match op {
                 BinOp::Shl | BinOp::Shr => eval_stmt_value(ctx, r, Dt::Integer, 32)?,
-                _ => eval_stmt_value(ctx, r, dt, bits)?,
+                _ => eval_stmt_value(ctx, r, ldt, lbits.max(bits))?,
             }
             // constant on the left: `0x1 or ct mark` is stored as `ct mark | 0x1`
             if const_int(l).is_some() && const_int(r).is_none() && matches!(op, BinOp::And | BinOp::Or | BinOp::Xor) {
@@ -716,10 +739,13 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
             }
             if let (Some(x), Some(y)) = (const_int(l), const_int(r)) {
                 let v = fold(op, x, y, bits);
-                *e = mk_const(dt, bits, v, e.span);
+                *e = mk_const(ldt, bits, v, e.span);
                 return Ok(());
             }
-            e.dt = dt;
+            e.dt = match op {
+                BinOp::Shl | BinOp::Shr => Dt::XInteger,
+                _ => ldt,
+            };
             e.bits = bits;
             Ok(())
         }
@@ -809,6 +835,26 @@ fn eval_elem_key(ctx: &Ctx, k: &mut Expr, kdt: Dt, kbits: u32, key: &ExprKind) -
         return eval_concat_value(ctx, strip_elem(k), &types);
     }
     eval_value(ctx, k, kdt, kbits)
+}
+
+/// Puts back the components of concatenated values that `raw` marks, from `orig`.
+fn keep_raw_components(typed: &mut Expr, orig: &Expr, raw: &[bool]) {
+    match (&mut typed.kind, &orig.kind) {
+        (ExprKind::Concat(t), ExprKind::Concat(o)) => {
+            for ((ti, oi), r) in t.iter_mut().zip(o).zip(raw) {
+                if *r {
+                    *ti = oi.clone();
+                }
+            }
+        }
+        (ExprKind::Set(t), ExprKind::Set(o)) | (ExprKind::List(t), ExprKind::List(o)) if t.len() == o.len() => {
+            for (ti, oi) in t.iter_mut().zip(o) {
+                keep_raw_components(ti, oi, raw);
+            }
+        }
+        (ExprKind::Elem(t, _), ExprKind::Elem(o, _)) => keep_raw_components(t, o, raw),
+        _ => {}
+    }
 }
 
 /// A concatenated value `a . b . c` against the key's component types.

@@ -150,6 +150,28 @@ fn colon_word_ok(w: &str) -> bool {
     }
 }
 
+/// A traffic-control class id (`1:1234`, `bcad:dadc`) is one word when what follows cannot
+/// continue it: blank, end, `:`, `-`, `}` or `,` (nft's scanner rule), so `25:accept` in a
+/// verdict map still splits at the colon.
+fn classid_len(b: &[u8]) -> Option<usize> {
+    let hex_run = |s: &[u8]| s.iter().take(5).take_while(|c| c.is_ascii_hexdigit()).count();
+    let a = hex_run(b);
+    if a == 0 || a > 4 || b.get(a) != Some(&b':') {
+        return None;
+    }
+    let c = hex_run(&b[a + 1..]);
+    if c == 0 || c > 4 {
+        return None;
+    }
+    let n = a + 1 + c;
+    match b.get(n) {
+        None | Some(b' ' | b'\t' | b'\r' | b'\n' | b'-' | b'}' | b',') => Some(n),
+        // `1:2:3::4` is an address; only a lone colon ends a class id
+        Some(b':') if matches!(b.get(n + 1), None | Some(b' ' | b'\t')) => Some(n),
+        _ => None,
+    }
+}
+
 /// Link-layer addresses are written as colon-separated hex bytes (`00:11:22:33:44:55`,
 /// and longer for `ll` addresses).
 pub fn is_mac(s: &str) -> bool {
@@ -224,6 +246,12 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
                 continue;
             }
             _ => {}
+        }
+        if let Some(n) = classid_len(&b[i..]) {
+            out.push(Token { tok: Tok::Word(src[i..i + n].to_string()), span: sp(i, i + n), space_before: space });
+            i += n;
+            space = false;
+            continue;
         }
         // a word, possibly starting with ':' for IPv6 (`::1`)
         let colon_start = c == b':' && b.get(i + 1) == Some(&b':');

@@ -1566,39 +1566,45 @@ impl<'a> Parser<'a> {
             self.eat_word("until")?;
             false
         };
-        // The rate: `400/minute`, `1025bytes/second`, `1 kbytes / second`, `10 mbytes/second`.
+        // The rate: `400/minute`, `1025bytes/second`, `1 kbytes / second`, `10 mbytes/second`:
+        // nft's scanner sees these as a number and a unit string that may be split by blanks
+        // anywhere, so gather the words and slashes that continue it.
         let t = self.next()?;
         let Tok::Word(w) = &t.tok else { return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting number", t.tok.describe()))) };
         let mut text = w.clone();
-        // gather `N [unit] / period` from the following tokens while they continue the rate
+        let mut span = t.span;
         loop {
-            match self.peek()?.clone() {
-                Tok::Slash => {
-                    self.next()?;
-                    text.push('/');
-                }
-                Tok::Word(x) if text.ends_with('/') || (byte_unit(x.split('/').next().unwrap_or("")).is_some() && !text.contains('/')) => {
-                    self.next()?;
-                    text.push_str(&x);
-                }
+            let done = text.contains('/') && !text.ends_with('/');
+            if done {
+                break;
+            }
+            let nt = self.peek_tok()?.clone();
+            match &nt.tok {
+                Tok::Slash => text.push('/'),
+                Tok::Word(x) if text.ends_with('/') || x.starts_with('/') => text.push_str(x),
+                Tok::Word(x) if !text.contains('/') && is_rate_unit(x.split('/').next().unwrap_or("")) && split_num_unit(&text).1.is_empty() => text.push_str(x),
                 _ => break,
             }
+            self.next()?;
+            span = span.to(nt.span);
         }
-        let (num_unit, period) = text.split_once('/').ok_or_else(|| Error::new(t.span, format!("syntax error, unexpected {text}, expecting '/'")))?;
+        let Some((num_unit, period)) = text.split_once('/') else {
+            return Err(Error::new(span, format!("syntax error, unexpected {text}, expecting '/'")));
+        };
         let (num, unit) = split_num_unit(num_unit);
-        let rate = parse_u64(num).ok_or_else(|| Error::new(t.span, format!("syntax error, unexpected {num_unit}")))?;
+        let rate = parse_u64(num).ok_or_else(|| Error::new(span, format!("syntax error, unexpected {num_unit}")))?;
         let period = match period {
             "second" | "minute" | "hour" | "day" | "week" => period.to_string(),
-            _ => return Err(Error::new(t.span, format!("Wrong time format, expecting second, minute, hour, day or week ({period})"))),
+            _ => return Err(Error::new(span, format!("Wrong time format, expecting second, minute, hour, day or week ({period})"))),
         };
         let (rate, bytes) = if unit.is_empty() || unit == "packets" {
             (rate, false)
         } else {
-            let m = byte_unit(unit).ok_or_else(|| Error::new(t.span, format!("Wrong rate format, expecting bytes or packets ({unit})")))?;
-            (rate.checked_mul(m).ok_or_else(|| Error::new(t.span, "rate out of range"))?, true)
+            let m = byte_unit(unit).ok_or_else(|| Error::new(span, format!("Wrong rate format, expecting bytes or packets ({unit})")))?;
+            (rate.checked_mul(m).ok_or_else(|| Error::new(span, "rate out of range"))?, true)
         };
         if rate == 0 {
-            return Err(Error::new(t.span, "limit rate must be > 0"));
+            return Err(Error::new(span, "limit rate must be > 0"));
         }
         let mut burst = None;
         if self.eat_word("burst")? {
@@ -1608,7 +1614,7 @@ impl<'a> Parser<'a> {
             let n = parse_u64(bn).ok_or_else(|| Error::new(t2.span, format!("syntax error, unexpected {bw}")))?;
             let bu = if bu.is_empty() {
                 match self.peek()?.clone() {
-                    Tok::Word(u) if u == "packets" || byte_unit(&u).is_some() => {
+                    Tok::Word(u) if is_rate_unit(&u) => {
                         self.next()?;
                         u
                     }
@@ -1617,16 +1623,18 @@ impl<'a> Parser<'a> {
             } else {
                 bu.to_string()
             };
+            // a packet rate takes a packet burst and a byte rate a byte burst
             let n = if bu.is_empty() || bu == "packets" {
-                if bytes && bu == "packets" {
-                    return Err(Error::new(t2.span, "burst must be in bytes for a byte rate"));
+                if bytes {
+                    return Err(Error::new(t2.span, "syntax error, a byte rate needs a burst in bytes, kbytes or mbytes"));
                 }
                 n
             } else {
+                let m = byte_unit(&bu).ok_or_else(|| Error::new(t2.span, format!("Wrong unit format, expecting bytes, kbytes or mbytes ({bu})")))?;
                 if !bytes {
-                    return Err(Error::new(t2.span, "syntax error, unexpected bytes unit in packet limit"));
+                    return Err(Error::new(t2.span, "syntax error, a packet rate needs a burst in packets"));
                 }
-                n * byte_unit(&bu).unwrap_or(1)
+                n.checked_mul(m).ok_or_else(|| Error::new(t2.span, "burst out of range"))?
             };
             burst = Some(n);
         }
@@ -2242,6 +2250,9 @@ impl<'a> Parser<'a> {
         // payload protocols
         if is_payload_proto(w) {
             let Some(f) = nw else { return Ok(None) };
+            if crate::proto::is_tunnel(w) && is_payload_proto(&f) && !is_payload_field(w, &f) {
+                return self.inner_selector(w, &f, span);
+            }
             if w == "tcp" && f == "option" {
                 self.next()?;
                 self.next()?;
@@ -2456,6 +2467,20 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `vxlan ip saddr`, `gretap ether saddr`: a header inside a tunnel. The payload keeps the
+    /// tunnel as a prefix of its protocol (`vxlan ip`), which is how it prints.
+    fn inner_selector(&mut self, tunnel: &str, inner: &str, span: Span) -> Result<Option<Expr>> {
+        self.next()?;
+        let t = self.peek_tok()?.clone();
+        match self.selector(inner, t.span)? {
+            Some(Expr { kind: ExprKind::Payload { proto, field }, span: sp, .. }) => {
+                Ok(Some(Expr::new(ExprKind::Payload { proto: format!("{tunnel} {proto}"), field }, span.to(sp))))
+            }
+            Some(e) => Err(Error::new(e.span, format!("syntax error, {inner} header field expected after {tunnel}"))),
+            None => self.unexpected(&format!("{inner} header field")),
+        }
+    }
+
     fn hash_key(&mut self) -> Result<Expr> {
         let first = self.primary(Mode::Lhs)?;
         let mut items = vec![first];
@@ -2604,12 +2629,16 @@ pub fn split_num_unit(w: &str) -> (&str, &str) {
     (&w[..p], &w[p..])
 }
 
+/// A unit that may follow the number of a limit rate or burst.
+fn is_rate_unit(u: &str) -> bool {
+    u == "packets" || byte_unit(u).is_some()
+}
+
 pub fn byte_unit(u: &str) -> Option<u64> {
     Some(match u {
         "bytes" => 1,
         "kbytes" => 1024,
         "mbytes" => 1024 * 1024,
-        "gbytes" => 1024 * 1024 * 1024,
         _ => return None,
     })
 }

@@ -218,8 +218,8 @@ pub fn time_str(ms: u64) -> String {
 pub fn bytes_str(b: u64) -> (u64, &'static str) {
     let mut v = b;
     let mut unit = 0;
-    const UNITS: [&str; 4] = ["bytes", "kbytes", "mbytes", "gbytes"];
-    while v >= 1024 && v % 1024 == 0 && unit < 3 {
+    const UNITS: [&str; 3] = ["bytes", "kbytes", "mbytes"];
+    while v >= 1024 && v % 1024 == 0 && unit < 2 {
         v /= 1024;
         unit += 1;
     }
@@ -583,11 +583,7 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             }
             s
         }
-        StmtKind::Reject(r) => match r {
-            RejectKind::Default => "reject".into(),
-            RejectKind::TcpReset => "reject with tcp reset".into(),
-            RejectKind::Icmp { family: f, code } => format!("reject with {f} {}", expr(code, o)),
-        },
+        StmtKind::Reject(r) => crate::stmt_eval::reject_text(r, family, |c| expr(c, o)),
         StmtKind::Nat(n) => {
             let mut s = n.kind.name().to_string();
             if n.addr.is_some() || n.port.is_some() {
@@ -829,10 +825,9 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         ExprKind::Hash { expr: inner, modulus, seed, offset, sym } => {
             let mut s = if *sym { "symhash".to_string() } else { format!("jhash {}", inner.as_ref().map(|i| expr(i, o)).unwrap_or_default()) };
             let _ = write!(s, " mod {modulus}");
+            // a seed the rule gave is kept, even zero
             if let Some(sd) = seed {
-                if *sd != 0 {
-                    let _ = write!(s, " seed 0x{sd:x}");
-                }
+                let _ = write!(s, " seed 0x{sd:x}");
             }
             if *offset != 0 {
                 let _ = write!(s, " offset {offset}");
@@ -874,7 +869,8 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             let side = |x: &Expr| {
                 let s = expr_in(x, o, Ctx::Binop);
                 match &x.kind {
-                    ExprKind::Binop(op2, ..) if binop_prec(*op2) != binop_prec(*op) => format!("({s})"),
+                    // parenthesised only where the argument binds more loosely than the operator
+                    ExprKind::Binop(op2, ..) if binop_prec(*op2) < binop_prec(*op) => format!("({s})"),
                     ExprKind::Const(c) if c.dt.is_bitmask() && s.contains(" | ") && *op != BinOp::Or => format!("({s})"),
                     _ => s,
                 }
