@@ -403,6 +403,9 @@ fn key_types(ctx_family: Family, k: &KeySpec, sets: &HashMap<String, SetInfo>) -
         KeySpec::Types(names) => names
             .iter()
             .map(|n| {
+                if n == "queue" {
+                    return Ok((Dt::Integer, 16));
+                }
                 let dt = Dt::by_name(n).ok_or_else(|| Error::nospan(format!("unknown datatype {n}")))?;
                 Ok((dt, eval::type_bits(dt)))
             })
