@@ -354,14 +354,19 @@ impl Table {
         zone: Zone,
         me: ConnId,
     ) -> Result<Tuple, CtError> {
+        // A destination the ruleset named is kept even when it collides, as in the kernel:
+        // source NAT (or the null binding at confirm) is what makes the reply unique.
         let Some(k) = key(&t, manip) else {
-            return self.free_or_exhausted(t, zone, me);
+            return match manip {
+                Manip::Dst => Ok(t),
+                Manip::Src => self.free_or_exhausted(t, zone, me),
+            };
         };
         let (min, size): (u32, u32) = match range.ports {
             Some((lo, hi)) => (lo as u32, hi as u32 - lo as u32 + 1),
             None if is_icmp(t.proto) => (0, 65536),
             // Without a port range a destination port stays what the client asked for.
-            None if manip == Manip::Dst => return self.free_or_exhausted(t, zone, me),
+            None if manip == Manip::Dst => return Ok(t),
             // Keep the port's class: below 512, 600-1023 (>= 512 by convention), or above.
             None if k < 512 => (1, 511),
             None if k < 1024 => (600, 424),
