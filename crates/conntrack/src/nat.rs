@@ -381,7 +381,7 @@ impl Table {
             );
             h as u16 as u32
         } else {
-            (k as u32).wrapping_sub(min).wrapping_add(size) % size
+            (k as i64 - min as i64).rem_euclid(size as i64) as u32
         };
         let mut attempts = size.min(128);
         loop {

@@ -10,8 +10,9 @@
 use crate::conn::{Conn, Counter, ProtoState};
 use crate::status::{CtState, Status, Timeouts};
 use crate::tcp::{Segment, TcpState, TcpTrack, TcpVerdict};
-use crate::tuple::{self, Direction, Tuple, Zone, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
-    PROTO_UDPLITE};
+use crate::tuple::{
+    self, Direction, Tuple, Zone, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE,
+};
 use crate::CtError;
 use core::time::Duration;
 use nft_wire::PacketMeta;
@@ -571,12 +572,12 @@ impl Table {
         };
         if let Some(timeout) = timeout {
             if !c.status.contains(Status::FIXED_TIMEOUT) {
-                c.deadline = now + timeout;
+                c.deadline = now.saturating_add(timeout);
             }
             if accounting {
                 let k = &mut c.counters[dir.index()];
-                k.packets += 1;
-                k.bytes += meta.ip_total_len as u64;
+                k.packets = k.packets.saturating_add(1);
+                k.bytes = k.bytes.saturating_add(meta.ip_total_len as u64);
             }
             // TCP is assured by the ACK that completes the handshake, or by the first answer
             // to a connection picked up mid-stream.
@@ -614,21 +615,18 @@ impl Table {
                 let Some(seg) = segment(meta) else {
                     return Outcome::Invalid(Invalid::NoTuple);
                 };
-                match TcpTrack::new(&seg, self.cfg.tcp_loose, timeouts, self.cfg.tcp_max_retrans)
-                {
+                match TcpTrack::new(&seg, self.cfg.tcp_loose, timeouts, self.cfg.tcp_max_retrans) {
                     Ok((track, timeout)) => (
                         ProtoState::Tcp(track),
                         capped_pickup(track.state, timeout, timeouts),
                     ),
-                    Err(why) if why.contains("flag") => {
-                        return Outcome::Invalid(Invalid::TcpFlags)
-                    }
+                    Err(why) if why.contains("flag") => return Outcome::Invalid(Invalid::TcpFlags),
                     Err(_) => return Outcome::Invalid(Invalid::TcpState),
                 }
             }
             PROTO_UDP | PROTO_UDPLITE => (
                 ProtoState::Udp {
-                    stream_at: now + UDP_STREAM_AFTER,
+                    stream_at: now.saturating_add(UDP_STREAM_AFTER),
                 },
                 timeouts.udp_unreplied,
             ),
@@ -668,7 +666,7 @@ impl Table {
             counters,
             id: self.next_id,
             created: now,
-            deadline: now + timeout,
+            deadline: now.saturating_add(timeout),
             masq_ifindex: None,
         };
         self.next_id = self.next_id.wrapping_add(1);
@@ -694,8 +692,7 @@ impl Table {
             return Err(CtError::Dying);
         }
         let zone = c.zone;
-        if !c.status.contains(Status::SRC_NAT_DONE) && self.map.contains_key(&(c.tuples[1], zone))
-        {
+        if !c.status.contains(Status::SRC_NAT_DONE) && self.map.contains_key(&(c.tuples[1], zone)) {
             let range = crate::nat::NatRange::default();
             // Failure leaves the clash for the check below to refuse.
             let _ = self.bind(id, crate::nat::Manip::Src, &range);
@@ -755,7 +752,7 @@ impl Table {
             ProtoState::Icmp => t.icmp,
             ProtoState::Generic => t.generic,
         };
-        c.deadline = now + timeout;
+        c.deadline = now.saturating_add(timeout);
         Ok(())
     }
 
@@ -766,15 +763,15 @@ impl Table {
         }
         if let Some(c) = self.get_mut(id) {
             let k = &mut c.counters[dir.index()];
-            k.packets += packets;
-            k.bytes += bytes;
+            k.packets = k.packets.saturating_add(packets);
+            k.bytes = k.bytes.saturating_add(bytes);
         }
     }
 
     /// Extends a connection's life to at least `now + timeout`.
     pub fn refresh(&mut self, id: ConnId, now: Duration, timeout: Duration) {
         if let Some(c) = self.get_mut(id) {
-            c.deadline = c.deadline.max(now + timeout);
+            c.deadline = c.deadline.max(now.saturating_add(timeout));
         }
     }
 
