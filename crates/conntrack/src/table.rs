@@ -160,6 +160,12 @@ pub struct Stats {
     pub reopened: u64,
 }
 
+pub(crate) type SourceKey = (Zone, u8, std::net::IpAddr, u16);
+
+pub(crate) fn source_key(t: &Tuple, zone: Zone) -> SourceKey {
+    (zone, t.proto, t.src, t.sport)
+}
+
 struct Slot {
     gen: u32,
     conn: Option<Conn>,
@@ -187,6 +193,9 @@ pub struct Table {
     slots: Vec<Slot>,
     free: Vec<u32>,
     pub(crate) map: HashMap<(Tuple, Zone), (u32, Direction)>,
+    /// Source-NATed connections by original source (zone, protocol, address, port or ICMP
+    /// id), so a client's later connections keep its mapping (the kernel's bysource hash).
+    pub(crate) bysource: HashMap<SourceKey, ConnId>,
     /// Confirmed connections in confirmation order, the candidates for early drop; stale and
     /// assured ids are dropped lazily.
     age: VecDeque<ConnId>,
@@ -211,6 +220,7 @@ impl Table {
             slots: Vec::new(),
             free: Vec::new(),
             map: HashMap::new(),
+            bysource: HashMap::new(),
             age: VecDeque::new(),
             len: 0,
             gc_cursor: 0,
@@ -321,7 +331,12 @@ impl Table {
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
         let s = self.slots.get_mut(idx as usize)?;
+        let id = ConnId { idx, gen: s.gen };
         let c = s.conn.take()?;
+        let k = source_key(&c.tuples[0], c.zone);
+        if self.bysource.get(&k) == Some(&id) {
+            self.bysource.remove(&k);
+        }
         s.gen = s.gen.wrapping_add(1);
         self.free.push(idx);
         self.len -= 1;
@@ -706,6 +721,12 @@ impl Table {
         self.map.insert((o, zone), (id.idx, Direction::Original));
         if r != o {
             self.map.insert((r, zone), (id.idx, Direction::Reply));
+        }
+        if self
+            .get(id)
+            .is_some_and(|c| c.status.contains(Status::SRC_NAT))
+        {
+            self.bysource.insert(source_key(&o, zone), id);
         }
         if let Some(c) = self.get_mut(id) {
             c.status.insert(Status::CONFIRMED);

@@ -678,7 +678,8 @@ fn dnat_redirect_and_persistent_ranges() {
     let pool = NatRange::to_addrs(ip([100, 64, 0, 1]), ip([100, 64, 0, 200]));
     let mut seen = std::collections::BTreeSet::new();
     for d in 1..=20u8 {
-        let (id, ..) = tracked(t.process(&meta(&udp(LAN2, [8, 8, 4, d], 1234, 53)), 0, s(1)));
+        let sp = 1234 + d as u16;
+        let (id, ..) = tracked(t.process(&meta(&udp(LAN2, [8, 8, 4, d], sp, 53)), 0, s(1)));
         t.snat(id, &pool).unwrap();
         t.confirm(id, s(1)).unwrap();
         let a = t.get(id).unwrap().reply().dst;
@@ -907,4 +908,28 @@ fn time_at_the_end_of_the_range_does_not_panic() {
     assert_eq!(t.get(id).unwrap().deadline(), Duration::MAX);
     t.refresh(id, Duration::MAX, s(5));
     assert_eq!(t.gc(Duration::MAX, 10), 1);
+}
+
+#[test]
+fn a_source_keeps_its_mapping_across_destinations() {
+    let mut t = Table::default();
+    let pool =
+        NatRange::to_addrs(ip([100, 64, 0, 1]), ip([100, 64, 0, 200])).with_ports(20000, 20999);
+    let mut mapped = std::collections::BTreeSet::new();
+    for d in 1..=10u8 {
+        let (id, ..) = tracked(t.process(&meta(&udp(LAN, [8, 8, 8, d], 5000, 53)), 0, s(1)));
+        t.snat(id, &pool).unwrap();
+        t.confirm(id, s(1)).unwrap();
+        let r = t.get(id).unwrap().reply();
+        mapped.insert((r.dst, r.dport));
+    }
+    assert_eq!(mapped.len(), 1, "{mapped:?}");
+    // Once the first mapping's connection is gone, the next one still finds a live one.
+    let first = t.iter().next().unwrap().0;
+    t.remove(first);
+    let (id, ..) = tracked(t.process(&meta(&udp(LAN, [8, 8, 9, 9], 5000, 53)), 0, s(1)));
+    t.snat(id, &pool).unwrap();
+    t.confirm(id, s(1)).unwrap();
+    let r = t.get(id).unwrap().reply();
+    assert!(mapped.contains(&(r.dst, r.dport)));
 }
