@@ -393,6 +393,8 @@ pub struct Set {
     pub data: Option<KeySpec>,
     /// `ct helper`, `counter`, `quota`, `limit`... for object maps.
     pub obj_map: Option<String>,
+    /// `: interval TYPE`: map values are ranges.
+    pub data_interval: bool,
     pub flags: Vec<String>,
     pub timeout: Option<u64>,
     pub gc_interval: Option<u64>,

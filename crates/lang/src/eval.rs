@@ -19,6 +19,10 @@ pub struct SetInfo {
     pub is_map: bool,
     pub interval: bool,
     pub obj_map: Option<String>,
+    /// Map values are intervals (`: interval TYPE`).
+    pub data_interval: bool,
+    /// Number of fields in the map value (2 for `ipv4_addr . inet_service`).
+    pub data_fields: usize,
 }
 
 pub struct Ctx<'a> {
@@ -354,7 +358,8 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
         eval_stmt(ctx, st)?;
     }
     crate::inner::check_rule(rule)?;
-    crate::deps::process(ctx.family, rule)
+    crate::deps::process(ctx.family, rule)?;
+    crate::stmt_eval::postprocess_rule(ctx, rule)
 }
 
 /// Payload protocols a statement reads, in order.
@@ -414,6 +419,21 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                 }
                 return Ok(());
             }
+            // a concatenation's values are typed component by component
+            if let ExprKind::Concat(items) = &left.kind {
+                if matches!(right.kind, ExprKind::Concat(_) | ExprKind::Set(_)) {
+                    let types: Vec<(Dt, u32)> = items.iter().map(|i| (i.dt, i.bits)).collect();
+                    // components whose symbols the type tables do not know yet stay as written
+                    let mut typed = right.clone();
+                    if eval_concat_value(ctx, &mut typed, &types).is_ok() {
+                        // raw payload values list in hex, as written; keep those untyped
+                        let raw: Vec<bool> = items.iter().map(|i| matches!(i.kind, ExprKind::RawPayload { .. })).collect();
+                        keep_raw_components(&mut typed, right, &raw);
+                        *right = typed;
+                        return Ok(());
+                    }
+                }
+            }
             eval_value(ctx, right, dt, bits)?;
             normalize_match(left, op, right)?;
             crate::flags::normalize(left, op, right)?;
@@ -435,7 +455,8 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             eval_stmt_value(ctx, value, dt, bits)?;
             Ok(())
         }
-        StmtKind::Nat(n) => eval_nat(ctx, n, span),
+        // NAT and tproxy depend on the protocols matched before them: see stmt_eval
+        StmtKind::Nat(_) | StmtKind::Tproxy { .. } => Ok(()),
         StmtKind::Reject(r) => {
             if let RejectKind::Icmp { family, code } = r {
                 let dt = match family.as_str() {
@@ -443,10 +464,6 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                     "icmpv6" => Dt::Icmp6Code,
                     _ => Dt::IcmpxCode,
                 };
-                match (ctx.family, family.as_str()) {
-                    (Family::Ip, "icmpv6") | (Family::Ip6, "icmp") => return err(span, format!("conflicting protocols specified: {} vs. {family}", ctx.family.name())),
-                    _ => {}
-                }
                 eval_value(ctx, code, dt, 8)?;
             }
             Ok(())
@@ -459,7 +476,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         }
         StmtKind::Dynset { set, key, stmts, data, .. } => {
             let Some(si) = ctx.sets.get(set.as_str()).cloned() else { return err(span, format!("Set '{set}' does not exist")) };
-            eval_selector_or_concat(ctx, key)?;
+            eval_dynset_key(ctx, key, &si.key)?;
             for s in stmts.iter_mut() {
                 eval_stmt(ctx, s)?;
             }
@@ -487,48 +504,13 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             let _ = kind;
             Ok(())
         }
-        StmtKind::Queue { num: Some(n), .. } => eval_stmt_value(ctx, n, Dt::Integer, 16),
-        StmtKind::Dup { addr, dev } => {
-            let adt = match ctx.family {
-                Family::Ip6 => (Dt::Ipv6Addr, 128),
-                _ => (Dt::Ipv4Addr, 32),
-            };
-            if let Some(a) = addr {
-                eval_stmt_value(ctx, a, adt.0, adt.1)?;
-            }
-            if let Some(d) = dev {
-                eval_stmt_value(ctx, d, Dt::IfIndex, 32)?;
-            }
-            Ok(())
+        StmtKind::Queue { num: Some(n), flags } => {
+            eval_stmt_value(ctx, n, Dt::Integer, 16)?;
+            crate::stmt_eval::check_queue(n, flags)
         }
-        StmtKind::Fwd { family, addr, dev } => {
-            if let Some(a) = addr {
-                let adt = match family.as_deref() {
-                    Some("ip6") => (Dt::Ipv6Addr, 128),
-                    _ => (Dt::Ipv4Addr, 32),
-                };
-                eval_stmt_value(ctx, a, adt.0, adt.1)?;
-            }
-            eval_stmt_value(ctx, dev, Dt::IfIndex, 32)
-        }
-        StmtKind::Tproxy { family, addr, port } => {
-            let fam = family.clone().or(match ctx.family {
-                Family::Ip => Some("ip".into()),
-                Family::Ip6 => Some("ip6".into()),
-                _ => None,
-            });
-            if let Some(a) = addr {
-                match fam.as_deref() {
-                    Some("ip") => eval_stmt_value(ctx, a, Dt::Ipv4Addr, 32)?,
-                    Some("ip6") => eval_stmt_value(ctx, a, Dt::Ipv6Addr, 128)?,
-                    _ => return err(span, "Conflicting network layer protocols."),
-                }
-            }
-            if let Some(p) = port {
-                eval_stmt_value(ctx, p, Dt::InetService, 16)?;
-            }
-            Ok(())
-        }
+        StmtKind::Log(l) => crate::stmt_eval::check_log(l, span),
+        StmtKind::Dup { addr, dev } => crate::stmt_eval::eval_dup(ctx, addr, dev, span),
+        StmtKind::Fwd { family, addr, dev } => crate::stmt_eval::eval_fwd(ctx, family, addr, dev, span),
         StmtKind::Limit(l) => {
             if l.burst.is_none() && !l.bytes {
                 l.burst = Some(5);
@@ -536,6 +518,38 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// The key of `add @s { ... }`/`update @s { ... }`: selectors, and constants (`ip saddr .
+/// 10002`) typed by the set's key at their position. Element options wrap the key.
+fn eval_dynset_key(ctx: &Ctx, e: &mut Expr, types: &[(Dt, u32)]) -> Result<()> {
+    let is_const = |x: &Expr| matches!(x.kind, ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_));
+    match &mut e.kind {
+        ExprKind::Elem(inner, _) => {
+            eval_dynset_key(ctx, inner, types)?;
+            e.dt = inner.dt;
+            e.bits = inner.bits;
+            Ok(())
+        }
+        ExprKind::Concat(items) if items.iter().any(is_const) => {
+            let mut total = 0;
+            for (i, it) in items.iter_mut().enumerate() {
+                if is_const(it) {
+                    let (dt, bits) = types.get(i).copied().unwrap_or((Dt::Integer, 32));
+                    eval_value(ctx, it, dt, bits)?;
+                    it.dt = dt;
+                    it.bits = bits;
+                } else {
+                    eval_selector(ctx, it)?;
+                }
+                total += round_up32(it.bits);
+            }
+            e.dt = Dt::Invalid;
+            e.bits = total;
+            Ok(())
+        }
+        _ => eval_selector_or_concat(ctx, e),
     }
 }
 
@@ -717,6 +731,26 @@ fn eval_elem_key(ctx: &Ctx, k: &mut Expr, kdt: Dt, kbits: u32, key: &ExprKind) -
     eval_value(ctx, k, kdt, kbits)
 }
 
+/// Puts back the components of concatenated values that `raw` marks, from `orig`.
+fn keep_raw_components(typed: &mut Expr, orig: &Expr, raw: &[bool]) {
+    match (&mut typed.kind, &orig.kind) {
+        (ExprKind::Concat(t), ExprKind::Concat(o)) => {
+            for ((ti, oi), r) in t.iter_mut().zip(o).zip(raw) {
+                if *r {
+                    *ti = oi.clone();
+                }
+            }
+        }
+        (ExprKind::Set(t), ExprKind::Set(o)) | (ExprKind::List(t), ExprKind::List(o)) if t.len() == o.len() => {
+            for (ti, oi) in t.iter_mut().zip(o) {
+                keep_raw_components(ti, oi, raw);
+            }
+        }
+        (ExprKind::Elem(t, _), ExprKind::Elem(o, _)) => keep_raw_components(t, o, raw),
+        _ => {}
+    }
+}
+
 /// A concatenated value `a . b . c` against the key's component types.
 pub fn eval_concat_value(ctx: &Ctx, e: &mut Expr, types: &[(Dt, u32)]) -> Result<()> {
     let span = e.span;
@@ -777,41 +811,6 @@ fn normalize_match(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<
         } else if *len == left.bits {
             // a full-length prefix is just the address
             *right = (**v).clone();
-        }
-    }
-    Ok(())
-}
-
-fn eval_nat(ctx: &Ctx, n: &mut NatStmt, span: Span) -> Result<()> {
-    let fam = match (&n.family, ctx.family) {
-        (Some(f), _) => Some(f.as_str()),
-        (None, Family::Ip) => Some("ip"),
-        (None, Family::Ip6) => Some("ip6"),
-        _ => None,
-    };
-    if let Some(a) = &mut n.addr {
-        let (dt, bits) = match fam {
-            Some("ip") => (Dt::Ipv4Addr, 32),
-            Some("ip6") => (Dt::Ipv6Addr, 128),
-            _ => {
-                // inet without family: infer from the literal
-                let guess = match &a.kind {
-                    ExprKind::Symbol(w) if w.contains(':') => (Dt::Ipv6Addr, 128),
-                    ExprKind::Symbol(_) => (Dt::Ipv4Addr, 32),
-                    _ => return err(span, format!("specify `{} ip` or '{} ip6' in inet table to disambiguate", n.kind.name(), n.kind.name())),
-                };
-                n.family = Some(if guess.0 == Dt::Ipv6Addr { "ip6".into() } else { "ip".into() });
-                guess
-            }
-        };
-        eval_stmt_value(ctx, a, dt, bits)?;
-    }
-    if let Some(p) = &mut n.port {
-        eval_stmt_value(ctx, p, Dt::InetService, 16)?;
-    }
-    if let Some(h) = ctx.chain_type {
-        if h != "nat" {
-            return err(span, format!("Could not process rule: Operation not supported\n{} is only valid in nat chains", n.kind.name()));
         }
     }
     Ok(())
