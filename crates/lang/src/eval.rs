@@ -73,6 +73,9 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
         }
         ExprKind::Meta(k) => {
             let m = proto::meta_key(k).ok_or_else(|| Error::new(e.span, format!("unknown meta key {k}")))?;
+            if matches!(m.name, "ibrname" | "obrname" | "ibrpvid" | "ibrvproto" | "ibrhwaddr" | "broute") && ctx.family != Family::Bridge {
+                return err(e.span, format!("meta {} is only valid in the bridge family", m.name));
+            }
             Ok((m.dt, if m.bits == 0 { type_bits(m.dt) } else { m.bits }))
         }
         ExprKind::Ct { key, dir, family } => {
@@ -104,11 +107,15 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             "type" => (Dt::FibAddr, 32),
             _ => return err(e.span, format!("unknown fib result {result}")),
         }),
-        ExprKind::Rt { key, .. } => Ok(match key.as_str() {
+        ExprKind::Rt { key, family } => Ok(match key.as_str() {
             "classid" => (Dt::Realm, 32),
-            "nexthop" => match ctx.family {
-                Family::Ip6 => (Dt::Ipv6Addr, 128),
-                _ => (Dt::Ipv4Addr, 32),
+            "nexthop" => match (family.as_deref(), ctx.family) {
+                (Some("ip6"), Family::Ip) | (Some("ip"), Family::Ip6) => {
+                    return err(e.span, format!("conflicting protocols specified: {} vs. {}", ctx.family.name(), family.as_deref().unwrap_or_default()));
+                }
+                (Some("ip6"), _) | (None, Family::Ip6) => (Dt::Ipv6Addr, 128),
+                (Some(_), _) | (None, Family::Ip) => (Dt::Ipv4Addr, 32),
+                (None, _) => return err(e.span, "rt nexthop needs a network protocol: use `rt ip nexthop` or `rt ip6 nexthop`"),
             },
             "mtu" => (Dt::Integer, 16),
             "ipsec" => (Dt::Boolean, 1),
@@ -121,7 +128,14 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             "cgroupv2" => (Dt::CgroupV2, 64),
             _ => return err(e.span, format!("unknown socket key {key}")),
         }),
-        ExprKind::Osf { .. } => Ok((Dt::String, 128)),
+        ExprKind::Osf { ttl, .. } => {
+            if let Some(t) = ttl {
+                if !matches!(t.as_str(), "loose" | "skip") {
+                    return err(e.span, format!("invalid osf ttl mode {t}: use loose or skip"));
+                }
+            }
+            Ok((Dt::String, 128))
+        }
         ExprKind::Ipsec { key, spnum, family, .. } => Ok(match key.as_str() {
             _ if *spnum > 255 => return err(e.span, format!("spnum {spnum} is out of range, the kernel keeps at most 255 states")),
             "reqid" | "spi" => (Dt::Integer, 32),
@@ -193,6 +207,14 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
         }
         ExprKind::Quoted(s) => {
             let s = s.clone();
+            if dt.is_string() && bits > 0 {
+                if s.is_empty() {
+                    return err(span, "Empty string is not allowed");
+                }
+                if s.len() as u32 > bits / 8 {
+                    return err(span, format!("String exceeds maximum length of {}", bits / 8));
+                }
+            }
             let v = if dt.is_string() || dt == Dt::Invalid {
                 Val::Str(s)
             } else {
@@ -210,7 +232,7 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
         ExprKind::Range(a, b) => {
             eval_value(ctx, a, dt, bits)?;
             eval_value(ctx, b, dt, bits)?;
-            if let (ExprKind::Const(x), ExprKind::Const(y)) = (&a.kind, &b.kind) {
+            if let (ExprKind::Const(x), ExprKind::Const(y), false) = (&a.kind, &b.kind, dt == Dt::Hour) {
                 if x.val > y.val {
                     return err(span, "Range has zero or negative size");
                 }
@@ -297,9 +319,18 @@ pub fn fold(op: BinOp, x: u128, y: u128, bits: u32) -> u128 {
 fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, String> {
     let first = dt.parse(w, bits);
     if let Ok(v) = first {
+        if dt == Dt::Day && v > Val::Int(6) {
+            return Err(format!("Day of week value {w} is out of range 0-6"));
+        }
         return Ok(ExprKind::Const(Const { dt, bits, val: v }));
     }
     let first_err = first.unwrap_err();
+    // an IPv4 address may be written as one number (`0xff` is 0.0.0.255)
+    if dt == Dt::Ipv4Addr {
+        if let Some(n) = crate::datatype::parse_int(w).filter(|n| *n <= u32::MAX as u128) {
+            return Ok(ExprKind::Const(Const { dt, bits, val: Val::Int(n) }));
+        }
+    }
     // prefix: `10.0.0.0/8`
     if let Some((a, l)) = w.rsplit_once('/') {
         if let Ok(len) = l.parse::<u32>() {
@@ -603,6 +634,12 @@ pub fn eval_selector(ctx: &Ctx, e: &mut Expr) -> Result<()> {
             let (dt, bits) = selector_type(ctx, e)?;
             e.dt = dt;
             e.bits = bits;
+            // `rt nexthop` lists with the family it was resolved for
+            if let ExprKind::Rt { key, family: fam @ None } = &mut e.kind {
+                if key == "nexthop" {
+                    *fam = Some(if dt == Dt::Ipv6Addr { "ip6".into() } else { "ip".into() });
+                }
+            }
             Ok(())
         }
     }

@@ -2325,6 +2325,8 @@ impl<'a> Parser<'a> {
                 self.next()?;
                 self.next()?;
                 let (opt, sp) = self.ident("tcp option")?;
+                // the first SACK block is listed as plain `sack`
+                let opt = if opt == "sack0" { "sack".to_string() } else { opt };
                 let mut field = None;
                 if let Some(x) = self.peek_word()? {
                     if is_tcpopt_field(&x) {

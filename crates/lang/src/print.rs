@@ -870,6 +870,7 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             // nft lists both ends of a range numerically
             let mut no = *o;
             no.dt.numeric_proto = true;
+            no.dt.numeric_time = true;
             no.dt.numeric_symbol = true;
             no.dt.services = false;
             format!("{}-{}", expr_in(a, &no, ctx), expr_in(b, &no, ctx))

@@ -134,3 +134,24 @@ fn implied_dependencies_are_left_out() {
     same("inet", "meta l4proto { 6, 17, 132 } th dport { 22, 23, 80 }");
     same("inet", "meta l4proto 91 @th,0,16 0x0 accept");
 }
+
+#[test]
+fn value_checks_and_forms() {
+    lists_as("ip", "ip saddr & 0xff == 1", "ip saddr & 0.0.0.255 == 0.0.0.1");
+    lists_as("ip", "ip saddr & 0xffff0000 == 0xffff0000", "ip saddr 255.255.0.0/16");
+    lists_as("ip", "ct expiration 1m-1h", "ct expiration 60s-3600s");
+    same("ip", "meta hour \"21:00\"-\"02:00\" drop");
+    lists_as("ip", "rt nexthop 192.168.0.1", "rt ip nexthop 192.168.0.1");
+    lists_as("ip6", "rt nexthop fd00::1", "rt ip6 nexthop fd00::1");
+    lists_as("ip", "tcp option sack0 left 1", "tcp option sack left 1");
+    same("inet", "ipsec in ip6 daddr dead::beef");
+    lists_as("inet", "meta secpath missing", "meta ipsec missing");
+    rejected("ip", "rt ip6 nexthop fd00::1");
+    rejected("inet", "rt nexthop 192.168.0.1");
+    rejected("ip", "meta iifname \"\"");
+    rejected("ip", "ct helper \"12345678901234567\"");
+    rejected("ip", "meta day 7 drop");
+    rejected("inet", "meta ibrname \"br0\"");
+    rejected("inet", "osf ttl nottl name \"Linux\"");
+    rejected("inet", "ipsec in spnum 256 reqid 1");
+}
