@@ -485,6 +485,12 @@ fn stmt_of(v: &Value) -> R<Stmt> {
     if let Some(vd) = verdict_of(k, v)? {
         return Ok(stmt(StmtKind::Verdict(vd)));
     }
+    if k == "match" && v.get("op").and_then(|x| x.as_str()) == Some("!") {
+        // a negated flag test: none of the flags set
+        let o = obj(v, k)?;
+        let left = mk(ExprKind::Binop(BinOp::And, Box::new(req_expr(o, "left", k)?), Box::new(req_expr(o, "right", k)?)));
+        return Ok(stmt(StmtKind::Match { left, op: RelOp::Eq, right: mk(ExprKind::Symbol("0".into())) }));
+    }
     if matches!(k, "counter" | "quota" | "limit" | "synproxy" | "ct helper" | "ct timeout" | "ct expectation" | "secmark") && is_obj_lookup(v) {
         return Ok(stmt(StmtKind::ObjRef { kind: k.into(), name: name_expr(v)? }));
     }
@@ -584,7 +590,7 @@ fn stmt_of(v: &Value) -> R<Stmt> {
             l.flags = str_list(o.get("flags"), "log flags")?;
             StmtKind::Log(l)
         }
-        "ct helper" | "ct timeout" | "ct expectation" | "secmark" | "synproxy" if !v.is_object() || k != "synproxy" => StmtKind::ObjRef { kind: k.into(), name: name_expr(v)? },
+        "ct helper" | "ct timeout" | "ct expectation" | "secmark" => StmtKind::ObjRef { kind: k.into(), name: name_expr(v)? },
         "synproxy" => StmtKind::Synproxy { mss: opt_u64(o, "mss", k)?.map(|x| x as u32), wscale: opt_u64(o, "wscale", k)?.map(|x| x as u32), flags: str_list(o.get("flags"), "synproxy flags")? },
         "queue" => StmtKind::Queue { num: opt_expr(o, "num")?, flags: str_list(o.get("flags"), "queue flags")? },
         "vmap" => StmtKind::Vmap { key: req_expr(o, "key", k)?, map: req_expr(o, "data", k)? },
@@ -676,7 +682,11 @@ pub fn expr_of(v: &Value) -> R<Expr> {
                     }
                 }
                 "exthdr" => ExprKind::Exthdr { hdr: get_str(o, "name", k)?, field: opt_str(o, "field", k)?.unwrap_or_else(|| "exists".into()) },
-                "tcp option" => ExprKind::TcpOpt { opt: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
+                "tcp option" => match o.get("base") {
+                    // an option by number: `tcp option 255`
+                    Some(b) if !o.contains_key("name") => ExprKind::TcpOpt { opt: scalar_str(Some(b)).unwrap_or_default(), field: None },
+                    _ => ExprKind::TcpOpt { opt: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
+                },
                 "ip option" => ExprKind::IpOpt { opt: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
                 "sctp chunk" => ExprKind::SctpChunk { chunk: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
                 "dccp option" => ExprKind::DccpOpt(num_field(o, "type", k)?),
