@@ -75,6 +75,8 @@ pub enum RelOp {
     Gt,
     Le,
     Ge,
+    /// `tcp flags ! syn`: none of the flags set.
+    Neg,
 }
 
 impl RelOp {
@@ -87,6 +89,7 @@ impl RelOp {
             RelOp::Gt => ">",
             RelOp::Le => "<=",
             RelOp::Ge => ">=",
+            RelOp::Neg => "!",
         }
     }
 }
@@ -390,6 +393,8 @@ pub struct Set {
     pub data: Option<KeySpec>,
     /// `ct helper`, `counter`, `quota`, `limit`... for object maps.
     pub obj_map: Option<String>,
+    /// `: interval TYPE`: map values are ranges.
+    pub data_interval: bool,
     pub flags: Vec<String>,
     pub timeout: Option<u64>,
     pub gc_interval: Option<u64>,

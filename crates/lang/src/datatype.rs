@@ -72,6 +72,9 @@ pub enum Dt {
     CtZone,
     Length,
     Ipsec,
+    /// An integer printed in hex (nft's `xinteger`): raw payloads, some header fields, the
+    /// result of a shift.
+    XInteger,
 }
 
 /// Output options that change how constants print (nft's -p, -n, -S, -u ...).
@@ -85,6 +88,8 @@ pub struct PrintOpts {
     pub numeric_prio: bool,
     /// `-T`: time as seconds.
     pub numeric_time: bool,
+    /// Symbolic constants as numbers (nft prints both ends of a range this way).
+    pub numeric_symbol: bool,
 }
 
 /// A constant value.
@@ -498,6 +503,7 @@ impl Dt {
             Dt::CtZone => "integer",
             Dt::Length => "integer",
             Dt::Ipsec => "integer",
+            Dt::XInteger => "integer",
         }
     }
 
@@ -558,6 +564,7 @@ impl Dt {
             Dt::CtZone => "integer",
             Dt::Length => "integer",
             Dt::Ipsec => "integer",
+            Dt::XInteger => "integer",
         }
     }
 
@@ -603,7 +610,7 @@ impl Dt {
     /// Natural size in bits (0 for variable-length types such as `string`).
     pub fn bits(self) -> u32 {
         match self {
-            Dt::Invalid | Dt::Bitmask | Dt::Integer | Dt::String | Dt::LlAddr => 0,
+            Dt::Invalid | Dt::Bitmask | Dt::Integer | Dt::String | Dt::LlAddr | Dt::XInteger => 0,
             Dt::Verdict => 32,
             Dt::NfProto => 8,
             Dt::Ipv4Addr => 32,
@@ -840,7 +847,7 @@ impl Dt {
             Dt::Integer | Dt::ShiftFlag | Dt::CtId | Dt::CtZone | Dt::Length | Dt::Ipsec => n.to_string(),
             Dt::Uid | Dt::Gid | Dt::CgroupV2 => n.to_string(),
             Dt::Invalid => format!("0x{n:x} [invalid type]"),
-            Dt::Bitmask => format!("0x{n:x}"),
+            Dt::Bitmask | Dt::XInteger => format!("0x{n:x}"),
             Dt::String | Dt::IfName => format!("\"{}\"", int_to_string(n, bits)),
             Dt::Verdict => match u32::try_from(n).ok().and_then(|c| self.symbol_name(c as u128)) {
                 Some(s) => s.to_string(),
@@ -896,6 +903,7 @@ impl Dt {
             },
             // A plain `icmp code` match prints numbers; `reject with` uses `symbol_name`.
             Dt::IcmpCode | Dt::Icmp6Code | Dt::IcmpxCode => n.to_string(),
+            dt if dt.is_bitmask() && opts.numeric_symbol => format!("0x{n:x}"),
             dt if dt.is_bitmask() => match dt.symbol_name(n) {
                 Some(s) => s.to_string(),
                 None => match dt.bitmask_names(n) {
@@ -903,7 +911,7 @@ impl Dt {
                     None => format!("0x{n:x}"),
                 },
             },
-            dt => match dt.symbol_name(n) {
+            dt => match dt.symbol_name(n).filter(|_| !opts.numeric_symbol) {
                 Some(s) => s.to_string(),
                 None => match dt {
                     Dt::EtherType => format!("0x{n:04x}"),
@@ -959,7 +967,7 @@ impl Dt {
                 None => num(n),
             },
             Dt::CtLabel => num(ct_label_bit(n) as u128),
-            Dt::Bitmask => num(n),
+            Dt::Bitmask | Dt::XInteger => num(n),
             dt if dt.is_bitmask() => match dt.symbol_name(n) {
                 Some(s) => J::from(s),
                 None => match dt.bitmask_names(n) {

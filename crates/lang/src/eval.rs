@@ -19,6 +19,10 @@ pub struct SetInfo {
     pub is_map: bool,
     pub interval: bool,
     pub obj_map: Option<String>,
+    /// Map values are intervals (`: interval TYPE`).
+    pub data_interval: bool,
+    /// Number of fields in the map value (2 for `ipv4_addr . inet_service`).
+    pub data_fields: usize,
 }
 
 pub struct Ctx<'a> {
@@ -48,16 +52,24 @@ pub fn type_bits(dt: Dt) -> u32 {
 /// The type and width of a selector.
 pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
     match &e.kind {
+        ExprKind::Payload { proto: p, field } if proto::split_inner(p).is_some() => {
+            let (tunnel, inner) = proto::split_inner(p).unwrap_or_default();
+            if !proto::tunnel_carries(tunnel, inner) {
+                return err(e.span, format!("{tunnel} does not carry {inner} headers"));
+            }
+            let f = proto::payload_field(inner, field).ok_or_else(|| Error::new(e.span, format!("unknown {inner} field {field}")))?;
+            Ok((f.dt, f.bits))
+        }
         ExprKind::Payload { proto: p, field } => {
             let f = proto::payload_field(p, field).ok_or_else(|| Error::new(e.span, format!("unknown {p} field {field}")))?;
             check_payload_family(ctx, p, e.span)?;
-            Ok((f.dt, f.bits))
+            Ok((if f.hex { Dt::XInteger } else { f.dt }, f.bits))
         }
         ExprKind::RawPayload { len, .. } => {
             if *len == 0 || *len > 128 {
                 return err(e.span, "raw payload length must be between 1 and 128 bits");
             }
-            Ok((Dt::Integer, *len))
+            Ok((Dt::XInteger, *len))
         }
         ExprKind::Meta(k) => {
             let m = proto::meta_key(k).ok_or_else(|| Error::new(e.span, format!("unknown meta key {k}")))?;
@@ -417,12 +429,13 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
             }
         }
     }
+    crate::inner::check_rule(rule)?;
     remove.sort_unstable();
     remove.dedup();
     for j in remove.into_iter().rev() {
         rule.stmts.remove(j);
     }
-    Ok(())
+    crate::stmt_eval::postprocess_rule(ctx, rule)
 }
 
 /// Payload protocols a statement reads, in order.
@@ -499,6 +512,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             }
             eval_value(ctx, right, dt, bits)?;
             normalize_match(left, op, right)?;
+            crate::flags::normalize(left, op, right)?;
             Ok(())
         }
         StmtKind::Verdict(v) => verdict_ok(ctx, v, span),
@@ -510,11 +524,15 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         }
         StmtKind::Set { key, value } => {
             eval_selector(ctx, key)?;
+            if matches!(value.kind, ExprKind::Set(_)) {
+                return err(value.span, "a set statement takes one value, not a set");
+            }
             let (dt, bits) = (key.dt, key.bits);
             eval_stmt_value(ctx, value, dt, bits)?;
             Ok(())
         }
-        StmtKind::Nat(n) => eval_nat(ctx, n, span),
+        // NAT and tproxy depend on the protocols matched before them: see stmt_eval
+        StmtKind::Nat(_) | StmtKind::Tproxy { .. } => Ok(()),
         StmtKind::Reject(r) => {
             if let RejectKind::Icmp { family, code } = r {
                 let dt = match family.as_str() {
@@ -522,10 +540,6 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                     "icmpv6" => Dt::Icmp6Code,
                     _ => Dt::IcmpxCode,
                 };
-                match (ctx.family, family.as_str()) {
-                    (Family::Ip, "icmpv6") | (Family::Ip6, "icmp") => return err(span, format!("conflicting protocols specified: {} vs. {family}", ctx.family.name())),
-                    _ => {}
-                }
                 eval_value(ctx, code, dt, 8)?;
             }
             Ok(())
@@ -538,7 +552,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         }
         StmtKind::Dynset { set, key, stmts, data, .. } => {
             let Some(si) = ctx.sets.get(set.as_str()).cloned() else { return err(span, format!("Set '{set}' does not exist")) };
-            eval_selector_or_concat(ctx, key)?;
+            eval_dynset_key(ctx, key, &si.key)?;
             for s in stmts.iter_mut() {
                 eval_stmt(ctx, s)?;
             }
@@ -566,48 +580,13 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             let _ = kind;
             Ok(())
         }
-        StmtKind::Queue { num: Some(n), .. } => eval_stmt_value(ctx, n, Dt::Integer, 16),
-        StmtKind::Dup { addr, dev } => {
-            let adt = match ctx.family {
-                Family::Ip6 => (Dt::Ipv6Addr, 128),
-                _ => (Dt::Ipv4Addr, 32),
-            };
-            if let Some(a) = addr {
-                eval_stmt_value(ctx, a, adt.0, adt.1)?;
-            }
-            if let Some(d) = dev {
-                eval_stmt_value(ctx, d, Dt::IfIndex, 32)?;
-            }
-            Ok(())
+        StmtKind::Queue { num: Some(n), flags } => {
+            eval_stmt_value(ctx, n, Dt::Integer, 16)?;
+            crate::stmt_eval::check_queue(n, flags)
         }
-        StmtKind::Fwd { family, addr, dev } => {
-            if let Some(a) = addr {
-                let adt = match family.as_deref() {
-                    Some("ip6") => (Dt::Ipv6Addr, 128),
-                    _ => (Dt::Ipv4Addr, 32),
-                };
-                eval_stmt_value(ctx, a, adt.0, adt.1)?;
-            }
-            eval_stmt_value(ctx, dev, Dt::IfIndex, 32)
-        }
-        StmtKind::Tproxy { family, addr, port } => {
-            let fam = family.clone().or(match ctx.family {
-                Family::Ip => Some("ip".into()),
-                Family::Ip6 => Some("ip6".into()),
-                _ => None,
-            });
-            if let Some(a) = addr {
-                match fam.as_deref() {
-                    Some("ip") => eval_stmt_value(ctx, a, Dt::Ipv4Addr, 32)?,
-                    Some("ip6") => eval_stmt_value(ctx, a, Dt::Ipv6Addr, 128)?,
-                    _ => return err(span, "Conflicting network layer protocols."),
-                }
-            }
-            if let Some(p) = port {
-                eval_stmt_value(ctx, p, Dt::InetService, 16)?;
-            }
-            Ok(())
-        }
+        StmtKind::Log(l) => crate::stmt_eval::check_log(l, span),
+        StmtKind::Dup { addr, dev } => crate::stmt_eval::eval_dup(ctx, addr, dev, span),
+        StmtKind::Fwd { family, addr, dev } => crate::stmt_eval::eval_fwd(ctx, family, addr, dev, span),
         StmtKind::Limit(l) => {
             if l.burst.is_none() && !l.bytes {
                 l.burst = Some(5);
@@ -615,6 +594,38 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// The key of `add @s { ... }`/`update @s { ... }`: selectors, and constants (`ip saddr .
+/// 10002`) typed by the set's key at their position. Element options wrap the key.
+fn eval_dynset_key(ctx: &Ctx, e: &mut Expr, types: &[(Dt, u32)]) -> Result<()> {
+    let is_const = |x: &Expr| matches!(x.kind, ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_));
+    match &mut e.kind {
+        ExprKind::Elem(inner, _) => {
+            eval_dynset_key(ctx, inner, types)?;
+            e.dt = inner.dt;
+            e.bits = inner.bits;
+            Ok(())
+        }
+        ExprKind::Concat(items) if items.iter().any(is_const) => {
+            let mut total = 0;
+            for (i, it) in items.iter_mut().enumerate() {
+                if is_const(it) {
+                    let (dt, bits) = types.get(i).copied().unwrap_or((Dt::Integer, 32));
+                    eval_value(ctx, it, dt, bits)?;
+                    it.dt = dt;
+                    it.bits = bits;
+                } else {
+                    eval_selector(ctx, it)?;
+                }
+                total += round_up32(it.bits);
+            }
+            e.dt = Dt::Invalid;
+            e.bits = total;
+            Ok(())
+        }
+        _ => eval_selector_or_concat(ctx, e),
     }
 }
 
@@ -685,9 +696,12 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
         ExprKind::Binop(op, l, r) => {
             let op = *op;
             eval_stmt_value(ctx, l, dt, bits)?;
+            // nft types arithmetic after its left operand (`ip dscp | 0x04` prints the
+            // constant as a DSCP value), wide enough for the destination
+            let (ldt, lbits) = if const_int(l).is_some() { (dt, bits) } else { (l.dt, l.bits) };
             match op {
                 BinOp::Shl | BinOp::Shr => eval_stmt_value(ctx, r, Dt::Integer, 32)?,
-                _ => eval_stmt_value(ctx, r, dt, bits)?,
+                _ => eval_stmt_value(ctx, r, ldt, lbits.max(bits))?,
             }
             // constant on the left: `0x1 or ct mark` is stored as `ct mark | 0x1`
             if const_int(l).is_some() && const_int(r).is_none() && matches!(op, BinOp::And | BinOp::Or | BinOp::Xor) {
@@ -695,10 +709,13 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
             }
             if let (Some(x), Some(y)) = (const_int(l), const_int(r)) {
                 let v = fold(op, x, y, bits);
-                *e = mk_const(dt, bits, v, e.span);
+                *e = mk_const(ldt, bits, v, e.span);
                 return Ok(());
             }
-            e.dt = dt;
+            e.dt = match op {
+                BinOp::Shl | BinOp::Shr => Dt::XInteger,
+                _ => ldt,
+            };
             e.bits = bits;
             Ok(())
         }
@@ -870,41 +887,6 @@ fn normalize_match(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<
         } else if *len == left.bits {
             // a full-length prefix is just the address
             *right = (**v).clone();
-        }
-    }
-    Ok(())
-}
-
-fn eval_nat(ctx: &Ctx, n: &mut NatStmt, span: Span) -> Result<()> {
-    let fam = match (&n.family, ctx.family) {
-        (Some(f), _) => Some(f.as_str()),
-        (None, Family::Ip) => Some("ip"),
-        (None, Family::Ip6) => Some("ip6"),
-        _ => None,
-    };
-    if let Some(a) = &mut n.addr {
-        let (dt, bits) = match fam {
-            Some("ip") => (Dt::Ipv4Addr, 32),
-            Some("ip6") => (Dt::Ipv6Addr, 128),
-            _ => {
-                // inet without family: infer from the literal
-                let guess = match &a.kind {
-                    ExprKind::Symbol(w) if w.contains(':') => (Dt::Ipv6Addr, 128),
-                    ExprKind::Symbol(_) => (Dt::Ipv4Addr, 32),
-                    _ => return err(span, format!("specify `{} ip` or '{} ip6' in inet table to disambiguate", n.kind.name(), n.kind.name())),
-                };
-                n.family = Some(if guess.0 == Dt::Ipv6Addr { "ip6".into() } else { "ip".into() });
-                guess
-            }
-        };
-        eval_stmt_value(ctx, a, dt, bits)?;
-    }
-    if let Some(p) = &mut n.port {
-        eval_stmt_value(ctx, p, Dt::InetService, 16)?;
-    }
-    if let Some(h) = ctx.chain_type {
-        if h != "nat" {
-            return err(span, format!("Could not process rule: Operation not supported\n{} is only valid in nat chains", n.kind.name()));
         }
     }
     Ok(())

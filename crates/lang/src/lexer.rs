@@ -126,6 +126,12 @@ fn is_word_start(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'\\')
 }
 
+/// A tc class id, `major:minor` in hex (`1:bbf8`): one token, as in nft's scanner.
+fn is_classid(w: &str) -> bool {
+    let hex = |p: &str| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit());
+    matches!(w.split_once(':'), Some((a, b)) if hex(a) && hex(b))
+}
+
 /// True if `w` (with an optional `/len` and `-` range) reads as IPv6 or MAC addresses, the only
 /// words that may hold a `:`.
 fn colon_word_ok(w: &str) -> bool {
@@ -141,6 +147,28 @@ fn colon_word_ok(w: &str) -> bool {
     match body.split_once('-') {
         Some((a, b)) => addr_ok(a) && addr_ok(b),
         None => false,
+    }
+}
+
+/// A traffic-control class id (`1:1234`, `bcad:dadc`) is one word when what follows cannot
+/// continue it: blank, end, `:`, `-`, `}` or `,` (nft's scanner rule), so `25:accept` in a
+/// verdict map still splits at the colon.
+fn classid_len(b: &[u8]) -> Option<usize> {
+    let hex_run = |s: &[u8]| s.iter().take(5).take_while(|c| c.is_ascii_hexdigit()).count();
+    let a = hex_run(b);
+    if a == 0 || a > 4 || b.get(a) != Some(&b':') {
+        return None;
+    }
+    let c = hex_run(&b[a + 1..]);
+    if c == 0 || c > 4 {
+        return None;
+    }
+    let n = a + 1 + c;
+    match b.get(n) {
+        None | Some(b' ' | b'\t' | b'\r' | b'\n' | b'-' | b'}' | b',') => Some(n),
+        // `1:2:3::4` is an address; only a lone colon ends a class id
+        Some(b':') if matches!(b.get(n + 1), None | Some(b' ' | b'\t')) => Some(n),
+        _ => None,
     }
 }
 
@@ -219,6 +247,12 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
             }
             _ => {}
         }
+        if let Some(n) = classid_len(&b[i..]) {
+            out.push(Token { tok: Tok::Word(src[i..i + n].to_string()), span: sp(i, i + n), space_before: space });
+            i += n;
+            space = false;
+            continue;
+        }
         // a word, possibly starting with ':' for IPv6 (`::1`)
         let colon_start = c == b':' && b.get(i + 1) == Some(&b':');
         let lone_dot = c == b'.' && !b.get(i + 1).is_some_and(|n| n.is_ascii_alphanumeric());
@@ -230,7 +264,7 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
             }
             // a trailing '.' or '-' never belongs to a word
             let mut w = &src[start..j];
-            if w.contains(':') && !colon_word_ok(w.trim_end_matches(['.', ',']).trim_end_matches('-')) {
+            if w.contains(':') && !colon_word_ok(w.trim_end_matches(['.', ',']).trim_end_matches('-')) && !is_classid(w) {
                 // try the longest prefix (ending before some ':') that is an address
                 let mut cut = None;
                 if let Some(p) = w.find(':') {

@@ -900,6 +900,7 @@ impl<'a> Parser<'a> {
                                     types.push(self.type_name()?);
                                 }
                                 set.data = Some(KeySpec::Types(types));
+                                set.data_interval = true;
                                 if !set.flags.contains(&"interval".to_string()) {
                                     set.flags.push("interval".into());
                                 }
@@ -920,12 +921,30 @@ impl<'a> Parser<'a> {
                     let e = self.typeof_expr()?;
                     set.key = Some(KeySpec::Typeof(e));
                     if self.eat(&Tok::Colon)? {
-                        if self.is_word("verdict")? {
+                        let obj_kind = match self.peek_word()?.as_deref() {
+                            Some(k @ ("counter" | "quota" | "limit" | "secmark" | "synproxy" | "tunnel")) => Some(k.to_string()),
+                            Some("ct") => match self.peek_n(1)? {
+                                Tok::Word(k) if matches!(k.as_str(), "helper" | "timeout" | "expectation") => Some(format!("ct {k}")),
+                                _ => None,
+                            },
+                            _ => None,
+                        };
+                        if let Some(k) = obj_kind {
+                            for _ in 0..k.split(' ').count() {
+                                self.next()?;
+                            }
+                            set.obj_map = Some(k);
+                        } else if self.is_word("queue")? {
+                            // queue numbers: printed as `queue`, typed as a 16-bit integer
+                            self.next()?;
+                            set.data = Some(KeySpec::Types(vec!["queue".into()]));
+                        } else if self.is_word("verdict")? {
                             self.next()?;
                             set.data = Some(KeySpec::Types(vec!["verdict".into()]));
                         } else if self.is_word("interval")? {
                             self.next()?;
                             set.data = Some(KeySpec::Typeof(self.typeof_expr()?));
+                            set.data_interval = true;
                             if !set.flags.contains(&"interval".to_string()) {
                                 set.flags.push("interval".into());
                             }
@@ -967,10 +986,21 @@ impl<'a> Parser<'a> {
                         _ => return Err(Error::new(sp, "syntax error, expecting '{'")),
                     }
                 }
-                "counter" | "quota" | "limit" | "last" => {
-                    // per-element statements: `counter`, `quota 10 mbytes`...
-                    let st = self.stmt_after_kw(&w, t.span)?;
-                    set.stmts.push(st);
+                "counter" | "quota" | "limit" | "last" | "ct" => {
+                    // per-element statements: `counter`, `quota 10 mbytes`, several on a line
+                    let mut kw = w.clone();
+                    let mut sp = t.span;
+                    loop {
+                        let st = self.elem_stmt_after_kw(&kw, sp)?;
+                        set.stmts.push(st);
+                        match self.peek_word()? {
+                            Some(k) if is_elem_stmt_kw(&k) && (k != "ct" || self.is_word_n(1, "count")?) => {
+                                sp = self.next()?.span;
+                                kw = k;
+                            }
+                            _ => break,
+                        }
+                    }
                 }
                 _ => return Err(Error::new(t.span, format!("syntax error, unexpected {w}"))),
             }
@@ -1327,6 +1357,7 @@ impl<'a> Parser<'a> {
                 let Tok::At(set) = at.tok else { unreachable!() };
                 self.expect(&Tok::LBrace, "'{'")?;
                 let key = self.expr(Mode::Stmt)?;
+                let key = self.dynset_elem_opts(key)?;
                 let mut stmts = vec![];
                 let mut data = None;
                 loop {
@@ -1535,39 +1566,45 @@ impl<'a> Parser<'a> {
             self.eat_word("until")?;
             false
         };
-        // The rate: `400/minute`, `1025bytes/second`, `1 kbytes / second`, `10 mbytes/second`.
+        // The rate: `400/minute`, `1025bytes/second`, `1 kbytes / second`, `10 mbytes/second`:
+        // nft's scanner sees these as a number and a unit string that may be split by blanks
+        // anywhere, so gather the words and slashes that continue it.
         let t = self.next()?;
         let Tok::Word(w) = &t.tok else { return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting number", t.tok.describe()))) };
         let mut text = w.clone();
-        // gather `N [unit] / period` from the following tokens while they continue the rate
+        let mut span = t.span;
         loop {
-            match self.peek()?.clone() {
-                Tok::Slash => {
-                    self.next()?;
-                    text.push('/');
-                }
-                Tok::Word(x) if text.ends_with('/') || (byte_unit(&x).is_some() && !text.contains('/')) => {
-                    self.next()?;
-                    text.push_str(&x);
-                }
+            let done = text.contains('/') && !text.ends_with('/');
+            if done {
+                break;
+            }
+            let nt = self.peek_tok()?.clone();
+            match &nt.tok {
+                Tok::Slash => text.push('/'),
+                Tok::Word(x) if text.ends_with('/') || x.starts_with('/') => text.push_str(x),
+                Tok::Word(x) if !text.contains('/') && is_rate_unit(x.split('/').next().unwrap_or("")) && split_num_unit(&text).1.is_empty() => text.push_str(x),
                 _ => break,
             }
+            self.next()?;
+            span = span.to(nt.span);
         }
-        let (num_unit, period) = text.split_once('/').ok_or_else(|| Error::new(t.span, format!("syntax error, unexpected {text}, expecting '/'")))?;
+        let Some((num_unit, period)) = text.split_once('/') else {
+            return Err(Error::new(span, format!("syntax error, unexpected {text}, expecting '/'")));
+        };
         let (num, unit) = split_num_unit(num_unit);
-        let rate = parse_u64(num).ok_or_else(|| Error::new(t.span, format!("syntax error, unexpected {num_unit}")))?;
+        let rate = parse_u64(num).ok_or_else(|| Error::new(span, format!("syntax error, unexpected {num_unit}")))?;
         let period = match period {
             "second" | "minute" | "hour" | "day" | "week" => period.to_string(),
-            _ => return Err(Error::new(t.span, format!("Wrong time format, expecting second, minute, hour, day or week ({period})"))),
+            _ => return Err(Error::new(span, format!("Wrong time format, expecting second, minute, hour, day or week ({period})"))),
         };
         let (rate, bytes) = if unit.is_empty() || unit == "packets" {
             (rate, false)
         } else {
-            let m = byte_unit(unit).ok_or_else(|| Error::new(t.span, format!("Wrong rate format, expecting bytes or packets ({unit})")))?;
-            (rate.checked_mul(m).ok_or_else(|| Error::new(t.span, "rate out of range"))?, true)
+            let m = byte_unit(unit).ok_or_else(|| Error::new(span, format!("Wrong rate format, expecting bytes or packets ({unit})")))?;
+            (rate.checked_mul(m).ok_or_else(|| Error::new(span, "rate out of range"))?, true)
         };
         if rate == 0 {
-            return Err(Error::new(t.span, "limit rate must be > 0"));
+            return Err(Error::new(span, "limit rate must be > 0"));
         }
         let mut burst = None;
         if self.eat_word("burst")? {
@@ -1577,7 +1614,7 @@ impl<'a> Parser<'a> {
             let n = parse_u64(bn).ok_or_else(|| Error::new(t2.span, format!("syntax error, unexpected {bw}")))?;
             let bu = if bu.is_empty() {
                 match self.peek()?.clone() {
-                    Tok::Word(u) if u == "packets" || byte_unit(&u).is_some() => {
+                    Tok::Word(u) if is_rate_unit(&u) => {
                         self.next()?;
                         u
                     }
@@ -1586,16 +1623,18 @@ impl<'a> Parser<'a> {
             } else {
                 bu.to_string()
             };
+            // a packet rate takes a packet burst and a byte rate a byte burst
             let n = if bu.is_empty() || bu == "packets" {
-                if bytes && bu == "packets" {
-                    return Err(Error::new(t2.span, "burst must be in bytes for a byte rate"));
+                if bytes {
+                    return Err(Error::new(t2.span, "syntax error, a byte rate needs a burst in bytes, kbytes or mbytes"));
                 }
                 n
             } else {
+                let m = byte_unit(&bu).ok_or_else(|| Error::new(t2.span, format!("Wrong unit format, expecting bytes, kbytes or mbytes ({bu})")))?;
                 if !bytes {
-                    return Err(Error::new(t2.span, "syntax error, unexpected bytes unit in packet limit"));
+                    return Err(Error::new(t2.span, "syntax error, a packet rate needs a burst in packets"));
                 }
-                n * byte_unit(&bu).unwrap_or(1)
+                n.checked_mul(m).ok_or_else(|| Error::new(t2.span, "burst out of range"))?
             };
             burst = Some(n);
         }
@@ -1699,39 +1738,59 @@ impl<'a> Parser<'a> {
             _ => NatKind::Redirect,
         };
         let mut family = None;
-        if matches!(kind, NatKind::Snat | NatKind::Dnat) && (self.is_word("ip")? || self.is_word("ip6")?) && (self.is_word_n(1, "to")? || self.is_word_n(1, "prefix")? || self.is_word_n(1, "addr")?) {
-            family = Some(self.next()?.tok.text());
-        }
         let mut addr = None;
         let mut port = None;
         let mut prefix = false;
-        if self.eat_word("prefix")? {
-            prefix = true;
-        }
-        if self.eat_word("to")? {
-            match kind {
-                NatKind::Masquerade | NatKind::Redirect => {
-                    // `to :port` or `to port`
-                    self.eat(&Tok::Colon)?;
+        match kind {
+            NatKind::Snat | NatKind::Dnat => {
+                // `[ip|ip6] [addr . port|interval|prefix] to ADDR[:PORT]`, `to :PORT`, or the
+                // address right after the keyword
+                if (self.is_word("ip")? || self.is_word("ip6")?) && matches!(self.peek_n(1)?, Tok::Word(x) if matches!(x.as_str(), "to" | "prefix" | "addr" | "interval")) {
+                    family = Some(self.next()?.tok.text());
+                }
+                let mut need_to = family.is_some();
+                if self.eat_word("addr")? {
+                    self.expect(&Tok::Dot, "'.'")?;
+                    self.expect_word("port")?;
+                    need_to = true;
+                } else if self.eat_word("interval")? {
+                    need_to = true;
+                } else if self.eat_word("prefix")? {
+                    prefix = true;
+                    need_to = true;
+                }
+                if need_to {
+                    self.expect_word("to")?;
+                } else {
+                    self.eat_word("to")?;
+                }
+                let (a, p) = self.addr_port()?;
+                addr = a;
+                port = p;
+            }
+            NatKind::Masquerade => {
+                if self.eat_word("to")? {
+                    self.expect(&Tok::Colon, "':'")?;
                     port = Some(self.expr(Mode::Stmt)?);
                 }
-                _ => {
-                    let (a, p) = self.addr_port()?;
-                    addr = a;
-                    port = p;
+            }
+            NatKind::Redirect => {
+                if self.eat_word("to")? {
+                    self.eat(&Tok::Colon)?;
+                    port = Some(self.expr(Mode::Stmt)?);
                 }
             }
         }
         let mut flags = vec![];
         loop {
             let Some(f) = self.peek_word()? else { break };
-            if matches!(f.as_str(), "random" | "fully-random" | "persistent" | "netmap") {
+            if matches!(f.as_str(), "random" | "fully-random" | "persistent") {
                 self.next()?;
                 if !flags.contains(&f) {
                     flags.push(f);
                 }
                 if !self.eat(&Tok::Comma)? {
-                    continue;
+                    break;
                 }
             } else {
                 break;
@@ -1740,16 +1799,26 @@ impl<'a> Parser<'a> {
         Ok(StmtKind::Nat(NatStmt { kind, family, addr, port, prefix, flags }))
     }
 
-    /// `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `:80`, `ip saddr map { ... }`, `10.0.0.1-10.0.0.5:80-90`
+    /// `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `[::1]-[::2]:80-90`, `[::]/64`, `:80`,
+    /// `ip saddr map { ... }`, `10.0.0.1-10.0.0.5:80-90`
     fn addr_port(&mut self) -> Result<(Option<Expr>, Option<Expr>)> {
         if self.eat(&Tok::Colon)? {
             let p = self.expr(Mode::Stmt)?;
             return Ok((None, Some(p)));
         }
         if matches!(self.peek()?, Tok::LBracket) {
-            self.next()?;
-            let a = self.expr(Mode::Stmt)?;
-            self.expect(&Tok::RBracket, "']'")?;
+            let a = self.bracketed_addr()?;
+            let a = if self.eat(&Tok::Dash)? {
+                let b = self.bracketed_addr()?;
+                let sp = a.span.to(b.span);
+                Expr::new(ExprKind::Range(Box::new(a), Box::new(b)), sp)
+            } else if self.eat(&Tok::Slash)? {
+                let (len, sp) = self.number("prefix length")?;
+                let sp = a.span.to(sp);
+                Expr::new(ExprKind::Prefix(Box::new(a), len as u32), sp)
+            } else {
+                a
+            };
             let mut p = None;
             if self.eat(&Tok::Colon)? {
                 p = Some(self.expr(Mode::Stmt)?);
@@ -1764,11 +1833,26 @@ impl<'a> Parser<'a> {
         Ok((Some(a), p))
     }
 
+    /// `[2001:db8::1]`: an IPv6 address in brackets, so that a port can follow.
+    fn bracketed_addr(&mut self) -> Result<Expr> {
+        self.expect(&Tok::LBracket, "'['")?;
+        let a = self.expr(Mode::Stmt)?;
+        self.expect(&Tok::RBracket, "']'")?;
+        Ok(a)
+    }
+
     fn queue_body(&mut self) -> Result<StmtKind> {
         let mut num = None;
         let mut flags = vec![];
         loop {
-            if self.eat_word("num")? || self.eat_word("to")? {
+            if self.eat_word("num")? {
+                // `num` takes a number or a range only; expressions need `to`
+                let e = self.expr(Mode::Stmt)?;
+                if !matches!(e.kind, ExprKind::Symbol(_) | ExprKind::Range(..) | ExprKind::Const(_)) {
+                    return Err(Error::new(e.span, "syntax error, unexpected expression after queue num, expecting a number or range"));
+                }
+                num = Some(e);
+            } else if self.eat_word("to")? {
                 num = Some(self.expr(Mode::Stmt)?);
             } else if self.eat_word("flags")? {
                 loop {
@@ -1803,7 +1887,16 @@ impl<'a> Parser<'a> {
         let span = left.span;
         if self.is_word("set")? {
             self.next()?;
-            let value = self.expr(Mode::Stmt)?;
+            let mut value = self.expr(Mode::Stmt)?;
+            // `ct event set new,destroy`: a flag list
+            if matches!(self.peek()?, Tok::Comma) {
+                let mut items = vec![value];
+                while self.eat(&Tok::Comma)? {
+                    items.push(self.expr(Mode::Stmt)?);
+                }
+                let sp = items[0].span.to(items[items.len() - 1].span);
+                value = Expr::new(ExprKind::List(items), sp);
+            }
             let sp = span.to(value.span);
             return Ok(Stmt { kind: StmtKind::Set { key: left, value }, span: sp });
         }
@@ -1821,6 +1914,7 @@ impl<'a> Parser<'a> {
             Tok::Gt => Some(RelOp::Gt),
             Tok::Le => Some(RelOp::Le),
             Tok::Ge => Some(RelOp::Ge),
+            Tok::Bang => Some(RelOp::Neg),
             Tok::Word(w) => match w.as_str() {
                 "eq" => Some(RelOp::Eq),
                 "ne" => Some(RelOp::Ne),
@@ -1871,6 +1965,14 @@ impl<'a> Parser<'a> {
                 items.push(self.expr(Mode::Rhs)?);
             }
             let sp = items[0].span.to(items[items.len() - 1].span);
+            // `fin,syn / fin,syn`: the mask applies to the whole list
+            if matches!(items.last().map(|e| &e.kind), Some(ExprKind::Masked(..))) {
+                let Some(Expr { kind: ExprKind::Masked(v, m), .. }) = items.pop() else { return self.unexpected("flag list") };
+                items.push(*v);
+                let lsp = items[0].span.to(items[items.len() - 1].span);
+                let list = Expr::new(ExprKind::List(items), lsp);
+                return Ok(Expr::new(ExprKind::Masked(Box::new(list), m), sp));
+            }
             return Ok(Expr::new(ExprKind::List(items), sp));
         }
         Ok(first)
@@ -2076,6 +2178,48 @@ impl<'a> Parser<'a> {
         self.expr(Mode::Rhs)
     }
 
+    /// A statement a set element may carry (`counter`, `limit ...`, `ct count over 2`), its
+    /// keyword already consumed.
+    fn elem_stmt_after_kw(&mut self, kw: &str, span: Span) -> Result<Stmt> {
+        if kw == "ct" {
+            self.expect_word("count")?;
+            let over = self.eat_word("over")?;
+            let (n, sp) = self.number("number")?;
+            return Ok(Stmt { kind: StmtKind::Connlimit { over, count: n as u32 }, span: span.to(sp) });
+        }
+        self.stmt_after_kw(kw, span)
+    }
+
+    /// `timeout`, `expires` and `comment` after the key of a dynamic set update; statements
+    /// that follow belong to the update itself.
+    fn dynset_elem_opts(&mut self, e: Expr) -> Result<Expr> {
+        let mut opts = ElemOpts::default();
+        let mut any = false;
+        loop {
+            match self.peek_word()?.as_deref() {
+                Some("timeout") => {
+                    self.next()?;
+                    opts.timeout = Some(self.time_arg()?);
+                }
+                Some("expires") => {
+                    self.next()?;
+                    opts.expires = Some(self.time_arg()?);
+                }
+                Some("comment") => {
+                    self.next()?;
+                    opts.comment = Some(self.comment_str()?);
+                }
+                _ => break,
+            }
+            any = true;
+        }
+        if !any {
+            return Ok(e);
+        }
+        let sp = e.span;
+        Ok(Expr::new(ExprKind::Elem(Box::new(e), Box::new(opts)), sp))
+    }
+
     fn elem_opts(&mut self, e: Expr) -> Result<Expr> {
         let mut opts = ElemOpts::default();
         let mut any = false;
@@ -2097,6 +2241,10 @@ impl<'a> Parser<'a> {
                 "counter" | "limit" | "quota" | "last" => {
                     let t = self.next()?;
                     opts.stmts.push(self.stmt_after_kw(&w, t.span)?);
+                }
+                "ct" if self.is_word_n(1, "count")? => {
+                    let t = self.next()?;
+                    opts.stmts.push(self.elem_stmt_after_kw("ct", t.span)?);
                 }
                 _ => break,
             }
@@ -2165,6 +2313,9 @@ impl<'a> Parser<'a> {
         // payload protocols
         if is_payload_proto(w) {
             let Some(f) = nw else { return Ok(None) };
+            if crate::proto::is_tunnel(w) && is_payload_proto(&f) && !is_payload_field(w, &f) {
+                return self.inner_selector(w, &f, span);
+            }
             if w == "tcp" && f == "option" {
                 self.next()?;
                 self.next()?;
@@ -2379,6 +2530,20 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `vxlan ip saddr`, `gretap ether saddr`: a header inside a tunnel. The payload keeps the
+    /// tunnel as a prefix of its protocol (`vxlan ip`), which is how it prints.
+    fn inner_selector(&mut self, tunnel: &str, inner: &str, span: Span) -> Result<Option<Expr>> {
+        self.next()?;
+        let t = self.peek_tok()?.clone();
+        match self.selector(inner, t.span)? {
+            Some(Expr { kind: ExprKind::Payload { proto, field }, span: sp, .. }) => {
+                Ok(Some(Expr::new(ExprKind::Payload { proto: format!("{tunnel} {proto}"), field }, span.to(sp))))
+            }
+            Some(e) => Err(Error::new(e.span, format!("syntax error, {inner} header field expected after {tunnel}"))),
+            None => self.unexpected(&format!("{inner} header field")),
+        }
+    }
+
     fn hash_key(&mut self) -> Result<Expr> {
         let first = self.primary(Mode::Lhs)?;
         let mut items = vec![first];
@@ -2402,6 +2567,10 @@ pub enum Mode {
     Rhs,
     /// Statement arguments (`set` values, NAT addresses): both.
     Stmt,
+}
+
+fn is_elem_stmt_kw(w: &str) -> bool {
+    matches!(w, "counter" | "quota" | "limit" | "last" | "ct")
 }
 
 fn push_flag(v: &mut Vec<String>, f: &str) {
@@ -2523,12 +2692,16 @@ pub fn split_num_unit(w: &str) -> (&str, &str) {
     (&w[..p], &w[p..])
 }
 
+/// A unit that may follow the number of a limit rate or burst.
+fn is_rate_unit(u: &str) -> bool {
+    u == "packets" || byte_unit(u).is_some()
+}
+
 pub fn byte_unit(u: &str) -> Option<u64> {
     Some(match u {
         "bytes" => 1,
         "kbytes" => 1024,
         "mbytes" => 1024 * 1024,
-        "gbytes" => 1024 * 1024 * 1024,
         _ => return None,
     })
 }

@@ -30,18 +30,18 @@ pub fn table(s: &mut String, t: &Table, o: &ListOpts) {
         }
         *first = false;
     };
-    if !t.flags.is_empty() || t.comment.is_some() {
-        if let Some(c) = &t.comment {
-            let _ = writeln!(s, "\tcomment \"{c}\"");
-        }
-        if !t.flags.is_empty() {
-            let _ = writeln!(s, "\tflags {}", t.flags.join(","));
-        }
+    // flags, then the comment; only flags set the table body apart with a blank line
+    if !t.flags.is_empty() {
+        let flags: Vec<&str> = ["dormant", "owner", "persist"].iter().copied().filter(|f| t.flags.iter().any(|x| x == f)).collect();
+        let _ = writeln!(s, "\tflags {}", flags.join(","));
         first = false;
+    }
+    if let Some(c) = &t.comment {
+        let _ = writeln!(s, "\tcomment \"{c}\"");
     }
     for ob in &t.objs {
         sep(s, &mut first);
-        obj(s, ob, o);
+        obj(s, ob, t.family, o);
     }
     for st in &t.sets {
         if st.name.starts_with("__set") {
@@ -55,6 +55,9 @@ pub fn table(s: &mut String, t: &Table, o: &ListOpts) {
         flowtable(s, ft, t.family);
     }
     for c in &t.chains {
+        if is_binding(&c.name) {
+            continue;
+        }
         sep(s, &mut first);
         chain(s, c, t, o);
     }
@@ -135,10 +138,47 @@ fn chain(s: &mut String, c: &Chain, t: &Table, o: &ListOpts) {
     }
     for r in &c.rules {
         s.push_str("\t\t");
-        s.push_str(&rule(r, t.family, o));
+        s.push_str(&rule_in_table(r, t, o));
         s.push('\n');
     }
     s.push_str("\t}\n");
+}
+
+/// Anonymous chains (`jump { ... }`) are kept as chains under a reserved name and listed
+/// inside the rule that binds them.
+fn is_binding(name: &str) -> bool {
+    name.starts_with("__chain")
+}
+
+fn rule_in_table(r: &Rule, t: &Table, o: &ListOpts) -> String {
+    rule_in_table_depth(r, t, o, 0)
+}
+
+fn rule_in_table_depth(r: &Rule, t: &Table, o: &ListOpts, depth: usize) -> String {
+    let mut parts: Vec<String> = vec![];
+    for st in &r.stmts {
+        let bound = match &st.kind {
+            StmtKind::Verdict(Verdict::Jump(n)) if is_binding(n) => Some(("jump", n)),
+            StmtKind::Verdict(Verdict::Goto(n)) if is_binding(n) => Some(("goto", n)),
+            _ => None,
+        };
+        match bound.and_then(|(kw, n)| t.chains.iter().find(|c| &c.name == n).map(|c| (kw, c))) {
+            Some((kw, c)) if depth < 16 => {
+                // nft indents the rules of a bound chain one level, however deep it is nested
+                let mut b = format!("{kw} {{\n");
+                for br in &c.rules {
+                    let _ = writeln!(b, "\t\t\t{}", rule_in_table_depth(br, t, o, depth + 1));
+                }
+                b.push_str("\t\t}");
+                parts.push(b);
+            }
+            _ => parts.push(stmt(st, t.family, o)),
+        }
+    }
+    if let Some(c) = &r.comment {
+        parts.push(format!("comment \"{c}\""));
+    }
+    parts.join(" ")
 }
 
 fn flowtable(s: &mut String, ft: &Flowtable, family: Family) {
@@ -149,11 +189,11 @@ fn flowtable(s: &mut String, ft: &Flowtable, family: Family) {
     if !ft.devices.is_empty() {
         let _ = writeln!(s, "\t\tdevices = {{ {} }}", quote_list(&ft.devices));
     }
-    if ft.counter {
-        s.push_str("\t\tcounter\n");
-    }
     if ft.offload {
         s.push_str("\t\tflags offload\n");
+    }
+    if ft.counter {
+        s.push_str("\t\tcounter\n");
     }
     s.push_str("\t}\n");
 }
@@ -178,24 +218,24 @@ pub fn time_str(ms: u64) -> String {
 pub fn bytes_str(b: u64) -> (u64, &'static str) {
     let mut v = b;
     let mut unit = 0;
-    const UNITS: [&str; 4] = ["bytes", "kbytes", "mbytes", "gbytes"];
-    while v >= 1024 && v % 1024 == 0 && unit < 3 {
+    const UNITS: [&str; 3] = ["bytes", "kbytes", "mbytes"];
+    while v >= 1024 && v % 1024 == 0 && unit < 2 {
         v /= 1024;
         unit += 1;
     }
     (v, UNITS[unit])
 }
 
-fn obj(s: &mut String, ob: &Obj, o: &ListOpts) {
-    let _ = writeln!(s, "\t{} {} {{", ob.kind, ob.name);
+fn obj(s: &mut String, ob: &Obj, family: Family, o: &ListOpts) {
+    let _ = write!(s, "\t{} {} {{", ob.kind, ob.name);
     if let Some(c) = &ob.comment {
-        let _ = writeln!(s, "\t\tcomment \"{c}\"");
+        let _ = write!(s, "\n\t\tcomment \"{c}\"");
     }
+    s.push('\n');
+    let l3 = |l: &Option<String>| l.clone().unwrap_or_else(|| family.name().to_string());
     match &ob.body {
         ObjBody::Counter { packets, bytes } => {
-            if o.stateless {
-                let _ = writeln!(s, "\t\tpackets 0 bytes 0");
-            } else {
+            if !o.stateless {
                 let _ = writeln!(s, "\t\tpackets {packets} bytes {bytes}");
             }
         }
@@ -209,40 +249,93 @@ fn obj(s: &mut String, ob: &Obj, o: &ListOpts) {
             s.push('\n');
         }
         ObjBody::Limit(l) => {
-            let _ = writeln!(s, "\t\t{}", limit_body(l));
+            let _ = writeln!(s, "\t\t{}", limit_obj_body(l));
         }
         ObjBody::CtHelper { name, proto, l3proto } => {
             let _ = writeln!(s, "\t\ttype \"{name}\" protocol {proto}");
-            let _ = writeln!(s, "\t\tl3proto {}", l3proto.as_deref().unwrap_or("inet"));
+            let _ = writeln!(s, "\t\tl3proto {}", l3(l3proto));
         }
         ObjBody::CtTimeout { proto, l3proto, policy } => {
             let _ = writeln!(s, "\t\tprotocol {proto}");
-            let _ = writeln!(s, "\t\tl3proto {}", l3proto.as_deref().unwrap_or("inet"));
-            let p: Vec<String> = policy.iter().map(|(k, v)| format!("{k} : {}", time_str(v * 1000))).collect();
-            let _ = writeln!(s, "\t\tpolicy = {{ {} }}", p.join(", "));
+            let _ = writeln!(s, "\t\tl3proto {}", l3(l3proto));
+            let _ = writeln!(s, "\t\tpolicy = {{ {} }}", ct_timeout_policy(proto, policy));
         }
         ObjBody::CtExpect { proto, dport, timeout, size, l3proto } => {
             let _ = writeln!(s, "\t\tprotocol {proto}");
             let _ = writeln!(s, "\t\tdport {dport}");
             let _ = writeln!(s, "\t\ttimeout {}", time_str(*timeout));
             let _ = writeln!(s, "\t\tsize {size}");
-            let _ = writeln!(s, "\t\tl3proto {}", l3proto.as_deref().unwrap_or("inet"));
+            let _ = writeln!(s, "\t\tl3proto {}", l3(l3proto));
         }
         ObjBody::Secmark(c) => {
             let _ = writeln!(s, "\t\t\"{c}\"");
         }
         ObjBody::Synproxy { mss, wscale, flags } => {
-            let _ = write!(s, "\t\tmss {mss}\n\t\twscale {wscale}");
-            for f in flags {
-                let _ = write!(s, " {f}");
+            if *mss > 0 {
+                let _ = writeln!(s, "\t\tmss {mss}");
             }
-            s.push('\n');
+            if *wscale > 0 {
+                let _ = writeln!(s, "\t\twscale {wscale}");
+            }
+            let ts = flags.iter().any(|f| f == "timestamp");
+            let sack = flags.iter().any(|f| f == "sack-perm");
+            if ts || sack {
+                let _ = writeln!(s, "\t\t{} {}", if ts { "timestamp" } else { "" }, if sack { "sack-perm" } else { "" });
+            }
         }
         ObjBody::Raw(r) => {
             let _ = writeln!(s, "\t\t{r}");
         }
     }
     s.push_str("\t}\n");
+}
+
+/// Conntrack timeout states in kernel order, with their default timeouts in seconds.
+const CT_TIMEOUT_TCP: &[(&str, u64)] = &[
+    ("syn_sent", 120),
+    ("syn_recv", 60),
+    ("established", 432000),
+    ("fin_wait", 120),
+    ("close_wait", 60),
+    ("last_ack", 30),
+    ("time_wait", 120),
+    ("close", 10),
+    ("syn_sent2", 120),
+    ("retrans", 300),
+    ("unack", 300),
+];
+const CT_TIMEOUT_UDP: &[(&str, u64)] = &[("unreplied", 30), ("replied", 120)];
+
+/// The policy of a ct timeout object as the kernel returns it: every state in kernel order,
+/// those left at their default value not shown.
+fn ct_timeout_policy(proto: &str, policy: &[(String, u64)]) -> String {
+    let states = match proto {
+        "tcp" | "6" => CT_TIMEOUT_TCP,
+        "udp" | "17" => CT_TIMEOUT_UDP,
+        _ => return policy.iter().map(|(k, v)| format!("{k} : {}", time_str(v * 1000))).collect::<Vec<_>>().join(", "),
+    };
+    let mut out = vec![];
+    for (name, dflt) in states {
+        let v = policy.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v).unwrap_or(*dflt);
+        if v != *dflt {
+            out.push(format!("{name} : {}", time_str(v * 1000)));
+        }
+    }
+    out.join(", ")
+}
+
+/// A limit object's rate: unlike the statement, the default packet burst is left out.
+fn limit_obj_body(l: &LimitStmt) -> String {
+    if l.bytes {
+        return limit_body(l);
+    }
+    let mut s = format!("rate {}{}/{}", if l.over { "over " } else { "" }, l.rate, l.unit);
+    if let Some(b) = l.burst {
+        if b > 0 && b != 5 {
+            let _ = write!(s, " burst {b} packets");
+        }
+    }
+    s
 }
 
 fn keyspec(k: &KeySpec, o: &ListOpts) -> String {
@@ -261,23 +354,47 @@ fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
             if let Some(om) = &st.obj_map {
                 let _ = write!(s, " : {om}");
             } else if let Some(d) = &st.data {
-                let interval = st.flags.iter().any(|f| f == "interval") && matches!(d, KeySpec::Typeof(_) | KeySpec::Types(_)) && data_is_interval(st);
+                let interval = st.data_interval || (st.flags.iter().any(|f| f == "interval") && data_is_interval(st));
                 let _ = write!(s, " : {}{}", if interval { "interval " } else { "" }, keyspec(d, o));
             }
         }
         s.push('\n');
     }
-    if let Some(p) = &st.policy {
-        if p != "performance" {
-            let _ = writeln!(s, "\t\tpolicy {p}");
+    let has = |f: &str| st.flags.iter().any(|x| x == f);
+    if !has("constant") {
+        if let Some(p) = &st.policy {
+            if p != "performance" {
+                let _ = writeln!(s, "\t\tpolicy {p}");
+            }
+        }
+        if let Some(sz) = st.size {
+            let _ = write!(s, "\t\tsize {sz}");
+            let n = kernel_elem_count(st);
+            if n > 0 {
+                let _ = write!(s, "\t# count {n}");
+            }
+            s.push('\n');
         }
     }
-    if let Some(sz) = st.size {
-        let _ = writeln!(s, "\t\tsize {sz}");
-    }
-    let flags: Vec<&str> = ["constant", "dynamic", "interval", "timeout", "eval"].iter().copied().filter(|f| st.flags.iter().any(|x| x == f)).collect();
-    if !flags.is_empty() {
+    // A default timeout implies the timeout flag, which is then left unsaid unless another
+    // flag is printed with it.
+    let timeout_flag = has("timeout") || st.timeout.is_some();
+    let shown = ["constant", "dynamic", "interval"].iter().any(|f| has(f)) || (timeout_flag && st.timeout.is_none());
+    if shown {
+        let mut flags: Vec<&str> = ["constant", "dynamic", "interval"].iter().copied().filter(|f| has(f)).collect();
+        if timeout_flag {
+            flags.push("timeout");
+        }
         let _ = writeln!(s, "\t\tflags {}", flags.join(","));
+    }
+    if !st.stmts.is_empty() {
+        // per-element statement templates carry no state
+        let so = ListOpts { stateless: true, ..*o };
+        let txt: Vec<String> = st.stmts.iter().map(|x| stmt(x, t.family, &so)).collect();
+        let _ = writeln!(s, "\t\t{}", txt.join(" "));
+    }
+    if st.auto_merge {
+        s.push_str("\t\tauto-merge\n");
     }
     if let Some(tm) = st.timeout {
         let _ = writeln!(s, "\t\ttimeout {}", time_str(tm));
@@ -285,25 +402,20 @@ fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
     if let Some(g) = st.gc_interval {
         let _ = writeln!(s, "\t\tgc-interval {}", time_str(g));
     }
-    for stmt_ in &st.stmts {
-        let _ = writeln!(s, "\t\t{}", stmt(stmt_, t.family, o));
-    }
-    if st.auto_merge {
-        s.push_str("\t\tauto-merge\n");
-    }
     if let Some(c) = &st.comment {
         let _ = writeln!(s, "\t\tcomment \"{c}\"");
     }
     if !st.elements.is_empty() {
         s.push_str("\t\telements = { ");
-        let dt = st.elements.first().map(|e| elem_dt(e)).unwrap_or(Dt::Invalid);
+        let one_per_line = st.is_map || timeout_flag || !st.stmts.is_empty() || st.elements.iter().any(elem_has_comment);
+        let dt = if one_per_line { Dt::Invalid } else { set_key_dt(st) };
         let mut count = 0;
         for (i, e) in st.elements.iter().enumerate() {
             if i > 0 {
-                count += 1;
-                s.push_str(&delim(dt, st.is_map, &mut count));
+                s.push_str(delim(dt, &mut count));
             }
-            s.push_str(&expr(e, o));
+            s.push_str(&expr_in(e, o, Ctx::Elem));
+            count += 1;
         }
         s.push_str(" }\n");
     }
@@ -312,6 +424,35 @@ fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
 
 fn data_is_interval(st: &Set) -> bool {
     st.elements.iter().any(|e| matches!(&e.kind, ExprKind::Mapping(_, v) if matches!(v.kind, ExprKind::Range(..) | ExprKind::Prefix(..))))
+}
+
+fn elem_has_comment(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Elem(_, o) => o.comment.is_some(),
+        ExprKind::Mapping(k, _) => elem_has_comment(k),
+        _ => false,
+    }
+}
+
+/// How many elements the kernel reports for a set: catch-all elements are not counted.
+fn kernel_elem_count(st: &Set) -> usize {
+    fn is_catchall(e: &Expr) -> bool {
+        match &e.kind {
+            ExprKind::Wildcard => true,
+            ExprKind::Elem(k, _) | ExprKind::Mapping(k, _) => is_catchall(k),
+            _ => false,
+        }
+    }
+    st.elements.iter().filter(|e| !is_catchall(e)).count()
+}
+
+/// The datatype of a named set's key, which decides how its elements are spread over lines.
+fn set_key_dt(st: &Set) -> Dt {
+    match &st.key {
+        Some(KeySpec::Types(v)) if v.len() == 1 => Dt::by_name(&v[0]).unwrap_or(Dt::Invalid),
+        Some(KeySpec::Typeof(e)) if !matches!(e.kind, ExprKind::Concat(_)) => st.elements.first().map(elem_dt).unwrap_or(Dt::Invalid),
+        _ => Dt::Invalid,
+    }
 }
 
 fn elem_dt(e: &Expr) -> Dt {
@@ -323,22 +464,19 @@ fn elem_dt(e: &Expr) -> Dt {
     }
 }
 
-/// nft puts a few values per line for small types and one per line for the rest.
-fn delim(dt: Dt, is_map: bool, count: &mut usize) -> String {
-    let per_line = if is_map {
-        0
-    } else {
-        match dt {
-            Dt::NfProto | Dt::Integer | Dt::ArpOp | Dt::InetProto | Dt::InetService | Dt::TcpFlag | Dt::DccpPktType | Dt::Mark | Dt::IfIndex | Dt::ClassId | Dt::Uid | Dt::Gid | Dt::CtDir => 16,
-            Dt::Ipv4Addr | Dt::CtState | Dt::CtStatus | Dt::PktType => 8,
-            _ => 0,
-        }
+/// The separator after the `count`-th element of a named set: nft puts five values a line
+/// for small numeric types, two for IPv4 addresses and states, and one for anything else.
+fn delim(dt: Dt, count: &mut usize) -> &'static str {
+    let per_line = match dt {
+        Dt::NfProto | Dt::Integer | Dt::ArpOp | Dt::InetProto | Dt::InetService | Dt::TcpFlag | Dt::DccpPktType | Dt::Mark | Dt::IfIndex | Dt::ClassId | Dt::Uid | Dt::Gid | Dt::CtDir => 5,
+        Dt::Ipv4Addr | Dt::CtState | Dt::CtStatus | Dt::PktType => 2,
+        _ => 0,
     };
     if *count < per_line {
-        ", ".into()
+        ", "
     } else {
         *count = 0;
-        ",\n\t\t\t     ".into()
+        ",\n\t\t\t     "
     }
 }
 
@@ -371,11 +509,14 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
     match &st.kind {
         StmtKind::Match { left, op, right } => {
             let l = expr(left, o);
-            let r = expr_in(right, o, Ctx::Rhs { binop_left: matches!(left.kind, ExprKind::Binop(..)) });
+            // flag values list as `a,b` in a flag test and as `a | b` everywhere else
+            let flag_test = matches!(op, RelOp::Implicit | RelOp::Neg) && !matches!(left.kind, ExprKind::Binop(..));
+            let r = expr_in(right, o, Ctx::Rhs { binop_left: !flag_test });
             let opstr = match op {
                 RelOp::Implicit => " ".to_string(),
+                RelOp::Neg => " ! ".to_string(),
                 RelOp::Eq => {
-                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && matches!(right.kind, ExprKind::Const(_))) {
+                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && const_single_flag(right)) {
                         " == ".into()
                     } else {
                         " ".into()
@@ -445,18 +586,13 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             }
             s
         }
-        StmtKind::Reject(r) => match r {
-            RejectKind::Default => "reject".into(),
-            RejectKind::TcpReset => "reject with tcp reset".into(),
-            RejectKind::Icmp { family: f, code } => format!("reject with {f} {}", expr(code, o)),
-        },
+        StmtKind::Reject(r) => crate::stmt_eval::reject_text(r, family, |c| expr(c, o)),
         StmtKind::Nat(n) => {
             let mut s = n.kind.name().to_string();
             if n.addr.is_some() || n.port.is_some() {
-                if family == Family::Inet {
-                    if let Some(f) = &n.family {
-                        let _ = write!(s, " {f}");
-                    }
+                // the evaluator keeps the family only where nft lists it
+                if let Some(f) = &n.family {
+                    let _ = write!(s, " {f}");
                 }
                 if n.prefix {
                     s.push_str(" prefix");
@@ -464,11 +600,18 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
                 s.push_str(" to");
             }
             if let Some(a) = &n.addr {
-                let txt = expr(a, o);
-                if n.port.is_some() && a.dt == Dt::Ipv6Addr && !matches!(a.kind, ExprKind::Map(..)) {
-                    let _ = write!(s, " [{txt}]");
-                } else {
-                    let _ = write!(s, " {txt}");
+                let v6 = |x: &Expr| x.dt == Dt::Ipv6Addr && matches!(x.kind, ExprKind::Const(_));
+                match &a.kind {
+                    // an IPv6 address before `:port` goes in brackets
+                    ExprKind::Const(_) if n.port.is_some() && v6(a) => {
+                        let _ = write!(s, " [{}]", expr(a, o));
+                    }
+                    ExprKind::Range(x, y) if n.port.is_some() && v6(x) => {
+                        let _ = write!(s, " [{}]-[{}]", expr(x, o), expr(y, o));
+                    }
+                    _ => {
+                        let _ = write!(s, " {}", expr(a, o));
+                    }
                 }
             }
             if let Some(p) = &n.port {
@@ -500,8 +643,10 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
                 SetOp::Delete => "delete",
             };
             let mut s = format!("{opn} @{set} {{ {}", expr(key, o));
+            // statements of a set update are templates: no state to show
+            let so = ListOpts { stateless: true, ..*o };
             for st2 in stmts {
-                let _ = write!(s, " {}", stmt(st2, family, o));
+                let _ = write!(s, " {}", stmt(st2, family, &so));
             }
             if let Some(d) = data {
                 let _ = write!(s, " : {}", expr(d, o));
@@ -555,7 +700,7 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             s.push_str(" to");
             if let Some(a) = addr {
                 let t = expr(a, o);
-                if a.dt == Dt::Ipv6Addr && port.is_some() {
+                if a.dt == Dt::Ipv6Addr && matches!(a.kind, ExprKind::Const(_)) {
                     let _ = write!(s, " [{t}]");
                 } else {
                     let _ = write!(s, " {t}");
@@ -585,8 +730,9 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             s
         }
         StmtKind::Last { used } => match used {
-            Some(u) if !o.stateless => format!("last used {}", time_str(*u)),
-            _ => "last".into(),
+            _ if o.stateless => "last".into(),
+            Some(u) => format!("last used {}", time_str(*u)),
+            None => "last used never".into(),
         },
         StmtKind::Connlimit { over, count } => format!("ct count {}{count}", if *over { "over " } else { "" }),
         StmtKind::Reset(e) => format!("reset {}", expr(e, o)),
@@ -604,6 +750,8 @@ fn quoted_expr(e: &Expr, o: &ListOpts) -> String {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ctx {
     Top,
+    /// A set element: flag values with several bits print as `syn | ack`.
+    Elem,
     Rhs { binop_left: bool },
     Binop,
 }
@@ -629,7 +777,7 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         ExprKind::Const(c) => {
             if c.dt.is_bitmask() {
                 if let Val::Int(v) = c.val {
-                    let pipe = matches!(ctx, Ctx::Binop) || matches!(ctx, Ctx::Rhs { binop_left: true });
+                    let pipe = matches!(ctx, Ctx::Binop | Ctx::Rhs { binop_left: true }) || (ctx == Ctx::Elem && v.count_ones() > 1);
                     if pipe {
                         return bitmask_pipe(c.dt, v, c.bits, o);
                     }
@@ -687,10 +835,9 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         ExprKind::Hash { expr: inner, modulus, seed, offset, sym } => {
             let mut s = if *sym { "symhash".to_string() } else { format!("jhash {}", inner.as_ref().map(|i| expr(i, o)).unwrap_or_default()) };
             let _ = write!(s, " mod {modulus}");
+            // a seed the rule gave is kept, even zero
             if let Some(sd) = seed {
-                if *sd != 0 {
-                    let _ = write!(s, " seed 0x{sd:x}");
-                }
+                let _ = write!(s, " seed 0x{sd:x}");
             }
             if *offset != 0 {
                 let _ = write!(s, " offset {offset}");
@@ -718,14 +865,22 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         }
         ExprKind::Tunnel(k) => format!("tunnel {k}"),
         ExprKind::Prefix(a, len) => format!("{}/{len}", expr_in(a, o, ctx)),
-        ExprKind::Range(a, b) => format!("{}-{}", expr_in(a, o, ctx), expr_in(b, o, ctx)),
+        ExprKind::Range(a, b) => {
+            // nft lists both ends of a range numerically
+            let mut no = *o;
+            no.dt.numeric_proto = true;
+            no.dt.numeric_symbol = true;
+            no.dt.services = false;
+            format!("{}-{}", expr_in(a, &no, ctx), expr_in(b, &no, ctx))
+        }
         ExprKind::List(items) => items.iter().map(|i| expr_in(i, o, ctx)).collect::<Vec<_>>().join(","),
         ExprKind::Concat(items) => items.iter().map(|i| expr_in(i, o, ctx)).collect::<Vec<_>>().join(" . "),
         ExprKind::Binop(op, l, r) => {
             let side = |x: &Expr| {
                 let s = expr_in(x, o, Ctx::Binop);
                 match &x.kind {
-                    ExprKind::Binop(op2, ..) if binop_prec(*op2) != binop_prec(*op) => format!("({s})"),
+                    // parenthesised only where the argument binds more loosely than the operator
+                    ExprKind::Binop(op2, ..) if binop_prec(*op2) < binop_prec(*op) => format!("({s})"),
                     ExprKind::Const(c) if c.dt.is_bitmask() && s.contains(" | ") && *op != BinOp::Or => format!("({s})"),
                     _ => s,
                 }
@@ -734,11 +889,14 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         }
         ExprKind::Masked(v, m) => format!("{} / {}", expr(v, o), expr(m, o)),
         ExprKind::Set(elems) => {
-            let items: Vec<String> = elems.iter().map(|x| expr_in(x, o, Ctx::Top)).collect();
+            let items: Vec<String> = elems.iter().map(|x| expr_in(x, o, Ctx::Elem)).collect();
             format!("{{ {} }}", items.join(", "))
         }
         ExprKind::Elem(inner, opts) => {
             let mut s = expr_in(inner, o, ctx);
+            for st in &opts.stmts {
+                let _ = write!(s, " {}", stmt(st, Family::Inet, o));
+            }
             if let Some(t) = opts.timeout {
                 let _ = write!(s, " timeout {}", time_str(t));
             }
@@ -747,15 +905,15 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
                     let _ = write!(s, " expires {}", time_str(x));
                 }
             }
-            for st in &opts.stmts {
-                let _ = write!(s, " {}", stmt(st, Family::Inet, o));
-            }
             if let Some(c) = &opts.comment {
                 let _ = write!(s, " comment \"{c}\"");
             }
             s
         }
-        ExprKind::Mapping(k, v) => format!("{} : {}", expr_in(k, o, Ctx::Top), expr_in(v, o, Ctx::Top)),
+        ExprKind::Mapping(k, v) => {
+            let kctx = if ctx == Ctx::Elem { Ctx::Elem } else { Ctx::Top };
+            format!("{} : {}", expr_in(k, o, kctx), expr_in(v, o, Ctx::Top))
+        }
         ExprKind::SetRef(n) => format!("@{n}"),
         ExprKind::Map(k, m) => format!("{} map {}", expr(k, o), expr(m, o)),
         ExprKind::Verdict(v) => v.text(),
@@ -763,10 +921,18 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
     }
 }
 
+/// nft writes `==` before a flag value only while it is one value, not an `a | b` of several.
+fn const_single_flag(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Const(Const { dt, val: Val::Int(v), .. }) => *dt == Dt::Bitmask || v.count_ones() <= 1,
+        _ => false,
+    }
+}
+
 /// A bitmask constant inside arithmetic: `fin | syn`.
 fn bitmask_pipe(dt: Dt, v: u128, bits: u32, o: &ListOpts) -> String {
-    if v == 0 {
-        return dt.print(&Val::Int(0), bits, &o.dt);
+    if v == 0 || dt == Dt::Bitmask {
+        return dt.print(&Val::Int(v), bits, &o.dt);
     }
     let mut parts = vec![];
     for b in 0..bits.max(1).min(128) {

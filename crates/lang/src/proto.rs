@@ -74,6 +74,35 @@ static PROTOCOLS: &[Proto] = &[
     Proto { name: "geneve", layer: Layer::Inner, number: None },
 ];
 
+/// Protocols that carry another header nft can match (`vxlan ip saddr`).
+pub fn is_tunnel(name: &str) -> bool {
+    matches!(name, "vxlan" | "geneve" | "gre" | "gretap")
+}
+
+/// Splits an inner-header protocol (`vxlan ip`) into the tunnel and the inner protocol.
+pub fn split_inner(proto: &str) -> Option<(&str, &str)> {
+    proto.split_once(' ').filter(|(t, _)| is_tunnel(t))
+}
+
+/// Whether a tunnel can carry `inner`: GRE carries network packets only, the others
+/// (gretap, vxlan, geneve) whole Ethernet frames.
+pub fn tunnel_carries(tunnel: &str, inner: &str) -> bool {
+    match inner {
+        "ether" | "vlan" | "arp" => tunnel != "gre",
+        "ip" | "ip6" | "icmp" | "icmpv6" | "igmp" | "tcp" | "udp" | "udplite" | "sctp" | "dccp" | "th" | "ah" | "esp" | "comp" => true,
+        _ => false,
+    }
+}
+
+/// The UDP port a tunnel is found on, which a rule must match before reaching into it.
+pub fn tunnel_udp_port(tunnel: &str) -> Option<u16> {
+    match tunnel {
+        "vxlan" => Some(4789),
+        "geneve" => Some(6081),
+        _ => None,
+    }
+}
+
 pub fn protocol(name: &str) -> Option<&'static Proto> {
     PROTOCOLS.iter().find(|p| p.name == name)
 }

@@ -403,6 +403,9 @@ fn key_types(ctx_family: Family, k: &KeySpec, sets: &HashMap<String, SetInfo>) -
         KeySpec::Types(names) => names
             .iter()
             .map(|n| {
+                if n == "queue" {
+                    return Ok((Dt::Integer, 16));
+                }
                 let dt = Dt::by_name(n).ok_or_else(|| Error::nospan(format!("unknown datatype {n}")))?;
                 Ok((dt, eval::type_bits(dt)))
             })
@@ -425,14 +428,17 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
         let mut infos: HashMap<String, SetInfo> = HashMap::new();
         for s in &t.sets {
             let key = key_types(t.family, s.key.as_ref().expect("checked"), &infos).map_err(|e| if e.span.is_none() { Error::new(s.span, e.msg) } else { e })?;
+            let mut data_fields = 0;
             let data = match &s.data {
                 Some(d) => {
                     let v = key_types(t.family, d, &infos).map_err(|e| if e.span.is_none() { Error::new(s.span, e.msg) } else { e })?;
+                    data_fields = v.len();
                     v.first().copied()
                 }
                 None => None,
             };
-            infos.insert(s.name.clone(), SetInfo { key, data, is_map: s.is_map, interval: s.flags.iter().any(|f| f == "interval"), obj_map: s.obj_map.clone() });
+            let data_interval = s.data_interval;
+            infos.insert(s.name.clone(), SetInfo { key, data, is_map: s.is_map, interval: s.flags.iter().any(|f| f == "interval"), obj_map: s.obj_map.clone(), data_interval, data_fields });
         }
         let flowtables: Vec<String> = t.flowtables.iter().map(|f| f.name.clone()).collect();
         let chains: Vec<String> = t.chains.iter().map(|c| c.name.clone()).collect();

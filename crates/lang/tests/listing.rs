@@ -1,0 +1,109 @@
+//! Whole-ruleset listings: each input is loaded and must list back exactly as nft does.
+
+use nft_lang::print::{self, ListOpts};
+use nft_lang::ruleset::{load_str, LoadOpts};
+
+fn list(src: &str) -> String {
+    let rs = load_str("test.nft", src, &LoadOpts::default()).unwrap_or_else(|e| panic!("load failed: {e}"));
+    print::ruleset(&rs, &ListOpts::default())
+}
+
+/// The listing of `src` is `src` itself.
+fn round_trip(src: &str) {
+    assert_eq!(list(src), src);
+}
+
+#[test]
+fn set_elements_five_a_line_for_ports_two_for_ipv4() {
+    round_trip(
+        "table ip t {\n\tset s {\n\t\ttype inet_service\n\t\telements = { 1, 2, 3, 4, 5,\n\t\t\t     6, 7 }\n\t}\n\n\tset a {\n\t\ttype ipv4_addr\n\t\telements = { 1.1.1.1, 2.2.2.2,\n\t\t\t     3.3.3.3 }\n\t}\n\n\tset c {\n\t\ttype ipv4_addr . inet_service\n\t\telements = { 1.1.1.1 . 80,\n\t\t\t     2.2.2.2 . 443 }\n\t}\n}\n",
+    );
+}
+
+#[test]
+fn set_elements_one_a_line_with_timeouts_or_statements() {
+    round_trip("table ip t {\n\tset s {\n\t\ttype inet_service\n\t\ttimeout 1m\n\t\telements = { 1 timeout 10s, 2 }\n\t}\n}\n".replace("10s, 2", "10s,\n\t\t\t     2").as_str());
+    round_trip("table ip t {\n\tset s {\n\t\ttype inet_service\n\t\tcounter\n\t\telements = { 1 counter packets 1 bytes 2,\n\t\t\t     2 counter packets 0 bytes 0 }\n\t}\n}\n");
+}
+
+#[test]
+fn set_declaration_order_and_count() {
+    round_trip("table ip x {\n\tset s {\n\t\ttype ipv4_addr\n\t\tsize 2\t# count 2\n\t\tflags dynamic,timeout\n\t\tcounter\n\t\ttimeout 1m\n\t\tcomment \"c\"\n\t}\n}\n".replace("\t# count 2", "").as_str());
+    round_trip("table ip x {\n\tset s {\n\t\ttype ipv4_addr\n\t\tsize 2\t# count 1\n\t\telements = { 1.1.1.1 }\n\t}\n}\n");
+}
+
+#[test]
+fn timeout_flag_implied_by_default_timeout() {
+    assert_eq!(
+        list("table ip x { set s { type ipv4_addr; flags timeout; timeout 1m; } }"),
+        "table ip x {\n\tset s {\n\t\ttype ipv4_addr\n\t\ttimeout 1m\n\t}\n}\n"
+    );
+}
+
+#[test]
+fn chain_binding_listed_inline() {
+    round_trip("table ip f {\n\tchain c {\n\t\ttcp dport 22 jump {\n\t\t\tip saddr 1.1.1.1 accept\n\t\t\tdrop\n\t\t}\n\t\taccept\n\t}\n}\n");
+}
+
+#[test]
+fn set_update_with_timeout_and_stateless_counter() {
+    round_trip("table ip t {\n\tset y {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout 1m\n\t}\n\n\tchain c {\n\t\tupdate @y { ip saddr timeout 30s counter }\n\t\tadd @y { ip saddr }\n\t}\n}\n");
+    assert_eq!(
+        list("table ip t { set y { type ipv4_addr; flags dynamic; }\nchain c { add @y { ip saddr counter packets 3 bytes 4 } } }"),
+        "table ip t {\n\tset y {\n\t\ttype ipv4_addr\n\t\tflags dynamic\n\t}\n\n\tchain c {\n\t\tadd @y { ip saddr counter }\n\t}\n}\n"
+    );
+}
+
+#[test]
+fn set_update_with_constant_in_concatenation() {
+    round_trip("table ip t {\n\tset y {\n\t\ttype ipv4_addr . inet_service\n\t\tflags dynamic,timeout\n\t\ttimeout 1m\n\t}\n\n\tchain c {\n\t\tadd @y { ip saddr . 10002 timeout 1s }\n\t}\n}\n");
+}
+
+#[test]
+fn objects() {
+    round_trip("table ip filter {\n\tlimit l {\n\t\tcomment \"x\"\n\t\trate 400/hour\n\t}\n\n\tsynproxy s {\n\t\tmss 1460\n\t\twscale 7\n\t\ttimestamp sack-perm\n\t}\n\n\tct timeout t {\n\t\tprotocol udp\n\t\tl3proto ip\n\t\tpolicy = { unreplied : 15s, replied : 12s }\n\t}\n}\n");
+    assert_eq!(
+        list("table ip t { ct timeout t { protocol udp; policy = { replied : 12s, unreplied : 30s } } }"),
+        "table ip t {\n\tct timeout t {\n\t\tprotocol udp\n\t\tl3proto ip\n\t\tpolicy = { replied : 12s }\n\t}\n}\n"
+    );
+}
+
+#[test]
+fn table_flags_then_comment() {
+    round_trip("table ip t {\n\tcomment \"hello\"\n\tchain c {\n\t}\n}\n");
+    round_trip("table ip t {\n\tflags dormant\n\tcomment \"hello\"\n\n\tchain c {\n\t}\n}\n");
+}
+
+#[test]
+fn nat_family_listed_for_interval_and_concat_maps() {
+    round_trip("table ip x {\n\tchain y {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tsnat ip prefix to ip saddr map { 10.141.11.0/24 : 192.168.2.0/24 }\n\t\tsnat to ip saddr map { 1.1.1.1 : 2.2.2.2 }\n\t\tsnat ip to tcp dport map { 80 : 1.1.1.1 . 8001 }\n\t}\n}\n");
+    assert_eq!(
+        list("table ip x { chain y { type nat hook postrouting priority srcnat; snat ip to 1.1.1.1 } }"),
+        "table ip x {\n\tchain y {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tsnat to 1.1.1.1\n\t}\n}\n"
+    );
+}
+
+#[test]
+fn map_with_interval_data() {
+    round_trip("table ip nat {\n\tmap m {\n\t\ttype ipv4_addr : interval ipv4_addr . inet_service\n\t\tflags interval\n\t\telements = { 192.168.1.2 : 10.141.10.1-10.141.10.3 . 8888-8999 }\n\t}\n}\n");
+}
+
+#[test]
+fn set_statements_several_and_connlimit() {
+    round_trip("table ip x {\n\tset y {\n\t\ttype ipv4_addr\n\t\tlimit rate 1/second burst 5 packets counter\n\t\telements = { 1.1.1.1 limit rate 1/second burst 5 packets counter packets 0 bytes 0 }\n\t}\n\n\tset z {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic\n\t\tct count over 20\n\t}\n\n\tset w {\n\t\ttype ipv4_addr\n\t\tct count over 2\n\t\telements = { 2.2.2.2 ct count over 5 }\n\t}\n}\n");
+}
+
+#[test]
+fn last_without_use_lists_never() {
+    round_trip("table ip x {\n\tset y {\n\t\ttype ipv4_addr\n\t\tlast\n\t\telements = { 2.2.2.3 last used never }\n\t}\n}\n");
+}
+
+#[test]
+fn typeof_object_and_queue_maps() {
+    round_trip("table inet filter {\n\tlimit b {\n\t\trate 1 kbytes/second\n\t}\n\n\tmap m {\n\t\ttypeof ip saddr : limit\n\t\telements = { 1.1.1.1 : \"b\" }\n\t}\n\n\tmap q {\n\t\ttypeof ip saddr . tcp dport : queue\n\t\telements = { 127.0.0.1 . 22 : 1 }\n\t}\n}\n");
+}
+
+#[test]
+fn classid_is_one_token() {
+    round_trip("table ip x {\n\tmap m {\n\t\ttype ipv4_addr : classid\n\t\telements = { 10.1.26.2 : 1:bbf8 }\n\t}\n\n\tchain c {\n\t\tmeta priority set 1:2\n\t}\n}\n");
+}
