@@ -364,6 +364,7 @@ fn relop_str(op: RelOp, left: &Expr, right: &Expr) -> &'static str {
         RelOp::Gt => ">",
         RelOp::Le => "<=",
         RelOp::Ge => ">=",
+        RelOp::Neg => "!",
     }
 }
 
@@ -381,7 +382,7 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
             let l = expr_json(left, c);
             let opname = relop_str(*op, left, right);
             let r = match (&right.kind, opname) {
-                (ExprKind::Const(k), "in") => k.dt.to_json_opts(&k.val, k.bits, &c.dt),
+                (ExprKind::Const(k), "in" | "!") => k.dt.to_json_opts(&k.val, k.bits, &c.dt),
                 _ => expr_json(right, c),
             };
             json!({"match": {"op": opname, "left": l, "right": r}})

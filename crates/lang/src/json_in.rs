@@ -485,12 +485,6 @@ fn stmt_of(v: &Value) -> R<Stmt> {
     if let Some(vd) = verdict_of(k, v)? {
         return Ok(stmt(StmtKind::Verdict(vd)));
     }
-    if k == "match" && v.get("op").and_then(|x| x.as_str()) == Some("!") {
-        // a negated flag test: none of the flags set
-        let o = obj(v, k)?;
-        let left = mk(ExprKind::Binop(BinOp::And, Box::new(req_expr(o, "left", k)?), Box::new(req_expr(o, "right", k)?)));
-        return Ok(stmt(StmtKind::Match { left, op: RelOp::Eq, right: mk(ExprKind::Symbol("0".into())) }));
-    }
     if matches!(k, "counter" | "quota" | "limit" | "synproxy" | "ct helper" | "ct timeout" | "ct expectation" | "secmark") && is_obj_lookup(v) {
         return Ok(stmt(StmtKind::ObjRef { kind: k.into(), name: name_expr(v)? }));
     }
@@ -506,6 +500,7 @@ fn stmt_of(v: &Value) -> R<Stmt> {
                 "<=" | "le" => RelOp::Le,
                 ">=" | "ge" => RelOp::Ge,
                 "in" => RelOp::Implicit,
+                "!" => RelOp::Neg,
                 x => return Err(format!("Unknown relational op '{x}'")),
             };
             StmtKind::Match { left: req_expr(o, "left", k)?, op, right: req_expr(o, "right", k)? }
