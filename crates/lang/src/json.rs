@@ -675,7 +675,11 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
         ExprKind::Quoted(s) => json!(s),
         ExprKind::Var(v) => json!(format!("${v}")),
         ExprKind::Const(k) => const_json(k, c),
-        ExprKind::Payload { proto, field } => json!({"payload": {"protocol": proto, "field": field}}),
+        ExprKind::Payload { proto, field } => match proto.split_once(' ') {
+            // a header inside a tunnel (`vxlan ip saddr`)
+            Some((tunnel, inner)) => json!({"payload": {"tunnel": tunnel, "protocol": inner, "field": field}}),
+            None => json!({"payload": {"protocol": proto, "field": field}}),
+        },
         ExprKind::RawPayload { base, offset, len } => json!({"payload": {"base": base, "offset": offset, "len": len}}),
         ExprKind::Exthdr { hdr, field } => {
             if field == "exists" || field.is_empty() {

@@ -621,7 +621,25 @@ fn binop_of(k: &str) -> Option<BinOp> {
     })
 }
 
+/// How deeply expressions may nest (counting each operand of an operator chain): the
+/// evaluator and printer recurse over them.
+const MAX_DEPTH: usize = 256;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 pub fn expr_of(v: &Value) -> R<Expr> {
+    let d = DEPTH.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let r = if d > MAX_DEPTH { Err("Expression is nested too deeply".to_string()) } else { expr_at(v, d) };
+    DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
+    r
+}
+
+fn expr_at(v: &Value, depth: usize) -> R<Expr> {
     match v {
         Value::String(s) => Ok(mk(if let Some(n) = s.strip_prefix('@') {
             ExprKind::SetRef(n.to_string())
@@ -646,6 +664,9 @@ pub fn expr_of(v: &Value) -> R<Expr> {
             }
             if let Some(op) = binop_of(k) {
                 let a = v.as_array().filter(|a| a.len() >= 2).ok_or_else(|| format!("Binary operation '{k}' needs an array of at least two expressions"))?;
+                if depth + a.len() > MAX_DEPTH {
+                    return Err(format!("Binary operation '{k}' has too many operands"));
+                }
                 let mut acc = expr_of(&a[0])?;
                 for x in &a[1..] {
                     acc = mk(ExprKind::Binop(op, Box::new(acc), Box::new(expr_of(x)?)));
@@ -673,7 +694,12 @@ pub fn expr_of(v: &Value) -> R<Expr> {
                     if let Some(base) = opt_str(o, "base", k)? {
                         ExprKind::RawPayload { base, offset: num_field(o, "offset", k)?, len: num_field(o, "len", k)? }
                     } else {
-                        ExprKind::Payload { proto: get_str(o, "protocol", k)?, field: get_str(o, "field", k)? }
+                        let proto = get_str(o, "protocol", k)?;
+                        let proto = match opt_str(o, "tunnel", k)? {
+                            Some(t) => format!("{t} {proto}"),
+                            None => proto,
+                        };
+                        ExprKind::Payload { proto, field: get_str(o, "field", k)? }
                     }
                 }
                 "exthdr" => ExprKind::Exthdr { hdr: get_str(o, "name", k)?, field: opt_str(o, "field", k)?.unwrap_or_else(|| "exists".into()) },
@@ -754,6 +780,13 @@ mod tests {
         assert_eq!(listing("{\"foo\": 1}"), "ERR Error: Input does not contain an \"nftables\" array\n");
         assert_eq!(listing(r#"{"nftables": [{"add": {"table": {"family": "inet"}}}]}"#), "ERR Error: table: missing property 'name'\n");
         assert_eq!(listing(r#"{"nftables": [{"bogus": {}}]}"#), "ERR Error: Unknown object 'bogus'\n");
+    }
+
+    #[test]
+    fn deep_expressions_are_refused() {
+        let ops: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+        let j = format!(r#"{{"nftables": [{{"add": {{"table": {{"family": "ip", "name": "t"}}}}}}, {{"add": {{"chain": {{"family": "ip", "table": "t", "name": "c"}}}}}}, {{"add": {{"rule": {{"family": "ip", "table": "t", "chain": "c", "expr": [{{"mangle": {{"key": {{"meta": {{"key": "mark"}}}}, "value": {{"|": [{{"meta": {{"key": "mark"}}}}, {}]}}}}}}]}}}}}}]}}"#, ops.join(","));
+        assert_eq!(listing(&j), "ERR Error: Binary operation '|' has too many operands\n");
     }
 
     #[test]
