@@ -13,11 +13,11 @@
 #![forbid(unsafe_code)]
 
 pub mod capture;
-// pub mod gen;
+pub mod gen;
 pub mod pcap;
 pub mod pcapng;
 
 pub use capture::{open_capture, read_capture, CaptureError, CaptureReader, Frame};
-// pub use gen::{generate, GenConfig, Generated};
+pub use gen::{generate, GenConfig, Generated};
 pub use pcap::PcapReader;
 pub use pcapng::{write_pcapng, PcapngReader, PcapngWriter};
