@@ -182,7 +182,7 @@ impl Flow<'_, '_> {
 
     fn tcp(&mut self, t0: u64) -> Close {
         let max = u64::from(self.world.cfg.max_packets_per_flow.max(8));
-        let budget = self.rng.pareto15(8.0, max) as usize;
+        let budget = self.rng.pareto(8.0, max) as usize;
         let mbps = self.rng.range(5, 500);
         self.next = [self.rng.next_u32(), self.rng.next_u32()];
         let mss = self.mss();
@@ -258,7 +258,7 @@ impl Flow<'_, '_> {
 
     fn quic(&mut self, t0: u64) {
         let max = u64::from(self.world.cfg.max_packets_per_flow.max(8));
-        let budget = self.rng.pareto15(10.0, max).max(6) as usize;
+        let budget = self.rng.pareto(10.0, max).max(6) as usize;
         let full = self.max_udp_payload().min(1350);
         let mbps = self.rng.range(10, 800);
         let mut t = t0;
@@ -329,7 +329,7 @@ impl Flow<'_, '_> {
     /// A WireGuard-like exchange: handshake initiation and response, then data both ways.
     fn inbound_udp(&mut self, t0: u64) {
         let max = u64::from(self.world.cfg.max_packets_per_flow.max(8));
-        let budget = self.rng.pareto15(6.0, max) as usize;
+        let budget = self.rng.pareto(6.0, max) as usize;
         let full = self.max_udp_payload().min(1420);
         let mut buf = vec![0u8; full];
         self.rng.fill(&mut buf);

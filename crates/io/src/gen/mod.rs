@@ -13,7 +13,7 @@
 //! identifier), so it always is. For IPv6, replies go to the router's WAN address only when
 //! [`GenConfig::ipv6_nat`] is set; otherwise to the client itself, as without NAT66.
 //!
-//! Flow sizes are heavy-tailed (Pareto, shape 1.5): most flows are short, a few carry most
+//! Flow sizes are heavy-tailed (Pareto, shape 4/3): most flows are short, a few carry most
 //! packets. Flows start at seeded, bursty gaps, and each has its own round-trip times, so many
 //! flows overlap and their packets interleave.
 
@@ -533,9 +533,9 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
     let mut t = cfg.start.as_nanos() as u64;
     let mean_gap = cfg.mean_flow_gap.as_nanos() as f64;
     for flow in 0..cfg.flows {
-        // Bursty arrivals: Pareto gaps with the configured mean (xm = mean / 3 for shape 1.5).
+        // Bursty arrivals: Pareto gaps with the configured mean (xm = mean / 4 for shape 4/3).
         if flow > 0 {
-            t += rng.pareto15(mean_gap / 3.0, (mean_gap * 50.0) as u64 + 1);
+            t += rng.pareto(mean_gap / 4.0, (mean_gap * 50.0) as u64 + 1);
         }
         let mut pick = rng.below(total);
         let mut kind = FlowKind::Tcp;

@@ -70,11 +70,12 @@ impl Rng {
         ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
 
-    /// Pareto with shape 1.5 and scale `xm` (mean 3·xm, infinite variance: a few flows carry most
-    /// of the packets), capped at `max`.
-    pub fn pareto15(&mut self, xm: f64, max: u64) -> u64 {
+    /// Pareto with shape 4/3 and scale `xm` (mean 4·xm, infinite variance: a few flows carry
+    /// most of the packets), capped at `max`. U^(-3/4) is 1/(√U·√√U): square roots only.
+    pub fn pareto(&mut self, xm: f64, max: u64) -> u64 {
         let u = self.unit();
-        let x = xm / (u * u.sqrt());
+        let r = u.sqrt();
+        let x = xm / (r * r.sqrt());
         if x >= max as f64 {
             max
         } else {
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn pareto_is_heavy_tailed() {
         let mut r = Rng::new(7);
-        let mut xs: Vec<u64> = (0..10_000).map(|_| r.pareto15(10.0, 1_000_000)).collect();
+        let mut xs: Vec<u64> = (0..10_000).map(|_| r.pareto(10.0, 1_000_000)).collect();
         xs.sort_unstable();
         assert!(xs[0] >= 10);
         let median = xs[5_000];

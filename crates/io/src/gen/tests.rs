@@ -195,6 +195,7 @@ fn tcp_has_handshake_consistent_sequence_numbers_and_a_close() {
         // In time order, each side's sequence numbers run on without gaps, and an ACK covers
         // only what the router has already seen from the other side.
         let mut next = HashMap::new();
+        let mut last_ack: HashMap<usize, u32> = HashMap::new();
         let mut bytes = [0usize; 2];
         for &(d, seq, ack, flags, len) in segs {
             let side = d as usize;
@@ -205,7 +206,11 @@ fn tcp_has_handshake_consistent_sequence_numbers_and_a_close() {
             next.insert(side, seq.wrapping_add(len as u32 + phantom));
             if flags.contains(TcpFlags::ACK) {
                 let peer = next.get(&(1 - side)).copied().unwrap();
-                assert_eq!(ack, peer, "flow {id}: {d:?} acks what the peer has not sent");
+                assert!(peer.wrapping_sub(ack) as i32 >= 0, "flow {id}: {d:?} acks what the peer has not sent");
+                if let Some(&prev) = last_ack.get(&side) {
+                    assert!(ack.wrapping_sub(prev) as i32 >= 0, "flow {id}: {d:?} ack went back");
+                }
+                last_ack.insert(side, ack);
             }
             bytes[side] += len;
             full_segments += usize::from(len > 1000);
@@ -329,7 +334,8 @@ fn flow_sizes_are_heavy_tailed() {
     let top = sizes.iter().rev().take(sizes.len() / 10).sum::<usize>();
     let total: usize = sizes.iter().sum();
     assert!(max > 20 * median, "max {max}, median {median}");
-    assert!(top * 2 > total, "the largest tenth of flows carries {top} of {total} packets");
+    // Three times its share, at least.
+    assert!(top * 10 > total * 3, "the largest tenth of flows carries {top} of {total} packets");
 }
 
 #[test]
@@ -346,7 +352,7 @@ fn generated_capture_round_trips_and_wireshark_reads_it() {
     if let Ok(out) = std::process::Command::new("tshark")
         .arg("-r")
         .arg(&path)
-        .args(["-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment", "-e", "pppoes.session_id"])
+        .args(["-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment", "-e", "pppoe.session_id"])
         .output()
     {
         assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
