@@ -23,7 +23,11 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(iface: impl Into<String>, ts: Duration, data: Vec<u8>) -> Frame {
-        Frame { iface: iface.into(), ts, data }
+        Frame {
+            iface: iface.into(),
+            ts,
+            data,
+        }
     }
 }
 
@@ -43,7 +47,11 @@ pub enum CaptureError {
     #[error("block {index}: packet names interface {id}, but the section describes {count}")]
     UnknownInterface { index: u64, id: u32, count: usize },
     #[error("block {index}: interface {iface:?} has link type {linktype}; only Ethernet (1) is supported")]
-    LinkType { index: u64, iface: String, linktype: u32 },
+    LinkType {
+        index: u64,
+        iface: String,
+        linktype: u32,
+    },
     #[error("block {index}: timestamp does not fit in 64-bit seconds")]
     Timestamp { index: u64 },
 }
@@ -55,20 +63,32 @@ impl CaptureError {
     pub fn is_fatal(&self) -> bool {
         !matches!(
             self,
-            CaptureError::UnknownInterface { .. } | CaptureError::LinkType { .. } | CaptureError::Timestamp { .. }
+            CaptureError::UnknownInterface { .. }
+                | CaptureError::LinkType { .. }
+                | CaptureError::Timestamp { .. }
         )
     }
 
     pub(crate) fn from_pcap(e: PcapError, index: u64) -> CaptureError {
         match e {
             PcapError::IncompleteBuffer => CaptureError::Truncated { index },
-            PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => CaptureError::Truncated { index },
-            PcapError::IoError(e) => CaptureError::Io(e),
-            PcapError::InvalidField(what) => CaptureError::Malformed { index, what: what.to_string() },
-            PcapError::Utf8Error(_) | PcapError::FromUtf8Error(_) => {
-                CaptureError::Malformed { index, what: "an option that must be UTF-8 is not".into() }
+            PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                CaptureError::Truncated { index }
             }
-            PcapError::InvalidInterfaceId(id) => CaptureError::UnknownInterface { index, id, count: 0 },
+            PcapError::IoError(e) => CaptureError::Io(e),
+            PcapError::InvalidField(what) => CaptureError::Malformed {
+                index,
+                what: what.to_string(),
+            },
+            PcapError::Utf8Error(_) | PcapError::FromUtf8Error(_) => CaptureError::Malformed {
+                index,
+                what: "an option that must be UTF-8 is not".into(),
+            },
+            PcapError::InvalidInterfaceId(id) => CaptureError::UnknownInterface {
+                index,
+                id,
+                count: 0,
+            },
         }
     }
 }
@@ -100,7 +120,10 @@ impl<R: Read> CaptureReader<R> {
         let is_pcapng = magic == [0x0a, 0x0d, 0x0d, 0x0a];
         let is_pcap = matches!(
             magic.as_slice(),
-            [0xa1, 0xb2, 0xc3, 0xd4] | [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] | [0x4d, 0x3c, 0xb2, 0xa1]
+            [0xa1, 0xb2, 0xc3, 0xd4]
+                | [0xd4, 0xc3, 0xb2, 0xa1]
+                | [0xa1, 0xb2, 0x3c, 0x4d]
+                | [0x4d, 0x3c, 0xb2, 0xa1]
         );
         let chained = Cursor::new(magic.clone()).chain(reader);
         if is_pcapng {
@@ -125,7 +148,10 @@ impl<R: Read> Iterator for CaptureReader<R> {
 }
 
 /// Opens a pcapng or classic pcap file for streaming.
-pub fn open_capture(path: impl AsRef<Path>, pcap_iface: &str) -> Result<CaptureReader<BufReader<File>>, CaptureError> {
+pub fn open_capture(
+    path: impl AsRef<Path>,
+    pcap_iface: &str,
+) -> Result<CaptureReader<BufReader<File>>, CaptureError> {
     CaptureReader::new(BufReader::new(File::open(path)?), pcap_iface)
 }
 

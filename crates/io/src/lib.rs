@@ -8,6 +8,19 @@
 //! * [`gen`]: realistic, seeded traffic for a home router (TCP, UDP, ICMP, port forwards and
 //!   deliberately malformed frames), frames written at the interface they arrive on.
 //!
+//! ```
+//! use nft_io::{generate, GenConfig, PcapngReader};
+//!
+//! // A minute of a home router's traffic, the same for the same seed.
+//! let traffic = generate(&GenConfig::home(42, 50)).unwrap();
+//! println!("{}", traffic.summary);
+//! let capture = traffic.write_pcapng(Vec::new()).unwrap();
+//!
+//! let frames: Vec<_> = PcapngReader::new(&capture[..]).unwrap().collect::<Result<_, _>>().unwrap();
+//! assert_eq!(frames, traffic.frames);
+//! assert!(frames.iter().all(|f| f.iface == "lan" || f.iface == "eth1"));
+//! ```
+//!
 //! Nothing here reads the clock: timestamps come from the capture or from the generator's seed.
 
 #![forbid(unsafe_code)]

@@ -23,9 +23,18 @@ impl<R: Read> PcapReader<R> {
         let inner = RawReader::new(reader).map_err(|e| CaptureError::from_pcap(e, 0))?;
         let linktype = inner.header().datalink;
         if linktype != DataLink::ETHERNET {
-            return Err(CaptureError::LinkType { index: 0, iface: iface.to_string(), linktype: u32::from(linktype) });
+            return Err(CaptureError::LinkType {
+                index: 0,
+                iface: iface.to_string(),
+                linktype: u32::from(linktype),
+            });
         }
-        Ok(PcapReader { inner, iface: iface.to_string(), index: 0, done: false })
+        Ok(PcapReader {
+            inner,
+            iface: iface.to_string(),
+            index: 0,
+            done: false,
+        })
     }
 }
 
@@ -45,7 +54,11 @@ impl<R: Read> Iterator for PcapReader<R> {
         };
         self.index += 1;
         match packet {
-            Ok(p) => Some(Ok(Frame { iface: self.iface.clone(), ts: p.timestamp, data: p.data.into_owned() })),
+            Ok(p) => Some(Ok(Frame {
+                iface: self.iface.clone(),
+                ts: p.timestamp,
+                data: p.data.into_owned(),
+            })),
             Err(e) => {
                 self.done = true;
                 Some(Err(CaptureError::from_pcap(e, self.index)))

@@ -16,7 +16,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
-use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
 use pcap_file::{DataLink, Endianness, PcapError};
@@ -54,7 +56,12 @@ impl<R: Read> PcapngReader<R> {
     /// Reads the section header; fails if the stream does not start with one.
     pub fn new(reader: R) -> Result<PcapngReader<R>, CaptureError> {
         let inner = PcapNgReader::new(reader).map_err(|e| CaptureError::from_pcap(e, 0))?;
-        Ok(PcapngReader { inner, ifaces: Vec::new(), index: 0, done: false })
+        Ok(PcapngReader {
+            inner,
+            ifaces: Vec::new(),
+            index: 0,
+            done: false,
+        })
     }
 
     /// The interface names of the current section, in interface-id order.
@@ -64,16 +71,28 @@ impl<R: Read> PcapngReader<R> {
 
     fn frame(&self, id: u32, units: u64, data: Vec<u8>) -> Result<Frame, CaptureError> {
         let index = self.index;
-        let iface = self.ifaces.get(id as usize).ok_or(CaptureError::UnknownInterface {
-            index,
-            id,
-            count: self.ifaces.len(),
-        })?;
+        let iface = self
+            .ifaces
+            .get(id as usize)
+            .ok_or(CaptureError::UnknownInterface {
+                index,
+                id,
+                count: self.ifaces.len(),
+            })?;
         if iface.linktype != LINKTYPE_ETHERNET {
-            return Err(CaptureError::LinkType { index, iface: iface.name.clone(), linktype: iface.linktype });
+            return Err(CaptureError::LinkType {
+                index,
+                iface: iface.name.clone(),
+                linktype: iface.linktype,
+            });
         }
-        let ts = scale_timestamp(units, iface.tsresol, iface.tsoffset).ok_or(CaptureError::Timestamp { index })?;
-        Ok(Frame { iface: iface.name.clone(), ts, data })
+        let ts = scale_timestamp(units, iface.tsresol, iface.tsoffset)
+            .ok_or(CaptureError::Timestamp { index })?;
+        Ok(Frame {
+            iface: iface.name.clone(),
+            ts,
+            data,
+        })
     }
 }
 
@@ -110,7 +129,11 @@ impl<R: Read> Iterator for PcapngReader<R> {
                 }
                 Block::EnhancedPacket(epb) => {
                     // Duration::from_nanos(raw) inside pcap-file: as_nanos() gives the raw units back.
-                    (epb.interface_id, epb.timestamp.as_nanos() as u64, epb.data.into_owned())
+                    (
+                        epb.interface_id,
+                        epb.timestamp.as_nanos() as u64,
+                        epb.data.into_owned(),
+                    )
                 }
                 Block::Packet(pb) => (pb.interface_id as u32, pb.timestamp, pb.data.into_owned()),
                 // No timestamp in a simple packet block; interface 0 by definition.
@@ -171,11 +194,16 @@ impl<W: Write> PcapngWriter<W> {
     pub fn new(writer: W) -> Result<PcapngWriter<W>, CaptureError> {
         let section = SectionHeaderBlock {
             endianness: Endianness::Little,
-            options: vec![SectionHeaderOption::UserApplication(Cow::Borrowed("nft-offload"))],
+            options: vec![SectionHeaderOption::UserApplication(Cow::Borrowed(
+                "nft-offload",
+            ))],
             ..Default::default()
         };
         let inner = PcapNgWriter::with_section_header(writer, section).map_err(write_error)?;
-        Ok(PcapngWriter { inner, ifaces: Vec::new() })
+        Ok(PcapngWriter {
+            inner,
+            ifaces: Vec::new(),
+        })
     }
 
     /// Interface names in the order their description blocks were written.
@@ -189,9 +217,17 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Writes one packet, with an optional `opt_comment` that Wireshark shows (the generator
     /// marks its malformed frames this way).
-    pub fn write_packet(&mut self, iface: &str, ts: Duration, data: &[u8], comment: Option<&str>) -> Result<(), CaptureError> {
+    pub fn write_packet(
+        &mut self,
+        iface: &str,
+        ts: Duration,
+        data: &[u8],
+        comment: Option<&str>,
+    ) -> Result<(), CaptureError> {
         let interface_id = self.interface_id(iface)?;
-        let options = comment.map(|c| vec![EnhancedPacketOption::Comment(Cow::Borrowed(c))]).unwrap_or_default();
+        let options = comment
+            .map(|c| vec![EnhancedPacketOption::Comment(Cow::Borrowed(c))])
+            .unwrap_or_default();
         let epb = EnhancedPacketBlock {
             interface_id,
             timestamp: ts,
@@ -231,12 +267,18 @@ impl<W: Write> PcapngWriter<W> {
 fn write_error(e: PcapError) -> CaptureError {
     match e {
         PcapError::IoError(e) => CaptureError::Io(e),
-        other => CaptureError::Malformed { index: 0, what: other.to_string() },
+        other => CaptureError::Malformed {
+            index: 0,
+            what: other.to_string(),
+        },
     }
 }
 
 /// Writes `frames` to a new pcapng file at `path`.
-pub fn write_pcapng<'a>(path: impl AsRef<Path>, frames: impl IntoIterator<Item = &'a Frame>) -> Result<(), CaptureError> {
+pub fn write_pcapng<'a>(
+    path: impl AsRef<Path>,
+    frames: impl IntoIterator<Item = &'a Frame>,
+) -> Result<(), CaptureError> {
     let mut w = PcapngWriter::new(BufWriter::new(File::create(path)?))?;
     for f in frames {
         w.write(f)?;

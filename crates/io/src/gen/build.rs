@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 
 use nft_wire::{
-    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr,
-    IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, PppProtocol, PppoeRepr, PppoeSession, TcpPacket, TcpRepr,
-    UdpPacket, UdpRepr, VlanPacket, VlanRepr,
+    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
+    Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, PppProtocol,
+    PppoeRepr, PppoeSession, TcpPacket, TcpRepr, UdpPacket, UdpRepr, VlanPacket, VlanRepr,
 };
 
 use super::{Encap, Mac};
@@ -46,7 +46,9 @@ impl L4<'_> {
             (L4::Tcp(r), _, _) => r.emit(&mut TcpPacket::new_unchecked(buf), &src, &dst),
             (L4::Udp(r), _, _) => r.emit(&mut UdpPacket::new_unchecked(buf), &src, &dst),
             (L4::Icmpv4(r), _, _) => r.emit(&mut Icmpv4Packet::new_unchecked(buf)),
-            (L4::Icmpv6(r), IpAddr::V6(s), IpAddr::V6(d)) => r.emit(&mut Icmpv6Packet::new_unchecked(buf), &s, &d),
+            (L4::Icmpv6(r), IpAddr::V6(s), IpAddr::V6(d)) => {
+                r.emit(&mut Icmpv6Packet::new_unchecked(buf), &s, &d)
+            }
             (L4::Icmpv6(_), _, _) => unreachable!("ICMPv6 over IPv4"),
         }
     }
@@ -122,8 +124,16 @@ pub fn l2_frame(encap: &Encap, src: Mac, dst: Mac, l3: &[u8], pad: bool) -> Vec<
     let mut inner_type = l3_type;
     let mut l2_payload_prefix: Vec<u8> = Vec::new();
     if let Encap::Pppoe { session, .. } = encap {
-        let protocol = if l3_type == EtherType::Ipv6 { PppProtocol::Ipv6 } else { PppProtocol::Ipv4 };
-        let repr = PppoeRepr { session_id: *session, protocol, payload_len: l3.len() };
+        let protocol = if l3_type == EtherType::Ipv6 {
+            PppProtocol::Ipv6
+        } else {
+            PppProtocol::Ipv4
+        };
+        let repr = PppoeRepr {
+            session_id: *session,
+            protocol,
+            payload_len: l3.len(),
+        };
         let mut hdr = vec![0u8; nft_wire::pppoe::HEADER_LEN + l3.len()];
         repr.emit(&mut PppoeSession::new_unchecked(&mut hdr[..]));
         hdr.truncate(nft_wire::pppoe::HEADER_LEN);
@@ -132,18 +142,30 @@ pub fn l2_frame(encap: &Encap, src: Mac, dst: Mac, l3: &[u8], pad: bool) -> Vec<
     }
     let tags: Vec<(EtherType, u16)> = match encap {
         Encap::Vlan { id, .. } => vec![(EtherType::Vlan, *id)],
-        Encap::QinQ { outer, inner, .. } => vec![(EtherType::QinQ, *outer), (EtherType::Vlan, *inner)],
+        Encap::QinQ { outer, inner, .. } => {
+            vec![(EtherType::QinQ, *outer), (EtherType::Vlan, *inner)]
+        }
         _ => vec![],
     };
     let outer_type = tags.first().map_or(inner_type, |t| t.0);
     stack.resize(nft_wire::ethernet::HEADER_LEN, 0);
-    EthernetRepr { src_addr: EthernetAddress(src), dst_addr: EthernetAddress(dst), ethertype: outer_type }
-        .emit(&mut EthernetFrame::new_unchecked(&mut stack[..]));
+    EthernetRepr {
+        src_addr: EthernetAddress(src),
+        dst_addr: EthernetAddress(dst),
+        ethertype: outer_type,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut stack[..]));
     for (i, (_, vid)) in tags.iter().enumerate() {
         let next = tags.get(i + 1).map_or(inner_type, |t| t.0);
         let at = stack.len();
         stack.resize(at + nft_wire::vlan::HEADER_LEN, 0);
-        VlanRepr { pcp: 0, dei: false, vid: *vid, ethertype: next }.emit(&mut VlanPacket::new_unchecked(&mut stack[at..]));
+        VlanRepr {
+            pcp: 0,
+            dei: false,
+            vid: *vid,
+            ethertype: next,
+        }
+        .emit(&mut VlanPacket::new_unchecked(&mut stack[at..]));
     }
     stack.extend_from_slice(&l2_payload_prefix);
     stack.extend_from_slice(l3);
@@ -192,9 +214,31 @@ mod tests {
         let l3 = syn();
         let encaps = [
             (Encap::None, 0, None),
-            (Encap::Vlan { parent: "eth1".into(), id: 7 }, 1, None),
-            (Encap::QinQ { parent: "eth1".into(), outer: 100, inner: 200 }, 2, None),
-            (Encap::Pppoe { parent: "eth1".into(), session: 0x1234 }, 0, Some(0x1234)),
+            (
+                Encap::Vlan {
+                    parent: "eth1".into(),
+                    id: 7,
+                },
+                1,
+                None,
+            ),
+            (
+                Encap::QinQ {
+                    parent: "eth1".into(),
+                    outer: 100,
+                    inner: 200,
+                },
+                2,
+                None,
+            ),
+            (
+                Encap::Pppoe {
+                    parent: "eth1".into(),
+                    session: 0x1234,
+                },
+                0,
+                Some(0x1234),
+            ),
         ];
         for (encap, tags, session) in encaps {
             let f = l2_frame(&encap, [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], &l3, true);

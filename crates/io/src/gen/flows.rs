@@ -9,7 +9,9 @@ use nft_wire::{Icmpv4Repr, Icmpv6Repr, TcpFlags, TcpRepr, UdpRepr};
 
 use super::build::{ip_header_len, ip_packet, l2_frame, syn_options, IpFields, L4};
 use super::rng::Rng;
-use super::{internet_addr, Dir, FlowKind, FrameInfo, Mac, Malformation, PortPool, Transport, World};
+use super::{
+    internet_addr, Dir, FlowKind, FrameInfo, Mac, Malformation, PortPool, Transport, World,
+};
 
 pub(crate) struct Event {
     pub t: u64,
@@ -79,24 +81,58 @@ fn dir_of(d: usize) -> Dir {
 }
 
 impl Flow<'_, '_> {
-    fn push(&mut self, t: u64, d: usize, wan: bool, data: Vec<u8>, malformed: Option<Malformation>) {
+    fn push(
+        &mut self,
+        t: u64,
+        d: usize,
+        wan: bool,
+        data: Vec<u8>,
+        malformed: Option<Malformation>,
+    ) {
         let seq = self.events.len() as u32;
-        let info = FrameInfo { flow: self.id, kind: self.kind, dir: dir_of(d), malformed };
-        self.events.push(Event { t, seq, wan, data, info });
+        let info = FrameInfo {
+            flow: self.id,
+            kind: self.kind,
+            dir: dir_of(d),
+            malformed,
+        };
+        self.events.push(Event {
+            t,
+            seq,
+            wan,
+            data,
+            info,
+        });
     }
 
     fn l3(&mut self, d: usize, l4: &L4<'_>) -> Vec<u8> {
         let leg = &mut self.legs[d];
-        let ident = if leg.src.is_ipv6() { leg.flow_label } else { u32::from(leg.ident) };
+        let ident = if leg.src.is_ipv6() {
+            leg.flow_label
+        } else {
+            u32::from(leg.ident)
+        };
         leg.ident = leg.ident.wrapping_add(1);
-        ip_packet(&IpFields { src: leg.src, dst: leg.dst, ttl: leg.ttl, ident }, l4)
+        ip_packet(
+            &IpFields {
+                src: leg.src,
+                dst: leg.dst,
+                ttl: leg.ttl,
+                ident,
+            },
+            l4,
+        )
     }
 
     fn emit(&mut self, t: u64, d: usize, l4: L4<'_>) {
         let l3 = self.l3(d, &l4);
         let leg = &self.legs[d];
         let cfg = self.world.cfg;
-        let encap = if leg.wan { &cfg.wan.encap } else { &cfg.lan.encap };
+        let encap = if leg.wan {
+            &cfg.wan.encap
+        } else {
+            &cfg.lan.encap
+        };
         let data = l2_frame(encap, leg.src_mac, leg.dst_mac, &l3, true);
         let wan = leg.wan;
         self.push(t, d, wan, data, None);
@@ -125,11 +161,19 @@ impl Flow<'_, '_> {
             src_port: leg.sport,
             dst_port: leg.dport,
             seq_number: self.next[d],
-            ack_number: if flags.contains(TcpFlags::ACK) { self.next[other(d)] } else { 0 },
+            ack_number: if flags.contains(TcpFlags::ACK) {
+                self.next[other(d)]
+            } else {
+                0
+            },
             flags,
             window_len: if d == 0 { 64240 } else { 65160 },
             urgent_at: 0,
-            options: if flags.contains(TcpFlags::SYN) { &opts } else { &[] },
+            options: if flags.contains(TcpFlags::SYN) {
+                &opts
+            } else {
+                &[]
+            },
             payload: &pattern[..len],
         };
         self.emit(t, d, L4::Tcp(repr));
@@ -140,7 +184,11 @@ impl Flow<'_, '_> {
 
     fn udp(&mut self, t: u64, d: usize, payload: &[u8]) {
         let leg = &self.legs[d];
-        let repr = UdpRepr { src_port: leg.sport, dst_port: leg.dport, payload };
+        let repr = UdpRepr {
+            src_port: leg.sport,
+            dst_port: leg.dport,
+            payload,
+        };
         self.emit(t, d, L4::Udp(repr));
     }
 
@@ -154,7 +202,8 @@ impl Flow<'_, '_> {
     fn tcp_transfer(&mut self, d: usize, bytes: usize, t0: u64, mbps: u64) -> u64 {
         let to = other(d);
         let mss = self.mss();
-        let (mut sent, mut segs, mut flight, mut t_flight, mut last) = (0usize, 0u32, 10usize, t0, t0);
+        let (mut sent, mut segs, mut flight, mut t_flight, mut last) =
+            (0usize, 0u32, 10usize, t0, t0);
         while sent < bytes {
             let mut ts = t_flight;
             for _ in 0..flight {
@@ -164,7 +213,11 @@ impl Flow<'_, '_> {
                 let len = mss.min(bytes - sent);
                 sent += len;
                 segs += 1;
-                let flags = if sent == bytes { TcpFlags(TcpFlags::ACK.0 | TcpFlags::PSH.0) } else { TcpFlags::ACK };
+                let flags = if sent == bytes {
+                    TcpFlags(TcpFlags::ACK.0 | TcpFlags::PSH.0)
+                } else {
+                    TcpFlags::ACK
+                };
                 self.tcp_seg(ts, d, flags, len);
                 last = last.max(ts);
                 if segs % 2 == 0 || sent == bytes {
@@ -201,7 +254,9 @@ impl Flow<'_, '_> {
         for _ in 0..rounds {
             // Segments of the big side; the receiver's ACKs take a third of the packets.
             let big_segs = (per_round * 2 / 3).max(1);
-            let big = (big_segs * mss).saturating_sub(self.rng.below(mss as u64) as usize).max(1);
+            let big = (big_segs * mss)
+                .saturating_sub(self.rng.below(mss as u64) as usize)
+                .max(1);
             let small = self.rng.range(40, 900) as usize;
             let (req, resp) = if upload { (big, small) } else { (small, big) };
             t += self.rng.range(20 * US, 2 * MS);
@@ -230,8 +285,14 @@ impl Flow<'_, '_> {
     }
 
     fn dns(&mut self, t0: u64) {
-        const NAMES: [&str; 6] =
-            ["www.example.com", "api.example.net", "cdn.example.org", "time.example.com", "mail.example.net", "updates.example.org"];
+        const NAMES: [&str; 6] = [
+            "www.example.com",
+            "api.example.net",
+            "cdn.example.org",
+            "time.example.com",
+            "mail.example.net",
+            "updates.example.org",
+        ];
         let name = NAMES[self.rng.below(NAMES.len() as u64) as usize];
         let mut t = t0;
         let qtypes: &[u16] = if self.rng.percent(60) { &[1, 28] } else { &[1] };
@@ -282,7 +343,11 @@ impl Flow<'_, '_> {
             t += self.legs[0].rtt + self.legs[1].rtt;
             let mut ts = t;
             for i in 0..flight.min(left) {
-                let len = if self.rng.percent(85) { full } else { self.rng.range(40, full as u64) as usize };
+                let len = if self.rng.percent(85) {
+                    full
+                } else {
+                    self.rng.range(40, full as u64) as usize
+                };
                 self.udp(ts, 1, &buf[..len]);
                 left -= 1;
                 if i % 3 == 2 && left > 0 {
@@ -311,13 +376,29 @@ impl Flow<'_, '_> {
             data[..8].copy_from_slice(&(t / US).to_be_bytes());
             let (req, rep) = if self.v6() {
                 (
-                    L4::Icmpv6(Icmpv6Repr::EchoRequest { ident, seq_no, data: &data }),
-                    L4::Icmpv6(Icmpv6Repr::EchoReply { ident, seq_no, data: &data }),
+                    L4::Icmpv6(Icmpv6Repr::EchoRequest {
+                        ident,
+                        seq_no,
+                        data: &data,
+                    }),
+                    L4::Icmpv6(Icmpv6Repr::EchoReply {
+                        ident,
+                        seq_no,
+                        data: &data,
+                    }),
                 )
             } else {
                 (
-                    L4::Icmpv4(Icmpv4Repr::EchoRequest { ident, seq_no, data: &data }),
-                    L4::Icmpv4(Icmpv4Repr::EchoReply { ident, seq_no, data: &data }),
+                    L4::Icmpv4(Icmpv4Repr::EchoRequest {
+                        ident,
+                        seq_no,
+                        data: &data,
+                    }),
+                    L4::Icmpv4(Icmpv4Repr::EchoReply {
+                        ident,
+                        seq_no,
+                        data: &data,
+                    }),
                 )
             };
             self.emit(t, 0, req);
@@ -374,7 +455,11 @@ impl Flow<'_, '_> {
         }
         let leg = &self.legs[d];
         let cfg = self.world.cfg;
-        let encap = if leg.wan { &cfg.wan.encap } else { &cfg.lan.encap };
+        let encap = if leg.wan {
+            &cfg.wan.encap
+        } else {
+            &cfg.lan.encap
+        };
         let mut data = l2_frame(encap, leg.src_mac, leg.dst_mac, &l3, false);
         if m == Malformation::RuntEthernet {
             data.truncate(self.rng.range(1, 13) as usize);
@@ -404,11 +489,27 @@ fn dns_message(txid: u16, name: &str, qtype: u16, answers: u16) -> Vec<u8> {
 /// An address for a client on a LAN without IPv6, for malformed IPv6 frames only.
 fn fallback_v6(client: &super::Host) -> IpAddr {
     let m = client.mac;
-    std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, u16::from_be_bytes([m[2], m[3]]), u16::from_be_bytes([m[4], m[5]])).into()
+    std::net::Ipv6Addr::new(
+        0xfd00,
+        0,
+        0,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([m[2], m[3]]),
+        u16::from_be_bytes([m[4], m[5]]),
+    )
+    .into()
 }
 
 /// Builds one flow starting at `t0`.
-pub(crate) fn flow(world: &World<'_>, ports: &mut PortPool, flow_id: u32, kind: FlowKind, t0: u64) -> FlowOut {
+pub(crate) fn flow(
+    world: &World<'_>,
+    ports: &mut PortPool,
+    flow_id: u32,
+    kind: FlowKind,
+    t0: u64,
+) -> FlowOut {
     let cfg = world.cfg;
     let mut rng = Rng::derive(cfg.seed, u64::from(flow_id));
     let lan_rtt = rng.range(150 * US, 3 * MS);
@@ -427,7 +528,11 @@ pub(crate) fn flow(world: &World<'_>, ports: &mut PortPool, flow_id: u32, kind: 
     });
     let (legs, ipv6) = match kind {
         FlowKind::InboundTcp | FlowKind::InboundUdp => {
-            let proto = if kind == FlowKind::InboundTcp { Transport::Tcp } else { Transport::Udp };
+            let proto = if kind == FlowKind::InboundTcp {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            };
             let candidates: Vec<_> = cfg.forwards.iter().filter(|f| f.proto == proto).collect();
             let f = candidates[rng.below(candidates.len() as u64) as usize];
             let v6 = f.lan_addr.is_ipv6();
@@ -469,15 +574,24 @@ pub(crate) fn flow(world: &World<'_>, ports: &mut PortPool, flow_id: u32, kind: 
         }
         _ => {
             let client = world.clients[rng.below(world.clients.len() as u64) as usize].clone();
-            let v6 = force_v6
-                .unwrap_or_else(|| world.v6 && client.v6.is_some() && rng.percent(u32::from(cfg.ipv6_percent)));
-            let servers = if v6 { &world.servers_v6 } else { &world.servers_v4 };
+            let v6 = force_v6.unwrap_or_else(|| {
+                world.v6 && client.v6.is_some() && rng.percent(u32::from(cfg.ipv6_percent))
+            });
+            let servers = if v6 {
+                &world.servers_v6
+            } else {
+                &world.servers_v4
+            };
             let server = match servers.len() {
                 0 => internet_addr(&mut rng, &cfg.wan, v6),
                 _ if kind == FlowKind::Dns => servers[0],
                 n => servers[rng.skewed(n)],
             };
-            let src = if v6 { client.v6.unwrap_or_else(|| fallback_v6(&client)) } else { client.v4 };
+            let src = if v6 {
+                client.v6.unwrap_or_else(|| fallback_v6(&client))
+            } else {
+                client.v4
+            };
             let reply_dst = match cfg.wan.addr(v6) {
                 Some(wan) if !v6 || cfg.ipv6_nat => wan,
                 _ => src,
@@ -525,7 +639,16 @@ pub(crate) fn flow(world: &World<'_>, ports: &mut PortPool, flow_id: u32, kind: 
         }
     };
 
-    let mut f = Flow { world, rng, id: flow_id, kind, legs, next: [0; 2], pattern, events: Vec::new() };
+    let mut f = Flow {
+        world,
+        rng,
+        id: flow_id,
+        kind,
+        legs,
+        next: [0; 2],
+        pattern,
+        events: Vec::new(),
+    };
     let mut tcp_close = None;
     match kind {
         FlowKind::Tcp | FlowKind::InboundTcp => tcp_close = Some(f.tcp(t0)),
@@ -540,10 +663,18 @@ pub(crate) fn flow(world: &World<'_>, ports: &mut PortPool, flow_id: u32, kind: 
             // Half arrive from the Internet, through the WAN's encapsulation.
             if f.rng.percent(50) {
                 let reply = f.legs[1].clone();
-                f.legs[0] = Leg { sport: reply.sport, dport: reply.dport, ..reply };
+                f.legs[0] = Leg {
+                    sport: reply.sport,
+                    dport: reply.dport,
+                    ..reply
+                };
             }
             f.malformed(t0, malformation.expect("chosen for malformed flows"))
         }
     }
-    FlowOut { events: f.events, ipv6, tcp_close }
+    FlowOut {
+        events: f.events,
+        ipv6,
+        tcp_close,
+    }
 }

@@ -33,8 +33,6 @@ use crate::capture::{CaptureError, Frame};
 use crate::pcapng::PcapngWriter;
 use rng::Rng;
 
-pub use rng::Rng as GenRng;
-
 pub type Mac = [u8; 6];
 
 /// How an interface's frames are framed on its port, as the engine's topology describes it.
@@ -42,11 +40,21 @@ pub type Mac = [u8; 6];
 pub enum Encap {
     None,
     /// An 802.1Q tag over a parent port.
-    Vlan { parent: String, id: u16 },
+    Vlan {
+        parent: String,
+        id: u16,
+    },
     /// 802.1ad outer and 802.1Q inner tags over a parent port.
-    QinQ { parent: String, outer: u16, inner: u16 },
+    QinQ {
+        parent: String,
+        outer: u16,
+        inner: u16,
+    },
     /// A PPPoE session over a parent port (the peer's MAC is [`GenConfig::gateway_mac`]).
-    Pppoe { parent: String, session: u16 },
+    Pppoe {
+        parent: String,
+        session: u16,
+    },
 }
 
 /// One router interface, as much as the generator needs of it. The engine fills it from its
@@ -68,7 +76,9 @@ impl GenInterface {
     pub fn port(&self) -> &str {
         match &self.encap {
             Encap::None => &self.name,
-            Encap::Vlan { parent, .. } | Encap::QinQ { parent, .. } | Encap::Pppoe { parent, .. } => parent,
+            Encap::Vlan { parent, .. }
+            | Encap::QinQ { parent, .. }
+            | Encap::Pppoe { parent, .. } => parent,
         }
     }
 
@@ -111,7 +121,14 @@ pub struct FlowMix {
 
 impl Default for FlowMix {
     fn default() -> FlowMix {
-        FlowMix { tcp: 45, dns: 20, quic: 12, icmp: 6, inbound: 9, malformed: 8 }
+        FlowMix {
+            tcp: 45,
+            dns: 20,
+            quic: 12,
+            icmp: 6,
+            inbound: 9,
+            malformed: 8,
+        }
     }
 }
 
@@ -163,7 +180,10 @@ impl GenConfig {
                 ipv4: Some((Ipv4Addr::new(198, 18, 0, 2), 24)),
                 ipv6: Some(("2001:db8:ffff::2".parse().unwrap(), 64)),
                 mtu: 1492,
-                encap: Encap::Pppoe { parent: "eth1".into(), session: 0x1234 },
+                encap: Encap::Pppoe {
+                    parent: "eth1".into(),
+                    session: 0x1234,
+                },
             },
             gateway_mac: [0x02, 0, 0, 0, 0x02, 0xfe],
             forwards: vec![
@@ -309,11 +329,22 @@ pub struct GenSummary {
 impl fmt::Display for GenSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let flows: usize = self.flows.values().sum();
-        writeln!(f, "{flows} flows ({} IPv6), {} packets, {} bytes, {:.3} s", self.ipv6_flows, self.packets, self.bytes, self.duration.as_secs_f64())?;
+        writeln!(
+            f,
+            "{flows} flows ({} IPv6), {} packets, {} bytes, {:.3} s",
+            self.ipv6_flows,
+            self.packets,
+            self.bytes,
+            self.duration.as_secs_f64()
+        )?;
         for (k, n) in &self.flows {
             writeln!(f, "  {:<12} {n}", k.name())?;
         }
-        writeln!(f, "  tcp closes: {} fin, {} rst", self.tcp_closed_by_fin, self.tcp_closed_by_rst)?;
+        writeln!(
+            f,
+            "  tcp closes: {} fin, {} rst",
+            self.tcp_closed_by_fin, self.tcp_closed_by_rst
+        )?;
         for (i, n) in &self.packets_by_iface {
             writeln!(f, "  on {i}: {n} packets")?;
         }
@@ -339,7 +370,9 @@ impl Generated {
     pub fn write_pcapng<W: Write>(&self, writer: W) -> Result<W, CaptureError> {
         let mut w = PcapngWriter::new(writer)?;
         for (f, i) in self.frames.iter().zip(&self.info) {
-            let comment = i.malformed.map(|m| format!("malformed: {}", m.expected_error().name()));
+            let comment = i
+                .malformed
+                .map(|m| format!("malformed: {}", m.expected_error().name()));
             w.write_packet(&f.iface, f.ts, &f.data, comment.as_deref())?;
         }
         w.finish()
@@ -358,6 +391,8 @@ pub enum GenError {
     NoClients,
     #[error("the flow mix has no weight")]
     EmptyMix,
+    #[error("MTU {0} is too small: QUIC-like flows need 1280")]
+    MtuTooSmall(u16),
     #[error("port forward {wan_port}: {what}")]
     Forward { wan_port: u16, what: &'static str },
 }
@@ -384,7 +419,11 @@ pub(crate) struct Host {
 impl World<'_> {
     /// The MAC of a LAN address: a client's own, or one made from the address.
     pub fn lan_mac(&self, addr: IpAddr) -> Mac {
-        if let Some(h) = self.clients.iter().find(|h| h.v4 == addr || h.v6 == Some(addr)) {
+        if let Some(h) = self
+            .clients
+            .iter()
+            .find(|h| h.v4 == addr || h.v6 == Some(addr))
+        {
             return h.mac;
         }
         let b = match addr {
@@ -398,11 +437,19 @@ impl World<'_> {
 fn in_subnet(a: IpAddr, net: Option<IpAddr>, len: u8) -> bool {
     match (a, net) {
         (IpAddr::V4(x), Some(IpAddr::V4(y))) => {
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len.min(32))
+            };
             u32::from(x) & m == u32::from(y) & m
         }
         (IpAddr::V6(x), Some(IpAddr::V6(y))) => {
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len.min(128))
+            };
             u128::from(x) & m == u128::from(y) & m
         }
         _ => false,
@@ -415,7 +462,9 @@ pub(crate) fn internet_addr(rng: &mut Rng, wan: &GenInterface, v6: bool) -> IpAd
     loop {
         let a: IpAddr = if v6 {
             let r = rng.next_u64();
-            let bits = (0x2001_0db8u128 << 96) | (u128::from(r & 0xffff_ffff_ffff) << 48) | u128::from(rng.next_u16() | 1);
+            let bits = (0x2001_0db8u128 << 96)
+                | (u128::from(r & 0xffff_ffff_ffff) << 48)
+                | u128::from(rng.next_u16() | 1);
             Ipv6Addr::from(bits).into()
         } else {
             let r = rng.next_u32() & 0x1_ffff;
@@ -436,7 +485,10 @@ pub(crate) fn internet_addr(rng: &mut Rng, wan: &GenInterface, v6: bool) -> IpAd
 }
 
 fn make_clients(cfg: &GenConfig) -> Result<Vec<Host>, GenError> {
-    let (lan4, len4) = cfg.lan.ipv4.ok_or_else(|| GenError::LanWithoutIpv4(cfg.lan.name.clone()))?;
+    let (lan4, len4) = cfg
+        .lan
+        .ipv4
+        .ok_or_else(|| GenError::LanWithoutIpv4(cfg.lan.name.clone()))?;
     if cfg.clients == 0 {
         return Err(GenError::NoClients);
     }
@@ -445,17 +497,27 @@ fn make_clients(cfg: &GenConfig) -> Result<Vec<Host>, GenError> {
     // .100 upwards, as a DHCP pool would, when the subnet has room; else from .2.
     let first = if 100 + n < size - 1 { 100 } else { 2 };
     if first + n >= size - 1 {
-        return Err(GenError::SubnetTooSmall { clients: cfg.clients });
+        return Err(GenError::SubnetTooSmall {
+            clients: cfg.clients,
+        });
     }
     let net4 = u32::from(lan4) & !((size - 1) as u32);
     Ok((0..cfg.clients)
         .map(|i| {
             let v4 = Ipv4Addr::from(net4 + (first + u64::from(i)) as u32);
             let v6 = cfg.lan.ipv6.map(|(a, len)| {
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len.min(128))
+                };
                 Ipv6Addr::from((u128::from(a) & mask) | (0x100 + u128::from(i))).into()
             });
-            Host { mac: [0x02, 0, 0, 0x10, (i >> 8) as u8, i as u8], v4: v4.into(), v6 }
+            Host {
+                mac: [0x02, 0, 0, 0x10, (i >> 8) as u8, i as u8],
+                v4: v4.into(),
+                v6,
+            }
         })
         .collect())
 }
@@ -493,8 +555,15 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
     if cfg.wan.ipv4.is_none() {
         return Err(GenError::WanWithoutIpv4(cfg.wan.name.clone()));
     }
+    let mtu = cfg.lan.mtu.min(cfg.wan.mtu);
+    if mtu < 1280 {
+        return Err(GenError::MtuTooSmall(mtu));
+    }
     for f in &cfg.forwards {
-        let fwd_err = |what| GenError::Forward { wan_port: f.wan_port, what };
+        let fwd_err = |what| GenError::Forward {
+            wan_port: f.wan_port,
+            what,
+        };
         if f.wan_port == 0 || f.lan_port == 0 {
             return Err(fwd_err("port 0"));
         }
@@ -509,7 +578,10 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
         (FlowKind::Dns, m.dns),
         (FlowKind::Quic, m.quic),
         (FlowKind::IcmpEcho, m.icmp),
-        (FlowKind::InboundTcp, if has_inbound { m.inbound } else { 0 }),
+        (
+            FlowKind::InboundTcp,
+            if has_inbound { m.inbound } else { 0 },
+        ),
         (FlowKind::Malformed, m.malformed),
     ];
     let total: u64 = weights.iter().map(|w| u64::from(w.1)).sum();
@@ -519,12 +591,33 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
 
     let mut rng = Rng::new(cfg.seed);
     let v6 = cfg.lan.ipv6.is_some() && cfg.wan.ipv6.is_some();
-    let servers_v4 = (0..48).map(|_| internet_addr(&mut rng, &cfg.wan, false)).collect();
-    let servers_v6 = if v6 { (0..48).map(|_| internet_addr(&mut rng, &cfg.wan, true)).collect() } else { vec![] };
-    let world = World { cfg, clients, servers_v4, servers_v6, v6 };
-    let mut ports = PortPool { used: Default::default(), reserved: Default::default() };
+    let servers_v4 = (0..48)
+        .map(|_| internet_addr(&mut rng, &cfg.wan, false))
+        .collect();
+    let servers_v6 = if v6 {
+        (0..48)
+            .map(|_| internet_addr(&mut rng, &cfg.wan, true))
+            .collect()
+    } else {
+        vec![]
+    };
+    let world = World {
+        cfg,
+        clients,
+        servers_v4,
+        servers_v6,
+        v6,
+    };
+    let mut ports = PortPool {
+        used: Default::default(),
+        reserved: Default::default(),
+    };
     for f in &cfg.forwards {
-        let space = if f.proto == Transport::Tcp { PortPool::TCP } else { PortPool::UDP };
+        let space = if f.proto == Transport::Tcp {
+            PortPool::TCP
+        } else {
+            PortPool::UDP
+        };
         ports.reserved[space].insert(f.wan_port);
     }
 
@@ -568,21 +661,36 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
     let mut frames = Vec::with_capacity(events.len());
     let mut info = Vec::with_capacity(events.len());
     for e in events {
-        let iface = if e.wan { cfg.wan.port() } else { cfg.lan.port() };
+        let iface = if e.wan {
+            cfg.wan.port()
+        } else {
+            cfg.lan.port()
+        };
         summary.packets += 1;
         summary.bytes += e.data.len() as u64;
-        *summary.packets_by_iface.entry(iface.to_string()).or_default() += 1;
+        *summary
+            .packets_by_iface
+            .entry(iface.to_string())
+            .or_default() += 1;
         if let Some(m) = e.info.malformed {
             summary.malformed += 1;
             *summary.malformed_by_reason.entry(m).or_default() += 1;
         }
-        frames.push(Frame { iface: iface.to_string(), ts: Duration::from_nanos(e.t), data: e.data });
+        frames.push(Frame {
+            iface: iface.to_string(),
+            ts: Duration::from_nanos(e.t),
+            data: e.data,
+        });
         info.push(e.info);
     }
     if let (Some(a), Some(b)) = (frames.first(), frames.last()) {
         summary.duration = b.ts - a.ts;
     }
-    Ok(Generated { frames, info, summary })
+    Ok(Generated {
+        frames,
+        info,
+        summary,
+    })
 }
 
 #[cfg(test)]

@@ -19,7 +19,14 @@ fn splitmix64(x: &mut u64) -> u64 {
 impl Rng {
     pub fn new(seed: u64) -> Rng {
         let mut x = seed;
-        Rng { s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)] }
+        Rng {
+            s: [
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+                splitmix64(&mut x),
+            ],
+        }
     }
 
     /// An independent stream for one flow, so a change in one flow's length does not shift the
@@ -109,7 +116,10 @@ mod tests {
         let v: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
         let mut again = Rng::new(1);
         assert_eq!(v, (0..3).map(|_| again.next_u64()).collect::<Vec<_>>());
-        assert_ne!(v, (0..3).map(|_| Rng::new(2).next_u64()).collect::<Vec<_>>());
+        assert_ne!(
+            v,
+            (0..3).map(|_| Rng::new(2).next_u64()).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -1,8 +1,17 @@
 use super::*;
 use nft_wire::{
-    parse_frame, Icmpv4Packet, Icmpv6Packet, IpVersion, Ipv4Packet, PacketMeta, TcpFlags, TcpPacket, UdpPacket,
+    parse_frame, Icmpv4Packet, Icmpv6Packet, IpVersion, Ipv4Packet, PacketMeta, TcpFlags,
+    TcpPacket, UdpPacket,
 };
 use std::collections::HashMap;
+
+#[test]
+fn summary_prints() {
+    let g = home(42, 200);
+    let text = g.summary.to_string();
+    println!("{text}");
+    assert!(text.starts_with("200 flows"), "{text}");
+}
 
 fn home(seed: u64, flows: usize) -> Generated {
     generate(&GenConfig::home(seed, flows)).unwrap()
@@ -11,16 +20,24 @@ fn home(seed: u64, flows: usize) -> Generated {
 fn checksums_ok(data: &[u8], m: &PacketMeta) -> Result<(), String> {
     let (src, dst) = (m.src_addr.unwrap(), m.dst_addr.unwrap());
     let l3 = &data[m.l3_offset..m.l3_end];
-    if m.ip_version == Some(IpVersion::Ipv4) && !Ipv4Packet::new_checked(l3).unwrap().verify_checksum() {
+    if m.ip_version == Some(IpVersion::Ipv4)
+        && !Ipv4Packet::new_checked(l3).unwrap().verify_checksum()
+    {
         return Err("ipv4 header checksum".into());
     }
     let l4 = &data[m.l4_offset.unwrap()..m.l3_end];
     let ok = match m.ip_protocol.unwrap() {
-        IpProtocol::Tcp => TcpPacket::new_checked(l4).unwrap().verify_checksum(&src, &dst),
-        IpProtocol::Udp => UdpPacket::new_checked(l4).unwrap().verify_checksum(&src, &dst),
+        IpProtocol::Tcp => TcpPacket::new_checked(l4)
+            .unwrap()
+            .verify_checksum(&src, &dst),
+        IpProtocol::Udp => UdpPacket::new_checked(l4)
+            .unwrap()
+            .verify_checksum(&src, &dst),
         IpProtocol::Icmp => Icmpv4Packet::new_checked(l4).unwrap().verify_checksum(),
         IpProtocol::Icmpv6 => match (src, dst) {
-            (IpAddr::V6(s), IpAddr::V6(d)) => Icmpv6Packet::new_checked(l4).unwrap().verify_checksum(&s, &d),
+            (IpAddr::V6(s), IpAddr::V6(d)) => Icmpv6Packet::new_checked(l4)
+                .unwrap()
+                .verify_checksum(&s, &d),
             _ => false,
         },
         p => return Err(format!("unexpected protocol {p:?}")),
@@ -54,7 +71,10 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     let b = home(42, 120);
     assert_eq!(a.frames, b.frames);
     assert_eq!(a.info, b.info);
-    let (fa, fb) = (a.write_pcapng(Vec::new()).unwrap(), b.write_pcapng(Vec::new()).unwrap());
+    let (fa, fb) = (
+        a.write_pcapng(Vec::new()).unwrap(),
+        b.write_pcapng(Vec::new()).unwrap(),
+    );
     assert_eq!(fa, fb, "capture files differ");
     let c = home(43, 120);
     assert_ne!(a.frames, c.frames);
@@ -68,20 +88,36 @@ fn valid_frames_parse_with_good_checksums_and_malformed_ones_fail_as_marked() {
     for (i, (f, info)) in g.frames.iter().zip(&g.info).enumerate() {
         match info.malformed {
             None => {
-                let m = parse_frame(&f.data).unwrap_or_else(|e| panic!("frame {i} ({info:?}): {e}"));
+                let m =
+                    parse_frame(&f.data).unwrap_or_else(|e| panic!("frame {i} ({info:?}): {e}"));
                 checksums_ok(&f.data, &m).unwrap_or_else(|e| panic!("frame {i} ({info:?}): {e}"));
                 assert!(f.data.len() >= build::MIN_FRAME, "frame {i} not padded");
             }
             Some(want) => {
-                assert_eq!(parse_frame(&f.data).err(), Some(want.expected_error()), "frame {i} ({info:?})");
+                assert_eq!(
+                    parse_frame(&f.data).err(),
+                    Some(want.expected_error()),
+                    "frame {i} ({info:?})"
+                );
                 *malformed.entry(want).or_insert(0usize) += 1;
             }
         }
     }
     assert_eq!(malformed.values().sum::<usize>(), g.summary.malformed);
     assert!(g.summary.malformed > 0);
-    assert_eq!(malformed.len(), Malformation::ALL.len(), "every defect appears: {malformed:?}");
-    assert_eq!(g.summary.malformed_by_reason.iter().map(|(k, v)| (*k, *v)).collect::<HashMap<_, _>>(), malformed);
+    assert_eq!(
+        malformed.len(),
+        Malformation::ALL.len(),
+        "every defect appears: {malformed:?}"
+    );
+    assert_eq!(
+        g.summary
+            .malformed_by_reason
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect::<HashMap<_, _>>(),
+        malformed
+    );
 }
 
 #[test]
@@ -102,13 +138,19 @@ fn frames_are_in_time_order_on_the_ingress_ports() {
     assert_eq!(s.packets, g.frames.len());
     assert_eq!(s.packets_by_iface.values().sum::<usize>(), s.packets);
     for k in FlowKind::ALL {
-        assert!(s.flows.get(&k).copied().unwrap_or(0) > 0, "no {k:?} flow in {s}");
+        assert!(
+            s.flows.get(&k).copied().unwrap_or(0) > 0,
+            "no {k:?} flow in {s}"
+        );
     }
     assert!(s.ipv6_flows > 0);
     // Flows overlap: packets of different flows interleave.
     let switches = g.info.windows(2).filter(|w| w[0].flow != w[1].flow).count();
     let flows_seen = g.info.iter().map(|i| i.flow).collect::<HashSet<_>>().len();
-    assert!(switches > 3 * flows_seen, "{switches} switches for {flows_seen} flows");
+    assert!(
+        switches > 3 * flows_seen,
+        "{switches} switches for {flows_seen} flows"
+    );
 }
 
 #[test]
@@ -131,8 +173,16 @@ fn wan_frames_carry_the_pppoe_session_and_lan_frames_nothing() {
             assert_eq!(m.dst_mac.0, cfg.lan.mac);
         }
         // No frame exceeds the link it crosses.
-        let mtu = if f.iface == "eth1" { cfg.wan.mtu } else { cfg.lan.mtu };
-        assert!(m.ip_total_len <= usize::from(mtu), "{} > {mtu}", m.ip_total_len);
+        let mtu = if f.iface == "eth1" {
+            cfg.wan.mtu
+        } else {
+            cfg.lan.mtu
+        };
+        assert!(
+            m.ip_total_len <= usize::from(mtu),
+            "{} > {mtu}",
+            m.ip_total_len
+        );
     }
     assert!(wan > 0);
 }
@@ -140,8 +190,21 @@ fn wan_frames_carry_the_pppoe_session_and_lan_frames_nothing() {
 #[test]
 fn vlan_and_qinq_wan() {
     for (encap, vids) in [
-        (Encap::Vlan { parent: "eth1".into(), id: 7 }, vec![7]),
-        (Encap::QinQ { parent: "eth1".into(), outer: 100, inner: 200 }, vec![100, 200]),
+        (
+            Encap::Vlan {
+                parent: "eth1".into(),
+                id: 7,
+            },
+            vec![7],
+        ),
+        (
+            Encap::QinQ {
+                parent: "eth1".into(),
+                outer: 100,
+                inner: 200,
+            },
+            vec![100, 200],
+        ),
     ] {
         let mut cfg = GenConfig::home(9, 80);
         cfg.wan.encap = encap;
@@ -163,8 +226,11 @@ fn vlan_and_qinq_wan() {
     }
 }
 
-/// Per flow and direction: (time, seq, ack, flags, payload length).
-fn tcp_segments(g: &Generated) -> HashMap<u32, Vec<(Dir, u32, u32, TcpFlags, usize)>> {
+/// Direction, seq, ack, flags, payload length.
+type Segment = (Dir, u32, u32, TcpFlags, usize);
+
+/// Each TCP flow's segments in time order.
+fn tcp_segments(g: &Generated) -> HashMap<u32, Vec<Segment>> {
     let mut flows: HashMap<u32, Vec<_>> = HashMap::new();
     for (f, info) in g.frames.iter().zip(&g.info) {
         if !matches!(info.kind, FlowKind::Tcp | FlowKind::InboundTcp) {
@@ -172,7 +238,13 @@ fn tcp_segments(g: &Generated) -> HashMap<u32, Vec<(Dir, u32, u32, TcpFlags, usi
         }
         let m = parse_frame(&f.data).unwrap();
         let t = m.tcp.unwrap();
-        flows.entry(info.flow).or_default().push((info.dir, t.seq_number, t.ack_number, t.flags, m.payload_len));
+        flows.entry(info.flow).or_default().push((
+            info.dir,
+            t.seq_number,
+            t.ack_number,
+            t.flags,
+            m.payload_len,
+        ));
     }
     flows
 }
@@ -189,8 +261,21 @@ fn tcp_has_handshake_consistent_sequence_numbers_and_a_close() {
         let (d1, isn1, ack1, f1, _) = segs[1];
         let (d2, seq2, ack2, f2, len2) = segs[2];
         assert_eq!((d0, f0), (Dir::Original, TcpFlags::SYN), "flow {id}");
-        assert_eq!((d1, f1, ack1), (Dir::Reply, syn_ack, isn0.wrapping_add(1)), "flow {id}");
-        assert_eq!((d2, f2, seq2, ack2, len2), (Dir::Original, TcpFlags::ACK, isn0.wrapping_add(1), isn1.wrapping_add(1), 0));
+        assert_eq!(
+            (d1, f1, ack1),
+            (Dir::Reply, syn_ack, isn0.wrapping_add(1)),
+            "flow {id}"
+        );
+        assert_eq!(
+            (d2, f2, seq2, ack2, len2),
+            (
+                Dir::Original,
+                TcpFlags::ACK,
+                isn0.wrapping_add(1),
+                isn1.wrapping_add(1),
+                0
+            )
+        );
 
         // In time order, each side's sequence numbers run on without gaps, and an ACK covers
         // only what the router has already seen from the other side.
@@ -206,9 +291,15 @@ fn tcp_has_handshake_consistent_sequence_numbers_and_a_close() {
             next.insert(side, seq.wrapping_add(len as u32 + phantom));
             if flags.contains(TcpFlags::ACK) {
                 let peer = next.get(&(1 - side)).copied().unwrap();
-                assert!(peer.wrapping_sub(ack) as i32 >= 0, "flow {id}: {d:?} acks what the peer has not sent");
+                assert!(
+                    peer.wrapping_sub(ack) as i32 >= 0,
+                    "flow {id}: {d:?} acks what the peer has not sent"
+                );
                 if let Some(&prev) = last_ack.get(&side) {
-                    assert!(ack.wrapping_sub(prev) as i32 >= 0, "flow {id}: {d:?} ack went back");
+                    assert!(
+                        ack.wrapping_sub(prev) as i32 >= 0,
+                        "flow {id}: {d:?} ack went back"
+                    );
                 }
                 last_ack.insert(side, ack);
             }
@@ -220,14 +311,25 @@ fn tcp_has_handshake_consistent_sequence_numbers_and_a_close() {
         if last.contains(TcpFlags::RST) {
             rsts += 1;
         } else {
-            assert_eq!(last, TcpFlags::ACK, "flow {id}: ends with neither FIN exchange nor RST");
-            let fin_dirs: HashSet<Dir> = segs.iter().filter(|s| s.3.contains(TcpFlags::FIN)).map(|s| s.0).collect();
+            assert_eq!(
+                last,
+                TcpFlags::ACK,
+                "flow {id}: ends with neither FIN exchange nor RST"
+            );
+            let fin_dirs: HashSet<Dir> = segs
+                .iter()
+                .filter(|s| s.3.contains(TcpFlags::FIN))
+                .map(|s| s.0)
+                .collect();
             assert_eq!(fin_dirs.len(), 2, "flow {id}: FIN from both sides");
             fins += 1;
         }
     }
     assert!(fins > 0 && rsts > 0, "{fins} FIN, {rsts} RST");
-    assert_eq!(fins + rsts, g.summary.tcp_closed_by_fin + g.summary.tcp_closed_by_rst);
+    assert_eq!(
+        fins + rsts,
+        g.summary.tcp_closed_by_fin + g.summary.tcp_closed_by_rst
+    );
     assert_eq!(data_both_ways, flows.len());
     assert!(full_segments > 100);
 }
@@ -238,17 +340,21 @@ fn replies_come_to_the_router_and_the_clients_own_port() {
     let g = generate(&cfg).unwrap();
     let wan4 = IpAddr::from(cfg.wan.ipv4.unwrap().0);
     let wan6 = IpAddr::from(cfg.wan.ipv6.unwrap().0);
-    let mut orig: HashMap<u32, (IpAddr, IpAddr, Option<(u16, u16)>)> = HashMap::new();
+    type First = (IpAddr, IpAddr, Option<(u16, u16)>);
+    let mut orig: HashMap<u32, First> = HashMap::new();
     let mut sports: HashMap<(IpProtocol, u16), u32> = HashMap::new();
     for (f, info) in g.frames.iter().zip(&g.info) {
-        if info.malformed.is_some() || matches!(info.kind, FlowKind::InboundTcp | FlowKind::InboundUdp) {
+        if info.malformed.is_some()
+            || matches!(info.kind, FlowKind::InboundTcp | FlowKind::InboundUdp)
+        {
             continue;
         }
         let m = parse_frame(&f.data).unwrap();
         let ports = m.ports.or(m.icmp.and_then(|i| i.ident).map(|i| (i, 0)));
         match info.dir {
             Dir::Original => {
-                orig.entry(info.flow).or_insert((m.src_addr.unwrap(), m.dst_addr.unwrap(), ports));
+                orig.entry(info.flow)
+                    .or_insert((m.src_addr.unwrap(), m.dst_addr.unwrap(), ports));
                 let p = ports.unwrap().0;
                 let key = (m.ip_protocol.unwrap(), p);
                 let owner = *sports.entry(key).or_insert(info.flow);
@@ -261,7 +367,8 @@ fn replies_come_to_the_router_and_the_clients_own_port() {
                 assert_eq!(m.dst_addr.unwrap(), want);
                 let (rs, rd) = ports.unwrap();
                 let (os, od) = o.unwrap();
-                if m.ip_protocol == Some(IpProtocol::Tcp) || m.ip_protocol == Some(IpProtocol::Udp) {
+                if m.ip_protocol == Some(IpProtocol::Tcp) || m.ip_protocol == Some(IpProtocol::Udp)
+                {
                     assert_eq!((rs, rd), (od, os));
                 } else {
                     assert_eq!(rs, os, "echo reply keeps the identifier");
@@ -287,12 +394,20 @@ fn inbound_connections_reach_the_forwarded_ports() {
             Dir::Original => {
                 assert_eq!(f.iface, "eth1");
                 assert_eq!(m.dst_addr, Some(wan4));
-                let fwd = cfg.forwards.iter().find(|fw| fw.wan_port == dp).expect("a forwarded port");
+                let fwd = cfg
+                    .forwards
+                    .iter()
+                    .find(|fw| fw.wan_port == dp)
+                    .expect("a forwarded port");
                 seen.insert(fwd.wan_port);
             }
             Dir::Reply => {
                 assert_eq!(f.iface, "lan");
-                let fwd = cfg.forwards.iter().find(|fw| fw.lan_port == sp && Some(fw.lan_addr) == m.src_addr).unwrap();
+                let fwd = cfg
+                    .forwards
+                    .iter()
+                    .find(|fw| fw.lan_port == sp && Some(fw.lan_addr) == m.src_addr)
+                    .unwrap();
                 assert!(seen.contains(&fwd.wan_port));
             }
         }
@@ -323,7 +438,10 @@ fn flow_sizes_are_heavy_tailed() {
     let g = home(8, 600);
     let mut per_flow: HashMap<u32, usize> = HashMap::new();
     for i in &g.info {
-        if matches!(i.kind, FlowKind::Tcp | FlowKind::Quic | FlowKind::InboundTcp) {
+        if matches!(
+            i.kind,
+            FlowKind::Tcp | FlowKind::Quic | FlowKind::InboundTcp
+        ) {
             *per_flow.entry(i.flow).or_default() += 1;
         }
     }
@@ -335,14 +453,20 @@ fn flow_sizes_are_heavy_tailed() {
     let total: usize = sizes.iter().sum();
     assert!(max > 20 * median, "max {max}, median {median}");
     // Three times its share, at least.
-    assert!(top * 10 > total * 3, "the largest tenth of flows carries {top} of {total} packets");
+    assert!(
+        top * 10 > total * 3,
+        "the largest tenth of flows carries {top} of {total} packets"
+    );
 }
 
 #[test]
 fn generated_capture_round_trips_and_wireshark_reads_it() {
     let g = home(12, 100);
     let bytes = g.write_pcapng(Vec::new()).unwrap();
-    let back: Vec<Frame> = crate::PcapngReader::new(&bytes[..]).unwrap().map(Result::unwrap).collect();
+    let back: Vec<Frame> = crate::PcapngReader::new(&bytes[..])
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(back, g.frames);
 
     let dir = std::env::temp_dir().join(format!("nft-io-gen-{}", std::process::id()));
@@ -352,15 +476,31 @@ fn generated_capture_round_trips_and_wireshark_reads_it() {
     if let Ok(out) = std::process::Command::new("tshark")
         .arg("-r")
         .arg(&path)
-        .args(["-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment", "-e", "pppoe.session_id"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.comment",
+            "-e",
+            "pppoe.session_id",
+        ])
         .output()
     {
-        assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         assert_eq!(text.lines().count(), g.frames.len());
         let comments = text.lines().filter(|l| l.contains("malformed: ")).count();
         assert_eq!(comments, g.summary.malformed, "{text}");
-        let pppoe = text.lines().filter(|l| l.starts_with("eth1\t") && l.contains("0x1234")).count();
+        let pppoe = text
+            .lines()
+            .filter(|l| l.starts_with("eth1\t") && l.contains("0x1234"))
+            .count();
         assert!(pppoe > 0, "tshark saw no PPPoE session 0x1234");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -373,12 +513,25 @@ fn bad_configs_are_refused() {
     assert_eq!(generate(&c).unwrap_err(), GenError::NoClients);
     let mut c = GenConfig::home(1, 10);
     c.lan.ipv4 = Some((Ipv4Addr::new(192, 168, 1, 1), 30));
-    assert_eq!(generate(&c).unwrap_err(), GenError::SubnetTooSmall { clients: 8 });
+    assert_eq!(
+        generate(&c).unwrap_err(),
+        GenError::SubnetTooSmall { clients: 8 }
+    );
+    let mut c = GenConfig::home(1, 10);
+    c.wan.mtu = 576;
+    assert_eq!(generate(&c).unwrap_err(), GenError::MtuTooSmall(576));
     let mut c = GenConfig::home(1, 10);
     c.wan.ipv4 = None;
     assert!(matches!(generate(&c), Err(GenError::WanWithoutIpv4(_))));
     let mut c = GenConfig::home(1, 10);
-    c.mix = FlowMix { tcp: 0, dns: 0, quic: 0, icmp: 0, inbound: 5, malformed: 0 };
+    c.mix = FlowMix {
+        tcp: 0,
+        dns: 0,
+        quic: 0,
+        icmp: 0,
+        inbound: 5,
+        malformed: 0,
+    };
     c.forwards.clear();
     assert_eq!(generate(&c).unwrap_err(), GenError::EmptyMix);
 }

@@ -6,11 +6,23 @@ use std::io::Cursor;
 
 fn frames() -> Vec<Frame> {
     vec![
-        Frame::new("lan", Duration::new(1_700_000_000, 123_456_789), vec![0xaa; 60]),
-        Frame::new("eth1", Duration::new(1_700_000_000, 123_456_790), (0..=255).collect()),
+        Frame::new(
+            "lan",
+            Duration::new(1_700_000_000, 123_456_789),
+            vec![0xaa; 60],
+        ),
+        Frame::new(
+            "eth1",
+            Duration::new(1_700_000_000, 123_456_790),
+            (0..=255).collect(),
+        ),
         Frame::new("lan", Duration::new(1_700_000_001, 1), vec![1, 2, 3]),
         Frame::new("wan", Duration::ZERO, vec![]),
-        Frame::new("eth1", Duration::new(1_800_000_000, 999_999_999), vec![7; 1514]),
+        Frame::new(
+            "eth1",
+            Duration::new(1_800_000_000, 999_999_999),
+            vec![7; 1514],
+        ),
     ]
 }
 
@@ -32,7 +44,10 @@ fn round_trip_keeps_bytes_timestamps_and_names() {
     let frames = frames();
     let bytes = to_bytes(&frames);
     assert_eq!(read_all(&bytes).unwrap(), frames);
-    let sniffed: Vec<Frame> = CaptureReader::new(&bytes[..], "unused").unwrap().map(Result::unwrap).collect();
+    let sniffed: Vec<Frame> = CaptureReader::new(&bytes[..], "unused")
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(sniffed, frames);
 }
 
@@ -52,7 +67,11 @@ fn block_structure() {
         let ty = u32_le(&bytes, at);
         let len = u32_le(&bytes, at + 4) as usize;
         assert_eq!(len % 4, 0);
-        assert_eq!(u32_le(&bytes, at + len - 4) as usize, len, "trailing length of block at {at}");
+        assert_eq!(
+            u32_le(&bytes, at + len - 4) as usize,
+            len,
+            "trailing length of block at {at}"
+        );
         if ty == 1 {
             idb_bodies.push(bytes[at + 8..at + len - 4].to_vec());
         }
@@ -61,7 +80,11 @@ fn block_structure() {
     }
     assert_eq!(at, bytes.len());
     assert_eq!(types, [0x0a0d0d0a, 1, 6, 1, 6, 6, 1, 6, 6]);
-    assert_eq!(&bytes[8..12], &[0x4d, 0x3c, 0x2b, 0x1a], "little-endian byte-order magic");
+    assert_eq!(
+        &bytes[8..12],
+        &[0x4d, 0x3c, 0x2b, 0x1a],
+        "little-endian byte-order magic"
+    );
     // IDB: linktype 1, reserved, snaplen, then options: if_name (2), if_tsresol (9) = 9, end.
     let idb = &idb_bodies[1];
     assert_eq!(&idb[0..4], &[1, 0, 0, 0]);
@@ -79,17 +102,38 @@ fn block_structure() {
 
 #[test]
 fn timestamp_resolutions() {
-    assert_eq!(scale_timestamp(1_500_000, 6, 0), Some(Duration::from_millis(1500)));
-    assert_eq!(scale_timestamp(1_500, 3, 0), Some(Duration::from_millis(1500)));
+    assert_eq!(
+        scale_timestamp(1_500_000, 6, 0),
+        Some(Duration::from_millis(1500))
+    );
+    assert_eq!(
+        scale_timestamp(1_500, 3, 0),
+        Some(Duration::from_millis(1500))
+    );
     assert_eq!(scale_timestamp(7, 0, 0), Some(Duration::from_secs(7)));
     assert_eq!(scale_timestamp(1, 9, 0), Some(Duration::from_nanos(1)));
-    assert_eq!(scale_timestamp(12_345, 12, 0), Some(Duration::from_nanos(12)));
+    assert_eq!(
+        scale_timestamp(12_345, 12, 0),
+        Some(Duration::from_nanos(12))
+    );
     // 2^-10 s units.
-    assert_eq!(scale_timestamp(1024 * 3, 0x8a, 0), Some(Duration::from_secs(3)));
-    assert_eq!(scale_timestamp(512, 0x8a, 0), Some(Duration::from_millis(500)));
-    assert_eq!(scale_timestamp(5, 6, 10), Some(Duration::from_micros(10_000_005)));
+    assert_eq!(
+        scale_timestamp(1024 * 3, 0x8a, 0),
+        Some(Duration::from_secs(3))
+    );
+    assert_eq!(
+        scale_timestamp(512, 0x8a, 0),
+        Some(Duration::from_millis(500))
+    );
+    assert_eq!(
+        scale_timestamp(5, 6, 10),
+        Some(Duration::from_micros(10_000_005))
+    );
     assert_eq!(scale_timestamp(u64::MAX, 0x7f, 0), Some(Duration::ZERO));
-    assert_eq!(scale_timestamp(u64::MAX, 0x80, 0), Some(Duration::from_secs(u64::MAX)));
+    assert_eq!(
+        scale_timestamp(u64::MAX, 0x80, 0),
+        Some(Duration::from_secs(u64::MAX))
+    );
     assert_eq!(scale_timestamp(u64::MAX, 0x80, 1), None);
     assert_eq!(scale_timestamp(1, 6, -1), None);
 }
@@ -99,7 +143,11 @@ fn timestamp_resolutions() {
 #[test]
 fn foreign_capture() {
     let mut w = PcapNgWriter::with_endianness(Vec::new(), Endianness::Big).unwrap();
-    let idb = |opts| InterfaceDescriptionBlock { linktype: DataLink::ETHERNET, snaplen: 65535, options: opts };
+    let idb = |opts| InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 65535,
+        options: opts,
+    };
     let epb = |id, units: u64, data: &'static [u8]| EnhancedPacketBlock {
         interface_id: id,
         timestamp: Duration::from_nanos(units),
@@ -107,8 +155,10 @@ fn foreign_capture() {
         data: Cow::Borrowed(data),
         options: vec![],
     };
-    w.write_pcapng_block(idb(vec![InterfaceDescriptionOption::IfName("eth0".into())])).unwrap();
-    w.write_pcapng_block(idb(vec![InterfaceDescriptionOption::IfTsResol(0x80 | 20)])).unwrap();
+    w.write_pcapng_block(idb(vec![InterfaceDescriptionOption::IfName("eth0".into())]))
+        .unwrap();
+    w.write_pcapng_block(idb(vec![InterfaceDescriptionOption::IfTsResol(0x80 | 20)]))
+        .unwrap();
     w.write_pcapng_block(epb(0, 2_000_001, b"a")).unwrap();
     w.write_pcapng_block(epb(1, 3 << 20, b"b")).unwrap();
     let mut bytes = w.into_inner();
@@ -121,24 +171,48 @@ fn foreign_capture() {
     bad.extend_from_slice(&36u32.to_be_bytes());
     bytes.extend_from_slice(&bad);
     let mut w = PcapNgWriter::with_endianness(Vec::new(), Endianness::Big).unwrap();
-    w.write_pcapng_block(idb(vec![InterfaceDescriptionOption::IfName("eth9".into())])).unwrap();
+    w.write_pcapng_block(idb(vec![InterfaceDescriptionOption::IfName("eth9".into())]))
+        .unwrap();
     w.write_pcapng_block(epb(0, 5, b"c")).unwrap();
     bytes.extend_from_slice(&w.into_inner());
 
     let out: Vec<_> = PcapngReader::new(&bytes[..]).unwrap().collect();
     assert_eq!(out.len(), 4, "{out:?}");
-    assert_eq!(out[0].as_ref().unwrap(), &Frame::new("eth0", Duration::from_micros(2_000_001), b"a".to_vec()));
-    assert_eq!(out[1].as_ref().unwrap(), &Frame::new("if1", Duration::from_secs(3), b"b".to_vec()));
+    assert_eq!(
+        out[0].as_ref().unwrap(),
+        &Frame::new("eth0", Duration::from_micros(2_000_001), b"a".to_vec())
+    );
+    assert_eq!(
+        out[1].as_ref().unwrap(),
+        &Frame::new("if1", Duration::from_secs(3), b"b".to_vec())
+    );
     let e = out[2].as_ref().unwrap_err();
-    assert!(matches!(e, CaptureError::UnknownInterface { index: 5, id: 5, count: 2 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            CaptureError::UnknownInterface {
+                index: 5,
+                id: 5,
+                count: 2
+            }
+        ),
+        "{e}"
+    );
     assert!(!e.is_fatal());
-    assert_eq!(out[3].as_ref().unwrap(), &Frame::new("eth9", Duration::from_micros(5), b"c".to_vec()));
+    assert_eq!(
+        out[3].as_ref().unwrap(),
+        &Frame::new("eth9", Duration::from_micros(5), b"c".to_vec())
+    );
 }
 
 #[test]
 fn non_ethernet_interface_is_refused() {
     let mut w = PcapNgWriter::new(Vec::new()).unwrap();
-    let idb = InterfaceDescriptionBlock { linktype: DataLink::RAW, snaplen: 0, options: vec![] };
+    let idb = InterfaceDescriptionBlock {
+        linktype: DataLink::RAW,
+        snaplen: 0,
+        options: vec![],
+    };
     w.write_pcapng_block(idb).unwrap();
     let epb = EnhancedPacketBlock {
         interface_id: 0,
@@ -149,24 +223,41 @@ fn non_ethernet_interface_is_refused() {
     };
     w.write_pcapng_block(epb).unwrap();
     let out: Vec<_> = PcapngReader::new(&w.into_inner()[..]).unwrap().collect();
-    assert!(matches!(out[..], [Err(CaptureError::LinkType { linktype: 101, .. })]), "{out:?}");
+    assert!(
+        matches!(out[..], [Err(CaptureError::LinkType { linktype: 101, .. })]),
+        "{out:?}"
+    );
 }
 
 #[test]
 fn bad_files_give_typed_errors() {
-    assert!(matches!(CaptureReader::new(&b""[..], "x"), Err(CaptureError::NotACapture { .. })));
-    assert!(matches!(CaptureReader::new(&b"GIF89a.."[..], "x"), Err(CaptureError::NotACapture { .. })));
-    assert!(matches!(PcapngReader::new(&b"\x0a\x0d\x0d\x0a"[..]), Err(CaptureError::Truncated { index: 0 })));
+    assert!(matches!(
+        CaptureReader::new(&b""[..], "x"),
+        Err(CaptureError::NotACapture { .. })
+    ));
+    assert!(matches!(
+        CaptureReader::new(&b"GIF89a.."[..], "x"),
+        Err(CaptureError::NotACapture { .. })
+    ));
+    assert!(matches!(
+        PcapngReader::new(&b"\x0a\x0d\x0d\x0a"[..]),
+        Err(CaptureError::Truncated { index: 0 })
+    ));
 
     let bytes = to_bytes(&frames());
     // Cut anywhere: a clean prefix of the frames, then at most one error, never a panic.
     for cut in 0..bytes.len() {
-        let Ok(r) = PcapngReader::new(&bytes[..cut]) else { continue };
+        let Ok(r) = PcapngReader::new(&bytes[..cut]) else {
+            continue;
+        };
         let out: Vec<_> = r.collect();
         let errors = out.iter().filter(|r| r.is_err()).count();
         assert!(errors <= 1);
         if let Some(Err(e)) = out.last() {
-            assert!(matches!(e, CaptureError::Truncated { .. }), "cut {cut}: {e}");
+            assert!(
+                matches!(e, CaptureError::Truncated { .. }),
+                "cut {cut}: {e}"
+            );
         }
     }
     // Trailing length that disagrees with the leading one.
@@ -174,7 +265,13 @@ fn bad_files_give_typed_errors() {
     let n = b.len();
     b[n - 4] ^= 0x10;
     let out: Vec<_> = PcapngReader::new(&b[..]).unwrap().collect();
-    assert!(matches!(out.last(), Some(Err(CaptureError::Malformed { index: 8, .. }))), "{out:?}");
+    assert!(
+        matches!(
+            out.last(),
+            Some(Err(CaptureError::Malformed { index: 8, .. }))
+        ),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -182,21 +279,51 @@ fn classic_pcap_on_a_named_interface() {
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     use pcap_file::TsResolution;
     for ts_resolution in [TsResolution::MicroSecond, TsResolution::NanoSecond] {
-        let header = PcapHeader { ts_resolution, ..Default::default() };
+        let header = PcapHeader {
+            ts_resolution,
+            ..Default::default()
+        };
         let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
-        w.write_packet(&PcapPacket::new(Duration::new(10, 5000), 3, b"abc")).unwrap();
-        w.write_packet(&PcapPacket::new(Duration::new(11, 0), 1, b"d")).unwrap();
+        w.write_packet(&PcapPacket::new(Duration::new(10, 5000), 3, b"abc"))
+            .unwrap();
+        w.write_packet(&PcapPacket::new(Duration::new(11, 0), 1, b"d"))
+            .unwrap();
         let bytes = w.into_writer();
-        let out: Vec<Frame> = PcapReader::new(&bytes[..], "lan").unwrap().map(Result::unwrap).collect();
-        assert_eq!(out, [Frame::new("lan", Duration::new(10, 5000), b"abc".to_vec()), Frame::new("lan", Duration::new(11, 0), b"d".to_vec())]);
-        let sniffed: Vec<Frame> = CaptureReader::new(&bytes[..], "lan").unwrap().map(Result::unwrap).collect();
+        let out: Vec<Frame> = PcapReader::new(&bytes[..], "lan")
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            out,
+            [
+                Frame::new("lan", Duration::new(10, 5000), b"abc".to_vec()),
+                Frame::new("lan", Duration::new(11, 0), b"d".to_vec())
+            ]
+        );
+        let sniffed: Vec<Frame> = CaptureReader::new(&bytes[..], "lan")
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(sniffed, out);
-        let cut: Vec<_> = PcapReader::new(&bytes[..bytes.len() - 1], "lan").unwrap().collect();
-        assert!(matches!(cut[..], [Ok(_), Err(CaptureError::Truncated { index: 2 })]), "{cut:?}");
+        let cut: Vec<_> = PcapReader::new(&bytes[..bytes.len() - 1], "lan")
+            .unwrap()
+            .collect();
+        assert!(
+            matches!(cut[..], [Ok(_), Err(CaptureError::Truncated { index: 2 })]),
+            "{cut:?}"
+        );
     }
-    let header = PcapHeader { datalink: DataLink::RAW, ..Default::default() };
-    let bytes = PcapWriter::with_header(Vec::new(), header).unwrap().into_writer();
-    assert!(matches!(PcapReader::new(&bytes[..], "x"), Err(CaptureError::LinkType { .. })));
+    let header = PcapHeader {
+        datalink: DataLink::RAW,
+        ..Default::default()
+    };
+    let bytes = PcapWriter::with_header(Vec::new(), header)
+        .unwrap()
+        .into_writer();
+    assert!(matches!(
+        PcapReader::new(&bytes[..], "x"),
+        Err(CaptureError::LinkType { .. })
+    ));
 }
 
 #[test]
@@ -211,10 +338,23 @@ fn file_helpers_and_tshark() {
     if let Ok(out) = std::process::Command::new("tshark")
         .args(["-r"])
         .arg(&path)
-        .args(["-T", "fields", "-e", "frame.interface_name", "-e", "frame.time_epoch", "-e", "frame.len"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.len",
+        ])
         .output()
     {
-        assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
         assert_eq!(rows.len(), frames.len(), "{text}");
