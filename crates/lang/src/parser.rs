@@ -1065,7 +1065,10 @@ impl<'a> Parser<'a> {
             self.enter()?;
         }
         let mut fields: Vec<(String, u64)> = vec![];
-        self.skip_seps()?;
+        if block {
+            // outside a block the newline ends the command
+            self.skip_seps()?;
+        }
         if block && self.is_word("comment")? {
             self.next()?;
             comment = Some(self.comment_str()?);
@@ -1859,7 +1862,16 @@ impl<'a> Parser<'a> {
         let span = left.span;
         if self.is_word("set")? {
             self.next()?;
-            let value = self.expr(Mode::Stmt)?;
+            let mut value = self.expr(Mode::Stmt)?;
+            // a flag list: `ct event set new,related`
+            if matches!(self.peek()?, Tok::Comma) && !matches!(value.kind, ExprKind::Set(_) | ExprKind::SetRef(_) | ExprKind::Map(..)) {
+                let mut items = vec![value];
+                while self.eat(&Tok::Comma)? {
+                    items.push(self.expr(Mode::Stmt)?);
+                }
+                let sp = items[0].span.to(items[items.len() - 1].span);
+                value = Expr::new(ExprKind::List(items), sp);
+            }
             let sp = span.to(value.span);
             return Ok(Stmt { kind: StmtKind::Set { key: left, value }, span: sp });
         }
