@@ -88,6 +88,8 @@ pub struct PrintOpts {
     pub numeric_prio: bool,
     /// `-T`: time as seconds.
     pub numeric_time: bool,
+    /// Symbolic constants as numbers (nft prints both ends of a range this way).
+    pub numeric_symbol: bool,
 }
 
 /// A constant value.
@@ -901,6 +903,7 @@ impl Dt {
             },
             // A plain `icmp code` match prints numbers; `reject with` uses `symbol_name`.
             Dt::IcmpCode | Dt::Icmp6Code | Dt::IcmpxCode => n.to_string(),
+            dt if dt.is_bitmask() && opts.numeric_symbol => format!("0x{n:x}"),
             dt if dt.is_bitmask() => match dt.symbol_name(n) {
                 Some(s) => s.to_string(),
                 None => match dt.bitmask_names(n) {
@@ -908,7 +911,7 @@ impl Dt {
                     None => format!("0x{n:x}"),
                 },
             },
-            dt => match dt.symbol_name(n) {
+            dt => match dt.symbol_name(n).filter(|_| !opts.numeric_symbol) {
                 Some(s) => s.to_string(),
                 None => match dt {
                     Dt::EtherType => format!("0x{n:04x}"),

@@ -514,6 +514,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             }
             eval_value(ctx, right, dt, bits)?;
             normalize_match(left, op, right)?;
+            crate::flags::normalize(left, op, right)?;
             Ok(())
         }
         StmtKind::Verdict(v) => verdict_ok(ctx, v, span),

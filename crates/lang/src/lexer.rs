@@ -126,6 +126,12 @@ fn is_word_start(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'\\')
 }
 
+/// A tc class id, `major:minor` in hex (`1:bbf8`): one token, as in nft's scanner.
+fn is_classid(w: &str) -> bool {
+    let hex = |p: &str| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit());
+    matches!(w.split_once(':'), Some((a, b)) if hex(a) && hex(b))
+}
+
 /// True if `w` (with an optional `/len` and `-` range) reads as IPv6 or MAC addresses, the only
 /// words that may hold a `:`.
 fn colon_word_ok(w: &str) -> bool {
@@ -258,7 +264,7 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
             }
             // a trailing '.' or '-' never belongs to a word
             let mut w = &src[start..j];
-            if w.contains(':') && !colon_word_ok(w.trim_end_matches(['.', ',']).trim_end_matches('-')) {
+            if w.contains(':') && !colon_word_ok(w.trim_end_matches(['.', ',']).trim_end_matches('-')) && !is_classid(w) {
                 // try the longest prefix (ending before some ':') that is an address
                 let mut cut = None;
                 if let Some(p) = w.find(':') {

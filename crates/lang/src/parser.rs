@@ -921,7 +921,24 @@ impl<'a> Parser<'a> {
                     let e = self.typeof_expr()?;
                     set.key = Some(KeySpec::Typeof(e));
                     if self.eat(&Tok::Colon)? {
-                        if self.is_word("verdict")? {
+                        let obj_kind = match self.peek_word()?.as_deref() {
+                            Some(k @ ("counter" | "quota" | "limit" | "secmark" | "synproxy" | "tunnel")) => Some(k.to_string()),
+                            Some("ct") => match self.peek_n(1)? {
+                                Tok::Word(k) if matches!(k.as_str(), "helper" | "timeout" | "expectation") => Some(format!("ct {k}")),
+                                _ => None,
+                            },
+                            _ => None,
+                        };
+                        if let Some(k) = obj_kind {
+                            for _ in 0..k.split(' ').count() {
+                                self.next()?;
+                            }
+                            set.obj_map = Some(k);
+                        } else if self.is_word("queue")? {
+                            // queue numbers: printed as `queue`, typed as a 16-bit integer
+                            self.next()?;
+                            set.data = Some(KeySpec::Types(vec!["queue".into()]));
+                        } else if self.is_word("verdict")? {
                             self.next()?;
                             set.data = Some(KeySpec::Types(vec!["verdict".into()]));
                         } else if self.is_word("interval")? {
@@ -969,10 +986,21 @@ impl<'a> Parser<'a> {
                         _ => return Err(Error::new(sp, "syntax error, expecting '{'")),
                     }
                 }
-                "counter" | "quota" | "limit" | "last" => {
-                    // per-element statements: `counter`, `quota 10 mbytes`...
-                    let st = self.stmt_after_kw(&w, t.span)?;
-                    set.stmts.push(st);
+                "counter" | "quota" | "limit" | "last" | "ct" => {
+                    // per-element statements: `counter`, `quota 10 mbytes`, several on a line
+                    let mut kw = w.clone();
+                    let mut sp = t.span;
+                    loop {
+                        let st = self.elem_stmt_after_kw(&kw, sp)?;
+                        set.stmts.push(st);
+                        match self.peek_word()? {
+                            Some(k) if is_elem_stmt_kw(&k) && (k != "ct" || self.is_word_n(1, "count")?) => {
+                                sp = self.next()?.span;
+                                kw = k;
+                            }
+                            _ => break,
+                        }
+                    }
                 }
                 _ => return Err(Error::new(t.span, format!("syntax error, unexpected {w}"))),
             }
@@ -1889,6 +1917,7 @@ impl<'a> Parser<'a> {
             Tok::Gt => Some(RelOp::Gt),
             Tok::Le => Some(RelOp::Le),
             Tok::Ge => Some(RelOp::Ge),
+            Tok::Bang => Some(RelOp::Neg),
             Tok::Word(w) => match w.as_str() {
                 "eq" => Some(RelOp::Eq),
                 "ne" => Some(RelOp::Ne),
@@ -1939,6 +1968,14 @@ impl<'a> Parser<'a> {
                 items.push(self.expr(Mode::Rhs)?);
             }
             let sp = items[0].span.to(items[items.len() - 1].span);
+            // `fin,syn / fin,syn`: the mask applies to the whole list
+            if matches!(items.last().map(|e| &e.kind), Some(ExprKind::Masked(..))) {
+                let Some(Expr { kind: ExprKind::Masked(v, m), .. }) = items.pop() else { return self.unexpected("flag list") };
+                items.push(*v);
+                let lsp = items[0].span.to(items[items.len() - 1].span);
+                let list = Expr::new(ExprKind::List(items), lsp);
+                return Ok(Expr::new(ExprKind::Masked(Box::new(list), m), sp));
+            }
             return Ok(Expr::new(ExprKind::List(items), sp));
         }
         Ok(first)
@@ -2144,6 +2181,18 @@ impl<'a> Parser<'a> {
         self.expr(Mode::Rhs)
     }
 
+    /// A statement a set element may carry (`counter`, `limit ...`, `ct count over 2`), its
+    /// keyword already consumed.
+    fn elem_stmt_after_kw(&mut self, kw: &str, span: Span) -> Result<Stmt> {
+        if kw == "ct" {
+            self.expect_word("count")?;
+            let over = self.eat_word("over")?;
+            let (n, sp) = self.number("number")?;
+            return Ok(Stmt { kind: StmtKind::Connlimit { over, count: n as u32 }, span: span.to(sp) });
+        }
+        self.stmt_after_kw(kw, span)
+    }
+
     /// `timeout`, `expires` and `comment` after the key of a dynamic set update; statements
     /// that follow belong to the update itself.
     fn dynset_elem_opts(&mut self, e: Expr) -> Result<Expr> {
@@ -2195,6 +2244,10 @@ impl<'a> Parser<'a> {
                 "counter" | "limit" | "quota" | "last" => {
                     let t = self.next()?;
                     opts.stmts.push(self.stmt_after_kw(&w, t.span)?);
+                }
+                "ct" if self.is_word_n(1, "count")? => {
+                    let t = self.next()?;
+                    opts.stmts.push(self.elem_stmt_after_kw("ct", t.span)?);
                 }
                 _ => break,
             }
@@ -2517,6 +2570,10 @@ pub enum Mode {
     Rhs,
     /// Statement arguments (`set` values, NAT addresses): both.
     Stmt,
+}
+
+fn is_elem_stmt_kw(w: &str) -> bool {
+    matches!(w, "counter" | "quota" | "limit" | "last" | "ct")
 }
 
 fn push_flag(v: &mut Vec<String>, f: &str) {

@@ -414,7 +414,7 @@ fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
             if i > 0 {
                 s.push_str(delim(dt, &mut count));
             }
-            s.push_str(&expr(e, o));
+            s.push_str(&expr_in(e, o, Ctx::Elem));
             count += 1;
         }
         s.push_str(" }\n");
@@ -509,11 +509,14 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
     match &st.kind {
         StmtKind::Match { left, op, right } => {
             let l = expr(left, o);
-            let r = expr_in(right, o, Ctx::Rhs { binop_left: matches!(left.kind, ExprKind::Binop(..)) });
+            // flag values list as `a,b` in a flag test and as `a | b` everywhere else
+            let flag_test = matches!(op, RelOp::Implicit | RelOp::Neg) && !matches!(left.kind, ExprKind::Binop(..));
+            let r = expr_in(right, o, Ctx::Rhs { binop_left: !flag_test });
             let opstr = match op {
                 RelOp::Implicit => " ".to_string(),
+                RelOp::Neg => " ! ".to_string(),
                 RelOp::Eq => {
-                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && matches!(right.kind, ExprKind::Const(_))) {
+                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && const_single_flag(right)) {
                         " == ".into()
                     } else {
                         " ".into()
@@ -727,8 +730,9 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             s
         }
         StmtKind::Last { used } => match used {
-            Some(u) if !o.stateless => format!("last used {}", time_str(*u)),
-            _ => "last".into(),
+            _ if o.stateless => "last".into(),
+            Some(u) => format!("last used {}", time_str(*u)),
+            None => "last used never".into(),
         },
         StmtKind::Connlimit { over, count } => format!("ct count {}{count}", if *over { "over " } else { "" }),
         StmtKind::Reset(e) => format!("reset {}", expr(e, o)),
@@ -746,6 +750,8 @@ fn quoted_expr(e: &Expr, o: &ListOpts) -> String {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ctx {
     Top,
+    /// A set element: flag values with several bits print as `syn | ack`.
+    Elem,
     Rhs { binop_left: bool },
     Binop,
 }
@@ -771,7 +777,7 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         ExprKind::Const(c) => {
             if c.dt.is_bitmask() {
                 if let Val::Int(v) = c.val {
-                    let pipe = matches!(ctx, Ctx::Binop) || matches!(ctx, Ctx::Rhs { binop_left: true });
+                    let pipe = matches!(ctx, Ctx::Binop | Ctx::Rhs { binop_left: true }) || (ctx == Ctx::Elem && v.count_ones() > 1);
                     if pipe {
                         return bitmask_pipe(c.dt, v, c.bits, o);
                     }
@@ -859,7 +865,14 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         }
         ExprKind::Tunnel(k) => format!("tunnel {k}"),
         ExprKind::Prefix(a, len) => format!("{}/{len}", expr_in(a, o, ctx)),
-        ExprKind::Range(a, b) => format!("{}-{}", expr_in(a, o, ctx), expr_in(b, o, ctx)),
+        ExprKind::Range(a, b) => {
+            // nft lists both ends of a range numerically
+            let mut no = *o;
+            no.dt.numeric_proto = true;
+            no.dt.numeric_symbol = true;
+            no.dt.services = false;
+            format!("{}-{}", expr_in(a, &no, ctx), expr_in(b, &no, ctx))
+        }
         ExprKind::List(items) => items.iter().map(|i| expr_in(i, o, ctx)).collect::<Vec<_>>().join(","),
         ExprKind::Concat(items) => items.iter().map(|i| expr_in(i, o, ctx)).collect::<Vec<_>>().join(" . "),
         ExprKind::Binop(op, l, r) => {
@@ -876,7 +889,7 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         }
         ExprKind::Masked(v, m) => format!("{} / {}", expr(v, o), expr(m, o)),
         ExprKind::Set(elems) => {
-            let items: Vec<String> = elems.iter().map(|x| expr_in(x, o, Ctx::Top)).collect();
+            let items: Vec<String> = elems.iter().map(|x| expr_in(x, o, Ctx::Elem)).collect();
             format!("{{ {} }}", items.join(", "))
         }
         ExprKind::Elem(inner, opts) => {
@@ -897,7 +910,10 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             }
             s
         }
-        ExprKind::Mapping(k, v) => format!("{} : {}", expr_in(k, o, Ctx::Top), expr_in(v, o, Ctx::Top)),
+        ExprKind::Mapping(k, v) => {
+            let kctx = if ctx == Ctx::Elem { Ctx::Elem } else { Ctx::Top };
+            format!("{} : {}", expr_in(k, o, kctx), expr_in(v, o, Ctx::Top))
+        }
         ExprKind::SetRef(n) => format!("@{n}"),
         ExprKind::Map(k, m) => format!("{} map {}", expr(k, o), expr(m, o)),
         ExprKind::Verdict(v) => v.text(),
@@ -905,10 +921,18 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
     }
 }
 
+/// nft writes `==` before a flag value only while it is one value, not an `a | b` of several.
+fn const_single_flag(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Const(Const { dt, val: Val::Int(v), .. }) => *dt == Dt::Bitmask || v.count_ones() <= 1,
+        _ => false,
+    }
+}
+
 /// A bitmask constant inside arithmetic: `fin | syn`.
 fn bitmask_pipe(dt: Dt, v: u128, bits: u32, o: &ListOpts) -> String {
-    if v == 0 {
-        return dt.print(&Val::Int(0), bits, &o.dt);
+    if v == 0 || dt == Dt::Bitmask {
+        return dt.print(&Val::Int(v), bits, &o.dt);
     }
     let mut parts = vec![];
     for b in 0..bits.max(1).min(128) {

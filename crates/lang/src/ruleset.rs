@@ -64,6 +64,17 @@ fn load_inner(sm: &mut SourceMap, id: u32, opts: &LoadOpts) -> Result<Ruleset> {
     Ok(rs)
 }
 
+/// Applies already-built commands (from JSON input) to an empty ruleset and evaluates it.
+pub fn load_cmds(cmds: Vec<Cmd>) -> Result<Ruleset> {
+    let mut rs = Ruleset::default();
+    let mut b = Builder::default();
+    for c in cmds {
+        b.apply(&mut rs, c)?;
+    }
+    evaluate(&mut rs)?;
+    Ok(rs)
+}
+
 #[derive(Default)]
 struct Builder {
     handle: u64,
@@ -392,6 +403,9 @@ fn key_types(ctx_family: Family, k: &KeySpec, sets: &HashMap<String, SetInfo>) -
         KeySpec::Types(names) => names
             .iter()
             .map(|n| {
+                if n == "queue" {
+                    return Ok((Dt::Integer, 16));
+                }
                 let dt = Dt::by_name(n).ok_or_else(|| Error::nospan(format!("unknown datatype {n}")))?;
                 Ok((dt, eval::type_bits(dt)))
             })

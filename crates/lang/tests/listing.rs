@@ -87,3 +87,23 @@ fn nat_family_listed_for_interval_and_concat_maps() {
 fn map_with_interval_data() {
     round_trip("table ip nat {\n\tmap m {\n\t\ttype ipv4_addr : interval ipv4_addr . inet_service\n\t\tflags interval\n\t\telements = { 192.168.1.2 : 10.141.10.1-10.141.10.3 . 8888-8999 }\n\t}\n}\n");
 }
+
+#[test]
+fn set_statements_several_and_connlimit() {
+    round_trip("table ip x {\n\tset y {\n\t\ttype ipv4_addr\n\t\tlimit rate 1/second burst 5 packets counter\n\t\telements = { 1.1.1.1 limit rate 1/second burst 5 packets counter packets 0 bytes 0 }\n\t}\n\n\tset z {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic\n\t\tct count over 20\n\t}\n\n\tset w {\n\t\ttype ipv4_addr\n\t\tct count over 2\n\t\telements = { 2.2.2.2 ct count over 5 }\n\t}\n}\n");
+}
+
+#[test]
+fn last_without_use_lists_never() {
+    round_trip("table ip x {\n\tset y {\n\t\ttype ipv4_addr\n\t\tlast\n\t\telements = { 2.2.2.3 last used never }\n\t}\n}\n");
+}
+
+#[test]
+fn typeof_object_and_queue_maps() {
+    round_trip("table inet filter {\n\tlimit b {\n\t\trate 1 kbytes/second\n\t}\n\n\tmap m {\n\t\ttypeof ip saddr : limit\n\t\telements = { 1.1.1.1 : \"b\" }\n\t}\n\n\tmap q {\n\t\ttypeof ip saddr . tcp dport : queue\n\t\telements = { 127.0.0.1 . 22 : 1 }\n\t}\n}\n");
+}
+
+#[test]
+fn classid_is_one_token() {
+    round_trip("table ip x {\n\tmap m {\n\t\ttype ipv4_addr : classid\n\t\telements = { 10.1.26.2 : 1:bbf8 }\n\t}\n\n\tchain c {\n\t\tmeta priority set 1:2\n\t}\n}\n");
+}
