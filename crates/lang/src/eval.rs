@@ -371,6 +371,12 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
     for i in 0..rule.stmts.len() {
         let st = &mut rule.stmts[i];
         eval_stmt(ctx, st)?;
+        // A statement with side effects (counter, mangle, log...) between a protocol match and
+        // the header match it guards keeps the protocol match: dropping it would change what
+        // the statement applies to.
+        if !matches!(st.kind, StmtKind::Match { .. } | StmtKind::Vmap { .. }) {
+            pc = ProtoCtx::default();
+        }
         // dependency bookkeeping
         if let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind {
             if let Some(v) = const_int(right) {

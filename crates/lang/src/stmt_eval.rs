@@ -953,6 +953,13 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn statements_keep_protocol_matches_before_them() {
+        ok("ip", "ip protocol tcp meta mark set 1 tcp dport 22", "ip protocol 6 meta mark set 0x00000001 tcp dport 22");
+        ok("inet", "meta nfproto ipv4 counter ip saddr 1.2.3.4", "meta nfproto ipv4 counter ip saddr 1.2.3.4");
+        ok("ip", "ip protocol tcp tcp dport 22 counter", "tcp dport 22 counter");
+    }
+
+    #[test]
     fn reject_conflicts() {
         fails("inet", "meta nfproto ipv6 reject with icmp host-unreachable");
         fails("inet", "meta l4proto udp reject with tcp reset");
