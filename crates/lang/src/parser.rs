@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::ast::*;
+use crate::datatype::Dt;
 use crate::error::{Error, Result, SourceMap, Span};
 use crate::lexer::{lex, Tok, Token};
 
@@ -319,7 +320,7 @@ impl<'a> Parser<'a> {
                 out.push(Cmd::Noop);
                 Ok(())
             }
-            "table" | "chain" | "rule" | "set" | "map" | "element" | "flowtable" | "counter" | "quota" | "ct" | "limit" | "secmark" | "synproxy" => {
+            "table" | "chain" | "rule" | "set" | "map" | "element" | "flowtable" | "counter" | "quota" | "ct" | "limit" | "secmark" | "synproxy" | "tunnel" => {
                 self.verb_cmd(Verb::Add, out)?;
                 self.end_of_stmt()
             }
@@ -551,7 +552,7 @@ impl<'a> Parser<'a> {
                 out.push(Cmd::Flowtable { verb, table, ft });
                 Ok(())
             }
-            "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "counters" | "quotas" | "limits" => {
+            "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel" | "counters" | "quotas" | "limits" => {
                 let kind = if obj == "ct" {
                     let (k, sp) = self.ident("helper, timeout or expectation")?;
                     if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
@@ -675,7 +676,7 @@ impl<'a> Parser<'a> {
                     self.flowtable_block(&mut ft)?;
                     out.push(Cmd::Flowtable { verb: Verb::Add, table: table.clone(), ft });
                 }
-                "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" => {
+                "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel" => {
                     self.next()?;
                     let kind = if w == "ct" {
                         let (k, sp) = self.ident("helper, timeout or expectation")?;
@@ -1140,6 +1141,9 @@ impl<'a> Parser<'a> {
                 let (mss, wscale, flags) = self.synproxy_args()?;
                 body = ObjBody::Synproxy { mss: mss.unwrap_or(0), wscale: wscale.unwrap_or(0), flags };
             }
+            "tunnel" => {
+                body = ObjBody::Raw(self.tunnel_obj_body()?);
+            }
             "ct helper" => {
                 let mut hname = String::new();
                 let mut proto = String::new();
@@ -1244,6 +1248,133 @@ impl<'a> Parser<'a> {
             self.leave();
         }
         Ok(Obj { kind: kind.to_string(), name, body, comment, handle: 0, span })
+    }
+
+    /// The body of a tunnel object, kept as the canonical listing text (`id`, addresses,
+    /// ports, tos, ttl, then the vxlan, erspan or geneve options).
+    fn tunnel_obj_body(&mut self) -> Result<String> {
+        let mut id = 0u64;
+        let (mut src, mut dst): (Option<String>, Option<String>) = (None, None);
+        let (mut sport, mut dport, mut tos, mut ttl) = (0u64, 0u64, 0u64, 0u64);
+        let mut opts: Option<(String, Vec<String>)> = None;
+        let small = |p: &mut Self, what: &str, max: u64| -> Result<u64> {
+            let (n, sp) = p.number(what)?;
+            if n > max {
+                return Err(Error::new(sp, format!("{what} out of range")));
+            }
+            Ok(n)
+        };
+        loop {
+            self.skip_seps()?;
+            let t = self.peek_tok()?.clone();
+            let Tok::Word(w) = &t.tok else { break };
+            match w.as_str() {
+                "id" => {
+                    self.next()?;
+                    id = small(self, "tunnel id", u32::MAX as u64)?;
+                }
+                "ip" | "ip6" => {
+                    self.next()?;
+                    let (dir, dsp) = self.ident("saddr or daddr")?;
+                    let (dt, bits) = if w == "ip" { (Dt::Ipv4Addr, 32) } else { (Dt::Ipv6Addr, 128) };
+                    let at = self.next()?;
+                    let Tok::Word(a) = &at.tok else { return Err(Error::new(at.span, "syntax error, expecting address")) };
+                    let v = dt.parse(a, bits).map_err(|m| Error::new(at.span, m))?;
+                    let text = format!("{w} {dir} {}", dt.print(&v, bits, &Default::default()));
+                    match dir.as_str() {
+                        "saddr" => src = Some(text),
+                        "daddr" => dst = Some(text),
+                        _ => return Err(Error::new(dsp, format!("syntax error, unexpected {dir}"))),
+                    }
+                }
+                "sport" => {
+                    self.next()?;
+                    sport = small(self, "port", 65535)?;
+                }
+                "dport" => {
+                    self.next()?;
+                    dport = small(self, "port", 65535)?;
+                }
+                "tos" => {
+                    self.next()?;
+                    tos = small(self, "tos", 255)?;
+                }
+                "ttl" => {
+                    self.next()?;
+                    ttl = small(self, "ttl", 255)?;
+                }
+                "vxlan" | "erspan" | "geneve" => {
+                    let kind = w.clone();
+                    self.next()?;
+                    self.expect(&Tok::LBrace, "'{'")?;
+                    let mut lines = vec![];
+                    loop {
+                        self.skip_seps()?;
+                        if self.eat(&Tok::RBrace)? {
+                            break;
+                        }
+                        lines.push(self.tunnel_opt_line(&kind)?);
+                    }
+                    opts = Some((kind, lines));
+                }
+                _ => break,
+            }
+        }
+        let mut out = vec![format!("id {id}")];
+        out.extend(src);
+        out.extend(dst);
+        for (k, v) in [("sport", sport), ("dport", dport), ("tos", tos), ("ttl", ttl)] {
+            if v != 0 {
+                out.push(format!("{k} {v}"));
+            }
+        }
+        if let Some((kind, lines)) = opts {
+            let mut block = format!("{kind} {{");
+            for l in lines {
+                block.push_str("\n\t\t\t");
+                block.push_str(&l);
+            }
+            block.push_str("\n\t\t}");
+            out.push(block);
+        }
+        Ok(out.join("\n\t\t"))
+    }
+
+    /// One option line of a tunnel's vxlan, erspan or geneve block, as listed.
+    fn tunnel_opt_line(&mut self, kind: &str) -> Result<String> {
+        let (w, sp) = self.ident("tunnel option")?;
+        match (kind, w.as_str()) {
+            ("vxlan", "gbp") | ("erspan", "version") | ("erspan", "index") | ("erspan", "id") => {
+                let (n, _) = self.number("number")?;
+                Ok(format!("{w} {n}"))
+            }
+            ("erspan", "direction") => {
+                let (d, dsp) = self.ident("ingress or egress")?;
+                if d != "ingress" && d != "egress" {
+                    return Err(Error::new(dsp, format!("syntax error, unexpected {d}")));
+                }
+                Ok(format!("direction {d}"))
+            }
+            ("geneve", "class") => {
+                let (class, _) = self.number("class")?;
+                self.expect_word("opt-type")?;
+                let (typ, _) = self.number("opt-type")?;
+                self.expect_word("data")?;
+                let dt = self.next()?;
+                let data = match &dt.tok {
+                    Tok::Str(d) | Tok::Word(d) => d.clone(),
+                    _ => return Err(Error::new(dt.span, "syntax error, expecting data")),
+                };
+                let hex = data.strip_prefix("0x").unwrap_or(&data);
+                if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Error::new(dt.span, "geneve data must be hex bytes (0x...)"));
+                }
+                // nft lists each byte with %x, dropping a leading zero
+                let bytes: String = (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).map(|b| format!("{b:x}")).collect();
+                Ok(format!("class 0x{class:x} opt-type 0x{typ:x} data \"0x{bytes}\""))
+            }
+            _ => Err(Error::new(sp, format!("syntax error, unexpected {w}"))),
+        }
     }
 
     fn quota_amounts(&mut self) -> Result<(u64, u64)> {
@@ -1391,6 +1522,18 @@ impl<'a> Parser<'a> {
                     }
                 }
                 Ok(Stmt { kind: StmtKind::Dynset { op, set, key, stmts, data }, span: t.span })
+            }
+            "tunnel" if self.is_word_n(1, "name")? => {
+                self.next()?;
+                self.next()?;
+                let name = self.expr(Mode::Stmt)?;
+                Ok(Stmt { kind: StmtKind::ObjRef { kind: "tunnel".into(), name }, span: t.span })
+            }
+            "tunnel" if self.is_word_n(1, "name")? => {
+                self.next()?;
+                self.next()?;
+                let name = self.expr(Mode::Stmt)?;
+                Ok(Stmt { kind: StmtKind::ObjRef { kind: "tunnel".into(), name }, span: t.span })
             }
             "ct" if self.is_word_n(1, "count")? => {
                 self.next()?;

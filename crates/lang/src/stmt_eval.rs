@@ -960,6 +960,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn tunnel_objects() {
+        let text = "table netdev x {\n\ttunnel t1 {\n\t\tttl 10; id 7\n\t\tip saddr 192.168.2.10\n\t\tsport 0\n\t\tgeneve {\n\t\t\tclass 0x10 opt-type 0x2 data \"0x0a0b\"\n\t\t}\n\t}\n\tchain c {\n\t\ttunnel name \"t1\"\n\t}\n}\n";
+        let rs = load_str("test.nft", text, &LoadOpts::default()).map_err(|e| e.rendered).unwrap();
+        let out = crate::print::ruleset(&rs, &Default::default());
+        assert!(out.contains("\ttunnel t1 {\n\t\tid 7\n\t\tip saddr 192.168.2.10\n\t\tttl 10\n\t\tgeneve {\n\t\t\tclass 0x10 opt-type 0x2 data \"0xab\"\n\t\t}\n\t}\n"), "{out}");
+        assert!(out.contains("\t\ttunnel name \"t1\"\n"), "{out}");
+    }
+
+    #[test]
     fn reject_conflicts() {
         fails("inet", "meta nfproto ipv6 reject with icmp host-unreachable");
         fails("inet", "meta l4proto udp reject with tcp reset");
