@@ -2,8 +2,10 @@
 
 use crate::status::Status;
 use crate::tcp::TcpTrack;
-use crate::tuple::{Direction, Tuple, Zone, PROTO_DCCP, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6,
-    PROTO_SCTP, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE};
+use crate::tuple::{
+    Direction, Tuple, Zone, PROTO_DCCP, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP,
+    PROTO_UDP, PROTO_UDPLITE,
+};
 use core::fmt::Write as _;
 use core::time::Duration;
 
@@ -13,7 +15,9 @@ pub enum ProtoState {
     Tcp(TcpTrack),
     /// `stream_at`: once replied, traffic after this instant makes the flow a stream (assured,
     /// longer timeout): two seconds after creation, as in the kernel.
-    Udp { stream_at: Duration },
+    Udp {
+        stream_at: Duration,
+    },
     Icmp,
     Generic,
 }
@@ -135,7 +139,13 @@ impl Conn {
     pub fn listing(&self, now: Duration, accounting: bool) -> String {
         let mut s = String::with_capacity(192);
         let proto = self.l4proto();
-        let _ = write!(s, "{:<8} {} {} ", proto_name(proto), proto, self.remaining(now).as_secs());
+        let _ = write!(
+            s,
+            "{:<8} {} {} ",
+            proto_name(proto),
+            proto,
+            self.remaining(now).as_secs()
+        );
         if let ProtoState::Tcp(t) = &self.proto {
             let _ = write!(s, "{} ", t.state.name());
         }

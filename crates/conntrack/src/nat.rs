@@ -301,12 +301,16 @@ impl Table {
         zone: Zone,
         me: ConnId,
     ) -> Result<Tuple, CtError> {
-        if manip == Manip::Src
-            && !range.random_any()
-            && in_range(&curr, manip, range)
-            && !self.used(&curr, zone, me)
-        {
-            return Ok(curr);
+        if manip == Manip::Src && !range.random_any() {
+            if in_range(&curr, manip, range) {
+                if !self.used(&curr, zone, me) {
+                    return Ok(curr);
+                }
+            } else if let Some(mapped) = self.appropriate_src(&curr, range, zone) {
+                if !self.used(&mapped, zone, me) {
+                    return Ok(mapped);
+                }
+            }
         }
         let mut t = curr;
         self.best_addr(&mut t, range, manip, zone);
@@ -314,6 +318,19 @@ impl Table {
             return Ok(t);
         }
         self.unique_l4(t, range, manip, zone, me)
+    }
+
+    /// `find_appropriate_src`: the mapping an earlier connection from the same source
+    /// address and port got, if it fits this range, so the client keeps one outside identity
+    /// whatever the destination.
+    fn appropriate_src(&self, curr: &Tuple, range: &NatRange, zone: Zone) -> Option<Tuple> {
+        let id = *self.bysource.get(&crate::table::source_key(curr, zone))?;
+        let c = self.get(id)?;
+        let mapped = c.reply().invert()?;
+        let mut t = *curr;
+        t.src = mapped.src;
+        t.sport = mapped.sport;
+        in_range(&t, Manip::Src, range).then_some(t)
     }
 
     /// `find_best_ips_proto`: an address from the range by a hash of the client (and, unless
@@ -381,7 +398,7 @@ impl Table {
             );
             h as u16 as u32
         } else {
-            (k as u32).wrapping_sub(min).wrapping_add(size) % size
+            (k as i64 - min as i64).rem_euclid(size as i64) as u32
         };
         let mut attempts = size.min(128);
         loop {

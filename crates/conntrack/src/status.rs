@@ -166,7 +166,10 @@ mod tests {
     fn status_names_and_bits() {
         let s = Status::SEEN_REPLY | Status::ASSURED | Status::CONFIRMED | Status::SRC_NAT;
         assert_eq!(s.bits(), 0b1_1110);
-        assert_eq!(s.nft_names(), ["seen-reply", "assured", "confirmed", "snat"]);
+        assert_eq!(
+            s.nft_names(),
+            ["seen-reply", "assured", "confirmed", "snat"]
+        );
         assert!(s.contains(Status::ASSURED));
         assert!(!s.contains(Status::ASSURED | Status::DYING));
     }

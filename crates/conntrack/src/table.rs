@@ -10,8 +10,9 @@
 use crate::conn::{Conn, Counter, ProtoState};
 use crate::status::{CtState, Status, Timeouts};
 use crate::tcp::{Segment, TcpState, TcpTrack, TcpVerdict};
-use crate::tuple::{self, Direction, Tuple, Zone, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
-    PROTO_UDPLITE};
+use crate::tuple::{
+    self, Direction, Tuple, Zone, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE,
+};
 use crate::CtError;
 use core::time::Duration;
 use nft_wire::PacketMeta;
@@ -159,6 +160,12 @@ pub struct Stats {
     pub reopened: u64,
 }
 
+pub(crate) type SourceKey = (Zone, u8, std::net::IpAddr, u16);
+
+pub(crate) fn source_key(t: &Tuple, zone: Zone) -> SourceKey {
+    (zone, t.proto, t.src, t.sport)
+}
+
 struct Slot {
     gen: u32,
     conn: Option<Conn>,
@@ -186,6 +193,9 @@ pub struct Table {
     slots: Vec<Slot>,
     free: Vec<u32>,
     pub(crate) map: HashMap<(Tuple, Zone), (u32, Direction)>,
+    /// Source-NATed connections by original source (zone, protocol, address, port or ICMP
+    /// id), so a client's later connections keep its mapping (the kernel's bysource hash).
+    pub(crate) bysource: HashMap<SourceKey, ConnId>,
     /// Confirmed connections in confirmation order, the candidates for early drop; stale and
     /// assured ids are dropped lazily.
     age: VecDeque<ConnId>,
@@ -210,6 +220,7 @@ impl Table {
             slots: Vec::new(),
             free: Vec::new(),
             map: HashMap::new(),
+            bysource: HashMap::new(),
             age: VecDeque::new(),
             len: 0,
             gc_cursor: 0,
@@ -320,7 +331,12 @@ impl Table {
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
         let s = self.slots.get_mut(idx as usize)?;
+        let id = ConnId { idx, gen: s.gen };
         let c = s.conn.take()?;
+        let k = source_key(&c.tuples[0], c.zone);
+        if self.bysource.get(&k) == Some(&id) {
+            self.bysource.remove(&k);
+        }
         s.gen = s.gen.wrapping_add(1);
         self.free.push(idx);
         self.len -= 1;
@@ -571,12 +587,12 @@ impl Table {
         };
         if let Some(timeout) = timeout {
             if !c.status.contains(Status::FIXED_TIMEOUT) {
-                c.deadline = now + timeout;
+                c.deadline = now.saturating_add(timeout);
             }
             if accounting {
                 let k = &mut c.counters[dir.index()];
-                k.packets += 1;
-                k.bytes += meta.ip_total_len as u64;
+                k.packets = k.packets.saturating_add(1);
+                k.bytes = k.bytes.saturating_add(meta.ip_total_len as u64);
             }
             // TCP is assured by the ACK that completes the handshake, or by the first answer
             // to a connection picked up mid-stream.
@@ -614,21 +630,18 @@ impl Table {
                 let Some(seg) = segment(meta) else {
                     return Outcome::Invalid(Invalid::NoTuple);
                 };
-                match TcpTrack::new(&seg, self.cfg.tcp_loose, timeouts, self.cfg.tcp_max_retrans)
-                {
+                match TcpTrack::new(&seg, self.cfg.tcp_loose, timeouts, self.cfg.tcp_max_retrans) {
                     Ok((track, timeout)) => (
                         ProtoState::Tcp(track),
                         capped_pickup(track.state, timeout, timeouts),
                     ),
-                    Err(why) if why.contains("flag") => {
-                        return Outcome::Invalid(Invalid::TcpFlags)
-                    }
+                    Err(why) if why.contains("flag") => return Outcome::Invalid(Invalid::TcpFlags),
                     Err(_) => return Outcome::Invalid(Invalid::TcpState),
                 }
             }
             PROTO_UDP | PROTO_UDPLITE => (
                 ProtoState::Udp {
-                    stream_at: now + UDP_STREAM_AFTER,
+                    stream_at: now.saturating_add(UDP_STREAM_AFTER),
                 },
                 timeouts.udp_unreplied,
             ),
@@ -668,7 +681,7 @@ impl Table {
             counters,
             id: self.next_id,
             created: now,
-            deadline: now + timeout,
+            deadline: now.saturating_add(timeout),
             masq_ifindex: None,
         };
         self.next_id = self.next_id.wrapping_add(1);
@@ -694,8 +707,7 @@ impl Table {
             return Err(CtError::Dying);
         }
         let zone = c.zone;
-        if !c.status.contains(Status::SRC_NAT_DONE) && self.map.contains_key(&(c.tuples[1], zone))
-        {
+        if !c.status.contains(Status::SRC_NAT_DONE) && self.map.contains_key(&(c.tuples[1], zone)) {
             let range = crate::nat::NatRange::default();
             // Failure leaves the clash for the check below to refuse.
             let _ = self.bind(id, crate::nat::Manip::Src, &range);
@@ -709,6 +721,12 @@ impl Table {
         self.map.insert((o, zone), (id.idx, Direction::Original));
         if r != o {
             self.map.insert((r, zone), (id.idx, Direction::Reply));
+        }
+        if self
+            .get(id)
+            .is_some_and(|c| c.status.contains(Status::SRC_NAT))
+        {
+            self.bysource.insert(source_key(&o, zone), id);
         }
         if let Some(c) = self.get_mut(id) {
             c.status.insert(Status::CONFIRMED);
@@ -755,7 +773,7 @@ impl Table {
             ProtoState::Icmp => t.icmp,
             ProtoState::Generic => t.generic,
         };
-        c.deadline = now + timeout;
+        c.deadline = now.saturating_add(timeout);
         Ok(())
     }
 
@@ -766,15 +784,15 @@ impl Table {
         }
         if let Some(c) = self.get_mut(id) {
             let k = &mut c.counters[dir.index()];
-            k.packets += packets;
-            k.bytes += bytes;
+            k.packets = k.packets.saturating_add(packets);
+            k.bytes = k.bytes.saturating_add(bytes);
         }
     }
 
     /// Extends a connection's life to at least `now + timeout`.
     pub fn refresh(&mut self, id: ConnId, now: Duration, timeout: Duration) {
         if let Some(c) = self.get_mut(id) {
-            c.deadline = c.deadline.max(now + timeout);
+            c.deadline = c.deadline.max(now.saturating_add(timeout));
         }
     }
 

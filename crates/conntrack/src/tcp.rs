@@ -407,23 +407,45 @@ mod tests {
         let mut c = TcpTrack::new(&seg(SYN, 100, 0, 0), true, &t, 3).unwrap().0;
         assert_eq!(c.state, TcpState::SynSent);
         let v = c.packet(R, &seg(or(SYN, ACK), 500, 101, 0), &t, 3);
-        assert_eq!(v, TcpVerdict::Accept { timeout: t.tcp_syn_recv });
+        assert_eq!(
+            v,
+            TcpVerdict::Accept {
+                timeout: t.tcp_syn_recv
+            }
+        );
         assert_eq!(c.state, TcpState::SynRecv);
         let v = c.packet(O, &seg(ACK, 101, 501, 0), &t, 3);
-        assert_eq!(v, TcpVerdict::Accept { timeout: t.tcp_established });
+        assert_eq!(
+            v,
+            TcpVerdict::Accept {
+                timeout: t.tcp_established
+            }
+        );
         assert_eq!(c.state, TcpState::Established);
 
         // Data not yet acknowledged caps the timeout at 300 s...
         let v = c.packet(O, &seg(ACK, 101, 501, 10), &t, 3);
-        assert_eq!(v, TcpVerdict::Accept { timeout: t.tcp_unacknowledged });
+        assert_eq!(
+            v,
+            TcpVerdict::Accept {
+                timeout: t.tcp_unacknowledged
+            }
+        );
         // ...until the peer acknowledges it.
         let v = c.packet(R, &seg(ACK, 501, 111, 0), &t, 3);
-        assert_eq!(v, TcpVerdict::Accept { timeout: t.tcp_established });
+        assert_eq!(
+            v,
+            TcpVerdict::Accept {
+                timeout: t.tcp_established
+            }
+        );
 
         let fin_ack = or(TcpFlags::FIN, ACK);
         assert_eq!(
             c.packet(O, &seg(fin_ack, 111, 501, 0), &t, 3),
-            TcpVerdict::Accept { timeout: t.tcp_fin_wait }
+            TcpVerdict::Accept {
+                timeout: t.tcp_fin_wait
+            }
         );
         assert_eq!(c.state, TcpState::FinWait);
         c.packet(R, &seg(ACK, 501, 112, 0), &t, 3);
@@ -432,9 +454,17 @@ mod tests {
         assert_eq!(c.state, TcpState::LastAck);
         let v = c.packet(O, &seg(ACK, 112, 502, 0), &t, 3);
         assert_eq!(c.state, TcpState::TimeWait);
-        assert_eq!(v, TcpVerdict::Accept { timeout: t.tcp_time_wait });
+        assert_eq!(
+            v,
+            TcpVerdict::Accept {
+                timeout: t.tcp_time_wait
+            }
+        );
         // A new SYN from the client reopens the connection.
-        assert_eq!(c.packet(O, &seg(SYN, 9000, 0, 0), &t, 3), TcpVerdict::Reopen);
+        assert_eq!(
+            c.packet(O, &seg(SYN, 9000, 0, 0), &t, 3),
+            TcpVerdict::Reopen
+        );
     }
 
     #[test]
@@ -461,7 +491,12 @@ mod tests {
         let t = Timeouts::default();
         let mut c = TcpTrack::new(&seg(ACK, 1, 1, 0), true, &t, 3).unwrap().0;
         let v = c.packet(R, &seg(TcpFlags::RST, 1, 0, 0), &t, 3);
-        assert_eq!(v, TcpVerdict::Accept { timeout: t.tcp_close });
+        assert_eq!(
+            v,
+            TcpVerdict::Accept {
+                timeout: t.tcp_close
+            }
+        );
         assert_eq!(c.state, TcpState::Close);
         // The server reset it; a client SYN is ignored rather than reopening (kernel rule).
         assert_eq!(c.packet(O, &seg(SYN, 7, 0, 0), &t, 3), TcpVerdict::Ignore);
@@ -481,7 +516,12 @@ mod tests {
         for _ in 0..4 {
             last = c.packet(O, &s, &t, 3);
         }
-        assert_eq!(last, TcpVerdict::Accept { timeout: t.tcp_retrans });
+        assert_eq!(
+            last,
+            TcpVerdict::Accept {
+                timeout: t.tcp_retrans
+            }
+        );
     }
 
     #[test]

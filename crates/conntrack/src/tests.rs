@@ -32,7 +32,16 @@ enum F {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, f: F, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+fn tcp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sp: u16,
+    dp: u16,
+    f: F,
+    seq: u32,
+    ack: u32,
+    data: &[u8],
+) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
         .ipv4(src, dst, 64)
         .tcp(sp, dp, seq, 64000);
@@ -116,21 +125,32 @@ fn acct_table() -> Table {
 fn tcp_handshake_data_and_close() {
     let mut t = Table::default();
     let (c, r) = (LAN, SRV);
-    let (id, dir, st) = tracked(pass(&mut t, &tcp(c, r, 40000, 443, F::Syn, 100, 0, b""), s(10)));
+    let (id, dir, st) = tracked(pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::Syn, 100, 0, b""),
+        s(10),
+    ));
     assert_eq!((dir, st), (Direction::Original, CtState::New));
     let conn = t.get(id).unwrap();
     assert_eq!(conn.tcp_state(), Some(TcpState::SynSent));
     assert_eq!(conn.remaining(s(10)), s(120));
     assert!(!conn.status().contains(Status::SEEN_REPLY));
 
-    let (id2, dir, st) =
-        tracked(pass(&mut t, &tcp(r, c, 443, 40000, F::SynAck, 900, 101, b""), s(11)));
+    let (id2, dir, st) = tracked(pass(
+        &mut t,
+        &tcp(r, c, 443, 40000, F::SynAck, 900, 101, b""),
+        s(11),
+    ));
     assert_eq!((id2, dir, st), (id, Direction::Reply, CtState::Established));
     assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::SynRecv));
     assert_eq!(t.get(id).unwrap().remaining(s(11)), s(60));
     assert!(!t.get(id).unwrap().is_assured());
 
-    let (_, dir, st) = tracked(pass(&mut t, &tcp(c, r, 40000, 443, F::Ack, 101, 901, b""), s(12)));
+    let (_, dir, st) = tracked(pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::Ack, 101, 901, b""),
+        s(12),
+    ));
     assert_eq!((dir, st), (Direction::Original, CtState::Established));
     let conn = t.get(id).unwrap();
     assert_eq!(conn.tcp_state(), Some(TcpState::Established));
@@ -139,18 +159,30 @@ fn tcp_handshake_data_and_close() {
     assert_eq!(conn.expiration_ms(s(12)), 432_000_000);
 
     // Data in flight caps the timeout at 300 s until acknowledged.
-    pass(&mut t, &tcp(c, r, 40000, 443, F::Ack, 101, 901, b"GET /"), s(13));
+    pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::Ack, 101, 901, b"GET /"),
+        s(13),
+    );
     assert_eq!(t.get(id).unwrap().remaining(s(13)), s(300));
     pass(&mut t, &tcp(r, c, 443, 40000, F::Ack, 901, 106, b""), s(14));
     assert_eq!(t.get(id).unwrap().remaining(s(14)), s(432_000));
 
-    pass(&mut t, &tcp(c, r, 40000, 443, F::FinAck, 106, 901, b""), s(20));
+    pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::FinAck, 106, 901, b""),
+        s(20),
+    );
     assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::FinWait));
     assert_eq!(t.get(id).unwrap().remaining(s(20)), s(120));
     pass(&mut t, &tcp(r, c, 443, 40000, F::Ack, 901, 107, b""), s(21));
     assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::CloseWait));
     assert_eq!(t.get(id).unwrap().remaining(s(21)), s(60));
-    pass(&mut t, &tcp(r, c, 443, 40000, F::FinAck, 901, 107, b""), s(22));
+    pass(
+        &mut t,
+        &tcp(r, c, 443, 40000, F::FinAck, 901, 107, b""),
+        s(22),
+    );
     assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::LastAck));
     assert_eq!(t.get(id).unwrap().remaining(s(22)), s(30));
     pass(&mut t, &tcp(c, r, 40000, 443, F::Ack, 107, 902, b""), s(23));
@@ -158,7 +190,11 @@ fn tcp_handshake_data_and_close() {
     assert_eq!(t.get(id).unwrap().remaining(s(23)), s(120));
 
     // A new SYN on the same ports reopens: the old entry goes, a NEW one starts.
-    let (id3, _, st) = tracked(pass(&mut t, &tcp(c, r, 40000, 443, F::Syn, 5000, 0, b""), s(30)));
+    let (id3, _, st) = tracked(pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::Syn, 5000, 0, b""),
+        s(30),
+    ));
     assert_eq!(st, CtState::New);
     assert_ne!(id3, id);
     assert!(t.get(id).is_none());
@@ -170,8 +206,16 @@ fn tcp_handshake_data_and_close() {
 #[test]
 fn tcp_rst_answering_syn_kills_the_entry() {
     let mut t = Table::default();
-    let (id, ..) = tracked(pass(&mut t, &tcp(LAN, SRV, 40001, 23, F::Syn, 1, 0, b""), s(1)));
-    let out = pass(&mut t, &tcp(SRV, LAN, 23, 40001, F::RstAck, 0, 2, b""), s(1));
+    let (id, ..) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40001, 23, F::Syn, 1, 0, b""),
+        s(1),
+    ));
+    let out = pass(
+        &mut t,
+        &tcp(SRV, LAN, 23, 40001, F::RstAck, 0, 2, b""),
+        s(1),
+    );
     assert_eq!(out.ct_state(), CtState::Established);
     assert!(t.get(id).unwrap().status().contains(Status::DYING));
     let orig = Tuple::new(ip(LAN), ip(SRV), 6, 40001, 23);
@@ -183,8 +227,16 @@ fn tcp_rst_answering_syn_kills_the_entry() {
 #[test]
 fn tcp_rst_on_established_closes_with_10s() {
     let mut t = Table::default();
-    let (id, ..) = tracked(pass(&mut t, &tcp(LAN, SRV, 40002, 80, F::Syn, 1, 0, b""), s(1)));
-    pass(&mut t, &tcp(SRV, LAN, 80, 40002, F::SynAck, 50, 2, b""), s(1));
+    let (id, ..) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40002, 80, F::Syn, 1, 0, b""),
+        s(1),
+    ));
+    pass(
+        &mut t,
+        &tcp(SRV, LAN, 80, 40002, F::SynAck, 50, 2, b""),
+        s(1),
+    );
     pass(&mut t, &tcp(LAN, SRV, 40002, 80, F::Ack, 2, 51, b""), s(1));
     pass(&mut t, &tcp(SRV, LAN, 80, 40002, F::Rst, 51, 0, b""), s(2));
     let c = t.get(id).unwrap();
@@ -299,11 +351,17 @@ fn icmp_errors_are_related() {
     );
     // The same error sent to someone else is not related to anything.
     let err = icmp_error(router, LAN2, 11, 0, &probe);
-    assert_eq!(t.process(&meta(&err), 0, s(2)), Outcome::Invalid(Invalid::IcmpErrorAddr));
+    assert_eq!(
+        t.process(&meta(&err), 0, s(2)),
+        Outcome::Invalid(Invalid::IcmpErrorAddr)
+    );
     // Quoting a packet of no connection.
     let other = udp(LAN, SRV, 1, 2);
     let err = icmp_error(router, LAN, 3, 3, &other);
-    assert_eq!(t.process(&meta(&err), 0, s(2)), Outcome::Invalid(Invalid::IcmpErrorNoConn));
+    assert_eq!(
+        t.process(&meta(&err), 0, s(2)),
+        Outcome::Invalid(Invalid::IcmpErrorNoConn)
+    );
     // The server answering the reply direction's packet gets RELATED in the original direction.
     let back = udp(SRV, LAN, 33435, 33434);
     let err = icmp_error(LAN, SRV, 3, 3, &back);
@@ -330,7 +388,8 @@ fn icmpv6_echo_and_neighbour_discovery() {
         .write(&mut r, b"x")
         .unwrap();
     assert_eq!(tracked(pass(&mut t, &r, s(1))).0, id);
-    assert!(t.list(s(1))[0].starts_with("icmpv6   58 30 src=2001:db8::1 dst=2001:db8::2 type=128 code=0 id=9 "));
+    assert!(t.list(s(1))[0]
+        .starts_with("icmpv6   58 30 src=2001:db8::1 dst=2001:db8::2 type=128 code=0 id=9 "));
 
     let mut ns = Vec::new();
     PacketBuilder::ethernet2(MAC_A, MAC_B)
@@ -366,8 +425,16 @@ fn limit_early_drops_oldest_unassured_and_refuses_when_all_assured() {
         ..Config::default()
     });
     // One assured TCP connection, then two unreplied UDP flows.
-    let (tcp_id, ..) = tracked(pass(&mut t, &tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b""), s(1)));
-    pass(&mut t, &tcp(SRV, LAN, 443, 40000, F::SynAck, 9, 2, b""), s(1));
+    let (tcp_id, ..) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b""),
+        s(1),
+    ));
+    pass(
+        &mut t,
+        &tcp(SRV, LAN, 443, 40000, F::SynAck, 9, 2, b""),
+        s(1),
+    );
     pass(&mut t, &tcp(LAN, SRV, 40000, 443, F::Ack, 2, 10, b""), s(1));
     assert!(t.get(tcp_id).unwrap().is_assured());
     let (u1, ..) = tracked(pass(&mut t, &udp(LAN, SRV, 1, 53), s(2)));
@@ -391,7 +458,11 @@ fn limit_early_drops_oldest_unassured_and_refuses_when_all_assured() {
     assert_eq!(out, Outcome::Refused(Refused::TableFull));
     assert_eq!(out.ct_state(), CtState::Invalid);
     // Established connections keep flowing.
-    let out = pass(&mut t, &tcp(SRV, LAN, 443, 40000, F::Ack, 10, 2, b"ok"), s(12));
+    let out = pass(
+        &mut t,
+        &tcp(SRV, LAN, 443, 40000, F::Ack, 10, 2, b"ok"),
+        s(12),
+    );
     assert_eq!(tracked(out).0, tcp_id);
     assert_eq!(t.len(), 3);
     assert_eq!(t.stats().drop, 1);
@@ -418,12 +489,32 @@ fn expiry_on_lookup_and_bounded_gc() {
 #[test]
 fn accounting_and_listing_with_offload() {
     let mut t = acct_table();
-    let (id, ..) = tracked(pass(&mut t, &tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b""), s(0)));
-    pass(&mut t, &tcp(SRV, LAN, 443, 40000, F::SynAck, 9, 2, b""), s(0));
+    let (id, ..) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b""),
+        s(0),
+    ));
+    pass(
+        &mut t,
+        &tcp(SRV, LAN, 443, 40000, F::SynAck, 9, 2, b""),
+        s(0),
+    );
     pass(&mut t, &tcp(LAN, SRV, 40000, 443, F::Ack, 2, 10, b""), s(0));
     let c = t.get(id).unwrap();
-    assert_eq!(c.counter(Direction::Original), Counter { packets: 2, bytes: 80 });
-    assert_eq!(c.counter(Direction::Reply), Counter { packets: 1, bytes: 40 });
+    assert_eq!(
+        c.counter(Direction::Original),
+        Counter {
+            packets: 2,
+            bytes: 80
+        }
+    );
+    assert_eq!(
+        c.counter(Direction::Reply),
+        Counter {
+            packets: 1,
+            bytes: 40
+        }
+    );
     t.get_mut(id).unwrap().mark = 7;
     assert_eq!(
         t.list(Duration::from_millis(500)),
@@ -434,7 +525,10 @@ fn accounting_and_listing_with_offload() {
     // Offloaded connections do not expire.
     assert_eq!(t.gc(s(10_000_000), 10), 0);
     let line = &t.list(s(1))[0];
-    assert!(line.contains("packets=11 bytes=15040 [OFFLOAD] mark=7 use=2"), "{line}");
+    assert!(
+        line.contains("packets=11 bytes=15040 [OFFLOAD] mark=7 use=2"),
+        "{line}"
+    );
     t.set_offload(id, true).unwrap();
     assert!(t.list(s(1))[0].contains("[HW_OFFLOAD]"));
     t.clear_offload(id, s(100)).unwrap();
@@ -475,24 +569,44 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
     );
 
     // Another client with the same source port gets the next port up.
-    let (b, ..) = tracked(t.process(&meta(&tcp(LAN2, SRV, 40000, 443, F::Syn, 1, 0, b"")), 0, s(1)));
+    let (b, ..) = tracked(t.process(
+        &meta(&tcp(LAN2, SRV, 40000, 443, F::Syn, 1, 0, b"")),
+        0,
+        s(1),
+    ));
     t.masquerade(b, ip(WAN), 2, &NatRange::default()).unwrap();
     t.confirm(b, s(1)).unwrap();
-    assert_eq!(*t.get(b).unwrap().reply(), Tuple::new(ip(SRV), ip(WAN), 6, 443, 40001));
+    assert_eq!(
+        *t.get(b).unwrap().reply(),
+        Tuple::new(ip(SRV), ip(WAN), 6, 443, 40001)
+    );
 
     // Rewrite both directions of b on real frames; checksums stay valid.
     let mut out = tcp(LAN2, SRV, 40000, 443, F::Ack, 2, 10, b"data");
     let m = meta(&out);
     let rw = t.rewrite(b, Direction::Original).unwrap();
-    assert_eq!(rw, Rewrite { src_addr: Some(ip(WAN)), src_port: Some(40001), ..Rewrite::default() });
+    assert_eq!(
+        rw,
+        Rewrite {
+            src_addr: Some(ip(WAN)),
+            src_port: Some(40001),
+            ..Rewrite::default()
+        }
+    );
     apply_rewrite(&mut out, &m, &rw, Some(Manip::Dst)).unwrap();
-    assert_eq!(endpoints(&out), (ip(LAN2), 40000, ip(SRV), 443), "DST part changes nothing");
+    assert_eq!(
+        endpoints(&out),
+        (ip(LAN2), 40000, ip(SRV), 443),
+        "DST part changes nothing"
+    );
     apply_rewrite(&mut out, &m, &rw, Some(Manip::Src)).unwrap();
     assert_eq!(endpoints(&out), (ip(WAN), 40001, ip(SRV), 443));
 
     let mut back = tcp(SRV, WAN, 443, 40001, F::Ack, 10, 6, b"resp");
     let mb = meta(&back);
-    let (bid, dir) = t.lookup(&Tuple::new(ip(SRV), ip(WAN), 6, 443, 40001), 0).unwrap();
+    let (bid, dir) = t
+        .lookup(&Tuple::new(ip(SRV), ip(WAN), 6, 443, 40001), 0)
+        .unwrap();
     assert_eq!((bid, dir), (b, Direction::Reply));
     let rw = t.rewrite(b, dir).unwrap();
     apply_rewrite(&mut back, &mb, &rw, None).unwrap();
@@ -508,20 +622,42 @@ fn dnat_redirect_and_persistent_ranges() {
     let mut t = Table::default();
     let backend = ip([10, 0, 0, 8]);
     let (a, ..) = tracked(t.process(&meta(&tcp(SRV, WAN, 5555, 80, F::Syn, 1, 0, b"")), 0, s(1)));
-    t.dnat(a, &NatRange::to_addr(backend).with_ports(8080, 8080)).unwrap();
-    assert_eq!(t.dnat(a, &NatRange::to_addr(backend)), Err(CtError::AlreadyBound));
+    t.dnat(a, &NatRange::to_addr(backend).with_ports(8080, 8080))
+        .unwrap();
+    assert_eq!(
+        t.dnat(a, &NatRange::to_addr(backend)),
+        Err(CtError::AlreadyBound)
+    );
     t.confirm(a, s(1)).unwrap();
-    assert_eq!(*t.get(a).unwrap().reply(), Tuple::new(backend, ip(SRV), 6, 8080, 5555));
+    assert_eq!(
+        *t.get(a).unwrap().reply(),
+        Tuple::new(backend, ip(SRV), 6, 8080, 5555)
+    );
     assert!(t.get(a).unwrap().status().contains(Status::DST_NAT));
-    assert_eq!(t.snat(a, &NatRange::to_addr(ip(WAN))), Err(CtError::AlreadyConfirmed));
+    assert_eq!(
+        t.snat(a, &NatRange::to_addr(ip(WAN))),
+        Err(CtError::AlreadyConfirmed)
+    );
     let rw = t.rewrite(a, Direction::Reply).unwrap();
-    assert_eq!(rw, Rewrite { src_addr: Some(ip(WAN)), src_port: Some(80), ..Rewrite::default() });
+    assert_eq!(
+        rw,
+        Rewrite {
+            src_addr: Some(ip(WAN)),
+            src_port: Some(80),
+            ..Rewrite::default()
+        }
+    );
 
     let (r, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 999, 53)), 0, s(1)));
-    t.redirect(r, ip([192, 168, 1, 1]), Some((5353, 5353))).unwrap();
+    t.redirect(r, ip([192, 168, 1, 1]), Some((5353, 5353)))
+        .unwrap();
     assert_eq!(
         t.rewrite(r, Direction::Original).unwrap(),
-        Rewrite { dst_addr: Some(ip([192, 168, 1, 1])), dst_port: Some(5353), ..Rewrite::default() }
+        Rewrite {
+            dst_addr: Some(ip([192, 168, 1, 1])),
+            dst_port: Some(5353),
+            ..Rewrite::default()
+        }
     );
     assert_eq!(
         t.snat(r, &NatRange::to_addr("2001:db8::1".parse().unwrap())),
@@ -542,7 +678,8 @@ fn dnat_redirect_and_persistent_ranges() {
     let pool = NatRange::to_addrs(ip([100, 64, 0, 1]), ip([100, 64, 0, 200]));
     let mut seen = std::collections::BTreeSet::new();
     for d in 1..=20u8 {
-        let (id, ..) = tracked(t.process(&meta(&udp(LAN2, [8, 8, 4, d], 1234, 53)), 0, s(1)));
+        let sp = 1234 + d as u16;
+        let (id, ..) = tracked(t.process(&meta(&udp(LAN2, [8, 8, 4, d], sp, 53)), 0, s(1)));
         t.snat(id, &pool).unwrap();
         t.confirm(id, s(1)).unwrap();
         let a = t.get(id).unwrap().reply().dst;
@@ -555,7 +692,10 @@ fn dnat_redirect_and_persistent_ranges() {
 #[test]
 fn port_range_exhaustion_and_fully_random_determinism() {
     fn run(seed: u64, range: NatRange) -> Vec<Result<u16, CtError>> {
-        let mut t = Table::new(Config { seed, ..Config::default() });
+        let mut t = Table::new(Config {
+            seed,
+            ..Config::default()
+        });
         (0..12u16)
             .map(|i| {
                 let (id, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 3000 + i, 53)), 0, s(1)));
@@ -573,9 +713,14 @@ fn port_range_exhaustion_and_fully_random_determinism() {
     let mut ports: Vec<u16> = got[..10].iter().map(|p| *p.as_ref().unwrap()).collect();
     ports.sort();
     assert_eq!(ports, (1000..=1009).collect::<Vec<_>>());
-    assert_eq!(got[10..], [Err(CtError::NatExhausted), Err(CtError::NatExhausted)]);
+    assert_eq!(
+        got[10..],
+        [Err(CtError::NatExhausted), Err(CtError::NatExhausted)]
+    );
 
-    let fr = NatRange::to_addr(ip(WAN)).with_ports(20000, 60000).fully_random();
+    let fr = NatRange::to_addr(ip(WAN))
+        .with_ports(20000, 60000)
+        .fully_random();
     assert_eq!(run(7, fr), run(7, fr));
     assert_ne!(run(7, fr), run(8, fr));
     let rnd = NatRange::to_addr(ip(WAN)).random();
@@ -594,7 +739,11 @@ fn null_binding_at_confirm_resolves_reply_clash() {
     t.confirm(b, s(1)).unwrap();
     assert_ne!(t.get(a).unwrap().reply(), t.get(b).unwrap().reply());
     assert_eq!(t.get(b).unwrap().reply().dport, 7001);
-    assert!(t.get(b).unwrap().status().contains(Status::SRC_NAT | Status::DST_NAT));
+    assert!(t
+        .get(b)
+        .unwrap()
+        .status()
+        .contains(Status::SRC_NAT | Status::DST_NAT));
 }
 
 #[test]
@@ -606,7 +755,13 @@ fn icmp_error_for_masqueraded_flow_is_translated_inside_and_out() {
     t.masquerade(id, ip(WAN), 2, &NatRange::default()).unwrap();
     t.confirm(id, s(1)).unwrap();
     let mut sent = probe.clone();
-    apply_rewrite(&mut sent, &m, &t.rewrite(id, Direction::Original).unwrap(), None).unwrap();
+    apply_rewrite(
+        &mut sent,
+        &m,
+        &t.rewrite(id, Direction::Original).unwrap(),
+        None,
+    )
+    .unwrap();
 
     // The error comes back to the router's WAN address quoting the translated packet.
     let router = [10, 9, 9, 9];
@@ -617,7 +772,10 @@ fn icmp_error_for_masqueraded_flow_is_translated_inside_and_out() {
     apply_rewrite(&mut err, &me, &t.rewrite(id, dir).unwrap(), None).unwrap();
 
     let expected = icmp_error(router, LAN, 3, 3, &probe);
-    assert_eq!(err, expected, "translated error must equal the one the client would get");
+    assert_eq!(
+        err, expected,
+        "translated error must equal the one the client would get"
+    );
 }
 
 #[test]
@@ -635,7 +793,13 @@ fn icmp_echo_id_nat() {
     assert_eq!(t.get(ids[1]).unwrap().reply().icmp_id(), 501);
     let mut f = echo(LAN2, SRV, 500, true);
     let m = meta(&f);
-    apply_rewrite(&mut f, &m, &t.rewrite(ids[1], Direction::Original).unwrap(), None).unwrap();
+    apply_rewrite(
+        &mut f,
+        &m,
+        &t.rewrite(ids[1], Direction::Original).unwrap(),
+        None,
+    )
+    .unwrap();
     assert_eq!(f, echo(WAN, SRV, 501, true));
     let mut r = echo(SRV, WAN, 501, false);
     let m = meta(&r);
@@ -715,4 +879,57 @@ proptest! {
         }
         let _ = t.list(s(start + 100));
     }
+}
+
+#[test]
+fn zones_keep_equal_tuples_apart_and_labels_are_128_bits() {
+    let mut t = Table::default();
+    let f = udp(LAN, SRV, 1, 2);
+    let m = meta(&f);
+    let (a, ..) = tracked(t.process(&m, 0, s(1)));
+    t.confirm(a, s(1)).unwrap();
+    let (b, _, st) = tracked(t.process(&m, 5, s(1)));
+    assert_eq!(st, CtState::New);
+    assert_ne!(a, b);
+    t.confirm(b, s(1)).unwrap();
+    assert_eq!(t.get(b).unwrap().zone(), 5);
+    assert!(t.list(s(1))[1].ends_with(" mark=0 zone=5 use=1"));
+    let c = t.get_mut(b).unwrap();
+    c.set_label(127);
+    c.set_label(200);
+    assert!(c.label(127) && !c.label(0) && !c.label(200));
+    assert_eq!(c.labels, 1u128 << 127);
+}
+
+#[test]
+fn time_at_the_end_of_the_range_does_not_panic() {
+    let mut t = acct_table();
+    let (id, ..) = tracked(pass(&mut t, &udp(LAN, SRV, 1, 2), Duration::MAX));
+    assert_eq!(t.get(id).unwrap().deadline(), Duration::MAX);
+    t.refresh(id, Duration::MAX, s(5));
+    assert_eq!(t.gc(Duration::MAX, 10), 1);
+}
+
+#[test]
+fn a_source_keeps_its_mapping_across_destinations() {
+    let mut t = Table::default();
+    let pool =
+        NatRange::to_addrs(ip([100, 64, 0, 1]), ip([100, 64, 0, 200])).with_ports(20000, 20999);
+    let mut mapped = std::collections::BTreeSet::new();
+    for d in 1..=10u8 {
+        let (id, ..) = tracked(t.process(&meta(&udp(LAN, [8, 8, 8, d], 5000, 53)), 0, s(1)));
+        t.snat(id, &pool).unwrap();
+        t.confirm(id, s(1)).unwrap();
+        let r = t.get(id).unwrap().reply();
+        mapped.insert((r.dst, r.dport));
+    }
+    assert_eq!(mapped.len(), 1, "{mapped:?}");
+    // Once the first mapping's connection is gone, the next one still finds a live one.
+    let first = t.iter().next().unwrap().0;
+    t.remove(first);
+    let (id, ..) = tracked(t.process(&meta(&udp(LAN, [8, 8, 9, 9], 5000, 53)), 0, s(1)));
+    t.snat(id, &pool).unwrap();
+    t.confirm(id, s(1)).unwrap();
+    let r = t.get(id).unwrap().reply();
+    assert!(mapped.contains(&(r.dst, r.dport)));
 }

@@ -157,11 +157,7 @@ impl Tuple {
             ));
         }
         Some(Tuple::new(
-            self.dst,
-            self.src,
-            self.proto,
-            self.dport,
-            self.sport,
+            self.dst, self.src, self.proto, self.dport, self.sport,
         ))
     }
 
@@ -207,7 +203,14 @@ impl Tuple {
             // `with_icmp_type` gives the other candidate.
             let id = inner.icmp_ident?;
             let ty = if proto == PROTO_ICMP { 8 } else { 128 };
-            return Some(Tuple::icmp(inner.src_addr, inner.dst_addr, proto, id, ty, 0));
+            return Some(Tuple::icmp(
+                inner.src_addr,
+                inner.dst_addr,
+                proto,
+                id,
+                ty,
+                0,
+            ));
         }
         if has_ports(proto) {
             let (s, d) = inner.ports?;
@@ -250,7 +253,10 @@ mod tests {
     fn invert_ports_and_icmp() {
         let t = Tuple::new(a("10.0.0.1"), a("10.0.0.2"), PROTO_TCP, 1000, 80);
         let r = t.invert().unwrap();
-        assert_eq!(r, Tuple::new(a("10.0.0.2"), a("10.0.0.1"), PROTO_TCP, 80, 1000));
+        assert_eq!(
+            r,
+            Tuple::new(a("10.0.0.2"), a("10.0.0.1"), PROTO_TCP, 80, 1000)
+        );
         assert_eq!(r.invert().unwrap(), t);
 
         let e = Tuple::icmp(a("10.0.0.1"), a("10.0.0.2"), PROTO_ICMP, 77, 8, 0);
@@ -280,7 +286,10 @@ mod tests {
             "src=192.168.1.10 dst=203.0.113.5 sport=40000 dport=443"
         );
         let e = Tuple::icmp(a("10.0.0.1"), a("10.0.0.2"), PROTO_ICMP, 77, 8, 0);
-        assert_eq!(e.to_string(), "src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=77");
+        assert_eq!(
+            e.to_string(),
+            "src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=77"
+        );
         let g = Tuple::new(a("10.0.0.1"), a("10.0.0.2"), PROTO_GRE, 0, 0);
         assert_eq!(g.to_string(), "src=10.0.0.1 dst=10.0.0.2");
     }

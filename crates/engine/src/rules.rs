@@ -509,14 +509,15 @@ impl Compiler<'_> {
 
     fn test(&mut self, left: &Expr, op: RelOp, right: &Expr) -> Result<Op, CompileError> {
         let loads = self.load(left)?;
-        let negate = op == RelOp::Ne;
+        // `!=` and the flag test `ct state ! new` are the positive test, negated
+        let negate = matches!(op, RelOp::Ne | RelOp::Neg);
         let cmp_op = if negate { RelOp::Eq } else { op };
         let test = match &right.kind {
             ExprKind::Const(c) => {
                 let (v, mask) = const_value(c).ok_or_else(|| self.err("constant"))?;
                 if let Some(m) = mask {
                     Test::Masked { mask: m, want: v & m }
-                } else if op == RelOp::Implicit && c.dt.is_bitmask() {
+                } else if matches!(op, RelOp::Implicit | RelOp::Neg) && c.dt.is_bitmask() {
                     Test::AnyBit(v)
                 } else {
                     Test::Cmp(if cmp_op == RelOp::Implicit { RelOp::Eq } else { cmp_op }, v)
@@ -1008,7 +1009,7 @@ impl Pkt<'_> {
 fn test(v: u128, t: &Test) -> bool {
     match t {
         Test::Cmp(op, c) => match op {
-            RelOp::Implicit | RelOp::Eq => v == *c,
+            RelOp::Implicit | RelOp::Eq | RelOp::Neg => v == *c,
             RelOp::Ne => v != *c,
             RelOp::Lt => v < *c,
             RelOp::Gt => v > *c,

@@ -75,7 +75,7 @@ table inet fw {
 	}
 	chain post {
 		type nat hook postrouting priority srcnat; policy accept;
-		oifname "wan" masquerade to :1024-65535 random
+		oifname "wan" meta l4proto tcp masquerade to :1024-65535 random
 	}
 }
 "#;

@@ -1,1 +1,0 @@
-//! Packet sources and sinks.
