@@ -1142,7 +1142,7 @@ impl<'a> Parser<'a> {
                 body = ObjBody::Synproxy { mss: mss.unwrap_or(0), wscale: wscale.unwrap_or(0), flags };
             }
             "tunnel" => {
-                body = ObjBody::Raw(self.tunnel_obj_body()?);
+                body = ObjBody::Tunnel(self.tunnel_obj_body()?);
             }
             "ct helper" => {
                 let mut hname = String::new();
@@ -1250,13 +1250,10 @@ impl<'a> Parser<'a> {
         Ok(Obj { kind: kind.to_string(), name, body, comment, handle: 0, span })
     }
 
-    /// The body of a tunnel object, kept as the canonical listing text (`id`, addresses,
-    /// ports, tos, ttl, then the vxlan, erspan or geneve options).
-    fn tunnel_obj_body(&mut self) -> Result<String> {
-        let mut id = 0u64;
-        let (mut src, mut dst): (Option<String>, Option<String>) = (None, None);
-        let (mut sport, mut dport, mut tos, mut ttl) = (0u64, 0u64, 0u64, 0u64);
-        let mut opts: Option<(String, Vec<String>)> = None;
+    /// The body of a tunnel object: `id`, outer addresses, ports, tos, ttl, and the vxlan,
+    /// erspan or geneve options.
+    fn tunnel_obj_body(&mut self) -> Result<TunnelObj> {
+        let mut t = TunnelObj::default();
         let small = |p: &mut Self, what: &str, max: u64| -> Result<u64> {
             let (n, sp) = p.number(what)?;
             if n > max {
@@ -1266,12 +1263,12 @@ impl<'a> Parser<'a> {
         };
         loop {
             self.skip_seps()?;
-            let t = self.peek_tok()?.clone();
-            let Tok::Word(w) = &t.tok else { break };
+            let tok = self.peek_tok()?.clone();
+            let Tok::Word(w) = &tok.tok else { break };
             match w.as_str() {
                 "id" => {
                     self.next()?;
-                    id = small(self, "tunnel id", u32::MAX as u64)?;
+                    t.id = small(self, "tunnel id", u32::MAX as u64)? as u32;
                 }
                 "ip" | "ip6" => {
                     self.next()?;
@@ -1280,85 +1277,72 @@ impl<'a> Parser<'a> {
                     let at = self.next()?;
                     let Tok::Word(a) = &at.tok else { return Err(Error::new(at.span, "syntax error, expecting address")) };
                     let v = dt.parse(a, bits).map_err(|m| Error::new(at.span, m))?;
-                    let text = format!("{w} {dir} {}", dt.print(&v, bits, &Default::default()));
+                    let addr = (w == "ip6", dt.print(&v, bits, &Default::default()));
                     match dir.as_str() {
-                        "saddr" => src = Some(text),
-                        "daddr" => dst = Some(text),
+                        "saddr" => t.src = Some(addr),
+                        "daddr" => t.dst = Some(addr),
                         _ => return Err(Error::new(dsp, format!("syntax error, unexpected {dir}"))),
                     }
                 }
                 "sport" => {
                     self.next()?;
-                    sport = small(self, "port", 65535)?;
+                    t.sport = small(self, "port", 65535)? as u16;
                 }
                 "dport" => {
                     self.next()?;
-                    dport = small(self, "port", 65535)?;
+                    t.dport = small(self, "port", 65535)? as u16;
                 }
                 "tos" => {
                     self.next()?;
-                    tos = small(self, "tos", 255)?;
+                    t.tos = small(self, "tos", 255)? as u8;
                 }
                 "ttl" => {
                     self.next()?;
-                    ttl = small(self, "ttl", 255)?;
+                    t.ttl = small(self, "ttl", 255)? as u8;
                 }
                 "vxlan" | "erspan" | "geneve" => {
                     let kind = w.clone();
                     self.next()?;
                     self.expect(&Tok::LBrace, "'{'")?;
-                    let mut lines = vec![];
+                    t.opts = match kind.as_str() {
+                        "vxlan" => TunnelOpts::Vxlan { gbp: 0 },
+                        "erspan" => TunnelOpts::Erspan { version: 0, index: 0, egress: false, hwid: 0 },
+                        _ => TunnelOpts::Geneve(vec![]),
+                    };
                     loop {
                         self.skip_seps()?;
                         if self.eat(&Tok::RBrace)? {
                             break;
                         }
-                        lines.push(self.tunnel_opt_line(&kind)?);
+                        self.tunnel_opt(&mut t.opts)?;
                     }
-                    opts = Some((kind, lines));
                 }
                 _ => break,
             }
         }
-        let mut out = vec![format!("id {id}")];
-        out.extend(src);
-        out.extend(dst);
-        for (k, v) in [("sport", sport), ("dport", dport), ("tos", tos), ("ttl", ttl)] {
-            if v != 0 {
-                out.push(format!("{k} {v}"));
-            }
-        }
-        if let Some((kind, lines)) = opts {
-            let mut block = format!("{kind} {{");
-            for l in lines {
-                block.push_str("\n\t\t\t");
-                block.push_str(&l);
-            }
-            block.push_str("\n\t\t}");
-            out.push(block);
-        }
-        Ok(out.join("\n\t\t"))
+        Ok(t)
     }
 
-    /// One option line of a tunnel's vxlan, erspan or geneve block, as listed.
-    fn tunnel_opt_line(&mut self, kind: &str) -> Result<String> {
+    /// One option of a tunnel's vxlan, erspan or geneve block.
+    fn tunnel_opt(&mut self, opts: &mut TunnelOpts) -> Result<()> {
         let (w, sp) = self.ident("tunnel option")?;
-        match (kind, w.as_str()) {
-            ("vxlan", "gbp") | ("erspan", "version") | ("erspan", "index") | ("erspan", "id") => {
-                let (n, _) = self.number("number")?;
-                Ok(format!("{w} {n}"))
-            }
-            ("erspan", "direction") => {
+        match (opts, w.as_str()) {
+            (TunnelOpts::Vxlan { gbp }, "gbp") => *gbp = self.number("number")?.0 as u32,
+            (TunnelOpts::Erspan { version, .. }, "version") => *version = self.number("number")?.0 as u32,
+            (TunnelOpts::Erspan { index, .. }, "index") => *index = self.number("number")?.0 as u32,
+            (TunnelOpts::Erspan { hwid, .. }, "id") => *hwid = self.number("number")?.0 as u32,
+            (TunnelOpts::Erspan { egress, .. }, "direction") => {
                 let (d, dsp) = self.ident("ingress or egress")?;
-                if d != "ingress" && d != "egress" {
-                    return Err(Error::new(dsp, format!("syntax error, unexpected {d}")));
-                }
-                Ok(format!("direction {d}"))
+                *egress = match d.as_str() {
+                    "ingress" => false,
+                    "egress" => true,
+                    _ => return Err(Error::new(dsp, format!("syntax error, unexpected {d}"))),
+                };
             }
-            ("geneve", "class") => {
-                let (class, _) = self.number("class")?;
+            (TunnelOpts::Geneve(list), "class") => {
+                let (class, csp) = self.number("class")?;
                 self.expect_word("opt-type")?;
-                let (typ, _) = self.number("opt-type")?;
+                let (typ, tsp) = self.number("opt-type")?;
                 self.expect_word("data")?;
                 let dt = self.next()?;
                 let data = match &dt.tok {
@@ -1369,12 +1353,14 @@ impl<'a> Parser<'a> {
                 if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(Error::new(dt.span, "geneve data must be hex bytes (0x...)"));
                 }
-                // nft lists each byte with %x, dropping a leading zero
-                let bytes: String = (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).map(|b| format!("{b:x}")).collect();
-                Ok(format!("class 0x{class:x} opt-type 0x{typ:x} data \"0x{bytes}\""))
+                let class = u16::try_from(class).map_err(|_| Error::new(csp, "geneve class out of range"))?;
+                let typ = u8::try_from(typ).map_err(|_| Error::new(tsp, "geneve opt-type out of range"))?;
+                let bytes = (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect();
+                list.push((class, typ, bytes));
             }
-            _ => Err(Error::new(sp, format!("syntax error, unexpected {w}"))),
+            _ => return Err(Error::new(sp, format!("syntax error, unexpected {w}"))),
         }
+        Ok(())
     }
 
     fn quota_amounts(&mut self) -> Result<(u64, u64)> {

@@ -969,6 +969,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn tunnel_object_json() {
+        let text = "table netdev x {\n\ttunnel v {\n\t\tid 20\n\t\tip saddr 192.168.2.20\n\t\tvxlan {\n\t\t\tgbp 200\n\t\t}\n\t}\n\ttunnel e {\n\t\tid 1\n\t\terspan {\n\t\t\tversion 2\n\t\t\tdirection egress\n\t\t\tid 10\n\t\t}\n\t}\n}\n";
+        let rs = load_str("test.nft", text, &LoadOpts::default()).map_err(|e| e.rendered).unwrap();
+        let j = crate::json::ruleset_to_json(&rs, &Default::default()).to_string();
+        assert!(j.contains("\"src-ipv4\":\"192.168.2.20\""), "{j}");
+        assert!(j.contains("\"type\":\"vxlan\",\"tunnel\":{\"gbp\":200}"), "{j}");
+        assert!(j.contains("\"dir\":\"egress\""), "{j}");
+        let out = crate::print::ruleset(&rs, &Default::default());
+        assert!(out.contains("\t\terspan {\n\t\t\tversion 2\n\t\t\tdirection egress\n\t\t\tid 10\n\t\t}\n"), "{out}");
+    }
+
+    #[test]
     fn reject_conflicts() {
         fails("inet", "meta nfproto ipv6 reject with icmp host-unreachable");
         fails("inet", "meta l4proto udp reject with tcp reset");
