@@ -163,6 +163,8 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             None => (Dt::Boolean, 1),
         }),
         ExprKind::DccpOpt(_) => Ok((Dt::Boolean, 1)),
+        // `tunnel path` is whether the packet came through a tunnel
+        ExprKind::Tunnel(k) if k == "path" => Ok((Dt::Boolean, 8)),
         ExprKind::Tunnel(_) => Ok((Dt::Integer, 32)),
         ExprKind::Binop(_, l, _) => selector_type(ctx, l),
         ExprKind::Map(_, m) => {
@@ -479,9 +481,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         }
         StmtKind::Set { key, value } => {
             eval_selector(ctx, key)?;
-            if matches!(value.kind, ExprKind::Set(_)) {
-                return err(value.span, "a set statement takes one value, not a set");
-            }
+            crate::stmt_eval::check_mangle(ctx, key, value, span)?;
             let (dt, bits) = (key.dt, key.bits);
             eval_stmt_value(ctx, value, dt, bits)?;
             Ok(())

@@ -283,6 +283,7 @@ fn obj(s: &mut String, ob: &Obj, family: Family, o: &ListOpts) {
                 let _ = writeln!(s, "\t\t{} {}", if ts { "timestamp" } else { "" }, if sack { "sack-perm" } else { "" });
             }
         }
+        ObjBody::Tunnel(t) => tunnel_obj(s, t),
         ObjBody::Raw(r) => {
             let _ = writeln!(s, "\t\t{r}");
         }
@@ -944,4 +945,49 @@ fn bitmask_pipe(dt: Dt, v: u128, bits: u32, o: &ListOpts) -> String {
         }
     }
     parts.join(" | ")
+}
+
+/// Geneve option data as nft lists it: each byte in hex without a leading zero.
+pub fn geneve_data(bytes: &[u8]) -> String {
+    let mut d = "0x".to_string();
+    for b in bytes {
+        let _ = write!(d, "{b:x}");
+    }
+    d
+}
+
+fn tunnel_obj(s: &mut String, t: &TunnelObj) {
+    let _ = writeln!(s, "\t\tid {}", t.id);
+    for (dir, a) in [("saddr", &t.src), ("daddr", &t.dst)] {
+        if let Some((v6, addr)) = a {
+            let _ = writeln!(s, "\t\t{} {dir} {addr}", if *v6 { "ip6" } else { "ip" });
+        }
+    }
+    for (k, v) in [("sport", t.sport as u32), ("dport", t.dport as u32), ("tos", t.tos as u32), ("ttl", t.ttl as u32)] {
+        if v != 0 {
+            let _ = writeln!(s, "\t\t{k} {v}");
+        }
+    }
+    match &t.opts {
+        TunnelOpts::None => {}
+        TunnelOpts::Vxlan { gbp } => {
+            let _ = writeln!(s, "\t\tvxlan {{\n\t\t\tgbp {gbp}\n\t\t}}");
+        }
+        TunnelOpts::Erspan { version, index, egress, hwid } => {
+            let _ = writeln!(s, "\t\terspan {{\n\t\t\tversion {version}");
+            if *version == 1 {
+                let _ = writeln!(s, "\t\t\tindex {index}");
+            } else {
+                let _ = writeln!(s, "\t\t\tdirection {}\n\t\t\tid {hwid}", if *egress { "egress" } else { "ingress" });
+            }
+            s.push_str("\t\t}\n");
+        }
+        TunnelOpts::Geneve(list) => {
+            s.push_str("\t\tgeneve {\n");
+            for (class, typ, data) in list {
+                let _ = writeln!(s, "\t\t\tclass 0x{class:x} opt-type 0x{typ:x} data \"{}\"", geneve_data(data));
+            }
+            s.push_str("\t\t}\n");
+        }
+    }
 }
