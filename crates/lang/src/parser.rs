@@ -2340,7 +2340,8 @@ impl<'a> Parser<'a> {
                 let t = self.next()?;
                 mk(ExprKind::Meta(k), span.to(t.span))
             }
-            _ if is_unqualified_meta(w) => {
+            // `ipsec in|out ...` is an xfrm selector, plain `ipsec` the meta key
+            _ if is_unqualified_meta(w) && !(w == "ipsec" && matches!(nw.as_deref(), Some("in" | "out"))) => {
                 self.next()?;
                 mk(ExprKind::Meta(w.to_string()), span)
             }

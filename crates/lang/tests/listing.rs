@@ -107,3 +107,18 @@ fn typeof_object_and_queue_maps() {
 fn classid_is_one_token() {
     round_trip("table ip x {\n\tmap m {\n\t\ttype ipv4_addr : classid\n\t\telements = { 10.1.26.2 : 1:bbf8 }\n\t}\n\n\tchain c {\n\t\tmeta priority set 1:2\n\t}\n}\n");
 }
+
+#[test]
+fn ranges_list_numerically_and_flag_elements_with_pipes() {
+    round_trip("table inet t {\n\tset s3 {\n\t\ttype inet_proto\n\t\tflags interval\n\t\telements = { 10-20, 50-60 }\n\t}\n\n\tset f {\n\t\ttype tcp_flag\n\t\telements = { fin | ack, syn }\n\t}\n}\n");
+}
+
+#[test]
+fn ipsec_xfrm_selector_in_typeof_and_constants_in_set_lookups() {
+    round_trip("table ip t {\n\tset s {\n\t\ttypeof ipsec in reqid . iif\n\t\tsize 16\n\t\tflags interval\n\t}\n\n\tset s1 {\n\t\ttype ipv4_addr . ipv4_addr . inet_service\n\t}\n\n\tchain c2 {\n\t\tipsec in reqid . \"lo\" @s\n\t\tip saddr . 1.2.3.4 . 80 @s1\n\t}\n}\n");
+}
+
+#[test]
+fn ip_option_value_is_sixteen_bits() {
+    round_trip("table ip t {\n\tset s5 {\n\t\ttypeof ip option ra value\n\t\telements = { 1, 1024 }\n\t}\n}\n");
+}
