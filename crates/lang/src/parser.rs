@@ -319,7 +319,7 @@ impl<'a> Parser<'a> {
                 out.push(Cmd::Noop);
                 Ok(())
             }
-            "table" | "chain" | "rule" | "set" | "map" | "element" | "flowtable" | "counter" | "quota" | "ct" | "limit" | "secmark" | "synproxy" => {
+            "table" | "chain" | "rule" | "set" | "map" | "element" | "flowtable" | "counter" | "quota" | "ct" | "limit" | "secmark" | "synproxy" | "tunnel" => {
                 self.verb_cmd(Verb::Add, out)?;
                 self.end_of_stmt()
             }
@@ -551,7 +551,7 @@ impl<'a> Parser<'a> {
                 out.push(Cmd::Flowtable { verb, table, ft });
                 Ok(())
             }
-            "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "counters" | "quotas" | "limits" => {
+            "counter" | "quota" | "limit" | "secmark" | "synproxy" | "tunnel" | "ct" | "counters" | "quotas" | "limits" => {
                 let kind = if obj == "ct" {
                     let (k, sp) = self.ident("helper, timeout or expectation")?;
                     if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
@@ -675,7 +675,7 @@ impl<'a> Parser<'a> {
                     self.flowtable_block(&mut ft)?;
                     out.push(Cmd::Flowtable { verb: Verb::Add, table: table.clone(), ft });
                 }
-                "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" => {
+                "counter" | "quota" | "limit" | "secmark" | "synproxy" | "tunnel" | "ct" => {
                     self.next()?;
                     let kind = if w == "ct" {
                         let (k, sp) = self.ident("helper, timeout or expectation")?;
@@ -1137,6 +1137,9 @@ impl<'a> Parser<'a> {
                 let (mss, wscale, flags) = self.synproxy_args()?;
                 body = ObjBody::Synproxy { mss: mss.unwrap_or(0), wscale: wscale.unwrap_or(0), flags };
             }
+            "tunnel" => {
+                body = ObjBody::Raw(self.tunnel_body()?);
+            }
             "ct helper" => {
                 let mut hname = String::new();
                 let mut proto = String::new();
@@ -1241,6 +1244,129 @@ impl<'a> Parser<'a> {
             self.leave();
         }
         Ok(Obj { kind: kind.to_string(), name, body, comment, handle: 0, span })
+    }
+
+    /// The body of a tunnel object, returned as the lines nft lists for it (fields in nft's
+    /// order, zero values left out, the encapsulation options in their own block).
+    fn tunnel_body(&mut self) -> Result<String> {
+        let mut id = 0u64;
+        let (mut src, mut dst): (Option<(String, String)>, Option<(String, String)>) = (None, None);
+        let mut nums: Vec<(&'static str, u64)> = vec![("sport", 0), ("dport", 0), ("tos", 0), ("ttl", 0)];
+        let mut encap: Option<String> = None;
+        loop {
+            self.skip_seps()?;
+            let t = self.peek_tok()?.clone();
+            let Tok::Word(w) = &t.tok else { break };
+            let w = w.clone();
+            match w.as_str() {
+                "id" => {
+                    self.next()?;
+                    id = self.number("tunnel id")?.0;
+                }
+                "ip" | "ip6" => {
+                    self.next()?;
+                    let (dir, sp) = self.ident("saddr or daddr")?;
+                    let (addr, asp) = self.ident("address")?;
+                    let ok = if w == "ip" { addr.parse::<std::net::Ipv4Addr>().map(|a| a.to_string()) } else { addr.parse::<std::net::Ipv6Addr>().map(|a| crate::datatype::format_ipv6(u128::from(a))) };
+                    let addr = ok.map_err(|_| Error::new(asp, format!("Could not resolve hostname: {addr}")))?;
+                    match dir.as_str() {
+                        "saddr" => src = Some((w.clone(), addr)),
+                        "daddr" => dst = Some((w.clone(), addr)),
+                        _ => return Err(Error::new(sp, format!("syntax error, unexpected {dir}"))),
+                    }
+                }
+                "sport" | "dport" | "tos" | "ttl" => {
+                    self.next()?;
+                    let (n, _) = self.number(&w)?;
+                    if let Some(slot) = nums.iter_mut().find(|(k, _)| *k == w) {
+                        slot.1 = n;
+                    }
+                }
+                "geneve" | "vxlan" | "erspan" => {
+                    self.next()?;
+                    encap = Some(self.tunnel_encap(&w)?);
+                }
+                _ => break,
+            }
+            self.end_of_stmt()?;
+        }
+        let mut out = format!("id {id}");
+        for (dir, a) in [("saddr", &src), ("daddr", &dst)] {
+            if let Some((fam, addr)) = a {
+                out.push_str(&format!("\n\t\t{fam} {dir} {addr}"));
+            }
+        }
+        for (k, v) in &nums {
+            if *v != 0 {
+                out.push_str(&format!("\n\t\t{k} {v}"));
+            }
+        }
+        if let Some(e) = encap {
+            out.push_str(&e);
+        }
+        Ok(out)
+    }
+
+    fn tunnel_encap(&mut self, kind: &str) -> Result<String> {
+        self.expect(&Tok::LBrace, "'{'")?;
+        self.enter()?;
+        let mut lines: Vec<String> = vec![];
+        let (mut version, mut index, mut dir, mut hwid, mut gbp) = (0u64, 0u64, String::from("ingress"), 0u64, 0u64);
+        loop {
+            self.skip_seps()?;
+            if self.eat(&Tok::RBrace)? {
+                break;
+            }
+            let (w, sp) = self.ident("tunnel option")?;
+            match (kind, w.as_str()) {
+                ("geneve", "class") => {
+                    let (class, _) = self.number("class")?;
+                    self.expect_word("opt-type")?;
+                    let (ty, _) = self.number("opt-type")?;
+                    self.expect_word("data")?;
+                    let dt = self.peek_tok()?.clone();
+                    let data = self.string_arg("data")?;
+                    let hex = data.strip_prefix("0x").or_else(|| data.strip_prefix("0X")).filter(|h| !h.is_empty() && h.len() % 4 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                    let Some(hex) = hex else { return Err(Error::new(dt.span, "Invalid geneve data")) };
+                    // each byte as nft prints it: lowercase hex without padding
+                    let bytes: String = (0..hex.len() / 2).map(|i| format!("{:x}", u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))).collect();
+                    lines.push(format!("class 0x{class:x} opt-type 0x{ty:x} data \"0x{bytes}\""));
+                }
+                ("vxlan", "gbp") => gbp = self.number("gbp")?.0,
+                ("erspan", "version") => version = self.number("version")?.0,
+                ("erspan", "index") => index = self.number("index")?.0,
+                ("erspan", "direction") => {
+                    let (d, dsp) = self.ident("direction")?;
+                    if d != "ingress" && d != "egress" {
+                        return Err(Error::new(dsp, format!("syntax error, unexpected {d}")));
+                    }
+                    dir = d;
+                }
+                ("erspan", "id") => hwid = self.number("id")?.0,
+                _ => return Err(Error::new(sp, format!("syntax error, unexpected {w}"))),
+            }
+            self.end_of_stmt()?;
+        }
+        self.leave();
+        match kind {
+            "vxlan" => lines.push(format!("gbp {gbp}")),
+            "erspan" => {
+                lines.push(format!("version {version}"));
+                if version == 1 {
+                    lines.push(format!("index {index}"));
+                } else {
+                    lines.push(format!("direction {dir}"));
+                    lines.push(format!("id {hwid}"));
+                }
+            }
+            _ => {}
+        }
+        let mut out = format!("\n\t\t{kind} {{");
+        for l in lines {
+            out.push_str(&format!("\n\t\t\t{l}"));
+        }
+        out.push_str("\n\t\t}");
+        Ok(out)
     }
 
     fn quota_amounts(&mut self) -> Result<(u64, u64)> {
@@ -1388,6 +1514,12 @@ impl<'a> Parser<'a> {
                     }
                 }
                 Ok(Stmt { kind: StmtKind::Dynset { op, set, key, stmts, data }, span: t.span })
+            }
+            "tunnel" if self.is_word_n(1, "name")? => {
+                self.next()?;
+                self.next()?;
+                let name = self.expr(Mode::Stmt)?;
+                Ok(Stmt { kind: StmtKind::ObjRef { kind: "tunnel".into(), name }, span: t.span })
             }
             "ct" if self.is_word_n(1, "count")? => {
                 self.next()?;

@@ -122,3 +122,13 @@ fn ipsec_xfrm_selector_in_typeof_and_constants_in_set_lookups() {
 fn ip_option_value_is_sixteen_bits() {
     round_trip("table ip t {\n\tset s5 {\n\t\ttypeof ip option ra value\n\t\telements = { 1, 1024 }\n\t}\n}\n");
 }
+
+#[test]
+fn tunnel_objects() {
+    round_trip("table netdev x {\n\ttunnel g {\n\t\tid 10\n\t\tip saddr 192.168.2.10\n\t\tdport 10\n\t\tgeneve {\n\t\t\tclass 0x1 opt-type 0x1 data \"0x12345678\"\n\t\t}\n\t}\n\n\ttunnel e {\n\t\tid 40\n\t\terspan {\n\t\t\tversion 2\n\t\t\tdirection ingress\n\t\t\tid 10\n\t\t}\n\t}\n\n\tchain x {\n\t\ttunnel name ip saddr map { 10.141.10.123 : \"g\" }\n\t}\n}\n");
+    // zero fields are not listed, options follow nft's order
+    assert_eq!(
+        list("table netdev x { tunnel v { vxlan { gbp 200 }; ttl 0; id 20; tos 10 } }"),
+        "table netdev x {\n\ttunnel v {\n\t\tid 20\n\t\ttos 10\n\t\tvxlan {\n\t\t\tgbp 200\n\t\t}\n\t}\n}\n"
+    );
+}
