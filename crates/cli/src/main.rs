@@ -62,7 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Check { json, include, file } => {
             let opts = LoadOpts { include_dirs: include };
-            let r = if json { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };
+            let r = if json || looks_like_json(&file) { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };
             match r {
                 Ok(_) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
@@ -73,7 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Print { stateless, numeric_proto, services, json, include, file } => {
             let opts = LoadOpts { include_dirs: include };
-            let rs = match load_file(&file, &opts) {
+            let loaded = if looks_like_json(&file) { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };
+            let rs = match loaded {
                 Ok(rs) => rs,
                 Err(e) => {
                     eprint!("{e}");
@@ -90,5 +91,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// JSON input is recognised by its first non-blank character, so `print` takes either form.
+fn looks_like_json(file: &std::path::Path) -> bool {
+    match std::fs::read(file) {
+        Ok(b) => nft_lang::json::is_json_text(&String::from_utf8_lossy(&b)),
+        Err(_) => false,
     }
 }

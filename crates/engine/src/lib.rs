@@ -2,4 +2,5 @@
 //! compiled ruleset and the packet pipeline of `../shared/DESIGN.md`.
 
 pub mod fib;
+pub mod rules;
 pub mod topology;

@@ -75,6 +75,8 @@ pub enum RelOp {
     Gt,
     Le,
     Ge,
+    /// `tcp flags ! syn`: none of the flags set.
+    Neg,
 }
 
 impl RelOp {
@@ -87,6 +89,7 @@ impl RelOp {
             RelOp::Gt => ">",
             RelOp::Le => "<=",
             RelOp::Ge => ">=",
+            RelOp::Neg => "!",
         }
     }
 }

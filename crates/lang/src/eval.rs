@@ -520,6 +520,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             }
             eval_value(ctx, right, dt, bits)?;
             normalize_match(left, op, right)?;
+            crate::flags::normalize(left, op, right)?;
             Ok(())
         }
         StmtKind::Verdict(v) => verdict_ok(ctx, v, span),
@@ -531,11 +532,15 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         }
         StmtKind::Set { key, value } => {
             eval_selector(ctx, key)?;
+            if matches!(value.kind, ExprKind::Set(_)) {
+                return err(value.span, "a set statement takes one value, not a set");
+            }
             let (dt, bits) = (key.dt, key.bits);
             eval_stmt_value(ctx, value, dt, bits)?;
             Ok(())
         }
-        StmtKind::Nat(n) => eval_nat(ctx, n, span),
+        // NAT and tproxy depend on the protocols matched before them: see stmt_eval
+        StmtKind::Nat(_) | StmtKind::Tproxy { .. } => Ok(()),
         StmtKind::Reject(r) => {
             if let RejectKind::Icmp { family, code } = r {
                 let dt = match family.as_str() {
@@ -583,48 +588,13 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             let _ = kind;
             Ok(())
         }
-        StmtKind::Queue { num: Some(n), .. } => eval_stmt_value(ctx, n, Dt::Integer, 16),
-        StmtKind::Dup { addr, dev } => {
-            let adt = match ctx.family {
-                Family::Ip6 => (Dt::Ipv6Addr, 128),
-                _ => (Dt::Ipv4Addr, 32),
-            };
-            if let Some(a) = addr {
-                eval_stmt_value(ctx, a, adt.0, adt.1)?;
-            }
-            if let Some(d) = dev {
-                eval_stmt_value(ctx, d, Dt::IfIndex, 32)?;
-            }
-            Ok(())
+        StmtKind::Queue { num: Some(n), flags } => {
+            eval_stmt_value(ctx, n, Dt::Integer, 16)?;
+            crate::stmt_eval::check_queue(n, flags)
         }
-        StmtKind::Fwd { family, addr, dev } => {
-            if let Some(a) = addr {
-                let adt = match family.as_deref() {
-                    Some("ip6") => (Dt::Ipv6Addr, 128),
-                    _ => (Dt::Ipv4Addr, 32),
-                };
-                eval_stmt_value(ctx, a, adt.0, adt.1)?;
-            }
-            eval_stmt_value(ctx, dev, Dt::IfIndex, 32)
-        }
-        StmtKind::Tproxy { family, addr, port } => {
-            let fam = family.clone().or(match ctx.family {
-                Family::Ip => Some("ip".into()),
-                Family::Ip6 => Some("ip6".into()),
-                _ => None,
-            });
-            if let Some(a) = addr {
-                match fam.as_deref() {
-                    Some("ip") => eval_stmt_value(ctx, a, Dt::Ipv4Addr, 32)?,
-                    Some("ip6") => eval_stmt_value(ctx, a, Dt::Ipv6Addr, 128)?,
-                    _ => return err(span, "Conflicting network layer protocols."),
-                }
-            }
-            if let Some(p) = port {
-                eval_stmt_value(ctx, p, Dt::InetService, 16)?;
-            }
-            Ok(())
-        }
+        StmtKind::Log(l) => crate::stmt_eval::check_log(l, span),
+        StmtKind::Dup { addr, dev } => crate::stmt_eval::eval_dup(ctx, addr, dev, span),
+        StmtKind::Fwd { family, addr, dev } => crate::stmt_eval::eval_fwd(ctx, family, addr, dev, span),
         StmtKind::Limit(l) => {
             if l.burst.is_none() && !l.bytes {
                 l.burst = Some(5);
@@ -928,66 +898,4 @@ fn normalize_match(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<
         }
     }
     Ok(())
-}
-
-fn eval_nat(ctx: &Ctx, n: &mut NatStmt, span: Span) -> Result<()> {
-    let fam = match (&n.family, ctx.family) {
-        (Some(f), _) => Some(f.as_str()),
-        (None, Family::Ip) => Some("ip"),
-        (None, Family::Ip6) => Some("ip6"),
-        _ => None,
-    };
-    if let Some(a) = &mut n.addr {
-        let (dt, bits) = match fam {
-            Some("ip") => (Dt::Ipv4Addr, 32),
-            Some("ip6") => (Dt::Ipv6Addr, 128),
-            _ => {
-                // inet without family: infer from the literal
-                let guess = match &a.kind {
-                    ExprKind::Symbol(w) if w.contains(':') => (Dt::Ipv6Addr, 128),
-                    ExprKind::Symbol(_) => (Dt::Ipv4Addr, 32),
-                    _ => return err(span, format!("specify `{} ip` or '{} ip6' in inet table to disambiguate", n.kind.name(), n.kind.name())),
-                };
-                n.family = Some(if guess.0 == Dt::Ipv6Addr { "ip6".into() } else { "ip".into() });
-                guess
-            }
-        };
-        eval_stmt_value(ctx, a, dt, bits)?;
-    }
-    if let Some(p) = &mut n.port {
-        eval_stmt_value(ctx, p, Dt::InetService, 16)?;
-    }
-    if let Some(h) = ctx.chain_type {
-        if h != "nat" {
-            return err(span, format!("Could not process rule: Operation not supported\n{} is only valid in nat chains", n.kind.name()));
-        }
-    }
-    // Outside inet tables the kernel's NAT family is listed only for address maps whose
-    // values are intervals or address . port pairs.
-    if ctx.family != Family::Inet {
-        let table_fam = if ctx.family == Family::Ip6 { "ip6" } else { "ip" };
-        let shown = nat_map_shows_family(ctx, n.addr.as_ref()).then(|| n.family.clone().unwrap_or_else(|| table_fam.to_string()));
-        n.family = shown;
-    }
-    Ok(())
-}
-
-fn nat_map_shows_family(ctx: &Ctx, addr: Option<&Expr>) -> bool {
-    let Some(Expr { kind: ExprKind::Map(_, m), .. }) = addr else { return false };
-    fn ranged(v: &Expr) -> bool {
-        match &v.kind {
-            ExprKind::Range(..) | ExprKind::Prefix(..) => true,
-            ExprKind::Concat(items) => items.iter().any(ranged),
-            ExprKind::Elem(i, _) => ranged(i),
-            _ => false,
-        }
-    }
-    match &m.kind {
-        ExprKind::SetRef(name) => ctx.sets.get(name.as_str()).is_some_and(|si| si.data_interval || si.data_fields > 1),
-        ExprKind::Set(elems) => elems.iter().any(|e| match &e.kind {
-            ExprKind::Mapping(_, v) => ranged(v) || matches!(v.kind, ExprKind::Concat(_)),
-            _ => false,
-        }),
-        _ => false,
-    }
 }

@@ -364,6 +364,7 @@ fn relop_str(op: RelOp, left: &Expr, right: &Expr) -> &'static str {
         RelOp::Gt => ">",
         RelOp::Le => "<=",
         RelOp::Ge => ">=",
+        RelOp::Neg => "!",
     }
 }
 

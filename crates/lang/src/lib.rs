@@ -10,6 +10,7 @@ pub mod parser;
 pub mod eval;
 mod inner;
 pub mod stmt_eval;
+mod flags;
 pub mod print;
 pub mod ruleset;
 pub mod json;

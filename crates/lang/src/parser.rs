@@ -1870,39 +1870,59 @@ impl<'a> Parser<'a> {
             _ => NatKind::Redirect,
         };
         let mut family = None;
-        if matches!(kind, NatKind::Snat | NatKind::Dnat) && (self.is_word("ip")? || self.is_word("ip6")?) && (self.is_word_n(1, "to")? || self.is_word_n(1, "prefix")? || self.is_word_n(1, "addr")?) {
-            family = Some(self.next()?.tok.text());
-        }
         let mut addr = None;
         let mut port = None;
         let mut prefix = false;
-        if self.eat_word("prefix")? {
-            prefix = true;
-        }
-        if self.eat_word("to")? {
-            match kind {
-                NatKind::Masquerade | NatKind::Redirect => {
-                    // `to :port` or `to port`
-                    self.eat(&Tok::Colon)?;
+        match kind {
+            NatKind::Snat | NatKind::Dnat => {
+                // `[ip|ip6] [addr . port|interval|prefix] to ADDR[:PORT]`, `to :PORT`, or the
+                // address right after the keyword
+                if (self.is_word("ip")? || self.is_word("ip6")?) && matches!(self.peek_n(1)?, Tok::Word(x) if matches!(x.as_str(), "to" | "prefix" | "addr" | "interval")) {
+                    family = Some(self.next()?.tok.text());
+                }
+                let mut need_to = family.is_some();
+                if self.eat_word("addr")? {
+                    self.expect(&Tok::Dot, "'.'")?;
+                    self.expect_word("port")?;
+                    need_to = true;
+                } else if self.eat_word("interval")? {
+                    need_to = true;
+                } else if self.eat_word("prefix")? {
+                    prefix = true;
+                    need_to = true;
+                }
+                if need_to {
+                    self.expect_word("to")?;
+                } else {
+                    self.eat_word("to")?;
+                }
+                let (a, p) = self.addr_port()?;
+                addr = a;
+                port = p;
+            }
+            NatKind::Masquerade => {
+                if self.eat_word("to")? {
+                    self.expect(&Tok::Colon, "':'")?;
                     port = Some(self.expr(Mode::Stmt)?);
                 }
-                _ => {
-                    let (a, p) = self.addr_port()?;
-                    addr = a;
-                    port = p;
+            }
+            NatKind::Redirect => {
+                if self.eat_word("to")? {
+                    self.eat(&Tok::Colon)?;
+                    port = Some(self.expr(Mode::Stmt)?);
                 }
             }
         }
         let mut flags = vec![];
         loop {
             let Some(f) = self.peek_word()? else { break };
-            if matches!(f.as_str(), "random" | "fully-random" | "persistent" | "netmap") {
+            if matches!(f.as_str(), "random" | "fully-random" | "persistent") {
                 self.next()?;
                 if !flags.contains(&f) {
                     flags.push(f);
                 }
                 if !self.eat(&Tok::Comma)? {
-                    continue;
+                    break;
                 }
             } else {
                 break;
@@ -1911,16 +1931,26 @@ impl<'a> Parser<'a> {
         Ok(StmtKind::Nat(NatStmt { kind, family, addr, port, prefix, flags }))
     }
 
-    /// `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `:80`, `ip saddr map { ... }`, `10.0.0.1-10.0.0.5:80-90`
+    /// `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `[::1]-[::2]:80-90`, `[::]/64`, `:80`,
+    /// `ip saddr map { ... }`, `10.0.0.1-10.0.0.5:80-90`
     fn addr_port(&mut self) -> Result<(Option<Expr>, Option<Expr>)> {
         if self.eat(&Tok::Colon)? {
             let p = self.expr(Mode::Stmt)?;
             return Ok((None, Some(p)));
         }
         if matches!(self.peek()?, Tok::LBracket) {
-            self.next()?;
-            let a = self.expr(Mode::Stmt)?;
-            self.expect(&Tok::RBracket, "']'")?;
+            let a = self.bracketed_addr()?;
+            let a = if self.eat(&Tok::Dash)? {
+                let b = self.bracketed_addr()?;
+                let sp = a.span.to(b.span);
+                Expr::new(ExprKind::Range(Box::new(a), Box::new(b)), sp)
+            } else if self.eat(&Tok::Slash)? {
+                let (len, sp) = self.number("prefix length")?;
+                let sp = a.span.to(sp);
+                Expr::new(ExprKind::Prefix(Box::new(a), len as u32), sp)
+            } else {
+                a
+            };
             let mut p = None;
             if self.eat(&Tok::Colon)? {
                 p = Some(self.expr(Mode::Stmt)?);
@@ -1935,11 +1965,26 @@ impl<'a> Parser<'a> {
         Ok((Some(a), p))
     }
 
+    /// `[2001:db8::1]`: an IPv6 address in brackets, so that a port can follow.
+    fn bracketed_addr(&mut self) -> Result<Expr> {
+        self.expect(&Tok::LBracket, "'['")?;
+        let a = self.expr(Mode::Stmt)?;
+        self.expect(&Tok::RBracket, "']'")?;
+        Ok(a)
+    }
+
     fn queue_body(&mut self) -> Result<StmtKind> {
         let mut num = None;
         let mut flags = vec![];
         loop {
-            if self.eat_word("num")? || self.eat_word("to")? {
+            if self.eat_word("num")? {
+                // `num` takes a number or a range only; expressions need `to`
+                let e = self.expr(Mode::Stmt)?;
+                if !matches!(e.kind, ExprKind::Symbol(_) | ExprKind::Range(..) | ExprKind::Const(_)) {
+                    return Err(Error::new(e.span, "syntax error, unexpected expression after queue num, expecting a number or range"));
+                }
+                num = Some(e);
+            } else if self.eat_word("to")? {
                 num = Some(self.expr(Mode::Stmt)?);
             } else if self.eat_word("flags")? {
                 loop {
@@ -1974,7 +2019,16 @@ impl<'a> Parser<'a> {
         let span = left.span;
         if self.is_word("set")? {
             self.next()?;
-            let value = self.expr(Mode::Stmt)?;
+            let mut value = self.expr(Mode::Stmt)?;
+            // `ct event set new,destroy`: a flag list
+            if matches!(self.peek()?, Tok::Comma) {
+                let mut items = vec![value];
+                while self.eat(&Tok::Comma)? {
+                    items.push(self.expr(Mode::Stmt)?);
+                }
+                let sp = items[0].span.to(items[items.len() - 1].span);
+                value = Expr::new(ExprKind::List(items), sp);
+            }
             let sp = span.to(value.span);
             return Ok(Stmt { kind: StmtKind::Set { key: left, value }, span: sp });
         }
@@ -1992,6 +2046,7 @@ impl<'a> Parser<'a> {
             Tok::Gt => Some(RelOp::Gt),
             Tok::Le => Some(RelOp::Le),
             Tok::Ge => Some(RelOp::Ge),
+            Tok::Bang => Some(RelOp::Neg),
             Tok::Word(w) => match w.as_str() {
                 "eq" => Some(RelOp::Eq),
                 "ne" => Some(RelOp::Ne),
@@ -2042,6 +2097,14 @@ impl<'a> Parser<'a> {
                 items.push(self.expr(Mode::Rhs)?);
             }
             let sp = items[0].span.to(items[items.len() - 1].span);
+            // `fin,syn / fin,syn`: the mask applies to the whole list
+            if matches!(items.last().map(|e| &e.kind), Some(ExprKind::Masked(..))) {
+                let Some(Expr { kind: ExprKind::Masked(v, m), .. }) = items.pop() else { return self.unexpected("flag list") };
+                items.push(*v);
+                let lsp = items[0].span.to(items[items.len() - 1].span);
+                let list = Expr::new(ExprKind::List(items), lsp);
+                return Ok(Expr::new(ExprKind::Masked(Box::new(list), m), sp));
+            }
             return Ok(Expr::new(ExprKind::List(items), sp));
         }
         Ok(first)

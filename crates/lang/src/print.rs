@@ -509,11 +509,14 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
     match &st.kind {
         StmtKind::Match { left, op, right } => {
             let l = expr(left, o);
-            let r = expr_in(right, o, Ctx::Rhs { binop_left: matches!(left.kind, ExprKind::Binop(..)) });
+            // flag values list as `a,b` in a flag test and as `a | b` everywhere else
+            let flag_test = matches!(op, RelOp::Implicit | RelOp::Neg) && !matches!(left.kind, ExprKind::Binop(..));
+            let r = expr_in(right, o, Ctx::Rhs { binop_left: !flag_test });
             let opstr = match op {
                 RelOp::Implicit => " ".to_string(),
+                RelOp::Neg => " ! ".to_string(),
                 RelOp::Eq => {
-                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && matches!(right.kind, ExprKind::Const(_))) {
+                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && const_single_flag(right)) {
                         " == ".into()
                     } else {
                         " ".into()
@@ -597,11 +600,18 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
                 s.push_str(" to");
             }
             if let Some(a) = &n.addr {
-                let txt = expr(a, o);
-                if n.port.is_some() && a.dt == Dt::Ipv6Addr && !matches!(a.kind, ExprKind::Map(..)) {
-                    let _ = write!(s, " [{txt}]");
-                } else {
-                    let _ = write!(s, " {txt}");
+                let v6 = |x: &Expr| x.dt == Dt::Ipv6Addr && matches!(x.kind, ExprKind::Const(_));
+                match &a.kind {
+                    // an IPv6 address before `:port` goes in brackets
+                    ExprKind::Const(_) if n.port.is_some() && v6(a) => {
+                        let _ = write!(s, " [{}]", expr(a, o));
+                    }
+                    ExprKind::Range(x, y) if n.port.is_some() && v6(x) => {
+                        let _ = write!(s, " [{}]-[{}]", expr(x, o), expr(y, o));
+                    }
+                    _ => {
+                        let _ = write!(s, " {}", expr(a, o));
+                    }
                 }
             }
             if let Some(p) = &n.port {
@@ -690,7 +700,7 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             s.push_str(" to");
             if let Some(a) = addr {
                 let t = expr(a, o);
-                if a.dt == Dt::Ipv6Addr && port.is_some() {
+                if a.dt == Dt::Ipv6Addr && matches!(a.kind, ExprKind::Const(_)) {
                     let _ = write!(s, " [{t}]");
                 } else {
                     let _ = write!(s, " {t}");
@@ -911,10 +921,18 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
     }
 }
 
+/// nft writes `==` before a flag value only while it is one value, not an `a | b` of several.
+fn const_single_flag(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Const(Const { dt, val: Val::Int(v), .. }) => *dt == Dt::Bitmask || v.count_ones() <= 1,
+        _ => false,
+    }
+}
+
 /// A bitmask constant inside arithmetic: `fin | syn`.
 fn bitmask_pipe(dt: Dt, v: u128, bits: u32, o: &ListOpts) -> String {
-    if v == 0 {
-        return dt.print(&Val::Int(0), bits, &o.dt);
+    if v == 0 || dt == Dt::Bitmask {
+        return dt.print(&Val::Int(v), bits, &o.dt);
     }
     let mut parts = vec![];
     for b in 0..bits.max(1).min(128) {

@@ -64,6 +64,17 @@ fn load_inner(sm: &mut SourceMap, id: u32, opts: &LoadOpts) -> Result<Ruleset> {
     Ok(rs)
 }
 
+/// Applies already-built commands (from JSON input) to an empty ruleset and evaluates it.
+pub fn load_cmds(cmds: Vec<Cmd>) -> Result<Ruleset> {
+    let mut rs = Ruleset::default();
+    let mut b = Builder::default();
+    for c in cmds {
+        b.apply(&mut rs, c)?;
+    }
+    evaluate(&mut rs)?;
+    Ok(rs)
+}
+
 #[derive(Default)]
 struct Builder {
     handle: u64,

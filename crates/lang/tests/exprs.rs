@@ -71,3 +71,23 @@ fn hex_integers_and_arithmetic() {
     same("ip", "ct mark set jhash ip saddr . ip daddr mod 2 seed 0x0");
     same("ip", "ct mark set jhash ip saddr . ip daddr mod 2");
 }
+
+#[test]
+fn flag_tests() {
+    lists_as("ip", "tcp flags fin,syn / fin,syn", "tcp flags & (fin | syn) == fin | syn");
+    lists_as("ip", "tcp flags & syn != 0", "tcp flags syn");
+    lists_as("ip", "tcp flags & syn == 0", "tcp flags ! syn");
+    lists_as("ip", "tcp flags & (syn | ack) != 0", "tcp flags syn,ack");
+    lists_as("ip", "tcp flags & (fin | syn | rst | ack) syn", "tcp flags & (fin | syn | rst | ack) == syn");
+    lists_as("ip", "tcp flags & (fin | syn | rst | psh | ack | urg | ecn | cwr) == fin | syn | rst | psh | ack | urg | ecn | cwr", "tcp flags == 0xff");
+    same("ip", "tcp flags { syn, syn | ack }");
+    same("ip", "tcp flags ! fin,rst");
+    same("ip", "ct status ! dnat");
+    same("ip", "ct state != established | related | new");
+    lists_as("ip", "ct state 8", "ct state new");
+    same("ip", "tcp flags == syn");
+    lists_as("ip", "ct event set new | related | destroy | label", "ct event set new,related,destroy,label");
+    same("ip", "ct event set new,destroy");
+    rejected("ip", "tcp flags & (fin | syn | rst | ack) ! syn");
+    rejected("ip", "ct mark set {0x11333, 0x11}");
+}

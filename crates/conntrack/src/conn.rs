@@ -1,0 +1,195 @@
+//! One tracked connection (`struct nf_conn`) and its `conntrack -L` line.
+
+use crate::status::Status;
+use crate::tcp::TcpTrack;
+use crate::tuple::{
+    Direction, Tuple, Zone, PROTO_DCCP, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP,
+    PROTO_UDP, PROTO_UDPLITE,
+};
+use core::fmt::Write as _;
+use core::time::Duration;
+
+/// Protocol state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtoState {
+    Tcp(TcpTrack),
+    /// `stream_at`: once replied, traffic after this instant makes the flow a stream (assured,
+    /// longer timeout): two seconds after creation, as in the kernel.
+    Udp {
+        stream_at: Duration,
+    },
+    Icmp,
+    Generic,
+}
+
+/// Packets and bytes in one direction (bytes count the IP packet, header included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conn {
+    /// `tuples[0]` is the original direction, `tuples[1]` the reply, which reflects NAT. Only
+    /// the table changes them: they are its keys.
+    pub(crate) tuples: [Tuple; 2],
+    pub(crate) zone: Zone,
+    pub(crate) status: Status,
+    /// `ct mark`.
+    pub mark: u32,
+    /// `ct label`, 128 bits.
+    pub labels: u128,
+    pub(crate) proto: ProtoState,
+    pub(crate) counters: [Counter; 2],
+    /// A number unique over the table's life, for listings and events.
+    pub id: u32,
+    pub created: Duration,
+    pub(crate) deadline: Duration,
+    /// The interface a masquerade binding took its address from, to forget the binding when
+    /// that address goes away.
+    pub masq_ifindex: Option<u32>,
+}
+
+impl Conn {
+    pub fn tuple(&self, dir: Direction) -> &Tuple {
+        &self.tuples[dir.index()]
+    }
+
+    pub fn zone(&self) -> Zone {
+        self.zone
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    pub fn proto(&self) -> &ProtoState {
+        &self.proto
+    }
+
+    pub fn counter(&self, dir: Direction) -> Counter {
+        self.counters[dir.index()]
+    }
+
+    pub fn original(&self) -> &Tuple {
+        &self.tuples[0]
+    }
+
+    pub fn reply(&self) -> &Tuple {
+        &self.tuples[1]
+    }
+
+    pub fn l4proto(&self) -> u8 {
+        self.tuples[0].proto
+    }
+
+    pub fn is_confirmed(&self) -> bool {
+        self.status.contains(Status::CONFIRMED)
+    }
+
+    pub fn is_assured(&self) -> bool {
+        self.status.contains(Status::ASSURED)
+    }
+
+    pub fn is_offloaded(&self) -> bool {
+        self.status.intersects(Status::OFFLOAD | Status::HW_OFFLOAD)
+    }
+
+    pub fn tcp_state(&self) -> Option<crate::tcp::TcpState> {
+        match &self.proto {
+            ProtoState::Tcp(t) => Some(t.state),
+            _ => None,
+        }
+    }
+
+    /// When the connection expires if no packet refreshes it.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Time left before expiry (`ct expiration`), zero once past.
+    pub fn remaining(&self, now: Duration) -> Duration {
+        self.deadline.saturating_sub(now)
+    }
+
+    /// `ct expiration` in milliseconds, as nft reads it.
+    pub fn expiration_ms(&self, now: Duration) -> u64 {
+        u64::try_from(self.remaining(now).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Expired at `now`? An offloaded connection never is: the flowtable keeps it alive.
+    pub fn expired(&self, now: Duration) -> bool {
+        !self.is_offloaded() && self.deadline <= now
+    }
+
+    pub fn label(&self, bit: u8) -> bool {
+        bit < 128 && self.labels & (1u128 << bit) != 0
+    }
+
+    pub fn set_label(&mut self, bit: u8) {
+        if bit < 128 {
+            self.labels |= 1u128 << bit;
+        }
+    }
+
+    /// The line `conntrack -L` prints for this connection (libnetfilter_conntrack's default
+    /// format), without a trailing newline. `accounting` adds the per-direction counters as
+    /// `conntrack -L` does when `nf_conntrack_acct` is on.
+    pub fn listing(&self, now: Duration, accounting: bool) -> String {
+        let mut s = String::with_capacity(192);
+        let proto = self.l4proto();
+        let _ = write!(
+            s,
+            "{:<8} {} {} ",
+            proto_name(proto),
+            proto,
+            self.remaining(now).as_secs()
+        );
+        if let ProtoState::Tcp(t) = &self.proto {
+            let _ = write!(s, "{} ", t.state.name());
+        }
+        let _ = write!(s, "{} ", self.tuples[0]);
+        if accounting {
+            let c = self.counters[0];
+            let _ = write!(s, "packets={} bytes={} ", c.packets, c.bytes);
+        }
+        if !self.status.contains(Status::SEEN_REPLY) {
+            s.push_str("[UNREPLIED] ");
+        }
+        let _ = write!(s, "{} ", self.tuples[1]);
+        if accounting {
+            let c = self.counters[1];
+            let _ = write!(s, "packets={} bytes={} ", c.packets, c.bytes);
+        }
+        if self.status.contains(Status::HW_OFFLOAD) {
+            s.push_str("[HW_OFFLOAD] ");
+        } else if self.status.contains(Status::OFFLOAD) {
+            s.push_str("[OFFLOAD] ");
+        } else if self.status.contains(Status::ASSURED) {
+            s.push_str("[ASSURED] ");
+        }
+        let _ = write!(s, "mark={} ", self.mark);
+        if self.zone != 0 {
+            let _ = write!(s, "zone={} ", self.zone);
+        }
+        // The flowtable holds a reference to an offloaded connection, as in the kernel.
+        let _ = write!(s, "use={}", 1 + u32::from(self.is_offloaded()));
+        s
+    }
+}
+
+/// The protocol name conntrack-tools prints (`__proto2str`).
+pub fn proto_name(proto: u8) -> &'static str {
+    match proto {
+        PROTO_TCP => "tcp",
+        PROTO_UDP => "udp",
+        PROTO_UDPLITE => "udplite",
+        PROTO_ICMP => "icmp",
+        PROTO_ICMPV6 => "icmpv6",
+        PROTO_SCTP => "sctp",
+        PROTO_GRE => "gre",
+        PROTO_DCCP => "dccp",
+        _ => "unknown",
+    }
+}

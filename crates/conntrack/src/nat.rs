@@ -1,0 +1,638 @@
+//! NAT bindings (nf_nat_core.c): a binding rewrites the reply tuple of an unconfirmed
+//! connection, choosing an address from the range and, when it must, a port that no other
+//! connection's reply tuple uses. Each direction's packets are then rewritten to look like the
+//! inverse of the other direction's tuple.
+
+use crate::status::Status;
+use crate::table::{mix64, ConnId, Table};
+use crate::tuple::{has_ports, is_icmp, Direction, Tuple, Zone};
+use crate::CtError;
+use nft_wire::rewrite::{self, Side};
+use nft_wire::{checksum, IpAddr, IpProtocol, IpVersion, PacketMeta};
+
+/// Which side of the original direction a binding changes: SNAT (postrouting, also
+/// masquerade) or DNAT (prerouting, also redirect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Manip {
+    Src,
+    Dst,
+}
+
+impl Manip {
+    pub const fn opposite(self) -> Manip {
+        match self {
+            Manip::Src => Manip::Dst,
+            Manip::Dst => Manip::Src,
+        }
+    }
+}
+
+/// `struct nf_nat_range2`: an address range (none: keep the address), a port range (none:
+/// keep the port if it is free, else pick one in the same class), and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NatRange {
+    pub addrs: Option<(IpAddr, IpAddr)>,
+    /// Ports, or the ICMP identifier.
+    pub ports: Option<(u16, u16)>,
+    /// The same client gets the same address whatever the destination.
+    pub persistent: bool,
+    /// Port search starts at a per-flow hashed offset instead of the original port.
+    pub random: bool,
+    /// Port search starts at an offset from the table's seeded PRNG.
+    pub fully_random: bool,
+}
+
+impl NatRange {
+    pub fn to_addr(a: IpAddr) -> NatRange {
+        NatRange {
+            addrs: Some((a, a)),
+            ..NatRange::default()
+        }
+    }
+
+    pub fn to_addrs(lo: IpAddr, hi: IpAddr) -> NatRange {
+        NatRange {
+            addrs: Some((lo, hi)),
+            ..NatRange::default()
+        }
+    }
+
+    pub fn with_ports(mut self, lo: u16, hi: u16) -> NatRange {
+        self.ports = Some((lo.min(hi), lo.max(hi)));
+        self
+    }
+
+    pub fn persistent(mut self) -> NatRange {
+        self.persistent = true;
+        self
+    }
+
+    pub fn random(mut self) -> NatRange {
+        self.random = true;
+        self
+    }
+
+    pub fn fully_random(mut self) -> NatRange {
+        self.fully_random = true;
+        self
+    }
+
+    fn random_any(&self) -> bool {
+        self.random || self.fully_random
+    }
+}
+
+/// What to write into a packet of one direction. For ICMP echoes the port fields carry the
+/// identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rewrite {
+    pub src_addr: Option<IpAddr>,
+    pub src_port: Option<u16>,
+    pub dst_addr: Option<IpAddr>,
+    pub dst_port: Option<u16>,
+}
+
+impl Rewrite {
+    pub fn is_empty(&self) -> bool {
+        *self == Rewrite::default()
+    }
+
+    /// Only the source part (what postrouting applies) or the destination part (prerouting).
+    pub fn only(&self, manip: Manip) -> Rewrite {
+        match manip {
+            Manip::Src => Rewrite {
+                src_addr: self.src_addr,
+                src_port: self.src_port,
+                ..Rewrite::default()
+            },
+            Manip::Dst => Rewrite {
+                dst_addr: self.dst_addr,
+                dst_port: self.dst_port,
+                ..Rewrite::default()
+            },
+        }
+    }
+
+    /// The same change seen from a packet going the other way (a quoted header).
+    pub fn swapped(&self) -> Rewrite {
+        Rewrite {
+            src_addr: self.dst_addr,
+            src_port: self.dst_port,
+            dst_addr: self.src_addr,
+            dst_port: self.src_port,
+        }
+    }
+}
+
+fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u32::from(v) as u128,
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn from_bits(template: IpAddr, bits: u128) -> IpAddr {
+    match template {
+        IpAddr::V4(_) => IpAddr::V4((bits as u32).into()),
+        IpAddr::V6(_) => IpAddr::V6(bits.into()),
+    }
+}
+
+fn hash_addrs(seed: u64, words: &[u128]) -> u64 {
+    let mut h = seed;
+    for w in words {
+        h = mix64(h ^ (*w as u64));
+        h = mix64(h ^ ((*w >> 64) as u64));
+    }
+    h
+}
+
+fn key(t: &Tuple, manip: Manip) -> Option<u16> {
+    if is_icmp(t.proto) {
+        Some(t.sport)
+    } else if has_ports(t.proto) {
+        Some(match manip {
+            Manip::Src => t.sport,
+            Manip::Dst => t.dport,
+        })
+    } else {
+        None
+    }
+}
+
+fn set_key(t: &mut Tuple, manip: Manip, v: u16) {
+    if is_icmp(t.proto) || manip == Manip::Src {
+        t.sport = v;
+    } else {
+        t.dport = v;
+    }
+}
+
+fn manip_addr(t: &Tuple, manip: Manip) -> IpAddr {
+    match manip {
+        Manip::Src => t.src,
+        Manip::Dst => t.dst,
+    }
+}
+
+fn l4_in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
+    match (range.ports, key(t, manip)) {
+        (Some((lo, hi)), Some(k)) => (lo..=hi).contains(&k),
+        _ => true,
+    }
+}
+
+fn in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
+    let a = manip_addr(t, manip);
+    let addr_ok = range
+        .addrs
+        .is_none_or(|(lo, hi)| (addr_bits(lo)..=addr_bits(hi)).contains(&addr_bits(a)));
+    addr_ok && l4_in_range(t, manip, range)
+}
+
+impl Table {
+    /// `snat to ...` on an unconfirmed connection.
+    pub fn snat(&mut self, id: ConnId, range: &NatRange) -> Result<(), CtError> {
+        self.bind(id, Manip::Src, range)
+    }
+
+    /// `dnat to ...` on an unconfirmed connection.
+    pub fn dnat(&mut self, id: ConnId, range: &NatRange) -> Result<(), CtError> {
+        self.bind(id, Manip::Dst, range)
+    }
+
+    /// `masquerade`: SNAT to `addr`, the address of the outgoing interface `ifindex`, which
+    /// [`Table::forget_masquerade`] later uses. `range.addrs` is ignored.
+    pub fn masquerade(
+        &mut self,
+        id: ConnId,
+        addr: IpAddr,
+        ifindex: u32,
+        range: &NatRange,
+    ) -> Result<(), CtError> {
+        let r = NatRange {
+            addrs: Some((addr, addr)),
+            ..*range
+        };
+        self.bind(id, Manip::Src, &r)?;
+        if let Some(c) = self.conn_mut_internal(id) {
+            c.masq_ifindex = Some(ifindex);
+        }
+        Ok(())
+    }
+
+    /// `redirect`: DNAT to `local`, the address of the incoming interface (or loopback for
+    /// locally generated packets), optionally to other ports.
+    pub fn redirect(
+        &mut self,
+        id: ConnId,
+        local: IpAddr,
+        ports: Option<(u16, u16)>,
+    ) -> Result<(), CtError> {
+        let r = NatRange {
+            addrs: Some((local, local)),
+            ports,
+            ..NatRange::default()
+        };
+        self.bind(id, Manip::Dst, &r)
+    }
+
+    /// `nf_nat_setup_info`.
+    pub(crate) fn bind(
+        &mut self,
+        id: ConnId,
+        manip: Manip,
+        range: &NatRange,
+    ) -> Result<(), CtError> {
+        let c = self.get(id).ok_or(CtError::NoSuchConn)?;
+        if c.is_confirmed() {
+            return Err(CtError::AlreadyConfirmed);
+        }
+        let done = match manip {
+            Manip::Src => Status::SRC_NAT_DONE,
+            Manip::Dst => Status::DST_NAT_DONE,
+        };
+        if c.status().contains(done) {
+            return Err(CtError::AlreadyBound);
+        }
+        let mut range = *range;
+        if let Some((lo, hi)) = range.addrs {
+            let v4 = c.original().is_ipv4();
+            if lo.is_ipv4() != v4 || hi.is_ipv4() != v4 {
+                return Err(CtError::FamilyMismatch);
+            }
+            if addr_bits(lo) > addr_bits(hi) {
+                range.addrs = Some((hi, lo));
+            }
+        }
+        if let Some((lo, hi)) = range.ports {
+            range.ports = Some((lo.min(hi), lo.max(hi)));
+        }
+        let curr = c.reply().invert().ok_or(CtError::NoSuchConn)?;
+        let zone = c.zone();
+        let new = self.unique_tuple(curr, &range, manip, zone, id)?;
+        let c = self.conn_mut_internal(id).ok_or(CtError::NoSuchConn)?;
+        if new != curr {
+            c.tuples[1] = new.invert().ok_or(CtError::NoSuchConn)?;
+            c.status.insert(match manip {
+                Manip::Src => Status::SRC_NAT,
+                Manip::Dst => Status::DST_NAT,
+            });
+        }
+        c.status.insert(done);
+        Ok(())
+    }
+
+    /// Whether a connection whose original direction looks like `t` would collide with
+    /// another's reply (`nf_nat_used_tuple`).
+    fn used(&self, t: &Tuple, zone: Zone, me: ConnId) -> bool {
+        match t.invert() {
+            Some(r) => self.taken(&r, zone, me),
+            None => true,
+        }
+    }
+
+    /// `get_unique_tuple`: keep what is already right, else pick an address, then a port.
+    fn unique_tuple(
+        &mut self,
+        curr: Tuple,
+        range: &NatRange,
+        manip: Manip,
+        zone: Zone,
+        me: ConnId,
+    ) -> Result<Tuple, CtError> {
+        if manip == Manip::Src && !range.random_any() {
+            if in_range(&curr, manip, range) {
+                if !self.used(&curr, zone, me) {
+                    return Ok(curr);
+                }
+            } else if let Some(mapped) = self.appropriate_src(&curr, range, zone) {
+                if !self.used(&mapped, zone, me) {
+                    return Ok(mapped);
+                }
+            }
+        }
+        let mut t = curr;
+        self.best_addr(&mut t, range, manip, zone);
+        if !range.random_any() && l4_in_range(&t, manip, range) && !self.used(&t, zone, me) {
+            return Ok(t);
+        }
+        self.unique_l4(t, range, manip, zone, me)
+    }
+
+    /// `find_appropriate_src`: the mapping an earlier connection from the same source
+    /// address and port got, if it fits this range, so the client keeps one outside identity
+    /// whatever the destination.
+    fn appropriate_src(&self, curr: &Tuple, range: &NatRange, zone: Zone) -> Option<Tuple> {
+        let id = *self.bysource.get(&crate::table::source_key(curr, zone))?;
+        let c = self.get(id)?;
+        let mapped = c.reply().invert()?;
+        let mut t = *curr;
+        t.src = mapped.src;
+        t.sport = mapped.sport;
+        in_range(&t, Manip::Src, range).then_some(t)
+    }
+
+    /// `find_best_ips_proto`: an address from the range by a hash of the client (and, unless
+    /// persistent, the server), so a given flow always maps the same way.
+    fn best_addr(&self, t: &mut Tuple, range: &NatRange, manip: Manip, zone: Zone) {
+        let Some((lo, hi)) = range.addrs else { return };
+        let pick = if lo == hi {
+            lo
+        } else {
+            let other = if range.persistent {
+                0
+            } else {
+                addr_bits(t.dst)
+            };
+            let h = hash_addrs(self.cfg.seed, &[addr_bits(t.src), other, zone as u128]);
+            let (l, span) = (addr_bits(lo), addr_bits(hi) - addr_bits(lo));
+            let off = if span == u128::MAX {
+                (h as u128) | ((mix64(h) as u128) << 64)
+            } else {
+                let h = (h as u128) | ((mix64(h) as u128) << 64);
+                h % (span + 1)
+            };
+            from_bits(lo, l.wrapping_add(off))
+        };
+        match manip {
+            Manip::Src => t.src = pick,
+            Manip::Dst => t.dst = pick,
+        }
+    }
+
+    /// `nf_nat_l4proto_unique_tuple`: walk the port (or ICMP id) range from a start offset
+    /// until the tuple is free, with the kernel's bounded number of attempts.
+    fn unique_l4(
+        &mut self,
+        mut t: Tuple,
+        range: &NatRange,
+        manip: Manip,
+        zone: Zone,
+        me: ConnId,
+    ) -> Result<Tuple, CtError> {
+        // A destination the ruleset named is kept even when it collides, as in the kernel:
+        // source NAT (or the null binding at confirm) is what makes the reply unique.
+        let Some(k) = key(&t, manip) else {
+            return match manip {
+                Manip::Dst => Ok(t),
+                Manip::Src => self.free_or_exhausted(t, zone, me),
+            };
+        };
+        let (min, size): (u32, u32) = match range.ports {
+            Some((lo, hi)) => (lo as u32, hi as u32 - lo as u32 + 1),
+            None if is_icmp(t.proto) => (0, 65536),
+            // Without a port range a destination port stays what the client asked for.
+            None if manip == Manip::Dst => return Ok(t),
+            // Keep the port's class: below 512, 600-1023 (>= 512 by convention), or above.
+            None if k < 512 => (1, 511),
+            None if k < 1024 => (600, 424),
+            None => (1024, 64512),
+        };
+        let mut off: u32 = if range.fully_random {
+            self.rng.next_u64() as u16 as u32
+        } else if range.random {
+            let h = hash_addrs(
+                self.cfg.seed ^ 0x5eed,
+                &[addr_bits(t.src), addr_bits(t.dst), t.dport as u128],
+            );
+            h as u16 as u32
+        } else {
+            (k as i64 - min as i64).rem_euclid(size as i64) as u32
+        };
+        let mut attempts = size.min(128);
+        loop {
+            for _ in 0..attempts {
+                set_key(&mut t, manip, (min + off % size) as u16);
+                if !self.used(&t, zone, me) {
+                    return Ok(t);
+                }
+                off = off.wrapping_add(1);
+            }
+            if attempts >= size || attempts < 16 {
+                return Err(CtError::NatExhausted);
+            }
+            attempts /= 2;
+            off = self.rng.next_u64() as u16 as u32;
+        }
+    }
+
+    fn free_or_exhausted(&self, t: Tuple, zone: Zone, me: ConnId) -> Result<Tuple, CtError> {
+        if self.used(&t, zone, me) {
+            Err(CtError::NatExhausted)
+        } else {
+            Ok(t)
+        }
+    }
+
+    /// The rewrite for packets of direction `dir`: make them look like the inverse of the other
+    /// direction's tuple. Empty for a connection without NAT.
+    pub fn rewrite(&self, id: ConnId, dir: Direction) -> Option<Rewrite> {
+        let c = self.get(id)?;
+        let this = c.tuple(dir);
+        let target = c.tuple(dir.opposite()).invert()?;
+        let diff = |a: IpAddr, b: IpAddr| (a != b).then_some(b);
+        let diffp = |a: u16, b: u16| (a != b).then_some(b);
+        let mut rw = Rewrite {
+            src_addr: diff(this.src, target.src),
+            dst_addr: diff(this.dst, target.dst),
+            ..Rewrite::default()
+        };
+        if has_ports(this.proto) {
+            rw.src_port = diffp(this.sport, target.sport);
+            rw.dst_port = diffp(this.dport, target.dport);
+        } else if is_icmp(this.proto) {
+            // The identifier moves with whichever binding changed it: with SNAT it is a
+            // source field going out and a destination field coming back.
+            let id = diffp(this.sport, target.sport);
+            let snat = c.status().contains(Status::SRC_NAT);
+            if (dir == Direction::Original) == snat {
+                rw.src_port = id;
+            } else {
+                rw.dst_port = id;
+            }
+        }
+        Some(rw)
+    }
+}
+
+/// Why a rewrite could not be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    #[error("packet too short for the rewrite")]
+    Truncated,
+    #[error("rewrite does not fit the packet (address family or protocol)")]
+    Mismatch,
+}
+
+impl From<nft_wire::Error> for RewriteError {
+    fn from(e: nft_wire::Error) -> RewriteError {
+        match e {
+            nft_wire::Error::Truncated => RewriteError::Truncated,
+            nft_wire::Error::Malformed => RewriteError::Mismatch,
+        }
+    }
+}
+
+/// Applies a rewrite to the frame `meta` describes, keeping every checksum right: all of it
+/// (`only: None`, as the flowtable does) or one manip (`Some(Manip::Dst)` at prerouting,
+/// `Some(Manip::Src)` at postrouting). For an ICMP error, the quoted header is rewritten the
+/// opposite way, so the endpoint recognises its own packet, and the ICMP checksum is
+/// recomputed over the changed quote.
+pub fn apply_rewrite(
+    frame: &mut [u8],
+    meta: &PacketMeta,
+    rw: &Rewrite,
+    only: Option<Manip>,
+) -> Result<(), RewriteError> {
+    let rw = match only {
+        Some(m) => rw.only(m),
+        None => *rw,
+    };
+    if rw.is_empty() {
+        return Ok(());
+    }
+    let end = meta.l3_end.min(frame.len());
+    let proto = meta.ip_protocol.ok_or(RewriteError::Mismatch)?;
+    let ipv4 = match meta.ip_version {
+        Some(IpVersion::Ipv4) => true,
+        Some(IpVersion::Ipv6) => false,
+        None => return Err(RewriteError::Mismatch),
+    };
+    let icmp_error = meta.icmp.filter(|i| i.is_error);
+
+    if let Some(icmp) = icmp_error {
+        if let Some(inner) = icmp.inner {
+            rewrite_quote(frame, end, ipv4, &inner, &rw.swapped())?;
+        }
+        let l4 = meta.l4_offset.ok_or(RewriteError::Truncated)?;
+        let msg = frame.get_mut(l4..end).ok_or(RewriteError::Truncated)?;
+        if msg.len() < 4 {
+            return Err(RewriteError::Truncated);
+        }
+        match (meta.src_addr, meta.dst_addr) {
+            (Some(IpAddr::V6(s)), Some(IpAddr::V6(d))) => {
+                nft_wire::Icmpv6Packet::new_unchecked(msg).fill_checksum(&s, &d)
+            }
+            _ => nft_wire::Icmpv4Packet::new_unchecked(msg).fill_checksum(),
+        }
+    } else if meta.fragment != nft_wire::Fragment::NonFirst {
+        if let Some(l4) = meta.l4_offset {
+            let seg = frame.get_mut(l4..end).ok_or(RewriteError::Truncated)?;
+            match proto {
+                IpProtocol::Tcp | IpProtocol::Udp => {
+                    if let Some(p) = rw.src_port {
+                        rewrite::set_l4_port(seg, proto, ipv4, Side::Src, p)?;
+                    }
+                    if let Some(p) = rw.dst_port {
+                        rewrite::set_l4_port(seg, proto, ipv4, Side::Dst, p)?;
+                    }
+                }
+                IpProtocol::Icmp | IpProtocol::Icmpv6 => {
+                    if let Some(id) = rw.src_port.or(rw.dst_port) {
+                        rewrite::set_icmp_ident(seg, id)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let ip = frame
+        .get_mut(meta.l3_offset..end)
+        .ok_or(RewriteError::Truncated)?;
+    for (side, addr) in [(Side::Src, rw.src_addr), (Side::Dst, rw.dst_addr)] {
+        match (addr, ipv4) {
+            (None, _) => {}
+            (Some(IpAddr::V4(a)), true) => rewrite::set_ipv4_addr(ip, side, a)?,
+            (Some(IpAddr::V6(a)), false) => rewrite::set_ipv6_addr(ip, side, a)?,
+            _ => return Err(RewriteError::Mismatch),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `new` (at most 16 bytes) over `buf[at..]` and folds the change into the checksums
+/// stored at each of `csums` (offsets in `buf`), skipping those outside the buffer: a quote may
+/// stop anywhere after the IP header.
+fn patch(
+    buf: &mut [u8],
+    at: usize,
+    new: &[u8],
+    csums: &[Option<usize>],
+) -> Result<(), RewriteError> {
+    let n = new.len().min(16);
+    let mut old = [0u8; 16];
+    old[..n].copy_from_slice(buf.get(at..at + n).ok_or(RewriteError::Truncated)?);
+    for &c in csums.iter().flatten() {
+        if let Some(b) = buf.get(c..c + 2) {
+            let v = checksum::update_bytes(u16::from_be_bytes([b[0], b[1]]), &old[..n], &new[..n]);
+            buf[c..c + 2].copy_from_slice(&v.to_be_bytes());
+        }
+    }
+    buf[at..at + n].copy_from_slice(&new[..n]);
+    Ok(())
+}
+
+/// Rewrites the packet quoted by an ICMP error in place: its addresses (IPv4 header checksum
+/// and, when quoted, the L4 checksum through the pseudo-header) and its ports or echo id.
+fn rewrite_quote(
+    frame: &mut [u8],
+    end: usize,
+    ipv4: bool,
+    inner: &nft_wire::InnerMeta,
+    rw: &Rewrite,
+) -> Result<(), RewriteError> {
+    let quote = frame.get_mut(..end).ok_or(RewriteError::Truncated)?;
+    let l3 = inner.l3_offset;
+    let l4 = inner.l4_offset;
+    let proto = inner.protocol;
+    // Where the quoted L4 checksum lives, if it covers addresses (pseudo-header) and ports.
+    let l4_csum = match proto {
+        IpProtocol::Tcp => Some(l4 + 16),
+        IpProtocol::Udp => {
+            // A zero UDP checksum over IPv4 means none; leave it.
+            let at = l4 + 6;
+            match quote.get(at..at + 2) {
+                Some(b) if ipv4 && b == [0, 0] => None,
+                Some(_) => Some(at),
+                None => None,
+            }
+        }
+        IpProtocol::Icmpv6 => Some(l4 + 2),
+        _ => None,
+    };
+    let pseudo = l4_csum.filter(|&c| c + 2 <= end);
+    for (side, addr) in [(Side::Src, rw.src_addr), (Side::Dst, rw.dst_addr)] {
+        let Some(addr) = addr else { continue };
+        match (addr, ipv4) {
+            (IpAddr::V4(a), true) => {
+                let at = l3 + if side == Side::Src { 12 } else { 16 };
+                patch(quote, at, &a.octets(), &[Some(l3 + 10), pseudo])?;
+            }
+            (IpAddr::V6(a), false) => {
+                let at = l3 + if side == Side::Src { 8 } else { 24 };
+                patch(quote, at, &a.octets(), &[pseudo])?;
+            }
+            _ => return Err(RewriteError::Mismatch),
+        }
+    }
+    let port_csum = [pseudo];
+    match proto {
+        IpProtocol::Tcp | IpProtocol::Udp if inner.ports.is_some() => {
+            if let Some(p) = rw.src_port {
+                patch(quote, l4, &p.to_be_bytes(), &port_csum)?;
+            }
+            if let Some(p) = rw.dst_port {
+                patch(quote, l4 + 2, &p.to_be_bytes(), &port_csum)?;
+            }
+        }
+        IpProtocol::Icmp | IpProtocol::Icmpv6 if inner.icmp_ident.is_some() => {
+            if let Some(id) = rw.src_port.or(rw.dst_port) {
+                patch(quote, l4 + 4, &id.to_be_bytes(), &[Some(l4 + 2)])?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

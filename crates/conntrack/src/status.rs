@@ -1,0 +1,185 @@
+//! What nft reads from a connection: `ct state`, `ct status`, and the timeouts behind
+//! `ct expiration`.
+
+use core::time::Duration;
+
+/// `ct status` bits, with the kernel's values (`enum ip_conntrack_status`), so a value printed
+/// or compared as a number means the same thing as on Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Status(pub u32);
+
+impl Status {
+    pub const EXPECTED: Status = Status(1 << 0);
+    pub const SEEN_REPLY: Status = Status(1 << 1);
+    pub const ASSURED: Status = Status(1 << 2);
+    pub const CONFIRMED: Status = Status(1 << 3);
+    pub const SRC_NAT: Status = Status(1 << 4);
+    pub const DST_NAT: Status = Status(1 << 5);
+    pub const SEQ_ADJUST: Status = Status(1 << 6);
+    pub const SRC_NAT_DONE: Status = Status(1 << 7);
+    pub const DST_NAT_DONE: Status = Status(1 << 8);
+    pub const DYING: Status = Status(1 << 9);
+    pub const FIXED_TIMEOUT: Status = Status(1 << 10);
+    pub const TEMPLATE: Status = Status(1 << 11);
+    pub const HELPER: Status = Status(1 << 13);
+    pub const OFFLOAD: Status = Status(1 << 14);
+    pub const HW_OFFLOAD: Status = Status(1 << 15);
+    pub const NONE: Status = Status(0);
+
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub const fn contains(self, other: Status) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub const fn intersects(self, other: Status) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn insert(&mut self, other: Status) {
+        self.0 |= other.0;
+    }
+
+    pub fn remove(&mut self, other: Status) {
+        self.0 &= !other.0;
+    }
+
+    /// The names nft uses for the bits it knows, in bit order (`ct status snat,assured`).
+    pub fn nft_names(self) -> Vec<&'static str> {
+        const NAMES: [(Status, &str); 9] = [
+            (Status::EXPECTED, "expected"),
+            (Status::SEEN_REPLY, "seen-reply"),
+            (Status::ASSURED, "assured"),
+            (Status::CONFIRMED, "confirmed"),
+            (Status::SRC_NAT, "snat"),
+            (Status::DST_NAT, "dnat"),
+            (Status::DYING, "dying"),
+            (Status::OFFLOAD, "offload"),
+            (Status::HW_OFFLOAD, "hw-offload"),
+        ];
+        NAMES
+            .iter()
+            .filter(|(b, _)| self.contains(*b))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+}
+
+impl core::ops::BitOr for Status {
+    type Output = Status;
+    fn bitor(self, rhs: Status) -> Status {
+        Status(self.0 | rhs.0)
+    }
+}
+
+/// `ct state` of a packet. The bit values are nft's (`NF_CT_STATE_*_BIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CtState {
+    Invalid,
+    Established,
+    Related,
+    New,
+    Untracked,
+}
+
+impl CtState {
+    pub const fn nft_bit(self) -> u32 {
+        match self {
+            CtState::Invalid => 1,
+            CtState::Established => 2,
+            CtState::Related => 4,
+            CtState::New => 8,
+            CtState::Untracked => 64,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            CtState::Invalid => "invalid",
+            CtState::Established => "established",
+            CtState::Related => "related",
+            CtState::New => "new",
+            CtState::Untracked => "untracked",
+        }
+    }
+}
+
+/// Timeouts per protocol state. [`Default`] gives Linux's defaults (nf_conntrack_proto_*.c).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_syn_sent: Duration,
+    pub tcp_syn_recv: Duration,
+    pub tcp_established: Duration,
+    pub tcp_fin_wait: Duration,
+    pub tcp_close_wait: Duration,
+    pub tcp_last_ack: Duration,
+    pub tcp_time_wait: Duration,
+    pub tcp_close: Duration,
+    pub tcp_syn_sent2: Duration,
+    /// After `tcp_max_retrans` identical segments, or while the peer's window is zero.
+    pub tcp_retrans: Duration,
+    /// While data sent in either direction is not yet acknowledged.
+    pub tcp_unacknowledged: Duration,
+    pub udp_unreplied: Duration,
+    /// Once replied and still active two seconds after creation (`UDP_CT_REPLIED`, the
+    /// stream timeout).
+    pub udp_replied: Duration,
+    pub icmp: Duration,
+    pub icmpv6: Duration,
+    pub generic: Duration,
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            tcp_syn_sent: secs(120),
+            tcp_syn_recv: secs(60),
+            tcp_established: secs(5 * 24 * 3600),
+            tcp_fin_wait: secs(120),
+            tcp_close_wait: secs(60),
+            tcp_last_ack: secs(30),
+            tcp_time_wait: secs(120),
+            tcp_close: secs(10),
+            tcp_syn_sent2: secs(120),
+            tcp_retrans: secs(300),
+            tcp_unacknowledged: secs(300),
+            udp_unreplied: secs(30),
+            udp_replied: secs(120),
+            icmp: secs(30),
+            icmpv6: secs(30),
+            generic: secs(600),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_and_bits() {
+        let s = Status::SEEN_REPLY | Status::ASSURED | Status::CONFIRMED | Status::SRC_NAT;
+        assert_eq!(s.bits(), 0b1_1110);
+        assert_eq!(
+            s.nft_names(),
+            ["seen-reply", "assured", "confirmed", "snat"]
+        );
+        assert!(s.contains(Status::ASSURED));
+        assert!(!s.contains(Status::ASSURED | Status::DYING));
+    }
+
+    #[test]
+    fn linux_default_timeouts() {
+        let t = Timeouts::default();
+        assert_eq!(t.tcp_established.as_secs(), 432_000);
+        assert_eq!(t.tcp_close.as_secs(), 10);
+        assert_eq!(t.udp_unreplied.as_secs(), 30);
+        assert_eq!(t.generic.as_secs(), 600);
+    }
+}

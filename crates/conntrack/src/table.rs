@@ -1,0 +1,843 @@
+//! The connection table: a slab of connections, and a hash map from (tuple, zone) to slab
+//! index and direction, so both directions of a connection find the same entry.
+//!
+//! As in Linux, a connection is created unconfirmed by its first packet and is only entered in
+//! the hash map by [`Table::confirm`], after the last hook, once the ruleset has let the packet
+//! through and NAT has bound the reply tuple. An unconfirmed entry lives in the slab (it counts
+//! against the limit) so that rules can read and set its mark, labels and NAT through its
+//! [`ConnId`]; the caller confirms it or [`Table::discard`]s it with its packet.
+
+use crate::conn::{Conn, Counter, ProtoState};
+use crate::status::{CtState, Status, Timeouts};
+use crate::tcp::{Segment, TcpState, TcpTrack, TcpVerdict};
+use crate::tuple::{
+    self, Direction, Tuple, Zone, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE,
+};
+use crate::CtError;
+use core::time::Duration;
+use nft_wire::PacketMeta;
+use std::collections::{HashMap, VecDeque};
+
+/// How long a replied UDP flow has to stay active before it counts as a stream.
+const UDP_STREAM_AFTER: Duration = Duration::from_secs(2);
+/// How many candidates one early drop looks at before refusing the new connection, so that a
+/// table full of assured connections costs bounded work per packet.
+const EARLY_DROP_SCAN: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `nf_conntrack_max`: entries, confirmed or not.
+    pub max_entries: usize,
+    /// `nf_conntrack_acct`: count packets and bytes per direction.
+    pub accounting: bool,
+    pub timeouts: Timeouts,
+    /// `nf_conntrack_tcp_loose`: pick up connections mid-stream from an ACK.
+    pub tcp_loose: bool,
+    /// `nf_conntrack_tcp_max_retrans`.
+    pub tcp_max_retrans: u8,
+    /// Seeds the NAT port randomisation, so that a run is reproducible.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_entries: 65536,
+            accounting: false,
+            timeouts: Timeouts::default(),
+            tcp_loose: true,
+            tcp_max_retrans: 3,
+            seed: 0x6e66_742d_6374,
+        }
+    }
+}
+
+/// A handle on a connection; stale once the connection is gone (lookups then return `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    idx: u32,
+    gen: u32,
+}
+
+macro_rules! invalid_reasons {
+    ($( $(#[$m:meta])* $v:ident = $name:literal ),+ $(,)?) => {
+        /// Why a packet has no connection (`ct state invalid`). Each reason has a stable name
+        /// for a counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Invalid { $( $(#[$m])* $v ),+ }
+
+        impl Invalid {
+            pub const ALL: &'static [Invalid] = &[$( Invalid::$v ),+];
+            pub const fn name(self) -> &'static str {
+                match self { $( Invalid::$v => $name ),+ }
+            }
+        }
+    };
+}
+
+invalid_reasons! {
+    /// Not an IP packet.
+    NotIp = "not_ip",
+    /// A later fragment: no L4 header, and no reassembly here.
+    Fragment = "fragment",
+    /// TCP or UDP without its ports.
+    NoTuple = "no_tuple",
+    /// A TCP flag combination no segment may carry.
+    TcpFlags = "tcp_flags",
+    /// A TCP segment that fits no transition, or cannot open a connection.
+    TcpState = "tcp_state",
+    /// An ICMP type that cannot open a connection (a stray reply).
+    IcmpNew = "icmp_new",
+    /// An ICMP error whose quote is unreadable or belongs to no connection.
+    IcmpErrorNoConn = "icmp_error_no_conn",
+    /// An ICMP error not addressed to the connection's endpoint.
+    IcmpErrorAddr = "icmp_error_addr",
+}
+
+/// Why a packet that would open a connection was refused (drop it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refused {
+    /// At the limit, with nothing unassured to drop early.
+    TableFull,
+}
+
+impl Refused {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Refused::TableFull => "conntrack_table_full",
+        }
+    }
+}
+
+/// What conntrack made of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The packet belongs to a connection: `state` is new, established or related.
+    Tracked {
+        id: ConnId,
+        dir: Direction,
+        state: CtState,
+    },
+    Invalid(Invalid),
+    /// Deliberately not tracked (neighbour discovery, MLD).
+    Untracked,
+    /// Drop the packet.
+    Refused(Refused),
+}
+
+impl Outcome {
+    /// `ct state` of the packet.
+    pub fn ct_state(&self) -> CtState {
+        match self {
+            Outcome::Tracked { state, .. } => *state,
+            Outcome::Invalid(_) | Outcome::Refused(_) => CtState::Invalid,
+            Outcome::Untracked => CtState::Untracked,
+        }
+    }
+
+    pub fn conn(&self) -> Option<(ConnId, Direction)> {
+        match self {
+            Outcome::Tracked { id, dir, .. } => Some((*id, *dir)),
+            _ => None,
+        }
+    }
+}
+
+/// Counters in the manner of `conntrack -S`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub found: u64,
+    pub new: u64,
+    pub invalid: u64,
+    pub ignore: u64,
+    pub related: u64,
+    pub untracked: u64,
+    pub insert: u64,
+    pub insert_failed: u64,
+    pub drop: u64,
+    pub early_drop: u64,
+    pub expired: u64,
+    pub reopened: u64,
+}
+
+pub(crate) type SourceKey = (Zone, u8, std::net::IpAddr, u16);
+
+pub(crate) fn source_key(t: &Tuple, zone: Zone) -> SourceKey {
+    (zone, t.proto, t.src, t.sport)
+}
+
+struct Slot {
+    gen: u32,
+    conn: Option<Conn>,
+}
+
+/// SplitMix64: small, seedable, good enough to spread NAT ports; never a source of secrets.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix64(self.0)
+    }
+}
+
+pub(crate) fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+pub struct Table {
+    pub(crate) cfg: Config,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    pub(crate) map: HashMap<(Tuple, Zone), (u32, Direction)>,
+    /// Source-NATed connections by original source (zone, protocol, address, port or ICMP
+    /// id), so a client's later connections keep its mapping (the kernel's bysource hash).
+    pub(crate) bysource: HashMap<SourceKey, ConnId>,
+    /// Confirmed connections in confirmation order, the candidates for early drop; stale and
+    /// assured ids are dropped lazily.
+    age: VecDeque<ConnId>,
+    len: usize,
+    gc_cursor: usize,
+    next_id: u32,
+    pub(crate) rng: Rng,
+    stats: Stats,
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table::new(Config::default())
+    }
+}
+
+impl Table {
+    pub fn new(cfg: Config) -> Table {
+        let rng = Rng(cfg.seed);
+        Table {
+            cfg,
+            slots: Vec::new(),
+            free: Vec::new(),
+            map: HashMap::new(),
+            bysource: HashMap::new(),
+            age: VecDeque::new(),
+            len: 0,
+            gc_cursor: 0,
+            next_id: 1,
+            rng,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Entries held, confirmed or not (what the limit counts).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        let s = self.slots.get(id.idx as usize)?;
+        if s.gen != id.gen {
+            return None;
+        }
+        s.conn.as_ref()
+    }
+
+    /// Mark, labels and other fields rules may set. The tuples stay the table's.
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        let s = self.slots.get_mut(id.idx as usize)?;
+        if s.gen != id.gen {
+            return None;
+        }
+        s.conn.as_mut()
+    }
+
+    fn id_at(&self, idx: u32) -> ConnId {
+        ConnId {
+            idx,
+            gen: self.slots.get(idx as usize).map_or(0, |s| s.gen),
+        }
+    }
+
+    /// Live connections, confirmed or not, in slab order (stable for a given history).
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.conn.as_ref().map(|c| {
+                (
+                    ConnId {
+                        idx: i as u32,
+                        gen: s.gen,
+                    },
+                    c,
+                )
+            })
+        })
+    }
+
+    /// The confirmed connection a tuple belongs to, and the tuple's direction in it.
+    pub fn lookup(&self, t: &Tuple, zone: Zone) -> Option<(ConnId, Direction)> {
+        self.map
+            .get(&(*t, zone))
+            .map(|&(idx, dir)| (self.id_at(idx), dir))
+    }
+
+    /// `conntrack -L`: a line per confirmed connection, in slab order.
+    pub fn list(&self, now: Duration) -> Vec<String> {
+        self.iter()
+            .filter(|(_, c)| c.is_confirmed() && !c.status.contains(Status::DYING))
+            .map(|(_, c)| c.listing(now, self.cfg.accounting))
+            .collect()
+    }
+
+    fn alloc(&mut self, conn: Conn) -> ConnId {
+        self.len += 1;
+        if let Some(idx) = self.free.pop() {
+            let s = &mut self.slots[idx as usize];
+            s.conn = Some(conn);
+            return ConnId { idx, gen: s.gen };
+        }
+        let idx = self.slots.len() as u32;
+        self.slots.push(Slot {
+            gen: 0,
+            conn: Some(conn),
+        });
+        ConnId { idx, gen: 0 }
+    }
+
+    fn unhash(&mut self, idx: u32) {
+        let Some(c) = self.slots.get(idx as usize).and_then(|s| s.conn.as_ref()) else {
+            return;
+        };
+        let keys = [(c.tuples[0], c.zone), (c.tuples[1], c.zone)];
+        for k in keys {
+            if self.map.get(&k).is_some_and(|&(i, _)| i == idx) {
+                self.map.remove(&k);
+            }
+        }
+    }
+
+    fn free_slot(&mut self, idx: u32) -> Option<Conn> {
+        self.unhash(idx);
+        let s = self.slots.get_mut(idx as usize)?;
+        let id = ConnId { idx, gen: s.gen };
+        let c = s.conn.take()?;
+        let k = source_key(&c.tuples[0], c.zone);
+        if self.bysource.get(&k) == Some(&id) {
+            self.bysource.remove(&k);
+        }
+        s.gen = s.gen.wrapping_add(1);
+        self.free.push(idx);
+        self.len -= 1;
+        Some(c)
+    }
+
+    /// Deletes a connection (`conntrack -D`), confirmed or not.
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        self.get(id)?;
+        self.free_slot(id.idx)
+    }
+
+    /// Forgets an unconfirmed connection whose packet was dropped. Confirmed ones stay.
+    pub fn discard(&mut self, id: ConnId) -> bool {
+        match self.get(id) {
+            Some(c) if !c.is_confirmed() => self.free_slot(id.idx).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Takes a connection out of the hash map at once, as `nf_ct_kill`: later packets no
+    /// longer find it, and GC frees the slot (the current packet may still hold the id).
+    pub fn kill(&mut self, id: ConnId, now: Duration) {
+        if self.get(id).is_none() {
+            return;
+        }
+        self.unhash(id.idx);
+        if let Some(c) = self.get_mut(id) {
+            c.status.insert(Status::DYING);
+            c.deadline = now;
+        }
+    }
+
+    /// Drops the oldest unassured, not offloaded, confirmed connection, as the kernel's
+    /// early_drop, looking at a bounded number of candidates. Whether one was dropped.
+    fn early_drop(&mut self) -> bool {
+        for _ in 0..EARLY_DROP_SCAN {
+            let Some(id) = self.age.pop_front() else {
+                return false;
+            };
+            let Some(c) = self.get(id) else { continue };
+            if c.is_assured() || c.status.contains(Status::DYING) {
+                // Assured never goes away; dying is freed by GC anyway.
+                continue;
+            }
+            if c.is_offloaded() {
+                self.age.push_back(id);
+                continue;
+            }
+            self.free_slot(id.idx);
+            self.stats.early_drop += 1;
+            return true;
+        }
+        false
+    }
+
+    fn make_room(&mut self) -> bool {
+        self.len < self.cfg.max_entries || self.early_drop()
+    }
+
+    /// Expires connections whose time is up (or that are dying), looking at no more than
+    /// `budget` slots from where the previous call stopped. Returns how many it freed.
+    pub fn gc(&mut self, now: Duration, budget: usize) -> usize {
+        let n = self.slots.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut freed = 0;
+        for _ in 0..budget.min(n) {
+            let idx = self.gc_cursor % n;
+            self.gc_cursor = (idx + 1) % n;
+            let expired = self.slots[idx]
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.expired(now) || c.status.contains(Status::DYING));
+            if expired && self.free_slot(idx as u32).is_some() {
+                freed += 1;
+                self.stats.expired += 1;
+            }
+        }
+        freed
+    }
+
+    /// Looks a packet up, creating an unconfirmed connection for the first packet of one, and
+    /// tracks it (`nf_conntrack_in`).
+    pub fn process(&mut self, meta: &PacketMeta, zone: Zone, now: Duration) -> Outcome {
+        let out = self.process_inner(meta, zone, now);
+        match out {
+            Outcome::Invalid(_) => self.stats.invalid += 1,
+            Outcome::Untracked => self.stats.untracked += 1,
+            Outcome::Refused(_) => self.stats.drop += 1,
+            Outcome::Tracked { .. } => {}
+        }
+        out
+    }
+
+    fn process_inner(&mut self, meta: &PacketMeta, zone: Zone, now: Duration) -> Outcome {
+        let (Some(_), Some(proto)) = (meta.src_addr, meta.ip_protocol) else {
+            return Outcome::Invalid(Invalid::NotIp);
+        };
+        if meta.fragment == nft_wire::Fragment::NonFirst {
+            return Outcome::Invalid(Invalid::Fragment);
+        }
+        let proto = u8::from(proto);
+        if let (PROTO_ICMP | PROTO_ICMPV6, Some(icmp)) = (proto, meta.icmp) {
+            if proto == PROTO_ICMPV6 && tuple::icmpv6_untracked(icmp.msg_type) {
+                return Outcome::Untracked;
+            }
+            if icmp.is_error {
+                return self.related(meta, zone, now);
+            }
+        }
+        let Some(t) = Tuple::from_meta(meta) else {
+            return Outcome::Invalid(Invalid::NoTuple);
+        };
+
+        if let Some(&(idx, dir)) = self.map.get(&(t, zone)) {
+            let id = self.id_at(idx);
+            let expired = self.get(id).is_none_or(|c| c.expired(now));
+            if expired {
+                self.free_slot(idx);
+                self.stats.expired += 1;
+            } else {
+                match self.existing(id, dir, meta, now) {
+                    Some(out) => {
+                        self.stats.found += 1;
+                        return out;
+                    }
+                    None => {
+                        // A SYN reopening a closed connection: the old one goes.
+                        self.free_slot(idx);
+                        self.stats.reopened += 1;
+                    }
+                }
+            }
+        }
+        self.create(t, zone, meta, now)
+    }
+
+    /// An ICMP error is RELATED to the connection of the packet it quotes
+    /// (`nf_conntrack_inet_error`).
+    fn related(&mut self, meta: &PacketMeta, zone: Zone, now: Duration) -> Outcome {
+        let Some(quoted) = Tuple::from_quoted(meta) else {
+            return Outcome::Invalid(Invalid::IcmpErrorNoConn);
+        };
+        let mut candidates = [quoted.invert(), None];
+        if tuple::is_icmp(quoted.proto) {
+            // The quote could be an echo reply as well as a request.
+            let reply = tuple::icmp_reply_type(quoted.proto, quoted.icmp_type()).unwrap_or(0);
+            candidates[1] = quoted.with_icmp_type(reply).invert();
+        }
+        for t in candidates.into_iter().flatten() {
+            let Some(&(idx, dir)) = self.map.get(&(t, zone)) else {
+                continue;
+            };
+            let id = self.id_at(idx);
+            let Some(c) = self.get(id) else { continue };
+            if c.expired(now) {
+                continue;
+            }
+            // The error must go to the endpoint the connection has on that side.
+            if meta.dst_addr != Some(c.tuples[dir.index()].dst) {
+                return Outcome::Invalid(Invalid::IcmpErrorAddr);
+            }
+            self.stats.related += 1;
+            return Outcome::Tracked {
+                id,
+                dir,
+                state: CtState::Related,
+            };
+        }
+        Outcome::Invalid(Invalid::IcmpErrorNoConn)
+    }
+
+    /// A packet of a known connection. `None` asks for the connection to be replaced by a new
+    /// one started by this packet.
+    fn existing(
+        &mut self,
+        id: ConnId,
+        dir: Direction,
+        meta: &PacketMeta,
+        now: Duration,
+    ) -> Option<Outcome> {
+        let accounting = self.cfg.accounting;
+        let max_retrans = self.cfg.tcp_max_retrans;
+        let timeouts = self.cfg.timeouts.clone();
+        let c = self.get_mut(id)?;
+        let seen_reply = c.status.contains(Status::SEEN_REPLY);
+        let mut kill = false;
+        let timeout = match &mut c.proto {
+            ProtoState::Tcp(track) => {
+                let Some(seg) = segment(meta) else {
+                    return Some(Outcome::Invalid(Invalid::NoTuple));
+                };
+                let old_state = track.state;
+                match track.packet(dir, &seg, &timeouts, max_retrans) {
+                    TcpVerdict::Accept { .. }
+                        if !seen_reply && seg.flags.contains(nft_wire::TcpFlags::RST) =>
+                    {
+                        // A connection whose only answer is a reset never existed.
+                        kill = true;
+                        Some(timeouts.tcp_close)
+                    }
+                    TcpVerdict::Accept { .. }
+                        if !seen_reply
+                            && old_state == TcpState::SynSent
+                            && crate::tcp::TcpPacketType::of(seg.flags)
+                                == crate::tcp::TcpPacketType::Syn =>
+                    {
+                        // A retransmitted SYN does not renew the timeout, or a client (or
+                        // a NAT in front of it) reusing the port would keep the entry alive.
+                        None
+                    }
+                    TcpVerdict::Accept { timeout } if !seen_reply => {
+                        Some(capped_pickup(track.state, timeout, &timeouts))
+                    }
+                    TcpVerdict::Accept { timeout } => Some(timeout),
+                    TcpVerdict::Ignore => None,
+                    TcpVerdict::Invalid(why) => {
+                        let reason = if why.contains("flag") {
+                            Invalid::TcpFlags
+                        } else {
+                            Invalid::TcpState
+                        };
+                        return Some(Outcome::Invalid(reason));
+                    }
+                    TcpVerdict::Reopen => return None,
+                }
+            }
+            ProtoState::Udp { stream_at } => {
+                if seen_reply {
+                    if now > *stream_at {
+                        c.status.insert(Status::ASSURED);
+                        Some(timeouts.udp_replied)
+                    } else {
+                        Some(timeouts.udp_unreplied)
+                    }
+                } else {
+                    Some(timeouts.udp_unreplied)
+                }
+            }
+            ProtoState::Icmp => Some(if c.tuples[0].proto == PROTO_ICMPV6 {
+                timeouts.icmpv6
+            } else {
+                timeouts.icmp
+            }),
+            ProtoState::Generic => Some(timeouts.generic),
+        };
+        if let Some(timeout) = timeout {
+            if !c.status.contains(Status::FIXED_TIMEOUT) {
+                c.deadline = now.saturating_add(timeout);
+            }
+            if accounting {
+                let k = &mut c.counters[dir.index()];
+                k.packets = k.packets.saturating_add(1);
+                k.bytes = k.bytes.saturating_add(meta.ip_total_len as u64);
+            }
+            // TCP is assured by the ACK that completes the handshake, or by the first answer
+            // to a connection picked up mid-stream.
+            if let ProtoState::Tcp(track) = &c.proto {
+                if seen_reply
+                    && !c.status.contains(Status::ASSURED)
+                    && track.state == TcpState::Established
+                {
+                    c.status.insert(Status::ASSURED);
+                }
+            }
+        } else {
+            self.stats.ignore += 1;
+        }
+        let c = self.get_mut(id)?;
+        let state = match dir {
+            Direction::Reply => {
+                c.status.insert(Status::SEEN_REPLY);
+                CtState::Established
+            }
+            Direction::Original if seen_reply => CtState::Established,
+            Direction::Original if c.status.contains(Status::EXPECTED) => CtState::Related,
+            Direction::Original => CtState::New,
+        };
+        if kill {
+            self.kill(id, now);
+        }
+        Some(Outcome::Tracked { id, dir, state })
+    }
+
+    fn create(&mut self, t: Tuple, zone: Zone, meta: &PacketMeta, now: Duration) -> Outcome {
+        let timeouts = &self.cfg.timeouts;
+        let (proto, timeout) = match t.proto {
+            PROTO_TCP => {
+                let Some(seg) = segment(meta) else {
+                    return Outcome::Invalid(Invalid::NoTuple);
+                };
+                match TcpTrack::new(&seg, self.cfg.tcp_loose, timeouts, self.cfg.tcp_max_retrans) {
+                    Ok((track, timeout)) => (
+                        ProtoState::Tcp(track),
+                        capped_pickup(track.state, timeout, timeouts),
+                    ),
+                    Err(why) if why.contains("flag") => return Outcome::Invalid(Invalid::TcpFlags),
+                    Err(_) => return Outcome::Invalid(Invalid::TcpState),
+                }
+            }
+            PROTO_UDP | PROTO_UDPLITE => (
+                ProtoState::Udp {
+                    stream_at: now.saturating_add(UDP_STREAM_AFTER),
+                },
+                timeouts.udp_unreplied,
+            ),
+            PROTO_ICMP | PROTO_ICMPV6 => {
+                if !tuple::icmp_valid_new(t.proto, t.icmp_type()) {
+                    return Outcome::Invalid(Invalid::IcmpNew);
+                }
+                let to = if t.proto == PROTO_ICMP {
+                    timeouts.icmp
+                } else {
+                    timeouts.icmpv6
+                };
+                (ProtoState::Icmp, to)
+            }
+            _ => (ProtoState::Generic, timeouts.generic),
+        };
+        let Some(reply) = t.invert() else {
+            return Outcome::Invalid(Invalid::IcmpNew);
+        };
+        if !self.make_room() {
+            return Outcome::Refused(Refused::TableFull);
+        }
+        let mut counters = [Counter::default(); 2];
+        if self.cfg.accounting {
+            counters[0] = Counter {
+                packets: 1,
+                bytes: meta.ip_total_len as u64,
+            };
+        }
+        let conn = Conn {
+            tuples: [t, reply],
+            zone,
+            status: Status::NONE,
+            mark: 0,
+            labels: 0,
+            proto,
+            counters,
+            id: self.next_id,
+            created: now,
+            deadline: now.saturating_add(timeout),
+            masq_ifindex: None,
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.alloc(conn);
+        self.stats.new += 1;
+        Outcome::Tracked {
+            id,
+            dir: Direction::Original,
+            state: CtState::New,
+        }
+    }
+
+    /// Enters an unconfirmed connection in the table once its first packet has passed every
+    /// hook (`nf_conntrack_confirm`). If no source NAT was bound and the reply tuple is taken,
+    /// a null binding moves the source port, as the kernel's NAT does at postrouting. `Clash`
+    /// means the packet must be dropped (and the connection discarded).
+    pub fn confirm(&mut self, id: ConnId, now: Duration) -> Result<(), CtError> {
+        let c = self.get(id).ok_or(CtError::NoSuchConn)?;
+        if c.is_confirmed() {
+            return Ok(());
+        }
+        if c.status.contains(Status::DYING) {
+            return Err(CtError::Dying);
+        }
+        let zone = c.zone;
+        if !c.status.contains(Status::SRC_NAT_DONE) && self.map.contains_key(&(c.tuples[1], zone)) {
+            let range = crate::nat::NatRange::default();
+            // Failure leaves the clash for the check below to refuse.
+            let _ = self.bind(id, crate::nat::Manip::Src, &range);
+        }
+        let c = self.get(id).ok_or(CtError::NoSuchConn)?;
+        let (o, r) = (c.tuples[0], c.tuples[1]);
+        if self.map.contains_key(&(o, zone)) || self.map.contains_key(&(r, zone)) {
+            self.stats.insert_failed += 1;
+            return Err(CtError::Clash);
+        }
+        self.map.insert((o, zone), (id.idx, Direction::Original));
+        if r != o {
+            self.map.insert((r, zone), (id.idx, Direction::Reply));
+        }
+        if self
+            .get(id)
+            .is_some_and(|c| c.status.contains(Status::SRC_NAT))
+        {
+            self.bysource.insert(source_key(&o, zone), id);
+        }
+        if let Some(c) = self.get_mut(id) {
+            c.status.insert(Status::CONFIRMED);
+            if c.deadline < now {
+                c.deadline = now;
+            }
+        }
+        self.stats.insert += 1;
+        self.age.push_back(id);
+        if self.age.len() > 2 * self.len + 64 {
+            let slots = &self.slots;
+            self.age.retain(|id| {
+                slots
+                    .get(id.idx as usize)
+                    .filter(|s| s.gen == id.gen)
+                    .and_then(|s| s.conn.as_ref())
+                    .is_some_and(|c| !c.is_assured())
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks a connection offloaded to a flowtable (software or hardware): it shows
+    /// `[OFFLOAD]`/`[HW_OFFLOAD]` and does not expire while offloaded.
+    pub fn set_offload(&mut self, id: ConnId, hw: bool) -> Result<(), CtError> {
+        let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        c.status.insert(Status::OFFLOAD);
+        if hw {
+            c.status.insert(Status::HW_OFFLOAD);
+        }
+        Ok(())
+    }
+
+    /// The flow left the flowtable: the connection gets its state's timeout back.
+    pub fn clear_offload(&mut self, id: ConnId, now: Duration) -> Result<(), CtError> {
+        let t = self.cfg.timeouts.clone();
+        let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        c.status.remove(Status::OFFLOAD | Status::HW_OFFLOAD);
+        let timeout = match &c.proto {
+            ProtoState::Tcp(track) => track.state.timeout(&t),
+            ProtoState::Udp { .. } if c.status.contains(Status::ASSURED) => t.udp_replied,
+            ProtoState::Udp { .. } => t.udp_unreplied,
+            ProtoState::Icmp if c.tuples[0].proto == PROTO_ICMPV6 => t.icmpv6,
+            ProtoState::Icmp => t.icmp,
+            ProtoState::Generic => t.generic,
+        };
+        c.deadline = now.saturating_add(timeout);
+        Ok(())
+    }
+
+    /// Adds packets counted elsewhere (the flowtable's fast path) to a direction.
+    pub fn account(&mut self, id: ConnId, dir: Direction, packets: u64, bytes: u64) {
+        if !self.cfg.accounting {
+            return;
+        }
+        if let Some(c) = self.get_mut(id) {
+            let k = &mut c.counters[dir.index()];
+            k.packets = k.packets.saturating_add(packets);
+            k.bytes = k.bytes.saturating_add(bytes);
+        }
+    }
+
+    /// Extends a connection's life to at least `now + timeout`.
+    pub fn refresh(&mut self, id: ConnId, now: Duration, timeout: Duration) {
+        if let Some(c) = self.get_mut(id) {
+            c.deadline = c.deadline.max(now.saturating_add(timeout));
+        }
+    }
+
+    /// Deletes the connections masqueraded through an interface whose address went away.
+    pub fn forget_masquerade(&mut self, ifindex: u32) -> usize {
+        let doomed: Vec<u32> = self
+            .iter()
+            .filter(|(_, c)| c.masq_ifindex == Some(ifindex))
+            .map(|(id, _)| id.idx)
+            .collect();
+        for &idx in &doomed {
+            self.free_slot(idx);
+        }
+        doomed.len()
+    }
+
+    /// Whether the tuple of a packet is already the key of another connection.
+    pub(crate) fn taken(&self, t: &Tuple, zone: Zone, me: ConnId) -> bool {
+        self.map
+            .get(&(*t, zone))
+            .is_some_and(|&(idx, _)| idx != me.idx)
+    }
+
+    pub(crate) fn conn_mut_internal(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.get_mut(id)
+    }
+}
+
+/// A connection picked up mid-stream is ESTABLISHED before anything answered it; it gets the
+/// unacknowledged timeout, not five days, until something does.
+fn capped_pickup(state: TcpState, timeout: Duration, t: &Timeouts) -> Duration {
+    if state == TcpState::Established {
+        timeout.min(t.tcp_unacknowledged)
+    } else {
+        timeout
+    }
+}
+
+fn segment(meta: &PacketMeta) -> Option<Segment> {
+    let t = meta.tcp?;
+    Some(Segment {
+        flags: t.flags,
+        seq: t.seq_number,
+        ack: t.ack_number,
+        window: t.window_len,
+        payload_len: meta.payload_len as u32,
+    })
+}

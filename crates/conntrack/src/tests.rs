@@ -1,0 +1,935 @@
+//! Packet sequences through the table: frames built with etherparse, parsed with nft-wire,
+//! tracked, NATed and checked byte for byte.
+
+use crate::*;
+use etherparse::PacketBuilder;
+use nft_wire::{parse_frame, IpAddr, Ipv4Packet, PacketMeta, TcpPacket, UdpPacket};
+use proptest::prelude::*;
+
+const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const LAN: [u8; 4] = [192, 168, 1, 10];
+const LAN2: [u8; 4] = [192, 168, 1, 11];
+const SRV: [u8; 4] = [203, 0, 113, 5];
+const WAN: [u8; 4] = [198, 18, 0, 2];
+
+fn s(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+fn ip(a: [u8; 4]) -> IpAddr {
+    IpAddr::from(a)
+}
+
+#[derive(Clone, Copy)]
+enum F {
+    Syn,
+    SynAck,
+    Ack,
+    FinAck,
+    Rst,
+    RstAck,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sp: u16,
+    dp: u16,
+    f: F,
+    seq: u32,
+    ack: u32,
+    data: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, seq, 64000);
+    let b = match f {
+        F::Syn => b.syn(),
+        F::SynAck => b.syn().ack(ack),
+        F::Ack => b.ack(ack),
+        F::FinAck => b.fin().ack(ack),
+        F::Rst => b.rst(),
+        F::RstAck => b.rst().ack(ack),
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, data).unwrap();
+    v
+}
+
+fn udp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut v, b"payload")
+        .unwrap();
+    v
+}
+
+fn echo(src: [u8; 4], dst: [u8; 4], id: u16, request: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, 64);
+    let b = if request {
+        b.icmpv4_echo_request(id, 1)
+    } else {
+        b.icmpv4_echo_reply(id, 1)
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, b"ping").unwrap();
+    v
+}
+
+/// An ICMP error from `src` to `dst` quoting the IP packet of `quoted` (a whole frame).
+fn icmp_error(src: [u8; 4], dst: [u8; 4], ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let q = &quoted[14..(14 + 28).min(quoted.len())];
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(src, dst, 64)
+        .icmpv4_raw(ty, code, [0; 4])
+        .write(&mut v, q)
+        .unwrap();
+    v
+}
+
+fn meta(f: &[u8]) -> PacketMeta {
+    parse_frame(f).unwrap()
+}
+
+/// Tracks one frame and, for a new connection, confirms it as the last hook would.
+fn pass(t: &mut Table, f: &[u8], now: Duration) -> Outcome {
+    let out = t.process(&meta(f), 0, now);
+    if let Outcome::Tracked { id, .. } = out {
+        if !t.get(id).unwrap().is_confirmed() {
+            t.confirm(id, now).unwrap();
+        }
+    }
+    out
+}
+
+fn tracked(out: Outcome) -> (ConnId, Direction, CtState) {
+    match out {
+        Outcome::Tracked { id, dir, state } => (id, dir, state),
+        other => panic!("expected a tracked packet, got {other:?}"),
+    }
+}
+
+fn acct_table() -> Table {
+    Table::new(Config {
+        accounting: true,
+        ..Config::default()
+    })
+}
+
+#[test]
+fn tcp_handshake_data_and_close() {
+    let mut t = Table::default();
+    let (c, r) = (LAN, SRV);
+    let (id, dir, st) = tracked(pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::Syn, 100, 0, b""),
+        s(10),
+    ));
+    assert_eq!((dir, st), (Direction::Original, CtState::New));
+    let conn = t.get(id).unwrap();
+    assert_eq!(conn.tcp_state(), Some(TcpState::SynSent));
+    assert_eq!(conn.remaining(s(10)), s(120));
+    assert!(!conn.status().contains(Status::SEEN_REPLY));
+
+    let (id2, dir, st) = tracked(pass(
+        &mut t,
+        &tcp(r, c, 443, 40000, F::SynAck, 900, 101, b""),
+        s(11),
+    ));
+    assert_eq!((id2, dir, st), (id, Direction::Reply, CtState::Established));
+    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::SynRecv));
+    assert_eq!(t.get(id).unwrap().remaining(s(11)), s(60));
+    assert!(!t.get(id).unwrap().is_assured());
+
+    let (_, dir, st) = tracked(pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::Ack, 101, 901, b""),
+        s(12),
+    ));
+    assert_eq!((dir, st), (Direction::Original, CtState::Established));
+    let conn = t.get(id).unwrap();
+    assert_eq!(conn.tcp_state(), Some(TcpState::Established));
+    assert!(conn.is_assured());
+    assert_eq!(conn.remaining(s(12)), s(432_000));
+    assert_eq!(conn.expiration_ms(s(12)), 432_000_000);
+
+    // Data in flight caps the timeout at 300 s until acknowledged.
+    pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::Ack, 101, 901, b"GET /"),
+        s(13),
+    );
+    assert_eq!(t.get(id).unwrap().remaining(s(13)), s(300));
+    pass(&mut t, &tcp(r, c, 443, 40000, F::Ack, 901, 106, b""), s(14));
+    assert_eq!(t.get(id).unwrap().remaining(s(14)), s(432_000));
+
+    pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::FinAck, 106, 901, b""),
+        s(20),
+    );
+    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::FinWait));
+    assert_eq!(t.get(id).unwrap().remaining(s(20)), s(120));
+    pass(&mut t, &tcp(r, c, 443, 40000, F::Ack, 901, 107, b""), s(21));
+    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::CloseWait));
+    assert_eq!(t.get(id).unwrap().remaining(s(21)), s(60));
+    pass(
+        &mut t,
+        &tcp(r, c, 443, 40000, F::FinAck, 901, 107, b""),
+        s(22),
+    );
+    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::LastAck));
+    assert_eq!(t.get(id).unwrap().remaining(s(22)), s(30));
+    pass(&mut t, &tcp(c, r, 40000, 443, F::Ack, 107, 902, b""), s(23));
+    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::TimeWait));
+    assert_eq!(t.get(id).unwrap().remaining(s(23)), s(120));
+
+    // A new SYN on the same ports reopens: the old entry goes, a NEW one starts.
+    let (id3, _, st) = tracked(pass(
+        &mut t,
+        &tcp(c, r, 40000, 443, F::Syn, 5000, 0, b""),
+        s(30),
+    ));
+    assert_eq!(st, CtState::New);
+    assert_ne!(id3, id);
+    assert!(t.get(id).is_none());
+    assert_eq!(t.get(id3).unwrap().tcp_state(), Some(TcpState::SynSent));
+    assert_eq!(t.stats().reopened, 1);
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn tcp_rst_answering_syn_kills_the_entry() {
+    let mut t = Table::default();
+    let (id, ..) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40001, 23, F::Syn, 1, 0, b""),
+        s(1),
+    ));
+    let out = pass(
+        &mut t,
+        &tcp(SRV, LAN, 23, 40001, F::RstAck, 0, 2, b""),
+        s(1),
+    );
+    assert_eq!(out.ct_state(), CtState::Established);
+    assert!(t.get(id).unwrap().status().contains(Status::DYING));
+    let orig = Tuple::new(ip(LAN), ip(SRV), 6, 40001, 23);
+    assert_eq!(t.lookup(&orig, 0), None);
+    assert_eq!(t.gc(s(1), 16), 1);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn tcp_rst_on_established_closes_with_10s() {
+    let mut t = Table::default();
+    let (id, ..) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40002, 80, F::Syn, 1, 0, b""),
+        s(1),
+    ));
+    pass(
+        &mut t,
+        &tcp(SRV, LAN, 80, 40002, F::SynAck, 50, 2, b""),
+        s(1),
+    );
+    pass(&mut t, &tcp(LAN, SRV, 40002, 80, F::Ack, 2, 51, b""), s(1));
+    pass(&mut t, &tcp(SRV, LAN, 80, 40002, F::Rst, 51, 0, b""), s(2));
+    let c = t.get(id).unwrap();
+    assert_eq!(c.tcp_state(), Some(TcpState::Close));
+    assert_eq!(c.remaining(s(2)), s(10));
+    // Expires with passed-in time: at 11 s it is still there, at 12 s a packet finds nothing.
+    assert_eq!(t.gc(s(11), 100), 0);
+    assert_eq!(t.gc(s(12), 100), 1);
+    assert!(t.get(id).is_none());
+}
+
+#[test]
+fn tcp_invalid_packets() {
+    let mut t = Table::default();
+    // SYN/ACK cannot open a connection.
+    let out = pass(&mut t, &tcp(LAN, SRV, 1, 2, F::SynAck, 1, 1, b""), s(1));
+    assert_eq!(out, Outcome::Invalid(Invalid::TcpState));
+    tracked(pass(&mut t, &tcp(LAN, SRV, 3, 4, F::Syn, 1, 0, b""), s(1)));
+    // The client ACKs before any SYN/ACK.
+    let out = pass(&mut t, &tcp(LAN, SRV, 3, 4, F::Ack, 2, 1, b""), s(1));
+    assert_eq!(out, Outcome::Invalid(Invalid::TcpState));
+    assert_eq!(out.ct_state(), CtState::Invalid);
+    // SYN+RST is never valid.
+    let mut f = tcp(LAN, SRV, 5, 6, F::Syn, 1, 0, b"");
+    f[14 + 20 + 13] |= 0x04;
+    let out = t.process(&meta(&f), 0, s(1));
+    assert_eq!(out, Outcome::Invalid(Invalid::TcpFlags));
+    assert_eq!(t.stats().invalid, 3);
+}
+
+#[test]
+fn tcp_midstream_pickup_is_capped_until_answered() {
+    let mut t = Table::default();
+    let (id, _, st) = tracked(pass(&mut t, &tcp(LAN, SRV, 7, 8, F::Ack, 1, 1, b""), s(1)));
+    assert_eq!(st, CtState::New);
+    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::Established));
+    assert_eq!(t.get(id).unwrap().remaining(s(1)), s(300));
+    pass(&mut t, &tcp(SRV, LAN, 8, 7, F::Ack, 1, 1, b""), s(2));
+    pass(&mut t, &tcp(LAN, SRV, 7, 8, F::Ack, 1, 1, b""), s(3));
+    assert!(t.get(id).unwrap().is_assured());
+    assert_eq!(t.get(id).unwrap().remaining(s(3)), s(432_000));
+}
+
+#[test]
+fn udp_unreplied_replied_assured() {
+    let mut t = Table::default();
+    let (id, _, st) = tracked(pass(&mut t, &udp(LAN, SRV, 5000, 53), s(100)));
+    assert_eq!(st, CtState::New);
+    assert_eq!(t.get(id).unwrap().remaining(s(100)), s(30));
+    // A second packet the same way is still NEW.
+    let (_, _, st) = tracked(pass(&mut t, &udp(LAN, SRV, 5000, 53), s(100)));
+    assert_eq!(st, CtState::New);
+    assert_eq!(
+        t.list(s(100)),
+        ["udp      17 30 src=192.168.1.10 dst=203.0.113.5 sport=5000 dport=53 [UNREPLIED] src=203.0.113.5 dst=192.168.1.10 sport=53 dport=5000 mark=0 use=1"]
+    );
+
+    let (_, dir, st) = tracked(pass(&mut t, &udp(SRV, LAN, 53, 5000), s(101)));
+    assert_eq!((dir, st), (Direction::Reply, CtState::Established));
+    let c = t.get(id).unwrap();
+    assert!(c.status().contains(Status::SEEN_REPLY));
+    assert!(!c.is_assured());
+    assert_eq!(c.remaining(s(101)), s(30));
+
+    // Within two seconds of creation traffic both ways is not yet a stream.
+    pass(&mut t, &udp(LAN, SRV, 5000, 53), s(102));
+    assert!(!t.get(id).unwrap().is_assured());
+    let (_, _, st) = tracked(pass(&mut t, &udp(LAN, SRV, 5000, 53), s(103)));
+    assert_eq!(st, CtState::Established);
+    let c = t.get(id).unwrap();
+    assert!(c.is_assured());
+    assert_eq!(c.remaining(s(103)), s(120));
+    assert_eq!(
+        c.listing(s(103), false),
+        "udp      17 120 src=192.168.1.10 dst=203.0.113.5 sport=5000 dport=53 src=203.0.113.5 dst=192.168.1.10 sport=53 dport=5000 [ASSURED] mark=0 use=1"
+    );
+}
+
+#[test]
+fn icmp_echo_and_stray_reply() {
+    let mut t = Table::default();
+    let (id, _, st) = tracked(pass(&mut t, &echo(LAN, SRV, 77, true), s(1)));
+    assert_eq!(st, CtState::New);
+    assert_eq!(t.get(id).unwrap().remaining(s(1)), s(30));
+    let (id2, dir, st) = tracked(pass(&mut t, &echo(SRV, LAN, 77, false), s(2)));
+    assert_eq!((id2, dir, st), (id, Direction::Reply, CtState::Established));
+    assert_eq!(
+        t.list(s(2)),
+        ["icmp     1 30 src=192.168.1.10 dst=203.0.113.5 type=8 code=0 id=77 src=203.0.113.5 dst=192.168.1.10 type=0 code=0 id=77 mark=0 use=1"]
+    );
+    // A reply with no request opens nothing.
+    let out = pass(&mut t, &echo(SRV, LAN, 78, false), s(2));
+    assert_eq!(out, Outcome::Invalid(Invalid::IcmpNew));
+}
+
+#[test]
+fn icmp_errors_are_related() {
+    let mut t = Table::default();
+    let probe = udp(LAN, SRV, 33434, 33435);
+    let (id, ..) = tracked(pass(&mut t, &probe, s(1)));
+    // A router on the way answers the client: RELATED, in the reply direction.
+    let router = [10, 9, 9, 9];
+    let err = icmp_error(router, LAN, 11, 0, &probe);
+    let out = pass(&mut t, &err, s(2));
+    assert_eq!(
+        out,
+        Outcome::Tracked {
+            id,
+            dir: Direction::Reply,
+            state: CtState::Related
+        }
+    );
+    // The same error sent to someone else is not related to anything.
+    let err = icmp_error(router, LAN2, 11, 0, &probe);
+    assert_eq!(
+        t.process(&meta(&err), 0, s(2)),
+        Outcome::Invalid(Invalid::IcmpErrorAddr)
+    );
+    // Quoting a packet of no connection.
+    let other = udp(LAN, SRV, 1, 2);
+    let err = icmp_error(router, LAN, 3, 3, &other);
+    assert_eq!(
+        t.process(&meta(&err), 0, s(2)),
+        Outcome::Invalid(Invalid::IcmpErrorNoConn)
+    );
+    // The server answering the reply direction's packet gets RELATED in the original direction.
+    let back = udp(SRV, LAN, 33435, 33434);
+    let err = icmp_error(LAN, SRV, 3, 3, &back);
+    assert_eq!(tracked(pass(&mut t, &err, s(3))).1, Direction::Original);
+}
+
+#[test]
+fn icmpv6_echo_and_neighbour_discovery() {
+    let a = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let b = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    let mut t = Table::default();
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv6(a, b, 64)
+        .icmpv6_echo_request(9, 1)
+        .write(&mut f, b"x")
+        .unwrap();
+    let (id, _, st) = tracked(pass(&mut t, &f, s(1)));
+    assert_eq!(st, CtState::New);
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv6(b, a, 64)
+        .icmpv6_echo_reply(9, 1)
+        .write(&mut r, b"x")
+        .unwrap();
+    assert_eq!(tracked(pass(&mut t, &r, s(1))).0, id);
+    assert!(t.list(s(1))[0]
+        .starts_with("icmpv6   58 30 src=2001:db8::1 dst=2001:db8::2 type=128 code=0 id=9 "));
+
+    let mut ns = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv6(a, b, 255)
+        .icmpv6_raw(135, 0, [0; 4])
+        .write(&mut ns, &[0u8; 16])
+        .unwrap();
+    assert_eq!(t.process(&meta(&ns), 0, s(1)), Outcome::Untracked);
+}
+
+#[test]
+fn unconfirmed_entries_are_not_found_and_clash_at_confirm() {
+    let mut t = Table::default();
+    let f = udp(LAN, SRV, 1000, 2000);
+    let (a, ..) = tracked(t.process(&meta(&f), 0, s(1)));
+    // Not yet confirmed: a second packet starts another candidate.
+    let (b, ..) = tracked(t.process(&meta(&f), 0, s(1)));
+    assert_ne!(a, b);
+    assert_eq!(t.len(), 2);
+    t.confirm(a, s(1)).unwrap();
+    assert!(t.get(a).unwrap().status().contains(Status::CONFIRMED));
+    assert_eq!(t.confirm(b, s(1)), Err(CtError::Clash));
+    assert!(t.discard(b));
+    assert!(!t.discard(a), "confirmed entries are not discarded");
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.stats().insert_failed, 1);
+}
+
+#[test]
+fn limit_early_drops_oldest_unassured_and_refuses_when_all_assured() {
+    let mut t = Table::new(Config {
+        max_entries: 3,
+        ..Config::default()
+    });
+    // One assured TCP connection, then two unreplied UDP flows.
+    let (tcp_id, ..) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b""),
+        s(1),
+    ));
+    pass(
+        &mut t,
+        &tcp(SRV, LAN, 443, 40000, F::SynAck, 9, 2, b""),
+        s(1),
+    );
+    pass(&mut t, &tcp(LAN, SRV, 40000, 443, F::Ack, 2, 10, b""), s(1));
+    assert!(t.get(tcp_id).unwrap().is_assured());
+    let (u1, ..) = tracked(pass(&mut t, &udp(LAN, SRV, 1, 53), s(2)));
+    let (u2, ..) = tracked(pass(&mut t, &udp(LAN, SRV, 2, 53), s(3)));
+    assert_eq!(t.len(), 3);
+
+    // Full: the oldest unassured flow (u1) makes room.
+    let (u3, ..) = tracked(pass(&mut t, &udp(LAN, SRV, 3, 53), s(4)));
+    assert!(t.get(u1).is_none());
+    assert!(t.get(u2).is_some() && t.get(u3).is_some());
+    assert!(t.get(tcp_id).is_some());
+    assert_eq!(t.stats().early_drop, 1);
+
+    // Make u2 and u3 assured streams; then nothing may go and a new flow is refused.
+    for (id, sp) in [(u2, 2), (u3, 3)] {
+        pass(&mut t, &udp(SRV, LAN, 53, sp), s(5));
+        pass(&mut t, &udp(LAN, SRV, sp, 53), s(10));
+        assert!(t.get(id).unwrap().is_assured());
+    }
+    let out = pass(&mut t, &udp(LAN, SRV, 4, 53), s(11));
+    assert_eq!(out, Outcome::Refused(Refused::TableFull));
+    assert_eq!(out.ct_state(), CtState::Invalid);
+    // Established connections keep flowing.
+    let out = pass(
+        &mut t,
+        &tcp(SRV, LAN, 443, 40000, F::Ack, 10, 2, b"ok"),
+        s(12),
+    );
+    assert_eq!(tracked(out).0, tcp_id);
+    assert_eq!(t.len(), 3);
+    assert_eq!(t.stats().drop, 1);
+}
+
+#[test]
+fn expiry_on_lookup_and_bounded_gc() {
+    let mut t = Table::default();
+    for p in 0..10u16 {
+        pass(&mut t, &udp(LAN, SRV, 100 + p, 53), s(0));
+    }
+    assert_eq!(t.len(), 10);
+    // Expired at 30 s exactly; GC works in bounded steps.
+    assert_eq!(t.gc(s(29), 100), 0);
+    assert_eq!(t.gc(s(30), 4), 4);
+    assert_eq!(t.gc(s(30), 4), 4);
+    assert_eq!(t.len(), 2);
+    // A packet of an expired connection starts a new one instead of finding the old.
+    let (_, _, st) = tracked(pass(&mut t, &udp(LAN, SRV, 108, 53), s(31)));
+    assert_eq!(st, CtState::New);
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn accounting_and_listing_with_offload() {
+    let mut t = acct_table();
+    let (id, ..) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b""),
+        s(0),
+    ));
+    pass(
+        &mut t,
+        &tcp(SRV, LAN, 443, 40000, F::SynAck, 9, 2, b""),
+        s(0),
+    );
+    pass(&mut t, &tcp(LAN, SRV, 40000, 443, F::Ack, 2, 10, b""), s(0));
+    let c = t.get(id).unwrap();
+    assert_eq!(
+        c.counter(Direction::Original),
+        Counter {
+            packets: 2,
+            bytes: 80
+        }
+    );
+    assert_eq!(
+        c.counter(Direction::Reply),
+        Counter {
+            packets: 1,
+            bytes: 40
+        }
+    );
+    t.get_mut(id).unwrap().mark = 7;
+    assert_eq!(
+        t.list(Duration::from_millis(500)),
+        ["tcp      6 431999 ESTABLISHED src=192.168.1.10 dst=203.0.113.5 sport=40000 dport=443 packets=2 bytes=80 src=203.0.113.5 dst=192.168.1.10 sport=443 dport=40000 packets=1 bytes=40 [ASSURED] mark=7 use=1"]
+    );
+    t.set_offload(id, false).unwrap();
+    t.account(id, Direction::Reply, 10, 15000);
+    // Offloaded connections do not expire.
+    assert_eq!(t.gc(s(10_000_000), 10), 0);
+    let line = &t.list(s(1))[0];
+    assert!(
+        line.contains("packets=11 bytes=15040 [OFFLOAD] mark=7 use=2"),
+        "{line}"
+    );
+    t.set_offload(id, true).unwrap();
+    assert!(t.list(s(1))[0].contains("[HW_OFFLOAD]"));
+    t.clear_offload(id, s(100)).unwrap();
+    assert_eq!(t.get(id).unwrap().remaining(s(100)), s(432_000));
+    assert!(t.list(s(100))[0].contains("[ASSURED]"));
+}
+
+/// Checks IPv4 and L4 checksums of a TCP or UDP frame and returns (src, sport, dst, dport).
+fn endpoints(f: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
+    let p = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    assert!(p.verify_checksum());
+    let (s, d) = (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()));
+    if p.protocol() == nft_wire::IpProtocol::Tcp {
+        let t = TcpPacket::new_checked(p.payload()).unwrap();
+        assert!(t.verify_checksum(&s, &d));
+        (s, t.src_port(), d, t.dst_port())
+    } else {
+        let u = UdpPacket::new_checked(p.payload()).unwrap();
+        assert!(u.verify_checksum(&s, &d));
+        (s, u.src_port(), d, u.dst_port())
+    }
+}
+
+#[test]
+fn masquerade_keeps_free_ports_and_moves_taken_ones() {
+    let mut t = Table::default();
+    let f1 = tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b"");
+    let m1 = meta(&f1);
+    let (a, ..) = tracked(t.process(&m1, 0, s(1)));
+    t.masquerade(a, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.confirm(a, s(1)).unwrap();
+    let ca = t.get(a).unwrap();
+    assert_eq!(*ca.reply(), Tuple::new(ip(SRV), ip(WAN), 6, 443, 40000));
+    assert!(ca.status().contains(Status::SRC_NAT | Status::SRC_NAT_DONE));
+    assert_eq!(
+        ca.listing(s(1), false),
+        "tcp      6 120 SYN_SENT src=192.168.1.10 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.18.0.2 sport=443 dport=40000 mark=0 use=1"
+    );
+
+    // Another client with the same source port gets the next port up.
+    let (b, ..) = tracked(t.process(
+        &meta(&tcp(LAN2, SRV, 40000, 443, F::Syn, 1, 0, b"")),
+        0,
+        s(1),
+    ));
+    t.masquerade(b, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.confirm(b, s(1)).unwrap();
+    assert_eq!(
+        *t.get(b).unwrap().reply(),
+        Tuple::new(ip(SRV), ip(WAN), 6, 443, 40001)
+    );
+
+    // Rewrite both directions of b on real frames; checksums stay valid.
+    let mut out = tcp(LAN2, SRV, 40000, 443, F::Ack, 2, 10, b"data");
+    let m = meta(&out);
+    let rw = t.rewrite(b, Direction::Original).unwrap();
+    assert_eq!(
+        rw,
+        Rewrite {
+            src_addr: Some(ip(WAN)),
+            src_port: Some(40001),
+            ..Rewrite::default()
+        }
+    );
+    apply_rewrite(&mut out, &m, &rw, Some(Manip::Dst)).unwrap();
+    assert_eq!(
+        endpoints(&out),
+        (ip(LAN2), 40000, ip(SRV), 443),
+        "DST part changes nothing"
+    );
+    apply_rewrite(&mut out, &m, &rw, Some(Manip::Src)).unwrap();
+    assert_eq!(endpoints(&out), (ip(WAN), 40001, ip(SRV), 443));
+
+    let mut back = tcp(SRV, WAN, 443, 40001, F::Ack, 10, 6, b"resp");
+    let mb = meta(&back);
+    let (bid, dir) = t
+        .lookup(&Tuple::new(ip(SRV), ip(WAN), 6, 443, 40001), 0)
+        .unwrap();
+    assert_eq!((bid, dir), (b, Direction::Reply));
+    let rw = t.rewrite(b, dir).unwrap();
+    apply_rewrite(&mut back, &mb, &rw, None).unwrap();
+    assert_eq!(endpoints(&back), (ip(SRV), 443, ip(LAN2), 40000));
+
+    // Interface address gone: its masqueraded connections go with it.
+    assert_eq!(t.forget_masquerade(2), 2);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn dnat_redirect_and_persistent_ranges() {
+    let mut t = Table::default();
+    let backend = ip([10, 0, 0, 8]);
+    let (a, ..) = tracked(t.process(&meta(&tcp(SRV, WAN, 5555, 80, F::Syn, 1, 0, b"")), 0, s(1)));
+    t.dnat(a, &NatRange::to_addr(backend).with_ports(8080, 8080))
+        .unwrap();
+    assert_eq!(
+        t.dnat(a, &NatRange::to_addr(backend)),
+        Err(CtError::AlreadyBound)
+    );
+    t.confirm(a, s(1)).unwrap();
+    assert_eq!(
+        *t.get(a).unwrap().reply(),
+        Tuple::new(backend, ip(SRV), 6, 8080, 5555)
+    );
+    assert!(t.get(a).unwrap().status().contains(Status::DST_NAT));
+    assert_eq!(
+        t.snat(a, &NatRange::to_addr(ip(WAN))),
+        Err(CtError::AlreadyConfirmed)
+    );
+    let rw = t.rewrite(a, Direction::Reply).unwrap();
+    assert_eq!(
+        rw,
+        Rewrite {
+            src_addr: Some(ip(WAN)),
+            src_port: Some(80),
+            ..Rewrite::default()
+        }
+    );
+
+    let (r, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 999, 53)), 0, s(1)));
+    t.redirect(r, ip([192, 168, 1, 1]), Some((5353, 5353)))
+        .unwrap();
+    assert_eq!(
+        t.rewrite(r, Direction::Original).unwrap(),
+        Rewrite {
+            dst_addr: Some(ip([192, 168, 1, 1])),
+            dst_port: Some(5353),
+            ..Rewrite::default()
+        }
+    );
+    assert_eq!(
+        t.snat(r, &NatRange::to_addr("2001:db8::1".parse().unwrap())),
+        Err(CtError::FamilyMismatch)
+    );
+
+    // persistent: one client, one pool address, whatever the destination.
+    let pool = NatRange::to_addrs(ip([100, 64, 0, 1]), ip([100, 64, 0, 200])).persistent();
+    let mut seen = std::collections::BTreeSet::new();
+    for d in 1..=20u8 {
+        let (id, ..) = tracked(t.process(&meta(&udp(LAN, [8, 8, 8, d], 1234, 53)), 0, s(1)));
+        t.snat(id, &pool).unwrap();
+        t.confirm(id, s(1)).unwrap();
+        seen.insert(t.get(id).unwrap().reply().dst);
+    }
+    assert_eq!(seen.len(), 1);
+    // Without it, destinations spread the client over the pool.
+    let pool = NatRange::to_addrs(ip([100, 64, 0, 1]), ip([100, 64, 0, 200]));
+    let mut seen = std::collections::BTreeSet::new();
+    for d in 1..=20u8 {
+        let sp = 1234 + d as u16;
+        let (id, ..) = tracked(t.process(&meta(&udp(LAN2, [8, 8, 4, d], sp, 53)), 0, s(1)));
+        t.snat(id, &pool).unwrap();
+        t.confirm(id, s(1)).unwrap();
+        let a = t.get(id).unwrap().reply().dst;
+        assert!((ip([100, 64, 0, 1])..=ip([100, 64, 0, 200])).contains(&a));
+        seen.insert(a);
+    }
+    assert!(seen.len() > 5, "{seen:?}");
+}
+
+#[test]
+fn port_range_exhaustion_and_fully_random_determinism() {
+    fn run(seed: u64, range: NatRange) -> Vec<Result<u16, CtError>> {
+        let mut t = Table::new(Config {
+            seed,
+            ..Config::default()
+        });
+        (0..12u16)
+            .map(|i| {
+                let (id, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 3000 + i, 53)), 0, s(1)));
+                t.snat(id, &range).and_then(|_| {
+                    t.confirm(id, s(1))?;
+                    Ok(t.get(id).unwrap().reply().dport)
+                })
+            })
+            .collect()
+    }
+    let r = NatRange::to_addr(ip(WAN)).with_ports(1000, 1009);
+    let got = run(1, r);
+    // Original ports are out of range: the walk starts where (port - min) mod size lands.
+    assert!(got[..10].iter().all(|p| matches!(p, Ok(1000..=1009))));
+    let mut ports: Vec<u16> = got[..10].iter().map(|p| *p.as_ref().unwrap()).collect();
+    ports.sort();
+    assert_eq!(ports, (1000..=1009).collect::<Vec<_>>());
+    assert_eq!(
+        got[10..],
+        [Err(CtError::NatExhausted), Err(CtError::NatExhausted)]
+    );
+
+    let fr = NatRange::to_addr(ip(WAN))
+        .with_ports(20000, 60000)
+        .fully_random();
+    assert_eq!(run(7, fr), run(7, fr));
+    assert_ne!(run(7, fr), run(8, fr));
+    let rnd = NatRange::to_addr(ip(WAN)).random();
+    assert!(run(1, rnd).iter().all(|p| matches!(p, Ok(1024..))));
+}
+
+#[test]
+fn null_binding_at_confirm_resolves_reply_clash() {
+    let mut t = Table::default();
+    // Client A to the backend directly...
+    let (a, ..) = tracked(pass(&mut t, &udp(LAN2, [10, 0, 0, 8], 7000, 53), s(1)));
+    // ...and client B through a DNAT to the same backend, from a source that would make the
+    // same reply tuple: the confirm moves B's source port.
+    let (b, ..) = tracked(t.process(&meta(&udp(LAN2, SRV, 7000, 53)), 0, s(1)));
+    t.dnat(b, &NatRange::to_addr(ip([10, 0, 0, 8]))).unwrap();
+    t.confirm(b, s(1)).unwrap();
+    assert_ne!(t.get(a).unwrap().reply(), t.get(b).unwrap().reply());
+    assert_eq!(t.get(b).unwrap().reply().dport, 7001);
+    assert!(t
+        .get(b)
+        .unwrap()
+        .status()
+        .contains(Status::SRC_NAT | Status::DST_NAT));
+}
+
+#[test]
+fn icmp_error_for_masqueraded_flow_is_translated_inside_and_out() {
+    let mut t = Table::default();
+    let probe = udp(LAN, SRV, 40000, 33434);
+    let m = meta(&probe);
+    let (id, ..) = tracked(t.process(&m, 0, s(1)));
+    t.masquerade(id, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.confirm(id, s(1)).unwrap();
+    let mut sent = probe.clone();
+    apply_rewrite(
+        &mut sent,
+        &m,
+        &t.rewrite(id, Direction::Original).unwrap(),
+        None,
+    )
+    .unwrap();
+
+    // The error comes back to the router's WAN address quoting the translated packet.
+    let router = [10, 9, 9, 9];
+    let mut err = icmp_error(router, WAN, 3, 3, &sent);
+    let me = meta(&err);
+    let (eid, dir, st) = tracked(t.process(&me, 0, s(2)));
+    assert_eq!((eid, dir, st), (id, Direction::Reply, CtState::Related));
+    apply_rewrite(&mut err, &me, &t.rewrite(id, dir).unwrap(), None).unwrap();
+
+    let expected = icmp_error(router, LAN, 3, 3, &probe);
+    assert_eq!(
+        err, expected,
+        "translated error must equal the one the client would get"
+    );
+}
+
+#[test]
+fn icmp_echo_id_nat() {
+    let mut t = Table::default();
+    // Two clients ping the same server with the same id through one address.
+    let mut ids = Vec::new();
+    for c in [LAN, LAN2] {
+        let (id, ..) = tracked(t.process(&meta(&echo(c, SRV, 500, true)), 0, s(1)));
+        t.masquerade(id, ip(WAN), 2, &NatRange::default()).unwrap();
+        t.confirm(id, s(1)).unwrap();
+        ids.push(id);
+    }
+    assert_eq!(t.get(ids[0]).unwrap().reply().icmp_id(), 500);
+    assert_eq!(t.get(ids[1]).unwrap().reply().icmp_id(), 501);
+    let mut f = echo(LAN2, SRV, 500, true);
+    let m = meta(&f);
+    apply_rewrite(
+        &mut f,
+        &m,
+        &t.rewrite(ids[1], Direction::Original).unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(f, echo(WAN, SRV, 501, true));
+    let mut r = echo(SRV, WAN, 501, false);
+    let m = meta(&r);
+    let (id, dir) = t.process(&m, 0, s(1)).conn().unwrap();
+    assert_eq!(id, ids[1]);
+    apply_rewrite(&mut r, &m, &t.rewrite(id, dir).unwrap(), None).unwrap();
+    assert_eq!(r, echo(SRV, LAN2, 500, false));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Under contention for a small port range no two connections share a reply tuple, a
+    /// binding never hands out a taken one (confirm never clashes), and exhaustion only
+    /// happens once the range is really used up for that destination.
+    #[test]
+    fn nat_never_shares_a_reply_tuple(
+        flows in proptest::collection::vec((0u8..6, 1000u16..1040, 0u8..2, 0u8..3), 1..120),
+        seed in any::<u64>(),
+        mode in 0u8..3,
+    ) {
+        let mut t = Table::new(Config { seed, ..Config::default() });
+        let mut range = NatRange::to_addr(ip(WAN)).with_ports(1000, 1015);
+        match mode { 1 => range = range.random(), 2 => range = range.fully_random(), _ => {} }
+        let mut replies = std::collections::HashSet::new();
+        let mut per_dst = std::collections::HashMap::<(u8, u8), usize>::new();
+        for (host, sport, dst, proto) in flows {
+            let client = [192, 168, 1, 100 + host];
+            let server = [203, 0, 113, 1 + dst];
+            let f = match proto {
+                0 => udp(client, server, sport, 53),
+                1 => tcp(client, server, sport, 443, F::Syn, 1, 0, b""),
+                _ => echo(client, server, sport, true),
+            };
+            let out = t.process(&meta(&f), 0, s(1));
+            let Outcome::Tracked { id, .. } = out else { continue };
+            if t.get(id).unwrap().is_confirmed() { continue; }
+            match t.snat(id, &range) {
+                Ok(()) => {
+                    prop_assert_eq!(t.confirm(id, s(1)), Ok(()));
+                    let r = *t.get(id).unwrap().reply();
+                    prop_assert!(replies.insert(r), "reply tuple {:?} handed out twice", r);
+                    let port = if proto == 2 { r.icmp_id() } else { r.dport };
+                    prop_assert!((1000..=1015).contains(&port), "port {} out of range", port);
+                    *per_dst.entry((dst, proto)).or_default() += 1;
+                }
+                Err(CtError::NatExhausted) => {
+                    prop_assert_eq!(per_dst.get(&(dst, proto)).copied().unwrap_or(0), 16);
+                    t.discard(id);
+                }
+                Err(e) => prop_assert!(false, "unexpected {:?}", e),
+            }
+        }
+    }
+
+    /// Whatever the bytes, tracking never panics and never leaves more entries than allowed.
+    #[test]
+    fn arbitrary_frames_never_panic(frames in proptest::collection::vec(
+        proptest::collection::vec(any::<u8>(), 0..120), 1..40), start in 0u64..1000) {
+        let mut t = Table::new(Config { max_entries: 8, accounting: true, ..Config::default() });
+        for (i, mut f) in frames.into_iter().enumerate() {
+            if f.len() > 14 { f[12] = 0x08; f[13] = if i % 3 == 0 { 0xdd } else { 0x00 }; }
+            if f.len() > 14 && i % 3 != 0 { f[14] = 0x45; }
+            let now = s(start + i as u64);
+            if let Ok(m) = parse_frame(&f) {
+                let out = t.process(&m, (i % 2) as u16, now);
+                if let Outcome::Tracked { id, dir, .. } = out {
+                    let _ = t.masquerade(id, ip(WAN), 1, &NatRange::default());
+                    let _ = t.confirm(id, now);
+                    if let Some(rw) = t.rewrite(id, dir) {
+                        let _ = apply_rewrite(&mut f, &m, &rw, None);
+                    }
+                }
+            }
+            prop_assert!(t.len() <= 8);
+            t.gc(now, 3);
+        }
+        let _ = t.list(s(start + 100));
+    }
+}
+
+#[test]
+fn zones_keep_equal_tuples_apart_and_labels_are_128_bits() {
+    let mut t = Table::default();
+    let f = udp(LAN, SRV, 1, 2);
+    let m = meta(&f);
+    let (a, ..) = tracked(t.process(&m, 0, s(1)));
+    t.confirm(a, s(1)).unwrap();
+    let (b, _, st) = tracked(t.process(&m, 5, s(1)));
+    assert_eq!(st, CtState::New);
+    assert_ne!(a, b);
+    t.confirm(b, s(1)).unwrap();
+    assert_eq!(t.get(b).unwrap().zone(), 5);
+    assert!(t.list(s(1))[1].ends_with(" mark=0 zone=5 use=1"));
+    let c = t.get_mut(b).unwrap();
+    c.set_label(127);
+    c.set_label(200);
+    assert!(c.label(127) && !c.label(0) && !c.label(200));
+    assert_eq!(c.labels, 1u128 << 127);
+}
+
+#[test]
+fn time_at_the_end_of_the_range_does_not_panic() {
+    let mut t = acct_table();
+    let (id, ..) = tracked(pass(&mut t, &udp(LAN, SRV, 1, 2), Duration::MAX));
+    assert_eq!(t.get(id).unwrap().deadline(), Duration::MAX);
+    t.refresh(id, Duration::MAX, s(5));
+    assert_eq!(t.gc(Duration::MAX, 10), 1);
+}
+
+#[test]
+fn a_source_keeps_its_mapping_across_destinations() {
+    let mut t = Table::default();
+    let pool =
+        NatRange::to_addrs(ip([100, 64, 0, 1]), ip([100, 64, 0, 200])).with_ports(20000, 20999);
+    let mut mapped = std::collections::BTreeSet::new();
+    for d in 1..=10u8 {
+        let (id, ..) = tracked(t.process(&meta(&udp(LAN, [8, 8, 8, d], 5000, 53)), 0, s(1)));
+        t.snat(id, &pool).unwrap();
+        t.confirm(id, s(1)).unwrap();
+        let r = t.get(id).unwrap().reply();
+        mapped.insert((r.dst, r.dport));
+    }
+    assert_eq!(mapped.len(), 1, "{mapped:?}");
+    // Once the first mapping's connection is gone, the next one still finds a live one.
+    let first = t.iter().next().unwrap().0;
+    t.remove(first);
+    let (id, ..) = tracked(t.process(&meta(&udp(LAN, [8, 8, 9, 9], 5000, 53)), 0, s(1)));
+    t.snat(id, &pool).unwrap();
+    t.confirm(id, s(1)).unwrap();
+    let r = t.get(id).unwrap().reply();
+    assert!(mapped.contains(&(r.dst, r.dport)));
+}
