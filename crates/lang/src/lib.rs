@@ -13,5 +13,6 @@ pub mod stmt_eval;
 mod flags;
 pub mod print;
 pub mod ruleset;
+pub mod setelem;
 pub mod json;
 pub mod json_in;

@@ -467,6 +467,7 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
                 eval::eval_rule(&ctx, r)?;
             }
         }
+        crate::setelem::normalize_table(t);
     }
     Ok(())
 }
