@@ -444,8 +444,33 @@ pub enum ObjBody {
     CtExpect { proto: String, dport: u32, timeout: u64, size: u32, l3proto: Option<String> },
     Secmark(String),
     Synproxy { mss: u32, wscale: u32, flags: Vec<String> },
+    Tunnel(Box<TunnelObj>),
     /// Anything else we keep as raw text.
     Raw(String),
+}
+
+/// A tunnel object: outer addresses and ports, and the encapsulation's options.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TunnelObj {
+    pub id: u64,
+    /// (`ip` or `ip6`, address as listed)
+    pub src: Option<(String, String)>,
+    pub dst: Option<(String, String)>,
+    pub sport: u64,
+    pub dport: u64,
+    pub tos: u64,
+    pub ttl: u64,
+    pub encap: TunnelEncap,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum TunnelEncap {
+    #[default]
+    None,
+    /// (class, option type, data as listed: `0x...`)
+    Geneve(Vec<(u64, u64, String)>),
+    Vxlan { gbp: u64 },
+    Erspan { version: u64, index: u64, egress: bool, hwid: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

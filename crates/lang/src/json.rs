@@ -209,9 +209,51 @@ fn obj_json(ob: &Obj, t: &Table, c: &Jc) -> Value {
                 m.push(("flags", Value::Array(f)));
             }
         }
+        ObjBody::Tunnel(tn) => tunnel_fields(tn, &mut m),
         ObjBody::Raw(_) => {}
     }
     one(&ob.kind, obj(m))
+}
+
+fn tunnel_fields(t: &TunnelObj, m: &mut Vec<(&str, Value)>) {
+    m.push(("id", json!(t.id)));
+    for (dir, a) in [("src", &t.src), ("dst", &t.dst)] {
+        if let Some((fam, addr)) = a {
+            let key = match (dir, fam.as_str()) {
+                ("src", "ip") => "src-ipv4",
+                ("src", _) => "src-ipv6",
+                (_, "ip") => "dst-ipv4",
+                _ => "dst-ipv6",
+            };
+            m.push((key, json!(addr)));
+        }
+    }
+    for (k, v) in [("sport", t.sport), ("dport", t.dport), ("tos", t.tos), ("ttl", t.ttl)] {
+        if v != 0 {
+            m.push((k, json!(v)));
+        }
+    }
+    match &t.encap {
+        TunnelEncap::None => {}
+        TunnelEncap::Geneve(opts) => {
+            m.push(("type", json!("geneve")));
+            let v: Vec<Value> = opts.iter().map(|(c, ty, d)| obj(vec![("class", json!(c)), ("opt-type", json!(ty)), ("data", json!(d))])).collect();
+            m.push(("tunnel", Value::Array(v)));
+        }
+        TunnelEncap::Vxlan { gbp } => {
+            m.push(("type", json!("vxlan")));
+            m.push(("tunnel", obj(vec![("gbp", json!(gbp))])));
+        }
+        TunnelEncap::Erspan { version, index, egress, hwid } => {
+            m.push(("type", json!("erspan")));
+            let v = if *version == 1 {
+                obj(vec![("version", json!(version)), ("index", json!(index))])
+            } else {
+                obj(vec![("version", json!(version)), ("dir", json!(if *egress { "egress" } else { "ingress" })), ("hwid", json!(hwid))])
+            };
+            m.push(("tunnel", v));
+        }
+    }
 }
 
 /// The datatype names of a set key or data (`["ipv4_addr", "inet_service"]`).

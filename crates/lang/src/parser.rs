@@ -1138,7 +1138,7 @@ impl<'a> Parser<'a> {
                 body = ObjBody::Synproxy { mss: mss.unwrap_or(0), wscale: wscale.unwrap_or(0), flags };
             }
             "tunnel" => {
-                body = ObjBody::Raw(self.tunnel_body()?);
+                body = ObjBody::Tunnel(Box::new(self.tunnel_body()?));
             }
             "ct helper" => {
                 let mut hname = String::new();
@@ -1246,22 +1246,18 @@ impl<'a> Parser<'a> {
         Ok(Obj { kind: kind.to_string(), name, body, comment, handle: 0, span })
     }
 
-    /// The body of a tunnel object, returned as the lines nft lists for it (fields in nft's
-    /// order, zero values left out, the encapsulation options in their own block).
-    fn tunnel_body(&mut self) -> Result<String> {
-        let mut id = 0u64;
-        let (mut src, mut dst): (Option<(String, String)>, Option<(String, String)>) = (None, None);
-        let mut nums: Vec<(&'static str, u64)> = vec![("sport", 0), ("dport", 0), ("tos", 0), ("ttl", 0)];
-        let mut encap: Option<String> = None;
+    /// The body of a tunnel object.
+    fn tunnel_body(&mut self) -> Result<TunnelObj> {
+        let mut t = TunnelObj::default();
         loop {
             self.skip_seps()?;
-            let t = self.peek_tok()?.clone();
-            let Tok::Word(w) = &t.tok else { break };
+            let tok = self.peek_tok()?.clone();
+            let Tok::Word(w) = &tok.tok else { break };
             let w = w.clone();
             match w.as_str() {
                 "id" => {
                     self.next()?;
-                    id = self.number("tunnel id")?.0;
+                    t.id = self.number("tunnel id")?.0;
                 }
                 "ip" | "ip6" => {
                     self.next()?;
@@ -1270,48 +1266,43 @@ impl<'a> Parser<'a> {
                     let ok = if w == "ip" { addr.parse::<std::net::Ipv4Addr>().map(|a| a.to_string()) } else { addr.parse::<std::net::Ipv6Addr>().map(|a| crate::datatype::format_ipv6(u128::from(a))) };
                     let addr = ok.map_err(|_| Error::new(asp, format!("Could not resolve hostname: {addr}")))?;
                     match dir.as_str() {
-                        "saddr" => src = Some((w.clone(), addr)),
-                        "daddr" => dst = Some((w.clone(), addr)),
+                        "saddr" => t.src = Some((w.clone(), addr)),
+                        "daddr" => t.dst = Some((w.clone(), addr)),
                         _ => return Err(Error::new(sp, format!("syntax error, unexpected {dir}"))),
                     }
                 }
-                "sport" | "dport" | "tos" | "ttl" => {
+                "sport" => {
                     self.next()?;
-                    let (n, _) = self.number(&w)?;
-                    if let Some(slot) = nums.iter_mut().find(|(k, _)| *k == w) {
-                        slot.1 = n;
-                    }
+                    t.sport = self.number("port")?.0;
+                }
+                "dport" => {
+                    self.next()?;
+                    t.dport = self.number("port")?.0;
+                }
+                "tos" => {
+                    self.next()?;
+                    t.tos = self.number("tos")?.0;
+                }
+                "ttl" => {
+                    self.next()?;
+                    t.ttl = self.number("ttl")?.0;
                 }
                 "geneve" | "vxlan" | "erspan" => {
                     self.next()?;
-                    encap = Some(self.tunnel_encap(&w)?);
+                    t.encap = self.tunnel_encap(&w)?;
                 }
                 _ => break,
             }
             self.end_of_stmt()?;
         }
-        let mut out = format!("id {id}");
-        for (dir, a) in [("saddr", &src), ("daddr", &dst)] {
-            if let Some((fam, addr)) = a {
-                out.push_str(&format!("\n\t\t{fam} {dir} {addr}"));
-            }
-        }
-        for (k, v) in &nums {
-            if *v != 0 {
-                out.push_str(&format!("\n\t\t{k} {v}"));
-            }
-        }
-        if let Some(e) = encap {
-            out.push_str(&e);
-        }
-        Ok(out)
+        Ok(t)
     }
 
-    fn tunnel_encap(&mut self, kind: &str) -> Result<String> {
+    fn tunnel_encap(&mut self, kind: &str) -> Result<TunnelEncap> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
-        let mut lines: Vec<String> = vec![];
-        let (mut version, mut index, mut dir, mut hwid, mut gbp) = (0u64, 0u64, String::from("ingress"), 0u64, 0u64);
+        let mut geneve = vec![];
+        let (mut version, mut index, mut egress, mut hwid, mut gbp) = (0u64, 0u64, false, 0u64, 0u64);
         loop {
             self.skip_seps()?;
             if self.eat(&Tok::RBrace)? {
@@ -1328,19 +1319,20 @@ impl<'a> Parser<'a> {
                     let data = self.string_arg("data")?;
                     let hex = data.strip_prefix("0x").or_else(|| data.strip_prefix("0X")).filter(|h| !h.is_empty() && h.len() % 4 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit()));
                     let Some(hex) = hex else { return Err(Error::new(dt.span, "Invalid geneve data")) };
-                    // each byte as nft prints it: lowercase hex without padding
+                    // each byte as nft lists it: lowercase hex without padding
                     let bytes: String = (0..hex.len() / 2).map(|i| format!("{:x}", u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))).collect();
-                    lines.push(format!("class 0x{class:x} opt-type 0x{ty:x} data \"0x{bytes}\""));
+                    geneve.push((class, ty, format!("0x{bytes}")));
                 }
                 ("vxlan", "gbp") => gbp = self.number("gbp")?.0,
                 ("erspan", "version") => version = self.number("version")?.0,
                 ("erspan", "index") => index = self.number("index")?.0,
                 ("erspan", "direction") => {
                     let (d, dsp) = self.ident("direction")?;
-                    if d != "ingress" && d != "egress" {
-                        return Err(Error::new(dsp, format!("syntax error, unexpected {d}")));
-                    }
-                    dir = d;
+                    egress = match d.as_str() {
+                        "ingress" => false,
+                        "egress" => true,
+                        _ => return Err(Error::new(dsp, format!("syntax error, unexpected {d}"))),
+                    };
                 }
                 ("erspan", "id") => hwid = self.number("id")?.0,
                 _ => return Err(Error::new(sp, format!("syntax error, unexpected {w}"))),
@@ -1348,25 +1340,11 @@ impl<'a> Parser<'a> {
             self.end_of_stmt()?;
         }
         self.leave();
-        match kind {
-            "vxlan" => lines.push(format!("gbp {gbp}")),
-            "erspan" => {
-                lines.push(format!("version {version}"));
-                if version == 1 {
-                    lines.push(format!("index {index}"));
-                } else {
-                    lines.push(format!("direction {dir}"));
-                    lines.push(format!("id {hwid}"));
-                }
-            }
-            _ => {}
-        }
-        let mut out = format!("\n\t\t{kind} {{");
-        for l in lines {
-            out.push_str(&format!("\n\t\t\t{l}"));
-        }
-        out.push_str("\n\t\t}");
-        Ok(out)
+        Ok(match kind {
+            "geneve" => TunnelEncap::Geneve(geneve),
+            "vxlan" => TunnelEncap::Vxlan { gbp },
+            _ => TunnelEncap::Erspan { version, index, egress, hwid },
+        })
     }
 
     fn quota_amounts(&mut self) -> Result<(u64, u64)> {

@@ -283,11 +283,49 @@ fn obj(s: &mut String, ob: &Obj, family: Family, o: &ListOpts) {
                 let _ = writeln!(s, "\t\t{} {}", if ts { "timestamp" } else { "" }, if sack { "sack-perm" } else { "" });
             }
         }
+        ObjBody::Tunnel(tn) => tunnel_body(s, tn),
         ObjBody::Raw(r) => {
             let _ = writeln!(s, "\t\t{r}");
         }
     }
     s.push_str("\t}\n");
+}
+
+/// A tunnel object as nft lists it: fields left at zero are not shown.
+fn tunnel_body(s: &mut String, t: &TunnelObj) {
+    let _ = writeln!(s, "\t\tid {}", t.id);
+    for (dir, a) in [("saddr", &t.src), ("daddr", &t.dst)] {
+        if let Some((fam, addr)) = a {
+            let _ = writeln!(s, "\t\t{fam} {dir} {addr}");
+        }
+    }
+    for (k, v) in [("sport", t.sport), ("dport", t.dport), ("tos", t.tos), ("ttl", t.ttl)] {
+        if v != 0 {
+            let _ = writeln!(s, "\t\t{k} {v}");
+        }
+    }
+    match &t.encap {
+        TunnelEncap::None => {}
+        TunnelEncap::Geneve(opts) => {
+            s.push_str("\t\tgeneve {\n");
+            for (class, ty, data) in opts {
+                let _ = writeln!(s, "\t\t\tclass 0x{class:x} opt-type 0x{ty:x} data \"{data}\"");
+            }
+            s.push_str("\t\t}\n");
+        }
+        TunnelEncap::Vxlan { gbp } => {
+            let _ = writeln!(s, "\t\tvxlan {{\n\t\t\tgbp {gbp}\n\t\t}}");
+        }
+        TunnelEncap::Erspan { version, index, egress, hwid } => {
+            let _ = writeln!(s, "\t\terspan {{\n\t\t\tversion {version}");
+            if *version == 1 {
+                let _ = writeln!(s, "\t\t\tindex {index}");
+            } else {
+                let _ = writeln!(s, "\t\t\tdirection {}\n\t\t\tid {hwid}", if *egress { "egress" } else { "ingress" });
+            }
+            s.push_str("\t\t}\n");
+        }
+    }
 }
 
 /// Conntrack timeout states in kernel order, with their default timeouts in seconds.
