@@ -154,12 +154,12 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             Some(f) => proto::tcpopt_field(opt, f).map(|x| (x.dt, x.bits)).ok_or_else(|| Error::new(e.span, format!("unknown tcp option {opt} field {f}"))),
             None => Ok((Dt::Boolean, 1)),
         },
-        ExprKind::IpOpt { field, .. } => Ok(match field {
-            Some(_) => (Dt::Integer, 8),
+        ExprKind::IpOpt { opt, field } => Ok(match field {
+            Some(f) => proto::ipopt_field(opt, f).map(|x| (x.dt, x.bits)).unwrap_or((Dt::Integer, 8)),
             None => (Dt::Boolean, 1),
         }),
-        ExprKind::SctpChunk { field, .. } => Ok(match field {
-            Some(_) => (Dt::Integer, 32),
+        ExprKind::SctpChunk { chunk, field } => Ok(match field {
+            Some(f) => proto::sctp_chunk_field(chunk, f).map(|x| (x.dt, x.bits)).unwrap_or((Dt::Integer, 32)),
             None => (Dt::Boolean, 1),
         }),
         ExprKind::DccpOpt(_) => Ok((Dt::Boolean, 1)),
@@ -432,7 +432,15 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
     let span = st.span;
     match &mut st.kind {
         StmtKind::Match { left, op, right } => {
-            eval_selector(ctx, left)?;
+            // constants in a concatenation looked up in a named set take the set's key types
+            let set_key = match &right.kind {
+                ExprKind::SetRef(n) if matches!(left.kind, ExprKind::Concat(_)) => ctx.sets.get(n.as_str()).map(|si| si.key.clone()),
+                _ => None,
+            };
+            match set_key {
+                Some(types) => eval_dynset_key(ctx, left, &types)?,
+                None => eval_selector(ctx, left)?,
+            }
             let (dt, bits) = (left.dt, left.bits);
             // `value / mask`: a masked compare
             if let ExprKind::Masked(v, m) = &mut right.kind {

@@ -14,5 +14,6 @@ mod flags;
 mod deps;
 pub mod print;
 pub mod ruleset;
+pub mod setelem;
 pub mod json;
 pub mod json_in;

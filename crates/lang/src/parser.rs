@@ -1125,7 +1125,13 @@ impl<'a> Parser<'a> {
                 body = ObjBody::Counter { packets, bytes };
             }
             "quota" => {
-                let over = self.eat_word("over")? || self.eat_word("until")? && false;
+                // `until` is the default direction and lists as nothing
+                let over = if self.eat_word("over")? {
+                    true
+                } else {
+                    self.eat_word("until")?;
+                    false
+                };
                 let (bytes, used) = self.quota_amounts()?;
                 body = ObjBody::Quota { over, bytes, used };
             }
@@ -1535,7 +1541,6 @@ impl<'a> Parser<'a> {
                 let name = self.expr(Mode::Stmt)?;
                 Ok(Stmt { kind: StmtKind::ObjRef { kind: format!("ct {k}"), name }, span: t.span })
             }
-            "meta" if self.is_word_n(1, "secmark")? && self.is_word_n(2, "set")? && false => unreachable!(),
             _ => self.match_or_set(),
         }
     }

@@ -469,6 +469,8 @@ fn elem_dt(e: &Expr) -> Dt {
 /// for small numeric types, two for IPv4 addresses and states, and one for anything else.
 fn delim(dt: Dt, count: &mut usize) -> &'static str {
     let per_line = match dt {
+        // every integer-based type nft names `integer` (lengths, raw payloads, ct zone...)
+        _ if dt.name() == "integer" => 5,
         Dt::NfProto | Dt::Integer | Dt::ArpOp | Dt::InetProto | Dt::InetService | Dt::TcpFlag | Dt::DccpPktType | Dt::Mark | Dt::IfIndex | Dt::ClassId | Dt::Uid | Dt::Gid | Dt::CtDir => 5,
         Dt::Ipv4Addr | Dt::CtState | Dt::CtStatus | Dt::PktType => 2,
         _ => 0,
@@ -873,6 +875,7 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             no.dt.numeric_proto = true;
             no.dt.numeric_time = true;
             no.dt.numeric_symbol = true;
+            no.dt.numeric_time = true;
             no.dt.services = false;
             format!("{}-{}", expr_in(a, &no, ctx), expr_in(b, &no, ctx))
         }

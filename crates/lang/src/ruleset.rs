@@ -469,6 +469,7 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
                 crate::stmt_eval::check_obj_refs(&objs, r)?;
             }
         }
+        crate::setelem::normalize_table(t);
     }
     Ok(())
 }
