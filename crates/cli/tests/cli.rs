@@ -95,3 +95,33 @@ fn gen_rejects_a_bad_topology() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad MAC address"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn error_explanations_follow_the_caret_line() {
+    let f = tmpfile("jump.nft", "table inet t {\n\tchain c {\n\t\tjump nowhere\n\t}\n}\n");
+    let out = bin().arg("check").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[0], format!("{}:3:3-14: Error: Could not process rule: No such file or directory", f.display()));
+    assert_eq!(lines[1], "\t\tjump nowhere");
+    assert_eq!(lines[2], "\t\t^^^^^^^^^^^^");
+    assert_eq!(lines[3], "chain 'nowhere' does not exist");
+}
+
+#[test]
+fn a_bad_file_changes_nothing_and_names_the_include() {
+    let dir = std::env::temp_dir().join(format!("nft-offload-inc-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+    std::fs::write(dir.join("conf.d/a.nft"), "add rule inet t c tcp dport 22 accept\n").unwrap();
+    std::fs::write(dir.join("conf.d/b.nft"), "add rule inet t c tcp dport nosuchport accept\n").unwrap();
+    std::fs::write(dir.join("main.nft"), "table inet t { chain c { } }\ninclude \"conf.d/*.nft\"\ninclude \"none/*.nft\"\n").unwrap();
+    let out = bin().arg("check").arg(dir.join("main.nft")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(&format!("{}:1:29-38: Error: ", dir.join("conf.d/b.nft").display())), "{err}");
+    std::fs::write(dir.join("conf.d/b.nft"), "add rule inet t c udp dport 53 accept\n").unwrap();
+    let out = bin().arg("print").arg(dir.join("main.nft")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "table inet t {\n\tchain c {\n\t\ttcp dport 22 accept\n\t\tudp dport 53 accept\n\t}\n}\n");
+}
