@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod defaults;
 use nft_lang::print::ListOpts;
 use nft_lang::ruleset::{load_file, LoadOpts};
 
@@ -45,6 +47,26 @@ enum Cmd {
         include: Vec<PathBuf>,
         file: PathBuf,
     },
+    /// Write a seeded, realistic capture for a topology: LAN clients to Internet servers and
+    /// back (TCP, DNS- and QUIC-like UDP, ICMP echo, IPv4 and IPv6), inbound connections to port
+    /// forwards, and some malformed frames.
+    Gen {
+        /// Topology (TOML); the embedded home router by default.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Number of flows (a malformed frame counts as one).
+        #[arg(long, default_value_t = 200)]
+        flows: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A port forward to send inbound connections to: `tcp:8080=192.168.1.100:80`
+        /// (repeatable; the default topology's forward when none is given).
+        #[arg(long = "forward")]
+        forwards: Vec<String>,
+        /// Output capture (pcapng).
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +82,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
+        Cmd::Gen { topology, flows, seed, forwards, output } => {
+            let topo = defaults::load_topology(topology.as_deref())?;
+            let fwd = if forwards.is_empty() && topology.is_none() {
+                defaults::default_forwards()
+            } else {
+                forwards.iter().map(|f| defaults::parse_forward(f)).collect::<anyhow::Result<Vec<_>>>()?
+            };
+            let cfg = defaults::gen_config(&topo, seed, flows, fwd)?;
+            let g = nft_io::generate(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let f = std::fs::File::create(&output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+            g.write_pcapng(std::io::BufWriter::new(f)).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+            eprint!("{}", g.summary);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Check { json, include, file } => {
             let opts = LoadOpts { include_dirs: include };
             let r = if json || looks_like_json(&file) { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };

@@ -377,3 +377,18 @@ dev = "wan"
         assert!(e.to_string().contains("unknown field `interfaces`"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn bundled_home_topology_loads() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/home.toml")).unwrap();
+        let t = Topology::from_toml(&text).unwrap();
+        assert_eq!(t.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["br-lan", "wan"]);
+        assert_eq!(t.neighbours.len(), 18);
+        let fib = t.build_fib();
+        assert!(matches!(fib.lookup("203.0.113.1".parse().unwrap()), Some((RouteKind::Unicast(NextHop { ifindex: 1, .. }), 0))));
+    }
+}

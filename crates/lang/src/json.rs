@@ -382,7 +382,7 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
             let l = expr_json(left, c);
             let opname = relop_str(*op, left, right);
             let r = match (&right.kind, opname) {
-                (ExprKind::Const(k), "in") => k.dt.to_json_opts(&k.val, k.bits, &c.dt),
+                (ExprKind::Const(k), "in" | "!") => k.dt.to_json_opts(&k.val, k.bits, &c.dt),
                 _ => expr_json(right, c),
             };
             json!({"match": {"op": opname, "left": l, "right": r}})
@@ -675,7 +675,11 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
         ExprKind::Quoted(s) => json!(s),
         ExprKind::Var(v) => json!(format!("${v}")),
         ExprKind::Const(k) => const_json(k, c),
-        ExprKind::Payload { proto, field } => json!({"payload": {"protocol": proto, "field": field}}),
+        ExprKind::Payload { proto, field } => match proto.split_once(' ') {
+            // a header inside a tunnel (`vxlan ip saddr`)
+            Some((tunnel, inner)) => json!({"payload": {"tunnel": tunnel, "protocol": inner, "field": field}}),
+            None => json!({"payload": {"protocol": proto, "field": field}}),
+        },
         ExprKind::RawPayload { base, offset, len } => json!({"payload": {"base": base, "offset": offset, "len": len}}),
         ExprKind::Exthdr { hdr, field } => {
             if field == "exists" || field.is_empty() {
@@ -831,4 +835,39 @@ fn elem_json(inner: &Expr, o: &ElemOpts, _data: Option<&Expr>, c: &Jc) -> Value 
 pub fn read_error(path: &Path, e: std::io::Error) -> LoadError {
     let error = crate::error::Error::nospan(format!("Could not process rule: {}: {e}", path.display()));
     LoadError { rendered: format!("Error: {}\n", error.msg), error }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects(text: &str) -> Vec<Value> {
+        let rs = crate::ruleset::load_str("t.nft", text, &Default::default()).unwrap();
+        let v = ruleset_to_json(&rs, &ListOpts::default());
+        v["nftables"].as_array().unwrap()[1..].to_vec()
+    }
+
+    #[test]
+    fn listing_order_is_table_chains_sets_rules() {
+        let o = objects("table ip t {\n\tset s { type inet_service; }\n\tchain c { type filter hook input priority 0; tcp dport @s accept; }\n}\n");
+        let kinds: Vec<&str> = o.iter().map(|x| x.as_object().unwrap().keys().next().unwrap().as_str()).collect();
+        assert_eq!(kinds, ["table", "chain", "set", "rule"]);
+        assert_eq!(o[1]["chain"]["prio"], json!(0));
+        assert_eq!(o[1]["chain"]["policy"], json!("accept"));
+        assert_eq!(o[3]["rule"]["expr"], json!([{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": "@s"}}, {"accept": null}]));
+    }
+
+    #[test]
+    fn flag_tests_use_in_and_flag_values_or() {
+        let o = objects("table ip t {\n\tchain c {\n\t\tct state established,related accept\n\t\tct state != established,related\n\t}\n}\n");
+        assert_eq!(o[2]["rule"]["expr"][0], json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}));
+        assert_eq!(o[3]["rule"]["expr"][0]["match"]["right"], json!({"|": ["established", "related"]}));
+    }
+
+    #[test]
+    fn statements_in_libnftables_form() {
+        let o = objects("table ip t {\n\tchain c {\n\t\tlimit rate 10/minute counter packets 1 bytes 2 reject\n\t\tmeta mark set 0x10 log prefix \"x \" snat to 10.0.0.1\n\t}\n}\n");
+        assert_eq!(o[2]["rule"]["expr"], json!([{"limit": {"rate": 10, "burst": 5, "per": "minute"}}, {"counter": {"packets": 1, "bytes": 2}}, {"reject": {"type": "icmp", "expr": "port-unreachable"}}]));
+        assert_eq!(o[3]["rule"]["expr"], json!([{"mangle": {"key": {"meta": {"key": "mark"}}, "value": 16}}, {"log": {"prefix": "x "}}, {"snat": {"addr": "10.0.0.1"}}]));
+    }
 }

@@ -500,6 +500,7 @@ fn stmt_of(v: &Value) -> R<Stmt> {
                 "<=" | "le" => RelOp::Le,
                 ">=" | "ge" => RelOp::Ge,
                 "in" => RelOp::Implicit,
+                "!" => RelOp::Neg,
                 x => return Err(format!("Unknown relational op '{x}'")),
             };
             StmtKind::Match { left: req_expr(o, "left", k)?, op, right: req_expr(o, "right", k)? }
@@ -584,7 +585,7 @@ fn stmt_of(v: &Value) -> R<Stmt> {
             l.flags = str_list(o.get("flags"), "log flags")?;
             StmtKind::Log(l)
         }
-        "ct helper" | "ct timeout" | "ct expectation" | "secmark" | "synproxy" if !v.is_object() || k != "synproxy" => StmtKind::ObjRef { kind: k.into(), name: name_expr(v)? },
+        "ct helper" | "ct timeout" | "ct expectation" | "secmark" => StmtKind::ObjRef { kind: k.into(), name: name_expr(v)? },
         "synproxy" => StmtKind::Synproxy { mss: opt_u64(o, "mss", k)?.map(|x| x as u32), wscale: opt_u64(o, "wscale", k)?.map(|x| x as u32), flags: str_list(o.get("flags"), "synproxy flags")? },
         "queue" => StmtKind::Queue { num: opt_expr(o, "num")?, flags: str_list(o.get("flags"), "queue flags")? },
         "vmap" => StmtKind::Vmap { key: req_expr(o, "key", k)?, map: req_expr(o, "data", k)? },
@@ -620,7 +621,25 @@ fn binop_of(k: &str) -> Option<BinOp> {
     })
 }
 
+/// How deeply expressions may nest (counting each operand of an operator chain): the
+/// evaluator and printer recurse over them.
+const MAX_DEPTH: usize = 256;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 pub fn expr_of(v: &Value) -> R<Expr> {
+    let d = DEPTH.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let r = if d > MAX_DEPTH { Err("Expression is nested too deeply".to_string()) } else { expr_at(v, d) };
+    DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
+    r
+}
+
+fn expr_at(v: &Value, depth: usize) -> R<Expr> {
     match v {
         Value::String(s) => Ok(mk(if let Some(n) = s.strip_prefix('@') {
             ExprKind::SetRef(n.to_string())
@@ -645,6 +664,9 @@ pub fn expr_of(v: &Value) -> R<Expr> {
             }
             if let Some(op) = binop_of(k) {
                 let a = v.as_array().filter(|a| a.len() >= 2).ok_or_else(|| format!("Binary operation '{k}' needs an array of at least two expressions"))?;
+                if depth + a.len() > MAX_DEPTH {
+                    return Err(format!("Binary operation '{k}' has too many operands"));
+                }
                 let mut acc = expr_of(&a[0])?;
                 for x in &a[1..] {
                     acc = mk(ExprKind::Binop(op, Box::new(acc), Box::new(expr_of(x)?)));
@@ -672,11 +694,20 @@ pub fn expr_of(v: &Value) -> R<Expr> {
                     if let Some(base) = opt_str(o, "base", k)? {
                         ExprKind::RawPayload { base, offset: num_field(o, "offset", k)?, len: num_field(o, "len", k)? }
                     } else {
-                        ExprKind::Payload { proto: get_str(o, "protocol", k)?, field: get_str(o, "field", k)? }
+                        let proto = get_str(o, "protocol", k)?;
+                        let proto = match opt_str(o, "tunnel", k)? {
+                            Some(t) => format!("{t} {proto}"),
+                            None => proto,
+                        };
+                        ExprKind::Payload { proto, field: get_str(o, "field", k)? }
                     }
                 }
                 "exthdr" => ExprKind::Exthdr { hdr: get_str(o, "name", k)?, field: opt_str(o, "field", k)?.unwrap_or_else(|| "exists".into()) },
-                "tcp option" => ExprKind::TcpOpt { opt: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
+                "tcp option" => match o.get("base") {
+                    // an option by number: `tcp option 255`
+                    Some(b) if !o.contains_key("name") => ExprKind::TcpOpt { opt: scalar_str(Some(b)).unwrap_or_default(), field: None },
+                    _ => ExprKind::TcpOpt { opt: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
+                },
                 "ip option" => ExprKind::IpOpt { opt: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
                 "sctp chunk" => ExprKind::SctpChunk { chunk: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
                 "dccp option" => ExprKind::DccpOpt(num_field(o, "type", k)?),
@@ -749,6 +780,13 @@ mod tests {
         assert_eq!(listing("{\"foo\": 1}"), "ERR Error: Input does not contain an \"nftables\" array\n");
         assert_eq!(listing(r#"{"nftables": [{"add": {"table": {"family": "inet"}}}]}"#), "ERR Error: table: missing property 'name'\n");
         assert_eq!(listing(r#"{"nftables": [{"bogus": {}}]}"#), "ERR Error: Unknown object 'bogus'\n");
+    }
+
+    #[test]
+    fn deep_expressions_are_refused() {
+        let ops: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+        let j = format!(r#"{{"nftables": [{{"add": {{"table": {{"family": "ip", "name": "t"}}}}}}, {{"add": {{"chain": {{"family": "ip", "table": "t", "name": "c"}}}}}}, {{"add": {{"rule": {{"family": "ip", "table": "t", "chain": "c", "expr": [{{"mangle": {{"key": {{"meta": {{"key": "mark"}}}}, "value": {{"|": [{{"meta": {{"key": "mark"}}}}, {}]}}}}}}]}}}}}}]}}"#, ops.join(","));
+        assert_eq!(listing(&j), "ERR Error: Binary operation '|' has too many operands\n");
     }
 
     #[test]
