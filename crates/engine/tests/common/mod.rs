@@ -22,8 +22,8 @@ pub const ROUTER_LAN: [u8; 4] = [192, 168, 1, 1];
 pub const ROUTER_WAN: [u8; 4] = [198, 18, 0, 2];
 pub const GW: [u8; 4] = [198, 18, 0, 1];
 pub const REMOTE: [u8; 4] = [203, 0, 113, 5];
-pub const CLIENT6: [u8; 16] = [0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
-pub const ROUTER_LAN6: [u8; 16] = [0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub const CLIENT6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x10];
+pub const ROUTER_LAN6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
 pub const REMOTE6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 pub const TOPOLOGY: &str = r#"
