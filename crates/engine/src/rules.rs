@@ -653,6 +653,9 @@ impl Compiler<'_> {
                 ops.push(Op::Nat(Box::new(NatSpec { kind, addr, ipv6, port, persistent: has("persistent"), random: has("random"), fully_random: has("fully-random") })));
             }
             StmtKind::Notrack => ops.push(Op::Notrack),
+            // No user-space queue listens here: the kernel drops such packets, unless `bypass`
+            // lets them through.
+            StmtKind::Queue { flags, .. } => ops.push(Op::Verdict(if flags.iter().any(|f| f == "bypass") { Verdict::Accept } else { Verdict::Queue })),
             StmtKind::FlowAdd(ft) => ops.push(Op::FlowAdd(ft.clone())),
             StmtKind::Set { key, value } => {
                 let v = self.value(value)?;
