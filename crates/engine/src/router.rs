@@ -77,10 +77,13 @@ fn manip_done(m: Manip) -> Status {
     }
 }
 
+/// A NAT statement's spec with its evaluated address and port ranges.
+type NatRequest = (NatSpec, Option<(u128, u128)>, Option<(u16, u16)>);
+
 /// The statements a chain handed over, carried out between chains.
 #[derive(Default)]
 struct Act {
-    nat: Option<(NatSpec, Option<(u128, u128)>, Option<(u16, u16)>)>,
+    nat: Option<NatRequest>,
     reject: Option<Reject>,
     flow_add: u32,
     notrack: bool,

@@ -1059,7 +1059,7 @@ pub fn run_base_chain(rs: &Ruleset, st: &mut State, b: &BaseChain, pkt: &mut Pkt
         Some(_) => (HookVerdict::Accept, false),
         None => {
             if b.policy_drop {
-                if let Some(t) = trace.as_deref_mut() {
+                if let Some(t) = trace {
                     t.push(TraceLine { chain: b.chain, rule: None, verdict: "policy drop".into() });
                 }
                 (HookVerdict::Drop, true)

@@ -1,6 +1,6 @@
 //! A home router for the pipeline tests: LAN and WAN, masquerade and a port forward, with
 //! packet builders (etherparse) and checks that re-parse what leaves.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::too_many_arguments)]
 
 use std::time::Duration;
 
