@@ -6,11 +6,12 @@
 //! frame the router cannot use is dropped under a named reason (see [`counters::Drop`] and
 //! [`nft_wire::ParseError`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use nft_conntrack::{apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState, Status, Table};
+use nft_conntrack::{apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState, Rewrite, Status, Table};
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
 
@@ -123,9 +124,10 @@ struct Walk {
     conn: Option<(ConnId, Direction)>,
     state: CtState,
     src_mac: Mac,
-    /// The IP packet as it arrived, kept only when DNAT changes it, so that errors the router
-    /// sends quote what the sender sent (the kernel gets there by translating its errors back).
-    orig_l3: Option<Vec<u8>>,
+    /// What puts the destination back as it arrived, when prerouting NAT changed it: errors
+    /// the router sends quote what the sender sent (the kernel gets there by translating its
+    /// errors back through conntrack). Only errors pay for the copy.
+    dst_undo: Option<Rewrite>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -313,7 +315,7 @@ impl Router {
             conn: None,
             state: CtState::Untracked,
             src_mac: meta.src_mac.0,
-            orig_l3: None,
+            dst_undo: None,
         };
         let mut meta = meta;
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
@@ -469,9 +471,12 @@ impl Router {
         if part.is_empty() {
             return Ok(());
         }
-        if manip == Manip::Dst && w.orig_l3.is_none() {
-            let end = meta.l3_end.min(meta.l3_offset + 1280 - 48);
-            w.orig_l3 = Some(buf[meta.l3_offset..end].to_vec());
+        if manip == Manip::Dst && w.dst_undo.is_none() {
+            let old_port = match meta.icmp {
+                Some(i) => i.ident,
+                None => meta.ports.map(|p| p.1),
+            };
+            w.dst_undo = Some(Rewrite { dst_addr: part.dst_addr.and(meta.dst_addr), dst_port: part.dst_port.and(old_port), ..Rewrite::default() });
         }
         apply_rewrite(buf, meta, &rw, Some(manip)).map_err(|_| Drop::RewriteFailed)?;
         *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
@@ -682,11 +687,19 @@ impl Router {
     }
 
     /// The IP packet an error about this packet quotes: as it arrived, before DNAT.
-    fn offending<'b>(w: &'b Walk, buf: &'b [u8], meta: &PacketMeta) -> &'b [u8] {
-        match &w.orig_l3 {
-            Some(o) => o,
-            None => buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[]),
+    fn offending<'b>(w: &Walk, buf: &'b [u8], meta: &PacketMeta) -> Cow<'b, [u8]> {
+        let l3 = buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[]);
+        let Some(undo) = w.dst_undo else { return Cow::Borrowed(l3) };
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&(if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 }).to_be_bytes());
+        f.extend_from_slice(l3);
+        if let Ok(m) = parse_frame(&f) {
+            if apply_rewrite(&mut f, &m, &undo, None).is_ok() {
+                f.drain(..14);
+                return Cow::Owned(f);
+            }
         }
+        Cow::Borrowed(l3)
     }
 
     /// Whether an ICMP error may answer this packet (RFC 1122 3.2.2, RFC 4443 2.4 (e)): not
@@ -726,13 +739,13 @@ impl Router {
         }
         let offending = Self::offending(w, buf, meta);
         let odst = if w.v6 {
-            nft_wire::Ipv6Packet::new_checked(offending).ok().map(|p| IpAddr::V6(p.dst_addr()))
+            nft_wire::Ipv6Packet::new_checked(&offending[..]).ok().map(|p| IpAddr::V6(p.dst_addr()))
         } else {
-            Ipv4Packet::new_checked(offending).ok().map(|p| IpAddr::V4(p.dst_addr()))
+            Ipv4Packet::new_checked(&offending[..]).ok().map(|p| IpAddr::V4(p.dst_addr()))
         };
         let l3 = match self.error_source(w, odst) {
-            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, offending, ty, code, rest),
-            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, offending, ty, code, rest),
+            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, &offending, ty, code, rest),
+            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, &offending, ty, code, rest),
             _ => None,
         };
         if let Some(l3) = l3 {
@@ -764,7 +777,7 @@ impl Router {
                 }
                 let offending = Self::offending(w, buf, meta);
                 let l4 = meta.ip_header_len;
-                if let Some(l3) = answer::tcp_reset(offending, l4) {
+                if let Some(l3) = answer::tcp_reset(&offending, l4) {
                     self.counters.tcp_resets_sent += 1;
                     self.send_back(w, &l3, out);
                 }

@@ -52,6 +52,16 @@ fn dnat_port_forward_inbound_and_back() {
     // nothing forwards to port 8081
     none(&mut r, WAN, tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 41001, 8081, 7, Tcp::Syn, b""), secs(1));
     assert_eq!(r.counters().dropped(Drop::PolicyDrop), 1);
+
+    // an error about a forwarded packet quotes it as it arrived, before DNAT
+    let mut expiring = tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 41002, 8080, 7, Tcp::Syn, b"");
+    expiring[14 + 8] = 1;
+    fix_ipv4_checksum(&mut expiring);
+    let err = one(&mut r, WAN, expiring.clone(), secs(1), Port::Iface(WAN));
+    let m = check(&err);
+    assert_eq!((m.src_addr, m.dst_addr), (Some(ROUTER_WAN.into()), Some(REMOTE.into())));
+    let l4 = m.payload_offset.unwrap();
+    assert_eq!(&err[l4..], &expiring[14..14 + 28]);
 }
 
 fn fix_ipv4_checksum(f: &mut [u8]) {
