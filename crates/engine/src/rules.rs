@@ -653,6 +653,9 @@ impl Compiler<'_> {
                 ops.push(Op::Nat(Box::new(NatSpec { kind, addr, ipv6, port, persistent: has("persistent"), random: has("random"), fully_random: has("fully-random") })));
             }
             StmtKind::Notrack => ops.push(Op::Notrack),
+            // No user-space queue listens here: the kernel drops such packets, unless `bypass`
+            // lets them through.
+            StmtKind::Queue { flags, .. } => ops.push(Op::Verdict(if flags.iter().any(|f| f == "bypass") { Verdict::Accept } else { Verdict::Queue })),
             StmtKind::FlowAdd(ft) => ops.push(Op::FlowAdd(ft.clone())),
             StmtKind::Set { key, value } => {
                 let v = self.value(value)?;
@@ -1035,23 +1038,36 @@ pub struct TraceLine {
 /// accept ends that chain only; drop ends the hook.
 pub fn run_hook(rs: &Ruleset, st: &mut State, hook: Hook, families: &[Family], pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, trace: Option<&mut Vec<TraceLine>>) -> HookVerdict {
     let mut trace = trace;
-    let mut keybuf = Vec::with_capacity(4);
     for b in rs.base.iter().filter(|b| b.hook == hook && families.contains(&b.family)) {
-        match run_chain(rs, st, b.chain, pkt, now_ns, act, &mut keybuf, trace.as_deref_mut()) {
-            Some(Verdict::Drop) => return HookVerdict::Drop,
-            Some(Verdict::Queue) => return HookVerdict::Queue,
-            Some(_) => {}
-            None => {
-                if b.policy_drop {
-                    if let Some(t) = trace.as_deref_mut() {
-                        t.push(TraceLine { chain: b.chain, rule: None, verdict: "policy drop".into() });
-                    }
-                    return HookVerdict::Drop;
-                }
-            }
+        match run_base_chain(rs, st, b, pkt, now_ns, act, trace.as_deref_mut()).0 {
+            HookVerdict::Accept => {}
+            other => return other,
         }
     }
     HookVerdict::Accept
+}
+
+/// Runs one base chain, applying its policy when the packet falls off its end. The router
+/// walks a hook's chains itself with this, because NAT chains run only for a connection's
+/// first packet and stop once a binding is made. The flag tells a policy verdict from a rule's.
+pub fn run_base_chain(rs: &Ruleset, st: &mut State, b: &BaseChain, pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, trace: Option<&mut Vec<TraceLine>>) -> (HookVerdict, bool) {
+    let mut trace = trace;
+    let mut keybuf = Vec::with_capacity(4);
+    match run_chain(rs, st, b.chain, pkt, now_ns, act, &mut keybuf, trace.as_deref_mut()) {
+        Some(Verdict::Drop) => (HookVerdict::Drop, false),
+        Some(Verdict::Queue) => (HookVerdict::Queue, false),
+        Some(_) => (HookVerdict::Accept, false),
+        None => {
+            if b.policy_drop {
+                if let Some(t) = trace {
+                    t.push(TraceLine { chain: b.chain, rule: None, verdict: "policy drop".into() });
+                }
+                (HookVerdict::Drop, true)
+            } else {
+                (HookVerdict::Accept, true)
+            }
+        }
+    }
 }
 
 /// Runs a chain and what it jumps to. Returns the final verdict, or None when the base chain
