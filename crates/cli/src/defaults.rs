@@ -10,8 +10,6 @@ use nft_engine::topology::{Encap, Interface, Topology};
 use nft_io::gen::{self, GenConfig, GenInterface, PortForward, Transport};
 
 pub const TOPOLOGY: &str = include_str!("../../../examples/home.toml");
-/// Used by `simulate` (the slow path pipeline lands next).
-#[allow(dead_code)]
 pub const RULESET: &str = include_str!("../../../examples/fw4-home.nft");
 
 /// The port forwards of the default ruleset, so generated inbound flows reach a real service.

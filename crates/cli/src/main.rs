@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod defaults;
+mod simulate;
 use nft_lang::print::ListOpts;
 use nft_lang::ruleset::{load_file, LoadOpts};
 
@@ -47,6 +48,37 @@ enum Cmd {
         include: Vec<PathBuf>,
         file: PathBuf,
     },
+    /// Replay a capture (or generated traffic) through a ruleset and a topology and report
+    /// what the router did: packets per interface, drops by reason, NAT, connections, rule hits.
+    Simulate {
+        /// Ruleset (nft syntax); the embedded fw4-style home router ruleset by default.
+        #[arg(short = 'f', long = "file")]
+        ruleset: Option<PathBuf>,
+        /// Topology (TOML); the embedded home router by default.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Input capture (pcapng, or classic pcap with --iface); generated traffic by default.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// The interface every packet of a classic pcap arrived on.
+        #[arg(long)]
+        iface: Option<String>,
+        /// Output capture (pcapng), each packet on its egress interface.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// The report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Print each packet's walk through hooks, chains and rules.
+        #[arg(long)]
+        trace: bool,
+        /// Flows to generate when no capture is given.
+        #[arg(long, default_value_t = 200)]
+        flows: usize,
+        /// Seed of the generated traffic.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Write a seeded, realistic capture for a topology: LAN clients to Internet servers and
     /// back (TCP, DNS- and QUIC-like UDP, ICMP echo, IPv4 and IPv6), inbound connections to port
     /// forwards, and some malformed frames.
@@ -82,6 +114,17 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
+        Cmd::Simulate { ruleset, topology, pcap, iface, output, json, trace, flows, seed } => {
+            let args = simulate::Args { ruleset, topology, pcap, pcap_iface: iface, output, json, trace, flows, seed };
+            match simulate::run(args) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {
+                    eprintln!("Error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e),
+            }
+        }
         Cmd::Gen { topology, flows, seed, forwards, output } => {
             let topo = defaults::load_topology(topology.as_deref())?;
             let fwd = if forwards.is_empty() && topology.is_none() {

@@ -125,3 +125,50 @@ fn a_bad_file_changes_nothing_and_names_the_include() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "table inet t {\n\tchain c {\n\t\ttcp dport 22 accept\n\t\tudp dport 53 accept\n\t}\n}\n");
 }
+
+#[test]
+fn simulate_default_reports_and_writes_a_capture() {
+    let dir = std::env::temp_dir().join(format!("nft-offload-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = || {
+        let out = bin().args(["simulate", "--json", "--flows", "120", "--seed", "3", "-o"]).arg(dir.join("out.pcapng")).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let r = run();
+    assert_eq!(r, run(), "a simulation is a pure function of its inputs");
+    let pin = r["packets_in"].as_u64().unwrap();
+    let pout = r["packets_out"].as_u64().unwrap();
+    let drops: u64 = r["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(pin > 500 && pout > 0, "{r}");
+    // every packet is forwarded, delivered or dropped under a named reason
+    assert!(drops > 0 && drops < pin / 5, "{r}");
+    assert_eq!(r["fast_path_packets"].as_u64(), Some(0));
+    assert_eq!(r["flows_offloaded"].as_u64(), Some(0));
+    assert!(r["slow_path_packets"].as_u64().unwrap() > 0);
+    assert!(r["nat_bindings"].as_u64().unwrap() > 0, "masquerade bound connections: {r}");
+    let frames = nft_io::read_capture(dir.join("out.pcapng"), "x").unwrap();
+    assert_eq!(frames.len() as u64, pout + r["host_packets"].as_u64().unwrap_or(0));
+    assert!(frames.iter().all(|f| f.iface == "br-lan" || f.iface == "wan" || f.iface == "host"));
+    // forwarded packets leave with valid checksums and a decremented TTL
+    for f in frames.iter().filter(|f| f.iface == "wan").take(50) {
+        let m = nft_wire::parse_frame(&f.data).expect("output frames parse");
+        assert_eq!(m.ttl, 63, "the generator sends with TTL 64");
+    }
+}
+
+#[test]
+fn simulate_text_report_and_errors() {
+    let out = bin().args(["simulate", "--flows", "40"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in ["packets:", "interfaces:", "drops:", "NAT:", "connections:", "top rules by hits:", "flow add @ft"] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let out = bin().args(["simulate", "--pcap", "/nonexistent.pcapng"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let bad = tmpfile("bad-rules.nft", "table ip t { chain c { tcp dport nope accept } }\n");
+    let out = bin().args(["simulate", "-f"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Error: "), "{}", String::from_utf8_lossy(&out.stderr));
+}

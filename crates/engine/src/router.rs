@@ -559,6 +559,7 @@ impl Router {
                 if let Some(o) = w.oif {
                     pkt.oif = o as u32 + 1;
                     pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
+                    pkt.rt_mtu = self.topo.interfaces.get(o).map(|i| i.mtu as u32).unwrap_or(0);
                 }
                 let b = &self.rules.base[i - 1];
                 let tr = if self.cfg.trace { Some(&mut trace_lines) } else { None };

@@ -69,6 +69,8 @@ pub enum Load {
     Ct { key: CtK, reply: Option<bool> },
     /// `expr & mask ^ xor`, `expr << n`, `expr >> n`
     Bitwise { inner: Box<Load>, and: u128, xor: u128 },
+    /// `rt mtu`: the TCP MSS the route allows (route MTU less the IP and TCP headers).
+    RtTcpMss,
     Shift { inner: Box<Load>, left: bool, n: u32 },
 }
 
@@ -204,6 +206,9 @@ pub enum Op {
     SetCt(CtK, Value),
     /// Rewrite a payload field (`ip dscp set cs1`).
     SetPayload { base: Base, offset: u32, bits: u32, l3: Option<u8>, l4: Option<u8>, value: Value },
+    /// `tcp option maxseg size set ...`: lower the MSS option to the value (never raise it,
+    /// as the kernel's exthdr set for maxseg does).
+    ClampMss(Value),
     /// Add/update an element of a dynamic set, keyed by the loads.
     SetAdd { set: usize, keys: Vec<Load>, timeout_ms: Option<u64> },
 }
@@ -457,6 +462,7 @@ impl Compiler<'_> {
                 Ok(Load::Payload { base: b, offset: *offset, bits: *len, l3: None, l4: None })
             }
             ExprKind::Meta(k) => meta_k(k).map(Load::Meta).ok_or_else(|| self.err(format!("meta {k}"))),
+            ExprKind::Rt { key, .. } if key == "mtu" => Ok(Load::RtTcpMss),
             ExprKind::Ct { key, dir, .. } => {
                 let k = ct_k(key).ok_or_else(|| self.err(format!("ct {key}")))?;
                 Ok(Load::Ct { key: k, reply: dir.as_ref().map(|d| d == "reply") })
@@ -662,6 +668,7 @@ impl Compiler<'_> {
                 match &key.kind {
                     ExprKind::Meta(k) => ops.push(Op::SetMeta(meta_k(k).ok_or_else(|| self.err(format!("meta {k} set")))?, v)),
                     ExprKind::Ct { key: k, .. } => ops.push(Op::SetCt(ct_k(k).ok_or_else(|| self.err(format!("ct {k} set")))?, v)),
+                    ExprKind::TcpOpt { opt, field: Some(f) } if opt == "maxseg" && f == "size" => ops.push(Op::ClampMss(v)),
                     ExprKind::Payload { .. } => {
                         let Load::Payload { base, offset, bits, l3, l4 } = self.load1(key)? else { unreachable!() };
                         ops.push(Op::SetPayload { base, offset, bits, l3, l4, value: v });
@@ -886,6 +893,8 @@ pub struct Pkt<'a> {
     pub pkttype: u8,
     pub ct: Option<CtInfo>,
     pub new_ct_mark: Option<u32>,
+    /// MTU of the route the packet takes, once routed (0 before).
+    pub rt_mtu: u32,
 }
 
 /// Effects the router carries out for statements it owns.
@@ -993,6 +1002,13 @@ impl Pkt<'_> {
                 })
             }
             Load::Bitwise { inner, and, xor } => self.load(inner).map(|v| (v & and) ^ xor),
+            Load::RtTcpMss => {
+                if self.rt_mtu == 0 {
+                    return None;
+                }
+                let hdrs = if self.nfproto == 10 { 40 + 20 } else { 20 + 20 };
+                Some(self.rt_mtu.saturating_sub(hdrs) as u128)
+            }
             Load::Shift { inner, left, n } => self.load(inner).map(|v| if *left { v.checked_shl(*n).unwrap_or(0) } else { v.checked_shr(*n).unwrap_or(0) }),
         }
     }
@@ -1205,6 +1221,15 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                     Op::SetPayload { .. } => {
                         // payload mangling (dscp, ttl) is applied by the router after the hook
                     }
+                    Op::ClampMss(v) => {
+                        if let (Some(th), 6, Some(mss)) = (pkt.th, pkt.l4proto, eval_value(rs, pkt, v, keybuf, now_ns)) {
+                            let mss = mss.min(u16::MAX as u128) as u16;
+                            if let Some(l4) = pkt.frame.get_mut(th..) {
+                                // a malformed TCP header is left alone, as the kernel does
+                                let _ = nft_wire::rewrite::clamp_tcp_mss(l4, mss);
+                            }
+                        }
+                    }
                     Op::SetAdd { .. } => {}
                 }
             }
@@ -1292,6 +1317,7 @@ pub fn pkt_from_frame<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u3
         pkttype: 0,
         ct: None,
         new_ct_mark: None,
+        rt_mtu: 0,
         frame,
     }
 }
