@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod defaults;
 mod simulate;
 use nft_lang::print::ListOpts;
@@ -79,6 +80,22 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// In-memory throughput of the slow path on one core: new connections/s with conntrack
+    /// and NAT, and packets/s on established flows, with 64-byte packets.
+    Bench {
+        /// Ruleset (nft syntax); the embedded default by default.
+        #[arg(short = 'f', long = "file")]
+        ruleset: Option<PathBuf>,
+        /// Topology (TOML); the embedded home router by default.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Flows (and packets per pass).
+        #[arg(long, default_value_t = 200_000)]
+        packets: usize,
+    },
     /// Write a seeded, realistic capture for a topology: LAN clients to Internet servers and
     /// back (TCP, DNS- and QUIC-like UDP, ICMP echo, IPv4 and IPv6), inbound connections to port
     /// forwards, and some malformed frames.
@@ -114,6 +131,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
+        Cmd::Bench { ruleset, topology, json, packets } => {
+            bench::run(bench::Args { ruleset, topology, json, packets })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Simulate { ruleset, topology, pcap, iface, output, json, trace, flows, seed } => {
             let args = simulate::Args { ruleset, topology, pcap, pcap_iface: iface, output, json, trace, flows, seed };
             match simulate::run(args) {

@@ -172,3 +172,13 @@ fn simulate_text_report_and_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Error: "), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn bench_json_has_the_contract_keys() {
+    let out = bin().args(["bench", "--json", "--packets", "2000"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["slow_path_pps"].as_f64().unwrap() > 0.0);
+    assert!(v["new_connections_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["first_pass_forwarded"].as_u64(), Some(2000), "every first packet is forwarded: {v}");
+}
