@@ -227,6 +227,9 @@ impl Router {
         for f in burst.iter_mut() {
             let data = std::mem::take(&mut f.data);
             self.packet_no += 1;
+            if self.cfg.trace {
+                self.trace_packet(f.ingress, &data);
+            }
             self.receive(f.ingress, data, now, out);
         }
     }
@@ -573,7 +576,8 @@ impl Router {
                 }
             }
             if self.cfg.trace {
-                self.record_trace(hook, &trace_lines, verdict, by_policy);
+                let base_chain = self.rules.base[i - 1].chain;
+                self.record_trace(base_chain, &trace_lines, verdict, by_policy);
             }
             for (prefix, level) in std::mem::take(&mut act.logs) {
                 self.log_line(w, meta, hook, prefix.as_deref(), level);
@@ -605,17 +609,44 @@ impl Router {
         Ok(())
     }
 
-    fn record_trace(&mut self, hook: Hook, lines: &[TraceLine], verdict: HookVerdict, by_policy: bool) {
+    /// The packet line that starts a walk: where it came in and its addresses and ports.
+    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+        let iif = self.topo.interfaces.get(ingress).map(|i| i.name.as_str()).unwrap_or("?");
+        let mut line = format!("trace id {:08x} packet: iif \"{iif}\" length {}", self.packet_no, data.len());
+        if let Ok(m) = nft_wire::parse_frame(data) {
+            if let (Some(s), Some(d)) = (m.src_addr, m.dst_addr) {
+                let fam = if s.is_ipv4() { "ip" } else { "ip6" };
+                line += &format!(" {fam} saddr {s} {fam} daddr {d} ttl {}", m.ttl);
+                match (m.ip_protocol.map(u8::from), m.ports) {
+                    (Some(6), Some((sp, dp))) => line += &format!(" tcp sport {sp} tcp dport {dp}"),
+                    (Some(17), Some((sp, dp))) => line += &format!(" udp sport {sp} udp dport {dp}"),
+                    (Some(p), _) => line += &format!(" meta l4proto {p}"),
+                    _ => {}
+                }
+            }
+        }
+        self.trace.push(line);
+    }
+
+    /// One base chain's part of a packet's walk, in `nft monitor trace`'s words:
+    /// `trace id 0000002a inet fw4 forward rule ... (verdict accept)`, and the policy when the
+    /// chain ran off its end.
+    fn record_trace(&mut self, base_chain: usize, lines: &[TraceLine], verdict: HookVerdict, by_policy: bool) {
+        let id = self.packet_no;
         for l in lines {
             let c = &self.rules.chains[l.chain];
-            let rule = match l.rule.and_then(|r| c.rules.get(r)) {
-                Some(r) => format!("rule {} (handle {})", r.text, r.handle),
-                None => "policy".into(),
-            };
-            self.trace.push(format!("trace {}: {hook:?} {} {} {} {rule} verdict {}", self.packet_no, c.family.name(), c.table, c.name, l.verdict.to_lowercase()));
+            if let Some(r) = l.rule.and_then(|r| c.rules.get(r)) {
+                self.trace.push(format!("trace id {id:08x} {} {} {} rule {} (verdict {})", c.family.name(), c.table, c.name, r.text, l.verdict));
+            }
         }
-        if by_policy && lines.is_empty() {
-            self.trace.push(format!("trace {}: {hook:?} policy {verdict:?}", self.packet_no).to_lowercase());
+        if by_policy {
+            let c = &self.rules.chains[base_chain];
+            let v = match verdict {
+                HookVerdict::Accept => "accept",
+                HookVerdict::Drop => "drop",
+                HookVerdict::Queue => "queue",
+            };
+            self.trace.push(format!("trace id {id:08x} {} {} {} policy {v}", c.family.name(), c.table, c.name));
         }
     }
 

@@ -1239,7 +1239,7 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
             *st.rule_hits.entry((chain, ri - 1)).or_default() += 1;
             let Some(v) = verdict else { continue };
             if let Some(t) = trace.as_deref_mut() {
-                t.push(TraceLine { chain, rule: Some(ri - 1), verdict: format!("{v:?}") });
+                t.push(TraceLine { chain, rule: Some(ri - 1), verdict: verdict_text(rs, &v) });
             }
             match v {
                 Verdict::Continue => continue,
@@ -1319,5 +1319,19 @@ pub fn pkt_from_frame<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u3
         new_ct_mark: None,
         rt_mtu: 0,
         frame,
+    }
+}
+
+/// A verdict as `nft monitor trace` prints it (`accept`, `jump forward_lan`).
+pub fn verdict_text(rs: &Ruleset, v: &Verdict) -> String {
+    let name = |c: &usize| rs.chains.get(*c).map(|x| x.name.clone()).unwrap_or_default();
+    match v {
+        Verdict::Accept => "accept".into(),
+        Verdict::Drop => "drop".into(),
+        Verdict::Continue => "continue".into(),
+        Verdict::Return => "return".into(),
+        Verdict::Queue => "queue".into(),
+        Verdict::Jump(c) => format!("jump {}", name(c)),
+        Verdict::Goto(c) => format!("goto {}", name(c)),
     }
 }
