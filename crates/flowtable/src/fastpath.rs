@@ -238,6 +238,24 @@ fn apply_delta(stored: u16, delta: u16) -> u16 {
     !checksum::fold(u64::from(!stored) + u64::from(delta))
 }
 
+/// Whether an IPv4 header's checksum verifies; the common 20-byte header without a loop.
+#[inline]
+fn header_ok(h: &[u8]) -> bool {
+    if let Ok(w) = <&[u8; 20]>::try_from(h) {
+        let mut acc = 0u64;
+        for i in 0..5 {
+            acc += u64::from(u32::from_be_bytes([
+                w[4 * i],
+                w[4 * i + 1],
+                w[4 * i + 2],
+                w[4 * i + 3],
+            ]));
+        }
+        return checksum::fold(acc) == 0xffff;
+    }
+    checksum::verify(h)
+}
+
 /// Parses what the fast path needs, refusing what `parse_frame` refuses and punting what the
 /// fast path does not take.
 #[inline]
@@ -307,7 +325,7 @@ fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
                 return Err(Punt::Malformed);
             }
             let hlen = usize::from(l3[0] & 0x0f) * 4;
-            if hlen < 20 || hlen > l3.len() || !checksum::verify(&l3[..hlen]) {
+            if hlen < 20 || hlen > l3.len() || !header_ok(&l3[..hlen]) {
                 return Err(Punt::Malformed);
             }
             let total = usize::from(be16(l3, 2));
@@ -534,8 +552,8 @@ fn rewrite(f: &Flow, d: usize, p: &Parsed, buf: &mut [u8], head: usize) -> (usiz
 }
 
 #[inline]
-fn find(index: &Index, slots: &[Slot], key: &Key) -> Option<u32> {
-    index.find(index.hash(key), |v| {
+fn find(index: &Index, slots: &[Slot], key: &Key, h: u64) -> Option<u32> {
+    index.find(h, |v| {
         slots
             .get((v >> 1) as usize)
             .and_then(|s| s.flow.as_ref())
@@ -543,10 +561,18 @@ fn find(index: &Index, slots: &[Slot], key: &Key) -> Option<u32> {
     })
 }
 
+/// Frames handled per stage: enough independent lookups in flight to hide memory latency,
+/// few enough for the stage arrays to stay in L1.
+const STAGE: usize = 16;
+
 impl<B: OffloadBackend> Flowtable<B> {
     /// The fast path over a burst: for each frame, `out[i]` says whether it was rewritten in
     /// place and goes out on a port, or is unchanged and goes to the slow path. Frames past
     /// `out.len()` are not looked at. `TRACE` keeps a fixed-size record per packet.
+    ///
+    /// Frames go through in stages of [`STAGE`]: parse and hash all, then look all up, then
+    /// rewrite all. The loads of one stage do not depend on each other, so their cache misses
+    /// overlap instead of adding up (what VPP gets from prefetching, without `unsafe`).
     pub fn process_burst<const TRACE: bool>(
         &mut self,
         frames: &mut [FrameSlot],
@@ -554,20 +580,68 @@ impl<B: OffloadBackend> Flowtable<B> {
         out: &mut [Action],
     ) {
         let now_ms = ms(now);
-        for (slot, act) in frames.iter_mut().zip(out.iter_mut()) {
-            *act = self.process_one::<TRACE>(slot, now_ms);
+        let n = frames.len().min(out.len());
+        let mut base = 0;
+        while base < n {
+            let m = (n - base).min(STAGE);
+            let mut parsed = [Err(Punt::Malformed); STAGE];
+            let mut hashes = [0u64; STAGE];
+            let mut found = [u32::MAX; STAGE];
+            let mut warm = 0u64;
+            for i in 0..m {
+                let fs = &frames[base + i];
+                let p = parse(fs.frame(), fs.port);
+                if let Ok(p) = &p {
+                    let h = self.index.hash(&p.key);
+                    hashes[i] = h;
+                    warm ^= self.index.touch(h);
+                }
+                parsed[i] = p;
+            }
+            for i in 0..m {
+                if let Ok(p) = &parsed[i] {
+                    if let Some(v) = find(&self.index, &self.slots, &p.key, hashes[i]) {
+                        found[i] = v;
+                        // Pull the plan's cache line in while the next lookups run.
+                        if let Some(f) = self
+                            .slots
+                            .get((v >> 1) as usize)
+                            .and_then(|s| s.flow.as_ref())
+                        {
+                            warm ^= u64::from(f.plan[(v & 1) as usize].egress.port);
+                        }
+                    }
+                }
+            }
+            core::hint::black_box(warm);
+            for i in 0..m {
+                let fs = &mut frames[base + i];
+                out[base + i] = self.finish::<TRACE>(fs, parsed[i], found[i], now_ms);
+            }
+            base += m;
         }
     }
 
     /// The fast path for one frame; see [`process_burst`](Self::process_burst).
-    pub fn process(&mut self, frame: &mut FrameSlot, now: Duration) -> Action {
-        self.process_one::<false>(frame, ms(now))
+    pub fn process(&mut self, fs: &mut FrameSlot, now: Duration) -> Action {
+        let p = parse(fs.frame(), fs.port);
+        let v = match &p {
+            Ok(p) => find(&self.index, &self.slots, &p.key, self.index.hash(&p.key)),
+            Err(_) => None,
+        };
+        self.finish::<false>(fs, p, v.unwrap_or(u32::MAX), ms(now))
     }
 
     #[inline]
-    fn process_one<const TRACE: bool>(&mut self, fs: &mut FrameSlot, now_ms: u64) -> Action {
+    fn finish<const TRACE: bool>(
+        &mut self,
+        fs: &mut FrameSlot,
+        parsed: Result<Parsed, Punt>,
+        found: u32,
+        now_ms: u64,
+    ) -> Action {
         let mut hit = None;
-        let act = match self.forward(fs, now_ms, &mut hit) {
+        let act = match self.forward(fs, parsed, found, now_ms, &mut hit) {
             Ok(port) => {
                 self.stats.forwarded += 1;
                 Action::Forward(port)
@@ -599,15 +673,15 @@ impl<B: OffloadBackend> Flowtable<B> {
     fn forward(
         &mut self,
         fs: &mut FrameSlot,
+        parsed: Result<Parsed, Punt>,
+        found: u32,
         now_ms: u64,
         hit: &mut Option<(FlowId, u8)>,
     ) -> Result<Port, Punt> {
-        let head = fs.head;
-        let frame = fs.buf.get(head..head + fs.len).ok_or(Punt::Malformed)?;
-        let p = parse(frame, fs.port)?;
-        let v = find(&self.index, &self.slots, &p.key).ok_or(Punt::Miss)?;
-        let (idx, d) = ((v >> 1) as usize, (v & 1) as usize);
+        let p = parsed?;
+        let (idx, d) = ((found >> 1) as usize, (found & 1) as usize);
         let slot = self.slots.get_mut(idx).ok_or(Punt::Miss)?;
+        let f = slot.flow.as_mut().ok_or(Punt::Miss)?;
         *hit = Some((
             FlowId {
                 idx: idx as u32,
@@ -615,7 +689,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             },
             d as u8,
         ));
-        let f = slot.flow.as_mut().ok_or(Punt::Miss)?;
+        let head = fs.head;
         decide(f, d, &p, head, &self.port_down, self.fib_gen)?;
         let (start, len) = rewrite(f, d, &p, &mut fs.buf, head);
         fs.head = start;

@@ -77,7 +77,6 @@ impl Index {
         }
     }
 
-    #[allow(dead_code)]
     /// The first slot of a probe, read early so that its cache line is on the way while other
     /// packets of the burst are parsed.
     #[inline]
