@@ -563,7 +563,7 @@ fn find(index: &Index, slots: &[Slot], key: &Key, h: u64) -> Option<u32> {
 
 /// Frames handled per stage: enough independent lookups in flight to hide memory latency,
 /// few enough for the stage arrays to stay in L1.
-const STAGE: usize = 16;
+const STAGE: usize = 32;
 
 impl<B: OffloadBackend> Flowtable<B> {
     /// The fast path over a burst: for each frame, `out[i]` says whether it was rewritten in
@@ -587,30 +587,35 @@ impl<B: OffloadBackend> Flowtable<B> {
             let mut parsed = [Err(Punt::Malformed); STAGE];
             let mut hashes = [0u64; STAGE];
             let mut found = [u32::MAX; STAGE];
-            let mut warm = 0u64;
             for i in 0..m {
                 let fs = &frames[base + i];
                 let p = parse(fs.frame(), fs.port);
                 if let Ok(p) = &p {
-                    let h = self.index.hash(&p.key);
-                    hashes[i] = h;
-                    warm ^= self.index.touch(h);
+                    hashes[i] = self.index.hash(&p.key);
                 }
                 parsed[i] = p;
+            }
+            // Short loops of independent loads: a whole stage's cache misses are in flight
+            // at once (a long loop body would fill the reorder window after two or three).
+            let mut warm = 0u64;
+            for &h in &hashes[..m] {
+                warm ^= self.index.touch(h);
             }
             for i in 0..m {
                 if let Ok(p) = &parsed[i] {
                     if let Some(v) = find(&self.index, &self.slots, &p.key, hashes[i]) {
                         found[i] = v;
-                        // Pull the plan's cache line in while the next lookups run.
-                        if let Some(f) = self
-                            .slots
-                            .get((v >> 1) as usize)
-                            .and_then(|s| s.flow.as_ref())
-                        {
-                            warm ^= u64::from(f.plan[(v & 1) as usize].egress.port);
-                        }
                     }
+                }
+            }
+            for &v in &found[..m] {
+                if let Some(f) = self
+                    .slots
+                    .get((v >> 1) as usize)
+                    .and_then(|s| s.flow.as_ref())
+                {
+                    let d = (v & 1) as usize;
+                    warm ^= u64::from(f.plan[d].egress.port) ^ f.count[d].packets;
                 }
             }
             core::hint::black_box(warm);
