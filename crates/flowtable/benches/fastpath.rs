@@ -4,6 +4,11 @@
 //!
 //! `cargo bench -p nft-flowtable --bench fastpath` prints the rate per core and the memory an
 //! offloaded connection costs.
+//!
+//! Measured on a shared 2-core AMD EPYC VM (load average about 2.5 from other work, so the
+//! numbers are low and noisy): 1,000 flows about 15.6 Mpps (64 ns a packet), 100,000 flows
+//! about 6.0 Mpps (166 ns a packet, bound by cache and TLB misses on the entries); 256 bytes
+//! per entry plus 42 bytes of index per flow.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nft_conntrack::{Config as CtConfig, NatRange, Outcome, Table};
