@@ -155,7 +155,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     let report = router.report(last);
     if a.json {
-        writeln!(so, "{}", serde_json::to_string_pretty(&report)?)?;
+        // the final connection table as `conntrack -L` prints it, for comparison with the kernel
+        let mut v = serde_json::to_value(&report)?;
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("conntrack".into(), router.conntrack().list(last).into());
+        }
+        writeln!(so, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         write!(so, "{}", text_report(&report, &a))?;
     }
