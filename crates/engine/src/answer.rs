@@ -13,6 +13,8 @@ use nft_wire::{checksum, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
 pub const DEFAULT_TTL: u8 = 64;
 /// An ICMPv6 error, quote included, fits the IPv6 minimum MTU (RFC 4443 2.4 (c)).
 const IPV6_MIN_MTU: usize = 1280;
+/// The most of the offending packet an ICMP error quotes: 576 bytes less its IP and ICMP headers.
+const IPV4_ICMP_ROOM: usize = 576 - 20 - 8;
 /// `IPTOS_PREC_INTERNETCONTROL`: ICMP errors leave with precedence 6.
 const TOS_INTERNETCONTROL: u8 = 0xc0;
 
@@ -49,13 +51,14 @@ pub fn icmpx_code(code: u8, v6: bool) -> u8 {
     }
 }
 
-/// An ICMP error from `src` about the IPv4 packet `offending`, quoting its header and the first
-/// eight bytes of its payload (RFC 792). `rest` is the second word of the ICMP header (the
-/// next-hop MTU of frag-needed). `None` when `offending` is not a readable IPv4 packet.
+/// An ICMP error from `src` about the IPv4 packet `offending`, quoting as much of it as fits in
+/// 576 bytes, as `icmp_send` does (RFC 1812 4.3.2.3; RFC 792's header and eight bytes is the
+/// minimum). `rest` is the second word of the ICMP header (the next-hop MTU of frag-needed).
+/// `None` when `offending` is not a readable IPv4 packet.
 pub fn icmp4_error(src: Ipv4Addr, offending: &[u8], ty: u8, code: u8, rest: u32) -> Option<Vec<u8>> {
     let p = Ipv4Packet::new_checked(offending).ok()?;
     let hlen = p.header_len() as usize;
-    let quote_len = (hlen + 8).min(offending.len()).min(p.total_len() as usize).max(hlen);
+    let quote_len = offending.len().min(p.total_len() as usize).min(IPV4_ICMP_ROOM).max(hlen);
     let quote = &offending[..quote_len];
     let icmp_len = 8 + quote.len();
     let ip = Ipv4Repr {
