@@ -1580,27 +1580,33 @@ impl Pkt<'_> {
                 if self.nfproto != 10 {
                     return None;
                 }
-                match hdr::ipv6_exthdr(self.frame, self.nh, *nexthdr) {
-                    Some(at) if !present => read_bits(self.frame, at, *offset, *bits),
-                    found => Some(found.is_some() as u128),
+                match (hdr::ipv6_exthdr(self.frame, self.nh, *nexthdr), present) {
+                    (found, true) => Some(found.is_some() as u128),
+                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
+                    // a field of a header the packet lacks: the rule does not match
+                    (None, false) => None,
                 }
             }
             Load::TcpOpt { kind, offset, bits, present } => {
                 if self.l4proto != 6 {
                     return None;
                 }
-                match hdr::tcp_option(self.frame, self.th?, *kind) {
-                    Some(at) if !present => read_bits(self.frame, at, *offset, *bits),
-                    found => Some(found.is_some() as u128),
+                match (hdr::tcp_option(self.frame, self.th?, *kind), present) {
+                    (found, true) => Some(found.is_some() as u128),
+                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
+                    // a field of a header the packet lacks: the rule does not match
+                    (None, false) => None,
                 }
             }
             Load::IpOpt { ty, offset, bits, present } => {
                 if self.nfproto != 2 {
                     return None;
                 }
-                match hdr::ip_option(self.frame, self.nh, *ty) {
-                    Some(at) if !present => read_bits(self.frame, at, *offset, *bits),
-                    found => Some(found.is_some() as u128),
+                match (hdr::ip_option(self.frame, self.nh, *ty), present) {
+                    (found, true) => Some(found.is_some() as u128),
+                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
+                    // a field of a header the packet lacks: the rule does not match
+                    (None, false) => None,
                 }
             }
             Load::Fib(q) => self.fib(q),
