@@ -11,7 +11,8 @@
 //! are handed to the caller through [`Actions`], which the router implements with its
 //! connection table and transmit path.
 
-use std::collections::HashMap;
+/// foldhash rather than SipHash: sets, maps and rule hit counts are looked up per packet.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 use nft_lang::ast::{self, BinOp, Const, Expr, ExprKind, Family, RelOp, StmtKind};
 use nft_lang::datatype::{Dt, Val};
@@ -439,7 +440,7 @@ pub struct DynElem {
 #[derive(Clone, Debug, Default)]
 pub struct DynSet {
     pub elems: HashMap<Vec<u128>, DynElem>,
-    pub deleted: std::collections::HashSet<Vec<u128>>,
+    pub deleted: std::collections::HashSet<Vec<u128>, foldhash::fast::FixedState>,
 }
 
 impl DynSet {
@@ -522,7 +523,7 @@ impl State {
             counters,
             buckets: rs.limits.iter().map(|l| (l.burst.max(1.0), 0)).collect(),
             quota_used: rs.quotas.iter().map(|q| q.used).collect(),
-            rule_hits: HashMap::new(),
+            rule_hits: HashMap::default(),
             dynsets: vec![DynSet::default(); rs.sets.len()],
             numgen: vec![None; rs.numgens],
             rng: 0x9e37_79b9_7f4a_7c15,
@@ -1258,7 +1259,7 @@ fn add_element(s: &mut CSet, el: &Expr, is_map: bool, chains: &HashMap<String, u
 pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
     let mut out = Ruleset::default();
     for t in &rs.tables {
-        let mut chain_ids = HashMap::new();
+        let mut chain_ids = HashMap::default();
         let base_idx = out.chains.len();
         for (i, c) in t.chains.iter().enumerate() {
             chain_ids.insert(c.name.clone(), base_idx + i);
@@ -1284,7 +1285,7 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
             };
             out.objects.insert((t.name.clone(), kind, o.name.clone()), i);
         }
-        let mut set_ids = HashMap::new();
+        let mut set_ids = HashMap::default();
         for s in &t.sets {
             let dynamic = s.flags.iter().any(|f| f == "dynamic" || f == "timeout") || s.timeout.is_some();
             let size = s.size.map(|x| x as usize).or(dynamic.then_some(DYNSET_DEFAULT_SIZE));
