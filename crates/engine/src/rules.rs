@@ -860,7 +860,7 @@ impl Compiler<'_> {
             },
             ExprKind::Prefix(a, len) => {
                 let ExprKind::Const(c) = &a.kind else { return Err(self.err("non-constant prefix")) };
-                let bits = left.bits.max(1).min(128);
+                let bits = left.bits.clamp(1, 128);
                 let mask = prefix_mask(bits, *len);
                 Test::Masked { mask, want: const_value(c).map(|v| v.0).unwrap_or(0) & mask }
             }
@@ -1940,7 +1940,8 @@ fn dynset(rs: &Ruleset, st: &mut State, d: &DynsetOp, pkt: &Pkt, now_ns: u64, ke
                 *bytes += pkt.len as u64;
             }
             (ElemStmt::Limit(l), ElemState::Limit { tokens, last }) => {
-                if bucket(l, tokens, last, now_ns, pkt.len) == l.over {
+                let within = bucket(l, tokens, last, now_ns, pkt.len);
+                if within == l.over {
                     matched = false;
                     break;
                 }
@@ -2012,11 +2013,9 @@ fn set_payload(pkt: &mut Pkt, base: Base, offset: u32, bits: u32, value: u128) -
                 }
             }
         }
-        Base::Network if pkt.nfproto == 10 => {
-            if overlaps(8, 40) && matches!(pkt.l4proto, 6 | 17 | 58) {
-                if let Some(c) = l4_csum {
-                    hdr::patch_csum(pkt.frame, c, s, &old);
-                }
+        Base::Network if pkt.nfproto == 10 && overlaps(8, 40) && matches!(pkt.l4proto, 6 | 17 | 58) => {
+            if let Some(c) = l4_csum {
+                hdr::patch_csum(pkt.frame, c, s, &old);
             }
         }
         Base::Transport => {

@@ -552,3 +552,67 @@ fn mangling_never_panics_on_short_or_odd_frames() {
         check(&f);
     }
 }
+
+/// Every statement and match of this file at once, on mutated frames through the router.
+const EVERYTHING: &str = r#"
+table inet all {
+	set seen { type ipv4_addr; size 4; flags dynamic,timeout; timeout 2s; }
+	set m { type ipv4_addr; flags dynamic; }
+	counter c { }
+	chain raw {
+		type filter hook prerouting priority raw; policy accept;
+		fib saddr . iif oif 0 counter name "c"
+		udp dport 53 ct zone set 2
+		ip dscp set cs1 ip6 dscp set cs2 ip ttl set 9 ip6 hoplimit set 9
+		tcp dport set 81 udp sport set 4000 icmp id set 3
+		tcp option maxseg size set 1000
+	}
+	chain pre {
+		type filter hook prerouting priority 0; policy accept;
+		add @seen { ip saddr } update @seen { ip saddr timeout 5s }
+		add @m { ip saddr limit rate 5/second } add @m { ip saddr ct count over 3 }
+		meta mark set jhash ip saddr . tcp dport mod 7 offset 1
+		meta priority set numgen inc mod 3 ct mark set ct mark | 0x10 ct label set 1
+		hbh nexthdr 6 frag more-fragments 1 tcp option sack-perm exists ip option rr exists
+		log prefix "x " flags all
+		fib daddr type local accept
+	}
+	chain fwd {
+		type filter hook forward priority 0; policy accept;
+		rt ip nexthop 198.18.0.1 rt mtu 1360 meta l4proto tcp
+		delete @seen { ip saddr }
+	}
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "wan" masquerade
+	}
+}
+"#;
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_feature_on_mutated_frames_never_panics(seed in prop::collection::vec((0usize..90, any::<u8>()), 0..8), which in 0usize..5, t in 0u64..10) {
+        let mut r = router_with(TOPOLOGY, EVERYTHING, Config::default());
+        let mut f = match which {
+            0 => udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"query"),
+            1 => tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 443, 1, Tcp::Syn, b""),
+            2 => udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 53, 64, b"q6"),
+            3 => icmp4_echo(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 7, 1, 64),
+            _ => ipv4_with_options(&[7, 7, 4, 0, 0, 0, 0, 0]),
+        };
+        for (at, v) in seed {
+            if let Some(b) = f.get_mut(at) {
+                *b = v;
+            }
+        }
+        let out = send(&mut r, LAN, f.clone(), secs(t));
+        let _ = send(&mut r, LAN, f, secs(t + 1));
+        for o in &out {
+            prop_assert!(nft_wire::parse_frame(&o.data).is_ok());
+        }
+    }
+}
