@@ -62,7 +62,6 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
         }
         ExprKind::Payload { proto: p, field } => {
             let f = proto::payload_field(p, field).ok_or_else(|| Error::new(e.span, format!("unknown {p} field {field}")))?;
-            check_payload_family(ctx, p, e.span)?;
             Ok((if f.hex { Dt::XInteger } else { f.dt }, f.bits))
         }
         ExprKind::RawPayload { len, .. } => {
@@ -161,19 +160,6 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
         }
         _ => Ok((e.dt, e.bits)),
     }
-}
-
-fn check_payload_family(ctx: &Ctx, p: &str, span: Span) -> Result<()> {
-    let conflict = match (ctx.family, p) {
-        (Family::Ip, "ip6" | "icmpv6") => Some("ip"),
-        (Family::Ip6, "ip" | "icmp" | "igmp") => Some("ip6"),
-        (Family::Arp, "ip" | "ip6" | "tcp" | "udp" | "icmp" | "icmpv6" | "th" | "udplite" | "sctp" | "dccp") => Some("arp"),
-        _ => None,
-    };
-    if let Some(base) = conflict {
-        return err(span, format!("conflicting protocols specified: {base} vs. {p}"));
-    }
-    Ok(())
 }
 
 /// Resolves a right-hand value against `dt`/`bits`.
@@ -429,6 +415,7 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
             }
         }
     }
+    crate::protoctx::check_rule(ctx.family, rule)?;
     crate::inner::check_rule(rule)?;
     remove.sort_unstable();
     remove.dedup();

@@ -15,3 +15,4 @@ pub mod print;
 pub mod ruleset;
 pub mod json;
 pub mod json_in;
+mod protoctx;
