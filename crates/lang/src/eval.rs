@@ -416,6 +416,7 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
         }
     }
     crate::protoctx::check_rule(ctx.family, rule)?;
+    crate::setorder::sort_rule(rule);
     crate::inner::check_rule(rule)?;
     remove.sort_unstable();
     remove.dedup();

@@ -16,3 +16,4 @@ pub mod ruleset;
 pub mod json;
 pub mod json_in;
 mod protoctx;
+mod setorder;

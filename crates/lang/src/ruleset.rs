@@ -456,6 +456,7 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
                     }
                 }
             }
+            crate::setorder::sort_set(s);
         }
         for c in &mut t.chains {
             let (hook, ctype) = match &c.hook {
