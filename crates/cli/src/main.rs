@@ -4,6 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod bench;
+mod defaults;
+mod simulate;
 use nft_lang::print::ListOpts;
 use nft_lang::ruleset::{load_file, LoadOpts};
 
@@ -45,12 +49,81 @@ enum Cmd {
         include: Vec<PathBuf>,
         file: PathBuf,
     },
+    /// Replay a capture (or generated traffic) through a ruleset and a topology and report
+    /// what the router did: packets per interface, drops by reason, NAT, connections, rule hits.
+    Simulate {
+        /// Ruleset (nft syntax); the embedded fw4-style home router ruleset by default.
+        #[arg(short = 'f', long = "file")]
+        ruleset: Option<PathBuf>,
+        /// Topology (TOML); the embedded home router by default.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Input capture (pcapng, or classic pcap with --iface); generated traffic by default.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// The interface every packet of a classic pcap arrived on.
+        #[arg(long)]
+        iface: Option<String>,
+        /// Output capture (pcapng), each packet on its egress interface.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// The report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Print each packet's walk through hooks, chains and rules.
+        #[arg(long)]
+        trace: bool,
+        /// Flows to generate when no capture is given.
+        #[arg(long, default_value_t = 200)]
+        flows: usize,
+        /// Seed of the generated traffic.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// In-memory throughput of the slow path on one core: new connections/s with conntrack
+    /// and NAT, and packets/s on established flows, with 64-byte packets.
+    Bench {
+        /// Ruleset (nft syntax); the embedded default by default.
+        #[arg(short = 'f', long = "file")]
+        ruleset: Option<PathBuf>,
+        /// Topology (TOML); the embedded home router by default.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Flows (and packets per pass).
+        #[arg(long, default_value_t = 200_000)]
+        packets: usize,
+    },
+    /// Write a seeded, realistic capture for a topology: LAN clients to Internet servers and
+    /// back (TCP, DNS- and QUIC-like UDP, ICMP echo, IPv4 and IPv6), inbound connections to port
+    /// forwards, and some malformed frames.
+    Gen {
+        /// Topology (TOML); the embedded home router by default.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Number of flows (a malformed frame counts as one).
+        #[arg(long, default_value_t = 200)]
+        flows: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A port forward to send inbound connections to: `tcp:8080=192.168.1.100:80`
+        /// (repeatable; the default topology's forward when none is given).
+        #[arg(long = "forward")]
+        forwards: Vec<String>,
+        /// Output capture (pcapng).
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // `simulate | head` closing the pipe is not an error
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::from(1)
@@ -60,6 +133,35 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
+        Cmd::Bench { ruleset, topology, json, packets } => {
+            bench::run(bench::Args { ruleset, topology, json, packets })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Simulate { ruleset, topology, pcap, iface, output, json, trace, flows, seed } => {
+            let args = simulate::Args { ruleset, topology, pcap, pcap_iface: iface, output, json, trace, flows, seed };
+            match simulate::run(args) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {
+                    eprintln!("Error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Cmd::Gen { topology, flows, seed, forwards, output } => {
+            let topo = defaults::load_topology(topology.as_deref())?;
+            let fwd = if forwards.is_empty() && topology.is_none() {
+                defaults::default_forwards()
+            } else {
+                forwards.iter().map(|f| defaults::parse_forward(f)).collect::<anyhow::Result<Vec<_>>>()?
+            };
+            let cfg = defaults::gen_config(&topo, seed, flows, fwd)?;
+            let g = nft_io::generate(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let f = std::fs::File::create(&output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+            g.write_pcapng(std::io::BufWriter::new(f)).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+            eprint!("{}", g.summary);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Check { json, include, file } => {
             let opts = LoadOpts { include_dirs: include };
             let r = if json || looks_like_json(&file) { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };

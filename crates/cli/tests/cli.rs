@@ -64,3 +64,121 @@ fn example_ruleset_is_a_fixed_point() {
     assert_eq!(String::from_utf8_lossy(&once.stdout), String::from_utf8_lossy(&twice.stdout));
     assert!(String::from_utf8_lossy(&once.stdout).contains("flow add @ft"));
 }
+
+#[test]
+fn gen_is_seeded_and_parses() {
+    let dir = std::env::temp_dir().join(format!("nft-offload-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |seed: &str, name: &str| {
+        let p = dir.join(name);
+        let out = bin().args(["gen", "--flows", "50", "--seed", seed, "-o"]).arg(&p).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(&p).unwrap()
+    };
+    let a = run("7", "a.pcapng");
+    let b = run("7", "b.pcapng");
+    let c = run("8", "c.pcapng");
+    assert_eq!(a, b, "same seed, same capture");
+    assert_ne!(a, c, "another seed, another capture");
+    // every frame reads back, on the topology's interfaces
+    let frames = nft_io::read_capture(dir.join("a.pcapng"), "x").unwrap();
+    assert!(frames.len() > 50);
+    assert!(frames.iter().all(|f| f.iface == "br-lan" || f.iface == "wan"), "interfaces");
+    let bad = frames.iter().filter(|f| nft_wire::parse_frame(&f.data).is_err()).count();
+    assert!(bad > 0 && bad < frames.len() / 4, "{bad} malformed of {}", frames.len());
+}
+
+#[test]
+fn gen_rejects_a_bad_topology() {
+    let t = tmpfile("bad.toml", "[[interface]]\nname = \"x\"\nmac = \"nope\"\n");
+    let out = bin().args(["gen", "-o", "/dev/null", "--topology"]).arg(&t).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad MAC address"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn error_explanations_follow_the_caret_line() {
+    let f = tmpfile("jump.nft", "table inet t {\n\tchain c {\n\t\tjump nowhere\n\t}\n}\n");
+    let out = bin().arg("check").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[0], format!("{}:3:3-14: Error: Could not process rule: No such file or directory", f.display()));
+    assert_eq!(lines[1], "\t\tjump nowhere");
+    assert_eq!(lines[2], "\t\t^^^^^^^^^^^^");
+    assert_eq!(lines[3], "chain 'nowhere' does not exist");
+}
+
+#[test]
+fn a_bad_file_changes_nothing_and_names_the_include() {
+    let dir = std::env::temp_dir().join(format!("nft-offload-inc-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+    std::fs::write(dir.join("conf.d/a.nft"), "add rule inet t c tcp dport 22 accept\n").unwrap();
+    std::fs::write(dir.join("conf.d/b.nft"), "add rule inet t c tcp dport nosuchport accept\n").unwrap();
+    std::fs::write(dir.join("main.nft"), "table inet t { chain c { } }\ninclude \"conf.d/*.nft\"\ninclude \"none/*.nft\"\n").unwrap();
+    let out = bin().arg("check").arg(dir.join("main.nft")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(&format!("{}:1:29-38: Error: ", dir.join("conf.d/b.nft").display())), "{err}");
+    std::fs::write(dir.join("conf.d/b.nft"), "add rule inet t c udp dport 53 accept\n").unwrap();
+    let out = bin().arg("print").arg(dir.join("main.nft")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "table inet t {\n\tchain c {\n\t\ttcp dport 22 accept\n\t\tudp dport 53 accept\n\t}\n}\n");
+}
+
+#[test]
+fn simulate_default_reports_and_writes_a_capture() {
+    let dir = std::env::temp_dir().join(format!("nft-offload-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = || {
+        let out = bin().args(["simulate", "--json", "--flows", "120", "--seed", "3", "-o"]).arg(dir.join("out.pcapng")).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let r = run();
+    assert_eq!(r, run(), "a simulation is a pure function of its inputs");
+    let pin = r["packets_in"].as_u64().unwrap();
+    let pout = r["packets_out"].as_u64().unwrap();
+    let drops: u64 = r["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(pin > 500 && pout > 0, "{r}");
+    // every packet is forwarded, delivered or dropped under a named reason
+    assert!(drops > 0 && drops < pin / 5, "{r}");
+    assert_eq!(r["fast_path_packets"].as_u64(), Some(0));
+    assert_eq!(r["flows_offloaded"].as_u64(), Some(0));
+    assert!(r["slow_path_packets"].as_u64().unwrap() > 0);
+    assert!(r["nat_bindings"].as_u64().unwrap() > 0, "masquerade bound connections: {r}");
+    let frames = nft_io::read_capture(dir.join("out.pcapng"), "x").unwrap();
+    assert_eq!(frames.len() as u64, pout + r["host_packets"].as_u64().unwrap_or(0));
+    assert!(frames.iter().all(|f| f.iface == "br-lan" || f.iface == "wan" || f.iface == "host"));
+    // forwarded packets leave with valid checksums and a decremented TTL
+    for f in frames.iter().filter(|f| f.iface == "wan").take(50) {
+        let m = nft_wire::parse_frame(&f.data).expect("output frames parse");
+        assert_eq!(m.ttl, 63, "the generator sends with TTL 64");
+    }
+}
+
+#[test]
+fn simulate_text_report_and_errors() {
+    let out = bin().args(["simulate", "--flows", "40"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in ["packets:", "interfaces:", "drops:", "NAT:", "connections:", "top rules by hits:", "flow add @ft"] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let out = bin().args(["simulate", "--pcap", "/nonexistent.pcapng"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let bad = tmpfile("bad-rules.nft", "table ip t { chain c { tcp dport nope accept } }\n");
+    let out = bin().args(["simulate", "-f"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Error: "), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bench_json_has_the_contract_keys() {
+    let out = bin().args(["bench", "--json", "--packets", "2000"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["slow_path_pps"].as_f64().unwrap() > 0.0);
+    assert!(v["new_connections_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["first_pass_forwarded"].as_u64(), Some(2000), "every first packet is forwarded: {v}");
+}

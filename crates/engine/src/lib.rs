@@ -1,6 +1,13 @@
-//! The router engine: the topology it runs on, the FIB, neighbours, and (as it grows) the
-//! compiled ruleset and the packet pipeline of `../shared/DESIGN.md`.
+//! The router engine: the topology it runs on, the FIB, neighbours, the compiled ruleset and
+//! the packet pipeline of `../shared/DESIGN.md` ([`router::Router`]).
 
+pub mod admission;
+pub mod answer;
+pub mod counters;
 pub mod fib;
+pub mod l2;
+pub mod router;
 pub mod rules;
 pub mod topology;
+
+pub use router::{Config, Frame, Port, Router, TxFrame};

@@ -69,6 +69,8 @@ pub enum Load {
     Ct { key: CtK, reply: Option<bool> },
     /// `expr & mask ^ xor`, `expr << n`, `expr >> n`
     Bitwise { inner: Box<Load>, and: u128, xor: u128 },
+    /// `rt mtu`: the TCP MSS the route allows (route MTU less the IP and TCP headers).
+    RtTcpMss,
     Shift { inner: Box<Load>, left: bool, n: u32 },
 }
 
@@ -204,6 +206,9 @@ pub enum Op {
     SetCt(CtK, Value),
     /// Rewrite a payload field (`ip dscp set cs1`).
     SetPayload { base: Base, offset: u32, bits: u32, l3: Option<u8>, l4: Option<u8>, value: Value },
+    /// `tcp option maxseg size set ...`: lower the MSS option to the value (never raise it,
+    /// as the kernel's exthdr set for maxseg does).
+    ClampMss(Value),
     /// Add/update an element of a dynamic set, keyed by the loads.
     SetAdd { set: usize, keys: Vec<Load>, timeout_ms: Option<u64> },
 }
@@ -457,6 +462,7 @@ impl Compiler<'_> {
                 Ok(Load::Payload { base: b, offset: *offset, bits: *len, l3: None, l4: None })
             }
             ExprKind::Meta(k) => meta_k(k).map(Load::Meta).ok_or_else(|| self.err(format!("meta {k}"))),
+            ExprKind::Rt { key, .. } if key == "mtu" => Ok(Load::RtTcpMss),
             ExprKind::Ct { key, dir, .. } => {
                 let k = ct_k(key).ok_or_else(|| self.err(format!("ct {key}")))?;
                 Ok(Load::Ct { key: k, reply: dir.as_ref().map(|d| d == "reply") })
@@ -653,12 +659,16 @@ impl Compiler<'_> {
                 ops.push(Op::Nat(Box::new(NatSpec { kind, addr, ipv6, port, persistent: has("persistent"), random: has("random"), fully_random: has("fully-random") })));
             }
             StmtKind::Notrack => ops.push(Op::Notrack),
+            // No user-space queue listens here: the kernel drops such packets, unless `bypass`
+            // lets them through.
+            StmtKind::Queue { flags, .. } => ops.push(Op::Verdict(if flags.iter().any(|f| f == "bypass") { Verdict::Accept } else { Verdict::Queue })),
             StmtKind::FlowAdd(ft) => ops.push(Op::FlowAdd(ft.clone())),
             StmtKind::Set { key, value } => {
                 let v = self.value(value)?;
                 match &key.kind {
                     ExprKind::Meta(k) => ops.push(Op::SetMeta(meta_k(k).ok_or_else(|| self.err(format!("meta {k} set")))?, v)),
                     ExprKind::Ct { key: k, .. } => ops.push(Op::SetCt(ct_k(k).ok_or_else(|| self.err(format!("ct {k} set")))?, v)),
+                    ExprKind::TcpOpt { opt, field: Some(f) } if opt == "maxseg" && f == "size" => ops.push(Op::ClampMss(v)),
                     ExprKind::Payload { .. } => {
                         let Load::Payload { base, offset, bits, l3, l4 } = self.load1(key)? else { unreachable!() };
                         ops.push(Op::SetPayload { base, offset, bits, l3, l4, value: v });
@@ -883,6 +893,8 @@ pub struct Pkt<'a> {
     pub pkttype: u8,
     pub ct: Option<CtInfo>,
     pub new_ct_mark: Option<u32>,
+    /// MTU of the route the packet takes, once routed (0 before).
+    pub rt_mtu: u32,
 }
 
 /// Effects the router carries out for statements it owns.
@@ -990,6 +1002,13 @@ impl Pkt<'_> {
                 })
             }
             Load::Bitwise { inner, and, xor } => self.load(inner).map(|v| (v & and) ^ xor),
+            Load::RtTcpMss => {
+                if self.rt_mtu == 0 {
+                    return None;
+                }
+                let hdrs = if self.nfproto == 10 { 40 + 20 } else { 20 + 20 };
+                Some(self.rt_mtu.saturating_sub(hdrs) as u128)
+            }
             Load::Shift { inner, left, n } => self.load(inner).map(|v| if *left { v.checked_shl(*n).unwrap_or(0) } else { v.checked_shr(*n).unwrap_or(0) }),
         }
     }
@@ -1035,23 +1054,36 @@ pub struct TraceLine {
 /// accept ends that chain only; drop ends the hook.
 pub fn run_hook(rs: &Ruleset, st: &mut State, hook: Hook, families: &[Family], pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, trace: Option<&mut Vec<TraceLine>>) -> HookVerdict {
     let mut trace = trace;
-    let mut keybuf = Vec::with_capacity(4);
     for b in rs.base.iter().filter(|b| b.hook == hook && families.contains(&b.family)) {
-        match run_chain(rs, st, b.chain, pkt, now_ns, act, &mut keybuf, trace.as_deref_mut()) {
-            Some(Verdict::Drop) => return HookVerdict::Drop,
-            Some(Verdict::Queue) => return HookVerdict::Queue,
-            Some(_) => {}
-            None => {
-                if b.policy_drop {
-                    if let Some(t) = trace.as_deref_mut() {
-                        t.push(TraceLine { chain: b.chain, rule: None, verdict: "policy drop".into() });
-                    }
-                    return HookVerdict::Drop;
-                }
-            }
+        match run_base_chain(rs, st, b, pkt, now_ns, act, trace.as_deref_mut()).0 {
+            HookVerdict::Accept => {}
+            other => return other,
         }
     }
     HookVerdict::Accept
+}
+
+/// Runs one base chain, applying its policy when the packet falls off its end. The router
+/// walks a hook's chains itself with this, because NAT chains run only for a connection's
+/// first packet and stop once a binding is made. The flag tells a policy verdict from a rule's.
+pub fn run_base_chain(rs: &Ruleset, st: &mut State, b: &BaseChain, pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, trace: Option<&mut Vec<TraceLine>>) -> (HookVerdict, bool) {
+    let mut trace = trace;
+    let mut keybuf = Vec::with_capacity(4);
+    match run_chain(rs, st, b.chain, pkt, now_ns, act, &mut keybuf, trace.as_deref_mut()) {
+        Some(Verdict::Drop) => (HookVerdict::Drop, false),
+        Some(Verdict::Queue) => (HookVerdict::Queue, false),
+        Some(_) => (HookVerdict::Accept, false),
+        None => {
+            if b.policy_drop {
+                if let Some(t) = trace {
+                    t.push(TraceLine { chain: b.chain, rule: None, verdict: "policy drop".into() });
+                }
+                (HookVerdict::Drop, true)
+            } else {
+                (HookVerdict::Accept, true)
+            }
+        }
+    }
 }
 
 /// Runs a chain and what it jumps to. Returns the final verdict, or None when the base chain
@@ -1189,6 +1221,15 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                     Op::SetPayload { .. } => {
                         // payload mangling (dscp, ttl) is applied by the router after the hook
                     }
+                    Op::ClampMss(v) => {
+                        if let (Some(th), 6, Some(mss)) = (pkt.th, pkt.l4proto, eval_value(rs, pkt, v, keybuf, now_ns)) {
+                            let mss = mss.min(u16::MAX as u128) as u16;
+                            if let Some(l4) = pkt.frame.get_mut(th..) {
+                                // a malformed TCP header is left alone, as the kernel does
+                                let _ = nft_wire::rewrite::clamp_tcp_mss(l4, mss);
+                            }
+                        }
+                    }
                     Op::SetAdd { .. } => {}
                 }
             }
@@ -1198,7 +1239,7 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
             *st.rule_hits.entry((chain, ri - 1)).or_default() += 1;
             let Some(v) = verdict else { continue };
             if let Some(t) = trace.as_deref_mut() {
-                t.push(TraceLine { chain, rule: Some(ri - 1), verdict: format!("{v:?}") });
+                t.push(TraceLine { chain, rule: Some(ri - 1), verdict: verdict_text(rs, &v) });
             }
             match v {
                 Verdict::Continue => continue,
@@ -1276,6 +1317,21 @@ pub fn pkt_from_frame<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u3
         pkttype: 0,
         ct: None,
         new_ct_mark: None,
+        rt_mtu: 0,
         frame,
+    }
+}
+
+/// A verdict as `nft monitor trace` prints it (`accept`, `jump forward_lan`).
+pub fn verdict_text(rs: &Ruleset, v: &Verdict) -> String {
+    let name = |c: &usize| rs.chains.get(*c).map(|x| x.name.clone()).unwrap_or_default();
+    match v {
+        Verdict::Accept => "accept".into(),
+        Verdict::Drop => "drop".into(),
+        Verdict::Continue => "continue".into(),
+        Verdict::Return => "return".into(),
+        Verdict::Queue => "queue".into(),
+        Verdict::Jump(c) => format!("jump {}", name(c)),
+        Verdict::Goto(c) => format!("goto {}", name(c)),
     }
 }

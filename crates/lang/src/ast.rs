@@ -446,6 +446,32 @@ pub enum ObjBody {
     Synproxy { mss: u32, wscale: u32, flags: Vec<String> },
     /// Anything else we keep as raw text.
     Raw(String),
+    Tunnel(TunnelObj),
+}
+
+/// A tunnel object: the metadata attached to packets sent through a tunnel device.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TunnelObj {
+    pub id: u32,
+    /// Outer source address: whether it is IPv6, and the address as listed.
+    pub src: Option<(bool, String)>,
+    pub dst: Option<(bool, String)>,
+    pub sport: u16,
+    pub dport: u16,
+    pub tos: u8,
+    pub ttl: u8,
+    pub opts: TunnelOpts,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum TunnelOpts {
+    #[default]
+    None,
+    Vxlan { gbp: u32 },
+    /// Version 1 carries an index, version 2 a direction and hardware id.
+    Erspan { version: u32, index: u32, egress: bool, hwid: u32 },
+    /// Geneve options: class, type, data bytes.
+    Geneve(Vec<(u16, u8, Vec<u8>)>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -69,7 +69,12 @@ impl SourceMap {
             caret.push(if ch == '\t' { '\t' } else { ' ' });
         }
         caret.push_str(&"^".repeat(width));
-        format!("{}:{}:{}-{}: Error: {}\n{}\n{}\n", f.name, line, col, col_hi, e.msg, src_line, caret)
+        // nft's first line, source line and carets; any further explanation follows them
+        let (first, rest) = match e.msg.split_once('\n') {
+            Some((a, b)) => (a, format!("{b}\n")),
+            None => (e.msg.as_str(), String::new()),
+        };
+        format!("{}:{}:{}-{}: Error: {}\n{}\n{}\n{}", f.name, line, col, col_hi, first, src_line, caret, rest)
     }
 }
 

@@ -72,6 +72,9 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
         }
         ExprKind::Meta(k) => {
             let m = proto::meta_key(k).ok_or_else(|| Error::new(e.span, format!("unknown meta key {k}")))?;
+            if matches!(m.name, "ibrname" | "obrname" | "ibrpvid" | "ibrvproto" | "ibrhwaddr" | "broute") && ctx.family != Family::Bridge {
+                return err(e.span, format!("meta {} is only valid in the bridge family", m.name));
+            }
             Ok((m.dt, if m.bits == 0 { type_bits(m.dt) } else { m.bits }))
         }
         ExprKind::Ct { key, dir, family } => {
@@ -103,11 +106,15 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             "type" => (Dt::FibAddr, 32),
             _ => return err(e.span, format!("unknown fib result {result}")),
         }),
-        ExprKind::Rt { key, .. } => Ok(match key.as_str() {
+        ExprKind::Rt { key, family } => Ok(match key.as_str() {
             "classid" => (Dt::Realm, 32),
-            "nexthop" => match ctx.family {
-                Family::Ip6 => (Dt::Ipv6Addr, 128),
-                _ => (Dt::Ipv4Addr, 32),
+            "nexthop" => match (family.as_deref(), ctx.family) {
+                (Some("ip6"), Family::Ip) | (Some("ip"), Family::Ip6) => {
+                    return err(e.span, format!("conflicting protocols specified: {} vs. {}", ctx.family.name(), family.as_deref().unwrap_or_default()));
+                }
+                (Some("ip6"), _) | (None, Family::Ip6) => (Dt::Ipv6Addr, 128),
+                (Some(_), _) | (None, Family::Ip) => (Dt::Ipv4Addr, 32),
+                (None, _) => return err(e.span, "rt nexthop needs a network protocol: use `rt ip nexthop` or `rt ip6 nexthop`"),
             },
             "mtu" => (Dt::Integer, 16),
             "ipsec" => (Dt::Boolean, 1),
@@ -120,9 +127,18 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             "cgroupv2" => (Dt::CgroupV2, 64),
             _ => return err(e.span, format!("unknown socket key {key}")),
         }),
-        ExprKind::Osf { .. } => Ok((Dt::String, 128)),
-        ExprKind::Ipsec { key, .. } => Ok(match key.as_str() {
+        ExprKind::Osf { ttl, .. } => {
+            if let Some(t) = ttl {
+                if !matches!(t.as_str(), "loose" | "skip") {
+                    return err(e.span, format!("invalid osf ttl mode {t}: use loose or skip"));
+                }
+            }
+            Ok((Dt::String, 128))
+        }
+        ExprKind::Ipsec { key, spnum, family, .. } => Ok(match key.as_str() {
+            _ if *spnum > 255 => return err(e.span, format!("spnum {spnum} is out of range, the kernel keeps at most 255 states")),
             "reqid" | "spi" => (Dt::Integer, 32),
+            "saddr" | "daddr" if family.as_deref() == Some("ip6") => (Dt::Ipv6Addr, 128),
             "saddr" | "daddr" => (Dt::Ipv4Addr, 32),
             _ => return err(e.span, format!("unknown ipsec key {key}")),
         }),
@@ -137,15 +153,17 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             Some(f) => proto::tcpopt_field(opt, f).map(|x| (x.dt, x.bits)).ok_or_else(|| Error::new(e.span, format!("unknown tcp option {opt} field {f}"))),
             None => Ok((Dt::Boolean, 1)),
         },
-        ExprKind::IpOpt { field, .. } => Ok(match field {
-            Some(_) => (Dt::Integer, 8),
+        ExprKind::IpOpt { opt, field } => Ok(match field {
+            Some(f) => proto::ipopt_field(opt, f).map(|x| (x.dt, x.bits)).unwrap_or((Dt::Integer, 8)),
             None => (Dt::Boolean, 1),
         }),
-        ExprKind::SctpChunk { field, .. } => Ok(match field {
-            Some(_) => (Dt::Integer, 32),
+        ExprKind::SctpChunk { chunk, field } => Ok(match field {
+            Some(f) => proto::sctp_chunk_field(chunk, f).map(|x| (x.dt, x.bits)).unwrap_or((Dt::Integer, 32)),
             None => (Dt::Boolean, 1),
         }),
         ExprKind::DccpOpt(_) => Ok((Dt::Boolean, 1)),
+        // `tunnel path` is whether the packet came through a tunnel
+        ExprKind::Tunnel(k) if k == "path" => Ok((Dt::Boolean, 8)),
         ExprKind::Tunnel(_) => Ok((Dt::Integer, 32)),
         ExprKind::Binop(_, l, _) => selector_type(ctx, l),
         ExprKind::Map(_, m) => {
@@ -177,6 +195,14 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
         }
         ExprKind::Quoted(s) => {
             let s = s.clone();
+            if dt.is_string() && bits > 0 {
+                if s.is_empty() {
+                    return err(span, "Empty string is not allowed");
+                }
+                if s.len() as u32 > bits / 8 {
+                    return err(span, format!("String exceeds maximum length of {}", bits / 8));
+                }
+            }
             let v = if dt.is_string() || dt == Dt::Invalid {
                 Val::Str(s)
             } else {
@@ -194,7 +220,7 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
         ExprKind::Range(a, b) => {
             eval_value(ctx, a, dt, bits)?;
             eval_value(ctx, b, dt, bits)?;
-            if let (ExprKind::Const(x), ExprKind::Const(y)) = (&a.kind, &b.kind) {
+            if let (ExprKind::Const(x), ExprKind::Const(y), false) = (&a.kind, &b.kind, dt == Dt::Hour) {
                 if x.val > y.val {
                     return err(span, "Range has zero or negative size");
                 }
@@ -281,9 +307,18 @@ pub fn fold(op: BinOp, x: u128, y: u128, bits: u32) -> u128 {
 fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, String> {
     let first = dt.parse(w, bits);
     if let Ok(v) = first {
+        if dt == Dt::Day && v > Val::Int(6) {
+            return Err(format!("Day of week value {w} is out of range 0-6"));
+        }
         return Ok(ExprKind::Const(Const { dt, bits, val: v }));
     }
     let first_err = first.unwrap_err();
+    // an IPv4 address may be written as one number (`0xff` is 0.0.0.255)
+    if dt == Dt::Ipv4Addr {
+        if let Some(n) = crate::datatype::parse_int(w).filter(|n| *n <= u32::MAX as u128) {
+            return Ok(ExprKind::Const(Const { dt, bits, val: Val::Int(n) }));
+        }
+    }
     // prefix: `10.0.0.0/8`
     if let Some((a, l)) = w.rsplit_once('/') {
         if let Ok(len) = l.parse::<u32>() {
@@ -337,97 +372,19 @@ pub fn mk_const(dt: Dt, bits: u32, v: u128, span: Span) -> Expr {
 
 // ---- statements ----------------------------------------------------------------------------
 
-/// Protocol knowledge gathered while walking a rule left to right, used to decide which
-/// explicit matches are dependencies nft would add (and so drops when listing).
-#[derive(Default)]
-struct ProtoCtx {
-    /// Index of a statement that pins the network protocol (`meta nfproto ipv4`,
-    /// `ether type ip`, `meta protocol ip`), with the protocol name.
-    l3: Option<(usize, &'static str)>,
-    /// Index of a statement that pins the transport protocol (`meta l4proto tcp`,
-    /// `ip protocol tcp`), with its number.
-    l4: Option<(usize, u8)>,
-}
-
 pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
-    let mut remove = vec![];
-    let mut pc = ProtoCtx::default();
-    for i in 0..rule.stmts.len() {
-        let st = &mut rule.stmts[i];
+    for st in rule.stmts.iter_mut() {
         eval_stmt(ctx, st)?;
-        // dependency bookkeeping
-        if let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind {
-            if let Some(v) = const_int(right) {
-                match &left.kind {
-                    ExprKind::Meta(k) if k == "nfproto" && ctx.family == Family::Inet => {
-                        pc.l3 = match v {
-                            2 => Some((i, "ip")),
-                            10 => Some((i, "ip6")),
-                            _ => None,
-                        };
-                    }
-                    ExprKind::Meta(k) if k == "protocol" && matches!(ctx.family, Family::Bridge | Family::Netdev) => {
-                        pc.l3 = match v {
-                            0x0800 => Some((i, "ip")),
-                            0x86dd => Some((i, "ip6")),
-                            0x0806 => Some((i, "arp")),
-                            _ => None,
-                        };
-                    }
-                    ExprKind::Payload { proto: p, field } if p == "ether" && field == "type" => {
-                        pc.l3 = match v {
-                            0x0800 => Some((i, "ip")),
-                            0x86dd => Some((i, "ip6")),
-                            0x0806 => Some((i, "arp")),
-                            _ => None,
-                        };
-                    }
-                    ExprKind::Meta(k) if k == "l4proto" => pc.l4 = Some((i, v as u8)),
-                    ExprKind::Payload { proto: p, field } if (p == "ip" && field == "protocol") || (p == "ip6" && field == "nexthdr") => {
-                        pc.l4 = Some((i, v as u8));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        // a payload match makes an earlier explicit dependency redundant
-        let uses = stmt_payload_protos(&rule.stmts[i]);
-        for p in uses {
-            let Some(pr) = proto::protocol(&p) else { continue };
-            match pr.layer {
-                proto::Layer::Network => {
-                    if let Some((j, l3)) = pc.l3 {
-                        if l3 == p && j != i {
-                            remove.push(j);
-                            pc.l3 = None;
-                        }
-                    }
-                }
-                proto::Layer::Transport => {
-                    if let (Some((j, n)), Some(num)) = (pc.l4, pr.number) {
-                        if n as u32 == num && j != i {
-                            remove.push(j);
-                            pc.l4 = None;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
     }
     crate::protoctx::check_rule(ctx.family, rule)?;
     crate::setorder::sort_rule(rule);
     crate::inner::check_rule(rule)?;
-    remove.sort_unstable();
-    remove.dedup();
-    for j in remove.into_iter().rev() {
-        rule.stmts.remove(j);
-    }
+    crate::deps::process(ctx.family, rule)?;
     crate::stmt_eval::postprocess_rule(ctx, rule)
 }
 
 /// Payload protocols a statement reads, in order.
-fn stmt_payload_protos(st: &Stmt) -> Vec<String> {
+pub fn stmt_payload_protos(st: &Stmt) -> Vec<String> {
     let mut out = vec![];
     fn walk(e: &Expr, out: &mut Vec<String>) {
         match &e.kind {
@@ -463,7 +420,15 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
     let span = st.span;
     match &mut st.kind {
         StmtKind::Match { left, op, right } => {
-            eval_selector(ctx, left)?;
+            // constants in a concatenation looked up in a named set take the set's key types
+            let set_key = match &right.kind {
+                ExprKind::SetRef(n) if matches!(left.kind, ExprKind::Concat(_)) => ctx.sets.get(n.as_str()).map(|si| si.key.clone()),
+                _ => None,
+            };
+            match set_key {
+                Some(types) => eval_dynset_key(ctx, left, &types)?,
+                None => eval_selector(ctx, left)?,
+            }
             let (dt, bits) = (left.dt, left.bits);
             // `value / mask`: a masked compare
             if let ExprKind::Masked(v, m) = &mut right.kind {
@@ -512,9 +477,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         }
         StmtKind::Set { key, value } => {
             eval_selector(ctx, key)?;
-            if matches!(value.kind, ExprKind::Set(_)) {
-                return err(value.span, "a set statement takes one value, not a set");
-            }
+            crate::stmt_eval::check_mangle(ctx, key, value, span)?;
             let (dt, bits) = (key.dt, key.bits);
             eval_stmt_value(ctx, value, dt, bits)?;
             Ok(())
@@ -667,6 +630,12 @@ pub fn eval_selector(ctx: &Ctx, e: &mut Expr) -> Result<()> {
             let (dt, bits) = selector_type(ctx, e)?;
             e.dt = dt;
             e.bits = bits;
+            // `rt nexthop` lists with the family it was resolved for
+            if let ExprKind::Rt { key, family: fam @ None } = &mut e.kind {
+                if key == "nexthop" {
+                    *fam = Some(if dt == Dt::Ipv6Addr { "ip6".into() } else { "ip".into() });
+                }
+            }
             Ok(())
         }
     }

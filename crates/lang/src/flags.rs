@@ -34,6 +34,20 @@ pub fn normalize(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<()
         }
         return Ok(());
     };
+    // an address under a prefix mask is a prefix match: `ip saddr 255.255.0.0/16`
+    if matches!(sel.dt, Dt::Ipv4Addr | Dt::Ipv6Addr) && matches!(op, RelOp::Eq | RelOp::Implicit) {
+        let bits = sel.bits.min(128);
+        let ones = m.count_ones();
+        if bits > 0 && ones > 0 && m == full_mask(bits) & !full_mask(bits - ones.min(bits)) {
+            let sp = right.span;
+            let dt = sel.dt;
+            *left = (**sel).clone();
+            let value = mk_const(dt, bits, v, sp);
+            *right = if ones == bits { value } else { Expr { dt, bits, ..Expr::new(ExprKind::Prefix(Box::new(value), ones), sp) } };
+            *op = RelOp::Implicit;
+            return Ok(());
+        }
+    }
     if sel.dt.is_bitmask() && v == 0 && matches!(op, RelOp::Ne | RelOp::Implicit | RelOp::Eq) {
         // `& flags != 0` is the flag test, `& flags == 0` its negation
         let neg = *op != RelOp::Ne;

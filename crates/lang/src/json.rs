@@ -209,6 +209,40 @@ fn obj_json(ob: &Obj, t: &Table, c: &Jc) -> Value {
                 m.push(("flags", Value::Array(f)));
             }
         }
+        ObjBody::Tunnel(tn) => {
+            m.push(("id", json!(tn.id)));
+            if let Some((v6, a)) = &tn.src {
+                m.push((if *v6 { "src-ipv6" } else { "src-ipv4" }, json!(a)));
+            }
+            if let Some((v6, a)) = &tn.dst {
+                m.push((if *v6 { "dst-ipv6" } else { "dst-ipv4" }, json!(a)));
+            }
+            m.push(("sport", json!(tn.sport)));
+            m.push(("dport", json!(tn.dport)));
+            m.push(("tos", json!(tn.tos)));
+            m.push(("ttl", json!(tn.ttl)));
+            match &tn.opts {
+                TunnelOpts::None => {}
+                TunnelOpts::Vxlan { gbp } => {
+                    m.push(("type", json!("vxlan")));
+                    m.push(("tunnel", json!({ "gbp": gbp })));
+                }
+                TunnelOpts::Erspan { version, index, egress, hwid } => {
+                    m.push(("type", json!("erspan")));
+                    let v = if *version == 1 {
+                        json!({ "version": version, "index": index })
+                    } else {
+                        json!({ "version": version, "dir": if *egress { "egress" } else { "ingress" }, "hwid": hwid })
+                    };
+                    m.push(("tunnel", v));
+                }
+                TunnelOpts::Geneve(list) => {
+                    m.push(("type", json!("geneve")));
+                    let opts: Vec<Value> = list.iter().map(|(class, typ, data)| json!({ "class": class, "opt-type": typ, "data": crate::print::geneve_data(data) })).collect();
+                    m.push(("tunnel", Value::Array(opts)));
+                }
+            }
+        }
         ObjBody::Raw(_) => {}
     }
     one(&ob.kind, obj(m))

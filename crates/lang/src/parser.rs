@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::ast::*;
+use crate::datatype::Dt;
 use crate::error::{Error, Result, SourceMap, Span};
 use crate::lexer::{lex, Tok, Token};
 
@@ -319,7 +320,7 @@ impl<'a> Parser<'a> {
                 out.push(Cmd::Noop);
                 Ok(())
             }
-            "table" | "chain" | "rule" | "set" | "map" | "element" | "flowtable" | "counter" | "quota" | "ct" | "limit" | "secmark" | "synproxy" => {
+            "table" | "chain" | "rule" | "set" | "map" | "element" | "flowtable" | "counter" | "quota" | "ct" | "limit" | "secmark" | "synproxy" | "tunnel" => {
                 self.verb_cmd(Verb::Add, out)?;
                 self.end_of_stmt()
             }
@@ -551,7 +552,7 @@ impl<'a> Parser<'a> {
                 out.push(Cmd::Flowtable { verb, table, ft });
                 Ok(())
             }
-            "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "counters" | "quotas" | "limits" => {
+            "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel" | "counters" | "quotas" | "limits" => {
                 let kind = if obj == "ct" {
                     let (k, sp) = self.ident("helper, timeout or expectation")?;
                     if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
@@ -675,7 +676,7 @@ impl<'a> Parser<'a> {
                     self.flowtable_block(&mut ft)?;
                     out.push(Cmd::Flowtable { verb: Verb::Add, table: table.clone(), ft });
                 }
-                "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" => {
+                "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel" => {
                     self.next()?;
                     let kind = if w == "ct" {
                         let (k, sp) = self.ident("helper, timeout or expectation")?;
@@ -1093,7 +1094,10 @@ impl<'a> Parser<'a> {
             self.enter()?;
         }
         let mut fields: Vec<(String, u64)> = vec![];
-        self.skip_seps()?;
+        if block {
+            // outside a block the newline ends the command
+            self.skip_seps()?;
+        }
         if block && self.is_word("comment")? {
             self.next()?;
             comment = Some(self.comment_str()?);
@@ -1121,7 +1125,13 @@ impl<'a> Parser<'a> {
                 body = ObjBody::Counter { packets, bytes };
             }
             "quota" => {
-                let over = self.eat_word("over")? || self.eat_word("until")? && false;
+                // `until` is the default direction and lists as nothing
+                let over = if self.eat_word("over")? {
+                    true
+                } else {
+                    self.eat_word("until")?;
+                    false
+                };
                 let (bytes, used) = self.quota_amounts()?;
                 body = ObjBody::Quota { over, bytes, used };
             }
@@ -1136,6 +1146,9 @@ impl<'a> Parser<'a> {
             "synproxy" => {
                 let (mss, wscale, flags) = self.synproxy_args()?;
                 body = ObjBody::Synproxy { mss: mss.unwrap_or(0), wscale: wscale.unwrap_or(0), flags };
+            }
+            "tunnel" => {
+                body = ObjBody::Tunnel(self.tunnel_obj_body()?);
             }
             "ct helper" => {
                 let mut hname = String::new();
@@ -1241,6 +1254,119 @@ impl<'a> Parser<'a> {
             self.leave();
         }
         Ok(Obj { kind: kind.to_string(), name, body, comment, handle: 0, span })
+    }
+
+    /// The body of a tunnel object: `id`, outer addresses, ports, tos, ttl, and the vxlan,
+    /// erspan or geneve options.
+    fn tunnel_obj_body(&mut self) -> Result<TunnelObj> {
+        let mut t = TunnelObj::default();
+        let small = |p: &mut Self, what: &str, max: u64| -> Result<u64> {
+            let (n, sp) = p.number(what)?;
+            if n > max {
+                return Err(Error::new(sp, format!("{what} out of range")));
+            }
+            Ok(n)
+        };
+        loop {
+            self.skip_seps()?;
+            let tok = self.peek_tok()?.clone();
+            let Tok::Word(w) = &tok.tok else { break };
+            match w.as_str() {
+                "id" => {
+                    self.next()?;
+                    t.id = small(self, "tunnel id", u32::MAX as u64)? as u32;
+                }
+                "ip" | "ip6" => {
+                    self.next()?;
+                    let (dir, dsp) = self.ident("saddr or daddr")?;
+                    let (dt, bits) = if w == "ip" { (Dt::Ipv4Addr, 32) } else { (Dt::Ipv6Addr, 128) };
+                    let at = self.next()?;
+                    let Tok::Word(a) = &at.tok else { return Err(Error::new(at.span, "syntax error, expecting address")) };
+                    let v = dt.parse(a, bits).map_err(|m| Error::new(at.span, m))?;
+                    let addr = (w == "ip6", dt.print(&v, bits, &Default::default()));
+                    match dir.as_str() {
+                        "saddr" => t.src = Some(addr),
+                        "daddr" => t.dst = Some(addr),
+                        _ => return Err(Error::new(dsp, format!("syntax error, unexpected {dir}"))),
+                    }
+                }
+                "sport" => {
+                    self.next()?;
+                    t.sport = small(self, "port", 65535)? as u16;
+                }
+                "dport" => {
+                    self.next()?;
+                    t.dport = small(self, "port", 65535)? as u16;
+                }
+                "tos" => {
+                    self.next()?;
+                    t.tos = small(self, "tos", 255)? as u8;
+                }
+                "ttl" => {
+                    self.next()?;
+                    t.ttl = small(self, "ttl", 255)? as u8;
+                }
+                "vxlan" | "erspan" | "geneve" => {
+                    let kind = w.clone();
+                    self.next()?;
+                    self.expect(&Tok::LBrace, "'{'")?;
+                    t.opts = match kind.as_str() {
+                        "vxlan" => TunnelOpts::Vxlan { gbp: 0 },
+                        "erspan" => TunnelOpts::Erspan { version: 0, index: 0, egress: false, hwid: 0 },
+                        _ => TunnelOpts::Geneve(vec![]),
+                    };
+                    loop {
+                        self.skip_seps()?;
+                        if self.eat(&Tok::RBrace)? {
+                            break;
+                        }
+                        self.tunnel_opt(&mut t.opts)?;
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(t)
+    }
+
+    /// One option of a tunnel's vxlan, erspan or geneve block.
+    fn tunnel_opt(&mut self, opts: &mut TunnelOpts) -> Result<()> {
+        let (w, sp) = self.ident("tunnel option")?;
+        match (opts, w.as_str()) {
+            (TunnelOpts::Vxlan { gbp }, "gbp") => *gbp = self.number("number")?.0 as u32,
+            (TunnelOpts::Erspan { version, .. }, "version") => *version = self.number("number")?.0 as u32,
+            (TunnelOpts::Erspan { index, .. }, "index") => *index = self.number("number")?.0 as u32,
+            (TunnelOpts::Erspan { hwid, .. }, "id") => *hwid = self.number("number")?.0 as u32,
+            (TunnelOpts::Erspan { egress, .. }, "direction") => {
+                let (d, dsp) = self.ident("ingress or egress")?;
+                *egress = match d.as_str() {
+                    "ingress" => false,
+                    "egress" => true,
+                    _ => return Err(Error::new(dsp, format!("syntax error, unexpected {d}"))),
+                };
+            }
+            (TunnelOpts::Geneve(list), "class") => {
+                let (class, csp) = self.number("class")?;
+                self.expect_word("opt-type")?;
+                let (typ, tsp) = self.number("opt-type")?;
+                self.expect_word("data")?;
+                let dt = self.next()?;
+                let data = match &dt.tok {
+                    Tok::Str(d) | Tok::Word(d) => d.clone(),
+                    _ => return Err(Error::new(dt.span, "syntax error, expecting data")),
+                };
+                let hex = data.strip_prefix("0x").unwrap_or(&data);
+                if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Error::new(dt.span, "geneve data must be hex bytes (0x...)"));
+                }
+                let class = u16::try_from(class).map_err(|_| Error::new(csp, "geneve class out of range"))?;
+                let typ = u8::try_from(typ).map_err(|_| Error::new(tsp, "geneve opt-type out of range"))?;
+                let bytes = (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect();
+                list.push((class, typ, bytes));
+            }
+            _ => return Err(Error::new(sp, format!("syntax error, unexpected {w}"))),
+        }
+        Ok(())
     }
 
     fn quota_amounts(&mut self) -> Result<(u64, u64)> {
@@ -1389,6 +1515,18 @@ impl<'a> Parser<'a> {
                 }
                 Ok(Stmt { kind: StmtKind::Dynset { op, set, key, stmts, data }, span: t.span })
             }
+            "tunnel" if self.is_word_n(1, "name")? => {
+                self.next()?;
+                self.next()?;
+                let name = self.expr(Mode::Stmt)?;
+                Ok(Stmt { kind: StmtKind::ObjRef { kind: "tunnel".into(), name }, span: t.span })
+            }
+            "tunnel" if self.is_word_n(1, "name")? => {
+                self.next()?;
+                self.next()?;
+                let name = self.expr(Mode::Stmt)?;
+                Ok(Stmt { kind: StmtKind::ObjRef { kind: "tunnel".into(), name }, span: t.span })
+            }
             "ct" if self.is_word_n(1, "count")? => {
                 self.next()?;
                 self.next()?;
@@ -1403,7 +1541,6 @@ impl<'a> Parser<'a> {
                 let name = self.expr(Mode::Stmt)?;
                 Ok(Stmt { kind: StmtKind::ObjRef { kind: format!("ct {k}"), name }, span: t.span })
             }
-            "meta" if self.is_word_n(1, "secmark")? && self.is_word_n(2, "set")? && false => unreachable!(),
             _ => self.match_or_set(),
         }
     }
@@ -1888,8 +2025,8 @@ impl<'a> Parser<'a> {
         if self.is_word("set")? {
             self.next()?;
             let mut value = self.expr(Mode::Stmt)?;
-            // `ct event set new,destroy`: a flag list
-            if matches!(self.peek()?, Tok::Comma) {
+            // a flag list: `ct event set new,related`
+            if matches!(self.peek()?, Tok::Comma) && !matches!(value.kind, ExprKind::Set(_) | ExprKind::SetRef(_) | ExprKind::Map(..)) {
                 let mut items = vec![value];
                 while self.eat(&Tok::Comma)? {
                     items.push(self.expr(Mode::Stmt)?);
@@ -2280,6 +2417,11 @@ impl<'a> Parser<'a> {
                     let (off, _) = self.number("offset")?;
                     self.expect(&Tok::Comma, "','")?;
                     let (len, sp) = self.number("length")?;
+                    // the port fields of any transport header are `th sport`/`th dport`
+                    if n == "th" && len == 16 && (off == 0 || off == 16) {
+                        let field = if off == 0 { "sport" } else { "dport" };
+                        return Ok(Expr::new(ExprKind::Payload { proto: "th".into(), field: field.into() }, t.span.to(sp)));
+                    }
                     return Ok(Expr::new(ExprKind::RawPayload { base: n.clone(), offset: off as u32, len: len as u32 }, t.span.to(sp)));
                 }
                 Ok(Expr::new(ExprKind::SetRef(n.clone()), t.span))
@@ -2320,6 +2462,8 @@ impl<'a> Parser<'a> {
                 self.next()?;
                 self.next()?;
                 let (opt, sp) = self.ident("tcp option")?;
+                // the first SACK block is listed as plain `sack`
+                let opt = if opt == "sack0" { "sack".to_string() } else { opt };
                 let mut field = None;
                 if let Some(x) = self.peek_word()? {
                     if is_tcpopt_field(&x) {
@@ -2361,9 +2505,22 @@ impl<'a> Parser<'a> {
                 let (n, sp) = self.number("option number")?;
                 return mk(ExprKind::DccpOpt(n as u32), span.to(sp));
             }
+            if w == "arp" && matches!(f.as_str(), "saddr" | "daddr") {
+                // `arp saddr ip`, `arp daddr ether`: the address kind is part of the field
+                if let Tok::Word(kind) = self.peek_n(2)?.clone() {
+                    if kind == "ip" || kind == "ether" {
+                        self.next()?;
+                        self.next()?;
+                        let kt = self.next()?;
+                        return mk(ExprKind::Payload { proto: w.to_string(), field: format!("{f} {kind}") }, span.to(kt.span));
+                    }
+                }
+            }
             if is_payload_field(w, &f) {
                 self.next()?;
                 let ft = self.next()?;
+                // `vlan cfi` is the old name of the drop eligible indicator
+                let f = if w == "vlan" && f == "cfi" { "dei".to_string() } else { f };
                 return mk(ExprKind::Payload { proto: w.to_string(), field: f }, span.to(ft.span));
             }
             return Ok(None);
@@ -2403,7 +2560,8 @@ impl<'a> Parser<'a> {
                 let t = self.next()?;
                 mk(ExprKind::Meta(k), span.to(t.span))
             }
-            _ if is_unqualified_meta(w) => {
+            // `ipsec in reqid 1` is the ipsec expression, a bare `ipsec` the meta key
+            _ if is_unqualified_meta(w) && !(w == "ipsec" && matches!(nw.as_deref(), Some("in" | "out"))) => {
                 self.next()?;
                 mk(ExprKind::Meta(w.to_string()), span)
             }

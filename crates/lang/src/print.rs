@@ -283,6 +283,7 @@ fn obj(s: &mut String, ob: &Obj, family: Family, o: &ListOpts) {
                 let _ = writeln!(s, "\t\t{} {}", if ts { "timestamp" } else { "" }, if sack { "sack-perm" } else { "" });
             }
         }
+        ObjBody::Tunnel(t) => tunnel_obj(s, t),
         ObjBody::Raw(r) => {
             let _ = writeln!(s, "\t\t{r}");
         }
@@ -468,6 +469,8 @@ fn elem_dt(e: &Expr) -> Dt {
 /// for small numeric types, two for IPv4 addresses and states, and one for anything else.
 fn delim(dt: Dt, count: &mut usize) -> &'static str {
     let per_line = match dt {
+        // every integer-based type nft names `integer` (lengths, raw payloads, ct zone...)
+        _ if dt.name() == "integer" => 5,
         Dt::NfProto | Dt::Integer | Dt::ArpOp | Dt::InetProto | Dt::InetService | Dt::TcpFlag | Dt::DccpPktType | Dt::Mark | Dt::IfIndex | Dt::ClassId | Dt::Uid | Dt::Gid | Dt::CtDir => 5,
         Dt::Ipv4Addr | Dt::CtState | Dt::CtStatus | Dt::PktType => 2,
         _ => 0,
@@ -802,11 +805,12 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         },
         ExprKind::DccpOpt(n) => format!("dccp option {n}"),
         ExprKind::Meta(k) => {
-            let unq = crate::proto::meta_key(k).map(|m| m.unqualified).unwrap_or(false);
+            // older key names (`secpath`) list under the current one
+            let (name, unq) = crate::proto::meta_key(k).map(|m| (m.name, m.unqualified)).unwrap_or((k.as_str(), false));
             if unq {
-                k.clone()
+                name.to_string()
             } else {
-                format!("meta {k}")
+                format!("meta {name}")
             }
         }
         ExprKind::Ct { key, dir, family } => {
@@ -869,7 +873,9 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             // nft lists both ends of a range numerically
             let mut no = *o;
             no.dt.numeric_proto = true;
+            no.dt.numeric_time = true;
             no.dt.numeric_symbol = true;
+            no.dt.numeric_time = true;
             no.dt.services = false;
             format!("{}-{}", expr_in(a, &no, ctx), expr_in(b, &no, ctx))
         }
@@ -942,4 +948,49 @@ fn bitmask_pipe(dt: Dt, v: u128, bits: u32, o: &ListOpts) -> String {
         }
     }
     parts.join(" | ")
+}
+
+/// Geneve option data as nft lists it: each byte in hex without a leading zero.
+pub fn geneve_data(bytes: &[u8]) -> String {
+    let mut d = "0x".to_string();
+    for b in bytes {
+        let _ = write!(d, "{b:x}");
+    }
+    d
+}
+
+fn tunnel_obj(s: &mut String, t: &TunnelObj) {
+    let _ = writeln!(s, "\t\tid {}", t.id);
+    for (dir, a) in [("saddr", &t.src), ("daddr", &t.dst)] {
+        if let Some((v6, addr)) = a {
+            let _ = writeln!(s, "\t\t{} {dir} {addr}", if *v6 { "ip6" } else { "ip" });
+        }
+    }
+    for (k, v) in [("sport", t.sport as u32), ("dport", t.dport as u32), ("tos", t.tos as u32), ("ttl", t.ttl as u32)] {
+        if v != 0 {
+            let _ = writeln!(s, "\t\t{k} {v}");
+        }
+    }
+    match &t.opts {
+        TunnelOpts::None => {}
+        TunnelOpts::Vxlan { gbp } => {
+            let _ = writeln!(s, "\t\tvxlan {{\n\t\t\tgbp {gbp}\n\t\t}}");
+        }
+        TunnelOpts::Erspan { version, index, egress, hwid } => {
+            let _ = writeln!(s, "\t\terspan {{\n\t\t\tversion {version}");
+            if *version == 1 {
+                let _ = writeln!(s, "\t\t\tindex {index}");
+            } else {
+                let _ = writeln!(s, "\t\t\tdirection {}\n\t\t\tid {hwid}", if *egress { "egress" } else { "ingress" });
+            }
+            s.push_str("\t\t}\n");
+        }
+        TunnelOpts::Geneve(list) => {
+            s.push_str("\t\tgeneve {\n");
+            for (class, typ, data) in list {
+                let _ = writeln!(s, "\t\t\tclass 0x{class:x} opt-type 0x{typ:x} data \"{}\"", geneve_data(data));
+            }
+            s.push_str("\t\t}\n");
+        }
+    }
 }

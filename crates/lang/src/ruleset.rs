@@ -458,6 +458,7 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
             }
             crate::setorder::sort_set(s);
         }
+        let objs: Vec<(String, String)> = t.objs.iter().map(|o| (o.kind.clone(), o.name.clone())).collect();
         for c in &mut t.chains {
             let (hook, ctype) = match &c.hook {
                 Some(h) => (Some(h.hook.as_str()), Some(h.kind.as_str())),
@@ -466,8 +467,10 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
             let ctx = Ctx { family: t.family, hook, chain_type: ctype, sets: &infos, flowtables: &flowtables, chains: &chains };
             for r in &mut c.rules {
                 eval::eval_rule(&ctx, r)?;
+                crate::stmt_eval::check_obj_refs(&objs, r)?;
             }
         }
+        crate::setelem::normalize_table(t);
     }
     Ok(())
 }

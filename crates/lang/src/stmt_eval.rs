@@ -658,6 +658,65 @@ pub fn eval_fwd(ctx: &Ctx, family: &Option<String>, addr: &mut Option<Expr>, dev
     Ok(())
 }
 
+/// Meta keys the kernel can write, and the hooks that allows it in (None: any).
+fn meta_settable(key: &str) -> Option<Option<&'static str>> {
+    match key {
+        "mark" | "priority" | "pkttype" | "nftrace" | "secmark" => Some(None),
+        // the bridge decides to route a frame only before forwarding it
+        "broute" => Some(Some("prerouting")),
+        _ => None,
+    }
+}
+
+/// What a `set` statement may write: one value (not a set of them), to a key that can be
+/// written.
+pub fn check_mangle(ctx: &Ctx, key: &Expr, value: &Expr, span: Span) -> Result<()> {
+    if matches!(value.kind, ExprKind::Set(_) | ExprKind::SetRef(_)) {
+        return err(value.span, "a set statement takes a single value, not a set");
+    }
+    match &key.kind {
+        ExprKind::Meta(k) => match meta_settable(k) {
+            None => return err(span, format!("Could not process rule: Operation not supported\nmeta {k} cannot be set")),
+            Some(Some(hook)) if ctx.hook.is_some_and(|h| h != hook) => {
+                return err(span, format!("Could not process rule: Operation not supported\nmeta {k} can only be set in the {hook} hook"));
+            }
+            _ => {}
+        },
+        ExprKind::Ct { key: k, dir, .. } => {
+            if !matches!(k.as_str(), "mark" | "label" | "zone" | "event" | "secmark" | "helper" | "timeout" | "expectation") {
+                return err(span, format!("Could not process rule: Operation not supported\nct {k} cannot be set"));
+            }
+            if dir.is_some() && k != "zone" {
+                return err(span, format!("ct {k} does not take a direction"));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Named objects a rule refers to (`counter name "c"`, `ct helper set "ftp"`, and the values
+/// of an object map) must exist in the table.
+pub fn check_obj_refs(objs: &[(String, String)], rule: &Rule) -> Result<()> {
+    for st in &rule.stmts {
+        let StmtKind::ObjRef { kind, name } = &st.kind else { continue };
+        let names: Vec<&Expr> = match &name.kind {
+            ExprKind::Map(..) => map_values(name),
+            _ => vec![name],
+        };
+        for n in names {
+            let text = match &n.kind {
+                ExprKind::Const(Const { val: Val::Str(s), .. }) | ExprKind::Quoted(s) | ExprKind::Symbol(s) => s,
+                _ => continue,
+            };
+            if !objs.iter().any(|(k, o)| k == kind && o == text) {
+                return err(n.span, format!("Could not process rule: No such file or directory\n{kind} '{text}' does not exist"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// nft's checks on a log statement: the netlink group options (group, snaplen,
 /// queue-threshold) exclude a level and flags, and the audit level takes nothing else.
 pub fn check_log(l: &LogStmt, span: Span) -> Result<()> {
@@ -869,6 +928,56 @@ pub(crate) mod tests {
         ok("ip", "dup to 192.168.2.1 device \"lo\"", "dup to 192.168.2.1 device \"lo\"");
         ok("netdev", "fwd ip to 192.168.2.200 device \"lo\"", "fwd ip to 192.168.2.200 device \"lo\"");
         fails("ip", "fwd to \"lo\"");
+    }
+
+    #[test]
+    fn mangle_values() {
+        ok("ip", "ct event set new,destroy", "ct event set new,destroy");
+        ok("ip", "ct event set new | related | destroy | label", "ct event set new,related,destroy,label");
+        fails("ip", "ct mark set {0x11333, 0x11}");
+        fails("ip", "meta mark set {0xffff, 0xcc}");
+        fails("bridge", "meta broute set 1");
+        fails("bridge", "meta ibrhwaddr set 00:1a:2b:3c:4d:5e");
+        ok("ip", "meta nftrace set 1", "meta nftrace set 1");
+    }
+
+    #[test]
+    fn object_references() {
+        let pre = "add table ip t\nadd chain ip t c { type filter hook input priority 0; }\nadd counter ip t cnt1\n";
+        let load = |rule: &str| load_str("test.nft", &format!("{pre}add rule ip t c {rule}\n"), &LoadOpts::default()).map(|_| ()).map_err(|e| e.rendered);
+        assert!(load("counter name \"cnt1\"").is_ok());
+        assert!(load("counter name tcp dport map { 443 : \"cnt1\" }").is_ok());
+        assert!(load("counter name \"cnt3\"").is_err());
+        assert!(load("counter name tcp dport map { 443 : \"cnt3\" }").is_err());
+        assert!(load("quota name \"cnt1\"").is_err());
+    }
+
+    #[test]
+    fn statements_keep_protocol_matches_before_them() {
+        ok("ip", "ip protocol tcp meta mark set 1 tcp dport 22", "ip protocol 6 meta mark set 0x00000001 tcp dport 22");
+        ok("inet", "meta nfproto ipv4 counter ip saddr 1.2.3.4", "meta nfproto ipv4 counter ip saddr 1.2.3.4");
+        ok("ip", "ip protocol tcp tcp dport 22 counter", "tcp dport 22 counter");
+    }
+
+    #[test]
+    fn tunnel_objects() {
+        let text = "table netdev x {\n\ttunnel t1 {\n\t\tttl 10; id 7\n\t\tip saddr 192.168.2.10\n\t\tsport 0\n\t\tgeneve {\n\t\t\tclass 0x10 opt-type 0x2 data \"0x0a0b\"\n\t\t}\n\t}\n\tchain c {\n\t\ttunnel name \"t1\"\n\t}\n}\n";
+        let rs = load_str("test.nft", text, &LoadOpts::default()).map_err(|e| e.rendered).unwrap();
+        let out = crate::print::ruleset(&rs, &Default::default());
+        assert!(out.contains("\ttunnel t1 {\n\t\tid 7\n\t\tip saddr 192.168.2.10\n\t\tttl 10\n\t\tgeneve {\n\t\t\tclass 0x10 opt-type 0x2 data \"0xab\"\n\t\t}\n\t}\n"), "{out}");
+        assert!(out.contains("\t\ttunnel name \"t1\"\n"), "{out}");
+    }
+
+    #[test]
+    fn tunnel_object_json() {
+        let text = "table netdev x {\n\ttunnel v {\n\t\tid 20\n\t\tip saddr 192.168.2.20\n\t\tvxlan {\n\t\t\tgbp 200\n\t\t}\n\t}\n\ttunnel e {\n\t\tid 1\n\t\terspan {\n\t\t\tversion 2\n\t\t\tdirection egress\n\t\t\tid 10\n\t\t}\n\t}\n}\n";
+        let rs = load_str("test.nft", text, &LoadOpts::default()).map_err(|e| e.rendered).unwrap();
+        let j = crate::json::ruleset_to_json(&rs, &Default::default()).to_string();
+        assert!(j.contains("\"src-ipv4\":\"192.168.2.20\""), "{j}");
+        assert!(j.contains("\"type\":\"vxlan\",\"tunnel\":{\"gbp\":200}"), "{j}");
+        assert!(j.contains("\"dir\":\"egress\""), "{j}");
+        let out = crate::print::ruleset(&rs, &Default::default());
+        assert!(out.contains("\t\terspan {\n\t\t\tversion 2\n\t\t\tdirection egress\n\t\t\tid 10\n\t\t}\n"), "{out}");
     }
 
     #[test]

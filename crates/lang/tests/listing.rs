@@ -107,3 +107,28 @@ fn typeof_object_and_queue_maps() {
 fn classid_is_one_token() {
     round_trip("table ip x {\n\tmap m {\n\t\ttype ipv4_addr : classid\n\t\telements = { 10.1.26.2 : 1:bbf8 }\n\t}\n\n\tchain c {\n\t\tmeta priority set 1:2\n\t}\n}\n");
 }
+
+#[test]
+fn ranges_list_numerically_and_flag_elements_with_pipes() {
+    round_trip("table inet t {\n\tset s3 {\n\t\ttype inet_proto\n\t\tflags interval\n\t\telements = { 10-20, 50-60 }\n\t}\n\n\tset f {\n\t\ttype tcp_flag\n\t\telements = { fin | ack, syn }\n\t}\n}\n");
+}
+
+#[test]
+fn ipsec_xfrm_selector_in_typeof_and_constants_in_set_lookups() {
+    round_trip("table ip t {\n\tset s {\n\t\ttypeof ipsec in reqid . iif\n\t\tsize 16\n\t\tflags interval\n\t}\n\n\tset s1 {\n\t\ttype ipv4_addr . ipv4_addr . inet_service\n\t}\n\n\tchain c2 {\n\t\tipsec in reqid . \"lo\" @s\n\t\tip saddr . 1.2.3.4 . 80 @s1\n\t}\n}\n");
+}
+
+#[test]
+fn ip_option_value_is_sixteen_bits() {
+    round_trip("table ip t {\n\tset s5 {\n\t\ttypeof ip option ra value\n\t\telements = { 1, 1024 }\n\t}\n}\n");
+}
+
+#[test]
+fn tunnel_objects() {
+    round_trip("table netdev x {\n\ttunnel g {\n\t\tid 10\n\t\tip saddr 192.168.2.10\n\t\tdport 10\n\t\tgeneve {\n\t\t\tclass 0x1 opt-type 0x1 data \"0x12345678\"\n\t\t}\n\t}\n\n\ttunnel e {\n\t\tid 40\n\t\terspan {\n\t\t\tversion 2\n\t\t\tdirection ingress\n\t\t\tid 10\n\t\t}\n\t}\n\n\tchain x {\n\t\ttunnel name ip saddr map { 10.141.10.123 : \"g\" }\n\t}\n}\n");
+    // zero fields are not listed, options follow nft's order
+    assert_eq!(
+        list("table netdev x { tunnel v { vxlan { gbp 200 }; ttl 0; id 20; tos 10 } }"),
+        "table netdev x {\n\ttunnel v {\n\t\tid 20\n\t\ttos 10\n\t\tvxlan {\n\t\t\tgbp 200\n\t\t}\n\t}\n}\n"
+    );
+}

@@ -1,0 +1,201 @@
+//! `nft-offload simulate`: replay a capture through a ruleset and a topology, offline and
+//! deterministically, and report what the router did.
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use nft_engine::counters::Report;
+use nft_engine::router::{Config, Frame, Port, Router, TxFrame};
+use nft_engine::rules;
+use nft_engine::topology::{Encap, Topology};
+use nft_lang::ruleset::{load_file, load_str, LoadOpts};
+
+use crate::defaults;
+
+pub struct Args {
+    pub ruleset: Option<PathBuf>,
+    pub topology: Option<PathBuf>,
+    pub pcap: Option<PathBuf>,
+    pub pcap_iface: Option<String>,
+    pub output: Option<PathBuf>,
+    pub json: bool,
+    pub trace: bool,
+    pub flows: usize,
+    pub seed: u64,
+}
+
+/// Errors a user can fix (bad files), told apart from bugs for the exit code.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn input(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(InputError(msg.into()))
+}
+
+/// The ruleset compiled for the dataplane.
+pub fn load_rules(path: Option<&Path>) -> Result<rules::Ruleset> {
+    let ast = match path {
+        Some(p) => load_file(p, &LoadOpts::default()).map_err(|e| input(e.rendered.trim_end().to_string()))?,
+        None => load_str("the default ruleset", defaults::RULESET, &LoadOpts::default()).map_err(|e| anyhow!("{}", e.rendered))?,
+    };
+    rules::compile(&ast).map_err(|e| input(format!("{}: {e}", path.map(|p| p.display().to_string()).unwrap_or_else(|| "the default ruleset".into()))))
+}
+
+/// The topology interface a capture interface name stands for: the interface itself, or
+/// the sub-interface (VLAN, QinQ, PPPoE) whose parent port it is.
+fn ingress_index(topo: &Topology, name: &str) -> Option<usize> {
+    if let Some(i) = topo.interface(name) {
+        return Some(i.index);
+    }
+    topo.interfaces
+        .iter()
+        .find(|i| match &i.encap {
+            Encap::Vlan { parent, .. } | Encap::QinQ { parent, .. } | Encap::Pppoe { parent, .. } => parent == name,
+            Encap::None => false,
+        })
+        .map(|i| i.index)
+}
+
+fn port_name(topo: &Topology, p: Port) -> String {
+    match p {
+        Port::Host => "host".to_string(),
+        Port::Iface(i) => match &topo.interfaces[i].encap {
+            // frames of a sub-interface leave on its parent port, tag or session included
+            Encap::Vlan { parent, .. } | Encap::QinQ { parent, .. } | Encap::Pppoe { parent, .. } => parent.clone(),
+            Encap::None => topo.interfaces[i].name.clone(),
+        },
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let topo = defaults::load_topology(a.topology.as_deref()).map_err(|e| input(e.to_string()))?;
+    let rules = load_rules(a.ruleset.as_deref())?;
+    let frames: Vec<nft_io::Frame> = match &a.pcap {
+        Some(p) => {
+            let iface = a.pcap_iface.clone().unwrap_or_default();
+            let mut v = vec![];
+            let rd = nft_io::open_capture(p, &iface).map_err(|e| input(format!("{}: {e}", p.display())))?;
+            for f in rd {
+                match f {
+                    Ok(f) => v.push(f),
+                    Err(e) if e.is_fatal() => return Err(input(format!("{}: {e}", p.display()))),
+                    Err(e) => eprintln!("warning: {}: {e}", p.display()),
+                }
+            }
+            v
+        }
+        None => {
+            let cfg = defaults::gen_config(&topo, a.seed, a.flows, if a.topology.is_none() { defaults::default_forwards() } else { vec![] })?;
+            nft_io::generate(&cfg).map_err(|e| anyhow!("{e}"))?.frames
+        }
+    };
+    // map capture interfaces once
+    let mut names: Vec<(String, usize)> = vec![];
+    for f in &frames {
+        if names.iter().any(|(n, _)| *n == f.iface) {
+            continue;
+        }
+        let Some(i) = ingress_index(&topo, &f.iface) else {
+            let known: Vec<&str> = topo.interfaces.iter().map(|i| i.name.as_str()).collect();
+            bail!(InputError(format!("the capture has packets on interface {:?}, which the topology does not have (it has {})", f.iface, known.join(", "))));
+        };
+        names.push((f.iface.clone(), i));
+    }
+    let cfg = Config { trace: a.trace, ..Config::default() };
+    let mut router = Router::new(topo, rules, cfg);
+    let mut writer = match &a.output {
+        Some(p) => {
+            let f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            Some(nft_io::PcapngWriter::new(BufWriter::new(f)).map_err(|e| anyhow!("{}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let progress = std::io::stderr().is_terminal() && frames.len() > 20_000;
+    let mut out: Vec<TxFrame> = Vec::new();
+    let mut last = Duration::ZERO;
+    let stdout = std::io::stdout();
+    let mut so = stdout.lock();
+    for (n, f) in frames.iter().enumerate() {
+        let ingress = names.iter().find(|(x, _)| *x == f.iface).map(|(_, i)| *i).unwrap_or(0);
+        let mut burst = [Frame { ingress, data: f.data.clone() }];
+        out.clear();
+        // time never runs backwards for the router, even if the capture does
+        last = last.max(f.ts);
+        router.process(&mut burst, last, &mut out);
+        if a.trace {
+            for l in router.take_trace() {
+                writeln!(so, "{l}")?;
+            }
+        }
+        if let Some(w) = writer.as_mut() {
+            for t in &out {
+                let name = port_name(router.topology(), t.egress);
+                w.write_packet(&name, f.ts, &t.data, None).map_err(|e| anyhow!("writing the output capture: {e}"))?;
+            }
+        }
+        if progress && n % 10_000 == 0 {
+            eprint!("\r{:>3}% {n}/{} packets", n * 100 / frames.len(), frames.len());
+        }
+    }
+    if progress {
+        eprintln!("\r100% {}/{} packets", frames.len(), frames.len());
+    }
+    if let Some(w) = writer {
+        w.finish().map_err(|e| anyhow!("writing the output capture: {e}"))?;
+    }
+    let report = router.report(last);
+    if a.json {
+        writeln!(so, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(so, "{}", text_report(&report, &a))?;
+    }
+    Ok(())
+}
+
+pub fn text_report(r: &Report, a: &Args) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let src = match &a.pcap {
+        Some(p) => p.display().to_string(),
+        None => format!("generated traffic ({} flows, seed {})", a.flows, a.seed),
+    };
+    let _ = writeln!(s, "nft-offload simulate: {src}");
+    let _ = writeln!(s, "packets: {} in ({} bytes), {} out ({} bytes), {} to the host", r.packets_in, r.bytes_in, r.packets_out, r.bytes_out, r.host_packets);
+    let _ = writeln!(s, "paths: {} slow path, {} fast path, {} flows offloaded ({} flow add requests, {} admitted)", r.slow_path_packets, r.fast_path_packets, r.flows_offloaded, r.flow_add_requests, r.flows_admitted);
+    let _ = writeln!(s, "\ninterfaces:");
+    for i in &r.interfaces {
+        let _ = writeln!(s, "  {:<10} rx {:>8} packets {:>12} bytes   tx {:>8} packets {:>12} bytes", i.name, i.rx_packets, i.rx_bytes, i.tx_packets, i.tx_bytes);
+    }
+    let total: u64 = r.drops.values().sum();
+    let _ = writeln!(s, "\ndrops: {total}");
+    for (k, v) in &r.drops {
+        let _ = writeln!(s, "  {k:<24} {v:>8}");
+    }
+    if !r.ct_invalid.is_empty() {
+        let _ = writeln!(s, "\nct state invalid:");
+        for (k, v) in &r.ct_invalid {
+            let _ = writeln!(s, "  {k:<24} {v:>8}");
+        }
+    }
+    let _ = writeln!(s, "\nNAT: {} bindings, {} packets translated", r.nat_bindings, r.nat_packets);
+    let _ = writeln!(s, "answers: {} ICMP errors, {} TCP resets, {} ARP replies", r.icmp_errors_sent, r.tcp_resets_sent, r.arp_replies);
+    let _ = writeln!(s, "\nconnections: {} live ({} created, {} expired, {} early drops)", r.connections_total, r.conntrack_new, r.conntrack_expired, r.conntrack_early_drop);
+    for (k, v) in &r.connections {
+        let _ = writeln!(s, "  {k:<24} {v:>8}");
+    }
+    let _ = writeln!(s, "\ntop rules by hits:");
+    for h in r.top_rules.iter().take(10) {
+        let _ = writeln!(s, "  {:>8}  {} {}: {}", h.hits, h.table, h.chain, h.rule);
+    }
+    s
+}

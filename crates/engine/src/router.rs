@@ -1,0 +1,915 @@
+//! The slow path of `../shared/DESIGN.md`: every packet walks parse → netdev ingress → raw
+//! prerouting → conntrack → prerouting (DNAT) → route → input or forward → postrouting (SNAT,
+//! masquerade) → conntrack confirm → neighbour → link header, as the Linux stack does it.
+//!
+//! Time is an argument of [`Router::process`]; nothing here reads a clock. No input panics: a
+//! frame the router cannot use is dropped under a named reason (see [`counters::Drop`] and
+//! [`nft_wire::ParseError`]).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use nft_conntrack::{apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState, Rewrite, Status, Table};
+use nft_lang::ast::Family;
+use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
+
+use crate::admission;
+use crate::answer;
+use crate::counters::{Counters, Drop, InterfaceReport, Report, RuleHits};
+use crate::fib::{Fib, NextHop, RouteKind};
+use crate::l2::{self, Ports, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use crate::rules::{self, Actions, ChainType, CtInfo, Hook, HookVerdict, NatKind, NatSpec, Pkt, Reject, Ruleset, State, TraceLine};
+use crate::topology::{Interface, Mac, Topology};
+
+/// Where a frame leaves: an interface of the topology, or the router's own stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Port {
+    Iface(usize),
+    Host,
+}
+
+/// A received frame and the interface (index in the topology) it arrived on. A frame of a
+/// VLAN or PPPoE interface may arrive on that interface or on its parent port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub ingress: usize,
+    pub data: Vec<u8>,
+}
+
+/// A frame to transmit, link header included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxFrame {
+    pub egress: Port,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub conntrack: nft_conntrack::Config,
+    /// Conntrack slots GC looks at per call of [`Router::process`], on top of two per frame,
+    /// so that expiry keeps up with the traffic at a bounded cost per burst.
+    pub gc_budget: usize,
+    /// Keep each packet's walk through hooks, chains and rules (`nft monitor trace`).
+    pub trace: bool,
+    /// Log lines (`log` statements) kept; later ones are only counted.
+    pub log_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { conntrack: nft_conntrack::Config::default(), gc_budget: 64, trace: false, log_capacity: 10_000 }
+    }
+}
+
+/// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
+fn hook_manip(hook: Hook) -> Manip {
+    match hook {
+        Hook::Prerouting | Hook::Output => Manip::Dst,
+        _ => Manip::Src,
+    }
+}
+
+fn manip_done(m: Manip) -> Status {
+    match m {
+        Manip::Src => Status::SRC_NAT_DONE,
+        Manip::Dst => Status::DST_NAT_DONE,
+    }
+}
+
+/// A NAT statement's spec with its evaluated address and port ranges.
+type NatRequest = (NatSpec, Option<(u128, u128)>, Option<(u16, u16)>);
+
+/// The statements a chain handed over, carried out between chains.
+#[derive(Default)]
+struct Act {
+    nat: Option<NatRequest>,
+    reject: Option<Reject>,
+    flow_add: u32,
+    notrack: bool,
+    logs: Vec<(Option<String>, u8)>,
+}
+
+impl Actions for Act {
+    fn nat(&mut self, _pkt: &Pkt, spec: &NatSpec, addr: Option<(u128, u128)>, port: Option<(u16, u16)>) {
+        // NAT is terminal, so a chain hands over at most one.
+        self.nat = Some((spec.clone(), addr, port));
+    }
+    fn reject(&mut self, _pkt: &Pkt, r: &Reject) {
+        self.reject = Some(r.clone());
+    }
+    fn flow_add(&mut self, _pkt: &Pkt, _flowtable: &str) {
+        self.flow_add += 1;
+    }
+    fn notrack(&mut self, _pkt: &Pkt) {
+        self.notrack = true;
+    }
+    fn log(&mut self, _pkt: &Pkt, prefix: Option<&str>, level: u8, _rule: &str) {
+        self.logs.push((prefix.map(str::to_owned), level));
+    }
+}
+
+/// One packet's state on its walk.
+struct Walk {
+    iif: usize,
+    oif: Option<usize>,
+    v6: bool,
+    mark: u32,
+    pkttype: u8,
+    /// `notrack` in a raw chain.
+    notrack: bool,
+    /// The packet went through conntrack (so a missing `conn` means invalid).
+    tracked: bool,
+    conn: Option<(ConnId, Direction)>,
+    state: CtState,
+    src_mac: Mac,
+    /// What puts the destination back as it arrived, when prerouting NAT changed it: errors
+    /// the router sends quote what the sender sent (the kernel gets there by translating its
+    /// errors back through conntrack). Only errors pay for the copy.
+    dst_undo: Option<Rewrite>,
+}
+
+/// What the walk decided for a packet that was not dropped.
+enum Fate {
+    Host,
+    Tx { egress: usize, dst_mac: Mac },
+}
+
+/// The router: topology, FIB, compiled ruleset and its state, connection table, counters.
+pub struct Router {
+    topo: Topology,
+    ports: Ports,
+    fib: Fib,
+    rules: Ruleset,
+    state: State,
+    ct: Table,
+    cfg: Config,
+    counters: Counters,
+    ifnames: Vec<u128>,
+    logs: Vec<String>,
+    trace: Vec<String>,
+    packet_no: u64,
+}
+
+fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u32::from(v) as u128,
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn bits_addr(v: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(v))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(v as u32))
+    }
+}
+
+fn is_mcast_or_bcast(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => v.is_multicast() || v.is_broadcast(),
+        IpAddr::V6(v) => v.is_multicast(),
+    }
+}
+
+impl Router {
+    pub fn new(topo: Topology, rules: Ruleset, cfg: Config) -> Router {
+        let ports = Ports::new(&topo);
+        let fib = topo.build_fib();
+        let state = State::new(&rules);
+        let ct = Table::new(cfg.conntrack.clone());
+        let counters = Counters::new(topo.interfaces.len());
+        let ifnames = topo.interfaces.iter().map(|i| rules::ifname_value(&i.name)).collect();
+        Router { topo, ports, fib, rules, state, ct, cfg, counters, ifnames, logs: vec![], trace: vec![], packet_no: 0 }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    pub fn conntrack(&self) -> &Table {
+        &self.ct
+    }
+
+    pub fn conntrack_mut(&mut self) -> &mut Table {
+        &mut self.ct
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn rule_state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.rules
+    }
+
+    /// Log lines of `log` statements so far (up to the configured capacity).
+    pub fn logs(&self) -> &[String] {
+        &self.logs
+    }
+
+    /// The trace lines gathered since the last call (with `Config::trace`).
+    pub fn take_trace(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.trace)
+    }
+
+    /// Runs a burst of frames through the slow path. Frames' buffers are taken (left empty);
+    /// what leaves is appended to `out`, in order.
+    pub fn process(&mut self, burst: &mut [Frame], now: Duration, out: &mut Vec<TxFrame>) {
+        let budget = self.cfg.gc_budget.saturating_add(burst.len().saturating_mul(2));
+        self.ct.gc(now, budget);
+        for f in burst.iter_mut() {
+            let data = std::mem::take(&mut f.data);
+            self.packet_no += 1;
+            if self.cfg.trace {
+                self.trace_packet(f.ingress, &data);
+            }
+            self.receive(f.ingress, data, now, out);
+        }
+    }
+
+    fn transmit(&mut self, egress: Port, data: Vec<u8>, out: &mut Vec<TxFrame>) {
+        match egress {
+            Port::Iface(i) => {
+                if let Some(c) = self.counters.tx.get_mut(i) {
+                    c.add(data.len());
+                }
+            }
+            Port::Host => self.counters.host.add(data.len()),
+        }
+        out.push(TxFrame { egress, data });
+    }
+
+    fn receive(&mut self, ingress: usize, mut data: Vec<u8>, now: Duration, out: &mut Vec<TxFrame>) {
+        match self.counters.rx.get_mut(ingress) {
+            Some(c) => c.add(data.len()),
+            None => return self.counters.drop(Drop::NoInterface),
+        }
+        let meta = match parse_frame(&data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.parse[e.index()] += 1;
+                return;
+            }
+        };
+        let iif = match self.ports.classify(&self.topo, ingress, &meta) {
+            Ok(i) => i,
+            Err(d) => return self.counters.drop(if meta.ip_version.is_none() { Drop::NotIp } else { d }),
+        };
+        let iface = &self.topo.interfaces[iif];
+        if !iface.up {
+            return self.counters.drop(Drop::InterfaceDown);
+        }
+        if meta.ip_version.is_none() {
+            if let Some(reply) = l2::arp_reply(iface, &meta) {
+                self.counters.arp_replies += 1;
+                return self.transmit(Port::Iface(iif), reply, out);
+            }
+            return self.counters.drop(Drop::NotIp);
+        }
+        let dst = meta.dst_mac.0;
+        let l2_mcast = dst[0] & 1 != 0;
+        if !l2_mcast && dst != iface.mac {
+            return self.counters.drop(Drop::OtherHost);
+        }
+        // Neighbour discovery belongs to the kernel's stack, beside this dataplane.
+        if meta.ip_protocol == Some(IpProtocol::Icmpv6) && meta.icmp.is_some_and(|i| (133..=137).contains(&i.msg_type)) {
+            return self.counters.drop(Drop::NotIp);
+        }
+        // Rules see the frame as the logical interface delivers it: Ethernet, no tags, no
+        // PPPoE. Move the MACs next to L3 instead of moving the packet.
+        let (start, meta) = if meta.l3_offset != 14 {
+            let Some(start) = meta.l3_offset.checked_sub(14) else { return self.counters.drop(Drop::UnknownEncap) };
+            let ethertype = if meta.ip_version == Some(IpVersion::Ipv6) { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+            data.copy_within(0..12, start);
+            data[start + 12..start + 14].copy_from_slice(&ethertype.to_be_bytes());
+            match parse_frame(&data[start..]) {
+                Ok(m) => (start, m),
+                Err(e) => {
+                    self.counters.parse[e.index()] += 1;
+                    return;
+                }
+            }
+        } else {
+            (0, meta)
+        };
+        self.counters.slow_path += 1;
+        let pkttype = if dst == [0xff; 6] {
+            1
+        } else if l2_mcast {
+            2
+        } else {
+            0
+        };
+        let mut w = Walk {
+            iif,
+            oif: None,
+            v6: meta.ip_version == Some(IpVersion::Ipv6),
+            mark: 0,
+            pkttype,
+            notrack: false,
+            tracked: false,
+            conn: None,
+            state: CtState::Untracked,
+            src_mac: meta.src_mac.0,
+            dst_undo: None,
+        };
+        let mut meta = meta;
+        let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
+        match fate {
+            Err(d) => {
+                if let Some((id, _)) = w.conn {
+                    self.ct.discard(id);
+                }
+                self.counters.drop(d);
+            }
+            Ok(Fate::Host) => {
+                data.truncate(start + meta.l3_end);
+                if start > 0 {
+                    data.drain(..start);
+                }
+                self.transmit(Port::Host, data, out);
+            }
+            Ok(Fate::Tx { egress, dst_mac }) => {
+                let iface = &self.topo.interfaces[egress];
+                let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+                let frame = l2::encapsulate(data, start + meta.l3_offset, start + meta.l3_end, iface, dst_mac, ethertype);
+                self.transmit(Port::Iface(egress), frame, out);
+            }
+        }
+    }
+
+    fn families(w: &Walk) -> [Family; 2] {
+        if w.v6 {
+            [Family::Ip6, Family::Inet]
+        } else {
+            [Family::Ip, Family::Inet]
+        }
+    }
+
+    /// The walk from netdev ingress to the choice of egress. On `Err` the caller drops the
+    /// packet and discards an unconfirmed connection.
+    fn walk(&mut self, w: &mut Walk, buf: &mut [u8], meta: &mut PacketMeta, now: Duration, out: &mut Vec<TxFrame>) -> Result<Fate, Drop> {
+        self.hook(Hook::Ingress, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
+        if meta.fragment != Fragment::None {
+            return Err(Drop::Fragment);
+        }
+        // raw (and anything else before conntrack's -200) sees the packet untracked
+        self.hook(Hook::Prerouting, i32::MIN, -201, w, buf, meta, now, out)?;
+        if !w.notrack {
+            w.tracked = true;
+            match self.ct.process(meta, 0, now) {
+                Outcome::Tracked { id, dir, state } => {
+                    w.conn = Some((id, dir));
+                    w.state = state;
+                }
+                Outcome::Invalid(why) => {
+                    w.state = CtState::Invalid;
+                    *self.counters.ct_invalid.entry(why.name()).or_default() += 1;
+                }
+                Outcome::Untracked => {
+                    w.tracked = false;
+                    w.state = CtState::Untracked;
+                }
+                Outcome::Refused(_) => return Err(Drop::CtTableFull),
+            }
+        }
+        self.hook(Hook::Prerouting, -200, i32::MAX, w, buf, meta, now, out)?;
+        self.nat_rewrite(w, buf, meta, Manip::Dst)?;
+
+        let (Some(src), Some(dst)) = (meta.src_addr, meta.dst_addr) else { return Err(Drop::NotIp) };
+        let _ = src;
+        let route = if is_mcast_or_bcast(dst) { Some(RouteKind::Local(w.iif)) } else { self.fib.lookup(dst).map(|r| r.0.clone()) };
+        match route {
+            Some(RouteKind::Local(_)) => {
+                self.hook(Hook::Input, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
+                self.nat_rewrite(w, buf, meta, Manip::Src)?;
+                self.confirm(w, now)?;
+                Ok(Fate::Host)
+            }
+            Some(RouteKind::Unicast(nh)) => self.forward(w, buf, meta, nh, now, out),
+            Some(RouteKind::Blackhole) => Err(Drop::Blackhole),
+            Some(RouteKind::Unreachable) => {
+                let code = if w.v6 { answer::ICMPV6_NOROUTE } else { answer::ICMP_HOST_UNREACH };
+                self.send_unreach(w, buf, meta, code, out);
+                Err(Drop::Unreachable)
+            }
+            None => {
+                let code = if w.v6 { answer::ICMPV6_NOROUTE } else { answer::ICMP_NET_UNREACH };
+                self.send_unreach(w, buf, meta, code, out);
+                Err(Drop::NoRoute)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(&mut self, w: &mut Walk, buf: &mut [u8], meta: &mut PacketMeta, nh: NextHop, now: Duration, out: &mut Vec<TxFrame>) -> Result<Fate, Drop> {
+        let oif = nh.ifindex;
+        let Some(egress) = self.topo.interfaces.get(oif) else { return Err(Drop::NoRoute) };
+        if !egress.up {
+            return Err(Drop::NoRoute);
+        }
+        if w.pkttype != 0 {
+            return Err(Drop::NotForwardable);
+        }
+        let mtu = egress.mtu as usize;
+        // ip_forward / ip6_forward: hop limit, then size, before the forward hook.
+        if meta.ttl <= 1 {
+            let (ty, code) = if w.v6 { (answer::ICMPV6_TIME_EXCEED, 0) } else { (answer::ICMP_TIME_EXCEEDED, 0) };
+            self.send_icmp_error(w, buf, meta, ty, code, 0, out);
+            return Err(Drop::TtlExceeded);
+        }
+        let l3_len = meta.l3_end - meta.l3_offset;
+        if l3_len > mtu {
+            let l3 = &buf[meta.l3_offset..meta.l3_end];
+            if w.v6 {
+                self.send_icmp_error(w, buf, meta, answer::ICMPV6_PKT_TOOBIG, 0, mtu as u32, out);
+                return Err(Drop::MtuExceeded);
+            }
+            if Ipv4Packet::new_unchecked(l3).dont_frag() {
+                self.send_icmp_error(w, buf, meta, answer::ICMP_DEST_UNREACH, answer::ICMP_FRAG_NEEDED, mtu as u32, out);
+                return Err(Drop::MtuExceeded);
+            }
+            return Err(Drop::NeedsFragmentation);
+        }
+        decrement_ttl(buf, meta);
+        w.oif = Some(oif);
+        self.hook(Hook::Forward, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
+        self.hook(Hook::Postrouting, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
+        self.nat_rewrite(w, buf, meta, Manip::Src)?;
+        self.confirm(w, now)?;
+        let egress = &self.topo.interfaces[oif];
+        let dst_mac = match l2::fixed_peer(egress) {
+            Some(m) => m,
+            None => {
+                let next = nh.via.or(meta.dst_addr).ok_or(Drop::NoNeighbour)?;
+                *self.topo.neighbours.get(&(oif, next)).ok_or(Drop::NoNeighbour)?
+            }
+        };
+        Ok(Fate::Tx { egress: oif, dst_mac })
+    }
+
+    fn confirm(&mut self, w: &Walk, now: Duration) -> Result<(), Drop> {
+        let Some((id, _)) = w.conn else { return Ok(()) };
+        match self.ct.confirm(id, now) {
+            Ok(()) | Err(CtError::Dying) | Err(CtError::NoSuchConn) => Ok(()),
+            Err(CtError::NatExhausted) => Err(Drop::NatExhausted),
+            Err(_) => Err(Drop::CtClash),
+        }
+    }
+
+    /// Applies the connection's NAT for `manip` to the packet (both directions: DNAT of the
+    /// original and un-SNAT of replies at prerouting, the reverse at postrouting), and
+    /// re-reads the packet.
+    fn nat_rewrite(&mut self, w: &mut Walk, buf: &mut [u8], meta: &mut PacketMeta, manip: Manip) -> Result<(), Drop> {
+        let Some((id, dir)) = w.conn else { return Ok(()) };
+        let Some(rw) = self.ct.rewrite(id, dir) else { return Ok(()) };
+        let part = rw.only(manip);
+        if part.is_empty() {
+            return Ok(());
+        }
+        if manip == Manip::Dst && w.dst_undo.is_none() {
+            let old_port = match meta.icmp {
+                Some(i) => i.ident,
+                None => meta.ports.map(|p| p.1),
+            };
+            w.dst_undo = Some(Rewrite { dst_addr: part.dst_addr.and(meta.dst_addr), dst_port: part.dst_port.and(old_port), ..Rewrite::default() });
+        }
+        apply_rewrite(buf, meta, &rw, Some(manip)).map_err(|_| Drop::RewriteFailed)?;
+        *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
+        self.counters.nat_packets += 1;
+        Ok(())
+    }
+
+    fn ct_info(&self, w: &Walk, now: Duration) -> Option<CtInfo> {
+        let Some((id, dir)) = w.conn else {
+            // invalid: conntrack looked and found nothing; untracked: `ct state` alone answers
+            return (w.tracked && w.state == CtState::Invalid).then(|| CtInfo { state: CtState::Invalid.nft_bit(), ..CtInfo::default() });
+        };
+        let c = self.ct.get(id)?;
+        let (o, r) = (c.original(), c.reply());
+        let (k0, k1) = (c.counter(Direction::Original), c.counter(Direction::Reply));
+        Some(CtInfo {
+            state: w.state.nft_bit(),
+            reply: dir == Direction::Reply,
+            status: c.status().bits(),
+            mark: c.mark,
+            expiration_ms: c.expiration_ms(now).min(u32::MAX as u64) as u32,
+            zone: c.zone(),
+            l3proto: if o.is_ipv4() { 2 } else { 10 },
+            protocol: o.proto,
+            orig_src: addr_bits(o.src),
+            orig_dst: addr_bits(o.dst),
+            orig_sport: o.sport,
+            orig_dport: o.dport,
+            reply_src: addr_bits(r.src),
+            reply_dst: addr_bits(r.dst),
+            reply_sport: r.sport,
+            reply_dport: r.dport,
+            packets: [k0.packets, k1.packets],
+            bytes: [k0.bytes, k1.bytes],
+            label: c.labels,
+        })
+    }
+
+    /// Runs the base chains of `hook` with priority in `lo..=hi` for the packet's family, in
+    /// priority order, carrying out what the rules hand over between chains.
+    #[allow(clippy::too_many_arguments)]
+    fn hook(&mut self, hook: Hook, lo: i32, hi: i32, w: &mut Walk, buf: &mut [u8], meta: &mut PacketMeta, now: Duration, out: &mut Vec<TxFrame>) -> Result<(), Drop> {
+        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
+        let fams = Self::families(w);
+        let manip = hook_manip(hook);
+        let mut i = 0;
+        while i < self.rules.base.len() {
+            let b = &self.rules.base[i];
+            i += 1;
+            if b.hook != hook || b.prio < lo || b.prio > hi {
+                continue;
+            }
+            if hook == Hook::Ingress {
+                // netdev (and inet) ingress chains belong to their devices
+                let name = &self.topo.interfaces[w.iif].name;
+                if !matches!(b.family, Family::Netdev | Family::Inet) || !b.devices.iter().any(|d| d == name) {
+                    continue;
+                }
+            } else if !fams.contains(&b.family) {
+                continue;
+            }
+            if b.kind == ChainType::Nat {
+                // NAT chains see a connection's first packet only, until one binds
+                let Some((id, _)) = w.conn else { continue };
+                let Some(c) = self.ct.get(id) else { continue };
+                if c.is_confirmed() || c.status().contains(manip_done(manip)) {
+                    continue;
+                }
+            }
+            let family = b.family;
+            let ct = self.ct_info(w, now);
+            let mut act = Act::default();
+            let mut trace_lines: Vec<TraceLine> = vec![];
+            let (verdict, by_policy, mark, new_ct_mark) = {
+                let mut pkt = rules::pkt_from_frame(buf, meta, w.iif as u32 + 1, "");
+                pkt.iifname = self.ifnames.get(w.iif).copied().unwrap_or(0);
+                pkt.mark = w.mark;
+                pkt.pkttype = w.pkttype;
+                pkt.ct = ct;
+                if let Some(o) = w.oif {
+                    pkt.oif = o as u32 + 1;
+                    pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
+                    pkt.rt_mtu = self.topo.interfaces.get(o).map(|i| i.mtu as u32).unwrap_or(0);
+                }
+                let b = &self.rules.base[i - 1];
+                let tr = if self.cfg.trace { Some(&mut trace_lines) } else { None };
+                let (v, p) = rules::run_base_chain(&self.rules, &mut self.state, b, &mut pkt, now_ns, &mut act, tr);
+                (v, p, pkt.mark, pkt.new_ct_mark)
+            };
+            w.mark = mark;
+            if let (Some(m), Some((id, _))) = (new_ct_mark, w.conn) {
+                if let Some(c) = self.ct.get_mut(id) {
+                    c.mark = m;
+                }
+            }
+            if self.cfg.trace {
+                let base_chain = self.rules.base[i - 1].chain;
+                self.record_trace(base_chain, &trace_lines, verdict, by_policy);
+            }
+            for (prefix, level) in std::mem::take(&mut act.logs) {
+                self.log_line(w, meta, hook, prefix.as_deref(), level);
+            }
+            if act.notrack {
+                w.notrack = true;
+            }
+            for _ in 0..act.flow_add {
+                self.counters.flow_add_requests += 1;
+                let conn = w.conn.and_then(|(id, _)| self.ct.get(id));
+                match admission::admit(hook, family, conn, meta) {
+                    Ok(()) => self.counters.flows_admitted += 1,
+                    Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
+                }
+            }
+            if let Some(r) = act.reject.take() {
+                self.send_reject(w, buf, meta, &r, out);
+            }
+            if let Some((spec, addr, port)) = act.nat.take() {
+                self.bind_nat(w, &spec, addr, port)?;
+            }
+            match verdict {
+                HookVerdict::Accept => {}
+                HookVerdict::Drop if by_policy => return Err(Drop::PolicyDrop),
+                HookVerdict::Drop => return Err(Drop::RuleDrop),
+                HookVerdict::Queue => return Err(Drop::Queue),
+            }
+        }
+        Ok(())
+    }
+
+    /// The packet line that starts a walk: where it came in and its addresses and ports.
+    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+        let iif = self.topo.interfaces.get(ingress).map(|i| i.name.as_str()).unwrap_or("?");
+        let mut line = format!("trace id {:08x} packet: iif \"{iif}\" length {}", self.packet_no, data.len());
+        if let Ok(m) = nft_wire::parse_frame(data) {
+            if let (Some(s), Some(d)) = (m.src_addr, m.dst_addr) {
+                let fam = if s.is_ipv4() { "ip" } else { "ip6" };
+                line += &format!(" {fam} saddr {s} {fam} daddr {d} ttl {}", m.ttl);
+                match (m.ip_protocol.map(u8::from), m.ports) {
+                    (Some(6), Some((sp, dp))) => line += &format!(" tcp sport {sp} tcp dport {dp}"),
+                    (Some(17), Some((sp, dp))) => line += &format!(" udp sport {sp} udp dport {dp}"),
+                    (Some(p), _) => line += &format!(" meta l4proto {p}"),
+                    _ => {}
+                }
+            }
+        }
+        self.trace.push(line);
+    }
+
+    /// One base chain's part of a packet's walk, in `nft monitor trace`'s words:
+    /// `trace id 0000002a inet fw4 forward rule ... (verdict accept)`, and the policy when the
+    /// chain ran off its end.
+    fn record_trace(&mut self, base_chain: usize, lines: &[TraceLine], verdict: HookVerdict, by_policy: bool) {
+        let id = self.packet_no;
+        for l in lines {
+            let c = &self.rules.chains[l.chain];
+            if let Some(r) = l.rule.and_then(|r| c.rules.get(r)) {
+                self.trace.push(format!("trace id {id:08x} {} {} {} rule {} (verdict {})", c.family.name(), c.table, c.name, r.text, l.verdict));
+            }
+        }
+        if by_policy {
+            let c = &self.rules.chains[base_chain];
+            let v = match verdict {
+                HookVerdict::Accept => "accept",
+                HookVerdict::Drop => "drop",
+                HookVerdict::Queue => "queue",
+            };
+            self.trace.push(format!("trace id {id:08x} {} {} {} policy {v}", c.family.name(), c.table, c.name));
+        }
+    }
+
+    fn log_line(&mut self, w: &Walk, meta: &PacketMeta, hook: Hook, prefix: Option<&str>, level: u8) {
+        self.counters.log_lines += 1;
+        if self.logs.len() >= self.cfg.log_capacity {
+            return;
+        }
+        let name = |i: Option<usize>| i.and_then(|i| self.topo.interfaces.get(i)).map_or("", |i| i.name.as_str());
+        let mut s = format!(
+            "{}IN={} OUT={} hook={hook:?} level={level} SRC={} DST={} LEN={} TTL={} PROTO={}",
+            prefix.unwrap_or(""),
+            name(Some(w.iif)),
+            name(w.oif),
+            meta.src_addr.map_or(String::new(), |a| a.to_string()),
+            meta.dst_addr.map_or(String::new(), |a| a.to_string()),
+            meta.ip_total_len,
+            meta.ttl,
+            meta.ip_protocol.map_or(0, u8::from),
+        );
+        if let Some((sp, dp)) = meta.ports {
+            s.push_str(&format!(" SPT={sp} DPT={dp}"));
+        }
+        if w.mark != 0 {
+            s.push_str(&format!(" MARK=0x{:x}", w.mark));
+        }
+        self.logs.push(s);
+    }
+
+    fn iface_addr(&self, i: usize, v6: bool) -> Option<IpAddr> {
+        let iface: &Interface = self.topo.interfaces.get(i)?;
+        iface.addresses.iter().map(|(a, _)| *a).find(|a| a.is_ipv6() == v6)
+    }
+
+    fn bind_nat(&mut self, w: &Walk, spec: &NatSpec, addr: Option<(u128, u128)>, port: Option<(u16, u16)>) -> Result<(), Drop> {
+        let Some((id, _)) = w.conn else { return Ok(()) };
+        if addr.is_some() && spec.ipv6 != w.v6 && matches!(spec.kind, NatKind::Snat | NatKind::Dnat) {
+            // an address of the other family: the kernel's rule would not have matched
+            return Ok(());
+        }
+        let range = NatRange {
+            addrs: addr.map(|(lo, hi)| (bits_addr(lo, w.v6), bits_addr(hi, w.v6))),
+            ports: port.map(|(lo, hi)| (lo.min(hi), lo.max(hi))),
+            persistent: spec.persistent,
+            random: spec.random,
+            fully_random: spec.fully_random,
+        };
+        let r = match spec.kind {
+            NatKind::Snat => self.ct.snat(id, &range),
+            NatKind::Dnat => self.ct.dnat(id, &range),
+            NatKind::Masquerade => {
+                let oif = w.oif.ok_or(Drop::NatFailed)?;
+                let a = self.iface_addr(oif, w.v6).ok_or(Drop::NatFailed)?;
+                self.ct.masquerade(id, a, oif as u32, &range)
+            }
+            NatKind::Redirect => {
+                let a = self.iface_addr(w.iif, w.v6).ok_or(Drop::NatFailed)?;
+                self.ct.redirect(id, a, range.ports)
+            }
+        };
+        match r {
+            Ok(()) => {
+                self.counters.nat_bindings += 1;
+                Ok(())
+            }
+            Err(CtError::AlreadyBound) => Ok(()),
+            Err(CtError::NatExhausted) => Err(Drop::NatExhausted),
+            Err(_) => Err(Drop::NatFailed),
+        }
+    }
+
+    /// The IP packet an error about this packet quotes: as it arrived, before DNAT.
+    fn offending<'b>(w: &Walk, buf: &'b [u8], meta: &PacketMeta) -> Cow<'b, [u8]> {
+        let l3 = buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[]);
+        let Some(undo) = w.dst_undo else { return Cow::Borrowed(l3) };
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&(if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 }).to_be_bytes());
+        f.extend_from_slice(l3);
+        if let Ok(m) = parse_frame(&f) {
+            if apply_rewrite(&mut f, &m, &undo, None).is_ok() {
+                f.drain(..14);
+                return Cow::Owned(f);
+            }
+        }
+        Cow::Borrowed(l3)
+    }
+
+    /// Whether an ICMP error may answer this packet (RFC 1122 3.2.2, RFC 4443 2.4 (e)): not
+    /// for errors, non-first fragments, link or IP broadcasts and multicasts, or packets
+    /// from nowhere.
+    fn may_answer(w: &Walk, meta: &PacketMeta) -> bool {
+        if w.pkttype != 0 || meta.fragment == Fragment::NonFirst {
+            return false;
+        }
+        if meta.icmp.is_some_and(|i| i.is_error) {
+            return false;
+        }
+        if meta.ip_protocol == Some(IpProtocol::Icmp) && meta.icmp.is_none() {
+            return false;
+        }
+        match (meta.src_addr, meta.dst_addr) {
+            (Some(s), Some(d)) => !s.is_unspecified() && !is_mcast_or_bcast(s) && !is_mcast_or_bcast(d),
+            _ => false,
+        }
+    }
+
+    /// The source of an error: the address the packet was sent to if it is the router's, else
+    /// the ingress interface's address of the family (`icmp_send` with the route back).
+    fn error_source(&self, w: &Walk, offending_dst: Option<IpAddr>) -> Option<IpAddr> {
+        if let Some(d) = offending_dst {
+            if matches!(self.fib.lookup(d), Some((RouteKind::Local(_), _))) {
+                return Some(d);
+            }
+        }
+        self.iface_addr(w.iif, w.v6)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_icmp_error(&mut self, w: &Walk, buf: &[u8], meta: &PacketMeta, ty: u8, code: u8, rest: u32, out: &mut Vec<TxFrame>) {
+        if !Self::may_answer(w, meta) {
+            return;
+        }
+        let offending = Self::offending(w, buf, meta);
+        let odst = if w.v6 {
+            nft_wire::Ipv6Packet::new_checked(&offending[..]).ok().map(|p| IpAddr::V6(p.dst_addr()))
+        } else {
+            Ipv4Packet::new_checked(&offending[..]).ok().map(|p| IpAddr::V4(p.dst_addr()))
+        };
+        let l3 = match self.error_source(w, odst) {
+            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, &offending, ty, code, rest),
+            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, &offending, ty, code, rest),
+            _ => None,
+        };
+        if let Some(l3) = l3 {
+            self.counters.icmp_errors_sent += 1;
+            self.send_back(w, &l3, out);
+        }
+    }
+
+    fn send_unreach(&mut self, w: &Walk, buf: &[u8], meta: &PacketMeta, code: u8, out: &mut Vec<TxFrame>) {
+        let ty = if w.v6 { answer::ICMPV6_DEST_UNREACH } else { answer::ICMP_DEST_UNREACH };
+        self.send_icmp_error(w, buf, meta, ty, code, 0, out);
+    }
+
+    /// Sends a packet the router made back out of the interface the offending packet came in
+    /// on, to the MAC it came from.
+    fn send_back(&mut self, w: &Walk, l3: &[u8], out: &mut Vec<TxFrame>) {
+        let iface = &self.topo.interfaces[w.iif];
+        let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        let dst = l2::fixed_peer(iface).unwrap_or(w.src_mac);
+        let frame = l2::frame_with(iface, dst, ethertype, l3);
+        self.transmit(Port::Iface(w.iif), frame, out);
+    }
+
+    fn send_reject(&mut self, w: &Walk, buf: &[u8], meta: &PacketMeta, r: &Reject, out: &mut Vec<TxFrame>) {
+        let (ty, code) = match *r {
+            Reject::TcpReset => {
+                if meta.ip_protocol != Some(IpProtocol::Tcp) || meta.fragment == Fragment::NonFirst {
+                    return;
+                }
+                let offending = Self::offending(w, buf, meta);
+                let l4 = meta.ip_header_len;
+                if let Some(l3) = answer::tcp_reset(&offending, l4) {
+                    self.counters.tcp_resets_sent += 1;
+                    self.send_back(w, &l3, out);
+                }
+                return;
+            }
+            Reject::IcmpPortUnreachable if w.v6 => (answer::ICMPV6_DEST_UNREACH, answer::ICMPV6_PORT_UNREACH),
+            Reject::IcmpPortUnreachable => (answer::ICMP_DEST_UNREACH, answer::ICMP_PORT_UNREACH),
+            Reject::Icmp { v6, code } if v6 == w.v6 => (if v6 { answer::ICMPV6_DEST_UNREACH } else { answer::ICMP_DEST_UNREACH }, code),
+            Reject::Icmp { .. } => return,
+            Reject::Icmpx(c) => (if w.v6 { answer::ICMPV6_DEST_UNREACH } else { answer::ICMP_DEST_UNREACH }, answer::icmpx_code(c, w.v6)),
+        };
+        self.send_icmp_error(w, buf, meta, ty, code, 0, out);
+    }
+
+    /// Counters and the connection table as they stand.
+    pub fn report(&self, now: Duration) -> Report {
+        let c = &self.counters;
+        let interfaces: Vec<InterfaceReport> = self
+            .topo
+            .interfaces
+            .iter()
+            .map(|i| {
+                let rx = c.rx.get(i.index).copied().unwrap_or_default();
+                let tx = c.tx.get(i.index).copied().unwrap_or_default();
+                InterfaceReport { name: i.name.clone(), rx_packets: rx.packets, rx_bytes: rx.bytes, tx_packets: tx.packets, tx_bytes: tx.bytes }
+            })
+            .collect();
+        let mut connections: BTreeMap<String, u64> = BTreeMap::new();
+        let mut total = 0;
+        for (_, conn) in self.ct.iter() {
+            if !conn.is_confirmed() || conn.status().contains(Status::DYING) || conn.expired(now) {
+                continue;
+            }
+            total += 1;
+            let key = match conn.proto() {
+                ProtoState::Tcp(t) => format!("tcp {}", t.state.name().to_lowercase()),
+                ProtoState::Udp { .. } if conn.is_assured() => "udp assured".into(),
+                ProtoState::Udp { .. } if conn.status().contains(Status::SEEN_REPLY) => "udp replied".into(),
+                ProtoState::Udp { .. } => "udp unreplied".into(),
+                _ => nft_conntrack::proto_name(conn.l4proto()).to_string(),
+            };
+            *connections.entry(key).or_default() += 1;
+        }
+        let mut top: Vec<RuleHits> = self
+            .state
+            .rule_hits
+            .iter()
+            .filter_map(|(&(chain, rule), &hits)| {
+                let ch = self.rules.chains.get(chain)?;
+                let r = ch.rules.get(rule)?;
+                Some(RuleHits { table: format!("{} {}", ch.family.name(), ch.table), chain: ch.name.clone(), handle: r.handle, rule: r.text.clone(), hits })
+            })
+            .collect();
+        top.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| (&a.table, &a.chain, a.handle).cmp(&(&b.table, &b.chain, b.handle))));
+        top.truncate(20);
+        let st = self.ct.stats();
+        let sum = |v: &[crate::counters::PacketBytes]| v.iter().fold((0, 0), |(p, b), x| (p + x.packets, b + x.bytes));
+        let (pin, bin) = sum(&c.rx);
+        let (pout, bout) = sum(&c.tx);
+        Report {
+            packets_in: pin,
+            packets_out: pout + c.host.packets,
+            bytes_in: bin,
+            bytes_out: bout + c.host.bytes,
+            interfaces,
+            host_packets: c.host.packets,
+            host_bytes: c.host.bytes,
+            drops: c.drop_map(),
+            slow_path_packets: c.slow_path,
+            fast_path_packets: 0,
+            flows_offloaded: 0,
+            flow_add_requests: c.flow_add_requests,
+            flows_admitted: c.flows_admitted,
+            flows_refused: c.flows_refused.clone(),
+            nat_bindings: c.nat_bindings,
+            nat_packets: c.nat_packets,
+            icmp_errors_sent: c.icmp_errors_sent,
+            tcp_resets_sent: c.tcp_resets_sent,
+            arp_replies: c.arp_replies,
+            log_lines: c.log_lines,
+            ct_invalid: c.ct_invalid.clone(),
+            connections,
+            connections_total: total,
+            conntrack_new: st.new,
+            conntrack_early_drop: st.early_drop,
+            conntrack_expired: st.expired,
+            top_rules: top,
+        }
+    }
+}
+
+/// TTL or hop limit minus one; the IPv4 header checksum is patched incrementally (RFC 1624).
+fn decrement_ttl(buf: &mut [u8], meta: &mut PacketMeta) {
+    let Some(l3) = buf.get_mut(meta.l3_offset..meta.l3_end) else { return };
+    match meta.ip_version {
+        Some(IpVersion::Ipv4) if l3.len() >= 20 => {
+            Ipv4Packet::new_unchecked(l3).decrement_ttl();
+        }
+        Some(IpVersion::Ipv6) if l3.len() >= 40 => l3[7] = l3[7].saturating_sub(1),
+        _ => return,
+    }
+    meta.ttl = meta.ttl.saturating_sub(1);
+}
