@@ -142,6 +142,8 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             "saddr" | "daddr" => (Dt::Ipv4Addr, 32),
             _ => return err(e.span, format!("unknown ipsec key {key}")),
         }),
+        // a presence check (`exthdr hbh exists`)
+        ExprKind::Exthdr { field, .. } if field.is_empty() || field == "exists" => Ok((Dt::Boolean, 1)),
         ExprKind::Exthdr { hdr, field } => {
             if let Some(f) = proto::exthdr_field(hdr, field) {
                 Ok((f.dt, f.bits))
@@ -150,7 +152,16 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             }
         }
         ExprKind::TcpOpt { opt, field } => match field {
+            // `tcp option @kind,offset,length`
+            Some(f) if f.starts_with('@') => {
+                let len = f.rsplit(',').next().and_then(|l| l.parse::<u32>().ok()).unwrap_or(0);
+                if len == 0 || len > 128 {
+                    return err(e.span, "raw tcp option length must be between 1 and 128 bits");
+                }
+                Ok((Dt::Integer, len))
+            }
             Some(f) => proto::tcpopt_field(opt, f).map(|x| (x.dt, x.bits)).ok_or_else(|| Error::new(e.span, format!("unknown tcp option {opt} field {f}"))),
+            None if proto::tcpopt_kind(opt).is_none() && opt.parse::<u8>().is_err() => err(e.span, format!("unknown tcp option {opt}")),
             None => Ok((Dt::Boolean, 1)),
         },
         ExprKind::IpOpt { opt, field } => Ok(match field {
@@ -536,6 +547,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             crate::stmt_eval::check_queue(n, flags)
         }
         StmtKind::Log(l) => crate::stmt_eval::check_log(l, span),
+        StmtKind::Reset(e) => eval_selector(ctx, e),
         StmtKind::Dup { addr, dev } => crate::stmt_eval::eval_dup(ctx, addr, dev, span),
         StmtKind::Fwd { family, addr, dev } => crate::stmt_eval::eval_fwd(ctx, family, addr, dev, span),
         StmtKind::Limit(l) => {

@@ -723,6 +723,10 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
             }
         }
         ExprKind::TcpOpt { opt, field } => {
+            if let Some((off, len)) = field.as_deref().and_then(|f| f.strip_prefix('@')).and_then(|f| f.split_once(',')) {
+                let n = |x: &str| x.parse::<u64>().map_or(json!(x), |v| json!(v));
+                return one("tcp option", obj(vec![("base", n(opt)), ("offset", n(off)), ("len", n(len))]));
+            }
             let mut m = vec![("name", json!(tcpopt_name(opt)))];
             if let Some(f) = field {
                 m.push(("field", json!(f)));

@@ -1,0 +1,66 @@
+//! Rules checked against the real nft: how they list back, or that they are refused.
+
+use nft_lang::print::{self, ListOpts};
+use nft_lang::ruleset::{load_str, LoadOpts};
+
+/// Loads `rule` into a base chain of a `family` table and returns its listing, or the error.
+fn list(family: &str, rule: &str) -> Result<String, String> {
+    let chain = match family {
+        "netdev" => "type filter hook ingress device lo priority 0;",
+        _ => "type filter hook input priority 0;",
+    };
+    let text = format!("add table {family} t\nadd chain {family} t c {{ {chain} }}\nadd rule {family} t c {rule}\n");
+    let rs = load_str("test.nft", &text, &LoadOpts::default()).map_err(|e| e.error.msg)?;
+    let o = ListOpts { stateless: true, ..Default::default() };
+    let out = print::ruleset(&rs, &o);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let start = lines.iter().position(|l| l.starts_with("type ")).ok_or("no chain")?;
+    Ok(lines[start + 1..].iter().take_while(|l| **l != "}").copied().collect::<Vec<_>>().join(" "))
+}
+
+fn lists_as(family: &str, rule: &str, want: &str) {
+    assert_eq!(list(family, rule).as_deref(), Ok(want), "{family}: {rule}");
+}
+
+fn refused(family: &str, rule: &str) {
+    assert!(list(family, rule).is_err(), "{family}: {rule} should be refused");
+}
+
+#[test]
+fn extension_header_presence() {
+    lists_as("ip6", "exthdr hbh exists", "exthdr hbh exists");
+    lists_as("ip6", "exthdr rt == exists", "exthdr rt exists");
+    lists_as("ip6", "exthdr hbh != missing", "exthdr hbh != missing");
+    lists_as("ip6", "exthdr frag 1", "exthdr frag exists");
+    lists_as("ip6", "exthdr dst 0", "exthdr dst missing");
+    lists_as("inet", "exthdr mh exists", "exthdr mh exists");
+    refused("ip", "exthdr hbh exists");
+}
+
+#[test]
+fn address_lists_of_extension_headers() {
+    lists_as("ip6", "srh sid[1] dead::beef", "srh sid[1] dead::beef");
+    lists_as("ip6", "srh sid[2] dead::beef", "srh sid[2] dead::beef");
+    refused("ip6", "srh sid[0] dead::beef");
+}
+
+#[test]
+fn tcp_options_by_number_and_raw() {
+    lists_as("inet", "tcp option 2 exists", "tcp option maxseg exists");
+    lists_as("inet", "tcp option 254 missing", "tcp option 254 missing");
+    refused("inet", "tcp option 256 exists");
+    refused("inet", "tcp option meh exists");
+    lists_as("inet", "tcp option @255,8,8 255", "tcp option @255,8,8 255");
+    refused("inet", "tcp option @255,8,8 256");
+    lists_as("inet", "tcp option mptcp subtype 1", "tcp option mptcp subtype mp-join");
+    lists_as("inet", "tcp option mptcp subtype { mp-capable, mp-join }", "tcp option mptcp subtype { mp-capable, mp-join }");
+}
+
+#[test]
+fn reset_tcp_option() {
+    lists_as("ip", "reset tcp option mptcp", "reset tcp option mptcp");
+    lists_as("ip", "reset tcp option 2", "reset tcp option maxseg");
+    lists_as("ip", "reset tcp option 123", "reset tcp option 123");
+    refused("ip", "reset tcp option meh");
+    refused("ip", "reset tcp option 256");
+}
