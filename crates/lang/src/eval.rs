@@ -100,7 +100,15 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             }
             Ok((c.dt, if c.bits == 0 { type_bits(c.dt) } else { c.bits }))
         }
-        ExprKind::Fib { result, .. } => Ok(match result.as_str() {
+        ExprKind::Fib { flags, result } => Ok(match result.as_str() {
+            _ if !flags.iter().any(|f| f == "saddr" || f == "daddr") => return err(e.span, "fib: need either saddr or daddr"),
+            _ if flags.iter().any(|f| f == "saddr") && flags.iter().any(|f| f == "daddr") => return err(e.span, "fib: saddr and daddr are mutually exclusive"),
+            _ if flags.iter().any(|f| f == "iif") && flags.iter().any(|f| f == "oif") => return err(e.span, "fib: iif and oif are mutually exclusive"),
+            _ if flags.iter().any(|f| !matches!(f.as_str(), "saddr" | "daddr" | "mark" | "iif" | "oif")) => return err(e.span, "unknown fib flag"),
+            // the kernel looks up an address type only for the input interface
+            "type" if flags.iter().any(|f| f == "oif") => return err(e.span, "fib: the type of an address is looked up for iif only"),
+            // `fib daddr check exists`: whether a route exists at all
+            "check" => (Dt::Boolean, 1),
             "oif" => (Dt::IfIndex, 32),
             "oifname" => (Dt::IfName, 128),
             "type" => (Dt::FibAddr, 32),
@@ -436,6 +444,12 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                 ExprKind::SetRef(n) if matches!(left.kind, ExprKind::Concat(_)) => ctx.sets.get(n.as_str()).map(|si| si.key.clone()),
                 _ => None,
             };
+            // `fib daddr oif exists` asks whether there is a route: nft lists it as a check
+            if let (ExprKind::Fib { result, .. }, ExprKind::Symbol(v)) = (&mut left.kind, &right.kind) {
+                if v == "exists" || v == "missing" {
+                    *result = "check".into();
+                }
+            }
             match set_key {
                 Some(types) => eval_dynset_key(ctx, left, &types)?,
                 None => eval_selector(ctx, left)?,

@@ -759,6 +759,8 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
         ExprKind::Fib { flags, result } => {
             let order = ["saddr", "daddr", "mark", "iif", "oif"];
             let f: Vec<Value> = order.iter().filter(|x| flags.iter().any(|y| y == *x)).map(|x| json!(x)).collect();
+            // a route check is an oif lookup compared with a boolean
+            let result = if result == "check" { "oif" } else { result.as_str() };
             let mut m = vec![("result", json!(result))];
             if !f.is_empty() {
                 m.push(("flags", Value::Array(f)));

@@ -64,3 +64,15 @@ fn reset_tcp_option() {
     refused("ip", "reset tcp option meh");
     refused("ip", "reset tcp option 256");
 }
+
+#[test]
+fn fib_flags_and_route_checks() {
+    refused("ip", "fib saddr . daddr oif lo");
+    refused("ip", "fib iif . oif . daddr oif lo");
+    refused("ip", "fib mark oif lo");
+    refused("ip", "fib daddr . oif type local");
+    lists_as("ip", "fib daddr . iif type local", "fib daddr . iif type local");
+    lists_as("ip", "fib daddr check missing", "fib daddr check missing");
+    lists_as("ip", "fib daddr oif exists", "fib daddr check exists");
+    lists_as("ip6", "fib saddr . iif check missing drop", "fib saddr . iif check missing drop");
+}
