@@ -5,7 +5,9 @@
 //! routes change rarely, and a generation number tells cached users (offloaded flows) that
 //! something changed.
 
-use std::collections::HashMap;
+/// Routes hash with foldhash: a lookup per populated prefix length per packet made SipHash
+/// visible in profiles, and route keys are not attacker-chosen.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Where a route sends a packet.
@@ -45,7 +47,7 @@ struct Table<const BITS: usize> {
 
 impl<const BITS: usize> Table<BITS> {
     fn new() -> Self {
-        Table { by_len: (0..=BITS).map(|_| HashMap::new()).collect(), lens: vec![] }
+        Table { by_len: (0..=BITS).map(|_| HashMap::default()).collect(), lens: vec![] }
     }
 
     fn mask(len: u8) -> u128 {

@@ -11,7 +11,8 @@
 //! are handed to the caller through [`Actions`], which the router implements with its
 //! connection table and transmit path.
 
-use std::collections::HashMap;
+/// foldhash rather than SipHash: sets, maps and rule hit counts are looked up per packet.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 use nft_lang::ast::{self, BinOp, Const, Expr, ExprKind, Family, RelOp, StmtKind};
 use nft_lang::datatype::{Dt, Val};
@@ -322,7 +323,7 @@ impl State {
             counters: vec![(0, 0); rs.counters],
             buckets: rs.limits.iter().map(|l| (l.burst.max(1.0), 0)).collect(),
             quota_used: vec![0; rs.quotas.len()],
-            rule_hits: HashMap::new(),
+            rule_hits: HashMap::default(),
         }
     }
 }
@@ -796,13 +797,13 @@ fn add_element(s: &mut CSet, el: &Expr, is_map: bool, chains: &HashMap<String, u
 pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
     let mut out = Ruleset::default();
     for t in &rs.tables {
-        let mut chain_ids = HashMap::new();
+        let mut chain_ids = HashMap::default();
         let base_idx = out.chains.len();
         for (i, c) in t.chains.iter().enumerate() {
             chain_ids.insert(c.name.clone(), base_idx + i);
             out.chains.push(CChain { table: t.name.clone(), family: t.family, name: c.name.clone(), rules: vec![] });
         }
-        let mut set_ids = HashMap::new();
+        let mut set_ids = HashMap::default();
         for s in &t.sets {
             let mut cs = CSet { name: s.name.clone(), timeout_ms: s.timeout, size: s.size.map(|x| x as usize), ..Default::default() };
             for el in &s.elements {

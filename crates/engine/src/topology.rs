@@ -25,7 +25,8 @@
 //! dev = "wan"
 //! ```
 
-use std::collections::HashMap;
+/// foldhash rather than SipHash: neighbours are looked up per forwarded packet.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 use std::net::IpAddr;
 
 use serde::Deserialize;
@@ -258,7 +259,7 @@ impl Topology {
             };
             routes.push(StaticRoute { prefix, len, kind });
         }
-        let mut neighbours = HashMap::new();
+        let mut neighbours = HashMap::default();
         for rn in raw.neighbour {
             let nerr = |what: String| TopologyError::Neighbour { ip: rn.ip.clone(), what };
             let ip: IpAddr = rn.ip.parse().map_err(|_| nerr("bad address".into()))?;
