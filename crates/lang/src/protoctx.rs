@@ -300,6 +300,138 @@ pub fn check_rule(family: Family, rule: &Rule) -> Result<()> {
     rule.stmts.iter().try_for_each(|st| pc.stmt(st))
 }
 
+/// Conntrack addresses and the route's next hop written without `ip`/`ip6` take the network
+/// protocol the statements before them selected (`meta nfproto ipv4 ct original saddr ...`
+/// is `ct original ip saddr`). Inside a concatenation or as a map key nft wants it written.
+///
+/// Returns the `meta nfproto` match that becomes the dependency of such a conntrack address,
+/// which nft leaves out of the listing.
+pub fn fill_network(family: Family, stmts: &mut [Stmt], i: usize) -> Result<Option<usize>> {
+    let needs = |e: &Expr| matches!(&e.kind, ExprKind::Ct { key, family: None, .. } if key == "saddr" || key == "daddr") || matches!(&e.kind, ExprKind::Rt { key, family: None } if key == "nexthop");
+    let mut found = false;
+    visit(&stmts[i], &mut |e, _| found |= needs(e));
+    if !found {
+        return Ok(None);
+    }
+    let mut pc = Pctx::new(family);
+    let mut net_from = None;
+    for (j, st) in stmts[..i].iter().enumerate() {
+        let before = pc.desc[NET];
+        // conflicts are reported once the whole rule is evaluated
+        let _ = pc.stmt(st);
+        if pc.desc[NET] != before {
+            net_from = Some(j);
+        }
+    }
+    let net = pc.desc[NET].filter(|d| *d == "ip" || *d == "ip6");
+    let mut bad = None;
+    visit(&stmts[i], &mut |e, nested| {
+        if nested && bad.is_none() && matches!(&e.kind, ExprKind::Ct { key, family: None, .. } if key == "saddr" || key == "daddr") {
+            bad = Some(e.span);
+        }
+    });
+    if let Some(span) = bad {
+        return Err(Error::new(span, "specify either ip or ip6 for address matching"));
+    }
+    let Some(net) = net else { return Ok(None) };
+    let mut ct = false;
+    visit_mut(&mut stmts[i], &mut |e| match &mut e.kind {
+        ExprKind::Ct { key, family: f @ None, .. } if key == "saddr" || key == "daddr" => {
+            *f = Some(net.to_string());
+            ct = true;
+        }
+        ExprKind::Rt { key, family: f @ None } if key == "nexthop" => *f = Some(net.to_string()),
+        _ => {}
+    });
+    let dep = net_from.filter(|&j| ct && family == Family::Inet && matches!(&stmts[j].kind, StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } if matches!(&left.kind, ExprKind::Meta(k) if k == "nfproto") && const_int(right).is_some()));
+    Ok(dep)
+}
+
+/// The expressions of a statement; `nested` is true inside concatenations and map keys.
+fn visit(st: &Stmt, f: &mut dyn FnMut(&Expr, bool)) {
+    fn go(e: &Expr, nested: bool, f: &mut dyn FnMut(&Expr, bool)) {
+        f(e, nested);
+        match &e.kind {
+            ExprKind::Concat(v) => v.iter().for_each(|x| go(x, true, f)),
+            ExprKind::Map(k, m) => {
+                go(k, true, f);
+                go(m, nested, f);
+            }
+            ExprKind::Binop(_, a, b) | ExprKind::Mapping(a, b) => {
+                go(a, nested, f);
+                go(b, nested, f);
+            }
+            ExprKind::Set(v) | ExprKind::List(v) => v.iter().for_each(|x| go(x, nested, f)),
+            ExprKind::Elem(a, _) | ExprKind::Prefix(a, _) => go(a, nested, f),
+            _ => {}
+        }
+    }
+    for_each_top(st, &mut |e| go(e, false, f));
+}
+
+fn visit_mut(st: &mut Stmt, f: &mut dyn FnMut(&mut Expr)) {
+    fn go(e: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
+        f(e);
+        match &mut e.kind {
+            ExprKind::Concat(v) | ExprKind::Set(v) | ExprKind::List(v) => v.iter_mut().for_each(|x| go(x, f)),
+            ExprKind::Map(a, b) | ExprKind::Binop(_, a, b) | ExprKind::Mapping(a, b) => {
+                go(a, f);
+                go(b, f);
+            }
+            ExprKind::Elem(a, _) | ExprKind::Prefix(a, _) => go(a, f),
+            _ => {}
+        }
+    }
+    match &mut st.kind {
+        StmtKind::Match { left, right, .. } => {
+            go(left, f);
+            go(right, f);
+        }
+        StmtKind::Vmap { key, map } => {
+            go(key, f);
+            go(map, f);
+        }
+        StmtKind::Set { key, value } => {
+            go(key, f);
+            go(value, f);
+        }
+        StmtKind::Nat(n) => {
+            if let Some(a) = &mut n.addr {
+                go(a, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn for_each_top(st: &Stmt, f: &mut dyn FnMut(&Expr)) {
+    match &st.kind {
+        StmtKind::Match { left, right, .. } => {
+            f(left);
+            f(right);
+        }
+        StmtKind::Vmap { key, map } => {
+            // the key of a verdict map is a map key
+            if let ExprKind::Ct { .. } = key.kind {
+                f(&Expr::new(ExprKind::Concat(vec![key.clone()]), key.span));
+            } else {
+                f(key);
+            }
+            f(map);
+        }
+        StmtKind::Set { key, value } => {
+            f(key);
+            f(value);
+        }
+        StmtKind::Nat(n) => {
+            if let Some(a) = &n.addr {
+                f(a);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::ruleset::{load_str, LoadOpts};
@@ -333,6 +465,17 @@ mod tests {
         assert!(check("inet", "arp operation 1").is_err());
         assert!(check("bridge", "arp operation 1").is_ok());
         assert!(check("inet", "meta nfproto ipv6 ct original ip saddr 1.2.3.4").is_err());
+    }
+
+    #[test]
+    fn addresses_take_the_network_protocol_before_them() {
+        assert!(check("inet", "meta nfproto ipv4 ct original saddr 1.2.3.4").is_ok());
+        assert!(check("inet", "ct original saddr 1.2.3.4").is_err());
+        assert!(check("inet", "meta nfproto ipv6 ct original saddr 1.2.3.4").is_err());
+        assert!(check("ip", "ct original saddr . meta mark { 1.1.1.1 . 0x00000014 }").is_err());
+        assert!(check("ip", "meta mark set ct original daddr map { 1.1.1.1 : 0x00000011 }").is_err());
+        assert!(check("inet", "meta nfproto ipv4 rt nexthop 192.168.0.1").is_ok());
+        assert!(check("ip6", "rt nexthop 192.168.0.1").is_err());
     }
 
     #[test]

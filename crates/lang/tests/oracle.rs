@@ -76,3 +76,23 @@ fn fib_flags_and_route_checks() {
     lists_as("ip", "fib daddr oif exists", "fib daddr check exists");
     lists_as("ip6", "fib saddr . iif check missing drop", "fib saddr . iif check missing drop");
 }
+
+#[test]
+fn addresses_without_family_take_the_rule_context() {
+    lists_as("inet", "meta nfproto ipv4 ct original saddr 1.2.3.4", "ct original ip saddr 1.2.3.4");
+    lists_as("ip", "ct original saddr 1.2.3.4", "ct original ip saddr 1.2.3.4");
+    lists_as("inet", "meta nfproto ipv4 rt nexthop 192.168.0.1", "meta nfproto ipv4 rt ip nexthop 192.168.0.1");
+    lists_as("ip6", "rt nexthop fd00::1", "rt ip6 nexthop fd00::1");
+    refused("inet", "ct original saddr ::1");
+    refused("ip", "ct original saddr . meta mark { 1.1.1.1 . 0x00000014 }");
+    refused("ip", "meta mark set ct original daddr map { 1.1.1.1 : 0x00000011 }");
+}
+
+#[test]
+fn protocol_conflicts_across_statements() {
+    refused("inet", "ip protocol { tcp, udp } tcp dport 20 dnat to 1.1.1.1:80");
+    refused("netdev", "meta protocol ip6 ip protocol icmp reject with icmp host-unreachable");
+    refused("ip", "tcp dport 1 counter udp dport 2");
+    lists_as("ip6", "icmp type echo-request", "icmp type echo-request");
+    lists_as("ip", "icmpv6 type nd-router-advert", "icmpv6 type nd-router-advert");
+}
