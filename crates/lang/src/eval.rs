@@ -392,15 +392,9 @@ pub fn mk_const(dt: Dt, bits: u32, v: u128, span: Span) -> Expr {
 // ---- statements ----------------------------------------------------------------------------
 
 pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
-    let mut implied = vec![];
     for i in 0..rule.stmts.len() {
-        implied.extend(crate::protoctx::fill_network(ctx.family, &mut rule.stmts, i)?);
+        crate::protoctx::fill_network(ctx.family, &mut rule.stmts, i)?;
         eval_stmt(ctx, &mut rule.stmts[i])?;
-    }
-    implied.sort_unstable();
-    implied.dedup();
-    for j in implied.into_iter().rev() {
-        rule.stmts.remove(j);
     }
     crate::protoctx::check_rule(ctx.family, rule)?;
     crate::setorder::sort_rule(rule);

@@ -303,25 +303,17 @@ pub fn check_rule(family: Family, rule: &Rule) -> Result<()> {
 /// Conntrack addresses and the route's next hop written without `ip`/`ip6` take the network
 /// protocol the statements before them selected (`meta nfproto ipv4 ct original saddr ...`
 /// is `ct original ip saddr`). Inside a concatenation or as a map key nft wants it written.
-///
-/// Returns the `meta nfproto` match that becomes the dependency of such a conntrack address,
-/// which nft leaves out of the listing.
-pub fn fill_network(family: Family, stmts: &mut [Stmt], i: usize) -> Result<Option<usize>> {
+pub fn fill_network(family: Family, stmts: &mut [Stmt], i: usize) -> Result<()> {
     let needs = |e: &Expr| matches!(&e.kind, ExprKind::Ct { key, family: None, .. } if key == "saddr" || key == "daddr") || matches!(&e.kind, ExprKind::Rt { key, family: None } if key == "nexthop");
     let mut found = false;
     visit(&stmts[i], &mut |e, _| found |= needs(e));
     if !found {
-        return Ok(None);
+        return Ok(());
     }
     let mut pc = Pctx::new(family);
-    let mut net_from = None;
-    for (j, st) in stmts[..i].iter().enumerate() {
-        let before = pc.desc[NET];
+    for st in &stmts[..i] {
         // conflicts are reported once the whole rule is evaluated
         let _ = pc.stmt(st);
-        if pc.desc[NET] != before {
-            net_from = Some(j);
-        }
     }
     let net = pc.desc[NET].filter(|d| *d == "ip" || *d == "ip6");
     let mut bad = None;
@@ -333,18 +325,13 @@ pub fn fill_network(family: Family, stmts: &mut [Stmt], i: usize) -> Result<Opti
     if let Some(span) = bad {
         return Err(Error::new(span, "specify either ip or ip6 for address matching"));
     }
-    let Some(net) = net else { return Ok(None) };
-    let mut ct = false;
+    let Some(net) = net else { return Ok(()) };
     visit_mut(&mut stmts[i], &mut |e| match &mut e.kind {
-        ExprKind::Ct { key, family: f @ None, .. } if key == "saddr" || key == "daddr" => {
-            *f = Some(net.to_string());
-            ct = true;
-        }
+        ExprKind::Ct { key, family: f @ None, .. } if key == "saddr" || key == "daddr" => *f = Some(net.to_string()),
         ExprKind::Rt { key, family: f @ None } if key == "nexthop" => *f = Some(net.to_string()),
         _ => {}
     });
-    let dep = net_from.filter(|&j| ct && family == Family::Inet && matches!(&stmts[j].kind, StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } if matches!(&left.kind, ExprKind::Meta(k) if k == "nfproto") && const_int(right).is_some()));
-    Ok(dep)
+    Ok(())
 }
 
 /// The expressions of a statement; `nested` is true inside concatenations and map keys.

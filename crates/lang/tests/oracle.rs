@@ -96,3 +96,12 @@ fn protocol_conflicts_across_statements() {
     lists_as("ip6", "icmp type echo-request", "icmp type echo-request");
     lists_as("ip", "icmpv6 type nd-router-advert", "icmpv6 type nd-router-advert");
 }
+
+#[test]
+fn network_dependencies_of_icmp_protocols_and_conntrack_addresses() {
+    lists_as("inet", "meta nfproto ipv6 meta l4proto ipv6-icmp counter", "meta l4proto ipv6-icmp counter");
+    lists_as("inet", "meta nfproto ipv6 meta l4proto tcp", "meta nfproto ipv6 meta l4proto tcp");
+    lists_as("bridge", "meta protocol ip meta l4proto icmp", "meta l4proto icmp");
+    lists_as("inet", "meta nfproto ipv4 ct original ip saddr 1.2.3.4", "ct original ip saddr 1.2.3.4");
+    lists_as("inet", "meta nfproto ipv4 ct mark 0x00000001", "meta nfproto ipv4 ct mark 0x00000001");
+}
