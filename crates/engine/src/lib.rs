@@ -7,6 +7,7 @@ pub mod admission;
 pub mod answer;
 pub mod counters;
 pub mod fib;
+pub mod hdr;
 pub mod l2;
 pub mod router;
 pub mod rules;

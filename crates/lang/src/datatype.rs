@@ -35,6 +35,8 @@ pub enum Dt {
     IcmpType,
     TcpFlag,
     DccpPktType,
+    /// MPTCP option subtypes (`tcp option mptcp subtype mp-join`): integers with names.
+    MptcpSubtype,
     MhType,
     Time,
     Mark,
@@ -182,6 +184,18 @@ static TCP_FLAG: Symbols = &[
     ("urg", 0x20),
     ("ecn", 0x40),
     ("cwr", 0x80),
+];
+
+static MPTCP_SUBTYPE: Symbols = &[
+    ("mp-capable", 0),
+    ("mp-join", 1),
+    ("dss", 2),
+    ("add-addr", 3),
+    ("remove-addr", 4),
+    ("mp-prio", 5),
+    ("mp-fail", 6),
+    ("mp-fastclose", 7),
+    ("mp-tcprst", 8),
 ];
 
 static DCCP_PKTTYPE: Symbols = &[
@@ -466,6 +480,7 @@ impl Dt {
             Dt::IcmpType => "icmp_type",
             Dt::TcpFlag => "tcp_flag",
             Dt::DccpPktType => "dccp_pkttype",
+            Dt::MptcpSubtype => "integer",
             Dt::MhType => "mh_type",
             Dt::Time => "time",
             Dt::Mark => "mark",
@@ -527,6 +542,7 @@ impl Dt {
             Dt::IcmpType => "ICMP type",
             Dt::TcpFlag => "TCP flag",
             Dt::DccpPktType => "DCCP packet type",
+            Dt::MptcpSubtype => "mptcp option subtype",
             Dt::MhType => "Mobility Header Type",
             Dt::Time => "relative time",
             Dt::Mark => "packet mark",
@@ -618,7 +634,7 @@ impl Dt {
             Dt::EtherAddr => 48,
             Dt::EtherType | Dt::ArpOp | Dt::InetService | Dt::ArpHrd => 16,
             Dt::InetProto | Dt::IcmpType | Dt::TcpFlag | Dt::MhType | Dt::CtDir => 8,
-            Dt::DccpPktType => 4,
+            Dt::DccpPktType | Dt::MptcpSubtype => 4,
             Dt::Time => 32,
             Dt::Mark | Dt::IfIndex | Dt::Realm | Dt::ClassId | Dt::Uid | Dt::Gid => 32,
             Dt::CtState | Dt::CtStatus | Dt::CtEventBit | Dt::DevGroup | Dt::FibAddr => 32,
@@ -694,6 +710,7 @@ impl Dt {
             Dt::IcmpType => ICMP_TYPE,
             Dt::TcpFlag => TCP_FLAG,
             Dt::DccpPktType => DCCP_PKTTYPE,
+            Dt::MptcpSubtype => MPTCP_SUBTYPE,
             Dt::MhType => MH_TYPE,
             Dt::ArpHrd => ARPHRD,
             Dt::CtState => CT_STATE,

@@ -19,3 +19,5 @@ pub mod ruleset;
 pub mod setelem;
 pub mod json;
 pub mod json_in;
+mod protoctx;
+mod setorder;
