@@ -397,7 +397,11 @@ impl Table {
                 &[addr_bits(t.src), addr_bits(t.dst), t.dport as u128],
             );
             h as u16 as u32
+        } else if manip == Manip::Dst {
+            // the kernel walks a destination range from its start (`off = 0`)
+            0
         } else {
+            // the kernel starts a source search at a random offset; ours is reproducible
             (k as i64 - min as i64).rem_euclid(size as i64) as u32
         };
         let mut attempts = size.min(128);
