@@ -45,7 +45,13 @@ fn input(msg: impl Into<String>) -> anyhow::Error {
 /// The ruleset compiled for the dataplane; interface names (`iif "wan"`, `fwd to "lan"`) are
 /// the topology's.
 pub fn load_rules(path: Option<&Path>, topo: &Topology) -> Result<rules::Ruleset> {
-    let opts = LoadOpts { interfaces: Some(topo.interfaces.iter().map(|i| i.name.clone()).collect()), ..Default::default() };
+    // Interface indices are the topology's plus one, as the router numbers `meta iif`; the
+    // loopback every router has comes last (no simulated packet arrives on it).
+    let mut names: Vec<String> = topo.interfaces.iter().map(|i| i.name.clone()).collect();
+    if !names.iter().any(|n| n == "lo") {
+        names.push("lo".into());
+    }
+    let opts = LoadOpts { interfaces: Some(names), ..Default::default() };
     let ast = match path {
         Some(p) => load_file(p, &opts).map_err(|e| input(e.rendered.trim_end().to_string()))?,
         None => load_str("the default ruleset", defaults::RULESET, &opts).map_err(|e| anyhow!("{}", e.rendered))?,
