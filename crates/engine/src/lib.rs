@@ -6,6 +6,7 @@ pub mod answer;
 pub mod counters;
 pub mod fib;
 pub mod l2;
+pub mod offload;
 pub mod router;
 pub mod rules;
 pub mod topology;
