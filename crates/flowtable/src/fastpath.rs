@@ -708,6 +708,12 @@ impl<B: OffloadBackend> Flowtable<B> {
             d as u8,
         ));
         if self.cfg.punt_tcp_control && p.key.proto == PROTO_TCP && !plain_ack(p.tcp_flags) {
+            // FIN or RST starts the close, which the slow path must track packet by packet:
+            // torn down now, the flow also punts the frames behind this one in the burst,
+            // which would otherwise overtake it.
+            if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+                f.flags |= TEARDOWN;
+            }
             return Err(Punt::TcpControl);
         }
         let head = fs.head;

@@ -77,9 +77,10 @@ pub struct Config {
     /// `flags offload`: flows are also pushed to the [`OffloadBackend`].
     pub hw_offload: bool,
     /// Punt every TCP segment but a plain ACK (PSH, URG, ECE, CWR allowed): SYN, FIN, RST and
-    /// flag combinations conntrack calls invalid. The kernel forwards FIN/RST and marks the
-    /// flow closing; a router that must keep conntrack exactly as without offload (the
-    /// engine) lets the slow path see every segment that can change a connection's state.
+    /// flag combinations conntrack calls invalid; FIN and RST also tear the flow down. The
+    /// kernel forwards FIN/RST and marks the flow closing; a router that must keep conntrack
+    /// exactly as without offload (the engine) lets the slow path see every segment that can
+    /// change a connection's state.
     pub punt_tcp_control: bool,
     /// Seeds the lookup hash.
     pub seed: u64,
