@@ -131,7 +131,8 @@ fn ft_family(f: Family) -> nft_flowtable::Family {
 impl Offload {
     /// The flowtables of `rules` on `topo`'s interfaces. With `enabled` false, `flow add`
     /// is a no-op and nothing takes the fast path.
-    pub fn new(rules: &Ruleset, topo: &Topology, enabled: bool) -> Offload {
+    /// `max_flows` is conntrack's limit: each flow holds a connection.
+    pub fn new(rules: &Ruleset, topo: &Topology, enabled: bool, max_flows: usize) -> Offload {
         let mut tables = vec![];
         let mut port_table = vec![None; topo.interfaces.len()];
         for (table, f) in &rules.flowtables {
@@ -160,6 +161,7 @@ impl Offload {
                 counter: f.counter,
                 hw_offload: f.offload,
                 punt_tcp_control: true,
+                max_flows,
                 ..nft_flowtable::Config::default()
             };
             tables.push(RouterFlowtable { table: table.clone(), name: f.name.clone(), ports, ft: Flowtable::new(cfg) });

@@ -256,7 +256,7 @@ impl Router {
         let ct = Table::new(cfg.conntrack.clone());
         let counters = Counters::new(topo.interfaces.len());
         let ifnames = topo.interfaces.iter().map(|i| rules::ifname_value(&i.name)).collect();
-        let offload = Offload::new(&rules, &topo, cfg.offload);
+        let offload = Offload::new(&rules, &topo, cfg.offload, cfg.conntrack.max_entries);
         Router { topo, ports, fib, rules, state, ct, cfg, counters, ifnames, logs: vec![], trace: vec![], packet_no: 0, offload }
     }
 
