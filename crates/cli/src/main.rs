@@ -79,6 +79,17 @@ enum Cmd {
         /// Seed of the generated traffic.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Disable flow offload: `flow add` is a no-op and every packet takes the slow path.
+        /// Output and final conntrack table are the same as with offload; only paths change.
+        #[arg(long)]
+        no_offload: bool,
+        /// Print the flowtables and their flows at the end (both tuples, NAT, egress,
+        /// packets/bytes, idle time).
+        #[arg(long)]
+        list_flows: bool,
+        /// Print the connection table at the end, in `conntrack -L` format.
+        #[arg(long)]
+        list_conntrack: bool,
     },
     /// In-memory throughput of the slow path on one core: new connections/s with conntrack
     /// and NAT, and packets/s on established flows, with 64-byte packets.
@@ -137,8 +148,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::run(bench::Args { ruleset, topology, json, packets })?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Simulate { ruleset, topology, pcap, iface, output, json, trace, flows, seed } => {
-            let args = simulate::Args { ruleset, topology, pcap, pcap_iface: iface, output, json, trace, flows, seed };
+        Cmd::Simulate { ruleset, topology, pcap, iface, output, json, trace, flows, seed, no_offload, list_flows, list_conntrack } => {
+            let args = simulate::Args { ruleset, topology, pcap, pcap_iface: iface, output, json, trace, flows, seed, no_offload, list_flows, list_conntrack };
             match simulate::run(args) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {

@@ -24,6 +24,9 @@ pub struct Args {
     pub trace: bool,
     pub flows: usize,
     pub seed: u64,
+    pub no_offload: bool,
+    pub list_flows: bool,
+    pub list_conntrack: bool,
 }
 
 /// Errors a user can fix (bad files), told apart from bugs for the exit code.
@@ -119,7 +122,9 @@ pub fn run(a: Args) -> Result<()> {
         };
         names.push((f.iface.clone(), i));
     }
-    let cfg = Config { trace: a.trace, ..Config::default() };
+    let mut cfg = Config { trace: a.trace, offload: !a.no_offload, ..Config::default() };
+    // conntrack -L shows counters; with a flowtable `counter` they include the fast path's
+    cfg.conntrack.accounting = a.list_conntrack;
     let mut router = Router::new(topo, rules, cfg);
     let mut writer = match &a.output {
         Some(p) => {
@@ -161,6 +166,8 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(w) = writer {
         w.finish().map_err(|e| anyhow!("writing the output capture: {e}"))?;
     }
+    // flowtable `counter`: conntrack holds the fast path's counts after a GC pass
+    router.sync_offload(last);
     let report = router.report(last);
     if a.json {
         // the final connection table as `conntrack -L` prints it, for comparison with the kernel
@@ -171,6 +178,20 @@ pub fn run(a: Args) -> Result<()> {
         writeln!(so, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         write!(so, "{}", text_report(&report, &a))?;
+    }
+    if a.list_flows {
+        writeln!(so)?;
+        for l in router.list_flows(last) {
+            writeln!(so, "{l}")?;
+        }
+    }
+    if a.list_conntrack {
+        writeln!(so)?;
+        let lines = router.conntrack().list(last);
+        for l in &lines {
+            writeln!(so, "{l}")?;
+        }
+        writeln!(so, "conntrack v1.4.8 (conntrack-tools): {} flow entries have been shown.", lines.len())?;
     }
     Ok(())
 }
@@ -184,7 +205,15 @@ pub fn text_report(r: &Report, a: &Args) -> String {
     };
     let _ = writeln!(s, "nft-offload simulate: {src}");
     let _ = writeln!(s, "packets: {} in ({} bytes), {} out ({} bytes), {} to the host", r.packets_in, r.bytes_in, r.packets_out, r.bytes_out, r.host_packets);
-    let _ = writeln!(s, "paths: {} slow path, {} fast path, {} flows offloaded ({} flow add requests, {} admitted)", r.slow_path_packets, r.fast_path_packets, r.flows_offloaded, r.flow_add_requests, r.flows_admitted);
+    let _ = writeln!(s, "paths: {} slow path, {} fast path, {} flows offloaded ({} flow add requests, {} admitted){}", r.slow_path_packets, r.fast_path_packets, r.flows_offloaded, r.flow_add_requests, r.flows_admitted, if a.no_offload { " [--no-offload]" } else { "" });
+    if !r.flows.is_empty() {
+        let by: Vec<String> = r.flows.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let _ = writeln!(s, "flows: {}", by.join(", "));
+    }
+    if !r.fast_path_punts.is_empty() {
+        let by: Vec<String> = r.fast_path_punts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(s, "fast path punts: {}", by.join(", "));
+    }
     let _ = writeln!(s, "\ninterfaces:");
     for i in &r.interfaces {
         let _ = writeln!(s, "  {:<10} rx {:>8} packets {:>12} bytes   tx {:>8} packets {:>12} bytes", i.name, i.rx_packets, i.rx_bytes, i.tx_packets, i.tx_bytes);

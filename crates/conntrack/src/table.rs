@@ -807,6 +807,14 @@ impl Table {
         }
     }
 
+    /// Sets when a connection expires (`conntrack -U --timeout`): a flowtable giving a
+    /// connection back dates its timeout from the last packet it forwarded.
+    pub fn set_deadline(&mut self, id: ConnId, deadline: Duration) {
+        if let Some(c) = self.get_mut(id) {
+            c.deadline = deadline;
+        }
+    }
+
     /// Extends a connection's life to at least `now + timeout`.
     pub fn refresh(&mut self, id: ConnId, now: Duration, timeout: Duration) {
         if let Some(c) = self.get_mut(id) {

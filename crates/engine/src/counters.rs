@@ -217,7 +217,12 @@ pub struct Report {
     pub drops: BTreeMap<&'static str, u64>,
     pub slow_path_packets: u64,
     pub fast_path_packets: u64,
+    /// Flows admitted into a flowtable so far.
     pub flows_offloaded: u64,
+    /// Live flows by state (`active`, `closing`, `teardown`, `hw`).
+    pub flows: BTreeMap<String, u64>,
+    /// Packets the fast path handed to the slow path, by reason (`miss` included).
+    pub fast_path_punts: BTreeMap<&'static str, u64>,
     pub flow_add_requests: u64,
     pub flows_admitted: u64,
     pub flows_refused: BTreeMap<&'static str, u64>,

@@ -9,6 +9,7 @@ pub mod counters;
 pub mod fib;
 pub mod hdr;
 pub mod l2;
+pub mod offload;
 pub mod router;
 pub mod rules;
 pub mod topology;

@@ -20,6 +20,7 @@ use crate::answer;
 use crate::counters::{Counters, Drop, InterfaceReport, Report, RuleHits};
 use crate::fib::{Fib, NextHop, RouteKind};
 use crate::l2::{self, Ports, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use crate::offload::Offload;
 use crate::rules::{self, Actions, ChainType, CtInfo, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt, Reject, RouteAnswer, Ruleset, State, TraceLine};
 use crate::topology::{Interface, Mac, Topology};
 
@@ -58,11 +59,13 @@ pub struct Config {
     pub trace: bool,
     /// Log lines (`log` statements) kept; later ones are only counted.
     pub log_capacity: usize,
+    /// Flow offload: off, `flow add` is a no-op and every packet takes the slow path.
+    pub offload: bool,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { conntrack: nft_conntrack::Config::default(), gc_budget: 64, trace: false, log_capacity: 10_000 }
+        Config { conntrack: nft_conntrack::Config::default(), gc_budget: 64, trace: false, log_capacity: 10_000, offload: true }
     }
 }
 
@@ -89,7 +92,7 @@ type NatRequest = (NatSpec, Option<(u128, u128)>, Option<(u16, u16)>);
 struct Act {
     nat: Option<NatRequest>,
     reject: Option<Reject>,
-    flow_add: u32,
+    flow_add: Vec<String>,
     notrack: bool,
     logs: Vec<LogSpec>,
     dups: Vec<(Option<u128>, Option<u32>)>,
@@ -104,8 +107,8 @@ impl Actions for Act {
     fn reject(&mut self, _pkt: &Pkt, r: &Reject) {
         self.reject = Some(r.clone());
     }
-    fn flow_add(&mut self, _pkt: &Pkt, _flowtable: &str) {
-        self.flow_add += 1;
+    fn flow_add(&mut self, _pkt: &Pkt, flowtable: &str) {
+        self.flow_add.push(flowtable.to_owned());
     }
     fn notrack(&mut self, _pkt: &Pkt) {
         self.notrack = true;
@@ -195,6 +198,9 @@ struct Walk {
     /// the router sends quote what the sender sent (the kernel gets there by translating its
     /// errors back through conntrack). Only errors pay for the copy.
     dst_undo: Option<Rewrite>,
+    /// `flow add` admitted by the kernel's rules: the flowtable and the chain's family, for
+    /// when the walk is through.
+    flow_add: Option<(usize, Family)>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -217,6 +223,7 @@ pub struct Router {
     logs: Vec<String>,
     trace: Vec<String>,
     packet_no: u64,
+    offload: Offload,
 }
 
 fn addr_bits(a: IpAddr) -> u128 {
@@ -249,7 +256,8 @@ impl Router {
         let ct = Table::new(cfg.conntrack.clone());
         let counters = Counters::new(topo.interfaces.len());
         let ifnames = topo.interfaces.iter().map(|i| rules::ifname_value(&i.name)).collect();
-        Router { topo, ports, fib, rules, state, ct, cfg, counters, ifnames, logs: vec![], trace: vec![], packet_no: 0 }
+        let offload = Offload::new(&rules, &topo, cfg.offload, cfg.conntrack.max_entries);
+        Router { topo, ports, fib, rules, state, ct, cfg, counters, ifnames, logs: vec![], trace: vec![], packet_no: 0, offload }
     }
 
     pub fn topology(&self) -> &Topology {
@@ -291,9 +299,18 @@ impl Router {
     pub fn process(&mut self, burst: &mut [Frame], now: Duration, out: &mut Vec<TxFrame>) {
         let budget = self.cfg.gc_budget.saturating_add(burst.len().saturating_mul(2));
         self.ct.gc(now, budget);
-        for f in burst.iter_mut() {
+        self.offload.tick(&mut self.ct, &self.fib, &self.topo, now);
+        self.offload.fast_path(burst, now);
+        for (i, f) in burst.iter_mut().enumerate() {
             let data = std::mem::take(&mut f.data);
             self.packet_no += 1;
+            if let Some((egress, rx_len)) = self.offload.forwarded(i) {
+                if let Some(c) = self.counters.rx.get_mut(f.ingress) {
+                    c.add(rx_len);
+                }
+                self.transmit(Port::Iface(egress), data, out);
+                continue;
+            }
             if self.cfg.trace {
                 self.trace_packet(f.ingress, &data);
             }
@@ -394,9 +411,21 @@ impl Router {
             state: CtState::Untracked,
             src_mac: meta.src_mac.0,
             dst_undo: None,
+            flow_add: None,
         };
         let mut meta = meta;
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
+        if let Some((id, dir)) = w.conn {
+            self.offload.tracked(&self.ct, id);
+            if let Ok(Fate::Tx { .. }) = fate {
+                self.offload.forwarded_slow(id, dir, ingress);
+                if let Some((t, family)) = w.flow_add {
+                    if self.offload.admit(t, family, &mut self.ct, &self.fib, &self.topo, id, &meta, now) {
+                        self.counters.flows_admitted += 1;
+                    }
+                }
+            }
+        }
         match fate {
             Err(Drop::Stolen) => {}
             Err(d) => {
@@ -712,11 +741,17 @@ impl Router {
             if act.notrack {
                 w.notrack = true;
             }
-            for _ in 0..act.flow_add {
+            for ft in std::mem::take(&mut act.flow_add) {
                 self.counters.flow_add_requests += 1;
                 let conn = w.conn.and_then(|(id, _)| self.ct.get(id));
                 match admission::admit(hook, family, conn, meta) {
-                    Ok(()) => self.counters.flows_admitted += 1,
+                    // the flowtable takes it once the walk is through (confirmed)
+                    Ok(()) => {
+                        let table = &self.rules.chains[self.rules.base[i - 1].chain].table;
+                        if let Some(t) = self.offload.resolve(table, &ft) {
+                            w.flow_add = Some((t, family));
+                        }
+                    }
                     Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
                 }
             }
@@ -1053,6 +1088,35 @@ impl Router {
         self.send_icmp_error(w, buf, meta, ty, code, 0, out);
     }
 
+    /// The flowtables (control plane: listings, stats).
+    pub fn offload(&self) -> &Offload {
+        &self.offload
+    }
+
+    /// An interface goes up or down. Down, its packets are dropped and its offloaded flows
+    /// torn down (the kernel's netdev notifier).
+    pub fn set_link(&mut self, iface: usize, up: bool) {
+        if let Some(i) = self.topo.interfaces.get_mut(iface) {
+            i.up = up;
+            self.offload.set_link(iface, up);
+        }
+    }
+
+    /// The FIB, to change routes: offloaded flows notice at the next burst.
+    pub fn fib_mut(&mut self) -> &mut Fib {
+        &mut self.fib
+    }
+
+    /// A flowtable GC pass now: with `counter`, conntrack then holds the fast path's counts.
+    pub fn sync_offload(&mut self, now: Duration) {
+        self.offload.gc(&mut self.ct, now);
+    }
+
+    /// `simulate --list-flows`: the flowtables with their flows.
+    pub fn list_flows(&self, now: Duration) -> Vec<String> {
+        self.offload.list(&self.topo, now)
+    }
+
     /// Counters and the connection table as they stand.
     pub fn report(&self, now: Duration) -> Report {
         let c = &self.counters;
@@ -1108,11 +1172,19 @@ impl Router {
             host_bytes: c.host.bytes,
             drops: c.drop_map(),
             slow_path_packets: c.slow_path,
-            fast_path_packets: 0,
-            flows_offloaded: 0,
+            fast_path_packets: self.offload.fast_path_packets(),
+            flows_offloaded: self.offload.admitted(),
+            flows: self.offload.flows_by_state(now),
+            fast_path_punts: self.offload.punts(),
             flow_add_requests: c.flow_add_requests,
             flows_admitted: c.flows_admitted,
-            flows_refused: c.flows_refused.clone(),
+            flows_refused: {
+                let mut m = c.flows_refused.clone();
+                for (k, v) in self.offload.refused() {
+                    *m.entry(k).or_default() += v;
+                }
+                m
+            },
             nat_bindings: c.nat_bindings,
             nat_packets: c.nat_packets,
             icmp_errors_sent: c.icmp_errors_sent,

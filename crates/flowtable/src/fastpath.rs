@@ -29,6 +29,17 @@ const PROTO_UDP: u8 = 17;
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
+const TCP_PSH: u8 = 0x08;
+const TCP_ACK: u8 = 0x10;
+const TCP_URG: u8 = 0x20;
+
+/// ACK or ACK|URG once PSH, ECE and CWR are masked off: the segments that leave an
+/// established connection's conntrack state as it is (`tcp_valid_flags`, ES + ACK → ES).
+#[inline]
+fn plain_ack(flags: u8) -> bool {
+    let f = flags & 0x3f & !TCP_PSH;
+    f == TCP_ACK || f == TCP_ACK | TCP_URG
+}
 
 /// A frame in a buffer with room in front of it, and the port it arrived on. The fast path
 /// moves the frame's start to pop or push link headers without copying the packet.
@@ -159,6 +170,8 @@ punts! {
     SynOnClosing = "tcp_syn_on_closing",
     /// No room in front of the frame for the egress link header.
     NoHeadroom = "no_headroom",
+    /// A TCP segment other than a plain ACK, with [`crate::Config::punt_tcp_control`].
+    TcpControl = "tcp_control",
 }
 
 impl core::fmt::Display for Punt {
@@ -694,6 +707,15 @@ impl<B: OffloadBackend> Flowtable<B> {
             },
             d as u8,
         ));
+        if self.cfg.punt_tcp_control && p.key.proto == PROTO_TCP && !plain_ack(p.tcp_flags) {
+            // FIN or RST starts the close, which the slow path must track packet by packet:
+            // torn down now, the flow also punts the frames behind this one in the burst,
+            // which would otherwise overtake it.
+            if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+                f.flags |= TEARDOWN;
+            }
+            return Err(Punt::TcpControl);
+        }
         let head = fs.head;
         decide(f, d, &p, head, &self.port_down, self.fib_gen)?;
         let (start, len) = rewrite(f, d, &p, &mut fs.buf, head);

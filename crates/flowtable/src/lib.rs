@@ -76,6 +76,12 @@ pub struct Config {
     pub counter: bool,
     /// `flags offload`: flows are also pushed to the [`OffloadBackend`].
     pub hw_offload: bool,
+    /// Punt every TCP segment but a plain ACK (PSH, URG, ECE, CWR allowed): SYN, FIN, RST and
+    /// flag combinations conntrack calls invalid; FIN and RST also tear the flow down. The
+    /// kernel forwards FIN/RST and marks the flow closing; a router that must keep conntrack
+    /// exactly as without offload (the engine) lets the slow path see every segment that can
+    /// change a connection's state.
+    pub punt_tcp_control: bool,
     /// Seeds the lookup hash.
     pub seed: u64,
     /// Per-packet trace records kept (0: tracing off). Records are fixed-size and written
@@ -92,6 +98,7 @@ impl Default for Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             counter: false,
             hw_offload: false,
+            punt_tcp_control: false,
             seed: 0x666c_6f77_7461_626c,
             trace_capacity: 0,
         }

@@ -880,7 +880,10 @@ fn every_punt_reason() {
     assert_punt(&mut w, LAN, &good, now, Punt::Teardown);
     let ft = w.ft.as_ref().unwrap();
     for p in Punt::ALL {
-        if *p != Punt::SynOnClosing && *p != Punt::NoHeadroom && *p != Punt::Ipv6Ext {
+        if !matches!(
+            *p,
+            Punt::SynOnClosing | Punt::NoHeadroom | Punt::Ipv6Ext | Punt::TcpControl
+        ) {
             assert!(ft.stats().punt(*p) > 0, "{p} never counted");
         }
     }
@@ -1503,4 +1506,32 @@ impl<B: OffloadBackend> Flowtable<B> {
         }
         self.port_down[i] = down;
     }
+
+    fn punt_tcp_control_for_test(&mut self, on: bool) {
+        self.cfg.punt_tcp_control = on;
+    }
+}
+
+#[test]
+fn tcp_control_segments_punted_when_asked() {
+    let (mut w, c) = one_flow();
+    let now = secs(2);
+    w.ft.as_mut().unwrap().punt_tcp_control_for_test(true);
+    // plain ACKs (PSH, URG, ECE, CWR allowed) go on; SYN, FIN, RST and odd flags do not,
+    // and leave the flow as it was
+    for flags in [ACK, ACK | 0x08, ACK | 0x20 | 0x08, ACK | 0xc0] {
+        let f = w.frame_from(LAN, &client_pkt(&c, flags, b"x", 64));
+        assert!(matches!(fast(&mut w, LAN, &f, now).0, Action::Forward(WAN)), "{flags:#x}");
+    }
+    for flags in [SYN, SYN | ACK, 0, 0x08, SYN | 0x20] {
+        let f = w.frame_from(LAN, &client_pkt(&c, flags, b"", 64));
+        assert_punt(&mut w, LAN, &f, now, Punt::TcpControl);
+    }
+    let info = w.ft.as_ref().unwrap().iter(now).next().unwrap();
+    assert!(!info.closing && !info.teardown);
+    // FIN (or RST) tears the flow down: what follows goes to the slow path too
+    let fin = w.frame_from(LAN, &client_pkt(&c, FIN | ACK, b"", 64));
+    assert_punt(&mut w, LAN, &fin, now, Punt::TcpControl);
+    let ack = w.frame_from(LAN, &client_pkt(&c, ACK, b"", 64));
+    assert_punt(&mut w, LAN, &ack, now, Punt::Teardown);
 }

@@ -1,0 +1,477 @@
+//! The ruleset's flowtables in the router (DESIGN.md, step 2): the fast path at ingress of the
+//! flowtables' devices, `flow add @ft` once a packet's walk is through, and the timers (GC,
+//! route changes, links going down).
+//!
+//! The invariant that rules here is transparency: with offload on, every output packet, every
+//! drop and the final connection table are what they would be with offload off. The fast path
+//! therefore only takes packets whose effect on conntrack is a refresh and a count, and gives
+//! the slow path everything else:
+//!
+//! * TCP: only established, assured connections are admitted (the kernel's rule), and the fast
+//!   path punts every segment but a plain ACK (`punt_tcp_control`). SYN, FIN, RST and flag
+//!   combinations conntrack calls invalid thus reach conntrack's state machine and the
+//!   ruleset (which may drop them) exactly as without offload. The kernel instead forwards
+//!   FIN/RST on the fast path and marks the flow closing; its conntrack entry then never sees
+//!   the close, which is what we refuse to copy. Feeding the flags to conntrack from the fast
+//!   path was the other choice: it needs the connection per packet and runs the TCP tracker
+//!   on the hot path, and the packet would still skip rules that may drop it.
+//! * Once the slow path sees a packet that moves an offloaded TCP connection out of
+//!   ESTABLISHED, the flow is torn down, so the rest of the close is tracked packet by packet.
+//! * UDP: admitted once conntrack has assured the connection (the kernel admits from the
+//!   second packet). Before that, each packet can still change the entry (SEEN_REPLY, ASSURED,
+//!   the timeout class); after it, a packet only refreshes and counts.
+//! * When a flow leaves, its connection's timeout counts from the flow's last packet (as the
+//!   slow path would have refreshed it), not from the GC pass that noticed the idle flow.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use nft_conntrack::{Conn, ConnId, Direction, Table, TcpState};
+use nft_flowtable::{Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles, Path, Punt};
+use nft_lang::ast::Family;
+use nft_wire::PacketMeta;
+
+use crate::fib::{Fib, RouteKind};
+use crate::l2;
+use crate::router::Frame;
+use crate::rules::Ruleset;
+use crate::topology::{Encap, Topology};
+
+/// The kernel's flowtable GC period (`NF_FLOW_TABLE_GC_INTERVAL`... one second).
+const GC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One flowtable of the ruleset.
+pub struct RouterFlowtable {
+    /// The table that declares it (`flow add @name` refers to it from that table's chains).
+    pub table: String,
+    pub name: String,
+    /// The interfaces whose ingress the fast path sits on.
+    pub ports: Vec<usize>,
+    pub ft: Flowtable,
+}
+
+/// A frame the fast path forwarded: where it leaves, and its length as it arrived.
+#[derive(Debug, Clone, Copy)]
+struct Forwarded {
+    egress: usize,
+    rx_len: usize,
+}
+
+/// The flowtables and what ties them to connections.
+pub struct Offload {
+    enabled: bool,
+    tables: Vec<RouterFlowtable>,
+    /// For each interface, the flowtable whose devices include it.
+    port_table: Vec<Option<usize>>,
+    /// The port each direction of a forwarded connection last arrived on: a flow keys each
+    /// direction on it, and the packet that admits a flow shows only its own.
+    ingress: HashMap<ConnId, [Option<u16>; 2]>,
+    flows: HashMap<ConnId, (usize, FlowId)>,
+    next_gc: Duration,
+    fib_gen: u64,
+    admitted: u64,
+    refused: BTreeMap<&'static str, u64>,
+    // Per burst, kept to reuse their allocations.
+    slots: Vec<FrameSlot>,
+    slot_of: Vec<(usize, usize)>,
+    actions: Vec<Action>,
+    results: Vec<Option<Forwarded>>,
+    leaving: Vec<(ConnId, Duration, Duration)>,
+}
+
+/// The fast path's link encapsulation for an interface.
+fn encap_of(e: &Encap) -> FtEncap {
+    match *e {
+        Encap::None => FtEncap::None,
+        Encap::Vlan { id, .. } => FtEncap::Vlan(id),
+        Encap::QinQ { outer, inner, .. } => FtEncap::QinQ { outer, inner },
+        Encap::Pppoe { session, .. } => FtEncap::Pppoe(session),
+    }
+}
+
+/// The physical port an interface sits on (its parent, for VLAN, QinQ and PPPoE).
+fn port_name(e: &Encap, name: &str) -> String {
+    match e {
+        Encap::None => name.to_string(),
+        Encap::Vlan { parent, .. } | Encap::QinQ { parent, .. } | Encap::Pppoe { parent, .. } => parent.clone(),
+    }
+}
+
+/// Where the slow path would send a packet to `dst` now: the same FIB lookup, the same
+/// neighbour, the same link header. `None` for anything the fast path must not take.
+fn egress_to(fib: &Fib, topo: &Topology, dst: IpAddr) -> Option<Egress> {
+    let multicast = match dst {
+        IpAddr::V4(v) => v.is_multicast() || v.is_broadcast(),
+        IpAddr::V6(v) => v.is_multicast(),
+    };
+    if multicast {
+        return None;
+    }
+    let RouteKind::Unicast(nh) = fib.lookup(dst)?.0 else { return None };
+    let iface = topo.interfaces.get(nh.ifindex).filter(|i| i.up)?;
+    let dst_mac = match l2::fixed_peer(iface) {
+        Some(m) => m,
+        None => *topo.neighbours.get(&(nh.ifindex, nh.via.unwrap_or(dst)))?,
+    };
+    Some(Egress { port: u16::try_from(nh.ifindex).ok()?, src_mac: iface.mac, dst_mac, encap: encap_of(&iface.encap), mtu: iface.mtu })
+}
+
+fn ft_family(f: Family) -> nft_flowtable::Family {
+    match f {
+        Family::Ip => nft_flowtable::Family::Ip,
+        Family::Ip6 => nft_flowtable::Family::Ip6,
+        Family::Inet => nft_flowtable::Family::Inet,
+        Family::Arp => nft_flowtable::Family::Arp,
+        Family::Bridge => nft_flowtable::Family::Bridge,
+        Family::Netdev => nft_flowtable::Family::Netdev,
+    }
+}
+
+impl Offload {
+    /// The flowtables of `rules` on `topo`'s interfaces. With `enabled` false, `flow add`
+    /// is a no-op and nothing takes the fast path.
+    /// `max_flows` is conntrack's limit: each flow holds a connection.
+    pub fn new(rules: &Ruleset, topo: &Topology, enabled: bool, max_flows: usize) -> Offload {
+        let mut tables = vec![];
+        let mut port_table = vec![None; topo.interfaces.len()];
+        for (table, f) in &rules.flowtables {
+            // A device stands for its port: a flowtable on `eth1` also sees the VLAN and
+            // PPPoE interfaces over it, as the kernel's does through the forward path.
+            let groups: Vec<String> = f
+                .devices
+                .iter()
+                .map(|d| topo.interfaces.iter().find(|i| &i.name == d).map_or_else(|| d.clone(), |i| port_name(&i.encap, &i.name)))
+                .collect();
+            let ports: Vec<usize> = topo
+                .interfaces
+                .iter()
+                .filter(|i| f.devices.contains(&i.name) || groups.contains(&port_name(&i.encap, &i.name)))
+                .map(|i| i.index)
+                .collect();
+            let t = tables.len();
+            for &p in &ports {
+                if let Some(slot) = port_table.get_mut(p) {
+                    slot.get_or_insert(t);
+                }
+            }
+            let cfg = nft_flowtable::Config {
+                name: f.name.clone(),
+                devices: ports.iter().filter_map(|&p| u16::try_from(p).ok()).collect(),
+                counter: f.counter,
+                hw_offload: f.offload,
+                punt_tcp_control: true,
+                max_flows,
+                ..nft_flowtable::Config::default()
+            };
+            tables.push(RouterFlowtable { table: table.clone(), name: f.name.clone(), ports, ft: Flowtable::new(cfg) });
+        }
+        Offload {
+            enabled,
+            tables,
+            port_table,
+            ingress: HashMap::new(),
+            flows: HashMap::new(),
+            next_gc: Duration::ZERO,
+            fib_gen: 0,
+            admitted: 0,
+            refused: BTreeMap::new(),
+            slots: vec![],
+            slot_of: vec![],
+            actions: vec![],
+            results: vec![],
+            leaving: vec![],
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn flowtables(&self) -> &[RouterFlowtable] {
+        &self.tables
+    }
+
+    /// Flows admitted so far.
+    pub fn admitted(&self) -> u64 {
+        self.admitted
+    }
+
+    /// `flow add` requests the kernel's rules allowed but the flowtable did not take, by
+    /// reason.
+    pub fn refused(&self) -> &BTreeMap<&'static str, u64> {
+        &self.refused
+    }
+
+    /// Packets forwarded on the fast path.
+    pub fn fast_path_packets(&self) -> u64 {
+        self.tables.iter().map(|t| t.ft.stats().forwarded).sum()
+    }
+
+    /// Live flows by state (`active`, `closing`, `teardown`, `hw`).
+    pub fn flows_by_state(&self, now: Duration) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for t in &self.tables {
+            for f in t.ft.iter(now) {
+                let k = if f.teardown {
+                    "teardown"
+                } else if f.closing {
+                    "closing"
+                } else if f.hw {
+                    "hw"
+                } else {
+                    "active"
+                };
+                *m.entry(k.to_string()).or_default() += 1;
+            }
+        }
+        m
+    }
+
+    /// Fast-path punts by reason, lookups that missed included.
+    pub fn punts(&self) -> BTreeMap<&'static str, u64> {
+        let mut m = BTreeMap::new();
+        for t in &self.tables {
+            for p in Punt::ALL {
+                let n = t.ft.stats().punt(*p);
+                if n > 0 {
+                    *m.entry(p.name()).or_default() += n;
+                }
+            }
+        }
+        m
+    }
+
+    /// The flowtable `flow add @name` in a chain of `table` refers to, when offload is on.
+    pub fn resolve(&self, table: &str, name: &str) -> Option<usize> {
+        if !self.enabled {
+            return None;
+        }
+        self.tables.iter().position(|t| t.table == table && t.name == name)
+    }
+
+    /// Timers, at the start of each burst: a route change re-routes the flows (beyond the
+    /// kernel, whose flows keep their cached route), and every second GC hands idle and
+    /// torn-down flows back to conntrack.
+    pub fn tick(&mut self, ct: &mut Table, fib: &Fib, topo: &Topology, now: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let gen = fib.generation();
+        if gen != self.fib_gen {
+            self.fib_gen = gen;
+            for t in &mut self.tables {
+                t.ft.reroute(ct, gen, |info| {
+                    let mut p = info.paths;
+                    for (d, path) in p.iter_mut().enumerate() {
+                        // direction d leaves as the inverse of what the other one arrives with
+                        path.egress = egress_to(fib, topo, info.tuples[1 - d].src)?;
+                    }
+                    Some(p)
+                });
+            }
+        }
+        if now >= self.next_gc {
+            self.next_gc = now.saturating_add(GC_INTERVAL);
+            self.gc(ct, now);
+        }
+    }
+
+    /// One GC pass over every flowtable now (with `counter`, it also syncs the fast path's
+    /// counts to conntrack).
+    pub fn gc(&mut self, ct: &mut Table, now: Duration) {
+        for t in &mut self.tables {
+            if t.ft.is_empty() {
+                continue;
+            }
+            self.leaving.clear();
+            for f in t.ft.iter(now) {
+                if let Some(c) = ct.get(f.conn) {
+                    self.leaving.push((f.conn, now.saturating_sub(f.idle), c.deadline()));
+                }
+            }
+            t.ft.gc(ct, now);
+            for &(id, used, before) in &self.leaving {
+                let Some(c) = ct.get(id) else { continue };
+                if c.is_offloaded() {
+                    continue;
+                }
+                // GC gave the state's timeout from now; without offload the last packet
+                // would have started it (or a later slow-path packet, kept in `before`).
+                let timeout = c.deadline().saturating_sub(now);
+                ct.set_deadline(id, before.max(used.saturating_add(timeout)));
+            }
+        }
+        let tables = &self.tables;
+        self.flows.retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.info(*fid, now).is_some()));
+        self.ingress.retain(|id, _| ct.get(*id).is_some());
+    }
+
+    /// An interface went up or down; down, its flows are torn down.
+    pub fn set_link(&mut self, iface: usize, up: bool) {
+        let Ok(port) = u16::try_from(iface) else { return };
+        for t in &mut self.tables {
+            t.ft.set_port_up(port, up);
+        }
+    }
+
+    /// Runs the fast path over the frames of `burst` that arrived on a flowtable's devices.
+    /// Forwarded frames are rewritten in place ([`forwarded`](Self::forwarded) says where
+    /// they go); the others are left as they came, for the slow path.
+    pub fn fast_path(&mut self, burst: &mut [Frame], now: Duration) {
+        self.results.clear();
+        self.results.resize(burst.len(), None);
+        if !self.enabled || self.flows.is_empty() {
+            return;
+        }
+        for (t, rt) in self.tables.iter_mut().enumerate() {
+            if rt.ft.is_empty() {
+                continue;
+            }
+            self.slots.clear();
+            self.slot_of.clear();
+            for (i, f) in burst.iter_mut().enumerate() {
+                if self.port_table.get(f.ingress).copied().flatten() != Some(t) {
+                    continue;
+                }
+                let Ok(port) = u16::try_from(f.ingress) else { continue };
+                self.slot_of.push((i, f.data.len()));
+                self.slots.push(FrameSlot::from_vec(port, std::mem::take(&mut f.data)));
+            }
+            self.actions.clear();
+            self.actions.resize(self.slots.len(), Action::None);
+            rt.ft.process_burst::<false>(&mut self.slots, now, &mut self.actions);
+            for (k, slot) in self.slots.drain(..).enumerate() {
+                let (i, rx_len) = self.slot_of[k];
+                let port = slot.port;
+                let (data, action) = match self.actions[k] {
+                    // The frames come without headroom; the few that need a longer link
+                    // header out (untagged in, VLAN or PPPoE out) go again with some.
+                    Action::Punt(Punt::NoHeadroom) => {
+                        let data = slot.into_vec();
+                        let mut s = FrameSlot::new(port, &data);
+                        match rt.ft.process(&mut s, now) {
+                            a @ Action::Forward(_) => (s.into_vec(), a),
+                            a => (data, a),
+                        }
+                    }
+                    a => (slot.into_vec(), a),
+                };
+                burst[i].data = data;
+                if let Action::Forward(p) = action {
+                    self.results[i] = Some(Forwarded { egress: usize::from(p), rx_len });
+                }
+            }
+        }
+    }
+
+    /// Where the fast path sent frame `i` of the last burst, and its length as it arrived.
+    pub fn forwarded(&self, i: usize) -> Option<(usize, usize)> {
+        self.results.get(i).copied().flatten().map(|f| (f.egress, f.rx_len))
+    }
+
+    /// After the slow path tracked a packet of connection `id`: an offloaded TCP connection
+    /// that left ESTABLISHED (FIN, RST) goes back to the slow path for the rest of its close.
+    pub fn tracked(&mut self, ct: &Table, id: ConnId) {
+        let Some(&(t, fid)) = self.flows.get(&id) else { return };
+        let open = ct.get(id).is_some_and(|c| c.l4proto() != 6 || c.tcp_state() == Some(TcpState::Established));
+        if !open {
+            if let Some(rt) = self.tables.get_mut(t) {
+                rt.ft.teardown(fid);
+            }
+        }
+    }
+
+    /// A packet of `id` in direction `dir` that arrived on `ingress` was forwarded by the
+    /// slow path.
+    pub fn forwarded_slow(&mut self, id: ConnId, dir: Direction, ingress: usize) {
+        if !self.enabled {
+            return;
+        }
+        let Ok(port) = u16::try_from(ingress) else { return };
+        self.ingress.entry(id).or_default()[dir.index()] = Some(port);
+    }
+
+    fn refuse(&mut self, why: &'static str) {
+        *self.refused.entry(why).or_default() += 1;
+    }
+
+    /// `flow add` into flowtable `t` for the packet `meta` of connection `id`, once its walk
+    /// is through and the connection confirmed. Whether a flow was made.
+    #[allow(clippy::too_many_arguments)]
+    pub fn admit(&mut self, t: usize, family: Family, ct: &mut Table, fib: &Fib, topo: &Topology, id: ConnId, meta: &PacketMeta, now: Duration) -> bool {
+        let Some(c) = ct.get(id) else { return false };
+        if c.is_offloaded() {
+            return false;
+        }
+        if c.l4proto() == 17 && !c.is_assured() {
+            self.refuse("udp_not_assured");
+            return false;
+        }
+        let Some(ports) = self.ingress.get(&id).copied() else {
+            self.refuse("reply_not_seen");
+            return false;
+        };
+        let paths = match Self::paths(c, ports, fib, topo) {
+            Ok(p) => p,
+            Err(why) => {
+                self.refuse(why);
+                return false;
+            }
+        };
+        let a = Admission {
+            forward_hook: true,
+            family: ft_family(family),
+            conn: Some(id),
+            meta,
+            paths,
+            mangles: [Mangles::default(); 2],
+            fib_generation: fib.generation(),
+        };
+        let Some(rt) = self.tables.get_mut(t) else { return false };
+        match rt.ft.admit(ct, &a, now) {
+            Ok(fid) => {
+                self.flows.insert(id, (t, fid));
+                self.admitted += 1;
+                true
+            }
+            Err(e) => {
+                self.refuse(e.name());
+                false
+            }
+        }
+    }
+
+    fn paths(c: &Conn, ports: [Option<u16>; 2], fib: &Fib, topo: &Topology) -> Result<[Path; 2], &'static str> {
+        let mut paths = [Path::default(); 2];
+        for (d, dir) in [Direction::Original, Direction::Reply].into_iter().enumerate() {
+            let ingress = ports[d].ok_or("reply_not_seen")?;
+            // packets of this direction leave towards the other direction's source
+            let dst = c.tuple(dir.opposite()).src;
+            let egress = egress_to(fib, topo, dst).ok_or("no_fast_route")?;
+            paths[d] = Path { ingress, egress };
+        }
+        Ok(paths)
+    }
+
+    /// The flowtables and their flows, interface numbers given as names.
+    pub fn list(&self, topo: &Topology, now: Duration) -> Vec<String> {
+        let name = |n: &str| n.parse::<usize>().ok().and_then(|i| topo.interfaces.get(i)).map(|i| i.name.clone());
+        let mut out = vec![];
+        for t in &self.tables {
+            let devs: Vec<&str> = t.ports.iter().filter_map(|&p| topo.interfaces.get(p)).map(|i| i.name.as_str()).collect();
+            out.push(format!("flowtable {} {} {{ devices = {{ {} }}; flows {} }}", t.table, t.name, devs.join(", "), t.ft.len()));
+            for line in t.ft.list(now) {
+                let words: Vec<String> = line
+                    .split(' ')
+                    .map(|w| match w.split_once('=') {
+                        Some((k @ ("in" | "out"), v)) => name(v).map_or_else(|| w.to_string(), |n| format!("{k}={n}")),
+                        _ => w.to_string(),
+                    })
+                    .collect();
+                out.push(format!("  {}", words.join(" ")));
+            }
+        }
+        out
+    }
+}
