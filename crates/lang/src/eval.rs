@@ -506,6 +506,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             crate::stmt_eval::check_mangle(ctx, key, value, span)?;
             let (dt, bits) = (key.dt, key.bits);
             eval_stmt_value(ctx, value, dt, bits)?;
+            crate::bitwise::mask_xor(value);
             Ok(())
         }
         // NAT and tproxy depend on the protocols matched before them: see stmt_eval

@@ -19,3 +19,4 @@ pub mod json;
 pub mod json_in;
 mod protoctx;
 mod setorder;
+mod bitwise;
