@@ -193,6 +193,12 @@ pub fn text_report(r: &Report, a: &Args) -> String {
     for (k, v) in &r.connections {
         let _ = writeln!(s, "  {k:<24} {v:>8}");
     }
+    if !r.logs.is_empty() {
+        let _ = writeln!(s, "\nlog: {} lines{}", r.log_lines, if r.log_lines > r.logs.len() as u64 { format!(" (first {} kept)", r.logs.len()) } else { String::new() });
+        for l in r.logs.iter().take(20) {
+            let _ = writeln!(s, "  {l}");
+        }
+    }
     let _ = writeln!(s, "\ntop rules by hits:");
     for h in r.top_rules.iter().take(10) {
         let _ = writeln!(s, "  {:>8}  {} {}: {}", h.hits, h.table, h.chain, h.rule);

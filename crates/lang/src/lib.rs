@@ -1,5 +1,7 @@
 //! The nft language: lexer, parser, evaluator, printer, libnftables JSON.
 
+#![forbid(unsafe_code)]
+
 pub mod datatype;
 mod services;
 pub mod proto;

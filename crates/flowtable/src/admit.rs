@@ -1,0 +1,273 @@
+//! `flow add @ft` (`nft_flow_offload.c`): the kernel's admission rules, in the order
+//! `nft_flow_offload_eval` checks them, and the making of the entry with its plan.
+
+use crate::backend::{DirSpec, FlowId, FlowSpec, OffloadBackend};
+use crate::flow::{Flow, Key, Mangles, Path, Plan, HW_PENDING};
+use crate::{ms, Flowtable, Slot};
+use core::time::Duration;
+use nft_conntrack::{ConnId, Counter, Status, Table, TcpState};
+use nft_wire::{checksum, IpProtocol, PacketMeta, TcpFlags};
+
+/// The family of the table whose chain holds the `flow add` statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    Ip,
+    Ip6,
+    Inet,
+    Arp,
+    Bridge,
+    Netdev,
+}
+
+macro_rules! reasons {
+    ($( $(#[$m:meta])* $v:ident = $name:literal ),+ $(,)?) => {
+        /// Why `flow add` did not admit a connection. The statement never drops the packet:
+        /// the connection stays on the slow path. Each reason has a stable counter name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum NotAdmitted { $( $(#[$m])* $v ),+ }
+
+        impl NotAdmitted {
+            pub const ALL: &'static [NotAdmitted] = &[$( NotAdmitted::$v ),+];
+            pub const COUNT: usize = Self::ALL.len();
+            pub const fn name(self) -> &'static str {
+                match self { $( NotAdmitted::$v => $name ),+ }
+            }
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Only a forward chain may offload (the expression's validate hook).
+    NotForwardHook = "not_forward_hook",
+    /// Only ip, ip6 and inet tables.
+    Family = "family",
+    /// IPv4 options keep a packet's connection on the slow path (`nft_flow_offload_skip`).
+    Ipv4Options = "ipv4_options",
+    /// The packet has no connection (untracked or invalid).
+    NoConnection = "no_connection",
+    /// Neither TCP nor UDP.
+    Protocol = "protocol",
+    /// The TCP packet carries FIN or RST.
+    TcpFinRst = "tcp_fin_rst",
+    /// TCP must be established and assured.
+    TcpNotEstablished = "tcp_not_established",
+    /// A helper or sequence adjustment needs to see every packet.
+    Helper = "helper",
+    /// Not confirmed yet: the first packet of a flow.
+    NotConfirmed = "not_confirmed",
+    /// Already in a flowtable.
+    AlreadyOffloaded = "already_offloaded",
+    /// A direction's ingress port is not one of the flowtable's devices.
+    Device = "device",
+    /// The flowtable holds its limit of flows.
+    TableFull = "table_full",
+}
+
+impl core::fmt::Display for NotAdmitted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the slow path knows when a packet reaches `flow add @ft` in a forward chain.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission<'a> {
+    /// The statement sits in a chain on the forward hook.
+    pub forward_hook: bool,
+    pub family: Family,
+    /// The packet's connection (`None`: untracked or invalid).
+    pub conn: Option<ConnId>,
+    /// The packet, as the forward chain sees it.
+    pub meta: &'a PacketMeta,
+    /// Each conntrack direction's path (index [`Direction::index`]), as routed now.
+    pub paths: [Path; 2],
+    /// What the slow path's rules set for each direction, to replay.
+    pub mangles: [Mangles; 2],
+    /// The FIB generation the paths were routed under.
+    pub fib_generation: u64,
+}
+
+/// The connection-level rules, in `nft_flow_offload_eval`'s order.
+fn check(ct: &Table, a: &Admission<'_>) -> Result<ConnId, NotAdmitted> {
+    if !a.forward_hook {
+        return Err(NotAdmitted::NotForwardHook);
+    }
+    if !matches!(a.family, Family::Ip | Family::Ip6 | Family::Inet) {
+        return Err(NotAdmitted::Family);
+    }
+    if a.meta.ipv4_options {
+        return Err(NotAdmitted::Ipv4Options);
+    }
+    let id = a.conn.ok_or(NotAdmitted::NoConnection)?;
+    let c = ct.get(id).ok_or(NotAdmitted::NoConnection)?;
+    match c.l4proto() {
+        6 => {
+            // The kernel reads the flags from the packet, whatever the meta says.
+            if a.meta.ip_protocol != Some(IpProtocol::Tcp)
+                || a.meta.tcp_flags().intersects(TcpFlags::FIN | TcpFlags::RST)
+            {
+                return Err(NotAdmitted::TcpFinRst);
+            }
+            if c.tcp_state() != Some(TcpState::Established) || !c.is_assured() {
+                return Err(NotAdmitted::TcpNotEstablished);
+            }
+        }
+        17 => {}
+        _ => return Err(NotAdmitted::Protocol),
+    }
+    if c.status().intersects(Status::HELPER | Status::SEQ_ADJUST) {
+        return Err(NotAdmitted::Helper);
+    }
+    if !c.is_confirmed() {
+        return Err(NotAdmitted::NotConfirmed);
+    }
+    if c.is_offloaded() || c.status().contains(Status::DYING) {
+        return Err(NotAdmitted::AlreadyOffloaded);
+    }
+    Ok(id)
+}
+
+/// Adds the RFC 1624 terms of a field changing from `old` to `new` (16-bit words), as the slow
+/// path's per-field updates would, and nothing for an unchanged field: the sum then equals the
+/// slow path's byte for byte, zero checksums included.
+fn change(acc: &mut u64, old: &[u8], new: &[u8]) {
+    if old == new {
+        return;
+    }
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        *acc += u64::from(!u16::from_be_bytes([o[0], o[1]]));
+        *acc += u64::from(u16::from_be_bytes([n[0], n[1]]));
+    }
+}
+
+/// The plan of the direction keyed `this`, whose packets leave as the inverse of `other`.
+pub(crate) fn plan(this: &Key, other: &Key, path: &Path, m: &Mangles) -> Plan {
+    let alen = if this.v6 { 0 } else { 12 };
+    let (new_src, new_dst) = (&other.dst[alen..], &other.src[alen..]);
+    let (new_sport, new_dport) = (other.dport.to_be_bytes(), other.sport.to_be_bytes());
+    let mut addrs = 0u64;
+    change(&mut addrs, &this.src[alen..], new_src);
+    change(&mut addrs, &this.dst[alen..], new_dst);
+    let mut l4 = addrs;
+    change(&mut l4, &this.sport.to_be_bytes(), &new_sport);
+    change(&mut l4, &this.dport.to_be_bytes(), &new_dport);
+    // The TTL/protocol word loses 0x0100: its term is constant for any TTL above 1.
+    let ip = addrs + 0xfeff;
+    Plan {
+        egress: path.egress,
+        ip_delta: checksum::fold(ip),
+        l4_delta: checksum::fold(l4),
+        nat: this.src != other.dst
+            || this.dst != other.src
+            || this.sport != other.dport
+            || this.dport != other.sport,
+        dscp: m.dscp.map_or(u8::MAX, |d| d & 0x3f),
+        has_mark: m.meta_mark.is_some(),
+        mark: m.meta_mark.unwrap_or(0),
+    }
+}
+
+pub(crate) fn mangles_of(f: &Flow) -> [Mangles; 2] {
+    let m = |p: &Plan| Mangles {
+        meta_mark: p.has_mark.then_some(p.mark),
+        ct_mark: f.ct_mark,
+        dscp: (p.dscp != u8::MAX).then_some(p.dscp),
+    };
+    [m(&f.plan[0]), m(&f.plan[1])]
+}
+
+impl<B: OffloadBackend> Flowtable<B> {
+    /// `flow add @ft` for the packet `a.meta` of connection `a.conn`: checks the kernel's
+    /// admission rules, then makes the flow with both directions' plans, marks the connection
+    /// `[OFFLOAD]` (it no longer expires while offloaded) and, with `flags offload`, queues the
+    /// flow for the backend. A refusal is counted and changes nothing.
+    pub fn admit(
+        &mut self,
+        ct: &mut Table,
+        a: &Admission<'_>,
+        now: Duration,
+    ) -> Result<FlowId, NotAdmitted> {
+        let r = self.admit_inner(ct, a, now);
+        match r {
+            Ok(_) => self.stats.admitted += 1,
+            Err(e) => self.stats.not_admitted[e.index()] += 1,
+        }
+        r
+    }
+
+    fn admit_inner(
+        &mut self,
+        ct: &mut Table,
+        a: &Admission<'_>,
+        now: Duration,
+    ) -> Result<FlowId, NotAdmitted> {
+        let id = check(ct, a)?;
+        if !a
+            .paths
+            .iter()
+            .all(|p| self.cfg.devices.contains(&p.ingress))
+        {
+            return Err(NotAdmitted::Device);
+        }
+        if self.len >= self.cfg.max_flows {
+            return Err(NotAdmitted::TableFull);
+        }
+        let c = ct.get(id).ok_or(NotAdmitted::NoConnection)?;
+        let o = Key::from_tuple(c.original(), a.paths[0].ingress);
+        let r = Key::from_tuple(c.reply(), a.paths[1].ingress);
+        // Another flow already owns one of these keys (a stale entry not yet collected).
+        for k in [&o, &r] {
+            if self.find(k, self.index.hash(k)).is_some() {
+                return Err(NotAdmitted::AlreadyOffloaded);
+            }
+        }
+        let flow = Flow {
+            key: [o, r],
+            plan: [
+                plan(&o, &r, &a.paths[0], &a.mangles[0]),
+                plan(&r, &o, &a.paths[1], &a.mangles[1]),
+            ],
+            count: [Counter::default(); 2],
+            synced: [Counter::default(); 2],
+            conn: id,
+            used_ms: ms(now),
+            fib_gen: a.fib_generation as u32,
+            ct_mark: a.mangles[0].ct_mark.or(a.mangles[1].ct_mark),
+            flags: if self.cfg.hw_offload { HW_PENDING } else { 0 },
+        };
+        ct.set_offload(id, false)
+            .map_err(|_| NotAdmitted::NoConnection)?;
+
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { gen: 0, flow: None });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[idx as usize];
+        slot.flow = Some(flow);
+        let fid = FlowId { idx, gen: slot.gen };
+        self.index.insert(self.index.hash(&o), idx << 1);
+        self.index.insert(self.index.hash(&r), idx << 1 | 1);
+        self.len += 1;
+
+        if self.cfg.hw_offload {
+            let spec = |d: usize, this: &Key, other: &Key| DirSpec {
+                tuple: this.tuple(),
+                ingress: this.port,
+                rewritten: other.tuple().invert().unwrap_or_else(|| this.tuple()),
+                egress: a.paths[d].egress,
+                mangles: a.mangles[d],
+            };
+            let fs = FlowSpec {
+                dirs: [spec(0, &o, &r), spec(1, &r, &o)],
+            };
+            self.backend.add(fid, &fs);
+        }
+        Ok(fid)
+    }
+}

@@ -1,0 +1,713 @@
+//! The per-packet hook (`nf_flow_table_ip.c`): parse the minimum, look up, then rewrite in place,
+//! count and refresh, or punt to the slow path with a reason. Nothing here allocates, creates
+//! an entry, evaluates a rule or panics; a frame that is punted is left byte for byte as it
+//! came, so the slow path sees what arrived.
+//!
+//! What it accepts is a subset of what `nft_wire::parse_frame` accepts: anything the parser
+//! would refuse (and the slow path drop) is punted as `malformed`, never rewritten.
+
+use crate::backend::FlowId;
+use crate::flow::{Encap, Flow, Key, Mac, Port, CLOSING, TEARDOWN};
+use crate::index::Index;
+use crate::{ms, Flowtable, OffloadBackend, Slot, REFRESH_MS};
+use core::time::Duration;
+use nft_wire::checksum;
+
+/// Room the fast path may need in front of a frame to push a longer link header (untagged to
+/// QinQ or PPPoE: 8 bytes), rounded up generously as drivers do.
+pub const HEADROOM: usize = 64;
+
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+const ETH_VLAN: u16 = 0x8100;
+const ETH_QINQ: u16 = 0x88a8;
+const ETH_PPPOE: u16 = 0x8864;
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+
+/// A frame in a buffer with room in front of it, and the port it arrived on. The fast path
+/// moves the frame's start to pop or push link headers without copying the packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameSlot {
+    buf: Vec<u8>,
+    head: usize,
+    len: usize,
+    /// The ingress port; on forwarding, left as it was (the egress is in the [`Action`]).
+    pub port: Port,
+    /// `meta mark` for the frame, when the flow replays one.
+    pub mark: Option<u32>,
+}
+
+impl FrameSlot {
+    /// Copies `frame` into a new buffer with [`HEADROOM`] in front.
+    pub fn new(port: Port, frame: &[u8]) -> FrameSlot {
+        FrameSlot::with_headroom(port, frame, HEADROOM)
+    }
+
+    pub fn with_headroom(port: Port, frame: &[u8], headroom: usize) -> FrameSlot {
+        let mut buf = Vec::with_capacity(headroom + frame.len());
+        buf.resize(headroom, 0);
+        buf.extend_from_slice(frame);
+        FrameSlot {
+            buf,
+            head: headroom,
+            len: frame.len(),
+            port,
+            mark: None,
+        }
+    }
+
+    /// Takes a buffer as it is: the frame fills it, with no headroom (a push then punts).
+    pub fn from_vec(port: Port, buf: Vec<u8>) -> FrameSlot {
+        let len = buf.len();
+        FrameSlot {
+            buf,
+            head: 0,
+            len,
+            port,
+            mark: None,
+        }
+    }
+
+    /// Puts another frame into the same buffer (reuse by a receive loop); allocates only if
+    /// the buffer is too small.
+    pub fn refill(&mut self, port: Port, frame: &[u8]) {
+        let need = HEADROOM + frame.len();
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+        self.buf[HEADROOM..need].copy_from_slice(frame);
+        self.head = HEADROOM;
+        self.len = frame.len();
+        self.port = port;
+        self.mark = None;
+    }
+
+    pub fn frame(&self) -> &[u8] {
+        self.buf.get(self.head..self.head + self.len).unwrap_or(&[])
+    }
+
+    pub fn frame_mut(&mut self) -> &mut [u8] {
+        let end = self.head + self.len;
+        self.buf.get_mut(self.head..end).unwrap_or(&mut [])
+    }
+
+    pub fn headroom(&self) -> usize {
+        self.head
+    }
+
+    /// The frame as a vector of its own bytes (the buffer, moved down in place).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.buf.truncate(self.head + self.len);
+        self.buf.drain(..self.head);
+        self.buf
+    }
+}
+
+macro_rules! punts {
+    ($( $(#[$m:meta])* $v:ident = $name:literal ),+ $(,)?) => {
+        /// Why a packet went back to the slow path. Each reason has a stable counter name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Punt { $( $(#[$m])* $v ),+ }
+
+        impl Punt {
+            pub const ALL: &'static [Punt] = &[$( Punt::$v ),+];
+            pub const COUNT: usize = Self::ALL.len();
+            pub const fn name(self) -> &'static str {
+                match self { $( Punt::$v => $name ),+ }
+            }
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+punts! {
+    /// Refused by the frame parser: the slow path drops it under the parser's reason.
+    Malformed = "malformed",
+    /// Not IPv4 or IPv6 (ARP, PPP control, VLAN over PPPoE, other EtherTypes).
+    NotIp = "not_ip",
+    /// An IP fragment.
+    Fragment = "fragment",
+    /// An IPv4 header with options.
+    Ipv4Options = "ipv4_options",
+    /// IPv6 extension headers.
+    Ipv6Ext = "ipv6_ext_header",
+    /// Neither TCP nor UDP.
+    NotTcpUdp = "not_tcp_udp",
+    /// TTL or hop limit 1 or 0: the slow path sends time exceeded.
+    TtlExpired = "ttl_expired",
+    /// No flow for the tuple and ingress port.
+    Miss = "miss",
+    /// A flow, but the frame's encapsulation or destination MAC is not its ingress's.
+    L2Mismatch = "l2_mismatch",
+    /// The flow is torn down and waits for GC.
+    Teardown = "teardown",
+    /// The ingress or egress interface is down.
+    InterfaceDown = "interface_down",
+    /// Routes changed since the flow was routed: the flow is torn down.
+    RouteChanged = "route_changed",
+    /// Larger than the egress MTU: the slow path fragments or answers.
+    TooBig = "mtu_exceeded",
+    /// A SYN on a closing flow: a new connection reuses the tuple, the flow is torn down.
+    SynOnClosing = "tcp_syn_on_closing",
+    /// No room in front of the frame for the egress link header.
+    NoHeadroom = "no_headroom",
+}
+
+impl core::fmt::Display for Punt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What became of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Action {
+    /// Not looked at (the burst's output was shorter than its input).
+    #[default]
+    None,
+    /// Rewritten in place: transmit on this port.
+    Forward(Port),
+    /// Unchanged: give it to the slow path.
+    Punt(Punt),
+}
+
+/// One packet's trace: fixed size, formatted only when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceRecord {
+    pub now_ms: u64,
+    pub port: Port,
+    pub len: u16,
+    pub flow: Option<(FlowId, u8)>,
+    pub action: Action,
+}
+
+impl core::fmt::Display for TraceRecord {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}ms in={} len={}", self.now_ms, self.port, self.len)?;
+        if let Some((id, d)) = self.flow {
+            let dir = if d == 0 { "original" } else { "reply" };
+            write!(f, " flow={} {dir}", id.idx)?;
+        }
+        match self.action {
+            Action::Forward(p) => write!(f, " forward out={p}"),
+            Action::Punt(r) => write!(f, " punt {r}"),
+            Action::None => f.write_str(" none"),
+        }
+    }
+}
+
+/// What the parse found, offsets from the frame's start.
+#[derive(Clone, Copy)]
+struct Parsed {
+    key: Key,
+    encap: Encap,
+    dst_mac: Mac,
+    l3: usize,
+    /// IP total length (header included).
+    ip_len: usize,
+    l4: usize,
+    tcp_flags: u8,
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at + 2) {
+        Some(s) => u16::from_be_bytes([s[0], s[1]]),
+        None => 0,
+    }
+}
+
+#[inline]
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    if let Some(s) = b.get_mut(at..at + 2) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// The RFC 1624 update of a stored checksum by a precomputed sum of changes.
+#[inline]
+fn apply_delta(stored: u16, delta: u16) -> u16 {
+    !checksum::fold(u64::from(!stored) + u64::from(delta))
+}
+
+/// Whether an IPv4 header's checksum verifies; the common 20-byte header without a loop.
+#[inline]
+fn header_ok(h: &[u8]) -> bool {
+    if let Ok(w) = <&[u8; 20]>::try_from(h) {
+        let mut acc = 0u64;
+        for i in 0..5 {
+            acc += u64::from(u32::from_be_bytes([
+                w[4 * i],
+                w[4 * i + 1],
+                w[4 * i + 2],
+                w[4 * i + 3],
+            ]));
+        }
+        return checksum::fold(acc) == 0xffff;
+    }
+    checksum::verify(h)
+}
+
+/// Parses what the fast path needs, refusing what `parse_frame` refuses and punting what the
+/// fast path does not take.
+#[inline]
+fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
+    if f.len() < 14 {
+        return Err(Punt::Malformed);
+    }
+    let mut dst_mac = [0u8; 6];
+    dst_mac.copy_from_slice(&f[0..6]);
+    let mut et = be16(f, 12);
+    let mut at = 14;
+    let mut tags = [0u16; 2];
+    let mut ntags = 0;
+    while et == ETH_VLAN || et == ETH_QINQ {
+        if ntags == 2 || f.len() < at + 4 {
+            return Err(Punt::Malformed);
+        }
+        tags[ntags] = be16(f, at) & 0x0fff;
+        et = be16(f, at + 2);
+        at += 4;
+        ntags += 1;
+    }
+    let mut end = f.len();
+    let encap = if et == ETH_PPPOE {
+        if f.len() < at + 8 || f[at] != 0x11 || f[at + 1] != 0 {
+            return Err(Punt::Malformed);
+        }
+        let plen = be16(f, at + 4) as usize;
+        if plen < 2 || at + 6 + plen > f.len() {
+            return Err(Punt::Malformed);
+        }
+        if ntags != 0 {
+            return Err(Punt::NotIp);
+        }
+        end = at + 6 + plen;
+        et = match be16(f, at + 6) {
+            PPP_IPV4 => ETH_IPV4,
+            PPP_IPV6 => ETH_IPV6,
+            _ => return Err(Punt::NotIp),
+        };
+        let session = be16(f, at + 2);
+        at += 8;
+        Encap::Pppoe(session)
+    } else {
+        match ntags {
+            0 => Encap::None,
+            1 => Encap::Vlan(tags[0]),
+            _ => Encap::QinQ {
+                outer: tags[0],
+                inner: tags[1],
+            },
+        }
+    };
+    let l3 = f.get(at..end).unwrap_or(&[]);
+    let mut key = Key {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: 0,
+        dport: 0,
+        port,
+        proto: 0,
+        v6: false,
+    };
+    let (ip_len, hlen) = match et {
+        ETH_IPV4 => {
+            if l3.len() < 20 || l3[0] >> 4 != 4 {
+                return Err(Punt::Malformed);
+            }
+            let hlen = usize::from(l3[0] & 0x0f) * 4;
+            if hlen < 20 || hlen > l3.len() || !header_ok(&l3[..hlen]) {
+                return Err(Punt::Malformed);
+            }
+            let total = usize::from(be16(l3, 2));
+            if total < hlen || total > l3.len() {
+                return Err(Punt::Malformed);
+            }
+            if hlen > 20 {
+                return Err(Punt::Ipv4Options);
+            }
+            if be16(l3, 6) & 0x3fff != 0 {
+                return Err(Punt::Fragment);
+            }
+            key.proto = l3[9];
+            key.src[10] = 0xff;
+            key.src[11] = 0xff;
+            key.dst[10] = 0xff;
+            key.dst[11] = 0xff;
+            key.src[12..16].copy_from_slice(&l3[12..16]);
+            key.dst[12..16].copy_from_slice(&l3[16..20]);
+            (total, hlen)
+        }
+        ETH_IPV6 => {
+            if l3.len() < 40 || l3[0] >> 4 != 6 {
+                return Err(Punt::Malformed);
+            }
+            let total = 40 + usize::from(be16(l3, 4));
+            if total > l3.len() {
+                return Err(Punt::Malformed);
+            }
+            key.proto = l3[6];
+            key.v6 = true;
+            key.src.copy_from_slice(&l3[8..24]);
+            key.dst.copy_from_slice(&l3[24..40]);
+            if matches!(
+                key.proto,
+                0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254
+            ) {
+                return Err(Punt::Ipv6Ext);
+            }
+            (total, 40)
+        }
+        _ => return Err(Punt::NotIp),
+    };
+    if key.proto != PROTO_TCP && key.proto != PROTO_UDP {
+        return Err(Punt::NotTcpUdp);
+    }
+    let l4 = l3.get(hlen..ip_len).unwrap_or(&[]);
+    let mut tcp_flags = 0;
+    if key.proto == PROTO_TCP {
+        if l4.len() < 20 {
+            return Err(Punt::Malformed);
+        }
+        let doff = usize::from(l4[12] >> 4) * 4;
+        if doff < 20 || doff > l4.len() {
+            return Err(Punt::Malformed);
+        }
+        tcp_flags = l4[13];
+    } else {
+        if l4.len() < 8 {
+            return Err(Punt::Malformed);
+        }
+        let ulen = usize::from(be16(l4, 4));
+        if ulen < 8 || ulen > l4.len() {
+            return Err(Punt::Malformed);
+        }
+    }
+    // The kernel checks the TTL before looking up (`nf_flow_tuple_ip`).
+    let ttl = if key.v6 { l3[7] } else { l3[8] };
+    if ttl <= 1 {
+        return Err(Punt::TtlExpired);
+    }
+    key.sport = be16(l4, 0);
+    key.dport = be16(l4, 2);
+    Ok(Parsed {
+        key,
+        encap,
+        dst_mac,
+        l3: at,
+        ip_len,
+        l4: at + hlen,
+        tcp_flags,
+    })
+}
+
+/// The checks a hit still has to pass, in the kernel's order, and the flow's state changes
+/// they imply (teardown on SYN or route change, closing on FIN/RST).
+#[inline]
+fn decide(
+    f: &mut Flow,
+    d: usize,
+    p: &Parsed,
+    head: usize,
+    port_down: &[bool],
+    fib_gen: u32,
+) -> Result<(), Punt> {
+    if f.flags & TEARDOWN != 0 {
+        return Err(Punt::Teardown);
+    }
+    let back = &f.plan[1 - d].egress;
+    if p.encap != back.encap || p.dst_mac != back.src_mac {
+        return Err(Punt::L2Mismatch);
+    }
+    let plan = &f.plan[d];
+    let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
+    if down(f.key[d].port) || down(plan.egress.port) {
+        return Err(Punt::InterfaceDown);
+    }
+    if f.fib_gen != fib_gen {
+        f.flags |= TEARDOWN;
+        return Err(Punt::RouteChanged);
+    }
+    if p.ip_len > usize::from(plan.egress.mtu) {
+        return Err(Punt::TooBig);
+    }
+    if p.tcp_flags & TCP_SYN != 0 && f.flags & CLOSING != 0 {
+        f.flags |= TEARDOWN;
+        return Err(Punt::SynOnClosing);
+    }
+    if head + p.l3 < plan.egress.encap.header_len() {
+        return Err(Punt::NoHeadroom);
+    }
+    if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        f.flags |= CLOSING;
+    }
+    Ok(())
+}
+
+/// Rewrites the frame at `buf[head..]` for direction `d` of `f`; `decide` passed. Returns the
+/// frame's new start and length.
+#[inline]
+fn rewrite(f: &Flow, d: usize, p: &Parsed, buf: &mut [u8], head: usize) -> (usize, usize) {
+    let plan = &f.plan[d];
+    let other = &f.key[1 - d];
+    let (l3, l4) = (head + p.l3, head + p.l4);
+    let v6 = p.key.v6;
+    if plan.nat {
+        if v6 {
+            if let Some(s) = buf.get_mut(l3 + 8..l3 + 40) {
+                s[..16].copy_from_slice(&other.dst);
+                s[16..].copy_from_slice(&other.src);
+            }
+        } else if let Some(s) = buf.get_mut(l3 + 12..l3 + 20) {
+            s[..4].copy_from_slice(&other.dst[12..]);
+            s[4..].copy_from_slice(&other.src[12..]);
+        }
+        put16(buf, l4, other.dport);
+        put16(buf, l4 + 2, other.sport);
+    }
+    if plan.l4_delta != 0 {
+        let at = l4 + if p.key.proto == PROTO_TCP { 16 } else { 6 };
+        let udp = p.key.proto == PROTO_UDP;
+        let old = be16(buf, at);
+        // Over IPv4 a zero UDP checksum means none, and stays so.
+        if !(udp && !v6 && old == 0) {
+            let mut new = apply_delta(old, plan.l4_delta);
+            if udp && new == 0 {
+                new = 0xffff;
+            }
+            put16(buf, at, new);
+        }
+    }
+    if v6 {
+        if let Some(h) = buf.get_mut(l3 + 7) {
+            *h = h.saturating_sub(1);
+        }
+        if plan.dscp != u8::MAX {
+            let w = be16(buf, l3);
+            let tc = (w >> 4) as u8;
+            let new_tc = plan.dscp << 2 | (tc & 3);
+            put16(buf, l3, (w & 0xf00f) | u16::from(new_tc) << 4);
+        }
+    } else {
+        if let Some(t) = buf.get_mut(l3 + 8) {
+            *t = t.saturating_sub(1);
+        }
+        let mut c = apply_delta(be16(buf, l3 + 10), plan.ip_delta);
+        if plan.dscp != u8::MAX {
+            let old = be16(buf, l3);
+            let new = (old & 0xff03) | u16::from(plan.dscp) << 2;
+            if new != old {
+                c = checksum::update16(c, old, new);
+                put16(buf, l3, new);
+            }
+        }
+        put16(buf, l3 + 10, c);
+    }
+    // The egress link header, written whole in front of L3 (pop and push in one), and link
+    // padding after the IP packet dropped, as the slow path does.
+    let e = &plan.egress;
+    let hl = e.encap.header_len();
+    // `decide` made sure the headroom is there.
+    let start = l3.saturating_sub(hl);
+    let ethertype = if v6 { ETH_IPV6 } else { ETH_IPV4 };
+    if let Some(h) = buf.get_mut(start..l3) {
+        h[0..6].copy_from_slice(&e.dst_mac);
+        h[6..12].copy_from_slice(&e.src_mac);
+        match e.encap {
+            Encap::None => h[12..14].copy_from_slice(&ethertype.to_be_bytes()),
+            Encap::Vlan(id) => {
+                h[12..14].copy_from_slice(&ETH_VLAN.to_be_bytes());
+                h[14..16].copy_from_slice(&(id & 0x0fff).to_be_bytes());
+                h[16..18].copy_from_slice(&ethertype.to_be_bytes());
+            }
+            Encap::QinQ { outer, inner } => {
+                h[12..14].copy_from_slice(&ETH_QINQ.to_be_bytes());
+                h[14..16].copy_from_slice(&(outer & 0x0fff).to_be_bytes());
+                h[16..18].copy_from_slice(&ETH_VLAN.to_be_bytes());
+                h[18..20].copy_from_slice(&(inner & 0x0fff).to_be_bytes());
+                h[20..22].copy_from_slice(&ethertype.to_be_bytes());
+            }
+            Encap::Pppoe(session) => {
+                h[12..14].copy_from_slice(&ETH_PPPOE.to_be_bytes());
+                h[14] = 0x11;
+                h[15] = 0;
+                h[16..18].copy_from_slice(&session.to_be_bytes());
+                let len = (p.ip_len + 2).min(usize::from(u16::MAX)) as u16;
+                h[18..20].copy_from_slice(&len.to_be_bytes());
+                let ppp = if v6 { PPP_IPV6 } else { PPP_IPV4 };
+                h[20..22].copy_from_slice(&ppp.to_be_bytes());
+            }
+        }
+    }
+    (start, hl + p.ip_len)
+}
+
+#[inline]
+fn find(index: &Index, slots: &[Slot], key: &Key, h: u64) -> Option<u32> {
+    index.find(h, |v| {
+        slots
+            .get((v >> 1) as usize)
+            .and_then(|s| s.flow.as_ref())
+            .is_some_and(|f| f.key[(v & 1) as usize] == *key)
+    })
+}
+
+/// Frames handled per stage: enough independent lookups in flight to hide memory latency,
+/// few enough for the stage arrays to stay in L1.
+const STAGE: usize = 32;
+
+impl<B: OffloadBackend> Flowtable<B> {
+    /// The fast path over a burst: for each frame, `out[i]` says whether it was rewritten in
+    /// place and goes out on a port, or is unchanged and goes to the slow path. Frames past
+    /// `out.len()` are not looked at. `TRACE` keeps a fixed-size record per packet.
+    ///
+    /// Frames go through in stages of [`STAGE`]: parse and hash all, then look all up, then
+    /// rewrite all. The loads of one stage do not depend on each other, so their cache misses
+    /// overlap instead of adding up (what VPP gets from prefetching, without `unsafe`).
+    pub fn process_burst<const TRACE: bool>(
+        &mut self,
+        frames: &mut [FrameSlot],
+        now: Duration,
+        out: &mut [Action],
+    ) {
+        let now_ms = ms(now);
+        let n = frames.len().min(out.len());
+        let mut base = 0;
+        while base < n {
+            let m = (n - base).min(STAGE);
+            let mut parsed = [Err(Punt::Malformed); STAGE];
+            let mut hashes = [0u64; STAGE];
+            let mut found = [u32::MAX; STAGE];
+            for i in 0..m {
+                let fs = &frames[base + i];
+                let p = parse(fs.frame(), fs.port);
+                if let Ok(p) = &p {
+                    hashes[i] = self.index.hash(&p.key);
+                }
+                parsed[i] = p;
+            }
+            // Short loops of independent loads: a whole stage's cache misses are in flight
+            // at once (a long loop body would fill the reorder window after two or three).
+            let mut warm = 0u64;
+            for &h in &hashes[..m] {
+                warm ^= self.index.touch(h);
+            }
+            for i in 0..m {
+                if let Ok(p) = &parsed[i] {
+                    if let Some(v) = find(&self.index, &self.slots, &p.key, hashes[i]) {
+                        found[i] = v;
+                    }
+                }
+            }
+            for &v in &found[..m] {
+                if let Some(f) = self
+                    .slots
+                    .get((v >> 1) as usize)
+                    .and_then(|s| s.flow.as_ref())
+                {
+                    let d = (v & 1) as usize;
+                    warm ^= u64::from(f.plan[d].egress.port) ^ f.count[d].packets;
+                }
+            }
+            core::hint::black_box(warm);
+            for i in 0..m {
+                let fs = &mut frames[base + i];
+                out[base + i] = self.finish::<TRACE>(fs, parsed[i], found[i], now_ms);
+            }
+            base += m;
+        }
+    }
+
+    /// The fast path for one frame; see [`process_burst`](Self::process_burst).
+    pub fn process(&mut self, fs: &mut FrameSlot, now: Duration) -> Action {
+        let p = parse(fs.frame(), fs.port);
+        let v = match &p {
+            Ok(p) => find(&self.index, &self.slots, &p.key, self.index.hash(&p.key)),
+            Err(_) => None,
+        };
+        self.finish::<false>(fs, p, v.unwrap_or(u32::MAX), ms(now))
+    }
+
+    #[inline]
+    fn finish<const TRACE: bool>(
+        &mut self,
+        fs: &mut FrameSlot,
+        parsed: Result<Parsed, Punt>,
+        found: u32,
+        now_ms: u64,
+    ) -> Action {
+        let mut hit = None;
+        let act = match self.forward(fs, parsed, found, now_ms, &mut hit) {
+            Ok(port) => {
+                self.stats.forwarded += 1;
+                Action::Forward(port)
+            }
+            Err(p) => {
+                self.stats.punts[p.index()] += 1;
+                Action::Punt(p)
+            }
+        };
+        if TRACE && self.cfg.trace_capacity > 0 {
+            let rec = TraceRecord {
+                now_ms,
+                port: fs.port,
+                len: fs.len.min(usize::from(u16::MAX)) as u16,
+                flow: hit,
+                action: act,
+            };
+            if self.trace.len() < self.cfg.trace_capacity {
+                self.trace.push(rec);
+            } else if let Some(r) = self.trace.get_mut(self.trace_next) {
+                *r = rec;
+            }
+            self.trace_next = (self.trace_next + 1) % self.cfg.trace_capacity;
+        }
+        act
+    }
+
+    #[inline]
+    fn forward(
+        &mut self,
+        fs: &mut FrameSlot,
+        parsed: Result<Parsed, Punt>,
+        found: u32,
+        now_ms: u64,
+        hit: &mut Option<(FlowId, u8)>,
+    ) -> Result<Port, Punt> {
+        let p = parsed?;
+        let (idx, d) = ((found >> 1) as usize, (found & 1) as usize);
+        let slot = self.slots.get_mut(idx).ok_or(Punt::Miss)?;
+        let f = slot.flow.as_mut().ok_or(Punt::Miss)?;
+        *hit = Some((
+            FlowId {
+                idx: idx as u32,
+                gen: slot.gen,
+            },
+            d as u8,
+        ));
+        let head = fs.head;
+        decide(f, d, &p, head, &self.port_down, self.fib_gen)?;
+        let (start, len) = rewrite(f, d, &p, &mut fs.buf, head);
+        fs.head = start;
+        fs.len = len;
+        let plan = &f.plan[d];
+        fs.mark = plan.has_mark.then_some(plan.mark);
+        let port = plan.egress.port;
+        let c = &mut f.count[d];
+        c.packets = c.packets.saturating_add(1);
+        c.bytes = c.bytes.saturating_add(p.ip_len as u64);
+        if now_ms.saturating_sub(f.used_ms) >= REFRESH_MS {
+            f.used_ms = now_ms;
+        }
+        Ok(port)
+    }
+}

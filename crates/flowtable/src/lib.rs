@@ -1,0 +1,658 @@
+//! Flowtables as Linux's `nf_flow_table` has them, in user space: offloaded connections with both
+//! directions, a rewrite plan computed once at admission, a small fast path that only looks up,
+//! rewrites, counts or punts, and a GC that hands idle flows back to conntrack.
+//!
+//! One file per plane, as in the kernel:
+//! * [`admit`](Flowtable::admit) — `flow add @ft` (`nft_flow_offload.c`): the kernel's admission
+//!   rules, then the entry and its plan;
+//! * [`process_burst`](Flowtable::process_burst) — the per-packet hook (`nf_flow_table_ip.c`),
+//!   in `fastpath.rs`;
+//! * [`gc`](Flowtable::gc), teardown, listing — the lifecycle (`nf_flow_table_core.c`);
+//! * [`OffloadBackend`] — hardware entries pushed asynchronously (`nf_flow_table_offload.c`).
+//!
+//! Time is always an argument; nothing here reads a clock, allocates on the fast path, or
+//! panics on any input.
+//!
+//! # The listing line
+//!
+//! [`Flowtable::list`] prints one line per flow:
+//!
+//! ```text
+//! flow 3 tcp original src=192.168.1.10 dst=1.1.1.1 sport=40000 dport=443 in=0 nat src=203.0.113.1 sport=61000 out=1 vlan=7 packets=12 bytes=960 reply src=1.1.1.1 dst=203.0.113.1 sport=443 dport=61000 in=1 nat dst=192.168.1.10 dport=40000 out=0 packets=10 bytes=5200 idle=3s [closing]
+//! ```
+//!
+//! Each direction has its tuple as it arrives (`conntrack -L` spelling), the ingress port, the
+//! fields NAT changes (`nat` and the new values, absent without NAT), the egress port with its
+//! encapsulation, and the packets and bytes (IP length) forwarded on the fast path. `idle` is
+//! the time since the flow was last refreshed (refreshes happen at most once a second), then
+//! flags: `[closing]` (FIN or RST seen), `[teardown]` (leaves at the next GC), `[hw]` (in the
+//! offload backend), `[hw-pending]`.
+
+#![forbid(unsafe_code)]
+
+mod admit;
+mod backend;
+mod fastpath;
+mod flow;
+mod index;
+
+#[cfg(test)]
+mod tests;
+
+pub use admit::{Admission, Family, NotAdmitted};
+pub use backend::{BackendEvent, DirSpec, FlowId, FlowSpec, OffloadBackend, SoftwareOnly};
+pub use fastpath::{Action, FrameSlot, Punt, TraceRecord, HEADROOM};
+pub use flow::{Egress, Encap, Mac, Mangles, Path, Port};
+
+use crate::flow::{Flow, Key, CLOSING, HW, HW_PENDING, TEARDOWN};
+use crate::index::Index;
+use core::fmt::Write as _;
+use core::time::Duration;
+use nft_conntrack::{ConnId, Counter, Direction, Status, Table, Tuple};
+
+/// The default limit: as many flows as conntrack's default table has connections, since each
+/// flow holds one; beyond it `flow add` is refused (counted) and the connection stays on the
+/// slow path.
+pub const DEFAULT_MAX_FLOWS: usize = 65_536;
+
+/// The kernel's flowtable idle timeout (`NF_FLOW_TIMEOUT`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A refresh is written only when it moves the flow's time by at least this much.
+const REFRESH_MS: u64 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The flowtable's name, for listings.
+    pub name: String,
+    /// `devices = { ... }`: the ports whose ingress the fast path sits on. Both directions'
+    /// ingress ports must be among them for a flow to be admitted.
+    pub devices: Vec<Port>,
+    /// Flows held at most; admission beyond it is refused.
+    pub max_flows: usize,
+    /// Idle flows leave after this long (TCP and UDP alike).
+    pub idle_timeout: Duration,
+    /// `counter`: fast-path packets count on the conntrack entry.
+    pub counter: bool,
+    /// `flags offload`: flows are also pushed to the [`OffloadBackend`].
+    pub hw_offload: bool,
+    /// Seeds the lookup hash.
+    pub seed: u64,
+    /// Per-packet trace records kept (0: tracing off). Records are fixed-size and written
+    /// into a ring allocated here, never on the fast path.
+    pub trace_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            name: "ft".into(),
+            devices: Vec::new(),
+            max_flows: DEFAULT_MAX_FLOWS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            counter: false,
+            hw_offload: false,
+            seed: 0x666c_6f77_7461_626c,
+            trace_capacity: 0,
+        }
+    }
+}
+
+/// Counters of the flowtable, each drop or punt by reason (VPP's error counters).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Packets forwarded on the fast path.
+    pub forwarded: u64,
+    /// Packets handed to the slow path, by [`Punt::index`].
+    pub punts: [u64; Punt::COUNT],
+    pub admitted: u64,
+    /// `flow add` refused, by [`NotAdmitted::index`] (`table_full` among them).
+    pub not_admitted: [u64; NotAdmitted::COUNT],
+    /// Flows that left: idle, torn down (FIN/SYN, route, port, explicit), or whose
+    /// connection went away.
+    pub expired_idle: u64,
+    pub torn_down: u64,
+    pub conn_gone: u64,
+    pub hw_added: u64,
+    pub hw_failed: u64,
+}
+
+impl Stats {
+    pub fn punt(&self, p: Punt) -> u64 {
+        self.punts[p.index()]
+    }
+
+    pub fn refused(&self, r: NotAdmitted) -> u64 {
+        self.not_admitted[r.index()]
+    }
+}
+
+/// What one GC pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GcReport {
+    pub removed: usize,
+    pub remaining: usize,
+}
+
+/// Memory an offloaded flow costs here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// `size_of` one slab slot (the entry and its generation).
+    pub entry_bytes: usize,
+    /// Index bytes per flow at the configured limit (two keys, half-full table).
+    pub index_bytes_per_flow: usize,
+    /// Both, per flow.
+    pub bytes_per_flow: usize,
+    /// Allocated now for the slab and the index.
+    pub allocated: usize,
+}
+
+/// A read-only view of one flow, for listings and re-routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowInfo {
+    pub id: FlowId,
+    pub conn: ConnId,
+    /// Each direction's tuple as it arrives, by conntrack direction.
+    pub tuples: [Tuple; 2],
+    pub paths: [Path; 2],
+    pub counters: [Counter; 2],
+    pub idle: Duration,
+    pub closing: bool,
+    pub teardown: bool,
+    pub hw: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    gen: u32,
+    flow: Option<Flow>,
+}
+
+/// A flowtable and its fast path. `B` is the hardware backend ([`SoftwareOnly`] when there is
+/// none).
+pub struct Flowtable<B: OffloadBackend = SoftwareOnly> {
+    cfg: Config,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    len: usize,
+    index: Index,
+    /// Ports that are down, by port number (unknown ports are up).
+    port_down: Vec<bool>,
+    fib_gen: u32,
+    stats: Stats,
+    backend: B,
+    events: Vec<BackendEvent>,
+    trace: Vec<TraceRecord>,
+    trace_next: usize,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Flowtable<SoftwareOnly> {
+    pub fn new(cfg: Config) -> Flowtable<SoftwareOnly> {
+        Flowtable::with_backend(cfg, SoftwareOnly)
+    }
+}
+
+impl<B: OffloadBackend> Flowtable<B> {
+    pub fn with_backend(cfg: Config, backend: B) -> Flowtable<B> {
+        // Flow indices must leave the top value of the index's slot word free.
+        let max = cfg.max_flows.min((u32::MAX >> 2) as usize);
+        let index = Index::new(max.saturating_mul(2), cfg.seed);
+        let trace = Vec::with_capacity(cfg.trace_capacity);
+        Flowtable {
+            cfg: Config {
+                max_flows: max,
+                ..cfg
+            },
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+            index,
+            port_down: Vec::new(),
+            fib_gen: 0,
+            stats: Stats::default(),
+            backend,
+            events: Vec::new(),
+            trace,
+            trace_next: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The FIB generation routes are looked up under now. Flows routed under another one go
+    /// back to the slow path (beyond the kernel: a route change is noticed), unless
+    /// [`reroute`](Self::reroute) moved them first.
+    pub fn set_fib_generation(&mut self, gen: u64) {
+        self.fib_gen = gen as u32;
+    }
+
+    /// An interface went up or down. Down, its flows are torn down as well (the kernel's
+    /// netdev notifier); packets arriving for it meanwhile go to the slow path.
+    pub fn set_port_up(&mut self, port: Port, up: bool) {
+        let i = port as usize;
+        if self.port_down.len() <= i {
+            self.port_down.resize(i + 1, false);
+        }
+        self.port_down[i] = !up;
+        if !up {
+            self.teardown_port(port);
+        }
+    }
+
+    fn flow(&self, id: FlowId) -> Option<&Flow> {
+        let s = self.slots.get(id.idx as usize)?;
+        (s.gen == id.gen).then_some(s.flow.as_ref()).flatten()
+    }
+
+    fn flow_mut(&mut self, id: FlowId) -> Option<&mut Flow> {
+        let s = self.slots.get_mut(id.idx as usize)?;
+        if s.gen != id.gen {
+            return None;
+        }
+        s.flow.as_mut()
+    }
+
+    /// The flow a connection is offloaded to, if any (a walk: control plane only).
+    pub fn find_conn(&self, conn: ConnId) -> Option<FlowId> {
+        self.slots.iter().enumerate().find_map(|(i, s)| {
+            s.flow.as_ref().filter(|f| f.conn == conn).map(|_| FlowId {
+                idx: i as u32,
+                gen: s.gen,
+            })
+        })
+    }
+
+    /// The flow whose direction `dir` has this tuple, arriving on `port`.
+    pub fn lookup(&self, t: &Tuple, port: Port) -> Option<(FlowId, Direction)> {
+        let key = Key::from_tuple(t, port);
+        let v = self.find(&key, self.index.hash(&key))?;
+        let idx = v >> 1;
+        let dir = if v & 1 == 0 {
+            Direction::Original
+        } else {
+            Direction::Reply
+        };
+        Some((
+            FlowId {
+                idx,
+                gen: self.slots[idx as usize].gen,
+            },
+            dir,
+        ))
+    }
+
+    #[inline]
+    fn find(&self, key: &Key, h: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.find(h, |v| {
+            slots
+                .get((v >> 1) as usize)
+                .and_then(|s| s.flow.as_ref())
+                .is_some_and(|f| f.key[(v & 1) as usize] == *key)
+        })
+    }
+
+    /// Marks a flow for removal at the next GC; its packets go to the slow path meanwhile.
+    pub fn teardown(&mut self, id: FlowId) -> bool {
+        match self.flow_mut(id) {
+            Some(f) => {
+                f.flags |= TEARDOWN;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tears down the flows that enter or leave through `port` (an interface went down).
+    pub fn teardown_port(&mut self, port: Port) -> usize {
+        let mut n = 0;
+        for f in self.slots.iter_mut().filter_map(|s| s.flow.as_mut()) {
+            let uses = f.key.iter().any(|k| k.port == port)
+                || f.plan.iter().any(|p| p.egress.port == port);
+            if uses && !f.has(TEARDOWN) {
+                f.flags |= TEARDOWN;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// After a route change: asks `route` for each flow's new paths (by conntrack direction)
+    /// and moves the flow to them under generation `gen`, or tears it down when `route` gives
+    /// `None` (no route, or a path the fast path cannot take). Control plane, not per packet.
+    pub fn reroute(
+        &mut self,
+        ct: &Table,
+        gen: u64,
+        mut route: impl FnMut(&FlowInfo) -> Option<[Path; 2]>,
+    ) -> (usize, usize) {
+        self.fib_gen = gen as u32;
+        let (mut moved, mut torn) = (0, 0);
+        for i in 0..self.slots.len() {
+            let Some(info) = self.info_at(i, Duration::ZERO) else {
+                continue;
+            };
+            if info.teardown {
+                continue;
+            }
+            let paths = route(&info);
+            let Some(f) = self.slots[i].flow.as_mut() else {
+                continue;
+            };
+            let keeps_ingress = paths
+                .is_some_and(|p| p[0].ingress == f.key[0].port && p[1].ingress == f.key[1].port);
+            let mangles = admit::mangles_of(f);
+            match paths {
+                Some(p) if keeps_ingress && ct.get(f.conn).is_some() => {
+                    for d in 0..2 {
+                        f.plan[d] = admit::plan(&f.key[d], &f.key[1 - d], &p[d], &mangles[d]);
+                    }
+                    f.fib_gen = gen as u32;
+                    if f.has(HW | HW_PENDING) {
+                        f.flags &= !(HW | HW_PENDING);
+                        let id = FlowId {
+                            idx: i as u32,
+                            gen: self.slots[i].gen,
+                        };
+                        self.backend.remove(id);
+                    }
+                    moved += 1;
+                }
+                _ => {
+                    f.flags |= TEARDOWN;
+                    torn += 1;
+                }
+            }
+        }
+        (moved, torn)
+    }
+
+    /// One GC pass (call it every second): backend results and stats first, then every flow
+    /// that is torn down, idle for the timeout, or whose connection is gone or dying leaves the
+    /// table; its connection gets its state's timeout back. With `counter`, the others'
+    /// counters are synced to their connections.
+    pub fn gc(&mut self, ct: &mut Table, now: Duration) -> GcReport {
+        let now_ms = ms(now);
+        self.poll_backend(ct);
+        let timeout = ms(self.cfg.idle_timeout);
+        let mut removed = 0;
+        for i in 0..self.slots.len() {
+            let Some(f) = self.slots[i].flow.as_ref() else {
+                continue;
+            };
+            let gone = ct
+                .get(f.conn)
+                .is_none_or(|c| c.status().contains(Status::DYING));
+            let idle = now_ms.saturating_sub(f.used_ms) >= timeout;
+            let torn = f.has(TEARDOWN);
+            if gone || idle || torn {
+                if gone {
+                    self.stats.conn_gone += 1;
+                } else if torn {
+                    self.stats.torn_down += 1;
+                } else {
+                    self.stats.expired_idle += 1;
+                }
+                self.remove_at(i, ct, now);
+                removed += 1;
+            } else if self.cfg.counter {
+                if let Some(f) = self.slots[i].flow.as_mut() {
+                    sync(f, ct);
+                }
+            }
+        }
+        GcReport {
+            removed,
+            remaining: self.len,
+        }
+    }
+
+    /// Removes every flow now (the flowtable goes away, or a run ends and conntrack should
+    /// hold the final counters).
+    pub fn flush(&mut self, ct: &mut Table, now: Duration) -> usize {
+        let mut n = 0;
+        for i in 0..self.slots.len() {
+            if self.slots[i].flow.is_some() {
+                self.remove_at(i, ct, now);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn poll_backend(&mut self, ct: &mut Table) {
+        let mut events = core::mem::take(&mut self.events);
+        events.clear();
+        self.backend.poll(&mut events);
+        for ev in &events {
+            match *ev {
+                BackendEvent::Added(id) => {
+                    if let Some(f) = self.flow_mut(id) {
+                        if f.has(HW_PENDING) {
+                            f.flags = (f.flags & !HW_PENDING) | HW;
+                            let conn = f.conn;
+                            let _ = ct.set_offload(conn, true);
+                            self.stats.hw_added += 1;
+                        }
+                    }
+                }
+                BackendEvent::Failed(id) => {
+                    if let Some(f) = self.flow_mut(id) {
+                        f.flags &= !(HW_PENDING | HW);
+                        self.stats.hw_failed += 1;
+                    }
+                }
+                BackendEvent::Stats {
+                    id,
+                    packets,
+                    bytes,
+                    last_used,
+                } => {
+                    if let Some(f) = self.flow_mut(id) {
+                        for d in 0..2 {
+                            f.count[d].packets = f.count[d].packets.saturating_add(packets[d]);
+                            f.count[d].bytes = f.count[d].bytes.saturating_add(bytes[d]);
+                        }
+                        f.used_ms = f.used_ms.max(ms(last_used));
+                    }
+                }
+            }
+        }
+        self.events = events;
+    }
+
+    fn remove_at(&mut self, i: usize, ct: &mut Table, now: Duration) {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        let Some(mut f) = slot.flow.take() else {
+            return;
+        };
+        let id = FlowId {
+            idx: i as u32,
+            gen: slot.gen,
+        };
+        slot.gen = slot.gen.wrapping_add(1);
+        for d in 0..2 {
+            let h = self.index.hash(&f.key[d]);
+            self.index.remove(h, (i as u32) << 1 | d as u32);
+        }
+        if self.cfg.counter {
+            sync(&mut f, ct);
+        }
+        let _ = ct.clear_offload(f.conn, now);
+        if f.has(HW | HW_PENDING) {
+            self.backend.remove(id);
+        }
+        self.free.push(i as u32);
+        self.len -= 1;
+    }
+
+    fn info_at(&self, i: usize, now: Duration) -> Option<FlowInfo> {
+        let s = self.slots.get(i)?;
+        let f = s.flow.as_ref()?;
+        let path = |d: usize| Path {
+            ingress: f.key[d].port,
+            egress: f.plan[d].egress,
+        };
+        Some(FlowInfo {
+            id: FlowId {
+                idx: i as u32,
+                gen: s.gen,
+            },
+            conn: f.conn,
+            tuples: [f.key[0].tuple(), f.key[1].tuple()],
+            paths: [path(0), path(1)],
+            counters: f.count,
+            idle: Duration::from_millis(ms(now).saturating_sub(f.used_ms)),
+            closing: f.has(CLOSING),
+            teardown: f.has(TEARDOWN),
+            hw: f.has(HW),
+        })
+    }
+
+    /// The flows, in slab order.
+    pub fn iter(&self, now: Duration) -> impl Iterator<Item = FlowInfo> + '_ {
+        (0..self.slots.len()).filter_map(move |i| self.info_at(i, now))
+    }
+
+    pub fn info(&self, id: FlowId, now: Duration) -> Option<FlowInfo> {
+        self.flow(id)?;
+        self.info_at(id.idx as usize, now)
+    }
+
+    /// The listing: a line per flow in the format of the crate documentation.
+    pub fn list(&self, now: Duration) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.len);
+        for i in 0..self.slots.len() {
+            let (Some(info), Some(f)) = (self.info_at(i, now), self.slots[i].flow.as_ref()) else {
+                continue;
+            };
+            let mut s = String::with_capacity(256);
+            let _ = write!(
+                s,
+                "flow {} {}",
+                info.id.idx,
+                nft_conntrack::proto_name(info.tuples[0].proto)
+            );
+            for (d, name) in [(0, "original"), (1, "reply")] {
+                let t = &info.tuples[d];
+                let target = info.tuples[1 - d].invert().unwrap_or(*t);
+                let _ = write!(s, " {name} {t} in={}", info.paths[d].ingress);
+                let mut nat = String::new();
+                if target.src != t.src {
+                    let _ = write!(nat, " src={}", target.src);
+                }
+                if target.dst != t.dst {
+                    let _ = write!(nat, " dst={}", target.dst);
+                }
+                if target.sport != t.sport {
+                    let _ = write!(nat, " sport={}", target.sport);
+                }
+                if target.dport != t.dport {
+                    let _ = write!(nat, " dport={}", target.dport);
+                }
+                if !nat.is_empty() {
+                    let _ = write!(s, " nat{nat}");
+                }
+                let e = &info.paths[d].egress;
+                let c = info.counters[d];
+                let _ = write!(
+                    s,
+                    " out={}{} packets={} bytes={}",
+                    e.port, e.encap, c.packets, c.bytes
+                );
+            }
+            let _ = write!(s, " idle={}s", info.idle.as_secs());
+            for (flag, name) in [
+                (CLOSING, "closing"),
+                (TEARDOWN, "teardown"),
+                (HW, "hw"),
+                (HW_PENDING, "hw-pending"),
+            ] {
+                if f.has(flag) {
+                    let _ = write!(s, " [{name}]");
+                }
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    /// What a flow costs in memory here (conntrack's share is on top of it).
+    pub fn memory(&self) -> Memory {
+        let entry_bytes = core::mem::size_of::<Slot>();
+        let index_bytes_per_flow =
+            (self.index.capacity_slots() * 8).div_ceil(self.cfg.max_flows.max(1));
+        Memory {
+            entry_bytes,
+            index_bytes_per_flow,
+            bytes_per_flow: entry_bytes + index_bytes_per_flow,
+            allocated: self.slots.capacity() * entry_bytes
+                + self.index.capacity_slots() * 8
+                + self.free.capacity() * 4,
+        }
+    }
+
+    /// The trace records, oldest first (formatting happens here, off the fast path).
+    pub fn trace(&self) -> Vec<String> {
+        let n = self.trace.len();
+        let start = if n < self.cfg.trace_capacity {
+            0
+        } else {
+            self.trace_next % n.max(1)
+        };
+        (0..n)
+            .map(|k| self.trace[(start + k) % n].to_string())
+            .collect()
+    }
+}
+
+/// Adds what the fast path counted since the last sync to the connection.
+fn sync(f: &mut Flow, ct: &mut Table) {
+    for (d, dir) in [Direction::Original, Direction::Reply]
+        .into_iter()
+        .enumerate()
+    {
+        let (c, s) = (f.count[d], f.synced[d]);
+        let (p, b) = (
+            c.packets.saturating_sub(s.packets),
+            c.bytes.saturating_sub(s.bytes),
+        );
+        if p != 0 || b != 0 {
+            ct.account(f.conn, dir, p, b);
+        }
+        f.synced[d] = c;
+    }
+    if let Some(m) = f.ct_mark {
+        if let Some(c) = ct.get_mut(f.conn) {
+            c.mark = m;
+        }
+    }
+}
