@@ -250,6 +250,7 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
                 return err(span, format!("Prefix length {len} is invalid for type of {bits} bits"));
             }
             eval_value(ctx, a, dt, bits)?;
+            clear_host_bits(a, *len);
         }
         ExprKind::List(items) => {
             // a flag list folds into one value
@@ -349,6 +350,7 @@ fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, Str
                 let mut inner = Expr::new(ExprKind::Const(Const { dt, bits, val: v }), sp);
                 inner.dt = dt;
                 inner.bits = bits;
+                clear_host_bits(&mut inner, len);
                 return Ok(ExprKind::Prefix(Box::new(inner), len));
             }
         }
@@ -375,6 +377,19 @@ fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, Str
     Err(first_err)
 }
 
+/// A prefix keeps only its network part: `192.168.2.1/24` is `192.168.2.0/24`.
+fn clear_host_bits(e: &mut Expr, len: u32) {
+    if let ExprKind::Const(Const { val: Val::Int(v), bits, .. }) = &mut e.kind {
+        let bits = if *bits > 0 { *bits } else { e.bits };
+        if bits == 0 || bits > 128 || len >= bits {
+            return;
+        }
+        let host = bits - len;
+        let host_mask = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+        *v &= !host_mask;
+    }
+}
+
 pub fn const_int(e: &Expr) -> Option<u128> {
     match &e.kind {
         ExprKind::Const(Const { val: Val::Int(v), .. }) => Some(*v),
@@ -397,7 +412,7 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
         eval_stmt(ctx, &mut rule.stmts[i])?;
     }
     crate::protoctx::check_rule(ctx.family, rule)?;
-    crate::setorder::sort_rule(rule);
+    crate::setorder::sort_rule(rule)?;
     crate::inner::check_rule(rule)?;
     crate::deps::process(ctx.family, rule)?;
     crate::stmt_eval::postprocess_rule(ctx, rule)

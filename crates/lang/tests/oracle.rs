@@ -105,3 +105,11 @@ fn network_dependencies_of_icmp_protocols_and_conntrack_addresses() {
     lists_as("inet", "meta nfproto ipv4 ct original ip saddr 1.2.3.4", "ct original ip saddr 1.2.3.4");
     lists_as("inet", "meta nfproto ipv4 ct mark 0x00000001", "meta nfproto ipv4 ct mark 0x00000001");
 }
+
+#[test]
+fn prefixes_keep_the_network_part_and_ranges_list_numbers() {
+    lists_as("ip", "ip saddr 192.168.2.1/24", "ip saddr 192.168.2.0/24");
+    lists_as("ip", "ip saddr 192.168.2.0/0", "ip saddr 0.0.0.0/0");
+    lists_as("ip6", "ip6 saddr ::1/64", "ip6 saddr ::/64");
+    lists_as("ip", "meta iifgroup 0-5", "iifgroup 0-5");
+}
