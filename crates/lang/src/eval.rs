@@ -493,15 +493,13 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             if let ExprKind::Concat(items) = &left.kind {
                 if matches!(right.kind, ExprKind::Concat(_) | ExprKind::Set(_)) {
                     let types: Vec<(Dt, u32)> = items.iter().map(|i| (i.dt, i.bits)).collect();
-                    // components whose symbols the type tables do not know yet stay as written
                     let mut typed = right.clone();
-                    if eval_concat_value(ctx, &mut typed, &types).is_ok() {
-                        // raw payload values list in hex, as written; keep those untyped
-                        let raw: Vec<bool> = items.iter().map(|i| matches!(i.kind, ExprKind::RawPayload { .. })).collect();
-                        keep_raw_components(&mut typed, right, &raw);
-                        *right = typed;
-                        return Ok(());
-                    }
+                    eval_concat_value(ctx, &mut typed, &types)?;
+                    // raw payload values list in hex, as written; keep those untyped
+                    let raw: Vec<bool> = items.iter().map(|i| matches!(i.kind, ExprKind::RawPayload { .. })).collect();
+                    keep_raw_components(&mut typed, right, &raw);
+                    *right = typed;
+                    return Ok(());
                 }
             }
             eval_value(ctx, right, dt, bits)?;
@@ -700,7 +698,15 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
             // constant as a DSCP value), wide enough for the destination
             let (ldt, lbits) = if const_int(l).is_some() { (dt, bits) } else { (l.dt, l.bits) };
             match op {
-                BinOp::Shl | BinOp::Shr => eval_stmt_value(ctx, r, Dt::Integer, 32)?,
+                BinOp::Shl | BinOp::Shr => {
+                    eval_stmt_value(ctx, r, Dt::Integer, 32)?;
+                    // a shift must stay within the wider of the value and its destination
+                    let width = lbits.max(bits);
+                    if let Some(n) = const_int(r).filter(|n| *n >= width as u128 && width > 0) {
+                        let dir = if op == BinOp::Shl { "Left" } else { "Right" };
+                        return err(r.span, format!("{dir} shift of {n} bits is undefined for type of {width} bits width"));
+                    }
+                }
                 _ => eval_stmt_value(ctx, r, ldt, lbits.max(bits))?,
             }
             // constant on the left: `0x1 or ct mark` is stored as `ct mark | 0x1`
