@@ -78,7 +78,7 @@ fn sort_elems(elems: &mut Vec<Expr>) -> Result<()> {
     for e in elems.iter() {
         match sort_key(e) {
             Some(k) => keyed.push(k),
-            None => return Ok(()),
+            None => return check_map_intervals(elems),
         }
     }
     let mut kept: Vec<Expr> = Vec::with_capacity(elems.len());
@@ -97,6 +97,49 @@ fn sort_elems(elems: &mut Vec<Expr>) -> Result<()> {
     idx.sort_by(|&a, &b| kept_keys[a].cmp(&kept_keys[b]));
     let mut taken: Vec<Option<Expr>> = kept.into_iter().map(Some).collect();
     *elems = idx.into_iter().filter_map(|i| taken[i].take()).collect();
+    Ok(())
+}
+
+/// The values a single key covers, for integer constants, ranges and prefixes.
+fn key_span(k: &Expr) -> Option<(u128, u128)> {
+    let int = |e: &Expr| match &e.kind {
+        ExprKind::Const(Const { val: Val::Int(v), bits, .. }) => Some((*v, if *bits > 0 { *bits } else { e.bits })),
+        _ => None,
+    };
+    match &k.kind {
+        ExprKind::Const(_) => int(k).map(|(v, _)| (v, v)),
+        ExprKind::Range(a, b) => Some((int(a)?.0, int(b)?.0)),
+        ExprKind::Prefix(a, len) => {
+            let (v, bits) = int(a)?;
+            if bits == 0 || bits > 128 || *len > bits {
+                return None;
+            }
+            let host = bits - len;
+            let host_mask = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+            Some((v & !host_mask, v | host_mask))
+        }
+        _ => None,
+    }
+}
+
+/// Maps cannot merge intervals the way sets do: overlapping keys are refused.
+fn check_map_intervals(elems: &[Expr]) -> Result<()> {
+    if !elems.iter().any(|e| matches!(e.kind, ExprKind::Mapping(..)) || matches!(&e.kind, ExprKind::Elem(x, _) if matches!(x.kind, ExprKind::Mapping(..)))) {
+        return Ok(());
+    }
+    let mut spans = vec![];
+    for e in elems {
+        match key_span(key_of(e)) {
+            Some(s) => spans.push((s, e.span)),
+            None => return Ok(()),
+        }
+    }
+    spans.sort_by_key(|((lo, _), _)| *lo);
+    for w in spans.windows(2) {
+        if w[1].0 .0 <= w[0].0 .1 {
+            return Err(Error::new(w[1].1, "conflicting intervals specified"));
+        }
+    }
     Ok(())
 }
 
@@ -173,7 +216,7 @@ pub fn sort_rule(rule: &mut Rule) -> Result<()> {
 /// Puts the elements of a named set or map without intervals in listing order.
 pub fn sort_set(s: &mut Set) -> Result<()> {
     if s.flags.iter().any(|f| f == "interval") || s.data_interval {
-        return Ok(());
+        return check_map_intervals(&s.elements);
     }
     sort_elems(&mut s.elements)
 }
@@ -215,6 +258,12 @@ mod tests {
         assert!(load_str("t.nft", text, &LoadOpts::default()).is_err());
         let text = "table ip t { chain c { meta mark set tcp dport map { 22 : 1, 22 : 2 } } }";
         assert!(load_str("t.nft", text, &LoadOpts::default()).is_err());
+        let text = "table ip t { chain c { ip hdrlength vmap { 0-4 : drop, 0 : accept, 6 : continue } } }";
+        assert!(load_str("t.nft", text, &LoadOpts::default()).is_err());
+        let text = "table ip t { chain c { ip saddr vmap { 10.0.1.0-10.0.1.255 : accept, 10.0.1.1-10.0.2.255 : drop } } }";
+        assert!(load_str("t.nft", text, &LoadOpts::default()).is_err());
+        let text = "table ip t { chain c { ip saddr vmap { 10.0.1.0/24 : accept, 10.0.2.0/24 : drop } } }";
+        assert!(load_str("t.nft", text, &LoadOpts::default()).is_ok());
     }
 
     #[test]
