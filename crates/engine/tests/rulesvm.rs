@@ -536,8 +536,12 @@ fn what_remains_unsupported_is_named() {
 fn mangling_never_panics_on_short_or_odd_frames() {
     let (rs, mut st) = ruleset(
         r#"table inet m { chain c { type filter hook input priority 0; policy accept;
-            ip dscp set cs1 ip ttl set 1 tcp dport set 1 udp sport set 2 icmp id set 3
-            tcp option maxseg size 1 meta mark set 1 ip6 hoplimit set 1 } }"#,
+            ip dscp set cs1 ip ttl set 1
+            tcp dport set 1
+            udp sport set 2
+            icmp id set 3
+            tcp option maxseg size 1 meta mark set 1
+            ip6 hoplimit set 1 } }"#,
     );
     let frames = [
         tcp(A, 1),
@@ -563,8 +567,11 @@ table inet all {
 		type filter hook prerouting priority raw; policy accept;
 		fib saddr . iif oif 0 counter name "c"
 		udp dport 53 ct zone set 2
-		ip dscp set cs1 ip6 dscp set cs2 ip ttl set 9 ip6 hoplimit set 9
-		tcp dport set 81 udp sport set 4000 icmp id set 3
+		ip dscp set cs1 ip ttl set 9
+		ip6 dscp set cs2 ip6 hoplimit set 9
+		tcp dport set 81
+		udp sport set 4000
+		icmp id set 3
 		tcp option maxseg size set 1000
 	}
 	chain pre {
@@ -573,7 +580,8 @@ table inet all {
 		add @m { ip saddr limit rate 5/second } add @m { ip saddr ct count over 3 }
 		meta mark set jhash ip saddr . tcp dport mod 7 offset 1
 		meta priority set numgen inc mod 3 ct mark set ct mark | 0x10 ct label set 1
-		hbh nexthdr 6 frag more-fragments 1 tcp option sack-perm exists ip option rr exists
+		hbh nexthdr 6 frag more-fragments 1 tcp option sack-perm exists
+		ip option rr exists
 		log prefix "x " flags all
 		fib daddr type local accept
 	}

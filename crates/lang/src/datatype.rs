@@ -1494,7 +1494,24 @@ fn parse_ifindex(text: &str) -> Result<u128, String> {
     }
 }
 
+thread_local! {
+    static INTERFACES: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with interface names resolved against `names` (index = position + 1) instead of
+/// this machine's interfaces: a simulated router's interfaces are its topology's, not the
+/// host's.
+pub fn with_interfaces<R>(names: &[String], f: impl FnOnce() -> R) -> R {
+    let prev = INTERFACES.with(|c| c.replace(Some(names.to_vec())));
+    let r = f();
+    INTERFACES.with(|c| *c.borrow_mut() = prev);
+    r
+}
+
 fn ifname_to_index(name: &str) -> Option<u32> {
+    if let Some(found) = INTERFACES.with(|c| c.borrow().as_ref().map(|v| v.iter().position(|n| n == name).map(|i| i as u32 + 1))) {
+        return found;
+    }
     if name.is_empty() || name.len() > 15 || name.contains('/') || name.starts_with('.') {
         return None;
     }
@@ -1503,6 +1520,9 @@ fn ifname_to_index(name: &str) -> Option<u32> {
 }
 
 fn ifindex_to_name(index: u32) -> Option<String> {
+    if let Some(found) = INTERFACES.with(|c| c.borrow().as_ref().map(|v| index.checked_sub(1).and_then(|i| v.get(i as usize).cloned()))) {
+        return found;
+    }
     let dir = std::fs::read_dir("/sys/class/net").ok()?;
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
