@@ -900,11 +900,12 @@ impl Dt {
             }
             Dt::Hour => format!("\"{}\"", format_hour(n, utc_offset)),
             Dt::Date => format!("\"{}\"", format_date(n, utc_offset)),
-            Dt::Mark => match file_symbols(self).iter().find(|(_, s)| *s as u128 == n) {
+            // names from iproute2's files are left out where nft prints numbers only (ranges)
+            Dt::Mark => match file_symbols(self).iter().find(|(_, s)| *s as u128 == n).filter(|_| !opts.numeric_symbol) {
                 Some((name, _)) => format!("\"{name}\""),
                 None => format!("0x{n:08x}"),
             },
-            Dt::DevGroup | Dt::Realm => match file_symbols(self).iter().find(|(_, s)| *s as u128 == n) {
+            Dt::DevGroup | Dt::Realm => match file_symbols(self).iter().find(|(_, s)| *s as u128 == n).filter(|_| !opts.numeric_symbol) {
                 Some((name, _)) => format!("\"{name}\""),
                 None => n.to_string(),
             },

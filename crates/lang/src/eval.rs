@@ -250,6 +250,7 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
                 return err(span, format!("Prefix length {len} is invalid for type of {bits} bits"));
             }
             eval_value(ctx, a, dt, bits)?;
+            clear_host_bits(a, *len);
         }
         ExprKind::List(items) => {
             // a flag list folds into one value
@@ -349,6 +350,7 @@ fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, Str
                 let mut inner = Expr::new(ExprKind::Const(Const { dt, bits, val: v }), sp);
                 inner.dt = dt;
                 inner.bits = bits;
+                clear_host_bits(&mut inner, len);
                 return Ok(ExprKind::Prefix(Box::new(inner), len));
             }
         }
@@ -375,6 +377,19 @@ fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, Str
     Err(first_err)
 }
 
+/// A prefix keeps only its network part: `192.168.2.1/24` is `192.168.2.0/24`.
+fn clear_host_bits(e: &mut Expr, len: u32) {
+    if let ExprKind::Const(Const { val: Val::Int(v), bits, .. }) = &mut e.kind {
+        let bits = if *bits > 0 { *bits } else { e.bits };
+        if bits == 0 || bits > 128 || len >= bits {
+            return;
+        }
+        let host = bits - len;
+        let host_mask = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+        *v &= !host_mask;
+    }
+}
+
 pub fn const_int(e: &Expr) -> Option<u128> {
     match &e.kind {
         ExprKind::Const(Const { val: Val::Int(v), .. }) => Some(*v),
@@ -397,7 +412,7 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
         eval_stmt(ctx, &mut rule.stmts[i])?;
     }
     crate::protoctx::check_rule(ctx.family, rule)?;
-    crate::setorder::sort_rule(rule);
+    crate::setorder::sort_rule(rule)?;
     crate::inner::check_rule(rule)?;
     crate::deps::process(ctx.family, rule)?;
     crate::stmt_eval::postprocess_rule(ctx, rule)
@@ -478,15 +493,13 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             if let ExprKind::Concat(items) = &left.kind {
                 if matches!(right.kind, ExprKind::Concat(_) | ExprKind::Set(_)) {
                     let types: Vec<(Dt, u32)> = items.iter().map(|i| (i.dt, i.bits)).collect();
-                    // components whose symbols the type tables do not know yet stay as written
                     let mut typed = right.clone();
-                    if eval_concat_value(ctx, &mut typed, &types).is_ok() {
-                        // raw payload values list in hex, as written; keep those untyped
-                        let raw: Vec<bool> = items.iter().map(|i| matches!(i.kind, ExprKind::RawPayload { .. })).collect();
-                        keep_raw_components(&mut typed, right, &raw);
-                        *right = typed;
-                        return Ok(());
-                    }
+                    eval_concat_value(ctx, &mut typed, &types)?;
+                    // raw payload values list in hex, as written; keep those untyped
+                    let raw: Vec<bool> = items.iter().map(|i| matches!(i.kind, ExprKind::RawPayload { .. })).collect();
+                    keep_raw_components(&mut typed, right, &raw);
+                    *right = typed;
+                    return Ok(());
                 }
             }
             eval_value(ctx, right, dt, bits)?;
@@ -506,6 +519,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             crate::stmt_eval::check_mangle(ctx, key, value, span)?;
             let (dt, bits) = (key.dt, key.bits);
             eval_stmt_value(ctx, value, dt, bits)?;
+            crate::bitwise::mask_xor(value);
             Ok(())
         }
         // NAT and tproxy depend on the protocols matched before them: see stmt_eval
@@ -684,7 +698,15 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
             // constant as a DSCP value), wide enough for the destination
             let (ldt, lbits) = if const_int(l).is_some() { (dt, bits) } else { (l.dt, l.bits) };
             match op {
-                BinOp::Shl | BinOp::Shr => eval_stmt_value(ctx, r, Dt::Integer, 32)?,
+                BinOp::Shl | BinOp::Shr => {
+                    eval_stmt_value(ctx, r, Dt::Integer, 32)?;
+                    // a shift must stay within the wider of the value and its destination
+                    let width = lbits.max(bits);
+                    if let Some(n) = const_int(r).filter(|n| *n >= width as u128 && width > 0) {
+                        let dir = if op == BinOp::Shl { "Left" } else { "Right" };
+                        return err(r.span, format!("{dir} shift of {n} bits is undefined for type of {width} bits width"));
+                    }
+                }
                 _ => eval_stmt_value(ctx, r, ldt, lbits.max(bits))?,
             }
             // constant on the left: `0x1 or ct mark` is stored as `ct mark | 0x1`

@@ -21,3 +21,4 @@ pub mod json;
 pub mod json_in;
 mod protoctx;
 mod setorder;
+mod bitwise;

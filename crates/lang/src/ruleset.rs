@@ -463,7 +463,7 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
                     }
                 }
             }
-            crate::setorder::sort_set(s);
+            crate::setorder::sort_set(s)?;
         }
         let objs: Vec<(String, String)> = t.objs.iter().map(|o| (o.kind.clone(), o.name.clone())).collect();
         for c in &mut t.chains {

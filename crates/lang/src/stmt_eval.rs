@@ -119,8 +119,12 @@ pub fn known_protocols(ctx: &Ctx, stmts: &[Stmt]) -> Known {
                     k.l4 = Some(v as u8);
                     k.l4_dep = Some(i);
                 }
+                // a protocol nft has no header description for leaves the transport
+                // header unknown (`meta l4proto 99` though names an unknown one)
                 ExprKind::Payload { proto: p, field } if (p == "ip" && field == "protocol") || (p == "ip6" && field == "nexthdr") => {
-                    k.l4 = Some(v as u8);
+                    if u32::try_from(v).ok().and_then(|n| proto::upper_protocol(p, n)).is_some() {
+                        k.l4 = Some(v as u8);
+                    }
                     k.l4_dep = Some(i);
                 }
                 _ => {}

@@ -105,3 +105,19 @@ fn network_dependencies_of_icmp_protocols_and_conntrack_addresses() {
     lists_as("inet", "meta nfproto ipv4 ct original ip saddr 1.2.3.4", "ct original ip saddr 1.2.3.4");
     lists_as("inet", "meta nfproto ipv4 ct mark 0x00000001", "meta nfproto ipv4 ct mark 0x00000001");
 }
+
+#[test]
+fn prefixes_keep_the_network_part_and_ranges_list_numbers() {
+    lists_as("ip", "ip saddr 192.168.2.1/24", "ip saddr 192.168.2.0/24");
+    lists_as("ip", "ip saddr 192.168.2.0/0", "ip saddr 0.0.0.0/0");
+    lists_as("ip6", "ip6 saddr ::1/64", "ip6 saddr ::/64");
+    lists_as("ip", "meta iifgroup 0-5", "iifgroup 0-5");
+}
+
+#[test]
+fn shifts_within_width_and_concatenated_ranges_checked() {
+    refused("ip", "ct mark set meta mark << 32");
+    lists_as("ip", "ct mark set meta mark >> 31", "ct mark set meta mark >> 31");
+    lists_as("ip", "meta mark set ip dscp << 26 | 0x10", "meta mark set ip dscp << 26 | 0x10");
+    refused("ip", "meta mark . tcp dport { 0x0000000a-0x00000014 . 80-90, 0x00100000-0x00100123 . 201-120 }");
+}
