@@ -7,7 +7,7 @@ use crate::flow::{
 };
 use crate::{ms, Flowtable};
 use core::time::Duration;
-use nft_conntrack::{ConnId, Counter, Status, Table, TcpState};
+use nft_conntrack::{ConnId, Status, Table, TcpState};
 use nft_wire::{checksum, IpProtocol, PacketMeta, TcpFlags};
 
 /// The family of the table whose chain holds the `flow add` statement.
@@ -310,7 +310,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             fib_gen,
             conn: Some(id),
             used_ms: now_ms,
-            synced: [Counter::default(); 2],
+            synced: None,
             ct_mark: a.mangles[0].ct_mark.or(a.mangles[1].ct_mark),
             mark: [
                 a.mangles[0].meta_mark.unwrap_or(0),

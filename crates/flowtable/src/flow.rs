@@ -314,8 +314,9 @@ pub(crate) struct Cold {
     pub conn: Option<ConnId>,
     /// Last refresh, in milliseconds of `now`; at most a second stale.
     pub used_ms: u64,
-    /// What of the counters has been added to the connection already (flowtable `counter`).
-    pub synced: [Counter; 2],
+    /// What of the counters has been added to the connection already (flowtable `counter`;
+    /// allocated by the first sync, so flowtables without `counter` do not pay for it).
+    pub synced: Option<Box<[Counter; 2]>>,
     pub ct_mark: Option<u32>,
     pub mark: [u32; 2],
     pub v6: Option<Box<[V6Addrs; 2]>>,

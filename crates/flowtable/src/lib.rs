@@ -147,6 +147,17 @@ pub struct Memory {
     pub allocated: usize,
 }
 
+/// What one offloaded connection costs in memory with `conns` of them, conntrack and
+/// flowtable together: the connection's slot and its share of conntrack's indexes (every
+/// connection source-NATed), plus the flow's lines and its share of the flow index (a
+/// flowtable sized for `conns` flows). Heap parts only some connections have are left out:
+/// counters with conntrack accounting or flowtable `counter` (32 bytes each), IPv6 flow
+/// addresses (128).
+pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
+    Table::memory_per_conn(conns).bytes_per_conn
+        + Flowtable::<SoftwareOnly>::memory_per_flow(conns).bytes_per_flow
+}
+
 /// A read-only view of one flow, for listings and re-routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowInfo {
@@ -602,7 +613,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             .into_iter()
             .enumerate()
         {
-            let s = c.synced[d];
+            let s = c.synced.as_deref().map_or(Counter::default(), |s| s[d & 1]);
             let (p, b) = (
                 h[d].packets.saturating_sub(s.packets),
                 h[d].bytes.saturating_sub(s.bytes),
@@ -610,7 +621,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             if p != 0 || b != 0 {
                 ct.account(conn, dir, p, b);
             }
-            c.synced[d] = Counter {
+            c.synced.get_or_insert_with(Box::default)[d & 1] = Counter {
                 packets: h[d].packets,
                 bytes: h[d].bytes,
             };
@@ -717,6 +728,20 @@ impl<B: OffloadBackend> Flowtable<B> {
             out.push(s);
         }
         out
+    }
+
+    /// What a flow costs in a flowtable configured for `max_flows` (the index is sized for
+    /// the limit), without making one.
+    pub fn memory_per_flow(max_flows: usize) -> Memory {
+        let entry_bytes = core::mem::size_of::<[Hot; 2]>() + core::mem::size_of::<Cold>();
+        let index_bytes_per_flow =
+            (Index::slots_for(max_flows.saturating_mul(2)) * 8).div_ceil(max_flows.max(1));
+        Memory {
+            entry_bytes,
+            index_bytes_per_flow,
+            bytes_per_flow: entry_bytes + index_bytes_per_flow,
+            allocated: 0,
+        }
     }
 
     /// What a flow costs in memory here (conntrack's share is on top of it).

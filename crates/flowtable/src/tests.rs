@@ -1504,3 +1504,14 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.port_down[i] = down;
     }
 }
+
+/// Memory per offloaded connection (issue 4: conntrack entry and its index share, flow
+/// entry and its index share) at 100,000 connections; kept from growing back.
+#[test]
+fn bytes_per_offloaded_connection_at_100k() {
+    let b = crate::bytes_per_offloaded_connection(100_000);
+    let ct = nft_conntrack::Table::memory_per_conn(100_000);
+    let ft = Flowtable::<crate::SoftwareOnly>::memory_per_flow(100_000);
+    eprintln!("{b} bytes = conntrack {ct:?} + flowtable {ft:?}");
+    assert!(b <= 457, "{b}");
+}
