@@ -30,7 +30,7 @@ fn frame(topo: &Topology, lan: usize, clients: &[([u8; 6], [u8; 4])], i: usize) 
 
 pub fn run(a: Args) -> Result<()> {
     let topo = defaults::load_topology(a.topology.as_deref())?;
-    let rules = simulate::load_rules(a.ruleset.as_deref())?;
+    let rules = simulate::load_rules(a.ruleset.as_deref(), &topo)?;
     let gen = defaults::gen_config(&topo, 1, 1, vec![])?;
     let lan = topo.interface(&gen.lan.name).map(|i| i.index).unwrap_or(0);
     let clients: Vec<([u8; 6], [u8; 4])> = topo

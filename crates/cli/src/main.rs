@@ -163,7 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { json, include, file } => {
-            let opts = LoadOpts { include_dirs: include };
+            let opts = LoadOpts { include_dirs: include, ..Default::default() };
             let r = if json || looks_like_json(&file) { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };
             match r {
                 Ok(_) => Ok(ExitCode::SUCCESS),
@@ -174,7 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Print { stateless, numeric_proto, services, json, include, file } => {
-            let opts = LoadOpts { include_dirs: include };
+            let opts = LoadOpts { include_dirs: include, ..Default::default() };
             let loaded = if looks_like_json(&file) { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };
             let rs = match loaded {
                 Ok(rs) => rs,

@@ -42,11 +42,19 @@ fn input(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(InputError(msg.into()))
 }
 
-/// The ruleset compiled for the dataplane.
-pub fn load_rules(path: Option<&Path>) -> Result<rules::Ruleset> {
+/// The ruleset compiled for the dataplane; interface names (`iif "wan"`, `fwd to "lan"`) are
+/// the topology's.
+pub fn load_rules(path: Option<&Path>, topo: &Topology) -> Result<rules::Ruleset> {
+    // Interface indices are the topology's plus one, as the router numbers `meta iif`; the
+    // loopback every router has comes last (no simulated packet arrives on it).
+    let mut names: Vec<String> = topo.interfaces.iter().map(|i| i.name.clone()).collect();
+    if !names.iter().any(|n| n == "lo") {
+        names.push("lo".into());
+    }
+    let opts = LoadOpts { interfaces: Some(names), ..Default::default() };
     let ast = match path {
-        Some(p) => load_file(p, &LoadOpts::default()).map_err(|e| input(e.rendered.trim_end().to_string()))?,
-        None => load_str("the default ruleset", defaults::RULESET, &LoadOpts::default()).map_err(|e| anyhow!("{}", e.rendered))?,
+        Some(p) => load_file(p, &opts).map_err(|e| input(e.rendered.trim_end().to_string()))?,
+        None => load_str("the default ruleset", defaults::RULESET, &opts).map_err(|e| anyhow!("{}", e.rendered))?,
     };
     rules::compile(&ast).map_err(|e| input(format!("{}: {e}", path.map(|p| p.display().to_string()).unwrap_or_else(|| "the default ruleset".into()))))
 }
@@ -79,7 +87,7 @@ fn port_name(topo: &Topology, p: Port) -> String {
 
 pub fn run(a: Args) -> Result<()> {
     let topo = defaults::load_topology(a.topology.as_deref()).map_err(|e| input(e.to_string()))?;
-    let rules = load_rules(a.ruleset.as_deref())?;
+    let rules = load_rules(a.ruleset.as_deref(), &topo)?;
     let frames: Vec<nft_io::Frame> = match &a.pcap {
         Some(p) => {
             let iface = a.pcap_iface.clone().unwrap_or_default();
@@ -192,6 +200,12 @@ pub fn text_report(r: &Report, a: &Args) -> String {
     let _ = writeln!(s, "\nconnections: {} live ({} created, {} expired, {} early drops)", r.connections_total, r.conntrack_new, r.conntrack_expired, r.conntrack_early_drop);
     for (k, v) in &r.connections {
         let _ = writeln!(s, "  {k:<24} {v:>8}");
+    }
+    if !r.logs.is_empty() {
+        let _ = writeln!(s, "\nlog: {} lines{}", r.log_lines, if r.log_lines > r.logs.len() as u64 { format!(" (first {} kept)", r.logs.len()) } else { String::new() });
+        for l in r.logs.iter().take(20) {
+            let _ = writeln!(s, "  {l}");
+        }
     }
     let _ = writeln!(s, "\ntop rules by hits:");
     for h in r.top_rules.iter().take(10) {

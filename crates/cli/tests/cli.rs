@@ -182,3 +182,18 @@ fn bench_json_has_the_contract_keys() {
     assert!(v["new_connections_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(v["first_pass_forwarded"].as_u64(), Some(2000), "every first packet is forwarded: {v}");
 }
+
+#[test]
+fn simulate_resolves_interface_names_against_the_topology() {
+    // `iif`/`oif` name interfaces of the simulated router, which this machine does not have
+    let rules = tmpfile(
+        "iif.nft",
+        "table inet t {\n\tchain fwd {\n\t\ttype filter hook forward priority 0; policy drop;\n\t\tiif \"br-lan\" oif \"wan\" accept\n\t\tiif \"wan\" ct state established,related accept\n\t}\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toif \"wan\" masquerade\n\t}\n}\n",
+    );
+    let out = bin().args(["simulate", "--json", "--flows", "60", "-f"]).arg(&rules).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["nat_bindings"].as_u64().unwrap() > 0, "oif \"wan\" matched: {r}");
+    let wan_tx = r["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == "wan").unwrap()["tx_packets"].as_u64().unwrap();
+    assert!(wan_tx > 0, "{r}");
+}

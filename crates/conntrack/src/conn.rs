@@ -51,6 +51,9 @@ pub struct Conn {
     /// The interface a masquerade binding took its address from, to forget the binding when
     /// that address goes away.
     pub masq_ifindex: Option<u32>,
+    /// `ct helper set`: the helper's name. No helper runs here; the name keeps the
+    /// connection off the fast path and answers `ct helper`.
+    pub helper: Option<String>,
 }
 
 impl Conn {
@@ -137,6 +140,12 @@ impl Conn {
 
     pub fn label(&self, bit: u8) -> bool {
         bit < 128 && self.labels & (1u128 << bit) != 0
+    }
+
+    /// Attaches a helper by name, as `ct helper set` does for a new connection.
+    pub fn set_helper(&mut self, name: &str) {
+        self.helper = Some(name.to_string());
+        self.status.insert(Status::HELPER);
     }
 
     pub fn set_label(&mut self, bit: u8) {

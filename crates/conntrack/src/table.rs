@@ -66,6 +66,17 @@ pub struct ConnId {
     gen: u32,
 }
 
+impl ConnId {
+    /// The handle as one number, for code that must not name conntrack types (rules).
+    pub fn to_bits(self) -> u64 {
+        (self.idx as u64) << 32 | self.gen as u64
+    }
+
+    pub fn from_bits(v: u64) -> ConnId {
+        ConnId { idx: (v >> 32) as u32, gen: v as u32 }
+    }
+}
+
 macro_rules! invalid_reasons {
     ($( $(#[$m:meta])* $v:ident = $name:literal ),+ $(,)?) => {
         /// Why a packet has no connection (`ct state invalid`). Each reason has a stable name
@@ -791,6 +802,7 @@ impl Table {
             created: now,
             deadline: now.saturating_add(timeout),
             masq_ifindex: None,
+            helper: None,
         };
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.alloc(conn);

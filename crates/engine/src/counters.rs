@@ -77,6 +77,11 @@ drop_reasons! {
     MtuExceeded = "mtu_exceeded",
     /// Bigger than the egress MTU without DF: fragmentation is not implemented.
     NeedsFragmentation = "needs_fragmentation",
+    /// Not a drop: netdev `fwd` took the packet out of another interface. Never counted; it
+    /// ends the walk the way a drop does.
+    Stolen = "stolen",
+    /// `dup`/`fwd` to an interface the topology does not have, or with no neighbour.
+    FwdFailed = "fwd_failed",
 }
 
 /// Packets and bytes.
@@ -115,6 +120,9 @@ pub struct Counters {
     /// `flow add` requests the kernel's admission rules turned down, by reason.
     pub flows_refused: BTreeMap<&'static str, u64>,
     pub log_lines: u64,
+    /// Packets `fwd` sent out and copies `dup` made.
+    pub fwd_packets: u64,
+    pub dup_packets: u64,
 }
 
 impl Counters {
@@ -136,6 +144,8 @@ impl Counters {
             flows_admitted: 0,
             flows_refused: BTreeMap::new(),
             log_lines: 0,
+            fwd_packets: 0,
+            dup_packets: 0,
         }
     }
 
@@ -217,6 +227,10 @@ pub struct Report {
     pub tcp_resets_sent: u64,
     pub arp_replies: u64,
     pub log_lines: u64,
+    /// The `log` statements' lines, in order (up to the router's log capacity).
+    pub logs: Vec<String>,
+    pub fwd_packets: u64,
+    pub dup_packets: u64,
     pub ct_invalid: BTreeMap<&'static str, u64>,
     /// Live connections by state (`tcp established`, `udp assured`, `icmp`, ...).
     pub connections: BTreeMap<String, u64>,

@@ -1,10 +1,13 @@
 //! The router engine: the topology it runs on, the FIB, neighbours, the compiled ruleset and
 //! the packet pipeline of `../shared/DESIGN.md` ([`router::Router`]).
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 pub mod answer;
 pub mod counters;
 pub mod fib;
+pub mod hdr;
 pub mod l2;
 pub mod router;
 pub mod rules;

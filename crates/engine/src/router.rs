@@ -20,7 +20,7 @@ use crate::answer;
 use crate::counters::{Counters, Drop, InterfaceReport, Report, RuleHits};
 use crate::fib::{Fib, NextHop, RouteKind};
 use crate::l2::{self, Ports, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
-use crate::rules::{self, Actions, ChainType, CtInfo, Hook, HookVerdict, NatKind, NatSpec, Pkt, Reject, Ruleset, State, TraceLine};
+use crate::rules::{self, Actions, ChainType, CtInfo, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt, Reject, RouteAnswer, Ruleset, State, TraceLine};
 use crate::topology::{Interface, Mac, Topology};
 
 /// Where a frame leaves: an interface of the topology, or the router's own stack.
@@ -38,11 +38,14 @@ pub struct Frame {
     pub data: Vec<u8>,
 }
 
-/// A frame to transmit, link header included.
+/// A frame to transmit, link header included, with the metadata rules gave the packet
+/// (`meta mark set`, `meta priority set`), which a live backend hands to the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxFrame {
     pub egress: Port,
     pub data: Vec<u8>,
+    pub mark: u32,
+    pub priority: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -88,7 +91,9 @@ struct Act {
     reject: Option<Reject>,
     flow_add: u32,
     notrack: bool,
-    logs: Vec<(Option<String>, u8)>,
+    logs: Vec<LogSpec>,
+    dups: Vec<(Option<u128>, Option<u32>)>,
+    fwd: Option<(Option<u128>, u32)>,
 }
 
 impl Actions for Act {
@@ -106,7 +111,63 @@ impl Actions for Act {
         self.notrack = true;
     }
     fn log(&mut self, _pkt: &Pkt, prefix: Option<&str>, level: u8, _rule: &str) {
-        self.logs.push((prefix.map(str::to_owned), level));
+        self.logs.push(LogSpec { prefix: prefix.map(str::to_owned), level, ..LogSpec::default() });
+    }
+    fn log_spec(&mut self, _pkt: &Pkt, spec: &LogSpec, _rule: &str) {
+        self.logs.push(spec.clone());
+    }
+    fn dup(&mut self, _pkt: &Pkt, addr: Option<u128>, dev: Option<u32>) {
+        self.dups.push((addr, dev));
+    }
+    fn fwd(&mut self, _pkt: &Pkt, addr: Option<u128>, dev: u32) {
+        self.fwd = Some((addr, dev));
+    }
+}
+
+/// What rules may ask of the router: its FIB, its interfaces and its connections.
+/// Interface numbers are topology indexes plus one, as `meta iif` has them.
+struct RouterEnv<'a> {
+    topo: &'a Topology,
+    fib: &'a Fib,
+    ct: &'a Table,
+    ifnames: &'a [u128],
+}
+
+impl Env for RouterEnv<'_> {
+    fn route(&self, addr: u128, v6: bool) -> RouteAnswer {
+        match self.fib.lookup(bits_addr(addr, v6)) {
+            None => RouteAnswer::None,
+            Some((RouteKind::Local(i), _)) => RouteAnswer::Local(*i as u32 + 1),
+            Some((RouteKind::Unicast(nh), _)) => RouteAnswer::Unicast { oif: nh.ifindex as u32 + 1 },
+            Some((RouteKind::Blackhole, _)) => RouteAnswer::Blackhole,
+            Some((RouteKind::Unreachable, _)) => RouteAnswer::Unreachable,
+        }
+    }
+
+    fn is_local(&self, addr: u128, v6: bool, ifindex: Option<u32>) -> bool {
+        let a = bits_addr(addr, v6);
+        self.topo.interfaces.iter().filter(|i| i.up && ifindex.is_none_or(|x| x as usize == i.index + 1)).any(|i| i.addresses.iter().any(|(x, _)| *x == a))
+    }
+
+    fn is_subnet_broadcast(&self, addr: u128, ifindex: Option<u32>) -> bool {
+        let a = bits_addr(addr, false);
+        self.topo.interfaces.iter().filter(|i| i.up && ifindex.is_none_or(|x| x as usize == i.index + 1)).any(|i| {
+            i.addresses.iter().any(|(x, len)| match (x, a) {
+                (IpAddr::V4(x), IpAddr::V4(a)) if *len < 31 => {
+                    let host = u32::MAX >> len;
+                    u32::from(*x) | host == u32::from(a)
+                }
+                _ => false,
+            })
+        })
+    }
+
+    fn ifname(&self, ifindex: u32) -> u128 {
+        (ifindex as usize).checked_sub(1).and_then(|i| self.ifnames.get(i)).copied().unwrap_or(0)
+    }
+
+    fn conn_alive(&self, handle: u64) -> bool {
+        self.ct.get(ConnId::from_bits(handle)).is_some_and(|c| !c.status().contains(Status::DYING))
     }
 }
 
@@ -116,6 +177,12 @@ struct Walk {
     oif: Option<usize>,
     v6: bool,
     mark: u32,
+    priority: u32,
+    nftrace: bool,
+    /// `ct zone set` before conntrack: the zone the connection is looked up in.
+    zone: u16,
+    /// The route's next hop, once routed (`rt nexthop`).
+    nexthop: Option<IpAddr>,
     pkttype: u8,
     /// `notrack` in a raw chain.
     notrack: bool,
@@ -235,6 +302,10 @@ impl Router {
     }
 
     fn transmit(&mut self, egress: Port, data: Vec<u8>, out: &mut Vec<TxFrame>) {
+        self.transmit_with(egress, data, 0, 0, out);
+    }
+
+    fn transmit_with(&mut self, egress: Port, data: Vec<u8>, mark: u32, priority: u32, out: &mut Vec<TxFrame>) {
         match egress {
             Port::Iface(i) => {
                 if let Some(c) = self.counters.tx.get_mut(i) {
@@ -243,7 +314,7 @@ impl Router {
             }
             Port::Host => self.counters.host.add(data.len()),
         }
-        out.push(TxFrame { egress, data });
+        out.push(TxFrame { egress, data, mark, priority });
     }
 
     fn receive(&mut self, ingress: usize, mut data: Vec<u8>, now: Duration, out: &mut Vec<TxFrame>) {
@@ -312,6 +383,10 @@ impl Router {
             oif: None,
             v6: meta.ip_version == Some(IpVersion::Ipv6),
             mark: 0,
+            priority: 0,
+            nftrace: false,
+            zone: 0,
+            nexthop: None,
             pkttype,
             notrack: false,
             tracked: false,
@@ -323,6 +398,7 @@ impl Router {
         let mut meta = meta;
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
         match fate {
+            Err(Drop::Stolen) => {}
             Err(d) => {
                 if let Some((id, _)) = w.conn {
                     self.ct.discard(id);
@@ -334,13 +410,13 @@ impl Router {
                 if start > 0 {
                     data.drain(..start);
                 }
-                self.transmit(Port::Host, data, out);
+                self.transmit_with(Port::Host, data, w.mark, w.priority, out);
             }
             Ok(Fate::Tx { egress, dst_mac }) => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
                 let frame = l2::encapsulate(data, start + meta.l3_offset, start + meta.l3_end, iface, dst_mac, ethertype);
-                self.transmit(Port::Iface(egress), frame, out);
+                self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
             }
         }
     }
@@ -364,7 +440,7 @@ impl Router {
         self.hook(Hook::Prerouting, i32::MIN, -201, w, buf, meta, now, out)?;
         if !w.notrack {
             w.tracked = true;
-            match self.ct.process(meta, 0, now) {
+            match self.ct.process(meta, w.zone, now) {
                 Outcome::Tracked { id, dir, state } => {
                     w.conn = Some((id, dir));
                     w.state = state;
@@ -440,6 +516,7 @@ impl Router {
         }
         decrement_ttl(buf, meta);
         w.oif = Some(oif);
+        w.nexthop = nh.via.or(meta.dst_addr);
         self.hook(Hook::Forward, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
         self.hook(Hook::Postrouting, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
         self.nat_rewrite(w, buf, meta, Manip::Src)?;
@@ -515,6 +592,10 @@ impl Router {
             packets: [k0.packets, k1.packets],
             bytes: [k0.bytes, k1.bytes],
             label: c.labels,
+            id: c.id,
+            helper: c.helper.as_deref().map_or(0, rules::ifname_value),
+            confirmed: c.is_confirmed(),
+            handle: id.to_bits(),
         })
     }
 
@@ -553,34 +634,80 @@ impl Router {
             let ct = self.ct_info(w, now);
             let mut act = Act::default();
             let mut trace_lines: Vec<TraceLine> = vec![];
-            let (verdict, by_policy, mark, new_ct_mark) = {
+            let (verdict, by_policy, upd) = {
+                let env = RouterEnv { topo: &self.topo, fib: &self.fib, ct: &self.ct, ifnames: &self.ifnames };
                 let mut pkt = rules::pkt_from_frame(buf, meta, w.iif as u32 + 1, "");
                 pkt.iifname = self.ifnames.get(w.iif).copied().unwrap_or(0);
                 pkt.mark = w.mark;
+                pkt.priority = w.priority;
+                pkt.nftrace = w.nftrace;
                 pkt.pkttype = w.pkttype;
                 pkt.ct = ct;
+                pkt.env = Some(&env);
+                if ct.is_none() && w.zone != 0 {
+                    pkt.new_ct_zone = Some(w.zone);
+                }
                 if let Some(o) = w.oif {
                     pkt.oif = o as u32 + 1;
                     pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
                     pkt.rt_mtu = self.topo.interfaces.get(o).map(|i| i.mtu as u32).unwrap_or(0);
+                    pkt.nexthop = w.nexthop.map(addr_bits);
                 }
                 let b = &self.rules.base[i - 1];
                 let tr = if self.cfg.trace { Some(&mut trace_lines) } else { None };
                 let (v, p) = rules::run_base_chain(&self.rules, &mut self.state, b, &mut pkt, now_ns, &mut act, tr);
-                (v, p, pkt.mark, pkt.new_ct_mark)
+                let upd = PktUpdate {
+                    mark: pkt.mark,
+                    priority: pkt.priority,
+                    nftrace: pkt.nftrace,
+                    ct_mark: pkt.new_ct_mark,
+                    ct_zone: pkt.new_ct_zone,
+                    ct_label: pkt.new_ct_label,
+                    ct_helper: pkt.new_ct_helper.take(),
+                    mangled: pkt.mangled,
+                };
+                (v, p, upd)
             };
-            w.mark = mark;
-            if let (Some(m), Some((id, _))) = (new_ct_mark, w.conn) {
+            w.mark = upd.mark;
+            w.priority = upd.priority;
+            w.nftrace = upd.nftrace;
+            if let Some(z) = upd.ct_zone {
+                // a zone picks the table conntrack looks in: it counts before the lookup only
+                if w.conn.is_none() {
+                    w.zone = z;
+                }
+            }
+            if upd.mangled {
+                *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
+            }
+            if let Some((id, _)) = w.conn {
                 if let Some(c) = self.ct.get_mut(id) {
-                    c.mark = m;
+                    if let Some(m) = upd.ct_mark {
+                        c.mark = m;
+                    }
+                    if let Some(l) = upd.ct_label {
+                        c.labels = l;
+                    }
+                    // helpers attach to new connections only (`nft_ct_helper_obj_eval`)
+                    if let Some(h) = &upd.ct_helper {
+                        if !c.is_confirmed() {
+                            c.set_helper(h);
+                        }
+                    }
                 }
             }
             if self.cfg.trace {
                 let base_chain = self.rules.base[i - 1].chain;
                 self.record_trace(base_chain, &trace_lines, verdict, by_policy);
             }
-            for (prefix, level) in std::mem::take(&mut act.logs) {
-                self.log_line(w, meta, hook, prefix.as_deref(), level);
+            for spec in std::mem::take(&mut act.logs) {
+                self.log_line(w, buf, meta, hook, &spec);
+            }
+            for (addr, dev) in std::mem::take(&mut act.dups) {
+                self.send_copy(w, buf, meta, addr, dev, false, out);
+            }
+            if let Some((addr, dev)) = act.fwd.take() {
+                self.send_copy(w, buf, meta, addr, Some(dev), true, out);
             }
             if act.notrack {
                 w.notrack = true;
@@ -604,9 +731,52 @@ impl Router {
                 HookVerdict::Drop if by_policy => return Err(Drop::PolicyDrop),
                 HookVerdict::Drop => return Err(Drop::RuleDrop),
                 HookVerdict::Queue => return Err(Drop::Queue),
+                HookVerdict::Stolen => return Err(Drop::Stolen),
             }
         }
         Ok(())
+    }
+
+    /// `dup` and `fwd`: the packet as it stands, out of interface `dev` (as `meta oif`
+    /// numbers them) or the one the route to `addr` takes, to `addr`'s neighbour, or to the
+    /// destination's when only a device is given.
+    #[allow(clippy::too_many_arguments)]
+    fn send_copy(&mut self, w: &Walk, buf: &[u8], meta: &PacketMeta, addr: Option<u128>, dev: Option<u32>, fwd: bool, out: &mut Vec<TxFrame>) {
+        let target = addr.map(|a| bits_addr(a, w.v6));
+        let egress = match dev {
+            Some(d) => (d as usize).checked_sub(1).filter(|i| *i < self.topo.interfaces.len()),
+            None => target.and_then(|t| match self.fib.lookup(t) {
+                Some((RouteKind::Unicast(nh), _)) => Some(nh.ifindex),
+                _ => None,
+            }),
+        };
+        let Some(egress) = egress.filter(|e| self.topo.interfaces[*e].up) else {
+            return self.counters.drop(Drop::FwdFailed);
+        };
+        let iface = &self.topo.interfaces[egress];
+        let dst_mac = match l2::fixed_peer(iface) {
+            Some(m) => Some(m),
+            None => target.or(meta.dst_addr).and_then(|n| self.topo.neighbours.get(&(egress, n)).copied()),
+        };
+        // netdev fwd without an address sends the frame as it is, MACs untouched
+        let dst_mac = match (dst_mac, addr, fwd) {
+            (Some(m), _, _) => m,
+            (None, None, true) => {
+                let mut d = [0u8; 6];
+                d.copy_from_slice(buf.get(0..6).unwrap_or(&[0; 6]));
+                d
+            }
+            _ => return self.counters.drop(Drop::FwdFailed),
+        };
+        let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else { return };
+        let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
+        if fwd {
+            self.counters.fwd_packets += 1;
+        } else {
+            self.counters.dup_packets += 1;
+        }
+        self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
     }
 
     /// The packet line that starts a walk: where it came in and its addresses and ports.
@@ -645,33 +815,92 @@ impl Router {
                 HookVerdict::Accept => "accept",
                 HookVerdict::Drop => "drop",
                 HookVerdict::Queue => "queue",
+                HookVerdict::Stolen => "stolen",
             };
             self.trace.push(format!("trace id {id:08x} {} {} {} policy {v}", c.family.name(), c.table, c.name));
         }
     }
 
-    fn log_line(&mut self, w: &Walk, meta: &PacketMeta, hook: Hook, prefix: Option<&str>, level: u8) {
+    /// One line per logged packet, in the kernel's `nf_log` layout (`IN= OUT= MAC= SRC= ...`)
+    /// with the hook, level or group, and what the statement's flags ask for.
+    fn log_line(&mut self, w: &Walk, buf: &[u8], meta: &PacketMeta, hook: Hook, spec: &LogSpec) {
         self.counters.log_lines += 1;
         if self.logs.len() >= self.cfg.log_capacity {
             return;
         }
         let name = |i: Option<usize>| i.and_then(|i| self.topo.interfaces.get(i)).map_or("", |i| i.name.as_str());
-        let mut s = format!(
-            "{}IN={} OUT={} hook={hook:?} level={level} SRC={} DST={} LEN={} TTL={} PROTO={}",
-            prefix.unwrap_or(""),
-            name(Some(w.iif)),
-            name(w.oif),
-            meta.src_addr.map_or(String::new(), |a| a.to_string()),
-            meta.dst_addr.map_or(String::new(), |a| a.to_string()),
-            meta.ip_total_len,
-            meta.ttl,
-            meta.ip_protocol.map_or(0, u8::from),
-        );
-        if let Some((sp, dp)) = meta.ports {
-            s.push_str(&format!(" SPT={sp} DPT={dp}"));
+        let mut s = format!("{}IN={} OUT={} hook={hook:?}", spec.prefix.as_deref().unwrap_or(""), name(Some(w.iif)), name(w.oif));
+        match spec.group {
+            Some(g) => s += &format!(" group={g}"),
+            None => s += &format!(" level={}", level_name(spec.level)),
+        }
+        if let Some(n) = spec.snaplen {
+            s += &format!(" snaplen={n}");
+        }
+        if let Some(n) = spec.queue_threshold {
+            s += &format!(" qthreshold={n}");
+        }
+        if spec.ether {
+            let hex: Vec<String> = buf.get(0..14).unwrap_or(&[]).iter().map(|b| format!("{b:02x}")).collect();
+            s += &format!(" MAC={}", hex.join(":"));
+        }
+        let l3 = buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[]);
+        s += &format!(" SRC={} DST={} LEN={}", meta.src_addr.map_or(String::new(), |a| a.to_string()), meta.dst_addr.map_or(String::new(), |a| a.to_string()), meta.l3_end - meta.l3_offset);
+        if w.v6 {
+            if l3.len() >= 40 {
+                let tc = (u16::from_be_bytes([l3[0], l3[1]]) >> 4) as u8;
+                let flow = u32::from_be_bytes([0, l3[1] & 0xf, l3[2], l3[3]]);
+                s += &format!(" TC={tc} HOPLIMIT={} FLOWLBL={flow}", l3[7]);
+            }
+        } else if l3.len() >= 20 {
+            let frag = u16::from_be_bytes([l3[6], l3[7]]);
+            s += &format!(" TOS=0x{:02X} PREC=0x{:02X} TTL={} ID={}", l3[1], l3[1] & 0xe0, l3[8], u16::from_be_bytes([l3[4], l3[5]]));
+            if frag & 0x4000 != 0 {
+                s += " DF";
+            }
+            if frag & 0x2000 != 0 {
+                s += " MF";
+            }
+            if spec.ip_options && l3[0] & 0xf > 5 {
+                let ihl = ((l3[0] & 0xf) as usize * 4).min(l3.len());
+                let hex: String = l3[20..ihl].iter().map(|b| format!("{b:02X}")).collect();
+                s += &format!(" OPT ({hex})");
+            }
+        }
+        let proto = meta.ip_protocol.map_or(0, u8::from);
+        let l4 = meta.l4_offset.and_then(|o| buf.get(o..meta.l3_end)).filter(|_| meta.fragment != Fragment::NonFirst);
+        match (proto, l4) {
+            (6, Some(t)) if t.len() >= 20 => {
+                s += &format!(" PROTO=TCP SPT={} DPT={}", u16::from_be_bytes([t[0], t[1]]), u16::from_be_bytes([t[2], t[3]]));
+                if spec.tcp_sequence {
+                    s += &format!(" SEQ={} ACK={}", u32::from_be_bytes([t[4], t[5], t[6], t[7]]), u32::from_be_bytes([t[8], t[9], t[10], t[11]]));
+                }
+                s += &format!(" WINDOW={} RES=0x{:02x}", u16::from_be_bytes([t[14], t[15]]), t[12] & 0x0f);
+                for (bit, n) in [(0x20, "URG"), (0x10, "ACK"), (0x08, "PSH"), (0x04, "RST"), (0x02, "SYN"), (0x01, "FIN")] {
+                    if t[13] & bit != 0 {
+                        s += " ";
+                        s += n;
+                    }
+                }
+                s += &format!(" URGP={}", u16::from_be_bytes([t[18], t[19]]));
+                let doff = ((t[12] >> 4) as usize * 4).min(t.len());
+                if spec.tcp_options && doff > 20 {
+                    let hex: String = t[20..doff].iter().map(|b| format!("{b:02X}")).collect();
+                    s += &format!(" OPT ({hex})");
+                }
+            }
+            (17, Some(u)) if u.len() >= 8 => {
+                s += &format!(" PROTO=UDP SPT={} DPT={} LEN={}", u16::from_be_bytes([u[0], u[1]]), u16::from_be_bytes([u[2], u[3]]), u16::from_be_bytes([u[4], u[5]]));
+            }
+            (1, Some(i)) if i.len() >= 4 => s += &format!(" PROTO=ICMP TYPE={} CODE={}", i[0], i[1]),
+            (58, Some(i)) if i.len() >= 4 => s += &format!(" PROTO=ICMPv6 TYPE={} CODE={}", i[0], i[1]),
+            _ => s += &format!(" PROTO={proto}"),
+        }
+        if spec.skuid {
+            // forwarded packets have no local socket: the kernel prints no UID either
         }
         if w.mark != 0 {
-            s.push_str(&format!(" MARK=0x{:x}", w.mark));
+            s += &format!(" MARK=0x{:x}", w.mark);
         }
         self.logs.push(s);
     }
@@ -890,6 +1119,9 @@ impl Router {
             tcp_resets_sent: c.tcp_resets_sent,
             arp_replies: c.arp_replies,
             log_lines: c.log_lines,
+            logs: self.logs.clone(),
+            fwd_packets: c.fwd_packets,
+            dup_packets: c.dup_packets,
             ct_invalid: c.ct_invalid.clone(),
             connections,
             connections_total: total,
@@ -899,6 +1131,22 @@ impl Router {
             top_rules: top,
         }
     }
+}
+
+fn level_name(l: u8) -> &'static str {
+    ["emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit"].get(l as usize).copied().unwrap_or("warn")
+}
+
+/// What a chain changed in the packet's metadata, carried out once the chain is done.
+struct PktUpdate {
+    mark: u32,
+    priority: u32,
+    nftrace: bool,
+    ct_mark: Option<u32>,
+    ct_zone: Option<u16>,
+    ct_label: Option<u128>,
+    ct_helper: Option<String>,
+    mangled: bool,
 }
 
 /// TTL or hop limit minus one; the IPv4 header checksum is patched incrementally (RFC 1624).

@@ -18,6 +18,11 @@ use nft_lang::ast::{self, BinOp, Const, Expr, ExprKind, Family, RelOp, StmtKind}
 use nft_lang::datatype::{Dt, Val};
 use nft_lang::proto::{self, Base};
 
+use crate::hdr;
+
+/// NFPROTO_ARP: what `arp` loads check `meta nfproto` against.
+pub const NFPROTO_ARP: u8 = 3;
+
 /// Kernel limit on nested jumps (NFT_JUMP_STACK_SIZE).
 pub const JUMP_STACK: usize = 16;
 
@@ -66,13 +71,73 @@ pub enum Load {
     /// `bits` bits at `offset` bits from the header start, big endian. `l3`/`l4` are the
     /// network (nfproto) and transport protocol the header belongs to, checked first.
     Payload { base: Base, offset: u32, bits: u32, l3: Option<u8>, l4: Option<u8> },
+    /// A field of an 802.1Q/802.1ad header right after the Ethernet header (`vlan id`):
+    /// absent once the router has taken the tag off, as on a VLAN interface in Linux.
+    Vlan { offset: u32, bits: u32 },
     Meta(MetaK),
     Ct { key: CtK, reply: Option<bool> },
     /// `expr & mask ^ xor`, `expr << n`, `expr >> n`
     Bitwise { inner: Box<Load>, and: u128, xor: u128 },
     /// `rt mtu`: the TCP MSS the route allows (route MTU less the IP and TCP headers).
     RtTcpMss,
+    /// `rt ip nexthop`: the gateway of the route, or the destination when directly connected.
+    RtNexthop,
+    /// `rt classid`: routing realms are not modelled, so always 0.
+    RtClassid,
     Shift { inner: Box<Load>, left: bool, n: u32 },
+    /// An IPv6 extension header field, or its presence (`exthdr frag exists`) as 1/0.
+    Exthdr { nexthdr: u8, offset: u32, bits: u32, present: bool },
+    /// A TCP option field (offset from the kind byte), or its presence.
+    TcpOpt { kind: u8, offset: u32, bits: u32, present: bool },
+    /// An IPv4 option field (offset from the type byte), or its presence.
+    IpOpt { ty: u8, offset: u32, bits: u32, present: bool },
+    Fib(Box<FibQuery>),
+    /// `numgen inc|random mod N offset M`; `slot` is the counter in [`State`] for `inc`.
+    Numgen { random: bool, modulus: u32, offset: u32, slot: usize },
+    /// `jhash KEY mod N seed S offset M`: keys with their register width in bytes and
+    /// whether the register holds them in network order.
+    Jhash { keys: Vec<(Load, u32, bool)>, modulus: u32, seed: u32, offset: u32 },
+    /// `symhash mod N offset M`: the same for both directions of a flow.
+    Symhash { modulus: u32, offset: u32 },
+}
+
+/// `fib saddr . iif oif`: which address, which interface constraint, what result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FibQuery {
+    pub daddr: bool,
+    pub iif: bool,
+    pub oif: bool,
+    pub result: FibResult,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FibResult {
+    Oif,
+    OifName,
+    Type,
+}
+
+/// What a rule asks the router's FIB. Interfaces are numbered as `meta iif` numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteAnswer {
+    None,
+    Local(u32),
+    Unicast { oif: u32 },
+    Blackhole,
+    Unreachable,
+}
+
+/// Routing and interface facts for `fib`, and liveness of connections for `ct count`. The
+/// router implements it; rules see no router internals.
+pub trait Env {
+    fn route(&self, addr: u128, v6: bool) -> RouteAnswer;
+    /// Whether `addr` is an address of interface `ifindex` (any interface when None).
+    fn is_local(&self, addr: u128, v6: bool, ifindex: Option<u32>) -> bool;
+    /// Whether `addr` is the broadcast address of a subnet on an interface.
+    fn is_subnet_broadcast(&self, addr: u128, ifindex: Option<u32>) -> bool;
+    fn ifname(&self, ifindex: u32) -> u128;
+    /// Whether the connection with this handle ([`CtInfo::handle`]) is still alive.
+    fn conn_alive(&self, handle: u64) -> bool;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +160,9 @@ pub enum MetaK {
     Nftrace,
     Cpu,
     Random,
+    Time,
+    Day,
+    Hour,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +182,9 @@ pub enum CtK {
     Packets,
     Bytes,
     Label,
+    Id,
+    AvgPkt,
+    Helper,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +225,8 @@ pub enum Verdict {
     Jump(usize),
     Goto(usize),
     Queue,
+    /// `fwd`: the packet left through another interface.
+    Stolen,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +262,62 @@ pub enum Reject {
     Icmpx(u8),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `log` and its options, as the router formats them.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct LogSpec {
+    pub prefix: Option<String>,
+    pub level: u8,
+    /// nflog group: the line is tagged with it instead of a syslog level.
+    pub group: Option<u32>,
+    pub snaplen: Option<u32>,
+    pub queue_threshold: Option<u32>,
+    pub tcp_sequence: bool,
+    pub tcp_options: bool,
+    pub ip_options: bool,
+    pub skuid: bool,
+    pub ether: bool,
+}
+
+/// What a dynamic set update does (`nft_dynset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DynOp {
+    Add,
+    Update,
+    Delete,
+}
+
+/// A stateful statement attached to each element of a dynamic set (a meter).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ElemStmt {
+    Counter,
+    Limit(LimitSpec),
+    Quota(QuotaSpec),
+    /// `ct count [over] N`
+    Connlimit { over: bool, count: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynsetOp {
+    pub set: usize,
+    pub op: DynOp,
+    pub keys: Vec<Load>,
+    /// The element timeout written in the statement; else the set's.
+    pub timeout_ms: Option<u64>,
+    pub data: Option<Value>,
+    pub stmts: Vec<ElemStmt>,
+}
+
+/// Named objects of one kind a statement picks by map lookup (`counter name ip saddr map
+/// {...}`): the map's values are object indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjKind {
+    Counter,
+    Quota,
+    Limit,
+    CtHelper,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     Match(Match),
     Verdict(Verdict),
@@ -198,20 +326,27 @@ pub enum Op {
     Counter(usize),
     Limit(usize),
     Quota(usize),
-    Log { prefix: Option<String>, level: u8 },
+    /// A named object chosen per packet through an object map.
+    ObjMap { kind: ObjKind, keys: Vec<Load>, map: usize },
+    Log(Box<LogSpec>),
     Reject(Reject),
     Nat(Box<NatSpec>),
     Notrack,
     FlowAdd(String),
     SetMeta(MetaK, Value),
     SetCt(CtK, Value),
-    /// Rewrite a payload field (`ip dscp set cs1`).
+    /// `ct helper set "name"`: the helper object's helper name.
+    SetCtHelper(String),
+    /// Rewrite a payload field (`ip dscp set cs1`), checksums patched.
     SetPayload { base: Base, offset: u32, bits: u32, l3: Option<u8>, l4: Option<u8>, value: Value },
     /// `tcp option maxseg size set ...`: lower the MSS option to the value (never raise it,
     /// as the kernel's exthdr set for maxseg does).
     ClampMss(Value),
-    /// Add/update an element of a dynamic set, keyed by the loads.
-    SetAdd { set: usize, keys: Vec<Load>, timeout_ms: Option<u64> },
+    Dynset(Box<DynsetOp>),
+    /// `dup to ADDR [device IF]` / `fwd [ip|ip6 to ADDR] to IF`: the router copies or moves
+    /// the packet. `fwd` ends the walk (the kernel steals the packet).
+    Dup { addr: Option<Value>, dev: Option<Value>, v6: bool },
+    Fwd { addr: Option<Value>, dev: Value, v6: bool },
 }
 
 #[derive(Clone, Debug)]
@@ -249,37 +384,72 @@ pub enum SetData {
     Value(u128),
 }
 
-/// A set or map: exact keys in a hash map, intervals (any component a range) in a list.
+/// A set or map as loaded: exact keys in a hash map, intervals (any component a range) in a
+/// list. What rules add at run time lives in [`State::dynsets`].
 #[derive(Clone, Debug, Default)]
 pub struct CSet {
     pub name: String,
+    pub table: String,
     pub exact: HashMap<Vec<u128>, SetData>,
     pub ranges: Vec<(Vec<(u128, u128)>, SetData)>,
-    /// Dynamic elements with their expiry (ns).
-    pub dynamic: HashMap<Vec<u128>, Option<u64>>,
     pub timeout_ms: Option<u64>,
+    /// Element limit; dynamic sets without one get [`DYNSET_DEFAULT_SIZE`].
     pub size: Option<usize>,
 }
 
+/// Bounds dynamic sets declared without `size`, as nft does for meters, so that no rule can
+/// grow the state without limit.
+pub const DYNSET_DEFAULT_SIZE: usize = 65535;
+
 impl CSet {
-    pub fn lookup(&self, key: &[u128], now_ns: u64) -> Option<&SetData> {
+    /// The loaded elements only.
+    pub fn lookup(&self, key: &[u128]) -> Option<&SetData> {
         if let Some(d) = self.exact.get(key) {
             return Some(d);
         }
-        for (r, d) in &self.ranges {
-            if r.len() == key.len() && r.iter().zip(key).all(|((lo, hi), k)| lo <= k && k <= hi) {
-                return Some(d);
-            }
-        }
-        match self.dynamic.get(key) {
-            Some(None) => Some(&SetData::None),
-            Some(Some(exp)) if *exp > now_ns => Some(&SetData::None),
-            _ => None,
-        }
+        self.ranges.iter().find(|(r, _)| r.len() == key.len() && r.iter().zip(key).all(|((lo, hi), k)| lo <= k && k <= hi)).map(|(_, d)| d)
+    }
+
+    fn static_len(&self) -> usize {
+        self.exact.len() + self.ranges.len()
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+/// Per-element state of a meter statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ElemState {
+    Counter { packets: u64, bytes: u64 },
+    /// tokens, last refill (ns)
+    Limit { tokens: f64, last: u64 },
+    Quota { used: u64 },
+    /// Connections counted (handles), pruned of dead ones on each evaluation.
+    Conns(Vec<u64>),
+}
+
+/// An element a rule added.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynElem {
+    /// Expiry (ns); None: until deleted.
+    pub expires: Option<u64>,
+    pub data: Option<u128>,
+    pub stmts: Vec<ElemState>,
+}
+
+/// The run-time contents of one set: elements added by rules, and loaded elements that
+/// rules deleted.
+#[derive(Clone, Debug, Default)]
+pub struct DynSet {
+    pub elems: HashMap<Vec<u128>, DynElem>,
+    pub deleted: std::collections::HashSet<Vec<u128>, foldhash::fast::FixedState>,
+}
+
+impl DynSet {
+    fn live(&self, key: &[u128], now_ns: u64) -> Option<&DynElem> {
+        self.elems.get(key).filter(|e| e.expires.is_none_or(|x| x > now_ns))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LimitSpec {
     /// Tokens per second (packets or bytes).
     pub rate_per_s: f64,
@@ -288,10 +458,12 @@ pub struct LimitSpec {
     pub over: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QuotaSpec {
     pub bytes: u64,
     pub over: bool,
+    /// Bytes already used when loaded (`quota 100 mbytes used 20 mbytes`).
+    pub used: u64,
 }
 
 /// The compiled ruleset. Immutable once built; run-time state lives in [`State`].
@@ -303,8 +475,27 @@ pub struct Ruleset {
     pub sets: Vec<CSet>,
     pub limits: Vec<LimitSpec>,
     pub quotas: Vec<QuotaSpec>,
+    /// Initial packets and bytes of each counter (statement or named object).
+    pub counter_init: Vec<(u64, u64)>,
     pub counters: usize,
+    /// `numgen inc` expressions, each with its own counter.
+    pub numgens: usize,
+    /// Named objects: (table, kind, name) → index into counters, quotas, limits, helpers.
+    pub objects: HashMap<(String, ObjKind, String), usize>,
+    /// Helper names of `ct helper` objects.
+    pub helpers: Vec<String>,
     pub flowtables: Vec<(String, ast::Flowtable)>,
+}
+
+impl Ruleset {
+    /// Index of a named object (`counter cx` of table `t`).
+    pub fn object(&self, table: &str, kind: ObjKind, name: &str) -> Option<usize> {
+        self.objects.get(&(table.to_string(), kind, name.to_string())).copied()
+    }
+
+    pub fn set_index(&self, table: &str, name: &str) -> Option<usize> {
+        self.sets.iter().position(|s| s.table == table && s.name == name)
+    }
 }
 
 /// Counters, token buckets, quotas and dynamic set contents: what changes as packets pass.
@@ -315,16 +506,60 @@ pub struct State {
     pub buckets: Vec<(f64, u64)>,
     pub quota_used: Vec<u64>,
     pub rule_hits: HashMap<(usize, usize), u64>,
+    /// One per compiled set, same index.
+    pub dynsets: Vec<DynSet>,
+    pub numgen: Vec<Option<u32>>,
+    /// xorshift state for `meta random` and `numgen random`: seeded, so runs repeat.
+    pub rng: u64,
 }
 
 impl State {
     pub fn new(rs: &Ruleset) -> State {
-        State {
-            counters: vec![(0, 0); rs.counters],
-            buckets: rs.limits.iter().map(|l| (l.burst.max(1.0), 0)).collect(),
-            quota_used: vec![0; rs.quotas.len()],
-            rule_hits: HashMap::default(),
+        let mut counters = vec![(0, 0); rs.counters];
+        for (c, init) in counters.iter_mut().zip(&rs.counter_init) {
+            *c = *init;
         }
+        State {
+            counters,
+            buckets: rs.limits.iter().map(|l| (l.burst.max(1.0), 0)).collect(),
+            quota_used: rs.quotas.iter().map(|q| q.used).collect(),
+            rule_hits: HashMap::default(),
+            dynsets: vec![DynSet::default(); rs.sets.len()],
+            numgen: vec![None; rs.numgens],
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    fn random(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 32) as u32
+    }
+
+    /// Whether set `set` holds `key` at `now_ns`: loaded elements not deleted, or added ones
+    /// not expired.
+    pub fn set_lookup(&self, rs: &Ruleset, set: usize, key: &[u128], now_ns: u64) -> Option<SetData> {
+        let d = self.dynsets.get(set);
+        if let Some(x) = rs.sets.get(set)?.lookup(key) {
+            if d.is_none_or(|d| d.deleted.is_empty() || !d.deleted.contains(key)) {
+                return Some(x.clone());
+            }
+        }
+        let e = d?.live(key, now_ns)?;
+        Some(match e.data {
+            Some(v) => SetData::Value(v),
+            None => SetData::None,
+        })
+    }
+
+    /// The live elements rules added to set `set`, for listings and tests.
+    pub fn dynamic_elements(&self, set: usize, now_ns: u64) -> Vec<(&Vec<u128>, &DynElem)> {
+        let mut v: Vec<_> = self.dynsets.get(set).map(|d| d.elems.iter().filter(|(_, e)| e.expires.is_none_or(|x| x > now_ns)).collect()).unwrap_or_default();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
     }
 }
 
@@ -352,6 +587,9 @@ fn meta_k(name: &str) -> Option<MetaK> {
         "nftrace" => MetaK::Nftrace,
         "cpu" => MetaK::Cpu,
         "random" => MetaK::Random,
+        "time" => MetaK::Time,
+        "day" => MetaK::Day,
+        "hour" => MetaK::Hour,
         _ => return None,
     })
 }
@@ -373,6 +611,9 @@ fn ct_k(name: &str) -> Option<CtK> {
         "packets" => CtK::Packets,
         "bytes" => CtK::Bytes,
         "label" => CtK::Label,
+        "id" => CtK::Id,
+        "avgpkt" => CtK::AvgPkt,
+        "helper" => CtK::Helper,
         _ => return None,
     })
 }
@@ -442,15 +683,16 @@ impl Compiler<'_> {
             ExprKind::Payload { proto: p, field } => {
                 let f = proto::payload_field(p, field).ok_or_else(|| self.err(format!("payload {p} {field}")))?;
                 let pr = proto::protocol(p).ok_or_else(|| self.err(format!("protocol {p}")))?;
+                if p == "vlan" {
+                    return Ok(Load::Vlan { offset: f.offset, bits: f.bits });
+                }
                 let (l3, l4) = match pr.layer {
+                    proto::Layer::Network if p == "arp" => (Some(NFPROTO_ARP), None),
                     proto::Layer::Network => (self.nfproto_of(p), None),
                     proto::Layer::Transport => (self.nfproto_of(p), pr.number.map(|n| n as u8)),
                     proto::Layer::Link => (None, None),
-                    proto::Layer::Inner => return Err(self.err(format!("inner header {p}"))),
+                    proto::Layer::Inner => return Err(self.err(format!("inner header {p} {field}"))),
                 };
-                if p == "arp" || p == "vlan" {
-                    return Err(self.err(format!("{p} headers")));
-                }
                 Ok(Load::Payload { base: f.base, offset: f.offset, bits: f.bits, l3, l4 })
             }
             ExprKind::RawPayload { base, offset, len } => {
@@ -458,15 +700,97 @@ impl Compiler<'_> {
                     "ll" => Base::Link,
                     "nh" => Base::Network,
                     "th" => Base::Transport,
-                    _ => return Err(self.err("inner raw payload")),
+                    _ => return Err(self.err(format!("raw payload @{base}"))),
                 };
                 Ok(Load::Payload { base: b, offset: *offset, bits: *len, l3: None, l4: None })
             }
             ExprKind::Meta(k) => meta_k(k).map(Load::Meta).ok_or_else(|| self.err(format!("meta {k}"))),
-            ExprKind::Rt { key, .. } if key == "mtu" => Ok(Load::RtTcpMss),
+            ExprKind::Rt { key, .. } => match key.as_str() {
+                "mtu" => Ok(Load::RtTcpMss),
+                "nexthop" => Ok(Load::RtNexthop),
+                "classid" => Ok(Load::RtClassid),
+                _ => Err(self.err(format!("rt {key}"))),
+            },
             ExprKind::Ct { key, dir, .. } => {
                 let k = ct_k(key).ok_or_else(|| self.err(format!("ct {key}")))?;
                 Ok(Load::Ct { key: k, reply: dir.as_ref().map(|d| d == "reply") })
+            }
+            ExprKind::Exthdr { hdr, field } => {
+                let nexthdr = proto::exthdr_type(hdr).ok_or_else(|| self.err(format!("exthdr {hdr}")))?;
+                if field == "exists" || field == "missing" || field.is_empty() {
+                    return Ok(Load::Exthdr { nexthdr, offset: 0, bits: 8, present: true });
+                }
+                let f = proto::exthdr_field(hdr, field).ok_or_else(|| self.err(format!("exthdr {hdr} {field}")))?;
+                Ok(Load::Exthdr { nexthdr, offset: f.offset, bits: f.bits, present: false })
+            }
+            ExprKind::TcpOpt { opt, field } => {
+                let kind = proto::tcpopt_kind(opt).ok_or_else(|| self.err(format!("tcp option {opt}")))?;
+                match field {
+                    None => Ok(Load::TcpOpt { kind, offset: 0, bits: 8, present: true }),
+                    Some(fl) => {
+                        let f = proto::tcpopt_field(opt, fl).ok_or_else(|| self.err(format!("tcp option {opt} {fl}")))?;
+                        Ok(Load::TcpOpt { kind, offset: f.offset, bits: f.bits, present: false })
+                    }
+                }
+            }
+            ExprKind::IpOpt { opt, field } => {
+                let ty = proto::ipopt_type(opt).ok_or_else(|| self.err(format!("ip option {opt}")))?;
+                match field {
+                    None => Ok(Load::IpOpt { ty, offset: 0, bits: 8, present: true }),
+                    Some(fl) => {
+                        let f = proto::ipopt_field(opt, fl).ok_or_else(|| self.err(format!("ip option {opt} {fl}")))?;
+                        Ok(Load::IpOpt { ty, offset: f.offset, bits: f.bits, present: false })
+                    }
+                }
+            }
+            ExprKind::Fib { flags, result } => {
+                let has = |f: &str| flags.iter().any(|x| x == f);
+                for f in flags {
+                    if !matches!(f.as_str(), "saddr" | "daddr" | "iif" | "oif" | "mark") {
+                        return Err(self.err(format!("fib flag {f}")));
+                    }
+                }
+                let result = match result.as_str() {
+                    "oif" => FibResult::Oif,
+                    "oifname" => FibResult::OifName,
+                    "type" => FibResult::Type,
+                    r => return Err(self.err(format!("fib result {r}"))),
+                };
+                // `mark` selects a policy routing table; there is one table here
+                Ok(Load::Fib(Box::new(FibQuery { daddr: has("daddr"), iif: has("iif"), oif: has("oif"), result })))
+            }
+            ExprKind::Numgen { random, modulus, offset } => {
+                if *modulus == 0 {
+                    return Err(self.err("numgen mod 0"));
+                }
+                let slot = self.out.numgens;
+                if !random {
+                    self.out.numgens += 1;
+                }
+                Ok(Load::Numgen { random: *random, modulus: *modulus, offset: *offset, slot })
+            }
+            ExprKind::Hash { expr, modulus, seed, offset, sym } => {
+                if *modulus == 0 {
+                    return Err(self.err("hash mod 0"));
+                }
+                if *sym {
+                    return Ok(Load::Symhash { modulus: *modulus, offset: *offset });
+                }
+                let Some(expr) = expr else { return Err(self.err("jhash without a key")) };
+                let parts: Vec<&Expr> = match &expr.kind {
+                    ExprKind::Concat(items) => items.iter().collect(),
+                    _ => vec![expr.as_ref()],
+                };
+                let mut keys = vec![];
+                for p in parts {
+                    let l = self.load1(p)?;
+                    // registers are 4-byte slots; payload and addresses sit in network order
+                    let bytes = p.bits.div_ceil(8).max(1);
+                    let be = !matches!(l, Load::Meta(_) | Load::Ct { key: CtK::Mark | CtK::State | CtK::Status | CtK::Direction | CtK::Zone | CtK::Expiration, .. });
+                    keys.push((l, bytes, be));
+                }
+                // an unseeded jhash gets a random seed in the kernel; a fixed one keeps runs repeatable
+                Ok(Load::Jhash { keys, modulus: *modulus, seed: seed.unwrap_or(0), offset: *offset })
             }
             ExprKind::Binop(op, l, r) => {
                 let inner = Box::new(self.load1(l)?);
@@ -536,7 +860,7 @@ impl Compiler<'_> {
             },
             ExprKind::Prefix(a, len) => {
                 let ExprKind::Const(c) = &a.kind else { return Err(self.err("non-constant prefix")) };
-                let bits = left.bits.max(1).min(128);
+                let bits = left.bits.clamp(1, 128);
                 let mask = prefix_mask(bits, *len);
                 Test::Masked { mask, want: const_value(c).map(|v| v.0).unwrap_or(0) & mask }
             }
@@ -567,45 +891,16 @@ impl Compiler<'_> {
                 let map = self.set_ref(map, true)?;
                 ops.push(Op::Vmap { keys, map });
             }
-            StmtKind::Counter { .. } => {
-                ops.push(Op::Counter(self.out.counters));
-                self.out.counters += 1;
-            }
+            StmtKind::Counter { packets, bytes } => ops.push(Op::Counter(self.out.new_counter(*packets, *bytes))),
             StmtKind::Limit(l) => {
-                let per = match l.unit.as_str() {
-                    "second" => 1.0,
-                    "minute" => 60.0,
-                    "hour" => 3600.0,
-                    "day" => 86400.0,
-                    _ => 604800.0,
-                };
-                let rate = l.rate as f64 / per;
-                let burst = l.burst.unwrap_or(if l.bytes { 0 } else { 5 }) as f64;
-                self.out.limits.push(LimitSpec { rate_per_s: rate, burst: if l.bytes { burst.max(l.rate as f64) } else { burst.max(1.0) }, bytes: l.bytes, over: l.over });
+                self.out.limits.push(limit_spec(l));
                 ops.push(Op::Limit(self.out.limits.len() - 1));
             }
-            StmtKind::Quota { over, bytes, .. } => {
-                self.out.quotas.push(QuotaSpec { bytes: *bytes, over: *over });
+            StmtKind::Quota { over, bytes, used } => {
+                self.out.quotas.push(QuotaSpec { bytes: *bytes, over: *over, used: *used });
                 ops.push(Op::Quota(self.out.quotas.len() - 1));
             }
-            StmtKind::Log(l) => {
-                let prefix = l.prefix.as_ref().map(|p| match &p.kind {
-                    ExprKind::Quoted(s) | ExprKind::Symbol(s) => s.clone(),
-                    ExprKind::Const(Const { val: Val::Str(s), .. }) => s.clone(),
-                    _ => String::new(),
-                });
-                let level = match l.level.as_deref() {
-                    Some("emerg") => 0,
-                    Some("alert") => 1,
-                    Some("crit") => 2,
-                    Some("err") => 3,
-                    Some("notice") => 5,
-                    Some("info") => 6,
-                    Some("debug") => 7,
-                    _ => 4,
-                };
-                ops.push(Op::Log { prefix, level });
-            }
+            StmtKind::Log(l) => ops.push(Op::Log(Box::new(log_spec(l)))),
             StmtKind::Reject(r) => ops.push(Op::Reject(match r {
                 ast::RejectKind::Default => Reject::IcmpPortUnreachable,
                 ast::RejectKind::TcpReset => Reject::TcpReset,
@@ -667,22 +962,189 @@ impl Compiler<'_> {
             StmtKind::Set { key, value } => {
                 let v = self.value(value)?;
                 match &key.kind {
-                    ExprKind::Meta(k) => ops.push(Op::SetMeta(meta_k(k).ok_or_else(|| self.err(format!("meta {k} set")))?, v)),
-                    ExprKind::Ct { key: k, .. } => ops.push(Op::SetCt(ct_k(k).ok_or_else(|| self.err(format!("ct {k} set")))?, v)),
+                    ExprKind::Meta(k) => match meta_k(k) {
+                        Some(m @ (MetaK::Mark | MetaK::Priority | MetaK::PktType | MetaK::Nftrace)) => ops.push(Op::SetMeta(m, v)),
+                        _ => return Err(self.err(format!("meta {k} set"))),
+                    },
+                    ExprKind::Ct { key: k, .. } => match ct_k(k) {
+                        Some(c @ (CtK::Mark | CtK::Zone | CtK::Label)) => ops.push(Op::SetCt(c, v)),
+                        _ => return Err(self.err(format!("ct {k} set"))),
+                    },
                     ExprKind::TcpOpt { opt, field: Some(f) } if opt == "maxseg" && f == "size" => ops.push(Op::ClampMss(v)),
-                    ExprKind::Payload { .. } => {
-                        let Load::Payload { base, offset, bits, l3, l4 } = self.load1(key)? else { unreachable!() };
-                        ops.push(Op::SetPayload { base, offset, bits, l3, l4, value: v });
-                    }
-                    _ => return Err(self.err("this set statement")),
+                    ExprKind::Payload { proto: p, field } => match self.load1(key)? {
+                        Load::Payload { base, offset, bits, l3, l4 } => ops.push(Op::SetPayload { base, offset, bits, l3, l4, value: v }),
+                        _ => return Err(self.err(format!("{p} {field} set"))),
+                    },
+                    ExprKind::RawPayload { .. } => match self.load1(key)? {
+                        Load::Payload { base, offset, bits, l3, l4 } => ops.push(Op::SetPayload { base, offset, bits, l3, l4, value: v }),
+                        _ => return Err(self.err("raw payload set")),
+                    },
+                    other => return Err(self.err(format!("{} set", kind_name(other)))),
                 }
             }
-            StmtKind::Dynset { op: ast::SetOp::Add | ast::SetOp::Update, set, key, stmts, .. } if stmts.is_empty() => {
+            StmtKind::Dynset { op, set, key, stmts, data } => {
+                let (key, timeout_ms) = match &key.kind {
+                    ExprKind::Elem(inner, opts) => (inner.as_ref(), opts.timeout),
+                    _ => (key, None),
+                };
                 let keys = self.load(key)?;
                 let id = *self.set_ids.get(set).ok_or_else(|| self.err(format!("set @{set}")))?;
-                ops.push(Op::SetAdd { set: id, keys, timeout_ms: None });
+                let data = match data {
+                    Some(d) => Some(self.value(d)?),
+                    None => None,
+                };
+                let mut es = vec![];
+                for st in stmts {
+                    es.push(match &st.kind {
+                        StmtKind::Counter { .. } => ElemStmt::Counter,
+                        StmtKind::Limit(l) => ElemStmt::Limit(limit_spec(l)),
+                        StmtKind::Quota { over, bytes, used } => ElemStmt::Quota(QuotaSpec { bytes: *bytes, over: *over, used: *used }),
+                        StmtKind::Connlimit { over, count } => ElemStmt::Connlimit { over: *over, count: *count },
+                        other => return Err(self.err(format!("{} in a set element", stmt_name(other)))),
+                    });
+                }
+                let op = match op {
+                    ast::SetOp::Add => DynOp::Add,
+                    ast::SetOp::Update => DynOp::Update,
+                    ast::SetOp::Delete => DynOp::Delete,
+                };
+                ops.push(Op::Dynset(Box::new(DynsetOp { set: id, op, keys, timeout_ms, data, stmts: es })));
             }
+            StmtKind::ObjRef { kind, name } => {
+                let k = match kind.as_str() {
+                    "counter" => ObjKind::Counter,
+                    "quota" => ObjKind::Quota,
+                    "limit" => ObjKind::Limit,
+                    "ct helper" => ObjKind::CtHelper,
+                    other => return Err(self.err(format!("{other} objects"))),
+                };
+                match &name.kind {
+                    ExprKind::Const(Const { val: Val::Str(n), .. }) | ExprKind::Quoted(n) | ExprKind::Symbol(n) => {
+                        let i = self.out.object(&self.table.name, k, n).ok_or_else(|| self.err(format!("{kind} object {n} (not defined)")))?;
+                        ops.push(match k {
+                            ObjKind::Counter => Op::Counter(i),
+                            ObjKind::Quota => Op::Quota(i),
+                            ObjKind::Limit => Op::Limit(i),
+                            ObjKind::CtHelper => Op::SetCtHelper(self.out.helpers[i].clone()),
+                        });
+                    }
+                    ExprKind::Map(key, m) => {
+                        let keys = self.load(key)?;
+                        let map = match &m.kind {
+                            ExprKind::SetRef(_) => self.set_ref(m, true)?,
+                            ExprKind::Set(_) => {
+                                let id = self.set_ref(m, true)?;
+                                let t = self.table.name.clone();
+                                self.out.resolve_objmap(id, &t, k).map_err(|w| self.err(w))?;
+                                id
+                            }
+                            _ => return Err(self.err(format!("{kind} map"))),
+                        };
+                        ops.push(Op::ObjMap { kind: k, keys, map });
+                    }
+                    _ => return Err(self.err(format!("{kind} reference"))),
+                }
+            }
+            StmtKind::Dup { addr, dev } => {
+                let v6 = addr.as_ref().is_some_and(|a| a.dt == Dt::Ipv6Addr);
+                let addr = match addr {
+                    Some(a) => Some(self.value(a)?),
+                    None => None,
+                };
+                let dev = match dev {
+                    Some(d) => Some(self.value(d)?),
+                    None => None,
+                };
+                ops.push(Op::Dup { addr, dev, v6 });
+            }
+            StmtKind::Fwd { family, addr, dev } => {
+                let v6 = family.as_deref() == Some("ip6");
+                let addr = match addr {
+                    Some(a) => Some(self.value(a)?),
+                    None => None,
+                };
+                ops.push(Op::Fwd { addr, dev: self.value(dev)?, v6 });
+            }
+            // `last` only feeds listings; the dataplane has nothing to do for it
+            StmtKind::Last { .. } => {}
+            StmtKind::Connlimit { .. } => return Err(self.err("ct count outside a set element (it needs a set to count per key)")),
+            StmtKind::Tproxy { .. } => return Err(self.err("tproxy (transparent proxying to a local socket; the dataplane has no sockets)")),
+            StmtKind::Synproxy { .. } => return Err(self.err("synproxy (SYN cookies answered by the router)")),
             other => return Err(self.err(format!("statement {}", stmt_name(other)))),
+        }
+        Ok(())
+    }
+}
+
+fn limit_spec(l: &ast::LimitStmt) -> LimitSpec {
+    let per = match l.unit.as_str() {
+        "second" => 1.0,
+        "minute" => 60.0,
+        "hour" => 3600.0,
+        "day" => 86400.0,
+        _ => 604800.0,
+    };
+    let rate = l.rate as f64 / per;
+    let burst = l.burst.unwrap_or(if l.bytes { 0 } else { 5 }) as f64;
+    LimitSpec { rate_per_s: rate, burst: if l.bytes { burst.max(l.rate as f64) } else { burst.max(1.0) }, bytes: l.bytes, over: l.over }
+}
+
+fn log_spec(l: &ast::LogStmt) -> LogSpec {
+    let prefix = l.prefix.as_ref().map(|p| match &p.kind {
+        ExprKind::Quoted(s) | ExprKind::Symbol(s) => s.clone(),
+        ExprKind::Const(Const { val: Val::Str(s), .. }) => s.clone(),
+        _ => String::new(),
+    });
+    let level = match l.level.as_deref() {
+        Some("emerg") => 0,
+        Some("alert") => 1,
+        Some("crit") => 2,
+        Some("err") => 3,
+        Some("notice") => 5,
+        Some("info") => 6,
+        Some("debug") => 7,
+        // audit logs go to the audit subsystem; keep them distinguishable
+        Some("audit") => 8,
+        _ => 4,
+    };
+    let has = |f: &str| l.flags.iter().any(|x| x == f || x == "all");
+    LogSpec {
+        prefix,
+        level,
+        group: l.group,
+        snaplen: l.snaplen,
+        queue_threshold: l.queue_threshold,
+        tcp_sequence: has("tcp sequence"),
+        tcp_options: has("tcp options"),
+        ip_options: has("ip options"),
+        skuid: has("skuid"),
+        ether: has("ether"),
+    }
+}
+
+impl Ruleset {
+    fn new_counter(&mut self, packets: u64, bytes: u64) -> usize {
+        self.counter_init.push((packets, bytes));
+        self.counters += 1;
+        self.counters - 1
+    }
+
+    /// Turns the object names an object map's values hold into object indexes.
+    fn resolve_objmap(&mut self, set: usize, table: &str, kind: ObjKind) -> Result<(), String> {
+        let names: HashMap<u128, usize> = self.objects.iter().filter(|((t, k, _), _)| t == table && *k == kind).map(|((_, _, n), i)| (ifname_value(n), *i)).collect();
+        let s = &mut self.sets[set];
+        let fix = |d: &mut SetData| -> Result<(), String> {
+            if let SetData::Value(v) = d {
+                let s = String::from_utf8_lossy(&v.to_be_bytes()).trim_end_matches('\0').to_string();
+                *v = *names.get(v).ok_or(format!("object {s} in map {} (not defined)", "@map"))? as u128;
+            }
+            Ok(())
+        };
+        for d in s.exact.values_mut() {
+            fix(d)?;
+        }
+        for (_, d) in s.ranges.iter_mut() {
+            fix(d)?;
         }
         Ok(())
     }
@@ -803,14 +1265,47 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
             chain_ids.insert(c.name.clone(), base_idx + i);
             out.chains.push(CChain { table: t.name.clone(), family: t.family, name: c.name.clone(), rules: vec![] });
         }
+        for o in &t.objs {
+            let (kind, i) = match &o.body {
+                ast::ObjBody::Counter { packets, bytes } => (ObjKind::Counter, out.new_counter(*packets, *bytes)),
+                ast::ObjBody::Quota { over, bytes, used } => {
+                    out.quotas.push(QuotaSpec { bytes: *bytes, over: *over, used: *used });
+                    (ObjKind::Quota, out.quotas.len() - 1)
+                }
+                ast::ObjBody::Limit(l) => {
+                    out.limits.push(limit_spec(l));
+                    (ObjKind::Limit, out.limits.len() - 1)
+                }
+                ast::ObjBody::CtHelper { name, .. } => {
+                    out.helpers.push(name.clone());
+                    (ObjKind::CtHelper, out.helpers.len() - 1)
+                }
+                // referenced objects of other kinds fail at the reference, naming it
+                _ => continue,
+            };
+            out.objects.insert((t.name.clone(), kind, o.name.clone()), i);
+        }
         let mut set_ids = HashMap::default();
         for s in &t.sets {
-            let mut cs = CSet { name: s.name.clone(), timeout_ms: s.timeout, size: s.size.map(|x| x as usize), ..Default::default() };
+            let dynamic = s.flags.iter().any(|f| f == "dynamic" || f == "timeout") || s.timeout.is_some();
+            let size = s.size.map(|x| x as usize).or(dynamic.then_some(DYNSET_DEFAULT_SIZE));
+            let mut cs = CSet { name: s.name.clone(), table: t.name.clone(), timeout_ms: s.timeout, size, ..Default::default() };
             for el in &s.elements {
                 add_element(&mut cs, el, s.is_map, &chain_ids).map_err(|w| bad(w, &t.name, &format!("set {}", s.name)))?;
             }
             set_ids.insert(s.name.clone(), out.sets.len());
             out.sets.push(cs);
+            if let Some(k) = &s.obj_map {
+                let kind = match k.as_str() {
+                    "counter" => ObjKind::Counter,
+                    "quota" => ObjKind::Quota,
+                    "limit" => ObjKind::Limit,
+                    "ct helper" => ObjKind::CtHelper,
+                    other => return Err(bad(format!("{other} object maps"), &t.name, &format!("map {}", s.name))),
+                };
+                let id = out.sets.len() - 1;
+                out.resolve_objmap(id, &t.name, kind).map_err(|w| bad(w, &t.name, &format!("map {}", s.name)))?;
+            }
         }
         for ft in &t.flowtables {
             out.flowtables.push((t.name.clone(), ft.clone()));
@@ -848,6 +1343,7 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
     Ok(out)
 }
 
+
 // ---- execution -----------------------------------------------------------------------------
 
 /// Conntrack facts a rule may read.
@@ -873,6 +1369,14 @@ pub struct CtInfo {
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
     pub label: u128,
+    /// `ct id`.
+    pub id: u32,
+    /// The helper's name as a string value (0: none).
+    pub helper: u128,
+    /// Whether the connection is in the table yet (helpers attach before that only).
+    pub confirmed: bool,
+    /// What [`Env::conn_alive`] takes to find this connection again (`ct count`).
+    pub handle: u64,
 }
 
 /// The packet and its metadata as rules see them.
@@ -891,11 +1395,23 @@ pub struct Pkt<'a> {
     pub iifname: u128,
     pub oifname: u128,
     pub mark: u32,
+    pub priority: u32,
+    pub nftrace: bool,
     pub pkttype: u8,
     pub ct: Option<CtInfo>,
     pub new_ct_mark: Option<u32>,
+    pub new_ct_zone: Option<u16>,
+    pub new_ct_label: Option<u128>,
+    pub new_ct_helper: Option<String>,
     /// MTU of the route the packet takes, once routed (0 before).
     pub rt_mtu: u32,
+    /// The route's next hop, once routed.
+    pub nexthop: Option<u128>,
+    /// Set when a statement rewrote the frame: the caller re-parses it.
+    pub mangled: bool,
+    /// The packet's time (ns since the epoch of the capture's clock): `meta time`.
+    pub now_ns: u64,
+    pub env: Option<&'a dyn Env>,
 }
 
 /// Effects the router carries out for statements it owns.
@@ -905,6 +1421,15 @@ pub trait Actions {
     fn flow_add(&mut self, pkt: &Pkt, flowtable: &str);
     fn notrack(&mut self, pkt: &Pkt);
     fn log(&mut self, pkt: &Pkt, prefix: Option<&str>, level: u8, rule: &str);
+    /// `log` with every option; by default the prefix and level are all that is kept.
+    fn log_spec(&mut self, pkt: &Pkt, spec: &LogSpec, rule: &str) {
+        self.log(pkt, spec.prefix.as_deref(), spec.level, rule);
+    }
+    /// `dup`: send a copy to `addr` (a neighbour) and/or out of interface `dev`.
+    fn dup(&mut self, _pkt: &Pkt, _addr: Option<u128>, _dev: Option<u32>) {}
+    /// netdev `fwd`: the packet leaves through `dev` (to neighbour `addr` if given) and its
+    /// walk ends here.
+    fn fwd(&mut self, _pkt: &Pkt, _addr: Option<u128>, _dev: u32) {}
 }
 
 /// The outcome of a hook.
@@ -914,31 +1439,15 @@ pub enum HookVerdict {
     Drop,
     /// `queue`: handed to a user-space queue; without a listener the packet is dropped.
     Queue,
+    /// `fwd`: the packet was handed to [`Actions::fwd`] and goes no further.
+    Stolen,
 }
 
 fn read_bits(data: &[u8], start: usize, offset: u32, bits: u32) -> Option<u128> {
-    if bits == 0 || bits > 128 {
-        return None;
-    }
-    let first = start + (offset / 8) as usize;
-    let shift = offset % 8;
-    let nbytes = (shift + bits).div_ceil(8) as usize;
-    let bytes = data.get(first..first.checked_add(nbytes)?)?;
-    if nbytes > 16 {
-        // a 128-bit field at an odd bit offset: combine the two reads
-        let hi = read_bits(data, start, offset, 64)?;
-        let lo = read_bits(data, start, offset + 64, bits - 64)?;
-        return Some((hi << (bits - 64)) | lo);
-    }
-    let mut v: u128 = 0;
-    for b in bytes {
-        v = (v << 8) | *b as u128;
-    }
-    let total = nbytes as u32 * 8;
-    v >>= total - shift - bits;
-    let mask = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
-    Some(v & mask)
+    hdr::read_bits(data, start, offset, bits)
 }
+
+const NS_PER_S: u64 = 1_000_000_000;
 
 impl Pkt<'_> {
     fn base(&self, b: Base) -> Option<usize> {
@@ -950,6 +1459,11 @@ impl Pkt<'_> {
         }
     }
 
+    fn ethertype_at_link(&self) -> Option<u16> {
+        Some(u16::from_be_bytes([*self.frame.get(12)?, *self.frame.get(13)?]))
+    }
+
+    /// Loads that depend on the packet alone (not on rule state).
     pub fn load(&self, l: &Load) -> Option<u128> {
         match l {
             Load::Payload { base, offset, bits, l3, l4 } => {
@@ -958,19 +1472,57 @@ impl Pkt<'_> {
                 }
                 read_bits(self.frame, self.base(*base)?, *offset, *bits)
             }
+            Load::Vlan { offset, bits } => {
+                if !matches!(self.ethertype_at_link()?, 0x8100 | 0x88a8) {
+                    return None;
+                }
+                read_bits(self.frame, 14, *offset, *bits)
+            }
             Load::Meta(k) => Some(match k {
                 MetaK::Length => self.len as u128,
                 MetaK::Protocol => self.ethertype as u128,
                 MetaK::Mark => self.mark as u128,
                 MetaK::Iif => self.iif as u128,
-                MetaK::Oif => self.oif as u128,
+                MetaK::Oif => {
+                    if self.oif == 0 {
+                        // no output interface before routing: the kernel's meta breaks
+                        return None;
+                    }
+                    self.oif as u128
+                }
                 MetaK::IifName => self.iifname,
-                MetaK::OifName => self.oifname,
-                MetaK::IifType | MetaK::OifType => 1,
+                MetaK::OifName => {
+                    if self.oif == 0 {
+                        return None;
+                    }
+                    self.oifname
+                }
+                // ARPHRD_ETHER: every interface here is Ethernet (VLAN and PPPoE ones too,
+                // as the rules see them after decapsulation)
+                MetaK::IifType => 1,
+                MetaK::OifType => {
+                    if self.oif == 0 {
+                        return None;
+                    }
+                    1
+                }
                 MetaK::NfProto => self.nfproto as u128,
                 MetaK::L4Proto => self.l4proto as u128,
                 MetaK::PktType => self.pkttype as u128,
-                MetaK::IifGroup | MetaK::OifGroup | MetaK::Priority | MetaK::Nftrace | MetaK::Cpu | MetaK::Random => 0,
+                MetaK::Priority => self.priority as u128,
+                MetaK::Nftrace => self.nftrace as u128,
+                MetaK::IifGroup | MetaK::Cpu => 0,
+                MetaK::OifGroup => {
+                    if self.oif == 0 {
+                        return None;
+                    }
+                    0
+                }
+                MetaK::Time => self.now_ns as u128,
+                // 1970-01-01 was a Thursday (4); Sunday is 0. Times are UTC.
+                MetaK::Day => ((self.now_ns / NS_PER_S / 86400 + 4) % 7) as u128,
+                MetaK::Hour => (self.now_ns / NS_PER_S % 86400) as u128,
+                MetaK::Random => return None,
             }),
             Load::Ct { key, reply } => {
                 let Some(ct) = &self.ct else {
@@ -990,7 +1542,7 @@ impl Pkt<'_> {
                     CtK::Daddr => if rep { ct.reply_dst } else { ct.orig_dst },
                     CtK::ProtoSrc => (if rep { ct.reply_sport } else { ct.orig_sport }) as u128,
                     CtK::ProtoDst => (if rep { ct.reply_dport } else { ct.orig_dport }) as u128,
-                    CtK::Zone => ct.zone as u128,
+                    CtK::Zone => self.new_ct_zone.unwrap_or(ct.zone) as u128,
                     CtK::Packets => match reply {
                         None => (ct.packets[0] + ct.packets[1]) as u128,
                         Some(r) => ct.packets[*r as usize] as u128,
@@ -999,7 +1551,19 @@ impl Pkt<'_> {
                         None => (ct.bytes[0] + ct.bytes[1]) as u128,
                         Some(r) => ct.bytes[*r as usize] as u128,
                     },
-                    CtK::Label => ct.label,
+                    CtK::AvgPkt => {
+                        let (p, b) = match reply {
+                            None => (ct.packets[0] + ct.packets[1], ct.bytes[0] + ct.bytes[1]),
+                            Some(r) => (ct.packets[*r as usize], ct.bytes[*r as usize]),
+                        };
+                        b.checked_div(p).unwrap_or(0) as u128
+                    }
+                    CtK::Label => self.new_ct_label.unwrap_or(ct.label),
+                    CtK::Id => ct.id as u128,
+                    CtK::Helper => match &self.new_ct_helper {
+                        Some(h) => ifname_value(h),
+                        None => ct.helper,
+                    },
                 })
             }
             Load::Bitwise { inner, and, xor } => self.load(inner).map(|v| (v & and) ^ xor),
@@ -1010,20 +1574,226 @@ impl Pkt<'_> {
                 let hdrs = if self.nfproto == 10 { 40 + 20 } else { 20 + 20 };
                 Some(self.rt_mtu.saturating_sub(hdrs) as u128)
             }
+            Load::RtNexthop => self.nexthop,
+            Load::RtClassid => (self.oif != 0).then_some(0),
             Load::Shift { inner, left, n } => self.load(inner).map(|v| if *left { v.checked_shl(*n).unwrap_or(0) } else { v.checked_shr(*n).unwrap_or(0) }),
+            Load::Exthdr { nexthdr, offset, bits, present } => {
+                if self.nfproto != 10 {
+                    return None;
+                }
+                match (hdr::ipv6_exthdr(self.frame, self.nh, *nexthdr), present) {
+                    (found, true) => Some(found.is_some() as u128),
+                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
+                    // a field of a header the packet lacks: the rule does not match
+                    (None, false) => None,
+                }
+            }
+            Load::TcpOpt { kind, offset, bits, present } => {
+                if self.l4proto != 6 {
+                    return None;
+                }
+                match (hdr::tcp_option(self.frame, self.th?, *kind), present) {
+                    (found, true) => Some(found.is_some() as u128),
+                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
+                    // a field of a header the packet lacks: the rule does not match
+                    (None, false) => None,
+                }
+            }
+            Load::IpOpt { ty, offset, bits, present } => {
+                if self.nfproto != 2 {
+                    return None;
+                }
+                match (hdr::ip_option(self.frame, self.nh, *ty), present) {
+                    (found, true) => Some(found.is_some() as u128),
+                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
+                    // a field of a header the packet lacks: the rule does not match
+                    (None, false) => None,
+                }
+            }
+            Load::Fib(q) => self.fib(q),
+            Load::Jhash { keys, modulus, seed, offset } => {
+                let mut buf = Vec::with_capacity(keys.len() * 4);
+                for (l, bytes, be) in keys {
+                    let v = self.load(l)?;
+                    let n = (*bytes as usize).min(16);
+                    let mut b = v.to_be_bytes()[16 - n..].to_vec();
+                    if !be {
+                        b.reverse();
+                    }
+                    // each value fills whole 32-bit registers
+                    b.resize(n.div_ceil(4) * 4, 0);
+                    buf.extend_from_slice(&b);
+                }
+                Some((hdr::scale(hdr::jhash(&buf, *seed), *modulus) as u128) + *offset as u128)
+            }
+            Load::Symhash { modulus, offset } => {
+                // the kernel's symmetric flow dissector hash is not reproduced bit for bit; what
+                // matters is that both directions of a flow agree
+                let (s, d) = (self.addr(false)?, self.addr(true)?);
+                let (sp, dp) = match self.th {
+                    Some(th) if matches!(self.l4proto, 6 | 17 | 132 | 136) => (read_bits(self.frame, th, 0, 16)?, read_bits(self.frame, th, 16, 16)?),
+                    _ => (0, 0),
+                };
+                let (a, b) = if (s, sp) <= (d, dp) { ((s, sp), (d, dp)) } else { ((d, dp), (s, sp)) };
+                let mut buf = vec![];
+                for x in [a.0, b.0] {
+                    buf.extend_from_slice(&x.to_be_bytes());
+                }
+                buf.extend_from_slice(&(a.1 as u16).to_be_bytes());
+                buf.extend_from_slice(&(b.1 as u16).to_be_bytes());
+                buf.push(self.l4proto);
+                Some((hdr::scale(hdr::jhash(&buf, 0), *modulus) as u128) + *offset as u128)
+            }
+            Load::Numgen { .. } => None,
         }
     }
 
-    fn key(&self, loads: &[Load], buf: &mut Vec<u128>) -> bool {
-        buf.clear();
-        for l in loads {
-            match self.load(l) {
-                Some(v) => buf.push(v),
-                None => return false,
-            }
+    /// The packet's source or destination address as a number.
+    fn addr(&self, dst: bool) -> Option<u128> {
+        match self.nfproto {
+            2 => read_bits(self.frame, self.nh, if dst { 128 } else { 96 }, 32),
+            10 => read_bits(self.frame, self.nh, if dst { 192 } else { 64 }, 128),
+            _ => None,
         }
-        true
     }
+
+    /// `nft_fib4_eval` / `nft_fib6_eval` over the router's FIB.
+    fn fib(&self, q: &FibQuery) -> Option<u128> {
+        let env = self.env?;
+        let v6 = match self.nfproto {
+            2 => false,
+            10 => true,
+            _ => return None,
+        };
+        let addr = self.addr(q.daddr)?;
+        let dev = if q.iif {
+            Some(self.iif)
+        } else if q.oif {
+            if self.oif == 0 {
+                return None;
+            }
+            Some(self.oif)
+        } else {
+            None
+        };
+        if q.result == FibResult::Type {
+            return Some(fib_type(env, addr, v6, dev) as u128);
+        }
+        let store = |oif: u32| -> u128 {
+            match q.result {
+                FibResult::OifName => {
+                    if oif == 0 {
+                        0
+                    } else {
+                        env.ifname(oif)
+                    }
+                }
+                _ => oif as u128,
+            }
+        };
+        // DHCP discovery (0.0.0.0 to broadcast) and link-local sources answer with the
+        // interface the packet came in on, as the kernel's special cases do
+        let v4_zeronet_src = !v6 && !q.daddr && addr >> 24 == 0;
+        let v6_linklocal = v6 && addr >> 118 == 0x3fa;
+        if (v4_zeronet_src || v6_linklocal) && q.iif {
+            return Some(store(self.iif));
+        }
+        let found = match env.route(addr, v6) {
+            RouteAnswer::Unicast { oif } => oif,
+            // a local route is never the answer (`case RTN_LOCAL: return`), nor a failed lookup
+            RouteAnswer::Local(_) | RouteAnswer::None | RouteAnswer::Blackhole | RouteAnswer::Unreachable => 0,
+        };
+        let result = match dev {
+            Some(d) if found != d => 0,
+            _ => found,
+        };
+        Some(store(result))
+    }
+}
+
+/// RTN_* types of `fib ... type`.
+pub mod rtn {
+    pub const UNICAST: u32 = 1;
+    pub const LOCAL: u32 = 2;
+    pub const BROADCAST: u32 = 3;
+    pub const MULTICAST: u32 = 5;
+    pub const BLACKHOLE: u32 = 6;
+    pub const UNREACHABLE: u32 = 7;
+}
+
+/// `inet_dev_addr_type` (IPv4) and `__nft_fib6_eval_type` (IPv6), over the router's view.
+fn fib_type(env: &dyn Env, addr: u128, v6: bool, dev: Option<u32>) -> u32 {
+    if v6 {
+        if addr >> 120 == 0xff {
+            return rtn::MULTICAST;
+        }
+        if env.is_local(addr, true, dev) {
+            return rtn::LOCAL;
+        }
+        return match env.route(addr, true) {
+            RouteAnswer::Local(_) if dev.is_none() => rtn::LOCAL,
+            RouteAnswer::Blackhole => rtn::BLACKHOLE,
+            RouteAnswer::Unreachable | RouteAnswer::None => rtn::UNREACHABLE,
+            _ => rtn::UNICAST,
+        };
+    }
+    let a = addr as u32;
+    if a >> 24 == 0 || a == u32::MAX {
+        return rtn::BROADCAST;
+    }
+    if a >> 28 == 0xe {
+        return rtn::MULTICAST;
+    }
+    // the local table holds the router's own addresses, 127/8 and subnet broadcasts; the
+    // main table is not consulted
+    if a >> 24 == 127 && dev.is_none() {
+        return rtn::LOCAL;
+    }
+    if env.is_local(addr, false, dev) {
+        return rtn::LOCAL;
+    }
+    if env.is_subnet_broadcast(addr, dev) {
+        return rtn::BROADCAST;
+    }
+    rtn::UNICAST
+}
+
+/// Loads, with those that change rule state (`numgen`, `meta random`).
+fn load_st(st: &mut State, pkt: &Pkt, l: &Load) -> Option<u128> {
+    match l {
+        Load::Numgen { random: false, modulus, offset, slot } => {
+            let c = st.numgen.get_mut(*slot)?;
+            // the kernel's counter starts at modulus - 1, so the first packet gets 0
+            let prev = c.unwrap_or(modulus.saturating_sub(1));
+            let next = if prev.saturating_add(1) < *modulus { prev + 1 } else { 0 };
+            *c = Some(next);
+            Some(next as u128 + *offset as u128)
+        }
+        Load::Numgen { random: true, modulus, offset, .. } => Some(hdr::scale(st.random(), *modulus) as u128 + *offset as u128),
+        Load::Meta(MetaK::Random) => Some(st.random() as u128),
+        Load::Bitwise { inner, and, xor } if needs_state(inner) => load_st(st, pkt, inner).map(|v| (v & and) ^ xor),
+        Load::Shift { inner, left, n } if needs_state(inner) => load_st(st, pkt, inner).map(|v| if *left { v.checked_shl(*n).unwrap_or(0) } else { v.checked_shr(*n).unwrap_or(0) }),
+        _ => pkt.load(l),
+    }
+}
+
+fn needs_state(l: &Load) -> bool {
+    match l {
+        Load::Numgen { .. } | Load::Meta(MetaK::Random) => true,
+        Load::Bitwise { inner, .. } | Load::Shift { inner, .. } => needs_state(inner),
+        _ => false,
+    }
+}
+
+fn key(st: &mut State, pkt: &Pkt, loads: &[Load], buf: &mut Vec<u128>) -> bool {
+    buf.clear();
+    for l in loads {
+        match load_st(st, pkt, l) {
+            Some(v) => buf.push(v),
+            None => return false,
+        }
+    }
+    true
 }
 
 fn test(v: u128, t: &Test) -> bool {
@@ -1053,6 +1823,7 @@ pub struct TraceLine {
 
 /// Runs the base chains of `hook` for `family` on a packet, in priority order. A chain's
 /// accept ends that chain only; drop ends the hook.
+#[allow(clippy::too_many_arguments)]
 pub fn run_hook(rs: &Ruleset, st: &mut State, hook: Hook, families: &[Family], pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, trace: Option<&mut Vec<TraceLine>>) -> HookVerdict {
     let mut trace = trace;
     for b in rs.base.iter().filter(|b| b.hook == hook && families.contains(&b.family)) {
@@ -1070,9 +1841,11 @@ pub fn run_hook(rs: &Ruleset, st: &mut State, hook: Hook, families: &[Family], p
 pub fn run_base_chain(rs: &Ruleset, st: &mut State, b: &BaseChain, pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, trace: Option<&mut Vec<TraceLine>>) -> (HookVerdict, bool) {
     let mut trace = trace;
     let mut keybuf = Vec::with_capacity(4);
+    pkt.now_ns = now_ns;
     match run_chain(rs, st, b.chain, pkt, now_ns, act, &mut keybuf, trace.as_deref_mut()) {
         Some(Verdict::Drop) => (HookVerdict::Drop, false),
         Some(Verdict::Queue) => (HookVerdict::Queue, false),
+        Some(Verdict::Stolen) => (HookVerdict::Stolen, false),
         Some(_) => (HookVerdict::Accept, false),
         None => {
             if b.policy_drop {
@@ -1087,6 +1860,177 @@ pub fn run_base_chain(rs: &Ruleset, st: &mut State, b: &BaseChain, pkt: &mut Pkt
     }
 }
 
+/// A token bucket on packet time: whether the packet is within the rate (and takes its
+/// tokens if so).
+fn bucket(spec: &LimitSpec, tokens: &mut f64, last: &mut u64, now_ns: u64, len: u32) -> bool {
+    let elapsed = now_ns.saturating_sub(*last) as f64 / 1e9;
+    *tokens = (*tokens + elapsed * spec.rate_per_s).min(spec.burst.max(1.0));
+    *last = now_ns;
+    let cost = if spec.bytes { len as f64 } else { 1.0 };
+    let within = *tokens >= cost;
+    if within {
+        *tokens -= cost;
+    }
+    within
+}
+
+/// `add`/`update`/`delete @set { key ... }` (`nft_dynset_eval`). False when the rule stops
+/// here: the set is full, or an element's statement (limit, quota, ct count) does not match.
+fn dynset(rs: &Ruleset, st: &mut State, d: &DynsetOp, pkt: &Pkt, now_ns: u64, keybuf: &mut Vec<u128>) -> bool {
+    if !key(st, pkt, &d.keys, keybuf) {
+        return false;
+    }
+    let Some(set) = rs.sets.get(d.set) else { return false };
+    let data = match &d.data {
+        Some(v) => match eval_value(rs, st, pkt, v, &mut Vec::new(), now_ns) {
+            Some(x) => Some(x),
+            None => return false,
+        },
+        None => None,
+    };
+    let timeout = d.timeout_ms.or(set.timeout_ms).filter(|t| *t > 0).map(|t| t.saturating_mul(1_000_000));
+    let in_static = set.lookup(keybuf).is_some();
+    let Some(ds) = st.dynsets.get_mut(d.set) else { return false };
+    if d.op == DynOp::Delete {
+        if ds.elems.remove(keybuf.as_slice()).is_none() && in_static {
+            ds.deleted.insert(keybuf.clone());
+        }
+        return true;
+    }
+    let live_static = in_static && !ds.deleted.contains(keybuf.as_slice());
+    if live_static {
+        // a loaded element: found, nothing to create; it carries no per-element state here
+        return true;
+    }
+    let exists = ds.live(keybuf, now_ns).is_some();
+    if !exists {
+        let limit = set.size.unwrap_or(DYNSET_DEFAULT_SIZE);
+        let count = |ds: &DynSet| set.static_len().saturating_sub(ds.deleted.len()) + ds.elems.len();
+        if count(ds) >= limit {
+            // the kernel's GC would have removed expired elements by now
+            ds.elems.retain(|_, e| e.expires.is_none_or(|x| x > now_ns));
+            if count(ds) >= limit && !ds.elems.contains_key(keybuf.as_slice()) {
+                return false;
+            }
+        }
+        let stmts = d
+            .stmts
+            .iter()
+            .map(|s| match s {
+                ElemStmt::Counter => ElemState::Counter { packets: 0, bytes: 0 },
+                ElemStmt::Limit(l) => ElemState::Limit { tokens: l.burst.max(1.0), last: now_ns },
+                ElemStmt::Quota(q) => ElemState::Quota { used: q.used },
+                ElemStmt::Connlimit { .. } => ElemState::Conns(vec![]),
+            })
+            .collect();
+        ds.elems.insert(keybuf.clone(), DynElem { expires: timeout.map(|t| now_ns.saturating_add(t)), data, stmts });
+    }
+    let Some(e) = ds.elems.get_mut(keybuf.as_slice()) else { return false };
+    if exists && d.op == DynOp::Update {
+        if let (Some(_), Some(t)) = (e.expires, timeout) {
+            e.expires = Some(now_ns.saturating_add(t));
+        }
+    }
+    // the element's statements run on every packet that reaches it, new or not
+    let mut matched = true;
+    for (s, state) in d.stmts.iter().zip(e.stmts.iter_mut()) {
+        match (s, state) {
+            (ElemStmt::Counter, ElemState::Counter { packets, bytes }) => {
+                *packets += 1;
+                *bytes += pkt.len as u64;
+            }
+            (ElemStmt::Limit(l), ElemState::Limit { tokens, last }) => {
+                let within = bucket(l, tokens, last, now_ns, pkt.len);
+                if within == l.over {
+                    matched = false;
+                    break;
+                }
+            }
+            (ElemStmt::Quota(q), ElemState::Quota { used }) => {
+                *used += pkt.len as u64;
+                if (*used > q.bytes) != q.over {
+                    matched = false;
+                    break;
+                }
+            }
+            (ElemStmt::Connlimit { over, count }, ElemState::Conns(list)) => {
+                let Some(ct) = pkt.ct.filter(|c| c.handle != 0) else {
+                    matched = false;
+                    break;
+                };
+                if let Some(env) = pkt.env {
+                    list.retain(|h| *h == ct.handle || env.conn_alive(*h));
+                }
+                if !list.contains(&ct.handle) {
+                    list.push(ct.handle);
+                }
+                let n = list.len() as u32;
+                if (n > *count) != *over {
+                    matched = false;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    matched
+}
+
+/// Writes `value` into a payload field and patches the checksums that cover it: the IPv4
+/// header checksum for IPv4 header fields, the transport checksum for transport fields and
+/// for addresses in its pseudo-header (`nft_payload_set_eval` with its csum flags).
+fn set_payload(pkt: &mut Pkt, base: Base, offset: u32, bits: u32, value: u128) -> bool {
+    let Some(start) = pkt.base(base) else { return false };
+    // the smallest even-aligned span of whole bytes around the field, relative to its header
+    let first = (offset / 8) as usize & !1;
+    let last = (offset + bits).div_ceil(8) as usize;
+    let last = last + (last - first) % 2;
+    let (Some(s), Some(e)) = (start.checked_add(first), start.checked_add(last)) else { return false };
+    let Some(old) = pkt.frame.get(s..e).map(|o| o.to_vec()) else { return false };
+    if !hdr::write_bits(pkt.frame, start, offset, bits, value) {
+        return false;
+    }
+    if pkt.frame[s..e] == old[..] {
+        return true;
+    }
+    pkt.mangled = true;
+    let l4_csum = pkt.th.and_then(|th| match pkt.l4proto {
+        6 => Some(hdr::Csum { at: th + 16, udp: false }),
+        17 => Some(hdr::Csum { at: th + 6, udp: pkt.nfproto == 2 }),
+        1 | 2 | 58 => Some(hdr::Csum { at: th + 2, udp: false }),
+        _ => None,
+    });
+    let overlaps = |a: usize, b: usize| first < b && a < last;
+    match base {
+        Base::Network if pkt.nfproto == 2 => {
+            let ihl = (pkt.frame[pkt.nh] & 0xf) as usize * 4;
+            if last <= ihl && !overlaps(10, 12) {
+                hdr::patch_csum(pkt.frame, hdr::Csum { at: pkt.nh + 10, udp: false }, s, &old);
+            }
+            if overlaps(12, 20) && matches!(pkt.l4proto, 6 | 17) {
+                if let Some(c) = l4_csum {
+                    hdr::patch_csum(pkt.frame, c, s, &old);
+                }
+            }
+        }
+        Base::Network if pkt.nfproto == 10 && overlaps(8, 40) && matches!(pkt.l4proto, 6 | 17 | 58) => {
+            if let Some(c) = l4_csum {
+                hdr::patch_csum(pkt.frame, c, s, &old);
+            }
+        }
+        Base::Transport => {
+            if let Some(c) = l4_csum {
+                let at = c.at - start;
+                if !overlaps(at, at + 2) {
+                    hdr::patch_csum(pkt.frame, c, s, &old);
+                }
+            }
+        }
+        _ => {}
+    }
+    true
+}
+
 /// Runs a chain and what it jumps to. Returns the final verdict, or None when the base chain
 /// ran off its end (the policy applies).
 #[allow(clippy::too_many_arguments)]
@@ -1097,7 +2041,8 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
     stack[0] = (start, 0);
     'frames: loop {
         let (chain, mut ri) = stack[depth];
-        let rules = &rs.chains[chain].rules;
+        let Some(c) = rs.chains.get(chain) else { return Some(Verdict::Drop) };
+        let rules = &c.rules;
         while ri < rules.len() {
             let rule = &rules[ri];
             ri += 1;
@@ -1108,9 +2053,9 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                     Op::Match(m) => {
                         // a failed load never matches, negated or not (the kernel breaks)
                         let ok = match m.test {
-                            Test::InSet(s) => pkt.key(&m.loads, keybuf).then(|| rs.sets[s].lookup(keybuf, now_ns).is_some()),
+                            Test::InSet(s) => key(st, pkt, &m.loads, keybuf).then(|| st.set_lookup(rs, s, keybuf, now_ns).is_some()),
                             _ => match m.loads.as_slice() {
-                                [l] => pkt.load(l).map(|v| test(v, &m.test)),
+                                [l] => load_st(st, pkt, l).map(|v| test(v, &m.test)),
                                 _ => None,
                             },
                         };
@@ -1124,13 +2069,13 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                         break;
                     }
                     Op::Vmap { keys, map } => {
-                        if !pkt.key(keys, keybuf) {
+                        if !key(st, pkt, keys, keybuf) {
                             matched = false;
                             break;
                         }
-                        match rs.sets[*map].lookup(keybuf, now_ns) {
+                        match st.set_lookup(rs, *map, keybuf, now_ns) {
                             Some(SetData::Verdict(v)) => {
-                                verdict = Some(v.clone());
+                                verdict = Some(v);
                                 break;
                             }
                             _ => {
@@ -1140,30 +2085,21 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                         }
                     }
                     Op::Counter(i) => {
-                        let c = &mut st.counters[*i];
-                        c.0 += 1;
-                        c.1 += pkt.len as u64;
+                        if let Some(c) = st.counters.get_mut(*i) {
+                            c.0 += 1;
+                            c.1 += pkt.len as u64;
+                        }
                     }
                     Op::Limit(i) => {
-                        let spec = rs.limits[*i];
-                        let (tokens, last) = &mut st.buckets[*i];
-                        let elapsed = now_ns.saturating_sub(*last) as f64 / 1e9;
-                        *tokens = (*tokens + elapsed * spec.rate_per_s).min(spec.burst.max(1.0));
-                        *last = now_ns;
-                        let cost = if spec.bytes { pkt.len as f64 } else { 1.0 };
-                        let within = *tokens >= cost;
-                        if within {
-                            *tokens -= cost;
-                        }
+                        let (Some(spec), Some((tokens, last))) = (rs.limits.get(*i), st.buckets.get_mut(*i)) else { continue };
                         // `limit rate X` matches within the rate, `over` matches above it
-                        if within == spec.over {
+                        if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
                             matched = false;
                             break;
                         }
                     }
                     Op::Quota(i) => {
-                        let spec = rs.quotas[*i];
-                        let used = &mut st.quota_used[*i];
+                        let (Some(spec), Some(used)) = (rs.quotas.get(*i), st.quota_used.get_mut(*i)) else { continue };
                         *used += pkt.len as u64;
                         let over = *used > spec.bytes;
                         if over != spec.over {
@@ -1171,7 +2107,46 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                             break;
                         }
                     }
-                    Op::Log { prefix, level } => act.log(pkt, prefix.as_deref(), *level, &rule.text),
+                    Op::ObjMap { kind, keys, map } => {
+                        // no object for the key: the kernel's objref map lookup breaks
+                        let obj = if key(st, pkt, keys, keybuf) {
+                            match st.set_lookup(rs, *map, keybuf, now_ns) {
+                                Some(SetData::Value(i)) => Some(i as usize),
+                                _ => None,
+                            }
+                        } else {
+                            None
+                        };
+                        let Some(i) = obj else {
+                            matched = false;
+                            break;
+                        };
+                        match kind {
+                            ObjKind::Counter => {
+                                if let Some(c) = st.counters.get_mut(i) {
+                                    c.0 += 1;
+                                    c.1 += pkt.len as u64;
+                                }
+                            }
+                            ObjKind::Quota => {
+                                let (Some(spec), Some(used)) = (rs.quotas.get(i), st.quota_used.get_mut(i)) else { continue };
+                                *used += pkt.len as u64;
+                                if (*used > spec.bytes) != spec.over {
+                                    matched = false;
+                                    break;
+                                }
+                            }
+                            ObjKind::Limit => {
+                                let (Some(spec), Some((tokens, last))) = (rs.limits.get(i), st.buckets.get_mut(i)) else { continue };
+                                if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
+                                    matched = false;
+                                    break;
+                                }
+                            }
+                            ObjKind::CtHelper => pkt.new_ct_helper = rs.helpers.get(i).cloned(),
+                        }
+                    }
+                    Op::Log(spec) => act.log_spec(pkt, spec, &rule.text),
                     Op::Reject(r) => {
                         act.reject(pkt, r);
                         verdict = Some(Verdict::Drop);
@@ -1180,7 +2155,7 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                     Op::Nat(spec) => {
                         let addr = match &spec.addr {
                             None => None,
-                            Some((v, hi)) => match eval_value(rs, pkt, v, keybuf, now_ns) {
+                            Some((v, hi)) => match eval_value(rs, st, pkt, v, keybuf, now_ns) {
                                 Some(lo) => Some((lo, hi.unwrap_or(lo))),
                                 None => {
                                     matched = false;
@@ -1190,7 +2165,7 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                         };
                         let port = match &spec.port {
                             None => None,
-                            Some((v, hi)) => match eval_value(rs, pkt, v, keybuf, now_ns) {
+                            Some((v, hi)) => match eval_value(rs, st, pkt, v, keybuf, now_ns) {
                                 Some(lo) => Some((lo as u16, hi.unwrap_or(lo as u16))),
                                 None => {
                                     matched = false;
@@ -1206,32 +2181,67 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                     Op::Notrack => act.notrack(pkt),
                     Op::FlowAdd(ft) => act.flow_add(pkt, ft),
                     Op::SetMeta(k, v) => {
-                        if let Some(x) = eval_value(rs, pkt, v, keybuf, now_ns) {
+                        if let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) {
                             match k {
                                 MetaK::Mark => pkt.mark = x as u32,
+                                MetaK::Priority => pkt.priority = x as u32,
                                 MetaK::PktType => pkt.pkttype = x as u8,
+                                MetaK::Nftrace => pkt.nftrace = x & 1 == 1,
                                 _ => {}
                             }
                         }
                     }
                     Op::SetCt(k, v) => {
-                        if let (CtK::Mark, Some(x)) = (k, eval_value(rs, pkt, v, keybuf, now_ns)) {
-                            pkt.new_ct_mark = Some(x as u32);
+                        let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) else { continue };
+                        match k {
+                            CtK::Mark => pkt.new_ct_mark = Some(x as u32),
+                            CtK::Zone => pkt.new_ct_zone = Some(x as u16),
+                            // `ct label set N` sets bit N, keeping the others
+                            CtK::Label => pkt.new_ct_label = Some(pkt.new_ct_label.or(pkt.ct.map(|c| c.label)).unwrap_or(0) | x),
+                            _ => {}
                         }
                     }
-                    Op::SetPayload { .. } => {
-                        // payload mangling (dscp, ttl) is applied by the router after the hook
+                    Op::SetCtHelper(h) => pkt.new_ct_helper = Some(h.clone()),
+                    Op::SetPayload { base, offset, bits, l3, l4, value } => {
+                        if l3.is_some_and(|p| p != pkt.nfproto) || l4.is_some_and(|p| p != pkt.l4proto) {
+                            continue;
+                        }
+                        if let Some(x) = eval_value(rs, st, pkt, value, keybuf, now_ns) {
+                            set_payload(pkt, *base, *offset, *bits, x);
+                        }
                     }
                     Op::ClampMss(v) => {
-                        if let (Some(th), 6, Some(mss)) = (pkt.th, pkt.l4proto, eval_value(rs, pkt, v, keybuf, now_ns)) {
+                        if let (Some(th), 6, Some(mss)) = (pkt.th, pkt.l4proto, eval_value(rs, st, pkt, v, keybuf, now_ns)) {
                             let mss = mss.min(u16::MAX as u128) as u16;
                             if let Some(l4) = pkt.frame.get_mut(th..) {
                                 // a malformed TCP header is left alone, as the kernel does
-                                let _ = nft_wire::rewrite::clamp_tcp_mss(l4, mss);
+                                if let Ok(true) = nft_wire::rewrite::clamp_tcp_mss(l4, mss) {
+                                    pkt.mangled = true;
+                                }
                             }
                         }
                     }
-                    Op::SetAdd { .. } => {}
+                    Op::Dynset(d) => {
+                        if !dynset(rs, st, d, pkt, now_ns, keybuf) {
+                            matched = false;
+                            break;
+                        }
+                    }
+                    Op::Dup { addr, dev, .. } => {
+                        let a = addr.as_ref().and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
+                        let d = dev.as_ref().and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns)).map(|x| x as u32);
+                        act.dup(pkt, a, d);
+                    }
+                    Op::Fwd { addr, dev, .. } => {
+                        let a = addr.as_ref().and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
+                        let Some(d) = eval_value(rs, st, pkt, dev, keybuf, now_ns) else {
+                            matched = false;
+                            break;
+                        };
+                        act.fwd(pkt, a, d as u32);
+                        verdict = Some(Verdict::Stolen);
+                        break;
+                    }
                 }
             }
             if !matched {
@@ -1244,7 +2254,7 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
             }
             match v {
                 Verdict::Continue => continue,
-                Verdict::Accept | Verdict::Drop | Verdict::Queue => return Some(v),
+                Verdict::Accept | Verdict::Drop | Verdict::Queue | Verdict::Stolen => return Some(v),
                 Verdict::Return => {
                     if depth == 0 {
                         return None;
@@ -1276,16 +2286,16 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
     }
 }
 
-fn eval_value(rs: &Ruleset, pkt: &Pkt, v: &Value, keybuf: &mut Vec<u128>, now_ns: u64) -> Option<u128> {
+fn eval_value(rs: &Ruleset, st: &mut State, pkt: &Pkt, v: &Value, keybuf: &mut Vec<u128>, now_ns: u64) -> Option<u128> {
     match v {
         Value::Const(c) => Some(*c),
-        Value::Load(l) => pkt.load(l),
+        Value::Load(l) => load_st(st, pkt, l),
         Value::Map { keys, map } => {
-            if !pkt.key(keys, keybuf) {
+            if !key(st, pkt, keys, keybuf) {
                 return None;
             }
-            match rs.sets[*map].lookup(keybuf, now_ns) {
-                Some(SetData::Value(x)) => Some(*x),
+            match st.set_lookup(rs, *map, keybuf, now_ns) {
+                Some(SetData::Value(x)) => Some(x),
                 _ => None,
             }
         }
@@ -1315,10 +2325,19 @@ pub fn pkt_from_frame<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u3
         iifname: ifname_value(iifname),
         oifname: 0,
         mark: 0,
+        priority: 0,
+        nftrace: false,
         pkttype: 0,
         ct: None,
         new_ct_mark: None,
+        new_ct_zone: None,
+        new_ct_label: None,
+        new_ct_helper: None,
         rt_mtu: 0,
+        nexthop: None,
+        mangled: false,
+        now_ns: 0,
+        env: None,
         frame,
     }
 }
@@ -1332,6 +2351,7 @@ pub fn verdict_text(rs: &Ruleset, v: &Verdict) -> String {
         Verdict::Continue => "continue".into(),
         Verdict::Return => "return".into(),
         Verdict::Queue => "queue".into(),
+        Verdict::Stolen => "stolen".into(),
         Verdict::Jump(c) => format!("jump {}", name(c)),
         Verdict::Goto(c) => format!("goto {}", name(c)),
     }

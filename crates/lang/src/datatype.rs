@@ -35,6 +35,8 @@ pub enum Dt {
     IcmpType,
     TcpFlag,
     DccpPktType,
+    /// MPTCP option subtypes (`tcp option mptcp subtype mp-join`): integers with names.
+    MptcpSubtype,
     MhType,
     Time,
     Mark,
@@ -182,6 +184,18 @@ static TCP_FLAG: Symbols = &[
     ("urg", 0x20),
     ("ecn", 0x40),
     ("cwr", 0x80),
+];
+
+static MPTCP_SUBTYPE: Symbols = &[
+    ("mp-capable", 0),
+    ("mp-join", 1),
+    ("dss", 2),
+    ("add-addr", 3),
+    ("remove-addr", 4),
+    ("mp-prio", 5),
+    ("mp-fail", 6),
+    ("mp-fastclose", 7),
+    ("mp-tcprst", 8),
 ];
 
 static DCCP_PKTTYPE: Symbols = &[
@@ -466,6 +480,7 @@ impl Dt {
             Dt::IcmpType => "icmp_type",
             Dt::TcpFlag => "tcp_flag",
             Dt::DccpPktType => "dccp_pkttype",
+            Dt::MptcpSubtype => "integer",
             Dt::MhType => "mh_type",
             Dt::Time => "time",
             Dt::Mark => "mark",
@@ -527,6 +542,7 @@ impl Dt {
             Dt::IcmpType => "ICMP type",
             Dt::TcpFlag => "TCP flag",
             Dt::DccpPktType => "DCCP packet type",
+            Dt::MptcpSubtype => "mptcp option subtype",
             Dt::MhType => "Mobility Header Type",
             Dt::Time => "relative time",
             Dt::Mark => "packet mark",
@@ -618,7 +634,7 @@ impl Dt {
             Dt::EtherAddr => 48,
             Dt::EtherType | Dt::ArpOp | Dt::InetService | Dt::ArpHrd => 16,
             Dt::InetProto | Dt::IcmpType | Dt::TcpFlag | Dt::MhType | Dt::CtDir => 8,
-            Dt::DccpPktType => 4,
+            Dt::DccpPktType | Dt::MptcpSubtype => 4,
             Dt::Time => 32,
             Dt::Mark | Dt::IfIndex | Dt::Realm | Dt::ClassId | Dt::Uid | Dt::Gid => 32,
             Dt::CtState | Dt::CtStatus | Dt::CtEventBit | Dt::DevGroup | Dt::FibAddr => 32,
@@ -694,6 +710,7 @@ impl Dt {
             Dt::IcmpType => ICMP_TYPE,
             Dt::TcpFlag => TCP_FLAG,
             Dt::DccpPktType => DCCP_PKTTYPE,
+            Dt::MptcpSubtype => MPTCP_SUBTYPE,
             Dt::MhType => MH_TYPE,
             Dt::ArpHrd => ARPHRD,
             Dt::CtState => CT_STATE,
@@ -1476,7 +1493,24 @@ fn parse_ifindex(text: &str) -> Result<u128, String> {
     }
 }
 
+thread_local! {
+    static INTERFACES: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with interface names resolved against `names` (index = position + 1) instead of
+/// this machine's interfaces: a simulated router's interfaces are its topology's, not the
+/// host's.
+pub fn with_interfaces<R>(names: &[String], f: impl FnOnce() -> R) -> R {
+    let prev = INTERFACES.with(|c| c.replace(Some(names.to_vec())));
+    let r = f();
+    INTERFACES.with(|c| *c.borrow_mut() = prev);
+    r
+}
+
 fn ifname_to_index(name: &str) -> Option<u32> {
+    if let Some(found) = INTERFACES.with(|c| c.borrow().as_ref().map(|v| v.iter().position(|n| n == name).map(|i| i as u32 + 1))) {
+        return found;
+    }
     if name.is_empty() || name.len() > 15 || name.contains('/') || name.starts_with('.') {
         return None;
     }
@@ -1485,6 +1519,9 @@ fn ifname_to_index(name: &str) -> Option<u32> {
 }
 
 fn ifindex_to_name(index: u32) -> Option<String> {
+    if let Some(found) = INTERFACES.with(|c| c.borrow().as_ref().map(|v| index.checked_sub(1).and_then(|i| v.get(i as usize).cloned()))) {
+        return found;
+    }
     let dir = std::fs::read_dir("/sys/class/net").ok()?;
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())

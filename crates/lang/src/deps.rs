@@ -336,6 +336,16 @@ fn kill(family: Family, rule: &mut Rule) -> Result<()> {
                 _ => {}
             }
         }
+        // conntrack addresses of one family, and `meta l4proto` icmp or ipv6-icmp, imply the
+        // network protocol: a match on it before them is their dependency
+        if let Some(need) = implied_l3(&rule.stmts[i]) {
+            if let Some((j, l3, _)) = pc.l3 {
+                if l3 == need {
+                    remove.push(j);
+                    pc.l3 = None;
+                }
+            }
+        }
         th_to_proto(&mut rule.stmts[i], &mut pc, multi, &mut remove);
         record(family, &rule.stmts[i], i, &mut pc);
     }
@@ -394,6 +404,19 @@ fn retype(e: &mut Expr, dt: Dt) {
 }
 
 /// Notes what a match pins for the statements after it.
+fn implied_l3(st: &Stmt) -> Option<&'static str> {
+    let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind else { return None };
+    match &left.kind {
+        ExprKind::Ct { key, family: Some(f), .. } if key == "saddr" || key == "daddr" => Some(if f == "ip6" { "ip6" } else { "ip" }),
+        ExprKind::Meta(k) if k == "l4proto" => match const_int(right) {
+            Some(1) => Some("ip"),
+            Some(58) => Some("ip6"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn record(family: Family, st: &Stmt, i: usize, pc: &mut Pinned) {
     let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind else { return };
     let Some(v) = const_int(right) else { return };

@@ -62,7 +62,6 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
         }
         ExprKind::Payload { proto: p, field } => {
             let f = proto::payload_field(p, field).ok_or_else(|| Error::new(e.span, format!("unknown {p} field {field}")))?;
-            check_payload_family(ctx, p, e.span)?;
             Ok((if f.hex { Dt::XInteger } else { f.dt }, f.bits))
         }
         ExprKind::RawPayload { len, .. } => {
@@ -101,7 +100,15 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             }
             Ok((c.dt, if c.bits == 0 { type_bits(c.dt) } else { c.bits }))
         }
-        ExprKind::Fib { result, .. } => Ok(match result.as_str() {
+        ExprKind::Fib { flags, result } => Ok(match result.as_str() {
+            _ if !flags.iter().any(|f| f == "saddr" || f == "daddr") => return err(e.span, "fib: need either saddr or daddr"),
+            _ if flags.iter().any(|f| f == "saddr") && flags.iter().any(|f| f == "daddr") => return err(e.span, "fib: saddr and daddr are mutually exclusive"),
+            _ if flags.iter().any(|f| f == "iif") && flags.iter().any(|f| f == "oif") => return err(e.span, "fib: iif and oif are mutually exclusive"),
+            _ if flags.iter().any(|f| !matches!(f.as_str(), "saddr" | "daddr" | "mark" | "iif" | "oif")) => return err(e.span, "unknown fib flag"),
+            // the kernel looks up an address type only for the input interface
+            "type" if flags.iter().any(|f| f == "oif") => return err(e.span, "fib: the type of an address is looked up for iif only"),
+            // `fib daddr check exists`: whether a route exists at all
+            "check" => (Dt::Boolean, 1),
             "oif" => (Dt::IfIndex, 32),
             "oifname" => (Dt::IfName, 128),
             "type" => (Dt::FibAddr, 32),
@@ -143,6 +150,8 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             "saddr" | "daddr" => (Dt::Ipv4Addr, 32),
             _ => return err(e.span, format!("unknown ipsec key {key}")),
         }),
+        // a presence check (`exthdr hbh exists`)
+        ExprKind::Exthdr { field, .. } if field.is_empty() || field == "exists" => Ok((Dt::Boolean, 1)),
         ExprKind::Exthdr { hdr, field } => {
             if let Some(f) = proto::exthdr_field(hdr, field) {
                 Ok((f.dt, f.bits))
@@ -151,7 +160,16 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             }
         }
         ExprKind::TcpOpt { opt, field } => match field {
+            // `tcp option @kind,offset,length`
+            Some(f) if f.starts_with('@') => {
+                let len = f.rsplit(',').next().and_then(|l| l.parse::<u32>().ok()).unwrap_or(0);
+                if len == 0 || len > 128 {
+                    return err(e.span, "raw tcp option length must be between 1 and 128 bits");
+                }
+                Ok((Dt::Integer, len))
+            }
             Some(f) => proto::tcpopt_field(opt, f).map(|x| (x.dt, x.bits)).ok_or_else(|| Error::new(e.span, format!("unknown tcp option {opt} field {f}"))),
+            None if proto::tcpopt_kind(opt).is_none() && opt.parse::<u8>().is_err() => err(e.span, format!("unknown tcp option {opt}")),
             None => Ok((Dt::Boolean, 1)),
         },
         ExprKind::IpOpt { opt, field } => Ok(match field {
@@ -179,19 +197,6 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
         }
         _ => Ok((e.dt, e.bits)),
     }
-}
-
-fn check_payload_family(ctx: &Ctx, p: &str, span: Span) -> Result<()> {
-    let conflict = match (ctx.family, p) {
-        (Family::Ip, "ip6" | "icmpv6") => Some("ip"),
-        (Family::Ip6, "ip" | "icmp" | "igmp") => Some("ip6"),
-        (Family::Arp, "ip" | "ip6" | "tcp" | "udp" | "icmp" | "icmpv6" | "th" | "udplite" | "sctp" | "dccp") => Some("arp"),
-        _ => None,
-    };
-    if let Some(base) = conflict {
-        return err(span, format!("conflicting protocols specified: {base} vs. {p}"));
-    }
-    Ok(())
 }
 
 /// Resolves a right-hand value against `dt`/`bits`.
@@ -387,9 +392,12 @@ pub fn mk_const(dt: Dt, bits: u32, v: u128, span: Span) -> Expr {
 // ---- statements ----------------------------------------------------------------------------
 
 pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
-    for st in rule.stmts.iter_mut() {
-        eval_stmt(ctx, st)?;
+    for i in 0..rule.stmts.len() {
+        crate::protoctx::fill_network(ctx.family, &mut rule.stmts, i)?;
+        eval_stmt(ctx, &mut rule.stmts[i])?;
     }
+    crate::protoctx::check_rule(ctx.family, rule)?;
+    crate::setorder::sort_rule(rule);
     crate::inner::check_rule(rule)?;
     crate::deps::process(ctx.family, rule)?;
     crate::stmt_eval::postprocess_rule(ctx, rule)
@@ -437,6 +445,12 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                 ExprKind::SetRef(n) if matches!(left.kind, ExprKind::Concat(_)) => ctx.sets.get(n.as_str()).map(|si| si.key.clone()),
                 _ => None,
             };
+            // `fib daddr oif exists` asks whether there is a route: nft lists it as a check
+            if let (ExprKind::Fib { result, .. }, ExprKind::Symbol(v)) = (&mut left.kind, &right.kind) {
+                if v == "exists" || v == "missing" {
+                    *result = "check".into();
+                }
+            }
             match set_key {
                 Some(types) => eval_dynset_key(ctx, left, &types)?,
                 None => eval_selector(ctx, left)?,
@@ -548,6 +562,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             crate::stmt_eval::check_queue(n, flags)
         }
         StmtKind::Log(l) => crate::stmt_eval::check_log(l, span),
+        StmtKind::Reset(e) => eval_selector(ctx, e),
         StmtKind::Dup { addr, dev } => crate::stmt_eval::eval_dup(ctx, addr, dev, span),
         StmtKind::Fwd { family, addr, dev } => crate::stmt_eval::eval_fwd(ctx, family, addr, dev, span),
         StmtKind::Limit(l) => {

@@ -723,6 +723,10 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
             }
         }
         ExprKind::TcpOpt { opt, field } => {
+            if let Some((off, len)) = field.as_deref().and_then(|f| f.strip_prefix('@')).and_then(|f| f.split_once(',')) {
+                let n = |x: &str| x.parse::<u64>().map_or(json!(x), |v| json!(v));
+                return one("tcp option", obj(vec![("base", n(opt)), ("offset", n(off)), ("len", n(len))]));
+            }
             let mut m = vec![("name", json!(tcpopt_name(opt)))];
             if let Some(f) = field {
                 m.push(("field", json!(f)));
@@ -755,6 +759,8 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
         ExprKind::Fib { flags, result } => {
             let order = ["saddr", "daddr", "mark", "iif", "oif"];
             let f: Vec<Value> = order.iter().filter(|x| flags.iter().any(|y| y == *x)).map(|x| json!(x)).collect();
+            // a route check is an oif lookup compared with a boolean
+            let result = if result == "check" { "oif" } else { result.as_str() };
             let mut m = vec![("result", json!(result))];
             if !f.is_empty() {
                 m.push(("flags", Value::Array(f)));

@@ -704,6 +704,11 @@ fn expr_at(v: &Value, depth: usize) -> R<Expr> {
                 }
                 "exthdr" => ExprKind::Exthdr { hdr: get_str(o, "name", k)?, field: opt_str(o, "field", k)?.unwrap_or_else(|| "exists".into()) },
                 "tcp option" => match o.get("base") {
+                    // raw bytes of an option: `tcp option @255,8,8`
+                    Some(b) if !o.contains_key("name") && o.contains_key("len") => ExprKind::TcpOpt {
+                        opt: scalar_str(Some(b)).unwrap_or_default(),
+                        field: Some(format!("@{},{}", num_field(o, "offset", k)?, num_field(o, "len", k)?)),
+                    },
                     // an option by number: `tcp option 255`
                     Some(b) if !o.contains_key("name") => ExprKind::TcpOpt { opt: scalar_str(Some(b)).unwrap_or_default(), field: None },
                     _ => ExprKind::TcpOpt { opt: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },

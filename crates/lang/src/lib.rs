@@ -1,5 +1,7 @@
 //! The nft language: lexer, parser, evaluator, printer, libnftables JSON.
 
+#![forbid(unsafe_code)]
+
 pub mod datatype;
 mod services;
 pub mod proto;
@@ -17,3 +19,5 @@ pub mod ruleset;
 pub mod setelem;
 pub mod json;
 pub mod json_in;
+mod protoctx;
+mod setorder;

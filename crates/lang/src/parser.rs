@@ -1472,6 +1472,17 @@ impl<'a> Parser<'a> {
                 self.next()?;
                 self.stmt_after_kw(&w, t.span)
             }
+            // `reset tcp option mptcp`: removes an option from the packet
+            "reset" if self.is_word_n(1, "tcp")? && self.is_word_n(2, "option")? => {
+                self.next()?;
+                let sp = self.peek_tok()?.span;
+                let Some(e) = self.selector("tcp", sp)? else { return self.unexpected("tcp option") };
+                if !matches!(&e.kind, ExprKind::TcpOpt { field: None, .. }) {
+                    return Err(Error::new(e.span, "syntax error, reset takes a whole tcp option"));
+                }
+                let span = t.span.to(e.span);
+                Ok(Stmt { kind: StmtKind::Reset(e), span })
+            }
             "add" | "update" | "delete" if matches!(self.peek_n(1)?, Tok::At(_)) => {
                 self.next()?;
                 let op = match w.as_str() {
@@ -2461,7 +2472,24 @@ impl<'a> Parser<'a> {
             if w == "tcp" && f == "option" {
                 self.next()?;
                 self.next()?;
+                if let Tok::At(k) = self.peek()?.clone() {
+                    // `tcp option @kind,offset,length`: raw bytes of an option
+                    let at = self.next()?.span;
+                    let Some(kind) = tcpopt_number(&k, at)? else {
+                        return Err(Error::new(at, "syntax error, expecting tcp option kind"));
+                    };
+                    self.expect(&Tok::Comma, "','")?;
+                    let (off, _) = self.number("offset")?;
+                    self.expect(&Tok::Comma, "','")?;
+                    let (len, sp) = self.number("length")?;
+                    return mk(ExprKind::TcpOpt { opt: kind.to_string(), field: Some(format!("@{off},{len}")) }, span.to(sp));
+                }
                 let (opt, sp) = self.ident("tcp option")?;
+                // an option by number is the one nft knows by that kind, if any
+                let opt = match tcpopt_number(&opt, sp)? {
+                    Some(n) => crate::proto::tcpopt_name(n).map_or(n.to_string(), str::to_string),
+                    None => opt,
+                };
                 // the first SACK block is listed as plain `sack`
                 let opt = if opt == "sack0" { "sack".to_string() } else { opt };
                 let mut field = None;
@@ -2529,8 +2557,19 @@ impl<'a> Parser<'a> {
             if let Some(f) = &nw {
                 if is_exthdr_field(w, f) {
                     self.next()?;
-                    let ft = self.next()?;
-                    return mk(ExprKind::Exthdr { hdr: w.to_string(), field: f.clone() }, span.to(ft.span));
+                    let mut end = self.next()?.span;
+                    let mut field = f.clone();
+                    // an address of a list: `srh sid[1]`, `rt0 addr[2]`
+                    if matches!(f.as_str(), "sid" | "addr") && matches!(self.peek()?, Tok::LBracket) {
+                        self.next()?;
+                        let (n, _) = self.number("list index")?;
+                        if !matches!(self.peek()?, Tok::RBracket) {
+                            return self.unexpected("']'");
+                        }
+                        end = self.next()?.span;
+                        field = format!("{f}[{n}]");
+                    }
+                    return mk(ExprKind::Exthdr { hdr: w.to_string(), field }, span.to(end));
                 }
             }
             if w != "rt" {
@@ -2540,13 +2579,17 @@ impl<'a> Parser<'a> {
         match w {
             "exthdr" => {
                 self.next()?;
-                let (hdr, _) = self.ident("extension header")?;
-                let (f, sp) = self.ident("field")?;
-                // `exthdr hbh exists` -> hdr with no field (presence)
-                if f == "exists" || f == "missing" {
-                    // leave "exists" for the rhs
-                    return Err(Error::new(sp, "exthdr presence checks are written `exthdr NAME exists`"));
+                let (hdr, hsp) = self.ident("extension header")?;
+                // `exthdr hbh exists`, `exthdr hbh != missing`, `exthdr hbh 1`: a presence
+                // check, written with no field; the value is the right-hand side
+                let presence = match self.peek()? {
+                    Tok::Word(x) => x == "exists" || x == "missing" || x.bytes().all(|b| b.is_ascii_digit()),
+                    _ => true,
+                };
+                if presence {
+                    return mk(ExprKind::Exthdr { hdr, field: String::new() }, span.to(hsp));
                 }
+                let (f, sp) = self.ident("field")?;
                 mk(ExprKind::Exthdr { hdr, field: f }, span.to(sp))
             }
             "meta" => {
@@ -2792,6 +2835,17 @@ fn is_exthdr_field(hdr: &str, f: &str) -> bool {
         _ => &[],
     };
     fields.contains(&f) || (hdr == "rt0" && f.starts_with("addr")) || (hdr == "srh" && f.starts_with("sid"))
+}
+
+/// A TCP option kind written as a number (`tcp option 254`), which must fit in a byte.
+fn tcpopt_number(w: &str, sp: Span) -> Result<Option<u8>> {
+    if w.is_empty() || !w.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    match w.parse::<u8>() {
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(Error::new(sp, "value too large")),
+    }
 }
 
 fn is_tcpopt_field(f: &str) -> bool {

@@ -790,8 +790,10 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         }
         ExprKind::Payload { proto, field } => format!("{proto} {field}"),
         ExprKind::RawPayload { base, offset, len } => format!("@{base},{offset},{len}"),
+        ExprKind::Exthdr { hdr, field } if field.is_empty() || field == "exists" => format!("exthdr {hdr}"),
         ExprKind::Exthdr { hdr, field } => format!("{hdr} {field}"),
         ExprKind::TcpOpt { opt, field } => match field {
+            Some(f) if f.starts_with('@') => format!("tcp option @{opt},{}", &f[1..]),
             Some(f) => format!("tcp option {opt} {f}"),
             None => format!("tcp option {opt}"),
         },

@@ -427,7 +427,7 @@ pub fn tcpopt_field(opt: &str, field: &str) -> Option<Field> {
         }
         ("tsval", 8) => t("tsval", 16, 32),
         ("tsecr", 8) => t("tsecr", 48, 32),
-        ("subtype", 30) => t("subtype", 16, 4),
+        ("subtype", 30) => Some(th(name, "subtype", 16, 4, Dt::MptcpSubtype)),
         _ => None,
     }
 }

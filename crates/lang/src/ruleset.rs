@@ -28,10 +28,17 @@ impl std::error::Error for LoadError {}
 #[derive(Clone, Debug, Default)]
 pub struct LoadOpts {
     pub include_dirs: Vec<PathBuf>,
+    /// Interface names that `iif`/`oif` and device arguments resolve against (index =
+    /// position + 1); None resolves against this machine's interfaces, as nft does.
+    pub interfaces: Option<Vec<String>>,
 }
 
 /// Parses and evaluates `text` (named `name` in errors) into a ruleset.
 pub fn load_str(name: &str, text: &str, opts: &LoadOpts) -> std::result::Result<Ruleset, LoadError> {
+    if let Some(names) = &opts.interfaces {
+        let plain = LoadOpts { include_dirs: opts.include_dirs.clone(), interfaces: None };
+        return crate::datatype::with_interfaces(names, || load_str(name, text, &plain));
+    }
     let mut sm = SourceMap::default();
     let id = sm.add(name, text);
     let r = load_inner(&mut sm, id, opts);
@@ -456,6 +463,7 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
                     }
                 }
             }
+            crate::setorder::sort_set(s);
         }
         let objs: Vec<(String, String)> = t.objs.iter().map(|o| (o.kind.clone(), o.name.clone())).collect();
         for c in &mut t.chains {

@@ -48,7 +48,7 @@ fn inner_headers() {
 fn class_ids() {
     same("ip", "meta priority bcad:dadc");
     same("ip", "meta priority != bcad:dada-bcad:dadc");
-    same("ip", "meta priority { bcad:dada, bcad:dadc, aaaa:bbbb }");
+    lists_as("ip", "meta priority { bcad:dada, bcad:dadc, aaaa:bbbb }", "meta priority { aaaa:bbbb, bcad:dada, bcad:dadc }");
     same("ip", "meta priority set cafe:beef");
     // a colon followed by a word is still a mapping
     same("ip", "tcp dport vmap { 25 : accept, 28 : drop }");
