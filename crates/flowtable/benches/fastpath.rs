@@ -5,10 +5,13 @@
 //! `cargo bench -p nft-flowtable --bench fastpath` prints the rate per core and the memory an
 //! offloaded connection costs.
 //!
-//! Measured on a shared 2-core AMD EPYC VM (load average about 2.5 from other work, so the
-//! numbers are low and noisy): 1,000 flows about 15.6 Mpps (64 ns a packet), 100,000 flows
-//! about 6.0 Mpps (166 ns a packet, bound by cache and TLB misses on the entries); 256 bytes
-//! per entry plus 42 bytes of index per flow.
+//! Measured on a shared 2-core AMD EPYC VM under a load average of 4 to 5 from other work, old
+//! and new built and run back to back (noisy; compare within one session): 1,000 flows
+//! 11.4 -> 10.7 Mpps (same within noise), 100,000 flows 4.2 -> 6.4 Mpps (still bound by a
+//! cache/TLB miss on the index and one on the flow's line per packet, now one line instead
+//! of three or four). Instructions per packet (callgrind, `examples/fastpath_count.rs`):
+//! about 725 before, 744 after (the fuller index probes a little further). Memory: 192 bytes per flow entry + 21 of index;
+//! `nft_flowtable::bytes_per_offloaded_connection(100_000)` = 489 with conntrack's share.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nft_flowtable::{Action, FrameSlot};
@@ -33,8 +36,9 @@ fn bench(c: &mut Criterion) {
                 m.entry_bytes, m.index_bytes_per_flow, m.bytes_per_flow
             );
             eprintln!(
-                "conntrack: size_of::<Conn>() = {} bytes (slot, hash map and NAT maps on top)",
-                std::mem::size_of::<nft_conntrack::Conn>()
+                "conntrack: {:?}; per offloaded connection, both: {} bytes",
+                nft_conntrack::Table::memory_per_conn(n),
+                nft_flowtable::bytes_per_offloaded_connection(n)
             );
         }
         // The pristine frames in one flat buffer, in the shuffled order, so that the copy into
