@@ -41,7 +41,9 @@ pub struct Conn {
     /// `ct label`, 128 bits.
     pub labels: u128,
     pub(crate) proto: ProtoState,
-    pub(crate) counters: [Counter; 2],
+    /// Only with accounting (`nf_conntrack_acct`, off by default): 8 bytes a connection
+    /// instead of 32 when off.
+    pub(crate) counters: Option<Box<[Counter; 2]>>,
     /// A number unique over the table's life, for listings and events.
     pub id: u32,
     pub created: Duration,
@@ -55,6 +57,12 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The counters of a direction, to add to (allocated with the first count).
+    pub(crate) fn counter_mut(&mut self, dir: Direction) -> &mut Counter {
+        let c = self.counters.get_or_insert_with(Box::default);
+        &mut c[dir.index() & 1]
+    }
+
     pub fn tuple(&self, dir: Direction) -> &Tuple {
         &self.tuples[dir.index()]
     }
@@ -72,7 +80,11 @@ impl Conn {
     }
 
     pub fn counter(&self, dir: Direction) -> Counter {
-        self.counters[dir.index()]
+        self.counters
+            .as_deref()
+            .and_then(|c| c.get(dir.index()))
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn original(&self) -> &Tuple {
@@ -160,7 +172,7 @@ impl Conn {
         }
         let _ = write!(s, "{} ", self.tuples[0]);
         if accounting {
-            let c = self.counters[0];
+            let c = self.counter(Direction::Original);
             let _ = write!(s, "packets={} bytes={} ", c.packets, c.bytes);
         }
         if !self.status.contains(Status::SEEN_REPLY) {
@@ -168,7 +180,7 @@ impl Conn {
         }
         let _ = write!(s, "{} ", self.tuples[1]);
         if accounting {
-            let c = self.counters[1];
+            let c = self.counter(Direction::Reply);
             let _ = write!(s, "packets={} bytes={} ", c.packets, c.bytes);
         }
         if self.status.contains(Status::HW_OFFLOAD) {

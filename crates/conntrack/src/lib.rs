@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod index;
 mod nat;
 mod status;
 mod table;
@@ -58,7 +59,7 @@ pub mod tuple;
 pub use conn::{proto_name, Conn, Counter, ProtoState};
 pub use nat::{apply_rewrite, Manip, NatRange, Rewrite, RewriteError};
 pub use status::{CtState, Status, Timeouts};
-pub use table::{Config, ConnId, Invalid, Outcome, Refused, Stats, Table};
+pub use table::{Config, ConnId, Invalid, Memory, Outcome, Refused, Stats, Table};
 pub use tcp::TcpState;
 pub use tuple::{Direction, Tuple, Zone};
 

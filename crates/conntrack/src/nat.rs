@@ -324,7 +324,7 @@ impl Table {
     /// address and port got, if it fits this range, so the client keeps one outside identity
     /// whatever the destination.
     fn appropriate_src(&self, curr: &Tuple, range: &NatRange, zone: Zone) -> Option<Tuple> {
-        let id = *self.bysource.get(&crate::table::source_key(curr, zone))?;
+        let id = self.bysource_get(&crate::table::source_key(curr, zone))?;
         let c = self.get(id)?;
         let mapped = c.reply().invert()?;
         let mut t = *curr;

@@ -13,15 +13,17 @@ use crate::tcp::{Segment, TcpState, TcpTrack, TcpVerdict};
 use crate::tuple::{
     self, Direction, Tuple, Zone, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE,
 };
+use crate::index::Index;
 use crate::CtError;
+use core::hash::BuildHasher as _;
 use core::time::Duration;
 use nft_wire::PacketMeta;
 use std::collections::VecDeque;
 
-/// The connection maps hash with foldhash: SipHash was a third of the slow path's instructions
-/// per new connection. The seed comes from the table's configuration, so a run is repeatable
-/// and a deployment can choose a secret one (tuples are attacker-controlled).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+/// The indexes hash with foldhash: SipHash was a third of the slow path's instructions per new
+/// connection. The seed comes from the table's configuration, so a run is repeatable and a
+/// deployment can choose a secret one (tuples are attacker-controlled).
+type Hasher = foldhash::fast::FixedState;
 
 /// How long a replied UDP flow has to stay active before it counts as a stream.
 const UDP_STREAM_AFTER: Duration = Duration::from_secs(2);
@@ -178,12 +180,27 @@ pub struct Stats {
 
 pub(crate) type SourceKey = (Zone, u8, std::net::IpAddr, u16);
 
+/// What a connection costs in memory, from `size_of` and the table's capacities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// `size_of` one slab slot (the connection and its generation).
+    pub entry_bytes: usize,
+    /// Index bytes per connection (both tuples and the source-NAT index) with `entries`
+    /// connections held, as the indexes size themselves for that many.
+    pub index_bytes_per_conn: usize,
+    /// Both, per connection, not counting heap parts only some connections have.
+    pub bytes_per_conn: usize,
+    /// Allocated now for the slab, the free list and the indexes.
+    pub allocated: usize,
+}
+
 pub(crate) fn source_key(t: &Tuple, zone: Zone) -> SourceKey {
     (zone, t.proto, t.src, t.sport)
 }
 
+/// The generation lives in its own vector (`gens`): beside a connection (16-byte aligned,
+/// for its labels) it would pad the slot by 16 bytes.
 struct Slot {
-    gen: u32,
     conn: Option<Conn>,
 }
 
@@ -207,11 +224,16 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
 pub struct Table {
     pub(crate) cfg: Config,
     slots: Vec<Slot>,
+    gens: Vec<u32>,
     free: Vec<u32>,
-    pub(crate) map: HashMap<(Tuple, Zone), (u32, Direction)>,
+    /// (tuple, zone) of each direction of the confirmed connections to slab index and
+    /// direction (`idx << 1 | dir`).
+    map: Index,
     /// Source-NATed connections by original source (zone, protocol, address, port or ICMP
-    /// id), so a client's later connections keep its mapping (the kernel's bysource hash).
-    pub(crate) bysource: HashMap<SourceKey, ConnId>,
+    /// id), so a client's later connections keep its mapping (the kernel's bysource hash); a
+    /// key holds the slab index of the latest such connection.
+    bysource: Index,
+    hasher: Hasher,
     /// Confirmed connections in confirmation order, the candidates for early drop; stale and
     /// assured ids are dropped lazily.
     age: VecDeque<ConnId>,
@@ -235,9 +257,11 @@ impl Table {
         Table {
             cfg,
             slots: Vec::new(),
+            gens: Vec::new(),
             free: Vec::new(),
-            map: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(mix64(seed))),
-            bysource: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(mix64(seed ^ 0x5eed))),
+            map: Index::new(),
+            bysource: Index::new(),
+            hasher: Hasher::with_seed(mix64(seed)),
             age: VecDeque::new(),
             len: 0,
             gc_cursor: 0,
@@ -266,7 +290,7 @@ impl Table {
 
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
         let s = self.slots.get(id.idx as usize)?;
-        if s.gen != id.gen {
+        if self.gen(id.idx) != id.gen {
             return None;
         }
         s.conn.as_ref()
@@ -274,18 +298,21 @@ impl Table {
 
     /// Mark, labels and other fields rules may set. The tuples stay the table's.
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        let s = self.slots.get_mut(id.idx as usize)?;
-        if s.gen != id.gen {
+        if self.gen(id.idx) != id.gen {
             return None;
         }
-        s.conn.as_mut()
+        self.slots.get_mut(id.idx as usize)?.conn.as_mut()
     }
 
     fn id_at(&self, idx: u32) -> ConnId {
         ConnId {
             idx,
-            gen: self.slots.get(idx as usize).map_or(0, |s| s.gen),
+            gen: self.gen(idx),
         }
+    }
+
+    fn gen(&self, idx: u32) -> u32 {
+        self.gens.get(idx as usize).copied().unwrap_or(0)
     }
 
     /// Live connections, confirmed or not, in slab order (stable for a given history).
@@ -295,7 +322,7 @@ impl Table {
                 (
                     ConnId {
                         idx: i as u32,
-                        gen: s.gen,
+                        gen: self.gen(i as u32),
                     },
                     c,
                 )
@@ -305,9 +332,77 @@ impl Table {
 
     /// The confirmed connection a tuple belongs to, and the tuple's direction in it.
     pub fn lookup(&self, t: &Tuple, zone: Zone) -> Option<(ConnId, Direction)> {
-        self.map
-            .get(&(*t, zone))
-            .map(|&(idx, dir)| (self.id_at(idx), dir))
+        self.map_get(t, zone)
+            .map(|(idx, dir)| (self.id_at(idx), dir))
+    }
+
+    fn conn_at(&self, idx: u32) -> Option<&Conn> {
+        self.slots.get(idx as usize).and_then(|s| s.conn.as_ref())
+    }
+
+    fn key_hash(&self, t: &Tuple, zone: Zone) -> u64 {
+        self.hasher.hash_one((t, zone))
+    }
+
+    fn source_hash(&self, k: &SourceKey) -> u64 {
+        self.hasher.hash_one((0x5eed_u16, k))
+    }
+
+    /// The slab index and direction the index holds for a tuple.
+    fn map_get(&self, t: &Tuple, zone: Zone) -> Option<(u32, Direction)> {
+        let v = self.map.find(self.key_hash(t, zone), |v| {
+            self.conn_at(v >> 1).is_some_and(|c| {
+                c.zone == zone && c.tuples[(v & 1) as usize] == *t
+            })
+        })?;
+        let dir = if v & 1 == 0 {
+            Direction::Original
+        } else {
+            Direction::Reply
+        };
+        Some((v >> 1, dir))
+    }
+
+    fn map_insert(&mut self, t: &Tuple, zone: Zone, idx: u32, dir: Direction) {
+        let h = self.key_hash(t, zone);
+        self.map.insert(h, idx << 1 | dir as u32);
+    }
+
+    /// The latest source-NATed connection from a source.
+    pub(crate) fn bysource_get(&self, k: &SourceKey) -> Option<ConnId> {
+        let idx = self.bysource.find(self.source_hash(k), |v| {
+            self.conn_at(v)
+                .is_some_and(|c| source_key(&c.tuples[0], c.zone) == *k)
+        })?;
+        Some(self.id_at(idx))
+    }
+
+    /// What one connection costs, for a table holding `conns` of them (the indexes' sizes
+    /// at that count, every connection source-NATed: the most an offloaded one costs).
+    pub fn memory_per_conn(conns: usize) -> Memory {
+        let entry_bytes = core::mem::size_of::<Slot>() + core::mem::size_of::<u32>();
+        let n = conns.max(1);
+        let index = (Index::slots_for(2 * n) + Index::slots_for(n)) * 8;
+        let index_bytes_per_conn = index.div_ceil(n);
+        Memory {
+            entry_bytes,
+            index_bytes_per_conn,
+            bytes_per_conn: entry_bytes + index_bytes_per_conn,
+            allocated: 0,
+        }
+    }
+
+    /// What this table costs now.
+    pub fn memory(&self) -> Memory {
+        let m = Table::memory_per_conn(self.len);
+        Memory {
+            allocated: self.slots.capacity() * core::mem::size_of::<Slot>()
+                + self.gens.capacity() * 4
+                + self.free.capacity() * 4
+                + (self.map.capacity_slots() + self.bysource.capacity_slots()) * 8
+                + self.age.capacity() * core::mem::size_of::<ConnId>(),
+            ..m
+        }
     }
 
     /// `conntrack -L`: a line per confirmed connection, in slab order.
@@ -323,13 +418,14 @@ impl Table {
         if let Some(idx) = self.free.pop() {
             let s = &mut self.slots[idx as usize];
             s.conn = Some(conn);
-            return ConnId { idx, gen: s.gen };
+            return ConnId {
+                idx,
+                gen: self.gen(idx),
+            };
         }
         let idx = self.slots.len() as u32;
-        self.slots.push(Slot {
-            gen: 0,
-            conn: Some(conn),
-        });
+        self.slots.push(Slot { conn: Some(conn) });
+        self.gens.push(0);
         ConnId { idx, gen: 0 }
     }
 
@@ -337,24 +433,28 @@ impl Table {
         let Some(c) = self.slots.get(idx as usize).and_then(|s| s.conn.as_ref()) else {
             return;
         };
-        let keys = [(c.tuples[0], c.zone), (c.tuples[1], c.zone)];
-        for k in keys {
-            if self.map.get(&k).is_some_and(|&(i, _)| i == idx) {
-                self.map.remove(&k);
-            }
+        let hashes = [
+            self.key_hash(&c.tuples[0], c.zone),
+            self.key_hash(&c.tuples[1], c.zone),
+        ];
+        for (d, h) in hashes.into_iter().enumerate() {
+            self.map.remove(h, idx << 1 | d as u32);
         }
     }
 
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
-        let s = self.slots.get_mut(idx as usize)?;
-        let id = ConnId { idx, gen: s.gen };
-        let c = s.conn.take()?;
+        let c = self.conn_at(idx)?;
         let k = source_key(&c.tuples[0], c.zone);
-        if self.bysource.get(&k) == Some(&id) {
-            self.bysource.remove(&k);
+        if self.bysource_get(&k).is_some_and(|b| b.idx == idx) {
+            let h = self.source_hash(&k);
+            self.bysource.remove(h, idx);
         }
-        s.gen = s.gen.wrapping_add(1);
+        let s = self.slots.get_mut(idx as usize)?;
+        let c = s.conn.take()?;
+        if let Some(g) = self.gens.get_mut(idx as usize) {
+            *g = g.wrapping_add(1);
+        }
         self.free.push(idx);
         self.len -= 1;
         Some(c)
@@ -470,7 +570,7 @@ impl Table {
             return Outcome::Invalid(Invalid::NoTuple);
         };
 
-        if let Some(&(idx, dir)) = self.map.get(&(t, zone)) {
+        if let Some((idx, dir)) = self.map_get(&t, zone) {
             let id = self.id_at(idx);
             let expired = self.get(id).is_none_or(|c| c.expired(now));
             if expired {
@@ -506,7 +606,7 @@ impl Table {
             candidates[1] = quoted.with_icmp_type(reply).invert();
         }
         for t in candidates.into_iter().flatten() {
-            let Some(&(idx, dir)) = self.map.get(&(t, zone)) else {
+            let Some((idx, dir)) = self.map_get(&t, zone) else {
                 continue;
             };
             let id = self.id_at(idx);
@@ -607,7 +707,7 @@ impl Table {
                 c.deadline = now.saturating_add(timeout);
             }
             if accounting {
-                let k = &mut c.counters[dir.index()];
+                let k = c.counter_mut(dir);
                 k.packets = k.packets.saturating_add(1);
                 k.bytes = k.bytes.saturating_add(meta.ip_total_len as u64);
             }
@@ -681,13 +781,15 @@ impl Table {
         if !self.make_room() {
             return Outcome::Refused(Refused::TableFull);
         }
-        let mut counters = [Counter::default(); 2];
-        if self.cfg.accounting {
-            counters[0] = Counter {
-                packets: 1,
-                bytes: meta.ip_total_len as u64,
-            };
-        }
+        let counters = self.cfg.accounting.then(|| {
+            Box::new([
+                Counter {
+                    packets: 1,
+                    bytes: meta.ip_total_len as u64,
+                },
+                Counter::default(),
+            ])
+        });
         let conn = Conn {
             tuples: [t, reply],
             zone,
@@ -725,26 +827,37 @@ impl Table {
             return Err(CtError::Dying);
         }
         let zone = c.zone;
-        if !c.status.contains(Status::SRC_NAT_DONE) && self.map.contains_key(&(c.tuples[1], zone)) {
+        if !c.status.contains(Status::SRC_NAT_DONE) && self.map_get(&c.tuples[1], zone).is_some() {
             let range = crate::nat::NatRange::default();
             // Failure leaves the clash for the check below to refuse.
             let _ = self.bind(id, crate::nat::Manip::Src, &range);
         }
         let c = self.get(id).ok_or(CtError::NoSuchConn)?;
         let (o, r) = (c.tuples[0], c.tuples[1]);
-        if self.map.contains_key(&(o, zone)) || self.map.contains_key(&(r, zone)) {
+        if self.map_get(&o, zone).is_some() || self.map_get(&r, zone).is_some() {
             self.stats.insert_failed += 1;
             return Err(CtError::Clash);
         }
-        self.map.insert((o, zone), (id.idx, Direction::Original));
+        self.map_insert(&o, zone, id.idx, Direction::Original);
         if r != o {
-            self.map.insert((r, zone), (id.idx, Direction::Reply));
+            self.map_insert(&r, zone, id.idx, Direction::Reply);
         }
         if self
             .get(id)
             .is_some_and(|c| c.status.contains(Status::SRC_NAT))
         {
-            self.bysource.insert(source_key(&o, zone), id);
+            let k = source_key(&o, zone);
+            let h = self.source_hash(&k);
+            let slots = &self.slots;
+            let same = |v: u32| {
+                slots
+                    .get(v as usize)
+                    .and_then(|s| s.conn.as_ref())
+                    .is_some_and(|c| source_key(&c.tuples[0], c.zone) == k)
+            };
+            if !self.bysource.replace(h, id.idx, same) {
+                self.bysource.insert(h, id.idx);
+            }
         }
         if let Some(c) = self.get_mut(id) {
             c.status.insert(Status::CONFIRMED);
@@ -755,11 +868,11 @@ impl Table {
         self.stats.insert += 1;
         self.age.push_back(id);
         if self.age.len() > 2 * self.len + 64 {
-            let slots = &self.slots;
+            let (slots, gens) = (&self.slots, &self.gens);
             self.age.retain(|id| {
                 slots
                     .get(id.idx as usize)
-                    .filter(|s| s.gen == id.gen)
+                    .filter(|_| gens.get(id.idx as usize) == Some(&id.gen))
                     .and_then(|s| s.conn.as_ref())
                     .is_some_and(|c| !c.is_assured())
             });
@@ -801,7 +914,7 @@ impl Table {
             return;
         }
         if let Some(c) = self.get_mut(id) {
-            let k = &mut c.counters[dir.index()];
+            let k = c.counter_mut(dir);
             k.packets = k.packets.saturating_add(packets);
             k.bytes = k.bytes.saturating_add(bytes);
         }
@@ -837,9 +950,7 @@ impl Table {
 
     /// Whether the tuple of a packet is already the key of another connection.
     pub(crate) fn taken(&self, t: &Tuple, zone: Zone, me: ConnId) -> bool {
-        self.map
-            .get(&(*t, zone))
-            .is_some_and(|&(idx, _)| idx != me.idx)
+        self.map_get(t, zone).is_some_and(|(idx, _)| idx != me.idx)
     }
 
     pub(crate) fn conn_mut_internal(&mut self, id: ConnId) -> Option<&mut Conn> {

@@ -933,3 +933,11 @@ fn a_source_keeps_its_mapping_across_destinations() {
     let r = t.get(id).unwrap().reply();
     assert!(mapped.contains(&(r.dst, r.dport)));
 }
+
+/// A connection's slot and index share at 100,000 connections (UDP or TCP, without
+/// accounting); kept from growing back.
+#[test]
+fn memory_per_conn_at_100k() {
+    let m = crate::Table::memory_per_conn(100_000);
+    assert!(m.bytes_per_conn <= 276, "{m:?}");
+}

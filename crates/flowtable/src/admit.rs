@@ -2,10 +2,12 @@
 //! `nft_flow_offload_eval` checks them, and the making of the entry with its plan.
 
 use crate::backend::{DirSpec, FlowId, FlowSpec, OffloadBackend};
-use crate::flow::{Flow, Key, Mangles, Path, Plan, HW_PENDING};
-use crate::{ms, Flowtable, Slot};
+use crate::flow::{
+    Cold, Hot, Key, Mac, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6,
+};
+use crate::{ms, Flowtable};
 use core::time::Duration;
-use nft_conntrack::{ConnId, Counter, Status, Table, TcpState};
+use nft_conntrack::{ConnId, Status, Table, TcpState};
 use nft_wire::{checksum, IpProtocol, PacketMeta, TcpFlags};
 
 /// The family of the table whose chain holds the `flow add` statement.
@@ -143,8 +145,15 @@ fn change(acc: &mut u64, old: &[u8], new: &[u8]) {
     }
 }
 
-/// The plan of the direction keyed `this`, whose packets leave as the inverse of `other`.
-pub(crate) fn plan(this: &Key, other: &Key, path: &Path, m: &Mangles) -> Plan {
+/// The hot line of the direction keyed `this`, whose packets leave as the inverse of `other`
+/// through `link` to `dst_mac`, and arrive through `in_link`.
+pub(crate) fn hot(
+    this: &Key,
+    other: &Key,
+    (link, in_link): (u16, u16),
+    dst_mac: Mac,
+    m: &Mangles,
+) -> Hot {
     let alen = if this.v6 { 0 } else { 12 };
     let (new_src, new_dst) = (&other.dst[alen..], &other.src[alen..]);
     let (new_sport, new_dport) = (other.dport.to_be_bytes(), other.sport.to_be_bytes());
@@ -156,27 +165,61 @@ pub(crate) fn plan(this: &Key, other: &Key, path: &Path, m: &Mangles) -> Plan {
     change(&mut l4, &this.dport.to_be_bytes(), &new_dport);
     // The TTL/protocol word loses 0x0100: its term is constant for any TTL above 1.
     let ip = addrs + 0xfeff;
-    Plan {
-        egress: path.egress,
+    let nat = this.src != other.dst
+        || this.dst != other.src
+        || this.sport != other.dport
+        || this.dport != other.sport;
+    let mut flags = 0;
+    if nat {
+        flags |= NAT;
+    }
+    if this.v6 {
+        flags |= V6;
+    }
+    if m.meta_mark.is_some() {
+        flags |= MARK;
+    }
+    let low4 = |a: &[u8; 16]| [a[12], a[13], a[14], a[15]];
+    Hot {
+        packets: 0,
+        bytes: 0,
+        src: low4(&this.src),
+        dst: low4(&this.dst),
+        new_src: low4(&other.dst),
+        new_dst: low4(&other.src),
+        used: 0,
+        sport: this.sport,
+        dport: this.dport,
+        new_sport: other.dport,
+        new_dport: other.sport,
+        in_port: this.port,
         ip_delta: checksum::fold(ip),
         l4_delta: checksum::fold(l4),
-        nat: this.src != other.dst
-            || this.dst != other.src
-            || this.sport != other.dport
-            || this.dport != other.sport,
+        link,
+        in_link,
+        proto: this.proto,
+        flags,
         dscp: m.dscp.map_or(u8::MAX, |d| d & 0x3f),
-        has_mark: m.meta_mark.is_some(),
-        mark: m.meta_mark.unwrap_or(0),
+        dst_mac,
     }
 }
 
-pub(crate) fn mangles_of(f: &Flow) -> [Mangles; 2] {
-    let m = |p: &Plan| Mangles {
-        meta_mark: p.has_mark.then_some(p.mark),
-        ct_mark: f.ct_mark,
-        dscp: (p.dscp != u8::MAX).then_some(p.dscp),
+pub(crate) fn v6_addrs(this: &Key, other: &Key) -> V6Addrs {
+    V6Addrs {
+        src: this.src,
+        dst: this.dst,
+        new_src: other.dst,
+        new_dst: other.src,
+    }
+}
+
+pub(crate) fn mangles_of(hot: &[Hot; 2], cold: &Cold) -> [Mangles; 2] {
+    let m = |d: usize| Mangles {
+        meta_mark: hot[d].has(MARK).then_some(cold.mark[d]),
+        ct_mark: cold.ct_mark,
+        dscp: (hot[d].dscp != u8::MAX).then_some(hot[d].dscp),
     };
-    [m(&f.plan[0]), m(&f.plan[1])]
+    [m(0), m(1)]
 }
 
 impl<B: OffloadBackend> Flowtable<B> {
@@ -224,33 +267,60 @@ impl<B: OffloadBackend> Flowtable<B> {
                 return Err(NotAdmitted::AlreadyOffloaded);
             }
         }
-        let flow = Flow {
-            key: [o, r],
-            plan: [
-                plan(&o, &r, &a.paths[0], &a.mangles[0]),
-                plan(&r, &o, &a.paths[1], &a.mangles[1]),
-            ],
-            count: [Counter::default(); 2],
-            synced: [Counter::default(); 2],
-            conn: id,
-            used_ms: ms(now),
-            fib_gen: a.fib_generation as u32,
-            ct_mark: a.mangles[0].ct_mark.or(a.mangles[1].ct_mark),
-            flags: if self.cfg.hw_offload { HW_PENDING } else { 0 },
+        let (Some(l0), Some(l1)) = (
+            self.link(&a.paths[0].egress),
+            self.link(&a.paths[1].egress),
+        ) else {
+            return Err(NotAdmitted::TableFull);
         };
+        let now_ms = ms(now);
+        let fib_gen = a.fib_generation as u32;
+        let mut hot = [
+            hot(&o, &r, (l0, l1), a.paths[0].egress.dst_mac, &a.mangles[0]),
+            hot(&r, &o, (l1, l0), a.paths[1].egress.dst_mac, &a.mangles[1]),
+        ];
+        for h in &mut hot {
+            h.used = now_ms as u32;
+            if fib_gen != self.fib_gen {
+                h.flags |= STALE;
+            }
+        }
         ct.set_offload(id, false)
             .map_err(|_| NotAdmitted::NoConnection)?;
 
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { gen: 0, flow: None });
-                (self.slots.len() - 1) as u32
+                self.hot.push([Hot::default(); 2]);
+                self.cold.push(Cold::default());
+                (self.cold.len() - 1) as u32
             }
         };
-        let slot = &mut self.slots[idx as usize];
-        slot.flow = Some(flow);
-        let fid = FlowId { idx, gen: slot.gen };
+        let (Some(hs), Some(cold)) = (
+            self.hot.get_mut(idx as usize),
+            self.cold.get_mut(idx as usize),
+        ) else {
+            return Err(NotAdmitted::TableFull);
+        };
+        *hs = hot;
+        *cold = Cold {
+            gen: cold.gen,
+            live: true,
+            hw: if self.cfg.hw_offload { HW_PENDING } else { 0 },
+            fib_gen,
+            conn: Some(id),
+            used_ms: now_ms,
+            synced: None,
+            ct_mark: a.mangles[0].ct_mark.or(a.mangles[1].ct_mark),
+            mark: [
+                a.mangles[0].meta_mark.unwrap_or(0),
+                a.mangles[1].meta_mark.unwrap_or(0),
+            ],
+            v6: o
+                .v6
+                .then(|| Box::new([v6_addrs(&o, &r), v6_addrs(&r, &o)])),
+        };
+        let fid = FlowId { idx, gen: cold.gen };
         self.index.insert(self.index.hash(&o), idx << 1);
         self.index.insert(self.index.hash(&r), idx << 1 | 1);
         self.len += 1;

@@ -7,9 +7,11 @@
 //! would refuse (and the slow path drop) is punted as `malformed`, never rewritten.
 
 use crate::backend::FlowId;
-use crate::flow::{Encap, Flow, Key, Mac, Port, CLOSING, TEARDOWN};
+use crate::flow::{
+    Cold, Encap, Hot, Key, Link, Mac, Port, V6Addrs, CLOSING, MARK, NAT, STALE, TEARDOWN, V6,
+};
 use crate::index::Index;
-use crate::{ms, Flowtable, OffloadBackend, Slot, REFRESH_MS};
+use crate::{ms, Flowtable, OffloadBackend, REFRESH_MS};
 use core::time::Duration;
 use nft_wire::checksum;
 
@@ -424,76 +426,91 @@ fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
 }
 
 /// The checks a hit still has to pass, in the kernel's order, and the flow's state changes
-/// they imply (teardown on SYN or route change, closing on FIN/RST).
+/// they imply (teardown on SYN or route change, closing on FIN/RST). Only direction `d`'s
+/// line is read; a state change is written to both.
 #[inline]
 fn decide(
-    f: &mut Flow,
+    h: &mut [Hot; 2],
     d: usize,
     p: &Parsed,
     head: usize,
+    links: &[Link],
     port_down: &[bool],
-    fib_gen: u32,
-) -> Result<(), Punt> {
-    if f.flags & TEARDOWN != 0 {
+) -> Result<usize, Punt> {
+    let me = *h.get(d).ok_or(Punt::Miss)?;
+    let flags = me.flags;
+    if flags & TEARDOWN != 0 {
         return Err(Punt::Teardown);
     }
-    let back = &f.plan[1 - d].egress;
+    let (Some(back), Some(out)) = (
+        links.get(usize::from(me.in_link)),
+        links.get(usize::from(me.link)),
+    ) else {
+        return Err(Punt::Miss);
+    };
     if p.encap != back.encap || p.dst_mac != back.src_mac {
         return Err(Punt::L2Mismatch);
     }
-    let plan = &f.plan[d];
     let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
-    if down(f.key[d].port) || down(plan.egress.port) {
+    if down(me.in_port) || down(out.port) {
         return Err(Punt::InterfaceDown);
     }
-    if f.fib_gen != fib_gen {
-        f.flags |= TEARDOWN;
+    let set = |h: &mut [Hot; 2], f: u8| h.iter_mut().for_each(|x| x.flags |= f);
+    if flags & STALE != 0 {
+        set(h, TEARDOWN);
         return Err(Punt::RouteChanged);
     }
-    if p.ip_len > usize::from(plan.egress.mtu) {
+    if p.ip_len > usize::from(out.mtu) {
         return Err(Punt::TooBig);
     }
-    if p.tcp_flags & TCP_SYN != 0 && f.flags & CLOSING != 0 {
-        f.flags |= TEARDOWN;
+    if p.tcp_flags & TCP_SYN != 0 && flags & CLOSING != 0 {
+        set(h, TEARDOWN);
         return Err(Punt::SynOnClosing);
     }
-    if head + p.l3 < plan.egress.encap.header_len() {
+    if head + p.l3 < usize::from(out.hl) {
         return Err(Punt::NoHeadroom);
     }
     if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-        f.flags |= CLOSING;
+        set(h, CLOSING);
     }
-    Ok(())
+    Ok(usize::from(me.link))
 }
 
-/// Rewrites the frame at `buf[head..]` for direction `d` of `f`; `decide` passed. Returns the
-/// frame's new start and length.
+/// Rewrites the frame at `buf[head..]` for the direction whose line is `h`; `decide` passed.
+/// Returns the frame's new start and length.
 #[inline]
-fn rewrite(f: &Flow, d: usize, p: &Parsed, buf: &mut [u8], head: usize) -> (usize, usize) {
-    let plan = &f.plan[d];
-    let other = &f.key[1 - d];
+fn rewrite(
+    h: &Hot,
+    v6a: Option<&V6Addrs>,
+    link: &Link,
+    p: &Parsed,
+    buf: &mut [u8],
+    head: usize,
+) -> (usize, usize) {
     let (l3, l4) = (head + p.l3, head + p.l4);
     let v6 = p.key.v6;
-    if plan.nat {
+    if h.flags & NAT != 0 {
         if v6 {
-            if let Some(s) = buf.get_mut(l3 + 8..l3 + 40) {
-                s[..16].copy_from_slice(&other.dst);
-                s[16..].copy_from_slice(&other.src);
+            if let (Some(s), Some(a)) = (buf.get_mut(l3 + 8..l3 + 40), v6a) {
+                s[..16].copy_from_slice(&a.new_src);
+                s[16..].copy_from_slice(&a.new_dst);
             }
         } else if let Some(s) = buf.get_mut(l3 + 12..l3 + 20) {
-            s[..4].copy_from_slice(&other.dst[12..]);
-            s[4..].copy_from_slice(&other.src[12..]);
+            s[..4].copy_from_slice(&h.new_src);
+            s[4..].copy_from_slice(&h.new_dst);
         }
-        put16(buf, l4, other.dport);
-        put16(buf, l4 + 2, other.sport);
+        if let Some(s) = buf.get_mut(l4..l4 + 4) {
+            s[..2].copy_from_slice(&h.new_sport.to_be_bytes());
+            s[2..].copy_from_slice(&h.new_dport.to_be_bytes());
+        }
     }
-    if plan.l4_delta != 0 {
+    if h.l4_delta != 0 {
         let at = l4 + if p.key.proto == PROTO_TCP { 16 } else { 6 };
         let udp = p.key.proto == PROTO_UDP;
         let old = be16(buf, at);
         // Over IPv4 a zero UDP checksum means none, and stays so.
         if !(udp && !v6 && old == 0) {
-            let mut new = apply_delta(old, plan.l4_delta);
+            let mut new = apply_delta(old, h.l4_delta);
             if udp && new == 0 {
                 new = 0xffff;
             }
@@ -501,63 +518,45 @@ fn rewrite(f: &Flow, d: usize, p: &Parsed, buf: &mut [u8], head: usize) -> (usiz
         }
     }
     if v6 {
-        if let Some(h) = buf.get_mut(l3 + 7) {
-            *h = h.saturating_sub(1);
-        }
-        if plan.dscp != u8::MAX {
-            let w = be16(buf, l3);
-            let tc = (w >> 4) as u8;
-            let new_tc = plan.dscp << 2 | (tc & 3);
-            put16(buf, l3, (w & 0xf00f) | u16::from(new_tc) << 4);
-        }
-    } else {
-        if let Some(t) = buf.get_mut(l3 + 8) {
+        if let Some(t) = buf.get_mut(l3 + 7) {
             *t = t.saturating_sub(1);
         }
-        let mut c = apply_delta(be16(buf, l3 + 10), plan.ip_delta);
-        if plan.dscp != u8::MAX {
-            let old = be16(buf, l3);
-            let new = (old & 0xff03) | u16::from(plan.dscp) << 2;
+        if h.dscp != u8::MAX {
+            let w = be16(buf, l3);
+            let tc = (w >> 4) as u8;
+            let new_tc = h.dscp << 2 | (tc & 3);
+            put16(buf, l3, (w & 0xf00f) | u16::from(new_tc) << 4);
+        }
+    } else if let Some(ip) = buf.get_mut(l3..l3 + 20) {
+        ip[8] = ip[8].saturating_sub(1);
+        let mut c = apply_delta(u16::from_be_bytes([ip[10], ip[11]]), h.ip_delta);
+        if h.dscp != u8::MAX {
+            let old = u16::from_be_bytes([ip[0], ip[1]]);
+            let new = (old & 0xff03) | u16::from(h.dscp) << 2;
             if new != old {
                 c = checksum::update16(c, old, new);
-                put16(buf, l3, new);
+                ip[0..2].copy_from_slice(&new.to_be_bytes());
             }
         }
-        put16(buf, l3 + 10, c);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
     }
     // The egress link header, written whole in front of L3 (pop and push in one), and link
     // padding after the IP packet dropped, as the slow path does.
-    let e = &plan.egress;
-    let hl = e.encap.header_len();
+    let hl = usize::from(link.hl);
     // `decide` made sure the headroom is there.
     let start = l3.saturating_sub(hl);
-    let ethertype = if v6 { ETH_IPV6 } else { ETH_IPV4 };
-    if let Some(h) = buf.get_mut(start..l3) {
-        h[0..6].copy_from_slice(&e.dst_mac);
-        h[6..12].copy_from_slice(&e.src_mac);
-        match e.encap {
-            Encap::None => h[12..14].copy_from_slice(&ethertype.to_be_bytes()),
-            Encap::Vlan(id) => {
-                h[12..14].copy_from_slice(&ETH_VLAN.to_be_bytes());
-                h[14..16].copy_from_slice(&(id & 0x0fff).to_be_bytes());
-                h[16..18].copy_from_slice(&ethertype.to_be_bytes());
-            }
-            Encap::QinQ { outer, inner } => {
-                h[12..14].copy_from_slice(&ETH_QINQ.to_be_bytes());
-                h[14..16].copy_from_slice(&(outer & 0x0fff).to_be_bytes());
-                h[16..18].copy_from_slice(&ETH_VLAN.to_be_bytes());
-                h[18..20].copy_from_slice(&(inner & 0x0fff).to_be_bytes());
-                h[20..22].copy_from_slice(&ethertype.to_be_bytes());
-            }
-            Encap::Pppoe(session) => {
-                h[12..14].copy_from_slice(&ETH_PPPOE.to_be_bytes());
-                h[14] = 0x11;
-                h[15] = 0;
-                h[16..18].copy_from_slice(&session.to_be_bytes());
-                let len = (p.ip_len + 2).min(usize::from(u16::MAX)) as u16;
-                h[18..20].copy_from_slice(&len.to_be_bytes());
-                let ppp = if v6 { PPP_IPV6 } else { PPP_IPV4 };
-                h[20..22].copy_from_slice(&ppp.to_be_bytes());
+    if let (Some(hdr), Some(tail)) = (
+        buf.get_mut(start..l3),
+        link.tail[usize::from(v6)].get(..hl.saturating_sub(6)),
+    ) {
+        if hdr.len() == tail.len() + 6 {
+            hdr[..6].copy_from_slice(&h.dst_mac);
+            hdr[6..].copy_from_slice(tail);
+        }
+        if let Encap::Pppoe(_) = link.encap {
+            let len = (p.ip_len + 2).min(usize::from(u16::MAX)) as u16;
+            if let Some(l) = hdr.get_mut(18..20) {
+                l.copy_from_slice(&len.to_be_bytes());
             }
         }
     }
@@ -565,12 +564,17 @@ fn rewrite(f: &Flow, d: usize, p: &Parsed, buf: &mut [u8], head: usize) -> (usiz
 }
 
 #[inline]
-fn find(index: &Index, slots: &[Slot], key: &Key, h: u64) -> Option<u32> {
+pub(crate) fn find(index: &Index, hot: &[[Hot; 2]], cold: &[Cold], key: &Key, h: u64) -> Option<u32> {
     index.find(h, |v| {
-        slots
-            .get((v >> 1) as usize)
-            .and_then(|s| s.flow.as_ref())
-            .is_some_and(|f| f.key[(v & 1) as usize] == *key)
+        let (i, d) = ((v >> 1) as usize, (v & 1) as usize);
+        hot.get(i).and_then(|x| x.get(d)).is_some_and(|x| {
+            let v6 = if key.v6 {
+                cold.get(i).and_then(|c| c.v6(d))
+            } else {
+                None
+            };
+            x.matches(key, v6)
+        })
     })
 }
 
@@ -616,19 +620,14 @@ impl<B: OffloadBackend> Flowtable<B> {
             }
             for i in 0..m {
                 if let Ok(p) = &parsed[i] {
-                    if let Some(v) = find(&self.index, &self.slots, &p.key, hashes[i]) {
+                    if let Some(v) = find(&self.index, &self.hot, &self.cold, &p.key, hashes[i]) {
                         found[i] = v;
                     }
                 }
             }
             for &v in &found[..m] {
-                if let Some(f) = self
-                    .slots
-                    .get((v >> 1) as usize)
-                    .and_then(|s| s.flow.as_ref())
-                {
-                    let d = (v & 1) as usize;
-                    warm ^= u64::from(f.plan[d].egress.port) ^ f.count[d].packets;
+                if let Some(h) = self.hot.get((v >> 1) as usize) {
+                    warm ^= h[(v & 1) as usize].packets;
                 }
             }
             core::hint::black_box(warm);
@@ -644,7 +643,13 @@ impl<B: OffloadBackend> Flowtable<B> {
     pub fn process(&mut self, fs: &mut FrameSlot, now: Duration) -> Action {
         let p = parse(fs.frame(), fs.port);
         let v = match &p {
-            Ok(p) => find(&self.index, &self.slots, &p.key, self.index.hash(&p.key)),
+            Ok(p) => find(
+                &self.index,
+                &self.hot,
+                &self.cold,
+                &p.key,
+                self.index.hash(&p.key),
+            ),
             Err(_) => None,
         };
         self.finish::<false>(fs, p, v.unwrap_or(u32::MAX), ms(now))
@@ -659,7 +664,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         now_ms: u64,
     ) -> Action {
         let mut hit = None;
-        let act = match self.forward(fs, parsed, found, now_ms, &mut hit) {
+        let act = match self.forward::<TRACE>(fs, parsed, found, now_ms, &mut hit) {
             Ok(port) => {
                 self.stats.forwarded += 1;
                 Action::Forward(port)
@@ -688,7 +693,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     #[inline]
-    fn forward(
+    fn forward<const TRACE: bool>(
         &mut self,
         fs: &mut FrameSlot,
         parsed: Result<Parsed, Punt>,
@@ -698,12 +703,16 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) -> Result<Port, Punt> {
         let p = parsed?;
         let (idx, d) = ((found >> 1) as usize, (found & 1) as usize);
-        let slot = self.slots.get_mut(idx).ok_or(Punt::Miss)?;
-        let f = slot.flow.as_mut().ok_or(Punt::Miss)?;
+        let h = self.hot.get_mut(idx).ok_or(Punt::Miss)?;
         *hit = Some((
             FlowId {
                 idx: idx as u32,
-                gen: slot.gen,
+                // The cold part is read for traces only.
+                gen: if TRACE {
+                    self.cold.get(idx).map_or(0, |c| c.gen)
+                } else {
+                    0
+                },
             },
             d as u8,
         ));
@@ -717,19 +726,29 @@ impl<B: OffloadBackend> Flowtable<B> {
             return Err(Punt::TcpControl);
         }
         let head = fs.head;
-        decide(f, d, &p, head, &self.port_down, self.fib_gen)?;
-        let (start, len) = rewrite(f, d, &p, &mut fs.buf, head);
+        let li = decide(h, d, &p, head, &self.links, &self.port_down)?;
+        let link = self.links.get(li).ok_or(Punt::Miss)?;
+        let me = h.get_mut(d).ok_or(Punt::Miss)?;
+        let special = me.flags & (V6 | MARK) != 0;
+        let cold = if special { self.cold.get(idx) } else { None };
+        let (start, len) = rewrite(me, cold.and_then(|c| c.v6(d)), link, &p, &mut fs.buf, head);
         fs.head = start;
         fs.len = len;
-        let plan = &f.plan[d];
-        fs.mark = plan.has_mark.then_some(plan.mark);
-        let port = plan.egress.port;
-        let c = &mut f.count[d];
-        c.packets = c.packets.saturating_add(1);
-        c.bytes = c.bytes.saturating_add(p.ip_len as u64);
-        if now_ms.saturating_sub(f.used_ms) >= REFRESH_MS {
-            f.used_ms = now_ms;
+        fs.mark = match cold {
+            Some(c) if me.flags & MARK != 0 => c.mark.get(d).copied(),
+            _ => None,
+        };
+        me.packets = me.packets.saturating_add(1);
+        me.bytes = me.bytes.saturating_add(p.ip_len as u64);
+        // Wrapping: the low 32 bits tell a second apart as long as GC (every second) removes
+        // flows idle for far less than the 49 days they wrap in.
+        let since = (now_ms as u32).wrapping_sub(me.used);
+        if since >= REFRESH_MS as u32 && since < 1 << 31 {
+            me.used = now_ms as u32;
+            if let Some(c) = self.cold.get_mut(idx) {
+                c.used_ms = c.used_ms.max(now_ms);
+            }
         }
-        Ok(port)
+        Ok(link.port)
     }
 }

@@ -171,53 +171,209 @@ impl Key {
     }
 }
 
-/// What the fast path does to a direction's packets besides writing the other key's
-/// addresses and ports.
+/// The interface half of an egress, shared by every flow that leaves the same way (a router
+/// has few of them), so that a flow's hot line holds a two-byte index instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Plan {
-    pub egress: Egress,
+pub(crate) struct Link {
+    pub port: Port,
+    pub mtu: u16,
+    pub src_mac: Mac,
+    pub encap: Encap,
+    /// `encap.header_len()`.
+    pub hl: u8,
+    /// The egress link header after the destination MAC, ready to copy, for an IPv4 (`[0]`)
+    /// and an IPv6 (`[1]`) packet: source MAC, tags or PPPoE (its length patched per packet),
+    /// EtherType or PPP protocol.
+    pub tail: [[u8; 16]; 2],
+}
+
+impl Link {
+    pub fn new(port: Port, src_mac: Mac, encap: Encap, mtu: u16) -> Link {
+        let hl = encap.header_len();
+        let mut tail = [[0u8; 16]; 2];
+        for (v6, t) in tail.iter_mut().enumerate() {
+            let (ethertype, ppp) = if v6 == 1 {
+                (0x86dd_u16, 0x0057_u16)
+            } else {
+                (0x0800, 0x0021)
+            };
+            let mut h = [0u8; 22];
+            h[6..12].copy_from_slice(&src_mac);
+            match encap {
+                Encap::None => h[12..14].copy_from_slice(&ethertype.to_be_bytes()),
+                Encap::Vlan(id) => {
+                    h[12..14].copy_from_slice(&0x8100_u16.to_be_bytes());
+                    h[14..16].copy_from_slice(&(id & 0x0fff).to_be_bytes());
+                    h[16..18].copy_from_slice(&ethertype.to_be_bytes());
+                }
+                Encap::QinQ { outer, inner } => {
+                    h[12..14].copy_from_slice(&0x88a8_u16.to_be_bytes());
+                    h[14..16].copy_from_slice(&(outer & 0x0fff).to_be_bytes());
+                    h[16..18].copy_from_slice(&0x8100_u16.to_be_bytes());
+                    h[18..20].copy_from_slice(&(inner & 0x0fff).to_be_bytes());
+                    h[20..22].copy_from_slice(&ethertype.to_be_bytes());
+                }
+                Encap::Pppoe(session) => {
+                    h[12..14].copy_from_slice(&0x8864_u16.to_be_bytes());
+                    h[14] = 0x11;
+                    h[16..18].copy_from_slice(&session.to_be_bytes());
+                    h[20..22].copy_from_slice(&ppp.to_be_bytes());
+                }
+            }
+            t.copy_from_slice(&h[6..22]);
+        }
+        Link {
+            port,
+            mtu,
+            src_mac,
+            encap,
+            hl: hl as u8,
+            tail,
+        }
+    }
+}
+
+pub(crate) const CLOSING: u8 = 1 << 0;
+pub(crate) const TEARDOWN: u8 = 1 << 1;
+/// Routed under another FIB generation than the current one.
+pub(crate) const STALE: u8 = 1 << 2;
+/// The addresses and ports change (NAT): skips the writes when not.
+pub(crate) const NAT: u8 = 1 << 3;
+/// An IPv6 flow: addresses are in the cold part, the hot line's are unused.
+pub(crate) const V6: u8 = 1 << 4;
+/// `meta mark` to replay, in the cold part.
+pub(crate) const MARK: u8 = 1 << 5;
+/// The flags that belong to the flow and are kept equal in both directions' lines.
+pub(crate) const FLOW_FLAGS: u8 = CLOSING | TEARDOWN | STALE;
+
+/// In the hardware backend.
+pub(crate) const HW: u8 = 1 << 0;
+/// Pushed to the backend, no answer yet.
+pub(crate) const HW_PENDING: u8 = 1 << 1;
+
+/// What a forwarded packet of one direction reads and writes: one cache line. Key (IPv4),
+/// rewrite (addresses and ports it leaves with, checksum deltas, egress link and next-hop
+/// MAC), the check of its own link header, counters and the refresh time are all here, so a
+/// packet never touches the other direction's line or the cold part (unless IPv6 or marked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C, align(64))]
+pub(crate) struct Hot {
+    pub packets: u64,
+    /// Of the IP packet.
+    pub bytes: u64,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub new_src: [u8; 4],
+    pub new_dst: [u8; 4],
+    /// Low 32 bits of the last refresh in ms: enough to decide whether a second has passed;
+    /// the exact time is in the cold part, written with it.
+    pub used: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub new_sport: u16,
+    pub new_dport: u16,
+    pub in_port: Port,
     /// RFC 1624 sum of the changes to the IPv4 header (addresses and the TTL decrement),
     /// folded, not complemented. Unused for IPv6.
     pub ip_delta: u16,
     /// The same for the TCP/UDP checksum (pseudo-header addresses and ports); 0 when NAT
     /// changes nothing, and then the checksum is not touched, as the slow path leaves it.
     pub l4_delta: u16,
-    /// Whether the addresses and ports change at all (skips the writes when not).
-    pub nat: bool,
+    /// Egress, in the table's links.
+    pub link: u16,
+    /// The link frames of this direction must arrive through: the other direction's egress
+    /// (symmetric routing), whose source MAC and encapsulation they carry.
+    pub in_link: u16,
+    pub proto: u8,
+    pub flags: u8,
     /// `u8::MAX` for none.
     pub dscp: u8,
-    pub has_mark: bool,
-    pub mark: u32,
+    pub dst_mac: Mac,
 }
 
-pub(crate) const CLOSING: u8 = 1 << 0;
-pub(crate) const TEARDOWN: u8 = 1 << 1;
-/// In the hardware backend.
-pub(crate) const HW: u8 = 1 << 2;
-/// Pushed to the backend, no answer yet.
-pub(crate) const HW_PENDING: u8 = 1 << 3;
+const _: () = assert!(core::mem::size_of::<Hot>() == 64);
 
-/// One flow, both directions. The keys say which fields identify a packet; everything else is
-/// the plan and the flow's state.
-#[derive(Debug, Clone)]
-pub(crate) struct Flow {
-    pub key: [Key; 2],
-    pub plan: [Plan; 2],
-    /// Packets and bytes (of the IP packet) forwarded per direction.
-    pub count: [Counter; 2],
-    /// What of `count` has been added to the connection already (flowtable `counter`).
-    pub synced: [Counter; 2],
-    pub conn: ConnId,
-    /// Last refresh, in milliseconds of `now`; at most a second stale.
-    pub used_ms: u64,
+/// IPv6 addresses of one direction: as it arrives, and as it leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct V6Addrs {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub new_src: [u8; 16],
+    pub new_dst: [u8; 16],
+}
+
+/// What only the control plane (and IPv6 or marked packets) reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cold {
+    pub gen: u32,
+    pub live: bool,
+    /// `HW`, `HW_PENDING`.
+    pub hw: u8,
     /// The FIB generation the flow was routed under (low 32 bits: only equality matters).
     pub fib_gen: u32,
+    pub conn: Option<ConnId>,
+    /// Last refresh, in milliseconds of `now`; at most a second stale.
+    pub used_ms: u64,
+    /// What of the counters has been added to the connection already (flowtable `counter`;
+    /// allocated by the first sync, so flowtables without `counter` do not pay for it).
+    pub synced: Option<Box<[Counter; 2]>>,
     pub ct_mark: Option<u32>,
-    pub flags: u8,
+    pub mark: [u32; 2],
+    pub v6: Option<Box<[V6Addrs; 2]>>,
 }
 
-impl Flow {
+impl Hot {
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
+    }
+
+    /// Whether a packet's key is this direction's. IPv4 keys are whole in the line (the
+    /// mapped prefix of `Key` is constant); IPv6 addresses are compared in the cold part.
+    #[inline]
+    pub fn matches(&self, k: &Key, v6: Option<&V6Addrs>) -> bool {
+        if self.sport != k.sport
+            || self.dport != k.dport
+            || self.in_port != k.port
+            || self.proto != k.proto
+            || self.has(V6) != k.v6
+        {
+            return false;
+        }
+        if k.v6 {
+            return v6.is_some_and(|a| a.src == k.src && a.dst == k.dst);
+        }
+        k.src[12..] == self.src && k.dst[12..] == self.dst
+    }
+
+    /// The key this direction is indexed under.
+    pub fn key(&self, v6: Option<&V6Addrs>) -> Key {
+        let mut k = Key {
+            src: [0; 16],
+            dst: [0; 16],
+            sport: self.sport,
+            dport: self.dport,
+            port: self.in_port,
+            proto: self.proto,
+            v6: self.has(V6),
+        };
+        match v6.filter(|_| k.v6) {
+            Some(a) => {
+                k.src = a.src;
+                k.dst = a.dst;
+            }
+            None => {
+                k.src[10..12].copy_from_slice(&[0xff, 0xff]);
+                k.dst[10..12].copy_from_slice(&[0xff, 0xff]);
+                k.src[12..].copy_from_slice(&self.src);
+                k.dst[12..].copy_from_slice(&self.dst);
+            }
+        }
+        k
+    }
+}
+
+impl Cold {
+    pub fn v6(&self, d: usize) -> Option<&V6Addrs> {
+        self.v6.as_deref().and_then(|a| a.get(d))
     }
 }

@@ -44,7 +44,7 @@ pub use backend::{BackendEvent, DirSpec, FlowId, FlowSpec, OffloadBackend, Softw
 pub use fastpath::{Action, FrameSlot, Punt, TraceRecord, HEADROOM};
 pub use flow::{Egress, Encap, Mac, Mangles, Path, Port};
 
-use crate::flow::{Flow, Key, CLOSING, HW, HW_PENDING, TEARDOWN};
+use crate::flow::{Cold, Hot, Key, Link, CLOSING, FLOW_FLAGS, HW, HW_PENDING, STALE, TEARDOWN};
 use crate::index::Index;
 use core::fmt::Write as _;
 use core::time::Duration;
@@ -154,6 +154,17 @@ pub struct Memory {
     pub allocated: usize,
 }
 
+/// What one offloaded connection costs in memory with `conns` of them, conntrack and
+/// flowtable together: the connection's slot and its share of conntrack's indexes (every
+/// connection source-NATed), plus the flow's lines and its share of the flow index (a
+/// flowtable sized for `conns` flows). Heap parts only some connections have are left out:
+/// counters with conntrack accounting or flowtable `counter` (32 bytes each), IPv6 flow
+/// addresses (128).
+pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
+    Table::memory_per_conn(conns).bytes_per_conn
+        + Flowtable::<SoftwareOnly>::memory_per_flow(conns).bytes_per_flow
+}
+
 /// A read-only view of one flow, for listings and re-routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowInfo {
@@ -169,17 +180,16 @@ pub struct FlowInfo {
     pub hw: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Slot {
-    gen: u32,
-    flow: Option<Flow>,
-}
-
 /// A flowtable and its fast path. `B` is the hardware backend ([`SoftwareOnly`] when there is
 /// none).
 pub struct Flowtable<B: OffloadBackend = SoftwareOnly> {
     cfg: Config,
-    slots: Vec<Slot>,
+    /// Per flow, the two directions' lines, apart from the rest so that the fast path's
+    /// working set is 128 bytes a flow.
+    hot: Vec<[Hot; 2]>,
+    cold: Vec<Cold>,
+    /// The distinct egress interfaces flows leave through (a handful), never shrunk.
+    links: Vec<Link>,
     free: Vec<u32>,
     len: usize,
     index: Index,
@@ -214,7 +224,9 @@ impl<B: OffloadBackend> Flowtable<B> {
                 max_flows: max,
                 ..cfg
             },
-            slots: Vec::new(),
+            hot: Vec::new(),
+            cold: Vec::new(),
+            links: Vec::new(),
             free: Vec::new(),
             len: 0,
             index,
@@ -256,7 +268,59 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// back to the slow path (beyond the kernel: a route change is noticed), unless
     /// [`reroute`](Self::reroute) moved them first.
     pub fn set_fib_generation(&mut self, gen: u64) {
-        self.fib_gen = gen as u32;
+        let gen = gen as u32;
+        if gen == self.fib_gen {
+            return;
+        }
+        self.fib_gen = gen;
+        // Marked here, on the rare change, so that a packet reads a flag of its own line
+        // instead of the generation from the cold part.
+        for (h, c) in self.hot.iter_mut().zip(&self.cold) {
+            for d in h.iter_mut() {
+                if c.fib_gen == gen {
+                    d.flags &= !STALE;
+                } else {
+                    d.flags |= STALE;
+                }
+            }
+        }
+    }
+
+    /// The index of a link in `links`, added if new; `None` when the table of links is full.
+    fn link(&mut self, e: &Egress) -> Option<u16> {
+        let l = Link::new(e.port, e.src_mac, e.encap, e.mtu);
+        if let Some(i) = self.links.iter().position(|x| *x == l) {
+            return u16::try_from(i).ok();
+        }
+        let i = u16::try_from(self.links.len()).ok()?;
+        self.links.push(l);
+        Some(i)
+    }
+
+    fn egress(&self, h: &Hot) -> Egress {
+        let l = self.links.get(usize::from(h.link)).copied().unwrap_or(Link::new(0, [0; 6], Encap::None, 0));
+        Egress {
+            port: l.port,
+            src_mac: l.src_mac,
+            dst_mac: h.dst_mac,
+            encap: l.encap,
+            mtu: l.mtu,
+        }
+    }
+
+    /// Sets flow-wide flags in both directions' lines.
+    fn set_flags(&mut self, idx: usize, flags: u8) {
+        if let Some(h) = self.hot.get_mut(idx) {
+            for d in h.iter_mut() {
+                d.flags |= flags & FLOW_FLAGS;
+            }
+        }
+    }
+
+    fn live(&self, id: FlowId) -> bool {
+        self.cold
+            .get(id.idx as usize)
+            .is_some_and(|c| c.live && c.gen == id.gen)
     }
 
     /// An interface went up or down. Down, its flows are torn down as well (the kernel's
@@ -272,25 +336,12 @@ impl<B: OffloadBackend> Flowtable<B> {
         }
     }
 
-    fn flow(&self, id: FlowId) -> Option<&Flow> {
-        let s = self.slots.get(id.idx as usize)?;
-        (s.gen == id.gen).then_some(s.flow.as_ref()).flatten()
-    }
-
-    fn flow_mut(&mut self, id: FlowId) -> Option<&mut Flow> {
-        let s = self.slots.get_mut(id.idx as usize)?;
-        if s.gen != id.gen {
-            return None;
-        }
-        s.flow.as_mut()
-    }
-
     /// The flow a connection is offloaded to, if any (a walk: control plane only).
     pub fn find_conn(&self, conn: ConnId) -> Option<FlowId> {
-        self.slots.iter().enumerate().find_map(|(i, s)| {
-            s.flow.as_ref().filter(|f| f.conn == conn).map(|_| FlowId {
+        self.cold.iter().enumerate().find_map(|(i, c)| {
+            (c.live && c.conn == Some(conn)).then_some(FlowId {
                 idx: i as u32,
-                gen: s.gen,
+                gen: c.gen,
             })
         })
     }
@@ -308,7 +359,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         Some((
             FlowId {
                 idx,
-                gen: self.slots[idx as usize].gen,
+                gen: self.cold.get(idx as usize).map_or(0, |c| c.gen),
             },
             dir,
         ))
@@ -316,34 +367,32 @@ impl<B: OffloadBackend> Flowtable<B> {
 
     #[inline]
     fn find(&self, key: &Key, h: u64) -> Option<u32> {
-        let slots = &self.slots;
-        self.index.find(h, |v| {
-            slots
-                .get((v >> 1) as usize)
-                .and_then(|s| s.flow.as_ref())
-                .is_some_and(|f| f.key[(v & 1) as usize] == *key)
-        })
+        fastpath::find(&self.index, &self.hot, &self.cold, key, h)
     }
 
     /// Marks a flow for removal at the next GC; its packets go to the slow path meanwhile.
     pub fn teardown(&mut self, id: FlowId) -> bool {
-        match self.flow_mut(id) {
-            Some(f) => {
-                f.flags |= TEARDOWN;
-                true
-            }
-            None => false,
+        if !self.live(id) {
+            return false;
         }
+        self.set_flags(id.idx as usize, TEARDOWN);
+        true
     }
 
     /// Tears down the flows that enter or leave through `port` (an interface went down).
     pub fn teardown_port(&mut self, port: Port) -> usize {
         let mut n = 0;
-        for f in self.slots.iter_mut().filter_map(|s| s.flow.as_mut()) {
-            let uses = f.key.iter().any(|k| k.port == port)
-                || f.plan.iter().any(|p| p.egress.port == port);
-            if uses && !f.has(TEARDOWN) {
-                f.flags |= TEARDOWN;
+        for i in 0..self.cold.len() {
+            let (Some(c), Some(h)) = (self.cold.get(i), self.hot.get(i)) else {
+                continue;
+            };
+            let links = &self.links;
+            let out = |d: &Hot| links.get(usize::from(d.link)).map(|l| l.port);
+            let uses = h
+                .iter()
+                .any(|d| d.in_port == port || out(d) == Some(port));
+            if c.live && uses && !h[0].has(TEARDOWN) {
+                self.set_flags(i, TEARDOWN);
                 n += 1;
             }
         }
@@ -361,7 +410,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) -> (usize, usize) {
         self.fib_gen = gen as u32;
         let (mut moved, mut torn) = (0, 0);
-        for i in 0..self.slots.len() {
+        for i in 0..self.cold.len() {
             let Some(info) = self.info_at(i, Duration::ZERO) else {
                 continue;
             };
@@ -369,34 +418,52 @@ impl<B: OffloadBackend> Flowtable<B> {
                 continue;
             }
             let paths = route(&info);
-            let Some(f) = self.slots[i].flow.as_mut() else {
+            let (Some(h), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
                 continue;
             };
             let keeps_ingress = paths
-                .is_some_and(|p| p[0].ingress == f.key[0].port && p[1].ingress == f.key[1].port);
-            let mangles = admit::mangles_of(f);
-            match paths {
-                Some(p) if keeps_ingress && ct.get(f.conn).is_some() => {
+                .is_some_and(|p| p[0].ingress == h[0].in_port && p[1].ingress == h[1].in_port);
+            let mangles = admit::mangles_of(h, c);
+            let alive = c.conn.is_some_and(|id| ct.get(id).is_some());
+            let links = match paths {
+                Some(p) if keeps_ingress && alive => {
+                    self.link(&p[0].egress).zip(self.link(&p[1].egress)).map(|l| (p, l))
+                }
+                _ => None,
+            };
+            match links {
+                Some((p, (l0, l1))) => {
+                    let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
+                        continue;
+                    };
+                    let keys = [h[0].key(c.v6(0)), h[1].key(c.v6(1))];
+                    let l = [(l0, l1), (l1, l0)];
                     for d in 0..2 {
-                        f.plan[d] = admit::plan(&f.key[d], &f.key[1 - d], &p[d], &mangles[d]);
+                        let mut n = admit::hot(&keys[d], &keys[1 - d], l[d], p[d].egress.dst_mac, &mangles[d]);
+                        n.packets = h[d].packets;
+                        n.bytes = h[d].bytes;
+                        n.used = h[d].used;
+                        n.flags = (n.flags & !FLOW_FLAGS) | (h[d].flags & FLOW_FLAGS & !STALE);
+                        h[d] = n;
                     }
-                    f.fib_gen = gen as u32;
-                    if f.has(HW | HW_PENDING) {
-                        f.flags &= !(HW | HW_PENDING);
+                    c.fib_gen = gen as u32;
+                    if c.hw & (HW | HW_PENDING) != 0 {
+                        c.hw &= !(HW | HW_PENDING);
                         let id = FlowId {
                             idx: i as u32,
-                            gen: self.slots[i].gen,
+                            gen: c.gen,
                         };
                         self.backend.remove(id);
                     }
                     moved += 1;
                 }
-                _ => {
-                    f.flags |= TEARDOWN;
+                None => {
+                    self.set_flags(i, TEARDOWN);
                     torn += 1;
                 }
             }
         }
+        // Flows skipped above (torn down already) keep their marks: they never forward again.
         (moved, torn)
     }
 
@@ -409,15 +476,19 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.poll_backend(ct);
         let timeout = ms(self.cfg.idle_timeout);
         let mut removed = 0;
-        for i in 0..self.slots.len() {
-            let Some(f) = self.slots[i].flow.as_ref() else {
+        for i in 0..self.cold.len() {
+            let (Some(c), Some(h)) = (self.cold.get(i), self.hot.get(i)) else {
                 continue;
             };
-            let gone = ct
-                .get(f.conn)
+            if !c.live {
+                continue;
+            }
+            let gone = c
+                .conn
+                .and_then(|id| ct.get(id))
                 .is_none_or(|c| c.status().contains(Status::DYING));
-            let idle = now_ms.saturating_sub(f.used_ms) >= timeout;
-            let torn = f.has(TEARDOWN);
+            let idle = now_ms.saturating_sub(c.used_ms) >= timeout;
+            let torn = h[0].has(TEARDOWN);
             if gone || idle || torn {
                 if gone {
                     self.stats.conn_gone += 1;
@@ -429,9 +500,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 self.remove_at(i, ct, now);
                 removed += 1;
             } else if self.cfg.counter {
-                if let Some(f) = self.slots[i].flow.as_mut() {
-                    sync(f, ct);
-                }
+                self.sync(i, ct);
             }
         }
         GcReport {
@@ -444,8 +513,8 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// hold the final counters).
     pub fn flush(&mut self, ct: &mut Table, now: Duration) -> usize {
         let mut n = 0;
-        for i in 0..self.slots.len() {
-            if self.slots[i].flow.is_some() {
+        for i in 0..self.cold.len() {
+            if self.cold[i].live {
                 self.remove_at(i, ct, now);
                 n += 1;
             }
@@ -460,18 +529,25 @@ impl<B: OffloadBackend> Flowtable<B> {
         for ev in &events {
             match *ev {
                 BackendEvent::Added(id) => {
-                    if let Some(f) = self.flow_mut(id) {
-                        if f.has(HW_PENDING) {
-                            f.flags = (f.flags & !HW_PENDING) | HW;
-                            let conn = f.conn;
-                            let _ = ct.set_offload(conn, true);
+                    if !self.live(id) {
+                        continue;
+                    }
+                    if let Some(c) = self.cold.get_mut(id.idx as usize) {
+                        if c.hw & HW_PENDING != 0 {
+                            c.hw = (c.hw & !HW_PENDING) | HW;
+                            if let Some(conn) = c.conn {
+                                let _ = ct.set_offload(conn, true);
+                            }
                             self.stats.hw_added += 1;
                         }
                     }
                 }
                 BackendEvent::Failed(id) => {
-                    if let Some(f) = self.flow_mut(id) {
-                        f.flags &= !(HW_PENDING | HW);
+                    if !self.live(id) {
+                        continue;
+                    }
+                    if let Some(c) = self.cold.get_mut(id.idx as usize) {
+                        c.hw &= !(HW_PENDING | HW);
                         self.stats.hw_failed += 1;
                     }
                 }
@@ -481,12 +557,20 @@ impl<B: OffloadBackend> Flowtable<B> {
                     bytes,
                     last_used,
                 } => {
-                    if let Some(f) = self.flow_mut(id) {
+                    if !self.live(id) {
+                        continue;
+                    }
+                    let i = id.idx as usize;
+                    if let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) {
                         for d in 0..2 {
-                            f.count[d].packets = f.count[d].packets.saturating_add(packets[d]);
-                            f.count[d].bytes = f.count[d].bytes.saturating_add(bytes[d]);
+                            h[d].packets = h[d].packets.saturating_add(packets[d]);
+                            h[d].bytes = h[d].bytes.saturating_add(bytes[d]);
                         }
-                        f.used_ms = f.used_ms.max(ms(last_used));
+                        let used = c.used_ms.max(ms(last_used));
+                        c.used_ms = used;
+                        for d in h.iter_mut() {
+                            d.used = used as u32;
+                        }
                     }
                 }
             }
@@ -495,70 +579,111 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     fn remove_at(&mut self, i: usize, ct: &mut Table, now: Duration) {
-        let Some(slot) = self.slots.get_mut(i) else {
+        if !self.cold.get(i).is_some_and(|c| c.live) {
             return;
-        };
-        let Some(mut f) = slot.flow.take() else {
+        }
+        if self.cfg.counter {
+            self.sync(i, ct);
+        }
+        let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
             return;
         };
         let id = FlowId {
             idx: i as u32,
-            gen: slot.gen,
+            gen: c.gen,
         };
-        slot.gen = slot.gen.wrapping_add(1);
         for d in 0..2 {
-            let h = self.index.hash(&f.key[d]);
-            self.index.remove(h, (i as u32) << 1 | d as u32);
+            let k = h[d].key(c.v6(d));
+            let hash = self.index.hash(&k);
+            self.index.remove(hash, (i as u32) << 1 | d as u32);
         }
-        if self.cfg.counter {
-            sync(&mut f, ct);
+        *h = [Hot::default(); 2];
+        let old = core::mem::take(c);
+        c.gen = old.gen.wrapping_add(1);
+        if let Some(conn) = old.conn {
+            let _ = ct.clear_offload(conn, now);
         }
-        let _ = ct.clear_offload(f.conn, now);
-        if f.has(HW | HW_PENDING) {
+        if old.hw & (HW | HW_PENDING) != 0 {
             self.backend.remove(id);
         }
         self.free.push(i as u32);
         self.len -= 1;
     }
 
+    /// Adds what the fast path counted since the last sync to the connection.
+    fn sync(&mut self, i: usize, ct: &mut Table) {
+        let (Some(h), Some(c)) = (self.hot.get(i), self.cold.get_mut(i)) else {
+            return;
+        };
+        let Some(conn) = c.conn else { return };
+        for (d, dir) in [Direction::Original, Direction::Reply]
+            .into_iter()
+            .enumerate()
+        {
+            let s = c.synced.as_deref().map_or(Counter::default(), |s| s[d & 1]);
+            let (p, b) = (
+                h[d].packets.saturating_sub(s.packets),
+                h[d].bytes.saturating_sub(s.bytes),
+            );
+            if p != 0 || b != 0 {
+                ct.account(conn, dir, p, b);
+            }
+            c.synced.get_or_insert_with(Box::default)[d & 1] = Counter {
+                packets: h[d].packets,
+                bytes: h[d].bytes,
+            };
+        }
+        if let Some(m) = c.ct_mark {
+            if let Some(c) = ct.get_mut(conn) {
+                c.mark = m;
+            }
+        }
+    }
+
     fn info_at(&self, i: usize, now: Duration) -> Option<FlowInfo> {
-        let s = self.slots.get(i)?;
-        let f = s.flow.as_ref()?;
+        let c = self.cold.get(i).filter(|c| c.live)?;
+        let h = self.hot.get(i)?;
         let path = |d: usize| Path {
-            ingress: f.key[d].port,
-            egress: f.plan[d].egress,
+            ingress: h[d].in_port,
+            egress: self.egress(&h[d]),
+        };
+        let count = |d: usize| Counter {
+            packets: h[d].packets,
+            bytes: h[d].bytes,
         };
         Some(FlowInfo {
             id: FlowId {
                 idx: i as u32,
-                gen: s.gen,
+                gen: c.gen,
             },
-            conn: f.conn,
-            tuples: [f.key[0].tuple(), f.key[1].tuple()],
+            conn: c.conn?,
+            tuples: [h[0].key(c.v6(0)).tuple(), h[1].key(c.v6(1)).tuple()],
             paths: [path(0), path(1)],
-            counters: f.count,
-            idle: Duration::from_millis(ms(now).saturating_sub(f.used_ms)),
-            closing: f.has(CLOSING),
-            teardown: f.has(TEARDOWN),
-            hw: f.has(HW),
+            counters: [count(0), count(1)],
+            idle: Duration::from_millis(ms(now).saturating_sub(c.used_ms)),
+            closing: h[0].has(CLOSING),
+            teardown: h[0].has(TEARDOWN),
+            hw: c.hw & HW != 0,
         })
     }
 
     /// The flows, in slab order.
     pub fn iter(&self, now: Duration) -> impl Iterator<Item = FlowInfo> + '_ {
-        (0..self.slots.len()).filter_map(move |i| self.info_at(i, now))
+        (0..self.cold.len()).filter_map(move |i| self.info_at(i, now))
     }
 
     pub fn info(&self, id: FlowId, now: Duration) -> Option<FlowInfo> {
-        self.flow(id)?;
+        if !self.live(id) {
+            return None;
+        }
         self.info_at(id.idx as usize, now)
     }
 
     /// The listing: a line per flow in the format of the crate documentation.
     pub fn list(&self, now: Duration) -> Vec<String> {
         let mut out = Vec::with_capacity(self.len);
-        for i in 0..self.slots.len() {
-            let (Some(info), Some(f)) = (self.info_at(i, now), self.slots[i].flow.as_ref()) else {
+        for i in 0..self.cold.len() {
+            let (Some(info), Some(c)) = (self.info_at(i, now), self.cold.get(i)) else {
                 continue;
             };
             let mut s = String::with_capacity(256);
@@ -597,13 +722,13 @@ impl<B: OffloadBackend> Flowtable<B> {
                 );
             }
             let _ = write!(s, " idle={}s", info.idle.as_secs());
-            for (flag, name) in [
-                (CLOSING, "closing"),
-                (TEARDOWN, "teardown"),
-                (HW, "hw"),
-                (HW_PENDING, "hw-pending"),
+            for (set, name) in [
+                (info.closing, "closing"),
+                (info.teardown, "teardown"),
+                (c.hw & HW != 0, "hw"),
+                (c.hw & HW_PENDING != 0, "hw-pending"),
             ] {
-                if f.has(flag) {
+                if set {
                     let _ = write!(s, " [{name}]");
                 }
             }
@@ -612,18 +737,34 @@ impl<B: OffloadBackend> Flowtable<B> {
         out
     }
 
+    /// What a flow costs in a flowtable configured for `max_flows` (the index is sized for
+    /// the limit), without making one.
+    pub fn memory_per_flow(max_flows: usize) -> Memory {
+        let entry_bytes = core::mem::size_of::<[Hot; 2]>() + core::mem::size_of::<Cold>();
+        let index_bytes_per_flow =
+            (Index::slots_for(max_flows.saturating_mul(2)) * 8).div_ceil(max_flows.max(1));
+        Memory {
+            entry_bytes,
+            index_bytes_per_flow,
+            bytes_per_flow: entry_bytes + index_bytes_per_flow,
+            allocated: 0,
+        }
+    }
+
     /// What a flow costs in memory here (conntrack's share is on top of it).
     pub fn memory(&self) -> Memory {
-        let entry_bytes = core::mem::size_of::<Slot>();
+        let entry_bytes = core::mem::size_of::<[Hot; 2]>() + core::mem::size_of::<Cold>();
         let index_bytes_per_flow =
             (self.index.capacity_slots() * 8).div_ceil(self.cfg.max_flows.max(1));
         Memory {
             entry_bytes,
             index_bytes_per_flow,
             bytes_per_flow: entry_bytes + index_bytes_per_flow,
-            allocated: self.slots.capacity() * entry_bytes
+            allocated: self.hot.capacity() * core::mem::size_of::<[Hot; 2]>()
+                + self.cold.capacity() * core::mem::size_of::<Cold>()
                 + self.index.capacity_slots() * 8
-                + self.free.capacity() * 4,
+                + self.free.capacity() * 4
+                + self.links.capacity() * core::mem::size_of::<Link>(),
         }
     }
 
@@ -638,28 +779,5 @@ impl<B: OffloadBackend> Flowtable<B> {
         (0..n)
             .map(|k| self.trace[(start + k) % n].to_string())
             .collect()
-    }
-}
-
-/// Adds what the fast path counted since the last sync to the connection.
-fn sync(f: &mut Flow, ct: &mut Table) {
-    for (d, dir) in [Direction::Original, Direction::Reply]
-        .into_iter()
-        .enumerate()
-    {
-        let (c, s) = (f.count[d], f.synced[d]);
-        let (p, b) = (
-            c.packets.saturating_sub(s.packets),
-            c.bytes.saturating_sub(s.bytes),
-        );
-        if p != 0 || b != 0 {
-            ct.account(f.conn, dir, p, b);
-        }
-        f.synced[d] = c;
-    }
-    if let Some(m) = f.ct_mark {
-        if let Some(c) = ct.get_mut(f.conn) {
-            c.mark = m;
-        }
     }
 }

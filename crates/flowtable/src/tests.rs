@@ -1535,3 +1535,14 @@ fn tcp_control_segments_punted_when_asked() {
     let ack = w.frame_from(LAN, &client_pkt(&c, ACK, b"", 64));
     assert_punt(&mut w, LAN, &ack, now, Punt::Teardown);
 }
+
+/// Memory per offloaded connection (issue 4: conntrack entry and its index share, flow
+/// entry and its index share) at 100,000 connections; kept from growing back.
+#[test]
+fn bytes_per_offloaded_connection_at_100k() {
+    let b = crate::bytes_per_offloaded_connection(100_000);
+    let ct = nft_conntrack::Table::memory_per_conn(100_000);
+    let ft = Flowtable::<crate::SoftwareOnly>::memory_per_flow(100_000);
+    eprintln!("{b} bytes = conntrack {ct:?} + flowtable {ft:?}");
+    assert!(b <= 489, "{b}");
+}
