@@ -721,7 +721,9 @@ impl<B: OffloadBackend> Flowtable<B> {
             // torn down now, the flow also punts the frames behind this one in the burst,
             // which would otherwise overtake it.
             if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-                f.flags |= TEARDOWN;
+                for line in h.iter_mut() {
+                    line.flags |= TEARDOWN;
+                }
             }
             return Err(Punt::TcpControl);
         }
