@@ -16,6 +16,22 @@ pub struct Args {
     pub packets: usize,
 }
 
+/// The default's shape with `n` more rules: the fast path must not care how many rules there
+/// are (a hit skips every hook), so its packets/s at 10 and 10,000 rules should match.
+fn ruleset_with_rules(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from(
+        "table inet fw {\n\tflowtable ft {\n\t\thook ingress priority 0;\n\t\tdevices = { \"br-lan\", \"wan\" };\n\t\tcounter;\n\t}\n\tchain filler {\n",
+    );
+    for i in 0..n {
+        let _ = writeln!(s, "\t\tip saddr 10.{}.{}.{} tcp dport {} counter drop", (i >> 16) & 255, (i >> 8) & 255, i & 255, 1 + i % 65535);
+    }
+    s.push_str(
+        "\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t\tmeta l4proto { tcp, udp } flow add @ft\n\t\tct state established,related accept\n\t\tiifname \"wan\" jump filler\n\t\tiifname \"br-lan\" oifname \"wan\" accept\n\t}\n\tchain srcnat {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"wan\" masquerade\n\t}\n}\n",
+    );
+    s
+}
+
 /// A 64-byte frame (60 bytes plus the FCS the wire adds): UDP from a LAN client to an
 /// Internet server, unique per `i`.
 fn frame(topo: &Topology, lan: usize, clients: &[([u8; 6], [u8; 4])], i: usize) -> Vec<u8> {
@@ -50,6 +66,21 @@ pub fn run(a: Args) -> Result<()> {
     let fast_topo = defaults::load_topology(a.topology.as_deref())?;
     let fast_rules = simulate::load_rules(a.ruleset.as_deref(), &fast_topo)?;
     let fast = fast_path(fast_topo, fast_rules, cfg.clone(), lan, &frames)?;
+    // the fast path against ruleset size (only with the default topology, whose interfaces the
+    // generated rulesets name)
+    let mut by_rules = serde_json::Map::new();
+    if a.topology.is_none() {
+        for k in [10usize, 1000, 10_000] {
+            let t = defaults::load_topology(None)?;
+            let names: Vec<String> = t.interfaces.iter().map(|i| i.name.clone()).chain(["lo".to_string()]).collect();
+            let opts = nft_lang::ruleset::LoadOpts { interfaces: Some(names), ..Default::default() };
+            let ast = nft_lang::ruleset::load_str("bench.nft", &ruleset_with_rules(k.saturating_sub(6)), &opts).map_err(|e| anyhow::anyhow!("{}", e.rendered))?;
+            let rs = nft_engine::rules::compile(&ast)?;
+            let f = fast_path(t, rs, cfg.clone(), lan, &frames)?;
+            by_rules.insert(k.to_string(), serde_json::json!(f.pps.round()));
+        }
+    }
+    let bytes_per_conn = nft_flowtable::bytes_per_offloaded_connection(100_000);
     // the slow path alone: offload off, every established packet walks the ruleset
     let cfg = Config { offload: false, ..cfg };
     let mut r = Router::new(topo, rules, cfg);
@@ -80,6 +111,8 @@ pub fn run(a: Args) -> Result<()> {
             "fast_path_pps": fast.pps.round(),
             "fast_path_flows": fast.flows,
             "fast_path_packets": fast.packets,
+            "fast_path_pps_by_rules": by_rules,
+            "bytes_per_offloaded_connection": bytes_per_conn,
             "first_pass_forwarded": forwarded,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -89,6 +122,10 @@ pub fn run(a: Args) -> Result<()> {
         println!("  packets/s (established) {:>12.0}", pps);
         println!("fast path (flow offload), the same established flows, {} of them offloaded:", fast.flows);
         println!("  packets/s (established) {:>12.0}   ({:.1}x the slow path)", fast.pps, fast.pps / pps.max(1.0));
+        for (k, v) in &by_rules {
+            println!("  fast path packets/s with {k:>5} rules: {:>12.0}", v.as_f64().unwrap_or(0.0));
+        }
+        println!("  memory per offloaded connection (conntrack + flow entry, at 100,000): {bytes_per_conn} bytes");
         println!("  ({forwarded} of {n} first packets forwarded; drops {:?})", rep.drops);
     }
     Ok(())

@@ -182,6 +182,11 @@ fn bench_json_has_the_contract_keys() {
     assert!(v["slow_path_pps"].as_f64().unwrap() > 0.0);
     assert!(v["new_connections_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(v["first_pass_forwarded"].as_u64(), Some(2000), "every first packet is forwarded: {v}");
+    for k in ["10", "1000", "10000"] {
+        assert!(v["fast_path_pps_by_rules"][k].as_f64().unwrap() > 0.0, "{v}");
+    }
+    let b = v["bytes_per_offloaded_connection"].as_u64().unwrap();
+    assert!(b > 100 && b < 4096, "{v}");
 }
 
 /// Issue 4, the proof at the CLI: the output capture and the final `conntrack -L` with and
