@@ -665,8 +665,7 @@ impl Router {
             let mut trace_lines: Vec<TraceLine> = vec![];
             let (verdict, by_policy, upd) = {
                 let env = RouterEnv { topo: &self.topo, fib: &self.fib, ct: &self.ct, ifnames: &self.ifnames };
-                let mut pkt = rules::pkt_from_frame(buf, meta, w.iif as u32 + 1, "");
-                pkt.iifname = self.ifnames.get(w.iif).copied().unwrap_or(0);
+                let mut pkt = rules::pkt_view(buf, meta, w.iif as u32 + 1, self.ifnames.get(w.iif).copied().unwrap_or(0));
                 pkt.mark = w.mark;
                 pkt.priority = w.priority;
                 pkt.nftrace = w.nftrace;
@@ -1150,7 +1149,9 @@ impl Router {
             .state
             .rule_hits
             .iter()
-            .filter_map(|(&(chain, rule), &hits)| {
+            .enumerate()
+            .flat_map(|(chain, hits)| hits.iter().enumerate().filter(|(_, h)| **h > 0).map(move |(rule, &h)| (chain, rule, h)))
+            .filter_map(|(chain, rule, hits)| {
                 let ch = self.rules.chains.get(chain)?;
                 let r = ch.rules.get(rule)?;
                 Some(RuleHits { table: format!("{} {}", ch.family.name(), ch.table), chain: ch.name.clone(), handle: r.handle, rule: r.text.clone(), hits })

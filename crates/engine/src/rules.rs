@@ -505,12 +505,17 @@ pub struct State {
     /// (tokens, last refill ns)
     pub buckets: Vec<(f64, u64)>,
     pub quota_used: Vec<u64>,
-    pub rule_hits: HashMap<(usize, usize), u64>,
+    /// Hits by chain, then rule index: a flat count per rule, since every matched rule of
+    /// every packet adds one.
+    pub rule_hits: Vec<Vec<u64>>,
     /// One per compiled set, same index.
     pub dynsets: Vec<DynSet>,
     pub numgen: Vec<Option<u32>>,
     /// xorshift state for `meta random` and `numgen random`: seeded, so runs repeat.
     pub rng: u64,
+    /// The set-lookup key buffer, kept between packets so that building a key allocates
+    /// nothing.
+    keybuf: Vec<u128>,
 }
 
 impl State {
@@ -523,10 +528,30 @@ impl State {
             counters,
             buckets: rs.limits.iter().map(|l| (l.burst.max(1.0), 0)).collect(),
             quota_used: rs.quotas.iter().map(|q| q.used).collect(),
-            rule_hits: HashMap::default(),
+            rule_hits: rs.chains.iter().map(|c| vec![0; c.rules.len()]).collect(),
             dynsets: vec![DynSet::default(); rs.sets.len()],
             numgen: vec![None; rs.numgens],
             rng: 0x9e37_79b9_7f4a_7c15,
+            keybuf: Vec::with_capacity(4),
+        }
+    }
+
+    fn hit(&mut self, chain: usize, rule: usize) {
+        if let Some(h) = self.rule_hits.get_mut(chain).and_then(|c| c.get_mut(rule)) {
+            *h += 1;
+            return;
+        }
+        // a state not built from this ruleset (`State::default()`): grow to fit
+        if self.rule_hits.len() <= chain {
+            self.rule_hits.resize(chain + 1, vec![]);
+        }
+        if let Some(c) = self.rule_hits.get_mut(chain) {
+            if c.len() <= rule {
+                c.resize(rule + 1, 0);
+            }
+            if let Some(h) = c.get_mut(rule) {
+                *h += 1;
+            }
         }
     }
 
@@ -1840,9 +1865,11 @@ pub fn run_hook(rs: &Ruleset, st: &mut State, hook: Hook, families: &[Family], p
 /// first packet and stop once a binding is made. The flag tells a policy verdict from a rule's.
 pub fn run_base_chain(rs: &Ruleset, st: &mut State, b: &BaseChain, pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, trace: Option<&mut Vec<TraceLine>>) -> (HookVerdict, bool) {
     let mut trace = trace;
-    let mut keybuf = Vec::with_capacity(4);
+    let mut keybuf = std::mem::take(&mut st.keybuf);
     pkt.now_ns = now_ns;
-    match run_chain(rs, st, b.chain, pkt, now_ns, act, &mut keybuf, trace.as_deref_mut()) {
+    let v = run_chain(rs, st, b.chain, pkt, now_ns, act, &mut keybuf, trace.as_deref_mut());
+    st.keybuf = keybuf;
+    match v {
         Some(Verdict::Drop) => (HookVerdict::Drop, false),
         Some(Verdict::Queue) => (HookVerdict::Queue, false),
         Some(Verdict::Stolen) => (HookVerdict::Stolen, false),
@@ -2247,7 +2274,7 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
             if !matched {
                 continue;
             }
-            *st.rule_hits.entry((chain, ri - 1)).or_default() += 1;
+            st.hit(chain, ri - 1);
             let Some(v) = verdict else { continue };
             if let Some(t) = trace.as_deref_mut() {
                 t.push(TraceLine { chain, rule: Some(ri - 1), verdict: verdict_text(rs, &v) });
@@ -2304,6 +2331,12 @@ fn eval_value(rs: &Ruleset, st: &mut State, pkt: &Pkt, v: &Value, keybuf: &mut V
 
 /// Fills the rule view of a parsed frame arriving on `iif`.
 pub fn pkt_from_frame<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u32, iifname: &str) -> Pkt<'a> {
+    pkt_view(frame, m, iif, ifname_value(iifname))
+}
+
+/// [`pkt_from_frame`] with the interface name already in its register form, which the
+/// router computes once per interface rather than once per base chain.
+pub fn pkt_view<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u32, iifname: u128) -> Pkt<'a> {
     let nfproto = match m.ip_version {
         Some(nft_wire::IpVersion::Ipv4) => 2,
         Some(nft_wire::IpVersion::Ipv6) => 10,
@@ -2322,7 +2355,7 @@ pub fn pkt_from_frame<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u3
         len: (m.l3_end - m.l3_offset) as u32,
         iif,
         oif: 0,
-        iifname: ifname_value(iifname),
+        iifname,
         oifname: 0,
         mark: 0,
         priority: 0,
