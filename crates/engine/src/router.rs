@@ -92,7 +92,10 @@ type NatRequest = (NatSpec, Option<(u128, u128)>, Option<(u16, u16)>);
 struct Act {
     nat: Option<NatRequest>,
     reject: Option<Reject>,
+    /// The first `flow_adds` are this chain's; the strings stay between chains (in
+    /// `Router::flow_names`) so that a `flow add` on every packet allocates nothing.
     flow_add: Vec<String>,
+    flow_adds: usize,
     notrack: bool,
     logs: Vec<LogSpec>,
     dups: Vec<(Option<u128>, Option<u32>)>,
@@ -108,7 +111,14 @@ impl Actions for Act {
         self.reject = Some(r.clone());
     }
     fn flow_add(&mut self, _pkt: &Pkt, flowtable: &str) {
-        self.flow_add.push(flowtable.to_owned());
+        match self.flow_add.get_mut(self.flow_adds) {
+            Some(s) => {
+                s.clear();
+                s.push_str(flowtable);
+            }
+            None => self.flow_add.push(flowtable.to_owned()),
+        }
+        self.flow_adds += 1;
     }
     fn notrack(&mut self, _pkt: &Pkt) {
         self.notrack = true;
@@ -224,6 +234,8 @@ pub struct Router {
     trace: Vec<String>,
     packet_no: u64,
     offload: Offload,
+    /// [`Act::flow_add`]'s strings, lent to each base chain's `Act`.
+    flow_names: Vec<String>,
 }
 
 fn addr_bits(a: IpAddr) -> u128 {
@@ -257,7 +269,7 @@ impl Router {
         let counters = Counters::new(topo.interfaces.len());
         let ifnames = topo.interfaces.iter().map(|i| rules::ifname_value(&i.name)).collect();
         let offload = Offload::new(&rules, &topo, cfg.offload, cfg.conntrack.max_entries);
-        Router { topo, ports, fib, rules, state, ct, cfg, counters, ifnames, logs: vec![], trace: vec![], packet_no: 0, offload }
+        Router { topo, ports, fib, rules, state, ct, cfg, counters, ifnames, logs: vec![], trace: vec![], packet_no: 0, offload, flow_names: vec![] }
     }
 
     pub fn topology(&self) -> &Topology {
@@ -661,7 +673,7 @@ impl Router {
             }
             let family = b.family;
             let ct = self.ct_info(w, now);
-            let mut act = Act::default();
+            let mut act = Act { flow_add: std::mem::take(&mut self.flow_names), ..Act::default() };
             let mut trace_lines: Vec<TraceLine> = vec![];
             let (verdict, by_policy, upd) = {
                 let env = RouterEnv { topo: &self.topo, fib: &self.fib, ct: &self.ct, ifnames: &self.ifnames };
@@ -740,14 +752,14 @@ impl Router {
             if act.notrack {
                 w.notrack = true;
             }
-            for ft in std::mem::take(&mut act.flow_add) {
+            for ft in act.flow_add.iter().take(act.flow_adds) {
                 self.counters.flow_add_requests += 1;
                 let conn = w.conn.and_then(|(id, _)| self.ct.get(id));
                 match admission::admit(hook, family, conn, meta) {
                     // the flowtable takes it once the walk is through (confirmed)
                     Ok(()) => {
                         let table = &self.rules.chains[self.rules.base[i - 1].chain].table;
-                        if let Some(t) = self.offload.resolve(table, &ft) {
+                        if let Some(t) = self.offload.resolve(table, ft) {
                             w.flow_add = Some((t, family));
                         }
                     }
@@ -757,6 +769,7 @@ impl Router {
             if let Some(r) = act.reject.take() {
                 self.send_reject(w, buf, meta, &r, out);
             }
+            self.flow_names = std::mem::take(&mut act.flow_add);
             if let Some((spec, addr, port)) = act.nat.take() {
                 self.bind_nat(w, &spec, addr, port)?;
             }
