@@ -600,7 +600,18 @@ impl Router {
             w.dst_undo = Some(Rewrite { dst_addr: part.dst_addr.and(meta.dst_addr), dst_port: part.dst_port.and(old_port), ..Rewrite::default() });
         }
         apply_rewrite(buf, meta, &rw, Some(manip)).map_err(|_| Drop::RewriteFailed)?;
-        *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
+        let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp)) && meta.fragment == Fragment::None && meta.icmp.is_none();
+        match meta.ports.as_mut() {
+            // NAT of a whole TCP/UDP packet moves addresses and ports and nothing else a parse
+            // reads, so the parse is patched rather than redone
+            Some((sport, dport)) if plain_l4 => {
+                meta.src_addr = part.src_addr.or(meta.src_addr);
+                meta.dst_addr = part.dst_addr.or(meta.dst_addr);
+                *sport = part.src_port.unwrap_or(*sport);
+                *dport = part.dst_port.unwrap_or(*dport);
+            }
+            _ => *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?,
+        }
         self.counters.nat_packets += 1;
         Ok(())
     }
