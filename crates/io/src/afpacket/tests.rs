@@ -308,8 +308,27 @@ fn veth_pair_frames_cross_the_ring_both_ways() {
     router.rx_burst(usize::MAX, |f| own += usize::from(ours(f, FROM_ROUTER)));
     assert_eq!(own, 0, "the ring saw its own transmissions");
 
+    // The receive path moves an 802.1Q tag into metadata before packet sockets see the frame
+    // (skb_vlan_untag); the ring must put it back so the frame reads as it was on the wire.
+    let inner = frame(FROM_PEER, 7, 300);
+    let mut wire = inner[..12].to_vec();
+    wire.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+    wire.extend_from_slice(&inner[12..]);
+    peer.send(&wire);
+    let mut tagged = None;
+    while tagged.is_none() {
+        assert!(Instant::now() < deadline, "the tagged frame never arrived");
+        router.poll(Duration::from_millis(50)).unwrap();
+        router.rx_burst(usize::MAX, |f| {
+            if f.len() > 18 && f[12..14] == [0x81, 0x00] && f[16..18] == ETHERTYPE.to_be_bytes() {
+                tagged = Some(f.to_vec());
+            }
+        });
+    }
+    assert_eq!(tagged.unwrap(), wire);
+
     let stats = router.stats().unwrap();
-    assert!(stats.rx_packets >= N as u64, "{stats:?}");
+    assert!(stats.rx_packets > N as u64, "{stats:?}");
     assert_eq!(stats.rx_drops, 0, "{stats:?}");
     assert_eq!(stats.tx_packets, N as u64, "{stats:?}");
     assert_eq!(stats.tx_errors, 0, "{stats:?}");
