@@ -78,6 +78,43 @@ pub struct AfPacketConfig {
     pub promiscuous: bool,
     /// Do not receive the frames this host transmits on the interface (ours included).
     pub ignore_outgoing: bool,
+    /// Join a fanout group, so several sockets (one per worker) on the interface share its
+    /// frames instead of each receiving all of them.
+    pub fanout: Option<Fanout>,
+}
+
+/// A `PACKET_FANOUT` group: the sockets bound to one interface with the same `group` id split its
+/// frames by `mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fanout {
+    pub group: u16,
+    pub mode: FanoutMode,
+}
+
+/// How a fanout group picks the socket for a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FanoutMode {
+    /// By the kernel's symmetric flow hash, so both directions of a 5-tuple land on one socket
+    /// (before NAT; a translated reply hashes on its own tuple). Fragments are reassembled for
+    /// hashing (`PACKET_FANOUT_FLAG_DEFRAG`) so a datagram's pieces stay together.
+    Hash,
+    /// Round robin.
+    LoadBalance,
+    /// By the CPU that received the frame.
+    Cpu,
+    /// By the receive queue the NIC put the frame in.
+    QueueMapping,
+}
+
+impl FanoutMode {
+    fn type_flags(self) -> u32 {
+        match self {
+            FanoutMode::Hash => libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG,
+            FanoutMode::LoadBalance => libc::PACKET_FANOUT_LB,
+            FanoutMode::Cpu => libc::PACKET_FANOUT_CPU,
+            FanoutMode::QueueMapping => libc::PACKET_FANOUT_QM,
+        }
+    }
 }
 
 impl Default for AfPacketConfig {
@@ -89,6 +126,7 @@ impl Default for AfPacketConfig {
             retire_timeout: Duration::from_millis(1),
             promiscuous: false,
             ignore_outgoing: true,
+            fanout: None,
         }
     }
 }
@@ -222,6 +260,11 @@ impl AfPacket {
                 &mreq,
                 "setsockopt(PACKET_ADD_MEMBERSHIP)",
             )?;
+        }
+        // After bind: the kernel takes the group's interface and protocol from the bound socket.
+        if let Some(fanout) = config.fanout {
+            let arg: u32 = u32::from(fanout.group) | (fanout.mode.type_flags() << 16);
+            sys::setsockopt(&fd, libc::PACKET_FANOUT, &arg, "setsockopt(PACKET_FANOUT)")?;
         }
         Ok(AfPacket {
             ring,

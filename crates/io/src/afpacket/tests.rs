@@ -204,36 +204,58 @@ fn skip_reason() -> Option<String> {
     None
 }
 
+/// Two namespaces this test owns, joined by a veth pair: `vr` in `router`, `vp` in `peer`.
+/// Removed when dropped, also when the test fails.
+struct VethPair {
+    router: String,
+    peer: String,
+    _netns: Netns,
+}
+
+impl VethPair {
+    /// `None`, with the reason printed, when the test cannot run here.
+    fn create(test: &str) -> Option<VethPair> {
+        if let Some(why) = skip_reason() {
+            eprintln!("SKIP {test}: {why}");
+            return None;
+        }
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let tag = format!(
+            "afp-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let (router, peer) = (format!("{tag}-a"), format!("{tag}-b"));
+        let netns = match Netns::create(&[router.clone(), peer.clone()]) {
+            Ok(ns) => ns,
+            Err(e) => {
+                eprintln!("SKIP {test}: cannot create namespaces: {e}");
+                return None;
+            }
+        };
+        let (r, p) = (router.as_str(), peer.as_str());
+        ip(&[
+            "-n", r, "link", "add", "vr", "type", "veth", "peer", "name", "vp", "netns", p,
+        ])
+        .unwrap();
+        ip(&["-n", r, "addr", "add", "198.18.0.1/30", "dev", "vr"]).unwrap();
+        ip(&["-n", p, "addr", "add", "198.18.0.2/30", "dev", "vp"]).unwrap();
+        ip(&["-n", r, "link", "set", "vr", "up"]).unwrap();
+        ip(&["-n", p, "link", "set", "vp", "up"]).unwrap();
+        Some(VethPair {
+            router,
+            peer,
+            _netns: netns,
+        })
+    }
+}
+
 #[test]
 fn veth_pair_frames_cross_the_ring_both_ways() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIP veth_pair_frames_cross_the_ring_both_ways: {why}");
+    let Some(pair) = VethPair::create("veth_pair_frames_cross_the_ring_both_ways") else {
         return;
-    }
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let tag = format!(
-        "afp-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    );
-    let (ns_r, ns_p) = (format!("{tag}-a"), format!("{tag}-b"));
-    let _netns = match Netns::create(&[ns_r.clone(), ns_p.clone()]) {
-        Ok(ns) => ns,
-        Err(e) => {
-            eprintln!(
-                "SKIP veth_pair_frames_cross_the_ring_both_ways: cannot create namespaces: {e}"
-            );
-            return;
-        }
     };
-    ip(&[
-        "-n", &ns_r, "link", "add", "vr", "type", "veth", "peer", "name", "vp", "netns", &ns_p,
-    ])
-    .unwrap();
-    ip(&["-n", &ns_r, "addr", "add", "198.18.0.1/30", "dev", "vr"]).unwrap();
-    ip(&["-n", &ns_p, "addr", "add", "198.18.0.2/30", "dev", "vp"]).unwrap();
-    ip(&["-n", &ns_r, "link", "set", "vr", "up"]).unwrap();
-    ip(&["-n", &ns_p, "link", "set", "vp", "up"]).unwrap();
+    let (ns_r, ns_p) = (pair.router.clone(), pair.peer.clone());
 
     // Small blocks so the N frames span many of them and the ring wraps.
     let config = AfPacketConfig {
@@ -332,4 +354,53 @@ fn veth_pair_frames_cross_the_ring_both_ways() {
     assert_eq!(stats.rx_drops, 0, "{stats:?}");
     assert_eq!(stats.tx_packets, N as u64, "{stats:?}");
     assert_eq!(stats.tx_errors, 0, "{stats:?}");
+}
+
+#[test]
+fn a_fanout_group_shares_the_frames() {
+    let Some(pair) = VethPair::create("a_fanout_group_shares_the_frames") else {
+        return;
+    };
+    let config = AfPacketConfig {
+        fanout: Some(Fanout {
+            group: (std::process::id() & 0xffff) as u16,
+            mode: FanoutMode::LoadBalance,
+        }),
+        ..AfPacketConfig::default()
+    };
+    let mut workers = in_netns(&pair.router, move || {
+        [
+            AfPacket::open("vr", &config).unwrap(),
+            AfPacket::open("vr", &config).unwrap(),
+        ]
+    });
+    let peer = in_netns(&pair.peer, || Plain::open("vp"));
+    for i in 0..20 {
+        peer.send(&frame(FROM_PEER, i, 100));
+    }
+    let mut seen = [Vec::new(), Vec::new()];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen[0].len() + seen[1].len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "received {} and {} of 20",
+            seen[0].len(),
+            seen[1].len()
+        );
+        for (w, s) in workers.iter_mut().zip(seen.iter_mut()) {
+            w.poll(Duration::from_millis(10)).unwrap();
+            w.rx_burst(usize::MAX, |f| {
+                if ours(f, FROM_PEER) {
+                    s.push(u32::from_be_bytes(f[15..19].try_into().unwrap()));
+                }
+            });
+        }
+    }
+    assert!(
+        !seen[0].is_empty() && !seen[1].is_empty(),
+        "one socket got everything: {seen:?}"
+    );
+    let mut all: Vec<u32> = seen.concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..20).collect::<Vec<_>>(), "each frame exactly once");
 }
