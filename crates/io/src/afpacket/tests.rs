@@ -234,10 +234,13 @@ impl VethPair {
             }
         };
         let (r, p) = (router.as_str(), peer.as_str());
-        ip(&[
+        // A kernel without veth is a limit of the machine, not a failure of the code under test.
+        if let Err(e) = ip(&[
             "-n", r, "link", "add", "vr", "type", "veth", "peer", "name", "vp", "netns", p,
-        ])
-        .unwrap();
+        ]) {
+            eprintln!("SKIP {test}: cannot create a veth pair: {e}");
+            return None;
+        }
         ip(&["-n", r, "addr", "add", "198.18.0.1/30", "dev", "vr"]).unwrap();
         ip(&["-n", p, "addr", "add", "198.18.0.2/30", "dev", "vp"]).unwrap();
         ip(&["-n", r, "link", "set", "vr", "up"]).unwrap();
