@@ -401,10 +401,19 @@ pub struct CSet {
 /// grow the state without limit.
 pub const DYNSET_DEFAULT_SIZE: usize = 65535;
 
+/// Up to this many exact elements, a lookup compares keys instead of hashing.
+const SMALL_SET: usize = 4;
+
 impl CSet {
     /// The loaded elements only.
     pub fn lookup(&self, key: &[u128]) -> Option<&SetData> {
-        if let Some(d) = self.exact.get(key) {
+        // The sets a router's rules test on every packet are tiny (`{ tcp, udp }`, a zone's
+        // devices, a ct state vmap): comparing a few keys is cheaper than hashing one.
+        if self.exact.len() <= SMALL_SET {
+            if let Some((_, d)) = self.exact.iter().find(|(k, _)| k.len() == key.len() && k.iter().zip(key).all(|(a, b)| a == b)) {
+                return Some(d);
+            }
+        } else if let Some(d) = self.exact.get(key) {
             return Some(d);
         }
         self.ranges.iter().find(|(r, _)| r.len() == key.len() && r.iter().zip(key).all(|((lo, hi), k)| lo <= k && k <= hi)).map(|(_, d)| d)
