@@ -639,8 +639,12 @@ impl Table {
     ) -> Option<Outcome> {
         let accounting = self.cfg.accounting;
         let max_retrans = self.cfg.tcp_max_retrans;
-        let timeouts = self.cfg.timeouts.clone();
-        let c = self.get_mut(id)?;
+        // borrowed beside the slot (not cloned, as `get_mut` would need): this runs per packet
+        if self.gen(id.idx) != id.gen {
+            return None;
+        }
+        let timeouts = &self.cfg.timeouts;
+        let c = self.slots.get_mut(id.idx as usize)?.conn.as_mut()?;
         let seen_reply = c.status.contains(Status::SEEN_REPLY);
         let mut kill = false;
         let timeout = match &mut c.proto {
@@ -649,7 +653,7 @@ impl Table {
                     return Some(Outcome::Invalid(Invalid::NoTuple));
                 };
                 let old_state = track.state;
-                match track.packet(dir, &seg, &timeouts, max_retrans) {
+                match track.packet(dir, &seg, timeouts, max_retrans) {
                     TcpVerdict::Accept { .. }
                         if !seen_reply && seg.flags.contains(nft_wire::TcpFlags::RST) =>
                     {
