@@ -350,7 +350,12 @@ impl Table {
 
     /// The slab index and direction the index holds for a tuple.
     fn map_get(&self, t: &Tuple, zone: Zone) -> Option<(u32, Direction)> {
-        let v = self.map.find(self.key_hash(t, zone), |v| {
+        self.map_get_hashed(self.key_hash(t, zone), t, zone)
+    }
+
+    /// [`Table::map_get`] with the tuple's hash already computed.
+    fn map_get_hashed(&self, h: u64, t: &Tuple, zone: Zone) -> Option<(u32, Direction)> {
+        let v = self.map.find(h, |v| {
             self.conn_at(v >> 1).is_some_and(|c| {
                 c.zone == zone && c.tuples[(v & 1) as usize] == *t
             })
@@ -363,8 +368,7 @@ impl Table {
         Some((v >> 1, dir))
     }
 
-    fn map_insert(&mut self, t: &Tuple, zone: Zone, idx: u32, dir: Direction) {
-        let h = self.key_hash(t, zone);
+    fn map_insert_hashed(&mut self, h: u64, idx: u32, dir: Direction) {
         self.map.insert(h, idx << 1 | dir as u32);
     }
 
@@ -838,13 +842,15 @@ impl Table {
         }
         let c = self.get(id).ok_or(CtError::NoSuchConn)?;
         let (o, r) = (c.tuples[0], c.tuples[1]);
-        if self.map_get(&o, zone).is_some() || self.map_get(&r, zone).is_some() {
+        // each tuple is hashed once, for the clash check and the insertion both
+        let (ho, hr) = (self.key_hash(&o, zone), self.key_hash(&r, zone));
+        if self.map_get_hashed(ho, &o, zone).is_some() || self.map_get_hashed(hr, &r, zone).is_some() {
             self.stats.insert_failed += 1;
             return Err(CtError::Clash);
         }
-        self.map_insert(&o, zone, id.idx, Direction::Original);
+        self.map_insert_hashed(ho, id.idx, Direction::Original);
         if r != o {
-            self.map_insert(&r, zone, id.idx, Direction::Reply);
+            self.map_insert_hashed(hr, id.idx, Direction::Reply);
         }
         if self
             .get(id)
