@@ -676,7 +676,7 @@ impl Table {
                         None
                     }
                     TcpVerdict::Accept { timeout } if !seen_reply => {
-                        Some(capped_pickup(track.state, timeout, &timeouts))
+                        Some(capped_pickup(track.state, timeout, timeouts))
                     }
                     TcpVerdict::Accept { timeout } => Some(timeout),
                     TcpVerdict::Ignore => None,
