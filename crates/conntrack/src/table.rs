@@ -341,7 +341,19 @@ impl Table {
     }
 
     fn key_hash(&self, t: &Tuple, zone: Zone) -> u64 {
-        self.hasher.hash_one((t, zone))
+        // Packed into three words: the derived hash writes every field (and each address's
+        // variant) on its own, and a new connection hashes tuples several times.
+        let bits = |a: std::net::IpAddr| match a {
+            std::net::IpAddr::V4(v) => u32::from(v) as u128,
+            std::net::IpAddr::V6(v) => u128::from(v),
+        };
+        let rest = t.proto as u64
+            | (t.sport as u64) << 8
+            | (t.dport as u64) << 24
+            | (zone as u64) << 40
+            | (t.src.is_ipv6() as u64) << 56
+            | (t.dst.is_ipv6() as u64) << 57;
+        self.hasher.hash_one((bits(t.src), bits(t.dst), rest))
     }
 
     fn source_hash(&self, k: &SourceKey) -> u64 {
