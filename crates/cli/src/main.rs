@@ -106,6 +106,10 @@ enum Cmd {
         /// Flows (and packets per pass).
         #[arg(long, default_value_t = 200_000)]
         packets: usize,
+        /// Measure only the fast path, and print the callgrind command
+        /// that counts its instructions per packet.
+        #[arg(long)]
+        fast_only: bool,
     },
     /// Write a seeded, realistic capture for a topology: LAN clients to Internet servers and
     /// back (TCP, DNS- and QUIC-like UDP, ICMP echo, IPv4 and IPv6), inbound connections to port
@@ -144,8 +148,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Bench { ruleset, topology, json, packets } => {
-            bench::run(bench::Args { ruleset, topology, json, packets })?;
+        Cmd::Bench { ruleset, topology, json, packets, fast_only } => {
+            bench::run(bench::Args { ruleset, topology, json, packets, fast_only })?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Simulate { ruleset, topology, pcap, iface, output, json, trace, flows, seed, no_offload, list_flows, list_conntrack } => {
