@@ -72,7 +72,11 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
         }
         ExprKind::Meta(k) => {
             let m = proto::meta_key(k).ok_or_else(|| Error::new(e.span, format!("unknown meta key {k}")))?;
-            if matches!(m.name, "ibrname" | "obrname" | "ibrpvid" | "ibrvproto" | "ibrhwaddr" | "broute") && ctx.family != Family::Bridge {
+            // A set's `typeof` only borrows the key's type (nft accepts `typeof meta ibrpvid` in
+            // any family); rules, which always evaluate with their table's chains known, may
+            // only read bridge keys in bridge tables.
+            let in_rule = !ctx.chains.is_empty();
+            if in_rule && matches!(m.name, "ibrname" | "obrname" | "ibrpvid" | "ibrvproto" | "ibrhwaddr" | "broute") && ctx.family != Family::Bridge {
                 return err(e.span, format!("meta {} is only valid in the bridge family", m.name));
             }
             Ok((m.dt, if m.bits == 0 { type_bits(m.dt) } else { m.bits }))
