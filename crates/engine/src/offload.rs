@@ -282,9 +282,9 @@ impl Offload {
                 continue;
             }
             self.leaving.clear();
-            for f in t.ft.iter(now) {
-                if let Some(c) = ct.get(f.conn) {
-                    self.leaving.push((f.conn, now.saturating_sub(f.idle), c.deadline()));
+            for (conn, idle) in t.ft.idle_conns(now) {
+                if let Some(c) = ct.get(conn) {
+                    self.leaving.push((conn, now.saturating_sub(idle), c.deadline()));
                 }
             }
             t.ft.gc(ct, now);
@@ -300,7 +300,7 @@ impl Offload {
             }
         }
         let tables = &self.tables;
-        self.flows.retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.info(*fid, now).is_some()));
+        self.flows.retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.contains(*fid)));
         self.ingress.retain(|id, _| ct.get(*id).is_some());
     }
 
