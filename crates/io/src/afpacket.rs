@@ -1,0 +1,734 @@
+//! Linux AF_PACKET with a TPACKET_V3 receive ring: the live router's fallback backend when
+//! AF_XDP is not available.
+//!
+//! * Receive: the kernel fills fixed-size blocks of an mmap'ed ring with variable-size frames and
+//!   hands a block over when it is full or its retire timeout expires; [`AfPacket::rx_burst`]
+//!   walks the blocks it owns and gives each one back as soon as it has been read, so one
+//!   syscall-free pass can deliver a whole burst.
+//! * Transmit: `sendmmsg` on the bound socket, one syscall per burst of up to [`TX_BATCH`] frames.
+//!   A TPACKET TX ring would save the copy but needs its own ring and a `send` kick per burst
+//!   anyway; this is the simple first version.
+//! * The socket sets `PACKET_IGNORE_OUTGOING`, so the router never receives what it sent.
+//! * A frame whose 802.1Q tag the driver stripped (`TP_STATUS_VLAN_VALID`) is delivered with the
+//!   tag put back, so the parser sees the frame as it was on the wire.
+//!
+//! All `unsafe` of the crate lives in this module, in small functions, each block with the reason
+//! it is sound.
+
+// `is_multiple_of` needs Rust 1.87; the workspace promises 1.85.
+#![allow(clippy::manual_is_multiple_of)]
+
+use std::ffi::CString;
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests;
+
+/// How many frames one `sendmmsg` call carries at most.
+pub const TX_BATCH: usize = 64;
+
+/// The error of an AF_PACKET operation, naming what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AfPacketError {
+    /// A system call failed; `call` names it and the option it was about.
+    #[error("{call} failed: {source}")]
+    Syscall {
+        call: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// No interface has this name (in the calling thread's network namespace).
+    #[error("no interface named {0:?}")]
+    NoSuchInterface(String),
+    /// The ring geometry is one the kernel would refuse; said here, before any syscall.
+    #[error("invalid ring configuration: {0}")]
+    InvalidConfig(&'static str),
+}
+
+impl AfPacketError {
+    fn last_os(call: &'static str) -> AfPacketError {
+        AfPacketError::Syscall {
+            call,
+            source: io::Error::last_os_error(),
+        }
+    }
+}
+
+/// The ring geometry and socket options. `Default` suits a router port on a small machine: a
+/// 4 MiB ring, frames up to a standard Ethernet MTU with room for tags, blocks retired after 1 ms
+/// so a lone packet is not held back for long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfPacketConfig {
+    /// Bytes per block; a multiple of the page size. A frame never spans blocks, so this also
+    /// bounds the largest frame.
+    pub block_size: u32,
+    /// Number of blocks in the ring.
+    pub block_count: u32,
+    /// The nominal frame size, a multiple of 16; V3 packs frames tighter, but the kernel checks it.
+    pub frame_size: u32,
+    /// How long the kernel may keep a partly filled block before handing it over.
+    pub retire_timeout: Duration,
+    /// Put the interface into promiscuous mode for the socket's lifetime (the kernel undoes it when
+    /// the socket closes).
+    pub promiscuous: bool,
+    /// Do not receive the frames this host transmits on the interface (ours included).
+    pub ignore_outgoing: bool,
+    /// Join a fanout group, so several sockets (one per worker) on the interface share its
+    /// frames instead of each receiving all of them.
+    pub fanout: Option<Fanout>,
+}
+
+/// A `PACKET_FANOUT` group: the sockets bound to one interface with the same `group` id split its
+/// frames by `mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fanout {
+    pub group: u16,
+    pub mode: FanoutMode,
+}
+
+/// How a fanout group picks the socket for a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FanoutMode {
+    /// By the kernel's symmetric flow hash, so both directions of a 5-tuple land on one socket
+    /// (before NAT; a translated reply hashes on its own tuple). Fragments are reassembled for
+    /// hashing (`PACKET_FANOUT_FLAG_DEFRAG`) so a datagram's pieces stay together.
+    Hash,
+    /// Round robin.
+    LoadBalance,
+    /// By the CPU that received the frame.
+    Cpu,
+    /// By the receive queue the NIC put the frame in.
+    QueueMapping,
+}
+
+impl FanoutMode {
+    fn type_flags(self) -> u32 {
+        match self {
+            FanoutMode::Hash => libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG,
+            FanoutMode::LoadBalance => libc::PACKET_FANOUT_LB,
+            FanoutMode::Cpu => libc::PACKET_FANOUT_CPU,
+            FanoutMode::QueueMapping => libc::PACKET_FANOUT_QM,
+        }
+    }
+}
+
+impl Default for AfPacketConfig {
+    fn default() -> AfPacketConfig {
+        AfPacketConfig {
+            block_size: 1 << 18,
+            block_count: 16,
+            frame_size: 2048,
+            retire_timeout: Duration::from_millis(1),
+            promiscuous: false,
+            ignore_outgoing: true,
+            fanout: None,
+        }
+    }
+}
+
+impl AfPacketConfig {
+    fn validate(&self) -> Result<(), AfPacketError> {
+        let page = page_size();
+        if self.block_size == 0 || self.block_size as usize % page != 0 {
+            return Err(AfPacketError::InvalidConfig(
+                "block_size must be a multiple of the page size",
+            ));
+        }
+        if self.block_count == 0 {
+            return Err(AfPacketError::InvalidConfig(
+                "block_count must be at least 1",
+            ));
+        }
+        if (self.frame_size as usize) < libc::TPACKET3_HDRLEN
+            || self.frame_size as usize % libc::TPACKET_ALIGNMENT != 0
+        {
+            return Err(AfPacketError::InvalidConfig(
+                "frame_size must be a multiple of 16 and hold a tpacket3 header",
+            ));
+        }
+        if self.frame_size > self.block_size {
+            return Err(AfPacketError::InvalidConfig(
+                "frame_size must not exceed block_size",
+            ));
+        }
+        if (self.block_size as usize)
+            .checked_mul(self.block_count as usize)
+            .is_none_or(|l| l > u32::MAX as usize)
+        {
+            return Err(AfPacketError::InvalidConfig("ring larger than 4 GiB"));
+        }
+        Ok(())
+    }
+}
+
+/// Counters since the socket was opened. The kernel's part resets on every read, so it is
+/// accumulated here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AfPacketStats {
+    /// Frames the socket saw, dropped ones included (`PACKET_STATISTICS` `tp_packets`).
+    pub rx_packets: u64,
+    /// Frames the kernel dropped because the ring was full.
+    pub rx_drops: u64,
+    /// Times the ring was full and the kernel froze the queue.
+    pub rx_freeze_q: u64,
+    /// Frames larger than a block could hold, skipped.
+    pub rx_truncated: u64,
+    /// Blocks whose frame headers pointed outside the block; their remaining frames are skipped.
+    pub rx_malformed: u64,
+    /// Frames `sendmmsg` took.
+    pub tx_packets: u64,
+    /// Frames the kernel refused for a reason other than back-pressure (too big, link down), skipped.
+    pub tx_errors: u64,
+}
+
+/// An AF_PACKET socket bound to one interface, with its mapped TPACKET_V3 receive ring.
+/// Dropping it unmaps the ring and closes the socket.
+pub struct AfPacket {
+    // Declared before `fd` so the ring is unmapped before the socket closes.
+    ring: Ring,
+    fd: OwnedFd,
+    ifindex: u32,
+    /// The block `rx_burst` reads next, and where it stopped inside it.
+    block: usize,
+    cursor: Option<Cursor>,
+    stats: AfPacketStats,
+    /// Where a frame gets its stripped VLAN tag back; grows once to the largest such frame.
+    scratch: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    left: u32,
+    offset: usize,
+}
+
+impl AfPacket {
+    /// Opens a packet socket on `ifname` (in the calling thread's network namespace) with the
+    /// ring described by `config`.
+    pub fn open(ifname: &str, config: &AfPacketConfig) -> Result<AfPacket, AfPacketError> {
+        config.validate()?;
+        let ifindex = if_index(ifname)?;
+        // Protocol 0 until bind: the socket receives nothing before it is tied to `ifname`, so
+        // the ring never holds frames from other interfaces.
+        let fd = sys::socket_packet()?;
+        sys::setsockopt(
+            &fd,
+            libc::PACKET_VERSION,
+            &(libc::tpacket_versions::TPACKET_V3 as libc::c_int),
+            "setsockopt(PACKET_VERSION)",
+        )?;
+        if config.ignore_outgoing {
+            sys::setsockopt(
+                &fd,
+                libc::PACKET_IGNORE_OUTGOING,
+                &1 as &libc::c_int,
+                "setsockopt(PACKET_IGNORE_OUTGOING)",
+            )?;
+        }
+        let req = libc::tpacket_req3 {
+            tp_block_size: config.block_size,
+            tp_block_nr: config.block_count,
+            tp_frame_size: config.frame_size,
+            tp_frame_nr: config.block_size / config.frame_size * config.block_count,
+            tp_retire_blk_tov: config.retire_timeout.as_millis().clamp(1, u32::MAX as u128) as u32,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        sys::setsockopt(
+            &fd,
+            libc::PACKET_RX_RING,
+            &req,
+            "setsockopt(PACKET_RX_RING)",
+        )?;
+        let ring = Ring::map(&fd, config.block_size as usize, config.block_count as usize)?;
+        sys::bind_packet(&fd, ifindex)?;
+        if config.promiscuous {
+            let mreq = libc::packet_mreq {
+                mr_ifindex: ifindex as libc::c_int,
+                mr_type: libc::PACKET_MR_PROMISC as libc::c_ushort,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            sys::setsockopt(
+                &fd,
+                libc::PACKET_ADD_MEMBERSHIP,
+                &mreq,
+                "setsockopt(PACKET_ADD_MEMBERSHIP)",
+            )?;
+        }
+        // After bind: the kernel takes the group's interface and protocol from the bound socket.
+        if let Some(fanout) = config.fanout {
+            let arg: u32 = u32::from(fanout.group) | (fanout.mode.type_flags() << 16);
+            sys::setsockopt(&fd, libc::PACKET_FANOUT, &arg, "setsockopt(PACKET_FANOUT)")?;
+        }
+        Ok(AfPacket {
+            ring,
+            fd,
+            ifindex,
+            block: 0,
+            cursor: None,
+            stats: AfPacketStats::default(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The interface index the socket is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Hands up to `max` received frames to `f`, each as it was on the wire (Ethernet header
+    /// first), and returns how many. Never blocks; see [`AfPacket::poll`].
+    pub fn rx_burst(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let mut delivered = 0;
+        while delivered < max {
+            let cursor = match self.cursor {
+                Some(c) => c,
+                None => match self.ring.owned_block(self.block) {
+                    Some(head) => Cursor {
+                        left: head.num_pkts,
+                        offset: head.first_offset,
+                    },
+                    None => break,
+                },
+            };
+            let mut cursor = cursor;
+            while delivered < max && cursor.left > 0 {
+                let Some(pkt) = self.ring.packet(self.block, cursor.offset) else {
+                    // A header that points outside its block: nothing after it can be trusted.
+                    self.stats.rx_malformed += 1;
+                    cursor.left = 0;
+                    break;
+                };
+                cursor.left -= 1;
+                cursor.offset += pkt.next_offset;
+                if pkt.next_offset == 0 {
+                    cursor.left = 0;
+                }
+                if pkt.truncated {
+                    self.stats.rx_truncated += 1;
+                    continue;
+                }
+                match pkt.vlan {
+                    Some((tpid, tci)) if pkt.frame.len() >= 12 => {
+                        self.scratch.clear();
+                        self.scratch.extend_from_slice(&pkt.frame[..12]);
+                        self.scratch.extend_from_slice(&tpid.to_be_bytes());
+                        self.scratch.extend_from_slice(&tci.to_be_bytes());
+                        self.scratch.extend_from_slice(&pkt.frame[12..]);
+                        f(&self.scratch);
+                    }
+                    _ => f(pkt.frame),
+                }
+                delivered += 1;
+            }
+            if cursor.left == 0 {
+                self.ring.release(self.block);
+                self.block = (self.block + 1) % self.ring.block_count;
+                self.cursor = None;
+            } else {
+                self.cursor = Some(cursor);
+            }
+        }
+        delivered
+    }
+
+    /// Whether `rx_burst` has something to deliver right now.
+    pub fn rx_ready(&self) -> bool {
+        self.cursor.is_some() || self.ring.owned_block(self.block).is_some()
+    }
+
+    /// Waits until a block is ready to read or `timeout` passes; `Ok(true)` when there is
+    /// something for `rx_burst`. A signal ends the wait early with `Ok(false)`.
+    pub fn poll(&mut self, timeout: Duration) -> Result<bool, AfPacketError> {
+        if self.rx_ready() {
+            return Ok(true);
+        }
+        let ms = timeout.as_millis().min(libc::c_int::MAX as u128) as libc::c_int;
+        match sys::poll_in(&self.fd, ms) {
+            Ok(_) => Ok(self.rx_ready()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(source) => Err(AfPacketError::Syscall {
+                call: "poll",
+                source,
+            }),
+        }
+    }
+
+    /// Sends `frames` (each a whole Ethernet frame) and returns how many from the front were
+    /// taken: sent, or refused by the kernel for good and counted in `tx_errors`. The rest met
+    /// back-pressure (socket buffer full) and should be offered again later.
+    pub fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
+        let mut taken = 0;
+        while taken < frames.len() {
+            let chunk = &frames[taken..frames.len().min(taken + TX_BATCH)];
+            match sys::sendmmsg(&self.fd, chunk) {
+                Ok(sent) => {
+                    self.stats.tx_packets += sent as u64;
+                    taken += sent;
+                    if sent < chunk.len() {
+                        // The next call reports why the frame after the last sent one failed.
+                        continue;
+                    }
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) => {
+                    break
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.stats.tx_errors += 1;
+                    taken += 1;
+                }
+            }
+        }
+        taken
+    }
+
+    /// The counters since the socket was opened.
+    pub fn stats(&mut self) -> Result<AfPacketStats, AfPacketError> {
+        let k = sys::packet_statistics(&self.fd)?;
+        self.stats.rx_packets += u64::from(k.tp_packets);
+        self.stats.rx_drops += u64::from(k.tp_drops);
+        self.stats.rx_freeze_q += u64::from(k.tp_freeze_q_cnt);
+        Ok(self.stats)
+    }
+}
+
+impl AsRawFd for AfPacket {
+    /// For an event loop waiting on several sockets; reading from it directly would bypass the ring.
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+fn if_index(ifname: &str) -> Result<u32, AfPacketError> {
+    let name =
+        CString::new(ifname).map_err(|_| AfPacketError::NoSuchInterface(ifname.to_owned()))?;
+    match sys::if_nametoindex(&name) {
+        0 => Err(AfPacketError::NoSuchInterface(ifname.to_owned())),
+        i => Ok(i),
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the running system; no memory is passed.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+/// The alignment of frames inside a V3 block; the kernel does not export it.
+const V3_ALIGNMENT: usize = 8;
+
+/// A block's header, read once the block belongs to user space.
+struct BlockHead {
+    num_pkts: u32,
+    first_offset: usize,
+}
+
+/// One frame inside a block, borrowed from the ring.
+struct RxPacket<'a> {
+    frame: &'a [u8],
+    next_offset: usize,
+    truncated: bool,
+    vlan: Option<(u16, u16)>,
+}
+
+/// The mmap'ed receive ring. Blocks alternate owners through `block_status`: the kernel writes a
+/// block while it is `TP_STATUS_KERNEL` and sets `TP_STATUS_USER` when done; user space reads and
+/// writes `TP_STATUS_KERNEL` back.
+struct Ring {
+    base: NonNull<u8>,
+    block_size: usize,
+    block_count: usize,
+}
+
+// SAFETY: the mapping belongs to this value alone (nothing else holds its address), and the kernel
+// side synchronises through block_status, so moving it to another thread is like moving a Vec.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    fn map(fd: &OwnedFd, block_size: usize, block_count: usize) -> Result<Ring, AfPacketError> {
+        let len = block_size * block_count;
+        // SAFETY: a fresh shared mapping chosen by the kernel (addr null), of the ring just set up
+        // on this socket; it aliases no Rust object.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(AfPacketError::last_os("mmap(PACKET_RX_RING)"));
+        }
+        let base = NonNull::new(p.cast::<u8>())
+            .ok_or(AfPacketError::InvalidConfig("mmap returned null"))?;
+        Ok(Ring {
+            base,
+            block_size,
+            block_count,
+        })
+    }
+
+    fn block_ptr(&self, block: usize) -> *mut u8 {
+        debug_assert!(block < self.block_count);
+        // SAFETY: block < block_count, so the offset stays inside the mapping of
+        // block_size * block_count bytes.
+        unsafe { self.base.as_ptr().add(block * self.block_size) }
+    }
+
+    fn status(&self, block: usize) -> &AtomicU32 {
+        // SAFETY: every block starts with a tpacket_block_desc whose hdr.bh1.block_status is a
+        // u32 at offset 8, 4-aligned (blocks are page-aligned); AtomicU32 has u32's layout, and
+        // atomic access is what sharing it with the kernel needs. The reference lives no longer
+        // than &self, which keeps the mapping alive.
+        unsafe {
+            &*self
+                .block_ptr(block)
+                .add(mem::offset_of!(libc::tpacket_block_desc, hdr))
+                .cast::<AtomicU32>()
+        }
+    }
+
+    /// The block's header if the kernel has handed it over.
+    fn owned_block(&self, block: usize) -> Option<BlockHead> {
+        if self.status(block).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: the block is ours (TP_STATUS_USER, acquired above, so the kernel's writes are
+        // visible and it writes no more until release); the descriptor lies at the block's
+        // page-aligned start, inside the mapping.
+        let h = unsafe {
+            (*self.block_ptr(block).cast::<libc::tpacket_block_desc>())
+                .hdr
+                .bh1
+        };
+        Some(BlockHead {
+            num_pkts: h.num_pkts,
+            first_offset: h.offset_to_first_pkt as usize,
+        })
+    }
+
+    /// The frame whose tpacket3 header sits at `offset` in a block we own; `None` when the
+    /// kernel's offsets would leave the block.
+    fn packet(&self, block: usize, offset: usize) -> Option<RxPacket<'_>> {
+        let hdr_len = mem::size_of::<libc::tpacket3_hdr>();
+        // V3 packs frames at 8-byte alignment (V3_ALIGNMENT in af_packet.c), which is also all
+        // a tpacket3_hdr of u32 and u16 fields needs.
+        if offset % V3_ALIGNMENT != 0 || offset.checked_add(hdr_len)? > self.block_size {
+            return None;
+        }
+        // SAFETY: offset + header size is within the block (checked above) and 8-aligned in a
+        // page-aligned block; the block is owned by user space until release, so the kernel does
+        // not write it while we read.
+        let h = unsafe {
+            *self
+                .block_ptr(block)
+                .add(offset)
+                .cast::<libc::tpacket3_hdr>()
+        };
+        let start = offset.checked_add(h.tp_mac as usize)?;
+        let end = start.checked_add(h.tp_snaplen as usize)?;
+        if end > self.block_size {
+            return None;
+        }
+        // SAFETY: start..end lies inside the block (checked above), which stays mapped and
+        // unwritten by the kernel for as long as &self borrows the ring and the block is not
+        // released (release needs no &mut, but rx_burst releases only after the last borrow).
+        let frame =
+            unsafe { std::slice::from_raw_parts(self.block_ptr(block).add(start), end - start) };
+        let vlan = (h.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+            let tpid =
+                if h.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && h.hv1.tp_vlan_tpid != 0 {
+                    h.hv1.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+            (tpid, h.hv1.tp_vlan_tci as u16)
+        });
+        Some(RxPacket {
+            frame,
+            next_offset: h.tp_next_offset as usize,
+            truncated: h.tp_snaplen < h.tp_len,
+            vlan,
+        })
+    }
+
+    /// Gives a block back to the kernel.
+    fn release(&self, block: usize) {
+        self.status(block)
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: base and length are those mmap returned; no borrow of the ring outlives &mut self.
+        unsafe {
+            libc::munmap(
+                self.base.as_ptr().cast(),
+                self.block_size * self.block_count,
+            )
+        };
+    }
+}
+
+/// The thin syscall wrappers: each turns a C return convention into a `Result`.
+mod sys {
+    use super::AfPacketError;
+    use std::ffi::CStr;
+    use std::io;
+    use std::mem;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    pub(super) fn socket_packet() -> Result<OwnedFd, AfPacketError> {
+        // SAFETY: socket takes no pointers.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(AfPacketError::last_os("socket(AF_PACKET, SOCK_RAW)"));
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub(super) fn setsockopt<T>(
+        fd: &OwnedFd,
+        opt: libc::c_int,
+        value: &T,
+        call: &'static str,
+    ) -> Result<(), AfPacketError> {
+        // SAFETY: value points to a live T of size_of::<T>() bytes that the kernel only reads.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                opt,
+                (value as *const T).cast(),
+                mem::size_of::<T>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            Err(AfPacketError::last_os(call))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn bind_packet(fd: &OwnedFd, ifindex: u32) -> Result<(), AfPacketError> {
+        let addr = libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as libc::c_ushort,
+            sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
+            sll_ifindex: ifindex as libc::c_int,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 0,
+            sll_addr: [0; 8],
+        };
+        // SAFETY: addr is a live sockaddr_ll and the length passed is its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            Err(AfPacketError::last_os("bind(AF_PACKET)"))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn if_nametoindex(name: &CStr) -> u32 {
+        // SAFETY: name is NUL-terminated and outlives the call.
+        unsafe { libc::if_nametoindex(name.as_ptr()) }
+    }
+
+    pub(super) fn packet_statistics(fd: &OwnedFd) -> Result<libc::tpacket_stats_v3, AfPacketError> {
+        let mut st = libc::tpacket_stats_v3 {
+            tp_packets: 0,
+            tp_drops: 0,
+            tp_freeze_q_cnt: 0,
+        };
+        let mut len = mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: st and len are live and len says how many bytes the kernel may write into st.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats_v3).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            Err(AfPacketError::last_os("getsockopt(PACKET_STATISTICS)"))
+        } else {
+            Ok(st)
+        }
+    }
+
+    pub(super) fn poll_in(fd: &OwnedFd, timeout_ms: libc::c_int) -> io::Result<libc::c_int> {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLERR,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, count 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    }
+
+    /// Sends up to `super::TX_BATCH` frames in one call; `Ok(n)` is how many went out.
+    pub(super) fn sendmmsg(fd: &OwnedFd, frames: &[&[u8]]) -> io::Result<usize> {
+        debug_assert!(frames.len() <= super::TX_BATCH);
+        let n = frames.len().min(super::TX_BATCH);
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; super::TX_BATCH];
+        // SAFETY: mmsghdr is a plain C struct for which all-zero is valid (null pointers, zero
+        // lengths); a null msg_name sends to the address the socket is bound to.
+        let mut msgs: [libc::mmsghdr; super::TX_BATCH] = unsafe { mem::zeroed() };
+        for i in 0..n {
+            // The kernel only reads through iov_base; the cast to *mut is what the C type asks for.
+            iov[i] = libc::iovec {
+                iov_base: frames[i].as_ptr() as *mut libc::c_void,
+                iov_len: frames[i].len(),
+            };
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: msgs[..n] point to iov[..n], which point to the borrowed frames; all outlive
+        // the call, and the kernel only reads the frames and writes msg_len.
+        let rc = unsafe {
+            libc::sendmmsg(
+                fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc as usize)
+        }
+    }
+}

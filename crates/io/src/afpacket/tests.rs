@@ -1,0 +1,409 @@
+//! Live tests on a veth pair between two network namespaces this test creates and removes.
+//! They skip (and say so) when not root or when `ip` is missing.
+
+use super::*;
+use std::fs::File;
+use std::process::Command;
+use std::sync::atomic::AtomicUsize;
+use std::time::Instant;
+
+#[test]
+fn config_geometry_is_checked_before_any_syscall() {
+    let bad = AfPacketConfig {
+        block_size: 1000,
+        ..AfPacketConfig::default()
+    };
+    assert!(matches!(
+        AfPacket::open("lo", &bad),
+        Err(AfPacketError::InvalidConfig(_))
+    ));
+    let bad = AfPacketConfig {
+        frame_size: 100,
+        ..AfPacketConfig::default()
+    };
+    assert!(matches!(
+        AfPacket::open("lo", &bad),
+        Err(AfPacketError::InvalidConfig(_))
+    ));
+    let bad = AfPacketConfig {
+        frame_size: 1 << 19,
+        ..AfPacketConfig::default()
+    };
+    assert!(matches!(
+        AfPacket::open("lo", &bad),
+        Err(AfPacketError::InvalidConfig(_))
+    ));
+}
+
+#[test]
+fn unknown_interface_is_named() {
+    let err = AfPacket::open("no-such-if0", &AfPacketConfig::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "no interface named \"no-such-if0\"");
+}
+
+/// Our frames carry the IEEE local experimental EtherType, so the kernel's own chatter on the
+/// link (IPv6 ND, MLD) is told apart.
+const ETHERTYPE: u16 = 0x88b5;
+const FROM_PEER: u8 = b'P';
+const FROM_ROUTER: u8 = b'R';
+const N: usize = 200;
+
+fn frame(dir: u8, seq: u32, len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, dir]);
+    f.extend_from_slice(&ETHERTYPE.to_be_bytes());
+    f.push(dir);
+    f.extend_from_slice(&seq.to_be_bytes());
+    let mut x = seq.wrapping_mul(2_654_435_761);
+    while f.len() < len {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        f.push((x >> 16) as u8);
+    }
+    f
+}
+
+/// Lengths from the minimum frame to a full 1500-byte MTU, varied so frames pack into blocks at
+/// every alignment.
+fn len_of(seq: usize) -> usize {
+    60 + (seq * 97) % (1514 - 60 + 1)
+}
+
+fn ours(f: &[u8], dir: u8) -> bool {
+    f.len() > 14 && f[12..14] == ETHERTYPE.to_be_bytes() && f[14] == dir
+}
+
+/// The namespaces of one test; removing a namespace also removes the veth end inside it.
+struct Netns {
+    names: Vec<String>,
+}
+
+impl Netns {
+    fn create(names: &[String]) -> Result<Netns, String> {
+        let mut ns = Netns { names: Vec::new() };
+        for n in names {
+            ip(&["netns", "add", n])?;
+            ns.names.push(n.clone());
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Runs `f` on a thread that has entered namespace `ns`; sockets it opens stay in `ns` when they
+/// are handed back.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns takes a descriptor we own for the call; CLONE_NEWNET moves only this
+        // thread, which ends when f returns.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns({path}): {}", io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// The peer side: a plain AF_PACKET socket (no ring), so the ring is checked against the kernel's
+/// ordinary path rather than against itself.
+struct Plain(OwnedFd);
+
+impl Plain {
+    fn open(ifname: &str) -> Plain {
+        let fd = sys::socket_packet().unwrap();
+        sys::bind_packet(&fd, if_index(ifname).unwrap()).unwrap();
+        // Room for a whole burst of the router's frames: the default buffer holds about a hundred.
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: size is a live c_int and the length passed is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "setsockopt(SO_RCVBUFFORCE): {}",
+            io::Error::last_os_error()
+        );
+        Plain(fd)
+    }
+
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: frame is a live slice of frame.len() bytes the kernel only reads.
+        let rc = unsafe { libc::send(self.0.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            rc,
+            frame.len() as isize,
+            "send: {}",
+            io::Error::last_os_error()
+        );
+    }
+
+    fn recv(&self, buf: &mut [u8], deadline: Instant) -> Option<usize> {
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if sys::poll_in(&self.0, left.as_millis() as i32 + 1).unwrap() == 0 {
+                continue;
+            }
+            // SAFETY: buf is a live, writable slice of buf.len() bytes.
+            let rc = unsafe {
+                libc::recv(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc >= 0 {
+                return Some(rc as usize);
+            }
+        }
+    }
+}
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("`ip` (iproute2) not found".into());
+    }
+    None
+}
+
+/// Two namespaces this test owns, joined by a veth pair: `vr` in `router`, `vp` in `peer`.
+/// Removed when dropped, also when the test fails.
+struct VethPair {
+    router: String,
+    peer: String,
+    _netns: Netns,
+}
+
+impl VethPair {
+    /// `None`, with the reason printed, when the test cannot run here.
+    fn create(test: &str) -> Option<VethPair> {
+        if let Some(why) = skip_reason() {
+            eprintln!("SKIP {test}: {why}");
+            return None;
+        }
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let tag = format!(
+            "afp-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let (router, peer) = (format!("{tag}-a"), format!("{tag}-b"));
+        let netns = match Netns::create(&[router.clone(), peer.clone()]) {
+            Ok(ns) => ns,
+            Err(e) => {
+                eprintln!("SKIP {test}: cannot create namespaces: {e}");
+                return None;
+            }
+        };
+        let (r, p) = (router.as_str(), peer.as_str());
+        // A kernel without veth is a limit of the machine, not a failure of the code under test.
+        if let Err(e) = ip(&[
+            "-n", r, "link", "add", "vr", "type", "veth", "peer", "name", "vp", "netns", p,
+        ]) {
+            eprintln!("SKIP {test}: cannot create a veth pair: {e}");
+            return None;
+        }
+        ip(&["-n", r, "addr", "add", "198.18.0.1/30", "dev", "vr"]).unwrap();
+        ip(&["-n", p, "addr", "add", "198.18.0.2/30", "dev", "vp"]).unwrap();
+        ip(&["-n", r, "link", "set", "vr", "up"]).unwrap();
+        ip(&["-n", p, "link", "set", "vp", "up"]).unwrap();
+        Some(VethPair {
+            router,
+            peer,
+            _netns: netns,
+        })
+    }
+}
+
+#[test]
+fn veth_pair_frames_cross_the_ring_both_ways() {
+    let Some(pair) = VethPair::create("veth_pair_frames_cross_the_ring_both_ways") else {
+        return;
+    };
+    let (ns_r, ns_p) = (pair.router.clone(), pair.peer.clone());
+
+    // Small blocks so the N frames span many of them and the ring wraps.
+    let config = AfPacketConfig {
+        block_size: 1 << 14,
+        block_count: 8,
+        promiscuous: true,
+        ..AfPacketConfig::default()
+    };
+    let mut router = in_netns(&ns_r, move || AfPacket::open("vr", &config).unwrap());
+    let peer = in_netns(&ns_p, || Plain::open("vp"));
+
+    // Peer → ring, in bursts smaller than the ring so nothing is dropped.
+    let sent: Vec<Vec<u8>> = (0..N)
+        .map(|i| frame(FROM_PEER, i as u32, len_of(i)))
+        .collect();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for chunk in sent.chunks(20) {
+        for f in chunk {
+            peer.send(f);
+        }
+        let want = got.len() + chunk.len();
+        while got.len() < want {
+            assert!(
+                Instant::now() < deadline,
+                "received {} of {} frames, {:?} block {} cursor {:?}",
+                got.len(),
+                N,
+                router.stats(),
+                router.block,
+                router.cursor
+            );
+            router.poll(Duration::from_millis(50)).unwrap();
+            router.rx_burst(7, |f| {
+                if ours(f, FROM_PEER) {
+                    got.push(f.to_vec());
+                }
+            });
+        }
+    }
+    assert_eq!(got.len(), N);
+    for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
+        assert_eq!(g, s, "frame {i} differs");
+    }
+
+    // Ring socket → peer, in one burst.
+    let back: Vec<Vec<u8>> = (0..N)
+        .map(|i| frame(FROM_ROUTER, i as u32, len_of(N - 1 - i)))
+        .collect();
+    let refs: Vec<&[u8]> = back.iter().map(Vec::as_slice).collect();
+    let mut taken = 0;
+    while taken < refs.len() {
+        taken += router.tx_burst(&refs[taken..]);
+        assert!(Instant::now() < deadline, "transmitted {taken} of {N}");
+    }
+    let mut buf = vec![0u8; 2048];
+    let mut echoed = Vec::new();
+    while echoed.len() < N {
+        let Some(n) = peer.recv(&mut buf, deadline) else {
+            panic!("peer received {} of {} frames", echoed.len(), N);
+        };
+        if ours(&buf[..n], FROM_ROUTER) {
+            echoed.push(buf[..n].to_vec());
+        }
+    }
+    assert_eq!(echoed, back);
+
+    // PACKET_IGNORE_OUTGOING: our own transmissions never show up in our ring.
+    std::thread::sleep(Duration::from_millis(20));
+    router.poll(Duration::from_millis(20)).unwrap();
+    let mut own = 0;
+    router.rx_burst(usize::MAX, |f| own += usize::from(ours(f, FROM_ROUTER)));
+    assert_eq!(own, 0, "the ring saw its own transmissions");
+
+    // The receive path moves an 802.1Q tag into metadata before packet sockets see the frame
+    // (skb_vlan_untag); the ring must put it back so the frame reads as it was on the wire.
+    let inner = frame(FROM_PEER, 7, 300);
+    let mut wire = inner[..12].to_vec();
+    wire.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+    wire.extend_from_slice(&inner[12..]);
+    peer.send(&wire);
+    let mut tagged = None;
+    while tagged.is_none() {
+        assert!(Instant::now() < deadline, "the tagged frame never arrived");
+        router.poll(Duration::from_millis(50)).unwrap();
+        router.rx_burst(usize::MAX, |f| {
+            if f.len() > 18 && f[12..14] == [0x81, 0x00] && f[16..18] == ETHERTYPE.to_be_bytes() {
+                tagged = Some(f.to_vec());
+            }
+        });
+    }
+    assert_eq!(tagged.unwrap(), wire);
+
+    let stats = router.stats().unwrap();
+    assert!(stats.rx_packets > N as u64, "{stats:?}");
+    assert_eq!(stats.rx_drops, 0, "{stats:?}");
+    assert_eq!(stats.tx_packets, N as u64, "{stats:?}");
+    assert_eq!(stats.tx_errors, 0, "{stats:?}");
+}
+
+#[test]
+fn a_fanout_group_shares_the_frames() {
+    let Some(pair) = VethPair::create("a_fanout_group_shares_the_frames") else {
+        return;
+    };
+    let config = AfPacketConfig {
+        fanout: Some(Fanout {
+            group: (std::process::id() & 0xffff) as u16,
+            mode: FanoutMode::LoadBalance,
+        }),
+        ..AfPacketConfig::default()
+    };
+    let mut workers = in_netns(&pair.router, move || {
+        [
+            AfPacket::open("vr", &config).unwrap(),
+            AfPacket::open("vr", &config).unwrap(),
+        ]
+    });
+    let peer = in_netns(&pair.peer, || Plain::open("vp"));
+    for i in 0..20 {
+        peer.send(&frame(FROM_PEER, i, 100));
+    }
+    let mut seen = [Vec::new(), Vec::new()];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen[0].len() + seen[1].len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "received {} and {} of 20",
+            seen[0].len(),
+            seen[1].len()
+        );
+        for (w, s) in workers.iter_mut().zip(seen.iter_mut()) {
+            w.poll(Duration::from_millis(10)).unwrap();
+            w.rx_burst(usize::MAX, |f| {
+                if ours(f, FROM_PEER) {
+                    s.push(u32::from_be_bytes(f[15..19].try_into().unwrap()));
+                }
+            });
+        }
+    }
+    assert!(
+        !seen[0].is_empty() && !seen[1].is_empty(),
+        "one socket got everything: {seen:?}"
+    );
+    let mut all: Vec<u32> = seen.concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..20).collect::<Vec<_>>(), "each frame exactly once");
+}
