@@ -1,4 +1,13 @@
 //! `nft-offload bench`: in-memory throughput of the dataplane on one core.
+//!
+//! Both paths are measured the way a receive loop drives the router: 32 slots made once,
+//! refilled with pristine frames for each burst (the copy a NIC's DMA does) and handed to
+//! [`Router::process_slots`]. A fast-path hit is rewritten and sent from its slot; a
+//! slow-path packet takes its slot's buffer, so its next refill allocates.
+//!
+//! Instructions per fast-path packet: `bench --fast-only` prints the callgrind command; with
+//! 100,000 flows, 1,053 per packet, of which the flowtable's own fast path is 766, conntrack's
+//! GC steps (two slots per frame) 109, the router's glue about 120 and the refill 45.
 
 use std::time::{Duration, Instant};
 
