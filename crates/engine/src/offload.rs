@@ -344,18 +344,18 @@ impl Offload {
                 let run = slots[i..].iter().take_while(|s| table_of(s) == Some(t)).count();
                 let end = i + run;
                 rt.ft.process_burst::<false>(&mut slots[i..end], now, &mut self.actions[i..end]);
-                for k in i..end {
-                    let mut action = self.actions[k];
+                let done = slots[i..end].iter_mut().zip(&self.actions[i..end]).zip(&mut self.results[i..end]).zip(&self.rx_len[i..end]);
+                for (((slot, &action), result), &rx_len) in done {
+                    let mut action = action;
                     if action == Action::Punt(Punt::NoHeadroom) {
-                        let mut s = FrameSlot::new(slots[k].port, slots[k].frame());
-                        let a = rt.ft.process(&mut s, now);
-                        if let Action::Forward(_) = a {
-                            slots[k] = s;
+                        let mut s = FrameSlot::new(slot.port, slot.frame());
+                        action = rt.ft.process(&mut s, now);
+                        if let Action::Forward(_) = action {
+                            *slot = s;
                         }
-                        action = a;
                     }
                     if let Action::Forward(p) = action {
-                        self.results[k] = Some(Forwarded { egress: usize::from(p), rx_len: self.rx_len[k] });
+                        *result = Some(Forwarded { egress: usize::from(p), rx_len });
                     }
                 }
                 i = end;
