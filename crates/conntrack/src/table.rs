@@ -538,9 +538,13 @@ impl Table {
             return 0;
         }
         let mut freed = 0;
+        // Wrapping by comparison, not `%`: this runs for a few slots per burst frame, fast
+        // path included, and two divisions a slot were half of its cost.
+        let mut next = self.gc_cursor % n;
         for _ in 0..budget.min(n) {
-            let idx = self.gc_cursor % n;
-            self.gc_cursor = (idx + 1) % n;
+            let idx = next;
+            next = if idx + 1 == n { 0 } else { idx + 1 };
+            self.gc_cursor = next;
             let expired = self.slots[idx]
                 .conn
                 .as_ref()

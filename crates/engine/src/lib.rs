@@ -14,4 +14,4 @@ pub mod router;
 pub mod rules;
 pub mod topology;
 
-pub use router::{Config, Frame, Port, Router, TxFrame};
+pub use router::{Config, Frame, Port, Router, Sent, TxFrame};

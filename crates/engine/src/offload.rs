@@ -34,7 +34,6 @@ use nft_wire::PacketMeta;
 
 use crate::fib::{Fib, RouteKind};
 use crate::l2;
-use crate::router::Frame;
 use crate::rules::Ruleset;
 use crate::topology::{Encap, Topology};
 
@@ -73,8 +72,7 @@ pub struct Offload {
     admitted: u64,
     refused: BTreeMap<&'static str, u64>,
     // Per burst, kept to reuse their allocations.
-    slots: Vec<FrameSlot>,
-    slot_of: Vec<(usize, usize)>,
+    rx_len: Vec<usize>,
     actions: Vec<Action>,
     results: Vec<Option<Forwarded>>,
     leaving: Vec<(ConnId, Duration, Duration)>,
@@ -176,8 +174,7 @@ impl Offload {
             fib_gen: 0,
             admitted: 0,
             refused: BTreeMap::new(),
-            slots: vec![],
-            slot_of: vec![],
+            rx_len: vec![],
             actions: vec![],
             results: vec![],
             leaving: vec![],
@@ -285,9 +282,9 @@ impl Offload {
                 continue;
             }
             self.leaving.clear();
-            for f in t.ft.iter(now) {
-                if let Some(c) = ct.get(f.conn) {
-                    self.leaving.push((f.conn, now.saturating_sub(f.idle), c.deadline()));
+            for (conn, idle) in t.ft.idle_conns(now) {
+                if let Some(c) = ct.get(conn) {
+                    self.leaving.push((conn, now.saturating_sub(idle), c.deadline()));
                 }
             }
             t.ft.gc(ct, now);
@@ -303,7 +300,7 @@ impl Offload {
             }
         }
         let tables = &self.tables;
-        self.flows.retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.info(*fid, now).is_some()));
+        self.flows.retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.contains(*fid)));
         self.ingress.retain(|id, _| ct.get(*id).is_some());
     }
 
@@ -315,52 +312,53 @@ impl Offload {
         }
     }
 
-    /// Runs the fast path over the frames of `burst` that arrived on a flowtable's devices.
-    /// Forwarded frames are rewritten in place ([`forwarded`](Self::forwarded) says where
-    /// they go); the others are left as they came, for the slow path.
-    pub fn fast_path(&mut self, burst: &mut [Frame], now: Duration) {
+    /// Runs the fast path over the slots of a burst that arrived on a flowtable's devices.
+    /// Forwarded frames are rewritten in place in their slot ([`forwarded`](Self::forwarded)
+    /// says where they go); the others are left as they came, for the slow path.
+    ///
+    /// Each flowtable runs over the runs of consecutive slots that arrived on its devices,
+    /// in place: a hit neither copies nor allocates. A slot without headroom for a longer
+    /// link header out (untagged in, VLAN or PPPoE out) goes again in a copy that has some.
+    pub fn fast_path(&mut self, slots: &mut [FrameSlot], now: Duration) {
         self.results.clear();
-        self.results.resize(burst.len(), None);
+        self.results.resize(slots.len(), None);
         if !self.enabled || self.flows.is_empty() {
             return;
         }
+        self.rx_len.clear();
+        self.rx_len.extend(slots.iter().map(|s| s.frame().len()));
+        self.actions.clear();
+        self.actions.resize(slots.len(), Action::None);
+        let port_table = &self.port_table;
+        let table_of = |s: &FrameSlot| port_table.get(usize::from(s.port)).copied().flatten();
         for (t, rt) in self.tables.iter_mut().enumerate() {
             if rt.ft.is_empty() {
                 continue;
             }
-            self.slots.clear();
-            self.slot_of.clear();
-            for (i, f) in burst.iter_mut().enumerate() {
-                if self.port_table.get(f.ingress).copied().flatten() != Some(t) {
+            let mut i = 0;
+            while i < slots.len() {
+                if table_of(&slots[i]) != Some(t) {
+                    i += 1;
                     continue;
                 }
-                let Ok(port) = u16::try_from(f.ingress) else { continue };
-                self.slot_of.push((i, f.data.len()));
-                self.slots.push(FrameSlot::from_vec(port, std::mem::take(&mut f.data)));
-            }
-            self.actions.clear();
-            self.actions.resize(self.slots.len(), Action::None);
-            rt.ft.process_burst::<false>(&mut self.slots, now, &mut self.actions);
-            for (k, slot) in self.slots.drain(..).enumerate() {
-                let (i, rx_len) = self.slot_of[k];
-                let port = slot.port;
-                let (data, action) = match self.actions[k] {
-                    // The frames come without headroom; the few that need a longer link
-                    // header out (untagged in, VLAN or PPPoE out) go again with some.
-                    Action::Punt(Punt::NoHeadroom) => {
-                        let data = slot.into_vec();
-                        let mut s = FrameSlot::new(port, &data);
-                        match rt.ft.process(&mut s, now) {
-                            a @ Action::Forward(_) => (s.into_vec(), a),
-                            a => (data, a),
+                let run = slots[i..].iter().take_while(|s| table_of(s) == Some(t)).count();
+                let end = i + run;
+                rt.ft.process_burst::<false>(&mut slots[i..end], now, &mut self.actions[i..end]);
+                let done = slots[i..end].iter_mut().zip(&self.actions[i..end]).zip(&mut self.results[i..end]).zip(&self.rx_len[i..end]);
+                for (((slot, &action), result), &rx_len) in done {
+                    let mut action = action;
+                    if action == Action::Punt(Punt::NoHeadroom) {
+                        let mut s = FrameSlot::new(slot.port, slot.frame());
+                        action = rt.ft.process(&mut s, now);
+                        if let Action::Forward(_) = action {
+                            *slot = s;
                         }
                     }
-                    a => (slot.into_vec(), a),
-                };
-                burst[i].data = data;
-                if let Action::Forward(p) = action {
-                    self.results[i] = Some(Forwarded { egress: usize::from(p), rx_len });
+                    if let Action::Forward(p) = action {
+                        *result = Some(Forwarded { egress: usize::from(p), rx_len });
+                    }
                 }
+                i = end;
             }
         }
     }

@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use nft_conntrack::{apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState, Rewrite, Status, Table};
+use nft_flowtable::FrameSlot;
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
 
@@ -37,6 +38,15 @@ pub enum Port {
 pub struct Frame {
     pub ingress: usize,
     pub data: Vec<u8>,
+}
+
+/// What a burst of slots sends, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The fast path rewrote slot `slot` in place: transmit it on interface `egress`.
+    Slot { slot: usize, egress: usize },
+    /// A frame of the slow path.
+    Frame(TxFrame),
 }
 
 /// A frame to transmit, link header included, with the metadata rules gave the packet
@@ -234,6 +244,10 @@ pub struct Router {
     trace: Vec<String>,
     packet_no: u64,
     offload: Offload,
+    // Per burst, kept to reuse their allocations.
+    slots: Vec<FrameSlot>,
+    sent: Vec<Sent>,
+    tx: Vec<TxFrame>,
     /// [`Act::flow_add`]'s strings, lent to each base chain's `Act`.
     flow_names: Vec<String>,
 }
@@ -269,7 +283,7 @@ impl Router {
         let counters = Counters::new(topo.interfaces.len());
         let ifnames = topo.interfaces.iter().map(|i| rules::ifname_value(&i.name)).collect();
         let offload = Offload::new(&rules, &topo, cfg.offload, cfg.conntrack.max_entries);
-        Router { topo, ports, fib, rules, state, ct, cfg, counters, ifnames, logs: vec![], trace: vec![], packet_no: 0, offload, flow_names: vec![] }
+        Router { topo, ports, fib, rules, state, ct, cfg, counters, ifnames, logs: vec![], trace: vec![], packet_no: 0, offload, slots: vec![], sent: vec![], tx: vec![], flow_names: vec![] }
     }
 
     pub fn topology(&self) -> &Topology {
@@ -306,28 +320,63 @@ impl Router {
         std::mem::take(&mut self.trace)
     }
 
-    /// Runs a burst of frames through the slow path. Frames' buffers are taken (left empty);
-    /// what leaves is appended to `out`, in order.
+    /// Runs a burst of frames. Frames' buffers are taken (left empty); what leaves is
+    /// appended to `out`, in order. Built on [`process_slots`](Self::process_slots): the
+    /// buffers move into slots and back, without copying.
     pub fn process(&mut self, burst: &mut [Frame], now: Duration, out: &mut Vec<TxFrame>) {
-        let budget = self.cfg.gc_budget.saturating_add(burst.len().saturating_mul(2));
+        let mut slots = std::mem::take(&mut self.slots);
+        let mut sent = std::mem::take(&mut self.sent);
+        slots.clear();
+        // An ingress beyond a port number is no interface either way; the slow path drops it.
+        slots.extend(burst.iter_mut().map(|f| FrameSlot::from_vec(u16::try_from(f.ingress).unwrap_or(u16::MAX), std::mem::take(&mut f.data))));
+        sent.clear();
+        self.process_slots(&mut slots, now, &mut sent);
+        for s in sent.drain(..) {
+            match s {
+                Sent::Frame(f) => out.push(f),
+                Sent::Slot { slot, egress } => {
+                    let data = slots.get_mut(slot).map(|s| std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec()).unwrap_or_default();
+                    out.push(TxFrame { egress: Port::Iface(egress), data, mark: 0, priority: 0 });
+                }
+            }
+        }
+        slots.clear();
+        self.slots = slots;
+        self.sent = sent;
+    }
+
+    /// Runs a burst of frames held in slots (buffers with headroom, which a receive loop
+    /// refills). A fast-path hit is rewritten in its slot and leaves as
+    /// [`Sent::Slot`], with no allocation or copy; a frame for the slow path has its buffer
+    /// taken (the slot is left empty, to be refilled) and what it sends leaves as
+    /// [`Sent::Frame`]. `out` is appended to in order.
+    pub fn process_slots(&mut self, slots: &mut [FrameSlot], now: Duration, out: &mut Vec<Sent>) {
+        let budget = self.cfg.gc_budget.saturating_add(slots.len().saturating_mul(2));
         self.ct.gc(now, budget);
         self.offload.tick(&mut self.ct, &self.fib, &self.topo, now);
-        self.offload.fast_path(burst, now);
-        for (i, f) in burst.iter_mut().enumerate() {
-            let data = std::mem::take(&mut f.data);
+        self.offload.fast_path(slots, now);
+        let mut tx = std::mem::take(&mut self.tx);
+        for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
+            let ingress = usize::from(s.port);
             if let Some((egress, rx_len)) = self.offload.forwarded(i) {
-                if let Some(c) = self.counters.rx.get_mut(f.ingress) {
+                if let Some(c) = self.counters.rx.get_mut(ingress) {
                     c.add(rx_len);
                 }
-                self.transmit(Port::Iface(egress), data, out);
+                if let Some(c) = self.counters.tx.get_mut(egress) {
+                    c.add(s.frame().len());
+                }
+                out.push(Sent::Slot { slot: i, egress });
                 continue;
             }
+            let data = std::mem::replace(s, FrameSlot::from_vec(s.port, vec![])).into_vec();
             if self.cfg.trace {
-                self.trace_packet(f.ingress, &data);
+                self.trace_packet(ingress, &data);
             }
-            self.receive(f.ingress, data, now, out);
+            self.receive(ingress, data, now, &mut tx);
+            out.extend(tx.drain(..).map(Sent::Frame));
         }
+        self.tx = tx;
     }
 
     fn transmit(&mut self, egress: Port, data: Vec<u8>, out: &mut Vec<TxFrame>) {

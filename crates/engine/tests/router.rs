@@ -342,3 +342,34 @@ fn other_host_and_non_ip_frames() {
     assert_eq!(r.counters().dropped(Drop::NotIp), 1);
     assert_eq!(r.report(secs(1)).arp_replies, 1);
 }
+
+/// `process_slots`, the burst API a receive loop uses: an offloaded flow's packet is rewritten
+/// in its own buffer and sent from its slot; a slow-path packet beside it in the burst comes
+/// out as a frame of its own, in order.
+#[test]
+fn fast_path_hit_is_sent_from_its_slot() {
+    use nft_engine::Sent;
+    use nft_flowtable::FrameSlot;
+    let mut r = router();
+    let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 50000, 443, seq, k, p);
+    let out = one(&mut r, LAN, c(100, Tcp::Syn, b""), secs(1), Port::Iface(WAN));
+    let sport = check(&out).ports.unwrap().0;
+    one(&mut r, WAN, tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 443, sport, 7000, Tcp::SynAck(101), b""), secs(1), Port::Iface(LAN));
+    let ack = one(&mut r, LAN, c(101, Tcp::Ack(7001), b""), secs(1), Port::Iface(WAN));
+    assert_eq!(r.report(secs(1)).flows_offloaded, 1);
+
+    let lan = u16::try_from(LAN).unwrap();
+    let mut slots = vec![FrameSlot::new(lan, &c(101, Tcp::Ack(7001), b"")), FrameSlot::new(lan, &udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 5000, 53, 64, b"q"))];
+    let buf = slots[0].frame().as_ptr() as usize;
+    let mut sent = vec![];
+    r.process_slots(&mut slots, secs(1), &mut sent);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0], Sent::Slot { slot: 0, egress: WAN });
+    // the same bytes the slow path sent for the same segment, in the same buffer (the
+    // frame's start moves only to pop or push a link header)
+    assert_eq!(slots[0].frame(), &ack[..]);
+    assert!(slots[0].frame().as_ptr() as usize >= buf - nft_flowtable::HEADROOM && (slots[0].frame().as_ptr() as usize) <= buf + 64);
+    assert!(matches!(&sent[1], Sent::Frame(f) if f.egress == Port::Iface(WAN)), "{sent:?}");
+    let rep = r.report(secs(1));
+    assert_eq!((rep.fast_path_packets, rep.packets_out), (1, 5));
+}

@@ -667,6 +667,21 @@ impl<B: OffloadBackend> Flowtable<B> {
         })
     }
 
+    /// Each live flow's connection and how long the flow has been idle, in slab order: what
+    /// a caller needs around [`gc`](Self::gc), without building a [`FlowInfo`] per flow.
+    pub fn idle_conns(&self, now: Duration) -> impl Iterator<Item = (ConnId, Duration)> + '_ {
+        let now_ms = ms(now);
+        self.cold
+            .iter()
+            .filter(|c| c.live)
+            .filter_map(move |c| Some((c.conn?, Duration::from_millis(now_ms.saturating_sub(c.used_ms)))))
+    }
+
+    /// Whether flow `id` is still in the table.
+    pub fn contains(&self, id: FlowId) -> bool {
+        self.live(id)
+    }
+
     /// The flows, in slab order.
     pub fn iter(&self, now: Duration) -> impl Iterator<Item = FlowInfo> + '_ {
         (0..self.cold.len()).filter_map(move |i| self.info_at(i, now))
