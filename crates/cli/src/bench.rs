@@ -56,6 +56,10 @@ fn frame(topo: &Topology, lan: usize, clients: &[([u8; 6], [u8; 4])], i: usize) 
 }
 
 pub fn run(a: Args) -> Result<()> {
+    use std::io::Write as _;
+    // written, not printed: `bench | head` closing the pipe ends the run without a panic
+    let stdout = std::io::stdout();
+    let mut so = stdout.lock();
     let topo = defaults::load_topology(a.topology.as_deref())?;
     let rules = simulate::load_rules(a.ruleset.as_deref(), &topo)?;
     let gen = defaults::gen_config(&topo, 1, 1, vec![])?;
@@ -78,11 +82,11 @@ pub fn run(a: Args) -> Result<()> {
     let fast_rules = simulate::load_rules(a.ruleset.as_deref(), &fast_topo)?;
     let fast = fast_path(fast_topo, fast_rules, cfg.clone(), lan, &frames, FAST_PASSES)?;
     if a.fast_only {
-        println!("fast path, {} offloaded flows, {} packets in {FAST_PASSES} passes: {:.0} packets/s", fast.flows, fast.packets, fast.pps);
-        println!(
+        writeln!(so, "fast path, {} offloaded flows, {} packets in {FAST_PASSES} passes: {:.0} packets/s", fast.flows, fast.packets, fast.pps)?;
+        writeln!(so, 
             "instructions per packet: valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*fast_path_pass*' \\\n    nft-offload bench --fast-only --packets {n}   # then Ir / {}",
             fast.packets
-        );
+        )?;
         return Ok(());
     }
     // the fast path against ruleset size (only with the default topology, whose interfaces the
@@ -132,18 +136,18 @@ pub fn run(a: Args) -> Result<()> {
             "bytes_per_offloaded_connection": bytes_per_conn,
             "first_pass_forwarded": forwarded,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(so, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!("slow path, one core, 64-byte UDP, {n} flows through the ruleset with conntrack and masquerade:");
-        println!("  new connections/s       {:>12.0}", new_per_s);
-        println!("  packets/s (established) {:>12.0}", pps);
-        println!("fast path (flow offload), the same established flows, {} of them offloaded:", fast.flows);
-        println!("  packets/s (established) {:>12.0}   ({:.1}x the slow path)", fast.pps, fast.pps / pps.max(1.0));
+        writeln!(so, "slow path, one core, 64-byte UDP, {n} flows through the ruleset with conntrack and masquerade:")?;
+        writeln!(so, "  new connections/s       {:>12.0}", new_per_s)?;
+        writeln!(so, "  packets/s (established) {:>12.0}", pps)?;
+        writeln!(so, "fast path (flow offload), the same established flows, {} of them offloaded:", fast.flows)?;
+        writeln!(so, "  packets/s (established) {:>12.0}   ({:.1}x the slow path)", fast.pps, fast.pps / pps.max(1.0))?;
         for (k, v) in &by_rules {
-            println!("  fast path packets/s with {k:>5} rules: {:>12.0}", v.as_f64().unwrap_or(0.0));
+            writeln!(so, "  fast path packets/s with {k:>5} rules: {:>12.0}", v.as_f64().unwrap_or(0.0))?;
         }
-        println!("  memory per offloaded connection (conntrack + flow entry, at 100,000): {bytes_per_conn} bytes");
-        println!("  ({forwarded} of {n} first packets forwarded; drops {:?})", rep.drops);
+        writeln!(so, "  memory per offloaded connection (conntrack + flow entry, at 100,000): {bytes_per_conn} bytes")?;
+        writeln!(so, "  ({forwarded} of {n} first packets forwarded; drops {:?})", rep.drops)?;
     }
     Ok(())
 }

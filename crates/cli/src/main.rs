@@ -1,5 +1,6 @@
 //! `nft-offload`: the command-line front end.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -203,9 +204,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lo.dt.numeric_proto = numeric_proto;
             lo.dt.services = services;
             if json {
-                println!("{}", nft_lang::json::ruleset_to_json(&rs, &lo));
+                writeln!(std::io::stdout(), "{}", nft_lang::json::ruleset_to_json(&rs, &lo))?;
             } else {
-                print!("{}", nft_lang::print::ruleset(&rs, &lo));
+                write!(std::io::stdout(), "{}", nft_lang::print::ruleset(&rs, &lo))?;
             }
             Ok(ExitCode::SUCCESS)
         }
