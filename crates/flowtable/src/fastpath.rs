@@ -589,7 +589,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     ///
     /// Frames go through in stages of [`STAGE`]: parse and hash all, then look all up, then
     /// rewrite all. The loads of one stage do not depend on each other, so their cache misses
-    /// overlap instead of adding up (what VPP gets from prefetching, without `unsafe`).
+    /// overlap instead of adding up (what VPP gets from prefetching, with safe code only).
     pub fn process_burst<const TRACE: bool>(
         &mut self,
         frames: &mut [FrameSlot],
