@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use nft_engine::router::{Config, Frame, Router, Sent};
-use nft_flowtable::FrameSlot;
 use nft_engine::topology::Topology;
+use nft_flowtable::FrameSlot;
 
 use crate::defaults;
 use crate::simulate;
@@ -35,7 +35,14 @@ fn ruleset_with_rules(n: usize) -> String {
         "table inet fw {\n\tflowtable ft {\n\t\thook ingress priority 0;\n\t\tdevices = { \"br-lan\", \"wan\" };\n\t\tcounter;\n\t}\n\tchain filler {\n",
     );
     for i in 0..n {
-        let _ = writeln!(s, "\t\tip saddr 10.{}.{}.{} tcp dport {} counter drop", (i >> 16) & 255, (i >> 8) & 255, i & 255, 1 + i % 65535);
+        let _ = writeln!(
+            s,
+            "\t\tip saddr 10.{}.{}.{} tcp dport {} counter drop",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255,
+            1 + i % 65535
+        );
     }
     s.push_str(
         "\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t\tmeta l4proto { tcp, udp } flow add @ft\n\t\tct state established,related accept\n\t\tiifname \"wan\" jump filler\n\t\tiifname \"br-lan\" oifname \"wan\" accept\n\t}\n\tchain srcnat {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"wan\" masquerade\n\t}\n}\n",
@@ -49,7 +56,9 @@ fn frame(topo: &Topology, lan: usize, clients: &[([u8; 6], [u8; 4])], i: usize) 
     let (cmac, cip) = clients[i % clients.len()];
     // 198.19.0.0/16 is off the WAN subnet, so every packet goes to the gateway
     let dst = [198, 19, (i >> 8) as u8, i as u8];
-    let b = etherparse::PacketBuilder::ethernet2(cmac, topo.interfaces[lan].mac).ipv4(cip, dst, 64).udp(1024 + (i / 65_536 % 60_000) as u16, 443);
+    let b = etherparse::PacketBuilder::ethernet2(cmac, topo.interfaces[lan].mac)
+        .ipv4(cip, dst, 64)
+        .udp(1024 + (i / 65_536 % 60_000) as u16, 443);
     let mut out = Vec::with_capacity(64);
     let _ = b.write(&mut out, &[0u8; 18]);
     out
@@ -73,16 +82,36 @@ pub fn run(a: Args) -> Result<()> {
         })
         .collect();
     if clients.is_empty() {
-        bail!("the topology has no IPv4 neighbours on {} to send from", gen.lan.name);
+        bail!(
+            "the topology has no IPv4 neighbours on {} to send from",
+            gen.lan.name
+        );
     }
     let n = a.packets.max(1000);
     let frames: Vec<Vec<u8>> = (0..n).map(|i| frame(&topo, lan, &clients, i)).collect();
-    let cfg = Config { conntrack: nft_conntrack::Config { max_entries: n.next_power_of_two() * 2, ..Default::default() }, ..Config::default() };
+    let cfg = Config {
+        conntrack: nft_conntrack::Config {
+            max_entries: n.next_power_of_two() * 2,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
     let fast_topo = defaults::load_topology(a.topology.as_deref())?;
     let fast_rules = simulate::load_rules(a.ruleset.as_deref(), &fast_topo)?;
-    let fast = fast_path(fast_topo, fast_rules, cfg.clone(), lan, &frames, FAST_PASSES)?;
+    let fast = fast_path(
+        fast_topo,
+        fast_rules,
+        cfg.clone(),
+        lan,
+        &frames,
+        FAST_PASSES,
+    )?;
     if a.fast_only {
-        writeln!(so, "fast path, {} offloaded flows, {} packets in {FAST_PASSES} passes: {:.0} packets/s", fast.flows, fast.packets, fast.pps)?;
+        writeln!(
+            so,
+            "fast path, {} offloaded flows, {} packets in {FAST_PASSES} passes: {:.0} packets/s",
+            fast.flows, fast.packets, fast.pps
+        )?;
         writeln!(so, 
             "instructions per packet: valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*fast_path_pass*' \\\n    nft-offload bench --fast-only --packets {n}   # then Ir / {}",
             fast.packets
@@ -95,9 +124,22 @@ pub fn run(a: Args) -> Result<()> {
     if a.topology.is_none() {
         for k in [10usize, 1000, 10_000] {
             let t = defaults::load_topology(None)?;
-            let names: Vec<String> = t.interfaces.iter().map(|i| i.name.clone()).chain(["lo".to_string()]).collect();
-            let opts = nft_lang::ruleset::LoadOpts { interfaces: Some(names), ..Default::default() };
-            let ast = nft_lang::ruleset::load_str("bench.nft", &ruleset_with_rules(k.saturating_sub(6)), &opts).map_err(|e| anyhow::anyhow!("{}", e.rendered))?;
+            let names: Vec<String> = t
+                .interfaces
+                .iter()
+                .map(|i| i.name.clone())
+                .chain(["lo".to_string()])
+                .collect();
+            let opts = nft_lang::ruleset::LoadOpts {
+                interfaces: Some(names),
+                ..Default::default()
+            };
+            let ast = nft_lang::ruleset::load_str(
+                "bench.nft",
+                &ruleset_with_rules(k.saturating_sub(6)),
+                &opts,
+            )
+            .map_err(|e| anyhow::anyhow!("{}", e.rendered))?;
             let rs = nft_engine::rules::compile(&ast)?;
             let f = fast_path(t, rs, cfg.clone(), lan, &frames, FAST_PASSES)?;
             by_rules.insert(k.to_string(), serde_json::json!(f.pps.round()));
@@ -105,10 +147,15 @@ pub fn run(a: Args) -> Result<()> {
     }
     let bytes_per_conn = nft_flowtable::bytes_per_offloaded_connection(100_000);
     // the slow path alone: offload off, every established packet walks the ruleset
-    let cfg = Config { offload: false, ..cfg };
+    let cfg = Config {
+        offload: false,
+        ..cfg
+    };
     let mut r = Router::new(topo, rules, cfg);
     let port = u16::try_from(lan)?;
-    let mut slots: Vec<FrameSlot> = (0..BURST).map(|_| FrameSlot::new(port, &frames[0])).collect();
+    let mut slots: Vec<FrameSlot> = (0..BURST)
+        .map(|_| FrameSlot::new(port, &frames[0]))
+        .collect();
     let mut sent = Vec::with_capacity(BURST);
     // the same loop as the fast path's; the slow path takes each slot's buffer, so the next
     // refill allocates, as a slow-path packet may
@@ -141,13 +188,30 @@ pub fn run(a: Args) -> Result<()> {
         writeln!(so, "slow path, one core, 64-byte UDP, {n} flows through the ruleset with conntrack and masquerade:")?;
         writeln!(so, "  new connections/s       {:>12.0}", new_per_s)?;
         writeln!(so, "  packets/s (established) {:>12.0}", pps)?;
-        writeln!(so, "fast path (flow offload), the same established flows, {} of them offloaded:", fast.flows)?;
-        writeln!(so, "  packets/s (established) {:>12.0}   ({:.1}x the slow path)", fast.pps, fast.pps / pps.max(1.0))?;
+        writeln!(
+            so,
+            "fast path (flow offload), the same established flows, {} of them offloaded:",
+            fast.flows
+        )?;
+        writeln!(
+            so,
+            "  packets/s (established) {:>12.0}   ({:.1}x the slow path)",
+            fast.pps,
+            fast.pps / pps.max(1.0)
+        )?;
         for (k, v) in &by_rules {
-            writeln!(so, "  fast path packets/s with {k:>5} rules: {:>12.0}", v.as_f64().unwrap_or(0.0))?;
+            writeln!(
+                so,
+                "  fast path packets/s with {k:>5} rules: {:>12.0}",
+                v.as_f64().unwrap_or(0.0)
+            )?;
         }
         writeln!(so, "  memory per offloaded connection (conntrack + flow entry, at 100,000): {bytes_per_conn} bytes")?;
-        writeln!(so, "  ({forwarded} of {n} first packets forwarded; drops {:?})", rep.drops)?;
+        writeln!(
+            so,
+            "  ({forwarded} of {n} first packets forwarded; drops {:?})",
+            rep.drops
+        )?;
     }
     Ok(())
 }
@@ -160,15 +224,29 @@ struct FastPath {
 
 /// The same flows with offload on: opened, answered, assured (UDP is offloaded once conntrack
 /// assures it, after a reply and two seconds), then measured on the fast path.
-fn fast_path(topo: Topology, rules: nft_engine::rules::Ruleset, cfg: Config, lan: usize, frames: &[Vec<u8>], passes: usize) -> Result<FastPath> {
+fn fast_path(
+    topo: Topology,
+    rules: nft_engine::rules::Ruleset,
+    cfg: Config,
+    lan: usize,
+    frames: &[Vec<u8>],
+    passes: usize,
+) -> Result<FastPath> {
     let mut r = Router::new(topo, rules, cfg);
     let mut out = Vec::with_capacity(64);
     let mut burst: Vec<Frame> = Vec::with_capacity(32);
-    let mut run = |r: &mut Router, frames: &[(usize, Vec<u8>)], now: Duration, keep: &mut Vec<(usize, Vec<u8>)>| -> f64 {
+    let mut run = |r: &mut Router,
+                   frames: &[(usize, Vec<u8>)],
+                   now: Duration,
+                   keep: &mut Vec<(usize, Vec<u8>)>|
+     -> f64 {
         let t = Instant::now();
         for chunk in frames.chunks(32) {
             burst.clear();
-            burst.extend(chunk.iter().map(|(i, d)| Frame { ingress: *i, data: d.clone() }));
+            burst.extend(chunk.iter().map(|(i, d)| Frame {
+                ingress: *i,
+                data: d.clone(),
+            }));
             out.clear();
             r.process(&mut burst, now, &mut out);
             for o in &out {
@@ -184,16 +262,19 @@ fn fast_path(topo: Topology, rules: nft_engine::rules::Ruleset, cfg: Config, lan
     run(&mut r, &lan_frames, Duration::from_secs(1), &mut sent);
     // answers: the forwarded frames turned around (swapping addresses and ports leaves the
     // checksums as they are)
-    let replies: Vec<(usize, Vec<u8>)> = sent.into_iter().map(|(e, mut d)| {
-        let mut mac = [0u8; 6];
-        mac.copy_from_slice(&d[0..6]);
-        d.copy_within(6..12, 0);
-        d[6..12].copy_from_slice(&mac);
-        for (a, b) in [(26, 30), (27, 31), (28, 32), (29, 33), (34, 36), (35, 37)] {
-            d.swap(a, b);
-        }
-        (e, d)
-    }).collect();
+    let replies: Vec<(usize, Vec<u8>)> = sent
+        .into_iter()
+        .map(|(e, mut d)| {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&d[0..6]);
+            d.copy_within(6..12, 0);
+            d[6..12].copy_from_slice(&mac);
+            for (a, b) in [(26, 30), (27, 31), (28, 32), (29, 33), (34, 36), (35, 37)] {
+                d.swap(a, b);
+            }
+            (e, d)
+        })
+        .collect();
     run(&mut r, &replies, Duration::from_millis(1500), &mut vec![]);
     // assured now: `flow add` offloads each flow on this pass
     run(&mut r, &lan_frames, Duration::from_secs(4), &mut vec![]);
@@ -202,7 +283,9 @@ fn fast_path(topo: Topology, rules: nft_engine::rules::Ruleset, cfg: Config, lan
     r.process(&mut [], now, &mut vec![]);
     let before = r.report(now).fast_path_packets;
     let port = u16::try_from(lan)?;
-    let mut slots: Vec<FrameSlot> = (0..BURST).map(|_| FrameSlot::new(port, &frames[0])).collect();
+    let mut slots: Vec<FrameSlot> = (0..BURST)
+        .map(|_| FrameSlot::new(port, &frames[0]))
+        .collect();
     let mut sent = Vec::with_capacity(BURST);
     let mut pps = 0f64;
     for _ in 0..passes {
@@ -214,7 +297,11 @@ fn fast_path(topo: Topology, rules: nft_engine::rules::Ruleset, cfg: Config, lan
     if rep.flows_offloaded == 0 {
         bail!("no flow was offloaded (does the ruleset have a flowtable and `flow add`?): refused {:?}", rep.flows_refused);
     }
-    Ok(FastPath { pps, flows: rep.flows_offloaded, packets: rep.fast_path_packets - before })
+    Ok(FastPath {
+        pps,
+        flows: rep.flows_offloaded,
+        packets: rep.fast_path_packets - before,
+    })
 }
 
 /// Measured passes over the offloaded flows; the best counts (the machine is shared).
@@ -229,7 +316,14 @@ const BURST: usize = 32;
 /// Its own function so that callgrind can count just this (`--toggle-collect`). Returns the
 /// frames sent.
 #[inline(never)]
-pub fn fast_path_pass(r: &mut Router, port: u16, frames: &[Vec<u8>], slots: &mut [FrameSlot], sent: &mut Vec<Sent>, now: Duration) -> usize {
+pub fn fast_path_pass(
+    r: &mut Router,
+    port: u16,
+    frames: &[Vec<u8>],
+    slots: &mut [FrameSlot],
+    sent: &mut Vec<Sent>,
+    now: Duration,
+) -> usize {
     for chunk in frames.chunks(slots.len().max(1)) {
         let burst = &mut slots[..chunk.len()];
         for (s, f) in burst.iter_mut().zip(chunk) {

@@ -14,12 +14,21 @@ pub const RULESET: &str = include_str!("../../../examples/fw4-home.nft");
 
 /// The port forwards of the default ruleset, so generated inbound flows reach a real service.
 pub fn default_forwards() -> Vec<PortForward> {
-    vec![PortForward { proto: Transport::Tcp, wan_port: 8080, lan_addr: Ipv4Addr::new(192, 168, 1, 100).into(), lan_port: 80 }]
+    vec![PortForward {
+        proto: Transport::Tcp,
+        wan_port: 8080,
+        lan_addr: Ipv4Addr::new(192, 168, 1, 100).into(),
+        lan_port: 80,
+    }]
 }
 
 pub fn load_topology(path: Option<&Path>) -> Result<Topology> {
     let (name, text) = match path {
-        Some(p) => (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("reading topology {}", p.display()))?),
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading topology {}", p.display()))?,
+        ),
         None => ("the default topology".to_string(), TOPOLOGY.to_string()),
     };
     Topology::from_toml(&text).map_err(|e| anyhow!("{name}: {e}"))
@@ -36,18 +45,53 @@ fn gen_iface(i: &Interface) -> GenInterface {
     });
     let encap = match &i.encap {
         Encap::None => gen::Encap::None,
-        Encap::Vlan { parent, id } => gen::Encap::Vlan { parent: parent.clone(), id: *id },
-        Encap::QinQ { parent, outer, inner } => gen::Encap::QinQ { parent: parent.clone(), outer: *outer, inner: *inner },
-        Encap::Pppoe { parent, session, .. } => gen::Encap::Pppoe { parent: parent.clone(), session: *session },
+        Encap::Vlan { parent, id } => gen::Encap::Vlan {
+            parent: parent.clone(),
+            id: *id,
+        },
+        Encap::QinQ {
+            parent,
+            outer,
+            inner,
+        } => gen::Encap::QinQ {
+            parent: parent.clone(),
+            outer: *outer,
+            inner: *inner,
+        },
+        Encap::Pppoe {
+            parent, session, ..
+        } => gen::Encap::Pppoe {
+            parent: parent.clone(),
+            session: *session,
+        },
     };
-    GenInterface { name: i.name.clone(), mac: i.mac, ipv4, ipv6, mtu: i.mtu, encap }
+    GenInterface {
+        name: i.name.clone(),
+        mac: i.mac,
+        ipv4,
+        ipv6,
+        mtu: i.mtu,
+        encap,
+    }
 }
 
 /// The generator's view of a topology: WAN is where the IPv4 default route points, LAN the
 /// first other interface with an IPv4 address; the LAN clients are its static neighbours.
-pub fn gen_config(t: &Topology, seed: u64, flows: usize, forwards: Vec<PortForward>) -> Result<GenConfig> {
+pub fn gen_config(
+    t: &Topology,
+    seed: u64,
+    flows: usize,
+    forwards: Vec<PortForward>,
+) -> Result<GenConfig> {
     let fib = t.build_fib();
-    let Some((RouteKind::Unicast(NextHop { ifindex: wan_idx, via }), _)) = fib.lookup(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))) else {
+    let Some((
+        RouteKind::Unicast(NextHop {
+            ifindex: wan_idx,
+            via,
+        }),
+        _,
+    )) = fib.lookup(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)))
+    else {
         bail!("the topology has no IPv4 default route; the generator needs one to find the WAN interface");
     };
     let wan = &t.interfaces[*wan_idx];
@@ -58,10 +102,18 @@ pub fn gen_config(t: &Topology, seed: u64, flows: usize, forwards: Vec<PortForwa
         .ok_or_else(|| anyhow!("the topology has no LAN interface with an IPv4 address"))?;
     let gateway_mac = match (&wan.encap, via) {
         (Encap::Pppoe { peer_mac, .. }, _) => *peer_mac,
-        (_, Some(gw)) => *t.neighbours.get(&(wan.index, *gw)).ok_or_else(|| anyhow!("no neighbour entry for the default gateway {gw}"))?,
+        (_, Some(gw)) => *t
+            .neighbours
+            .get(&(wan.index, *gw))
+            .ok_or_else(|| anyhow!("no neighbour entry for the default gateway {gw}"))?,
         (_, None) => bail!("the default route has no gateway"),
     };
-    let clients = t.neighbours.keys().filter(|(i, a)| *i == lan.index && a.is_ipv4()).count().max(1) as u16;
+    let clients = t
+        .neighbours
+        .keys()
+        .filter(|(i, a)| *i == lan.index && a.is_ipv4())
+        .count()
+        .max(1) as u16;
     let mut cfg = GenConfig::home(seed, flows);
     cfg.lan = gen_iface(lan);
     cfg.wan = gen_iface(wan);
@@ -69,21 +121,37 @@ pub fn gen_config(t: &Topology, seed: u64, flows: usize, forwards: Vec<PortForwa
     cfg.clients = clients;
     cfg.forwards = forwards;
     // global IPv6 on the LAN: no IPv6 NAT
-    cfg.ipv6_nat = cfg.lan.ipv6.is_some_and(|(a, _)| (a.segments()[0] & 0xfe00) == 0xfc00);
+    cfg.ipv6_nat = cfg
+        .lan
+        .ipv6
+        .is_some_and(|(a, _)| (a.segments()[0] & 0xfe00) == 0xfc00);
     let _ = Ipv6Addr::UNSPECIFIED;
     Ok(cfg)
 }
 
 /// `tcp:8080=192.168.1.100:80`
 pub fn parse_forward(s: &str) -> Result<PortForward> {
-    let (proto, rest) = s.split_once(':').ok_or_else(|| anyhow!("forward {s:?}: want PROTO:WANPORT=ADDR:PORT"))?;
+    let (proto, rest) = s
+        .split_once(':')
+        .ok_or_else(|| anyhow!("forward {s:?}: want PROTO:WANPORT=ADDR:PORT"))?;
     let proto = match proto {
         "tcp" => Transport::Tcp,
         "udp" => Transport::Udp,
         p => bail!("forward {s:?}: protocol {p:?} is not tcp or udp"),
     };
-    let (wp, dst) = rest.split_once('=').ok_or_else(|| anyhow!("forward {s:?}: want PROTO:WANPORT=ADDR:PORT"))?;
-    let wan_port: u16 = wp.parse().map_err(|_| anyhow!("forward {s:?}: bad port {wp:?}"))?;
-    let sa: std::net::SocketAddr = dst.parse().map_err(|_| anyhow!("forward {s:?}: bad address {dst:?} (use [v6]:port for IPv6)"))?;
-    Ok(PortForward { proto, wan_port, lan_addr: sa.ip(), lan_port: sa.port() })
+    let (wp, dst) = rest
+        .split_once('=')
+        .ok_or_else(|| anyhow!("forward {s:?}: want PROTO:WANPORT=ADDR:PORT"))?;
+    let wan_port: u16 = wp
+        .parse()
+        .map_err(|_| anyhow!("forward {s:?}: bad port {wp:?}"))?;
+    let sa: std::net::SocketAddr = dst
+        .parse()
+        .map_err(|_| anyhow!("forward {s:?}: bad address {dst:?} (use [v6]:port for IPv6)"))?;
+    Ok(PortForward {
+        proto,
+        wan_port,
+        lan_addr: sa.ip(),
+        lan_port: sa.port(),
+    })
 }

@@ -13,7 +13,11 @@ use nft_lang::print::ListOpts;
 use nft_lang::ruleset::{load_file, LoadOpts};
 
 #[derive(Parser)]
-#[command(name = "nft-offload", version, about = "A router dataplane with nftables flow offload")]
+#[command(
+    name = "nft-offload",
+    version,
+    about = "A router dataplane with nftables flow offload"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -140,7 +144,12 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         // `simulate | head` closing the pipe is not an error
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => ExitCode::SUCCESS,
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::from(1)
@@ -150,12 +159,50 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Bench { ruleset, topology, json, packets, fast_only } => {
-            bench::run(bench::Args { ruleset, topology, json, packets, fast_only })?;
+        Cmd::Bench {
+            ruleset,
+            topology,
+            json,
+            packets,
+            fast_only,
+        } => {
+            bench::run(bench::Args {
+                ruleset,
+                topology,
+                json,
+                packets,
+                fast_only,
+            })?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Simulate { ruleset, topology, pcap, iface, output, json, trace, flows, seed, no_offload, list_flows, list_conntrack } => {
-            let args = simulate::Args { ruleset, topology, pcap, pcap_iface: iface, output, json, trace, flows, seed, no_offload, list_flows, list_conntrack };
+        Cmd::Simulate {
+            ruleset,
+            topology,
+            pcap,
+            iface,
+            output,
+            json,
+            trace,
+            flows,
+            seed,
+            no_offload,
+            list_flows,
+            list_conntrack,
+        } => {
+            let args = simulate::Args {
+                ruleset,
+                topology,
+                pcap,
+                pcap_iface: iface,
+                output,
+                json,
+                trace,
+                flows,
+                seed,
+                no_offload,
+                list_flows,
+                list_conntrack,
+            };
             match simulate::run(args) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {
@@ -165,23 +212,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e),
             }
         }
-        Cmd::Gen { topology, flows, seed, forwards, output } => {
+        Cmd::Gen {
+            topology,
+            flows,
+            seed,
+            forwards,
+            output,
+        } => {
             let topo = defaults::load_topology(topology.as_deref())?;
             let fwd = if forwards.is_empty() && topology.is_none() {
                 defaults::default_forwards()
             } else {
-                forwards.iter().map(|f| defaults::parse_forward(f)).collect::<anyhow::Result<Vec<_>>>()?
+                forwards
+                    .iter()
+                    .map(|f| defaults::parse_forward(f))
+                    .collect::<anyhow::Result<Vec<_>>>()?
             };
             let cfg = defaults::gen_config(&topo, seed, flows, fwd)?;
             let g = nft_io::generate(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let f = std::fs::File::create(&output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
-            g.write_pcapng(std::io::BufWriter::new(f)).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+            let f = std::fs::File::create(&output)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+            g.write_pcapng(std::io::BufWriter::new(f))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
             eprint!("{}", g.summary);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Check { json, include, file } => {
-            let opts = LoadOpts { include_dirs: include, ..Default::default() };
-            let r = if json || looks_like_json(&file) { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };
+        Cmd::Check {
+            json,
+            include,
+            file,
+        } => {
+            let opts = LoadOpts {
+                include_dirs: include,
+                ..Default::default()
+            };
+            let r = if json || looks_like_json(&file) {
+                nft_lang::json::load_json_file(&file)
+            } else {
+                load_file(&file, &opts)
+            };
             match r {
                 Ok(_) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
@@ -190,9 +259,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Print { stateless, numeric_proto, services, json, include, file } => {
-            let opts = LoadOpts { include_dirs: include, ..Default::default() };
-            let loaded = if looks_like_json(&file) { nft_lang::json::load_json_file(&file) } else { load_file(&file, &opts) };
+        Cmd::Print {
+            stateless,
+            numeric_proto,
+            services,
+            json,
+            include,
+            file,
+        } => {
+            let opts = LoadOpts {
+                include_dirs: include,
+                ..Default::default()
+            };
+            let loaded = if looks_like_json(&file) {
+                nft_lang::json::load_json_file(&file)
+            } else {
+                load_file(&file, &opts)
+            };
             let rs = match loaded {
                 Ok(rs) => rs,
                 Err(e) => {
@@ -200,11 +283,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            let mut lo = ListOpts { stateless, ..Default::default() };
+            let mut lo = ListOpts {
+                stateless,
+                ..Default::default()
+            };
             lo.dt.numeric_proto = numeric_proto;
             lo.dt.services = services;
             if json {
-                writeln!(std::io::stdout(), "{}", nft_lang::json::ruleset_to_json(&rs, &lo))?;
+                writeln!(
+                    std::io::stdout(),
+                    "{}",
+                    nft_lang::json::ruleset_to_json(&rs, &lo)
+                )?;
             } else {
                 write!(std::io::stdout(), "{}", nft_lang::print::ruleset(&rs, &lo))?;
             }

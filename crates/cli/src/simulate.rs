@@ -54,12 +54,22 @@ pub fn load_rules(path: Option<&Path>, topo: &Topology) -> Result<rules::Ruleset
     if !names.iter().any(|n| n == "lo") {
         names.push("lo".into());
     }
-    let opts = LoadOpts { interfaces: Some(names), ..Default::default() };
+    let opts = LoadOpts {
+        interfaces: Some(names),
+        ..Default::default()
+    };
     let ast = match path {
         Some(p) => load_file(p, &opts).map_err(|e| input(e.rendered.trim_end().to_string()))?,
-        None => load_str("the default ruleset", defaults::RULESET, &opts).map_err(|e| anyhow!("{}", e.rendered))?,
+        None => load_str("the default ruleset", defaults::RULESET, &opts)
+            .map_err(|e| anyhow!("{}", e.rendered))?,
     };
-    rules::compile(&ast).map_err(|e| input(format!("{}: {e}", path.map(|p| p.display().to_string()).unwrap_or_else(|| "the default ruleset".into()))))
+    rules::compile(&ast).map_err(|e| {
+        input(format!(
+            "{}: {e}",
+            path.map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the default ruleset".into())
+        ))
+    })
 }
 
 /// The topology interface a capture interface name stands for: the interface itself, or
@@ -71,7 +81,9 @@ fn ingress_index(topo: &Topology, name: &str) -> Option<usize> {
     topo.interfaces
         .iter()
         .find(|i| match &i.encap {
-            Encap::Vlan { parent, .. } | Encap::QinQ { parent, .. } | Encap::Pppoe { parent, .. } => parent == name,
+            Encap::Vlan { parent, .. }
+            | Encap::QinQ { parent, .. }
+            | Encap::Pppoe { parent, .. } => parent == name,
             Encap::None => false,
         })
         .map(|i| i.index)
@@ -82,7 +94,9 @@ fn port_name(topo: &Topology, p: Port) -> String {
         Port::Host => "host".to_string(),
         Port::Iface(i) => match &topo.interfaces[i].encap {
             // frames of a sub-interface leave on its parent port, tag or session included
-            Encap::Vlan { parent, .. } | Encap::QinQ { parent, .. } | Encap::Pppoe { parent, .. } => parent.clone(),
+            Encap::Vlan { parent, .. }
+            | Encap::QinQ { parent, .. }
+            | Encap::Pppoe { parent, .. } => parent.clone(),
             Encap::None => topo.interfaces[i].name.clone(),
         },
     }
@@ -95,7 +109,8 @@ pub fn run(a: Args) -> Result<()> {
         Some(p) => {
             let iface = a.pcap_iface.clone().unwrap_or_default();
             let mut v = vec![];
-            let rd = nft_io::open_capture(p, &iface).map_err(|e| input(format!("{}: {e}", p.display())))?;
+            let rd = nft_io::open_capture(p, &iface)
+                .map_err(|e| input(format!("{}: {e}", p.display())))?;
             for f in rd {
                 match f {
                     Ok(f) => v.push(f),
@@ -106,7 +121,16 @@ pub fn run(a: Args) -> Result<()> {
             v
         }
         None => {
-            let cfg = defaults::gen_config(&topo, a.seed, a.flows, if a.topology.is_none() { defaults::default_forwards() } else { vec![] })?;
+            let cfg = defaults::gen_config(
+                &topo,
+                a.seed,
+                a.flows,
+                if a.topology.is_none() {
+                    defaults::default_forwards()
+                } else {
+                    vec![]
+                },
+            )?;
             nft_io::generate(&cfg).map_err(|e| anyhow!("{e}"))?.frames
         }
     };
@@ -122,14 +146,22 @@ pub fn run(a: Args) -> Result<()> {
         };
         names.push((f.iface.clone(), i));
     }
-    let mut cfg = Config { trace: a.trace, offload: !a.no_offload, ..Config::default() };
+    let mut cfg = Config {
+        trace: a.trace,
+        offload: !a.no_offload,
+        ..Config::default()
+    };
     // conntrack -L shows counters; with a flowtable `counter` they include the fast path's
     cfg.conntrack.accounting = a.list_conntrack;
     let mut router = Router::new(topo, rules, cfg);
     let mut writer = match &a.output {
         Some(p) => {
-            let f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
-            Some(nft_io::PcapngWriter::new(BufWriter::new(f)).map_err(|e| anyhow!("{}: {e}", p.display()))?)
+            let f =
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            Some(
+                nft_io::PcapngWriter::new(BufWriter::new(f))
+                    .map_err(|e| anyhow!("{}: {e}", p.display()))?,
+            )
         }
         None => None,
     };
@@ -139,8 +171,15 @@ pub fn run(a: Args) -> Result<()> {
     let stdout = std::io::stdout();
     let mut so = stdout.lock();
     for (n, f) in frames.iter().enumerate() {
-        let ingress = names.iter().find(|(x, _)| *x == f.iface).map(|(_, i)| *i).unwrap_or(0);
-        let mut burst = [Frame { ingress, data: f.data.clone() }];
+        let ingress = names
+            .iter()
+            .find(|(x, _)| *x == f.iface)
+            .map(|(_, i)| *i)
+            .unwrap_or(0);
+        let mut burst = [Frame {
+            ingress,
+            data: f.data.clone(),
+        }];
         out.clear();
         // time never runs backwards for the router, even if the capture does
         last = last.max(f.ts);
@@ -153,18 +192,24 @@ pub fn run(a: Args) -> Result<()> {
         if let Some(w) = writer.as_mut() {
             for t in &out {
                 let name = port_name(router.topology(), t.egress);
-                w.write_packet(&name, f.ts, &t.data, None).map_err(|e| anyhow!("writing the output capture: {e}"))?;
+                w.write_packet(&name, f.ts, &t.data, None)
+                    .map_err(|e| anyhow!("writing the output capture: {e}"))?;
             }
         }
         if progress && n % 10_000 == 0 {
-            eprint!("\r{:>3}% {n}/{} packets", n * 100 / frames.len(), frames.len());
+            eprint!(
+                "\r{:>3}% {n}/{} packets",
+                n * 100 / frames.len(),
+                frames.len()
+            );
         }
     }
     if progress {
         eprintln!("\r100% {}/{} packets", frames.len(), frames.len());
     }
     if let Some(w) = writer {
-        w.finish().map_err(|e| anyhow!("writing the output capture: {e}"))?;
+        w.finish()
+            .map_err(|e| anyhow!("writing the output capture: {e}"))?;
     }
     // flowtable `counter`: conntrack holds the fast path's counts after a GC pass
     router.sync_offload(last);
@@ -191,7 +236,11 @@ pub fn run(a: Args) -> Result<()> {
         for l in &lines {
             writeln!(so, "{l}")?;
         }
-        writeln!(so, "conntrack v1.4.8 (conntrack-tools): {} flow entries have been shown.", lines.len())?;
+        writeln!(
+            so,
+            "conntrack v1.4.8 (conntrack-tools): {} flow entries have been shown.",
+            lines.len()
+        )?;
     }
     Ok(())
 }
@@ -204,19 +253,31 @@ pub fn text_report(r: &Report, a: &Args) -> String {
         None => format!("generated traffic ({} flows, seed {})", a.flows, a.seed),
     };
     let _ = writeln!(s, "nft-offload simulate: {src}");
-    let _ = writeln!(s, "packets: {} in ({} bytes), {} out ({} bytes), {} to the host", r.packets_in, r.bytes_in, r.packets_out, r.bytes_out, r.host_packets);
+    let _ = writeln!(
+        s,
+        "packets: {} in ({} bytes), {} out ({} bytes), {} to the host",
+        r.packets_in, r.bytes_in, r.packets_out, r.bytes_out, r.host_packets
+    );
     let _ = writeln!(s, "paths: {} slow path, {} fast path, {} flows offloaded ({} flow add requests, {} admitted){}", r.slow_path_packets, r.fast_path_packets, r.flows_offloaded, r.flow_add_requests, r.flows_admitted, if a.no_offload { " [--no-offload]" } else { "" });
     if !r.flows.is_empty() {
         let by: Vec<String> = r.flows.iter().map(|(k, v)| format!("{v} {k}")).collect();
         let _ = writeln!(s, "flows: {}", by.join(", "));
     }
     if !r.fast_path_punts.is_empty() {
-        let by: Vec<String> = r.fast_path_punts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let by: Vec<String> = r
+            .fast_path_punts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         let _ = writeln!(s, "fast path punts: {}", by.join(", "));
     }
     let _ = writeln!(s, "\ninterfaces:");
     for i in &r.interfaces {
-        let _ = writeln!(s, "  {:<10} rx {:>8} packets {:>12} bytes   tx {:>8} packets {:>12} bytes", i.name, i.rx_packets, i.rx_bytes, i.tx_packets, i.tx_bytes);
+        let _ = writeln!(
+            s,
+            "  {:<10} rx {:>8} packets {:>12} bytes   tx {:>8} packets {:>12} bytes",
+            i.name, i.rx_packets, i.rx_bytes, i.tx_packets, i.tx_bytes
+        );
     }
     let total: u64 = r.drops.values().sum();
     let _ = writeln!(s, "\ndrops: {total}");
@@ -229,14 +290,35 @@ pub fn text_report(r: &Report, a: &Args) -> String {
             let _ = writeln!(s, "  {k:<24} {v:>8}");
         }
     }
-    let _ = writeln!(s, "\nNAT: {} bindings, {} packets translated", r.nat_bindings, r.nat_packets);
-    let _ = writeln!(s, "answers: {} ICMP errors, {} TCP resets, {} ARP replies", r.icmp_errors_sent, r.tcp_resets_sent, r.arp_replies);
-    let _ = writeln!(s, "\nconnections: {} live ({} created, {} expired, {} early drops)", r.connections_total, r.conntrack_new, r.conntrack_expired, r.conntrack_early_drop);
+    let _ = writeln!(
+        s,
+        "\nNAT: {} bindings, {} packets translated",
+        r.nat_bindings, r.nat_packets
+    );
+    let _ = writeln!(
+        s,
+        "answers: {} ICMP errors, {} TCP resets, {} ARP replies",
+        r.icmp_errors_sent, r.tcp_resets_sent, r.arp_replies
+    );
+    let _ = writeln!(
+        s,
+        "\nconnections: {} live ({} created, {} expired, {} early drops)",
+        r.connections_total, r.conntrack_new, r.conntrack_expired, r.conntrack_early_drop
+    );
     for (k, v) in &r.connections {
         let _ = writeln!(s, "  {k:<24} {v:>8}");
     }
     if !r.logs.is_empty() {
-        let _ = writeln!(s, "\nlog: {} lines{}", r.log_lines, if r.log_lines > r.logs.len() as u64 { format!(" (first {} kept)", r.logs.len()) } else { String::new() });
+        let _ = writeln!(
+            s,
+            "\nlog: {} lines{}",
+            r.log_lines,
+            if r.log_lines > r.logs.len() as u64 {
+                format!(" (first {} kept)", r.logs.len())
+            } else {
+                String::new()
+            }
+        );
         for l in r.logs.iter().take(20) {
             let _ = writeln!(s, "  {l}");
         }

@@ -7,14 +7,22 @@ use std::process::Command;
 
 /// Floors per suite: passes out of the suite's total, set a little under the measured score
 /// so a regression fails the build.
-const FLOORS: &[(&str, usize)] = &[("dumps", 284), ("json", 273), ("py", 5460), ("fw4", 15), ("bogons", 99)];
+const FLOORS: &[(&str, usize)] = &[
+    ("dumps", 284),
+    ("json", 273),
+    ("py", 5460),
+    ("fw4", 15),
+    ("bogons", 99),
+];
 
 fn shared_dir() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("NFT_OFFLOAD_SHARED") {
         return Some(PathBuf::from(p));
     }
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    p.join("conformance/nft_conformance.py").exists().then_some(p)
+    p.join("conformance/nft_conformance.py")
+        .exists()
+        .then_some(p)
 }
 
 #[test]
@@ -33,7 +41,9 @@ fn conformance_floors() {
         .status()
         .expect("python3 runs the harness");
     assert!(status.success(), "harness failed to run");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("report")).expect("report is JSON");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("report"))
+            .expect("report is JSON");
     let _ = std::fs::remove_file(&out);
     let mut bad = vec![];
     for (suite, floor) in FLOORS {
@@ -42,7 +52,9 @@ fn conformance_floors() {
         let crashes = report[suite]["crashes"].as_u64().unwrap_or(0);
         eprintln!("{suite}: {passed}/{total} (floor {floor}), {crashes} crashes or hangs");
         if passed < *floor || crashes > 0 {
-            bad.push(format!("{suite}: {passed}/{total}, floor {floor}, {crashes} crashes"));
+            bad.push(format!(
+                "{suite}: {passed}/{total}, floor {floor}, {crashes} crashes"
+            ));
         }
     }
     assert!(bad.is_empty(), "conformance regressed: {bad:?}");

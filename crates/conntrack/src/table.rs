@@ -8,12 +8,12 @@
 //! [`ConnId`]; the caller confirms it or [`Table::discard`]s it with its packet.
 
 use crate::conn::{Conn, Counter, ProtoState};
+use crate::index::Index;
 use crate::status::{CtState, Status, Timeouts};
 use crate::tcp::{Segment, TcpState, TcpTrack, TcpVerdict};
 use crate::tuple::{
     self, Direction, Tuple, Zone, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE,
 };
-use crate::index::Index;
 use crate::CtError;
 use core::hash::BuildHasher as _;
 use core::time::Duration;
@@ -73,7 +73,10 @@ impl ConnId {
     }
 
     pub fn from_bits(v: u64) -> ConnId {
-        ConnId { idx: (v >> 32) as u32, gen: v as u32 }
+        ConnId {
+            idx: (v >> 32) as u32,
+            gen: v as u32,
+        }
     }
 }
 
@@ -368,9 +371,8 @@ impl Table {
     /// [`Table::map_get`] with the tuple's hash already computed.
     fn map_get_hashed(&self, h: u64, t: &Tuple, zone: Zone) -> Option<(u32, Direction)> {
         let v = self.map.find(h, |v| {
-            self.conn_at(v >> 1).is_some_and(|c| {
-                c.zone == zone && c.tuples[(v & 1) as usize] == *t
-            })
+            self.conn_at(v >> 1)
+                .is_some_and(|c| c.zone == zone && c.tuples[(v & 1) as usize] == *t)
         })?;
         let dir = if v & 1 == 0 {
             Direction::Original
@@ -860,7 +862,9 @@ impl Table {
         let (o, r) = (c.tuples[0], c.tuples[1]);
         // each tuple is hashed once, for the clash check and the insertion both
         let (ho, hr) = (self.key_hash(&o, zone), self.key_hash(&r, zone));
-        if self.map_get_hashed(ho, &o, zone).is_some() || self.map_get_hashed(hr, &r, zone).is_some() {
+        if self.map_get_hashed(ho, &o, zone).is_some()
+            || self.map_get_hashed(hr, &r, zone).is_some()
+        {
             self.stats.insert_failed += 1;
             return Err(CtError::Clash);
         }

@@ -51,7 +51,12 @@ impl NotAdmitted {
 
 /// Whether `flow add` from a chain of `family` at `hook` admits the connection `conn` on
 /// seeing the packet `meta`, in the order `nft_flow_offload_eval` checks.
-pub fn admit(hook: Hook, family: Family, conn: Option<&Conn>, meta: &PacketMeta) -> Result<(), NotAdmitted> {
+pub fn admit(
+    hook: Hook,
+    family: Family,
+    conn: Option<&Conn>,
+    meta: &PacketMeta,
+) -> Result<(), NotAdmitted> {
     if hook != Hook::Forward {
         return Err(NotAdmitted::NotForwardHook);
     }
@@ -74,7 +79,10 @@ pub fn admit(hook: Hook, family: Family, conn: Option<&Conn>, meta: &PacketMeta)
         Some(IpProtocol::Udp) => {}
         _ => return Err(NotAdmitted::Protocol),
     }
-    if conn.status().intersects(Status::HELPER | Status::SEQ_ADJUST) {
+    if conn
+        .status()
+        .intersects(Status::HELPER | Status::SEQ_ADJUST)
+    {
         return Err(NotAdmitted::Helper);
     }
     if !conn.is_confirmed() {

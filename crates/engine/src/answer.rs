@@ -7,7 +7,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use nft_wire::{checksum, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpFlags, TcpPacket, TcpRepr};
+use nft_wire::{
+    checksum, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpFlags, TcpPacket, TcpRepr,
+};
 
 /// `sysctl net.ipv4.ip_default_ttl` and `net.ipv6.conf.all.hop_limit`.
 pub const DEFAULT_TTL: u8 = 64;
@@ -55,10 +57,20 @@ pub fn icmpx_code(code: u8, v6: bool) -> u8 {
 /// 576 bytes, as `icmp_send` does (RFC 1812 4.3.2.3; RFC 792's header and eight bytes is the
 /// minimum). `rest` is the second word of the ICMP header (the next-hop MTU of frag-needed).
 /// `None` when `offending` is not a readable IPv4 packet.
-pub fn icmp4_error(src: Ipv4Addr, offending: &[u8], ty: u8, code: u8, rest: u32) -> Option<Vec<u8>> {
+pub fn icmp4_error(
+    src: Ipv4Addr,
+    offending: &[u8],
+    ty: u8,
+    code: u8,
+    rest: u32,
+) -> Option<Vec<u8>> {
     let p = Ipv4Packet::new_checked(offending).ok()?;
     let hlen = p.header_len() as usize;
-    let quote_len = offending.len().min(p.total_len() as usize).min(IPV4_ICMP_ROOM).max(hlen);
+    let quote_len = offending
+        .len()
+        .min(p.total_len() as usize)
+        .min(IPV4_ICMP_ROOM)
+        .max(hlen);
     let quote = &offending[..quote_len];
     let icmp_len = 8 + quote.len();
     let ip = Ipv4Repr {
@@ -88,7 +100,13 @@ pub fn icmp4_error(src: Ipv4Addr, offending: &[u8], ty: u8, code: u8, rest: u32)
 
 /// An ICMPv6 error from `src` about the IPv6 packet `offending`, quoting as much of it as fits
 /// in 1280 bytes.
-pub fn icmp6_error(src: Ipv6Addr, offending: &[u8], ty: u8, code: u8, rest: u32) -> Option<Vec<u8>> {
+pub fn icmp6_error(
+    src: Ipv6Addr,
+    offending: &[u8],
+    ty: u8,
+    code: u8,
+    rest: u32,
+) -> Option<Vec<u8>> {
     let p = Ipv6Packet::new_checked(offending).ok()?;
     let room = IPV6_MIN_MTU - 40 - 8;
     let quote = &offending[..offending.len().min(room)];
@@ -122,10 +140,18 @@ pub fn tcp_reset(offending: &[u8], l4: usize) -> Option<Vec<u8>> {
     let v6 = offending.first()? >> 4 == 6;
     let (src, dst, end) = if v6 {
         let p = Ipv6Packet::new_checked(offending).ok()?;
-        (std::net::IpAddr::V6(p.src_addr()), std::net::IpAddr::V6(p.dst_addr()), 40 + p.payload_len() as usize)
+        (
+            std::net::IpAddr::V6(p.src_addr()),
+            std::net::IpAddr::V6(p.dst_addr()),
+            40 + p.payload_len() as usize,
+        )
     } else {
         let p = Ipv4Packet::new_checked(offending).ok()?;
-        (std::net::IpAddr::V4(p.src_addr()), std::net::IpAddr::V4(p.dst_addr()), p.total_len() as usize)
+        (
+            std::net::IpAddr::V4(p.src_addr()),
+            std::net::IpAddr::V4(p.dst_addr()),
+            p.total_len() as usize,
+        )
     };
     let seg = offending.get(l4..end.min(offending.len()))?;
     let t = TcpPacket::new_checked(seg).ok()?;
@@ -137,8 +163,13 @@ pub fn tcp_reset(offending: &[u8], l4: usize) -> Option<Vec<u8>> {
         (t.ack_number(), 0, TcpFlags::RST)
     } else {
         let data = seg.len().saturating_sub(t.header_len() as usize) as u32;
-        let len = data + flags.contains(TcpFlags::SYN) as u32 + flags.contains(TcpFlags::FIN) as u32;
-        (0, t.seq_number().wrapping_add(len), TcpFlags::RST | TcpFlags::ACK)
+        let len =
+            data + flags.contains(TcpFlags::SYN) as u32 + flags.contains(TcpFlags::FIN) as u32;
+        (
+            0,
+            t.seq_number().wrapping_add(len),
+            TcpFlags::RST | TcpFlags::ACK,
+        )
     };
     let tcp = TcpRepr {
         src_port: t.dst_port(),

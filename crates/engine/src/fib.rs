@@ -47,14 +47,21 @@ struct Table<const BITS: usize> {
 
 impl<const BITS: usize> Table<BITS> {
     fn new() -> Self {
-        Table { by_len: (0..=BITS).map(|_| HashMap::default()).collect(), lens: vec![] }
+        Table {
+            by_len: (0..=BITS).map(|_| HashMap::default()).collect(),
+            lens: vec![],
+        }
     }
 
     fn mask(len: u8) -> u128 {
         if len == 0 {
             0
         } else {
-            let full: u128 = if BITS == 128 { u128::MAX } else { (1u128 << BITS) - 1 };
+            let full: u128 = if BITS == 128 {
+                u128::MAX
+            } else {
+                (1u128 << BITS) - 1
+            };
             full & !((1u128 << (BITS - len as usize)) - 1) & full
         }
     }
@@ -110,7 +117,11 @@ fn key(a: IpAddr) -> u128 {
 
 impl Fib {
     pub fn new() -> Fib {
-        Fib { v4: Table::new(), v6: Table::new(), generation: 0 }
+        Fib {
+            v4: Table::new(),
+            v6: Table::new(),
+            generation: 0,
+        }
     }
 
     /// Bumped on every change; flows that cached a route compare it.
@@ -119,7 +130,12 @@ impl Fib {
     }
 
     /// Adds or replaces a route. Returns the route it replaced.
-    pub fn insert(&mut self, prefix: IpAddr, len: u8, kind: RouteKind) -> Result<Option<RouteKind>, String> {
+    pub fn insert(
+        &mut self,
+        prefix: IpAddr,
+        len: u8,
+        kind: RouteKind,
+    ) -> Result<Option<RouteKind>, String> {
         self.generation += 1;
         match prefix {
             IpAddr::V4(_) if len <= 32 => Ok(self.v4.insert(key(prefix), len, kind)),
@@ -158,7 +174,10 @@ mod tests {
     use super::*;
 
     fn hop(i: usize) -> RouteKind {
-        RouteKind::Unicast(NextHop { ifindex: i, via: None })
+        RouteKind::Unicast(NextHop {
+            ifindex: i,
+            via: None,
+        })
     }
 
     #[test]
@@ -167,11 +186,15 @@ mod tests {
         f.insert("0.0.0.0".parse().unwrap(), 0, hop(0)).unwrap();
         f.insert("10.0.0.0".parse().unwrap(), 8, hop(1)).unwrap();
         f.insert("10.1.0.0".parse().unwrap(), 16, hop(2)).unwrap();
-        f.insert("10.1.2.3".parse().unwrap(), 32, RouteKind::Local(2)).unwrap();
+        f.insert("10.1.2.3".parse().unwrap(), 32, RouteKind::Local(2))
+            .unwrap();
         assert_eq!(f.lookup("10.1.9.9".parse().unwrap()), Some((&hop(2), 16)));
         assert_eq!(f.lookup("10.2.0.1".parse().unwrap()), Some((&hop(1), 8)));
         assert_eq!(f.lookup("8.8.8.8".parse().unwrap()), Some((&hop(0), 0)));
-        assert_eq!(f.lookup("10.1.2.3".parse().unwrap()), Some((&RouteKind::Local(2), 32)));
+        assert_eq!(
+            f.lookup("10.1.2.3".parse().unwrap()),
+            Some((&RouteKind::Local(2), 32))
+        );
         assert!(f.lookup("2001:db8::1".parse().unwrap()).is_none());
         let g = f.generation();
         assert_eq!(f.remove("10.1.0.0".parse().unwrap(), 16), Some(hop(2)));
@@ -184,11 +207,22 @@ mod tests {
         let mut f = Fib::new();
         f.insert("::".parse().unwrap(), 0, hop(0)).unwrap();
         f.insert("2001:db8::".parse().unwrap(), 32, hop(1)).unwrap();
-        f.insert("2001:db8:1::".parse().unwrap(), 48, hop(2)).unwrap();
-        f.insert("2001:db8:1::1".parse().unwrap(), 128, RouteKind::Local(2)).unwrap();
-        assert_eq!(f.lookup("2001:db8:1:2::5".parse().unwrap()), Some((&hop(2), 48)));
-        assert_eq!(f.lookup("2001:db8:2::5".parse().unwrap()), Some((&hop(1), 32)));
-        assert_eq!(f.lookup("2001:db8:1::1".parse().unwrap()), Some((&RouteKind::Local(2), 128)));
+        f.insert("2001:db8:1::".parse().unwrap(), 48, hop(2))
+            .unwrap();
+        f.insert("2001:db8:1::1".parse().unwrap(), 128, RouteKind::Local(2))
+            .unwrap();
+        assert_eq!(
+            f.lookup("2001:db8:1:2::5".parse().unwrap()),
+            Some((&hop(2), 48))
+        );
+        assert_eq!(
+            f.lookup("2001:db8:2::5".parse().unwrap()),
+            Some((&hop(1), 32))
+        );
+        assert_eq!(
+            f.lookup("2001:db8:1::1".parse().unwrap()),
+            Some((&RouteKind::Local(2), 128))
+        );
         assert_eq!(f.lookup("fe80::1".parse().unwrap()), Some((&hop(0), 0)));
         assert!(f.insert("::".parse().unwrap(), 129, hop(0)).is_err());
     }

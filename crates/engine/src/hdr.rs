@@ -29,7 +29,8 @@ pub fn ipv6_exthdr(frame: &[u8], nh: usize, want: u8) -> Option<usize> {
         let hdr = frame.get(off..off + 2)?;
         let len = match next {
             44 => {
-                let frag_off = u16::from_be_bytes([*frame.get(off + 2)?, *frame.get(off + 3)?]) & !7;
+                let frag_off =
+                    u16::from_be_bytes([*frame.get(off + 2)?, *frame.get(off + 3)?]) & !7;
                 if frag_off != 0 {
                     return None;
                 }
@@ -126,7 +127,11 @@ pub fn read_bits(data: &[u8], start: usize, offset: u32, bits: u32) -> Option<u1
     }
     let total = nbytes as u32 * 8;
     v >>= total - shift - bits;
-    let mask = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+    let mask = if bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
     Some(v & mask)
 }
 
@@ -136,7 +141,9 @@ pub fn write_bits(data: &mut [u8], start: usize, offset: u32, bits: u32, value: 
     if bits == 0 || bits > 128 {
         return false;
     }
-    let Some(first) = start.checked_add((offset / 8) as usize) else { return false };
+    let Some(first) = start.checked_add((offset / 8) as usize) else {
+        return false;
+    };
     let shift = offset % 8;
     let nbytes = (shift + bits).div_ceil(8) as usize;
     if first.checked_add(nbytes).is_none_or(|e| e > data.len()) {
@@ -170,8 +177,12 @@ pub struct Csum {
 /// Patches the checksum at `c` for bytes `[s, e)` of a checksummed region that changed from
 /// `old` to what `data` now holds. `s` must be even relative to the region's start.
 pub fn patch_csum(data: &mut [u8], c: Csum, s: usize, old: &[u8]) {
-    let Some(new) = data.get(s..s + old.len()).map(|n| n.to_vec()) else { return };
-    let Some(field) = data.get_mut(c.at..c.at + 2) else { return };
+    let Some(new) = data.get(s..s + old.len()).map(|n| n.to_vec()) else {
+        return;
+    };
+    let Some(field) = data.get_mut(c.at..c.at + 2) else {
+        return;
+    };
     let hc = u16::from_be_bytes([field[0], field[1]]);
     if c.udp && hc == 0 {
         return;
@@ -186,7 +197,9 @@ pub fn patch_csum(data: &mut [u8], c: Csum, s: usize, old: &[u8]) {
 /// The Linux kernel's `jhash` (Bob Jenkins' lookup3), as `nft_jhash` uses it: words are
 /// read in host order (little endian here).
 pub fn jhash(key: &[u8], initval: u32) -> u32 {
-    let init = 0xdeadbeefu32.wrapping_add(key.len() as u32).wrapping_add(initval);
+    let init = 0xdeadbeefu32
+        .wrapping_add(key.len() as u32)
+        .wrapping_add(initval);
     let (mut a, mut b, mut c) = (init, init, init);
     let mut k = key;
     let word = |s: &[u8], i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);

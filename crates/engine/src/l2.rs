@@ -30,13 +30,19 @@ impl Ports {
     pub fn new(topo: &Topology) -> Ports {
         let port_name = |i: &Interface| match &i.encap {
             Encap::None => i.name.clone(),
-            Encap::Vlan { parent, .. } | Encap::QinQ { parent, .. } | Encap::Pppoe { parent, .. } => parent.clone(),
+            Encap::Vlan { parent, .. }
+            | Encap::QinQ { parent, .. }
+            | Encap::Pppoe { parent, .. } => parent.clone(),
         };
         let mut by_port: HashMap<String, Vec<usize>> = HashMap::new();
         for i in &topo.interfaces {
             by_port.entry(port_name(i)).or_default().push(i.index);
         }
-        let siblings = topo.interfaces.iter().map(|i| by_port.get(&port_name(i)).cloned().unwrap_or_default()).collect();
+        let siblings = topo
+            .interfaces
+            .iter()
+            .map(|i| by_port.get(&port_name(i)).cloned().unwrap_or_default())
+            .collect();
         Ports { siblings }
     }
 
@@ -49,12 +55,23 @@ impl Ports {
         sib.iter()
             .copied()
             .find(|&i| {
-                let Some(iface) = topo.interfaces.get(i) else { return false };
+                let Some(iface) = topo.interfaces.get(i) else {
+                    return false;
+                };
                 match &iface.encap {
                     Encap::None => tags.is_empty() && m.pppoe_session.is_none(),
-                    Encap::Vlan { id, .. } => tags.len() == 1 && tags[0].vid == *id && m.pppoe_session.is_none(),
-                    Encap::QinQ { outer, inner, .. } => tags.len() == 2 && tags[0].vid == *outer && tags[1].vid == *inner && m.pppoe_session.is_none(),
-                    Encap::Pppoe { session, .. } => tags.is_empty() && m.pppoe_session == Some(*session),
+                    Encap::Vlan { id, .. } => {
+                        tags.len() == 1 && tags[0].vid == *id && m.pppoe_session.is_none()
+                    }
+                    Encap::QinQ { outer, inner, .. } => {
+                        tags.len() == 2
+                            && tags[0].vid == *outer
+                            && tags[1].vid == *inner
+                            && m.pppoe_session.is_none()
+                    }
+                    Encap::Pppoe { session, .. } => {
+                        tags.is_empty() && m.pppoe_session == Some(*session)
+                    }
                 }
             })
             .ok_or(Drop::UnknownEncap)
@@ -106,7 +123,11 @@ pub fn write_header(buf: &mut [u8], iface: &Interface, dst: Mac, ethertype: u16,
             // The PPPoE length covers the PPP protocol field and the payload.
             let len = (l3_len + 2).min(u16::MAX as usize) as u16;
             buf[18..20].copy_from_slice(&len.to_be_bytes());
-            let ppp = if ethertype == ETHERTYPE_IPV6 { PPP_IPV6 } else { PPP_IPV4 };
+            let ppp = if ethertype == ETHERTYPE_IPV6 {
+                PPP_IPV6
+            } else {
+                PPP_IPV4
+            };
             buf[20..22].copy_from_slice(&ppp.to_be_bytes());
         }
     }
@@ -124,13 +145,26 @@ pub fn frame_with(iface: &Interface, dst: Mac, ethertype: u16, l3: &[u8]) -> Vec
 /// Puts the link header of `iface` in front of `data[l3_start..l3_end]`, reusing the buffer
 /// when the old header left room (the common case: untagged in, untagged out), and drops link
 /// padding after the IP packet.
-pub fn encapsulate(mut data: Vec<u8>, l3_start: usize, l3_end: usize, iface: &Interface, dst: Mac, ethertype: u16) -> Vec<u8> {
+pub fn encapsulate(
+    mut data: Vec<u8>,
+    l3_start: usize,
+    l3_end: usize,
+    iface: &Interface,
+    dst: Mac,
+    ethertype: u16,
+) -> Vec<u8> {
     let h = header_len(iface);
     let l3_end = l3_end.min(data.len()).max(l3_start.min(data.len()));
     let l3_start = l3_start.min(l3_end);
     if l3_start >= h {
         let at = l3_start - h;
-        write_header(&mut data[at..l3_start], iface, dst, ethertype, l3_end - l3_start);
+        write_header(
+            &mut data[at..l3_start],
+            iface,
+            dst,
+            ethertype,
+            l3_end - l3_start,
+        );
         data.truncate(l3_end);
         if at > 0 {
             data.drain(..at);

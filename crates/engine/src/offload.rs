@@ -28,7 +28,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use nft_conntrack::{Conn, ConnId, Direction, Table, TcpState};
-use nft_flowtable::{Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles, Path, Punt};
+use nft_flowtable::{
+    Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles, Path, Punt,
+};
 use nft_lang::ast::Family;
 use nft_wire::PacketMeta;
 
@@ -92,7 +94,9 @@ fn encap_of(e: &Encap) -> FtEncap {
 fn port_name(e: &Encap, name: &str) -> String {
     match e {
         Encap::None => name.to_string(),
-        Encap::Vlan { parent, .. } | Encap::QinQ { parent, .. } | Encap::Pppoe { parent, .. } => parent.clone(),
+        Encap::Vlan { parent, .. } | Encap::QinQ { parent, .. } | Encap::Pppoe { parent, .. } => {
+            parent.clone()
+        }
     }
 }
 
@@ -106,13 +110,21 @@ fn egress_to(fib: &Fib, topo: &Topology, dst: IpAddr) -> Option<Egress> {
     if multicast {
         return None;
     }
-    let RouteKind::Unicast(nh) = fib.lookup(dst)?.0 else { return None };
+    let RouteKind::Unicast(nh) = fib.lookup(dst)?.0 else {
+        return None;
+    };
     let iface = topo.interfaces.get(nh.ifindex).filter(|i| i.up)?;
     let dst_mac = match l2::fixed_peer(iface) {
         Some(m) => m,
         None => *topo.neighbours.get(&(nh.ifindex, nh.via.unwrap_or(dst)))?,
     };
-    Some(Egress { port: u16::try_from(nh.ifindex).ok()?, src_mac: iface.mac, dst_mac, encap: encap_of(&iface.encap), mtu: iface.mtu })
+    Some(Egress {
+        port: u16::try_from(nh.ifindex).ok()?,
+        src_mac: iface.mac,
+        dst_mac,
+        encap: encap_of(&iface.encap),
+        mtu: iface.mtu,
+    })
 }
 
 fn ft_family(f: Family) -> nft_flowtable::Family {
@@ -139,12 +151,19 @@ impl Offload {
             let groups: Vec<String> = f
                 .devices
                 .iter()
-                .map(|d| topo.interfaces.iter().find(|i| &i.name == d).map_or_else(|| d.clone(), |i| port_name(&i.encap, &i.name)))
+                .map(|d| {
+                    topo.interfaces
+                        .iter()
+                        .find(|i| &i.name == d)
+                        .map_or_else(|| d.clone(), |i| port_name(&i.encap, &i.name))
+                })
                 .collect();
             let ports: Vec<usize> = topo
                 .interfaces
                 .iter()
-                .filter(|i| f.devices.contains(&i.name) || groups.contains(&port_name(&i.encap, &i.name)))
+                .filter(|i| {
+                    f.devices.contains(&i.name) || groups.contains(&port_name(&i.encap, &i.name))
+                })
                 .map(|i| i.index)
                 .collect();
             let t = tables.len();
@@ -155,14 +174,22 @@ impl Offload {
             }
             let cfg = nft_flowtable::Config {
                 name: f.name.clone(),
-                devices: ports.iter().filter_map(|&p| u16::try_from(p).ok()).collect(),
+                devices: ports
+                    .iter()
+                    .filter_map(|&p| u16::try_from(p).ok())
+                    .collect(),
                 counter: f.counter,
                 hw_offload: f.offload,
                 punt_tcp_control: true,
                 max_flows,
                 ..nft_flowtable::Config::default()
             };
-            tables.push(RouterFlowtable { table: table.clone(), name: f.name.clone(), ports, ft: Flowtable::new(cfg) });
+            tables.push(RouterFlowtable {
+                table: table.clone(),
+                name: f.name.clone(),
+                ports,
+                ft: Flowtable::new(cfg),
+            });
         }
         Offload {
             enabled,
@@ -244,7 +271,9 @@ impl Offload {
         if !self.enabled {
             return None;
         }
-        self.tables.iter().position(|t| t.table == table && t.name == name)
+        self.tables
+            .iter()
+            .position(|t| t.table == table && t.name == name)
     }
 
     /// Timers, at the start of each burst: a route change re-routes the flows (beyond the
@@ -284,7 +313,8 @@ impl Offload {
             self.leaving.clear();
             for (conn, idle) in t.ft.idle_conns(now) {
                 if let Some(c) = ct.get(conn) {
-                    self.leaving.push((conn, now.saturating_sub(idle), c.deadline()));
+                    self.leaving
+                        .push((conn, now.saturating_sub(idle), c.deadline()));
                 }
             }
             t.ft.gc(ct, now);
@@ -300,13 +330,16 @@ impl Offload {
             }
         }
         let tables = &self.tables;
-        self.flows.retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.contains(*fid)));
+        self.flows
+            .retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.contains(*fid)));
         self.ingress.retain(|id, _| ct.get(*id).is_some());
     }
 
     /// An interface went up or down; down, its flows are torn down.
     pub fn set_link(&mut self, iface: usize, up: bool) {
-        let Ok(port) = u16::try_from(iface) else { return };
+        let Ok(port) = u16::try_from(iface) else {
+            return;
+        };
         for t in &mut self.tables {
             t.ft.set_port_up(port, up);
         }
@@ -341,10 +374,18 @@ impl Offload {
                     i += 1;
                     continue;
                 }
-                let run = slots[i..].iter().take_while(|s| table_of(s) == Some(t)).count();
+                let run = slots[i..]
+                    .iter()
+                    .take_while(|s| table_of(s) == Some(t))
+                    .count();
                 let end = i + run;
-                rt.ft.process_burst::<false>(&mut slots[i..end], now, &mut self.actions[i..end]);
-                let done = slots[i..end].iter_mut().zip(&self.actions[i..end]).zip(&mut self.results[i..end]).zip(&self.rx_len[i..end]);
+                rt.ft
+                    .process_burst::<false>(&mut slots[i..end], now, &mut self.actions[i..end]);
+                let done = slots[i..end]
+                    .iter_mut()
+                    .zip(&self.actions[i..end])
+                    .zip(&mut self.results[i..end])
+                    .zip(&self.rx_len[i..end]);
                 for (((slot, &action), result), &rx_len) in done {
                     let mut action = action;
                     if action == Action::Punt(Punt::NoHeadroom) {
@@ -355,7 +396,10 @@ impl Offload {
                         }
                     }
                     if let Action::Forward(p) = action {
-                        *result = Some(Forwarded { egress: usize::from(p), rx_len });
+                        *result = Some(Forwarded {
+                            egress: usize::from(p),
+                            rx_len,
+                        });
                     }
                 }
                 i = end;
@@ -365,14 +409,22 @@ impl Offload {
 
     /// Where the fast path sent frame `i` of the last burst, and its length as it arrived.
     pub fn forwarded(&self, i: usize) -> Option<(usize, usize)> {
-        self.results.get(i).copied().flatten().map(|f| (f.egress, f.rx_len))
+        self.results
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|f| (f.egress, f.rx_len))
     }
 
     /// After the slow path tracked a packet of connection `id`: an offloaded TCP connection
     /// that left ESTABLISHED (FIN, RST) goes back to the slow path for the rest of its close.
     pub fn tracked(&mut self, ct: &Table, id: ConnId) {
-        let Some(&(t, fid)) = self.flows.get(&id) else { return };
-        let open = ct.get(id).is_some_and(|c| c.l4proto() != 6 || c.tcp_state() == Some(TcpState::Established));
+        let Some(&(t, fid)) = self.flows.get(&id) else {
+            return;
+        };
+        let open = ct
+            .get(id)
+            .is_some_and(|c| c.l4proto() != 6 || c.tcp_state() == Some(TcpState::Established));
         if !open {
             if let Some(rt) = self.tables.get_mut(t) {
                 rt.ft.teardown(fid);
@@ -386,7 +438,9 @@ impl Offload {
         if !self.enabled {
             return;
         }
-        let Ok(port) = u16::try_from(ingress) else { return };
+        let Ok(port) = u16::try_from(ingress) else {
+            return;
+        };
         self.ingress.entry(id).or_default()[dir.index()] = Some(port);
     }
 
@@ -397,7 +451,17 @@ impl Offload {
     /// `flow add` into flowtable `t` for the packet `meta` of connection `id`, once its walk
     /// is through and the connection confirmed. Whether a flow was made.
     #[allow(clippy::too_many_arguments)]
-    pub fn admit(&mut self, t: usize, family: Family, ct: &mut Table, fib: &Fib, topo: &Topology, id: ConnId, meta: &PacketMeta, now: Duration) -> bool {
+    pub fn admit(
+        &mut self,
+        t: usize,
+        family: Family,
+        ct: &mut Table,
+        fib: &Fib,
+        topo: &Topology,
+        id: ConnId,
+        meta: &PacketMeta,
+        now: Duration,
+    ) -> bool {
         let Some(c) = ct.get(id) else { return false };
         if c.is_offloaded() {
             return false;
@@ -426,7 +490,9 @@ impl Offload {
             mangles: [Mangles::default(); 2],
             fib_generation: fib.generation(),
         };
-        let Some(rt) = self.tables.get_mut(t) else { return false };
+        let Some(rt) = self.tables.get_mut(t) else {
+            return false;
+        };
         match rt.ft.admit(ct, &a, now) {
             Ok(fid) => {
                 self.flows.insert(id, (t, fid));
@@ -440,9 +506,17 @@ impl Offload {
         }
     }
 
-    fn paths(c: &Conn, ports: [Option<u16>; 2], fib: &Fib, topo: &Topology) -> Result<[Path; 2], &'static str> {
+    fn paths(
+        c: &Conn,
+        ports: [Option<u16>; 2],
+        fib: &Fib,
+        topo: &Topology,
+    ) -> Result<[Path; 2], &'static str> {
         let mut paths = [Path::default(); 2];
-        for (d, dir) in [Direction::Original, Direction::Reply].into_iter().enumerate() {
+        for (d, dir) in [Direction::Original, Direction::Reply]
+            .into_iter()
+            .enumerate()
+        {
             let ingress = ports[d].ok_or("reply_not_seen")?;
             // packets of this direction leave towards the other direction's source
             let dst = c.tuple(dir.opposite()).src;
@@ -454,16 +528,34 @@ impl Offload {
 
     /// The flowtables and their flows, interface numbers given as names.
     pub fn list(&self, topo: &Topology, now: Duration) -> Vec<String> {
-        let name = |n: &str| n.parse::<usize>().ok().and_then(|i| topo.interfaces.get(i)).map(|i| i.name.clone());
+        let name = |n: &str| {
+            n.parse::<usize>()
+                .ok()
+                .and_then(|i| topo.interfaces.get(i))
+                .map(|i| i.name.clone())
+        };
         let mut out = vec![];
         for t in &self.tables {
-            let devs: Vec<&str> = t.ports.iter().filter_map(|&p| topo.interfaces.get(p)).map(|i| i.name.as_str()).collect();
-            out.push(format!("flowtable {} {} {{ devices = {{ {} }}; flows {} }}", t.table, t.name, devs.join(", "), t.ft.len()));
+            let devs: Vec<&str> = t
+                .ports
+                .iter()
+                .filter_map(|&p| topo.interfaces.get(p))
+                .map(|i| i.name.as_str())
+                .collect();
+            out.push(format!(
+                "flowtable {} {} {{ devices = {{ {} }}; flows {} }}",
+                t.table,
+                t.name,
+                devs.join(", "),
+                t.ft.len()
+            ));
             for line in t.ft.list(now) {
                 let words: Vec<String> = line
                     .split(' ')
                     .map(|w| match w.split_once('=') {
-                        Some((k @ ("in" | "out"), v)) => name(v).map_or_else(|| w.to_string(), |n| format!("{k}={n}")),
+                        Some((k @ ("in" | "out"), v)) => {
+                            name(v).map_or_else(|| w.to_string(), |n| format!("{k}={n}"))
+                        }
                         _ => w.to_string(),
                     })
                     .collect();

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use nft_conntrack::{apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState, Rewrite, Status, Table};
+use nft_conntrack::{
+    apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
+    Rewrite, Status, Table,
+};
 use nft_flowtable::FrameSlot;
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
@@ -22,7 +25,10 @@ use crate::counters::{Counters, Drop, InterfaceReport, Report, RuleHits};
 use crate::fib::{Fib, NextHop, RouteKind};
 use crate::l2::{self, Ports, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::offload::Offload;
-use crate::rules::{self, Actions, ChainType, CtInfo, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt, Reject, RouteAnswer, Ruleset, State, TraceLine};
+use crate::rules::{
+    self, Actions, ChainType, CtInfo, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt,
+    Reject, RouteAnswer, Ruleset, State, TraceLine,
+};
 use crate::topology::{Interface, Mac, Topology};
 
 /// Where a frame leaves: an interface of the topology, or the router's own stack.
@@ -75,7 +81,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { conntrack: nft_conntrack::Config::default(), gc_budget: 64, trace: false, log_capacity: 10_000, offload: true }
+        Config {
+            conntrack: nft_conntrack::Config::default(),
+            gc_budget: 64,
+            trace: false,
+            log_capacity: 10_000,
+            offload: true,
+        }
     }
 }
 
@@ -113,7 +125,13 @@ struct Act {
 }
 
 impl Actions for Act {
-    fn nat(&mut self, _pkt: &Pkt, spec: &NatSpec, addr: Option<(u128, u128)>, port: Option<(u16, u16)>) {
+    fn nat(
+        &mut self,
+        _pkt: &Pkt,
+        spec: &NatSpec,
+        addr: Option<(u128, u128)>,
+        port: Option<(u16, u16)>,
+    ) {
         // NAT is terminal, so a chain hands over at most one.
         self.nat = Some((spec.clone(), addr, port));
     }
@@ -134,7 +152,11 @@ impl Actions for Act {
         self.notrack = true;
     }
     fn log(&mut self, _pkt: &Pkt, prefix: Option<&str>, level: u8, _rule: &str) {
-        self.logs.push(LogSpec { prefix: prefix.map(str::to_owned), level, ..LogSpec::default() });
+        self.logs.push(LogSpec {
+            prefix: prefix.map(str::to_owned),
+            level,
+            ..LogSpec::default()
+        });
     }
     fn log_spec(&mut self, _pkt: &Pkt, spec: &LogSpec, _rule: &str) {
         self.logs.push(spec.clone());
@@ -161,7 +183,9 @@ impl Env for RouterEnv<'_> {
         match self.fib.lookup(bits_addr(addr, v6)) {
             None => RouteAnswer::None,
             Some((RouteKind::Local(i), _)) => RouteAnswer::Local(*i as u32 + 1),
-            Some((RouteKind::Unicast(nh), _)) => RouteAnswer::Unicast { oif: nh.ifindex as u32 + 1 },
+            Some((RouteKind::Unicast(nh), _)) => RouteAnswer::Unicast {
+                oif: nh.ifindex as u32 + 1,
+            },
             Some((RouteKind::Blackhole, _)) => RouteAnswer::Blackhole,
             Some((RouteKind::Unreachable, _)) => RouteAnswer::Unreachable,
         }
@@ -169,28 +193,42 @@ impl Env for RouterEnv<'_> {
 
     fn is_local(&self, addr: u128, v6: bool, ifindex: Option<u32>) -> bool {
         let a = bits_addr(addr, v6);
-        self.topo.interfaces.iter().filter(|i| i.up && ifindex.is_none_or(|x| x as usize == i.index + 1)).any(|i| i.addresses.iter().any(|(x, _)| *x == a))
+        self.topo
+            .interfaces
+            .iter()
+            .filter(|i| i.up && ifindex.is_none_or(|x| x as usize == i.index + 1))
+            .any(|i| i.addresses.iter().any(|(x, _)| *x == a))
     }
 
     fn is_subnet_broadcast(&self, addr: u128, ifindex: Option<u32>) -> bool {
         let a = bits_addr(addr, false);
-        self.topo.interfaces.iter().filter(|i| i.up && ifindex.is_none_or(|x| x as usize == i.index + 1)).any(|i| {
-            i.addresses.iter().any(|(x, len)| match (x, a) {
-                (IpAddr::V4(x), IpAddr::V4(a)) if *len < 31 => {
-                    let host = u32::MAX >> len;
-                    u32::from(*x) | host == u32::from(a)
-                }
-                _ => false,
+        self.topo
+            .interfaces
+            .iter()
+            .filter(|i| i.up && ifindex.is_none_or(|x| x as usize == i.index + 1))
+            .any(|i| {
+                i.addresses.iter().any(|(x, len)| match (x, a) {
+                    (IpAddr::V4(x), IpAddr::V4(a)) if *len < 31 => {
+                        let host = u32::MAX >> len;
+                        u32::from(*x) | host == u32::from(a)
+                    }
+                    _ => false,
+                })
             })
-        })
     }
 
     fn ifname(&self, ifindex: u32) -> u128 {
-        (ifindex as usize).checked_sub(1).and_then(|i| self.ifnames.get(i)).copied().unwrap_or(0)
+        (ifindex as usize)
+            .checked_sub(1)
+            .and_then(|i| self.ifnames.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn conn_alive(&self, handle: u64) -> bool {
-        self.ct.get(ConnId::from_bits(handle)).is_some_and(|c| !c.status().contains(Status::DYING))
+        self.ct
+            .get(ConnId::from_bits(handle))
+            .is_some_and(|c| !c.status().contains(Status::DYING))
     }
 }
 
@@ -281,9 +319,31 @@ impl Router {
         let state = State::new(&rules);
         let ct = Table::new(cfg.conntrack.clone());
         let counters = Counters::new(topo.interfaces.len());
-        let ifnames = topo.interfaces.iter().map(|i| rules::ifname_value(&i.name)).collect();
+        let ifnames = topo
+            .interfaces
+            .iter()
+            .map(|i| rules::ifname_value(&i.name))
+            .collect();
         let offload = Offload::new(&rules, &topo, cfg.offload, cfg.conntrack.max_entries);
-        Router { topo, ports, fib, rules, state, ct, cfg, counters, ifnames, logs: vec![], trace: vec![], packet_no: 0, offload, slots: vec![], sent: vec![], tx: vec![], flow_names: vec![] }
+        Router {
+            topo,
+            ports,
+            fib,
+            rules,
+            state,
+            ct,
+            cfg,
+            counters,
+            ifnames,
+            logs: vec![],
+            trace: vec![],
+            packet_no: 0,
+            offload,
+            slots: vec![],
+            sent: vec![],
+            tx: vec![],
+            flow_names: vec![],
+        }
     }
 
     pub fn topology(&self) -> &Topology {
@@ -328,15 +388,28 @@ impl Router {
         let mut sent = std::mem::take(&mut self.sent);
         slots.clear();
         // An ingress beyond a port number is no interface either way; the slow path drops it.
-        slots.extend(burst.iter_mut().map(|f| FrameSlot::from_vec(u16::try_from(f.ingress).unwrap_or(u16::MAX), std::mem::take(&mut f.data))));
+        slots.extend(burst.iter_mut().map(|f| {
+            FrameSlot::from_vec(
+                u16::try_from(f.ingress).unwrap_or(u16::MAX),
+                std::mem::take(&mut f.data),
+            )
+        }));
         sent.clear();
         self.process_slots(&mut slots, now, &mut sent);
         for s in sent.drain(..) {
             match s {
                 Sent::Frame(f) => out.push(f),
                 Sent::Slot { slot, egress } => {
-                    let data = slots.get_mut(slot).map(|s| std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec()).unwrap_or_default();
-                    out.push(TxFrame { egress: Port::Iface(egress), data, mark: 0, priority: 0 });
+                    let data = slots
+                        .get_mut(slot)
+                        .map(|s| std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec())
+                        .unwrap_or_default();
+                    out.push(TxFrame {
+                        egress: Port::Iface(egress),
+                        data,
+                        mark: 0,
+                        priority: 0,
+                    });
                 }
             }
         }
@@ -351,7 +424,10 @@ impl Router {
     /// taken (the slot is left empty, to be refilled) and what it sends leaves as
     /// [`Sent::Frame`]. `out` is appended to in order.
     pub fn process_slots(&mut self, slots: &mut [FrameSlot], now: Duration, out: &mut Vec<Sent>) {
-        let budget = self.cfg.gc_budget.saturating_add(slots.len().saturating_mul(2));
+        let budget = self
+            .cfg
+            .gc_budget
+            .saturating_add(slots.len().saturating_mul(2));
         self.ct.gc(now, budget);
         self.offload.tick(&mut self.ct, &self.fib, &self.topo, now);
         self.offload.fast_path(slots, now);
@@ -383,7 +459,14 @@ impl Router {
         self.transmit_with(egress, data, 0, 0, out);
     }
 
-    fn transmit_with(&mut self, egress: Port, data: Vec<u8>, mark: u32, priority: u32, out: &mut Vec<TxFrame>) {
+    fn transmit_with(
+        &mut self,
+        egress: Port,
+        data: Vec<u8>,
+        mark: u32,
+        priority: u32,
+        out: &mut Vec<TxFrame>,
+    ) {
         match egress {
             Port::Iface(i) => {
                 if let Some(c) = self.counters.tx.get_mut(i) {
@@ -392,10 +475,21 @@ impl Router {
             }
             Port::Host => self.counters.host.add(data.len()),
         }
-        out.push(TxFrame { egress, data, mark, priority });
+        out.push(TxFrame {
+            egress,
+            data,
+            mark,
+            priority,
+        });
     }
 
-    fn receive(&mut self, ingress: usize, mut data: Vec<u8>, now: Duration, out: &mut Vec<TxFrame>) {
+    fn receive(
+        &mut self,
+        ingress: usize,
+        mut data: Vec<u8>,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
         match self.counters.rx.get_mut(ingress) {
             Some(c) => c.add(data.len()),
             None => return self.counters.drop(Drop::NoInterface),
@@ -409,7 +503,13 @@ impl Router {
         };
         let iif = match self.ports.classify(&self.topo, ingress, &meta) {
             Ok(i) => i,
-            Err(d) => return self.counters.drop(if meta.ip_version.is_none() { Drop::NotIp } else { d }),
+            Err(d) => {
+                return self.counters.drop(if meta.ip_version.is_none() {
+                    Drop::NotIp
+                } else {
+                    d
+                })
+            }
         };
         let iface = &self.topo.interfaces[iif];
         if !iface.up {
@@ -428,14 +528,22 @@ impl Router {
             return self.counters.drop(Drop::OtherHost);
         }
         // Neighbour discovery belongs to the kernel's stack, beside this dataplane.
-        if meta.ip_protocol == Some(IpProtocol::Icmpv6) && meta.icmp.is_some_and(|i| (133..=137).contains(&i.msg_type)) {
+        if meta.ip_protocol == Some(IpProtocol::Icmpv6)
+            && meta.icmp.is_some_and(|i| (133..=137).contains(&i.msg_type))
+        {
             return self.counters.drop(Drop::NotIp);
         }
         // Rules see the frame as the logical interface delivers it: Ethernet, no tags, no
         // PPPoE. Move the MACs next to L3 instead of moving the packet.
         let (start, meta) = if meta.l3_offset != 14 {
-            let Some(start) = meta.l3_offset.checked_sub(14) else { return self.counters.drop(Drop::UnknownEncap) };
-            let ethertype = if meta.ip_version == Some(IpVersion::Ipv6) { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+            let Some(start) = meta.l3_offset.checked_sub(14) else {
+                return self.counters.drop(Drop::UnknownEncap);
+            };
+            let ethertype = if meta.ip_version == Some(IpVersion::Ipv6) {
+                ETHERTYPE_IPV6
+            } else {
+                ETHERTYPE_IPV4
+            };
             data.copy_within(0..12, start);
             data[start + 12..start + 14].copy_from_slice(&ethertype.to_be_bytes());
             match parse_frame(&data[start..]) {
@@ -481,7 +589,16 @@ impl Router {
             if let Ok(Fate::Tx { .. }) = fate {
                 self.offload.forwarded_slow(id, dir, ingress);
                 if let Some((t, family)) = w.flow_add {
-                    if self.offload.admit(t, family, &mut self.ct, &self.fib, &self.topo, id, &meta, now) {
+                    if self.offload.admit(
+                        t,
+                        family,
+                        &mut self.ct,
+                        &self.fib,
+                        &self.topo,
+                        id,
+                        &meta,
+                        now,
+                    ) {
                         self.counters.flows_admitted += 1;
                     }
                 }
@@ -505,7 +622,14 @@ impl Router {
             Ok(Fate::Tx { egress, dst_mac }) => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-                let frame = l2::encapsulate(data, start + meta.l3_offset, start + meta.l3_end, iface, dst_mac, ethertype);
+                let frame = l2::encapsulate(
+                    data,
+                    start + meta.l3_offset,
+                    start + meta.l3_end,
+                    iface,
+                    dst_mac,
+                    ethertype,
+                );
                 self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
             }
         }
@@ -521,7 +645,14 @@ impl Router {
 
     /// The walk from netdev ingress to the choice of egress. On `Err` the caller drops the
     /// packet and discards an unconfirmed connection.
-    fn walk(&mut self, w: &mut Walk, buf: &mut [u8], meta: &mut PacketMeta, now: Duration, out: &mut Vec<TxFrame>) -> Result<Fate, Drop> {
+    fn walk(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<Fate, Drop> {
         self.hook(Hook::Ingress, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
         if meta.fragment != Fragment::None {
             return Err(Drop::Fragment);
@@ -549,9 +680,15 @@ impl Router {
         self.hook(Hook::Prerouting, -200, i32::MAX, w, buf, meta, now, out)?;
         self.nat_rewrite(w, buf, meta, Manip::Dst)?;
 
-        let (Some(src), Some(dst)) = (meta.src_addr, meta.dst_addr) else { return Err(Drop::NotIp) };
+        let (Some(src), Some(dst)) = (meta.src_addr, meta.dst_addr) else {
+            return Err(Drop::NotIp);
+        };
         let _ = src;
-        let route = if is_mcast_or_bcast(dst) { Some(RouteKind::Local(w.iif)) } else { self.fib.lookup(dst).map(|r| r.0.clone()) };
+        let route = if is_mcast_or_bcast(dst) {
+            Some(RouteKind::Local(w.iif))
+        } else {
+            self.fib.lookup(dst).map(|r| r.0.clone())
+        };
         match route {
             Some(RouteKind::Local(_)) => {
                 self.hook(Hook::Input, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
@@ -562,12 +699,20 @@ impl Router {
             Some(RouteKind::Unicast(nh)) => self.forward(w, buf, meta, nh, now, out),
             Some(RouteKind::Blackhole) => Err(Drop::Blackhole),
             Some(RouteKind::Unreachable) => {
-                let code = if w.v6 { answer::ICMPV6_NOROUTE } else { answer::ICMP_HOST_UNREACH };
+                let code = if w.v6 {
+                    answer::ICMPV6_NOROUTE
+                } else {
+                    answer::ICMP_HOST_UNREACH
+                };
                 self.send_unreach(w, buf, meta, code, out);
                 Err(Drop::Unreachable)
             }
             None => {
-                let code = if w.v6 { answer::ICMPV6_NOROUTE } else { answer::ICMP_NET_UNREACH };
+                let code = if w.v6 {
+                    answer::ICMPV6_NOROUTE
+                } else {
+                    answer::ICMP_NET_UNREACH
+                };
                 self.send_unreach(w, buf, meta, code, out);
                 Err(Drop::NoRoute)
             }
@@ -575,9 +720,19 @@ impl Router {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn forward(&mut self, w: &mut Walk, buf: &mut [u8], meta: &mut PacketMeta, nh: NextHop, now: Duration, out: &mut Vec<TxFrame>) -> Result<Fate, Drop> {
+    fn forward(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        nh: NextHop,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<Fate, Drop> {
         let oif = nh.ifindex;
-        let Some(egress) = self.topo.interfaces.get(oif) else { return Err(Drop::NoRoute) };
+        let Some(egress) = self.topo.interfaces.get(oif) else {
+            return Err(Drop::NoRoute);
+        };
         if !egress.up {
             return Err(Drop::NoRoute);
         }
@@ -587,7 +742,11 @@ impl Router {
         let mtu = egress.mtu as usize;
         // ip_forward / ip6_forward: hop limit, then size, before the forward hook.
         if meta.ttl <= 1 {
-            let (ty, code) = if w.v6 { (answer::ICMPV6_TIME_EXCEED, 0) } else { (answer::ICMP_TIME_EXCEEDED, 0) };
+            let (ty, code) = if w.v6 {
+                (answer::ICMPV6_TIME_EXCEED, 0)
+            } else {
+                (answer::ICMP_TIME_EXCEEDED, 0)
+            };
             self.send_icmp_error(w, buf, meta, ty, code, 0, out);
             return Err(Drop::TtlExceeded);
         }
@@ -599,7 +758,15 @@ impl Router {
                 return Err(Drop::MtuExceeded);
             }
             if Ipv4Packet::new_unchecked(l3).dont_frag() {
-                self.send_icmp_error(w, buf, meta, answer::ICMP_DEST_UNREACH, answer::ICMP_FRAG_NEEDED, mtu as u32, out);
+                self.send_icmp_error(
+                    w,
+                    buf,
+                    meta,
+                    answer::ICMP_DEST_UNREACH,
+                    answer::ICMP_FRAG_NEEDED,
+                    mtu as u32,
+                    out,
+                );
                 return Err(Drop::MtuExceeded);
             }
             return Err(Drop::NeedsFragmentation);
@@ -608,7 +775,16 @@ impl Router {
         w.oif = Some(oif);
         w.nexthop = nh.via.or(meta.dst_addr);
         self.hook(Hook::Forward, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
-        self.hook(Hook::Postrouting, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
+        self.hook(
+            Hook::Postrouting,
+            i32::MIN,
+            i32::MAX,
+            w,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
         self.nat_rewrite(w, buf, meta, Manip::Src)?;
         self.confirm(w, now)?;
         let egress = &self.topo.interfaces[oif];
@@ -616,10 +792,17 @@ impl Router {
             Some(m) => m,
             None => {
                 let next = nh.via.or(meta.dst_addr).ok_or(Drop::NoNeighbour)?;
-                *self.topo.neighbours.get(&(oif, next)).ok_or(Drop::NoNeighbour)?
+                *self
+                    .topo
+                    .neighbours
+                    .get(&(oif, next))
+                    .ok_or(Drop::NoNeighbour)?
             }
         };
-        Ok(Fate::Tx { egress: oif, dst_mac })
+        Ok(Fate::Tx {
+            egress: oif,
+            dst_mac,
+        })
     }
 
     fn confirm(&mut self, w: &Walk, now: Duration) -> Result<(), Drop> {
@@ -634,9 +817,19 @@ impl Router {
     /// Applies the connection's NAT for `manip` to the packet (both directions: DNAT of the
     /// original and un-SNAT of replies at prerouting, the reverse at postrouting), and
     /// re-reads the packet.
-    fn nat_rewrite(&mut self, w: &mut Walk, buf: &mut [u8], meta: &mut PacketMeta, manip: Manip) -> Result<(), Drop> {
-        let Some((id, dir)) = w.conn else { return Ok(()) };
-        let Some(rw) = self.ct.rewrite(id, dir) else { return Ok(()) };
+    fn nat_rewrite(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        manip: Manip,
+    ) -> Result<(), Drop> {
+        let Some((id, dir)) = w.conn else {
+            return Ok(());
+        };
+        let Some(rw) = self.ct.rewrite(id, dir) else {
+            return Ok(());
+        };
         let part = rw.only(manip);
         if part.is_empty() {
             return Ok(());
@@ -646,10 +839,16 @@ impl Router {
                 Some(i) => i.ident,
                 None => meta.ports.map(|p| p.1),
             };
-            w.dst_undo = Some(Rewrite { dst_addr: part.dst_addr.and(meta.dst_addr), dst_port: part.dst_port.and(old_port), ..Rewrite::default() });
+            w.dst_undo = Some(Rewrite {
+                dst_addr: part.dst_addr.and(meta.dst_addr),
+                dst_port: part.dst_port.and(old_port),
+                ..Rewrite::default()
+            });
         }
         apply_rewrite(buf, meta, &rw, Some(manip)).map_err(|_| Drop::RewriteFailed)?;
-        let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp)) && meta.fragment == Fragment::None && meta.icmp.is_none();
+        let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp))
+            && meta.fragment == Fragment::None
+            && meta.icmp.is_none();
         match meta.ports.as_mut() {
             // NAT of a whole TCP/UDP packet moves addresses and ports and nothing else a parse
             // reads, so the parse is patched rather than redone
@@ -668,7 +867,10 @@ impl Router {
     fn ct_info(&self, w: &Walk, now: Duration) -> Option<CtInfo> {
         let Some((id, dir)) = w.conn else {
             // invalid: conntrack looked and found nothing; untracked: `ct state` alone answers
-            return (w.tracked && w.state == CtState::Invalid).then(|| CtInfo { state: CtState::Invalid.nft_bit(), ..CtInfo::default() });
+            return (w.tracked && w.state == CtState::Invalid).then(|| CtInfo {
+                state: CtState::Invalid.nft_bit(),
+                ..CtInfo::default()
+            });
         };
         let c = self.ct.get(id)?;
         let (o, r) = (c.original(), c.reply());
@@ -703,7 +905,17 @@ impl Router {
     /// Runs the base chains of `hook` with priority in `lo..=hi` for the packet's family, in
     /// priority order, carrying out what the rules hand over between chains.
     #[allow(clippy::too_many_arguments)]
-    fn hook(&mut self, hook: Hook, lo: i32, hi: i32, w: &mut Walk, buf: &mut [u8], meta: &mut PacketMeta, now: Duration, out: &mut Vec<TxFrame>) -> Result<(), Drop> {
+    fn hook(
+        &mut self,
+        hook: Hook,
+        lo: i32,
+        hi: i32,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
         let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
         let fams = Self::families(w);
         let manip = hook_manip(hook);
@@ -717,7 +929,9 @@ impl Router {
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
                 let name = &self.topo.interfaces[w.iif].name;
-                if !matches!(b.family, Family::Netdev | Family::Inet) || !b.devices.iter().any(|d| d == name) {
+                if !matches!(b.family, Family::Netdev | Family::Inet)
+                    || !b.devices.iter().any(|d| d == name)
+                {
                     continue;
                 }
             } else if !fams.contains(&b.family) {
@@ -733,11 +947,24 @@ impl Router {
             }
             let family = b.family;
             let ct = self.ct_info(w, now);
-            let mut act = Act { flow_add: std::mem::take(&mut self.flow_names), ..Act::default() };
+            let mut act = Act {
+                flow_add: std::mem::take(&mut self.flow_names),
+                ..Act::default()
+            };
             let mut trace_lines: Vec<TraceLine> = vec![];
             let (verdict, by_policy, upd) = {
-                let env = RouterEnv { topo: &self.topo, fib: &self.fib, ct: &self.ct, ifnames: &self.ifnames };
-                let mut pkt = rules::pkt_view(buf, meta, w.iif as u32 + 1, self.ifnames.get(w.iif).copied().unwrap_or(0));
+                let env = RouterEnv {
+                    topo: &self.topo,
+                    fib: &self.fib,
+                    ct: &self.ct,
+                    ifnames: &self.ifnames,
+                };
+                let mut pkt = rules::pkt_view(
+                    buf,
+                    meta,
+                    w.iif as u32 + 1,
+                    self.ifnames.get(w.iif).copied().unwrap_or(0),
+                );
                 pkt.mark = w.mark;
                 pkt.priority = w.priority;
                 pkt.nftrace = w.nftrace;
@@ -750,12 +977,29 @@ impl Router {
                 if let Some(o) = w.oif {
                     pkt.oif = o as u32 + 1;
                     pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
-                    pkt.rt_mtu = self.topo.interfaces.get(o).map(|i| i.mtu as u32).unwrap_or(0);
+                    pkt.rt_mtu = self
+                        .topo
+                        .interfaces
+                        .get(o)
+                        .map(|i| i.mtu as u32)
+                        .unwrap_or(0);
                     pkt.nexthop = w.nexthop.map(addr_bits);
                 }
                 let b = &self.rules.base[i - 1];
-                let tr = if self.cfg.trace { Some(&mut trace_lines) } else { None };
-                let (v, p) = rules::run_base_chain(&self.rules, &mut self.state, b, &mut pkt, now_ns, &mut act, tr);
+                let tr = if self.cfg.trace {
+                    Some(&mut trace_lines)
+                } else {
+                    None
+                };
+                let (v, p) = rules::run_base_chain(
+                    &self.rules,
+                    &mut self.state,
+                    b,
+                    &mut pkt,
+                    now_ns,
+                    &mut act,
+                    tr,
+                );
                 let upd = PktUpdate {
                     mark: pkt.mark,
                     priority: pkt.priority,
@@ -848,10 +1092,21 @@ impl Router {
     /// numbers them) or the one the route to `addr` takes, to `addr`'s neighbour, or to the
     /// destination's when only a device is given.
     #[allow(clippy::too_many_arguments)]
-    fn send_copy(&mut self, w: &Walk, buf: &[u8], meta: &PacketMeta, addr: Option<u128>, dev: Option<u32>, fwd: bool, out: &mut Vec<TxFrame>) {
+    fn send_copy(
+        &mut self,
+        w: &Walk,
+        buf: &[u8],
+        meta: &PacketMeta,
+        addr: Option<u128>,
+        dev: Option<u32>,
+        fwd: bool,
+        out: &mut Vec<TxFrame>,
+    ) {
         let target = addr.map(|a| bits_addr(a, w.v6));
         let egress = match dev {
-            Some(d) => (d as usize).checked_sub(1).filter(|i| *i < self.topo.interfaces.len()),
+            Some(d) => (d as usize)
+                .checked_sub(1)
+                .filter(|i| *i < self.topo.interfaces.len()),
             None => target.and_then(|t| match self.fib.lookup(t) {
                 Some((RouteKind::Unicast(nh), _)) => Some(nh.ifindex),
                 _ => None,
@@ -863,7 +1118,9 @@ impl Router {
         let iface = &self.topo.interfaces[egress];
         let dst_mac = match l2::fixed_peer(iface) {
             Some(m) => Some(m),
-            None => target.or(meta.dst_addr).and_then(|n| self.topo.neighbours.get(&(egress, n)).copied()),
+            None => target
+                .or(meta.dst_addr)
+                .and_then(|n| self.topo.neighbours.get(&(egress, n)).copied()),
         };
         // netdev fwd without an address sends the frame as it is, MACs untouched
         let dst_mac = match (dst_mac, addr, fwd) {
@@ -876,7 +1133,9 @@ impl Router {
             _ => return self.counters.drop(Drop::FwdFailed),
         };
         let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-        let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else { return };
+        let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
+            return;
+        };
         let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
         if fwd {
             self.counters.fwd_packets += 1;
@@ -888,15 +1147,26 @@ impl Router {
 
     /// The packet line that starts a walk: where it came in and its addresses and ports.
     fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
-        let iif = self.topo.interfaces.get(ingress).map(|i| i.name.as_str()).unwrap_or("?");
-        let mut line = format!("trace id {:08x} packet: iif \"{iif}\" length {}", self.packet_no, data.len());
+        let iif = self
+            .topo
+            .interfaces
+            .get(ingress)
+            .map(|i| i.name.as_str())
+            .unwrap_or("?");
+        let mut line = format!(
+            "trace id {:08x} packet: iif \"{iif}\" length {}",
+            self.packet_no,
+            data.len()
+        );
         if let Ok(m) = nft_wire::parse_frame(data) {
             if let (Some(s), Some(d)) = (m.src_addr, m.dst_addr) {
                 let fam = if s.is_ipv4() { "ip" } else { "ip6" };
                 line += &format!(" {fam} saddr {s} {fam} daddr {d} ttl {}", m.ttl);
                 match (m.ip_protocol.map(u8::from), m.ports) {
                     (Some(6), Some((sp, dp))) => line += &format!(" tcp sport {sp} tcp dport {dp}"),
-                    (Some(17), Some((sp, dp))) => line += &format!(" udp sport {sp} udp dport {dp}"),
+                    (Some(17), Some((sp, dp))) => {
+                        line += &format!(" udp sport {sp} udp dport {dp}")
+                    }
                     (Some(p), _) => line += &format!(" meta l4proto {p}"),
                     _ => {}
                 }
@@ -908,12 +1178,25 @@ impl Router {
     /// One base chain's part of a packet's walk, in `nft monitor trace`'s words:
     /// `trace id 0000002a inet fw4 forward rule ... (verdict accept)`, and the policy when the
     /// chain ran off its end.
-    fn record_trace(&mut self, base_chain: usize, lines: &[TraceLine], verdict: HookVerdict, by_policy: bool) {
+    fn record_trace(
+        &mut self,
+        base_chain: usize,
+        lines: &[TraceLine],
+        verdict: HookVerdict,
+        by_policy: bool,
+    ) {
         let id = self.packet_no;
         for l in lines {
             let c = &self.rules.chains[l.chain];
             if let Some(r) = l.rule.and_then(|r| c.rules.get(r)) {
-                self.trace.push(format!("trace id {id:08x} {} {} {} rule {} (verdict {})", c.family.name(), c.table, c.name, r.text, l.verdict));
+                self.trace.push(format!(
+                    "trace id {id:08x} {} {} {} rule {} (verdict {})",
+                    c.family.name(),
+                    c.table,
+                    c.name,
+                    r.text,
+                    l.verdict
+                ));
             }
         }
         if by_policy {
@@ -924,7 +1207,12 @@ impl Router {
                 HookVerdict::Queue => "queue",
                 HookVerdict::Stolen => "stolen",
             };
-            self.trace.push(format!("trace id {id:08x} {} {} {} policy {v}", c.family.name(), c.table, c.name));
+            self.trace.push(format!(
+                "trace id {id:08x} {} {} {} policy {v}",
+                c.family.name(),
+                c.table,
+                c.name
+            ));
         }
     }
 
@@ -935,8 +1223,16 @@ impl Router {
         if self.logs.len() >= self.cfg.log_capacity {
             return;
         }
-        let name = |i: Option<usize>| i.and_then(|i| self.topo.interfaces.get(i)).map_or("", |i| i.name.as_str());
-        let mut s = format!("{}IN={} OUT={} hook={hook:?}", spec.prefix.as_deref().unwrap_or(""), name(Some(w.iif)), name(w.oif));
+        let name = |i: Option<usize>| {
+            i.and_then(|i| self.topo.interfaces.get(i))
+                .map_or("", |i| i.name.as_str())
+        };
+        let mut s = format!(
+            "{}IN={} OUT={} hook={hook:?}",
+            spec.prefix.as_deref().unwrap_or(""),
+            name(Some(w.iif)),
+            name(w.oif)
+        );
         match spec.group {
             Some(g) => s += &format!(" group={g}"),
             None => s += &format!(" level={}", level_name(spec.level)),
@@ -948,11 +1244,21 @@ impl Router {
             s += &format!(" qthreshold={n}");
         }
         if spec.ether {
-            let hex: Vec<String> = buf.get(0..14).unwrap_or(&[]).iter().map(|b| format!("{b:02x}")).collect();
+            let hex: Vec<String> = buf
+                .get(0..14)
+                .unwrap_or(&[])
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             s += &format!(" MAC={}", hex.join(":"));
         }
         let l3 = buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[]);
-        s += &format!(" SRC={} DST={} LEN={}", meta.src_addr.map_or(String::new(), |a| a.to_string()), meta.dst_addr.map_or(String::new(), |a| a.to_string()), meta.l3_end - meta.l3_offset);
+        s += &format!(
+            " SRC={} DST={} LEN={}",
+            meta.src_addr.map_or(String::new(), |a| a.to_string()),
+            meta.dst_addr.map_or(String::new(), |a| a.to_string()),
+            meta.l3_end - meta.l3_offset
+        );
         if w.v6 {
             if l3.len() >= 40 {
                 let tc = (u16::from_be_bytes([l3[0], l3[1]]) >> 4) as u8;
@@ -961,7 +1267,13 @@ impl Router {
             }
         } else if l3.len() >= 20 {
             let frag = u16::from_be_bytes([l3[6], l3[7]]);
-            s += &format!(" TOS=0x{:02X} PREC=0x{:02X} TTL={} ID={}", l3[1], l3[1] & 0xe0, l3[8], u16::from_be_bytes([l3[4], l3[5]]));
+            s += &format!(
+                " TOS=0x{:02X} PREC=0x{:02X} TTL={} ID={}",
+                l3[1],
+                l3[1] & 0xe0,
+                l3[8],
+                u16::from_be_bytes([l3[4], l3[5]])
+            );
             if frag & 0x4000 != 0 {
                 s += " DF";
             }
@@ -975,15 +1287,37 @@ impl Router {
             }
         }
         let proto = meta.ip_protocol.map_or(0, u8::from);
-        let l4 = meta.l4_offset.and_then(|o| buf.get(o..meta.l3_end)).filter(|_| meta.fragment != Fragment::NonFirst);
+        let l4 = meta
+            .l4_offset
+            .and_then(|o| buf.get(o..meta.l3_end))
+            .filter(|_| meta.fragment != Fragment::NonFirst);
         match (proto, l4) {
             (6, Some(t)) if t.len() >= 20 => {
-                s += &format!(" PROTO=TCP SPT={} DPT={}", u16::from_be_bytes([t[0], t[1]]), u16::from_be_bytes([t[2], t[3]]));
+                s += &format!(
+                    " PROTO=TCP SPT={} DPT={}",
+                    u16::from_be_bytes([t[0], t[1]]),
+                    u16::from_be_bytes([t[2], t[3]])
+                );
                 if spec.tcp_sequence {
-                    s += &format!(" SEQ={} ACK={}", u32::from_be_bytes([t[4], t[5], t[6], t[7]]), u32::from_be_bytes([t[8], t[9], t[10], t[11]]));
+                    s += &format!(
+                        " SEQ={} ACK={}",
+                        u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+                        u32::from_be_bytes([t[8], t[9], t[10], t[11]])
+                    );
                 }
-                s += &format!(" WINDOW={} RES=0x{:02x}", u16::from_be_bytes([t[14], t[15]]), t[12] & 0x0f);
-                for (bit, n) in [(0x20, "URG"), (0x10, "ACK"), (0x08, "PSH"), (0x04, "RST"), (0x02, "SYN"), (0x01, "FIN")] {
+                s += &format!(
+                    " WINDOW={} RES=0x{:02x}",
+                    u16::from_be_bytes([t[14], t[15]]),
+                    t[12] & 0x0f
+                );
+                for (bit, n) in [
+                    (0x20, "URG"),
+                    (0x10, "ACK"),
+                    (0x08, "PSH"),
+                    (0x04, "RST"),
+                    (0x02, "SYN"),
+                    (0x01, "FIN"),
+                ] {
                     if t[13] & bit != 0 {
                         s += " ";
                         s += n;
@@ -997,10 +1331,19 @@ impl Router {
                 }
             }
             (17, Some(u)) if u.len() >= 8 => {
-                s += &format!(" PROTO=UDP SPT={} DPT={} LEN={}", u16::from_be_bytes([u[0], u[1]]), u16::from_be_bytes([u[2], u[3]]), u16::from_be_bytes([u[4], u[5]]));
+                s += &format!(
+                    " PROTO=UDP SPT={} DPT={} LEN={}",
+                    u16::from_be_bytes([u[0], u[1]]),
+                    u16::from_be_bytes([u[2], u[3]]),
+                    u16::from_be_bytes([u[4], u[5]])
+                );
             }
-            (1, Some(i)) if i.len() >= 4 => s += &format!(" PROTO=ICMP TYPE={} CODE={}", i[0], i[1]),
-            (58, Some(i)) if i.len() >= 4 => s += &format!(" PROTO=ICMPv6 TYPE={} CODE={}", i[0], i[1]),
+            (1, Some(i)) if i.len() >= 4 => {
+                s += &format!(" PROTO=ICMP TYPE={} CODE={}", i[0], i[1])
+            }
+            (58, Some(i)) if i.len() >= 4 => {
+                s += &format!(" PROTO=ICMPv6 TYPE={} CODE={}", i[0], i[1])
+            }
             _ => s += &format!(" PROTO={proto}"),
         }
         if spec.skuid {
@@ -1014,12 +1357,23 @@ impl Router {
 
     fn iface_addr(&self, i: usize, v6: bool) -> Option<IpAddr> {
         let iface: &Interface = self.topo.interfaces.get(i)?;
-        iface.addresses.iter().map(|(a, _)| *a).find(|a| a.is_ipv6() == v6)
+        iface
+            .addresses
+            .iter()
+            .map(|(a, _)| *a)
+            .find(|a| a.is_ipv6() == v6)
     }
 
-    fn bind_nat(&mut self, w: &Walk, spec: &NatSpec, addr: Option<(u128, u128)>, port: Option<(u16, u16)>) -> Result<(), Drop> {
+    fn bind_nat(
+        &mut self,
+        w: &Walk,
+        spec: &NatSpec,
+        addr: Option<(u128, u128)>,
+        port: Option<(u16, u16)>,
+    ) -> Result<(), Drop> {
         let Some((id, _)) = w.conn else { return Ok(()) };
-        if addr.is_some() && spec.ipv6 != w.v6 && matches!(spec.kind, NatKind::Snat | NatKind::Dnat) {
+        if addr.is_some() && spec.ipv6 != w.v6 && matches!(spec.kind, NatKind::Snat | NatKind::Dnat)
+        {
             // an address of the other family: the kernel's rule would not have matched
             return Ok(());
         }
@@ -1057,9 +1411,12 @@ impl Router {
     /// The IP packet an error about this packet quotes: as it arrived, before DNAT.
     fn offending<'b>(w: &Walk, buf: &'b [u8], meta: &PacketMeta) -> Cow<'b, [u8]> {
         let l3 = buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[]);
-        let Some(undo) = w.dst_undo else { return Cow::Borrowed(l3) };
+        let Some(undo) = w.dst_undo else {
+            return Cow::Borrowed(l3);
+        };
         let mut f = vec![0u8; 14];
-        f[12..14].copy_from_slice(&(if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 }).to_be_bytes());
+        f[12..14]
+            .copy_from_slice(&(if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 }).to_be_bytes());
         f.extend_from_slice(l3);
         if let Ok(m) = parse_frame(&f) {
             if apply_rewrite(&mut f, &m, &undo, None).is_ok() {
@@ -1084,7 +1441,9 @@ impl Router {
             return false;
         }
         match (meta.src_addr, meta.dst_addr) {
-            (Some(s), Some(d)) => !s.is_unspecified() && !is_mcast_or_bcast(s) && !is_mcast_or_bcast(d),
+            (Some(s), Some(d)) => {
+                !s.is_unspecified() && !is_mcast_or_bcast(s) && !is_mcast_or_bcast(d)
+            }
             _ => false,
         }
     }
@@ -1101,15 +1460,28 @@ impl Router {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn send_icmp_error(&mut self, w: &Walk, buf: &[u8], meta: &PacketMeta, ty: u8, code: u8, rest: u32, out: &mut Vec<TxFrame>) {
+    fn send_icmp_error(
+        &mut self,
+        w: &Walk,
+        buf: &[u8],
+        meta: &PacketMeta,
+        ty: u8,
+        code: u8,
+        rest: u32,
+        out: &mut Vec<TxFrame>,
+    ) {
         if !Self::may_answer(w, meta) {
             return;
         }
         let offending = Self::offending(w, buf, meta);
         let odst = if w.v6 {
-            nft_wire::Ipv6Packet::new_checked(&offending[..]).ok().map(|p| IpAddr::V6(p.dst_addr()))
+            nft_wire::Ipv6Packet::new_checked(&offending[..])
+                .ok()
+                .map(|p| IpAddr::V6(p.dst_addr()))
         } else {
-            Ipv4Packet::new_checked(&offending[..]).ok().map(|p| IpAddr::V4(p.dst_addr()))
+            Ipv4Packet::new_checked(&offending[..])
+                .ok()
+                .map(|p| IpAddr::V4(p.dst_addr()))
         };
         let l3 = match self.error_source(w, odst) {
             Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, &offending, ty, code, rest),
@@ -1122,8 +1494,19 @@ impl Router {
         }
     }
 
-    fn send_unreach(&mut self, w: &Walk, buf: &[u8], meta: &PacketMeta, code: u8, out: &mut Vec<TxFrame>) {
-        let ty = if w.v6 { answer::ICMPV6_DEST_UNREACH } else { answer::ICMP_DEST_UNREACH };
+    fn send_unreach(
+        &mut self,
+        w: &Walk,
+        buf: &[u8],
+        meta: &PacketMeta,
+        code: u8,
+        out: &mut Vec<TxFrame>,
+    ) {
+        let ty = if w.v6 {
+            answer::ICMPV6_DEST_UNREACH
+        } else {
+            answer::ICMP_DEST_UNREACH
+        };
         self.send_icmp_error(w, buf, meta, ty, code, 0, out);
     }
 
@@ -1137,10 +1520,18 @@ impl Router {
         self.transmit(Port::Iface(w.iif), frame, out);
     }
 
-    fn send_reject(&mut self, w: &Walk, buf: &[u8], meta: &PacketMeta, r: &Reject, out: &mut Vec<TxFrame>) {
+    fn send_reject(
+        &mut self,
+        w: &Walk,
+        buf: &[u8],
+        meta: &PacketMeta,
+        r: &Reject,
+        out: &mut Vec<TxFrame>,
+    ) {
         let (ty, code) = match *r {
             Reject::TcpReset => {
-                if meta.ip_protocol != Some(IpProtocol::Tcp) || meta.fragment == Fragment::NonFirst {
+                if meta.ip_protocol != Some(IpProtocol::Tcp) || meta.fragment == Fragment::NonFirst
+                {
                     return;
                 }
                 let offending = Self::offending(w, buf, meta);
@@ -1151,11 +1542,27 @@ impl Router {
                 }
                 return;
             }
-            Reject::IcmpPortUnreachable if w.v6 => (answer::ICMPV6_DEST_UNREACH, answer::ICMPV6_PORT_UNREACH),
+            Reject::IcmpPortUnreachable if w.v6 => {
+                (answer::ICMPV6_DEST_UNREACH, answer::ICMPV6_PORT_UNREACH)
+            }
             Reject::IcmpPortUnreachable => (answer::ICMP_DEST_UNREACH, answer::ICMP_PORT_UNREACH),
-            Reject::Icmp { v6, code } if v6 == w.v6 => (if v6 { answer::ICMPV6_DEST_UNREACH } else { answer::ICMP_DEST_UNREACH }, code),
+            Reject::Icmp { v6, code } if v6 == w.v6 => (
+                if v6 {
+                    answer::ICMPV6_DEST_UNREACH
+                } else {
+                    answer::ICMP_DEST_UNREACH
+                },
+                code,
+            ),
             Reject::Icmp { .. } => return,
-            Reject::Icmpx(c) => (if w.v6 { answer::ICMPV6_DEST_UNREACH } else { answer::ICMP_DEST_UNREACH }, answer::icmpx_code(c, w.v6)),
+            Reject::Icmpx(c) => (
+                if w.v6 {
+                    answer::ICMPV6_DEST_UNREACH
+                } else {
+                    answer::ICMP_DEST_UNREACH
+                },
+                answer::icmpx_code(c, w.v6),
+            ),
         };
         self.send_icmp_error(w, buf, meta, ty, code, 0, out);
     }
@@ -1199,7 +1606,13 @@ impl Router {
             .map(|i| {
                 let rx = c.rx.get(i.index).copied().unwrap_or_default();
                 let tx = c.tx.get(i.index).copied().unwrap_or_default();
-                InterfaceReport { name: i.name.clone(), rx_packets: rx.packets, rx_bytes: rx.bytes, tx_packets: tx.packets, tx_bytes: tx.bytes }
+                InterfaceReport {
+                    name: i.name.clone(),
+                    rx_packets: rx.packets,
+                    rx_bytes: rx.bytes,
+                    tx_packets: tx.packets,
+                    tx_bytes: tx.bytes,
+                }
             })
             .collect();
         let mut connections: BTreeMap<String, u64> = BTreeMap::new();
@@ -1212,7 +1625,9 @@ impl Router {
             let key = match conn.proto() {
                 ProtoState::Tcp(t) => format!("tcp {}", t.state.name().to_lowercase()),
                 ProtoState::Udp { .. } if conn.is_assured() => "udp assured".into(),
-                ProtoState::Udp { .. } if conn.status().contains(Status::SEEN_REPLY) => "udp replied".into(),
+                ProtoState::Udp { .. } if conn.status().contains(Status::SEEN_REPLY) => {
+                    "udp replied".into()
+                }
                 ProtoState::Udp { .. } => "udp unreplied".into(),
                 _ => nft_conntrack::proto_name(conn.l4proto()).to_string(),
             };
@@ -1223,17 +1638,35 @@ impl Router {
             .rule_hits
             .iter()
             .enumerate()
-            .flat_map(|(chain, hits)| hits.iter().enumerate().filter(|(_, h)| **h > 0).map(move |(rule, &h)| (chain, rule, h)))
+            .flat_map(|(chain, hits)| {
+                hits.iter()
+                    .enumerate()
+                    .filter(|(_, h)| **h > 0)
+                    .map(move |(rule, &h)| (chain, rule, h))
+            })
             .filter_map(|(chain, rule, hits)| {
                 let ch = self.rules.chains.get(chain)?;
                 let r = ch.rules.get(rule)?;
-                Some(RuleHits { table: format!("{} {}", ch.family.name(), ch.table), chain: ch.name.clone(), handle: r.handle, rule: r.text.clone(), hits })
+                Some(RuleHits {
+                    table: format!("{} {}", ch.family.name(), ch.table),
+                    chain: ch.name.clone(),
+                    handle: r.handle,
+                    rule: r.text.clone(),
+                    hits,
+                })
             })
             .collect();
-        top.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| (&a.table, &a.chain, a.handle).cmp(&(&b.table, &b.chain, b.handle))));
+        top.sort_by(|a, b| {
+            b.hits
+                .cmp(&a.hits)
+                .then_with(|| (&a.table, &a.chain, a.handle).cmp(&(&b.table, &b.chain, b.handle)))
+        });
         top.truncate(20);
         let st = self.ct.stats();
-        let sum = |v: &[crate::counters::PacketBytes]| v.iter().fold((0, 0), |(p, b), x| (p + x.packets, b + x.bytes));
+        let sum = |v: &[crate::counters::PacketBytes]| {
+            v.iter()
+                .fold((0, 0), |(p, b), x| (p + x.packets, b + x.bytes))
+        };
         let (pin, bin) = sum(&c.rx);
         let (pout, bout) = sum(&c.tx);
         Report {
@@ -1280,7 +1713,12 @@ impl Router {
 }
 
 fn level_name(l: u8) -> &'static str {
-    ["emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit"].get(l as usize).copied().unwrap_or("warn")
+    [
+        "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit",
+    ]
+    .get(l as usize)
+    .copied()
+    .unwrap_or("warn")
 }
 
 /// What a chain changed in the packet's metadata, carried out once the chain is done.
@@ -1297,7 +1735,9 @@ struct PktUpdate {
 
 /// TTL or hop limit minus one; the IPv4 header checksum is patched incrementally (RFC 1624).
 fn decrement_ttl(buf: &mut [u8], meta: &mut PacketMeta) {
-    let Some(l3) = buf.get_mut(meta.l3_offset..meta.l3_end) else { return };
+    let Some(l3) = buf.get_mut(meta.l3_offset..meta.l3_end) else {
+        return;
+    };
     match meta.ip_version {
         Some(IpVersion::Ipv4) if l3.len() >= 20 => {
             Ipv4Packet::new_unchecked(l3).decrement_ttl();

@@ -70,35 +70,83 @@ pub struct CompileError {
 pub enum Load {
     /// `bits` bits at `offset` bits from the header start, big endian. `l3`/`l4` are the
     /// network (nfproto) and transport protocol the header belongs to, checked first.
-    Payload { base: Base, offset: u32, bits: u32, l3: Option<u8>, l4: Option<u8> },
+    Payload {
+        base: Base,
+        offset: u32,
+        bits: u32,
+        l3: Option<u8>,
+        l4: Option<u8>,
+    },
     /// A field of an 802.1Q/802.1ad header right after the Ethernet header (`vlan id`):
     /// absent once the router has taken the tag off, as on a VLAN interface in Linux.
-    Vlan { offset: u32, bits: u32 },
+    Vlan {
+        offset: u32,
+        bits: u32,
+    },
     Meta(MetaK),
-    Ct { key: CtK, reply: Option<bool> },
+    Ct {
+        key: CtK,
+        reply: Option<bool>,
+    },
     /// `expr & mask ^ xor`, `expr << n`, `expr >> n`
-    Bitwise { inner: Box<Load>, and: u128, xor: u128 },
+    Bitwise {
+        inner: Box<Load>,
+        and: u128,
+        xor: u128,
+    },
     /// `rt mtu`: the TCP MSS the route allows (route MTU less the IP and TCP headers).
     RtTcpMss,
     /// `rt ip nexthop`: the gateway of the route, or the destination when directly connected.
     RtNexthop,
     /// `rt classid`: routing realms are not modelled, so always 0.
     RtClassid,
-    Shift { inner: Box<Load>, left: bool, n: u32 },
+    Shift {
+        inner: Box<Load>,
+        left: bool,
+        n: u32,
+    },
     /// An IPv6 extension header field, or its presence (`exthdr frag exists`) as 1/0.
-    Exthdr { nexthdr: u8, offset: u32, bits: u32, present: bool },
+    Exthdr {
+        nexthdr: u8,
+        offset: u32,
+        bits: u32,
+        present: bool,
+    },
     /// A TCP option field (offset from the kind byte), or its presence.
-    TcpOpt { kind: u8, offset: u32, bits: u32, present: bool },
+    TcpOpt {
+        kind: u8,
+        offset: u32,
+        bits: u32,
+        present: bool,
+    },
     /// An IPv4 option field (offset from the type byte), or its presence.
-    IpOpt { ty: u8, offset: u32, bits: u32, present: bool },
+    IpOpt {
+        ty: u8,
+        offset: u32,
+        bits: u32,
+        present: bool,
+    },
     Fib(Box<FibQuery>),
     /// `numgen inc|random mod N offset M`; `slot` is the counter in [`State`] for `inc`.
-    Numgen { random: bool, modulus: u32, offset: u32, slot: usize },
+    Numgen {
+        random: bool,
+        modulus: u32,
+        offset: u32,
+        slot: usize,
+    },
     /// `jhash KEY mod N seed S offset M`: keys with their register width in bytes and
     /// whether the register holds them in network order.
-    Jhash { keys: Vec<(Load, u32, bool)>, modulus: u32, seed: u32, offset: u32 },
+    Jhash {
+        keys: Vec<(Load, u32, bool)>,
+        modulus: u32,
+        seed: u32,
+        offset: u32,
+    },
     /// `symhash mod N offset M`: the same for both directions of a flow.
-    Symhash { modulus: u32, offset: u32 },
+    Symhash {
+        modulus: u32,
+        offset: u32,
+    },
 }
 
 /// `fib saddr . iif oif`: which address, which interface constraint, what result.
@@ -195,7 +243,10 @@ pub enum Test {
     /// `ct state established,related`: any of these bits set.
     AnyBit(u128),
     /// `value & mask == want` (prefixes, wildcard interface names).
-    Masked { mask: u128, want: u128 },
+    Masked {
+        mask: u128,
+        want: u128,
+    },
     /// Membership in compiled set `n`.
     InSet(usize),
 }
@@ -213,7 +264,10 @@ pub enum Value {
     Const(u128),
     Load(Load),
     /// Lookup in map `n` keyed by the loads.
-    Map { keys: Vec<Load>, map: usize },
+    Map {
+        keys: Vec<Load>,
+        map: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,7 +310,10 @@ pub enum Reject {
     /// in `inet` when written `with tcp reset`.
     IcmpPortUnreachable,
     TcpReset,
-    Icmp { v6: bool, code: u8 },
+    Icmp {
+        v6: bool,
+        code: u8,
+    },
     /// icmpx: the code is translated per family (no-route, port-unreachable,
     /// host-unreachable, admin-prohibited).
     Icmpx(u8),
@@ -293,7 +350,10 @@ pub enum ElemStmt {
     Limit(LimitSpec),
     Quota(QuotaSpec),
     /// `ct count [over] N`
-    Connlimit { over: bool, count: u32 },
+    Connlimit {
+        over: bool,
+        count: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -322,12 +382,19 @@ pub enum Op {
     Match(Match),
     Verdict(Verdict),
     /// Verdict map keyed by the loads.
-    Vmap { keys: Vec<Load>, map: usize },
+    Vmap {
+        keys: Vec<Load>,
+        map: usize,
+    },
     Counter(usize),
     Limit(usize),
     Quota(usize),
     /// A named object chosen per packet through an object map.
-    ObjMap { kind: ObjKind, keys: Vec<Load>, map: usize },
+    ObjMap {
+        kind: ObjKind,
+        keys: Vec<Load>,
+        map: usize,
+    },
     Log(Box<LogSpec>),
     Reject(Reject),
     Nat(Box<NatSpec>),
@@ -338,15 +405,30 @@ pub enum Op {
     /// `ct helper set "name"`: the helper object's helper name.
     SetCtHelper(String),
     /// Rewrite a payload field (`ip dscp set cs1`), checksums patched.
-    SetPayload { base: Base, offset: u32, bits: u32, l3: Option<u8>, l4: Option<u8>, value: Value },
+    SetPayload {
+        base: Base,
+        offset: u32,
+        bits: u32,
+        l3: Option<u8>,
+        l4: Option<u8>,
+        value: Value,
+    },
     /// `tcp option maxseg size set ...`: lower the MSS option to the value (never raise it,
     /// as the kernel's exthdr set for maxseg does).
     ClampMss(Value),
     Dynset(Box<DynsetOp>),
     /// `dup to ADDR [device IF]` / `fwd [ip|ip6 to ADDR] to IF`: the router copies or moves
     /// the packet. `fwd` ends the walk (the kernel steals the packet).
-    Dup { addr: Option<Value>, dev: Option<Value>, v6: bool },
-    Fwd { addr: Option<Value>, dev: Value, v6: bool },
+    Dup {
+        addr: Option<Value>,
+        dev: Option<Value>,
+        v6: bool,
+    },
+    Fwd {
+        addr: Option<Value>,
+        dev: Value,
+        v6: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -410,13 +492,22 @@ impl CSet {
         // The sets a router's rules test on every packet are tiny (`{ tcp, udp }`, a zone's
         // devices, a ct state vmap): comparing a few keys is cheaper than hashing one.
         if self.exact.len() <= SMALL_SET {
-            if let Some((_, d)) = self.exact.iter().find(|(k, _)| k.len() == key.len() && k.iter().zip(key).all(|(a, b)| a == b)) {
+            if let Some((_, d)) = self
+                .exact
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && k.iter().zip(key).all(|(a, b)| a == b))
+            {
                 return Some(d);
             }
         } else if let Some(d) = self.exact.get(key) {
             return Some(d);
         }
-        self.ranges.iter().find(|(r, _)| r.len() == key.len() && r.iter().zip(key).all(|((lo, hi), k)| lo <= k && k <= hi)).map(|(_, d)| d)
+        self.ranges
+            .iter()
+            .find(|(r, _)| {
+                r.len() == key.len() && r.iter().zip(key).all(|((lo, hi), k)| lo <= k && k <= hi)
+            })
+            .map(|(_, d)| d)
     }
 
     fn static_len(&self) -> usize {
@@ -427,10 +518,18 @@ impl CSet {
 /// Per-element state of a meter statement.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ElemState {
-    Counter { packets: u64, bytes: u64 },
+    Counter {
+        packets: u64,
+        bytes: u64,
+    },
     /// tokens, last refill (ns)
-    Limit { tokens: f64, last: u64 },
-    Quota { used: u64 },
+    Limit {
+        tokens: f64,
+        last: u64,
+    },
+    Quota {
+        used: u64,
+    },
     /// Connections counted (handles), pruned of dead ones on each evaluation.
     Conns(Vec<u64>),
 }
@@ -454,7 +553,9 @@ pub struct DynSet {
 
 impl DynSet {
     fn live(&self, key: &[u128], now_ns: u64) -> Option<&DynElem> {
-        self.elems.get(key).filter(|e| e.expires.is_none_or(|x| x > now_ns))
+        self.elems
+            .get(key)
+            .filter(|e| e.expires.is_none_or(|x| x > now_ns))
     }
 }
 
@@ -499,11 +600,15 @@ pub struct Ruleset {
 impl Ruleset {
     /// Index of a named object (`counter cx` of table `t`).
     pub fn object(&self, table: &str, kind: ObjKind, name: &str) -> Option<usize> {
-        self.objects.get(&(table.to_string(), kind, name.to_string())).copied()
+        self.objects
+            .get(&(table.to_string(), kind, name.to_string()))
+            .copied()
     }
 
     pub fn set_index(&self, table: &str, name: &str) -> Option<usize> {
-        self.sets.iter().position(|s| s.table == table && s.name == name)
+        self.sets
+            .iter()
+            .position(|s| s.table == table && s.name == name)
     }
 }
 
@@ -575,7 +680,13 @@ impl State {
 
     /// Whether set `set` holds `key` at `now_ns`: loaded elements not deleted, or added ones
     /// not expired.
-    pub fn set_lookup(&self, rs: &Ruleset, set: usize, key: &[u128], now_ns: u64) -> Option<SetData> {
+    pub fn set_lookup(
+        &self,
+        rs: &Ruleset,
+        set: usize,
+        key: &[u128],
+        now_ns: u64,
+    ) -> Option<SetData> {
         let d = self.dynsets.get(set);
         if let Some(x) = rs.sets.get(set)?.lookup(key) {
             if d.is_none_or(|d| d.deleted.is_empty() || !d.deleted.contains(key)) {
@@ -591,14 +702,27 @@ impl State {
 
     /// The live elements rules added to set `set`, for listings and tests.
     pub fn dynamic_elements(&self, set: usize, now_ns: u64) -> Vec<(&Vec<u128>, &DynElem)> {
-        let mut v: Vec<_> = self.dynsets.get(set).map(|d| d.elems.iter().filter(|(_, e)| e.expires.is_none_or(|x| x > now_ns)).collect()).unwrap_or_default();
+        let mut v: Vec<_> = self
+            .dynsets
+            .get(set)
+            .map(|d| {
+                d.elems
+                    .iter()
+                    .filter(|(_, e)| e.expires.is_none_or(|x| x > now_ns))
+                    .collect()
+            })
+            .unwrap_or_default();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     }
 }
 
 fn bad(what: impl Into<String>, table: &str, chain: &str) -> CompileError {
-    CompileError { what: what.into(), table: table.into(), chain: chain.into() }
+    CompileError {
+        what: what.into(),
+        table: table.into(),
+        chain: chain.into(),
+    }
 }
 
 fn meta_k(name: &str) -> Option<MetaK> {
@@ -669,7 +793,11 @@ fn const_value(c: &Const) -> Option<(u128, Option<u128>)> {
             // `eth*` matches by prefix, like the kernel's interface wildcard compare
             if let Some(prefix) = s.strip_suffix('*').filter(|p| !p.ends_with('\\')) {
                 let n = prefix.len().min(16);
-                let mask = if n == 0 { 0 } else { u128::MAX << (128 - 8 * n as u32) };
+                let mask = if n == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - 8 * n as u32)
+                };
                 Some((ifname_value(prefix), Some(mask)))
             } else {
                 Some((ifname_value(&s.replace("\\*", "*")), None))
@@ -715,19 +843,31 @@ impl Compiler<'_> {
     fn load1(&mut self, e: &Expr) -> Result<Load, CompileError> {
         match &e.kind {
             ExprKind::Payload { proto: p, field } => {
-                let f = proto::payload_field(p, field).ok_or_else(|| self.err(format!("payload {p} {field}")))?;
+                let f = proto::payload_field(p, field)
+                    .ok_or_else(|| self.err(format!("payload {p} {field}")))?;
                 let pr = proto::protocol(p).ok_or_else(|| self.err(format!("protocol {p}")))?;
                 if p == "vlan" {
-                    return Ok(Load::Vlan { offset: f.offset, bits: f.bits });
+                    return Ok(Load::Vlan {
+                        offset: f.offset,
+                        bits: f.bits,
+                    });
                 }
                 let (l3, l4) = match pr.layer {
                     proto::Layer::Network if p == "arp" => (Some(NFPROTO_ARP), None),
                     proto::Layer::Network => (self.nfproto_of(p), None),
                     proto::Layer::Transport => (self.nfproto_of(p), pr.number.map(|n| n as u8)),
                     proto::Layer::Link => (None, None),
-                    proto::Layer::Inner => return Err(self.err(format!("inner header {p} {field}"))),
+                    proto::Layer::Inner => {
+                        return Err(self.err(format!("inner header {p} {field}")))
+                    }
                 };
-                Ok(Load::Payload { base: f.base, offset: f.offset, bits: f.bits, l3, l4 })
+                Ok(Load::Payload {
+                    base: f.base,
+                    offset: f.offset,
+                    bits: f.bits,
+                    l3,
+                    l4,
+                })
             }
             ExprKind::RawPayload { base, offset, len } => {
                 let b = match base.as_str() {
@@ -736,9 +876,17 @@ impl Compiler<'_> {
                     "th" => Base::Transport,
                     _ => return Err(self.err(format!("raw payload @{base}"))),
                 };
-                Ok(Load::Payload { base: b, offset: *offset, bits: *len, l3: None, l4: None })
+                Ok(Load::Payload {
+                    base: b,
+                    offset: *offset,
+                    bits: *len,
+                    l3: None,
+                    l4: None,
+                })
             }
-            ExprKind::Meta(k) => meta_k(k).map(Load::Meta).ok_or_else(|| self.err(format!("meta {k}"))),
+            ExprKind::Meta(k) => meta_k(k)
+                .map(Load::Meta)
+                .ok_or_else(|| self.err(format!("meta {k}"))),
             ExprKind::Rt { key, .. } => match key.as_str() {
                 "mtu" => Ok(Load::RtTcpMss),
                 "nexthop" => Ok(Load::RtNexthop),
@@ -747,33 +895,72 @@ impl Compiler<'_> {
             },
             ExprKind::Ct { key, dir, .. } => {
                 let k = ct_k(key).ok_or_else(|| self.err(format!("ct {key}")))?;
-                Ok(Load::Ct { key: k, reply: dir.as_ref().map(|d| d == "reply") })
+                Ok(Load::Ct {
+                    key: k,
+                    reply: dir.as_ref().map(|d| d == "reply"),
+                })
             }
             ExprKind::Exthdr { hdr, field } => {
-                let nexthdr = proto::exthdr_type(hdr).ok_or_else(|| self.err(format!("exthdr {hdr}")))?;
+                let nexthdr =
+                    proto::exthdr_type(hdr).ok_or_else(|| self.err(format!("exthdr {hdr}")))?;
                 if field == "exists" || field == "missing" || field.is_empty() {
-                    return Ok(Load::Exthdr { nexthdr, offset: 0, bits: 8, present: true });
+                    return Ok(Load::Exthdr {
+                        nexthdr,
+                        offset: 0,
+                        bits: 8,
+                        present: true,
+                    });
                 }
-                let f = proto::exthdr_field(hdr, field).ok_or_else(|| self.err(format!("exthdr {hdr} {field}")))?;
-                Ok(Load::Exthdr { nexthdr, offset: f.offset, bits: f.bits, present: false })
+                let f = proto::exthdr_field(hdr, field)
+                    .ok_or_else(|| self.err(format!("exthdr {hdr} {field}")))?;
+                Ok(Load::Exthdr {
+                    nexthdr,
+                    offset: f.offset,
+                    bits: f.bits,
+                    present: false,
+                })
             }
             ExprKind::TcpOpt { opt, field } => {
-                let kind = proto::tcpopt_kind(opt).ok_or_else(|| self.err(format!("tcp option {opt}")))?;
+                let kind =
+                    proto::tcpopt_kind(opt).ok_or_else(|| self.err(format!("tcp option {opt}")))?;
                 match field {
-                    None => Ok(Load::TcpOpt { kind, offset: 0, bits: 8, present: true }),
+                    None => Ok(Load::TcpOpt {
+                        kind,
+                        offset: 0,
+                        bits: 8,
+                        present: true,
+                    }),
                     Some(fl) => {
-                        let f = proto::tcpopt_field(opt, fl).ok_or_else(|| self.err(format!("tcp option {opt} {fl}")))?;
-                        Ok(Load::TcpOpt { kind, offset: f.offset, bits: f.bits, present: false })
+                        let f = proto::tcpopt_field(opt, fl)
+                            .ok_or_else(|| self.err(format!("tcp option {opt} {fl}")))?;
+                        Ok(Load::TcpOpt {
+                            kind,
+                            offset: f.offset,
+                            bits: f.bits,
+                            present: false,
+                        })
                     }
                 }
             }
             ExprKind::IpOpt { opt, field } => {
-                let ty = proto::ipopt_type(opt).ok_or_else(|| self.err(format!("ip option {opt}")))?;
+                let ty =
+                    proto::ipopt_type(opt).ok_or_else(|| self.err(format!("ip option {opt}")))?;
                 match field {
-                    None => Ok(Load::IpOpt { ty, offset: 0, bits: 8, present: true }),
+                    None => Ok(Load::IpOpt {
+                        ty,
+                        offset: 0,
+                        bits: 8,
+                        present: true,
+                    }),
                     Some(fl) => {
-                        let f = proto::ipopt_field(opt, fl).ok_or_else(|| self.err(format!("ip option {opt} {fl}")))?;
-                        Ok(Load::IpOpt { ty, offset: f.offset, bits: f.bits, present: false })
+                        let f = proto::ipopt_field(opt, fl)
+                            .ok_or_else(|| self.err(format!("ip option {opt} {fl}")))?;
+                        Ok(Load::IpOpt {
+                            ty,
+                            offset: f.offset,
+                            bits: f.bits,
+                            present: false,
+                        })
                     }
                 }
             }
@@ -791,9 +978,18 @@ impl Compiler<'_> {
                     r => return Err(self.err(format!("fib result {r}"))),
                 };
                 // `mark` selects a policy routing table; there is one table here
-                Ok(Load::Fib(Box::new(FibQuery { daddr: has("daddr"), iif: has("iif"), oif: has("oif"), result })))
+                Ok(Load::Fib(Box::new(FibQuery {
+                    daddr: has("daddr"),
+                    iif: has("iif"),
+                    oif: has("oif"),
+                    result,
+                })))
             }
-            ExprKind::Numgen { random, modulus, offset } => {
+            ExprKind::Numgen {
+                random,
+                modulus,
+                offset,
+            } => {
                 if *modulus == 0 {
                     return Err(self.err("numgen mod 0"));
                 }
@@ -801,16 +997,32 @@ impl Compiler<'_> {
                 if !random {
                     self.out.numgens += 1;
                 }
-                Ok(Load::Numgen { random: *random, modulus: *modulus, offset: *offset, slot })
+                Ok(Load::Numgen {
+                    random: *random,
+                    modulus: *modulus,
+                    offset: *offset,
+                    slot,
+                })
             }
-            ExprKind::Hash { expr, modulus, seed, offset, sym } => {
+            ExprKind::Hash {
+                expr,
+                modulus,
+                seed,
+                offset,
+                sym,
+            } => {
                 if *modulus == 0 {
                     return Err(self.err("hash mod 0"));
                 }
                 if *sym {
-                    return Ok(Load::Symhash { modulus: *modulus, offset: *offset });
+                    return Ok(Load::Symhash {
+                        modulus: *modulus,
+                        offset: *offset,
+                    });
                 }
-                let Some(expr) = expr else { return Err(self.err("jhash without a key")) };
+                let Some(expr) = expr else {
+                    return Err(self.err("jhash without a key"));
+                };
                 let parts: Vec<&Expr> = match &expr.kind {
                     ExprKind::Concat(items) => items.iter().collect(),
                     _ => vec![expr.as_ref()],
@@ -820,24 +1032,63 @@ impl Compiler<'_> {
                     let l = self.load1(p)?;
                     // registers are 4-byte slots; payload and addresses sit in network order
                     let bytes = p.bits.div_ceil(8).max(1);
-                    let be = !matches!(l, Load::Meta(_) | Load::Ct { key: CtK::Mark | CtK::State | CtK::Status | CtK::Direction | CtK::Zone | CtK::Expiration, .. });
+                    let be = !matches!(
+                        l,
+                        Load::Meta(_)
+                            | Load::Ct {
+                                key: CtK::Mark
+                                    | CtK::State
+                                    | CtK::Status
+                                    | CtK::Direction
+                                    | CtK::Zone
+                                    | CtK::Expiration,
+                                ..
+                            }
+                    );
                     keys.push((l, bytes, be));
                 }
                 // an unseeded jhash gets a random seed in the kernel; a fixed one keeps runs repeatable
-                Ok(Load::Jhash { keys, modulus: *modulus, seed: seed.unwrap_or(0), offset: *offset })
+                Ok(Load::Jhash {
+                    keys,
+                    modulus: *modulus,
+                    seed: seed.unwrap_or(0),
+                    offset: *offset,
+                })
             }
             ExprKind::Binop(op, l, r) => {
                 let inner = Box::new(self.load1(l)?);
                 let c = match &r.kind {
-                    ExprKind::Const(c) => const_value(c).map(|x| x.0).ok_or_else(|| self.err("binop with a string"))?,
+                    ExprKind::Const(c) => const_value(c)
+                        .map(|x| x.0)
+                        .ok_or_else(|| self.err("binop with a string"))?,
                     _ => return Err(self.err("binop with a non-constant operand")),
                 };
                 Ok(match op {
-                    BinOp::And => Load::Bitwise { inner, and: c, xor: 0 },
-                    BinOp::Or => Load::Bitwise { inner, and: !c, xor: c },
-                    BinOp::Xor => Load::Bitwise { inner, and: u128::MAX, xor: c },
-                    BinOp::Shl => Load::Shift { inner, left: true, n: c as u32 },
-                    BinOp::Shr => Load::Shift { inner, left: false, n: c as u32 },
+                    BinOp::And => Load::Bitwise {
+                        inner,
+                        and: c,
+                        xor: 0,
+                    },
+                    BinOp::Or => Load::Bitwise {
+                        inner,
+                        and: !c,
+                        xor: c,
+                    },
+                    BinOp::Xor => Load::Bitwise {
+                        inner,
+                        and: u128::MAX,
+                        xor: c,
+                    },
+                    BinOp::Shl => Load::Shift {
+                        inner,
+                        left: true,
+                        n: c as u32,
+                    },
+                    BinOp::Shr => Load::Shift {
+                        inner,
+                        left: false,
+                        n: c as u32,
+                    },
                 })
             }
             other => Err(self.err(format!("expression {}", kind_name(other)))),
@@ -846,7 +1097,9 @@ impl Compiler<'_> {
 
     fn value(&mut self, e: &Expr) -> Result<Value, CompileError> {
         match &e.kind {
-            ExprKind::Const(c) => Ok(Value::Const(const_value(c).ok_or_else(|| self.err("string value"))?.0)),
+            ExprKind::Const(c) => Ok(Value::Const(
+                const_value(c).ok_or_else(|| self.err("string value"))?.0,
+            )),
             ExprKind::Map(k, m) => {
                 let keys = self.load(k)?;
                 let map = self.set_ref(m, true)?;
@@ -859,9 +1112,16 @@ impl Compiler<'_> {
     /// A named set reference, or an anonymous set compiled on the spot.
     fn set_ref(&mut self, e: &Expr, is_map: bool) -> Result<usize, CompileError> {
         match &e.kind {
-            ExprKind::SetRef(n) => self.set_ids.get(n).copied().ok_or_else(|| self.err(format!("set @{n}"))),
+            ExprKind::SetRef(n) => self
+                .set_ids
+                .get(n)
+                .copied()
+                .ok_or_else(|| self.err(format!("set @{n}"))),
             ExprKind::Set(elems) => {
-                let mut s = CSet { name: format!("__anon{}", self.out.sets.len()), ..Default::default() };
+                let mut s = CSet {
+                    name: format!("__anon{}", self.out.sets.len()),
+                    ..Default::default()
+                };
                 for el in elems {
                     add_element(&mut s, el, is_map, self.chain_ids).map_err(|w| self.err(w))?;
                 }
@@ -881,27 +1141,49 @@ impl Compiler<'_> {
             ExprKind::Const(c) => {
                 let (v, mask) = const_value(c).ok_or_else(|| self.err("constant"))?;
                 if let Some(m) = mask {
-                    Test::Masked { mask: m, want: v & m }
+                    Test::Masked {
+                        mask: m,
+                        want: v & m,
+                    }
                 } else if matches!(op, RelOp::Implicit | RelOp::Neg) && c.dt.is_bitmask() {
                     Test::AnyBit(v)
                 } else {
-                    Test::Cmp(if cmp_op == RelOp::Implicit { RelOp::Eq } else { cmp_op }, v)
+                    Test::Cmp(
+                        if cmp_op == RelOp::Implicit {
+                            RelOp::Eq
+                        } else {
+                            cmp_op
+                        },
+                        v,
+                    )
                 }
             }
             ExprKind::Range(a, b) => match (&a.kind, &b.kind) {
-                (ExprKind::Const(x), ExprKind::Const(y)) => Test::Range(const_value(x).map(|v| v.0).unwrap_or(0), const_value(y).map(|v| v.0).unwrap_or(0)),
+                (ExprKind::Const(x), ExprKind::Const(y)) => Test::Range(
+                    const_value(x).map(|v| v.0).unwrap_or(0),
+                    const_value(y).map(|v| v.0).unwrap_or(0),
+                ),
                 _ => return Err(self.err("non-constant range")),
             },
             ExprKind::Prefix(a, len) => {
-                let ExprKind::Const(c) = &a.kind else { return Err(self.err("non-constant prefix")) };
+                let ExprKind::Const(c) = &a.kind else {
+                    return Err(self.err("non-constant prefix"));
+                };
                 let bits = left.bits.clamp(1, 128);
                 let mask = prefix_mask(bits, *len);
-                Test::Masked { mask, want: const_value(c).map(|v| v.0).unwrap_or(0) & mask }
+                Test::Masked {
+                    mask,
+                    want: const_value(c).map(|v| v.0).unwrap_or(0) & mask,
+                }
             }
             ExprKind::Set(_) | ExprKind::SetRef(_) => Test::InSet(self.set_ref(right, false)?),
             other => return Err(self.err(format!("comparison with {}", kind_name(other)))),
         };
-        Ok(Op::Match(Match { loads, test, negate }))
+        Ok(Op::Match(Match {
+            loads,
+            test,
+            negate,
+        }))
     }
 
     fn verdict(&self, v: &ast::Verdict) -> Result<Verdict, CompileError> {
@@ -911,8 +1193,18 @@ impl Compiler<'_> {
             ast::Verdict::Continue => Verdict::Continue,
             ast::Verdict::Return => Verdict::Return,
             ast::Verdict::Queue => Verdict::Queue,
-            ast::Verdict::Jump(c) => Verdict::Jump(*self.chain_ids.get(c).ok_or_else(|| self.err(format!("jump to unknown chain {c}")))?),
-            ast::Verdict::Goto(c) => Verdict::Goto(*self.chain_ids.get(c).ok_or_else(|| self.err(format!("goto to unknown chain {c}")))?),
+            ast::Verdict::Jump(c) => Verdict::Jump(
+                *self
+                    .chain_ids
+                    .get(c)
+                    .ok_or_else(|| self.err(format!("jump to unknown chain {c}")))?,
+            ),
+            ast::Verdict::Goto(c) => Verdict::Goto(
+                *self
+                    .chain_ids
+                    .get(c)
+                    .ok_or_else(|| self.err(format!("goto to unknown chain {c}")))?,
+            ),
         })
     }
 
@@ -925,13 +1217,19 @@ impl Compiler<'_> {
                 let map = self.set_ref(map, true)?;
                 ops.push(Op::Vmap { keys, map });
             }
-            StmtKind::Counter { packets, bytes } => ops.push(Op::Counter(self.out.new_counter(*packets, *bytes))),
+            StmtKind::Counter { packets, bytes } => {
+                ops.push(Op::Counter(self.out.new_counter(*packets, *bytes)))
+            }
             StmtKind::Limit(l) => {
                 self.out.limits.push(limit_spec(l));
                 ops.push(Op::Limit(self.out.limits.len() - 1));
             }
             StmtKind::Quota { over, bytes, used } => {
-                self.out.quotas.push(QuotaSpec { bytes: *bytes, over: *over, used: *used });
+                self.out.quotas.push(QuotaSpec {
+                    bytes: *bytes,
+                    over: *over,
+                    used: *used,
+                });
                 ops.push(Op::Quota(self.out.quotas.len() - 1));
             }
             StmtKind::Log(l) => ops.push(Op::Log(Box::new(log_spec(l)))),
@@ -960,15 +1258,25 @@ impl Compiler<'_> {
                 let addr = match &n.addr {
                     None => None,
                     Some(a) => Some(match &a.kind {
-                        ExprKind::Range(lo, hi) => (self.value(lo)?, match self.value(hi)? {
-                            Value::Const(h) => Some(h),
-                            _ => return Err(self.err("NAT range with a computed end")),
-                        }),
+                        ExprKind::Range(lo, hi) => (
+                            self.value(lo)?,
+                            match self.value(hi)? {
+                                Value::Const(h) => Some(h),
+                                _ => return Err(self.err("NAT range with a computed end")),
+                            },
+                        ),
                         ExprKind::Prefix(base, len) => {
-                            let Value::Const(b) = self.value(base)? else { return Err(self.err("NAT prefix")) };
+                            let Value::Const(b) = self.value(base)? else {
+                                return Err(self.err("NAT prefix"));
+                            };
                             let bits = if a.dt == Dt::Ipv6Addr { 128 } else { 32 };
                             let m = prefix_mask(bits, *len);
-                            let hostmask = !m & if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+                            let hostmask = !m
+                                & if bits == 128 {
+                                    u128::MAX
+                                } else {
+                                    (1u128 << bits) - 1
+                                };
                             (Value::Const(b & m), Some((b & m) | hostmask))
                         }
                         _ => (self.value(a)?, None),
@@ -977,52 +1285,109 @@ impl Compiler<'_> {
                 let port = match &n.port {
                     None => None,
                     Some(p) => Some(match &p.kind {
-                        ExprKind::Range(lo, hi) => (self.value(lo)?, match self.value(hi)? {
-                            Value::Const(h) => Some(h as u16),
-                            _ => return Err(self.err("NAT port range with a computed end")),
-                        }),
+                        ExprKind::Range(lo, hi) => (
+                            self.value(lo)?,
+                            match self.value(hi)? {
+                                Value::Const(h) => Some(h as u16),
+                                _ => return Err(self.err("NAT port range with a computed end")),
+                            },
+                        ),
                         _ => (self.value(p)?, None),
                     }),
                 };
                 let ipv6 = n.family.as_deref() == Some("ip6") || self.table.family == Family::Ip6;
                 let has = |f: &str| n.flags.iter().any(|x| x == f);
-                ops.push(Op::Nat(Box::new(NatSpec { kind, addr, ipv6, port, persistent: has("persistent"), random: has("random"), fully_random: has("fully-random") })));
+                ops.push(Op::Nat(Box::new(NatSpec {
+                    kind,
+                    addr,
+                    ipv6,
+                    port,
+                    persistent: has("persistent"),
+                    random: has("random"),
+                    fully_random: has("fully-random"),
+                })));
             }
             StmtKind::Notrack => ops.push(Op::Notrack),
             // No user-space queue listens here: the kernel drops such packets, unless `bypass`
             // lets them through.
-            StmtKind::Queue { flags, .. } => ops.push(Op::Verdict(if flags.iter().any(|f| f == "bypass") { Verdict::Accept } else { Verdict::Queue })),
+            StmtKind::Queue { flags, .. } => {
+                ops.push(Op::Verdict(if flags.iter().any(|f| f == "bypass") {
+                    Verdict::Accept
+                } else {
+                    Verdict::Queue
+                }))
+            }
             StmtKind::FlowAdd(ft) => ops.push(Op::FlowAdd(ft.clone())),
             StmtKind::Set { key, value } => {
                 let v = self.value(value)?;
                 match &key.kind {
                     ExprKind::Meta(k) => match meta_k(k) {
-                        Some(m @ (MetaK::Mark | MetaK::Priority | MetaK::PktType | MetaK::Nftrace)) => ops.push(Op::SetMeta(m, v)),
+                        Some(
+                            m @ (MetaK::Mark | MetaK::Priority | MetaK::PktType | MetaK::Nftrace),
+                        ) => ops.push(Op::SetMeta(m, v)),
                         _ => return Err(self.err(format!("meta {k} set"))),
                     },
                     ExprKind::Ct { key: k, .. } => match ct_k(k) {
                         Some(c @ (CtK::Mark | CtK::Zone | CtK::Label)) => ops.push(Op::SetCt(c, v)),
                         _ => return Err(self.err(format!("ct {k} set"))),
                     },
-                    ExprKind::TcpOpt { opt, field: Some(f) } if opt == "maxseg" && f == "size" => ops.push(Op::ClampMss(v)),
+                    ExprKind::TcpOpt {
+                        opt,
+                        field: Some(f),
+                    } if opt == "maxseg" && f == "size" => ops.push(Op::ClampMss(v)),
                     ExprKind::Payload { proto: p, field } => match self.load1(key)? {
-                        Load::Payload { base, offset, bits, l3, l4 } => ops.push(Op::SetPayload { base, offset, bits, l3, l4, value: v }),
+                        Load::Payload {
+                            base,
+                            offset,
+                            bits,
+                            l3,
+                            l4,
+                        } => ops.push(Op::SetPayload {
+                            base,
+                            offset,
+                            bits,
+                            l3,
+                            l4,
+                            value: v,
+                        }),
                         _ => return Err(self.err(format!("{p} {field} set"))),
                     },
                     ExprKind::RawPayload { .. } => match self.load1(key)? {
-                        Load::Payload { base, offset, bits, l3, l4 } => ops.push(Op::SetPayload { base, offset, bits, l3, l4, value: v }),
+                        Load::Payload {
+                            base,
+                            offset,
+                            bits,
+                            l3,
+                            l4,
+                        } => ops.push(Op::SetPayload {
+                            base,
+                            offset,
+                            bits,
+                            l3,
+                            l4,
+                            value: v,
+                        }),
                         _ => return Err(self.err("raw payload set")),
                     },
                     other => return Err(self.err(format!("{} set", kind_name(other)))),
                 }
             }
-            StmtKind::Dynset { op, set, key, stmts, data } => {
+            StmtKind::Dynset {
+                op,
+                set,
+                key,
+                stmts,
+                data,
+            } => {
                 let (key, timeout_ms) = match &key.kind {
                     ExprKind::Elem(inner, opts) => (inner.as_ref(), opts.timeout),
                     _ => (key, None),
                 };
                 let keys = self.load(key)?;
-                let id = *self.set_ids.get(set).ok_or_else(|| self.err(format!("set @{set}")))?;
+                let id = *self
+                    .set_ids
+                    .get(set)
+                    .ok_or_else(|| self.err(format!("set @{set}")))?;
                 let data = match data {
                     Some(d) => Some(self.value(d)?),
                     None => None,
@@ -1032,9 +1397,18 @@ impl Compiler<'_> {
                     es.push(match &st.kind {
                         StmtKind::Counter { .. } => ElemStmt::Counter,
                         StmtKind::Limit(l) => ElemStmt::Limit(limit_spec(l)),
-                        StmtKind::Quota { over, bytes, used } => ElemStmt::Quota(QuotaSpec { bytes: *bytes, over: *over, used: *used }),
-                        StmtKind::Connlimit { over, count } => ElemStmt::Connlimit { over: *over, count: *count },
-                        other => return Err(self.err(format!("{} in a set element", stmt_name(other)))),
+                        StmtKind::Quota { over, bytes, used } => ElemStmt::Quota(QuotaSpec {
+                            bytes: *bytes,
+                            over: *over,
+                            used: *used,
+                        }),
+                        StmtKind::Connlimit { over, count } => ElemStmt::Connlimit {
+                            over: *over,
+                            count: *count,
+                        },
+                        other => {
+                            return Err(self.err(format!("{} in a set element", stmt_name(other))))
+                        }
                     });
                 }
                 let op = match op {
@@ -1042,7 +1416,14 @@ impl Compiler<'_> {
                     ast::SetOp::Update => DynOp::Update,
                     ast::SetOp::Delete => DynOp::Delete,
                 };
-                ops.push(Op::Dynset(Box::new(DynsetOp { set: id, op, keys, timeout_ms, data, stmts: es })));
+                ops.push(Op::Dynset(Box::new(DynsetOp {
+                    set: id,
+                    op,
+                    keys,
+                    timeout_ms,
+                    data,
+                    stmts: es,
+                })));
             }
             StmtKind::ObjRef { kind, name } => {
                 let k = match kind.as_str() {
@@ -1053,8 +1434,15 @@ impl Compiler<'_> {
                     other => return Err(self.err(format!("{other} objects"))),
                 };
                 match &name.kind {
-                    ExprKind::Const(Const { val: Val::Str(n), .. }) | ExprKind::Quoted(n) | ExprKind::Symbol(n) => {
-                        let i = self.out.object(&self.table.name, k, n).ok_or_else(|| self.err(format!("{kind} object {n} (not defined)")))?;
+                    ExprKind::Const(Const {
+                        val: Val::Str(n), ..
+                    })
+                    | ExprKind::Quoted(n)
+                    | ExprKind::Symbol(n) => {
+                        let i = self
+                            .out
+                            .object(&self.table.name, k, n)
+                            .ok_or_else(|| self.err(format!("{kind} object {n} (not defined)")))?;
                         ops.push(match k {
                             ObjKind::Counter => Op::Counter(i),
                             ObjKind::Quota => Op::Quota(i),
@@ -1069,7 +1457,9 @@ impl Compiler<'_> {
                             ExprKind::Set(_) => {
                                 let id = self.set_ref(m, true)?;
                                 let t = self.table.name.clone();
-                                self.out.resolve_objmap(id, &t, k).map_err(|w| self.err(w))?;
+                                self.out
+                                    .resolve_objmap(id, &t, k)
+                                    .map_err(|w| self.err(w))?;
                                 id
                             }
                             _ => return Err(self.err(format!("{kind} map"))),
@@ -1097,13 +1487,27 @@ impl Compiler<'_> {
                     Some(a) => Some(self.value(a)?),
                     None => None,
                 };
-                ops.push(Op::Fwd { addr, dev: self.value(dev)?, v6 });
+                ops.push(Op::Fwd {
+                    addr,
+                    dev: self.value(dev)?,
+                    v6,
+                });
             }
             // `last` only feeds listings; the dataplane has nothing to do for it
             StmtKind::Last { .. } => {}
-            StmtKind::Connlimit { .. } => return Err(self.err("ct count outside a set element (it needs a set to count per key)")),
-            StmtKind::Tproxy { .. } => return Err(self.err("tproxy (transparent proxying to a local socket; the dataplane has no sockets)")),
-            StmtKind::Synproxy { .. } => return Err(self.err("synproxy (SYN cookies answered by the router)")),
+            StmtKind::Connlimit { .. } => {
+                return Err(
+                    self.err("ct count outside a set element (it needs a set to count per key)")
+                )
+            }
+            StmtKind::Tproxy { .. } => {
+                return Err(self.err(
+                    "tproxy (transparent proxying to a local socket; the dataplane has no sockets)",
+                ))
+            }
+            StmtKind::Synproxy { .. } => {
+                return Err(self.err("synproxy (SYN cookies answered by the router)"))
+            }
             other => return Err(self.err(format!("statement {}", stmt_name(other)))),
         }
         Ok(())
@@ -1120,13 +1524,24 @@ fn limit_spec(l: &ast::LimitStmt) -> LimitSpec {
     };
     let rate = l.rate as f64 / per;
     let burst = l.burst.unwrap_or(if l.bytes { 0 } else { 5 }) as f64;
-    LimitSpec { rate_per_s: rate, burst: if l.bytes { burst.max(l.rate as f64) } else { burst.max(1.0) }, bytes: l.bytes, over: l.over }
+    LimitSpec {
+        rate_per_s: rate,
+        burst: if l.bytes {
+            burst.max(l.rate as f64)
+        } else {
+            burst.max(1.0)
+        },
+        bytes: l.bytes,
+        over: l.over,
+    }
 }
 
 fn log_spec(l: &ast::LogStmt) -> LogSpec {
     let prefix = l.prefix.as_ref().map(|p| match &p.kind {
         ExprKind::Quoted(s) | ExprKind::Symbol(s) => s.clone(),
-        ExprKind::Const(Const { val: Val::Str(s), .. }) => s.clone(),
+        ExprKind::Const(Const {
+            val: Val::Str(s), ..
+        }) => s.clone(),
         _ => String::new(),
     });
     let level = match l.level.as_deref() {
@@ -1165,12 +1580,22 @@ impl Ruleset {
 
     /// Turns the object names an object map's values hold into object indexes.
     fn resolve_objmap(&mut self, set: usize, table: &str, kind: ObjKind) -> Result<(), String> {
-        let names: HashMap<u128, usize> = self.objects.iter().filter(|((t, k, _), _)| t == table && *k == kind).map(|((_, _, n), i)| (ifname_value(n), *i)).collect();
+        let names: HashMap<u128, usize> = self
+            .objects
+            .iter()
+            .filter(|((t, k, _), _)| t == table && *k == kind)
+            .map(|((_, _, n), i)| (ifname_value(n), *i))
+            .collect();
         let s = &mut self.sets[set];
         let fix = |d: &mut SetData| -> Result<(), String> {
             if let SetData::Value(v) = d {
-                let s = String::from_utf8_lossy(&v.to_be_bytes()).trim_end_matches('\0').to_string();
-                *v = *names.get(v).ok_or(format!("object {s} in map {} (not defined)", "@map"))? as u128;
+                let s = String::from_utf8_lossy(&v.to_be_bytes())
+                    .trim_end_matches('\0')
+                    .to_string();
+                *v = *names
+                    .get(v)
+                    .ok_or(format!("object {s} in map {} (not defined)", "@map"))?
+                    as u128;
             }
             Ok(())
         };
@@ -1187,7 +1612,11 @@ impl Ruleset {
 fn prefix_mask(bits: u32, len: u32) -> u128 {
     let bits = bits.clamp(1, 128);
     let len = len.min(bits);
-    let full = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+    let full = if bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
     if len == 0 {
         0
     } else {
@@ -1233,14 +1662,22 @@ fn elem_const(e: &Expr) -> Option<(u128, u128)> {
             None => (v, v),
         }),
         ExprKind::Range(a, b) => match (&a.kind, &b.kind) {
-            (ExprKind::Const(x), ExprKind::Const(y)) => Some((const_value(x)?.0, const_value(y)?.0)),
+            (ExprKind::Const(x), ExprKind::Const(y)) => {
+                Some((const_value(x)?.0, const_value(y)?.0))
+            }
             _ => None,
         },
         ExprKind::Prefix(a, len) => {
-            let ExprKind::Const(c) = &a.kind else { return None };
+            let ExprKind::Const(c) = &a.kind else {
+                return None;
+            };
             let bits = if a.bits == 0 { c.bits } else { a.bits };
             let m = prefix_mask(bits, *len);
-            let full = if bits >= 128 { u128::MAX } else { (1u128 << bits) - 1 };
+            let full = if bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << bits) - 1
+            };
             let v = const_value(c)?.0 & m;
             Some((v, v | (!m & full)))
         }
@@ -1249,7 +1686,12 @@ fn elem_const(e: &Expr) -> Option<(u128, u128)> {
     }
 }
 
-fn add_element(s: &mut CSet, el: &Expr, is_map: bool, chains: &HashMap<String, usize>) -> Result<(), String> {
+fn add_element(
+    s: &mut CSet,
+    el: &Expr,
+    is_map: bool,
+    chains: &HashMap<String, usize>,
+) -> Result<(), String> {
     let (key, data) = match &el.kind {
         ExprKind::Mapping(k, v) => {
             let d = match &v.kind {
@@ -1259,8 +1701,12 @@ fn add_element(s: &mut CSet, el: &Expr, is_map: bool, chains: &HashMap<String, u
                     ast::Verdict::Continue => Verdict::Continue,
                     ast::Verdict::Return => Verdict::Return,
                     ast::Verdict::Queue => Verdict::Queue,
-                    ast::Verdict::Jump(c) => Verdict::Jump(*chains.get(c).ok_or(format!("jump to unknown chain {c}"))?),
-                    ast::Verdict::Goto(c) => Verdict::Goto(*chains.get(c).ok_or(format!("goto to unknown chain {c}"))?),
+                    ast::Verdict::Jump(c) => {
+                        Verdict::Jump(*chains.get(c).ok_or(format!("jump to unknown chain {c}"))?)
+                    }
+                    ast::Verdict::Goto(c) => {
+                        Verdict::Goto(*chains.get(c).ok_or(format!("goto to unknown chain {c}"))?)
+                    }
                 }),
                 _ => SetData::Value(elem_const(v).ok_or("map value")?.0),
             };
@@ -1297,13 +1743,24 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
         let base_idx = out.chains.len();
         for (i, c) in t.chains.iter().enumerate() {
             chain_ids.insert(c.name.clone(), base_idx + i);
-            out.chains.push(CChain { table: t.name.clone(), family: t.family, name: c.name.clone(), rules: vec![] });
+            out.chains.push(CChain {
+                table: t.name.clone(),
+                family: t.family,
+                name: c.name.clone(),
+                rules: vec![],
+            });
         }
         for o in &t.objs {
             let (kind, i) = match &o.body {
-                ast::ObjBody::Counter { packets, bytes } => (ObjKind::Counter, out.new_counter(*packets, *bytes)),
+                ast::ObjBody::Counter { packets, bytes } => {
+                    (ObjKind::Counter, out.new_counter(*packets, *bytes))
+                }
                 ast::ObjBody::Quota { over, bytes, used } => {
-                    out.quotas.push(QuotaSpec { bytes: *bytes, over: *over, used: *used });
+                    out.quotas.push(QuotaSpec {
+                        bytes: *bytes,
+                        over: *over,
+                        used: *used,
+                    });
                     (ObjKind::Quota, out.quotas.len() - 1)
                 }
                 ast::ObjBody::Limit(l) => {
@@ -1317,15 +1774,27 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                 // referenced objects of other kinds fail at the reference, naming it
                 _ => continue,
             };
-            out.objects.insert((t.name.clone(), kind, o.name.clone()), i);
+            out.objects
+                .insert((t.name.clone(), kind, o.name.clone()), i);
         }
         let mut set_ids = HashMap::default();
         for s in &t.sets {
-            let dynamic = s.flags.iter().any(|f| f == "dynamic" || f == "timeout") || s.timeout.is_some();
-            let size = s.size.map(|x| x as usize).or(dynamic.then_some(DYNSET_DEFAULT_SIZE));
-            let mut cs = CSet { name: s.name.clone(), table: t.name.clone(), timeout_ms: s.timeout, size, ..Default::default() };
+            let dynamic =
+                s.flags.iter().any(|f| f == "dynamic" || f == "timeout") || s.timeout.is_some();
+            let size = s
+                .size
+                .map(|x| x as usize)
+                .or(dynamic.then_some(DYNSET_DEFAULT_SIZE));
+            let mut cs = CSet {
+                name: s.name.clone(),
+                table: t.name.clone(),
+                timeout_ms: s.timeout,
+                size,
+                ..Default::default()
+            };
             for el in &s.elements {
-                add_element(&mut cs, el, s.is_map, &chain_ids).map_err(|w| bad(w, &t.name, &format!("set {}", s.name)))?;
+                add_element(&mut cs, el, s.is_map, &chain_ids)
+                    .map_err(|w| bad(w, &t.name, &format!("set {}", s.name)))?;
             }
             set_ids.insert(s.name.clone(), out.sets.len());
             out.sets.push(cs);
@@ -1335,10 +1804,17 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                     "quota" => ObjKind::Quota,
                     "limit" => ObjKind::Limit,
                     "ct helper" => ObjKind::CtHelper,
-                    other => return Err(bad(format!("{other} object maps"), &t.name, &format!("map {}", s.name))),
+                    other => {
+                        return Err(bad(
+                            format!("{other} object maps"),
+                            &t.name,
+                            &format!("map {}", s.name),
+                        ))
+                    }
                 };
                 let id = out.sets.len() - 1;
-                out.resolve_objmap(id, &t.name, kind).map_err(|w| bad(w, &t.name, &format!("map {}", s.name)))?;
+                out.resolve_objmap(id, &t.name, kind)
+                    .map_err(|w| bad(w, &t.name, &format!("map {}", s.name)))?;
             }
         }
         for ft in &t.flowtables {
@@ -1347,17 +1823,28 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
         for (i, c) in t.chains.iter().enumerate() {
             let mut rules = vec![];
             for r in &c.rules {
-                let mut comp = Compiler { table: t, chain: &c.name, chain_ids: &chain_ids, set_ids: &set_ids, out: &mut out };
+                let mut comp = Compiler {
+                    table: t,
+                    chain: &c.name,
+                    chain_ids: &chain_ids,
+                    set_ids: &set_ids,
+                    out: &mut out,
+                };
                 let mut ops = vec![];
                 for st in &r.stmts {
                     comp.stmt(st, &mut ops)?;
                 }
                 let text = nft_lang::print::rule(r, t.family, &Default::default());
-                rules.push(CRule { ops, handle: r.handle, text });
+                rules.push(CRule {
+                    ops,
+                    handle: r.handle,
+                    text,
+                });
             }
             out.chains[base_idx + i].rules = rules;
             if let Some(h) = &c.hook {
-                let hook = Hook::parse(&h.hook).ok_or_else(|| bad(format!("hook {}", h.hook), &t.name, &c.name))?;
+                let hook = Hook::parse(&h.hook)
+                    .ok_or_else(|| bad(format!("hook {}", h.hook), &t.name, &c.name))?;
                 let kind = match h.kind.as_str() {
                     "nat" => ChainType::Nat,
                     "route" => ChainType::Route,
@@ -1365,10 +1852,22 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                 };
                 let prio = match &h.prio {
                     ast::Prio::Num(n) => *n,
-                    ast::Prio::Named(n, off) => nft_lang::print::std_prio_value(t.family, n).unwrap_or(0) + off,
-                    ast::Prio::Var(v) => return Err(bad(format!("priority {v}"), &t.name, &c.name)),
+                    ast::Prio::Named(n, off) => {
+                        nft_lang::print::std_prio_value(t.family, n).unwrap_or(0) + off
+                    }
+                    ast::Prio::Var(v) => {
+                        return Err(bad(format!("priority {v}"), &t.name, &c.name))
+                    }
                 };
-                out.base.push(BaseChain { hook, kind, prio, family: t.family, chain: base_idx + i, policy_drop: h.policy.as_deref() == Some("drop"), devices: h.devices.clone() });
+                out.base.push(BaseChain {
+                    hook,
+                    kind,
+                    prio,
+                    family: t.family,
+                    chain: base_idx + i,
+                    policy_drop: h.policy.as_deref() == Some("drop"),
+                    devices: h.devices.clone(),
+                });
             }
         }
     }
@@ -1376,7 +1875,6 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
     out.base.sort_by_key(|b| (b.hook, b.prio));
     Ok(out)
 }
-
 
 // ---- execution -----------------------------------------------------------------------------
 
@@ -1450,7 +1948,13 @@ pub struct Pkt<'a> {
 
 /// Effects the router carries out for statements it owns.
 pub trait Actions {
-    fn nat(&mut self, pkt: &Pkt, spec: &NatSpec, addr: Option<(u128, u128)>, port: Option<(u16, u16)>);
+    fn nat(
+        &mut self,
+        pkt: &Pkt,
+        spec: &NatSpec,
+        addr: Option<(u128, u128)>,
+        port: Option<(u16, u16)>,
+    );
     fn reject(&mut self, pkt: &Pkt, r: &Reject);
     fn flow_add(&mut self, pkt: &Pkt, flowtable: &str);
     fn notrack(&mut self, pkt: &Pkt);
@@ -1494,13 +1998,22 @@ impl Pkt<'_> {
     }
 
     fn ethertype_at_link(&self) -> Option<u16> {
-        Some(u16::from_be_bytes([*self.frame.get(12)?, *self.frame.get(13)?]))
+        Some(u16::from_be_bytes([
+            *self.frame.get(12)?,
+            *self.frame.get(13)?,
+        ]))
     }
 
     /// Loads that depend on the packet alone (not on rule state).
     pub fn load(&self, l: &Load) -> Option<u128> {
         match l {
-            Load::Payload { base, offset, bits, l3, l4 } => {
+            Load::Payload {
+                base,
+                offset,
+                bits,
+                l3,
+                l4,
+            } => {
                 if l3.is_some_and(|p| p != self.nfproto) || l4.is_some_and(|p| p != self.l4proto) {
                     return None;
                 }
@@ -1572,8 +2085,20 @@ impl Pkt<'_> {
                     CtK::Expiration => ct.expiration_ms as u128,
                     CtK::L3Proto => ct.l3proto as u128,
                     CtK::Protocol => ct.protocol as u128,
-                    CtK::Saddr => if rep { ct.reply_src } else { ct.orig_src },
-                    CtK::Daddr => if rep { ct.reply_dst } else { ct.orig_dst },
+                    CtK::Saddr => {
+                        if rep {
+                            ct.reply_src
+                        } else {
+                            ct.orig_src
+                        }
+                    }
+                    CtK::Daddr => {
+                        if rep {
+                            ct.reply_dst
+                        } else {
+                            ct.orig_dst
+                        }
+                    }
                     CtK::ProtoSrc => (if rep { ct.reply_sport } else { ct.orig_sport }) as u128,
                     CtK::ProtoDst => (if rep { ct.reply_dport } else { ct.orig_dport }) as u128,
                     CtK::Zone => self.new_ct_zone.unwrap_or(ct.zone) as u128,
@@ -1610,8 +2135,19 @@ impl Pkt<'_> {
             }
             Load::RtNexthop => self.nexthop,
             Load::RtClassid => (self.oif != 0).then_some(0),
-            Load::Shift { inner, left, n } => self.load(inner).map(|v| if *left { v.checked_shl(*n).unwrap_or(0) } else { v.checked_shr(*n).unwrap_or(0) }),
-            Load::Exthdr { nexthdr, offset, bits, present } => {
+            Load::Shift { inner, left, n } => self.load(inner).map(|v| {
+                if *left {
+                    v.checked_shl(*n).unwrap_or(0)
+                } else {
+                    v.checked_shr(*n).unwrap_or(0)
+                }
+            }),
+            Load::Exthdr {
+                nexthdr,
+                offset,
+                bits,
+                present,
+            } => {
                 if self.nfproto != 10 {
                     return None;
                 }
@@ -1622,7 +2158,12 @@ impl Pkt<'_> {
                     (None, false) => None,
                 }
             }
-            Load::TcpOpt { kind, offset, bits, present } => {
+            Load::TcpOpt {
+                kind,
+                offset,
+                bits,
+                present,
+            } => {
                 if self.l4proto != 6 {
                     return None;
                 }
@@ -1633,7 +2174,12 @@ impl Pkt<'_> {
                     (None, false) => None,
                 }
             }
-            Load::IpOpt { ty, offset, bits, present } => {
+            Load::IpOpt {
+                ty,
+                offset,
+                bits,
+                present,
+            } => {
                 if self.nfproto != 2 {
                     return None;
                 }
@@ -1645,7 +2191,12 @@ impl Pkt<'_> {
                 }
             }
             Load::Fib(q) => self.fib(q),
-            Load::Jhash { keys, modulus, seed, offset } => {
+            Load::Jhash {
+                keys,
+                modulus,
+                seed,
+                offset,
+            } => {
                 let mut buf = Vec::with_capacity(keys.len() * 4);
                 for (l, bytes, be) in keys {
                     let v = self.load(l)?;
@@ -1665,10 +2216,17 @@ impl Pkt<'_> {
                 // matters is that both directions of a flow agree
                 let (s, d) = (self.addr(false)?, self.addr(true)?);
                 let (sp, dp) = match self.th {
-                    Some(th) if matches!(self.l4proto, 6 | 17 | 132 | 136) => (read_bits(self.frame, th, 0, 16)?, read_bits(self.frame, th, 16, 16)?),
+                    Some(th) if matches!(self.l4proto, 6 | 17 | 132 | 136) => (
+                        read_bits(self.frame, th, 0, 16)?,
+                        read_bits(self.frame, th, 16, 16)?,
+                    ),
                     _ => (0, 0),
                 };
-                let (a, b) = if (s, sp) <= (d, dp) { ((s, sp), (d, dp)) } else { ((d, dp), (s, sp)) };
+                let (a, b) = if (s, sp) <= (d, dp) {
+                    ((s, sp), (d, dp))
+                } else {
+                    ((d, dp), (s, sp))
+                };
                 let mut buf = vec![];
                 for x in [a.0, b.0] {
                     buf.extend_from_slice(&x.to_be_bytes());
@@ -1735,7 +2293,10 @@ impl Pkt<'_> {
         let found = match env.route(addr, v6) {
             RouteAnswer::Unicast { oif } => oif,
             // a local route is never the answer (`case RTN_LOCAL: return`), nor a failed lookup
-            RouteAnswer::Local(_) | RouteAnswer::None | RouteAnswer::Blackhole | RouteAnswer::Unreachable => 0,
+            RouteAnswer::Local(_)
+            | RouteAnswer::None
+            | RouteAnswer::Blackhole
+            | RouteAnswer::Unreachable => 0,
         };
         let result = match dev {
             Some(d) if found != d => 0,
@@ -1795,18 +2356,40 @@ fn fib_type(env: &dyn Env, addr: u128, v6: bool, dev: Option<u32>) -> u32 {
 /// Loads, with those that change rule state (`numgen`, `meta random`).
 fn load_st(st: &mut State, pkt: &Pkt, l: &Load) -> Option<u128> {
     match l {
-        Load::Numgen { random: false, modulus, offset, slot } => {
+        Load::Numgen {
+            random: false,
+            modulus,
+            offset,
+            slot,
+        } => {
             let c = st.numgen.get_mut(*slot)?;
             // the kernel's counter starts at modulus - 1, so the first packet gets 0
             let prev = c.unwrap_or(modulus.saturating_sub(1));
-            let next = if prev.saturating_add(1) < *modulus { prev + 1 } else { 0 };
+            let next = if prev.saturating_add(1) < *modulus {
+                prev + 1
+            } else {
+                0
+            };
             *c = Some(next);
             Some(next as u128 + *offset as u128)
         }
-        Load::Numgen { random: true, modulus, offset, .. } => Some(hdr::scale(st.random(), *modulus) as u128 + *offset as u128),
+        Load::Numgen {
+            random: true,
+            modulus,
+            offset,
+            ..
+        } => Some(hdr::scale(st.random(), *modulus) as u128 + *offset as u128),
         Load::Meta(MetaK::Random) => Some(st.random() as u128),
-        Load::Bitwise { inner, and, xor } if needs_state(inner) => load_st(st, pkt, inner).map(|v| (v & and) ^ xor),
-        Load::Shift { inner, left, n } if needs_state(inner) => load_st(st, pkt, inner).map(|v| if *left { v.checked_shl(*n).unwrap_or(0) } else { v.checked_shr(*n).unwrap_or(0) }),
+        Load::Bitwise { inner, and, xor } if needs_state(inner) => {
+            load_st(st, pkt, inner).map(|v| (v & and) ^ xor)
+        }
+        Load::Shift { inner, left, n } if needs_state(inner) => load_st(st, pkt, inner).map(|v| {
+            if *left {
+                v.checked_shl(*n).unwrap_or(0)
+            } else {
+                v.checked_shr(*n).unwrap_or(0)
+            }
+        }),
         _ => pkt.load(l),
     }
 }
@@ -1858,9 +2441,22 @@ pub struct TraceLine {
 /// Runs the base chains of `hook` for `family` on a packet, in priority order. A chain's
 /// accept ends that chain only; drop ends the hook.
 #[allow(clippy::too_many_arguments)]
-pub fn run_hook(rs: &Ruleset, st: &mut State, hook: Hook, families: &[Family], pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, trace: Option<&mut Vec<TraceLine>>) -> HookVerdict {
+pub fn run_hook(
+    rs: &Ruleset,
+    st: &mut State,
+    hook: Hook,
+    families: &[Family],
+    pkt: &mut Pkt,
+    now_ns: u64,
+    act: &mut dyn Actions,
+    trace: Option<&mut Vec<TraceLine>>,
+) -> HookVerdict {
     let mut trace = trace;
-    for b in rs.base.iter().filter(|b| b.hook == hook && families.contains(&b.family)) {
+    for b in rs
+        .base
+        .iter()
+        .filter(|b| b.hook == hook && families.contains(&b.family))
+    {
         match run_base_chain(rs, st, b, pkt, now_ns, act, trace.as_deref_mut()).0 {
             HookVerdict::Accept => {}
             other => return other,
@@ -1872,11 +2468,28 @@ pub fn run_hook(rs: &Ruleset, st: &mut State, hook: Hook, families: &[Family], p
 /// Runs one base chain, applying its policy when the packet falls off its end. The router
 /// walks a hook's chains itself with this, because NAT chains run only for a connection's
 /// first packet and stop once a binding is made. The flag tells a policy verdict from a rule's.
-pub fn run_base_chain(rs: &Ruleset, st: &mut State, b: &BaseChain, pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, trace: Option<&mut Vec<TraceLine>>) -> (HookVerdict, bool) {
+pub fn run_base_chain(
+    rs: &Ruleset,
+    st: &mut State,
+    b: &BaseChain,
+    pkt: &mut Pkt,
+    now_ns: u64,
+    act: &mut dyn Actions,
+    trace: Option<&mut Vec<TraceLine>>,
+) -> (HookVerdict, bool) {
     let mut trace = trace;
     let mut keybuf = std::mem::take(&mut st.keybuf);
     pkt.now_ns = now_ns;
-    let v = run_chain(rs, st, b.chain, pkt, now_ns, act, &mut keybuf, trace.as_deref_mut());
+    let v = run_chain(
+        rs,
+        st,
+        b.chain,
+        pkt,
+        now_ns,
+        act,
+        &mut keybuf,
+        trace.as_deref_mut(),
+    );
     st.keybuf = keybuf;
     match v {
         Some(Verdict::Drop) => (HookVerdict::Drop, false),
@@ -1886,7 +2499,11 @@ pub fn run_base_chain(rs: &Ruleset, st: &mut State, b: &BaseChain, pkt: &mut Pkt
         None => {
             if b.policy_drop {
                 if let Some(t) = trace {
-                    t.push(TraceLine { chain: b.chain, rule: None, verdict: "policy drop".into() });
+                    t.push(TraceLine {
+                        chain: b.chain,
+                        rule: None,
+                        verdict: "policy drop".into(),
+                    });
                 }
                 (HookVerdict::Drop, true)
             } else {
@@ -1912,11 +2529,20 @@ fn bucket(spec: &LimitSpec, tokens: &mut f64, last: &mut u64, now_ns: u64, len: 
 
 /// `add`/`update`/`delete @set { key ... }` (`nft_dynset_eval`). False when the rule stops
 /// here: the set is full, or an element's statement (limit, quota, ct count) does not match.
-fn dynset(rs: &Ruleset, st: &mut State, d: &DynsetOp, pkt: &Pkt, now_ns: u64, keybuf: &mut Vec<u128>) -> bool {
+fn dynset(
+    rs: &Ruleset,
+    st: &mut State,
+    d: &DynsetOp,
+    pkt: &Pkt,
+    now_ns: u64,
+    keybuf: &mut Vec<u128>,
+) -> bool {
     if !key(st, pkt, &d.keys, keybuf) {
         return false;
     }
-    let Some(set) = rs.sets.get(d.set) else { return false };
+    let Some(set) = rs.sets.get(d.set) else {
+        return false;
+    };
     let data = match &d.data {
         Some(v) => match eval_value(rs, st, pkt, v, &mut Vec::new(), now_ns) {
             Some(x) => Some(x),
@@ -1924,9 +2550,15 @@ fn dynset(rs: &Ruleset, st: &mut State, d: &DynsetOp, pkt: &Pkt, now_ns: u64, ke
         },
         None => None,
     };
-    let timeout = d.timeout_ms.or(set.timeout_ms).filter(|t| *t > 0).map(|t| t.saturating_mul(1_000_000));
+    let timeout = d
+        .timeout_ms
+        .or(set.timeout_ms)
+        .filter(|t| *t > 0)
+        .map(|t| t.saturating_mul(1_000_000));
     let in_static = set.lookup(keybuf).is_some();
-    let Some(ds) = st.dynsets.get_mut(d.set) else { return false };
+    let Some(ds) = st.dynsets.get_mut(d.set) else {
+        return false;
+    };
     if d.op == DynOp::Delete {
         if ds.elems.remove(keybuf.as_slice()).is_none() && in_static {
             ds.deleted.insert(keybuf.clone());
@@ -1941,7 +2573,8 @@ fn dynset(rs: &Ruleset, st: &mut State, d: &DynsetOp, pkt: &Pkt, now_ns: u64, ke
     let exists = ds.live(keybuf, now_ns).is_some();
     if !exists {
         let limit = set.size.unwrap_or(DYNSET_DEFAULT_SIZE);
-        let count = |ds: &DynSet| set.static_len().saturating_sub(ds.deleted.len()) + ds.elems.len();
+        let count =
+            |ds: &DynSet| set.static_len().saturating_sub(ds.deleted.len()) + ds.elems.len();
         if count(ds) >= limit {
             // the kernel's GC would have removed expired elements by now
             ds.elems.retain(|_, e| e.expires.is_none_or(|x| x > now_ns));
@@ -1953,15 +2586,30 @@ fn dynset(rs: &Ruleset, st: &mut State, d: &DynsetOp, pkt: &Pkt, now_ns: u64, ke
             .stmts
             .iter()
             .map(|s| match s {
-                ElemStmt::Counter => ElemState::Counter { packets: 0, bytes: 0 },
-                ElemStmt::Limit(l) => ElemState::Limit { tokens: l.burst.max(1.0), last: now_ns },
+                ElemStmt::Counter => ElemState::Counter {
+                    packets: 0,
+                    bytes: 0,
+                },
+                ElemStmt::Limit(l) => ElemState::Limit {
+                    tokens: l.burst.max(1.0),
+                    last: now_ns,
+                },
                 ElemStmt::Quota(q) => ElemState::Quota { used: q.used },
                 ElemStmt::Connlimit { .. } => ElemState::Conns(vec![]),
             })
             .collect();
-        ds.elems.insert(keybuf.clone(), DynElem { expires: timeout.map(|t| now_ns.saturating_add(t)), data, stmts });
+        ds.elems.insert(
+            keybuf.clone(),
+            DynElem {
+                expires: timeout.map(|t| now_ns.saturating_add(t)),
+                data,
+                stmts,
+            },
+        );
     }
-    let Some(e) = ds.elems.get_mut(keybuf.as_slice()) else { return false };
+    let Some(e) = ds.elems.get_mut(keybuf.as_slice()) else {
+        return false;
+    };
     if exists && d.op == DynOp::Update {
         if let (Some(_), Some(t)) = (e.expires, timeout) {
             e.expires = Some(now_ns.saturating_add(t));
@@ -2016,13 +2664,19 @@ fn dynset(rs: &Ruleset, st: &mut State, d: &DynsetOp, pkt: &Pkt, now_ns: u64, ke
 /// header checksum for IPv4 header fields, the transport checksum for transport fields and
 /// for addresses in its pseudo-header (`nft_payload_set_eval` with its csum flags).
 fn set_payload(pkt: &mut Pkt, base: Base, offset: u32, bits: u32, value: u128) -> bool {
-    let Some(start) = pkt.base(base) else { return false };
+    let Some(start) = pkt.base(base) else {
+        return false;
+    };
     // the smallest even-aligned span of whole bytes around the field, relative to its header
     let first = (offset / 8) as usize & !1;
     let last = (offset + bits).div_ceil(8) as usize;
     let last = last + (last - first) % 2;
-    let (Some(s), Some(e)) = (start.checked_add(first), start.checked_add(last)) else { return false };
-    let Some(old) = pkt.frame.get(s..e).map(|o| o.to_vec()) else { return false };
+    let (Some(s), Some(e)) = (start.checked_add(first), start.checked_add(last)) else {
+        return false;
+    };
+    let Some(old) = pkt.frame.get(s..e).map(|o| o.to_vec()) else {
+        return false;
+    };
     if !hdr::write_bits(pkt.frame, start, offset, bits, value) {
         return false;
     }
@@ -2031,9 +2685,18 @@ fn set_payload(pkt: &mut Pkt, base: Base, offset: u32, bits: u32, value: u128) -
     }
     pkt.mangled = true;
     let l4_csum = pkt.th.and_then(|th| match pkt.l4proto {
-        6 => Some(hdr::Csum { at: th + 16, udp: false }),
-        17 => Some(hdr::Csum { at: th + 6, udp: pkt.nfproto == 2 }),
-        1 | 2 | 58 => Some(hdr::Csum { at: th + 2, udp: false }),
+        6 => Some(hdr::Csum {
+            at: th + 16,
+            udp: false,
+        }),
+        17 => Some(hdr::Csum {
+            at: th + 6,
+            udp: pkt.nfproto == 2,
+        }),
+        1 | 2 | 58 => Some(hdr::Csum {
+            at: th + 2,
+            udp: false,
+        }),
         _ => None,
     });
     let overlaps = |a: usize, b: usize| first < b && a < last;
@@ -2041,7 +2704,15 @@ fn set_payload(pkt: &mut Pkt, base: Base, offset: u32, bits: u32, value: u128) -
         Base::Network if pkt.nfproto == 2 => {
             let ihl = (pkt.frame[pkt.nh] & 0xf) as usize * 4;
             if last <= ihl && !overlaps(10, 12) {
-                hdr::patch_csum(pkt.frame, hdr::Csum { at: pkt.nh + 10, udp: false }, s, &old);
+                hdr::patch_csum(
+                    pkt.frame,
+                    hdr::Csum {
+                        at: pkt.nh + 10,
+                        udp: false,
+                    },
+                    s,
+                    &old,
+                );
             }
             if overlaps(12, 20) && matches!(pkt.l4proto, 6 | 17) {
                 if let Some(c) = l4_csum {
@@ -2049,7 +2720,9 @@ fn set_payload(pkt: &mut Pkt, base: Base, offset: u32, bits: u32, value: u128) -
                 }
             }
         }
-        Base::Network if pkt.nfproto == 10 && overlaps(8, 40) && matches!(pkt.l4proto, 6 | 17 | 58) => {
+        Base::Network
+            if pkt.nfproto == 10 && overlaps(8, 40) && matches!(pkt.l4proto, 6 | 17 | 58) =>
+        {
             if let Some(c) = l4_csum {
                 hdr::patch_csum(pkt.frame, c, s, &old);
             }
@@ -2070,14 +2743,25 @@ fn set_payload(pkt: &mut Pkt, base: Base, offset: u32, bits: u32, value: u128) -
 /// Runs a chain and what it jumps to. Returns the final verdict, or None when the base chain
 /// ran off its end (the policy applies).
 #[allow(clippy::too_many_arguments)]
-fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: u64, act: &mut dyn Actions, keybuf: &mut Vec<u128>, mut trace: Option<&mut Vec<TraceLine>>) -> Option<Verdict> {
+fn run_chain(
+    rs: &Ruleset,
+    st: &mut State,
+    start: usize,
+    pkt: &mut Pkt,
+    now_ns: u64,
+    act: &mut dyn Actions,
+    keybuf: &mut Vec<u128>,
+    mut trace: Option<&mut Vec<TraceLine>>,
+) -> Option<Verdict> {
     // (chain, next rule index) frames; goto replaces the top frame
     let mut stack: [(usize, usize); JUMP_STACK + 1] = [(0, 0); JUMP_STACK + 1];
     let mut depth = 0usize;
     stack[0] = (start, 0);
     'frames: loop {
         let (chain, mut ri) = stack[depth];
-        let Some(c) = rs.chains.get(chain) else { return Some(Verdict::Drop) };
+        let Some(c) = rs.chains.get(chain) else {
+            return Some(Verdict::Drop);
+        };
         let rules = &c.rules;
         while ri < rules.len() {
             let rule = &rules[ri];
@@ -2089,7 +2773,8 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                     Op::Match(m) => {
                         // a failed load never matches, negated or not (the kernel breaks)
                         let ok = match m.test {
-                            Test::InSet(s) => key(st, pkt, &m.loads, keybuf).then(|| st.set_lookup(rs, s, keybuf, now_ns).is_some()),
+                            Test::InSet(s) => key(st, pkt, &m.loads, keybuf)
+                                .then(|| st.set_lookup(rs, s, keybuf, now_ns).is_some()),
                             _ => match m.loads.as_slice() {
                                 [l] => load_st(st, pkt, l).map(|v| test(v, &m.test)),
                                 _ => None,
@@ -2127,7 +2812,11 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                         }
                     }
                     Op::Limit(i) => {
-                        let (Some(spec), Some((tokens, last))) = (rs.limits.get(*i), st.buckets.get_mut(*i)) else { continue };
+                        let (Some(spec), Some((tokens, last))) =
+                            (rs.limits.get(*i), st.buckets.get_mut(*i))
+                        else {
+                            continue;
+                        };
                         // `limit rate X` matches within the rate, `over` matches above it
                         if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
                             matched = false;
@@ -2135,7 +2824,11 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                         }
                     }
                     Op::Quota(i) => {
-                        let (Some(spec), Some(used)) = (rs.quotas.get(*i), st.quota_used.get_mut(*i)) else { continue };
+                        let (Some(spec), Some(used)) =
+                            (rs.quotas.get(*i), st.quota_used.get_mut(*i))
+                        else {
+                            continue;
+                        };
                         *used += pkt.len as u64;
                         let over = *used > spec.bytes;
                         if over != spec.over {
@@ -2165,7 +2858,11 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                                 }
                             }
                             ObjKind::Quota => {
-                                let (Some(spec), Some(used)) = (rs.quotas.get(i), st.quota_used.get_mut(i)) else { continue };
+                                let (Some(spec), Some(used)) =
+                                    (rs.quotas.get(i), st.quota_used.get_mut(i))
+                                else {
+                                    continue;
+                                };
                                 *used += pkt.len as u64;
                                 if (*used > spec.bytes) != spec.over {
                                     matched = false;
@@ -2173,7 +2870,11 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                                 }
                             }
                             ObjKind::Limit => {
-                                let (Some(spec), Some((tokens, last))) = (rs.limits.get(i), st.buckets.get_mut(i)) else { continue };
+                                let (Some(spec), Some((tokens, last))) =
+                                    (rs.limits.get(i), st.buckets.get_mut(i))
+                                else {
+                                    continue;
+                                };
                                 if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
                                     matched = false;
                                     break;
@@ -2228,18 +2929,33 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                         }
                     }
                     Op::SetCt(k, v) => {
-                        let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) else { continue };
+                        let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) else {
+                            continue;
+                        };
                         match k {
                             CtK::Mark => pkt.new_ct_mark = Some(x as u32),
                             CtK::Zone => pkt.new_ct_zone = Some(x as u16),
                             // `ct label set N` sets bit N, keeping the others
-                            CtK::Label => pkt.new_ct_label = Some(pkt.new_ct_label.or(pkt.ct.map(|c| c.label)).unwrap_or(0) | x),
+                            CtK::Label => {
+                                pkt.new_ct_label = Some(
+                                    pkt.new_ct_label.or(pkt.ct.map(|c| c.label)).unwrap_or(0) | x,
+                                )
+                            }
                             _ => {}
                         }
                     }
                     Op::SetCtHelper(h) => pkt.new_ct_helper = Some(h.clone()),
-                    Op::SetPayload { base, offset, bits, l3, l4, value } => {
-                        if l3.is_some_and(|p| p != pkt.nfproto) || l4.is_some_and(|p| p != pkt.l4proto) {
+                    Op::SetPayload {
+                        base,
+                        offset,
+                        bits,
+                        l3,
+                        l4,
+                        value,
+                    } => {
+                        if l3.is_some_and(|p| p != pkt.nfproto)
+                            || l4.is_some_and(|p| p != pkt.l4proto)
+                        {
                             continue;
                         }
                         if let Some(x) = eval_value(rs, st, pkt, value, keybuf, now_ns) {
@@ -2247,7 +2963,11 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                         }
                     }
                     Op::ClampMss(v) => {
-                        if let (Some(th), 6, Some(mss)) = (pkt.th, pkt.l4proto, eval_value(rs, st, pkt, v, keybuf, now_ns)) {
+                        if let (Some(th), 6, Some(mss)) = (
+                            pkt.th,
+                            pkt.l4proto,
+                            eval_value(rs, st, pkt, v, keybuf, now_ns),
+                        ) {
                             let mss = mss.min(u16::MAX as u128) as u16;
                             if let Some(l4) = pkt.frame.get_mut(th..) {
                                 // a malformed TCP header is left alone, as the kernel does
@@ -2264,12 +2984,19 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
                         }
                     }
                     Op::Dup { addr, dev, .. } => {
-                        let a = addr.as_ref().and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
-                        let d = dev.as_ref().and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns)).map(|x| x as u32);
+                        let a = addr
+                            .as_ref()
+                            .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
+                        let d = dev
+                            .as_ref()
+                            .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns))
+                            .map(|x| x as u32);
                         act.dup(pkt, a, d);
                     }
                     Op::Fwd { addr, dev, .. } => {
-                        let a = addr.as_ref().and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
+                        let a = addr
+                            .as_ref()
+                            .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
                         let Some(d) = eval_value(rs, st, pkt, dev, keybuf, now_ns) else {
                             matched = false;
                             break;
@@ -2286,11 +3013,17 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
             st.hit(chain, ri - 1);
             let Some(v) = verdict else { continue };
             if let Some(t) = trace.as_deref_mut() {
-                t.push(TraceLine { chain, rule: Some(ri - 1), verdict: verdict_text(rs, &v) });
+                t.push(TraceLine {
+                    chain,
+                    rule: Some(ri - 1),
+                    verdict: verdict_text(rs, &v),
+                });
             }
             match v {
                 Verdict::Continue => continue,
-                Verdict::Accept | Verdict::Drop | Verdict::Queue | Verdict::Stolen => return Some(v),
+                Verdict::Accept | Verdict::Drop | Verdict::Queue | Verdict::Stolen => {
+                    return Some(v)
+                }
                 Verdict::Return => {
                     if depth == 0 {
                         return None;
@@ -2322,7 +3055,14 @@ fn run_chain(rs: &Ruleset, st: &mut State, start: usize, pkt: &mut Pkt, now_ns: 
     }
 }
 
-fn eval_value(rs: &Ruleset, st: &mut State, pkt: &Pkt, v: &Value, keybuf: &mut Vec<u128>, now_ns: u64) -> Option<u128> {
+fn eval_value(
+    rs: &Ruleset,
+    st: &mut State,
+    pkt: &Pkt,
+    v: &Value,
+    keybuf: &mut Vec<u128>,
+    now_ns: u64,
+) -> Option<u128> {
     match v {
         Value::Const(c) => Some(*c),
         Value::Load(l) => load_st(st, pkt, l),
@@ -2339,13 +3079,23 @@ fn eval_value(rs: &Ruleset, st: &mut State, pkt: &Pkt, v: &Value, keybuf: &mut V
 }
 
 /// Fills the rule view of a parsed frame arriving on `iif`.
-pub fn pkt_from_frame<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u32, iifname: &str) -> Pkt<'a> {
+pub fn pkt_from_frame<'a>(
+    frame: &'a mut [u8],
+    m: &nft_wire::PacketMeta,
+    iif: u32,
+    iifname: &str,
+) -> Pkt<'a> {
     pkt_view(frame, m, iif, ifname_value(iifname))
 }
 
 /// [`pkt_from_frame`] with the interface name already in its register form, which the
 /// router computes once per interface rather than once per base chain.
-pub fn pkt_view<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u32, iifname: u128) -> Pkt<'a> {
+pub fn pkt_view<'a>(
+    frame: &'a mut [u8],
+    m: &nft_wire::PacketMeta,
+    iif: u32,
+    iifname: u128,
+) -> Pkt<'a> {
     let nfproto = match m.ip_version {
         Some(nft_wire::IpVersion::Ipv4) => 2,
         Some(nft_wire::IpVersion::Ipv6) => 10,
@@ -2386,7 +3136,12 @@ pub fn pkt_view<'a>(frame: &'a mut [u8], m: &nft_wire::PacketMeta, iif: u32, iif
 
 /// A verdict as `nft monitor trace` prints it (`accept`, `jump forward_lan`).
 pub fn verdict_text(rs: &Ruleset, v: &Verdict) -> String {
-    let name = |c: &usize| rs.chains.get(*c).map(|x| x.name.clone()).unwrap_or_default();
+    let name = |c: &usize| {
+        rs.chains
+            .get(*c)
+            .map(|x| x.name.clone())
+            .unwrap_or_default()
+    };
     match v {
         Verdict::Accept => "accept".into(),
         Verdict::Drop => "drop".into(),

@@ -61,7 +61,10 @@ pub fn parse_mac(s: &str) -> Option<Mac> {
 }
 
 pub fn format_mac(m: &Mac) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// `10.0.0.1/24` → (address, 24)
@@ -80,9 +83,17 @@ pub enum Encap {
     /// 802.1Q tag over a parent port.
     Vlan { parent: String, id: u16 },
     /// 802.1ad outer tag and 802.1Q inner tag over a parent port.
-    QinQ { parent: String, outer: u16, inner: u16 },
+    QinQ {
+        parent: String,
+        outer: u16,
+        inner: u16,
+    },
     /// A PPPoE session over a parent port, to the access concentrator's MAC.
-    Pppoe { parent: String, session: u16, peer_mac: Mac },
+    Pppoe {
+        parent: String,
+        session: u16,
+        peer_mac: Mac,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,19 +196,30 @@ struct RawNeighbour {
 
 impl Topology {
     pub fn from_toml(text: &str) -> Result<Topology, TopologyError> {
-        let raw: RawTopology = toml::from_str(text).map_err(|e| TopologyError::Toml(e.to_string()))?;
+        let raw: RawTopology =
+            toml::from_str(text).map_err(|e| TopologyError::Toml(e.to_string()))?;
         let mut interfaces = Vec::new();
         for (index, ri) in raw.interface.into_iter().enumerate() {
-            let ierr = |what: String| TopologyError::Interface { iface: ri.name.clone(), what };
+            let ierr = |what: String| TopologyError::Interface {
+                iface: ri.name.clone(),
+                what,
+            };
             if interfaces.iter().any(|i: &Interface| i.name == ri.name) {
                 return Err(ierr("defined twice".into()));
             }
-            let mac = parse_mac(&ri.mac).ok_or_else(|| ierr(format!("bad MAC address {:?}", ri.mac)))?;
+            let mac =
+                parse_mac(&ri.mac).ok_or_else(|| ierr(format!("bad MAC address {:?}", ri.mac)))?;
             let mut addresses = vec![];
             for a in &ri.addresses {
-                addresses.push(parse_cidr(a).ok_or_else(|| ierr(format!("bad address {a:?} (want ADDR/LEN)")))?);
+                addresses.push(
+                    parse_cidr(a)
+                        .ok_or_else(|| ierr(format!("bad address {a:?} (want ADDR/LEN)")))?,
+                );
             }
-            let encaps = [ri.vlan.is_some(), ri.qinq.is_some(), ri.pppoe.is_some()].iter().filter(|x| **x).count();
+            let encaps = [ri.vlan.is_some(), ri.qinq.is_some(), ri.pppoe.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
             if encaps > 1 {
                 return Err(ierr("only one of vlan, qinq, pppoe may be given".into()));
             }
@@ -205,50 +227,97 @@ impl Topology {
                 if v.id == 0 || v.id > 4094 {
                     return Err(ierr(format!("VLAN id {} out of range 1-4094", v.id)));
                 }
-                Encap::Vlan { parent: v.parent, id: v.id }
+                Encap::Vlan {
+                    parent: v.parent,
+                    id: v.id,
+                }
             } else if let Some(q) = ri.qinq {
                 for id in [q.outer, q.inner] {
                     if id == 0 || id > 4094 {
                         return Err(ierr(format!("VLAN id {id} out of range 1-4094")));
                     }
                 }
-                Encap::QinQ { parent: q.parent, outer: q.outer, inner: q.inner }
-            } else if let Some(p) = ri.pppoe {
-                let peer = parse_mac(&p.peer_mac).ok_or_else(|| ierr(format!("bad PPPoE peer MAC {:?}", p.peer_mac)))?;
-                if p.session == 0 || p.session == 0xffff {
-                    return Err(ierr(format!("PPPoE session id {:#x} is reserved", p.session)));
+                Encap::QinQ {
+                    parent: q.parent,
+                    outer: q.outer,
+                    inner: q.inner,
                 }
-                Encap::Pppoe { parent: p.parent, session: p.session, peer_mac: peer }
+            } else if let Some(p) = ri.pppoe {
+                let peer = parse_mac(&p.peer_mac)
+                    .ok_or_else(|| ierr(format!("bad PPPoE peer MAC {:?}", p.peer_mac)))?;
+                if p.session == 0 || p.session == 0xffff {
+                    return Err(ierr(format!(
+                        "PPPoE session id {:#x} is reserved",
+                        p.session
+                    )));
+                }
+                Encap::Pppoe {
+                    parent: p.parent,
+                    session: p.session,
+                    peer_mac: peer,
+                }
             } else {
                 Encap::None
             };
-            let default_mtu = if matches!(encap, Encap::Pppoe { .. }) { 1492 } else { 1500 };
+            let default_mtu = if matches!(encap, Encap::Pppoe { .. }) {
+                1492
+            } else {
+                1500
+            };
             let mtu = ri.mtu.unwrap_or(default_mtu);
             if mtu < 68 {
                 return Err(ierr(format!("MTU {mtu} is below the IPv4 minimum of 68")));
             }
-            interfaces.push(Interface { index, name: ri.name, mac, addresses, mtu, encap, up: true });
+            interfaces.push(Interface {
+                index,
+                name: ri.name,
+                mac,
+                addresses,
+                mtu,
+                encap,
+                up: true,
+            });
         }
         let by_name = |n: &str| interfaces.iter().find(|i| i.name == n).map(|i| i.index);
         let mut routes = vec![];
         for rr in raw.route {
-            let rerr = |what: String| TopologyError::Route { dst: rr.dst.clone(), what };
-            let (prefix, len) = if rr.dst == "default" { (IpAddr::from([0, 0, 0, 0]), 0) } else { parse_cidr(&rr.dst).ok_or_else(|| rerr("bad destination (want ADDR/LEN)".into()))? };
+            let rerr = |what: String| TopologyError::Route {
+                dst: rr.dst.clone(),
+                what,
+            };
+            let (prefix, len) = if rr.dst == "default" {
+                (IpAddr::from([0, 0, 0, 0]), 0)
+            } else {
+                parse_cidr(&rr.dst).ok_or_else(|| rerr("bad destination (want ADDR/LEN)".into()))?
+            };
             let kind = match rr.kind.as_deref().unwrap_or("unicast") {
                 "unicast" => {
                     let via = match &rr.via {
-                        Some(v) => Some(v.parse::<IpAddr>().map_err(|_| rerr(format!("bad gateway {v:?}")))?),
+                        Some(v) => Some(
+                            v.parse::<IpAddr>()
+                                .map_err(|_| rerr(format!("bad gateway {v:?}")))?,
+                        ),
                         None => None,
                     };
                     if via.is_some_and(|v| v.is_ipv4() != prefix.is_ipv4()) {
-                        return Err(rerr("gateway and destination are of different families".into()));
+                        return Err(rerr(
+                            "gateway and destination are of different families".into(),
+                        ));
                     }
                     let dev = match &rr.dev {
                         Some(d) => by_name(d).ok_or_else(|| rerr(format!("no interface {d:?}")))?,
                         None => {
                             // the interface whose subnet holds the gateway
-                            let v = via.ok_or_else(|| rerr("needs a gateway (via) or an interface (dev)".into()))?;
-                            interfaces.iter().find(|i| i.addresses.iter().any(|(a, l)| same_subnet(*a, v, *l))).map(|i| i.index).ok_or_else(|| rerr(format!("gateway {v} is on no interface's subnet")))?
+                            let v = via.ok_or_else(|| {
+                                rerr("needs a gateway (via) or an interface (dev)".into())
+                            })?;
+                            interfaces
+                                .iter()
+                                .find(|i| i.addresses.iter().any(|(a, l)| same_subnet(*a, v, *l)))
+                                .map(|i| i.index)
+                                .ok_or_else(|| {
+                                    rerr(format!("gateway {v} is on no interface's subnet"))
+                                })?
                         }
                     };
                     RouteKind::Unicast(NextHop { ifindex: dev, via })
@@ -261,13 +330,21 @@ impl Topology {
         }
         let mut neighbours = HashMap::default();
         for rn in raw.neighbour {
-            let nerr = |what: String| TopologyError::Neighbour { ip: rn.ip.clone(), what };
+            let nerr = |what: String| TopologyError::Neighbour {
+                ip: rn.ip.clone(),
+                what,
+            };
             let ip: IpAddr = rn.ip.parse().map_err(|_| nerr("bad address".into()))?;
-            let mac = parse_mac(&rn.mac).ok_or_else(|| nerr(format!("bad MAC address {:?}", rn.mac)))?;
+            let mac =
+                parse_mac(&rn.mac).ok_or_else(|| nerr(format!("bad MAC address {:?}", rn.mac)))?;
             let dev = by_name(&rn.dev).ok_or_else(|| nerr(format!("no interface {:?}", rn.dev)))?;
             neighbours.insert((dev, ip), mac);
         }
-        Ok(Topology { interfaces, routes, neighbours })
+        Ok(Topology {
+            interfaces,
+            routes,
+            neighbours,
+        })
     }
 
     pub fn interface(&self, name: &str) -> Option<&Interface> {
@@ -279,7 +356,14 @@ impl Topology {
         let mut fib = Fib::new();
         for i in self.interfaces.iter().filter(|i| i.up) {
             for (a, l) in &i.addresses {
-                let _ = fib.insert(*a, *l, RouteKind::Unicast(NextHop { ifindex: i.index, via: None }));
+                let _ = fib.insert(
+                    *a,
+                    *l,
+                    RouteKind::Unicast(NextHop {
+                        ifindex: i.index,
+                        via: None,
+                    }),
+                );
             }
         }
         for r in &self.routes {
@@ -303,11 +387,19 @@ impl Topology {
 pub fn same_subnet(a: IpAddr, b: IpAddr, len: u8) -> bool {
     match (a, b) {
         (IpAddr::V4(x), IpAddr::V4(y)) => {
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len.min(32))
+            };
             u32::from(x) & m == u32::from(y) & m
         }
         (IpAddr::V6(x), IpAddr::V6(y)) => {
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len.min(128))
+            };
             u128::from(x) & m == u128::from(y) & m
         }
         _ => false,
@@ -355,15 +447,45 @@ dev = "wan"
         assert_eq!(t.interfaces.len(), 2);
         let wan = t.interface("wan").unwrap();
         assert_eq!(wan.mtu, 1492);
-        assert_eq!(wan.encap, Encap::Pppoe { parent: "eth1".into(), session: 0x1234, peer_mac: [2, 0, 0, 0, 2, 0xfe] });
+        assert_eq!(
+            wan.encap,
+            Encap::Pppoe {
+                parent: "eth1".into(),
+                session: 0x1234,
+                peer_mac: [2, 0, 0, 0, 2, 0xfe]
+            }
+        );
         let fib = t.build_fib();
-        let hop = |ifindex, via: Option<&str>| RouteKind::Unicast(NextHop { ifindex, via: via.map(|v| v.parse().unwrap()) });
-        assert_eq!(fib.lookup("8.8.8.8".parse().unwrap()).unwrap().0, &hop(1, Some("198.18.0.1")));
-        assert_eq!(fib.lookup("192.168.1.77".parse().unwrap()).unwrap().0, &hop(0, None));
-        assert_eq!(fib.lookup("192.168.1.1".parse().unwrap()).unwrap().0, &RouteKind::Local(0));
-        assert_eq!(fib.lookup("203.0.113.9".parse().unwrap()).unwrap().0, &RouteKind::Blackhole);
-        assert_eq!(fib.lookup("2001:db8:5::1".parse().unwrap()).unwrap().0, &hop(1, Some("2001:db8:ffff::1")));
-        assert_eq!(t.neighbours.get(&(1, "198.18.0.1".parse().unwrap())), Some(&[2, 0, 0, 0, 2, 0xfe]));
+        let hop = |ifindex, via: Option<&str>| {
+            RouteKind::Unicast(NextHop {
+                ifindex,
+                via: via.map(|v| v.parse().unwrap()),
+            })
+        };
+        assert_eq!(
+            fib.lookup("8.8.8.8".parse().unwrap()).unwrap().0,
+            &hop(1, Some("198.18.0.1"))
+        );
+        assert_eq!(
+            fib.lookup("192.168.1.77".parse().unwrap()).unwrap().0,
+            &hop(0, None)
+        );
+        assert_eq!(
+            fib.lookup("192.168.1.1".parse().unwrap()).unwrap().0,
+            &RouteKind::Local(0)
+        );
+        assert_eq!(
+            fib.lookup("203.0.113.9".parse().unwrap()).unwrap().0,
+            &RouteKind::Blackhole
+        );
+        assert_eq!(
+            fib.lookup("2001:db8:5::1".parse().unwrap()).unwrap().0,
+            &hop(1, Some("2001:db8:ffff::1"))
+        );
+        assert_eq!(
+            t.neighbours.get(&(1, "198.18.0.1".parse().unwrap())),
+            Some(&[2, 0, 0, 0, 2, 0xfe])
+        );
     }
 
     #[test]
@@ -371,9 +493,16 @@ dev = "wan"
         let e = Topology::from_toml("[[interface]]\nname = \"x\"\nmac = \"zz\"\n").unwrap_err();
         assert_eq!(e.to_string(), "interface x: bad MAC address \"zz\"");
         let e = Topology::from_toml("[[interface]]\nname = \"x\"\nmac = \"02:00:00:00:00:01\"\nvlan = { parent = \"e\", id = 5000 }\n").unwrap_err();
-        assert_eq!(e.to_string(), "interface x: VLAN id 5000 out of range 1-4094");
-        let e = Topology::from_toml("[[route]]\ndst = \"10.0.0.0/8\"\nvia = \"1.2.3.4\"\n").unwrap_err();
-        assert_eq!(e.to_string(), "route 10.0.0.0/8: gateway 1.2.3.4 is on no interface's subnet");
+        assert_eq!(
+            e.to_string(),
+            "interface x: VLAN id 5000 out of range 1-4094"
+        );
+        let e = Topology::from_toml("[[route]]\ndst = \"10.0.0.0/8\"\nvia = \"1.2.3.4\"\n")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "route 10.0.0.0/8: gateway 1.2.3.4 is on no interface's subnet"
+        );
         let e = Topology::from_toml("[[interfaces]]\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `interfaces`"), "{e}");
     }
@@ -385,11 +514,24 @@ mod example_tests {
 
     #[test]
     fn bundled_home_topology_loads() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/home.toml")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/home.toml"
+        ))
+        .unwrap();
         let t = Topology::from_toml(&text).unwrap();
-        assert_eq!(t.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["br-lan", "wan"]);
+        assert_eq!(
+            t.interfaces
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>(),
+            ["br-lan", "wan"]
+        );
         assert_eq!(t.neighbours.len(), 18);
         let fib = t.build_fib();
-        assert!(matches!(fib.lookup("203.0.113.1".parse().unwrap()), Some((RouteKind::Unicast(NextHop { ifindex: 1, .. }), 0))));
+        assert!(matches!(
+            fib.lookup("203.0.113.1".parse().unwrap()),
+            Some((RouteKind::Unicast(NextHop { ifindex: 1, .. }), 0))
+        ));
     }
 }

@@ -9,14 +9,43 @@ use std::time::Instant;
 #[test]
 #[ignore]
 fn slow_path_throughput() {
-    let mut r = router_with(TOPOLOGY, RULES, nft_engine::Config { conntrack: nft_conntrack::Config { max_entries: 1 << 20, ..Default::default() }, ..Default::default() });
+    let mut r = router_with(
+        TOPOLOGY,
+        RULES,
+        nft_engine::Config {
+            conntrack: nft_conntrack::Config {
+                max_entries: 1 << 20,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
     const N: usize = 200_000;
     // new connections: each a new UDP flow from the LAN, masqueraded, confirmed
-    let frames: Vec<Vec<u8>> = (0..N).map(|i| udp4(CLIENT_MAC, LAN_MAC, CLIENT, [203, (i >> 16) as u8, (i >> 8) as u8, i as u8], 1024 + (i % 60000) as u16, 53, 64, b"query")).collect();
+    let frames: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            udp4(
+                CLIENT_MAC,
+                LAN_MAC,
+                CLIENT,
+                [203, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+                1024 + (i % 60000) as u16,
+                53,
+                64,
+                b"query",
+            )
+        })
+        .collect();
     let mut out = Vec::with_capacity(64);
     let t = Instant::now();
     for chunk in frames.chunks(32) {
-        let mut burst: Vec<Frame> = chunk.iter().map(|d| Frame { ingress: LAN, data: d.clone() }).collect();
+        let mut burst: Vec<Frame> = chunk
+            .iter()
+            .map(|d| Frame {
+                ingress: LAN,
+                data: d.clone(),
+            })
+            .collect();
         out.clear();
         r.process(&mut burst, secs(1), &mut out);
     }
@@ -25,7 +54,13 @@ fn slow_path_throughput() {
     // established: the same flows again (conntrack hit, NAT rewrite, no NAT chains)
     let t = Instant::now();
     for chunk in frames.chunks(32) {
-        let mut burst: Vec<Frame> = chunk.iter().map(|d| Frame { ingress: LAN, data: d.clone() }).collect();
+        let mut burst: Vec<Frame> = chunk
+            .iter()
+            .map(|d| Frame {
+                ingress: LAN,
+                data: d.clone(),
+            })
+            .collect();
         out.clear();
         r.process(&mut burst, secs(2), &mut out);
     }

@@ -67,10 +67,19 @@ fn malformed() -> Vec<(ParseError, Vec<u8>)> {
     vec![
         (TruncatedEthernet, vec![0; 10]),
         (TruncatedVlan, eth(LAN_MAC, 0x8100, &[0, 1])),
-        (TooManyVlanTags, eth(LAN_MAC, 0x88a8, &[0, 1, 0x81, 0, 0, 2, 0x81, 0, 0, 3, 8, 0])),
+        (
+            TooManyVlanTags,
+            eth(LAN_MAC, 0x88a8, &[0, 1, 0x81, 0, 0, 2, 0x81, 0, 0, 3, 8, 0]),
+        ),
         (TruncatedPppoe, eth(LAN_MAC, 0x8864, &[0x11, 0, 0])),
-        (BadPppoeHeader, eth(LAN_MAC, 0x8864, &pppoe(0x22, 2, &[0, 0x21]))),
-        (BadPppoeLen, eth(LAN_MAC, 0x8864, &pppoe(0x11, 500, &[0, 0x21]))),
+        (
+            BadPppoeHeader,
+            eth(LAN_MAC, 0x8864, &pppoe(0x22, 2, &[0, 0x21])),
+        ),
+        (
+            BadPppoeLen,
+            eth(LAN_MAC, 0x8864, &pppoe(0x11, 500, &[0, 0x21])),
+        ),
         (TruncatedArp, eth([0xff; 6], 0x0806, &[0, 1, 8, 0])),
         (TruncatedIpv4, eth(LAN_MAC, 0x0800, &[0x45, 0, 0])),
         (BadIpVersion, eth(LAN_MAC, 0x0800, &bad_ver)),
@@ -79,12 +88,33 @@ fn malformed() -> Vec<(ParseError, Vec<u8>)> {
         (BadIpv4TotalLen, eth(LAN_MAC, 0x0800, &bad_total)),
         (TruncatedIpv6, eth(LAN_MAC, 0x86dd, &[0x60, 0, 0, 0])),
         (Ipv6PayloadLen, eth(LAN_MAC, 0x86dd, &v6_len)),
-        (TruncatedIpv6Ext, eth(LAN_MAC, 0x86dd, &ip6(60, &[17, 4, 0, 0]))),
-        (BadIpv6Ext, eth(LAN_MAC, 0x86dd, &ip6(60, &[0, 0, 0, 0, 0, 0, 0, 0]))),
+        (
+            TruncatedIpv6Ext,
+            eth(LAN_MAC, 0x86dd, &ip6(60, &[17, 4, 0, 0])),
+        ),
+        (
+            BadIpv6Ext,
+            eth(LAN_MAC, 0x86dd, &ip6(60, &[0, 0, 0, 0, 0, 0, 0, 0])),
+        ),
         (TruncatedTcp, eth(LAN_MAC, 0x0800, &ip4(6, &[0; 10]))),
-        (BadTcpDataOffset, eth(LAN_MAC, 0x0800, &ip4(6, &[0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 2, 0, 0, 0, 0, 0, 0]))),
+        (
+            BadTcpDataOffset,
+            eth(
+                LAN_MAC,
+                0x0800,
+                &ip4(
+                    6,
+                    &[
+                        0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 2, 0, 0, 0, 0, 0, 0,
+                    ],
+                ),
+            ),
+        ),
         (TruncatedUdp, eth(LAN_MAC, 0x0800, &ip4(17, &[0; 4]))),
-        (BadUdpLen, eth(LAN_MAC, 0x0800, &ip4(17, &[0, 1, 0, 2, 0, 99, 0, 0]))),
+        (
+            BadUdpLen,
+            eth(LAN_MAC, 0x0800, &ip4(17, &[0, 1, 0, 2, 0, 99, 0, 0])),
+        ),
         (TruncatedIcmp, eth(LAN_MAC, 0x0800, &ip4(1, &[8, 0]))),
         (TruncatedIcmpv6, eth(LAN_MAC, 0x86dd, &ip6(58, &[128]))),
     ]
@@ -208,8 +238,17 @@ fn pppoe_wan_and_vlan_lans() {
     assert_eq!(out, pppoe_frame(GW_MAC, WAN_MAC, want_l3));
     // the answer arrives on the parent port, in the session: it belongs to "wan"
     let answer_l3 = &udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, 5000, 60, b"answer")[14..];
-    let back = one(&mut r, ETH1, pppoe_frame(WAN_MAC, GW_MAC, answer_l3), secs(1), Port::Iface(LAN));
-    assert_eq!(back, udp4(LAN_MAC, CLIENT_MAC, REMOTE, CLIENT, 53, 5000, 59, b"answer"));
+    let back = one(
+        &mut r,
+        ETH1,
+        pppoe_frame(WAN_MAC, GW_MAC, answer_l3),
+        secs(1),
+        Port::Iface(LAN),
+    );
+    assert_eq!(
+        back,
+        udp4(LAN_MAC, CLIENT_MAC, REMOTE, CLIENT, 53, 5000, 59, b"answer")
+    );
     // another session on that port belongs to nobody
     let mut other = pppoe_frame(WAN_MAC, GW_MAC, answer_l3);
     other[17] = 0x35;
@@ -220,12 +259,57 @@ fn pppoe_wan_and_vlan_lans() {
     assert_eq!(rep.interfaces[ETH1].rx_packets, 2);
 
     // a tagged frame on the LAN port belongs to the VLAN interface and leaves tagged (QinQ)
-    let iot_l3 = &udp4([0; 6], [0; 6], [192, 168, 7, 10], [192, 168, 1, 10], 1000, 2000, 64, b"t")[14..];
+    let iot_l3 = &udp4(
+        [0; 6],
+        [0; 6],
+        [192, 168, 7, 10],
+        [192, 168, 1, 10],
+        1000,
+        2000,
+        64,
+        b"t",
+    )[14..];
     let from_iot = tagged(LAN_MAC, [2, 0, 0, 0, 7, 0x10], &[(0x8100, 7)], iot_l3);
     let out = one(&mut r, LAN, from_iot, secs(2), Port::Iface(LAN));
-    assert_eq!(out, udp4(LAN_MAC, CLIENT_MAC, [192, 168, 7, 10], [192, 168, 1, 10], 1000, 2000, 63, b"t"));
-    let lan_l3 = &udp4([0; 6], [0; 6], [192, 168, 1, 10], [192, 168, 8, 10], 1000, 2000, 64, b"g")[14..];
-    let out = one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, [192, 168, 1, 10], [192, 168, 8, 10], 1000, 2000, 64, b"g"), secs(2), Port::Iface(GUEST));
+    assert_eq!(
+        out,
+        udp4(
+            LAN_MAC,
+            CLIENT_MAC,
+            [192, 168, 7, 10],
+            [192, 168, 1, 10],
+            1000,
+            2000,
+            63,
+            b"t"
+        )
+    );
+    let lan_l3 = &udp4(
+        [0; 6],
+        [0; 6],
+        [192, 168, 1, 10],
+        [192, 168, 8, 10],
+        1000,
+        2000,
+        64,
+        b"g",
+    )[14..];
+    let out = one(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            [192, 168, 1, 10],
+            [192, 168, 8, 10],
+            1000,
+            2000,
+            64,
+            b"g",
+        ),
+        secs(2),
+        Port::Iface(GUEST),
+    );
     let mut want_l3 = lan_l3.to_vec();
     want_l3[8] = 63;
     let c = {
@@ -234,13 +318,40 @@ fn pppoe_wan_and_vlan_lans() {
         nft_wire::checksum::checksum(&want_l3[..20])
     };
     want_l3[10..12].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(out, tagged([2, 0, 0, 0, 8, 0x10], LAN_MAC, &[(0x88a8, 100), (0x8100, 8)], &want_l3));
+    assert_eq!(
+        out,
+        tagged(
+            [2, 0, 0, 0, 8, 0x10],
+            LAN_MAC,
+            &[(0x88a8, 100), (0x8100, 8)],
+            &want_l3
+        )
+    );
     // rules see the logical interface: iot → guest is dropped
-    let to_guest = tagged(LAN_MAC, [2, 0, 0, 0, 7, 0x10], &[(0x8100, 7)], &udp4([0; 6], [0; 6], [192, 168, 7, 10], [192, 168, 8, 10], 1, 2, 64, b"")[14..]);
+    let to_guest = tagged(
+        LAN_MAC,
+        [2, 0, 0, 0, 7, 0x10],
+        &[(0x8100, 7)],
+        &udp4(
+            [0; 6],
+            [0; 6],
+            [192, 168, 7, 10],
+            [192, 168, 8, 10],
+            1,
+            2,
+            64,
+            b"",
+        )[14..],
+    );
     none(&mut r, IOT, to_guest, secs(2));
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 1);
     // an unknown tag on the LAN port
-    none(&mut r, LAN, tagged(LAN_MAC, CLIENT_MAC, &[(0x8100, 9)], iot_l3), secs(2));
+    none(
+        &mut r,
+        LAN,
+        tagged(LAN_MAC, CLIENT_MAC, &[(0x8100, 9)], iot_l3),
+        secs(2),
+    );
     assert_eq!(r.counters().dropped(Drop::UnknownEncap), 2);
 }
 
@@ -294,7 +405,21 @@ fn every_hook_and_verdict() {
     let mut r = router_with(TOPOLOGY, HOOK_RULES, Config::default());
     let lan = |sport, dport| udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, sport, dport, 64, b"x");
     // netdev ingress drop, only on its device
-    none(&mut r, WAN, udp4(GW_MAC, WAN_MAC, [203, 0, 113, 66], ROUTER_WAN, 1, 7000, 64, b""), secs(1));
+    none(
+        &mut r,
+        WAN,
+        udp4(
+            GW_MAC,
+            WAN_MAC,
+            [203, 0, 113, 66],
+            ROUTER_WAN,
+            1,
+            7000,
+            64,
+            b"",
+        ),
+        secs(1),
+    );
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 1);
     // raw notrack: the forward chain sees it untracked, no connection is made
     one(&mut r, LAN, lan(1, 4444), secs(1), Port::Iface(WAN));
@@ -307,14 +432,41 @@ fn every_hook_and_verdict() {
     none(&mut r, LAN, lan(1, 6666), secs(1));
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 2);
     // jump/return and goto: the subchain returns for sport 1, drops otherwise
-    one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 7777, 64, b""), secs(1), Port::Host);
-    none(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 2, 7777, 64, b""), secs(1));
+    one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 7777, 64, b""),
+        secs(1),
+        Port::Host,
+    );
+    none(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 2, 7777, 64, b""),
+        secs(1),
+    );
     // goto replaces the frame: return from sub ends the base chain (policy accept)
-    one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 7778, 64, b""), secs(1), Port::Host);
-    none(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 2, 7778, 64, b""), secs(1));
+    one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 7778, 64, b""),
+        secs(1),
+        Port::Host,
+    );
+    none(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 2, 7778, 64, b""),
+        secs(1),
+    );
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 4);
     // queue without a listener
-    none(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 7779, 64, b""), secs(1));
+    none(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 7779, 64, b""),
+        secs(1),
+    );
     assert_eq!(r.counters().dropped(Drop::Queue), 1);
     // continue goes on to the next rule; forward policy drop for the rest
     one(&mut r, LAN, lan(1, 8888), secs(1), Port::Iface(WAN));
@@ -328,7 +480,13 @@ fn every_hook_and_verdict() {
     assert_eq!(one(&mut r, LAN, ping.clone(), secs(1), Port::Host), ping);
     let rep = r.report(secs(1));
     assert_eq!(rep.host_packets, 3);
-    assert!(rep.top_rules.iter().any(|h| h.rule.contains("notrack") && h.hits == 1), "{:?}", rep.top_rules);
+    assert!(
+        rep.top_rules
+            .iter()
+            .any(|h| h.rule.contains("notrack") && h.hits == 1),
+        "{:?}",
+        rep.top_rules
+    );
     assert_eq!(r.rule_state().counters[0].0, 1);
 }
 
@@ -336,7 +494,13 @@ fn every_hook_and_verdict() {
 fn conntrack_gc_runs_from_process() {
     let mut r = router();
     for p in 0..10u16 {
-        one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 6000 + p, 53, 64, b"q"), secs(1), Port::Iface(WAN));
+        one(
+            &mut r,
+            LAN,
+            udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 6000 + p, 53, 64, b"q"),
+            secs(1),
+            Port::Iface(WAN),
+        );
     }
     assert_eq!(r.conntrack().len(), 10);
     // 30 s unreplied timeout: an empty burst at t = 100 s collects them within its budget
@@ -349,13 +513,24 @@ fn conntrack_gc_runs_from_process() {
 #[test]
 fn a_burst_keeps_order_and_empties_its_frames() {
     let mut r = router();
-    let mut burst: Vec<Frame> = (0..4u16).map(|i| Frame { ingress: LAN, data: udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 7000 + i, 53, 64, b"q") }).collect();
+    let mut burst: Vec<Frame> = (0..4u16)
+        .map(|i| Frame {
+            ingress: LAN,
+            data: udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 7000 + i, 53, 64, b"q"),
+        })
+        .collect();
     let mut out = vec![];
     r.process(&mut burst, secs(1), &mut out);
     assert!(burst.iter().all(|f| f.data.is_empty()));
-    let ports: Vec<u16> = out.iter().map(|t| check(&t.data).ports.unwrap().1).collect();
+    let ports: Vec<u16> = out
+        .iter()
+        .map(|t| check(&t.data).ports.unwrap().1)
+        .collect();
     assert_eq!(ports, [53; 4]);
-    let sports: Vec<u16> = out.iter().map(|t| check(&t.data).ports.unwrap().0).collect();
+    let sports: Vec<u16> = out
+        .iter()
+        .map(|t| check(&t.data).ports.unwrap().0)
+        .collect();
     assert!(sports.windows(2).all(|w| w[0] != w[1]));
 }
 

@@ -8,18 +8,69 @@ use nft_engine::Port;
 #[test]
 fn masquerade_both_directions() {
     let mut r = router();
-    let out = one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 5000, 53, 64, b"query"), secs(1), Port::Iface(WAN));
+    let out = one(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            [8, 8, 8, 8],
+            5000,
+            53,
+            64,
+            b"query",
+        ),
+        secs(1),
+        Port::Iface(WAN),
+    );
     // source NAT to the WAN address, port into the masquerade range; TTL one less
     let m = check(&out);
     let (sport, dport) = m.ports.unwrap();
     assert!((40000..=40999).contains(&sport), "{sport}");
     assert_eq!(dport, 53);
-    let want = udp4(WAN_MAC, GW_MAC, ROUTER_WAN, [8, 8, 8, 8], sport, 53, 63, b"query");
+    let want = udp4(
+        WAN_MAC,
+        GW_MAC,
+        ROUTER_WAN,
+        [8, 8, 8, 8],
+        sport,
+        53,
+        63,
+        b"query",
+    );
     assert_eq!(out, want);
 
     // the answer finds the connection and goes back to the client, translated back
-    let back = one(&mut r, WAN, udp4(GW_MAC, WAN_MAC, [8, 8, 8, 8], ROUTER_WAN, 53, sport, 60, b"answer"), secs(2), Port::Iface(LAN));
-    assert_eq!(back, udp4(LAN_MAC, CLIENT_MAC, [8, 8, 8, 8], CLIENT, 53, 5000, 59, b"answer"));
+    let back = one(
+        &mut r,
+        WAN,
+        udp4(
+            GW_MAC,
+            WAN_MAC,
+            [8, 8, 8, 8],
+            ROUTER_WAN,
+            53,
+            sport,
+            60,
+            b"answer",
+        ),
+        secs(2),
+        Port::Iface(LAN),
+    );
+    assert_eq!(
+        back,
+        udp4(
+            LAN_MAC,
+            CLIENT_MAC,
+            [8, 8, 8, 8],
+            CLIENT,
+            53,
+            5000,
+            59,
+            b"answer"
+        )
+    );
 
     let rep = r.report(secs(2));
     assert_eq!(rep.packets_in, 2);
@@ -35,31 +86,99 @@ fn masquerade_both_directions() {
 #[test]
 fn dnat_port_forward_inbound_and_back() {
     let mut r = router();
-    let syn = tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 41000, 8080, 7, Tcp::Syn, b"");
+    let syn = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        41000,
+        8080,
+        7,
+        Tcp::Syn,
+        b"",
+    );
     let fwd = one(&mut r, WAN, syn, secs(1), Port::Iface(LAN));
-    let mut want = tcp4(LAN_MAC, SERVER_MAC, REMOTE, SERVER, 41000, 80, 7, Tcp::Syn, b"");
+    let mut want = tcp4(
+        LAN_MAC,
+        SERVER_MAC,
+        REMOTE,
+        SERVER,
+        41000,
+        80,
+        7,
+        Tcp::Syn,
+        b"",
+    );
     want[14 + 8] = 63; // TTL
     fix_ipv4_checksum(&mut want);
     assert_eq!(fwd, want);
 
-    let synack = tcp4(SERVER_MAC, LAN_MAC, SERVER, REMOTE, 80, 41000, 900, Tcp::SynAck(8), b"");
+    let synack = tcp4(
+        SERVER_MAC,
+        LAN_MAC,
+        SERVER,
+        REMOTE,
+        80,
+        41000,
+        900,
+        Tcp::SynAck(8),
+        b"",
+    );
     let back = one(&mut r, LAN, synack, secs(1), Port::Iface(WAN));
-    let mut want = tcp4(WAN_MAC, GW_MAC, ROUTER_WAN, REMOTE, 8080, 41000, 900, Tcp::SynAck(8), b"");
+    let mut want = tcp4(
+        WAN_MAC,
+        GW_MAC,
+        ROUTER_WAN,
+        REMOTE,
+        8080,
+        41000,
+        900,
+        Tcp::SynAck(8),
+        b"",
+    );
     want[14 + 8] = 63;
     fix_ipv4_checksum(&mut want);
     assert_eq!(back, want);
     assert_eq!(r.report(secs(1)).connections.get("tcp syn_recv"), Some(&1));
     // nothing forwards to port 8081
-    none(&mut r, WAN, tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 41001, 8081, 7, Tcp::Syn, b""), secs(1));
+    none(
+        &mut r,
+        WAN,
+        tcp4(
+            GW_MAC,
+            WAN_MAC,
+            REMOTE,
+            ROUTER_WAN,
+            41001,
+            8081,
+            7,
+            Tcp::Syn,
+            b"",
+        ),
+        secs(1),
+    );
     assert_eq!(r.counters().dropped(Drop::PolicyDrop), 1);
 
     // an error about a forwarded packet quotes it as it arrived, before DNAT
-    let mut expiring = tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 41002, 8080, 7, Tcp::Syn, b"");
+    let mut expiring = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        41002,
+        8080,
+        7,
+        Tcp::Syn,
+        b"",
+    );
     expiring[14 + 8] = 1;
     fix_ipv4_checksum(&mut expiring);
     let err = one(&mut r, WAN, expiring.clone(), secs(1), Port::Iface(WAN));
     let m = check(&err);
-    assert_eq!((m.src_addr, m.dst_addr), (Some(ROUTER_WAN.into()), Some(REMOTE.into())));
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(ROUTER_WAN.into()), Some(REMOTE.into()))
+    );
     let l4 = m.payload_offset.unwrap();
     // the whole packet: icmp_send quotes up to 576 bytes, not RFC 792's header + 8
     assert_eq!(&err[l4..], &expiring[14..]);
@@ -74,13 +193,43 @@ fn fix_ipv4_checksum(f: &mut [u8]) {
 fn tcp_flow_add_admission_follows_the_kernel() {
     let mut r = router();
     let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 50000, 443, seq, k, p);
-    let out = one(&mut r, LAN, c(100, Tcp::Syn, b""), secs(1), Port::Iface(WAN));
+    let out = one(
+        &mut r,
+        LAN,
+        c(100, Tcp::Syn, b""),
+        secs(1),
+        Port::Iface(WAN),
+    );
     let sport = check(&out).ports.unwrap().0;
     let s = |seq, k| tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 443, sport, seq, k, b"");
-    one(&mut r, WAN, s(7000, Tcp::SynAck(101)), secs(1), Port::Iface(LAN));
-    one(&mut r, LAN, c(101, Tcp::Ack(7001), b""), secs(1), Port::Iface(WAN));
-    one(&mut r, LAN, c(101, Tcp::Ack(7001), b"GET /"), secs(1), Port::Iface(WAN));
-    one(&mut r, LAN, c(106, Tcp::Fin(7001), b""), secs(2), Port::Iface(WAN));
+    one(
+        &mut r,
+        WAN,
+        s(7000, Tcp::SynAck(101)),
+        secs(1),
+        Port::Iface(LAN),
+    );
+    one(
+        &mut r,
+        LAN,
+        c(101, Tcp::Ack(7001), b""),
+        secs(1),
+        Port::Iface(WAN),
+    );
+    one(
+        &mut r,
+        LAN,
+        c(101, Tcp::Ack(7001), b"GET /"),
+        secs(1),
+        Port::Iface(WAN),
+    );
+    one(
+        &mut r,
+        LAN,
+        c(106, Tcp::Fin(7001), b""),
+        secs(2),
+        Port::Iface(WAN),
+    );
     let rep = r.report(secs(2));
     // SYN and SYN-ACK: not established (checked before confirmation, as the kernel does);
     // the handshake's ACK: admitted, so the data takes the fast path and asks nothing; the
@@ -118,7 +267,15 @@ fn udp_is_admitted_once_assured() {
 #[test]
 fn related_icmp_error_is_translated_back_to_the_client() {
     let mut r = router();
-    let out = one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 64, b"probe"), secs(1), Port::Iface(WAN));
+    let out = one(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 64, b"probe",
+        ),
+        secs(1),
+        Port::Iface(WAN),
+    );
     let sport = check(&out).ports.unwrap().0;
     assert_ne!(sport, 5000);
     // the remote host answers port unreachable, quoting the translated datagram
@@ -126,7 +283,9 @@ fn related_icmp_error_is_translated_back_to_the_client() {
     let err = icmp4_unreach_frame(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 3, quoted);
     let back = one(&mut r, WAN, err, secs(1), Port::Iface(LAN));
     // the client sees its own datagram quoted: source address and port translated back
-    let original = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 63, b"probe");
+    let original = udp4(
+        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 63, b"probe",
+    );
     let mut want = icmp4_unreach_frame(LAN_MAC, CLIENT_MAC, REMOTE, CLIENT, 3, &original[14..]);
     want[14 + 8] = 63;
     fix_ipv4_checksum(&mut want);
@@ -136,8 +295,19 @@ fn related_icmp_error_is_translated_back_to_the_client() {
 }
 
 /// Ethernet + IPv4 + ICMP destination unreachable with `code`, quoting `quoted` whole.
-fn icmp4_unreach_frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], code: u8, quoted: &[u8]) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::from_values(code, 0).unwrap()));
+fn icmp4_unreach_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    code: u8,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::from_values(code, 0).unwrap(),
+        ));
     let mut out = vec![];
     b.write(&mut out, quoted).unwrap();
     out
@@ -147,7 +317,17 @@ fn icmp4_unreach_frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u
 fn reject_with_tcp_reset_sends_the_kernels_reset() {
     let mut r = router();
     // to the router itself, from the WAN: the input chain rejects port 22
-    let syn = tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 41000, 22, 5000, Tcp::Syn, b"");
+    let syn = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        41000,
+        22,
+        5000,
+        Tcp::Syn,
+        b"",
+    );
     let rst = one(&mut r, WAN, syn, secs(1), Port::Iface(WAN));
     let m = check(&rst);
     assert_eq!(&rst[0..12], &[GW_MAC, WAN_MAC].concat()[..]);
@@ -156,7 +336,8 @@ fn reject_with_tcp_reset_sends_the_kernels_reset() {
     assert_eq!((t.seq_number, t.ack_number, t.window_len), (0, 5001, 0));
     // byte for byte what nf_send_reset makes: DF, TTL 64, id 0, no options
     let mut want = vec![];
-    let mut ip = etherparse::Ipv4Header::new(20, 64, etherparse::IpNumber::TCP, ROUTER_WAN, REMOTE).unwrap();
+    let mut ip =
+        etherparse::Ipv4Header::new(20, 64, etherparse::IpNumber::TCP, ROUTER_WAN, REMOTE).unwrap();
     ip.dont_fragment = true;
     ip.identification = 0;
     let mut tcp = etherparse::TcpHeader::new(22, 41000, 0, 0);
@@ -164,19 +345,53 @@ fn reject_with_tcp_reset_sends_the_kernels_reset() {
     tcp.ack = true;
     tcp.acknowledgment_number = 5001;
     tcp.checksum = tcp.calc_checksum_ipv4(&ip, &[]).unwrap();
-    etherparse::Ethernet2Header { source: WAN_MAC, destination: GW_MAC, ether_type: etherparse::EtherType::IPV4 }.write(&mut want).unwrap();
+    etherparse::Ethernet2Header {
+        source: WAN_MAC,
+        destination: GW_MAC,
+        ether_type: etherparse::EtherType::IPV4,
+    }
+    .write(&mut want)
+    .unwrap();
     ip.header_checksum = ip.calc_header_checksum();
     ip.write(&mut want).unwrap();
     tcp.write(&mut want).unwrap();
     assert_eq!(rst, want);
 
     // a segment with ACK gets a reset whose sequence number is that ACK
-    let ack = tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 41000, 22, 5000, Tcp::Ack(777), b"data");
+    let ack = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        41000,
+        22,
+        5000,
+        Tcp::Ack(777),
+        b"data",
+    );
     let rst = one(&mut r, WAN, ack, secs(1), Port::Iface(WAN));
     let t = check(&rst).tcp.unwrap();
-    assert_eq!((t.flags, t.seq_number, t.ack_number), (nft_wire::TcpFlags::RST, 777, 0));
+    assert_eq!(
+        (t.flags, t.seq_number, t.ack_number),
+        (nft_wire::TcpFlags::RST, 777, 0)
+    );
     // a reset is never answered
-    none(&mut r, WAN, tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 41000, 22, 5000, Tcp::Rst, b""), secs(1));
+    none(
+        &mut r,
+        WAN,
+        tcp4(
+            GW_MAC,
+            WAN_MAC,
+            REMOTE,
+            ROUTER_WAN,
+            41000,
+            22,
+            5000,
+            Tcp::Rst,
+            b"",
+        ),
+        secs(1),
+    );
     let rep = r.report(secs(1));
     assert_eq!(rep.tcp_resets_sent, 2);
     assert_eq!(rep.drops.get("rule_drop"), Some(&3));
@@ -185,13 +400,35 @@ fn reject_with_tcp_reset_sends_the_kernels_reset() {
 #[test]
 fn reject_forwarded_tcp_and_udp() {
     let mut r = router();
-    let syn = tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 41000, 23, 1, Tcp::Syn, b"");
+    let syn = tcp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT,
+        REMOTE,
+        41000,
+        23,
+        1,
+        Tcp::Syn,
+        b"",
+    );
     let rst = one(&mut r, LAN, syn, secs(1), Port::Iface(LAN));
     let m = check(&rst);
-    assert_eq!((m.src_addr, m.dst_addr), (Some(REMOTE.into()), Some(CLIENT.into())));
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(REMOTE.into()), Some(CLIENT.into()))
+    );
     assert_eq!(m.ports, Some((23, 41000)));
     // icmpx port-unreachable for IPv4 is ICMP 3/3, from the LAN address, quoting the packet
-    let probe = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 7, 64, b"echo me please");
+    let probe = udp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT,
+        REMOTE,
+        5000,
+        7,
+        64,
+        b"echo me please",
+    );
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
     let mut quoted = probe[14..].to_vec();
     quoted[8] = 63; // the kernel quotes the packet after ip_forward's decrement
@@ -216,10 +453,15 @@ fn reject_forwarded_tcp_and_udp() {
 #[test]
 fn reject_to_the_router_with_icmp_port_unreachable() {
     let mut r = router();
-    let probe = udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 5000, 9999, 64, b"hello");
+    let probe = udp4(
+        CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 5000, 9999, 64, b"hello",
+    );
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
     let m = check(&err);
-    assert_eq!((m.src_addr, m.dst_addr), (Some(ROUTER_LAN.into()), Some(CLIENT.into())));
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(ROUTER_LAN.into()), Some(CLIENT.into()))
+    );
     let icmp = m.icmp.unwrap();
     assert_eq!((icmp.msg_type, icmp.code), (3, 3));
     let data = &err[m.payload_offset.unwrap()..m.l3_end];
@@ -229,9 +471,22 @@ fn reject_to_the_router_with_icmp_port_unreachable() {
 #[test]
 fn ttl_expiry_sends_time_exceeded() {
     let mut r = router();
-    let probe = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 1, b"traceroute");
+    let probe = udp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT,
+        REMOTE,
+        5000,
+        33434,
+        1,
+        b"traceroute",
+    );
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
-    let b = etherparse::PacketBuilder::ethernet2(LAN_MAC, CLIENT_MAC).ipv4(ROUTER_LAN, CLIENT, 64).icmpv4(etherparse::Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit));
+    let b = etherparse::PacketBuilder::ethernet2(LAN_MAC, CLIENT_MAC)
+        .ipv4(ROUTER_LAN, CLIENT, 64)
+        .icmpv4(etherparse::Icmpv4Type::TimeExceeded(
+            etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit,
+        ));
     let mut want = vec![];
     b.write(&mut want, &probe[14..]).unwrap();
     want[15] = 0xc0;
@@ -239,10 +494,16 @@ fn ttl_expiry_sends_time_exceeded() {
     fix_ipv4_checksum(&mut want);
     assert_eq!(err, want);
     assert_eq!(r.counters().dropped(Drop::TtlExceeded), 1);
-    assert_eq!(r.conntrack().len(), 0, "the dropped packet's connection is discarded");
+    assert_eq!(
+        r.conntrack().len(),
+        0,
+        "the dropped packet's connection is discarded"
+    );
 
     // IPv6: hop limit 1 gets ICMPv6 time exceeded (type 3) from the LAN address
-    let probe6 = udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 33434, 1, b"trace6");
+    let probe6 = udp6(
+        CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 33434, 1, b"trace6",
+    );
     let err6 = one(&mut r, LAN, probe6.clone(), secs(1), Port::Iface(LAN));
     let m = check(&err6);
     assert_eq!(m.src_addr, Some(std::net::IpAddr::from(ROUTER_LAN6)));
@@ -255,7 +516,13 @@ fn mtu_frag_needed_and_packet_too_big() {
     let mut r = router();
     let big = vec![0x55u8; 1400];
     // etherparse sets DF on IPv4
-    let err = one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 9, 64, &big), secs(1), Port::Iface(LAN));
+    let err = one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 9, 64, &big),
+        secs(1),
+        Port::Iface(LAN),
+    );
     let m = check(&err);
     let icmp = m.icmp.unwrap();
     assert_eq!((icmp.msg_type, icmp.code), (3, 4));
@@ -270,7 +537,13 @@ fn mtu_frag_needed_and_packet_too_big() {
     none(&mut r, LAN, nodf, secs(1));
     assert_eq!(r.counters().dropped(Drop::NeedsFragmentation), 1);
 
-    let err6 = one(&mut r, LAN, udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 9, 64, &big), secs(1), Port::Iface(LAN));
+    let err6 = one(
+        &mut r,
+        LAN,
+        udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 9, 64, &big),
+        secs(1),
+        Port::Iface(LAN),
+    );
     let m = check(&err6);
     assert_eq!(m.icmp.unwrap().msg_type, 2);
     let l4 = m.l4_offset.unwrap();
@@ -281,51 +554,207 @@ fn mtu_frag_needed_and_packet_too_big() {
 
 #[test]
 fn conntrack_limit_refuses_new_and_keeps_established() {
-    let cfg = nft_engine::Config { conntrack: nft_conntrack::Config { max_entries: 2, ..Default::default() }, ..Default::default() };
+    let cfg = nft_engine::Config {
+        conntrack: nft_conntrack::Config {
+            max_entries: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let mut r = router_with(TOPOLOGY, RULES, cfg);
     let mut ports = vec![];
     for cport in [50001u16, 50002] {
         let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, cport, 443, seq, k, p);
-        let out = one(&mut r, LAN, c(100, Tcp::Syn, b""), secs(1), Port::Iface(WAN));
+        let out = one(
+            &mut r,
+            LAN,
+            c(100, Tcp::Syn, b""),
+            secs(1),
+            Port::Iface(WAN),
+        );
         let sport = check(&out).ports.unwrap().0;
-        one(&mut r, WAN, tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 443, sport, 9000, Tcp::SynAck(101), b""), secs(1), Port::Iface(LAN));
-        one(&mut r, LAN, c(101, Tcp::Ack(9001), b""), secs(1), Port::Iface(WAN));
+        one(
+            &mut r,
+            WAN,
+            tcp4(
+                GW_MAC,
+                WAN_MAC,
+                REMOTE,
+                ROUTER_WAN,
+                443,
+                sport,
+                9000,
+                Tcp::SynAck(101),
+                b"",
+            ),
+            secs(1),
+            Port::Iface(LAN),
+        );
+        one(
+            &mut r,
+            LAN,
+            c(101, Tcp::Ack(9001), b""),
+            secs(1),
+            Port::Iface(WAN),
+        );
         ports.push(sport);
     }
     // both assured: nothing to drop early, the third connection is refused
-    none(&mut r, LAN, tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 50003, 443, 100, Tcp::Syn, b""), secs(2));
+    none(
+        &mut r,
+        LAN,
+        tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            50003,
+            443,
+            100,
+            Tcp::Syn,
+            b"",
+        ),
+        secs(2),
+    );
     assert_eq!(r.counters().dropped(Drop::CtTableFull), 1);
     // the established ones keep flowing, both ways
-    one(&mut r, LAN, tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 50001, 443, 101, Tcp::Ack(9001), b"more"), secs(3), Port::Iface(WAN));
-    one(&mut r, WAN, tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 443, ports[1], 9001, Tcp::Ack(101), b"data"), secs(3), Port::Iface(LAN));
-    assert_eq!(r.report(secs(3)).connections.get("tcp established"), Some(&2));
+    one(
+        &mut r,
+        LAN,
+        tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            50001,
+            443,
+            101,
+            Tcp::Ack(9001),
+            b"more",
+        ),
+        secs(3),
+        Port::Iface(WAN),
+    );
+    one(
+        &mut r,
+        WAN,
+        tcp4(
+            GW_MAC,
+            WAN_MAC,
+            REMOTE,
+            ROUTER_WAN,
+            443,
+            ports[1],
+            9001,
+            Tcp::Ack(101),
+            b"data",
+        ),
+        secs(3),
+        Port::Iface(LAN),
+    );
+    assert_eq!(
+        r.report(secs(3)).connections.get("tcp established"),
+        Some(&2)
+    );
 }
 
 #[test]
 fn routes_blackhole_unreachable_no_route_and_no_neighbour() {
     let mut r = router();
-    none(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, [10, 66, 1, 1], 5000, 9, 64, b"x"), secs(1));
+    none(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            [10, 66, 1, 1],
+            5000,
+            9,
+            64,
+            b"x",
+        ),
+        secs(1),
+    );
     assert_eq!(r.counters().dropped(Drop::Blackhole), 1);
-    let err = one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, [10, 67, 1, 1], 5000, 9, 64, b"x"), secs(1), Port::Iface(LAN));
+    let err = one(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            [10, 67, 1, 1],
+            5000,
+            9,
+            64,
+            b"x",
+        ),
+        secs(1),
+        Port::Iface(LAN),
+    );
     assert_eq!(check(&err).icmp.map(|i| (i.msg_type, i.code)), Some((3, 1)));
     assert_eq!(r.counters().dropped(Drop::Unreachable), 1);
     // the next hop 192.168.1.99 has no static neighbour
-    none(&mut r, WAN, udp4(GW_MAC, WAN_MAC, REMOTE, [10, 99, 0, 1], 5000, 9, 64, b"x"), secs(1));
+    none(
+        &mut r,
+        WAN,
+        udp4(GW_MAC, WAN_MAC, REMOTE, [10, 99, 0, 1], 5000, 9, 64, b"x"),
+        secs(1),
+    );
     // (the forward policy drops WAN → LAN first; let the LAN reach it instead)
     assert_eq!(r.counters().dropped(Drop::PolicyDrop), 1);
-    none(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, [192, 168, 1, 77], 5000, 9, 64, b"x"), secs(1));
-    assert_eq!(r.counters().dropped(Drop::NoNeighbour), 0, "LAN to LAN is not allowed by the forward chain");
+    none(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            [192, 168, 1, 77],
+            5000,
+            9,
+            64,
+            b"x",
+        ),
+        secs(1),
+    );
+    assert_eq!(
+        r.counters().dropped(Drop::NoNeighbour),
+        0,
+        "LAN to LAN is not allowed by the forward chain"
+    );
     assert_eq!(r.counters().dropped(Drop::PolicyDrop), 2);
 }
 
 #[test]
 fn other_host_and_non_ip_frames() {
     let mut r = router();
-    none(&mut r, LAN, udp4(CLIENT_MAC, [2, 9, 9, 9, 9, 9], CLIENT, REMOTE, 1, 2, 64, b""), secs(1));
+    none(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            [2, 9, 9, 9, 9, 9],
+            CLIENT,
+            REMOTE,
+            1,
+            2,
+            64,
+            b"",
+        ),
+        secs(1),
+    );
     assert_eq!(r.counters().dropped(Drop::OtherHost), 1);
     // ARP for the router's LAN address is answered
     let mut arp = vec![];
-    etherparse::Ethernet2Header { source: CLIENT_MAC, destination: [0xff; 6], ether_type: etherparse::EtherType::ARP }.write(&mut arp).unwrap();
+    etherparse::Ethernet2Header {
+        source: CLIENT_MAC,
+        destination: [0xff; 6],
+        ether_type: etherparse::EtherType::ARP,
+    }
+    .write(&mut arp)
+    .unwrap();
     arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
     arp.extend_from_slice(&CLIENT_MAC);
     arp.extend_from_slice(&CLIENT);
@@ -352,24 +781,79 @@ fn fast_path_hit_is_sent_from_its_slot() {
     use nft_flowtable::FrameSlot;
     let mut r = router();
     let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 50000, 443, seq, k, p);
-    let out = one(&mut r, LAN, c(100, Tcp::Syn, b""), secs(1), Port::Iface(WAN));
+    let out = one(
+        &mut r,
+        LAN,
+        c(100, Tcp::Syn, b""),
+        secs(1),
+        Port::Iface(WAN),
+    );
     let sport = check(&out).ports.unwrap().0;
-    one(&mut r, WAN, tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 443, sport, 7000, Tcp::SynAck(101), b""), secs(1), Port::Iface(LAN));
-    let ack = one(&mut r, LAN, c(101, Tcp::Ack(7001), b""), secs(1), Port::Iface(WAN));
+    one(
+        &mut r,
+        WAN,
+        tcp4(
+            GW_MAC,
+            WAN_MAC,
+            REMOTE,
+            ROUTER_WAN,
+            443,
+            sport,
+            7000,
+            Tcp::SynAck(101),
+            b"",
+        ),
+        secs(1),
+        Port::Iface(LAN),
+    );
+    let ack = one(
+        &mut r,
+        LAN,
+        c(101, Tcp::Ack(7001), b""),
+        secs(1),
+        Port::Iface(WAN),
+    );
     assert_eq!(r.report(secs(1)).flows_offloaded, 1);
 
     let lan = u16::try_from(LAN).unwrap();
-    let mut slots = vec![FrameSlot::new(lan, &c(101, Tcp::Ack(7001), b"")), FrameSlot::new(lan, &udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 5000, 53, 64, b"q"))];
+    let mut slots = vec![
+        FrameSlot::new(lan, &c(101, Tcp::Ack(7001), b"")),
+        FrameSlot::new(
+            lan,
+            &udp4(
+                CLIENT_MAC,
+                LAN_MAC,
+                CLIENT,
+                [8, 8, 8, 8],
+                5000,
+                53,
+                64,
+                b"q",
+            ),
+        ),
+    ];
     let buf = slots[0].frame().as_ptr() as usize;
     let mut sent = vec![];
     r.process_slots(&mut slots, secs(1), &mut sent);
     assert_eq!(sent.len(), 2, "{sent:?}");
-    assert_eq!(sent[0], Sent::Slot { slot: 0, egress: WAN });
+    assert_eq!(
+        sent[0],
+        Sent::Slot {
+            slot: 0,
+            egress: WAN
+        }
+    );
     // the same bytes the slow path sent for the same segment, in the same buffer (the
     // frame's start moves only to pop or push a link header)
     assert_eq!(slots[0].frame(), &ack[..]);
-    assert!(slots[0].frame().as_ptr() as usize >= buf - nft_flowtable::HEADROOM && (slots[0].frame().as_ptr() as usize) <= buf + 64);
-    assert!(matches!(&sent[1], Sent::Frame(f) if f.egress == Port::Iface(WAN)), "{sent:?}");
+    assert!(
+        slots[0].frame().as_ptr() as usize >= buf - nft_flowtable::HEADROOM
+            && (slots[0].frame().as_ptr() as usize) <= buf + 64
+    );
+    assert!(
+        matches!(&sent[1], Sent::Frame(f) if f.egress == Port::Iface(WAN)),
+        "{sent:?}"
+    );
     let rep = r.report(secs(1));
     assert_eq!((rep.fast_path_packets, rep.packets_out), (1, 5));
 }

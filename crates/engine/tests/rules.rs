@@ -1,12 +1,17 @@
 //! Compiled rulesets against real packets: verdicts, jumps, sets, counters, NAT and reject
 //! hand-offs.
 
-use nft_engine::rules::{compile, pkt_from_frame, run_hook, Actions, CtInfo, Hook, HookVerdict, NatSpec, Pkt, Reject, State};
+use nft_engine::rules::{
+    compile, pkt_from_frame, run_hook, Actions, CtInfo, Hook, HookVerdict, NatSpec, Pkt, Reject,
+    State,
+};
 use nft_lang::ast::Family;
 use nft_lang::ruleset::{load_str, LoadOpts};
 
 fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, syn: bool) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64).tcp(sport, dport, 1000, 65535);
+    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 65535);
     let b = if syn { b.syn() } else { b.ack(1) };
     let mut out = vec![];
     b.write(&mut out, b"hello").unwrap();
@@ -15,7 +20,11 @@ fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, syn: bool) -> Vec<u8
 
 fn udp6(dport: u16) -> Vec<u8> {
     let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+        .ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
         .udp(5353, dport);
     let mut out = vec![];
     b.write(&mut out, b"q").unwrap();
@@ -81,17 +90,36 @@ table inet fw {
 "#;
 
 fn setup() -> (nft_engine::rules::Ruleset, State) {
-    let ast = load_str("rules.nft", RULES, &LoadOpts::default()).map_err(|e| e.rendered).unwrap();
+    let ast = load_str("rules.nft", RULES, &LoadOpts::default())
+        .map_err(|e| e.rendered)
+        .unwrap();
     let rs = compile(&ast).unwrap();
     let st = State::new(&rs);
     (rs, st)
 }
 
-fn run(rs: &nft_engine::rules::Ruleset, st: &mut State, hook: Hook, frame: &mut Vec<u8>, iif: &str, ct: Option<CtInfo>, rec: &mut Rec) -> (HookVerdict, u32) {
+fn run(
+    rs: &nft_engine::rules::Ruleset,
+    st: &mut State,
+    hook: Hook,
+    frame: &mut Vec<u8>,
+    iif: &str,
+    ct: Option<CtInfo>,
+    rec: &mut Rec,
+) -> (HookVerdict, u32) {
     let m = nft_wire::parse_frame(frame).unwrap();
     let mut p = pkt_from_frame(frame, &m, 1, iif);
     p.ct = ct;
-    let v = run_hook(rs, st, hook, &[Family::Inet, Family::Ip], &mut p, 0, rec, None);
+    let v = run_hook(
+        rs,
+        st,
+        hook,
+        &[Family::Inet, Family::Ip],
+        &mut p,
+        0,
+        rec,
+        None,
+    );
     (v, p.mark)
 }
 
@@ -100,16 +128,49 @@ fn input_verdicts() {
     let (rs, mut st) = setup();
     let mut rec = Rec::default();
     let mut ssh = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 22, true);
-    assert_eq!(run(&rs, &mut st, Hook::Input, &mut ssh, "lan", None, &mut rec).0, HookVerdict::Accept);
+    assert_eq!(
+        run(&rs, &mut st, Hook::Input, &mut ssh, "lan", None, &mut rec).0,
+        HookVerdict::Accept
+    );
     let mut blocked = tcp4([10, 9, 3, 4], [192, 168, 1, 1], 40000, 22, true);
-    assert_eq!(run(&rs, &mut st, Hook::Input, &mut blocked, "lan", None, &mut rec).0, HookVerdict::Drop);
+    assert_eq!(
+        run(
+            &rs,
+            &mut st,
+            Hook::Input,
+            &mut blocked,
+            "lan",
+            None,
+            &mut rec
+        )
+        .0,
+        HookVerdict::Drop
+    );
     // port 25 from the LAN: no rule accepts it, the mark is set, the policy drops it
     let mut smtp = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 25, true);
-    assert_eq!(run(&rs, &mut st, Hook::Input, &mut smtp, "lan", None, &mut rec), (HookVerdict::Drop, 0x2a));
+    assert_eq!(
+        run(&rs, &mut st, Hook::Input, &mut smtp, "lan", None, &mut rec),
+        (HookVerdict::Drop, 0x2a)
+    );
     // established connections pass whatever the port
-    let est = CtInfo { state: 2, ..Default::default() };
+    let est = CtInfo {
+        state: 2,
+        ..Default::default()
+    };
     let mut any = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 25, false);
-    assert_eq!(run(&rs, &mut st, Hook::Input, &mut any, "lan", Some(est), &mut rec).0, HookVerdict::Accept);
+    assert_eq!(
+        run(
+            &rs,
+            &mut st,
+            Hook::Input,
+            &mut any,
+            "lan",
+            Some(est),
+            &mut rec
+        )
+        .0,
+        HookVerdict::Accept
+    );
     // counters: the blocked packet counted once; ssh once (with its L3 length)
     assert_eq!(st.counters[0].0, 1);
     assert_eq!(st.counters[1], (1, ssh.len() as u64 - 14));
@@ -120,13 +181,37 @@ fn reject_and_log_go_to_actions() {
     let (rs, mut st) = setup();
     let mut rec = Rec::default();
     let mut telnet = tcp4([198, 18, 0, 9], [198, 18, 0, 2], 40000, 23, true);
-    assert_eq!(run(&rs, &mut st, Hook::Input, &mut telnet, "wan0", None, &mut rec).0, HookVerdict::Drop);
+    assert_eq!(
+        run(
+            &rs,
+            &mut st,
+            Hook::Input,
+            &mut telnet,
+            "wan0",
+            None,
+            &mut rec
+        )
+        .0,
+        HookVerdict::Drop
+    );
     assert_eq!(rec.rejects, vec![Reject::TcpReset]);
     assert_eq!(rec.logs, vec!["telnet ".to_string()]);
     // the wildcard does not match "lan"
     let mut rec = Rec::default();
     let mut telnet = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 23, true);
-    assert_eq!(run(&rs, &mut st, Hook::Input, &mut telnet, "lan", None, &mut rec).0, HookVerdict::Drop);
+    assert_eq!(
+        run(
+            &rs,
+            &mut st,
+            Hook::Input,
+            &mut telnet,
+            "lan",
+            None,
+            &mut rec
+        )
+        .0,
+        HookVerdict::Drop
+    );
     assert!(rec.rejects.is_empty());
 }
 
@@ -136,10 +221,16 @@ fn jump_and_return() {
     let mut rec = Rec::default();
     // udp/53 over IPv6 from 2001:db8::/32: dns returns, then nothing accepts: policy drop
     let mut q = udp6(53);
-    assert_eq!(run(&rs, &mut st, Hook::Input, &mut q, "lan", None, &mut rec).0, HookVerdict::Drop);
+    assert_eq!(
+        run(&rs, &mut st, Hook::Input, &mut q, "lan", None, &mut rec).0,
+        HookVerdict::Drop
+    );
     // udp/5353 is accepted by the rule after the jump
     let mut m = udp6(5353);
-    assert_eq!(run(&rs, &mut st, Hook::Input, &mut m, "lan", None, &mut rec).0, HookVerdict::Accept);
+    assert_eq!(
+        run(&rs, &mut st, Hook::Input, &mut m, "lan", None, &mut rec).0,
+        HookVerdict::Accept
+    );
 }
 
 #[test]
@@ -147,14 +238,34 @@ fn nat_and_flow_add_hand_offs() {
     let (rs, mut st) = setup();
     let mut rec = Rec::default();
     let mut web = tcp4([198, 18, 0, 9], [198, 18, 0, 2], 40000, 8080, true);
-    assert_eq!(run(&rs, &mut st, Hook::Prerouting, &mut web, "wan", None, &mut rec).0, HookVerdict::Accept);
+    assert_eq!(
+        run(
+            &rs,
+            &mut st,
+            Hook::Prerouting,
+            &mut web,
+            "wan",
+            None,
+            &mut rec
+        )
+        .0,
+        HookVerdict::Accept
+    );
     let (spec, addr, port) = rec.nat.pop().unwrap();
     assert_eq!(spec.kind, nft_engine::rules::NatKind::Dnat);
     assert_eq!(addr, Some((0xc0a8010a, 0xc0a8010a)));
     assert_eq!(port, None);
     // no map entry for 8081: the rule does not match, no NAT
     let mut other = tcp4([198, 18, 0, 9], [198, 18, 0, 2], 40000, 8081, true);
-    run(&rs, &mut st, Hook::Prerouting, &mut other, "wan", None, &mut rec);
+    run(
+        &rs,
+        &mut st,
+        Hook::Prerouting,
+        &mut other,
+        "wan",
+        None,
+        &mut rec,
+    );
     assert!(rec.nat.is_empty());
     let mut fwd = tcp4([192, 168, 1, 2], [198, 18, 0, 9], 40000, 443, false);
     run(&rs, &mut st, Hook::Forward, &mut fwd, "lan", None, &mut rec);
@@ -163,7 +274,12 @@ fn nat_and_flow_add_hand_offs() {
 
 #[test]
 fn unsupported_expressions_are_compile_errors() {
-    let ast = load_str("x.nft", "table ip t { chain c { type filter hook input priority 0; osf name \"Linux\" accept } }", &LoadOpts::default()).unwrap();
+    let ast = load_str(
+        "x.nft",
+        "table ip t { chain c { type filter hook input priority 0; osf name \"Linux\" accept } }",
+        &LoadOpts::default(),
+    )
+    .unwrap();
     let e = compile(&ast).unwrap_err();
     assert!(e.to_string().contains("osf is not supported"), "{e}");
 }

@@ -5,7 +5,10 @@
 mod common;
 use common::*;
 
-use nft_engine::rules::{compile, pkt_from_frame, run_hook, Actions, CtInfo, ElemState, Env, Hook, HookVerdict, NatSpec, Pkt, Reject, RouteAnswer, Ruleset, State};
+use nft_engine::rules::{
+    compile, pkt_from_frame, run_hook, Actions, CtInfo, ElemState, Env, Hook, HookVerdict, NatSpec,
+    Pkt, Reject, RouteAnswer, Ruleset, State,
+};
 use nft_engine::{Config, Port};
 use nft_lang::ast::Family;
 use nft_lang::ruleset::{load_str, LoadOpts};
@@ -16,7 +19,8 @@ struct Rec {
 }
 
 impl Actions for Rec {
-    fn nat(&mut self, _p: &Pkt, _s: &NatSpec, _a: Option<(u128, u128)>, _port: Option<(u16, u16)>) {}
+    fn nat(&mut self, _p: &Pkt, _s: &NatSpec, _a: Option<(u128, u128)>, _port: Option<(u16, u16)>) {
+    }
     fn reject(&mut self, _p: &Pkt, _r: &Reject) {}
     fn flow_add(&mut self, _p: &Pkt, _ft: &str) {}
     fn notrack(&mut self, _p: &Pkt) {}
@@ -49,7 +53,9 @@ impl Env for TestEnv {
 }
 
 fn ruleset(src: &str) -> (Ruleset, State) {
-    let ast = load_str("t.nft", src, &LoadOpts::default()).map_err(|e| e.rendered).unwrap();
+    let ast = load_str("t.nft", src, &LoadOpts::default())
+        .map_err(|e| e.rendered)
+        .unwrap();
     let rs = compile(&ast).unwrap();
     let st = State::new(&rs);
     (rs, st)
@@ -60,16 +66,42 @@ fn ns(s: f64) -> u64 {
 }
 
 fn tcp(src: [u8; 4], dport: u16) -> Vec<u8> {
-    tcp4(CLIENT_MAC, LAN_MAC, src, ROUTER_LAN, 40000, dport, 1, Tcp::Syn, b"")
+    tcp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        src,
+        ROUTER_LAN,
+        40000,
+        dport,
+        1,
+        Tcp::Syn,
+        b"",
+    )
 }
 
 /// Runs the input hook on a frame at `now`; the verdict and the mark the rules left.
-fn input(rs: &Ruleset, st: &mut State, frame: &mut [u8], now_ns: u64, ct: Option<CtInfo>, env: Option<&dyn Env>) -> (HookVerdict, u32) {
+fn input(
+    rs: &Ruleset,
+    st: &mut State,
+    frame: &mut [u8],
+    now_ns: u64,
+    ct: Option<CtInfo>,
+    env: Option<&dyn Env>,
+) -> (HookVerdict, u32) {
     let m = nft_wire::parse_frame(frame).unwrap();
     let mut p = pkt_from_frame(frame, &m, 1, "lan");
     p.ct = ct;
     p.env = env;
-    let v = run_hook(rs, st, Hook::Input, &[Family::Ip, Family::Inet], &mut p, now_ns, &mut Rec::default(), None);
+    let v = run_hook(
+        rs,
+        st,
+        Hook::Input,
+        &[Family::Ip, Family::Inet],
+        &mut p,
+        now_ns,
+        &mut Rec::default(),
+        None,
+    );
     (v, p.mark)
 }
 
@@ -108,33 +140,75 @@ fn dynamic_sets_add_update_delete_with_timeouts_and_size() {
     let seen = rs.set_index("t", "seen").unwrap();
     let probe = |st: &mut State, src, t| input(&rs, st, &mut tcp(src, 5), ns(t), None, None).0;
     assert_eq!(probe(&mut st, A, 0.0), HookVerdict::Drop);
-    assert_eq!(input(&rs, &mut st, &mut tcp(A, 1), ns(0.0), None, None).0, HookVerdict::Accept);
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(A, 1), ns(0.0), None, None).0,
+        HookVerdict::Accept
+    );
     assert_eq!(probe(&mut st, A, 5.0), HookVerdict::Accept);
     // the set's 10 s default timeout: gone at 10 s
     assert_eq!(probe(&mut st, A, 10.0), HookVerdict::Drop);
     assert!(st.dynamic_elements(seen, ns(10.0)).is_empty());
 
     // size 2: A and B fit, C does not and its rule does not match (the next one drops)
-    assert_eq!(input(&rs, &mut st, &mut tcp(A, 1), ns(20.0), None, None).0, HookVerdict::Accept);
-    assert_eq!(input(&rs, &mut st, &mut tcp(B, 1), ns(20.0), None, None).0, HookVerdict::Accept);
-    assert_eq!(input(&rs, &mut st, &mut tcp(C, 1), ns(21.0), None, None).0, HookVerdict::Drop);
-    let keys: Vec<_> = st.dynamic_elements(seen, ns(21.0)).into_iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(A, 1), ns(20.0), None, None).0,
+        HookVerdict::Accept
+    );
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(B, 1), ns(20.0), None, None).0,
+        HookVerdict::Accept
+    );
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(C, 1), ns(21.0), None, None).0,
+        HookVerdict::Drop
+    );
+    let keys: Vec<_> = st
+        .dynamic_elements(seen, ns(21.0))
+        .into_iter()
+        .map(|(k, _)| k.clone())
+        .collect();
     assert_eq!(keys, vec![key(A), key(B)]);
     // `add` on an existing element keeps its expiry; `update` moves it to now + 30 s
-    assert_eq!(input(&rs, &mut st, &mut tcp(A, 1), ns(29.0), None, None).0, HookVerdict::Accept);
-    assert_eq!(input(&rs, &mut st, &mut tcp(B, 2), ns(29.0), None, None).0, HookVerdict::Accept);
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(A, 1), ns(29.0), None, None).0,
+        HookVerdict::Accept
+    );
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(B, 2), ns(29.0), None, None).0,
+        HookVerdict::Accept
+    );
     assert_eq!(probe(&mut st, A, 30.5), HookVerdict::Drop);
     assert_eq!(probe(&mut st, B, 58.0), HookVerdict::Accept);
     assert_eq!(probe(&mut st, B, 59.0), HookVerdict::Drop);
     // once A expired there is room for C again
-    assert_eq!(input(&rs, &mut st, &mut tcp(C, 1), ns(31.0), None, None).0, HookVerdict::Accept);
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(C, 1), ns(31.0), None, None).0,
+        HookVerdict::Accept
+    );
     // delete
-    assert_eq!(input(&rs, &mut st, &mut tcp(C, 3), ns(32.0), None, None).0, HookVerdict::Accept);
-    assert_eq!(probe(&mut st, C, 32.0), HookVerdict::Accept, "C is still in @fixed");
-    assert_eq!(input(&rs, &mut st, &mut tcp(C, 6), ns(32.0), None, None).0, HookVerdict::Accept);
-    assert_eq!(probe(&mut st, C, 32.0), HookVerdict::Drop, "a loaded element can be deleted too");
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(C, 3), ns(32.0), None, None).0,
+        HookVerdict::Accept
+    );
+    assert_eq!(
+        probe(&mut st, C, 32.0),
+        HookVerdict::Accept,
+        "C is still in @fixed"
+    );
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(C, 6), ns(32.0), None, None).0,
+        HookVerdict::Accept
+    );
+    assert_eq!(
+        probe(&mut st, C, 32.0),
+        HookVerdict::Drop,
+        "a loaded element can be deleted too"
+    );
     // per-element timeout in the statement
-    assert_eq!(input(&rs, &mut st, &mut tcp(A, 4), ns(40.0), None, None).0, HookVerdict::Accept);
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(A, 4), ns(40.0), None, None).0,
+        HookVerdict::Accept
+    );
     assert_eq!(probe(&mut st, A, 40.9), HookVerdict::Accept);
     assert_eq!(probe(&mut st, A, 41.0), HookVerdict::Drop);
 }
@@ -157,12 +231,21 @@ table ip t {
 #[test]
 fn meters_limit_and_count_per_element() {
     let (rs, mut st) = ruleset(METERS);
-    let run = |st: &mut State, src, port, t| input(&rs, st, &mut tcp(src, port), ns(t), None, None).0;
+    let run =
+        |st: &mut State, src, port, t| input(&rs, st, &mut tcp(src, port), ns(t), None, None).0;
     assert_eq!(run(&mut st, A, 6, 0.0), HookVerdict::Accept);
     assert_eq!(run(&mut st, A, 6, 0.0), HookVerdict::Accept);
     assert_eq!(run(&mut st, A, 6, 0.0), HookVerdict::Drop, "over A's rate");
-    assert_eq!(run(&mut st, B, 6, 0.0), HookVerdict::Accept, "B has its own bucket");
-    assert_eq!(run(&mut st, A, 6, 0.5), HookVerdict::Accept, "half a second refills one token");
+    assert_eq!(
+        run(&mut st, B, 6, 0.0),
+        HookVerdict::Accept,
+        "B has its own bucket"
+    );
+    assert_eq!(
+        run(&mut st, A, 6, 0.5),
+        HookVerdict::Accept,
+        "half a second refills one token"
+    );
     assert_eq!(run(&mut st, A, 6, 0.5), HookVerdict::Drop);
 
     for _ in 0..3 {
@@ -172,21 +255,43 @@ fn meters_limit_and_count_per_element() {
     let cnt = rs.set_index("t", "cnt").unwrap();
     let els = st.dynamic_elements(cnt, ns(1.0));
     let len = tcp(A, 7).len() as u64 - 14;
-    assert_eq!(els[0].1.stmts, vec![ElemState::Counter { packets: 3, bytes: 3 * len }]);
-    assert_eq!(els[1].1.stmts, vec![ElemState::Counter { packets: 1, bytes: len }]);
+    assert_eq!(
+        els[0].1.stmts,
+        vec![ElemState::Counter {
+            packets: 3,
+            bytes: 3 * len
+        }]
+    );
+    assert_eq!(
+        els[1].1.stmts,
+        vec![ElemState::Counter {
+            packets: 1,
+            bytes: len
+        }]
+    );
 }
 
 #[test]
 fn ct_count_in_a_set_counts_live_connections() {
     let (rs, mut st) = ruleset(METERS);
-    let ct = |h: u64| Some(CtInfo { state: 8, handle: h, ..Default::default() });
+    let ct = |h: u64| {
+        Some(CtInfo {
+            state: 8,
+            handle: h,
+            ..Default::default()
+        })
+    };
     let env = TestEnv { dead: vec![] };
     let mut run = |h, env: &TestEnv| input(&rs, &mut st, &mut tcp(A, 8), 0, ct(h), Some(env)).0;
     assert_eq!(run(1, &env), HookVerdict::Accept);
     assert_eq!(run(2, &env), HookVerdict::Accept);
     // the same connection again does not count twice
     assert_eq!(run(2, &env), HookVerdict::Accept);
-    assert_eq!(run(3, &env), HookVerdict::Drop, "a third connection is over 2");
+    assert_eq!(
+        run(3, &env),
+        HookVerdict::Drop,
+        "a third connection is over 2"
+    );
     // once two have ended, a new one fits
     let env = TestEnv { dead: vec![1, 2] };
     assert_eq!(run(4, &env), HookVerdict::Accept);
@@ -219,7 +324,21 @@ table inet m {
 #[test]
 fn payload_mangling_rewrites_bytes_and_checksums() {
     let mut r = router_with(TOPOLOGY, MANGLE, Config::default());
-    let out = send(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 5000, 53, 64, b"query"), secs(1));
+    let out = send(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            [8, 8, 8, 8],
+            5000,
+            53,
+            64,
+            b"query",
+        ),
+        secs(1),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].mark, out[0].priority), (0x2a, 0x10002));
     let m = check(&out[0].data);
@@ -231,13 +350,33 @@ fn payload_mangling_rewrites_bytes_and_checksums() {
     assert_eq!(conn.mark, 0x11);
 
     // TCP: port and TTL, NAT on top, every checksum still right
-    let out = send(&mut r, LAN, tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 40001, 443, 9, Tcp::Syn, b""), secs(1));
+    let out = send(
+        &mut r,
+        LAN,
+        tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            40001,
+            443,
+            9,
+            Tcp::Syn,
+            b"",
+        ),
+        secs(1),
+    );
     let m = check(&out[0].data);
     assert_eq!(m.ports.unwrap().1, 8443);
     assert_eq!(m.src_addr, Some(ROUTER_WAN.into()));
 
     // IPv6: traffic class and hop limit (no header checksum), UDP checksum unchanged
-    let out = send(&mut r, LAN, udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 53, 64, b"q6"), secs(1));
+    let out = send(
+        &mut r,
+        LAN,
+        udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 53, 64, b"q6"),
+        secs(1),
+    );
     let m = check(&out[0].data);
     let l3 = &out[0].data[m.l3_offset..];
     let tc = ((l3[0] & 0xf) << 4) | (l3[1] >> 4);
@@ -268,22 +407,101 @@ table inet f {
 fn fib_answers_from_the_router_fib() {
     let mut r = router_with(TOPOLOGY, FIB, Config::default());
     let c = |r: &nft_engine::Router, name: &str| {
-        let i = r.ruleset().object("f", nft_engine::rules::ObjKind::Counter, name).unwrap();
+        let i = r
+            .ruleset()
+            .object("f", nft_engine::rules::ObjKind::Counter, name)
+            .unwrap();
         r.rule_state().counters[i].0
     };
     // spoofed: a WAN source arriving on the LAN fails reverse path
-    none(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, [8, 8, 4, 4], [8, 8, 8, 8], 1, 2, 64, b""), secs(1));
+    none(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            [8, 8, 4, 4],
+            [8, 8, 8, 8],
+            1,
+            2,
+            64,
+            b"",
+        ),
+        secs(1),
+    );
     assert_eq!(c(&r, "rpf_drop"), 1);
     // a LAN client to the internet: passes, and its destination routes out of wan (oif 2)
-    one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 1, 2, 64, b""), secs(1), Port::Iface(WAN));
+    one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 1, 2, 64, b""),
+        secs(1),
+        Port::Iface(WAN),
+    );
     assert_eq!((c(&r, "rpf_drop"), c(&r, "to_wan")), (1, 1));
     // to the router itself, to the subnet broadcast, to a multicast group
-    send(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 2, 64, b""), secs(1));
-    send(&mut r, LAN, udp4(CLIENT_MAC, [0xff; 6], CLIENT, [192, 168, 1, 255], 1, 2, 64, b""), secs(1));
-    send(&mut r, LAN, udp4(CLIENT_MAC, [1, 0, 0x5e, 0, 0, 0xfb], CLIENT, [224, 0, 0, 251], 5353, 5353, 1, b""), secs(1));
-    assert_eq!((c(&r, "local"), c(&r, "bcast"), c(&r, "mcast"), c(&r, "rpf_drop")), (1, 1, 1, 1));
+    send(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 2, 64, b""),
+        secs(1),
+    );
+    send(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            [0xff; 6],
+            CLIENT,
+            [192, 168, 1, 255],
+            1,
+            2,
+            64,
+            b"",
+        ),
+        secs(1),
+    );
+    send(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            [1, 0, 0x5e, 0, 0, 0xfb],
+            CLIENT,
+            [224, 0, 0, 251],
+            5353,
+            5353,
+            1,
+            b"",
+        ),
+        secs(1),
+    );
+    assert_eq!(
+        (
+            c(&r, "local"),
+            c(&r, "bcast"),
+            c(&r, "mcast"),
+            c(&r, "rpf_drop")
+        ),
+        (1, 1, 1, 1)
+    );
     // IPv6 link-local sources pass reverse path on the interface they came from
-    one(&mut r, LAN, udp6(CLIENT_MAC, LAN_MAC, [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9], ROUTER_LAN6, 1, 2, 64, b""), secs(1), Port::Host);
+    one(
+        &mut r,
+        LAN,
+        udp6(
+            CLIENT_MAC,
+            LAN_MAC,
+            [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
+            ROUTER_LAN6,
+            1,
+            2,
+            64,
+            b"",
+        ),
+        secs(1),
+        Port::Host,
+    );
     assert_eq!(c(&r, "rpf_drop"), 1);
 }
 
@@ -310,14 +528,23 @@ table ip l {
 #[test]
 fn more_loads() {
     let (rs, mut st) = ruleset(LOADS);
-    let mut mark = |f: &mut Vec<u8>, t: u64, ct: Option<CtInfo>| input(&rs, &mut st, f, t, ct, None).1;
+    let mut mark =
+        |f: &mut Vec<u8>, t: u64, ct: Option<CtInfo>| input(&rs, &mut st, f, t, ct, None).1;
     let marks: Vec<u32> = (0..4).map(|_| mark(&mut tcp(A, 1), 0, None)).collect();
     assert_eq!(marks, vec![10, 11, 12, 10], "numgen inc starts at 0");
     let want = nft_engine::hdr::scale(nft_engine::hdr::jhash(&A, 1), 4);
     assert_eq!(mark(&mut tcp(A, 2), 0, None), want);
     // symhash: both directions agree
-    let fwd = mark(&mut tcp4(CLIENT_MAC, LAN_MAC, A, B, 1000, 3, 1, Tcp::Syn, b""), 0, None);
-    let back = mark(&mut tcp4(CLIENT_MAC, LAN_MAC, B, A, 3, 1000, 1, Tcp::Syn, b""), 0, None);
+    let fwd = mark(
+        &mut tcp4(CLIENT_MAC, LAN_MAC, A, B, 1000, 3, 1, Tcp::Syn, b""),
+        0,
+        None,
+    );
+    let back = mark(
+        &mut tcp4(CLIENT_MAC, LAN_MAC, B, A, 3, 1000, 1, Tcp::Syn, b""),
+        0,
+        None,
+    );
     assert_eq!(fwd, back);
     assert!(fwd < 1000);
     // time: 1970-01-01 00:30 UTC was a Thursday
@@ -332,7 +559,10 @@ fn more_loads() {
         .ipv4(A, ROUTER_LAN, 64)
         .tcp(1, 7, 1, 100)
         .syn()
-        .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460), etherparse::TcpOptionElement::SelectiveAcknowledgementPermitted])
+        .options(&[
+            etherparse::TcpOptionElement::MaximumSegmentSize(1460),
+            etherparse::TcpOptionElement::SelectiveAcknowledgementPermitted,
+        ])
         .unwrap()
         .write(&mut syn, b"")
         .unwrap();
@@ -344,7 +574,15 @@ fn more_loads() {
     let mut echo = icmp4_echo(CLIENT_MAC, LAN_MAC, A, ROUTER_LAN, 1, 1, 64);
     assert_eq!(mark(&mut echo, 0, None), 9);
     let helper = nft_engine::rules::ifname_value("ftp");
-    let ct = CtInfo { state: 2, id: 42, packets: [2, 0], bytes: [200, 0], helper, handle: 1, ..Default::default() };
+    let ct = CtInfo {
+        state: 2,
+        id: 42,
+        packets: [2, 0],
+        bytes: [200, 0],
+        helper,
+        handle: 1,
+        ..Default::default()
+    };
     assert_eq!(mark(&mut tcp(A, 99), 0, Some(ct)), 10);
 }
 
@@ -381,12 +619,30 @@ fn ipv6_extension_headers() {
     f[18..20].copy_from_slice(&plen.to_be_bytes());
     let m = nft_wire::parse_frame(&f).unwrap();
     let mut p = pkt_from_frame(&mut f, &m, 1, "lan");
-    run_hook(&rs, &mut st, Hook::Input, &[Family::Ip6], &mut p, 0, &mut Rec::default(), None);
+    run_hook(
+        &rs,
+        &mut st,
+        Hook::Input,
+        &[Family::Ip6],
+        &mut p,
+        0,
+        &mut Rec::default(),
+        None,
+    );
     assert_eq!(p.mark, 1);
     let mut plain = udp6(CLIENT_MAC, LAN_MAC, CLIENT6, ROUTER_LAN6, 1, 2, 64, b"x");
     let m = nft_wire::parse_frame(&plain).unwrap();
     let mut p = pkt_from_frame(&mut plain, &m, 1, "lan");
-    run_hook(&rs, &mut st, Hook::Input, &[Family::Ip6], &mut p, 0, &mut Rec::default(), None);
+    run_hook(
+        &rs,
+        &mut st,
+        Hook::Input,
+        &[Family::Ip6],
+        &mut p,
+        0,
+        &mut Rec::default(),
+        None,
+    );
     assert_eq!(p.mark, 3, "no extension headers: neither field loads");
 }
 
@@ -421,11 +677,30 @@ fn named_objects_and_object_maps() {
     assert_eq!(st.counters[idx(ObjKind::Counter, "c1")], (11, 100 + len));
     assert_eq!(st.counters[idx(ObjKind::Counter, "c2")], (2, 2 * len));
     // 40-byte packets: the third goes over 150 bytes
-    let v: Vec<_> = (0..4).map(|_| input(&rs, &mut st, &mut tcp(A, 2), 0, None, None).0).collect();
-    assert_eq!(v, vec![HookVerdict::Accept, HookVerdict::Accept, HookVerdict::Accept, HookVerdict::Drop]);
-    assert_eq!(input(&rs, &mut st, &mut tcp(A, 3), 0, None, None).0, HookVerdict::Accept);
-    assert_eq!(input(&rs, &mut st, &mut tcp(A, 3), 0, None, None).0, HookVerdict::Drop);
-    assert_eq!(input(&rs, &mut st, &mut tcp(A, 3), ns(1.0), None, None).0, HookVerdict::Accept);
+    let v: Vec<_> = (0..4)
+        .map(|_| input(&rs, &mut st, &mut tcp(A, 2), 0, None, None).0)
+        .collect();
+    assert_eq!(
+        v,
+        vec![
+            HookVerdict::Accept,
+            HookVerdict::Accept,
+            HookVerdict::Accept,
+            HookVerdict::Drop
+        ]
+    );
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(A, 3), 0, None, None).0,
+        HookVerdict::Accept
+    );
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(A, 3), 0, None, None).0,
+        HookVerdict::Drop
+    );
+    assert_eq!(
+        input(&rs, &mut st, &mut tcp(A, 3), ns(1.0), None, None).0,
+        HookVerdict::Accept
+    );
 }
 
 const CT_SET: &str = r#"
@@ -455,11 +730,49 @@ table inet c {
 #[test]
 fn ct_zone_label_and_helper_set() {
     let mut r = router_with(TOPOLOGY, CT_SET, Config::default());
-    one(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 5000, 53, 64, b"q"), secs(1), Port::Iface(WAN));
-    one(&mut r, LAN, tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 40000, 21, 1, Tcp::Syn, b""), secs(1), Port::Iface(WAN));
-    let conns: Vec<_> = r.conntrack().iter().map(|(_, c)| (c.zone(), c.helper.clone(), c.labels)).collect();
+    one(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            [8, 8, 8, 8],
+            5000,
+            53,
+            64,
+            b"q",
+        ),
+        secs(1),
+        Port::Iface(WAN),
+    );
+    one(
+        &mut r,
+        LAN,
+        tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            40000,
+            21,
+            1,
+            Tcp::Syn,
+            b"",
+        ),
+        secs(1),
+        Port::Iface(WAN),
+    );
+    let conns: Vec<_> = r
+        .conntrack()
+        .iter()
+        .map(|(_, c)| (c.zone(), c.helper.clone(), c.labels))
+        .collect();
     assert!(conns.contains(&(5, None, 1 << 3)), "{conns:?}");
-    assert!(conns.contains(&(0, Some("ftp".into()), 1 << 3)), "{conns:?}");
+    assert!(
+        conns.contains(&(0, Some("ftp".into()), 1 << 3)),
+        "{conns:?}"
+    );
 }
 
 #[test]
@@ -484,12 +797,21 @@ table ip d {
     let out = one(&mut r, LAN, f.clone(), secs(1), Port::Iface(WAN));
     assert_eq!(&out[14..], &f[14..], "fwd sends the packet as it is");
     assert_eq!(r.report(secs(1)).fwd_packets, 1);
-    let out = send(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 10, 64, b"dup"), secs(1));
+    let out = send(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 10, 64, b"dup"),
+        secs(1),
+    );
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].egress, Port::Iface(WAN));
     assert_eq!(&out[0].data[0..6], &GW_MAC);
     assert_eq!(out[1].egress, Port::Host);
-    assert!(r.counters().drop_map().is_empty(), "{:?}", r.counters().drop_map());
+    assert!(
+        r.counters().drop_map().is_empty(),
+        "{:?}",
+        r.counters().drop_map()
+    );
 }
 
 #[test]
@@ -504,13 +826,52 @@ table inet l {
 }
 "#;
     let mut r = router_with(TOPOLOGY, rules, Config::default());
-    send(&mut r, LAN, tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 40000, 443, 77, Tcp::Syn, b""), secs(1));
-    send(&mut r, LAN, udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 5000, 53, 64, b"q"), secs(1));
+    send(
+        &mut r,
+        LAN,
+        tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            40000,
+            443,
+            77,
+            Tcp::Syn,
+            b"",
+        ),
+        secs(1),
+    );
+    send(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            [8, 8, 8, 8],
+            5000,
+            53,
+            64,
+            b"q",
+        ),
+        secs(1),
+    );
     let logs = r.report(secs(1)).logs;
     assert_eq!(logs.len(), 2);
     assert!(logs[0].starts_with("web IN=lan OUT=wan hook=Forward level=info MAC=02:00:00:00:01:01:02:00:00:00:01:10:08:00 SRC=192.168.1.10 DST=203.0.113.5"), "{}", logs[0]);
-    assert!(logs[0].contains("PROTO=TCP SPT=40000 DPT=443 SEQ=77 ACK=0") && logs[0].contains(" SYN ") && logs[0].ends_with("MARK=0x7"), "{}", logs[0]);
-    assert!(logs[1].contains("group=3 snaplen=64") && logs[1].contains("PROTO=UDP SPT=5000 DPT=53"), "{}", logs[1]);
+    assert!(
+        logs[0].contains("PROTO=TCP SPT=40000 DPT=443 SEQ=77 ACK=0")
+            && logs[0].contains(" SYN ")
+            && logs[0].ends_with("MARK=0x7"),
+        "{}",
+        logs[0]
+    );
+    assert!(
+        logs[1].contains("group=3 snaplen=64") && logs[1].contains("PROTO=UDP SPT=5000 DPT=53"),
+        "{}",
+        logs[1]
+    );
 }
 
 #[test]
@@ -528,7 +889,10 @@ fn what_remains_unsupported_is_named() {
             Err(e) => panic!("{src}: {}", e.rendered),
         };
         let e = compile(&ast).unwrap_err().to_string();
-        assert!(e.contains(want) && e.contains("not supported"), "{src}: {e}");
+        assert!(
+            e.contains(want) && e.contains("not supported"),
+            "{src}: {e}"
+        );
     }
 }
 

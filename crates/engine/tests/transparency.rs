@@ -38,17 +38,30 @@ struct Driver {
 impl Driver {
     fn new(topology: &str, rules: &str, offload: bool) -> Driver {
         let topo = Topology::from_toml(topology).unwrap();
-        let ast = load_str("rules.nft", rules, &LoadOpts::default()).map_err(|e| e.rendered).unwrap();
+        let ast = load_str("rules.nft", rules, &LoadOpts::default())
+            .map_err(|e| e.rendered)
+            .unwrap();
         let rs = nft_engine::rules::compile(&ast).unwrap();
-        let mut cfg = Config { offload, ..Config::default() };
+        let mut cfg = Config {
+            offload,
+            ..Config::default()
+        };
         cfg.conntrack.accounting = true;
-        Driver { r: Router::new(topo, rs, cfg), out: vec![], sent: 0, now: Duration::ZERO }
+        Driver {
+            r: Router::new(topo, rs, cfg),
+            out: vec![],
+            sent: 0,
+            now: Duration::ZERO,
+        }
     }
 
     /// A burst of frames at `t`; what left.
     fn burst(&mut self, frames: Vec<(usize, Vec<u8>)>, t: Duration) -> Vec<TxFrame> {
         self.now = self.now.max(t);
-        let mut b: Vec<Frame> = frames.into_iter().map(|(ingress, data)| Frame { ingress, data }).collect();
+        let mut b: Vec<Frame> = frames
+            .into_iter()
+            .map(|(ingress, data)| Frame { ingress, data })
+            .collect();
         let mut out = vec![];
         self.r.process(&mut b, self.now, &mut out);
         for o in &out {
@@ -70,14 +83,27 @@ impl Driver {
             .r
             .conntrack()
             .iter()
-            .filter(|(_, c)| c.is_confirmed() && !c.status().contains(Status::DYING) && !c.expired(now))
+            .filter(|(_, c)| {
+                c.is_confirmed() && !c.status().contains(Status::DYING) && !c.expired(now)
+            })
             .map(|(_, c)| {
                 let mut st = c.status();
                 st.remove(Status::OFFLOAD);
                 st.remove(Status::HW_OFFLOAD);
-                let mut s = format!("{} | {} | {:?} | {:#x} | mark={}", c.original(), c.reply(), c.tcp_state(), st.0, c.mark);
+                let mut s = format!(
+                    "{} | {} | {:?} | {:#x} | mark={}",
+                    c.original(),
+                    c.reply(),
+                    c.tcp_state(),
+                    st.0,
+                    c.mark
+                );
                 if counters {
-                    s += &format!(" | {:?} {:?}", c.counter(Direction::Original), c.counter(Direction::Reply));
+                    s += &format!(
+                        " | {:?} {:?}",
+                        c.counter(Direction::Original),
+                        c.counter(Direction::Reply)
+                    );
                 }
                 s
             })
@@ -89,18 +115,37 @@ impl Driver {
 
 /// Runs `script` with offload on and off and asserts the proof. Returns the report with
 /// offload on, to check that the fast path did take part.
-fn transparent(name: &str, topology: &str, rules: &str, script: impl Fn(&mut Driver)) -> nft_engine::counters::Report {
+fn transparent(
+    name: &str,
+    topology: &str,
+    rules: &str,
+    script: impl Fn(&mut Driver),
+) -> nft_engine::counters::Report {
     let counters = rules.contains("counter;");
     let mut on = Driver::new(topology, rules, true);
     let mut off = Driver::new(topology, rules, false);
     script(&mut on);
     script(&mut off);
-    assert_eq!(on.sent, off.sent, "{name}: the script sent different inputs");
+    assert_eq!(
+        on.sent, off.sent,
+        "{name}: the script sent different inputs"
+    );
     for (i, (a, b)) in on.out.iter().zip(&off.out).enumerate() {
-        assert!(a == b, "{name}: output frame {i} differs\n  offload on:  {a:?}\n  offload off: {b:?}");
+        assert!(
+            a == b,
+            "{name}: output frame {i} differs\n  offload on:  {a:?}\n  offload off: {b:?}"
+        );
     }
-    assert_eq!(on.out.len(), off.out.len(), "{name}: number of output frames");
-    assert_eq!(on.r.counters().drop_map(), off.r.counters().drop_map(), "{name}: drops");
+    assert_eq!(
+        on.out.len(),
+        off.out.len(),
+        "{name}: number of output frames"
+    );
+    assert_eq!(
+        on.r.counters().drop_map(),
+        off.r.counters().drop_map(),
+        "{name}: drops"
+    );
     let (ca, cb) = (on.conntrack(counters), off.conntrack(counters));
     for (a, b) in ca.iter().zip(&cb) {
         assert_eq!(a, b, "{name}: conntrack (offload on, then off)");
@@ -109,9 +154,18 @@ fn transparent(name: &str, topology: &str, rules: &str, script: impl Fn(&mut Dri
     let rep = on.r.report(on.now);
     let off_rep = off.r.report(off.now);
     assert_eq!(off_rep.fast_path_packets, 0);
-    assert_eq!(rep.interfaces, off_rep.interfaces, "{name}: interface counters");
-    assert_eq!(rep.connections, off_rep.connections, "{name}: connections by state");
-    assert!(rep.fast_path_packets > 0, "{name}: nothing took the fast path: {rep:?}");
+    assert_eq!(
+        rep.interfaces, off_rep.interfaces,
+        "{name}: interface counters"
+    );
+    assert_eq!(
+        rep.connections, off_rep.connections,
+        "{name}: connections by state"
+    );
+    assert!(
+        rep.fast_path_packets > 0,
+        "{name}: nothing took the fast path: {rep:?}"
+    );
     rep
 }
 
@@ -128,25 +182,71 @@ fn replay(d: &mut Driver, frames: &[nft_io::Frame], topo: &Topology) {
     };
     for chunk in frames.chunks(4) {
         let t = chunk.iter().map(|f| f.ts).max().unwrap_or_default();
-        d.burst(chunk.iter().map(|f| (index(&f.iface), f.data.clone())).collect(), t);
+        d.burst(
+            chunk
+                .iter()
+                .map(|f| (index(&f.iface), f.data.clone()))
+                .collect(),
+            t,
+        );
     }
 }
 
 fn gen_iface(i: &nft_engine::topology::Interface) -> GenInterface {
     use nft_engine::topology::Encap;
-    let ipv4 = i.addresses.iter().find_map(|(a, l)| if let IpAddr::V4(v) = a { Some((*v, *l)) } else { None });
-    let ipv6 = i.addresses.iter().find_map(|(a, l)| if let IpAddr::V6(v) = a { Some((*v, *l)) } else { None });
+    let ipv4 = i.addresses.iter().find_map(|(a, l)| {
+        if let IpAddr::V4(v) = a {
+            Some((*v, *l))
+        } else {
+            None
+        }
+    });
+    let ipv6 = i.addresses.iter().find_map(|(a, l)| {
+        if let IpAddr::V6(v) = a {
+            Some((*v, *l))
+        } else {
+            None
+        }
+    });
     let encap = match &i.encap {
         Encap::None => GenEncap::None,
-        Encap::Vlan { parent, id } => GenEncap::Vlan { parent: parent.clone(), id: *id },
-        Encap::QinQ { parent, outer, inner } => GenEncap::QinQ { parent: parent.clone(), outer: *outer, inner: *inner },
-        Encap::Pppoe { parent, session, .. } => GenEncap::Pppoe { parent: parent.clone(), session: *session },
+        Encap::Vlan { parent, id } => GenEncap::Vlan {
+            parent: parent.clone(),
+            id: *id,
+        },
+        Encap::QinQ {
+            parent,
+            outer,
+            inner,
+        } => GenEncap::QinQ {
+            parent: parent.clone(),
+            outer: *outer,
+            inner: *inner,
+        },
+        Encap::Pppoe {
+            parent, session, ..
+        } => GenEncap::Pppoe {
+            parent: parent.clone(),
+            session: *session,
+        },
     };
-    GenInterface { name: i.name.clone(), mac: i.mac, ipv4, ipv6, mtu: i.mtu, encap }
+    GenInterface {
+        name: i.name.clone(),
+        mac: i.mac,
+        ipv4,
+        ipv6,
+        mtu: i.mtu,
+        encap,
+    }
 }
 
 /// Generated traffic for a topology whose interface 0 is the LAN and 1 the WAN.
-fn generated(topology: &str, seed: u64, flows: usize, tune: impl Fn(&mut GenConfig)) -> Vec<nft_io::Frame> {
+fn generated(
+    topology: &str,
+    seed: u64,
+    flows: usize,
+    tune: impl Fn(&mut GenConfig),
+) -> Vec<nft_io::Frame> {
     let topo = Topology::from_toml(topology).unwrap();
     let mut cfg = GenConfig::home(seed, flows);
     cfg.lan = gen_iface(&topo.interfaces[0]);
@@ -157,7 +257,12 @@ fn generated(topology: &str, seed: u64, flows: usize, tune: impl Fn(&mut GenConf
     nft_io::generate(&cfg).unwrap().frames
 }
 
-fn gen_scenario(name: &str, topology: &str, rules: &str, frames: &[nft_io::Frame]) -> nft_engine::counters::Report {
+fn gen_scenario(
+    name: &str,
+    topology: &str,
+    rules: &str,
+    frames: &[nft_io::Frame],
+) -> nft_engine::counters::Report {
     let topo = Topology::from_toml(topology).unwrap();
     transparent(name, topology, rules, |d| replay(d, frames, &topo))
 }
@@ -243,8 +348,18 @@ table inet fw {
 
 fn home_forwards() -> Vec<PortForward> {
     vec![
-        PortForward { proto: Transport::Tcp, wan_port: 8080, lan_addr: "192.168.1.10".parse().unwrap(), lan_port: 80 },
-        PortForward { proto: Transport::Udp, wan_port: 51820, lan_addr: "192.168.1.20".parse().unwrap(), lan_port: 51820 },
+        PortForward {
+            proto: Transport::Tcp,
+            wan_port: 8080,
+            lan_addr: "192.168.1.10".parse().unwrap(),
+            lan_port: 80,
+        },
+        PortForward {
+            proto: Transport::Udp,
+            wan_port: 51820,
+            lan_addr: "192.168.1.20".parse().unwrap(),
+            lan_port: 51820,
+        },
     ]
 }
 
@@ -258,7 +373,12 @@ fn default_home_router_with_generated_traffic() {
     cfg.wan = gen_iface(&topo.interfaces[1]);
     cfg.gateway_mac = GW_MAC;
     cfg.ipv6_nat = false;
-    cfg.forwards = vec![PortForward { proto: Transport::Tcp, wan_port: 8080, lan_addr: "192.168.1.100".parse().unwrap(), lan_port: 80 }];
+    cfg.forwards = vec![PortForward {
+        proto: Transport::Tcp,
+        wan_port: 8080,
+        lan_addr: "192.168.1.100".parse().unwrap(),
+        lan_port: 80,
+    }];
     let frames = nft_io::generate(&cfg).unwrap().frames;
     let rep = gen_scenario("default", topology, rules, &frames);
     assert!(rep.flows_offloaded > 20, "{rep:?}");
@@ -273,7 +393,10 @@ fn heavy_nat_both_ways_and_port_forwards() {
         c.mix.quic = 30;
     });
     let rep = gen_scenario("nat", &topology, NAT_RULES, &frames);
-    assert!(rep.nat_bindings > 100 && rep.flows_offloaded > 20, "{rep:?}");
+    assert!(
+        rep.nat_bindings > 100 && rep.flows_offloaded > 20,
+        "{rep:?}"
+    );
 }
 
 #[test]
@@ -287,12 +410,20 @@ fn ipv6_only() {
 fn vlan_tagged_wan() {
     let topology = gen_topology("vlan = { parent = \"eth1\", id = 7 }", 1500);
     let frames = generated(&topology, 14, 300, |c| c.forwards = home_forwards());
-    gen_scenario("vlan", &topology, &NAT_RULES.replace("\"lan\", \"wan\"", "\"lan\", \"eth1\""), &frames);
+    gen_scenario(
+        "vlan",
+        &topology,
+        &NAT_RULES.replace("\"lan\", \"wan\"", "\"lan\", \"eth1\""),
+        &frames,
+    );
 }
 
 #[test]
 fn pppoe_wan() {
-    let topology = gen_topology("pppoe = { parent = \"eth1\", session = 0x1234, peer_mac = \"02:00:00:00:02:fe\" }", 1492);
+    let topology = gen_topology(
+        "pppoe = { parent = \"eth1\", session = 0x1234, peer_mac = \"02:00:00:00:02:fe\" }",
+        1492,
+    );
     let frames = generated(&topology, 15, 300, |c| c.forwards = home_forwards());
     gen_scenario("pppoe", &topology, NAT_RULES, &frames);
 }
@@ -307,7 +438,15 @@ fn scripted_topology() -> String {
 }
 
 fn scripted_rules() -> String {
-    RULES.replace("devices = { \"lan\", \"wan\" }; }", "devices = { \"lan\", \"wan\", \"wan2\" }; counter; }").replace("iifname \"lan\" oifname \"wan\" accept", "iifname \"lan\" accept")
+    RULES
+        .replace(
+            "devices = { \"lan\", \"wan\" }; }",
+            "devices = { \"lan\", \"wan\", \"wan2\" }; counter; }",
+        )
+        .replace(
+            "iifname \"lan\" oifname \"wan\" accept",
+            "iifname \"lan\" accept",
+        )
 }
 
 const WAN2: usize = 2;
@@ -330,11 +469,33 @@ struct Conn {
 
 impl Conn {
     fn new(cport: u16, dport: u16) -> Conn {
-        Conn { cport, dport, nport: 0, cseq: 1000, sseq: 500_000 }
+        Conn {
+            cport,
+            dport,
+            nport: 0,
+            cseq: 1000,
+            sseq: 500_000,
+        }
     }
 
-    fn c2s(&mut self, d: &mut Driver, kind: fn(u32) -> Tcp, payload: &[u8], t: Duration) -> Vec<TxFrame> {
-        let f = tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, self.cport, self.dport, self.cseq, kind(self.sseq), payload);
+    fn c2s(
+        &mut self,
+        d: &mut Driver,
+        kind: fn(u32) -> Tcp,
+        payload: &[u8],
+        t: Duration,
+    ) -> Vec<TxFrame> {
+        let f = tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            self.cport,
+            self.dport,
+            self.cseq,
+            kind(self.sseq),
+            payload,
+        );
         self.cseq = self.cseq.wrapping_add(payload.len() as u32);
         let out = d.send(LAN, f, t);
         if let Some(o) = out.iter().find(|o| o.egress != Port::Iface(LAN)) {
@@ -345,8 +506,24 @@ impl Conn {
         out
     }
 
-    fn s2c(&mut self, d: &mut Driver, kind: fn(u32) -> Tcp, payload: &[u8], t: Duration) -> Vec<TxFrame> {
-        let f = tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, self.dport, self.nport, self.sseq, kind(self.cseq), payload);
+    fn s2c(
+        &mut self,
+        d: &mut Driver,
+        kind: fn(u32) -> Tcp,
+        payload: &[u8],
+        t: Duration,
+    ) -> Vec<TxFrame> {
+        let f = tcp4(
+            GW_MAC,
+            WAN_MAC,
+            REMOTE,
+            ROUTER_WAN,
+            self.dport,
+            self.nport,
+            self.sseq,
+            kind(self.cseq),
+            payload,
+        );
         self.sseq = self.sseq.wrapping_add(payload.len() as u32);
         d.send(WAN, f, t)
     }
@@ -373,45 +550,60 @@ impl Conn {
 
 #[test]
 fn fin_rst_and_syn_reuse() {
-    transparent("fin/rst/syn", &scripted_topology(), &scripted_rules(), |d| {
-        // a connection closed with FIN both ways, then its ports reused by a new SYN
-        let mut c = Conn::new(50000, 443);
-        c.open(d, secs(1));
-        c.data(d, 20, secs(1));
-        c.c2s(d, Tcp::Fin, b"", secs(2));
-        c.cseq += 1;
-        c.s2c(d, Tcp::Ack, &[1; 100], secs(2));
-        c.s2c(d, Tcp::Fin, b"", secs(2));
-        c.sseq += 1;
-        c.c2s(d, Tcp::Ack, b"", secs(2));
-        // late retransmissions after the close
-        c.s2c(d, Tcp::Ack, b"", secs(3));
-        c.cseq = 9_000_000;
-        c.sseq = 7_000_000;
-        c.open(d, secs(5));
-        c.data(d, 10, secs(5));
-        // a SYN on the open flow, then odd flag combinations (invalid: dropped by the rule)
-        c.c2s(d, |_| Tcp::Syn, b"", secs(6));
-        let mut odd = tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, c.cport, c.dport, c.cseq, Tcp::Ack(c.sseq), b"");
-        odd[14 + 20 + 13] = 0x03; // SYN|FIN
-        fix_checksums(&mut odd);
-        d.send(LAN, odd.clone(), secs(6));
-        odd[14 + 20 + 13] = 0x00; // no flags at all
-        fix_checksums(&mut odd);
-        d.send(LAN, odd, secs(6));
-        c.data(d, 5, secs(6));
-        // the server resets; the client keeps talking into the void
-        c.s2c(d, |_| Tcp::Rst, b"", secs(7));
-        c.data(d, 3, secs(7));
-        // a second connection reset by the client mid-stream, then reused at once
-        let mut e = Conn::new(50001, 80);
-        e.open(d, secs(8));
-        e.data(d, 10, secs(8));
-        e.c2s(d, |_| Tcp::Rst, b"", secs(9));
-        e.cseq = 3_000_000;
-        e.open(d, secs(9));
-        e.data(d, 10, secs(9));
-    });
+    transparent(
+        "fin/rst/syn",
+        &scripted_topology(),
+        &scripted_rules(),
+        |d| {
+            // a connection closed with FIN both ways, then its ports reused by a new SYN
+            let mut c = Conn::new(50000, 443);
+            c.open(d, secs(1));
+            c.data(d, 20, secs(1));
+            c.c2s(d, Tcp::Fin, b"", secs(2));
+            c.cseq += 1;
+            c.s2c(d, Tcp::Ack, &[1; 100], secs(2));
+            c.s2c(d, Tcp::Fin, b"", secs(2));
+            c.sseq += 1;
+            c.c2s(d, Tcp::Ack, b"", secs(2));
+            // late retransmissions after the close
+            c.s2c(d, Tcp::Ack, b"", secs(3));
+            c.cseq = 9_000_000;
+            c.sseq = 7_000_000;
+            c.open(d, secs(5));
+            c.data(d, 10, secs(5));
+            // a SYN on the open flow, then odd flag combinations (invalid: dropped by the rule)
+            c.c2s(d, |_| Tcp::Syn, b"", secs(6));
+            let mut odd = tcp4(
+                CLIENT_MAC,
+                LAN_MAC,
+                CLIENT,
+                REMOTE,
+                c.cport,
+                c.dport,
+                c.cseq,
+                Tcp::Ack(c.sseq),
+                b"",
+            );
+            odd[14 + 20 + 13] = 0x03; // SYN|FIN
+            fix_checksums(&mut odd);
+            d.send(LAN, odd.clone(), secs(6));
+            odd[14 + 20 + 13] = 0x00; // no flags at all
+            fix_checksums(&mut odd);
+            d.send(LAN, odd, secs(6));
+            c.data(d, 5, secs(6));
+            // the server resets; the client keeps talking into the void
+            c.s2c(d, |_| Tcp::Rst, b"", secs(7));
+            c.data(d, 3, secs(7));
+            // a second connection reset by the client mid-stream, then reused at once
+            let mut e = Conn::new(50001, 80);
+            e.open(d, secs(8));
+            e.data(d, 10, secs(8));
+            e.c2s(d, |_| Tcp::Rst, b"", secs(9));
+            e.cseq = 3_000_000;
+            e.open(d, secs(9));
+            e.data(d, 10, secs(9));
+        },
+    );
 }
 
 /// Recomputes the IPv4 and TCP/UDP checksums of an untagged frame after a test edited it.
@@ -423,7 +615,14 @@ fn fix_checksums(f: &mut [u8]) {
     l4[at] = 0;
     l4[at + 1] = 0;
     let mut sum: u32 = 0;
-    for w in [u16::from_be_bytes([src[0], src[1]]), u16::from_be_bytes([src[2], src[3]]), u16::from_be_bytes([dst[0], dst[1]]), u16::from_be_bytes([dst[2], dst[3]]), u16::from(proto), l4.len() as u16] {
+    for w in [
+        u16::from_be_bytes([src[0], src[1]]),
+        u16::from_be_bytes([src[2], src[3]]),
+        u16::from_be_bytes([dst[0], dst[1]]),
+        u16::from_be_bytes([dst[2], dst[3]]),
+        u16::from(proto),
+        l4.len() as u16,
+    ] {
         sum += u32::from(w);
     }
     for ch in l4.chunks(2) {
@@ -455,17 +654,39 @@ fn flows_that_expire_and_come_back() {
         let mut nport = 0;
         for t in [300, 301, 304, 305, 306, 346, 347, 348, 349] {
             let out = d.send(LAN, q(b"ping"), secs(t));
-            if let Some(p) = out.first().and_then(|o| nft_wire::parse_frame(&o.data).ok()).and_then(|m| m.ports) {
+            if let Some(p) = out
+                .first()
+                .and_then(|o| nft_wire::parse_frame(&o.data).ok())
+                .and_then(|m| m.ports)
+            {
                 nport = p.0;
             }
-            d.send(WAN, udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, nport, 64, b"pong"), secs(t) + ms(5));
+            d.send(
+                WAN,
+                udp4(
+                    GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, nport, 64, b"pong",
+                ),
+                secs(t) + ms(5),
+            );
         }
         // 200 s later: the reply direction alone is dropped (no connection, policy drop),
         // then the client starts over
-        d.send(WAN, udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, nport, 64, b"late"), secs(560));
+        d.send(
+            WAN,
+            udp4(
+                GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, nport, 64, b"late",
+            ),
+            secs(560),
+        );
         for t in [561, 562, 565, 566] {
             d.send(LAN, q(b"again"), secs(t));
-            d.send(WAN, udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, nport, 64, b"pong"), secs(t) + ms(5));
+            d.send(
+                WAN,
+                udp4(
+                    GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, nport, 64, b"pong",
+                ),
+                secs(t) + ms(5),
+            );
         }
     });
     assert!(rep.flows_offloaded >= 5, "{rep:?}");
@@ -473,30 +694,42 @@ fn flows_that_expire_and_come_back() {
 
 #[test]
 fn route_change_and_link_down_mid_capture() {
-    transparent("route change", &scripted_topology(), &scripted_rules(), |d| {
-        let mut c = Conn::new(50020, 443);
-        c.open(d, secs(1));
-        c.data(d, 10, secs(1));
-        // REMOTE's /24 moves to the second uplink: the client's packets leave there (still
-        // with the masquerade binding the connection got on wan)
-        let gw2 = NextHop { ifindex: WAN2, via: Some("198.19.0.1".parse().unwrap()) };
-        d.r.fib_mut().insert("203.0.113.0".parse().unwrap(), 24, RouteKind::Unicast(gw2)).unwrap();
-        c.data(d, 5, secs(2));
-        // and back
-        d.r.fib_mut().remove("203.0.113.0".parse().unwrap(), 24);
-        c.data(d, 5, secs(3));
-        // a blackhole for it
-        d.r.fib_mut().insert("203.0.113.5".parse().unwrap(), 32, RouteKind::Blackhole).unwrap();
-        c.data(d, 3, secs(4));
-        d.r.fib_mut().remove("203.0.113.5".parse().unwrap(), 32);
-        c.data(d, 5, secs(5));
-        // WAN goes down and up again: its flows are torn down, then offloaded anew
-        d.r.set_link(WAN, false);
-        c.data(d, 3, secs(6));
-        d.r.set_link(WAN, true);
-        c.data(d, 10, secs(7));
-        let _ = (WAN2_MAC, GW2_MAC);
-    });
+    transparent(
+        "route change",
+        &scripted_topology(),
+        &scripted_rules(),
+        |d| {
+            let mut c = Conn::new(50020, 443);
+            c.open(d, secs(1));
+            c.data(d, 10, secs(1));
+            // REMOTE's /24 moves to the second uplink: the client's packets leave there (still
+            // with the masquerade binding the connection got on wan)
+            let gw2 = NextHop {
+                ifindex: WAN2,
+                via: Some("198.19.0.1".parse().unwrap()),
+            };
+            d.r.fib_mut()
+                .insert("203.0.113.0".parse().unwrap(), 24, RouteKind::Unicast(gw2))
+                .unwrap();
+            c.data(d, 5, secs(2));
+            // and back
+            d.r.fib_mut().remove("203.0.113.0".parse().unwrap(), 24);
+            c.data(d, 5, secs(3));
+            // a blackhole for it
+            d.r.fib_mut()
+                .insert("203.0.113.5".parse().unwrap(), 32, RouteKind::Blackhole)
+                .unwrap();
+            c.data(d, 3, secs(4));
+            d.r.fib_mut().remove("203.0.113.5".parse().unwrap(), 32);
+            c.data(d, 5, secs(5));
+            // WAN goes down and up again: its flows are torn down, then offloaded anew
+            d.r.set_link(WAN, false);
+            c.data(d, 3, secs(6));
+            d.r.set_link(WAN, true);
+            c.data(d, 10, secs(7));
+            let _ = (WAN2_MAC, GW2_MAC);
+        },
+    );
 }
 
 #[test]
@@ -516,13 +749,41 @@ fn mtu_sized_packets() {
             c.s2c(d, Tcp::Ack, &vec![9u8; size], secs(3));
         }
         // IPv6 (no NAT), hop limit and size edges
-        let q = |hop: u8, n: usize| udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 6000, 443, hop, &vec![1u8; n]);
-        let a = |n: usize| udp6(GW_MAC, WAN_MAC, REMOTE6, CLIENT6, 443, 6000, 64, &vec![2u8; n]);
+        let q = |hop: u8, n: usize| {
+            udp6(
+                CLIENT_MAC,
+                LAN_MAC,
+                CLIENT6,
+                REMOTE6,
+                6000,
+                443,
+                hop,
+                &vec![1u8; n],
+            )
+        };
+        let a = |n: usize| {
+            udp6(
+                GW_MAC,
+                WAN_MAC,
+                REMOTE6,
+                CLIENT6,
+                443,
+                6000,
+                64,
+                &vec![2u8; n],
+            )
+        };
         for t in 10..14 {
             d.send(LAN, q(64, 100), secs(t));
             d.send(WAN, a(100), secs(t));
         }
-        for (n, hop) in [(1352usize, 64u8), (1353, 64), (100, 1), (100, 2), (1352, 64)] {
+        for (n, hop) in [
+            (1352usize, 64u8),
+            (1353, 64),
+            (100, 1),
+            (100, 2),
+            (1352, 64),
+        ] {
             d.send(LAN, q(hop, n), secs(15));
         }
         d.send(WAN, a(1452), secs(15));

@@ -38,7 +38,10 @@ fn main() {
             at = (at + 1) % frames.len();
         }
         ft.process_burst::<false>(&mut slots, now, &mut out);
-        forwarded += out.iter().filter(|a| matches!(a, Action::Forward(_))).count();
+        forwarded += out
+            .iter()
+            .filter(|a| matches!(a, Action::Forward(_)))
+            .count();
     }
     println!(
         "flows={flows} packets={} forwarded={forwarded}",

@@ -2,9 +2,7 @@
 //! `nft_flow_offload_eval` checks them, and the making of the entry with its plan.
 
 use crate::backend::{DirSpec, FlowId, FlowSpec, OffloadBackend};
-use crate::flow::{
-    Cold, Hot, Key, Mac, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6,
-};
+use crate::flow::{Cold, Hot, Key, Mac, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6};
 use crate::{ms, Flowtable};
 use core::time::Duration;
 use nft_conntrack::{ConnId, Status, Table, TcpState};
@@ -267,10 +265,8 @@ impl<B: OffloadBackend> Flowtable<B> {
                 return Err(NotAdmitted::AlreadyOffloaded);
             }
         }
-        let (Some(l0), Some(l1)) = (
-            self.link(&a.paths[0].egress),
-            self.link(&a.paths[1].egress),
-        ) else {
+        let (Some(l0), Some(l1)) = (self.link(&a.paths[0].egress), self.link(&a.paths[1].egress))
+        else {
             return Err(NotAdmitted::TableFull);
         };
         let now_ms = ms(now);
@@ -316,9 +312,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 a.mangles[0].meta_mark.unwrap_or(0),
                 a.mangles[1].meta_mark.unwrap_or(0),
             ],
-            v6: o
-                .v6
-                .then(|| Box::new([v6_addrs(&o, &r), v6_addrs(&r, &o)])),
+            v6: o.v6.then(|| Box::new([v6_addrs(&o, &r), v6_addrs(&r, &o)])),
         };
         let fid = FlowId { idx, gen: cold.gen };
         self.index.insert(self.index.hash(&o), idx << 1);

@@ -564,7 +564,13 @@ fn rewrite(
 }
 
 #[inline]
-pub(crate) fn find(index: &Index, hot: &[[Hot; 2]], cold: &[Cold], key: &Key, h: u64) -> Option<u32> {
+pub(crate) fn find(
+    index: &Index,
+    hot: &[[Hot; 2]],
+    cold: &[Cold],
+    key: &Key,
+    h: u64,
+) -> Option<u32> {
     index.find(h, |v| {
         let (i, d) = ((v >> 1) as usize, (v & 1) as usize);
         hot.get(i).and_then(|x| x.get(d)).is_some_and(|x| {

@@ -10,7 +10,6 @@ use crate::flow::Key;
 
 const EMPTY: u64 = u64::MAX;
 
-
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
     slots: Box<[u64]>,

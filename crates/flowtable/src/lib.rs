@@ -298,7 +298,11 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     fn egress(&self, h: &Hot) -> Egress {
-        let l = self.links.get(usize::from(h.link)).copied().unwrap_or(Link::new(0, [0; 6], Encap::None, 0));
+        let l = self
+            .links
+            .get(usize::from(h.link))
+            .copied()
+            .unwrap_or(Link::new(0, [0; 6], Encap::None, 0));
         Egress {
             port: l.port,
             src_mac: l.src_mac,
@@ -388,9 +392,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             };
             let links = &self.links;
             let out = |d: &Hot| links.get(usize::from(d.link)).map(|l| l.port);
-            let uses = h
-                .iter()
-                .any(|d| d.in_port == port || out(d) == Some(port));
+            let uses = h.iter().any(|d| d.in_port == port || out(d) == Some(port));
             if c.live && uses && !h[0].has(TEARDOWN) {
                 self.set_flags(i, TEARDOWN);
                 n += 1;
@@ -421,14 +423,15 @@ impl<B: OffloadBackend> Flowtable<B> {
             let (Some(h), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
                 continue;
             };
-            let keeps_ingress = paths
-                .is_some_and(|p| p[0].ingress == h[0].in_port && p[1].ingress == h[1].in_port);
+            let keeps_ingress =
+                paths.is_some_and(|p| p[0].ingress == h[0].in_port && p[1].ingress == h[1].in_port);
             let mangles = admit::mangles_of(h, c);
             let alive = c.conn.is_some_and(|id| ct.get(id).is_some());
             let links = match paths {
-                Some(p) if keeps_ingress && alive => {
-                    self.link(&p[0].egress).zip(self.link(&p[1].egress)).map(|l| (p, l))
-                }
+                Some(p) if keeps_ingress && alive => self
+                    .link(&p[0].egress)
+                    .zip(self.link(&p[1].egress))
+                    .map(|l| (p, l)),
                 _ => None,
             };
             match links {
@@ -439,7 +442,13 @@ impl<B: OffloadBackend> Flowtable<B> {
                     let keys = [h[0].key(c.v6(0)), h[1].key(c.v6(1))];
                     let l = [(l0, l1), (l1, l0)];
                     for d in 0..2 {
-                        let mut n = admit::hot(&keys[d], &keys[1 - d], l[d], p[d].egress.dst_mac, &mangles[d]);
+                        let mut n = admit::hot(
+                            &keys[d],
+                            &keys[1 - d],
+                            l[d],
+                            p[d].egress.dst_mac,
+                            &mangles[d],
+                        );
                         n.packets = h[d].packets;
                         n.bytes = h[d].bytes;
                         n.used = h[d].used;
@@ -671,10 +680,12 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// a caller needs around [`gc`](Self::gc), without building a [`FlowInfo`] per flow.
     pub fn idle_conns(&self, now: Duration) -> impl Iterator<Item = (ConnId, Duration)> + '_ {
         let now_ms = ms(now);
-        self.cold
-            .iter()
-            .filter(|c| c.live)
-            .filter_map(move |c| Some((c.conn?, Duration::from_millis(now_ms.saturating_sub(c.used_ms)))))
+        self.cold.iter().filter(|c| c.live).filter_map(move |c| {
+            Some((
+                c.conn?,
+                Duration::from_millis(now_ms.saturating_sub(c.used_ms)),
+            ))
+        })
     }
 
     /// Whether flow `id` is still in the table.

@@ -1521,7 +1521,10 @@ fn tcp_control_segments_punted_when_asked() {
     // and leave the flow as it was
     for flags in [ACK, ACK | 0x08, ACK | 0x20 | 0x08, ACK | 0xc0] {
         let f = w.frame_from(LAN, &client_pkt(&c, flags, b"x", 64));
-        assert!(matches!(fast(&mut w, LAN, &f, now).0, Action::Forward(WAN)), "{flags:#x}");
+        assert!(
+            matches!(fast(&mut w, LAN, &f, now).0, Action::Forward(WAN)),
+            "{flags:#x}"
+        );
     }
     for flags in [SYN, SYN | ACK, 0, 0x08, SYN | 0x20] {
         let f = w.frame_from(LAN, &client_pkt(&c, flags, b"", 64));

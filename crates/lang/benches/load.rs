@@ -16,7 +16,9 @@ fn largest_fw4() -> (String, String) {
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
             let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-            if e.path().extension().is_some_and(|x| x == "nft") && best.as_ref().is_none_or(|(l, _)| len > *l) {
+            if e.path().extension().is_some_and(|x| x == "nft")
+                && best.as_ref().is_none_or(|(l, _)| len > *l)
+            {
                 best = Some((len, e.path()));
             }
         }
@@ -24,7 +26,11 @@ fn largest_fw4() -> (String, String) {
     match best {
         Some((_, p)) => {
             let text = std::fs::read_to_string(&p).unwrap();
-            let text: String = text.lines().filter(|l| !l.trim_start().starts_with("include ")).map(|l| format!("{l}\n")).collect();
+            let text: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("include "))
+                .map(|l| format!("{l}\n"))
+                .collect();
             (p.file_name().unwrap().to_string_lossy().into_owned(), text)
         }
         None => {
@@ -36,7 +42,8 @@ fn largest_fw4() -> (String, String) {
 
 /// `n` rules of the kinds router rulesets use, over 100 chains.
 pub fn generated(n: usize) -> String {
-    let mut s = String::from("table inet gen {\n\tset allowed {\n\t\ttype ipv4_addr . inet_service\n\t}\n");
+    let mut s =
+        String::from("table inet gen {\n\tset allowed {\n\t\ttype ipv4_addr . inet_service\n\t}\n");
     let chains = 100;
     for c in 0..chains {
         let _ = writeln!(s, "\tchain c{c} {{");
@@ -74,7 +81,8 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("load+print 10000 rules", |b| {
         b.iter(|| {
-            let rs = load_str("gen.nft", black_box(&gen), &LoadOpts::default()).expect("generated ruleset loads");
+            let rs = load_str("gen.nft", black_box(&gen), &LoadOpts::default())
+                .expect("generated ruleset loads");
             black_box(print::ruleset(&rs, &o))
         })
     });

@@ -148,36 +148,86 @@ pub enum ExprKind {
     Var(String),
     Const(Const),
     /// `ip saddr`, `tcp dport`, `th dport`, `vlan id`...
-    Payload { proto: String, field: String },
+    Payload {
+        proto: String,
+        field: String,
+    },
     /// `@nh,16,8` and friends.
-    RawPayload { base: String, offset: u32, len: u32 },
+    RawPayload {
+        base: String,
+        offset: u32,
+        len: u32,
+    },
     /// IPv6 extension header field: `hbh nexthdr`, `frag more-fragments`, `exthdr hbh exists`.
-    Exthdr { hdr: String, field: String },
+    Exthdr {
+        hdr: String,
+        field: String,
+    },
     /// `tcp option maxseg size`, `tcp option sack0 left`, `tcp option 254 exists`...
-    TcpOpt { opt: String, field: Option<String> },
+    TcpOpt {
+        opt: String,
+        field: Option<String>,
+    },
     /// `ip option rr type`...
-    IpOpt { opt: String, field: Option<String> },
+    IpOpt {
+        opt: String,
+        field: Option<String>,
+    },
     /// `sctp chunk data flags`...
-    SctpChunk { chunk: String, field: Option<String> },
+    SctpChunk {
+        chunk: String,
+        field: Option<String>,
+    },
     /// `dccp option 40`
     DccpOpt(u32),
     Meta(String),
     /// `ct state`, `ct original saddr`, `ct reply ip saddr`.
-    Ct { key: String, dir: Option<String>, family: Option<String> },
+    Ct {
+        key: String,
+        dir: Option<String>,
+        family: Option<String>,
+    },
     /// `fib saddr . iif oif`
-    Fib { flags: Vec<String>, result: String },
+    Fib {
+        flags: Vec<String>,
+        result: String,
+    },
     /// `rt mtu`, `rt ip nexthop`.
-    Rt { key: String, family: Option<String> },
+    Rt {
+        key: String,
+        family: Option<String>,
+    },
     /// `numgen inc mod 2 offset 100`
-    Numgen { random: bool, modulus: u32, offset: u32 },
+    Numgen {
+        random: bool,
+        modulus: u32,
+        offset: u32,
+    },
     /// `jhash ip saddr mod 2 seed 0xdead offset 100`, `symhash mod 2`
-    Hash { expr: Option<Box<Expr>>, modulus: u32, seed: Option<u32>, offset: u32, sym: bool },
+    Hash {
+        expr: Option<Box<Expr>>,
+        modulus: u32,
+        seed: Option<u32>,
+        offset: u32,
+        sym: bool,
+    },
     /// `socket transparent`, `socket cgroupv2 level 1`
-    Socket { key: String, level: Option<u32> },
+    Socket {
+        key: String,
+        level: Option<u32>,
+    },
     /// `osf name`, `osf ttl loose version`
-    Osf { ttl: Option<String>, key: String },
+    Osf {
+        ttl: Option<String>,
+        key: String,
+    },
     /// `ipsec in reqid`, `ipsec out ip daddr`
-    Ipsec { dir: String, spnum: u32, key: String, family: Option<String> },
+    Ipsec {
+        dir: String,
+        spnum: u32,
+        key: String,
+        family: Option<String>,
+    },
     /// `tunnel id`...
     Tunnel(String),
     Prefix(Box<Expr>, u32),
@@ -215,7 +265,12 @@ pub struct Expr {
 
 impl Expr {
     pub fn new(kind: ExprKind, span: Span) -> Expr {
-        Expr { kind, span, dt: Dt::Invalid, bits: 0 }
+        Expr {
+            kind,
+            span,
+            dt: Dt::Invalid,
+            bits: 0,
+        }
     }
 }
 
@@ -271,7 +326,10 @@ pub enum RejectKind {
     Default,
     TcpReset,
     /// `with icmp|icmpv6|icmpx [type] CODE`
-    Icmp { family: String, code: Expr },
+    Icmp {
+        family: String,
+        code: Expr,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -294,13 +352,27 @@ pub enum SetOp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StmtKind {
     /// `left op right`
-    Match { left: Expr, op: RelOp, right: Expr },
+    Match {
+        left: Expr,
+        op: RelOp,
+        right: Expr,
+    },
     Verdict(Verdict),
     /// `expr vmap { ... }` / `vmap @m`
-    Vmap { key: Expr, map: Expr },
-    Counter { packets: u64, bytes: u64 },
+    Vmap {
+        key: Expr,
+        map: Expr,
+    },
+    Counter {
+        packets: u64,
+        bytes: u64,
+    },
     Limit(LimitStmt),
-    Quota { over: bool, bytes: u64, used: u64 },
+    Quota {
+        over: bool,
+        bytes: u64,
+        used: u64,
+    },
     Log(LogStmt),
     Reject(RejectKind),
     Nat(NatStmt),
@@ -308,25 +380,60 @@ pub enum StmtKind {
     /// `flow add @ft` (and the legacy `flow offload @ft`).
     FlowAdd(String),
     /// `meta mark set ...`, `ct mark set ...`, `ip dscp set ...`, `tcp option ... set`.
-    Set { key: Expr, value: Expr },
+    Set {
+        key: Expr,
+        value: Expr,
+    },
     /// `add @s { ip saddr limit rate ... }`, `update @s ...`, `delete @s ...`
-    Dynset { op: SetOp, set: String, key: Expr, stmts: Vec<Stmt>, data: Option<Expr> },
+    Dynset {
+        op: SetOp,
+        set: String,
+        key: Expr,
+        stmts: Vec<Stmt>,
+        data: Option<Expr>,
+    },
     /// `counter name x`, `quota name "y"`, `ct helper set "ftp"`: a stateful object reference.
-    ObjRef { kind: String, name: Expr },
+    ObjRef {
+        kind: String,
+        name: Expr,
+    },
     /// `dup to 1.2.3.4 device eth0`
-    Dup { addr: Option<Expr>, dev: Option<Expr> },
+    Dup {
+        addr: Option<Expr>,
+        dev: Option<Expr>,
+    },
     /// `fwd to eth0`, `fwd ip to 1.2.3.4 device eth0`
-    Fwd { family: Option<String>, addr: Option<Expr>, dev: Expr },
+    Fwd {
+        family: Option<String>,
+        addr: Option<Expr>,
+        dev: Expr,
+    },
     /// `queue num 2 bypass`
-    Queue { num: Option<Expr>, flags: Vec<String> },
+    Queue {
+        num: Option<Expr>,
+        flags: Vec<String>,
+    },
     /// `tproxy ip to 1.2.3.4:80`
-    Tproxy { family: Option<String>, addr: Option<Expr>, port: Option<Expr> },
+    Tproxy {
+        family: Option<String>,
+        addr: Option<Expr>,
+        port: Option<Expr>,
+    },
     /// `synproxy mss 1460 wscale 7 timestamp sack-perm`
-    Synproxy { mss: Option<u32>, wscale: Option<u32>, flags: Vec<String> },
+    Synproxy {
+        mss: Option<u32>,
+        wscale: Option<u32>,
+        flags: Vec<String>,
+    },
     /// `last`, `last used 300s`
-    Last { used: Option<u64> },
+    Last {
+        used: Option<u64>,
+    },
     /// `ct count over 2`
-    Connlimit { over: bool, count: u32 },
+    Connlimit {
+        over: bool,
+        count: u32,
+    },
     /// `xt ...` is not supported; kept for listings.
     Reset(Expr),
 }
@@ -436,14 +543,39 @@ pub struct Obj {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ObjBody {
-    Counter { packets: u64, bytes: u64 },
-    Quota { over: bool, bytes: u64, used: u64 },
+    Counter {
+        packets: u64,
+        bytes: u64,
+    },
+    Quota {
+        over: bool,
+        bytes: u64,
+        used: u64,
+    },
     Limit(LimitStmt),
-    CtHelper { name: String, proto: String, l3proto: Option<String> },
-    CtTimeout { proto: String, l3proto: Option<String>, policy: Vec<(String, u64)> },
-    CtExpect { proto: String, dport: u32, timeout: u64, size: u32, l3proto: Option<String> },
+    CtHelper {
+        name: String,
+        proto: String,
+        l3proto: Option<String>,
+    },
+    CtTimeout {
+        proto: String,
+        l3proto: Option<String>,
+        policy: Vec<(String, u64)>,
+    },
+    CtExpect {
+        proto: String,
+        dport: u32,
+        timeout: u64,
+        size: u32,
+        l3proto: Option<String>,
+    },
     Secmark(String),
-    Synproxy { mss: u32, wscale: u32, flags: Vec<String> },
+    Synproxy {
+        mss: u32,
+        wscale: u32,
+        flags: Vec<String>,
+    },
     /// Anything else we keep as raw text.
     Raw(String),
     Tunnel(TunnelObj),
@@ -467,9 +599,16 @@ pub struct TunnelObj {
 pub enum TunnelOpts {
     #[default]
     None,
-    Vxlan { gbp: u32 },
+    Vxlan {
+        gbp: u32,
+    },
     /// Version 1 carries an index, version 2 a direction and hardware id.
-    Erspan { version: u32, index: u32, egress: bool, hwid: u32 },
+    Erspan {
+        version: u32,
+        index: u32,
+        egress: bool,
+        hwid: u32,
+    },
     /// Geneve options: class, type, data bytes.
     Geneve(Vec<(u16, u8, Vec<u8>)>),
 }
@@ -490,7 +629,18 @@ pub struct Table {
 
 impl Table {
     pub fn new(family: Family, name: String, span: Span) -> Table {
-        Table { family, name, flags: vec![], comment: None, chains: vec![], sets: vec![], flowtables: vec![], objs: vec![], handle: 0, span }
+        Table {
+            family,
+            name,
+            flags: vec![],
+            comment: None,
+            chains: vec![],
+            sets: vec![],
+            flowtables: vec![],
+            objs: vec![],
+            handle: 0,
+            span,
+        }
     }
 }
 
@@ -533,17 +683,62 @@ pub enum Verb {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cmd {
-    Table { verb: Verb, table: TableRef, flags: Vec<String>, comment: Option<String> },
-    Chain { verb: Verb, table: TableRef, chain: Chain },
-    Rule { verb: Verb, table: TableRef, chain: String, pos: RulePos, rule: Rule },
-    Set { verb: Verb, table: TableRef, set: Set },
-    Element { verb: Verb, table: TableRef, set: String, elems: Vec<Expr>, span: Span },
-    Flowtable { verb: Verb, table: TableRef, ft: Flowtable },
-    Obj { verb: Verb, table: TableRef, obj: Obj },
+    Table {
+        verb: Verb,
+        table: TableRef,
+        flags: Vec<String>,
+        comment: Option<String>,
+    },
+    Chain {
+        verb: Verb,
+        table: TableRef,
+        chain: Chain,
+    },
+    Rule {
+        verb: Verb,
+        table: TableRef,
+        chain: String,
+        pos: RulePos,
+        rule: Rule,
+    },
+    Set {
+        verb: Verb,
+        table: TableRef,
+        set: Set,
+    },
+    Element {
+        verb: Verb,
+        table: TableRef,
+        set: String,
+        elems: Vec<Expr>,
+        span: Span,
+    },
+    Flowtable {
+        verb: Verb,
+        table: TableRef,
+        ft: Flowtable,
+    },
+    Obj {
+        verb: Verb,
+        table: TableRef,
+        obj: Obj,
+    },
     /// `flush ruleset`, `delete/destroy/flush table|chain|set|map|...` by name or handle.
-    ByName { verb: Verb, what: String, table: Option<TableRef>, name: Option<String>, handle: Option<u64>, span: Span },
+    ByName {
+        verb: Verb,
+        what: String,
+        table: Option<TableRef>,
+        name: Option<String>,
+        handle: Option<u64>,
+        span: Span,
+    },
     /// `rename chain t c newname`
-    RenameChain { table: TableRef, from: String, to: String, span: Span },
+    RenameChain {
+        table: TableRef,
+        from: String,
+        to: String,
+        span: Span,
+    },
     /// Commands that change nothing in a loaded ruleset (`list`, `describe`, `monitor`).
     Noop,
 }

@@ -35,7 +35,16 @@ pub fn mask_xor(e: &mut Expr) {
         return;
     }
     let bits = e.bits;
-    if bits == 0 || bits > 128 || !matches!(ops[0].2.kind, ExprKind::Const(Const { val: Val::Int(_), .. })) {
+    if bits == 0
+        || bits > 128
+        || !matches!(
+            ops[0].2.kind,
+            ExprKind::Const(Const {
+                val: Val::Int(_),
+                ..
+            })
+        )
+    {
         return;
     }
     let all = all_ones(bits);
@@ -63,9 +72,16 @@ pub fn mask_xor(e: &mut Expr) {
     let cdt = ops[0].2.dt;
     let cbits = ops[0].2.bits.max(bits);
     let mut out = base.clone();
-    for (op, v) in [(BinOp::And, if m == all { None } else { Some(m) }), (BinOp::Xor, Some(x).filter(|v| *v != 0)), (BinOp::Or, Some(o).filter(|v| *v != 0))] {
+    for (op, v) in [
+        (BinOp::And, if m == all { None } else { Some(m) }),
+        (BinOp::Xor, Some(x).filter(|v| *v != 0)),
+        (BinOp::Or, Some(o).filter(|v| *v != 0)),
+    ] {
         let Some(v) = v else { continue };
-        let mut n = Expr::new(ExprKind::Binop(op, Box::new(out), Box::new(mk_const(cdt, cbits, v, span))), span);
+        let mut n = Expr::new(
+            ExprKind::Binop(op, Box::new(out), Box::new(mk_const(cdt, cbits, v, span))),
+            span,
+        );
         n.dt = dt;
         n.bits = bits;
         out = n;
@@ -87,13 +103,37 @@ mod tests {
 
     #[test]
     fn constant_chains_list_as_mask_xor_or() {
-        assert_eq!(listing("meta mark set meta mark and 0xffff0054 xor 0xab"), "meta mark set meta mark & 0xffff00ff | 0x000000ab");
-        assert_eq!(listing("meta mark set meta mark and 0xffff xor 0x10"), "meta mark set meta mark & 0x0000ffff ^ 0x00000010");
-        assert_eq!(listing("ct mark set ct mark xor 0x1 xor 0x1"), "ct mark set ct mark");
-        assert_eq!(listing("ct mark set ct mark or 0x1 or 0x2"), "ct mark set ct mark | 0x00000003");
-        assert_eq!(listing("meta mark set ct mark and 0xff or 0x100"), "meta mark set ct mark & 0x000001ff | 0x00000100");
-        assert_eq!(listing("meta mark set (meta mark or 0x10) and 0xff"), "meta mark set meta mark & 0x000000ff | 0x00000010");
-        assert_eq!(listing("ct mark set ct mark and 0xffffffff"), "ct mark set ct mark");
-        assert_eq!(listing("ct mark set ct mark and 0xffff0000 or meta mark and 0xffff"), "ct mark set ct mark & 0xffff0000 | meta mark & 0x0000ffff");
+        assert_eq!(
+            listing("meta mark set meta mark and 0xffff0054 xor 0xab"),
+            "meta mark set meta mark & 0xffff00ff | 0x000000ab"
+        );
+        assert_eq!(
+            listing("meta mark set meta mark and 0xffff xor 0x10"),
+            "meta mark set meta mark & 0x0000ffff ^ 0x00000010"
+        );
+        assert_eq!(
+            listing("ct mark set ct mark xor 0x1 xor 0x1"),
+            "ct mark set ct mark"
+        );
+        assert_eq!(
+            listing("ct mark set ct mark or 0x1 or 0x2"),
+            "ct mark set ct mark | 0x00000003"
+        );
+        assert_eq!(
+            listing("meta mark set ct mark and 0xff or 0x100"),
+            "meta mark set ct mark & 0x000001ff | 0x00000100"
+        );
+        assert_eq!(
+            listing("meta mark set (meta mark or 0x10) and 0xff"),
+            "meta mark set meta mark & 0x000000ff | 0x00000010"
+        );
+        assert_eq!(
+            listing("ct mark set ct mark and 0xffffffff"),
+            "ct mark set ct mark"
+        );
+        assert_eq!(
+            listing("ct mark set ct mark and 0xffff0000 or meta mark and 0xffff"),
+            "ct mark set ct mark & 0xffff0000 | meta mark & 0x0000ffff"
+        );
     }
 }

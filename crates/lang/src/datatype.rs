@@ -370,7 +370,13 @@ static REALM_DEFAULT: Symbols = &[("cosmos", 0)];
 
 /// Users and groups every Linux system has, for hosts without /etc/passwd or /etc/group.
 static UID_DEFAULT: Symbols = &[("root", 0), ("daemon", 1), ("bin", 2), ("sys", 3)];
-static GID_DEFAULT: Symbols = &[("root", 0), ("daemon", 1), ("bin", 2), ("sys", 3), ("adm", 4)];
+static GID_DEFAULT: Symbols = &[
+    ("root", 0),
+    ("daemon", 1),
+    ("bin", 2),
+    ("sys", 3),
+    ("adm", 4),
+];
 
 /// Verdict codes as the kernel stores them (NF_* and NFT_*), the negative ones as 32-bit
 /// two's complement.
@@ -604,7 +610,13 @@ impl Dt {
             dt.name() == name
                 && !matches!(
                     dt,
-                    Dt::Priority | Dt::Policy | Dt::ShiftFlag | Dt::CtId | Dt::CtZone | Dt::Length | Dt::Ipsec
+                    Dt::Priority
+                        | Dt::Policy
+                        | Dt::ShiftFlag
+                        | Dt::CtId
+                        | Dt::CtZone
+                        | Dt::Length
+                        | Dt::Ipsec
                 )
         })
     }
@@ -612,7 +624,9 @@ impl Dt {
     /// The type a type falls back to for parsing and printing (nft's `basetype`).
     pub fn basetype(self) -> Option<Dt> {
         match self {
-            Dt::Invalid | Dt::Verdict | Dt::Integer | Dt::String | Dt::Priority | Dt::Policy => None,
+            Dt::Invalid | Dt::Verdict | Dt::Integer | Dt::String | Dt::Priority | Dt::Policy => {
+                None
+            }
             Dt::Boolean => Some(Dt::Integer),
             Dt::TcpFlag | Dt::CtState | Dt::CtStatus | Dt::CtEventBit | Dt::CtLabel => {
                 Some(Dt::Bitmask)
@@ -742,12 +756,18 @@ impl Dt {
     /// although a plain `icmp code` match prints numbers.
     pub fn symbol_name(self, v: u128) -> Option<&'static str> {
         let v = u64::try_from(v).ok()?;
-        self.symbols().iter().find(|(_, s)| *s == v).map(|(n, _)| *n)
+        self.symbols()
+            .iter()
+            .find(|(_, s)| *s == v)
+            .map(|(n, _)| *n)
     }
 
     /// The value of a symbol of the type.
     pub fn symbol_value(self, name: &str) -> Option<u64> {
-        self.symbols().iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.symbols()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
 
     /// A bitmask value split into flag names, lowest bit first as nft lists them
@@ -801,7 +821,8 @@ impl Dt {
             }
             Dt::Hour => parse_hour(text, utc_offset)? as u128,
             Dt::Date => parse_date(text, utc_offset)? as u128,
-            Dt::ClassId => parse_classid(text).ok_or_else(|| format!("Could not parse {}", self.desc()))?
+            Dt::ClassId => parse_classid(text)
+                .ok_or_else(|| format!("Could not parse {}", self.desc()))?
                 as u128,
             Dt::Uid | Dt::Gid => parse_id(self, text)?,
             Dt::IfIndex => parse_ifindex(text)?,
@@ -820,10 +841,12 @@ impl Dt {
                 // the rule; keeping the path makes the rule portable and print back as given.
                 None => return Ok(Val::Str(text.to_string())),
             },
-            Dt::DevGroup | Dt::Realm | Dt::Mark => match file_symbols(self).iter().find(|(n, _)| n == text) {
-                Some((_, v)) => *v as u128,
-                None => self.parse_symbolic(text)?,
-            },
+            Dt::DevGroup | Dt::Realm | Dt::Mark => {
+                match file_symbols(self).iter().find(|(n, _)| n == text) {
+                    Some((_, v)) => *v as u128,
+                    None => self.parse_symbolic(text)?,
+                }
+            }
             _ => self.parse_symbolic(text)?,
         };
         check_range(v, bits)?;
@@ -861,12 +884,17 @@ impl Dt {
             Val::Int(n) => *n,
         };
         match self {
-            Dt::Integer | Dt::ShiftFlag | Dt::CtId | Dt::CtZone | Dt::Length | Dt::Ipsec => n.to_string(),
+            Dt::Integer | Dt::ShiftFlag | Dt::CtId | Dt::CtZone | Dt::Length | Dt::Ipsec => {
+                n.to_string()
+            }
             Dt::Uid | Dt::Gid | Dt::CgroupV2 => n.to_string(),
             Dt::Invalid => format!("0x{n:x} [invalid type]"),
             Dt::Bitmask | Dt::XInteger => format!("0x{n:x}"),
             Dt::String | Dt::IfName => format!("\"{}\"", int_to_string(n, bits)),
-            Dt::Verdict => match u32::try_from(n).ok().and_then(|c| self.symbol_name(c as u128)) {
+            Dt::Verdict => match u32::try_from(n)
+                .ok()
+                .and_then(|c| self.symbol_name(c as u128))
+            {
                 Some(s) => s.to_string(),
                 None => format!("unknown verdict value {n}"),
             },
@@ -879,7 +907,11 @@ impl Dt {
             Dt::Ipv4Addr => std::net::Ipv4Addr::from(n as u32).to_string(),
             Dt::Ipv6Addr => format_ipv6(n),
             Dt::LlAddr | Dt::EtherAddr => {
-                let len = if bits == 0 { self.bits().max(8) / 8 } else { bits.div_ceil(8) };
+                let len = if bits == 0 {
+                    self.bits().max(8) / 8
+                } else {
+                    bits.div_ceil(8)
+                };
                 format_lladdr(n, len)
             }
             Dt::InetProto => match protocol_name(n) {
@@ -901,11 +933,19 @@ impl Dt {
             Dt::Hour => format!("\"{}\"", format_hour(n, utc_offset)),
             Dt::Date => format!("\"{}\"", format_date(n, utc_offset)),
             // names from iproute2's files are left out where nft prints numbers only (ranges)
-            Dt::Mark => match file_symbols(self).iter().find(|(_, s)| *s as u128 == n).filter(|_| !opts.numeric_symbol) {
+            Dt::Mark => match file_symbols(self)
+                .iter()
+                .find(|(_, s)| *s as u128 == n)
+                .filter(|_| !opts.numeric_symbol)
+            {
                 Some((name, _)) => format!("\"{name}\""),
                 None => format!("0x{n:08x}"),
             },
-            Dt::DevGroup | Dt::Realm => match file_symbols(self).iter().find(|(_, s)| *s as u128 == n).filter(|_| !opts.numeric_symbol) {
+            Dt::DevGroup | Dt::Realm => match file_symbols(self)
+                .iter()
+                .find(|(_, s)| *s as u128 == n)
+                .filter(|_| !opts.numeric_symbol)
+            {
                 Some((name, _)) => format!("\"{name}\""),
                 None => n.to_string(),
             },
@@ -961,10 +1001,16 @@ impl Dt {
         };
         let unquote = |s: String| s.trim_matches('"').to_string();
         match self {
-            Dt::Ipv4Addr | Dt::Ipv6Addr | Dt::LlAddr | Dt::EtherAddr | Dt::ClassId | Dt::Hour | Dt::Date => {
+            Dt::Ipv4Addr
+            | Dt::Ipv6Addr
+            | Dt::LlAddr
+            | Dt::EtherAddr
+            | Dt::ClassId
+            | Dt::Hour
+            | Dt::Date => J::from(unquote(self.print(v, bits, opts))),
+            Dt::String | Dt::IfName | Dt::Verdict | Dt::Policy => {
                 J::from(unquote(self.print(v, bits, opts)))
             }
-            Dt::String | Dt::IfName | Dt::Verdict | Dt::Policy => J::from(unquote(self.print(v, bits, opts))),
             Dt::Time => num(n / 1000),
             Dt::Boolean => J::Bool(n != 0),
             Dt::Priority => J::from(n as u32 as i32),
@@ -976,10 +1022,12 @@ impl Dt {
                 Some(name) if opts.services => J::from(name),
                 _ => num(n),
             },
-            Dt::Mark | Dt::DevGroup | Dt::Realm => match file_symbols(self).iter().find(|(_, s)| *s as u128 == n) {
-                Some((name, _)) => J::from(name.clone()),
-                None => num(n),
-            },
+            Dt::Mark | Dt::DevGroup | Dt::Realm => {
+                match file_symbols(self).iter().find(|(_, s)| *s as u128 == n) {
+                    Some((name, _)) => J::from(name.clone()),
+                    None => num(n),
+                }
+            }
             Dt::IfIndex => match u32::try_from(n).ok().and_then(ifindex_to_name) {
                 Some(name) => J::from(name),
                 None => num(n),
@@ -1011,13 +1059,14 @@ impl fmt::Display for Dt {
 /// An integer literal as nft reads it (GMP's base 0): `0x` hex, a leading `0` octal,
 /// otherwise decimal.
 pub fn parse_int(text: &str) -> Option<u128> {
-    let (digits, radix) = if let Some(h) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        (h, 16)
-    } else if text.len() > 1 && text.starts_with('0') {
-        (&text[1..], 8)
-    } else {
-        (text, 10)
-    };
+    let (digits, radix) =
+        if let Some(h) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (h, 16)
+        } else if text.len() > 1 && text.starts_with('0') {
+            (&text[1..], 8)
+        } else {
+            (text, 10)
+        };
     if digits.is_empty() || !digits.bytes().all(|b| (b as char).is_digit(radix)) {
         return None;
     }
@@ -1079,8 +1128,12 @@ fn parse_verdict(text: &str) -> Result<Val, String> {
         }
     }
     match closest(text, VERDICTS.iter().map(|(n, _)| *n)) {
-        Some(s) => Err(format!("Could not parse netfilter verdict; did you mean `{s}'?")),
-        None => Err(format!("Could not parse netfilter verdict; did you mean `jump {text}'?")),
+        Some(s) => Err(format!(
+            "Could not parse netfilter verdict; did you mean `{s}'?"
+        )),
+        None => Err(format!(
+            "Could not parse netfilter verdict; did you mean `jump {text}'?"
+        )),
     }
 }
 
@@ -1111,7 +1164,10 @@ fn parse_ipv4(text: &str) -> Result<u128, String> {
 
 fn parse_ipv6(text: &str) -> Result<u128, String> {
     // nft's scanner hands over bracketed addresses too (`[::1]:80` forms).
-    let t = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+    let t = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
     t.parse::<std::net::Ipv6Addr>()
         .map(u128::from)
         .map_err(|_| "Could not resolve hostname: Name or service not known".to_string())
@@ -1125,7 +1181,9 @@ fn parse_lladdr(text: &str, dt: Dt, bits: u32) -> Result<u128, String> {
     let mut len = 0u32;
     let mut rest = text;
     loop {
-        let end = rest.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(rest.len());
+        let end = rest
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len());
         if end == 0 || end > 2 {
             return Err(err());
         }
@@ -1225,7 +1283,12 @@ fn parse_inet_proto(text: &str) -> Result<u128, String> {
         _ => None,
     };
     alias
-        .or_else(|| crate::services::PROTOCOLS.iter().find(|(n, _)| *n == text).map(|(_, p)| *p))
+        .or_else(|| {
+            crate::services::PROTOCOLS
+                .iter()
+                .find(|(n, _)| *n == text)
+                .map(|(_, p)| *p)
+        })
         .map(|p| p as u128)
         .ok_or_else(|| "Could not resolve protocol name".into())
 }
@@ -1233,7 +1296,10 @@ fn parse_inet_proto(text: &str) -> Result<u128, String> {
 /// The name nft prints for an IP protocol number.
 pub fn protocol_name(n: u128) -> Option<&'static str> {
     let n = u8::try_from(n).ok()?;
-    crate::services::PROTOCOLS.iter().find(|(_, p)| *p == n).map(|(name, _)| *name)
+    crate::services::PROTOCOLS
+        .iter()
+        .find(|(_, p)| *p == n)
+        .map(|(name, _)| *name)
 }
 
 fn parse_service(text: &str) -> Result<u128, String> {
@@ -1241,7 +1307,9 @@ fn parse_service(text: &str) -> Result<u128, String> {
         return match parse_int(text) {
             Some(n) if n <= 65535 => Ok(n),
             Some(_) => Err("Service out of range".into()),
-            None => Err("Could not resolve service: Servname not found in nft services list".into()),
+            None => {
+                Err("Could not resolve service: Servname not found in nft services list".into())
+            }
         };
     }
     crate::services::SERVICES
@@ -1254,7 +1322,10 @@ fn parse_service(text: &str) -> Result<u128, String> {
 /// The service name nft prints for a port under `-S`.
 pub fn service_name(n: u128) -> Option<&'static str> {
     let n = u16::try_from(n).ok()?;
-    crate::services::SERVICES.iter().find(|(_, p)| *p == n).map(|(name, _)| *name)
+    crate::services::SERVICES
+        .iter()
+        .find(|(_, p)| *p == n)
+        .map(|(name, _)| *name)
 }
 
 /// A relative time (`1d2h3m4s5ms`, or plain seconds) in milliseconds, as nft's time_parse:
@@ -1270,7 +1341,9 @@ pub fn parse_time_ms(text: &str) -> Result<u64, String> {
     let mut total: u64 = 0;
     let mut digits_start = 0usize;
     let mut i = 0usize;
-    let take = |from: usize, to: usize| -> u64 { text.get(from..to).and_then(|d| d.parse().ok()).unwrap_or(0) };
+    let take = |from: usize, to: usize| -> u64 {
+        text.get(from..to).and_then(|d| d.parse().ok()).unwrap_or(0)
+    };
     while i < bytes.len() {
         let c = bytes[i];
         let (unit, scale, what, width) = match c {
@@ -1319,7 +1392,11 @@ pub fn format_time_ms(ms: u64) -> String {
         (ms % 60_000 / 1000, "s"),
         (ms % 1000, "ms"),
     ];
-    let out: String = parts.iter().filter(|(n, _)| *n > 0).map(|(n, u)| format!("{n}{u}")).collect();
+    let out: String = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
     if out.is_empty() {
         "0s".into()
     } else {
@@ -1391,7 +1468,10 @@ fn parse_date(text: &str, utc_offset: i64) -> Result<u64, String> {
     } else {
         return Err(err());
     };
-    u64::try_from(secs).ok().and_then(|s| s.checked_mul(1_000_000_000)).ok_or_else(err)
+    u64::try_from(secs)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .ok_or_else(err)
 }
 
 fn split_date(text: &str) -> Option<((i64, u32, u32), i64)> {
@@ -1414,7 +1494,12 @@ fn format_date(v: u128, utc_offset: i64) -> String {
     let days = secs.div_euclid(SECONDS_PER_DAY);
     let t = secs.rem_euclid(SECONDS_PER_DAY);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", t / 3600, t % 3600 / 60, t % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60
+    )
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -1481,7 +1566,12 @@ fn parse_id(dt: Dt, text: &str) -> Result<u128, String> {
             Err(_) => Err("Value too large".into()),
         };
     }
-    Err(if dt == Dt::Uid { "User does not exist" } else { "Group does not exist" }.into())
+    Err(if dt == Dt::Uid {
+        "User does not exist"
+    } else {
+        "Group does not exist"
+    }
+    .into())
 }
 
 fn parse_ifindex(text: &str) -> Result<u128, String> {
@@ -1509,7 +1599,11 @@ pub fn with_interfaces<R>(names: &[String], f: impl FnOnce() -> R) -> R {
 }
 
 fn ifname_to_index(name: &str) -> Option<u32> {
-    if let Some(found) = INTERFACES.with(|c| c.borrow().as_ref().map(|v| v.iter().position(|n| n == name).map(|i| i as u32 + 1))) {
+    if let Some(found) = INTERFACES.with(|c| {
+        c.borrow()
+            .as_ref()
+            .map(|v| v.iter().position(|n| n == name).map(|i| i as u32 + 1))
+    }) {
         return found;
     }
     if name.is_empty() || name.len() > 15 || name.contains('/') || name.starts_with('.') {
@@ -1520,7 +1614,13 @@ fn ifname_to_index(name: &str) -> Option<u32> {
 }
 
 fn ifindex_to_name(index: u32) -> Option<String> {
-    if let Some(found) = INTERFACES.with(|c| c.borrow().as_ref().map(|v| index.checked_sub(1).and_then(|i| v.get(i as usize).cloned()))) {
+    if let Some(found) = INTERFACES.with(|c| {
+        c.borrow().as_ref().map(|v| {
+            index
+                .checked_sub(1)
+                .and_then(|i| v.get(i as usize).cloned())
+        })
+    }) {
         return found;
     }
     let dir = std::fs::read_dir("/sys/class/net").ok()?;
@@ -1560,7 +1660,11 @@ fn int_to_string(n: u128, bits: u32) -> String {
     // Strings the kernel hands back are host-order bytes, NUL padded.
     let len = (bits / 8).clamp(1, 16) as usize;
     let bytes = n.to_le_bytes();
-    bytes[..len].iter().take_while(|b| **b != 0).map(|b| *b as char).collect()
+    bytes[..len]
+        .iter()
+        .take_while(|b| **b != 0)
+        .map(|b| *b as char)
+        .collect()
 }
 
 /// Tables nft reads from files (iproute2's `group`, `rt_realms`, `rt_marks`, connlabel.conf,
@@ -1582,7 +1686,9 @@ fn file_symbols(dt: Dt) -> &'static [(String, u64)] {
         v
     };
     match dt {
-        Dt::DevGroup => GROUP.get_or_init(|| with_defaults(read_iproute2("group"), DEVGROUP_DEFAULT)),
+        Dt::DevGroup => {
+            GROUP.get_or_init(|| with_defaults(read_iproute2("group"), DEVGROUP_DEFAULT))
+        }
         Dt::Realm => REALM.get_or_init(|| with_defaults(read_iproute2("rt_realms"), REALM_DEFAULT)),
         Dt::Mark => MARK.get_or_init(|| read_iproute2("rt_marks")),
         Dt::CtLabel => LABEL.get_or_init(|| read_rt_table("/etc/connlabel.conf")),
@@ -1603,7 +1709,9 @@ fn read_iproute2(name: &str) -> Vec<(String, u64)> {
 
 /// `value name` lines, value decimal or 0x hex, `#` comments.
 fn read_rt_table(path: &str) -> Vec<(String, u64)> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
     text.lines()
         .filter_map(|l| {
             let l = l.split('#').next()?.trim();
@@ -1616,7 +1724,9 @@ fn read_rt_table(path: &str) -> Vec<(String, u64)> {
 
 /// `name:x:id:...` lines of /etc/passwd and /etc/group.
 fn read_colon_db(path: &str) -> Vec<(String, u64)> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
     text.lines()
         .filter_map(|l| {
             let mut f = l.split(':');
@@ -1632,7 +1742,8 @@ mod tests {
     use super::*;
 
     fn p(dt: Dt, s: &str) -> Val {
-        dt.parse(s, dt.bits()).unwrap_or_else(|e| panic!("{dt} {s}: {e}"))
+        dt.parse(s, dt.bits())
+            .unwrap_or_else(|e| panic!("{dt} {s}: {e}"))
     }
 
     fn show(dt: Dt, v: &Val) -> String {
@@ -1641,18 +1752,53 @@ mod tests {
 
     /// Parse then print with nft's `-p` (as the py corpus lists rules).
     fn round(dt: Dt, s: &str) -> String {
-        let opts = PrintOpts { numeric_proto: true, ..PrintOpts::default() };
+        let opts = PrintOpts {
+            numeric_proto: true,
+            ..PrintOpts::default()
+        };
         dt.print(&p(dt, s), dt.bits(), &opts)
     }
 
     #[test]
     fn names_resolve_both_ways() {
         for name in [
-            "ipv4_addr", "ipv6_addr", "ether_addr", "inet_proto", "inet_service", "mark", "ifname",
-            "iface_index", "ct_state", "verdict", "icmp_type", "icmpv6_type", "time", "integer",
-            "string", "dscp", "ecn", "ct_label", "boolean", "classid", "uid", "gid", "ether_type",
-            "nf_proto", "pkt_type", "arp_op", "day", "hour", "cgroupsv2", "realm", "devgroup",
-            "tcp_flag", "ct_status", "ct_dir", "ct_event", "fib_addrtype", "icmpx_code",
+            "ipv4_addr",
+            "ipv6_addr",
+            "ether_addr",
+            "inet_proto",
+            "inet_service",
+            "mark",
+            "ifname",
+            "iface_index",
+            "ct_state",
+            "verdict",
+            "icmp_type",
+            "icmpv6_type",
+            "time",
+            "integer",
+            "string",
+            "dscp",
+            "ecn",
+            "ct_label",
+            "boolean",
+            "classid",
+            "uid",
+            "gid",
+            "ether_type",
+            "nf_proto",
+            "pkt_type",
+            "arp_op",
+            "day",
+            "hour",
+            "cgroupsv2",
+            "realm",
+            "devgroup",
+            "tcp_flag",
+            "ct_status",
+            "ct_dir",
+            "ct_event",
+            "fib_addrtype",
+            "icmpx_code",
         ] {
             let dt = Dt::by_name(name).unwrap_or_else(|| panic!("{name}"));
             assert_eq!(dt.name(), name);
@@ -1669,11 +1815,17 @@ mod tests {
         assert_eq!(p(Dt::Integer, "22"), Val::Int(22));
         assert_eq!(p(Dt::Integer, "0x10"), Val::Int(16));
         assert_eq!(p(Dt::Integer, "010"), Val::Int(8));
-        assert_eq!(Dt::Integer.parse("256", 8), Err("Value 256 exceeds valid range 0-255".into()));
+        assert_eq!(
+            Dt::Integer.parse("256", 8),
+            Err("Value 256 exceeds valid range 0-255".into())
+        );
         assert_eq!(Dt::Integer.parse("255", 8), Ok(Val::Int(255)));
         assert!(Dt::Integer.parse("12a", 8).is_err());
         assert!(Dt::Integer.parse("", 8).is_err());
-        assert_eq!(Dt::CtLabel.parse("128", 128), Err("128: bit 128 out of range (128 max)".into()));
+        assert_eq!(
+            Dt::CtLabel.parse("128", 128),
+            Err("128: bit 128 out of range (128 max)".into())
+        );
     }
 
     #[test]
@@ -1686,22 +1838,45 @@ mod tests {
             Dt::InetService.parse("nosuchservice", 16),
             Err("Could not resolve service: Servname not found in nft services list".into())
         );
-        assert_eq!(Dt::InetService.parse("65536", 16), Err("Service out of range".into()));
+        assert_eq!(
+            Dt::InetService.parse("65536", 16),
+            Err("Service out of range".into())
+        );
         assert_eq!(show(Dt::InetService, &Val::Int(22)), "22");
-        let s = PrintOpts { services: true, ..PrintOpts::default() };
+        let s = PrintOpts {
+            services: true,
+            ..PrintOpts::default()
+        };
         assert_eq!(Dt::InetService.print(&Val::Int(22), 16, &s), "\"ssh\"");
 
-        for (name, n) in [("tcp", 6), ("udp", 17), ("icmp", 1), ("esp", 50), ("ah", 51), ("gre", 47),
-            ("igmp", 2), ("icmpv6", 58), ("ipv6-icmp", 58), ("sctp", 132), ("udplite", 136),
-            ("dccp", 33), ("comp", 108)]
-        {
+        for (name, n) in [
+            ("tcp", 6),
+            ("udp", 17),
+            ("icmp", 1),
+            ("esp", 50),
+            ("ah", 51),
+            ("gre", 47),
+            ("igmp", 2),
+            ("icmpv6", 58),
+            ("ipv6-icmp", 58),
+            ("sctp", 132),
+            ("udplite", 136),
+            ("dccp", 33),
+            ("comp", 108),
+        ] {
             assert_eq!(p(Dt::InetProto, name), Val::Int(n), "{name}");
         }
         assert_eq!(show(Dt::InetProto, &Val::Int(6)), "tcp");
         assert_eq!(show(Dt::InetProto, &Val::Int(58)), "ipv6-icmp");
         assert_eq!(round(Dt::InetProto, "tcp"), "6");
-        assert_eq!(Dt::InetProto.parse("256", 8), Err("Protocol out of range".into()));
-        assert_eq!(Dt::InetProto.to_json(&Val::Int(1), 8), serde_json::json!("icmp"));
+        assert_eq!(
+            Dt::InetProto.parse("256", 8),
+            Err("Protocol out of range".into())
+        );
+        assert_eq!(
+            Dt::InetProto.to_json(&Val::Int(1), 8),
+            serde_json::json!("icmp")
+        );
     }
 
     #[test]
@@ -1724,16 +1899,26 @@ mod tests {
             ("1:2:3:4:5:6:0:8", "1:2:3:4:5:6:0:8"),
             ("[::2]", "::2"),
         ] {
-            assert_eq!(show(Dt::Ipv6Addr, &p(Dt::Ipv6Addr, text)), printed, "{text}");
+            assert_eq!(
+                show(Dt::Ipv6Addr, &p(Dt::Ipv6Addr, text)),
+                printed,
+                "{text}"
+            );
         }
         assert!(Dt::Ipv6Addr.parse("1::2::3", 128).is_err());
         let mac = p(Dt::EtherAddr, "00:0f:54:0c:11:04");
         assert_eq!(mac, Val::Int(0x000f_540c_1104));
         assert_eq!(show(Dt::EtherAddr, &mac), "00:0f:54:0c:11:04");
-        assert_eq!(show(Dt::EtherAddr, &p(Dt::EtherAddr, "0:1:2:3:4:5")), "00:01:02:03:04:05");
+        assert_eq!(
+            show(Dt::EtherAddr, &p(Dt::EtherAddr, "0:1:2:3:4:5")),
+            "00:01:02:03:04:05"
+        );
         assert!(Dt::EtherAddr.parse("00:0f:54:0c:11", 48).is_err());
         assert!(Dt::EtherAddr.parse("00:0f:54:0c:11:104", 48).is_err());
-        assert_eq!(Dt::Ipv4Addr.to_json(&Val::Int(0x0102_0304), 32), serde_json::json!("1.2.3.4"));
+        assert_eq!(
+            Dt::Ipv4Addr.to_json(&Val::Int(0x0102_0304), 32),
+            serde_json::json!("1.2.3.4")
+        );
     }
 
     #[test]
@@ -1746,21 +1931,32 @@ mod tests {
         // ct state 8;ok;ct state new
         assert_eq!(round(Dt::CtState, "8"), "new");
         // ct state new,established, related, untracked;ok;ct state established,related,new,untracked
-        assert_eq!(show(Dt::CtState, &Val::Int(8 | 2 | 4 | 64)), "established,related,new,untracked");
+        assert_eq!(
+            show(Dt::CtState, &Val::Int(8 | 2 | 4 | 64)),
+            "established,related,new,untracked"
+        );
         assert_eq!(
             Dt::CtState.to_json(&Val::Int(2 | 4 | 8), 32),
             serde_json::json!(["established", "related", "new"])
         );
-        assert_eq!(Dt::CtState.to_json(&Val::Int(2), 32), serde_json::json!("established"));
+        assert_eq!(
+            Dt::CtState.to_json(&Val::Int(2), 32),
+            serde_json::json!("established")
+        );
         assert!(Dt::CtState.parse("xxx", 32).is_err());
         assert_eq!(p(Dt::CtStatus, "dying"), Val::Int(512));
-        assert_eq!(show(Dt::CtStatus, &Val::Int(1 | 2 | 4 | 8 | 16 | 32 | 512)),
-            "expected,seen-reply,assured,confirmed,snat,dnat,dying");
+        assert_eq!(
+            show(Dt::CtStatus, &Val::Int(1 | 2 | 4 | 8 | 16 | 32 | 512)),
+            "expected,seen-reply,assured,confirmed,snat,dnat,dying"
+        );
         assert_eq!(p(Dt::CtDir, "reply"), Val::Int(1));
         assert_eq!(show(Dt::CtDir, &Val::Int(0)), "original");
         // ct event set 1;ok;ct event set new
         assert_eq!(round(Dt::CtEventBit, "1"), "new");
-        assert_eq!(show(Dt::CtEventBit, &Val::Int(1 | 2 | 4 | 1024)), "new,related,destroy,label");
+        assert_eq!(
+            show(Dt::CtEventBit, &Val::Int(1 | 2 | 4 | 1024)),
+            "new,related,destroy,label"
+        );
         assert_eq!(show(Dt::CtEventBit, &Val::Int(0)), "0x0");
         assert_eq!(p(Dt::CtLabel, "127"), Val::Int(1 << 127));
         assert_eq!(show(Dt::CtLabel, &Val::Int(1 << 127)), "127");
@@ -1780,10 +1976,22 @@ mod tests {
         assert_eq!(round(Dt::ClassId, "root"), "root");
         assert_eq!(round(Dt::ClassId, "none"), "none");
         assert!(Dt::ClassId.parse("bcad:xyz", 32).is_err());
-        assert_eq!(Dt::ClassId.to_json(&p(Dt::ClassId, "bcad:dadc"), 32), serde_json::json!("bcad:dadc"));
-        assert_eq!(Dt::Priority.parse("-300", 32), Ok(Val::Int((-300i32) as u32 as u128)));
-        assert_eq!(show(Dt::Priority, &Val::Int((-300i32) as u32 as u128)), "-300");
-        assert_eq!(Dt::Priority.parse("filter", 32), Ok(Val::Str("filter".into())));
+        assert_eq!(
+            Dt::ClassId.to_json(&p(Dt::ClassId, "bcad:dadc"), 32),
+            serde_json::json!("bcad:dadc")
+        );
+        assert_eq!(
+            Dt::Priority.parse("-300", 32),
+            Ok(Val::Int((-300i32) as u32 as u128))
+        );
+        assert_eq!(
+            show(Dt::Priority, &Val::Int((-300i32) as u32 as u128)),
+            "-300"
+        );
+        assert_eq!(
+            Dt::Priority.parse("filter", 32),
+            Ok(Val::Str("filter".into()))
+        );
     }
 
     #[test]
@@ -1794,7 +2002,10 @@ mod tests {
         assert_eq!(parse_time_ms("2d"), Ok(172_800_000));
         assert_eq!(parse_time_ms("30"), Ok(30_000));
         assert_eq!(parse_time_ms("1d2h3m4s5ms"), Ok(93_784_005));
-        assert_eq!(parse_time_ms("1s1s"), Err("Second has been specified twice".into()));
+        assert_eq!(
+            parse_time_ms("1s1s"),
+            Err("Second has been specified twice".into())
+        );
         assert_eq!(parse_time_ms("1x"), Err("wrong time format".into()));
         assert_eq!(parse_time_ms("123456789s"), Err("value too large".into()));
         // ct expiration != 233;ok;ct expiration != 3m53s
@@ -1802,9 +2013,15 @@ mod tests {
         assert_eq!(round(Dt::Time, "1m7s"), "1m7s");
         assert_eq!(round(Dt::Time, "0"), "0s");
         assert_eq!(round(Dt::Time, "1500ms"), "1s500ms");
-        let t = PrintOpts { numeric_time: true, ..PrintOpts::default() };
+        let t = PrintOpts {
+            numeric_time: true,
+            ..PrintOpts::default()
+        };
         assert_eq!(Dt::Time.print(&Val::Int(67_000), 32, &t), "67s");
-        assert_eq!(Dt::Time.to_json(&Val::Int(30_000), 32), serde_json::json!(30));
+        assert_eq!(
+            Dt::Time.to_json(&Val::Int(30_000), 32),
+            serde_json::json!(30)
+        );
     }
 
     #[test]
@@ -1813,22 +2030,43 @@ mod tests {
         assert_eq!(round(Dt::Hour, "17:00:00"), "\"17:00\"");
         assert_eq!(round(Dt::Hour, "17:00:01"), "\"17:00:01\"");
         assert_eq!(round(Dt::Hour, "23:59:60"), "\"00:00\"");
-        assert_eq!(Dt::Hour.parse_tz("17:00", 32, 7200), Ok(Val::Int(15 * 3600)));
-        assert_eq!(Dt::Hour.print_tz(&Val::Int(15 * 3600), 32, &PrintOpts::default(), 7200), "\"17:00\"");
+        assert_eq!(
+            Dt::Hour.parse_tz("17:00", 32, 7200),
+            Ok(Val::Int(15 * 3600))
+        );
+        assert_eq!(
+            Dt::Hour.print_tz(&Val::Int(15 * 3600), 32, &PrintOpts::default(), 7200),
+            "\"17:00\""
+        );
         assert!(Dt::Hour.parse("25:00", 32).is_err());
         // meta time 12341234 drop;ok;meta time "1970-05-23 22:07:14" drop (listed at UTC+2)
         let v = p(Dt::Date, "12341234");
         assert_eq!(v, Val::Int(12_341_234_000_000_000));
-        assert_eq!(Dt::Date.print_tz(&v, 64, &PrintOpts::default(), 7200), "\"1970-05-23 22:07:14\"");
+        assert_eq!(
+            Dt::Date.print_tz(&v, 64, &PrintOpts::default(), 7200),
+            "\"1970-05-23 22:07:14\""
+        );
         assert_eq!(show(Dt::Date, &v), "\"1970-05-23 20:07:14\"");
-        assert_eq!(round(Dt::Date, "2019-06-21 17:00:00"), "\"2019-06-21 17:00:00\"");
-        assert_eq!(round(Dt::Date, "2019-07-01 00:01"), "\"2019-07-01 00:01:00\"");
+        assert_eq!(
+            round(Dt::Date, "2019-06-21 17:00:00"),
+            "\"2019-06-21 17:00:00\""
+        );
+        assert_eq!(
+            round(Dt::Date, "2019-07-01 00:01"),
+            "\"2019-07-01 00:01:00\""
+        );
         assert_eq!(round(Dt::Date, "2019-07-01"), "\"2019-07-01 00:00:00\"");
-        assert_eq!(Dt::Date.to_json(&p(Dt::Date, "2022-07-01 11:00:00"), 64), serde_json::json!("2022-07-01 11:00:00"));
+        assert_eq!(
+            Dt::Date.to_json(&p(Dt::Date, "2022-07-01 11:00:00"), 64),
+            serde_json::json!("2022-07-01 11:00:00")
+        );
         // meta day 6 drop;ok;meta day "Saturday" drop
         assert_eq!(round(Dt::Day, "6"), "\"Saturday\"");
         assert_eq!(p(Dt::Day, "Sunday"), Val::Int(0));
-        assert!(Dt::Day.parse("Satturday", 8).unwrap_err().contains("Saturday"));
+        assert!(Dt::Day
+            .parse("Satturday", 8)
+            .unwrap_err()
+            .contains("Saturday"));
     }
 
     #[test]
@@ -1838,7 +2076,10 @@ mod tests {
         assert_eq!(show(Dt::IcmpType, &Val::Int(200)), "200");
         assert_eq!(p(Dt::Icmp6Type, "nd-neighbor-solicit"), Val::Int(135));
         // icmpv6 type mld-listener-reduction accept;ok;icmpv6 type mld-listener-done accept
-        assert_eq!(round(Dt::Icmp6Type, "mld-listener-reduction"), "mld-listener-done");
+        assert_eq!(
+            round(Dt::Icmp6Type, "mld-listener-reduction"),
+            "mld-listener-done"
+        );
         assert_eq!(p(Dt::IcmpCode, "port-unreachable"), Val::Int(3));
         assert_eq!(p(Dt::IcmpCode, "frag-needed"), Val::Int(4));
         assert_eq!(p(Dt::IcmpCode, "admin-prohibited"), Val::Int(13));
@@ -1862,7 +2103,10 @@ mod tests {
         assert_eq!(p(Dt::Dscp, "ef"), Val::Int(0x2e));
         assert_eq!(show(Dt::Dscp, &Val::Int(0x3f)), "0x3f");
         assert_eq!(show(Dt::Dscp, &Val::Int(0)), "cs0");
-        assert_eq!(Dt::Dscp.parse("64", 6), Err("Value 64 exceeds valid range 0-63".into()));
+        assert_eq!(
+            Dt::Dscp.parse("64", 6),
+            Err("Value 64 exceeds valid range 0-63".into())
+        );
         assert_eq!(p(Dt::Ecn, "ce"), Val::Int(3));
         assert_eq!(show(Dt::Ecn, &Val::Int(1)), "ect1");
         assert_eq!(p(Dt::TcpFlag, "syn"), Val::Int(2));
@@ -1872,7 +2116,10 @@ mod tests {
         assert_eq!(p(Dt::Boolean, "exists"), Val::Int(1));
         assert_eq!(p(Dt::Boolean, "false"), Val::Int(0));
         assert_eq!(show(Dt::Boolean, &Val::Int(0)), "missing");
-        assert_eq!(Dt::Boolean.to_json(&Val::Int(1), 1), serde_json::json!(true));
+        assert_eq!(
+            Dt::Boolean.to_json(&Val::Int(1), 1),
+            serde_json::json!(true)
+        );
         assert_eq!(p(Dt::ArpOp, "nak"), Val::Int(10));
         assert_eq!(p(Dt::ArpHrd, "loopback"), Val::Int(772));
         assert_eq!(p(Dt::IgmpType, "leave-group"), Val::Int(0x17));
@@ -1891,11 +2138,20 @@ mod tests {
         assert_eq!(round(Dt::Uid, "root"), "0");
         assert_eq!(p(Dt::Uid, "bin"), Val::Int(2));
         assert_eq!(p(Dt::Gid, "root"), Val::Int(0));
-        assert_eq!(Dt::Uid.parse("nosuchuser_x", 32), Err("User does not exist".into()));
+        assert_eq!(
+            Dt::Uid.parse("nosuchuser_x", 32),
+            Err("User does not exist".into())
+        );
         assert_eq!(p(Dt::IfName, "eth*"), Val::Str("eth*".into()));
         assert_eq!(show(Dt::IfName, &Val::Str("lo".into())), "\"lo\"");
-        assert_eq!(Dt::IfName.to_json(&Val::Str("lo".into()), 128), serde_json::json!("lo"));
-        assert_eq!(Dt::IfIndex.parse("nosuchif0", 32), Err("Interface does not exist".into()));
+        assert_eq!(
+            Dt::IfName.to_json(&Val::Str("lo".into()), 128),
+            serde_json::json!("lo")
+        );
+        assert_eq!(
+            Dt::IfIndex.parse("nosuchif0", 32),
+            Err("Interface does not exist".into())
+        );
     }
 
     #[test]
@@ -1905,7 +2161,10 @@ mod tests {
         assert_eq!(p(Dt::Verdict, "jump foo"), Val::Str("jump foo".into()));
         assert_eq!(show(Dt::Verdict, &p(Dt::Verdict, "continue")), "continue");
         assert_eq!(show(Dt::Verdict, &p(Dt::Verdict, "return")), "return");
-        assert!(Dt::Verdict.parse("acept", 32).unwrap_err().contains("`accept'"));
+        assert!(Dt::Verdict
+            .parse("acept", 32)
+            .unwrap_err()
+            .contains("`accept'"));
     }
 
     proptest::proptest! {

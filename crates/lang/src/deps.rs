@@ -62,8 +62,17 @@ fn fields(st: &Stmt) -> Vec<(String, String, Span)> {
 
 /// A match on the message type (`icmp type echo-request`): its value if it is one.
 fn type_match(st: &Stmt) -> Option<(&str, Option<u128>)> {
-    let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind else { return None };
-    let ExprKind::Payload { proto, field } = &left.kind else { return None };
+    let StmtKind::Match {
+        left,
+        op: RelOp::Implicit | RelOp::Eq,
+        right,
+    } = &st.kind
+    else {
+        return None;
+    };
+    let ExprKind::Payload { proto, field } = &left.kind else {
+        return None;
+    };
     if field != "type" || !matches!(proto.as_str(), "icmp" | "icmpv6") {
         return None;
     }
@@ -83,7 +92,9 @@ fn icmp_deps(rule: &mut Rule) -> Result<()> {
     let mut known: Vec<(String, Option<usize>, Option<u128>)> = vec![];
     for st in stmts {
         for (p, f, span) in fields(&st) {
-            let Some(types) = icmp_types(&p, &f) else { continue };
+            let Some(types) = icmp_types(&p, &f) else {
+                continue;
+            };
             match known.iter().find(|(kp, ..)| *kp == p) {
                 Some((_, j, Some(t))) => {
                     if !types.contains(t) {
@@ -98,14 +109,36 @@ fn icmp_deps(rule: &mut Rule) -> Result<()> {
                 Some(_) => {}
                 None => {
                     if types.len() > 1 {
-                        let dt = if p == "icmp" { Dt::IcmpType } else { Dt::Icmp6Type };
-                        let mut left = Expr::new(ExprKind::Payload { proto: p.clone(), field: "type".into() }, span);
+                        let dt = if p == "icmp" {
+                            Dt::IcmpType
+                        } else {
+                            Dt::Icmp6Type
+                        };
+                        let mut left = Expr::new(
+                            ExprKind::Payload {
+                                proto: p.clone(),
+                                field: "type".into(),
+                            },
+                            span,
+                        );
                         left.dt = dt;
                         left.bits = 8;
-                        let mut right = Expr::new(ExprKind::Set(types.iter().map(|t| mk_const(dt, 8, *t, span)).collect()), span);
+                        let mut right = Expr::new(
+                            ExprKind::Set(
+                                types.iter().map(|t| mk_const(dt, 8, *t, span)).collect(),
+                            ),
+                            span,
+                        );
                         right.dt = dt;
                         right.bits = 8;
-                        out.push(Stmt { kind: StmtKind::Match { left, op: RelOp::Implicit, right }, span });
+                        out.push(Stmt {
+                            kind: StmtKind::Match {
+                                left,
+                                op: RelOp::Implicit,
+                                right,
+                            },
+                            span,
+                        });
                     }
                     known.push((p.clone(), None, None));
                 }
@@ -132,15 +165,29 @@ fn icmp_deps(rule: &mut Rule) -> Result<()> {
 /// Where a payload match reads: base, bit offset, bit length, whether the field is the
 /// protocol key of its header (`ether type`, `ip protocol`).
 fn merge_key(st: &Stmt) -> Option<(u8, u32, u32, bool)> {
-    let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind else { return None };
+    let StmtKind::Match {
+        left,
+        op: RelOp::Implicit | RelOp::Eq,
+        right,
+    } = &st.kind
+    else {
+        return None;
+    };
     if !matches!(right.kind, ExprKind::Const(_)) {
         return None;
     }
     let (base, off, len, key) = match &left.kind {
         ExprKind::Payload { proto: p, field } => {
             let f = proto::payload_field(p, field)?;
-            let off = f.offset + proto::header_bits(p).filter(|_| p == "vlan").map(|_| 112).unwrap_or(0);
-            let key = matches!((p.as_str(), field.as_str()), ("ether", "type") | ("vlan", "type") | ("ip", "protocol") | ("ip6", "nexthdr"));
+            let off = f.offset
+                + proto::header_bits(p)
+                    .filter(|_| p == "vlan")
+                    .map(|_| 112)
+                    .unwrap_or(0);
+            let key = matches!(
+                (p.as_str(), field.as_str()),
+                ("ether", "type") | ("vlan", "type") | ("ip", "protocol") | ("ip6", "nexthdr")
+            );
             (f.base, off, f.bits, key)
         }
         ExprKind::RawPayload { base, offset, len } => {
@@ -175,16 +222,34 @@ fn reduce(family: Family, rule: &mut Rule) {
     let mut idx = 0;
     rule.stmts.retain(|st| {
         idx += 1;
-        let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind else { return true };
-        let ExprKind::Meta(k) = &left.kind else { return true };
-        idx - 1 == last || !(k == "protocol" && matches!((family, const_int(right)), (Family::Ip, Some(0x0800)) | (Family::Ip6, Some(0x86dd))))
+        let StmtKind::Match {
+            left,
+            op: RelOp::Implicit | RelOp::Eq,
+            right,
+        } = &st.kind
+        else {
+            return true;
+        };
+        let ExprKind::Meta(k) = &left.kind else {
+            return true;
+        };
+        idx - 1 == last
+            || !(k == "protocol"
+                && matches!(
+                    (family, const_int(right)),
+                    (Family::Ip, Some(0x0800)) | (Family::Ip6, Some(0x86dd))
+                ))
     });
     let n = rule.stmts.len();
     // groups[i]: the statements (by index) listed at position i; None when merged away
     let mut groups: Vec<Option<Vec<usize>>> = (0..n).map(|i| Some(vec![i])).collect();
     let mut run: Vec<usize> = vec![];
     for i in 0..=n {
-        let breaks = i == n || !matches!(rule.stmts[i].kind, StmtKind::Match { .. } | StmtKind::Vmap { .. });
+        let breaks = i == n
+            || !matches!(
+                rule.stmts[i].kind,
+                StmtKind::Match { .. } | StmtKind::Vmap { .. }
+            );
         if !breaks {
             if merge_key(&rule.stmts[i]).is_some() {
                 run.push(i);
@@ -196,10 +261,16 @@ fn reduce(family: Family, rule: &mut Rule) {
         }
         run.clear();
     }
-    if groups.iter().all(|g| g.as_ref().is_some_and(|g| g.len() == 1)) {
+    if groups
+        .iter()
+        .all(|g| g.as_ref().is_some_and(|g| g.len() == 1))
+    {
         return;
     }
-    let mut old: Vec<Option<Stmt>> = std::mem::take(&mut rule.stmts).into_iter().map(Some).collect();
+    let mut old: Vec<Option<Stmt>> = std::mem::take(&mut rule.stmts)
+        .into_iter()
+        .map(Some)
+        .collect();
     for g in groups.into_iter().flatten() {
         for i in g {
             if let Some(st) = old.get_mut(i).and_then(Option::take) {
@@ -218,9 +289,14 @@ fn can_merge(base: u8, l1: u32, l2: u32) -> bool {
 }
 
 fn merge_run(stmts: &[Stmt], run: &[usize], groups: &mut [Option<Vec<usize>>]) {
-    let mut sorted: Vec<(usize, (u8, u32, u32, bool))> = run.iter().filter_map(|&i| merge_key(&stmts[i]).map(|k| (i, k))).collect();
+    let mut sorted: Vec<(usize, (u8, u32, u32, bool))> = run
+        .iter()
+        .filter_map(|&i| merge_key(&stmts[i]).map(|k| (i, k)))
+        .collect();
     sorted.sort_by_key(|(_, (b, off, ..))| (*b, *off));
-    let Some(&(first, (b0, off0, len0, _))) = sorted.first() else { return };
+    let Some(&(first, (b0, off0, len0, _))) = sorted.first() else {
+        return;
+    };
     // the merged compare so far: the statement holding it, and the bytes it covers
     let (mut holder, mut base, mut start, mut len) = (first, b0, off0, len0);
     for &(i, (b, off, l, key)) in &sorted[1..] {
@@ -278,13 +354,18 @@ fn kill(family: Family, rule: &mut Rule) -> Result<()> {
     // families where the network protocol is not implied by the hook
     let multi = matches!(family, Family::Inet | Family::Bridge | Family::Netdev);
     for i in 0..rule.stmts.len() {
-        if !matches!(rule.stmts[i].kind, StmtKind::Match { .. } | StmtKind::Vmap { .. }) {
+        if !matches!(
+            rule.stmts[i].kind,
+            StmtKind::Match { .. } | StmtKind::Vmap { .. }
+        ) {
             // only adjacent matches depend on each other in the listing
             pc = Pinned::default();
             continue;
         }
         for (p, _, span) in fields(&rule.stmts[i]) {
-            let Some(pr) = proto::protocol(&p) else { continue };
+            let Some(pr) = proto::protocol(&p) else {
+                continue;
+            };
             match pr.layer {
                 Layer::Link => {
                     if let Some(j) = pc.link.take() {
@@ -297,7 +378,10 @@ fn kill(family: Family, rule: &mut Rule) -> Result<()> {
                                 pc.l3 = None;
                             }
                             Some((_, other, true)) => {
-                                return Err(Error::new(span, format!("conflicting protocols specified: {other} vs. vlan")));
+                                return Err(Error::new(
+                                    span,
+                                    format!("conflicting protocols specified: {other} vs. vlan"),
+                                ));
                             }
                             _ => {}
                         }
@@ -360,15 +444,22 @@ fn kill(family: Family, rule: &mut Rule) -> Result<()> {
 /// `th dport` under a known transport protocol lists as that protocol's field; under an
 /// unknown one as the raw load it is.
 fn th_to_proto(st: &mut Stmt, pc: &mut Pinned, multi: bool, remove: &mut Vec<usize>) {
-    let StmtKind::Match { left, right, .. } = &mut st.kind else { return };
-    let ExprKind::Payload { proto: p, field } = &left.kind else { return };
+    let StmtKind::Match { left, right, .. } = &mut st.kind else {
+        return;
+    };
+    let ExprKind::Payload { proto: p, field } = &left.kind else {
+        return;
+    };
     if p != "th" {
         return;
     }
     let Some((j, n, in_nh)) = pc.l4 else { return };
     match proto::upper_protocol("ip", n as u32).map(|x| x.name) {
         Some(name @ ("tcp" | "udp" | "udplite" | "sctp" | "dccp")) => {
-            left.kind = ExprKind::Payload { proto: name.to_string(), field: field.clone() };
+            left.kind = ExprKind::Payload {
+                proto: name.to_string(),
+                field: field.clone(),
+            };
             if !(multi && in_nh) {
                 remove.push(j);
                 pc.l4 = None;
@@ -376,7 +467,11 @@ fn th_to_proto(st: &mut Stmt, pc: &mut Pinned, multi: bool, remove: &mut Vec<usi
         }
         _ => {
             let offset = if field == "sport" { 0 } else { 16 };
-            left.kind = ExprKind::RawPayload { base: "th".into(), offset, len: 16 };
+            left.kind = ExprKind::RawPayload {
+                base: "th".into(),
+                offset,
+                len: 16,
+            };
             left.dt = Dt::XInteger;
             retype(right, Dt::XInteger);
         }
@@ -393,7 +488,9 @@ fn retype(e: &mut Expr, dt: Dt) {
                 c.dt = dt;
             }
         }
-        ExprKind::Set(v) | ExprKind::List(v) | ExprKind::Concat(v) => v.iter_mut().for_each(|x| retype(x, dt)),
+        ExprKind::Set(v) | ExprKind::List(v) | ExprKind::Concat(v) => {
+            v.iter_mut().for_each(|x| retype(x, dt))
+        }
         ExprKind::Range(a, b) => {
             retype(a, dt);
             retype(b, dt);
@@ -405,9 +502,20 @@ fn retype(e: &mut Expr, dt: Dt) {
 
 /// Notes what a match pins for the statements after it.
 fn implied_l3(st: &Stmt) -> Option<&'static str> {
-    let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind else { return None };
+    let StmtKind::Match {
+        left,
+        op: RelOp::Implicit | RelOp::Eq,
+        right,
+    } = &st.kind
+    else {
+        return None;
+    };
     match &left.kind {
-        ExprKind::Ct { key, family: Some(f), .. } if key == "saddr" || key == "daddr" => Some(if f == "ip6" { "ip6" } else { "ip" }),
+        ExprKind::Ct {
+            key,
+            family: Some(f),
+            ..
+        } if key == "saddr" || key == "daddr" => Some(if f == "ip6" { "ip6" } else { "ip" }),
         ExprKind::Meta(k) if k == "l4proto" => match const_int(right) {
             Some(1) => Some("ip"),
             Some(58) => Some("ip6"),
@@ -418,7 +526,14 @@ fn implied_l3(st: &Stmt) -> Option<&'static str> {
 }
 
 fn record(family: Family, st: &Stmt, i: usize, pc: &mut Pinned) {
-    let StmtKind::Match { left, op: RelOp::Implicit | RelOp::Eq, right } = &st.kind else { return };
+    let StmtKind::Match {
+        left,
+        op: RelOp::Implicit | RelOp::Eq,
+        right,
+    } = &st.kind
+    else {
+        return;
+    };
     let Some(v) = const_int(right) else { return };
     match &left.kind {
         ExprKind::Meta(k) if k == "nfproto" && family == Family::Inet => {
@@ -428,16 +543,24 @@ fn record(family: Family, st: &Stmt, i: usize, pc: &mut Pinned) {
                 _ => None,
             };
         }
-        ExprKind::Meta(k) if k == "protocol" && matches!(family, Family::Bridge | Family::Netdev) => {
+        ExprKind::Meta(k)
+            if k == "protocol" && matches!(family, Family::Bridge | Family::Netdev) =>
+        {
             pc.l3 = l3_name(v).filter(|n| *n != "vlan").map(|n| (i, n, false));
         }
         ExprKind::Meta(k) if k == "iiftype" && v == 1 => pc.link = Some(i),
-        ExprKind::Payload { proto: p, field } if (p == "ether" || p == "vlan") && field == "type" => {
+        ExprKind::Payload { proto: p, field }
+            if (p == "ether" || p == "vlan") && field == "type" =>
+        {
             // only the outer tag is implied by a vlan field; a `vlan type 8021q` stays
-            pc.l3 = l3_name(v).filter(|n| p == "ether" || *n != "vlan").map(|n| (i, n, true));
+            pc.l3 = l3_name(v)
+                .filter(|n| p == "ether" || *n != "vlan")
+                .map(|n| (i, n, true));
         }
         ExprKind::Meta(k) if k == "l4proto" => pc.l4 = Some((i, v as u8, false)),
-        ExprKind::Payload { proto: p, field } if (p == "ip" && field == "protocol") || (p == "ip6" && field == "nexthdr") => {
+        ExprKind::Payload { proto: p, field }
+            if (p == "ip" && field == "protocol") || (p == "ip6" && field == "nexthdr") =>
+        {
             pc.l4 = Some((i, v as u8, true));
         }
         _ => {}

@@ -21,7 +21,11 @@ impl Span {
         if other.file != self.file {
             return self;
         }
-        Span { file: self.file, lo: self.lo.min(other.lo), hi: self.hi.max(other.hi) }
+        Span {
+            file: self.file,
+            lo: self.lo.min(other.lo),
+            hi: self.hi.max(other.hi),
+        }
     }
 }
 
@@ -39,28 +43,49 @@ pub struct SourceMap {
 
 impl SourceMap {
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> u32 {
-        self.files.push(SourceFile { name: name.into(), text: text.into() });
+        self.files.push(SourceFile {
+            name: name.into(),
+            text: text.into(),
+        });
         (self.files.len() - 1) as u32
     }
 
     /// 1-based line and column of a byte offset.
     pub fn line_col(&self, file: u32, off: u32) -> (usize, usize) {
-        let Some(f) = self.files.get(file as usize) else { return (0, 0) };
+        let Some(f) = self.files.get(file as usize) else {
+            return (0, 0);
+        };
         let off = (off as usize).min(f.text.len());
         let before = &f.text.as_bytes()[..off];
         let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
-        let col = off - before.iter().rposition(|&c| c == b'\n').map(|p| p + 1).unwrap_or(0) + 1;
+        let col = off
+            - before
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map(|p| p + 1)
+                .unwrap_or(0)
+            + 1;
         (line, col)
     }
 
     pub fn render(&self, e: &Error) -> String {
-        let Some(span) = e.span else { return format!("Error: {}\n", e.msg) };
-        let Some(f) = self.files.get(span.file as usize) else { return format!("Error: {}\n", e.msg) };
+        let Some(span) = e.span else {
+            return format!("Error: {}\n", e.msg);
+        };
+        let Some(f) = self.files.get(span.file as usize) else {
+            return format!("Error: {}\n", e.msg);
+        };
         let (line, col) = self.line_col(span.file, span.lo);
         let hi = span.hi.max(span.lo + 1);
         let (_, col_hi) = self.line_col(span.file, hi - 1);
-        let line_start = f.text[..(span.lo as usize).min(f.text.len())].rfind('\n').map(|p| p + 1).unwrap_or(0);
-        let line_end = f.text[line_start..].find('\n').map(|p| p + line_start).unwrap_or(f.text.len());
+        let line_start = f.text[..(span.lo as usize).min(f.text.len())]
+            .rfind('\n')
+            .map(|p| p + 1)
+            .unwrap_or(0);
+        let line_end = f.text[line_start..]
+            .find('\n')
+            .map(|p| p + line_start)
+            .unwrap_or(f.text.len());
         let src_line = &f.text[line_start..line_end];
         let col_hi = if col_hi < col { col } else { col_hi };
         let width = (col_hi - col + 1).min(src_line.len().saturating_sub(col - 1).max(1));
@@ -74,7 +99,10 @@ impl SourceMap {
             Some((a, b)) => (a, format!("{b}\n")),
             None => (e.msg.as_str(), String::new()),
         };
-        format!("{}:{}:{}-{}: Error: {}\n{}\n{}\n{}", f.name, line, col, col_hi, first, src_line, caret, rest)
+        format!(
+            "{}:{}:{}-{}: Error: {}\n{}\n{}\n{}",
+            f.name, line, col, col_hi, first, src_line, caret, rest
+        )
     }
 }
 
@@ -87,10 +115,16 @@ pub struct Error {
 
 impl Error {
     pub fn new(span: Span, msg: impl Into<String>) -> Error {
-        Error { span: Some(span), msg: msg.into() }
+        Error {
+            span: Some(span),
+            msg: msg.into(),
+        }
     }
     pub fn nospan(msg: impl Into<String>) -> Error {
-        Error { span: None, msg: msg.into() }
+        Error {
+            span: None,
+            msg: msg.into(),
+        }
     }
 }
 

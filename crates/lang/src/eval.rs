@@ -57,11 +57,13 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             if !proto::tunnel_carries(tunnel, inner) {
                 return err(e.span, format!("{tunnel} does not carry {inner} headers"));
             }
-            let f = proto::payload_field(inner, field).ok_or_else(|| Error::new(e.span, format!("unknown {inner} field {field}")))?;
+            let f = proto::payload_field(inner, field)
+                .ok_or_else(|| Error::new(e.span, format!("unknown {inner} field {field}")))?;
             Ok((f.dt, f.bits))
         }
         ExprKind::Payload { proto: p, field } => {
-            let f = proto::payload_field(p, field).ok_or_else(|| Error::new(e.span, format!("unknown {p} field {field}")))?;
+            let f = proto::payload_field(p, field)
+                .ok_or_else(|| Error::new(e.span, format!("unknown {p} field {field}")))?;
             Ok((if f.hex { Dt::XInteger } else { f.dt }, f.bits))
         }
         ExprKind::RawPayload { len, .. } => {
@@ -71,21 +73,40 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             Ok((Dt::XInteger, *len))
         }
         ExprKind::Meta(k) => {
-            let m = proto::meta_key(k).ok_or_else(|| Error::new(e.span, format!("unknown meta key {k}")))?;
+            let m = proto::meta_key(k)
+                .ok_or_else(|| Error::new(e.span, format!("unknown meta key {k}")))?;
             // A set's `typeof` only borrows the key's type (nft accepts `typeof meta ibrpvid` in
             // any family); rules, which always evaluate with their table's chains known, may
             // only read bridge keys in bridge tables.
             let in_rule = !ctx.chains.is_empty();
-            if in_rule && matches!(m.name, "ibrname" | "obrname" | "ibrpvid" | "ibrvproto" | "ibrhwaddr" | "broute") && ctx.family != Family::Bridge {
-                return err(e.span, format!("meta {} is only valid in the bridge family", m.name));
+            if in_rule
+                && matches!(
+                    m.name,
+                    "ibrname" | "obrname" | "ibrpvid" | "ibrvproto" | "ibrhwaddr" | "broute"
+                )
+                && ctx.family != Family::Bridge
+            {
+                return err(
+                    e.span,
+                    format!("meta {} is only valid in the bridge family", m.name),
+                );
             }
             Ok((m.dt, if m.bits == 0 { type_bits(m.dt) } else { m.bits }))
         }
         ExprKind::Ct { key, dir, family } => {
-            let c = proto::ct_key(key).ok_or_else(|| Error::new(e.span, format!("unknown ct key {key}")))?;
+            let c = proto::ct_key(key)
+                .ok_or_else(|| Error::new(e.span, format!("unknown ct key {key}")))?;
             match c.dir {
-                proto::CtDirUse::None if dir.is_some() => return err(e.span, format!("ct {key} does not take a direction")),
-                proto::CtDirUse::Required if dir.is_none() && !matches!(key.as_str(), "l3proto" | "protocol" | "proto-src" | "proto-dst") => {
+                proto::CtDirUse::None if dir.is_some() => {
+                    return err(e.span, format!("ct {key} does not take a direction"))
+                }
+                proto::CtDirUse::Required
+                    if dir.is_none()
+                        && !matches!(
+                            key.as_str(),
+                            "l3proto" | "protocol" | "proto-src" | "proto-dst"
+                        ) =>
+                {
                     return err(e.span, format!("missing direction for ct {key}"));
                 }
                 _ => {}
@@ -99,18 +120,40 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
                 return match fam {
                     Some("ip") => Ok((Dt::Ipv4Addr, 32)),
                     Some("ip6") => Ok((Dt::Ipv6Addr, 128)),
-                    _ => err(e.span, format!("Cannot determine network protocol, use ct {} ip {key}", dir.as_deref().unwrap_or("original"))),
+                    _ => err(
+                        e.span,
+                        format!(
+                            "Cannot determine network protocol, use ct {} ip {key}",
+                            dir.as_deref().unwrap_or("original")
+                        ),
+                    ),
                 };
             }
             Ok((c.dt, if c.bits == 0 { type_bits(c.dt) } else { c.bits }))
         }
         ExprKind::Fib { flags, result } => Ok(match result.as_str() {
-            _ if !flags.iter().any(|f| f == "saddr" || f == "daddr") => return err(e.span, "fib: need either saddr or daddr"),
-            _ if flags.iter().any(|f| f == "saddr") && flags.iter().any(|f| f == "daddr") => return err(e.span, "fib: saddr and daddr are mutually exclusive"),
-            _ if flags.iter().any(|f| f == "iif") && flags.iter().any(|f| f == "oif") => return err(e.span, "fib: iif and oif are mutually exclusive"),
-            _ if flags.iter().any(|f| !matches!(f.as_str(), "saddr" | "daddr" | "mark" | "iif" | "oif")) => return err(e.span, "unknown fib flag"),
+            _ if !flags.iter().any(|f| f == "saddr" || f == "daddr") => {
+                return err(e.span, "fib: need either saddr or daddr")
+            }
+            _ if flags.iter().any(|f| f == "saddr") && flags.iter().any(|f| f == "daddr") => {
+                return err(e.span, "fib: saddr and daddr are mutually exclusive")
+            }
+            _ if flags.iter().any(|f| f == "iif") && flags.iter().any(|f| f == "oif") => {
+                return err(e.span, "fib: iif and oif are mutually exclusive")
+            }
+            _ if flags
+                .iter()
+                .any(|f| !matches!(f.as_str(), "saddr" | "daddr" | "mark" | "iif" | "oif")) =>
+            {
+                return err(e.span, "unknown fib flag")
+            }
             // the kernel looks up an address type only for the input interface
-            "type" if flags.iter().any(|f| f == "oif") => return err(e.span, "fib: the type of an address is looked up for iif only"),
+            "type" if flags.iter().any(|f| f == "oif") => {
+                return err(
+                    e.span,
+                    "fib: the type of an address is looked up for iif only",
+                )
+            }
             // `fib daddr check exists`: whether a route exists at all
             "check" => (Dt::Boolean, 1),
             "oif" => (Dt::IfIndex, 32),
@@ -122,11 +165,21 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
             "classid" => (Dt::Realm, 32),
             "nexthop" => match (family.as_deref(), ctx.family) {
                 (Some("ip6"), Family::Ip) | (Some("ip"), Family::Ip6) => {
-                    return err(e.span, format!("conflicting protocols specified: {} vs. {}", ctx.family.name(), family.as_deref().unwrap_or_default()));
+                    return err(
+                        e.span,
+                        format!(
+                            "conflicting protocols specified: {} vs. {}",
+                            ctx.family.name(),
+                            family.as_deref().unwrap_or_default()
+                        ),
+                    );
                 }
                 (Some("ip6"), _) | (None, Family::Ip6) => (Dt::Ipv6Addr, 128),
                 (Some(_), _) | (None, Family::Ip) => (Dt::Ipv4Addr, 32),
-                (None, _) => return err(e.span, "rt nexthop needs a network protocol: use `rt ip nexthop` or `rt ip6 nexthop`"),
+                (None, _) => return err(
+                    e.span,
+                    "rt nexthop needs a network protocol: use `rt ip nexthop` or `rt ip6 nexthop`",
+                ),
             },
             "mtu" => (Dt::Integer, 16),
             "ipsec" => (Dt::Boolean, 1),
@@ -142,20 +195,32 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
         ExprKind::Osf { ttl, .. } => {
             if let Some(t) = ttl {
                 if !matches!(t.as_str(), "loose" | "skip") {
-                    return err(e.span, format!("invalid osf ttl mode {t}: use loose or skip"));
+                    return err(
+                        e.span,
+                        format!("invalid osf ttl mode {t}: use loose or skip"),
+                    );
                 }
             }
             Ok((Dt::String, 128))
         }
-        ExprKind::Ipsec { key, spnum, family, .. } => Ok(match key.as_str() {
-            _ if *spnum > 255 => return err(e.span, format!("spnum {spnum} is out of range, the kernel keeps at most 255 states")),
+        ExprKind::Ipsec {
+            key, spnum, family, ..
+        } => Ok(match key.as_str() {
+            _ if *spnum > 255 => {
+                return err(
+                    e.span,
+                    format!("spnum {spnum} is out of range, the kernel keeps at most 255 states"),
+                )
+            }
             "reqid" | "spi" => (Dt::Integer, 32),
             "saddr" | "daddr" if family.as_deref() == Some("ip6") => (Dt::Ipv6Addr, 128),
             "saddr" | "daddr" => (Dt::Ipv4Addr, 32),
             _ => return err(e.span, format!("unknown ipsec key {key}")),
         }),
         // a presence check (`exthdr hbh exists`)
-        ExprKind::Exthdr { field, .. } if field.is_empty() || field == "exists" => Ok((Dt::Boolean, 1)),
+        ExprKind::Exthdr { field, .. } if field.is_empty() || field == "exists" => {
+            Ok((Dt::Boolean, 1))
+        }
         ExprKind::Exthdr { hdr, field } => {
             if let Some(f) = proto::exthdr_field(hdr, field) {
                 Ok((f.dt, f.bits))
@@ -166,22 +231,37 @@ pub fn selector_type(ctx: &Ctx, e: &Expr) -> Result<(Dt, u32)> {
         ExprKind::TcpOpt { opt, field } => match field {
             // `tcp option @kind,offset,length`
             Some(f) if f.starts_with('@') => {
-                let len = f.rsplit(',').next().and_then(|l| l.parse::<u32>().ok()).unwrap_or(0);
+                let len = f
+                    .rsplit(',')
+                    .next()
+                    .and_then(|l| l.parse::<u32>().ok())
+                    .unwrap_or(0);
                 if len == 0 || len > 128 {
-                    return err(e.span, "raw tcp option length must be between 1 and 128 bits");
+                    return err(
+                        e.span,
+                        "raw tcp option length must be between 1 and 128 bits",
+                    );
                 }
                 Ok((Dt::Integer, len))
             }
-            Some(f) => proto::tcpopt_field(opt, f).map(|x| (x.dt, x.bits)).ok_or_else(|| Error::new(e.span, format!("unknown tcp option {opt} field {f}"))),
-            None if proto::tcpopt_kind(opt).is_none() && opt.parse::<u8>().is_err() => err(e.span, format!("unknown tcp option {opt}")),
+            Some(f) => proto::tcpopt_field(opt, f)
+                .map(|x| (x.dt, x.bits))
+                .ok_or_else(|| Error::new(e.span, format!("unknown tcp option {opt} field {f}"))),
+            None if proto::tcpopt_kind(opt).is_none() && opt.parse::<u8>().is_err() => {
+                err(e.span, format!("unknown tcp option {opt}"))
+            }
             None => Ok((Dt::Boolean, 1)),
         },
         ExprKind::IpOpt { opt, field } => Ok(match field {
-            Some(f) => proto::ipopt_field(opt, f).map(|x| (x.dt, x.bits)).unwrap_or((Dt::Integer, 8)),
+            Some(f) => proto::ipopt_field(opt, f)
+                .map(|x| (x.dt, x.bits))
+                .unwrap_or((Dt::Integer, 8)),
             None => (Dt::Boolean, 1),
         }),
         ExprKind::SctpChunk { chunk, field } => Ok(match field {
-            Some(f) => proto::sctp_chunk_field(chunk, f).map(|x| (x.dt, x.bits)).unwrap_or((Dt::Integer, 32)),
+            Some(f) => proto::sctp_chunk_field(chunk, f)
+                .map(|x| (x.dt, x.bits))
+                .unwrap_or((Dt::Integer, 32)),
             None => (Dt::Boolean, 1),
         }),
         ExprKind::DccpOpt(_) => Ok((Dt::Boolean, 1)),
@@ -223,7 +303,10 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
                     return err(span, "Empty string is not allowed");
                 }
                 if s.len() as u32 > bits / 8 {
-                    return err(span, format!("String exceeds maximum length of {}", bits / 8));
+                    return err(
+                        span,
+                        format!("String exceeds maximum length of {}", bits / 8),
+                    );
                 }
             }
             let v = if dt.is_string() || dt == Dt::Invalid {
@@ -243,7 +326,9 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
         ExprKind::Range(a, b) => {
             eval_value(ctx, a, dt, bits)?;
             eval_value(ctx, b, dt, bits)?;
-            if let (ExprKind::Const(x), ExprKind::Const(y), false) = (&a.kind, &b.kind, dt == Dt::Hour) {
+            if let (ExprKind::Const(x), ExprKind::Const(y), false) =
+                (&a.kind, &b.kind, dt == Dt::Hour)
+            {
                 if x.val > y.val {
                     return err(span, "Range has zero or negative size");
                 }
@@ -251,7 +336,10 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
         }
         ExprKind::Prefix(a, len) => {
             if *len > bits && bits > 0 {
-                return err(span, format!("Prefix length {len} is invalid for type of {bits} bits"));
+                return err(
+                    span,
+                    format!("Prefix length {len} is invalid for type of {bits} bits"),
+                );
             }
             eval_value(ctx, a, dt, bits)?;
             clear_host_bits(a, *len);
@@ -262,11 +350,17 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
             for it in items.iter_mut() {
                 eval_value(ctx, it, dt, bits)?;
                 match &it.kind {
-                    ExprKind::Const(Const { val: Val::Int(v), .. }) => acc |= v,
+                    ExprKind::Const(Const {
+                        val: Val::Int(v), ..
+                    }) => acc |= v,
                     _ => return err(it.span, "list elements must be constant flags"),
                 }
             }
-            e.kind = ExprKind::Const(Const { dt, bits, val: Val::Int(acc) });
+            e.kind = ExprKind::Const(Const {
+                dt,
+                bits,
+                val: Val::Int(acc),
+            });
         }
         ExprKind::Binop(op, a, b) => {
             let op = *op;
@@ -275,7 +369,11 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
             if let (ExprKind::Const(x), ExprKind::Const(y)) = (&a.kind, &b.kind) {
                 if let (Val::Int(x), Val::Int(y)) = (&x.val, &y.val) {
                     let v = fold(op, *x, *y, bits);
-                    e.kind = ExprKind::Const(Const { dt, bits, val: Val::Int(v) });
+                    e.kind = ExprKind::Const(Const {
+                        dt,
+                        bits,
+                        val: Val::Int(v),
+                    });
                 }
             }
         }
@@ -317,7 +415,11 @@ pub fn eval_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
 }
 
 pub fn fold(op: BinOp, x: u128, y: u128, bits: u32) -> u128 {
-    let mask = if bits >= 128 || bits == 0 { u128::MAX } else { (1u128 << bits) - 1 };
+    let mask = if bits >= 128 || bits == 0 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
     (match op {
         BinOp::And => x & y,
         BinOp::Or => x | y,
@@ -340,7 +442,11 @@ fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, Str
     // an IPv4 address may be written as one number (`0xff` is 0.0.0.255)
     if dt == Dt::Ipv4Addr {
         if let Some(n) = crate::datatype::parse_int(w).filter(|n| *n <= u32::MAX as u128) {
-            return Ok(ExprKind::Const(Const { dt, bits, val: Val::Int(n) }));
+            return Ok(ExprKind::Const(Const {
+                dt,
+                bits,
+                val: Val::Int(n),
+            }));
         }
     }
     // prefix: `10.0.0.0/8`
@@ -348,7 +454,9 @@ fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, Str
         if let Ok(len) = l.parse::<u32>() {
             if let Ok(v) = dt.parse(a, bits) {
                 if len > bits {
-                    return Err(format!("Prefix length {len} is invalid for type of {bits} bits"));
+                    return Err(format!(
+                        "Prefix length {len} is invalid for type of {bits} bits"
+                    ));
                 }
                 let sp = Span::default();
                 let mut inner = Expr::new(ExprKind::Const(Const { dt, bits, val: v }), sp);
@@ -383,26 +491,44 @@ fn parse_symbol(dt: Dt, w: &str, bits: u32) -> std::result::Result<ExprKind, Str
 
 /// A prefix keeps only its network part: `192.168.2.1/24` is `192.168.2.0/24`.
 fn clear_host_bits(e: &mut Expr, len: u32) {
-    if let ExprKind::Const(Const { val: Val::Int(v), bits, .. }) = &mut e.kind {
+    if let ExprKind::Const(Const {
+        val: Val::Int(v),
+        bits,
+        ..
+    }) = &mut e.kind
+    {
         let bits = if *bits > 0 { *bits } else { e.bits };
         if bits == 0 || bits > 128 || len >= bits {
             return;
         }
         let host = bits - len;
-        let host_mask = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+        let host_mask = if host >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host) - 1
+        };
         *v &= !host_mask;
     }
 }
 
 pub fn const_int(e: &Expr) -> Option<u128> {
     match &e.kind {
-        ExprKind::Const(Const { val: Val::Int(v), .. }) => Some(*v),
+        ExprKind::Const(Const {
+            val: Val::Int(v), ..
+        }) => Some(*v),
         _ => None,
     }
 }
 
 pub fn mk_const(dt: Dt, bits: u32, v: u128, span: Span) -> Expr {
-    let mut e = Expr::new(ExprKind::Const(Const { dt, bits, val: Val::Int(v) }), span);
+    let mut e = Expr::new(
+        ExprKind::Const(Const {
+            dt,
+            bits,
+            val: Val::Int(v),
+        }),
+        span,
+    );
     e.dt = dt;
     e.bits = bits;
     e
@@ -449,7 +575,12 @@ pub fn stmt_payload_protos(st: &Stmt) -> Vec<String> {
 fn verdict_ok(ctx: &Ctx, v: &Verdict, span: Span) -> Result<()> {
     if let Verdict::Jump(c) | Verdict::Goto(c) = v {
         if !ctx.chains.iter().any(|x| x == c) {
-            return err(span, format!("Could not process rule: No such file or directory\nchain '{c}' does not exist"));
+            return err(
+                span,
+                format!(
+                    "Could not process rule: No such file or directory\nchain '{c}' does not exist"
+                ),
+            );
         }
     }
     Ok(())
@@ -461,11 +592,15 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
         StmtKind::Match { left, op, right } => {
             // constants in a concatenation looked up in a named set take the set's key types
             let set_key = match &right.kind {
-                ExprKind::SetRef(n) if matches!(left.kind, ExprKind::Concat(_)) => ctx.sets.get(n.as_str()).map(|si| si.key.clone()),
+                ExprKind::SetRef(n) if matches!(left.kind, ExprKind::Concat(_)) => {
+                    ctx.sets.get(n.as_str()).map(|si| si.key.clone())
+                }
                 _ => None,
             };
             // `fib daddr oif exists` asks whether there is a route: nft lists it as a check
-            if let (ExprKind::Fib { result, .. }, ExprKind::Symbol(v)) = (&mut left.kind, &right.kind) {
+            if let (ExprKind::Fib { result, .. }, ExprKind::Symbol(v)) =
+                (&mut left.kind, &right.kind)
+            {
                 if v == "exists" || v == "missing" {
                     *result = "check".into();
                 }
@@ -483,7 +618,10 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                 let value = std::mem::replace(v.as_mut(), Expr::new(ExprKind::Wildcard, span));
                 let l = std::mem::replace(left, Expr::new(ExprKind::Wildcard, span));
                 let lsp = l.span;
-                let mut nl = Expr::new(ExprKind::Binop(BinOp::And, Box::new(l), Box::new(mask)), lsp);
+                let mut nl = Expr::new(
+                    ExprKind::Binop(BinOp::And, Box::new(l), Box::new(mask)),
+                    lsp,
+                );
                 nl.dt = dt;
                 nl.bits = bits;
                 *left = nl;
@@ -500,7 +638,10 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                     let mut typed = right.clone();
                     eval_concat_value(ctx, &mut typed, &types)?;
                     // raw payload values list in hex, as written; keep those untyped
-                    let raw: Vec<bool> = items.iter().map(|i| matches!(i.kind, ExprKind::RawPayload { .. })).collect();
+                    let raw: Vec<bool> = items
+                        .iter()
+                        .map(|i| matches!(i.kind, ExprKind::RawPayload { .. }))
+                        .collect();
                     keep_raw_components(&mut typed, right, &raw);
                     *right = typed;
                     return Ok(());
@@ -545,8 +686,16 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             }
             Ok(())
         }
-        StmtKind::Dynset { set, key, stmts, data, .. } => {
-            let Some(si) = ctx.sets.get(set.as_str()).cloned() else { return err(span, format!("Set '{set}' does not exist")) };
+        StmtKind::Dynset {
+            set,
+            key,
+            stmts,
+            data,
+            ..
+        } => {
+            let Some(si) = ctx.sets.get(set.as_str()).cloned() else {
+                return err(span, format!("Set '{set}' does not exist"));
+            };
             eval_dynset_key(ctx, key, &si.key)?;
             for s in stmts.iter_mut() {
                 eval_stmt(ctx, s)?;
@@ -561,7 +710,11 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             match &mut name.kind {
                 ExprKind::Symbol(s) | ExprKind::Quoted(s) => {
                     let s = s.clone();
-                    name.kind = ExprKind::Const(Const { dt: Dt::String, bits: 0, val: Val::Str(s) });
+                    name.kind = ExprKind::Const(Const {
+                        dt: Dt::String,
+                        bits: 0,
+                        val: Val::Str(s),
+                    });
                     name.dt = Dt::String;
                 }
                 ExprKind::Map(k, m) => {
@@ -575,14 +728,19 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
             let _ = kind;
             Ok(())
         }
-        StmtKind::Queue { num: Some(n), flags } => {
+        StmtKind::Queue {
+            num: Some(n),
+            flags,
+        } => {
             eval_stmt_value(ctx, n, Dt::Integer, 16)?;
             crate::stmt_eval::check_queue(n, flags)
         }
         StmtKind::Log(l) => crate::stmt_eval::check_log(l, span),
         StmtKind::Reset(e) => eval_selector(ctx, e),
         StmtKind::Dup { addr, dev } => crate::stmt_eval::eval_dup(ctx, addr, dev, span),
-        StmtKind::Fwd { family, addr, dev } => crate::stmt_eval::eval_fwd(ctx, family, addr, dev, span),
+        StmtKind::Fwd { family, addr, dev } => {
+            crate::stmt_eval::eval_fwd(ctx, family, addr, dev, span)
+        }
         StmtKind::Limit(l) => {
             if l.burst.is_none() && !l.bytes {
                 l.burst = Some(5);
@@ -596,7 +754,12 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
 /// The key of `add @s { ... }`/`update @s { ... }`: selectors, and constants (`ip saddr .
 /// 10002`) typed by the set's key at their position. Element options wrap the key.
 fn eval_dynset_key(ctx: &Ctx, e: &mut Expr, types: &[(Dt, u32)]) -> Result<()> {
-    let is_const = |x: &Expr| matches!(x.kind, ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_));
+    let is_const = |x: &Expr| {
+        matches!(
+            x.kind,
+            ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_)
+        )
+    };
     match &mut e.kind {
         ExprKind::Elem(inner, _) => {
             eval_dynset_key(ctx, inner, types)?;
@@ -664,8 +827,13 @@ pub fn eval_selector(ctx: &Ctx, e: &mut Expr) -> Result<()> {
             e.bits = rbits;
             Ok(())
         }
-        ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_) => err(span, "syntax error, a selector (payload, meta, ct...) was expected here"),
-        ExprKind::Hash { expr: Some(inner), .. } => {
+        ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_) => err(
+            span,
+            "syntax error, a selector (payload, meta, ct...) was expected here",
+        ),
+        ExprKind::Hash {
+            expr: Some(inner), ..
+        } => {
             eval_selector(ctx, inner)?;
             e.dt = Dt::Integer;
             e.bits = 32;
@@ -676,9 +844,17 @@ pub fn eval_selector(ctx: &Ctx, e: &mut Expr) -> Result<()> {
             e.dt = dt;
             e.bits = bits;
             // `rt nexthop` lists with the family it was resolved for
-            if let ExprKind::Rt { key, family: fam @ None } = &mut e.kind {
+            if let ExprKind::Rt {
+                key,
+                family: fam @ None,
+            } = &mut e.kind
+            {
                 if key == "nexthop" {
-                    *fam = Some(if dt == Dt::Ipv6Addr { "ip6".into() } else { "ip".into() });
+                    *fam = Some(if dt == Dt::Ipv6Addr {
+                        "ip6".into()
+                    } else {
+                        "ip".into()
+                    });
                 }
             }
             Ok(())
@@ -694,13 +870,23 @@ fn round_up32(b: u32) -> u32 {
 /// arithmetic on them.
 pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()> {
     match &mut e.kind {
-        ExprKind::Symbol(_) | ExprKind::Quoted(_) | ExprKind::Const(_) | ExprKind::Range(..) | ExprKind::Prefix(..) | ExprKind::List(_) | ExprKind::Set(_) => eval_value(ctx, e, dt, bits),
+        ExprKind::Symbol(_)
+        | ExprKind::Quoted(_)
+        | ExprKind::Const(_)
+        | ExprKind::Range(..)
+        | ExprKind::Prefix(..)
+        | ExprKind::List(_)
+        | ExprKind::Set(_) => eval_value(ctx, e, dt, bits),
         ExprKind::Binop(op, l, r) => {
             let op = *op;
             eval_stmt_value(ctx, l, dt, bits)?;
             // nft types arithmetic after its left operand (`ip dscp | 0x04` prints the
             // constant as a DSCP value), wide enough for the destination
-            let (ldt, lbits) = if const_int(l).is_some() { (dt, bits) } else { (l.dt, l.bits) };
+            let (ldt, lbits) = if const_int(l).is_some() {
+                (dt, bits)
+            } else {
+                (l.dt, l.bits)
+            };
             match op {
                 BinOp::Shl | BinOp::Shr => {
                     eval_stmt_value(ctx, r, Dt::Integer, 32)?;
@@ -714,7 +900,10 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
                 _ => eval_stmt_value(ctx, r, ldt, lbits.max(bits))?,
             }
             // constant on the left: `0x1 or ct mark` is stored as `ct mark | 0x1`
-            if const_int(l).is_some() && const_int(r).is_none() && matches!(op, BinOp::And | BinOp::Or | BinOp::Xor) {
+            if const_int(l).is_some()
+                && const_int(r).is_none()
+                && matches!(op, BinOp::And | BinOp::Or | BinOp::Xor)
+            {
                 std::mem::swap(l, r);
             }
             if let (Some(x), Some(y)) = (const_int(l), const_int(r)) {
@@ -755,11 +944,20 @@ pub fn eval_stmt_value(ctx: &Ctx, e: &mut Expr, dt: Dt, bits: u32) -> Result<()>
 }
 
 /// Types the elements of a map or vmap. Returns the data type.
-fn eval_map(ctx: &Ctx, m: &mut Expr, kdt: Dt, kbits: u32, data: Option<(Dt, u32)>, key: &ExprKind) -> Result<(Dt, u32)> {
+fn eval_map(
+    ctx: &Ctx,
+    m: &mut Expr,
+    kdt: Dt,
+    kbits: u32,
+    data: Option<(Dt, u32)>,
+    key: &ExprKind,
+) -> Result<(Dt, u32)> {
     let span = m.span;
     match &mut m.kind {
         ExprKind::SetRef(n) => {
-            let Some(si) = ctx.sets.get(n.as_str()) else { return err(span, format!("Set '{n}' does not exist")) };
+            let Some(si) = ctx.sets.get(n.as_str()) else {
+                return err(span, format!("Set '{n}' does not exist"));
+            };
             Ok(si.data.or(data).unwrap_or((Dt::Invalid, 0)))
         }
         ExprKind::Set(elems) => {
@@ -827,7 +1025,9 @@ fn keep_raw_components(typed: &mut Expr, orig: &Expr, raw: &[bool]) {
                 }
             }
         }
-        (ExprKind::Set(t), ExprKind::Set(o)) | (ExprKind::List(t), ExprKind::List(o)) if t.len() == o.len() => {
+        (ExprKind::Set(t), ExprKind::Set(o)) | (ExprKind::List(t), ExprKind::List(o))
+            if t.len() == o.len() =>
+        {
             for (ti, oi) in t.iter_mut().zip(o) {
                 keep_raw_components(ti, oi, raw);
             }
@@ -843,7 +1043,14 @@ pub fn eval_concat_value(ctx: &Ctx, e: &mut Expr, types: &[(Dt, u32)]) -> Result
     match &mut e.kind {
         ExprKind::Concat(items) => {
             if items.len() != types.len() {
-                return err(span, format!("datatype mismatch, concatenation has {} elements, expected {}", items.len(), types.len()));
+                return err(
+                    span,
+                    format!(
+                        "datatype mismatch, concatenation has {} elements, expected {}",
+                        items.len(),
+                        types.len()
+                    ),
+                );
             }
             for (it, (dt, bits)) in items.iter_mut().zip(types) {
                 eval_value(ctx, it, *dt, *bits)?;
@@ -879,14 +1086,27 @@ fn normalize_match(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<
     }
     // `meta mark 0xffffff00/24` on a non-address: a masked compare
     if let ExprKind::Prefix(v, len) = &right.kind {
-        if !matches!(left.dt, Dt::Ipv4Addr | Dt::Ipv6Addr) && !matches!(left.kind, ExprKind::Concat(_)) {
+        if !matches!(left.dt, Dt::Ipv4Addr | Dt::Ipv6Addr)
+            && !matches!(left.kind, ExprKind::Concat(_))
+        {
             let bits = left.bits;
-            let mask: u128 = if *len == 0 { 0 } else { (u128::MAX >> (128 - bits.min(128))) & !((1u128 << (bits - (*len).min(bits))) - 1) };
+            let mask: u128 = if *len == 0 {
+                0
+            } else {
+                (u128::MAX >> (128 - bits.min(128))) & !((1u128 << (bits - (*len).min(bits))) - 1)
+            };
             let vv = const_int(v).unwrap_or(0) & mask;
             let dt = left.dt;
             let l = std::mem::replace(left, Expr::new(ExprKind::Wildcard, Span::default()));
             let sp = l.span;
-            let mut nl = Expr::new(ExprKind::Binop(BinOp::And, Box::new(l), Box::new(mk_const(dt, bits, mask, sp))), sp);
+            let mut nl = Expr::new(
+                ExprKind::Binop(
+                    BinOp::And,
+                    Box::new(l),
+                    Box::new(mk_const(dt, bits, mask, sp)),
+                ),
+                sp,
+            );
             nl.dt = dt;
             nl.bits = bits;
             *left = nl;

@@ -21,13 +21,20 @@ fn full_mask(bits: u32) -> u128 {
 /// Rewrites a typed relational on a flag field into its listed form.
 pub fn normalize(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<()> {
     if *op == RelOp::Neg {
-        let ok = left.dt.is_bitmask() && !matches!(left.kind, ExprKind::Binop(..)) && const_int(right).is_some();
+        let ok = left.dt.is_bitmask()
+            && !matches!(left.kind, ExprKind::Binop(..))
+            && const_int(right).is_some();
         if !ok {
-            return Err(Error::new(right.span, "syntax error, `!` only tests flags of a flag field"));
+            return Err(Error::new(
+                right.span,
+                "syntax error, `!` only tests flags of a flag field",
+            ));
         }
         return Ok(());
     }
-    let ExprKind::Binop(BinOp::And, sel, mask) = &left.kind else { return Ok(()) };
+    let ExprKind::Binop(BinOp::And, sel, mask) = &left.kind else {
+        return Ok(());
+    };
     let (Some(m), Some(v)) = (const_int(mask), const_int(right)) else {
         if *op == RelOp::Implicit && matches!(right.kind, ExprKind::Const(_)) {
             *op = RelOp::Eq;
@@ -43,7 +50,15 @@ pub fn normalize(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<()
             let dt = sel.dt;
             *left = (**sel).clone();
             let value = mk_const(dt, bits, v, sp);
-            *right = if ones == bits { value } else { Expr { dt, bits, ..Expr::new(ExprKind::Prefix(Box::new(value), ones), sp) } };
+            *right = if ones == bits {
+                value
+            } else {
+                Expr {
+                    dt,
+                    bits,
+                    ..Expr::new(ExprKind::Prefix(Box::new(value), ones), sp)
+                }
+            };
             *op = RelOp::Implicit;
             return Ok(());
         }
@@ -61,7 +76,10 @@ pub fn normalize(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<()
         *op = if neg { RelOp::Neg } else { RelOp::Implicit };
         return Ok(());
     }
-    if sel.dt.is_bitmask() && matches!(sel.kind, ExprKind::Payload { .. } | ExprKind::Exthdr { .. }) && m == full_mask(sel.bits) {
+    if sel.dt.is_bitmask()
+        && matches!(sel.kind, ExprKind::Payload { .. } | ExprKind::Exthdr { .. })
+        && m == full_mask(sel.bits)
+    {
         // a mask over the whole field is dropped; the value is then listed in hex
         let bits = sel.bits;
         let sp = right.span;

@@ -52,7 +52,10 @@ pub fn check_rule(rule: &Rule) -> Result<()> {
             StmtKind::Vmap { key, .. } => payloads(key, &mut found),
             StmtKind::Set { key, value } => {
                 if let Some(t) = tunnel_of(key) {
-                    return Err(Error::new(key.span, format!("{t} headers cannot be modified")));
+                    return Err(Error::new(
+                        key.span,
+                        format!("{t} headers cannot be modified"),
+                    ));
                 }
                 payloads(value, &mut found);
             }
@@ -62,7 +65,10 @@ pub fn check_rule(rule: &Rule) -> Result<()> {
             let Some(t) = tunnel_of(e) else { continue };
             if let Some(port) = proto::tunnel_udp_port(t) {
                 if !udp_ports.contains(&(port as u128)) {
-                    return Err(Error::new(e.span, format!("{t} header requires a match on udp dport {port} first")));
+                    return Err(Error::new(
+                        e.span,
+                        format!("{t} header requires a match on udp dport {port} first"),
+                    ));
                 }
             }
         }

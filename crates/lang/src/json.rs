@@ -23,7 +23,9 @@ struct Jc {
 }
 
 pub fn ruleset_to_json(rs: &Ruleset, o: &ListOpts) -> Value {
-    let mut items = vec![json!({"metainfo": {"version": "1.1.6", "release_name": "Commodore Bullmoose #7", "json_schema_version": 1}})];
+    let mut items = vec![
+        json!({"metainfo": {"version": "1.1.6", "release_name": "Commodore Bullmoose #7", "json_schema_version": 1}}),
+    ];
     for t in &rs.tables {
         table_json(&mut items, t, o);
     }
@@ -52,11 +54,23 @@ fn str_or_array(v: &[String]) -> Value {
 }
 
 fn table_json(items: &mut Vec<Value>, t: &Table, o: &ListOpts) {
-    let c = Jc { family: t.family, stateless: o.stateless, dt: o.dt };
+    let c = Jc {
+        family: t.family,
+        stateless: o.stateless,
+        dt: o.dt,
+    };
     let fam = t.family.name();
-    let mut m = vec![("family", json!(fam)), ("name", json!(t.name)), ("handle", json!(t.handle))];
+    let mut m = vec![
+        ("family", json!(fam)),
+        ("name", json!(t.name)),
+        ("handle", json!(t.handle)),
+    ];
     // the kernel reports flags in bit order
-    let flags: Vec<Value> = ["dormant", "owner", "persist"].iter().filter(|f| t.flags.iter().any(|x| x == *f)).map(|f| json!(f)).collect();
+    let flags: Vec<Value> = ["dormant", "owner", "persist"]
+        .iter()
+        .filter(|f| t.flags.iter().any(|x| x == *f))
+        .map(|f| json!(f))
+        .collect();
     if !flags.is_empty() {
         m.push(("flags", Value::Array(flags)));
     }
@@ -96,7 +110,12 @@ pub fn prio_value(p: &Prio, family: Family) -> i64 {
 }
 
 fn chain_json(ch: &Chain, t: &Table) -> Value {
-    let mut m = vec![("family", json!(t.family.name())), ("table", json!(t.name)), ("name", json!(ch.name)), ("handle", json!(ch.handle))];
+    let mut m = vec![
+        ("family", json!(t.family.name())),
+        ("table", json!(t.name)),
+        ("name", json!(ch.name)),
+        ("handle", json!(ch.handle)),
+    ];
     if let Some(cm) = &ch.comment {
         m.push(("comment", json!(cm)));
     }
@@ -128,10 +147,18 @@ fn rate_unit(b: u64) -> (u64, &'static str) {
 }
 
 fn limit_fields(l: &LimitStmt, m: &mut Vec<(&'static str, Value)>, obj: bool) {
-    let (rate, ru) = if l.bytes { rate_unit(l.rate) } else { (l.rate, "packets") };
+    let (rate, ru) = if l.bytes {
+        rate_unit(l.rate)
+    } else {
+        (l.rate, "packets")
+    };
     // packet limits have a burst of 5 unless given
     let burst = l.burst.unwrap_or(if l.bytes { 0 } else { 5 });
-    let (burst, bu) = if l.bytes { rate_unit(burst) } else { (burst, "packets") };
+    let (burst, bu) = if l.bytes {
+        rate_unit(burst)
+    } else {
+        (burst, "packets")
+    };
     m.push(("rate", json!(rate)));
     if !obj {
         m.push(("burst", json!(burst)));
@@ -163,13 +190,22 @@ fn l3proto_name(l3: &Option<String>, family: Family) -> String {
 }
 
 fn obj_json(ob: &Obj, t: &Table, c: &Jc) -> Value {
-    let mut m = vec![("family", json!(t.family.name())), ("name", json!(ob.name)), ("table", json!(t.name)), ("handle", json!(ob.handle))];
+    let mut m = vec![
+        ("family", json!(t.family.name())),
+        ("name", json!(ob.name)),
+        ("table", json!(t.name)),
+        ("handle", json!(ob.handle)),
+    ];
     if let Some(cm) = &ob.comment {
         m.push(("comment", json!(cm)));
     }
     match &ob.body {
         ObjBody::Counter { packets, bytes } => {
-            let (p, b) = if c.stateless { (0, 0) } else { (*packets, *bytes) };
+            let (p, b) = if c.stateless {
+                (0, 0)
+            } else {
+                (*packets, *bytes)
+            };
             m.push(("packets", json!(p)));
             m.push(("bytes", json!(b)));
         }
@@ -179,21 +215,42 @@ fn obj_json(ob: &Obj, t: &Table, c: &Jc) -> Value {
             m.push(("inv", json!(over)));
         }
         ObjBody::Limit(l) => limit_fields(l, &mut m, true),
-        ObjBody::CtHelper { name, proto, l3proto } => {
+        ObjBody::CtHelper {
+            name,
+            proto,
+            l3proto,
+        } => {
             m.push(("type", json!(name)));
             m.push(("protocol", proto_json(proto)));
             m.push(("l3proto", json!(l3proto_name(l3proto, t.family))));
         }
-        ObjBody::CtTimeout { proto, l3proto, policy } => {
+        ObjBody::CtTimeout {
+            proto,
+            l3proto,
+            policy,
+        } => {
             m.push(("protocol", proto_json(proto)));
             m.push(("l3proto", json!(l3proto_name(l3proto, t.family))));
             let mut pm = Map::new();
             for (k, v) in policy {
                 pm.insert(k.clone(), json!(v));
             }
-            m.push(("policy", if pm.is_empty() { Value::Null } else { Value::Object(pm) }));
+            m.push((
+                "policy",
+                if pm.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Object(pm)
+                },
+            ));
         }
-        ObjBody::CtExpect { proto, dport, timeout, size, l3proto } => {
+        ObjBody::CtExpect {
+            proto,
+            dport,
+            timeout,
+            size,
+            l3proto,
+        } => {
             m.push(("protocol", proto_json(proto)));
             m.push(("dport", json!(dport)));
             m.push(("timeout", json!(timeout)));
@@ -204,7 +261,11 @@ fn obj_json(ob: &Obj, t: &Table, c: &Jc) -> Value {
         ObjBody::Synproxy { mss, wscale, flags } => {
             m.push(("mss", json!(mss)));
             m.push(("wscale", json!(wscale)));
-            let f: Vec<Value> = ["timestamp", "sack-perm"].iter().filter(|x| flags.iter().any(|y| y == *x)).map(|x| json!(x)).collect();
+            let f: Vec<Value> = ["timestamp", "sack-perm"]
+                .iter()
+                .filter(|x| flags.iter().any(|y| y == *x))
+                .map(|x| json!(x))
+                .collect();
             if !f.is_empty() {
                 m.push(("flags", Value::Array(f)));
             }
@@ -227,7 +288,12 @@ fn obj_json(ob: &Obj, t: &Table, c: &Jc) -> Value {
                     m.push(("type", json!("vxlan")));
                     m.push(("tunnel", json!({ "gbp": gbp })));
                 }
-                TunnelOpts::Erspan { version, index, egress, hwid } => {
+                TunnelOpts::Erspan {
+                    version,
+                    index,
+                    egress,
+                    hwid,
+                } => {
                     m.push(("type", json!("erspan")));
                     let v = if *version == 1 {
                         json!({ "version": version, "index": index })
@@ -254,7 +320,14 @@ fn keyspec_types(k: &KeySpec, family: Family) -> Vec<String> {
         KeySpec::Types(v) => v.clone(),
         KeySpec::Typeof(e) => {
             let sets = HashMap::new();
-            let ctx = crate::eval::Ctx { family, hook: None, chain_type: None, sets: &sets, flowtables: &[], chains: &[] };
+            let ctx = crate::eval::Ctx {
+                family,
+                hook: None,
+                chain_type: None,
+                sets: &sets,
+                flowtables: &[],
+                chains: &[],
+            };
             let mut e = e.clone();
             if crate::eval::eval_selector(&ctx, &mut e).is_err() {
                 return vec!["invalid".into()];
@@ -274,7 +347,13 @@ fn set_json(st: &Set, t: &Table, c: &Jc) -> Value {
         Some(k) => str_or_array(&keyspec_types(k, t.family)),
         None => Value::Null,
     };
-    let mut m = vec![("family", json!(t.family.name())), ("name", json!(st.name)), ("table", json!(t.name)), ("type", ty), ("handle", json!(st.handle))];
+    let mut m = vec![
+        ("family", json!(t.family.name())),
+        ("name", json!(st.name)),
+        ("table", json!(t.name)),
+        ("type", ty),
+        ("handle", json!(st.handle)),
+    ];
     if let Some(cm) = &st.comment {
         m.push(("comment", json!(cm)));
     }
@@ -297,7 +376,12 @@ fn set_json(st: &Set, t: &Table, c: &Jc) -> Value {
         }
     }
     let mut flags = vec![];
-    for (f, name) in [("constant", "constant"), ("interval", "interval"), ("timeout", "timeout"), ("dynamic", "dynamic")] {
+    for (f, name) in [
+        ("constant", "constant"),
+        ("interval", "interval"),
+        ("timeout", "timeout"),
+        ("dynamic", "dynamic"),
+    ] {
         // a set timeout implies the timeout flag
         if has(f) || (f == "dynamic" && has("eval")) || (f == "timeout" && st.timeout.is_some()) {
             flags.push(json!(name));
@@ -324,14 +408,25 @@ fn set_json(st: &Set, t: &Table, c: &Jc) -> Value {
         m.push(("elem", Value::Array(el)));
     }
     if !st.stmts.is_empty() {
-        let sc = Jc { stateless: true, ..*c };
-        m.push(("stmt", Value::Array(st.stmts.iter().map(|s| stmt_json(s, &sc)).collect())));
+        let sc = Jc {
+            stateless: true,
+            ..*c
+        };
+        m.push((
+            "stmt",
+            Value::Array(st.stmts.iter().map(|s| stmt_json(s, &sc)).collect()),
+        ));
     }
     one(kind, obj(m))
 }
 
 fn flowtable_json(ft: &Flowtable, t: &Table) -> Value {
-    let mut m = vec![("family", json!(t.family.name())), ("name", json!(ft.name)), ("table", json!(t.name)), ("handle", json!(ft.handle))];
+    let mut m = vec![
+        ("family", json!(t.family.name())),
+        ("name", json!(ft.name)),
+        ("table", json!(t.name)),
+        ("handle", json!(ft.handle)),
+    ];
     if let (Some(h), Some(p)) = (&ft.hook, &ft.prio) {
         m.push(("hook", json!(h)));
         m.push(("prio", json!(prio_value(p, t.family))));
@@ -343,7 +438,12 @@ fn flowtable_json(ft: &Flowtable, t: &Table) -> Value {
 }
 
 fn rule_json(r: &Rule, ch: &Chain, t: &Table, c: &Jc) -> Value {
-    let mut m = vec![("family", json!(t.family.name())), ("table", json!(t.name)), ("chain", json!(ch.name)), ("handle", json!(r.handle))];
+    let mut m = vec![
+        ("family", json!(t.family.name())),
+        ("table", json!(t.name)),
+        ("chain", json!(ch.name)),
+        ("handle", json!(r.handle)),
+    ];
     if let Some(cm) = &r.comment {
         m.push(("comment", json!(cm)));
     }
@@ -371,7 +471,9 @@ fn verdict_json(v: &Verdict) -> Value {
 fn str_of(e: &Expr) -> Option<String> {
     match &e.kind {
         ExprKind::Quoted(s) | ExprKind::Symbol(s) => Some(s.clone()),
-        ExprKind::Const(Const { val: Val::Str(s), .. }) => Some(s.clone()),
+        ExprKind::Const(Const {
+            val: Val::Str(s), ..
+        }) => Some(s.clone()),
         _ => None,
     }
 }
@@ -379,8 +481,16 @@ fn str_of(e: &Expr) -> Option<String> {
 /// Whether a relational without an operator is a flag test (`ct state new`), which nft
 /// reports with the `in` operator.
 fn is_flag_test(left: &Expr, right: &Expr) -> bool {
-    let dt = if right.dt != Dt::Invalid { right.dt } else { left.dt };
-    dt.is_bitmask() && matches!(right.kind, ExprKind::Const(_) | ExprKind::List(_) | ExprKind::Symbol(_))
+    let dt = if right.dt != Dt::Invalid {
+        right.dt
+    } else {
+        left.dt
+    };
+    dt.is_bitmask()
+        && matches!(
+            right.kind,
+            ExprKind::Const(_) | ExprKind::List(_) | ExprKind::Symbol(_)
+        )
 }
 
 fn relop_str(op: RelOp, left: &Expr, right: &Expr) -> &'static str {
@@ -407,7 +517,14 @@ fn log_level(l: &str) -> &str {
 }
 
 pub fn stmt_json_public(st: &Stmt, family: Family, o: &ListOpts) -> Value {
-    stmt_json(st, &Jc { family, stateless: o.stateless, dt: o.dt })
+    stmt_json(
+        st,
+        &Jc {
+            family,
+            stateless: o.stateless,
+            dt: o.dt,
+        },
+    )
 }
 
 fn stmt_json(st: &Stmt, c: &Jc) -> Value {
@@ -422,7 +539,9 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
             json!({"match": {"op": opname, "left": l, "right": r}})
         }
         StmtKind::Verdict(v) => verdict_json(v),
-        StmtKind::Vmap { key, map } => json!({"vmap": {"key": expr_json(key, c), "data": expr_json(map, c)}}),
+        StmtKind::Vmap { key, map } => {
+            json!({"vmap": {"key": expr_json(key, c), "data": expr_json(map, c)}})
+        }
         StmtKind::Counter { packets, bytes } => {
             if c.stateless {
                 json!({"counter": null})
@@ -451,7 +570,12 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
         StmtKind::Log(l) => {
             let mut m = vec![];
             if let Some(p) = &l.prefix {
-                m.push(("prefix", str_of(p).map(Value::from).unwrap_or_else(|| expr_json(p, c))));
+                m.push((
+                    "prefix",
+                    str_of(p)
+                        .map(Value::from)
+                        .unwrap_or_else(|| expr_json(p, c)),
+                ));
             }
             if let Some(g) = l.group {
                 m.push(("group", json!(g)));
@@ -467,12 +591,27 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
                     m.push(("level", json!(log_level(lv))));
                 }
             }
-            let all = l.flags.iter().any(|x| x == "all") || ["tcp sequence", "tcp options", "ip options", "skuid", "ether"].iter().all(|f| l.flags.iter().any(|x| x == f));
+            let all = l.flags.iter().any(|x| x == "all")
+                || [
+                    "tcp sequence",
+                    "tcp options",
+                    "ip options",
+                    "skuid",
+                    "ether",
+                ]
+                .iter()
+                .all(|f| l.flags.iter().any(|x| x == f));
             let mut f = vec![];
             if all {
                 f.push(json!("all"));
             } else {
-                for n in ["tcp sequence", "tcp options", "ip options", "skuid", "ether"] {
+                for n in [
+                    "tcp sequence",
+                    "tcp options",
+                    "ip options",
+                    "skuid",
+                    "ether",
+                ] {
                     if l.flags.iter().any(|x| x == n) {
                         f.push(json!(n));
                     }
@@ -492,7 +631,9 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
                 // the kernel stores the default as an explicit ICMP port unreachable
                 Family::Ip => json!({"reject": {"type": "icmp", "expr": "port-unreachable"}}),
                 Family::Ip6 => json!({"reject": {"type": "icmpv6", "expr": "port-unreachable"}}),
-                Family::Inet | Family::Bridge | Family::Netdev => json!({"reject": {"type": "icmpx", "expr": "port-unreachable"}}),
+                Family::Inet | Family::Bridge | Family::Netdev => {
+                    json!({"reject": {"type": "icmpx", "expr": "port-unreachable"}})
+                }
                 Family::Arp => json!({"reject": null}),
             },
             RejectKind::TcpReset => json!({"reject": {"type": "tcp reset"}}),
@@ -503,7 +644,11 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
                     _ => "icmpx",
                 };
                 let code = match &code.kind {
-                    ExprKind::Const(Const { dt, val: Val::Int(n), .. }) => match dt.symbol_name(*n) {
+                    ExprKind::Const(Const {
+                        dt,
+                        val: Val::Int(n),
+                        ..
+                    }) => match dt.symbol_name(*n) {
                         Some(s) => json!(s),
                         None => expr_json(code, c),
                     },
@@ -526,7 +671,11 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
                 m.push(("port", expr_json(p, c)));
             }
             // a prefix mapping implies netmap, which the text listing leaves unsaid
-            let fl: Vec<Value> = ["random", "fully-random", "persistent", "netmap"].iter().filter(|x| n.flags.iter().any(|y| y == *x) || (**x == "netmap" && n.prefix)).map(|x| json!(x)).collect();
+            let fl: Vec<Value> = ["random", "fully-random", "persistent", "netmap"]
+                .iter()
+                .filter(|x| n.flags.iter().any(|y| y == *x) || (**x == "netmap" && n.prefix))
+                .map(|x| json!(x))
+                .collect();
             if !fl.is_empty() {
                 m.push(("flags", Value::Array(fl)));
             }
@@ -538,8 +687,16 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
         }
         StmtKind::Notrack => json!({"notrack": null}),
         StmtKind::FlowAdd(n) => json!({"flow": {"op": "add", "flowtable": format!("@{n}")}}),
-        StmtKind::Set { key, value } => json!({"mangle": {"key": expr_json(key, c), "value": expr_json(value, c)}}),
-        StmtKind::Dynset { op, set, key, stmts, data } => {
+        StmtKind::Set { key, value } => {
+            json!({"mangle": {"key": expr_json(key, c), "value": expr_json(value, c)}})
+        }
+        StmtKind::Dynset {
+            op,
+            set,
+            key,
+            stmts,
+            data,
+        } => {
             let opn = match op {
                 SetOp::Add => "add",
                 SetOp::Update => "update",
@@ -553,8 +710,14 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
                 m.push(("set", json!(format!("@{set}"))));
             }
             if !stmts.is_empty() {
-                let sc = Jc { stateless: true, ..*c };
-                m.push(("stmt", Value::Array(stmts.iter().map(|s| stmt_json(s, &sc)).collect())));
+                let sc = Jc {
+                    stateless: true,
+                    ..*c
+                };
+                m.push((
+                    "stmt",
+                    Value::Array(stmts.iter().map(|s| stmt_json(s, &sc)).collect()),
+                ));
             }
             one(if data.is_some() { "map" } else { "set" }, obj(m))
         }
@@ -581,7 +744,14 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
         StmtKind::Fwd { family, addr, dev } => {
             let mut m = vec![("dev", expr_json(dev, c))];
             if let Some(a) = addr {
-                m.push(("family", json!(family.as_deref().unwrap_or(if a.dt == Dt::Ipv6Addr { "ip6" } else { "ip" }))));
+                m.push((
+                    "family",
+                    json!(family.as_deref().unwrap_or(if a.dt == Dt::Ipv6Addr {
+                        "ip6"
+                    } else {
+                        "ip"
+                    })),
+                ));
                 m.push(("addr", expr_json(a, c)));
             }
             one("fwd", obj(m))
@@ -592,7 +762,11 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
                 Some(n) => m.push(("num", expr_json(n, c))),
                 None => m.push(("num", json!(0))),
             }
-            let f: Vec<Value> = ["bypass", "fanout"].iter().filter(|x| flags.iter().any(|y| y == *x)).map(|x| json!(x)).collect();
+            let f: Vec<Value> = ["bypass", "fanout"]
+                .iter()
+                .filter(|x| flags.iter().any(|y| y == *x))
+                .map(|x| json!(x))
+                .collect();
             if !f.is_empty() {
                 m.push(("flags", Value::Array(f)));
             }
@@ -621,7 +795,11 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
             if let Some(v) = wscale {
                 m.push(("wscale", json!(v)));
             }
-            let f: Vec<Value> = ["timestamp", "sack-perm"].iter().filter(|x| flags.iter().any(|y| y == *x)).map(|x| json!(x)).collect();
+            let f: Vec<Value> = ["timestamp", "sack-perm"]
+                .iter()
+                .filter(|x| flags.iter().any(|y| y == *x))
+                .map(|x| json!(x))
+                .collect();
             if !f.is_empty() {
                 m.push(("flags", Value::Array(f)));
             }
@@ -700,7 +878,14 @@ fn rt_family(key: &str, family: &Option<String>, tf: Family) -> Option<String> {
 }
 
 pub fn expr_json_public(e: &Expr, family: Family, o: &ListOpts) -> Value {
-    expr_json(e, &Jc { family, stateless: o.stateless, dt: o.dt })
+    expr_json(
+        e,
+        &Jc {
+            family,
+            stateless: o.stateless,
+            dt: o.dt,
+        },
+    )
 }
 
 fn expr_json(e: &Expr, c: &Jc) -> Value {
@@ -711,10 +896,14 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
         ExprKind::Const(k) => const_json(k, c),
         ExprKind::Payload { proto, field } => match proto.split_once(' ') {
             // a header inside a tunnel (`vxlan ip saddr`)
-            Some((tunnel, inner)) => json!({"payload": {"tunnel": tunnel, "protocol": inner, "field": field}}),
+            Some((tunnel, inner)) => {
+                json!({"payload": {"tunnel": tunnel, "protocol": inner, "field": field}})
+            }
             None => json!({"payload": {"protocol": proto, "field": field}}),
         },
-        ExprKind::RawPayload { base, offset, len } => json!({"payload": {"base": base, "offset": offset, "len": len}}),
+        ExprKind::RawPayload { base, offset, len } => {
+            json!({"payload": {"base": base, "offset": offset, "len": len}})
+        }
         ExprKind::Exthdr { hdr, field } => {
             if field == "exists" || field.is_empty() {
                 json!({"exthdr": {"name": hdr}})
@@ -723,9 +912,16 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
             }
         }
         ExprKind::TcpOpt { opt, field } => {
-            if let Some((off, len)) = field.as_deref().and_then(|f| f.strip_prefix('@')).and_then(|f| f.split_once(',')) {
+            if let Some((off, len)) = field
+                .as_deref()
+                .and_then(|f| f.strip_prefix('@'))
+                .and_then(|f| f.split_once(','))
+            {
                 let n = |x: &str| x.parse::<u64>().map_or(json!(x), |v| json!(v));
-                return one("tcp option", obj(vec![("base", n(opt)), ("offset", n(off)), ("len", n(len))]));
+                return one(
+                    "tcp option",
+                    obj(vec![("base", n(opt)), ("offset", n(off)), ("len", n(len))]),
+                );
             }
             let mut m = vec![("name", json!(tcpopt_name(opt)))];
             if let Some(f) = field {
@@ -758,9 +954,17 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
         }
         ExprKind::Fib { flags, result } => {
             let order = ["saddr", "daddr", "mark", "iif", "oif"];
-            let f: Vec<Value> = order.iter().filter(|x| flags.iter().any(|y| y == *x)).map(|x| json!(x)).collect();
+            let f: Vec<Value> = order
+                .iter()
+                .filter(|x| flags.iter().any(|y| y == *x))
+                .map(|x| json!(x))
+                .collect();
             // a route check is an oif lookup compared with a boolean
-            let result = if result == "check" { "oif" } else { result.as_str() };
+            let result = if result == "check" {
+                "oif"
+            } else {
+                result.as_str()
+            };
             let mut m = vec![("result", json!(result))];
             if !f.is_empty() {
                 m.push(("flags", Value::Array(f)));
@@ -774,8 +978,20 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
             }
             one("rt", obj(m))
         }
-        ExprKind::Numgen { random, modulus, offset } => json!({"numgen": {"mode": if *random { "random" } else { "inc" }, "mod": modulus, "offset": offset}}),
-        ExprKind::Hash { expr, modulus, seed, offset, sym } => {
+        ExprKind::Numgen {
+            random,
+            modulus,
+            offset,
+        } => {
+            json!({"numgen": {"mode": if *random { "random" } else { "inc" }, "mod": modulus, "offset": offset}})
+        }
+        ExprKind::Hash {
+            expr,
+            modulus,
+            seed,
+            offset,
+            sym,
+        } => {
             let mut m = vec![("mod", json!(modulus))];
             if let Some(sd) = seed {
                 if !*sym && *sd != 0 {
@@ -798,7 +1014,12 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
             }
             one("osf", obj(m))
         }
-        ExprKind::Ipsec { dir, spnum, key, family } => {
+        ExprKind::Ipsec {
+            dir,
+            spnum,
+            key,
+            family,
+        } => {
             let mut m = vec![("key", json!(key))];
             if let Some(f) = family {
                 m.push(("family", json!(f)));
@@ -811,18 +1032,29 @@ fn expr_json(e: &Expr, c: &Jc) -> Value {
         ExprKind::Prefix(a, len) => json!({"prefix": {"addr": expr_json(a, c), "len": len}}),
         ExprKind::Range(a, b) => {
             // ranges print numerically: no service or protocol names
-            let rc = Jc { dt: PrintOpts { numeric_proto: true, services: false, ..c.dt }, ..*c };
+            let rc = Jc {
+                dt: PrintOpts {
+                    numeric_proto: true,
+                    services: false,
+                    ..c.dt
+                },
+                ..*c
+            };
             json!({"range": [expr_json(a, &rc), expr_json(b, &rc)]})
         }
         ExprKind::List(items) => Value::Array(items.iter().map(|i| expr_json(i, c)).collect()),
-        ExprKind::Concat(items) => json!({"concat": items.iter().map(|i| expr_json(i, c)).collect::<Vec<_>>()}),
+        ExprKind::Concat(items) => {
+            json!({"concat": items.iter().map(|i| expr_json(i, c)).collect::<Vec<_>>()})
+        }
         ExprKind::Binop(op, _, _) => {
             let mut v = vec![];
             binop_flat(*op, e, c, &mut v);
             one(op.sym(), Value::Array(v))
         }
         ExprKind::Masked(v, m) => json!({"&": [expr_json(v, c), expr_json(m, c)]}),
-        ExprKind::Set(elems) => json!({"set": elems.iter().map(|i| expr_json(i, c)).collect::<Vec<_>>()}),
+        ExprKind::Set(elems) => {
+            json!({"set": elems.iter().map(|i| expr_json(i, c)).collect::<Vec<_>>()})
+        }
         ExprKind::Elem(inner, opts) => elem_json(inner, opts, None, c),
         ExprKind::Mapping(k, v) => match &k.kind {
             ExprKind::Elem(inner, opts) => {
@@ -873,8 +1105,12 @@ fn elem_json(inner: &Expr, o: &ElemOpts, _data: Option<&Expr>, c: &Jc) -> Value 
 
 /// The text printer's view of a file path, for errors about unreadable JSON input.
 pub fn read_error(path: &Path, e: std::io::Error) -> LoadError {
-    let error = crate::error::Error::nospan(format!("Could not process rule: {}: {e}", path.display()));
-    LoadError { rendered: format!("Error: {}\n", error.msg), error }
+    let error =
+        crate::error::Error::nospan(format!("Could not process rule: {}: {e}", path.display()));
+    LoadError {
+        rendered: format!("Error: {}\n", error.msg),
+        error,
+    }
 }
 
 #[cfg(test)]
@@ -890,24 +1126,42 @@ mod tests {
     #[test]
     fn listing_order_is_table_chains_sets_rules() {
         let o = objects("table ip t {\n\tset s { type inet_service; }\n\tchain c { type filter hook input priority 0; tcp dport @s accept; }\n}\n");
-        let kinds: Vec<&str> = o.iter().map(|x| x.as_object().unwrap().keys().next().unwrap().as_str()).collect();
+        let kinds: Vec<&str> = o
+            .iter()
+            .map(|x| x.as_object().unwrap().keys().next().unwrap().as_str())
+            .collect();
         assert_eq!(kinds, ["table", "chain", "set", "rule"]);
         assert_eq!(o[1]["chain"]["prio"], json!(0));
         assert_eq!(o[1]["chain"]["policy"], json!("accept"));
-        assert_eq!(o[3]["rule"]["expr"], json!([{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": "@s"}}, {"accept": null}]));
+        assert_eq!(
+            o[3]["rule"]["expr"],
+            json!([{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": "@s"}}, {"accept": null}])
+        );
     }
 
     #[test]
     fn flag_tests_use_in_and_flag_values_or() {
         let o = objects("table ip t {\n\tchain c {\n\t\tct state established,related accept\n\t\tct state != established,related\n\t}\n}\n");
-        assert_eq!(o[2]["rule"]["expr"][0], json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}));
-        assert_eq!(o[3]["rule"]["expr"][0]["match"]["right"], json!({"|": ["established", "related"]}));
+        assert_eq!(
+            o[2]["rule"]["expr"][0],
+            json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}})
+        );
+        assert_eq!(
+            o[3]["rule"]["expr"][0]["match"]["right"],
+            json!({"|": ["established", "related"]})
+        );
     }
 
     #[test]
     fn statements_in_libnftables_form() {
         let o = objects("table ip t {\n\tchain c {\n\t\tlimit rate 10/minute counter packets 1 bytes 2 reject\n\t\tmeta mark set 0x10 log prefix \"x \" snat to 10.0.0.1\n\t}\n}\n");
-        assert_eq!(o[2]["rule"]["expr"], json!([{"limit": {"rate": 10, "burst": 5, "per": "minute"}}, {"counter": {"packets": 1, "bytes": 2}}, {"reject": {"type": "icmp", "expr": "port-unreachable"}}]));
-        assert_eq!(o[3]["rule"]["expr"], json!([{"mangle": {"key": {"meta": {"key": "mark"}}, "value": 16}}, {"log": {"prefix": "x "}}, {"snat": {"addr": "10.0.0.1"}}]));
+        assert_eq!(
+            o[2]["rule"]["expr"],
+            json!([{"limit": {"rate": 10, "burst": 5, "per": "minute"}}, {"counter": {"packets": 1, "bytes": 2}}, {"reject": {"type": "icmp", "expr": "port-unreachable"}}])
+        );
+        assert_eq!(
+            o[3]["rule"]["expr"],
+            json!([{"mangle": {"key": {"meta": {"key": "mark"}}, "value": 16}}, {"log": {"prefix": "x "}}, {"snat": {"addr": "10.0.0.1"}}])
+        );
     }
 }

@@ -22,7 +22,10 @@ type R<T> = std::result::Result<T, String>;
 
 fn fail(msg: impl Into<String>) -> LoadError {
     let error = Error::nospan(msg.into());
-    LoadError { rendered: format!("Error: {}\n", error.msg), error }
+    LoadError {
+        rendered: format!("Error: {}\n", error.msg),
+        error,
+    }
 }
 
 pub fn load_json_file(path: &Path) -> Result<Ruleset, LoadError> {
@@ -33,14 +36,22 @@ pub fn load_json_file(path: &Path) -> Result<Ruleset, LoadError> {
 
 /// Parses libnftables JSON and loads it into an empty ruleset.
 pub fn load_json_str(name: &str, text: &str) -> Result<Ruleset, LoadError> {
-    let v: Value = serde_json::from_str(text).map_err(|e| fail(format!("{name}: JSON parse error: {e}")))?;
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| fail(format!("{name}: JSON parse error: {e}")))?;
     let cmds = commands(&v).map_err(fail)?;
-    crate::ruleset::load_cmds(cmds).map_err(|e| LoadError { rendered: SourceMap::default().render(&e), error: e })
+    crate::ruleset::load_cmds(cmds).map_err(|e| LoadError {
+        rendered: SourceMap::default().render(&e),
+        error: e,
+    })
 }
 
 /// The commands of a JSON document.
 pub fn commands(doc: &Value) -> R<Vec<Cmd>> {
-    let items = doc.as_object().and_then(|o| o.get("nftables")).and_then(|v| v.as_array()).ok_or("Input does not contain an \"nftables\" array")?;
+    let items = doc
+        .as_object()
+        .and_then(|o| o.get("nftables"))
+        .and_then(|v| v.as_array())
+        .ok_or("Input does not contain an \"nftables\" array")?;
     let mut out = vec![];
     for it in items {
         let (k, v) = single(it, "command")?;
@@ -73,7 +84,9 @@ pub fn commands(doc: &Value) -> R<Vec<Cmd>> {
         match verb {
             None => out.push(rename_cmd(ok, ov)?),
             Some(Verb::List) => out.push(Cmd::Noop),
-            Some(vb @ (Verb::Delete | Verb::Destroy | Verb::Flush | Verb::Reset)) => out.push(remove_cmd(vb, ok, ov)?),
+            Some(vb @ (Verb::Delete | Verb::Destroy | Verb::Flush | Verb::Reset)) => {
+                out.push(remove_cmd(vb, ok, ov)?)
+            }
             Some(vb) => out.push(object_cmd(vb, ok, ov, false)?),
         }
     }
@@ -86,7 +99,10 @@ fn single<'a>(v: &'a Value, what: &str) -> R<(&'a str, &'a Value)> {
             let (k, v) = o.iter().next().ok_or("empty object")?;
             Ok((k.as_str(), v))
         }
-        _ => Err(format!("Malformed {what}: expected an object with one property, got {}", short(v))),
+        _ => Err(format!(
+            "Malformed {what}: expected an object with one property, got {}",
+            short(v)
+        )),
     }
 }
 
@@ -104,13 +120,17 @@ fn short(v: &Value) -> String {
 }
 
 fn obj<'a>(v: &'a Value, what: &str) -> R<&'a Map<String, Value>> {
-    v.as_object().ok_or_else(|| format!("Malformed {what}: expected an object, got {}", short(v)))
+    v.as_object()
+        .ok_or_else(|| format!("Malformed {what}: expected an object, got {}", short(v)))
 }
 
 fn get_str(o: &Map<String, Value>, k: &str, what: &str) -> R<String> {
     match o.get(k) {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(v) => Err(format!("Invalid {what} property '{k}': expected a string, got {}", short(v))),
+        Some(v) => Err(format!(
+            "Invalid {what} property '{k}': expected a string, got {}",
+            short(v)
+        )),
         None => Err(format!("{what}: missing property '{k}'")),
     }
 }
@@ -119,21 +139,34 @@ fn opt_str(o: &Map<String, Value>, k: &str, what: &str) -> R<Option<String>> {
     match o.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(format!("Invalid {what} property '{k}': expected a string, got {}", short(v))),
+        Some(v) => Err(format!(
+            "Invalid {what} property '{k}': expected a string, got {}",
+            short(v)
+        )),
     }
 }
 
 fn opt_u64(o: &Map<String, Value>, k: &str, what: &str) -> R<Option<u64>> {
     match o.get(k) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| format!("Invalid {what} property '{k}': expected a non-negative integer, got {}", short(v))),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            format!(
+                "Invalid {what} property '{k}': expected a non-negative integer, got {}",
+                short(v)
+            )
+        }),
     }
 }
 
 fn opt_i64(o: &Map<String, Value>, k: &str, what: &str) -> R<Option<i64>> {
     match o.get(k) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_i64().map(Some).ok_or_else(|| format!("Invalid {what} property '{k}': expected an integer, got {}", short(v))),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+            format!(
+                "Invalid {what} property '{k}': expected an integer, got {}",
+                short(v)
+            )
+        }),
     }
 }
 
@@ -146,8 +179,18 @@ fn str_list(v: Option<&Value>, what: &str) -> R<Vec<String>> {
     match v {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(a)) => a.iter().map(|x| x.as_str().map(String::from).ok_or_else(|| format!("Invalid {what}: expected strings, got {}", short(x)))).collect(),
-        Some(v) => Err(format!("Invalid {what}: expected a string or an array, got {}", short(v))),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| format!("Invalid {what}: expected strings, got {}", short(x)))
+            })
+            .collect(),
+        Some(v) => Err(format!(
+            "Invalid {what}: expected a string or an array, got {}",
+            short(v)
+        )),
     }
 }
 
@@ -159,7 +202,11 @@ fn family_of(o: &Map<String, Value>, what: &str) -> R<Family> {
 }
 
 fn table_ref(o: &Map<String, Value>, key: &str, what: &str) -> R<TableRef> {
-    Ok(TableRef { family: family_of(o, what)?, name: get_str(o, key, what)?, span: Span::default() })
+    Ok(TableRef {
+        family: family_of(o, what)?,
+        name: get_str(o, key, what)?,
+        span: Span::default(),
+    })
 }
 
 fn sp() -> Span {
@@ -174,7 +221,17 @@ fn stmt(kind: StmtKind) -> Stmt {
     Stmt { kind, span: sp() }
 }
 
-const OBJ_KINDS: &[&str] = &["counter", "quota", "limit", "ct helper", "ct timeout", "ct expectation", "secmark", "synproxy", "tunnel"];
+const OBJ_KINDS: &[&str] = &[
+    "counter",
+    "quota",
+    "limit",
+    "ct helper",
+    "ct timeout",
+    "ct expectation",
+    "secmark",
+    "synproxy",
+    "tunnel",
+];
 
 fn object_cmd(verb: Verb, kind: &str, v: &Value, implicit: bool) -> R<Cmd> {
     let what = kind;
@@ -183,11 +240,20 @@ fn object_cmd(verb: Verb, kind: &str, v: &Value, implicit: bool) -> R<Cmd> {
         "table" => {
             let table = table_ref(o, "name", what)?;
             let flags = str_list(o.get("flags"), "table flags")?;
-            Ok(Cmd::Table { verb, table, flags, comment: opt_str(o, "comment", what)? })
+            Ok(Cmd::Table {
+                verb,
+                table,
+                flags,
+                comment: opt_str(o, "comment", what)?,
+            })
         }
         "chain" => {
             let table = table_ref(o, "table", what)?;
-            Ok(Cmd::Chain { verb, table, chain: chain_of(o)? })
+            Ok(Cmd::Chain {
+                verb,
+                table,
+                chain: chain_of(o)?,
+            })
         }
         "rule" => {
             let table = table_ref(o, "table", what)?;
@@ -209,28 +275,62 @@ fn object_cmd(verb: Verb, kind: &str, v: &Value, implicit: bool) -> R<Cmd> {
             } else {
                 RulePos::End
             };
-            let rule = Rule { stmts, comment: opt_str(o, "comment", what)?, span: sp(), handle: 0 };
-            Ok(Cmd::Rule { verb, table, chain, pos, rule })
+            let rule = Rule {
+                stmts,
+                comment: opt_str(o, "comment", what)?,
+                span: sp(),
+                handle: 0,
+            };
+            Ok(Cmd::Rule {
+                verb,
+                table,
+                chain,
+                pos,
+                rule,
+            })
         }
         "set" | "map" => {
             let table = table_ref(o, "table", what)?;
-            Ok(Cmd::Set { verb, table, set: set_of(o, kind == "map")? })
+            Ok(Cmd::Set {
+                verb,
+                table,
+                set: set_of(o, kind == "map")?,
+            })
         }
         "element" => {
             let table = table_ref(o, "table", what)?;
             let set = get_str(o, "name", what)?;
             let elems = elems_of(o.get("elem"))?;
-            Ok(Cmd::Element { verb, table, set, elems, span: sp() })
+            Ok(Cmd::Element {
+                verb,
+                table,
+                set,
+                elems,
+                span: sp(),
+            })
         }
         "flowtable" => {
             let table = table_ref(o, "table", what)?;
             let prio = opt_i64(o, "prio", what)?.map(|p| Prio::Num(p as i32));
-            let ft = Flowtable { name: get_str(o, "name", what)?, hook: opt_str(o, "hook", what)?, prio, devices: str_list(o.get("dev"), "flowtable devices")?, counter: false, offload: false, handle: 0, span: sp() };
+            let ft = Flowtable {
+                name: get_str(o, "name", what)?,
+                hook: opt_str(o, "hook", what)?,
+                prio,
+                devices: str_list(o.get("dev"), "flowtable devices")?,
+                counter: false,
+                offload: false,
+                handle: 0,
+                span: sp(),
+            };
             Ok(Cmd::Flowtable { verb, table, ft })
         }
         k if OBJ_KINDS.contains(&k) => {
             let table = table_ref(o, "table", what)?;
-            Ok(Cmd::Obj { verb, table, obj: obj_of(k, o)? })
+            Ok(Cmd::Obj {
+                verb,
+                table,
+                obj: obj_of(k, o)?,
+            })
         }
         _ => Err(format!("Unknown object '{kind}'")),
     }
@@ -261,11 +361,25 @@ fn chain_of(o: &Map<String, Value>) -> R<Chain> {
             let prio = Prio::Num(opt_i64(o, "prio", what)?.unwrap_or(0) as i32);
             let devices = str_list(o.get("dev"), "chain devices")?;
             let policy = opt_str(o, "policy", what)?;
-            Some(Hook { kind, hook: h, prio, devices, policy, span: sp() })
+            Some(Hook {
+                kind,
+                hook: h,
+                prio,
+                devices,
+                policy,
+                span: sp(),
+            })
         }
         None => None,
     };
-    Ok(Chain { name, hook, comment: opt_str(o, "comment", what)?, rules: vec![], handle: 0, span: sp() })
+    Ok(Chain {
+        name,
+        hook,
+        comment: opt_str(o, "comment", what)?,
+        rules: vec![],
+        handle: 0,
+        span: sp(),
+    })
 }
 
 fn rename_cmd(kind: &str, v: &Value) -> R<Cmd> {
@@ -273,41 +387,97 @@ fn rename_cmd(kind: &str, v: &Value) -> R<Cmd> {
         return Err(format!("Cannot rename {kind}"));
     }
     let o = obj(v, kind)?;
-    Ok(Cmd::RenameChain { table: table_ref(o, "table", kind)?, from: get_str(o, "name", kind)?, to: get_str(o, "newname", kind)?, span: sp() })
+    Ok(Cmd::RenameChain {
+        table: table_ref(o, "table", kind)?,
+        from: get_str(o, "name", kind)?,
+        to: get_str(o, "newname", kind)?,
+        span: sp(),
+    })
 }
 
 fn remove_cmd(verb: Verb, kind: &str, v: &Value) -> R<Cmd> {
     let o = obj(v, kind)?;
     match kind {
-        "ruleset" => Ok(Cmd::ByName { verb, what: "ruleset".into(), table: None, name: None, handle: None, span: sp() }),
+        "ruleset" => Ok(Cmd::ByName {
+            verb,
+            what: "ruleset".into(),
+            table: None,
+            name: None,
+            handle: None,
+            span: sp(),
+        }),
         "element" if matches!(verb, Verb::Delete | Verb::Destroy) => {
             let table = table_ref(o, "table", kind)?;
             let set = get_str(o, "name", kind)?;
-            Ok(Cmd::Element { verb, table, set, elems: elems_of(o.get("elem"))?, span: sp() })
+            Ok(Cmd::Element {
+                verb,
+                table,
+                set,
+                elems: elems_of(o.get("elem"))?,
+                span: sp(),
+            })
         }
         "table" => {
             let name = opt_str(o, "name", kind)?.unwrap_or_default();
-            let table = TableRef { family: family_of(o, kind)?, name, span: sp() };
-            Ok(Cmd::ByName { verb, what: "table".into(), table: Some(table), name: None, handle: opt_u64(o, "handle", kind)?, span: sp() })
+            let table = TableRef {
+                family: family_of(o, kind)?,
+                name,
+                span: sp(),
+            };
+            Ok(Cmd::ByName {
+                verb,
+                what: "table".into(),
+                table: Some(table),
+                name: None,
+                handle: opt_u64(o, "handle", kind)?,
+                span: sp(),
+            })
         }
-        "rule" => Ok(Cmd::ByName { verb, what: "rule".into(), table: Some(table_ref(o, "table", kind)?), name: opt_str(o, "chain", kind)?, handle: opt_u64(o, "handle", kind)?, span: sp() }),
-        _ => Ok(Cmd::ByName { verb, what: kind.into(), table: Some(table_ref(o, "table", kind)?), name: opt_str(o, "name", kind)?, handle: opt_u64(o, "handle", kind)?, span: sp() }),
+        "rule" => Ok(Cmd::ByName {
+            verb,
+            what: "rule".into(),
+            table: Some(table_ref(o, "table", kind)?),
+            name: opt_str(o, "chain", kind)?,
+            handle: opt_u64(o, "handle", kind)?,
+            span: sp(),
+        }),
+        _ => Ok(Cmd::ByName {
+            verb,
+            what: kind.into(),
+            table: Some(table_ref(o, "table", kind)?),
+            name: opt_str(o, "name", kind)?,
+            handle: opt_u64(o, "handle", kind)?,
+            span: sp(),
+        }),
     }
 }
 
 fn set_of(o: &Map<String, Value>, is_map: bool) -> R<Set> {
     let what = if is_map { "map" } else { "set" };
-    let mut s = Set { name: get_str(o, "name", what)?, is_map, span: sp(), ..Default::default() };
-    s.key = Some(keyspec(o.get("type").ok_or_else(|| format!("{what}: missing property 'type'"))?)?);
+    let mut s = Set {
+        name: get_str(o, "name", what)?,
+        is_map,
+        span: sp(),
+        ..Default::default()
+    };
+    s.key =
+        Some(keyspec(o.get("type").ok_or_else(|| {
+            format!("{what}: missing property 'type'")
+        })?)?);
     if is_map {
         match o.get("map") {
-            Some(Value::String(m)) if OBJ_KINDS.contains(&m.as_str()) => s.obj_map = Some(m.clone()),
+            Some(Value::String(m)) if OBJ_KINDS.contains(&m.as_str()) => {
+                s.obj_map = Some(m.clone())
+            }
             Some(m) => s.data = Some(keyspec(m)?),
             None => return Err("map: missing property 'map'".into()),
         }
     }
     for f in str_list(o.get("flags"), "set flags")? {
-        if !matches!(f.as_str(), "constant" | "interval" | "timeout" | "dynamic" | "eval") {
+        if !matches!(
+            f.as_str(),
+            "constant" | "interval" | "timeout" | "dynamic" | "eval"
+        ) {
             return Err(format!("Unknown set flag '{f}'"));
         }
         if !s.flags.contains(&f) {
@@ -356,7 +526,10 @@ fn elems_of(v: Option<&Value>) -> R<Vec<Expr>> {
 /// One element of a set or map: a value, an `elem` object, or a `[key, value]` pair.
 fn set_elem_of(v: &Value) -> R<Expr> {
     match v {
-        Value::Array(a) if a.len() == 2 => Ok(mk(ExprKind::Mapping(Box::new(set_elem_of(&a[0])?), Box::new(expr_of(&a[1])?)))),
+        Value::Array(a) if a.len() == 2 => Ok(mk(ExprKind::Mapping(
+            Box::new(set_elem_of(&a[0])?),
+            Box::new(expr_of(&a[1])?),
+        ))),
         _ => expr_of(v),
     }
 }
@@ -377,35 +550,79 @@ fn per_of(o: &Map<String, Value>, what: &str) -> R<String> {
 fn limit_of(o: &Map<String, Value>, named: bool) -> R<LimitStmt> {
     let what = "limit";
     let rate = opt_u64(o, "rate", what)?.unwrap_or(0);
-    let unit_key = if named { opt_str(o, "unit", what)?.or(opt_str(o, "rate_unit", what)?) } else { opt_str(o, "rate_unit", what)? };
+    let unit_key = if named {
+        opt_str(o, "unit", what)?.or(opt_str(o, "rate_unit", what)?)
+    } else {
+        opt_str(o, "rate_unit", what)?
+    };
     let rate_unit = unit_key.unwrap_or_else(|| "packets".into());
     let bytes = rate_unit != "packets";
     let burst = opt_u64(o, "burst", what)?;
     let (rate, burst) = if bytes {
-        let bu = opt_str(o, "burst_unit", what)?.unwrap_or_else(|| if named { rate_unit.clone() } else { "bytes".into() });
-        let bu = if bu == "packets" { "bytes".to_string() } else { bu };
-        (rate.saturating_mul(byte_mult(&rate_unit)?), burst.map(|b| b.saturating_mul(byte_mult(&bu).unwrap_or(1))).filter(|b| *b > 0))
+        let bu = opt_str(o, "burst_unit", what)?.unwrap_or_else(|| {
+            if named {
+                rate_unit.clone()
+            } else {
+                "bytes".into()
+            }
+        });
+        let bu = if bu == "packets" {
+            "bytes".to_string()
+        } else {
+            bu
+        };
+        (
+            rate.saturating_mul(byte_mult(&rate_unit)?),
+            burst
+                .map(|b| b.saturating_mul(byte_mult(&bu).unwrap_or(1)))
+                .filter(|b| *b > 0),
+        )
     } else {
         (rate, burst)
     };
-    Ok(LimitStmt { over: opt_bool(o, "inv"), rate, unit: per_of(o, what)?, bytes, burst })
+    Ok(LimitStmt {
+        over: opt_bool(o, "inv"),
+        rate,
+        unit: per_of(o, what)?,
+        bytes,
+        burst,
+    })
 }
 
 fn obj_of(kind: &str, o: &Map<String, Value>) -> R<Obj> {
     let what = kind;
     let body = match kind {
-        "counter" => ObjBody::Counter { packets: opt_u64(o, "packets", what)?.unwrap_or(0), bytes: opt_u64(o, "bytes", what)?.unwrap_or(0) },
-        "quota" => ObjBody::Quota { over: opt_bool(o, "inv"), bytes: opt_u64(o, "bytes", what)?.unwrap_or(0), used: opt_u64(o, "used", what)?.unwrap_or(0) },
+        "counter" => ObjBody::Counter {
+            packets: opt_u64(o, "packets", what)?.unwrap_or(0),
+            bytes: opt_u64(o, "bytes", what)?.unwrap_or(0),
+        },
+        "quota" => ObjBody::Quota {
+            over: opt_bool(o, "inv"),
+            bytes: opt_u64(o, "bytes", what)?.unwrap_or(0),
+            used: opt_u64(o, "used", what)?.unwrap_or(0),
+        },
         "limit" => ObjBody::Limit(limit_of(o, true)?),
-        "ct helper" => ObjBody::CtHelper { name: get_str(o, "type", what)?, proto: scalar_str(o.get("protocol")).unwrap_or_else(|| "tcp".into()), l3proto: opt_str(o, "l3proto", what)? },
+        "ct helper" => ObjBody::CtHelper {
+            name: get_str(o, "type", what)?,
+            proto: scalar_str(o.get("protocol")).unwrap_or_else(|| "tcp".into()),
+            l3proto: opt_str(o, "l3proto", what)?,
+        },
         "ct timeout" => {
             let mut policy = vec![];
             if let Some(Value::Object(p)) = o.get("policy") {
                 for (k, v) in p {
-                    policy.push((k.clone(), v.as_u64().ok_or_else(|| format!("ct timeout: invalid value for state {k}"))?));
+                    policy.push((
+                        k.clone(),
+                        v.as_u64()
+                            .ok_or_else(|| format!("ct timeout: invalid value for state {k}"))?,
+                    ));
                 }
             }
-            ObjBody::CtTimeout { proto: scalar_str(o.get("protocol")).unwrap_or_else(|| "tcp".into()), l3proto: opt_str(o, "l3proto", what)?, policy }
+            ObjBody::CtTimeout {
+                proto: scalar_str(o.get("protocol")).unwrap_or_else(|| "tcp".into()),
+                l3proto: opt_str(o, "l3proto", what)?,
+                policy,
+            }
         }
         "ct expectation" => ObjBody::CtExpect {
             proto: scalar_str(o.get("protocol")).unwrap_or_else(|| "tcp".into()),
@@ -415,10 +632,21 @@ fn obj_of(kind: &str, o: &Map<String, Value>) -> R<Obj> {
             l3proto: opt_str(o, "l3proto", what)?,
         },
         "secmark" => ObjBody::Secmark(opt_str(o, "context", what)?.unwrap_or_default()),
-        "synproxy" => ObjBody::Synproxy { mss: opt_u64(o, "mss", what)?.unwrap_or(0) as u32, wscale: opt_u64(o, "wscale", what)?.unwrap_or(0) as u32, flags: str_list(o.get("flags"), "synproxy flags")? },
+        "synproxy" => ObjBody::Synproxy {
+            mss: opt_u64(o, "mss", what)?.unwrap_or(0) as u32,
+            wscale: opt_u64(o, "wscale", what)?.unwrap_or(0) as u32,
+            flags: str_list(o.get("flags"), "synproxy flags")?,
+        },
         _ => return Err(format!("Unsupported object type '{kind}'")),
     };
-    Ok(Obj { kind: kind.into(), name: get_str(o, "name", what)?, body, comment: opt_str(o, "comment", what)?, handle: 0, span: sp() })
+    Ok(Obj {
+        kind: kind.into(),
+        name: get_str(o, "name", what)?,
+        body,
+        comment: opt_str(o, "comment", what)?,
+        handle: 0,
+        span: sp(),
+    })
 }
 
 /// A JSON scalar as the word the text syntax would have.
@@ -485,8 +713,22 @@ fn stmt_of(v: &Value) -> R<Stmt> {
     if let Some(vd) = verdict_of(k, v)? {
         return Ok(stmt(StmtKind::Verdict(vd)));
     }
-    if matches!(k, "counter" | "quota" | "limit" | "synproxy" | "ct helper" | "ct timeout" | "ct expectation" | "secmark") && is_obj_lookup(v) {
-        return Ok(stmt(StmtKind::ObjRef { kind: k.into(), name: name_expr(v)? }));
+    if matches!(
+        k,
+        "counter"
+            | "quota"
+            | "limit"
+            | "synproxy"
+            | "ct helper"
+            | "ct timeout"
+            | "ct expectation"
+            | "secmark"
+    ) && is_obj_lookup(v)
+    {
+        return Ok(stmt(StmtKind::ObjRef {
+            kind: k.into(),
+            name: name_expr(v)?,
+        }));
     }
     let empty = Map::new();
     let o = v.as_object().unwrap_or(&empty);
@@ -503,33 +745,70 @@ fn stmt_of(v: &Value) -> R<Stmt> {
                 "!" => RelOp::Neg,
                 x => return Err(format!("Unknown relational op '{x}'")),
             };
-            StmtKind::Match { left: req_expr(o, "left", k)?, op, right: req_expr(o, "right", k)? }
+            StmtKind::Match {
+                left: req_expr(o, "left", k)?,
+                op,
+                right: req_expr(o, "right", k)?,
+            }
         }
         "counter" => match v {
-            Value::String(_) => StmtKind::ObjRef { kind: "counter".into(), name: name_expr(v)? },
-            Value::Null => StmtKind::Counter { packets: 0, bytes: 0 },
-            Value::Object(_) => StmtKind::Counter { packets: opt_u64(o, "packets", k)?.unwrap_or(0), bytes: opt_u64(o, "bytes", k)?.unwrap_or(0) },
+            Value::String(_) => StmtKind::ObjRef {
+                kind: "counter".into(),
+                name: name_expr(v)?,
+            },
+            Value::Null => StmtKind::Counter {
+                packets: 0,
+                bytes: 0,
+            },
+            Value::Object(_) => StmtKind::Counter {
+                packets: opt_u64(o, "packets", k)?.unwrap_or(0),
+                bytes: opt_u64(o, "bytes", k)?.unwrap_or(0),
+            },
             _ => return Err(format!("Malformed counter statement: {}", short(v))),
         },
         "quota" => match v {
-            Value::String(_) => StmtKind::ObjRef { kind: "quota".into(), name: name_expr(v)? },
+            Value::String(_) => StmtKind::ObjRef {
+                kind: "quota".into(),
+                name: name_expr(v)?,
+            },
             _ => {
                 let q = obj(v, k)?;
                 let vu = opt_str(q, "val_unit", k)?.unwrap_or_else(|| "bytes".into());
                 let uu = opt_str(q, "used_unit", k)?.unwrap_or_else(|| "bytes".into());
-                let bytes = opt_u64(q, "val", k)?.unwrap_or(0).saturating_mul(byte_mult(&vu)?);
-                let used = opt_u64(q, "used", k)?.unwrap_or(0).saturating_mul(byte_mult(&uu)?);
-                StmtKind::Quota { over: opt_bool(q, "inv"), bytes, used }
+                let bytes = opt_u64(q, "val", k)?
+                    .unwrap_or(0)
+                    .saturating_mul(byte_mult(&vu)?);
+                let used = opt_u64(q, "used", k)?
+                    .unwrap_or(0)
+                    .saturating_mul(byte_mult(&uu)?);
+                StmtKind::Quota {
+                    over: opt_bool(q, "inv"),
+                    bytes,
+                    used,
+                }
             }
         },
         "limit" => match v {
-            Value::String(_) => StmtKind::ObjRef { kind: "limit".into(), name: name_expr(v)? },
+            Value::String(_) => StmtKind::ObjRef {
+                kind: "limit".into(),
+                name: name_expr(v)?,
+            },
             _ => StmtKind::Limit(limit_of(obj(v, k)?, false)?),
         },
-        "mangle" => StmtKind::Set { key: req_expr(o, "key", k)?, value: req_expr(o, "value", k)? },
+        "mangle" => StmtKind::Set {
+            key: req_expr(o, "key", k)?,
+            value: req_expr(o, "value", k)?,
+        },
         "notrack" => StmtKind::Notrack,
-        "dup" => StmtKind::Dup { addr: opt_expr(o, "addr")?, dev: opt_expr(o, "dev")? },
-        "fwd" => StmtKind::Fwd { family: opt_str(o, "family", k)?, addr: opt_expr(o, "addr")?, dev: req_expr(o, "dev", k)? },
+        "dup" => StmtKind::Dup {
+            addr: opt_expr(o, "addr")?,
+            dev: opt_expr(o, "dev")?,
+        },
+        "fwd" => StmtKind::Fwd {
+            family: opt_str(o, "family", k)?,
+            addr: opt_expr(o, "addr")?,
+            dev: req_expr(o, "dev", k)?,
+        },
         "snat" | "dnat" | "masquerade" | "redirect" => {
             let nk = match k {
                 "snat" => NatKind::Snat,
@@ -544,14 +823,27 @@ fn stmt_of(v: &Value) -> R<Stmt> {
             if prefix {
                 flags.retain(|f| f != "netmap");
             }
-            StmtKind::Nat(NatStmt { kind: nk, family: opt_str(o, "family", k)?, addr: opt_expr(o, "addr")?, port: opt_expr(o, "port")?, prefix, flags })
+            StmtKind::Nat(NatStmt {
+                kind: nk,
+                family: opt_str(o, "family", k)?,
+                addr: opt_expr(o, "addr")?,
+                port: opt_expr(o, "port")?,
+                prefix,
+                flags,
+            })
         }
         "reject" => match opt_str(o, "type", k)?.as_deref() {
             None => StmtKind::Reject(RejectKind::Default),
             Some("tcp reset") => StmtKind::Reject(RejectKind::TcpReset),
             Some(t @ ("icmp" | "icmpv6" | "icmpx")) => match opt_expr(o, "expr")? {
-                Some(code) => StmtKind::Reject(RejectKind::Icmp { family: t.into(), code }),
-                None => StmtKind::Reject(RejectKind::Icmp { family: t.into(), code: mk(ExprKind::Symbol("port-unreachable".into())) }),
+                Some(code) => StmtKind::Reject(RejectKind::Icmp {
+                    family: t.into(),
+                    code,
+                }),
+                None => StmtKind::Reject(RejectKind::Icmp {
+                    family: t.into(),
+                    code: mk(ExprKind::Symbol("port-unreachable".into())),
+                }),
             },
             Some(t) => return Err(format!("Unknown reject type '{t}'")),
         },
@@ -566,12 +858,22 @@ fn stmt_of(v: &Value) -> R<Stmt> {
             let set = get_str(o, k, k)?;
             let set = set.strip_prefix('@').unwrap_or(&set).to_string();
             let key = req_expr(o, "elem", k)?;
-            let data = if k == "map" { Some(req_expr(o, "data", k)?) } else { None };
+            let data = if k == "map" {
+                Some(req_expr(o, "data", k)?)
+            } else {
+                None
+            };
             let stmts = match o.get("stmt") {
                 Some(Value::Array(a)) => a.iter().map(stmt_of).collect::<R<Vec<_>>>()?,
                 _ => vec![],
             };
-            StmtKind::Dynset { op, set, key, stmts, data }
+            StmtKind::Dynset {
+                op,
+                set,
+                key,
+                stmts,
+                data,
+            }
         }
         "log" => {
             let mut l = LogStmt::default();
@@ -585,19 +887,46 @@ fn stmt_of(v: &Value) -> R<Stmt> {
             l.flags = str_list(o.get("flags"), "log flags")?;
             StmtKind::Log(l)
         }
-        "ct helper" | "ct timeout" | "ct expectation" | "secmark" => StmtKind::ObjRef { kind: k.into(), name: name_expr(v)? },
-        "synproxy" => StmtKind::Synproxy { mss: opt_u64(o, "mss", k)?.map(|x| x as u32), wscale: opt_u64(o, "wscale", k)?.map(|x| x as u32), flags: str_list(o.get("flags"), "synproxy flags")? },
-        "queue" => StmtKind::Queue { num: opt_expr(o, "num")?, flags: str_list(o.get("flags"), "queue flags")? },
-        "vmap" => StmtKind::Vmap { key: req_expr(o, "key", k)?, map: req_expr(o, "data", k)? },
-        "ct count" => StmtKind::Connlimit { over: opt_bool(o, "inv"), count: opt_u64(o, "val", k)?.unwrap_or(0) as u32 },
-        "tproxy" => StmtKind::Tproxy { family: opt_str(o, "family", k)?, addr: opt_expr(o, "addr")?, port: opt_expr(o, "port")? },
+        "ct helper" | "ct timeout" | "ct expectation" | "secmark" => StmtKind::ObjRef {
+            kind: k.into(),
+            name: name_expr(v)?,
+        },
+        "synproxy" => StmtKind::Synproxy {
+            mss: opt_u64(o, "mss", k)?.map(|x| x as u32),
+            wscale: opt_u64(o, "wscale", k)?.map(|x| x as u32),
+            flags: str_list(o.get("flags"), "synproxy flags")?,
+        },
+        "queue" => StmtKind::Queue {
+            num: opt_expr(o, "num")?,
+            flags: str_list(o.get("flags"), "queue flags")?,
+        },
+        "vmap" => StmtKind::Vmap {
+            key: req_expr(o, "key", k)?,
+            map: req_expr(o, "data", k)?,
+        },
+        "ct count" => StmtKind::Connlimit {
+            over: opt_bool(o, "inv"),
+            count: opt_u64(o, "val", k)?.unwrap_or(0) as u32,
+        },
+        "tproxy" => StmtKind::Tproxy {
+            family: opt_str(o, "family", k)?,
+            addr: opt_expr(o, "addr")?,
+            port: opt_expr(o, "port")?,
+        },
         "reset" => StmtKind::Reset(expr_of(v)?),
         "flow" => {
             let ft = get_str(o, "flowtable", k)?;
             StmtKind::FlowAdd(ft.strip_prefix('@').unwrap_or(&ft).to_string())
         }
-        "last" => StmtKind::Last { used: opt_u64(o, "used", k)? },
-        "meter" => return Err("meter statements are not supported, use a named set with an update statement".into()),
+        "last" => StmtKind::Last {
+            used: opt_u64(o, "used", k)?,
+        },
+        "meter" => {
+            return Err(
+                "meter statements are not supported, use a named set with an update statement"
+                    .into(),
+            )
+        }
         "xt" => return Err("xt statements cannot be restored".into()),
         _ => return Err(format!("Unknown statement '{k}'")),
     };
@@ -634,7 +963,11 @@ pub fn expr_of(v: &Value) -> R<Expr> {
         c.set(c.get() + 1);
         c.get()
     });
-    let r = if d > MAX_DEPTH { Err("Expression is nested too deeply".to_string()) } else { expr_at(v, d) };
+    let r = if d > MAX_DEPTH {
+        Err("Expression is nested too deeply".to_string())
+    } else {
+        expr_at(v, d)
+    };
     DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
     r
 }
@@ -650,20 +983,28 @@ fn expr_at(v: &Value, depth: usize) -> R<Expr> {
         })),
         Value::Number(n) => {
             if n.as_u64().is_none() {
-                return Err(format!("Invalid number {n}: expected a non-negative integer"));
+                return Err(format!(
+                    "Invalid number {n}: expected a non-negative integer"
+                ));
             }
             Ok(mk(ExprKind::Symbol(n.to_string())))
         }
-        Value::Bool(b) => Ok(mk(ExprKind::Symbol(if *b { "exists" } else { "missing" }.into()))),
+        Value::Bool(b) => Ok(mk(ExprKind::Symbol(
+            if *b { "exists" } else { "missing" }.into(),
+        ))),
         Value::Null => Err("Unexpected null expression".into()),
-        Value::Array(a) => Ok(mk(ExprKind::List(a.iter().map(expr_of).collect::<R<Vec<_>>>()?))),
+        Value::Array(a) => Ok(mk(ExprKind::List(
+            a.iter().map(expr_of).collect::<R<Vec<_>>>()?,
+        ))),
         Value::Object(_) => {
             let (k, v) = single(v, "expression")?;
             if let Some(vd) = verdict_of(k, v)? {
                 return Ok(mk(ExprKind::Verdict(vd)));
             }
             if let Some(op) = binop_of(k) {
-                let a = v.as_array().filter(|a| a.len() >= 2).ok_or_else(|| format!("Binary operation '{k}' needs an array of at least two expressions"))?;
+                let a = v.as_array().filter(|a| a.len() >= 2).ok_or_else(|| {
+                    format!("Binary operation '{k}' needs an array of at least two expressions")
+                })?;
                 if depth + a.len() > MAX_DEPTH {
                     return Err(format!("Binary operation '{k}' has too many operands"));
                 }
@@ -684,63 +1025,136 @@ fn expr_at(v: &Value, depth: usize) -> R<Expr> {
                     Value::Array(a) => a.iter().map(set_elem_of).collect::<R<Vec<_>>>()?,
                     x => vec![set_elem_of(x)?],
                 }),
-                "map" => ExprKind::Map(Box::new(req_expr(o, "key", k)?), Box::new(req_expr(o, "data", k)?)),
-                "prefix" => ExprKind::Prefix(Box::new(req_expr(o, "addr", k)?), num_field(o, "len", k)?),
+                "map" => ExprKind::Map(
+                    Box::new(req_expr(o, "key", k)?),
+                    Box::new(req_expr(o, "data", k)?),
+                ),
+                "prefix" => {
+                    ExprKind::Prefix(Box::new(req_expr(o, "addr", k)?), num_field(o, "len", k)?)
+                }
                 "range" => {
-                    let a = v.as_array().filter(|a| a.len() == 2).ok_or("range: expected an array of two expressions")?;
+                    let a = v
+                        .as_array()
+                        .filter(|a| a.len() == 2)
+                        .ok_or("range: expected an array of two expressions")?;
                     ExprKind::Range(Box::new(expr_of(&a[0])?), Box::new(expr_of(&a[1])?))
                 }
                 "payload" => {
                     if let Some(base) = opt_str(o, "base", k)? {
-                        ExprKind::RawPayload { base, offset: num_field(o, "offset", k)?, len: num_field(o, "len", k)? }
+                        ExprKind::RawPayload {
+                            base,
+                            offset: num_field(o, "offset", k)?,
+                            len: num_field(o, "len", k)?,
+                        }
                     } else {
                         let proto = get_str(o, "protocol", k)?;
                         let proto = match opt_str(o, "tunnel", k)? {
                             Some(t) => format!("{t} {proto}"),
                             None => proto,
                         };
-                        ExprKind::Payload { proto, field: get_str(o, "field", k)? }
+                        ExprKind::Payload {
+                            proto,
+                            field: get_str(o, "field", k)?,
+                        }
                     }
                 }
-                "exthdr" => ExprKind::Exthdr { hdr: get_str(o, "name", k)?, field: opt_str(o, "field", k)?.unwrap_or_else(|| "exists".into()) },
+                "exthdr" => ExprKind::Exthdr {
+                    hdr: get_str(o, "name", k)?,
+                    field: opt_str(o, "field", k)?.unwrap_or_else(|| "exists".into()),
+                },
                 "tcp option" => match o.get("base") {
                     // raw bytes of an option: `tcp option @255,8,8`
-                    Some(b) if !o.contains_key("name") && o.contains_key("len") => ExprKind::TcpOpt {
-                        opt: scalar_str(Some(b)).unwrap_or_default(),
-                        field: Some(format!("@{},{}", num_field(o, "offset", k)?, num_field(o, "len", k)?)),
-                    },
+                    Some(b) if !o.contains_key("name") && o.contains_key("len") => {
+                        ExprKind::TcpOpt {
+                            opt: scalar_str(Some(b)).unwrap_or_default(),
+                            field: Some(format!(
+                                "@{},{}",
+                                num_field(o, "offset", k)?,
+                                num_field(o, "len", k)?
+                            )),
+                        }
+                    }
                     // an option by number: `tcp option 255`
-                    Some(b) if !o.contains_key("name") => ExprKind::TcpOpt { opt: scalar_str(Some(b)).unwrap_or_default(), field: None },
-                    _ => ExprKind::TcpOpt { opt: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
+                    Some(b) if !o.contains_key("name") => ExprKind::TcpOpt {
+                        opt: scalar_str(Some(b)).unwrap_or_default(),
+                        field: None,
+                    },
+                    _ => ExprKind::TcpOpt {
+                        opt: get_str(o, "name", k)?,
+                        field: opt_str(o, "field", k)?,
+                    },
                 },
-                "ip option" => ExprKind::IpOpt { opt: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
-                "sctp chunk" => ExprKind::SctpChunk { chunk: get_str(o, "name", k)?, field: opt_str(o, "field", k)? },
+                "ip option" => ExprKind::IpOpt {
+                    opt: get_str(o, "name", k)?,
+                    field: opt_str(o, "field", k)?,
+                },
+                "sctp chunk" => ExprKind::SctpChunk {
+                    chunk: get_str(o, "name", k)?,
+                    field: opt_str(o, "field", k)?,
+                },
                 "dccp option" => ExprKind::DccpOpt(num_field(o, "type", k)?),
                 "meta" => ExprKind::Meta(get_str(o, "key", k)?),
-                "ct" => ExprKind::Ct { key: get_str(o, "key", k)?, dir: opt_str(o, "dir", k)?, family: opt_str(o, "family", k)? },
+                "ct" => ExprKind::Ct {
+                    key: get_str(o, "key", k)?,
+                    dir: opt_str(o, "dir", k)?,
+                    family: opt_str(o, "family", k)?,
+                },
                 "rt" => {
                     let key = get_str(o, "key", k)?;
-                    ExprKind::Rt { key, family: opt_str(o, "family", k)? }
+                    ExprKind::Rt {
+                        key,
+                        family: opt_str(o, "family", k)?,
+                    }
                 }
-                "fib" => ExprKind::Fib { flags: str_list(o.get("flags"), "fib flags")?, result: get_str(o, "result", k)? },
-                "numgen" => ExprKind::Numgen { random: opt_str(o, "mode", k)?.as_deref() == Some("random"), modulus: num_field(o, "mod", k)?, offset: num_field(o, "offset", k)? },
+                "fib" => ExprKind::Fib {
+                    flags: str_list(o.get("flags"), "fib flags")?,
+                    result: get_str(o, "result", k)?,
+                },
+                "numgen" => ExprKind::Numgen {
+                    random: opt_str(o, "mode", k)?.as_deref() == Some("random"),
+                    modulus: num_field(o, "mod", k)?,
+                    offset: num_field(o, "offset", k)?,
+                },
                 "jhash" | "symhash" => ExprKind::Hash {
-                    expr: if k == "jhash" { Some(Box::new(req_expr(o, "expr", k)?)) } else { None },
+                    expr: if k == "jhash" {
+                        Some(Box::new(req_expr(o, "expr", k)?))
+                    } else {
+                        None
+                    },
                     modulus: num_field(o, "mod", k)?,
                     seed: opt_u64(o, "seed", k)?.map(|x| x as u32),
                     offset: num_field(o, "offset", k)?,
                     sym: k == "symhash",
                 },
-                "socket" => ExprKind::Socket { key: get_str(o, "key", k)?, level: opt_u64(o, "level", k)?.map(|x| x as u32) },
-                "osf" => ExprKind::Osf { ttl: opt_str(o, "ttl", k)?, key: get_str(o, "key", k)? },
-                "ipsec" => ExprKind::Ipsec { dir: get_str(o, "dir", k)?, spnum: num_field(o, "spnum", k)?, key: get_str(o, "key", k)?, family: opt_str(o, "family", k)? },
+                "socket" => ExprKind::Socket {
+                    key: get_str(o, "key", k)?,
+                    level: opt_u64(o, "level", k)?.map(|x| x as u32),
+                },
+                "osf" => ExprKind::Osf {
+                    ttl: opt_str(o, "ttl", k)?,
+                    key: get_str(o, "key", k)?,
+                },
+                "ipsec" => ExprKind::Ipsec {
+                    dir: get_str(o, "dir", k)?,
+                    spnum: num_field(o, "spnum", k)?,
+                    key: get_str(o, "key", k)?,
+                    family: opt_str(o, "family", k)?,
+                },
                 "tunnel" => ExprKind::Tunnel(get_str(o, "key", k)?),
                 "elem" => {
                     let val = req_expr(o, "val", k)?;
-                    let mut opts = ElemOpts { timeout: opt_u64(o, "timeout", k)?.map(|t| t.saturating_mul(1000)), expires: opt_u64(o, "expires", k)?.map(|t| t.saturating_mul(1000)), comment: opt_str(o, "comment", k)?, stmts: vec![] };
+                    let mut opts = ElemOpts {
+                        timeout: opt_u64(o, "timeout", k)?.map(|t| t.saturating_mul(1000)),
+                        expires: opt_u64(o, "expires", k)?.map(|t| t.saturating_mul(1000)),
+                        comment: opt_str(o, "comment", k)?,
+                        stmts: vec![],
+                    };
                     // statements attached to the element sit beside its options
                     for (sk, sv) in o {
-                        if matches!(sk.as_str(), "counter" | "limit" | "quota" | "last" | "ct count") {
+                        if matches!(
+                            sk.as_str(),
+                            "counter" | "limit" | "quota" | "last" | "ct count"
+                        ) {
                             let mut m = Map::new();
                             m.insert(sk.clone(), sv.clone());
                             opts.stmts.push(stmt_of(&Value::Object(m))?);
@@ -782,16 +1196,31 @@ mod tests {
     #[test]
     fn malformed_input_is_an_error() {
         assert!(listing("{\"nftables\": [").starts_with("ERR Error: t.json: JSON parse error"));
-        assert_eq!(listing("{\"foo\": 1}"), "ERR Error: Input does not contain an \"nftables\" array\n");
-        assert_eq!(listing(r#"{"nftables": [{"add": {"table": {"family": "inet"}}}]}"#), "ERR Error: table: missing property 'name'\n");
-        assert_eq!(listing(r#"{"nftables": [{"bogus": {}}]}"#), "ERR Error: Unknown object 'bogus'\n");
+        assert_eq!(
+            listing("{\"foo\": 1}"),
+            "ERR Error: Input does not contain an \"nftables\" array\n"
+        );
+        assert_eq!(
+            listing(r#"{"nftables": [{"add": {"table": {"family": "inet"}}}]}"#),
+            "ERR Error: table: missing property 'name'\n"
+        );
+        assert_eq!(
+            listing(r#"{"nftables": [{"bogus": {}}]}"#),
+            "ERR Error: Unknown object 'bogus'\n"
+        );
     }
 
     #[test]
     fn deep_expressions_are_refused() {
         let ops: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
-        let j = format!(r#"{{"nftables": [{{"add": {{"table": {{"family": "ip", "name": "t"}}}}}}, {{"add": {{"chain": {{"family": "ip", "table": "t", "name": "c"}}}}}}, {{"add": {{"rule": {{"family": "ip", "table": "t", "chain": "c", "expr": [{{"mangle": {{"key": {{"meta": {{"key": "mark"}}}}, "value": {{"|": [{{"meta": {{"key": "mark"}}}}, {}]}}}}}}]}}}}}}]}}"#, ops.join(","));
-        assert_eq!(listing(&j), "ERR Error: Binary operation '|' has too many operands\n");
+        let j = format!(
+            r#"{{"nftables": [{{"add": {{"table": {{"family": "ip", "name": "t"}}}}}}, {{"add": {{"chain": {{"family": "ip", "table": "t", "name": "c"}}}}}}, {{"add": {{"rule": {{"family": "ip", "table": "t", "chain": "c", "expr": [{{"mangle": {{"key": {{"meta": {{"key": "mark"}}}}, "value": {{"|": [{{"meta": {{"key": "mark"}}}}, {}]}}}}}}]}}}}}}]}}"#,
+            ops.join(",")
+        );
+        assert_eq!(
+            listing(&j),
+            "ERR Error: Binary operation '|' has too many operands\n"
+        );
     }
 
     #[test]

@@ -154,7 +154,12 @@ fn colon_word_ok(w: &str) -> bool {
 /// continue it: blank, end, `:`, `-`, `}` or `,` (nft's scanner rule), so `25:accept` in a
 /// verdict map still splits at the colon.
 fn classid_len(b: &[u8]) -> Option<usize> {
-    let hex_run = |s: &[u8]| s.iter().take(5).take_while(|c| c.is_ascii_hexdigit()).count();
+    let hex_run = |s: &[u8]| {
+        s.iter()
+            .take(5)
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count()
+    };
     let a = hex_run(b);
     if a == 0 || a > 4 || b.get(a) != Some(&b':') {
         return None;
@@ -188,7 +193,11 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
     let mut out = Vec::new();
     let mut i = 0usize;
     let mut space = true;
-    let sp = |lo: usize, hi: usize| Span { file, lo: lo as u32, hi: hi as u32 };
+    let sp = |lo: usize, hi: usize| Span {
+        file,
+        lo: lo as u32,
+        hi: hi as u32,
+    };
     while i < b.len() {
         let c = b[i];
         match c {
@@ -197,7 +206,11 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
                 space = true;
                 continue;
             }
-            b'\\' if i + 1 < b.len() && (b[i + 1] == b'\n' || (b[i + 1] == b'\r' && b.get(i + 2) == Some(&b'\n'))) => {
+            b'\\'
+                if i + 1 < b.len()
+                    && (b[i + 1] == b'\n'
+                        || (b[i + 1] == b'\r' && b.get(i + 2) == Some(&b'\n'))) =>
+            {
                 // line continuation
                 i += if b[i + 1] == b'\r' { 3 } else { 2 };
                 space = true;
@@ -211,7 +224,11 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
                 continue;
             }
             b'\n' => {
-                out.push(Token { tok: Tok::Newline, span: sp(i, i + 1), space_before: space });
+                out.push(Token {
+                    tok: Tok::Newline,
+                    span: sp(i, i + 1),
+                    space_before: space,
+                });
                 i += 1;
                 space = true;
                 continue;
@@ -224,11 +241,18 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
                     i += 1;
                 }
                 if i >= b.len() {
-                    return Err(LexError { span: sp(start, b.len()), msg: "unterminated string".into() });
+                    return Err(LexError {
+                        span: sp(start, b.len()),
+                        msg: "unterminated string".into(),
+                    });
                 }
                 let text = src[s..i].to_string();
                 i += 1;
-                out.push(Token { tok: Tok::Str(text), span: sp(start, i), space_before: space });
+                out.push(Token {
+                    tok: Tok::Str(text),
+                    span: sp(start, i),
+                    space_before: space,
+                });
                 space = false;
                 continue;
             }
@@ -236,19 +260,33 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
                 let start = i;
                 i += 1;
                 let s = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'.' | b'/')) {
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'.' | b'/'))
+                {
                     i += 1;
                 }
                 let name = src[s..i].to_string();
-                let tok = if c == b'$' { Tok::Var(name) } else { Tok::At(name) };
-                out.push(Token { tok, span: sp(start, i), space_before: space });
+                let tok = if c == b'$' {
+                    Tok::Var(name)
+                } else {
+                    Tok::At(name)
+                };
+                out.push(Token {
+                    tok,
+                    span: sp(start, i),
+                    space_before: space,
+                });
                 space = false;
                 continue;
             }
             _ => {}
         }
         if let Some(n) = classid_len(&b[i..]) {
-            out.push(Token { tok: Tok::Word(src[i..i + n].to_string()), span: sp(i, i + n), space_before: space });
+            out.push(Token {
+                tok: Tok::Word(src[i..i + n].to_string()),
+                span: sp(i, i + n),
+                space_before: space,
+            });
             i += n;
             space = false;
             continue;
@@ -264,7 +302,10 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
             }
             // a trailing '.' or '-' never belongs to a word
             let mut w = &src[start..j];
-            if w.contains(':') && !colon_word_ok(w.trim_end_matches(['.', ',']).trim_end_matches('-')) && !is_classid(w) {
+            if w.contains(':')
+                && !colon_word_ok(w.trim_end_matches(['.', ',']).trim_end_matches('-'))
+                && !is_classid(w)
+            {
                 // try the longest prefix (ending before some ':') that is an address
                 let mut cut = None;
                 if let Some(p) = w.find(':') {
@@ -283,7 +324,11 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
                 match cut {
                     Some(0) => {
                         // ':' alone
-                        out.push(Token { tok: Tok::Colon, span: sp(i, i + 1), space_before: space });
+                        out.push(Token {
+                            tok: Tok::Colon,
+                            span: sp(i, i + 1),
+                            space_before: space,
+                        });
                         i += 1;
                         space = false;
                         continue;
@@ -299,12 +344,20 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
                 j -= 1;
                 w = &src[start..j];
             }
-            out.push(Token { tok: Tok::Word(w.to_string()), span: sp(start, j), space_before: space });
+            out.push(Token {
+                tok: Tok::Word(w.to_string()),
+                span: sp(start, j),
+                space_before: space,
+            });
             i = j;
             space = false;
             continue;
         }
-        let two = if i + 1 < b.len() { Some(b[i + 1]) } else { None };
+        let two = if i + 1 < b.len() {
+            Some(b[i + 1])
+        } else {
+            None
+        };
         let (tok, len) = match (c, two) {
             (b'=', Some(b'=')) => (Tok::EqEq, 2),
             (b'!', Some(b'=')) => (Tok::Ne, 2),
@@ -336,14 +389,25 @@ pub fn lex(file: u32, src: &str) -> Result<Vec<Token>, LexError> {
             (b'~', _) => (Tok::Tilde, 1),
             _ => {
                 let ch = src[i..].chars().next().unwrap_or('?');
-                return Err(LexError { span: sp(i, i + ch.len_utf8()), msg: format!("syntax error, unexpected character '{ch}'") });
+                return Err(LexError {
+                    span: sp(i, i + ch.len_utf8()),
+                    msg: format!("syntax error, unexpected character '{ch}'"),
+                });
             }
         };
-        out.push(Token { tok, span: sp(i, i + len), space_before: space });
+        out.push(Token {
+            tok,
+            span: sp(i, i + len),
+            space_before: space,
+        });
         i += len;
         space = false;
     }
-    out.push(Token { tok: Tok::Eof, span: sp(b.len(), b.len()), space_before: true });
+    out.push(Token {
+        tok: Tok::Eof,
+        span: sp(b.len(), b.len()),
+        space_before: true,
+    });
     Ok(out)
 }
 
@@ -352,18 +416,61 @@ mod tests {
     use super::*;
 
     fn words(s: &str) -> Vec<Tok> {
-        lex(0, s).unwrap().into_iter().map(|t| t.tok).filter(|t| *t != Tok::Eof).collect()
+        lex(0, s)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.tok)
+            .filter(|t| *t != Tok::Eof)
+            .collect()
     }
 
     #[test]
     fn addresses_and_words() {
-        assert_eq!(words("ip6 saddr fe80::/10"), vec![Tok::Word("ip6".into()), Tok::Word("saddr".into()), Tok::Word("fe80::/10".into())]);
+        assert_eq!(
+            words("ip6 saddr fe80::/10"),
+            vec![
+                Tok::Word("ip6".into()),
+                Tok::Word("saddr".into()),
+                Tok::Word("fe80::/10".into())
+            ]
+        );
         assert_eq!(words("::1"), vec![Tok::Word("::1".into())]);
-        assert_eq!(words("25:accept"), vec![Tok::Word("25".into()), Tok::Colon, Tok::Word("accept".into())]);
-        assert_eq!(words("00:11:22:33:44:55"), vec![Tok::Word("00:11:22:33:44:55".into())]);
-        assert_eq!(words("1.2.3.4:80"), vec![Tok::Word("1.2.3.4".into()), Tok::Colon, Tok::Word("80".into())]);
-        assert_eq!(words("iifname br-lan"), vec![Tok::Word("iifname".into()), Tok::Word("br-lan".into())]);
-        assert_eq!(words("a \\\n b # c\n"), vec![Tok::Word("a".into()), Tok::Word("b".into()), Tok::Newline]);
-        assert_eq!(words("$x @s != \"q w\""), vec![Tok::Var("x".into()), Tok::At("s".into()), Tok::Ne, Tok::Str("q w".into())]);
+        assert_eq!(
+            words("25:accept"),
+            vec![
+                Tok::Word("25".into()),
+                Tok::Colon,
+                Tok::Word("accept".into())
+            ]
+        );
+        assert_eq!(
+            words("00:11:22:33:44:55"),
+            vec![Tok::Word("00:11:22:33:44:55".into())]
+        );
+        assert_eq!(
+            words("1.2.3.4:80"),
+            vec![
+                Tok::Word("1.2.3.4".into()),
+                Tok::Colon,
+                Tok::Word("80".into())
+            ]
+        );
+        assert_eq!(
+            words("iifname br-lan"),
+            vec![Tok::Word("iifname".into()), Tok::Word("br-lan".into())]
+        );
+        assert_eq!(
+            words("a \\\n b # c\n"),
+            vec![Tok::Word("a".into()), Tok::Word("b".into()), Tok::Newline]
+        );
+        assert_eq!(
+            words("$x @s != \"q w\""),
+            vec![
+                Tok::Var("x".into()),
+                Tok::At("s".into()),
+                Tok::Ne,
+                Tok::Str("q w".into())
+            ]
+        );
     }
 }

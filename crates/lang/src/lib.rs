@@ -2,23 +2,23 @@
 
 #![forbid(unsafe_code)]
 
-pub mod datatype;
-mod services;
-pub mod proto;
 pub mod ast;
-pub mod error;
-pub mod lexer;
-pub mod parser;
-pub mod eval;
-mod inner;
-pub mod stmt_eval;
-mod flags;
+mod bitwise;
+pub mod datatype;
 mod deps;
-pub mod print;
-pub mod ruleset;
-pub mod setelem;
+pub mod error;
+pub mod eval;
+mod flags;
+mod inner;
 pub mod json;
 pub mod json_in;
+pub mod lexer;
+pub mod parser;
+pub mod print;
+pub mod proto;
 mod protoctx;
+pub mod ruleset;
+mod services;
+pub mod setelem;
 mod setorder;
-mod bitwise;
+pub mod stmt_eval;

@@ -49,7 +49,11 @@ impl<'a> Parser<'a> {
         let eof_span = toks.last().map(|t| t.span).unwrap_or_default();
         let toks: Vec<Token> = toks.into_iter().filter(|t| t.tok != Tok::Eof).collect();
         Ok(Parser {
-            frames: vec![Frame { toks: Rc::new(toks), pos: 0, macro_depth: 0 }],
+            frames: vec![Frame {
+                toks: Rc::new(toks),
+                pos: 0,
+                macro_depth: 0,
+            }],
             la: VecDeque::new(),
             srcmap,
             scopes: vec![HashMap::new()],
@@ -71,12 +75,20 @@ impl<'a> Parser<'a> {
     fn fill(&mut self, n: usize) -> Result<()> {
         while self.la.len() <= n {
             let Some(f) = self.frames.last_mut() else {
-                self.la.push_back(Token { tok: Tok::Eof, span: self.eof_span, space_before: true });
+                self.la.push_back(Token {
+                    tok: Tok::Eof,
+                    span: self.eof_span,
+                    space_before: true,
+                });
                 continue;
             };
             if f.pos >= f.toks.len() {
                 if self.frames.len() == 1 {
-                    self.la.push_back(Token { tok: Tok::Eof, span: self.eof_span, space_before: true });
+                    self.la.push_back(Token {
+                        tok: Tok::Eof,
+                        span: self.eof_span,
+                        space_before: true,
+                    });
                     continue;
                 }
                 self.frames.pop();
@@ -90,11 +102,25 @@ impl<'a> Parser<'a> {
                     return Err(Error::new(t.span, format!("unknown identifier '{name}'")));
                 };
                 if depth >= MAX_EXPANSION_DEPTH {
-                    return Err(Error::new(t.span, format!("too many nested expansions of '{name}'")));
+                    return Err(Error::new(
+                        t.span,
+                        format!("too many nested expansions of '{name}'"),
+                    ));
                 }
                 // The expansion keeps the span of the use site so errors point at `$name`.
-                let toks: Vec<Token> = def.iter().map(|d| Token { tok: d.tok.clone(), span: t.span, space_before: d.space_before }).collect();
-                self.frames.push(Frame { toks: Rc::new(toks), pos: 0, macro_depth: depth + 1 });
+                let toks: Vec<Token> = def
+                    .iter()
+                    .map(|d| Token {
+                        tok: d.tok.clone(),
+                        span: t.span,
+                        space_before: d.space_before,
+                    })
+                    .collect();
+                self.frames.push(Frame {
+                    toks: Rc::new(toks),
+                    pos: 0,
+                    macro_depth: depth + 1,
+                });
                 continue;
             }
             self.la.push_back(t);
@@ -163,7 +189,11 @@ impl<'a> Parser<'a> {
     pub fn unexpected<T>(&mut self, want: &str) -> Result<T> {
         let t = self.peek_tok()?.clone();
         let what = t.tok.describe();
-        let msg = if want.is_empty() { format!("syntax error, unexpected {what}") } else { format!("syntax error, unexpected {what}, expecting {want}") };
+        let msg = if want.is_empty() {
+            format!("syntax error, unexpected {what}")
+        } else {
+            format!("syntax error, unexpected {what}, expecting {want}")
+        };
         Err(Error::new(t.span, msg))
     }
 
@@ -269,7 +299,9 @@ impl<'a> Parser<'a> {
 
     fn top_cmd(&mut self, out: &mut Vec<Cmd>) -> Result<()> {
         let t = self.peek_tok()?.clone();
-        let Tok::Word(w) = &t.tok else { return self.unexpected("command") };
+        let Tok::Word(w) = &t.tok else {
+            return self.unexpected("command");
+        };
         match w.as_str() {
             "define" | "redefine" => {
                 self.next()?;
@@ -278,7 +310,12 @@ impl<'a> Parser<'a> {
             "undefine" => {
                 self.next()?;
                 let (name, sp) = self.ident("identifier")?;
-                if self.scopes.last_mut().and_then(|s| s.remove(&name)).is_none() {
+                if self
+                    .scopes
+                    .last_mut()
+                    .and_then(|s| s.remove(&name))
+                    .is_none()
+                {
                     return Err(Error::new(sp, format!("undefined symbol '{name}'")));
                 }
                 self.end_of_stmt()
@@ -287,7 +324,8 @@ impl<'a> Parser<'a> {
                 self.next()?;
                 self.include()
             }
-            "add" | "create" | "insert" | "replace" | "delete" | "destroy" | "flush" | "reset" | "list" => {
+            "add" | "create" | "insert" | "replace" | "delete" | "destroy" | "flush" | "reset"
+            | "list" => {
                 self.next()?;
                 let verb = match w.as_str() {
                     "add" => Verb::Add,
@@ -309,7 +347,12 @@ impl<'a> Parser<'a> {
                 let table = self.table_ref()?;
                 let (from, sp) = self.ident("chain name")?;
                 let (to, _) = self.ident("new name")?;
-                out.push(Cmd::RenameChain { table, from, to, span: sp });
+                out.push(Cmd::RenameChain {
+                    table,
+                    from,
+                    to,
+                    span: sp,
+                });
                 self.end_of_stmt()
             }
             "describe" | "monitor" | "export" | "import" => {
@@ -320,7 +363,8 @@ impl<'a> Parser<'a> {
                 out.push(Cmd::Noop);
                 Ok(())
             }
-            "table" | "chain" | "rule" | "set" | "map" | "element" | "flowtable" | "counter" | "quota" | "ct" | "limit" | "secmark" | "synproxy" | "tunnel" => {
+            "table" | "chain" | "rule" | "set" | "map" | "element" | "flowtable" | "counter"
+            | "quota" | "ct" | "limit" | "secmark" | "synproxy" | "tunnel" => {
                 self.verb_cmd(Verb::Add, out)?;
                 self.end_of_stmt()
             }
@@ -363,25 +407,56 @@ impl<'a> Parser<'a> {
 
     fn include(&mut self) -> Result<()> {
         let t = self.next()?;
-        let Tok::Str(path) = t.tok else { return Err(Error::new(t.span, "syntax error, unexpected token, expecting quoted string")) };
+        let Tok::Str(path) = t.tok else {
+            return Err(Error::new(
+                t.span,
+                "syntax error, unexpected token, expecting quoted string",
+            ));
+        };
         if self.include_depth >= MAX_INCLUDE_DEPTH {
-            return Err(Error::new(t.span, "Include nested too deeply, max 16 levels"));
+            return Err(Error::new(
+                t.span,
+                "Include nested too deeply, max 16 levels",
+            ));
         }
-        let base = self.srcmap.files.get(t.span.file as usize).map(|f| f.name.clone()).unwrap_or_default();
-        let files = resolve_include(&path, Path::new(&base), &self.include_dirs).map_err(|m| Error::new(t.span, m))?;
+        let base = self
+            .srcmap
+            .files
+            .get(t.span.file as usize)
+            .map(|f| f.name.clone())
+            .unwrap_or_default();
+        let files = resolve_include(&path, Path::new(&base), &self.include_dirs)
+            .map_err(|m| Error::new(t.span, m))?;
         // included files go in reverse so the first one is parsed first
         let rest: Vec<Token> = self.la.drain(..).collect();
         if !rest.is_empty() {
             let depth = self.frames.last().map(|f| f.macro_depth).unwrap_or(0);
-            self.frames.push(Frame { toks: Rc::new(rest), pos: 0, macro_depth: depth });
+            self.frames.push(Frame {
+                toks: Rc::new(rest),
+                pos: 0,
+                macro_depth: depth,
+            });
         }
         for f in files.into_iter().rev() {
-            let text = std::fs::read_to_string(&f).map_err(|e| Error::new(t.span, format!("Could not process include of {}: {e}", f.display())))?;
+            let text = std::fs::read_to_string(&f).map_err(|e| {
+                Error::new(
+                    t.span,
+                    format!("Could not process include of {}: {e}", f.display()),
+                )
+            })?;
             let id = self.srcmap.add(f.display().to_string(), text.clone());
             let toks = lex(id, &text).map_err(|e| Error::new(e.span, e.msg))?;
             let mut toks: Vec<Token> = toks.into_iter().filter(|t| t.tok != Tok::Eof).collect();
-            toks.push(Token { tok: Tok::Newline, span: t.span, space_before: true });
-            self.frames.push(Frame { toks: Rc::new(toks), pos: 0, macro_depth: 0 });
+            toks.push(Token {
+                tok: Tok::Newline,
+                span: t.span,
+                space_before: true,
+            });
+            self.frames.push(Frame {
+                toks: Rc::new(toks),
+                pos: 0,
+                macro_depth: 0,
+            });
         }
         self.include_depth += 1;
         Ok(())
@@ -404,14 +479,22 @@ impl<'a> Parser<'a> {
     fn table_ref(&mut self) -> Result<TableRef> {
         let fam = self.family_opt()?.unwrap_or(Family::Ip);
         let (name, span) = self.ident("table name")?;
-        Ok(TableRef { family: fam, name, span })
+        Ok(TableRef {
+            family: fam,
+            name,
+            span,
+        })
     }
 
     fn verb_cmd(&mut self, verb: Verb, out: &mut Vec<Cmd>) -> Result<()> {
         let t = self.peek_tok()?.clone();
-        let Tok::Word(obj) = &t.tok else { return self.unexpected("object") };
+        let Tok::Word(obj) = &t.tok else {
+            return self.unexpected("object");
+        };
         let obj = obj.clone();
-        if verb == Verb::List || (verb == Verb::Reset && !matches!(obj.as_str(), "rule" | "element")) {
+        if verb == Verb::List
+            || (verb == Verb::Reset && !matches!(obj.as_str(), "rule" | "element"))
+        {
             while !matches!(self.peek()?, Tok::Newline | Tok::Semi | Tok::Eof) {
                 self.next()?;
             }
@@ -425,7 +508,14 @@ impl<'a> Parser<'a> {
                     return Err(Error::new(t.span, "syntax error, unexpected ruleset"));
                 }
                 let _ = self.family_opt_alone()?;
-                out.push(Cmd::ByName { verb, what: "ruleset".into(), table: None, name: None, handle: None, span: t.span });
+                out.push(Cmd::ByName {
+                    verb,
+                    what: "ruleset".into(),
+                    table: None,
+                    name: None,
+                    handle: None,
+                    span: t.span,
+                });
                 Ok(())
             }
             "table" => {
@@ -433,7 +523,18 @@ impl<'a> Parser<'a> {
                     let fam = self.family_opt_alone()?.unwrap_or(Family::Ip);
                     self.expect_word("handle")?;
                     let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName { verb, what: "table".into(), table: Some(TableRef { family: fam, name: String::new(), span: sp }), name: None, handle: Some(h), span: sp });
+                    out.push(Cmd::ByName {
+                        verb,
+                        what: "table".into(),
+                        table: Some(TableRef {
+                            family: fam,
+                            name: String::new(),
+                            span: sp,
+                        }),
+                        name: None,
+                        handle: Some(h),
+                        span: sp,
+                    });
                     return Ok(());
                 }
                 let table = self.table_ref()?;
@@ -443,20 +544,45 @@ impl<'a> Parser<'a> {
                         let mut comment = None;
                         let has_block = matches!(self.peek()?, Tok::LBrace);
                         if has_block {
-                            out.push(Cmd::Table { verb: verb.clone(), table: table.clone(), flags: vec![], comment: None });
+                            out.push(Cmd::Table {
+                                verb: verb.clone(),
+                                table: table.clone(),
+                                flags: vec![],
+                                comment: None,
+                            });
                             self.table_block(&table, out, &mut flags, &mut comment)?;
                             // apply flags/comment set inside the block
-                            if let Some(Cmd::Table { flags: f, comment: c, .. }) = out.iter_mut().rev().find(|c| matches!(c, Cmd::Table { table: tr, .. } if *tr == table)) {
+                            if let Some(Cmd::Table {
+                                flags: f,
+                                comment: c,
+                                ..
+                            }) = out
+                                .iter_mut()
+                                .rev()
+                                .find(|c| matches!(c, Cmd::Table { table: tr, .. } if *tr == table))
+                            {
                                 *f = flags;
                                 *c = comment;
                             }
                         } else {
-                            out.push(Cmd::Table { verb, table, flags, comment });
+                            out.push(Cmd::Table {
+                                verb,
+                                table,
+                                flags,
+                                comment,
+                            });
                         }
                         Ok(())
                     }
                     _ => {
-                        out.push(Cmd::ByName { verb, what: "table".into(), table: Some(table.clone()), name: None, handle: None, span: table.span });
+                        out.push(Cmd::ByName {
+                            verb,
+                            what: "table".into(),
+                            table: Some(table.clone()),
+                            name: None,
+                            handle: None,
+                            span: table.span,
+                        });
                         Ok(())
                     }
                 }
@@ -466,13 +592,27 @@ impl<'a> Parser<'a> {
                 if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
                     self.next()?;
                     let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName { verb, what: "chain".into(), table: Some(table), name: None, handle: Some(h), span: sp });
+                    out.push(Cmd::ByName {
+                        verb,
+                        what: "chain".into(),
+                        table: Some(table),
+                        name: None,
+                        handle: Some(h),
+                        span: sp,
+                    });
                     return Ok(());
                 }
                 let (name, span) = self.ident("chain name")?;
                 match verb {
                     Verb::Add | Verb::Create => {
-                        let mut chain = Chain { name, hook: None, comment: None, rules: vec![], handle: 0, span };
+                        let mut chain = Chain {
+                            name,
+                            hook: None,
+                            comment: None,
+                            rules: vec![],
+                            handle: 0,
+                            span,
+                        };
                         if matches!(self.peek()?, Tok::LBrace) {
                             self.chain_block(&table, &mut chain, out)?;
                         }
@@ -480,7 +620,14 @@ impl<'a> Parser<'a> {
                         Ok(())
                     }
                     _ => {
-                        out.push(Cmd::ByName { verb, what: "chain".into(), table: Some(table), name: Some(name), handle: None, span });
+                        out.push(Cmd::ByName {
+                            verb,
+                            what: "chain".into(),
+                            table: Some(table),
+                            name: Some(name),
+                            handle: None,
+                            span,
+                        });
                         Ok(())
                     }
                 }
@@ -492,15 +639,35 @@ impl<'a> Parser<'a> {
                 if self.is_word("handle")? || self.is_word("position")? || self.is_word("index")? {
                     let kw = self.next()?;
                     let (n, _) = self.number("number")?;
-                    pos = if matches!(&kw.tok, Tok::Word(w) if w == "index") { RulePos::Index(n) } else { RulePos::Handle(n) };
+                    pos = if matches!(&kw.tok, Tok::Word(w) if w == "index") {
+                        RulePos::Index(n)
+                    } else {
+                        RulePos::Handle(n)
+                    };
                 }
                 if matches!(verb, Verb::Delete | Verb::Destroy) {
                     let sp = self.span()?;
-                    out.push(Cmd::ByName { verb, what: "rule".into(), table: Some(table), name: Some(chain), handle: match pos { RulePos::Handle(h) => Some(h), _ => None }, span: sp });
+                    out.push(Cmd::ByName {
+                        verb,
+                        what: "rule".into(),
+                        table: Some(table),
+                        name: Some(chain),
+                        handle: match pos {
+                            RulePos::Handle(h) => Some(h),
+                            _ => None,
+                        },
+                        span: sp,
+                    });
                     return Ok(());
                 }
                 let rule = self.rule(&table)?;
-                out.push(Cmd::Rule { verb, table, chain, pos, rule });
+                out.push(Cmd::Rule {
+                    verb,
+                    table,
+                    chain,
+                    pos,
+                    rule,
+                });
                 Ok(())
             }
             "set" | "map" => {
@@ -508,13 +675,25 @@ impl<'a> Parser<'a> {
                 if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
                     self.next()?;
                     let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName { verb, what: obj.clone(), table: Some(table), name: None, handle: Some(h), span: sp });
+                    out.push(Cmd::ByName {
+                        verb,
+                        what: obj.clone(),
+                        table: Some(table),
+                        name: None,
+                        handle: Some(h),
+                        span: sp,
+                    });
                     return Ok(());
                 }
                 let (name, span) = self.ident("set name")?;
                 match verb {
                     Verb::Add | Verb::Create => {
-                        let mut set = Set { name, is_map: obj == "map", span, ..Default::default() };
+                        let mut set = Set {
+                            name,
+                            is_map: obj == "map",
+                            span,
+                            ..Default::default()
+                        };
                         if matches!(self.peek()?, Tok::LBrace) {
                             self.set_block(&mut set)?;
                         }
@@ -522,7 +701,14 @@ impl<'a> Parser<'a> {
                         Ok(())
                     }
                     _ => {
-                        out.push(Cmd::ByName { verb, what: obj.clone(), table: Some(table), name: Some(name), handle: None, span });
+                        out.push(Cmd::ByName {
+                            verb,
+                            what: obj.clone(),
+                            table: Some(table),
+                            name: Some(name),
+                            handle: None,
+                            span,
+                        });
                         Ok(())
                     }
                 }
@@ -532,8 +718,16 @@ impl<'a> Parser<'a> {
                 let (set, span) = self.ident("set name")?;
                 let sp = self.span()?;
                 let e = self.set_expr()?;
-                let ExprKind::Set(elems) = e.kind else { return Err(Error::new(sp, "syntax error, expecting '{'")) };
-                out.push(Cmd::Element { verb, table, set, elems, span });
+                let ExprKind::Set(elems) = e.kind else {
+                    return Err(Error::new(sp, "syntax error, expecting '{'"));
+                };
+                out.push(Cmd::Element {
+                    verb,
+                    table,
+                    set,
+                    elems,
+                    span,
+                });
                 Ok(())
             }
             "flowtable" => {
@@ -541,18 +735,30 @@ impl<'a> Parser<'a> {
                 if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
                     self.next()?;
                     let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName { verb, what: obj.clone(), table: Some(table), name: None, handle: Some(h), span: sp });
+                    out.push(Cmd::ByName {
+                        verb,
+                        what: obj.clone(),
+                        table: Some(table),
+                        name: None,
+                        handle: Some(h),
+                        span: sp,
+                    });
                     return Ok(());
                 }
                 let (name, span) = self.ident("flowtable name")?;
-                let mut ft = Flowtable { name, span, ..Default::default() };
+                let mut ft = Flowtable {
+                    name,
+                    span,
+                    ..Default::default()
+                };
                 if matches!(self.peek()?, Tok::LBrace) {
                     self.flowtable_block(&mut ft)?;
                 }
                 out.push(Cmd::Flowtable { verb, table, ft });
                 Ok(())
             }
-            "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel" | "counters" | "quotas" | "limits" => {
+            "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel"
+            | "counters" | "quotas" | "limits" => {
                 let kind = if obj == "ct" {
                     let (k, sp) = self.ident("helper, timeout or expectation")?;
                     if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
@@ -563,10 +769,19 @@ impl<'a> Parser<'a> {
                     obj.trim_end_matches('s').to_string()
                 };
                 let table = self.table_ref()?;
-                if matches!(verb, Verb::Delete | Verb::Destroy | Verb::Reset) && self.is_word("handle")? {
+                if matches!(verb, Verb::Delete | Verb::Destroy | Verb::Reset)
+                    && self.is_word("handle")?
+                {
                     self.next()?;
                     let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName { verb, what: kind, table: Some(table), name: None, handle: Some(h), span: sp });
+                    out.push(Cmd::ByName {
+                        verb,
+                        what: kind,
+                        table: Some(table),
+                        name: None,
+                        handle: Some(h),
+                        span: sp,
+                    });
                     return Ok(());
                 }
                 let (name, span) = self.ident("object name")?;
@@ -576,11 +791,21 @@ impl<'a> Parser<'a> {
                         let obj = self.obj_body(&kind, name, span, block)?;
                         out.push(Cmd::Obj { verb, table, obj });
                     }
-                    _ => out.push(Cmd::ByName { verb, what: kind, table: Some(table), name: Some(name), handle: None, span }),
+                    _ => out.push(Cmd::ByName {
+                        verb,
+                        what: kind,
+                        table: Some(table),
+                        name: Some(name),
+                        handle: None,
+                        span,
+                    }),
                 }
                 Ok(())
             }
-            _ => Err(Error::new(t.span, format!("syntax error, unexpected {obj}"))),
+            _ => Err(Error::new(
+                t.span,
+                format!("syntax error, unexpected {obj}"),
+            )),
         }
     }
 
@@ -600,7 +825,13 @@ impl<'a> Parser<'a> {
 
     // ---- blocks --------------------------------------------------------------------------
 
-    fn table_block(&mut self, table: &TableRef, out: &mut Vec<Cmd>, flags: &mut Vec<String>, comment: &mut Option<String>) -> Result<()> {
+    fn table_block(
+        &mut self,
+        table: &TableRef,
+        out: &mut Vec<Cmd>,
+        flags: &mut Vec<String>,
+        comment: &mut Option<String>,
+    ) -> Result<()> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
         self.scopes.push(HashMap::new());
@@ -623,7 +854,13 @@ impl<'a> Parser<'a> {
                 "undefine" => {
                     self.next()?;
                     let (name, sp) = self.ident("identifier")?;
-                    if self.scopes.iter_mut().rev().find_map(|s| s.remove(&name)).is_none() {
+                    if self
+                        .scopes
+                        .iter_mut()
+                        .rev()
+                        .find_map(|s| s.remove(&name))
+                        .is_none()
+                    {
                         return Err(Error::new(sp, format!("undefined symbol '{name}'")));
                     }
                 }
@@ -655,26 +892,54 @@ impl<'a> Parser<'a> {
                 "chain" => {
                     self.next()?;
                     let (name, span) = self.ident("chain name")?;
-                    let mut chain = Chain { name, hook: None, comment: None, rules: vec![], handle: 0, span };
+                    let mut chain = Chain {
+                        name,
+                        hook: None,
+                        comment: None,
+                        rules: vec![],
+                        handle: 0,
+                        span,
+                    };
                     let mut rules = vec![];
                     self.chain_block(table, &mut chain, &mut rules)?;
-                    out.push(Cmd::Chain { verb: Verb::Add, table: table.clone(), chain });
+                    out.push(Cmd::Chain {
+                        verb: Verb::Add,
+                        table: table.clone(),
+                        chain,
+                    });
                     out.append(&mut rules);
                     out.append(&mut self.pending);
                 }
                 "set" | "map" => {
                     self.next()?;
                     let (name, span) = self.ident("set name")?;
-                    let mut set = Set { name, is_map: w == "map", span, ..Default::default() };
+                    let mut set = Set {
+                        name,
+                        is_map: w == "map",
+                        span,
+                        ..Default::default()
+                    };
                     self.set_block(&mut set)?;
-                    out.push(Cmd::Set { verb: Verb::Add, table: table.clone(), set });
+                    out.push(Cmd::Set {
+                        verb: Verb::Add,
+                        table: table.clone(),
+                        set,
+                    });
                 }
                 "flowtable" => {
                     self.next()?;
                     let (name, span) = self.ident("flowtable name")?;
-                    let mut ft = Flowtable { name, span, ..Default::default() };
+                    let mut ft = Flowtable {
+                        name,
+                        span,
+                        ..Default::default()
+                    };
                     self.flowtable_block(&mut ft)?;
-                    out.push(Cmd::Flowtable { verb: Verb::Add, table: table.clone(), ft });
+                    out.push(Cmd::Flowtable {
+                        verb: Verb::Add,
+                        table: table.clone(),
+                        ft,
+                    });
                 }
                 "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel" => {
                     self.next()?;
@@ -689,7 +954,11 @@ impl<'a> Parser<'a> {
                     };
                     let (name, span) = self.ident("object name")?;
                     let obj = self.obj_body(&kind, name, span, true)?;
-                    out.push(Cmd::Obj { verb: Verb::Add, table: table.clone(), obj });
+                    out.push(Cmd::Obj {
+                        verb: Verb::Add,
+                        table: table.clone(),
+                        obj,
+                    });
                 }
                 _ => return self.unexpected("table object"),
             }
@@ -713,7 +982,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn chain_block(&mut self, table: &TableRef, chain: &mut Chain, out: &mut Vec<Cmd>) -> Result<()> {
+    fn chain_block(
+        &mut self,
+        table: &TableRef,
+        chain: &mut Chain,
+        out: &mut Vec<Cmd>,
+    ) -> Result<()> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
         self.scopes.push(HashMap::new());
@@ -744,7 +1018,11 @@ impl<'a> Parser<'a> {
                     }
                     self.end_of_stmt()?;
                 }
-                Tok::Word(w) if w == "comment" && matches!(self.peek_n(1)?, Tok::Str(_)) && matches!(self.peek_n(2)?, Tok::Newline | Tok::Semi | Tok::RBrace) => {
+                Tok::Word(w)
+                    if w == "comment"
+                        && matches!(self.peek_n(1)?, Tok::Str(_))
+                        && matches!(self.peek_n(2)?, Tok::Newline | Tok::Semi | Tok::RBrace) =>
+                {
                     self.next()?;
                     chain.comment = Some(self.comment_str()?);
                     self.end_of_stmt()?;
@@ -768,7 +1046,13 @@ impl<'a> Parser<'a> {
                 }
                 _ => {
                     let rule = self.rule(table)?;
-                    out.push(Cmd::Rule { verb: Verb::Add, table: table.clone(), chain: chain.name.clone(), pos: RulePos::End, rule });
+                    out.push(Cmd::Rule {
+                        verb: Verb::Add,
+                        table: table.clone(),
+                        chain: chain.name.clone(),
+                        pos: RulePos::End,
+                        rule,
+                    });
                     out.append(&mut self.pending);
                     self.end_of_stmt()?;
                 }
@@ -780,7 +1064,8 @@ impl<'a> Parser<'a> {
     }
 
     fn peek_policy_value(&mut self) -> Result<bool> {
-        Ok(matches!(self.peek_n(1)?, Tok::Word(_)) && matches!(self.peek_n(2)?, Tok::Newline | Tok::Semi | Tok::RBrace))
+        Ok(matches!(self.peek_n(1)?, Tok::Word(_))
+            && matches!(self.peek_n(2)?, Tok::Newline | Tok::Semi | Tok::RBrace))
     }
 
     fn hook_spec(&mut self, span: Span) -> Result<Hook> {
@@ -811,7 +1096,14 @@ impl<'a> Parser<'a> {
             }
             policy = Some(p);
         }
-        Ok(Hook { kind, hook, prio, devices, policy, span })
+        Ok(Hook {
+            kind,
+            hook,
+            prio,
+            devices,
+            policy,
+            span,
+        })
     }
 
     fn device_list(&mut self) -> Result<Vec<String>> {
@@ -843,7 +1135,15 @@ impl<'a> Parser<'a> {
         let base = match &t.tok {
             Tok::Word(w) => w.clone(),
             Tok::Str(s) => s.clone(),
-            _ => return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting priority", t.tok.describe()))),
+            _ => {
+                return Err(Error::new(
+                    t.span,
+                    format!(
+                        "syntax error, unexpected {}, expecting priority",
+                        t.tok.describe()
+                    ),
+                ))
+            }
         };
         if let Some(n) = parse_i64(&base) {
             let v = if neg { -n } else { n };
@@ -853,7 +1153,10 @@ impl<'a> Parser<'a> {
             return Ok(Prio::Num(v as i32));
         }
         if neg {
-            return Err(Error::new(t.span, format!("'{base}' is not a valid priority")));
+            return Err(Error::new(
+                t.span,
+                format!("'{base}' is not a valid priority"),
+            ));
         }
         // `srcnat + 10`, `filter - 5`, also written `filter-5`? nft needs spaces.
         let mut off = 0i64;
@@ -890,7 +1193,10 @@ impl<'a> Parser<'a> {
                     if self.eat(&Tok::Colon)? {
                         if set.is_map {
                             let (k, sp) = self.ident("data type")?;
-                            if matches!(k.as_str(), "counter" | "quota" | "limit" | "secmark" | "synproxy") {
+                            if matches!(
+                                k.as_str(),
+                                "counter" | "quota" | "limit" | "secmark" | "synproxy"
+                            ) {
                                 set.obj_map = Some(k);
                             } else if k == "ct" {
                                 let (k2, _) = self.ident("helper")?;
@@ -914,7 +1220,10 @@ impl<'a> Parser<'a> {
                                 set.data = Some(KeySpec::Types(types));
                             }
                         } else {
-                            return Err(Error::new(t.span, "set definition has conflicting key (map declared as set?)"));
+                            return Err(Error::new(
+                                t.span,
+                                "set definition has conflicting key (map declared as set?)",
+                            ));
                         }
                     }
                 }
@@ -923,9 +1232,19 @@ impl<'a> Parser<'a> {
                     set.key = Some(KeySpec::Typeof(e));
                     if self.eat(&Tok::Colon)? {
                         let obj_kind = match self.peek_word()?.as_deref() {
-                            Some(k @ ("counter" | "quota" | "limit" | "secmark" | "synproxy" | "tunnel")) => Some(k.to_string()),
+                            Some(
+                                k @ ("counter" | "quota" | "limit" | "secmark" | "synproxy"
+                                | "tunnel"),
+                            ) => Some(k.to_string()),
                             Some("ct") => match self.peek_n(1)? {
-                                Tok::Word(k) if matches!(k.as_str(), "helper" | "timeout" | "expectation") => Some(format!("ct {k}")),
+                                Tok::Word(k)
+                                    if matches!(
+                                        k.as_str(),
+                                        "helper" | "timeout" | "expectation"
+                                    ) =>
+                                {
+                                    Some(format!("ct {k}"))
+                                }
                                 _ => None,
                             },
                             _ => None,
@@ -956,7 +1275,10 @@ impl<'a> Parser<'a> {
                 }
                 "flags" => loop {
                     let (f, sp) = self.ident("set flag")?;
-                    if !matches!(f.as_str(), "constant" | "interval" | "timeout" | "dynamic" | "eval") {
+                    if !matches!(
+                        f.as_str(),
+                        "constant" | "interval" | "timeout" | "dynamic" | "eval"
+                    ) {
                         return Err(Error::new(sp, format!("syntax error, unexpected {f}")));
                     }
                     if !set.flags.contains(&f) {
@@ -995,7 +1317,10 @@ impl<'a> Parser<'a> {
                         let st = self.elem_stmt_after_kw(&kw, sp)?;
                         set.stmts.push(st);
                         match self.peek_word()? {
-                            Some(k) if is_elem_stmt_kw(&k) && (k != "ct" || self.is_word_n(1, "count")?) => {
+                            Some(k)
+                                if is_elem_stmt_kw(&k)
+                                    && (k != "ct" || self.is_word_n(1, "count")?) =>
+                            {
                                 sp = self.next()?.span;
                                 kw = k;
                             }
@@ -1036,9 +1361,22 @@ impl<'a> Parser<'a> {
         let text = match &t.tok {
             Tok::Word(w) => w.clone(),
             Tok::Str(s) => s.clone(),
-            _ => return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting time", t.tok.describe()))),
+            _ => {
+                return Err(Error::new(
+                    t.span,
+                    format!(
+                        "syntax error, unexpected {}, expecting time",
+                        t.tok.describe()
+                    ),
+                ))
+            }
         };
-        parse_time_ms(&text).ok_or_else(|| Error::new(t.span, format!("Wrong time format, expecting: 1d2h3m4s5ms ({text})")))
+        parse_time_ms(&text).ok_or_else(|| {
+            Error::new(
+                t.span,
+                format!("Wrong time format, expecting: 1d2h3m4s5ms ({text})"),
+            )
+        })
     }
 
     fn flowtable_block(&mut self, ft: &mut Flowtable) -> Result<()> {
@@ -1145,7 +1483,11 @@ impl<'a> Parser<'a> {
             }
             "synproxy" => {
                 let (mss, wscale, flags) = self.synproxy_args()?;
-                body = ObjBody::Synproxy { mss: mss.unwrap_or(0), wscale: wscale.unwrap_or(0), flags };
+                body = ObjBody::Synproxy {
+                    mss: mss.unwrap_or(0),
+                    wscale: wscale.unwrap_or(0),
+                    flags,
+                };
             }
             "tunnel" => {
                 body = ObjBody::Tunnel(self.tunnel_obj_body()?);
@@ -1171,7 +1513,11 @@ impl<'a> Parser<'a> {
                     }
                     self.skip_seps()?;
                 }
-                body = ObjBody::CtHelper { name: hname, proto, l3proto: l3 };
+                body = ObjBody::CtHelper {
+                    name: hname,
+                    proto,
+                    l3proto: l3,
+                };
             }
             "ct timeout" => {
                 let mut proto = String::new();
@@ -1211,7 +1557,11 @@ impl<'a> Parser<'a> {
                     }
                     self.skip_seps()?;
                 }
-                body = ObjBody::CtTimeout { proto, l3proto: l3, policy };
+                body = ObjBody::CtTimeout {
+                    proto,
+                    l3proto: l3,
+                    policy,
+                };
             }
             "ct expectation" => {
                 let mut proto = String::new();
@@ -1238,8 +1588,20 @@ impl<'a> Parser<'a> {
                     }
                     self.skip_seps()?;
                 }
-                let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| *v).unwrap_or(0);
-                body = ObjBody::CtExpect { proto, dport: get("dport") as u32, timeout: get("timeout"), size: get("size") as u32, l3proto: l3 };
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| *v)
+                        .unwrap_or(0)
+                };
+                body = ObjBody::CtExpect {
+                    proto,
+                    dport: get("dport") as u32,
+                    timeout: get("timeout"),
+                    size: get("size") as u32,
+                    l3proto: l3,
+                };
             }
             _ => return Err(Error::new(span, format!("unknown object type {kind}"))),
         }
@@ -1253,7 +1615,14 @@ impl<'a> Parser<'a> {
             self.expect(&Tok::RBrace, "'}'")?;
             self.leave();
         }
-        Ok(Obj { kind: kind.to_string(), name, body, comment, handle: 0, span })
+        Ok(Obj {
+            kind: kind.to_string(),
+            name,
+            body,
+            comment,
+            handle: 0,
+            span,
+        })
     }
 
     /// The body of a tunnel object: `id`, outer addresses, ports, tos, ttl, and the vxlan,
@@ -1279,15 +1648,23 @@ impl<'a> Parser<'a> {
                 "ip" | "ip6" => {
                     self.next()?;
                     let (dir, dsp) = self.ident("saddr or daddr")?;
-                    let (dt, bits) = if w == "ip" { (Dt::Ipv4Addr, 32) } else { (Dt::Ipv6Addr, 128) };
+                    let (dt, bits) = if w == "ip" {
+                        (Dt::Ipv4Addr, 32)
+                    } else {
+                        (Dt::Ipv6Addr, 128)
+                    };
                     let at = self.next()?;
-                    let Tok::Word(a) = &at.tok else { return Err(Error::new(at.span, "syntax error, expecting address")) };
+                    let Tok::Word(a) = &at.tok else {
+                        return Err(Error::new(at.span, "syntax error, expecting address"));
+                    };
                     let v = dt.parse(a, bits).map_err(|m| Error::new(at.span, m))?;
                     let addr = (w == "ip6", dt.print(&v, bits, &Default::default()));
                     match dir.as_str() {
                         "saddr" => t.src = Some(addr),
                         "daddr" => t.dst = Some(addr),
-                        _ => return Err(Error::new(dsp, format!("syntax error, unexpected {dir}"))),
+                        _ => {
+                            return Err(Error::new(dsp, format!("syntax error, unexpected {dir}")))
+                        }
                     }
                 }
                 "sport" => {
@@ -1312,7 +1689,12 @@ impl<'a> Parser<'a> {
                     self.expect(&Tok::LBrace, "'{'")?;
                     t.opts = match kind.as_str() {
                         "vxlan" => TunnelOpts::Vxlan { gbp: 0 },
-                        "erspan" => TunnelOpts::Erspan { version: 0, index: 0, egress: false, hwid: 0 },
+                        "erspan" => TunnelOpts::Erspan {
+                            version: 0,
+                            index: 0,
+                            egress: false,
+                            hwid: 0,
+                        },
                         _ => TunnelOpts::Geneve(vec![]),
                     };
                     loop {
@@ -1334,7 +1716,9 @@ impl<'a> Parser<'a> {
         let (w, sp) = self.ident("tunnel option")?;
         match (opts, w.as_str()) {
             (TunnelOpts::Vxlan { gbp }, "gbp") => *gbp = self.number("number")?.0 as u32,
-            (TunnelOpts::Erspan { version, .. }, "version") => *version = self.number("number")?.0 as u32,
+            (TunnelOpts::Erspan { version, .. }, "version") => {
+                *version = self.number("number")?.0 as u32
+            }
             (TunnelOpts::Erspan { index, .. }, "index") => *index = self.number("number")?.0 as u32,
             (TunnelOpts::Erspan { hwid, .. }, "id") => *hwid = self.number("number")?.0 as u32,
             (TunnelOpts::Erspan { egress, .. }, "direction") => {
@@ -1356,12 +1740,20 @@ impl<'a> Parser<'a> {
                     _ => return Err(Error::new(dt.span, "syntax error, expecting data")),
                 };
                 let hex = data.strip_prefix("0x").unwrap_or(&data);
-                if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if hex.is_empty()
+                    || hex.len() % 2 != 0
+                    || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+                {
                     return Err(Error::new(dt.span, "geneve data must be hex bytes (0x...)"));
                 }
-                let class = u16::try_from(class).map_err(|_| Error::new(csp, "geneve class out of range"))?;
-                let typ = u8::try_from(typ).map_err(|_| Error::new(tsp, "geneve opt-type out of range"))?;
-                let bytes = (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect();
+                let class = u16::try_from(class)
+                    .map_err(|_| Error::new(csp, "geneve class out of range"))?;
+                let typ = u8::try_from(typ)
+                    .map_err(|_| Error::new(tsp, "geneve opt-type out of range"))?;
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                    .collect();
                 list.push((class, typ, bytes));
             }
             _ => return Err(Error::new(sp, format!("syntax error, unexpected {w}"))),
@@ -1381,9 +1773,18 @@ impl<'a> Parser<'a> {
     /// `25 mbytes`, `25mbytes`, `1024 bytes`
     fn byte_amount(&mut self) -> Result<u64> {
         let t = self.next()?;
-        let Tok::Word(w) = &t.tok else { return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting number", t.tok.describe()))) };
+        let Tok::Word(w) = &t.tok else {
+            return Err(Error::new(
+                t.span,
+                format!(
+                    "syntax error, unexpected {}, expecting number",
+                    t.tok.describe()
+                ),
+            ));
+        };
         let (num, unit) = split_num_unit(w);
-        let n = parse_u64(num).ok_or_else(|| Error::new(t.span, format!("syntax error, unexpected {w}")))?;
+        let n = parse_u64(num)
+            .ok_or_else(|| Error::new(t.span, format!("syntax error, unexpected {w}")))?;
         let unit = if unit.is_empty() {
             match self.peek()? {
                 Tok::Word(u) if byte_unit(u).is_some() => {
@@ -1396,8 +1797,14 @@ impl<'a> Parser<'a> {
         } else {
             unit.to_string()
         };
-        let mult = byte_unit(&unit).ok_or_else(|| Error::new(t.span, format!("Wrong unit format, expecting bytes, kbytes or mbytes ({unit})")))?;
-        n.checked_mul(mult).ok_or_else(|| Error::new(t.span, "value out of range"))
+        let mult = byte_unit(&unit).ok_or_else(|| {
+            Error::new(
+                t.span,
+                format!("Wrong unit format, expecting bytes, kbytes or mbytes ({unit})"),
+            )
+        })?;
+        n.checked_mul(mult)
+            .ok_or_else(|| Error::new(t.span, "value out of range"))
     }
 
     // ---- rules and statements ------------------------------------------------------------
@@ -1425,7 +1832,16 @@ impl<'a> Parser<'a> {
         if stmts.is_empty() && comment.is_none() {
             return self.unexpected("rule");
         }
-        Ok(Rule { stmts, comment, span: start.to(Span { file: start.file, lo: start.lo, hi: end.lo.max(start.lo) }), handle: 0 })
+        Ok(Rule {
+            stmts,
+            comment,
+            span: start.to(Span {
+                file: start.file,
+                lo: start.lo,
+                hi: end.lo.max(start.lo),
+            }),
+            handle: 0,
+        })
     }
 
     fn stmt(&mut self, table: &TableRef) -> Result<Stmt> {
@@ -1444,7 +1860,10 @@ impl<'a> Parser<'a> {
                     "continue" => Verdict::Continue,
                     _ => Verdict::Return,
                 };
-                Ok(Stmt { kind: StmtKind::Verdict(v), span: t.span })
+                Ok(Stmt {
+                    kind: StmtKind::Verdict(v),
+                    span: t.span,
+                })
             }
             "jump" | "goto" => {
                 self.next()?;
@@ -1452,20 +1871,51 @@ impl<'a> Parser<'a> {
                     // an anonymous chain
                     let name = format!("__chain{}", self.anon_chains);
                     self.anon_chains += 1;
-                    let mut chain = Chain { name: name.clone(), hook: None, comment: None, rules: vec![], handle: 0, span: t.span };
+                    let mut chain = Chain {
+                        name: name.clone(),
+                        hook: None,
+                        comment: None,
+                        rules: vec![],
+                        handle: 0,
+                        span: t.span,
+                    };
                     let mut rules = vec![];
                     self.chain_block(table, &mut chain, &mut rules)?;
-                    self.pending.push(Cmd::Chain { verb: Verb::Add, table: table.clone(), chain });
+                    self.pending.push(Cmd::Chain {
+                        verb: Verb::Add,
+                        table: table.clone(),
+                        chain,
+                    });
                     self.pending.append(&mut rules);
-                    let v = if w == "jump" { Verdict::Jump(name) } else { Verdict::Goto(name) };
-                    return Ok(Stmt { kind: StmtKind::Verdict(v), span: t.span });
+                    let v = if w == "jump" {
+                        Verdict::Jump(name)
+                    } else {
+                        Verdict::Goto(name)
+                    };
+                    return Ok(Stmt {
+                        kind: StmtKind::Verdict(v),
+                        span: t.span,
+                    });
                 }
                 let (c, sp) = self.ident("chain name")?;
-                let v = if w == "jump" { Verdict::Jump(c) } else { Verdict::Goto(c) };
-                Ok(Stmt { kind: StmtKind::Verdict(v), span: t.span.to(sp) })
+                let v = if w == "jump" {
+                    Verdict::Jump(c)
+                } else {
+                    Verdict::Goto(c)
+                };
+                Ok(Stmt {
+                    kind: StmtKind::Verdict(v),
+                    span: t.span.to(sp),
+                })
             }
-            "counter" | "limit" | "quota" | "log" | "reject" | "snat" | "dnat" | "masquerade" | "redirect" | "notrack" | "flow" | "queue" | "dup" | "fwd" | "tproxy" | "synproxy" | "last" => {
-                if w == "flow" && !self.is_word_n(1, "add")? && !self.is_word_n(1, "offload")? && !matches!(self.peek_n(1)?, Tok::At(_)) {
+            "counter" | "limit" | "quota" | "log" | "reject" | "snat" | "dnat" | "masquerade"
+            | "redirect" | "notrack" | "flow" | "queue" | "dup" | "fwd" | "tproxy" | "synproxy"
+            | "last" => {
+                if w == "flow"
+                    && !self.is_word_n(1, "add")?
+                    && !self.is_word_n(1, "offload")?
+                    && !matches!(self.peek_n(1)?, Tok::At(_))
+                {
                     // `flow` may not start anything else
                     return self.unexpected("add");
                 }
@@ -1476,12 +1926,20 @@ impl<'a> Parser<'a> {
             "reset" if self.is_word_n(1, "tcp")? && self.is_word_n(2, "option")? => {
                 self.next()?;
                 let sp = self.peek_tok()?.span;
-                let Some(e) = self.selector("tcp", sp)? else { return self.unexpected("tcp option") };
+                let Some(e) = self.selector("tcp", sp)? else {
+                    return self.unexpected("tcp option");
+                };
                 if !matches!(&e.kind, ExprKind::TcpOpt { field: None, .. }) {
-                    return Err(Error::new(e.span, "syntax error, reset takes a whole tcp option"));
+                    return Err(Error::new(
+                        e.span,
+                        "syntax error, reset takes a whole tcp option",
+                    ));
                 }
                 let span = t.span.to(e.span);
-                Ok(Stmt { kind: StmtKind::Reset(e), span })
+                Ok(Stmt {
+                    kind: StmtKind::Reset(e),
+                    span,
+                })
             }
             "add" | "update" | "delete" if matches!(self.peek_n(1)?, Tok::At(_)) => {
                 self.next()?;
@@ -1508,7 +1966,12 @@ impl<'a> Parser<'a> {
                             self.next()?;
                             data = Some(self.expr(Mode::Stmt)?);
                         }
-                        Tok::Word(kw) if matches!(kw.as_str(), "counter" | "limit" | "quota" | "last" | "ct") => {
+                        Tok::Word(kw)
+                            if matches!(
+                                kw.as_str(),
+                                "counter" | "limit" | "quota" | "last" | "ct"
+                            ) =>
+                        {
                             let kw = kw.clone();
                             self.next()?;
                             if kw == "ct" {
@@ -1516,7 +1979,13 @@ impl<'a> Parser<'a> {
                                 self.expect_word("count")?;
                                 let over = self.eat_word("over")?;
                                 let (n, _) = self.number("number")?;
-                                stmts.push(Stmt { kind: StmtKind::Connlimit { over, count: n as u32 }, span: t2.span });
+                                stmts.push(Stmt {
+                                    kind: StmtKind::Connlimit {
+                                        over,
+                                        count: n as u32,
+                                    },
+                                    span: t2.span,
+                                });
                             } else {
                                 stmts.push(self.stmt_after_kw(&kw, t2.span)?);
                             }
@@ -1524,33 +1993,68 @@ impl<'a> Parser<'a> {
                         _ => return self.unexpected("'}'"),
                     }
                 }
-                Ok(Stmt { kind: StmtKind::Dynset { op, set, key, stmts, data }, span: t.span })
+                Ok(Stmt {
+                    kind: StmtKind::Dynset {
+                        op,
+                        set,
+                        key,
+                        stmts,
+                        data,
+                    },
+                    span: t.span,
+                })
             }
             "tunnel" if self.is_word_n(1, "name")? => {
                 self.next()?;
                 self.next()?;
                 let name = self.expr(Mode::Stmt)?;
-                Ok(Stmt { kind: StmtKind::ObjRef { kind: "tunnel".into(), name }, span: t.span })
+                Ok(Stmt {
+                    kind: StmtKind::ObjRef {
+                        kind: "tunnel".into(),
+                        name,
+                    },
+                    span: t.span,
+                })
             }
             "tunnel" if self.is_word_n(1, "name")? => {
                 self.next()?;
                 self.next()?;
                 let name = self.expr(Mode::Stmt)?;
-                Ok(Stmt { kind: StmtKind::ObjRef { kind: "tunnel".into(), name }, span: t.span })
+                Ok(Stmt {
+                    kind: StmtKind::ObjRef {
+                        kind: "tunnel".into(),
+                        name,
+                    },
+                    span: t.span,
+                })
             }
             "ct" if self.is_word_n(1, "count")? => {
                 self.next()?;
                 self.next()?;
                 let over = self.eat_word("over")?;
                 let (n, _) = self.number("number")?;
-                Ok(Stmt { kind: StmtKind::Connlimit { over, count: n as u32 }, span: t.span })
+                Ok(Stmt {
+                    kind: StmtKind::Connlimit {
+                        over,
+                        count: n as u32,
+                    },
+                    span: t.span,
+                })
             }
-            "ct" if matches!(self.peek_n(1)?, Tok::Word(k) if matches!(k.as_str(), "helper" | "timeout" | "expectation")) && self.is_word_n(2, "set")? => {
+            "ct" if matches!(self.peek_n(1)?, Tok::Word(k) if matches!(k.as_str(), "helper" | "timeout" | "expectation"))
+                && self.is_word_n(2, "set")? =>
+            {
                 self.next()?;
                 let (k, _) = self.ident("key")?;
                 self.next()?;
                 let name = self.expr(Mode::Stmt)?;
-                Ok(Stmt { kind: StmtKind::ObjRef { kind: format!("ct {k}"), name }, span: t.span })
+                Ok(Stmt {
+                    kind: StmtKind::ObjRef {
+                        kind: format!("ct {k}"),
+                        name,
+                    },
+                    span: t.span,
+                })
             }
             _ => self.match_or_set(),
         }
@@ -1562,15 +2066,22 @@ impl<'a> Parser<'a> {
             "counter" => {
                 if self.eat_word("name")? {
                     let name = self.expr(Mode::Stmt)?;
-                    StmtKind::ObjRef { kind: "counter".into(), name }
+                    StmtKind::ObjRef {
+                        kind: "counter".into(),
+                        name,
+                    }
                 } else {
                     let mut packets = 0;
                     let mut bytes = 0;
                     loop {
-                        if self.is_word("packets")? && matches!(self.peek_n(1)?, Tok::Word(n) if parse_u64(n).is_some()) {
+                        if self.is_word("packets")?
+                            && matches!(self.peek_n(1)?, Tok::Word(n) if parse_u64(n).is_some())
+                        {
                             self.next()?;
                             packets = self.number("number")?.0;
-                        } else if self.is_word("bytes")? && matches!(self.peek_n(1)?, Tok::Word(n) if parse_u64(n).is_some()) {
+                        } else if self.is_word("bytes")?
+                            && matches!(self.peek_n(1)?, Tok::Word(n) if parse_u64(n).is_some())
+                        {
                             self.next()?;
                             bytes = self.number("number")?.0;
                         } else {
@@ -1583,7 +2094,10 @@ impl<'a> Parser<'a> {
             "limit" => {
                 if self.eat_word("name")? {
                     let name = self.expr(Mode::Stmt)?;
-                    StmtKind::ObjRef { kind: "limit".into(), name }
+                    StmtKind::ObjRef {
+                        kind: "limit".into(),
+                        name,
+                    }
                 } else {
                     StmtKind::Limit(self.limit_body()?)
                 }
@@ -1591,9 +2105,17 @@ impl<'a> Parser<'a> {
             "quota" => {
                 if self.eat_word("name")? {
                     let name = self.expr(Mode::Stmt)?;
-                    StmtKind::ObjRef { kind: "quota".into(), name }
+                    StmtKind::ObjRef {
+                        kind: "quota".into(),
+                        name,
+                    }
                 } else {
-                    let over = if self.eat_word("over")? { true } else { self.eat_word("until")?; false };
+                    let over = if self.eat_word("over")? {
+                        true
+                    } else {
+                        self.eat_word("until")?;
+                        false
+                    };
                     let (bytes, used) = self.quota_amounts()?;
                     StmtKind::Quota { over, bytes, used }
                 }
@@ -1618,7 +2140,12 @@ impl<'a> Parser<'a> {
                     self.eat_word("offload")?;
                 }
                 let t = self.next()?;
-                let Tok::At(name) = t.tok else { return Err(Error::new(t.span, "syntax error, expecting flowtable reference (@name)")) };
+                let Tok::At(name) = t.tok else {
+                    return Err(Error::new(
+                        t.span,
+                        "syntax error, expecting flowtable reference (@name)",
+                    ));
+                };
                 StmtKind::FlowAdd(name)
             }
             "queue" => self.queue_body()?,
@@ -1642,9 +2169,17 @@ impl<'a> Parser<'a> {
                 let first = self.expr(Mode::Stmt)?;
                 if self.eat_word("device")? {
                     let dev = self.expr(Mode::Stmt)?;
-                    StmtKind::Fwd { family, addr: Some(first), dev }
+                    StmtKind::Fwd {
+                        family,
+                        addr: Some(first),
+                        dev,
+                    }
                 } else {
-                    StmtKind::Fwd { family, addr: None, dev: first }
+                    StmtKind::Fwd {
+                        family,
+                        addr: None,
+                        dev: first,
+                    }
                 }
             }
             "tproxy" => {
@@ -1659,7 +2194,10 @@ impl<'a> Parser<'a> {
             "synproxy" => {
                 if self.eat_word("name")? {
                     let name = self.expr(Mode::Stmt)?;
-                    StmtKind::ObjRef { kind: "synproxy".into(), name }
+                    StmtKind::ObjRef {
+                        kind: "synproxy".into(),
+                        name,
+                    }
                 } else {
                     let (mss, wscale, flags) = self.synproxy_args()?;
                     StmtKind::Synproxy { mss, wscale, flags }
@@ -1695,7 +2233,9 @@ impl<'a> Parser<'a> {
     fn skip_seps_in_block(&mut self) -> Result<()> {
         // inside `synproxy foo { mss 1460; wscale 7 }` separators may appear between options
         if self.nesting > 0 {
-            while matches!(self.peek()?, Tok::Semi | Tok::Newline) && matches!(self.peek_n(1)?, Tok::Word(_) | Tok::Semi | Tok::Newline) {
+            while matches!(self.peek()?, Tok::Semi | Tok::Newline)
+                && matches!(self.peek_n(1)?, Tok::Word(_) | Tok::Semi | Tok::Newline)
+            {
                 let keep = matches!(self.peek_n(1)?, Tok::Word(w) if matches!(w.as_str(), "mss" | "wscale" | "timestamp" | "sack-perm"));
                 if !keep {
                     break;
@@ -1718,7 +2258,15 @@ impl<'a> Parser<'a> {
         // nft's scanner sees these as a number and a unit string that may be split by blanks
         // anywhere, so gather the words and slashes that continue it.
         let t = self.next()?;
-        let Tok::Word(w) = &t.tok else { return Err(Error::new(t.span, format!("syntax error, unexpected {}, expecting number", t.tok.describe()))) };
+        let Tok::Word(w) = &t.tok else {
+            return Err(Error::new(
+                t.span,
+                format!(
+                    "syntax error, unexpected {}, expecting number",
+                    t.tok.describe()
+                ),
+            ));
+        };
         let mut text = w.clone();
         let mut span = t.span;
         loop {
@@ -1730,26 +2278,51 @@ impl<'a> Parser<'a> {
             match &nt.tok {
                 Tok::Slash => text.push('/'),
                 Tok::Word(x) if text.ends_with('/') || x.starts_with('/') => text.push_str(x),
-                Tok::Word(x) if !text.contains('/') && is_rate_unit(x.split('/').next().unwrap_or("")) && split_num_unit(&text).1.is_empty() => text.push_str(x),
+                Tok::Word(x)
+                    if !text.contains('/')
+                        && is_rate_unit(x.split('/').next().unwrap_or(""))
+                        && split_num_unit(&text).1.is_empty() =>
+                {
+                    text.push_str(x)
+                }
                 _ => break,
             }
             self.next()?;
             span = span.to(nt.span);
         }
         let Some((num_unit, period)) = text.split_once('/') else {
-            return Err(Error::new(span, format!("syntax error, unexpected {text}, expecting '/'")));
+            return Err(Error::new(
+                span,
+                format!("syntax error, unexpected {text}, expecting '/'"),
+            ));
         };
         let (num, unit) = split_num_unit(num_unit);
-        let rate = parse_u64(num).ok_or_else(|| Error::new(span, format!("syntax error, unexpected {num_unit}")))?;
-        let period = match period {
-            "second" | "minute" | "hour" | "day" | "week" => period.to_string(),
-            _ => return Err(Error::new(span, format!("Wrong time format, expecting second, minute, hour, day or week ({period})"))),
-        };
+        let rate = parse_u64(num)
+            .ok_or_else(|| Error::new(span, format!("syntax error, unexpected {num_unit}")))?;
+        let period =
+            match period {
+                "second" | "minute" | "hour" | "day" | "week" => period.to_string(),
+                _ => return Err(Error::new(
+                    span,
+                    format!(
+                        "Wrong time format, expecting second, minute, hour, day or week ({period})"
+                    ),
+                )),
+            };
         let (rate, bytes) = if unit.is_empty() || unit == "packets" {
             (rate, false)
         } else {
-            let m = byte_unit(unit).ok_or_else(|| Error::new(span, format!("Wrong rate format, expecting bytes or packets ({unit})")))?;
-            (rate.checked_mul(m).ok_or_else(|| Error::new(span, "rate out of range"))?, true)
+            let m = byte_unit(unit).ok_or_else(|| {
+                Error::new(
+                    span,
+                    format!("Wrong rate format, expecting bytes or packets ({unit})"),
+                )
+            })?;
+            (
+                rate.checked_mul(m)
+                    .ok_or_else(|| Error::new(span, "rate out of range"))?,
+                true,
+            )
         };
         if rate == 0 {
             return Err(Error::new(span, "limit rate must be > 0"));
@@ -1757,9 +2330,12 @@ impl<'a> Parser<'a> {
         let mut burst = None;
         if self.eat_word("burst")? {
             let t2 = self.next()?;
-            let Tok::Word(bw) = &t2.tok else { return Err(Error::new(t2.span, "syntax error, expecting number")) };
+            let Tok::Word(bw) = &t2.tok else {
+                return Err(Error::new(t2.span, "syntax error, expecting number"));
+            };
             let (bn, bu) = split_num_unit(bw);
-            let n = parse_u64(bn).ok_or_else(|| Error::new(t2.span, format!("syntax error, unexpected {bw}")))?;
+            let n = parse_u64(bn)
+                .ok_or_else(|| Error::new(t2.span, format!("syntax error, unexpected {bw}")))?;
             let bu = if bu.is_empty() {
                 match self.peek()?.clone() {
                     Tok::Word(u) if is_rate_unit(&u) => {
@@ -1774,19 +2350,37 @@ impl<'a> Parser<'a> {
             // a packet rate takes a packet burst and a byte rate a byte burst
             let n = if bu.is_empty() || bu == "packets" {
                 if bytes {
-                    return Err(Error::new(t2.span, "syntax error, a byte rate needs a burst in bytes, kbytes or mbytes"));
+                    return Err(Error::new(
+                        t2.span,
+                        "syntax error, a byte rate needs a burst in bytes, kbytes or mbytes",
+                    ));
                 }
                 n
             } else {
-                let m = byte_unit(&bu).ok_or_else(|| Error::new(t2.span, format!("Wrong unit format, expecting bytes, kbytes or mbytes ({bu})")))?;
+                let m = byte_unit(&bu).ok_or_else(|| {
+                    Error::new(
+                        t2.span,
+                        format!("Wrong unit format, expecting bytes, kbytes or mbytes ({bu})"),
+                    )
+                })?;
                 if !bytes {
-                    return Err(Error::new(t2.span, "syntax error, a packet rate needs a burst in packets"));
+                    return Err(Error::new(
+                        t2.span,
+                        "syntax error, a packet rate needs a burst in packets",
+                    ));
                 }
-                n.checked_mul(m).ok_or_else(|| Error::new(t2.span, "burst out of range"))?
+                n.checked_mul(m)
+                    .ok_or_else(|| Error::new(t2.span, "burst out of range"))?
             };
             burst = Some(n);
         }
-        Ok(LimitStmt { over, rate, unit: period, bytes, burst })
+        Ok(LimitStmt {
+            over,
+            rate,
+            unit: period,
+            bytes,
+            burst,
+        })
     }
 
     fn log_body(&mut self) -> Result<LogStmt> {
@@ -1819,7 +2413,18 @@ impl<'a> Parser<'a> {
                 "level" => {
                     self.next()?;
                     let (lv, sp) = self.ident("level")?;
-                    if !matches!(lv.as_str(), "emerg" | "alert" | "crit" | "err" | "warn" | "notice" | "info" | "debug" | "audit") {
+                    if !matches!(
+                        lv.as_str(),
+                        "emerg"
+                            | "alert"
+                            | "crit"
+                            | "err"
+                            | "warn"
+                            | "notice"
+                            | "info"
+                            | "debug"
+                            | "audit"
+                    ) {
                         return Err(Error::new(sp, format!("invalid log level: {lv}")));
                     }
                     l.level = Some(lv);
@@ -1838,7 +2443,12 @@ impl<'a> Parser<'a> {
                                 match x.as_str() {
                                     "sequence" => push_flag(&mut l.flags, "tcp sequence"),
                                     "options" => push_flag(&mut l.flags, "tcp options"),
-                                    _ => return Err(Error::new(sp2, format!("syntax error, unexpected {x}"))),
+                                    _ => {
+                                        return Err(Error::new(
+                                            sp2,
+                                            format!("syntax error, unexpected {x}"),
+                                        ))
+                                    }
                                 }
                             }
                         }
@@ -1871,7 +2481,11 @@ impl<'a> Parser<'a> {
             "icmp" | "icmpv6" | "icmp6" | "icmpx" => {
                 self.eat_word("type")?;
                 let code = self.primary(Mode::Rhs)?;
-                let family = if w == "icmp6" { "icmpv6".to_string() } else { w };
+                let family = if w == "icmp6" {
+                    "icmpv6".to_string()
+                } else {
+                    w
+                };
                 Ok(StmtKind::Reject(RejectKind::Icmp { family, code }))
             }
             _ => Err(Error::new(sp, format!("syntax error, unexpected {w}"))),
@@ -1893,7 +2507,9 @@ impl<'a> Parser<'a> {
             NatKind::Snat | NatKind::Dnat => {
                 // `[ip|ip6] [addr . port|interval|prefix] to ADDR[:PORT]`, `to :PORT`, or the
                 // address right after the keyword
-                if (self.is_word("ip")? || self.is_word("ip6")?) && matches!(self.peek_n(1)?, Tok::Word(x) if matches!(x.as_str(), "to" | "prefix" | "addr" | "interval")) {
+                if (self.is_word("ip")? || self.is_word("ip6")?)
+                    && matches!(self.peek_n(1)?, Tok::Word(x) if matches!(x.as_str(), "to" | "prefix" | "addr" | "interval"))
+                {
                     family = Some(self.next()?.tok.text());
                 }
                 let mut need_to = family.is_some();
@@ -1944,7 +2560,14 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(StmtKind::Nat(NatStmt { kind, family, addr, port, prefix, flags }))
+        Ok(StmtKind::Nat(NatStmt {
+            kind,
+            family,
+            addr,
+            port,
+            prefix,
+            flags,
+        }))
     }
 
     /// `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `[::1]-[::2]:80-90`, `[::]/64`, `:80`,
@@ -1996,7 +2619,10 @@ impl<'a> Parser<'a> {
             if self.eat_word("num")? {
                 // `num` takes a number or a range only; expressions need `to`
                 let e = self.expr(Mode::Stmt)?;
-                if !matches!(e.kind, ExprKind::Symbol(_) | ExprKind::Range(..) | ExprKind::Const(_)) {
+                if !matches!(
+                    e.kind,
+                    ExprKind::Symbol(_) | ExprKind::Range(..) | ExprKind::Const(_)
+                ) {
                     return Err(Error::new(e.span, "syntax error, unexpected expression after queue num, expecting a number or range"));
                 }
                 num = Some(e);
@@ -2037,7 +2663,12 @@ impl<'a> Parser<'a> {
             self.next()?;
             let mut value = self.expr(Mode::Stmt)?;
             // a flag list: `ct event set new,related`
-            if matches!(self.peek()?, Tok::Comma) && !matches!(value.kind, ExprKind::Set(_) | ExprKind::SetRef(_) | ExprKind::Map(..)) {
+            if matches!(self.peek()?, Tok::Comma)
+                && !matches!(
+                    value.kind,
+                    ExprKind::Set(_) | ExprKind::SetRef(_) | ExprKind::Map(..)
+                )
+            {
                 let mut items = vec![value];
                 while self.eat(&Tok::Comma)? {
                     items.push(self.expr(Mode::Stmt)?);
@@ -2046,13 +2677,19 @@ impl<'a> Parser<'a> {
                 value = Expr::new(ExprKind::List(items), sp);
             }
             let sp = span.to(value.span);
-            return Ok(Stmt { kind: StmtKind::Set { key: left, value }, span: sp });
+            return Ok(Stmt {
+                kind: StmtKind::Set { key: left, value },
+                span: sp,
+            });
         }
         if self.is_word("vmap")? {
             self.next()?;
             let map = self.map_rhs()?;
             let sp = span.to(map.span);
-            return Ok(Stmt { kind: StmtKind::Vmap { key: left, map }, span: sp });
+            return Ok(Stmt {
+                kind: StmtKind::Vmap { key: left, map },
+                span: sp,
+            });
         }
         // `ct mark set` style words like `ct helper "ftp"` are matches; operators:
         let op = match self.peek()?.clone() {
@@ -2081,14 +2718,20 @@ impl<'a> Parser<'a> {
             }
             None => {
                 if is_keyword_end(self.peek()?) {
-                    return Err(Error::new(span, "syntax error, expression has no comparison (missing value?)"));
+                    return Err(Error::new(
+                        span,
+                        "syntax error, expression has no comparison (missing value?)",
+                    ));
                 }
                 RelOp::Implicit
             }
         };
         let right = self.rhs_expr()?;
         let sp = span.to(right.span);
-        Ok(Stmt { kind: StmtKind::Match { left, op, right }, span: sp })
+        Ok(Stmt {
+            kind: StmtKind::Match { left, op, right },
+            span: sp,
+        })
     }
 
     fn map_rhs(&mut self) -> Result<Expr> {
@@ -2107,7 +2750,9 @@ impl<'a> Parser<'a> {
     fn rhs_expr(&mut self) -> Result<Expr> {
         let first = self.expr(Mode::Rhs)?;
         // `ct state established,related`, `tcp flags syn,ack`
-        if matches!(self.peek()?, Tok::Comma) && !matches!(first.kind, ExprKind::Set(_) | ExprKind::SetRef(_)) {
+        if matches!(self.peek()?, Tok::Comma)
+            && !matches!(first.kind, ExprKind::Set(_) | ExprKind::SetRef(_))
+        {
             let mut items = vec![first];
             while self.eat(&Tok::Comma)? {
                 items.push(self.expr(Mode::Rhs)?);
@@ -2115,7 +2760,13 @@ impl<'a> Parser<'a> {
             let sp = items[0].span.to(items[items.len() - 1].span);
             // `fin,syn / fin,syn`: the mask applies to the whole list
             if matches!(items.last().map(|e| &e.kind), Some(ExprKind::Masked(..))) {
-                let Some(Expr { kind: ExprKind::Masked(v, m), .. }) = items.pop() else { return self.unexpected("flag list") };
+                let Some(Expr {
+                    kind: ExprKind::Masked(v, m),
+                    ..
+                }) = items.pop()
+                else {
+                    return self.unexpected("flag list");
+                };
                 items.push(*v);
                 let lsp = items[0].span.to(items[items.len() - 1].span);
                 let list = Expr::new(ExprKind::List(items), lsp);
@@ -2235,8 +2886,14 @@ impl<'a> Parser<'a> {
                 let r = self.primary(Mode::Rhs)?;
                 let sp = l.span.to(r.span);
                 match &r.kind {
-                    ExprKind::Symbol(n) if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() && !matches!(l.kind, ExprKind::Symbol(ref s) if !s.contains(['.', ':'])) => {
-                        let len = n.parse::<u32>().map_err(|_| Error::new(r.span, "prefix length out of range"))?;
+                    ExprKind::Symbol(n)
+                        if n.bytes().all(|b| b.is_ascii_digit())
+                            && !n.is_empty()
+                            && !matches!(l.kind, ExprKind::Symbol(ref s) if !s.contains(['.', ':'])) =>
+                    {
+                        let len = n
+                            .parse::<u32>()
+                            .map_err(|_| Error::new(r.span, "prefix length out of range"))?;
                         Ok(Expr::new(ExprKind::Prefix(Box::new(l), len), sp))
                     }
                     _ => {
@@ -2317,7 +2974,11 @@ impl<'a> Parser<'a> {
                 "jump" | "goto" => {
                     self.next()?;
                     let (c, sp) = self.ident("chain name")?;
-                    let v = if w == "jump" { Verdict::Jump(c) } else { Verdict::Goto(c) };
+                    let v = if w == "jump" {
+                        Verdict::Jump(c)
+                    } else {
+                        Verdict::Goto(c)
+                    };
                     return Ok(Expr::new(ExprKind::Verdict(v), t.span.to(sp)));
                 }
                 _ => {}
@@ -2333,7 +2994,13 @@ impl<'a> Parser<'a> {
             self.expect_word("count")?;
             let over = self.eat_word("over")?;
             let (n, sp) = self.number("number")?;
-            return Ok(Stmt { kind: StmtKind::Connlimit { over, count: n as u32 }, span: span.to(sp) });
+            return Ok(Stmt {
+                kind: StmtKind::Connlimit {
+                    over,
+                    count: n as u32,
+                },
+                span: span.to(sp),
+            });
         }
         self.stmt_after_kw(kw, span)
     }
@@ -2423,7 +3090,9 @@ impl<'a> Parser<'a> {
             }
             Tok::At(n) => {
                 self.next()?;
-                if matches!(n.as_str(), "ll" | "nh" | "th" | "ih") && matches!(self.peek()?, Tok::Comma) {
+                if matches!(n.as_str(), "ll" | "nh" | "th" | "ih")
+                    && matches!(self.peek()?, Tok::Comma)
+                {
                     self.next()?;
                     let (off, _) = self.number("offset")?;
                     self.expect(&Tok::Comma, "','")?;
@@ -2431,9 +3100,22 @@ impl<'a> Parser<'a> {
                     // the port fields of any transport header are `th sport`/`th dport`
                     if n == "th" && len == 16 && (off == 0 || off == 16) {
                         let field = if off == 0 { "sport" } else { "dport" };
-                        return Ok(Expr::new(ExprKind::Payload { proto: "th".into(), field: field.into() }, t.span.to(sp)));
+                        return Ok(Expr::new(
+                            ExprKind::Payload {
+                                proto: "th".into(),
+                                field: field.into(),
+                            },
+                            t.span.to(sp),
+                        ));
                     }
-                    return Ok(Expr::new(ExprKind::RawPayload { base: n.clone(), offset: off as u32, len: len as u32 }, t.span.to(sp)));
+                    return Ok(Expr::new(
+                        ExprKind::RawPayload {
+                            base: n.clone(),
+                            offset: off as u32,
+                            len: len as u32,
+                        },
+                        t.span.to(sp),
+                    ));
                 }
                 Ok(Expr::new(ExprKind::SetRef(n.clone()), t.span))
             }
@@ -2482,7 +3164,13 @@ impl<'a> Parser<'a> {
                     let (off, _) = self.number("offset")?;
                     self.expect(&Tok::Comma, "','")?;
                     let (len, sp) = self.number("length")?;
-                    return mk(ExprKind::TcpOpt { opt: kind.to_string(), field: Some(format!("@{off},{len}")) }, span.to(sp));
+                    return mk(
+                        ExprKind::TcpOpt {
+                            opt: kind.to_string(),
+                            field: Some(format!("@{off},{len}")),
+                        },
+                        span.to(sp),
+                    );
                 }
                 let (opt, sp) = self.ident("tcp option")?;
                 // an option by number is the one nft knows by that kind, if any
@@ -2491,7 +3179,11 @@ impl<'a> Parser<'a> {
                     None => opt,
                 };
                 // the first SACK block is listed as plain `sack`
-                let opt = if opt == "sack0" { "sack".to_string() } else { opt };
+                let opt = if opt == "sack0" {
+                    "sack".to_string()
+                } else {
+                    opt
+                };
                 let mut field = None;
                 if let Some(x) = self.peek_word()? {
                     if is_tcpopt_field(&x) {
@@ -2507,7 +3199,12 @@ impl<'a> Parser<'a> {
                 let (opt, sp) = self.ident("ip option")?;
                 let mut field = None;
                 if let Some(x) = self.peek_word()? {
-                    if matches!(x.as_str(), "type" | "length" | "value" | "ptr" | "addr" | "exists" | "missing") && x != "exists" && x != "missing" {
+                    if matches!(
+                        x.as_str(),
+                        "type" | "length" | "value" | "ptr" | "addr" | "exists" | "missing"
+                    ) && x != "exists"
+                        && x != "missing"
+                    {
                         self.next()?;
                         field = Some(x);
                     }
@@ -2540,7 +3237,13 @@ impl<'a> Parser<'a> {
                         self.next()?;
                         self.next()?;
                         let kt = self.next()?;
-                        return mk(ExprKind::Payload { proto: w.to_string(), field: format!("{f} {kind}") }, span.to(kt.span));
+                        return mk(
+                            ExprKind::Payload {
+                                proto: w.to_string(),
+                                field: format!("{f} {kind}"),
+                            },
+                            span.to(kt.span),
+                        );
                     }
                 }
             }
@@ -2548,8 +3251,18 @@ impl<'a> Parser<'a> {
                 self.next()?;
                 let ft = self.next()?;
                 // `vlan cfi` is the old name of the drop eligible indicator
-                let f = if w == "vlan" && f == "cfi" { "dei".to_string() } else { f };
-                return mk(ExprKind::Payload { proto: w.to_string(), field: f }, span.to(ft.span));
+                let f = if w == "vlan" && f == "cfi" {
+                    "dei".to_string()
+                } else {
+                    f
+                };
+                return mk(
+                    ExprKind::Payload {
+                        proto: w.to_string(),
+                        field: f,
+                    },
+                    span.to(ft.span),
+                );
             }
             return Ok(None);
         }
@@ -2560,7 +3273,8 @@ impl<'a> Parser<'a> {
                     let mut end = self.next()?.span;
                     let mut field = f.clone();
                     // an address of a list: `srh sid[1]`, `rt0 addr[2]`
-                    if matches!(f.as_str(), "sid" | "addr") && matches!(self.peek()?, Tok::LBracket) {
+                    if matches!(f.as_str(), "sid" | "addr") && matches!(self.peek()?, Tok::LBracket)
+                    {
                         self.next()?;
                         let (n, _) = self.number("list index")?;
                         if !matches!(self.peek()?, Tok::RBracket) {
@@ -2569,7 +3283,13 @@ impl<'a> Parser<'a> {
                         end = self.next()?.span;
                         field = format!("{f}[{n}]");
                     }
-                    return mk(ExprKind::Exthdr { hdr: w.to_string(), field }, span.to(end));
+                    return mk(
+                        ExprKind::Exthdr {
+                            hdr: w.to_string(),
+                            field,
+                        },
+                        span.to(end),
+                    );
                 }
             }
             if w != "rt" {
@@ -2583,11 +3303,19 @@ impl<'a> Parser<'a> {
                 // `exthdr hbh exists`, `exthdr hbh != missing`, `exthdr hbh 1`: a presence
                 // check, written with no field; the value is the right-hand side
                 let presence = match self.peek()? {
-                    Tok::Word(x) => x == "exists" || x == "missing" || x.bytes().all(|b| b.is_ascii_digit()),
+                    Tok::Word(x) => {
+                        x == "exists" || x == "missing" || x.bytes().all(|b| b.is_ascii_digit())
+                    }
                     _ => true,
                 };
                 if presence {
-                    return mk(ExprKind::Exthdr { hdr, field: String::new() }, span.to(hsp));
+                    return mk(
+                        ExprKind::Exthdr {
+                            hdr,
+                            field: String::new(),
+                        },
+                        span.to(hsp),
+                    );
                 }
                 let (f, sp) = self.ident("field")?;
                 mk(ExprKind::Exthdr { hdr, field: f }, span.to(sp))
@@ -2597,14 +3325,19 @@ impl<'a> Parser<'a> {
                 if !is_meta_key(&k) {
                     self.next()?;
                     let t = self.next()?;
-                    return Err(Error::new(t.span, format!("syntax error, unexpected {}", k)));
+                    return Err(Error::new(
+                        t.span,
+                        format!("syntax error, unexpected {}", k),
+                    ));
                 }
                 self.next()?;
                 let t = self.next()?;
                 mk(ExprKind::Meta(k), span.to(t.span))
             }
             // `ipsec in reqid 1` is the ipsec expression, a bare `ipsec` the meta key
-            _ if is_unqualified_meta(w) && !(w == "ipsec" && matches!(nw.as_deref(), Some("in" | "out"))) => {
+            _ if is_unqualified_meta(w)
+                && !(w == "ipsec" && matches!(nw.as_deref(), Some("in" | "out"))) =>
+            {
                 self.next()?;
                 mk(ExprKind::Meta(w.to_string()), span)
             }
@@ -2629,7 +3362,14 @@ impl<'a> Parser<'a> {
                 if !is_ct_key(&k) {
                     return Err(Error::new(sp, format!("syntax error, unexpected {k}")));
                 }
-                mk(ExprKind::Ct { key: k, dir, family }, span.to(sp))
+                mk(
+                    ExprKind::Ct {
+                        key: k,
+                        dir,
+                        family,
+                    },
+                    span.to(sp),
+                )
             }
             "fib" => {
                 self.next()?;
@@ -2662,12 +3402,23 @@ impl<'a> Parser<'a> {
                     offset = o;
                     sp = s;
                 }
-                mk(ExprKind::Numgen { random, modulus: modulus as u32, offset: offset as u32 }, span.to(sp))
+                mk(
+                    ExprKind::Numgen {
+                        random,
+                        modulus: modulus as u32,
+                        offset: offset as u32,
+                    },
+                    span.to(sp),
+                )
             }
             "jhash" | "symhash" => {
                 self.next()?;
                 let sym = w == "symhash";
-                let inner = if sym { None } else { Some(Box::new(self.hash_key()?)) };
+                let inner = if sym {
+                    None
+                } else {
+                    Some(Box::new(self.hash_key()?))
+                };
                 self.expect_word("mod")?;
                 let (modulus, mut sp) = self.number("modulus")?;
                 let mut seed = None;
@@ -2685,7 +3436,16 @@ impl<'a> Parser<'a> {
                         break;
                     }
                 }
-                mk(ExprKind::Hash { expr: inner, modulus: modulus as u32, seed, offset, sym }, span.to(sp))
+                mk(
+                    ExprKind::Hash {
+                        expr: inner,
+                        modulus: modulus as u32,
+                        seed,
+                        offset,
+                        sym,
+                    },
+                    span.to(sp),
+                )
             }
             "socket" => {
                 self.next()?;
@@ -2720,7 +3480,15 @@ impl<'a> Parser<'a> {
                     family = Some(self.next()?.tok.text());
                 }
                 let (key, sp) = self.ident("ipsec key")?;
-                mk(ExprKind::Ipsec { dir, spnum, key, family }, span.to(sp))
+                mk(
+                    ExprKind::Ipsec {
+                        dir,
+                        spnum,
+                        key,
+                        family,
+                    },
+                    span.to(sp),
+                )
             }
             "tunnel" => {
                 self.next()?;
@@ -2737,10 +3505,21 @@ impl<'a> Parser<'a> {
         self.next()?;
         let t = self.peek_tok()?.clone();
         match self.selector(inner, t.span)? {
-            Some(Expr { kind: ExprKind::Payload { proto, field }, span: sp, .. }) => {
-                Ok(Some(Expr::new(ExprKind::Payload { proto: format!("{tunnel} {proto}"), field }, span.to(sp))))
-            }
-            Some(e) => Err(Error::new(e.span, format!("syntax error, {inner} header field expected after {tunnel}"))),
+            Some(Expr {
+                kind: ExprKind::Payload { proto, field },
+                span: sp,
+                ..
+            }) => Ok(Some(Expr::new(
+                ExprKind::Payload {
+                    proto: format!("{tunnel} {proto}"),
+                    field,
+                },
+                span.to(sp),
+            ))),
+            Some(e) => Err(Error::new(
+                e.span,
+                format!("syntax error, {inner} header field expected after {tunnel}"),
+            )),
             None => self.unexpected(&format!("{inner} header field")),
         }
     }
@@ -2785,7 +3564,27 @@ fn push_flag(v: &mut Vec<String>, f: &str) {
 pub fn is_payload_proto(w: &str) -> bool {
     matches!(
         w,
-        "ether" | "vlan" | "arp" | "ip" | "icmp" | "igmp" | "ip6" | "icmpv6" | "tcp" | "udp" | "udplite" | "sctp" | "dccp" | "ah" | "esp" | "comp" | "th" | "gre" | "gretap" | "vxlan" | "geneve"
+        "ether"
+            | "vlan"
+            | "arp"
+            | "ip"
+            | "icmp"
+            | "igmp"
+            | "ip6"
+            | "icmpv6"
+            | "tcp"
+            | "udp"
+            | "udplite"
+            | "sctp"
+            | "dccp"
+            | "ah"
+            | "esp"
+            | "comp"
+            | "th"
+            | "gre"
+            | "gretap"
+            | "vxlan"
+            | "geneve"
     )
 }
 
@@ -2797,13 +3596,60 @@ pub fn is_payload_field(proto: &str, f: &str) -> bool {
     let fields: &[&str] = match proto {
         "ether" => &["saddr", "daddr", "type"],
         "vlan" => &["id", "pcp", "dei", "cfi", "type"],
-        "arp" => &["htype", "ptype", "hlen", "plen", "operation", "saddr", "daddr"],
-        "ip" => &["version", "hdrlength", "dscp", "ecn", "length", "id", "frag-off", "ttl", "protocol", "checksum", "saddr", "daddr"],
-        "icmp" => &["type", "code", "checksum", "id", "sequence", "gateway", "mtu"],
+        "arp" => &[
+            "htype",
+            "ptype",
+            "hlen",
+            "plen",
+            "operation",
+            "saddr",
+            "daddr",
+        ],
+        "ip" => &[
+            "version",
+            "hdrlength",
+            "dscp",
+            "ecn",
+            "length",
+            "id",
+            "frag-off",
+            "ttl",
+            "protocol",
+            "checksum",
+            "saddr",
+            "daddr",
+        ],
+        "icmp" => &[
+            "type", "code", "checksum", "id", "sequence", "gateway", "mtu",
+        ],
         "igmp" => &["type", "mrt", "checksum", "group"],
-        "ip6" => &["version", "dscp", "ecn", "flowlabel", "length", "nexthdr", "hoplimit", "saddr", "daddr"],
-        "icmpv6" => &["type", "code", "checksum", "parameter-problem", "mtu", "id", "sequence", "max-delay", "taddr", "daddr"],
-        "tcp" => &["sport", "dport", "sequence", "ackseq", "doff", "reserved", "flags", "window", "checksum", "urgptr"],
+        "ip6" => &[
+            "version",
+            "dscp",
+            "ecn",
+            "flowlabel",
+            "length",
+            "nexthdr",
+            "hoplimit",
+            "saddr",
+            "daddr",
+        ],
+        "icmpv6" => &[
+            "type",
+            "code",
+            "checksum",
+            "parameter-problem",
+            "mtu",
+            "id",
+            "sequence",
+            "max-delay",
+            "taddr",
+            "daddr",
+        ],
+        "tcp" => &[
+            "sport", "dport", "sequence", "ackseq", "doff", "reserved", "flags", "window",
+            "checksum", "urgptr",
+        ],
         "udp" | "udplite" => &["sport", "dport", "length", "csumcov", "checksum"],
         "sctp" => &["sport", "dport", "vtag", "checksum"],
         "dccp" => &["sport", "dport", "type"],
@@ -2820,7 +3666,10 @@ pub fn is_payload_field(proto: &str, f: &str) -> bool {
 }
 
 fn is_exthdr(w: &str) -> bool {
-    matches!(w, "hbh" | "rt" | "rt0" | "rt2" | "srh" | "frag" | "dst" | "mh")
+    matches!(
+        w,
+        "hbh" | "rt" | "rt0" | "rt2" | "srh" | "frag" | "dst" | "mh"
+    )
 }
 
 fn is_exthdr_field(hdr: &str, f: &str) -> bool {
@@ -2830,11 +3679,20 @@ fn is_exthdr_field(hdr: &str, f: &str) -> bool {
         "rt0" => &["addr", "reserved"],
         "rt2" => &["addr"],
         "srh" => &["last-entry", "flags", "tag", "sid"],
-        "frag" => &["nexthdr", "reserved", "frag-off", "reserved2", "more-fragments", "id"],
+        "frag" => &[
+            "nexthdr",
+            "reserved",
+            "frag-off",
+            "reserved2",
+            "more-fragments",
+            "id",
+        ],
         "mh" => &["nexthdr", "hdrlength", "type", "reserved", "checksum"],
         _ => &[],
     };
-    fields.contains(&f) || (hdr == "rt0" && f.starts_with("addr")) || (hdr == "srh" && f.starts_with("sid"))
+    fields.contains(&f)
+        || (hdr == "rt0" && f.starts_with("addr"))
+        || (hdr == "srh" && f.starts_with("sid"))
 }
 
 /// A TCP option kind written as a number (`tcp option 254`), which must fit in a byte.
@@ -2849,25 +3707,118 @@ fn tcpopt_number(w: &str, sp: Span) -> Result<Option<u8>> {
 }
 
 fn is_tcpopt_field(f: &str) -> bool {
-    matches!(f, "kind" | "length" | "size" | "count" | "left" | "right" | "tsval" | "tsecr" | "subtype" | "value")
+    matches!(
+        f,
+        "kind"
+            | "length"
+            | "size"
+            | "count"
+            | "left"
+            | "right"
+            | "tsval"
+            | "tsecr"
+            | "subtype"
+            | "value"
+    )
 }
 
 fn is_sctp_chunk_field(f: &str) -> bool {
-    matches!(f, "type" | "flags" | "length" | "tsn" | "stream" | "ssn" | "ppid" | "init-tag" | "a-rwnd" | "num-outbound-streams" | "num-inbound-streams" | "initial-tsn" | "cum-tsn-ack" | "num-gap-ack-blocks" | "num-dup-tsns" | "lowest-tsn" | "seqno" | "new-cum-tsn")
+    matches!(
+        f,
+        "type"
+            | "flags"
+            | "length"
+            | "tsn"
+            | "stream"
+            | "ssn"
+            | "ppid"
+            | "init-tag"
+            | "a-rwnd"
+            | "num-outbound-streams"
+            | "num-inbound-streams"
+            | "initial-tsn"
+            | "cum-tsn-ack"
+            | "num-gap-ack-blocks"
+            | "num-dup-tsns"
+            | "lowest-tsn"
+            | "seqno"
+            | "new-cum-tsn"
+    )
 }
 
 pub fn is_meta_key(k: &str) -> bool {
     crate::proto::meta_key(k).is_some()
         || matches!(
             k,
-            "length" | "nfproto" | "l4proto" | "protocol" | "priority" | "mark" | "iif" | "iifname" | "iiftype" | "oif" | "oifname" | "oiftype" | "skuid" | "skgid" | "nftrace" | "rtclassid" | "ibriport" | "obriport" | "ibrname" | "obrname" | "pkttype" | "cpu" | "iifgroup" | "oifgroup" | "cgroup" | "random" | "ipsec" | "secpath" | "iifkind" | "oifkind" | "ibrpvid" | "ibrvproto" | "time" | "day" | "hour" | "secmark" | "sdif" | "sdifname" | "broute"
+            "length"
+                | "nfproto"
+                | "l4proto"
+                | "protocol"
+                | "priority"
+                | "mark"
+                | "iif"
+                | "iifname"
+                | "iiftype"
+                | "oif"
+                | "oifname"
+                | "oiftype"
+                | "skuid"
+                | "skgid"
+                | "nftrace"
+                | "rtclassid"
+                | "ibriport"
+                | "obriport"
+                | "ibrname"
+                | "obrname"
+                | "pkttype"
+                | "cpu"
+                | "iifgroup"
+                | "oifgroup"
+                | "cgroup"
+                | "random"
+                | "ipsec"
+                | "secpath"
+                | "iifkind"
+                | "oifkind"
+                | "ibrpvid"
+                | "ibrvproto"
+                | "time"
+                | "day"
+                | "hour"
+                | "secmark"
+                | "sdif"
+                | "sdifname"
+                | "broute"
         )
 }
 
 fn is_unqualified_meta(w: &str) -> bool {
     matches!(
         w,
-        "mark" | "iif" | "iifname" | "iiftype" | "oif" | "oifname" | "oiftype" | "skuid" | "skgid" | "nftrace" | "rtclassid" | "ibriport" | "obriport" | "ibrname" | "obrname" | "pkttype" | "cpu" | "iifgroup" | "oifgroup" | "cgroup" | "ipsec" | "time" | "day" | "hour"
+        "mark"
+            | "iif"
+            | "iifname"
+            | "iiftype"
+            | "oif"
+            | "oifname"
+            | "oiftype"
+            | "skuid"
+            | "skgid"
+            | "nftrace"
+            | "rtclassid"
+            | "ibriport"
+            | "obriport"
+            | "ibrname"
+            | "obrname"
+            | "pkttype"
+            | "cpu"
+            | "iifgroup"
+            | "oifgroup"
+            | "cgroup"
+            | "ipsec"
+            | "time"
+            | "day"
+            | "hour"
     )
 }
 
@@ -2875,7 +3826,28 @@ fn is_ct_key(k: &str) -> bool {
     crate::proto::ct_key(k).is_some()
         || matches!(
             k,
-            "state" | "direction" | "status" | "mark" | "expiration" | "helper" | "l3proto" | "protocol" | "saddr" | "daddr" | "proto-src" | "proto-dst" | "bytes" | "packets" | "avgpkt" | "zone" | "label" | "event" | "secmark" | "id" | "timeout" | "expectation"
+            "state"
+                | "direction"
+                | "status"
+                | "mark"
+                | "expiration"
+                | "helper"
+                | "l3proto"
+                | "protocol"
+                | "saddr"
+                | "daddr"
+                | "proto-src"
+                | "proto-dst"
+                | "bytes"
+                | "packets"
+                | "avgpkt"
+                | "zone"
+                | "label"
+                | "event"
+                | "secmark"
+                | "id"
+                | "timeout"
+                | "expectation"
         )
 }
 
@@ -2963,7 +3935,11 @@ pub fn parse_time_ms(s: &str) -> Option<u64> {
 /// Finds the files an `include` names: an absolute path, or relative to the including file's
 /// directory, the current directory, and then the include path. Globs that match nothing are
 /// not an error; a plain path that does not exist is.
-pub fn resolve_include(path: &str, including: &Path, dirs: &[PathBuf]) -> std::result::Result<Vec<PathBuf>, String> {
+pub fn resolve_include(
+    path: &str,
+    including: &Path,
+    dirs: &[PathBuf],
+) -> std::result::Result<Vec<PathBuf>, String> {
     let is_glob = path.contains(['*', '?', '[']);
     let mut candidates: Vec<PathBuf> = vec![];
     let p = Path::new(path);
@@ -2982,7 +3958,10 @@ pub fn resolve_include(path: &str, including: &Path, dirs: &[PathBuf]) -> std::r
         for c in &candidates {
             let pat = c.to_string_lossy().to_string();
             if let Ok(paths) = glob::glob(&pat) {
-                let mut v: Vec<PathBuf> = paths.filter_map(|r| r.ok()).filter(|p| p.is_file()).collect();
+                let mut v: Vec<PathBuf> = paths
+                    .filter_map(|r| r.ok())
+                    .filter(|p| p.is_file())
+                    .collect();
                 if !v.is_empty() {
                     v.sort();
                     return Ok(v);

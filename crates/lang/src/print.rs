@@ -32,7 +32,11 @@ pub fn table(s: &mut String, t: &Table, o: &ListOpts) {
     };
     // flags, then the comment; only flags set the table body apart with a blank line
     if !t.flags.is_empty() {
-        let flags: Vec<&str> = ["dormant", "owner", "persist"].iter().copied().filter(|f| t.flags.iter().any(|x| x == f)).collect();
+        let flags: Vec<&str> = ["dormant", "owner", "persist"]
+            .iter()
+            .copied()
+            .filter(|f| t.flags.iter().any(|x| x == f))
+            .collect();
         let _ = writeln!(s, "\tflags {}", flags.join(","));
         first = false;
     }
@@ -64,11 +68,27 @@ pub fn table(s: &mut String, t: &Table, o: &ListOpts) {
     s.push_str("}\n");
 }
 
-const STD_PRIOS: &[(i32, &str)] = &[(-300, "raw"), (-150, "mangle"), (-100, "dstnat"), (0, "filter"), (50, "security"), (100, "srcnat")];
-const BRIDGE_PRIOS: &[(i32, &str)] = &[(-300, "dstnat"), (-200, "filter"), (100, "out"), (300, "srcnat")];
+const STD_PRIOS: &[(i32, &str)] = &[
+    (-300, "raw"),
+    (-150, "mangle"),
+    (-100, "dstnat"),
+    (0, "filter"),
+    (50, "security"),
+    (100, "srcnat"),
+];
+const BRIDGE_PRIOS: &[(i32, &str)] = &[
+    (-300, "dstnat"),
+    (-200, "filter"),
+    (100, "out"),
+    (300, "srcnat"),
+];
 
 pub fn std_prio_value(family: Family, name: &str) -> Option<i32> {
-    let table = if family == Family::Bridge { BRIDGE_PRIOS } else { STD_PRIOS };
+    let table = if family == Family::Bridge {
+        BRIDGE_PRIOS
+    } else {
+        STD_PRIOS
+    };
     table.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
 }
 
@@ -95,11 +115,21 @@ pub fn prio_str(p: &Prio, family: Family, hook: &str) -> String {
         Prio::Num(n) => *n,
         Prio::Named(n, off) => match std_prio_value(family, n) {
             Some(b) => b + off,
-            None => return if *off == 0 { n.clone() } else { format!("{n} {} {}", if *off < 0 { '-' } else { '+' }, off.abs()) },
+            None => {
+                return if *off == 0 {
+                    n.clone()
+                } else {
+                    format!("{n} {} {}", if *off < 0 { '-' } else { '+' }, off.abs())
+                }
+            }
         },
         Prio::Var(v) => return v.clone(),
     };
-    let table = if family == Family::Bridge { BRIDGE_PRIOS } else { STD_PRIOS };
+    let table = if family == Family::Bridge {
+        BRIDGE_PRIOS
+    } else {
+        STD_PRIOS
+    };
     for (base, name) in table {
         let off = v - base;
         if (-10..=10).contains(&off) && prio_compat(family, hook, name) {
@@ -114,7 +144,10 @@ pub fn prio_str(p: &Prio, family: Family, hook: &str) -> String {
 }
 
 fn quote_list(v: &[String]) -> String {
-    v.iter().map(|d| format!("\"{d}\"")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|d| format!("\"{d}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn chain(s: &mut String, c: &Chain, t: &Table, o: &ListOpts) {
@@ -134,7 +167,12 @@ fn chain(s: &mut String, c: &Chain, t: &Table, o: &ListOpts) {
                 let _ = write!(s, " devices = {{ {} }}", quote_list(&h.devices));
             }
         }
-        let _ = writeln!(s, " priority {}; policy {};", prio_str(&h.prio, t.family, &h.hook), h.policy.as_deref().unwrap_or("accept"));
+        let _ = writeln!(
+            s,
+            " priority {}; policy {};",
+            prio_str(&h.prio, t.family, &h.hook),
+            h.policy.as_deref().unwrap_or("accept")
+        );
     }
     for r in &c.rules {
         s.push_str("\t\t");
@@ -204,7 +242,13 @@ pub fn time_str(ms: u64) -> String {
     }
     let mut out = String::new();
     let mut rest = ms;
-    for (unit, div) in [("d", 86_400_000u64), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+    for (unit, div) in [
+        ("d", 86_400_000u64),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
         let n = rest / div;
         rest %= div;
         if n > 0 {
@@ -251,16 +295,30 @@ fn obj(s: &mut String, ob: &Obj, family: Family, o: &ListOpts) {
         ObjBody::Limit(l) => {
             let _ = writeln!(s, "\t\t{}", limit_obj_body(l));
         }
-        ObjBody::CtHelper { name, proto, l3proto } => {
+        ObjBody::CtHelper {
+            name,
+            proto,
+            l3proto,
+        } => {
             let _ = writeln!(s, "\t\ttype \"{name}\" protocol {proto}");
             let _ = writeln!(s, "\t\tl3proto {}", l3(l3proto));
         }
-        ObjBody::CtTimeout { proto, l3proto, policy } => {
+        ObjBody::CtTimeout {
+            proto,
+            l3proto,
+            policy,
+        } => {
             let _ = writeln!(s, "\t\tprotocol {proto}");
             let _ = writeln!(s, "\t\tl3proto {}", l3(l3proto));
             let _ = writeln!(s, "\t\tpolicy = {{ {} }}", ct_timeout_policy(proto, policy));
         }
-        ObjBody::CtExpect { proto, dport, timeout, size, l3proto } => {
+        ObjBody::CtExpect {
+            proto,
+            dport,
+            timeout,
+            size,
+            l3proto,
+        } => {
             let _ = writeln!(s, "\t\tprotocol {proto}");
             let _ = writeln!(s, "\t\tdport {dport}");
             let _ = writeln!(s, "\t\ttimeout {}", time_str(*timeout));
@@ -280,7 +338,12 @@ fn obj(s: &mut String, ob: &Obj, family: Family, o: &ListOpts) {
             let ts = flags.iter().any(|f| f == "timestamp");
             let sack = flags.iter().any(|f| f == "sack-perm");
             if ts || sack {
-                let _ = writeln!(s, "\t\t{} {}", if ts { "timestamp" } else { "" }, if sack { "sack-perm" } else { "" });
+                let _ = writeln!(
+                    s,
+                    "\t\t{} {}",
+                    if ts { "timestamp" } else { "" },
+                    if sack { "sack-perm" } else { "" }
+                );
             }
         }
         ObjBody::Tunnel(t) => tunnel_obj(s, t),
@@ -313,11 +376,22 @@ fn ct_timeout_policy(proto: &str, policy: &[(String, u64)]) -> String {
     let states = match proto {
         "tcp" | "6" => CT_TIMEOUT_TCP,
         "udp" | "17" => CT_TIMEOUT_UDP,
-        _ => return policy.iter().map(|(k, v)| format!("{k} : {}", time_str(v * 1000))).collect::<Vec<_>>().join(", "),
+        _ => {
+            return policy
+                .iter()
+                .map(|(k, v)| format!("{k} : {}", time_str(v * 1000)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     };
     let mut out = vec![];
     for (name, dflt) in states {
-        let v = policy.iter().rev().find(|(k, _)| k == name).map(|(_, v)| *v).unwrap_or(*dflt);
+        let v = policy
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+            .unwrap_or(*dflt);
         if v != *dflt {
             out.push(format!("{name} : {}", time_str(v * 1000)));
         }
@@ -330,7 +404,12 @@ fn limit_obj_body(l: &LimitStmt) -> String {
     if l.bytes {
         return limit_body(l);
     }
-    let mut s = format!("rate {}{}/{}", if l.over { "over " } else { "" }, l.rate, l.unit);
+    let mut s = format!(
+        "rate {}{}/{}",
+        if l.over { "over " } else { "" },
+        l.rate,
+        l.unit
+    );
     if let Some(b) = l.burst {
         if b > 0 && b != 5 {
             let _ = write!(s, " burst {b} packets");
@@ -347,16 +426,31 @@ fn keyspec(k: &KeySpec, o: &ListOpts) -> String {
 }
 
 fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
-    let _ = writeln!(s, "\t{} {} {{", if st.is_map { "map" } else { "set" }, st.name);
+    let _ = writeln!(
+        s,
+        "\t{} {} {{",
+        if st.is_map { "map" } else { "set" },
+        st.name
+    );
     if let Some(k) = &st.key {
-        let kw = if matches!(k, KeySpec::Typeof(_)) { "typeof" } else { "type" };
+        let kw = if matches!(k, KeySpec::Typeof(_)) {
+            "typeof"
+        } else {
+            "type"
+        };
         let _ = write!(s, "\t\t{kw} {}", keyspec(k, o));
         if st.is_map {
             if let Some(om) = &st.obj_map {
                 let _ = write!(s, " : {om}");
             } else if let Some(d) = &st.data {
-                let interval = st.data_interval || (st.flags.iter().any(|f| f == "interval") && data_is_interval(st));
-                let _ = write!(s, " : {}{}", if interval { "interval " } else { "" }, keyspec(d, o));
+                let interval = st.data_interval
+                    || (st.flags.iter().any(|f| f == "interval") && data_is_interval(st));
+                let _ = write!(
+                    s,
+                    " : {}{}",
+                    if interval { "interval " } else { "" },
+                    keyspec(d, o)
+                );
             }
         }
         s.push('\n');
@@ -380,9 +474,14 @@ fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
     // A default timeout implies the timeout flag, which is then left unsaid unless another
     // flag is printed with it.
     let timeout_flag = has("timeout") || st.timeout.is_some();
-    let shown = ["constant", "dynamic", "interval"].iter().any(|f| has(f)) || (timeout_flag && st.timeout.is_none());
+    let shown = ["constant", "dynamic", "interval"].iter().any(|f| has(f))
+        || (timeout_flag && st.timeout.is_none());
     if shown {
-        let mut flags: Vec<&str> = ["constant", "dynamic", "interval"].iter().copied().filter(|f| has(f)).collect();
+        let mut flags: Vec<&str> = ["constant", "dynamic", "interval"]
+            .iter()
+            .copied()
+            .filter(|f| has(f))
+            .collect();
         if timeout_flag {
             flags.push("timeout");
         }
@@ -390,7 +489,10 @@ fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
     }
     if !st.stmts.is_empty() {
         // per-element statement templates carry no state
-        let so = ListOpts { stateless: true, ..*o };
+        let so = ListOpts {
+            stateless: true,
+            ..*o
+        };
         let txt: Vec<String> = st.stmts.iter().map(|x| stmt(x, t.family, &so)).collect();
         let _ = writeln!(s, "\t\t{}", txt.join(" "));
     }
@@ -408,8 +510,15 @@ fn set(s: &mut String, st: &Set, t: &Table, o: &ListOpts) {
     }
     if !st.elements.is_empty() {
         s.push_str("\t\telements = { ");
-        let one_per_line = st.is_map || timeout_flag || !st.stmts.is_empty() || st.elements.iter().any(elem_has_comment);
-        let dt = if one_per_line { Dt::Invalid } else { set_key_dt(st) };
+        let one_per_line = st.is_map
+            || timeout_flag
+            || !st.stmts.is_empty()
+            || st.elements.iter().any(elem_has_comment);
+        let dt = if one_per_line {
+            Dt::Invalid
+        } else {
+            set_key_dt(st)
+        };
         let mut count = 0;
         for (i, e) in st.elements.iter().enumerate() {
             if i > 0 {
@@ -451,7 +560,9 @@ fn kernel_elem_count(st: &Set) -> usize {
 fn set_key_dt(st: &Set) -> Dt {
     match &st.key {
         Some(KeySpec::Types(v)) if v.len() == 1 => Dt::by_name(&v[0]).unwrap_or(Dt::Invalid),
-        Some(KeySpec::Typeof(e)) if !matches!(e.kind, ExprKind::Concat(_)) => st.elements.first().map(elem_dt).unwrap_or(Dt::Invalid),
+        Some(KeySpec::Typeof(e)) if !matches!(e.kind, ExprKind::Concat(_)) => {
+            st.elements.first().map(elem_dt).unwrap_or(Dt::Invalid)
+        }
         _ => Dt::Invalid,
     }
 }
@@ -471,7 +582,19 @@ fn delim(dt: Dt, count: &mut usize) -> &'static str {
     let per_line = match dt {
         // every integer-based type nft names `integer` (lengths, raw payloads, ct zone...)
         _ if dt.name() == "integer" => 5,
-        Dt::NfProto | Dt::Integer | Dt::ArpOp | Dt::InetProto | Dt::InetService | Dt::TcpFlag | Dt::DccpPktType | Dt::Mark | Dt::IfIndex | Dt::ClassId | Dt::Uid | Dt::Gid | Dt::CtDir => 5,
+        Dt::NfProto
+        | Dt::Integer
+        | Dt::ArpOp
+        | Dt::InetProto
+        | Dt::InetService
+        | Dt::TcpFlag
+        | Dt::DccpPktType
+        | Dt::Mark
+        | Dt::IfIndex
+        | Dt::ClassId
+        | Dt::Uid
+        | Dt::Gid
+        | Dt::CtDir => 5,
         Dt::Ipv4Addr | Dt::CtState | Dt::CtStatus | Dt::PktType => 2,
         _ => 0,
     };
@@ -504,7 +627,12 @@ fn limit_body(l: &LimitStmt) -> String {
         }
         s
     } else {
-        format!("rate {over}{}/{} burst {} packets", l.rate, l.unit, l.burst.unwrap_or(5))
+        format!(
+            "rate {over}{}/{} burst {} packets",
+            l.rate,
+            l.unit,
+            l.burst.unwrap_or(5)
+        )
     }
 }
 
@@ -513,13 +641,22 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
         StmtKind::Match { left, op, right } => {
             let l = expr(left, o);
             // flag values list as `a,b` in a flag test and as `a | b` everywhere else
-            let flag_test = matches!(op, RelOp::Implicit | RelOp::Neg) && !matches!(left.kind, ExprKind::Binop(..));
-            let r = expr_in(right, o, Ctx::Rhs { binop_left: !flag_test });
+            let flag_test = matches!(op, RelOp::Implicit | RelOp::Neg)
+                && !matches!(left.kind, ExprKind::Binop(..));
+            let r = expr_in(
+                right,
+                o,
+                Ctx::Rhs {
+                    binop_left: !flag_test,
+                },
+            );
             let opstr = match op {
                 RelOp::Implicit => " ".to_string(),
                 RelOp::Neg => " ! ".to_string(),
                 RelOp::Eq => {
-                    if matches!(left.kind, ExprKind::Binop(..)) || (right.dt.is_bitmask() && const_single_flag(right)) {
+                    if matches!(left.kind, ExprKind::Binop(..))
+                        || (right.dt.is_bitmask() && const_single_flag(right))
+                    {
                         " == ".into()
                     } else {
                         " ".into()
@@ -569,11 +706,24 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
                     }
                 }
             }
-            let all = ["tcp sequence", "tcp options", "ip options", "skuid", "ether"].iter().all(|f| l.flags.iter().any(|x| x == f)) || l.flags.iter().any(|x| x == "all");
+            let all = [
+                "tcp sequence",
+                "tcp options",
+                "ip options",
+                "skuid",
+                "ether",
+            ]
+            .iter()
+            .all(|f| l.flags.iter().any(|x| x == f))
+                || l.flags.iter().any(|x| x == "all");
             if all {
                 s.push_str(" flags all");
             } else {
-                let tcp: Vec<&str> = ["sequence", "options"].iter().copied().filter(|f| l.flags.iter().any(|x| x == &format!("tcp {f}"))).collect();
+                let tcp: Vec<&str> = ["sequence", "options"]
+                    .iter()
+                    .copied()
+                    .filter(|f| l.flags.iter().any(|x| x == &format!("tcp {f}")))
+                    .collect();
                 if !tcp.is_empty() {
                     let _ = write!(s, " flags tcp {}", tcp.join(","));
                 }
@@ -625,7 +775,11 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             }
             if !n.flags.is_empty() {
                 let order = ["random", "fully-random", "persistent", "netmap"];
-                let f: Vec<&str> = order.iter().copied().filter(|x| n.flags.iter().any(|y| y == x)).collect();
+                let f: Vec<&str> = order
+                    .iter()
+                    .copied()
+                    .filter(|x| n.flags.iter().any(|y| y == x))
+                    .collect();
                 let _ = write!(s, " {}", f.join(","));
             }
             s
@@ -635,11 +789,20 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
         StmtKind::Set { key, value } => {
             let v = expr_in(value, o, Ctx::Top);
             match &key.kind {
-                ExprKind::Payload { .. } | ExprKind::Exthdr { .. } | ExprKind::TcpOpt { .. } | ExprKind::RawPayload { .. } => format!("{} set {v}", expr(key, o)),
+                ExprKind::Payload { .. }
+                | ExprKind::Exthdr { .. }
+                | ExprKind::TcpOpt { .. }
+                | ExprKind::RawPayload { .. } => format!("{} set {v}", expr(key, o)),
                 _ => format!("{} set {v}", expr(key, o)),
             }
         }
-        StmtKind::Dynset { op, set, key, stmts, data } => {
+        StmtKind::Dynset {
+            op,
+            set,
+            key,
+            stmts,
+            data,
+        } => {
             let opn = match op {
                 SetOp::Add => "add",
                 SetOp::Update => "update",
@@ -647,7 +810,10 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             };
             let mut s = format!("{opn} @{set} {{ {}", expr(key, o));
             // statements of a set update are templates: no state to show
-            let so = ListOpts { stateless: true, ..*o };
+            let so = ListOpts {
+                stateless: true,
+                ..*o
+            };
             for st2 in stmts {
                 let _ = write!(s, " {}", stmt(st2, family, &so));
             }
@@ -674,15 +840,28 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             }
             s
         }
-        StmtKind::Fwd { family: f, addr, dev } => match addr {
-            Some(a) => format!("fwd {}to {} device {}", f.as_ref().map(|x| format!("{x} ")).unwrap_or_default(), expr(a, o), expr(dev, o)),
+        StmtKind::Fwd {
+            family: f,
+            addr,
+            dev,
+        } => match addr {
+            Some(a) => format!(
+                "fwd {}to {} device {}",
+                f.as_ref().map(|x| format!("{x} ")).unwrap_or_default(),
+                expr(a, o),
+                expr(dev, o)
+            ),
             None => format!("fwd to {}", expr(dev, o)),
         },
         StmtKind::Queue { num, flags } => {
             let mut s = "queue".to_string();
             if !flags.is_empty() {
                 let order = ["bypass", "fanout"];
-                let f: Vec<&str> = order.iter().copied().filter(|x| flags.iter().any(|y| y == x)).collect();
+                let f: Vec<&str> = order
+                    .iter()
+                    .copied()
+                    .filter(|x| flags.iter().any(|y| y == x))
+                    .collect();
                 let _ = write!(s, " flags {}", f.join(","));
             }
             match num {
@@ -693,7 +872,11 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             }
             s
         }
-        StmtKind::Tproxy { family: f, addr, port } => {
+        StmtKind::Tproxy {
+            family: f,
+            addr,
+            port,
+        } => {
             let mut s = "tproxy".to_string();
             if family == Family::Inet {
                 if let Some(f) = f {
@@ -737,7 +920,9 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             Some(u) => format!("last used {}", time_str(*u)),
             None => "last used never".into(),
         },
-        StmtKind::Connlimit { over, count } => format!("ct count {}{count}", if *over { "over " } else { "" }),
+        StmtKind::Connlimit { over, count } => {
+            format!("ct count {}{count}", if *over { "over " } else { "" })
+        }
         StmtKind::Reset(e) => format!("reset {}", expr(e, o)),
     }
 }
@@ -745,7 +930,9 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
 fn quoted_expr(e: &Expr, o: &ListOpts) -> String {
     match &e.kind {
         ExprKind::Quoted(s) | ExprKind::Symbol(s) => format!("\"{s}\""),
-        ExprKind::Const(Const { val: Val::Str(s), .. }) => format!("\"{s}\""),
+        ExprKind::Const(Const {
+            val: Val::Str(s), ..
+        }) => format!("\"{s}\""),
         _ => expr(e, o),
     }
 }
@@ -755,7 +942,9 @@ enum Ctx {
     Top,
     /// A set element: flag values with several bits print as `syn | ack`.
     Elem,
-    Rhs { binop_left: bool },
+    Rhs {
+        binop_left: bool,
+    },
     Binop,
 }
 
@@ -780,7 +969,8 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         ExprKind::Const(c) => {
             if c.dt.is_bitmask() {
                 if let Val::Int(v) = c.val {
-                    let pipe = matches!(ctx, Ctx::Binop | Ctx::Rhs { binop_left: true }) || (ctx == Ctx::Elem && v.count_ones() > 1);
+                    let pipe = matches!(ctx, Ctx::Binop | Ctx::Rhs { binop_left: true })
+                        || (ctx == Ctx::Elem && v.count_ones() > 1);
                     if pipe {
                         return bitmask_pipe(c.dt, v, c.bits, o);
                     }
@@ -790,7 +980,9 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         }
         ExprKind::Payload { proto, field } => format!("{proto} {field}"),
         ExprKind::RawPayload { base, offset, len } => format!("@{base},{offset},{len}"),
-        ExprKind::Exthdr { hdr, field } if field.is_empty() || field == "exists" => format!("exthdr {hdr}"),
+        ExprKind::Exthdr { hdr, field } if field.is_empty() || field == "exists" => {
+            format!("exthdr {hdr}")
+        }
         ExprKind::Exthdr { hdr, field } => format!("{hdr} {field}"),
         ExprKind::TcpOpt { opt, field } => match field {
             Some(f) if f.starts_with('@') => format!("tcp option @{opt},{}", &f[1..]),
@@ -808,7 +1000,9 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
         ExprKind::DccpOpt(n) => format!("dccp option {n}"),
         ExprKind::Meta(k) => {
             // older key names (`secpath`) list under the current one
-            let (name, unq) = crate::proto::meta_key(k).map(|m| (m.name, m.unqualified)).unwrap_or((k.as_str(), false));
+            let (name, unq) = crate::proto::meta_key(k)
+                .map(|m| (m.name, m.unqualified))
+                .unwrap_or((k.as_str(), false));
             if unq {
                 name.to_string()
             } else {
@@ -831,15 +1025,35 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             Some(f) => format!("rt {f} {key}"),
             None => format!("rt {key}"),
         },
-        ExprKind::Numgen { random, modulus, offset } => {
-            let mut s = format!("numgen {} mod {modulus}", if *random { "random" } else { "inc" });
+        ExprKind::Numgen {
+            random,
+            modulus,
+            offset,
+        } => {
+            let mut s = format!(
+                "numgen {} mod {modulus}",
+                if *random { "random" } else { "inc" }
+            );
             if *offset != 0 {
                 let _ = write!(s, " offset {offset}");
             }
             s
         }
-        ExprKind::Hash { expr: inner, modulus, seed, offset, sym } => {
-            let mut s = if *sym { "symhash".to_string() } else { format!("jhash {}", inner.as_ref().map(|i| expr(i, o)).unwrap_or_default()) };
+        ExprKind::Hash {
+            expr: inner,
+            modulus,
+            seed,
+            offset,
+            sym,
+        } => {
+            let mut s = if *sym {
+                "symhash".to_string()
+            } else {
+                format!(
+                    "jhash {}",
+                    inner.as_ref().map(|i| expr(i, o)).unwrap_or_default()
+                )
+            };
             let _ = write!(s, " mod {modulus}");
             // a seed the rule gave is kept, even zero
             if let Some(sd) = seed {
@@ -858,7 +1072,12 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             Some(t) => format!("osf ttl {t} {key}"),
             None => format!("osf {key}"),
         },
-        ExprKind::Ipsec { dir, spnum, key, family } => {
+        ExprKind::Ipsec {
+            dir,
+            spnum,
+            key,
+            family,
+        } => {
             let mut s = format!("ipsec {dir}");
             if *spnum != 0 {
                 let _ = write!(s, " spnum {spnum}");
@@ -881,15 +1100,29 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             no.dt.services = false;
             format!("{}-{}", expr_in(a, &no, ctx), expr_in(b, &no, ctx))
         }
-        ExprKind::List(items) => items.iter().map(|i| expr_in(i, o, ctx)).collect::<Vec<_>>().join(","),
-        ExprKind::Concat(items) => items.iter().map(|i| expr_in(i, o, ctx)).collect::<Vec<_>>().join(" . "),
+        ExprKind::List(items) => items
+            .iter()
+            .map(|i| expr_in(i, o, ctx))
+            .collect::<Vec<_>>()
+            .join(","),
+        ExprKind::Concat(items) => items
+            .iter()
+            .map(|i| expr_in(i, o, ctx))
+            .collect::<Vec<_>>()
+            .join(" . "),
         ExprKind::Binop(op, l, r) => {
             let side = |x: &Expr| {
                 let s = expr_in(x, o, Ctx::Binop);
                 match &x.kind {
                     // parenthesised only where the argument binds more loosely than the operator
-                    ExprKind::Binop(op2, ..) if binop_prec(*op2) < binop_prec(*op) => format!("({s})"),
-                    ExprKind::Const(c) if c.dt.is_bitmask() && s.contains(" | ") && *op != BinOp::Or => format!("({s})"),
+                    ExprKind::Binop(op2, ..) if binop_prec(*op2) < binop_prec(*op) => {
+                        format!("({s})")
+                    }
+                    ExprKind::Const(c)
+                        if c.dt.is_bitmask() && s.contains(" | ") && *op != BinOp::Or =>
+                    {
+                        format!("({s})")
+                    }
                     _ => s,
                 }
             };
@@ -919,7 +1152,11 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
             s
         }
         ExprKind::Mapping(k, v) => {
-            let kctx = if ctx == Ctx::Elem { Ctx::Elem } else { Ctx::Top };
+            let kctx = if ctx == Ctx::Elem {
+                Ctx::Elem
+            } else {
+                Ctx::Top
+            };
             format!("{} : {}", expr_in(k, o, kctx), expr_in(v, o, Ctx::Top))
         }
         ExprKind::SetRef(n) => format!("@{n}"),
@@ -932,7 +1169,11 @@ fn expr_in(e: &Expr, o: &ListOpts, ctx: Ctx) -> String {
 /// nft writes `==` before a flag value only while it is one value, not an `a | b` of several.
 fn const_single_flag(e: &Expr) -> bool {
     match &e.kind {
-        ExprKind::Const(Const { dt, val: Val::Int(v), .. }) => *dt == Dt::Bitmask || v.count_ones() <= 1,
+        ExprKind::Const(Const {
+            dt,
+            val: Val::Int(v),
+            ..
+        }) => *dt == Dt::Bitmask || v.count_ones() <= 1,
         _ => false,
     }
 }
@@ -968,7 +1209,12 @@ fn tunnel_obj(s: &mut String, t: &TunnelObj) {
             let _ = writeln!(s, "\t\t{} {dir} {addr}", if *v6 { "ip6" } else { "ip" });
         }
     }
-    for (k, v) in [("sport", t.sport as u32), ("dport", t.dport as u32), ("tos", t.tos as u32), ("ttl", t.ttl as u32)] {
+    for (k, v) in [
+        ("sport", t.sport as u32),
+        ("dport", t.dport as u32),
+        ("tos", t.tos as u32),
+        ("ttl", t.ttl as u32),
+    ] {
         if v != 0 {
             let _ = writeln!(s, "\t\t{k} {v}");
         }
@@ -978,19 +1224,32 @@ fn tunnel_obj(s: &mut String, t: &TunnelObj) {
         TunnelOpts::Vxlan { gbp } => {
             let _ = writeln!(s, "\t\tvxlan {{\n\t\t\tgbp {gbp}\n\t\t}}");
         }
-        TunnelOpts::Erspan { version, index, egress, hwid } => {
+        TunnelOpts::Erspan {
+            version,
+            index,
+            egress,
+            hwid,
+        } => {
             let _ = writeln!(s, "\t\terspan {{\n\t\t\tversion {version}");
             if *version == 1 {
                 let _ = writeln!(s, "\t\t\tindex {index}");
             } else {
-                let _ = writeln!(s, "\t\t\tdirection {}\n\t\t\tid {hwid}", if *egress { "egress" } else { "ingress" });
+                let _ = writeln!(
+                    s,
+                    "\t\t\tdirection {}\n\t\t\tid {hwid}",
+                    if *egress { "egress" } else { "ingress" }
+                );
             }
             s.push_str("\t\t}\n");
         }
         TunnelOpts::Geneve(list) => {
             s.push_str("\t\tgeneve {\n");
             for (class, typ, data) in list {
-                let _ = writeln!(s, "\t\t\tclass 0x{class:x} opt-type 0x{typ:x} data \"{}\"", geneve_data(data));
+                let _ = writeln!(
+                    s,
+                    "\t\t\tclass 0x{class:x} opt-type 0x{typ:x} data \"{}\"",
+                    geneve_data(data)
+                );
             }
             s.push_str("\t\t}\n");
         }

@@ -50,28 +50,112 @@ pub struct Field {
 }
 
 static PROTOCOLS: &[Proto] = &[
-    Proto { name: "ether", layer: Layer::Link, number: None },
-    Proto { name: "vlan", layer: Layer::Link, number: Some(0x8100) },
-    Proto { name: "arp", layer: Layer::Network, number: Some(0x0806) },
-    Proto { name: "ip", layer: Layer::Network, number: Some(0x0800) },
-    Proto { name: "ip6", layer: Layer::Network, number: Some(0x86dd) },
-    Proto { name: "icmp", layer: Layer::Transport, number: Some(1) },
-    Proto { name: "igmp", layer: Layer::Transport, number: Some(2) },
-    Proto { name: "icmpv6", layer: Layer::Transport, number: Some(58) },
-    Proto { name: "tcp", layer: Layer::Transport, number: Some(6) },
-    Proto { name: "udp", layer: Layer::Transport, number: Some(17) },
-    Proto { name: "udplite", layer: Layer::Transport, number: Some(136) },
-    Proto { name: "sctp", layer: Layer::Transport, number: Some(132) },
-    Proto { name: "dccp", layer: Layer::Transport, number: Some(33) },
-    Proto { name: "ah", layer: Layer::Transport, number: Some(51) },
-    Proto { name: "esp", layer: Layer::Transport, number: Some(50) },
-    Proto { name: "comp", layer: Layer::Transport, number: Some(108) },
-    Proto { name: "gre", layer: Layer::Transport, number: Some(47) },
-    Proto { name: "gretap", layer: Layer::Transport, number: Some(47) },
-    Proto { name: "th", layer: Layer::Transport, number: None },
+    Proto {
+        name: "ether",
+        layer: Layer::Link,
+        number: None,
+    },
+    Proto {
+        name: "vlan",
+        layer: Layer::Link,
+        number: Some(0x8100),
+    },
+    Proto {
+        name: "arp",
+        layer: Layer::Network,
+        number: Some(0x0806),
+    },
+    Proto {
+        name: "ip",
+        layer: Layer::Network,
+        number: Some(0x0800),
+    },
+    Proto {
+        name: "ip6",
+        layer: Layer::Network,
+        number: Some(0x86dd),
+    },
+    Proto {
+        name: "icmp",
+        layer: Layer::Transport,
+        number: Some(1),
+    },
+    Proto {
+        name: "igmp",
+        layer: Layer::Transport,
+        number: Some(2),
+    },
+    Proto {
+        name: "icmpv6",
+        layer: Layer::Transport,
+        number: Some(58),
+    },
+    Proto {
+        name: "tcp",
+        layer: Layer::Transport,
+        number: Some(6),
+    },
+    Proto {
+        name: "udp",
+        layer: Layer::Transport,
+        number: Some(17),
+    },
+    Proto {
+        name: "udplite",
+        layer: Layer::Transport,
+        number: Some(136),
+    },
+    Proto {
+        name: "sctp",
+        layer: Layer::Transport,
+        number: Some(132),
+    },
+    Proto {
+        name: "dccp",
+        layer: Layer::Transport,
+        number: Some(33),
+    },
+    Proto {
+        name: "ah",
+        layer: Layer::Transport,
+        number: Some(51),
+    },
+    Proto {
+        name: "esp",
+        layer: Layer::Transport,
+        number: Some(50),
+    },
+    Proto {
+        name: "comp",
+        layer: Layer::Transport,
+        number: Some(108),
+    },
+    Proto {
+        name: "gre",
+        layer: Layer::Transport,
+        number: Some(47),
+    },
+    Proto {
+        name: "gretap",
+        layer: Layer::Transport,
+        number: Some(47),
+    },
+    Proto {
+        name: "th",
+        layer: Layer::Transport,
+        number: None,
+    },
     // Tunnel headers found by udp port (vxlan 4789, geneve 6081) and matched with `vxlan ...`.
-    Proto { name: "vxlan", layer: Layer::Inner, number: None },
-    Proto { name: "geneve", layer: Layer::Inner, number: None },
+    Proto {
+        name: "vxlan",
+        layer: Layer::Inner,
+        number: None,
+    },
+    Proto {
+        name: "geneve",
+        layer: Layer::Inner,
+        number: None,
+    },
 ];
 
 /// Protocols that carry another header nft can match (`vxlan ip saddr`).
@@ -89,7 +173,8 @@ pub fn split_inner(proto: &str) -> Option<(&str, &str)> {
 pub fn tunnel_carries(tunnel: &str, inner: &str) -> bool {
     match inner {
         "ether" | "vlan" | "arp" => tunnel != "gre",
-        "ip" | "ip6" | "icmp" | "icmpv6" | "igmp" | "tcp" | "udp" | "udplite" | "sctp" | "dccp" | "th" | "ah" | "esp" | "comp" => true,
+        "ip" | "ip6" | "icmp" | "icmpv6" | "igmp" | "tcp" | "udp" | "udplite" | "sctp" | "dccp"
+        | "th" | "ah" | "esp" | "comp" => true,
         _ => false,
     }
 }
@@ -153,8 +238,24 @@ pub fn upper_protocol(proto: &str, num: u32) -> Option<&'static Proto> {
     protocol(name)
 }
 
-const fn f(proto: &'static str, name: &'static str, base: Base, offset: u32, bits: u32, dt: Dt) -> Field {
-    Field { proto, name, base, offset, bits, dt, byteorder: ByteOrder::Big, hex: false }
+const fn f(
+    proto: &'static str,
+    name: &'static str,
+    base: Base,
+    offset: u32,
+    bits: u32,
+    dt: Dt,
+) -> Field {
+    Field {
+        proto,
+        name,
+        base,
+        offset,
+        bits,
+        dt,
+        byteorder: ByteOrder::Big,
+        hex: false,
+    }
 }
 
 const fn ll(p: &'static str, n: &'static str, o: u32, b: u32, dt: Dt) -> Field {
@@ -351,7 +452,10 @@ static EXTHDR_FIELDS: &[Field] = &[
 /// A field of an IPv6 extension header (`exthdr frag more-fragments`, `rt0 addr[2]`,
 /// `srh sid[1]`). Offsets count from the start of the extension header.
 pub fn exthdr_field(hdr: &str, field: &str) -> Option<Field> {
-    if let Some(f) = EXTHDR_FIELDS.iter().find(|f| f.proto == hdr && f.name == field) {
+    if let Some(f) = EXTHDR_FIELDS
+        .iter()
+        .find(|f| f.proto == hdr && f.name == field)
+    {
         return Some(*f);
     }
     // Address lists: the n-th address (from 1) follows the 8-byte fixed part.
@@ -360,7 +464,11 @@ pub fn exthdr_field(hdr: &str, field: &str) -> Option<Field> {
         "srh" => ("srh", "sid", "sid["),
         _ => return None,
     };
-    let n: u32 = field.strip_prefix(prefix)?.strip_suffix(']')?.parse().ok()?;
+    let n: u32 = field
+        .strip_prefix(prefix)?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
     if n == 0 || n > 128 {
         return None;
     }
@@ -422,7 +530,11 @@ pub fn tcpopt_field(opt: &str, field: &str) -> Option<Field> {
                 "sack0" => ("sack0", 0),
                 _ => ("sack", 0),
             };
-            let (n, right) = if field == "left" { ("left", 0) } else { ("right", 32) };
+            let (n, right) = if field == "left" {
+                ("left", 0)
+            } else {
+                ("right", 32)
+            };
             Some(th(proto, n, 16 + block * 64 + right, 32, Integer))
         }
         ("tsval", 8) => t("tsval", 16, 32),
@@ -489,7 +601,10 @@ static SCTP_CHUNKS: &[(&str, u8)] = &[
 ];
 
 pub fn sctp_chunk_type(chunk: &str) -> Option<u8> {
-    SCTP_CHUNKS.iter().find(|(n, _)| *n == chunk).map(|(_, t)| *t)
+    SCTP_CHUNKS
+        .iter()
+        .find(|(n, _)| *n == chunk)
+        .map(|(_, t)| *t)
 }
 
 /// A field of an SCTP chunk (`sctp chunk init num-inbound-streams`), offset from the chunk
@@ -533,11 +648,23 @@ pub struct MetaKey {
 }
 
 const fn mk(name: &'static str, dt: Dt, bits: u32, byteorder: ByteOrder) -> MetaKey {
-    MetaKey { name, dt, bits, byteorder, unqualified: false }
+    MetaKey {
+        name,
+        dt,
+        bits,
+        byteorder,
+        unqualified: false,
+    }
 }
 
 const fn bare(name: &'static str, dt: Dt, bits: u32) -> MetaKey {
-    MetaKey { name, dt, bits, byteorder: ByteOrder::Host, unqualified: true }
+    MetaKey {
+        name,
+        dt,
+        bits,
+        byteorder: ByteOrder::Host,
+        unqualified: true,
+    }
 }
 
 const H: ByteOrder = ByteOrder::Host;
@@ -623,7 +750,13 @@ pub struct CtKey {
 }
 
 const fn ck(name: &'static str, dt: Dt, bits: u32, byteorder: ByteOrder, dir: CtDirUse) -> CtKey {
-    CtKey { name, dt, bits, byteorder, dir }
+    CtKey {
+        name,
+        dt,
+        bits,
+        byteorder,
+        dir,
+    }
 }
 
 use CtDirUse::{None as NoDir, Optional, Required};
@@ -683,7 +816,10 @@ mod tests {
 
     #[test]
     fn protocols_and_numbers() {
-        assert_eq!(protocol("ip").map(|p| (p.layer, p.number)), Some((Layer::Network, Some(0x0800))));
+        assert_eq!(
+            protocol("ip").map(|p| (p.layer, p.number)),
+            Some((Layer::Network, Some(0x0800)))
+        );
         assert_eq!(protocol("tcp").and_then(|p| p.number), Some(6));
         assert_eq!(protocol("icmpv6").and_then(|p| p.number), Some(58));
         assert_eq!(protocol("th").map(|p| p.number), Some(None));
@@ -710,19 +846,37 @@ mod tests {
         assert_eq!(at("ip6", "dscp"), (Base::Network, 4, 6, Dt::Dscp));
         assert_eq!(at("ip6", "daddr"), (Base::Network, 192, 128, Dt::Ipv6Addr));
         assert_eq!(at("tcp", "flags"), (Base::Transport, 104, 8, Dt::TcpFlag));
-        assert_eq!(at("tcp", "dport"), (Base::Transport, 16, 16, Dt::InetService));
-        assert_eq!(at("th", "dport"), (Base::Transport, 16, 16, Dt::InetService));
+        assert_eq!(
+            at("tcp", "dport"),
+            (Base::Transport, 16, 16, Dt::InetService)
+        );
+        assert_eq!(
+            at("th", "dport"),
+            (Base::Transport, 16, 16, Dt::InetService)
+        );
         assert_eq!(at("icmp", "type"), (Base::Transport, 0, 8, Dt::IcmpType));
         assert_eq!(at("icmpv6", "mtu"), (Base::Transport, 32, 32, Dt::Integer));
-        assert_eq!(at("icmpv6", "daddr"), (Base::Transport, 192, 128, Dt::Ipv6Addr));
+        assert_eq!(
+            at("icmpv6", "daddr"),
+            (Base::Transport, 192, 128, Dt::Ipv6Addr)
+        );
         assert_eq!(at("ether", "saddr"), (Base::Link, 48, 48, Dt::EtherAddr));
         assert_eq!(at("ether", "type"), (Base::Link, 96, 16, Dt::EtherType));
         assert_eq!(at("vlan", "id"), (Base::Link, 4, 12, Dt::Integer));
         assert_eq!(header_bits("ether").unwrap() + at("vlan", "id").1, 116);
-        assert_eq!(at("arp", "saddr ip"), (Base::Network, 112, 32, Dt::Ipv4Addr));
-        assert_eq!(at("dccp", "type"), (Base::Transport, 67, 4, Dt::DccpPktType));
+        assert_eq!(
+            at("arp", "saddr ip"),
+            (Base::Network, 112, 32, Dt::Ipv4Addr)
+        );
+        assert_eq!(
+            at("dccp", "type"),
+            (Base::Transport, 67, 4, Dt::DccpPktType)
+        );
         assert_eq!(at("vxlan", "vni"), (Base::Inner, 32, 24, Dt::Integer));
-        assert_eq!(payload_field_at("ip", 96, 32).map(|f| f.name), Some("saddr"));
+        assert_eq!(
+            payload_field_at("ip", 96, 32).map(|f| f.name),
+            Some("saddr")
+        );
         assert!(payload_field("tcp", "nosuch").is_none());
     }
 
@@ -747,19 +901,34 @@ mod tests {
         assert_eq!((f.offset, f.bits), (176, 32));
         let f = tcpopt_field("sack", "left").unwrap();
         assert_eq!((f.offset, f.bits), (16, 32));
-        assert_eq!(tcpopt_field("timestamp", "tsecr").map(|f| f.offset), Some(48));
-        assert_eq!(tcpopt_field("mptcp", "subtype").map(|f| (f.offset, f.bits)), Some((16, 4)));
+        assert_eq!(
+            tcpopt_field("timestamp", "tsecr").map(|f| f.offset),
+            Some(48)
+        );
+        assert_eq!(
+            tcpopt_field("mptcp", "subtype").map(|f| (f.offset, f.bits)),
+            Some((16, 4))
+        );
         assert!(tcpopt_field("nop", "length").is_none());
         assert_eq!(tcpopt_field("window", "count").map(|f| f.bits), Some(8));
 
         assert_eq!(ipopt_type("rr"), Some(7));
-        assert_eq!(ipopt_field("lsrr", "addr").map(|f| (f.offset, f.dt)), Some((24, Dt::Ipv4Addr)));
+        assert_eq!(
+            ipopt_field("lsrr", "addr").map(|f| (f.offset, f.dt)),
+            Some((24, Dt::Ipv4Addr))
+        );
         assert_eq!(ipopt_field("ra", "value").map(|f| f.bits), Some(16));
         assert!(ipopt_field("ra", "addr").is_none());
 
         assert_eq!(sctp_chunk_type("forward-tsn"), Some(192));
-        assert_eq!(sctp_chunk_field("init", "num-inbound-streams").map(|f| f.offset), Some(112));
-        assert_eq!(sctp_chunk_field("data", "stream").map(|f| (f.offset, f.bits)), Some((64, 16)));
+        assert_eq!(
+            sctp_chunk_field("init", "num-inbound-streams").map(|f| f.offset),
+            Some(112)
+        );
+        assert_eq!(
+            sctp_chunk_field("data", "stream").map(|f| (f.offset, f.bits)),
+            Some((64, 16))
+        );
         assert!(sctp_chunk_field("abort", "tsn").is_none());
     }
 
@@ -771,11 +940,16 @@ mod tests {
         for bare in ["iif", "oif", "iifname", "oifname", "iifgroup", "oifgroup"] {
             assert!(meta_key(bare).unwrap().unqualified, "{bare}");
         }
-        for q in ["mark", "l4proto", "nfproto", "skuid", "pkttype", "cpu", "time", "hour", "day"] {
+        for q in [
+            "mark", "l4proto", "nfproto", "skuid", "pkttype", "cpu", "time", "hour", "day",
+        ] {
             assert!(!meta_key(q).unwrap().unqualified, "{q}");
         }
         assert_eq!(meta_key("secpath").map(|k| k.name), Some("ipsec"));
-        assert_eq!(meta_key("protocol").map(|k| (k.dt, k.byteorder)), Some((Dt::EtherType, ByteOrder::Big)));
+        assert_eq!(
+            meta_key("protocol").map(|k| (k.dt, k.byteorder)),
+            Some((Dt::EtherType, ByteOrder::Big))
+        );
         assert_eq!(meta_key("priority").map(|k| k.dt), Some(Dt::ClassId));
         assert_eq!(meta_key("nftrace").map(|k| k.bits), Some(1));
         assert!(meta_key("nosuch").is_none());
@@ -783,15 +957,26 @@ mod tests {
 
     #[test]
     fn ct_keys_and_directions() {
-        assert_eq!(ct_key("state").map(|k| (k.dt, k.dir)), Some((Dt::CtState, CtDirUse::None)));
-        assert_eq!(ct_key("saddr").map(|k| (k.bits, k.dir)), Some((0, CtDirUse::Required)));
+        assert_eq!(
+            ct_key("state").map(|k| (k.dt, k.dir)),
+            Some((Dt::CtState, CtDirUse::None))
+        );
+        assert_eq!(
+            ct_key("saddr").map(|k| (k.bits, k.dir)),
+            Some((0, CtDirUse::Required))
+        );
         assert_eq!(ct_key("proto-dst").map(|k| k.dir), Some(CtDirUse::Required));
-        assert_eq!(ct_key("bytes").map(|k| (k.bits, k.dir)), Some((64, CtDirUse::Optional)));
+        assert_eq!(
+            ct_key("bytes").map(|k| (k.bits, k.dir)),
+            Some((64, CtDirUse::Optional))
+        );
         assert_eq!(ct_key("zone").map(|k| k.bits), Some(16));
         assert_eq!(ct_key("expiration").map(|k| k.dt), Some(Dt::Time));
         assert_eq!(ct_key("label").map(|k| k.bits), Some(128));
-        assert_eq!(ct_addr_key("saddr", "ip6").map(|k| (k.name, k.bits)), Some(("ip6 saddr", 128)));
+        assert_eq!(
+            ct_addr_key("saddr", "ip6").map(|k| (k.name, k.bits)),
+            Some(("ip6 saddr", 128))
+        );
         assert!(ct_key("nosuch").is_none());
     }
 }
-

@@ -43,7 +43,21 @@ fn links(lower: Desc, upper: Desc) -> bool {
         "ether" | "vlan" | "netdev" => matches!(upper, "ip" | "ip6" | "arp" | "vlan"),
         "inet" => matches!(upper, "ip" | "ip6"),
         "ip" | "ip6" | "inet-service" => {
-            matches!(upper, "icmp" | "igmp" | "icmpv6" | "tcp" | "udp" | "udplite" | "sctp" | "dccp" | "ah" | "esp" | "comp" | "gre")
+            matches!(
+                upper,
+                "icmp"
+                    | "igmp"
+                    | "icmpv6"
+                    | "tcp"
+                    | "udp"
+                    | "udplite"
+                    | "sctp"
+                    | "dccp"
+                    | "ah"
+                    | "esp"
+                    | "comp"
+                    | "gre"
+            )
         }
         _ => false,
     }
@@ -69,7 +83,10 @@ fn layer_of(name: &str) -> Option<usize> {
 }
 
 fn conflict<T>(span: Span, a: &str, b: &str) -> Result<T> {
-    Err(Error::new(span, format!("conflicting protocols specified: {a} vs. {b}")))
+    Err(Error::new(
+        span,
+        format!("conflicting protocols specified: {a} vs. {b}"),
+    ))
 }
 
 impl Pctx {
@@ -83,7 +100,11 @@ impl Pctx {
             Family::Bridge => desc[LL] = Some("ether"),
             Family::Netdev => desc[LL] = Some("netdev"),
         }
-        Pctx { family, desc, th_seen: vec![] }
+        Pctx {
+            family,
+            desc,
+            th_seen: vec![],
+        }
     }
 
     /// The layer the family's hook delivers: link layer for bridge, netdev and inet (whose
@@ -117,7 +138,12 @@ impl Pctx {
             return self.open_layer(span, p, base);
         };
         if base == TH && self.th_seen.len() > 1 {
-            let other = self.th_seen.iter().find(|d| **d != p).copied().unwrap_or(cur);
+            let other = self
+                .th_seen
+                .iter()
+                .find(|d| **d != p)
+                .copied()
+                .unwrap_or(cur);
             return conflict(span, other, p);
         }
         if cur == p || base == LL {
@@ -128,7 +154,13 @@ impl Pctx {
             }
             return Ok(());
         }
-        Err(Error::new(span, format!("conflicting {} protocols specified: {cur} vs. {p}", layer_name(base))))
+        Err(Error::new(
+            span,
+            format!(
+                "conflicting {} protocols specified: {cur} vs. {p}",
+                layer_name(base)
+            ),
+        ))
     }
 
     /// The layer holds nothing yet: nft adds a match on the layer below.
@@ -174,7 +206,9 @@ impl Pctx {
                 if p == "th" || proto::split_inner(p).is_some() {
                     return Ok(());
                 }
-                let (Some(d), Some(base)) = (static_desc(p), layer_of(p)) else { return Ok(()) };
+                let (Some(d), Some(base)) = (static_desc(p), layer_of(p)) else {
+                    return Ok(());
+                };
                 if d == "gretap" {
                     return Ok(());
                 }
@@ -182,18 +216,31 @@ impl Pctx {
             }
             ExprKind::Exthdr { .. } => self.exthdr(e.span, "ip6"),
             ExprKind::IpOpt { .. } => self.exthdr(e.span, "ip"),
-            ExprKind::Meta(k) if k == "nfproto" && self.family != Family::Inet => {
-                Err(Error::new(e.span, "meta nfproto is only useful in the inet family"))
-            }
-            ExprKind::Ct { key, family: Some(f), .. } if matches!(key.as_str(), "saddr" | "daddr") => {
+            ExprKind::Meta(k) if k == "nfproto" && self.family != Family::Inet => Err(Error::new(
+                e.span,
+                "meta nfproto is only useful in the inet family",
+            )),
+            ExprKind::Ct {
+                key,
+                family: Some(f),
+                ..
+            } if matches!(key.as_str(), "saddr" | "daddr") => {
                 let want = if f == "ip" { "ip" } else { "ip6" };
                 match self.desc[NET] {
-                    Some(cur) if (cur == "ip" || cur == "ip6") && cur != want => conflict(e.span, cur, want),
+                    Some(cur) if (cur == "ip" || cur == "ip6") && cur != want => {
+                        conflict(e.span, cur, want)
+                    }
                     _ => Ok(()),
                 }
             }
-            ExprKind::Concat(v) | ExprKind::List(v) | ExprKind::Set(v) => v.iter().try_for_each(|x| self.expr(x)),
-            ExprKind::Binop(_, a, b) | ExprKind::Map(a, b) | ExprKind::Mapping(a, b) | ExprKind::Range(a, b) | ExprKind::Masked(a, b) => {
+            ExprKind::Concat(v) | ExprKind::List(v) | ExprKind::Set(v) => {
+                v.iter().try_for_each(|x| self.expr(x))
+            }
+            ExprKind::Binop(_, a, b)
+            | ExprKind::Map(a, b)
+            | ExprKind::Mapping(a, b)
+            | ExprKind::Range(a, b)
+            | ExprKind::Masked(a, b) => {
                 self.expr(a)?;
                 self.expr(b)
             }
@@ -219,7 +266,9 @@ impl Pctx {
             match &left.kind {
                 ExprKind::Payload { proto: p, field } => {
                     let lower = match (p.as_str(), field.as_str()) {
-                        ("ether" | "vlan", "type") => self.desc[LL].filter(|d| matches!(*d, "ether" | "vlan")).unwrap_or("ether"),
+                        ("ether" | "vlan", "type") => self.desc[LL]
+                            .filter(|d| matches!(*d, "ether" | "vlan"))
+                            .unwrap_or("ether"),
                         ("ip", "protocol") | ("ip6", "nexthdr") => p.as_str(),
                         _ => return,
                     };
@@ -304,7 +353,10 @@ pub fn check_rule(family: Family, rule: &Rule) -> Result<()> {
 /// protocol the statements before them selected (`meta nfproto ipv4 ct original saddr ...`
 /// is `ct original ip saddr`). Inside a concatenation or as a map key nft wants it written.
 pub fn fill_network(family: Family, stmts: &mut [Stmt], i: usize) -> Result<()> {
-    let needs = |e: &Expr| matches!(&e.kind, ExprKind::Ct { key, family: None, .. } if key == "saddr" || key == "daddr") || matches!(&e.kind, ExprKind::Rt { key, family: None } if key == "nexthop");
+    let needs = |e: &Expr| {
+        matches!(&e.kind, ExprKind::Ct { key, family: None, .. } if key == "saddr" || key == "daddr")
+            || matches!(&e.kind, ExprKind::Rt { key, family: None } if key == "nexthop")
+    };
     let mut found = false;
     visit(&stmts[i], &mut |e, _| found |= needs(e));
     if !found {
@@ -318,17 +370,30 @@ pub fn fill_network(family: Family, stmts: &mut [Stmt], i: usize) -> Result<()> 
     let net = pc.desc[NET].filter(|d| *d == "ip" || *d == "ip6");
     let mut bad = None;
     visit(&stmts[i], &mut |e, nested| {
-        if nested && bad.is_none() && matches!(&e.kind, ExprKind::Ct { key, family: None, .. } if key == "saddr" || key == "daddr") {
+        if nested
+            && bad.is_none()
+            && matches!(&e.kind, ExprKind::Ct { key, family: None, .. } if key == "saddr" || key == "daddr")
+        {
             bad = Some(e.span);
         }
     });
     if let Some(span) = bad {
-        return Err(Error::new(span, "specify either ip or ip6 for address matching"));
+        return Err(Error::new(
+            span,
+            "specify either ip or ip6 for address matching",
+        ));
     }
     let Some(net) = net else { return Ok(()) };
     visit_mut(&mut stmts[i], &mut |e| match &mut e.kind {
-        ExprKind::Ct { key, family: f @ None, .. } if key == "saddr" || key == "daddr" => *f = Some(net.to_string()),
-        ExprKind::Rt { key, family: f @ None } if key == "nexthop" => *f = Some(net.to_string()),
+        ExprKind::Ct {
+            key,
+            family: f @ None,
+            ..
+        } if key == "saddr" || key == "daddr" => *f = Some(net.to_string()),
+        ExprKind::Rt {
+            key,
+            family: f @ None,
+        } if key == "nexthop" => *f = Some(net.to_string()),
         _ => {}
     });
     Ok(())
@@ -360,7 +425,9 @@ fn visit_mut(st: &mut Stmt, f: &mut dyn FnMut(&mut Expr)) {
     fn go(e: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
         f(e);
         match &mut e.kind {
-            ExprKind::Concat(v) | ExprKind::Set(v) | ExprKind::List(v) => v.iter_mut().for_each(|x| go(x, f)),
+            ExprKind::Concat(v) | ExprKind::Set(v) | ExprKind::List(v) => {
+                v.iter_mut().for_each(|x| go(x, f))
+            }
             ExprKind::Map(a, b) | ExprKind::Binop(_, a, b) | ExprKind::Mapping(a, b) => {
                 go(a, f);
                 go(b, f);
@@ -425,7 +492,9 @@ mod tests {
 
     fn check(family: &str, rule: &str) -> Result<(), String> {
         let text = format!("table {family} t {{\n chain c {{\n  {rule}\n }}\n}}\n");
-        load_str("t.nft", &text, &LoadOpts::default()).map(|_| ()).map_err(|e| e.error.msg)
+        load_str("t.nft", &text, &LoadOpts::default())
+            .map(|_| ())
+            .map_err(|e| e.error.msg)
     }
 
     #[test]
@@ -433,18 +502,30 @@ mod tests {
         for f in ["ip", "ip6", "inet", "bridge", "netdev"] {
             assert!(check(f, "tcp dport 1 udp dport 2").is_err(), "{f}");
             assert!(check(f, "meta l4proto udp tcp dport 1").is_err(), "{f}");
-            assert!(check(f, "meta l4proto { tcp, udp } tcp dport 1").is_err(), "{f}");
+            assert!(
+                check(f, "meta l4proto { tcp, udp } tcp dport 1").is_err(),
+                "{f}"
+            );
             assert!(check(f, "meta l4proto 99 tcp dport 1").is_err(), "{f}");
             assert!(check(f, "udp dport 1 tcp dport set 2").is_err(), "{f}");
-            assert!(check(f, "meta l4proto { tcp, udp } th dport 1").is_ok(), "{f}");
+            assert!(
+                check(f, "meta l4proto { tcp, udp } th dport 1").is_ok(),
+                "{f}"
+            );
             assert!(check(f, "meta l4proto tcp tcp dport 1").is_ok(), "{f}");
-            assert!(check(f, "ip protocol 99 tcp dport 1").is_ok() || f == "ip6", "{f}");
+            assert!(
+                check(f, "ip protocol 99 tcp dport 1").is_ok() || f == "ip6",
+                "{f}"
+            );
         }
     }
 
     #[test]
     fn network_conflicts() {
-        assert_eq!(check("inet", "meta nfproto ipv6 ip saddr 1.2.3.4").unwrap_err(), "conflicting network layer protocols specified: ip6 vs. ip");
+        assert_eq!(
+            check("inet", "meta nfproto ipv6 ip saddr 1.2.3.4").unwrap_err(),
+            "conflicting network layer protocols specified: ip6 vs. ip"
+        );
         assert!(check("inet", "ip saddr 1.2.3.4 ip6 saddr ::1").is_err());
         assert!(check("netdev", "meta protocol ip6 ip saddr 1.2.3.4").is_err());
         assert!(check("ip", "ether type ip6 ip saddr 1.2.3.4").is_err());
@@ -459,8 +540,16 @@ mod tests {
         assert!(check("inet", "meta nfproto ipv4 ct original saddr 1.2.3.4").is_ok());
         assert!(check("inet", "ct original saddr 1.2.3.4").is_err());
         assert!(check("inet", "meta nfproto ipv6 ct original saddr 1.2.3.4").is_err());
-        assert!(check("ip", "ct original saddr . meta mark { 1.1.1.1 . 0x00000014 }").is_err());
-        assert!(check("ip", "meta mark set ct original daddr map { 1.1.1.1 : 0x00000011 }").is_err());
+        assert!(check(
+            "ip",
+            "ct original saddr . meta mark { 1.1.1.1 . 0x00000014 }"
+        )
+        .is_err());
+        assert!(check(
+            "ip",
+            "meta mark set ct original daddr map { 1.1.1.1 : 0x00000011 }"
+        )
+        .is_err());
         assert!(check("inet", "meta nfproto ipv4 rt nexthop 192.168.0.1").is_ok());
         assert!(check("ip6", "rt nexthop 192.168.0.1").is_err());
     }
@@ -478,17 +567,26 @@ mod tests {
 
     #[test]
     fn exthdr_needs_ip6() {
-        assert_eq!(check("ip", "hbh nexthdr 6").unwrap_err(), "cannot use exthdr with ip");
+        assert_eq!(
+            check("ip", "hbh nexthdr 6").unwrap_err(),
+            "cannot use exthdr with ip"
+        );
         assert!(check("arp", "frag more-fragments 1").is_err());
         assert!(check("inet", "hbh nexthdr 6 ip saddr 1.2.3.4").is_err());
         assert!(check("bridge", "hbh nexthdr 6").is_ok());
-        assert_eq!(check("ip6", "ip option rr exists").unwrap_err(), "cannot use exthdr with ip6");
+        assert_eq!(
+            check("ip6", "ip option rr exists").unwrap_err(),
+            "cannot use exthdr with ip6"
+        );
     }
 
     #[test]
     fn nfproto_only_in_inet() {
         for f in ["ip", "ip6", "bridge", "netdev", "arp"] {
-            assert_eq!(check(f, "meta nfproto ipv4").unwrap_err(), "meta nfproto is only useful in the inet family");
+            assert_eq!(
+                check(f, "meta nfproto ipv4").unwrap_err(),
+                "meta nfproto is only useful in the inet family"
+            );
         }
         assert!(check("inet", "meta nfproto ipv4 udp dport 67").is_ok());
     }

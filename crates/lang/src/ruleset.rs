@@ -34,15 +34,25 @@ pub struct LoadOpts {
 }
 
 /// Parses and evaluates `text` (named `name` in errors) into a ruleset.
-pub fn load_str(name: &str, text: &str, opts: &LoadOpts) -> std::result::Result<Ruleset, LoadError> {
+pub fn load_str(
+    name: &str,
+    text: &str,
+    opts: &LoadOpts,
+) -> std::result::Result<Ruleset, LoadError> {
     if let Some(names) = &opts.interfaces {
-        let plain = LoadOpts { include_dirs: opts.include_dirs.clone(), interfaces: None };
+        let plain = LoadOpts {
+            include_dirs: opts.include_dirs.clone(),
+            interfaces: None,
+        };
         return crate::datatype::with_interfaces(names, || load_str(name, text, &plain));
     }
     let mut sm = SourceMap::default();
     let id = sm.add(name, text);
     let r = load_inner(&mut sm, id, opts);
-    r.map_err(|e| LoadError { rendered: sm.render(&e), error: e })
+    r.map_err(|e| LoadError {
+        rendered: sm.render(&e),
+        error: e,
+    })
 }
 
 pub fn load_file(path: &Path, opts: &LoadOpts) -> std::result::Result<Ruleset, LoadError> {
@@ -50,7 +60,10 @@ pub fn load_file(path: &Path, opts: &LoadOpts) -> std::result::Result<Ruleset, L
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) => {
             let error = Error::nospan(format!("Could not process rule: {}: {e}", path.display()));
-            return Err(LoadError { rendered: format!("Error: {}\n", error.msg), error });
+            return Err(LoadError {
+                rendered: format!("Error: {}\n", error.msg),
+                error,
+            });
         }
     };
     load_str(&path.display().to_string(), &text, opts)
@@ -88,11 +101,25 @@ struct Builder {
 }
 
 fn enoent(span: Span, what: &str) -> Error {
-    Error::new(span, format!("Could not process rule: No such file or directory\n{what}"))
+    Error::new(
+        span,
+        format!("Could not process rule: No such file or directory\n{what}"),
+    )
 }
 
 fn find_table<'a>(rs: &'a mut Ruleset, t: &TableRef) -> Result<&'a mut Table> {
-    rs.tables.iter_mut().find(|x| x.family == t.family && x.name == t.name).ok_or_else(|| Error::new(t.span, format!("Could not process rule: No such file or directory: table '{}' does not exist", t.name)))
+    rs.tables
+        .iter_mut()
+        .find(|x| x.family == t.family && x.name == t.name)
+        .ok_or_else(|| {
+            Error::new(
+                t.span,
+                format!(
+                    "Could not process rule: No such file or directory: table '{}' does not exist",
+                    t.name
+                ),
+            )
+        })
 }
 
 impl Builder {
@@ -104,10 +131,25 @@ impl Builder {
     fn apply(&mut self, rs: &mut Ruleset, c: Cmd) -> Result<()> {
         match c {
             Cmd::Noop => Ok(()),
-            Cmd::Table { verb, table, flags, comment } => {
-                if let Some(t) = rs.tables.iter_mut().find(|x| x.family == table.family && x.name == table.name) {
+            Cmd::Table {
+                verb,
+                table,
+                flags,
+                comment,
+            } => {
+                if let Some(t) = rs
+                    .tables
+                    .iter_mut()
+                    .find(|x| x.family == table.family && x.name == table.name)
+                {
                     if verb == Verb::Create {
-                        return Err(Error::new(table.span, format!("Could not process rule: File exists: table '{}' already exists", table.name)));
+                        return Err(Error::new(
+                            table.span,
+                            format!(
+                                "Could not process rule: File exists: table '{}' already exists",
+                                table.name
+                            ),
+                        ));
                     }
                     for f in flags {
                         if !t.flags.contains(&f) {
@@ -126,7 +168,11 @@ impl Builder {
                 rs.tables.push(t);
                 Ok(())
             }
-            Cmd::Chain { verb, table, mut chain } => {
+            Cmd::Chain {
+                verb,
+                table,
+                mut chain,
+            } => {
                 let h = self.next_handle();
                 let t = find_table(rs, &table)?;
                 if let Some(h) = &chain.hook {
@@ -134,10 +180,19 @@ impl Builder {
                 }
                 if let Some(existing) = t.chains.iter_mut().find(|c| c.name == chain.name) {
                     if verb == Verb::Create {
-                        return Err(Error::new(chain.span, format!("Could not process rule: File exists: chain '{}' already exists", chain.name)));
+                        return Err(Error::new(
+                            chain.span,
+                            format!(
+                                "Could not process rule: File exists: chain '{}' already exists",
+                                chain.name
+                            ),
+                        ));
                     }
                     if chain.hook.is_some() {
-                        if existing.hook.is_some() && existing.hook.as_ref().map(|x| (&x.kind, &x.hook)) != chain.hook.as_ref().map(|x| (&x.kind, &x.hook)) {
+                        if existing.hook.is_some()
+                            && existing.hook.as_ref().map(|x| (&x.kind, &x.hook))
+                                != chain.hook.as_ref().map(|x| (&x.kind, &x.hook))
+                        {
                             return Err(Error::new(chain.span, "Could not process rule: Device or resource busy: chain type or hook cannot be changed"));
                         }
                         existing.hook = chain.hook;
@@ -154,17 +209,28 @@ impl Builder {
                 t.chains.push(chain);
                 Ok(())
             }
-            Cmd::Rule { verb, table, chain, pos, mut rule } => {
+            Cmd::Rule {
+                verb,
+                table,
+                chain,
+                pos,
+                mut rule,
+            } => {
                 let h = self.next_handle();
                 let t = find_table(rs, &table)?;
                 let Some(c) = t.chains.iter_mut().find(|c| c.name == chain) else {
-                    return Err(enoent(rule.span, &format!("chain '{chain}' does not exist")));
+                    return Err(enoent(
+                        rule.span,
+                        &format!("chain '{chain}' does not exist"),
+                    ));
                 };
                 rule.handle = h;
                 match (verb, pos) {
                     (Verb::Insert, RulePos::End) => c.rules.insert(0, rule),
                     (Verb::Insert, RulePos::Handle(x)) => {
-                        let i = c.rules.iter().position(|r| r.handle == x).ok_or_else(|| enoent(rule.span, &format!("rule handle {x} does not exist")))?;
+                        let i = c.rules.iter().position(|r| r.handle == x).ok_or_else(|| {
+                            enoent(rule.span, &format!("rule handle {x} does not exist"))
+                        })?;
                         c.rules.insert(i, rule);
                     }
                     (Verb::Insert, RulePos::Index(x)) => {
@@ -172,14 +238,20 @@ impl Builder {
                         c.rules.insert(i, rule);
                     }
                     (Verb::Replace, RulePos::Handle(x)) => {
-                        let i = c.rules.iter().position(|r| r.handle == x).ok_or_else(|| enoent(rule.span, &format!("rule handle {x} does not exist")))?;
+                        let i = c.rules.iter().position(|r| r.handle == x).ok_or_else(|| {
+                            enoent(rule.span, &format!("rule handle {x} does not exist"))
+                        })?;
                         rule.handle = x;
                         c.rules[i] = rule;
                     }
-                    (Verb::Replace, _) => return Err(Error::new(rule.span, "replace needs a rule handle")),
+                    (Verb::Replace, _) => {
+                        return Err(Error::new(rule.span, "replace needs a rule handle"))
+                    }
                     (_, RulePos::End) => c.rules.push(rule),
                     (_, RulePos::Handle(x)) => {
-                        let i = c.rules.iter().position(|r| r.handle == x).ok_or_else(|| enoent(rule.span, &format!("rule handle {x} does not exist")))?;
+                        let i = c.rules.iter().position(|r| r.handle == x).ok_or_else(|| {
+                            enoent(rule.span, &format!("rule handle {x} does not exist"))
+                        })?;
                         c.rules.insert(i + 1, rule);
                     }
                     (_, RulePos::Index(x)) => {
@@ -189,18 +261,34 @@ impl Builder {
                 }
                 Ok(())
             }
-            Cmd::Set { verb, table, mut set } => {
+            Cmd::Set {
+                verb,
+                table,
+                mut set,
+            } => {
                 let h = self.next_handle();
                 let t = find_table(rs, &table)?;
                 if set.key.is_none() {
-                    return Err(Error::new(set.span, format!("set '{}' has no key type (type or typeof)", set.name)));
+                    return Err(Error::new(
+                        set.span,
+                        format!("set '{}' has no key type (type or typeof)", set.name),
+                    ));
                 }
                 if set.is_map && set.data.is_none() && set.obj_map.is_none() {
-                    return Err(Error::new(set.span, format!("map '{}' has no data type", set.name)));
+                    return Err(Error::new(
+                        set.span,
+                        format!("map '{}' has no data type", set.name),
+                    ));
                 }
                 if let Some(existing) = t.sets.iter_mut().find(|s| s.name == set.name) {
                     if verb == Verb::Create {
-                        return Err(Error::new(set.span, format!("Could not process rule: File exists: set '{}' already exists", set.name)));
+                        return Err(Error::new(
+                            set.span,
+                            format!(
+                                "Could not process rule: File exists: set '{}' already exists",
+                                set.name
+                            ),
+                        ));
                     }
                     if existing.key != set.key || existing.is_map != set.is_map {
                         return Err(Error::new(set.span, format!("Could not process rule: File exists: set '{}' exists with a different type", set.name)));
@@ -212,7 +300,13 @@ impl Builder {
                 t.sets.push(set);
                 Ok(())
             }
-            Cmd::Element { verb, table, set, elems, span } => {
+            Cmd::Element {
+                verb,
+                table,
+                set,
+                elems,
+                span,
+            } => {
                 let t = find_table(rs, &table)?;
                 let Some(s) = t.sets.iter_mut().find(|s| s.name == set) else {
                     return Err(enoent(span, &format!("set '{set}' does not exist")));
@@ -221,13 +315,18 @@ impl Builder {
                     Verb::Add | Verb::Create | Verb::Insert => s.elements.extend(elems),
                     Verb::Delete | Verb::Destroy => {
                         // removal matches by the printed form, after evaluation
-                        s.elements.retain(|e| !elems.iter().any(|d| d.kind == e.kind));
+                        s.elements
+                            .retain(|e| !elems.iter().any(|d| d.kind == e.kind));
                     }
                     _ => {}
                 }
                 Ok(())
             }
-            Cmd::Flowtable { verb, table, mut ft } => {
+            Cmd::Flowtable {
+                verb,
+                table,
+                mut ft,
+            } => {
                 let h = self.next_handle();
                 let t = find_table(rs, &table)?;
                 if !matches!(t.family, Family::Ip | Family::Ip6 | Family::Inet) {
@@ -248,21 +347,44 @@ impl Builder {
                     return Ok(());
                 }
                 if ft.hook.is_none() {
-                    return Err(Error::new(ft.span, format!("flowtable '{}' needs a hook and priority", ft.name)));
+                    return Err(Error::new(
+                        ft.span,
+                        format!("flowtable '{}' needs a hook and priority", ft.name),
+                    ));
                 }
                 if ft.hook.as_deref() != Some("ingress") {
-                    return Err(Error::new(ft.span, format!("unknown flowtable hook {}", ft.hook.as_deref().unwrap_or(""))));
+                    return Err(Error::new(
+                        ft.span,
+                        format!(
+                            "unknown flowtable hook {}",
+                            ft.hook.as_deref().unwrap_or("")
+                        ),
+                    ));
                 }
                 ft.handle = h;
                 t.flowtables.push(ft);
                 Ok(())
             }
-            Cmd::Obj { verb, table, mut obj } => {
+            Cmd::Obj {
+                verb,
+                table,
+                mut obj,
+            } => {
                 let h = self.next_handle();
                 let t = find_table(rs, &table)?;
-                if let Some(e) = t.objs.iter_mut().find(|o| o.kind == obj.kind && o.name == obj.name) {
+                if let Some(e) = t
+                    .objs
+                    .iter_mut()
+                    .find(|o| o.kind == obj.kind && o.name == obj.name)
+                {
                     if verb == Verb::Create {
-                        return Err(Error::new(obj.span, format!("Could not process rule: File exists: {} '{}' already exists", obj.kind, obj.name)));
+                        return Err(Error::new(
+                            obj.span,
+                            format!(
+                                "Could not process rule: File exists: {} '{}' already exists",
+                                obj.kind, obj.name
+                            ),
+                        ));
                     }
                     let _ = e;
                     return Ok(());
@@ -271,20 +393,39 @@ impl Builder {
                 t.objs.push(obj);
                 Ok(())
             }
-            Cmd::RenameChain { table, from, to, span } => {
+            Cmd::RenameChain {
+                table,
+                from,
+                to,
+                span,
+            } => {
                 let t = find_table(rs, &table)?;
-                let c = t.chains.iter_mut().find(|c| c.name == from).ok_or_else(|| enoent(span, &format!("chain '{from}' does not exist")))?;
+                let c = t
+                    .chains
+                    .iter_mut()
+                    .find(|c| c.name == from)
+                    .ok_or_else(|| enoent(span, &format!("chain '{from}' does not exist")))?;
                 c.name = to;
                 Ok(())
             }
-            Cmd::ByName { verb, what, table, name, handle, span } => {
+            Cmd::ByName {
+                verb,
+                what,
+                table,
+                name,
+                handle,
+                span,
+            } => {
                 let destroy = verb == Verb::Destroy;
                 if what == "ruleset" {
                     rs.tables.clear();
                     return Ok(());
                 }
                 let Some(tr) = table else { return Ok(()) };
-                let pos = rs.tables.iter().position(|x| x.family == tr.family && (x.name == tr.name || (tr.name.is_empty() && Some(x.handle) == handle)));
+                let pos = rs.tables.iter().position(|x| {
+                    x.family == tr.family
+                        && (x.name == tr.name || (tr.name.is_empty() && Some(x.handle) == handle))
+                });
                 let Some(pos) = pos else {
                     if destroy {
                         return Ok(());
@@ -311,12 +452,17 @@ impl Builder {
                     ("table", _) => {
                         rs.tables.remove(pos);
                     }
-                    ("chain", Verb::Flush) => match t.chains.iter_mut().find(|c| Some(&c.name) == name.as_ref()) {
-                        Some(c) => c.rules.clear(),
-                        None => return missing("chain", name.as_deref().unwrap_or("")),
-                    },
+                    ("chain", Verb::Flush) => {
+                        match t.chains.iter_mut().find(|c| Some(&c.name) == name.as_ref()) {
+                            Some(c) => c.rules.clear(),
+                            None => return missing("chain", name.as_deref().unwrap_or("")),
+                        }
+                    }
                     ("chain", _) => {
-                        let i = t.chains.iter().position(|c| Some(&c.name) == name.as_ref() || (name.is_none() && Some(c.handle) == handle));
+                        let i = t.chains.iter().position(|c| {
+                            Some(&c.name) == name.as_ref()
+                                || (name.is_none() && Some(c.handle) == handle)
+                        });
                         match i {
                             Some(i) => {
                                 t.chains.remove(i);
@@ -326,19 +472,29 @@ impl Builder {
                     }
                     ("rule", _) => {
                         let c = t.chains.iter_mut().find(|c| Some(&c.name) == name.as_ref());
-                        let Some(c) = c else { return missing("chain", name.as_deref().unwrap_or("")) };
+                        let Some(c) = c else {
+                            return missing("chain", name.as_deref().unwrap_or(""));
+                        };
                         let before = c.rules.len();
                         c.rules.retain(|r| Some(r.handle) != handle);
                         if c.rules.len() == before && !destroy {
-                            return Err(enoent(span, &format!("rule handle {} does not exist", handle.unwrap_or(0))));
+                            return Err(enoent(
+                                span,
+                                &format!("rule handle {} does not exist", handle.unwrap_or(0)),
+                            ));
                         }
                     }
-                    ("set" | "map", Verb::Flush) => match t.sets.iter_mut().find(|s| Some(&s.name) == name.as_ref()) {
-                        Some(s) => s.elements.clear(),
-                        None => return missing(&what, name.as_deref().unwrap_or("")),
-                    },
+                    ("set" | "map", Verb::Flush) => {
+                        match t.sets.iter_mut().find(|s| Some(&s.name) == name.as_ref()) {
+                            Some(s) => s.elements.clear(),
+                            None => return missing(&what, name.as_deref().unwrap_or("")),
+                        }
+                    }
                     ("set" | "map", _) => {
-                        let i = t.sets.iter().position(|s| Some(&s.name) == name.as_ref() || (name.is_none() && Some(s.handle) == handle));
+                        let i = t.sets.iter().position(|s| {
+                            Some(&s.name) == name.as_ref()
+                                || (name.is_none() && Some(s.handle) == handle)
+                        });
                         match i {
                             Some(i) => {
                                 t.sets.remove(i);
@@ -347,7 +503,10 @@ impl Builder {
                         }
                     }
                     ("flowtable", _) => {
-                        let i = t.flowtables.iter().position(|s| Some(&s.name) == name.as_ref() || (name.is_none() && Some(s.handle) == handle));
+                        let i = t.flowtables.iter().position(|s| {
+                            Some(&s.name) == name.as_ref()
+                                || (name.is_none() && Some(s.handle) == handle)
+                        });
                         match i {
                             Some(i) => {
                                 t.flowtables.remove(i);
@@ -356,7 +515,11 @@ impl Builder {
                         }
                     }
                     (k, Verb::Delete | Verb::Destroy) => {
-                        let i = t.objs.iter().position(|o| o.kind == k && (Some(&o.name) == name.as_ref() || (name.is_none() && Some(o.handle) == handle)));
+                        let i = t.objs.iter().position(|o| {
+                            o.kind == k
+                                && (Some(&o.name) == name.as_ref()
+                                    || (name.is_none() && Some(o.handle) == handle))
+                        });
                         match i {
                             Some(i) => {
                                 t.objs.remove(i);
@@ -372,7 +535,14 @@ impl Builder {
     }
 }
 
-const HOOKS_INET: &[&str] = &["prerouting", "input", "forward", "output", "postrouting", "ingress"];
+const HOOKS_INET: &[&str] = &[
+    "prerouting",
+    "input",
+    "forward",
+    "output",
+    "postrouting",
+    "ingress",
+];
 
 fn check_hook(family: Family, h: &Hook) -> Result<()> {
     let ok = match family {
@@ -383,11 +553,20 @@ fn check_hook(family: Family, h: &Hook) -> Result<()> {
         Family::Netdev => matches!(h.hook.as_str(), "ingress" | "egress"),
     };
     if !ok {
-        return Err(Error::new(h.span, format!("unknown chain hook {} for family {}", h.hook, family.name())));
+        return Err(Error::new(
+            h.span,
+            format!("unknown chain hook {} for family {}", h.hook, family.name()),
+        ));
     }
     let type_ok = match h.kind.as_str() {
         "filter" => true,
-        "nat" => matches!(family, Family::Ip | Family::Ip6 | Family::Inet) && matches!(h.hook.as_str(), "prerouting" | "input" | "output" | "postrouting"),
+        "nat" => {
+            matches!(family, Family::Ip | Family::Ip6 | Family::Inet)
+                && matches!(
+                    h.hook.as_str(),
+                    "prerouting" | "input" | "output" | "postrouting"
+                )
+        }
         "route" => matches!(family, Family::Ip | Family::Ip6 | Family::Inet) && h.hook == "output",
         _ => false,
     };
@@ -399,13 +578,20 @@ fn check_hook(family: Family, h: &Hook) -> Result<()> {
     }
     if let Prio::Named(n, _) = &h.prio {
         if crate::print::std_prio_value(family, n).is_none() {
-            return Err(Error::new(h.span, format!("'{n}' is not a valid priority in this context")));
+            return Err(Error::new(
+                h.span,
+                format!("'{n}' is not a valid priority in this context"),
+            ));
         }
     }
     Ok(())
 }
 
-fn key_types(ctx_family: Family, k: &KeySpec, sets: &HashMap<String, SetInfo>) -> Result<Vec<(Dt, u32)>> {
+fn key_types(
+    ctx_family: Family,
+    k: &KeySpec,
+    sets: &HashMap<String, SetInfo>,
+) -> Result<Vec<(Dt, u32)>> {
     match k {
         KeySpec::Types(names) => names
             .iter()
@@ -413,13 +599,21 @@ fn key_types(ctx_family: Family, k: &KeySpec, sets: &HashMap<String, SetInfo>) -
                 if n == "queue" {
                     return Ok((Dt::Integer, 16));
                 }
-                let dt = Dt::by_name(n).ok_or_else(|| Error::nospan(format!("unknown datatype {n}")))?;
+                let dt =
+                    Dt::by_name(n).ok_or_else(|| Error::nospan(format!("unknown datatype {n}")))?;
                 Ok((dt, eval::type_bits(dt)))
             })
             .collect(),
         KeySpec::Typeof(e) => {
             let mut e = e.clone();
-            let ctx = Ctx { family: ctx_family, hook: None, chain_type: None, sets, flowtables: &[], chains: &[] };
+            let ctx = Ctx {
+                family: ctx_family,
+                hook: None,
+                chain_type: None,
+                sets,
+                flowtables: &[],
+                chains: &[],
+            };
             eval::eval_selector(&ctx, &mut e)?;
             Ok(match &e.kind {
                 ExprKind::Concat(items) => items.iter().map(|i| (i.dt, i.bits)).collect(),
@@ -434,24 +628,55 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
     for t in &mut rs.tables {
         let mut infos: HashMap<String, SetInfo> = HashMap::new();
         for s in &t.sets {
-            let key = key_types(t.family, s.key.as_ref().expect("checked"), &infos).map_err(|e| if e.span.is_none() { Error::new(s.span, e.msg) } else { e })?;
+            let key =
+                key_types(t.family, s.key.as_ref().expect("checked"), &infos).map_err(|e| {
+                    if e.span.is_none() {
+                        Error::new(s.span, e.msg)
+                    } else {
+                        e
+                    }
+                })?;
             let mut data_fields = 0;
             let data = match &s.data {
                 Some(d) => {
-                    let v = key_types(t.family, d, &infos).map_err(|e| if e.span.is_none() { Error::new(s.span, e.msg) } else { e })?;
+                    let v = key_types(t.family, d, &infos).map_err(|e| {
+                        if e.span.is_none() {
+                            Error::new(s.span, e.msg)
+                        } else {
+                            e
+                        }
+                    })?;
                     data_fields = v.len();
                     v.first().copied()
                 }
                 None => None,
             };
             let data_interval = s.data_interval;
-            infos.insert(s.name.clone(), SetInfo { key, data, is_map: s.is_map, interval: s.flags.iter().any(|f| f == "interval"), obj_map: s.obj_map.clone(), data_interval, data_fields });
+            infos.insert(
+                s.name.clone(),
+                SetInfo {
+                    key,
+                    data,
+                    is_map: s.is_map,
+                    interval: s.flags.iter().any(|f| f == "interval"),
+                    obj_map: s.obj_map.clone(),
+                    data_interval,
+                    data_fields,
+                },
+            );
         }
         let flowtables: Vec<String> = t.flowtables.iter().map(|f| f.name.clone()).collect();
         let chains: Vec<String> = t.chains.iter().map(|c| c.name.clone()).collect();
         for s in &mut t.sets {
             let info = infos[&s.name].clone();
-            let ctx = Ctx { family: t.family, hook: None, chain_type: None, sets: &infos, flowtables: &flowtables, chains: &chains };
+            let ctx = Ctx {
+                family: t.family,
+                hook: None,
+                chain_type: None,
+                sets: &infos,
+                flowtables: &flowtables,
+                chains: &chains,
+            };
             for st in &mut s.stmts {
                 eval::eval_stmt(&ctx, st)?;
             }
@@ -465,13 +690,24 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
             }
             crate::setorder::sort_set(s)?;
         }
-        let objs: Vec<(String, String)> = t.objs.iter().map(|o| (o.kind.clone(), o.name.clone())).collect();
+        let objs: Vec<(String, String)> = t
+            .objs
+            .iter()
+            .map(|o| (o.kind.clone(), o.name.clone()))
+            .collect();
         for c in &mut t.chains {
             let (hook, ctype) = match &c.hook {
                 Some(h) => (Some(h.hook.as_str()), Some(h.kind.as_str())),
                 None => (None, None),
             };
-            let ctx = Ctx { family: t.family, hook, chain_type: ctype, sets: &infos, flowtables: &flowtables, chains: &chains };
+            let ctx = Ctx {
+                family: t.family,
+                hook,
+                chain_type: ctype,
+                sets: &infos,
+                flowtables: &flowtables,
+                chains: &chains,
+            };
             for r in &mut c.rules {
                 eval::eval_rule(&ctx, r)?;
                 crate::stmt_eval::check_obj_refs(&objs, r)?;
@@ -505,7 +741,11 @@ fn eval_element(ctx: &Ctx, el: &mut Expr, info: &SetInfo) -> Result<()> {
                     // object maps: the value names an object
                     if let ExprKind::Symbol(s) | ExprKind::Quoted(s) = &v.kind {
                         let s = s.clone();
-                        v.kind = ExprKind::Const(crate::ast::Const { dt: Dt::String, bits: 0, val: crate::datatype::Val::Str(s) });
+                        v.kind = ExprKind::Const(crate::ast::Const {
+                            dt: Dt::String,
+                            bits: 0,
+                            val: crate::datatype::Val::Str(s),
+                        });
                         v.dt = Dt::String;
                     }
                 }
@@ -514,7 +754,10 @@ fn eval_element(ctx: &Ctx, el: &mut Expr, info: &SetInfo) -> Result<()> {
         }
         _ => {
             if info.is_map {
-                return Err(Error::new(span, "map element has no value (expected key : value)"));
+                return Err(Error::new(
+                    span,
+                    "map element has no value (expected key : value)",
+                ));
             }
             eval_key(ctx, el, info)
         }

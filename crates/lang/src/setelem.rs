@@ -22,7 +22,11 @@ struct Item {
 /// The constant value of a key, if it is a plain integer constant.
 fn int_of(e: &Expr) -> Option<(u128, Dt, u32)> {
     match &e.kind {
-        ExprKind::Const(Const { val: Val::Int(v), dt, bits }) => Some((*v, *dt, if *bits > 0 { *bits } else { e.bits })),
+        ExprKind::Const(Const {
+            val: Val::Int(v),
+            dt,
+            bits,
+        }) => Some((*v, *dt, if *bits > 0 { *bits } else { e.bits })),
         _ => None,
     }
 }
@@ -82,11 +86,20 @@ fn is_catchall(e: &Expr) -> bool {
 /// True if some element is written as a range or a prefix (which makes an anonymous set an
 /// interval set).
 pub fn has_intervals(elems: &[Expr]) -> bool {
-    elems.iter().any(|e| matches!(key_of(e).kind, ExprKind::Range(..) | ExprKind::Prefix(..)))
+    elems
+        .iter()
+        .any(|e| matches!(key_of(e).kind, ExprKind::Range(..) | ExprKind::Prefix(..)))
 }
 
 fn konst(dt: Dt, bits: u32, v: u128, span: Span) -> Expr {
-    let mut e = Expr::new(ExprKind::Const(Const { dt, bits, val: Val::Int(v) }), span);
+    let mut e = Expr::new(
+        ExprKind::Const(Const {
+            dt,
+            bits,
+            val: Val::Int(v),
+        }),
+        span,
+    );
     e.dt = dt;
     e.bits = bits;
     e
@@ -98,17 +111,28 @@ fn range_key(lo: u128, hi: u128, dt: Dt, bits: u32, span: Span) -> Expr {
         return konst(dt, bits, lo, span);
     }
     let size_minus_one = hi - lo;
-    let aligned = size_minus_one.checked_add(1).map_or(lo == 0, |size| size.is_power_of_two() && lo & size_minus_one == 0);
+    let aligned = size_minus_one.checked_add(1).map_or(lo == 0, |size| {
+        size.is_power_of_two() && lo & size_minus_one == 0
+    });
     if aligned && dt.prefix_notation() && bits > 0 {
         let host_bits = 128 - size_minus_one.leading_zeros();
         if host_bits <= bits {
-            let mut p = Expr::new(ExprKind::Prefix(Box::new(konst(dt, bits, lo, span)), bits - host_bits), span);
+            let mut p = Expr::new(
+                ExprKind::Prefix(Box::new(konst(dt, bits, lo, span)), bits - host_bits),
+                span,
+            );
             p.dt = dt;
             p.bits = bits;
             return p;
         }
     }
-    let mut r = Expr::new(ExprKind::Range(Box::new(konst(dt, bits, lo, span)), Box::new(konst(dt, bits, hi, span))), span);
+    let mut r = Expr::new(
+        ExprKind::Range(
+            Box::new(konst(dt, bits, lo, span)),
+            Box::new(konst(dt, bits, hi, span)),
+        ),
+        span,
+    );
     r.dt = dt;
     r.bits = bits;
     r
@@ -126,11 +150,19 @@ pub fn normalize_intervals(elems: &mut Vec<Expr>, is_map: bool, merge_adjacent: 
             catchall.push(e.clone());
             continue;
         }
-        let Some((lo, hi, dt, bits)) = key_range(key_of(e)) else { return };
+        let Some((lo, hi, dt, bits)) = key_range(key_of(e)) else {
+            return;
+        };
         if lo > hi {
             return;
         }
-        items.push(Item { lo, hi, dt, bits, elem: e.clone() });
+        items.push(Item {
+            lo,
+            hi,
+            dt,
+            bits,
+            elem: e.clone(),
+        });
     }
     items.sort_by_key(|i| i.lo);
     let mut out: Vec<Item> = Vec::with_capacity(items.len());
@@ -170,7 +202,9 @@ fn walk_expr(e: &mut Expr) {
                 walk_expr(x);
             }
             if has_intervals(elems) && !elems.iter().any(is_concat_key) {
-                let is_map = elems.iter().any(|x| matches!(x.kind, ExprKind::Mapping(..)));
+                let is_map = elems
+                    .iter()
+                    .any(|x| matches!(x.kind, ExprKind::Mapping(..)));
                 normalize_intervals(elems, is_map, true);
             }
         }
@@ -272,7 +306,14 @@ mod tests {
     }
 
     fn shown(elems: &[Expr]) -> Vec<(u128, u128)> {
-        elems.iter().map(|e| key_range(key_of(e)).map(|(a, b, _, _)| (a, b)).expect("range")).collect()
+        elems
+            .iter()
+            .map(|e| {
+                key_range(key_of(e))
+                    .map(|(a, b, _, _)| (a, b))
+                    .expect("range")
+            })
+            .collect()
     }
 
     #[test]
@@ -295,7 +336,16 @@ mod tests {
     #[test]
     fn address_ranges_that_are_prefixes_become_prefixes() {
         let a = |n: u32| konst(Dt::Ipv4Addr, 32, n as u128, span());
-        let mut e = vec![Expr::new(ExprKind::Range(Box::new(a(0x0a000000)), Box::new(a(0x0a0000ff))), span()), Expr::new(ExprKind::Range(Box::new(a(0x0b000001)), Box::new(a(0x0b000002))), span())];
+        let mut e = vec![
+            Expr::new(
+                ExprKind::Range(Box::new(a(0x0a000000)), Box::new(a(0x0a0000ff))),
+                span(),
+            ),
+            Expr::new(
+                ExprKind::Range(Box::new(a(0x0b000001)), Box::new(a(0x0b000002))),
+                span(),
+            ),
+        ];
         normalize_intervals(&mut e, false, false);
         assert!(matches!(e[0].kind, ExprKind::Prefix(_, 24)));
         assert!(matches!(e[1].kind, ExprKind::Range(..)));

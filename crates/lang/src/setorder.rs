@@ -60,7 +60,9 @@ fn same(a: &Expr, b: &Expr) -> bool {
         (ExprKind::Elem(x, _), _) => same(x, b),
         (_, ExprKind::Elem(y, _)) => same(a, y),
         (ExprKind::Const(x), ExprKind::Const(y)) => x.val == y.val,
-        (ExprKind::Concat(x), ExprKind::Concat(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+        (ExprKind::Concat(x), ExprKind::Concat(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
         (ExprKind::Mapping(k1, v1), ExprKind::Mapping(k2, v2)) => same(k1, k2) && same(v1, v2),
         (ExprKind::Range(a1, b1), ExprKind::Range(a2, b2)) => same(a1, a2) && same(b1, b2),
         (ExprKind::Prefix(x, l1), ExprKind::Prefix(y, l2)) => l1 == l2 && same(x, y),
@@ -103,7 +105,11 @@ fn sort_elems(elems: &mut Vec<Expr>) -> Result<()> {
 /// The values a single key covers, for integer constants, ranges and prefixes.
 fn key_span(k: &Expr) -> Option<(u128, u128)> {
     let int = |e: &Expr| match &e.kind {
-        ExprKind::Const(Const { val: Val::Int(v), bits, .. }) => Some((*v, if *bits > 0 { *bits } else { e.bits })),
+        ExprKind::Const(Const {
+            val: Val::Int(v),
+            bits,
+            ..
+        }) => Some((*v, if *bits > 0 { *bits } else { e.bits })),
         _ => None,
     };
     match &k.kind {
@@ -115,7 +121,11 @@ fn key_span(k: &Expr) -> Option<(u128, u128)> {
                 return None;
             }
             let host = bits - len;
-            let host_mask = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+            let host_mask = if host >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << host) - 1
+            };
             Some((v & !host_mask, v | host_mask))
         }
         _ => None,
@@ -124,7 +134,10 @@ fn key_span(k: &Expr) -> Option<(u128, u128)> {
 
 /// Maps cannot merge intervals the way sets do: overlapping keys are refused.
 fn check_map_intervals(elems: &[Expr]) -> Result<()> {
-    if !elems.iter().any(|e| matches!(e.kind, ExprKind::Mapping(..)) || matches!(&e.kind, ExprKind::Elem(x, _) if matches!(x.kind, ExprKind::Mapping(..)))) {
+    if !elems.iter().any(|e| {
+        matches!(e.kind, ExprKind::Mapping(..))
+            || matches!(&e.kind, ExprKind::Elem(x, _) if matches!(x.kind, ExprKind::Mapping(..)))
+    }) {
         return Ok(());
     }
     let mut spans = vec![];
@@ -235,17 +248,34 @@ mod tests {
     fn anonymous_sets_list_sorted() {
         let out = listing("table ip t { chain c { tcp dport { 443, 22, 80 } accept; meta mark set ip saddr map { 10.0.0.2 : 1, 10.0.0.1 : 2 }; iifname { \"lo\", \"eth1\", \"eth0\" }; } }");
         assert!(out.contains("tcp dport { 22, 80, 443 } accept"), "{out}");
-        assert!(out.contains("map { 10.0.0.1 : 0x00000002, 10.0.0.2 : 0x00000001 }"), "{out}");
-        assert!(out.contains("iifname { \"eth0\", \"eth1\", \"lo\" }"), "{out}");
-        let out = listing("table ip t { chain c { tcp flags { syn | ack, fin | psh | ack, rst, fin | ack } } }");
-        assert!(out.contains("tcp flags { fin | psh | ack, fin | ack, syn | ack, rst }"), "{out}");
+        assert!(
+            out.contains("map { 10.0.0.1 : 0x00000002, 10.0.0.2 : 0x00000001 }"),
+            "{out}"
+        );
+        assert!(
+            out.contains("iifname { \"eth0\", \"eth1\", \"lo\" }"),
+            "{out}"
+        );
+        let out = listing(
+            "table ip t { chain c { tcp flags { syn | ack, fin | psh | ack, rst, fin | ack } } }",
+        );
+        assert!(
+            out.contains("tcp flags { fin | psh | ack, fin | ack, syn | ack, rst }"),
+            "{out}"
+        );
     }
 
     #[test]
     fn concatenations_sort_part_by_part() {
         let out = listing("table ip t { chain c { ip saddr . ip daddr { 1.1.1.1 . 2.2.2.2, 1.1.1.1 . 1.1.1.1, 0.0.0.1 . 9.9.9.9 }; ct mark . tcp dport { 0x1 . 22, 0x2 . 21 }; } }");
-        assert!(out.contains("{ 0.0.0.1 . 9.9.9.9, 1.1.1.1 . 1.1.1.1, 1.1.1.1 . 2.2.2.2 }"), "{out}");
-        assert!(out.contains("{ 0x00000001 . 22, 0x00000002 . 21 }"), "{out}");
+        assert!(
+            out.contains("{ 0.0.0.1 . 9.9.9.9, 1.1.1.1 . 1.1.1.1, 1.1.1.1 . 2.2.2.2 }"),
+            "{out}"
+        );
+        assert!(
+            out.contains("{ 0x00000001 . 22, 0x00000002 . 21 }"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -254,15 +284,18 @@ mod tests {
         assert!(out.contains("elements = { 22, 23 }"), "{out}");
         assert!(out.contains("tcp dport { 1 }"), "{out}");
         assert!(out.contains("tcp dport vmap { 22 : accept }"), "{out}");
-        let text = "table ip t { map m { type inet_service : mark; elements = { 22 : 1, 22 : 2 } } }";
+        let text =
+            "table ip t { map m { type inet_service : mark; elements = { 22 : 1, 22 : 2 } } }";
         assert!(load_str("t.nft", text, &LoadOpts::default()).is_err());
         let text = "table ip t { chain c { meta mark set tcp dport map { 22 : 1, 22 : 2 } } }";
         assert!(load_str("t.nft", text, &LoadOpts::default()).is_err());
-        let text = "table ip t { chain c { ip hdrlength vmap { 0-4 : drop, 0 : accept, 6 : continue } } }";
+        let text =
+            "table ip t { chain c { ip hdrlength vmap { 0-4 : drop, 0 : accept, 6 : continue } } }";
         assert!(load_str("t.nft", text, &LoadOpts::default()).is_err());
         let text = "table ip t { chain c { ip saddr vmap { 10.0.1.0-10.0.1.255 : accept, 10.0.1.1-10.0.2.255 : drop } } }";
         assert!(load_str("t.nft", text, &LoadOpts::default()).is_err());
-        let text = "table ip t { chain c { ip saddr vmap { 10.0.1.0/24 : accept, 10.0.2.0/24 : drop } } }";
+        let text =
+            "table ip t { chain c { ip saddr vmap { 10.0.1.0/24 : accept, 10.0.2.0/24 : drop } } }";
         assert!(load_str("t.nft", text, &LoadOpts::default()).is_ok());
     }
 
@@ -273,6 +306,9 @@ mod tests {
         let t = out.find("1.1.1.1 . 22").unwrap();
         let u = out.find("2.2.2.2 . 21").unwrap();
         assert!(s < t && t < u, "{out}");
-        assert!(out.find("0x00000002 : drop").unwrap() < out.find("0x00000010 : accept").unwrap(), "{out}");
+        assert!(
+            out.find("0x00000002 : drop").unwrap() < out.find("0x00000010 : accept").unwrap(),
+            "{out}"
+        );
     }
 }

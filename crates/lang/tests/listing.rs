@@ -4,7 +4,8 @@ use nft_lang::print::{self, ListOpts};
 use nft_lang::ruleset::{load_str, LoadOpts};
 
 fn list(src: &str) -> String {
-    let rs = load_str("test.nft", src, &LoadOpts::default()).unwrap_or_else(|e| panic!("load failed: {e}"));
+    let rs = load_str("test.nft", src, &LoadOpts::default())
+        .unwrap_or_else(|e| panic!("load failed: {e}"));
     print::ruleset(&rs, &ListOpts::default())
 }
 

@@ -11,11 +11,22 @@ fn list(family: &str, rule: &str) -> Result<String, String> {
     };
     let text = format!("add table {family} t\nadd chain {family} t c {{ {chain} }}\nadd rule {family} t c {rule}\n");
     let rs = load_str("test.nft", &text, &LoadOpts::default()).map_err(|e| e.error.msg)?;
-    let o = ListOpts { stateless: true, ..Default::default() };
+    let o = ListOpts {
+        stateless: true,
+        ..Default::default()
+    };
     let out = print::ruleset(&rs, &o);
     let lines: Vec<&str> = out.lines().map(str::trim).collect();
-    let start = lines.iter().position(|l| l.starts_with("type ")).ok_or("no chain")?;
-    Ok(lines[start + 1..].iter().take_while(|l| **l != "}").copied().collect::<Vec<_>>().join(" "))
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("type "))
+        .ok_or("no chain")?;
+    Ok(lines[start + 1..]
+        .iter()
+        .take_while(|l| **l != "}")
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 fn lists_as(family: &str, rule: &str, want: &str) {
@@ -23,7 +34,10 @@ fn lists_as(family: &str, rule: &str, want: &str) {
 }
 
 fn refused(family: &str, rule: &str) {
-    assert!(list(family, rule).is_err(), "{family}: {rule} should be refused");
+    assert!(
+        list(family, rule).is_err(),
+        "{family}: {rule} should be refused"
+    );
 }
 
 #[test]
@@ -52,8 +66,16 @@ fn tcp_options_by_number_and_raw() {
     refused("inet", "tcp option meh exists");
     lists_as("inet", "tcp option @255,8,8 255", "tcp option @255,8,8 255");
     refused("inet", "tcp option @255,8,8 256");
-    lists_as("inet", "tcp option mptcp subtype 1", "tcp option mptcp subtype mp-join");
-    lists_as("inet", "tcp option mptcp subtype { mp-capable, mp-join }", "tcp option mptcp subtype { mp-capable, mp-join }");
+    lists_as(
+        "inet",
+        "tcp option mptcp subtype 1",
+        "tcp option mptcp subtype mp-join",
+    );
+    lists_as(
+        "inet",
+        "tcp option mptcp subtype { mp-capable, mp-join }",
+        "tcp option mptcp subtype { mp-capable, mp-join }",
+    );
 }
 
 #[test]
@@ -71,39 +93,95 @@ fn fib_flags_and_route_checks() {
     refused("ip", "fib iif . oif . daddr oif lo");
     refused("ip", "fib mark oif lo");
     refused("ip", "fib daddr . oif type local");
-    lists_as("ip", "fib daddr . iif type local", "fib daddr . iif type local");
+    lists_as(
+        "ip",
+        "fib daddr . iif type local",
+        "fib daddr . iif type local",
+    );
     lists_as("ip", "fib daddr check missing", "fib daddr check missing");
     lists_as("ip", "fib daddr oif exists", "fib daddr check exists");
-    lists_as("ip6", "fib saddr . iif check missing drop", "fib saddr . iif check missing drop");
+    lists_as(
+        "ip6",
+        "fib saddr . iif check missing drop",
+        "fib saddr . iif check missing drop",
+    );
 }
 
 #[test]
 fn addresses_without_family_take_the_rule_context() {
-    lists_as("inet", "meta nfproto ipv4 ct original saddr 1.2.3.4", "ct original ip saddr 1.2.3.4");
-    lists_as("ip", "ct original saddr 1.2.3.4", "ct original ip saddr 1.2.3.4");
-    lists_as("inet", "meta nfproto ipv4 rt nexthop 192.168.0.1", "meta nfproto ipv4 rt ip nexthop 192.168.0.1");
+    lists_as(
+        "inet",
+        "meta nfproto ipv4 ct original saddr 1.2.3.4",
+        "ct original ip saddr 1.2.3.4",
+    );
+    lists_as(
+        "ip",
+        "ct original saddr 1.2.3.4",
+        "ct original ip saddr 1.2.3.4",
+    );
+    lists_as(
+        "inet",
+        "meta nfproto ipv4 rt nexthop 192.168.0.1",
+        "meta nfproto ipv4 rt ip nexthop 192.168.0.1",
+    );
     lists_as("ip6", "rt nexthop fd00::1", "rt ip6 nexthop fd00::1");
     refused("inet", "ct original saddr ::1");
-    refused("ip", "ct original saddr . meta mark { 1.1.1.1 . 0x00000014 }");
-    refused("ip", "meta mark set ct original daddr map { 1.1.1.1 : 0x00000011 }");
+    refused(
+        "ip",
+        "ct original saddr . meta mark { 1.1.1.1 . 0x00000014 }",
+    );
+    refused(
+        "ip",
+        "meta mark set ct original daddr map { 1.1.1.1 : 0x00000011 }",
+    );
 }
 
 #[test]
 fn protocol_conflicts_across_statements() {
-    refused("inet", "ip protocol { tcp, udp } tcp dport 20 dnat to 1.1.1.1:80");
-    refused("netdev", "meta protocol ip6 ip protocol icmp reject with icmp host-unreachable");
+    refused(
+        "inet",
+        "ip protocol { tcp, udp } tcp dport 20 dnat to 1.1.1.1:80",
+    );
+    refused(
+        "netdev",
+        "meta protocol ip6 ip protocol icmp reject with icmp host-unreachable",
+    );
     refused("ip", "tcp dport 1 counter udp dport 2");
     lists_as("ip6", "icmp type echo-request", "icmp type echo-request");
-    lists_as("ip", "icmpv6 type nd-router-advert", "icmpv6 type nd-router-advert");
+    lists_as(
+        "ip",
+        "icmpv6 type nd-router-advert",
+        "icmpv6 type nd-router-advert",
+    );
 }
 
 #[test]
 fn network_dependencies_of_icmp_protocols_and_conntrack_addresses() {
-    lists_as("inet", "meta nfproto ipv6 meta l4proto ipv6-icmp counter", "meta l4proto ipv6-icmp counter");
-    lists_as("inet", "meta nfproto ipv6 meta l4proto tcp", "meta nfproto ipv6 meta l4proto tcp");
-    lists_as("bridge", "meta protocol ip meta l4proto icmp", "meta l4proto icmp");
-    lists_as("inet", "meta nfproto ipv4 ct original ip saddr 1.2.3.4", "ct original ip saddr 1.2.3.4");
-    lists_as("inet", "meta nfproto ipv4 ct mark 0x00000001", "meta nfproto ipv4 ct mark 0x00000001");
+    lists_as(
+        "inet",
+        "meta nfproto ipv6 meta l4proto ipv6-icmp counter",
+        "meta l4proto ipv6-icmp counter",
+    );
+    lists_as(
+        "inet",
+        "meta nfproto ipv6 meta l4proto tcp",
+        "meta nfproto ipv6 meta l4proto tcp",
+    );
+    lists_as(
+        "bridge",
+        "meta protocol ip meta l4proto icmp",
+        "meta l4proto icmp",
+    );
+    lists_as(
+        "inet",
+        "meta nfproto ipv4 ct original ip saddr 1.2.3.4",
+        "ct original ip saddr 1.2.3.4",
+    );
+    lists_as(
+        "inet",
+        "meta nfproto ipv4 ct mark 0x00000001",
+        "meta nfproto ipv4 ct mark 0x00000001",
+    );
 }
 
 #[test]
@@ -117,7 +195,18 @@ fn prefixes_keep_the_network_part_and_ranges_list_numbers() {
 #[test]
 fn shifts_within_width_and_concatenated_ranges_checked() {
     refused("ip", "ct mark set meta mark << 32");
-    lists_as("ip", "ct mark set meta mark >> 31", "ct mark set meta mark >> 31");
-    lists_as("ip", "meta mark set ip dscp << 26 | 0x10", "meta mark set ip dscp << 26 | 0x10");
-    refused("ip", "meta mark . tcp dport { 0x0000000a-0x00000014 . 80-90, 0x00100000-0x00100123 . 201-120 }");
+    lists_as(
+        "ip",
+        "ct mark set meta mark >> 31",
+        "ct mark set meta mark >> 31",
+    );
+    lists_as(
+        "ip",
+        "meta mark set ip dscp << 26 | 0x10",
+        "meta mark set ip dscp << 26 | 0x10",
+    );
+    refused(
+        "ip",
+        "meta mark . tcp dport { 0x0000000a-0x00000014 . 80-90, 0x00100000-0x00100123 . 201-120 }",
+    );
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 use nft_engine::topology::Topology;
 use nft_engine::{Config, Frame, Port, Router, TxFrame};
 use nft_lang::ruleset::{load_str, LoadOpts};
-use nft_wire::{parse_frame, IpProtocol, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, PacketMeta, TcpPacket, UdpPacket};
+use nft_wire::{
+    parse_frame, Icmpv4Packet, Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv6Packet, PacketMeta,
+    TcpPacket, UdpPacket,
+};
 
 pub const LAN: usize = 0;
 pub const WAN: usize = 1;
@@ -121,7 +124,9 @@ table inet fw {
 
 pub fn router_with(topology: &str, rules: &str, cfg: Config) -> Router {
     let topo = Topology::from_toml(topology).unwrap();
-    let ast = load_str("rules.nft", rules, &LoadOpts::default()).map_err(|e| e.rendered).unwrap();
+    let ast = load_str("rules.nft", rules, &LoadOpts::default())
+        .map_err(|e| e.rendered)
+        .unwrap();
     let rs = nft_engine::rules::compile(&ast).unwrap();
     Router::new(topo, rs, cfg)
 }
@@ -144,7 +149,12 @@ pub fn send(r: &mut Router, ingress: usize, data: Vec<u8>, now: Duration) -> Vec
 /// Runs one frame that must leave as exactly one frame on `egress`.
 pub fn one(r: &mut Router, ingress: usize, data: Vec<u8>, now: Duration, egress: Port) -> Vec<u8> {
     let out = send(r, ingress, data, now);
-    assert_eq!(out.len(), 1, "expected one frame out, got {out:?}\ncounters: {:?}", r.counters().drop_map());
+    assert_eq!(
+        out.len(),
+        1,
+        "expected one frame out, got {out:?}\ncounters: {:?}",
+        r.counters().drop_map()
+    );
     assert_eq!(out[0].egress, egress);
     check(&out[0].data);
     out[0].data.clone()
@@ -155,15 +165,37 @@ pub fn none(r: &mut Router, ingress: usize, data: Vec<u8>, now: Duration) {
     assert!(out.is_empty(), "expected nothing out, got {out:?}");
 }
 
-pub fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, ttl).udp(sport, dport);
+pub fn udp4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, ttl)
+        .udp(sport, dport);
     let mut out = vec![];
     b.write(&mut out, payload).unwrap();
     out
 }
 
-pub fn udp6(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, hop: u8, payload: &[u8]) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(src, dst, hop).udp(sport, dport);
+pub fn udp6(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+    hop: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv6(src, dst, hop)
+        .udp(sport, dport);
     let mut out = vec![];
     b.write(&mut out, payload).unwrap();
     out
@@ -179,8 +211,20 @@ pub enum Tcp {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn tcp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, seq: u32, kind: Tcp, payload: &[u8]) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).tcp(sport, dport, seq, 64240);
+pub fn tcp4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    kind: Tcp,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, seq, 64240);
     let b = match kind {
         Tcp::Syn => b.syn(),
         Tcp::SynAck(a) => b.syn().ack(a),
@@ -193,8 +237,18 @@ pub fn tcp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], spor
     out
 }
 
-pub fn icmp4_echo(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], id: u16, seq: u16, ttl: u8) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, ttl).icmpv4_echo_request(id, seq);
+pub fn icmp4_echo(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    id: u16,
+    seq: u16,
+    ttl: u8,
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, ttl)
+        .icmpv4_echo_request(id, seq);
     let mut out = vec![];
     b.write(&mut out, b"ping").unwrap();
     out
@@ -203,21 +257,41 @@ pub fn icmp4_echo(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]
 /// Parses a frame that left the router and verifies every checksum in it (IPv4 header, TCP,
 /// UDP, ICMP, ICMPv6, and the header and L4 checksums of a quoted packet where whole).
 pub fn check(frame: &[u8]) -> PacketMeta {
-    let m = parse_frame(frame).unwrap_or_else(|e| panic!("output does not parse: {e}: {frame:02x?}"));
+    let m =
+        parse_frame(frame).unwrap_or_else(|e| panic!("output does not parse: {e}: {frame:02x?}"));
     let Some(ver) = m.ip_version else { return m };
     let l3 = &frame[m.l3_offset..m.l3_end];
     let (s, d) = (m.src_addr.unwrap(), m.dst_addr.unwrap());
     if ver == nft_wire::IpVersion::Ipv4 {
-        assert!(Ipv4Packet::new_checked(l3).unwrap().verify_checksum(), "IPv4 header checksum");
+        assert!(
+            Ipv4Packet::new_checked(l3).unwrap().verify_checksum(),
+            "IPv4 header checksum"
+        );
     }
     let l4 = &frame[m.l4_offset.unwrap()..m.l3_end];
     match m.ip_protocol.unwrap() {
-        IpProtocol::Tcp => assert!(TcpPacket::new_checked(l4).unwrap().verify_checksum(&s, &d), "TCP checksum"),
-        IpProtocol::Udp => assert!(UdpPacket::new_checked(l4).unwrap().verify_checksum(&s, &d), "UDP checksum"),
-        IpProtocol::Icmp => assert!(Icmpv4Packet::new_checked(l4).unwrap().verify_checksum(), "ICMP checksum"),
+        IpProtocol::Tcp => assert!(
+            TcpPacket::new_checked(l4).unwrap().verify_checksum(&s, &d),
+            "TCP checksum"
+        ),
+        IpProtocol::Udp => assert!(
+            UdpPacket::new_checked(l4).unwrap().verify_checksum(&s, &d),
+            "UDP checksum"
+        ),
+        IpProtocol::Icmp => assert!(
+            Icmpv4Packet::new_checked(l4).unwrap().verify_checksum(),
+            "ICMP checksum"
+        ),
         IpProtocol::Icmpv6 => {
-            let (std::net::IpAddr::V6(s6), std::net::IpAddr::V6(d6)) = (s, d) else { panic!() };
-            assert!(Icmpv6Packet::new_checked(l4).unwrap().verify_checksum(&s6, &d6), "ICMPv6 checksum");
+            let (std::net::IpAddr::V6(s6), std::net::IpAddr::V6(d6)) = (s, d) else {
+                panic!()
+            };
+            assert!(
+                Icmpv6Packet::new_checked(l4)
+                    .unwrap()
+                    .verify_checksum(&s6, &d6),
+                "ICMPv6 checksum"
+            );
         }
         _ => {}
     }
@@ -225,7 +299,10 @@ pub fn check(frame: &[u8]) -> PacketMeta {
         if ver == nft_wire::IpVersion::Ipv4 {
             let q = &frame[inner.l3_offset..m.l3_end];
             let hl = ((q[0] & 0xf) as usize) * 4;
-            assert!(nft_wire::checksum::verify(&q[..hl]), "quoted IPv4 header checksum");
+            assert!(
+                nft_wire::checksum::verify(&q[..hl]),
+                "quoted IPv4 header checksum"
+            );
         }
     }
     let _ = Ipv6Packet::new_checked(l3);
