@@ -112,7 +112,7 @@ pub fn run(a: Args) -> Result<()> {
             "fast path, {} offloaded flows, {} packets in {FAST_PASSES} passes: {:.0} packets/s",
             fast.flows, fast.packets, fast.pps
         )?;
-        writeln!(so, 
+        writeln!(so,
             "instructions per packet: valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*fast_path_pass*' \\\n    nft-offload bench --fast-only --packets {n}   # then Ir / {}",
             fast.packets
         )?;

@@ -2299,16 +2299,17 @@ impl<'a> Parser<'a> {
         let (num, unit) = split_num_unit(num_unit);
         let rate = parse_u64(num)
             .ok_or_else(|| Error::new(span, format!("syntax error, unexpected {num_unit}")))?;
-        let period =
-            match period {
-                "second" | "minute" | "hour" | "day" | "week" => period.to_string(),
-                _ => return Err(Error::new(
+        let period = match period {
+            "second" | "minute" | "hour" | "day" | "week" => period.to_string(),
+            _ => {
+                return Err(Error::new(
                     span,
                     format!(
                         "Wrong time format, expecting second, minute, hour, day or week ({period})"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let (rate, bytes) = if unit.is_empty() || unit == "packets" {
             (rate, false)
         } else {

@@ -820,20 +820,20 @@ pub fn check_mangle(ctx: &Ctx, key: &Expr, value: &Expr, span: Span) -> Result<(
         );
     }
     match &key.kind {
-        ExprKind::Meta(k) => {
-            match meta_settable(k) {
-                None => return err(
+        ExprKind::Meta(k) => match meta_settable(k) {
+            None => {
+                return err(
                     span,
                     format!(
                         "Could not process rule: Operation not supported\nmeta {k} cannot be set"
                     ),
-                ),
-                Some(Some(hook)) if ctx.hook.is_some_and(|h| h != hook) => {
-                    return err(span, format!("Could not process rule: Operation not supported\nmeta {k} can only be set in the {hook} hook"));
-                }
-                _ => {}
+                )
             }
-        }
+            Some(Some(hook)) if ctx.hook.is_some_and(|h| h != hook) => {
+                return err(span, format!("Could not process rule: Operation not supported\nmeta {k} can only be set in the {hook} hook"));
+            }
+            _ => {}
+        },
         ExprKind::Ct { key: k, dir, .. } => {
             if !matches!(
                 k.as_str(),
