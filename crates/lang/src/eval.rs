@@ -32,6 +32,8 @@ pub struct Ctx<'a> {
     pub sets: &'a HashMap<String, SetInfo>,
     pub flowtables: &'a [String],
     pub chains: &'a [String],
+    /// Evaluating a set's `typeof` key: only the key's type matters, not where it may be read.
+    pub key_only: bool,
 }
 
 fn err<T>(span: Span, msg: impl Into<String>) -> Result<T> {

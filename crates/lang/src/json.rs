@@ -327,6 +327,7 @@ fn keyspec_types(k: &KeySpec, family: Family) -> Vec<String> {
                 sets: &sets,
                 flowtables: &[],
                 chains: &[],
+                key_only: true,
             };
             let mut e = e.clone();
             if crate::eval::eval_selector(&ctx, &mut e).is_err() {

@@ -613,6 +613,7 @@ fn key_types(
                 sets,
                 flowtables: &[],
                 chains: &[],
+                key_only: true,
             };
             eval::eval_selector(&ctx, &mut e)?;
             Ok(match &e.kind {
@@ -676,6 +677,7 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
                 sets: &infos,
                 flowtables: &flowtables,
                 chains: &chains,
+                key_only: false,
             };
             for st in &mut s.stmts {
                 eval::eval_stmt(&ctx, st)?;
@@ -707,6 +709,7 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
                 sets: &infos,
                 flowtables: &flowtables,
                 chains: &chains,
+                key_only: false,
             };
             for r in &mut c.rules {
                 eval::eval_rule(&ctx, r)?;
