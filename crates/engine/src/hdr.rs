@@ -53,45 +53,31 @@ pub fn tcp_option(frame: &[u8], th: usize, kind: u8) -> Option<usize> {
     if doff < 20 {
         return None;
     }
-    let end = th.checked_add(doff)?;
+    find_option(frame, th + 20, th.checked_add(doff)?, kind)
+}
+
+/// Offset in `frame` of the IPv4 option of `ty` in the header at `nh` (`ipv4_find_option`).
+pub fn ip_option(frame: &[u8], nh: usize, ty: u8) -> Option<usize> {
+    let ihl = (*frame.get(nh)? & 0xf) as usize * 4;
+    if ihl <= 20 {
+        return None;
+    }
+    find_option(frame, nh + 20, nh.checked_add(ihl)?, ty)
+}
+
+/// TCP and IPv4 options share one layout: kind 0 ends the list, kind 1 is a one-byte pad,
+/// every other kind carries its length (at least 2) in the next byte.
+fn find_option(frame: &[u8], start: usize, end: usize, kind: u8) -> Option<usize> {
     if end > frame.len() {
         return None;
     }
-    let mut i = th + 20;
+    let mut i = start;
     while i < end {
         let k = frame[i];
         if k == kind {
             return Some(i);
         }
         match k {
-            0 => return None,
-            1 => i += 1,
-            _ => {
-                let len = *frame.get(i + 1)? as usize;
-                if len < 2 {
-                    return None;
-                }
-                i += len;
-            }
-        }
-    }
-    None
-}
-
-/// Offset in `frame` of the IPv4 option of `ty` in the header at `nh` (`ipv4_find_option`).
-pub fn ip_option(frame: &[u8], nh: usize, ty: u8) -> Option<usize> {
-    let ihl = (*frame.get(nh)? & 0xf) as usize * 4;
-    let end = nh.checked_add(ihl)?;
-    if ihl <= 20 || end > frame.len() {
-        return None;
-    }
-    let mut i = nh + 20;
-    while i < end {
-        let t = frame[i];
-        if t == ty {
-            return Some(i);
-        }
-        match t {
             0 => return None,
             1 => i += 1,
             _ => {
