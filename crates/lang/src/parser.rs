@@ -2161,10 +2161,7 @@ impl<'a> Parser<'a> {
                 StmtKind::Dup { addr, dev }
             }
             "fwd" => {
-                let mut family = None;
-                if self.is_word("ip")? || self.is_word("ip6")? {
-                    family = Some(self.next()?.tok.text());
-                }
+                let family = self.ip_family_word()?;
                 self.expect_word("to")?;
                 let first = self.expr(Mode::Stmt)?;
                 if self.eat_word("device")? {
@@ -2183,10 +2180,7 @@ impl<'a> Parser<'a> {
                 }
             }
             "tproxy" => {
-                let mut family = None;
-                if self.is_word("ip")? || self.is_word("ip6")? {
-                    family = Some(self.next()?.tok.text());
-                }
+                let family = self.ip_family_word()?;
                 self.expect_word("to")?;
                 let (addr, port) = self.addr_port()?;
                 StmtKind::Tproxy { family, addr, port }
@@ -2206,6 +2200,14 @@ impl<'a> Parser<'a> {
             _ => return Err(Error::new(span, format!("syntax error, unexpected {w}"))),
         };
         Ok(Stmt { kind, span })
+    }
+
+    /// An optional `ip`/`ip6` that names the family of what follows (`fwd ip to`, `rt ip6`).
+    fn ip_family_word(&mut self) -> Result<Option<String>> {
+        if self.is_word("ip")? || self.is_word("ip6")? {
+            return Ok(Some(self.next()?.tok.text()));
+        }
+        Ok(None)
     }
 
     fn synproxy_args(&mut self) -> Result<(Option<u32>, Option<u32>, Vec<String>)> {
@@ -3384,10 +3386,7 @@ impl<'a> Parser<'a> {
             }
             "rt" => {
                 self.next()?;
-                let mut family = None;
-                if self.is_word("ip")? || self.is_word("ip6")? {
-                    family = Some(self.next()?.tok.text());
-                }
+                let family = self.ip_family_word()?;
                 let (key, sp) = self.ident("rt key")?;
                 mk(ExprKind::Rt { key, family }, span.to(sp))
             }
@@ -3476,10 +3475,7 @@ impl<'a> Parser<'a> {
                 if self.eat_word("spnum")? {
                     spnum = self.number("number")?.0 as u32;
                 }
-                let mut family = None;
-                if self.is_word("ip")? || self.is_word("ip6")? {
-                    family = Some(self.next()?.tok.text());
-                }
+                let family = self.ip_family_word()?;
                 let (key, sp) = self.ident("ipsec key")?;
                 mk(
                     ExprKind::Ipsec {
