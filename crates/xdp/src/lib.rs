@@ -1,0 +1,14 @@
+//! The XDP programs of nft-offload and their loader.
+//!
+//! The programs are C (`bpf/*.c`), built by `build.rs` with clang `-target bpf`. Without
+//! clang the crate still builds: [`object`] returns `None`, and callers fall back to software
+//! with [`NOT_BUILT`] as the message.
+
+/// What callers say when a program is missing.
+pub const NOT_BUILT: &str =
+    "the XDP program was not built (clang or libbpf-dev missing at build time)";
+
+/// Whether the BPF objects were built.
+pub const fn built() -> bool {
+    cfg!(xdp_built)
+}
