@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod defaults;
+mod netlink;
 mod simulate;
 use nft_lang::print::ListOpts;
 use nft_lang::ruleset::{load_file, LoadOpts};
