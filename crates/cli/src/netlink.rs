@@ -229,9 +229,7 @@ pub fn parse_neigh(m: &NeighbourMessage) -> Option<Neigh> {
     let mut mac = None;
     for a in &m.attributes {
         match a {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
-                ip = Some(IpAddr::V4(*v))
-            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => ip = Some(IpAddr::V4(*v)),
             NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
                 ip = Some(IpAddr::V6(*v))
             }
@@ -331,12 +329,14 @@ impl Netlink {
         self.sock.recv(&mut self.buf, 0).context("netlink recv")?;
         let mut off = 0;
         while off + 16 <= self.buf.len() {
-            let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().unwrap_or([0; 4]))
-                as usize;
+            let len =
+                u32::from_ne_bytes(self.buf[off..off + 4].try_into().unwrap_or([0; 4])) as usize;
             if len < 16 || off + len > self.buf.len() {
                 break;
             }
-            if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..off + len]) {
+            if let Ok(m) =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..off + len])
+            {
                 f(m);
             }
             off += (len + 3) & !3;
@@ -396,7 +396,9 @@ impl Netlink {
                 }
             }
         }
-        for m in self.dump(RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()))? {
+        for m in self.dump(RouteNetlinkMessage::GetNeighbour(
+            NeighbourMessage::default(),
+        ))? {
             if let RouteNetlinkMessage::NewNeighbour(n) = m {
                 s.neighbours.extend(parse_neigh(&n));
             }
