@@ -43,8 +43,7 @@ pub struct Link {
     pub name: String,
     pub mac: Mac,
     pub mtu: u32,
-    /// Administratively up and with its carrier (operational state up, or unknown as for
-    /// some virtual devices, with IFF_UP and IFF_LOWER_UP).
+    /// Administratively up and with its carrier (IFF_UP and IFF_LOWER_UP).
     pub up: bool,
 }
 
@@ -128,14 +127,15 @@ pub fn parse_link(m: &LinkMessage) -> Option<Link> {
             _ => {}
         }
     }
+    // IFF_LOWER_UP is the carrier as it is now; the operational state follows it later (the
+    // kernel's link watch), so it only vetoes when it says the link is down
     let flags = m.header.flags;
-    let admin = flags.contains(LinkFlags::Up);
-    let up = admin
-        && match oper {
-            State::Up => true,
-            State::Unknown => flags.contains(LinkFlags::LowerUp),
-            _ => false,
-        };
+    let up = flags.contains(LinkFlags::Up)
+        && flags.contains(LinkFlags::LowerUp)
+        && !matches!(
+            oper,
+            State::Down | State::LowerLayerDown | State::NotPresent
+        );
     Some(Link {
         ifindex: m.header.index,
         name: name?,

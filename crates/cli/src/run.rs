@@ -441,12 +441,14 @@ pub fn apply_event(
             if let Some(i) = names.topo(l.ifindex) {
                 if st.router.topology().interfaces[i].up != l.up {
                     st.router.set_link(i, l.up);
+                    st.router.rebuild_fib();
                 }
             }
         }
         Event::LinkGone(ix) => {
             if let Some(i) = names.topo(ix) {
                 st.router.set_link(i, false);
+                st.router.rebuild_fib();
             }
         }
         Event::AddrNew(a) | Event::AddrGone(a) => {
