@@ -683,7 +683,16 @@ impl Router {
         }
         self.hook(Hook::Prerouting, -200, NAT_DST_PRIO, w, buf, meta, now, out)?;
         self.nat_rewrite(w, buf, meta, Manip::Dst)?;
-        self.hook(Hook::Prerouting, NAT_DST_PRIO + 1, i32::MAX, w, buf, meta, now, out)?;
+        self.hook(
+            Hook::Prerouting,
+            NAT_DST_PRIO + 1,
+            i32::MAX,
+            w,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
 
         let (Some(src), Some(dst)) = (meta.src_addr, meta.dst_addr) else {
             return Err(Drop::NotIp);
@@ -698,7 +707,16 @@ impl Router {
             Some(RouteKind::Local(_)) => {
                 self.hook(Hook::Input, i32::MIN, NAT_SRC_PRIO, w, buf, meta, now, out)?;
                 self.nat_rewrite(w, buf, meta, Manip::Src)?;
-                self.hook(Hook::Input, NAT_SRC_PRIO + 1, i32::MAX, w, buf, meta, now, out)?;
+                self.hook(
+                    Hook::Input,
+                    NAT_SRC_PRIO + 1,
+                    i32::MAX,
+                    w,
+                    buf,
+                    meta,
+                    now,
+                    out,
+                )?;
                 self.confirm(w, now)?;
                 Ok(Fate::Host)
             }
@@ -791,9 +809,27 @@ impl Router {
         w.oif = Some(oif);
         w.nexthop = nh.via.or(meta.dst_addr);
         self.hook(Hook::Forward, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
-        self.hook(Hook::Postrouting, i32::MIN, NAT_SRC_PRIO, w, buf, meta, now, out)?;
+        self.hook(
+            Hook::Postrouting,
+            i32::MIN,
+            NAT_SRC_PRIO,
+            w,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
         self.nat_rewrite(w, buf, meta, Manip::Src)?;
-        self.hook(Hook::Postrouting, NAT_SRC_PRIO + 1, i32::MAX, w, buf, meta, now, out)?;
+        self.hook(
+            Hook::Postrouting,
+            NAT_SRC_PRIO + 1,
+            i32::MAX,
+            w,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
         self.confirm(w, now)?;
         let egress = &self.topo.interfaces[oif];
         let dst_mac = match l2::fixed_peer(egress) {
@@ -1660,12 +1696,48 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        self.hook(Hook::Output, i32::MIN, NAT_DST_PRIO, lw, buf, meta, now, out)?;
+        self.hook(
+            Hook::Output,
+            i32::MIN,
+            NAT_DST_PRIO,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
         self.nat_rewrite(lw, buf, meta, Manip::Dst)?;
-        self.hook(Hook::Output, NAT_DST_PRIO + 1, i32::MAX, lw, buf, meta, now, out)?;
-        self.hook(Hook::Postrouting, i32::MIN, NAT_SRC_PRIO, lw, buf, meta, now, out)?;
+        self.hook(
+            Hook::Output,
+            NAT_DST_PRIO + 1,
+            i32::MAX,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
+        self.hook(
+            Hook::Postrouting,
+            i32::MIN,
+            NAT_SRC_PRIO,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
         self.nat_rewrite(lw, buf, meta, Manip::Src)?;
-        self.hook(Hook::Postrouting, NAT_SRC_PRIO + 1, i32::MAX, lw, buf, meta, now, out)
+        self.hook(
+            Hook::Postrouting,
+            NAT_SRC_PRIO + 1,
+            i32::MAX,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )
     }
 
     /// The flowtables (control plane: listings, stats).
