@@ -388,6 +388,13 @@ pub enum Op {
     },
     Counter(usize),
     Limit(usize),
+    /// `ct count [over] N` of a rule (not in a set): one list of connections per statement,
+    /// index into [`State::connlimits`] (the kernel's `nft_connlimit`).
+    Connlimit {
+        slot: usize,
+        over: bool,
+        count: u32,
+    },
     Quota(usize),
     /// A named object chosen per packet through an object map.
     ObjMap {
@@ -590,6 +597,8 @@ pub struct Ruleset {
     pub counters: usize,
     /// `numgen inc` expressions, each with its own counter.
     pub numgens: usize,
+    /// `ct count` statements of rules, each with its own list of connections.
+    pub connlimits: usize,
     /// Named objects: (table, kind, name) → index into counters, quotas, limits, helpers.
     pub objects: HashMap<(String, ObjKind, String), usize>,
     /// Helper names of `ct helper` objects.
@@ -625,6 +634,8 @@ pub struct State {
     /// One per compiled set, same index.
     pub dynsets: Vec<DynSet>,
     pub numgen: Vec<Option<u32>>,
+    /// Connections counted by each rule's `ct count` (handles), pruned of dead ones.
+    pub connlimits: Vec<Vec<u64>>,
     /// xorshift state for `meta random` and `numgen random`: seeded, so runs repeat.
     pub rng: u64,
     /// The set-lookup key buffer, kept between packets so that building a key allocates
@@ -645,6 +656,7 @@ impl State {
             rule_hits: rs.chains.iter().map(|c| vec![0; c.rules.len()]).collect(),
             dynsets: vec![DynSet::default(); rs.sets.len()],
             numgen: vec![None; rs.numgens],
+            connlimits: vec![vec![]; rs.connlimits],
             rng: 0x9e37_79b9_7f4a_7c15,
             keybuf: Vec::with_capacity(4),
         }
@@ -1495,10 +1507,13 @@ impl Compiler<'_> {
             }
             // `last` only feeds listings; the dataplane has nothing to do for it
             StmtKind::Last { .. } => {}
-            StmtKind::Connlimit { .. } => {
-                return Err(
-                    self.err("ct count outside a set element (it needs a set to count per key)")
-                )
+            StmtKind::Connlimit { over, count } => {
+                ops.push(Op::Connlimit {
+                    slot: self.out.connlimits,
+                    over: *over,
+                    count: *count,
+                });
+                self.out.connlimits += 1;
             }
             StmtKind::Tproxy { .. } => {
                 return Err(self.err(
@@ -2638,18 +2653,7 @@ fn dynset(
                 }
             }
             (ElemStmt::Connlimit { over, count }, ElemState::Conns(list)) => {
-                let Some(ct) = pkt.ct.filter(|c| c.handle != 0) else {
-                    matched = false;
-                    break;
-                };
-                if let Some(env) = pkt.env {
-                    list.retain(|h| *h == ct.handle || env.conn_alive(*h));
-                }
-                if !list.contains(&ct.handle) {
-                    list.push(ct.handle);
-                }
-                let n = list.len() as u32;
-                if (n > *count) != *over {
+                if !count_conn(pkt, list, *over, *count) {
                     matched = false;
                     break;
                 }
@@ -2658,6 +2662,22 @@ fn dynset(
         }
     }
     matched
+}
+
+/// `ct count [over] N` (`nf_conncount_add`): drops dead connections from the list, adds the
+/// packet's own, and matches when the count is within N (above N with `over`). A packet
+/// without a tracked connection does not match.
+fn count_conn(pkt: &Pkt, list: &mut Vec<u64>, over: bool, count: u32) -> bool {
+    let Some(ct) = pkt.ct.filter(|c| c.handle != 0) else {
+        return false;
+    };
+    if let Some(env) = pkt.env {
+        list.retain(|h| *h == ct.handle || env.conn_alive(*h));
+    }
+    if !list.contains(&ct.handle) {
+        list.push(ct.handle);
+    }
+    (list.len() as u32 > count) == over
 }
 
 /// Writes `value` into a payload field and patches the checksums that cover it: the IPv4
@@ -2819,6 +2839,18 @@ fn run_chain(
                         };
                         // `limit rate X` matches within the rate, `over` matches above it
                         if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
+                            matched = false;
+                            break;
+                        }
+                    }
+                    Op::Connlimit { slot, over, count } => {
+                        if st.connlimits.len() <= *slot {
+                            st.connlimits.resize(*slot + 1, vec![]);
+                        }
+                        let Some(list) = st.connlimits.get_mut(*slot) else {
+                            continue;
+                        };
+                        if !count_conn(pkt, list, *over, *count) {
                             matched = false;
                             break;
                         }
