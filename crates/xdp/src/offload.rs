@@ -444,6 +444,11 @@ impl XdpOffload {
         if ifindex == 0 {
             return Err(XdpOffloadError::Load(format!("{dev}: no such device")));
         }
+        self.attach_peer_ifindex(ifindex)
+    }
+
+    /// [`attach_peer`](Self::attach_peer) by interface index.
+    pub fn attach_peer_ifindex(&mut self, ifindex: u32) -> Result<(), XdpOffloadError> {
         let p: &mut Xdp = self
             .ebpf
             .program_mut("offload_peer")

@@ -166,6 +166,18 @@ fn packet_socket(dev: &str) -> OwnedFd {
         )
     };
     assert_eq!(r, 0, "bind {dev}");
+    let on: i32 = 1;
+    // SAFETY: setsockopt with a valid int option value.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_AUXDATA,
+            (&on as *const i32).cast(),
+            4,
+        )
+    };
+    assert_eq!(r, 0, "PACKET_AUXDATA");
     fd
 }
 
@@ -175,8 +187,25 @@ fn send(fd: &OwnedFd, frame: &[u8]) {
     assert_eq!(n, frame.len() as isize, "send");
 }
 
-/// Incoming IPv4 frames on `fd` within `wait` (outgoing ones and other protocols skipped).
-fn recv_ipv4(fd: &OwnedFd, wait: Duration) -> Vec<Vec<u8>> {
+/// `struct tpacket_auxdata` (linux/if_packet.h).
+#[repr(C)]
+#[derive(Default)]
+struct AuxData {
+    status: u32,
+    len: u32,
+    snaplen: u32,
+    mac: u16,
+    net: u16,
+    vlan_tci: u16,
+    vlan_tpid: u16,
+}
+const TP_STATUS_VLAN_VALID: u32 = 0x10;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+
+/// Incoming IP frames on `fd` within `wait` (outgoing ones and other protocols skipped), as
+/// they were on the wire: a VLAN tag the receiving stack took out is put back from the
+/// packet's auxiliary data.
+fn recv_ip(fd: &OwnedFd, wait: Duration) -> Vec<Vec<u8>> {
     let mut out = vec![];
     let until = Instant::now() + wait;
     loop {
@@ -195,28 +224,65 @@ fn recv_ipv4(fd: &OwnedFd, wait: Duration) -> Vec<Vec<u8>> {
             continue;
         }
         let mut buf = vec![0u8; 4096];
+        let mut cbuf = [0u64; 16];
         // SAFETY: sockaddr_ll is plain data.
         let mut sll: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
-        let mut len = core::mem::size_of::<libc::sockaddr_ll>() as u32;
-        // SAFETY: buf and sll are valid for the lengths given.
-        let n = unsafe {
-            libc::recvfrom(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-                (&mut sll as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            )
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
         };
+        // SAFETY: msghdr is plain data; the fields set below point to live buffers.
+        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+        msg.msg_namelen = core::mem::size_of::<libc::sockaddr_ll>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = core::mem::size_of_val(&cbuf);
+        // SAFETY: msg describes valid buffers for the call.
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
         if n <= 0 || sll.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         buf.truncate(n as usize);
-        if buf.len() >= 14 && buf[12..14] == [0x08, 0x00] {
+        let mut aux = AuxData::default();
+        // SAFETY: walking the control messages the kernel wrote into cbuf, as CMSG_* define.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                    aux = core::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<AuxData>());
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        if aux.status & TP_STATUS_VLAN_VALID != 0 && buf.len() >= 12 {
+            let tpid = if aux.status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                aux.vlan_tpid
+            } else {
+                0x8100
+            };
+            let mut tag = tpid.to_be_bytes().to_vec();
+            tag.extend_from_slice(&aux.vlan_tci.to_be_bytes());
+            buf.splice(12..12, tag);
+        }
+        if buf.len() >= 14
+            && matches!(
+                [buf[12], buf[13]],
+                [0x08, 0x00] | [0x86, 0xdd] | [0x81, 0x00] | [0x88, 0xa8] | [0x88, 0x64]
+            )
+        {
             out.push(buf);
         }
     }
+}
+
+/// IPv4 frames as [`recv_ip`] gives them.
+fn recv_ipv4(fd: &OwnedFd, wait: Duration) -> Vec<Vec<u8>> {
+    recv_ip(fd, wait)
+        .into_iter()
+        .filter(|f| f[12..14] == [0x08, 0x00])
+        .collect()
 }
 
 fn udp(src: Mac, dst: Mac, s: [u8; 4], d: [u8; 4], sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
@@ -262,13 +328,13 @@ fn tcp(
     out
 }
 
-fn egress(port: Port) -> Egress {
+fn egress(port: Port, encap: Encap) -> Egress {
     if port == LAN {
         Egress {
             port: LAN,
             src_mac: R_LAN_MAC,
             dst_mac: CLIENT_MAC,
-            encap: Encap::None,
+            encap,
             mtu: 1500,
         }
     } else {
@@ -276,7 +342,7 @@ fn egress(port: Port) -> Egress {
             port: WAN,
             src_mac: R_WAN_MAC,
             dst_mac: SERVER_MAC,
-            encap: Encap::None,
+            encap,
             mtu: 1500,
         }
     }
@@ -287,6 +353,10 @@ fn egress(port: Port) -> Egress {
 struct Router {
     ct: Table,
     ft: Flowtable<XdpOffload>,
+    /// Link encapsulation of the LAN and WAN ports.
+    encap: [Encap; 2],
+    /// The WAN address masquerade uses, per family.
+    masq: [nft_wire::IpAddr; 2],
 }
 
 impl Router {
@@ -302,6 +372,8 @@ impl Router {
                 },
                 backend,
             ),
+            encap: [Encap::None; 2],
+            masq: [R_WAN.into(), "2001:db8:2::1".parse().unwrap()],
         }
     }
 
@@ -313,8 +385,9 @@ impl Router {
         };
         if !self.ct.get(id).unwrap().is_confirmed() {
             assert_eq!(from, LAN);
+            let v6 = meta.src_addr.is_some_and(|a| a.is_ipv6());
             self.ct
-                .masquerade(id, R_WAN.into(), 2, &NatRange::default())
+                .masquerade(id, self.masq[usize::from(v6)], 2, &NatRange::default())
                 .unwrap();
             self.ct.confirm(id, now).unwrap();
         }
@@ -331,11 +404,11 @@ impl Router {
             paths: [
                 Path {
                     ingress: LAN,
-                    egress: egress(WAN),
+                    egress: egress(WAN, self.encap[1]),
                 },
                 Path {
                     ingress: WAN,
-                    egress: egress(LAN),
+                    egress: egress(LAN, self.encap[0]),
                 },
             ],
             mangles: [Mangles::default(); 2],
@@ -687,4 +760,158 @@ fn without_a_device_the_flows_stay_in_software_with_a_warning() {
     assert!(!r.ft.info(fid, now).unwrap().hw);
     assert_eq!(r.ft.backend().stats().failed, 1);
     assert_eq!(r.ft.stats().hw_failed, 1);
+}
+
+/// The link header the slow path writes around IP packet `ipp`.
+fn framed(dst: Mac, src: Mac, encap: Encap, ipp: &[u8]) -> Vec<u8> {
+    let v6 = ipp[0] >> 4 == 6;
+    let et: u16 = if v6 { 0x86dd } else { 0x0800 };
+    let mut h = vec![];
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(&src);
+    match encap {
+        Encap::None => h.extend_from_slice(&et.to_be_bytes()),
+        Encap::Vlan(id) => {
+            h.extend_from_slice(&[0x81, 0x00]);
+            h.extend_from_slice(&id.to_be_bytes());
+            h.extend_from_slice(&et.to_be_bytes());
+        }
+        Encap::QinQ { outer, inner } => {
+            h.extend_from_slice(&[0x88, 0xa8]);
+            h.extend_from_slice(&outer.to_be_bytes());
+            h.extend_from_slice(&[0x81, 0x00]);
+            h.extend_from_slice(&inner.to_be_bytes());
+            h.extend_from_slice(&et.to_be_bytes());
+        }
+        Encap::Pppoe(sess) => {
+            h.extend_from_slice(&[0x88, 0x64, 0x11, 0]);
+            h.extend_from_slice(&sess.to_be_bytes());
+            h.extend_from_slice(&((ipp.len() + 2) as u16).to_be_bytes());
+            h.extend_from_slice(if v6 { &[0x00, 0x57] } else { &[0x00, 0x21] });
+        }
+    }
+    h.extend_from_slice(ipp);
+    h
+}
+
+/// A UDP packet, IP header first.
+fn udp_ip(s: &str, d: &str, sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+    let b = match (s.parse().unwrap(), d.parse().unwrap()) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            PacketBuilder::ipv4(s.octets(), d.octets(), 64)
+        }
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+            PacketBuilder::ipv6(s.octets(), d.octets(), 64)
+        }
+        _ => unreachable!(),
+    };
+    let mut out = vec![];
+    b.udp(sp, dp).write(&mut out, payload).unwrap();
+    out
+}
+
+/// VLAN on the LAN, PPPoE on the WAN, IPv4 and IPv6 with masquerade: the program pops one
+/// and pushes the other, both ways, byte for byte as the software fast path does.
+fn run_encap(tag: &str, mode: ModeRequest, lan: Encap, wan: Encap) {
+    if !is_root() {
+        println!("SKIPPED (needs root)");
+        return;
+    }
+    if !nft_xdp::built() {
+        println!("SKIPPED ({})", nft_xdp::NOT_BUILT);
+        return;
+    }
+    let topo = Topo::new(tag);
+    let client = in_ns(&topo.c, || packet_socket("c0"));
+    let server = in_ns(&topo.s, || packet_socket("s0"));
+    let cfg = XdpOffloadConfig {
+        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
+        mode,
+        ..XdpOffloadConfig::default()
+    };
+    let mut backend = in_ns(&topo.r, || XdpOffload::new(&cfg)).expect("offload loads");
+    in_ns(&topo.c, || backend.attach_peer("c0")).expect("peer c0");
+    in_ns(&topo.s, || backend.attach_peer("s0")).expect("peer s0");
+    let mut r = Router::new(backend);
+    r.encap = [lan, wan];
+    let now = Duration::from_secs(50);
+    let mut forwarded = 0;
+    for (i, (c, s, w)) in [
+        ("2001:db8:1::2", "2001:db8:2::2", "2001:db8:2::1"),
+        ("198.18.1.2", "198.19.0.2", "198.19.0.1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (cp, sp) = (40100 + i as u16, 6000);
+        let o = framed(R_LAN_MAC, CLIENT_MAC, lan, &udp_ip(c, s, cp, sp, b"ask"));
+        let id = r.track(&o, LAN, now);
+        let np = nat_port(&r.ct, id);
+        let rep = framed(R_WAN_MAC, SERVER_MAC, wan, &udp_ip(s, w, sp, np, b"answer"));
+        r.track(&rep, WAN, now);
+        let fid = r.admit(id, &o, now);
+        r.ft.gc(&mut r.ct, now);
+        assert!(r.ft.info(fid, now).unwrap().hw, "{c}: pushed");
+        let o2 = framed(
+            R_LAN_MAC,
+            CLIENT_MAC,
+            lan,
+            &udp_ip(c, s, cp, sp, b"ask again"),
+        );
+        let (_, expect) = r.software(LAN, &o2, now);
+        send(&client, &o2);
+        assert_eq!(
+            recv_ip(&server, Duration::from_millis(300)),
+            vec![expect],
+            "{c}: out"
+        );
+        let r2 = framed(
+            R_WAN_MAC,
+            SERVER_MAC,
+            wan,
+            &udp_ip(s, w, sp, np, b"answer again"),
+        );
+        let (_, expect) = r.software(WAN, &r2, now);
+        send(&server, &r2);
+        assert_eq!(
+            recv_ip(&client, Duration::from_millis(300)),
+            vec![expect],
+            "{c}: back"
+        );
+        forwarded += 2;
+        assert_eq!(r.reason("forwarded"), forwarded);
+        // The wrong encapsulation is not this flow's: passed.
+        let wrong = framed(
+            R_LAN_MAC,
+            CLIENT_MAC,
+            Encap::None,
+            &udp_ip(c, s, cp, sp, b"x"),
+        );
+        send(&client, &wrong);
+        assert!(recv_ip(&server, Duration::from_millis(200)).is_empty());
+    }
+    assert_eq!(r.reason("l2_mismatch"), 2);
+}
+
+#[test]
+fn vlan_to_pppoe_ipv4_and_ipv6_native() {
+    run_encap(
+        "e",
+        ModeRequest::Native,
+        Encap::Vlan(7),
+        Encap::Pppoe(0x1234),
+    );
+}
+
+#[test]
+fn qinq_to_vlan_ipv4_and_ipv6_generic() {
+    run_encap(
+        "q",
+        ModeRequest::Generic,
+        Encap::QinQ {
+            outer: 100,
+            inner: 7,
+        },
+        Encap::Vlan(42),
+    );
 }
