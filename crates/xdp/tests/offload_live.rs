@@ -503,9 +503,13 @@ fn run_live(tag: &str, mode: ModeRequest) {
         vec![u2.clone()]
     );
     // The push (from GC): the flow is [HW_OFFLOAD] from now on.
+    let listing = |r: &Router| r.ct.list(now).join("\n");
+    assert!(!listing(&r).contains("[HW_OFFLOAD]"), "{}", listing(&r));
     r.ft.gc(&mut r.ct, now);
     assert!(r.ft.info(fid, now).unwrap().hw);
     assert_eq!(r.ft.stats().hw_added, 1);
+    assert!(listing(&r).contains("[HW_OFFLOAD]"), "{}", listing(&r));
+    assert!(r.ft.list(now)[0].contains("[hw]"));
     for _ in 0..3 {
         send(&client, &u2);
     }
