@@ -14,7 +14,7 @@
 //! `link-netns`. TCP connections stay in the kernel here: admitting them needs their handshake
 //! through our conntrack, which the `run` router does.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -217,14 +217,17 @@ fn main() {
         backend,
     );
     let mut ct = Table::new(CtConfig::default());
-    let mut seen: HashSet<Tuple4> = HashSet::new();
+    // Connections in the flowtable, by original tuple. A flow that left (idle 30 s, as in the
+    // kernel) is admitted again at the next poll once the kernel has seen its packets again.
+    let mut seen: HashMap<Tuple4, nft_flowtable::FlowId> = HashMap::new();
     let start = Instant::now();
     let mut last_report = Duration::ZERO;
     loop {
         let now = start.elapsed();
         ft.backend_mut().set_clock(now, monotonic_now());
+        seen.retain(|_, fid| ft.contains(*fid));
         for (o, r) in conntrack_udp() {
-            if seen.contains(&o) {
+            if seen.contains_key(&o) {
                 continue;
             }
             let (Some((in_dev, src_mac)), Some((out_dev, dst_mac))) = (route(&o.0), route(&o.1))
@@ -234,7 +237,6 @@ fn main() {
             let (Some(pin), Some(pout)) = (port_of(&in_dev), port_of(&out_dev)) else {
                 continue;
             };
-            seen.insert(o.clone());
             let (Some(of), Some(rf)) = (
                 udp_frame(src_mac, dev_mac(&in_dev), &o),
                 udp_frame(dst_mac, dev_mac(&out_dev), &r),
@@ -279,8 +281,11 @@ fn main() {
                 mangles: [Mangles::default(); 2],
                 fib_generation: 0,
             };
-            if let Err(e) = ft.admit(&mut ct, &a, now) {
-                eprintln!("offload_router: {o:?} not admitted: {e:?}");
+            match ft.admit(&mut ct, &a, now) {
+                Ok(fid) => {
+                    seen.insert(o, fid);
+                }
+                Err(e) => eprintln!("offload_router: {o:?} not admitted: {e:?}"),
             }
         }
         ft.gc(&mut ct, now);

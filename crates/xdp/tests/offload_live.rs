@@ -661,8 +661,38 @@ fn run_live(tag: &str, mode: ModeRequest) {
         assert_eq!(recv_ipv4(&router_lan, Duration::from_millis(100)), vec![f]);
         assert_eq!(r.reason("tcp_control"), reason_count);
     }
-    let before = r.reason("forwarded");
-    assert_eq!(before, 6);
+    assert_eq!(r.reason("forwarded"), 6);
+    // The slow path tracks the FIN it was given and, the connection no longer established,
+    // tears the flow down (the engine's rule): the entry leaves the map.
+    let fin = tcp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, cp, sp, 1015, Some(5007), "F", b"");
+    r.track(&fin, LAN, later);
+    assert_ne!(
+        r.ct.get(tid).unwrap().tcp_state(),
+        Some(nft_conntrack::TcpState::Established)
+    );
+    r.ft.teardown(tfid);
+    r.ft.gc(&mut r.ct, later);
+    assert!(!r.ft.backend().contains(tfid));
+    send(&client, &d2);
+    assert!(recv_ipv4(&server, Duration::from_millis(200)).is_empty());
+    assert_eq!(r.reason("forwarded"), 6);
+
+    // Idle timeout: a flow the program stops seeing packets for leaves the map too.
+    let u = udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, 40002, 5002, b"idle");
+    let iid = r.track(&u, LAN, later);
+    let inp = nat_port(&r.ct, iid);
+    r.track(&udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, 5002, inp, b"r"), WAN, later);
+    let ifid = r.admit(iid, &u, later);
+    r.ft.gc(&mut r.ct, later);
+    assert!(r.ft.backend().contains(ifid));
+    let removed = r.ft.backend().stats().removed;
+    r.ft.gc(&mut r.ct, later + Duration::from_secs(31));
+    assert!(!r.ft.contains(ifid));
+    assert!(!r.ft.backend().contains(ifid));
+    assert_eq!(r.ft.backend().stats().removed, removed + 1);
+    assert_eq!(r.ft.stats().expired_idle, 1);
+    send(&client, &u);
+    assert!(recv_ipv4(&server, Duration::from_millis(200)).is_empty());
     drop(r);
     drop(topo);
 }
