@@ -60,9 +60,15 @@ pub enum FragDrop {
 pub enum Defragged {
     /// Held until the rest of its datagram arrives.
     Held,
-    /// The last missing piece: the whole datagram (an IP packet), and the payload length of
-    /// each fragment it was made of, in offset order.
-    Whole { l3: Vec<u8>, pieces: Vec<usize> },
+    /// The last missing piece: the whole datagram (an IP packet), the payload length of each
+    /// fragment it was made of, in offset order, the IP length of the largest fragment
+    /// (`frag_max_size`), and the fragments' identification.
+    Whole {
+        l3: Vec<u8>,
+        pieces: Vec<usize>,
+        max_size: usize,
+        id: u32,
+    },
     /// Dropped; `fragments` counts the ones dropped with it (1, or all of an overlapped
     /// datagram's).
     Dropped { why: FragDrop, fragments: usize },
@@ -320,7 +326,12 @@ impl Defrag {
             let df = q.max_df_size == q.max_size;
             finish_v4(&mut l3, df);
         }
-        Defragged::Whole { l3, pieces }
+        Defragged::Whole {
+            l3,
+            pieces,
+            max_size: q.max_size,
+            id: fi.key.id,
+        }
     }
 
     fn kill(&mut self, key: Key, extra: usize, why: FragDrop) -> Defragged {

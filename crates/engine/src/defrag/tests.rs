@@ -35,7 +35,7 @@ fn payload(n: usize) -> Vec<u8> {
 
 fn whole(r: Defragged) -> (Vec<u8>, Vec<usize>) {
     match r {
-        Defragged::Whole { l3, pieces } => (l3, pieces),
+        Defragged::Whole { l3, pieces, .. } => (l3, pieces),
         other => panic!("expected a whole datagram, got {other:?}"),
     }
 }
