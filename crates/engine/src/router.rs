@@ -92,11 +92,7 @@ impl Default for Config {
     }
 }
 
-/// Where conntrack's NAT rewrites packets among the base chains: destination at prerouting
-/// and output (`NF_IP_PRI_NAT_DST`), source at postrouting and input (`NF_IP_PRI_NAT_SRC`).
-/// Chains of lower (or equal) priority see the packet before, higher ones after.
-const NAT_DST_PRIO: i32 = -100;
-const NAT_SRC_PRIO: i32 = 100;
+use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
 /// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
 fn hook_manip(hook: Hook) -> Manip {
@@ -1046,22 +1042,17 @@ impl Router {
         let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
         let fams = Self::families(w);
         let manip = hook_manip(hook);
-        let mut i = 0;
+        // base chains are sorted by hook and then by where they run (`order`): start at the
+        // first of this hook in range, stop after the last
+        let mut i = self
+            .rules
+            .base
+            .partition_point(|b| (b.hook, b.order) < (hook, lo));
         while i < self.rules.base.len() {
             let b = &self.rules.base[i];
             i += 1;
-            // the kernel runs every NAT chain of a hook inside conntrack's NAT hook, at its
-            // priority, whatever the chain's own
-            let prio = if b.kind == ChainType::Nat {
-                match manip {
-                    Manip::Dst => NAT_DST_PRIO,
-                    Manip::Src => NAT_SRC_PRIO,
-                }
-            } else {
-                b.prio
-            };
-            if b.hook != hook || prio < lo || prio > hi {
-                continue;
+            if b.hook != hook || b.order > hi {
+                break;
             }
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices

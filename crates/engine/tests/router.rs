@@ -1084,3 +1084,65 @@ fn fragments_are_reassembled_natted_and_sent_in_their_pieces() {
     assert!(send(&mut r, LAN, frags[0].clone(), secs(40)).is_empty());
     assert_eq!(r.counters().dropped(Drop::FragTimeout), 1);
 }
+
+/// Conntrack's NAT rewrites at its own priority (-100 at prerouting, 100 at postrouting), and
+/// every NAT chain runs there whatever its priority: filter chains before see the packet as it
+/// came, chains after see it translated.
+#[test]
+fn nat_happens_at_its_hook_priority() {
+    let rules = r#"
+table inet t {
+	chain dnat {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "wan" tcp dport 8080 dnat ip to 192.168.1.20:80
+	}
+	chain before {
+		type filter hook prerouting priority -150; policy accept;
+		ip daddr 198.18.0.2 tcp dport 8080 meta mark set 1
+	}
+	chain after {
+		type filter hook prerouting priority -50; policy accept;
+		ip daddr 192.168.1.20 tcp dport 80 meta mark set meta mark | 2
+	}
+	chain late_nat {
+		type nat hook prerouting priority 50; policy accept;
+		meta mark 3 meta mark set 7
+	}
+	chain fwd {
+		type filter hook forward priority filter; policy drop;
+		meta mark 3 accept
+	}
+	chain post_late {
+		type filter hook postrouting priority 150; policy accept;
+		ip saddr 192.168.1.1 meta mark set meta mark | 8
+	}
+	chain masq {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "lan" masquerade
+	}
+}
+"#;
+    let mut r = router_with(TOPOLOGY, rules, nft_engine::Config::default());
+    let syn = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        42000,
+        8080,
+        1,
+        Tcp::Syn,
+        b"",
+    );
+    let out = send(&mut r, WAN, syn, secs(1));
+    assert_eq!(out.len(), 1, "{:?}", r.counters().drop_map());
+    let m = check(&out[0].data);
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(ROUTER_LAN.into()), Some(SERVER.into()))
+    );
+    assert_eq!(
+        out[0].mark, 11,
+        "the late NAT chain ran at -100 (mark 1 then), post_late after the masquerade"
+    );
+}
