@@ -18,6 +18,8 @@ use nft_flowtable::FrameSlot;
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
 
+use crate::defrag::{self, Defrag, DefragConfig, Defragged, FragDrop};
+
 use crate::admission;
 use crate::answer;
 use crate::counters::{Counters, Drop, InterfaceReport, Report, RuleHits};
@@ -90,13 +92,9 @@ impl Default for Config {
     }
 }
 
-/// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
-/// Where conntrack's NAT rewrites packets among the base chains: destination at prerouting
-/// and output (`NF_IP_PRI_NAT_DST`), source at postrouting and input (`NF_IP_PRI_NAT_SRC`).
-/// Chains of lower (or equal) priority see the packet before, higher ones after.
-const NAT_DST_PRIO: i32 = -100;
-const NAT_SRC_PRIO: i32 = 100;
+use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
+/// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
 fn hook_manip(hook: Hook) -> Manip {
     match hook {
         Hook::Prerouting | Hook::Output => Manip::Dst,
@@ -263,6 +261,10 @@ struct Walk {
     /// A packet the router made (reset, ICMP error) on its way out through the output and
     /// postrouting hooks: it has no input interface, and its own rejects answer nothing.
     local: bool,
+    /// How the packet leaves fragmented: the payload length of each fragment (those of a
+    /// reassembled datagram, or the whole payload to cut at the egress MTU), and the IP
+    /// length of the largest fragment that came in (`frag_max_size`).
+    frags: Option<(Vec<usize>, usize, u32)>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -292,6 +294,8 @@ pub struct Router {
     tx: Vec<TxFrame>,
     /// [`Act::flow_add`]'s strings, lent to each base chain's `Act`.
     flow_names: Vec<String>,
+    /// Fragments waiting for the rest of their datagram.
+    defrag: Defrag,
 }
 
 fn addr_bits(a: IpAddr) -> u128 {
@@ -347,6 +351,7 @@ impl Router {
             sent: vec![],
             tx: vec![],
             flow_names: vec![],
+            defrag: Defrag::new(DefragConfig::default()),
         }
     }
 
@@ -433,6 +438,10 @@ impl Router {
             .gc_budget
             .saturating_add(slots.len().saturating_mul(2));
         self.ct.gc(now, budget);
+        if self.defrag.queues() > 0 {
+            let expired = self.defrag.expire(now);
+            self.counters.drops[Drop::FragTimeout.index()] += expired as u64;
+        }
         self.offload.tick(&mut self.ct, &self.fib, &self.topo, now);
         self.offload.fast_path(slots, now);
         let mut tx = std::mem::take(&mut self.tx);
@@ -539,7 +548,7 @@ impl Router {
         }
         // Rules see the frame as the logical interface delivers it: Ethernet, no tags, no
         // PPPoE. Move the MACs next to L3 instead of moving the packet.
-        let (start, meta) = if meta.l3_offset != 14 {
+        let (mut start, meta) = if meta.l3_offset != 14 {
             let Some(start) = meta.l3_offset.checked_sub(14) else {
                 return self.counters.drop(Drop::UnknownEncap);
             };
@@ -585,8 +594,63 @@ impl Router {
             src_mac: meta.src_mac.0,
             flow_add: None,
             local: false,
+            frags: None,
         };
         let mut meta = meta;
+        match self.hook(
+            Hook::Ingress,
+            i32::MIN,
+            i32::MAX,
+            &mut w,
+            &mut data[start..],
+            &mut meta,
+            now,
+            out,
+        ) {
+            Ok(()) => {}
+            Err(Drop::Stolen) => return,
+            Err(d) => return self.counters.drop(d),
+        }
+        // nf_defrag (prerouting, -400): conntrack and everything after see whole datagrams
+        if meta.fragment != Fragment::None {
+            let l3 = data
+                .get(start + meta.l3_offset..start + meta.l3_end)
+                .unwrap_or(&[]);
+            match self.defrag.insert(l3, now) {
+                Defragged::Held => return,
+                Defragged::Dropped { why, fragments } => {
+                    let d = match why {
+                        FragDrop::Overlap => Drop::FragOverlap,
+                        FragDrop::Duplicate => Drop::FragDuplicate,
+                        FragDrop::Malformed => Drop::FragMalformed,
+                        FragDrop::Memory => Drop::FragMemory,
+                    };
+                    self.counters.drops[d.index()] += fragments as u64;
+                    return;
+                }
+                Defragged::Whole {
+                    l3,
+                    pieces,
+                    max_size,
+                    id,
+                } => {
+                    let mut f = Vec::with_capacity(14 + l3.len());
+                    f.extend_from_slice(data.get(start..start + 14).unwrap_or(&[0; 14]));
+                    f.extend_from_slice(&l3);
+                    meta = match parse_frame(&f) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.counters.parse[e.index()] += 1;
+                            return;
+                        }
+                    };
+                    data = f;
+                    start = 0;
+                    w.frags = Some((pieces, max_size, id));
+                    self.counters.reassembled += 1;
+                }
+            }
+        }
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
@@ -623,6 +687,25 @@ impl Router {
                 }
                 self.transmit_with(Port::Host, data, w.mark, w.priority, out);
             }
+            Ok(Fate::Tx { egress, dst_mac }) if w.frags.is_some() => {
+                let iface = &self.topo.interfaces[egress];
+                let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+                let (pieces, _, id) = w.frags.take().unwrap_or_default();
+                let l3 = data
+                    .get(start + meta.l3_offset..start + meta.l3_end)
+                    .unwrap_or(&[]);
+                let Some(frags) = defrag::fragment(l3, &pieces, iface.mtu as usize, id) else {
+                    return self.counters.drop(Drop::NeedsFragmentation);
+                };
+                let frames: Vec<Vec<u8>> = frags
+                    .iter()
+                    .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
+                    .collect();
+                for frame in frames {
+                    self.counters.fragments_sent += 1;
+                    self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+                }
+            }
             Ok(Fate::Tx { egress, dst_mac }) => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
@@ -647,7 +730,7 @@ impl Router {
         }
     }
 
-    /// The walk from netdev ingress to the choice of egress. On `Err` the caller drops the
+    /// The walk from conntrack's defrag (after netdev ingress) to the choice of egress. On `Err` the caller drops the
     /// packet and discards an unconfirmed connection.
     fn walk(
         &mut self,
@@ -657,10 +740,6 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<Fate, Drop> {
-        self.hook(Hook::Ingress, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
-        if meta.fragment != Fragment::None {
-            return Err(Drop::Fragment);
-        }
         // raw (and anything else before conntrack's -200) sees the packet untracked
         self.hook(Hook::Prerouting, i32::MIN, -201, w, buf, meta, now, out)?;
         if !w.notrack {
@@ -775,8 +854,16 @@ impl Router {
             return Err(Drop::TtlExceeded);
         }
         let l3_len = meta.l3_end - meta.l3_offset;
-        if l3_len > mtu {
-            let l3 = &buf[meta.l3_offset..meta.l3_end];
+        // a reassembled datagram is too big only when a fragment that came in is
+        // (ip_exceeds_mtu, ip6_pkt_too_big with frag_max_size): it leaves in those fragments
+        let too_big = match &w.frags {
+            Some((_, max_size, _)) => l3_len > mtu && *max_size > mtu,
+            None => l3_len > mtu,
+        };
+        let dont_frag = !w.v6
+            && Ipv4Packet::new_checked(&buf[meta.l3_offset..meta.l3_end])
+                .is_ok_and(|p| p.dont_frag());
+        if too_big && (w.v6 || dont_frag) {
             if w.v6 {
                 self.send_icmp_error(
                     w,
@@ -790,7 +877,7 @@ impl Router {
                 );
                 return Err(Drop::MtuExceeded);
             }
-            if Ipv4Packet::new_unchecked(l3).dont_frag() {
+            {
                 self.send_icmp_error(
                     w,
                     buf,
@@ -803,7 +890,10 @@ impl Router {
                 );
                 return Err(Drop::MtuExceeded);
             }
-            return Err(Drop::NeedsFragmentation);
+        }
+        if l3_len > mtu && w.frags.is_none() {
+            // IPv4 without DF: ip_fragment cuts it at the egress MTU
+            w.frags = Some((vec![l3_len - meta.ip_header_len], l3_len, 0));
         }
         decrement_ttl(buf, meta);
         w.oif = Some(oif);
@@ -952,22 +1042,17 @@ impl Router {
         let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
         let fams = Self::families(w);
         let manip = hook_manip(hook);
-        let mut i = 0;
+        // base chains are sorted by hook and then by where they run (`order`): start at the
+        // first of this hook in range, stop after the last
+        let mut i = self
+            .rules
+            .base
+            .partition_point(|b| (b.hook, b.order) < (hook, lo));
         while i < self.rules.base.len() {
             let b = &self.rules.base[i];
             i += 1;
-            // the kernel runs every NAT chain of a hook inside conntrack's NAT hook, at its
-            // priority, whatever the chain's own
-            let prio = if b.kind == ChainType::Nat {
-                match manip {
-                    Manip::Dst => NAT_DST_PRIO,
-                    Manip::Src => NAT_SRC_PRIO,
-                }
-            } else {
-                b.prio
-            };
-            if b.hook != hook || prio < lo || prio > hi {
-                continue;
+            if b.hook != hook || b.order > hi {
+                break;
             }
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
@@ -1620,6 +1705,7 @@ impl Router {
             src_mac: iface.mac,
             flow_add: None,
             local: true,
+            frags: None,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
