@@ -15,7 +15,7 @@ use nft_conntrack::{
     apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
     Rewrite, Status, Table,
 };
-use nft_flowtable::FrameSlot;
+use nft_flowtable::{FrameSlot, Mangles};
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
 
@@ -259,6 +259,8 @@ struct Walk {
     /// `flow add` admitted by the kernel's rules: the flowtable and the chain's family, for
     /// when the walk is through.
     flow_add: Option<(usize, Family)>,
+    /// `ct mark set` during this walk: the value, for the flow's mangle replay.
+    ct_mark: Option<u32>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -400,6 +402,7 @@ impl Router {
             match s {
                 Sent::Frame(f) => out.push(f),
                 Sent::Slot { slot, egress } => {
+                    let mark = slots.get(slot).and_then(|s| s.mark).unwrap_or(0);
                     let data = slots
                         .get_mut(slot)
                         .map(|s| std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec())
@@ -407,7 +410,7 @@ impl Router {
                     out.push(TxFrame {
                         egress: Port::Iface(egress),
                         data,
-                        mark: 0,
+                        mark,
                         priority: 0,
                     });
                 }
@@ -581,13 +584,23 @@ impl Router {
             src_mac: meta.src_mac.0,
             dst_undo: None,
             flow_add: None,
+            ct_mark: None,
         };
         let mut meta = meta;
+        let dscp_in = ip_dscp(&data[start..], &meta);
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
             if let Ok(Fate::Tx { .. }) = fate {
-                self.offload.forwarded_slow(id, dir, ingress);
+                // what the walk set, for the fast path to replay (a DSCP left as it came is
+                // not replayed: the packets behind keep theirs, as the walk would)
+                let dscp_out = ip_dscp(&data[start..], &meta);
+                let mangles = Mangles {
+                    meta_mark: (w.mark != 0).then_some(w.mark),
+                    ct_mark: w.ct_mark,
+                    dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
+                };
+                self.offload.forwarded_slow(id, dir, ingress, mangles);
                 if let Some((t, family)) = w.flow_add {
                     if self.offload.admit(
                         t,
@@ -1028,6 +1041,7 @@ impl Router {
                 if let Some(c) = self.ct.get_mut(id) {
                     if let Some(m) = upd.ct_mark {
                         c.mark = m;
+                        w.ct_mark = Some(m);
                     }
                     if let Some(l) = upd.ct_label {
                         c.labels = l;
@@ -1731,6 +1745,15 @@ struct PktUpdate {
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
+}
+
+/// The DSCP of an IP packet (six bits), `None` for anything else.
+fn ip_dscp(buf: &[u8], meta: &PacketMeta) -> Option<u8> {
+    let b = buf.get(meta.l3_offset..meta.l3_offset + 2)?;
+    match meta.ip_version? {
+        IpVersion::Ipv4 => Some(b[1] >> 2),
+        IpVersion::Ipv6 => Some((b[0] & 0x0f) << 2 | b[1] >> 6),
+    }
 }
 
 /// TTL or hop limit minus one; the IPv4 header checksum is patched incrementally (RFC 1624).
