@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use nft_conntrack::{Conn, ConnId, Direction, Table, TcpState};
+use nft_conntrack::{Conn, ConnId, Direction, Table, TcpState, Tuple};
 use nft_flowtable::{
     Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles, Path, Punt,
 };
@@ -537,6 +537,45 @@ impl Offload {
             paths[d] = Path { ingress, egress };
         }
         Ok(paths)
+    }
+
+    /// For a fast-path trace: the flowtable and flow a frame of `tuple` arriving on `port`
+    /// took, its direction, and the rewrite (`fw ft flow 3 original udp src=... nat
+    /// src=203.0.113.1 sport=61000`). Control plane speed: tracing only.
+    pub fn describe(&self, port: u16, tuple: &Tuple, now: Duration) -> Option<String> {
+        for t in &self.tables {
+            let Some((id, dir)) = t.ft.lookup(tuple, port) else {
+                continue;
+            };
+            let info = t.ft.info(id, now)?;
+            let d = dir.index();
+            let target = info.tuples[1 - d].invert().unwrap_or(*tuple);
+            let mut s = format!(
+                "{} {} flow {} {} {} {}",
+                t.table,
+                t.name,
+                id.index(),
+                dir.name(),
+                nft_conntrack::proto_name(tuple.proto),
+                tuple
+            );
+            let mut nat = String::new();
+            for (what, old, new) in [
+                ("src", tuple.src.to_string(), target.src.to_string()),
+                ("dst", tuple.dst.to_string(), target.dst.to_string()),
+                ("sport", tuple.sport.to_string(), target.sport.to_string()),
+                ("dport", tuple.dport.to_string(), target.dport.to_string()),
+            ] {
+                if old != new {
+                    nat += &format!(" {what}={new}");
+                }
+            }
+            if !nat.is_empty() {
+                s += &format!(" nat{nat}");
+            }
+            return Some(s);
+        }
+        None
     }
 
     /// The flowtables and their flows, interface numbers given as names.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use nft_conntrack::{
     apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
-    Rewrite, Status, Table,
+    Rewrite, Status, Table, Tuple,
 };
 use nft_flowtable::{FrameSlot, Mangles};
 use nft_lang::ast::Family;
@@ -433,12 +433,31 @@ impl Router {
             .saturating_add(slots.len().saturating_mul(2));
         self.ct.gc(now, budget);
         self.offload.tick(&mut self.ct, &self.fib, &self.topo, now);
+        // with tracing, each frame's tuple as it arrived (the fast path rewrites in place)
+        let before: Vec<Option<Tuple>> = if self.cfg.trace {
+            slots.iter().map(|s| self.fast_trace_key(s)).collect()
+        } else {
+            Vec::new()
+        };
         self.offload.fast_path(slots, now);
         let mut tx = std::mem::take(&mut self.tx);
         for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
             let ingress = usize::from(s.port);
             if let Some((egress, rx_len)) = self.offload.forwarded(i) {
+                if let Some(t) = before.get(i) {
+                    let flow = t
+                        .and_then(|t| self.offload.describe(s.port, &t, now))
+                        .unwrap_or_default();
+                    let name =
+                        |i: usize| self.topo.interfaces.get(i).map_or("?", |i| i.name.as_str());
+                    self.trace.push(format!(
+                        "trace id {:08x} fast path: iif \"{}\" length {rx_len} flowtable {flow} oif \"{}\" (verdict forward)",
+                        self.packet_no,
+                        name(ingress),
+                        name(egress)
+                    ));
+                }
                 if let Some(c) = self.counters.rx.get_mut(ingress) {
                     c.add(rx_len);
                 }
@@ -1159,19 +1178,27 @@ impl Router {
         self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
     }
 
-    /// The packet line that starts a walk: where it came in and its addresses and ports.
-    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+    /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.
+    fn fast_trace_key(&self, s: &FrameSlot) -> Option<Tuple> {
+        let m = nft_wire::parse_frame(s.frame()).ok()?;
+        let (sp, dp) = m.ports?;
+        Some(Tuple::new(
+            m.src_addr?,
+            m.dst_addr?,
+            m.ip_protocol.map(u8::from)?,
+            sp,
+            dp,
+        ))
+    }
+
+    fn packet_line(&self, ingress: usize, data: &[u8]) -> String {
         let iif = self
             .topo
             .interfaces
             .get(ingress)
             .map(|i| i.name.as_str())
             .unwrap_or("?");
-        let mut line = format!(
-            "trace id {:08x} packet: iif \"{iif}\" length {}",
-            self.packet_no,
-            data.len()
-        );
+        let mut line = format!("packet: iif \"{iif}\" length {}", data.len());
         if let Ok(m) = nft_wire::parse_frame(data) {
             if let (Some(s), Some(d)) = (m.src_addr, m.dst_addr) {
                 let fam = if s.is_ipv4() { "ip" } else { "ip6" };
@@ -1186,6 +1213,16 @@ impl Router {
                 }
             }
         }
+        line
+    }
+
+    /// The packet line that starts a walk: where it came in and its addresses and ports.
+    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+        let line = format!(
+            "trace id {:08x} {}",
+            self.packet_no,
+            self.packet_line(ingress, data)
+        );
         self.trace.push(line);
     }
 

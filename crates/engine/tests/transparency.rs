@@ -848,3 +848,50 @@ fn mtu_sized_packets() {
         d.burst(frames, secs(16));
     });
 }
+
+/// With tracing, each fast-path packet gets one line: the flowtable, the flow and direction,
+/// its tuple, the rewrite and where it left.
+#[test]
+fn fast_path_packets_are_traced() {
+    let topology = gen_topology("", 1500);
+    let frames = generated(&topology, 17, 40, |c| c.ipv6_percent = 0);
+    let topo = Topology::from_toml(&topology).unwrap();
+    let mut d = Driver::new(&topology, NAT_RULES, true);
+    let mut cfg = Config {
+        trace: true,
+        ..Config::default()
+    };
+    cfg.conntrack.accounting = true;
+    let ast = load_str("rules.nft", NAT_RULES, &LoadOpts::default()).unwrap();
+    d.r = Router::new(
+        Topology::from_toml(&topology).unwrap(),
+        nft_engine::rules::compile(&ast).unwrap(),
+        cfg,
+    );
+    replay(&mut d, &frames, &topo);
+    let trace = d.r.take_trace();
+    let fast: Vec<&String> = trace
+        .iter()
+        .filter(|l| l.contains(" fast path: "))
+        .collect();
+    let rep = d.r.report(d.now);
+    assert!(rep.fast_path_packets > 0);
+    assert_eq!(
+        fast.len() as u64,
+        rep.fast_path_packets,
+        "one line per fast-path packet"
+    );
+    let nat = fast
+        .iter()
+        .find(|l| l.contains("iif \"lan\"") && l.contains(" original "))
+        .expect("a LAN packet on the fast path");
+    assert!(
+        nat.contains("flowtable fw ft flow ")
+            && nat.contains(" nat src=198.18.0.2")
+            && nat.ends_with("oif \"wan\" (verdict forward)"),
+        "{nat}"
+    );
+    assert!(fast
+        .iter()
+        .any(|l| l.contains(" reply ") && l.contains(" nat dst=192.168.1.")));
+}
