@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use nft_conntrack::{
     apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
-    Status, Table,
+    Status, Table, Tuple,
 };
-use nft_flowtable::FrameSlot;
+use nft_flowtable::{FrameSlot, Mangles};
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
 
@@ -265,6 +265,8 @@ struct Walk {
     /// reassembled datagram, or the whole payload to cut at the egress MTU), and the IP
     /// length of the largest fragment that came in (`frag_max_size`).
     frags: Option<(Vec<usize>, usize, u32)>,
+    /// `ct mark set` during this walk: the value, for the flow's mangle replay.
+    ct_mark: Option<u32>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -409,6 +411,7 @@ impl Router {
             match s {
                 Sent::Frame(f) => out.push(f),
                 Sent::Slot { slot, egress } => {
+                    let mark = slots.get(slot).and_then(|s| s.mark).unwrap_or(0);
                     let data = slots
                         .get_mut(slot)
                         .map(|s| std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec())
@@ -416,7 +419,7 @@ impl Router {
                     out.push(TxFrame {
                         egress: Port::Iface(egress),
                         data,
-                        mark: 0,
+                        mark,
                         priority: 0,
                     });
                 }
@@ -433,22 +436,46 @@ impl Router {
     /// taken (the slot is left empty, to be refilled) and what it sends leaves as
     /// [`Sent::Frame`]. `out` is appended to in order.
     pub fn process_slots(&mut self, slots: &mut [FrameSlot], now: Duration, out: &mut Vec<Sent>) {
-        let budget = self
-            .cfg
-            .gc_budget
-            .saturating_add(slots.len().saturating_mul(2));
-        self.ct.gc(now, budget);
+        // Conntrack GC keeps pace with what makes connections: a fixed budget per burst and
+        // two slots per slow-path frame (below). Fast-path frames make none, and scanning
+        // for them cost as much as a third of the flowtable's own work a packet.
+        self.ct.gc(now, self.cfg.gc_budget);
         if self.defrag.queues() > 0 {
             let expired = self.defrag.expire(now);
             self.counters.drops[Drop::FragTimeout.index()] += expired as u64;
         }
         self.offload.tick(&mut self.ct, &self.fib, &self.topo, now);
+        // with tracing, each frame's tuple as it arrived (the fast path rewrites in place)
+        let before: Vec<Option<Tuple>> = if self.cfg.trace {
+            slots.iter().map(|s| self.fast_trace_key(s)).collect()
+        } else {
+            Vec::new()
+        };
         self.offload.fast_path(slots, now);
+        let slow = (0..slots.len())
+            .filter(|&i| self.offload.forwarded(i).is_none())
+            .count();
+        if slow > 0 {
+            self.ct.gc(now, slow.saturating_mul(2));
+        }
         let mut tx = std::mem::take(&mut self.tx);
         for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
             let ingress = usize::from(s.port);
             if let Some((egress, rx_len)) = self.offload.forwarded(i) {
+                if let Some(t) = before.get(i) {
+                    let flow = t
+                        .and_then(|t| self.offload.describe(s.port, &t, now))
+                        .unwrap_or_default();
+                    let name =
+                        |i: usize| self.topo.interfaces.get(i).map_or("?", |i| i.name.as_str());
+                    self.trace.push(format!(
+                        "trace id {:08x} fast path: iif \"{}\" length {rx_len} flowtable {flow} oif \"{}\" (verdict forward)",
+                        self.packet_no,
+                        name(ingress),
+                        name(egress)
+                    ));
+                }
                 if let Some(c) = self.counters.rx.get_mut(ingress) {
                     c.add(rx_len);
                 }
@@ -595,6 +622,7 @@ impl Router {
             flow_add: None,
             local: false,
             frags: None,
+            ct_mark: None,
         };
         let mut meta = meta;
         match self.hook(
@@ -651,11 +679,20 @@ impl Router {
                 }
             }
         }
+        let dscp_in = ip_dscp(&data[start..], &meta);
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
             if let Ok(Fate::Tx { .. }) = fate {
-                self.offload.forwarded_slow(id, dir, ingress);
+                // what the walk set, for the fast path to replay (a DSCP left as it came is
+                // not replayed: the packets behind keep theirs, as the walk would)
+                let dscp_out = ip_dscp(&data[start..], &meta);
+                let mangles = Mangles {
+                    meta_mark: (w.mark != 0).then_some(w.mark),
+                    ct_mark: w.ct_mark,
+                    dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
+                };
+                self.offload.forwarded_slow(id, dir, ingress, mangles);
                 if let Some((t, family)) = w.flow_add {
                     if self.offload.admit(
                         t,
@@ -1167,6 +1204,7 @@ impl Router {
                 if let Some(c) = self.ct.get_mut(id) {
                     if let Some(m) = upd.ct_mark {
                         c.mark = m;
+                        w.ct_mark = Some(m);
                     }
                     if let Some(l) = upd.ct_label {
                         c.labels = l;
@@ -1286,19 +1324,27 @@ impl Router {
         self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
     }
 
-    /// The packet line that starts a walk: where it came in and its addresses and ports.
-    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+    /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.
+    fn fast_trace_key(&self, s: &FrameSlot) -> Option<Tuple> {
+        let m = nft_wire::parse_frame(s.frame()).ok()?;
+        let (sp, dp) = m.ports?;
+        Some(Tuple::new(
+            m.src_addr?,
+            m.dst_addr?,
+            m.ip_protocol.map(u8::from)?,
+            sp,
+            dp,
+        ))
+    }
+
+    fn packet_line(&self, ingress: usize, data: &[u8]) -> String {
         let iif = self
             .topo
             .interfaces
             .get(ingress)
             .map(|i| i.name.as_str())
             .unwrap_or("?");
-        let mut line = format!(
-            "trace id {:08x} packet: iif \"{iif}\" length {}",
-            self.packet_no,
-            data.len()
-        );
+        let mut line = format!("packet: iif \"{iif}\" length {}", data.len());
         if let Ok(m) = nft_wire::parse_frame(data) {
             if let (Some(s), Some(d)) = (m.src_addr, m.dst_addr) {
                 let fam = if s.is_ipv4() { "ip" } else { "ip6" };
@@ -1313,6 +1359,16 @@ impl Router {
                 }
             }
         }
+        line
+    }
+
+    /// The packet line that starts a walk: where it came in and its addresses and ports.
+    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+        let line = format!(
+            "trace id {:08x} {}",
+            self.packet_no,
+            self.packet_line(ingress, data)
+        );
         self.trace.push(line);
     }
 
@@ -1706,6 +1762,7 @@ impl Router {
             flow_add: None,
             local: true,
             frags: None,
+            ct_mark: None,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -1990,6 +2047,15 @@ struct PktUpdate {
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
+}
+
+/// The DSCP of an IP packet (six bits), `None` for anything else.
+fn ip_dscp(buf: &[u8], meta: &PacketMeta) -> Option<u8> {
+    let b = buf.get(meta.l3_offset..meta.l3_offset + 2)?;
+    match meta.ip_version? {
+        IpVersion::Ipv4 => Some(b[1] >> 2),
+        IpVersion::Ipv6 => Some((b[0] & 0x0f) << 2 | b[1] >> 6),
+    }
 }
 
 /// TTL or hop limit minus one; the IPv4 header checksum is patched incrementally (RFC 1624).
