@@ -46,9 +46,8 @@ use crate::offload_layout::*;
 
 /// The built program, when clang was there at build time.
 #[cfg(xdp_built)]
-pub static OFFLOAD_OBJECT: Option<&[u8]> = Some(
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/offload.o")) as &[u8],
-);
+pub static OFFLOAD_OBJECT: Option<&[u8]> =
+    Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/offload.o")) as &[u8]);
 #[cfg(not(xdp_built))]
 pub static OFFLOAD_OBJECT: Option<&[u8]> = None;
 

@@ -121,7 +121,14 @@ pub fn layouts() -> Vec<(&'static str, usize, Vec<Field>)> {
             "offload_key",
             core::mem::size_of::<OffloadKey>(),
             fields!(OffloadKey {
-                src, dst, sport, dport, ifindex, proto, v6, pad
+                src,
+                dst,
+                sport,
+                dport,
+                ifindex,
+                proto,
+                v6,
+                pad
             }),
         ),
         (
@@ -207,13 +214,14 @@ pub fn btf_struct(object: &[u8], name: &str) -> Result<BtfStruct, String> {
         starts.push(at);
         let info = u32_at(types, at + 4)?;
         let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
-        at += 12 + match kind {
-            1 | 14 | 17 => 4,
-            3 => 12,
-            4 | 5 | 15 | 19 => 12 * vlen,
-            6 | 13 => 8 * vlen,
-            _ => 0,
-        };
+        at += 12
+            + match kind {
+                1 | 14 | 17 => 4,
+                3 => 12,
+                4 | 5 | 15 | 19 => 12 * vlen,
+                6 | 13 => 8 * vlen,
+                _ => 0,
+            };
     }
     let rec = |id: u32| -> Result<(u32, u32, u32, usize), String> {
         let at = *starts.get(id as usize).ok_or("BTF type id out of range")?;

@@ -18,7 +18,10 @@ fn rust_structs_match_the_btf_of_the_built_object() {
             .iter()
             .map(|(n, o, s)| (n.to_string(), *o, *s))
             .collect();
-        assert_eq!(rust, members, "fields of struct {name} (name, offset, size)");
+        assert_eq!(
+            rust, members,
+            "fields of struct {name} (name, offset, size)"
+        );
     }
 }
 
