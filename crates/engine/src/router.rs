@@ -6,14 +6,13 @@
 //! frame the router cannot use is dropped under a named reason (see [`counters::Drop`] and
 //! [`nft_wire::ParseError`]).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use nft_conntrack::{
     apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
-    Rewrite, Status, Table,
+    Status, Table,
 };
 use nft_flowtable::FrameSlot;
 use nft_lang::ast::Family;
@@ -92,6 +91,12 @@ impl Default for Config {
 }
 
 /// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
+/// Where conntrack's NAT rewrites packets among the base chains: destination at prerouting
+/// and output (`NF_IP_PRI_NAT_DST`), source at postrouting and input (`NF_IP_PRI_NAT_SRC`).
+/// Chains of lower (or equal) priority see the packet before, higher ones after.
+const NAT_DST_PRIO: i32 = -100;
+const NAT_SRC_PRIO: i32 = 100;
+
 fn hook_manip(hook: Hook) -> Manip {
     match hook {
         Hook::Prerouting | Hook::Output => Manip::Dst,
@@ -252,13 +257,12 @@ struct Walk {
     conn: Option<(ConnId, Direction)>,
     state: CtState,
     src_mac: Mac,
-    /// What puts the destination back as it arrived, when prerouting NAT changed it: errors
-    /// the router sends quote what the sender sent (the kernel gets there by translating its
-    /// errors back through conntrack). Only errors pay for the copy.
-    dst_undo: Option<Rewrite>,
     /// `flow add` admitted by the kernel's rules: the flowtable and the chain's family, for
     /// when the walk is through.
     flow_add: Option<(usize, Family)>,
+    /// A packet the router made (reset, ICMP error) on its way out through the output and
+    /// postrouting hooks: it has no input interface, and its own rejects answer nothing.
+    local: bool,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -579,8 +583,8 @@ impl Router {
             conn: None,
             state: CtState::Untracked,
             src_mac: meta.src_mac.0,
-            dst_undo: None,
             flow_add: None,
+            local: false,
         };
         let mut meta = meta;
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
@@ -677,8 +681,18 @@ impl Router {
                 Outcome::Refused(_) => return Err(Drop::CtTableFull),
             }
         }
-        self.hook(Hook::Prerouting, -200, i32::MAX, w, buf, meta, now, out)?;
+        self.hook(Hook::Prerouting, -200, NAT_DST_PRIO, w, buf, meta, now, out)?;
         self.nat_rewrite(w, buf, meta, Manip::Dst)?;
+        self.hook(
+            Hook::Prerouting,
+            NAT_DST_PRIO + 1,
+            i32::MAX,
+            w,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
 
         let (Some(src), Some(dst)) = (meta.src_addr, meta.dst_addr) else {
             return Err(Drop::NotIp);
@@ -691,8 +705,18 @@ impl Router {
         };
         match route {
             Some(RouteKind::Local(_)) => {
-                self.hook(Hook::Input, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
+                self.hook(Hook::Input, i32::MIN, NAT_SRC_PRIO, w, buf, meta, now, out)?;
                 self.nat_rewrite(w, buf, meta, Manip::Src)?;
+                self.hook(
+                    Hook::Input,
+                    NAT_SRC_PRIO + 1,
+                    i32::MAX,
+                    w,
+                    buf,
+                    meta,
+                    now,
+                    out,
+                )?;
                 self.confirm(w, now)?;
                 Ok(Fate::Host)
             }
@@ -704,7 +728,7 @@ impl Router {
                 } else {
                     answer::ICMP_HOST_UNREACH
                 };
-                self.send_unreach(w, buf, meta, code, out);
+                self.send_unreach(w, buf, meta, code, now, out);
                 Err(Drop::Unreachable)
             }
             None => {
@@ -713,7 +737,7 @@ impl Router {
                 } else {
                     answer::ICMP_NET_UNREACH
                 };
-                self.send_unreach(w, buf, meta, code, out);
+                self.send_unreach(w, buf, meta, code, now, out);
                 Err(Drop::NoRoute)
             }
         }
@@ -747,14 +771,23 @@ impl Router {
             } else {
                 (answer::ICMP_TIME_EXCEEDED, 0)
             };
-            self.send_icmp_error(w, buf, meta, ty, code, 0, out);
+            self.send_icmp_error(w, buf, meta, ty, code, 0, now, out);
             return Err(Drop::TtlExceeded);
         }
         let l3_len = meta.l3_end - meta.l3_offset;
         if l3_len > mtu {
             let l3 = &buf[meta.l3_offset..meta.l3_end];
             if w.v6 {
-                self.send_icmp_error(w, buf, meta, answer::ICMPV6_PKT_TOOBIG, 0, mtu as u32, out);
+                self.send_icmp_error(
+                    w,
+                    buf,
+                    meta,
+                    answer::ICMPV6_PKT_TOOBIG,
+                    0,
+                    mtu as u32,
+                    now,
+                    out,
+                );
                 return Err(Drop::MtuExceeded);
             }
             if Ipv4Packet::new_unchecked(l3).dont_frag() {
@@ -765,6 +798,7 @@ impl Router {
                     answer::ICMP_DEST_UNREACH,
                     answer::ICMP_FRAG_NEEDED,
                     mtu as u32,
+                    now,
                     out,
                 );
                 return Err(Drop::MtuExceeded);
@@ -778,7 +812,7 @@ impl Router {
         self.hook(
             Hook::Postrouting,
             i32::MIN,
-            i32::MAX,
+            NAT_SRC_PRIO,
             w,
             buf,
             meta,
@@ -786,6 +820,16 @@ impl Router {
             out,
         )?;
         self.nat_rewrite(w, buf, meta, Manip::Src)?;
+        self.hook(
+            Hook::Postrouting,
+            NAT_SRC_PRIO + 1,
+            i32::MAX,
+            w,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
         self.confirm(w, now)?;
         let egress = &self.topo.interfaces[oif];
         let dst_mac = match l2::fixed_peer(egress) {
@@ -833,17 +877,6 @@ impl Router {
         let part = rw.only(manip);
         if part.is_empty() {
             return Ok(());
-        }
-        if manip == Manip::Dst && w.dst_undo.is_none() {
-            let old_port = match meta.icmp {
-                Some(i) => i.ident,
-                None => meta.ports.map(|p| p.1),
-            };
-            w.dst_undo = Some(Rewrite {
-                dst_addr: part.dst_addr.and(meta.dst_addr),
-                dst_port: part.dst_port.and(old_port),
-                ..Rewrite::default()
-            });
         }
         apply_rewrite(buf, meta, &rw, Some(manip)).map_err(|_| Drop::RewriteFailed)?;
         let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp))
@@ -923,7 +956,17 @@ impl Router {
         while i < self.rules.base.len() {
             let b = &self.rules.base[i];
             i += 1;
-            if b.hook != hook || b.prio < lo || b.prio > hi {
+            // the kernel runs every NAT chain of a hook inside conntrack's NAT hook, at its
+            // priority, whatever the chain's own
+            let prio = if b.kind == ChainType::Nat {
+                match manip {
+                    Manip::Dst => NAT_DST_PRIO,
+                    Manip::Src => NAT_SRC_PRIO,
+                }
+            } else {
+                b.prio
+            };
+            if b.hook != hook || prio < lo || prio > hi {
                 continue;
             }
             if hook == Hook::Ingress {
@@ -938,6 +981,14 @@ impl Router {
                 continue;
             }
             if b.kind == ChainType::Nat {
+                // The router's own answers are related to the connection of what they answer
+                // and take its NAT as they are built; the kernel runs NAT chains for them only
+                // while the connection has no binding of that kind, and what they bind then
+                // dies with the answered packet. So they skip NAT chains (a counter there
+                // does not count them).
+                if w.local {
+                    continue;
+                }
                 // NAT chains see a connection's first packet only, until one binds
                 let Some((id, _)) = w.conn else { continue };
                 let Some(c) = self.ct.get(id) else { continue };
@@ -959,12 +1010,15 @@ impl Router {
                     ct: &self.ct,
                     ifnames: &self.ifnames,
                 };
-                let mut pkt = rules::pkt_view(
-                    buf,
-                    meta,
-                    w.iif as u32 + 1,
-                    self.ifnames.get(w.iif).copied().unwrap_or(0),
-                );
+                let (iif, iifname) = if w.local {
+                    (0, 0)
+                } else {
+                    (
+                        w.iif as u32 + 1,
+                        self.ifnames.get(w.iif).copied().unwrap_or(0),
+                    )
+                };
+                let mut pkt = rules::pkt_view(buf, meta, iif, iifname);
                 pkt.mark = w.mark;
                 pkt.priority = w.priority;
                 pkt.nftrace = w.nftrace;
@@ -1071,7 +1125,9 @@ impl Router {
                 }
             }
             if let Some(r) = act.reject.take() {
-                self.send_reject(w, buf, meta, &r, out);
+                if !w.local {
+                    self.send_reject(w, buf, meta, &r, now, out);
+                }
             }
             self.flow_names = std::mem::take(&mut act.flow_add);
             if let Some((spec, addr, port)) = act.nat.take() {
@@ -1408,23 +1464,11 @@ impl Router {
         }
     }
 
-    /// The IP packet an error about this packet quotes: as it arrived, before DNAT.
-    fn offending<'b>(w: &Walk, buf: &'b [u8], meta: &PacketMeta) -> Cow<'b, [u8]> {
-        let l3 = buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[]);
-        let Some(undo) = w.dst_undo else {
-            return Cow::Borrowed(l3);
-        };
-        let mut f = vec![0u8; 14];
-        f[12..14]
-            .copy_from_slice(&(if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 }).to_be_bytes());
-        f.extend_from_slice(l3);
-        if let Ok(m) = parse_frame(&f) {
-            if apply_rewrite(&mut f, &m, &undo, None).is_ok() {
-                f.drain(..14);
-                return Cow::Owned(f);
-            }
-        }
-        Cow::Borrowed(l3)
+    /// The IP packet an answer is about, as it is now (after DNAT, if any): the kernel builds
+    /// its answers from the packet in hand, and the answer's own walk through conntrack's NAT
+    /// ([`Self::send_back`]) translates it back, quote included.
+    fn offending<'b>(buf: &'b [u8], meta: &PacketMeta) -> &'b [u8] {
+        buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[])
     }
 
     /// Whether an ICMP error may answer this packet (RFC 1122 3.2.2, RFC 4443 2.4 (e)): not
@@ -1468,12 +1512,13 @@ impl Router {
         ty: u8,
         code: u8,
         rest: u32,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         if !Self::may_answer(w, meta) {
             return;
         }
-        let offending = Self::offending(w, buf, meta);
+        let offending = Self::offending(buf, meta);
         let odst = if w.v6 {
             nft_wire::Ipv6Packet::new_checked(&offending[..])
                 .ok()
@@ -1489,8 +1534,9 @@ impl Router {
             _ => None,
         };
         if let Some(l3) = l3 {
-            self.counters.icmp_errors_sent += 1;
-            self.send_back(w, &l3, out);
+            if self.send_back(w, &l3, now, out) {
+                self.counters.icmp_errors_sent += 1;
+            }
         }
     }
 
@@ -1500,6 +1546,7 @@ impl Router {
         buf: &[u8],
         meta: &PacketMeta,
         code: u8,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         let ty = if w.v6 {
@@ -1507,17 +1554,87 @@ impl Router {
         } else {
             answer::ICMP_DEST_UNREACH
         };
-        self.send_icmp_error(w, buf, meta, ty, code, 0, out);
+        self.send_icmp_error(w, buf, meta, ty, code, 0, now, out);
     }
 
-    /// Sends a packet the router made back out of the interface the offending packet came in
-    /// on, to the MAC it came from.
-    fn send_back(&mut self, w: &Walk, l3: &[u8], out: &mut Vec<TxFrame>) {
-        let iface = &self.topo.interfaces[w.iif];
-        let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-        let dst = l2::fixed_peer(iface).unwrap_or(w.src_mac);
-        let frame = l2::frame_with(iface, dst, ethertype, l3);
-        self.transmit(Port::Iface(w.iif), frame, out);
+    /// Sends a packet the router made (a reset or an ICMP error answering the packet of
+    /// `w`) as the kernel's `ip_local_out` does: routed to its destination, then through the
+    /// output chains and the postrouting chains, related to the answered packet's connection
+    /// (`nf_ct_attach`: `ct state related`, the other direction), untracked when that was
+    /// untracked and invalid when it had no connection. It leaves to the answered packet's
+    /// sender MAC when it goes back out where that came in, else to the next hop's neighbour.
+    /// Whether it was sent.
+    fn send_back(&mut self, w: &Walk, l3: &[u8], now: Duration, out: &mut Vec<TxFrame>) -> bool {
+        let v6 = w.v6;
+        let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        let mut buf = Vec::with_capacity(14 + l3.len());
+        buf.extend_from_slice(&[0u8; 12]);
+        buf.extend_from_slice(&ethertype.to_be_bytes());
+        buf.extend_from_slice(l3);
+        let Ok(mut meta) = parse_frame(&buf) else {
+            return false;
+        };
+        let Some(dst) = meta.dst_addr else {
+            return false;
+        };
+        let (oif, via) = match self.fib.lookup(dst) {
+            Some((RouteKind::Unicast(nh), _)) => (nh.ifindex, nh.via),
+            // no route back (or a local one): out where the answered packet came in
+            _ => (w.iif, None),
+        };
+        let Some(iface) = self.topo.interfaces.get(oif).filter(|i| i.up) else {
+            self.counters.drop(Drop::NoRoute);
+            return false;
+        };
+        let dst_mac = match l2::fixed_peer(iface) {
+            Some(m) => m,
+            None if oif == w.iif => w.src_mac,
+            None => match self.topo.neighbours.get(&(oif, via.unwrap_or(dst))) {
+                Some(m) => *m,
+                None => {
+                    self.counters.drop(Drop::NoNeighbour);
+                    return false;
+                }
+            },
+        };
+        // without a connection to attach to (invalid or untracked), conntrack at output
+        // finds none for a reset or an ICMP error either: invalid
+        let (conn, state) = match w.conn {
+            Some((id, dir)) => (Some((id, dir.opposite())), CtState::Related),
+            None => (None, CtState::Invalid),
+        };
+        let mut lw = Walk {
+            iif: w.iif,
+            oif: Some(oif),
+            v6,
+            mark: 0,
+            priority: 0,
+            nftrace: false,
+            zone: w.zone,
+            nexthop: via.or(Some(dst)),
+            pkttype: 0,
+            notrack: false,
+            tracked: true,
+            conn,
+            state,
+            src_mac: iface.mac,
+            flow_add: None,
+            local: true,
+        };
+        let mut sink = Vec::new();
+        let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
+        out.append(&mut sink);
+        if let Err(d) = r {
+            self.counters.drop(d);
+            return false;
+        }
+        let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
+            return false;
+        };
+        let iface = &self.topo.interfaces[oif];
+        let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
+        self.transmit_with(Port::Iface(oif), frame, lw.mark, lw.priority, out);
+        true
     }
 
     fn send_reject(
@@ -1526,6 +1643,7 @@ impl Router {
         buf: &[u8],
         meta: &PacketMeta,
         r: &Reject,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         let (ty, code) = match *r {
@@ -1534,11 +1652,12 @@ impl Router {
                 {
                     return;
                 }
-                let offending = Self::offending(w, buf, meta);
+                let offending = Self::offending(buf, meta);
                 let l4 = meta.ip_header_len;
                 if let Some(l3) = answer::tcp_reset(&offending, l4) {
-                    self.counters.tcp_resets_sent += 1;
-                    self.send_back(w, &l3, out);
+                    if self.send_back(w, &l3, now, out) {
+                        self.counters.tcp_resets_sent += 1;
+                    }
                 }
                 return;
             }
@@ -1564,7 +1683,61 @@ impl Router {
                 answer::icmpx_code(c, w.v6),
             ),
         };
-        self.send_icmp_error(w, buf, meta, ty, code, 0, out);
+        self.send_icmp_error(w, buf, meta, ty, code, 0, now, out);
+    }
+
+    /// Output chains, conntrack's NAT at output (destination, at -100), postrouting chains,
+    /// NAT at postrouting (source, at 100): `ip_local_out` for a packet the router made.
+    fn local_out_hooks(
+        &mut self,
+        lw: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
+        self.hook(
+            Hook::Output,
+            i32::MIN,
+            NAT_DST_PRIO,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
+        self.nat_rewrite(lw, buf, meta, Manip::Dst)?;
+        self.hook(
+            Hook::Output,
+            NAT_DST_PRIO + 1,
+            i32::MAX,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
+        self.hook(
+            Hook::Postrouting,
+            i32::MIN,
+            NAT_SRC_PRIO,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
+        self.nat_rewrite(lw, buf, meta, Manip::Src)?;
+        self.hook(
+            Hook::Postrouting,
+            NAT_SRC_PRIO + 1,
+            i32::MAX,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )
     }
 
     /// The flowtables (control plane: listings, stats).

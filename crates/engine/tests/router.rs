@@ -857,3 +857,106 @@ fn fast_path_hit_is_sent_from_its_slot() {
     let rep = r.report(secs(1));
     assert_eq!((rep.fast_path_packets, rep.packets_out), (1, 5));
 }
+
+/// The router's own answers leave as the kernel's `ip_local_out` sends them: through the
+/// output chains (which see them related to the answered connection, in its reply direction,
+/// with no input interface) and the postrouting chains, which may drop or mangle them; the
+/// filter chains before NAT's priority see the reset as built from the DNATed packet, and
+/// it leaves translated back.
+#[test]
+fn own_answers_pass_output_and_postrouting_chains() {
+    let rules = r#"
+table inet fw {
+	chain dstnat {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "wan" tcp dport 8080 dnat ip to 192.168.1.20:80
+		iifname "wan" tcp dport 8081 dnat ip to 192.168.1.20:81
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		tcp dport { 23, 80, 81 } reject with tcp reset
+		udp dport 7 reject
+	}
+	chain out {
+		type filter hook output priority filter; policy accept;
+		meta iif 0 ct state related ct direction reply ip dscp set cs1 counter
+		ip daddr 192.168.1.20 udp dport 7 counter
+		icmp type time-exceeded counter drop
+	}
+	chain post_early {
+		type filter hook postrouting priority 50; policy accept;
+		oifname "wan" tcp sport 81 counter drop
+	}
+	chain post_late {
+		type filter hook postrouting priority 150; policy accept;
+		oifname "wan" tcp sport 8080 ip dscp set cs2
+	}
+}
+"#;
+    let mut r = router_with(TOPOLOGY, rules, nft_engine::Config::default());
+    // a reset for a LAN client: related, reply direction, so output sets cs1
+    let syn = tcp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT,
+        REMOTE,
+        41000,
+        23,
+        1,
+        Tcp::Syn,
+        b"",
+    );
+    let rst = one(&mut r, LAN, syn, secs(1), Port::Iface(LAN));
+    let m = check(&rst);
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(REMOTE.into()), Some(CLIENT.into()))
+    );
+    assert_eq!(rst[15] >> 2, 8, "dscp cs1 from the output chain");
+    // time exceeded is dropped in output, counted as a rule drop, and not counted as sent
+    let probe = udp4(
+        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 1, b"trace",
+    );
+    none(&mut r, LAN, probe, secs(2));
+    assert_eq!(r.report(secs(2)).icmp_errors_sent, 0);
+    assert_eq!(
+        r.counters().dropped(Drop::RuleDrop),
+        2,
+        "the syn and the time exceeded"
+    );
+    // through DNAT: the chain at 150 sees the reset translated back (sport 8080); the one at
+    // 50 sees it as built, from the DNAT target's port (81), and drops that one
+    let syn = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        42000,
+        8080,
+        1,
+        Tcp::Syn,
+        b"",
+    );
+    let rst = one(&mut r, WAN, syn, secs(3), Port::Iface(WAN));
+    let m = check(&rst);
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(ROUTER_WAN.into()), Some(REMOTE.into()))
+    );
+    assert_eq!(m.ports, Some((8080, 42000)));
+    assert_eq!(&rst[0..6], &GW_MAC, "routed to the gateway");
+    assert_eq!(rst[15] >> 2, 16, "cs1 from output, then cs2 after NAT");
+    let syn = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        42001,
+        8081,
+        1,
+        Tcp::Syn,
+        b"",
+    );
+    none(&mut r, WAN, syn, secs(4));
+    assert_eq!(r.report(secs(4)).tcp_resets_sent, 2);
+}
