@@ -664,7 +664,18 @@ fn run_live(tag: &str, mode: ModeRequest) {
     assert_eq!(r.reason("forwarded"), 6);
     // The slow path tracks the FIN it was given and, the connection no longer established,
     // tears the flow down (the engine's rule): the entry leaves the map.
-    let fin = tcp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, cp, sp, 1015, Some(5007), "F", b"");
+    let fin = tcp(
+        CLIENT_MAC,
+        R_LAN_MAC,
+        CLIENT,
+        SERVER,
+        cp,
+        sp,
+        1015,
+        Some(5007),
+        "F",
+        b"",
+    );
     r.track(&fin, LAN, later);
     assert_ne!(
         r.ct.get(tid).unwrap().tcp_state(),
@@ -681,7 +692,11 @@ fn run_live(tag: &str, mode: ModeRequest) {
     let u = udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, 40002, 5002, b"idle");
     let iid = r.track(&u, LAN, later);
     let inp = nat_port(&r.ct, iid);
-    r.track(&udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, 5002, inp, b"r"), WAN, later);
+    r.track(
+        &udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, 5002, inp, b"r"),
+        WAN,
+        later,
+    );
     let ifid = r.admit(iid, &u, later);
     r.ft.gc(&mut r.ct, later);
     assert!(r.ft.backend().contains(ifid));
