@@ -343,6 +343,49 @@ impl Offload {
         self.seen.retain(|id, _| ct.get(*id).is_some());
     }
 
+    /// After a ruleset swap (`self` built from the new ruleset): each flowtable of `old` whose
+    /// table, name and devices the new ruleset has again hands its flows over; the flows of the
+    /// others are flushed back to the slow path.
+    pub fn take_flows_from(&mut self, old: Offload, ct: &mut Table, now: Duration) {
+        let Offload {
+            tables,
+            ingress,
+            flows,
+            next_gc,
+            fib_gen,
+            admitted,
+            refused,
+            ..
+        } = old;
+        self.ingress = ingress;
+        self.next_gc = next_gc;
+        self.fib_gen = fib_gen;
+        self.admitted = admitted;
+        self.refused = refused;
+        let mut moved = vec![None; tables.len()];
+        for (ot, t) in tables.into_iter().enumerate() {
+            let same = self
+                .tables
+                .iter()
+                .position(|n| n.table == t.table && n.name == t.name && n.ports == t.ports);
+            match same {
+                Some(nt) if self.enabled => {
+                    self.tables[nt].ft = t.ft;
+                    moved[ot] = Some(nt);
+                }
+                _ => {
+                    let mut ft = t.ft;
+                    ft.flush(ct, now);
+                }
+            }
+        }
+        for (conn, (t, fid)) in flows {
+            if let Some(Some(nt)) = moved.get(t) {
+                self.flows.insert(conn, (*nt, fid));
+            }
+        }
+    }
+
     /// An interface went up or down; down, its flows are torn down.
     pub fn set_link(&mut self, iface: usize, up: bool) {
         let Ok(port) = u16::try_from(iface) else {

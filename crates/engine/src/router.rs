@@ -78,6 +78,10 @@ pub struct Config {
     pub log_capacity: usize,
     /// Flow offload: off, `flow add` is a no-op and every packet takes the slow path.
     pub offload: bool,
+    /// Live mode: a next hop without a known MAC is dropped as `neighbour_unresolved` and
+    /// queued for [`Router::take_unresolved`] (the caller has the kernel resolve it), instead
+    /// of `no_neighbour` (static neighbours only).
+    pub resolve_neighbours: bool,
 }
 
 impl Default for Config {
@@ -88,6 +92,7 @@ impl Default for Config {
             trace: false,
             log_capacity: 10_000,
             offload: true,
+            resolve_neighbours: false,
         }
     }
 }
@@ -298,7 +303,12 @@ pub struct Router {
     flow_names: Vec<String>,
     /// Fragments waiting for the rest of their datagram.
     defrag: Defrag,
+    /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
+    unresolved: Vec<(usize, IpAddr)>,
 }
+
+/// How many unresolved next hops are queued between two [`Router::take_unresolved`] calls.
+const UNRESOLVED_MAX: usize = 256;
 
 fn addr_bits(a: IpAddr) -> u128 {
     match a {
@@ -354,6 +364,7 @@ impl Router {
             tx: vec![],
             flow_names: vec![],
             defrag: Defrag::new(DefragConfig::default()),
+            unresolved: vec![],
         }
     }
 
@@ -963,11 +974,18 @@ impl Router {
             Some(m) => m,
             None => {
                 let next = nh.via.or(meta.dst_addr).ok_or(Drop::NoNeighbour)?;
-                *self
-                    .topo
-                    .neighbours
-                    .get(&(oif, next))
-                    .ok_or(Drop::NoNeighbour)?
+                match self.topo.neighbours.get(&(oif, next)) {
+                    Some(m) => *m,
+                    None if self.cfg.resolve_neighbours => {
+                        if self.unresolved.len() < UNRESOLVED_MAX
+                            && !self.unresolved.contains(&(oif, next))
+                        {
+                            self.unresolved.push((oif, next));
+                        }
+                        return Err(Drop::NeighbourUnresolved);
+                    }
+                    None => return Err(Drop::NoNeighbour),
+                }
             }
         };
         Ok(Fate::Tx {
@@ -1895,6 +1913,66 @@ impl Router {
             i.up = up;
             self.offload.set_link(iface, up);
         }
+    }
+
+    /// The next hops (interface, address) whose MAC was missing since the last call, each
+    /// once (live mode, [`Config::resolve_neighbours`]).
+    pub fn take_unresolved(&mut self) -> Vec<(usize, IpAddr)> {
+        std::mem::take(&mut self.unresolved)
+    }
+
+    /// A neighbour learnt (`Some(mac)`) or gone (`None`) on interface `iface`. A changed or
+    /// removed MAC re-routes the offloaded flows at the next burst.
+    pub fn set_neighbour(&mut self, iface: usize, ip: IpAddr, mac: Option<Mac>) {
+        let old = match mac {
+            Some(m) => self.topo.neighbours.insert((iface, ip), m),
+            None => self.topo.neighbours.remove(&(iface, ip)),
+        };
+        if old.is_some() && old != mac {
+            self.rebuild_fib();
+        }
+    }
+
+    /// An interface's addresses changed: its connected and local routes follow.
+    pub fn set_addresses(&mut self, iface: usize, addresses: Vec<(IpAddr, u8)>) {
+        if let Some(i) = self.topo.interfaces.get_mut(iface) {
+            if i.addresses != addresses {
+                i.addresses = addresses;
+                self.rebuild_fib();
+            }
+        }
+    }
+
+    /// Replaces the routes (besides the connected and local ones the interfaces' addresses
+    /// give): offloaded flows are re-routed at the next burst.
+    pub fn set_routes(&mut self, routes: Vec<crate::topology::StaticRoute>) {
+        if self.topo.routes != routes {
+            self.topo.routes = routes;
+            self.rebuild_fib();
+        }
+    }
+
+    fn rebuild_fib(&mut self) {
+        let mut fib = self.topo.build_fib();
+        fib.succeed(&self.fib);
+        self.fib = fib;
+    }
+
+    /// An atomic ruleset swap (`nft -f` with `flush ruleset`): the connection table stays, the
+    /// rules' state (counters, dynamic sets, limits) starts anew, and flowtables of the same
+    /// table, name and devices keep their flows, so offloaded connections go on without a
+    /// lost packet. Flows of flowtables that are gone return to the slow path.
+    pub fn replace_ruleset(&mut self, rules: Ruleset, now: Duration) {
+        let fresh = Offload::new(
+            &rules,
+            &self.topo,
+            self.cfg.offload,
+            self.cfg.conntrack.max_entries,
+        );
+        let old = std::mem::replace(&mut self.offload, fresh);
+        self.offload.take_flows_from(old, &mut self.ct, now);
+        self.state = State::new(&rules);
+        self.rules = rules;
     }
 
     /// The FIB, to change routes: offloaded flows notice at the next burst.
