@@ -172,12 +172,17 @@ impl Lab {
     }
 
     fn start_router(&mut self, rules: &Path) {
+        self.start_router_with(rules, &[]);
+    }
+
+    fn start_router_with(&mut self, rules: &Path, extra: &[&str]) {
         let out = std::fs::File::create(self.dir.join("router.out")).unwrap();
         let err = std::fs::File::create(self.dir.join("router.err")).unwrap();
         let ch = Command::new("ip")
             .args(["netns", "exec", &self.r, BIN, "run", "-f"])
             .arg(rules)
             .args(["--interfaces", "lan=lan,wan=wan", "--control", &self.ctl()])
+            .args(extra)
             .stdout(out)
             .stderr(err)
             .spawn()
@@ -561,4 +566,45 @@ fn live_router_af_packet() {
     assert!(!Path::new(&lab.ctl()).exists());
     let tables = must(&["ip", "netns", "exec", &r, "nft", "list", "tables"]);
     assert!(!tables.contains("nft_offload_run"), "{tables}");
+}
+
+/// Two workers, their sockets in one fanout group per interface: both directions of a NATed
+/// connection meet the same tables whichever worker reads them.
+#[test]
+fn live_router_two_workers() {
+    if !is_root() || !have("python3") || !have("ping") {
+        eprintln!("SKIPPED (needs root, python3 and ping)");
+        return;
+    }
+    let mut lab = Lab::new("w2");
+    let rules = PathBuf::from(LIVE).join("rules.nft");
+    lab.start_router_with(&rules, &["--workers", "2"]);
+    let (c, s) = (lab.c.clone(), lab.s.clone());
+    let _ = ping(&lab, "198.18.2.2", "2");
+    let o = ping(&lab, "198.18.2.2", "3");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let (sent, got) = transfer(
+        &mut lab,
+        &s,
+        "198.18.2.2",
+        &c,
+        "198.18.2.2",
+        "5001",
+        "30000000",
+    );
+    assert!(sent.starts_with("30000000 "), "{sent}");
+    assert_eq!(sent, got);
+    let (sent, got) = transfer(
+        &mut lab,
+        &c,
+        "198.18.1.2#80",
+        &s,
+        "198.18.2.1",
+        "8080",
+        "1000000",
+    );
+    assert_eq!(sent, got);
+    let st = lab.stats();
+    assert_eq!(st["workers"], 2);
+    assert!(st["paths"]["fast"].as_u64().unwrap() > 10_000, "{st:#}");
 }
