@@ -488,6 +488,12 @@ fn live_router_af_packet() {
         flows.contains("tcp original src=198.18.1.2 dst=198.18.2.2"),
         "{flows}"
     );
+    let ct = String::from_utf8_lossy(&lab.client(&["list", "conntrack"]).stdout).into_owned();
+    assert!(
+        ct.lines()
+            .any(|l| l.contains("dport=5003") && l.contains("[OFFLOAD]")),
+        "{ct}"
+    );
     let o = lab.client(&["load", "-f", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
@@ -512,6 +518,29 @@ fn live_router_af_packet() {
     let ct = String::from_utf8_lossy(&lab.client(&["list", "conntrack"]).stdout).into_owned();
     assert!(ct.contains("src=198.18.1.2 dst=198.18.2.2"), "{ct}");
     assert!(ct.contains("flow entries have been shown."), "{ct}");
+
+    // a route added while running: the router follows the kernel's main table
+    must(&["ip", "-n", &s, "addr", "add", "198.18.5.1/32", "dev", "lo"]);
+    let o = ping(&lab, "198.18.5.1", "1");
+    assert!(!o.status.success(), "no route yet");
+    must(&[
+        "ip",
+        "-n",
+        &r,
+        "route",
+        "add",
+        "198.18.5.0/24",
+        "via",
+        "198.18.2.2",
+    ]);
+    let t = Instant::now();
+    while !ping(&lab, "198.18.5.1", "1").status.success() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the new route was not followed"
+        );
+    }
+    assert!(lab.stats()["drops"]["no_route"].as_u64().unwrap_or(0) >= 1);
 
     // an interface going down and up
     must(&["ip", "-n", &r, "link", "set", "wan", "down"]);
