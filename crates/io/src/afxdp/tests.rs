@@ -302,10 +302,10 @@ fn no_frame_is_lost_or_duplicated_under_any_interleaving() {
         let mut expect_wire: Vec<Vec<Vec<u8>>> = vec![Vec::new(); PORTS];
         let mut received = 0u64;
         let mut bad_port = 0u64;
-        for p in 0..PORTS {
+        for (p, k) in ks.iter_mut().enumerate() {
             core.refill(p);
             // Each port's simulated kernel numbers its frames apart.
-            ks[p].next_seq = p as u32 * 1_000_000;
+            k.next_seq = p as u32 * 1_000_000;
         }
         audit(&core, &ks).unwrap();
         for step in 0..4000 {
