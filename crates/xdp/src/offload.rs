@@ -651,3 +651,28 @@ impl OffloadBackend for XdpOffload {
         }
     }
 }
+
+/// The backend for a flowtable with `flags offload`, for a router that picks it at run time:
+/// the XDP offload when it loads, with a line per device that takes no XDP program; else
+/// software only, with the reason ([`crate::NOT_BUILT`] when the program was not built).
+/// The lines are for the log; none of them is an error.
+pub fn backend_for(cfg: &XdpOffloadConfig) -> (Box<dyn OffloadBackend + Send>, Vec<String>) {
+    match XdpOffload::new(cfg) {
+        Ok(x) => {
+            let msgs = x
+                .attachments()
+                .iter()
+                .map(|a| match (&a.mode, &a.warning) {
+                    (Some(m), _) => format!("{}: XDP offload ({m})", a.device),
+                    (None, Some(w)) => format!("warning: {w}"),
+                    (None, None) => format!("warning: {}: no XDP offload", a.device),
+                })
+                .collect();
+            (Box::new(x), msgs)
+        }
+        Err(e) => (
+            Box::new(nft_flowtable::SoftwareOnly),
+            vec![format!("warning: {e}; flows stay in software")],
+        ),
+    }
+}

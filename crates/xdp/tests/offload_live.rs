@@ -964,3 +964,82 @@ fn qinq_to_vlan_ipv4_and_ipv6_generic() {
         Encap::Vlan(42),
     );
 }
+
+#[test]
+fn backend_for_falls_back_to_software_with_a_message() {
+    let cfg = XdpOffloadConfig::default();
+    let (_backend, msgs) = nft_xdp::offload::backend_for(&cfg);
+    if !nft_xdp::built() {
+        assert_eq!(msgs.len(), 1);
+        assert!(msgs[0].contains(nft_xdp::NOT_BUILT), "{msgs:?}");
+    } else if is_root() {
+        // Loaded, no devices: nothing to say.
+        assert!(msgs.is_empty(), "{msgs:?}");
+    } else {
+        assert_eq!(msgs.len(), 1);
+        assert!(msgs[0].contains("flows stay in software"), "{msgs:?}");
+    }
+}
+
+#[test]
+fn a_boxed_backend_drives_the_flowtable() {
+    if !is_root() || !nft_xdp::built() {
+        println!("SKIPPED (needs root and the built program)");
+        return;
+    }
+    let topo = Topo::new("b");
+    let cfg = XdpOffloadConfig {
+        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
+        mode: ModeRequest::Generic,
+        ..XdpOffloadConfig::default()
+    };
+    let (backend, msgs) = in_ns(&topo.r, || {
+        let (b, m) = nft_xdp::offload::backend_for(&cfg);
+        (b, m)
+    });
+    assert_eq!(
+        msgs,
+        ["r0: XDP offload (generic)", "r1: XDP offload (generic)"]
+    );
+    let mut ct = Table::new(CtConfig::default());
+    let mut ft: Flowtable<Box<dyn nft_flowtable::OffloadBackend + Send>> = Flowtable::with_backend(
+        Config {
+            devices: vec![LAN, WAN],
+            hw_offload: true,
+            ..Config::default()
+        },
+        backend,
+    );
+    let now = Duration::from_secs(3);
+    let f = udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, 43000, 53, b"q");
+    let meta = parse_frame(&f).unwrap();
+    let Outcome::Tracked { id, .. } = ct.process(&meta, 0, now) else {
+        panic!("not tracked")
+    };
+    ct.masquerade(id, R_WAN.into(), 2, &NatRange::default())
+        .unwrap();
+    ct.confirm(id, now).unwrap();
+    let a = Admission {
+        forward_hook: true,
+        family: Family::Inet,
+        conn: Some(id),
+        meta: &meta,
+        paths: [
+            Path {
+                ingress: LAN,
+                egress: egress(WAN, Encap::None),
+            },
+            Path {
+                ingress: WAN,
+                egress: egress(LAN, Encap::None),
+            },
+        ],
+        mangles: [Mangles::default(); 2],
+        fib_generation: 0,
+    };
+    let fid = ft.admit(&mut ct, &a, now).expect("admitted");
+    assert!(!ft.info(fid, now).unwrap().hw);
+    ft.gc(&mut ct, now);
+    assert!(ft.info(fid, now).unwrap().hw);
+    assert_eq!(ft.stats().hw_added, 1);
+}
