@@ -537,3 +537,98 @@ fn frames_forward_between_interfaces_out_of_one_umem() {
         steer.counters()
     );
 }
+
+fn icmp4(dst: [u8; 4], icmp_type: u8) -> Vec<u8> {
+    let mut v = ipv4(dst, 1, 0, 0);
+    // The L4 bytes built for "port 0" become the ICMP header: type, code.
+    v[20] = icmp_type;
+    v[21] = 0;
+    v
+}
+
+#[test]
+fn with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for() {
+    let test = "with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    let Some(pair) = VethPair::create(test, "stw") else {
+        return;
+    };
+    let (r, p) = (pair.router.as_str(), pair.peer.as_str());
+    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
+    // The router's own services: a TCP listener and a bound UDP socket.
+    let (steer, mut xsk, _tcp, _udp) = in_netns(r, || {
+        let tcp = std::net::TcpListener::bind("0.0.0.0:7777").unwrap();
+        let udp = std::net::UdpSocket::bind("[::]:7778").unwrap();
+        let cfg = SteerConfig {
+            local_no_socket: true,
+            ..SteerConfig::default()
+        };
+        let mut steer = Steer::attach("vr", &cfg).unwrap();
+        let xsk = AfXdp::open("vr", 0, &AfXdpConfig::default()).unwrap();
+        steer.set_socket(0, &xsk).unwrap();
+        steer
+            .add_local(None, "198.18.0.1".parse().unwrap())
+            .unwrap();
+        steer
+            .add_local(None, "2001:db8::1".parse().unwrap())
+            .unwrap();
+        (steer, xsk, tcp, udp)
+    });
+    // Pings to the router are still answered by it.
+    assert!(
+        ping(p, &["198.18.0.1"]),
+        "no IPv4 ping reply from the router"
+    );
+    assert!(
+        ping(p, &["-6", "2001:db8::1"]),
+        "no IPv6 ping reply from the router"
+    );
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(200)).is_empty());
+
+    let mut peer = in_netns(p, || {
+        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
+    });
+    let ours = vec![
+        // No socket: a masquerade reply or a port forward.
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 9999, 1)),
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 17, 7779, 2)),
+        eth(R_MAC, &[], 0x86dd, &ipv6(v6("2001:db8::1"), 6, 7778, 3)),
+        // Echo reply and port unreachable to the router: translated connections.
+        eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 0)),
+        eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 3)),
+    ];
+    let kernels = vec![
+        // A listener (bound to 0.0.0.0) and a bound UDP socket (::, dual stack, so both
+        // families).
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 7777, 4)),
+        eth(R_MAC, &[], 0x86dd, &ipv6(v6("2001:db8::1"), 17, 7778, 5)),
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 17, 7778, 6)),
+        eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 8)),
+    ];
+    let before = steer.counter("local");
+    let mut all = ours.clone();
+    all.extend(kernels.iter().cloned());
+    let refs: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+    assert_eq!(peer.tx_burst(&refs), refs.len());
+    let got = collect(
+        &mut xsk,
+        ours.len(),
+        Instant::now() + Duration::from_secs(5),
+    );
+    assert_eq!(got, ours);
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(100)).is_empty());
+    assert_eq!(
+        steer.counter("local_no_socket"),
+        ours.len() as u64,
+        "{:?}",
+        steer.counters()
+    );
+    assert!(
+        steer.counter("local") - before >= kernels.len() as u64,
+        "{:?}",
+        steer.counters()
+    );
+}
