@@ -35,7 +35,7 @@
 use std::ffi::CString;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -490,15 +490,15 @@ impl AfXdpSet {
     }
 
     /// Whether `rx_burst(port)` has something to deliver right now.
-    pub fn rx_ready(&mut self, port: usize) -> bool {
-        port < self.socks.len() && self.core.ports[port].rx.cons_available(1) > 0
+    pub fn rx_ready(&self, port: usize) -> bool {
+        port < self.socks.len() && self.core.ports[port].rx.peek_ready()
     }
 
     /// Waits until frames arrive on some port or `timeout` passes; `Ok(true)` when there is
     /// something for `rx_burst`. A signal ends the wait early with `Ok(false)`.
     pub fn poll(&mut self, timeout: Duration) -> Result<bool, AfXdpError> {
         self.reclaim();
-        let ready = |s: &mut AfXdpSet| (0..s.socks.len()).any(|p| s.rx_ready(p));
+        let ready = |s: &AfXdpSet| (0..s.socks.len()).any(|p| s.rx_ready(p));
         if ready(self) {
             return Ok(true);
         }
@@ -623,7 +623,7 @@ impl AfXdp {
     }
 
     /// Whether `rx_burst` has something to deliver right now.
-    pub fn rx_ready(&mut self) -> bool {
+    pub fn rx_ready(&self) -> bool {
         self.set.rx_ready(0)
     }
 
@@ -643,6 +643,12 @@ impl AsRawFd for AfXdp {
     /// For the XSKMAP entry, and for an event loop waiting on several sockets.
     fn as_raw_fd(&self) -> RawFd {
         self.set.fd(0)
+    }
+}
+
+impl AsFd for AfXdp {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.set.socks[0].fd.as_fd()
     }
 }
 
@@ -1076,6 +1082,12 @@ impl<T: Copy> Ring<T> {
     fn needs_wakeup(&self) -> bool {
         // SAFETY: as prod_index.
         unsafe { self.flags.as_ref() }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
+    }
+
+    /// Consumer side, without updating the cache: whether anything is ready.
+    fn peek_ready(&self) -> bool {
+        self.cached_prod != self.cached_cons
+            || self.prod_index().load(Ordering::Acquire) != self.cached_cons
     }
 
     /// The other side's consumer index as it is now (for a ring we produce).
