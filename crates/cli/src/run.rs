@@ -250,6 +250,8 @@ pub struct Shared {
     /// Each worker's backend counters, per interface.
     pub io_stats: Mutex<Vec<Vec<AfPacketStats>>>,
     pub workers: usize,
+    /// `--io af_xdp`: the steering programs.
+    pub steering: Option<Arc<Mutex<run_afxdp::Steering>>>,
 }
 
 impl Shared {
@@ -630,6 +632,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
         workers,
+        steering: steering.clone(),
     });
     let stop_flag = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop_flag.clone())?;
@@ -733,8 +736,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     drop(server);
     drop(guard);
-    // detaches the steering programs: the kernel has the interfaces back
-    drop(steering);
+    // detaches the steering programs (other threads may still hold the Arc): the kernel has
+    // the interfaces back
+    if let Some(s) = &steering {
+        if let Ok(mut s) = s.lock() {
+            s.detach();
+        }
+    }
     // the fast path's counts into conntrack, then the last word
     {
         let mut st = shared.lock();

@@ -33,6 +33,11 @@ impl Steering {
         Ok(())
     }
 
+    /// Detaches every program (dropping each `Steer`); the kernel gets all frames again.
+    pub fn detach(&mut self) {
+        self.steers.clear();
+    }
+
     /// Per interface: where the frames went (`nft-xdp`'s steering reasons).
     pub fn counters(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
         self.steers
