@@ -25,10 +25,12 @@ use nft_engine::topology::{Encap, Interface, StaticRoute, Topology};
 use nft_engine::{Config, Port, Router, Sent};
 use nft_flowtable::FrameSlot;
 use nft_io::afpacket::{AfPacket, AfPacketConfig, AfPacketStats, Fanout, FanoutMode};
+use nft_io::afxdp::AfXdp;
 use nft_lang::ruleset::{load_file, LoadOpts};
 
 use crate::control;
 use crate::netlink::{self, Event, KRoute, KRouteKind, Netlink};
+use crate::run_afxdp;
 
 /// Frames per interface per burst.
 const BURST: usize = 64;
@@ -51,36 +53,45 @@ pub struct Args {
 /// interface; AF_XDP (with its steering program) plugs in here as a second variant.
 pub enum Backend {
     AfPacket(AfPacket),
+    AfXdp(AfXdp),
 }
 
 impl Backend {
     fn rx_burst(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
         match self {
             Backend::AfPacket(s) => s.rx_burst(max, f),
+            Backend::AfXdp(s) => s.rx_burst(max, f),
         }
     }
 
     fn rx_ready(&self) -> bool {
         match self {
             Backend::AfPacket(s) => s.rx_ready(),
+            Backend::AfXdp(s) => s.rx_ready(),
         }
     }
 
     fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
         match self {
             Backend::AfPacket(s) => s.tx_burst(frames),
+            Backend::AfXdp(s) => s.tx_burst(frames),
         }
     }
 
     fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self {
             Backend::AfPacket(s) => s.as_fd(),
+            Backend::AfXdp(s) => s.as_fd(),
         }
     }
 
     fn stats(&mut self) -> AfPacketStats {
         match self {
             Backend::AfPacket(s) => s.stats().unwrap_or_default(),
+            Backend::AfXdp(s) => s
+                .stats()
+                .map(|s| run_afxdp::as_packet_stats(&s))
+                .unwrap_or_default(),
         }
     }
 }
@@ -89,15 +100,14 @@ impl Backend {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Io {
     AfPacket,
+    AfXdp,
 }
 
 pub fn parse_io(s: &str) -> Result<Io> {
     match s {
         "af_packet" | "afpacket" => Ok(Io::AfPacket),
-        "af_xdp" | "afxdp" => bail!(
-            "--io af_xdp is not available yet: the AF_XDP backend has not landed in this build; use --io af_packet"
-        ),
-        other => bail!("unknown --io {other:?} (af_packet; af_xdp is not available yet)"),
+        "af_xdp" | "afxdp" => Ok(Io::AfXdp),
+        other => bail!("unknown --io {other:?} (af_packet or af_xdp)"),
     }
 }
 
@@ -240,6 +250,8 @@ pub struct Shared {
     /// Each worker's backend counters, per interface.
     pub io_stats: Mutex<Vec<Vec<AfPacketStats>>>,
     pub workers: usize,
+    /// `--io af_xdp`: the steering programs.
+    pub steering: Option<Arc<Mutex<run_afxdp::Steering>>>,
 }
 
 impl Shared {
@@ -294,6 +306,8 @@ fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec
                         .with_context(|| format!("opening AF_PACKET on {name}"))?;
                     socks.push(Backend::AfPacket(s));
                 }
+                // opened with the steering programs, in run()
+                Io::AfXdp => {}
             }
         }
         all.push(socks);
@@ -588,7 +602,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     cfg.conntrack.accounting = true;
     let n_if = topo.interfaces.len();
     let router = Router::new(topo, rules, cfg);
-    let backends = open_backends(io, &ifs, workers)?;
+    let (backends, steering) = match io {
+        Io::AfPacket => (open_backends(io, &ifs, workers)?, None),
+        Io::AfXdp => {
+            let (socks, steering) = run_afxdp::open(&ifs, workers, &snap.addrs)?;
+            let socks = socks
+                .into_iter()
+                .map(|w| w.into_iter().map(Backend::AfXdp).collect())
+                .collect();
+            (socks, Some(Arc::new(Mutex::new(steering))))
+        }
+    };
     let guard = if a.no_guard {
         None
     } else {
@@ -610,6 +634,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
         workers,
+        steering: steering.clone(),
     });
     let stop_flag = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop_flag.clone())?;
@@ -647,14 +672,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
     {
         let shared = shared.clone();
         let rtx = rtx.clone();
+        let steering = steering.clone();
         std::thread::Builder::new()
             .name("netlink".into())
             .spawn(move || loop {
                 match monitor.events() {
                     Ok(evs) => {
                         let mut st = shared.lock();
+                        let addrs_changed = evs
+                            .iter()
+                            .any(|e| matches!(e, Event::AddrNew(_) | Event::AddrGone(_)));
                         for ev in evs {
                             apply_event(&mut st, &shared.names, ev, &rtx);
+                        }
+                        // the steering programs follow the router's addresses
+                        if let (true, Some(s)) = (addrs_changed, &steering) {
+                            if let Err(e) = s
+                                .lock()
+                                .map_err(|_| anyhow!("poisoned"))
+                                .and_then(|mut s| s.set_locals(&st.addrs))
+                            {
+                                eprintln!("nft-offload: {e:#}");
+                            }
                         }
                     }
                     Err(e) => {
@@ -699,6 +738,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     drop(server);
     drop(guard);
+    // detaches the steering programs (other threads may still hold the Arc): the kernel has
+    // the interfaces back
+    if let Some(s) = &steering {
+        if let Ok(mut s) = s.lock() {
+            s.detach();
+        }
+    }
     // the fast path's counts into conntrack, then the last word
     {
         let mut st = shared.lock();
