@@ -18,8 +18,10 @@
 //! them: nftables, conntrack, masquerade), once through `offload_bench` (the XDP offload
 //! forwards them); both first write the template frame back, since the test mode reuses its
 //! pages and both paths rewrite frames in place. Either way
-//! they leave on r1 and are counted and dropped at s0's ingress. Prints packets/s and ns per
-//! packet for both, per round and the median.
+//! they leave on r1 and are counted and dropped at s0's ingress. A third path, `sink`, injects
+//! the same frames at s0 itself: what the receiving end costs, included in both (veth: the
+//! server's receive runs on the same CPU). Prints packets/s and ns per packet per round, then
+//! the medians, and the router's own ns per packet (path less sink) for both.
 
 use std::os::fd::AsRawFd;
 use std::process::Command;
@@ -315,17 +317,26 @@ fn main() {
         "flow in the XDP map"
     );
 
+    let s0 = in_ns(s, || ifindex_of("s0"));
     let mut kernel = vec![];
     let mut xdp = vec![];
+    let mut sink = vec![];
     for round in 0..rounds {
-        for (name, prog) in [("kernel", "offload_bench_kernel"), ("xdp", "offload_bench")] {
+        for (name, prog) in [
+            ("kernel", "offload_bench_kernel"),
+            ("xdp", "offload_bench"),
+            ("sink", "offload_bench_kernel"),
+        ] {
             let before = delivered(s);
             let backend = ft.backend();
-            let t = in_ns(r, || {
+            // "sink": the frames are injected at s0 itself, to price the receiving end that
+            // both paths include.
+            let (ns, ifindex) = if name == "sink" { (s, s0) } else { (r, r0) };
+            let t = in_ns(ns, || {
                 pin(cpu);
                 let t = Instant::now();
                 backend
-                    .test_run_live(prog, &frame, r0, packets)
+                    .test_run_live(prog, &frame, ifindex, packets)
                     .expect("test run");
                 t.elapsed()
             });
@@ -339,17 +350,22 @@ fn main() {
                 pps,
                 1e9 / pps
             );
-            if name == "kernel" {
-                kernel.push(pps);
-            } else {
-                xdp.push(pps);
+            match name {
+                "kernel" => kernel.push(pps),
+                "xdp" => xdp.push(pps),
+                _ => sink.push(pps),
             }
         }
     }
-    let (k, x) = (median(&mut kernel), median(&mut xdp));
+    let (k, x, z) = (median(&mut kernel), median(&mut xdp), median(&mut sink));
+    let router_ns = |pps: f64| 1e9 / pps - 1e9 / z;
     println!(
-        "offload_capacity: median kernel_pps={k:.0} xdp_pps={x:.0} ratio={:.2} ruleset={ruleset} cpu={cpu}",
-        x / k
+        "offload_capacity: median kernel_pps={k:.0} xdp_pps={x:.0} ratio={:.2} sink_ns_per_pkt={:.0} router_ns_per_pkt kernel={:.0} xdp={:.0} ratio={:.2} ruleset={ruleset} cpu={cpu}",
+        x / k,
+        1e9 / z,
+        router_ns(k),
+        router_ns(x),
+        router_ns(k) / router_ns(x)
     );
     let reasons: Vec<String> = ft
         .backend()
