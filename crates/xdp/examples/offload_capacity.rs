@@ -146,9 +146,9 @@ fn main() {
             "netns",
             "exec",
             ns,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
         ]);
         sh(&["ip", "-n", ns, "link", "set", dev, "address", &mac(m)]);
         sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev]);
@@ -205,9 +205,9 @@ fn main() {
         "netns",
         "exec",
         r,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv4/ip_forward",
     ]);
     if ruleset != "none" {
         sh(&["ip", "netns", "exec", r, "nft", "-f", &ruleset]);

@@ -91,9 +91,9 @@ impl Topo {
                 "netns",
                 "exec",
                 ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
             ]);
             sh(&["ip", "-n", ns, "link", "set", dev, "address", &mac(m)]);
             sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev]);
@@ -104,9 +104,9 @@ impl Topo {
             "netns",
             "exec",
             &t.r,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=0",
+            "sh",
+            "-c",
+            "echo 0 > /proc/sys/net/ipv4/ip_forward",
         ]);
         // The end hosts' stacks stay quiet (no port unreachable, no RST for our raw frames):
         // the captures see the frames before the input hook.
