@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use nft_conntrack::{
     apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
-    Status, Table,
+    Status, Table, Tuple,
 };
-use nft_flowtable::FrameSlot;
+use nft_flowtable::{FrameSlot, Mangles};
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
+
+use crate::defrag::{self, Defrag, DefragConfig, Defragged, FragDrop};
 
 use crate::admission;
 use crate::answer;
@@ -76,6 +78,10 @@ pub struct Config {
     pub log_capacity: usize,
     /// Flow offload: off, `flow add` is a no-op and every packet takes the slow path.
     pub offload: bool,
+    /// Live mode: a next hop without a known MAC is dropped as `neighbour_unresolved` and
+    /// queued for [`Router::take_unresolved`] (the caller has the kernel resolve it), instead
+    /// of `no_neighbour` (static neighbours only).
+    pub resolve_neighbours: bool,
 }
 
 impl Default for Config {
@@ -86,17 +92,14 @@ impl Default for Config {
             trace: false,
             log_capacity: 10_000,
             offload: true,
+            resolve_neighbours: false,
         }
     }
 }
 
-/// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
-/// Where conntrack's NAT rewrites packets among the base chains: destination at prerouting
-/// and output (`NF_IP_PRI_NAT_DST`), source at postrouting and input (`NF_IP_PRI_NAT_SRC`).
-/// Chains of lower (or equal) priority see the packet before, higher ones after.
-const NAT_DST_PRIO: i32 = -100;
-const NAT_SRC_PRIO: i32 = 100;
+use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
+/// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
 fn hook_manip(hook: Hook) -> Manip {
     match hook {
         Hook::Prerouting | Hook::Output => Manip::Dst,
@@ -263,6 +266,12 @@ struct Walk {
     /// A packet the router made (reset, ICMP error) on its way out through the output and
     /// postrouting hooks: it has no input interface, and its own rejects answer nothing.
     local: bool,
+    /// How the packet leaves fragmented: the payload length of each fragment (those of a
+    /// reassembled datagram, or the whole payload to cut at the egress MTU), and the IP
+    /// length of the largest fragment that came in (`frag_max_size`).
+    frags: Option<(Vec<usize>, usize, u32)>,
+    /// `ct mark set` during this walk: the value, for the flow's mangle replay.
+    ct_mark: Option<u32>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -292,7 +301,14 @@ pub struct Router {
     tx: Vec<TxFrame>,
     /// [`Act::flow_add`]'s strings, lent to each base chain's `Act`.
     flow_names: Vec<String>,
+    /// Fragments waiting for the rest of their datagram.
+    defrag: Defrag,
+    /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
+    unresolved: Vec<(usize, IpAddr)>,
 }
+
+/// How many unresolved next hops are queued between two [`Router::take_unresolved`] calls.
+const UNRESOLVED_MAX: usize = 256;
 
 fn addr_bits(a: IpAddr) -> u128 {
     match a {
@@ -347,6 +363,8 @@ impl Router {
             sent: vec![],
             tx: vec![],
             flow_names: vec![],
+            defrag: Defrag::new(DefragConfig::default()),
+            unresolved: vec![],
         }
     }
 
@@ -404,6 +422,7 @@ impl Router {
             match s {
                 Sent::Frame(f) => out.push(f),
                 Sent::Slot { slot, egress } => {
+                    let mark = slots.get(slot).and_then(|s| s.mark).unwrap_or(0);
                     let data = slots
                         .get_mut(slot)
                         .map(|s| std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec())
@@ -411,7 +430,7 @@ impl Router {
                     out.push(TxFrame {
                         egress: Port::Iface(egress),
                         data,
-                        mark: 0,
+                        mark,
                         priority: 0,
                     });
                 }
@@ -428,18 +447,46 @@ impl Router {
     /// taken (the slot is left empty, to be refilled) and what it sends leaves as
     /// [`Sent::Frame`]. `out` is appended to in order.
     pub fn process_slots(&mut self, slots: &mut [FrameSlot], now: Duration, out: &mut Vec<Sent>) {
-        let budget = self
-            .cfg
-            .gc_budget
-            .saturating_add(slots.len().saturating_mul(2));
-        self.ct.gc(now, budget);
+        // Conntrack GC keeps pace with what makes connections: a fixed budget per burst and
+        // two slots per slow-path frame (below). Fast-path frames make none, and scanning
+        // for them cost as much as a third of the flowtable's own work a packet.
+        self.ct.gc(now, self.cfg.gc_budget);
+        if self.defrag.queues() > 0 {
+            let expired = self.defrag.expire(now);
+            self.counters.drops[Drop::FragTimeout.index()] += expired as u64;
+        }
         self.offload.tick(&mut self.ct, &self.fib, &self.topo, now);
+        // with tracing, each frame's tuple as it arrived (the fast path rewrites in place)
+        let before: Vec<Option<Tuple>> = if self.cfg.trace {
+            slots.iter().map(|s| self.fast_trace_key(s)).collect()
+        } else {
+            Vec::new()
+        };
         self.offload.fast_path(slots, now);
+        let slow = (0..slots.len())
+            .filter(|&i| self.offload.forwarded(i).is_none())
+            .count();
+        if slow > 0 {
+            self.ct.gc(now, slow.saturating_mul(2));
+        }
         let mut tx = std::mem::take(&mut self.tx);
         for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
             let ingress = usize::from(s.port);
             if let Some((egress, rx_len)) = self.offload.forwarded(i) {
+                if let Some(t) = before.get(i) {
+                    let flow = t
+                        .and_then(|t| self.offload.describe(s.port, &t, now))
+                        .unwrap_or_default();
+                    let name =
+                        |i: usize| self.topo.interfaces.get(i).map_or("?", |i| i.name.as_str());
+                    self.trace.push(format!(
+                        "trace id {:08x} fast path: iif \"{}\" length {rx_len} flowtable {flow} oif \"{}\" (verdict forward)",
+                        self.packet_no,
+                        name(ingress),
+                        name(egress)
+                    ));
+                }
                 if let Some(c) = self.counters.rx.get_mut(ingress) {
                     c.add(rx_len);
                 }
@@ -539,7 +586,7 @@ impl Router {
         }
         // Rules see the frame as the logical interface delivers it: Ethernet, no tags, no
         // PPPoE. Move the MACs next to L3 instead of moving the packet.
-        let (start, meta) = if meta.l3_offset != 14 {
+        let (mut start, meta) = if meta.l3_offset != 14 {
             let Some(start) = meta.l3_offset.checked_sub(14) else {
                 return self.counters.drop(Drop::UnknownEncap);
             };
@@ -585,13 +632,78 @@ impl Router {
             src_mac: meta.src_mac.0,
             flow_add: None,
             local: false,
+            frags: None,
+            ct_mark: None,
         };
         let mut meta = meta;
+        match self.hook(
+            Hook::Ingress,
+            i32::MIN,
+            i32::MAX,
+            &mut w,
+            &mut data[start..],
+            &mut meta,
+            now,
+            out,
+        ) {
+            Ok(()) => {}
+            Err(Drop::Stolen) => return,
+            Err(d) => return self.counters.drop(d),
+        }
+        // nf_defrag (prerouting, -400): conntrack and everything after see whole datagrams
+        if meta.fragment != Fragment::None {
+            let l3 = data
+                .get(start + meta.l3_offset..start + meta.l3_end)
+                .unwrap_or(&[]);
+            match self.defrag.insert(l3, now) {
+                Defragged::Held => return,
+                Defragged::Dropped { why, fragments } => {
+                    let d = match why {
+                        FragDrop::Overlap => Drop::FragOverlap,
+                        FragDrop::Duplicate => Drop::FragDuplicate,
+                        FragDrop::Malformed => Drop::FragMalformed,
+                        FragDrop::Memory => Drop::FragMemory,
+                    };
+                    self.counters.drops[d.index()] += fragments as u64;
+                    return;
+                }
+                Defragged::Whole {
+                    l3,
+                    pieces,
+                    max_size,
+                    id,
+                } => {
+                    let mut f = Vec::with_capacity(14 + l3.len());
+                    f.extend_from_slice(data.get(start..start + 14).unwrap_or(&[0; 14]));
+                    f.extend_from_slice(&l3);
+                    meta = match parse_frame(&f) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.counters.parse[e.index()] += 1;
+                            return;
+                        }
+                    };
+                    data = f;
+                    start = 0;
+                    w.frags = Some((pieces, max_size, id));
+                    self.counters.reassembled += 1;
+                }
+            }
+        }
+        let dscp_in = ip_dscp(&data[start..], &meta);
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
             if let Ok(Fate::Tx { .. }) = fate {
-                self.offload.forwarded_slow(id, dir, ingress);
+                // what the walk set, for the fast path to replay (a DSCP left as it came is
+                // not replayed: the packets behind keep theirs, as the walk would)
+                let dscp_out = ip_dscp(&data[start..], &meta);
+                let mangles = Mangles {
+                    meta_mark: (w.mark != 0).then_some(w.mark),
+                    ct_mark: w.ct_mark,
+                    dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
+                };
+                self.offload.forwarded_slow(id, dir, ingress, mangles);
                 if let Some((t, family)) = w.flow_add {
                     if self.offload.admit(
                         t,
@@ -623,6 +735,25 @@ impl Router {
                 }
                 self.transmit_with(Port::Host, data, w.mark, w.priority, out);
             }
+            Ok(Fate::Tx { egress, dst_mac }) if w.frags.is_some() => {
+                let iface = &self.topo.interfaces[egress];
+                let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+                let (pieces, _, id) = w.frags.take().unwrap_or_default();
+                let l3 = data
+                    .get(start + meta.l3_offset..start + meta.l3_end)
+                    .unwrap_or(&[]);
+                let Some(frags) = defrag::fragment(l3, &pieces, iface.mtu as usize, id) else {
+                    return self.counters.drop(Drop::NeedsFragmentation);
+                };
+                let frames: Vec<Vec<u8>> = frags
+                    .iter()
+                    .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
+                    .collect();
+                for frame in frames {
+                    self.counters.fragments_sent += 1;
+                    self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+                }
+            }
             Ok(Fate::Tx { egress, dst_mac }) => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
@@ -647,7 +778,7 @@ impl Router {
         }
     }
 
-    /// The walk from netdev ingress to the choice of egress. On `Err` the caller drops the
+    /// The walk from conntrack's defrag (after netdev ingress) to the choice of egress. On `Err` the caller drops the
     /// packet and discards an unconfirmed connection.
     fn walk(
         &mut self,
@@ -657,10 +788,6 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<Fate, Drop> {
-        self.hook(Hook::Ingress, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
-        if meta.fragment != Fragment::None {
-            return Err(Drop::Fragment);
-        }
         // raw (and anything else before conntrack's -200) sees the packet untracked
         self.hook(Hook::Prerouting, i32::MIN, -201, w, buf, meta, now, out)?;
         if !w.notrack {
@@ -775,8 +902,16 @@ impl Router {
             return Err(Drop::TtlExceeded);
         }
         let l3_len = meta.l3_end - meta.l3_offset;
-        if l3_len > mtu {
-            let l3 = &buf[meta.l3_offset..meta.l3_end];
+        // a reassembled datagram is too big only when a fragment that came in is
+        // (ip_exceeds_mtu, ip6_pkt_too_big with frag_max_size): it leaves in those fragments
+        let too_big = match &w.frags {
+            Some((_, max_size, _)) => l3_len > mtu && *max_size > mtu,
+            None => l3_len > mtu,
+        };
+        let dont_frag = !w.v6
+            && Ipv4Packet::new_checked(&buf[meta.l3_offset..meta.l3_end])
+                .is_ok_and(|p| p.dont_frag());
+        if too_big && (w.v6 || dont_frag) {
             if w.v6 {
                 self.send_icmp_error(
                     w,
@@ -790,7 +925,7 @@ impl Router {
                 );
                 return Err(Drop::MtuExceeded);
             }
-            if Ipv4Packet::new_unchecked(l3).dont_frag() {
+            {
                 self.send_icmp_error(
                     w,
                     buf,
@@ -803,7 +938,10 @@ impl Router {
                 );
                 return Err(Drop::MtuExceeded);
             }
-            return Err(Drop::NeedsFragmentation);
+        }
+        if l3_len > mtu && w.frags.is_none() {
+            // IPv4 without DF: ip_fragment cuts it at the egress MTU
+            w.frags = Some((vec![l3_len - meta.ip_header_len], l3_len, 0));
         }
         decrement_ttl(buf, meta);
         w.oif = Some(oif);
@@ -836,11 +974,18 @@ impl Router {
             Some(m) => m,
             None => {
                 let next = nh.via.or(meta.dst_addr).ok_or(Drop::NoNeighbour)?;
-                *self
-                    .topo
-                    .neighbours
-                    .get(&(oif, next))
-                    .ok_or(Drop::NoNeighbour)?
+                match self.topo.neighbours.get(&(oif, next)) {
+                    Some(m) => *m,
+                    None if self.cfg.resolve_neighbours => {
+                        if self.unresolved.len() < UNRESOLVED_MAX
+                            && !self.unresolved.contains(&(oif, next))
+                        {
+                            self.unresolved.push((oif, next));
+                        }
+                        return Err(Drop::NeighbourUnresolved);
+                    }
+                    None => return Err(Drop::NoNeighbour),
+                }
             }
         };
         Ok(Fate::Tx {
@@ -952,22 +1097,17 @@ impl Router {
         let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
         let fams = Self::families(w);
         let manip = hook_manip(hook);
-        let mut i = 0;
+        // base chains are sorted by hook and then by where they run (`order`): start at the
+        // first of this hook in range, stop after the last
+        let mut i = self
+            .rules
+            .base
+            .partition_point(|b| (b.hook, b.order) < (hook, lo));
         while i < self.rules.base.len() {
             let b = &self.rules.base[i];
             i += 1;
-            // the kernel runs every NAT chain of a hook inside conntrack's NAT hook, at its
-            // priority, whatever the chain's own
-            let prio = if b.kind == ChainType::Nat {
-                match manip {
-                    Manip::Dst => NAT_DST_PRIO,
-                    Manip::Src => NAT_SRC_PRIO,
-                }
-            } else {
-                b.prio
-            };
-            if b.hook != hook || prio < lo || prio > hi {
-                continue;
+            if b.hook != hook || b.order > hi {
+                break;
             }
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
@@ -1082,6 +1222,7 @@ impl Router {
                 if let Some(c) = self.ct.get_mut(id) {
                     if let Some(m) = upd.ct_mark {
                         c.mark = m;
+                        w.ct_mark = Some(m);
                     }
                     if let Some(l) = upd.ct_label {
                         c.labels = l;
@@ -1201,19 +1342,27 @@ impl Router {
         self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
     }
 
-    /// The packet line that starts a walk: where it came in and its addresses and ports.
-    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+    /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.
+    fn fast_trace_key(&self, s: &FrameSlot) -> Option<Tuple> {
+        let m = nft_wire::parse_frame(s.frame()).ok()?;
+        let (sp, dp) = m.ports?;
+        Some(Tuple::new(
+            m.src_addr?,
+            m.dst_addr?,
+            m.ip_protocol.map(u8::from)?,
+            sp,
+            dp,
+        ))
+    }
+
+    fn packet_line(&self, ingress: usize, data: &[u8]) -> String {
         let iif = self
             .topo
             .interfaces
             .get(ingress)
             .map(|i| i.name.as_str())
             .unwrap_or("?");
-        let mut line = format!(
-            "trace id {:08x} packet: iif \"{iif}\" length {}",
-            self.packet_no,
-            data.len()
-        );
+        let mut line = format!("packet: iif \"{iif}\" length {}", data.len());
         if let Ok(m) = nft_wire::parse_frame(data) {
             if let (Some(s), Some(d)) = (m.src_addr, m.dst_addr) {
                 let fam = if s.is_ipv4() { "ip" } else { "ip6" };
@@ -1228,6 +1377,16 @@ impl Router {
                 }
             }
         }
+        line
+    }
+
+    /// The packet line that starts a walk: where it came in and its addresses and ports.
+    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+        let line = format!(
+            "trace id {:08x} {}",
+            self.packet_no,
+            self.packet_line(ingress, data)
+        );
         self.trace.push(line);
     }
 
@@ -1620,6 +1779,8 @@ impl Router {
             src_mac: iface.mac,
             flow_add: None,
             local: true,
+            frags: None,
+            ct_mark: None,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -1752,6 +1913,66 @@ impl Router {
             i.up = up;
             self.offload.set_link(iface, up);
         }
+    }
+
+    /// The next hops (interface, address) whose MAC was missing since the last call, each
+    /// once (live mode, [`Config::resolve_neighbours`]).
+    pub fn take_unresolved(&mut self) -> Vec<(usize, IpAddr)> {
+        std::mem::take(&mut self.unresolved)
+    }
+
+    /// A neighbour learnt (`Some(mac)`) or gone (`None`) on interface `iface`. A changed or
+    /// removed MAC re-routes the offloaded flows at the next burst.
+    pub fn set_neighbour(&mut self, iface: usize, ip: IpAddr, mac: Option<Mac>) {
+        let old = match mac {
+            Some(m) => self.topo.neighbours.insert((iface, ip), m),
+            None => self.topo.neighbours.remove(&(iface, ip)),
+        };
+        if old.is_some() && old != mac {
+            self.rebuild_fib();
+        }
+    }
+
+    /// An interface's addresses changed: its connected and local routes follow.
+    pub fn set_addresses(&mut self, iface: usize, addresses: Vec<(IpAddr, u8)>) {
+        if let Some(i) = self.topo.interfaces.get_mut(iface) {
+            if i.addresses != addresses {
+                i.addresses = addresses;
+                self.rebuild_fib();
+            }
+        }
+    }
+
+    /// Replaces the routes (besides the connected and local ones the interfaces' addresses
+    /// give): offloaded flows are re-routed at the next burst.
+    pub fn set_routes(&mut self, routes: Vec<crate::topology::StaticRoute>) {
+        if self.topo.routes != routes {
+            self.topo.routes = routes;
+            self.rebuild_fib();
+        }
+    }
+
+    fn rebuild_fib(&mut self) {
+        let mut fib = self.topo.build_fib();
+        fib.succeed(&self.fib);
+        self.fib = fib;
+    }
+
+    /// An atomic ruleset swap (`nft -f` with `flush ruleset`): the connection table stays, the
+    /// rules' state (counters, dynamic sets, limits) starts anew, and flowtables of the same
+    /// table, name and devices keep their flows, so offloaded connections go on without a
+    /// lost packet. Flows of flowtables that are gone return to the slow path.
+    pub fn replace_ruleset(&mut self, rules: Ruleset, now: Duration) {
+        let fresh = Offload::new(
+            &rules,
+            &self.topo,
+            self.cfg.offload,
+            self.cfg.conntrack.max_entries,
+        );
+        let old = std::mem::replace(&mut self.offload, fresh);
+        self.offload.take_flows_from(old, &mut self.ct, now);
+        self.state = State::new(&rules);
+        self.rules = rules;
     }
 
     /// The FIB, to change routes: offloaded flows notice at the next burst.
@@ -1904,6 +2125,15 @@ struct PktUpdate {
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
+}
+
+/// The DSCP of an IP packet (six bits), `None` for anything else.
+fn ip_dscp(buf: &[u8], meta: &PacketMeta) -> Option<u8> {
+    let b = buf.get(meta.l3_offset..meta.l3_offset + 2)?;
+    match meta.ip_version? {
+        IpVersion::Ipv4 => Some(b[1] >> 2),
+        IpVersion::Ipv6 => Some((b[0] & 0x0f) << 2 | b[1] >> 6),
+    }
 }
 
 /// TTL or hop limit minus one; the IPv4 header checksum is patched incrementally (RFC 1624).

@@ -23,6 +23,12 @@ use crate::hdr;
 /// NFPROTO_ARP: what `arp` loads check `meta nfproto` against.
 pub const NFPROTO_ARP: u8 = 3;
 
+/// Where conntrack's NAT rewrites packets among the base chains: destination at prerouting
+/// and output (`NF_IP_PRI_NAT_DST`), source at postrouting and input (`NF_IP_PRI_NAT_SRC`).
+/// Chains of lower (or equal) priority see the packet before, higher ones after.
+pub const NAT_DST_PRIO: i32 = -100;
+pub const NAT_SRC_PRIO: i32 = 100;
+
 /// Kernel limit on nested jumps (NFT_JUMP_STACK_SIZE).
 pub const JUMP_STACK: usize = 16;
 
@@ -459,6 +465,10 @@ pub struct BaseChain {
     pub hook: Hook,
     pub kind: ChainType,
     pub prio: i32,
+    /// Where the chain runs among its hook's: its priority, but a NAT chain's is its NAT
+    /// hook's (`NF_IP_PRI_NAT_DST`, -100, at prerouting and output; `NF_IP_PRI_NAT_SRC`, 100,
+    /// at input and postrouting): the kernel runs every NAT chain inside conntrack's NAT hook.
+    pub order: i32,
     pub family: Family,
     pub chain: usize,
     pub policy_drop: bool,
@@ -1874,10 +1884,16 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                         return Err(bad(format!("priority {v}"), &t.name, &c.name))
                     }
                 };
+                let order = match (kind, hook) {
+                    (ChainType::Nat, Hook::Prerouting | Hook::Output) => NAT_DST_PRIO,
+                    (ChainType::Nat, Hook::Input | Hook::Postrouting) => NAT_SRC_PRIO,
+                    _ => prio,
+                };
                 out.base.push(BaseChain {
                     hook,
                     kind,
                     prio,
+                    order,
                     family: t.family,
                     chain: base_idx + i,
                     policy_drop: h.policy.as_deref() == Some("drop"),
@@ -1887,7 +1903,7 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
         }
     }
     // stable: equal priorities keep table order, as the kernel keeps registration order
-    out.base.sort_by_key(|b| (b.hook, b.prio));
+    out.base.sort_by_key(|b| (b.hook, b.order, b.prio));
     Ok(out)
 }
 

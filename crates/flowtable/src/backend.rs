@@ -14,6 +14,13 @@ pub struct FlowId {
     pub(crate) gen: u32,
 }
 
+impl FlowId {
+    /// The flow's number in the table (the `flow N` of listings).
+    pub fn index(&self) -> u32 {
+        self.idx
+    }
+}
+
 /// Everything a backend needs to forward one direction by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirSpec {
