@@ -14,7 +14,7 @@
 //!
 //! Each port of the flowtable is a Linux device (the parent device for a VLAN or PPPoE port:
 //! the program sees and pushes the tags itself). The program goes on in native (driver) mode,
-//! else in generic mode; a device that takes neither is left to software with a warning in
+//! else in generic mode (a veth: generic, see below, unless native is asked for); a device that takes neither is left to software with a warning in
 //! [`XdpOffload::attachments`], not an error, as OpenWrt does for devices without offload.
 //!
 //! # veth
@@ -187,6 +187,53 @@ pub fn ifindex_of(name: &str) -> u32 {
     };
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
     unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
+/// The driver of a device of the calling thread's namespace (`ethtool -i`), if it says.
+pub fn driver_of(name: &str) -> Option<String> {
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 32 * 4 + 12 + 20],
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        data: *mut DrvInfo,
+        pad: [u8; 16],
+    }
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    if name.len() >= 16 {
+        return None;
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 32 * 4 + 12 + 20],
+    };
+    let mut req = IfReq {
+        name: [0; 16],
+        data: &mut info,
+        pad: [0; 16],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: a plain socket(2); the result is checked and closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: SIOCETHTOOL with an ifreq whose data points to a live ethtool_drvinfo of the
+    // kernel's size; the kernel writes only inside it.
+    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut req as *mut IfReq) };
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    if r != 0 {
+        return None;
+    }
+    let end = info.driver.iter().position(|&c| c == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
 /// Reads CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` counts in, for
@@ -402,7 +449,12 @@ impl XdpOffload {
             a.warning = Some(format!("{dev}: no such device; its flows stay in software"));
             return a;
         }
+        // A frame redirected into a veth in native mode is dropped unless the far end has an
+        // XDP program, which a router cannot in general put there: `Auto` takes veths in
+        // generic mode (`Native` and `attach_peer` get native).
+        let veth = driver_of(dev).as_deref() == Some("veth");
         let tries: &[Mode] = match req {
+            ModeRequest::Auto if veth => &[Mode::Generic],
             ModeRequest::Auto => &[Mode::Native, Mode::Generic],
             ModeRequest::Native => &[Mode::Native],
             ModeRequest::Generic => &[Mode::Generic],

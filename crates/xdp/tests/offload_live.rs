@@ -1099,3 +1099,24 @@ fn the_bench_programs_forward_every_injected_frame() {
     assert_eq!(r.reason("forwarded"), 100);
     assert_eq!(r.reason("miss"), 0);
 }
+
+#[test]
+fn auto_mode_takes_veths_in_generic_mode() {
+    if !is_root() || !nft_xdp::built() {
+        println!("SKIPPED (needs root and the built program)");
+        return;
+    }
+    let topo = Topo::new("a");
+    assert_eq!(
+        in_ns(&topo.r, || nft_xdp::offload::driver_of("r0")).as_deref(),
+        Some("veth")
+    );
+    let cfg = XdpOffloadConfig {
+        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
+        ..XdpOffloadConfig::default()
+    };
+    let backend = in_ns(&topo.r, || XdpOffload::new(&cfg)).expect("loads");
+    for a in backend.attachments() {
+        assert_eq!(a.mode, Some(nft_xdp::offload::Mode::Generic), "{a:?}");
+    }
+}
