@@ -1906,6 +1906,11 @@ impl Router {
         &self.offload
     }
 
+    /// The flowtables, to give them an offload backend.
+    pub fn offload_mut(&mut self) -> &mut Offload {
+        &mut self.offload
+    }
+
     /// An interface goes up or down. Down, its packets are dropped and its offloaded flows
     /// torn down (the kernel's netdev notifier).
     pub fn set_link(&mut self, iface: usize, up: bool) {
