@@ -931,9 +931,9 @@ impl Router {
             reply_dport: r.dport,
             packets: [k0.packets, k1.packets],
             bytes: [k0.bytes, k1.bytes],
-            label: c.labels,
+            label: c.labels(),
             id: c.id,
-            helper: c.helper.as_deref().map_or(0, rules::ifname_value),
+            helper: c.helper().map_or(0, rules::ifname_value),
             confirmed: c.is_confirmed(),
             handle: id.to_bits(),
         })
@@ -1068,7 +1068,7 @@ impl Router {
                         w.ct_mark = Some(m);
                     }
                     if let Some(l) = upd.ct_label {
-                        c.labels = l;
+                        c.set_labels(l);
                     }
                     // helpers attach to new connections only (`nft_ct_helper_obj_eval`)
                     if let Some(h) = &upd.ct_helper {

@@ -752,7 +752,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         fs.head = start;
         fs.len = len;
         fs.mark = match cold {
-            Some(c) if me.flags & MARK != 0 => c.mark.get(d).copied(),
+            Some(c) if me.flags & MARK != 0 => Some(c.mark(d)),
             _ => None,
         };
         me.packets = me.packets.saturating_add(1);
@@ -762,9 +762,6 @@ impl<B: OffloadBackend> Flowtable<B> {
         let since = (now_ms as u32).wrapping_sub(me.used);
         if since >= REFRESH_MS as u32 && since < 1 << 31 {
             me.used = now_ms as u32;
-            if let Some(c) = self.cold.get_mut(idx) {
-                c.used_ms = c.used_ms.max(now_ms);
-            }
         }
         Ok(link.port)
     }
