@@ -159,8 +159,8 @@ pub struct Memory {
 /// connection source-NATed), plus the flow's lines and its share of the flow index (a
 /// flowtable sized for `conns` flows). Heap parts only some connections have are left out:
 /// counters with conntrack accounting or flowtable `counter` (32 bytes each), a flow's marks
-/// and IPv6 addresses (one box, 140 bytes), a connection's labels, helper or masquerade
-/// interface (one box, 48 bytes).
+/// and IPv6 addresses (one box of 148 bytes), a connection's labels, helper or masquerade
+/// interface (one box of 48 bytes).
 pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
     Table::memory_per_conn(conns).bytes_per_conn
         + Flowtable::<SoftwareOnly>::memory_per_flow(conns).bytes_per_flow
