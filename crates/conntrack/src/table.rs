@@ -67,14 +67,16 @@ pub struct ConnId {
 }
 
 impl ConnId {
-    /// The handle as one number, for code that must not name conntrack types (rules).
+    /// The handle as one number, for code that must not name conntrack types (rules). Never
+    /// 0, which stays free to mean "no connection" (the first slot's first connection would
+    /// otherwise be 0, and went uncounted by `ct count`).
     pub fn to_bits(self) -> u64 {
-        (self.idx as u64) << 32 | self.gen as u64
+        (self.idx as u64 + 1) << 32 | self.gen as u64
     }
 
     pub fn from_bits(v: u64) -> ConnId {
         ConnId {
-            idx: (v >> 32) as u32,
+            idx: ((v >> 32) as u32).wrapping_sub(1),
             gen: v as u32,
         }
     }

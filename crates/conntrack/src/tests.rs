@@ -941,3 +941,20 @@ fn memory_per_conn_at_100k() {
     let m = crate::Table::memory_per_conn(100_000);
     assert!(m.bytes_per_conn <= 212, "{m:?}");
 }
+
+/// The handle rules keep for `ct count` is never 0 (0 means "no connection"), also for the
+/// table's very first connection, and it round-trips to the same id; a freed slot's next
+/// connection has another handle.
+#[test]
+fn conn_handles_are_nonzero_and_round_trip() {
+    let mut t = Table::new(Config::default());
+    let (first, _, _) = tracked(pass(&mut t, &udp(LAN, SRV, 1000, 53), s(1)));
+    assert_ne!(first.to_bits(), 0);
+    assert_eq!(ConnId::from_bits(first.to_bits()), first);
+    assert!(t.get(ConnId::from_bits(first.to_bits())).is_some());
+    assert!(t.get(ConnId::from_bits(0)).is_none());
+    t.remove(first).unwrap();
+    let (second, _, _) = tracked(pass(&mut t, &udp(LAN2, SRV, 1001, 53), s(2)));
+    assert_ne!(second.to_bits(), first.to_bits());
+    assert!(t.get(ConnId::from_bits(first.to_bits())).is_none());
+}

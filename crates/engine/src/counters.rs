@@ -42,8 +42,18 @@ drop_reasons! {
     OtherHost = "other_host",
     /// The interface is administratively down.
     InterfaceDown = "interface_down",
-    /// A later IPv4/IPv6 fragment: there is no reassembly, so it cannot be tracked or NATed.
-    Fragment = "fragment",
+    /// A fragment overlapping one held for the same datagram: the datagram's fragments go
+    /// (RFC 5722), each counted.
+    FragOverlap = "frag_overlap",
+    /// A fragment lying inside one already held: it goes, the datagram waits.
+    FragDuplicate = "frag_duplicate",
+    /// A fragment cut short, beyond 64 KiB, contradicting its datagram's end, or (IPv6) not a
+    /// multiple of 8 bytes before the last.
+    FragMalformed = "frag_malformed",
+    /// Fragments of a datagram that did not complete in time (30 s IPv4, 60 s IPv6).
+    FragTimeout = "frag_timeout",
+    /// Fragments refused because reassembly holds its limit of bytes.
+    FragMemory = "frag_memory",
     /// A rule's `drop` (or `reject`, which also sends its answer).
     RuleDrop = "rule_drop",
     /// A base chain's `policy drop`.
@@ -75,7 +85,8 @@ drop_reasons! {
     /// Bigger than the egress MTU with DF set, or IPv6 (answered with frag-needed or
     /// packet-too-big).
     MtuExceeded = "mtu_exceeded",
-    /// Bigger than the egress MTU without DF: fragmentation is not implemented.
+    /// Bigger than the egress MTU without DF, and cut into fewer than 8 bytes a fragment (an
+    /// MTU too small for the headers).
     NeedsFragmentation = "needs_fragmentation",
     /// Not a drop: netdev `fwd` took the packet out of another interface. Never counted; it
     /// ends the walk the way a drop does.
@@ -123,6 +134,10 @@ pub struct Counters {
     /// Packets `fwd` sent out and copies `dup` made.
     pub fwd_packets: u64,
     pub dup_packets: u64,
+    /// Datagrams reassembled from fragments, and the fragments sent (forwarded datagrams
+    /// leave fragmented again).
+    pub reassembled: u64,
+    pub fragments_sent: u64,
 }
 
 impl Counters {
@@ -146,6 +161,8 @@ impl Counters {
             log_lines: 0,
             fwd_packets: 0,
             dup_packets: 0,
+            reassembled: 0,
+            fragments_sent: 0,
         }
     }
 

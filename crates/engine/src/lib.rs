@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod answer;
 pub mod counters;
+pub mod defrag;
 pub mod fib;
 pub mod hdr;
 pub mod l2;

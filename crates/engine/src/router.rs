@@ -6,18 +6,19 @@
 //! frame the router cannot use is dropped under a named reason (see [`counters::Drop`] and
 //! [`nft_wire::ParseError`]).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use nft_conntrack::{
     apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
-    Rewrite, Status, Table, Tuple,
+    Status, Table, Tuple,
 };
 use nft_flowtable::{FrameSlot, Mangles};
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
+
+use crate::defrag::{self, Defrag, DefragConfig, Defragged, FragDrop};
 
 use crate::admission;
 use crate::answer;
@@ -90,6 +91,8 @@ impl Default for Config {
         }
     }
 }
+
+use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
 /// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
 fn hook_manip(hook: Hook) -> Manip {
@@ -252,15 +255,18 @@ struct Walk {
     conn: Option<(ConnId, Direction)>,
     state: CtState,
     src_mac: Mac,
-    /// What puts the destination back as it arrived, when prerouting NAT changed it: errors
-    /// the router sends quote what the sender sent (the kernel gets there by translating its
-    /// errors back through conntrack). Only errors pay for the copy.
-    dst_undo: Option<Rewrite>,
     /// `flow add` admitted by the kernel's rules: the flowtable and the chain's family, for
     /// when the walk is through.
     flow_add: Option<(usize, Family)>,
     /// `ct mark set` during this walk: the value, for the flow's mangle replay.
     ct_mark: Option<u32>,
+    /// A packet the router made (reset, ICMP error) on its way out through the output and
+    /// postrouting hooks: it has no input interface, and its own rejects answer nothing.
+    local: bool,
+    /// How the packet leaves fragmented: the payload length of each fragment (those of a
+    /// reassembled datagram, or the whole payload to cut at the egress MTU), and the IP
+    /// length of the largest fragment that came in (`frag_max_size`).
+    frags: Option<(Vec<usize>, usize, u32)>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -290,6 +296,8 @@ pub struct Router {
     tx: Vec<TxFrame>,
     /// [`Act::flow_add`]'s strings, lent to each base chain's `Act`.
     flow_names: Vec<String>,
+    /// Fragments waiting for the rest of their datagram.
+    defrag: Defrag,
 }
 
 fn addr_bits(a: IpAddr) -> u128 {
@@ -345,6 +353,7 @@ impl Router {
             sent: vec![],
             tx: vec![],
             flow_names: vec![],
+            defrag: Defrag::new(DefragConfig::default()),
         }
     }
 
@@ -431,6 +440,10 @@ impl Router {
         // two slots per slow-path frame (below). Fast-path frames make none, and scanning
         // for them cost as much as a third of the flowtable's own work a packet.
         self.ct.gc(now, self.cfg.gc_budget);
+        if self.defrag.queues() > 0 {
+            let expired = self.defrag.expire(now);
+            self.counters.drops[Drop::FragTimeout.index()] += expired as u64;
+        }
         self.offload.tick(&mut self.ct, &self.fib, &self.topo, now);
         // with tracing, each frame's tuple as it arrived (the fast path rewrites in place)
         let before: Vec<Option<Tuple>> = if self.cfg.trace {
@@ -562,7 +575,7 @@ impl Router {
         }
         // Rules see the frame as the logical interface delivers it: Ethernet, no tags, no
         // PPPoE. Move the MACs next to L3 instead of moving the packet.
-        let (start, meta) = if meta.l3_offset != 14 {
+        let (mut start, meta) = if meta.l3_offset != 14 {
             let Some(start) = meta.l3_offset.checked_sub(14) else {
                 return self.counters.drop(Drop::UnknownEncap);
             };
@@ -606,12 +619,68 @@ impl Router {
             conn: None,
             state: CtState::Untracked,
             src_mac: meta.src_mac.0,
-            dst_undo: None,
             flow_add: None,
             ct_mark: None,
+            local: false,
+            frags: None,
         };
         let mut meta = meta;
+        // as it arrived: what the walk changes is replayed by the flow (fragments never are)
         let dscp_in = ip_dscp(&data[start..], &meta);
+        match self.hook(
+            Hook::Ingress,
+            i32::MIN,
+            i32::MAX,
+            &mut w,
+            &mut data[start..],
+            &mut meta,
+            now,
+            out,
+        ) {
+            Ok(()) => {}
+            Err(Drop::Stolen) => return,
+            Err(d) => return self.counters.drop(d),
+        }
+        // nf_defrag (prerouting, -400): conntrack and everything after see whole datagrams
+        if meta.fragment != Fragment::None {
+            let l3 = data
+                .get(start + meta.l3_offset..start + meta.l3_end)
+                .unwrap_or(&[]);
+            match self.defrag.insert(l3, now) {
+                Defragged::Held => return,
+                Defragged::Dropped { why, fragments } => {
+                    let d = match why {
+                        FragDrop::Overlap => Drop::FragOverlap,
+                        FragDrop::Duplicate => Drop::FragDuplicate,
+                        FragDrop::Malformed => Drop::FragMalformed,
+                        FragDrop::Memory => Drop::FragMemory,
+                    };
+                    self.counters.drops[d.index()] += fragments as u64;
+                    return;
+                }
+                Defragged::Whole {
+                    l3,
+                    pieces,
+                    max_size,
+                    id,
+                } => {
+                    let mut f = Vec::with_capacity(14 + l3.len());
+                    f.extend_from_slice(data.get(start..start + 14).unwrap_or(&[0; 14]));
+                    f.extend_from_slice(&l3);
+                    meta = match parse_frame(&f) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.counters.parse[e.index()] += 1;
+                            return;
+                        }
+                    };
+                    data = f;
+                    start = 0;
+                    w.frags = Some((pieces, max_size, id));
+                    self.counters.reassembled += 1;
+                }
+            }
+        }
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
@@ -656,6 +725,25 @@ impl Router {
                 }
                 self.transmit_with(Port::Host, data, w.mark, w.priority, out);
             }
+            Ok(Fate::Tx { egress, dst_mac }) if w.frags.is_some() => {
+                let iface = &self.topo.interfaces[egress];
+                let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+                let (pieces, _, id) = w.frags.take().unwrap_or_default();
+                let l3 = data
+                    .get(start + meta.l3_offset..start + meta.l3_end)
+                    .unwrap_or(&[]);
+                let Some(frags) = defrag::fragment(l3, &pieces, iface.mtu as usize, id) else {
+                    return self.counters.drop(Drop::NeedsFragmentation);
+                };
+                let frames: Vec<Vec<u8>> = frags
+                    .iter()
+                    .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
+                    .collect();
+                for frame in frames {
+                    self.counters.fragments_sent += 1;
+                    self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+                }
+            }
             Ok(Fate::Tx { egress, dst_mac }) => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
@@ -680,7 +768,7 @@ impl Router {
         }
     }
 
-    /// The walk from netdev ingress to the choice of egress. On `Err` the caller drops the
+    /// The walk from conntrack's defrag (after netdev ingress) to the choice of egress. On `Err` the caller drops the
     /// packet and discards an unconfirmed connection.
     fn walk(
         &mut self,
@@ -690,10 +778,6 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<Fate, Drop> {
-        self.hook(Hook::Ingress, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
-        if meta.fragment != Fragment::None {
-            return Err(Drop::Fragment);
-        }
         // raw (and anything else before conntrack's -200) sees the packet untracked
         self.hook(Hook::Prerouting, i32::MIN, -201, w, buf, meta, now, out)?;
         if !w.notrack {
@@ -714,8 +798,18 @@ impl Router {
                 Outcome::Refused(_) => return Err(Drop::CtTableFull),
             }
         }
-        self.hook(Hook::Prerouting, -200, i32::MAX, w, buf, meta, now, out)?;
+        self.hook(Hook::Prerouting, -200, NAT_DST_PRIO, w, buf, meta, now, out)?;
         self.nat_rewrite(w, buf, meta, Manip::Dst)?;
+        self.hook(
+            Hook::Prerouting,
+            NAT_DST_PRIO + 1,
+            i32::MAX,
+            w,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
 
         let (Some(src), Some(dst)) = (meta.src_addr, meta.dst_addr) else {
             return Err(Drop::NotIp);
@@ -728,8 +822,18 @@ impl Router {
         };
         match route {
             Some(RouteKind::Local(_)) => {
-                self.hook(Hook::Input, i32::MIN, i32::MAX, w, buf, meta, now, out)?;
+                self.hook(Hook::Input, i32::MIN, NAT_SRC_PRIO, w, buf, meta, now, out)?;
                 self.nat_rewrite(w, buf, meta, Manip::Src)?;
+                self.hook(
+                    Hook::Input,
+                    NAT_SRC_PRIO + 1,
+                    i32::MAX,
+                    w,
+                    buf,
+                    meta,
+                    now,
+                    out,
+                )?;
                 self.confirm(w, now)?;
                 Ok(Fate::Host)
             }
@@ -741,7 +845,7 @@ impl Router {
                 } else {
                     answer::ICMP_HOST_UNREACH
                 };
-                self.send_unreach(w, buf, meta, code, out);
+                self.send_unreach(w, buf, meta, code, now, out);
                 Err(Drop::Unreachable)
             }
             None => {
@@ -750,7 +854,7 @@ impl Router {
                 } else {
                     answer::ICMP_NET_UNREACH
                 };
-                self.send_unreach(w, buf, meta, code, out);
+                self.send_unreach(w, buf, meta, code, now, out);
                 Err(Drop::NoRoute)
             }
         }
@@ -784,17 +888,34 @@ impl Router {
             } else {
                 (answer::ICMP_TIME_EXCEEDED, 0)
             };
-            self.send_icmp_error(w, buf, meta, ty, code, 0, out);
+            self.send_icmp_error(w, buf, meta, ty, code, 0, now, out);
             return Err(Drop::TtlExceeded);
         }
         let l3_len = meta.l3_end - meta.l3_offset;
-        if l3_len > mtu {
-            let l3 = &buf[meta.l3_offset..meta.l3_end];
+        // a reassembled datagram is too big only when a fragment that came in is
+        // (ip_exceeds_mtu, ip6_pkt_too_big with frag_max_size): it leaves in those fragments
+        let too_big = match &w.frags {
+            Some((_, max_size, _)) => l3_len > mtu && *max_size > mtu,
+            None => l3_len > mtu,
+        };
+        let dont_frag = !w.v6
+            && Ipv4Packet::new_checked(&buf[meta.l3_offset..meta.l3_end])
+                .is_ok_and(|p| p.dont_frag());
+        if too_big && (w.v6 || dont_frag) {
             if w.v6 {
-                self.send_icmp_error(w, buf, meta, answer::ICMPV6_PKT_TOOBIG, 0, mtu as u32, out);
+                self.send_icmp_error(
+                    w,
+                    buf,
+                    meta,
+                    answer::ICMPV6_PKT_TOOBIG,
+                    0,
+                    mtu as u32,
+                    now,
+                    out,
+                );
                 return Err(Drop::MtuExceeded);
             }
-            if Ipv4Packet::new_unchecked(l3).dont_frag() {
+            {
                 self.send_icmp_error(
                     w,
                     buf,
@@ -802,11 +923,15 @@ impl Router {
                     answer::ICMP_DEST_UNREACH,
                     answer::ICMP_FRAG_NEEDED,
                     mtu as u32,
+                    now,
                     out,
                 );
                 return Err(Drop::MtuExceeded);
             }
-            return Err(Drop::NeedsFragmentation);
+        }
+        if l3_len > mtu && w.frags.is_none() {
+            // IPv4 without DF: ip_fragment cuts it at the egress MTU
+            w.frags = Some((vec![l3_len - meta.ip_header_len], l3_len, 0));
         }
         decrement_ttl(buf, meta);
         w.oif = Some(oif);
@@ -815,7 +940,7 @@ impl Router {
         self.hook(
             Hook::Postrouting,
             i32::MIN,
-            i32::MAX,
+            NAT_SRC_PRIO,
             w,
             buf,
             meta,
@@ -823,6 +948,16 @@ impl Router {
             out,
         )?;
         self.nat_rewrite(w, buf, meta, Manip::Src)?;
+        self.hook(
+            Hook::Postrouting,
+            NAT_SRC_PRIO + 1,
+            i32::MAX,
+            w,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
         self.confirm(w, now)?;
         let egress = &self.topo.interfaces[oif];
         let dst_mac = match l2::fixed_peer(egress) {
@@ -870,17 +1005,6 @@ impl Router {
         let part = rw.only(manip);
         if part.is_empty() {
             return Ok(());
-        }
-        if manip == Manip::Dst && w.dst_undo.is_none() {
-            let old_port = match meta.icmp {
-                Some(i) => i.ident,
-                None => meta.ports.map(|p| p.1),
-            };
-            w.dst_undo = Some(Rewrite {
-                dst_addr: part.dst_addr.and(meta.dst_addr),
-                dst_port: part.dst_port.and(old_port),
-                ..Rewrite::default()
-            });
         }
         apply_rewrite(buf, meta, &rw, Some(manip)).map_err(|_| Drop::RewriteFailed)?;
         let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp))
@@ -956,12 +1080,17 @@ impl Router {
         let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
         let fams = Self::families(w);
         let manip = hook_manip(hook);
-        let mut i = 0;
+        // base chains are sorted by hook and then by where they run (`order`): start at the
+        // first of this hook in range, stop after the last
+        let mut i = self
+            .rules
+            .base
+            .partition_point(|b| (b.hook, b.order) < (hook, lo));
         while i < self.rules.base.len() {
             let b = &self.rules.base[i];
             i += 1;
-            if b.hook != hook || b.prio < lo || b.prio > hi {
-                continue;
+            if b.hook != hook || b.order > hi {
+                break;
             }
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
@@ -975,6 +1104,14 @@ impl Router {
                 continue;
             }
             if b.kind == ChainType::Nat {
+                // The router's own answers are related to the connection of what they answer
+                // and take its NAT as they are built; the kernel runs NAT chains for them only
+                // while the connection has no binding of that kind, and what they bind then
+                // dies with the answered packet. So they skip NAT chains (a counter there
+                // does not count them).
+                if w.local {
+                    continue;
+                }
                 // NAT chains see a connection's first packet only, until one binds
                 let Some((id, _)) = w.conn else { continue };
                 let Some(c) = self.ct.get(id) else { continue };
@@ -996,12 +1133,15 @@ impl Router {
                     ct: &self.ct,
                     ifnames: &self.ifnames,
                 };
-                let mut pkt = rules::pkt_view(
-                    buf,
-                    meta,
-                    w.iif as u32 + 1,
-                    self.ifnames.get(w.iif).copied().unwrap_or(0),
-                );
+                let (iif, iifname) = if w.local {
+                    (0, 0)
+                } else {
+                    (
+                        w.iif as u32 + 1,
+                        self.ifnames.get(w.iif).copied().unwrap_or(0),
+                    )
+                };
+                let mut pkt = rules::pkt_view(buf, meta, iif, iifname);
                 pkt.mark = w.mark;
                 pkt.priority = w.priority;
                 pkt.nftrace = w.nftrace;
@@ -1109,7 +1249,9 @@ impl Router {
                 }
             }
             if let Some(r) = act.reject.take() {
-                self.send_reject(w, buf, meta, &r, out);
+                if !w.local {
+                    self.send_reject(w, buf, meta, &r, now, out);
+                }
             }
             self.flow_names = std::mem::take(&mut act.flow_add);
             if let Some((spec, addr, port)) = act.nat.take() {
@@ -1464,23 +1606,11 @@ impl Router {
         }
     }
 
-    /// The IP packet an error about this packet quotes: as it arrived, before DNAT.
-    fn offending<'b>(w: &Walk, buf: &'b [u8], meta: &PacketMeta) -> Cow<'b, [u8]> {
-        let l3 = buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[]);
-        let Some(undo) = w.dst_undo else {
-            return Cow::Borrowed(l3);
-        };
-        let mut f = vec![0u8; 14];
-        f[12..14]
-            .copy_from_slice(&(if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 }).to_be_bytes());
-        f.extend_from_slice(l3);
-        if let Ok(m) = parse_frame(&f) {
-            if apply_rewrite(&mut f, &m, &undo, None).is_ok() {
-                f.drain(..14);
-                return Cow::Owned(f);
-            }
-        }
-        Cow::Borrowed(l3)
+    /// The IP packet an answer is about, as it is now (after DNAT, if any): the kernel builds
+    /// its answers from the packet in hand, and the answer's own walk through conntrack's NAT
+    /// ([`Self::send_back`]) translates it back, quote included.
+    fn offending<'b>(buf: &'b [u8], meta: &PacketMeta) -> &'b [u8] {
+        buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[])
     }
 
     /// Whether an ICMP error may answer this packet (RFC 1122 3.2.2, RFC 4443 2.4 (e)): not
@@ -1524,12 +1654,13 @@ impl Router {
         ty: u8,
         code: u8,
         rest: u32,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         if !Self::may_answer(w, meta) {
             return;
         }
-        let offending = Self::offending(w, buf, meta);
+        let offending = Self::offending(buf, meta);
         let odst = if w.v6 {
             nft_wire::Ipv6Packet::new_checked(&offending[..])
                 .ok()
@@ -1545,8 +1676,9 @@ impl Router {
             _ => None,
         };
         if let Some(l3) = l3 {
-            self.counters.icmp_errors_sent += 1;
-            self.send_back(w, &l3, out);
+            if self.send_back(w, &l3, now, out) {
+                self.counters.icmp_errors_sent += 1;
+            }
         }
     }
 
@@ -1556,6 +1688,7 @@ impl Router {
         buf: &[u8],
         meta: &PacketMeta,
         code: u8,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         let ty = if w.v6 {
@@ -1563,17 +1696,89 @@ impl Router {
         } else {
             answer::ICMP_DEST_UNREACH
         };
-        self.send_icmp_error(w, buf, meta, ty, code, 0, out);
+        self.send_icmp_error(w, buf, meta, ty, code, 0, now, out);
     }
 
-    /// Sends a packet the router made back out of the interface the offending packet came in
-    /// on, to the MAC it came from.
-    fn send_back(&mut self, w: &Walk, l3: &[u8], out: &mut Vec<TxFrame>) {
-        let iface = &self.topo.interfaces[w.iif];
-        let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-        let dst = l2::fixed_peer(iface).unwrap_or(w.src_mac);
-        let frame = l2::frame_with(iface, dst, ethertype, l3);
-        self.transmit(Port::Iface(w.iif), frame, out);
+    /// Sends a packet the router made (a reset or an ICMP error answering the packet of
+    /// `w`) as the kernel's `ip_local_out` does: routed to its destination, then through the
+    /// output chains and the postrouting chains, related to the answered packet's connection
+    /// (`nf_ct_attach`: `ct state related`, the other direction), untracked when that was
+    /// untracked and invalid when it had no connection. It leaves to the answered packet's
+    /// sender MAC when it goes back out where that came in, else to the next hop's neighbour.
+    /// Whether it was sent.
+    fn send_back(&mut self, w: &Walk, l3: &[u8], now: Duration, out: &mut Vec<TxFrame>) -> bool {
+        let v6 = w.v6;
+        let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        let mut buf = Vec::with_capacity(14 + l3.len());
+        buf.extend_from_slice(&[0u8; 12]);
+        buf.extend_from_slice(&ethertype.to_be_bytes());
+        buf.extend_from_slice(l3);
+        let Ok(mut meta) = parse_frame(&buf) else {
+            return false;
+        };
+        let Some(dst) = meta.dst_addr else {
+            return false;
+        };
+        let (oif, via) = match self.fib.lookup(dst) {
+            Some((RouteKind::Unicast(nh), _)) => (nh.ifindex, nh.via),
+            // no route back (or a local one): out where the answered packet came in
+            _ => (w.iif, None),
+        };
+        let Some(iface) = self.topo.interfaces.get(oif).filter(|i| i.up) else {
+            self.counters.drop(Drop::NoRoute);
+            return false;
+        };
+        let dst_mac = match l2::fixed_peer(iface) {
+            Some(m) => m,
+            None if oif == w.iif => w.src_mac,
+            None => match self.topo.neighbours.get(&(oif, via.unwrap_or(dst))) {
+                Some(m) => *m,
+                None => {
+                    self.counters.drop(Drop::NoNeighbour);
+                    return false;
+                }
+            },
+        };
+        // without a connection to attach to (invalid or untracked), conntrack at output
+        // finds none for a reset or an ICMP error either: invalid
+        let (conn, state) = match w.conn {
+            Some((id, dir)) => (Some((id, dir.opposite())), CtState::Related),
+            None => (None, CtState::Invalid),
+        };
+        let mut lw = Walk {
+            iif: w.iif,
+            oif: Some(oif),
+            v6,
+            mark: 0,
+            priority: 0,
+            nftrace: false,
+            zone: w.zone,
+            nexthop: via.or(Some(dst)),
+            pkttype: 0,
+            notrack: false,
+            tracked: true,
+            conn,
+            state,
+            src_mac: iface.mac,
+            flow_add: None,
+            ct_mark: None,
+            local: true,
+            frags: None,
+        };
+        let mut sink = Vec::new();
+        let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
+        out.append(&mut sink);
+        if let Err(d) = r {
+            self.counters.drop(d);
+            return false;
+        }
+        let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
+            return false;
+        };
+        let iface = &self.topo.interfaces[oif];
+        let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
+        self.transmit_with(Port::Iface(oif), frame, lw.mark, lw.priority, out);
+        true
     }
 
     fn send_reject(
@@ -1582,6 +1787,7 @@ impl Router {
         buf: &[u8],
         meta: &PacketMeta,
         r: &Reject,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         let (ty, code) = match *r {
@@ -1590,11 +1796,12 @@ impl Router {
                 {
                     return;
                 }
-                let offending = Self::offending(w, buf, meta);
+                let offending = Self::offending(buf, meta);
                 let l4 = meta.ip_header_len;
                 if let Some(l3) = answer::tcp_reset(&offending, l4) {
-                    self.counters.tcp_resets_sent += 1;
-                    self.send_back(w, &l3, out);
+                    if self.send_back(w, &l3, now, out) {
+                        self.counters.tcp_resets_sent += 1;
+                    }
                 }
                 return;
             }
@@ -1620,7 +1827,61 @@ impl Router {
                 answer::icmpx_code(c, w.v6),
             ),
         };
-        self.send_icmp_error(w, buf, meta, ty, code, 0, out);
+        self.send_icmp_error(w, buf, meta, ty, code, 0, now, out);
+    }
+
+    /// Output chains, conntrack's NAT at output (destination, at -100), postrouting chains,
+    /// NAT at postrouting (source, at 100): `ip_local_out` for a packet the router made.
+    fn local_out_hooks(
+        &mut self,
+        lw: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
+        self.hook(
+            Hook::Output,
+            i32::MIN,
+            NAT_DST_PRIO,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
+        self.nat_rewrite(lw, buf, meta, Manip::Dst)?;
+        self.hook(
+            Hook::Output,
+            NAT_DST_PRIO + 1,
+            i32::MAX,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
+        self.hook(
+            Hook::Postrouting,
+            i32::MIN,
+            NAT_SRC_PRIO,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )?;
+        self.nat_rewrite(lw, buf, meta, Manip::Src)?;
+        self.hook(
+            Hook::Postrouting,
+            NAT_SRC_PRIO + 1,
+            i32::MAX,
+            lw,
+            buf,
+            meta,
+            now,
+            out,
+        )
     }
 
     /// The flowtables (control plane: listings, stats).

@@ -23,6 +23,12 @@ use crate::hdr;
 /// NFPROTO_ARP: what `arp` loads check `meta nfproto` against.
 pub const NFPROTO_ARP: u8 = 3;
 
+/// Where conntrack's NAT rewrites packets among the base chains: destination at prerouting
+/// and output (`NF_IP_PRI_NAT_DST`), source at postrouting and input (`NF_IP_PRI_NAT_SRC`).
+/// Chains of lower (or equal) priority see the packet before, higher ones after.
+pub const NAT_DST_PRIO: i32 = -100;
+pub const NAT_SRC_PRIO: i32 = 100;
+
 /// Kernel limit on nested jumps (NFT_JUMP_STACK_SIZE).
 pub const JUMP_STACK: usize = 16;
 
@@ -388,6 +394,13 @@ pub enum Op {
     },
     Counter(usize),
     Limit(usize),
+    /// `ct count [over] N` of a rule (not in a set): one list of connections per statement,
+    /// index into [`State::connlimits`] (the kernel's `nft_connlimit`).
+    Connlimit {
+        slot: usize,
+        over: bool,
+        count: u32,
+    },
     Quota(usize),
     /// A named object chosen per packet through an object map.
     ObjMap {
@@ -452,6 +465,10 @@ pub struct BaseChain {
     pub hook: Hook,
     pub kind: ChainType,
     pub prio: i32,
+    /// Where the chain runs among its hook's: its priority, but a NAT chain's is its NAT
+    /// hook's (`NF_IP_PRI_NAT_DST`, -100, at prerouting and output; `NF_IP_PRI_NAT_SRC`, 100,
+    /// at input and postrouting): the kernel runs every NAT chain inside conntrack's NAT hook.
+    pub order: i32,
     pub family: Family,
     pub chain: usize,
     pub policy_drop: bool,
@@ -590,6 +607,8 @@ pub struct Ruleset {
     pub counters: usize,
     /// `numgen inc` expressions, each with its own counter.
     pub numgens: usize,
+    /// `ct count` statements of rules, each with its own list of connections.
+    pub connlimits: usize,
     /// Named objects: (table, kind, name) → index into counters, quotas, limits, helpers.
     pub objects: HashMap<(String, ObjKind, String), usize>,
     /// Helper names of `ct helper` objects.
@@ -625,6 +644,8 @@ pub struct State {
     /// One per compiled set, same index.
     pub dynsets: Vec<DynSet>,
     pub numgen: Vec<Option<u32>>,
+    /// Connections counted by each rule's `ct count` (handles), pruned of dead ones.
+    pub connlimits: Vec<Vec<u64>>,
     /// xorshift state for `meta random` and `numgen random`: seeded, so runs repeat.
     pub rng: u64,
     /// The set-lookup key buffer, kept between packets so that building a key allocates
@@ -645,6 +666,7 @@ impl State {
             rule_hits: rs.chains.iter().map(|c| vec![0; c.rules.len()]).collect(),
             dynsets: vec![DynSet::default(); rs.sets.len()],
             numgen: vec![None; rs.numgens],
+            connlimits: vec![vec![]; rs.connlimits],
             rng: 0x9e37_79b9_7f4a_7c15,
             keybuf: Vec::with_capacity(4),
         }
@@ -1495,10 +1517,13 @@ impl Compiler<'_> {
             }
             // `last` only feeds listings; the dataplane has nothing to do for it
             StmtKind::Last { .. } => {}
-            StmtKind::Connlimit { .. } => {
-                return Err(
-                    self.err("ct count outside a set element (it needs a set to count per key)")
-                )
+            StmtKind::Connlimit { over, count } => {
+                ops.push(Op::Connlimit {
+                    slot: self.out.connlimits,
+                    over: *over,
+                    count: *count,
+                });
+                self.out.connlimits += 1;
             }
             StmtKind::Tproxy { .. } => {
                 return Err(self.err(
@@ -1859,10 +1884,16 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                         return Err(bad(format!("priority {v}"), &t.name, &c.name))
                     }
                 };
+                let order = match (kind, hook) {
+                    (ChainType::Nat, Hook::Prerouting | Hook::Output) => NAT_DST_PRIO,
+                    (ChainType::Nat, Hook::Input | Hook::Postrouting) => NAT_SRC_PRIO,
+                    _ => prio,
+                };
                 out.base.push(BaseChain {
                     hook,
                     kind,
                     prio,
+                    order,
                     family: t.family,
                     chain: base_idx + i,
                     policy_drop: h.policy.as_deref() == Some("drop"),
@@ -1872,7 +1903,7 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
         }
     }
     // stable: equal priorities keep table order, as the kernel keeps registration order
-    out.base.sort_by_key(|b| (b.hook, b.prio));
+    out.base.sort_by_key(|b| (b.hook, b.order, b.prio));
     Ok(out)
 }
 
@@ -2638,18 +2669,7 @@ fn dynset(
                 }
             }
             (ElemStmt::Connlimit { over, count }, ElemState::Conns(list)) => {
-                let Some(ct) = pkt.ct.filter(|c| c.handle != 0) else {
-                    matched = false;
-                    break;
-                };
-                if let Some(env) = pkt.env {
-                    list.retain(|h| *h == ct.handle || env.conn_alive(*h));
-                }
-                if !list.contains(&ct.handle) {
-                    list.push(ct.handle);
-                }
-                let n = list.len() as u32;
-                if (n > *count) != *over {
+                if !count_conn(pkt, list, *over, *count) {
                     matched = false;
                     break;
                 }
@@ -2658,6 +2678,22 @@ fn dynset(
         }
     }
     matched
+}
+
+/// `ct count [over] N` (`nf_conncount_add`): drops dead connections from the list, adds the
+/// packet's own, and matches when the count is within N (above N with `over`). A packet
+/// without a tracked connection does not match.
+fn count_conn(pkt: &Pkt, list: &mut Vec<u64>, over: bool, count: u32) -> bool {
+    let Some(ct) = pkt.ct.filter(|c| c.handle != 0) else {
+        return false;
+    };
+    if let Some(env) = pkt.env {
+        list.retain(|h| *h == ct.handle || env.conn_alive(*h));
+    }
+    if !list.contains(&ct.handle) {
+        list.push(ct.handle);
+    }
+    (list.len() as u32 > count) == over
 }
 
 /// Writes `value` into a payload field and patches the checksums that cover it: the IPv4
@@ -2819,6 +2855,18 @@ fn run_chain(
                         };
                         // `limit rate X` matches within the rate, `over` matches above it
                         if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
+                            matched = false;
+                            break;
+                        }
+                    }
+                    Op::Connlimit { slot, over, count } => {
+                        if st.connlimits.len() <= *slot {
+                            st.connlimits.resize(*slot + 1, vec![]);
+                        }
+                        let Some(list) = st.connlimits.get_mut(*slot) else {
+                            continue;
+                        };
+                        if !count_conn(pkt, list, *over, *count) {
                             matched = false;
                             break;
                         }

@@ -534,8 +534,31 @@ fn mtu_frag_needed_and_packet_too_big() {
     let mut nodf = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 9, 64, &big);
     nodf[14 + 6] &= !0x40;
     fix_ipv4_checksum(&mut nodf);
-    none(&mut r, LAN, nodf, secs(1));
-    assert_eq!(r.counters().dropped(Drop::NeedsFragmentation), 1);
+    // without DF, ip_fragment cuts it at the WAN's MTU of 1400: 1376 + 32 payload bytes,
+    // masqueraded, the same ID on both, offsets in 8-byte units
+    let out = send(&mut r, LAN, nodf.clone(), secs(1));
+    assert_eq!(out.len(), 2, "{out:?}");
+    let (a, b) = (&out[0].data, &out[1].data);
+    assert_eq!((a.len(), b.len()), (14 + 20 + 1376, 14 + 20 + 32));
+    assert!(out.iter().all(|f| f.egress == Port::Iface(WAN)));
+    assert_eq!(&a[14 + 6..14 + 8], &[0x20, 0], "more fragments, offset 0");
+    assert_eq!(&b[14 + 6..14 + 8], &(1376u16 / 8).to_be_bytes());
+    assert_eq!(&a[14 + 2..14 + 4], &1396u16.to_be_bytes());
+    assert_eq!(a[14 + 4..14 + 6], b[14 + 4..14 + 6]);
+    assert_eq!(&a[14 + 12..14 + 16], &ROUTER_WAN);
+    for f in [a, b] {
+        assert_eq!(
+            nft_wire::checksum::checksum(&f[14..34]),
+            0,
+            "header checksum"
+        );
+    }
+    // the payload is the original's, the UDP header NATed
+    let mut joined = a[34..].to_vec();
+    joined.extend_from_slice(&b[34..]);
+    assert_eq!(&joined[8..], &nodf[14 + 28..]);
+    assert_eq!(r.counters().dropped(Drop::NeedsFragmentation), 0);
+    assert_eq!(r.counters().fragments_sent, 2);
 
     let err6 = one(
         &mut r,
@@ -856,4 +879,270 @@ fn fast_path_hit_is_sent_from_its_slot() {
     );
     let rep = r.report(secs(1));
     assert_eq!((rep.fast_path_packets, rep.packets_out), (1, 5));
+}
+
+/// The router's own answers leave as the kernel's `ip_local_out` sends them: through the
+/// output chains (which see them related to the answered connection, in its reply direction,
+/// with no input interface) and the postrouting chains, which may drop or mangle them; the
+/// filter chains before NAT's priority see the reset as built from the DNATed packet, and
+/// it leaves translated back.
+#[test]
+fn own_answers_pass_output_and_postrouting_chains() {
+    let rules = r#"
+table inet fw {
+	chain dstnat {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "wan" tcp dport 8080 dnat ip to 192.168.1.20:80
+		iifname "wan" tcp dport 8081 dnat ip to 192.168.1.20:81
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		tcp dport { 23, 80, 81 } reject with tcp reset
+		udp dport 7 reject
+	}
+	chain out {
+		type filter hook output priority filter; policy accept;
+		meta iif 0 ct state related ct direction reply ip dscp set cs1 counter
+		ip daddr 192.168.1.20 udp dport 7 counter
+		icmp type time-exceeded counter drop
+	}
+	chain post_early {
+		type filter hook postrouting priority 50; policy accept;
+		oifname "wan" tcp sport 81 counter drop
+	}
+	chain post_late {
+		type filter hook postrouting priority 150; policy accept;
+		oifname "wan" tcp sport 8080 ip dscp set cs2
+	}
+}
+"#;
+    let mut r = router_with(TOPOLOGY, rules, nft_engine::Config::default());
+    // a reset for a LAN client: related, reply direction, so output sets cs1
+    let syn = tcp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT,
+        REMOTE,
+        41000,
+        23,
+        1,
+        Tcp::Syn,
+        b"",
+    );
+    let rst = one(&mut r, LAN, syn, secs(1), Port::Iface(LAN));
+    let m = check(&rst);
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(REMOTE.into()), Some(CLIENT.into()))
+    );
+    assert_eq!(rst[15] >> 2, 8, "dscp cs1 from the output chain");
+    // time exceeded is dropped in output, counted as a rule drop, and not counted as sent
+    let probe = udp4(
+        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 1, b"trace",
+    );
+    none(&mut r, LAN, probe, secs(2));
+    assert_eq!(r.report(secs(2)).icmp_errors_sent, 0);
+    assert_eq!(
+        r.counters().dropped(Drop::RuleDrop),
+        2,
+        "the syn and the time exceeded"
+    );
+    // through DNAT: the chain at 150 sees the reset translated back (sport 8080); the one at
+    // 50 sees it as built, from the DNAT target's port (81), and drops that one
+    let syn = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        42000,
+        8080,
+        1,
+        Tcp::Syn,
+        b"",
+    );
+    let rst = one(&mut r, WAN, syn, secs(3), Port::Iface(WAN));
+    let m = check(&rst);
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(ROUTER_WAN.into()), Some(REMOTE.into()))
+    );
+    assert_eq!(m.ports, Some((8080, 42000)));
+    assert_eq!(&rst[0..6], &GW_MAC, "routed to the gateway");
+    assert_eq!(rst[15] >> 2, 16, "cs1 from output, then cs2 after NAT");
+    let syn = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        42001,
+        8081,
+        1,
+        Tcp::Syn,
+        b"",
+    );
+    none(&mut r, WAN, syn, secs(4));
+    assert_eq!(r.report(secs(4)).tcp_resets_sent, 2);
+}
+
+/// IPv4 fragments with fields cut from `l3` at `pieces` (payload bytes), each in a frame.
+fn fragments4(l3: &[u8], pieces: &[usize]) -> Vec<Vec<u8>> {
+    nft_engine::defrag::fragment(l3, pieces, 65535, 0)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let mut fr = CLIENT_MAC.to_vec();
+            fr.splice(0..0, LAN_MAC);
+            fr.extend_from_slice(&[0x08, 0x00]);
+            fr.extend_from_slice(&f);
+            fr
+        })
+        .collect()
+}
+
+/// Fragments are held until their datagram is whole (nf_defrag), conntrack and NAT see it
+/// whole, and it leaves in the pieces it came in, masqueraded; overlaps and duplicates are
+/// counted under their reasons, and an unfinished datagram times out.
+#[test]
+fn fragments_are_reassembled_natted_and_sent_in_their_pieces() {
+    let mut r = router();
+    let mut whole = udp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT,
+        REMOTE,
+        5000,
+        53,
+        64,
+        &[0xab; 1200],
+    );
+    whole[14 + 6] = 0; // no DF
+    whole[14 + 4..14 + 6].copy_from_slice(&0x4242u16.to_be_bytes());
+    fix_ipv4_checksum(&mut whole);
+    let frags = fragments4(&whole[14..], &[504, 504, 200]);
+    assert!(send(&mut r, LAN, frags[2].clone(), secs(1)).is_empty());
+    assert!(send(&mut r, LAN, frags[0].clone(), secs(1)).is_empty());
+    assert_eq!(
+        r.conntrack().len(),
+        0,
+        "nothing tracked before the datagram is whole"
+    );
+    let out = send(&mut r, LAN, frags[1].clone(), secs(1));
+    assert_eq!(out.len(), 3, "{out:?}");
+    let sizes: Vec<usize> = out.iter().map(|f| f.data.len()).collect();
+    assert_eq!(sizes, vec![14 + 20 + 504, 14 + 20 + 504, 14 + 20 + 200]);
+    assert!(out.iter().all(|f| f.egress == Port::Iface(WAN)));
+    // one connection, masqueraded; the pieces put together are the NATed datagram
+    assert_eq!(r.conntrack().len(), 1);
+    let mut l4 = vec![];
+    for (n, f) in out.iter().enumerate() {
+        let d = &f.data;
+        assert_eq!(&d[14 + 4..14 + 6], &[0x42, 0x42]);
+        assert_eq!(&d[14 + 12..14 + 16], &ROUTER_WAN);
+        assert_eq!(d[14 + 8], 63);
+        let mf = if n < 2 { 0x2000 } else { 0 };
+        let fo = mf | (n * 504 / 8) as u16;
+        assert_eq!(&d[14 + 6..14 + 8], &fo.to_be_bytes());
+        l4.extend_from_slice(&d[34..]);
+    }
+    let sport = u16::from_be_bytes([l4[0], l4[1]]);
+    assert!((40000..=40999).contains(&sport), "{sport}");
+    assert_eq!(&l4[8..], &[0xab; 1200][..]);
+    let mut pseudo = ROUTER_WAN.to_vec();
+    pseudo.extend_from_slice(&REMOTE);
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(&l4);
+    assert_eq!(
+        nft_wire::checksum::checksum(&pseudo),
+        0,
+        "the UDP checksum covers the NAT"
+    );
+    assert_eq!(r.counters().reassembled, 1);
+
+    // a duplicate is dropped alone; an overlap takes the datagram's held fragments
+    let other = fragments4(
+        &{
+            let mut w = whole[14..].to_vec();
+            w[4] = 0x43;
+            w[10..12].copy_from_slice(&[0, 0]);
+            let c = nft_wire::checksum::checksum(&w[..20]);
+            w[10..12].copy_from_slice(&c.to_be_bytes());
+            w
+        },
+        &[504, 704],
+    );
+    assert!(send(&mut r, LAN, other[0].clone(), secs(2)).is_empty());
+    assert!(send(&mut r, LAN, other[0].clone(), secs(2)).is_empty());
+    assert_eq!(r.counters().dropped(Drop::FragDuplicate), 1);
+    let mut over = other[1].clone();
+    over[14 + 6..14 + 8].copy_from_slice(&(496u16 / 8).to_be_bytes());
+    fix_ipv4_checksum(&mut over);
+    assert!(send(&mut r, LAN, over, secs(2)).is_empty());
+    assert_eq!(r.counters().dropped(Drop::FragOverlap), 2);
+    // a datagram that never completes goes after 30 s
+    assert!(send(&mut r, LAN, other[1].clone(), secs(3)).is_empty());
+    assert!(send(&mut r, LAN, frags[0].clone(), secs(40)).is_empty());
+    assert_eq!(r.counters().dropped(Drop::FragTimeout), 1);
+}
+
+/// Conntrack's NAT rewrites at its own priority (-100 at prerouting, 100 at postrouting), and
+/// every NAT chain runs there whatever its priority: filter chains before see the packet as it
+/// came, chains after see it translated.
+#[test]
+fn nat_happens_at_its_hook_priority() {
+    let rules = r#"
+table inet t {
+	chain dnat {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "wan" tcp dport 8080 dnat ip to 192.168.1.20:80
+	}
+	chain before {
+		type filter hook prerouting priority -150; policy accept;
+		ip daddr 198.18.0.2 tcp dport 8080 meta mark set 1
+	}
+	chain after {
+		type filter hook prerouting priority -50; policy accept;
+		ip daddr 192.168.1.20 tcp dport 80 meta mark set meta mark | 2
+	}
+	chain late_nat {
+		type nat hook prerouting priority 50; policy accept;
+		meta mark 3 meta mark set 7
+	}
+	chain fwd {
+		type filter hook forward priority filter; policy drop;
+		meta mark 3 accept
+	}
+	chain post_late {
+		type filter hook postrouting priority 150; policy accept;
+		ip saddr 192.168.1.1 meta mark set meta mark | 8
+	}
+	chain masq {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "lan" masquerade
+	}
+}
+"#;
+    let mut r = router_with(TOPOLOGY, rules, nft_engine::Config::default());
+    let syn = tcp4(
+        GW_MAC,
+        WAN_MAC,
+        REMOTE,
+        ROUTER_WAN,
+        42000,
+        8080,
+        1,
+        Tcp::Syn,
+        b"",
+    );
+    let out = send(&mut r, WAN, syn, secs(1));
+    assert_eq!(out.len(), 1, "{:?}", r.counters().drop_map());
+    let m = check(&out[0].data);
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(ROUTER_LAN.into()), Some(SERVER.into()))
+    );
+    assert_eq!(
+        out[0].mark, 11,
+        "the late NAT chain ran at -100 (mark 1 then), post_late after the masquerade"
+    );
 }

@@ -297,6 +297,42 @@ fn ct_count_in_a_set_counts_live_connections() {
     assert_eq!(run(4, &env), HookVerdict::Accept);
 }
 
+/// `ct count` of a rule, not in a set (`nft_connlimit`): one list for the rule, counting every
+/// live connection that reached it.
+#[test]
+fn ct_count_of_a_rule_counts_live_connections() {
+    let (rs, mut st) = ruleset(
+        "table inet t { chain input { type filter hook input priority 0; policy accept;\n\
+         tcp dport 8 ct count over 2 drop\n tcp dport 9 ct count 1 counter drop } }",
+    );
+    let ct = |h: u64| {
+        Some(CtInfo {
+            state: 8,
+            handle: h,
+            ..Default::default()
+        })
+    };
+    let env = TestEnv { dead: vec![] };
+    let mut run =
+        |h, port, env: &TestEnv| input(&rs, &mut st, &mut tcp(A, port), 0, ct(h), Some(env)).0;
+    assert_eq!(run(1, 8, &env), HookVerdict::Accept);
+    assert_eq!(run(2, 8, &env), HookVerdict::Accept);
+    assert_eq!(
+        run(2, 8, &env),
+        HookVerdict::Accept,
+        "the same one counts once"
+    );
+    assert_eq!(run(3, 8, &env), HookVerdict::Drop, "a third is over 2");
+    let env = TestEnv { dead: vec![1, 3] };
+    assert_eq!(run(4, 8, &env), HookVerdict::Accept, "the ended ones leave");
+    // `ct count 1` (no `over`) matches within the count: the second rule's own list
+    assert_eq!(run(5, 9, &env), HookVerdict::Drop);
+    assert_eq!(run(6, 9, &env), HookVerdict::Accept, "two are over 1");
+    // untracked packets do not match
+    let untracked = input(&rs, &mut st, &mut tcp(A, 9), 0, None, Some(&env)).0;
+    assert_eq!(untracked, HookVerdict::Accept);
+}
+
 const MANGLE: &str = r#"
 table inet m {
 	chain pre {

@@ -76,3 +76,17 @@ impl OffloadBackend for SoftwareOnly {
     fn remove(&mut self, _id: FlowId) {}
     fn poll(&mut self, _events: &mut Vec<BackendEvent>) {}
 }
+
+/// A boxed backend, so that a router can choose one at run time
+/// (`Flowtable<Box<dyn OffloadBackend>>`: software only, or the XDP program of `nft-xdp`).
+impl<B: OffloadBackend + ?Sized> OffloadBackend for Box<B> {
+    fn add(&mut self, id: FlowId, flow: &FlowSpec) {
+        (**self).add(id, flow)
+    }
+    fn remove(&mut self, id: FlowId) {
+        (**self).remove(id)
+    }
+    fn poll(&mut self, events: &mut Vec<BackendEvent>) {
+        (**self).poll(events)
+    }
+}

@@ -12,3 +12,8 @@ pub const NOT_BUILT: &str =
 pub const fn built() -> bool {
     cfg!(xdp_built)
 }
+
+pub mod offload;
+pub mod offload_layout;
+
+pub use offload::{XdpOffload, XdpOffloadConfig, XdpOffloadError};

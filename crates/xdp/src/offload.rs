@@ -1,0 +1,653 @@
+//! `flags offload`: an [`OffloadBackend`] that forwards the flowtable's flows in the kernel,
+//! with the XDP program `bpf/offload.c` on the flowtable's devices.
+//!
+//! As the kernel's `nf_flow_offload_work` queue does, [`add`](OffloadBackend::add) only
+//! queues: entries are written by [`XdpOffload::push`] (which [`poll`](OffloadBackend::poll)
+//! calls, from the flowtable's GC every second), so a flow's first packets stay in software.
+//! A push that cannot be done (a device without XDP, a `meta mark` to replay, which XDP cannot
+//! give the stack, a full map) leaves the flow in software and is counted and reported as
+//! [`BackendEvent::Failed`]. `poll` then reads the per-CPU counters and reports, per flow,
+//! what the program forwarded since the last call and when it last did, which keeps the flow
+//! alive in the flowtable. [`remove`](OffloadBackend::remove) deletes the entries at once.
+//!
+//! # Devices
+//!
+//! Each port of the flowtable is a Linux device (the parent device for a VLAN or PPPoE port:
+//! the program sees and pushes the tags itself). The program goes on in native (driver) mode,
+//! else in generic mode; a device that takes neither is left to software with a warning in
+//! [`XdpOffload::attachments`], not an error, as OpenWrt does for devices without offload.
+//!
+//! # veth
+//!
+//! A veth only takes frames redirected into it (`ndo_xdp_xmit`, native mode) when the far end
+//! of the pair has an XDP program or GRO on; otherwise the kernel drops them. The far end is
+//! usually in another namespace (a container, a test), out of this process's reach:
+//! [`XdpOffload::attach_peer`] puts the trivial `offload_peer` program (XDP_PASS) on a device
+//! of the calling thread's namespace for that, or turn GRO on there (`ethtool -K peer gro on`).
+//! Generic mode has no such rule.
+//!
+//! # Time
+//!
+//! The program stamps packets with `bpf_ktime_get_ns` (CLOCK_MONOTONIC). The flowtable counts
+//! in the caller's `now`; [`XdpOffload::set_clock`] gives the pair (`now`, monotonic time) so
+//! that last-used times come back in the caller's time. Without it the two are taken to be the
+//! same clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use aya::maps::{DevMapHash, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues};
+use aya::programs::{Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use nft_flowtable::{BackendEvent, DirSpec, Encap, FlowId, FlowSpec, OffloadBackend, Port};
+use nft_wire::IpAddr;
+
+use crate::offload_layout::*;
+
+/// The built program, when clang was there at build time.
+#[cfg(xdp_built)]
+pub static OFFLOAD_OBJECT: Option<&[u8]> =
+    Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/offload.o")) as &[u8]);
+#[cfg(not(xdp_built))]
+pub static OFFLOAD_OBJECT: Option<&[u8]> = None;
+
+/// Why the backend could not be made. Callers print the message and use software.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpOffloadError {
+    #[error("{}", crate::NOT_BUILT)]
+    NotBuilt,
+    #[error("loading the XDP offload program: {0}")]
+    Load(String),
+}
+
+/// How the program runs on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In the driver (`xdpdrv`).
+    Native,
+    /// On the socket buffer (`xdpgeneric`): any device, slower.
+    Generic,
+}
+
+impl core::fmt::Display for Mode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Mode::Native => "native",
+            Mode::Generic => "generic",
+        })
+    }
+}
+
+/// Which modes to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModeRequest {
+    /// Native, else generic.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+/// What the backend is made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpOffloadConfig {
+    /// Each flowtable port and the Linux device it is.
+    pub devices: Vec<(Port, String)>,
+    /// Entries of the flow map (two per flow).
+    pub max_entries: u32,
+    pub mode: ModeRequest,
+}
+
+impl Default for XdpOffloadConfig {
+    fn default() -> XdpOffloadConfig {
+        XdpOffloadConfig {
+            devices: vec![],
+            max_entries: DEFAULT_MAX_FLOWS,
+            mode: ModeRequest::Auto,
+        }
+    }
+}
+
+/// One device of the flowtable and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub port: Port,
+    pub device: String,
+    pub ifindex: u32,
+    /// `None`: the device took no XDP program; its flows stay in software.
+    pub mode: Option<Mode>,
+    /// Why not, for the log.
+    pub warning: Option<String>,
+}
+
+/// The backend's own counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XdpOffloadStats {
+    /// Flows written to the map.
+    pub pushed: u64,
+    /// Flows left in software because the map was full.
+    pub map_full: u64,
+    /// Flows left in software for another reason (device without XDP, `meta mark`, ...).
+    pub failed: u64,
+    /// Flows taken out of the map.
+    pub removed: u64,
+    /// Flows in the map now.
+    pub active: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    keys: [OffloadKey; 2],
+    slots: [u32; 2],
+    /// Totals already reported, per direction.
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    last_ns: u64,
+}
+
+/// The XDP flow-offload backend.
+pub struct XdpOffload {
+    ebpf: Ebpf,
+    flows: BpfHashMap<MapData, OffloadKey, OffloadValue>,
+    stats_map: PerCpuArray<MapData, OffloadStats>,
+    reasons: PerCpuArray<MapData, u64>,
+    tx: DevMapHash<MapData>,
+    attachments: Vec<Attachment>,
+    ifindex: HashMap<Port, u32>,
+    queue: VecDeque<(FlowId, FlowSpec)>,
+    entries: HashMap<FlowId, Entry>,
+    free_slots: Vec<u32>,
+    results: Vec<BackendEvent>,
+    stats: XdpOffloadStats,
+    cpus: usize,
+    /// (caller's now, monotonic ns) at the last `set_clock`.
+    clock: Option<(Duration, u64)>,
+}
+
+/// The error and its sources, one line (the verifier's log is in a source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+fn err<E: std::error::Error>(e: E) -> XdpOffloadError {
+    XdpOffloadError::Load(chain(&e))
+}
+
+/// A device's index in the calling thread's network namespace, 0 when there is none.
+pub fn ifindex_of(name: &str) -> u32 {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return 0;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
+/// Reads CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` counts in, for
+/// [`XdpOffload::set_clock`].
+pub fn monotonic_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn addr16(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+        IpAddr::V6(v) => v.octets(),
+    }
+}
+
+/// Adds the RFC 1624 terms of 16-bit words changing from `old` to `new`; nothing for an
+/// unchanged field, as the software fast path does, so both give the same checksums.
+fn change(acc: &mut u64, old: &[u8], new: &[u8]) {
+    if old == new {
+        return;
+    }
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        *acc += u64::from(!u16::from_be_bytes([o[0], o[1]]));
+        *acc += u64::from(u16::from_be_bytes([n[0], n[1]]));
+    }
+}
+
+/// The full egress link header of an encapsulation, as the software fast path writes it.
+fn link_header(dst: [u8; 6], src: [u8; 6], encap: Encap, v6: bool) -> ([u8; 22], u8) {
+    let (ethertype, ppp) = if v6 {
+        (0x86dd_u16, 0x0057_u16)
+    } else {
+        (0x0800, 0x0021)
+    };
+    let mut h = [0u8; 22];
+    h[..6].copy_from_slice(&dst);
+    h[6..12].copy_from_slice(&src);
+    match encap {
+        Encap::None => h[12..14].copy_from_slice(&ethertype.to_be_bytes()),
+        Encap::Vlan(id) => {
+            h[12..14].copy_from_slice(&0x8100_u16.to_be_bytes());
+            h[14..16].copy_from_slice(&(id & 0x0fff).to_be_bytes());
+            h[16..18].copy_from_slice(&ethertype.to_be_bytes());
+        }
+        Encap::QinQ { outer, inner } => {
+            h[12..14].copy_from_slice(&0x88a8_u16.to_be_bytes());
+            h[14..16].copy_from_slice(&(outer & 0x0fff).to_be_bytes());
+            h[16..18].copy_from_slice(&0x8100_u16.to_be_bytes());
+            h[18..20].copy_from_slice(&(inner & 0x0fff).to_be_bytes());
+            h[20..22].copy_from_slice(&ethertype.to_be_bytes());
+        }
+        Encap::Pppoe(session) => {
+            h[12..14].copy_from_slice(&0x8864_u16.to_be_bytes());
+            h[14] = 0x11;
+            h[16..18].copy_from_slice(&session.to_be_bytes());
+            h[20..22].copy_from_slice(&ppp.to_be_bytes());
+        }
+    }
+    (h, encap.header_len() as u8)
+}
+
+fn encap_code(e: Encap) -> (u8, [u16; 2]) {
+    match e {
+        Encap::None => (ENCAP_NONE, [0, 0]),
+        Encap::Vlan(id) => (ENCAP_VLAN, [id & 0x0fff, 0]),
+        Encap::QinQ { outer, inner } => (ENCAP_QINQ, [outer & 0x0fff, inner & 0x0fff]),
+        Encap::Pppoe(s) => (ENCAP_PPPOE, [s, 0]),
+    }
+}
+
+/// The map key of a direction.
+pub fn key_of(d: &DirSpec, ifindex: u32) -> OffloadKey {
+    OffloadKey {
+        src: addr16(d.tuple.src),
+        dst: addr16(d.tuple.dst),
+        sport: d.tuple.sport.to_be(),
+        dport: d.tuple.dport.to_be(),
+        ifindex,
+        proto: d.tuple.proto,
+        v6: u8::from(d.tuple.src.is_ipv6()),
+        pad: [0; 2],
+    }
+}
+
+/// The rewrite plan of direction `d` of `flow` (the other direction gives the link header
+/// its frames must arrive with), leaving through `out_ifindex`, counting in `slot`.
+pub fn value_of(flow: &FlowSpec, d: usize, out_ifindex: u32, slot: u32) -> OffloadValue {
+    let this = &flow.dirs[d & 1];
+    let back = &flow.dirs[(d & 1) ^ 1];
+    let t = &this.tuple;
+    let r = &this.rewritten;
+    let v6 = t.src.is_ipv6();
+    let (src, dst, nsrc, ndst) = (addr16(t.src), addr16(t.dst), addr16(r.src), addr16(r.dst));
+    let alen = if v6 { 0 } else { 12 };
+    let mut addrs = 0u64;
+    change(&mut addrs, &src[alen..], &nsrc[alen..]);
+    change(&mut addrs, &dst[alen..], &ndst[alen..]);
+    let mut l4 = addrs;
+    change(&mut l4, &t.sport.to_be_bytes(), &r.sport.to_be_bytes());
+    change(&mut l4, &t.dport.to_be_bytes(), &r.dport.to_be_bytes());
+    // The TTL/protocol word loses 0x0100: its term is constant for any TTL above 1.
+    let ip = addrs + 0xfeff;
+    let nat = src != nsrc || dst != ndst || t.sport != r.sport || t.dport != r.dport;
+    let e = &this.egress;
+    let (out_hdr, out_hl) = link_header(e.dst_mac, e.src_mac, e.encap, v6);
+    let (in_encap, in_tag) = encap_code(back.egress.encap);
+    let mut flags = 0;
+    if nat {
+        flags |= F_NAT;
+    }
+    if v6 {
+        flags |= F_V6;
+    }
+    OffloadValue {
+        new_src: nsrc,
+        new_dst: ndst,
+        new_sport: r.sport.to_be(),
+        new_dport: r.dport.to_be(),
+        ip_delta: nft_wire::checksum::fold(ip),
+        l4_delta: nft_wire::checksum::fold(l4),
+        out_ifindex,
+        stats_slot: slot,
+        mtu: e.mtu,
+        flags,
+        dscp: this.mangles.dscp.map_or(u8::MAX, |d| d & 0x3f),
+        in_mac: back.egress.src_mac,
+        in_encap,
+        out_hl,
+        in_tag,
+        out_hdr,
+        out_encap: encap_code(e.encap).0,
+        pad: 0,
+    }
+}
+
+impl XdpOffload {
+    /// Loads the program, attaches it to the devices (native, else generic; a device that
+    /// takes neither is reported in [`attachments`](Self::attachments) and its flows stay in
+    /// software) and fills the egress device map. Without the built object the error's
+    /// message is [`crate::NOT_BUILT`].
+    pub fn new(cfg: &XdpOffloadConfig) -> Result<XdpOffload, XdpOffloadError> {
+        let obj = OFFLOAD_OBJECT.ok_or(XdpOffloadError::NotBuilt)?;
+        let max = cfg.max_entries.max(2);
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("offload_flows", max)
+            .map_max_entries("offload_stats", max)
+            .load(obj)
+            .map_err(err)?;
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| XdpOffloadError::Load(format!("map {name} missing")))
+        };
+        let flows = BpfHashMap::try_from(take(&mut ebpf, "offload_flows")?).map_err(err)?;
+        let stats_map = PerCpuArray::try_from(take(&mut ebpf, "offload_stats")?).map_err(err)?;
+        let reasons = PerCpuArray::try_from(take(&mut ebpf, "offload_reasons")?).map_err(err)?;
+        let tx = DevMapHash::try_from(take(&mut ebpf, "offload_tx")?).map_err(err)?;
+        for name in ["offload", "offload_peer"] {
+            let p: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or_else(|| XdpOffloadError::Load(format!("program {name} missing")))?
+                .try_into()
+                .map_err(err)?;
+            p.load().map_err(err)?;
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| err(e))?;
+        let mut me = XdpOffload {
+            ebpf,
+            flows,
+            stats_map,
+            reasons,
+            tx,
+            attachments: vec![],
+            ifindex: HashMap::new(),
+            queue: VecDeque::new(),
+            entries: HashMap::new(),
+            free_slots: (0..max).rev().collect(),
+            results: vec![],
+            stats: XdpOffloadStats::default(),
+            cpus,
+            clock: None,
+        };
+        for (port, dev) in &cfg.devices {
+            let a = me.attach(*port, dev, cfg.mode);
+            if a.mode.is_some() {
+                me.ifindex.insert(*port, a.ifindex);
+            }
+            me.attachments.push(a);
+        }
+        Ok(me)
+    }
+
+    fn attach(&mut self, port: Port, dev: &str, req: ModeRequest) -> Attachment {
+        let ifindex = ifindex_of(dev);
+        let mut a = Attachment {
+            port,
+            device: dev.to_string(),
+            ifindex,
+            mode: None,
+            warning: None,
+        };
+        if ifindex == 0 {
+            a.warning = Some(format!("{dev}: no such device; its flows stay in software"));
+            return a;
+        }
+        let tries: &[Mode] = match req {
+            ModeRequest::Auto => &[Mode::Native, Mode::Generic],
+            ModeRequest::Native => &[Mode::Native],
+            ModeRequest::Generic => &[Mode::Generic],
+        };
+        let mut why = vec![];
+        for &m in tries {
+            let xm = match m {
+                Mode::Native => XdpMode::Driver,
+                Mode::Generic => XdpMode::Skb,
+            };
+            let r = match self.ebpf.program_mut("offload") {
+                Some(p) => match <&mut Xdp>::try_from(p) {
+                    Ok(x) => x
+                        .attach_to_if_index(ifindex, xm)
+                        .map(|_| ())
+                        .map_err(|e| chain(&e)),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => Err("program missing".into()),
+            };
+            match r {
+                Ok(()) => {
+                    if let Err(e) = self.tx.insert(ifindex, ifindex, None, 0) {
+                        why.push(format!("egress map: {e}"));
+                        break;
+                    }
+                    a.mode = Some(m);
+                    return a;
+                }
+                Err(e) => why.push(format!("{m}: {e}")),
+            }
+        }
+        a.warning = Some(format!(
+            "{dev}: cannot take the XDP offload program ({}); its flows stay in software",
+            why.join("; ")
+        ));
+        a
+    }
+
+    /// Puts the `offload_peer` program (XDP_PASS) on `dev`, in the calling thread's network
+    /// namespace: the far end of a veth the offload program redirects into needs one.
+    pub fn attach_peer(&mut self, dev: &str) -> Result<(), XdpOffloadError> {
+        let ifindex = ifindex_of(dev);
+        if ifindex == 0 {
+            return Err(XdpOffloadError::Load(format!("{dev}: no such device")));
+        }
+        self.attach_peer_ifindex(ifindex)
+    }
+
+    /// [`attach_peer`](Self::attach_peer) by interface index.
+    pub fn attach_peer_ifindex(&mut self, ifindex: u32) -> Result<(), XdpOffloadError> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut("offload_peer")
+            .ok_or_else(|| XdpOffloadError::Load("program offload_peer missing".into()))?
+            .try_into()
+            .map_err(err)?;
+        p.attach_to_if_index(ifindex, XdpMode::Driver)
+            .or_else(|_| p.attach_to_if_index(ifindex, XdpMode::Skb))
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    /// The devices and the mode the program runs in on each.
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    pub fn stats(&self) -> XdpOffloadStats {
+        XdpOffloadStats {
+            active: self.entries.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The caller's time `now` is monotonic time `mono` (see the module documentation).
+    pub fn set_clock(&mut self, now: Duration, mono: Duration) {
+        self.clock = Some((now, u64::try_from(mono.as_nanos()).unwrap_or(u64::MAX)));
+    }
+
+    /// Flows queued and not yet pushed.
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether flow `id` is in the map.
+    pub fn contains(&self, id: FlowId) -> bool {
+        self.entries.contains_key(&id)
+    }
+
+    /// What the program did with frames so far, by reason (`forwarded`, `miss`, ...), summed
+    /// over CPUs.
+    pub fn reasons(&self) -> Vec<(&'static str, u64)> {
+        REASONS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let n = self
+                    .reasons
+                    .get(&(i as u32), 0)
+                    .map(|v| v.iter().sum())
+                    .unwrap_or(0);
+                (*name, n)
+            })
+            .collect()
+    }
+
+    /// Writes the queued flows into the map. Each gives [`BackendEvent::Added`] or
+    /// [`BackendEvent::Failed`] at the next [`poll`](OffloadBackend::poll).
+    pub fn push(&mut self) {
+        while let Some((id, flow)) = self.queue.pop_front() {
+            let ev = match self.push_one(id, &flow) {
+                Ok(()) => {
+                    self.stats.pushed += 1;
+                    BackendEvent::Added(id)
+                }
+                Err(full) => {
+                    if full {
+                        self.stats.map_full += 1;
+                    } else {
+                        self.stats.failed += 1;
+                    }
+                    BackendEvent::Failed(id)
+                }
+            };
+            self.results.push(ev);
+        }
+    }
+
+    /// `Err(true)`: the map is full; `Err(false)`: another reason.
+    fn push_one(&mut self, id: FlowId, flow: &FlowSpec) -> Result<(), bool> {
+        if self.entries.contains_key(&id) {
+            return Ok(());
+        }
+        if flow.dirs.iter().any(|d| d.mangles.meta_mark.is_some()) {
+            return Err(false);
+        }
+        let mut ins = [0u32; 2];
+        let mut outs = [0u32; 2];
+        for d in 0..2 {
+            ins[d] = *self.ifindex.get(&flow.dirs[d].ingress).ok_or(false)?;
+            outs[d] = *self.ifindex.get(&flow.dirs[d].egress.port).ok_or(false)?;
+        }
+        if self.free_slots.len() < 2 {
+            return Err(true);
+        }
+        let slots = [
+            self.free_slots.pop().ok_or(true)?,
+            self.free_slots.pop().ok_or(true)?,
+        ];
+        let keys = [key_of(&flow.dirs[0], ins[0]), key_of(&flow.dirs[1], ins[1])];
+        let mut result = Ok(());
+        for d in 0..2 {
+            if let Ok(z) = PerCpuValues::try_from(vec![OffloadStats::default(); self.cpus]) {
+                let _ = self.stats_map.set(slots[d], z, 0);
+            }
+            let v = value_of(flow, d, outs[d], slots[d]);
+            if let Err(e) = self.flows.insert(keys[d], v, 0) {
+                let full = matches!(&e, MapError::SyscallError(s)
+                    if matches!(s.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOMEM | libc::ENOSPC)));
+                for k in &keys[..d] {
+                    let _ = self.flows.remove(k);
+                }
+                result = Err(full);
+                break;
+            }
+        }
+        if result.is_err() {
+            self.free_slots.extend_from_slice(&slots);
+            return result;
+        }
+        self.entries.insert(
+            id,
+            Entry {
+                keys,
+                slots,
+                packets: [0; 2],
+                bytes: [0; 2],
+                last_ns: 0,
+            },
+        );
+        Ok(())
+    }
+
+    fn to_caller_time(&self, ns: u64) -> Duration {
+        match self.clock {
+            Some((now, mono)) => now.saturating_sub(Duration::from_nanos(mono.saturating_sub(ns))),
+            None => Duration::from_nanos(ns),
+        }
+    }
+
+    /// Per direction: packets, bytes, last-used ns, summed (latest) over CPUs.
+    fn read_slot(&self, slot: u32) -> (u64, u64, u64) {
+        match self.stats_map.get(&slot, 0) {
+            Ok(v) => v.iter().fold((0, 0, 0), |(p, b, t), s| {
+                (p + s.packets, b + s.bytes, t.max(s.last_used_ns))
+            }),
+            Err(_) => (0, 0, 0),
+        }
+    }
+}
+
+impl OffloadBackend for XdpOffload {
+    fn add(&mut self, id: FlowId, flow: &FlowSpec) {
+        self.queue.push_back((id, *flow));
+    }
+
+    fn remove(&mut self, id: FlowId) {
+        self.queue.retain(|(q, _)| *q != id);
+        if let Some(e) = self.entries.remove(&id) {
+            for k in &e.keys {
+                let _ = self.flows.remove(k);
+            }
+            self.free_slots.extend_from_slice(&e.slots);
+            self.stats.removed += 1;
+        }
+    }
+
+    fn poll(&mut self, events: &mut Vec<BackendEvent>) {
+        self.push();
+        events.append(&mut self.results);
+        let ids: Vec<FlowId> = self.entries.keys().copied().collect();
+        for id in ids {
+            let Some(e) = self.entries.get(&id).copied() else {
+                continue;
+            };
+            let s = [self.read_slot(e.slots[0]), self.read_slot(e.slots[1])];
+            let packets = [
+                s[0].0.saturating_sub(e.packets[0]),
+                s[1].0.saturating_sub(e.packets[1]),
+            ];
+            if packets == [0, 0] {
+                continue;
+            }
+            let bytes = [
+                s[0].1.saturating_sub(e.bytes[0]),
+                s[1].1.saturating_sub(e.bytes[1]),
+            ];
+            let last_ns = s[0].2.max(s[1].2).max(e.last_ns);
+            events.push(BackendEvent::Stats {
+                id,
+                packets,
+                bytes,
+                last_used: self.to_caller_time(last_ns),
+            });
+            if let Some(m) = self.entries.get_mut(&id) {
+                m.packets = [s[0].0, s[1].0];
+                m.bytes = [s[0].1, s[1].1];
+                m.last_ns = last_ns;
+            }
+        }
+    }
+}

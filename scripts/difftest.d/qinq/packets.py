@@ -1,0 +1,12 @@
+c = station("br-lan", "02:00:00:10:00:00")
+srv = station("br-lan", "02:00:00:10:00:01")
+s = station("wan.10", "02:00:00:00:02:fe")
+tcp_session(c, s, "192.168.1.100", "198.18.5.5", 40000, 80, seen_caddr="198.18.0.2")
+c.udp("192.168.1.100", "198.18.5.53", 40001, 53, b"query")
+s.udp("198.18.5.53", "198.18.0.2", 53, 40001, b"answer")
+tcp_session(s, srv, "198.18.9.9", "192.168.1.101", 50000, 80, seen_saddr="198.18.0.2", seen_dport=8080)
+s.tcp("198.18.9.9", "192.168.1.100", 50001, 22, "S", 1)
+c.udp("192.168.1.100", "198.18.5.5", 40003, 7, b"ttl", ttl=1)
+# only the outer tag, or the inner one alone: no interface takes them
+raw("eth1", bytes.fromhex("020000000201" "0200000002fe" "88a8" "0064" "0800") + bytes(46))
+raw("eth1", bytes.fromhex("020000000201" "0200000002fe" "8100" "000a" "0800") + bytes(46))
