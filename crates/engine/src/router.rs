@@ -451,10 +451,7 @@ impl Router {
         } else {
             Vec::new()
         };
-        self.offload.fast_path(slots, now);
-        let slow = (0..slots.len())
-            .filter(|&i| self.offload.forwarded(i).is_none())
-            .count();
+        let slow = slots.len() - self.offload.fast_path(slots, now);
         if slow > 0 {
             self.ct.gc(now, slow.saturating_mul(2));
         }

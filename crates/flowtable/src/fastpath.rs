@@ -114,6 +114,15 @@ impl FrameSlot {
         self.head
     }
 
+    /// The frame's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The frame as a vector of its own bytes (the buffer, moved down in place).
     pub fn into_vec(mut self) -> Vec<u8> {
         self.buf.truncate(self.head + self.len);
