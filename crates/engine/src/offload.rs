@@ -420,16 +420,18 @@ impl Offload {
     /// Each flowtable runs over the runs of consecutive slots that arrived on its devices,
     /// in place: a hit neither copies nor allocates. A slot without headroom for a longer
     /// link header out (untagged in, VLAN or PPPoE out) goes again in a copy that has some.
-    pub fn fast_path(&mut self, slots: &mut [FrameSlot], now: Duration) {
+    /// Returns how many frames it forwarded.
+    pub fn fast_path(&mut self, slots: &mut [FrameSlot], now: Duration) -> usize {
         self.results.clear();
         self.results.resize(slots.len(), None);
         if !self.enabled || self.flows.is_empty() {
-            return;
+            return 0;
         }
         self.rx_len.clear();
-        self.rx_len.extend(slots.iter().map(|s| s.frame().len()));
+        self.rx_len.extend(slots.iter().map(FrameSlot::len));
         self.actions.clear();
         self.actions.resize(slots.len(), Action::None);
+        let mut forwarded = 0;
         let port_table = &self.port_table;
         let table_of = |s: &FrameSlot| port_table.get(usize::from(s.port)).copied().flatten();
         for (t, rt) in self.tables.iter_mut().enumerate() {
@@ -455,15 +457,19 @@ impl Offload {
                     .zip(&mut self.results[i..end])
                     .zip(&self.rx_len[i..end]);
                 for (((slot, &action), result), &rx_len) in done {
-                    let mut action = action;
-                    if action == Action::Punt(Punt::NoHeadroom) {
-                        let mut s = FrameSlot::new(slot.port, slot.frame());
-                        action = rt.ft.process(&mut s, now);
-                        if let Action::Forward(_) = action {
-                            *slot = s;
+                    let action = match action {
+                        Action::Punt(Punt::NoHeadroom) => {
+                            let mut s = FrameSlot::new(slot.port, slot.frame());
+                            let a = rt.ft.process(&mut s, now);
+                            if let Action::Forward(_) = a {
+                                *slot = s;
+                            }
+                            a
                         }
-                    }
+                        a => a,
+                    };
                     if let Action::Forward(p) = action {
+                        forwarded += 1;
                         *result = Some(Forwarded {
                             egress: usize::from(p),
                             rx_len,
@@ -473,6 +479,7 @@ impl Offload {
                 i = end;
             }
         }
+        forwarded
     }
 
     /// Where the fast path sent frame `i` of the last burst, and its length as it arrived.
