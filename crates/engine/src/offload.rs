@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use nft_conntrack::{Conn, ConnId, Direction, Table, TcpState};
+use nft_conntrack::{Conn, ConnId, Direction, Table, TcpState, Tuple};
 use nft_flowtable::{
     Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles, Path, Punt,
 };
@@ -59,15 +59,23 @@ struct Forwarded {
     rx_len: usize,
 }
 
+/// One direction of a connection as its last slow-path packet left.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    port: Option<u16>,
+    mangles: Mangles,
+}
+
 /// The flowtables and what ties them to connections.
 pub struct Offload {
     enabled: bool,
     tables: Vec<RouterFlowtable>,
     /// For each interface, the flowtable whose devices include it.
     port_table: Vec<Option<usize>>,
-    /// The port each direction of a forwarded connection last arrived on: a flow keys each
-    /// direction on it, and the packet that admits a flow shows only its own.
-    ingress: HashMap<ConnId, [Option<u16>; 2]>,
+    /// What each direction of a forwarded connection last showed on the slow path: the port
+    /// it arrived on (a flow keys each direction on it, and the packet that admits a flow
+    /// shows only its own) and the mangles its walk applied, replayed by the fast path.
+    seen: HashMap<ConnId, [Seen; 2]>,
     flows: HashMap<ConnId, (usize, FlowId)>,
     next_gc: Duration,
     fib_gen: u64,
@@ -195,7 +203,7 @@ impl Offload {
             enabled,
             tables,
             port_table,
-            ingress: HashMap::new(),
+            seen: HashMap::new(),
             flows: HashMap::new(),
             next_gc: Duration::ZERO,
             fib_gen: 0,
@@ -332,7 +340,50 @@ impl Offload {
         let tables = &self.tables;
         self.flows
             .retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.contains(*fid)));
-        self.ingress.retain(|id, _| ct.get(*id).is_some());
+        self.seen.retain(|id, _| ct.get(*id).is_some());
+    }
+
+    /// After a ruleset swap (`self` built from the new ruleset): each flowtable of `old` whose
+    /// table, name and devices the new ruleset has again hands its flows over; the flows of the
+    /// others are flushed back to the slow path.
+    pub fn take_flows_from(&mut self, old: Offload, ct: &mut Table, now: Duration) {
+        let Offload {
+            tables,
+            ingress,
+            flows,
+            next_gc,
+            fib_gen,
+            admitted,
+            refused,
+            ..
+        } = old;
+        self.ingress = ingress;
+        self.next_gc = next_gc;
+        self.fib_gen = fib_gen;
+        self.admitted = admitted;
+        self.refused = refused;
+        let mut moved = vec![None; tables.len()];
+        for (ot, t) in tables.into_iter().enumerate() {
+            let same = self
+                .tables
+                .iter()
+                .position(|n| n.table == t.table && n.name == t.name && n.ports == t.ports);
+            match same {
+                Some(nt) if self.enabled => {
+                    self.tables[nt].ft = t.ft;
+                    moved[ot] = Some(nt);
+                }
+                _ => {
+                    let mut ft = t.ft;
+                    ft.flush(ct, now);
+                }
+            }
+        }
+        for (conn, (t, fid)) in flows {
+            if let Some(Some(nt)) = moved.get(t) {
+                self.flows.insert(conn, (*nt, fid));
+            }
+        }
     }
 
     /// An interface went up or down; down, its flows are torn down.
@@ -433,15 +484,19 @@ impl Offload {
     }
 
     /// A packet of `id` in direction `dir` that arrived on `ingress` was forwarded by the
-    /// slow path.
-    pub fn forwarded_slow(&mut self, id: ConnId, dir: Direction, ingress: usize) {
+    /// slow path, whose walk applied `mangles` to it (beyond the kernel: the flow admitted
+    /// later replays each direction's last ones instead of losing them).
+    pub fn forwarded_slow(&mut self, id: ConnId, dir: Direction, ingress: usize, mangles: Mangles) {
         if !self.enabled {
             return;
         }
         let Ok(port) = u16::try_from(ingress) else {
             return;
         };
-        self.ingress.entry(id).or_default()[dir.index()] = Some(port);
+        self.seen.entry(id).or_default()[dir.index()] = Seen {
+            port: Some(port),
+            mangles,
+        };
     }
 
     fn refuse(&mut self, why: &'static str) {
@@ -470,10 +525,11 @@ impl Offload {
             self.refuse("udp_not_assured");
             return false;
         }
-        let Some(ports) = self.ingress.get(&id).copied() else {
+        let Some(seen) = self.seen.get(&id).copied() else {
             self.refuse("reply_not_seen");
             return false;
         };
+        let ports = [seen[0].port, seen[1].port];
         let paths = match Self::paths(c, ports, fib, topo) {
             Ok(p) => p,
             Err(why) => {
@@ -487,7 +543,7 @@ impl Offload {
             conn: Some(id),
             meta,
             paths,
-            mangles: [Mangles::default(); 2],
+            mangles: [seen[0].mangles, seen[1].mangles],
             fib_generation: fib.generation(),
         };
         let Some(rt) = self.tables.get_mut(t) else {
@@ -524,6 +580,45 @@ impl Offload {
             paths[d] = Path { ingress, egress };
         }
         Ok(paths)
+    }
+
+    /// For a fast-path trace: the flowtable and flow a frame of `tuple` arriving on `port`
+    /// took, its direction, and the rewrite (`fw ft flow 3 original udp src=... nat
+    /// src=203.0.113.1 sport=61000`). Control plane speed: tracing only.
+    pub fn describe(&self, port: u16, tuple: &Tuple, now: Duration) -> Option<String> {
+        for t in &self.tables {
+            let Some((id, dir)) = t.ft.lookup(tuple, port) else {
+                continue;
+            };
+            let info = t.ft.info(id, now)?;
+            let d = dir.index();
+            let target = info.tuples[1 - d].invert().unwrap_or(*tuple);
+            let mut s = format!(
+                "{} {} flow {} {} {} {}",
+                t.table,
+                t.name,
+                id.index(),
+                dir.name(),
+                nft_conntrack::proto_name(tuple.proto),
+                tuple
+            );
+            let mut nat = String::new();
+            for (what, old, new) in [
+                ("src", tuple.src.to_string(), target.src.to_string()),
+                ("dst", tuple.dst.to_string(), target.dst.to_string()),
+                ("sport", tuple.sport.to_string(), target.sport.to_string()),
+                ("dport", tuple.dport.to_string(), target.dport.to_string()),
+            ] {
+                if old != new {
+                    nat += &format!(" {what}={new}");
+                }
+            }
+            if !nat.is_empty() {
+                s += &format!(" nat{nat}");
+            }
+            return Some(s);
+        }
+        None
     }
 
     /// The flowtables and their flows, interface numbers given as names.

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use nft_conntrack::{
     apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
-    Status, Table,
+    Status, Table, Tuple,
 };
-use nft_flowtable::FrameSlot;
+use nft_flowtable::{FrameSlot, Mangles};
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
 
@@ -78,6 +78,10 @@ pub struct Config {
     pub log_capacity: usize,
     /// Flow offload: off, `flow add` is a no-op and every packet takes the slow path.
     pub offload: bool,
+    /// Live mode: a next hop without a known MAC is dropped as `neighbour_unresolved` and
+    /// queued for [`Router::take_unresolved`] (the caller has the kernel resolve it), instead
+    /// of `no_neighbour` (static neighbours only).
+    pub resolve_neighbours: bool,
 }
 
 impl Default for Config {
@@ -88,6 +92,7 @@ impl Default for Config {
             trace: false,
             log_capacity: 10_000,
             offload: true,
+            resolve_neighbours: false,
         }
     }
 }
@@ -265,6 +270,8 @@ struct Walk {
     /// reassembled datagram, or the whole payload to cut at the egress MTU), and the IP
     /// length of the largest fragment that came in (`frag_max_size`).
     frags: Option<(Vec<usize>, usize, u32)>,
+    /// `ct mark set` during this walk: the value, for the flow's mangle replay.
+    ct_mark: Option<u32>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -296,7 +303,12 @@ pub struct Router {
     flow_names: Vec<String>,
     /// Fragments waiting for the rest of their datagram.
     defrag: Defrag,
+    /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
+    unresolved: Vec<(usize, IpAddr)>,
 }
+
+/// How many unresolved next hops are queued between two [`Router::take_unresolved`] calls.
+const UNRESOLVED_MAX: usize = 256;
 
 fn addr_bits(a: IpAddr) -> u128 {
     match a {
@@ -352,6 +364,7 @@ impl Router {
             tx: vec![],
             flow_names: vec![],
             defrag: Defrag::new(DefragConfig::default()),
+            unresolved: vec![],
         }
     }
 
@@ -409,6 +422,7 @@ impl Router {
             match s {
                 Sent::Frame(f) => out.push(f),
                 Sent::Slot { slot, egress } => {
+                    let mark = slots.get(slot).and_then(|s| s.mark).unwrap_or(0);
                     let data = slots
                         .get_mut(slot)
                         .map(|s| std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec())
@@ -416,7 +430,7 @@ impl Router {
                     out.push(TxFrame {
                         egress: Port::Iface(egress),
                         data,
-                        mark: 0,
+                        mark,
                         priority: 0,
                     });
                 }
@@ -433,22 +447,46 @@ impl Router {
     /// taken (the slot is left empty, to be refilled) and what it sends leaves as
     /// [`Sent::Frame`]. `out` is appended to in order.
     pub fn process_slots(&mut self, slots: &mut [FrameSlot], now: Duration, out: &mut Vec<Sent>) {
-        let budget = self
-            .cfg
-            .gc_budget
-            .saturating_add(slots.len().saturating_mul(2));
-        self.ct.gc(now, budget);
+        // Conntrack GC keeps pace with what makes connections: a fixed budget per burst and
+        // two slots per slow-path frame (below). Fast-path frames make none, and scanning
+        // for them cost as much as a third of the flowtable's own work a packet.
+        self.ct.gc(now, self.cfg.gc_budget);
         if self.defrag.queues() > 0 {
             let expired = self.defrag.expire(now);
             self.counters.drops[Drop::FragTimeout.index()] += expired as u64;
         }
         self.offload.tick(&mut self.ct, &self.fib, &self.topo, now);
+        // with tracing, each frame's tuple as it arrived (the fast path rewrites in place)
+        let before: Vec<Option<Tuple>> = if self.cfg.trace {
+            slots.iter().map(|s| self.fast_trace_key(s)).collect()
+        } else {
+            Vec::new()
+        };
         self.offload.fast_path(slots, now);
+        let slow = (0..slots.len())
+            .filter(|&i| self.offload.forwarded(i).is_none())
+            .count();
+        if slow > 0 {
+            self.ct.gc(now, slow.saturating_mul(2));
+        }
         let mut tx = std::mem::take(&mut self.tx);
         for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
             let ingress = usize::from(s.port);
             if let Some((egress, rx_len)) = self.offload.forwarded(i) {
+                if let Some(t) = before.get(i) {
+                    let flow = t
+                        .and_then(|t| self.offload.describe(s.port, &t, now))
+                        .unwrap_or_default();
+                    let name =
+                        |i: usize| self.topo.interfaces.get(i).map_or("?", |i| i.name.as_str());
+                    self.trace.push(format!(
+                        "trace id {:08x} fast path: iif \"{}\" length {rx_len} flowtable {flow} oif \"{}\" (verdict forward)",
+                        self.packet_no,
+                        name(ingress),
+                        name(egress)
+                    ));
+                }
                 if let Some(c) = self.counters.rx.get_mut(ingress) {
                     c.add(rx_len);
                 }
@@ -595,6 +633,7 @@ impl Router {
             flow_add: None,
             local: false,
             frags: None,
+            ct_mark: None,
         };
         let mut meta = meta;
         match self.hook(
@@ -651,11 +690,20 @@ impl Router {
                 }
             }
         }
+        let dscp_in = ip_dscp(&data[start..], &meta);
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
             if let Ok(Fate::Tx { .. }) = fate {
-                self.offload.forwarded_slow(id, dir, ingress);
+                // what the walk set, for the fast path to replay (a DSCP left as it came is
+                // not replayed: the packets behind keep theirs, as the walk would)
+                let dscp_out = ip_dscp(&data[start..], &meta);
+                let mangles = Mangles {
+                    meta_mark: (w.mark != 0).then_some(w.mark),
+                    ct_mark: w.ct_mark,
+                    dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
+                };
+                self.offload.forwarded_slow(id, dir, ingress, mangles);
                 if let Some((t, family)) = w.flow_add {
                     if self.offload.admit(
                         t,
@@ -926,11 +974,18 @@ impl Router {
             Some(m) => m,
             None => {
                 let next = nh.via.or(meta.dst_addr).ok_or(Drop::NoNeighbour)?;
-                *self
-                    .topo
-                    .neighbours
-                    .get(&(oif, next))
-                    .ok_or(Drop::NoNeighbour)?
+                match self.topo.neighbours.get(&(oif, next)) {
+                    Some(m) => *m,
+                    None if self.cfg.resolve_neighbours => {
+                        if self.unresolved.len() < UNRESOLVED_MAX
+                            && !self.unresolved.contains(&(oif, next))
+                        {
+                            self.unresolved.push((oif, next));
+                        }
+                        return Err(Drop::NeighbourUnresolved);
+                    }
+                    None => return Err(Drop::NoNeighbour),
+                }
             }
         };
         Ok(Fate::Tx {
@@ -1167,6 +1222,7 @@ impl Router {
                 if let Some(c) = self.ct.get_mut(id) {
                     if let Some(m) = upd.ct_mark {
                         c.mark = m;
+                        w.ct_mark = Some(m);
                     }
                     if let Some(l) = upd.ct_label {
                         c.labels = l;
@@ -1286,19 +1342,27 @@ impl Router {
         self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
     }
 
-    /// The packet line that starts a walk: where it came in and its addresses and ports.
-    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+    /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.
+    fn fast_trace_key(&self, s: &FrameSlot) -> Option<Tuple> {
+        let m = nft_wire::parse_frame(s.frame()).ok()?;
+        let (sp, dp) = m.ports?;
+        Some(Tuple::new(
+            m.src_addr?,
+            m.dst_addr?,
+            m.ip_protocol.map(u8::from)?,
+            sp,
+            dp,
+        ))
+    }
+
+    fn packet_line(&self, ingress: usize, data: &[u8]) -> String {
         let iif = self
             .topo
             .interfaces
             .get(ingress)
             .map(|i| i.name.as_str())
             .unwrap_or("?");
-        let mut line = format!(
-            "trace id {:08x} packet: iif \"{iif}\" length {}",
-            self.packet_no,
-            data.len()
-        );
+        let mut line = format!("packet: iif \"{iif}\" length {}", data.len());
         if let Ok(m) = nft_wire::parse_frame(data) {
             if let (Some(s), Some(d)) = (m.src_addr, m.dst_addr) {
                 let fam = if s.is_ipv4() { "ip" } else { "ip6" };
@@ -1313,6 +1377,16 @@ impl Router {
                 }
             }
         }
+        line
+    }
+
+    /// The packet line that starts a walk: where it came in and its addresses and ports.
+    fn trace_packet(&mut self, ingress: usize, data: &[u8]) {
+        let line = format!(
+            "trace id {:08x} {}",
+            self.packet_no,
+            self.packet_line(ingress, data)
+        );
         self.trace.push(line);
     }
 
@@ -1706,6 +1780,7 @@ impl Router {
             flow_add: None,
             local: true,
             frags: None,
+            ct_mark: None,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -1838,6 +1913,66 @@ impl Router {
             i.up = up;
             self.offload.set_link(iface, up);
         }
+    }
+
+    /// The next hops (interface, address) whose MAC was missing since the last call, each
+    /// once (live mode, [`Config::resolve_neighbours`]).
+    pub fn take_unresolved(&mut self) -> Vec<(usize, IpAddr)> {
+        std::mem::take(&mut self.unresolved)
+    }
+
+    /// A neighbour learnt (`Some(mac)`) or gone (`None`) on interface `iface`. A changed or
+    /// removed MAC re-routes the offloaded flows at the next burst.
+    pub fn set_neighbour(&mut self, iface: usize, ip: IpAddr, mac: Option<Mac>) {
+        let old = match mac {
+            Some(m) => self.topo.neighbours.insert((iface, ip), m),
+            None => self.topo.neighbours.remove(&(iface, ip)),
+        };
+        if old.is_some() && old != mac {
+            self.rebuild_fib();
+        }
+    }
+
+    /// An interface's addresses changed: its connected and local routes follow.
+    pub fn set_addresses(&mut self, iface: usize, addresses: Vec<(IpAddr, u8)>) {
+        if let Some(i) = self.topo.interfaces.get_mut(iface) {
+            if i.addresses != addresses {
+                i.addresses = addresses;
+                self.rebuild_fib();
+            }
+        }
+    }
+
+    /// Replaces the routes (besides the connected and local ones the interfaces' addresses
+    /// give): offloaded flows are re-routed at the next burst.
+    pub fn set_routes(&mut self, routes: Vec<crate::topology::StaticRoute>) {
+        if self.topo.routes != routes {
+            self.topo.routes = routes;
+            self.rebuild_fib();
+        }
+    }
+
+    fn rebuild_fib(&mut self) {
+        let mut fib = self.topo.build_fib();
+        fib.succeed(&self.fib);
+        self.fib = fib;
+    }
+
+    /// An atomic ruleset swap (`nft -f` with `flush ruleset`): the connection table stays, the
+    /// rules' state (counters, dynamic sets, limits) starts anew, and flowtables of the same
+    /// table, name and devices keep their flows, so offloaded connections go on without a
+    /// lost packet. Flows of flowtables that are gone return to the slow path.
+    pub fn replace_ruleset(&mut self, rules: Ruleset, now: Duration) {
+        let fresh = Offload::new(
+            &rules,
+            &self.topo,
+            self.cfg.offload,
+            self.cfg.conntrack.max_entries,
+        );
+        let old = std::mem::replace(&mut self.offload, fresh);
+        self.offload.take_flows_from(old, &mut self.ct, now);
+        self.state = State::new(&rules);
+        self.rules = rules;
     }
 
     /// The FIB, to change routes: offloaded flows notice at the next burst.
@@ -1990,6 +2125,15 @@ struct PktUpdate {
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
+}
+
+/// The DSCP of an IP packet (six bits), `None` for anything else.
+fn ip_dscp(buf: &[u8], meta: &PacketMeta) -> Option<u8> {
+    let b = buf.get(meta.l3_offset..meta.l3_offset + 2)?;
+    match meta.ip_version? {
+        IpVersion::Ipv4 => Some(b[1] >> 2),
+        IpVersion::Ipv6 => Some((b[0] & 0x0f) << 2 | b[1] >> 6),
+    }
 }
 
 /// TTL or hop limit minus one; the IPv4 header checksum is patched incrementally (RFC 1624).

@@ -31,6 +31,8 @@ struct Driver {
     r: Router,
     /// Each frame that left: the number of the input frame that caused it, egress, bytes.
     out: Vec<(usize, Port, Vec<u8>)>,
+    /// The `meta mark` each output frame left with, in the same order.
+    marks: Vec<u32>,
     sent: usize,
     now: Duration,
 }
@@ -50,6 +52,7 @@ impl Driver {
         Driver {
             r: Router::new(topo, rs, cfg),
             out: vec![],
+            marks: vec![],
             sent: 0,
             now: Duration::ZERO,
         }
@@ -66,6 +69,7 @@ impl Driver {
         self.r.process(&mut b, self.now, &mut out);
         for o in &out {
             self.out.push((self.sent, o.egress, o.data.clone()));
+            self.marks.push(o.mark);
         }
         self.sent += b.len();
         out
@@ -140,6 +144,10 @@ fn transparent(
         on.out.len(),
         off.out.len(),
         "{name}: number of output frames"
+    );
+    assert_eq!(
+        on.marks, off.marks,
+        "{name}: meta marks of the output frames"
     );
     assert_eq!(
         on.r.counters().drop_map(),
@@ -397,6 +405,49 @@ fn heavy_nat_both_ways_and_port_forwards() {
         rep.nat_bindings > 100 && rep.flows_offloaded > 20,
         "{rep:?}"
     );
+}
+
+/// Beyond the kernel: marks and DSCP set by the slow path for a connection (forward and
+/// postrouting, both directions, IPv4 and IPv6) are replayed on its fast path.
+#[test]
+fn mangles_replayed_on_the_fast_path() {
+    let rules = NAT_RULES.replace(
+        "\tchain srcnat {",
+        "\tchain mangle_forward {\n\t\ttype filter hook forward priority mangle; policy accept;\n\t\tiifname \"lan\" ip dscp set cs4 meta mark set 0x42\n\t\tiifname \"wan\" meta l4proto udp ct mark set 0x7\n\t}\n\tchain mangle_post {\n\t\ttype filter hook postrouting priority mangle; policy accept;\n\t\toifname \"lan\" ip6 dscp set af21\n\t\toifname \"lan\" meta nfproto ipv4 ip dscp set ef meta mark set 0x9\n\t}\n\tchain srcnat {",
+    );
+    assert!(rules.contains("mangle_post"));
+    let topology = gen_topology("", 1500);
+    let frames = generated(&topology, 16, 300, |c| {
+        c.forwards = home_forwards();
+        c.ipv6_percent = 40;
+    });
+    let topo = Topology::from_toml(&topology).unwrap();
+    let mut seen = Driver::new(&topology, &rules, true);
+    replay(&mut seen, &frames, &topo);
+    let rep = gen_scenario("mangles", &topology, &rules, &frames);
+    assert!(rep.flows_offloaded > 20, "{rep:?}");
+    // the fast path did replay them: frames it sent carry the new DSCP and marks
+    let dscp = |f: &[u8]| match u16::from_be_bytes([f[12], f[13]]) {
+        0x0800 => Some(f[15] >> 2),
+        0x86dd => Some((f[14] & 0x0f) << 2 | f[15] >> 6),
+        _ => None,
+    };
+    let out: Vec<(u8, u32)> = seen
+        .out
+        .iter()
+        .zip(&seen.marks)
+        .filter_map(|((_, _, f), &m)| Some((dscp(f)?, m)))
+        .collect();
+    let mut kinds = out.clone();
+    kinds.sort();
+    kinds.dedup();
+    for (d, m) in [(32, 0x42), (46, 0x9), (18, 0)] {
+        assert!(
+            out.contains(&(d, m)),
+            "no frame left with dscp {d} mark {m:#x}: {kinds:?}"
+        );
+    }
+    assert!(seen.r.report(seen.now).fast_path_packets > 100);
 }
 
 #[test]
@@ -796,4 +847,51 @@ fn mtu_sized_packets() {
         }
         d.burst(frames, secs(16));
     });
+}
+
+/// With tracing, each fast-path packet gets one line: the flowtable, the flow and direction,
+/// its tuple, the rewrite and where it left.
+#[test]
+fn fast_path_packets_are_traced() {
+    let topology = gen_topology("", 1500);
+    let frames = generated(&topology, 17, 40, |c| c.ipv6_percent = 0);
+    let topo = Topology::from_toml(&topology).unwrap();
+    let mut d = Driver::new(&topology, NAT_RULES, true);
+    let mut cfg = Config {
+        trace: true,
+        ..Config::default()
+    };
+    cfg.conntrack.accounting = true;
+    let ast = load_str("rules.nft", NAT_RULES, &LoadOpts::default()).unwrap();
+    d.r = Router::new(
+        Topology::from_toml(&topology).unwrap(),
+        nft_engine::rules::compile(&ast).unwrap(),
+        cfg,
+    );
+    replay(&mut d, &frames, &topo);
+    let trace = d.r.take_trace();
+    let fast: Vec<&String> = trace
+        .iter()
+        .filter(|l| l.contains(" fast path: "))
+        .collect();
+    let rep = d.r.report(d.now);
+    assert!(rep.fast_path_packets > 0);
+    assert_eq!(
+        fast.len() as u64,
+        rep.fast_path_packets,
+        "one line per fast-path packet"
+    );
+    let nat = fast
+        .iter()
+        .find(|l| l.contains("iif \"lan\"") && l.contains(" original "))
+        .expect("a LAN packet on the fast path");
+    assert!(
+        nat.contains("flowtable fw ft flow ")
+            && nat.contains(" nat src=198.18.0.2")
+            && nat.ends_with("oif \"wan\" (verdict forward)"),
+        "{nat}"
+    );
+    assert!(fast
+        .iter()
+        .any(|l| l.contains(" reply ") && l.contains(" nat dst=192.168.1.")));
 }

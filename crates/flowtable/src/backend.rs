@@ -14,6 +14,13 @@ pub struct FlowId {
     pub(crate) gen: u32,
 }
 
+impl FlowId {
+    /// The flow's number in the table (the `flow N` of listings).
+    pub fn index(&self) -> u32 {
+        self.idx
+    }
+}
+
 /// Everything a backend needs to forward one direction by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirSpec {
@@ -68,4 +75,18 @@ impl OffloadBackend for SoftwareOnly {
     fn add(&mut self, _id: FlowId, _flow: &FlowSpec) {}
     fn remove(&mut self, _id: FlowId) {}
     fn poll(&mut self, _events: &mut Vec<BackendEvent>) {}
+}
+
+/// A boxed backend, so that a router can choose one at run time
+/// (`Flowtable<Box<dyn OffloadBackend>>`: software only, or the XDP program of `nft-xdp`).
+impl<B: OffloadBackend + ?Sized> OffloadBackend for Box<B> {
+    fn add(&mut self, id: FlowId, flow: &FlowSpec) {
+        (**self).add(id, flow)
+    }
+    fn remove(&mut self, id: FlowId) {
+        (**self).remove(id)
+    }
+    fn poll(&mut self, events: &mut Vec<BackendEvent>) {
+        (**self).poll(events)
+    }
 }

@@ -437,14 +437,14 @@ fn decide(
     links: &[Link],
     port_down: &[bool],
 ) -> Result<usize, Punt> {
-    let me = *h.get(d).ok_or(Punt::Miss)?;
-    let flags = me.flags;
+    let me = h.get(d).ok_or(Punt::Miss)?;
+    let (flags, in_link, link, in_port) = (me.flags, me.in_link, me.link, me.in_port);
     if flags & TEARDOWN != 0 {
         return Err(Punt::Teardown);
     }
     let (Some(back), Some(out)) = (
-        links.get(usize::from(me.in_link)),
-        links.get(usize::from(me.link)),
+        links.get(usize::from(in_link)),
+        links.get(usize::from(link)),
     ) else {
         return Err(Punt::Miss);
     };
@@ -452,7 +452,7 @@ fn decide(
         return Err(Punt::L2Mismatch);
     }
     let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
-    if down(me.in_port) || down(out.port) {
+    if down(in_port) || down(out.port) {
         return Err(Punt::InterfaceDown);
     }
     let set = |h: &mut [Hot; 2], f: u8| h.iter_mut().for_each(|x| x.flags |= f);
@@ -473,7 +473,16 @@ fn decide(
     if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         set(h, CLOSING);
     }
-    Ok(usize::from(me.link))
+    Ok(usize::from(link))
+}
+
+/// Writes a link header of `N` bytes: the next hop's MAC, then the prebuilt rest.
+#[inline(always)]
+fn put_link<const N: usize>(hdr: &mut [u8], dst_mac: &Mac, tail: &[u8; 16]) {
+    if let Ok(a) = <&mut [u8; N]>::try_from(hdr) {
+        a[..6].copy_from_slice(dst_mac);
+        a[6..].copy_from_slice(&tail[..N - 6]);
+    }
 }
 
 /// Rewrites the frame at `buf[head..]` for the direction whose line is `h`; `decide` passed.
@@ -545,13 +554,13 @@ fn rewrite(
     let hl = usize::from(link.hl);
     // `decide` made sure the headroom is there.
     let start = l3.saturating_sub(hl);
-    if let (Some(hdr), Some(tail)) = (
-        buf.get_mut(start..l3),
-        link.tail[usize::from(v6)].get(..hl.saturating_sub(6)),
-    ) {
-        if hdr.len() == tail.len() + 6 {
-            hdr[..6].copy_from_slice(&h.dst_mac);
-            hdr[6..].copy_from_slice(tail);
+    let tail = &link.tail[usize::from(v6)];
+    if let Some(hdr) = buf.get_mut(start..l3) {
+        // Fixed-size copies per header length (moves, no call to memcpy).
+        match hl {
+            14 => put_link::<14>(hdr, &h.dst_mac, tail),
+            18 => put_link::<18>(hdr, &h.dst_mac, tail),
+            _ => put_link::<22>(hdr, &h.dst_mac, tail),
         }
         if let Encap::Pppoe(_) = link.encap {
             let len = (p.ip_len + 2).min(usize::from(u16::MAX)) as u16;

@@ -141,9 +141,9 @@ impl Key {
         )
     }
 
-    /// The words the hash mixes.
+    /// The address words the hash mixes for an IPv6 key.
     #[inline]
-    pub fn words(&self) -> [u64; 5] {
+    pub fn words(&self) -> [u64; 4] {
         let w = |b: &[u8; 16], i: usize| {
             u64::from_le_bytes([
                 b[i],
@@ -156,18 +156,30 @@ impl Key {
                 b[i + 7],
             ])
         };
-        let tail = u64::from(self.sport)
-            | u64::from(self.dport) << 16
-            | u64::from(self.port) << 32
-            | u64::from(self.proto) << 48
-            | u64::from(self.v6) << 56;
         [
             w(&self.src, 0),
             w(&self.src, 8),
             w(&self.dst, 0),
             w(&self.dst, 8),
-            tail,
         ]
+    }
+
+    /// Both IPv4 addresses in one word (the mapped prefix is constant).
+    #[inline]
+    pub fn v4_words(&self) -> u64 {
+        let s = &self.src;
+        let d = &self.dst;
+        u64::from_le_bytes([s[12], s[13], s[14], s[15], d[12], d[13], d[14], d[15]])
+    }
+
+    /// Ports, ingress port, protocol and family in one word.
+    #[inline]
+    pub fn tail(&self) -> u64 {
+        u64::from(self.sport)
+            | u64::from(self.dport) << 16
+            | u64::from(self.port) << 32
+            | u64::from(self.proto) << 48
+            | u64::from(self.v6) << 56
     }
 }
 

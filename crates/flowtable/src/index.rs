@@ -49,15 +49,22 @@ impl Index {
     }
 
     /// A seeded multiply-fold hash: cheap, and the seed keeps remote senders from choosing
-    /// colliding tuples.
+    /// colliding tuples. An IPv4 key is two words (addresses; ports, port, protocol), so it
+    /// costs two multiplies; an IPv6 key mixes all five.
     #[inline]
     pub fn hash(&self, k: &Key) -> u64 {
         const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let tail = k.tail();
+        if !k.v6 {
+            let a = k.v4_words();
+            let h = mix(self.seed ^ a, K);
+            return mix(h ^ tail, K ^ self.seed);
+        }
         let w = k.words();
         let mut h = self.seed;
         h = mix(h ^ w[0], K);
         h = mix(h ^ w[1], K ^ w[2]);
-        h = mix(h ^ w[3], K ^ w[4]);
+        h = mix(h ^ w[3], K ^ tail);
         mix(h, K)
     }
 

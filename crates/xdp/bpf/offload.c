@@ -109,6 +109,13 @@ static __always_inline void wr16(void *p, __u16 v)
 	*(__be16 *)p = bpf_htons(v);
 }
 
+/* No memcmp in BPF: the six bytes of a MAC, compared by hand. */
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] &&
+	       a[5] == b[5];
+}
+
 SEC("xdp")
 int offload(struct xdp_md *ctx)
 {
@@ -257,7 +264,7 @@ int offload(struct xdp_md *ctx)
 		if (f != TCP_ACK && f != (TCP_ACK | TCP_URG))
 			return pass(ctx, OFFLOAD_R_TCP_CONTROL);
 	}
-	if (encap != v->in_encap || __builtin_memcmp(eth, v->in_mac, 6) != 0)
+	if (encap != v->in_encap || !mac_eq(eth, v->in_mac))
 		return pass(ctx, OFFLOAD_R_L2_MISMATCH);
 	if (encap != OFFLOAD_ENCAP_NONE && tags[0] != v->in_tag[0])
 		return pass(ctx, OFFLOAD_R_L2_MISMATCH);
@@ -274,9 +281,15 @@ int offload(struct xdp_md *ctx)
 	/* Bytes the frame is longer than its IP packet (link padding), dropped on the way out. */
 	__u32 pad = (__u32)(end - (void *)l3) - ip_len;
 
+	/* Checked again here: the verifier may not know which family this path parsed. */
+	if (SHORT(l3, key.v6 ? 40 : 20) || SHORT(l4, 8))
+		return pass(ctx, OFFLOAD_R_MALFORMED);
+
 	/* L4: NAT and its checksum. */
 	if (v->flags & OFFLOAD_F_NAT) {
 		if (key.v6) {
+			if (SHORT(l3, 40))
+				return XDP_ABORTED;
 			__builtin_memcpy(l3 + 8, v->new_src, 16);
 			__builtin_memcpy(l3 + 24, v->new_dst, 16);
 		} else {
@@ -301,6 +314,8 @@ int offload(struct xdp_md *ctx)
 	}
 	/* L3: TTL or hop limit, DSCP, header checksum. */
 	if (key.v6) {
+		if (SHORT(l3, 40))
+			return XDP_ABORTED;
 		l3[7] -= 1;
 		if (v->dscp != 0xff) {
 			__u16 w = rd16(l3);

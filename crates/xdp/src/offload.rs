@@ -164,8 +164,20 @@ pub struct XdpOffload {
     clock: Option<(Duration, u64)>,
 }
 
-fn err<E: core::fmt::Display>(e: E) -> XdpOffloadError {
-    XdpOffloadError::Load(e.to_string())
+/// The error and its sources, one line (the verifier's log is in a source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+fn err<E: std::error::Error>(e: E) -> XdpOffloadError {
+    XdpOffloadError::Load(chain(&e))
 }
 
 /// A device's index in the calling thread's network namespace, 0 when there is none.
@@ -343,17 +355,7 @@ impl XdpOffload {
                 .ok_or_else(|| XdpOffloadError::Load(format!("program {name} missing")))?
                 .try_into()
                 .map_err(err)?;
-            p.load().map_err(|e| {
-                // The verifier's log is in the error's source chain.
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg.push_str(": ");
-                    msg.push_str(&s.to_string());
-                    src = s.source();
-                }
-                XdpOffloadError::Load(msg)
-            })?;
+            p.load().map_err(err)?;
         }
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| err(e))?;
         let mut me = XdpOffload {
@@ -408,13 +410,10 @@ impl XdpOffload {
             };
             let r = match self.ebpf.program_mut("offload") {
                 Some(p) => match <&mut Xdp>::try_from(p) {
-                    Ok(x) => x.attach_to_if_index(ifindex, xm).map(|_| ()).map_err(|e| {
-                        let mut s = e.to_string();
-                        if let Some(src) = std::error::Error::source(&e) {
-                            s = format!("{s}: {src}");
-                        }
-                        s
-                    }),
+                    Ok(x) => x
+                        .attach_to_if_index(ifindex, xm)
+                        .map(|_| ())
+                        .map_err(|e| chain(&e)),
                     Err(e) => Err(e.to_string()),
                 },
                 None => Err("program missing".into()),
@@ -445,6 +444,11 @@ impl XdpOffload {
         if ifindex == 0 {
             return Err(XdpOffloadError::Load(format!("{dev}: no such device")));
         }
+        self.attach_peer_ifindex(ifindex)
+    }
+
+    /// [`attach_peer`](Self::attach_peer) by interface index.
+    pub fn attach_peer_ifindex(&mut self, ifindex: u32) -> Result<(), XdpOffloadError> {
         let p: &mut Xdp = self
             .ebpf
             .program_mut("offload_peer")
@@ -645,5 +649,30 @@ impl OffloadBackend for XdpOffload {
                 m.last_ns = last_ns;
             }
         }
+    }
+}
+
+/// The backend for a flowtable with `flags offload`, for a router that picks it at run time:
+/// the XDP offload when it loads, with a line per device that takes no XDP program; else
+/// software only, with the reason ([`crate::NOT_BUILT`] when the program was not built).
+/// The lines are for the log; none of them is an error.
+pub fn backend_for(cfg: &XdpOffloadConfig) -> (Box<dyn OffloadBackend + Send>, Vec<String>) {
+    match XdpOffload::new(cfg) {
+        Ok(x) => {
+            let msgs = x
+                .attachments()
+                .iter()
+                .map(|a| match (&a.mode, &a.warning) {
+                    (Some(m), _) => format!("{}: XDP offload ({m})", a.device),
+                    (None, Some(w)) => format!("warning: {w}"),
+                    (None, None) => format!("warning: {}: no XDP offload", a.device),
+                })
+                .collect();
+            (Box::new(x), msgs)
+        }
+        Err(e) => (
+            Box::new(nft_flowtable::SoftwareOnly),
+            vec![format!("warning: {e}; flows stay in software")],
+        ),
     }
 }

@@ -1,0 +1,27 @@
+#!/bin/bash
+# Side by side on /work/shared/livebench (or $LIVEBENCH): the kernel forwarding with the fw4-like
+# ruleset, and the XDP flow offload (examples/offload_router: the kernel with the same ruleset is
+# the slow path, established UDP flows are pushed into the XDP map) in native and generic mode.
+# Root. Usage: offload-livebench.sh [--router-cpu 1|off] [--duration S] [--flows N] [--reps N]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/../../.." && pwd)
+LB=${LIVEBENCH:-$HERE/../shared/livebench/livebench.sh}
+[ -x "$LB" ] || LB=/work/shared/livebench/livebench.sh
+rcpu=1 dur=10 flows=64 reps=1 qwait=30
+while [ $# -gt 0 ]; do
+  case $1 in
+    --router-cpu) rcpu=$2; shift 2 ;;
+    --duration) dur=$2; shift 2 ;;
+    --flows) flows=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --quiet-wait) qwait=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 1 ;;
+  esac
+done
+cd "$HERE"
+cargo build --release -q -p nft-xdp --example offload_router
+R=$HERE/target/release/examples/offload_router
+common=(--ruleset fw4 --flows "$flows" --duration "$dur" --reps "$reps" --router-cpu "$rcpu" --quiet-wait "$qwait" --no-rtt)
+"$LB" --router kernel "${common[@]}"
+"$LB" --router-cmd "exec $R native" --name xdp-native "${common[@]}"
+"$LB" --router-cmd "exec $R generic" --name xdp-generic "${common[@]}"
