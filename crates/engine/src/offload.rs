@@ -349,7 +349,7 @@ impl Offload {
     pub fn take_flows_from(&mut self, old: Offload, ct: &mut Table, now: Duration) {
         let Offload {
             tables,
-            ingress,
+            seen,
             flows,
             next_gc,
             fib_gen,
@@ -357,7 +357,7 @@ impl Offload {
             refused,
             ..
         } = old;
-        self.ingress = ingress;
+        self.seen = seen;
         self.next_gc = next_gc;
         self.fib_gen = fib_gen;
         self.admitted = admitted;
