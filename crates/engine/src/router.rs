@@ -1679,17 +1679,17 @@ impl Router {
         }
         let offending = Self::offending(buf, meta);
         let odst = if w.v6 {
-            nft_wire::Ipv6Packet::new_checked(&offending[..])
+            nft_wire::Ipv6Packet::new_checked(offending)
                 .ok()
                 .map(|p| IpAddr::V6(p.dst_addr()))
         } else {
-            Ipv4Packet::new_checked(&offending[..])
+            Ipv4Packet::new_checked(offending)
                 .ok()
                 .map(|p| IpAddr::V4(p.dst_addr()))
         };
         let l3 = match self.error_source(w, odst) {
-            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, &offending, ty, code, rest),
-            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, &offending, ty, code, rest),
+            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, offending, ty, code, rest),
+            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, offending, ty, code, rest),
             _ => None,
         };
         if let Some(l3) = l3 {
@@ -1815,7 +1815,7 @@ impl Router {
                 }
                 let offending = Self::offending(buf, meta);
                 let l4 = meta.ip_header_len;
-                if let Some(l3) = answer::tcp_reset(&offending, l4) {
+                if let Some(l3) = answer::tcp_reset(offending, l4) {
                     if self.send_back(w, &l3, now, out) {
                         self.counters.tcp_resets_sent += 1;
                     }
