@@ -1080,7 +1080,12 @@ impl Router {
 
     /// Runs the base chains of `hook` with priority in `lo..=hi` for the packet's family, in
     /// priority order, carrying out what the rules hand over between chains.
+    ///
+    /// Most calls find no chain in their range (a hook the ruleset does not use, the part
+    /// of one before or after conntrack or NAT): those return here, without paying for the
+    /// large frame of [`Self::run_hook`].
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn hook(
         &mut self,
         hook: Hook,
@@ -1092,15 +1097,37 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
-        let fams = Self::families(w);
-        let manip = hook_manip(hook);
         // base chains are sorted by hook and then by where they run (`order`): start at the
-        // first of this hook in range, stop after the last
-        let mut i = self
+        // first of this hook in range
+        let i = self
             .rules
             .base
             .partition_point(|b| (b.hook, b.order) < (hook, lo));
+        match self.rules.base.get(i) {
+            Some(b) if b.hook == hook && b.order <= hi => {
+                self.run_hook(i, hook, hi, w, buf, meta, now, out)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Self::hook`] from the first chain in range, `i`, to the last.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn run_hook(
+        &mut self,
+        mut i: usize,
+        hook: Hook,
+        hi: i32,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
+        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
+        let fams = Self::families(w);
+        let manip = hook_manip(hook);
         while i < self.rules.base.len() {
             let b = &self.rules.base[i];
             i += 1;
@@ -1677,17 +1704,17 @@ impl Router {
         }
         let offending = Self::offending(buf, meta);
         let odst = if w.v6 {
-            nft_wire::Ipv6Packet::new_checked(&offending[..])
+            nft_wire::Ipv6Packet::new_checked(offending)
                 .ok()
                 .map(|p| IpAddr::V6(p.dst_addr()))
         } else {
-            Ipv4Packet::new_checked(&offending[..])
+            Ipv4Packet::new_checked(offending)
                 .ok()
                 .map(|p| IpAddr::V4(p.dst_addr()))
         };
         let l3 = match self.error_source(w, odst) {
-            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, &offending, ty, code, rest),
-            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, &offending, ty, code, rest),
+            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, offending, ty, code, rest),
+            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, offending, ty, code, rest),
             _ => None,
         };
         if let Some(l3) = l3 {
@@ -1813,7 +1840,7 @@ impl Router {
                 }
                 let offending = Self::offending(buf, meta);
                 let l4 = meta.ip_header_len;
-                if let Some(l3) = answer::tcp_reset(&offending, l4) {
+                if let Some(l3) = answer::tcp_reset(offending, l4) {
                     if self.send_back(w, &l3, now, out) {
                         self.counters.tcp_resets_sent += 1;
                     }
