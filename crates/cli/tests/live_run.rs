@@ -321,6 +321,9 @@ fn live_router_af_packet() {
     let rules = PathBuf::from(LIVE).join("rules.nft");
     lab.start_router(&rules);
     let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(lab.ctl()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
 
     // ping through masquerade; the first echo waits for the server's MAC (resolution asked
     // of the kernel), the next ones go through
