@@ -622,9 +622,29 @@ impl Drop for Guard {
     }
 }
 
+/// The kernel must not forward what the dataplane forwards, or every packet leaves twice.
+fn check_kernel_forwarding() -> Result<()> {
+    for (file, name) in [
+        ("/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"),
+        (
+            "/proc/sys/net/ipv6/conf/all/forwarding",
+            "net.ipv6.conf.all.forwarding",
+        ),
+    ] {
+        if std::fs::read_to_string(file).is_ok_and(|v| v.trim() != "0") {
+            bail!(
+                "the kernel forwards too ({name} is on): every packet would leave twice; \
+                 run `sysctl -w {name}=0` in this network namespace first"
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let io = parse_io(&a.io)?;
     let ifs = parse_interfaces(&a.interfaces)?;
+    check_kernel_forwarding()?;
     let workers = a.workers.max(1);
     // subscribe first, then dump, so no change falls between the two
     let mut monitor = Netlink::monitor()?;

@@ -600,6 +600,36 @@ fn live_router_af_packet() {
     assert!(!Path::new(&lab.ctl()).exists());
     let tables = must(&["ip", "netns", "exec", &r, "nft", "list", "tables"]);
     assert!(!tables.contains("nft_offload_run"), "{tables}");
+
+    // with the kernel forwarding too, every packet would leave twice: `run` refuses
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &r,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+    let o = lab.exec(
+        &r,
+        &[
+            BIN,
+            "run",
+            "-f",
+            rules.to_str().unwrap(),
+            "--interfaces",
+            "lan=lan,wan=wan",
+            "--control",
+            &lab.ctl(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("the kernel forwards too (net.ipv4.ip_forward is on)"),
+        "{e}"
+    );
 }
 
 /// Two workers, their sockets in one fanout group per interface: both directions of a NATed
