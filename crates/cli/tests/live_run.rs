@@ -293,25 +293,6 @@ fn transfer(
 }
 
 #[test]
-fn af_xdp_is_not_available_yet() {
-    let o = Command::new(BIN)
-        .args([
-            "run",
-            "-f",
-            "x.nft",
-            "--interfaces",
-            "lan=a,wan=b",
-            "--io",
-            "af_xdp",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("--io af_xdp is not available yet"), "{e}");
-}
-
-#[test]
 fn live_router_af_packet() {
     if !is_root() || !have("python3") || !have("ping") {
         eprintln!("SKIPPED (needs root, python3 and ping)");
