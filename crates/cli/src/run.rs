@@ -254,6 +254,9 @@ pub struct Shared {
     pub workers: usize,
     /// `--io af_xdp`: the steering programs.
     pub steering: Option<Arc<Mutex<run_afxdp::Steering>>>,
+    /// A neighbour was resolved while frames wait for it: the next worker loop runs a burst
+    /// (empty if need be) so they leave now rather than at the next timer tick.
+    pub kick: AtomicBool,
 }
 
 impl Shared {
@@ -425,7 +428,7 @@ fn worker(
                 n += 1;
             });
         }
-        if n == 0 && last_tick.elapsed() < TICK {
+        if n == 0 && last_tick.elapsed() < TICK && !shared.kick.swap(false, Ordering::Relaxed) {
             continue;
         }
         last_tick = Instant::now();
@@ -779,6 +782,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }),
         names: names.clone(),
         epoch,
+        kick: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
@@ -833,6 +837,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                             .any(|e| matches!(e, Event::AddrNew(_) | Event::AddrGone(_)));
                         for ev in evs {
                             apply_event(&mut st, &shared.names, ev, &rtx);
+                        }
+                        if st.router.held() > 0 {
+                            shared.kick.store(true, Ordering::Relaxed);
                         }
                         // the steering programs follow the router's addresses
                         if let (true, Some(s)) = (addrs_changed, &steering) {
