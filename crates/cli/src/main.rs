@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod control;
 mod defaults;
+mod netlink;
+mod run;
+mod run_afxdp;
 mod simulate;
 use nft_lang::print::ListOpts;
 use nft_lang::ruleset::{load_file, LoadOpts};
@@ -116,6 +120,57 @@ enum Cmd {
         /// that counts its instructions per packet.
         #[arg(long)]
         fast_only: bool,
+    },
+    /// The live router between kernel interfaces (needs root): reads the interfaces, routes
+    /// and neighbours over rtnetlink and follows their changes; serves `list`, `load` and
+    /// `stats` on a control socket; SIGINT/SIGTERM stop it cleanly.
+    Run {
+        /// Ruleset (nft syntax). Rules name interfaces by their kernel names.
+        #[arg(short = 'f', long = "file")]
+        ruleset: PathBuf,
+        /// The interfaces to route between, `ROLE=IFNAME,...` (e.g. `lan=eth0,wan=eth1`);
+        /// roles are labels, rules match the kernel names.
+        #[arg(long)]
+        interfaces: String,
+        /// I/O backend: af_packet (af_xdp is not available yet).
+        #[arg(long, default_value = "af_packet")]
+        io: String,
+        /// Worker threads (AF_PACKET fanout by flow hash; one router behind a lock).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Control socket path.
+        #[arg(long, default_value = control::DEFAULT_PATH)]
+        control: PathBuf,
+        /// Every packet takes the slow path (`flow add` does nothing).
+        #[arg(long)]
+        no_offload: bool,
+        /// Do not install the kernel table that keeps the kernel off the dataplane's frames.
+        #[arg(long)]
+        no_guard: bool,
+    },
+    /// Ask a running router: `list ruleset|flowtables|conntrack`.
+    List {
+        /// ruleset, flowtables or conntrack
+        #[arg(value_parser = ["ruleset", "flowtables", "conntrack"])]
+        what: String,
+        #[arg(long, default_value = control::DEFAULT_PATH)]
+        control: PathBuf,
+    },
+    /// Swap the running router's ruleset atomically; a bad file changes nothing.
+    Load {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[arg(long, default_value = control::DEFAULT_PATH)]
+        control: PathBuf,
+    },
+    /// The running router's counters: per interface, per path, drops by reason, flows, CPU.
+    Stats {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, conflicts_with = "json")]
+        prometheus: bool,
+        #[arg(long, default_value = control::DEFAULT_PATH)]
+        control: PathBuf,
     },
     /// Write a seeded, realistic capture for a topology: LAN clients to Internet servers and
     /// back (TCP, DNS- and QUIC-like UDP, ICMP echo, IPv4 and IPv6), inbound connections to port
@@ -237,6 +292,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprint!("{}", g.summary);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Run {
+            ruleset,
+            interfaces,
+            io,
+            workers,
+            control,
+            no_offload,
+            no_guard,
+        } => run::run(run::Args {
+            ruleset,
+            interfaces,
+            io,
+            workers,
+            control,
+            no_offload,
+            no_guard,
+        }),
+        Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
+        Cmd::Load { file, control } => {
+            let abs = std::path::absolute(&file).unwrap_or(file);
+            control::client(&control, &format!("load {}", abs.display()))
+        }
+        Cmd::Stats {
+            json,
+            prometheus,
+            control,
+        } => control::client(
+            &control,
+            if json {
+                "stats json"
+            } else if prometheus {
+                "stats prometheus"
+            } else {
+                "stats"
+            },
+        ),
         Cmd::Check {
             json,
             include,

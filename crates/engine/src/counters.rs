@@ -80,6 +80,9 @@ drop_reasons! {
     NotForwardable = "not_forwardable",
     /// No static neighbour for the next hop (there is no ARP/ND here).
     NoNeighbour = "no_neighbour",
+    /// Live mode (`Config::resolve_neighbours`): the next hop's MAC is not known yet; the
+    /// kernel was asked to resolve it and the connection's next packets go through once it is.
+    NeighbourUnresolved = "neighbour_unresolved",
     /// TTL or hop limit ran out (answered with ICMP time exceeded).
     TtlExceeded = "ttl_exceeded",
     /// Bigger than the egress MTU with DF set, or IPv6 (answered with frag-needed or

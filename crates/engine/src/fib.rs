@@ -129,6 +129,12 @@ impl Fib {
         self.generation
     }
 
+    /// Makes this FIB's generation newer than `previous`'s, so flows that cached a route of
+    /// the FIB it replaces notice the change.
+    pub fn succeed(&mut self, previous: &Fib) {
+        self.generation = self.generation.max(previous.generation) + 1;
+    }
+
     /// Adds or replaces a route. Returns the route it replaced.
     pub fn insert(
         &mut self,

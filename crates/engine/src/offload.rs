@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use nft_conntrack::{Conn, ConnId, Direction, Table, TcpState, Tuple};
 use nft_flowtable::{
-    Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles, Path, Punt,
+    Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles,
+    OffloadBackend, Path, Punt, SoftwareOnly,
 };
 use nft_lang::ast::Family;
 use nft_wire::PacketMeta;
@@ -42,6 +43,10 @@ use crate::topology::{Encap, Topology};
 /// The kernel's flowtable GC period (`NF_FLOW_TABLE_GC_INTERVAL`... one second).
 const GC_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A flowtable's offload backend (`flags offload`), chosen at run time: software only unless
+/// the caller sets another ([`Offload::set_backend`]), such as `nft-xdp`'s XDP offload.
+pub type Backend = Box<dyn OffloadBackend + Send>;
+
 /// One flowtable of the ruleset.
 pub struct RouterFlowtable {
     /// The table that declares it (`flow add @name` refers to it from that table's chains).
@@ -49,7 +54,7 @@ pub struct RouterFlowtable {
     pub name: String,
     /// The interfaces whose ingress the fast path sits on.
     pub ports: Vec<usize>,
-    pub ft: Flowtable,
+    pub ft: Flowtable<Backend>,
 }
 
 /// A frame the fast path forwarded: where it leaves, and its length as it arrived.
@@ -196,7 +201,7 @@ impl Offload {
                 table: table.clone(),
                 name: f.name.clone(),
                 ports,
-                ft: Flowtable::new(cfg),
+                ft: Flowtable::with_backend(cfg, Box::new(SoftwareOnly) as Backend),
             });
         }
         Offload {
@@ -222,6 +227,18 @@ impl Offload {
 
     pub fn flowtables(&self) -> &[RouterFlowtable] {
         &self.tables
+    }
+
+    /// Gives flowtable `t` (an index of [`flowtables`](Self::flowtables)) its offload backend;
+    /// flows it admits from now on are pushed to it when the flowtable has `flags offload`.
+    pub fn set_backend(&mut self, t: usize, backend: Backend) -> bool {
+        match self.tables.get_mut(t) {
+            Some(rt) => {
+                *rt.ft.backend_mut() = backend;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Flows admitted so far.
@@ -341,6 +358,49 @@ impl Offload {
         self.flows
             .retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.contains(*fid)));
         self.seen.retain(|id, _| ct.get(*id).is_some());
+    }
+
+    /// After a ruleset swap (`self` built from the new ruleset): each flowtable of `old` whose
+    /// table, name and devices the new ruleset has again hands its flows over; the flows of the
+    /// others are flushed back to the slow path.
+    pub fn take_flows_from(&mut self, old: Offload, ct: &mut Table, now: Duration) {
+        let Offload {
+            tables,
+            seen,
+            flows,
+            next_gc,
+            fib_gen,
+            admitted,
+            refused,
+            ..
+        } = old;
+        self.seen = seen;
+        self.next_gc = next_gc;
+        self.fib_gen = fib_gen;
+        self.admitted = admitted;
+        self.refused = refused;
+        let mut moved = vec![None; tables.len()];
+        for (ot, t) in tables.into_iter().enumerate() {
+            let same = self
+                .tables
+                .iter()
+                .position(|n| n.table == t.table && n.name == t.name && n.ports == t.ports);
+            match same {
+                Some(nt) if self.enabled => {
+                    self.tables[nt].ft = t.ft;
+                    moved[ot] = Some(nt);
+                }
+                _ => {
+                    let mut ft = t.ft;
+                    ft.flush(ct, now);
+                }
+            }
+        }
+        for (conn, (t, fid)) in flows {
+            if let Some(Some(nt)) = moved.get(t) {
+                self.flows.insert(conn, (*nt, fid));
+            }
+        }
     }
 
     /// An interface went up or down; down, its flows are torn down.

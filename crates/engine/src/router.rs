@@ -78,6 +78,10 @@ pub struct Config {
     pub log_capacity: usize,
     /// Flow offload: off, `flow add` is a no-op and every packet takes the slow path.
     pub offload: bool,
+    /// Live mode: a next hop without a known MAC is dropped as `neighbour_unresolved` and
+    /// queued for [`Router::take_unresolved`] (the caller has the kernel resolve it), instead
+    /// of `no_neighbour` (static neighbours only).
+    pub resolve_neighbours: bool,
 }
 
 impl Default for Config {
@@ -88,6 +92,7 @@ impl Default for Config {
             trace: false,
             log_capacity: 10_000,
             offload: true,
+            resolve_neighbours: false,
         }
     }
 }
@@ -298,7 +303,12 @@ pub struct Router {
     flow_names: Vec<String>,
     /// Fragments waiting for the rest of their datagram.
     defrag: Defrag,
+    /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
+    unresolved: Vec<(usize, IpAddr)>,
 }
+
+/// How many unresolved next hops are queued between two [`Router::take_unresolved`] calls.
+const UNRESOLVED_MAX: usize = 256;
 
 fn addr_bits(a: IpAddr) -> u128 {
     match a {
@@ -354,6 +364,7 @@ impl Router {
             tx: vec![],
             flow_names: vec![],
             defrag: Defrag::new(DefragConfig::default()),
+            unresolved: vec![],
         }
     }
 
@@ -961,11 +972,18 @@ impl Router {
             Some(m) => m,
             None => {
                 let next = nh.via.or(meta.dst_addr).ok_or(Drop::NoNeighbour)?;
-                *self
-                    .topo
-                    .neighbours
-                    .get(&(oif, next))
-                    .ok_or(Drop::NoNeighbour)?
+                match self.topo.neighbours.get(&(oif, next)) {
+                    Some(m) => *m,
+                    None if self.cfg.resolve_neighbours => {
+                        if self.unresolved.len() < UNRESOLVED_MAX
+                            && !self.unresolved.contains(&(oif, next))
+                        {
+                            self.unresolved.push((oif, next));
+                        }
+                        return Err(Drop::NeighbourUnresolved);
+                    }
+                    None => return Err(Drop::NoNeighbour),
+                }
             }
         };
         Ok(Fate::Tx {
@@ -1062,7 +1080,12 @@ impl Router {
 
     /// Runs the base chains of `hook` with priority in `lo..=hi` for the packet's family, in
     /// priority order, carrying out what the rules hand over between chains.
+    ///
+    /// Most calls find no chain in their range (a hook the ruleset does not use, the part
+    /// of one before or after conntrack or NAT): those return here, without paying for the
+    /// large frame of [`Self::run_hook`].
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn hook(
         &mut self,
         hook: Hook,
@@ -1074,15 +1097,37 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
-        let fams = Self::families(w);
-        let manip = hook_manip(hook);
         // base chains are sorted by hook and then by where they run (`order`): start at the
-        // first of this hook in range, stop after the last
-        let mut i = self
+        // first of this hook in range
+        let i = self
             .rules
             .base
             .partition_point(|b| (b.hook, b.order) < (hook, lo));
+        match self.rules.base.get(i) {
+            Some(b) if b.hook == hook && b.order <= hi => {
+                self.run_hook(i, hook, hi, w, buf, meta, now, out)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Self::hook`] from the first chain in range, `i`, to the last.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn run_hook(
+        &mut self,
+        mut i: usize,
+        hook: Hook,
+        hi: i32,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
+        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
+        let fams = Self::families(w);
+        let manip = hook_manip(hook);
         while i < self.rules.base.len() {
             let b = &self.rules.base[i];
             i += 1;
@@ -1659,17 +1704,17 @@ impl Router {
         }
         let offending = Self::offending(buf, meta);
         let odst = if w.v6 {
-            nft_wire::Ipv6Packet::new_checked(&offending[..])
+            nft_wire::Ipv6Packet::new_checked(offending)
                 .ok()
                 .map(|p| IpAddr::V6(p.dst_addr()))
         } else {
-            Ipv4Packet::new_checked(&offending[..])
+            Ipv4Packet::new_checked(offending)
                 .ok()
                 .map(|p| IpAddr::V4(p.dst_addr()))
         };
         let l3 = match self.error_source(w, odst) {
-            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, &offending, ty, code, rest),
-            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, &offending, ty, code, rest),
+            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, offending, ty, code, rest),
+            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, offending, ty, code, rest),
             _ => None,
         };
         if let Some(l3) = l3 {
@@ -1795,7 +1840,7 @@ impl Router {
                 }
                 let offending = Self::offending(buf, meta);
                 let l4 = meta.ip_header_len;
-                if let Some(l3) = answer::tcp_reset(&offending, l4) {
+                if let Some(l3) = answer::tcp_reset(offending, l4) {
                     if self.send_back(w, &l3, now, out) {
                         self.counters.tcp_resets_sent += 1;
                     }
@@ -1886,6 +1931,11 @@ impl Router {
         &self.offload
     }
 
+    /// The flowtables, to give them an offload backend.
+    pub fn offload_mut(&mut self) -> &mut Offload {
+        &mut self.offload
+    }
+
     /// An interface goes up or down. Down, its packets are dropped and its offloaded flows
     /// torn down (the kernel's netdev notifier).
     pub fn set_link(&mut self, iface: usize, up: bool) {
@@ -1893,6 +1943,68 @@ impl Router {
             i.up = up;
             self.offload.set_link(iface, up);
         }
+    }
+
+    /// The next hops (interface, address) whose MAC was missing since the last call, each
+    /// once (live mode, [`Config::resolve_neighbours`]).
+    pub fn take_unresolved(&mut self) -> Vec<(usize, IpAddr)> {
+        std::mem::take(&mut self.unresolved)
+    }
+
+    /// A neighbour learnt (`Some(mac)`) or gone (`None`) on interface `iface`. A changed or
+    /// removed MAC re-routes the offloaded flows at the next burst.
+    pub fn set_neighbour(&mut self, iface: usize, ip: IpAddr, mac: Option<Mac>) {
+        let old = match mac {
+            Some(m) => self.topo.neighbours.insert((iface, ip), m),
+            None => self.topo.neighbours.remove(&(iface, ip)),
+        };
+        if old.is_some() && old != mac {
+            self.rebuild_fib();
+        }
+    }
+
+    /// An interface's addresses changed: its connected and local routes follow.
+    pub fn set_addresses(&mut self, iface: usize, addresses: Vec<(IpAddr, u8)>) {
+        if let Some(i) = self.topo.interfaces.get_mut(iface) {
+            if i.addresses != addresses {
+                i.addresses = addresses;
+                self.rebuild_fib();
+            }
+        }
+    }
+
+    /// Replaces the routes (besides the connected and local ones the interfaces' addresses
+    /// give): offloaded flows are re-routed at the next burst.
+    pub fn set_routes(&mut self, routes: Vec<crate::topology::StaticRoute>) {
+        if self.topo.routes != routes {
+            self.topo.routes = routes;
+            self.rebuild_fib();
+        }
+    }
+
+    /// Rebuilds the FIB from the topology (after [`set_link`](Self::set_link): the routes
+    /// through a link that is down leave it, as the kernel's do); offloaded flows notice.
+    pub fn rebuild_fib(&mut self) {
+        let mut fib = self.topo.build_fib();
+        fib.succeed(&self.fib);
+        self.fib = fib;
+    }
+
+    /// An atomic ruleset swap (`nft -f` with `flush ruleset`): the connection table stays, the
+    /// rules' state (counters, dynamic sets, limits) starts anew, and flowtables of the same
+    /// table, name and devices keep their flows, so offloaded connections go on without a
+    /// lost packet. Flows of flowtables that are gone return to the slow path.
+    pub fn replace_ruleset(&mut self, rules: Ruleset, now: Duration) {
+        let fresh = Offload::new(
+            &rules,
+            &self.topo,
+            self.cfg.offload,
+            self.cfg.conntrack.max_entries,
+        );
+        let old = std::mem::replace(&mut self.offload, fresh);
+        self.offload.take_flows_from(old, &mut self.ct, now);
+        self.state = State::new(&rules);
+        self.rules = rules;
     }
 
     /// The FIB, to change routes: offloaded flows notice at the next burst.

@@ -399,6 +399,14 @@ impl AfPacket {
     }
 }
 
+impl std::os::fd::AsFd for AfPacket {
+    /// For `poll` over several sockets (and `SO_ERROR`); reading from it directly would bypass
+    /// the ring.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl AsRawFd for AfPacket {
     /// For an event loop waiting on several sockets; reading from it directly would bypass the ring.
     fn as_raw_fd(&self) -> RawFd {

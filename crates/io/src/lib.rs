@@ -7,6 +7,9 @@
 //! * [`open_capture`] sniffs which of the two a file is.
 //! * [`afpacket`] (Linux): a live interface through AF_PACKET with a TPACKET_V3 receive ring,
 //!   in bursts.
+//! * [`afxdp`] (Linux): a live interface queue through an AF_XDP socket (UMEM and four rings),
+//!   in bursts, with frames lent in place and sent back out of the same UMEM frame.
+//! * [`netns`] (Linux): throwaway network namespaces and veth pairs for live tests.
 //! * [`gen`]: realistic, seeded traffic for a home router (TCP, UDP, ICMP, port forwards and
 //!   deliberately malformed frames), frames written at the interface they arrive on.
 //!
@@ -31,8 +34,14 @@
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod afpacket;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod afxdp;
 pub mod capture;
 pub mod gen;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod netns;
 pub mod pcap;
 pub mod pcapng;
 

@@ -13,7 +13,10 @@ pub const fn built() -> bool {
     cfg!(xdp_built)
 }
 
+pub mod load;
 pub mod offload;
 pub mod offload_layout;
+pub mod steer;
 
 pub use offload::{XdpOffload, XdpOffloadConfig, XdpOffloadError};
+pub use steer::{Steer, SteerConfig, SteerError};

@@ -1,0 +1,378 @@
+//! The control socket of `run` and the commands that talk to it (`list`, `load`, `stats`).
+//!
+//! Protocol: the client connects to the unix socket (mode 0600), writes one line (the command
+//! and its arguments, space-separated) and reads the answer to the end: a first line `ok` or
+//! `error`, then the text. One command per connection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::run::{load_ruleset, Shared};
+
+pub const DEFAULT_PATH: &str = "/run/nft-offload.sock";
+
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    pub fn bind(path: &Path, shared: Arc<Shared>) -> Result<Server> {
+        if UnixStream::connect(path).is_ok() {
+            bail!("{} is in use by a running nft-offload", path.display());
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("binding the control socket {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+            shared,
+        })
+    }
+
+    /// Answers the clients waiting now.
+    pub fn serve_pending(&self) {
+        while let Ok((conn, _)) = self.listener.accept() {
+            let _ = self.serve(conn);
+        }
+    }
+
+    fn serve(&self, mut conn: UnixStream) -> Result<()> {
+        conn.set_nonblocking(false)?;
+        conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut line = String::new();
+        BufReader::new((&mut conn).take(64 * 1024)).read_line(&mut line)?;
+        let (ok, text) = match handle(&self.shared, line.trim()) {
+            Ok(t) => (true, t),
+            Err(e) => (false, e),
+        };
+        conn.write_all(if ok { b"ok\n" } else { b"error\n" })?;
+        conn.write_all(text.as_bytes())?;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn handle(shared: &Shared, line: &str) -> Result<String, String> {
+    let words: Vec<&str> = line.split(' ').filter(|w| !w.is_empty()).collect();
+    match words.as_slice() {
+        ["list", "ruleset"] => {
+            let st = shared.lock();
+            Ok(nft_lang::print::ruleset(
+                &st.ast,
+                &nft_lang::print::ListOpts::default(),
+            ))
+        }
+        ["list", "flowtables"] => {
+            let st = shared.lock();
+            let mut s = String::new();
+            for l in st.router.list_flows(shared.now()) {
+                s.push_str(&l);
+                s.push('\n');
+            }
+            Ok(s)
+        }
+        ["list", "conntrack"] => {
+            let mut st = shared.lock();
+            let now = shared.now();
+            // with a flowtable `counter`, the fast path's counts first
+            st.router.sync_offload(now);
+            let lines = st.router.conntrack().list(now);
+            let mut s = String::new();
+            for l in &lines {
+                s.push_str(l);
+                s.push('\n');
+            }
+            s.push_str(&format!(
+                "conntrack v1.4.8 (conntrack-tools): {} flow entries have been shown.\n",
+                lines.len()
+            ));
+            Ok(s)
+        }
+        ["load", path @ ..] if !path.is_empty() => {
+            let path = Path::new(line.trim_start()["load".len()..].trim());
+            let mut st = shared.lock();
+            let (ast, rules) = load_ruleset(path, st.router.topology())?;
+            let now = shared.now();
+            st.router.replace_ruleset(rules, now);
+            st.ast = ast;
+            Ok(String::new())
+        }
+        ["stats"] => Ok(stats_text(shared)),
+        ["stats", "json"] => Ok(format!("{:#}\n", stats_json(shared))),
+        ["stats", "prometheus"] => Ok(stats_prometheus(shared)),
+        _ => Err(format!("unknown command {line:?}\n")),
+    }
+}
+
+/// The counters: per interface, per path, drops by reason, flows, CPU per packet.
+pub fn stats_json(shared: &Shared) -> Value {
+    let (report, tx_dropped, names) = {
+        let st = shared.lock();
+        let now = shared.now();
+        let names: Vec<String> = st
+            .router
+            .topology()
+            .interfaces
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        (st.router.report(now), st.tx_dropped.clone(), names)
+    };
+    let io = shared
+        .io_stats
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    let ring_drops = |i: usize| {
+        io.iter()
+            .filter_map(|w| w.get(i))
+            .map(|s| s.rx_drops)
+            .sum::<u64>()
+    };
+    let interfaces: Vec<Value> = report
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "name": names.get(i).cloned().unwrap_or_default(),
+                "rx_packets": r.rx_packets,
+                "rx_bytes": r.rx_bytes,
+                "tx_packets": r.tx_packets,
+                "tx_bytes": r.tx_bytes,
+                "tx_dropped": tx_dropped.get(i).copied().unwrap_or(0),
+                "rx_ring_dropped": ring_drops(i),
+            })
+        })
+        .collect();
+    let mut drops = serde_json::Map::new();
+    for (k, v) in &report.drops {
+        drops.insert((*k).to_string(), json!(v));
+    }
+    let txd: u64 = tx_dropped.iter().sum();
+    if txd > 0 {
+        drops.insert("tx_backpressure".into(), json!(txd));
+    }
+    let rd: u64 = (0..names.len()).map(ring_drops).sum();
+    if rd > 0 {
+        drops.insert("rx_ring_full".into(), json!(rd));
+    }
+    let cpu_ns: u64 = shared
+        .worker_cpu_ns
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
+    let per_packet = if report.packets_in > 0 {
+        cpu_ns as f64 / report.packets_in as f64
+    } else {
+        0.0
+    };
+    // --io af_xdp: where each interface's steering program sent the frames, and why
+    let steering: serde_json::Map<String, Value> = shared
+        .steering
+        .as_ref()
+        .and_then(|s| s.lock().ok().map(|s| s.counters()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(dev, c)| {
+            let m: serde_json::Map<String, Value> = c
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            (dev, Value::Object(m))
+        })
+        .collect();
+    json!({
+        "uptime_seconds": shared.now().as_secs_f64(),
+        "steering": steering,
+        "workers": shared.workers,
+        "interfaces": interfaces,
+        "packets_in": report.packets_in,
+        "packets_out": report.packets_out,
+        "paths": {
+            "fast": report.fast_path_packets,
+            "slow": report.slow_path_packets,
+            "host": report.host_packets,
+        },
+        "drops": drops,
+        "flows": {
+            "offloaded_total": report.flows_offloaded,
+            "by_state": report.flows,
+        },
+        "connections": report.connections,
+        "connections_total": report.connections_total,
+        "cpu": {
+            "worker_seconds": cpu_ns as f64 / 1e9,
+            "ns_per_packet": per_packet,
+        },
+    })
+}
+
+pub fn stats_text(shared: &Shared) -> String {
+    let v = stats_json(shared);
+    let mut s = String::new();
+    let n = |x: &Value| x.as_u64().unwrap_or(0);
+    s.push_str(&format!(
+        "packets in {}, out {}; fast path {}, slow path {}, to the host {}\n",
+        n(&v["packets_in"]),
+        n(&v["packets_out"]),
+        n(&v["paths"]["fast"]),
+        n(&v["paths"]["slow"]),
+        n(&v["paths"]["host"])
+    ));
+    if let Some(ifs) = v["interfaces"].as_array() {
+        for i in ifs {
+            s.push_str(&format!(
+                "interface {}: rx {} packets {} bytes, tx {} packets {} bytes, tx dropped {}, rx ring dropped {}\n",
+                i["name"].as_str().unwrap_or(""),
+                n(&i["rx_packets"]),
+                n(&i["rx_bytes"]),
+                n(&i["tx_packets"]),
+                n(&i["tx_bytes"]),
+                n(&i["tx_dropped"]),
+                n(&i["rx_ring_dropped"])
+            ));
+        }
+    }
+    if let Some(d) = v["drops"].as_object() {
+        for (k, c) in d {
+            s.push_str(&format!("drop {k}: {}\n", n(c)));
+        }
+    }
+    s.push_str(&format!(
+        "flows offloaded {}",
+        n(&v["flows"]["offloaded_total"])
+    ));
+    if let Some(f) = v["flows"]["by_state"].as_object() {
+        for (k, c) in f {
+            s.push_str(&format!(", {k} {}", n(c)));
+        }
+    }
+    s.push('\n');
+    s.push_str(&format!("connections {}\n", n(&v["connections_total"])));
+    s.push_str(&format!(
+        "cpu {:.3} s in {} worker(s), {:.0} ns per packet\n",
+        v["cpu"]["worker_seconds"].as_f64().unwrap_or(0.0),
+        n(&v["workers"]),
+        v["cpu"]["ns_per_packet"].as_f64().unwrap_or(0.0)
+    ));
+    s
+}
+
+pub fn stats_prometheus(shared: &Shared) -> String {
+    let v = stats_json(shared);
+    let n = |x: &Value| x.as_u64().unwrap_or(0);
+    let mut s = String::new();
+    s.push_str("# TYPE nft_offload_interface_packets_total counter\n");
+    if let Some(ifs) = v["interfaces"].as_array() {
+        for i in ifs {
+            let name = i["name"].as_str().unwrap_or("");
+            for (dir, key) in [("rx", "rx_packets"), ("tx", "tx_packets")] {
+                s.push_str(&format!(
+                    "nft_offload_interface_packets_total{{interface=\"{name}\",direction=\"{dir}\"}} {}\n",
+                    n(&i[key])
+                ));
+            }
+        }
+        s.push_str("# TYPE nft_offload_interface_bytes_total counter\n");
+        for i in ifs {
+            let name = i["name"].as_str().unwrap_or("");
+            for (dir, key) in [("rx", "rx_bytes"), ("tx", "tx_bytes")] {
+                s.push_str(&format!(
+                    "nft_offload_interface_bytes_total{{interface=\"{name}\",direction=\"{dir}\"}} {}\n",
+                    n(&i[key])
+                ));
+            }
+        }
+    }
+    s.push_str("# TYPE nft_offload_path_packets_total counter\n");
+    for p in ["fast", "slow", "host"] {
+        s.push_str(&format!(
+            "nft_offload_path_packets_total{{path=\"{p}\"}} {}\n",
+            n(&v["paths"][p])
+        ));
+    }
+    s.push_str("# TYPE nft_offload_drops_total counter\n");
+    if let Some(d) = v["drops"].as_object() {
+        for (k, c) in d {
+            s.push_str(&format!(
+                "nft_offload_drops_total{{reason=\"{k}\"}} {}\n",
+                n(c)
+            ));
+        }
+    }
+    s.push_str("# TYPE nft_offload_flows gauge\n");
+    if let Some(f) = v["flows"]["by_state"].as_object() {
+        for (k, c) in f {
+            s.push_str(&format!("nft_offload_flows{{state=\"{k}\"}} {}\n", n(c)));
+        }
+    }
+    s.push_str("# TYPE nft_offload_flows_offloaded_total counter\n");
+    s.push_str(&format!(
+        "nft_offload_flows_offloaded_total {}\n",
+        n(&v["flows"]["offloaded_total"])
+    ));
+    s.push_str("# TYPE nft_offload_connections gauge\n");
+    s.push_str(&format!(
+        "nft_offload_connections {}\n",
+        n(&v["connections_total"])
+    ));
+    s.push_str("# TYPE nft_offload_cpu_seconds_total counter\n");
+    s.push_str(&format!(
+        "nft_offload_cpu_seconds_total {}\n",
+        v["cpu"]["worker_seconds"].as_f64().unwrap_or(0.0)
+    ));
+    s.push_str("# TYPE nft_offload_cpu_ns_per_packet gauge\n");
+    s.push_str(&format!(
+        "nft_offload_cpu_ns_per_packet {}\n",
+        v["cpu"]["ns_per_packet"].as_f64().unwrap_or(0.0)
+    ));
+    s
+}
+
+/// Client side: sends `line`, prints the answer; exit 1 on an error answer.
+pub fn client(path: &Path, line: &str) -> Result<std::process::ExitCode> {
+    let mut c = UnixStream::connect(path).with_context(|| {
+        format!(
+            "connecting to {} (is `nft-offload run` running? --control PATH)",
+            path.display()
+        )
+    })?;
+    c.write_all(line.as_bytes())?;
+    c.write_all(b"\n")?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    let (status, body) = out.split_once('\n').unwrap_or((out.as_str(), ""));
+    match status {
+        "ok" => {
+            print!("{body}");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        "error" => {
+            eprint!("{body}");
+            if !body.ends_with('\n') {
+                eprintln!();
+            }
+            Ok(std::process::ExitCode::from(1))
+        }
+        _ => bail!("unexpected answer from {}: {out:?}", path.display()),
+    }
+}

@@ -1,0 +1,967 @@
+//! `nft-offload run`: the live router. See `docs/live.md` for the design; in short:
+//!
+//! * the topology comes from the kernel over rtnetlink (interfaces named in `--interfaces`,
+//!   their addresses, the main table's routes, the neighbours) and follows its changes;
+//! * workers receive bursts from an I/O backend (AF_PACKET today), run them through one
+//!   shared [`Router`] (a lock per burst), and transmit on the egress interfaces; frames for
+//!   the router itself are left to the kernel, which has its own copy;
+//! * a small kernel nftables table keeps the kernel from answering (RST, port unreachable)
+//!   the frames the dataplane owns;
+//! * a control socket serves `list`, `load` and `stats`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nft_engine::fib::{NextHop, RouteKind};
+use nft_engine::topology::{Encap, Interface, StaticRoute, Topology};
+use nft_engine::{Config, Port, Router, Sent};
+use nft_flowtable::FrameSlot;
+use nft_io::afpacket::{AfPacket, AfPacketConfig, AfPacketStats, Fanout, FanoutMode};
+use nft_io::afxdp::AfXdp;
+use nft_lang::ruleset::{load_file, LoadOpts};
+
+use crate::control;
+use crate::netlink::{self, Event, KRoute, KRouteKind, Netlink};
+use crate::run_afxdp;
+
+/// Frames per interface per burst.
+const BURST: usize = 64;
+/// Timers (conntrack and flowtable GC) run at least this often, traffic or not.
+const TICK: Duration = Duration::from_millis(100);
+/// The kernel table that keeps the kernel off the dataplane's frames.
+pub const GUARD_TABLE: &str = "nft_offload_run";
+
+pub struct Args {
+    pub ruleset: PathBuf,
+    pub interfaces: String,
+    pub io: String,
+    pub workers: usize,
+    pub control: PathBuf,
+    pub no_offload: bool,
+    pub no_guard: bool,
+}
+
+/// The I/O backends. A backend moves bursts of whole Ethernet frames in and out of one
+/// interface; AF_XDP (with its steering program) plugs in here as a second variant.
+pub enum Backend {
+    AfPacket(AfPacket),
+    AfXdp(AfXdp),
+}
+
+impl Backend {
+    fn rx_burst(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
+        match self {
+            Backend::AfPacket(s) => s.rx_burst(max, f),
+            Backend::AfXdp(s) => s.rx_burst(max, f),
+        }
+    }
+
+    fn rx_ready(&self) -> bool {
+        match self {
+            Backend::AfPacket(s) => s.rx_ready(),
+            Backend::AfXdp(s) => s.rx_ready(),
+        }
+    }
+
+    fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
+        match self {
+            Backend::AfPacket(s) => s.tx_burst(frames),
+            Backend::AfXdp(s) => s.tx_burst(frames),
+        }
+    }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Backend::AfPacket(s) => s.as_fd(),
+            Backend::AfXdp(s) => s.as_fd(),
+        }
+    }
+
+    fn stats(&mut self) -> AfPacketStats {
+        match self {
+            Backend::AfPacket(s) => s.stats().unwrap_or_default(),
+            Backend::AfXdp(s) => s
+                .stats()
+                .map(|s| run_afxdp::as_packet_stats(&s))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Which backend `--io` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    AfPacket,
+    AfXdp,
+}
+
+pub fn parse_io(s: &str) -> Result<Io> {
+    match s {
+        "af_packet" | "afpacket" => Ok(Io::AfPacket),
+        "af_xdp" | "afxdp" => Ok(Io::AfXdp),
+        other => bail!("unknown --io {other:?} (af_packet or af_xdp)"),
+    }
+}
+
+/// `lan=eth0,wan=eth1`: (role, kernel interface name). A bare name has no role.
+pub fn parse_interfaces(s: &str) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = vec![];
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (role, name) = match part.split_once('=') {
+            Some((r, n)) => (r.trim().to_string(), n.trim().to_string()),
+            None => (String::new(), part.to_string()),
+        };
+        if name.is_empty() || name.len() > 15 {
+            bail!("--interfaces: bad interface name {name:?}");
+        }
+        if out.iter().any(|(_, n)| *n == name) {
+            bail!("--interfaces: {name} is named twice");
+        }
+        out.push((role, name));
+    }
+    if out.is_empty() {
+        bail!("--interfaces: name at least one interface (lan=IF,wan=IF)");
+    }
+    Ok(out)
+}
+
+/// Kernel interface numbers to topology indexes, for the interfaces `run` owns.
+#[derive(Clone, Debug)]
+pub struct Names {
+    pub kernel: Vec<u32>,
+}
+
+impl Names {
+    fn topo(&self, ifindex: u32) -> Option<usize> {
+        self.kernel.iter().position(|k| *k == ifindex)
+    }
+}
+
+fn engine_routes(routes: &[KRoute], names: &Names) -> Vec<StaticRoute> {
+    routes
+        .iter()
+        .filter_map(|r| {
+            let kind = match r.kind {
+                KRouteKind::Unicast { oif, via } => RouteKind::Unicast(NextHop {
+                    ifindex: names.topo(oif)?,
+                    via,
+                }),
+                KRouteKind::Blackhole => RouteKind::Blackhole,
+                KRouteKind::Unreachable => RouteKind::Unreachable,
+            };
+            Some(StaticRoute {
+                prefix: r.dst,
+                len: r.len,
+                kind,
+            })
+        })
+        .collect()
+}
+
+/// The engine's topology from a kernel snapshot: the named interfaces (in the order given;
+/// their kernel names are the names rules match with `iifname`), their addresses, the routes
+/// through them and their neighbours.
+pub fn topology(snap: &netlink::Snapshot, ifs: &[(String, String)]) -> Result<(Topology, Names)> {
+    let mut interfaces = vec![];
+    let mut kernel = vec![];
+    for (index, (_, name)) in ifs.iter().enumerate() {
+        let l = snap
+            .link_by_name(name)
+            .ok_or_else(|| anyhow!("no interface named {name:?} in this network namespace"))?;
+        let addresses = snap
+            .addrs
+            .iter()
+            .filter(|a| a.ifindex == l.ifindex)
+            .map(|a| (a.addr, a.len))
+            .collect();
+        interfaces.push(Interface {
+            index,
+            name: name.clone(),
+            mac: l.mac,
+            addresses,
+            mtu: u16::try_from(l.mtu).unwrap_or(u16::MAX),
+            encap: Encap::None,
+            up: l.up,
+        });
+        kernel.push(l.ifindex);
+    }
+    let names = Names { kernel };
+    let routes = engine_routes(&snap.routes, &names);
+    let mut neighbours = HashMap::default();
+    for n in &snap.neighbours {
+        if let (Some(i), Some(mac)) = (names.topo(n.ifindex), n.mac) {
+            neighbours.insert((i, n.ip), mac);
+        }
+    }
+    Ok((
+        Topology {
+            interfaces,
+            routes,
+            neighbours,
+        },
+        names,
+    ))
+}
+
+/// The ruleset as loaded (for `list ruleset`) and compiled.
+pub fn load_ruleset(
+    path: &Path,
+    topo: &Topology,
+) -> Result<(nft_lang::ast::Ruleset, nft_engine::rules::Ruleset), String> {
+    let mut names: Vec<String> = topo.interfaces.iter().map(|i| i.name.clone()).collect();
+    if !names.iter().any(|n| n == "lo") {
+        names.push("lo".into());
+    }
+    let opts = LoadOpts {
+        interfaces: Some(names),
+        ..Default::default()
+    };
+    let ast = load_file(path, &opts).map_err(|e| e.rendered.trim_end().to_string())?;
+    let rules = nft_engine::rules::compile(&ast).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((ast, rules))
+}
+
+/// What the workers, the netlink thread and the control socket share.
+pub struct State {
+    pub router: Router,
+    pub ast: nft_lang::ast::Ruleset,
+    /// Kernel routes and addresses as last announced (the engine gets them converted).
+    routes: Vec<KRoute>,
+    addrs: Vec<netlink::Addr>,
+    /// Frames the transmit side could not hand to the kernel (back-pressure), by interface.
+    pub tx_dropped: Vec<u64>,
+}
+
+pub struct Shared {
+    pub state: Mutex<State>,
+    pub names: Names,
+    pub epoch: Instant,
+    pub stop: AtomicBool,
+    /// Thread CPU time of each worker, in nanoseconds (getrusage RUSAGE_THREAD).
+    pub worker_cpu_ns: Vec<AtomicU64>,
+    /// Each worker's backend counters, per interface.
+    pub io_stats: Mutex<Vec<Vec<AfPacketStats>>>,
+    pub workers: usize,
+    /// `--io af_xdp`: the steering programs.
+    pub steering: Option<Arc<Mutex<run_afxdp::Steering>>>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker that panicked holding the lock left the router as it was between two
+        // bursts' statements; keep serving rather than stop every other thread.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+}
+
+fn thread_cpu_ns() -> u64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_THREAD) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| {
+                (tv.tv_sec() as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(tv.tv_usec() as u64 * 1000)
+            };
+            t(u.user_time()).saturating_add(t(u.system_time()))
+        }
+        Err(_) => 0,
+    }
+}
+
+fn is_arp(f: &[u8]) -> bool {
+    f.len() >= 14 && f[12..14] == [0x08, 0x06]
+}
+
+fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec<Vec<Backend>>> {
+    let mut all = vec![];
+    for _ in 0..workers {
+        let mut socks = vec![];
+        for (i, (_, name)) in ifs.iter().enumerate() {
+            match io {
+                Io::AfPacket => {
+                    let cfg = AfPacketConfig {
+                        // a fanout group per interface, unique to this process
+                        fanout: (workers > 1).then(|| Fanout {
+                            group: (std::process::id() as u16)
+                                .wrapping_mul(8)
+                                .wrapping_add(i as u16),
+                            mode: FanoutMode::Hash,
+                        }),
+                        ..AfPacketConfig::default()
+                    };
+                    let s = AfPacket::open(name, &cfg)
+                        .with_context(|| format!("opening AF_PACKET on {name}"))?;
+                    socks.push(Backend::AfPacket(s));
+                }
+                // opened with the steering programs, in run()
+                Io::AfXdp => {}
+            }
+        }
+        all.push(socks);
+    }
+    Ok(all)
+}
+
+fn worker(
+    shared: Arc<Shared>,
+    mut socks: Vec<Backend>,
+    wid: usize,
+    resolve: mpsc::Sender<(usize, IpAddr)>,
+) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let n_if = socks.len();
+    let mut slots: Vec<FrameSlot> = (0..BURST * n_if).map(|_| FrameSlot::new(0, &[])).collect();
+    let mut sent: Vec<Sent> = Vec::with_capacity(BURST * n_if);
+    let mut last_tick = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut pending: Vec<Vec<usize>> = vec![vec![]; n_if];
+    while !shared.stop.load(Ordering::Relaxed) {
+        if !socks.iter().any(|s| s.rx_ready()) {
+            let mut fds: Vec<PollFd> = socks
+                .iter()
+                .map(|s| PollFd::new(s.fd(), PollFlags::POLLIN))
+                .collect();
+            let _ = poll(&mut fds, PollTimeout::from(20u16));
+            let errs: Vec<bool> = fds
+                .iter()
+                .map(|p| {
+                    p.revents()
+                        .is_some_and(|r| r.intersects(PollFlags::POLLERR))
+                })
+                .collect();
+            drop(fds);
+            for (s, e) in socks.iter().zip(errs) {
+                if e {
+                    // a link went down (ENETDOWN): read and clear the error, or poll spins
+                    let _ = nix::sys::socket::getsockopt(
+                        &s.fd(),
+                        nix::sys::socket::sockopt::SocketError,
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        let mut n = 0;
+        for (i, s) in socks.iter_mut().enumerate() {
+            let port = i as u16;
+            s.rx_burst(BURST, |f| {
+                // ARP is the kernel's; it answers from its own copy
+                if is_arp(f) || n >= slots.len() {
+                    return;
+                }
+                slots[n].refill(port, f);
+                n += 1;
+            });
+        }
+        if n == 0 && last_tick.elapsed() < TICK {
+            continue;
+        }
+        last_tick = Instant::now();
+        let unresolved = {
+            let mut st = shared.lock();
+            let now = shared.now();
+            sent.clear();
+            st.router.process_slots(&mut slots[..n], now, &mut sent);
+            st.router.take_unresolved()
+        };
+        for u in unresolved {
+            let _ = resolve.send(u);
+        }
+        // transmit, grouped by egress interface, in order
+        for p in pending.iter_mut() {
+            p.clear();
+        }
+        for (k, s) in sent.iter().enumerate() {
+            let e = match s {
+                Sent::Slot { egress, .. } => *egress,
+                Sent::Frame(f) => match f.egress {
+                    Port::Iface(e) => e,
+                    // the kernel has its own copy of what is addressed to the router
+                    Port::Host => continue,
+                },
+            };
+            if let Some(p) = pending.get_mut(e) {
+                p.push(k);
+            }
+        }
+        let mut tx_dropped = vec![0u64; n_if];
+        for (e, sock) in socks.iter_mut().enumerate() {
+            if pending[e].is_empty() {
+                continue;
+            }
+            let frames: Vec<&[u8]> = pending[e]
+                .iter()
+                .map(|&k| match &sent[k] {
+                    Sent::Slot { slot, .. } => slots[*slot].frame(),
+                    Sent::Frame(f) => f.data.as_slice(),
+                })
+                .collect();
+            let mut done = 0;
+            let mut tries = 0;
+            while done < frames.len() && tries < 100 {
+                let t = sock.tx_burst(&frames[done..]);
+                if t == 0 {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                done += t;
+            }
+            tx_dropped[e] += (frames.len() - done) as u64;
+        }
+        if tx_dropped.iter().any(|d| *d > 0) {
+            let mut st = shared.lock();
+            for (a, d) in st.tx_dropped.iter_mut().zip(&tx_dropped) {
+                *a += d;
+            }
+        }
+        if last_stats.elapsed() >= Duration::from_millis(200) {
+            last_stats = Instant::now();
+            shared.worker_cpu_ns[wid].store(thread_cpu_ns(), Ordering::Relaxed);
+            let st: Vec<AfPacketStats> = socks.iter_mut().map(|s| s.stats()).collect();
+            if let Ok(mut io) = shared.io_stats.lock() {
+                io[wid] = st;
+            }
+        }
+    }
+    shared.worker_cpu_ns[wid].store(thread_cpu_ns(), Ordering::Relaxed);
+    let st: Vec<AfPacketStats> = socks.iter_mut().map(|s| s.stats()).collect();
+    if let Ok(mut io) = shared.io_stats.lock() {
+        io[wid] = st;
+    }
+}
+
+/// Applies a kernel change to the router.
+pub fn apply_event(
+    st: &mut State,
+    names: &Names,
+    ev: Event,
+    resolve: &mpsc::Sender<(usize, IpAddr)>,
+) {
+    match ev {
+        Event::Link(l) => {
+            if let Some(i) = names.topo(l.ifindex) {
+                if st.router.topology().interfaces[i].up != l.up {
+                    st.router.set_link(i, l.up);
+                    st.router.rebuild_fib();
+                }
+            }
+        }
+        Event::LinkGone(ix) => {
+            if let Some(i) = names.topo(ix) {
+                st.router.set_link(i, false);
+                st.router.rebuild_fib();
+            }
+        }
+        Event::AddrNew(a) | Event::AddrGone(a) => {
+            let new = matches!(ev, Event::AddrNew(_));
+            st.addrs.retain(|x| x != &a);
+            if new {
+                st.addrs.push(a);
+            }
+            if let Some(i) = names.topo(a.ifindex) {
+                let list = st
+                    .addrs
+                    .iter()
+                    .filter(|x| x.ifindex == a.ifindex)
+                    .map(|x| (x.addr, x.len))
+                    .collect();
+                st.router.set_addresses(i, list);
+            }
+        }
+        Event::RouteNew(r) | Event::RouteGone(r) => {
+            let new = matches!(ev, Event::RouteNew(_));
+            st.routes.retain(|x| !(x.dst == r.dst && x.len == r.len));
+            if new {
+                st.routes.push(r);
+            }
+            let routes = engine_routes(&st.routes, names);
+            st.router.set_routes(routes);
+        }
+        Event::NeighNew(n) => {
+            let Some(i) = names.topo(n.ifindex) else {
+                return;
+            };
+            match n.mac {
+                Some(m) => st.router.set_neighbour(i, n.ip, Some(m)),
+                None if n.failed => st.router.set_neighbour(i, n.ip, None),
+                None => {}
+            }
+        }
+        Event::NeighGone(n) => {
+            // The kernel forgot an entry (its GC): keep the MAC and have it resolved again,
+            // so flows using it do not stall; a failed resolution removes it then.
+            let Some(i) = names.topo(n.ifindex) else {
+                return;
+            };
+            if st.router.topology().neighbours.contains_key(&(i, n.ip)) {
+                let _ = resolve.send((i, n.ip));
+            }
+        }
+    }
+}
+
+/// The kernel table of `run` (AF_PACKET mode). The kernel sees every frame the dataplane
+/// sees; for TCP and UDP addressed to one of the router's own addresses on our interfaces with
+/// no local socket (replies to masqueraded connections, port forwards) it would answer with
+/// a RST or a port unreachable. The table drops those before the kernel's stack looks at them
+/// (prerouting, priority -500, after the AF_PACKET taps); what has a local socket stays the
+/// kernel's.
+pub fn guard_ruleset(ifs: &[String]) -> String {
+    let list = ifs
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "table inet {GUARD_TABLE} {{\n\
+         \tchain prerouting {{\n\
+         \t\ttype filter hook prerouting priority -500; policy accept;\n\
+         \t\tiifname != {{ {list} }} accept\n\
+         \t\tfib daddr type != local accept\n\
+         \t\tmeta l4proto {{ tcp, udp }} socket transparent 0 accept\n\
+         \t\tmeta l4proto {{ tcp, udp }} socket transparent 1 accept\n\
+         \t\tmeta l4proto {{ tcp, udp }} counter drop comment \"owned by the nft-offload dataplane\"\n\
+         \t}}\n\
+         }}\n"
+    )
+}
+
+/// Removes the kernel table when dropped (any exit path of `run`).
+pub struct Guard {
+    installed: bool,
+}
+
+impl Guard {
+    pub fn install(ifs: &[String]) -> Result<Guard> {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", GUARD_TABLE])
+            .stderr(Stdio::null())
+            .status();
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .context("running nft to install the kernel guard table")?;
+        if let Some(mut i) = child.stdin.take() {
+            use std::io::Write;
+            i.write_all(guard_ruleset(ifs).as_bytes())?;
+        }
+        let st = child.wait()?;
+        if !st.success() {
+            bail!("nft refused the guard table (exit {st})");
+        }
+        Ok(Guard { installed: true })
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.installed {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "inet", GUARD_TABLE])
+                .status();
+        }
+    }
+}
+
+/// `flags offload`: each flowtable that has it gets the XDP offload on its devices (native
+/// mode, else generic), or stays in software, saying why: the program was not built
+/// (`nft_xdp::NOT_BUILT`), cannot be loaded, or a device takes no XDP program (its flows
+/// stay in software, the others are offloaded). `mono` is CLOCK_MONOTONIC at the router's
+/// time zero. The lines are for the log; none is an error.
+fn xdp_offload(router: &mut Router, ifs: &[(String, String)], mono: Duration) -> Vec<String> {
+    use nft_xdp::offload::{XdpOffload, XdpOffloadConfig};
+    let mut msgs = vec![];
+    let tables: Vec<(usize, String, Vec<usize>)> = router
+        .offload()
+        .flowtables()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.ft.config().hw_offload)
+        .map(|(i, t)| (i, t.name.clone(), t.ports.clone()))
+        .collect();
+    for (i, name, ports) in tables {
+        let cfg = XdpOffloadConfig {
+            devices: ports
+                .iter()
+                .filter_map(|&p| Some((u16::try_from(p).ok()?, ifs.get(p)?.1.clone())))
+                .collect(),
+            ..XdpOffloadConfig::default()
+        };
+        match XdpOffload::new(&cfg) {
+            Ok(mut x) => {
+                x.set_clock(Duration::ZERO, mono);
+                for at in x.attachments() {
+                    msgs.push(match (&at.mode, &at.warning) {
+                        (Some(m), _) => {
+                            format!("flowtable {name}: {} XDP offload ({m})", at.device)
+                        }
+                        (None, w) => format!(
+                            "warning: flowtable {name}: {}",
+                            w.clone()
+                                .unwrap_or_else(|| format!("{}: no XDP", at.device))
+                        ),
+                    });
+                }
+                router.offload_mut().set_backend(i, Box::new(x));
+            }
+            Err(e) => msgs.push(format!(
+                "warning: flowtable {name}: {e}; its flows stay in software"
+            )),
+        }
+    }
+    msgs
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let io = parse_io(&a.io)?;
+    let ifs = parse_interfaces(&a.interfaces)?;
+    let workers = a.workers.max(1);
+    // subscribe first, then dump, so no change falls between the two
+    let mut monitor = Netlink::monitor()?;
+    let mut nl = Netlink::open()?;
+    let snap = nl.snapshot()?;
+    let (topo, names) = topology(&snap, &ifs)?;
+    let (ast, rules) = match load_ruleset(&a.ruleset, &topo) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut cfg = Config {
+        offload: !a.no_offload,
+        resolve_neighbours: true,
+        log_capacity: 1000,
+        ..Config::default()
+    };
+    cfg.conntrack.accounting = true;
+    let n_if = topo.interfaces.len();
+    let mut router = Router::new(topo, rules, cfg);
+    // The router's time is `epoch.elapsed()`; the XDP offload's stats come in CLOCK_MONOTONIC.
+    let epoch = Instant::now();
+    let mono = nft_xdp::offload::monotonic_now();
+    if !a.no_offload {
+        let hw = router
+            .offload()
+            .flowtables()
+            .iter()
+            .any(|t| t.ft.config().hw_offload);
+        if io == Io::AfXdp && hw {
+            // One XDP program per interface: the steering program holds them, so flowtables
+            // with `flags offload` stay in software.
+            eprintln!(
+                "nft-offload: flags offload: the AF_XDP steering program holds the interfaces; flows stay in the software fast path"
+            );
+        } else if hw {
+            for line in xdp_offload(&mut router, &ifs, mono) {
+                eprintln!("nft-offload: {line}");
+            }
+        }
+    }
+    let (backends, steering) = match io {
+        Io::AfPacket => (open_backends(io, &ifs, workers)?, None),
+        Io::AfXdp => {
+            let (socks, steering) = run_afxdp::open(&ifs, workers, &snap.addrs)?;
+            let socks = socks
+                .into_iter()
+                .map(|w| w.into_iter().map(Backend::AfXdp).collect())
+                .collect();
+            (socks, Some(Arc::new(Mutex::new(steering))))
+        }
+    };
+    let guard = if a.no_guard {
+        None
+    } else {
+        Some(Guard::install(
+            &ifs.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(),
+        )?)
+    };
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            router,
+            ast,
+            routes: snap.routes.clone(),
+            addrs: snap.addrs.clone(),
+            tx_dropped: vec![0; n_if],
+        }),
+        names: names.clone(),
+        epoch,
+        stop: AtomicBool::new(false),
+        worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
+        workers,
+        steering: steering.clone(),
+    });
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop_flag.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop_flag.clone())?;
+
+    // neighbour resolution, asked of the kernel
+    let (rtx, rrx) = mpsc::channel::<(usize, IpAddr)>();
+    {
+        let names = names.clone();
+        std::thread::Builder::new()
+            .name("resolve".into())
+            .spawn(move || {
+                let mut recent: HashMap<(usize, IpAddr), Instant> = HashMap::new();
+                while let Ok((i, ip)) = rrx.recv() {
+                    let now = Instant::now();
+                    if recent
+                        .get(&(i, ip))
+                        .is_some_and(|t| now.duration_since(*t) < Duration::from_millis(500))
+                    {
+                        continue;
+                    }
+                    recent.insert((i, ip), now);
+                    if recent.len() > 4096 {
+                        recent.retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
+                    }
+                    if let Some(&k) = names.kernel.get(i) {
+                        if let Err(e) = nl.resolve(k, ip) {
+                            eprintln!("nft-offload: {e:#}");
+                        }
+                    }
+                }
+            })?;
+    }
+    // kernel changes
+    {
+        let shared = shared.clone();
+        let rtx = rtx.clone();
+        let steering = steering.clone();
+        std::thread::Builder::new()
+            .name("netlink".into())
+            .spawn(move || loop {
+                match monitor.events() {
+                    Ok(evs) => {
+                        let mut st = shared.lock();
+                        let addrs_changed = evs
+                            .iter()
+                            .any(|e| matches!(e, Event::AddrNew(_) | Event::AddrGone(_)));
+                        for ev in evs {
+                            apply_event(&mut st, &shared.names, ev, &rtx);
+                        }
+                        // the steering programs follow the router's addresses
+                        if let (true, Some(s)) = (addrs_changed, &steering) {
+                            if let Err(e) = s
+                                .lock()
+                                .map_err(|_| anyhow!("poisoned"))
+                                .and_then(|mut s| s.set_locals(&st.addrs))
+                            {
+                                eprintln!("nft-offload: {e:#}");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // ENOBUFS: events were lost; the next ones still apply
+                        eprintln!("nft-offload: netlink: {e:#}");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            })?;
+    }
+    let server = control::Server::bind(&a.control, shared.clone())?;
+    let mut handles = vec![];
+    for (wid, socks) in backends.into_iter().enumerate() {
+        let shared = shared.clone();
+        let rtx = rtx.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("worker{wid}"))
+                .spawn(move || worker(shared, socks, wid, rtx))?,
+        );
+    }
+    eprintln!(
+        "nft-offload: routing on {} with {} worker(s), control socket {}",
+        ifs.iter()
+            .map(|(r, n)| if r.is_empty() {
+                n.clone()
+            } else {
+                format!("{r}={n}")
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        workers,
+        a.control.display()
+    );
+    while !stop_flag.load(Ordering::Relaxed) {
+        server.serve_pending();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    drop(server);
+    drop(guard);
+    // detaches the steering programs (other threads may still hold the Arc): the kernel has
+    // the interfaces back
+    if let Some(s) = &steering {
+        if let Ok(mut s) = s.lock() {
+            s.detach();
+        }
+    }
+    // the fast path's counts into conntrack, then the last word
+    {
+        let mut st = shared.lock();
+        let now = shared.now();
+        st.router.sync_offload(now);
+    }
+    print!("{}", control::stats_text(&shared));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::{Addr, Link, Neigh, Snapshot};
+
+    #[test]
+    fn interfaces_and_io_arguments() {
+        assert_eq!(
+            parse_interfaces("lan=eth0, wan=eth1").unwrap(),
+            vec![
+                ("lan".to_string(), "eth0".to_string()),
+                ("wan".to_string(), "eth1".to_string())
+            ]
+        );
+        assert_eq!(
+            parse_interfaces("eth0").unwrap(),
+            vec![(String::new(), "eth0".to_string())]
+        );
+        let e = parse_interfaces("lan=eth0,wan=eth0").unwrap_err();
+        assert_eq!(e.to_string(), "--interfaces: eth0 is named twice");
+        assert!(parse_interfaces("").is_err());
+        assert!(parse_interfaces("lan=averyveryverylongname").is_err());
+        assert_eq!(parse_io("af_packet").unwrap(), Io::AfPacket);
+        assert_eq!(parse_io("af_xdp").unwrap(), Io::AfXdp);
+        assert!(parse_io("dpdk").is_err());
+    }
+
+    #[test]
+    fn topology_from_a_kernel_snapshot() {
+        let mut s = Snapshot::default();
+        for (ifindex, name, up) in [(2, "eth0", true), (3, "eth1", false), (4, "other", true)] {
+            s.links.insert(
+                ifindex,
+                Link {
+                    ifindex,
+                    name: name.into(),
+                    mac: [2, 0, 0, 0, 0, ifindex as u8],
+                    mtu: 1500 - ifindex,
+                    up,
+                },
+            );
+        }
+        s.addrs = vec![
+            Addr {
+                ifindex: 2,
+                addr: "198.18.1.1".parse().unwrap(),
+                len: 24,
+            },
+            Addr {
+                ifindex: 3,
+                addr: "2001:db8:2::1".parse().unwrap(),
+                len: 64,
+            },
+            Addr {
+                ifindex: 4,
+                addr: "198.18.9.1".parse().unwrap(),
+                len: 24,
+            },
+        ];
+        s.routes = vec![
+            KRoute {
+                dst: "0.0.0.0".parse().unwrap(),
+                len: 0,
+                kind: KRouteKind::Unicast {
+                    oif: 3,
+                    via: Some("198.18.2.254".parse().unwrap()),
+                },
+            },
+            // through an interface that is not ours: left out
+            KRoute {
+                dst: "10.0.0.0".parse().unwrap(),
+                len: 8,
+                kind: KRouteKind::Unicast { oif: 4, via: None },
+            },
+            KRoute {
+                dst: "203.0.113.0".parse().unwrap(),
+                len: 24,
+                kind: KRouteKind::Blackhole,
+            },
+        ];
+        s.neighbours = vec![
+            Neigh {
+                ifindex: 3,
+                ip: "198.18.2.254".parse().unwrap(),
+                mac: Some([2, 0, 0, 0, 0, 0xfe]),
+                failed: false,
+            },
+            Neigh {
+                ifindex: 2,
+                ip: "198.18.1.7".parse().unwrap(),
+                mac: None,
+                failed: false,
+            },
+        ];
+        let ifs = parse_interfaces("wan=eth1,lan=eth0").unwrap();
+        let (t, names) = topology(&s, &ifs).unwrap();
+        assert_eq!(names.kernel, vec![3, 2]);
+        assert_eq!(
+            t.interfaces
+                .iter()
+                .map(|i| (i.name.as_str(), i.index, i.mtu, i.up))
+                .collect::<Vec<_>>(),
+            vec![("eth1", 0, 1497, false), ("eth0", 1, 1498, true)]
+        );
+        assert_eq!(
+            t.interfaces[1].addresses,
+            vec![("198.18.1.1".parse().unwrap(), 24)]
+        );
+        assert_eq!(t.routes.len(), 2);
+        assert_eq!(
+            t.routes[0].kind,
+            RouteKind::Unicast(NextHop {
+                ifindex: 0,
+                via: Some("198.18.2.254".parse().unwrap())
+            })
+        );
+        assert_eq!(t.routes[1].kind, RouteKind::Blackhole);
+        assert_eq!(t.neighbours.len(), 1);
+        assert_eq!(
+            t.neighbours.get(&(0, "198.18.2.254".parse().unwrap())),
+            Some(&[2, 0, 0, 0, 0, 0xfe])
+        );
+        let e = topology(&s, &parse_interfaces("lan=nope").unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no interface named \"nope\" in this network namespace"
+        );
+    }
+
+    #[test]
+    fn guard_table_names_our_interfaces() {
+        let g = guard_ruleset(&["eth0".into(), "eth1".into()]);
+        assert!(g.starts_with("table inet nft_offload_run {"));
+        assert!(g.contains("iifname != { \"eth0\", \"eth1\" } accept"));
+        assert!(g.contains("priority -500"));
+        // our own parser takes it, as nft does
+        let opts = LoadOpts::default();
+        nft_lang::ruleset::load_str("guard", &g, &opts).unwrap();
+    }
+}

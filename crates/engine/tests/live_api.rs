@@ -1,0 +1,210 @@
+//! What the live router (`nft-offload run`) needs from the engine: neighbours learnt and lost
+//! while running, routes and addresses replaced, and an atomic ruleset swap that keeps the
+//! connection table and the flows.
+
+mod common;
+use common::*;
+use nft_engine::counters::Drop;
+use nft_engine::fib::{NextHop, RouteKind};
+use nft_engine::topology::StaticRoute;
+use nft_engine::{Config, Port};
+use nft_lang::ruleset::{load_str, LoadOpts};
+
+fn compile(text: &str) -> nft_engine::rules::Ruleset {
+    let ast = load_str("rules.nft", text, &LoadOpts::default()).unwrap();
+    nft_engine::rules::compile(&ast).unwrap()
+}
+
+/// The UDP exchange that assures a connection and offloads it: request, answer, and a request
+/// more than two seconds later (a UDP stream); the flow exists from `t + 3`.
+fn assured_udp(r: &mut nft_engine::Router, t: u64) -> u16 {
+    let out = one(
+        r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
+        secs(t),
+        Port::Iface(WAN),
+    );
+    let sport = check(&out).ports.unwrap().0;
+    one(
+        r,
+        WAN,
+        udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a1"),
+        secs(t),
+        Port::Iface(LAN),
+    );
+    one(
+        r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q2"),
+        secs(t + 3),
+        Port::Iface(WAN),
+    );
+    sport
+}
+
+#[test]
+fn unresolved_neighbour_is_queued_and_the_connection_survives() {
+    let cfg = Config {
+        resolve_neighbours: true,
+        ..Config::default()
+    };
+    let mut r = router_with(TOPOLOGY, RULES, cfg);
+    // the gateway's MAC is not known yet
+    r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), None);
+    none(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
+        secs(1),
+    );
+    none(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
+        secs(1),
+    );
+    assert_eq!(r.counters().dropped(Drop::NeighbourUnresolved), 2);
+    assert_eq!(r.counters().dropped(Drop::NoNeighbour), 0);
+    // asked once, however many packets waited
+    assert_eq!(
+        r.take_unresolved(),
+        vec![(WAN, "198.18.0.1".parse().unwrap())]
+    );
+    assert!(r.take_unresolved().is_empty());
+    // the kernel answers: the next packet of the same connection goes through
+    r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), Some(GW_MAC));
+    let out = one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
+        secs(2),
+        Port::Iface(WAN),
+    );
+    assert_eq!(&out[0..6], &GW_MAC);
+    assert_eq!(r.conntrack().len(), 1);
+}
+
+#[test]
+fn neighbour_change_reaches_offloaded_flows() {
+    let mut r = router();
+    let sport = assured_udp(&mut r, 1);
+    assert_eq!(
+        r.list_flows(secs(4)).len(),
+        2,
+        "{:?}",
+        r.list_flows(secs(4))
+    );
+    // the gateway moves to a new MAC: the fast path follows at the next burst
+    let new_mac = [2, 0, 0, 0, 2, 0xee];
+    r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), Some(new_mac));
+    let out = one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
+        secs(5),
+        Port::Iface(WAN),
+    );
+    assert_eq!(&out[0..6], &new_mac);
+    assert_eq!(check(&out).ports.unwrap().0, sport);
+    assert_eq!(r.report(secs(5)).fast_path_packets, 1);
+}
+
+#[test]
+fn route_and_address_replacement() {
+    let mut r = router();
+    // a host route for REMOTE via another WAN gateway takes over from the default route
+    let mut routes = r.topology().routes.clone();
+    routes.push(StaticRoute {
+        prefix: "203.0.113.5".parse().unwrap(),
+        len: 32,
+        kind: RouteKind::Unicast(NextHop {
+            ifindex: WAN,
+            via: Some("198.18.0.77".parse().unwrap()),
+        }),
+    });
+    r.set_routes(routes);
+    let other = [2, 0, 0, 0, 2, 0x77];
+    r.set_neighbour(WAN, "198.18.0.77".parse().unwrap(), Some(other));
+    let out = one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q"),
+        secs(1),
+        Port::Iface(WAN),
+    );
+    assert_eq!(&out[0..6], &other);
+    // the WAN address changes: masquerade uses the new one
+    r.set_addresses(WAN, vec![("198.18.0.9".parse().unwrap(), 24)]);
+    let out = one(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            [8, 8, 8, 8],
+            5001,
+            53,
+            64,
+            b"q",
+        ),
+        secs(1),
+        Port::Iface(WAN),
+    );
+    assert_eq!(check(&out).src_addr, Some("198.18.0.9".parse().unwrap()));
+}
+
+#[test]
+fn ruleset_swap_keeps_connections_and_flows() {
+    let mut r = router();
+    let sport = assured_udp(&mut r, 1);
+    let flows_before = r.list_flows(secs(4));
+    assert_eq!(flows_before.len(), 2, "{flows_before:?}");
+    let fast_before = r.report(secs(4)).fast_path_packets;
+    // the same flowtable, one more rule
+    let more = RULES.replace(
+        "tcp dport 23 reject with tcp reset",
+        "tcp dport 23 reject with tcp reset\n\t\tudp dport 5555 drop",
+    );
+    r.replace_ruleset(compile(&more), secs(5));
+    assert_eq!(r.list_flows(secs(5)).len(), 2);
+    assert_eq!(r.conntrack().len(), 1);
+    // the answer still takes the fast path
+    one(
+        &mut r,
+        WAN,
+        udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a2"),
+        secs(5),
+        Port::Iface(LAN),
+    );
+    assert_eq!(r.report(secs(5)).fast_path_packets, fast_before + 1);
+    // the new rule is in force for new connections
+    none(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5001, 5555, 64, b"x"),
+        secs(5),
+    );
+    assert_eq!(r.counters().dropped(Drop::RuleDrop), 1);
+
+    // a ruleset without the flowtable: the flow goes back to the slow path, the connection stays
+    let no_ft = RULES
+        .replace(
+            "flowtable ft { hook ingress priority 0; devices = { \"lan\", \"wan\" }; }",
+            "",
+        )
+        .replace("meta l4proto { tcp, udp } flow add @ft", "");
+    r.replace_ruleset(compile(&no_ft), secs(6));
+    assert_eq!(r.list_flows(secs(6)).len(), 0);
+    assert_eq!(r.conntrack().len(), 1);
+    let fast = r.report(secs(6)).fast_path_packets;
+    one(
+        &mut r,
+        WAN,
+        udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a3"),
+        secs(6),
+        Port::Iface(LAN),
+    );
+    assert!(r.report(secs(6)).fast_path_packets <= fast);
+}

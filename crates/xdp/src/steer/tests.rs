@@ -1,0 +1,638 @@
+//! Live: the steering program and an AF_XDP socket on one end of a veth pair, frames sent from
+//! the other end with a plain AF_PACKET socket.
+
+use super::*;
+use nft_io::afpacket::{AfPacket, AfPacketConfig};
+use nft_io::afxdp::{AfXdp, AfXdpConfig, AfXdpSet, FrameCounts, RxAction};
+use nft_io::netns::{in_netns, ip, VethPair};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[cfg(not(xdp_built))]
+#[test]
+fn without_the_object_the_error_says_not_built() {
+    let e = Steer::attach("lo", &SteerConfig::default()).err().unwrap();
+    assert!(e.to_string().contains(crate::NOT_BUILT), "{e}");
+}
+
+#[test]
+fn an_unknown_device_is_named() {
+    let e = Steer::attach("no-such-if0", &SteerConfig::default())
+        .err()
+        .unwrap();
+    if crate::built() {
+        assert_eq!(e.to_string(), "no-such-if0: no such device");
+    }
+}
+
+const R_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const P_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// An Ethernet frame from the peer to the router, with `tags` (TPID, VID) before the EtherType.
+fn eth(dst: [u8; 6], tags: &[(u16, u16)], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&P_MAC);
+    for &(tpid, vid) in tags {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    while f.len() < 60 {
+        f.push(0);
+    }
+    f
+}
+
+fn l4(proto: u8, dport: u16, seq: u32, len: usize) -> Vec<u8> {
+    let mut v = 40000u16.to_be_bytes().to_vec();
+    v.extend_from_slice(&dport.to_be_bytes());
+    if proto == 6 {
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+    } else {
+        v.extend_from_slice(&((8 + len) as u16).to_be_bytes());
+        v.extend_from_slice(&[0, 0]);
+    }
+    v.extend((0..len).map(|i| (i as u32 ^ seq) as u8));
+    v
+}
+
+fn ipv4(dst: [u8; 4], proto: u8, dport: u16, seq: u32) -> Vec<u8> {
+    let body = l4(proto, dport, seq, 10 + seq as usize % 300);
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&((20 + body.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+    h.extend_from_slice(&[198, 18, 0, 2]);
+    h.extend_from_slice(&dst);
+    let sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let c = !((sum & 0xffff) + (sum >> 16)) as u16;
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(&body);
+    h
+}
+
+fn ipv6(dst: [u8; 16], proto: u8, dport: u16, seq: u32) -> Vec<u8> {
+    let body = l4(proto, dport, seq, 10 + seq as usize % 300);
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    h.extend_from_slice(&[proto, 64]);
+    h.extend_from_slice(
+        &"2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(&body);
+    h
+}
+
+fn v6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// Frames the dataplane takes, and frames the kernel keeps; `seq` makes each unique.
+fn dataplane_frame(seq: u32) -> Vec<u8> {
+    match seq % 6 {
+        // Forwarded: to addresses that are not the router's.
+        0 => eth(R_MAC, &[], 0x0800, &ipv4([198, 19, 0, 5], 17, 5000, seq)),
+        1 => eth(R_MAC, &[], 0x86dd, &ipv6(v6("2001:db8:1::5"), 6, 443, seq)),
+        2 => eth(
+            R_MAC,
+            &[(0x8100, 7)],
+            0x0800,
+            &ipv4([198, 19, 0, 6], 6, 80, seq),
+        ),
+        3 => eth(
+            R_MAC,
+            &[(0x88a8, 100), (0x8100, 7)],
+            0x86dd,
+            &ipv6(v6("2001:db8:1::6"), 17, 53, seq),
+        ),
+        // Owned: a port forward on the router's own addresses.
+        4 => eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 8080, seq)),
+        _ => eth(R_MAC, &[], 0x86dd, &ipv6(v6("2001:db8::1"), 6, 8080, seq)),
+    }
+}
+
+fn kernel_frames() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "local",
+            eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 17, 5353, 1)),
+        ),
+        (
+            "local",
+            eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 22, 2)),
+        ),
+        (
+            "local",
+            eth(R_MAC, &[], 0x86dd, &ipv6(v6("2001:db8::1"), 17, 8080, 3)),
+        ),
+        (
+            "multicast",
+            eth(
+                [0x01, 0, 0x5e, 0, 0, 0xfb],
+                &[],
+                0x0800,
+                &ipv4([224, 0, 0, 251], 17, 5353, 4),
+            ),
+        ),
+        (
+            "multicast",
+            eth([0xff; 6], &[], 0x0800, &ipv4([255; 4], 17, 67, 5)),
+        ),
+        (
+            "link_local",
+            eth(R_MAC, &[], 0x86dd, &ipv6(v6("fe80::1"), 17, 9, 6)),
+        ),
+        ("not_ip", eth(R_MAC, &[], 0x88b5, b"hello")),
+        (
+            "malformed",
+            eth(R_MAC, &[], 0x0800, &[0x45, 0, 0, 20])[..18].to_vec(),
+        ),
+    ]
+}
+
+fn xdp_attached(ns: &str, dev: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns, "link", "show", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+fn ping(ns: &str, args: &[&str]) -> bool {
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "2",
+        ])
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Whether an IP frame's source address is the peer's: what the socket reflects, not what
+/// the router's kernel sends (ARP, ICMP errors, resets).
+fn ip_source_is_peer(f: &[u8]) -> bool {
+    let mut at = 12;
+    while f.len() >= at + 2 && matches!(u16::from_be_bytes([f[at], f[at + 1]]), 0x8100 | 0x88a8) {
+        at += 4;
+    }
+    let et = f.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let l3 = at + 2;
+    match et {
+        Some(0x0800) => f.get(l3 + 12..l3 + 16) == Some(&[198, 18, 0, 2][..]),
+        Some(0x86dd) => f.get(l3 + 8..l3 + 24) == Some(&v6("2001:db8::2")[..]),
+        _ => false,
+    }
+}
+
+/// Receives from the socket until `want` frames arrived or the deadline passed.
+fn collect(xsk: &mut AfXdp, want: usize, deadline: Instant) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        xsk.poll(Duration::from_millis(20)).unwrap();
+        xsk.rx_burst(usize::MAX, |f| got.push(f.to_vec()));
+    }
+    got
+}
+
+#[test]
+fn steering_splits_traffic_between_the_socket_and_the_kernel() {
+    let test = "steering_splits_traffic_between_the_socket_and_the_kernel";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    let Some(pair) = VethPair::create(test, "stx") else {
+        return;
+    };
+    let (r, p) = (pair.router.as_str(), pair.peer.as_str());
+    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
+    ip(&["-n", p, "link", "set", "vp", "address", "02:00:00:00:00:02"]).unwrap();
+    const FRAMES: u32 = 512;
+    const RX_FRAMES: u32 = 128;
+    let (mut steer, mut xsk) = in_netns(r, || {
+        let mut steer = Steer::attach("vr", &SteerConfig::default()).unwrap();
+        let config = AfXdpConfig {
+            frame_count: FRAMES,
+            rx_frames: RX_FRAMES,
+            fill_size: 128,
+            rx_size: 128,
+            tx_size: 128,
+            completion_size: 128,
+            ..AfXdpConfig::default()
+        };
+        let xsk = AfXdp::open("vr", 0, &config).unwrap();
+        steer.set_socket(0, &xsk).unwrap();
+        steer
+            .add_local(None, "198.18.0.1".parse().unwrap())
+            .unwrap();
+        steer
+            .add_local(None, "2001:db8::1".parse().unwrap())
+            .unwrap();
+        steer.add_owned(None, 6, 8080).unwrap();
+        (steer, xsk)
+    });
+    // veth runs XDP in the driver; AF_XDP on it is copy mode only.
+    assert_eq!(steer.mode(), Mode::Native);
+    assert!(!xsk.zero_copy());
+    assert!(xdp_attached(r, "vr"));
+
+    // ARP, ND and pings to the router's own addresses are the kernel's: it answers them,
+    // and the socket sees none of it.
+    assert!(
+        ping(p, &["198.18.0.1"]),
+        "no IPv4 ping reply from the router"
+    );
+    assert!(
+        ping(p, &["-6", "2001:db8::1"]),
+        "no IPv6 ping reply from the router"
+    );
+    assert!(steer.counter("arp") >= 1, "{:?}", steer.counters());
+    assert!(steer.counter("nd") >= 1, "{:?}", steer.counters());
+    assert!(steer.counter("local") >= 4, "{:?}", steer.counters());
+    let early = collect(&mut xsk, 1, Instant::now() + Duration::from_millis(200));
+    assert!(
+        early.is_empty(),
+        "the socket got kernel traffic: {early:02x?}"
+    );
+
+    // Frames of every class from the peer: the socket gets exactly the dataplane's, in order,
+    // byte for byte.
+    let mut peer = in_netns(p, || {
+        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
+    });
+    let before = steer.counters();
+    let kernel = kernel_frames();
+    let mut want = Vec::new();
+    let mut all = Vec::new();
+    for (i, (_, k)) in kernel.iter().enumerate() {
+        let d = dataplane_frame(i as u32);
+        all.push(d.clone());
+        want.push(d);
+        all.push(k.clone());
+    }
+    let refs: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+    assert_eq!(peer.tx_burst(&refs), refs.len());
+    let got = collect(
+        &mut xsk,
+        want.len(),
+        Instant::now() + Duration::from_secs(5),
+    );
+    assert_eq!(got, want);
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(100)).is_empty());
+    let after = steer.counters();
+    let delta = |name: &str| {
+        let i = STEER_REASONS.iter().position(|n| *n == name).unwrap();
+        after[i].1 - before[i].1
+    };
+    assert_eq!(delta("forward"), 6, "{after:?}");
+    assert_eq!(delta("owned"), 2, "{after:?}");
+    assert_eq!(delta("no_socket"), 0, "{after:?}");
+    for name in ["local", "multicast", "link_local", "not_ip", "malformed"] {
+        let sent = kernel.iter().filter(|(n, _)| *n == name).count() as u64;
+        // The kernel's own chatter (MLD, RS) may add to these, never take away.
+        assert!(
+            delta(name) >= sent,
+            "{name}: {} < {sent}; {after:?}",
+            delta(name)
+        );
+    }
+
+    // Reflection: many bursts received, rewritten in place (MACs swapped) and sent back out of
+    // the same UMEM frames; the peer gets each byte-identical to what we made of it, and no
+    // UMEM frame is lost on the way.
+    const N: u32 = 4000;
+    let mut sent_back: Vec<Vec<u8>> = Vec::new();
+    let mut echoed: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut next = 0u32;
+    while echoed.len() < N as usize {
+        assert!(
+            Instant::now() < deadline,
+            "echoed {} of {N}, sent {next}; {:?} {:?} {:?}",
+            echoed.len(),
+            xsk.frames(),
+            xsk.stats().unwrap(),
+            steer.counters()
+        );
+        if next < N && next as usize - sent_back.len() < 64 {
+            let burst: Vec<Vec<u8>> = (next..(next + 32).min(N)).map(dataplane_frame).collect();
+            let refs: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
+            next += peer.tx_burst(&refs) as u32;
+        }
+        xsk.poll(Duration::from_millis(1)).unwrap();
+        xsk.rx_burst_mut(64, |f| {
+            let d = f.data_mut();
+            let (a, b) = d.split_at_mut(6);
+            a.swap_with_slice(&mut b[..6]);
+            sent_back.push(f.data().to_vec());
+            RxAction::Transmit
+        });
+        xsk.reclaim();
+        peer.rx_burst(usize::MAX, |f| {
+            if f[..6] == P_MAC && ip_source_is_peer(f) {
+                echoed.push(f.to_vec());
+            }
+        });
+        peer.poll(Duration::from_millis(1)).unwrap();
+    }
+    assert_eq!(echoed.len(), N as usize);
+    assert_eq!(echoed, sent_back);
+    for (i, e) in echoed.iter().enumerate() {
+        let mut orig = dataplane_frame(i as u32);
+        let (a, b) = orig.split_at_mut(6);
+        a.swap_with_slice(&mut b[..6]);
+        assert_eq!(*e, orig, "frame {i}");
+    }
+    xsk.reclaim();
+    assert_eq!(
+        xsk.frames(),
+        FrameCounts {
+            free: FRAMES - RX_FRAMES,
+            receiving: RX_FRAMES,
+            sending: 0
+        }
+    );
+    let st = xsk.stats().unwrap();
+    assert_eq!(st.tx_packets, u64::from(N), "{st:?}");
+    assert_eq!(
+        (st.rx_dropped, st.tx_invalid, st.tx_ring_full),
+        (0, 0, 0),
+        "{st:?}"
+    );
+
+    // Disabled: everything to the kernel.
+    steer.set_enabled(false).unwrap();
+    assert_eq!(peer.tx_burst(&[&dataplane_frame(0)]), 1);
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(200)).is_empty());
+    assert!(steer.counter("disabled") >= 1);
+
+    // Dropping detaches (the kernel may finish releasing the link a moment later).
+    drop(steer);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while xdp_attached(r, "vr") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!xdp_attached(r, "vr"), "the program stayed attached");
+}
+
+#[test]
+fn a_queue_without_a_socket_falls_back_to_the_kernel() {
+    let test = "a_queue_without_a_socket_falls_back_to_the_kernel";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    let Some(pair) = VethPair::create(test, "sty") else {
+        return;
+    };
+    let steer = in_netns(&pair.router, || {
+        Steer::attach(
+            "vr",
+            &SteerConfig {
+                mode: ModeRequest::Generic,
+                ..SteerConfig::default()
+            },
+        )
+        .unwrap()
+    });
+    assert_eq!(steer.mode(), Mode::Generic);
+    // No socket: the router still answers its own, and forwarded-class frames go to the
+    // kernel, counted as no_socket.
+    assert!(ping(&pair.peer, &["198.18.0.1"]));
+    let mut peer = in_netns(&pair.peer, || {
+        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
+    });
+    let mut f = dataplane_frame(0);
+    f[..6].copy_from_slice(&[0xff; 6]);
+    // Broadcast MAC: multicast class; then a unicast forwarded one.
+    assert_eq!(peer.tx_burst(&[&f]), 1);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let sent_unicast = {
+        let mut g = eth(
+            [0x02, 0, 0, 0, 0, 0x09],
+            &[],
+            0x0800,
+            &ipv4([198, 19, 0, 5], 17, 1, 1),
+        );
+        g[6..12].copy_from_slice(&P_MAC);
+        assert_eq!(peer.tx_burst(&[&g]), 1);
+        1
+    };
+    while steer.counter("no_socket") < 2 + sent_unicast && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Two echo requests (no local address is set, so they count as forwarded) and the frame.
+    assert!(steer.counter("no_socket") >= 3, "{:?}", steer.counters());
+    assert_eq!(steer.counter("forward"), 0, "{:?}", steer.counters());
+    assert!(steer.counter("multicast") >= 1, "{:?}", steer.counters());
+}
+
+#[test]
+fn frames_forward_between_interfaces_out_of_one_umem() {
+    let test = "frames_forward_between_interfaces_out_of_one_umem";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    let Some(pair) = VethPair::create(test, "stz") else {
+        return;
+    };
+    let (r, p) = (pair.router.as_str(), pair.peer.as_str());
+    // A second link between the same namespaces: vr2 (router) - vp2 (peer).
+    ip(&[
+        "-n", r, "link", "add", "vr2", "type", "veth", "peer", "name", "vp2", "netns", p,
+    ])
+    .unwrap();
+    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
+    ip(&["-n", r, "link", "set", "vr2", "up"]).unwrap();
+    ip(&["-n", p, "link", "set", "vp2", "up"]).unwrap();
+    let (steer, mut set) = in_netns(r, || {
+        let mut steer = Steer::attach("vr", &SteerConfig::default()).unwrap();
+        let config = AfXdpConfig {
+            frame_count: 256,
+            rx_frames: 64,
+            fill_size: 64,
+            rx_size: 64,
+            tx_size: 64,
+            completion_size: 64,
+            ..AfXdpConfig::default()
+        };
+        let set = AfXdpSet::open(&[("vr", 0), ("vr2", 0)], &config).unwrap();
+        steer.set_socket(0, &set.fd(0)).unwrap();
+        (steer, set)
+    });
+    let mut lan = in_netns(p, || {
+        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
+    });
+    let mut wan = in_netns(p, || {
+        AfPacket::open("vp2", &AfPacketConfig::default()).unwrap()
+    });
+    const N: u32 = 2000;
+    let out_mac = [0x02, 0, 0, 0, 0, 0x77];
+    let mut expect = Vec::new();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut next = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < N as usize {
+        assert!(
+            Instant::now() < deadline,
+            "forwarded {} of {N}; {:?} {:?} {:?}",
+            got.len(),
+            set.frames(),
+            set.stats(0).unwrap(),
+            steer.counters()
+        );
+        if next < N && next as usize - expect.len() < 48 {
+            let burst: Vec<Vec<u8>> = (next..(next + 16).min(N))
+                .map(|i| dataplane_frame(i * 6))
+                .collect();
+            let refs: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
+            next += lan.tx_burst(&refs) as u32;
+        }
+        set.poll(Duration::from_millis(1)).unwrap();
+        // A router's rewrite: new destination MAC, TTL down (IPv4, no checksum fix needed
+        // for the test), out of the other interface, from the same UMEM frame.
+        set.rx_burst_mut(0, 32, |f| {
+            let d = f.data_mut();
+            d[..6].copy_from_slice(&out_mac);
+            d[14 + 8] -= 1;
+            expect.push(f.data().to_vec());
+            RxAction::TransmitOn(1)
+        });
+        wan.poll(Duration::from_millis(1)).unwrap();
+        wan.rx_burst(usize::MAX, |f| {
+            if f[..6] == out_mac {
+                got.push(f.to_vec());
+            }
+        });
+    }
+    assert_eq!(got, expect);
+    for (i, g) in got.iter().enumerate() {
+        let mut want = dataplane_frame(i as u32 * 6);
+        want[..6].copy_from_slice(&out_mac);
+        want[14 + 8] -= 1;
+        assert_eq!(*g, want, "frame {i}");
+    }
+    set.reclaim();
+    assert_eq!(
+        set.frames(),
+        FrameCounts {
+            free: 256 - 2 * 64,
+            receiving: 2 * 64,
+            sending: 0
+        }
+    );
+    assert_eq!(set.stats(1).unwrap().tx_packets, u64::from(N));
+    assert_eq!(set.stats(0).unwrap().tx_packets, 0);
+    assert_eq!(
+        steer.counter("forward"),
+        u64::from(N),
+        "{:?}",
+        steer.counters()
+    );
+}
+
+fn icmp4(dst: [u8; 4], icmp_type: u8) -> Vec<u8> {
+    let mut v = ipv4(dst, 1, 0, 0);
+    // The L4 bytes built for "port 0" become the ICMP header: type, code.
+    v[20] = icmp_type;
+    v[21] = 0;
+    v
+}
+
+#[test]
+fn with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for() {
+    let test = "with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    let Some(pair) = VethPair::create(test, "stw") else {
+        return;
+    };
+    let (r, p) = (pair.router.as_str(), pair.peer.as_str());
+    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
+    // The router's own services: a TCP listener and a bound UDP socket.
+    let (steer, mut xsk, _tcp, _udp) = in_netns(r, || {
+        let tcp = std::net::TcpListener::bind("0.0.0.0:7777").unwrap();
+        let udp = std::net::UdpSocket::bind("[::]:7778").unwrap();
+        let cfg = SteerConfig {
+            local_no_socket: true,
+            ..SteerConfig::default()
+        };
+        let mut steer = Steer::attach("vr", &cfg).unwrap();
+        let xsk = AfXdp::open("vr", 0, &AfXdpConfig::default()).unwrap();
+        steer.set_socket(0, &xsk).unwrap();
+        steer
+            .add_local(None, "198.18.0.1".parse().unwrap())
+            .unwrap();
+        steer
+            .add_local(None, "2001:db8::1".parse().unwrap())
+            .unwrap();
+        (steer, xsk, tcp, udp)
+    });
+    // Pings to the router are still answered by it.
+    assert!(
+        ping(p, &["198.18.0.1"]),
+        "no IPv4 ping reply from the router"
+    );
+    assert!(
+        ping(p, &["-6", "2001:db8::1"]),
+        "no IPv6 ping reply from the router"
+    );
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(200)).is_empty());
+
+    let mut peer = in_netns(p, || {
+        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
+    });
+    let ours = vec![
+        // No socket: a masquerade reply or a port forward.
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 9999, 1)),
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 17, 7779, 2)),
+        eth(R_MAC, &[], 0x86dd, &ipv6(v6("2001:db8::1"), 6, 7778, 3)),
+        // Echo reply and port unreachable to the router: translated connections.
+        eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 0)),
+        eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 3)),
+    ];
+    let kernels = vec![
+        // A listener (bound to 0.0.0.0) and a bound UDP socket (::, dual stack, so both
+        // families).
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 7777, 4)),
+        eth(R_MAC, &[], 0x86dd, &ipv6(v6("2001:db8::1"), 17, 7778, 5)),
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 17, 7778, 6)),
+        eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 8)),
+    ];
+    let before = steer.counter("local");
+    let mut all = ours.clone();
+    all.extend(kernels.iter().cloned());
+    let refs: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+    assert_eq!(peer.tx_burst(&refs), refs.len());
+    let got = collect(
+        &mut xsk,
+        ours.len(),
+        Instant::now() + Duration::from_secs(5),
+    );
+    assert_eq!(got, ours);
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(100)).is_empty());
+    assert_eq!(
+        steer.counter("local_no_socket"),
+        ours.len() as u64,
+        "{:?}",
+        steer.counters()
+    );
+    assert!(
+        steer.counter("local") - before >= kernels.len() as u64,
+        "{:?}",
+        steer.counters()
+    );
+}
