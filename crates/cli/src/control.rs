@@ -185,8 +185,24 @@ pub fn stats_json(shared: &Shared) -> Value {
     } else {
         0.0
     };
+    // --io af_xdp: where each interface's steering program sent the frames, and why
+    let steering: serde_json::Map<String, Value> = shared
+        .steering
+        .as_ref()
+        .and_then(|s| s.lock().ok().map(|s| s.counters()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(dev, c)| {
+            let m: serde_json::Map<String, Value> = c
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            (dev, Value::Object(m))
+        })
+        .collect();
     json!({
         "uptime_seconds": shared.now().as_secs_f64(),
+        "steering": steering,
         "workers": shared.workers,
         "interfaces": interfaces,
         "packets_in": report.packets_in,

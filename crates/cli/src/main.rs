@@ -11,6 +11,7 @@ mod control;
 mod defaults;
 mod netlink;
 mod run;
+mod run_afxdp;
 mod simulate;
 use nft_lang::print::ListOpts;
 use nft_lang::ruleset::{load_file, LoadOpts};

@@ -25,10 +25,12 @@ use nft_engine::topology::{Encap, Interface, StaticRoute, Topology};
 use nft_engine::{Config, Port, Router, Sent};
 use nft_flowtable::FrameSlot;
 use nft_io::afpacket::{AfPacket, AfPacketConfig, AfPacketStats, Fanout, FanoutMode};
+use nft_io::afxdp::AfXdp;
 use nft_lang::ruleset::{load_file, LoadOpts};
 
 use crate::control;
 use crate::netlink::{self, Event, KRoute, KRouteKind, Netlink};
+use crate::run_afxdp;
 
 /// Frames per interface per burst.
 const BURST: usize = 64;
@@ -51,36 +53,45 @@ pub struct Args {
 /// interface; AF_XDP (with its steering program) plugs in here as a second variant.
 pub enum Backend {
     AfPacket(AfPacket),
+    AfXdp(AfXdp),
 }
 
 impl Backend {
     fn rx_burst(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
         match self {
             Backend::AfPacket(s) => s.rx_burst(max, f),
+            Backend::AfXdp(s) => s.rx_burst(max, f),
         }
     }
 
     fn rx_ready(&self) -> bool {
         match self {
             Backend::AfPacket(s) => s.rx_ready(),
+            Backend::AfXdp(s) => s.rx_ready(),
         }
     }
 
     fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
         match self {
             Backend::AfPacket(s) => s.tx_burst(frames),
+            Backend::AfXdp(s) => s.tx_burst(frames),
         }
     }
 
     fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self {
             Backend::AfPacket(s) => s.as_fd(),
+            Backend::AfXdp(s) => s.as_fd(),
         }
     }
 
     fn stats(&mut self) -> AfPacketStats {
         match self {
             Backend::AfPacket(s) => s.stats().unwrap_or_default(),
+            Backend::AfXdp(s) => s
+                .stats()
+                .map(|s| run_afxdp::as_packet_stats(&s))
+                .unwrap_or_default(),
         }
     }
 }
@@ -89,15 +100,14 @@ impl Backend {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Io {
     AfPacket,
+    AfXdp,
 }
 
 pub fn parse_io(s: &str) -> Result<Io> {
     match s {
         "af_packet" | "afpacket" => Ok(Io::AfPacket),
-        "af_xdp" | "afxdp" => bail!(
-            "--io af_xdp is not available yet: the AF_XDP backend has not landed in this build; use --io af_packet"
-        ),
-        other => bail!("unknown --io {other:?} (af_packet; af_xdp is not available yet)"),
+        "af_xdp" | "afxdp" => Ok(Io::AfXdp),
+        other => bail!("unknown --io {other:?} (af_packet or af_xdp)"),
     }
 }
 
@@ -240,6 +250,8 @@ pub struct Shared {
     /// Each worker's backend counters, per interface.
     pub io_stats: Mutex<Vec<Vec<AfPacketStats>>>,
     pub workers: usize,
+    /// `--io af_xdp`: the steering programs.
+    pub steering: Option<Arc<Mutex<run_afxdp::Steering>>>,
 }
 
 impl Shared {
@@ -294,6 +306,8 @@ fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec
                         .with_context(|| format!("opening AF_PACKET on {name}"))?;
                     socks.push(Backend::AfPacket(s));
                 }
+                // opened with the steering programs, in run()
+                Io::AfXdp => {}
             }
         }
         all.push(socks);
@@ -441,12 +455,14 @@ pub fn apply_event(
             if let Some(i) = names.topo(l.ifindex) {
                 if st.router.topology().interfaces[i].up != l.up {
                     st.router.set_link(i, l.up);
+                    st.router.rebuild_fib();
                 }
             }
         }
         Event::LinkGone(ix) => {
             if let Some(i) = names.topo(ix) {
                 st.router.set_link(i, false);
+                st.router.rebuild_fib();
             }
         }
         Event::AddrNew(a) | Event::AddrGone(a) => {
@@ -561,6 +577,55 @@ impl Drop for Guard {
     }
 }
 
+/// `flags offload`: each flowtable that has it gets the XDP offload on its devices (native
+/// mode, else generic), or stays in software, saying why: the program was not built
+/// (`nft_xdp::NOT_BUILT`), cannot be loaded, or a device takes no XDP program (its flows
+/// stay in software, the others are offloaded). `mono` is CLOCK_MONOTONIC at the router's
+/// time zero. The lines are for the log; none is an error.
+fn xdp_offload(router: &mut Router, ifs: &[(String, String)], mono: Duration) -> Vec<String> {
+    use nft_xdp::offload::{XdpOffload, XdpOffloadConfig};
+    let mut msgs = vec![];
+    let tables: Vec<(usize, String, Vec<usize>)> = router
+        .offload()
+        .flowtables()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.ft.config().hw_offload)
+        .map(|(i, t)| (i, t.name.clone(), t.ports.clone()))
+        .collect();
+    for (i, name, ports) in tables {
+        let cfg = XdpOffloadConfig {
+            devices: ports
+                .iter()
+                .filter_map(|&p| Some((u16::try_from(p).ok()?, ifs.get(p)?.1.clone())))
+                .collect(),
+            ..XdpOffloadConfig::default()
+        };
+        match XdpOffload::new(&cfg) {
+            Ok(mut x) => {
+                x.set_clock(Duration::ZERO, mono);
+                for at in x.attachments() {
+                    msgs.push(match (&at.mode, &at.warning) {
+                        (Some(m), _) => {
+                            format!("flowtable {name}: {} XDP offload ({m})", at.device)
+                        }
+                        (None, w) => format!(
+                            "warning: flowtable {name}: {}",
+                            w.clone()
+                                .unwrap_or_else(|| format!("{}: no XDP", at.device))
+                        ),
+                    });
+                }
+                router.offload_mut().set_backend(i, Box::new(x));
+            }
+            Err(e) => msgs.push(format!(
+                "warning: flowtable {name}: {e}; its flows stay in software"
+            )),
+        }
+    }
+    msgs
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let io = parse_io(&a.io)?;
     let ifs = parse_interfaces(&a.interfaces)?;
@@ -585,8 +650,39 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     cfg.conntrack.accounting = true;
     let n_if = topo.interfaces.len();
-    let router = Router::new(topo, rules, cfg);
-    let backends = open_backends(io, &ifs, workers)?;
+    let mut router = Router::new(topo, rules, cfg);
+    // The router's time is `epoch.elapsed()`; the XDP offload's stats come in CLOCK_MONOTONIC.
+    let epoch = Instant::now();
+    let mono = nft_xdp::offload::monotonic_now();
+    if !a.no_offload {
+        let hw = router
+            .offload()
+            .flowtables()
+            .iter()
+            .any(|t| t.ft.config().hw_offload);
+        if io == Io::AfXdp && hw {
+            // One XDP program per interface: the steering program holds them, so flowtables
+            // with `flags offload` stay in software.
+            eprintln!(
+                "nft-offload: flags offload: the AF_XDP steering program holds the interfaces; flows stay in the software fast path"
+            );
+        } else if hw {
+            for line in xdp_offload(&mut router, &ifs, mono) {
+                eprintln!("nft-offload: {line}");
+            }
+        }
+    }
+    let (backends, steering) = match io {
+        Io::AfPacket => (open_backends(io, &ifs, workers)?, None),
+        Io::AfXdp => {
+            let (socks, steering) = run_afxdp::open(&ifs, workers, &snap.addrs)?;
+            let socks = socks
+                .into_iter()
+                .map(|w| w.into_iter().map(Backend::AfXdp).collect())
+                .collect();
+            (socks, Some(Arc::new(Mutex::new(steering))))
+        }
+    };
     let guard = if a.no_guard {
         None
     } else {
@@ -603,11 +699,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             tx_dropped: vec![0; n_if],
         }),
         names: names.clone(),
-        epoch: Instant::now(),
+        epoch,
         stop: AtomicBool::new(false),
         worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
         workers,
+        steering: steering.clone(),
     });
     let stop_flag = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop_flag.clone())?;
@@ -645,14 +742,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
     {
         let shared = shared.clone();
         let rtx = rtx.clone();
+        let steering = steering.clone();
         std::thread::Builder::new()
             .name("netlink".into())
             .spawn(move || loop {
                 match monitor.events() {
                     Ok(evs) => {
                         let mut st = shared.lock();
+                        let addrs_changed = evs
+                            .iter()
+                            .any(|e| matches!(e, Event::AddrNew(_) | Event::AddrGone(_)));
                         for ev in evs {
                             apply_event(&mut st, &shared.names, ev, &rtx);
+                        }
+                        // the steering programs follow the router's addresses
+                        if let (true, Some(s)) = (addrs_changed, &steering) {
+                            if let Err(e) = s
+                                .lock()
+                                .map_err(|_| anyhow!("poisoned"))
+                                .and_then(|mut s| s.set_locals(&st.addrs))
+                            {
+                                eprintln!("nft-offload: {e:#}");
+                            }
                         }
                     }
                     Err(e) => {
@@ -697,6 +808,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     drop(server);
     drop(guard);
+    // detaches the steering programs (other threads may still hold the Arc): the kernel has
+    // the interfaces back
+    if let Some(s) = &steering {
+        if let Ok(mut s) = s.lock() {
+            s.detach();
+        }
+    }
     // the fast path's counts into conntrack, then the last word
     {
         let mut st = shared.lock();
@@ -705,4 +823,145 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     print!("{}", control::stats_text(&shared));
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::{Addr, Link, Neigh, Snapshot};
+
+    #[test]
+    fn interfaces_and_io_arguments() {
+        assert_eq!(
+            parse_interfaces("lan=eth0, wan=eth1").unwrap(),
+            vec![
+                ("lan".to_string(), "eth0".to_string()),
+                ("wan".to_string(), "eth1".to_string())
+            ]
+        );
+        assert_eq!(
+            parse_interfaces("eth0").unwrap(),
+            vec![(String::new(), "eth0".to_string())]
+        );
+        let e = parse_interfaces("lan=eth0,wan=eth0").unwrap_err();
+        assert_eq!(e.to_string(), "--interfaces: eth0 is named twice");
+        assert!(parse_interfaces("").is_err());
+        assert!(parse_interfaces("lan=averyveryverylongname").is_err());
+        assert_eq!(parse_io("af_packet").unwrap(), Io::AfPacket);
+        assert_eq!(parse_io("af_xdp").unwrap(), Io::AfXdp);
+        assert!(parse_io("dpdk").is_err());
+    }
+
+    #[test]
+    fn topology_from_a_kernel_snapshot() {
+        let mut s = Snapshot::default();
+        for (ifindex, name, up) in [(2, "eth0", true), (3, "eth1", false), (4, "other", true)] {
+            s.links.insert(
+                ifindex,
+                Link {
+                    ifindex,
+                    name: name.into(),
+                    mac: [2, 0, 0, 0, 0, ifindex as u8],
+                    mtu: 1500 - ifindex,
+                    up,
+                },
+            );
+        }
+        s.addrs = vec![
+            Addr {
+                ifindex: 2,
+                addr: "198.18.1.1".parse().unwrap(),
+                len: 24,
+            },
+            Addr {
+                ifindex: 3,
+                addr: "2001:db8:2::1".parse().unwrap(),
+                len: 64,
+            },
+            Addr {
+                ifindex: 4,
+                addr: "198.18.9.1".parse().unwrap(),
+                len: 24,
+            },
+        ];
+        s.routes = vec![
+            KRoute {
+                dst: "0.0.0.0".parse().unwrap(),
+                len: 0,
+                kind: KRouteKind::Unicast {
+                    oif: 3,
+                    via: Some("198.18.2.254".parse().unwrap()),
+                },
+            },
+            // through an interface that is not ours: left out
+            KRoute {
+                dst: "10.0.0.0".parse().unwrap(),
+                len: 8,
+                kind: KRouteKind::Unicast { oif: 4, via: None },
+            },
+            KRoute {
+                dst: "203.0.113.0".parse().unwrap(),
+                len: 24,
+                kind: KRouteKind::Blackhole,
+            },
+        ];
+        s.neighbours = vec![
+            Neigh {
+                ifindex: 3,
+                ip: "198.18.2.254".parse().unwrap(),
+                mac: Some([2, 0, 0, 0, 0, 0xfe]),
+                failed: false,
+            },
+            Neigh {
+                ifindex: 2,
+                ip: "198.18.1.7".parse().unwrap(),
+                mac: None,
+                failed: false,
+            },
+        ];
+        let ifs = parse_interfaces("wan=eth1,lan=eth0").unwrap();
+        let (t, names) = topology(&s, &ifs).unwrap();
+        assert_eq!(names.kernel, vec![3, 2]);
+        assert_eq!(
+            t.interfaces
+                .iter()
+                .map(|i| (i.name.as_str(), i.index, i.mtu, i.up))
+                .collect::<Vec<_>>(),
+            vec![("eth1", 0, 1497, false), ("eth0", 1, 1498, true)]
+        );
+        assert_eq!(
+            t.interfaces[1].addresses,
+            vec![("198.18.1.1".parse().unwrap(), 24)]
+        );
+        assert_eq!(t.routes.len(), 2);
+        assert_eq!(
+            t.routes[0].kind,
+            RouteKind::Unicast(NextHop {
+                ifindex: 0,
+                via: Some("198.18.2.254".parse().unwrap())
+            })
+        );
+        assert_eq!(t.routes[1].kind, RouteKind::Blackhole);
+        assert_eq!(t.neighbours.len(), 1);
+        assert_eq!(
+            t.neighbours.get(&(0, "198.18.2.254".parse().unwrap())),
+            Some(&[2, 0, 0, 0, 0, 0xfe])
+        );
+        let e = topology(&s, &parse_interfaces("lan=nope").unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no interface named \"nope\" in this network namespace"
+        );
+    }
+
+    #[test]
+    fn guard_table_names_our_interfaces() {
+        let g = guard_ruleset(&["eth0".into(), "eth1".into()]);
+        assert!(g.starts_with("table inet nft_offload_run {"));
+        assert!(g.contains("iifname != { \"eth0\", \"eth1\" } accept"));
+        assert!(g.contains("priority -500"));
+        // our own parser takes it, as nft does
+        let opts = LoadOpts::default();
+        nft_lang::ruleset::load_str("guard", &g, &opts).unwrap();
+    }
 }

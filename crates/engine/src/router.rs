@@ -263,6 +263,8 @@ struct Walk {
     /// `flow add` admitted by the kernel's rules: the flowtable and the chain's family, for
     /// when the walk is through.
     flow_add: Option<(usize, Family)>,
+    /// `ct mark set` during this walk: the value, for the flow's mangle replay.
+    ct_mark: Option<u32>,
     /// A packet the router made (reset, ICMP error) on its way out through the output and
     /// postrouting hooks: it has no input interface, and its own rejects answer nothing.
     local: bool,
@@ -270,8 +272,6 @@ struct Walk {
     /// reassembled datagram, or the whole payload to cut at the egress MTU), and the IP
     /// length of the largest fragment that came in (`frag_max_size`).
     frags: Option<(Vec<usize>, usize, u32)>,
-    /// `ct mark set` during this walk: the value, for the flow's mangle replay.
-    ct_mark: Option<u32>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -462,10 +462,7 @@ impl Router {
         } else {
             Vec::new()
         };
-        self.offload.fast_path(slots, now);
-        let slow = (0..slots.len())
-            .filter(|&i| self.offload.forwarded(i).is_none())
-            .count();
+        let slow = slots.len() - self.offload.fast_path(slots, now);
         if slow > 0 {
             self.ct.gc(now, slow.saturating_mul(2));
         }
@@ -631,11 +628,13 @@ impl Router {
             state: CtState::Untracked,
             src_mac: meta.src_mac.0,
             flow_add: None,
+            ct_mark: None,
             local: false,
             frags: None,
-            ct_mark: None,
         };
         let mut meta = meta;
+        // as it arrived: what the walk changes is replayed by the flow (fragments never are)
+        let dscp_in = ip_dscp(&data[start..], &meta);
         match self.hook(
             Hook::Ingress,
             i32::MIN,
@@ -690,7 +689,6 @@ impl Router {
                 }
             }
         }
-        let dscp_in = ip_dscp(&data[start..], &meta);
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
@@ -1072,9 +1070,9 @@ impl Router {
             reply_dport: r.dport,
             packets: [k0.packets, k1.packets],
             bytes: [k0.bytes, k1.bytes],
-            label: c.labels,
+            label: c.labels(),
             id: c.id,
-            helper: c.helper.as_deref().map_or(0, rules::ifname_value),
+            helper: c.helper().map_or(0, rules::ifname_value),
             confirmed: c.is_confirmed(),
             handle: id.to_bits(),
         })
@@ -1252,7 +1250,7 @@ impl Router {
                         w.ct_mark = Some(m);
                     }
                     if let Some(l) = upd.ct_label {
-                        c.labels = l;
+                        c.set_labels(l);
                     }
                     // helpers attach to new connections only (`nft_ct_helper_obj_eval`)
                     if let Some(h) = &upd.ct_helper {
@@ -1805,9 +1803,9 @@ impl Router {
             state,
             src_mac: iface.mac,
             flow_add: None,
+            ct_mark: None,
             local: true,
             frags: None,
-            ct_mark: None,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -1933,6 +1931,11 @@ impl Router {
         &self.offload
     }
 
+    /// The flowtables, to give them an offload backend.
+    pub fn offload_mut(&mut self) -> &mut Offload {
+        &mut self.offload
+    }
+
     /// An interface goes up or down. Down, its packets are dropped and its offloaded flows
     /// torn down (the kernel's netdev notifier).
     pub fn set_link(&mut self, iface: usize, up: bool) {
@@ -1979,7 +1982,9 @@ impl Router {
         }
     }
 
-    fn rebuild_fib(&mut self) {
+    /// Rebuilds the FIB from the topology (after [`set_link`](Self::set_link): the routes
+    /// through a link that is down leave it, as the kernel's do); offloaded flows notice.
+    pub fn rebuild_fib(&mut self) {
         let mut fib = self.topo.build_fib();
         fib.succeed(&self.fib);
         self.fib = fib;

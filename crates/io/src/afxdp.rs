@@ -35,7 +35,7 @@
 use std::ffi::CString;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -167,6 +167,8 @@ pub struct AfXdpStats {
     pub tx_too_big: u64,
     /// `RxAction::Transmit` when the TX ring was full: the frame was recycled instead.
     pub tx_ring_full: u64,
+    /// `RxAction::TransmitOn` a port the set does not have: recycled.
+    pub tx_bad_port: u64,
     /// RX descriptors pointing outside the UMEM (never from a sane kernel), skipped.
     pub rx_bad_desc: u64,
     /// Kernel: frames dropped for another reason than a full ring.
@@ -198,13 +200,16 @@ impl FrameCounts {
     }
 }
 
-/// What becomes of a frame lent by [`AfXdp::rx_burst_mut`].
+/// What becomes of a frame lent by [`AfXdp::rx_burst_mut`] or [`AfXdpSet::rx_burst_mut`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RxAction {
     /// Done with it: the frame goes back to receiving.
     Recycle,
-    /// Send it out of this socket's queue as it now is.
+    /// Send it out of the port it came in on, as it now is.
     Transmit,
+    /// Send it out of this port of the set (an index into [`AfXdpSet::open`]'s ports); an
+    /// unknown port recycles the frame and counts it in `tx_bad_port`.
+    TransmitOn(usize),
 }
 
 /// A received frame, lent writable for the length of a callback: the data, and the room
@@ -260,17 +265,305 @@ impl FrameMut<'_> {
     }
 }
 
-/// An AF_XDP socket bound to one queue of one interface, with its UMEM and rings. Dropping
-/// it closes the socket and unmaps everything.
-pub struct AfXdp {
-    // Before `fd`: the rings are unmapped before the socket closes.
+/// Sockets sharing one UMEM (`XDP_SHARED_UMEM`): one per (interface, queue) a worker serves.
+/// A frame received on one port can be rewritten in place and sent out of any port of the
+/// set from the same UMEM frame ([`RxAction::TransmitOn`]): forwarding between interfaces
+/// with no copy. Each port has its own four rings; the free list is the set's. Dropping it
+/// closes the sockets and unmaps everything.
+pub struct AfXdpSet {
+    // Before `socks`: the rings are unmapped before the sockets close.
     core: Core,
+    socks: Vec<Sock>,
+    zero_copy: bool,
+    need_wakeup: bool,
+}
+
+struct Sock {
     fd: OwnedFd,
     ifindex: u32,
     queue: u32,
-    zero_copy: bool,
-    need_wakeup: bool,
     stats: AfXdpStats,
+}
+
+impl AfXdpSet {
+    /// Opens one socket per `(interface, queue)` of `ports` (in the calling thread's network
+    /// namespace), all on one UMEM of `config.frame_count` frames, each keeping
+    /// `config.rx_frames` of them for receiving. Port numbers are indices into `ports`.
+    /// Nothing arrives until an XDP program redirects frames into a socket (an XSKMAP entry
+    /// for its queue); sending works at once. Zero-copy needs every port's driver to have it.
+    pub fn open(ports: &[(&str, u32)], config: &AfXdpConfig) -> Result<AfXdpSet, AfXdpError> {
+        config.validate()?;
+        if ports.is_empty() {
+            return Err(AfXdpError::InvalidConfig("no port"));
+        }
+        if (config.rx_frames as u64) * (ports.len() as u64) >= config.frame_count as u64 {
+            return Err(AfXdpError::InvalidConfig(
+                "rx_frames of every port must leave frames for transmitting",
+            ));
+        }
+        let mut ids = Vec::with_capacity(ports.len());
+        for &(name, queue) in ports {
+            let id = (if_index(name)?, queue);
+            if ids.contains(&id) {
+                return Err(AfXdpError::InvalidConfig("the same queue twice"));
+            }
+            ids.push(id);
+        }
+        match config.mode {
+            BindMode::Copy => AfXdpSet::open_mode(&ids, config, false),
+            BindMode::ZeroCopy => AfXdpSet::open_mode(&ids, config, true),
+            // A failed zero-copy bind leaves sockets with a registered UMEM; starting over
+            // is simpler than reasoning about what the kernel kept.
+            BindMode::Auto => AfXdpSet::open_mode(&ids, config, true)
+                .or_else(|_| AfXdpSet::open_mode(&ids, config, false)),
+        }
+    }
+
+    fn open_mode(
+        ids: &[(u32, u32)],
+        config: &AfXdpConfig,
+        zero_copy: bool,
+    ) -> Result<AfXdpSet, AfXdpError> {
+        let umem = Mapping::anonymous(config.frame_size as usize * config.frame_count as usize)?;
+        let mut socks = Vec::with_capacity(ids.len());
+        let mut rings = Vec::with_capacity(ids.len());
+        for (i, &(ifindex, queue)) in ids.iter().enumerate() {
+            let fd = sys::socket_xdp()?;
+            if i == 0 {
+                let reg = libc::xdp_umem_reg {
+                    addr: umem.ptr.as_ptr() as u64,
+                    len: umem.len as u64,
+                    chunk_size: config.frame_size,
+                    headroom: 0,
+                    flags: 0,
+                    tx_metadata_len: 0,
+                };
+                sys::setsockopt(&fd, libc::XDP_UMEM_REG, &reg, "setsockopt(XDP_UMEM_REG)")?;
+            }
+            rings.push(Rings::map(&fd, config)?);
+            socks.push(Sock {
+                fd,
+                ifindex,
+                queue,
+                stats: AfXdpStats::default(),
+            });
+        }
+        let mut core = Core::new(umem, config, rings);
+        for p in 0..ids.len() {
+            core.refill(p);
+        }
+        let mut flags = if zero_copy {
+            libc::XDP_ZEROCOPY
+        } else {
+            libc::XDP_COPY
+        };
+        if config.need_wakeup {
+            flags |= libc::XDP_USE_NEED_WAKEUP;
+        }
+        let first = socks[0].fd.as_raw_fd() as u32;
+        for (i, s) in socks.iter().enumerate() {
+            if i == 0 {
+                sys::bind_xdp(&s.fd, s.ifindex, s.queue, flags, 0)?;
+            } else {
+                // The mode and wakeup flags come from the first socket's; the kernel refuses
+                // them here.
+                sys::bind_xdp(&s.fd, s.ifindex, s.queue, libc::XDP_SHARED_UMEM, first)?;
+            }
+        }
+        Ok(AfXdpSet {
+            core,
+            socks,
+            zero_copy,
+            need_wakeup: config.need_wakeup,
+        })
+    }
+
+    /// How many ports (sockets).
+    pub fn len(&self) -> usize {
+        self.socks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.socks.is_empty()
+    }
+
+    pub fn ifindex(&self, port: usize) -> u32 {
+        self.socks[port].ifindex
+    }
+
+    pub fn queue(&self, port: usize) -> u32 {
+        self.socks[port].queue
+    }
+
+    /// The socket of `port`, for its XSKMAP entry and for event loops.
+    pub fn fd(&self, port: usize) -> RawFd {
+        self.socks[port].fd.as_raw_fd()
+    }
+
+    /// Whether the drivers receive straight into the UMEM (else the kernel copies).
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Where the frames are now; `total()` is always the frame count.
+    pub fn frames(&self) -> FrameCounts {
+        self.core.counts()
+    }
+
+    /// Hands up to `max` frames received on `port` to `f`, read-only; returns how many.
+    /// Never blocks.
+    pub fn rx_burst(&mut self, port: usize, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        self.rx_burst_mut(port, max, |frame| {
+            f(frame.data());
+            RxAction::Recycle
+        })
+    }
+
+    /// Hands up to `max` frames received on `port` to `f`, writable; a frame is then recycled
+    /// or sent, as it was left, out of the port `f` names, from the same UMEM frame. Returns
+    /// how many frames were received. Never blocks.
+    pub fn rx_burst_mut(
+        &mut self,
+        port: usize,
+        max: usize,
+        f: impl FnMut(&mut FrameMut<'_>) -> RxAction,
+    ) -> usize {
+        if port >= self.socks.len() {
+            return 0;
+        }
+        self.reclaim_port(port);
+        let r = self.core.rx(port, max, f);
+        let st = &mut self.socks[port].stats;
+        st.rx_packets += r.received as u64;
+        st.tx_ring_full += r.tx_full as u64;
+        st.rx_bad_desc += r.bad as u64;
+        st.tx_bad_port += r.bad_port as u64;
+        for q in 0..self.socks.len() {
+            let n = self.core.pending[q];
+            if n > 0 {
+                self.socks[q].stats.tx_packets += u64::from(n);
+                self.kick_tx(q);
+            }
+        }
+        self.core.refill(port);
+        self.wake_fill(port);
+        r.received
+    }
+
+    /// Copies `frames` into free UMEM frames and sends them out of `port`; returns how many
+    /// from the front were taken (sent, or skipped as too big and counted). The rest met
+    /// back-pressure (no free frame or TX slot) and should be offered again later.
+    pub fn tx_burst(&mut self, port: usize, frames: &[&[u8]]) -> usize {
+        if port >= self.socks.len() {
+            return 0;
+        }
+        self.reclaim();
+        let (taken, sent, too_big) = self.core.tx_copy(port, frames);
+        let st = &mut self.socks[port].stats;
+        st.tx_packets += sent as u64;
+        st.tx_too_big += too_big as u64;
+        if sent > 0 {
+            self.kick_tx(port);
+        }
+        self.reclaim_port(port);
+        taken
+    }
+
+    /// Takes back the frames the kernel has finished sending (completion rings) and gives
+    /// the kernel room to receive, on every port. `rx_burst*` and `tx_burst` do it too; an
+    /// idle loop calls it.
+    pub fn reclaim(&mut self) {
+        for p in 0..self.socks.len() {
+            self.reclaim_port(p);
+        }
+        for p in 0..self.socks.len() {
+            self.core.refill(p);
+        }
+    }
+
+    fn reclaim_port(&mut self, p: usize) {
+        self.core.reclaim(p);
+        if self.core.tx_pending(p) {
+            self.kick_tx(p);
+            self.core.reclaim(p);
+        }
+    }
+
+    /// Whether `rx_burst(port)` has something to deliver right now.
+    pub fn rx_ready(&self, port: usize) -> bool {
+        port < self.socks.len() && self.core.ports[port].rx.peek_ready()
+    }
+
+    /// Waits until frames arrive on some port or `timeout` passes; `Ok(true)` when there is
+    /// something for `rx_burst`. A signal ends the wait early with `Ok(false)`.
+    pub fn poll(&mut self, timeout: Duration) -> Result<bool, AfXdpError> {
+        self.reclaim();
+        let ready = |s: &AfXdpSet| (0..s.socks.len()).any(|p| s.rx_ready(p));
+        if ready(self) {
+            return Ok(true);
+        }
+        let ms = timeout.as_millis().min(libc::c_int::MAX as u128) as libc::c_int;
+        let fds: Vec<RawFd> = self.socks.iter().map(|s| s.fd.as_raw_fd()).collect();
+        match sys::poll_in(&fds, ms) {
+            Ok(_) => Ok(ready(self)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(source) => Err(AfXdpError::Syscall {
+                call: "poll",
+                source,
+            }),
+        }
+    }
+
+    /// The counters of `port` since it was opened.
+    pub fn stats(&mut self, port: usize) -> Result<AfXdpStats, AfXdpError> {
+        let s = &self.socks[port];
+        let k = sys::xdp_statistics(&s.fd)?;
+        Ok(AfXdpStats {
+            rx_dropped: k.rx_dropped,
+            rx_invalid: k.rx_invalid_descs,
+            tx_invalid: k.tx_invalid_descs,
+            rx_ring_full: k.rx_ring_full,
+            fill_ring_empty: k.rx_fill_ring_empty_descs,
+            tx_ring_empty: k.tx_ring_empty_descs,
+            ..s.stats
+        })
+    }
+
+    /// Tells the kernel there is something on `p`'s TX ring. In copy mode it sends at most 32
+    /// frames per call and says EAGAIN when more are left, so the kick repeats while the ring
+    /// drains.
+    fn kick_tx(&mut self, p: usize) {
+        for _ in 0..4096 {
+            if self.need_wakeup && self.zero_copy && !self.core.ports[p].tx.needs_wakeup() {
+                return;
+            }
+            let before = self.core.ports[p].tx.kernel_consumer();
+            match sys::kick(&self.socks[p].fd) {
+                Ok(()) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY)) => {}
+                // ENOBUFS, ENETDOWN, ...: the frames stay queued and go with a later kick.
+                Err(_) => return,
+            }
+            self.core.reclaim(p);
+            if !self.core.tx_pending(p) || self.core.ports[p].tx.kernel_consumer() == before {
+                return;
+            }
+        }
+    }
+
+    /// With `XDP_USE_NEED_WAKEUP`, a zero-copy driver may wait for a syscall before it takes
+    /// new fill entries.
+    fn wake_fill(&mut self, p: usize) {
+        if self.need_wakeup && self.zero_copy && self.core.ports[p].fill.needs_wakeup() {
+            let _ = sys::poll_in(&[self.socks[p].fd.as_raw_fd()], 0);
+        }
+    }
+}
+
+/// An AF_XDP socket bound to one queue of one interface, with its own UMEM and rings: an
+/// [`AfXdpSet`] of one port. Dropping it closes the socket and unmaps everything.
+pub struct AfXdp {
+    set: AfXdpSet,
 }
 
 impl AfXdp {
@@ -278,35 +571,119 @@ impl AfXdp {
     /// Nothing arrives until an XDP program redirects frames into it (an XSKMAP entry for the
     /// queue); sending works at once.
     pub fn open(ifname: &str, queue: u32, config: &AfXdpConfig) -> Result<AfXdp, AfXdpError> {
-        config.validate()?;
-        let ifindex = if_index(ifname)?;
-        match config.mode {
-            BindMode::Copy => AfXdp::open_mode(ifindex, queue, config, false),
-            BindMode::ZeroCopy => AfXdp::open_mode(ifindex, queue, config, true),
-            // A failed zero-copy bind leaves a socket with a registered UMEM; starting over
-            // is simpler than reasoning about what the kernel kept.
-            BindMode::Auto => AfXdp::open_mode(ifindex, queue, config, true)
-                .or_else(|_| AfXdp::open_mode(ifindex, queue, config, false)),
-        }
+        Ok(AfXdp {
+            set: AfXdpSet::open(&[(ifname, queue)], config)?,
+        })
     }
 
-    fn open_mode(
-        ifindex: u32,
-        queue: u32,
-        config: &AfXdpConfig,
-        zero_copy: bool,
-    ) -> Result<AfXdp, AfXdpError> {
-        let fd = sys::socket_xdp()?;
-        let umem = Mapping::anonymous(config.frame_size as usize * config.frame_count as usize)?;
-        let reg = libc::xdp_umem_reg {
-            addr: umem.ptr.as_ptr() as u64,
-            len: umem.len as u64,
-            chunk_size: config.frame_size,
-            headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
-        };
-        sys::setsockopt(&fd, libc::XDP_UMEM_REG, &reg, "setsockopt(XDP_UMEM_REG)")?;
+    pub fn ifindex(&self) -> u32 {
+        self.set.ifindex(0)
+    }
+
+    pub fn queue(&self) -> u32 {
+        self.set.queue(0)
+    }
+
+    /// Whether the driver receives straight into the UMEM (else the kernel copies).
+    pub fn zero_copy(&self) -> bool {
+        self.set.zero_copy()
+    }
+
+    /// Where the frames are now; `total()` is always the frame count.
+    pub fn frames(&self) -> FrameCounts {
+        self.set.frames()
+    }
+
+    /// Hands up to `max` received frames to `f`, read-only, and returns how many. Never blocks.
+    pub fn rx_burst(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
+        self.set.rx_burst(0, max, f)
+    }
+
+    /// Hands up to `max` received frames to `f`, writable; those it answers
+    /// [`RxAction::Transmit`] for are sent as they are left, out of the same UMEM frame.
+    /// Returns how many frames were received. Never blocks.
+    pub fn rx_burst_mut(
+        &mut self,
+        max: usize,
+        f: impl FnMut(&mut FrameMut<'_>) -> RxAction,
+    ) -> usize {
+        self.set.rx_burst_mut(0, max, f)
+    }
+
+    /// Copies `frames` into free UMEM frames and sends them; returns how many from the front
+    /// were taken (sent, or skipped as too big and counted). The rest met back-pressure (no
+    /// free frame or TX slot) and should be offered again later.
+    pub fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
+        self.set.tx_burst(0, frames)
+    }
+
+    /// Takes back the frames the kernel has finished sending and gives it room to receive.
+    pub fn reclaim(&mut self) {
+        self.set.reclaim()
+    }
+
+    /// Whether `rx_burst` has something to deliver right now.
+    pub fn rx_ready(&self) -> bool {
+        self.set.rx_ready(0)
+    }
+
+    /// Waits until frames arrive or `timeout` passes; `Ok(true)` when there is something for
+    /// `rx_burst`. A signal ends the wait early with `Ok(false)`.
+    pub fn poll(&mut self, timeout: Duration) -> Result<bool, AfXdpError> {
+        self.set.poll(timeout)
+    }
+
+    /// The counters since the socket was opened.
+    pub fn stats(&mut self) -> Result<AfXdpStats, AfXdpError> {
+        self.set.stats(0)
+    }
+}
+
+impl AsRawFd for AfXdp {
+    /// For the XSKMAP entry, and for an event loop waiting on several sockets.
+    fn as_raw_fd(&self) -> RawFd {
+        self.set.fd(0)
+    }
+}
+
+impl AsFd for AfXdp {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.set.socks[0].fd.as_fd()
+    }
+}
+
+fn if_index(ifname: &str) -> Result<u32, AfXdpError> {
+    let name = CString::new(ifname).map_err(|_| AfXdpError::NoSuchInterface(ifname.to_owned()))?;
+    // SAFETY: name is NUL-terminated and outlives the call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(AfXdpError::NoSuchInterface(ifname.to_owned())),
+        i => Ok(i),
+    }
+}
+
+/// What one `Core::rx` pass did (frames sent per port are in `Core::pending`).
+#[derive(Debug, Default, Clone, Copy)]
+struct RxResult {
+    received: usize,
+    tx_full: usize,
+    bad: usize,
+    bad_port: usize,
+}
+
+/// One socket's four rings and how many frames it has in the kernel's hands.
+struct Rings {
+    fill: Ring<u64>,
+    comp: Ring<u64>,
+    rx: Ring<libc::xdp_desc>,
+    tx: Ring<libc::xdp_desc>,
+    /// Frames handed to the kernel for receiving and not yet read back from the RX ring.
+    receiving: u32,
+    /// Frames put on the TX ring and not yet read back from the completion ring.
+    sending: u32,
+}
+
+impl Rings {
+    fn map(fd: &OwnedFd, config: &AfXdpConfig) -> Result<Rings, AfXdpError> {
         for (opt, size, call) in [
             (
                 libc::XDP_UMEM_FILL_RING,
@@ -321,249 +698,51 @@ impl AfXdp {
             (libc::XDP_RX_RING, config.rx_size, "setsockopt(XDP_RX_RING)"),
             (libc::XDP_TX_RING, config.tx_size, "setsockopt(XDP_TX_RING)"),
         ] {
-            sys::setsockopt(&fd, opt, &(size as libc::c_int), call)?;
+            sys::setsockopt(fd, opt, &(size as libc::c_int), call)?;
         }
-        let off = sys::mmap_offsets(&fd)?;
-        let fill = Ring::<u64>::map(
-            &fd,
-            &off.fr,
-            config.fill_size,
-            libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
-        )?;
-        let comp = Ring::<u64>::map(
-            &fd,
-            &off.cr,
-            config.completion_size,
-            libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
-        )?;
-        let rx =
-            Ring::<libc::xdp_desc>::map(&fd, &off.rx, config.rx_size, libc::XDP_PGOFF_RX_RING)?;
-        let tx =
-            Ring::<libc::xdp_desc>::map(&fd, &off.tx, config.tx_size, libc::XDP_PGOFF_TX_RING)?;
-        let mut core = Core::new(umem, config, fill, comp, rx, tx);
-        core.refill();
-        let mut flags = if zero_copy {
-            libc::XDP_ZEROCOPY
-        } else {
-            libc::XDP_COPY
-        };
-        if config.need_wakeup {
-            flags |= libc::XDP_USE_NEED_WAKEUP;
-        }
-        sys::bind_xdp(&fd, ifindex, queue, flags)?;
-        Ok(AfXdp {
-            core,
-            fd,
-            ifindex,
-            queue,
-            zero_copy,
-            need_wakeup: config.need_wakeup,
-            stats: AfXdpStats::default(),
+        let off = sys::mmap_offsets(fd)?;
+        Ok(Rings {
+            fill: Ring::map(
+                fd,
+                &off.fr,
+                config.fill_size,
+                libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
+            )?,
+            comp: Ring::map(
+                fd,
+                &off.cr,
+                config.completion_size,
+                libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
+            )?,
+            rx: Ring::map(fd, &off.rx, config.rx_size, libc::XDP_PGOFF_RX_RING)?,
+            tx: Ring::map(fd, &off.tx, config.tx_size, libc::XDP_PGOFF_TX_RING)?,
+            receiving: 0,
+            sending: 0,
         })
     }
-
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
-    pub fn queue(&self) -> u32 {
-        self.queue
-    }
-
-    /// Whether the driver receives straight into the UMEM (else the kernel copies).
-    pub fn zero_copy(&self) -> bool {
-        self.zero_copy
-    }
-
-    /// Where the frames are now; `total()` is always the frame count.
-    pub fn frames(&self) -> FrameCounts {
-        self.core.counts()
-    }
-
-    /// Hands up to `max` received frames to `f`, read-only, and returns how many. Never blocks.
-    pub fn rx_burst(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        self.rx_burst_mut(max, |frame| {
-            f(frame.data());
-            RxAction::Recycle
-        })
-    }
-
-    /// Hands up to `max` received frames to `f`, writable; those it answers
-    /// [`RxAction::Transmit`] for are sent as they are left, out of the same UMEM frame.
-    /// Returns how many frames were received. Never blocks.
-    pub fn rx_burst_mut(
-        &mut self,
-        max: usize,
-        f: impl FnMut(&mut FrameMut<'_>) -> RxAction,
-    ) -> usize {
-        self.reclaim();
-        let r = self.core.rx(max, f);
-        self.stats.rx_packets += r.received as u64;
-        self.stats.tx_ring_full += r.tx_full as u64;
-        self.stats.rx_bad_desc += r.bad as u64;
-        if r.transmitted > 0 {
-            self.stats.tx_packets += r.transmitted as u64;
-            self.kick_tx();
-        }
-        self.core.refill();
-        self.wake_fill();
-        r.received
-    }
-
-    /// Copies `frames` into free UMEM frames and sends them; returns how many from the front
-    /// were taken (sent, or skipped as too big and counted). The rest met back-pressure (no
-    /// free frame or TX slot) and should be offered again later.
-    pub fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
-        self.reclaim();
-        let (taken, sent, too_big) = self.core.tx_copy(frames);
-        self.stats.tx_packets += sent as u64;
-        self.stats.tx_too_big += too_big as u64;
-        if sent > 0 {
-            self.kick_tx();
-        }
-        self.reclaim();
-        taken
-    }
-
-    /// Takes back the frames the kernel has finished sending (completion ring) and gives the
-    /// kernel room to receive. `rx_burst*` and `tx_burst` do it too; an idle loop calls it.
-    pub fn reclaim(&mut self) {
-        self.core.reclaim();
-        if self.core.tx_pending() {
-            self.kick_tx();
-            self.core.reclaim();
-        }
-        self.core.refill();
-    }
-
-    /// Whether `rx_burst` has something to deliver right now.
-    pub fn rx_ready(&mut self) -> bool {
-        self.core.rx.cons_available(1) > 0
-    }
-
-    /// Waits until frames arrive or `timeout` passes; `Ok(true)` when there is something for
-    /// `rx_burst`. A signal ends the wait early with `Ok(false)`.
-    pub fn poll(&mut self, timeout: Duration) -> Result<bool, AfXdpError> {
-        self.reclaim();
-        if self.rx_ready() {
-            return Ok(true);
-        }
-        let ms = timeout.as_millis().min(libc::c_int::MAX as u128) as libc::c_int;
-        match sys::poll_in(&self.fd, ms) {
-            Ok(_) => Ok(self.rx_ready()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(source) => Err(AfXdpError::Syscall {
-                call: "poll",
-                source,
-            }),
-        }
-    }
-
-    /// The counters since the socket was opened.
-    pub fn stats(&mut self) -> Result<AfXdpStats, AfXdpError> {
-        let k = sys::xdp_statistics(&self.fd)?;
-        Ok(AfXdpStats {
-            rx_dropped: k.rx_dropped,
-            rx_invalid: k.rx_invalid_descs,
-            tx_invalid: k.tx_invalid_descs,
-            rx_ring_full: k.rx_ring_full,
-            fill_ring_empty: k.rx_fill_ring_empty_descs,
-            tx_ring_empty: k.tx_ring_empty_descs,
-            ..self.stats
-        })
-    }
-
-    /// Tells the kernel there is something on the TX ring. In copy mode it sends at most 32
-    /// frames per call and says EAGAIN when more are left, so the kick repeats while the ring
-    /// drains.
-    fn kick_tx(&mut self) {
-        for _ in 0..4096 {
-            if self.need_wakeup && !self.core.tx.needs_wakeup() && self.zero_copy {
-                return;
-            }
-            let before = self.core.tx.kernel_consumer();
-            match sys::kick(&self.fd) {
-                Ok(()) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY)) => {}
-                // ENOBUFS, ENETDOWN, ...: the frames stay queued and go with a later kick.
-                Err(_) => return,
-            }
-            self.core.reclaim();
-            if !self.core.tx_pending() || self.core.tx.kernel_consumer() == before {
-                return;
-            }
-        }
-    }
-
-    /// With `XDP_USE_NEED_WAKEUP`, a zero-copy driver may wait for a syscall before it takes
-    /// new fill entries.
-    fn wake_fill(&mut self) {
-        if self.need_wakeup && self.zero_copy && self.core.fill.needs_wakeup() {
-            let _ = sys::poll_in(&self.fd, 0);
-        }
-    }
 }
 
-impl AsRawFd for AfXdp {
-    /// For the XSKMAP entry, and for an event loop waiting on several sockets.
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-fn if_index(ifname: &str) -> Result<u32, AfXdpError> {
-    let name = CString::new(ifname).map_err(|_| AfXdpError::NoSuchInterface(ifname.to_owned()))?;
-    // SAFETY: name is NUL-terminated and outlives the call.
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(AfXdpError::NoSuchInterface(ifname.to_owned())),
-        i => Ok(i),
-    }
-}
-
-/// What one `Core::rx` pass did.
-#[derive(Debug, Default, Clone, Copy)]
-struct RxResult {
-    received: usize,
-    transmitted: usize,
-    tx_full: usize,
-    bad: usize,
-}
-
-/// The UMEM, the four rings and the free list: all of the bookkeeping, no syscall (so the unit
-/// tests can drive it against a simulated kernel).
+/// The UMEM, every port's rings and the free list: all of the bookkeeping, no syscall (so
+/// the unit tests can drive it against a simulated kernel).
 struct Core {
     // Rings before the UMEM: unmapped first.
-    fill: Ring<u64>,
-    comp: Ring<u64>,
-    rx: Ring<libc::xdp_desc>,
-    tx: Ring<libc::xdp_desc>,
+    ports: Vec<Rings>,
     umem: Mapping,
     frame_size: u64,
     frame_count: u32,
     /// Frame base addresses (offsets into the UMEM) that are ours and unused.
     free: Vec<u64>,
-    /// Frames handed to the kernel for receiving and not yet read back from the RX ring.
-    receiving: u32,
-    /// Frames put on the TX ring and not yet read back from the completion ring.
-    sending: u32,
     rx_frames: u32,
+    /// Per port, frames the last `rx` put on its TX ring.
+    pending: Vec<u32>,
 }
 
 impl Core {
-    fn new(
-        umem: Mapping,
-        config: &AfXdpConfig,
-        fill: Ring<u64>,
-        comp: Ring<u64>,
-        rx: Ring<libc::xdp_desc>,
-        tx: Ring<libc::xdp_desc>,
-    ) -> Core {
+    fn new(umem: Mapping, config: &AfXdpConfig, ports: Vec<Rings>) -> Core {
         let fs = config.frame_size as u64;
+        let n = ports.len();
         Core {
-            fill,
-            comp,
-            rx,
-            tx,
+            ports,
             umem,
             frame_size: fs,
             frame_count: config.frame_count,
@@ -572,17 +751,16 @@ impl Core {
                 .rev()
                 .map(|i| i * fs)
                 .collect(),
-            receiving: 0,
-            sending: 0,
             rx_frames: config.rx_frames,
+            pending: vec![0; n],
         }
     }
 
     fn counts(&self) -> FrameCounts {
         FrameCounts {
             free: self.free.len() as u32,
-            receiving: self.receiving,
-            sending: self.sending,
+            receiving: self.ports.iter().map(|r| r.receiving).sum(),
+            sending: self.ports.iter().map(|r| r.sending).sum(),
         }
     }
 
@@ -591,55 +769,68 @@ impl Core {
         (base < self.frame_size * self.frame_count as u64).then_some(base)
     }
 
-    /// Gives the kernel free frames to receive into, up to `rx_frames` in its hands.
-    fn refill(&mut self) {
-        let want = self.rx_frames.saturating_sub(self.receiving) as usize;
+    /// Gives the kernel free frames to receive into on port `p`, up to `rx_frames` in its
+    /// hands.
+    fn refill(&mut self, p: usize) {
+        let r = &mut self.ports[p];
+        let want = self.rx_frames.saturating_sub(r.receiving) as usize;
         let n = want.min(self.free.len());
         if n == 0 {
             return;
         }
-        let n = self.fill.prod_reserve(n as u32) as usize;
+        let n = r.fill.prod_reserve(n as u32) as usize;
         for i in 0..n {
             let addr = self.free.pop().expect("n <= free.len()");
-            self.fill.prod_write(i as u32, addr);
+            r.fill.prod_write(i as u32, addr);
         }
-        self.fill.prod_submit(n as u32);
-        self.receiving += n as u32;
+        r.fill.prod_submit(n as u32);
+        r.receiving += n as u32;
     }
 
-    /// Takes back what the completion ring holds.
-    fn reclaim(&mut self) {
-        let n = self.comp.cons_available(u32::MAX);
+    /// Takes back what port `p`'s completion ring holds.
+    fn reclaim(&mut self, p: usize) {
+        let n = self.ports[p].comp.cons_available(u32::MAX);
         for i in 0..n {
-            let addr = self.comp.cons_read(i);
+            let addr = self.ports[p].comp.cons_read(i);
             match self.frame_base(addr) {
                 Some(base) => self.free.push(base),
                 // Not a frame of ours: the kernel echoes what it was given, so this is
                 // unreachable; the frame it stood for stays counted as sending.
                 None => continue,
             }
-            self.sending = self.sending.saturating_sub(1);
+            let r = &mut self.ports[p];
+            r.sending = r.sending.saturating_sub(1);
         }
-        self.comp.cons_release(n);
+        self.ports[p].comp.cons_release(n);
     }
 
-    /// Whether the TX ring holds frames the kernel has not taken yet.
-    fn tx_pending(&self) -> bool {
-        self.tx.kernel_consumer() != self.tx.cached_prod
+    /// Whether port `p`'s TX ring holds frames the kernel has not taken yet.
+    fn tx_pending(&self, p: usize) -> bool {
+        let tx = &self.ports[p].tx;
+        tx.kernel_consumer() != tx.cached_prod
     }
 
-    fn rx(&mut self, max: usize, mut f: impl FnMut(&mut FrameMut<'_>) -> RxAction) -> RxResult {
+    /// Lends up to `max` frames received on port `p` to `f`; frames to send go on the TX
+    /// rings (published, counted in `pending` per port), the others back to the free list.
+    fn rx(
+        &mut self,
+        p: usize,
+        max: usize,
+        mut f: impl FnMut(&mut FrameMut<'_>) -> RxAction,
+    ) -> RxResult {
         let mut r = RxResult::default();
-        let n = self.rx.cons_available(max.min(u32::MAX as usize) as u32);
+        self.pending.iter_mut().for_each(|n| *n = 0);
+        let n = self.ports[p]
+            .rx
+            .cons_available(max.min(u32::MAX as usize) as u32);
         if n == 0 {
             return r;
         }
-        // Room for every frame the caller may send back.
-        let slots = self.tx.prod_reserve(n);
         let umem_len = self.umem.len as u64;
         for i in 0..n {
-            let d = self.rx.cons_read(i);
-            self.receiving = self.receiving.saturating_sub(1);
+            let d = self.ports[p].rx.cons_read(i);
+            let rp = &mut self.ports[p];
+            rp.receiving = rp.receiving.saturating_sub(1);
             let Some(base) = self.frame_base(d.addr) else {
                 r.bad += 1;
                 continue;
@@ -654,7 +845,7 @@ impl Core {
             // SAFETY: base..base+frame_size lies inside the UMEM mapping (frame_base checked
             // base < frame_count * frame_size, the mapping's length). This frame belongs to us
             // alone now: the kernel handed it over through the RX ring (acquired in
-            // cons_available) and gets it back only through the fill or TX ring, after the
+            // cons_available) and gets it back only through a fill or TX ring, after the
             // borrow ends; no other FrameMut points to it (one frame per descriptor, each read
             // once).
             let chunk = unsafe {
@@ -668,34 +859,49 @@ impl Core {
                 start: (d.addr - base) as usize,
                 len: d.len as usize,
             };
-            let action = f(&mut frame);
-            match action {
-                RxAction::Transmit if (r.transmitted as u32) < slots => {
-                    let desc = libc::xdp_desc {
-                        addr: base + frame.start as u64,
-                        len: frame.len as u32,
-                        options: 0,
-                    };
-                    self.tx.prod_write(r.transmitted as u32, desc);
-                    r.transmitted += 1;
+            let out = match f(&mut frame) {
+                RxAction::Recycle => None,
+                RxAction::Transmit => Some(p),
+                RxAction::TransmitOn(q) if q < self.ports.len() => Some(q),
+                RxAction::TransmitOn(_) => {
+                    r.bad_port += 1;
+                    None
                 }
-                RxAction::Transmit => {
-                    r.tx_full += 1;
-                    self.free.push(base);
-                }
-                RxAction::Recycle => self.free.push(base),
+            };
+            let Some(q) = out else {
+                self.free.push(base);
+                continue;
+            };
+            let k = self.pending[q];
+            let tx = &mut self.ports[q].tx;
+            if tx.prod_reserve(k + 1) <= k {
+                r.tx_full += 1;
+                self.free.push(base);
+                continue;
             }
+            tx.prod_write(
+                k,
+                libc::xdp_desc {
+                    addr: base + frame.start as u64,
+                    len: frame.len as u32,
+                    options: 0,
+                },
+            );
+            self.pending[q] = k + 1;
         }
-        self.rx.cons_release(n);
-        self.tx.prod_submit(r.transmitted as u32);
-        self.sending += r.transmitted as u32;
+        self.ports[p].rx.cons_release(n);
+        for (q, rings) in self.ports.iter_mut().enumerate() {
+            let k = self.pending[q];
+            rings.tx.prod_submit(k);
+            rings.sending += k;
+        }
         r
     }
 
-    /// Returns (taken, sent, too big).
-    fn tx_copy(&mut self, frames: &[&[u8]]) -> (usize, usize, usize) {
+    /// Copies `frames` to port `p`'s TX ring; returns (taken, sent, too big).
+    fn tx_copy(&mut self, p: usize, frames: &[&[u8]]) -> (usize, usize, usize) {
         let want = frames.len().min(u32::MAX as usize) as u32;
-        let slots = self.tx.prod_reserve(want) as usize;
+        let slots = self.ports[p].tx.prod_reserve(want) as usize;
         let (mut taken, mut sent, mut too_big) = (0, 0, 0);
         for f in frames {
             if f.len() > self.frame_size as usize {
@@ -716,7 +922,7 @@ impl Core {
                     f.len(),
                 )
             };
-            self.tx.prod_write(
+            self.ports[p].tx.prod_write(
                 sent as u32,
                 libc::xdp_desc {
                     addr: base,
@@ -727,8 +933,9 @@ impl Core {
             sent += 1;
             taken += 1;
         }
-        self.tx.prod_submit(sent as u32);
-        self.sending += sent as u32;
+        let r = &mut self.ports[p];
+        r.tx.prod_submit(sent as u32);
+        r.sending += sent as u32;
         (taken, sent, too_big)
     }
 }
@@ -877,6 +1084,12 @@ impl<T: Copy> Ring<T> {
         unsafe { self.flags.as_ref() }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
     }
 
+    /// Consumer side, without updating the cache: whether anything is ready.
+    fn peek_ready(&self) -> bool {
+        self.cached_prod != self.cached_cons
+            || self.prod_index().load(Ordering::Acquire) != self.cached_cons
+    }
+
     /// The other side's consumer index as it is now (for a ring we produce).
     fn kernel_consumer(&self) -> u32 {
         self.cons_index().load(Ordering::Acquire)
@@ -952,7 +1165,7 @@ mod sys {
     use super::AfXdpError;
     use std::io;
     use std::mem;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
     pub(super) fn socket_xdp() -> Result<OwnedFd, AfXdpError> {
         // SAFETY: socket takes no pointers.
@@ -1028,13 +1241,14 @@ mod sys {
         ifindex: u32,
         queue: u32,
         flags: u16,
+        shared_umem_fd: u32,
     ) -> Result<(), AfXdpError> {
         let addr = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
             sxdp_flags: flags,
             sxdp_ifindex: ifindex,
             sxdp_queue_id: queue,
-            sxdp_shared_umem_fd: 0,
+            sxdp_shared_umem_fd: shared_umem_fd,
         };
         // SAFETY: addr is a live sockaddr_xdp and the length passed is its size.
         let rc = unsafe {
@@ -1071,14 +1285,17 @@ mod sys {
         }
     }
 
-    pub(super) fn poll_in(fd: &OwnedFd, timeout_ms: libc::c_int) -> io::Result<libc::c_int> {
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one live pollfd, count 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    pub(super) fn poll_in(fds: &[RawFd], timeout_ms: libc::c_int) -> io::Result<libc::c_int> {
+        let mut pfds: Vec<libc::pollfd> = fds
+            .iter()
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: pfds is a live array of pfds.len() pollfds the kernel writes revents into.
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
         if rc < 0 {
             Err(io::Error::last_os_error())
         } else {

@@ -8,6 +8,9 @@
  *     steer_owned, which the dataplane handles although they are addressed to the router
  *     (DNAT port forwards; address all zero: any local address);
  *   - frames too short or malformed to tell (the stack drops them and counts).
+ * With STEER_F_LOCAL_NO_SOCKET, local TCP/UDP that no kernel socket would take (a socket
+ * lookup, listeners included), ICMP echo replies and ICMP errors to the router go to the
+ * socket too: replies to masqueraded connections are addressed to the router.
  * Parses Ethernet, up to two 802.1Q/802.1ad tags, IPv4 and IPv6. With steer_config.enabled 0
  * every frame goes to the stack. A queue without a socket falls back to the stack too
  * (bpf_redirect_map's XDP_PASS default), counted as no_socket.
@@ -23,6 +26,10 @@
 #define STEER_MAX_OWNED 4096
 
 #define STEER_F_FORWARD_MCAST 0x1
+/* Local TCP/UDP without a kernel socket, ICMP echo replies and ICMP errors addressed to the
+ * router are the dataplane's (replies to masqueraded connections, port forwards): what the
+ * kernel would only answer with a reset or an unreachable. */
+#define STEER_F_LOCAL_NO_SOCKET 0x2
 
 /* Why a frame went where it went: the index in steer_reasons. Mirrored in steer.rs. */
 enum {
@@ -37,6 +44,7 @@ enum {
 	STEER_R_OWNED,
 	STEER_R_FORWARD,
 	STEER_R_NO_SOCKET,
+	STEER_R_LOCAL_NO_SOCKET,
 	STEER_R_COUNT,
 };
 
@@ -147,6 +155,38 @@ static __always_inline int has_ports(__u8 proto)
 	       proto == IPPROTO_UDPLITE;
 }
 
+/* Whether a kernel socket (a listener, a connection, a bound UDP socket) takes this TCP or
+ * UDP packet addressed to the router. */
+static __always_inline int has_kernel_socket(struct xdp_md *ctx, int v6, const __u8 *l3,
+					     const __u8 *l4, __u8 proto)
+{
+	struct bpf_sock_tuple t;
+	__u32 len;
+	__builtin_memset(&t, 0, sizeof(t));
+	if (v6) {
+		__builtin_memcpy(t.ipv6.saddr, l3 + 8, 16);
+		__builtin_memcpy(t.ipv6.daddr, l3 + 24, 16);
+		__builtin_memcpy(&t.ipv6.sport, l4, 2);
+		__builtin_memcpy(&t.ipv6.dport, l4 + 2, 2);
+		len = sizeof(t.ipv6);
+	} else {
+		__builtin_memcpy(&t.ipv4.saddr, l3 + 12, 4);
+		__builtin_memcpy(&t.ipv4.daddr, l3 + 16, 4);
+		__builtin_memcpy(&t.ipv4.sport, l4, 2);
+		__builtin_memcpy(&t.ipv4.dport, l4 + 2, 2);
+		len = sizeof(t.ipv4);
+	}
+	struct bpf_sock *sk;
+	if (proto == IPPROTO_TCP)
+		sk = bpf_skc_lookup_tcp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
 SEC("xdp")
 int steer(struct xdp_md *ctx)
 {
@@ -238,10 +278,24 @@ int steer(struct xdp_md *ctx)
 	}
 
 	/* Addressed to the router: the stack's, unless the dataplane owns the port. */
-	if (!has_ports(proto) || (void *)(l4 + 4) > end)
+	int v6 = et == ETH_P_IPV6;
+	if ((void *)(l4 + 4) > end)
 		return count(STEER_R_LOCAL, XDP_PASS);
-	if (is_owned(dst, proto, *(__be16 *)(l4 + 2)))
+	if (has_ports(proto) && is_owned(dst, proto, *(__be16 *)(l4 + 2)))
 		return to_socket(ctx, STEER_R_OWNED);
+	if (!(flags & STEER_F_LOCAL_NO_SOCKET))
+		return count(STEER_R_LOCAL, XDP_PASS);
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		if (has_kernel_socket(ctx, v6, l3, l4, proto))
+			return count(STEER_R_LOCAL, XDP_PASS);
+		return to_socket(ctx, STEER_R_LOCAL_NO_SOCKET);
+	}
+	/* ICMP: echo requests (and anything else) are the router's; echo replies and errors
+	 * belong to connections the dataplane translated. */
+	__u8 type = l4[0];
+	if ((!v6 && proto == IPPROTO_ICMP && (type == 0 || type == 3 || type == 11 || type == 12)) ||
+	    (v6 && proto == PROTO_ICMPV6 && (type == 129 || (type >= 1 && type <= 4))))
+		return to_socket(ctx, STEER_R_LOCAL_NO_SOCKET);
 	return count(STEER_R_LOCAL, XDP_PASS);
 }
 

@@ -38,9 +38,9 @@ pub static STEER_OBJECT: Option<&[u8]> =
 #[cfg(not(xdp_built))]
 pub static STEER_OBJECT: Option<&[u8]> = None;
 
-/// Where frames went and why: the index in `steer_reasons` (`STEER_R_*`). `owned` and
-/// `forward` went to the socket; every other reason to the kernel.
-pub const STEER_REASONS: [&str; 11] = [
+/// Where frames went and why: the index in `steer_reasons` (`STEER_R_*`). `owned`, `forward`
+/// and `local_no_socket` went to the socket; every other reason to the kernel.
+pub const STEER_REASONS: [&str; 12] = [
     "disabled",
     "not_ip",
     "arp",
@@ -52,6 +52,7 @@ pub const STEER_REASONS: [&str; 11] = [
     "owned",
     "forward",
     "no_socket",
+    "local_no_socket",
 ];
 
 /// Sockets per interface (`STEER_MAX_QUEUES`): queues 0..64.
@@ -59,6 +60,8 @@ pub const MAX_QUEUES: u32 = 64;
 
 /// `steer_config.flags`: also send multicast (beyond link-local scope) to the socket.
 const F_FORWARD_MCAST: u32 = 0x1;
+/// `steer_config.flags`: see [`SteerConfig::local_no_socket`].
+const F_LOCAL_NO_SOCKET: u32 = 0x2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SteerError {
@@ -80,6 +83,12 @@ pub struct SteerConfig {
     pub mode: ModeRequest,
     /// Send routable multicast to the dataplane too (default: the kernel's).
     pub forward_multicast: bool,
+    /// Traffic addressed to the router that the kernel would only refuse is the dataplane's:
+    /// TCP and UDP no kernel socket takes (the program looks the socket up, listeners
+    /// included), ICMP echo replies and ICMP errors. That is where the replies of
+    /// masqueraded connections and port forwards arrive, so a router doing NAT wants it.
+    /// ICMP echo requests and everything with a socket stay the kernel's.
+    pub local_no_socket: bool,
 }
 
 /// `struct steer_local_key`.
@@ -174,11 +183,13 @@ impl Steer {
         let reasons =
             PerCpuArray::try_from(take("steer_reasons")?).map_err(map_err("steer_reasons"))?;
         load_xdp(&mut ebpf, "steer").map_err(SteerError::Load)?;
-        let flags = if cfg.forward_multicast {
-            F_FORWARD_MCAST
-        } else {
-            0
-        };
+        let mut flags = 0;
+        if cfg.forward_multicast {
+            flags |= F_FORWARD_MCAST;
+        }
+        if cfg.local_no_socket {
+            flags |= F_LOCAL_NO_SOCKET;
+        }
         let mut me = Steer {
             ebpf,
             xsks,

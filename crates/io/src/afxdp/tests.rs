@@ -197,28 +197,31 @@ fn payload(seq: u32, len: usize) -> Vec<u8> {
 }
 
 /// Every frame in exactly one place, and the counters agree with the places.
-fn audit(core: &Core, k: &Kernel) -> Result<(), String> {
+fn audit(core: &Core, ks: &[Kernel]) -> Result<(), String> {
     let fs = core.frame_size;
     let base = |a: u64| a - a % fs;
-    let fill: Vec<u64> = core.fill.in_flight();
-    let rx: Vec<u64> = core.rx.in_flight().iter().map(|d| base(d.addr)).collect();
-    let tx: Vec<u64> = core.tx.in_flight().iter().map(|d| base(d.addr)).collect();
-    let comp: Vec<u64> = core.comp.in_flight().iter().map(|&a| base(a)).collect();
-    let receiving = fill.len() + k.receiving.len() + rx.len();
-    let sending = tx.len() + k.sending.len() + comp.len();
-    let counts = core.counts();
-    if counts.receiving as usize != receiving || counts.sending as usize != sending {
-        return Err(format!(
-            "counters {counts:?}, rings: receiving {receiving}, sending {sending}"
-        ));
-    }
     let mut all: Vec<u64> = core.free.clone();
-    all.extend(fill);
-    all.extend(k.receiving.iter().map(|&a| base(a)));
-    all.extend(rx);
-    all.extend(tx);
-    all.extend(k.sending.iter().map(|&a| base(a)));
-    all.extend(comp);
+    for (p, (r, k)) in core.ports.iter().zip(ks).enumerate() {
+        let fill: Vec<u64> = r.fill.in_flight();
+        let rx: Vec<u64> = r.rx.in_flight().iter().map(|d| base(d.addr)).collect();
+        let tx: Vec<u64> = r.tx.in_flight().iter().map(|d| base(d.addr)).collect();
+        let comp: Vec<u64> = r.comp.in_flight().iter().map(|&a| base(a)).collect();
+        let receiving = fill.len() + k.receiving.len() + rx.len();
+        let sending = tx.len() + k.sending.len() + comp.len();
+        if r.receiving as usize != receiving || r.sending as usize != sending {
+            return Err(format!(
+                "port {p}: counters receiving {} sending {}, rings: receiving {receiving}, \
+                 sending {sending}",
+                r.receiving, r.sending
+            ));
+        }
+        all.extend(fill);
+        all.extend(k.receiving.iter().map(|&a| base(a)));
+        all.extend(rx);
+        all.extend(tx);
+        all.extend(k.sending.iter().map(|&a| base(a)));
+        all.extend(comp);
+    }
     all.sort_unstable();
     let want: Vec<u64> = (0..core.frame_count as u64).map(|i| i * fs).collect();
     if all != want {
@@ -234,7 +237,7 @@ fn audit(core: &Core, k: &Kernel) -> Result<(), String> {
     Ok(())
 }
 
-fn sim(frame_count: u32, ring: u32, rx_frames: u32) -> (Core, Kernel) {
+fn sim(ports: usize, frame_count: u32, ring: u32, rx_frames: u32) -> (Core, Vec<Kernel>) {
     let config = AfXdpConfig {
         frame_size: 2048,
         frame_count,
@@ -248,26 +251,33 @@ fn sim(frame_count: u32, ring: u32, rx_frames: u32) -> (Core, Kernel) {
     config.validate().unwrap();
     let umem = Mapping::anonymous(2048 * frame_count as usize).unwrap();
     let ptr = umem.ptr.as_ptr();
-    let core = Core::new(
-        umem,
-        &config,
-        test_ring(ring),
-        test_ring(ring),
-        test_ring(ring),
-        test_ring(ring),
-    );
-    let k = Kernel {
-        fill: core.fill.view(),
-        rx: core.rx.view(),
-        tx: core.tx.view(),
-        comp: core.comp.view(),
-        receiving: VecDeque::new(),
-        sending: VecDeque::new(),
-        wire: Vec::new(),
-        umem: ptr,
-        next_seq: 0,
-    };
-    (core, k)
+    let rings = (0..ports)
+        .map(|_| Rings {
+            fill: test_ring(ring),
+            comp: test_ring(ring),
+            rx: test_ring(ring),
+            tx: test_ring(ring),
+            receiving: 0,
+            sending: 0,
+        })
+        .collect();
+    let core = Core::new(umem, &config, rings);
+    let ks = core
+        .ports
+        .iter()
+        .map(|r| Kernel {
+            fill: r.fill.view(),
+            rx: r.rx.view(),
+            tx: r.tx.view(),
+            comp: r.comp.view(),
+            receiving: VecDeque::new(),
+            sending: VecDeque::new(),
+            wire: Vec::new(),
+            umem: ptr,
+            next_seq: 0,
+        })
+        .collect();
+    (core, ks)
 }
 
 struct Rng(u64);
@@ -284,29 +294,34 @@ impl Rng {
 
 #[test]
 fn no_frame_is_lost_or_duplicated_under_any_interleaving() {
+    const PORTS: usize = 2;
     for seed in 1..=40u64 {
         // Small rings and few frames, so every ring fills up and wraps many times.
-        let (mut core, mut k) = sim(24, 8, 6);
+        let (mut core, mut ks) = sim(PORTS, 24, 8, 6);
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let mut expect_wire: Vec<Vec<u8>> = Vec::new();
+        let mut expect_wire: Vec<Vec<Vec<u8>>> = vec![Vec::new(); PORTS];
         let mut received = 0u64;
-        core.refill();
-        audit(&core, &k).unwrap();
-        for step in 0..3000 {
+        let mut bad_port = 0u64;
+        for (p, k) in ks.iter_mut().enumerate() {
+            core.refill(p);
+            // Each port's simulated kernel numbers its frames apart.
+            k.next_seq = p as u32 * 1_000_000;
+        }
+        audit(&core, &ks).unwrap();
+        for step in 0..4000 {
+            let p = rng.below(PORTS as u64) as usize;
             match rng.below(7) {
-                0 => k.take_fill(rng.below(8) as u32 + 1),
-                1 => k.deliver(rng.below(8) as u32 + 1, 2048),
-                2 => k.take_tx(rng.below(8) as u32 + 1),
-                3 => k.complete(rng.below(8) as u32 + 1),
+                0 => ks[p].take_fill(rng.below(8) as u32 + 1),
+                1 => ks[p].deliver(rng.below(8) as u32 + 1, 2048),
+                2 => ks[p].take_tx(rng.below(8) as u32 + 1),
+                3 => ks[p].complete(rng.below(8) as u32 + 1),
                 4 => {
                     let max = rng.below(10) as usize;
-                    let mut actions = Vec::new();
-                    for _ in 0..max {
-                        actions.push(rng.below(3));
-                    }
+                    let actions: Vec<u64> = (0..max).map(|_| rng.below(5)).collect();
                     let mut i = 0;
-                    let mut sent_here = Vec::new();
-                    let r = core.rx(max, |f| {
+                    // (port, bytes) of every frame the callback asked to send.
+                    let mut asked: Vec<(usize, Vec<u8>)> = Vec::new();
+                    let r = core.rx(p, max, |f| {
                         let a = actions[i];
                         i += 1;
                         let seq = u32::from_be_bytes(f.data()[..4].try_into().unwrap());
@@ -320,57 +335,78 @@ fn no_frame_is_lost_or_duplicated_under_any_interleaving() {
                             1 => {
                                 // Rewrite in place and send back.
                                 f.data_mut()[4] ^= 0xff;
-                                sent_here.push(f.data().to_vec());
+                                asked.push((p, f.data().to_vec()));
                                 RxAction::Transmit
                             }
-                            _ => {
-                                // Push a 4-byte header into the headroom.
+                            2 => {
+                                // Push a 4-byte header into the headroom, send on the other port.
                                 assert!(f.adjust_head(-4));
                                 f.data_mut()[..4].copy_from_slice(b"VLAN");
-                                sent_here.push(f.data().to_vec());
-                                RxAction::Transmit
+                                let q = (p + 1) % PORTS;
+                                asked.push((q, f.data().to_vec()));
+                                RxAction::TransmitOn(q)
                             }
+                            3 => {
+                                asked.push((0, f.data().to_vec()));
+                                RxAction::TransmitOn(0)
+                            }
+                            _ => RxAction::TransmitOn(PORTS + 7),
                         }
                     });
                     received += r.received as u64;
-                    // Frames the TX ring had no room for were recycled, not sent.
-                    sent_here.truncate(r.transmitted);
+                    bad_port += r.bad_port as u64;
                     assert_eq!(r.bad, 0);
-                    expect_wire.extend(sent_here);
-                    core.refill();
+                    // What each TX ring took, in order; a full ring recycles the rest.
+                    let mut taken = core.pending.clone();
+                    for (q, bytes) in asked {
+                        if taken[q] > 0 {
+                            taken[q] -= 1;
+                            expect_wire[q].push(bytes);
+                        }
+                    }
+                    assert!(taken.iter().all(|&t| t == 0));
+                    core.refill(p);
                 }
                 5 => {
                     let n = rng.below(6) as usize;
                     let frames: Vec<Vec<u8>> = (0..n)
-                        .map(|j| payload(1_000_000 + j as u32, 60 + j * 100))
+                        .map(|j| payload(5_000_000 + j as u32, 60 + j * 100))
                         .collect();
                     let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-                    let (taken, sent, too_big) = core.tx_copy(&refs);
+                    let (taken, sent, too_big) = core.tx_copy(p, &refs);
                     assert_eq!(too_big, 0);
                     assert_eq!(taken, sent);
-                    expect_wire.extend(frames.into_iter().take(sent));
+                    expect_wire[p].extend(frames.into_iter().take(sent));
                 }
                 _ => {
-                    core.reclaim();
-                    core.refill();
+                    core.reclaim(p);
+                    core.refill(p);
                 }
             }
-            if let Err(e) = audit(&core, &k) {
+            if let Err(e) = audit(&core, &ks) {
                 panic!("seed {seed} step {step}: {e}");
             }
         }
         // Drain: everything sent goes out, every frame comes home.
         for _ in 0..100 {
-            k.take_tx(64);
-            k.complete(64);
-            core.reclaim();
+            for (p, k) in ks.iter_mut().enumerate() {
+                k.take_tx(64);
+                k.complete(64);
+                core.reclaim(p);
+            }
         }
-        audit(&core, &k).unwrap();
-        assert_eq!(k.wire, expect_wire, "seed {seed}: the wire differs");
+        audit(&core, &ks).unwrap();
+        for (p, k) in ks.iter().enumerate() {
+            assert_eq!(
+                k.wire, expect_wire[p],
+                "seed {seed}: port {p}'s wire differs"
+            );
+        }
         assert!(
             received > 100,
             "seed {seed}: only {received} frames received"
         );
+        assert!(bad_port > 0);
         assert_eq!(core.counts().sending, 0);
         assert_eq!(core.counts().total(), 24);
     }
@@ -378,20 +414,20 @@ fn no_frame_is_lost_or_duplicated_under_any_interleaving() {
 
 #[test]
 fn the_audit_catches_a_lost_and_a_duplicated_frame() {
-    let (mut core, k) = sim(16, 8, 4);
-    core.refill();
-    audit(&core, &k).unwrap();
+    let (mut core, ks) = sim(1, 16, 8, 4);
+    core.refill(0);
+    audit(&core, &ks).unwrap();
     let f = core.free.pop().unwrap();
-    assert!(audit(&core, &k).is_err(), "a lost frame went unnoticed");
+    assert!(audit(&core, &ks).is_err(), "a lost frame went unnoticed");
     core.free.push(f);
     core.free.push(f);
     assert!(
-        audit(&core, &k).is_err(),
+        audit(&core, &ks).is_err(),
         "a duplicated frame went unnoticed"
     );
     core.free.pop();
-    core.receiving += 1;
-    assert!(audit(&core, &k).is_err(), "a wrong counter went unnoticed");
+    core.ports[0].receiving += 1;
+    assert!(audit(&core, &ks).is_err(), "a wrong counter went unnoticed");
 }
 
 #[test]

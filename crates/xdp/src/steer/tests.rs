@@ -3,7 +3,7 @@
 
 use super::*;
 use nft_io::afpacket::{AfPacket, AfPacketConfig};
-use nft_io::afxdp::{AfXdp, AfXdpConfig, FrameCounts, RxAction};
+use nft_io::afxdp::{AfXdp, AfXdpConfig, AfXdpSet, FrameCounts, RxAction};
 use nft_io::netns::{in_netns, ip, VethPair};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -376,8 +376,12 @@ fn steering_splits_traffic_between_the_socket_and_the_kernel() {
     assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(200)).is_empty());
     assert!(steer.counter("disabled") >= 1);
 
-    // Dropping detaches.
+    // Dropping detaches (the kernel may finish releasing the link a moment later).
     drop(steer);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while xdp_attached(r, "vr") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(!xdp_attached(r, "vr"), "the program stayed attached");
 }
 
@@ -431,4 +435,204 @@ fn a_queue_without_a_socket_falls_back_to_the_kernel() {
     assert!(steer.counter("no_socket") >= 3, "{:?}", steer.counters());
     assert_eq!(steer.counter("forward"), 0, "{:?}", steer.counters());
     assert!(steer.counter("multicast") >= 1, "{:?}", steer.counters());
+}
+
+#[test]
+fn frames_forward_between_interfaces_out_of_one_umem() {
+    let test = "frames_forward_between_interfaces_out_of_one_umem";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    let Some(pair) = VethPair::create(test, "stz") else {
+        return;
+    };
+    let (r, p) = (pair.router.as_str(), pair.peer.as_str());
+    // A second link between the same namespaces: vr2 (router) - vp2 (peer).
+    ip(&[
+        "-n", r, "link", "add", "vr2", "type", "veth", "peer", "name", "vp2", "netns", p,
+    ])
+    .unwrap();
+    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
+    ip(&["-n", r, "link", "set", "vr2", "up"]).unwrap();
+    ip(&["-n", p, "link", "set", "vp2", "up"]).unwrap();
+    let (steer, mut set) = in_netns(r, || {
+        let mut steer = Steer::attach("vr", &SteerConfig::default()).unwrap();
+        let config = AfXdpConfig {
+            frame_count: 256,
+            rx_frames: 64,
+            fill_size: 64,
+            rx_size: 64,
+            tx_size: 64,
+            completion_size: 64,
+            ..AfXdpConfig::default()
+        };
+        let set = AfXdpSet::open(&[("vr", 0), ("vr2", 0)], &config).unwrap();
+        steer.set_socket(0, &set.fd(0)).unwrap();
+        (steer, set)
+    });
+    let mut lan = in_netns(p, || {
+        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
+    });
+    let mut wan = in_netns(p, || {
+        AfPacket::open("vp2", &AfPacketConfig::default()).unwrap()
+    });
+    const N: u32 = 2000;
+    let out_mac = [0x02, 0, 0, 0, 0, 0x77];
+    let mut expect = Vec::new();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut next = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < N as usize {
+        assert!(
+            Instant::now() < deadline,
+            "forwarded {} of {N}; {:?} {:?} {:?}",
+            got.len(),
+            set.frames(),
+            set.stats(0).unwrap(),
+            steer.counters()
+        );
+        if next < N && next as usize - expect.len() < 48 {
+            let burst: Vec<Vec<u8>> = (next..(next + 16).min(N))
+                .map(|i| dataplane_frame(i * 6))
+                .collect();
+            let refs: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
+            next += lan.tx_burst(&refs) as u32;
+        }
+        set.poll(Duration::from_millis(1)).unwrap();
+        // A router's rewrite: new destination MAC, TTL down (IPv4, no checksum fix needed
+        // for the test), out of the other interface, from the same UMEM frame.
+        set.rx_burst_mut(0, 32, |f| {
+            let d = f.data_mut();
+            d[..6].copy_from_slice(&out_mac);
+            d[14 + 8] -= 1;
+            expect.push(f.data().to_vec());
+            RxAction::TransmitOn(1)
+        });
+        wan.poll(Duration::from_millis(1)).unwrap();
+        wan.rx_burst(usize::MAX, |f| {
+            if f[..6] == out_mac {
+                got.push(f.to_vec());
+            }
+        });
+    }
+    assert_eq!(got, expect);
+    for (i, g) in got.iter().enumerate() {
+        let mut want = dataplane_frame(i as u32 * 6);
+        want[..6].copy_from_slice(&out_mac);
+        want[14 + 8] -= 1;
+        assert_eq!(*g, want, "frame {i}");
+    }
+    set.reclaim();
+    assert_eq!(
+        set.frames(),
+        FrameCounts {
+            free: 256 - 2 * 64,
+            receiving: 2 * 64,
+            sending: 0
+        }
+    );
+    assert_eq!(set.stats(1).unwrap().tx_packets, u64::from(N));
+    assert_eq!(set.stats(0).unwrap().tx_packets, 0);
+    assert_eq!(
+        steer.counter("forward"),
+        u64::from(N),
+        "{:?}",
+        steer.counters()
+    );
+}
+
+fn icmp4(dst: [u8; 4], icmp_type: u8) -> Vec<u8> {
+    let mut v = ipv4(dst, 1, 0, 0);
+    // The L4 bytes built for "port 0" become the ICMP header: type, code.
+    v[20] = icmp_type;
+    v[21] = 0;
+    v
+}
+
+#[test]
+fn with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for() {
+    let test = "with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    let Some(pair) = VethPair::create(test, "stw") else {
+        return;
+    };
+    let (r, p) = (pair.router.as_str(), pair.peer.as_str());
+    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
+    // The router's own services: a TCP listener and a bound UDP socket.
+    let (steer, mut xsk, _tcp, _udp) = in_netns(r, || {
+        let tcp = std::net::TcpListener::bind("0.0.0.0:7777").unwrap();
+        let udp = std::net::UdpSocket::bind("[::]:7778").unwrap();
+        let cfg = SteerConfig {
+            local_no_socket: true,
+            ..SteerConfig::default()
+        };
+        let mut steer = Steer::attach("vr", &cfg).unwrap();
+        let xsk = AfXdp::open("vr", 0, &AfXdpConfig::default()).unwrap();
+        steer.set_socket(0, &xsk).unwrap();
+        steer
+            .add_local(None, "198.18.0.1".parse().unwrap())
+            .unwrap();
+        steer
+            .add_local(None, "2001:db8::1".parse().unwrap())
+            .unwrap();
+        (steer, xsk, tcp, udp)
+    });
+    // Pings to the router are still answered by it.
+    assert!(
+        ping(p, &["198.18.0.1"]),
+        "no IPv4 ping reply from the router"
+    );
+    assert!(
+        ping(p, &["-6", "2001:db8::1"]),
+        "no IPv6 ping reply from the router"
+    );
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(200)).is_empty());
+
+    let mut peer = in_netns(p, || {
+        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
+    });
+    let ours = vec![
+        // No socket: a masquerade reply or a port forward.
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 9999, 1)),
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 17, 7779, 2)),
+        eth(R_MAC, &[], 0x86dd, &ipv6(v6("2001:db8::1"), 6, 7778, 3)),
+        // Echo reply and port unreachable to the router: translated connections.
+        eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 0)),
+        eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 3)),
+    ];
+    let kernels = vec![
+        // A listener (bound to 0.0.0.0) and a bound UDP socket (::, dual stack, so both
+        // families).
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 7777, 4)),
+        eth(R_MAC, &[], 0x86dd, &ipv6(v6("2001:db8::1"), 17, 7778, 5)),
+        eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 17, 7778, 6)),
+        eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 8)),
+    ];
+    let before = steer.counter("local");
+    let mut all = ours.clone();
+    all.extend(kernels.iter().cloned());
+    let refs: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+    assert_eq!(peer.tx_burst(&refs), refs.len());
+    let got = collect(
+        &mut xsk,
+        ours.len(),
+        Instant::now() + Duration::from_secs(5),
+    );
+    assert_eq!(got, ours);
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(100)).is_empty());
+    assert_eq!(
+        steer.counter("local_no_socket"),
+        ours.len() as u64,
+        "{:?}",
+        steer.counters()
+    );
+    assert!(
+        steer.counter("local") - before >= kernels.len() as u64,
+        "{:?}",
+        steer.counters()
+    );
 }
