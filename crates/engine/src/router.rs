@@ -827,8 +827,8 @@ impl Router {
         }
     }
 
-    /// The walk from conntrack's defrag (after netdev ingress) to the choice of egress. On `Err` the caller drops the
-    /// packet and discards an unconfirmed connection.
+    /// The walk from conntrack (after netdev ingress and defrag) to the choice of egress. On
+    /// `Err` the caller drops the packet and discards an unconfirmed connection.
     fn walk(
         &mut self,
         w: &mut Walk,
