@@ -43,8 +43,7 @@ pub struct Link {
     pub name: String,
     pub mac: Mac,
     pub mtu: u32,
-    /// Administratively up and with its carrier (operational state up, or unknown as for
-    /// some virtual devices, with IFF_UP and IFF_LOWER_UP).
+    /// Administratively up and with its carrier (IFF_UP and IFF_LOWER_UP).
     pub up: bool,
 }
 
@@ -128,14 +127,15 @@ pub fn parse_link(m: &LinkMessage) -> Option<Link> {
             _ => {}
         }
     }
+    // IFF_LOWER_UP is the carrier as it is now; the operational state follows it later (the
+    // kernel's link watch), so it only vetoes when it says the link is down
     let flags = m.header.flags;
-    let admin = flags.contains(LinkFlags::Up);
-    let up = admin
-        && match oper {
-            State::Up => true,
-            State::Unknown => flags.contains(LinkFlags::LowerUp),
-            _ => false,
-        };
+    let up = flags.contains(LinkFlags::Up)
+        && flags.contains(LinkFlags::LowerUp)
+        && !matches!(
+            oper,
+            State::Down | State::LowerLayerDown | State::NotPresent
+        );
     Some(Link {
         ifindex: m.header.index,
         name: name?,
@@ -452,5 +452,112 @@ impl Netlink {
             }
         })?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::neighbour::NeighbourState;
+    use netlink_packet_route::route::RouteHeader;
+
+    #[test]
+    fn routes_of_the_main_table_only() {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.kind = RouteType::Unicast;
+        m.header.destination_prefix_length = 24;
+        m.attributes = vec![
+            RouteAttribute::Destination(RouteAddress::Inet("198.18.5.0".parse().unwrap())),
+            RouteAttribute::Gateway(RouteAddress::Inet("198.18.1.9".parse().unwrap())),
+            RouteAttribute::Oif(7),
+        ];
+        assert_eq!(
+            parse_route(&m),
+            Some(KRoute {
+                dst: "198.18.5.0".parse().unwrap(),
+                len: 24,
+                kind: KRouteKind::Unicast {
+                    oif: 7,
+                    via: Some("198.18.1.9".parse().unwrap())
+                }
+            })
+        );
+        // the local table is the kernel's business
+        m.attributes.push(RouteAttribute::Table(255));
+        assert_eq!(parse_route(&m), None);
+        // a default IPv6 blackhole
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.kind = RouteType::BlackHole;
+        assert_eq!(
+            parse_route(&m),
+            Some(KRoute {
+                dst: "::".parse().unwrap(),
+                len: 0,
+                kind: KRouteKind::Blackhole
+            })
+        );
+        // fe80::/64 on each interface says nothing about forwarding
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.kind = RouteType::Unicast;
+        m.header.destination_prefix_length = 64;
+        m.attributes = vec![
+            RouteAttribute::Destination(RouteAddress::Inet6("fe80::".parse().unwrap())),
+            RouteAttribute::Oif(2),
+        ];
+        assert_eq!(parse_route(&m), None);
+    }
+
+    #[test]
+    fn neighbour_states() {
+        let mut m = NeighbourMessage::default();
+        m.header.ifindex = 3;
+        m.attributes = vec![
+            NeighbourAttribute::Destination(NeighbourAddress::Inet("198.18.1.2".parse().unwrap())),
+            NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 0, 9]),
+        ];
+        for (st, mac, failed) in [
+            (NeighbourState::Reachable, true, false),
+            (NeighbourState::Stale, true, false),
+            (NeighbourState::Incomplete, false, false),
+            (NeighbourState::Failed, false, true),
+        ] {
+            m.header.state = st;
+            let n = parse_neigh(&m).unwrap();
+            assert_eq!(n.mac.is_some(), mac, "{st:?}");
+            assert_eq!(n.failed, failed);
+            assert_eq!(n.ifindex, 3);
+        }
+    }
+
+    #[test]
+    fn link_up_needs_carrier() {
+        let mut m = LinkMessage::default();
+        m.header.index = 5;
+        m.header.flags = LinkFlags::Up | LinkFlags::LowerUp;
+        m.attributes = vec![
+            LinkAttribute::IfName("wan".into()),
+            LinkAttribute::Address(vec![2, 0, 0, 0, 0, 5]),
+            LinkAttribute::Mtu(1492),
+            LinkAttribute::OperState(State::Unknown),
+        ];
+        let l = parse_link(&m).unwrap();
+        assert_eq!(
+            l,
+            Link {
+                ifindex: 5,
+                name: "wan".into(),
+                mac: [2, 0, 0, 0, 0, 5],
+                mtu: 1492,
+                up: true
+            }
+        );
+        m.header.flags = LinkFlags::Up;
+        assert!(!parse_link(&m).unwrap().up);
     }
 }

@@ -455,12 +455,14 @@ pub fn apply_event(
             if let Some(i) = names.topo(l.ifindex) {
                 if st.router.topology().interfaces[i].up != l.up {
                     st.router.set_link(i, l.up);
+                    st.router.rebuild_fib();
                 }
             }
         }
         Event::LinkGone(ix) => {
             if let Some(i) = names.topo(ix) {
                 st.router.set_link(i, false);
+                st.router.rebuild_fib();
             }
         }
         Event::AddrNew(a) | Event::AddrGone(a) => {
@@ -751,4 +753,145 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     print!("{}", control::stats_text(&shared));
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::{Addr, Link, Neigh, Snapshot};
+
+    #[test]
+    fn interfaces_and_io_arguments() {
+        assert_eq!(
+            parse_interfaces("lan=eth0, wan=eth1").unwrap(),
+            vec![
+                ("lan".to_string(), "eth0".to_string()),
+                ("wan".to_string(), "eth1".to_string())
+            ]
+        );
+        assert_eq!(
+            parse_interfaces("eth0").unwrap(),
+            vec![(String::new(), "eth0".to_string())]
+        );
+        let e = parse_interfaces("lan=eth0,wan=eth0").unwrap_err();
+        assert_eq!(e.to_string(), "--interfaces: eth0 is named twice");
+        assert!(parse_interfaces("").is_err());
+        assert!(parse_interfaces("lan=averyveryverylongname").is_err());
+        assert_eq!(parse_io("af_packet").unwrap(), Io::AfPacket);
+        assert_eq!(parse_io("af_xdp").unwrap(), Io::AfXdp);
+        assert!(parse_io("dpdk").is_err());
+    }
+
+    #[test]
+    fn topology_from_a_kernel_snapshot() {
+        let mut s = Snapshot::default();
+        for (ifindex, name, up) in [(2, "eth0", true), (3, "eth1", false), (4, "other", true)] {
+            s.links.insert(
+                ifindex,
+                Link {
+                    ifindex,
+                    name: name.into(),
+                    mac: [2, 0, 0, 0, 0, ifindex as u8],
+                    mtu: 1500 - ifindex,
+                    up,
+                },
+            );
+        }
+        s.addrs = vec![
+            Addr {
+                ifindex: 2,
+                addr: "198.18.1.1".parse().unwrap(),
+                len: 24,
+            },
+            Addr {
+                ifindex: 3,
+                addr: "2001:db8:2::1".parse().unwrap(),
+                len: 64,
+            },
+            Addr {
+                ifindex: 4,
+                addr: "198.18.9.1".parse().unwrap(),
+                len: 24,
+            },
+        ];
+        s.routes = vec![
+            KRoute {
+                dst: "0.0.0.0".parse().unwrap(),
+                len: 0,
+                kind: KRouteKind::Unicast {
+                    oif: 3,
+                    via: Some("198.18.2.254".parse().unwrap()),
+                },
+            },
+            // through an interface that is not ours: left out
+            KRoute {
+                dst: "10.0.0.0".parse().unwrap(),
+                len: 8,
+                kind: KRouteKind::Unicast { oif: 4, via: None },
+            },
+            KRoute {
+                dst: "203.0.113.0".parse().unwrap(),
+                len: 24,
+                kind: KRouteKind::Blackhole,
+            },
+        ];
+        s.neighbours = vec![
+            Neigh {
+                ifindex: 3,
+                ip: "198.18.2.254".parse().unwrap(),
+                mac: Some([2, 0, 0, 0, 0, 0xfe]),
+                failed: false,
+            },
+            Neigh {
+                ifindex: 2,
+                ip: "198.18.1.7".parse().unwrap(),
+                mac: None,
+                failed: false,
+            },
+        ];
+        let ifs = parse_interfaces("wan=eth1,lan=eth0").unwrap();
+        let (t, names) = topology(&s, &ifs).unwrap();
+        assert_eq!(names.kernel, vec![3, 2]);
+        assert_eq!(
+            t.interfaces
+                .iter()
+                .map(|i| (i.name.as_str(), i.index, i.mtu, i.up))
+                .collect::<Vec<_>>(),
+            vec![("eth1", 0, 1497, false), ("eth0", 1, 1498, true)]
+        );
+        assert_eq!(
+            t.interfaces[1].addresses,
+            vec![("198.18.1.1".parse().unwrap(), 24)]
+        );
+        assert_eq!(t.routes.len(), 2);
+        assert_eq!(
+            t.routes[0].kind,
+            RouteKind::Unicast(NextHop {
+                ifindex: 0,
+                via: Some("198.18.2.254".parse().unwrap())
+            })
+        );
+        assert_eq!(t.routes[1].kind, RouteKind::Blackhole);
+        assert_eq!(t.neighbours.len(), 1);
+        assert_eq!(
+            t.neighbours.get(&(0, "198.18.2.254".parse().unwrap())),
+            Some(&[2, 0, 0, 0, 0, 0xfe])
+        );
+        let e = topology(&s, &parse_interfaces("lan=nope").unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no interface named \"nope\" in this network namespace"
+        );
+    }
+
+    #[test]
+    fn guard_table_names_our_interfaces() {
+        let g = guard_ruleset(&["eth0".into(), "eth1".into()]);
+        assert!(g.starts_with("table inet nft_offload_run {"));
+        assert!(g.contains("iifname != { \"eth0\", \"eth1\" } accept"));
+        assert!(g.contains("priority -500"));
+        // our own parser takes it, as nft does
+        let opts = LoadOpts::default();
+        nft_lang::ruleset::load_str("guard", &g, &opts).unwrap();
+    }
 }

@@ -1952,7 +1952,9 @@ impl Router {
         }
     }
 
-    fn rebuild_fib(&mut self) {
+    /// Rebuilds the FIB from the topology (after [`set_link`](Self::set_link): the routes
+    /// through a link that is down leave it, as the kernel's do); offloaded flows notice.
+    pub fn rebuild_fib(&mut self) {
         let mut fib = self.topo.build_fib();
         fib.succeed(&self.fib);
         self.fib = fib;
