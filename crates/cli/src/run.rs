@@ -577,6 +577,55 @@ impl Drop for Guard {
     }
 }
 
+/// `flags offload`: each flowtable that has it gets the XDP offload on its devices (native
+/// mode, else generic), or stays in software, saying why: the program was not built
+/// (`nft_xdp::NOT_BUILT`), cannot be loaded, or a device takes no XDP program (its flows
+/// stay in software, the others are offloaded). `mono` is CLOCK_MONOTONIC at the router's
+/// time zero. The lines are for the log; none is an error.
+fn xdp_offload(router: &mut Router, ifs: &[(String, String)], mono: Duration) -> Vec<String> {
+    use nft_xdp::offload::{XdpOffload, XdpOffloadConfig};
+    let mut msgs = vec![];
+    let tables: Vec<(usize, String, Vec<usize>)> = router
+        .offload()
+        .flowtables()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.ft.config().hw_offload)
+        .map(|(i, t)| (i, t.name.clone(), t.ports.clone()))
+        .collect();
+    for (i, name, ports) in tables {
+        let cfg = XdpOffloadConfig {
+            devices: ports
+                .iter()
+                .filter_map(|&p| Some((u16::try_from(p).ok()?, ifs.get(p)?.1.clone())))
+                .collect(),
+            ..XdpOffloadConfig::default()
+        };
+        match XdpOffload::new(&cfg) {
+            Ok(mut x) => {
+                x.set_clock(Duration::ZERO, mono);
+                for at in x.attachments() {
+                    msgs.push(match (&at.mode, &at.warning) {
+                        (Some(m), _) => {
+                            format!("flowtable {name}: {} XDP offload ({m})", at.device)
+                        }
+                        (None, w) => format!(
+                            "warning: flowtable {name}: {}",
+                            w.clone()
+                                .unwrap_or_else(|| format!("{}: no XDP", at.device))
+                        ),
+                    });
+                }
+                router.offload_mut().set_backend(i, Box::new(x));
+            }
+            Err(e) => msgs.push(format!(
+                "warning: flowtable {name}: {e}; its flows stay in software"
+            )),
+        }
+    }
+    msgs
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let io = parse_io(&a.io)?;
     let ifs = parse_interfaces(&a.interfaces)?;
@@ -601,7 +650,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     cfg.conntrack.accounting = true;
     let n_if = topo.interfaces.len();
-    let router = Router::new(topo, rules, cfg);
+    let mut router = Router::new(topo, rules, cfg);
+    // The router's time is `epoch.elapsed()`; the XDP offload's stats come in CLOCK_MONOTONIC.
+    let epoch = Instant::now();
+    let mono = nft_xdp::offload::monotonic_now();
+    if !a.no_offload {
+        let hw = router
+            .offload()
+            .flowtables()
+            .iter()
+            .any(|t| t.ft.config().hw_offload);
+        if io == Io::AfXdp && hw {
+            // One XDP program per interface: the steering program holds them, so flowtables
+            // with `flags offload` stay in software.
+            eprintln!(
+                "nft-offload: flags offload: the AF_XDP steering program holds the interfaces; flows stay in the software fast path"
+            );
+        } else if hw {
+            for line in xdp_offload(&mut router, &ifs, mono) {
+                eprintln!("nft-offload: {line}");
+            }
+        }
+    }
     let (backends, steering) = match io {
         Io::AfPacket => (open_backends(io, &ifs, workers)?, None),
         Io::AfXdp => {
@@ -629,7 +699,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             tx_dropped: vec![0; n_if],
         }),
         names: names.clone(),
-        epoch: Instant::now(),
+        epoch,
         stop: AtomicBool::new(false),
         worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),

@@ -38,22 +38,47 @@ pub struct Conn {
     pub(crate) status: Status,
     /// `ct mark`.
     pub mark: u32,
-    /// `ct label`, 128 bits.
-    pub labels: u128,
+    /// A number unique over the table's life, for listings and events.
+    pub id: u32,
     pub(crate) proto: ProtoState,
     /// Only with accounting (`nf_conntrack_acct`, off by default): 8 bytes a connection
     /// instead of 32 when off.
     pub(crate) counters: Option<Box<[Counter; 2]>>,
-    /// A number unique over the table's life, for listings and events.
-    pub id: u32,
-    pub created: Duration,
-    pub(crate) deadline: Duration,
+    /// What few connections have (labels, a helper, a masquerade interface), apart so
+    /// that the others pay 8 bytes for it.
+    pub(crate) ext: Option<Box<Ext>>,
+    /// Creation time and expiry, in nanoseconds of `now` (8 bytes each, not 16).
+    pub(crate) created_ns: u64,
+    pub(crate) deadline_ns: u64,
+}
+
+/// The rarely set parts of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Ext {
+    /// `ct label`, 128 bits.
+    pub labels: u128,
     /// The interface a masquerade binding took its address from, to forget the binding when
     /// that address goes away.
     pub masq_ifindex: Option<u32>,
     /// `ct helper set`: the helper's name. No helper runs here; the name keeps the
     /// connection off the fast path and answers `ct helper`.
-    pub helper: Option<String>,
+    pub helper: Option<Box<str>>,
+}
+
+/// A time as stored in a connection: nanoseconds, saturating (585 years; beyond is the end
+/// of time, `Duration::MAX`).
+#[inline]
+pub(crate) fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[inline]
+fn from_ns(n: u64) -> Duration {
+    if n == u64::MAX {
+        Duration::MAX
+    } else {
+        Duration::from_nanos(n)
+    }
 }
 
 impl Conn {
@@ -120,12 +145,46 @@ impl Conn {
 
     /// When the connection expires if no packet refreshes it.
     pub fn deadline(&self) -> Duration {
-        self.deadline
+        from_ns(self.deadline_ns)
+    }
+
+    pub(crate) fn set_deadline(&mut self, d: Duration) {
+        self.deadline_ns = ns(d);
+    }
+
+    /// When the connection was made.
+    pub fn created(&self) -> Duration {
+        from_ns(self.created_ns)
+    }
+
+    /// `ct label`, 128 bits.
+    pub fn labels(&self) -> u128 {
+        self.ext.as_ref().map_or(0, |e| e.labels)
+    }
+
+    pub fn set_labels(&mut self, labels: u128) {
+        if labels != 0 || self.ext.is_some() {
+            self.ext.get_or_insert_with(Box::default).labels = labels;
+        }
+    }
+
+    /// `ct helper set`: the helper's name, if one was attached.
+    pub fn helper(&self) -> Option<&str> {
+        self.ext.as_ref().and_then(|e| e.helper.as_deref())
+    }
+
+    /// The interface a masquerade binding took its address from.
+    pub fn masq_ifindex(&self) -> Option<u32> {
+        self.ext.as_ref().and_then(|e| e.masq_ifindex)
+    }
+
+    pub(crate) fn set_masq_ifindex(&mut self, ifindex: u32) {
+        self.ext.get_or_insert_with(Box::default).masq_ifindex = Some(ifindex);
     }
 
     /// Time left before expiry (`ct expiration`), zero once past.
     pub fn remaining(&self, now: Duration) -> Duration {
-        self.deadline.saturating_sub(now)
+        self.deadline().saturating_sub(now)
     }
 
     /// `ct expiration` in milliseconds, as nft reads it.
@@ -135,22 +194,23 @@ impl Conn {
 
     /// Expired at `now`? An offloaded connection never is: the flowtable keeps it alive.
     pub fn expired(&self, now: Duration) -> bool {
-        !self.is_offloaded() && self.deadline <= now
+        !self.is_offloaded() && self.deadline_ns <= ns(now)
     }
 
     pub fn label(&self, bit: u8) -> bool {
-        bit < 128 && self.labels & (1u128 << bit) != 0
+        bit < 128 && self.labels() & (1u128 << bit) != 0
     }
 
     /// Attaches a helper by name, as `ct helper set` does for a new connection.
     pub fn set_helper(&mut self, name: &str) {
-        self.helper = Some(name.to_string());
+        self.ext.get_or_insert_with(Box::default).helper = Some(name.into());
         self.status.insert(Status::HELPER);
     }
 
     pub fn set_label(&mut self, bit: u8) {
         if bit < 128 {
-            self.labels |= 1u128 << bit;
+            let l = self.labels() | 1u128 << bit;
+            self.set_labels(l);
         }
     }
 

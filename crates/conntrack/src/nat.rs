@@ -216,7 +216,7 @@ impl Table {
         };
         self.bind(id, Manip::Src, &r)?;
         if let Some(c) = self.conn_mut_internal(id) {
-            c.masq_ifindex = Some(ifindex);
+            c.set_masq_ifindex(ifindex);
         }
         Ok(())
     }

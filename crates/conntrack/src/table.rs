@@ -503,7 +503,7 @@ impl Table {
         self.unhash(id.idx);
         if let Some(c) = self.get_mut(id) {
             c.status.insert(Status::DYING);
-            c.deadline = now;
+            c.set_deadline(now);
         }
     }
 
@@ -732,7 +732,7 @@ impl Table {
         };
         if let Some(timeout) = timeout {
             if !c.status.contains(Status::FIXED_TIMEOUT) {
-                c.deadline = now.saturating_add(timeout);
+                c.set_deadline(now.saturating_add(timeout));
             }
             if accounting {
                 let k = c.counter_mut(dir);
@@ -823,14 +823,13 @@ impl Table {
             zone,
             status: Status::NONE,
             mark: 0,
-            labels: 0,
+
             proto,
             counters,
             id: self.next_id,
-            created: now,
-            deadline: now.saturating_add(timeout),
-            masq_ifindex: None,
-            helper: None,
+            ext: None,
+            created_ns: crate::conn::ns(now),
+            deadline_ns: crate::conn::ns(now.saturating_add(timeout)),
         };
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.alloc(conn);
@@ -893,8 +892,8 @@ impl Table {
         }
         if let Some(c) = self.get_mut(id) {
             c.status.insert(Status::CONFIRMED);
-            if c.deadline < now {
-                c.deadline = now;
+            if c.deadline() < now {
+                c.set_deadline(now);
             }
         }
         self.stats.insert += 1;
@@ -936,7 +935,7 @@ impl Table {
             ProtoState::Icmp => t.icmp,
             ProtoState::Generic => t.generic,
         };
-        c.deadline = now.saturating_add(timeout);
+        c.set_deadline(now.saturating_add(timeout));
         Ok(())
     }
 
@@ -956,14 +955,14 @@ impl Table {
     /// connection back dates its timeout from the last packet it forwarded.
     pub fn set_deadline(&mut self, id: ConnId, deadline: Duration) {
         if let Some(c) = self.get_mut(id) {
-            c.deadline = deadline;
+            c.set_deadline(deadline);
         }
     }
 
     /// Extends a connection's life to at least `now + timeout`.
     pub fn refresh(&mut self, id: ConnId, now: Duration, timeout: Duration) {
         if let Some(c) = self.get_mut(id) {
-            c.deadline = c.deadline.max(now.saturating_add(timeout));
+            c.set_deadline(c.deadline().max(now.saturating_add(timeout)));
         }
     }
 
@@ -971,7 +970,7 @@ impl Table {
     pub fn forget_masquerade(&mut self, ifindex: u32) -> usize {
         let doomed: Vec<u32> = self
             .iter()
-            .filter(|(_, c)| c.masq_ifindex == Some(ifindex))
+            .filter(|(_, c)| c.masq_ifindex() == Some(ifindex))
             .map(|(id, _)| id.idx)
             .collect();
         for &idx in &doomed {

@@ -95,6 +95,8 @@ impl Piece {
 }
 
 struct Queue {
+    /// When it goes, 30 s (IPv4) or 60 s (IPv6) after its first fragment.
+    deadline: Duration,
     /// Non-overlapping, by offset.
     pieces: Vec<Piece>,
     /// The datagram's payload length, once its last fragment came.
@@ -163,9 +165,16 @@ impl Defrag {
                     break;
                 }
                 q.pop_front();
-                if let Some(old) = self.queues.remove(&key) {
-                    self.mem -= old.mem;
-                    dropped += old.pieces.len();
+                // the entry of a queue that completed may meet a later queue of the same key
+                if self
+                    .queues
+                    .get(&key)
+                    .is_some_and(|x| x.deadline == deadline)
+                {
+                    if let Some(old) = self.queues.remove(&key) {
+                        self.mem -= old.mem;
+                        dropped += old.pieces.len();
+                    }
                 }
             }
         }
@@ -215,10 +224,19 @@ impl Defrag {
             } else {
                 self.cfg.timeout_v4
             };
-            self.expiry[fi.key.v6 as usize].push_back((now + timeout, fi.key));
+            let deadline = now + timeout;
+            let queues = &self.queues;
+            let dq = &mut self.expiry[fi.key.v6 as usize];
+            // entries of queues that completed stay until their time: keep them from piling
+            // up beyond twice the live queues (amortised, each entry is looked at once more)
+            if dq.len() >= 2 * queues.len() + 64 {
+                dq.retain(|(d, k)| queues.get(k).is_some_and(|x| x.deadline == *d));
+            }
+            dq.push_back((deadline, fi.key));
             self.queues.insert(
                 fi.key,
                 Queue {
+                    deadline,
                     pieces: Vec::new(),
                     len: None,
                     head: None,
@@ -313,7 +331,7 @@ impl Defrag {
             return malformed;
         };
         self.mem -= q.mem;
-        // the expiry entry stays and finds no queue (a new queue with the same key gets its own)
+        // the expiry entry stays, and finds no queue of its deadline when its time comes
         let Some(head) = q.head else { return malformed };
         let mut l3 = head;
         let pieces = q.pieces.iter().map(|p| p.data.len()).collect();

@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use nft_conntrack::{Conn, ConnId, Direction, Table, TcpState, Tuple};
 use nft_flowtable::{
-    Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles, Path, Punt,
+    Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles,
+    OffloadBackend, Path, Punt, SoftwareOnly,
 };
 use nft_lang::ast::Family;
 use nft_wire::PacketMeta;
@@ -42,6 +43,10 @@ use crate::topology::{Encap, Topology};
 /// The kernel's flowtable GC period (`NF_FLOW_TABLE_GC_INTERVAL`... one second).
 const GC_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A flowtable's offload backend (`flags offload`), chosen at run time: software only unless
+/// the caller sets another ([`Offload::set_backend`]), such as `nft-xdp`'s XDP offload.
+pub type Backend = Box<dyn OffloadBackend + Send>;
+
 /// One flowtable of the ruleset.
 pub struct RouterFlowtable {
     /// The table that declares it (`flow add @name` refers to it from that table's chains).
@@ -49,7 +54,7 @@ pub struct RouterFlowtable {
     pub name: String,
     /// The interfaces whose ingress the fast path sits on.
     pub ports: Vec<usize>,
-    pub ft: Flowtable,
+    pub ft: Flowtable<Backend>,
 }
 
 /// A frame the fast path forwarded: where it leaves, and its length as it arrived.
@@ -196,7 +201,7 @@ impl Offload {
                 table: table.clone(),
                 name: f.name.clone(),
                 ports,
-                ft: Flowtable::new(cfg),
+                ft: Flowtable::with_backend(cfg, Box::new(SoftwareOnly) as Backend),
             });
         }
         Offload {
@@ -222,6 +227,18 @@ impl Offload {
 
     pub fn flowtables(&self) -> &[RouterFlowtable] {
         &self.tables
+    }
+
+    /// Gives flowtable `t` (an index of [`flowtables`](Self::flowtables)) its offload backend;
+    /// flows it admits from now on are pushed to it when the flowtable has `flags offload`.
+    pub fn set_backend(&mut self, t: usize, backend: Backend) -> bool {
+        match self.tables.get_mut(t) {
+            Some(rt) => {
+                *rt.ft.backend_mut() = backend;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Flows admitted so far.
@@ -403,16 +420,18 @@ impl Offload {
     /// Each flowtable runs over the runs of consecutive slots that arrived on its devices,
     /// in place: a hit neither copies nor allocates. A slot without headroom for a longer
     /// link header out (untagged in, VLAN or PPPoE out) goes again in a copy that has some.
-    pub fn fast_path(&mut self, slots: &mut [FrameSlot], now: Duration) {
+    /// Returns how many frames it forwarded.
+    pub fn fast_path(&mut self, slots: &mut [FrameSlot], now: Duration) -> usize {
         self.results.clear();
         self.results.resize(slots.len(), None);
         if !self.enabled || self.flows.is_empty() {
-            return;
+            return 0;
         }
         self.rx_len.clear();
-        self.rx_len.extend(slots.iter().map(|s| s.frame().len()));
+        self.rx_len.extend(slots.iter().map(FrameSlot::len));
         self.actions.clear();
         self.actions.resize(slots.len(), Action::None);
+        let mut forwarded = 0;
         let port_table = &self.port_table;
         let table_of = |s: &FrameSlot| port_table.get(usize::from(s.port)).copied().flatten();
         for (t, rt) in self.tables.iter_mut().enumerate() {
@@ -438,15 +457,19 @@ impl Offload {
                     .zip(&mut self.results[i..end])
                     .zip(&self.rx_len[i..end]);
                 for (((slot, &action), result), &rx_len) in done {
-                    let mut action = action;
-                    if action == Action::Punt(Punt::NoHeadroom) {
-                        let mut s = FrameSlot::new(slot.port, slot.frame());
-                        action = rt.ft.process(&mut s, now);
-                        if let Action::Forward(_) = action {
-                            *slot = s;
+                    let action = match action {
+                        Action::Punt(Punt::NoHeadroom) => {
+                            let mut s = FrameSlot::new(slot.port, slot.frame());
+                            let a = rt.ft.process(&mut s, now);
+                            if let Action::Forward(_) = a {
+                                *slot = s;
+                            }
+                            a
                         }
-                    }
+                        a => a,
+                    };
                     if let Action::Forward(p) = action {
+                        forwarded += 1;
                         *result = Some(Forwarded {
                             egress: usize::from(p),
                             rx_len,
@@ -456,6 +479,7 @@ impl Offload {
                 i = end;
             }
         }
+        forwarded
     }
 
     /// Where the fast path sent frame `i` of the last burst, and its length as it arrived.

@@ -263,6 +263,8 @@ struct Walk {
     /// `flow add` admitted by the kernel's rules: the flowtable and the chain's family, for
     /// when the walk is through.
     flow_add: Option<(usize, Family)>,
+    /// `ct mark set` during this walk: the value, for the flow's mangle replay.
+    ct_mark: Option<u32>,
     /// A packet the router made (reset, ICMP error) on its way out through the output and
     /// postrouting hooks: it has no input interface, and its own rejects answer nothing.
     local: bool,
@@ -270,8 +272,6 @@ struct Walk {
     /// reassembled datagram, or the whole payload to cut at the egress MTU), and the IP
     /// length of the largest fragment that came in (`frag_max_size`).
     frags: Option<(Vec<usize>, usize, u32)>,
-    /// `ct mark set` during this walk: the value, for the flow's mangle replay.
-    ct_mark: Option<u32>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -462,10 +462,7 @@ impl Router {
         } else {
             Vec::new()
         };
-        self.offload.fast_path(slots, now);
-        let slow = (0..slots.len())
-            .filter(|&i| self.offload.forwarded(i).is_none())
-            .count();
+        let slow = slots.len() - self.offload.fast_path(slots, now);
         if slow > 0 {
             self.ct.gc(now, slow.saturating_mul(2));
         }
@@ -631,11 +628,13 @@ impl Router {
             state: CtState::Untracked,
             src_mac: meta.src_mac.0,
             flow_add: None,
+            ct_mark: None,
             local: false,
             frags: None,
-            ct_mark: None,
         };
         let mut meta = meta;
+        // as it arrived: what the walk changes is replayed by the flow (fragments never are)
+        let dscp_in = ip_dscp(&data[start..], &meta);
         match self.hook(
             Hook::Ingress,
             i32::MIN,
@@ -690,7 +689,6 @@ impl Router {
                 }
             }
         }
-        let dscp_in = ip_dscp(&data[start..], &meta);
         let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
@@ -1072,9 +1070,9 @@ impl Router {
             reply_dport: r.dport,
             packets: [k0.packets, k1.packets],
             bytes: [k0.bytes, k1.bytes],
-            label: c.labels,
+            label: c.labels(),
             id: c.id,
-            helper: c.helper.as_deref().map_or(0, rules::ifname_value),
+            helper: c.helper().map_or(0, rules::ifname_value),
             confirmed: c.is_confirmed(),
             handle: id.to_bits(),
         })
@@ -1082,7 +1080,12 @@ impl Router {
 
     /// Runs the base chains of `hook` with priority in `lo..=hi` for the packet's family, in
     /// priority order, carrying out what the rules hand over between chains.
+    ///
+    /// Most calls find no chain in their range (a hook the ruleset does not use, the part
+    /// of one before or after conntrack or NAT): those return here, without paying for the
+    /// large frame of [`Self::run_hook`].
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn hook(
         &mut self,
         hook: Hook,
@@ -1094,15 +1097,37 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
-        let fams = Self::families(w);
-        let manip = hook_manip(hook);
         // base chains are sorted by hook and then by where they run (`order`): start at the
-        // first of this hook in range, stop after the last
-        let mut i = self
+        // first of this hook in range
+        let i = self
             .rules
             .base
             .partition_point(|b| (b.hook, b.order) < (hook, lo));
+        match self.rules.base.get(i) {
+            Some(b) if b.hook == hook && b.order <= hi => {
+                self.run_hook(i, hook, hi, w, buf, meta, now, out)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Self::hook`] from the first chain in range, `i`, to the last.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn run_hook(
+        &mut self,
+        mut i: usize,
+        hook: Hook,
+        hi: i32,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
+        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
+        let fams = Self::families(w);
+        let manip = hook_manip(hook);
         while i < self.rules.base.len() {
             let b = &self.rules.base[i];
             i += 1;
@@ -1225,7 +1250,7 @@ impl Router {
                         w.ct_mark = Some(m);
                     }
                     if let Some(l) = upd.ct_label {
-                        c.labels = l;
+                        c.set_labels(l);
                     }
                     // helpers attach to new connections only (`nft_ct_helper_obj_eval`)
                     if let Some(h) = &upd.ct_helper {
@@ -1679,17 +1704,17 @@ impl Router {
         }
         let offending = Self::offending(buf, meta);
         let odst = if w.v6 {
-            nft_wire::Ipv6Packet::new_checked(&offending[..])
+            nft_wire::Ipv6Packet::new_checked(offending)
                 .ok()
                 .map(|p| IpAddr::V6(p.dst_addr()))
         } else {
-            Ipv4Packet::new_checked(&offending[..])
+            Ipv4Packet::new_checked(offending)
                 .ok()
                 .map(|p| IpAddr::V4(p.dst_addr()))
         };
         let l3 = match self.error_source(w, odst) {
-            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, &offending, ty, code, rest),
-            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, &offending, ty, code, rest),
+            Some(IpAddr::V4(s)) if !w.v6 => answer::icmp4_error(s, offending, ty, code, rest),
+            Some(IpAddr::V6(s)) if w.v6 => answer::icmp6_error(s, offending, ty, code, rest),
             _ => None,
         };
         if let Some(l3) = l3 {
@@ -1778,9 +1803,9 @@ impl Router {
             state,
             src_mac: iface.mac,
             flow_add: None,
+            ct_mark: None,
             local: true,
             frags: None,
-            ct_mark: None,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -1815,7 +1840,7 @@ impl Router {
                 }
                 let offending = Self::offending(buf, meta);
                 let l4 = meta.ip_header_len;
-                if let Some(l3) = answer::tcp_reset(&offending, l4) {
+                if let Some(l3) = answer::tcp_reset(offending, l4) {
                     if self.send_back(w, &l3, now, out) {
                         self.counters.tcp_resets_sent += 1;
                     }
@@ -1904,6 +1929,11 @@ impl Router {
     /// The flowtables (control plane: listings, stats).
     pub fn offload(&self) -> &Offload {
         &self.offload
+    }
+
+    /// The flowtables, to give them an offload backend.
+    pub fn offload_mut(&mut self) -> &mut Offload {
+        &mut self.offload
     }
 
     /// An interface goes up or down. Down, its packets are dropped and its offloaded flows

@@ -2668,6 +2668,8 @@ fn dynset(
                     break;
                 }
             }
+            // not a guard: counting changes the list, which a guard may not borrow mutably
+            #[allow(clippy::collapsible_match)]
             (ElemStmt::Connlimit { over, count }, ElemState::Conns(list)) => {
                 if !count_conn(pkt, list, *over, *count) {
                     matched = false;

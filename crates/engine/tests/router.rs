@@ -1146,3 +1146,54 @@ table inet t {
         "the late NAT chain ran at -100 (mark 1 then), post_late after the masquerade"
     );
 }
+
+/// IPv6 fragments: reassembled before conntrack, NAT66 (masquerade) on the whole datagram,
+/// sent on in the pieces they came in, each with a fragment header.
+#[test]
+fn ipv6_fragments_are_reassembled_and_sent_in_their_pieces() {
+    let mut r = router();
+    let whole = udp6(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT6,
+        REMOTE6,
+        5000,
+        53,
+        64,
+        &[0x5a; 1300],
+    );
+    let pieces =
+        nft_engine::defrag::fragment(&whole[14..], &[656, 652], 65535, 0x0102_0304).unwrap();
+    let frames: Vec<Vec<u8>> = pieces
+        .iter()
+        .map(|p| [&whole[..14], &p[..]].concat())
+        .collect();
+    assert!(send(&mut r, LAN, frames[1].clone(), secs(1)).is_empty());
+    let out = send(&mut r, LAN, frames[0].clone(), secs(1));
+    assert_eq!(out.len(), 2, "{:?}", r.counters().drop_map());
+    let mut l4 = vec![];
+    for (n, f) in out.iter().enumerate() {
+        let d = &f.data;
+        assert_eq!(f.egress, Port::Iface(WAN));
+        assert_eq!(d[14 + 6], 44, "a fragment header");
+        assert_eq!(d[14 + 7], 63, "hop limit");
+        let fo = u16::from_be_bytes([d[14 + 42], d[14 + 43]]);
+        assert_eq!((fo & !7, fo & 1), ((n * 656) as u16, u16::from(n == 0)));
+        assert_eq!(&d[14 + 44..14 + 48], &[1, 2, 3, 4]);
+        l4.extend_from_slice(&d[14 + 48..]);
+    }
+    assert_eq!(l4.len(), 8 + 1300);
+    let src: [u8; 16] = out[0].data[14 + 8..14 + 24].try_into().unwrap();
+    assert_eq!(
+        std::net::Ipv6Addr::from(src),
+        "2001:db8:ffff::2".parse::<std::net::Ipv6Addr>().unwrap(),
+        "masqueraded"
+    );
+    let mut pseudo = src.to_vec();
+    pseudo.extend_from_slice(&REMOTE6);
+    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 17]);
+    pseudo.extend_from_slice(&l4);
+    assert_eq!(nft_wire::checksum::checksum(&pseudo), 0);
+    assert_eq!(r.conntrack().len(), 1);
+}

@@ -802,7 +802,7 @@ fn ct_zone_label_and_helper_set() {
     let conns: Vec<_> = r
         .conntrack()
         .iter()
-        .map(|(_, c)| (c.zone(), c.helper.clone(), c.labels))
+        .map(|(_, c)| (c.zone(), c.helper().map(str::to_string), c.labels()))
         .collect();
     assert!(conns.contains(&(5, None, 1 << 3)), "{conns:?}");
     assert!(

@@ -2,7 +2,9 @@
 //! `nft_flow_offload_eval` checks them, and the making of the entry with its plan.
 
 use crate::backend::{DirSpec, FlowId, FlowSpec, OffloadBackend};
-use crate::flow::{Cold, Hot, Key, Mac, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6};
+use crate::flow::{
+    Cold, ColdExt, Hot, Key, Mac, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6,
+};
 use crate::{ms, Flowtable};
 use core::time::Duration;
 use nft_conntrack::{ConnId, Status, Table, TcpState};
@@ -213,8 +215,8 @@ pub(crate) fn v6_addrs(this: &Key, other: &Key) -> V6Addrs {
 
 pub(crate) fn mangles_of(hot: &[Hot; 2], cold: &Cold) -> [Mangles; 2] {
     let m = |d: usize| Mangles {
-        meta_mark: hot[d].has(MARK).then_some(cold.mark[d]),
-        ct_mark: cold.ct_mark,
+        meta_mark: hot[d].has(MARK).then_some(cold.mark(d)),
+        ct_mark: cold.ct_mark(),
         dscp: (hot[d].dscp != u8::MAX).then_some(hot[d].dscp),
     };
     [m(0), m(1)]
@@ -298,6 +300,16 @@ impl<B: OffloadBackend> Flowtable<B> {
         ) else {
             return Err(NotAdmitted::TableFull);
         };
+        let ct_mark = a.mangles[0].ct_mark.or(a.mangles[1].ct_mark);
+        let mark = [
+            a.mangles[0].meta_mark.unwrap_or(0),
+            a.mangles[1].meta_mark.unwrap_or(0),
+        ];
+        let ext = (o.v6 || ct_mark.is_some() || mark != [0, 0]).then(|| ColdExt {
+            ct_mark,
+            mark,
+            v6: o.v6.then(|| [v6_addrs(&o, &r), v6_addrs(&r, &o)]),
+        });
         *hs = hot;
         *cold = Cold {
             gen: cold.gen,
@@ -305,14 +317,8 @@ impl<B: OffloadBackend> Flowtable<B> {
             hw: if self.cfg.hw_offload { HW_PENDING } else { 0 },
             fib_gen,
             conn: Some(id),
-            used_ms: now_ms,
             synced: None,
-            ct_mark: a.mangles[0].ct_mark.or(a.mangles[1].ct_mark),
-            mark: [
-                a.mangles[0].meta_mark.unwrap_or(0),
-                a.mangles[1].meta_mark.unwrap_or(0),
-            ],
-            v6: o.v6.then(|| Box::new([v6_addrs(&o, &r), v6_addrs(&r, &o)])),
+            ext: ext.map(Box::new),
         };
         let fid = FlowId { idx, gen: cold.gen };
         self.index.insert(self.index.hash(&o), idx << 1);

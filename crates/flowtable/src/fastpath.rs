@@ -114,6 +114,15 @@ impl FrameSlot {
         self.head
     }
 
+    /// The frame's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The frame as a vector of its own bytes (the buffer, moved down in place).
     pub fn into_vec(mut self) -> Vec<u8> {
         self.buf.truncate(self.head + self.len);
@@ -247,10 +256,18 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
     }
 }
 
+/// One's complement sum of two 16-bit values: one end-around carry is all two can make
+/// (the general fold loops).
+#[inline(always)]
+fn add16(a: u16, b: u16) -> u16 {
+    let s = u32::from(a) + u32::from(b);
+    (s as u16).wrapping_add((s >> 16) as u16)
+}
+
 /// The RFC 1624 update of a stored checksum by a precomputed sum of changes.
-#[inline]
+#[inline(always)]
 fn apply_delta(stored: u16, delta: u16) -> u16 {
-    !checksum::fold(u64::from(!stored) + u64::from(delta))
+    !add16(!stored, delta)
 }
 
 /// Whether an IPv4 header's checksum verifies; the common 20-byte header without a loop.
@@ -485,6 +502,95 @@ fn put_link<const N: usize>(hdr: &mut [u8], dst_mac: &Mac, tail: &[u8; 16]) {
     }
 }
 
+/// The IPv4 packet's rewrite: NAT, transport checksum, TTL, DSCP, header checksum.
+#[inline(always)]
+fn rewrite_v4(h: &Hot, proto: u8, pkt: &mut [u8]) {
+    let Some((ip, l4)) = pkt.split_first_chunk_mut::<20>() else {
+        return;
+    };
+    if h.flags & NAT != 0 {
+        let [a, b, c, d] = h.new_src;
+        let [e, f, g, i] = h.new_dst;
+        ip[12..20].copy_from_slice(&[a, b, c, d, e, f, g, i]);
+        if let Some(ports) = l4.first_chunk_mut::<4>() {
+            let [a, b] = h.new_sport.to_be_bytes();
+            let [c, d] = h.new_dport.to_be_bytes();
+            *ports = [a, b, c, d];
+        }
+    }
+    if h.l4_delta != 0 {
+        if proto == PROTO_TCP {
+            if let Some(t) = l4.first_chunk_mut::<20>() {
+                let old = u16::from_be_bytes([t[16], t[17]]);
+                let [x, y] = apply_delta(old, h.l4_delta).to_be_bytes();
+                t[16] = x;
+                t[17] = y;
+            }
+        } else if let Some(u) = l4.first_chunk_mut::<8>() {
+            let old = u16::from_be_bytes([u[6], u[7]]);
+            // A zero UDP checksum means none, and stays so.
+            if old != 0 {
+                let mut new = apply_delta(old, h.l4_delta);
+                if new == 0 {
+                    new = 0xffff;
+                }
+                let [x, y] = new.to_be_bytes();
+                u[6] = x;
+                u[7] = y;
+            }
+        }
+    }
+    ip[8] = ip[8].saturating_sub(1);
+    let mut c = apply_delta(u16::from_be_bytes([ip[10], ip[11]]), h.ip_delta);
+    if h.dscp != u8::MAX {
+        let old = u16::from_be_bytes([ip[0], ip[1]]);
+        let new = (old & 0xff03) | u16::from(h.dscp) << 2;
+        if new != old {
+            c = !add16(add16(!c, !old), new);
+            let [x, y] = new.to_be_bytes();
+            ip[0] = x;
+            ip[1] = y;
+        }
+    }
+    let [x, y] = c.to_be_bytes();
+    ip[10] = x;
+    ip[11] = y;
+}
+
+/// The IPv6 packet's rewrite: NAT, transport checksum, hop limit, DSCP.
+#[inline]
+fn rewrite_v6(h: &Hot, v6a: Option<&V6Addrs>, p: &Parsed, buf: &mut [u8], l3: usize, l4: usize) {
+    if h.flags & NAT != 0 {
+        if let (Some(s), Some(a)) = (buf.get_mut(l3 + 8..l3 + 40), v6a) {
+            s[..16].copy_from_slice(&a.new_src);
+            s[16..].copy_from_slice(&a.new_dst);
+        }
+        if let Some(s) = buf.get_mut(l4..l4 + 4) {
+            s[..2].copy_from_slice(&h.new_sport.to_be_bytes());
+            s[2..].copy_from_slice(&h.new_dport.to_be_bytes());
+        }
+    }
+    if h.l4_delta != 0 {
+        let at = l4 + if p.key.proto == PROTO_TCP { 16 } else { 6 };
+        let udp = p.key.proto == PROTO_UDP;
+        let old = be16(buf, at);
+        let mut new = apply_delta(old, h.l4_delta);
+        if udp && new == 0 {
+            new = 0xffff;
+        }
+        put16(buf, at, new);
+    }
+    if let Some(t) = buf.get_mut(l3 + 7) {
+        *t = t.saturating_sub(1);
+    }
+    if h.dscp != u8::MAX {
+        let w = be16(buf, l3);
+        let tc = (w >> 4) as u8;
+        let new_tc = h.dscp << 2 | (tc & 3);
+        put16(buf, l3, (w & 0xf00f) | u16::from(new_tc) << 4);
+    }
+}
+
 /// Rewrites the frame at `buf[head..]` for the direction whose line is `h`; `decide` passed.
 /// Returns the frame's new start and length.
 #[inline]
@@ -498,56 +604,14 @@ fn rewrite(
 ) -> (usize, usize) {
     let (l3, l4) = (head + p.l3, head + p.l4);
     let v6 = p.key.v6;
-    if h.flags & NAT != 0 {
-        if v6 {
-            if let (Some(s), Some(a)) = (buf.get_mut(l3 + 8..l3 + 40), v6a) {
-                s[..16].copy_from_slice(&a.new_src);
-                s[16..].copy_from_slice(&a.new_dst);
-            }
-        } else if let Some(s) = buf.get_mut(l3 + 12..l3 + 20) {
-            s[..4].copy_from_slice(&h.new_src);
-            s[4..].copy_from_slice(&h.new_dst);
+    if !v6 {
+        // IPv4: the header and the transport header as fixed-size arrays, so the writes
+        // need no bounds checks (parse made sure they are whole).
+        if let Some(pkt) = buf.get_mut(l3..l3 + p.ip_len) {
+            rewrite_v4(h, p.key.proto, pkt);
         }
-        if let Some(s) = buf.get_mut(l4..l4 + 4) {
-            s[..2].copy_from_slice(&h.new_sport.to_be_bytes());
-            s[2..].copy_from_slice(&h.new_dport.to_be_bytes());
-        }
-    }
-    if h.l4_delta != 0 {
-        let at = l4 + if p.key.proto == PROTO_TCP { 16 } else { 6 };
-        let udp = p.key.proto == PROTO_UDP;
-        let old = be16(buf, at);
-        // Over IPv4 a zero UDP checksum means none, and stays so.
-        if !(udp && !v6 && old == 0) {
-            let mut new = apply_delta(old, h.l4_delta);
-            if udp && new == 0 {
-                new = 0xffff;
-            }
-            put16(buf, at, new);
-        }
-    }
-    if v6 {
-        if let Some(t) = buf.get_mut(l3 + 7) {
-            *t = t.saturating_sub(1);
-        }
-        if h.dscp != u8::MAX {
-            let w = be16(buf, l3);
-            let tc = (w >> 4) as u8;
-            let new_tc = h.dscp << 2 | (tc & 3);
-            put16(buf, l3, (w & 0xf00f) | u16::from(new_tc) << 4);
-        }
-    } else if let Some(ip) = buf.get_mut(l3..l3 + 20) {
-        ip[8] = ip[8].saturating_sub(1);
-        let mut c = apply_delta(u16::from_be_bytes([ip[10], ip[11]]), h.ip_delta);
-        if h.dscp != u8::MAX {
-            let old = u16::from_be_bytes([ip[0], ip[1]]);
-            let new = (old & 0xff03) | u16::from(h.dscp) << 2;
-            if new != old {
-                c = checksum::update16(c, old, new);
-                ip[0..2].copy_from_slice(&new.to_be_bytes());
-            }
-        }
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        rewrite_v6(h, v6a, p, buf, l3, l4);
     }
     // The egress link header, written whole in front of L3 (pop and push in one), and link
     // padding after the IP packet dropped, as the slow path does.
@@ -648,7 +712,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             core::hint::black_box(warm);
             for i in 0..m {
                 let fs = &mut frames[base + i];
-                out[base + i] = self.finish::<TRACE>(fs, parsed[i], found[i], now_ms);
+                out[base + i] = self.finish::<TRACE>(fs, &parsed[i], found[i], now_ms);
             }
             base += m;
         }
@@ -667,14 +731,14 @@ impl<B: OffloadBackend> Flowtable<B> {
             ),
             Err(_) => None,
         };
-        self.finish::<false>(fs, p, v.unwrap_or(u32::MAX), ms(now))
+        self.finish::<false>(fs, &p, v.unwrap_or(u32::MAX), ms(now))
     }
 
     #[inline]
     fn finish<const TRACE: bool>(
         &mut self,
         fs: &mut FrameSlot,
-        parsed: Result<Parsed, Punt>,
+        parsed: &Result<Parsed, Punt>,
         found: u32,
         now_ms: u64,
     ) -> Action {
@@ -711,12 +775,12 @@ impl<B: OffloadBackend> Flowtable<B> {
     fn forward<const TRACE: bool>(
         &mut self,
         fs: &mut FrameSlot,
-        parsed: Result<Parsed, Punt>,
+        parsed: &Result<Parsed, Punt>,
         found: u32,
         now_ms: u64,
         hit: &mut Option<(FlowId, u8)>,
     ) -> Result<Port, Punt> {
-        let p = parsed?;
+        let p = parsed.as_ref().map_err(|e| *e)?;
         let (idx, d) = ((found >> 1) as usize, (found & 1) as usize);
         let h = self.hot.get_mut(idx).ok_or(Punt::Miss)?;
         *hit = Some((
@@ -743,16 +807,16 @@ impl<B: OffloadBackend> Flowtable<B> {
             return Err(Punt::TcpControl);
         }
         let head = fs.head;
-        let li = decide(h, d, &p, head, &self.links, &self.port_down)?;
+        let li = decide(h, d, p, head, &self.links, &self.port_down)?;
         let link = self.links.get(li).ok_or(Punt::Miss)?;
         let me = h.get_mut(d).ok_or(Punt::Miss)?;
         let special = me.flags & (V6 | MARK) != 0;
         let cold = if special { self.cold.get(idx) } else { None };
-        let (start, len) = rewrite(me, cold.and_then(|c| c.v6(d)), link, &p, &mut fs.buf, head);
+        let (start, len) = rewrite(me, cold.and_then(|c| c.v6(d)), link, p, &mut fs.buf, head);
         fs.head = start;
         fs.len = len;
         fs.mark = match cold {
-            Some(c) if me.flags & MARK != 0 => c.mark.get(d).copied(),
+            Some(c) if me.flags & MARK != 0 => Some(c.mark(d)),
             _ => None,
         };
         me.packets = me.packets.saturating_add(1);
@@ -762,9 +826,6 @@ impl<B: OffloadBackend> Flowtable<B> {
         let since = (now_ms as u32).wrapping_sub(me.used);
         if since >= REFRESH_MS as u32 && since < 1 << 31 {
             me.used = now_ms as u32;
-            if let Some(c) = self.cold.get_mut(idx) {
-                c.used_ms = c.used_ms.max(now_ms);
-            }
         }
         Ok(link.port)
     }

@@ -304,6 +304,7 @@ pub(crate) struct Hot {
 }
 
 const _: () = assert!(core::mem::size_of::<Hot>() == 64);
+const _: () = assert!(core::mem::size_of::<Cold>() <= 40);
 
 /// IPv6 addresses of one direction: as it arrives, and as it leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,7 +315,8 @@ pub(crate) struct V6Addrs {
     pub new_dst: [u8; 16],
 }
 
-/// What only the control plane (and IPv6 or marked packets) reads.
+/// What only the control plane (and IPv6 or marked packets) reads: 40 bytes a flow, the rare
+/// parts boxed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Cold {
     pub gen: u32,
@@ -324,14 +326,34 @@ pub(crate) struct Cold {
     /// The FIB generation the flow was routed under (low 32 bits: only equality matters).
     pub fib_gen: u32,
     pub conn: Option<ConnId>,
-    /// Last refresh, in milliseconds of `now`; at most a second stale.
-    pub used_ms: u64,
     /// What of the counters has been added to the connection already (flowtable `counter`;
     /// allocated by the first sync, so flowtables without `counter` do not pay for it).
     pub synced: Option<Box<[Counter; 2]>>,
+    /// Marks to replay and IPv6 addresses: only flows that have them pay for them.
+    pub ext: Option<Box<ColdExt>>,
+}
+
+/// The parts of a flow few flows have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ColdExt {
     pub ct_mark: Option<u32>,
     pub mark: [u32; 2],
-    pub v6: Option<Box<[V6Addrs; 2]>>,
+    pub v6: Option<[V6Addrs; 2]>,
+}
+
+/// When a flow was last refreshed, in ms of `now`, from its lines' low 32 bits (the latest
+/// of the two directions): exact while flows idle less than the 24 days those bits tell
+/// apart, which GC makes sure of. Times ahead of `now_ms` count as `now_ms`.
+pub(crate) fn used_ms(h: &[Hot; 2], now_ms: u64) -> u64 {
+    let ago = |x: &Hot| {
+        let d = (now_ms as u32).wrapping_sub(x.used);
+        if d >= 1 << 31 {
+            0
+        } else {
+            u64::from(d)
+        }
+    };
+    now_ms.saturating_sub(ago(&h[0]).min(ago(&h[1])))
 }
 
 impl Hot {
@@ -386,6 +408,17 @@ impl Hot {
 
 impl Cold {
     pub fn v6(&self, d: usize) -> Option<&V6Addrs> {
-        self.v6.as_deref().and_then(|a| a.get(d))
+        self.ext.as_deref()?.v6.as_ref()?.get(d)
+    }
+
+    pub fn mark(&self, d: usize) -> u32 {
+        self.ext
+            .as_deref()
+            .and_then(|e| e.mark.get(d).copied())
+            .unwrap_or(0)
+    }
+
+    pub fn ct_mark(&self) -> Option<u32> {
+        self.ext.as_deref().and_then(|e| e.ct_mark)
     }
 }

@@ -158,8 +158,9 @@ pub struct Memory {
 /// flowtable together: the connection's slot and its share of conntrack's indexes (every
 /// connection source-NATed), plus the flow's lines and its share of the flow index (a
 /// flowtable sized for `conns` flows). Heap parts only some connections have are left out:
-/// counters with conntrack accounting or flowtable `counter` (32 bytes each), IPv6 flow
-/// addresses (128).
+/// counters with conntrack accounting or flowtable `counter` (32 bytes each), a flow's marks
+/// and IPv6 addresses (one box of 148 bytes), a connection's labels, helper or masquerade
+/// interface (one box of 48 bytes).
 pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
     Table::memory_per_conn(conns).bytes_per_conn
         + Flowtable::<SoftwareOnly>::memory_per_flow(conns).bytes_per_flow
@@ -482,7 +483,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// counters are synced to their connections.
     pub fn gc(&mut self, ct: &mut Table, now: Duration) -> GcReport {
         let now_ms = ms(now);
-        self.poll_backend(ct);
+        self.poll_backend(ct, now_ms);
         let timeout = ms(self.cfg.idle_timeout);
         let mut removed = 0;
         for i in 0..self.cold.len() {
@@ -496,7 +497,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 .conn
                 .and_then(|id| ct.get(id))
                 .is_none_or(|c| c.status().contains(Status::DYING));
-            let idle = now_ms.saturating_sub(c.used_ms) >= timeout;
+            let idle = now_ms.saturating_sub(flow::used_ms(h, now_ms)) >= timeout;
             let torn = h[0].has(TEARDOWN);
             if gone || idle || torn {
                 if gone {
@@ -531,7 +532,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         n
     }
 
-    fn poll_backend(&mut self, ct: &mut Table) {
+    fn poll_backend(&mut self, ct: &mut Table, now_ms: u64) {
         let mut events = core::mem::take(&mut self.events);
         events.clear();
         self.backend.poll(&mut events);
@@ -575,8 +576,8 @@ impl<B: OffloadBackend> Flowtable<B> {
                             h[d].packets = h[d].packets.saturating_add(packets[d]);
                             h[d].bytes = h[d].bytes.saturating_add(bytes[d]);
                         }
-                        let used = c.used_ms.max(ms(last_used));
-                        c.used_ms = used;
+                        let _ = c;
+                        let used = flow::used_ms(h, now_ms).max(ms(last_used));
                         for d in h.iter_mut() {
                             d.used = used as u32;
                         }
@@ -642,7 +643,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 bytes: h[d].bytes,
             };
         }
-        if let Some(m) = c.ct_mark {
+        if let Some(m) = c.ct_mark() {
             if let Some(c) = ct.get_mut(conn) {
                 c.mark = m;
             }
@@ -669,7 +670,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             tuples: [h[0].key(c.v6(0)).tuple(), h[1].key(c.v6(1)).tuple()],
             paths: [path(0), path(1)],
             counters: [count(0), count(1)],
-            idle: Duration::from_millis(ms(now).saturating_sub(c.used_ms)),
+            idle: Duration::from_millis(ms(now).saturating_sub(flow::used_ms(h, ms(now)))),
             closing: h[0].has(CLOSING),
             teardown: h[0].has(TEARDOWN),
             hw: c.hw & HW != 0,
@@ -680,12 +681,16 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// a caller needs around [`gc`](Self::gc), without building a [`FlowInfo`] per flow.
     pub fn idle_conns(&self, now: Duration) -> impl Iterator<Item = (ConnId, Duration)> + '_ {
         let now_ms = ms(now);
-        self.cold.iter().filter(|c| c.live).filter_map(move |c| {
-            Some((
-                c.conn?,
-                Duration::from_millis(now_ms.saturating_sub(c.used_ms)),
-            ))
-        })
+        self.cold
+            .iter()
+            .zip(&self.hot)
+            .filter(|(c, _)| c.live)
+            .filter_map(move |(c, h)| {
+                Some((
+                    c.conn?,
+                    Duration::from_millis(now_ms.saturating_sub(flow::used_ms(h, now_ms))),
+                ))
+            })
     }
 
     /// Whether flow `id` is still in the table.

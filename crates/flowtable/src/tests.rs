@@ -1547,5 +1547,5 @@ fn bytes_per_offloaded_connection_at_100k() {
     let ct = nft_conntrack::Table::memory_per_conn(100_000);
     let ft = Flowtable::<crate::SoftwareOnly>::memory_per_flow(100_000);
     eprintln!("{b} bytes = conntrack {ct:?} + flowtable {ft:?}");
-    assert!(b <= 489, "{b}");
+    assert!(b <= 401, "{b}");
 }

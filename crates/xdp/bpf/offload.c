@@ -116,8 +116,7 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 	       a[5] == b[5];
 }
 
-SEC("xdp")
-int offload(struct xdp_md *ctx)
+static __always_inline int offload_main(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -368,6 +367,56 @@ int offload(struct xdp_md *ctx)
 
 	count(OFFLOAD_R_FORWARDED);
 	return bpf_redirect_map(&offload_tx, out_if, 0);
+}
+
+SEC("xdp")
+int offload(struct xdp_md *ctx)
+{
+	return offload_main(ctx);
+}
+
+/* Measurement only (examples/offload_capacity.rs): the kernel's live-frames test mode reuses
+ * its pages without writing the frame again, and both the stack and this program rewrite
+ * frames in place, so each run first puts the template frame back (60 bytes), then passes
+ * the frame to the stack (offload_bench_kernel) or offloads it (offload_bench). */
+#define OFFLOAD_BENCH_LEN 60
+struct offload_bench_frame {
+	__u8 data[64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct offload_bench_frame);
+} offload_bench_frame SEC(".maps");
+
+static __always_inline int bench_reset(struct xdp_md *ctx)
+{
+	__u32 k = 0;
+	struct offload_bench_frame *f = bpf_map_lookup_elem(&offload_bench_frame, &k);
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (!f || data + OFFLOAD_BENCH_LEN > end)
+		return -1;
+	__builtin_memcpy(data, f->data, OFFLOAD_BENCH_LEN);
+	return 0;
+}
+
+SEC("xdp")
+int offload_bench_kernel(struct xdp_md *ctx)
+{
+	if (bench_reset(ctx))
+		return XDP_ABORTED;
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int offload_bench(struct xdp_md *ctx)
+{
+	if (bench_reset(ctx))
+		return XDP_ABORTED;
+	return offload_main(ctx);
 }
 
 /* For the far end of a veth the offload program redirects into: a veth only takes redirected

@@ -14,7 +14,7 @@
 //!
 //! Each port of the flowtable is a Linux device (the parent device for a VLAN or PPPoE port:
 //! the program sees and pushes the tags itself). The program goes on in native (driver) mode,
-//! else in generic mode; a device that takes neither is left to software with a warning in
+//! else in generic mode (a veth: generic, see below, unless native is asked for); a device that takes neither is left to software with a warning in
 //! [`XdpOffload::attachments`], not an error, as OpenWrt does for devices without offload.
 //!
 //! # veth
@@ -189,6 +189,53 @@ pub fn ifindex_of(name: &str) -> u32 {
     unsafe { libc::if_nametoindex(c.as_ptr()) }
 }
 
+/// The driver of a device of the calling thread's namespace (`ethtool -i`), if it says.
+pub fn driver_of(name: &str) -> Option<String> {
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 32 * 4 + 12 + 20],
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        data: *mut DrvInfo,
+        pad: [u8; 16],
+    }
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    if name.len() >= 16 {
+        return None;
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 32 * 4 + 12 + 20],
+    };
+    let mut req = IfReq {
+        name: [0; 16],
+        data: &mut info,
+        pad: [0; 16],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: a plain socket(2); the result is checked and closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: SIOCETHTOOL with an ifreq whose data points to a live ethtool_drvinfo of the
+    // kernel's size; the kernel writes only inside it.
+    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut req as *mut IfReq) };
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    if r != 0 {
+        return None;
+    }
+    let end = info.driver.iter().position(|&c| c == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
 /// Reads CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` counts in, for
 /// [`XdpOffload::set_clock`].
 pub fn monotonic_now() -> Duration {
@@ -349,7 +396,12 @@ impl XdpOffload {
         let stats_map = PerCpuArray::try_from(take(&mut ebpf, "offload_stats")?).map_err(err)?;
         let reasons = PerCpuArray::try_from(take(&mut ebpf, "offload_reasons")?).map_err(err)?;
         let tx = DevMapHash::try_from(take(&mut ebpf, "offload_tx")?).map_err(err)?;
-        for name in ["offload", "offload_peer"] {
+        for name in [
+            "offload",
+            "offload_peer",
+            "offload_bench",
+            "offload_bench_kernel",
+        ] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or_else(|| XdpOffloadError::Load(format!("program {name} missing")))?
@@ -397,7 +449,12 @@ impl XdpOffload {
             a.warning = Some(format!("{dev}: no such device; its flows stay in software"));
             return a;
         }
+        // A frame redirected into a veth in native mode is dropped unless the far end has an
+        // XDP program, which a router cannot in general put there: `Auto` takes veths in
+        // generic mode (`Native` and `attach_peer` get native).
+        let veth = driver_of(dev).as_deref() == Some("veth");
         let tries: &[Mode] = match req {
+            ModeRequest::Auto if veth => &[Mode::Generic],
             ModeRequest::Auto => &[Mode::Native, Mode::Generic],
             ModeRequest::Native => &[Mode::Native],
             ModeRequest::Generic => &[Mode::Generic],
@@ -597,6 +654,115 @@ impl XdpOffload {
             }),
             Err(_) => (0, 0, 0),
         }
+    }
+}
+
+/// `union bpf_attr` for `BPF_PROG_TEST_RUN` (linux/bpf.h).
+#[repr(C, align(8))]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+/// `struct xdp_md`, the context given to a test run.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+impl XdpOffload {
+    /// The frame `offload_bench` and `offload_bench_kernel` write back before each run (the
+    /// first 60 bytes of `frame`).
+    pub fn set_bench_frame(&mut self, frame: &[u8]) -> Result<(), XdpOffloadError> {
+        let mut m: aya::maps::Array<&mut MapData, [u8; 64]> = aya::maps::Array::try_from(
+            self.ebpf
+                .map_mut("offload_bench_frame")
+                .ok_or_else(|| XdpOffloadError::Load("map offload_bench_frame missing".into()))?,
+        )
+        .map_err(err)?;
+        let mut v = [0u8; 64];
+        let n = frame.len().min(64);
+        v[..n].copy_from_slice(&frame[..n]);
+        m.set(0, v, 0).map_err(err)
+    }
+
+    /// Runs program `prog` (`offload_bench`: the offload; `offload_bench_kernel`: pass to the
+    /// stack; both write the bench frame back first) on
+    /// `repeat` copies of `frame` as if they arrived on `ingress_ifindex`, with the kernel's
+    /// live-frames test mode: redirected frames are really sent, passed ones go up the stack.
+    /// One CPU, the caller's, does the whole path; no generator limits the rate. For
+    /// measurements (examples/offload_capacity.rs, which times the call).
+    pub fn test_run_live(
+        &self,
+        prog: &str,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        repeat: u32,
+    ) -> Result<(), XdpOffloadError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let p: &Xdp = self
+            .ebpf
+            .program(prog)
+            .ok_or_else(|| XdpOffloadError::Load(format!("program {prog} missing")))?
+            .try_into()
+            .map_err(err)?;
+        let fd = p.fd().map_err(err)?.as_fd().as_raw_fd();
+        let ctx = XdpMd {
+            data_end: frame.len() as u32,
+            ingress_ifindex,
+            ..XdpMd::default()
+        };
+        let attr = TestRunAttr {
+            prog_fd: fd as u32,
+            data_size_in: frame.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            repeat,
+            ctx_size_in: core::mem::size_of::<XdpMd>() as u32,
+            ctx_in: &ctx as *const XdpMd as u64,
+            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+            ..TestRunAttr::default()
+        };
+        // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute whose pointers (`frame`,
+        // `ctx`) outlive the call; the kernel only reads them (no output buffers given).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &attr as *const TestRunAttr,
+                core::mem::size_of::<TestRunAttr>(),
+            )
+        };
+        if r != 0 {
+            return Err(XdpOffloadError::Load(format!(
+                "BPF_PROG_TEST_RUN: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(())
     }
 }
 

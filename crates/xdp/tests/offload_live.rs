@@ -91,9 +91,9 @@ impl Topo {
                 "netns",
                 "exec",
                 ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
             ]);
             sh(&["ip", "-n", ns, "link", "set", dev, "address", &mac(m)]);
             sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev]);
@@ -104,9 +104,9 @@ impl Topo {
             "netns",
             "exec",
             &t.r,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=0",
+            "sh",
+            "-c",
+            "echo 0 > /proc/sys/net/ipv4/ip_forward",
         ]);
         // The end hosts' stacks stay quiet (no port unreachable, no RST for our raw frames):
         // the captures see the frames before the input hook.
@@ -178,6 +178,17 @@ fn packet_socket(dev: &str) -> OwnedFd {
         )
     };
     assert_eq!(r, 0, "PACKET_AUXDATA");
+    let size: i32 = 8 << 20;
+    // SAFETY: setsockopt with a valid int option value (root: the limit does not apply).
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const i32).cast(),
+            4,
+        )
+    };
     fd
 }
 
@@ -1042,4 +1053,70 @@ fn a_boxed_backend_drives_the_flowtable() {
     ft.gc(&mut ct, now);
     assert!(ft.info(fid, now).unwrap().hw);
     assert_eq!(ft.stats().hw_added, 1);
+}
+
+#[test]
+fn the_bench_programs_forward_every_injected_frame() {
+    if !is_root() || !nft_xdp::built() {
+        println!("SKIPPED (needs root and the built program)");
+        return;
+    }
+    let topo = Topo::new("t");
+    let server = in_ns(&topo.s, || packet_socket("s0"));
+    let cfg = XdpOffloadConfig {
+        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
+        mode: ModeRequest::Native,
+        ..XdpOffloadConfig::default()
+    };
+    let mut backend = in_ns(&topo.r, || XdpOffload::new(&cfg)).expect("offload loads");
+    in_ns(&topo.s, || backend.attach_peer("s0")).expect("peer s0");
+    let f = udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, 44000, 9, &[0; 18]);
+    assert_eq!(f.len(), 60);
+    backend.set_bench_frame(&f).unwrap();
+    let mut r = Router::new(backend);
+    let now = Duration::from_secs(1);
+    let id = r.track(&f, LAN, now);
+    let np = nat_port(&r.ct, id);
+    r.track(
+        &udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, 9, np, b"a"),
+        WAN,
+        now,
+    );
+    let fid = r.admit(id, &f, now);
+    let (_, expect) = r.software(LAN, &f, now);
+    r.ft.gc(&mut r.ct, now);
+    assert!(r.ft.info(fid, now).unwrap().hw);
+    let r0 = in_ns(&topo.r, || nft_xdp::offload::ifindex_of("r0"));
+    // The frames are written back before each run: every one is forwarded, all alike.
+    let backend = r.ft.backend();
+    in_ns(&topo.r, || {
+        backend.test_run_live("offload_bench", &f, r0, 100)
+    })
+    .unwrap();
+    let got = recv_ipv4(&server, Duration::from_millis(300));
+    assert_eq!(got.len(), 100);
+    assert!(got.iter().all(|g| g == &expect));
+    assert_eq!(r.reason("forwarded"), 100);
+    assert_eq!(r.reason("miss"), 0);
+}
+
+#[test]
+fn auto_mode_takes_veths_in_generic_mode() {
+    if !is_root() || !nft_xdp::built() {
+        println!("SKIPPED (needs root and the built program)");
+        return;
+    }
+    let topo = Topo::new("a");
+    assert_eq!(
+        in_ns(&topo.r, || nft_xdp::offload::driver_of("r0")).as_deref(),
+        Some("veth")
+    );
+    let cfg = XdpOffloadConfig {
+        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
+        ..XdpOffloadConfig::default()
+    };
+    let backend = in_ns(&topo.r, || XdpOffload::new(&cfg)).expect("loads");
+    for a in backend.attachments() {
+        assert_eq!(a.mode, Some(nft_xdp::offload::Mode::Generic), "{a:?}");
+    }
 }

@@ -57,3 +57,14 @@ u = udp_seg(C6, S6, 40006, 4006, data[:2500])
 frags6(c, C6, S6, u, 17, 0xabcdef, [(0, 1232), (1232, len(u) - 1232)])
 u = udp_seg(C6, S6, 40007, 4006, data[:1800])
 frags6(c, C6, S6, u, 17, 0xabcdf0, [(0, 600), (600, 600), (1200, len(u) - 1200)], order=[1, 2, 0])
+# IPv6: a duplicate fragment, then an overlapping one
+u = udp_seg(C6, S6, 40008, 4006, data[:1200])
+frags6(c, C6, S6, u, 17, 0xabcdf1, [(0, 600), (0, 600), (600, len(u) - 600)])
+u = udp_seg(C6, S6, 40009, 4006, data[:1200])
+frags6(c, C6, S6, u, 17, 0xabcdf2, [(0, 608), (600, len(u) - 600)])
+# the TTL runs out on a fragmented datagram: time exceeded quotes the reassembled one
+u = udp_seg(C, S, 40010, 4000, data[:1500])
+frags4(c, C, S, u, 17, 0x1118, [(0, 1000), (1000, len(u) - 1000)], ttl=1)
+# into the LAN through a port forward, fragmented
+u = udp_seg(S, "198.18.0.2", 5000, 5353, data[:1700])
+frags4(s, S, "198.18.0.2", u, 17, 0x2222, [(0, 1200), (1200, len(u) - 1200)])

@@ -249,3 +249,25 @@ proptest! {
         prop_assert_eq!(&back, &pieces);
     }
 }
+
+/// Datagrams that complete leave their expiry entries behind: those stay bounded, and an old
+/// entry does not expire a later datagram with the same key.
+#[test]
+fn completed_datagrams_leave_nothing_growing() {
+    let mut df = Defrag::new(DefragConfig::default());
+    let d = dgram4(5, 17, &payload(1000));
+    let f = fragment(&d, &[504, 496], 1500, 0).unwrap();
+    for i in 0..10_000 {
+        assert_eq!(df.insert(&f[0], s(1)), Defragged::Held);
+        assert!(
+            matches!(df.insert(&f[1], s(1)), Defragged::Whole { .. }),
+            "{i}"
+        );
+    }
+    assert!(df.expiry[0].len() <= 64 + 2, "{}", df.expiry[0].len());
+    // the same key again at 20 s: the entries of 1 s (due at 31 s) leave it alone
+    assert_eq!(df.insert(&f[0], s(20)), Defragged::Held);
+    assert_eq!(df.expire(s(31)), 0);
+    assert_eq!(df.queues(), 1);
+    assert_eq!(df.expire(s(50)), 1);
+}
