@@ -467,8 +467,9 @@ fn finish_v6(l3: &mut [u8], next_header: u8) {
 /// The fragments a reassembled datagram leaves as (`ip_do_fragment`/`ip6_fragment` over the
 /// kept fragment list): its headers on each, the payload cut at `pieces`, offsets and
 /// more-fragments set; IPv4 keeps the datagram's ID, IPv6 gets a fragment header with `v6_id`.
-/// A piece that no longer fits `mtu` (the egress is smaller than the fragments that came in)
-/// is cut again at the MTU. None when the packet is not IP.
+/// When a piece no longer fits `mtu` (the egress is smaller than the fragments that came in),
+/// the whole payload is cut afresh at the MTU, as the kernel's slow path does. None when the
+/// packet is not IP or the MTU leaves no room for 8 bytes of payload.
 pub fn fragment(l3: &[u8], pieces: &[usize], mtu: usize, v6_id: u32) -> Option<Vec<Vec<u8>>> {
     let version = l3.first()? >> 4;
     let (head_len, nh_at) = if version == 4 {
@@ -491,27 +492,27 @@ pub fn fragment(l3: &[u8], pieces: &[usize], mtu: usize, v6_id: u32) -> Option<V
     if room == 0 {
         return None;
     }
-    // the pieces as they came, each cut again if it no longer fits
+    // the pieces as they came (the last one takes what is left), or, when one no longer
+    // fits, MTU-sized pieces from the start
     let mut cuts = Vec::with_capacity(pieces.len());
     let mut off = 0;
     for (i, &p) in pieces.iter().enumerate() {
-        let last = i + 1 == pieces.len();
-        let p = if last {
-            payload.len() - off.min(payload.len())
+        let p = if i + 1 == pieces.len() {
+            payload.len().saturating_sub(off)
         } else {
             p
         };
-        let mut left = p;
-        while left > room {
+        cuts.push((off, p));
+        off += p;
+    }
+    if off != payload.len() || cuts.iter().any(|&(_, len)| len > room) {
+        cuts.clear();
+        let mut off = 0;
+        while payload.len() - off > room {
             cuts.push((off, room));
             off += room;
-            left -= room;
         }
-        cuts.push((off, left));
-        off += left;
-    }
-    if off != payload.len() {
-        return None;
+        cuts.push((off, payload.len() - off));
     }
     let n = cuts.len();
     let mut out = Vec::with_capacity(n);

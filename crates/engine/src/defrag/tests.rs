@@ -197,7 +197,15 @@ fn egress_smaller_than_the_fragments_cuts_them_again() {
     let d = dgram4(3, 17, &payload(2000));
     let f = fragment(&d, &[1400, 600], 1000, 0).unwrap();
     let sizes: Vec<usize> = f.iter().map(Vec::len).collect();
-    assert_eq!(sizes, vec![996, 20 + 424, 620]);
+    assert_eq!(
+        sizes,
+        vec![996, 996, 20 + 48],
+        "cut afresh at the MTU (976 bytes a piece)"
+    );
+    assert_eq!(&f[2][6..8], &(1952u16 / 8).to_be_bytes());
+    // pieces that fit stay as they are
+    let f = fragment(&d, &[504, 1496], 1600, 0).unwrap();
+    assert_eq!(f.iter().map(Vec::len).collect::<Vec<_>>(), vec![524, 1516]);
     assert!(fragment(&d, &[2000], 20, 0).is_none());
 }
 
