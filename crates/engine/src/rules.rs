@@ -3003,10 +3003,14 @@ fn run_chain(
                         l4,
                         value,
                     } => {
+                        // nft puts the header's dependency (`meta nfproto ipv4`, `meta
+                        // l4proto tcp`) before the statement: a packet without that header
+                        // ends the rule there, and the statements after it do not run
                         if l3.is_some_and(|p| p != pkt.nfproto)
                             || l4.is_some_and(|p| p != pkt.l4proto)
                         {
-                            continue;
+                            matched = false;
+                            break;
                         }
                         if let Some(x) = eval_value(rs, st, pkt, value, keybuf, now_ns) {
                             set_payload(pkt, *base, *offset, *bits, x);

@@ -421,6 +421,63 @@ fn payload_mangling_rewrites_bytes_and_checksums() {
     assert_eq!(m.ports.unwrap().1, 5353);
 }
 
+/// nft inserts a payload statement's dependency (`meta nfproto ipv4`) before it: a packet
+/// of the other family ends the rule there, so the statements after it do not run.
+#[test]
+fn payload_set_dependency_ends_the_rule_for_the_other_family() {
+    let rules = r#"
+table inet m {
+	chain pre {
+		type filter hook prerouting priority mangle; policy accept;
+		ip dscp set ef meta mark set 0x9
+		tcp dport set 1 meta priority set 1:2
+	}
+}
+"#;
+    let mut r = router_with(TOPOLOGY, rules, Config::default());
+    let out = send(
+        &mut r,
+        LAN,
+        udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 53, 64, b"q6"),
+        secs(1),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].mark, out[0].priority),
+        (0, 0),
+        "IPv6: neither rule ran on"
+    );
+    let l3 = &out[0].data[check(&out[0].data).l3_offset..];
+    assert_eq!(
+        ((l3[0] & 0xf) << 4) | (l3[1] >> 4),
+        0,
+        "traffic class untouched"
+    );
+    let out = send(
+        &mut r,
+        LAN,
+        udp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            [8, 8, 8, 8],
+            5001,
+            53,
+            64,
+            b"q",
+        ),
+        secs(1),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].mark, out[0].priority),
+        (9, 0),
+        "IPv4: the first rule runs on"
+    );
+    let l3 = &out[0].data[check(&out[0].data).l3_offset..];
+    assert_eq!(l3[1] >> 2, 46, "dscp ef");
+}
+
 const FIB: &str = r#"
 table inet f {
 	counter rpf_drop { }
