@@ -30,7 +30,7 @@ use std::time::Duration;
 use nft_conntrack::{Conn, ConnId, Direction, Table, TcpState, Tuple};
 use nft_flowtable::{
     Action, Admission, Egress, Encap as FtEncap, FlowId, Flowtable, FrameSlot, Mangles,
-    OffloadBackend, Path, Punt, SoftwareOnly,
+    OffloadBackend, Path, Punt, SlotBuf, SoftwareOnly,
 };
 use nft_lang::ast::Family;
 use nft_wire::PacketMeta;
@@ -420,7 +420,7 @@ impl Offload {
     /// in place: a hit neither copies nor allocates. A slot without headroom for a longer
     /// link header out (untagged in, VLAN or PPPoE out) goes again in a copy that has some.
     /// Returns how many frames it forwarded.
-    pub fn fast_path(&mut self, slots: &mut [FrameSlot], now: Duration) -> usize {
+    pub fn fast_path<S: SlotBuf>(&mut self, slots: &mut [FrameSlot<S>], now: Duration) -> usize {
         self.results.clear();
         self.results.resize(slots.len(), None);
         if !self.enabled || self.flows.is_empty() {
@@ -432,7 +432,7 @@ impl Offload {
         self.actions.resize(slots.len(), Action::None);
         let mut forwarded = 0;
         let port_table = &self.port_table;
-        let table_of = |s: &FrameSlot| port_table.get(usize::from(s.port)).copied().flatten();
+        let table_of = |s: &FrameSlot<S>| port_table.get(usize::from(s.port)).copied().flatten();
         for (t, rt) in self.tables.iter_mut().enumerate() {
             if rt.ft.is_empty() {
                 continue;
@@ -458,12 +458,18 @@ impl Offload {
                 for (((slot, &action), result), &rx_len) in done {
                     let action = match action {
                         Action::Punt(Punt::NoHeadroom) => {
+                            // Retried in a copy with headroom, where the slot's buffer can
+                            // take it (a vector); lent memory stays a punt (slow path).
                             let mut s = FrameSlot::new(slot.port, slot.frame());
                             let a = rt.ft.process(&mut s, now);
-                            if let Action::Forward(_) = a {
-                                *slot = s;
+                            match (a, S::from_owned(s)) {
+                                (Action::Forward(_), Some(s)) => {
+                                    *slot = s;
+                                    a
+                                }
+                                (Action::Forward(_), None) => Action::Punt(Punt::NoHeadroom),
+                                _ => a,
                             }
-                            a
                         }
                         a => a,
                     };

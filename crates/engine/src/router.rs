@@ -14,7 +14,7 @@ use nft_conntrack::{
     apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
     Status, Table, Tuple,
 };
-use nft_flowtable::{FrameSlot, Mangles};
+use nft_flowtable::{FrameSlot, Mangles, SlotBuf};
 use nft_lang::ast::Family;
 use nft_wire::{parse_frame, Fragment, IpProtocol, IpVersion, Ipv4Packet, PacketMeta};
 
@@ -469,7 +469,12 @@ impl Router {
     /// [`Sent::Slot`], with no allocation or copy; a frame for the slow path has its buffer
     /// taken (the slot is left empty, to be refilled) and what it sends leaves as
     /// [`Sent::Frame`]. `out` is appended to in order.
-    pub fn process_slots(&mut self, slots: &mut [FrameSlot], now: Duration, out: &mut Vec<Sent>) {
+    pub fn process_slots<S: SlotBuf>(
+        &mut self,
+        slots: &mut [FrameSlot<S>],
+        now: Duration,
+        out: &mut Vec<Sent>,
+    ) {
         // Conntrack GC keeps pace with what makes connections: a fixed budget per burst and
         // two slots per slow-path frame (below). Fast-path frames make none, and scanning
         // for them cost as much as a third of the flowtable's own work a packet.
@@ -519,7 +524,7 @@ impl Router {
                 out.push(Sent::Slot { slot: i, egress });
                 continue;
             }
-            let data = std::mem::replace(s, FrameSlot::from_vec(s.port, vec![])).into_vec();
+            let data = S::take_frame(s);
             if self.cfg.trace {
                 self.trace_packet(ingress, &data);
             }
@@ -1420,7 +1425,7 @@ impl Router {
     }
 
     /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.
-    fn fast_trace_key(&self, s: &FrameSlot) -> Option<Tuple> {
+    fn fast_trace_key<S: SlotBuf>(&self, s: &FrameSlot<S>) -> Option<Tuple> {
         let m = nft_wire::parse_frame(s.frame()).ok()?;
         let (sp, dp) = m.ports?;
         Some(Tuple::new(

@@ -45,15 +45,49 @@ fn plain_ack(flags: u8) -> bool {
 
 /// A frame in a buffer with room in front of it, and the port it arrived on. The fast path
 /// moves the frame's start to pop or push link headers without copying the packet.
+///
+/// The buffer is a `Vec<u8>` by default; a receive loop with frames in shared memory (an
+/// AF_XDP UMEM) lends them as `&mut [u8]` instead ([`FrameSlot::lend`]), so a fast-path hit is
+/// rewritten where it arrived and sent from there, with no copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrameSlot {
-    buf: Vec<u8>,
+pub struct FrameSlot<B = Vec<u8>> {
+    buf: B,
     head: usize,
     len: usize,
     /// The ingress port; on forwarding, left as it was (the egress is in the [`Action`]).
     pub port: Port,
     /// `meta mark` for the frame, when the flow replays one.
     pub mark: Option<u32>,
+}
+
+/// What a [`FrameSlot`] can hold: its own vector, or memory lent for one burst.
+pub trait SlotBuf: AsRef<[u8]> + AsMut<[u8]> + Sized {
+    /// The slot's frame as a vector of its own: the buffer itself for a `Vec` (moved, no
+    /// copy; the slot is left empty), a copy for lent memory (the slot keeps its frame).
+    fn take_frame(slot: &mut FrameSlot<Self>) -> Vec<u8>;
+    /// `slot` in this buffer type, when it can hold an owned buffer (a `Vec`); `None` for
+    /// lent memory.
+    fn from_owned(slot: FrameSlot<Vec<u8>>) -> Option<FrameSlot<Self>>;
+}
+
+impl SlotBuf for Vec<u8> {
+    fn take_frame(slot: &mut FrameSlot<Vec<u8>>) -> Vec<u8> {
+        std::mem::replace(slot, FrameSlot::from_vec(slot.port, vec![])).into_vec()
+    }
+
+    fn from_owned(slot: FrameSlot<Vec<u8>>) -> Option<FrameSlot<Vec<u8>>> {
+        Some(slot)
+    }
+}
+
+impl SlotBuf for &mut [u8] {
+    fn take_frame(slot: &mut FrameSlot<Self>) -> Vec<u8> {
+        slot.frame().to_vec()
+    }
+
+    fn from_owned(_: FrameSlot<Vec<u8>>) -> Option<FrameSlot<Self>> {
+        None
+    }
 }
 
 impl FrameSlot {
@@ -101,15 +135,42 @@ impl FrameSlot {
         self.mark = None;
     }
 
+    /// The frame as a vector of its own bytes (the buffer, moved down in place).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.buf.truncate(self.head + self.len);
+        self.buf.drain(..self.head);
+        self.buf
+    }
+}
+
+impl<'a> FrameSlot<&'a mut [u8]> {
+    /// A slot over lent memory: the frame is `buf[head..head + len]`, the bytes before it are
+    /// headroom. `None` when the span does not fit in `buf`.
+    pub fn lend(port: Port, buf: &'a mut [u8], head: usize, len: usize) -> Option<Self> {
+        (head.checked_add(len)? <= buf.len()).then_some(FrameSlot {
+            buf,
+            head,
+            len,
+            port,
+            mark: None,
+        })
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameSlot<B> {
     pub fn frame(&self) -> &[u8] {
-        self.buf.get(self.head..self.head + self.len).unwrap_or(&[])
+        self.buf
+            .as_ref()
+            .get(self.head..self.head + self.len)
+            .unwrap_or(&[])
     }
 
     pub fn frame_mut(&mut self) -> &mut [u8] {
         let end = self.head + self.len;
-        self.buf.get_mut(self.head..end).unwrap_or(&mut [])
+        self.buf.as_mut().get_mut(self.head..end).unwrap_or(&mut [])
     }
 
+    /// Where the frame starts in the buffer: the bytes free in front of it.
     pub fn headroom(&self) -> usize {
         self.head
     }
@@ -121,13 +182,6 @@ impl FrameSlot {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// The frame as a vector of its own bytes (the buffer, moved down in place).
-    pub fn into_vec(mut self) -> Vec<u8> {
-        self.buf.truncate(self.head + self.len);
-        self.buf.drain(..self.head);
-        self.buf
     }
 }
 
@@ -671,7 +725,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// overlap instead of adding up (what VPP gets from prefetching, with safe code only).
     pub fn process_burst<const TRACE: bool>(
         &mut self,
-        frames: &mut [FrameSlot],
+        frames: &mut [FrameSlot<impl SlotBuf>],
         now: Duration,
         out: &mut [Action],
     ) {
@@ -712,14 +766,14 @@ impl<B: OffloadBackend> Flowtable<B> {
             core::hint::black_box(warm);
             for i in 0..m {
                 let fs = &mut frames[base + i];
-                out[base + i] = self.finish::<TRACE>(fs, &parsed[i], found[i], now_ms);
+                out[base + i] = self.finish::<TRACE, _>(fs, &parsed[i], found[i], now_ms);
             }
             base += m;
         }
     }
 
     /// The fast path for one frame; see [`process_burst`](Self::process_burst).
-    pub fn process(&mut self, fs: &mut FrameSlot, now: Duration) -> Action {
+    pub fn process<S: SlotBuf>(&mut self, fs: &mut FrameSlot<S>, now: Duration) -> Action {
         let p = parse(fs.frame(), fs.port);
         let v = match &p {
             Ok(p) => find(
@@ -731,19 +785,19 @@ impl<B: OffloadBackend> Flowtable<B> {
             ),
             Err(_) => None,
         };
-        self.finish::<false>(fs, &p, v.unwrap_or(u32::MAX), ms(now))
+        self.finish::<false, S>(fs, &p, v.unwrap_or(u32::MAX), ms(now))
     }
 
     #[inline]
-    fn finish<const TRACE: bool>(
+    fn finish<const TRACE: bool, S: SlotBuf>(
         &mut self,
-        fs: &mut FrameSlot,
+        fs: &mut FrameSlot<S>,
         parsed: &Result<Parsed, Punt>,
         found: u32,
         now_ms: u64,
     ) -> Action {
         let mut hit = None;
-        let act = match self.forward::<TRACE>(fs, parsed, found, now_ms, &mut hit) {
+        let act = match self.forward::<TRACE, S>(fs, parsed, found, now_ms, &mut hit) {
             Ok(port) => {
                 self.stats.forwarded += 1;
                 Action::Forward(port)
@@ -772,9 +826,9 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     #[inline]
-    fn forward<const TRACE: bool>(
+    fn forward<const TRACE: bool, S: SlotBuf>(
         &mut self,
-        fs: &mut FrameSlot,
+        fs: &mut FrameSlot<S>,
         parsed: &Result<Parsed, Punt>,
         found: u32,
         now_ms: u64,
@@ -812,7 +866,14 @@ impl<B: OffloadBackend> Flowtable<B> {
         let me = h.get_mut(d).ok_or(Punt::Miss)?;
         let special = me.flags & (V6 | MARK) != 0;
         let cold = if special { self.cold.get(idx) } else { None };
-        let (start, len) = rewrite(me, cold.and_then(|c| c.v6(d)), link, p, &mut fs.buf, head);
+        let (start, len) = rewrite(
+            me,
+            cold.and_then(|c| c.v6(d)),
+            link,
+            p,
+            fs.buf.as_mut(),
+            head,
+        );
         fs.head = start;
         fs.len = len;
         fs.mark = match cold {

@@ -253,6 +253,26 @@ impl FrameMut<'_> {
         true
     }
 
+    /// The whole UMEM frame, with where the data starts in it and its length: for code that
+    /// keeps its own (start, length) while it rewrites, and hands them back with
+    /// [`set_span`](Self::set_span).
+    pub fn parts_mut(&mut self) -> (&mut [u8], usize, usize) {
+        (&mut *self.chunk, self.start, self.len)
+    }
+
+    /// Sets where the data starts in the UMEM frame and its length; `false` (and no change)
+    /// when that does not fit in the frame.
+    pub fn set_span(&mut self, start: usize, len: usize) -> bool {
+        match start.checked_add(len) {
+            Some(end) if end <= self.chunk.len() => {
+                self.start = start;
+                self.len = len;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Moves the start of the data by `delta` bytes (negative: prepend room, e.g. for a VLAN
     /// tag; positive: strip), keeping the end; `false` (and no change) when out of range.
     pub fn adjust_head(&mut self, delta: isize) -> bool {
@@ -265,6 +285,15 @@ impl FrameMut<'_> {
         self.len = len as usize;
         true
     }
+}
+
+/// A frame lent by [`AfXdpSet::rx_lend`] for the length of a burst: the port it came in on,
+/// the frame, and what becomes of it afterwards (recycled unless the callback says otherwise).
+pub struct Lent<'a> {
+    pub port: usize,
+    pub frame: FrameMut<'a>,
+    pub action: RxAction,
+    base: u64,
 }
 
 /// Sockets sharing one UMEM (`XDP_SHARED_UMEM`): one per (interface, queue) a worker serves.
@@ -450,6 +479,39 @@ impl AfXdpSet {
         self.core.refill(port);
         self.wake_fill(port);
         r.received
+    }
+
+    /// Lends up to `max` received frames per port, of every port at once, to `f`, writable,
+    /// each with its [`RxAction`] (`Recycle` unless `f` changes it). Afterwards each frame is
+    /// recycled or sent, as `f` left it, from the same UMEM frame: the frames of a whole burst
+    /// in one call, with one wakeup per port that sends (a batch, where
+    /// [`rx_burst_mut`](Self::rx_burst_mut) decides frame by frame). Returns how many frames
+    /// were received. Never blocks.
+    pub fn rx_lend(&mut self, max: usize, f: impl FnOnce(&mut [Lent<'_>])) -> usize {
+        for p in 0..self.socks.len() {
+            self.reclaim_port(p);
+        }
+        let rs = self.core.rx_lend(max, f);
+        let mut total = 0;
+        for (st, r) in self.socks.iter_mut().map(|s| &mut s.stats).zip(&rs) {
+            st.rx_packets += r.received as u64;
+            st.tx_ring_full += r.tx_full as u64;
+            st.rx_bad_desc += r.bad as u64;
+            st.tx_bad_port += r.bad_port as u64;
+            total += r.received;
+        }
+        for q in 0..self.socks.len() {
+            let n = self.core.pending[q];
+            if n > 0 {
+                self.socks[q].stats.tx_packets += u64::from(n);
+                self.kick_tx(q);
+            }
+        }
+        for p in 0..self.socks.len() {
+            self.core.refill(p);
+            self.wake_fill(p);
+        }
+        total
     }
 
     /// Copies `frames` into free UMEM frames and sends them out of `port`; returns how many
@@ -898,6 +960,104 @@ impl Core {
             rings.sending += k;
         }
         r
+    }
+
+    /// Lends up to `max` frames received on each port, all at once, to `f`; then, as in
+    /// [`rx`](Self::rx), frames to send go on the TX rings (published, counted in `pending`
+    /// per port), the others back to the free list. One result per port.
+    fn rx_lend(&mut self, max: usize, f: impl FnOnce(&mut [Lent<'_>])) -> Vec<RxResult> {
+        let np = self.ports.len();
+        let mut rs = vec![RxResult::default(); np];
+        self.pending.iter_mut().for_each(|n| *n = 0);
+        let umem_len = self.umem.len as u64;
+        let mut lent: Vec<Lent<'_>> = Vec::new();
+        for (p, r) in rs.iter_mut().enumerate() {
+            let n = self.ports[p]
+                .rx
+                .cons_available(max.min(u32::MAX as usize) as u32);
+            for i in 0..n {
+                let d = self.ports[p].rx.cons_read(i);
+                let rp = &mut self.ports[p];
+                rp.receiving = rp.receiving.saturating_sub(1);
+                let Some(base) = self.frame_base(d.addr) else {
+                    r.bad += 1;
+                    continue;
+                };
+                let end = d.addr + d.len as u64;
+                if end > base + self.frame_size || end > umem_len {
+                    r.bad += 1;
+                    self.free.push(base);
+                    continue;
+                }
+                r.received += 1;
+                // SAFETY: base..base+frame_size lies inside the UMEM mapping (frame_base
+                // checked base < frame_count * frame_size, the mapping's length). The frame
+                // belongs to us alone now: the kernel handed it over through the RX ring
+                // (acquired in cons_available) and gets it back only through a fill or TX
+                // ring, after `lent` is gone; no other slice points to it (one frame per
+                // descriptor, each read once, and the frames of `lent` are distinct).
+                let chunk = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        self.umem.ptr.as_ptr().add(base as usize),
+                        self.frame_size as usize,
+                    )
+                };
+                lent.push(Lent {
+                    port: p,
+                    frame: FrameMut {
+                        chunk,
+                        start: (d.addr - base) as usize,
+                        len: d.len as usize,
+                    },
+                    action: RxAction::Recycle,
+                    base,
+                });
+            }
+            // The descriptors are read (copied): their ring slots go back to the kernel now.
+            self.ports[p].rx.cons_release(n);
+        }
+        if lent.is_empty() {
+            return rs;
+        }
+        f(&mut lent);
+        for l in lent {
+            let p = l.port;
+            let out = match l.action {
+                RxAction::Recycle => None,
+                RxAction::Transmit => Some(p),
+                RxAction::TransmitOn(q) if q < np => Some(q),
+                RxAction::TransmitOn(_) => {
+                    rs[p].bad_port += 1;
+                    None
+                }
+            };
+            let Some(q) = out else {
+                self.free.push(l.base);
+                continue;
+            };
+            let k = self.pending[q];
+            let tx = &mut self.ports[q].tx;
+            if tx.prod_reserve(k + 1) <= k {
+                rs[p].tx_full += 1;
+                self.free.push(l.base);
+                continue;
+            }
+            tx.prod_write(
+                k,
+                libc::xdp_desc {
+                    addr: l.base + l.frame.start as u64,
+                    len: l.frame.len as u32,
+                    options: 0,
+                },
+            );
+            self.pending[q] = k + 1;
+        }
+        for (q, rings) in self.ports.iter_mut().enumerate() {
+            let k = self.pending[q];
+            rings.tx.prod_submit(k);
+            rings.sending += k;
+        }
+        rs
     }
 
     /// Copies `frames` to port `p`'s TX ring; returns (taken, sent, too big).
