@@ -25,7 +25,6 @@ use nft_engine::topology::{Encap, Interface, StaticRoute, Topology};
 use nft_engine::{Config, Port, Router, Sent};
 use nft_flowtable::FrameSlot;
 use nft_io::afpacket::{AfPacket, AfPacketConfig, AfPacketStats, Fanout, FanoutMode};
-use nft_io::afxdp::AfXdp;
 use nft_lang::ruleset::{load_file, LoadOpts};
 
 use crate::control;
@@ -33,9 +32,9 @@ use crate::netlink::{self, Event, KRoute, KRouteKind, Netlink};
 use crate::run_afxdp;
 
 /// Frames per interface per burst.
-const BURST: usize = 64;
+pub(crate) const BURST: usize = 64;
 /// Timers (conntrack and flowtable GC) run at least this often, traffic or not.
-const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// The kernel table that keeps the kernel off the dataplane's frames.
 pub const GUARD_TABLE: &str = "nft_offload_run";
 
@@ -53,7 +52,6 @@ pub struct Args {
 /// interface; AF_XDP (with its steering program) plugs in here as a second variant.
 pub enum Backend {
     AfPacket(AfPacket),
-    AfXdp(AfXdp),
 }
 
 impl Backend {
@@ -62,38 +60,30 @@ impl Backend {
     fn rx_burst(&mut self, max: usize, mut f: impl FnMut(&[u8], bool)) -> usize {
         match self {
             Backend::AfPacket(s) => s.rx_burst_info(max, |frame, i| f(frame, i.csum_not_ready)),
-            Backend::AfXdp(s) => s.rx_burst(max, |frame| f(frame, false)),
         }
     }
 
     fn rx_ready(&self) -> bool {
         match self {
             Backend::AfPacket(s) => s.rx_ready(),
-            Backend::AfXdp(s) => s.rx_ready(),
         }
     }
 
     fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
         match self {
             Backend::AfPacket(s) => s.tx_burst(frames),
-            Backend::AfXdp(s) => s.tx_burst(frames),
         }
     }
 
     fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self {
             Backend::AfPacket(s) => s.as_fd(),
-            Backend::AfXdp(s) => s.as_fd(),
         }
     }
 
     fn stats(&mut self) -> AfPacketStats {
         match self {
             Backend::AfPacket(s) => s.stats().unwrap_or_default(),
-            Backend::AfXdp(s) => s
-                .stats()
-                .map(|s| run_afxdp::as_packet_stats(&s))
-                .unwrap_or_default(),
         }
     }
 }
@@ -271,7 +261,7 @@ impl Shared {
     }
 }
 
-fn thread_cpu_ns() -> u64 {
+pub(crate) fn thread_cpu_ns() -> u64 {
     use nix::sys::resource::{getrusage, UsageWho};
     match getrusage(UsageWho::RUSAGE_THREAD) {
         Ok(u) => {
@@ -340,7 +330,7 @@ pub fn complete_l4_checksum(f: &mut [u8]) {
     f[l4 + field..l4 + field + 2].copy_from_slice(&c.to_be_bytes());
 }
 
-fn is_arp(f: &[u8]) -> bool {
+pub(crate) fn is_arp(f: &[u8]) -> bool {
     f.len() >= 14 && f[12..14] == [0x08, 0x06]
 }
 
@@ -754,15 +744,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         }
     }
-    let (backends, steering) = match io {
-        Io::AfPacket => (open_backends(io, &ifs, workers)?, None),
+    let (backends, sets, steering) = match io {
+        Io::AfPacket => (open_backends(io, &ifs, workers)?, vec![], None),
         Io::AfXdp => {
-            let (socks, steering) = run_afxdp::open(&ifs, workers, &snap.addrs)?;
-            let socks = socks
-                .into_iter()
-                .map(|w| w.into_iter().map(Backend::AfXdp).collect())
-                .collect();
-            (socks, Some(Arc::new(Mutex::new(steering))))
+            let (sets, steering) = run_afxdp::open(&ifs, workers, &snap.addrs)?;
+            (vec![], sets, Some(Arc::new(Mutex::new(steering))))
         }
     };
     let guard = if a.no_guard {
@@ -869,6 +855,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             std::thread::Builder::new()
                 .name(format!("worker{wid}"))
                 .spawn(move || worker(shared, socks, wid, rtx))?,
+        );
+    }
+    for (wid, set) in sets.into_iter().enumerate() {
+        let shared = shared.clone();
+        let rtx = rtx.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("worker{wid}"))
+                .spawn(move || run_afxdp::worker(shared, set, wid, rtx))?,
         );
     }
     eprintln!(

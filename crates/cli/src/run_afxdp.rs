@@ -8,13 +8,19 @@
 //! and follow its changes.
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use nft_engine::{Port, Sent};
+use nft_flowtable::FrameSlot;
 use nft_io::afpacket::AfPacketStats;
-use nft_io::afxdp::{AfXdp, AfXdpConfig, AfXdpStats};
+use nft_io::afxdp::{AfXdpConfig, AfXdpSet, AfXdpStats, RxAction};
 use nft_xdp::{Steer, SteerConfig};
 
 use crate::netlink::Addr;
+use crate::run::{is_arp, thread_cpu_ns, Shared, BURST, TICK};
 
 /// The steering programs, one per interface `run` owns; dropping detaches them.
 pub struct Steering {
@@ -47,13 +53,15 @@ impl Steering {
     }
 }
 
-/// Opens the sockets (`[worker][interface]`) and attaches the steering programs. A worker
-/// count above an interface's queue count fails at bind, naming the queue.
+/// Opens the sockets, one [`AfXdpSet`] per worker (queue `w` of every interface on one
+/// shared UMEM, so a frame leaves by another interface from where it arrived), and attaches
+/// the steering programs. A worker count above an interface's queue count fails at bind,
+/// naming the queue.
 pub fn open(
     ifs: &[(String, String)],
     workers: usize,
     addrs: &[Addr],
-) -> Result<(Vec<Vec<AfXdp>>, Steering)> {
+) -> Result<(Vec<AfXdpSet>, Steering)> {
     let mut steers = Vec::with_capacity(ifs.len());
     for (_, name) in ifs {
         let cfg = SteerConfig {
@@ -66,20 +74,197 @@ pub fn open(
     }
     let mut steering = Steering { steers };
     steering.set_locals(addrs)?;
+    // 1024 frames receiving per interface, and as many again for what is being sent
+    let defaults = AfXdpConfig::default();
+    let cfg = AfXdpConfig {
+        frame_count: defaults
+            .frame_count
+            .max(2 * defaults.rx_frames * ifs.len() as u32),
+        ..defaults
+    };
     let mut all = Vec::with_capacity(workers);
     for w in 0..workers {
-        let mut socks = Vec::with_capacity(ifs.len());
-        for (i, (_, name)) in ifs.iter().enumerate() {
-            let s = AfXdp::open(name, w as u32, &AfXdpConfig::default())
-                .with_context(|| format!("opening AF_XDP on {name} queue {w}"))?;
-            steering.steers[i]
-                .set_socket(w as u32, &s)
+        let ports: Vec<(&str, u32)> = ifs.iter().map(|(_, n)| (n.as_str(), w as u32)).collect();
+        let names: Vec<&str> = ports.iter().map(|p| p.0).collect();
+        let set = AfXdpSet::open(&ports, &cfg)
+            .with_context(|| format!("opening AF_XDP on {} queue {w}", names.join(", ")))?;
+        for (i, steer) in steering.steers.iter_mut().enumerate() {
+            steer
+                .set_socket(w as u32, &set.fd(i))
                 .map_err(|e| anyhow!("{e}"))?;
-            socks.push(s);
         }
-        all.push(socks);
+        all.push(set);
     }
     Ok((all, steering))
+}
+
+/// A worker on one [`AfXdpSet`]: each burst (up to [`BURST`] frames per interface, all
+/// interfaces at once) is lent from the UMEM and run through the router in place
+/// (`FrameSlot<&mut [u8]>`). A fast-path hit is rewritten where it arrived and leaves by its
+/// egress from the same UMEM frame, with no copy; a slow-path frame is copied out (the engine
+/// owns what it keeps or rewrites), its UMEM frame recycled, and what the slow path sends is
+/// copied into free UMEM frames. One lock, one wakeup per sending interface, per burst.
+///
+/// Within one burst the fast path's frames leave before the slow path's. Mostly they are of
+/// different connections; a frame of an offloaded connection the fast path punts (too big
+/// for the egress MTU, TTL expiring, a FIN) leaves after the same burst's fast-path frames,
+/// even those behind it: a reordering inside one burst, rare, and one TCP tolerates.
+pub fn worker(
+    shared: Arc<Shared>,
+    mut set: AfXdpSet,
+    wid: usize,
+    resolve: mpsc::Sender<(usize, IpAddr)>,
+) {
+    let n_if = set.len();
+    let mut sent: Vec<Sent> = Vec::with_capacity(BURST * n_if);
+    let mut slow: Vec<Vec<Vec<u8>>> = vec![vec![]; n_if];
+    let mut unresolved: Vec<(usize, IpAddr)> = vec![];
+    let mut last_tick = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut ring_full: Vec<u64> = vec![0; n_if];
+    while !shared.stop.load(Ordering::Relaxed) {
+        if !(0..n_if).any(|p| set.rx_ready(p)) {
+            let t = Instant::now();
+            // A link going down can make poll return at once with nothing to read: do not spin.
+            if !matches!(set.poll(Duration::from_millis(20)), Ok(true))
+                && t.elapsed() < Duration::from_millis(1)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let now = shared.now();
+        let mut ran = false;
+        let n = set.rx_lend(BURST, |lent| {
+            ran = true;
+            let mut slots: Vec<FrameSlot<&mut [u8]>> = Vec::with_capacity(lent.len());
+            // for each slot, the frame of `lent` it stands for
+            let mut of: Vec<usize> = Vec::with_capacity(lent.len());
+            for (k, l) in lent.iter_mut().enumerate() {
+                // ARP is the kernel's (the steering program passes it; never ours to route)
+                if is_arp(l.frame.data()) {
+                    continue;
+                }
+                let port = l.port as u16;
+                let (chunk, start, len) = l.frame.parts_mut();
+                if let Some(s) = FrameSlot::lend(port, chunk, start, len) {
+                    slots.push(s);
+                    of.push(k);
+                }
+            }
+            {
+                let mut st = shared.lock();
+                sent.clear();
+                st.router.process_slots(&mut slots, now, &mut sent);
+                unresolved.extend(st.router.take_unresolved());
+            }
+            let spans: Vec<(usize, usize)> =
+                slots.iter().map(|s| (s.headroom(), s.len())).collect();
+            drop(slots);
+            for s in sent.drain(..) {
+                match s {
+                    Sent::Slot { slot, egress } => {
+                        let (Some(&k), Some(&(start, len))) = (of.get(slot), spans.get(slot))
+                        else {
+                            continue;
+                        };
+                        if let Some(l) = lent.get_mut(k) {
+                            if l.frame.set_span(start, len) {
+                                l.action = RxAction::TransmitOn(egress);
+                            }
+                        }
+                    }
+                    Sent::Frame(f) => {
+                        // the kernel has its own (steered) frames; nothing goes to the host
+                        if let Port::Iface(e) = f.egress {
+                            if let Some(q) = slow.get_mut(e) {
+                                q.push(f.data);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        if !ran {
+            if n == 0 && last_tick.elapsed() < TICK && !shared.kick.swap(false, Ordering::Relaxed) {
+                maybe_stats(&shared, &mut set, wid, &mut last_stats);
+                continue;
+            }
+            // an empty burst: timers, and frames held for a neighbour that is now known
+            let mut st = shared.lock();
+            sent.clear();
+            st.router.process_slots::<Vec<u8>>(&mut [], now, &mut sent);
+            unresolved.extend(st.router.take_unresolved());
+            drop(st);
+            for s in sent.drain(..) {
+                if let Sent::Frame(f) = s {
+                    if let Port::Iface(e) = f.egress {
+                        if let Some(q) = slow.get_mut(e) {
+                            q.push(f.data);
+                        }
+                    }
+                }
+            }
+        }
+        last_tick = Instant::now();
+        for u in unresolved.drain(..) {
+            let _ = resolve.send(u);
+        }
+        // what the slow path sends, copied into free UMEM frames, in order per interface
+        let mut dropped = vec![0u64; n_if];
+        for (e, q) in slow.iter_mut().enumerate() {
+            if q.is_empty() {
+                continue;
+            }
+            let frames: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
+            let mut done = 0;
+            let mut tries = 0;
+            while done < frames.len() && tries < 100 {
+                let t = set.tx_burst(e, &frames[done..]);
+                if t == 0 {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                done += t;
+            }
+            dropped[e] += (frames.len() - done) as u64;
+            q.clear();
+        }
+        // fast-path frames that met a full TX ring
+        for (e, rf) in ring_full.iter_mut().enumerate() {
+            let now_full = set.tx_ring_full(e);
+            dropped[e] += now_full - *rf;
+            *rf = now_full;
+        }
+        if dropped.iter().any(|d| *d > 0) {
+            let mut st = shared.lock();
+            for (a, d) in st.tx_dropped.iter_mut().zip(&dropped) {
+                *a += d;
+            }
+        }
+        maybe_stats(&shared, &mut set, wid, &mut last_stats);
+    }
+    write_stats(&shared, &mut set, wid);
+}
+
+fn maybe_stats(shared: &Shared, set: &mut AfXdpSet, wid: usize, last: &mut Instant) {
+    if last.elapsed() >= Duration::from_millis(200) {
+        *last = Instant::now();
+        write_stats(shared, set, wid);
+    }
+}
+
+fn write_stats(shared: &Shared, set: &mut AfXdpSet, wid: usize) {
+    shared.worker_cpu_ns[wid].store(thread_cpu_ns(), Ordering::Relaxed);
+    let st: Vec<AfPacketStats> = (0..set.len())
+        .map(|p| {
+            set.stats(p)
+                .map(|s| as_packet_stats(&s))
+                .unwrap_or_default()
+        })
+        .collect();
+    if let Ok(mut io) = shared.io_stats.lock() {
+        io[wid] = st;
+    }
 }
 
 /// The backend counters in the shape `stats` reports for every backend.
