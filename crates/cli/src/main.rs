@@ -132,7 +132,7 @@ enum Cmd {
         /// roles are labels, rules match the kernel names.
         #[arg(long)]
         interfaces: String,
-        /// I/O backend: af_packet (af_xdp is not available yet).
+        /// I/O backend: af_packet or af_xdp.
         #[arg(long, default_value = "af_packet")]
         io: String,
         /// Worker threads (AF_PACKET fanout by flow hash; one router behind a lock).

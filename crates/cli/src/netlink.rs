@@ -13,7 +13,7 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -117,25 +117,19 @@ pub fn parse_link(m: &LinkMessage) -> Option<Link> {
     let mut name = None;
     let mut mac = [0u8; 6];
     let mut mtu = 1500;
-    let mut oper = State::Unknown;
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => name = Some(n.clone()),
             LinkAttribute::Address(b) => mac = mac6(b).unwrap_or([0; 6]),
             LinkAttribute::Mtu(v) => mtu = *v,
-            LinkAttribute::OperState(s) => oper = *s,
             _ => {}
         }
     }
-    // IFF_LOWER_UP is the carrier as it is now; the operational state follows it later (the
-    // kernel's link watch), so it only vetoes when it says the link is down
+    // IFF_LOWER_UP is the carrier as it is now; the operational state follows it up to a
+    // second later (the kernel's link watch), so it is not looked at: a link just brought up
+    // would otherwise count as down until then
     let flags = m.header.flags;
-    let up = flags.contains(LinkFlags::Up)
-        && flags.contains(LinkFlags::LowerUp)
-        && !matches!(
-            oper,
-            State::Down | State::LowerLayerDown | State::NotPresent
-        );
+    let up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp);
     Some(Link {
         ifindex: m.header.index,
         name: name?,
@@ -544,7 +538,7 @@ mod tests {
             LinkAttribute::IfName("wan".into()),
             LinkAttribute::Address(vec![2, 0, 0, 0, 0, 5]),
             LinkAttribute::Mtu(1492),
-            LinkAttribute::OperState(State::Unknown),
+            LinkAttribute::OperState(netlink_packet_route::link::State::Down),
         ];
         let l = parse_link(&m).unwrap();
         assert_eq!(

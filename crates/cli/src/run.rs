@@ -57,10 +57,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    fn rx_burst(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
+    /// Up to `max` frames to `f`, each with whether its TCP/UDP checksum still has to be
+    /// completed (a locally made packet with checksum offload).
+    fn rx_burst(&mut self, max: usize, mut f: impl FnMut(&[u8], bool)) -> usize {
         match self {
-            Backend::AfPacket(s) => s.rx_burst(max, f),
-            Backend::AfXdp(s) => s.rx_burst(max, f),
+            Backend::AfPacket(s) => s.rx_burst_info(max, |frame, i| f(frame, i.csum_not_ready)),
+            Backend::AfXdp(s) => s.rx_burst(max, |frame| f(frame, false)),
         }
     }
 
@@ -252,6 +254,9 @@ pub struct Shared {
     pub workers: usize,
     /// `--io af_xdp`: the steering programs.
     pub steering: Option<Arc<Mutex<run_afxdp::Steering>>>,
+    /// A neighbour was resolved while frames wait for it: the next worker loop runs a burst
+    /// (empty if need be) so they leave now rather than at the next timer tick.
+    pub kick: AtomicBool,
 }
 
 impl Shared {
@@ -279,6 +284,60 @@ fn thread_cpu_ns() -> u64 {
         }
         Err(_) => 0,
     }
+}
+
+/// Fills in the TCP or UDP checksum of a frame that carries only the pseudo-header sum (made
+/// on this host with checksum offload: veth peers, local sockets). The frame is left as it is
+/// when it is anything else, or malformed: the engine then counts it as such.
+pub fn complete_l4_checksum(f: &mut [u8]) {
+    use nft_wire::checksum::{combine, sum};
+    let be16 = |f: &[u8], at: usize| -> Option<usize> {
+        Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]) as usize)
+    };
+    let mut at = 12;
+    let Some(mut et) = be16(f, at) else { return };
+    while et == 0x8100 || et == 0x88a8 {
+        at += 4;
+        let Some(e) = be16(f, at) else { return };
+        et = e;
+    }
+    let l3 = at + 2;
+    let (proto, l4, l4len, addrs) = match et {
+        0x0800 => {
+            let Some(&vihl) = f.get(l3) else { return };
+            let ihl = usize::from(vihl & 0xf) * 4;
+            let (Some(total), Some(frag)) = (be16(f, l3 + 2), be16(f, l3 + 6)) else {
+                return;
+            };
+            if frag & 0x3fff != 0 || total < ihl || ihl < 20 {
+                return; // a fragment: its checksum covers the whole datagram
+            }
+            let Some(&p) = f.get(l3 + 9) else { return };
+            (p, l3 + ihl, total - ihl, l3 + 12..l3 + 20)
+        }
+        0x86dd => {
+            let (Some(&p), Some(plen)) = (f.get(l3 + 6), be16(f, l3 + 4)) else {
+                return;
+            };
+            (p, l3 + 40, plen, l3 + 8..l3 + 40)
+        }
+        _ => return,
+    };
+    let field = match proto {
+        6 => 16,
+        17 => 6,
+        _ => return,
+    };
+    if l4 + l4len > f.len() || field + 2 > l4len {
+        return;
+    }
+    f[l4 + field..l4 + field + 2].copy_from_slice(&[0, 0]);
+    let pseudo = combine(&[sum(&f[addrs]), u16::from(proto), l4len as u16]);
+    let mut c = !combine(&[pseudo, sum(&f[l4..l4 + l4len])]);
+    if c == 0 && proto == 17 {
+        c = 0xffff;
+    }
+    f[l4 + field..l4 + field + 2].copy_from_slice(&c.to_be_bytes());
 }
 
 fn is_arp(f: &[u8]) -> bool {
@@ -357,16 +416,19 @@ fn worker(
         let mut n = 0;
         for (i, s) in socks.iter_mut().enumerate() {
             let port = i as u16;
-            s.rx_burst(BURST, |f| {
+            s.rx_burst(BURST, |f, csum_not_ready| {
                 // ARP is the kernel's; it answers from its own copy
                 if is_arp(f) || n >= slots.len() {
                     return;
                 }
                 slots[n].refill(port, f);
+                if csum_not_ready {
+                    complete_l4_checksum(slots[n].frame_mut());
+                }
                 n += 1;
             });
         }
-        if n == 0 && last_tick.elapsed() < TICK {
+        if n == 0 && last_tick.elapsed() < TICK && !shared.kick.swap(false, Ordering::Relaxed) {
             continue;
         }
         last_tick = Instant::now();
@@ -577,6 +639,25 @@ impl Drop for Guard {
     }
 }
 
+/// The kernel must not forward what the dataplane forwards, or every packet leaves twice.
+fn check_kernel_forwarding() -> Result<()> {
+    for (file, name) in [
+        ("/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"),
+        (
+            "/proc/sys/net/ipv6/conf/all/forwarding",
+            "net.ipv6.conf.all.forwarding",
+        ),
+    ] {
+        if std::fs::read_to_string(file).is_ok_and(|v| v.trim() != "0") {
+            bail!(
+                "the kernel forwards too ({name} is on): every packet would leave twice; \
+                 run `sysctl -w {name}=0` in this network namespace first"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `flags offload`: each flowtable that has it gets the XDP offload on its devices (native
 /// mode, else generic), or stays in software, saying why: the program was not built
 /// (`nft_xdp::NOT_BUILT`), cannot be loaded, or a device takes no XDP program (its flows
@@ -629,6 +710,7 @@ fn xdp_offload(router: &mut Router, ifs: &[(String, String)], mono: Duration) ->
 pub fn run(a: Args) -> Result<ExitCode> {
     let io = parse_io(&a.io)?;
     let ifs = parse_interfaces(&a.interfaces)?;
+    check_kernel_forwarding()?;
     let workers = a.workers.max(1);
     // subscribe first, then dump, so no change falls between the two
     let mut monitor = Netlink::monitor()?;
@@ -700,6 +782,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }),
         names: names.clone(),
         epoch,
+        kick: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
@@ -754,6 +837,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                             .any(|e| matches!(e, Event::AddrNew(_) | Event::AddrGone(_)));
                         for ev in evs {
                             apply_event(&mut st, &shared.names, ev, &rtx);
+                        }
+                        if st.router.held() > 0 {
+                            shared.kick.store(true, Ordering::Relaxed);
                         }
                         // the steering programs follow the router's addresses
                         if let (true, Some(s)) = (addrs_changed, &steering) {
@@ -952,6 +1038,52 @@ mod tests {
             e.to_string(),
             "no interface named \"nope\" in this network namespace"
         );
+    }
+
+    #[test]
+    fn partial_checksums_are_completed() {
+        use etherparse::PacketBuilder;
+        for v6 in [false, true] {
+            for tcp in [false, true] {
+                let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+                let b = if v6 {
+                    b.ipv6(
+                        "2001:db8::1"
+                            .parse::<std::net::Ipv6Addr>()
+                            .unwrap()
+                            .octets(),
+                        "2001:db8::2"
+                            .parse::<std::net::Ipv6Addr>()
+                            .unwrap()
+                            .octets(),
+                        64,
+                    )
+                } else {
+                    b.ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+                };
+                let payload = b"some payload, odd length";
+                let mut good = vec![];
+                if tcp {
+                    b.tcp(1000, 80, 7, 1000)
+                        .ack(9)
+                        .write(&mut good, payload)
+                        .unwrap();
+                } else {
+                    b.udp(1000, 53).write(&mut good, payload).unwrap();
+                }
+                let l4 = if v6 { 14 + 40 } else { 14 + 20 };
+                let field = l4 + if tcp { 16 } else { 6 };
+                let mut partial = good.clone();
+                partial[field] = 0x12;
+                partial[field + 1] = 0x34;
+                complete_l4_checksum(&mut partial);
+                assert_eq!(partial, good, "v6 {v6} tcp {tcp}");
+                // garbage stays garbage, without a panic
+                let mut short = good[..l4 + 4].to_vec();
+                complete_l4_checksum(&mut short);
+                assert_eq!(short, good[..l4 + 4]);
+            }
+        }
     }
 
     #[test]

@@ -194,7 +194,13 @@ impl Conn {
 
     /// Expired at `now`? An offloaded connection never is: the flowtable keeps it alive.
     pub fn expired(&self, now: Duration) -> bool {
-        !self.is_offloaded() && self.deadline_ns <= ns(now)
+        self.expired_ns(ns(now))
+    }
+
+    /// [`expired`](Self::expired) with `now` already in nanoseconds (GC converts it once).
+    #[inline]
+    pub(crate) fn expired_ns(&self, now_ns: u64) -> bool {
+        !self.is_offloaded() && self.deadline_ns <= now_ns
     }
 
     pub fn label(&self, bit: u8) -> bool {

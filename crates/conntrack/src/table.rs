@@ -545,6 +545,7 @@ impl Table {
         // Wrapping by comparison, not `%`: this runs for a few slots per burst frame, fast
         // path included, and two divisions a slot were half of its cost.
         let mut next = self.gc_cursor % n;
+        let now_ns = crate::conn::ns(now);
         for _ in 0..budget.min(n) {
             let idx = next;
             next = if idx + 1 == n { 0 } else { idx + 1 };
@@ -552,7 +553,7 @@ impl Table {
             let expired = self.slots[idx]
                 .conn
                 .as_ref()
-                .is_some_and(|c| c.expired(now) || c.status.contains(Status::DYING));
+                .is_some_and(|c| c.expired_ns(now_ns) || c.status.contains(Status::DYING));
             if expired && self.free_slot(idx as u32).is_some() {
                 freed += 1;
                 self.stats.expired += 1;

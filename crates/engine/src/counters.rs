@@ -80,8 +80,8 @@ drop_reasons! {
     NotForwardable = "not_forwardable",
     /// No static neighbour for the next hop (there is no ARP/ND here).
     NoNeighbour = "no_neighbour",
-    /// Live mode (`Config::resolve_neighbours`): the next hop's MAC is not known yet; the
-    /// kernel was asked to resolve it and the connection's next packets go through once it is.
+    /// Live mode (`Config::resolve_neighbours`): the frame waited for its next hop's MAC
+    /// longer than the kernel tries to resolve it (3 s), or the wait queue was full.
     NeighbourUnresolved = "neighbour_unresolved",
     /// TTL or hop limit ran out (answered with ICMP time exceeded).
     TtlExceeded = "ttl_exceeded",

@@ -64,23 +64,18 @@ struct Forwarded {
     rx_len: usize,
 }
 
-/// One direction of a connection as its last slow-path packet left.
-#[derive(Debug, Clone, Copy, Default)]
-struct Seen {
-    port: Option<u16>,
-    mangles: Mangles,
-}
-
 /// The flowtables and what ties them to connections.
 pub struct Offload {
     enabled: bool,
     tables: Vec<RouterFlowtable>,
     /// For each interface, the flowtable whose devices include it.
     port_table: Vec<Option<usize>>,
-    /// What each direction of a forwarded connection last showed on the slow path: the port
-    /// it arrived on (a flow keys each direction on it, and the packet that admits a flow
-    /// shows only its own) and the mangles its walk applied, replayed by the fast path.
-    seen: HashMap<ConnId, [Seen; 2]>,
+    /// The port each direction of a forwarded connection last arrived on: a flow keys each
+    /// direction on it, and the packet that admits a flow shows only its own.
+    seen: HashMap<ConnId, [Option<u16>; 2]>,
+    /// The mangles each direction's last slow-path walk applied, replayed by the fast path;
+    /// only connections that have some are here (16 bytes a connection in `seen`, not 56).
+    mangles: HashMap<ConnId, [Mangles; 2]>,
     flows: HashMap<ConnId, (usize, FlowId)>,
     next_gc: Duration,
     fib_gen: u64,
@@ -209,6 +204,7 @@ impl Offload {
             tables,
             port_table,
             seen: HashMap::new(),
+            mangles: HashMap::new(),
             flows: HashMap::new(),
             next_gc: Duration::ZERO,
             fib_gen: 0,
@@ -358,6 +354,7 @@ impl Offload {
         self.flows
             .retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.contains(*fid)));
         self.seen.retain(|id, _| ct.get(*id).is_some());
+        self.mangles.retain(|id, _| ct.get(*id).is_some());
     }
 
     /// After a ruleset swap (`self` built from the new ruleset): each flowtable of `old` whose
@@ -367,6 +364,7 @@ impl Offload {
         let Offload {
             tables,
             seen,
+            mangles,
             flows,
             next_gc,
             fib_gen,
@@ -375,6 +373,7 @@ impl Offload {
             ..
         } = old;
         self.seen = seen;
+        self.mangles = mangles;
         self.next_gc = next_gc;
         self.fib_gen = fib_gen;
         self.admitted = admitted;
@@ -517,10 +516,12 @@ impl Offload {
         let Ok(port) = u16::try_from(ingress) else {
             return;
         };
-        self.seen.entry(id).or_default()[dir.index()] = Seen {
-            port: Some(port),
-            mangles,
-        };
+        self.seen.entry(id).or_default()[dir.index()] = Some(port);
+        if mangles != Mangles::default() {
+            self.mangles.entry(id).or_default()[dir.index()] = mangles;
+        } else if let Some(m) = self.mangles.get_mut(&id) {
+            m[dir.index()] = mangles;
+        }
     }
 
     fn refuse(&mut self, why: &'static str) {
@@ -549,11 +550,11 @@ impl Offload {
             self.refuse("udp_not_assured");
             return false;
         }
-        let Some(seen) = self.seen.get(&id).copied() else {
+        let Some(ports) = self.seen.get(&id).copied() else {
             self.refuse("reply_not_seen");
             return false;
         };
-        let ports = [seen[0].port, seen[1].port];
+        let mangles = self.mangles.get(&id).copied().unwrap_or_default();
         let paths = match Self::paths(c, ports, fib, topo) {
             Ok(p) => p,
             Err(why) => {
@@ -567,7 +568,7 @@ impl Offload {
             conn: Some(id),
             meta,
             paths,
-            mangles: [seen[0].mangles, seen[1].mangles],
+            mangles,
             fib_generation: fib.generation(),
         };
         let Some(rt) = self.tables.get_mut(t) else {

@@ -78,9 +78,10 @@ pub struct Config {
     pub log_capacity: usize,
     /// Flow offload: off, `flow add` is a no-op and every packet takes the slow path.
     pub offload: bool,
-    /// Live mode: a next hop without a known MAC is dropped as `neighbour_unresolved` and
-    /// queued for [`Router::take_unresolved`] (the caller has the kernel resolve it), instead
-    /// of `no_neighbour` (static neighbours only).
+    /// Live mode: a frame whose next hop has no known MAC waits (up to 3 s, 256 frames) and the
+    /// next hop is queued for [`Router::take_unresolved`] (the caller has the kernel resolve
+    /// it); the frame leaves at the first burst after [`Router::set_neighbour`] gives the MAC,
+    /// or is dropped as `neighbour_unresolved`. Off: `no_neighbour` (static neighbours only).
     pub resolve_neighbours: bool,
 }
 
@@ -272,6 +273,9 @@ struct Walk {
     /// reassembled datagram, or the whole payload to cut at the egress MTU), and the IP
     /// length of the largest fragment that came in (`frag_max_size`).
     frags: Option<(Vec<usize>, usize, u32)>,
+    /// Live mode: the next hop whose MAC is being resolved; the frame waits in
+    /// [`Router::held`] instead of leaving.
+    hold: Option<IpAddr>,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -305,7 +309,25 @@ pub struct Router {
     defrag: Defrag,
     /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
     unresolved: Vec<(usize, IpAddr)>,
+    /// Frames waiting for their next hop's MAC (live mode), oldest first.
+    held: Vec<Held>,
 }
+
+/// A routed frame, link header written but for the destination MAC, waiting for the kernel to
+/// resolve its next hop (as the kernel's own neighbour queue, `unres_qlen`, holds them).
+struct Held {
+    egress: usize,
+    next: IpAddr,
+    frame: Vec<u8>,
+    mark: u32,
+    priority: u32,
+    since: Duration,
+}
+
+/// How many frames wait for neighbours at most; beyond, they are dropped.
+const HELD_MAX: usize = 256;
+/// How long a frame waits for its neighbour (the kernel gives up resolving after about 3 s).
+const HOLD_FOR: Duration = Duration::from_secs(3);
 
 /// How many unresolved next hops are queued between two [`Router::take_unresolved`] calls.
 const UNRESOLVED_MAX: usize = 256;
@@ -365,6 +387,7 @@ impl Router {
             flow_names: vec![],
             defrag: Defrag::new(DefragConfig::default()),
             unresolved: vec![],
+            held: vec![],
         }
     }
 
@@ -451,6 +474,9 @@ impl Router {
         // two slots per slow-path frame (below). Fast-path frames make none, and scanning
         // for them cost as much as a third of the flowtable's own work a packet.
         self.ct.gc(now, self.cfg.gc_budget);
+        if !self.held.is_empty() {
+            self.release_held(now, out);
+        }
         if self.defrag.queues() > 0 {
             let expired = self.defrag.expire(now);
             self.counters.drops[Drop::FragTimeout.index()] += expired as u64;
@@ -631,6 +657,7 @@ impl Router {
             ct_mark: None,
             local: false,
             frags: None,
+            hold: None,
         };
         let mut meta = meta;
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
@@ -732,6 +759,30 @@ impl Router {
                     data.drain(..start);
                 }
                 self.transmit_with(Port::Host, data, w.mark, w.priority, out);
+            }
+            Ok(Fate::Tx { egress, .. }) if w.hold.is_some() => {
+                let next = w.hold.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                if self.held.len() >= HELD_MAX || w.frags.is_some() {
+                    return self.counters.drop(Drop::NeighbourUnresolved);
+                }
+                let iface = &self.topo.interfaces[egress];
+                let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+                let frame = l2::encapsulate(
+                    data,
+                    start + meta.l3_offset,
+                    start + meta.l3_end,
+                    iface,
+                    [0; 6],
+                    ethertype,
+                );
+                self.held.push(Held {
+                    egress,
+                    next,
+                    frame,
+                    mark: w.mark,
+                    priority: w.priority,
+                    since: now,
+                });
             }
             Ok(Fate::Tx { egress, dst_mac }) if w.frags.is_some() => {
                 let iface = &self.topo.interfaces[egress];
@@ -980,7 +1031,8 @@ impl Router {
                         {
                             self.unresolved.push((oif, next));
                         }
-                        return Err(Drop::NeighbourUnresolved);
+                        w.hold = Some(next);
+                        [0; 6]
                     }
                     None => return Err(Drop::NoNeighbour),
                 }
@@ -1806,6 +1858,7 @@ impl Router {
             ct_mark: None,
             local: true,
             frags: None,
+            hold: None,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -1943,6 +1996,30 @@ impl Router {
             i.up = up;
             self.offload.set_link(iface, up);
         }
+    }
+
+    /// Frames held for a next hop whose MAC is now known leave (in the order they came); those
+    /// that waited [`HOLD_FOR`] are dropped as `neighbour_unresolved`.
+    fn release_held(&mut self, now: Duration, out: &mut Vec<Sent>) {
+        let mut tx = std::mem::take(&mut self.tx);
+        for mut h in std::mem::take(&mut self.held) {
+            let up = self.topo.interfaces.get(h.egress).is_some_and(|i| i.up);
+            match self.topo.neighbours.get(&(h.egress, h.next)).copied() {
+                Some(mac) if up && h.frame.len() >= 6 => {
+                    h.frame[..6].copy_from_slice(&mac);
+                    self.transmit_with(Port::Iface(h.egress), h.frame, h.mark, h.priority, &mut tx);
+                }
+                None if up && now.saturating_sub(h.since) < HOLD_FOR => self.held.push(h),
+                _ => self.counters.drop(Drop::NeighbourUnresolved),
+            }
+        }
+        out.extend(tx.drain(..).map(Sent::Frame));
+        self.tx = tx;
+    }
+
+    /// Frames waiting for a neighbour's MAC.
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// The next hops (interface, address) whose MAC was missing since the last call, each

@@ -44,27 +44,24 @@ fn assured_udp(r: &mut nft_engine::Router, t: u64) -> u16 {
 }
 
 #[test]
-fn unresolved_neighbour_is_queued_and_the_connection_survives() {
+fn unresolved_neighbour_holds_the_frames_until_resolved() {
     let cfg = Config {
         resolve_neighbours: true,
         ..Config::default()
     };
     let mut r = router_with(TOPOLOGY, RULES, cfg);
-    // the gateway's MAC is not known yet
+    // the gateway's MAC is not known yet: the frames wait
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), None);
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
-        secs(1),
-    );
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
-        secs(1),
-    );
-    assert_eq!(r.counters().dropped(Drop::NeighbourUnresolved), 2);
+    for q in [&b"q1"[..], b"q2"] {
+        none(
+            &mut r,
+            LAN,
+            udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, q),
+            secs(1),
+        );
+    }
+    assert_eq!(r.held(), 2);
+    assert_eq!(r.counters().dropped(Drop::NeighbourUnresolved), 0);
     assert_eq!(r.counters().dropped(Drop::NoNeighbour), 0);
     // asked once, however many packets waited
     assert_eq!(
@@ -72,17 +69,56 @@ fn unresolved_neighbour_is_queued_and_the_connection_survives() {
         vec![(WAN, "198.18.0.1".parse().unwrap())]
     );
     assert!(r.take_unresolved().is_empty());
-    // the kernel answers: the next packet of the same connection goes through
+    // the kernel answers: the held frames leave first, in order, then the new one
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), Some(GW_MAC));
-    let out = one(
+    let out = send(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
+        secs(2),
+    );
+    assert_eq!(out.len(), 3);
+    for (f, q) in out.iter().zip([&b"q1"[..], b"q2", b"q3"]) {
+        assert_eq!(f.egress, Port::Iface(WAN));
+        assert_eq!(&f.data[0..6], &GW_MAC);
+        assert_eq!(&f.data[6..12], &WAN_MAC);
+        assert!(f.data.ends_with(q));
+        // the same connection: one masquerade source port for all three
+        assert_eq!(check(&f.data).ports, check(&out[0].data).ports);
+    }
+    assert_eq!(r.held(), 0);
+    assert_eq!(r.conntrack().len(), 1);
+    assert_eq!(r.report(secs(2)).interfaces[WAN].tx_packets, 3);
+}
+
+#[test]
+fn held_frames_give_up_after_three_seconds() {
+    let cfg = Config {
+        resolve_neighbours: true,
+        ..Config::default()
+    };
+    let mut r = router_with(TOPOLOGY, RULES, cfg);
+    r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), None);
+    none(
         &mut r,
         LAN,
         udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
-        secs(2),
-        Port::Iface(WAN),
+        secs(1),
     );
-    assert_eq!(&out[0..6], &GW_MAC);
+    assert!(send(&mut r, LAN, vec![], secs(3)).is_empty());
+    assert_eq!(r.held(), 1);
+    assert!(send(&mut r, LAN, vec![], secs(5)).is_empty());
+    assert_eq!(r.held(), 0);
+    assert_eq!(r.counters().dropped(Drop::NeighbourUnresolved), 1);
+    // the connection stays; its next packet is held again and asks again
     assert_eq!(r.conntrack().len(), 1);
+    none(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q2"),
+        secs(5),
+    );
+    assert_eq!(r.held(), 1);
 }
 
 #[test]

@@ -285,6 +285,11 @@ impl AfPacket {
     /// Hands up to `max` received frames to `f`, each as it was on the wire (Ethernet header
     /// first), and returns how many. Never blocks; see [`AfPacket::poll`].
     pub fn rx_burst(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        self.rx_burst_info(max, |frame, _| f(frame))
+    }
+
+    /// [`rx_burst`](Self::rx_burst), with what the ring says about each frame.
+    pub fn rx_burst_info(&mut self, max: usize, mut f: impl FnMut(&[u8], RxInfo)) -> usize {
         let mut delivered = 0;
         while delivered < max {
             let cursor = match self.cursor {
@@ -314,6 +319,9 @@ impl AfPacket {
                     self.stats.rx_truncated += 1;
                     continue;
                 }
+                let info = RxInfo {
+                    csum_not_ready: pkt.csum_not_ready,
+                };
                 match pkt.vlan {
                     Some((tpid, tci)) if pkt.frame.len() >= 12 => {
                         self.scratch.clear();
@@ -321,9 +329,9 @@ impl AfPacket {
                         self.scratch.extend_from_slice(&tpid.to_be_bytes());
                         self.scratch.extend_from_slice(&tci.to_be_bytes());
                         self.scratch.extend_from_slice(&pkt.frame[12..]);
-                        f(&self.scratch);
+                        f(&self.scratch, info);
                     }
-                    _ => f(pkt.frame),
+                    _ => f(pkt.frame, info),
                 }
                 delivered += 1;
             }
@@ -448,6 +456,19 @@ struct RxPacket<'a> {
     next_offset: usize,
     truncated: bool,
     vlan: Option<(u16, u16)>,
+    csum_not_ready: bool,
+}
+
+/// `TP_STATUS_CSUMNOTREADY` (linux/if_packet.h; not in the libc crate).
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+
+/// What the ring says about a received frame besides its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxInfo {
+    /// The frame's TCP/UDP checksum is not filled in (`TP_STATUS_CSUMNOTREADY`): the packet was
+    /// made on this host (a veth peer, a local socket) with checksum offload, and holds only the
+    /// pseudo-header sum. A router forwarding it from user space must complete it.
+    pub csum_not_ready: bool,
 }
 
 /// The mmap'ed receive ring. Blocks alternate owners through `block_status`: the kernel writes a
@@ -571,6 +592,7 @@ impl Ring {
             next_offset: h.tp_next_offset as usize,
             truncated: h.tp_snaplen < h.tp_len,
             vlan,
+            csum_not_ready: h.tp_status & TP_STATUS_CSUMNOTREADY != 0,
         })
     }
 

@@ -85,7 +85,9 @@ pub enum BindMode {
     ZeroCopy,
 }
 
-/// The UMEM and ring geometry.
+/// The UMEM and ring geometry. `Default`: 4096 frames of 2048 bytes (8 MiB), rings of 2048,
+/// 1024 frames receiving per port (so a set of up to three ports still has frames to send
+/// from), zero-copy when the driver has it, `XDP_USE_NEED_WAKEUP`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AfXdpConfig {
     /// Bytes per UMEM frame: 2048 or 4096.
@@ -114,7 +116,7 @@ impl Default for AfXdpConfig {
             tx_size: 2048,
             fill_size: 2048,
             completion_size: 2048,
-            rx_frames: 2048,
+            rx_frames: 1024,
             mode: BindMode::Auto,
             need_wakeup: true,
         }

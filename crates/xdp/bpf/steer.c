@@ -10,7 +10,9 @@
  *   - frames too short or malformed to tell (the stack drops them and counts).
  * With STEER_F_LOCAL_NO_SOCKET, local TCP/UDP that no kernel socket would take (a socket
  * lookup, listeners included), ICMP echo replies and ICMP errors to the router go to the
- * socket too: replies to masqueraded connections are addressed to the router.
+ * socket too: replies to masqueraded connections are addressed to the router. Limits: an
+ * IPv4 fragment addressed to the router goes to the stack (its ports are in the first fragment
+ * only), and ICMP errors about the router's own connections (PMTU) go to the dataplane too.
  * Parses Ethernet, up to two 802.1Q/802.1ad tags, IPv4 and IPv6. With steer_config.enabled 0
  * every frame goes to the stack. A queue without a socket falls back to the stack too
  * (bpf_redirect_map's XDP_PASS default), counted as no_socket.

@@ -641,7 +641,9 @@ impl XdpOffload {
 
     fn to_caller_time(&self, ns: u64) -> Duration {
         match self.clock {
-            Some((now, mono)) => now.saturating_sub(Duration::from_nanos(mono.saturating_sub(ns))),
+            // `ns` may be before or after the pair was taken.
+            Some((now, mono)) if ns >= mono => now.saturating_add(Duration::from_nanos(ns - mono)),
+            Some((now, mono)) => now.saturating_sub(Duration::from_nanos(mono - ns)),
             None => Duration::from_nanos(ns),
         }
     }

@@ -1,0 +1,281 @@
+//! `nft-offload run` with a flowtable that has `flags offload` (issue 7), in network namespaces
+//! this test makes (client - router - server): the XDP offload goes on both interfaces; UDP
+//! through masquerade, answered by the server, ends up `[HW_OFFLOAD]`; after the handover the
+//! dataplane sees none of the flow's packets while the server still gets them all; a clean stop
+//! takes the program off. Root and the built XDP program; skipped otherwise.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nft_io::netns::{ip, skip_reason, Netns};
+
+const RULES: &str = "table inet filter {
+  flowtable ft { hook ingress priority 0; devices = { lan0, wan0 }; flags offload; }
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    meta l4proto { tcp, udp } flow add @ft
+  }
+}
+table ip nat {
+  chain postrouting { type nat hook postrouting priority 100; oifname \"wan0\" masquerade }
+}
+";
+
+/// The router process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Router(Option<Child>);
+
+impl Router {
+    fn stop(&mut self) -> Option<String> {
+        let mut c = self.0.take()?;
+        // SIGTERM to the child we started, by its pid: a clean shutdown.
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                let out = c.wait_with_output().ok()?;
+                return Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn xdp_on(ns: &str, dev: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns, "link", "show", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(" xdp")
+}
+
+fn ping(ns: &str, dst: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", dst,
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn stats(sock: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_nft-offload"))
+        .args(["stats", "--json", "--control", sock])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn list(sock: &str, what: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_nft-offload"))
+        .args(["list", what, "--control", sock])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sends `n` UDP datagrams from the client (port 10000) to the server's port 9, one every
+/// 20 ms, each answered by the server: how many answers came back.
+fn udp_exchange(c: &str, s: &str, n: u32) -> u32 {
+    let server = Command::new("ip")
+        .args([
+            "netns", "exec", s, "python3", "-c",
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',9))\ns.settimeout(3)\ntry:\n  while True:\n    d,a=s.recvfrom(2048); s.sendto(d,a)\nexcept socket.timeout: pass\n",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let script = format!(
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',10000))\ns.settimeout(0.3)\ng=0\nfor i in range({n}):\n  s.sendto(b'x'*32,('198.19.0.2',9))\n  try:\n    s.recvfrom(2048); g+=1\n  except socket.timeout: pass\n  time.sleep(0.02)\nprint(g)\n"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", c, "python3", "-c", &script])
+        .output()
+        .unwrap();
+    let mut server = server;
+    let _ = server.wait();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn run_flags_offload_forwards_in_xdp() {
+    let test = "run_flags_offload_forwards_in_xdp";
+    if let Some(why) = skip_reason() {
+        eprintln!("{test}: SKIPPED ({why})");
+        return;
+    }
+    if !nft_xdp::built() {
+        eprintln!("{test}: SKIPPED ({})", nft_xdp::NOT_BUILT);
+        return;
+    }
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("{test}: SKIPPED (needs python3)");
+        return;
+    }
+    let tag = format!("lxo-{}", std::process::id());
+    let (c, r, s) = (format!("{tag}-c"), format!("{tag}-r"), format!("{tag}-s"));
+    let _ns = Netns::create(&[c.clone(), r.clone(), s.clone()]).unwrap();
+    let (c, r, s) = (c.as_str(), r.as_str(), s.as_str());
+    for n in [c, r, s] {
+        ip(&["-n", n, "link", "set", "lo", "up"]).unwrap();
+    }
+    ip(&[
+        "-n", r, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", c,
+    ])
+    .unwrap();
+    ip(&[
+        "-n", r, "link", "add", "wan0", "type", "veth", "peer", "name", "eth0", "netns", s,
+    ])
+    .unwrap();
+    for (n, dev, a) in [
+        (r, "lan0", "198.18.1.1/24"),
+        (r, "wan0", "198.19.0.1/24"),
+        (c, "eth0", "198.18.1.2/24"),
+        (s, "eth0", "198.19.0.2/24"),
+    ] {
+        ip(&["-n", n, "addr", "add", a, "dev", dev]).unwrap();
+        ip(&["-n", n, "link", "set", dev, "up"]).unwrap();
+    }
+    ip(&["-n", c, "route", "add", "default", "via", "198.18.1.1"]).unwrap();
+    ip(&[
+        "-n",
+        s,
+        "route",
+        "add",
+        "198.18.0.0/16",
+        "via",
+        "198.19.0.1",
+    ])
+    .unwrap();
+    // The end hosts send complete checksums: with veth's checksum offload their UDP leaves
+    // with only the pseudo-header sum (CHECKSUM_PARTIAL), which the AF_PACKET dataplane
+    // forwards as it is and the other end then drops (InCsumErrors).
+    for n in [c, s] {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", n, "ethtool", "-K", "eth0", "tx", "off"])
+            .output();
+    }
+
+    let dir = std::env::temp_dir().join(format!("nft-offload-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.nft");
+    std::fs::write(&rules, RULES).unwrap();
+    let sock = dir.join("control.sock");
+    let sock_s = sock.to_str().unwrap().to_string();
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            r,
+            env!("CARGO_BIN_EXE_nft-offload"),
+            "run",
+            "-f",
+        ])
+        .arg(&rules)
+        .args(["--interfaces", "lan=lan0,wan=wan0", "--control"])
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut router = Router(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(sock.exists() && xdp_on(r, "lan0") && xdp_on(r, "wan0")) {
+        assert!(Instant::now() < deadline, "run did not come up with XDP on");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = ping(c, "198.19.0.2");
+
+    // Through the slow path first, then the flowtable; the push comes with the next GC.
+    // Conntrack assures a UDP connection once it is still answered two seconds on (as
+    // Linux does): three seconds of traffic.
+    let got = udp_exchange(c, s, 150);
+    if got != 150 {
+        let st = stats(&sock_s);
+        let ct = list(&sock_s, "conntrack");
+        let snmp = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                s,
+                "sh",
+                "-c",
+                "grep Udp: /proc/net/snmp; ip -s link show eth0",
+            ])
+            .output()
+            .unwrap();
+        panic!(
+            "{got} of 150 answered\n{ct}\n{st}\n{}\n{:?}",
+            String::from_utf8_lossy(&snmp.stdout),
+            router.stop()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let ct = list(&sock_s, "conntrack");
+    assert!(ct.contains("[HW_OFFLOAD]"), "{ct}");
+    let flows = list(&sock_s, "flowtables");
+    assert!(flows.contains("[hw]"), "{flows}");
+    let before = stats(&sock_s);
+    let rx0 = before["interfaces"][0]["rx_packets"].as_u64().unwrap();
+    let rx1 = before["interfaces"][1]["rx_packets"].as_u64().unwrap();
+    // Now the XDP program forwards both ways: every datagram is answered, and the dataplane
+    // receives none of them.
+    let second = Instant::now();
+    assert_eq!(udp_exchange(c, s, 50), 50);
+    let after = stats(&sock_s);
+    let d0 = after["interfaces"][0]["rx_packets"].as_u64().unwrap() - rx0;
+    let d1 = after["interfaces"][1]["rx_packets"].as_u64().unwrap() - rx1;
+    assert!(
+        d0 + d1 < 10,
+        "the dataplane saw {d0} + {d1} of 100: {after}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // The program's counters came back into the flow (original direction: the fast path's
+    // and the program's packets since admission, at least the second exchange's 50 and the
+    // first's after its two seconds), and its last-used time keeps the flow fresh.
+    let flows = list(&sock_s, "flowtables");
+    let packets: u64 = flows
+        .lines()
+        .find(|l| l.contains("[hw]"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("packets="))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(packets >= 100, "{flows}");
+    // Last used during the second exchange, which only the program saw (whole seconds).
+    let idle: u64 = flows
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("idle="))
+        .and_then(|n| n.trim_end_matches('s').parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(idle <= second.elapsed().as_secs(), "{flows}");
+
+    let log = router.stop().expect("run did not stop on SIGTERM");
+    assert!(log.contains("XDP offload (generic)"), "{log}");
+    assert!(
+        !xdp_on(r, "lan0") && !xdp_on(r, "wan0"),
+        "XDP left attached"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
