@@ -85,6 +85,9 @@ pub enum BindMode {
     ZeroCopy,
 }
 
+/// `linux/if_xdp.h` (6.17), not in libc yet.
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
 /// The UMEM and ring geometry. `Default`: 4096 frames of 2048 bytes (8 MiB), rings of 2048,
 /// 1024 frames receiving per port (so a set of up to three ports still has frames to send
 /// from), zero-copy when the driver has it, `XDP_USE_NEED_WAKEUP`.
@@ -373,6 +376,15 @@ impl AfXdpSet {
                 sys::setsockopt(&fd, libc::XDP_UMEM_REG, &reg, "setsockopt(XDP_UMEM_REG)")?;
             }
             rings.push(Rings::map(&fd, config)?);
+            // Copy mode sends at most 32 frames per sendto unless told more (Linux 6.17+,
+            // XDP_MAX_TX_SKB_BUDGET): a burst then goes out in one call, one wakeup of the
+            // peer. Older kernels refuse the option; they keep 32.
+            let _ = sys::setsockopt(
+                &fd,
+                XDP_MAX_TX_SKB_BUDGET,
+                &(config.tx_size.min(256) as libc::c_int),
+                "setsockopt(XDP_MAX_TX_SKB_BUDGET)",
+            );
             socks.push(Sock {
                 fd,
                 ifindex,
