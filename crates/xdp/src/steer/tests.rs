@@ -604,7 +604,7 @@ fn with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for() {
         eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 0)),
         eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 3)),
     ];
-    let kernels = vec![
+    let kernels = [
         // A listener (bound to 0.0.0.0) and a bound UDP socket (::, dual stack, so both
         // families).
         eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 7777, 4)),
