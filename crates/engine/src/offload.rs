@@ -23,7 +23,11 @@
 //! * When a flow leaves, its connection's timeout counts from the flow's last packet (as the
 //!   slow path would have refreshed it), not from the GC pass that noticed the idle flow.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// foldhash rather than SipHash: the keys are connection handles the table hands out, not
+/// values a sender chooses, and the maps are read for every slow-path packet.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -203,9 +207,9 @@ impl Offload {
             enabled,
             tables,
             port_table,
-            seen: HashMap::new(),
-            mangles: HashMap::new(),
-            flows: HashMap::new(),
+            seen: HashMap::default(),
+            mangles: HashMap::default(),
+            flows: HashMap::default(),
             next_gc: Duration::ZERO,
             fib_gen: 0,
             admitted: 0,
