@@ -293,6 +293,11 @@ fn flags_offload(test: &str, io: &str) {
         );
         // none at all: ARP, ND and the like go to the kernel, not to the sockets
         assert_eq!((d0, d1, n), (0, 0, 0), "steered to the sockets: {after:#}");
+        // and the router's kernel still answers its pings, the flow in the offload
+        let local = steered(&after, "local");
+        assert!(ping(c, "198.18.1.1"), "the router's kernel did not answer");
+        let st = stats(&sock_s);
+        assert!(steered(&st, "local") >= local + 3, "{st:#}");
     }
     std::thread::sleep(Duration::from_millis(1500));
     // The program's counters came back into the flow (original direction: the fast path's

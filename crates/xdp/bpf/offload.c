@@ -5,7 +5,8 @@
  * ingress ifindex; applies the plan the software fast path applies (NAT with RFC 1624
  * incremental checksums, TTL/hop limit, DSCP, MACs, link header pop and push, link padding
  * dropped) and redirects through offload_tx. Anything else leaves unchanged, to the program in
- * offload_next (AF_XDP steering) when there is one, else to the stack: misses, TCP segments
+ * offload_next for the ingress device (its AF_XDP steering, a tail call) when there is one,
+ * else to the stack: misses, TCP segments
  * other than a plain ACK (SYN, FIN, RST: conntrack must see them), TTL <= 1, packets larger
  * than the egress MTU, frames addressed or encapsulated otherwise than the flow expects.
  */
