@@ -6,6 +6,10 @@
 //! owned ports), attached natively when the driver can, in generic mode otherwise
 //! ([`Steer::mode`] says which). Dropping it detaches the program.
 //!
+//! On a device that has the XDP offload (`flags offload`), [`Steer::attach_after`] puts it
+//! behind the offload program instead (the offload's [`Chain`], a tail call per ingress
+//! device): offloaded flows are forwarded before it, the rest is steered the same way.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), nft_xdp::SteerError> {
 //! use nft_xdp::{Steer, SteerConfig};
