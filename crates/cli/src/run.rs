@@ -653,9 +653,18 @@ fn check_kernel_forwarding() -> Result<()> {
 /// (`nft_xdp::NOT_BUILT`), cannot be loaded, or a device takes no XDP program (its flows
 /// stay in software, the others are offloaded). `mono` is CLOCK_MONOTONIC at the router's
 /// time zero. The lines are for the log; none is an error.
-fn xdp_offload(router: &mut Router, ifs: &[(String, String)], mono: Duration) -> Vec<String> {
+///
+/// With `chain` (`--io af_xdp`), each backend's [`Chain`](nft_xdp::Chain) comes back with the
+/// devices it holds and their mode: the steering program goes after the offload there.
+fn xdp_offload(
+    router: &mut Router,
+    ifs: &[(String, String)],
+    mono: Duration,
+    chain: bool,
+) -> (Vec<String>, Vec<run_afxdp::Chained>) {
     use nft_xdp::offload::{XdpOffload, XdpOffloadConfig};
     let mut msgs = vec![];
+    let mut chains = vec![];
     let tables: Vec<(usize, String, Vec<usize>)> = router
         .offload()
         .flowtables()
@@ -687,6 +696,16 @@ fn xdp_offload(router: &mut Router, ifs: &[(String, String)], mono: Duration) ->
                         ),
                     });
                 }
+                if chain {
+                    let devs = x
+                        .attachments()
+                        .iter()
+                        .filter_map(|a| Some((a.ifindex, a.mode?)))
+                        .collect();
+                    if let Some(c) = x.take_chain() {
+                        chains.push(run_afxdp::Chained { chain: c, devs });
+                    }
+                }
                 router.offload_mut().set_backend(i, Box::new(x));
             }
             Err(e) => msgs.push(format!(
@@ -694,7 +713,7 @@ fn xdp_offload(router: &mut Router, ifs: &[(String, String)], mono: Duration) ->
             )),
         }
     }
-    msgs
+    (msgs, chains)
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -726,28 +745,27 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // The router's time is `epoch.elapsed()`; the XDP offload's stats come in CLOCK_MONOTONIC.
     let epoch = Instant::now();
     let mono = nft_xdp::offload::monotonic_now();
+    // `--io af_xdp` with `flags offload`: an interface takes one XDP program, the offload;
+    // the steering program runs after it (its tail call) on what it does not forward.
+    let mut chains = vec![];
     if !a.no_offload {
         let hw = router
             .offload()
             .flowtables()
             .iter()
             .any(|t| t.ft.config().hw_offload);
-        if io == Io::AfXdp && hw {
-            // One XDP program per interface: the steering program holds them, so flowtables
-            // with `flags offload` stay in software.
-            eprintln!(
-                "nft-offload: flags offload: the AF_XDP steering program holds the interfaces; flows stay in the software fast path"
-            );
-        } else if hw {
-            for line in xdp_offload(&mut router, &ifs, mono) {
+        if hw {
+            let (lines, c) = xdp_offload(&mut router, &ifs, mono, io == Io::AfXdp);
+            for line in lines {
                 eprintln!("nft-offload: {line}");
             }
+            chains = c;
         }
     }
     let (backends, sets, steering) = match io {
         Io::AfPacket => (open_backends(io, &ifs, workers)?, vec![], None),
         Io::AfXdp => {
-            let (sets, steering) = run_afxdp::open(&ifs, workers, &snap.addrs)?;
+            let (sets, steering) = run_afxdp::open(&ifs, workers, &snap.addrs, chains)?;
             (vec![], sets, Some(Arc::new(Mutex::new(steering))))
         }
     };

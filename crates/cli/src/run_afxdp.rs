@@ -17,13 +17,22 @@ use nft_engine::{Port, Sent};
 use nft_flowtable::FrameSlot;
 use nft_io::afpacket::AfPacketStats;
 use nft_io::afxdp::{AfXdpConfig, AfXdpSet, AfXdpStats, RxAction};
-use nft_xdp::{Steer, SteerConfig};
+use nft_xdp::offload::{ifindex_of, Mode};
+use nft_xdp::{Chain, Steer, SteerConfig};
 
 use crate::netlink::Addr;
 use crate::run::{is_arp, thread_cpu_ns, Shared, BURST, TICK};
 
+/// A `flags offload` backend's chain and the devices (ifindex, mode) its program is on.
+pub struct Chained {
+    pub chain: Chain,
+    pub devs: Vec<(u32, Mode)>,
+}
+
 /// The steering programs, one per interface `run` owns; dropping detaches them.
 pub struct Steering {
+    /// Emptied (the offload programs pass to the kernel again) before the steers go.
+    chains: Vec<Chain>,
     steers: Vec<Steer>,
 }
 
@@ -41,6 +50,7 @@ impl Steering {
 
     /// Detaches every program (dropping each `Steer`); the kernel gets all frames again.
     pub fn detach(&mut self) {
+        self.chains.clear();
         self.steers.clear();
     }
 
@@ -56,11 +66,14 @@ impl Steering {
 /// Opens the sockets, one [`AfXdpSet`] per worker (queue `w` of every interface on one
 /// shared UMEM, so a frame leaves by another interface from where it arrived), and attaches
 /// the steering programs. A worker count above an interface's queue count fails at bind,
-/// naming the queue.
+/// naming the queue. On an interface that has the XDP offload (a device of one of `chains`),
+/// the steering program runs after the offload program, in its mode, instead of being
+/// attached.
 pub fn open(
     ifs: &[(String, String)],
     workers: usize,
     addrs: &[Addr],
+    mut chains: Vec<Chained>,
 ) -> Result<(Vec<AfXdpSet>, Steering)> {
     let mut steers = Vec::with_capacity(ifs.len());
     for (_, name) in ifs {
@@ -68,11 +81,31 @@ pub fn open(
             local_no_socket: true,
             ..SteerConfig::default()
         };
-        let s = Steer::attach(name, &cfg).map_err(|e| anyhow!("{e}"))?;
-        eprintln!("nft-offload: {name}: AF_XDP steering in {} mode", s.mode());
+        let ifindex = ifindex_of(name);
+        let after = chains.iter_mut().find_map(|c| {
+            let mode = c.devs.iter().find(|(i, _)| *i == ifindex)?.1;
+            Some((&mut c.chain, mode))
+        });
+        let s = match after {
+            Some((chain, mode)) => {
+                let s = Steer::attach_after(name, &cfg, chain, mode).map_err(|e| anyhow!("{e}"))?;
+                eprintln!(
+                    "nft-offload: {name}: AF_XDP steering after the XDP offload ({mode} mode)"
+                );
+                s
+            }
+            None => {
+                let s = Steer::attach(name, &cfg).map_err(|e| anyhow!("{e}"))?;
+                eprintln!("nft-offload: {name}: AF_XDP steering in {} mode", s.mode());
+                s
+            }
+        };
         steers.push(s);
     }
-    let mut steering = Steering { steers };
+    let mut steering = Steering {
+        chains: chains.into_iter().map(|c| c.chain).collect(),
+        steers,
+    };
     steering.set_locals(addrs)?;
     // 1024 frames receiving per interface, and as many again for what is being sent
     let defaults = AfXdpConfig::default();

@@ -3,6 +3,11 @@
 //! through masquerade, answered by the server, ends up `[HW_OFFLOAD]`; after the handover the
 //! dataplane sees none of the flow's packets while the server still gets them all; a clean stop
 //! takes the program off. Root and the built XDP program; skipped otherwise.
+//!
+//! The same with `--io af_xdp`: the interfaces keep the one XDP program, the offload, and the
+//! AF_XDP steering program runs after it (tail call) on what it does not forward. The router's
+//! kernel still answers its pings; after the handover the AF_XDP sockets and the steering
+//! program see none of the flow's packets.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -118,7 +123,24 @@ fn udp_exchange(c: &str, s: &str, n: u32) -> u32 {
 
 #[test]
 fn run_flags_offload_forwards_in_xdp() {
-    let test = "run_flags_offload_forwards_in_xdp";
+    flags_offload("run_flags_offload_forwards_in_xdp", "af_packet");
+}
+
+#[test]
+fn run_af_xdp_flags_offload_chains_steering() {
+    flags_offload("run_af_xdp_flags_offload_chains_steering", "af_xdp");
+}
+
+/// One steering counter of the stats, summed over the interfaces.
+fn steered(st: &serde_json::Value, reason: &str) -> u64 {
+    st["steering"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v[reason].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+fn flags_offload(test: &str, io: &str) {
+    let xdp = io == "af_xdp";
     if let Some(why) = skip_reason() {
         eprintln!("{test}: SKIPPED ({why})");
         return;
@@ -131,7 +153,7 @@ fn run_flags_offload_forwards_in_xdp() {
         eprintln!("{test}: SKIPPED (needs python3)");
         return;
     }
-    let tag = format!("lxo-{}", std::process::id());
+    let tag = format!("lxo{}-{}", if xdp { "x" } else { "" }, std::process::id());
     let (c, r, s) = (format!("{tag}-c"), format!("{tag}-r"), format!("{tag}-s"));
     let _ns = Netns::create(&[c.clone(), r.clone(), s.clone()]).unwrap();
     let (c, r, s) = (c.as_str(), r.as_str(), s.as_str());
@@ -191,7 +213,7 @@ fn run_flags_offload_forwards_in_xdp() {
             "-f",
         ])
         .arg(&rules)
-        .args(["--interfaces", "lan=lan0,wan=wan0", "--control"])
+        .args(["--interfaces", "lan=lan0,wan=wan0", "--io", io, "--control"])
         .arg(&sock)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -204,6 +226,14 @@ fn run_flags_offload_forwards_in_xdp() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = ping(c, "198.19.0.2");
+    if xdp {
+        // The router's own address: the offload program passes the echo requests (misses),
+        // the steering program after it gives them to the kernel, which answers.
+        let before = steered(&stats(&sock_s), "local");
+        assert!(ping(c, "198.18.1.1"), "the router's kernel did not answer");
+        let st = stats(&sock_s);
+        assert!(steered(&st, "local") >= before + 3, "{st:#}");
+    }
 
     // Through the slow path first, then the flowtable; the push comes with the next GC.
     // Conntrack assures a UDP connection once it is still answered two seconds on (as
@@ -237,6 +267,13 @@ fn run_flags_offload_forwards_in_xdp() {
     let before = stats(&sock_s);
     let rx0 = before["interfaces"][0]["rx_packets"].as_u64().unwrap();
     let rx1 = before["interfaces"][1]["rx_packets"].as_u64().unwrap();
+    let to_socket = |st: &serde_json::Value| {
+        steered(st, "forward") + steered(st, "owned") + steered(st, "local_no_socket")
+    };
+    if xdp {
+        // before the handover the flow went through the steering to the sockets
+        assert!(to_socket(&before) >= 100, "{before:#}");
+    }
     // Now the XDP program forwards both ways: every datagram is answered, and the dataplane
     // receives none of them.
     let second = Instant::now();
@@ -248,6 +285,20 @@ fn run_flags_offload_forwards_in_xdp() {
         d0 + d1 < 10,
         "the dataplane saw {d0} + {d1} of 100: {after}"
     );
+    if xdp {
+        // the steering program ran on none of them: the offload forwarded them before it
+        let n = to_socket(&after) - to_socket(&before);
+        eprintln!(
+            "{test}: after the handover: {d0} + {d1} frames at the sockets, {n} steered to them"
+        );
+        // none at all: ARP, ND and the like go to the kernel, not to the sockets
+        assert_eq!((d0, d1, n), (0, 0, 0), "steered to the sockets: {after:#}");
+        // and the router's kernel still answers its pings, the flow in the offload
+        let local = steered(&after, "local");
+        assert!(ping(c, "198.18.1.1"), "the router's kernel did not answer");
+        let st = stats(&sock_s);
+        assert!(steered(&st, "local") >= local + 3, "{st:#}");
+    }
     std::thread::sleep(Duration::from_millis(1500));
     // The program's counters came back into the flow (original direction: the fast path's
     // and the program's packets since admission, at least the second exchange's 50 and the
@@ -273,6 +324,13 @@ fn run_flags_offload_forwards_in_xdp() {
 
     let log = router.stop().expect("run did not stop on SIGTERM");
     assert!(log.contains("XDP offload (generic)"), "{log}");
+    if xdp {
+        assert!(
+            log.contains("lan0: AF_XDP steering after the XDP offload (generic mode)")
+                && log.contains("wan0: AF_XDP steering after the XDP offload (generic mode)"),
+            "{log}"
+        );
+    }
     assert!(
         !xdp_on(r, "lan0") && !xdp_on(r, "wan0"),
         "XDP left attached"

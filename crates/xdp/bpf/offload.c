@@ -5,7 +5,8 @@
  * ingress ifindex; applies the plan the software fast path applies (NAT with RFC 1624
  * incremental checksums, TTL/hop limit, DSCP, MACs, link header pop and push, link padding
  * dropped) and redirects through offload_tx. Anything else leaves unchanged, to the program in
- * offload_next (AF_XDP steering) when there is one, else to the stack: misses, TCP segments
+ * offload_next for the ingress device (its AF_XDP steering, a tail call) when there is one,
+ * else to the stack: misses, TCP segments
  * other than a plain ACK (SYN, FIN, RST: conntrack must see them), TTL <= 1, packets larger
  * than the egress MTU, frames addressed or encapsulated otherwise than the flow expects.
  */
@@ -46,13 +47,23 @@ struct {
 	__type(value, struct bpf_devmap_val);
 } offload_tx SEC(".maps");
 
-/* What runs on frames this program passes (slot 0; empty: the stack). */
+/* What runs on frames this program passes, per ingress device: offload_next_slot maps the
+ * ingress ifindex to a slot of offload_next (each device has its own AF_XDP steering program,
+ * with its own sockets). No slot, or an empty one: the stack. */
+#define OFFLOAD_MAX_NEXT 256
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, OFFLOAD_MAX_NEXT);
 	__type(key, __u32);
 	__type(value, __u32);
 } offload_next SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OFFLOAD_MAX_NEXT);
+	__type(key, __u32);
+	__type(value, __u32);
+} offload_next_slot SEC(".maps");
 
 #define ETH_P_QINQ 0x88a8
 #define ETH_P_PPPOE_SES 0x8864
@@ -79,8 +90,13 @@ static __always_inline void count(__u32 reason)
 
 static __always_inline int pass(struct xdp_md *ctx, __u32 reason)
 {
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 *slot;
+
 	count(reason);
-	bpf_tail_call(ctx, &offload_next, 0);
+	slot = bpf_map_lookup_elem(&offload_next_slot, &ifindex);
+	if (slot)
+		bpf_tail_call(ctx, &offload_next, *slot);
 	return XDP_PASS;
 }
 

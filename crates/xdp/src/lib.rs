@@ -18,5 +18,5 @@ pub mod offload;
 pub mod offload_layout;
 pub mod steer;
 
-pub use offload::{XdpOffload, XdpOffloadConfig, XdpOffloadError};
+pub use offload::{Chain, XdpOffload, XdpOffloadConfig, XdpOffloadError};
 pub use steer::{Steer, SteerConfig, SteerError};

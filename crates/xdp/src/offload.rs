@@ -36,8 +36,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use aya::maps::{DevMapHash, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues};
-use aya::programs::{Xdp, XdpMode};
+use aya::maps::{
+    DevMapHash, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, ProgramArray,
+};
+use aya::programs::{ProgramFd, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use nft_flowtable::{BackendEvent, DirSpec, Encap, FlowId, FlowSpec, OffloadBackend, Port};
 use nft_wire::IpAddr;
@@ -152,6 +154,7 @@ pub struct XdpOffload {
     stats_map: PerCpuArray<MapData, OffloadStats>,
     reasons: PerCpuArray<MapData, u64>,
     tx: DevMapHash<MapData>,
+    chain: Option<Chain>,
     attachments: Vec<Attachment>,
     ifindex: HashMap<Port, u32>,
     queue: VecDeque<(FlowId, FlowSpec)>,
@@ -396,6 +399,11 @@ impl XdpOffload {
         let stats_map = PerCpuArray::try_from(take(&mut ebpf, "offload_stats")?).map_err(err)?;
         let reasons = PerCpuArray::try_from(take(&mut ebpf, "offload_reasons")?).map_err(err)?;
         let tx = DevMapHash::try_from(take(&mut ebpf, "offload_tx")?).map_err(err)?;
+        let chain = Chain {
+            progs: ProgramArray::try_from(take(&mut ebpf, "offload_next")?).map_err(err)?,
+            slots: BpfHashMap::try_from(take(&mut ebpf, "offload_next_slot")?).map_err(err)?,
+            used: HashMap::new(),
+        };
         for name in [
             "offload",
             "offload_peer",
@@ -416,6 +424,7 @@ impl XdpOffload {
             stats_map,
             reasons,
             tx,
+            chain: Some(chain),
             attachments: vec![],
             ifindex: HashMap::new(),
             queue: VecDeque::new(),
@@ -516,6 +525,12 @@ impl XdpOffload {
             .or_else(|_| p.attach_to_if_index(ifindex, XdpMode::Skb))
             .map(|_| ())
             .map_err(err)
+    }
+
+    /// The table of what runs after the program on each device (see [`Chain`]), taken once:
+    /// `None` the second time. Untaken, it is empty and the program passes to the stack.
+    pub fn take_chain(&mut self) -> Option<Chain> {
+        self.chain.take()
     }
 
     /// The devices and the mode the program runs in on each.
@@ -655,6 +670,71 @@ impl XdpOffload {
                 (p + s.packets, b + s.bytes, t.max(s.last_used_ns))
             }),
             Err(_) => (0, 0, 0),
+        }
+    }
+}
+
+/// What runs after the offload program on each of its devices: the frames it does not
+/// forward (misses, TCP control segments, anything it passes) go to the XDP program set for
+/// their ingress device, through the `offload_next` tail call, instead of straight to the
+/// stack. That is how the AF_XDP steering program shares a device with the offload: the
+/// device takes one XDP program, the offload, which hands the rest to the steering.
+///
+/// Taken from the backend with [`XdpOffload::take_chain`], so that its owner (the AF_XDP
+/// side) can keep it while the backend lives in the flowtable. Dropping it (or
+/// [`clear`](Self::clear)) sends the frames to the stack again: the kernel empties a program
+/// array whose last file descriptor closes.
+pub struct Chain {
+    progs: ProgramArray<MapData>,
+    slots: BpfHashMap<MapData, u32, u32>,
+    /// ifindex -> slot of `offload_next`.
+    used: HashMap<u32, u32>,
+}
+
+/// `OFFLOAD_MAX_NEXT`: devices a [`Chain`] holds.
+pub const MAX_NEXT: u32 = 256;
+
+impl Chain {
+    /// Frames the offload program passes on device `ifindex` go to `prog` (an XDP program,
+    /// loaded, not attached). Replaces what was set for the device.
+    pub fn set(&mut self, ifindex: u32, prog: &ProgramFd) -> Result<(), XdpOffloadError> {
+        let slot = match self.used.get(&ifindex) {
+            Some(&s) => s,
+            None => (0..MAX_NEXT)
+                .find(|s| !self.used.values().any(|u| u == s))
+                .ok_or_else(|| {
+                    XdpOffloadError::Load(format!("offload_next: more than {MAX_NEXT} devices"))
+                })?,
+        };
+        self.progs.set(slot, prog, 0).map_err(err)?;
+        if let Err(e) = self.slots.insert(ifindex, slot, 0) {
+            let _ = self.progs.clear_index(&slot);
+            return Err(err(e));
+        }
+        self.used.insert(ifindex, slot);
+        Ok(())
+    }
+
+    /// Frames the offload program passes on `ifindex` go to the stack again.
+    pub fn clear(&mut self, ifindex: u32) {
+        if let Some(slot) = self.used.remove(&ifindex) {
+            let _ = self.slots.remove(&ifindex);
+            let _ = self.progs.clear_index(&slot);
+        }
+    }
+
+    /// The devices that have a next program.
+    pub fn devices(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.used.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        for i in self.devices() {
+            self.clear(i);
         }
     }
 }

@@ -6,6 +6,10 @@
 //! owned ports), attached natively when the driver can, in generic mode otherwise
 //! ([`Steer::mode`] says which). Dropping it detaches the program.
 //!
+//! On a device that has the XDP offload (`flags offload`), [`Steer::attach_after`] puts it
+//! behind the offload program instead (the offload's [`Chain`], a tail call per ingress
+//! device): offloaded flows are forwarded before it, the rest is steered the same way.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), nft_xdp::SteerError> {
 //! use nft_xdp::{Steer, SteerConfig};
@@ -26,7 +30,7 @@ use aya::{Ebpf, EbpfLoader};
 use nft_wire::IpAddr;
 
 use crate::load::{attach_xdp, error_chain, load_xdp};
-use crate::offload::{ifindex_of, Mode, ModeRequest};
+use crate::offload::{ifindex_of, Chain, Mode, ModeRequest};
 
 #[cfg(test)]
 mod tests;
@@ -153,6 +157,8 @@ pub struct Steer {
     ifindex: u32,
     mode: Mode,
     link: Option<XdpLinkId>,
+    /// Run by the XDP offload program rather than attached.
+    chained: bool,
     flags: u32,
 }
 
@@ -162,6 +168,50 @@ impl Steer {
     /// set for a queue, that queue's frames go to the kernel. Without the built object the
     /// error's message is [`crate::NOT_BUILT`].
     pub fn attach(dev: &str, cfg: &SteerConfig) -> Result<Steer, SteerError> {
+        let mut me = Steer::load(dev, cfg)?;
+        let (mode, link) =
+            attach_xdp(&mut me.ebpf, "steer", me.ifindex, cfg.mode).map_err(|why| {
+                SteerError::Attach {
+                    dev: dev.into(),
+                    why,
+                }
+            })?;
+        me.mode = mode;
+        me.link = Some(link);
+        Ok(me)
+    }
+
+    /// Loads the program for `dev` and makes it what the XDP offload program, already on
+    /// `dev` in `mode`, runs on the frames it does not forward (see [`Chain`]): the device
+    /// keeps one XDP program, offloaded flows are forwarded by it, everything else is steered
+    /// as [`attach`](Self::attach) does. `cfg.mode` is not used: the offload's mode is the
+    /// mode. Dropping the `Steer` leaves the chain entry (the program stays loaded while the
+    /// chain refers to it); [`Chain::clear`] or dropping the chain ends it.
+    pub fn attach_after(
+        dev: &str,
+        cfg: &SteerConfig,
+        chain: &mut Chain,
+        mode: Mode,
+    ) -> Result<Steer, SteerError> {
+        let mut me = Steer::load(dev, cfg)?;
+        let p: &Xdp = me
+            .ebpf
+            .program("steer")
+            .ok_or_else(|| SteerError::Load("program steer missing".into()))?
+            .try_into()
+            .map_err(|e| SteerError::Load(error_chain(&e)))?;
+        let fd = p.fd().map_err(|e| SteerError::Load(error_chain(&e)))?;
+        chain.set(me.ifindex, fd).map_err(|e| SteerError::Attach {
+            dev: dev.into(),
+            why: format!("after the XDP offload: {e}"),
+        })?;
+        me.mode = mode;
+        me.chained = true;
+        Ok(me)
+    }
+
+    /// Loaded, enabled, not attached.
+    fn load(dev: &str, cfg: &SteerConfig) -> Result<Steer, SteerError> {
         let obj = STEER_OBJECT.ok_or(SteerError::NotBuilt)?;
         let ifindex = ifindex_of(dev);
         if ifindex == 0 {
@@ -201,23 +251,21 @@ impl Steer {
             ifindex,
             mode: Mode::Generic,
             link: None,
+            chained: false,
             flags,
         };
         me.set_enabled(true)?;
-        let (mode, link) = attach_xdp(&mut me.ebpf, "steer", ifindex, cfg.mode).map_err(|why| {
-            SteerError::Attach {
-                dev: dev.into(),
-                why,
-            }
-        })?;
-        me.mode = mode;
-        me.link = Some(link);
         Ok(me)
     }
 
     /// Native or generic.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Whether the XDP offload program runs it ([`attach_after`](Self::attach_after)).
+    pub fn chained(&self) -> bool {
+        self.chained
     }
 
     pub fn device(&self) -> &str {

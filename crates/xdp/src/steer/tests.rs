@@ -604,7 +604,7 @@ fn with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for() {
         eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 0)),
         eth(R_MAC, &[], 0x0800, &icmp4([198, 18, 0, 1], 3)),
     ];
-    let kernels = vec![
+    let kernels = [
         // A listener (bound to 0.0.0.0) and a bound UDP socket (::, dual stack, so both
         // families).
         eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 7777, 4)),
@@ -634,5 +634,132 @@ fn with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for() {
         steer.counter("local") - before >= kernels.len() as u64,
         "{:?}",
         steer.counters()
+    );
+}
+
+/// The steering program after the XDP offload (`Steer::attach_after`): the device has one XDP
+/// program, the offload; what it does not forward (here: every frame, the flow map is empty)
+/// goes through its tail call to the steering program, which gives the dataplane's frames to
+/// the socket and the rest to the kernel. Clearing the chain sends everything to the kernel.
+fn steering_after_the_offload(test: &str, tag: &str, mode: ModeRequest, want: Mode) {
+    use crate::offload::{XdpOffload, XdpOffloadConfig};
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    let Some(pair) = VethPair::create(test, tag) else {
+        return;
+    };
+    let (r, p) = (pair.router.as_str(), pair.peer.as_str());
+    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
+    ip(&["-n", p, "link", "set", "vp", "address", "02:00:00:00:00:02"]).unwrap();
+    let (offload, mut chain, steer, mut xsk) = in_netns(r, move || {
+        let mut offload = XdpOffload::new(&XdpOffloadConfig {
+            devices: vec![(0, "vr".into())],
+            mode,
+            ..XdpOffloadConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            offload.attachments()[0].mode,
+            Some(want),
+            "{:?}",
+            offload.attachments()
+        );
+        let mut chain = offload.take_chain().unwrap();
+        assert!(offload.take_chain().is_none());
+        let mut steer =
+            Steer::attach_after("vr", &SteerConfig::default(), &mut chain, want).unwrap();
+        let xsk = AfXdp::open("vr", 0, &AfXdpConfig::default()).unwrap();
+        steer.set_socket(0, &xsk).unwrap();
+        steer
+            .add_local(None, "198.18.0.1".parse().unwrap())
+            .unwrap();
+        steer
+            .add_local(None, "2001:db8::1".parse().unwrap())
+            .unwrap();
+        steer.add_owned(None, 6, 8080).unwrap();
+        (offload, chain, steer, xsk)
+    });
+    assert!(steer.chained());
+    assert_eq!(steer.mode(), want);
+    assert_eq!(chain.devices(), vec![steer.ifindex()]);
+    assert!(xdp_attached(r, "vr"));
+
+    // The router's kernel still answers its pings: passed by the offload, steered to it.
+    assert!(ping(p, &["198.18.0.1"]), "no ping reply from the router");
+    assert!(steer.counter("local") >= 2, "{:?}", steer.counters());
+    assert!(steer.counter("arp") >= 1, "{:?}", steer.counters());
+
+    // The dataplane's frames reach the socket, byte for byte, after a miss in the offload.
+    let mut peer = in_netns(p, || {
+        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
+    });
+    let miss = |o: &XdpOffload| {
+        o.reasons()
+            .into_iter()
+            .filter(|(n, _)| *n != "forwarded")
+            .map(|(_, v)| v)
+            .sum::<u64>()
+    };
+    let passed0 = miss(&offload);
+    let want_frames: Vec<Vec<u8>> = (0..6).map(dataplane_frame).collect();
+    let refs: Vec<&[u8]> = want_frames.iter().map(Vec::as_slice).collect();
+    assert_eq!(peer.tx_burst(&refs), refs.len());
+    let got = collect(&mut xsk, 6, Instant::now() + Duration::from_secs(5));
+    assert_eq!(got, want_frames);
+    assert_eq!(steer.counter("forward"), 4, "{:?}", steer.counters());
+    assert_eq!(steer.counter("owned"), 2, "{:?}", steer.counters());
+    assert!(miss(&offload) >= passed0 + 6, "{:?}", offload.reasons());
+
+    // Without the chain entry the offload passes to the kernel: the socket gets nothing.
+    chain.clear(steer.ifindex());
+    assert!(chain.devices().is_empty());
+    assert_eq!(peer.tx_burst(&refs), refs.len());
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(300)).is_empty());
+    assert_eq!(steer.counter("forward"), 4, "{:?}", steer.counters());
+    assert!(miss(&offload) >= passed0 + 12, "{:?}", offload.reasons());
+
+    // Chained again, then the chain dropped: the same.
+    let (mut again, chain) = in_netns(r, move || {
+        let mut chain = chain;
+        let s = Steer::attach_after("vr", &SteerConfig::default(), &mut chain, want).unwrap();
+        (s, chain)
+    });
+    assert_eq!(chain.devices(), vec![again.ifindex()]);
+    again.set_socket(0, &xsk).unwrap();
+    drop(chain);
+    assert_eq!(peer.tx_burst(&refs), refs.len());
+    assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(300)).is_empty());
+    assert_eq!(again.counters().iter().map(|c| c.1).sum::<u64>(), 0);
+
+    // Dropping the backend detaches the one program.
+    drop(again);
+    drop(steer);
+    drop(offload);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while xdp_attached(r, "vr") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!xdp_attached(r, "vr"), "the program stayed attached");
+}
+
+#[test]
+fn steering_after_the_offload_generic() {
+    steering_after_the_offload(
+        "steering_after_the_offload_generic",
+        "stg",
+        ModeRequest::Generic,
+        Mode::Generic,
+    );
+}
+
+#[test]
+fn steering_after_the_offload_native() {
+    steering_after_the_offload(
+        "steering_after_the_offload_native",
+        "stn",
+        ModeRequest::Native,
+        Mode::Native,
     );
 }
