@@ -2,10 +2,9 @@
 //! They skip (and say so) when not root or when `ip` is missing.
 
 use super::*;
-use std::fs::File;
-use std::process::Command;
-use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
+
+use crate::netns::{in_netns, VethPair};
 
 #[test]
 fn config_geometry_is_checked_before_any_syscall() {
@@ -75,62 +74,6 @@ fn ours(f: &[u8], dir: u8) -> bool {
     f.len() > 14 && f[12..14] == ETHERTYPE.to_be_bytes() && f[14] == dir
 }
 
-/// The namespaces of one test; removing a namespace also removes the veth end inside it.
-struct Netns {
-    names: Vec<String>,
-}
-
-impl Netns {
-    fn create(names: &[String]) -> Result<Netns, String> {
-        let mut ns = Netns { names: Vec::new() };
-        for n in names {
-            ip(&["netns", "add", n])?;
-            ns.names.push(n.clone());
-        }
-        Ok(ns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Runs `f` on a thread that has entered namespace `ns`; sockets it opens stay in `ns` when they
-/// are handed back.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: setns takes a descriptor we own for the call; CLONE_NEWNET moves only this
-        // thread, which ends when f returns.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns({path}): {}", io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .unwrap_or_else(|p| std::panic::resume_unwind(p))
-}
-
 /// The peer side: a plain AF_PACKET socket (no ring), so the ring is checked against the kernel's
 /// ordinary path rather than against itself.
 struct Plain(OwnedFd);
@@ -193,69 +136,9 @@ impl Plain {
     }
 }
 
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("`ip` (iproute2) not found".into());
-    }
-    None
-}
-
-/// Two namespaces this test owns, joined by a veth pair: `vr` in `router`, `vp` in `peer`.
-/// Removed when dropped, also when the test fails.
-struct VethPair {
-    router: String,
-    peer: String,
-    _netns: Netns,
-}
-
-impl VethPair {
-    /// `None`, with the reason printed, when the test cannot run here.
-    fn create(test: &str) -> Option<VethPair> {
-        if let Some(why) = skip_reason() {
-            eprintln!("SKIP {test}: {why}");
-            return None;
-        }
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!(
-            "afp-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let (router, peer) = (format!("{tag}-a"), format!("{tag}-b"));
-        let netns = match Netns::create(&[router.clone(), peer.clone()]) {
-            Ok(ns) => ns,
-            Err(e) => {
-                eprintln!("SKIP {test}: cannot create namespaces: {e}");
-                return None;
-            }
-        };
-        let (r, p) = (router.as_str(), peer.as_str());
-        // A kernel without veth is a limit of the machine, not a failure of the code under test.
-        if let Err(e) = ip(&[
-            "-n", r, "link", "add", "vr", "type", "veth", "peer", "name", "vp", "netns", p,
-        ]) {
-            eprintln!("SKIP {test}: cannot create a veth pair: {e}");
-            return None;
-        }
-        ip(&["-n", r, "addr", "add", "198.18.0.1/30", "dev", "vr"]).unwrap();
-        ip(&["-n", p, "addr", "add", "198.18.0.2/30", "dev", "vp"]).unwrap();
-        ip(&["-n", r, "link", "set", "vr", "up"]).unwrap();
-        ip(&["-n", p, "link", "set", "vp", "up"]).unwrap();
-        Some(VethPair {
-            router,
-            peer,
-            _netns: netns,
-        })
-    }
-}
-
 #[test]
 fn veth_pair_frames_cross_the_ring_both_ways() {
-    let Some(pair) = VethPair::create("veth_pair_frames_cross_the_ring_both_ways") else {
+    let Some(pair) = VethPair::create("veth_pair_frames_cross_the_ring_both_ways", "afp") else {
         return;
     };
     let (ns_r, ns_p) = (pair.router.clone(), pair.peer.clone());
@@ -361,7 +244,7 @@ fn veth_pair_frames_cross_the_ring_both_ways() {
 
 #[test]
 fn a_fanout_group_shares_the_frames() {
-    let Some(pair) = VethPair::create("a_fanout_group_shares_the_frames") else {
+    let Some(pair) = VethPair::create("a_fanout_group_shares_the_frames", "afp") else {
         return;
     };
     let config = AfPacketConfig {
