@@ -1,5 +1,7 @@
 //! `nft-offload`: the command-line front end.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
