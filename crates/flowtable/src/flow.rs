@@ -36,6 +36,43 @@ impl Encap {
             Encap::QinQ { .. } | Encap::Pppoe(_) => 22,
         }
     }
+
+    /// The egress link header the fast path writes for this encapsulation: destination and
+    /// source MAC, tags or PPPoE session header and PPP protocol, then the IPv4/IPv6 type; the
+    /// first [`header_len`](Self::header_len) bytes are used (the PPPoE length is filled in
+    /// per packet).
+    pub fn link_header(self, dst: [u8; 6], src: [u8; 6], v6: bool) -> [u8; 22] {
+        let (ethertype, ppp) = if v6 {
+            (0x86dd_u16, 0x0057_u16)
+        } else {
+            (0x0800, 0x0021)
+        };
+        let mut h = [0u8; 22];
+        h[..6].copy_from_slice(&dst);
+        h[6..12].copy_from_slice(&src);
+        match self {
+            Encap::None => h[12..14].copy_from_slice(&ethertype.to_be_bytes()),
+            Encap::Vlan(id) => {
+                h[12..14].copy_from_slice(&0x8100_u16.to_be_bytes());
+                h[14..16].copy_from_slice(&(id & 0x0fff).to_be_bytes());
+                h[16..18].copy_from_slice(&ethertype.to_be_bytes());
+            }
+            Encap::QinQ { outer, inner } => {
+                h[12..14].copy_from_slice(&0x88a8_u16.to_be_bytes());
+                h[14..16].copy_from_slice(&(outer & 0x0fff).to_be_bytes());
+                h[16..18].copy_from_slice(&0x8100_u16.to_be_bytes());
+                h[18..20].copy_from_slice(&(inner & 0x0fff).to_be_bytes());
+                h[20..22].copy_from_slice(&ethertype.to_be_bytes());
+            }
+            Encap::Pppoe(session) => {
+                h[12..14].copy_from_slice(&0x8864_u16.to_be_bytes());
+                h[14] = 0x11;
+                h[16..18].copy_from_slice(&session.to_be_bytes());
+                h[20..22].copy_from_slice(&ppp.to_be_bytes());
+            }
+        }
+        h
+    }
 }
 
 impl core::fmt::Display for Encap {
@@ -204,34 +241,7 @@ impl Link {
         let hl = encap.header_len();
         let mut tail = [[0u8; 16]; 2];
         for (v6, t) in tail.iter_mut().enumerate() {
-            let (ethertype, ppp) = if v6 == 1 {
-                (0x86dd_u16, 0x0057_u16)
-            } else {
-                (0x0800, 0x0021)
-            };
-            let mut h = [0u8; 22];
-            h[6..12].copy_from_slice(&src_mac);
-            match encap {
-                Encap::None => h[12..14].copy_from_slice(&ethertype.to_be_bytes()),
-                Encap::Vlan(id) => {
-                    h[12..14].copy_from_slice(&0x8100_u16.to_be_bytes());
-                    h[14..16].copy_from_slice(&(id & 0x0fff).to_be_bytes());
-                    h[16..18].copy_from_slice(&ethertype.to_be_bytes());
-                }
-                Encap::QinQ { outer, inner } => {
-                    h[12..14].copy_from_slice(&0x88a8_u16.to_be_bytes());
-                    h[14..16].copy_from_slice(&(outer & 0x0fff).to_be_bytes());
-                    h[16..18].copy_from_slice(&0x8100_u16.to_be_bytes());
-                    h[18..20].copy_from_slice(&(inner & 0x0fff).to_be_bytes());
-                    h[20..22].copy_from_slice(&ethertype.to_be_bytes());
-                }
-                Encap::Pppoe(session) => {
-                    h[12..14].copy_from_slice(&0x8864_u16.to_be_bytes());
-                    h[14] = 0x11;
-                    h[16..18].copy_from_slice(&session.to_be_bytes());
-                    h[20..22].copy_from_slice(&ppp.to_be_bytes());
-                }
-            }
+            let h = encap.link_header([0; 6], src_mac, v6 == 1);
             t.copy_from_slice(&h[6..22]);
         }
         Link {

@@ -270,40 +270,6 @@ fn change(acc: &mut u64, old: &[u8], new: &[u8]) {
     }
 }
 
-/// The full egress link header of an encapsulation, as the software fast path writes it.
-fn link_header(dst: [u8; 6], src: [u8; 6], encap: Encap, v6: bool) -> ([u8; 22], u8) {
-    let (ethertype, ppp) = if v6 {
-        (0x86dd_u16, 0x0057_u16)
-    } else {
-        (0x0800, 0x0021)
-    };
-    let mut h = [0u8; 22];
-    h[..6].copy_from_slice(&dst);
-    h[6..12].copy_from_slice(&src);
-    match encap {
-        Encap::None => h[12..14].copy_from_slice(&ethertype.to_be_bytes()),
-        Encap::Vlan(id) => {
-            h[12..14].copy_from_slice(&0x8100_u16.to_be_bytes());
-            h[14..16].copy_from_slice(&(id & 0x0fff).to_be_bytes());
-            h[16..18].copy_from_slice(&ethertype.to_be_bytes());
-        }
-        Encap::QinQ { outer, inner } => {
-            h[12..14].copy_from_slice(&0x88a8_u16.to_be_bytes());
-            h[14..16].copy_from_slice(&(outer & 0x0fff).to_be_bytes());
-            h[16..18].copy_from_slice(&0x8100_u16.to_be_bytes());
-            h[18..20].copy_from_slice(&(inner & 0x0fff).to_be_bytes());
-            h[20..22].copy_from_slice(&ethertype.to_be_bytes());
-        }
-        Encap::Pppoe(session) => {
-            h[12..14].copy_from_slice(&0x8864_u16.to_be_bytes());
-            h[14] = 0x11;
-            h[16..18].copy_from_slice(&session.to_be_bytes());
-            h[20..22].copy_from_slice(&ppp.to_be_bytes());
-        }
-    }
-    (h, encap.header_len() as u8)
-}
-
 fn encap_code(e: Encap) -> (u8, [u16; 2]) {
     match e {
         Encap::None => (ENCAP_NONE, [0, 0]),
@@ -347,7 +313,10 @@ pub fn value_of(flow: &FlowSpec, d: usize, out_ifindex: u32, slot: u32) -> Offlo
     let ip = addrs + 0xfeff;
     let nat = src != nsrc || dst != ndst || t.sport != r.sport || t.dport != r.dport;
     let e = &this.egress;
-    let (out_hdr, out_hl) = link_header(e.dst_mac, e.src_mac, e.encap, v6);
+    let (out_hdr, out_hl) = (
+        e.encap.link_header(e.dst_mac, e.src_mac, v6),
+        e.encap.header_len() as u8,
+    );
     let (in_encap, in_tag) = encap_code(back.egress.encap);
     let mut flags = 0;
     if nat {
