@@ -47,9 +47,14 @@ pub struct Conn {
     /// What few connections have (labels, a helper, a masquerade interface), apart so
     /// that the others pay 8 bytes for it.
     pub(crate) ext: Option<Box<Ext>>,
-    /// Creation time and expiry, in nanoseconds of `now` (8 bytes each, not 16).
-    pub(crate) created_ns: u64,
+    /// Expiry, in nanoseconds of `now` (8 bytes, not 16).
     pub(crate) deadline_ns: u64,
+    /// For the dataplane that offloads connections (conntrack never reads them): the port
+    /// each direction last arrived on (`u16::MAX`: none yet), and the flow the connection is
+    /// offloaded to (0: none). Here rather than in maps beside the table: 8 bytes a
+    /// connection instead of two hash entries.
+    pub offload_ports: [u16; 2],
+    pub offload_flow: u32,
 }
 
 /// The rarely set parts of a connection.
@@ -150,11 +155,6 @@ impl Conn {
 
     pub(crate) fn set_deadline(&mut self, d: Duration) {
         self.deadline_ns = ns(d);
-    }
-
-    /// When the connection was made.
-    pub fn created(&self) -> Duration {
-        from_ns(self.created_ns)
     }
 
     /// `ct label`, 128 bits.

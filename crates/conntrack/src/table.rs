@@ -829,7 +829,8 @@ impl Table {
             counters,
             id: self.next_id,
             ext: None,
-            created_ns: crate::conn::ns(now),
+            offload_ports: [u16::MAX; 2],
+            offload_flow: 0,
             deadline_ns: crate::conn::ns(now.saturating_add(timeout)),
         };
         self.next_id = self.next_id.wrapping_add(1);

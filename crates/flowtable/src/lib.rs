@@ -155,15 +155,17 @@ pub struct Memory {
 }
 
 /// What one offloaded connection costs in memory with `conns` of them, conntrack and
-/// flowtable together: the connection's slot and its share of conntrack's indexes (every
-/// connection source-NATed), plus the flow's lines and its share of the flow index (a
+/// flowtable together: the connection's slot (which also holds what the engine keeps per
+/// connection for offload: the ports each direction arrived on, the flow's handle) and its
+/// share of conntrack's indexes (every connection source-NATed), plus the flow's line, its
+/// cold part, what `counter` keeps of the synced counts, and its share of the flow index (a
 /// flowtable sized for `conns` flows). Heap parts only some connections have are left out:
-/// counters with conntrack accounting or flowtable `counter` (32 bytes each), a flow's marks
-/// and IPv6 addresses (one box of 148 bytes), a connection's labels, helper or masquerade
-/// interface (one box of 48 bytes).
+/// counters with conntrack accounting (32 bytes), a flow's marks, IPv6 addresses or counts
+/// past 2^31 packets (one box), a connection's labels, helper or masquerade interface (one
+/// box of 48 bytes), the engine's map of replayed mangles.
 pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
     Table::memory_per_conn(conns).bytes_per_conn
-        + Flowtable::<SoftwareOnly>::memory_per_flow(conns).bytes_per_flow
+        + Flowtable::<SoftwareOnly>::memory_per_flow_with(conns, true).bytes_per_flow
 }
 
 /// A read-only view of one flow, for listings and re-routing.
@@ -745,6 +747,13 @@ impl<B: OffloadBackend> Flowtable<B> {
             return None;
         }
         self.cold.get(id.idx as usize)?.conn()
+    }
+
+    /// The flow in slot `idx` if it holds connection `conn` (a handle kept beside the
+    /// connection, checked).
+    pub fn flow_at(&self, idx: u32, conn: ConnId) -> Option<FlowId> {
+        let c = self.cold.get(idx as usize)?;
+        (c.live && c.conn() == Some(conn)).then_some(FlowId { idx, gen: c.gen })
     }
 
     /// The flows, in slab order.
