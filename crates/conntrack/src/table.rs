@@ -374,7 +374,7 @@ impl Table {
     fn map_get_hashed(&self, h: u64, t: &Tuple, zone: Zone) -> Option<(u32, Direction)> {
         let v = self.map.find(h, |v| {
             self.conn_at(v >> 1)
-                .is_some_and(|c| c.zone == zone && c.tuples[(v & 1) as usize] == *t)
+                .is_some_and(|c| c.zone == zone && c.tuple_is((v & 1) as usize, t))
         })?;
         let dir = if v & 1 == 0 {
             Direction::Original
@@ -392,7 +392,7 @@ impl Table {
     pub(crate) fn bysource_get(&self, k: &SourceKey) -> Option<ConnId> {
         let idx = self.bysource.find(self.source_hash(k), |v| {
             self.conn_at(v)
-                .is_some_and(|c| source_key(&c.tuples[0], c.zone) == *k)
+                .is_some_and(|c| source_key(&c.original(), c.zone) == *k)
         })?;
         Some(self.id_at(idx))
     }
@@ -454,8 +454,8 @@ impl Table {
             return;
         };
         let hashes = [
-            self.key_hash(&c.tuples[0], c.zone),
-            self.key_hash(&c.tuples[1], c.zone),
+            self.key_hash(&c.original(), c.zone),
+            self.key_hash(&c.reply(), c.zone),
         ];
         for (d, h) in hashes.into_iter().enumerate() {
             self.map.remove(h, idx << 1 | d as u32);
@@ -465,7 +465,7 @@ impl Table {
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
         let c = self.conn_at(idx)?;
-        let k = source_key(&c.tuples[0], c.zone);
+        let k = source_key(&c.original(), c.zone);
         if self.bysource_get(&k).is_some_and(|b| b.idx == idx) {
             let h = self.source_hash(&k);
             self.bysource.remove(h, idx);
@@ -640,7 +640,7 @@ impl Table {
                 continue;
             }
             // The error must go to the endpoint the connection has on that side.
-            if meta.dst_addr != Some(c.tuples[dir.index()].dst) {
+            if meta.dst_addr != Some(c.tuple(dir).dst) {
                 return Outcome::Invalid(Invalid::IcmpErrorAddr);
             }
             self.stats.related += 1;
@@ -724,7 +724,7 @@ impl Table {
                     Some(timeouts.udp_unreplied)
                 }
             }
-            ProtoState::Icmp => Some(if c.tuples[0].proto == PROTO_ICMPV6 {
+            ProtoState::Icmp => Some(if c.l4proto() == PROTO_ICMPV6 {
                 timeouts.icmpv6
             } else {
                 timeouts.icmp
@@ -819,8 +819,8 @@ impl Table {
                 Counter::default(),
             ])
         });
-        let conn = Conn {
-            tuples: [t, reply],
+        let mut conn = Conn {
+            tuples: Default::default(),
             zone,
             status: Status::NONE,
             mark: 0,
@@ -833,6 +833,7 @@ impl Table {
             offload_flow: 0,
             deadline_ns: crate::conn::ns(now.saturating_add(timeout)),
         };
+        conn.store_tuples([t, reply]);
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.alloc(conn);
         self.stats.new += 1;
@@ -856,13 +857,13 @@ impl Table {
             return Err(CtError::Dying);
         }
         let zone = c.zone;
-        if !c.status.contains(Status::SRC_NAT_DONE) && self.map_get(&c.tuples[1], zone).is_some() {
+        if !c.status.contains(Status::SRC_NAT_DONE) && self.map_get(&c.reply(), zone).is_some() {
             let range = crate::nat::NatRange::default();
             // Failure leaves the clash for the check below to refuse.
             let _ = self.bind(id, crate::nat::Manip::Src, &range);
         }
         let c = self.get(id).ok_or(CtError::NoSuchConn)?;
-        let (o, r) = (c.tuples[0], c.tuples[1]);
+        let (o, r) = (c.original(), c.reply());
         // each tuple is hashed once, for the clash check and the insertion both
         let (ho, hr) = (self.key_hash(&o, zone), self.key_hash(&r, zone));
         if self.map_get_hashed(ho, &o, zone).is_some()
@@ -886,7 +887,7 @@ impl Table {
                 slots
                     .get(v as usize)
                     .and_then(|s| s.conn.as_ref())
-                    .is_some_and(|c| source_key(&c.tuples[0], c.zone) == k)
+                    .is_some_and(|c| source_key(&c.original(), c.zone) == k)
             };
             if !self.bysource.replace(h, id.idx, same) {
                 self.bysource.insert(h, id.idx);
@@ -933,7 +934,7 @@ impl Table {
             ProtoState::Tcp(track) => track.state.timeout(&t),
             ProtoState::Udp { .. } if c.status.contains(Status::ASSURED) => t.udp_replied,
             ProtoState::Udp { .. } => t.udp_unreplied,
-            ProtoState::Icmp if c.tuples[0].proto == PROTO_ICMPV6 => t.icmpv6,
+            ProtoState::Icmp if c.l4proto() == PROTO_ICMPV6 => t.icmpv6,
             ProtoState::Icmp => t.icmp,
             ProtoState::Generic => t.generic,
         };

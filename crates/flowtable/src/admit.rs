@@ -256,8 +256,8 @@ impl<B: OffloadBackend> Flowtable<B> {
             return Err(NotAdmitted::TableFull);
         }
         let c = ct.get(id).ok_or(NotAdmitted::NoConnection)?;
-        let o = Key::from_tuple(c.original(), a.paths[0].ingress);
-        let r = Key::from_tuple(c.reply(), a.paths[1].ingress);
+        let o = Key::from_tuple(&c.original(), a.paths[0].ingress);
+        let r = Key::from_tuple(&c.reply(), a.paths[1].ingress);
         // Another flow already owns one of these keys (a stale entry not yet collected).
         for k in [&o, &r] {
             if self.find(k, self.index.hash(k)).is_some() {
