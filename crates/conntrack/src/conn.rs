@@ -56,7 +56,7 @@ pub struct Conn {
     pub(crate) proto: ProtoState,
     /// Only with accounting (`nf_conntrack_acct`, off by default): 8 bytes a connection
     /// instead of 32 when off.
-    pub(crate) counters: Option<Box<[Counter; 2]>>,
+    pub(crate) counters: Option<Box<Acct>>,
     /// What few connections have (labels, a helper, a masquerade interface), apart so
     /// that the others pay 8 bytes for it.
     pub(crate) ext: Option<Box<Ext>>,
@@ -68,6 +68,15 @@ pub struct Conn {
     /// connection instead of two hash entries.
     pub offload_ports: [u16; 2],
     pub offload_flow: u32,
+}
+
+/// Accounting (`nf_conntrack_acct`): the counters, and where a flowtable's running counts
+/// of an offloaded connection stood when last added (the low 32 bits of packets, then bytes,
+/// per direction), so that the flowtable keeps no copy of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Acct {
+    pub c: [Counter; 2],
+    pub offload_seen: [u32; 4],
 }
 
 /// The rarely set parts of a connection.
@@ -162,7 +171,7 @@ impl Conn {
     /// The counters of a direction, to add to (allocated with the first count).
     pub(crate) fn counter_mut(&mut self, dir: Direction) -> &mut Counter {
         let c = self.counters.get_or_insert_with(Box::default);
-        &mut c[dir.index() & 1]
+        &mut c.c[dir.index() & 1]
     }
 
     pub fn tuple(&self, dir: Direction) -> Tuple {
@@ -191,7 +200,7 @@ impl Conn {
     pub fn counter(&self, dir: Direction) -> Counter {
         self.counters
             .as_deref()
-            .and_then(|c| c.get(dir.index()))
+            .and_then(|c| c.c.get(dir.index()))
             .copied()
             .unwrap_or_default()
     }

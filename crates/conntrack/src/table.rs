@@ -837,13 +837,16 @@ impl Table {
             return Outcome::Refused(Refused::TableFull);
         }
         let counters = self.cfg.accounting.then(|| {
-            Box::new([
-                Counter {
-                    packets: 1,
-                    bytes: meta.ip_total_len as u64,
-                },
-                Counter::default(),
-            ])
+            Box::new(crate::conn::Acct {
+                c: [
+                    Counter {
+                        packets: 1,
+                        bytes: meta.ip_total_len as u64,
+                    },
+                    Counter::default(),
+                ],
+                offload_seen: [0; 4],
+            })
         });
         let mut conn = Conn {
             tuples: Default::default(),
@@ -976,6 +979,12 @@ impl Table {
     /// `[OFFLOAD]`/`[HW_OFFLOAD]` and does not expire while offloaded.
     pub fn set_offload(&mut self, id: ConnId, hw: bool) -> Result<(), CtError> {
         let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        if !c.status.contains(Status::OFFLOAD) {
+            // a new flow counts from zero
+            if let Some(a) = c.counters.as_deref_mut() {
+                a.offload_seen = [0; 4];
+            }
+        }
         c.status.insert(Status::OFFLOAD);
         if hw {
             c.status.insert(Status::HW_OFFLOAD);
@@ -1009,6 +1018,34 @@ impl Table {
             let k = c.counter_mut(dir);
             k.packets = k.packets.saturating_add(packets);
             k.bytes = k.bytes.saturating_add(bytes);
+        }
+    }
+
+    /// Adds what a flowtable forwarded for direction `dir` since the last call, given its
+    /// running counts (the low 32 bits of packets and bytes, which may wrap between calls
+    /// once; see [`rebase_offloaded`](Self::rebase_offloaded)). Only with accounting.
+    pub fn account_offloaded(&mut self, id: ConnId, dir: Direction, packets: u32, bytes: u32) {
+        if !self.cfg.accounting {
+            return;
+        }
+        let d = dir.index() & 1;
+        let Some(c) = self.get_mut(id) else { return };
+        let a = c.counters.get_or_insert_with(Box::default);
+        let p = packets.wrapping_sub(a.offload_seen[d]);
+        let b = bytes.wrapping_sub(a.offload_seen[2 + d]);
+        a.offload_seen[d] = packets;
+        a.offload_seen[2 + d] = bytes;
+        a.c[d].packets = a.c[d].packets.saturating_add(u64::from(p));
+        a.c[d].bytes = a.c[d].bytes.saturating_add(u64::from(b));
+    }
+
+    /// The flowtable's running counts of direction `dir` start again from zero (it moved
+    /// them elsewhere after adding them).
+    pub fn rebase_offloaded(&mut self, id: ConnId, dir: Direction) {
+        if let Some(a) = self.get_mut(id).and_then(|c| c.counters.as_deref_mut()) {
+            let d = dir.index() & 1;
+            a.offload_seen[d] = 0;
+            a.offload_seen[2 + d] = 0;
         }
     }
 

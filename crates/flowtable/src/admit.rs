@@ -286,9 +286,6 @@ impl<B: OffloadBackend> Flowtable<B> {
             None => {
                 self.hot.push(Hot::default());
                 self.cold.push(Cold::default());
-                if self.cfg.counter {
-                    self.synced.push([0; 4]);
-                }
                 (self.cold.len() - 1) as u32
             }
         };
@@ -314,9 +311,6 @@ impl<B: OffloadBackend> Flowtable<B> {
             live: true,
             hw: if self.cfg.hw_offload { HW_PENDING } else { 0 },
         };
-        if let Some(s) = self.synced.get_mut(idx as usize) {
-            *s = [0; 4];
-        }
         let fid = FlowId { idx, gen: cold.gen };
         self.index.insert(self.index.hash(&o), idx << 1);
         self.index.insert(self.index.hash(&r), idx << 1 | 1);

@@ -158,9 +158,9 @@ pub struct Memory {
 /// flowtable together: the connection's slot (which also holds what the engine keeps per
 /// connection for offload: the ports each direction arrived on, the flow's handle) and its
 /// share of conntrack's indexes (every connection source-NATed), plus the flow's line, its
-/// cold part, what `counter` keeps of the synced counts, and its share of the flow index (a
-/// flowtable sized for `conns` flows). Heap parts only some connections have are left out:
-/// counters with conntrack accounting (32 bytes), a flow's marks, IPv6 addresses or counts
+/// cold part and its share of the flow index (a flowtable sized for `conns` flows). Heap
+/// parts only some connections have are left out: counters with conntrack accounting (48
+/// bytes, with where `counter`'s syncs stand), a flow's marks, IPv6 addresses or counts
 /// past 2^31 packets (one box), a connection's labels, helper or masquerade interface (one
 /// box of 48 bytes), the engine's map of replayed mangles.
 pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
@@ -191,9 +191,6 @@ pub struct Flowtable<B: OffloadBackend = SoftwareOnly> {
     /// working set is 64 bytes a flow.
     hot: Vec<Hot>,
     cold: Vec<Cold>,
-    /// With `counter`: per flow, the low 32 bits of the packets and bytes of each direction
-    /// already added to the connection (`[packets; 2]`, then `[bytes; 2]`). Empty otherwise.
-    synced: Vec<[u32; 4]>,
     /// The distinct egresses flows leave through (interfaces and next hops), never shrunk.
     links: Vec<Link>,
     link_ix: std::collections::HashMap<Link, u16>,
@@ -233,7 +230,6 @@ impl<B: OffloadBackend> Flowtable<B> {
             },
             hot: Vec::new(),
             cold: Vec::new(),
-            synced: Vec::new(),
             links: Vec::new(),
             link_ix: std::collections::HashMap::new(),
             free: Vec::new(),
@@ -508,7 +504,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 if self.cfg.counter {
                     self.sync(i, ct);
                 }
-                self.fold(i);
+                self.fold(i, ct);
             }
         }
         GcReport {
@@ -518,7 +514,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     /// Moves a line's counts to the cold part when they near the width of their fields.
-    fn fold(&mut self, i: usize) {
+    fn fold(&mut self, i: usize, ct: &mut Table) {
         let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
             return;
         };
@@ -530,10 +526,10 @@ impl<B: OffloadBackend> Flowtable<B> {
             let e = c.ext.get_or_insert_with(Box::default);
             e.folded[d].packets = e.folded[d].packets.saturating_add(l.packets);
             e.folded[d].bytes = e.folded[d].bytes.saturating_add(l.bytes);
-            // What was synced is measured from the line's low bits: moved down alike.
-            if let Some(s) = self.synced.get_mut(i) {
-                s[d] = s[d].wrapping_sub(h.packets[d]);
-                s[2 + d] = s[2 + d].wrapping_sub(h.bytes[d]);
+            // Synced just before (with `counter`): the connection counts from zero again.
+            if let (true, Some(conn)) = (self.cfg.counter, c.conn()) {
+                let dir = [Direction::Original, Direction::Reply][d];
+                ct.rebase_offloaded(conn, dir);
             }
             h.packets[d] = 0;
             h.bytes[d] = 0;
@@ -663,14 +659,12 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.len -= 1;
     }
 
-    /// Adds what the fast path counted since the last sync to the connection: the
-    /// difference of the line's low 32 bits (GC runs every second, long before they wrap).
-    /// Counts a backend reported too wide for the line went to the cold part and are not
-    /// synced.
+    /// Adds what the fast path counted since the last sync to the connection: conntrack
+    /// keeps where the line's low 32 bits stood (GC runs every second, long before they
+    /// wrap). Counts a backend reported too wide for the line went to the cold part and are
+    /// not synced.
     fn sync(&mut self, i: usize, ct: &mut Table) {
-        let (Some(h), Some(c), Some(s)) =
-            (self.hot.get(i), self.cold.get(i), self.synced.get_mut(i))
-        else {
+        let (Some(h), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
             return;
         };
         let Some(conn) = c.conn() else { return };
@@ -678,13 +672,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             .into_iter()
             .enumerate()
         {
-            let p = h.packets[d].wrapping_sub(s[d]);
-            let b = h.bytes[d].wrapping_sub(s[2 + d]);
-            if p != 0 || b != 0 {
-                ct.account(conn, dir, u64::from(p), u64::from(b));
-            }
-            s[d] = h.packets[d];
-            s[2 + d] = h.bytes[d];
+            ct.account_offloaded(conn, dir, h.packets[d], h.bytes[d]);
         }
         if let Some(m) = c.ct_mark() {
             if let Some(c) = ct.get_mut(conn) {
@@ -833,15 +821,9 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     /// [`memory_per_flow`](Self::memory_per_flow) of a flowtable with or without `counter`
-    /// (which keeps 16 bytes a flow of what was synced to conntrack).
-    pub fn memory_per_flow_with(max_flows: usize, counter: bool) -> Memory {
-        let entry_bytes = core::mem::size_of::<Hot>()
-            + core::mem::size_of::<Cold>()
-            + if counter {
-                core::mem::size_of::<[u32; 4]>()
-            } else {
-                0
-            };
+    /// (the same: what was synced is kept with conntrack's counters).
+    pub fn memory_per_flow_with(max_flows: usize, _counter: bool) -> Memory {
+        let entry_bytes = core::mem::size_of::<Hot>() + core::mem::size_of::<Cold>();
         let index_bytes_per_flow =
             (Index::slots_for(max_flows.saturating_mul(2)) * 8).div_ceil(max_flows.max(1));
         Memory {
@@ -862,7 +844,6 @@ impl<B: OffloadBackend> Flowtable<B> {
             bytes_per_flow: m.entry_bytes + index_bytes_per_flow,
             allocated: self.hot.capacity() * core::mem::size_of::<Hot>()
                 + self.cold.capacity() * core::mem::size_of::<Cold>()
-                + self.synced.capacity() * core::mem::size_of::<[u32; 4]>()
                 + self.index.capacity_slots() * 8
                 + self.free.capacity() * 4
                 + self.links.capacity() * core::mem::size_of::<Link>(),
