@@ -939,7 +939,7 @@ fn a_source_keeps_its_mapping_across_destinations() {
 #[test]
 fn memory_per_conn_at_100k() {
     let m = crate::Table::memory_per_conn(100_000);
-    assert!(m.bytes_per_conn <= 212, "{m:?}");
+    assert!(m.bytes_per_conn <= 148, "{m:?}");
 }
 
 /// The handle rules keep for `ct count` is never 0 (0 means "no connection"), also for the

@@ -631,17 +631,28 @@ impl<B: OffloadBackend> Flowtable<B> {
         if self.cfg.counter {
             self.sync(i, ct);
         }
-        let (Some(&h), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
+        let (Some(_), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
             return;
         };
         let id = FlowId {
             idx: i as u32,
             gen: c.gen,
         };
-        for d in 0..2 {
-            let k = h.key(d, self.in_port(&h, d), c.v6(d));
-            let hash = self.index.hash(&k);
-            self.index.remove(hash, (i as u32) << 1 | d as u32);
+        let (hot, cold, links, seed) = (&self.hot, &self.cold, &self.links, self.index.seed());
+        // The hash of the key value `v` (slot and direction) is indexed under.
+        let hash_of = |v: u32| {
+            let (j, e) = ((v >> 1) as usize, (v & 1) as usize);
+            let (Some(h), Some(c)) = (hot.get(j), cold.get(j)) else {
+                return 0;
+            };
+            let rx = links
+                .get(usize::from(h.link[1 - e]))
+                .map_or(0, |l| l.rx_port);
+            index::hash(seed, &h.key(e, rx, c.v6(e)))
+        };
+        for d in 0..2u32 {
+            let hash = hash_of((i as u32) << 1 | d);
+            self.index.remove(hash, (i as u32) << 1 | d, hash_of);
         }
         let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
             return;
@@ -824,8 +835,9 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// (the same: what was synced is kept with conntrack's counters).
     pub fn memory_per_flow_with(max_flows: usize, _counter: bool) -> Memory {
         let entry_bytes = core::mem::size_of::<Hot>() + core::mem::size_of::<Cold>();
-        let index_bytes_per_flow =
-            (Index::slots_for(max_flows.saturating_mul(2)) * 8).div_ceil(max_flows.max(1));
+        let index_bytes_per_flow = (Index::slots_for(max_flows.saturating_mul(2))
+            * Index::SLOT_BYTES)
+            .div_ceil(max_flows.max(1));
         Memory {
             entry_bytes,
             index_bytes_per_flow,
@@ -838,13 +850,13 @@ impl<B: OffloadBackend> Flowtable<B> {
     pub fn memory(&self) -> Memory {
         let m = Self::memory_per_flow_with(self.cfg.max_flows, self.cfg.counter);
         let index_bytes_per_flow =
-            (self.index.capacity_slots() * 8).div_ceil(self.cfg.max_flows.max(1));
+            (self.index.capacity_slots() * Index::SLOT_BYTES).div_ceil(self.cfg.max_flows.max(1));
         Memory {
             index_bytes_per_flow,
             bytes_per_flow: m.entry_bytes + index_bytes_per_flow,
             allocated: self.hot.capacity() * core::mem::size_of::<Hot>()
                 + self.cold.capacity() * core::mem::size_of::<Cold>()
-                + self.index.capacity_slots() * 8
+                + self.index.capacity_slots() * Index::SLOT_BYTES
                 + self.free.capacity() * 4
                 + self.links.capacity() * core::mem::size_of::<Link>(),
             ..m
