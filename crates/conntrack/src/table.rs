@@ -377,7 +377,18 @@ impl Table {
     }
 
     pub(crate) fn source_hash(&self, k: &SourceKey) -> u64 {
-        self.hasher.hash_one((0x5eed_u16, k))
+        // packed into two words, as in `key_hash`
+        let (zone, proto, addr, port) = *k;
+        let bits = match addr {
+            std::net::IpAddr::V4(v) => u32::from(v) as u128,
+            std::net::IpAddr::V6(v) => u128::from(v),
+        };
+        let rest = zone as u64
+            | (proto as u64) << 16
+            | (port as u64) << 24
+            | (addr.is_ipv6() as u64) << 40
+            | 0x5eed << 48;
+        self.hasher.hash_one((bits, rest))
     }
 
     /// The slab index and direction the index holds for a tuple.
