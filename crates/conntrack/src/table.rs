@@ -865,6 +865,7 @@ impl Table {
             proto,
             counters,
             id: self.next_id,
+            masq_ifindex: crate::conn::NO_MASQ,
             ext: None,
             created_ns: crate::conn::ns(now),
             deadline_ns: crate::conn::ns(now.saturating_add(timeout)),
