@@ -1407,7 +1407,9 @@ impl Router {
                     self.send_copy(w, buf, meta, addr, dev, false, out);
                 }
             }
-            if let Some((addr, dev)) = self.act.fwd.take() {
+            // (statements the chain handed over are looked at in place: most runs have none)
+            if let Some((addr, dev)) = self.act.fwd {
+                self.act.fwd = None;
                 self.send_copy(w, buf, meta, addr, Some(dev), true, out);
             }
             if self.act.notrack {
@@ -1427,12 +1429,15 @@ impl Router {
                     Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
                 }
             }
-            if let Some(r) = self.act.reject.take() {
-                if !w.local {
-                    self.send_reject(w, buf, meta, &r, now, out);
+            if self.act.reject.is_some() {
+                if let Some(r) = self.act.reject.take() {
+                    if !w.local {
+                        self.send_reject(w, buf, meta, &r, now, out);
+                    }
                 }
             }
-            if let Some(req) = self.act.nat.take() {
+            if let Some(req) = self.act.nat {
+                self.act.nat = None;
                 self.bind_nat(w, &req)?;
             }
             match verdict {
