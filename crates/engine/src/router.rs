@@ -1397,20 +1397,9 @@ impl Router {
                 let base_chain = self.rules.base[i - 1].chain;
                 self.record_trace(base_chain, &trace_lines, verdict, by_policy);
             }
-            if !self.act.logs.is_empty() {
-                for spec in std::mem::take(&mut self.act.logs) {
-                    self.log_line(w, buf, meta, hook, &spec);
-                }
-            }
-            if !self.act.dups.is_empty() {
-                for (addr, dev) in std::mem::take(&mut self.act.dups) {
-                    self.send_copy(w, buf, meta, addr, dev, false, out);
-                }
-            }
             // (statements the chain handed over are looked at in place: most runs have none)
-            if let Some((addr, dev)) = self.act.fwd {
-                self.act.fwd = None;
-                self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+            if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
+                self.logs_and_copies(w, buf, meta, hook, out);
             }
             if self.act.notrack {
                 w.notrack = true;
@@ -1430,11 +1419,7 @@ impl Router {
                 }
             }
             if self.act.reject.is_some() {
-                if let Some(r) = self.act.reject.take() {
-                    if !w.local {
-                        self.send_reject(w, buf, meta, &r, now, out);
-                    }
-                }
+                self.reject_from_chain(w, buf, meta, now, out);
             }
             if let Some(req) = self.act.nat {
                 self.act.nat = None;
@@ -1449,6 +1434,47 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// What a chain's `log`, `dup` and `fwd` statements asked, carried out after the chain.
+    /// Apart (and cold) so that the chain loop, which seldom needs it, stays small.
+    #[cold]
+    #[inline(never)]
+    fn logs_and_copies(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        hook: Hook,
+        out: &mut Vec<TxFrame>,
+    ) {
+        for spec in std::mem::take(&mut self.act.logs) {
+            self.log_line(w, buf, meta, hook, &spec);
+        }
+        for (addr, dev) in std::mem::take(&mut self.act.dups) {
+            self.send_copy(w, buf, meta, addr, dev, false, out);
+        }
+        if let Some((addr, dev)) = self.act.fwd.take() {
+            self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+        }
+    }
+
+    /// A chain's `reject`: the answer leaves now (the router's own packets answer nothing).
+    #[cold]
+    #[inline(never)]
+    fn reject_from_chain(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
+        if let Some(r) = self.act.reject.take() {
+            if !w.local {
+                self.send_reject(w, buf, meta, &r, now, out);
+            }
+        }
     }
 
     /// `dup` and `fwd`: the packet as it stands, out of interface `dev` (as `meta oif`
@@ -1745,6 +1771,7 @@ impl Router {
             .find(|a| a.is_ipv6() == v6)
     }
 
+    #[inline(never)]
     fn bind_nat(&mut self, w: &Walk, spec: &NatRequest) -> Result<(), Drop> {
         let (addr, port) = (spec.addr, spec.port);
         let Some((id, _)) = w.conn else { return Ok(()) };
