@@ -63,6 +63,10 @@ pub(crate) struct Ext {
     /// `ct helper set`: the helper's name. No helper runs here; the name keeps the
     /// connection off the fast path and answers `ct helper`.
     pub helper: Option<Box<str>>,
+    /// `ct secmark`.
+    pub secmark: u32,
+    /// `ct timeout set`: the state timeouts of the connection's timeout policy.
+    pub timeouts: Option<Box<crate::status::Timeouts>>,
 }
 
 /// A time as stored in a connection: nanoseconds, saturating (585 years; beyond is the end
@@ -171,6 +175,22 @@ impl Conn {
     /// `ct helper set`: the helper's name, if one was attached.
     pub fn helper(&self) -> Option<&str> {
         self.ext.as_ref().and_then(|e| e.helper.as_deref())
+    }
+
+    /// `ct secmark`.
+    pub fn secmark(&self) -> u32 {
+        self.ext.as_ref().map_or(0, |e| e.secmark)
+    }
+
+    pub fn set_secmark(&mut self, secmark: u32) {
+        if secmark != 0 || self.ext.is_some() {
+            self.ext.get_or_insert_with(Box::default).secmark = secmark;
+        }
+    }
+
+    /// The timeout policy `ct timeout set` gave the connection, if any.
+    pub fn timeouts(&self) -> Option<&crate::status::Timeouts> {
+        self.ext.as_ref().and_then(|e| e.timeouts.as_deref())
     }
 
     /// The interface a masquerade binding took its address from.
