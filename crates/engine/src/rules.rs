@@ -179,7 +179,9 @@ pub enum Load {
     Socket,
     /// `ipsec in|out ...`: the packet's IPsec state. No packet here went through an xfrm
     /// transform (no SA), so the load fails as `nft_xfrm` does without one.
-    Ipsec,
+    Ipsec {
+        out: bool,
+    },
     /// `osf name|version`: see [`crate::extmatch::osf`].
     Osf,
 }
@@ -1223,7 +1225,7 @@ impl Compiler<'_> {
                 Ok(Load::DccpOpt(n))
             }
             ExprKind::Socket { .. } => Ok(Load::Socket),
-            ExprKind::Ipsec { .. } => Ok(Load::Ipsec),
+            ExprKind::Ipsec { dir, .. } => Ok(Load::Ipsec { out: dir == "out" }),
             ExprKind::Osf { .. } => Ok(Load::Osf),
             other => Err(self.err(format!("expression {}", kind_name(other)))),
         }
@@ -2193,9 +2195,85 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
             }
         }
     }
+    check_hooks(&out)?;
     // stable: equal priorities keep table order, as the kernel keeps registration order
     out.base.sort_by_key(|b| (b.hook, b.order, b.prio));
     Ok(out)
+}
+
+/// Expressions the kernel allows in some hooks only (their `validate` callbacks), and which.
+fn hook_limited(op: &Op) -> Option<(&'static str, &'static [Hook])> {
+    use Hook::*;
+    let loads: &[Load] = match op {
+        Op::Tproxy { .. } => return Some(("tproxy", &[Prerouting])),
+        Op::Match(m) => &m.loads,
+        Op::Vmap { keys, .. } => keys,
+        _ => return None,
+    };
+    loads.iter().find_map(|l| match l {
+        Load::Socket => Some(("socket", &[Prerouting, Input, Output][..])),
+        Load::Osf => Some(("osf", &[Prerouting, Input, Forward][..])),
+        Load::Ipsec { out: false } => Some(("ipsec in", &[Prerouting, Input, Forward][..])),
+        Load::Ipsec { out: true } => Some(("ipsec out", &[Forward, Output, Postrouting][..])),
+        _ => None,
+    })
+}
+
+/// Refuses a ruleset that uses a hook-limited expression in a chain reachable from a base
+/// chain of another hook, as the kernel's chain validation does.
+fn check_hooks(rs: &Ruleset) -> Result<(), CompileError> {
+    for b in &rs.base {
+        let mut seen = vec![false; rs.chains.len()];
+        let mut todo = vec![b.chain];
+        while let Some(ci) = todo.pop() {
+            if std::mem::replace(&mut seen[ci], true) {
+                continue;
+            }
+            let c = &rs.chains[ci];
+            for r in &c.rules {
+                for op in &r.ops {
+                    if let Some((what, hooks)) = hook_limited(op) {
+                        if !hooks.contains(&b.hook) {
+                            let allowed: Vec<String> = hooks
+                                .iter()
+                                .map(|h| format!("{h:?}").to_lowercase())
+                                .collect();
+                            return Err(bad(
+                                format!(
+                                    "{what} in a {} chain (the kernel allows it in {} only)",
+                                    format!("{:?}", b.hook).to_lowercase(),
+                                    allowed.join(", ")
+                                ),
+                                &c.table,
+                                &c.name,
+                            ));
+                        }
+                    }
+                    let mut jump = |v: &Verdict| {
+                        if let Verdict::Jump(t) | Verdict::Goto(t) = v {
+                            if *t < seen.len() {
+                                todo.push(*t);
+                            }
+                        }
+                    };
+                    match op {
+                        Op::Verdict(v) => jump(v),
+                        Op::Vmap { map, .. } => {
+                            if let Some(s) = rs.sets.get(*map) {
+                                for d in s.exact.values().chain(s.ranges.iter().map(|r| &r.1)) {
+                                    if let SetData::Verdict(v) = d {
+                                        jump(v);
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 // ---- execution -----------------------------------------------------------------------------
@@ -2681,7 +2759,7 @@ impl Pkt<'_> {
                 )),
                 _ => Some(0),
             },
-            Load::Socket | Load::Ipsec => None,
+            Load::Socket | Load::Ipsec { .. } => None,
             Load::Osf => {
                 if self.th.is_none() {
                     return None;

@@ -726,3 +726,30 @@ fn tproxy_delivers_to_the_host() {
     one(&mut r, LAN, udp, t, Port::Iface(WAN));
     assert_eq!(counter(&r, "proxied").0, 1);
 }
+
+#[test]
+fn hook_limited_expressions_are_refused_elsewhere() {
+    let cases = [
+        ("chain c { type filter hook forward priority 0; socket transparent 1 accept }", "socket in a forward chain"),
+        ("chain c { type filter hook prerouting priority 0; ipsec out ip daddr 1.2.3.4 accept }", "ipsec out in a prerouting chain"),
+        ("chain c { type filter hook forward priority 0; meta l4proto tcp tproxy ip to 1.2.3.4:80 }", "tproxy in a forward chain"),
+        ("chain c { type filter hook output priority 0; jump d } chain d { osf name \"Linux\" accept }", "osf in a output chain"),
+    ];
+    for (body, want) in cases {
+        let src = format!("table inet t {{ {body} }}");
+        let ast = load_str("x.nft", &src, &LoadOpts::default())
+            .map_err(|e| e.rendered)
+            .unwrap();
+        let e = nft_engine::rules::compile(&ast).unwrap_err().to_string();
+        assert!(e.contains(want), "{src}: {e}");
+    }
+    // where the kernel allows them, they load
+    for body in [
+        "chain c { type filter hook prerouting priority 0; socket transparent 1 accept }",
+        "chain c { type filter hook forward priority 0; ipsec out ip daddr 1.2.3.4 accept ipsec in reqid 1 accept osf name \"Linux\" accept }",
+    ] {
+        let src = format!("table inet t {{ {body} }}");
+        let ast = load_str("x.nft", &src, &LoadOpts::default()).unwrap();
+        assert!(nft_engine::rules::compile(&ast).is_ok(), "{src}");
+    }
+}
