@@ -746,7 +746,7 @@ fn hook_limited_expressions_are_refused_elsewhere() {
     // where the kernel allows them, they load
     for body in [
         "chain c { type filter hook prerouting priority 0; socket transparent 1 accept }",
-        "chain c { type filter hook forward priority 0; ipsec out ip daddr 1.2.3.4 accept ipsec in reqid 1 accept osf name \"Linux\" accept }",
+        "chain c { type filter hook forward priority 0; ipsec out ip daddr 1.2.3.4 accept; ipsec in reqid 1 accept; osf name \"Linux\" accept }",
     ] {
         let src = format!("table inet t {{ {body} }}");
         let ast = load_str("x.nft", &src, &LoadOpts::default()).unwrap();
