@@ -65,6 +65,11 @@ pub(crate) struct Ext {
     pub helper: Option<Box<str>>,
     /// `ct secmark`.
     pub secmark: u32,
+    /// The connection has the helper extension (`ct expectation set` adds it), which keeps
+    /// it off the flowtable as the kernel's `nft_flow_offload` does.
+    pub help: bool,
+    /// The connection whose expectation this one fulfilled (`ct->master`).
+    pub master: Option<crate::table::ConnId>,
     /// `ct timeout set`: the state timeouts of the connection's timeout policy.
     pub timeouts: Option<Box<crate::status::Timeouts>>,
 }
@@ -188,6 +193,19 @@ impl Conn {
         }
     }
 
+    /// The connection whose expectation this one fulfilled.
+    pub fn master(&self) -> Option<crate::table::ConnId> {
+        self.ext.as_ref().and_then(|e| e.master)
+    }
+
+    /// Whether the connection has a helper or announced an expectation (the kernel's
+    /// helper extension).
+    pub fn has_help(&self) -> bool {
+        self.ext
+            .as_ref()
+            .is_some_and(|e| e.help || e.helper.is_some())
+    }
+
     /// The timeout policy `ct timeout set` gave the connection, if any.
     pub fn timeouts(&self) -> Option<&crate::status::Timeouts> {
         self.ext.as_ref().and_then(|e| e.timeouts.as_deref())
@@ -244,6 +262,12 @@ impl Conn {
     /// format), without a trailing newline. `accounting` adds the per-direction counters as
     /// `conntrack -L` does when `nf_conntrack_acct` is on.
     pub fn listing(&self, now: Duration, accounting: bool) -> String {
+        self.listing_refs(now, accounting, 0)
+    }
+
+    /// [`Conn::listing`] with `children` connections holding a reference to this one (those
+    /// that fulfilled its expectations), which `use=` counts.
+    pub(crate) fn listing_refs(&self, now: Duration, accounting: bool, children: u32) -> String {
         let mut s = String::with_capacity(192);
         let proto = self.l4proto();
         let _ = write!(
@@ -281,7 +305,7 @@ impl Conn {
             let _ = write!(s, "zone={} ", self.zone);
         }
         // The flowtable holds a reference to an offloaded connection, as in the kernel.
-        let _ = write!(s, "use={}", 1 + u32::from(self.is_offloaded()));
+        let _ = write!(s, "use={}", 1 + u32::from(self.is_offloaded()) + children);
         s
     }
 }

@@ -459,9 +459,15 @@ impl Table {
 
     /// `conntrack -L`: a line per confirmed connection, in slab order.
     pub fn list(&self, now: Duration) -> Vec<String> {
+        // connections that fulfilled an expectation hold a reference to their master
+        let mut children: Vec<ConnId> = self.iter().filter_map(|(_, c)| c.master()).collect();
+        children.sort_unstable();
         self.iter()
             .filter(|(_, c)| c.is_confirmed() && !c.status.contains(Status::DYING))
-            .map(|(_, c)| c.listing(now, self.cfg.accounting))
+            .map(|(id, c)| {
+                let n = children.iter().filter(|m| **m == id).count() as u32;
+                c.listing_refs(now, self.cfg.accounting, n)
+            })
             .collect()
     }
 
@@ -877,12 +883,13 @@ impl Table {
             deadline_ns: crate::conn::ns(now.saturating_add(timeout)),
         };
         self.next_id = self.next_id.wrapping_add(1);
-        let expected = self.take_expectation(&t, zone, now).is_some();
+        let expected = self.take_expectation(&t, zone, now);
         let id = self.alloc(conn);
         self.stats.new += 1;
-        let state = if expected {
+        let state = if let Some(e) = expected {
             if let Some(c) = self.get_mut(id) {
                 c.status.insert(Status::EXPECTED);
+                c.ext.get_or_insert_with(Box::default).master = Some(e.master);
             }
             CtState::Related
         } else {
@@ -1068,10 +1075,12 @@ impl Table {
         size: u32,
         now: Duration,
     ) -> Result<bool, CtError> {
-        let c = self.get(master).ok_or(CtError::NoSuchConn)?;
+        let c = self.get_mut(master).ok_or(CtError::NoSuchConn)?;
         if c.is_confirmed() {
             return Err(CtError::AlreadyConfirmed);
         }
+        // the helper extension comes first, whether an expectation fits or not
+        c.ext.get_or_insert_with(Box::default).help = true;
         let r = c.reply();
         if l3.is_some_and(|f| (f == 2) != r.is_ipv4()) {
             return Err(CtError::FamilyMismatch);

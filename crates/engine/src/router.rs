@@ -2421,6 +2421,7 @@ mod tests {
             id: c.id,
             helper: c.helper().map_or(0, rules::ifname_value),
             confirmed: c.is_confirmed(),
+            secmark: c.secmark(),
             handle: id.to_bits(),
         }
     }
@@ -2482,6 +2483,7 @@ mod tests {
             CtK::Id,
             CtK::AvgPkt,
             CtK::Helper,
+            CtK::Secmark,
         ];
         let c = t.get(id).unwrap();
         assert_eq!(c.counter(Direction::Reply).packets, 1);

@@ -753,3 +753,77 @@ fn hook_limited_expressions_are_refused_elsewhere() {
         assert!(nft_engine::rules::compile(&ast).is_ok(), "{src}");
     }
 }
+
+#[test]
+fn a_connection_that_announced_an_expectation_stays_off_the_flowtable() {
+    let mut r = router(
+        r#"
+table inet t {
+	ct expectation data { protocol tcp; dport 2121; timeout 10s; size 1; l3proto ip; }
+	flowtable ft { hook ingress priority 0; devices = { "lan", "wan" }; }
+	chain fwd {
+		type filter hook forward priority 0; policy accept;
+		meta l4proto tcp flow add @ft
+		tcp dport 21 ct expectation set "data"
+	}
+}
+"#,
+    );
+    for (sport, dport) in [(40000, 21), (40001, 22)] {
+        let syn = tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            sport,
+            dport,
+            1,
+            Tcp::Syn,
+            b"",
+        );
+        one(&mut r, LAN, syn, secs(1), Port::Iface(WAN));
+        let synack = tcp4(
+            GW_MAC,
+            WAN_MAC,
+            REMOTE,
+            CLIENT,
+            dport,
+            sport,
+            9,
+            Tcp::SynAck(2),
+            b"",
+        );
+        one(&mut r, WAN, synack, secs(1), Port::Iface(LAN));
+        let ack = tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            sport,
+            dport,
+            2,
+            Tcp::Ack(10),
+            b"x",
+        );
+        one(&mut r, LAN, ack, secs(1), Port::Iface(WAN));
+    }
+    assert!(!conn_by_dport(&r, 21).is_offloaded());
+    assert!(conn_by_dport(&r, 21).has_help());
+    assert!(conn_by_dport(&r, 22).is_offloaded());
+}
+
+#[test]
+fn a_master_is_listed_with_the_reference_its_expected_connection_holds() {
+    let mut r = router(EXPECT);
+    let ctl = tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 40000, 21, 1, Tcp::Syn, b"");
+    one(&mut r, LAN, ctl, secs(1), Port::Iface(WAN));
+    let list = r.conntrack().list(secs(1));
+    assert!(list[0].ends_with("use=1"), "{list:?}");
+    let data = tcp4(GW_MAC, WAN_MAC, REMOTE, CLIENT, 20, 2121, 7, Tcp::Syn, b"");
+    one(&mut r, WAN, data, secs(2), Port::Iface(LAN));
+    let list = r.conntrack().list(secs(2));
+    let master = list.iter().find(|l| l.contains("dport=21 ")).unwrap();
+    let child = list.iter().find(|l| l.contains("dport=2121 ")).unwrap();
+    assert!(master.ends_with("use=2"), "{master}");
+    assert!(child.ends_with("use=1"), "{child}");
+}
