@@ -68,6 +68,15 @@ pub(crate) struct Ext {
     /// `ct helper set`: the helper's name. No helper runs here; the name keeps the
     /// connection off the fast path and answers `ct helper`.
     pub helper: Option<Box<str>>,
+    /// `ct secmark`.
+    pub secmark: u32,
+    /// The connection has the helper extension (`ct expectation set` adds it), which keeps
+    /// it off the flowtable as the kernel's `nft_flow_offload` does.
+    pub help: bool,
+    /// The connection whose expectation this one fulfilled (`ct->master`).
+    pub master: Option<crate::table::ConnId>,
+    /// `ct timeout set`: the state timeouts of the connection's timeout policy.
+    pub timeouts: Option<Box<crate::status::Timeouts>>,
 }
 
 /// [`Conn::masq_ifindex`] when the connection has no masquerade binding held inline.
@@ -181,6 +190,35 @@ impl Conn {
         self.ext.as_ref().and_then(|e| e.helper.as_deref())
     }
 
+    /// `ct secmark`.
+    pub fn secmark(&self) -> u32 {
+        self.ext.as_ref().map_or(0, |e| e.secmark)
+    }
+
+    pub fn set_secmark(&mut self, secmark: u32) {
+        if secmark != 0 || self.ext.is_some() {
+            self.ext.get_or_insert_with(Box::default).secmark = secmark;
+        }
+    }
+
+    /// The connection whose expectation this one fulfilled.
+    pub fn master(&self) -> Option<crate::table::ConnId> {
+        self.ext.as_ref().and_then(|e| e.master)
+    }
+
+    /// Whether the connection has a helper or announced an expectation (the kernel's
+    /// helper extension).
+    pub fn has_help(&self) -> bool {
+        self.ext
+            .as_ref()
+            .is_some_and(|e| e.help || e.helper.is_some())
+    }
+
+    /// The timeout policy `ct timeout set` gave the connection, if any.
+    pub fn timeouts(&self) -> Option<&crate::status::Timeouts> {
+        self.ext.as_ref().and_then(|e| e.timeouts.as_deref())
+    }
+
     /// The interface a masquerade binding took its address from.
     pub fn masq_ifindex(&self) -> Option<u32> {
         if self.masq_ifindex != NO_MASQ {
@@ -241,6 +279,12 @@ impl Conn {
     /// format), without a trailing newline. `accounting` adds the per-direction counters as
     /// `conntrack -L` does when `nf_conntrack_acct` is on.
     pub fn listing(&self, now: Duration, accounting: bool) -> String {
+        self.listing_refs(now, accounting, 0)
+    }
+
+    /// [`Conn::listing`] with `children` connections holding a reference to this one (those
+    /// that fulfilled its expectations), which `use=` counts.
+    pub(crate) fn listing_refs(&self, now: Duration, accounting: bool, children: u32) -> String {
         let mut s = String::with_capacity(192);
         let proto = self.l4proto();
         let _ = write!(
@@ -278,7 +322,7 @@ impl Conn {
             let _ = write!(s, "zone={} ", self.zone);
         }
         // The flowtable holds a reference to an offloaded connection, as in the kernel.
-        let _ = write!(s, "use={}", 1 + u32::from(self.is_offloaded()));
+        let _ = write!(s, "use={}", 1 + u32::from(self.is_offloaded()) + children);
         s
     }
 }
