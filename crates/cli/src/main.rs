@@ -125,6 +125,10 @@ enum Cmd {
         /// that counts its instructions per packet.
         #[arg(long)]
         fast_only: bool,
+        /// Measure only new connections on the slow path (the first pass), and print the
+        /// callgrind command that counts their instructions per connection.
+        #[arg(long, conflicts_with = "fast_only")]
+        new_only: bool,
     },
     /// The live router between kernel interfaces (needs root): reads the interfaces, routes
     /// and neighbours over rtnetlink and follows their changes; serves `list`, `load` and
@@ -225,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             packets,
             fast_only,
+            new_only,
         } => {
             bench::run(bench::Args {
                 ruleset,
@@ -232,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
                 packets,
                 fast_only,
+                new_only,
             })?;
             Ok(ExitCode::SUCCESS)
         }
