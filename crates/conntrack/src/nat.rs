@@ -276,7 +276,7 @@ impl Table {
         let new = self.unique_tuple(curr, &range, manip, zone, id)?;
         let c = self.conn_mut_internal(id).ok_or(CtError::NoSuchConn)?;
         if new != curr {
-            c.tuples[1] = new.invert().ok_or(CtError::NoSuchConn)?;
+            c.set_reply(new.invert().ok_or(CtError::NoSuchConn)?);
             c.status.insert(match manip {
                 Manip::Src => Status::SRC_NAT,
                 Manip::Dst => Status::DST_NAT,

@@ -833,7 +833,8 @@ impl Router {
                     ct_mark: w.ct_mark,
                     dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
                 };
-                self.offload.forwarded_slow(id, dir, ingress, mangles);
+                self.offload
+                    .forwarded_slow(&mut self.ct, id, dir, ingress, mangles);
                 if let Some((t, family)) = w.flow_add {
                     if self.offload.admit(
                         t,
