@@ -46,6 +46,9 @@ pub struct Args {
     pub control: PathBuf,
     pub no_offload: bool,
     pub no_guard: bool,
+    /// `--io af_xdp`: the interfaces' receive work runs on the workers' CPUs (busy polling
+    /// in zero-copy mode, pinned NAPI threads in copy mode); `--leave-napi` turns it off.
+    pub napi_here: bool,
 }
 
 /// The I/O backends. A backend moves bursts of whole Ethernet frames in and out of one
@@ -765,7 +768,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (backends, sets, steering) = match io {
         Io::AfPacket => (open_backends(io, &ifs, workers)?, vec![], None),
         Io::AfXdp => {
-            let (sets, steering) = run_afxdp::open(&ifs, workers, &snap.addrs, chains)?;
+            let (sets, steering) =
+                run_afxdp::open(&ifs, workers, &snap.addrs, chains, a.napi_here)?;
             (vec![], sets, Some(Arc::new(Mutex::new(steering))))
         }
     };
