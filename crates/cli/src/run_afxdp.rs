@@ -213,10 +213,6 @@ pub fn open(
     for (_, name) in ifs {
         let cfg = SteerConfig {
             local_no_socket: true,
-            mode: match std::env::var("NFT_OFFLOAD_XDP_MODE").as_deref() {
-                Ok("generic") => nft_xdp::offload::ModeRequest::Generic,
-                _ => nft_xdp::offload::ModeRequest::Auto,
-            },
             ..SteerConfig::default()
         };
         let ifindex = ifindex_of(name);
