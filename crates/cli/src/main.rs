@@ -101,6 +101,9 @@ enum Cmd {
         /// Print the connection table at the end, in `conntrack -L` format.
         #[arg(long)]
         list_conntrack: bool,
+        /// The connection table's size (`nf_conntrack_max`); 65536 by default.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        conntrack_max: Option<u32>,
     },
     /// In-memory throughput on one core with 64-byte packets: the slow path (new
     /// connections/s with conntrack and NAT, packets/s on established flows) and the fast
@@ -122,6 +125,10 @@ enum Cmd {
         /// that counts its instructions per packet.
         #[arg(long)]
         fast_only: bool,
+        /// Measure only new connections on the slow path (the first pass), and print the
+        /// callgrind command that counts their instructions per connection.
+        #[arg(long, conflicts_with = "fast_only")]
+        new_only: bool,
     },
     /// The live router between kernel interfaces (needs root): reads the interfaces, routes
     /// and neighbours over rtnetlink and follows their changes; serves `list`, `load` and
@@ -227,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             packets,
             fast_only,
+            new_only,
         } => {
             bench::run(bench::Args {
                 ruleset,
@@ -234,6 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
                 packets,
                 fast_only,
+                new_only,
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -250,6 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_offload,
             list_flows,
             list_conntrack,
+            conntrack_max,
         } => {
             let args = simulate::Args {
                 ruleset,
@@ -264,6 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 no_offload,
                 list_flows,
                 list_conntrack,
+                conntrack_max: conntrack_max.map(|n| n as usize),
             };
             match simulate::run(args) {
                 Ok(()) => Ok(ExitCode::SUCCESS),

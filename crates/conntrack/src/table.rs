@@ -203,6 +203,19 @@ pub(crate) fn source_key(t: &Tuple, zone: Zone) -> SourceKey {
     (zone, t.proto, t.src, t.sport)
 }
 
+/// Hashes computed for a new connection's first packet, which its confirmation reuses (the
+/// tuples are hashed once a packet, not once a use): the original tuple's, from the lookup
+/// that missed; the reply tuple's, from the NAT check that found it free; the source key's,
+/// from the source-NAT lookup. Only for connection `id`; a reply hash only while the reply
+/// tuple is still `reply.0`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pending {
+    pub id: Option<ConnId>,
+    pub orig: u64,
+    pub reply: Option<(Tuple, u64)>,
+    pub source: Option<u64>,
+}
+
 /// The generation lives in its own vector (`gens`): beside a connection (16-byte aligned,
 /// for its labels) it would pad the slot by 16 bytes.
 struct Slot {
@@ -247,6 +260,7 @@ pub struct Table {
     next_id: u32,
     pub(crate) rng: Rng,
     stats: Stats,
+    pub(crate) pending: Pending,
 }
 
 impl Default for Table {
@@ -273,6 +287,7 @@ impl Table {
             next_id: 1,
             rng,
             stats: Stats::default(),
+            pending: Pending::default(),
         }
     }
 
@@ -345,7 +360,7 @@ impl Table {
         self.slots.get(idx as usize).and_then(|s| s.conn.as_ref())
     }
 
-    fn key_hash(&self, t: &Tuple, zone: Zone) -> u64 {
+    pub(crate) fn key_hash(&self, t: &Tuple, zone: Zone) -> u64 {
         // Packed into three words: the derived hash writes every field (and each address's
         // variant) on its own, and a new connection hashes tuples several times.
         let bits = |a: std::net::IpAddr| match a {
@@ -361,7 +376,7 @@ impl Table {
         self.hasher.hash_one((bits(t.src), bits(t.dst), rest))
     }
 
-    fn source_hash(&self, k: &SourceKey) -> u64 {
+    pub(crate) fn source_hash(&self, k: &SourceKey) -> u64 {
         self.hasher.hash_one((0x5eed_u16, k))
     }
 
@@ -384,13 +399,14 @@ impl Table {
         Some((v >> 1, dir))
     }
 
-    fn map_insert_hashed(&mut self, h: u64, idx: u32, dir: Direction) {
-        self.map.insert(h, idx << 1 | dir as u32);
-    }
-
     /// The latest source-NATed connection from a source.
     pub(crate) fn bysource_get(&self, k: &SourceKey) -> Option<ConnId> {
-        let idx = self.bysource.find(self.source_hash(k), |v| {
+        self.bysource_get_hashed(self.source_hash(k), k)
+    }
+
+    /// [`Table::bysource_get`] with the key's hash already computed.
+    pub(crate) fn bysource_get_hashed(&self, h: u64, k: &SourceKey) -> Option<ConnId> {
+        let idx = self.bysource.find(h, |v| {
             self.conn_at(v)
                 .is_some_and(|c| source_key(&c.tuples[0], c.zone) == *k)
         })?;
@@ -595,7 +611,8 @@ impl Table {
             return Outcome::Invalid(Invalid::NoTuple);
         };
 
-        if let Some((idx, dir)) = self.map_get(&t, zone) {
+        let h = self.key_hash(&t, zone);
+        if let Some((idx, dir)) = self.map_get_hashed(h, &t, zone) {
             let id = self.id_at(idx);
             let expired = self.get(id).is_none_or(|c| c.expired(now));
             if expired {
@@ -615,7 +632,16 @@ impl Table {
                 }
             }
         }
-        self.create(t, zone, meta, now)
+        let out = self.create(t, zone, meta, now);
+        if let Outcome::Tracked { id, .. } = out {
+            self.pending = Pending {
+                id: Some(id),
+                orig: h,
+                reply: None,
+                source: None,
+            };
+        }
+        out
     }
 
     /// An ICMP error is RELATED to the connection of the packet it quotes
@@ -854,32 +880,66 @@ impl Table {
         if c.status.contains(Status::DYING) {
             return Err(CtError::Dying);
         }
-        let zone = c.zone;
-        if !c.status.contains(Status::SRC_NAT_DONE) && self.map_get(&c.tuples[1], zone).is_some() {
+        let (zone, o, mut r) = (c.zone, c.tuples[0], c.tuples[1]);
+        let nat_done = c.status.contains(Status::SRC_NAT_DONE);
+        let pending = if self.pending.id == Some(id) {
+            core::mem::take(&mut self.pending)
+        } else {
+            Pending::default()
+        };
+        let ho = if pending.id.is_some() {
+            pending.orig
+        } else {
+            self.key_hash(&o, zone)
+        };
+        let reply_hash = |t: &Table, r: &Tuple| match pending.reply {
+            Some((pr, h)) if pending.id.is_some() && pr == *r => h,
+            _ => t.key_hash(r, zone),
+        };
+        let mut hr = reply_hash(self, &r);
+        if !nat_done && self.map_get_hashed(hr, &r, zone).is_some() {
             let range = crate::nat::NatRange::default();
             // Failure leaves the clash for the check below to refuse.
             let _ = self.bind(id, crate::nat::Manip::Src, &range);
+            let c = self.get(id).ok_or(CtError::NoSuchConn)?;
+            if c.tuples[1] != r {
+                r = c.tuples[1];
+                hr = self.key_hash(&r, zone);
+            }
         }
-        let c = self.get(id).ok_or(CtError::NoSuchConn)?;
-        let (o, r) = (c.tuples[0], c.tuples[1]);
-        // each tuple is hashed once, for the clash check and the insertion both
-        let (ho, hr) = (self.key_hash(&o, zone), self.key_hash(&r, zone));
-        if self.map_get_hashed(ho, &o, zone).is_some()
-            || self.map_get_hashed(hr, &r, zone).is_some()
-        {
+        // the clash checks and the insertions in one probe each
+        let slots = &self.slots;
+        let holds = |t: Tuple| {
+            move |v: u32| {
+                slots
+                    .get((v >> 1) as usize)
+                    .and_then(|s| s.conn.as_ref())
+                    .is_some_and(|c| c.zone == zone && c.tuples[(v & 1) as usize] == t)
+            }
+        };
+        let vo = id.idx << 1 | Direction::Original as u32;
+        if !self.map.insert_unless(ho, vo, holds(o)) {
             self.stats.insert_failed += 1;
             return Err(CtError::Clash);
         }
-        self.map_insert_hashed(ho, id.idx, Direction::Original);
-        if r != o {
-            self.map_insert_hashed(hr, id.idx, Direction::Reply);
+        if r != o
+            && !self
+                .map
+                .insert_unless(hr, id.idx << 1 | Direction::Reply as u32, holds(r))
+        {
+            self.map.remove(ho, vo);
+            self.stats.insert_failed += 1;
+            return Err(CtError::Clash);
         }
         if self
             .get(id)
             .is_some_and(|c| c.status.contains(Status::SRC_NAT))
         {
             let k = source_key(&o, zone);
-            let h = self.source_hash(&k);
+            let h = match pending.source {
+                Some(h) if pending.id.is_some() => h,
+                _ => self.source_hash(&k),
+            };
             let slots = &self.slots;
             let same = |v: u32| {
                 slots
@@ -887,9 +947,7 @@ impl Table {
                     .and_then(|s| s.conn.as_ref())
                     .is_some_and(|c| source_key(&c.tuples[0], c.zone) == k)
             };
-            if !self.bysource.replace(h, id.idx, same) {
-                self.bysource.insert(h, id.idx);
-            }
+            self.bysource.upsert(h, id.idx, same);
         }
         if let Some(c) = self.get_mut(id) {
             c.status.insert(Status::CONFIRMED);
@@ -980,9 +1038,10 @@ impl Table {
         doomed.len()
     }
 
-    /// Whether the tuple of a packet is already the key of another connection.
-    pub(crate) fn taken(&self, t: &Tuple, zone: Zone, me: ConnId) -> bool {
-        self.map_get(t, zone).is_some_and(|(idx, _)| idx != me.idx)
+    /// Whether tuple `t`, whose hash is `h`, is already the key of another connection.
+    pub(crate) fn taken_hashed(&self, h: u64, t: &Tuple, zone: Zone, me: ConnId) -> bool {
+        self.map_get_hashed(h, t, zone)
+            .is_some_and(|(idx, _)| idx != me.idx)
     }
 
     pub(crate) fn conn_mut_internal(&mut self, id: ConnId) -> Option<&mut Conn> {

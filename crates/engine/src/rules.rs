@@ -1942,6 +1942,73 @@ pub struct CtInfo {
     pub handle: u64,
 }
 
+/// Conntrack facts as rules read them, before this walk's `ct ... set` (which [`Pkt`] holds).
+/// The router implements it on its connection, so that a chain run reads only the fields its
+/// rules ask for (most read one or none) instead of copying them all for every chain;
+/// [`CtInfo`] implements it on copied values.
+pub trait CtFacts {
+    /// The value of `key`; `reply` is the direction an expression names (`ct original
+    /// saddr`), `None` when it names none.
+    fn ct_get(&self, key: CtK, reply: Option<bool>) -> u128;
+    /// What [`Env::conn_alive`] takes to find this connection again (`ct count`); 0: none.
+    fn ct_handle(&self) -> u64;
+}
+
+impl CtFacts for CtInfo {
+    fn ct_get(&self, key: CtK, reply: Option<bool>) -> u128 {
+        let ct = self;
+        let rep = reply.unwrap_or(false);
+        match key {
+            CtK::State => ct.state as u128,
+            CtK::Direction => ct.reply as u128,
+            CtK::Status => ct.status as u128,
+            CtK::Mark => ct.mark as u128,
+            CtK::Expiration => ct.expiration_ms as u128,
+            CtK::L3Proto => ct.l3proto as u128,
+            CtK::Protocol => ct.protocol as u128,
+            CtK::Saddr => {
+                if rep {
+                    ct.reply_src
+                } else {
+                    ct.orig_src
+                }
+            }
+            CtK::Daddr => {
+                if rep {
+                    ct.reply_dst
+                } else {
+                    ct.orig_dst
+                }
+            }
+            CtK::ProtoSrc => (if rep { ct.reply_sport } else { ct.orig_sport }) as u128,
+            CtK::ProtoDst => (if rep { ct.reply_dport } else { ct.orig_dport }) as u128,
+            CtK::Zone => ct.zone as u128,
+            CtK::Packets => match reply {
+                None => (ct.packets[0] + ct.packets[1]) as u128,
+                Some(r) => ct.packets[r as usize] as u128,
+            },
+            CtK::Bytes => match reply {
+                None => (ct.bytes[0] + ct.bytes[1]) as u128,
+                Some(r) => ct.bytes[r as usize] as u128,
+            },
+            CtK::AvgPkt => {
+                let (p, b) = match reply {
+                    None => (ct.packets[0] + ct.packets[1], ct.bytes[0] + ct.bytes[1]),
+                    Some(r) => (ct.packets[r as usize], ct.bytes[r as usize]),
+                };
+                b.checked_div(p).unwrap_or(0) as u128
+            }
+            CtK::Label => ct.label,
+            CtK::Id => ct.id as u128,
+            CtK::Helper => ct.helper,
+        }
+    }
+
+    fn ct_handle(&self) -> u64 {
+        self.handle
+    }
+}
+
 /// The packet and its metadata as rules see them.
 pub struct Pkt<'a> {
     pub frame: &'a mut [u8],
@@ -1962,6 +2029,8 @@ pub struct Pkt<'a> {
     pub nftrace: bool,
     pub pkttype: u8,
     pub ct: Option<CtInfo>,
+    /// The connection itself, read lazily; when set, `ct` is not read.
+    pub conn: Option<&'a dyn CtFacts>,
     pub new_ct_mark: Option<u32>,
     pub new_ct_zone: Option<u16>,
     pub new_ct_label: Option<u128>,
@@ -2019,6 +2088,15 @@ fn read_bits(data: &[u8], start: usize, offset: u32, bits: u32) -> Option<u128> 
 const NS_PER_S: u64 = 1_000_000_000;
 
 impl Pkt<'_> {
+    /// `ct label` of the connection as it stands (0 untracked).
+    fn ct_label(&self) -> u128 {
+        match (self.conn, &self.ct) {
+            (Some(c), _) => c.ct_get(CtK::Label, None),
+            (None, Some(c)) => c.label,
+            (None, None) => 0,
+        }
+    }
+
     fn base(&self, b: Base) -> Option<usize> {
         match b {
             Base::Link => Some(0),
@@ -2103,57 +2181,31 @@ impl Pkt<'_> {
                 MetaK::Random => return None,
             }),
             Load::Ct { key, reply } => {
-                let Some(ct) = &self.ct else {
+                let ct: &dyn CtFacts = match (self.conn, &self.ct) {
+                    (Some(c), _) => c,
+                    (None, Some(c)) => c,
                     // untracked: only `ct state` answers
-                    return (*key == CtK::State).then_some(64);
+                    (None, None) => return (*key == CtK::State).then_some(64),
                 };
-                let rep = reply.unwrap_or(false);
+                // what this walk set (`ct ... set`) reads back before the connection has it
                 Some(match key {
-                    CtK::State => ct.state as u128,
-                    CtK::Direction => ct.reply as u128,
-                    CtK::Status => ct.status as u128,
-                    CtK::Mark => self.new_ct_mark.unwrap_or(ct.mark) as u128,
-                    CtK::Expiration => ct.expiration_ms as u128,
-                    CtK::L3Proto => ct.l3proto as u128,
-                    CtK::Protocol => ct.protocol as u128,
-                    CtK::Saddr => {
-                        if rep {
-                            ct.reply_src
-                        } else {
-                            ct.orig_src
-                        }
-                    }
-                    CtK::Daddr => {
-                        if rep {
-                            ct.reply_dst
-                        } else {
-                            ct.orig_dst
-                        }
-                    }
-                    CtK::ProtoSrc => (if rep { ct.reply_sport } else { ct.orig_sport }) as u128,
-                    CtK::ProtoDst => (if rep { ct.reply_dport } else { ct.orig_dport }) as u128,
-                    CtK::Zone => self.new_ct_zone.unwrap_or(ct.zone) as u128,
-                    CtK::Packets => match reply {
-                        None => (ct.packets[0] + ct.packets[1]) as u128,
-                        Some(r) => ct.packets[*r as usize] as u128,
+                    CtK::Mark => match self.new_ct_mark {
+                        Some(m) => m as u128,
+                        None => ct.ct_get(*key, *reply),
                     },
-                    CtK::Bytes => match reply {
-                        None => (ct.bytes[0] + ct.bytes[1]) as u128,
-                        Some(r) => ct.bytes[*r as usize] as u128,
+                    CtK::Zone => match self.new_ct_zone {
+                        Some(z) => z as u128,
+                        None => ct.ct_get(*key, *reply),
                     },
-                    CtK::AvgPkt => {
-                        let (p, b) = match reply {
-                            None => (ct.packets[0] + ct.packets[1], ct.bytes[0] + ct.bytes[1]),
-                            Some(r) => (ct.packets[*r as usize], ct.bytes[*r as usize]),
-                        };
-                        b.checked_div(p).unwrap_or(0) as u128
-                    }
-                    CtK::Label => self.new_ct_label.unwrap_or(ct.label),
-                    CtK::Id => ct.id as u128,
+                    CtK::Label => match self.new_ct_label {
+                        Some(l) => l,
+                        None => ct.ct_get(*key, *reply),
+                    },
                     CtK::Helper => match &self.new_ct_helper {
                         Some(h) => ifname_value(h),
-                        None => ct.helper,
+                        None => ct.ct_get(*key, *reply),
                     },
+                    _ => ct.ct_get(*key, *reply),
                 })
             }
             Load::Bitwise { inner, and, xor } => self.load(inner).map(|v| (v & and) ^ xor),
@@ -2686,14 +2738,19 @@ fn dynset(
 /// packet's own, and matches when the count is within N (above N with `over`). A packet
 /// without a tracked connection does not match.
 fn count_conn(pkt: &Pkt, list: &mut Vec<u64>, over: bool, count: u32) -> bool {
-    let Some(ct) = pkt.ct.filter(|c| c.handle != 0) else {
-        return false;
+    let handle = match (pkt.conn, &pkt.ct) {
+        (Some(c), _) => c.ct_handle(),
+        (None, Some(c)) => c.handle,
+        (None, None) => 0,
     };
-    if let Some(env) = pkt.env {
-        list.retain(|h| *h == ct.handle || env.conn_alive(*h));
+    if handle == 0 {
+        return false;
     }
-    if !list.contains(&ct.handle) {
-        list.push(ct.handle);
+    if let Some(env) = pkt.env {
+        list.retain(|h| *h == handle || env.conn_alive(*h));
+    }
+    if !list.contains(&handle) {
+        list.push(handle);
     }
     (list.len() as u32 > count) == over
 }
@@ -2987,9 +3044,8 @@ fn run_chain(
                             CtK::Zone => pkt.new_ct_zone = Some(x as u16),
                             // `ct label set N` sets bit N, keeping the others
                             CtK::Label => {
-                                pkt.new_ct_label = Some(
-                                    pkt.new_ct_label.or(pkt.ct.map(|c| c.label)).unwrap_or(0) | x,
-                                )
+                                pkt.new_ct_label =
+                                    Some(pkt.new_ct_label.unwrap_or_else(|| pkt.ct_label()) | x)
                             }
                             _ => {}
                         }
@@ -3175,6 +3231,7 @@ pub fn pkt_view<'a>(
         nftrace: false,
         pkttype: 0,
         ct: None,
+        conn: None,
         new_ct_mark: None,
         new_ct_zone: None,
         new_ct_label: None,

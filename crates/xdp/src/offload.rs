@@ -34,10 +34,13 @@
 //! same clock.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aya::maps::{
-    DevMapHash, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, ProgramArray,
+    DevMapHash, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+    ProgramArray,
 };
 use aya::programs::{ProgramFd, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
@@ -152,6 +155,15 @@ pub struct XdpOffload {
     ebpf: Ebpf,
     flows: BpfHashMap<MapData, OffloadKey, OffloadValue>,
     stats_map: PerCpuArray<MapData, OffloadStats>,
+    /// `offload_stats` again, for `BPF_MAP_LOOKUP_BATCH`, which aya 0.14 does not have.
+    stats_fd: OwnedFd,
+    /// [`poll`](OffloadBackend::poll) reads the counters in one batch (default) or one
+    /// lookup per direction.
+    batch: bool,
+    /// Per slot, summed over CPUs (batch reads), and the raw buffers they come from.
+    sums: Vec<(u64, u64, u64)>,
+    batch_keys: Vec<u32>,
+    batch_values: Vec<u8>,
     reasons: PerCpuArray<MapData, u64>,
     tx: DevMapHash<MapData>,
     chain: Option<Chain>,
@@ -365,7 +377,16 @@ impl XdpOffload {
                 .ok_or_else(|| XdpOffloadError::Load(format!("map {name} missing")))
         };
         let flows = BpfHashMap::try_from(take(&mut ebpf, "offload_flows")?).map_err(err)?;
-        let stats_map = PerCpuArray::try_from(take(&mut ebpf, "offload_stats")?).map_err(err)?;
+        let stats_data = take(&mut ebpf, "offload_stats")?;
+        let stats_fd = match &stats_data {
+            Map::PerCpuArray(d) => d.fd().as_fd().try_clone_to_owned().map_err(err)?,
+            _ => {
+                return Err(XdpOffloadError::Load(
+                    "offload_stats: not a per-CPU array".into(),
+                ))
+            }
+        };
+        let stats_map = PerCpuArray::try_from(stats_data).map_err(err)?;
         let reasons = PerCpuArray::try_from(take(&mut ebpf, "offload_reasons")?).map_err(err)?;
         let tx = DevMapHash::try_from(take(&mut ebpf, "offload_tx")?).map_err(err)?;
         let chain = Chain {
@@ -391,6 +412,11 @@ impl XdpOffload {
             ebpf,
             flows,
             stats_map,
+            stats_fd,
+            batch: true,
+            sums: vec![],
+            batch_keys: vec![],
+            batch_values: vec![],
             reasons,
             tx,
             chain: Some(chain),
@@ -634,11 +660,99 @@ impl XdpOffload {
 
     /// Per direction: packets, bytes, last-used ns, summed (latest) over CPUs.
     fn read_slot(&self, slot: u32) -> (u64, u64, u64) {
+        if self.batch {
+            if let Some(s) = self.sums.get(slot as usize) {
+                return *s;
+            }
+        }
         match self.stats_map.get(&slot, 0) {
             Ok(v) => v.iter().fold((0, 0, 0), |(p, b, t), s| {
                 (p + s.packets, b + s.bytes, t.max(s.last_used_ns))
             }),
             Err(_) => (0, 0, 0),
+        }
+    }
+
+    /// How [`poll`](OffloadBackend::poll) reads the per-flow counters: `true` (the default),
+    /// slots `0..=highest in use` of `offload_stats` in one `BPF_MAP_LOOKUP_BATCH` call;
+    /// `false`, one `BPF_MAP_LOOKUP_ELEM` per direction of each flow (two syscalls a flow).
+    /// For measurements (`examples/offload_poll.rs`).
+    pub fn set_batch_stats(&mut self, batch: bool) {
+        self.batch = batch;
+        self.sums.clear();
+    }
+
+    /// Reads slots `0..n` of `offload_stats` into `sums` with as few `BPF_MAP_LOOKUP_BATCH`
+    /// calls as the kernel needs (one, normally). Slots are handed out lowest first, so `n`
+    /// stays close to the number of directions in the map. On an error `sums` is emptied and
+    /// [`read_slot`](Self::read_slot) falls back to one lookup per slot.
+    fn read_slots_batch(&mut self, n: u32) {
+        self.sums.clear();
+        if n == 0 {
+            return;
+        }
+        // per CPU, each value is rounded up to 8 bytes (it already is: three u64)
+        let vsize = core::mem::size_of::<OffloadStats>();
+        let elem = vsize * self.cpus;
+        self.batch_keys.resize(n as usize, 0);
+        self.batch_values.resize(n as usize * elem, 0);
+        let mut token = 0u32;
+        let mut done = 0usize;
+        let mut first = true;
+        while done < n as usize {
+            let mut attr = BatchAttr {
+                in_batch: if first {
+                    0
+                } else {
+                    &token as *const u32 as u64
+                },
+                out_batch: &mut token as *mut u32 as u64,
+                keys: self.batch_keys[done..].as_mut_ptr() as u64,
+                values: self.batch_values[done * elem..].as_mut_ptr() as u64,
+                count: (n as usize - done) as u32,
+                map_fd: self.stats_fd.as_raw_fd() as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            first = false;
+            // SAFETY: BPF_MAP_LOOKUP_BATCH with an attribute of the kernel's layout; `keys`
+            // and `values` point into buffers with room for `count` keys (u32) and `count`
+            // values of `cpus` times the value size, `in_batch`/`out_batch` at a live u32;
+            // all outlive the call. The kernel writes `count` back into `attr`.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut BatchAttr,
+                    core::mem::size_of::<BatchAttr>(),
+                )
+            };
+            let got = attr_count(&attr) as usize;
+            let end =
+                r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT);
+            if r != 0 && !end {
+                self.sums.clear();
+                return;
+            }
+            done += got;
+            if end || got == 0 {
+                break;
+            }
+        }
+        self.sums.reserve(done);
+        for i in 0..done {
+            let v = &self.batch_values[i * elem..(i + 1) * elem];
+            let mut s = (0u64, 0u64, 0u64);
+            for c in 0..self.cpus {
+                let at = c * vsize;
+                let w = |k: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&v[at + 8 * k..at + 8 * k + 8]);
+                    u64::from_ne_bytes(b)
+                };
+                s = (s.0 + w(0), s.1 + w(1), s.2.max(w(2)));
+            }
+            self.sums.push(s);
         }
     }
 }
@@ -743,6 +857,27 @@ struct XdpMd {
 }
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// `union bpf_attr` for the `BPF_MAP_*_BATCH` commands (linux/bpf.h).
+#[repr(C, align(8))]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// What the kernel wrote back into `count` (a volatile read: the write came through a raw
+/// pointer the compiler did not see).
+fn attr_count(a: &BatchAttr) -> u32 {
+    // SAFETY: `a.count` is a valid, aligned u32 inside a live struct.
+    unsafe { core::ptr::read_volatile(&a.count) }
+}
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 impl XdpOffload {
@@ -774,7 +909,6 @@ impl XdpOffload {
         ingress_ifindex: u32,
         repeat: u32,
     ) -> Result<(), XdpOffloadError> {
-        use std::os::fd::{AsFd, AsRawFd};
         let p: &Xdp = self
             .ebpf
             .program(prog)
@@ -836,6 +970,15 @@ impl OffloadBackend for XdpOffload {
     fn poll(&mut self, events: &mut Vec<BackendEvent>) {
         self.push();
         events.append(&mut self.results);
+        if self.batch {
+            let hi = self
+                .entries
+                .values()
+                .flat_map(|e| e.slots)
+                .max()
+                .map_or(0, |m| m + 1);
+            self.read_slots_batch(hi);
+        }
         let ids: Vec<FlowId> = self.entries.keys().copied().collect();
         for id in ids {
             let Some(e) = self.entries.get(&id).copied() else {
@@ -866,6 +1009,37 @@ impl OffloadBackend for XdpOffload {
                 m.last_ns = last_ns;
             }
         }
+    }
+}
+
+/// An [`XdpOffload`] that its owner can still reach once the flowtable has it as its
+/// backend: the flowtable drives it through [`OffloadBackend`], the owner reads its pass
+/// reasons and push counters (`nft-offload stats`) through [`lock`](Self::lock). Cloning
+/// gives another handle on the same backend; the program stays attached until the last one
+/// goes.
+#[derive(Clone)]
+pub struct SharedXdpOffload(Arc<Mutex<XdpOffload>>);
+
+impl SharedXdpOffload {
+    pub fn new(x: XdpOffload) -> SharedXdpOffload {
+        SharedXdpOffload(Arc::new(Mutex::new(x)))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, XdpOffload> {
+        // a panic while holding it left the maps as they were between two calls
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl OffloadBackend for SharedXdpOffload {
+    fn add(&mut self, id: FlowId, flow: &FlowSpec) {
+        self.lock().add(id, flow)
+    }
+    fn remove(&mut self, id: FlowId) {
+        self.lock().remove(id)
+    }
+    fn poll(&mut self, events: &mut Vec<BackendEvent>) {
+        self.lock().poll(events)
     }
 }
 
