@@ -1003,7 +1003,7 @@ fn confirm_enters_the_tuples_the_connection_has() {
     t.snat(a, &NatRange::to_addr(ip(LAN2))).unwrap();
     t.confirm(a, s(1)).unwrap();
     t.confirm(b, s(1)).unwrap();
-    let reply = *t.get(a).unwrap().reply();
+    let reply = t.get(a).unwrap().reply();
     assert_eq!(
         reply,
         Tuple::new(backend, ip(LAN2), 17, 8080, 5555),
@@ -1026,7 +1026,7 @@ fn confirm_enters_the_tuples_the_connection_has() {
     let (c, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 4001, 53)), 0, s(2)));
     t.masquerade(c, ip(WAN), 2, &NatRange::default()).unwrap();
     t.confirm(c, s(2)).unwrap();
-    let r = *t.get(c).unwrap().reply();
+    let r = t.get(c).unwrap().reply();
     assert_eq!(r, Tuple::new(ip(SRV), ip(WAN), 17, 53, 4001));
     assert_eq!(t.lookup(&r, 0), Some((c, Direction::Reply)));
     assert_eq!(
