@@ -218,9 +218,7 @@ impl Table {
             ..*range
         };
         self.bind(id, Manip::Src, &r)?;
-        if let Some(c) = self.conn_mut_internal(id) {
-            c.set_masq_ifindex(ifindex);
-        }
+        self.set_masq_ifindex(id, ifindex);
         Ok(())
     }
 
@@ -276,7 +274,7 @@ impl Table {
         let new = self.unique_tuple(curr, &range, manip, zone, id)?;
         let c = self.conn_mut_internal(id).ok_or(CtError::NoSuchConn)?;
         if new != curr {
-            c.tuples[1] = new.invert().ok_or(CtError::NoSuchConn)?;
+            c.set_reply(new.invert().ok_or(CtError::NoSuchConn)?);
             c.status.insert(match manip {
                 Manip::Src => Status::SRC_NAT,
                 Manip::Dst => Status::DST_NAT,

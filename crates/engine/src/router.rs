@@ -326,6 +326,7 @@ impl CtFacts for LiveCt<'_> {
             CtK::Label => c.labels(),
             CtK::Id => c.id as u128,
             CtK::Helper => c.helper().map_or(0, rules::ifname_value),
+            CtK::Secmark => c.secmark() as u128,
         }
     }
 
@@ -369,6 +370,10 @@ struct Walk {
     /// Live mode: the next hop whose MAC is being resolved; the frame waits in
     /// [`Router::held`] instead of leaving.
     hold: Option<IpAddr>,
+    /// `meta secmark`.
+    secmark: u32,
+    /// `tproxy` took the packet for a local socket: it is delivered to the host.
+    tproxy: bool,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -756,6 +761,8 @@ impl Router {
             local: false,
             frags: None,
             hold: None,
+            secmark: 0,
+            tproxy: false,
         };
         let mut meta = meta;
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
@@ -826,7 +833,8 @@ impl Router {
                     ct_mark: w.ct_mark,
                     dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
                 };
-                self.offload.forwarded_slow(id, dir, ingress, mangles);
+                self.offload
+                    .forwarded_slow(&mut self.ct, id, dir, ingress, mangles);
                 if let Some((t, family)) = w.flow_add {
                     if self.offload.admit(
                         t,
@@ -972,7 +980,7 @@ impl Router {
             return Err(Drop::NotIp);
         };
         let _ = src;
-        let route = if is_mcast_or_bcast(dst) {
+        let route = if w.tproxy || is_mcast_or_bcast(dst) {
             Some(RouteKind::Local(w.iif))
         } else {
             self.fib.lookup(dst).map(|r| r.0.clone())
@@ -1316,6 +1324,7 @@ impl Router {
                 pkt.priority = w.priority;
                 pkt.nftrace = w.nftrace;
                 pkt.pkttype = w.pkttype;
+                pkt.secmark = w.secmark;
                 if ct.is_some() {
                     // (a large copy, only for packets without a connection)
                     pkt.ct = ct;
@@ -1360,12 +1369,18 @@ impl Router {
                     ct_label: pkt.new_ct_label,
                     ct_helper: pkt.new_ct_helper.take(),
                     mangled: pkt.mangled,
+                    secmark: pkt.secmark,
+                    ct_secmark: pkt.new_ct_secmark,
+                    ct_timeout: pkt.new_ct_timeout,
+                    ct_expect: std::mem::take(&mut pkt.new_ct_expect),
+                    tproxy: pkt.tproxy.is_some(),
                 };
                 (v, p, upd)
             };
             w.mark = upd.mark;
             w.priority = upd.priority;
             w.nftrace = upd.nftrace;
+            self.apply_features(w, &upd, now);
             if let Some(z) = upd.ct_zone {
                 // a zone picks the table conntrack looks in: it counts before the lookup only
                 if w.conn.is_none() {
@@ -1474,6 +1489,41 @@ impl Router {
             if !w.local {
                 self.send_reject(w, buf, meta, &r, now, out);
             }
+        }
+    }
+
+    /// What `meta secmark set`, `ct secmark set`, `ct timeout set`, `ct expectation set` and
+    /// `tproxy` asked of a chain, carried out on the walk and its connection.
+    fn apply_features(&mut self, w: &mut Walk, upd: &PktUpdate, now: Duration) {
+        w.secmark = upd.secmark;
+        if upd.tproxy {
+            w.tproxy = true;
+        }
+        let Some((id, _)) = w.conn else { return };
+        if let Some(s) = upd.ct_secmark {
+            if let Some(c) = self.ct.get_mut(id) {
+                c.set_secmark(s);
+            }
+        }
+        if let Some(spec) = upd.ct_timeout.and_then(|i| self.rules.ct_timeouts.get(i)) {
+            // the rule checked the protocol and that the connection is new
+            let _ = self.ct.set_timeout_policy(id, &spec.policy, now);
+        }
+        for spec in upd
+            .ct_expect
+            .iter()
+            .filter_map(|i| self.rules.ct_expects.get(*i))
+        {
+            let timeout = Duration::from_millis(spec.timeout_ms);
+            let _ = self.ct.expect(
+                id,
+                spec.l3proto,
+                spec.l4proto,
+                spec.dport,
+                timeout,
+                spec.size,
+                now,
+            );
         }
     }
 
@@ -1970,6 +2020,8 @@ impl Router {
             local: true,
             frags: None,
             hold: None,
+            secmark: 0,
+            tproxy: false,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -2345,6 +2397,11 @@ struct PktUpdate {
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
+    secmark: u32,
+    ct_secmark: Option<u32>,
+    ct_timeout: Option<usize>,
+    ct_expect: Vec<usize>,
+    tproxy: bool,
 }
 
 /// The DSCP of an IP packet (six bits), `None` for anything else.
@@ -2402,6 +2459,7 @@ mod tests {
             id: c.id,
             helper: c.helper().map_or(0, rules::ifname_value),
             confirmed: c.is_confirmed(),
+            secmark: c.secmark(),
             handle: id.to_bits(),
         }
     }
@@ -2463,6 +2521,7 @@ mod tests {
             CtK::Id,
             CtK::AvgPkt,
             CtK::Helper,
+            CtK::Secmark,
         ];
         let c = t.get(id).unwrap();
         assert_eq!(c.counter(Direction::Reply).packets, 1);
