@@ -815,7 +815,17 @@ table inet t {
 #[test]
 fn a_master_is_listed_with_the_reference_its_expected_connection_holds() {
     let mut r = router(EXPECT);
-    let ctl = tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 40000, 21, 1, Tcp::Syn, b"");
+    let ctl = tcp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT,
+        REMOTE,
+        40000,
+        21,
+        1,
+        Tcp::Syn,
+        b"",
+    );
     one(&mut r, LAN, ctl, secs(1), Port::Iface(WAN));
     let list = r.conntrack().list(secs(1));
     assert!(list[0].ends_with("use=1"), "{list:?}");
@@ -826,4 +836,28 @@ fn a_master_is_listed_with_the_reference_its_expected_connection_holds() {
     let child = list.iter().find(|l| l.contains("dport=2121 ")).unwrap();
     assert!(master.ends_with("use=2"), "{master}");
     assert!(child.ends_with("use=1"), "{child}");
+}
+
+#[test]
+fn socket_meta_keys_fail_on_routed_packets_and_vrf_keys_are_empty() {
+    let mut r = router(
+        r#"
+table inet t {
+	counter no_sdif {}
+	chain fwd {
+		type filter hook forward priority 0; policy accept;
+		meta skuid 0 drop
+		meta skuid != 0 drop
+		meta skgid != 0 drop
+		meta cgroup != 5 drop
+		meta sdif != 0 drop
+		meta rtclassid != 0 drop
+		meta sdifname != "vrf0" counter name "no_sdif" drop
+	}
+}
+"#,
+    );
+    let udp = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q");
+    none(&mut r, LAN, udp, secs(1));
+    assert_eq!(counter(&r, "no_sdif").0, 1);
 }
