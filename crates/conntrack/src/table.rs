@@ -393,7 +393,18 @@ impl Table {
     }
 
     pub(crate) fn source_hash(&self, k: &SourceKey) -> u64 {
-        self.hasher.hash_one((0x5eed_u16, k))
+        // packed into two words, as in `key_hash`
+        let (zone, proto, addr, port) = *k;
+        let bits = match addr {
+            std::net::IpAddr::V4(v) => u32::from(v) as u128,
+            std::net::IpAddr::V6(v) => u128::from(v),
+        };
+        let rest = zone as u64
+            | (proto as u64) << 16
+            | (port as u64) << 24
+            | (addr.is_ipv6() as u64) << 40
+            | 0x5eed << 48;
+        self.hasher.hash_one((bits, rest))
     }
 
     /// The slab index and direction the index holds for a tuple.
@@ -405,7 +416,7 @@ impl Table {
     fn map_get_hashed(&self, h: u64, t: &Tuple, zone: Zone) -> Option<(u32, Direction)> {
         let v = self.map.find(h, |v| {
             self.conn_at(v >> 1)
-                .is_some_and(|c| c.zone == zone && c.tuples[(v & 1) as usize] == *t)
+                .is_some_and(|c| c.zone == zone && c.tuple_is((v & 1) as usize, t))
         })?;
         let dir = if v & 1 == 0 {
             Direction::Original
@@ -424,7 +435,7 @@ impl Table {
     pub(crate) fn bysource_get_hashed(&self, h: u64, k: &SourceKey) -> Option<ConnId> {
         let idx = self.bysource.find(h, |v| {
             self.conn_at(v)
-                .is_some_and(|c| source_key(&c.tuples[0], c.zone) == *k)
+                .is_some_and(|c| source_key(&c.original(), c.zone) == *k)
         })?;
         Some(self.id_at(idx))
     }
@@ -492,8 +503,8 @@ impl Table {
             return;
         };
         let hashes = [
-            self.key_hash(&c.tuples[0], c.zone),
-            self.key_hash(&c.tuples[1], c.zone),
+            self.key_hash(&c.original(), c.zone),
+            self.key_hash(&c.reply(), c.zone),
         ];
         for (d, h) in hashes.into_iter().enumerate() {
             self.map.remove(h, idx << 1 | d as u32);
@@ -503,7 +514,7 @@ impl Table {
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
         let c = self.conn_at(idx)?;
-        let k = source_key(&c.tuples[0], c.zone);
+        let k = source_key(&c.original(), c.zone);
         if self.bysource_get(&k).is_some_and(|b| b.idx == idx) {
             let h = self.source_hash(&k);
             self.bysource.remove(h, idx);
@@ -688,7 +699,7 @@ impl Table {
                 continue;
             }
             // The error must go to the endpoint the connection has on that side.
-            if meta.dst_addr != Some(c.tuples[dir.index()].dst) {
+            if meta.dst_addr != Some(c.tuple(dir).dst) {
                 return Outcome::Invalid(Invalid::IcmpErrorAddr);
             }
             self.stats.related += 1;
@@ -774,7 +785,7 @@ impl Table {
                     Some(timeouts.udp_unreplied)
                 }
             }
-            ProtoState::Icmp => Some(if c.tuples[0].proto == PROTO_ICMPV6 {
+            ProtoState::Icmp => Some(if c.l4proto() == PROTO_ICMPV6 {
                 timeouts.icmpv6
             } else {
                 timeouts.icmp
@@ -861,16 +872,19 @@ impl Table {
             return Outcome::Refused(Refused::TableFull);
         }
         let counters = self.cfg.accounting.then(|| {
-            Box::new([
-                Counter {
-                    packets: 1,
-                    bytes: meta.ip_total_len as u64,
-                },
-                Counter::default(),
-            ])
+            Box::new(crate::conn::Acct {
+                c: [
+                    Counter {
+                        packets: 1,
+                        bytes: meta.ip_total_len as u64,
+                    },
+                    Counter::default(),
+                ],
+                offload_seen: [0; 4],
+            })
         });
-        let conn = Conn {
-            tuples: [t, reply],
+        let mut conn = Conn {
+            tuples: Default::default(),
             zone,
             status: Status::NONE,
             mark: 0,
@@ -878,10 +892,13 @@ impl Table {
             proto,
             counters,
             id: self.next_id,
+            masq_ifindex: crate::conn::NO_MASQ,
             ext: None,
-            created_ns: crate::conn::ns(now),
+            offload_ports: [u16::MAX; 2],
+            offload_flow: 0,
             deadline_ns: crate::conn::ns(now.saturating_add(timeout)),
         };
+        conn.store_tuples([t, reply]);
         self.next_id = self.next_id.wrapping_add(1);
         let expected = self.take_expectation(&t, zone, now);
         let id = self.alloc(conn);
@@ -914,7 +931,7 @@ impl Table {
         if c.status.contains(Status::DYING) {
             return Err(CtError::Dying);
         }
-        let (zone, o, mut r) = (c.zone, c.tuples[0], c.tuples[1]);
+        let (zone, o, mut r) = (c.zone, c.original(), c.reply());
         let nat_done = c.status.contains(Status::SRC_NAT_DONE);
         let pending = if self.pending.id == Some(id) {
             core::mem::take(&mut self.pending)
@@ -936,8 +953,8 @@ impl Table {
             // Failure leaves the clash for the check below to refuse.
             let _ = self.bind(id, crate::nat::Manip::Src, &range);
             let c = self.get(id).ok_or(CtError::NoSuchConn)?;
-            if c.tuples[1] != r {
-                r = c.tuples[1];
+            if c.reply() != r {
+                r = c.reply();
                 hr = self.key_hash(&r, zone);
             }
         }
@@ -948,7 +965,7 @@ impl Table {
                 slots
                     .get((v >> 1) as usize)
                     .and_then(|s| s.conn.as_ref())
-                    .is_some_and(|c| c.zone == zone && c.tuples[(v & 1) as usize] == t)
+                    .is_some_and(|c| c.zone == zone && c.tuple_is((v & 1) as usize, &t))
             }
         };
         let vo = id.idx << 1 | Direction::Original as u32;
@@ -979,7 +996,7 @@ impl Table {
                 slots
                     .get(v as usize)
                     .and_then(|s| s.conn.as_ref())
-                    .is_some_and(|c| source_key(&c.tuples[0], c.zone) == k)
+                    .is_some_and(|c| source_key(&c.original(), c.zone) == k)
             };
             self.bysource.upsert(h, id.idx, same);
         }
@@ -1008,6 +1025,12 @@ impl Table {
     /// `[OFFLOAD]`/`[HW_OFFLOAD]` and does not expire while offloaded.
     pub fn set_offload(&mut self, id: ConnId, hw: bool) -> Result<(), CtError> {
         let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        if !c.status.contains(Status::OFFLOAD) {
+            // a new flow counts from zero
+            if let Some(a) = c.counters.as_deref_mut() {
+                a.offload_seen = [0; 4];
+            }
+        }
         c.status.insert(Status::OFFLOAD);
         if hw {
             c.status.insert(Status::HW_OFFLOAD);
@@ -1027,7 +1050,7 @@ impl Table {
             ProtoState::Tcp(track) => track.state.timeout(&t),
             ProtoState::Udp { .. } if c.status.contains(Status::ASSURED) => t.udp_replied,
             ProtoState::Udp { .. } => t.udp_unreplied,
-            ProtoState::Icmp if c.tuples[0].proto == PROTO_ICMPV6 => t.icmpv6,
+            ProtoState::Icmp if c.l4proto() == PROTO_ICMPV6 => t.icmpv6,
             ProtoState::Icmp => t.icmp,
             ProtoState::Generic => t.generic,
         };
@@ -1146,6 +1169,34 @@ impl Table {
             let k = c.counter_mut(dir);
             k.packets = k.packets.saturating_add(packets);
             k.bytes = k.bytes.saturating_add(bytes);
+        }
+    }
+
+    /// Adds what a flowtable forwarded for direction `dir` since the last call, given its
+    /// running counts (the low 32 bits of packets and bytes, which may wrap between calls
+    /// once; see [`rebase_offloaded`](Self::rebase_offloaded)). Only with accounting.
+    pub fn account_offloaded(&mut self, id: ConnId, dir: Direction, packets: u32, bytes: u32) {
+        if !self.cfg.accounting {
+            return;
+        }
+        let d = dir.index() & 1;
+        let Some(c) = self.get_mut(id) else { return };
+        let a = c.counters.get_or_insert_with(Box::default);
+        let p = packets.wrapping_sub(a.offload_seen[d]);
+        let b = bytes.wrapping_sub(a.offload_seen[2 + d]);
+        a.offload_seen[d] = packets;
+        a.offload_seen[2 + d] = bytes;
+        a.c[d].packets = a.c[d].packets.saturating_add(u64::from(p));
+        a.c[d].bytes = a.c[d].bytes.saturating_add(u64::from(b));
+    }
+
+    /// The flowtable's running counts of direction `dir` start again from zero (it moved
+    /// them elsewhere after adding them).
+    pub fn rebase_offloaded(&mut self, id: ConnId, dir: Direction) {
+        if let Some(a) = self.get_mut(id).and_then(|c| c.counters.as_deref_mut()) {
+            let d = dir.index() & 1;
+            a.offload_seen[d] = 0;
+            a.offload_seen[2 + d] = 0;
         }
     }
 

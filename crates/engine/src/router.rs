@@ -833,7 +833,8 @@ impl Router {
                     ct_mark: w.ct_mark,
                     dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
                 };
-                self.offload.forwarded_slow(id, dir, ingress, mangles);
+                self.offload
+                    .forwarded_slow(&mut self.ct, id, dir, ingress, mangles);
                 if let Some((t, family)) = w.flow_add {
                     if self.offload.admit(
                         t,
@@ -1389,7 +1390,8 @@ impl Router {
             if upd.mangled {
                 *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
             }
-            if let Some((id, _)) = w.conn {
+            let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
+            if let Some((id, _)) = w.conn.filter(|_| ct_set) {
                 if let Some(c) = self.ct.get_mut(id) {
                     if let Some(m) = upd.ct_mark {
                         c.mark = m;
@@ -1410,11 +1412,15 @@ impl Router {
                 let base_chain = self.rules.base[i - 1].chain;
                 self.record_trace(base_chain, &trace_lines, verdict, by_policy);
             }
-            for spec in std::mem::take(&mut self.act.logs) {
-                self.log_line(w, buf, meta, hook, &spec);
+            if !self.act.logs.is_empty() {
+                for spec in std::mem::take(&mut self.act.logs) {
+                    self.log_line(w, buf, meta, hook, &spec);
+                }
             }
-            for (addr, dev) in std::mem::take(&mut self.act.dups) {
-                self.send_copy(w, buf, meta, addr, dev, false, out);
+            if !self.act.dups.is_empty() {
+                for (addr, dev) in std::mem::take(&mut self.act.dups) {
+                    self.send_copy(w, buf, meta, addr, dev, false, out);
+                }
             }
             if let Some((addr, dev)) = self.act.fwd.take() {
                 self.send_copy(w, buf, meta, addr, Some(dev), true, out);

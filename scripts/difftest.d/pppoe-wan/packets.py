@@ -26,6 +26,7 @@ c.ping("192.168.1.100", "198.18.5.5", ident=12, payload=bytes(1500 - 28))
 c.ping("192.168.1.100", "198.18.5.5", ident=13, payload=bytes(1500 - 28), df=False)
 c.ping("2001:db8:1::100", "2001:db8:5::5", ident=14, payload=bytes(1500 - 48))
 c.udp("2001:db8:1::100", "2001:db8:5::53", 40002, 53, bytes(1492 - 48))
+ac.udp("2001:db8:5::53", "2001:db8:1::100", 53, 40002, bytes(1492 - 48))
 # TTL runs out on the way to the session: the error goes back on the LAN
 c.udp("192.168.1.100", "198.18.5.5", 40003, 7, b"ttl", ttl=1)
 # a ping to the router itself over the session (the kernel answers, rule host-stack)
