@@ -599,7 +599,8 @@ fn ct_expectation_makes_the_announced_connection_related() {
     // the expectation is used up: a second one is new, and refused
     none(&mut r, WAN, data(21), secs(2));
     assert_eq!(counter(&r, "refused").0, 1);
-    // a second control connection announces again; it expires after 10 s
+    // a second control connection announces again. `timeout 10s` is 10000 s, as in the
+    // kernel (which takes nft's milliseconds for seconds)
     let ctl2 = tcp4(
         CLIENT_MAC,
         LAN_MAC,
@@ -612,8 +613,13 @@ fn ct_expectation_makes_the_announced_connection_related() {
         b"",
     );
     one(&mut r, LAN, ctl2, secs(3), Port::Iface(WAN));
-    assert_eq!(r.conntrack().expectations(secs(3)).len(), 1);
-    none(&mut r, WAN, data(22), secs(14));
+    let exp = r.conntrack().expectations(secs(14));
+    assert_eq!(exp.len(), 1);
+    assert_eq!(exp[0].deadline, secs(3 + 10_000));
+    // the control connection (a SYN alone, 120 s) dies, and its expectation with it
+    r.conntrack_mut().gc(secs(200), usize::MAX);
+    assert!(r.conntrack().expectations(secs(200)).is_empty());
+    none(&mut r, WAN, data(22), secs(200));
     assert_eq!(counter(&r, "refused").0, 2);
     assert_eq!(counter(&r, "related").0, 1);
 }
