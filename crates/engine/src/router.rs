@@ -1514,7 +1514,10 @@ impl Router {
             .iter()
             .filter_map(|i| self.rules.ct_expects.get(*i))
         {
-            let timeout = Duration::from_millis(spec.timeout_ms);
+            // nft hands the kernel the timeout in milliseconds and `nft_ct_expect_obj_eval`
+            // takes the number as seconds (`priv->timeout * HZ`): `timeout 1m` lasts 60000 s
+            // there (`conntrack -L expect` shows it), and so here
+            let timeout = Duration::from_secs(spec.timeout_ms);
             let _ = self.ct.expect(
                 id,
                 spec.l3proto,
