@@ -156,6 +156,11 @@ enum Cmd {
         /// Do not install the kernel table that keeps the kernel off the dataplane's frames.
         #[arg(long)]
         no_guard: bool,
+        /// `--io af_xdp`: leave the interfaces' receive work (NAPI) where the kernel runs it,
+        /// instead of on the workers' CPUs (busy polling in zero-copy mode, pinned NAPI
+        /// threads in copy mode).
+        #[arg(long)]
+        leave_napi: bool,
     },
     /// Ask a running router: `list ruleset|flowtables|conntrack`.
     List {
@@ -313,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
+            leave_napi,
         } => run::run(run::Args {
             ruleset,
             interfaces,
@@ -321,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
+            napi_here: !leave_napi,
         }),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {

@@ -184,9 +184,12 @@ fn l4_in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
 
 fn in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
     let a = manip_addr(t, manip);
-    let addr_ok = range
-        .addrs
-        .is_none_or(|(lo, hi)| (addr_bits(lo)..=addr_bits(hi)).contains(&addr_bits(a)));
+    let addr_ok = match range.addrs {
+        None => true,
+        // one address (masquerade, most snat): a comparison, no widening
+        Some((lo, hi)) if lo == hi => a == lo,
+        Some((lo, hi)) => (addr_bits(lo)..=addr_bits(hi)).contains(&addr_bits(a)),
+    };
     addr_ok && l4_in_range(t, manip, range)
 }
 
@@ -273,7 +276,7 @@ impl Table {
         let new = self.unique_tuple(curr, &range, manip, zone, id)?;
         let c = self.conn_mut_internal(id).ok_or(CtError::NoSuchConn)?;
         if new != curr {
-            c.tuples[1] = new.invert().ok_or(CtError::NoSuchConn)?;
+            c.set_reply(new.invert().ok_or(CtError::NoSuchConn)?);
             c.status.insert(match manip {
                 Manip::Src => Status::SRC_NAT,
                 Manip::Dst => Status::DST_NAT,

@@ -333,6 +333,7 @@ impl CtFacts for LiveCt<'_> {
             CtK::Label => c.labels(),
             CtK::Id => c.id as u128,
             CtK::Helper => c.helper().map_or(0, rules::ifname_value),
+            CtK::Secmark => c.secmark() as u128,
         }
     }
 
@@ -376,6 +377,10 @@ struct Walk {
     /// Live mode: the next hop whose MAC is being resolved; the frame waits in
     /// [`Router::held`] instead of leaving.
     hold: Option<IpAddr>,
+    /// `meta secmark`.
+    secmark: u32,
+    /// `tproxy` took the packet for a local socket: it is delivered to the host.
+    tproxy: bool,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -763,6 +768,8 @@ impl Router {
             local: false,
             frags: None,
             hold: None,
+            secmark: 0,
+            tproxy: false,
         };
         let mut meta = meta;
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
@@ -833,7 +840,8 @@ impl Router {
                     ct_mark: w.ct_mark,
                     dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
                 };
-                self.offload.forwarded_slow(id, dir, ingress, mangles);
+                self.offload
+                    .forwarded_slow(&mut self.ct, id, dir, ingress, mangles);
                 if let Some((t, family)) = w.flow_add {
                     if self.offload.admit(
                         t,
@@ -979,7 +987,7 @@ impl Router {
             return Err(Drop::NotIp);
         };
         let _ = src;
-        let route = if is_mcast_or_bcast(dst) {
+        let route = if w.tproxy || is_mcast_or_bcast(dst) {
             Some(RouteKind::Local(w.iif))
         } else {
             self.fib.lookup(dst).map(|r| r.0.clone())
@@ -1323,6 +1331,7 @@ impl Router {
                 pkt.priority = w.priority;
                 pkt.nftrace = w.nftrace;
                 pkt.pkttype = w.pkttype;
+                pkt.secmark = w.secmark;
                 if ct.is_some() {
                     // (a large copy, only for packets without a connection)
                     pkt.ct = ct;
@@ -1367,12 +1376,18 @@ impl Router {
                     ct_label: pkt.new_ct_label,
                     ct_helper: pkt.new_ct_helper.take(),
                     mangled: pkt.mangled,
+                    secmark: pkt.secmark,
+                    ct_secmark: pkt.new_ct_secmark,
+                    ct_timeout: pkt.new_ct_timeout,
+                    ct_expect: std::mem::take(&mut pkt.new_ct_expect),
+                    tproxy: pkt.tproxy.is_some(),
                 };
                 (v, p, upd)
             };
             w.mark = upd.mark;
             w.priority = upd.priority;
             w.nftrace = upd.nftrace;
+            self.apply_features(w, &upd, now);
             if let Some(z) = upd.ct_zone {
                 // a zone picks the table conntrack looks in: it counts before the lookup only
                 if w.conn.is_none() {
@@ -1382,7 +1397,8 @@ impl Router {
             if upd.mangled {
                 *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
             }
-            if let Some((id, _)) = w.conn {
+            let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
+            if let Some((id, _)) = w.conn.filter(|_| ct_set) {
                 if let Some(c) = self.ct.get_mut(id) {
                     if let Some(m) = upd.ct_mark {
                         c.mark = m;
@@ -1403,11 +1419,15 @@ impl Router {
                 let base_chain = self.rules.base[i - 1].chain;
                 self.record_trace(base_chain, &trace_lines, verdict, by_policy);
             }
-            for spec in std::mem::take(&mut self.act.logs) {
-                self.log_line(w, buf, meta, hook, &spec);
+            if !self.act.logs.is_empty() {
+                for spec in std::mem::take(&mut self.act.logs) {
+                    self.log_line(w, buf, meta, hook, &spec);
+                }
             }
-            for (addr, dev) in std::mem::take(&mut self.act.dups) {
-                self.send_copy(w, buf, meta, addr, dev, false, out);
+            if !self.act.dups.is_empty() {
+                for (addr, dev) in std::mem::take(&mut self.act.dups) {
+                    self.send_copy(w, buf, meta, addr, dev, false, out);
+                }
             }
             if let Some((addr, dev)) = self.act.fwd.take() {
                 self.send_copy(w, buf, meta, addr, Some(dev), true, out);
@@ -1446,6 +1466,41 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// What `meta secmark set`, `ct secmark set`, `ct timeout set`, `ct expectation set` and
+    /// `tproxy` asked of a chain, carried out on the walk and its connection.
+    fn apply_features(&mut self, w: &mut Walk, upd: &PktUpdate, now: Duration) {
+        w.secmark = upd.secmark;
+        if upd.tproxy {
+            w.tproxy = true;
+        }
+        let Some((id, _)) = w.conn else { return };
+        if let Some(s) = upd.ct_secmark {
+            if let Some(c) = self.ct.get_mut(id) {
+                c.set_secmark(s);
+            }
+        }
+        if let Some(spec) = upd.ct_timeout.and_then(|i| self.rules.ct_timeouts.get(i)) {
+            // the rule checked the protocol and that the connection is new
+            let _ = self.ct.set_timeout_policy(id, &spec.policy, now);
+        }
+        for spec in upd
+            .ct_expect
+            .iter()
+            .filter_map(|i| self.rules.ct_expects.get(*i))
+        {
+            let timeout = Duration::from_millis(spec.timeout_ms);
+            let _ = self.ct.expect(
+                id,
+                spec.l3proto,
+                spec.l4proto,
+                spec.dport,
+                timeout,
+                spec.size,
+                now,
+            );
+        }
     }
 
     /// `dup` and `fwd`: the packet as it stands, out of interface `dev` (as `meta oif`
@@ -1940,6 +1995,8 @@ impl Router {
             local: true,
             frags: None,
             hold: None,
+            secmark: 0,
+            tproxy: false,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -2315,6 +2372,11 @@ struct PktUpdate {
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
+    secmark: u32,
+    ct_secmark: Option<u32>,
+    ct_timeout: Option<usize>,
+    ct_expect: Vec<usize>,
+    tproxy: bool,
 }
 
 /// The DSCP of an IP packet (six bits), `None` for anything else.
@@ -2372,6 +2434,7 @@ mod tests {
             id: c.id,
             helper: c.helper().map_or(0, rules::ifname_value),
             confirmed: c.is_confirmed(),
+            secmark: c.secmark(),
             handle: id.to_bits(),
         }
     }
@@ -2433,6 +2496,7 @@ mod tests {
             CtK::Id,
             CtK::AvgPkt,
             CtK::Helper,
+            CtK::Secmark,
         ];
         let c = t.get(id).unwrap();
         assert_eq!(c.counter(Direction::Reply).packets, 1);

@@ -256,8 +256,8 @@ impl<B: OffloadBackend> Flowtable<B> {
             return Err(NotAdmitted::TableFull);
         }
         let c = ct.get(id).ok_or(NotAdmitted::NoConnection)?;
-        let o = Key::from_tuple(c.original(), a.paths[0].ingress);
-        let r = Key::from_tuple(c.reply(), a.paths[1].ingress);
+        let o = Key::from_tuple(&c.original(), a.paths[0].ingress);
+        let r = Key::from_tuple(&c.reply(), a.paths[1].ingress);
         // Another flow already owns one of these keys (a stale entry not yet collected).
         for k in [&o, &r] {
             if self.find(k, self.index.hash(k)).is_some() {
@@ -286,9 +286,6 @@ impl<B: OffloadBackend> Flowtable<B> {
             None => {
                 self.hot.push(Hot::default());
                 self.cold.push(Cold::default());
-                if self.cfg.counter {
-                    self.synced.push([0; 4]);
-                }
                 (self.cold.len() - 1) as u32
             }
         };
@@ -314,9 +311,6 @@ impl<B: OffloadBackend> Flowtable<B> {
             live: true,
             hw: if self.cfg.hw_offload { HW_PENDING } else { 0 },
         };
-        if let Some(s) = self.synced.get_mut(idx as usize) {
-            *s = [0; 4];
-        }
         let fid = FlowId { idx, gen: cold.gen };
         self.index.insert(self.index.hash(&o), idx << 1);
         self.index.insert(self.index.hash(&r), idx << 1 | 1);

@@ -767,7 +767,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             // at once (a long loop body would fill the reorder window after two or three).
             let mut warm = 0u64;
             for &h in &hashes[..m] {
-                warm ^= self.index.touch(h);
+                warm ^= u64::from(self.index.touch(h));
             }
             for i in 0..m {
                 if let Ok(p) = &parsed[i] {

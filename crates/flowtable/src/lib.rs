@@ -155,15 +155,17 @@ pub struct Memory {
 }
 
 /// What one offloaded connection costs in memory with `conns` of them, conntrack and
-/// flowtable together: the connection's slot and its share of conntrack's indexes (every
-/// connection source-NATed), plus the flow's lines and its share of the flow index (a
-/// flowtable sized for `conns` flows). Heap parts only some connections have are left out:
-/// counters with conntrack accounting or flowtable `counter` (32 bytes each), a flow's marks
-/// and IPv6 addresses (one box of 148 bytes), a connection's labels, helper or masquerade
-/// interface (one box of 48 bytes).
+/// flowtable together: the connection's slot (which also holds what the engine keeps per
+/// connection for offload: the ports each direction arrived on, the flow's handle) and its
+/// share of conntrack's indexes (every connection source-NATed), plus the flow's line, its
+/// cold part and its share of the flow index (a flowtable sized for `conns` flows). Heap
+/// parts only some connections have are left out: counters with conntrack accounting (48
+/// bytes, with where `counter`'s syncs stand), a flow's marks, IPv6 addresses or counts
+/// past 2^31 packets (one box), a connection's labels, helper or masquerade interface (one
+/// box of 48 bytes), the engine's map of replayed mangles.
 pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
     Table::memory_per_conn(conns).bytes_per_conn
-        + Flowtable::<SoftwareOnly>::memory_per_flow(conns).bytes_per_flow
+        + Flowtable::<SoftwareOnly>::memory_per_flow_with(conns, true).bytes_per_flow
 }
 
 /// A read-only view of one flow, for listings and re-routing.
@@ -189,9 +191,6 @@ pub struct Flowtable<B: OffloadBackend = SoftwareOnly> {
     /// working set is 64 bytes a flow.
     hot: Vec<Hot>,
     cold: Vec<Cold>,
-    /// With `counter`: per flow, the low 32 bits of the packets and bytes of each direction
-    /// already added to the connection (`[packets; 2]`, then `[bytes; 2]`). Empty otherwise.
-    synced: Vec<[u32; 4]>,
     /// The distinct egresses flows leave through (interfaces and next hops), never shrunk.
     links: Vec<Link>,
     link_ix: std::collections::HashMap<Link, u16>,
@@ -231,7 +230,6 @@ impl<B: OffloadBackend> Flowtable<B> {
             },
             hot: Vec::new(),
             cold: Vec::new(),
-            synced: Vec::new(),
             links: Vec::new(),
             link_ix: std::collections::HashMap::new(),
             free: Vec::new(),
@@ -506,7 +504,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 if self.cfg.counter {
                     self.sync(i, ct);
                 }
-                self.fold(i);
+                self.fold(i, ct);
             }
         }
         GcReport {
@@ -516,7 +514,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     /// Moves a line's counts to the cold part when they near the width of their fields.
-    fn fold(&mut self, i: usize) {
+    fn fold(&mut self, i: usize, ct: &mut Table) {
         let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
             return;
         };
@@ -528,10 +526,10 @@ impl<B: OffloadBackend> Flowtable<B> {
             let e = c.ext.get_or_insert_with(Box::default);
             e.folded[d].packets = e.folded[d].packets.saturating_add(l.packets);
             e.folded[d].bytes = e.folded[d].bytes.saturating_add(l.bytes);
-            // What was synced is measured from the line's low bits: moved down alike.
-            if let Some(s) = self.synced.get_mut(i) {
-                s[d] = s[d].wrapping_sub(h.packets[d]);
-                s[2 + d] = s[2 + d].wrapping_sub(h.bytes[d]);
+            // Synced just before (with `counter`): the connection counts from zero again.
+            if let (true, Some(conn)) = (self.cfg.counter, c.conn()) {
+                let dir = [Direction::Original, Direction::Reply][d];
+                ct.rebase_offloaded(conn, dir);
             }
             h.packets[d] = 0;
             h.bytes[d] = 0;
@@ -633,17 +631,28 @@ impl<B: OffloadBackend> Flowtable<B> {
         if self.cfg.counter {
             self.sync(i, ct);
         }
-        let (Some(&h), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
+        let (Some(_), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
             return;
         };
         let id = FlowId {
             idx: i as u32,
             gen: c.gen,
         };
-        for d in 0..2 {
-            let k = h.key(d, self.in_port(&h, d), c.v6(d));
-            let hash = self.index.hash(&k);
-            self.index.remove(hash, (i as u32) << 1 | d as u32);
+        let (hot, cold, links, seed) = (&self.hot, &self.cold, &self.links, self.index.seed());
+        // The hash of the key value `v` (slot and direction) is indexed under.
+        let hash_of = |v: u32| {
+            let (j, e) = ((v >> 1) as usize, (v & 1) as usize);
+            let (Some(h), Some(c)) = (hot.get(j), cold.get(j)) else {
+                return 0;
+            };
+            let rx = links
+                .get(usize::from(h.link[1 - e]))
+                .map_or(0, |l| l.rx_port);
+            index::hash(seed, &h.key(e, rx, c.v6(e)))
+        };
+        for d in 0..2u32 {
+            let hash = hash_of((i as u32) << 1 | d);
+            self.index.remove(hash, (i as u32) << 1 | d, hash_of);
         }
         let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
             return;
@@ -661,14 +670,12 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.len -= 1;
     }
 
-    /// Adds what the fast path counted since the last sync to the connection: the
-    /// difference of the line's low 32 bits (GC runs every second, long before they wrap).
-    /// Counts a backend reported too wide for the line went to the cold part and are not
-    /// synced.
+    /// Adds what the fast path counted since the last sync to the connection: conntrack
+    /// keeps where the line's low 32 bits stood (GC runs every second, long before they
+    /// wrap). Counts a backend reported too wide for the line went to the cold part and are
+    /// not synced.
     fn sync(&mut self, i: usize, ct: &mut Table) {
-        let (Some(h), Some(c), Some(s)) =
-            (self.hot.get(i), self.cold.get(i), self.synced.get_mut(i))
-        else {
+        let (Some(h), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
             return;
         };
         let Some(conn) = c.conn() else { return };
@@ -676,13 +683,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             .into_iter()
             .enumerate()
         {
-            let p = h.packets[d].wrapping_sub(s[d]);
-            let b = h.bytes[d].wrapping_sub(s[2 + d]);
-            if p != 0 || b != 0 {
-                ct.account(conn, dir, u64::from(p), u64::from(b));
-            }
-            s[d] = h.packets[d];
-            s[2 + d] = h.bytes[d];
+            ct.account_offloaded(conn, dir, h.packets[d], h.bytes[d]);
         }
         if let Some(m) = c.ct_mark() {
             if let Some(c) = ct.get_mut(conn) {
@@ -745,6 +746,13 @@ impl<B: OffloadBackend> Flowtable<B> {
             return None;
         }
         self.cold.get(id.idx as usize)?.conn()
+    }
+
+    /// The flow in slot `idx` if it holds connection `conn` (a handle kept beside the
+    /// connection, checked).
+    pub fn flow_at(&self, idx: u32, conn: ConnId) -> Option<FlowId> {
+        let c = self.cold.get(idx as usize)?;
+        (c.live && c.conn() == Some(conn)).then_some(FlowId { idx, gen: c.gen })
     }
 
     /// The flows, in slab order.
@@ -824,17 +832,12 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     /// [`memory_per_flow`](Self::memory_per_flow) of a flowtable with or without `counter`
-    /// (which keeps 16 bytes a flow of what was synced to conntrack).
-    pub fn memory_per_flow_with(max_flows: usize, counter: bool) -> Memory {
-        let entry_bytes = core::mem::size_of::<Hot>()
-            + core::mem::size_of::<Cold>()
-            + if counter {
-                core::mem::size_of::<[u32; 4]>()
-            } else {
-                0
-            };
-        let index_bytes_per_flow =
-            (Index::slots_for(max_flows.saturating_mul(2)) * 8).div_ceil(max_flows.max(1));
+    /// (the same: what was synced is kept with conntrack's counters).
+    pub fn memory_per_flow_with(max_flows: usize, _counter: bool) -> Memory {
+        let entry_bytes = core::mem::size_of::<Hot>() + core::mem::size_of::<Cold>();
+        let index_bytes_per_flow = (Index::slots_for(max_flows.saturating_mul(2))
+            * Index::SLOT_BYTES)
+            .div_ceil(max_flows.max(1));
         Memory {
             entry_bytes,
             index_bytes_per_flow,
@@ -847,14 +850,13 @@ impl<B: OffloadBackend> Flowtable<B> {
     pub fn memory(&self) -> Memory {
         let m = Self::memory_per_flow_with(self.cfg.max_flows, self.cfg.counter);
         let index_bytes_per_flow =
-            (self.index.capacity_slots() * 8).div_ceil(self.cfg.max_flows.max(1));
+            (self.index.capacity_slots() * Index::SLOT_BYTES).div_ceil(self.cfg.max_flows.max(1));
         Memory {
             index_bytes_per_flow,
             bytes_per_flow: m.entry_bytes + index_bytes_per_flow,
             allocated: self.hot.capacity() * core::mem::size_of::<Hot>()
                 + self.cold.capacity() * core::mem::size_of::<Cold>()
-                + self.synced.capacity() * core::mem::size_of::<[u32; 4]>()
-                + self.index.capacity_slots() * 8
+                + self.index.capacity_slots() * Index::SLOT_BYTES
                 + self.free.capacity() * 4
                 + self.links.capacity() * core::mem::size_of::<Link>(),
             ..m
