@@ -257,6 +257,13 @@ impl Env for RouterEnv<'_> {
             })
     }
 
+    fn mtu(&self, ifindex: u32) -> u32 {
+        (ifindex as usize)
+            .checked_sub(1)
+            .and_then(|i| self.topo.interfaces.get(i))
+            .map_or(0, |i| i.mtu as u32)
+    }
+
     fn ifname(&self, ifindex: u32) -> u128 {
         (ifindex as usize)
             .checked_sub(1)

@@ -223,6 +223,10 @@ pub trait Env {
     fn ifname(&self, ifindex: u32) -> u128;
     /// Whether the connection with this handle ([`CtInfo::handle`]) is still alive.
     fn conn_alive(&self, handle: u64) -> bool;
+    /// The MTU of interface `ifindex` (0: unknown).
+    fn mtu(&self, _ifindex: u32) -> u32 {
+        0
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -2632,8 +2636,19 @@ impl Pkt<'_> {
                 if self.rt_mtu == 0 {
                     return None;
                 }
+                // the kernel's get_tcpmss: the smaller of the route's MTU and that of the route
+                // back to the source, so that a SYN coming in over a PPPoE link is clamped too
+                let mut mtu = self.rt_mtu;
+                if let (Some(env), Some(src)) = (self.env, self.addr(false)) {
+                    if let RouteAnswer::Unicast { oif } = env.route(src, self.nfproto == 10) {
+                        let back = env.mtu(oif);
+                        if back != 0 {
+                            mtu = mtu.min(back);
+                        }
+                    }
+                }
                 let hdrs = if self.nfproto == 10 { 40 + 20 } else { 20 + 20 };
-                Some(self.rt_mtu.saturating_sub(hdrs) as u128)
+                Some(mtu.saturating_sub(hdrs) as u128)
             }
             Load::RtNexthop => self.nexthop,
             Load::RtClassid => (self.oif != 0).then_some(0),
