@@ -328,6 +328,13 @@ const BUSY_POLL_USECS: u32 = 20;
 /// or the device wakes it): spinning while frames keep coming, sleeping when they stop.
 const IDLE_POLLS: u32 = 16;
 
+/// After `poll` wakes a worker (not busy polling), how long it lets frames gather before it
+/// takes them: interrupt coalescing. Below saturation a wakeup per frame or two would cost a
+/// `poll`, a lock, a `sendto` and, on veth, an IPI to the receiver's CPU each; waiting this
+/// long turns them into bursts, for this much latency. At saturation the worker never
+/// sleeps and never waits.
+const COALESCE: Duration = Duration::from_micros(50);
+
 /// A worker on one [`AfXdpSet`]: each burst (up to [`BURST`] frames per interface, all
 /// interfaces at once) is lent from the UMEM and run through the router in place
 /// (`FrameSlot<&mut [u8]>`). A fast-path hit is rewritten where it arrived and leaves by its
@@ -365,6 +372,7 @@ pub fn worker(
         }
     }
     let mut idle = 0u32;
+    let coalesce = COALESCE;
     while !shared.stop.load(Ordering::Relaxed) {
         if busy {
             // run the interfaces' NAPI here, a burst's worth each; sleep only after a few
@@ -381,10 +389,13 @@ pub fn worker(
         } else if !(0..n_if).any(|p| set.rx_ready(p)) {
             let t = Instant::now();
             // A link going down can make poll return at once with nothing to read: do not spin.
-            if !matches!(set.poll(Duration::from_millis(20)), Ok(true))
-                && t.elapsed() < Duration::from_millis(1)
-            {
-                std::thread::sleep(Duration::from_millis(1));
+            match set.poll(Duration::from_millis(20)) {
+                Ok(true) if !coalesce.is_zero() => std::thread::sleep(coalesce),
+                Ok(true) => {}
+                _ if t.elapsed() < Duration::from_millis(1) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                _ => {}
             }
         }
         let now = shared.now();
