@@ -156,6 +156,12 @@ enum Cmd {
         /// Do not install the kernel table that keeps the kernel off the dataplane's frames.
         #[arg(long)]
         no_guard: bool,
+        /// `--io af_xdp`: where the interfaces' receive work (NAPI) runs. auto: busy polled
+        /// by the workers with zero-copy sockets, the kernel's placement otherwise; threads:
+        /// in copy mode, the devices' NAPI threads pinned to the workers' CPUs; kernel: the
+        /// kernel's placement always.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "kernel"])]
+        napi: String,
     },
     /// Ask a running router: `list ruleset|flowtables|conntrack`.
     List {
@@ -313,6 +319,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
+            napi,
         } => run::run(run::Args {
             ruleset,
             interfaces,
@@ -321,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
+            napi,
         }),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {

@@ -16,7 +16,7 @@ use anyhow::{anyhow, Context, Result};
 use nft_engine::{Port, Sent};
 use nft_flowtable::FrameSlot;
 use nft_io::afpacket::AfPacketStats;
-use nft_io::afxdp::{AfXdpConfig, AfXdpSet, AfXdpStats, RxAction};
+use nft_io::afxdp::{AfXdpConfig, AfXdpSet, AfXdpStats, BusyPoll, RxAction};
 use nft_xdp::offload::{ifindex_of, Mode};
 use nft_xdp::{Chain, Steer, SteerConfig};
 
@@ -34,6 +34,140 @@ pub struct Steering {
     /// Emptied (the offload programs pass to the kernel again) before the steers go.
     chains: Vec<Chain>,
     steers: Vec<Steer>,
+    /// The interfaces' NAPI settings as they were, put back at detach.
+    napi: NapiTuning,
+    /// Copy mode: the interfaces' NAPI threads run on the workers' CPUs.
+    napi_threads: bool,
+}
+
+/// Busy polling's NAPI settings: per interface, `napi_defer_hard_irqs` and
+/// `gro_flush_timeout` (sysfs). With both set, a NAPI that a socket with
+/// `SO_PREFER_BUSY_POLL` polled stays masked for the timeout: the device (on veth, the
+/// sender's `veth_xmit`) does not schedule it in softirq, the worker's next busy poll runs
+/// it. If the worker does not come back within the timeout, a timer runs it in softirq (on
+/// the worker's CPU) and after `napi_defer_hard_irqs` empty rounds the device schedules it
+/// again as usual, so an idle worker may sleep. The old values are written back at exit.
+#[derive(Default)]
+pub struct NapiTuning {
+    saved: Vec<(std::path::PathBuf, String)>,
+}
+
+/// `gro_flush_timeout` (ns) and `napi_defer_hard_irqs` while busy polling: the values the
+/// kernel's busy polling documentation starts from.
+const GRO_FLUSH_TIMEOUT_NS: u32 = 200_000;
+const NAPI_DEFER_HARD_IRQS: u32 = 2;
+/// A worker's nice value when NAPI threads share its CPU (copy mode): above theirs (0), so the
+/// worker takes the CPU whenever it has frames to forward and they fill its RX rings while it
+/// waits, instead of filling rings it has no time to empty; not so far above that the NAPI
+/// threads starve while it has work (they get a quarter of the CPU then).
+const WORKER_NICE_WITH_NAPI_THREADS: i32 = -5;
+
+impl NapiTuning {
+    /// Sets the busy-polling values on each of `names`, keeping the old ones. An interface
+    /// without the files (an old kernel) is skipped with a warning: busy polling then
+    /// competes with the softirq but still works.
+    pub fn apply(names: &[&str]) -> NapiTuning {
+        let mut t = NapiTuning::default();
+        for name in names {
+            for (file, value) in [
+                ("napi_defer_hard_irqs", NAPI_DEFER_HARD_IRQS),
+                ("gro_flush_timeout", GRO_FLUSH_TIMEOUT_NS),
+            ] {
+                let path = std::path::Path::new("/sys/class/net").join(name).join(file);
+                let old = match std::fs::read_to_string(&path) {
+                    Ok(v) => v.trim().to_string(),
+                    Err(e) => {
+                        eprintln!(
+                            "nft-offload: {}: {e} (busy polling without it)",
+                            path.display()
+                        );
+                        continue;
+                    }
+                };
+                match std::fs::write(&path, value.to_string()) {
+                    Ok(()) => t.saved.push((path, old)),
+                    Err(e) => eprintln!("nft-offload: {}: {e}", path.display()),
+                }
+            }
+        }
+        t
+    }
+
+    /// Copy mode on a device whose XDP runs in its own NAPI (native mode; on veth the NAPI
+    /// is scheduled by the sender's `veth_xmit`, on the sender's CPU): makes the NAPI threaded
+    /// (sysfs `threaded`) and pins its kernel threads to `cpus`, the workers' CPUs. The XDP
+    /// program and the copy into the UMEM then run beside the worker, as a kernel router's
+    /// receive work would, instead of on whichever CPU sent the frame, and compete with the
+    /// worker under the scheduler rather than preempting it as a softirq would. The worker
+    /// runs at a higher priority ([`WORKER_NICE_WITH_NAPI_THREADS`]), so that under overload
+    /// frames mostly wait (and are dropped) in the device's queue before any receive work is
+    /// spent on them, rather than in a full RX ring after it.
+    /// Returns the threads pinned per interface.
+    pub fn pin_napi_threads(
+        &mut self,
+        names: &[&str],
+        cpus: &nix::sched::CpuSet,
+    ) -> Vec<(String, Vec<i32>)> {
+        let mut out = vec![];
+        for name in names {
+            let path = std::path::Path::new("/sys/class/net")
+                .join(name)
+                .join("threaded");
+            let Ok(old) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let before = napi_threads(name);
+            if let Err(e) = std::fs::write(&path, "1") {
+                eprintln!("nft-offload: {}: {e}", path.display());
+                continue;
+            }
+            self.saved.push((path, old.trim().to_string()));
+            // the kernel threads are made by the write itself; ours are those that are new
+            let pids: Vec<i32> = napi_threads(name)
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .collect();
+            for &pid in &pids {
+                if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), cpus)
+                {
+                    eprintln!("nft-offload: {name}: pinning NAPI thread {pid}: {e}");
+                }
+            }
+            out.push((name.to_string(), pids));
+        }
+        out
+    }
+
+    /// Writes the old values back (once).
+    pub fn restore(&mut self) {
+        for (path, old) in self.saved.drain(..) {
+            // the interface may be gone by now: nothing to restore then
+            let _ = std::fs::write(&path, &old);
+        }
+    }
+}
+
+/// The kernel threads of `ifname`'s threaded NAPIs: named `napi/IFNAME-ID` (the task name
+/// cut at 15 bytes).
+fn napi_threads(ifname: &str) -> Vec<i32> {
+    let mut want = format!("napi/{ifname}-");
+    want.truncate(15);
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        comm.trim_end().starts_with(&want).then_some(pid)
+    })
+    .collect()
+}
+
+impl Drop for NapiTuning {
+    fn drop(&mut self) {
+        self.restore();
+    }
 }
 
 impl Steering {
@@ -52,6 +186,7 @@ impl Steering {
     pub fn detach(&mut self) {
         self.chains.clear();
         self.steers.clear();
+        self.napi.restore();
     }
 
     /// Per interface: where the frames went (`nft-xdp`'s steering reasons).
@@ -60,6 +195,30 @@ impl Steering {
             .iter()
             .map(|s| (s.device().to_string(), s.counters()))
             .collect()
+    }
+}
+
+/// Where the interfaces' receive work (their NAPI: the XDP program, in copy mode the copy
+/// into the UMEM) runs: `run --napi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Napi {
+    /// Zero-copy sockets: preferred busy polling by the workers. Copy mode: the kernel's
+    /// placement (on veth, the sending CPU's softirq).
+    Auto,
+    /// As `Auto`, but in copy mode the devices' NAPI threads run pinned to the workers' CPUs.
+    Threads,
+    /// The kernel's placement always.
+    Kernel,
+}
+
+pub fn parse_napi(s: &str) -> Result<Napi> {
+    match s {
+        "auto" => Ok(Napi::Auto),
+        "threads" => Ok(Napi::Threads),
+        "kernel" => Ok(Napi::Kernel),
+        other => Err(anyhow!(
+            "unknown --napi {other:?} (auto, threads or kernel)"
+        )),
     }
 }
 
@@ -74,6 +233,7 @@ pub fn open(
     workers: usize,
     addrs: &[Addr],
     mut chains: Vec<Chained>,
+    napi: Napi,
 ) -> Result<(Vec<AfXdpSet>, Steering)> {
     let mut steers = Vec::with_capacity(ifs.len());
     for (_, name) in ifs {
@@ -102,9 +262,12 @@ pub fn open(
         };
         steers.push(s);
     }
+    let names: Vec<&str> = ifs.iter().map(|(_, n)| n.as_str()).collect();
     let mut steering = Steering {
         chains: chains.into_iter().map(|c| c.chain).collect(),
         steers,
+        napi: NapiTuning::default(),
+        napi_threads: false,
     };
     steering.set_locals(addrs)?;
     // 1024 frames receiving per interface, and as many again for what is being sent
@@ -113,6 +276,10 @@ pub fn open(
         frame_count: defaults
             .frame_count
             .max(2 * defaults.rx_frames * ifs.len() as u32),
+        busy_poll: (napi != Napi::Kernel).then_some(BusyPoll {
+            usecs: BUSY_POLL_USECS,
+            budget: BURST as u16,
+        }),
         ..defaults
     };
     let mut all = Vec::with_capacity(workers);
@@ -128,8 +295,45 @@ pub fn open(
         }
         all.push(set);
     }
+    // Copy-mode sockets (veth, generic XDP) have no NAPI to busy poll: since Linux 6.13 the
+    // kernel gives a socket its NAPI id at bind, in zero-copy mode only. Deferring the
+    // device's interrupts would then only delay its softirq, so the settings stay.
+    if napi != Napi::Kernel && all.iter().all(AfXdpSet::zero_copy) {
+        steering.napi = NapiTuning::apply(&names);
+        eprintln!("nft-offload: busy polling {}", names.join(", "));
+    } else if napi == Napi::Threads {
+        // native XDP only: in generic mode the program runs in the receive softirq, after RPS
+        let native: Vec<&str> = steering
+            .steers
+            .iter()
+            .filter(|s| s.mode() == Mode::Native && !s.chained())
+            .map(Steer::device)
+            .collect();
+        if let Ok(cpus) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+            let mut t = NapiTuning::default();
+            for (name, pids) in t.pin_napi_threads(&native, &cpus) {
+                eprintln!("nft-offload: {name}: threaded NAPI {pids:?} on the workers' CPUs");
+                steering.napi_threads |= !pids.is_empty();
+            }
+            steering.napi = t;
+        }
+    }
     Ok((all, steering))
 }
+
+/// `SO_BUSY_POLL`: the worker's busy polls never block, any non-zero value will do.
+const BUSY_POLL_USECS: u32 = 20;
+
+/// Empty busy polls in a row before a busy-polling worker sleeps in `poll` (the NAPI timer
+/// or the device wakes it): spinning while frames keep coming, sleeping when they stop.
+const IDLE_POLLS: u32 = 16;
+
+/// After `poll` wakes a worker (not busy polling), how long it lets frames gather before it
+/// takes them: interrupt coalescing. Below saturation a wakeup per frame or two would cost a
+/// `poll`, a lock, a `sendto` and, on veth, an IPI to the receiver's CPU each; waiting this
+/// long turns them into bursts, for this much latency. At saturation the worker never
+/// sleeps and never waits.
+const COALESCE: Duration = Duration::from_micros(50);
 
 /// A worker on one [`AfXdpSet`]: each burst (up to [`BURST`] frames per interface, all
 /// interfaces at once) is lent from the UMEM and run through the router in place
@@ -155,14 +359,43 @@ pub fn worker(
     let mut last_tick = Instant::now();
     let mut last_stats = Instant::now();
     let mut ring_full: Vec<u64> = vec![0; n_if];
+    let busy = set.busy_polling();
+    let threads = shared
+        .steering
+        .as_ref()
+        .and_then(|s| s.lock().ok().map(|s| s.napi_threads))
+        .unwrap_or(false);
+    if threads {
+        let tid = nix::unistd::gettid().as_raw();
+        if let Err(e) = nft_io::afxdp::set_nice(tid, WORKER_NICE_WITH_NAPI_THREADS) {
+            eprintln!("nft-offload: worker {wid}: nice: {e}");
+        }
+    }
+    let mut idle = 0u32;
+    let coalesce = COALESCE;
     while !shared.stop.load(Ordering::Relaxed) {
-        if !(0..n_if).any(|p| set.rx_ready(p)) {
+        if busy {
+            // run the interfaces' NAPI here, a burst's worth each; sleep only after a few
+            // empty rounds
+            if set.busy_poll() {
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle >= IDLE_POLLS {
+                    idle = 0;
+                    let _ = set.poll(Duration::from_millis(20));
+                }
+            }
+        } else if !(0..n_if).any(|p| set.rx_ready(p)) {
             let t = Instant::now();
             // A link going down can make poll return at once with nothing to read: do not spin.
-            if !matches!(set.poll(Duration::from_millis(20)), Ok(true))
-                && t.elapsed() < Duration::from_millis(1)
-            {
-                std::thread::sleep(Duration::from_millis(1));
+            match set.poll(Duration::from_millis(20)) {
+                Ok(true) if !coalesce.is_zero() => std::thread::sleep(coalesce),
+                Ok(true) => {}
+                _ if t.elapsed() < Duration::from_millis(1) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                _ => {}
             }
         }
         let now = shared.now();
@@ -308,5 +541,25 @@ pub fn as_packet_stats(s: &AfXdpStats) -> AfPacketStats {
         tx_packets: s.tx_packets,
         tx_errors: s.tx_invalid + s.tx_too_big,
         ..AfPacketStats::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn napi_placement_argument() {
+        assert_eq!(parse_napi("auto").unwrap(), Napi::Auto);
+        assert_eq!(parse_napi("threads").unwrap(), Napi::Threads);
+        assert_eq!(parse_napi("kernel").unwrap(), Napi::Kernel);
+        let e = parse_napi("softirq").unwrap_err().to_string();
+        assert!(e.contains("softirq") && e.contains("auto"), "{e}");
+    }
+
+    #[test]
+    fn napi_threads_are_found_by_their_task_name() {
+        // no interface has this name: no thread either
+        assert!(napi_threads("nft-no-such-if").is_empty());
     }
 }

@@ -57,8 +57,8 @@ pub struct Conn {
     /// Only with accounting (`nf_conntrack_acct`, off by default): 8 bytes a connection
     /// instead of 32 when off.
     pub(crate) counters: Option<Box<Acct>>,
-    /// What few connections have (labels, a helper, a masquerade interface), apart so
-    /// that the others pay 8 bytes for it.
+    /// What few connections have (labels, a helper, IPv6 addresses), apart so that the
+    /// others pay 8 bytes for it. (A masquerade interface is the table's.)
     pub(crate) ext: Option<Box<Ext>>,
     /// Expiry, in nanoseconds of `now` (8 bytes, not 16).
     pub(crate) deadline_ns: u64,
@@ -86,12 +86,18 @@ pub(crate) struct Ext {
     pub addrs: Option<[IpAddr; 4]>,
     /// `ct label`, 128 bits.
     pub labels: u128,
-    /// The interface a masquerade binding took its address from, to forget the binding when
-    /// that address goes away.
-    pub masq_ifindex: Option<u32>,
     /// `ct helper set`: the helper's name. No helper runs here; the name keeps the
     /// connection off the fast path and answers `ct helper`.
     pub helper: Option<Box<str>>,
+    /// `ct secmark`.
+    pub secmark: u32,
+    /// The connection has the helper extension (`ct expectation set` adds it), which keeps
+    /// it off the flowtable as the kernel's `nft_flow_offload` does.
+    pub help: bool,
+    /// The connection whose expectation this one fulfilled (`ct->master`).
+    pub master: Option<crate::table::ConnId>,
+    /// `ct timeout set`: the state timeouts of the connection's timeout policy.
+    pub timeouts: Option<Box<crate::status::Timeouts>>,
 }
 
 /// A time as stored in a connection: nanoseconds, saturating (585 years; beyond is the end
@@ -261,13 +267,33 @@ impl Conn {
         self.ext.as_ref().and_then(|e| e.helper.as_deref())
     }
 
-    /// The interface a masquerade binding took its address from.
-    pub fn masq_ifindex(&self) -> Option<u32> {
-        self.ext.as_ref().and_then(|e| e.masq_ifindex)
+    /// `ct secmark`.
+    pub fn secmark(&self) -> u32 {
+        self.ext.as_ref().map_or(0, |e| e.secmark)
     }
 
-    pub(crate) fn set_masq_ifindex(&mut self, ifindex: u32) {
-        self.ext.get_or_insert_with(Box::default).masq_ifindex = Some(ifindex);
+    pub fn set_secmark(&mut self, secmark: u32) {
+        if secmark != 0 || self.ext.is_some() {
+            self.ext.get_or_insert_with(Box::default).secmark = secmark;
+        }
+    }
+
+    /// The connection whose expectation this one fulfilled.
+    pub fn master(&self) -> Option<crate::table::ConnId> {
+        self.ext.as_ref().and_then(|e| e.master)
+    }
+
+    /// Whether the connection has a helper or announced an expectation (the kernel's
+    /// helper extension).
+    pub fn has_help(&self) -> bool {
+        self.ext
+            .as_ref()
+            .is_some_and(|e| e.help || e.helper.is_some())
+    }
+
+    /// The timeout policy `ct timeout set` gave the connection, if any.
+    pub fn timeouts(&self) -> Option<&crate::status::Timeouts> {
+        self.ext.as_ref().and_then(|e| e.timeouts.as_deref())
     }
 
     /// Time left before expiry (`ct expiration`), zero once past.
@@ -312,6 +338,12 @@ impl Conn {
     /// format), without a trailing newline. `accounting` adds the per-direction counters as
     /// `conntrack -L` does when `nf_conntrack_acct` is on.
     pub fn listing(&self, now: Duration, accounting: bool) -> String {
+        self.listing_refs(now, accounting, 0)
+    }
+
+    /// [`Conn::listing`] with `children` connections holding a reference to this one (those
+    /// that fulfilled its expectations), which `use=` counts.
+    pub(crate) fn listing_refs(&self, now: Duration, accounting: bool, children: u32) -> String {
         let mut s = String::with_capacity(192);
         let proto = self.l4proto();
         let _ = write!(
@@ -349,7 +381,7 @@ impl Conn {
             let _ = write!(s, "zone={} ", self.zone);
         }
         // The flowtable holds a reference to an offloaded connection, as in the kernel.
-        let _ = write!(s, "use={}", 1 + u32::from(self.is_offloaded()));
+        let _ = write!(s, "use={}", 1 + u32::from(self.is_offloaded()) + children);
         s
     }
 }

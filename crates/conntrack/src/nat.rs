@@ -184,9 +184,12 @@ fn l4_in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
 
 fn in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
     let a = manip_addr(t, manip);
-    let addr_ok = range
-        .addrs
-        .is_none_or(|(lo, hi)| (addr_bits(lo)..=addr_bits(hi)).contains(&addr_bits(a)));
+    let addr_ok = match range.addrs {
+        None => true,
+        // one address (masquerade, most snat): a comparison, no widening
+        Some((lo, hi)) if lo == hi => a == lo,
+        Some((lo, hi)) => (addr_bits(lo)..=addr_bits(hi)).contains(&addr_bits(a)),
+    };
     addr_ok && l4_in_range(t, manip, range)
 }
 
@@ -215,9 +218,7 @@ impl Table {
             ..*range
         };
         self.bind(id, Manip::Src, &r)?;
-        if let Some(c) = self.conn_mut_internal(id) {
-            c.set_masq_ifindex(ifindex);
-        }
+        self.set_masq_ifindex(id, ifindex);
         Ok(())
     }
 

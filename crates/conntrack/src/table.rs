@@ -243,6 +243,11 @@ pub struct Table {
     pub(crate) cfg: Config,
     slots: Vec<Slot>,
     gens: Vec<u32>,
+    /// The interface each masqueraded connection's binding took its address from, by slab
+    /// index. Apart from the connection, which has no room left for it, and not in its
+    /// boxed rarely set part: most connections of a home router are masqueraded, and that
+    /// cost an allocation per connection (here an entry of an amortised map, 4 + 4 bytes).
+    masq: std::collections::HashMap<u32, u32, Hasher>,
     free: Vec<u32>,
     /// (tuple, zone) of each direction of the confirmed connections to slab index and
     /// direction (`idx << 1 | dir`).
@@ -261,6 +266,21 @@ pub struct Table {
     pub(crate) rng: Rng,
     stats: Stats,
     pub(crate) pending: Pending,
+    /// Connections announced by `ct expectation set`, few and short-lived.
+    expects: Vec<Expectation>,
+}
+
+/// A connection announced by another (`struct nf_conntrack_expect`): from `src`, any port,
+/// to `dst`:`dport`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    pub master: ConnId,
+    pub zone: Zone,
+    pub proto: u8,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    pub dport: u16,
+    pub deadline: Duration,
 }
 
 impl Default for Table {
@@ -277,6 +297,7 @@ impl Table {
             cfg,
             slots: Vec::new(),
             gens: Vec::new(),
+            masq: std::collections::HashMap::with_hasher(Hasher::with_seed(mix64(seed ^ 0x6d61))),
             free: Vec::new(),
             map: Index::new(),
             bysource: Index::new(),
@@ -288,6 +309,7 @@ impl Table {
             rng,
             stats: Stats::default(),
             pending: Pending::default(),
+            expects: Vec::new(),
         }
     }
 
@@ -377,7 +399,18 @@ impl Table {
     }
 
     pub(crate) fn source_hash(&self, k: &SourceKey) -> u64 {
-        self.hasher.hash_one((0x5eed_u16, k))
+        // packed into two words, as in `key_hash`
+        let (zone, proto, addr, port) = *k;
+        let bits = match addr {
+            std::net::IpAddr::V4(v) => u32::from(v) as u128,
+            std::net::IpAddr::V6(v) => u128::from(v),
+        };
+        let rest = zone as u64
+            | (proto as u64) << 16
+            | (port as u64) << 24
+            | (addr.is_ipv6() as u64) << 40
+            | 0x5eed << 48;
+        self.hasher.hash_one((bits, rest))
     }
 
     /// The slab index and direction the index holds for a tuple.
@@ -434,6 +467,7 @@ impl Table {
         Memory {
             allocated: self.slots.capacity() * core::mem::size_of::<Slot>()
                 + self.gens.capacity() * 4
+                + self.masq.capacity() * 9
                 + self.free.capacity() * 4
                 + (self.map.capacity_slots() + self.bysource.capacity_slots()) * 8
                 + self.age.capacity() * core::mem::size_of::<ConnId>(),
@@ -443,9 +477,15 @@ impl Table {
 
     /// `conntrack -L`: a line per confirmed connection, in slab order.
     pub fn list(&self, now: Duration) -> Vec<String> {
+        // connections that fulfilled an expectation hold a reference to their master
+        let mut children: Vec<ConnId> = self.iter().filter_map(|(_, c)| c.master()).collect();
+        children.sort_unstable();
         self.iter()
             .filter(|(_, c)| c.is_confirmed() && !c.status.contains(Status::DYING))
-            .map(|(_, c)| c.listing(now, self.cfg.accounting))
+            .map(|(id, c)| {
+                let n = children.iter().filter(|m| **m == id).count() as u32;
+                c.listing_refs(now, self.cfg.accounting, n)
+            })
             .collect()
     }
 
@@ -480,6 +520,9 @@ impl Table {
 
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
+        if !self.masq.is_empty() {
+            self.masq.remove(&idx);
+        }
         let c = self.conn_at(idx)?;
         let k = source_key(&c.original(), c.zone);
         if self.bysource_get(&k).is_some_and(|b| b.idx == idx) {
@@ -709,8 +752,10 @@ impl Table {
         if self.gen(id.idx) != id.gen {
             return None;
         }
-        let timeouts = &self.cfg.timeouts;
         let c = self.slots.get_mut(id.idx as usize)?.conn.as_mut()?;
+        // a `ct timeout` policy replaces the table's timeouts for this connection
+        let policy = c.ext.as_ref().and_then(|e| e.timeouts.as_deref().cloned());
+        let timeouts = policy.as_ref().unwrap_or(&self.cfg.timeouts);
         let seen_reply = c.status.contains(Status::SEEN_REPLY);
         let mut kill = false;
         let timeout = match &mut c.proto {
@@ -879,12 +924,22 @@ impl Table {
         };
         conn.store_tuples([t, reply]);
         self.next_id = self.next_id.wrapping_add(1);
+        let expected = self.take_expectation(&t, zone, now);
         let id = self.alloc(conn);
         self.stats.new += 1;
+        let state = if let Some(e) = expected {
+            if let Some(c) = self.get_mut(id) {
+                c.status.insert(Status::EXPECTED);
+                c.ext.get_or_insert_with(Box::default).master = Some(e.master);
+            }
+            CtState::Related
+        } else {
+            CtState::New
+        };
         Outcome::Tracked {
             id,
             dir: Direction::Original,
-            state: CtState::New,
+            state,
         }
     }
 
@@ -1009,8 +1064,11 @@ impl Table {
 
     /// The flow left the flowtable: the connection gets its state's timeout back.
     pub fn clear_offload(&mut self, id: ConnId, now: Duration) -> Result<(), CtError> {
-        let t = self.cfg.timeouts.clone();
+        let mut t = self.cfg.timeouts.clone();
         let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        if let Some(p) = c.timeouts() {
+            t = p.clone();
+        }
         c.status.remove(Status::OFFLOAD | Status::HW_OFFLOAD);
         let timeout = match &c.proto {
             ProtoState::Tcp(track) => track.state.timeout(&t),
@@ -1022,6 +1080,108 @@ impl Table {
         };
         c.set_deadline(now.saturating_add(timeout));
         Ok(())
+    }
+
+    /// `ct timeout set`: gives an unconfirmed connection the timeout policy `policy` (state
+    /// names and seconds, as a `ct timeout` object lists them), which then decides its
+    /// timeouts in every state; it expires after the policy's first timeout unless its packet
+    /// moves it on (`nft_ct_timeout_obj_eval`).
+    pub fn set_timeout_policy(
+        &mut self,
+        id: ConnId,
+        policy: &[(String, u64)],
+        now: Duration,
+    ) -> Result<(), CtError> {
+        let base = self.cfg.timeouts.clone();
+        let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        if c.is_confirmed() {
+            return Err(CtError::AlreadyConfirmed);
+        }
+        let proto = c.l4proto();
+        let t = base
+            .with_policy(proto, policy)
+            .map_err(|_| CtError::BadPolicy)?;
+        c.set_deadline(now.saturating_add(t.new_conn(proto)));
+        c.ext.get_or_insert_with(Box::default).timeouts = Some(Box::new(t));
+        Ok(())
+    }
+
+    /// `ct expectation set`: connection `master` (not yet confirmed) announces a connection
+    /// of `proto` from the address it is answered from to the address it is answered to,
+    /// from any port to `dport`, which the table takes as `related` (status `expected`) if it
+    /// begins before `timeout` is up. At most `size` expectations of a connection are
+    /// pending; beyond that none is added. `l3` (2 or 10) must be the connection's family.
+    #[allow(clippy::too_many_arguments)]
+    pub fn expect(
+        &mut self,
+        master: ConnId,
+        l3: Option<u8>,
+        proto: u8,
+        dport: u16,
+        timeout: Duration,
+        size: u32,
+        now: Duration,
+    ) -> Result<bool, CtError> {
+        let c = self.get_mut(master).ok_or(CtError::NoSuchConn)?;
+        if c.is_confirmed() {
+            return Err(CtError::AlreadyConfirmed);
+        }
+        // the helper extension comes first, whether an expectation fits or not
+        c.ext.get_or_insert_with(Box::default).help = true;
+        let r = c.reply();
+        if l3.is_some_and(|f| (f == 2) != r.is_ipv4()) {
+            return Err(CtError::FamilyMismatch);
+        }
+        let exp = Expectation {
+            master,
+            zone: c.zone,
+            proto,
+            src: r.src,
+            dst: r.dst,
+            dport,
+            deadline: now.saturating_add(timeout),
+        };
+        self.expects.retain(|e| {
+            e.deadline > now && self.gens.get(e.master.idx as usize) == Some(&e.master.gen)
+        });
+        let pending = self.expects.iter().filter(|e| e.master == master).count();
+        if pending >= size as usize {
+            return Ok(false);
+        }
+        // the same announcement again replaces the old one (`nf_ct_expect_related`)
+        self.expects.retain(|e| {
+            (e.zone, e.proto, e.src, e.dst, e.dport) != (exp.zone, proto, exp.src, exp.dst, dport)
+        });
+        self.expects.push(exp);
+        Ok(true)
+    }
+
+    /// The expectations pending at `now`.
+    pub fn expectations(&self, now: Duration) -> Vec<Expectation> {
+        self.expects
+            .iter()
+            .filter(|e| e.deadline > now && self.get(e.master).is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// The expectation a new connection with original tuple `t` fulfils, taken out of the
+    /// list (`nf_ct_find_expectation`).
+    fn take_expectation(&mut self, t: &Tuple, zone: Zone, now: Duration) -> Option<Expectation> {
+        if self.expects.is_empty() {
+            return None;
+        }
+        let i = self.expects.iter().position(|e| {
+            e.zone == zone
+                && e.proto == t.proto
+                && e.src == t.src
+                && e.dst == t.dst
+                && e.dport == t.dport
+                && e.deadline > now
+                && self.gens.get(e.master.idx as usize) == Some(&e.master.gen)
+                && self.get(e.master).is_some()
+        })?;
+        Some(self.expects.swap_remove(i))
     }
 
     /// Adds packets counted elsewhere (the flowtable's fast path) to a direction.
@@ -1079,11 +1239,23 @@ impl Table {
         }
     }
 
+    /// The interface a connection's masquerade binding took its address from.
+    pub fn masq_ifindex(&self, id: ConnId) -> Option<u32> {
+        self.get(id)?;
+        self.masq.get(&id.idx).copied()
+    }
+
+    pub(crate) fn set_masq_ifindex(&mut self, id: ConnId, ifindex: u32) {
+        if self.get(id).is_some() {
+            self.masq.insert(id.idx, ifindex);
+        }
+    }
+
     /// Deletes the connections masqueraded through an interface whose address went away.
     pub fn forget_masquerade(&mut self, ifindex: u32) -> usize {
         let doomed: Vec<u32> = self
             .iter()
-            .filter(|(_, c)| c.masq_ifindex() == Some(ifindex))
+            .filter(|(id, _)| self.masq.get(&id.idx) == Some(&ifindex))
             .map(|(id, _)| id.idx)
             .collect();
         for &idx in &doomed {

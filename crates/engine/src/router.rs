@@ -257,6 +257,13 @@ impl Env for RouterEnv<'_> {
             })
     }
 
+    fn mtu(&self, ifindex: u32) -> u32 {
+        (ifindex as usize)
+            .checked_sub(1)
+            .and_then(|i| self.topo.interfaces.get(i))
+            .map_or(0, |i| i.mtu as u32)
+    }
+
     fn ifname(&self, ifindex: u32) -> u128 {
         (ifindex as usize)
             .checked_sub(1)
@@ -326,6 +333,7 @@ impl CtFacts for LiveCt<'_> {
             CtK::Label => c.labels(),
             CtK::Id => c.id as u128,
             CtK::Helper => c.helper().map_or(0, rules::ifname_value),
+            CtK::Secmark => c.secmark() as u128,
         }
     }
 
@@ -369,6 +377,10 @@ struct Walk {
     /// Live mode: the next hop whose MAC is being resolved; the frame waits in
     /// [`Router::held`] instead of leaving.
     hold: Option<IpAddr>,
+    /// `meta secmark`.
+    secmark: u32,
+    /// `tproxy` took the packet for a local socket: it is delivered to the host.
+    tproxy: bool,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -756,6 +768,8 @@ impl Router {
             local: false,
             frags: None,
             hold: None,
+            secmark: 0,
+            tproxy: false,
         };
         let mut meta = meta;
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
@@ -973,7 +987,7 @@ impl Router {
             return Err(Drop::NotIp);
         };
         let _ = src;
-        let route = if is_mcast_or_bcast(dst) {
+        let route = if w.tproxy || is_mcast_or_bcast(dst) {
             Some(RouteKind::Local(w.iif))
         } else {
             self.fib.lookup(dst).map(|r| r.0.clone())
@@ -1317,6 +1331,7 @@ impl Router {
                 pkt.priority = w.priority;
                 pkt.nftrace = w.nftrace;
                 pkt.pkttype = w.pkttype;
+                pkt.secmark = w.secmark;
                 if ct.is_some() {
                     // (a large copy, only for packets without a connection)
                     pkt.ct = ct;
@@ -1361,12 +1376,18 @@ impl Router {
                     ct_label: pkt.new_ct_label,
                     ct_helper: pkt.new_ct_helper.take(),
                     mangled: pkt.mangled,
+                    secmark: pkt.secmark,
+                    ct_secmark: pkt.new_ct_secmark,
+                    ct_timeout: pkt.new_ct_timeout,
+                    ct_expect: std::mem::take(&mut pkt.new_ct_expect),
+                    tproxy: pkt.tproxy.is_some(),
                 };
                 (v, p, upd)
             };
             w.mark = upd.mark;
             w.priority = upd.priority;
             w.nftrace = upd.nftrace;
+            self.apply_features(w, &upd, now);
             if let Some(z) = upd.ct_zone {
                 // a zone picks the table conntrack looks in: it counts before the lookup only
                 if w.conn.is_none() {
@@ -1376,7 +1397,8 @@ impl Router {
             if upd.mangled {
                 *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
             }
-            if let Some((id, _)) = w.conn {
+            let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
+            if let Some((id, _)) = w.conn.filter(|_| ct_set) {
                 if let Some(c) = self.ct.get_mut(id) {
                     if let Some(m) = upd.ct_mark {
                         c.mark = m;
@@ -1397,14 +1419,9 @@ impl Router {
                 let base_chain = self.rules.base[i - 1].chain;
                 self.record_trace(base_chain, &trace_lines, verdict, by_policy);
             }
-            for spec in std::mem::take(&mut self.act.logs) {
-                self.log_line(w, buf, meta, hook, &spec);
-            }
-            for (addr, dev) in std::mem::take(&mut self.act.dups) {
-                self.send_copy(w, buf, meta, addr, dev, false, out);
-            }
-            if let Some((addr, dev)) = self.act.fwd.take() {
-                self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+            // (statements the chain handed over are looked at in place: most runs have none)
+            if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
+                self.logs_and_copies(w, buf, meta, hook, out);
             }
             if self.act.notrack {
                 w.notrack = true;
@@ -1423,12 +1440,11 @@ impl Router {
                     Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
                 }
             }
-            if let Some(r) = self.act.reject.take() {
-                if !w.local {
-                    self.send_reject(w, buf, meta, &r, now, out);
-                }
+            if self.act.reject.is_some() {
+                self.reject_from_chain(w, buf, meta, now, out);
             }
-            if let Some(req) = self.act.nat.take() {
+            if let Some(req) = self.act.nat {
+                self.act.nat = None;
                 self.bind_nat(w, &req)?;
             }
             match verdict {
@@ -1440,6 +1456,85 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// What a chain's `log`, `dup` and `fwd` statements asked, carried out after the chain.
+    /// Apart (and cold) so that the chain loop, which seldom needs it, stays small.
+    #[cold]
+    #[inline(never)]
+    fn logs_and_copies(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        hook: Hook,
+        out: &mut Vec<TxFrame>,
+    ) {
+        for spec in std::mem::take(&mut self.act.logs) {
+            self.log_line(w, buf, meta, hook, &spec);
+        }
+        for (addr, dev) in std::mem::take(&mut self.act.dups) {
+            self.send_copy(w, buf, meta, addr, dev, false, out);
+        }
+        if let Some((addr, dev)) = self.act.fwd.take() {
+            self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+        }
+    }
+
+    /// A chain's `reject`: the answer leaves now (the router's own packets answer nothing).
+    #[cold]
+    #[inline(never)]
+    fn reject_from_chain(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
+        if let Some(r) = self.act.reject.take() {
+            if !w.local {
+                self.send_reject(w, buf, meta, &r, now, out);
+            }
+        }
+    }
+
+    /// What `meta secmark set`, `ct secmark set`, `ct timeout set`, `ct expectation set` and
+    /// `tproxy` asked of a chain, carried out on the walk and its connection.
+    fn apply_features(&mut self, w: &mut Walk, upd: &PktUpdate, now: Duration) {
+        w.secmark = upd.secmark;
+        if upd.tproxy {
+            w.tproxy = true;
+        }
+        let Some((id, _)) = w.conn else { return };
+        if let Some(s) = upd.ct_secmark {
+            if let Some(c) = self.ct.get_mut(id) {
+                c.set_secmark(s);
+            }
+        }
+        if let Some(spec) = upd.ct_timeout.and_then(|i| self.rules.ct_timeouts.get(i)) {
+            // the rule checked the protocol and that the connection is new
+            let _ = self.ct.set_timeout_policy(id, &spec.policy, now);
+        }
+        for spec in upd
+            .ct_expect
+            .iter()
+            .filter_map(|i| self.rules.ct_expects.get(*i))
+        {
+            // nft hands the kernel the timeout in milliseconds and `nft_ct_expect_obj_eval`
+            // takes the number as seconds (`priv->timeout * HZ`): `timeout 1m` lasts 60000 s
+            // there (`conntrack -L expect` shows it), and so here
+            let timeout = Duration::from_secs(spec.timeout_ms);
+            let _ = self.ct.expect(
+                id,
+                spec.l3proto,
+                spec.l4proto,
+                spec.dport,
+                timeout,
+                spec.size,
+                now,
+            );
+        }
     }
 
     /// `dup` and `fwd`: the packet as it stands, out of interface `dev` (as `meta oif`
@@ -1736,6 +1831,7 @@ impl Router {
             .find(|a| a.is_ipv6() == v6)
     }
 
+    #[inline(never)]
     fn bind_nat(&mut self, w: &Walk, spec: &NatRequest) -> Result<(), Drop> {
         let (addr, port) = (spec.addr, spec.port);
         let Some((id, _)) = w.conn else { return Ok(()) };
@@ -1934,6 +2030,8 @@ impl Router {
             local: true,
             frags: None,
             hold: None,
+            secmark: 0,
+            tproxy: false,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -2309,6 +2407,11 @@ struct PktUpdate {
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
+    secmark: u32,
+    ct_secmark: Option<u32>,
+    ct_timeout: Option<usize>,
+    ct_expect: Vec<usize>,
+    tproxy: bool,
 }
 
 /// The DSCP of an IP packet (six bits), `None` for anything else.
@@ -2366,6 +2469,7 @@ mod tests {
             id: c.id,
             helper: c.helper().map_or(0, rules::ifname_value),
             confirmed: c.is_confirmed(),
+            secmark: c.secmark(),
             handle: id.to_bits(),
         }
     }
@@ -2427,6 +2531,7 @@ mod tests {
             CtK::Id,
             CtK::AvgPkt,
             CtK::Helper,
+            CtK::Secmark,
         ];
         let c = t.get(id).unwrap();
         assert_eq!(c.counter(Direction::Reply).packets, 1);
