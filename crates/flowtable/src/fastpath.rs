@@ -611,9 +611,12 @@ fn decide(
     if p.encap != back.encap || p.dst_mac != back.src_mac {
         return Err(Punt::L2Mismatch);
     }
-    let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
-    if down(back.rx_port) || down(out.port) {
-        return Err(Punt::InterfaceDown);
+    // `port_down` is empty while every port is up: no look-up per packet then.
+    if !port_down.is_empty() {
+        let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
+        if down(back.rx_port) || down(out.port) {
+            return Err(Punt::InterfaceDown);
+        }
     }
     if flags & STALE != 0 {
         h.flags |= TEARDOWN;
