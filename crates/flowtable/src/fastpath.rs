@@ -752,7 +752,7 @@ fn rewrite_v6(
 
 /// Rewrites the frame at `buf[head..]` for direction `d` of the line `h`; `decide` passed.
 /// Returns the frame's new start and length.
-#[inline]
+#[inline(always)]
 fn rewrite(
     h: &Hot,
     d: usize,
@@ -906,7 +906,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.finish::<false, S>(fs, &p, v.unwrap_or(u32::MAX), ms(now))
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
@@ -943,7 +943,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         act
     }
 
-    #[inline]
+    #[inline(always)]
     fn forward<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
