@@ -156,11 +156,12 @@ enum Cmd {
         /// Do not install the kernel table that keeps the kernel off the dataplane's frames.
         #[arg(long)]
         no_guard: bool,
-        /// `--io af_xdp`: leave the interfaces' receive work (NAPI) where the kernel runs it,
-        /// instead of on the workers' CPUs (busy polling in zero-copy mode, pinned NAPI
-        /// threads in copy mode).
-        #[arg(long)]
-        leave_napi: bool,
+        /// `--io af_xdp`: where the interfaces' receive work (NAPI) runs. auto: busy polled
+        /// by the workers with zero-copy sockets, the kernel's placement otherwise; threads:
+        /// in copy mode, the devices' NAPI threads pinned to the workers' CPUs; kernel: the
+        /// kernel's placement always.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "kernel"])]
+        napi: String,
     },
     /// Ask a running router: `list ruleset|flowtables|conntrack`.
     List {
@@ -318,7 +319,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
-            leave_napi,
+            napi,
         } => run::run(run::Args {
             ruleset,
             interfaces,
@@ -327,7 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
-            napi_here: !leave_napi,
+            napi,
         }),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {

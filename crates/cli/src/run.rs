@@ -50,9 +50,8 @@ pub struct Args {
     pub control: PathBuf,
     pub no_offload: bool,
     pub no_guard: bool,
-    /// `--io af_xdp`: the interfaces' receive work runs on the workers' CPUs (busy polling
-    /// in zero-copy mode, pinned NAPI threads in copy mode); `--leave-napi` turns it off.
-    pub napi_here: bool,
+    /// `--io af_xdp`: where the interfaces' receive work runs (`--napi auto|threads|kernel`).
+    pub napi: String,
 }
 
 /// The I/O backends. A backend moves bursts of whole Ethernet frames in and out of one
@@ -803,8 +802,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (backends, sets, steering) = match io {
         Io::AfPacket => (open_backends(io, &ifs, workers)?, vec![], None),
         Io::AfXdp => {
-            let (sets, steering) =
-                run_afxdp::open(&ifs, workers, &snap.addrs, chains, a.napi_here)?;
+            let (sets, steering) = run_afxdp::open(
+                &ifs,
+                workers,
+                &snap.addrs,
+                chains,
+                run_afxdp::parse_napi(&a.napi)?,
+            )?;
             (vec![], sets, Some(Arc::new(Mutex::new(steering))))
         }
     };

@@ -53,17 +53,12 @@ pub struct Conn {
     pub mark: u32,
     /// A number unique over the table's life, for listings and events.
     pub id: u32,
-    /// The interface a masquerade binding took its address from, when its number fits
-    /// ([`NO_MASQ`]: none, or in `ext`). Most connections of a home router have one: in
-    /// `ext` alone it cost an allocation per connection; here it takes 2 bytes of padding,
-    /// so a connection is no larger.
-    pub(crate) masq_ifindex: u16,
     pub(crate) proto: ProtoState,
     /// Only with accounting (`nf_conntrack_acct`, off by default): 8 bytes a connection
     /// instead of 32 when off.
     pub(crate) counters: Option<Box<Acct>>,
-    /// What few connections have (labels, a helper, a masquerade interface), apart so
-    /// that the others pay 8 bytes for it.
+    /// What few connections have (labels, a helper, IPv6 addresses), apart so that the
+    /// others pay 8 bytes for it. (A masquerade interface is the table's.)
     pub(crate) ext: Option<Box<Ext>>,
     /// Expiry, in nanoseconds of `now` (8 bytes, not 16).
     pub(crate) deadline_ns: u64,
@@ -91,9 +86,6 @@ pub(crate) struct Ext {
     pub addrs: Option<[IpAddr; 4]>,
     /// `ct label`, 128 bits.
     pub labels: u128,
-    /// The interface a masquerade binding took its address from, to forget the binding when
-    /// that address goes away, when its number is too large for `Conn::masq_ifindex`.
-    pub masq_ifindex: Option<u32>,
     /// `ct helper set`: the helper's name. No helper runs here; the name keeps the
     /// connection off the fast path and answers `ct helper`.
     pub helper: Option<Box<str>>,
@@ -107,9 +99,6 @@ pub(crate) struct Ext {
     /// `ct timeout set`: the state timeouts of the connection's timeout policy.
     pub timeouts: Option<Box<crate::status::Timeouts>>,
 }
-
-/// [`Conn::masq_ifindex`] when the connection has no masquerade binding held inline.
-pub(crate) const NO_MASQ: u16 = u16::MAX;
 
 /// A time as stored in a connection: nanoseconds, saturating (585 years; beyond is the end
 /// of time, `Duration::MAX`).
@@ -305,24 +294,6 @@ impl Conn {
     /// The timeout policy `ct timeout set` gave the connection, if any.
     pub fn timeouts(&self) -> Option<&crate::status::Timeouts> {
         self.ext.as_ref().and_then(|e| e.timeouts.as_deref())
-    }
-
-    /// The interface a masquerade binding took its address from.
-    pub fn masq_ifindex(&self) -> Option<u32> {
-        if self.masq_ifindex != NO_MASQ {
-            return Some(self.masq_ifindex.into());
-        }
-        self.ext.as_ref().and_then(|e| e.masq_ifindex)
-    }
-
-    pub(crate) fn set_masq_ifindex(&mut self, ifindex: u32) {
-        match u16::try_from(ifindex) {
-            Ok(i) if i != NO_MASQ => self.masq_ifindex = i,
-            _ => {
-                self.masq_ifindex = NO_MASQ;
-                self.ext.get_or_insert_with(Box::default).masq_ifindex = Some(ifindex);
-            }
-        }
     }
 
     /// Time left before expiry (`ct expiration`), zero once past.

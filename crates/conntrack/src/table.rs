@@ -243,6 +243,11 @@ pub struct Table {
     pub(crate) cfg: Config,
     slots: Vec<Slot>,
     gens: Vec<u32>,
+    /// The interface each masqueraded connection's binding took its address from, by slab
+    /// index. Apart from the connection, which has no room left for it, and not in its
+    /// boxed rarely set part: most connections of a home router are masqueraded, and that
+    /// cost an allocation per connection (here an entry of an amortised map, 4 + 4 bytes).
+    masq: std::collections::HashMap<u32, u32, Hasher>,
     free: Vec<u32>,
     /// (tuple, zone) of each direction of the confirmed connections to slab index and
     /// direction (`idx << 1 | dir`).
@@ -292,6 +297,7 @@ impl Table {
             cfg,
             slots: Vec::new(),
             gens: Vec::new(),
+            masq: std::collections::HashMap::with_hasher(Hasher::with_seed(mix64(seed ^ 0x6d61))),
             free: Vec::new(),
             map: Index::new(),
             bysource: Index::new(),
@@ -461,6 +467,7 @@ impl Table {
         Memory {
             allocated: self.slots.capacity() * core::mem::size_of::<Slot>()
                 + self.gens.capacity() * 4
+                + self.masq.capacity() * 9
                 + self.free.capacity() * 4
                 + (self.map.capacity_slots() + self.bysource.capacity_slots()) * 8
                 + self.age.capacity() * core::mem::size_of::<ConnId>(),
@@ -513,6 +520,9 @@ impl Table {
 
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
+        if !self.masq.is_empty() {
+            self.masq.remove(&idx);
+        }
         let c = self.conn_at(idx)?;
         let k = source_key(&c.original(), c.zone);
         if self.bysource_get(&k).is_some_and(|b| b.idx == idx) {
@@ -892,7 +902,6 @@ impl Table {
             proto,
             counters,
             id: self.next_id,
-            masq_ifindex: crate::conn::NO_MASQ,
             ext: None,
             offload_ports: [u16::MAX; 2],
             offload_flow: 0,
@@ -1215,11 +1224,23 @@ impl Table {
         }
     }
 
+    /// The interface a connection's masquerade binding took its address from.
+    pub fn masq_ifindex(&self, id: ConnId) -> Option<u32> {
+        self.get(id)?;
+        self.masq.get(&id.idx).copied()
+    }
+
+    pub(crate) fn set_masq_ifindex(&mut self, id: ConnId, ifindex: u32) {
+        if self.get(id).is_some() {
+            self.masq.insert(id.idx, ifindex);
+        }
+    }
+
     /// Deletes the connections masqueraded through an interface whose address went away.
     pub fn forget_masquerade(&mut self, ifindex: u32) -> usize {
         let doomed: Vec<u32> = self
             .iter()
-            .filter(|(_, c)| c.masq_ifindex() == Some(ifindex))
+            .filter(|(id, _)| self.masq.get(&id.idx) == Some(&ifindex))
             .map(|(id, _)| id.idx)
             .collect();
         for &idx in &doomed {

@@ -612,7 +612,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
     apply_rewrite(&mut back, &mb, &rw, None).unwrap();
     assert_eq!(endpoints(&back), (ip(SRV), 443, ip(LAN2), 40000));
 
-    assert_eq!(t.get(b).unwrap().masq_ifindex(), Some(2));
+    assert_eq!(t.masq_ifindex(b), Some(2));
     assert_eq!(t.forget_masquerade(3), 0, "another interface's address");
     // Interface address gone: its masqueraded connections go with it.
     assert_eq!(t.forget_masquerade(2), 2);
@@ -625,7 +625,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
         s(3),
     ));
     t.confirm(c, s(3)).unwrap();
-    assert_eq!(t.get(c).unwrap().masq_ifindex(), None);
+    assert_eq!(t.masq_ifindex(c), None);
     assert_eq!(t.forget_masquerade(2), 0);
     assert_eq!(t.len(), 1);
     // an interface number beyond what the connection holds inline still works
@@ -637,7 +637,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
     t.masquerade(d, ip(WAN), 70_000, &NatRange::default())
         .unwrap();
     t.confirm(d, s(3)).unwrap();
-    assert_eq!(t.get(d).unwrap().masq_ifindex(), Some(70_000));
+    assert_eq!(t.masq_ifindex(d), Some(70_000));
     assert_eq!(t.forget_masquerade(2), 0);
     assert_eq!(t.forget_masquerade(70_000), 1);
     assert_eq!(t.len(), 1);

@@ -1419,18 +1419,9 @@ impl Router {
                 let base_chain = self.rules.base[i - 1].chain;
                 self.record_trace(base_chain, &trace_lines, verdict, by_policy);
             }
-            if !self.act.logs.is_empty() {
-                for spec in std::mem::take(&mut self.act.logs) {
-                    self.log_line(w, buf, meta, hook, &spec);
-                }
-            }
-            if !self.act.dups.is_empty() {
-                for (addr, dev) in std::mem::take(&mut self.act.dups) {
-                    self.send_copy(w, buf, meta, addr, dev, false, out);
-                }
-            }
-            if let Some((addr, dev)) = self.act.fwd.take() {
-                self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+            // (statements the chain handed over are looked at in place: most runs have none)
+            if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
+                self.logs_and_copies(w, buf, meta, hook, out);
             }
             if self.act.notrack {
                 w.notrack = true;
@@ -1449,12 +1440,11 @@ impl Router {
                     Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
                 }
             }
-            if let Some(r) = self.act.reject.take() {
-                if !w.local {
-                    self.send_reject(w, buf, meta, &r, now, out);
-                }
+            if self.act.reject.is_some() {
+                self.reject_from_chain(w, buf, meta, now, out);
             }
-            if let Some(req) = self.act.nat.take() {
+            if let Some(req) = self.act.nat {
+                self.act.nat = None;
                 self.bind_nat(w, &req)?;
             }
             match verdict {
@@ -1466,6 +1456,47 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// What a chain's `log`, `dup` and `fwd` statements asked, carried out after the chain.
+    /// Apart (and cold) so that the chain loop, which seldom needs it, stays small.
+    #[cold]
+    #[inline(never)]
+    fn logs_and_copies(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        hook: Hook,
+        out: &mut Vec<TxFrame>,
+    ) {
+        for spec in std::mem::take(&mut self.act.logs) {
+            self.log_line(w, buf, meta, hook, &spec);
+        }
+        for (addr, dev) in std::mem::take(&mut self.act.dups) {
+            self.send_copy(w, buf, meta, addr, dev, false, out);
+        }
+        if let Some((addr, dev)) = self.act.fwd.take() {
+            self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+        }
+    }
+
+    /// A chain's `reject`: the answer leaves now (the router's own packets answer nothing).
+    #[cold]
+    #[inline(never)]
+    fn reject_from_chain(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
+        if let Some(r) = self.act.reject.take() {
+            if !w.local {
+                self.send_reject(w, buf, meta, &r, now, out);
+            }
+        }
     }
 
     /// What `meta secmark set`, `ct secmark set`, `ct timeout set`, `ct expectation set` and
@@ -1490,7 +1521,10 @@ impl Router {
             .iter()
             .filter_map(|i| self.rules.ct_expects.get(*i))
         {
-            let timeout = Duration::from_millis(spec.timeout_ms);
+            // nft hands the kernel the timeout in milliseconds and `nft_ct_expect_obj_eval`
+            // takes the number as seconds (`priv->timeout * HZ`): `timeout 1m` lasts 60000 s
+            // there (`conntrack -L expect` shows it), and so here
+            let timeout = Duration::from_secs(spec.timeout_ms);
             let _ = self.ct.expect(
                 id,
                 spec.l3proto,
@@ -1797,6 +1831,7 @@ impl Router {
             .find(|a| a.is_ipv6() == v6)
     }
 
+    #[inline(never)]
     fn bind_nat(&mut self, w: &Walk, spec: &NatRequest) -> Result<(), Drop> {
         let (addr, port) = (spec.addr, spec.port);
         let Some((id, _)) = w.conn else { return Ok(()) };

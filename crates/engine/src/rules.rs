@@ -256,6 +256,17 @@ pub enum MetaK {
     Secmark,
     /// `meta ipsec`: whether the packet came through an IPsec transform (never here).
     Ipsec,
+    /// `meta skuid`, `meta skgid`, `meta cgroup`: facts of the local socket a packet
+    /// belongs to. Routed packets have none, so the load fails as the kernel's does.
+    Skuid,
+    Skgid,
+    Cgroup,
+    /// `meta rtclassid`: the route's realm; realms are not modelled, so 0.
+    RtClassid,
+    /// `meta sdif`, `meta sdifname`: the L3 master (VRF) device; there are none, so 0 and
+    /// the empty name.
+    Sdif,
+    SdifName,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -855,6 +866,12 @@ fn meta_k(name: &str) -> Option<MetaK> {
         "hour" => MetaK::Hour,
         "secmark" => MetaK::Secmark,
         "ipsec" | "secpath" => MetaK::Ipsec,
+        "skuid" => MetaK::Skuid,
+        "skgid" => MetaK::Skgid,
+        "cgroup" => MetaK::Cgroup,
+        "rtclassid" => MetaK::RtClassid,
+        "sdif" => MetaK::Sdif,
+        "sdifname" => MetaK::SdifName,
         _ => return None,
     })
 }
@@ -2219,6 +2236,8 @@ fn hook_limited(op: &Op) -> Option<(&'static str, &'static [Hook])> {
         Load::Osf => Some(("osf", &[Prerouting, Input, Forward][..])),
         Load::Ipsec { out: false } => Some(("ipsec in", &[Prerouting, Input, Forward][..])),
         Load::Ipsec { out: true } => Some(("ipsec out", &[Forward, Output, Postrouting][..])),
+        Load::Meta(MetaK::Sdif) => Some(("meta sdif", &[Input, Forward][..])),
+        Load::Meta(MetaK::SdifName) => Some(("meta sdifname", &[Input, Forward][..])),
         _ => None,
     })
 }
@@ -2577,7 +2596,8 @@ impl Pkt<'_> {
                 MetaK::Hour => (self.now_ns / NS_PER_S % 86400) as u128,
                 MetaK::Random => return None,
                 MetaK::Secmark => self.secmark as u128,
-                MetaK::Ipsec => 0,
+                MetaK::Ipsec | MetaK::RtClassid | MetaK::Sdif | MetaK::SdifName => 0,
+                MetaK::Skuid | MetaK::Skgid | MetaK::Cgroup => return None,
             }),
             Load::Ct { key, reply } => {
                 let ct: &dyn CtFacts = match (self.conn, &self.ct) {
