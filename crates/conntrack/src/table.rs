@@ -605,23 +605,38 @@ impl Table {
             return 0;
         }
         let mut freed = 0;
-        // Wrapping by comparison, not `%`: this runs for a few slots per burst frame, fast
-        // path included, and two divisions a slot were half of its cost.
-        let mut next = self.gc_cursor % n;
+        // A run of slots scanned with no index arithmetic per slot, then the cursor stored
+        // once: this runs for a few slots per burst frame, fast path included.
+        let mut idx = self.gc_cursor % n;
+        let mut left = budget.min(n);
         let now_ns = crate::conn::ns(now);
-        for _ in 0..budget.min(n) {
-            let idx = next;
-            next = if idx + 1 == n { 0 } else { idx + 1 };
-            self.gc_cursor = next;
-            let expired = self.slots[idx]
-                .conn
+        let due = |s: &Slot| {
+            s.conn
                 .as_ref()
-                .is_some_and(|c| c.expired_ns(now_ns) || c.status.contains(Status::DYING));
-            if expired && self.free_slot(idx as u32).is_some() {
-                freed += 1;
-                self.stats.expired += 1;
+                .is_some_and(|c| c.expired_ns(now_ns) || c.status.contains(Status::DYING))
+        };
+        while left > 0 {
+            let end = (idx + left).min(n);
+            match self.slots[idx..end].iter().position(due) {
+                Some(k) => {
+                    let i = idx + k;
+                    left -= k + 1;
+                    idx = i + 1;
+                    if self.free_slot(i as u32).is_some() {
+                        freed += 1;
+                        self.stats.expired += 1;
+                    }
+                }
+                None => {
+                    left -= end - idx;
+                    idx = end;
+                }
+            }
+            if idx >= n {
+                idx = 0;
             }
         }
+        self.gc_cursor = idx;
         freed
     }
 
