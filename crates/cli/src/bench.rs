@@ -11,6 +11,16 @@
 //! router's loop and conntrack's GC steps 61), the refill and this loop 125. It was 862 before
 //! the one-line flows, the fixed-size IPv4 parse and the iterator-driven burst stages, 1,025
 //! before that.
+//!
+//! Instructions per new connection (the first pass: conntrack, the default's four chain runs,
+//! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
+//! 20,000 flows, 11,558: the chain runs 5,081 (rule evaluation 2,160, each run's packet view
+//! and what it hands over the rest), the masquerade binding 1,298, conntrack's lookup and
+//! new entry 442 and confirmation 721, the NAT rewrites 674, parse 368, the route 179, the
+//! rest of the walk (link layer, counters) about 1,980, the refill and this loop 639. Rules
+//! reading the connection in place instead of a copied record, one hash per tuple shared by
+//! lookup, NAT check and confirmation, and no allocation per connection took 12,386 to
+//! 10,630 before the compact connection and the new rule features (about 1,000 more).
 
 use std::time::{Duration, Instant};
 
