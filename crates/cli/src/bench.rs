@@ -10,6 +10,16 @@
 //! (parse 221, checks, count and refresh 147, rewrite 98, hash, index probe and stage loops
 //! 168), the offload wrapper and timers 46, conntrack's GC steps 44, the router's loop 62, the
 //! refill 45, this loop 15. It was 1,025.
+//!
+//! Instructions per new connection (the first pass: conntrack, the default's four chain runs,
+//! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
+//! 20,000 flows, 11,558: the chain runs 5,081 (rule evaluation 2,160, each run's packet view
+//! and what it hands over the rest), the masquerade binding 1,298, conntrack's lookup and
+//! new entry 442 and confirmation 721, the NAT rewrites 674, parse 368, the route 179, the
+//! rest of the walk (link layer, counters) about 1,980, the refill and this loop 639. Rules
+//! reading the connection in place instead of a copied record, one hash per tuple shared by
+//! lookup, NAT check and confirmation, and no allocation per connection took 12,386 to
+//! 10,630 before the compact connection and the new rule features (about 1,000 more).
 
 use std::time::{Duration, Instant};
 

@@ -611,9 +611,12 @@ fn decide(
     if p.encap != back.encap || p.dst_mac != back.src_mac {
         return Err(Punt::L2Mismatch);
     }
-    let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
-    if down(back.rx_port) || down(out.port) {
-        return Err(Punt::InterfaceDown);
+    // `port_down` is empty while every port is up: no look-up per packet then.
+    if !port_down.is_empty() {
+        let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
+        if down(back.rx_port) || down(out.port) {
+            return Err(Punt::InterfaceDown);
+        }
     }
     if flags & STALE != 0 {
         h.flags |= TEARDOWN;
@@ -749,7 +752,7 @@ fn rewrite_v6(
 
 /// Rewrites the frame at `buf[head..]` for direction `d` of the line `h`; `decide` passed.
 /// Returns the frame's new start and length.
-#[inline]
+#[inline(always)]
 fn rewrite(
     h: &Hot,
     d: usize,
@@ -903,7 +906,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.finish::<false, S>(fs, &p, v.unwrap_or(u32::MAX), ms(now))
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
@@ -940,7 +943,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         act
     }
 
-    #[inline]
+    #[inline(always)]
     fn forward<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
