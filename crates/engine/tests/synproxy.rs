@@ -451,3 +451,43 @@ fn synproxy_listing_and_hook_check() {
     let e = nft_engine::rules::compile(&ast).unwrap_err();
     assert!(e.to_string().contains("synproxy"), "{e}");
 }
+
+/// IPv6: the SYN-ACK is built for the family, checksum over the IPv6 pseudo-header.
+#[test]
+fn ipv6_syn_is_answered_with_a_cookie_synack() {
+    let mut r = router_sp();
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, LAN_MAC)
+        .ipv6(CLIENT6, REMOTE6, 64)
+        .tcp(40000, 80, 77, 64240)
+        .syn()
+        .options(&[TcpOptionElement::MaximumSegmentSize(1440)])
+        .unwrap();
+    let mut f = vec![];
+    b.write(&mut f, b"").unwrap();
+    let out = one(&mut r, LAN, f, T0, Port::Iface(LAN));
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
+        panic!("not IPv6")
+    };
+    assert_eq!(ip.header().source(), REMOTE6);
+    assert_eq!(ip.header().destination(), CLIENT6);
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not TCP")
+    };
+    assert!(t.syn() && t.ack());
+    assert_eq!(t.acknowledgment_number(), 78);
+    let opts: Vec<_> = t.options_iterator().map(|o| o.unwrap()).collect();
+    // no timestamp from the client: MSS only
+    assert_eq!(opts, vec![TcpOptionElement::MaximumSegmentSize(1460)]);
+    let e = Endpoints {
+        saddr: IpAddr::from(CLIENT6),
+        daddr: IpAddr::from(REMOTE6),
+        sport: 40000,
+        dport: 80,
+    };
+    let minute = cookie_time(T0.as_nanos() as u64);
+    assert_eq!(
+        CookieKey::default().check(&e, 77, t.sequence_number(), minute),
+        Some(1440)
+    );
+}
