@@ -581,7 +581,8 @@ pub fn adjust(l3: &mut [u8], th: usize, sp: &Synproxy, reply: bool) -> Option<()
     } else if flags & ACK != 0 {
         patch(l3, th + 8, &|a| a.wrapping_sub(sp.seq_off), &mut csum);
     }
-    if sp.tsoff != 0 {
+    let sack_adjust = !reply && flags & ACK != 0 && sp.seq_off != 0;
+    if sp.tsoff != 0 || sack_adjust {
         let mut i = th + 20;
         let end = th + doff;
         while i < end {
@@ -594,13 +595,21 @@ pub fn adjust(l3: &mut [u8], th: usize, sp: &Synproxy, reply: bool) -> Option<()
                     if size < 2 || i + size > end {
                         break;
                     }
-                    if kind == 8 && size == 10 {
+                    if kind == 8 && size == 10 && sp.tsoff != 0 {
                         if reply {
                             patch(l3, i + 2, &|v| v.wrapping_sub(sp.tsoff), &mut csum);
                         } else {
                             patch(l3, i + 6, &|v| v.wrapping_add(sp.tsoff), &mut csum);
                         }
-                        break;
+                    }
+                    // nf_ct_sack_adjust: the client's SACK blocks name the server's data
+                    if kind == 5 && sack_adjust {
+                        let mut b = i + 2;
+                        while b + 8 <= i + size {
+                            patch(l3, b, &|v| v.wrapping_sub(sp.seq_off), &mut csum);
+                            patch(l3, b + 4, &|v| v.wrapping_sub(sp.seq_off), &mut csum);
+                            b += 8;
+                        }
                     }
                     i += size;
                 }

@@ -56,7 +56,7 @@ fn seg(
     payload: &[u8],
 ) -> Vec<u8> {
     let (smac, dmac, src, dst) = if from_wan {
-        (GW_MAC, WAN_MAC, REMOTE, CLIENT)
+        (GW_MAC, WAN_MAC, REMOTE, WAN_DST.with(|d| d.get()))
     } else {
         (CLIENT_MAC, LAN_MAC, CLIENT, REMOTE)
     };
@@ -134,6 +134,11 @@ fn endpoints(dport: u16) -> Endpoints {
         sport: 40000,
         dport,
     }
+}
+
+thread_local! {
+    /// Where the server's frames go: the client, or the router's WAN address (masquerade).
+    static WAN_DST: std::cell::Cell<[u8; 4]> = const { std::cell::Cell::new(CLIENT) };
 }
 
 const T0: Duration = Duration::from_secs(1_000);
@@ -246,7 +251,25 @@ fn ack_with_a_wrong_cookie_is_dropped_and_counted() {
 /// adjusted, checksums valid; the connection stays off the flowtable.
 #[test]
 fn full_handshake_then_data_both_ways_adjusted() {
-    let mut r = router_sp();
+    handshake_and_data(false);
+}
+
+/// The same behind masquerade: the router's SYN to the server is the connection's first
+/// packet and takes the NAT binding; the server answers the router's WAN address.
+#[test]
+fn full_handshake_behind_masquerade() {
+    handshake_and_data(true);
+}
+
+fn handshake_and_data(masq: bool) {
+    let rules = if masq {
+        format!("{RULES_SP}\ntable ip nat {{ chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" masquerade }} }}\n")
+    } else {
+        RULES_SP.to_string()
+    };
+    let mut cfg = Config::default();
+    cfg.conntrack.tcp_loose = false;
+    let mut r = router_with(TOPOLOGY, &rules, cfg);
     let synack = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN)));
     let cookie = synack.seq;
     let its = ts_of(&synack).0;
@@ -270,9 +293,16 @@ fn full_handshake_then_data_both_ways_adjusted() {
     let out = one(&mut r, LAN, ack, t1, Port::Iface(WAN));
     assert_eq!(&out[0..6], &GW_MAC);
     let syn = tcp_of(&out);
+    let (wan_src, port) = if masq {
+        assert_eq!(syn.src, ROUTER_WAN);
+        (ROUTER_WAN, syn.sport)
+    } else {
+        (CLIENT, 40000)
+    };
+    WAN_DST.with(|d| d.set(wan_src));
     assert_eq!(
         (syn.src, syn.dst, syn.sport, syn.dport),
-        (CLIENT, REMOTE, 40000, 80)
+        (wan_src, REMOTE, port, 80)
     );
     assert!(syn.syn && !syn.ackf);
     assert_eq!(syn.seq, 1000);
@@ -297,7 +327,7 @@ fn full_handshake_then_data_both_ways_adjusted() {
     let sa = seg(
         true,
         80,
-        40000,
+        port,
         50000,
         Some(1001),
         true,
@@ -316,13 +346,19 @@ fn full_handshake_then_data_both_ways_adjusted() {
     assert_eq!(out[0].egress, Port::Iface(WAN));
     assert_eq!(out[1].egress, Port::Iface(LAN));
     let to_server = tcp_of(&out[0].data);
-    assert_eq!((to_server.src, to_server.dst), (CLIENT, REMOTE));
+    assert_eq!(
+        (to_server.src, to_server.dst, to_server.sport),
+        (wan_src, REMOTE, port)
+    );
     assert!(to_server.ackf && !to_server.syn);
     assert_eq!((to_server.seq, to_server.ack), (1001, 50001));
     assert_eq!(to_server.window, 502);
     assert_eq!(ts_of(&to_server), (7778, 9000));
     let to_client = tcp_of(&out[1].data);
-    assert_eq!((to_client.src, to_client.dst), (REMOTE, CLIENT));
+    assert_eq!(
+        (to_client.src, to_client.dst, to_client.dport),
+        (REMOTE, CLIENT, 40000)
+    );
     assert!(to_client.ackf && !to_client.syn);
     // the server's sequence numbers, moved into the cookie's
     assert_eq!(to_client.seq, cookie.wrapping_add(1));
@@ -330,8 +366,10 @@ fn full_handshake_then_data_both_ways_adjusted() {
     assert_eq!(to_client.window, 29200 >> 8);
     // the server's timestamp, moved into the router's clock
     assert_eq!(ts_of(&to_client), (its, 7778));
+    // conntrack did not look at the router's ACKs (attached, as `nf_ct_set` does): the
+    // client's next packet establishes the connection
     let c = r.conntrack().iter().next().unwrap().1.clone();
-    assert_eq!(c.tcp_state(), Some(nft_conntrack::TcpState::Established));
+    assert_eq!(c.tcp_state(), Some(nft_conntrack::TcpState::SynRecv));
     assert!(c.status().contains(nft_conntrack::Status::SEQ_ADJUST));
 
     // data from the client: acknowledgement and timestamp echo moved to the server's
@@ -352,15 +390,18 @@ fn full_handshake_then_data_both_ways_adjusted() {
         b"hello",
     );
     let t = tcp_of(&one(&mut r, LAN, d, t3, Port::Iface(WAN)));
+    assert_eq!((t.src, t.sport), (wan_src, port));
     assert_eq!((t.seq, t.ack), (1001, 50001));
     assert_eq!(ts_of(&t), (7790, 9000));
     assert_eq!(t.payload, b"hello");
+    let c = r.conntrack().iter().next().unwrap().1.clone();
+    assert_eq!(c.tcp_state(), Some(nft_conntrack::TcpState::Established));
 
     // data from the server: sequence number and timestamp moved to the client's view
     let d = seg(
         true,
         80,
-        40000,
+        port,
         50001,
         Some(1006),
         false,
@@ -394,6 +435,31 @@ fn full_handshake_then_data_both_ways_adjusted() {
         let t = tcp_of(&one(&mut r, LAN, d, t3, Port::Iface(WAN)));
         assert_eq!(t.ack, 50007);
     }
+    // a SACK block from the client names the server's data in the server's numbers
+    let d = seg(
+        false,
+        40000,
+        80,
+        1009,
+        Some(cookie.wrapping_add(7)),
+        false,
+        502,
+        &[
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::SelectiveAcknowledgement(
+                (cookie.wrapping_add(100), cookie.wrapping_add(200)),
+                [None, None, None],
+            ),
+        ],
+        b"",
+    );
+    let t = tcp_of(&one(&mut r, LAN, d, t3, Port::Iface(WAN)));
+    assert_eq!(t.ack, 50007);
+    assert_eq!(
+        t.opts[2],
+        TcpOptionElement::SelectiveAcknowledgement((50100, 50200), [None, None, None])
+    );
     let c = r.conntrack().iter().next().unwrap().1.clone();
     assert!(!c.is_offloaded());
     assert_eq!(r.counters().flows_admitted, 0);

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use nft_conntrack::{CtState, Direction, Outcome, Synproxy};
+use nft_conntrack::{ConnId, CtState, Direction, Outcome, Synproxy};
 use nft_wire::{checksum, parse_frame, IpProtocol, PacketMeta};
 
 use super::{Port, Router, TxFrame, Walk};
@@ -24,6 +24,15 @@ fn tcp_checksum_ok(l3: &[u8], th: usize, seg: &Seg) -> bool {
     let Some(t) = l3.get(th..) else { return false };
     let ph = checksum::pseudo_header(&seg.src, &seg.dst, IpProtocol::Tcp, t.len() as u32);
     checksum::combine(&[ph, checksum::sum(t)]) == 0xffff
+}
+
+/// How [`Router::synproxy_send`] tracks the packet.
+#[derive(Clone, Copy)]
+enum Send {
+    /// The server's SYN: a new connection with this synproxy state.
+    Open(Synproxy),
+    /// An ACK of the connection, in this direction.
+    Attach(ConnId, Direction),
 }
 
 impl Router {
@@ -81,7 +90,7 @@ impl Router {
             window: seg.window,
             ..Synproxy::default()
         };
-        self.synproxy_send(w, &syn, Some(state), now, out);
+        self.synproxy_send(w, &syn, Send::Open(state), now, out);
         Ok(())
     }
 
@@ -121,26 +130,38 @@ impl Router {
         let (server_ack, client_ack, next) =
             sp::answer_server(&state, &seg, opts, state.window).ok_or(Drop::SynproxyBadPacket)?;
         // the ACK to the server leaves before the adjustment starts, the client's after
-        self.synproxy_send(w, &server_ack, None, now, out);
+        self.synproxy_send(
+            w,
+            &server_ack,
+            Send::Attach(id, Direction::Original),
+            now,
+            out,
+        );
         if let Some(c) = self.ct.get_mut(id) {
             c.set_synproxy(next);
         }
-        self.synproxy_send(w, &client_ack, None, now, out);
+        self.synproxy_send(w, &client_ack, Send::Attach(id, Direction::Reply), now, out);
         Err(Drop::Stolen)
     }
 
     /// Sends a packet the router made for a synproxied connection as `ip_local_out` does:
-    /// through conntrack (the server's SYN opens the connection, with `init` as its synproxy
-    /// state), the output and postrouting chains, the sequence adjustment, confirmation.
+    /// the server's SYN through conntrack (it opens the connection, with the synproxy state,
+    /// as the kernel's synproxy template does) and the NAT chains; the ACKs attached to the
+    /// connection in their direction, which conntrack does not look at again (`nf_ct_set`);
+    /// then the output and postrouting chains, the sequence adjustment, confirmation.
     /// Whether it left.
     fn synproxy_send(
         &mut self,
         w: &Walk,
         l3: &[u8],
-        init: Option<Synproxy>,
+        how: Send,
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> bool {
+        let init = match how {
+            Send::Open(s) => Some(s),
+            Send::Attach(..) => None,
+        };
         let v6 = w.v6;
         let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
         let mut buf = Vec::with_capacity(14 + l3.len());
@@ -175,14 +196,17 @@ impl Router {
             },
         };
         let src_mac = iface.mac;
-        let (conn, state) = match self.ct.process(&meta, w.zone, now) {
-            Outcome::Tracked { id, dir, state } => (Some((id, dir)), state),
-            Outcome::Invalid(_) => (None, CtState::Invalid),
-            Outcome::Untracked => (None, CtState::Untracked),
-            Outcome::Refused(_) => {
-                self.counters.drop(Drop::CtTableFull);
-                return false;
-            }
+        let (conn, state) = match how {
+            Send::Attach(id, dir) => (Some((id, dir)), CtState::Established),
+            Send::Open(_) => match self.ct.process(&meta, w.zone, now) {
+                Outcome::Tracked { id, dir, state } => (Some((id, dir)), state),
+                Outcome::Invalid(_) => (None, CtState::Invalid),
+                Outcome::Untracked => (None, CtState::Untracked),
+                Outcome::Refused(_) => {
+                    self.counters.drop(Drop::CtTableFull);
+                    return false;
+                }
+            },
         };
         if let (Some((id, _)), Some(s)) = (conn, init) {
             if let Some(c) = self.ct.get_mut(id) {
@@ -206,7 +230,9 @@ impl Router {
             src_mac,
             flow_add: None,
             ct_mark: None,
-            local: true,
+            // the router's own packet, but the server's SYN is a new connection's first: the
+            // NAT chains see it (masquerade binds here), which they skip for `local` answers
+            local: init.is_none(),
             frags: None,
             hold: None,
             secmark: 0,
