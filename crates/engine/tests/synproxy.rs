@@ -169,6 +169,9 @@ fn syn_is_answered_with_a_cookie_synack_and_goes_no_further() {
     let mut r = router_sp();
     let out = one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN));
     assert_eq!(&out[0..6], &CLIENT_MAC);
+    // synproxy_build_ip: ID 0, DF, TTL 64, no TOS
+    assert_eq!(&out[14..16], &[0x45, 0]);
+    assert_eq!(&out[18..23], &[0, 0, 0x40, 0, 64]);
     let t = tcp_of(&out);
     assert_eq!(
         (t.src, t.dst, t.sport, t.dport),
@@ -396,6 +399,13 @@ fn handshake_and_data(masq: bool) {
     assert_eq!(t.payload, b"hello");
     let c = r.conntrack().iter().next().unwrap().1.clone();
     assert_eq!(c.tcp_state(), Some(nft_conntrack::TcpState::Established));
+    // `conntrack -L`: the connection as the client and the server see it (nothing shows the
+    // sequence adjustment, as in the kernel); 300 s while the server's data is unacknowledged
+    let w = std::net::Ipv4Addr::from(wan_src);
+    assert_eq!(
+        c.listing(t3, false),
+        format!("tcp      6 300 ESTABLISHED src=192.168.1.10 dst=203.0.113.5 sport=40000 dport=80 src=203.0.113.5 dst={w} sport=80 dport={port} [ASSURED] mark=0 use=1")
+    );
 
     // data from the server: sequence number and timestamp moved to the client's view
     let d = seg(
