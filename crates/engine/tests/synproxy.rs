@@ -657,3 +657,34 @@ proptest::proptest! {
         }
     }
 }
+
+/// The server refuses the router's SYN with a reset: the client gets it in the cookie's
+/// numbers (it would ignore the server's own), checksum patched.
+#[test]
+fn server_reset_reaches_the_client_in_cookie_numbers() {
+    let mut r = router_sp();
+    let synack = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN)));
+    let cookie = synack.seq;
+    let a = seg(
+        false,
+        40000,
+        80,
+        1001,
+        Some(cookie.wrapping_add(1)),
+        false,
+        502,
+        &[],
+        b"",
+    );
+    one(&mut r, LAN, a, T0, Port::Iface(WAN));
+    let b = PacketBuilder::ethernet2(GW_MAC, WAN_MAC)
+        .ipv4(REMOTE, CLIENT, 64)
+        .tcp(80, 40000, 0, 0)
+        .rst()
+        .ack(1001);
+    let mut f = vec![];
+    b.write(&mut f, b"").unwrap();
+    let t = tcp_of(&one(&mut r, WAN, f, T0, Port::Iface(LAN)));
+    assert!(t.rst && t.ackf);
+    assert_eq!((t.seq, t.ack), (cookie.wrapping_add(1), 1001));
+}

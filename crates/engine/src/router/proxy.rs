@@ -123,6 +123,20 @@ impl Router {
             return Ok(());
         }
         let seg = Seg::parse(l3, th).ok_or(Drop::SynproxyBadPacket)?;
+        if dir == Direction::Reply && seg.flags & sp::RST != 0 {
+            // the server refused the router's SYN: its reset reaches the client in the
+            // cookie's numbers (the kernel's CLOSE case), so that the client takes it
+            let next = Synproxy {
+                seq_off: state.isn.wrapping_sub(seg.seq).wrapping_add(1),
+                established: true,
+                ..state
+            };
+            if let Some(c) = self.ct.get_mut(id) {
+                c.set_synproxy(next);
+            }
+            sp::adjust(l3, th, &next, true).ok_or(Drop::SynproxyBadPacket)?;
+            return Ok(());
+        }
         if dir != Direction::Reply || seg.flags & (SYN | ACK) != SYN | ACK {
             return Ok(());
         }
