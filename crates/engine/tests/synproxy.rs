@@ -688,3 +688,90 @@ fn server_reset_reaches_the_client_in_cookie_numbers() {
     assert!(t.rst && t.ackf);
     assert_eq!((t.seq, t.ack), (cookie.wrapping_add(1), 1001));
 }
+
+fn seg6(from_wan: bool, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
+    let (smac, dmac, src, dst, sport, dport) = if from_wan {
+        (GW_MAC, WAN_MAC, REMOTE6, CLIENT6, 80, 40000)
+    } else {
+        (CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 40000, 80)
+    };
+    let mut b = PacketBuilder::ethernet2(smac, dmac)
+        .ipv6(src, dst, 64)
+        .tcp(sport, dport, seq, 1000);
+    if syn {
+        b = b.syn();
+    }
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    let b = b
+        .options(&[TcpOptionElement::MaximumSegmentSize(1400)])
+        .unwrap();
+    let mut f = vec![];
+    b.write(&mut f, payload).unwrap();
+    f
+}
+
+/// (seq, ack, flags SYN/ACK, payload) of an IPv6 TCP frame, checksums verified.
+fn tcp6_of(frame: &[u8]) -> (u32, u32, bool, bool, Vec<u8>) {
+    check(frame);
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not TCP")
+    };
+    (
+        t.sequence_number(),
+        t.acknowledgment_number(),
+        t.syn(),
+        t.ack(),
+        t.payload().to_vec(),
+    )
+}
+
+/// IPv6 through the whole handshake and data both ways.
+#[test]
+fn ipv6_full_handshake_then_data() {
+    let mut r = router_sp();
+    let (cookie, ack, ..) = tcp6_of(&one(
+        &mut r,
+        LAN,
+        seg6(false, 10, None, true, b""),
+        T0,
+        Port::Iface(LAN),
+    ));
+    assert_eq!(ack, 11);
+    let out = one(
+        &mut r,
+        LAN,
+        seg6(false, 11, Some(cookie.wrapping_add(1)), false, b""),
+        T0,
+        Port::Iface(WAN),
+    );
+    assert_eq!(tcp6_of(&out), (10, cookie, true, false, vec![]));
+    let out = send(&mut r, WAN, seg6(true, 7000, Some(11), true, b""), T0);
+    assert_eq!(out.len(), 2);
+    assert_eq!(tcp6_of(&out[0].data), (11, 7001, false, true, vec![]));
+    assert_eq!(
+        tcp6_of(&out[1].data),
+        (cookie.wrapping_add(1), 11, false, true, vec![])
+    );
+    let t = tcp6_of(&one(
+        &mut r,
+        LAN,
+        seg6(false, 11, Some(cookie.wrapping_add(1)), false, b"ping"),
+        T0,
+        Port::Iface(WAN),
+    ));
+    assert_eq!(t, (11, 7001, false, true, b"ping".to_vec()));
+    let t = tcp6_of(&one(
+        &mut r,
+        WAN,
+        seg6(true, 7001, Some(15), false, b"pong"),
+        T0,
+        Port::Iface(LAN),
+    ));
+    assert_eq!(
+        t,
+        (cookie.wrapping_add(1), 15, false, true, b"pong".to_vec())
+    );
+}
