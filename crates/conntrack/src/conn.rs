@@ -100,7 +100,8 @@ pub(crate) struct Ext {
     pub timeouts: Option<Box<crate::status::Timeouts>>,
     /// `synproxy`: the router answered the handshake (`nf_conn_synproxy` and the sequence
     /// adjustment, `nf_conn_seqadj`).
-    pub synproxy: Option<Synproxy>,
+    /// (Boxed: every IPv6 connection has an `Ext`, few are synproxied.)
+    pub synproxy: Option<Box<Synproxy>>,
 }
 
 /// The state of a connection whose handshake the router answered with a SYN cookie
@@ -323,7 +324,7 @@ impl Conn {
 
     /// The synproxy state, for a connection whose handshake the router answered.
     pub fn synproxy(&self) -> Option<&Synproxy> {
-        self.ext.as_ref().and_then(|e| e.synproxy.as_ref())
+        self.ext.as_ref().and_then(|e| e.synproxy.as_deref())
     }
 
     /// Sets the synproxy state; with sequence adjustment on, the connection is marked
@@ -332,7 +333,11 @@ impl Conn {
         if sp.established {
             self.status.insert(Status::SEQ_ADJUST);
         }
-        self.ext.get_or_insert_with(Box::default).synproxy = Some(sp);
+        let e = self.ext.get_or_insert_with(Box::default);
+        match e.synproxy.as_deref_mut() {
+            Some(s) => *s = sp,
+            None => e.synproxy = Some(Box::new(sp)),
+        }
     }
 
     /// Time left before expiry (`ct expiration`), zero once past.
