@@ -779,6 +779,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     cfg.conntrack.accounting = true;
     let n_if = topo.interfaces.len();
     let mut router = Router::new(topo, rules, cfg);
+    // `synproxy`: a SYN cookie secret of this run's own (simulations keep the fixed default)
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let mut b = [0u8; 32];
+        if std::io::Read::read_exact(&mut f, &mut b).is_ok() {
+            let k =
+                |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            router.set_synproxy_secret([k(0), k(1), k(2), k(3)]);
+        }
+    }
     // The router's time is `epoch.elapsed()`; the XDP offload's stats come in CLOCK_MONOTONIC.
     let epoch = Instant::now();
     let mono = nft_xdp::offload::monotonic_now();
