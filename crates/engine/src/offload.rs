@@ -387,7 +387,14 @@ impl Offload {
             let same = self
                 .tables
                 .iter()
-                .position(|n| n.table == t.table && n.name == t.name && n.ports == t.ports);
+                // `flags offload` too: a flowtable that gains or loses it needs another
+                // backend, and its flows are pushed to the hardware only when admitted
+                .position(|n| {
+                    n.table == t.table
+                        && n.name == t.name
+                        && n.ports == t.ports
+                        && n.ft.config().hw_offload == t.ft.config().hw_offload
+                });
             match same {
                 Some(nt) if self.enabled => {
                     self.tables[nt].ft = t.ft;
@@ -402,6 +409,13 @@ impl Offload {
         for (conn, (t, fid)) in flows {
             if let Some(Some(nt)) = moved.get(t) {
                 self.flows.insert(conn, (*nt, fid));
+            }
+        }
+        // A flowtable new in this ruleset routes under the FIB generation in force: left at
+        // zero, every flow it admits would be stale at once and go back to the slow path.
+        for (nt, t) in self.tables.iter_mut().enumerate() {
+            if !moved.contains(&Some(nt)) {
+                t.ft.set_fib_generation(fib_gen);
             }
         }
     }
