@@ -512,6 +512,9 @@ pub fn apply_event(
                     st.router.set_link(i, l.up);
                     st.router.rebuild_fib();
                 }
+                // a new MAC or MTU: the slow path uses it, offloaded flows are re-routed
+                let mtu = u16::try_from(l.mtu).unwrap_or(u16::MAX);
+                st.router.set_link_params(i, l.mac, mtu);
             }
         }
         Event::LinkGone(ix) => {
@@ -628,6 +631,50 @@ impl Drop for Guard {
             let _ = Command::new("nft")
                 .args(["delete", "table", "inet", GUARD_TABLE])
                 .status();
+        }
+    }
+}
+
+/// GRO and LRO off on `run`'s interfaces while it runs, put back as they were when dropped.
+/// With either on, the kernel hands AF_PACKET (and XDP in generic mode) aggregates of up to
+/// 64 KB, above any MTU, which the router cannot forward as they are.
+pub struct NoAggregation {
+    restore: Vec<(String, nft_xdp::ethtool::Aggregation)>,
+}
+
+impl NoAggregation {
+    /// Turns them off; the lines say what changed or could not be, for the log.
+    pub fn apply(ifs: &[(String, String)]) -> (NoAggregation, Vec<String>) {
+        use nft_xdp::ethtool::{get, set, Aggregation};
+        let mut restore = vec![];
+        let mut msgs = vec![];
+        for (_, dev) in ifs {
+            for what in [Aggregation::Gro, Aggregation::Lro] {
+                match get(dev, what) {
+                    Ok(false) => {}
+                    Ok(true) => match set(dev, what, false) {
+                        Ok(()) => {
+                            msgs.push(format!("{dev}: {what} off while running (was on)"));
+                            restore.push((dev.clone(), what));
+                        }
+                        Err(e) => msgs.push(format!(
+                            "warning: {e}: {what} stays on; frames the kernel aggregates \
+                             above the MTU will be dropped (ethtool -K {dev} {} off)",
+                            what.to_string().to_lowercase()
+                        )),
+                    },
+                    Err(e) => msgs.push(format!("warning: {e}: cannot check {what}")),
+                }
+            }
+        }
+        (NoAggregation { restore }, msgs)
+    }
+}
+
+impl Drop for NoAggregation {
+    fn drop(&mut self) {
+        for (dev, what) in &self.restore {
+            let _ = nft_xdp::ethtool::set(dev, *what, true);
         }
     }
 }
@@ -855,6 +902,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut nl = Netlink::open()?;
     let snap = nl.snapshot()?;
     let (topo, names) = topology(&snap, &ifs)?;
+    let (no_aggregation, lines) = NoAggregation::apply(&ifs);
+    for line in lines {
+        eprintln!("nft-offload: {line}");
+    }
     let (ast, rules) = match load_ruleset(&a.ruleset, &topo) {
         Ok(x) => x,
         Err(e) => {
@@ -1038,6 +1089,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     drop(server);
     drop(guard);
+    drop(no_aggregation);
     // detaches the steering programs (other threads may still hold the Arc): the kernel has
     // the interfaces back
     if let Some(s) = &steering {

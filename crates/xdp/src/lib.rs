@@ -13,6 +13,7 @@ pub const fn built() -> bool {
     cfg!(xdp_built)
 }
 
+pub mod ethtool;
 pub mod load;
 pub mod offload;
 pub mod offload_layout;
