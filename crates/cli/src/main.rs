@@ -149,6 +149,9 @@ enum Cmd {
         /// Do not install the kernel table that keeps the kernel off the dataplane's frames.
         #[arg(long)]
         no_guard: bool,
+        /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
+        xdp_mode: String,
     },
     /// Ask a running router: `list ruleset|flowtables|conntrack`.
     List {
@@ -302,6 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
+            xdp_mode,
         } => run::run(run::Args {
             ruleset,
             interfaces,
@@ -310,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
+            xdp_mode,
         }),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {

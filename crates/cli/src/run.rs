@@ -46,6 +46,8 @@ pub struct Args {
     pub control: PathBuf,
     pub no_offload: bool,
     pub no_guard: bool,
+    /// `auto`, `native` or `generic`.
+    pub xdp_mode: String,
 }
 
 /// The I/O backends. A backend moves bursts of whole Ethernet frames in and out of one
@@ -726,6 +728,7 @@ pub struct XdpEnv {
     /// CLOCK_MONOTONIC at the router's time zero.
     pub mono: Duration,
     pub io: Io,
+    pub mode: nft_xdp::offload::ModeRequest,
 }
 
 /// `flags offload`: each flowtable that has it gets the XDP offload on its devices (native
@@ -775,6 +778,7 @@ fn new_xdp_table(
             .iter()
             .filter_map(|&p| Some((u16::try_from(p).ok()?, env.ifs.get(p)?.1.clone())))
             .collect(),
+        mode: env.mode,
         ..XdpOffloadConfig::default()
     };
     let handle = match XdpOffload::new(&cfg) {
@@ -933,6 +937,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ifs: ifs.clone(),
         mono,
         io,
+        mode: match a.xdp_mode.as_str() {
+            "native" => nft_xdp::offload::ModeRequest::Native,
+            "generic" => nft_xdp::offload::ModeRequest::Generic,
+            _ => nft_xdp::offload::ModeRequest::Auto,
+        },
     };
     if !a.no_offload {
         let (lines, c, x) = xdp_offload(&mut router, &xdp_env);

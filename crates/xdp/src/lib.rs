@@ -14,6 +14,7 @@ pub const fn built() -> bool {
 }
 
 pub mod ethtool;
+pub mod gen;
 pub mod load;
 pub mod offload;
 pub mod offload_layout;

@@ -1,0 +1,56 @@
+/* A traffic generator for live benchmarks: run with BPF_PROG_TEST_RUN in the kernel's
+ * live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES) on a 60-byte Ethernet/IPv4/UDP template, it
+ * gives each frame the next source port of `flows` (UDP checksum 0: none, valid for IPv4) and
+ * redirects it out of gen_cfg.ifindex. On a veth the frames go straight into the peer's
+ * receive ring (ndo_xdp_xmit): no socket, no skb, no qdisc on the sending side, which is what
+ * makes it faster than an AF_PACKET or copy-mode AF_XDP sender. The peer must have NAPI on
+ * (an XDP program, or GRO) or veth drops them.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+struct gen_cfg {
+	__u32 ifindex;
+	__u16 flows;
+	__u16 sport;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_cfg);
+} gen_cfg SEC(".maps");
+
+/* Frames handed out, per CPU (the next source port). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} gen_seq SEC(".maps");
+
+SEC("xdp")
+int gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct gen_cfg *cfg = bpf_map_lookup_elem(&gen_cfg, &zero);
+	__u64 *seq = bpf_map_lookup_elem(&gen_seq, &zero);
+
+	if (!cfg || !seq || data + 14 + 20 + 8 > end)
+		return XDP_ABORTED;
+	__u8 *l4 = data + 14 + 20;
+	__u16 flows = cfg->flows ? cfg->flows : 1;
+	__u16 port = cfg->sport + (__u16)(*seq % flows);
+	*seq += 1;
+	*(__be16 *)l4 = bpf_htons(port);
+	*(__u16 *)(l4 + 6) = 0;
+	return bpf_redirect(cfg->ifindex, 0);
+}
+
+char _license[] SEC("license") = "GPL";
