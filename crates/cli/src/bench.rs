@@ -27,6 +27,7 @@ pub struct Args {
     pub json: bool,
     pub packets: usize,
     pub fast_only: bool,
+    pub new_only: bool,
 }
 
 /// The default's shape with `n` more rules: the fast path must not care how many rules there
@@ -98,6 +99,34 @@ pub fn run(a: Args) -> Result<()> {
         },
         ..Config::default()
     };
+    if a.new_only {
+        let mut r = Router::new(
+            topo,
+            rules,
+            Config {
+                offload: false,
+                ..cfg
+            },
+        );
+        let port = u16::try_from(lan)?;
+        let mut slots: Vec<FrameSlot> = (0..BURST)
+            .map(|_| FrameSlot::new(port, &frames[0]))
+            .collect();
+        let mut sent = Vec::with_capacity(BURST);
+        let t = Instant::now();
+        let k = new_conn_pass(&mut r, port, &frames, &mut slots, &mut sent);
+        let per_s = k as f64 / t.elapsed().as_secs_f64();
+        let rep = r.report(Duration::from_secs(1));
+        writeln!(
+            so,
+            "slow path, {k} new connections ({} forwarded): {per_s:.0} new connections/s",
+            rep.packets_out
+        )?;
+        writeln!(so,
+            "instructions per new connection: valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*new_conn_pass*' \\\n    nft-offload bench --new-only --packets {n}   # then Ir / {k}"
+        )?;
+        return Ok(());
+    }
     let fast_topo = defaults::load_topology(a.topology.as_deref())?;
     let fast_rules = simulate::load_rules(a.ruleset.as_deref(), &fast_topo)?;
     let fast = fast_path(
@@ -371,6 +400,19 @@ const BY_RULES_ROUNDS: usize = 5;
 
 /// Frames per burst, as a receive ring hands them over.
 const BURST: usize = 32;
+
+/// The first pass of [`fast_path_pass`] on a fresh router with offload off: every frame opens
+/// a connection. Its own function for callgrind (`bench --new-only`).
+#[inline(never)]
+pub fn new_conn_pass(
+    r: &mut Router,
+    port: u16,
+    frames: &[Vec<u8>],
+    slots: &mut [FrameSlot],
+    sent: &mut Vec<Sent>,
+) -> usize {
+    fast_path_pass(r, port, frames, slots, sent, Duration::from_secs(1))
+}
 
 /// One pass of `frames` through [`Router::process_slots`] in bursts of [`BURST`] reused
 /// slots: each burst copies pristine frames into the slots (what a NIC's DMA does, as in

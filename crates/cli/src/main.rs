@@ -101,6 +101,9 @@ enum Cmd {
         /// Print the connection table at the end, in `conntrack -L` format.
         #[arg(long)]
         list_conntrack: bool,
+        /// The connection table's size (`nf_conntrack_max`); 65536 by default.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        conntrack_max: Option<u32>,
     },
     /// In-memory throughput on one core with 64-byte packets: the slow path (new
     /// connections/s with conntrack and NAT, packets/s on established flows) and the fast
@@ -122,6 +125,10 @@ enum Cmd {
         /// that counts its instructions per packet.
         #[arg(long)]
         fast_only: bool,
+        /// Measure only new connections on the slow path (the first pass), and print the
+        /// callgrind command that counts their instructions per connection.
+        #[arg(long, conflicts_with = "fast_only")]
+        new_only: bool,
     },
     /// The live router between kernel interfaces (needs root): reads the interfaces, routes
     /// and neighbours over rtnetlink and follows their changes; serves `list`, `load` and
@@ -152,6 +159,11 @@ enum Cmd {
         /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
         #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
         xdp_mode: String,
+        /// `--io af_xdp`: leave the interfaces' receive work (NAPI) where the kernel runs it,
+        /// instead of on the workers' CPUs (busy polling in zero-copy mode, pinned NAPI
+        /// threads in copy mode).
+        #[arg(long)]
+        leave_napi: bool,
     },
     /// Ask a running router: `list ruleset|flowtables|conntrack`.
     List {
@@ -225,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             packets,
             fast_only,
+            new_only,
         } => {
             bench::run(bench::Args {
                 ruleset,
@@ -232,6 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
                 packets,
                 fast_only,
+                new_only,
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -248,6 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_offload,
             list_flows,
             list_conntrack,
+            conntrack_max,
         } => {
             let args = simulate::Args {
                 ruleset,
@@ -262,6 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 no_offload,
                 list_flows,
                 list_conntrack,
+                conntrack_max: conntrack_max.map(|n| n as usize),
             };
             match simulate::run(args) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
@@ -306,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_offload,
             no_guard,
             xdp_mode,
+            leave_napi,
         } => run::run(run::Args {
             ruleset,
             interfaces,
@@ -315,6 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_offload,
             no_guard,
             xdp_mode,
+            napi_here: !leave_napi,
         }),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {

@@ -35,6 +35,10 @@ use crate::run_afxdp;
 pub(crate) const BURST: usize = 64;
 /// Timers (conntrack and flowtable GC) run at least this often, traffic or not.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+/// AF_PACKET: attempts, 50 µs apart, to send a burst into a full socket buffer before the rest
+/// is dropped (counted as `tx_backpressure`).
+const TX_TRIES: u32 = 4;
 /// The kernel table that keeps the kernel off the dataplane's frames.
 pub const GUARD_TABLE: &str = "nft_offload_run";
 
@@ -48,6 +52,9 @@ pub struct Args {
     pub no_guard: bool,
     /// `auto`, `native` or `generic`.
     pub xdp_mode: String,
+    /// `--io af_xdp`: the interfaces' receive work runs on the workers' CPUs (busy polling
+    /// in zero-copy mode, pinned NAPI threads in copy mode); `--leave-napi` turns it off.
+    pub napi_here: bool,
 }
 
 /// The I/O backends. A backend moves bursts of whole Ethernet frames in and out of one
@@ -74,6 +81,13 @@ impl Backend {
     fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
         match self {
             Backend::AfPacket(s) => s.tx_burst(frames),
+        }
+    }
+
+    /// Frames the device dropped on the way out so far.
+    fn tx_device_drops(&self) -> u64 {
+        match self {
+            Backend::AfPacket(s) => s.tx_device_drops(),
         }
     }
 
@@ -354,6 +368,10 @@ fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec
                                 .wrapping_add(i as u16),
                             mode: FanoutMode::Hash,
                         }),
+                        // as AF_XDP sends: straight to the driver
+                        qdisc_bypass: true,
+                        // room for a few bursts in flight per interface beyond the default
+                        sndbuf: Some(4 << 20),
                         ..AfPacketConfig::default()
                     };
                     let s = AfPacket::open(name, &cfg)
@@ -466,9 +484,12 @@ fn worker(
                     Sent::Frame(f) => f.data.as_slice(),
                 })
                 .collect();
+            // A full send buffer: wait a little for the receiver, then drop rather than stop
+            // receiving (which, under overload, only moves the loss to the receive ring).
+            let dev_before = sock.tx_device_drops();
             let mut done = 0;
             let mut tries = 0;
-            while done < frames.len() && tries < 100 {
+            while done < frames.len() && tries < TX_TRIES {
                 let t = sock.tx_burst(&frames[done..]);
                 if t == 0 {
                     tries += 1;
@@ -476,7 +497,7 @@ fn worker(
                 }
                 done += t;
             }
-            tx_dropped[e] += (frames.len() - done) as u64;
+            tx_dropped[e] += (frames.len() - done) as u64 + (sock.tx_device_drops() - dev_before);
         }
         if tx_dropped.iter().any(|d| *d > 0) {
             let mut st = shared.lock();
@@ -579,6 +600,12 @@ pub fn apply_event(
 /// a RST or a port unreachable. The table drops those before the kernel's stack looks at them
 /// (prerouting, priority -500, after the AF_PACKET taps); what has a local socket stays the
 /// kernel's.
+///
+/// A second table, of the netdev family, drops at ingress (also after the taps) the IP
+/// frames that are not for the router itself: the dataplane's transit traffic, which the
+/// kernel, forwarding off, would only route and drop. At ingress that costs the kernel one
+/// FIB lookup instead of its IP input path and a route cache entry per frame, on the CPU the
+/// worker shares with it: under overload the difference is what keeps the worker running.
 pub fn guard_ruleset(ifs: &[String]) -> String {
     let list = ifs
         .iter()
@@ -595,6 +622,13 @@ pub fn guard_ruleset(ifs: &[String]) -> String {
          \t\tmeta l4proto {{ tcp, udp }} socket transparent 1 accept\n\
          \t\tmeta l4proto {{ tcp, udp }} counter drop comment \"owned by the nft-offload dataplane\"\n\
          \t}}\n\
+         }}\n\
+         table netdev {GUARD_TABLE} {{\n\
+         \tchain ingress {{\n\
+         \t\ttype filter hook ingress devices = {{ {list} }} priority -500; policy accept;\n\
+         \t\tfib daddr type {{ local, broadcast, multicast }} accept\n\
+         \t\tmeta protocol {{ ip, ip6 }} counter drop comment \"transit: the dataplane's\"\n\
+         \t}}\n\
          }}\n"
     )
 }
@@ -606,10 +640,12 @@ pub struct Guard {
 
 impl Guard {
     pub fn install(ifs: &[String]) -> Result<Guard> {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "inet", GUARD_TABLE])
-            .stderr(Stdio::null())
-            .status();
+        for family in ["inet", "netdev"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, GUARD_TABLE])
+                .stderr(Stdio::null())
+                .status();
+        }
         let mut child = Command::new("nft")
             .args(["-f", "-"])
             .stdin(Stdio::piped())
@@ -630,9 +666,11 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.installed {
-            let _ = Command::new("nft")
-                .args(["delete", "table", "inet", GUARD_TABLE])
-                .status();
+            for family in ["inet", "netdev"] {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", family, GUARD_TABLE])
+                    .status();
+            }
         }
     }
 }
@@ -954,7 +992,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (backends, sets, steering) = match io {
         Io::AfPacket => (open_backends(io, &ifs, workers)?, vec![], None),
         Io::AfXdp => {
-            let (sets, steering) = run_afxdp::open(&ifs, workers, &snap.addrs, chains)?;
+            let (sets, steering) =
+                run_afxdp::open(&ifs, workers, &snap.addrs, chains, a.napi_here)?;
             (vec![], sets, Some(Arc::new(Mutex::new(steering))))
         }
     };
@@ -1297,6 +1336,8 @@ mod tests {
         assert!(g.starts_with("table inet nft_offload_run {"));
         assert!(g.contains("iifname != { \"eth0\", \"eth1\" } accept"));
         assert!(g.contains("priority -500"));
+        assert!(g.contains("table netdev nft_offload_run {"));
+        assert!(g.contains("hook ingress devices = { \"eth0\", \"eth1\" } priority -500"));
         // our own parser takes it, as nft does
         let opts = LoadOpts::default();
         nft_lang::ruleset::load_str("guard", &g, &opts).unwrap();

@@ -16,7 +16,7 @@ use anyhow::{anyhow, Context, Result};
 use nft_engine::{Port, Sent};
 use nft_flowtable::FrameSlot;
 use nft_io::afpacket::AfPacketStats;
-use nft_io::afxdp::{AfXdpConfig, AfXdpSet, AfXdpStats, RxAction};
+use nft_io::afxdp::{AfXdpConfig, AfXdpSet, AfXdpStats, BusyPoll, RxAction};
 use nft_xdp::offload::{ifindex_of, Mode};
 use nft_xdp::{Chain, Steer, SteerConfig};
 
@@ -34,6 +34,138 @@ pub struct Steering {
     /// Emptied (the offload programs pass to the kernel again) before the steers go.
     chains: Vec<Chain>,
     steers: Vec<Steer>,
+    /// The interfaces' NAPI settings as they were, put back at detach.
+    napi: NapiTuning,
+}
+
+/// Busy polling's NAPI settings: per interface, `napi_defer_hard_irqs` and
+/// `gro_flush_timeout` (sysfs). With both set, a NAPI that a socket with
+/// `SO_PREFER_BUSY_POLL` polled stays masked for the timeout: the device (on veth, the
+/// sender's `veth_xmit`) does not schedule it in softirq, the worker's next busy poll runs
+/// it. If the worker does not come back within the timeout, a timer runs it in softirq (on
+/// the worker's CPU) and after `napi_defer_hard_irqs` empty rounds the device schedules it
+/// again as usual, so an idle worker may sleep. The old values are written back at exit.
+#[derive(Default)]
+pub struct NapiTuning {
+    saved: Vec<(std::path::PathBuf, String)>,
+}
+
+/// `gro_flush_timeout` (ns) and `napi_defer_hard_irqs` while busy polling: the values the
+/// kernel's busy polling documentation starts from.
+const GRO_FLUSH_TIMEOUT_NS: u32 = 200_000;
+const NAPI_DEFER_HARD_IRQS: u32 = 2;
+/// The pinned NAPI threads' nice value: the lowest priority, so the worker beside them takes
+/// the CPU whenever it has frames to forward, and they fill its RX rings while it waits.
+const NAPI_THREAD_NICE: i32 = 19;
+
+impl NapiTuning {
+    /// Sets the busy-polling values on each of `names`, keeping the old ones. An interface
+    /// without the files (an old kernel) is skipped with a warning: busy polling then
+    /// competes with the softirq but still works.
+    pub fn apply(names: &[&str]) -> NapiTuning {
+        let mut t = NapiTuning::default();
+        for name in names {
+            for (file, value) in [
+                ("napi_defer_hard_irqs", NAPI_DEFER_HARD_IRQS),
+                ("gro_flush_timeout", GRO_FLUSH_TIMEOUT_NS),
+            ] {
+                let path = std::path::Path::new("/sys/class/net").join(name).join(file);
+                let old = match std::fs::read_to_string(&path) {
+                    Ok(v) => v.trim().to_string(),
+                    Err(e) => {
+                        eprintln!(
+                            "nft-offload: {}: {e} (busy polling without it)",
+                            path.display()
+                        );
+                        continue;
+                    }
+                };
+                match std::fs::write(&path, value.to_string()) {
+                    Ok(()) => t.saved.push((path, old)),
+                    Err(e) => eprintln!("nft-offload: {}: {e}", path.display()),
+                }
+            }
+        }
+        t
+    }
+
+    /// Copy mode on a device whose XDP runs in its own NAPI (native mode; on veth the NAPI
+    /// is scheduled by the sender's `veth_xmit`, on the sender's CPU): makes the NAPI threaded
+    /// (sysfs `threaded`) and pins its kernel threads to `cpus`, the workers' CPUs. The XDP
+    /// program and the copy into the UMEM then run beside the worker, as a kernel router's
+    /// receive work would, instead of on whichever CPU sent the frame, and compete with the
+    /// worker under the scheduler rather than preempting it as a softirq would; at the lowest
+    /// priority, so that under overload frames wait (and are dropped) in the device's queue
+    /// before any receive work is spent on them, not in a full RX ring after it.
+    /// Returns the threads pinned per interface.
+    pub fn pin_napi_threads(
+        &mut self,
+        names: &[&str],
+        cpus: &nix::sched::CpuSet,
+    ) -> Vec<(String, Vec<i32>)> {
+        let mut out = vec![];
+        for name in names {
+            let path = std::path::Path::new("/sys/class/net")
+                .join(name)
+                .join("threaded");
+            let Ok(old) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let before = napi_threads(name);
+            if let Err(e) = std::fs::write(&path, "1") {
+                eprintln!("nft-offload: {}: {e}", path.display());
+                continue;
+            }
+            self.saved.push((path, old.trim().to_string()));
+            // the kernel threads are made by the write itself; ours are those that are new
+            let pids: Vec<i32> = napi_threads(name)
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .collect();
+            for &pid in &pids {
+                if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), cpus)
+                {
+                    eprintln!("nft-offload: {name}: pinning NAPI thread {pid}: {e}");
+                }
+                if let Err(e) = nft_io::afxdp::set_nice(pid, NAPI_THREAD_NICE) {
+                    eprintln!("nft-offload: {name}: NAPI thread {pid}: nice: {e}");
+                }
+            }
+            out.push((name.to_string(), pids));
+        }
+        out
+    }
+
+    /// Writes the old values back (once).
+    pub fn restore(&mut self) {
+        for (path, old) in self.saved.drain(..) {
+            // the interface may be gone by now: nothing to restore then
+            let _ = std::fs::write(&path, &old);
+        }
+    }
+}
+
+/// The kernel threads of `ifname`'s threaded NAPIs: named `napi/IFNAME-ID` (the task name
+/// cut at 15 bytes).
+fn napi_threads(ifname: &str) -> Vec<i32> {
+    let mut want = format!("napi/{ifname}-");
+    want.truncate(15);
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        comm.trim_end().starts_with(&want).then_some(pid)
+    })
+    .collect()
+}
+
+impl Drop for NapiTuning {
+    fn drop(&mut self) {
+        self.restore();
+    }
 }
 
 impl Steering {
@@ -52,6 +184,7 @@ impl Steering {
     pub fn detach(&mut self) {
         self.chains.clear();
         self.steers.clear();
+        self.napi.restore();
     }
 
     /// Per interface: where the frames went (`nft-xdp`'s steering reasons).
@@ -74,6 +207,7 @@ pub fn open(
     workers: usize,
     addrs: &[Addr],
     mut chains: Vec<Chained>,
+    napi_here: bool,
 ) -> Result<(Vec<AfXdpSet>, Steering)> {
     let mut steers = Vec::with_capacity(ifs.len());
     for (_, name) in ifs {
@@ -102,9 +236,11 @@ pub fn open(
         };
         steers.push(s);
     }
+    let names: Vec<&str> = ifs.iter().map(|(_, n)| n.as_str()).collect();
     let mut steering = Steering {
         chains: chains.into_iter().map(|c| c.chain).collect(),
         steers,
+        napi: NapiTuning::default(),
     };
     steering.set_locals(addrs)?;
     // 1024 frames receiving per interface, and as many again for what is being sent
@@ -113,6 +249,10 @@ pub fn open(
         frame_count: defaults
             .frame_count
             .max(2 * defaults.rx_frames * ifs.len() as u32),
+        busy_poll: napi_here.then_some(BusyPoll {
+            usecs: BUSY_POLL_USECS,
+            budget: BURST as u16,
+        }),
         ..defaults
     };
     let mut all = Vec::with_capacity(workers);
@@ -128,8 +268,37 @@ pub fn open(
         }
         all.push(set);
     }
+    // Copy-mode sockets (veth, generic XDP) have no NAPI to busy poll: since Linux 6.13 the
+    // kernel gives a socket its NAPI id at bind, in zero-copy mode only. Deferring the
+    // device's interrupts would then only delay its softirq, so the settings stay.
+    if napi_here && all.iter().all(AfXdpSet::zero_copy) {
+        steering.napi = NapiTuning::apply(&names);
+        eprintln!("nft-offload: busy polling {}", names.join(", "));
+    } else if napi_here {
+        // native XDP only: in generic mode the program runs in the receive softirq, after RPS
+        let native: Vec<&str> = steering
+            .steers
+            .iter()
+            .filter(|s| s.mode() == Mode::Native && !s.chained())
+            .map(Steer::device)
+            .collect();
+        if let Ok(cpus) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+            let mut t = NapiTuning::default();
+            for (name, pids) in t.pin_napi_threads(&native, &cpus) {
+                eprintln!("nft-offload: {name}: threaded NAPI {pids:?} on the workers' CPUs");
+            }
+            steering.napi = t;
+        }
+    }
     Ok((all, steering))
 }
+
+/// `SO_BUSY_POLL`: the worker's busy polls never block, any non-zero value will do.
+const BUSY_POLL_USECS: u32 = 20;
+
+/// Empty busy polls in a row before a busy-polling worker sleeps in `poll` (the NAPI timer
+/// or the device wakes it): spinning while frames keep coming, sleeping when they stop.
+const IDLE_POLLS: u32 = 16;
 
 /// A worker on one [`AfXdpSet`]: each burst (up to [`BURST`] frames per interface, all
 /// interfaces at once) is lent from the UMEM and run through the router in place
@@ -155,8 +324,22 @@ pub fn worker(
     let mut last_tick = Instant::now();
     let mut last_stats = Instant::now();
     let mut ring_full: Vec<u64> = vec![0; n_if];
+    let busy = set.busy_polling();
+    let mut idle = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
-        if !(0..n_if).any(|p| set.rx_ready(p)) {
+        if busy {
+            // run the interfaces' NAPI here, a burst's worth each; sleep only after a few
+            // empty rounds
+            if set.busy_poll() {
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle >= IDLE_POLLS {
+                    idle = 0;
+                    let _ = set.poll(Duration::from_millis(20));
+                }
+            }
+        } else if !(0..n_if).any(|p| set.rx_ready(p)) {
             let t = Instant::now();
             // A link going down can make poll return at once with nothing to read: do not spin.
             if !matches!(set.poll(Duration::from_millis(20)), Ok(true))

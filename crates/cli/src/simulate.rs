@@ -27,6 +27,8 @@ pub struct Args {
     pub no_offload: bool,
     pub list_flows: bool,
     pub list_conntrack: bool,
+    /// `nf_conntrack_max`, when not the default.
+    pub conntrack_max: Option<usize>,
 }
 
 /// Errors a user can fix (bad files), told apart from bugs for the exit code.
@@ -153,6 +155,9 @@ pub fn run(a: Args) -> Result<()> {
     };
     // conntrack -L shows counters; with a flowtable `counter` they include the fast path's
     cfg.conntrack.accounting = a.list_conntrack;
+    if let Some(n) = a.conntrack_max {
+        cfg.conntrack.max_entries = n;
+    }
     let mut router = Router::new(topo, rules, cfg);
     let mut writer = match &a.output {
         Some(p) => {

@@ -446,3 +446,46 @@ fn simulate_resolves_interface_names_against_the_topology() {
         .unwrap();
     assert!(wan_tx > 0, "{r}");
 }
+
+/// `simulate --conntrack-max N`: the table never holds more than N connections; the rest are
+/// refused (`ct_table_full`) or make room by early drop. The default table takes them all.
+#[test]
+fn simulate_conntrack_max_limits_the_table() {
+    let run = |extra: &[&str]| {
+        let out = bin()
+            .args(["simulate", "--json", "--flows", "200"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let full = run(&[]);
+    let small = run(&["--conntrack-max", "8"]);
+    let live = |v: &serde_json::Value| v["conntrack"].as_array().unwrap().len();
+    let refused = |v: &serde_json::Value| v["drops"]["ct_table_full"].as_u64().unwrap_or(0);
+    assert!(
+        live(&full) > 8,
+        "the default run has {} connections",
+        live(&full)
+    );
+    assert_eq!(refused(&full), 0);
+    assert!(
+        live(&small) <= 8,
+        "{} connections in a table of 8",
+        live(&small)
+    );
+    assert!(refused(&small) > 0, "nothing refused: {}", small["drops"]);
+    for bad in ["0", "-1", "many"] {
+        let out = bin()
+            .args(["simulate", "--conntrack-max", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--conntrack-max {bad}");
+    }
+}

@@ -8,6 +8,7 @@ use crate::tuple::{
 };
 use core::fmt::Write as _;
 use core::time::Duration;
+use nft_wire::IpAddr;
 
 /// Protocol state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,41 +30,86 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// Both tuples of a connection: IPv4 addresses inline (26 bytes, not the 80 of two
+/// [`Tuple`]s), other addresses in the connection's [`Ext`]. Direction `d` is
+/// `v4[2d] -> v4[2d + 1]`, ports `ports[2d]`, `ports[2d + 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Tuples {
+    v4: [[u8; 4]; 4],
+    ports: [u16; 4],
+    proto: u8,
+    /// The addresses are in `Ext::addrs` (IPv6).
+    wide: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conn {
-    /// `tuples[0]` is the original direction, `tuples[1]` the reply, which reflects NAT. Only
-    /// the table changes them: they are its keys.
-    pub(crate) tuples: [Tuple; 2],
+    /// The original direction and the reply, which reflects NAT. Only the table changes
+    /// them: they are its keys.
+    pub(crate) tuples: Tuples,
     pub(crate) zone: Zone,
     pub(crate) status: Status,
     /// `ct mark`.
     pub mark: u32,
     /// A number unique over the table's life, for listings and events.
     pub id: u32,
+    /// The interface a masquerade binding took its address from, when its number fits
+    /// ([`NO_MASQ`]: none, or in `ext`). Most connections of a home router have one: in
+    /// `ext` alone it cost an allocation per connection; here it takes 2 bytes of padding,
+    /// so a connection is no larger.
+    pub(crate) masq_ifindex: u16,
     pub(crate) proto: ProtoState,
     /// Only with accounting (`nf_conntrack_acct`, off by default): 8 bytes a connection
     /// instead of 32 when off.
-    pub(crate) counters: Option<Box<[Counter; 2]>>,
+    pub(crate) counters: Option<Box<Acct>>,
     /// What few connections have (labels, a helper, a masquerade interface), apart so
     /// that the others pay 8 bytes for it.
     pub(crate) ext: Option<Box<Ext>>,
-    /// Creation time and expiry, in nanoseconds of `now` (8 bytes each, not 16).
-    pub(crate) created_ns: u64,
+    /// Expiry, in nanoseconds of `now` (8 bytes, not 16).
     pub(crate) deadline_ns: u64,
+    /// For the dataplane that offloads connections (conntrack never reads them): the port
+    /// each direction last arrived on (`u16::MAX`: none yet), and the flow the connection is
+    /// offloaded to (0: none). Here rather than in maps beside the table: 8 bytes a
+    /// connection instead of two hash entries.
+    pub offload_ports: [u16; 2],
+    pub offload_flow: u32,
+}
+
+/// Accounting (`nf_conntrack_acct`): the counters, and where a flowtable's running counts
+/// of an offloaded connection stood when last added (the low 32 bits of packets, then bytes,
+/// per direction), so that the flowtable keeps no copy of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Acct {
+    pub c: [Counter; 2],
+    pub offload_seen: [u32; 4],
 }
 
 /// The rarely set parts of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Ext {
+    /// The tuples' addresses when they are not all IPv4, as [`Tuples::v4`].
+    pub addrs: Option<[IpAddr; 4]>,
     /// `ct label`, 128 bits.
     pub labels: u128,
     /// The interface a masquerade binding took its address from, to forget the binding when
-    /// that address goes away.
+    /// that address goes away, when its number is too large for `Conn::masq_ifindex`.
     pub masq_ifindex: Option<u32>,
     /// `ct helper set`: the helper's name. No helper runs here; the name keeps the
     /// connection off the fast path and answers `ct helper`.
     pub helper: Option<Box<str>>,
+    /// `ct secmark`.
+    pub secmark: u32,
+    /// The connection has the helper extension (`ct expectation set` adds it), which keeps
+    /// it off the flowtable as the kernel's `nft_flow_offload` does.
+    pub help: bool,
+    /// The connection whose expectation this one fulfilled (`ct->master`).
+    pub master: Option<crate::table::ConnId>,
+    /// `ct timeout set`: the state timeouts of the connection's timeout policy.
+    pub timeouts: Option<Box<crate::status::Timeouts>>,
 }
+
+/// [`Conn::masq_ifindex`] when the connection has no masquerade binding held inline.
+pub(crate) const NO_MASQ: u16 = u16::MAX;
 
 /// A time as stored in a connection: nanoseconds, saturating (585 years; beyond is the end
 /// of time, `Duration::MAX`).
@@ -82,14 +128,78 @@ fn from_ns(n: u64) -> Duration {
 }
 
 impl Conn {
+    /// A connection's tuples as stored (the rest is the caller's to fill).
+    pub(crate) fn store_tuples(&mut self, t: [Tuple; 2]) {
+        let a = [t[0].src, t[0].dst, t[1].src, t[1].dst];
+        let mut v4 = [[0u8; 4]; 4];
+        let mut wide = false;
+        for (o, x) in v4.iter_mut().zip(a) {
+            match x {
+                IpAddr::V4(v) => *o = v.octets(),
+                IpAddr::V6(_) => wide = true,
+            }
+        }
+        self.tuples = Tuples {
+            v4: if wide { [[0; 4]; 4] } else { v4 },
+            ports: [t[0].sport, t[0].dport, t[1].sport, t[1].dport],
+            proto: t[0].proto,
+            wide,
+        };
+        if wide {
+            self.ext.get_or_insert_with(Box::default).addrs = Some(a);
+        } else if let Some(e) = self.ext.as_deref_mut() {
+            e.addrs = None;
+        }
+    }
+
+    #[inline]
+    fn addr(&self, i: usize) -> IpAddr {
+        if self.tuples.wide {
+            if let Some(a) = self.ext.as_deref().and_then(|e| e.addrs) {
+                return a[i & 3];
+            }
+        }
+        IpAddr::V4(self.tuples.v4[i & 3].into())
+    }
+
+    /// Whether direction `d`'s tuple is `t` (the table's key comparison).
+    #[inline]
+    pub(crate) fn tuple_is(&self, d: usize, t: &Tuple) -> bool {
+        let d = d & 1;
+        let k = &self.tuples;
+        if k.ports[2 * d] != t.sport || k.ports[2 * d + 1] != t.dport || k.proto != t.proto {
+            return false;
+        }
+        match (k.wide, t.src, t.dst) {
+            (false, IpAddr::V4(s), IpAddr::V4(x)) => {
+                k.v4[2 * d] == s.octets() && k.v4[2 * d + 1] == x.octets()
+            }
+            (false, _, _) => false,
+            (true, s, x) => self.addr(2 * d) == s && self.addr(2 * d + 1) == x,
+        }
+    }
+
+    /// Replaces the reply tuple (NAT bound it).
+    pub(crate) fn set_reply(&mut self, r: Tuple) {
+        let o = self.tuple(Direction::Original);
+        self.store_tuples([o, r]);
+    }
+
     /// The counters of a direction, to add to (allocated with the first count).
     pub(crate) fn counter_mut(&mut self, dir: Direction) -> &mut Counter {
         let c = self.counters.get_or_insert_with(Box::default);
-        &mut c[dir.index() & 1]
+        &mut c.c[dir.index() & 1]
     }
 
-    pub fn tuple(&self, dir: Direction) -> &Tuple {
-        &self.tuples[dir.index()]
+    pub fn tuple(&self, dir: Direction) -> Tuple {
+        let d = dir.index() & 1;
+        Tuple {
+            src: self.addr(2 * d),
+            dst: self.addr(2 * d + 1),
+            proto: self.tuples.proto,
+            sport: self.tuples.ports[2 * d],
+            dport: self.tuples.ports[2 * d + 1],
+        }
     }
 
     pub fn zone(&self) -> Zone {
@@ -107,21 +217,21 @@ impl Conn {
     pub fn counter(&self, dir: Direction) -> Counter {
         self.counters
             .as_deref()
-            .and_then(|c| c.get(dir.index()))
+            .and_then(|c| c.c.get(dir.index()))
             .copied()
             .unwrap_or_default()
     }
 
-    pub fn original(&self) -> &Tuple {
-        &self.tuples[0]
+    pub fn original(&self) -> Tuple {
+        self.tuple(Direction::Original)
     }
 
-    pub fn reply(&self) -> &Tuple {
-        &self.tuples[1]
+    pub fn reply(&self) -> Tuple {
+        self.tuple(Direction::Reply)
     }
 
     pub fn l4proto(&self) -> u8 {
-        self.tuples[0].proto
+        self.tuples.proto
     }
 
     pub fn is_confirmed(&self) -> bool {
@@ -152,11 +262,6 @@ impl Conn {
         self.deadline_ns = ns(d);
     }
 
-    /// When the connection was made.
-    pub fn created(&self) -> Duration {
-        from_ns(self.created_ns)
-    }
-
     /// `ct label`, 128 bits.
     pub fn labels(&self) -> u128 {
         self.ext.as_ref().map_or(0, |e| e.labels)
@@ -173,13 +278,51 @@ impl Conn {
         self.ext.as_ref().and_then(|e| e.helper.as_deref())
     }
 
+    /// `ct secmark`.
+    pub fn secmark(&self) -> u32 {
+        self.ext.as_ref().map_or(0, |e| e.secmark)
+    }
+
+    pub fn set_secmark(&mut self, secmark: u32) {
+        if secmark != 0 || self.ext.is_some() {
+            self.ext.get_or_insert_with(Box::default).secmark = secmark;
+        }
+    }
+
+    /// The connection whose expectation this one fulfilled.
+    pub fn master(&self) -> Option<crate::table::ConnId> {
+        self.ext.as_ref().and_then(|e| e.master)
+    }
+
+    /// Whether the connection has a helper or announced an expectation (the kernel's
+    /// helper extension).
+    pub fn has_help(&self) -> bool {
+        self.ext
+            .as_ref()
+            .is_some_and(|e| e.help || e.helper.is_some())
+    }
+
+    /// The timeout policy `ct timeout set` gave the connection, if any.
+    pub fn timeouts(&self) -> Option<&crate::status::Timeouts> {
+        self.ext.as_ref().and_then(|e| e.timeouts.as_deref())
+    }
+
     /// The interface a masquerade binding took its address from.
     pub fn masq_ifindex(&self) -> Option<u32> {
+        if self.masq_ifindex != NO_MASQ {
+            return Some(self.masq_ifindex.into());
+        }
         self.ext.as_ref().and_then(|e| e.masq_ifindex)
     }
 
     pub(crate) fn set_masq_ifindex(&mut self, ifindex: u32) {
-        self.ext.get_or_insert_with(Box::default).masq_ifindex = Some(ifindex);
+        match u16::try_from(ifindex) {
+            Ok(i) if i != NO_MASQ => self.masq_ifindex = i,
+            _ => {
+                self.masq_ifindex = NO_MASQ;
+                self.ext.get_or_insert_with(Box::default).masq_ifindex = Some(ifindex);
+            }
+        }
     }
 
     /// Time left before expiry (`ct expiration`), zero once past.
@@ -224,6 +367,12 @@ impl Conn {
     /// format), without a trailing newline. `accounting` adds the per-direction counters as
     /// `conntrack -L` does when `nf_conntrack_acct` is on.
     pub fn listing(&self, now: Duration, accounting: bool) -> String {
+        self.listing_refs(now, accounting, 0)
+    }
+
+    /// [`Conn::listing`] with `children` connections holding a reference to this one (those
+    /// that fulfilled its expectations), which `use=` counts.
+    pub(crate) fn listing_refs(&self, now: Duration, accounting: bool, children: u32) -> String {
         let mut s = String::with_capacity(192);
         let proto = self.l4proto();
         let _ = write!(
@@ -236,7 +385,7 @@ impl Conn {
         if let ProtoState::Tcp(t) = &self.proto {
             let _ = write!(s, "{} ", t.state.name());
         }
-        let _ = write!(s, "{} ", self.tuples[0]);
+        let _ = write!(s, "{} ", self.original());
         if accounting {
             let c = self.counter(Direction::Original);
             let _ = write!(s, "packets={} bytes={} ", c.packets, c.bytes);
@@ -244,7 +393,7 @@ impl Conn {
         if !self.status.contains(Status::SEEN_REPLY) {
             s.push_str("[UNREPLIED] ");
         }
-        let _ = write!(s, "{} ", self.tuples[1]);
+        let _ = write!(s, "{} ", self.reply());
         if accounting {
             let c = self.counter(Direction::Reply);
             let _ = write!(s, "packets={} bytes={} ", c.packets, c.bytes);
@@ -261,7 +410,7 @@ impl Conn {
             let _ = write!(s, "zone={} ", self.zone);
         }
         // The flowtable holds a reference to an offloaded connection, as in the kernel.
-        let _ = write!(s, "use={}", 1 + u32::from(self.is_offloaded()));
+        let _ = write!(s, "use={}", 1 + u32::from(self.is_offloaded()) + children);
         s
     }
 }

@@ -60,7 +60,7 @@ impl Index {
     }
 
     pub fn insert(&mut self, h: u64, value: u32) {
-        if (self.len + 1).saturating_mul(5) > self.slots.len().saturating_mul(4) {
+        if self.full() {
             self.grow();
         }
         self.put((h & 0xffff_ffff) << 32 | u64::from(value));
@@ -81,6 +81,63 @@ impl Index {
         self.mask = n - 1;
         for s in old.iter().copied().filter(|&s| s != EMPTY) {
             self.put(s);
+        }
+    }
+
+    /// Whether inserting one more key needs a larger table first.
+    fn full(&self) -> bool {
+        (self.len + 1).saturating_mul(5) > self.slots.len().saturating_mul(4)
+    }
+
+    /// Inserts `value` under `h` unless an entry under `h` that `f` accepts is there already
+    /// (then returns false and changes nothing): a lookup and an insertion in one probe.
+    pub fn insert_unless(&mut self, h: u64, value: u32, mut f: impl FnMut(u32) -> bool) -> bool {
+        if self.full() {
+            if self.find(h, f).is_some() {
+                return false;
+            }
+            self.insert(h, value);
+            return true;
+        }
+        let tag = h as u32;
+        let mut i = (tag as usize) & self.mask;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                self.slots[i] = (h & 0xffff_ffff) << 32 | u64::from(value);
+                self.len += 1;
+                return true;
+            }
+            if (s >> 32) as u32 == tag && f(s as u32) {
+                return false;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Replaces the value of the first entry under `h` that `f` accepts, or inserts `value`
+    /// under `h` when there is none, in one probe.
+    pub fn upsert(&mut self, h: u64, value: u32, mut f: impl FnMut(u32) -> bool) {
+        if self.full() {
+            if !self.replace(h, value, f) {
+                self.insert(h, value);
+            }
+            return;
+        }
+        let tag = h as u32;
+        let mut i = (tag as usize) & self.mask;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                self.slots[i] = (h & 0xffff_ffff) << 32 | u64::from(value);
+                self.len += 1;
+                return;
+            }
+            if (s >> 32) as u32 == tag && f(s as u32) {
+                self.slots[i] = (s & !0xffff_ffff) | u64::from(value);
+                return;
+            }
+            i = (i + 1) & self.mask;
         }
     }
 
@@ -152,7 +209,7 @@ mod tests {
         /// Inserts, replacements and removals with few distinct home positions (crowded
         /// clusters, wrap-around, growth) leave exactly the live values findable.
         #[test]
-        fn matches_a_map(ops in proptest::collection::vec((0u8..3, 0u64..40, 0u32..200), 1..400)) {
+        fn matches_a_map(ops in proptest::collection::vec((0u8..5, 0u64..40, 0u32..200), 1..400)) {
             let mut ix = Index::new();
             let mut model: HashMap<u32, u64> = HashMap::new();
             for (op, h, v) in ops {
@@ -165,6 +222,34 @@ mod tests {
                     1 => {
                         if let Some(h0) = model.remove(&v) {
                             prop_assert!(ix.remove(h0, v));
+                        }
+                    }
+                    3 => {
+                        // keyed by value: an entry "matches" when it holds v
+                        let fresh = !model.contains_key(&v);
+                        prop_assert_eq!(ix.insert_unless(h, v, |x| x == v), fresh || model[&v] != h);
+                        if fresh {
+                            model.insert(v, h);
+                        } else if model[&v] != h {
+                            // inserted a second copy under another hash: undo it
+                            prop_assert!(ix.remove(h, v));
+                        }
+                    }
+                    4 => {
+                        // upsert replaces the holder of v by v + 1000 (or inserts v + 1000)
+                        let w = v + 1000;
+                        if !model.contains_key(&w) {
+                            match model.get(&v).copied() {
+                                Some(h0) => {
+                                    ix.upsert(h0, w, |x| x == v);
+                                    model.remove(&v);
+                                    model.insert(w, h0);
+                                }
+                                None => {
+                                    ix.upsert(h, w, |x| x == v);
+                                    model.insert(w, h);
+                                }
+                            }
                         }
                     }
                     _ => {

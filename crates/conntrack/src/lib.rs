@@ -59,7 +59,7 @@ pub mod tuple;
 pub use conn::{proto_name, Conn, Counter, ProtoState};
 pub use nat::{apply_rewrite, Manip, NatRange, Rewrite, RewriteError};
 pub use status::{CtState, Status, Timeouts};
-pub use table::{Config, ConnId, Invalid, Memory, Outcome, Refused, Stats, Table};
+pub use table::{Config, ConnId, Expectation, Invalid, Memory, Outcome, Refused, Stats, Table};
 pub use tcp::TcpState;
 pub use tuple::{Direction, Tuple, Zone};
 
@@ -82,6 +82,8 @@ pub enum CtError {
     Clash,
     #[error("connection is dying")]
     Dying,
+    #[error("the timeout policy names a state the protocol does not have")]
+    BadPolicy,
 }
 
 #[cfg(test)]

@@ -184,9 +184,12 @@ fn l4_in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
 
 fn in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
     let a = manip_addr(t, manip);
-    let addr_ok = range
-        .addrs
-        .is_none_or(|(lo, hi)| (addr_bits(lo)..=addr_bits(hi)).contains(&addr_bits(a)));
+    let addr_ok = match range.addrs {
+        None => true,
+        // one address (masquerade, most snat): a comparison, no widening
+        Some((lo, hi)) if lo == hi => a == lo,
+        Some((lo, hi)) => (addr_bits(lo)..=addr_bits(hi)).contains(&addr_bits(a)),
+    };
     addr_ok && l4_in_range(t, manip, range)
 }
 
@@ -273,7 +276,7 @@ impl Table {
         let new = self.unique_tuple(curr, &range, manip, zone, id)?;
         let c = self.conn_mut_internal(id).ok_or(CtError::NoSuchConn)?;
         if new != curr {
-            c.tuples[1] = new.invert().ok_or(CtError::NoSuchConn)?;
+            c.set_reply(new.invert().ok_or(CtError::NoSuchConn)?);
             c.status.insert(match manip {
                 Manip::Src => Status::SRC_NAT,
                 Manip::Dst => Status::DST_NAT,
@@ -284,12 +287,16 @@ impl Table {
     }
 
     /// Whether a connection whose original direction looks like `t` would collide with
-    /// another's reply (`nf_nat_used_tuple`).
-    fn used(&self, t: &Tuple, zone: Zone, me: ConnId) -> bool {
-        match t.invert() {
-            Some(r) => self.taken(&r, zone, me),
-            None => true,
+    /// another's reply (`nf_nat_used_tuple`). A free reply tuple's hash is kept for the
+    /// confirmation of a new connection `me`, which enters it.
+    fn used(&mut self, t: &Tuple, zone: Zone, me: ConnId) -> bool {
+        let Some(r) = t.invert() else { return true };
+        let h = self.key_hash(&r, zone);
+        let used = self.taken_hashed(h, &r, zone, me);
+        if !used && self.pending.id == Some(me) {
+            self.pending.reply = Some((r, h));
         }
+        used
     }
 
     /// `get_unique_tuple`: keep what is already right, else pick an address, then a port.
@@ -306,7 +313,7 @@ impl Table {
                 if !self.used(&curr, zone, me) {
                     return Ok(curr);
                 }
-            } else if let Some(mapped) = self.appropriate_src(&curr, range, zone) {
+            } else if let Some(mapped) = self.appropriate_src(&curr, range, zone, me) {
                 if !self.used(&mapped, zone, me) {
                     return Ok(mapped);
                 }
@@ -323,8 +330,20 @@ impl Table {
     /// `find_appropriate_src`: the mapping an earlier connection from the same source
     /// address and port got, if it fits this range, so the client keeps one outside identity
     /// whatever the destination.
-    fn appropriate_src(&self, curr: &Tuple, range: &NatRange, zone: Zone) -> Option<Tuple> {
-        let id = self.bysource_get(&crate::table::source_key(curr, zone))?;
+    fn appropriate_src(
+        &mut self,
+        curr: &Tuple,
+        range: &NatRange,
+        zone: Zone,
+        me: ConnId,
+    ) -> Option<Tuple> {
+        let k = crate::table::source_key(curr, zone);
+        let h = self.source_hash(&k);
+        if self.pending.id == Some(me) {
+            // a source key is the original tuple's, which never changes: confirm reuses it
+            self.pending.source = Some(h);
+        }
+        let id = self.bysource_get_hashed(h, &k)?;
         let c = self.get(id)?;
         let mapped = c.reply().invert()?;
         let mut t = *curr;
@@ -421,7 +440,7 @@ impl Table {
         }
     }
 
-    fn free_or_exhausted(&self, t: Tuple, zone: Zone, me: ConnId) -> Result<Tuple, CtError> {
+    fn free_or_exhausted(&mut self, t: Tuple, zone: Zone, me: ConnId) -> Result<Tuple, CtError> {
         if self.used(&t, zone, me) {
             Err(CtError::NatExhausted)
         } else {
@@ -433,6 +452,10 @@ impl Table {
     /// direction's tuple. Empty for a connection without NAT.
     pub fn rewrite(&self, id: ConnId, dir: Direction) -> Option<Rewrite> {
         let c = self.get(id)?;
+        if !c.status().intersects(Status::SRC_NAT | Status::DST_NAT) {
+            // only a binding changes the reply tuple, and each sets one of these
+            return Some(Rewrite::default());
+        }
         let this = c.tuple(dir);
         let target = c.tuple(dir.opposite()).invert()?;
         let diff = |a: IpAddr, b: IpAddr| (a != b).then_some(b);

@@ -135,6 +135,51 @@ const fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+impl Timeouts {
+    /// These timeouts with the states a `ct timeout` policy names (in seconds) replaced, for
+    /// a connection of transport protocol `proto` (`ctnl_timeout_parse_policy`: what the
+    /// policy leaves out keeps its default). Unknown state names are reported back.
+    pub fn with_policy(&self, proto: u8, policy: &[(String, u64)]) -> Result<Timeouts, String> {
+        let mut t = self.clone();
+        for (name, secs) in policy {
+            let d = Duration::from_secs(*secs);
+            let field = match (proto, name.as_str()) {
+                (6, "syn_sent") => &mut t.tcp_syn_sent,
+                (6, "syn_recv") => &mut t.tcp_syn_recv,
+                (6, "established") => &mut t.tcp_established,
+                (6, "fin_wait") => &mut t.tcp_fin_wait,
+                (6, "close_wait") => &mut t.tcp_close_wait,
+                (6, "last_ack") => &mut t.tcp_last_ack,
+                (6, "time_wait") => &mut t.tcp_time_wait,
+                (6, "close") => &mut t.tcp_close,
+                (6, "syn_sent2") => &mut t.tcp_syn_sent2,
+                (6, "retrans") => &mut t.tcp_retrans,
+                (6, "unacknowledged" | "unack") => &mut t.tcp_unacknowledged,
+                (17 | 136, "unreplied") => &mut t.udp_unreplied,
+                (17 | 136, "replied") => &mut t.udp_replied,
+                (1, "timeout") => &mut t.icmp,
+                (58, "timeout") => &mut t.icmpv6,
+                (_, "timeout" | "unreplied") => &mut t.generic,
+                (_, other) => return Err(format!("timeout state {other} for protocol {proto}")),
+            };
+            *field = d;
+        }
+        Ok(t)
+    }
+
+    /// The timeout a new connection of `proto` starts with (the policy's first value, which
+    /// `nft_ct_timeout_obj_eval` gives an unconfirmed connection).
+    pub fn new_conn(&self, proto: u8) -> Duration {
+        match proto {
+            6 => self.tcp_syn_sent,
+            17 | 136 => self.udp_unreplied,
+            1 => self.icmp,
+            58 => self.icmpv6,
+            _ => self.generic,
+        }
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Timeouts {
         Timeouts {

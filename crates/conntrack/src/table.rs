@@ -203,6 +203,19 @@ pub(crate) fn source_key(t: &Tuple, zone: Zone) -> SourceKey {
     (zone, t.proto, t.src, t.sport)
 }
 
+/// Hashes computed for a new connection's first packet, which its confirmation reuses (the
+/// tuples are hashed once a packet, not once a use): the original tuple's, from the lookup
+/// that missed; the reply tuple's, from the NAT check that found it free; the source key's,
+/// from the source-NAT lookup. Only for connection `id`; a reply hash only while the reply
+/// tuple is still `reply.0`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pending {
+    pub id: Option<ConnId>,
+    pub orig: u64,
+    pub reply: Option<(Tuple, u64)>,
+    pub source: Option<u64>,
+}
+
 /// The generation lives in its own vector (`gens`): beside a connection (16-byte aligned,
 /// for its labels) it would pad the slot by 16 bytes.
 struct Slot {
@@ -247,6 +260,22 @@ pub struct Table {
     next_id: u32,
     pub(crate) rng: Rng,
     stats: Stats,
+    pub(crate) pending: Pending,
+    /// Connections announced by `ct expectation set`, few and short-lived.
+    expects: Vec<Expectation>,
+}
+
+/// A connection announced by another (`struct nf_conntrack_expect`): from `src`, any port,
+/// to `dst`:`dport`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    pub master: ConnId,
+    pub zone: Zone,
+    pub proto: u8,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    pub dport: u16,
+    pub deadline: Duration,
 }
 
 impl Default for Table {
@@ -273,6 +302,8 @@ impl Table {
             next_id: 1,
             rng,
             stats: Stats::default(),
+            pending: Pending::default(),
+            expects: Vec::new(),
         }
     }
 
@@ -345,7 +376,7 @@ impl Table {
         self.slots.get(idx as usize).and_then(|s| s.conn.as_ref())
     }
 
-    fn key_hash(&self, t: &Tuple, zone: Zone) -> u64 {
+    pub(crate) fn key_hash(&self, t: &Tuple, zone: Zone) -> u64 {
         // Packed into three words: the derived hash writes every field (and each address's
         // variant) on its own, and a new connection hashes tuples several times.
         let bits = |a: std::net::IpAddr| match a {
@@ -361,8 +392,19 @@ impl Table {
         self.hasher.hash_one((bits(t.src), bits(t.dst), rest))
     }
 
-    fn source_hash(&self, k: &SourceKey) -> u64 {
-        self.hasher.hash_one((0x5eed_u16, k))
+    pub(crate) fn source_hash(&self, k: &SourceKey) -> u64 {
+        // packed into two words, as in `key_hash`
+        let (zone, proto, addr, port) = *k;
+        let bits = match addr {
+            std::net::IpAddr::V4(v) => u32::from(v) as u128,
+            std::net::IpAddr::V6(v) => u128::from(v),
+        };
+        let rest = zone as u64
+            | (proto as u64) << 16
+            | (port as u64) << 24
+            | (addr.is_ipv6() as u64) << 40
+            | 0x5eed << 48;
+        self.hasher.hash_one((bits, rest))
     }
 
     /// The slab index and direction the index holds for a tuple.
@@ -374,7 +416,7 @@ impl Table {
     fn map_get_hashed(&self, h: u64, t: &Tuple, zone: Zone) -> Option<(u32, Direction)> {
         let v = self.map.find(h, |v| {
             self.conn_at(v >> 1)
-                .is_some_and(|c| c.zone == zone && c.tuples[(v & 1) as usize] == *t)
+                .is_some_and(|c| c.zone == zone && c.tuple_is((v & 1) as usize, t))
         })?;
         let dir = if v & 1 == 0 {
             Direction::Original
@@ -384,15 +426,16 @@ impl Table {
         Some((v >> 1, dir))
     }
 
-    fn map_insert_hashed(&mut self, h: u64, idx: u32, dir: Direction) {
-        self.map.insert(h, idx << 1 | dir as u32);
-    }
-
     /// The latest source-NATed connection from a source.
     pub(crate) fn bysource_get(&self, k: &SourceKey) -> Option<ConnId> {
-        let idx = self.bysource.find(self.source_hash(k), |v| {
+        self.bysource_get_hashed(self.source_hash(k), k)
+    }
+
+    /// [`Table::bysource_get`] with the key's hash already computed.
+    pub(crate) fn bysource_get_hashed(&self, h: u64, k: &SourceKey) -> Option<ConnId> {
+        let idx = self.bysource.find(h, |v| {
             self.conn_at(v)
-                .is_some_and(|c| source_key(&c.tuples[0], c.zone) == *k)
+                .is_some_and(|c| source_key(&c.original(), c.zone) == *k)
         })?;
         Some(self.id_at(idx))
     }
@@ -427,9 +470,15 @@ impl Table {
 
     /// `conntrack -L`: a line per confirmed connection, in slab order.
     pub fn list(&self, now: Duration) -> Vec<String> {
+        // connections that fulfilled an expectation hold a reference to their master
+        let mut children: Vec<ConnId> = self.iter().filter_map(|(_, c)| c.master()).collect();
+        children.sort_unstable();
         self.iter()
             .filter(|(_, c)| c.is_confirmed() && !c.status.contains(Status::DYING))
-            .map(|(_, c)| c.listing(now, self.cfg.accounting))
+            .map(|(id, c)| {
+                let n = children.iter().filter(|m| **m == id).count() as u32;
+                c.listing_refs(now, self.cfg.accounting, n)
+            })
             .collect()
     }
 
@@ -454,8 +503,8 @@ impl Table {
             return;
         };
         let hashes = [
-            self.key_hash(&c.tuples[0], c.zone),
-            self.key_hash(&c.tuples[1], c.zone),
+            self.key_hash(&c.original(), c.zone),
+            self.key_hash(&c.reply(), c.zone),
         ];
         for (d, h) in hashes.into_iter().enumerate() {
             self.map.remove(h, idx << 1 | d as u32);
@@ -465,7 +514,7 @@ impl Table {
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
         let c = self.conn_at(idx)?;
-        let k = source_key(&c.tuples[0], c.zone);
+        let k = source_key(&c.original(), c.zone);
         if self.bysource_get(&k).is_some_and(|b| b.idx == idx) {
             let h = self.source_hash(&k);
             self.bysource.remove(h, idx);
@@ -595,7 +644,8 @@ impl Table {
             return Outcome::Invalid(Invalid::NoTuple);
         };
 
-        if let Some((idx, dir)) = self.map_get(&t, zone) {
+        let h = self.key_hash(&t, zone);
+        if let Some((idx, dir)) = self.map_get_hashed(h, &t, zone) {
             let id = self.id_at(idx);
             let expired = self.get(id).is_none_or(|c| c.expired(now));
             if expired {
@@ -615,7 +665,16 @@ impl Table {
                 }
             }
         }
-        self.create(t, zone, meta, now)
+        let out = self.create(t, zone, meta, now);
+        if let Outcome::Tracked { id, .. } = out {
+            self.pending = Pending {
+                id: Some(id),
+                orig: h,
+                reply: None,
+                source: None,
+            };
+        }
+        out
     }
 
     /// An ICMP error is RELATED to the connection of the packet it quotes
@@ -640,7 +699,7 @@ impl Table {
                 continue;
             }
             // The error must go to the endpoint the connection has on that side.
-            if meta.dst_addr != Some(c.tuples[dir.index()].dst) {
+            if meta.dst_addr != Some(c.tuple(dir).dst) {
                 return Outcome::Invalid(Invalid::IcmpErrorAddr);
             }
             self.stats.related += 1;
@@ -668,8 +727,10 @@ impl Table {
         if self.gen(id.idx) != id.gen {
             return None;
         }
-        let timeouts = &self.cfg.timeouts;
         let c = self.slots.get_mut(id.idx as usize)?.conn.as_mut()?;
+        // a `ct timeout` policy replaces the table's timeouts for this connection
+        let policy = c.ext.as_ref().and_then(|e| e.timeouts.as_deref().cloned());
+        let timeouts = policy.as_ref().unwrap_or(&self.cfg.timeouts);
         let seen_reply = c.status.contains(Status::SEEN_REPLY);
         let mut kill = false;
         let timeout = match &mut c.proto {
@@ -724,7 +785,7 @@ impl Table {
                     Some(timeouts.udp_unreplied)
                 }
             }
-            ProtoState::Icmp => Some(if c.tuples[0].proto == PROTO_ICMPV6 {
+            ProtoState::Icmp => Some(if c.l4proto() == PROTO_ICMPV6 {
                 timeouts.icmpv6
             } else {
                 timeouts.icmp
@@ -811,16 +872,19 @@ impl Table {
             return Outcome::Refused(Refused::TableFull);
         }
         let counters = self.cfg.accounting.then(|| {
-            Box::new([
-                Counter {
-                    packets: 1,
-                    bytes: meta.ip_total_len as u64,
-                },
-                Counter::default(),
-            ])
+            Box::new(crate::conn::Acct {
+                c: [
+                    Counter {
+                        packets: 1,
+                        bytes: meta.ip_total_len as u64,
+                    },
+                    Counter::default(),
+                ],
+                offload_seen: [0; 4],
+            })
         });
-        let conn = Conn {
-            tuples: [t, reply],
+        let mut conn = Conn {
+            tuples: Default::default(),
             zone,
             status: Status::NONE,
             mark: 0,
@@ -828,17 +892,30 @@ impl Table {
             proto,
             counters,
             id: self.next_id,
+            masq_ifindex: crate::conn::NO_MASQ,
             ext: None,
-            created_ns: crate::conn::ns(now),
+            offload_ports: [u16::MAX; 2],
+            offload_flow: 0,
             deadline_ns: crate::conn::ns(now.saturating_add(timeout)),
         };
+        conn.store_tuples([t, reply]);
         self.next_id = self.next_id.wrapping_add(1);
+        let expected = self.take_expectation(&t, zone, now);
         let id = self.alloc(conn);
         self.stats.new += 1;
+        let state = if let Some(e) = expected {
+            if let Some(c) = self.get_mut(id) {
+                c.status.insert(Status::EXPECTED);
+                c.ext.get_or_insert_with(Box::default).master = Some(e.master);
+            }
+            CtState::Related
+        } else {
+            CtState::New
+        };
         Outcome::Tracked {
             id,
             dir: Direction::Original,
-            state: CtState::New,
+            state,
         }
     }
 
@@ -854,42 +931,74 @@ impl Table {
         if c.status.contains(Status::DYING) {
             return Err(CtError::Dying);
         }
-        let zone = c.zone;
-        if !c.status.contains(Status::SRC_NAT_DONE) && self.map_get(&c.tuples[1], zone).is_some() {
+        let (zone, o, mut r) = (c.zone, c.original(), c.reply());
+        let nat_done = c.status.contains(Status::SRC_NAT_DONE);
+        let pending = if self.pending.id == Some(id) {
+            core::mem::take(&mut self.pending)
+        } else {
+            Pending::default()
+        };
+        let ho = if pending.id.is_some() {
+            pending.orig
+        } else {
+            self.key_hash(&o, zone)
+        };
+        let reply_hash = |t: &Table, r: &Tuple| match pending.reply {
+            Some((pr, h)) if pending.id.is_some() && pr == *r => h,
+            _ => t.key_hash(r, zone),
+        };
+        let mut hr = reply_hash(self, &r);
+        if !nat_done && self.map_get_hashed(hr, &r, zone).is_some() {
             let range = crate::nat::NatRange::default();
             // Failure leaves the clash for the check below to refuse.
             let _ = self.bind(id, crate::nat::Manip::Src, &range);
+            let c = self.get(id).ok_or(CtError::NoSuchConn)?;
+            if c.reply() != r {
+                r = c.reply();
+                hr = self.key_hash(&r, zone);
+            }
         }
-        let c = self.get(id).ok_or(CtError::NoSuchConn)?;
-        let (o, r) = (c.tuples[0], c.tuples[1]);
-        // each tuple is hashed once, for the clash check and the insertion both
-        let (ho, hr) = (self.key_hash(&o, zone), self.key_hash(&r, zone));
-        if self.map_get_hashed(ho, &o, zone).is_some()
-            || self.map_get_hashed(hr, &r, zone).is_some()
-        {
+        // the clash checks and the insertions in one probe each
+        let slots = &self.slots;
+        let holds = |t: Tuple| {
+            move |v: u32| {
+                slots
+                    .get((v >> 1) as usize)
+                    .and_then(|s| s.conn.as_ref())
+                    .is_some_and(|c| c.zone == zone && c.tuple_is((v & 1) as usize, &t))
+            }
+        };
+        let vo = id.idx << 1 | Direction::Original as u32;
+        if !self.map.insert_unless(ho, vo, holds(o)) {
             self.stats.insert_failed += 1;
             return Err(CtError::Clash);
         }
-        self.map_insert_hashed(ho, id.idx, Direction::Original);
-        if r != o {
-            self.map_insert_hashed(hr, id.idx, Direction::Reply);
+        if r != o
+            && !self
+                .map
+                .insert_unless(hr, id.idx << 1 | Direction::Reply as u32, holds(r))
+        {
+            self.map.remove(ho, vo);
+            self.stats.insert_failed += 1;
+            return Err(CtError::Clash);
         }
         if self
             .get(id)
             .is_some_and(|c| c.status.contains(Status::SRC_NAT))
         {
             let k = source_key(&o, zone);
-            let h = self.source_hash(&k);
+            let h = match pending.source {
+                Some(h) if pending.id.is_some() => h,
+                _ => self.source_hash(&k),
+            };
             let slots = &self.slots;
             let same = |v: u32| {
                 slots
                     .get(v as usize)
                     .and_then(|s| s.conn.as_ref())
-                    .is_some_and(|c| source_key(&c.tuples[0], c.zone) == k)
+                    .is_some_and(|c| source_key(&c.original(), c.zone) == k)
             };
-            if !self.bysource.replace(h, id.idx, same) {
-                self.bysource.insert(h, id.idx);
-            }
+            self.bysource.upsert(h, id.idx, same);
         }
         if let Some(c) = self.get_mut(id) {
             c.status.insert(Status::CONFIRMED);
@@ -916,6 +1025,12 @@ impl Table {
     /// `[OFFLOAD]`/`[HW_OFFLOAD]` and does not expire while offloaded.
     pub fn set_offload(&mut self, id: ConnId, hw: bool) -> Result<(), CtError> {
         let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        if !c.status.contains(Status::OFFLOAD) {
+            // a new flow counts from zero
+            if let Some(a) = c.counters.as_deref_mut() {
+                a.offload_seen = [0; 4];
+            }
+        }
         c.status.insert(Status::OFFLOAD);
         if hw {
             c.status.insert(Status::HW_OFFLOAD);
@@ -925,19 +1040,124 @@ impl Table {
 
     /// The flow left the flowtable: the connection gets its state's timeout back.
     pub fn clear_offload(&mut self, id: ConnId, now: Duration) -> Result<(), CtError> {
-        let t = self.cfg.timeouts.clone();
+        let mut t = self.cfg.timeouts.clone();
         let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        if let Some(p) = c.timeouts() {
+            t = p.clone();
+        }
         c.status.remove(Status::OFFLOAD | Status::HW_OFFLOAD);
         let timeout = match &c.proto {
             ProtoState::Tcp(track) => track.state.timeout(&t),
             ProtoState::Udp { .. } if c.status.contains(Status::ASSURED) => t.udp_replied,
             ProtoState::Udp { .. } => t.udp_unreplied,
-            ProtoState::Icmp if c.tuples[0].proto == PROTO_ICMPV6 => t.icmpv6,
+            ProtoState::Icmp if c.l4proto() == PROTO_ICMPV6 => t.icmpv6,
             ProtoState::Icmp => t.icmp,
             ProtoState::Generic => t.generic,
         };
         c.set_deadline(now.saturating_add(timeout));
         Ok(())
+    }
+
+    /// `ct timeout set`: gives an unconfirmed connection the timeout policy `policy` (state
+    /// names and seconds, as a `ct timeout` object lists them), which then decides its
+    /// timeouts in every state; it expires after the policy's first timeout unless its packet
+    /// moves it on (`nft_ct_timeout_obj_eval`).
+    pub fn set_timeout_policy(
+        &mut self,
+        id: ConnId,
+        policy: &[(String, u64)],
+        now: Duration,
+    ) -> Result<(), CtError> {
+        let base = self.cfg.timeouts.clone();
+        let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        if c.is_confirmed() {
+            return Err(CtError::AlreadyConfirmed);
+        }
+        let proto = c.l4proto();
+        let t = base
+            .with_policy(proto, policy)
+            .map_err(|_| CtError::BadPolicy)?;
+        c.set_deadline(now.saturating_add(t.new_conn(proto)));
+        c.ext.get_or_insert_with(Box::default).timeouts = Some(Box::new(t));
+        Ok(())
+    }
+
+    /// `ct expectation set`: connection `master` (not yet confirmed) announces a connection
+    /// of `proto` from the address it is answered from to the address it is answered to,
+    /// from any port to `dport`, which the table takes as `related` (status `expected`) if it
+    /// begins before `timeout` is up. At most `size` expectations of a connection are
+    /// pending; beyond that none is added. `l3` (2 or 10) must be the connection's family.
+    #[allow(clippy::too_many_arguments)]
+    pub fn expect(
+        &mut self,
+        master: ConnId,
+        l3: Option<u8>,
+        proto: u8,
+        dport: u16,
+        timeout: Duration,
+        size: u32,
+        now: Duration,
+    ) -> Result<bool, CtError> {
+        let c = self.get_mut(master).ok_or(CtError::NoSuchConn)?;
+        if c.is_confirmed() {
+            return Err(CtError::AlreadyConfirmed);
+        }
+        // the helper extension comes first, whether an expectation fits or not
+        c.ext.get_or_insert_with(Box::default).help = true;
+        let r = c.reply();
+        if l3.is_some_and(|f| (f == 2) != r.is_ipv4()) {
+            return Err(CtError::FamilyMismatch);
+        }
+        let exp = Expectation {
+            master,
+            zone: c.zone,
+            proto,
+            src: r.src,
+            dst: r.dst,
+            dport,
+            deadline: now.saturating_add(timeout),
+        };
+        self.expects.retain(|e| {
+            e.deadline > now && self.gens.get(e.master.idx as usize) == Some(&e.master.gen)
+        });
+        let pending = self.expects.iter().filter(|e| e.master == master).count();
+        if pending >= size as usize {
+            return Ok(false);
+        }
+        // the same announcement again replaces the old one (`nf_ct_expect_related`)
+        self.expects.retain(|e| {
+            (e.zone, e.proto, e.src, e.dst, e.dport) != (exp.zone, proto, exp.src, exp.dst, dport)
+        });
+        self.expects.push(exp);
+        Ok(true)
+    }
+
+    /// The expectations pending at `now`.
+    pub fn expectations(&self, now: Duration) -> Vec<Expectation> {
+        self.expects
+            .iter()
+            .filter(|e| e.deadline > now && self.get(e.master).is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// The expectation a new connection with original tuple `t` fulfils, taken out of the
+    /// list (`nf_ct_find_expectation`).
+    fn take_expectation(&mut self, t: &Tuple, zone: Zone, now: Duration) -> Option<Expectation> {
+        if self.expects.is_empty() {
+            return None;
+        }
+        let i = self.expects.iter().position(|e| {
+            e.zone == zone
+                && e.proto == t.proto
+                && e.src == t.src
+                && e.dst == t.dst
+                && e.dport == t.dport
+                && e.deadline > now
+                && self.gens.get(e.master.idx as usize) == Some(&e.master.gen)
+                && self.get(e.master).is_some()
+        })?;
+        Some(self.expects.swap_remove(i))
     }
 
     /// Adds packets counted elsewhere (the flowtable's fast path) to a direction.
@@ -949,6 +1169,34 @@ impl Table {
             let k = c.counter_mut(dir);
             k.packets = k.packets.saturating_add(packets);
             k.bytes = k.bytes.saturating_add(bytes);
+        }
+    }
+
+    /// Adds what a flowtable forwarded for direction `dir` since the last call, given its
+    /// running counts (the low 32 bits of packets and bytes, which may wrap between calls
+    /// once; see [`rebase_offloaded`](Self::rebase_offloaded)). Only with accounting.
+    pub fn account_offloaded(&mut self, id: ConnId, dir: Direction, packets: u32, bytes: u32) {
+        if !self.cfg.accounting {
+            return;
+        }
+        let d = dir.index() & 1;
+        let Some(c) = self.get_mut(id) else { return };
+        let a = c.counters.get_or_insert_with(Box::default);
+        let p = packets.wrapping_sub(a.offload_seen[d]);
+        let b = bytes.wrapping_sub(a.offload_seen[2 + d]);
+        a.offload_seen[d] = packets;
+        a.offload_seen[2 + d] = bytes;
+        a.c[d].packets = a.c[d].packets.saturating_add(u64::from(p));
+        a.c[d].bytes = a.c[d].bytes.saturating_add(u64::from(b));
+    }
+
+    /// The flowtable's running counts of direction `dir` start again from zero (it moved
+    /// them elsewhere after adding them).
+    pub fn rebase_offloaded(&mut self, id: ConnId, dir: Direction) {
+        if let Some(a) = self.get_mut(id).and_then(|c| c.counters.as_deref_mut()) {
+            let d = dir.index() & 1;
+            a.offload_seen[d] = 0;
+            a.offload_seen[2 + d] = 0;
         }
     }
 
@@ -980,9 +1228,10 @@ impl Table {
         doomed.len()
     }
 
-    /// Whether the tuple of a packet is already the key of another connection.
-    pub(crate) fn taken(&self, t: &Tuple, zone: Zone, me: ConnId) -> bool {
-        self.map_get(t, zone).is_some_and(|(idx, _)| idx != me.idx)
+    /// Whether tuple `t`, whose hash is `h`, is already the key of another connection.
+    pub(crate) fn taken_hashed(&self, h: u64, t: &Tuple, zone: Zone, me: ConnId) -> bool {
+        self.map_get_hashed(h, t, zone)
+            .is_some_and(|(idx, _)| idx != me.idx)
     }
 
     pub(crate) fn conn_mut_internal(&mut self, id: ConnId) -> Option<&mut Conn> {

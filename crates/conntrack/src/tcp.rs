@@ -180,8 +180,10 @@ fn after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
 }
 
-/// What one direction has been seen to do.
+/// What one direction has been seen to do. Packed (10 bytes, not 12): a connection holds
+/// two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C, packed)]
 pub struct Side {
     /// Highest sequence end sent, once the side has sent anything.
     pub end: Option<u32>,
@@ -332,7 +334,9 @@ impl TcpTrack {
     fn window_bookkeeping(&mut self, dir: Direction, seg: &Segment) {
         let end = seg.end();
         let (s, r) = (dir.index(), dir.opposite().index());
-        match self.seen[s].end {
+        // copied out: the fields of a packed side cannot be borrowed
+        let (sent, acked) = ({ self.seen[s].end }, { self.seen[r].end });
+        match sent {
             None => self.seen[s].end = Some(end),
             Some(prev) if after(end, prev) => {
                 self.seen[s].end = Some(end);
@@ -340,7 +344,7 @@ impl TcpTrack {
             }
             Some(_) => {}
         }
-        if seg.flags.contains(TcpFlags::ACK) && self.seen[r].end == Some(seg.ack) {
+        if seg.flags.contains(TcpFlags::ACK) && acked == Some(seg.ack) {
             self.seen[r].unacked = false;
         }
     }

@@ -561,7 +561,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
     t.masquerade(a, ip(WAN), 2, &NatRange::default()).unwrap();
     t.confirm(a, s(1)).unwrap();
     let ca = t.get(a).unwrap();
-    assert_eq!(*ca.reply(), Tuple::new(ip(SRV), ip(WAN), 6, 443, 40000));
+    assert_eq!(ca.reply(), Tuple::new(ip(SRV), ip(WAN), 6, 443, 40000));
     assert!(ca.status().contains(Status::SRC_NAT | Status::SRC_NAT_DONE));
     assert_eq!(
         ca.listing(s(1), false),
@@ -577,7 +577,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
     t.masquerade(b, ip(WAN), 2, &NatRange::default()).unwrap();
     t.confirm(b, s(1)).unwrap();
     assert_eq!(
-        *t.get(b).unwrap().reply(),
+        t.get(b).unwrap().reply(),
         Tuple::new(ip(SRV), ip(WAN), 6, 443, 40001)
     );
 
@@ -612,9 +612,35 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
     apply_rewrite(&mut back, &mb, &rw, None).unwrap();
     assert_eq!(endpoints(&back), (ip(SRV), 443, ip(LAN2), 40000));
 
+    assert_eq!(t.get(b).unwrap().masq_ifindex(), Some(2));
+    assert_eq!(t.forget_masquerade(3), 0, "another interface's address");
     // Interface address gone: its masqueraded connections go with it.
     assert_eq!(t.forget_masquerade(2), 2);
     assert!(t.is_empty());
+    assert_eq!(t.get(b), None);
+    // a connection in a freed slot has no masquerade binding of its own
+    let (c, ..) = tracked(t.process(
+        &meta(&tcp(LAN2, SRV, 40002, 443, F::Syn, 1, 0, b"")),
+        0,
+        s(3),
+    ));
+    t.confirm(c, s(3)).unwrap();
+    assert_eq!(t.get(c).unwrap().masq_ifindex(), None);
+    assert_eq!(t.forget_masquerade(2), 0);
+    assert_eq!(t.len(), 1);
+    // an interface number beyond what the connection holds inline still works
+    let (d, ..) = tracked(t.process(
+        &meta(&tcp(LAN2, SRV, 40003, 443, F::Syn, 1, 0, b"")),
+        0,
+        s(3),
+    ));
+    t.masquerade(d, ip(WAN), 70_000, &NatRange::default())
+        .unwrap();
+    t.confirm(d, s(3)).unwrap();
+    assert_eq!(t.get(d).unwrap().masq_ifindex(), Some(70_000));
+    assert_eq!(t.forget_masquerade(2), 0);
+    assert_eq!(t.forget_masquerade(70_000), 1);
+    assert_eq!(t.len(), 1);
 }
 
 #[test]
@@ -630,7 +656,7 @@ fn dnat_redirect_and_persistent_ranges() {
     );
     t.confirm(a, s(1)).unwrap();
     assert_eq!(
-        *t.get(a).unwrap().reply(),
+        t.get(a).unwrap().reply(),
         Tuple::new(backend, ip(SRV), 6, 8080, 5555)
     );
     assert!(t.get(a).unwrap().status().contains(Status::DST_NAT));
@@ -840,7 +866,7 @@ proptest! {
             match t.snat(id, &range) {
                 Ok(()) => {
                     prop_assert_eq!(t.confirm(id, s(1)), Ok(()));
-                    let r = *t.get(id).unwrap().reply();
+                    let r = t.get(id).unwrap().reply();
                     prop_assert!(replies.insert(r), "reply tuple {:?} handed out twice", r);
                     let port = if proto == 2 { r.icmp_id() } else { r.dport };
                     prop_assert!((1000..=1015).contains(&port), "port {} out of range", port);
@@ -939,7 +965,7 @@ fn a_source_keeps_its_mapping_across_destinations() {
 #[test]
 fn memory_per_conn_at_100k() {
     let m = crate::Table::memory_per_conn(100_000);
-    assert!(m.bytes_per_conn <= 212, "{m:?}");
+    assert!(m.bytes_per_conn <= 148, "{m:?}");
 }
 
 /// The handle rules keep for `ct count` is never 0 (0 means "no connection"), also for the
@@ -957,4 +983,80 @@ fn conn_handles_are_nonzero_and_round_trip() {
     let (second, _, _) = tracked(pass(&mut t, &udp(LAN2, SRV, 1001, 53), s(2)));
     assert_ne!(second.to_bits(), first.to_bits());
     assert!(t.get(ConnId::from_bits(first.to_bits())).is_none());
+}
+
+/// Confirmation reuses the hashes the first packet's lookup and the NAT checks computed; they
+/// must be those of the tuples the connection has at confirmation: after a DNAT and an SNAT
+/// that each moved the reply tuple, with another connection made in between (which takes
+/// over the kept hashes), and for a connection confirmed without any NAT. Every tuple is then
+/// found by a fresh lookup, and a second connection with the same reply is refused as a clash.
+#[test]
+fn confirm_enters_the_tuples_the_connection_has() {
+    let mut t = Table::default();
+    let backend = ip([10, 0, 0, 8]);
+    // DNAT then SNAT: the reply moves twice
+    let (a, ..) = tracked(t.process(&meta(&udp(SRV, WAN, 5555, 80)), 0, s(1)));
+    t.dnat(a, &NatRange::to_addr(backend).with_ports(8080, 8080))
+        .unwrap();
+    // another new connection between the binding and the confirmation
+    let (b, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 4000, 53)), 0, s(1)));
+    t.snat(a, &NatRange::to_addr(ip(LAN2))).unwrap();
+    t.confirm(a, s(1)).unwrap();
+    t.confirm(b, s(1)).unwrap();
+    let reply = t.get(a).unwrap().reply();
+    assert_eq!(
+        reply,
+        Tuple::new(backend, ip(LAN2), 17, 8080, 5555),
+        "reply after both bindings"
+    );
+    assert_eq!(t.lookup(&reply, 0), Some((a, Direction::Reply)));
+    assert_eq!(
+        t.lookup(&Tuple::new(ip(SRV), ip(WAN), 17, 5555, 80), 0),
+        Some((a, Direction::Original))
+    );
+    assert_eq!(
+        t.lookup(&Tuple::new(ip(SRV), ip(LAN), 17, 53, 4000), 0),
+        Some((b, Direction::Reply))
+    );
+    assert_eq!(
+        t.lookup(&Tuple::new(ip(LAN), ip(SRV), 17, 4000, 53), 0),
+        Some((b, Direction::Original))
+    );
+    // masquerade (the common path: every hash reused) and its lookups both ways
+    let (c, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 4001, 53)), 0, s(2)));
+    t.masquerade(c, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.confirm(c, s(2)).unwrap();
+    let r = t.get(c).unwrap().reply();
+    assert_eq!(r, Tuple::new(ip(SRV), ip(WAN), 17, 53, 4001));
+    assert_eq!(t.lookup(&r, 0), Some((c, Direction::Reply)));
+    assert_eq!(
+        t.lookup(&Tuple::new(ip(LAN), ip(SRV), 17, 4001, 53), 0),
+        Some((c, Direction::Original))
+    );
+    // two unconfirmed connections bound to one reply: the second is refused at
+    // confirmation and leaves nothing behind (its original tuple, entered first, goes again)
+    let (e, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 4002, 53)), 0, s(3)));
+    let (d, ..) = tracked(t.process(&meta(&udp(LAN2, SRV, 4002, 53)), 0, s(3)));
+    t.masquerade(e, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.snat(d, &NatRange::to_addr(ip(WAN)).with_ports(4002, 4002))
+        .unwrap();
+    t.confirm(e, s(3)).unwrap();
+    let stats = t.stats();
+    assert_eq!(t.confirm(d, s(3)), Err(CtError::Clash));
+    assert_eq!(t.stats().insert_failed, stats.insert_failed + 1);
+    assert_eq!(
+        t.lookup(&Tuple::new(ip(LAN2), ip(SRV), 17, 4002, 53), 0),
+        None
+    );
+    let re = Tuple::new(ip(SRV), ip(WAN), 17, 53, 4002);
+    assert_eq!(t.lookup(&re, 0), Some((e, Direction::Reply)));
+    // the same tuple twice, unconfirmed: the second is refused on its original tuple
+    let (f, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 4003, 53)), 0, s(4)));
+    let (g, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 4003, 53)), 0, s(4)));
+    t.confirm(f, s(4)).unwrap();
+    assert_eq!(t.confirm(g, s(4)), Err(CtError::Clash));
+    assert_eq!(
+        t.lookup(&Tuple::new(ip(LAN), ip(SRV), 17, 4003, 53), 0),
+        Some((f, Direction::Original))
+    );
 }

@@ -82,6 +82,7 @@ pub fn admit(
     if conn
         .status()
         .intersects(Status::HELPER | Status::SEQ_ADJUST)
+        || conn.has_help()
     {
         return Err(NotAdmitted::Helper);
     }

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod answer;
 pub mod counters;
 pub mod defrag;
+pub mod extmatch;
 pub mod fib;
 pub mod hdr;
 pub mod l2;

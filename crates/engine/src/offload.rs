@@ -74,13 +74,12 @@ pub struct Offload {
     tables: Vec<RouterFlowtable>,
     /// For each interface, the flowtable whose devices include it.
     port_table: Vec<Option<usize>>,
-    /// The port each direction of a forwarded connection last arrived on: a flow keys each
-    /// direction on it, and the packet that admits a flow shows only its own.
-    seen: HashMap<ConnId, [Option<u16>; 2]>,
     /// The mangles each direction's last slow-path walk applied, replayed by the fast path;
-    /// only connections that have some are here (16 bytes a connection in `seen`, not 56).
+    /// only connections that have some are here. The port each direction last arrived on
+    /// (a flow keys each direction on it, and the packet that admits a flow shows only its
+    /// own) and the flow a connection is in are kept in the connection
+    /// ([`Conn::offload_ports`], [`Conn::offload_flow`]).
     mangles: HashMap<ConnId, [Mangles; 2]>,
-    flows: HashMap<ConnId, (usize, FlowId)>,
     next_gc: Duration,
     fib_gen: u64,
     admitted: u64,
@@ -150,7 +149,26 @@ fn ft_family(f: Family) -> nft_flowtable::Family {
     }
 }
 
+/// A connection's handle on its flow ([`Conn::offload_flow`]): the flowtable's position in
+/// the high 4 bits (plus one, so that 0 means none), the flow's slot in the low 28.
+fn flow_ref(t: usize, fid: FlowId) -> Option<u32> {
+    let t = u32::try_from(t).ok().filter(|&t| t < 15)?;
+    let idx = fid.index();
+    (idx < 1 << 28).then_some((t + 1) << 28 | idx)
+}
+
 impl Offload {
+    /// The flowtable and flow connection `id` is offloaded to, checked against the flow.
+    fn flow_of(&self, ct: &Table, id: ConnId) -> Option<(usize, FlowId)> {
+        let r = ct.get(id)?.offload_flow;
+        if r == 0 {
+            return None;
+        }
+        let t = (r >> 28) as usize - 1;
+        let fid = self.tables.get(t)?.ft.flow_at(r & ((1 << 28) - 1), id)?;
+        Some((t, fid))
+    }
+
     /// The flowtables of `rules` on `topo`'s interfaces. With `enabled` false, `flow add`
     /// is a no-op and nothing takes the fast path.
     /// `max_flows` is conntrack's limit: each flow holds a connection.
@@ -207,9 +225,7 @@ impl Offload {
             enabled,
             tables,
             port_table,
-            seen: HashMap::default(),
             mangles: HashMap::default(),
-            flows: HashMap::default(),
             next_gc: Duration::ZERO,
             fib_gen: 0,
             admitted: 0,
@@ -354,10 +370,6 @@ impl Offload {
                 ct.set_deadline(id, before.max(used.saturating_add(timeout)));
             }
         }
-        let tables = &self.tables;
-        self.flows
-            .retain(|_, (t, fid)| tables.get(*t).is_some_and(|t| t.ft.contains(*fid)));
-        self.seen.retain(|id, _| ct.get(*id).is_some());
         self.mangles.retain(|id, _| ct.get(*id).is_some());
     }
 
@@ -367,16 +379,13 @@ impl Offload {
     pub fn take_flows_from(&mut self, old: Offload, ct: &mut Table, now: Duration) {
         let Offload {
             tables,
-            seen,
             mangles,
-            flows,
             next_gc,
             fib_gen,
             admitted,
             refused,
             ..
         } = old;
-        self.seen = seen;
         self.mangles = mangles;
         self.next_gc = next_gc;
         self.fib_gen = fib_gen;
@@ -397,6 +406,12 @@ impl Offload {
                 });
             match same {
                 Some(nt) if self.enabled => {
+                    // the connections' handles name the table by its position
+                    for f in t.ft.iter(now) {
+                        if let Some(c) = ct.get_mut(f.conn) {
+                            c.offload_flow = flow_ref(nt, f.id).unwrap_or(0);
+                        }
+                    }
                     self.tables[nt].ft = t.ft;
                     moved[ot] = Some(nt);
                 }
@@ -404,11 +419,6 @@ impl Offload {
                     let mut ft = t.ft;
                     ft.flush(ct, now);
                 }
-            }
-        }
-        for (conn, (t, fid)) in flows {
-            if let Some(Some(nt)) = moved.get(t) {
-                self.flows.insert(conn, (*nt, fid));
             }
         }
         // A flowtable new in this ruleset routes under the FIB generation in force: left at
@@ -441,7 +451,7 @@ impl Offload {
     pub fn fast_path<S: SlotBuf>(&mut self, slots: &mut [FrameSlot<S>], now: Duration) -> usize {
         self.results.clear();
         self.results.resize(slots.len(), None);
-        if !self.enabled || self.flows.is_empty() {
+        if !self.enabled || self.tables.iter().all(|t| t.ft.is_empty()) {
             return 0;
         }
         self.rx_len.clear();
@@ -517,7 +527,7 @@ impl Offload {
     /// After the slow path tracked a packet of connection `id`: an offloaded TCP connection
     /// that left ESTABLISHED (FIN, RST) goes back to the slow path for the rest of its close.
     pub fn tracked(&mut self, ct: &Table, id: ConnId) {
-        let Some(&(t, fid)) = self.flows.get(&id) else {
+        let Some((t, fid)) = self.flow_of(ct, id) else {
             return;
         };
         let open = ct
@@ -533,14 +543,22 @@ impl Offload {
     /// A packet of `id` in direction `dir` that arrived on `ingress` was forwarded by the
     /// slow path, whose walk applied `mangles` to it (beyond the kernel: the flow admitted
     /// later replays each direction's last ones instead of losing them).
-    pub fn forwarded_slow(&mut self, id: ConnId, dir: Direction, ingress: usize, mangles: Mangles) {
+    pub fn forwarded_slow(
+        &mut self,
+        ct: &mut Table,
+        id: ConnId,
+        dir: Direction,
+        ingress: usize,
+        mangles: Mangles,
+    ) {
         if !self.enabled {
             return;
         }
         let Ok(port) = u16::try_from(ingress) else {
             return;
         };
-        self.seen.entry(id).or_default()[dir.index()] = Some(port);
+        let Some(c) = ct.get_mut(id) else { return };
+        c.offload_ports[dir.index()] = port;
         if mangles != Mangles::default() {
             self.mangles.entry(id).or_default()[dir.index()] = mangles;
         } else if let Some(m) = self.mangles.get_mut(&id) {
@@ -574,10 +592,7 @@ impl Offload {
             self.refuse("udp_not_assured");
             return false;
         }
-        let Some(ports) = self.seen.get(&id).copied() else {
-            self.refuse("reply_not_seen");
-            return false;
-        };
+        let ports = c.offload_ports.map(|p| (p != u16::MAX).then_some(p));
         let mangles = self.mangles.get(&id).copied().unwrap_or_default();
         let paths = match Self::paths(c, ports, fib, topo) {
             Ok(p) => p,
@@ -600,7 +615,9 @@ impl Offload {
         };
         match rt.ft.admit(ct, &a, now) {
             Ok(fid) => {
-                self.flows.insert(id, (t, fid));
+                if let Some(c) = ct.get_mut(id) {
+                    c.offload_flow = flow_ref(t, fid).unwrap_or(0);
+                }
                 self.admitted += 1;
                 true
             }

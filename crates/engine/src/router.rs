@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use nft_conntrack::{
-    apply_rewrite, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
+    apply_rewrite, Conn, ConnId, CtError, CtState, Direction, Manip, NatRange, Outcome, ProtoState,
     Status, Table, Tuple,
 };
 use nft_flowtable::{FrameSlot, Mangles, SlotBuf};
@@ -27,8 +27,8 @@ use crate::fib::{Fib, NextHop, RouteKind};
 use crate::l2::{self, Ports, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::offload::Offload;
 use crate::rules::{
-    self, Actions, ChainType, CtInfo, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt,
-    Reject, RouteAnswer, Ruleset, State, TraceLine,
+    self, Actions, ChainType, CtFacts, CtInfo, CtK, Env, Hook, HookVerdict, LogSpec, NatKind,
+    NatSpec, Pkt, Reject, RouteAnswer, Ruleset, State, TraceLine,
 };
 use crate::topology::{Interface, Mac, Topology};
 
@@ -115,8 +115,18 @@ fn manip_done(m: Manip) -> Status {
     }
 }
 
-/// A NAT statement's spec with its evaluated address and port ranges.
-type NatRequest = (NatSpec, Option<(u128, u128)>, Option<(u16, u16)>);
+/// What a NAT statement asks, with its evaluated address and port ranges: the spec's
+/// scalars, not the spec (cloning its expressions cost an allocation-sized copy a binding).
+#[derive(Clone, Copy)]
+struct NatRequest {
+    kind: NatKind,
+    ipv6: bool,
+    persistent: bool,
+    random: bool,
+    fully_random: bool,
+    addr: Option<(u128, u128)>,
+    port: Option<(u16, u16)>,
+}
 
 /// The statements a chain handed over, carried out between chains.
 #[derive(Default)]
@@ -124,13 +134,26 @@ struct Act {
     nat: Option<NatRequest>,
     reject: Option<Reject>,
     /// The first `flow_adds` are this chain's; the strings stay between chains (in
-    /// `Router::flow_names`) so that a `flow add` on every packet allocates nothing.
+    /// `Router::act`) so that a `flow add` on every packet allocates nothing.
     flow_add: Vec<String>,
     flow_adds: usize,
     notrack: bool,
     logs: Vec<LogSpec>,
     dups: Vec<(Option<u128>, Option<u32>)>,
     fwd: Option<(Option<u128>, u32)>,
+}
+
+impl Act {
+    /// Ready for a chain run: nothing handed over yet, buffers kept.
+    fn begin(&mut self) {
+        self.nat = None;
+        self.reject = None;
+        self.flow_adds = 0;
+        self.notrack = false;
+        self.logs.clear();
+        self.dups.clear();
+        self.fwd = None;
+    }
 }
 
 impl Actions for Act {
@@ -142,7 +165,15 @@ impl Actions for Act {
         port: Option<(u16, u16)>,
     ) {
         // NAT is terminal, so a chain hands over at most one.
-        self.nat = Some((spec.clone(), addr, port));
+        self.nat = Some(NatRequest {
+            kind: spec.kind,
+            ipv6: spec.ipv6,
+            persistent: spec.persistent,
+            random: spec.random,
+            fully_random: spec.fully_random,
+            addr,
+            port,
+        });
     }
     fn reject(&mut self, _pkt: &Pkt, r: &Reject) {
         self.reject = Some(r.clone());
@@ -241,6 +272,69 @@ impl Env for RouterEnv<'_> {
     }
 }
 
+/// A packet's connection as rules read it: each field is read from the table's entry when a
+/// rule asks for it. Copying them all for every chain run (a [`CtInfo`]) cost about 450
+/// instructions a chain, and most chains read one field or none.
+struct LiveCt<'a> {
+    conn: &'a Conn,
+    handle: u64,
+    /// NF_CT_STATE bit of the packet (`ct state`).
+    state: u32,
+    reply: bool,
+    now: Duration,
+}
+
+impl CtFacts for LiveCt<'_> {
+    fn ct_get(&self, key: CtK, reply: Option<bool>) -> u128 {
+        let c = self.conn;
+        let t = if reply.unwrap_or(false) {
+            c.reply()
+        } else {
+            c.original()
+        };
+        let count = |f: fn(nft_conntrack::Counter) -> u64| match reply {
+            None => {
+                f(c.counter(Direction::Original)).saturating_add(f(c.counter(Direction::Reply)))
+            }
+            Some(false) => f(c.counter(Direction::Original)),
+            Some(true) => f(c.counter(Direction::Reply)),
+        };
+        match key {
+            CtK::State => self.state as u128,
+            CtK::Direction => self.reply as u128,
+            CtK::Status => c.status().bits() as u128,
+            CtK::Mark => c.mark as u128,
+            CtK::Expiration => c.expiration_ms(self.now).min(u32::MAX as u64) as u128,
+            CtK::L3Proto => {
+                if c.original().is_ipv4() {
+                    2
+                } else {
+                    10
+                }
+            }
+            CtK::Protocol => c.original().proto as u128,
+            CtK::Saddr => addr_bits(t.src),
+            CtK::Daddr => addr_bits(t.dst),
+            CtK::ProtoSrc => t.sport as u128,
+            CtK::ProtoDst => t.dport as u128,
+            CtK::Zone => c.zone() as u128,
+            CtK::Packets => count(|k| k.packets) as u128,
+            CtK::Bytes => count(|k| k.bytes) as u128,
+            CtK::AvgPkt => count(|k| k.bytes)
+                .checked_div(count(|k| k.packets))
+                .unwrap_or(0) as u128,
+            CtK::Label => c.labels(),
+            CtK::Id => c.id as u128,
+            CtK::Helper => c.helper().map_or(0, rules::ifname_value),
+            CtK::Secmark => c.secmark() as u128,
+        }
+    }
+
+    fn ct_handle(&self) -> u64 {
+        self.handle
+    }
+}
+
 /// One packet's state on its walk.
 struct Walk {
     iif: usize,
@@ -276,6 +370,10 @@ struct Walk {
     /// Live mode: the next hop whose MAC is being resolved; the frame waits in
     /// [`Router::held`] instead of leaving.
     hold: Option<IpAddr>,
+    /// `meta secmark`.
+    secmark: u32,
+    /// `tproxy` took the packet for a local socket: it is delivered to the host.
+    tproxy: bool,
 }
 
 /// What the walk decided for a packet that was not dropped.
@@ -303,8 +401,8 @@ pub struct Router {
     slots: Vec<FrameSlot>,
     sent: Vec<Sent>,
     tx: Vec<TxFrame>,
-    /// [`Act::flow_add`]'s strings, lent to each base chain's `Act`.
-    flow_names: Vec<String>,
+    /// The `Act` each base chain run borrows (its buffers are kept between runs).
+    act: Act,
     /// Fragments waiting for the rest of their datagram.
     defrag: Defrag,
     /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
@@ -384,7 +482,7 @@ impl Router {
             slots: vec![],
             sent: vec![],
             tx: vec![],
-            flow_names: vec![],
+            act: Act::default(),
             defrag: Defrag::new(DefragConfig::default()),
             unresolved: vec![],
             held: vec![],
@@ -663,6 +761,8 @@ impl Router {
             local: false,
             frags: None,
             hold: None,
+            secmark: 0,
+            tproxy: false,
         };
         let mut meta = meta;
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
@@ -733,7 +833,8 @@ impl Router {
                     ct_mark: w.ct_mark,
                     dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
                 };
-                self.offload.forwarded_slow(id, dir, ingress, mangles);
+                self.offload
+                    .forwarded_slow(&mut self.ct, id, dir, ingress, mangles);
                 if let Some((t, family)) = w.flow_add {
                     if self.offload.admit(
                         t,
@@ -879,7 +980,7 @@ impl Router {
             return Err(Drop::NotIp);
         };
         let _ = src;
-        let route = if is_mcast_or_bcast(dst) {
+        let route = if w.tproxy || is_mcast_or_bcast(dst) {
             Some(RouteKind::Local(w.iif))
         } else {
             self.fib.lookup(dst).map(|r| r.0.clone())
@@ -1097,41 +1198,12 @@ impl Router {
         Ok(())
     }
 
-    fn ct_info(&self, w: &Walk, now: Duration) -> Option<CtInfo> {
-        let Some((id, dir)) = w.conn else {
-            // invalid: conntrack looked and found nothing; untracked: `ct state` alone answers
-            return (w.tracked && w.state == CtState::Invalid).then(|| CtInfo {
-                state: CtState::Invalid.nft_bit(),
-                ..CtInfo::default()
-            });
-        };
-        let c = self.ct.get(id)?;
-        let (o, r) = (c.original(), c.reply());
-        let (k0, k1) = (c.counter(Direction::Original), c.counter(Direction::Reply));
-        Some(CtInfo {
-            state: w.state.nft_bit(),
-            reply: dir == Direction::Reply,
-            status: c.status().bits(),
-            mark: c.mark,
-            expiration_ms: c.expiration_ms(now).min(u32::MAX as u64) as u32,
-            zone: c.zone(),
-            l3proto: if o.is_ipv4() { 2 } else { 10 },
-            protocol: o.proto,
-            orig_src: addr_bits(o.src),
-            orig_dst: addr_bits(o.dst),
-            orig_sport: o.sport,
-            orig_dport: o.dport,
-            reply_src: addr_bits(r.src),
-            reply_dst: addr_bits(r.dst),
-            reply_sport: r.sport,
-            reply_dport: r.dport,
-            packets: [k0.packets, k1.packets],
-            bytes: [k0.bytes, k1.bytes],
-            label: c.labels(),
-            id: c.id,
-            helper: c.helper().map_or(0, rules::ifname_value),
-            confirmed: c.is_confirmed(),
-            handle: id.to_bits(),
+    /// What rules see of a packet without a connection: invalid (conntrack looked and found
+    /// nothing) or untracked (`ct state` alone answers). With a connection, [`LiveCt`].
+    fn ct_info(w: &Walk) -> Option<CtInfo> {
+        (w.conn.is_none() && w.tracked && w.state == CtState::Invalid).then(|| CtInfo {
+            state: CtState::Invalid.nft_bit(),
+            ..CtInfo::default()
         })
     }
 
@@ -1219,11 +1291,9 @@ impl Router {
                 }
             }
             let family = b.family;
-            let ct = self.ct_info(w, now);
-            let mut act = Act {
-                flow_add: std::mem::take(&mut self.flow_names),
-                ..Act::default()
-            };
+            let ct = Self::ct_info(w);
+            // one `Act` for every chain run, used in place, so that its buffers are made once
+            self.act.begin();
             let mut trace_lines: Vec<TraceLine> = vec![];
             let (verdict, by_policy, upd) = {
                 let env = RouterEnv {
@@ -1240,14 +1310,28 @@ impl Router {
                         self.ifnames.get(w.iif).copied().unwrap_or(0),
                     )
                 };
+                let live = w.conn.and_then(|(id, dir)| {
+                    self.ct.get(id).map(|conn| LiveCt {
+                        conn,
+                        handle: id.to_bits(),
+                        state: w.state.nft_bit(),
+                        reply: dir == Direction::Reply,
+                        now,
+                    })
+                });
                 let mut pkt = rules::pkt_view(buf, meta, iif, iifname);
                 pkt.mark = w.mark;
                 pkt.priority = w.priority;
                 pkt.nftrace = w.nftrace;
                 pkt.pkttype = w.pkttype;
-                pkt.ct = ct;
+                pkt.secmark = w.secmark;
+                if ct.is_some() {
+                    // (a large copy, only for packets without a connection)
+                    pkt.ct = ct;
+                }
+                pkt.conn = live.as_ref().map(|l| l as &dyn CtFacts);
                 pkt.env = Some(&env);
-                if ct.is_none() && w.zone != 0 {
+                if ct.is_none() && live.is_none() && w.zone != 0 {
                     pkt.new_ct_zone = Some(w.zone);
                 }
                 if let Some(o) = w.oif {
@@ -1273,7 +1357,7 @@ impl Router {
                     b,
                     &mut pkt,
                     now_ns,
-                    &mut act,
+                    &mut self.act,
                     tr,
                 );
                 let upd = PktUpdate {
@@ -1285,12 +1369,18 @@ impl Router {
                     ct_label: pkt.new_ct_label,
                     ct_helper: pkt.new_ct_helper.take(),
                     mangled: pkt.mangled,
+                    secmark: pkt.secmark,
+                    ct_secmark: pkt.new_ct_secmark,
+                    ct_timeout: pkt.new_ct_timeout,
+                    ct_expect: std::mem::take(&mut pkt.new_ct_expect),
+                    tproxy: pkt.tproxy.is_some(),
                 };
                 (v, p, upd)
             };
             w.mark = upd.mark;
             w.priority = upd.priority;
             w.nftrace = upd.nftrace;
+            self.apply_features(w, &upd, now);
             if let Some(z) = upd.ct_zone {
                 // a zone picks the table conntrack looks in: it counts before the lookup only
                 if w.conn.is_none() {
@@ -1300,7 +1390,8 @@ impl Router {
             if upd.mangled {
                 *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
             }
-            if let Some((id, _)) = w.conn {
+            let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
+            if let Some((id, _)) = w.conn.filter(|_| ct_set) {
                 if let Some(c) = self.ct.get_mut(id) {
                     if let Some(m) = upd.ct_mark {
                         c.mark = m;
@@ -1321,19 +1412,23 @@ impl Router {
                 let base_chain = self.rules.base[i - 1].chain;
                 self.record_trace(base_chain, &trace_lines, verdict, by_policy);
             }
-            for spec in std::mem::take(&mut act.logs) {
-                self.log_line(w, buf, meta, hook, &spec);
+            if !self.act.logs.is_empty() {
+                for spec in std::mem::take(&mut self.act.logs) {
+                    self.log_line(w, buf, meta, hook, &spec);
+                }
             }
-            for (addr, dev) in std::mem::take(&mut act.dups) {
-                self.send_copy(w, buf, meta, addr, dev, false, out);
+            if !self.act.dups.is_empty() {
+                for (addr, dev) in std::mem::take(&mut self.act.dups) {
+                    self.send_copy(w, buf, meta, addr, dev, false, out);
+                }
             }
-            if let Some((addr, dev)) = act.fwd.take() {
+            if let Some((addr, dev)) = self.act.fwd.take() {
                 self.send_copy(w, buf, meta, addr, Some(dev), true, out);
             }
-            if act.notrack {
+            if self.act.notrack {
                 w.notrack = true;
             }
-            for ft in act.flow_add.iter().take(act.flow_adds) {
+            for ft in self.act.flow_add.iter().take(self.act.flow_adds) {
                 self.counters.flow_add_requests += 1;
                 let conn = w.conn.and_then(|(id, _)| self.ct.get(id));
                 match admission::admit(hook, family, conn, meta) {
@@ -1347,14 +1442,13 @@ impl Router {
                     Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
                 }
             }
-            if let Some(r) = act.reject.take() {
+            if let Some(r) = self.act.reject.take() {
                 if !w.local {
                     self.send_reject(w, buf, meta, &r, now, out);
                 }
             }
-            self.flow_names = std::mem::take(&mut act.flow_add);
-            if let Some((spec, addr, port)) = act.nat.take() {
-                self.bind_nat(w, &spec, addr, port)?;
+            if let Some(req) = self.act.nat.take() {
+                self.bind_nat(w, &req)?;
             }
             match verdict {
                 HookVerdict::Accept => {}
@@ -1365,6 +1459,41 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// What `meta secmark set`, `ct secmark set`, `ct timeout set`, `ct expectation set` and
+    /// `tproxy` asked of a chain, carried out on the walk and its connection.
+    fn apply_features(&mut self, w: &mut Walk, upd: &PktUpdate, now: Duration) {
+        w.secmark = upd.secmark;
+        if upd.tproxy {
+            w.tproxy = true;
+        }
+        let Some((id, _)) = w.conn else { return };
+        if let Some(s) = upd.ct_secmark {
+            if let Some(c) = self.ct.get_mut(id) {
+                c.set_secmark(s);
+            }
+        }
+        if let Some(spec) = upd.ct_timeout.and_then(|i| self.rules.ct_timeouts.get(i)) {
+            // the rule checked the protocol and that the connection is new
+            let _ = self.ct.set_timeout_policy(id, &spec.policy, now);
+        }
+        for spec in upd
+            .ct_expect
+            .iter()
+            .filter_map(|i| self.rules.ct_expects.get(*i))
+        {
+            let timeout = Duration::from_millis(spec.timeout_ms);
+            let _ = self.ct.expect(
+                id,
+                spec.l3proto,
+                spec.l4proto,
+                spec.dport,
+                timeout,
+                spec.size,
+                now,
+            );
+        }
     }
 
     /// `dup` and `fwd`: the packet as it stands, out of interface `dev` (as `meta oif`
@@ -1661,13 +1790,8 @@ impl Router {
             .find(|a| a.is_ipv6() == v6)
     }
 
-    fn bind_nat(
-        &mut self,
-        w: &Walk,
-        spec: &NatSpec,
-        addr: Option<(u128, u128)>,
-        port: Option<(u16, u16)>,
-    ) -> Result<(), Drop> {
+    fn bind_nat(&mut self, w: &Walk, spec: &NatRequest) -> Result<(), Drop> {
+        let (addr, port) = (spec.addr, spec.port);
         let Some((id, _)) = w.conn else { return Ok(()) };
         if addr.is_some() && spec.ipv6 != w.v6 && matches!(spec.kind, NatKind::Snat | NatKind::Dnat)
         {
@@ -1864,6 +1988,8 @@ impl Router {
             local: true,
             frags: None,
             hold: None,
+            secmark: 0,
+            tproxy: false,
         };
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
@@ -2256,6 +2382,11 @@ struct PktUpdate {
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
+    secmark: u32,
+    ct_secmark: Option<u32>,
+    ct_timeout: Option<usize>,
+    ct_expect: Vec<usize>,
+    tproxy: bool,
 }
 
 /// The DSCP of an IP packet (six bits), `None` for anything else.
@@ -2280,4 +2411,138 @@ fn decrement_ttl(buf: &mut [u8], meta: &mut PacketMeta) {
         _ => return,
     }
     meta.ttl = meta.ttl.saturating_sub(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every fact as the copied record had it, for comparison with [`LiveCt`].
+    fn copied(c: &Conn, id: ConnId, dir: Direction, state: CtState, now: Duration) -> CtInfo {
+        let (o, r) = (c.original(), c.reply());
+        let (k0, k1) = (c.counter(Direction::Original), c.counter(Direction::Reply));
+        CtInfo {
+            state: state.nft_bit(),
+            reply: dir == Direction::Reply,
+            status: c.status().bits(),
+            mark: c.mark,
+            expiration_ms: c.expiration_ms(now).min(u32::MAX as u64) as u32,
+            zone: c.zone(),
+            l3proto: if o.is_ipv4() { 2 } else { 10 },
+            protocol: o.proto,
+            orig_src: addr_bits(o.src),
+            orig_dst: addr_bits(o.dst),
+            orig_sport: o.sport,
+            orig_dport: o.dport,
+            reply_src: addr_bits(r.src),
+            reply_dst: addr_bits(r.dst),
+            reply_sport: r.sport,
+            reply_dport: r.dport,
+            packets: [k0.packets, k1.packets],
+            bytes: [k0.bytes, k1.bytes],
+            label: c.labels(),
+            id: c.id,
+            helper: c.helper().map_or(0, rules::ifname_value),
+            confirmed: c.is_confirmed(),
+            secmark: c.secmark(),
+            handle: id.to_bits(),
+        }
+    }
+
+    fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, len: usize) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(src, dst, 64)
+            .udp(sport, dport);
+        let mut out = vec![];
+        b.write(&mut out, &vec![7u8; len]).unwrap();
+        out
+    }
+
+    /// The lazy view answers every `ct` key, in each direction and with none, exactly as the
+    /// record copied for every chain did: a masqueraded connection with a mark, labels, a
+    /// helper, a reply and accounting.
+    #[test]
+    fn live_view_reads_what_the_copy_had() {
+        let mut t = Table::new(nft_conntrack::Config {
+            accounting: true,
+            ..Default::default()
+        });
+        let now = Duration::from_secs(3);
+        let out = udp([192, 168, 1, 10], [198, 19, 0, 1], 40000, 443, 30);
+        let meta = parse_frame(&out).unwrap();
+        let (id, _) = t.process(&meta, 0, now).conn().unwrap();
+        let wan: IpAddr = "203.0.113.1".parse().unwrap();
+        t.masquerade(id, wan, 2, &NatRange::default()).unwrap();
+        {
+            let c = t.get_mut(id).unwrap();
+            c.mark = 0x2a;
+            c.set_label(3);
+            c.set_label(100);
+            c.set_helper("ftp");
+        }
+        t.confirm(id, now).unwrap();
+        let r = t.get(id).unwrap().reply();
+        let back = udp([198, 19, 0, 1], [203, 0, 113, 1], 443, r.dport, 100);
+        let later = now + Duration::from_millis(1500);
+        let bmeta = parse_frame(&back).unwrap();
+        let (_, bdir) = t.process(&bmeta, 0, later).conn().unwrap();
+        assert_eq!(bdir, Direction::Reply);
+        let keys = [
+            CtK::State,
+            CtK::Direction,
+            CtK::Status,
+            CtK::Mark,
+            CtK::Expiration,
+            CtK::L3Proto,
+            CtK::Protocol,
+            CtK::Saddr,
+            CtK::Daddr,
+            CtK::ProtoSrc,
+            CtK::ProtoDst,
+            CtK::Zone,
+            CtK::Packets,
+            CtK::Bytes,
+            CtK::Label,
+            CtK::Id,
+            CtK::AvgPkt,
+            CtK::Helper,
+            CtK::Secmark,
+        ];
+        let c = t.get(id).unwrap();
+        assert_eq!(c.counter(Direction::Reply).packets, 1);
+        for (dir, state) in [
+            (Direction::Original, CtState::New),
+            (Direction::Reply, CtState::Established),
+        ] {
+            let info = copied(c, id, dir, state, later);
+            let live = LiveCt {
+                conn: c,
+                handle: id.to_bits(),
+                state: state.nft_bit(),
+                reply: dir == Direction::Reply,
+                now: later,
+            };
+            assert_eq!(live.ct_handle(), info.ct_handle());
+            for k in keys {
+                for r in [None, Some(false), Some(true)] {
+                    assert_eq!(live.ct_get(k, r), info.ct_get(k, r), "{k:?} {r:?} {dir:?}");
+                }
+            }
+        }
+        // the values are the connection's, not defaults
+        let live = LiveCt {
+            conn: c,
+            handle: id.to_bits(),
+            state: CtState::Established.nft_bit(),
+            reply: true,
+            now: later,
+        };
+        assert_eq!(live.ct_get(CtK::Saddr, Some(true)), 0xc613_0001);
+        assert_eq!(live.ct_get(CtK::Daddr, Some(true)), 0xcb00_7101);
+        assert_eq!(live.ct_get(CtK::Mark, None), 0x2a);
+        assert_eq!(live.ct_get(CtK::Label, None), 1 << 3 | 1 << 100);
+        assert_eq!(live.ct_get(CtK::Packets, None), 2);
+        assert_eq!(live.ct_get(CtK::Helper, None), rules::ifname_value("ftp"));
+        assert_eq!(live.ct_get(CtK::Direction, None), 1);
+    }
 }

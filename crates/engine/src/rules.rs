@@ -153,6 +153,37 @@ pub enum Load {
         modulus: u32,
         offset: u32,
     },
+    /// A field of a header inside a tunnel (`udp dport 4789 vxlan ip saddr`, `gre ip
+    /// saddr`): `l3` is the inner ethertype and `l4` the inner transport protocol the field
+    /// needs (the dependencies nft adds inside the tunnel).
+    Inner {
+        tunnel: crate::extmatch::Tunnel,
+        base: crate::extmatch::InnerBase,
+        offset: u32,
+        bits: u32,
+        l3: Option<u16>,
+        l4: Option<u8>,
+    },
+    /// An SCTP chunk field (offset from the chunk header), or its presence.
+    SctpChunk {
+        ty: u8,
+        offset: u32,
+        bits: u32,
+        present: bool,
+    },
+    /// `dccp option N`: 1 or 0.
+    DccpOpt(u8),
+    /// `socket ...`: the local socket the packet belongs to. The dataplane has none (the
+    /// router's own sockets live in the host's stack), so the load fails as
+    /// `nft_socket_eval` does without a socket.
+    Socket,
+    /// `ipsec in|out ...`: the packet's IPsec state. No packet here went through an xfrm
+    /// transform (no SA), so the load fails as `nft_xfrm` does without one.
+    Ipsec {
+        out: bool,
+    },
+    /// `osf name|version`: see [`crate::extmatch::osf`].
+    Osf,
 }
 
 /// `fib saddr . iif oif`: which address, which interface constraint, what result.
@@ -217,6 +248,10 @@ pub enum MetaK {
     Time,
     Day,
     Hour,
+    /// `meta secmark`: the security mark rules set (`meta secmark set`).
+    Secmark,
+    /// `meta ipsec`: whether the packet came through an IPsec transform (never here).
+    Ipsec,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,6 +274,7 @@ pub enum CtK {
     Id,
     AvgPkt,
     Helper,
+    Secmark,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -381,6 +417,9 @@ pub enum ObjKind {
     Quota,
     Limit,
     CtHelper,
+    CtTimeout,
+    CtExpect,
+    Secmark,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -442,6 +481,42 @@ pub enum Op {
         dev: Value,
         v6: bool,
     },
+    /// `ct timeout set "name"`: the connection's state timeouts become the object's
+    /// (index into [`Ruleset::ct_timeouts`]).
+    SetCtTimeout(usize),
+    /// `ct expectation set "name"` (index into [`Ruleset::ct_expects`]).
+    CtExpect(usize),
+    /// `meta secmark set "name"`: the secmark object's security id.
+    SetSecmark(u32),
+    /// `tproxy [ip|ip6] to [ADDR][:PORT]`: the packet is for a local socket at that address
+    /// and port; the router delivers it to the host.
+    Tproxy {
+        addr: Option<u128>,
+        port: Option<u16>,
+        v6: Option<bool>,
+    },
+}
+
+/// A `ct timeout` object: the transport protocol it applies to and its state timeouts, in
+/// seconds, by the names nft gives them (`established`, `unreplied`, ...). States it does not
+/// name keep the defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtTimeoutSpec {
+    pub l4proto: u8,
+    pub policy: Vec<(String, u64)>,
+}
+
+/// A `ct expectation` object: the connection it announces (from the answering side to the
+/// connection's source, to `dport`), how long the announcement lasts, and how many a
+/// connection may have at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtExpectSpec {
+    /// NFPROTO of the object (`l3proto`); None takes the connection's.
+    pub l3proto: Option<u8>,
+    pub l4proto: u8,
+    pub dport: u16,
+    pub timeout_ms: u64,
+    pub size: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -613,6 +688,10 @@ pub struct Ruleset {
     pub objects: HashMap<(String, ObjKind, String), usize>,
     /// Helper names of `ct helper` objects.
     pub helpers: Vec<String>,
+    pub ct_timeouts: Vec<CtTimeoutSpec>,
+    pub ct_expects: Vec<CtExpectSpec>,
+    /// Contexts of `secmark` objects; object `i` has security id `i + 1`.
+    pub secmarks: Vec<String>,
     pub flowtables: Vec<(String, ast::Flowtable)>,
 }
 
@@ -770,6 +849,8 @@ fn meta_k(name: &str) -> Option<MetaK> {
         "time" => MetaK::Time,
         "day" => MetaK::Day,
         "hour" => MetaK::Hour,
+        "secmark" => MetaK::Secmark,
+        "ipsec" | "secpath" => MetaK::Ipsec,
         _ => return None,
     })
 }
@@ -794,6 +875,7 @@ fn ct_k(name: &str) -> Option<CtK> {
         "id" => CtK::Id,
         "avgpkt" => CtK::AvgPkt,
         "helper" => CtK::Helper,
+        "secmark" => CtK::Secmark,
         _ => return None,
     })
 }
@@ -864,6 +946,9 @@ impl Compiler<'_> {
 
     fn load1(&mut self, e: &Expr) -> Result<Load, CompileError> {
         match &e.kind {
+            ExprKind::Payload { proto: p, field } if inner_tunnel(p).is_some() => {
+                self.inner_load(p, field)
+            }
             ExprKind::Payload { proto: p, field } => {
                 let f = proto::payload_field(p, field)
                     .ok_or_else(|| self.err(format!("payload {p} {field}")))?;
@@ -1113,8 +1198,102 @@ impl Compiler<'_> {
                     },
                 })
             }
+            ExprKind::SctpChunk { chunk, field } => {
+                let ty = proto::sctp_chunk_type(chunk)
+                    .ok_or_else(|| self.err(format!("sctp chunk {chunk}")))?;
+                match field {
+                    None => Ok(Load::SctpChunk {
+                        ty,
+                        offset: 0,
+                        bits: 8,
+                        present: true,
+                    }),
+                    Some(fl) => {
+                        let f = proto::sctp_chunk_field(chunk, fl)
+                            .ok_or_else(|| self.err(format!("sctp chunk {chunk} {fl}")))?;
+                        Ok(Load::SctpChunk {
+                            ty,
+                            offset: f.offset,
+                            bits: f.bits,
+                            present: false,
+                        })
+                    }
+                }
+            }
+            ExprKind::DccpOpt(n) => {
+                let n = u8::try_from(*n).map_err(|_| self.err(format!("dccp option {n}")))?;
+                Ok(Load::DccpOpt(n))
+            }
+            ExprKind::Socket { .. } => Ok(Load::Socket),
+            ExprKind::Ipsec { dir, .. } => Ok(Load::Ipsec { out: dir == "out" }),
+            ExprKind::Osf { .. } => Ok(Load::Osf),
             other => Err(self.err(format!("expression {}", kind_name(other)))),
         }
+    }
+
+    /// A field inside a tunnel: `vxlan vni` (the tunnel header), `vxlan ip saddr`, `gre tcp
+    /// dport`. The guards are what nft adds before it: the outer protocol (UDP for VXLAN and
+    /// Geneve, whose port the rule matched first; GRE), and inside, the network or transport
+    /// protocol the field belongs to.
+    fn inner_load(&mut self, p: &str, field: &str) -> Result<Load, CompileError> {
+        use crate::extmatch::InnerBase;
+        let (tunnel, inner) = match proto::split_inner(p) {
+            Some((t, i)) => (t, Some(i)),
+            None => (p, None),
+        };
+        let t = crate::extmatch::Tunnel::parse(tunnel)
+            .ok_or_else(|| self.err(format!("inner header {p} {field}")))?;
+        let Some(inner) = inner else {
+            // the tunnel's own header
+            let f = proto::payload_field(p, field)
+                .ok_or_else(|| self.err(format!("payload {p} {field}")))?;
+            return Ok(Load::Inner {
+                tunnel: t,
+                base: InnerBase::Tunnel,
+                offset: f.offset,
+                bits: f.bits,
+                l3: None,
+                l4: None,
+            });
+        };
+        let f = proto::payload_field(inner, field)
+            .ok_or_else(|| self.err(format!("payload {p} {field}")))?;
+        let pr = proto::protocol(inner).ok_or_else(|| self.err(format!("protocol {p}")))?;
+        let mut offset = f.offset;
+        let (l3, l4) = match inner {
+            "vlan" => {
+                offset += proto::header_bits("ether").unwrap_or(112);
+                (Some(0x8100), None)
+            }
+            "arp" => (Some(0x0806), None),
+            "ip" | "icmp" | "igmp" => (Some(0x0800), pr.number.map(|n| n as u8)),
+            "ip6" | "icmpv6" => (Some(0x86dd), pr.number.map(|n| n as u8)),
+            _ => (None, pr.number.map(|n| n as u8)),
+        };
+        let (l3, l4) = match pr.layer {
+            proto::Layer::Network => (l3, None),
+            _ => (l3.filter(|_| pr.layer == proto::Layer::Link), l4),
+        };
+        // ICMP rides on a network protocol of its own
+        let l3 = match inner {
+            "icmp" => Some(0x0800),
+            "icmpv6" => Some(0x86dd),
+            _ => l3,
+        };
+        let base = match f.base {
+            Base::Link => InnerBase::Link,
+            Base::Network => InnerBase::Network,
+            Base::Transport => InnerBase::Transport,
+            Base::Inner => InnerBase::Tunnel,
+        };
+        Ok(Load::Inner {
+            tunnel: t,
+            base,
+            offset,
+            bits: f.bits,
+            l3,
+            l4,
+        })
     }
 
     fn value(&mut self, e: &Expr) -> Result<Value, CompileError> {
@@ -1345,12 +1524,18 @@ impl Compiler<'_> {
                 match &key.kind {
                     ExprKind::Meta(k) => match meta_k(k) {
                         Some(
-                            m @ (MetaK::Mark | MetaK::Priority | MetaK::PktType | MetaK::Nftrace),
+                            m @ (MetaK::Mark
+                            | MetaK::Priority
+                            | MetaK::PktType
+                            | MetaK::Nftrace
+                            | MetaK::Secmark),
                         ) => ops.push(Op::SetMeta(m, v)),
                         _ => return Err(self.err(format!("meta {k} set"))),
                     },
                     ExprKind::Ct { key: k, .. } => match ct_k(k) {
-                        Some(c @ (CtK::Mark | CtK::Zone | CtK::Label)) => ops.push(Op::SetCt(c, v)),
+                        Some(c @ (CtK::Mark | CtK::Zone | CtK::Label | CtK::Secmark)) => {
+                            ops.push(Op::SetCt(c, v))
+                        }
                         _ => return Err(self.err(format!("ct {k} set"))),
                     },
                     ExprKind::TcpOpt {
@@ -1453,6 +1638,9 @@ impl Compiler<'_> {
                     "quota" => ObjKind::Quota,
                     "limit" => ObjKind::Limit,
                     "ct helper" => ObjKind::CtHelper,
+                    "ct timeout" => ObjKind::CtTimeout,
+                    "ct expectation" => ObjKind::CtExpect,
+                    "secmark" => ObjKind::Secmark,
                     other => return Err(self.err(format!("{other} objects"))),
                 };
                 match &name.kind {
@@ -1470,7 +1658,18 @@ impl Compiler<'_> {
                             ObjKind::Quota => Op::Quota(i),
                             ObjKind::Limit => Op::Limit(i),
                             ObjKind::CtHelper => Op::SetCtHelper(self.out.helpers[i].clone()),
+                            ObjKind::CtTimeout => Op::SetCtTimeout(i),
+                            ObjKind::CtExpect => Op::CtExpect(i),
+                            ObjKind::Secmark => Op::SetSecmark(i as u32 + 1),
                         });
+                    }
+                    ExprKind::Map(..)
+                        if matches!(
+                            k,
+                            ObjKind::CtTimeout | ObjKind::CtExpect | ObjKind::Secmark
+                        ) =>
+                    {
+                        return Err(self.err(format!("{kind} map")))
                     }
                     ExprKind::Map(key, m) => {
                         let keys = self.load(key)?;
@@ -1525,10 +1724,27 @@ impl Compiler<'_> {
                 });
                 self.out.connlimits += 1;
             }
-            StmtKind::Tproxy { .. } => {
-                return Err(self.err(
-                    "tproxy (transparent proxying to a local socket; the dataplane has no sockets)",
-                ))
+            StmtKind::Tproxy { family, addr, port } => {
+                let addr = match addr {
+                    Some(a) => match self.value(a)? {
+                        Value::Const(c) => Some(c),
+                        _ => return Err(self.err("tproxy to a computed address")),
+                    },
+                    None => None,
+                };
+                let port = match port {
+                    Some(p) => match self.value(p)? {
+                        Value::Const(c) => Some(c as u16),
+                        _ => return Err(self.err("tproxy to a computed port")),
+                    },
+                    None => None,
+                };
+                let v6 = match (family.as_deref(), self.table.family) {
+                    (Some("ip"), _) | (None, Family::Ip) => Some(false),
+                    (Some("ip6"), _) | (None, Family::Ip6) => Some(true),
+                    _ => None,
+                };
+                ops.push(Op::Tproxy { addr, port, v6 });
             }
             StmtKind::Synproxy { .. } => {
                 return Err(self.err("synproxy (SYN cookies answered by the router)"))
@@ -1537,6 +1753,21 @@ impl Compiler<'_> {
         }
         Ok(())
     }
+}
+
+/// The transport protocol number of a `ct timeout` or `ct expectation` object.
+fn l4proto_number(p: &str) -> Option<u8> {
+    Some(match p {
+        "tcp" => 6,
+        "udp" => 17,
+        "udplite" => 136,
+        "icmp" => 1,
+        "icmpv6" => 58,
+        "sctp" => 132,
+        "dccp" => 33,
+        "gre" => 47,
+        other => other.parse().ok()?,
+    })
 }
 
 fn limit_spec(l: &ast::LimitStmt) -> LimitSpec {
@@ -1646,6 +1877,16 @@ fn prefix_mask(bits: u32, len: u32) -> u128 {
         0
     } else {
         full & !(full >> len)
+    }
+}
+
+/// The tunnel of an inner-header field (`vxlan ip saddr`, `vxlan vni`), None for any other
+/// payload (`gre flags` is the outer GRE header).
+fn inner_tunnel(p: &str) -> Option<&str> {
+    match proto::split_inner(p) {
+        Some((t, _)) => Some(t),
+        None if matches!(p, "vxlan" | "geneve") => Some(p),
+        None => None,
     }
 }
 
@@ -1796,6 +2037,58 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                     out.helpers.push(name.clone());
                     (ObjKind::CtHelper, out.helpers.len() - 1)
                 }
+                ast::ObjBody::CtTimeout { proto, policy, .. } => {
+                    let l4proto = l4proto_number(proto).ok_or_else(|| {
+                        bad(format!("ct timeout protocol {proto}"), &t.name, &o.name)
+                    })?;
+                    nft_conntrack::Timeouts::default()
+                        .with_policy(l4proto, policy)
+                        .map_err(|w| bad(format!("ct timeout {w}"), &t.name, &o.name))?;
+                    out.ct_timeouts.push(CtTimeoutSpec {
+                        l4proto,
+                        policy: policy.clone(),
+                    });
+                    (ObjKind::CtTimeout, out.ct_timeouts.len() - 1)
+                }
+                ast::ObjBody::CtExpect {
+                    proto,
+                    dport,
+                    timeout,
+                    size,
+                    l3proto,
+                } => {
+                    let l4proto = l4proto_number(proto).ok_or_else(|| {
+                        bad(format!("ct expectation protocol {proto}"), &t.name, &o.name)
+                    })?;
+                    let l3proto = match l3proto.as_deref() {
+                        Some("ip") => Some(2),
+                        Some("ip6") => Some(10),
+                        None | Some("inet") => match t.family {
+                            Family::Ip => Some(2),
+                            Family::Ip6 => Some(10),
+                            _ => None,
+                        },
+                        Some(other) => {
+                            return Err(bad(
+                                format!("ct expectation l3proto {other}"),
+                                &t.name,
+                                &o.name,
+                            ))
+                        }
+                    };
+                    out.ct_expects.push(CtExpectSpec {
+                        l3proto,
+                        l4proto,
+                        dport: *dport as u16,
+                        timeout_ms: *timeout,
+                        size: *size,
+                    });
+                    (ObjKind::CtExpect, out.ct_expects.len() - 1)
+                }
+                ast::ObjBody::Secmark(ctx) => {
+                    out.secmarks.push(ctx.clone());
+                    (ObjKind::Secmark, out.secmarks.len() - 1)
+                }
                 // referenced objects of other kinds fail at the reference, naming it
                 _ => continue,
             };
@@ -1902,9 +2195,85 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
             }
         }
     }
+    check_hooks(&out)?;
     // stable: equal priorities keep table order, as the kernel keeps registration order
     out.base.sort_by_key(|b| (b.hook, b.order, b.prio));
     Ok(out)
+}
+
+/// Expressions the kernel allows in some hooks only (their `validate` callbacks), and which.
+fn hook_limited(op: &Op) -> Option<(&'static str, &'static [Hook])> {
+    use Hook::*;
+    let loads: &[Load] = match op {
+        Op::Tproxy { .. } => return Some(("tproxy", &[Prerouting])),
+        Op::Match(m) => &m.loads,
+        Op::Vmap { keys, .. } => keys,
+        _ => return None,
+    };
+    loads.iter().find_map(|l| match l {
+        Load::Socket => Some(("socket", &[Prerouting, Input, Output][..])),
+        Load::Osf => Some(("osf", &[Prerouting, Input, Forward][..])),
+        Load::Ipsec { out: false } => Some(("ipsec in", &[Prerouting, Input, Forward][..])),
+        Load::Ipsec { out: true } => Some(("ipsec out", &[Forward, Output, Postrouting][..])),
+        _ => None,
+    })
+}
+
+/// Refuses a ruleset that uses a hook-limited expression in a chain reachable from a base
+/// chain of another hook, as the kernel's chain validation does.
+fn check_hooks(rs: &Ruleset) -> Result<(), CompileError> {
+    for b in &rs.base {
+        let mut seen = vec![false; rs.chains.len()];
+        let mut todo = vec![b.chain];
+        while let Some(ci) = todo.pop() {
+            if std::mem::replace(&mut seen[ci], true) {
+                continue;
+            }
+            let c = &rs.chains[ci];
+            for r in &c.rules {
+                for op in &r.ops {
+                    if let Some((what, hooks)) = hook_limited(op) {
+                        if !hooks.contains(&b.hook) {
+                            let allowed: Vec<String> = hooks
+                                .iter()
+                                .map(|h| format!("{h:?}").to_lowercase())
+                                .collect();
+                            return Err(bad(
+                                format!(
+                                    "{what} in a {} chain (the kernel allows it in {} only)",
+                                    format!("{:?}", b.hook).to_lowercase(),
+                                    allowed.join(", ")
+                                ),
+                                &c.table,
+                                &c.name,
+                            ));
+                        }
+                    }
+                    let mut jump = |v: &Verdict| {
+                        if let Verdict::Jump(t) | Verdict::Goto(t) = v {
+                            if *t < seen.len() {
+                                todo.push(*t);
+                            }
+                        }
+                    };
+                    match op {
+                        Op::Verdict(v) => jump(v),
+                        Op::Vmap { map, .. } => {
+                            if let Some(s) = rs.sets.get(*map) {
+                                for d in s.exact.values().chain(s.ranges.iter().map(|r| &r.1)) {
+                                    if let SetData::Verdict(v) = d {
+                                        jump(v);
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 // ---- execution -----------------------------------------------------------------------------
@@ -1938,8 +2307,78 @@ pub struct CtInfo {
     pub helper: u128,
     /// Whether the connection is in the table yet (helpers attach before that only).
     pub confirmed: bool,
+    /// `ct secmark`.
+    pub secmark: u32,
     /// What [`Env::conn_alive`] takes to find this connection again (`ct count`).
     pub handle: u64,
+}
+
+/// Conntrack facts as rules read them, before this walk's `ct ... set` (which [`Pkt`] holds).
+/// The router implements it on its connection, so that a chain run reads only the fields its
+/// rules ask for (most read one or none) instead of copying them all for every chain;
+/// [`CtInfo`] implements it on copied values.
+pub trait CtFacts {
+    /// The value of `key`; `reply` is the direction an expression names (`ct original
+    /// saddr`), `None` when it names none.
+    fn ct_get(&self, key: CtK, reply: Option<bool>) -> u128;
+    /// What [`Env::conn_alive`] takes to find this connection again (`ct count`); 0: none.
+    fn ct_handle(&self) -> u64;
+}
+
+impl CtFacts for CtInfo {
+    fn ct_get(&self, key: CtK, reply: Option<bool>) -> u128 {
+        let ct = self;
+        let rep = reply.unwrap_or(false);
+        match key {
+            CtK::State => ct.state as u128,
+            CtK::Direction => ct.reply as u128,
+            CtK::Status => ct.status as u128,
+            CtK::Mark => ct.mark as u128,
+            CtK::Expiration => ct.expiration_ms as u128,
+            CtK::L3Proto => ct.l3proto as u128,
+            CtK::Protocol => ct.protocol as u128,
+            CtK::Saddr => {
+                if rep {
+                    ct.reply_src
+                } else {
+                    ct.orig_src
+                }
+            }
+            CtK::Daddr => {
+                if rep {
+                    ct.reply_dst
+                } else {
+                    ct.orig_dst
+                }
+            }
+            CtK::ProtoSrc => (if rep { ct.reply_sport } else { ct.orig_sport }) as u128,
+            CtK::ProtoDst => (if rep { ct.reply_dport } else { ct.orig_dport }) as u128,
+            CtK::Zone => ct.zone as u128,
+            CtK::Packets => match reply {
+                None => (ct.packets[0] + ct.packets[1]) as u128,
+                Some(r) => ct.packets[r as usize] as u128,
+            },
+            CtK::Bytes => match reply {
+                None => (ct.bytes[0] + ct.bytes[1]) as u128,
+                Some(r) => ct.bytes[r as usize] as u128,
+            },
+            CtK::AvgPkt => {
+                let (p, b) = match reply {
+                    None => (ct.packets[0] + ct.packets[1], ct.bytes[0] + ct.bytes[1]),
+                    Some(r) => (ct.packets[r as usize], ct.bytes[r as usize]),
+                };
+                b.checked_div(p).unwrap_or(0) as u128
+            }
+            CtK::Label => ct.label,
+            CtK::Id => ct.id as u128,
+            CtK::Helper => ct.helper,
+            CtK::Secmark => ct.secmark as u128,
+        }
+    }
+
+    fn ct_handle(&self) -> u64 {
+        self.handle
+    }
 }
 
 /// The packet and its metadata as rules see them.
@@ -1962,10 +2401,22 @@ pub struct Pkt<'a> {
     pub nftrace: bool,
     pub pkttype: u8,
     pub ct: Option<CtInfo>,
+    /// The connection itself, read lazily; when set, `ct` is not read.
+    pub conn: Option<&'a dyn CtFacts>,
     pub new_ct_mark: Option<u32>,
     pub new_ct_zone: Option<u16>,
     pub new_ct_label: Option<u128>,
     pub new_ct_helper: Option<String>,
+    /// `meta secmark`.
+    pub secmark: u32,
+    pub new_ct_secmark: Option<u32>,
+    /// `ct timeout set`: the object, for a new connection of its protocol.
+    pub new_ct_timeout: Option<usize>,
+    /// `ct expectation set`: the objects whose expectations the connection announces.
+    pub new_ct_expect: Vec<usize>,
+    /// `tproxy`: deliver to the host, for a socket at this address and port (None: the
+    /// packet's own).
+    pub tproxy: Option<(Option<u128>, Option<u16>)>,
     /// MTU of the route the packet takes, once routed (0 before).
     pub rt_mtu: u32,
     /// The route's next hop, once routed.
@@ -2019,6 +2470,26 @@ fn read_bits(data: &[u8], start: usize, offset: u32, bits: u32) -> Option<u128> 
 const NS_PER_S: u64 = 1_000_000_000;
 
 impl Pkt<'_> {
+    /// Whether the packet has a connection not yet in the table (its first packet).
+    fn ct_unconfirmed(&self) -> bool {
+        // IPS_CONFIRMED
+        const CONFIRMED: u128 = 1 << 3;
+        match (self.conn, &self.ct) {
+            (Some(c), _) => c.ct_handle() != 0 && c.ct_get(CtK::Status, None) & CONFIRMED == 0,
+            (None, Some(c)) => c.handle != 0 && !c.confirmed,
+            (None, None) => false,
+        }
+    }
+
+    /// `ct label` of the connection as it stands (0 untracked).
+    fn ct_label(&self) -> u128 {
+        match (self.conn, &self.ct) {
+            (Some(c), _) => c.ct_get(CtK::Label, None),
+            (None, Some(c)) => c.label,
+            (None, None) => 0,
+        }
+    }
+
     fn base(&self, b: Base) -> Option<usize> {
         match b {
             Base::Link => Some(0),
@@ -2101,59 +2572,39 @@ impl Pkt<'_> {
                 MetaK::Day => ((self.now_ns / NS_PER_S / 86400 + 4) % 7) as u128,
                 MetaK::Hour => (self.now_ns / NS_PER_S % 86400) as u128,
                 MetaK::Random => return None,
+                MetaK::Secmark => self.secmark as u128,
+                MetaK::Ipsec => 0,
             }),
             Load::Ct { key, reply } => {
-                let Some(ct) = &self.ct else {
+                let ct: &dyn CtFacts = match (self.conn, &self.ct) {
+                    (Some(c), _) => c,
+                    (None, Some(c)) => c,
                     // untracked: only `ct state` answers
-                    return (*key == CtK::State).then_some(64);
+                    (None, None) => return (*key == CtK::State).then_some(64),
                 };
-                let rep = reply.unwrap_or(false);
+                // what this walk set (`ct ... set`) reads back before the connection has it
                 Some(match key {
-                    CtK::State => ct.state as u128,
-                    CtK::Direction => ct.reply as u128,
-                    CtK::Status => ct.status as u128,
-                    CtK::Mark => self.new_ct_mark.unwrap_or(ct.mark) as u128,
-                    CtK::Expiration => ct.expiration_ms as u128,
-                    CtK::L3Proto => ct.l3proto as u128,
-                    CtK::Protocol => ct.protocol as u128,
-                    CtK::Saddr => {
-                        if rep {
-                            ct.reply_src
-                        } else {
-                            ct.orig_src
-                        }
-                    }
-                    CtK::Daddr => {
-                        if rep {
-                            ct.reply_dst
-                        } else {
-                            ct.orig_dst
-                        }
-                    }
-                    CtK::ProtoSrc => (if rep { ct.reply_sport } else { ct.orig_sport }) as u128,
-                    CtK::ProtoDst => (if rep { ct.reply_dport } else { ct.orig_dport }) as u128,
-                    CtK::Zone => self.new_ct_zone.unwrap_or(ct.zone) as u128,
-                    CtK::Packets => match reply {
-                        None => (ct.packets[0] + ct.packets[1]) as u128,
-                        Some(r) => ct.packets[*r as usize] as u128,
+                    CtK::Mark => match self.new_ct_mark {
+                        Some(m) => m as u128,
+                        None => ct.ct_get(*key, *reply),
                     },
-                    CtK::Bytes => match reply {
-                        None => (ct.bytes[0] + ct.bytes[1]) as u128,
-                        Some(r) => ct.bytes[*r as usize] as u128,
+                    CtK::Zone => match self.new_ct_zone {
+                        Some(z) => z as u128,
+                        None => ct.ct_get(*key, *reply),
                     },
-                    CtK::AvgPkt => {
-                        let (p, b) = match reply {
-                            None => (ct.packets[0] + ct.packets[1], ct.bytes[0] + ct.bytes[1]),
-                            Some(r) => (ct.packets[*r as usize], ct.bytes[*r as usize]),
-                        };
-                        b.checked_div(p).unwrap_or(0) as u128
-                    }
-                    CtK::Label => self.new_ct_label.unwrap_or(ct.label),
-                    CtK::Id => ct.id as u128,
+                    CtK::Label => match self.new_ct_label {
+                        Some(l) => l,
+                        None => ct.ct_get(*key, *reply),
+                    },
                     CtK::Helper => match &self.new_ct_helper {
                         Some(h) => ifname_value(h),
-                        None => ct.helper,
+                        None => ct.ct_get(*key, *reply),
                     },
+                    CtK::Secmark => match self.new_ct_secmark {
+                        Some(s) => s as u128,
+                        None => ct.ct_get(*key, *reply),
+                    },
+                    _ => ct.ct_get(*key, *reply),
                 })
             }
             Load::Bitwise { inner, and, xor } => self.load(inner).map(|v| (v & and) ^ xor),
@@ -2268,7 +2719,59 @@ impl Pkt<'_> {
                 Some((hdr::scale(hdr::jhash(&buf, 0), *modulus) as u128) + *offset as u128)
             }
             Load::Numgen { .. } => None,
+            Load::Inner {
+                tunnel,
+                base,
+                offset,
+                bits,
+                l3,
+                l4,
+            } => {
+                let end = self.l3_end();
+                let data = self.frame.get(..end)?;
+                let c = crate::extmatch::inner(data, self.th?, end, self.l4proto, *tunnel)?;
+                if l3.is_some_and(|p| p != c.llproto) || l4.is_some_and(|p| Some(p) != c.l4proto) {
+                    return None;
+                }
+                read_bits(data, c.base(*base)?, *offset, *bits)
+            }
+            Load::SctpChunk {
+                ty,
+                offset,
+                bits,
+                present,
+            } => {
+                if self.l4proto != 132 {
+                    return (*present).then_some(0);
+                }
+                let end = self.l3_end();
+                let Some(th) = self.th else {
+                    return (*present).then_some(0);
+                };
+                crate::extmatch::sctp_chunk(self.frame, th, end, *ty, *offset, *bits, *present)
+            }
+            Load::DccpOpt(ty) => match (self.l4proto, self.th) {
+                (33, Some(th)) => Some(crate::extmatch::dccp_option(
+                    self.frame,
+                    th,
+                    self.l3_end(),
+                    *ty,
+                )),
+                _ => Some(0),
+            },
+            Load::Socket | Load::Ipsec { .. } => None,
+            Load::Osf => {
+                if self.th.is_none() {
+                    return None;
+                }
+                crate::extmatch::osf(self.frame, self.nh, self.l3_end(), self.l4proto)
+            }
         }
+    }
+
+    /// Where the IP packet ends in the frame (Ethernet padding is not part of it).
+    fn l3_end(&self) -> usize {
+        (self.nh + self.len as usize).min(self.frame.len())
     }
 
     /// The packet's source or destination address as a number.
@@ -2686,14 +3189,19 @@ fn dynset(
 /// packet's own, and matches when the count is within N (above N with `over`). A packet
 /// without a tracked connection does not match.
 fn count_conn(pkt: &Pkt, list: &mut Vec<u64>, over: bool, count: u32) -> bool {
-    let Some(ct) = pkt.ct.filter(|c| c.handle != 0) else {
-        return false;
+    let handle = match (pkt.conn, &pkt.ct) {
+        (Some(c), _) => c.ct_handle(),
+        (None, Some(c)) => c.handle,
+        (None, None) => 0,
     };
-    if let Some(env) = pkt.env {
-        list.retain(|h| *h == ct.handle || env.conn_alive(*h));
+    if handle == 0 {
+        return false;
     }
-    if !list.contains(&ct.handle) {
-        list.push(ct.handle);
+    if let Some(env) = pkt.env {
+        list.retain(|h| *h == handle || env.conn_alive(*h));
+    }
+    if !list.contains(&handle) {
+        list.push(handle);
     }
     (list.len() as u32 > count) == over
 }
@@ -2931,6 +3439,8 @@ fn run_chain(
                                 }
                             }
                             ObjKind::CtHelper => pkt.new_ct_helper = rs.helpers.get(i).cloned(),
+                            // refused at compile time: the kernel has no maps of these
+                            ObjKind::CtTimeout | ObjKind::CtExpect | ObjKind::Secmark => {}
                         }
                     }
                     Op::Log(spec) => act.log_spec(pkt, spec, &rule.text),
@@ -2974,6 +3484,7 @@ fn run_chain(
                                 MetaK::Priority => pkt.priority = x as u32,
                                 MetaK::PktType => pkt.pkttype = x as u8,
                                 MetaK::Nftrace => pkt.nftrace = x & 1 == 1,
+                                MetaK::Secmark => pkt.secmark = x as u32,
                                 _ => {}
                             }
                         }
@@ -2985,16 +3496,53 @@ fn run_chain(
                         match k {
                             CtK::Mark => pkt.new_ct_mark = Some(x as u32),
                             CtK::Zone => pkt.new_ct_zone = Some(x as u16),
+                            CtK::Secmark => pkt.new_ct_secmark = Some(x as u32),
                             // `ct label set N` sets bit N, keeping the others
                             CtK::Label => {
-                                pkt.new_ct_label = Some(
-                                    pkt.new_ct_label.or(pkt.ct.map(|c| c.label)).unwrap_or(0) | x,
-                                )
+                                pkt.new_ct_label =
+                                    Some(pkt.new_ct_label.unwrap_or_else(|| pkt.ct_label()) | x)
                             }
                             _ => {}
                         }
                     }
                     Op::SetCtHelper(h) => pkt.new_ct_helper = Some(h.clone()),
+                    Op::SetCtTimeout(i) => {
+                        // `nft_ct_timeout_obj_eval`: a connection not yet confirmed, of the
+                        // object's protocol; anything else is left alone
+                        let new = pkt.ct_unconfirmed();
+                        if new
+                            && rs
+                                .ct_timeouts
+                                .get(*i)
+                                .is_some_and(|t| t.l4proto == pkt.l4proto)
+                        {
+                            pkt.new_ct_timeout = Some(*i);
+                        }
+                    }
+                    Op::CtExpect(i) => {
+                        // `nft_ct_expect_obj_eval`: only the first packet of a connection
+                        // announces one; otherwise the rule stops here
+                        if !pkt.ct_unconfirmed() {
+                            matched = false;
+                            break;
+                        }
+                        pkt.new_ct_expect.push(*i);
+                    }
+                    Op::SetSecmark(id) => pkt.secmark = *id,
+                    Op::Tproxy { addr, port, v6 } => {
+                        // the family the statement names must be the packet's; a
+                        // transport header is needed for the socket lookup
+                        let fam_ok = match v6 {
+                            Some(true) => pkt.nfproto == 10,
+                            Some(false) => pkt.nfproto == 2,
+                            None => true,
+                        };
+                        if !fam_ok || pkt.th.is_none() || !matches!(pkt.l4proto, 6 | 17) {
+                            matched = false;
+                            break;
+                        }
+                        pkt.tproxy = Some((*addr, *port));
+                    }
                     Op::SetPayload {
                         base,
                         offset,
@@ -3175,10 +3723,16 @@ pub fn pkt_view<'a>(
         nftrace: false,
         pkttype: 0,
         ct: None,
+        conn: None,
         new_ct_mark: None,
         new_ct_zone: None,
         new_ct_label: None,
         new_ct_helper: None,
+        secmark: 0,
+        new_ct_secmark: None,
+        new_ct_timeout: None,
+        new_ct_expect: Vec::new(),
+        tproxy: None,
         rt_mtu: 0,
         nexthop: None,
         mangled: false,

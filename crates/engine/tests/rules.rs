@@ -276,10 +276,11 @@ fn nat_and_flow_add_hand_offs() {
 fn unsupported_expressions_are_compile_errors() {
     let ast = load_str(
         "x.nft",
-        "table ip t { chain c { type filter hook input priority 0; osf name \"Linux\" accept } }",
+        "table ip t { chain c { type filter hook input priority 0; tcp flags syn synproxy mss 1460 } }",
         &LoadOpts::default(),
     )
     .unwrap();
     let e = compile(&ast).unwrap_err();
-    assert!(e.to_string().contains("osf is not supported"), "{e}");
+    assert!(e.to_string().contains("synproxy"), "{e}");
+    assert!(e.to_string().contains("not supported"), "{e}");
 }

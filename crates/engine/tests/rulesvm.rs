@@ -970,11 +970,8 @@ table inet l {
 #[test]
 fn what_remains_unsupported_is_named() {
     let cases = [
-        ("table ip t { chain c { type filter hook prerouting priority 0; meta l4proto tcp tproxy to 1.2.3.4:80 } }", "tproxy"),
         ("table ip t { chain c { type filter hook prerouting priority 0; tcp flags syn synproxy mss 1460 } }", "synproxy"),
-        ("table ip t { chain c { type filter hook input priority 0; osf name \"Linux\" accept } }", "osf"),
-        ("table ip t { chain c { type filter hook input priority 0; socket transparent 1 accept } }", "socket"),
-        ("table ip t { chain c { type filter hook input priority 0; udp dport 4789 vxlan ip saddr 1.2.3.4 accept } }", "vxlan ip saddr"),
+        ("table ip t { synproxy sp { mss 1460; wscale 7; } chain c { type filter hook input priority 0; tcp dport 80 synproxy name \"sp\" } }", "synproxy"),
     ];
     for (src, want) in cases {
         let ast = match load_str("x.nft", src, &LoadOpts::default()) {

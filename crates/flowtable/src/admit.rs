@@ -3,7 +3,7 @@
 
 use crate::backend::{DirSpec, FlowId, FlowSpec, OffloadBackend};
 use crate::flow::{
-    Cold, ColdExt, Hot, Key, Mac, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6,
+    Cold, ColdExt, Hot, Key, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6,
 };
 use crate::{ms, Flowtable};
 use core::time::Duration;
@@ -145,15 +145,9 @@ fn change(acc: &mut u64, old: &[u8], new: &[u8]) {
     }
 }
 
-/// The hot line of the direction keyed `this`, whose packets leave as the inverse of `other`
-/// through `link` to `dst_mac`, and arrive through `in_link`.
-pub(crate) fn hot(
-    this: &Key,
-    other: &Key,
-    (link, in_link): (u16, u16),
-    dst_mac: Mac,
-    m: &Mangles,
-) -> Hot {
+/// The checksum deltas of the direction keyed `this`, whose packets leave as the inverse of
+/// `other`: (IPv4 header, transport), and whether NAT changes anything.
+fn deltas(this: &Key, other: &Key) -> (u16, u16, bool) {
     let alen = if this.v6 { 0 } else { 12 };
     let (new_src, new_dst) = (&other.dst[alen..], &other.src[alen..]);
     let (new_sport, new_dport) = (other.dport.to_be_bytes(), other.sport.to_be_bytes());
@@ -169,38 +163,41 @@ pub(crate) fn hot(
         || this.dst != other.src
         || this.sport != other.dport
         || this.dport != other.sport;
+    (checksum::fold(ip), checksum::fold(l4), nat)
+}
+
+/// The line of the flow keyed `o` (original) and `r` (reply), each direction leaving through
+/// `links[d]` with the mangles `m[d]`.
+pub(crate) fn hot(o: &Key, r: &Key, links: [u16; 2], m: &[Mangles; 2]) -> Hot {
+    let (ip0, l40, nat) = deltas(o, r);
+    let (ip1, l41, _) = deltas(r, o);
     let mut flags = 0;
     if nat {
         flags |= NAT;
     }
-    if this.v6 {
+    if o.v6 {
         flags |= V6;
     }
-    if m.meta_mark.is_some() {
+    if m.iter().any(|m| m.meta_mark.is_some()) {
         flags |= MARK;
     }
     let low4 = |a: &[u8; 16]| [a[12], a[13], a[14], a[15]];
     Hot {
-        packets: 0,
-        bytes: 0,
-        src: low4(&this.src),
-        dst: low4(&this.dst),
-        new_src: low4(&other.dst),
-        new_dst: low4(&other.src),
+        addr: [low4(&o.src), low4(&o.dst), low4(&r.src), low4(&r.dst)],
+        port: [o.sport, o.dport, r.sport, r.dport],
+        packets: [0; 2],
+        bytes: [0; 2],
+        bytes_hi: [0; 2],
         used: 0,
-        sport: this.sport,
-        dport: this.dport,
-        new_sport: other.dport,
-        new_dport: other.sport,
-        in_port: this.port,
-        ip_delta: checksum::fold(ip),
-        l4_delta: checksum::fold(l4),
-        link,
-        in_link,
-        proto: this.proto,
+        link: links,
+        ip_delta: [ip0, ip1],
+        l4_delta: [l40, l41],
+        proto: o.proto,
         flags,
-        dscp: m.dscp.map_or(u8::MAX, |d| d & 0x3f),
-        dst_mac,
+        dscp: [
+            m[0].dscp.map_or(u8::MAX, |d| d & 0x3f),
+            m[1].dscp.map_or(u8::MAX, |d| d & 0x3f),
+        ],
     }
 }
 
@@ -213,11 +210,11 @@ pub(crate) fn v6_addrs(this: &Key, other: &Key) -> V6Addrs {
     }
 }
 
-pub(crate) fn mangles_of(hot: &[Hot; 2], cold: &Cold) -> [Mangles; 2] {
+pub(crate) fn mangles_of(hot: &Hot, cold: &Cold) -> [Mangles; 2] {
     let m = |d: usize| Mangles {
-        meta_mark: hot[d].has(MARK).then_some(cold.mark(d)),
+        meta_mark: cold.mark(d),
         ct_mark: cold.ct_mark(),
-        dscp: (hot[d].dscp != u8::MAX).then_some(hot[d].dscp),
+        dscp: (hot.dscp[d] != u8::MAX).then_some(hot.dscp[d]),
     };
     [m(0), m(1)]
 }
@@ -259,29 +256,27 @@ impl<B: OffloadBackend> Flowtable<B> {
             return Err(NotAdmitted::TableFull);
         }
         let c = ct.get(id).ok_or(NotAdmitted::NoConnection)?;
-        let o = Key::from_tuple(c.original(), a.paths[0].ingress);
-        let r = Key::from_tuple(c.reply(), a.paths[1].ingress);
+        let o = Key::from_tuple(&c.original(), a.paths[0].ingress);
+        let r = Key::from_tuple(&c.reply(), a.paths[1].ingress);
         // Another flow already owns one of these keys (a stale entry not yet collected).
         for k in [&o, &r] {
             if self.find(k, self.index.hash(k)).is_some() {
                 return Err(NotAdmitted::AlreadyOffloaded);
             }
         }
-        let (Some(l0), Some(l1)) = (self.link(&a.paths[0].egress), self.link(&a.paths[1].egress))
-        else {
+        // Direction d leaves through its egress; the other direction's frames come back
+        // from that next hop on their ingress port.
+        let (Some(l0), Some(l1)) = (
+            self.link(&a.paths[0].egress, a.paths[1].ingress),
+            self.link(&a.paths[1].egress, a.paths[0].ingress),
+        ) else {
             return Err(NotAdmitted::TableFull);
         };
         let now_ms = ms(now);
-        let fib_gen = a.fib_generation as u32;
-        let mut hot = [
-            hot(&o, &r, (l0, l1), a.paths[0].egress.dst_mac, &a.mangles[0]),
-            hot(&r, &o, (l1, l0), a.paths[1].egress.dst_mac, &a.mangles[1]),
-        ];
-        for h in &mut hot {
-            h.used = now_ms as u32;
-            if fib_gen != self.fib_gen {
-                h.flags |= STALE;
-            }
+        let mut line = hot(&o, &r, [l0, l1], &a.mangles);
+        line.used = now_ms as u32;
+        if a.fib_generation as u32 != self.fib_gen {
+            line.flags |= STALE;
         }
         ct.set_offload(id, false)
             .map_err(|_| NotAdmitted::NoConnection)?;
@@ -289,7 +284,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.hot.push([Hot::default(); 2]);
+                self.hot.push(Hot::default());
                 self.cold.push(Cold::default());
                 (self.cold.len() - 1) as u32
             }
@@ -301,24 +296,20 @@ impl<B: OffloadBackend> Flowtable<B> {
             return Err(NotAdmitted::TableFull);
         };
         let ct_mark = a.mangles[0].ct_mark.or(a.mangles[1].ct_mark);
-        let mark = [
-            a.mangles[0].meta_mark.unwrap_or(0),
-            a.mangles[1].meta_mark.unwrap_or(0),
-        ];
-        let ext = (o.v6 || ct_mark.is_some() || mark != [0, 0]).then(|| ColdExt {
+        let mark = [a.mangles[0].meta_mark, a.mangles[1].meta_mark];
+        let ext = (o.v6 || ct_mark.is_some() || mark != [None, None]).then(|| ColdExt {
             ct_mark,
             mark,
             v6: o.v6.then(|| [v6_addrs(&o, &r), v6_addrs(&r, &o)]),
+            folded: Default::default(),
         });
-        *hs = hot;
+        *hs = line;
         *cold = Cold {
+            ext: ext.map(Box::new),
+            conn: id.to_bits(),
             gen: cold.gen,
             live: true,
             hw: if self.cfg.hw_offload { HW_PENDING } else { 0 },
-            fib_gen,
-            conn: Some(id),
-            synced: None,
-            ext: ext.map(Box::new),
         };
         let fid = FlowId { idx, gen: cold.gen };
         self.index.insert(self.index.hash(&o), idx << 1);

@@ -497,19 +497,19 @@ fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
 }
 
 /// The checks a hit still has to pass, in the kernel's order, and the flow's state changes
-/// they imply (teardown on SYN or route change, closing on FIN/RST). Only direction `d`'s
-/// line is read; a state change is written to both.
+/// they imply (teardown on SYN or route change, closing on FIN/RST).
 #[inline]
 fn decide(
-    h: &mut [Hot; 2],
+    h: &mut Hot,
     d: usize,
     p: &Parsed,
     head: usize,
     links: &[Link],
     port_down: &[bool],
 ) -> Result<usize, Punt> {
-    let me = h.get(d).ok_or(Punt::Miss)?;
-    let (flags, in_link, link, in_port) = (me.flags, me.in_link, me.link, me.in_port);
+    let d = d & 1;
+    let flags = h.flags;
+    let (in_link, link) = (h.link[1 - d], h.link[d]);
     if flags & TEARDOWN != 0 {
         return Err(Punt::Teardown);
     }
@@ -523,60 +523,62 @@ fn decide(
         return Err(Punt::L2Mismatch);
     }
     let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
-    if down(in_port) || down(out.port) {
+    if down(back.rx_port) || down(out.port) {
         return Err(Punt::InterfaceDown);
     }
-    let set = |h: &mut [Hot; 2], f: u8| h.iter_mut().for_each(|x| x.flags |= f);
     if flags & STALE != 0 {
-        set(h, TEARDOWN);
+        h.flags |= TEARDOWN;
         return Err(Punt::RouteChanged);
     }
     if p.ip_len > usize::from(out.mtu) {
         return Err(Punt::TooBig);
     }
     if p.tcp_flags & TCP_SYN != 0 && flags & CLOSING != 0 {
-        set(h, TEARDOWN);
+        h.flags |= TEARDOWN;
         return Err(Punt::SynOnClosing);
     }
     if head + p.l3 < usize::from(out.hl) {
         return Err(Punt::NoHeadroom);
     }
     if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-        set(h, CLOSING);
+        h.flags |= CLOSING;
     }
     Ok(usize::from(link))
 }
 
-/// Writes a link header of `N` bytes: the next hop's MAC, then the prebuilt rest.
+/// Writes a link header of `N` bytes, prebuilt in the link.
 #[inline(always)]
-fn put_link<const N: usize>(hdr: &mut [u8], dst_mac: &Mac, tail: &[u8; 16]) {
-    if let Ok(a) = <&mut [u8; N]>::try_from(hdr) {
-        a[..6].copy_from_slice(dst_mac);
-        a[6..].copy_from_slice(&tail[..N - 6]);
+fn put_link<const N: usize>(hdr: &mut [u8], header: &[u8; 22]) {
+    if let (Ok(a), Some(src)) = (<&mut [u8; N]>::try_from(hdr), header.first_chunk::<N>()) {
+        *a = *src;
     }
 }
 
-/// The IPv4 packet's rewrite: NAT, transport checksum, TTL, DSCP, header checksum.
+/// The IPv4 packet's rewrite for direction `d`: NAT (the inverse of the other direction's
+/// key), transport checksum, TTL, DSCP, header checksum.
 #[inline(always)]
-fn rewrite_v4(h: &Hot, proto: u8, pkt: &mut [u8]) {
+fn rewrite_v4(h: &Hot, d: usize, proto: u8, pkt: &mut [u8]) {
     let Some((ip, l4)) = pkt.split_first_chunk_mut::<20>() else {
         return;
     };
+    let d = d & 1;
+    let o = 1 - d;
     if h.flags & NAT != 0 {
-        let [a, b, c, d] = h.new_src;
-        let [e, f, g, i] = h.new_dst;
-        ip[12..20].copy_from_slice(&[a, b, c, d, e, f, g, i]);
+        let [a, b, c, e] = h.addr[2 * o + 1];
+        let [f, g, i, j] = h.addr[2 * o];
+        ip[12..20].copy_from_slice(&[a, b, c, e, f, g, i, j]);
         if let Some(ports) = l4.first_chunk_mut::<4>() {
-            let [a, b] = h.new_sport.to_be_bytes();
-            let [c, d] = h.new_dport.to_be_bytes();
-            *ports = [a, b, c, d];
+            let [a, b] = h.port[2 * o + 1].to_be_bytes();
+            let [c, e] = h.port[2 * o].to_be_bytes();
+            *ports = [a, b, c, e];
         }
     }
-    if h.l4_delta != 0 {
+    let l4_delta = h.l4_delta[d];
+    if l4_delta != 0 {
         if proto == PROTO_TCP {
             if let Some(t) = l4.first_chunk_mut::<20>() {
                 let old = u16::from_be_bytes([t[16], t[17]]);
-                let [x, y] = apply_delta(old, h.l4_delta).to_be_bytes();
+                let [x, y] = apply_delta(old, l4_delta).to_be_bytes();
                 t[16] = x;
                 t[17] = y;
             }
@@ -584,7 +586,7 @@ fn rewrite_v4(h: &Hot, proto: u8, pkt: &mut [u8]) {
             let old = u16::from_be_bytes([u[6], u[7]]);
             // A zero UDP checksum means none, and stays so.
             if old != 0 {
-                let mut new = apply_delta(old, h.l4_delta);
+                let mut new = apply_delta(old, l4_delta);
                 if new == 0 {
                     new = 0xffff;
                 }
@@ -595,10 +597,11 @@ fn rewrite_v4(h: &Hot, proto: u8, pkt: &mut [u8]) {
         }
     }
     ip[8] = ip[8].saturating_sub(1);
-    let mut c = apply_delta(u16::from_be_bytes([ip[10], ip[11]]), h.ip_delta);
-    if h.dscp != u8::MAX {
+    let mut c = apply_delta(u16::from_be_bytes([ip[10], ip[11]]), h.ip_delta[d]);
+    let dscp = h.dscp[d];
+    if dscp != u8::MAX {
         let old = u16::from_be_bytes([ip[0], ip[1]]);
-        let new = (old & 0xff03) | u16::from(h.dscp) << 2;
+        let new = (old & 0xff03) | u16::from(dscp) << 2;
         if new != old {
             c = !add16(add16(!c, !old), new);
             let [x, y] = new.to_be_bytes();
@@ -611,24 +614,34 @@ fn rewrite_v4(h: &Hot, proto: u8, pkt: &mut [u8]) {
     ip[11] = y;
 }
 
-/// The IPv6 packet's rewrite: NAT, transport checksum, hop limit, DSCP.
+/// The IPv6 packet's rewrite for direction `d`: NAT, transport checksum, hop limit, DSCP.
 #[inline]
-fn rewrite_v6(h: &Hot, v6a: Option<&V6Addrs>, p: &Parsed, buf: &mut [u8], l3: usize, l4: usize) {
+fn rewrite_v6(
+    h: &Hot,
+    d: usize,
+    v6a: Option<&V6Addrs>,
+    p: &Parsed,
+    buf: &mut [u8],
+    l3: usize,
+    l4: usize,
+) {
+    let d = d & 1;
+    let o = 1 - d;
     if h.flags & NAT != 0 {
         if let (Some(s), Some(a)) = (buf.get_mut(l3 + 8..l3 + 40), v6a) {
             s[..16].copy_from_slice(&a.new_src);
             s[16..].copy_from_slice(&a.new_dst);
         }
         if let Some(s) = buf.get_mut(l4..l4 + 4) {
-            s[..2].copy_from_slice(&h.new_sport.to_be_bytes());
-            s[2..].copy_from_slice(&h.new_dport.to_be_bytes());
+            s[..2].copy_from_slice(&h.port[2 * o + 1].to_be_bytes());
+            s[2..].copy_from_slice(&h.port[2 * o].to_be_bytes());
         }
     }
-    if h.l4_delta != 0 {
+    if h.l4_delta[d] != 0 {
         let at = l4 + if p.key.proto == PROTO_TCP { 16 } else { 6 };
         let udp = p.key.proto == PROTO_UDP;
         let old = be16(buf, at);
-        let mut new = apply_delta(old, h.l4_delta);
+        let mut new = apply_delta(old, h.l4_delta[d]);
         if udp && new == 0 {
             new = 0xffff;
         }
@@ -637,19 +650,20 @@ fn rewrite_v6(h: &Hot, v6a: Option<&V6Addrs>, p: &Parsed, buf: &mut [u8], l3: us
     if let Some(t) = buf.get_mut(l3 + 7) {
         *t = t.saturating_sub(1);
     }
-    if h.dscp != u8::MAX {
+    if h.dscp[d] != u8::MAX {
         let w = be16(buf, l3);
         let tc = (w >> 4) as u8;
-        let new_tc = h.dscp << 2 | (tc & 3);
+        let new_tc = h.dscp[d] << 2 | (tc & 3);
         put16(buf, l3, (w & 0xf00f) | u16::from(new_tc) << 4);
     }
 }
 
-/// Rewrites the frame at `buf[head..]` for the direction whose line is `h`; `decide` passed.
+/// Rewrites the frame at `buf[head..]` for direction `d` of the line `h`; `decide` passed.
 /// Returns the frame's new start and length.
 #[inline]
 fn rewrite(
     h: &Hot,
+    d: usize,
     v6a: Option<&V6Addrs>,
     link: &Link,
     p: &Parsed,
@@ -662,23 +676,23 @@ fn rewrite(
         // IPv4: the header and the transport header as fixed-size arrays, so the writes
         // need no bounds checks (parse made sure they are whole).
         if let Some(pkt) = buf.get_mut(l3..l3 + p.ip_len) {
-            rewrite_v4(h, p.key.proto, pkt);
+            rewrite_v4(h, d, p.key.proto, pkt);
         }
     } else {
-        rewrite_v6(h, v6a, p, buf, l3, l4);
+        rewrite_v6(h, d, v6a, p, buf, l3, l4);
     }
     // The egress link header, written whole in front of L3 (pop and push in one), and link
     // padding after the IP packet dropped, as the slow path does.
     let hl = usize::from(link.hl);
     // `decide` made sure the headroom is there.
     let start = l3.saturating_sub(hl);
-    let tail = &link.tail[usize::from(v6)];
+    let header = &link.header[usize::from(v6)];
     if let Some(hdr) = buf.get_mut(start..l3) {
         // Fixed-size copies per header length (moves, no call to memcpy).
         match hl {
-            14 => put_link::<14>(hdr, &h.dst_mac, tail),
-            18 => put_link::<18>(hdr, &h.dst_mac, tail),
-            _ => put_link::<22>(hdr, &h.dst_mac, tail),
+            14 => put_link::<14>(hdr, header),
+            18 => put_link::<18>(hdr, header),
+            _ => put_link::<22>(hdr, header),
         }
         if let Encap::Pppoe(_) = link.encap {
             let len = (p.ip_len + 2).min(usize::from(u16::MAX)) as u16;
@@ -693,20 +707,24 @@ fn rewrite(
 #[inline]
 pub(crate) fn find(
     index: &Index,
-    hot: &[[Hot; 2]],
+    hot: &[Hot],
     cold: &[Cold],
+    links: &[Link],
     key: &Key,
     h: u64,
 ) -> Option<u32> {
     index.find(h, |v| {
         let (i, d) = ((v >> 1) as usize, (v & 1) as usize);
-        hot.get(i).and_then(|x| x.get(d)).is_some_and(|x| {
+        hot.get(i).is_some_and(|x| {
             let v6 = if key.v6 {
                 cold.get(i).and_then(|c| c.v6(d))
             } else {
                 None
             };
-            x.matches(key, v6)
+            x.matches(d, key, v6)
+                && links
+                    .get(usize::from(x.link[1 - d]))
+                    .is_some_and(|l| l.rx_port == key.port)
         })
     })
 }
@@ -749,18 +767,25 @@ impl<B: OffloadBackend> Flowtable<B> {
             // at once (a long loop body would fill the reorder window after two or three).
             let mut warm = 0u64;
             for &h in &hashes[..m] {
-                warm ^= self.index.touch(h);
+                warm ^= u64::from(self.index.touch(h));
             }
             for i in 0..m {
                 if let Ok(p) = &parsed[i] {
-                    if let Some(v) = find(&self.index, &self.hot, &self.cold, &p.key, hashes[i]) {
+                    if let Some(v) = find(
+                        &self.index,
+                        &self.hot,
+                        &self.cold,
+                        &self.links,
+                        &p.key,
+                        hashes[i],
+                    ) {
                         found[i] = v;
                     }
                 }
             }
             for &v in &found[..m] {
                 if let Some(h) = self.hot.get((v >> 1) as usize) {
-                    warm ^= h[(v & 1) as usize].packets;
+                    warm ^= u64::from(h.used);
                 }
             }
             core::hint::black_box(warm);
@@ -780,6 +805,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 &self.index,
                 &self.hot,
                 &self.cold,
+                &self.links,
                 &p.key,
                 self.index.hash(&p.key),
             ),
@@ -854,20 +880,18 @@ impl<B: OffloadBackend> Flowtable<B> {
             // torn down now, the flow also punts the frames behind this one in the burst,
             // which would otherwise overtake it.
             if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-                for line in h.iter_mut() {
-                    line.flags |= TEARDOWN;
-                }
+                h.flags |= TEARDOWN;
             }
             return Err(Punt::TcpControl);
         }
         let head = fs.head;
         let li = decide(h, d, p, head, &self.links, &self.port_down)?;
         let link = self.links.get(li).ok_or(Punt::Miss)?;
-        let me = h.get_mut(d).ok_or(Punt::Miss)?;
-        let special = me.flags & (V6 | MARK) != 0;
+        let special = h.flags & (V6 | MARK) != 0;
         let cold = if special { self.cold.get(idx) } else { None };
         let (start, len) = rewrite(
-            me,
+            h,
+            d,
             cold.and_then(|c| c.v6(d)),
             link,
             p,
@@ -877,16 +901,18 @@ impl<B: OffloadBackend> Flowtable<B> {
         fs.head = start;
         fs.len = len;
         fs.mark = match cold {
-            Some(c) if me.flags & MARK != 0 => Some(c.mark(d)),
+            Some(c) if h.flags & MARK != 0 => c.mark(d),
             _ => None,
         };
-        me.packets = me.packets.saturating_add(1);
-        me.bytes = me.bytes.saturating_add(p.ip_len as u64);
+        h.packets[d] = h.packets[d].wrapping_add(1);
+        let (b, carry) = h.bytes[d].overflowing_add(p.ip_len as u32);
+        h.bytes[d] = b;
+        h.bytes_hi[d] = h.bytes_hi[d].wrapping_add(u16::from(carry));
         // Wrapping: the low 32 bits tell a second apart as long as GC (every second) removes
         // flows idle for far less than the 49 days they wrap in.
-        let since = (now_ms as u32).wrapping_sub(me.used);
+        let since = (now_ms as u32).wrapping_sub(h.used);
         if since >= REFRESH_MS as u32 && since < 1 << 31 {
-            me.used = now_ms as u32;
+            h.used = now_ms as u32;
         }
         Ok(link.port)
     }

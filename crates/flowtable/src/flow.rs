@@ -220,37 +220,52 @@ impl Key {
     }
 }
 
-/// The interface half of an egress, shared by every flow that leaves the same way (a router
-/// has few of them), so that a flow's hot line holds a two-byte index instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An egress, shared by every flow that leaves the same way (a router has few interfaces and
+/// few next hops), so that a flow's line holds a two-byte index instead: the interface, the
+/// next hop's MAC, the encapsulation, the MTU, and the port frames from that next hop arrive
+/// on (routing is symmetric: the other direction of a flow comes back through it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Link {
     pub port: Port,
     pub mtu: u16,
+    /// The port the next hop's frames arrive on: the ingress of the flows' other direction.
+    pub rx_port: Port,
     pub src_mac: Mac,
+    pub dst_mac: Mac,
     pub encap: Encap,
     /// `encap.header_len()`.
     pub hl: u8,
-    /// The egress link header after the destination MAC, ready to copy, for an IPv4 (`[0]`)
-    /// and an IPv6 (`[1]`) packet: source MAC, tags or PPPoE (its length patched per packet),
-    /// EtherType or PPP protocol.
-    pub tail: [[u8; 16]; 2],
+    /// The whole egress link header, ready to copy, for an IPv4 (`[0]`) and an IPv6 (`[1]`)
+    /// packet: MACs, tags or PPPoE (its length patched per packet), EtherType or PPP protocol.
+    pub header: [[u8; 22]; 2],
 }
 
 impl Link {
-    pub fn new(port: Port, src_mac: Mac, encap: Encap, mtu: u16) -> Link {
-        let hl = encap.header_len();
-        let mut tail = [[0u8; 16]; 2];
-        for (v6, t) in tail.iter_mut().enumerate() {
-            let h = encap.link_header([0; 6], src_mac, v6 == 1);
-            t.copy_from_slice(&h[6..22]);
-        }
+    pub fn new(e: &Egress, rx_port: Port) -> Link {
+        let hl = e.encap.header_len();
+        let header = [
+            e.encap.link_header(e.dst_mac, e.src_mac, false),
+            e.encap.link_header(e.dst_mac, e.src_mac, true),
+        ];
         Link {
-            port,
-            mtu,
-            src_mac,
-            encap,
+            port: e.port,
+            mtu: e.mtu,
+            rx_port,
+            src_mac: e.src_mac,
+            dst_mac: e.dst_mac,
+            encap: e.encap,
             hl: hl as u8,
-            tail,
+            header,
+        }
+    }
+
+    pub fn egress(&self) -> Egress {
+        Egress {
+            port: self.port,
+            src_mac: self.src_mac,
+            dst_mac: self.dst_mac,
+            encap: self.encap,
+            mtu: self.mtu,
         }
     }
 }
@@ -261,11 +276,11 @@ pub(crate) const TEARDOWN: u8 = 1 << 1;
 pub(crate) const STALE: u8 = 1 << 2;
 /// The addresses and ports change (NAT): skips the writes when not.
 pub(crate) const NAT: u8 = 1 << 3;
-/// An IPv6 flow: addresses are in the cold part, the hot line's are unused.
+/// An IPv6 flow: addresses are in the cold part, the line's are unused.
 pub(crate) const V6: u8 = 1 << 4;
-/// `meta mark` to replay, in the cold part.
+/// `meta mark` to replay (in either direction), in the cold part.
 pub(crate) const MARK: u8 = 1 << 5;
-/// The flags that belong to the flow and are kept equal in both directions' lines.
+/// The flags that belong to the flow (all of them, since one line holds both directions).
 pub(crate) const FLOW_FLAGS: u8 = CLOSING | TEARDOWN | STALE;
 
 /// In the hardware backend.
@@ -273,48 +288,47 @@ pub(crate) const HW: u8 = 1 << 0;
 /// Pushed to the backend, no answer yet.
 pub(crate) const HW_PENDING: u8 = 1 << 1;
 
-/// What a forwarded packet of one direction reads and writes: one cache line. Key (IPv4),
-/// rewrite (addresses and ports it leaves with, checksum deltas, egress link and next-hop
-/// MAC), the check of its own link header, counters and the refresh time are all here, so a
-/// packet never touches the other direction's line or the cold part (unless IPv6 or marked).
+/// Packets counted in a line beyond this are moved to the cold part by GC, so that the
+/// line's 32 bits never wrap between two passes.
+pub(crate) const FOLD_PACKETS: u32 = 1 << 31;
+/// The same for bytes, on the line's high 16 bits.
+pub(crate) const FOLD_BYTES_HI: u16 = 1 << 15;
+
+/// One flow, both directions, in one cache line: what a forwarded packet of either direction
+/// reads and writes. Direction `d`'s key is `addr[2d]`, `addr[2d + 1]` (IPv4 source and
+/// destination), `port[2d]`, `port[2d + 1]`, the protocol and the ingress port (the `rx_port`
+/// of the other direction's link); its packets leave as the inverse of the other direction's
+/// key, so the rewrite needs nothing more than the checksum deltas. Counters, the refresh
+/// time and the flow's state are here too, so a packet never touches the cold part (unless
+/// IPv6 or marked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C, align(64))]
 pub(crate) struct Hot {
-    pub packets: u64,
-    /// Of the IP packet.
-    pub bytes: u64,
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
-    pub new_src: [u8; 4],
-    pub new_dst: [u8; 4],
-    /// Low 32 bits of the last refresh in ms: enough to decide whether a second has passed;
-    /// the exact time is in the cold part, written with it.
+    pub addr: [[u8; 4]; 4],
+    pub port: [u16; 4],
+    /// Since admission, less what GC moved to the cold part ([`FOLD_PACKETS`]).
+    pub packets: [u32; 2],
+    /// Of the IP packets: low 32 bits, then high 16 (48 bits, less what GC moved).
+    pub bytes: [u32; 2],
+    pub bytes_hi: [u16; 2],
+    /// Low 32 bits of the last refresh in ms.
     pub used: u32,
-    pub sport: u16,
-    pub dport: u16,
-    pub new_sport: u16,
-    pub new_dport: u16,
-    pub in_port: Port,
+    /// Each direction's egress, in the table's links.
+    pub link: [u16; 2],
     /// RFC 1624 sum of the changes to the IPv4 header (addresses and the TTL decrement),
     /// folded, not complemented. Unused for IPv6.
-    pub ip_delta: u16,
+    pub ip_delta: [u16; 2],
     /// The same for the TCP/UDP checksum (pseudo-header addresses and ports); 0 when NAT
     /// changes nothing, and then the checksum is not touched, as the slow path leaves it.
-    pub l4_delta: u16,
-    /// Egress, in the table's links.
-    pub link: u16,
-    /// The link frames of this direction must arrive through: the other direction's egress
-    /// (symmetric routing), whose source MAC and encapsulation they carry.
-    pub in_link: u16,
+    pub l4_delta: [u16; 2],
     pub proto: u8,
     pub flags: u8,
-    /// `u8::MAX` for none.
-    pub dscp: u8,
-    pub dst_mac: Mac,
+    /// Six-bit DSCP to write, `u8::MAX` for none.
+    pub dscp: [u8; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<Hot>() == 64);
-const _: () = assert!(core::mem::size_of::<Cold>() <= 40);
+const _: () = assert!(core::mem::size_of::<Cold>() <= 24);
 
 /// IPv6 addresses of one direction: as it arrives, and as it leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,45 +339,38 @@ pub(crate) struct V6Addrs {
     pub new_dst: [u8; 16],
 }
 
-/// What only the control plane (and IPv6 or marked packets) reads: 40 bytes a flow, the rare
+/// What only the control plane (and IPv6 or marked packets) reads: 24 bytes a flow, the rare
 /// parts boxed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Cold {
+    /// Marks to replay, IPv6 addresses, counts moved out of the line: only flows that have
+    /// them pay for them.
+    pub ext: Option<Box<ColdExt>>,
+    /// The connection ([`ConnId::to_bits`], never 0), 0 for none.
+    pub conn: u64,
     pub gen: u32,
     pub live: bool,
     /// `HW`, `HW_PENDING`.
     pub hw: u8,
-    /// The FIB generation the flow was routed under (low 32 bits: only equality matters).
-    pub fib_gen: u32,
-    pub conn: Option<ConnId>,
-    /// What of the counters has been added to the connection already (flowtable `counter`;
-    /// allocated by the first sync, so flowtables without `counter` do not pay for it).
-    pub synced: Option<Box<[Counter; 2]>>,
-    /// Marks to replay and IPv6 addresses: only flows that have them pay for them.
-    pub ext: Option<Box<ColdExt>>,
 }
 
 /// The parts of a flow few flows have.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ColdExt {
     pub ct_mark: Option<u32>,
-    pub mark: [u32; 2],
+    pub mark: [Option<u32>; 2],
     pub v6: Option<[V6Addrs; 2]>,
+    /// Counts GC moved out of the line (after 2^31 packets or 2^47 bytes).
+    pub folded: [Counter; 2],
 }
 
-/// When a flow was last refreshed, in ms of `now`, from its lines' low 32 bits (the latest
-/// of the two directions): exact while flows idle less than the 24 days those bits tell
-/// apart, which GC makes sure of. Times ahead of `now_ms` count as `now_ms`.
-pub(crate) fn used_ms(h: &[Hot; 2], now_ms: u64) -> u64 {
-    let ago = |x: &Hot| {
-        let d = (now_ms as u32).wrapping_sub(x.used);
-        if d >= 1 << 31 {
-            0
-        } else {
-            u64::from(d)
-        }
-    };
-    now_ms.saturating_sub(ago(&h[0]).min(ago(&h[1])))
+/// When a flow was last refreshed, in ms of `now`, from its line's low 32 bits: exact while
+/// flows idle less than the 24 days those bits tell apart, which GC makes sure of. Times
+/// ahead of `now_ms` count as `now_ms`.
+pub(crate) fn used_ms(h: &Hot, now_ms: u64) -> u64 {
+    let d = (now_ms as u32).wrapping_sub(h.used);
+    let ago = if d >= 1 << 31 { 0 } else { u64::from(d) };
+    now_ms.saturating_sub(ago)
 }
 
 impl Hot {
@@ -371,13 +378,20 @@ impl Hot {
         self.flags & flag != 0
     }
 
-    /// Whether a packet's key is this direction's. IPv4 keys are whole in the line (the
-    /// mapped prefix of `Key` is constant); IPv6 addresses are compared in the cold part.
-    #[inline]
-    pub fn matches(&self, k: &Key, v6: Option<&V6Addrs>) -> bool {
-        if self.sport != k.sport
-            || self.dport != k.dport
-            || self.in_port != k.port
+    /// Both IPv4 addresses of direction `d`'s key in one word, as [`Key::v4_words`].
+    #[inline(always)]
+    pub fn v4_words(&self, d: usize) -> u64 {
+        let (s, t) = (self.addr[2 * d & 3], self.addr[(2 * d + 1) & 3]);
+        u64::from_le_bytes([s[0], s[1], s[2], s[3], t[0], t[1], t[2], t[3]])
+    }
+
+    /// Whether a packet's key (ingress port apart) is direction `d`'s. IPv4 keys are whole
+    /// in the line; IPv6 addresses are compared in the cold part.
+    #[inline(always)]
+    pub fn matches(&self, d: usize, k: &Key, v6: Option<&V6Addrs>) -> bool {
+        let d = d & 1;
+        if self.port[2 * d] != k.sport
+            || self.port[2 * d + 1] != k.dport
             || self.proto != k.proto
             || self.has(V6) != k.v6
         {
@@ -386,17 +400,18 @@ impl Hot {
         if k.v6 {
             return v6.is_some_and(|a| a.src == k.src && a.dst == k.dst);
         }
-        k.src[12..] == self.src && k.dst[12..] == self.dst
+        self.v4_words(d) == k.v4_words()
     }
 
-    /// The key this direction is indexed under.
-    pub fn key(&self, v6: Option<&V6Addrs>) -> Key {
+    /// The key direction `d` is indexed under, arriving on `port`.
+    pub fn key(&self, d: usize, port: Port, v6: Option<&V6Addrs>) -> Key {
+        let d = d & 1;
         let mut k = Key {
             src: [0; 16],
             dst: [0; 16],
-            sport: self.sport,
-            dport: self.dport,
-            port: self.in_port,
+            sport: self.port[2 * d],
+            dport: self.port[2 * d + 1],
+            port,
             proto: self.proto,
             v6: self.has(V6),
         };
@@ -408,24 +423,47 @@ impl Hot {
             None => {
                 k.src[10..12].copy_from_slice(&[0xff, 0xff]);
                 k.dst[10..12].copy_from_slice(&[0xff, 0xff]);
-                k.src[12..].copy_from_slice(&self.src);
-                k.dst[12..].copy_from_slice(&self.dst);
+                k.src[12..].copy_from_slice(&self.addr[2 * d]);
+                k.dst[12..].copy_from_slice(&self.addr[2 * d + 1]);
             }
         }
         k
     }
+
+    /// Direction `d`'s packets and bytes still in the line.
+    pub fn counter(&self, d: usize) -> Counter {
+        let d = d & 1;
+        Counter {
+            packets: u64::from(self.packets[d]),
+            bytes: u64::from(self.bytes_hi[d]) << 32 | u64::from(self.bytes[d]),
+        }
+    }
 }
 
 impl Cold {
+    pub fn conn(&self) -> Option<ConnId> {
+        (self.conn != 0).then(|| ConnId::from_bits(self.conn))
+    }
+
+    /// Direction `d`'s packets and bytes since admission: the line's and what GC moved out.
+    pub fn counter(&self, h: &Hot, d: usize) -> Counter {
+        let f = self
+            .ext
+            .as_deref()
+            .map_or(Counter::default(), |e| e.folded[d & 1]);
+        let l = h.counter(d);
+        Counter {
+            packets: f.packets.saturating_add(l.packets),
+            bytes: f.bytes.saturating_add(l.bytes),
+        }
+    }
+
     pub fn v6(&self, d: usize) -> Option<&V6Addrs> {
         self.ext.as_deref()?.v6.as_ref()?.get(d)
     }
 
-    pub fn mark(&self, d: usize) -> u32 {
-        self.ext
-            .as_deref()
-            .and_then(|e| e.mark.get(d).copied())
-            .unwrap_or(0)
+    pub fn mark(&self, d: usize) -> Option<u32> {
+        self.ext.as_deref().and_then(|e| e.mark[d & 1])
     }
 
     pub fn ct_mark(&self) -> Option<u32> {

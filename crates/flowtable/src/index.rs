@@ -1,20 +1,24 @@
 //! The hash index from a direction's key to its flow: open addressing with linear probing over
-//! one `u64` per slot, sized once for the table's limit so that admission never rehashes and a
+//! one `u32` per slot, sized once for the table's limit so that admission never rehashes and a
 //! lookup touches one cache line of index and then the entry.
 //!
-//! A slot holds the low 32 bits of the key's hash (which include the home position, so that
-//! deletion can shift entries back without rehashing) and the flow's slab index with the
-//! direction in the low bit. The full key is compared in the entry.
+//! A slot holds the flow's slab index with the direction in the low bit, and above it as
+//! many high bits of the key's hash as the value leaves room for (a tag: a probe compares
+//! the entry's key only when the tag matches). 4 bytes a key, not 8: deletion, which needs
+//! each entry's home position to shift entries back without tombstones, asks the caller to
+//! hash the entry's key again (control plane only).
 
 use crate::flow::Key;
 
-const EMPTY: u64 = u64::MAX;
+const EMPTY: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
-    slots: Box<[u64]>,
+    slots: Box<[u32]>,
     mask: usize,
     seed: u64,
+    /// Bits of a slot that hold the value; the rest hold the tag.
+    vbits: u32,
 }
 
 #[inline]
@@ -23,19 +27,45 @@ fn mix(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// A seeded multiply-fold hash: cheap, and the seed keeps remote senders from choosing
+/// colliding tuples. An IPv4 key is two words (addresses; ports, port, protocol), so it
+/// costs two multiplies; an IPv6 key mixes all five.
+#[inline]
+pub(crate) fn hash(seed: u64, k: &Key) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let tail = k.tail();
+    if !k.v6 {
+        let a = k.v4_words();
+        let h = mix(seed ^ a, K);
+        return mix(h ^ tail, K ^ seed);
+    }
+    let w = k.words();
+    let mut h = seed;
+    h = mix(h ^ w[0], K);
+    h = mix(h ^ w[1], K ^ w[2]);
+    h = mix(h ^ w[3], K ^ tail);
+    mix(h, K)
+}
+
 impl Index {
-    /// An index for `entries` keys (two per flow).
+    /// An index for `entries` keys (two per flow), whose values are below `entries`.
     pub fn new(entries: usize, seed: u64) -> Index {
         let n = Index::slots_for(entries);
+        // Values 0..entries, and one more kept free so that no slot equals EMPTY.
+        let mut vbits = 1;
+        while vbits < 31 && (1usize << vbits) <= entries {
+            vbits += 1;
+        }
         Index {
             slots: vec![EMPTY; n].into_boxed_slice(),
             mask: n - 1,
             seed,
+            vbits,
         }
     }
 
     /// At most four fifths of the slots are used: a hit still probes about two slots on
-    /// average, within the home slot's cache line, at 8 bytes a key instead of 16 at a half.
+    /// average, within the home slot's cache line.
     pub fn slots_for(entries: usize) -> usize {
         let mut n = 16usize;
         while entries.saturating_mul(5) > n.saturating_mul(4) {
@@ -44,28 +74,20 @@ impl Index {
         n
     }
 
+    /// Bytes a slot takes.
+    pub const SLOT_BYTES: usize = 4;
+
     pub fn capacity_slots(&self) -> usize {
         self.slots.len()
     }
 
-    /// A seeded multiply-fold hash: cheap, and the seed keeps remote senders from choosing
-    /// colliding tuples. An IPv4 key is two words (addresses; ports, port, protocol), so it
-    /// costs two multiplies; an IPv6 key mixes all five.
     #[inline]
     pub fn hash(&self, k: &Key) -> u64 {
-        const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let tail = k.tail();
-        if !k.v6 {
-            let a = k.v4_words();
-            let h = mix(self.seed ^ a, K);
-            return mix(h ^ tail, K ^ self.seed);
-        }
-        let w = k.words();
-        let mut h = self.seed;
-        h = mix(h ^ w[0], K);
-        h = mix(h ^ w[1], K ^ w[2]);
-        h = mix(h ^ w[3], K ^ tail);
-        mix(h, K)
+        hash(self.seed, k)
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 
     #[inline]
@@ -73,19 +95,30 @@ impl Index {
         (h as usize) & self.mask
     }
 
-    /// Candidates for a hash: slab value (`index << 1 | dir`) of each slot whose stored hash
+    #[inline]
+    fn tag(&self, h: u64) -> u32 {
+        ((h >> 32) as u32) >> self.vbits
+    }
+
+    #[inline]
+    fn vmask(&self) -> u32 {
+        (1u32 << self.vbits) - 1
+    }
+
+    /// Candidates for a hash: slab value (`index << 1 | dir`) of each slot whose tag
     /// matches, in probe order, until `f` accepts one.
     #[inline]
     pub fn find(&self, h: u64, mut f: impl FnMut(u32) -> bool) -> Option<u32> {
-        let tag = h as u32;
+        let tag = self.tag(h);
+        let vmask = self.vmask();
         let mut i = self.home(h);
         loop {
-            let s = self.slots[i];
+            let s = *self.slots.get(i)?;
             if s == EMPTY {
                 return None;
             }
-            if (s >> 32) as u32 == tag && f(s as u32) {
-                return Some(s as u32);
+            if s >> self.vbits == tag && f(s & vmask) {
+                return Some(s & vmask);
             }
             i = (i + 1) & self.mask;
         }
@@ -94,8 +127,8 @@ impl Index {
     /// The first slot of a probe, read early so that its cache line is on the way while other
     /// packets of the burst are parsed.
     #[inline]
-    pub fn touch(&self, h: u64) -> u64 {
-        self.slots[self.home(h)]
+    pub fn touch(&self, h: u64) -> u32 {
+        self.slots.get(self.home(h)).copied().unwrap_or(EMPTY)
     }
 
     /// Inserts a value; the caller keeps the load under the limit (it sizes the index for its
@@ -105,20 +138,21 @@ impl Index {
         while self.slots[i] != EMPTY {
             i = (i + 1) & self.mask;
         }
-        self.slots[i] = (h & 0xffff_ffff) << 32 | u64::from(value);
+        self.slots[i] = self.tag(h) << self.vbits | (value & self.vmask());
     }
 
     /// Removes the slot holding `value` for hash `h`, shifting later entries of the cluster back
-    /// so that no tombstone lengthens probes.
-    pub fn remove(&mut self, h: u64, value: u32) -> bool {
-        let tag = h as u32;
+    /// so that no tombstone lengthens probes; `hash_of` gives the hash of the key a value is
+    /// stored under.
+    pub fn remove(&mut self, h: u64, value: u32, hash_of: impl Fn(u32) -> u64) -> bool {
+        let vmask = self.vmask();
         let mut i = self.home(h);
         loop {
             let s = self.slots[i];
             if s == EMPTY {
                 return false;
             }
-            if (s >> 32) as u32 == tag && s as u32 == value {
+            if s & vmask == value {
                 break;
             }
             i = (i + 1) & self.mask;
@@ -131,7 +165,7 @@ impl Index {
             if s == EMPTY {
                 break;
             }
-            let home = ((s >> 32) as usize) & self.mask;
+            let home = self.home(hash_of(s & vmask));
             // Move `s` into the hole unless its home lies cyclically in (hole, j].
             let stays = if hole <= j {
                 hole < home && home <= j
@@ -168,7 +202,8 @@ mod tests {
                     ix.insert(h, v);
                     model.insert(v, h);
                 } else if let Some(h0) = model.remove(&v) {
-                    prop_assert!(ix.remove(h0, v));
+                    let hashes = model.clone();
+                    prop_assert!(ix.remove(h0, v, |x| hashes.get(&x).copied().unwrap_or(0)));
                 }
                 for (&v, &h) in &model {
                     prop_assert_eq!(ix.find(h, |x| x == v), Some(v));

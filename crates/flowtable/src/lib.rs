@@ -155,15 +155,17 @@ pub struct Memory {
 }
 
 /// What one offloaded connection costs in memory with `conns` of them, conntrack and
-/// flowtable together: the connection's slot and its share of conntrack's indexes (every
-/// connection source-NATed), plus the flow's lines and its share of the flow index (a
-/// flowtable sized for `conns` flows). Heap parts only some connections have are left out:
-/// counters with conntrack accounting or flowtable `counter` (32 bytes each), a flow's marks
-/// and IPv6 addresses (one box of 148 bytes), a connection's labels, helper or masquerade
-/// interface (one box of 48 bytes).
+/// flowtable together: the connection's slot (which also holds what the engine keeps per
+/// connection for offload: the ports each direction arrived on, the flow's handle) and its
+/// share of conntrack's indexes (every connection source-NATed), plus the flow's line, its
+/// cold part and its share of the flow index (a flowtable sized for `conns` flows). Heap
+/// parts only some connections have are left out: counters with conntrack accounting (48
+/// bytes, with where `counter`'s syncs stand), a flow's marks, IPv6 addresses or counts
+/// past 2^31 packets (one box), a connection's labels, helper or masquerade interface (one
+/// box of 48 bytes), the engine's map of replayed mangles.
 pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
     Table::memory_per_conn(conns).bytes_per_conn
-        + Flowtable::<SoftwareOnly>::memory_per_flow(conns).bytes_per_flow
+        + Flowtable::<SoftwareOnly>::memory_per_flow_with(conns, true).bytes_per_flow
 }
 
 /// A read-only view of one flow, for listings and re-routing.
@@ -185,12 +187,13 @@ pub struct FlowInfo {
 /// none).
 pub struct Flowtable<B: OffloadBackend = SoftwareOnly> {
     cfg: Config,
-    /// Per flow, the two directions' lines, apart from the rest so that the fast path's
-    /// working set is 128 bytes a flow.
-    hot: Vec<[Hot; 2]>,
+    /// Per flow, both directions in one line, apart from the rest so that the fast path's
+    /// working set is 64 bytes a flow.
+    hot: Vec<Hot>,
     cold: Vec<Cold>,
-    /// The distinct egress interfaces flows leave through (a handful), never shrunk.
+    /// The distinct egresses flows leave through (interfaces and next hops), never shrunk.
     links: Vec<Link>,
+    link_ix: std::collections::HashMap<Link, u16>,
     free: Vec<u32>,
     len: usize,
     index: Index,
@@ -228,6 +231,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             hot: Vec::new(),
             cold: Vec::new(),
             links: Vec::new(),
+            link_ix: std::collections::HashMap::new(),
             free: Vec::new(),
             len: 0,
             index,
@@ -274,51 +278,45 @@ impl<B: OffloadBackend> Flowtable<B> {
             return;
         }
         self.fib_gen = gen;
-        // Marked here, on the rare change, so that a packet reads a flag of its own line
-        // instead of the generation from the cold part.
+        // Every flow was routed under an older generation. Marked here, on the rare change,
+        // so that a packet reads a flag of its own line.
         for (h, c) in self.hot.iter_mut().zip(&self.cold) {
-            for d in h.iter_mut() {
-                if c.fib_gen == gen {
-                    d.flags &= !STALE;
-                } else {
-                    d.flags |= STALE;
-                }
+            if c.live {
+                h.flags |= STALE;
             }
         }
     }
 
-    /// The index of a link in `links`, added if new; `None` when the table of links is full.
-    fn link(&mut self, e: &Egress) -> Option<u16> {
-        let l = Link::new(e.port, e.src_mac, e.encap, e.mtu);
-        if let Some(i) = self.links.iter().position(|x| *x == l) {
-            return u16::try_from(i).ok();
+    /// The index of the link for an egress whose next hop's frames arrive on `rx_port`,
+    /// added if new; `None` when the table of links is full.
+    fn link(&mut self, e: &Egress, rx_port: Port) -> Option<u16> {
+        let l = Link::new(e, rx_port);
+        if let Some(&i) = self.link_ix.get(&l) {
+            return Some(i);
         }
         let i = u16::try_from(self.links.len()).ok()?;
         self.links.push(l);
+        self.link_ix.insert(l, i);
         Some(i)
     }
 
-    fn egress(&self, h: &Hot) -> Egress {
-        let l = self
-            .links
-            .get(usize::from(h.link))
+    fn link_at(&self, i: u16) -> Link {
+        self.links
+            .get(usize::from(i))
             .copied()
-            .unwrap_or(Link::new(0, [0; 6], Encap::None, 0));
-        Egress {
-            port: l.port,
-            src_mac: l.src_mac,
-            dst_mac: h.dst_mac,
-            encap: l.encap,
-            mtu: l.mtu,
-        }
+            .unwrap_or(Link::new(&Egress::default(), 0))
     }
 
-    /// Sets flow-wide flags in both directions' lines.
+    /// Direction `d`'s ingress port: where the next hop of the other direction's egress
+    /// sends from.
+    fn in_port(&self, h: &Hot, d: usize) -> Port {
+        self.link_at(h.link[(1 - d) & 1]).rx_port
+    }
+
+    /// Sets flow-wide flags.
     fn set_flags(&mut self, idx: usize, flags: u8) {
         if let Some(h) = self.hot.get_mut(idx) {
-            for d in h.iter_mut() {
-                d.flags |= flags & FLOW_FLAGS;
-            }
+            h.flags |= flags & FLOW_FLAGS;
         }
     }
 
@@ -344,7 +342,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// The flow a connection is offloaded to, if any (a walk: control plane only).
     pub fn find_conn(&self, conn: ConnId) -> Option<FlowId> {
         self.cold.iter().enumerate().find_map(|(i, c)| {
-            (c.live && c.conn == Some(conn)).then_some(FlowId {
+            (c.live && c.conn() == Some(conn)).then_some(FlowId {
                 idx: i as u32,
                 gen: c.gen,
             })
@@ -372,7 +370,7 @@ impl<B: OffloadBackend> Flowtable<B> {
 
     #[inline]
     fn find(&self, key: &Key, h: u64) -> Option<u32> {
-        fastpath::find(&self.index, &self.hot, &self.cold, key, h)
+        fastpath::find(&self.index, &self.hot, &self.cold, &self.links, key, h)
     }
 
     /// Marks a flow for removal at the next GC; its packets go to the slow path meanwhile.
@@ -391,10 +389,11 @@ impl<B: OffloadBackend> Flowtable<B> {
             let (Some(c), Some(h)) = (self.cold.get(i), self.hot.get(i)) else {
                 continue;
             };
-            let links = &self.links;
-            let out = |d: &Hot| links.get(usize::from(d.link)).map(|l| l.port);
-            let uses = h.iter().any(|d| d.in_port == port || out(d) == Some(port));
-            if c.live && uses && !h[0].has(TEARDOWN) {
+            let uses = h.link.iter().any(|&l| {
+                let l = self.link_at(l);
+                l.port == port || l.rx_port == port
+            });
+            if c.live && uses && !h.has(TEARDOWN) {
                 self.set_flags(i, TEARDOWN);
                 n += 1;
             }
@@ -424,39 +423,30 @@ impl<B: OffloadBackend> Flowtable<B> {
             let (Some(h), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
                 continue;
             };
+            let ins = [info.paths[0].ingress, info.paths[1].ingress];
             let keeps_ingress =
-                paths.is_some_and(|p| p[0].ingress == h[0].in_port && p[1].ingress == h[1].in_port);
+                paths.is_some_and(|p| p[0].ingress == ins[0] && p[1].ingress == ins[1]);
             let mangles = admit::mangles_of(h, c);
-            let alive = c.conn.is_some_and(|id| ct.get(id).is_some());
+            let keys = [h.key(0, ins[0], c.v6(0)), h.key(1, ins[1], c.v6(1))];
+            let alive = c.conn().is_some_and(|id| ct.get(id).is_some());
             let links = match paths {
                 Some(p) if keeps_ingress && alive => self
-                    .link(&p[0].egress)
-                    .zip(self.link(&p[1].egress))
-                    .map(|l| (p, l)),
+                    .link(&p[0].egress, ins[1])
+                    .zip(self.link(&p[1].egress, ins[0])),
                 _ => None,
             };
             match links {
-                Some((p, (l0, l1))) => {
+                Some((l0, l1)) => {
                     let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
                         continue;
                     };
-                    let keys = [h[0].key(c.v6(0)), h[1].key(c.v6(1))];
-                    let l = [(l0, l1), (l1, l0)];
-                    for d in 0..2 {
-                        let mut n = admit::hot(
-                            &keys[d],
-                            &keys[1 - d],
-                            l[d],
-                            p[d].egress.dst_mac,
-                            &mangles[d],
-                        );
-                        n.packets = h[d].packets;
-                        n.bytes = h[d].bytes;
-                        n.used = h[d].used;
-                        n.flags = (n.flags & !FLOW_FLAGS) | (h[d].flags & FLOW_FLAGS & !STALE);
-                        h[d] = n;
-                    }
-                    c.fib_gen = gen as u32;
+                    let mut n = admit::hot(&keys[0], &keys[1], [l0, l1], &mangles);
+                    n.packets = h.packets;
+                    n.bytes = h.bytes;
+                    n.bytes_hi = h.bytes_hi;
+                    n.used = h.used;
+                    n.flags = (n.flags & !FLOW_FLAGS) | (h.flags & FLOW_FLAGS & !STALE);
+                    *h = n;
                     if c.hw & (HW | HW_PENDING) != 0 {
                         c.hw &= !(HW | HW_PENDING);
                         let id = FlowId {
@@ -480,7 +470,8 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// One GC pass (call it every second): backend results and stats first, then every flow
     /// that is torn down, idle for the timeout, or whose connection is gone or dying leaves the
     /// table; its connection gets its state's timeout back. With `counter`, the others'
-    /// counters are synced to their connections.
+    /// counters are synced to their connections. Counts about to outgrow their line move to
+    /// the cold part.
     pub fn gc(&mut self, ct: &mut Table, now: Duration) -> GcReport {
         let now_ms = ms(now);
         self.poll_backend(ct, now_ms);
@@ -494,11 +485,11 @@ impl<B: OffloadBackend> Flowtable<B> {
                 continue;
             }
             let gone = c
-                .conn
+                .conn()
                 .and_then(|id| ct.get(id))
                 .is_none_or(|c| c.status().contains(Status::DYING));
             let idle = now_ms.saturating_sub(flow::used_ms(h, now_ms)) >= timeout;
-            let torn = h[0].has(TEARDOWN);
+            let torn = h.has(TEARDOWN);
             if gone || idle || torn {
                 if gone {
                     self.stats.conn_gone += 1;
@@ -509,13 +500,40 @@ impl<B: OffloadBackend> Flowtable<B> {
                 }
                 self.remove_at(i, ct, now);
                 removed += 1;
-            } else if self.cfg.counter {
-                self.sync(i, ct);
+            } else {
+                if self.cfg.counter {
+                    self.sync(i, ct);
+                }
+                self.fold(i, ct);
             }
         }
         GcReport {
             removed,
             remaining: self.len,
+        }
+    }
+
+    /// Moves a line's counts to the cold part when they near the width of their fields.
+    fn fold(&mut self, i: usize, ct: &mut Table) {
+        let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
+            return;
+        };
+        for d in 0..2 {
+            if h.packets[d] < flow::FOLD_PACKETS && h.bytes_hi[d] < flow::FOLD_BYTES_HI {
+                continue;
+            }
+            let l = h.counter(d);
+            let e = c.ext.get_or_insert_with(Box::default);
+            e.folded[d].packets = e.folded[d].packets.saturating_add(l.packets);
+            e.folded[d].bytes = e.folded[d].bytes.saturating_add(l.bytes);
+            // Synced just before (with `counter`): the connection counts from zero again.
+            if let (true, Some(conn)) = (self.cfg.counter, c.conn()) {
+                let dir = [Direction::Original, Direction::Reply][d];
+                ct.rebase_offloaded(conn, dir);
+            }
+            h.packets[d] = 0;
+            h.bytes[d] = 0;
+            h.bytes_hi[d] = 0;
         }
     }
 
@@ -545,7 +563,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                     if let Some(c) = self.cold.get_mut(id.idx as usize) {
                         if c.hw & HW_PENDING != 0 {
                             c.hw = (c.hw & !HW_PENDING) | HW;
-                            if let Some(conn) = c.conn {
+                            if let Some(conn) = c.conn() {
                                 let _ = ct.set_offload(conn, true);
                             }
                             self.stats.hw_added += 1;
@@ -572,15 +590,33 @@ impl<B: OffloadBackend> Flowtable<B> {
                     }
                     let i = id.idx as usize;
                     if let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) {
+                        // Added to the line as the fast path would count them, wider
+                        // amounts straight to the cold part.
                         for d in 0..2 {
-                            h[d].packets = h[d].packets.saturating_add(packets[d]);
-                            h[d].bytes = h[d].bytes.saturating_add(bytes[d]);
+                            let p = u32::try_from(packets[d]).ok();
+                            let b = u32::try_from(bytes[d]).ok();
+                            let fits = p.zip(b).and_then(|(p, b)| {
+                                let np = h.packets[d].checked_add(p)?;
+                                let (nb, carry) = h.bytes[d].overflowing_add(b);
+                                let hi = h.bytes_hi[d].checked_add(u16::from(carry))?;
+                                Some((np, nb, hi))
+                            });
+                            match fits {
+                                Some((np, nb, hi)) => {
+                                    h.packets[d] = np;
+                                    h.bytes[d] = nb;
+                                    h.bytes_hi[d] = hi;
+                                }
+                                None => {
+                                    let e = c.ext.get_or_insert_with(Box::default);
+                                    e.folded[d].packets =
+                                        e.folded[d].packets.saturating_add(packets[d]);
+                                    e.folded[d].bytes = e.folded[d].bytes.saturating_add(bytes[d]);
+                                }
+                            }
                         }
-                        let _ = c;
                         let used = flow::used_ms(h, now_ms).max(ms(last_used));
-                        for d in h.iter_mut() {
-                            d.used = used as u32;
-                        }
+                        h.used = used as u32;
                     }
                 }
             }
@@ -595,22 +631,36 @@ impl<B: OffloadBackend> Flowtable<B> {
         if self.cfg.counter {
             self.sync(i, ct);
         }
-        let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
+        let (Some(_), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
             return;
         };
         let id = FlowId {
             idx: i as u32,
             gen: c.gen,
         };
-        for d in 0..2 {
-            let k = h[d].key(c.v6(d));
-            let hash = self.index.hash(&k);
-            self.index.remove(hash, (i as u32) << 1 | d as u32);
+        let (hot, cold, links, seed) = (&self.hot, &self.cold, &self.links, self.index.seed());
+        // The hash of the key value `v` (slot and direction) is indexed under.
+        let hash_of = |v: u32| {
+            let (j, e) = ((v >> 1) as usize, (v & 1) as usize);
+            let (Some(h), Some(c)) = (hot.get(j), cold.get(j)) else {
+                return 0;
+            };
+            let rx = links
+                .get(usize::from(h.link[1 - e]))
+                .map_or(0, |l| l.rx_port);
+            index::hash(seed, &h.key(e, rx, c.v6(e)))
+        };
+        for d in 0..2u32 {
+            let hash = hash_of((i as u32) << 1 | d);
+            self.index.remove(hash, (i as u32) << 1 | d, hash_of);
         }
-        *h = [Hot::default(); 2];
+        let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
+            return;
+        };
+        *h = Hot::default();
         let old = core::mem::take(c);
         c.gen = old.gen.wrapping_add(1);
-        if let Some(conn) = old.conn {
+        if let Some(conn) = old.conn() {
             let _ = ct.clear_offload(conn, now);
         }
         if old.hw & (HW | HW_PENDING) != 0 {
@@ -620,28 +670,20 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.len -= 1;
     }
 
-    /// Adds what the fast path counted since the last sync to the connection.
+    /// Adds what the fast path counted since the last sync to the connection: conntrack
+    /// keeps where the line's low 32 bits stood (GC runs every second, long before they
+    /// wrap). Counts a backend reported too wide for the line went to the cold part and are
+    /// not synced.
     fn sync(&mut self, i: usize, ct: &mut Table) {
-        let (Some(h), Some(c)) = (self.hot.get(i), self.cold.get_mut(i)) else {
+        let (Some(h), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
             return;
         };
-        let Some(conn) = c.conn else { return };
+        let Some(conn) = c.conn() else { return };
         for (d, dir) in [Direction::Original, Direction::Reply]
             .into_iter()
             .enumerate()
         {
-            let s = c.synced.as_deref().map_or(Counter::default(), |s| s[d & 1]);
-            let (p, b) = (
-                h[d].packets.saturating_sub(s.packets),
-                h[d].bytes.saturating_sub(s.bytes),
-            );
-            if p != 0 || b != 0 {
-                ct.account(conn, dir, p, b);
-            }
-            c.synced.get_or_insert_with(Box::default)[d & 1] = Counter {
-                packets: h[d].packets,
-                bytes: h[d].bytes,
-            };
+            ct.account_offloaded(conn, dir, h.packets[d], h.bytes[d]);
         }
         if let Some(m) = c.ct_mark() {
             if let Some(c) = ct.get_mut(conn) {
@@ -653,26 +695,26 @@ impl<B: OffloadBackend> Flowtable<B> {
     fn info_at(&self, i: usize, now: Duration) -> Option<FlowInfo> {
         let c = self.cold.get(i).filter(|c| c.live)?;
         let h = self.hot.get(i)?;
+        let ins = [self.in_port(h, 0), self.in_port(h, 1)];
         let path = |d: usize| Path {
-            ingress: h[d].in_port,
-            egress: self.egress(&h[d]),
-        };
-        let count = |d: usize| Counter {
-            packets: h[d].packets,
-            bytes: h[d].bytes,
+            ingress: ins[d],
+            egress: self.link_at(h.link[d]).egress(),
         };
         Some(FlowInfo {
             id: FlowId {
                 idx: i as u32,
                 gen: c.gen,
             },
-            conn: c.conn?,
-            tuples: [h[0].key(c.v6(0)).tuple(), h[1].key(c.v6(1)).tuple()],
+            conn: c.conn()?,
+            tuples: [
+                h.key(0, ins[0], c.v6(0)).tuple(),
+                h.key(1, ins[1], c.v6(1)).tuple(),
+            ],
             paths: [path(0), path(1)],
-            counters: [count(0), count(1)],
+            counters: [c.counter(h, 0), c.counter(h, 1)],
             idle: Duration::from_millis(ms(now).saturating_sub(flow::used_ms(h, ms(now)))),
-            closing: h[0].has(CLOSING),
-            teardown: h[0].has(TEARDOWN),
+            closing: h.has(CLOSING),
+            teardown: h.has(TEARDOWN),
             hw: c.hw & HW != 0,
         })
     }
@@ -687,7 +729,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             .filter(|(c, _)| c.live)
             .filter_map(move |(c, h)| {
                 Some((
-                    c.conn?,
+                    c.conn()?,
                     Duration::from_millis(now_ms.saturating_sub(flow::used_ms(h, now_ms))),
                 ))
             })
@@ -696,6 +738,21 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// Whether flow `id` is still in the table.
     pub fn contains(&self, id: FlowId) -> bool {
         self.live(id)
+    }
+
+    /// The connection flow `id` holds, while it is in the table.
+    pub fn conn_of(&self, id: FlowId) -> Option<ConnId> {
+        if !self.live(id) {
+            return None;
+        }
+        self.cold.get(id.idx as usize)?.conn()
+    }
+
+    /// The flow in slot `idx` if it holds connection `conn` (a handle kept beside the
+    /// connection, checked).
+    pub fn flow_at(&self, idx: u32, conn: ConnId) -> Option<FlowId> {
+        let c = self.cold.get(idx as usize)?;
+        (c.live && c.conn() == Some(conn)).then_some(FlowId { idx, gen: c.gen })
     }
 
     /// The flows, in slab order.
@@ -769,11 +826,18 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     /// What a flow costs in a flowtable configured for `max_flows` (the index is sized for
-    /// the limit), without making one.
+    /// the limit) without `counter`, without making one.
     pub fn memory_per_flow(max_flows: usize) -> Memory {
-        let entry_bytes = core::mem::size_of::<[Hot; 2]>() + core::mem::size_of::<Cold>();
-        let index_bytes_per_flow =
-            (Index::slots_for(max_flows.saturating_mul(2)) * 8).div_ceil(max_flows.max(1));
+        Self::memory_per_flow_with(max_flows, false)
+    }
+
+    /// [`memory_per_flow`](Self::memory_per_flow) of a flowtable with or without `counter`
+    /// (the same: what was synced is kept with conntrack's counters).
+    pub fn memory_per_flow_with(max_flows: usize, _counter: bool) -> Memory {
+        let entry_bytes = core::mem::size_of::<Hot>() + core::mem::size_of::<Cold>();
+        let index_bytes_per_flow = (Index::slots_for(max_flows.saturating_mul(2))
+            * Index::SLOT_BYTES)
+            .div_ceil(max_flows.max(1));
         Memory {
             entry_bytes,
             index_bytes_per_flow,
@@ -784,18 +848,18 @@ impl<B: OffloadBackend> Flowtable<B> {
 
     /// What a flow costs in memory here (conntrack's share is on top of it).
     pub fn memory(&self) -> Memory {
-        let entry_bytes = core::mem::size_of::<[Hot; 2]>() + core::mem::size_of::<Cold>();
+        let m = Self::memory_per_flow_with(self.cfg.max_flows, self.cfg.counter);
         let index_bytes_per_flow =
-            (self.index.capacity_slots() * 8).div_ceil(self.cfg.max_flows.max(1));
+            (self.index.capacity_slots() * Index::SLOT_BYTES).div_ceil(self.cfg.max_flows.max(1));
         Memory {
-            entry_bytes,
             index_bytes_per_flow,
-            bytes_per_flow: entry_bytes + index_bytes_per_flow,
-            allocated: self.hot.capacity() * core::mem::size_of::<[Hot; 2]>()
+            bytes_per_flow: m.entry_bytes + index_bytes_per_flow,
+            allocated: self.hot.capacity() * core::mem::size_of::<Hot>()
                 + self.cold.capacity() * core::mem::size_of::<Cold>()
-                + self.index.capacity_slots() * 8
+                + self.index.capacity_slots() * Index::SLOT_BYTES
                 + self.free.capacity() * 4
                 + self.links.capacity() * core::mem::size_of::<Link>(),
+            ..m
         }
     }
 

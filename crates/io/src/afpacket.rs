@@ -32,6 +32,10 @@ mod tests;
 /// How many frames one `sendmmsg` call carries at most.
 pub const TX_BATCH: usize = 64;
 
+/// `linux/if_packet.h` and `asm-generic/socket.h` (not in every libc version).
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const SO_SNDBUFFORCE: libc::c_int = 32;
+
 /// The error of an AF_PACKET operation, naming what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AfPacketError {
@@ -81,6 +85,14 @@ pub struct AfPacketConfig {
     /// Join a fanout group, so several sockets (one per worker) on the interface share its
     /// frames instead of each receiving all of them.
     pub fanout: Option<Fanout>,
+    /// `PACKET_QDISC_BYPASS`: frames sent go straight to the driver, past the interface's
+    /// qdisc (as AF_XDP's copy mode sends), saving the qdisc's lock and queue per frame.
+    /// Egress shaping on the interface then does not see them.
+    pub qdisc_bypass: bool,
+    /// The socket's send buffer (`SO_SNDBUFFORCE`, needs CAP_NET_ADMIN), bytes; `None` keeps
+    /// the default. Frames in flight (until the receiver frees them: on veth, until the
+    /// peer's CPU has taken them) count against it, and a full buffer is back-pressure.
+    pub sndbuf: Option<u32>,
 }
 
 /// A `PACKET_FANOUT` group: the sockets bound to one interface with the same `group` id split its
@@ -127,6 +139,8 @@ impl Default for AfPacketConfig {
             promiscuous: false,
             ignore_outgoing: true,
             fanout: None,
+            qdisc_bypass: false,
+            sndbuf: None,
         }
     }
 }
@@ -184,6 +198,9 @@ pub struct AfPacketStats {
     pub tx_packets: u64,
     /// Frames the kernel refused for a reason other than back-pressure (too big, link down), skipped.
     pub tx_errors: u64,
+    /// Frames the device dropped on the way out (`ENOBUFS`: on veth, the peer's input queue
+    /// was full), as a wire would lose them: counted, not sent again.
+    pub tx_device_drops: u64,
 }
 
 /// An AF_PACKET socket bound to one interface, with its mapped TPACKET_V3 receive ring.
@@ -228,6 +245,23 @@ impl AfPacket {
                 libc::PACKET_IGNORE_OUTGOING,
                 &1 as &libc::c_int,
                 "setsockopt(PACKET_IGNORE_OUTGOING)",
+            )?;
+        }
+        if config.qdisc_bypass {
+            sys::setsockopt(
+                &fd,
+                PACKET_QDISC_BYPASS,
+                &1 as &libc::c_int,
+                "setsockopt(PACKET_QDISC_BYPASS)",
+            )?;
+        }
+        if let Some(bytes) = config.sndbuf {
+            sys::setsockopt_level(
+                &fd,
+                libc::SOL_SOCKET,
+                SO_SNDBUFFORCE,
+                &(bytes.min(i32::MAX as u32) as libc::c_int),
+                "setsockopt(SO_SNDBUFFORCE)",
             )?;
         }
         let req = libc::tpacket_req3 {
@@ -369,8 +403,9 @@ impl AfPacket {
     }
 
     /// Sends `frames` (each a whole Ethernet frame) and returns how many from the front were
-    /// taken: sent, or refused by the kernel for good and counted in `tx_errors`. The rest met
-    /// back-pressure (socket buffer full) and should be offered again later.
+    /// taken: sent, dropped by the device (`tx_device_drops`), or refused by the kernel for
+    /// good (`tx_errors`). The rest met back-pressure (socket buffer full) and may be offered
+    /// again later.
     pub fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
         let mut taken = 0;
         while taken < frames.len() {
@@ -384,8 +419,13 @@ impl AfPacket {
                         continue;
                     }
                 }
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) => {
-                    break
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,
+                // The frame reached the device and was dropped there (the veth peer's queue
+                // was full): sending it again would only keep the worker from receiving while
+                // the receiver is the bottleneck.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.stats.tx_device_drops += 1;
+                    taken += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -395,6 +435,11 @@ impl AfPacket {
             }
         }
         taken
+    }
+
+    /// Frames the device dropped on the way out so far (our count, no syscall).
+    pub fn tx_device_drops(&self) -> u64 {
+        self.stats.tx_device_drops
     }
 
     /// The counters since the socket was opened.
@@ -639,11 +684,21 @@ mod sys {
         value: &T,
         call: &'static str,
     ) -> Result<(), AfPacketError> {
+        setsockopt_level(fd, libc::SOL_PACKET, opt, value, call)
+    }
+
+    pub(super) fn setsockopt_level<T>(
+        fd: &OwnedFd,
+        level: libc::c_int,
+        opt: libc::c_int,
+        value: &T,
+        call: &'static str,
+    ) -> Result<(), AfPacketError> {
         // SAFETY: value points to a live T of size_of::<T>() bytes that the kernel only reads.
         let rc = unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
-                libc::SOL_PACKET,
+                level,
                 opt,
                 (value as *const T).cast(),
                 mem::size_of::<T>() as libc::socklen_t,

@@ -87,6 +87,26 @@ pub enum BindMode {
 
 /// `linux/if_xdp.h` (6.17), not in libc yet.
 const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// `asm-generic/socket.h`: busy polling options (x86, arm, ... ; not the mips/sparc numbers).
+const SO_BUSY_POLL: libc::c_int = 46;
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+/// Preferred busy polling (`SO_PREFER_BUSY_POLL`): the receive work of the interface's NAPI
+/// (the XDP program, the copy into the UMEM in copy mode) runs when
+/// [`AfXdpSet::busy_poll`] asks for it, in the calling thread and on its CPU, instead of in
+/// a softirq wherever the device (or, on veth, the sending CPU) scheduled it. For the device
+/// to leave its NAPI to the poller, its `napi_defer_hard_irqs` and `gro_flush_timeout` must
+/// be set (sysfs; the caller's business): while the application polls within the timeout,
+/// the device's own interrupts stay masked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusyPoll {
+    /// `SO_BUSY_POLL`: microseconds a blocking receive may spin (any non-zero value turns
+    /// busy polling on; `busy_poll` never blocks and polls once).
+    pub usecs: u32,
+    /// `SO_BUSY_POLL_BUDGET`: frames per NAPI poll.
+    pub budget: u16,
+}
 
 /// The UMEM and ring geometry. `Default`: 4096 frames of 2048 bytes (8 MiB), rings of 2048,
 /// 1024 frames receiving per port (so a set of up to three ports still has frames to send
@@ -108,6 +128,9 @@ pub struct AfXdpConfig {
     pub mode: BindMode,
     /// `XDP_USE_NEED_WAKEUP`: syscalls only when the kernel asks for them.
     pub need_wakeup: bool,
+    /// Preferred busy polling on every socket, in zero-copy mode (copy-mode sockets have no
+    /// NAPI id to poll); `None`: the kernel receives in softirq.
+    pub busy_poll: Option<BusyPoll>,
 }
 
 impl Default for AfXdpConfig {
@@ -122,6 +145,7 @@ impl Default for AfXdpConfig {
             rx_frames: 1024,
             mode: BindMode::Auto,
             need_wakeup: true,
+            busy_poll: None,
         }
     }
 }
@@ -311,6 +335,7 @@ pub struct AfXdpSet {
     socks: Vec<Sock>,
     zero_copy: bool,
     need_wakeup: bool,
+    busy_poll: bool,
 }
 
 struct Sock {
@@ -385,6 +410,32 @@ impl AfXdpSet {
                 &(config.tx_size.min(256) as libc::c_int),
                 "setsockopt(XDP_MAX_TX_SKB_BUDGET)",
             );
+            // Copy-mode sockets get no NAPI id (Linux 6.13+ marks it at a zero-copy bind
+            // only), so there busy polling would be empty syscalls.
+            if let (Some(bp), true) = (config.busy_poll, zero_copy) {
+                // CAP_NET_ADMIN is needed above net.core.busy_poll's value: root here.
+                sys::setsockopt_level(
+                    &fd,
+                    libc::SOL_SOCKET,
+                    SO_PREFER_BUSY_POLL,
+                    &1 as &libc::c_int,
+                    "setsockopt(SO_PREFER_BUSY_POLL)",
+                )?;
+                sys::setsockopt_level(
+                    &fd,
+                    libc::SOL_SOCKET,
+                    SO_BUSY_POLL,
+                    &(bp.usecs.max(1).min(i32::MAX as u32) as libc::c_int),
+                    "setsockopt(SO_BUSY_POLL)",
+                )?;
+                sys::setsockopt_level(
+                    &fd,
+                    libc::SOL_SOCKET,
+                    SO_BUSY_POLL_BUDGET,
+                    &(bp.budget.max(1) as libc::c_int),
+                    "setsockopt(SO_BUSY_POLL_BUDGET)",
+                )?;
+            }
             socks.push(Sock {
                 fd,
                 ifindex,
@@ -419,6 +470,7 @@ impl AfXdpSet {
             socks,
             zero_copy,
             need_wakeup: config.need_wakeup,
+            busy_poll: config.busy_poll.is_some() && zero_copy,
         })
     }
 
@@ -591,6 +643,28 @@ impl AfXdpSet {
         }
     }
 
+    /// Whether the sockets busy poll: [`AfXdpConfig::busy_poll`] asked for it and the sockets
+    /// are zero-copy (in copy mode the kernel gives them no NAPI to poll).
+    pub fn busy_polling(&self) -> bool {
+        self.busy_poll
+    }
+
+    /// With busy polling: runs each port's NAPI once (a non-blocking `recvfrom`, up to the
+    /// budget of frames into its RX ring) in this thread, after giving back what the
+    /// completion rings hold and refilling the fill rings. Returns whether some port has
+    /// frames for `rx_lend`. Without busy polling it only reclaims and looks. One syscall per
+    /// port and call, whatever the number of frames.
+    pub fn busy_poll(&mut self) -> bool {
+        self.reclaim();
+        if self.busy_poll {
+            for s in &self.socks {
+                // EAGAIN and friends say nothing useful: the RX ring is what counts
+                let _ = sys::recv_nonblock(&s.fd);
+            }
+        }
+        (0..self.socks.len()).any(|p| self.rx_ready(p))
+    }
+
     /// Frames that were to leave by `port` and met a full TX ring (recycled instead): our own
     /// count, no syscall, cheap enough for every burst.
     pub fn tx_ring_full(&self, port: usize) -> u64 {
@@ -640,6 +714,23 @@ impl AfXdpSet {
         if self.need_wakeup && self.zero_copy && self.core.ports[p].fill.needs_wakeup() {
             let _ = sys::poll_in(&[self.socks[p].fd.as_raw_fd()], 0);
         }
+    }
+}
+
+/// Sets the nice value of thread `tid` (`setpriority(PRIO_PROCESS)`). For the live router's
+/// NAPI threads: in copy mode a device's threaded NAPI receives into the sockets on the
+/// workers' CPU, and at a low priority it runs when the worker waits for frames rather than
+/// filling an RX ring the worker has no time to empty.
+pub fn set_nice(tid: i32, nice: i32) -> io::Result<()> {
+    if tid <= 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: setpriority takes no pointers; a wrong id only makes it fail.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 
@@ -1365,11 +1456,21 @@ mod sys {
         value: &T,
         call: &'static str,
     ) -> Result<(), AfXdpError> {
+        setsockopt_level(fd, libc::SOL_XDP, opt, value, call)
+    }
+
+    pub(super) fn setsockopt_level<T>(
+        fd: &OwnedFd,
+        level: libc::c_int,
+        opt: libc::c_int,
+        value: &T,
+        call: &'static str,
+    ) -> Result<(), AfXdpError> {
         // SAFETY: value points to a live T of size_of::<T>() bytes that the kernel only reads.
         let rc = unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
-                libc::SOL_XDP,
+                level,
                 opt,
                 (value as *const T).cast(),
                 mem::size_of::<T>() as libc::socklen_t,
@@ -1458,6 +1559,26 @@ mod sys {
                 libc::MSG_DONTWAIT,
                 std::ptr::null(),
                 0,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The RX wakeup / busy poll: an empty, non-blocking `recvfrom`.
+    pub(super) fn recv_nonblock(fd: &OwnedFd) -> io::Result<()> {
+        // SAFETY: no buffer (null, length 0) and no address; the kernel writes nothing.
+        let rc = unsafe {
+            libc::recvfrom(
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
             )
         };
         if rc < 0 {

@@ -2680,6 +2680,19 @@ impl<'a> Parser<'a> {
                 value = Expr::new(ExprKind::List(items), sp);
             }
             let sp = span.to(value.span);
+            // `meta secmark set "name"` refers to a secmark object (a context string, not a
+            // number)
+            if matches!(&left.kind, ExprKind::Meta(k) if k == "secmark")
+                && matches!(value.kind, ExprKind::Quoted(_))
+            {
+                return Ok(Stmt {
+                    kind: StmtKind::ObjRef {
+                        kind: "secmark".into(),
+                        name: value,
+                    },
+                    span: sp,
+                });
+            }
             return Ok(Stmt {
                 kind: StmtKind::Set { key: left, value },
                 span: sp,

@@ -826,6 +826,8 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
         StmtKind::ObjRef { kind, name } => {
             if kind.starts_with("ct ") {
                 format!("{kind} set {}", quoted_expr(name, o))
+            } else if kind == "secmark" {
+                format!("meta secmark set {}", quoted_expr(name, o))
             } else {
                 format!("{kind} name {}", quoted_expr(name, o))
             }

@@ -110,7 +110,7 @@ pub fn setup(n: usize) -> (Table, Flowtable, Vec<(u16, Vec<u8>)>) {
             fib_generation: 0,
         };
         ft.admit(&mut ct, &a, now).unwrap();
-        let r = *ct.get(id).unwrap().reply();
+        let r = ct.get(id).unwrap().reply();
         let IpAddrPair(s, d) = IpAddrPair::from(r.src, r.dst);
         let back = udp_frame(WAN_MAC, GW_MAC, s, d, r.sport, r.dport);
         frames.push((0, out));

@@ -290,3 +290,50 @@ fn a_fanout_group_shares_the_frames() {
     all.sort_unstable();
     assert_eq!(all, (0..20).collect::<Vec<_>>(), "each frame exactly once");
 }
+
+#[test]
+fn qdisc_bypass_sends_and_a_device_drop_is_counted_not_retried() {
+    let test = "qdisc_bypass_sends_and_a_device_drop_is_counted_not_retried";
+    let Some(pair) = VethPair::create(test, "afq") else {
+        return;
+    };
+    let config = AfPacketConfig {
+        qdisc_bypass: true,
+        sndbuf: Some(1 << 20),
+        ..AfPacketConfig::default()
+    };
+    let mut router = in_netns(&pair.router, move || AfPacket::open("vr", &config).unwrap());
+    let peer = in_netns(&pair.peer, || Plain::open("vp"));
+    let sent: Vec<Vec<u8>> = (0..50)
+        .map(|i| frame(FROM_ROUTER, i, len_of(i as usize)))
+        .collect();
+    let refs: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut taken = 0;
+    while taken < refs.len() {
+        taken += router.tx_burst(&refs[taken..]);
+        assert!(Instant::now() < deadline, "transmitted {taken} of 50");
+    }
+    let mut buf = vec![0u8; 2048];
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let Some(n) = peer.recv(&mut buf, deadline) else {
+            panic!("peer received {} of 50 frames", got.len());
+        };
+        if ours(&buf[..n], FROM_ROUTER) {
+            got.push(buf[..n].to_vec());
+        }
+    }
+    assert_eq!(got, sent);
+    assert_eq!(router.tx_device_drops(), 0);
+    // The peer goes down: veth has no carrier, the driver drops what we send (ENOBUFS past
+    // the qdisc), and each frame is counted once and taken, never offered again.
+    let p = pair.peer.clone();
+    in_netns(&p, || {
+        crate::netns::ip(&["link", "set", "vp", "down"]).unwrap()
+    });
+    assert_eq!(router.tx_burst(&refs[..10]), 10);
+    assert_eq!(router.tx_device_drops(), 10);
+    let st = router.stats().unwrap();
+    assert_eq!((st.tx_packets, st.tx_errors), (50, 0), "{st:?}");
+}

@@ -1,0 +1,22 @@
+c = station("br-lan", "02:00:00:10:00:00")
+s = station("wan", "02:00:00:00:02:fe")
+# a whole connection with the policy: TIME_WAIT after the close (20 s, not 120)
+tcp_session(c, s, "192.168.1.100", "198.18.5.5", 40000, 80)
+# a handshake only: ESTABLISHED (300 s, not five days)
+c.tcp("192.168.1.100", "198.18.5.5", 40001, 443, "S", 100, 0, mss=1460)
+s.tcp("198.18.5.5", "192.168.1.100", 443, 40001, "SA", 900, 101, mss=1460)
+c.tcp("192.168.1.100", "198.18.5.5", 40001, 443, "A", 101, 901)
+# a SYN alone: SYN_SENT (40 s); a SYN answered: SYN_RECV (25 s)
+c.tcp("192.168.1.100", "198.18.5.5", 40002, 8080, "S", 100, 0, mss=1460)
+c.tcp("192.168.1.100", "198.18.5.6", 40003, 8080, "S", 100, 0, mss=1460)
+s.tcp("198.18.5.6", "192.168.1.100", 8080, 40003, "SA", 900, 101, mss=1460)
+# no policy: defaults
+c.tcp("192.168.1.100", "198.18.5.5", 40004, 81, "S", 100, 0, mss=1460)
+# UDP with its policy, unanswered and answered; a TCP policy on UDP does nothing
+c.udp("192.168.1.100", "198.18.5.53", 41000, 53, b"query")
+c.udp("192.168.1.100", "198.18.5.54", 41001, 53, b"query")
+s.udp("198.18.5.54", "192.168.1.100", 53, 41001, b"answer")
+c.udp("192.168.1.100", "198.18.5.53", 41002, 54, b"query")
+# IPv6 with a policy of its own
+c.tcp("2001:db8:1::100", "2001:db8:5::5", 40005, 22, "S", 100, 0, mss=1440)
+c.tcp("2001:db8:1::100", "2001:db8:5::5", 40006, 80, "S", 100, 0, mss=1440)
