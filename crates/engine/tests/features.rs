@@ -815,7 +815,17 @@ table inet t {
 #[test]
 fn a_master_is_listed_with_the_reference_its_expected_connection_holds() {
     let mut r = router(EXPECT);
-    let ctl = tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 40000, 21, 1, Tcp::Syn, b"");
+    let ctl = tcp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT,
+        REMOTE,
+        40000,
+        21,
+        1,
+        Tcp::Syn,
+        b"",
+    );
     one(&mut r, LAN, ctl, secs(1), Port::Iface(WAN));
     let list = r.conntrack().list(secs(1));
     assert!(list[0].ends_with("use=1"), "{list:?}");

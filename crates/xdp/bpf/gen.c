@@ -1,7 +1,9 @@
 /* A traffic generator for live benchmarks: run with BPF_PROG_TEST_RUN in the kernel's
- * live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES) on a 60-byte Ethernet/IPv4/UDP template, it
- * gives each frame the next source port of `flows` (UDP checksum 0: none, valid for IPv4) and
- * redirects it out of gen_cfg.ifindex. On a veth the frames go straight into the peer's
+ * live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES), it writes the 60-byte Ethernet/IPv4/UDP
+ * template of gen_cfg into each frame (the test mode recycles its pages, and whoever received
+ * a frame may have rewritten it: a router rewrites MACs, TTL, addresses in place), gives it the
+ * next source port of `flows` (UDP checksum 0: none, valid for IPv4) and redirects it out of
+ * gen_cfg.ifindex. On a veth the frames go straight into the peer's
  * receive ring (ndo_xdp_xmit): no socket, no skb, no qdisc on the sending side, which is what
  * makes it faster than an AF_PACKET or copy-mode AF_XDP sender. The peer must have NAPI on
  * (an XDP program, or GRO) or veth drops them.
@@ -12,10 +14,13 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#define GEN_LEN 60
+
 struct gen_cfg {
 	__u32 ifindex;
 	__u16 flows;
 	__u16 sport;
+	__u8 frame[64];
 };
 
 struct {
@@ -42,8 +47,9 @@ int gen(struct xdp_md *ctx)
 	struct gen_cfg *cfg = bpf_map_lookup_elem(&gen_cfg, &zero);
 	__u64 *seq = bpf_map_lookup_elem(&gen_seq, &zero);
 
-	if (!cfg || !seq || data + 14 + 20 + 8 > end)
+	if (!cfg || !seq || data + GEN_LEN > end)
 		return XDP_ABORTED;
+	__builtin_memcpy(data, cfg->frame, GEN_LEN);
 	__u8 *l4 = data + 14 + 20;
 	__u16 flows = cfg->flows ? cfg->flows : 1;
 	__u16 port = cfg->sport + (__u16)(*seq % flows);

@@ -112,7 +112,7 @@ fn main() {
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     f[36..38].copy_from_slice(&dport.to_be_bytes());
     f[38..40].copy_from_slice(&26u16.to_be_bytes());
-    let g = LiveGen::new(ifindex, flows, sport).unwrap_or_else(|e| {
+    let g = LiveGen::new(ifindex, &f, flows, sport).unwrap_or_else(|e| {
         eprintln!("livegen: {e}");
         std::process::exit(1)
     });

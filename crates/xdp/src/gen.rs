@@ -18,14 +18,15 @@ static GEN_OBJECT: Option<&[u8]> = None;
 
 /// `struct gen_cfg`.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct GenCfg {
     ifindex: u32,
     flows: u16,
     sport: u16,
+    frame: [u8; 64],
 }
 
-// SAFETY: plain data of fixed layout, no padding (4 + 2 + 2 bytes).
+// SAFETY: plain data of fixed layout, no padding (4 + 2 + 2 + 64 bytes).
 unsafe impl aya::Pod for GenCfg {}
 
 /// The loaded generator, sending out of one device.
@@ -39,9 +40,22 @@ fn err<E: std::error::Error>(e: E) -> XdpOffloadError {
 }
 
 impl LiveGen {
-    /// Loads the program: frames leave through `ifindex` (of the calling thread's namespace),
-    /// source ports `sport .. sport + flows`.
-    pub fn new(ifindex: u32, flows: u16, sport: u16) -> Result<LiveGen, XdpOffloadError> {
+    /// Loads the program: frames made from `frame` (its first 60 bytes: Ethernet, IPv4, UDP)
+    /// leave through `ifindex` (of the calling thread's namespace), source ports `sport ..
+    /// sport + flows`.
+    pub fn new(
+        ifindex: u32,
+        frame: &[u8],
+        flows: u16,
+        sport: u16,
+    ) -> Result<LiveGen, XdpOffloadError> {
+        if frame.len() < 60 {
+            return Err(XdpOffloadError::Load(
+                "the frame is shorter than 60 bytes".into(),
+            ));
+        }
+        let mut template = [0u8; 64];
+        template[..60].copy_from_slice(&frame[..60]);
         let obj = GEN_OBJECT.ok_or(XdpOffloadError::NotBuilt)?;
         let mut ebpf = EbpfLoader::new().load(obj).map_err(err)?;
         {
@@ -56,6 +70,7 @@ impl LiveGen {
                     ifindex,
                     flows: flows.max(1),
                     sport,
+                    frame: template,
                 },
                 0,
             )
@@ -70,8 +85,9 @@ impl LiveGen {
         Ok(LiveGen { ebpf, ifindex })
     }
 
-    /// Sends `repeat` frames made from `frame` (60 bytes: Ethernet, IPv4, UDP), each with the
-    /// next flow's source port. Returns when the kernel has handed them all to the device.
+    /// Sends `repeat` frames (`frame`, which the kernel copies into its pages first, then the
+    /// template over it), each with the next flow's source port. Returns when the kernel has
+    /// handed them all to the device.
     pub fn send(&self, frame: &[u8], repeat: u32) -> Result<(), XdpOffloadError> {
         let p: &Xdp = self
             .ebpf
