@@ -15,6 +15,9 @@
 //! `ethtool -K PEER gro on`), or veth drops the frames. A frame the peer's ring has no room for
 //! is dropped there (the device's `tx_dropped`), not offered again.
 //!
+//! `-r` is coarse: frames leave in bursts of 100 ms worth at the full rate (each
+//! `BPF_PROG_TEST_RUN` call costs some 20-30 ms of set-up), so use it for flat-out runs.
+//!
 //! Prints `lbgen: sent=N secs=T pps=P errors=0` (the same line as lbgen; `sent` counts the
 //! frames handed to the device).
 
@@ -123,17 +126,24 @@ fn main() {
         if count.is_some_and(|n| sent >= n) || limit.is_some_and(|l| t0.elapsed() >= l) {
             break;
         }
-        let mut chunk: u64 = if rate > 0.0 { 256 } else { 65_536 };
+        // Each call sets up and tears down the kernel's page pool (some 20-30 ms here): paced,
+        // a call sends 100 ms worth of frames at once, in a burst at the full rate. Pacing is
+        // coarse: for a router below saturation, use lbgen's `-r`.
+        let step = if rate > 0.0 {
+            ((rate / 10.0) as u64).max(64)
+        } else {
+            65_536
+        };
+        let mut chunk = step;
         if let Some(n) = count {
             chunk = chunk.min(n - sent);
         }
         if rate > 0.0 {
             let allowed = rate * t0.elapsed().as_secs_f64() - sent as f64;
-            if allowed < 1.0 {
-                std::thread::sleep(Duration::from_micros(20));
+            if allowed < chunk as f64 && count.is_none_or(|n| n - sent >= step) {
+                std::thread::sleep(Duration::from_micros(200));
                 continue;
             }
-            chunk = chunk.min(allowed as u64);
         }
         if let Err(e) = g.send(&f, chunk as u32) {
             eprintln!("livegen: {e}");
