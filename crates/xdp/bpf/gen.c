@@ -2,7 +2,7 @@
  * live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES), it writes the 60-byte Ethernet/IPv4/UDP
  * template of gen_cfg into each frame (the test mode recycles its pages, and whoever received
  * a frame may have rewritten it: a router rewrites MACs, TTL, addresses in place), gives it the
- * next source port of `flows` (UDP checksum 0: none, valid for IPv4) and redirects it out of
+ * next source port of `flows` (its UDP checksum updated) and redirects it out of
  * gen_cfg.ifindex. On a veth the frames go straight into the peer's
  * receive ring (ndo_xdp_xmit): no socket, no skb, no qdisc on the sending side, which is what
  * makes it faster than an AF_PACKET or copy-mode AF_XDP sender. The peer must have NAPI on
@@ -54,8 +54,15 @@ int gen(struct xdp_md *ctx)
 	__u16 flows = cfg->flows ? cfg->flows : 1;
 	__u16 port = cfg->sport + (__u16)(*seq % flows);
 	*seq += 1;
+	/* the template's checksum is for port cfg->sport: RFC 1624 for the new one */
+	__u32 sum = (__u16)~bpf_ntohs(*(__be16 *)(l4 + 6));
+	sum += (__u16)~cfg->sport;
+	sum += port;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	__u16 c = (__u16)~sum;
 	*(__be16 *)l4 = bpf_htons(port);
-	*(__u16 *)(l4 + 6) = 0;
+	*(__be16 *)(l4 + 6) = bpf_htons(c ? c : 0xffff);
 	return bpf_redirect(cfg->ifindex, 0);
 }
 

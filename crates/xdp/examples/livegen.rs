@@ -7,8 +7,7 @@
 //!     -D 198.19.0.2 [-f flows] [-p sport] [-P dport] [-t seconds | -n packets] [-r pps] [-c cpu]
 //! ```
 //!
-//! 60-byte (64 with FCS) Ethernet/IPv4/UDP frames, flows by source port, UDP checksum 0 (none,
-//! valid for IPv4). The frames are made and sent by the kernel: `bpf/gen.c` run with
+//! 60-byte (64 with FCS) Ethernet/IPv4/UDP frames with valid checksums, flows by source port. The frames are made and sent by the kernel: `bpf/gen.c` run with
 //! `BPF_PROG_TEST_RUN` in live-frames mode redirects each one out of the device
 //! (`ndo_xdp_xmit`), which on a veth puts it straight into the peer's receive ring: no socket,
 //! no skb and no qdisc on the sending side. The peer must have NAPI on (an XDP program, or
@@ -98,7 +97,7 @@ fn main() {
         eprintln!("livegen: no device {dev:?}");
         std::process::exit(1);
     }
-    // Ethernet, IPv4 (checksummed), UDP (checksum 0), 18 bytes of payload
+    // Ethernet, IPv4, UDP, 18 bytes of payload
     let mut f = vec![0u8; 60];
     f[0..6].copy_from_slice(&dmac);
     f[6..12].copy_from_slice(&smac);
@@ -115,6 +114,14 @@ fn main() {
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     f[36..38].copy_from_slice(&dport.to_be_bytes());
     f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    // UDP checksum over the pseudo-header and the datagram (the program updates it per port)
+    let mut ph = vec![];
+    ph.extend_from_slice(&sip);
+    ph.extend_from_slice(&dip);
+    ph.extend_from_slice(&[0, 17, 0, 26]);
+    ph.extend_from_slice(&f[34..60]);
+    let u = csum(&ph);
+    f[40..42].copy_from_slice(&(if u == 0 { 0xffff } else { u }).to_be_bytes());
     let g = LiveGen::new(ifindex, &f, flows, sport).unwrap_or_else(|e| {
         eprintln!("livegen: {e}");
         std::process::exit(1)
@@ -131,6 +138,11 @@ fn main() {
         // coarse: for a router below saturation, use lbgen's `-r`.
         let step = if rate > 0.0 {
             ((rate / 10.0) as u64).max(64)
+        } else if count.is_some() {
+            // a counted send (livebench's priming, one frame a flow) goes 16 at a time: the
+            // frames are page-sized skbs at the receiver, and a socket's default buffer holds
+            // some 50 of them, so one burst of 64 would lose the last flows' frames
+            16
         } else {
             65_536
         };
