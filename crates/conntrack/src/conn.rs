@@ -98,6 +98,32 @@ pub(crate) struct Ext {
     pub master: Option<crate::table::ConnId>,
     /// `ct timeout set`: the state timeouts of the connection's timeout policy.
     pub timeouts: Option<Box<crate::status::Timeouts>>,
+    /// `synproxy`: the router answered the handshake (`nf_conn_synproxy` and the sequence
+    /// adjustment, `nf_conn_seqadj`).
+    /// (Boxed: every IPv6 connection has an `Ext`, few are synproxied.)
+    pub synproxy: Option<Box<Synproxy>>,
+}
+
+/// The state of a connection whose handshake the router answered with a SYN cookie
+/// (`nf_conn_synproxy` with `nf_conn_seqadj`): the client saw the cookie as the server's
+/// initial sequence number; the server chose its own, so every packet after the handshake
+/// has its sequence numbers (and timestamps) moved between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Synproxy {
+    /// The cookie: the initial sequence number the client saw.
+    pub isn: u32,
+    /// The timestamp value the router's SYN-ACK carried (echoed by the client).
+    pub its: u32,
+    /// Server timestamp minus the router's: added to the client's echoes, taken from the
+    /// server's values.
+    pub tsoff: u32,
+    /// Added to the sequence numbers of the reply direction (server to client) and taken
+    /// from the acknowledgements of the original direction; 0 until the server answered.
+    pub seq_off: u32,
+    /// The window the client announced in its ACK (for the router's ACK to the server).
+    pub window: u16,
+    /// The server's SYN-ACK was answered: sequence adjustment is on.
+    pub established: bool,
 }
 
 /// A time as stored in a connection: nanoseconds, saturating (585 years; beyond is the end
@@ -294,6 +320,24 @@ impl Conn {
     /// The timeout policy `ct timeout set` gave the connection, if any.
     pub fn timeouts(&self) -> Option<&crate::status::Timeouts> {
         self.ext.as_ref().and_then(|e| e.timeouts.as_deref())
+    }
+
+    /// The synproxy state, for a connection whose handshake the router answered.
+    pub fn synproxy(&self) -> Option<&Synproxy> {
+        self.ext.as_ref().and_then(|e| e.synproxy.as_deref())
+    }
+
+    /// Sets the synproxy state; with sequence adjustment on, the connection is marked
+    /// `SEQ_ADJUST` (which keeps it off the flowtable, as in the kernel).
+    pub fn set_synproxy(&mut self, sp: Synproxy) {
+        if sp.established {
+            self.status.insert(Status::SEQ_ADJUST);
+        }
+        let e = self.ext.get_or_insert_with(Box::default);
+        match e.synproxy.as_deref_mut() {
+            Some(s) => *s = sp,
+            None => e.synproxy = Some(Box::new(sp)),
+        }
     }
 
     /// Time left before expiry (`ct expiration`), zero once past.

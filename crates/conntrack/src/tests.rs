@@ -1060,3 +1060,33 @@ fn confirm_enters_the_tuples_the_connection_has() {
         Some((f, Direction::Original))
     );
 }
+
+#[test]
+fn synproxy_state_lives_in_the_extension_and_marks_seq_adjust() {
+    let mut t = Table::default();
+    let (id, _, _) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40000, 80, F::Syn, 100, 0, b""),
+        s(1),
+    ));
+    let c = t.get_mut(id).unwrap();
+    assert!(c.synproxy().is_none());
+    let sp = Synproxy {
+        isn: 7,
+        its: 9,
+        window: 100,
+        ..Synproxy::default()
+    };
+    c.set_synproxy(sp);
+    assert_eq!(c.synproxy(), Some(&sp));
+    // not yet answered by the server: no sequence adjustment
+    assert!(!c.status().contains(Status::SEQ_ADJUST));
+    let on = Synproxy {
+        seq_off: 1234,
+        established: true,
+        ..sp
+    };
+    c.set_synproxy(on);
+    assert_eq!(c.synproxy(), Some(&on));
+    assert!(c.status().contains(Status::SEQ_ADJUST));
+}

@@ -100,6 +100,8 @@ impl Default for Config {
 
 use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
+mod proxy;
+
 /// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
 fn hook_manip(hook: Hook) -> Manip {
     match hook {
@@ -141,6 +143,7 @@ struct Act {
     logs: Vec<LogSpec>,
     dups: Vec<(Option<u128>, Option<u32>)>,
     fwd: Option<(Option<u128>, u32)>,
+    synproxy: Option<crate::synproxy::SynproxySpec>,
 }
 
 impl Act {
@@ -153,6 +156,7 @@ impl Act {
         self.logs.clear();
         self.dups.clear();
         self.fwd = None;
+        self.synproxy = None;
     }
 }
 
@@ -206,6 +210,9 @@ impl Actions for Act {
     }
     fn fwd(&mut self, _pkt: &Pkt, addr: Option<u128>, dev: u32) {
         self.fwd = Some((addr, dev));
+    }
+    fn synproxy(&mut self, _pkt: &Pkt, spec: &crate::synproxy::SynproxySpec) {
+        self.synproxy = Some(*spec);
     }
 }
 
@@ -416,6 +423,8 @@ pub struct Router {
     unresolved: Vec<(usize, IpAddr)>,
     /// Frames waiting for their next hop's MAC (live mode), oldest first.
     held: Vec<Held>,
+    /// The SYN cookie secret of `synproxy`.
+    cookie_key: crate::synproxy::CookieKey,
 }
 
 /// A routed frame, link header written but for the destination MAC, waiting for the kernel to
@@ -493,6 +502,7 @@ impl Router {
             defrag: Defrag::new(DefragConfig::default()),
             unresolved: vec![],
             held: vec![],
+            cookie_key: crate::synproxy::CookieKey::default(),
         }
     }
 
@@ -1130,6 +1140,7 @@ impl Router {
             now,
             out,
         )?;
+        self.synproxy_post(w, buf, meta, now, out)?;
         self.confirm(w, now)?;
         let egress = &self.topo.interfaces[oif];
         let dst_mac = match l2::fixed_peer(egress) {
@@ -1442,6 +1453,9 @@ impl Router {
             }
             if self.act.reject.is_some() {
                 self.reject_from_chain(w, buf, meta, now, out);
+            }
+            if let Some(spec) = self.act.synproxy.take() {
+                self.synproxy_answer(w, buf, meta, &spec, now, out)?;
             }
             if let Some(req) = self.act.nat {
                 self.act.nat = None;
@@ -2169,6 +2183,23 @@ impl Router {
             i.up = up;
             self.offload.set_link(iface, up);
         }
+    }
+
+    /// An interface's MAC address or MTU changed (the kernel's `RTM_NEWLINK`): the slow path
+    /// uses them from now on, and the FIB's generation moves so that offloaded flows are
+    /// re-routed with the new source MAC, expected destination MAC and MTU at the next burst.
+    /// Whether anything changed.
+    pub fn set_link_params(&mut self, iface: usize, mac: Mac, mtu: u16) -> bool {
+        let Some(i) = self.topo.interfaces.get_mut(iface) else {
+            return false;
+        };
+        if i.mac == mac && i.mtu == mtu {
+            return false;
+        }
+        i.mac = mac;
+        i.mtu = mtu;
+        self.rebuild_fib();
+        true
     }
 
     /// Frames held for a next hop whose MAC is now known leave (in the order they came); those

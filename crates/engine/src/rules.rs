@@ -435,6 +435,7 @@ pub enum ObjKind {
     CtTimeout,
     CtExpect,
     Secmark,
+    Synproxy,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -503,6 +504,9 @@ pub enum Op {
     CtExpect(usize),
     /// `meta secmark set "name"`: the secmark object's security id.
     SetSecmark(u32),
+    /// `synproxy ...` or `synproxy name "x"`: the router answers the handshake (a SYN or the
+    /// client's ACK ends the walk; other TCP segments go on to the next statement).
+    Synproxy(crate::synproxy::SynproxySpec),
     /// `tproxy [ip|ip6] to [ADDR][:PORT]`: the packet is for a local socket at that address
     /// and port; the router delivers it to the host.
     Tproxy {
@@ -707,6 +711,8 @@ pub struct Ruleset {
     pub ct_expects: Vec<CtExpectSpec>,
     /// Contexts of `secmark` objects; object `i` has security id `i + 1`.
     pub secmarks: Vec<String>,
+    /// `synproxy` objects.
+    pub synproxies: Vec<crate::synproxy::SynproxySpec>,
     pub flowtables: Vec<(String, ast::Flowtable)>,
 }
 
@@ -1662,6 +1668,7 @@ impl Compiler<'_> {
                     "ct timeout" => ObjKind::CtTimeout,
                     "ct expectation" => ObjKind::CtExpect,
                     "secmark" => ObjKind::Secmark,
+                    "synproxy" => ObjKind::Synproxy,
                     other => return Err(self.err(format!("{other} objects"))),
                 };
                 match &name.kind {
@@ -1682,6 +1689,7 @@ impl Compiler<'_> {
                             ObjKind::CtTimeout => Op::SetCtTimeout(i),
                             ObjKind::CtExpect => Op::CtExpect(i),
                             ObjKind::Secmark => Op::SetSecmark(i as u32 + 1),
+                            ObjKind::Synproxy => Op::Synproxy(self.out.synproxies[i]),
                         });
                     }
                     ExprKind::Map(..)
@@ -1767,9 +1775,9 @@ impl Compiler<'_> {
                 };
                 ops.push(Op::Tproxy { addr, port, v6 });
             }
-            StmtKind::Synproxy { .. } => {
-                return Err(self.err("synproxy (SYN cookies answered by the router)"))
-            }
+            StmtKind::Synproxy { mss, wscale, flags } => ops.push(Op::Synproxy(
+                crate::synproxy::SynproxySpec::new(*mss, *wscale, flags),
+            )),
             other => return Err(self.err(format!("statement {}", stmt_name(other)))),
         }
         Ok(())
@@ -2110,6 +2118,14 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                     out.secmarks.push(ctx.clone());
                     (ObjKind::Secmark, out.secmarks.len() - 1)
                 }
+                ast::ObjBody::Synproxy { mss, wscale, flags } => {
+                    out.synproxies.push(crate::synproxy::SynproxySpec::new(
+                        Some(*mss),
+                        Some(*wscale),
+                        flags,
+                    ));
+                    (ObjKind::Synproxy, out.synproxies.len() - 1)
+                }
                 // referenced objects of other kinds fail at the reference, naming it
                 _ => continue,
             };
@@ -2143,6 +2159,7 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                     "quota" => ObjKind::Quota,
                     "limit" => ObjKind::Limit,
                     "ct helper" => ObjKind::CtHelper,
+                    "synproxy" => ObjKind::Synproxy,
                     other => {
                         return Err(bad(
                             format!("{other} object maps"),
@@ -2227,6 +2244,12 @@ fn hook_limited(op: &Op) -> Option<(&'static str, &'static [Hook])> {
     use Hook::*;
     let loads: &[Load] = match op {
         Op::Tproxy { .. } => return Some(("tproxy", &[Prerouting])),
+        // nft_synproxy_validate: local in and forward only
+        Op::Synproxy(_) => return Some(("synproxy", &[Input, Forward])),
+        Op::ObjMap {
+            kind: ObjKind::Synproxy,
+            ..
+        } => return Some(("synproxy", &[Input, Forward])),
         Op::Match(m) => &m.loads,
         Op::Vmap { keys, .. } => keys,
         _ => return None,
@@ -2473,6 +2496,8 @@ pub trait Actions {
     /// netdev `fwd`: the packet leaves through `dev` (to neighbour `addr` if given) and its
     /// walk ends here.
     fn fwd(&mut self, _pkt: &Pkt, _addr: Option<u128>, _dev: u32) {}
+    /// `synproxy`: a SYN or a client's ACK the router answers (or drops) itself.
+    fn synproxy(&mut self, _pkt: &Pkt, _spec: &crate::synproxy::SynproxySpec) {}
 }
 
 /// The outcome of a hook.
@@ -3476,6 +3501,22 @@ fn run_chain(
                             ObjKind::CtHelper => pkt.new_ct_helper = rs.helpers.get(i).cloned(),
                             // refused at compile time: the kernel has no maps of these
                             ObjKind::CtTimeout | ObjKind::CtExpect | ObjKind::Secmark => {}
+                            ObjKind::Synproxy => {
+                                let Some(spec) = rs.synproxies.get(i) else {
+                                    continue;
+                                };
+                                match synproxy_op(pkt, spec, act) {
+                                    Some(v) => {
+                                        verdict = Some(v);
+                                        break;
+                                    }
+                                    None if pkt.l4proto != 6 => {
+                                        matched = false;
+                                        break;
+                                    }
+                                    None => {}
+                                }
+                            }
                         }
                     }
                     Op::Log(spec) => act.log_spec(pkt, spec, &rule.text),
@@ -3564,6 +3605,17 @@ fn run_chain(
                         pkt.new_ct_expect.push(*i);
                     }
                     Op::SetSecmark(id) => pkt.secmark = *id,
+                    Op::Synproxy(spec) => match synproxy_op(pkt, spec, act) {
+                        Some(v) => {
+                            verdict = Some(v);
+                            break;
+                        }
+                        None if pkt.l4proto != 6 => {
+                            matched = false;
+                            break;
+                        }
+                        None => {}
+                    },
                     Op::Tproxy { addr, port, v6 } => {
                         // the family the statement names must be the packet's; a
                         // transport header is needed for the socket lookup
@@ -3690,6 +3742,24 @@ fn run_chain(
         }
         depth -= 1;
     }
+}
+
+/// `nft_synproxy_do_eval`: not TCP, no verdict (the rule stops); a SYN or an ACK is the
+/// router's ([`Actions::synproxy`]), and its walk ends; other segments go on.
+fn synproxy_op(
+    pkt: &Pkt,
+    spec: &crate::synproxy::SynproxySpec,
+    act: &mut dyn Actions,
+) -> Option<Verdict> {
+    if pkt.l4proto != 6 {
+        return None;
+    }
+    let flags = pkt.th.and_then(|t| pkt.frame.get(t + 13)).copied()?;
+    if flags & (crate::synproxy::SYN | crate::synproxy::ACK) == 0 {
+        return None;
+    }
+    act.synproxy(pkt, spec);
+    Some(Verdict::Stolen)
 }
 
 fn eval_value(
