@@ -48,8 +48,16 @@ impl Ports {
 
     /// The logical interface a frame arriving with `ingress` belongs to: the one on the same
     /// port whose encapsulation matches the frame's tags or PPPoE session. Frames are captured
-    /// per port, so a tagged frame may arrive as the parent's or as the sub-interface's.
-    pub fn classify(&self, topo: &Topology, ingress: usize, m: &PacketMeta) -> Result<usize, Drop> {
+    /// per port, so a tagged frame may arrive as the parent's or as the sub-interface's. A
+    /// PPPoE session is the pair of its id and the concentrator's MAC, as the kernel's
+    /// `pppoe_rcv` looks it up: the right id from another MAC belongs to no interface.
+    pub fn classify(
+        &self,
+        topo: &Topology,
+        ingress: usize,
+        m: &PacketMeta,
+        frame: &[u8],
+    ) -> Result<usize, Drop> {
         let sib = self.siblings.get(ingress).ok_or(Drop::NoInterface)?;
         let tags = m.vlan_tags();
         sib.iter()
@@ -69,8 +77,12 @@ impl Ports {
                             && tags[1].vid == *inner
                             && m.pppoe_session.is_none()
                     }
-                    Encap::Pppoe { session, .. } => {
-                        tags.is_empty() && m.pppoe_session == Some(*session)
+                    Encap::Pppoe {
+                        session, peer_mac, ..
+                    } => {
+                        tags.is_empty()
+                            && m.pppoe_session == Some(*session)
+                            && frame.get(6..12) == Some(&peer_mac[..])
                     }
                 }
             })

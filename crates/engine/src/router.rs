@@ -695,7 +695,7 @@ impl Router {
                 return;
             }
         };
-        let iif = match self.ports.classify(&self.topo, ingress, &meta) {
+        let iif = match self.ports.classify(&self.topo, ingress, &meta, &data) {
             Ok(i) => i,
             Err(d) => {
                 return self.counters.drop(if meta.ip_version.is_none() {

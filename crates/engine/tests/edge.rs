@@ -254,9 +254,14 @@ fn pppoe_wan_and_vlan_lans() {
     other[17] = 0x35;
     none(&mut r, ETH1, other, secs(1));
     assert_eq!(r.counters().dropped(Drop::UnknownEncap), 1);
+    // and so does the session's id from another MAC than the concentrator's (`pppoe_rcv`
+    // looks a session up by both)
+    let spoofed = pppoe_frame(WAN_MAC, [2, 0, 0, 0, 0x66, 0x66], answer_l3);
+    none(&mut r, ETH1, spoofed, secs(1));
+    assert_eq!(r.counters().dropped(Drop::UnknownEncap), 2);
     let rep = r.report(secs(1));
     assert_eq!(rep.interfaces[PPPOE_WAN].tx_packets, 1);
-    assert_eq!(rep.interfaces[ETH1].rx_packets, 2);
+    assert_eq!(rep.interfaces[ETH1].rx_packets, 3);
 
     // a tagged frame on the LAN port belongs to the VLAN interface and leaves tagged (QinQ)
     let iot_l3 = &udp4(
@@ -352,7 +357,7 @@ fn pppoe_wan_and_vlan_lans() {
         tagged(LAN_MAC, CLIENT_MAC, &[(0x8100, 9)], iot_l3),
         secs(2),
     );
-    assert_eq!(r.counters().dropped(Drop::UnknownEncap), 2);
+    assert_eq!(r.counters().dropped(Drop::UnknownEncap), 3);
 }
 
 const HOOK_RULES: &str = r#"

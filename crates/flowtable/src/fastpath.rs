@@ -288,6 +288,8 @@ struct Parsed {
     key: Key,
     encap: Encap,
     dst_mac: Mac,
+    /// With PPPoE, the frame's source MAC: a session is its id and the concentrator's MAC.
+    pppoe_peer: Mac,
     l3: usize,
     /// IP total length (header included).
     ip_len: usize,
@@ -421,6 +423,7 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Parsed, Punt> {
         key,
         encap: Encap::None,
         dst_mac,
+        pppoe_peer: [0; 6],
         l3: 14,
         ip_len: total,
         l4: 34,
@@ -454,6 +457,7 @@ fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
         ntags += 1;
     }
     let mut end = f.len();
+    let mut pppoe_peer = [0u8; 6];
     let encap = if et == ETH_PPPOE {
         if f.len() < at + 8 || f[at] != 0x11 || f[at + 1] != 0 {
             return Err(Punt::Malformed);
@@ -472,6 +476,7 @@ fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
             _ => return Err(Punt::NotIp),
         };
         let session = be16(f, at + 2);
+        pppoe_peer.copy_from_slice(&f[6..12]);
         at += 8;
         Encap::Pppoe(session)
     } else {
@@ -578,6 +583,7 @@ fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
         key,
         encap,
         dst_mac,
+        pppoe_peer,
         l3: at,
         ip_len,
         l4: at + hlen,
@@ -609,6 +615,9 @@ fn decide(
         return Err(Punt::Miss);
     };
     if p.encap != back.encap || p.dst_mac != back.src_mac {
+        return Err(Punt::L2Mismatch);
+    }
+    if matches!(p.encap, Encap::Pppoe(_)) && p.pppoe_peer != back.dst_mac {
         return Err(Punt::L2Mismatch);
     }
     // `port_down` is empty while every port is up: no look-up per packet then.

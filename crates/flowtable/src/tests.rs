@@ -557,6 +557,40 @@ fn vlan_qinq_pppoe_push_and_pop() {
     }
 }
 
+/// A PPPoE session is its id and the concentrator's MAC: the flow's session id from another
+/// MAC is not the flow's, and goes to the slow path (which drops it, as `pppoe_rcv` does).
+#[test]
+fn pppoe_session_from_another_mac_is_punted() {
+    let s = Setup {
+        wan_encap: Encap::Pppoe(0x1234),
+        mtu: 1492,
+        ..Setup::default()
+    };
+    let mut p = Pair::new(s);
+    let mut c = Conn::new("192.168.1.10", "1.1.1.1", 40000, 443, ip("203.0.113.1"));
+    c.open(&mut p, secs(1));
+    let (to, to_port) = c.server_seen_by_server;
+    let ipp = ip_packet(
+        c.server,
+        to,
+        c.sport,
+        to_port,
+        L4::Tcp {
+            seq: c.sseq,
+            ack: c.cseq,
+            flags: ACK,
+        },
+        b"y",
+        57,
+    );
+    let w = &mut p.on;
+    let good = w.frame_from(WAN, &ipp);
+    let mut spoofed = good.clone();
+    spoofed[11] ^= 0x40;
+    assert_punt(w, WAN, &spoofed, secs(2), Punt::L2Mismatch);
+    assert_eq!(fast(w, WAN, &good, secs(2)).0, Action::Forward(LAN));
+}
+
 #[test]
 fn ipv6_routed_and_ipv6_with_pppoe() {
     for wan in [Encap::None, Encap::Pppoe(9)] {

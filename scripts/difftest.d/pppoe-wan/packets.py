@@ -41,9 +41,8 @@ def ses(sid, src, ppp, body):
         struct.pack("!HBBHHH", 0x8864, 0x11, 0, sid, len(body) + 2, ppp) + body
 pkt = ip_packet("198.18.5.53", "198.18.0.2", 17, udp_seg("198.18.5.53", "198.18.0.2", 53, 40001, b"late"))[1]
 raw("eth1", ses(0x1235, "02:00:00:00:02:fe", 0x0021, pkt))
-# (a frame of the session from another MAC is dropped by the kernel, whose pppoe_rcv matches
-# session and source MAC; ours takes it: a known difference, left out until it is fixed)
-# raw("eth1", ses(0x1234, "02:00:00:00:02:fd", 0x0021, pkt))
+# a frame of the session from another MAC: pppoe_rcv looks a session up by id and source MAC
+raw("eth1", ses(0x1234, "02:00:00:00:02:fd", 0x0021, pkt))
 # a PPPoE length shorter than the packet: the kernel trims to it, and IP finds the packet cut
 cut = bytearray(ses(0x1234, "02:00:00:00:02:fe", 0x0021, pkt))
 struct.pack_into("!H", cut, 18, len(pkt) + 2 - 4)
