@@ -775,3 +775,37 @@ fn ipv6_full_handshake_then_data() {
         (cookie.wrapping_add(1), 15, false, true, b"pong".to_vec())
     );
 }
+
+/// Any TCP segment reaching `synproxy` has its checksum checked (`nf_ip_checksum`): a bad one
+/// is dropped under its reason; a good one that is neither SYN nor ACK goes on to the next
+/// rule (here `ct state invalid drop`).
+#[test]
+fn bad_checksum_dropped_other_segments_go_on() {
+    let mut r = router_sp();
+    let rst = || {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, LAN_MAC)
+            .ipv4(CLIENT, REMOTE, 64)
+            .tcp(40000, 80, 5, 0)
+            .rst();
+        let mut f = vec![];
+        b.write(&mut f, b"").unwrap();
+        f
+    };
+    let mut bad = rst();
+    let n = bad.len();
+    bad[n - 4] ^= 0x55; // the TCP checksum
+    none(&mut r, LAN, bad, T0);
+    let drops = r.counters().drop_map();
+    assert_eq!(drops.get("synproxy_bad_packet"), Some(&1));
+    assert_eq!(drops.get("rule_drop"), None);
+    none(&mut r, LAN, rst(), T0);
+    let drops = r.counters().drop_map();
+    assert_eq!(drops.get("synproxy_bad_packet"), Some(&1));
+    assert_eq!(drops.get("rule_drop"), Some(&1));
+    // a SYN with a bad checksum is not answered
+    let mut syn = client_syn();
+    let n = syn.len();
+    syn[n - 1] ^= 0x01; // the last option byte (window scale)
+    none(&mut r, LAN, syn, T0);
+    assert_eq!(r.counters().synproxy_synacks_sent, 0);
+}
