@@ -117,7 +117,13 @@ fn handle(shared: &Shared, line: &str) -> Result<String, String> {
             let now = shared.now();
             st.router.replace_ruleset(rules, now);
             st.ast = ast;
-            Ok(String::new())
+            let mut out = String::new();
+            for line in crate::run::xdp_after_reload(&mut st, &shared.xdp_env) {
+                eprintln!("nft-offload: {line}");
+                out.push_str(&line);
+                out.push('\n');
+            }
+            Ok(out)
         }
         ["stats"] => Ok(stats_text(shared)),
         ["stats", "json"] => Ok(format!("{:#}\n", stats_json(shared))),
@@ -128,8 +134,13 @@ fn handle(shared: &Shared, line: &str) -> Result<String, String> {
 
 /// The counters: per interface, per path, drops by reason, flows, CPU per packet.
 pub fn stats_json(shared: &Shared) -> Value {
-    let (report, tx_dropped, names) = {
+    let (report, tx_dropped, names, xdp) = {
         let st = shared.lock();
+        let xdp: Vec<(String, String, bool, nft_xdp::offload::SharedXdpOffload)> = st
+            .xdp
+            .iter()
+            .filter_map(|x| Some((x.table.clone(), x.name.clone(), x.in_use, x.handle.clone()?)))
+            .collect();
         let now = shared.now();
         let names: Vec<String> = st
             .router
@@ -138,8 +149,47 @@ pub fn stats_json(shared: &Shared) -> Value {
             .iter()
             .map(|i| i.name.clone())
             .collect();
-        (st.router.report(now), st.tx_dropped.clone(), names)
+        (st.router.report(now), st.tx_dropped.clone(), names, xdp)
     };
+    // `flags offload`: what each XDP offload program did with the frames (forwarded, or
+    // passed on and why), and what became of the flows pushed to it
+    let xdp_offload: Vec<Value> = xdp
+        .iter()
+        .map(|(table, name, in_use, h)| {
+            let x = h.lock();
+            let st = x.stats();
+            let devices: serde_json::Map<String, Value> = x
+                .attachments()
+                .iter()
+                .map(|a| {
+                    (
+                        a.device.clone(),
+                        json!(a.mode.map_or("none".to_string(), |m| m.to_string())),
+                    )
+                })
+                .collect();
+            let frames: serde_json::Map<String, Value> = x
+                .reasons()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            json!({
+                "table": table,
+                "flowtable": name,
+                "in_use": in_use,
+                "devices": devices,
+                "frames": frames,
+                "flows": {
+                    "pushed": st.pushed,
+                    "map_full": st.map_full,
+                    "push_failed": st.failed,
+                    "removed": st.removed,
+                    "active": st.active,
+                    "pending": x.pending(),
+                },
+            })
+        })
+        .collect();
     let io = shared
         .io_stats
         .lock()
@@ -207,6 +257,7 @@ pub fn stats_json(shared: &Shared) -> Value {
     json!({
         "uptime_seconds": shared.now().as_secs_f64(),
         "steering": steering,
+        "xdp_offload": xdp_offload,
         "workers": shared.workers,
         "interfaces": interfaces,
         "packets_in": report.packets_in,
@@ -271,6 +322,26 @@ pub fn stats_text(shared: &Shared) -> String {
         }
     }
     s.push('\n');
+    if let Some(xs) = v["xdp_offload"].as_array() {
+        for x in xs {
+            let f = &x["flows"];
+            s.push_str(&format!(
+                "xdp offload {}: flows pushed {}, map full {}, push failed {}, removed {}, active {}; frames",
+                x["flowtable"].as_str().unwrap_or(""),
+                n(&f["pushed"]),
+                n(&f["map_full"]),
+                n(&f["push_failed"]),
+                n(&f["removed"]),
+                n(&f["active"])
+            ));
+            if let Some(fr) = x["frames"].as_object() {
+                for (k, c) in fr.iter().filter(|(_, c)| n(c) > 0) {
+                    s.push_str(&format!(" {k} {}", n(c)));
+                }
+            }
+            s.push('\n');
+        }
+    }
     s.push_str(&format!("connections {}\n", n(&v["connections_total"])));
     s.push_str(&format!(
         "cpu {:.3} s in {} worker(s), {:.0} ns per packet\n",
@@ -320,6 +391,38 @@ pub fn stats_prometheus(shared: &Shared) -> String {
             s.push_str(&format!(
                 "nft_offload_drops_total{{reason=\"{k}\"}} {}\n",
                 n(c)
+            ));
+        }
+    }
+    if let Some(xs) = v["xdp_offload"].as_array() {
+        s.push_str("# TYPE nft_offload_xdp_frames_total counter\n");
+        for x in xs {
+            let ft = x["flowtable"].as_str().unwrap_or("");
+            if let Some(f) = x["frames"].as_object() {
+                for (k, c) in f {
+                    s.push_str(&format!(
+                        "nft_offload_xdp_frames_total{{flowtable=\"{ft}\",reason=\"{k}\"}} {}\n",
+                        n(c)
+                    ));
+                }
+            }
+        }
+        s.push_str("# TYPE nft_offload_xdp_flows_total counter\n");
+        for x in xs {
+            let ft = x["flowtable"].as_str().unwrap_or("");
+            for k in ["pushed", "map_full", "push_failed", "removed"] {
+                s.push_str(&format!(
+                    "nft_offload_xdp_flows_total{{flowtable=\"{ft}\",result=\"{k}\"}} {}\n",
+                    n(&x["flows"][k])
+                ));
+            }
+        }
+        s.push_str("# TYPE nft_offload_xdp_flows gauge\n");
+        for x in xs {
+            let ft = x["flowtable"].as_str().unwrap_or("");
+            s.push_str(&format!(
+                "nft_offload_xdp_flows{{flowtable=\"{ft}\"}} {}\n",
+                n(&x["flows"]["active"])
             ));
         }
     }

@@ -162,6 +162,9 @@ enum Cmd {
         /// kernel's placement always.
         #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "kernel"])]
         napi: String,
+        /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
+        xdp_mode: String,
     },
     /// Ask a running router: `list ruleset|flowtables|conntrack`.
     List {
@@ -320,6 +323,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_offload,
             no_guard,
             napi,
+            xdp_mode,
         } => run::run(run::Args {
             ruleset,
             interfaces,
@@ -329,6 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_offload,
             no_guard,
             napi,
+            xdp_mode,
         }),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {

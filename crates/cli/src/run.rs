@@ -52,6 +52,8 @@ pub struct Args {
     pub no_guard: bool,
     /// `--io af_xdp`: where the interfaces' receive work runs (`--napi auto|threads|kernel`).
     pub napi: String,
+    /// `auto`, `native` or `generic`.
+    pub xdp_mode: String,
 }
 
 /// The I/O backends. A backend moves bursts of whole Ethernet frames in and out of one
@@ -243,6 +245,8 @@ pub struct State {
     addrs: Vec<netlink::Addr>,
     /// Frames the transmit side could not hand to the kernel (back-pressure), by interface.
     pub tx_dropped: Vec<u64>,
+    /// The flowtables' XDP offloads (`flags offload`).
+    pub xdp: Vec<XdpTable>,
 }
 
 pub struct Shared {
@@ -260,6 +264,7 @@ pub struct Shared {
     /// A neighbour was resolved while frames wait for it: the next worker loop runs a burst
     /// (empty if need be) so they leave now rather than at the next timer tick.
     pub kick: AtomicBool,
+    pub xdp_env: XdpEnv,
 }
 
 impl Shared {
@@ -529,6 +534,9 @@ pub fn apply_event(
                     st.router.set_link(i, l.up);
                     st.router.rebuild_fib();
                 }
+                // a new MAC or MTU: the slow path uses it, offloaded flows are re-routed
+                let mtu = u16::try_from(l.mtu).unwrap_or(u16::MAX);
+                st.router.set_link_params(i, l.mac, mtu);
             }
         }
         Event::LinkGone(ix) => {
@@ -666,6 +674,50 @@ impl Drop for Guard {
     }
 }
 
+/// GRO and LRO off on `run`'s interfaces while it runs, put back as they were when dropped.
+/// With either on, the kernel hands AF_PACKET (and XDP in generic mode) aggregates of up to
+/// 64 KB, above any MTU, which the router cannot forward as they are.
+pub struct NoAggregation {
+    restore: Vec<(String, nft_xdp::ethtool::Aggregation)>,
+}
+
+impl NoAggregation {
+    /// Turns them off; the lines say what changed or could not be, for the log.
+    pub fn apply(ifs: &[(String, String)]) -> (NoAggregation, Vec<String>) {
+        use nft_xdp::ethtool::{get, set, Aggregation};
+        let mut restore = vec![];
+        let mut msgs = vec![];
+        for (_, dev) in ifs {
+            for what in [Aggregation::Gro, Aggregation::Lro] {
+                match get(dev, what) {
+                    Ok(false) => {}
+                    Ok(true) => match set(dev, what, false) {
+                        Ok(()) => {
+                            msgs.push(format!("{dev}: {what} off while running (was on)"));
+                            restore.push((dev.clone(), what));
+                        }
+                        Err(e) => msgs.push(format!(
+                            "warning: {e}: {what} stays on; frames the kernel aggregates \
+                             above the MTU will be dropped (ethtool -K {dev} {} off)",
+                            what.to_string().to_lowercase()
+                        )),
+                    },
+                    Err(e) => msgs.push(format!("warning: {e}: cannot check {what}")),
+                }
+            }
+        }
+        (NoAggregation { restore }, msgs)
+    }
+}
+
+impl Drop for NoAggregation {
+    fn drop(&mut self) {
+        for (dev, what) in &self.restore {
+            let _ = nft_xdp::ethtool::set(dev, *what, true);
+        }
+    }
+}
+
 /// The kernel must not forward what the dataplane forwards, or every packet leaves twice.
 fn check_kernel_forwarding() -> Result<()> {
     for (file, name) in [
@@ -685,72 +737,200 @@ fn check_kernel_forwarding() -> Result<()> {
     Ok(())
 }
 
+/// A flowtable's XDP offload as `run` keeps it: which flowtable (table, name, ports: what
+/// [`Router::replace_ruleset`] matches to hand flows over), and a handle on the backend the
+/// flowtable drives, for `stats` and for reloads. `None`: the offload did not load, the
+/// flowtable is in software.
+pub struct XdpTable {
+    pub table: String,
+    pub name: String,
+    pub ports: Vec<usize>,
+    pub handle: Option<nft_xdp::offload::SharedXdpOffload>,
+    /// Whether the flowtable of the ruleset in force drives it. With `--io af_xdp` an offload
+    /// whose flowtable a reload took away stays attached, idle (its map empty), because the
+    /// steering program runs after it: detaching it would cut the sockets off.
+    pub in_use: bool,
+}
+
+impl XdpTable {
+    fn same(&self, t: &nft_engine::offload::RouterFlowtable) -> bool {
+        self.table == t.table && self.name == t.name && self.ports == t.ports
+    }
+}
+
+/// What the XDP offloads need that does not change while `run` runs.
+#[derive(Clone)]
+pub struct XdpEnv {
+    pub ifs: Vec<(String, String)>,
+    /// CLOCK_MONOTONIC at the router's time zero.
+    pub mono: Duration,
+    pub io: Io,
+    pub mode: nft_xdp::offload::ModeRequest,
+}
+
 /// `flags offload`: each flowtable that has it gets the XDP offload on its devices (native
 /// mode, else generic), or stays in software, saying why: the program was not built
 /// (`nft_xdp::NOT_BUILT`), cannot be loaded, or a device takes no XDP program (its flows
-/// stay in software, the others are offloaded). `mono` is CLOCK_MONOTONIC at the router's
-/// time zero. The lines are for the log; none is an error.
+/// stay in software, the others are offloaded). The lines are for the log; none is an error.
 ///
-/// With `chain` (`--io af_xdp`), each backend's [`Chain`](nft_xdp::Chain) comes back with the
+/// With `--io af_xdp` (`env.io`), each backend's [`Chain`](nft_xdp::Chain) comes back with the
 /// devices it holds and their mode: the steering program goes after the offload there.
 fn xdp_offload(
     router: &mut Router,
-    ifs: &[(String, String)],
-    mono: Duration,
-    chain: bool,
-) -> (Vec<String>, Vec<run_afxdp::Chained>) {
-    use nft_xdp::offload::{XdpOffload, XdpOffloadConfig};
+    env: &XdpEnv,
+) -> (Vec<String>, Vec<run_afxdp::Chained>, Vec<XdpTable>) {
     let mut msgs = vec![];
     let mut chains = vec![];
-    let tables: Vec<(usize, String, Vec<usize>)> = router
+    let mut kept = vec![];
+    let tables: Vec<usize> = router
         .offload()
         .flowtables()
         .iter()
         .enumerate()
         .filter(|(_, t)| t.ft.config().hw_offload)
-        .map(|(i, t)| (i, t.name.clone(), t.ports.clone()))
+        .map(|(i, _)| i)
         .collect();
-    for (i, name, ports) in tables {
-        let cfg = XdpOffloadConfig {
-            devices: ports
-                .iter()
-                .filter_map(|&p| Some((u16::try_from(p).ok()?, ifs.get(p)?.1.clone())))
-                .collect(),
-            ..XdpOffloadConfig::default()
-        };
-        match XdpOffload::new(&cfg) {
-            Ok(mut x) => {
-                x.set_clock(Duration::ZERO, mono);
-                for at in x.attachments() {
-                    msgs.push(match (&at.mode, &at.warning) {
-                        (Some(m), _) => {
-                            format!("flowtable {name}: {} XDP offload ({m})", at.device)
-                        }
-                        (None, w) => format!(
-                            "warning: flowtable {name}: {}",
-                            w.clone()
-                                .unwrap_or_else(|| format!("{}: no XDP", at.device))
-                        ),
-                    });
-                }
-                if chain {
-                    let devs = x
-                        .attachments()
-                        .iter()
-                        .filter_map(|a| Some((a.ifindex, a.mode?)))
-                        .collect();
-                    if let Some(c) = x.take_chain() {
-                        chains.push(run_afxdp::Chained { chain: c, devs });
+    for i in tables {
+        let (x, m, c) = new_xdp_table(router, i, env);
+        msgs.extend(m);
+        chains.extend(c);
+        kept.push(x);
+    }
+    (msgs, chains, kept)
+}
+
+/// The XDP offload for flowtable `i` of the router, set as its backend.
+fn new_xdp_table(
+    router: &mut Router,
+    i: usize,
+    env: &XdpEnv,
+) -> (XdpTable, Vec<String>, Option<run_afxdp::Chained>) {
+    use nft_xdp::offload::{SharedXdpOffload, XdpOffload, XdpOffloadConfig};
+    let t = &router.offload().flowtables()[i];
+    let (table, name, ports) = (t.table.clone(), t.name.clone(), t.ports.clone());
+    let mut msgs = vec![];
+    let mut chained = None;
+    let cfg = XdpOffloadConfig {
+        devices: ports
+            .iter()
+            .filter_map(|&p| Some((u16::try_from(p).ok()?, env.ifs.get(p)?.1.clone())))
+            .collect(),
+        mode: env.mode,
+        ..XdpOffloadConfig::default()
+    };
+    let handle = match XdpOffload::new(&cfg) {
+        Ok(mut x) => {
+            x.set_clock(Duration::ZERO, env.mono);
+            for at in x.attachments() {
+                msgs.push(match (&at.mode, &at.warning) {
+                    (Some(m), _) => {
+                        format!("flowtable {name}: {} XDP offload ({m})", at.device)
                     }
-                }
-                router.offload_mut().set_backend(i, Box::new(x));
+                    (None, w) => format!(
+                        "warning: flowtable {name}: {}",
+                        w.clone()
+                            .unwrap_or_else(|| format!("{}: no XDP", at.device))
+                    ),
+                });
             }
-            Err(e) => msgs.push(format!(
+            if env.io == Io::AfXdp {
+                let devs = x
+                    .attachments()
+                    .iter()
+                    .filter_map(|a| Some((a.ifindex, a.mode?)))
+                    .collect();
+                if let Some(c) = x.take_chain() {
+                    chained = Some(run_afxdp::Chained { chain: c, devs });
+                }
+            }
+            let h = SharedXdpOffload::new(x);
+            router.offload_mut().set_backend(i, Box::new(h.clone()));
+            Some(h)
+        }
+        Err(e) => {
+            msgs.push(format!(
                 "warning: flowtable {name}: {e}; its flows stay in software"
-            )),
+            ));
+            None
+        }
+    };
+    (
+        XdpTable {
+            table,
+            name,
+            ports,
+            handle,
+            in_use: true,
+        },
+        msgs,
+        chained,
+    )
+}
+
+/// After a ruleset swap: the flowtables that keep their table, name, devices and `flags
+/// offload` kept their flows and their backend; one that is new with `flags offload`, or gains
+/// it, gets an XDP offload; one that loses it (or is gone) lets its offload go, which takes the
+/// program off its devices (with `--io af_xdp` the program stays, idle, in front of the
+/// steering, and is taken up again if the flag comes back). The lines are for the log.
+pub fn xdp_after_reload(st: &mut State, env: &XdpEnv) -> Vec<String> {
+    let mut msgs = vec![];
+    let hw: Vec<usize> = st
+        .router
+        .offload()
+        .flowtables()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.ft.config().hw_offload)
+        .map(|(i, _)| i)
+        .collect();
+    let mut taken = vec![false; st.xdp.len()];
+    let mut fresh = vec![];
+    for i in hw {
+        let t = &st.router.offload().flowtables()[i];
+        let tname = t.name.clone();
+        match st.xdp.iter().position(|x| x.same(t)) {
+            // kept its flows and its backend in the swap
+            Some(k) if st.xdp[k].in_use => taken[k] = true,
+            // an offload left idle in front of the steering: taken up again
+            Some(k) => {
+                taken[k] = true;
+                if let Some(h) = &st.xdp[k].handle {
+                    st.router.offload_mut().set_backend(i, Box::new(h.clone()));
+                    msgs.push(format!("flowtable {tname}: XDP offload again"));
+                }
+                st.xdp[k].in_use = true;
+            }
+            None if env.io == Io::AfXdp => {
+                msgs.push(format!(
+                    "warning: flowtable {}: a reload cannot put the XDP offload in front of                      the AF_XDP steering programs; its flows stay in software (restart `run`                      to offload them)",
+                    t.name
+                ));
+            }
+            None => fresh.push(i),
         }
     }
-    (msgs, chains)
+    let mut k = 0;
+    st.xdp.retain_mut(|x| {
+        let keep = taken[k];
+        k += 1;
+        if keep {
+            return true;
+        }
+        if env.io == Io::AfXdp && x.handle.is_some() {
+            x.in_use = false;
+            return true;
+        }
+        if x.handle.is_some() {
+            msgs.push(format!("flowtable {}: XDP offload removed", x.name));
+        }
+        false
+    });
+    for i in fresh {
+        let (x, m, _) = new_xdp_table(&mut st.router, i, env);
+        msgs.extend(m);
+        st.xdp.push(x);
+    }
+    msgs
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -763,6 +943,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut nl = Netlink::open()?;
     let snap = nl.snapshot()?;
     let (topo, names) = topology(&snap, &ifs)?;
+    let (no_aggregation, lines) = NoAggregation::apply(&ifs);
+    for line in lines {
+        eprintln!("nft-offload: {line}");
+    }
     let (ast, rules) = match load_ruleset(&a.ruleset, &topo) {
         Ok(x) => x,
         Err(e) => {
@@ -794,19 +978,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // `--io af_xdp` with `flags offload`: an interface takes one XDP program, the offload;
     // the steering program runs after it (its tail call) on what it does not forward.
     let mut chains = vec![];
+    let mut xdp = vec![];
+    let xdp_env = XdpEnv {
+        ifs: ifs.clone(),
+        mono,
+        io,
+        mode: match a.xdp_mode.as_str() {
+            "native" => nft_xdp::offload::ModeRequest::Native,
+            "generic" => nft_xdp::offload::ModeRequest::Generic,
+            _ => nft_xdp::offload::ModeRequest::Auto,
+        },
+    };
     if !a.no_offload {
-        let hw = router
-            .offload()
-            .flowtables()
-            .iter()
-            .any(|t| t.ft.config().hw_offload);
-        if hw {
-            let (lines, c) = xdp_offload(&mut router, &ifs, mono, io == Io::AfXdp);
-            for line in lines {
-                eprintln!("nft-offload: {line}");
-            }
-            chains = c;
+        let (lines, c, x) = xdp_offload(&mut router, &xdp_env);
+        for line in lines {
+            eprintln!("nft-offload: {line}");
         }
+        chains = c;
+        xdp = x;
     }
     let (backends, sets, steering) = match io {
         Io::AfPacket => (open_backends(io, &ifs, workers)?, vec![], None),
@@ -835,7 +1024,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             routes: snap.routes.clone(),
             addrs: snap.addrs.clone(),
             tx_dropped: vec![0; n_if],
+            xdp,
         }),
+        xdp_env,
         names: names.clone(),
         epoch,
         kick: AtomicBool::new(false),
@@ -959,6 +1150,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     drop(server);
     drop(guard);
+    drop(no_aggregation);
     // detaches the steering programs (other threads may still hold the Arc): the kernel has
     // the interfaces back
     if let Some(s) = &steering {

@@ -396,7 +396,14 @@ impl Offload {
             let same = self
                 .tables
                 .iter()
-                .position(|n| n.table == t.table && n.name == t.name && n.ports == t.ports);
+                // `flags offload` too: a flowtable that gains or loses it needs another
+                // backend, and its flows are pushed to the hardware only when admitted
+                .position(|n| {
+                    n.table == t.table
+                        && n.name == t.name
+                        && n.ports == t.ports
+                        && n.ft.config().hw_offload == t.ft.config().hw_offload
+                });
             match same {
                 Some(nt) if self.enabled => {
                     // the connections' handles name the table by its position
@@ -414,7 +421,13 @@ impl Offload {
                 }
             }
         }
-        let _ = moved;
+        // A flowtable new in this ruleset routes under the FIB generation in force: left at
+        // zero, every flow it admits would be stale at once and go back to the slow path.
+        for (nt, t) in self.tables.iter_mut().enumerate() {
+            if !moved.contains(&Some(nt)) {
+                t.ft.set_fib_generation(fib_gen);
+            }
+        }
     }
 
     /// An interface went up or down; down, its flows are torn down.

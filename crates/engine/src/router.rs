@@ -2185,6 +2185,23 @@ impl Router {
         }
     }
 
+    /// An interface's MAC address or MTU changed (the kernel's `RTM_NEWLINK`): the slow path
+    /// uses them from now on, and the FIB's generation moves so that offloaded flows are
+    /// re-routed with the new source MAC, expected destination MAC and MTU at the next burst.
+    /// Whether anything changed.
+    pub fn set_link_params(&mut self, iface: usize, mac: Mac, mtu: u16) -> bool {
+        let Some(i) = self.topo.interfaces.get_mut(iface) else {
+            return false;
+        };
+        if i.mac == mac && i.mtu == mtu {
+            return false;
+        }
+        i.mac = mac;
+        i.mtu = mtu;
+        self.rebuild_fib();
+        true
+    }
+
     /// Frames held for a next hop whose MAC is now known leave (in the order they came); those
     /// that waited [`HOLD_FOR`] are dropped as `neighbour_unresolved`.
     fn release_held(&mut self, now: Duration, out: &mut Vec<Sent>) {

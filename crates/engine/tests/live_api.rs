@@ -244,3 +244,103 @@ fn ruleset_swap_keeps_connections_and_flows() {
     );
     assert!(r.report(secs(6)).fast_path_packets <= fast);
 }
+
+#[test]
+fn a_flowtable_added_by_a_reload_routes_under_the_fib_in_force() {
+    let mut r = router();
+    // the FIB moves on (a route added): its generation is no longer the first
+    let mut routes = r.topology().routes.clone();
+    routes.push(StaticRoute {
+        prefix: "203.0.113.77".parse().unwrap(),
+        len: 32,
+        kind: RouteKind::Unicast(NextHop {
+            ifindex: WAN,
+            via: Some("198.18.0.1".parse().unwrap()),
+        }),
+    });
+    r.set_routes(routes);
+    let no_ft = RULES
+        .replace(
+            "flowtable ft { hook ingress priority 0; devices = { \"lan\", \"wan\" }; }",
+            "",
+        )
+        .replace("meta l4proto { tcp, udp } flow add @ft", "");
+    r.replace_ruleset(compile(&no_ft), secs(1));
+    let sport = assured_udp(&mut r, 1);
+    assert_eq!(r.list_flows(secs(4)).len(), 0);
+    // the flowtable comes back: the next packet admits the flow, the answer takes it
+    r.replace_ruleset(compile(RULES), secs(5));
+    one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
+        secs(5),
+        Port::Iface(WAN),
+    );
+    assert_eq!(r.list_flows(secs(5)).len(), 2);
+    let fast = r.report(secs(5)).fast_path_packets;
+    for (i, t) in [5, 6, 7].into_iter().enumerate() {
+        one(
+            &mut r,
+            WAN,
+            udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a"),
+            secs(t),
+            Port::Iface(LAN),
+        );
+        assert_eq!(r.report(secs(t)).fast_path_packets, fast + i as u64 + 1);
+    }
+    assert_eq!(r.list_flows(secs(7)).len(), 2);
+}
+
+#[test]
+fn link_mac_and_mtu_changes_reach_offloaded_flows() {
+    let mut r = router();
+    let sport = assured_udp(&mut r, 1);
+    assert_eq!(r.list_flows(secs(4)).len(), 2);
+    // the WAN interface takes another MAC: offloaded packets leave with it
+    let new_mac = [2, 0, 0, 0, 9, 9];
+    assert!(r.set_link_params(WAN, new_mac, 1500));
+    assert!(!r.set_link_params(WAN, new_mac, 1500));
+    let out = one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
+        secs(5),
+        Port::Iface(WAN),
+    );
+    assert_eq!(&out[6..12], &new_mac);
+    assert_eq!(check(&out).ports.unwrap().0, sport);
+    assert_eq!(r.report(secs(5)).fast_path_packets, 1);
+    // answers now come addressed to the new MAC, and take the fast path
+    one(
+        &mut r,
+        WAN,
+        udp4(GW_MAC, new_mac, REMOTE, ROUTER_WAN, 53, sport, 60, b"a2"),
+        secs(5),
+        Port::Iface(LAN),
+    );
+    assert_eq!(r.report(secs(5)).fast_path_packets, 2);
+    // a smaller MTU: a datagram that fit before no longer does
+    let big = vec![7u8; 200];
+    let out = one(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, &big),
+        secs(6),
+        Port::Iface(WAN),
+    );
+    assert_eq!(out.len(), 14 + 20 + 8 + 200);
+    assert!(r.set_link_params(WAN, new_mac, 128));
+    let out = send(
+        &mut r,
+        LAN,
+        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, &big),
+        secs(6),
+    );
+    assert!(
+        out.iter()
+            .all(|f| f.egress != Port::Iface(WAN) || f.data.len() <= 14 + 128),
+        "{out:?}"
+    );
+    assert_eq!(r.topology().interfaces[WAN].mtu, 128);
+}

@@ -841,37 +841,33 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) {
         let now_ms = ms(now);
         let n = frames.len().min(out.len());
-        let mut base = 0;
-        while base < n {
-            let m = (n - base).min(STAGE);
+        // Chunks and zipped iterators rather than indices: no bounds check per frame.
+        let stages = frames[..n]
+            .chunks_mut(STAGE)
+            .zip(out[..n].chunks_mut(STAGE));
+        for (chunk, outs) in stages {
             let mut parsed = [Err(Punt::Malformed); STAGE];
             let mut hashes = [0u64; STAGE];
             let mut found = [u32::MAX; STAGE];
-            for i in 0..m {
-                let fs = &frames[base + i];
-                let p = parse(fs.frame(), fs.port);
-                if let Ok(p) = &p {
-                    hashes[i] = self.index.hash(&p.key);
+            for ((fs, p), h) in chunk.iter().zip(&mut parsed).zip(&mut hashes) {
+                *p = parse(fs.frame(), fs.port);
+                if let Ok(p) = p {
+                    *h = self.index.hash(&p.key);
                 }
-                parsed[i] = p;
             }
+            let m = chunk.len();
             // Short loops of independent loads: a whole stage's cache misses are in flight
             // at once (a long loop body would fill the reorder window after two or three).
             let mut warm = 0u64;
             for &h in &hashes[..m] {
                 warm ^= u64::from(self.index.touch(h));
             }
-            for i in 0..m {
-                if let Ok(p) = &parsed[i] {
-                    if let Some(v) = find(
-                        &self.index,
-                        &self.hot,
-                        &self.cold,
-                        &self.links,
-                        &p.key,
-                        hashes[i],
-                    ) {
-                        found[i] = v;
+            for ((p, &h), f) in parsed[..m].iter().zip(&hashes).zip(&mut found) {
+                if let Ok(p) = p {
+                    if let Some(v) =
+                        find(&self.index, &self.hot, &self.cold, &self.links, &p.key, h)
+                    {
+                        *f = v;
                     }
                 }
             }
@@ -881,11 +877,9 @@ impl<B: OffloadBackend> Flowtable<B> {
                 }
             }
             core::hint::black_box(warm);
-            for i in 0..m {
-                let fs = &mut frames[base + i];
-                out[base + i] = self.finish::<TRACE, _>(fs, &parsed[i], found[i], now_ms);
+            for (((fs, o), p), &f) in chunk.iter_mut().zip(outs).zip(&parsed).zip(&found) {
+                *o = self.finish::<TRACE, _>(fs, p, f, now_ms);
             }
-            base += m;
         }
     }
 

@@ -13,6 +13,8 @@ pub const fn built() -> bool {
     cfg!(xdp_built)
 }
 
+pub mod ethtool;
+pub mod gen;
 pub mod load;
 pub mod offload;
 pub mod offload_layout;

@@ -916,39 +916,50 @@ impl XdpOffload {
             .try_into()
             .map_err(err)?;
         let fd = p.fd().map_err(err)?.as_fd().as_raw_fd();
-        let ctx = XdpMd {
-            data_end: frame.len() as u32,
-            ingress_ifindex,
-            ..XdpMd::default()
-        };
-        let attr = TestRunAttr {
-            prog_fd: fd as u32,
-            data_size_in: frame.len() as u32,
-            data_in: frame.as_ptr() as u64,
-            repeat,
-            ctx_size_in: core::mem::size_of::<XdpMd>() as u32,
-            ctx_in: &ctx as *const XdpMd as u64,
-            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-            ..TestRunAttr::default()
-        };
-        // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute whose pointers (`frame`,
-        // `ctx`) outlive the call; the kernel only reads them (no output buffers given).
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &attr as *const TestRunAttr,
-                core::mem::size_of::<TestRunAttr>(),
-            )
-        };
-        if r != 0 {
-            return Err(XdpOffloadError::Load(format!(
-                "BPF_PROG_TEST_RUN: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        Ok(())
+        test_run_live_fd(fd, frame, ingress_ifindex, repeat).map_err(XdpOffloadError::Load)
     }
+}
+
+/// `BPF_PROG_TEST_RUN` of the XDP program `fd` in live-frames mode on `repeat` copies of
+/// `frame`, as if they arrived on `ingress_ifindex` (of the calling thread's namespace).
+pub(crate) fn test_run_live_fd(
+    fd: std::os::fd::RawFd,
+    frame: &[u8],
+    ingress_ifindex: u32,
+    repeat: u32,
+) -> Result<(), String> {
+    let ctx = XdpMd {
+        data_end: frame.len() as u32,
+        ingress_ifindex,
+        ..XdpMd::default()
+    };
+    let attr = TestRunAttr {
+        prog_fd: fd as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ctx_size_in: core::mem::size_of::<XdpMd>() as u32,
+        ctx_in: &ctx as *const XdpMd as u64,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute whose pointers (`frame`, `ctx`)
+    // outlive the call; the kernel only reads them (no output buffers given).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &attr as *const TestRunAttr,
+            core::mem::size_of::<TestRunAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "BPF_PROG_TEST_RUN: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 impl OffloadBackend for XdpOffload {

@@ -1,0 +1,130 @@
+//! `nft-offload run` follows its interfaces' MAC address and MTU (issue 6): the kernel's
+//! `RTM_NEWLINK` reaches the engine, offloaded flows leave with the new MAC, the slow path
+//! uses the new MTU. And `run` turns GRO off on its interfaces while it runs, then puts it
+//! back. Network namespaces made by the test (client - router - server), root; skipped
+//! otherwise.
+
+use std::process::Command;
+use std::time::Duration;
+
+mod lab;
+use lab::*;
+
+const RULES: &str = "table inet filter {
+  flowtable ft { hook ingress priority 0; devices = { lan0, wan0 }; }
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    meta l4proto { tcp, udp } flow add @ft
+  }
+}
+table ip nat {
+  chain postrouting { type nat hook postrouting priority 100; oifname \"wan0\" masquerade }
+}
+";
+
+fn sh(ns: &str, cmd: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", cmd])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{cmd}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn gro(ns: &str, dev: &str) -> String {
+    sh(ns, &format!("ethtool -k {dev}"))
+        .lines()
+        .find_map(|l| l.strip_prefix("generic-receive-offload: "))
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn fast(sock: &str) -> u64 {
+    stats(sock)["paths"]["fast"].as_u64().unwrap()
+}
+
+#[test]
+fn run_follows_mac_and_mtu_changes() {
+    let test = "run_follows_mac_and_mtu_changes";
+    if Command::new("ethtool").arg("--version").output().is_err() {
+        eprintln!("{test}: SKIPPED (needs ethtool)");
+        return;
+    }
+    // GRO on at start: `run` turns it off while it runs
+    let Some(mut lab) = lab_with(test, "llk", "af_packet", RULES, false, false, |r| {
+        sh(r, "ethtool -K wan0 gro on");
+        assert_eq!(gro(r, "wan0"), "on");
+    }) else {
+        return;
+    };
+    let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
+    let (c, r, s) = (c.as_str(), r.as_str(), s.as_str());
+    let sock = lab.sock.clone();
+    assert_eq!(gro(r, "wan0"), "off");
+
+    assert_eq!(udp_exchange(c, s, 150), 150);
+    let ct = list(&sock, "conntrack");
+    assert!(ct.contains("[OFFLOAD]"), "{ct}");
+
+    // a new MAC on the WAN side; the server learns it afresh
+    let new_mac = "02:00:00:00:99:01";
+    sh(r, &format!("ip link set wan0 address {new_mac}"));
+    sh(s, "ip neigh flush dev eth0");
+    std::thread::sleep(Duration::from_millis(200));
+    // the server records the source MAC of every datagram to its port 9
+    let capture = Command::new("ip")
+        .args([
+            "netns", "exec", s, "python3", "-c",
+            "import socket,time\nr=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(0x0800))\nr.bind(('eth0',0))\nr.settimeout(0.5)\nmacs={}\nend=time.time()+4\nwhile time.time()<end:\n  try:\n    f,a=r.recvfrom(2048)\n  except socket.timeout:\n    continue\n  if a[2]==4: continue\n  if f[23]==17 and f[36:38]==b'\\x00\\x09':\n    m=f[6:12].hex(':')\n    macs[m]=macs.get(m,0)+1\nprint(macs)\n",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let fast0 = fast(&sock);
+    assert_eq!(udp_exchange(c, s, 50), 50);
+    let seen = capture.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&seen.stdout).trim().to_string();
+    // every one of them left with the new MAC, by the fast path
+    assert!(seen.starts_with(&format!("{{'{new_mac}': ")), "{seen}");
+    assert!(!seen.contains(", "), "{seen}");
+    let n: u64 = seen
+        .trim_matches(|c| c == '{' || c == '}')
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 50, "{seen}");
+    assert!(fast(&sock) >= fast0 + 90, "{:#}", stats(&sock));
+    assert!(list(&sock, "conntrack").contains("[OFFLOAD]"));
+
+    // a smaller MTU on the WAN: a 1400-byte datagram with DF no longer fits
+    let before = stats(&sock)["drops"]["mtu_exceeded"].as_u64().unwrap_or(0);
+    sh(r, "ip link set wan0 mtu 1280");
+    std::thread::sleep(Duration::from_millis(200));
+    sh(
+        c,
+        "python3 -c \"
+import socket,time
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP,10,2)
+for i in range(3):
+  try: s.sendto(b'z'*1400,('198.19.0.2',9))
+  except OSError: pass
+  time.sleep(0.1)
+\"",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let st = stats(&sock);
+    let after = st["drops"]["mtu_exceeded"].as_u64().unwrap_or(0);
+    assert!(after > before, "{st:#}");
+    // and what fits still flows
+    assert_eq!(udp_exchange(c, s, 20), 20);
+
+    assert!(lab.router.stop().is_some(), "run did not stop on SIGTERM");
+    // GRO is back as it was
+    assert_eq!(gro(r, "wan0"), "on");
+}
