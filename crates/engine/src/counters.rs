@@ -100,6 +100,10 @@ drop_reasons! {
     /// `synproxy`: a TCP segment cut short, with a bad checksum, or an answer that could not
     /// be built.
     SynproxyBadPacket = "synproxy_bad_packet",
+    /// `synproxy` in an input chain: the cookie was good, but the server is the router's own
+    /// stack, whose answers do not pass through this dataplane (the SYN-ACK is answered, the
+    /// connection is not opened).
+    SynproxyLocalServer = "synproxy_local_server",
     /// `dup`/`fwd` to an interface the topology does not have, or with no neighbour.
     FwdFailed = "fwd_failed",
 }

@@ -813,3 +813,62 @@ fn bad_checksum_dropped_other_segments_go_on() {
     none(&mut r, LAN, syn, T0);
     assert_eq!(r.counters().synproxy_synacks_sent, 0);
 }
+
+/// In an input chain (the router's own services): the SYN is answered with a cookie; a good
+/// ACK cannot open the connection, as the server is the host's stack beside this dataplane,
+/// and is counted under its own reason.
+#[test]
+fn input_chain_answers_the_syn_and_names_what_it_cannot_do() {
+    let rules = r#"
+table inet t {
+	chain raw {
+		type filter hook prerouting priority raw; policy accept;
+		tcp flags & (syn | ack) == syn tcp dport 22 notrack
+	}
+	chain input {
+		type filter hook input priority filter; policy accept;
+		ct state invalid,untracked tcp dport 22 synproxy mss 1460
+	}
+}
+"#;
+    let mut cfg = Config::default();
+    cfg.conntrack.tcp_loose = false;
+    let mut r = router_with(TOPOLOGY, rules, cfg);
+    let to_router = |seq: u32, ack: Option<u32>, syn: bool| {
+        let mut b = PacketBuilder::ethernet2(CLIENT_MAC, LAN_MAC)
+            .ipv4(CLIENT, ROUTER_LAN, 64)
+            .tcp(40000, 22, seq, 1000);
+        if syn {
+            b = b.syn();
+        }
+        if let Some(a) = ack {
+            b = b.ack(a);
+        }
+        let b = b
+            .options(&[TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap();
+        let mut f = vec![];
+        b.write(&mut f, b"").unwrap();
+        f
+    };
+    let t = tcp_of(&one(
+        &mut r,
+        LAN,
+        to_router(1, None, true),
+        T0,
+        Port::Iface(LAN),
+    ));
+    assert_eq!((t.src, t.sport, t.ack), (ROUTER_LAN, 22, 2));
+    assert!(t.syn && t.ackf);
+    none(
+        &mut r,
+        LAN,
+        to_router(2, Some(t.seq.wrapping_add(1)), false),
+        T0,
+    );
+    assert_eq!(r.counters().synproxy_cookies_valid, 1);
+    assert_eq!(
+        r.counters().drop_map().get("synproxy_local_server"),
+        Some(&1)
+    );
+}
