@@ -265,6 +265,9 @@ pub struct Report {
     pub nat_packets: u64,
     pub icmp_errors_sent: u64,
     pub tcp_resets_sent: u64,
+    /// `synproxy`: SYN-ACKs with a cookie sent, and client ACKs whose cookie was good.
+    pub synproxy_synacks_sent: u64,
+    pub synproxy_cookies_valid: u64,
     pub arp_replies: u64,
     pub log_lines: u64,
     /// The `log` statements' lines, in order (up to the router's log capacity).

@@ -2403,6 +2403,8 @@ impl Router {
             nat_packets: c.nat_packets,
             icmp_errors_sent: c.icmp_errors_sent,
             tcp_resets_sent: c.tcp_resets_sent,
+            synproxy_synacks_sent: c.synproxy_synacks_sent,
+            synproxy_cookies_valid: c.synproxy_cookies_valid,
             arp_replies: c.arp_replies,
             log_lines: c.log_lines,
             logs: self.logs.clone(),

@@ -477,6 +477,11 @@ fn handshake_and_data(masq: bool) {
     let c = r.conntrack().iter().next().unwrap().1.clone();
     assert!(!c.is_offloaded());
     assert_eq!(r.counters().flows_admitted, 0);
+    let rep = r.report(t3);
+    assert_eq!(
+        (rep.synproxy_synacks_sent, rep.synproxy_cookies_valid),
+        (1, 1)
+    );
 }
 
 /// `synproxy name` through an object map: the object's MSS and window scale, no timestamp.
