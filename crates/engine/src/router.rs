@@ -2022,6 +2022,8 @@ impl Router {
         // finds none for a reset or an ICMP error either: invalid
         let (conn, state) = match w.conn {
             Some((id, dir)) => (Some((id, dir.opposite())), CtState::Related),
+            // `notrack`: the answer carries the untracked entry (`nf_ct_attach`)
+            None if w.notrack => (None, CtState::Untracked),
             None => (None, CtState::Invalid),
         };
         let mut lw = Walk {
@@ -2035,7 +2037,7 @@ impl Router {
             nexthop: via.or(Some(dst)),
             pkttype: 0,
             notrack: false,
-            tracked: true,
+            tracked: state != CtState::Untracked,
             conn,
             state,
             src_mac: iface.mac,

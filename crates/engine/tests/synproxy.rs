@@ -877,3 +877,23 @@ table inet t {
         Some(&1)
     );
 }
+
+/// The SYN-ACK answers an untracked SYN and carries its untracked entry, as the kernel's
+/// (`nf_ct_set` of the SYN's): `ct state invalid drop` at postrouting lets it through,
+/// `ct state untracked` counts it.
+#[test]
+fn synack_is_untracked_in_output_and_postrouting() {
+    let rules = format!(
+        "{RULES_SP}\ntable ip o {{ counter u {{ }} chain post {{ type filter hook postrouting priority 0; ct state invalid drop; ct state untracked counter name \"u\" }} }}\n"
+    );
+    let mut cfg = Config::default();
+    cfg.conntrack.tcp_loose = false;
+    let mut r = router_with(TOPOLOGY, &rules, cfg);
+    let t = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN)));
+    assert!(t.syn && t.ackf);
+    let i = r
+        .ruleset()
+        .object("o", nft_engine::rules::ObjKind::Counter, "u")
+        .unwrap();
+    assert_eq!(r.rule_state().counters[i].0, 1);
+}
