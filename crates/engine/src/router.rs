@@ -2018,8 +2018,8 @@ impl Router {
                 }
             },
         };
-        // without a connection to attach to (invalid or untracked), conntrack at output
-        // finds none for a reset or an ICMP error either: invalid
+        // without a connection to attach to (invalid, or before conntrack), conntrack at
+        // output finds none for a reset or an ICMP error either: invalid
         let (conn, state) = match w.conn {
             Some((id, dir)) => (Some((id, dir.opposite())), CtState::Related),
             // `notrack`: the answer carries the untracked entry (`nf_ct_attach`)
