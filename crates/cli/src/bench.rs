@@ -6,9 +6,9 @@
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
 //!
 //! Instructions per fast-path packet: `scripts/callgrind-fastpath` (or the command `bench
-//! --fast-only` prints); with 100,000 flows, 713 per packet: `Router::process_slots` 588 (the
-//! offload wrapper with the flowtable's fast path 527, of which the frame parse 131; the
-//! router's loop and conntrack's GC steps 61), the refill and this loop 125. It was 862 before
+//! --fast-only` prints); with 100,000 flows, 700 per packet: `Router::process_slots` 640 (the
+//! offload wrapper 46 and the flowtable's fast path 497, of which the frame parse 118; the
+//! router's loop and conntrack's GC steps 97), the refill and this loop 60. It was 862 before
 //! the one-line flows, the fixed-size IPv4 parse and the iterator-driven burst stages, 1,025
 //! before that.
 //!

@@ -239,17 +239,23 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// No masquerade binding in [`Table::masq`].
+const NO_MASQ: u16 = u16::MAX;
+/// The interface is in [`Table::masq_wide`].
+const WIDE_MASQ: u16 = u16::MAX - 1;
+
 pub struct Table {
     pub(crate) cfg: Config,
     slots: Vec<Slot>,
     gens: Vec<u32>,
     /// The interface each masqueraded connection's binding took its address from, by slab
-    /// index. Apart from the connection, which has no room left for it, and not in its
-    /// boxed rarely set part: most connections of a home router are masqueraded, and that
-    /// cost an allocation per connection (here a slot of an index, 8 bytes). The slab index
-    /// is its own hash: the stored tag is then the whole key, and nearby slab indexes have
-    /// homes of their own. The value is the interface.
-    masq: Index,
+    /// index: 2 bytes a slot ([`NO_MASQ`]: none, [`WIDE_MASQ`]: in `masq_wide`), grown with
+    /// the slab once a connection is masqueraded. Apart from the connection, which has no room
+    /// left for it, and not in its boxed rarely set part: most connections of a home router
+    /// are masqueraded, and a box cost an allocation per connection.
+    masq: Vec<u16>,
+    /// Interfaces whose index does not fit `masq` (rare), by slab index.
+    masq_wide: std::collections::HashMap<u32, u32>,
     free: Vec<u32>,
     /// (tuple, zone) of each direction of the confirmed connections to slab index and
     /// direction (`idx << 1 | dir`).
@@ -299,7 +305,8 @@ impl Table {
             cfg,
             slots: Vec::new(),
             gens: Vec::new(),
-            masq: Index::new(),
+            masq: Vec::new(),
+            masq_wide: std::collections::HashMap::new(),
             free: Vec::new(),
             map: Index::new(),
             bysource: Index::new(),
@@ -449,9 +456,12 @@ impl Table {
     }
 
     /// What one connection costs, for a table holding `conns` of them (the indexes' sizes
-    /// at that count, every connection source-NATed: the most an offloaded one costs).
+    /// at that count, every connection source-NATed: the most an offloaded one costs; its
+    /// masquerade interface included).
     pub fn memory_per_conn(conns: usize) -> Memory {
-        let entry_bytes = core::mem::size_of::<Slot>() + core::mem::size_of::<u32>();
+        let entry_bytes = core::mem::size_of::<Slot>()
+            + core::mem::size_of::<u32>()
+            + core::mem::size_of::<u16>();
         let n = conns.max(1);
         let index = (Index::slots_for(2 * n) + Index::slots_for(n)) * 8;
         let index_bytes_per_conn = index.div_ceil(n);
@@ -469,7 +479,8 @@ impl Table {
         Memory {
             allocated: self.slots.capacity() * core::mem::size_of::<Slot>()
                 + self.gens.capacity() * 4
-                + self.masq.capacity_slots() * 8
+                + self.masq.capacity() * 2
+                + self.masq_wide.capacity() * 9
                 + self.free.capacity() * 4
                 + (self.map.capacity_slots() + self.bysource.capacity_slots()) * 8
                 + self.age.capacity() * core::mem::size_of::<ConnId>(),
@@ -522,10 +533,11 @@ impl Table {
 
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
-        if !self.masq.is_empty() {
-            if let Some(m) = self.masq.find(idx.into(), |_| true) {
-                self.masq.remove(idx.into(), m);
+        if let Some(m) = self.masq.get_mut(idx as usize) {
+            if *m == WIDE_MASQ {
+                self.masq_wide.remove(&idx);
             }
+            *m = NO_MASQ;
         }
         let c = self.conn_at(idx)?;
         let k = source_key(&c.original(), c.zone);
@@ -1246,12 +1258,34 @@ impl Table {
     /// The interface a connection's masquerade binding took its address from.
     pub fn masq_ifindex(&self, id: ConnId) -> Option<u32> {
         self.get(id)?;
-        self.masq.find(id.idx.into(), |_| true)
+        self.masq_at(id.idx)
     }
 
     pub(crate) fn set_masq_ifindex(&mut self, id: ConnId, ifindex: u32) {
-        if self.get(id).is_some() {
-            self.masq.upsert(id.idx.into(), ifindex, |_| true);
+        if self.get(id).is_none() {
+            return;
+        }
+        let idx = id.idx as usize;
+        if self.masq.len() <= idx {
+            self.masq.resize(self.slots.len().max(idx + 1), NO_MASQ);
+        }
+        if self.masq[idx] == WIDE_MASQ {
+            self.masq_wide.remove(&id.idx);
+        }
+        match u16::try_from(ifindex) {
+            Ok(i) if i < WIDE_MASQ => self.masq[idx] = i,
+            _ => {
+                self.masq[idx] = WIDE_MASQ;
+                self.masq_wide.insert(id.idx, ifindex);
+            }
+        }
+    }
+
+    fn masq_at(&self, idx: u32) -> Option<u32> {
+        match *self.masq.get(idx as usize)? {
+            NO_MASQ => None,
+            WIDE_MASQ => self.masq_wide.get(&idx).copied(),
+            i => Some(i.into()),
         }
     }
 
@@ -1259,7 +1293,7 @@ impl Table {
     pub fn forget_masquerade(&mut self, ifindex: u32) -> usize {
         let doomed: Vec<u32> = self
             .iter()
-            .filter(|(id, _)| self.masq.find(id.idx.into(), |_| true) == Some(ifindex))
+            .filter(|(id, _)| self.masq_at(id.idx) == Some(ifindex))
             .map(|(id, _)| id.idx)
             .collect();
         for &idx in &doomed {

@@ -406,13 +406,23 @@ impl Offload {
                 });
             match same {
                 Some(nt) if self.enabled => {
-                    // the connections' handles name the table by its position
-                    for f in t.ft.iter(now) {
+                    // the connections' handles name the table by its position (a flow
+                    // they cannot name leaves, as at admission)
+                    let mut ft = t.ft;
+                    let mut unnamed = vec![];
+                    for f in ft.iter(now) {
+                        let r = flow_ref(nt, f.id);
+                        if r.is_none() {
+                            unnamed.push(f.id);
+                        }
                         if let Some(c) = ct.get_mut(f.conn) {
-                            c.offload_flow = flow_ref(nt, f.id).unwrap_or(0);
+                            c.offload_flow = r.unwrap_or(0);
                         }
                     }
-                    self.tables[nt].ft = t.ft;
+                    for id in unnamed {
+                        ft.teardown(id);
+                    }
+                    self.tables[nt].ft = ft;
                     moved[ot] = Some(nt);
                 }
                 _ => {
@@ -615,8 +625,15 @@ impl Offload {
         };
         match rt.ft.admit(ct, &a, now) {
             Ok(fid) => {
+                // A flow the connection cannot name (beyond 15 flowtables or 2^28 flows)
+                // would miss the teardowns the slow path asks for: it leaves at once.
+                let Some(r) = flow_ref(t, fid) else {
+                    rt.ft.teardown(fid);
+                    self.refuse("flow_handle");
+                    return false;
+                };
                 if let Some(c) = ct.get_mut(id) {
-                    c.offload_flow = flow_ref(t, fid).unwrap_or(0);
+                    c.offload_flow = r;
                 }
                 self.admitted += 1;
                 true

@@ -12,8 +12,8 @@
 //! of three or four). Instructions per packet (callgrind, `examples/fastpath_count.rs`):
 //! about 725 before, 744 after (the fuller index probes a little further). Memory: 88 bytes
 //! per flow entry (one 64-byte line for both directions and a 24-byte cold part) + 11 of
-//! index (4 bytes a key); `nft_flowtable::bytes_per_offloaded_connection(100_000)` = 247 with
-//! conntrack's share (was 401 with two lines a flow, 8-byte index slots, 80 bytes of tuples in
+//! index (4 bytes a key); `nft_flowtable::bytes_per_offloaded_connection(100_000)` = 249 with
+//! conntrack's share and its masquerade interface (was 401 with two lines a flow, 8-byte index slots, 80 bytes of tuples in
 //! the connection and the engine's per-connection maps not counted; 489 before that).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

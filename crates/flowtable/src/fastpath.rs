@@ -346,17 +346,17 @@ fn header_ok(h: &[u8]) -> bool {
     checksum::verify(h)
 }
 
-/// The common frame, parsed with fixed-size reads: untagged Ethernet, IPv4 without options.
-/// `None` for any other frame (the general parse takes it); otherwise what the general parse
-/// would answer, check for check in the same order.
+/// The common frame, parsed with fixed-size reads ([`parse_v4_tail`]): untagged Ethernet,
+/// IPv4 without options; its IP header. `None` for any other frame (the general parse takes
+/// it; the fixed-size one answers what the general one would, check for check in the same
+/// order).
 #[inline(always)]
-fn parse_v4_untagged(f: &[u8], port: Port) -> Option<Result<Parsed, Punt>> {
+fn v4_untagged(f: &[u8]) -> Option<&[u8; 20]> {
     let b = f.first_chunk::<34>()?;
     if b[12] != 0x08 || b[13] != 0x00 || b[14] != 0x45 {
         return None;
     }
-    let ip = b[14..].first_chunk::<20>()?;
-    Some(parse_v4_tail(f, ip, port))
+    b[14..].first_chunk::<20>()
 }
 
 #[inline(always)]
@@ -432,8 +432,8 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Parsed, Punt> {
 /// fast path does not take.
 #[inline]
 fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
-    if let Some(r) = parse_v4_untagged(f, port) {
-        return r;
+    if let Some(ip) = v4_untagged(f) {
+        return parse_v4_tail(f, ip, port);
     }
     if f.len() < 14 {
         return Err(Punt::Malformed);
