@@ -305,6 +305,13 @@ pub fn text_report(r: &Report, a: &Args) -> String {
         "answers: {} ICMP errors, {} TCP resets, {} ARP replies",
         r.icmp_errors_sent, r.tcp_resets_sent, r.arp_replies
     );
+    if r.synproxy_synacks_sent + r.synproxy_cookies_valid > 0 {
+        let _ = writeln!(
+            s,
+            "synproxy: {} SYN-ACKs with a cookie, {} good cookies",
+            r.synproxy_synacks_sent, r.synproxy_cookies_valid
+        );
+    }
     let _ = writeln!(
         s,
         "\nconnections: {} live ({} created, {} expired, {} early drops)",

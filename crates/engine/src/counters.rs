@@ -100,6 +100,10 @@ drop_reasons! {
     /// `synproxy`: a TCP segment cut short, with a bad checksum, or an answer that could not
     /// be built.
     SynproxyBadPacket = "synproxy_bad_packet",
+    /// `synproxy` in an input chain: the cookie was good, but the server is the router's own
+    /// stack, whose answers do not pass through this dataplane (the SYN-ACK is answered, the
+    /// connection is not opened).
+    SynproxyLocalServer = "synproxy_local_server",
     /// `dup`/`fwd` to an interface the topology does not have, or with no neighbour.
     FwdFailed = "fwd_failed",
 }
@@ -261,6 +265,9 @@ pub struct Report {
     pub nat_packets: u64,
     pub icmp_errors_sent: u64,
     pub tcp_resets_sent: u64,
+    /// `synproxy`: SYN-ACKs with a cookie sent, and client ACKs whose cookie was good.
+    pub synproxy_synacks_sent: u64,
+    pub synproxy_cookies_valid: u64,
     pub arp_replies: u64,
     pub log_lines: u64,
     /// The `log` statements' lines, in order (up to the router's log capacity).

@@ -2018,10 +2018,12 @@ impl Router {
                 }
             },
         };
-        // without a connection to attach to (invalid or untracked), conntrack at output
-        // finds none for a reset or an ICMP error either: invalid
+        // without a connection to attach to (invalid, or before conntrack), conntrack at
+        // output finds none for a reset or an ICMP error either: invalid
         let (conn, state) = match w.conn {
             Some((id, dir)) => (Some((id, dir.opposite())), CtState::Related),
+            // `notrack`: the answer carries the untracked entry (`nf_ct_attach`)
+            None if w.notrack => (None, CtState::Untracked),
             None => (None, CtState::Invalid),
         };
         let mut lw = Walk {
@@ -2035,7 +2037,7 @@ impl Router {
             nexthop: via.or(Some(dst)),
             pkttype: 0,
             notrack: false,
-            tracked: true,
+            tracked: state != CtState::Untracked,
             conn,
             state,
             src_mac: iface.mac,
@@ -2403,6 +2405,8 @@ impl Router {
             nat_packets: c.nat_packets,
             icmp_errors_sent: c.icmp_errors_sent,
             tcp_resets_sent: c.tcp_resets_sent,
+            synproxy_synacks_sent: c.synproxy_synacks_sent,
+            synproxy_cookies_valid: c.synproxy_cookies_valid,
             arp_replies: c.arp_replies,
             log_lines: c.log_lines,
             logs: self.logs.clone(),

@@ -3744,8 +3744,9 @@ fn run_chain(
     }
 }
 
-/// `nft_synproxy_do_eval`: not TCP, no verdict (the rule stops); a SYN or an ACK is the
-/// router's ([`Actions::synproxy`]), and its walk ends; other segments go on.
+/// `nft_synproxy_do_eval`: not TCP, no verdict (the rule stops); TCP goes to the router
+/// ([`Actions::synproxy`]: it drops a bad checksum or options cut short); a SYN or an ACK is
+/// the router's and its walk ends; other segments go on.
 fn synproxy_op(
     pkt: &Pkt,
     spec: &crate::synproxy::SynproxySpec,
@@ -3754,11 +3755,11 @@ fn synproxy_op(
     if pkt.l4proto != 6 {
         return None;
     }
+    act.synproxy(pkt, spec);
     let flags = pkt.th.and_then(|t| pkt.frame.get(t + 13)).copied()?;
     if flags & (crate::synproxy::SYN | crate::synproxy::ACK) == 0 {
         return None;
     }
-    act.synproxy(pkt, spec);
     Some(Verdict::Stolen)
 }
 

@@ -530,6 +530,10 @@ pub fn answer_server(
     let shift = o.wscale;
     let mut to_server = o;
     std::mem::swap(&mut to_server.tsval, &mut to_server.tsecr);
+    // As in the kernel: this ACK passes the synproxy hook after the timestamp offset is set
+    // and before the sequence adjustment is, so its echo (the server's own value) is moved
+    // by the offset too.
+    to_server.tsecr = to_server.tsecr.wrapping_add(st.tsoff);
     let server_ack = build(
         sa.dst,
         sa.src,

@@ -356,7 +356,11 @@ fn handshake_and_data(masq: bool) {
     assert!(to_server.ackf && !to_server.syn);
     assert_eq!((to_server.seq, to_server.ack), (1001, 50001));
     assert_eq!(to_server.window, 502);
-    assert_eq!(ts_of(&to_server), (7778, 9000));
+    // the echo moved by the timestamp offset, as the kernel's hook does to this ACK
+    assert_eq!(
+        ts_of(&to_server),
+        (7778, 9000u32.wrapping_add(9000u32.wrapping_sub(its)))
+    );
     let to_client = tcp_of(&out[1].data);
     assert_eq!(
         (to_client.src, to_client.dst, to_client.dport),
@@ -473,6 +477,11 @@ fn handshake_and_data(masq: bool) {
     let c = r.conntrack().iter().next().unwrap().1.clone();
     assert!(!c.is_offloaded());
     assert_eq!(r.counters().flows_admitted, 0);
+    let rep = r.report(t3);
+    assert_eq!(
+        (rep.synproxy_synacks_sent, rep.synproxy_cookies_valid),
+        (1, 1)
+    );
 }
 
 /// `synproxy name` through an object map: the object's MSS and window scale, no timestamp.
@@ -774,4 +783,117 @@ fn ipv6_full_handshake_then_data() {
         t,
         (cookie.wrapping_add(1), 15, false, true, b"pong".to_vec())
     );
+}
+
+/// Any TCP segment reaching `synproxy` has its checksum checked (`nf_ip_checksum`): a bad one
+/// is dropped under its reason; a good one that is neither SYN nor ACK goes on to the next
+/// rule (here `ct state invalid drop`).
+#[test]
+fn bad_checksum_dropped_other_segments_go_on() {
+    let mut r = router_sp();
+    let rst = || {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, LAN_MAC)
+            .ipv4(CLIENT, REMOTE, 64)
+            .tcp(40000, 80, 5, 0)
+            .rst();
+        let mut f = vec![];
+        b.write(&mut f, b"").unwrap();
+        f
+    };
+    let mut bad = rst();
+    let n = bad.len();
+    bad[n - 4] ^= 0x55; // the TCP checksum
+    none(&mut r, LAN, bad, T0);
+    let drops = r.counters().drop_map();
+    assert_eq!(drops.get("synproxy_bad_packet"), Some(&1));
+    assert_eq!(drops.get("rule_drop"), None);
+    none(&mut r, LAN, rst(), T0);
+    let drops = r.counters().drop_map();
+    assert_eq!(drops.get("synproxy_bad_packet"), Some(&1));
+    assert_eq!(drops.get("rule_drop"), Some(&1));
+    // a SYN with a bad checksum is not answered
+    let mut syn = client_syn();
+    let n = syn.len();
+    syn[n - 1] ^= 0x01; // the last option byte (window scale)
+    none(&mut r, LAN, syn, T0);
+    assert_eq!(r.counters().synproxy_synacks_sent, 0);
+}
+
+/// In an input chain (the router's own services): the SYN is answered with a cookie; a good
+/// ACK cannot open the connection, as the server is the host's stack beside this dataplane,
+/// and is counted under its own reason.
+#[test]
+fn input_chain_answers_the_syn_and_names_what_it_cannot_do() {
+    let rules = r#"
+table inet t {
+	chain raw {
+		type filter hook prerouting priority raw; policy accept;
+		tcp flags & (syn | ack) == syn tcp dport 22 notrack
+	}
+	chain input {
+		type filter hook input priority filter; policy accept;
+		ct state invalid,untracked tcp dport 22 synproxy mss 1460
+	}
+}
+"#;
+    let mut cfg = Config::default();
+    cfg.conntrack.tcp_loose = false;
+    let mut r = router_with(TOPOLOGY, rules, cfg);
+    let to_router = |seq: u32, ack: Option<u32>, syn: bool| {
+        let mut b = PacketBuilder::ethernet2(CLIENT_MAC, LAN_MAC)
+            .ipv4(CLIENT, ROUTER_LAN, 64)
+            .tcp(40000, 22, seq, 1000);
+        if syn {
+            b = b.syn();
+        }
+        if let Some(a) = ack {
+            b = b.ack(a);
+        }
+        let b = b
+            .options(&[TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap();
+        let mut f = vec![];
+        b.write(&mut f, b"").unwrap();
+        f
+    };
+    let t = tcp_of(&one(
+        &mut r,
+        LAN,
+        to_router(1, None, true),
+        T0,
+        Port::Iface(LAN),
+    ));
+    assert_eq!((t.src, t.sport, t.ack), (ROUTER_LAN, 22, 2));
+    assert!(t.syn && t.ackf);
+    none(
+        &mut r,
+        LAN,
+        to_router(2, Some(t.seq.wrapping_add(1)), false),
+        T0,
+    );
+    assert_eq!(r.counters().synproxy_cookies_valid, 1);
+    assert_eq!(
+        r.counters().drop_map().get("synproxy_local_server"),
+        Some(&1)
+    );
+}
+
+/// The SYN-ACK answers an untracked SYN and carries its untracked entry, as the kernel's
+/// (`nf_ct_set` of the SYN's): `ct state invalid drop` at postrouting lets it through,
+/// `ct state untracked` counts it.
+#[test]
+fn synack_is_untracked_in_output_and_postrouting() {
+    let rules = format!(
+        "{RULES_SP}\ntable ip o {{ counter u {{ }} chain post {{ type filter hook postrouting priority 0; ct state invalid drop; ct state untracked counter name \"u\" }} }}\n"
+    );
+    let mut cfg = Config::default();
+    cfg.conntrack.tcp_loose = false;
+    let mut r = router_with(TOPOLOGY, &rules, cfg);
+    let t = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN)));
+    assert!(t.syn && t.ackf);
+    let i = r
+        .ruleset()
+        .object("o", nft_engine::rules::ObjKind::Counter, "u")
+        .unwrap();
+    assert_eq!(r.rule_state().counters[i].0, 1);
 }

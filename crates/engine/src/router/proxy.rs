@@ -190,6 +190,10 @@ impl Router {
         };
         let (oif, via) = match self.fib.lookup(dst) {
             Some((RouteKind::Unicast(nh), _)) => (nh.ifindex, nh.via),
+            Some((RouteKind::Local(_), _)) => {
+                self.counters.drop(Drop::SynproxyLocalServer);
+                return false;
+            }
             _ => {
                 self.counters.drop(Drop::NoRoute);
                 return false;
