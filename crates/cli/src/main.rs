@@ -156,14 +156,15 @@ enum Cmd {
         /// Do not install the kernel table that keeps the kernel off the dataplane's frames.
         #[arg(long)]
         no_guard: bool,
+        /// `--io af_xdp`: where the interfaces' receive work (NAPI) runs. auto: busy polled
+        /// by the workers with zero-copy sockets, the kernel's placement otherwise; threads:
+        /// in copy mode, the devices' NAPI threads pinned to the workers' CPUs; kernel: the
+        /// kernel's placement always.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "kernel"])]
+        napi: String,
         /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
         #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
         xdp_mode: String,
-        /// `--io af_xdp`: leave the interfaces' receive work (NAPI) where the kernel runs it,
-        /// instead of on the workers' CPUs (busy polling in zero-copy mode, pinned NAPI
-        /// threads in copy mode).
-        #[arg(long)]
-        leave_napi: bool,
     },
     /// Ask a running router: `list ruleset|flowtables|conntrack`.
     List {
@@ -321,8 +322,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
+            napi,
             xdp_mode,
-            leave_napi,
         } => run::run(run::Args {
             ruleset,
             interfaces,
@@ -331,8 +332,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
             no_offload,
             no_guard,
+            napi,
             xdp_mode,
-            napi_here: !leave_napi,
         }),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {

@@ -50,11 +50,10 @@ pub struct Args {
     pub control: PathBuf,
     pub no_offload: bool,
     pub no_guard: bool,
+    /// `--io af_xdp`: where the interfaces' receive work runs (`--napi auto|threads|kernel`).
+    pub napi: String,
     /// `auto`, `native` or `generic`.
     pub xdp_mode: String,
-    /// `--io af_xdp`: the interfaces' receive work runs on the workers' CPUs (busy polling
-    /// in zero-copy mode, pinned NAPI threads in copy mode); `--leave-napi` turns it off.
-    pub napi_here: bool,
 }
 
 /// The I/O backends. A backend moves bursts of whole Ethernet frames in and out of one
@@ -964,6 +963,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     cfg.conntrack.accounting = true;
     let n_if = topo.interfaces.len();
     let mut router = Router::new(topo, rules, cfg);
+    // `synproxy`: a SYN cookie secret of this run's own (simulations keep the fixed default)
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let mut b = [0u8; 32];
+        if std::io::Read::read_exact(&mut f, &mut b).is_ok() {
+            let k =
+                |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            router.set_synproxy_secret([k(0), k(1), k(2), k(3)]);
+        }
+    }
     // The router's time is `epoch.elapsed()`; the XDP offload's stats come in CLOCK_MONOTONIC.
     let epoch = Instant::now();
     let mono = nft_xdp::offload::monotonic_now();
@@ -992,8 +1000,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (backends, sets, steering) = match io {
         Io::AfPacket => (open_backends(io, &ifs, workers)?, vec![], None),
         Io::AfXdp => {
-            let (sets, steering) =
-                run_afxdp::open(&ifs, workers, &snap.addrs, chains, a.napi_here)?;
+            let (sets, steering) = run_afxdp::open(
+                &ifs,
+                workers,
+                &snap.addrs,
+                chains,
+                run_afxdp::parse_napi(&a.napi)?,
+            )?;
             (vec![], sets, Some(Arc::new(Mutex::new(steering))))
         }
     };

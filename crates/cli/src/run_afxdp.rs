@@ -36,6 +36,8 @@ pub struct Steering {
     steers: Vec<Steer>,
     /// The interfaces' NAPI settings as they were, put back at detach.
     napi: NapiTuning,
+    /// Copy mode: the interfaces' NAPI threads run on the workers' CPUs.
+    napi_threads: bool,
 }
 
 /// Busy polling's NAPI settings: per interface, `napi_defer_hard_irqs` and
@@ -54,9 +56,11 @@ pub struct NapiTuning {
 /// kernel's busy polling documentation starts from.
 const GRO_FLUSH_TIMEOUT_NS: u32 = 200_000;
 const NAPI_DEFER_HARD_IRQS: u32 = 2;
-/// The pinned NAPI threads' nice value: the lowest priority, so the worker beside them takes
-/// the CPU whenever it has frames to forward, and they fill its RX rings while it waits.
-const NAPI_THREAD_NICE: i32 = 19;
+/// A worker's nice value when NAPI threads share its CPU (copy mode): above theirs (0), so the
+/// worker takes the CPU whenever it has frames to forward and they fill its RX rings while it
+/// waits, instead of filling rings it has no time to empty; not so far above that the NAPI
+/// threads starve while it has work (they get a quarter of the CPU then).
+const WORKER_NICE_WITH_NAPI_THREADS: i32 = -5;
 
 impl NapiTuning {
     /// Sets the busy-polling values on each of `names`, keeping the old ones. An interface
@@ -94,9 +98,10 @@ impl NapiTuning {
     /// (sysfs `threaded`) and pins its kernel threads to `cpus`, the workers' CPUs. The XDP
     /// program and the copy into the UMEM then run beside the worker, as a kernel router's
     /// receive work would, instead of on whichever CPU sent the frame, and compete with the
-    /// worker under the scheduler rather than preempting it as a softirq would; at the lowest
-    /// priority, so that under overload frames wait (and are dropped) in the device's queue
-    /// before any receive work is spent on them, not in a full RX ring after it.
+    /// worker under the scheduler rather than preempting it as a softirq would. The worker
+    /// runs at a higher priority ([`WORKER_NICE_WITH_NAPI_THREADS`]), so that under overload
+    /// frames mostly wait (and are dropped) in the device's queue before any receive work is
+    /// spent on them, rather than in a full RX ring after it.
     /// Returns the threads pinned per interface.
     pub fn pin_napi_threads(
         &mut self,
@@ -126,9 +131,6 @@ impl NapiTuning {
                 if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), cpus)
                 {
                     eprintln!("nft-offload: {name}: pinning NAPI thread {pid}: {e}");
-                }
-                if let Err(e) = nft_io::afxdp::set_nice(pid, NAPI_THREAD_NICE) {
-                    eprintln!("nft-offload: {name}: NAPI thread {pid}: nice: {e}");
                 }
             }
             out.push((name.to_string(), pids));
@@ -196,6 +198,30 @@ impl Steering {
     }
 }
 
+/// Where the interfaces' receive work (their NAPI: the XDP program, in copy mode the copy
+/// into the UMEM) runs: `run --napi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Napi {
+    /// Zero-copy sockets: preferred busy polling by the workers. Copy mode: the kernel's
+    /// placement (on veth, the sending CPU's softirq).
+    Auto,
+    /// As `Auto`, but in copy mode the devices' NAPI threads run pinned to the workers' CPUs.
+    Threads,
+    /// The kernel's placement always.
+    Kernel,
+}
+
+pub fn parse_napi(s: &str) -> Result<Napi> {
+    match s {
+        "auto" => Ok(Napi::Auto),
+        "threads" => Ok(Napi::Threads),
+        "kernel" => Ok(Napi::Kernel),
+        other => Err(anyhow!(
+            "unknown --napi {other:?} (auto, threads or kernel)"
+        )),
+    }
+}
+
 /// Opens the sockets, one [`AfXdpSet`] per worker (queue `w` of every interface on one
 /// shared UMEM, so a frame leaves by another interface from where it arrived), and attaches
 /// the steering programs. A worker count above an interface's queue count fails at bind,
@@ -207,7 +233,7 @@ pub fn open(
     workers: usize,
     addrs: &[Addr],
     mut chains: Vec<Chained>,
-    napi_here: bool,
+    napi: Napi,
 ) -> Result<(Vec<AfXdpSet>, Steering)> {
     let mut steers = Vec::with_capacity(ifs.len());
     for (_, name) in ifs {
@@ -241,6 +267,7 @@ pub fn open(
         chains: chains.into_iter().map(|c| c.chain).collect(),
         steers,
         napi: NapiTuning::default(),
+        napi_threads: false,
     };
     steering.set_locals(addrs)?;
     // 1024 frames receiving per interface, and as many again for what is being sent
@@ -249,7 +276,7 @@ pub fn open(
         frame_count: defaults
             .frame_count
             .max(2 * defaults.rx_frames * ifs.len() as u32),
-        busy_poll: napi_here.then_some(BusyPoll {
+        busy_poll: (napi != Napi::Kernel).then_some(BusyPoll {
             usecs: BUSY_POLL_USECS,
             budget: BURST as u16,
         }),
@@ -271,10 +298,10 @@ pub fn open(
     // Copy-mode sockets (veth, generic XDP) have no NAPI to busy poll: since Linux 6.13 the
     // kernel gives a socket its NAPI id at bind, in zero-copy mode only. Deferring the
     // device's interrupts would then only delay its softirq, so the settings stay.
-    if napi_here && all.iter().all(AfXdpSet::zero_copy) {
+    if napi != Napi::Kernel && all.iter().all(AfXdpSet::zero_copy) {
         steering.napi = NapiTuning::apply(&names);
         eprintln!("nft-offload: busy polling {}", names.join(", "));
-    } else if napi_here {
+    } else if napi == Napi::Threads {
         // native XDP only: in generic mode the program runs in the receive softirq, after RPS
         let native: Vec<&str> = steering
             .steers
@@ -286,6 +313,7 @@ pub fn open(
             let mut t = NapiTuning::default();
             for (name, pids) in t.pin_napi_threads(&native, &cpus) {
                 eprintln!("nft-offload: {name}: threaded NAPI {pids:?} on the workers' CPUs");
+                steering.napi_threads |= !pids.is_empty();
             }
             steering.napi = t;
         }
@@ -299,6 +327,13 @@ const BUSY_POLL_USECS: u32 = 20;
 /// Empty busy polls in a row before a busy-polling worker sleeps in `poll` (the NAPI timer
 /// or the device wakes it): spinning while frames keep coming, sleeping when they stop.
 const IDLE_POLLS: u32 = 16;
+
+/// After `poll` wakes a worker (not busy polling), how long it lets frames gather before it
+/// takes them: interrupt coalescing. Below saturation a wakeup per frame or two would cost a
+/// `poll`, a lock, a `sendto` and, on veth, an IPI to the receiver's CPU each; waiting this
+/// long turns them into bursts, for this much latency. At saturation the worker never
+/// sleeps and never waits.
+const COALESCE: Duration = Duration::from_micros(50);
 
 /// A worker on one [`AfXdpSet`]: each burst (up to [`BURST`] frames per interface, all
 /// interfaces at once) is lent from the UMEM and run through the router in place
@@ -325,7 +360,19 @@ pub fn worker(
     let mut last_stats = Instant::now();
     let mut ring_full: Vec<u64> = vec![0; n_if];
     let busy = set.busy_polling();
+    let threads = shared
+        .steering
+        .as_ref()
+        .and_then(|s| s.lock().ok().map(|s| s.napi_threads))
+        .unwrap_or(false);
+    if threads {
+        let tid = nix::unistd::gettid().as_raw();
+        if let Err(e) = nft_io::afxdp::set_nice(tid, WORKER_NICE_WITH_NAPI_THREADS) {
+            eprintln!("nft-offload: worker {wid}: nice: {e}");
+        }
+    }
     let mut idle = 0u32;
+    let coalesce = COALESCE;
     while !shared.stop.load(Ordering::Relaxed) {
         if busy {
             // run the interfaces' NAPI here, a burst's worth each; sleep only after a few
@@ -342,10 +389,13 @@ pub fn worker(
         } else if !(0..n_if).any(|p| set.rx_ready(p)) {
             let t = Instant::now();
             // A link going down can make poll return at once with nothing to read: do not spin.
-            if !matches!(set.poll(Duration::from_millis(20)), Ok(true))
-                && t.elapsed() < Duration::from_millis(1)
-            {
-                std::thread::sleep(Duration::from_millis(1));
+            match set.poll(Duration::from_millis(20)) {
+                Ok(true) if !coalesce.is_zero() => std::thread::sleep(coalesce),
+                Ok(true) => {}
+                _ if t.elapsed() < Duration::from_millis(1) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                _ => {}
             }
         }
         let now = shared.now();
@@ -491,5 +541,25 @@ pub fn as_packet_stats(s: &AfXdpStats) -> AfPacketStats {
         tx_packets: s.tx_packets,
         tx_errors: s.tx_invalid + s.tx_too_big,
         ..AfPacketStats::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn napi_placement_argument() {
+        assert_eq!(parse_napi("auto").unwrap(), Napi::Auto);
+        assert_eq!(parse_napi("threads").unwrap(), Napi::Threads);
+        assert_eq!(parse_napi("kernel").unwrap(), Napi::Kernel);
+        let e = parse_napi("softirq").unwrap_err().to_string();
+        assert!(e.contains("softirq") && e.contains("auto"), "{e}");
+    }
+
+    #[test]
+    fn napi_threads_are_found_by_their_task_name() {
+        // no interface has this name: no thread either
+        assert!(napi_threads("nft-no-such-if").is_empty());
     }
 }

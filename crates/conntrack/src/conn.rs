@@ -53,17 +53,12 @@ pub struct Conn {
     pub mark: u32,
     /// A number unique over the table's life, for listings and events.
     pub id: u32,
-    /// The interface a masquerade binding took its address from, when its number fits
-    /// ([`NO_MASQ`]: none, or in `ext`). Most connections of a home router have one: in
-    /// `ext` alone it cost an allocation per connection; here it takes 2 bytes of padding,
-    /// so a connection is no larger.
-    pub(crate) masq_ifindex: u16,
     pub(crate) proto: ProtoState,
     /// Only with accounting (`nf_conntrack_acct`, off by default): 8 bytes a connection
     /// instead of 32 when off.
     pub(crate) counters: Option<Box<Acct>>,
-    /// What few connections have (labels, a helper, a masquerade interface), apart so
-    /// that the others pay 8 bytes for it.
+    /// What few connections have (labels, a helper, IPv6 addresses), apart so that the
+    /// others pay 8 bytes for it. (A masquerade interface is the table's.)
     pub(crate) ext: Option<Box<Ext>>,
     /// Expiry, in nanoseconds of `now` (8 bytes, not 16).
     pub(crate) deadline_ns: u64,
@@ -91,9 +86,6 @@ pub(crate) struct Ext {
     pub addrs: Option<[IpAddr; 4]>,
     /// `ct label`, 128 bits.
     pub labels: u128,
-    /// The interface a masquerade binding took its address from, to forget the binding when
-    /// that address goes away, when its number is too large for `Conn::masq_ifindex`.
-    pub masq_ifindex: Option<u32>,
     /// `ct helper set`: the helper's name. No helper runs here; the name keeps the
     /// connection off the fast path and answers `ct helper`.
     pub helper: Option<Box<str>>,
@@ -106,10 +98,33 @@ pub(crate) struct Ext {
     pub master: Option<crate::table::ConnId>,
     /// `ct timeout set`: the state timeouts of the connection's timeout policy.
     pub timeouts: Option<Box<crate::status::Timeouts>>,
+    /// `synproxy`: the router answered the handshake (`nf_conn_synproxy` and the sequence
+    /// adjustment, `nf_conn_seqadj`).
+    /// (Boxed: every IPv6 connection has an `Ext`, few are synproxied.)
+    pub synproxy: Option<Box<Synproxy>>,
 }
 
-/// [`Conn::masq_ifindex`] when the connection has no masquerade binding held inline.
-pub(crate) const NO_MASQ: u16 = u16::MAX;
+/// The state of a connection whose handshake the router answered with a SYN cookie
+/// (`nf_conn_synproxy` with `nf_conn_seqadj`): the client saw the cookie as the server's
+/// initial sequence number; the server chose its own, so every packet after the handshake
+/// has its sequence numbers (and timestamps) moved between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Synproxy {
+    /// The cookie: the initial sequence number the client saw.
+    pub isn: u32,
+    /// The timestamp value the router's SYN-ACK carried (echoed by the client).
+    pub its: u32,
+    /// Server timestamp minus the router's: added to the client's echoes, taken from the
+    /// server's values.
+    pub tsoff: u32,
+    /// Added to the sequence numbers of the reply direction (server to client) and taken
+    /// from the acknowledgements of the original direction; 0 until the server answered.
+    pub seq_off: u32,
+    /// The window the client announced in its ACK (for the router's ACK to the server).
+    pub window: u16,
+    /// The server's SYN-ACK was answered: sequence adjustment is on.
+    pub established: bool,
+}
 
 /// A time as stored in a connection: nanoseconds, saturating (585 years; beyond is the end
 /// of time, `Duration::MAX`).
@@ -307,21 +322,21 @@ impl Conn {
         self.ext.as_ref().and_then(|e| e.timeouts.as_deref())
     }
 
-    /// The interface a masquerade binding took its address from.
-    pub fn masq_ifindex(&self) -> Option<u32> {
-        if self.masq_ifindex != NO_MASQ {
-            return Some(self.masq_ifindex.into());
-        }
-        self.ext.as_ref().and_then(|e| e.masq_ifindex)
+    /// The synproxy state, for a connection whose handshake the router answered.
+    pub fn synproxy(&self) -> Option<&Synproxy> {
+        self.ext.as_ref().and_then(|e| e.synproxy.as_deref())
     }
 
-    pub(crate) fn set_masq_ifindex(&mut self, ifindex: u32) {
-        match u16::try_from(ifindex) {
-            Ok(i) if i != NO_MASQ => self.masq_ifindex = i,
-            _ => {
-                self.masq_ifindex = NO_MASQ;
-                self.ext.get_or_insert_with(Box::default).masq_ifindex = Some(ifindex);
-            }
+    /// Sets the synproxy state; with sequence adjustment on, the connection is marked
+    /// `SEQ_ADJUST` (which keeps it off the flowtable, as in the kernel).
+    pub fn set_synproxy(&mut self, sp: Synproxy) {
+        if sp.established {
+            self.status.insert(Status::SEQ_ADJUST);
+        }
+        let e = self.ext.get_or_insert_with(Box::default);
+        match e.synproxy.as_deref_mut() {
+            Some(s) => *s = sp,
+            None => e.synproxy = Some(Box::new(sp)),
         }
     }
 

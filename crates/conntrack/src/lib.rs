@@ -56,7 +56,7 @@ mod table;
 pub mod tcp;
 pub mod tuple;
 
-pub use conn::{proto_name, Conn, Counter, ProtoState};
+pub use conn::{proto_name, Conn, Counter, ProtoState, Synproxy};
 pub use nat::{apply_rewrite, Manip, NatRange, Rewrite, RewriteError};
 pub use status::{CtState, Status, Timeouts};
 pub use table::{Config, ConnId, Expectation, Invalid, Memory, Outcome, Refused, Stats, Table};

@@ -218,9 +218,7 @@ impl Table {
             ..*range
         };
         self.bind(id, Manip::Src, &r)?;
-        if let Some(c) = self.conn_mut_internal(id) {
-            c.set_masq_ifindex(ifindex);
-        }
+        self.set_masq_ifindex(id, ifindex);
         Ok(())
     }
 

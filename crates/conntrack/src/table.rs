@@ -243,6 +243,13 @@ pub struct Table {
     pub(crate) cfg: Config,
     slots: Vec<Slot>,
     gens: Vec<u32>,
+    /// The interface each masqueraded connection's binding took its address from, by slab
+    /// index. Apart from the connection, which has no room left for it, and not in its
+    /// boxed rarely set part: most connections of a home router are masqueraded, and that
+    /// cost an allocation per connection (here a slot of an index, 8 bytes). The slab index
+    /// is its own hash: the stored tag is then the whole key, and nearby slab indexes have
+    /// homes of their own. The value is the interface.
+    masq: Index,
     free: Vec<u32>,
     /// (tuple, zone) of each direction of the confirmed connections to slab index and
     /// direction (`idx << 1 | dir`).
@@ -292,6 +299,7 @@ impl Table {
             cfg,
             slots: Vec::new(),
             gens: Vec::new(),
+            masq: Index::new(),
             free: Vec::new(),
             map: Index::new(),
             bysource: Index::new(),
@@ -461,6 +469,7 @@ impl Table {
         Memory {
             allocated: self.slots.capacity() * core::mem::size_of::<Slot>()
                 + self.gens.capacity() * 4
+                + self.masq.capacity_slots() * 8
                 + self.free.capacity() * 4
                 + (self.map.capacity_slots() + self.bysource.capacity_slots()) * 8
                 + self.age.capacity() * core::mem::size_of::<ConnId>(),
@@ -513,6 +522,11 @@ impl Table {
 
     fn free_slot(&mut self, idx: u32) -> Option<Conn> {
         self.unhash(idx);
+        if !self.masq.is_empty() {
+            if let Some(m) = self.masq.find(idx.into(), |_| true) {
+                self.masq.remove(idx.into(), m);
+            }
+        }
         let c = self.conn_at(idx)?;
         let k = source_key(&c.original(), c.zone);
         if self.bysource_get(&k).is_some_and(|b| b.idx == idx) {
@@ -591,23 +605,38 @@ impl Table {
             return 0;
         }
         let mut freed = 0;
-        // Wrapping by comparison, not `%`: this runs for a few slots per burst frame, fast
-        // path included, and two divisions a slot were half of its cost.
-        let mut next = self.gc_cursor % n;
+        // A run of slots scanned with no index arithmetic per slot, then the cursor stored
+        // once: this runs for a few slots per burst frame, fast path included.
+        let mut idx = self.gc_cursor % n;
+        let mut left = budget.min(n);
         let now_ns = crate::conn::ns(now);
-        for _ in 0..budget.min(n) {
-            let idx = next;
-            next = if idx + 1 == n { 0 } else { idx + 1 };
-            self.gc_cursor = next;
-            let expired = self.slots[idx]
-                .conn
+        let due = |s: &Slot| {
+            s.conn
                 .as_ref()
-                .is_some_and(|c| c.expired_ns(now_ns) || c.status.contains(Status::DYING));
-            if expired && self.free_slot(idx as u32).is_some() {
-                freed += 1;
-                self.stats.expired += 1;
+                .is_some_and(|c| c.expired_ns(now_ns) || c.status.contains(Status::DYING))
+        };
+        while left > 0 {
+            let end = (idx + left).min(n);
+            match self.slots[idx..end].iter().position(due) {
+                Some(k) => {
+                    let i = idx + k;
+                    left -= k + 1;
+                    idx = i + 1;
+                    if self.free_slot(i as u32).is_some() {
+                        freed += 1;
+                        self.stats.expired += 1;
+                    }
+                }
+                None => {
+                    left -= end - idx;
+                    idx = end;
+                }
+            }
+            if idx >= n {
+                idx = 0;
             }
         }
+        self.gc_cursor = idx;
         freed
     }
 
@@ -892,7 +921,6 @@ impl Table {
             proto,
             counters,
             id: self.next_id,
-            masq_ifindex: crate::conn::NO_MASQ,
             ext: None,
             offload_ports: [u16::MAX; 2],
             offload_flow: 0,
@@ -1215,11 +1243,23 @@ impl Table {
         }
     }
 
+    /// The interface a connection's masquerade binding took its address from.
+    pub fn masq_ifindex(&self, id: ConnId) -> Option<u32> {
+        self.get(id)?;
+        self.masq.find(id.idx.into(), |_| true)
+    }
+
+    pub(crate) fn set_masq_ifindex(&mut self, id: ConnId, ifindex: u32) {
+        if self.get(id).is_some() {
+            self.masq.upsert(id.idx.into(), ifindex, |_| true);
+        }
+    }
+
     /// Deletes the connections masqueraded through an interface whose address went away.
     pub fn forget_masquerade(&mut self, ifindex: u32) -> usize {
         let doomed: Vec<u32> = self
             .iter()
-            .filter(|(_, c)| c.masq_ifindex() == Some(ifindex))
+            .filter(|(id, _)| self.masq.find(id.idx.into(), |_| true) == Some(ifindex))
             .map(|(id, _)| id.idx)
             .collect();
         for &idx in &doomed {

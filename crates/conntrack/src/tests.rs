@@ -612,7 +612,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
     apply_rewrite(&mut back, &mb, &rw, None).unwrap();
     assert_eq!(endpoints(&back), (ip(SRV), 443, ip(LAN2), 40000));
 
-    assert_eq!(t.get(b).unwrap().masq_ifindex(), Some(2));
+    assert_eq!(t.masq_ifindex(b), Some(2));
     assert_eq!(t.forget_masquerade(3), 0, "another interface's address");
     // Interface address gone: its masqueraded connections go with it.
     assert_eq!(t.forget_masquerade(2), 2);
@@ -625,7 +625,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
         s(3),
     ));
     t.confirm(c, s(3)).unwrap();
-    assert_eq!(t.get(c).unwrap().masq_ifindex(), None);
+    assert_eq!(t.masq_ifindex(c), None);
     assert_eq!(t.forget_masquerade(2), 0);
     assert_eq!(t.len(), 1);
     // an interface number beyond what the connection holds inline still works
@@ -637,7 +637,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
     t.masquerade(d, ip(WAN), 70_000, &NatRange::default())
         .unwrap();
     t.confirm(d, s(3)).unwrap();
-    assert_eq!(t.get(d).unwrap().masq_ifindex(), Some(70_000));
+    assert_eq!(t.masq_ifindex(d), Some(70_000));
     assert_eq!(t.forget_masquerade(2), 0);
     assert_eq!(t.forget_masquerade(70_000), 1);
     assert_eq!(t.len(), 1);
@@ -1059,4 +1059,34 @@ fn confirm_enters_the_tuples_the_connection_has() {
         t.lookup(&Tuple::new(ip(LAN), ip(SRV), 17, 4003, 53), 0),
         Some((f, Direction::Original))
     );
+}
+
+#[test]
+fn synproxy_state_lives_in_the_extension_and_marks_seq_adjust() {
+    let mut t = Table::default();
+    let (id, _, _) = tracked(pass(
+        &mut t,
+        &tcp(LAN, SRV, 40000, 80, F::Syn, 100, 0, b""),
+        s(1),
+    ));
+    let c = t.get_mut(id).unwrap();
+    assert!(c.synproxy().is_none());
+    let sp = Synproxy {
+        isn: 7,
+        its: 9,
+        window: 100,
+        ..Synproxy::default()
+    };
+    c.set_synproxy(sp);
+    assert_eq!(c.synproxy(), Some(&sp));
+    // not yet answered by the server: no sequence adjustment
+    assert!(!c.status().contains(Status::SEQ_ADJUST));
+    let on = Synproxy {
+        seq_off: 1234,
+        established: true,
+        ..sp
+    };
+    c.set_synproxy(on);
+    assert_eq!(c.synproxy(), Some(&on));
+    assert!(c.status().contains(Status::SEQ_ADJUST));
 }

@@ -94,6 +94,12 @@ drop_reasons! {
     /// Not a drop: netdev `fwd` took the packet out of another interface. Never counted; it
     /// ends the walk the way a drop does.
     Stolen = "stolen",
+    /// `synproxy`: the client's ACK carried no valid SYN cookie (wrong, or older than two
+    /// minutes).
+    SynproxyCookieInvalid = "synproxy_cookie_invalid",
+    /// `synproxy`: a TCP segment cut short, with a bad checksum, or an answer that could not
+    /// be built.
+    SynproxyBadPacket = "synproxy_bad_packet",
     /// `dup`/`fwd` to an interface the topology does not have, or with no neighbour.
     FwdFailed = "fwd_failed",
 }
@@ -128,6 +134,9 @@ pub struct Counters {
     pub nat_packets: u64,
     pub icmp_errors_sent: u64,
     pub tcp_resets_sent: u64,
+    /// `synproxy`: SYN-ACKs with a cookie sent, and client ACKs whose cookie was good.
+    pub synproxy_synacks_sent: u64,
+    pub synproxy_cookies_valid: u64,
     pub arp_replies: u64,
     pub flow_add_requests: u64,
     pub flows_admitted: u64,
@@ -157,6 +166,8 @@ impl Counters {
             nat_packets: 0,
             icmp_errors_sent: 0,
             tcp_resets_sent: 0,
+            synproxy_synacks_sent: 0,
+            synproxy_cookies_valid: 0,
             arp_replies: 0,
             flow_add_requests: 0,
             flows_admitted: 0,

@@ -14,6 +14,7 @@ pub mod l2;
 pub mod offload;
 pub mod router;
 pub mod rules;
+pub mod synproxy;
 pub mod topology;
 
 pub use router::{Config, Frame, Port, Router, Sent, TxFrame};

@@ -100,6 +100,8 @@ impl Default for Config {
 
 use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
+mod proxy;
+
 /// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
 fn hook_manip(hook: Hook) -> Manip {
     match hook {
@@ -141,6 +143,7 @@ struct Act {
     logs: Vec<LogSpec>,
     dups: Vec<(Option<u128>, Option<u32>)>,
     fwd: Option<(Option<u128>, u32)>,
+    synproxy: Option<crate::synproxy::SynproxySpec>,
 }
 
 impl Act {
@@ -153,6 +156,7 @@ impl Act {
         self.logs.clear();
         self.dups.clear();
         self.fwd = None;
+        self.synproxy = None;
     }
 }
 
@@ -207,6 +211,9 @@ impl Actions for Act {
     fn fwd(&mut self, _pkt: &Pkt, addr: Option<u128>, dev: u32) {
         self.fwd = Some((addr, dev));
     }
+    fn synproxy(&mut self, _pkt: &Pkt, spec: &crate::synproxy::SynproxySpec) {
+        self.synproxy = Some(*spec);
+    }
 }
 
 /// What rules may ask of the router: its FIB, its interfaces and its connections.
@@ -255,6 +262,13 @@ impl Env for RouterEnv<'_> {
                     _ => false,
                 })
             })
+    }
+
+    fn mtu(&self, ifindex: u32) -> u32 {
+        (ifindex as usize)
+            .checked_sub(1)
+            .and_then(|i| self.topo.interfaces.get(i))
+            .map_or(0, |i| i.mtu as u32)
     }
 
     fn ifname(&self, ifindex: u32) -> u128 {
@@ -409,6 +423,8 @@ pub struct Router {
     unresolved: Vec<(usize, IpAddr)>,
     /// Frames waiting for their next hop's MAC (live mode), oldest first.
     held: Vec<Held>,
+    /// The SYN cookie secret of `synproxy`.
+    cookie_key: crate::synproxy::CookieKey,
 }
 
 /// A routed frame, link header written but for the destination MAC, waiting for the kernel to
@@ -486,6 +502,7 @@ impl Router {
             defrag: Defrag::new(DefragConfig::default()),
             unresolved: vec![],
             held: vec![],
+            cookie_key: crate::synproxy::CookieKey::default(),
         }
     }
 
@@ -1123,6 +1140,7 @@ impl Router {
             now,
             out,
         )?;
+        self.synproxy_post(w, buf, meta, now, out)?;
         self.confirm(w, now)?;
         let egress = &self.topo.interfaces[oif];
         let dst_mac = match l2::fixed_peer(egress) {
@@ -1412,18 +1430,9 @@ impl Router {
                 let base_chain = self.rules.base[i - 1].chain;
                 self.record_trace(base_chain, &trace_lines, verdict, by_policy);
             }
-            if !self.act.logs.is_empty() {
-                for spec in std::mem::take(&mut self.act.logs) {
-                    self.log_line(w, buf, meta, hook, &spec);
-                }
-            }
-            if !self.act.dups.is_empty() {
-                for (addr, dev) in std::mem::take(&mut self.act.dups) {
-                    self.send_copy(w, buf, meta, addr, dev, false, out);
-                }
-            }
-            if let Some((addr, dev)) = self.act.fwd.take() {
-                self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+            // (statements the chain handed over are looked at in place: most runs have none)
+            if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
+                self.logs_and_copies(w, buf, meta, hook, out);
             }
             if self.act.notrack {
                 w.notrack = true;
@@ -1442,12 +1451,14 @@ impl Router {
                     Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
                 }
             }
-            if let Some(r) = self.act.reject.take() {
-                if !w.local {
-                    self.send_reject(w, buf, meta, &r, now, out);
-                }
+            if self.act.reject.is_some() {
+                self.reject_from_chain(w, buf, meta, now, out);
             }
-            if let Some(req) = self.act.nat.take() {
+            if let Some(spec) = self.act.synproxy.take() {
+                self.synproxy_answer(w, buf, meta, &spec, now, out)?;
+            }
+            if let Some(req) = self.act.nat {
+                self.act.nat = None;
                 self.bind_nat(w, &req)?;
             }
             match verdict {
@@ -1459,6 +1470,47 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// What a chain's `log`, `dup` and `fwd` statements asked, carried out after the chain.
+    /// Apart (and cold) so that the chain loop, which seldom needs it, stays small.
+    #[cold]
+    #[inline(never)]
+    fn logs_and_copies(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        hook: Hook,
+        out: &mut Vec<TxFrame>,
+    ) {
+        for spec in std::mem::take(&mut self.act.logs) {
+            self.log_line(w, buf, meta, hook, &spec);
+        }
+        for (addr, dev) in std::mem::take(&mut self.act.dups) {
+            self.send_copy(w, buf, meta, addr, dev, false, out);
+        }
+        if let Some((addr, dev)) = self.act.fwd.take() {
+            self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+        }
+    }
+
+    /// A chain's `reject`: the answer leaves now (the router's own packets answer nothing).
+    #[cold]
+    #[inline(never)]
+    fn reject_from_chain(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
+        if let Some(r) = self.act.reject.take() {
+            if !w.local {
+                self.send_reject(w, buf, meta, &r, now, out);
+            }
+        }
     }
 
     /// What `meta secmark set`, `ct secmark set`, `ct timeout set`, `ct expectation set` and
@@ -1483,7 +1535,10 @@ impl Router {
             .iter()
             .filter_map(|i| self.rules.ct_expects.get(*i))
         {
-            let timeout = Duration::from_millis(spec.timeout_ms);
+            // nft hands the kernel the timeout in milliseconds and `nft_ct_expect_obj_eval`
+            // takes the number as seconds (`priv->timeout * HZ`): `timeout 1m` lasts 60000 s
+            // there (`conntrack -L expect` shows it), and so here
+            let timeout = Duration::from_secs(spec.timeout_ms);
             let _ = self.ct.expect(
                 id,
                 spec.l3proto,
@@ -1790,6 +1845,7 @@ impl Router {
             .find(|a| a.is_ipv6() == v6)
     }
 
+    #[inline(never)]
     fn bind_nat(&mut self, w: &Walk, spec: &NatRequest) -> Result<(), Drop> {
         let (addr, port) = (spec.addr, spec.port);
         let Some((id, _)) = w.conn else { return Ok(()) };

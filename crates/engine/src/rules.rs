@@ -223,6 +223,10 @@ pub trait Env {
     fn ifname(&self, ifindex: u32) -> u128;
     /// Whether the connection with this handle ([`CtInfo::handle`]) is still alive.
     fn conn_alive(&self, handle: u64) -> bool;
+    /// The MTU of interface `ifindex` (0: unknown).
+    fn mtu(&self, _ifindex: u32) -> u32 {
+        0
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,6 +256,17 @@ pub enum MetaK {
     Secmark,
     /// `meta ipsec`: whether the packet came through an IPsec transform (never here).
     Ipsec,
+    /// `meta skuid`, `meta skgid`, `meta cgroup`: facts of the local socket a packet
+    /// belongs to. Routed packets have none, so the load fails as the kernel's does.
+    Skuid,
+    Skgid,
+    Cgroup,
+    /// `meta rtclassid`: the route's realm; realms are not modelled, so 0.
+    RtClassid,
+    /// `meta sdif`, `meta sdifname`: the L3 master (VRF) device; there are none, so 0 and
+    /// the empty name.
+    Sdif,
+    SdifName,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -420,6 +435,7 @@ pub enum ObjKind {
     CtTimeout,
     CtExpect,
     Secmark,
+    Synproxy,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -488,6 +504,9 @@ pub enum Op {
     CtExpect(usize),
     /// `meta secmark set "name"`: the secmark object's security id.
     SetSecmark(u32),
+    /// `synproxy ...` or `synproxy name "x"`: the router answers the handshake (a SYN or the
+    /// client's ACK ends the walk; other TCP segments go on to the next statement).
+    Synproxy(crate::synproxy::SynproxySpec),
     /// `tproxy [ip|ip6] to [ADDR][:PORT]`: the packet is for a local socket at that address
     /// and port; the router delivers it to the host.
     Tproxy {
@@ -692,6 +711,8 @@ pub struct Ruleset {
     pub ct_expects: Vec<CtExpectSpec>,
     /// Contexts of `secmark` objects; object `i` has security id `i + 1`.
     pub secmarks: Vec<String>,
+    /// `synproxy` objects.
+    pub synproxies: Vec<crate::synproxy::SynproxySpec>,
     pub flowtables: Vec<(String, ast::Flowtable)>,
 }
 
@@ -851,6 +872,12 @@ fn meta_k(name: &str) -> Option<MetaK> {
         "hour" => MetaK::Hour,
         "secmark" => MetaK::Secmark,
         "ipsec" | "secpath" => MetaK::Ipsec,
+        "skuid" => MetaK::Skuid,
+        "skgid" => MetaK::Skgid,
+        "cgroup" => MetaK::Cgroup,
+        "rtclassid" => MetaK::RtClassid,
+        "sdif" => MetaK::Sdif,
+        "sdifname" => MetaK::SdifName,
         _ => return None,
     })
 }
@@ -1641,6 +1668,7 @@ impl Compiler<'_> {
                     "ct timeout" => ObjKind::CtTimeout,
                     "ct expectation" => ObjKind::CtExpect,
                     "secmark" => ObjKind::Secmark,
+                    "synproxy" => ObjKind::Synproxy,
                     other => return Err(self.err(format!("{other} objects"))),
                 };
                 match &name.kind {
@@ -1661,6 +1689,7 @@ impl Compiler<'_> {
                             ObjKind::CtTimeout => Op::SetCtTimeout(i),
                             ObjKind::CtExpect => Op::CtExpect(i),
                             ObjKind::Secmark => Op::SetSecmark(i as u32 + 1),
+                            ObjKind::Synproxy => Op::Synproxy(self.out.synproxies[i]),
                         });
                     }
                     ExprKind::Map(..)
@@ -1746,9 +1775,9 @@ impl Compiler<'_> {
                 };
                 ops.push(Op::Tproxy { addr, port, v6 });
             }
-            StmtKind::Synproxy { .. } => {
-                return Err(self.err("synproxy (SYN cookies answered by the router)"))
-            }
+            StmtKind::Synproxy { mss, wscale, flags } => ops.push(Op::Synproxy(
+                crate::synproxy::SynproxySpec::new(*mss, *wscale, flags),
+            )),
             other => return Err(self.err(format!("statement {}", stmt_name(other)))),
         }
         Ok(())
@@ -2089,6 +2118,14 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                     out.secmarks.push(ctx.clone());
                     (ObjKind::Secmark, out.secmarks.len() - 1)
                 }
+                ast::ObjBody::Synproxy { mss, wscale, flags } => {
+                    out.synproxies.push(crate::synproxy::SynproxySpec::new(
+                        Some(*mss),
+                        Some(*wscale),
+                        flags,
+                    ));
+                    (ObjKind::Synproxy, out.synproxies.len() - 1)
+                }
                 // referenced objects of other kinds fail at the reference, naming it
                 _ => continue,
             };
@@ -2122,6 +2159,7 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                     "quota" => ObjKind::Quota,
                     "limit" => ObjKind::Limit,
                     "ct helper" => ObjKind::CtHelper,
+                    "synproxy" => ObjKind::Synproxy,
                     other => {
                         return Err(bad(
                             format!("{other} object maps"),
@@ -2206,6 +2244,12 @@ fn hook_limited(op: &Op) -> Option<(&'static str, &'static [Hook])> {
     use Hook::*;
     let loads: &[Load] = match op {
         Op::Tproxy { .. } => return Some(("tproxy", &[Prerouting])),
+        // nft_synproxy_validate: local in and forward only
+        Op::Synproxy(_) => return Some(("synproxy", &[Input, Forward])),
+        Op::ObjMap {
+            kind: ObjKind::Synproxy,
+            ..
+        } => return Some(("synproxy", &[Input, Forward])),
         Op::Match(m) => &m.loads,
         Op::Vmap { keys, .. } => keys,
         _ => return None,
@@ -2215,6 +2259,8 @@ fn hook_limited(op: &Op) -> Option<(&'static str, &'static [Hook])> {
         Load::Osf => Some(("osf", &[Prerouting, Input, Forward][..])),
         Load::Ipsec { out: false } => Some(("ipsec in", &[Prerouting, Input, Forward][..])),
         Load::Ipsec { out: true } => Some(("ipsec out", &[Forward, Output, Postrouting][..])),
+        Load::Meta(MetaK::Sdif) => Some(("meta sdif", &[Input, Forward][..])),
+        Load::Meta(MetaK::SdifName) => Some(("meta sdifname", &[Input, Forward][..])),
         _ => None,
     })
 }
@@ -2450,6 +2496,8 @@ pub trait Actions {
     /// netdev `fwd`: the packet leaves through `dev` (to neighbour `addr` if given) and its
     /// walk ends here.
     fn fwd(&mut self, _pkt: &Pkt, _addr: Option<u128>, _dev: u32) {}
+    /// `synproxy`: a SYN or a client's ACK the router answers (or drops) itself.
+    fn synproxy(&mut self, _pkt: &Pkt, _spec: &crate::synproxy::SynproxySpec) {}
 }
 
 /// The outcome of a hook.
@@ -2573,7 +2621,8 @@ impl Pkt<'_> {
                 MetaK::Hour => (self.now_ns / NS_PER_S % 86400) as u128,
                 MetaK::Random => return None,
                 MetaK::Secmark => self.secmark as u128,
-                MetaK::Ipsec => 0,
+                MetaK::Ipsec | MetaK::RtClassid | MetaK::Sdif | MetaK::SdifName => 0,
+                MetaK::Skuid | MetaK::Skgid | MetaK::Cgroup => return None,
             }),
             Load::Ct { key, reply } => {
                 let ct: &dyn CtFacts = match (self.conn, &self.ct) {
@@ -2612,8 +2661,19 @@ impl Pkt<'_> {
                 if self.rt_mtu == 0 {
                     return None;
                 }
+                // the kernel's get_tcpmss: the smaller of the route's MTU and that of the route
+                // back to the source, so that a SYN coming in over a PPPoE link is clamped too
+                let mut mtu = self.rt_mtu;
+                if let (Some(env), Some(src)) = (self.env, self.addr(false)) {
+                    if let RouteAnswer::Unicast { oif } = env.route(src, self.nfproto == 10) {
+                        let back = env.mtu(oif);
+                        if back != 0 {
+                            mtu = mtu.min(back);
+                        }
+                    }
+                }
                 let hdrs = if self.nfproto == 10 { 40 + 20 } else { 20 + 20 };
-                Some(self.rt_mtu.saturating_sub(hdrs) as u128)
+                Some(mtu.saturating_sub(hdrs) as u128)
             }
             Load::RtNexthop => self.nexthop,
             Load::RtClassid => (self.oif != 0).then_some(0),
@@ -3441,6 +3501,22 @@ fn run_chain(
                             ObjKind::CtHelper => pkt.new_ct_helper = rs.helpers.get(i).cloned(),
                             // refused at compile time: the kernel has no maps of these
                             ObjKind::CtTimeout | ObjKind::CtExpect | ObjKind::Secmark => {}
+                            ObjKind::Synproxy => {
+                                let Some(spec) = rs.synproxies.get(i) else {
+                                    continue;
+                                };
+                                match synproxy_op(pkt, spec, act) {
+                                    Some(v) => {
+                                        verdict = Some(v);
+                                        break;
+                                    }
+                                    None if pkt.l4proto != 6 => {
+                                        matched = false;
+                                        break;
+                                    }
+                                    None => {}
+                                }
+                            }
                         }
                     }
                     Op::Log(spec) => act.log_spec(pkt, spec, &rule.text),
@@ -3529,6 +3605,17 @@ fn run_chain(
                         pkt.new_ct_expect.push(*i);
                     }
                     Op::SetSecmark(id) => pkt.secmark = *id,
+                    Op::Synproxy(spec) => match synproxy_op(pkt, spec, act) {
+                        Some(v) => {
+                            verdict = Some(v);
+                            break;
+                        }
+                        None if pkt.l4proto != 6 => {
+                            matched = false;
+                            break;
+                        }
+                        None => {}
+                    },
                     Op::Tproxy { addr, port, v6 } => {
                         // the family the statement names must be the packet's; a
                         // transport header is needed for the socket lookup
@@ -3655,6 +3742,24 @@ fn run_chain(
         }
         depth -= 1;
     }
+}
+
+/// `nft_synproxy_do_eval`: not TCP, no verdict (the rule stops); a SYN or an ACK is the
+/// router's ([`Actions::synproxy`]), and its walk ends; other segments go on.
+fn synproxy_op(
+    pkt: &Pkt,
+    spec: &crate::synproxy::SynproxySpec,
+    act: &mut dyn Actions,
+) -> Option<Verdict> {
+    if pkt.l4proto != 6 {
+        return None;
+    }
+    let flags = pkt.th.and_then(|t| pkt.frame.get(t + 13)).copied()?;
+    if flags & (crate::synproxy::SYN | crate::synproxy::ACK) == 0 {
+        return None;
+    }
+    act.synproxy(pkt, spec);
+    Some(Verdict::Stolen)
 }
 
 fn eval_value(

@@ -599,7 +599,8 @@ fn ct_expectation_makes_the_announced_connection_related() {
     // the expectation is used up: a second one is new, and refused
     none(&mut r, WAN, data(21), secs(2));
     assert_eq!(counter(&r, "refused").0, 1);
-    // a second control connection announces again; it expires after 10 s
+    // a second control connection announces again. `timeout 10s` is 10000 s, as in the
+    // kernel (which takes nft's milliseconds for seconds)
     let ctl2 = tcp4(
         CLIENT_MAC,
         LAN_MAC,
@@ -612,8 +613,13 @@ fn ct_expectation_makes_the_announced_connection_related() {
         b"",
     );
     one(&mut r, LAN, ctl2, secs(3), Port::Iface(WAN));
-    assert_eq!(r.conntrack().expectations(secs(3)).len(), 1);
-    none(&mut r, WAN, data(22), secs(14));
+    let exp = r.conntrack().expectations(secs(14));
+    assert_eq!(exp.len(), 1);
+    assert_eq!(exp[0].deadline, secs(3 + 10_000));
+    // the control connection (a SYN alone, 120 s) dies, and its expectation with it
+    r.conntrack_mut().gc(secs(200), usize::MAX);
+    assert!(r.conntrack().expectations(secs(200)).is_empty());
+    none(&mut r, WAN, data(22), secs(200));
     assert_eq!(counter(&r, "refused").0, 2);
     assert_eq!(counter(&r, "related").0, 1);
 }
@@ -836,4 +842,106 @@ fn a_master_is_listed_with_the_reference_its_expected_connection_holds() {
     let child = list.iter().find(|l| l.contains("dport=2121 ")).unwrap();
     assert!(master.ends_with("use=2"), "{master}");
     assert!(child.ends_with("use=1"), "{child}");
+}
+
+#[test]
+fn socket_meta_keys_fail_on_routed_packets_and_vrf_keys_are_empty() {
+    let mut r = router(
+        r#"
+table inet t {
+	counter no_sdif {}
+	chain fwd {
+		type filter hook forward priority 0; policy accept;
+		meta skuid 0 drop
+		meta skuid != 0 drop
+		meta skgid != 0 drop
+		meta cgroup != 5 drop
+		meta sdif != 0 drop
+		meta rtclassid != 0 drop
+		meta sdifname != "vrf0" counter name "no_sdif" drop
+	}
+}
+"#,
+    );
+    let udp = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q");
+    none(&mut r, LAN, udp, secs(1));
+    assert_eq!(counter(&r, "no_sdif").0, 1);
+}
+
+/// Every load of this file's features at once.
+const ALL_FEATURES: &str = r#"
+table inet t {
+	ct timeout short { protocol tcp; l3proto ip; policy = { syn_sent: 7 }; }
+	ct expectation data { protocol tcp; dport 2121; timeout 10s; size 2; l3proto ip; }
+	secmark sm { "system_u:object_r:ssh_server_packet_t:s0" }
+	chain pre {
+		type filter hook prerouting priority 0; policy accept;
+		socket transparent 1 drop
+		tcp dport 80 ct timeout set "short"
+		tcp dport 81 tproxy ip to 192.168.1.1:3128
+	}
+	chain fwd {
+		type filter hook forward priority 0; policy accept;
+		sctp chunk init exists counter
+		sctp chunk data stream 9 counter
+		sctp chunk init-ack num-inbound-streams 10 counter
+		dccp option 40 exists counter
+		udp dport 4789 vxlan ip saddr 10.0.0.1 counter
+		udp dport 4789 vxlan tcp dport 22 counter
+		udp dport 6081 geneve vni 10 counter
+		udp dport 6081 geneve ip6 saddr ::1 counter
+		gre ip saddr 10.0.0.7 counter
+		gretap ether saddr 02:00:00:00:00:09 counter
+		osf name "unknown" counter
+		ipsec in reqid 1 counter
+		tcp dport 21 ct expectation set "data"
+		meta secmark set "sm" ct secmark set meta secmark
+	}
+}
+"#;
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Chunks, options and tunnels cut short or with lengths gone wrong: counted or passed,
+    /// never a panic, and whatever leaves parses.
+    #[test]
+    fn feature_loads_on_mutated_frames_never_panic(
+        seed in prop::collection::vec((34usize..120, any::<u8>()), 0..10),
+        which in 0usize..6,
+        cut in 14usize..160,
+    ) {
+        let mut r = router(ALL_FEATURES);
+        let mut f = match which {
+            0 => sctp(5000, 6000, &[sctp_data(3, 9), sctp_init()]),
+            1 => dccp_request(&[0, 32, 3, 9, 40, 2]),
+            2 => vxlan(42, [10, 0, 0, 1], 22),
+            3 => gre([10, 0, 0, 7], true, true),
+            4 => tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 40000, 21, 1, Tcp::Syn, b""),
+            _ => {
+                let mut v = vxlan(42, [10, 0, 0, 1], 22);
+                v[36..38].copy_from_slice(&6081u16.to_be_bytes());
+                v
+            }
+        };
+        for (at, v) in seed {
+            if let Some(b) = f.get_mut(at) {
+                *b = v;
+            }
+        }
+        f.truncate(cut.max(34));
+        // an IP header that fits what is left, so the rules see the cut transport data
+        if f[12..14] == [0x08, 0x00] && f[14] == 0x45 {
+            let l3 = (f.len() - 14) as u16;
+            f[16..18].copy_from_slice(&l3.to_be_bytes());
+            f[24..26].copy_from_slice(&[0, 0]);
+            let c = ip_csum(&f[14..34]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        for o in send(&mut r, LAN, f, secs(1)) {
+            prop_assert!(nft_wire::parse_frame(&o.data).is_ok());
+        }
+    }
 }

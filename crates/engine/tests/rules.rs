@@ -276,7 +276,7 @@ fn nat_and_flow_add_hand_offs() {
 fn unsupported_expressions_are_compile_errors() {
     let ast = load_str(
         "x.nft",
-        "table ip t { chain c { type filter hook input priority 0; tcp flags syn synproxy mss 1460 } }",
+        "table ip t { chain c { type filter hook prerouting priority 0; tcp flags syn synproxy mss 1460 } }",
         &LoadOpts::default(),
     )
     .unwrap();

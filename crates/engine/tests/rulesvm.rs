@@ -971,7 +971,7 @@ table inet l {
 fn what_remains_unsupported_is_named() {
     let cases = [
         ("table ip t { chain c { type filter hook prerouting priority 0; tcp flags syn synproxy mss 1460 } }", "synproxy"),
-        ("table ip t { synproxy sp { mss 1460; wscale 7; } chain c { type filter hook input priority 0; tcp dport 80 synproxy name \"sp\" } }", "synproxy"),
+        ("table ip t { synproxy sp { mss 1460; wscale 7; } chain c { type filter hook output priority 0; tcp dport 80 synproxy name \"sp\" } }", "synproxy"),
     ];
     for (src, want) in cases {
         let ast = match load_str("x.nft", src, &LoadOpts::default()) {

@@ -10,11 +10,11 @@
 //! 11.4 -> 10.7 Mpps (same within noise), 100,000 flows 4.2 -> 6.4 Mpps (still bound by a
 //! cache/TLB miss on the index and one on the flow's line per packet, now one line instead
 //! of three or four). Instructions per packet (callgrind, `examples/fastpath_count.rs`):
-//! about 725 before, 744 after (the fuller index probes a little further). Memory: 168 bytes
-//! per flow entry (two 64-byte lines and a 40-byte cold part) + 21 of index;
-//! `nft_flowtable::bytes_per_offloaded_connection(100_000)` = 401 with conntrack's share (was
-//! 489 before the cold part lost its copy of the refresh time and its rare fields were boxed,
-//! and conntrack's entry went from 240 to 176 bytes).
+//! about 725 before, 744 after (the fuller index probes a little further). Memory: 88 bytes
+//! per flow entry (one 64-byte line for both directions and a 24-byte cold part) + 11 of
+//! index (4 bytes a key); `nft_flowtable::bytes_per_offloaded_connection(100_000)` = 247 with
+//! conntrack's share (was 401 with two lines a flow, 8-byte index slots, 80 bytes of tuples in
+//! the connection and the engine's per-connection maps not counted; 489 before that).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nft_flowtable::{Action, FrameSlot};

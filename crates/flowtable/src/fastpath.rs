@@ -324,28 +324,117 @@ fn apply_delta(stored: u16, delta: u16) -> u16 {
     !add16(!stored, delta)
 }
 
-/// Whether an IPv4 header's checksum verifies; the common 20-byte header without a loop.
+/// Whether a 20-byte IPv4 header's checksum verifies: five 32-bit words summed, then folded
+/// in fixed steps (no loop, no bounds checks).
+#[inline(always)]
+fn header20_ok(w: &[u8; 20]) -> bool {
+    let word = |i: usize| u64::from(u32::from_be_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]));
+    let acc = word(0) + word(4) + word(8) + word(12) + word(16);
+    // at most 35 bits: three folds reach 16
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    acc == 0xffff
+}
+
+/// Whether an IPv4 header's checksum verifies.
 #[inline]
 fn header_ok(h: &[u8]) -> bool {
     if let Ok(w) = <&[u8; 20]>::try_from(h) {
-        let mut acc = 0u64;
-        for i in 0..5 {
-            acc += u64::from(u32::from_be_bytes([
-                w[4 * i],
-                w[4 * i + 1],
-                w[4 * i + 2],
-                w[4 * i + 3],
-            ]));
-        }
-        return checksum::fold(acc) == 0xffff;
+        return header20_ok(w);
     }
     checksum::verify(h)
+}
+
+/// The common frame, parsed with fixed-size reads: untagged Ethernet, IPv4 without options.
+/// `None` for any other frame (the general parse takes it); otherwise what the general parse
+/// would answer, check for check in the same order.
+#[inline(always)]
+fn parse_v4_untagged(f: &[u8], port: Port) -> Option<Result<Parsed, Punt>> {
+    let b = f.first_chunk::<34>()?;
+    if b[12] != 0x08 || b[13] != 0x00 || b[14] != 0x45 {
+        return None;
+    }
+    let ip = b[14..].first_chunk::<20>()?;
+    Some(parse_v4_tail(f, ip, port))
+}
+
+#[inline(always)]
+fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Parsed, Punt> {
+    if !header20_ok(ip) {
+        return Err(Punt::Malformed);
+    }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if total < 20 || total > f.len() - 14 {
+        return Err(Punt::Malformed);
+    }
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return Err(Punt::Fragment);
+    }
+    let proto = ip[9];
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Err(Punt::NotTcpUdp);
+    }
+    let l4 = f.get(34..14 + total).unwrap_or(&[]);
+    let mut tcp_flags = 0;
+    let ports = if proto == PROTO_TCP {
+        let Some(t) = l4.first_chunk::<20>() else {
+            return Err(Punt::Malformed);
+        };
+        let doff = usize::from(t[12] >> 4) * 4;
+        if doff < 20 || doff > l4.len() {
+            return Err(Punt::Malformed);
+        }
+        tcp_flags = t[13];
+        [t[0], t[1], t[2], t[3]]
+    } else {
+        let Some(u) = l4.first_chunk::<8>() else {
+            return Err(Punt::Malformed);
+        };
+        let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
+        if ulen < 8 || ulen > l4.len() {
+            return Err(Punt::Malformed);
+        }
+        [u[0], u[1], u[2], u[3]]
+    };
+    if ip[8] <= 1 {
+        return Err(Punt::TtlExpired);
+    }
+    let mut key = Key {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+        port,
+        proto,
+        v6: false,
+    };
+    key.src[10] = 0xff;
+    key.src[11] = 0xff;
+    key.dst[10] = 0xff;
+    key.dst[11] = 0xff;
+    key.src[12..16].copy_from_slice(&ip[12..16]);
+    key.dst[12..16].copy_from_slice(&ip[16..20]);
+    let mut dst_mac = [0u8; 6];
+    dst_mac.copy_from_slice(&f[..6]);
+    Ok(Parsed {
+        key,
+        encap: Encap::None,
+        dst_mac,
+        l3: 14,
+        ip_len: total,
+        l4: 34,
+        tcp_flags,
+    })
 }
 
 /// Parses what the fast path needs, refusing what `parse_frame` refuses and punting what the
 /// fast path does not take.
 #[inline]
 fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
+    if let Some(r) = parse_v4_untagged(f, port) {
+        return r;
+    }
     if f.len() < 14 {
         return Err(Punt::Malformed);
     }
@@ -522,9 +611,12 @@ fn decide(
     if p.encap != back.encap || p.dst_mac != back.src_mac {
         return Err(Punt::L2Mismatch);
     }
-    let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
-    if down(back.rx_port) || down(out.port) {
-        return Err(Punt::InterfaceDown);
+    // `port_down` is empty while every port is up: no look-up per packet then.
+    if !port_down.is_empty() {
+        let down = |port: Port| port_down.get(port as usize).copied().unwrap_or(false);
+        if down(back.rx_port) || down(out.port) {
+            return Err(Punt::InterfaceDown);
+        }
     }
     if flags & STALE != 0 {
         h.flags |= TEARDOWN;
@@ -660,7 +752,7 @@ fn rewrite_v6(
 
 /// Rewrites the frame at `buf[head..]` for direction `d` of the line `h`; `decide` passed.
 /// Returns the frame's new start and length.
-#[inline]
+#[inline(always)]
 fn rewrite(
     h: &Hot,
     d: usize,
@@ -749,37 +841,33 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) {
         let now_ms = ms(now);
         let n = frames.len().min(out.len());
-        let mut base = 0;
-        while base < n {
-            let m = (n - base).min(STAGE);
+        // Chunks and zipped iterators rather than indices: no bounds check per frame.
+        let stages = frames[..n]
+            .chunks_mut(STAGE)
+            .zip(out[..n].chunks_mut(STAGE));
+        for (chunk, outs) in stages {
             let mut parsed = [Err(Punt::Malformed); STAGE];
             let mut hashes = [0u64; STAGE];
             let mut found = [u32::MAX; STAGE];
-            for i in 0..m {
-                let fs = &frames[base + i];
-                let p = parse(fs.frame(), fs.port);
-                if let Ok(p) = &p {
-                    hashes[i] = self.index.hash(&p.key);
+            for ((fs, p), h) in chunk.iter().zip(&mut parsed).zip(&mut hashes) {
+                *p = parse(fs.frame(), fs.port);
+                if let Ok(p) = p {
+                    *h = self.index.hash(&p.key);
                 }
-                parsed[i] = p;
             }
+            let m = chunk.len();
             // Short loops of independent loads: a whole stage's cache misses are in flight
             // at once (a long loop body would fill the reorder window after two or three).
             let mut warm = 0u64;
             for &h in &hashes[..m] {
                 warm ^= u64::from(self.index.touch(h));
             }
-            for i in 0..m {
-                if let Ok(p) = &parsed[i] {
-                    if let Some(v) = find(
-                        &self.index,
-                        &self.hot,
-                        &self.cold,
-                        &self.links,
-                        &p.key,
-                        hashes[i],
-                    ) {
-                        found[i] = v;
+            for ((p, &h), f) in parsed[..m].iter().zip(&hashes).zip(&mut found) {
+                if let Ok(p) = p {
+                    if let Some(v) =
+                        find(&self.index, &self.hot, &self.cold, &self.links, &p.key, h)
+                    {
+                        *f = v;
                     }
                 }
             }
@@ -789,11 +877,9 @@ impl<B: OffloadBackend> Flowtable<B> {
                 }
             }
             core::hint::black_box(warm);
-            for i in 0..m {
-                let fs = &mut frames[base + i];
-                out[base + i] = self.finish::<TRACE, _>(fs, &parsed[i], found[i], now_ms);
+            for (((fs, o), p), &f) in chunk.iter_mut().zip(outs).zip(&parsed).zip(&found) {
+                *o = self.finish::<TRACE, _>(fs, p, f, now_ms);
             }
-            base += m;
         }
     }
 
@@ -814,7 +900,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.finish::<false, S>(fs, &p, v.unwrap_or(u32::MAX), ms(now))
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
@@ -851,7 +937,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         act
     }
 
-    #[inline]
+    #[inline(always)]
     fn forward<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,

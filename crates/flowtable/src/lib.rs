@@ -197,7 +197,7 @@ pub struct Flowtable<B: OffloadBackend = SoftwareOnly> {
     free: Vec<u32>,
     len: usize,
     index: Index,
-    /// Ports that are down, by port number (unknown ports are up).
+    /// Ports that are down, by port number (unknown ports are up); empty while all are up.
     port_down: Vec<bool>,
     fib_gen: u32,
     stats: Stats,
@@ -334,6 +334,10 @@ impl<B: OffloadBackend> Flowtable<B> {
             self.port_down.resize(i + 1, false);
         }
         self.port_down[i] = !up;
+        if !self.port_down.contains(&true) {
+            // all up: the fast path skips the check
+            self.port_down.clear();
+        }
         if !up {
             self.teardown_port(port);
         }

@@ -717,10 +717,11 @@ impl AfXdpSet {
     }
 }
 
-/// Sets the nice value of thread `tid` (`setpriority(PRIO_PROCESS)`). For the live router's
-/// NAPI threads: in copy mode a device's threaded NAPI receives into the sockets on the
-/// workers' CPU, and at a low priority it runs when the worker waits for frames rather than
-/// filling an RX ring the worker has no time to empty.
+/// Sets the nice value of thread `tid` (`setpriority(PRIO_PROCESS)`; below 0 needs
+/// CAP_SYS_NICE). For the live router's workers: in copy mode a device's threaded NAPI
+/// receives into the sockets on the worker's CPU, and with the worker at a higher priority
+/// the NAPI runs when the worker waits for frames rather than filling an RX ring the worker
+/// has no time to empty.
 pub fn set_nice(tid: i32, nice: i32) -> io::Result<()> {
     if tid <= 0 {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));

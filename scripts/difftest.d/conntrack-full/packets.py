@@ -23,3 +23,10 @@ s.tcp("198.18.5.5", "198.18.0.2", 80, 40001, "FA", 5001, 1002)
 c2.tcp("192.168.1.101", "198.18.5.5", 40001, 80, "A", 1002, 5002)
 # a closed connection (TIME_WAIT, still assured) still holds its place
 c.tcp("192.168.1.100", "198.18.5.5", 40014, 443, "S", 1000, 0, mss=1460)
+# what needs no new entry still works at the limit: an ICMP error about an established
+# connection (related) is forwarded, and the router's own "time exceeded" for one goes out;
+# a new connection with its TTL run out is dropped at conntrack, before the router could answer
+quoted = ip_packet("198.18.0.2", "198.18.5.5", 6, tcp_seg("198.18.0.2", "198.18.5.5", 40002, 80, "A", 1001, 5001))[1][:28]
+s.ip("198.18.5.5", "198.18.0.2", 1, icmp_msg(3, 3, b"\0\0\0\0", quoted))
+c.tcp("192.168.1.100", "198.18.5.5", 40002, 80, "A", 1001, 5001, ttl=1)
+c.udp("192.168.1.100", "198.18.5.53", 40015, 53, b"ttl", ttl=1)

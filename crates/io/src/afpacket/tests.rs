@@ -337,3 +337,80 @@ fn qdisc_bypass_sends_and_a_device_drop_is_counted_not_retried() {
     let st = router.stats().unwrap();
     assert_eq!((st.tx_packets, st.tx_errors), (50, 0), "{st:?}");
 }
+
+#[test]
+fn a_tx_ring_sends_bursts_byte_identical_and_fills_when_the_device_drops() {
+    let test = "a_tx_ring_sends_bursts_byte_identical_and_fills_when_the_device_drops";
+    let Some(pair) = VethPair::create(test, "aft") else {
+        return;
+    };
+    let config = AfPacketConfig {
+        qdisc_bypass: true,
+        tx_ring_frames: Some(64),
+        ..AfPacketConfig::default()
+    };
+    let mut router = in_netns(&pair.router, move || AfPacket::open("vr", &config).unwrap());
+    let peer = in_netns(&pair.peer, || Plain::open("vp"));
+    // More frames than the ring has slots, in bursts larger than it: the ring wraps and
+    // fills, and tx_burst takes only what fits.
+    let sent: Vec<Vec<u8>> = (0..N)
+        .map(|i| frame(FROM_ROUTER, i as u32, len_of(i)))
+        .collect();
+    let refs: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let mut got = Vec::new();
+    let mut taken = 0;
+    while taken < refs.len() {
+        taken += router.tx_burst(&refs[taken..(taken + 100).min(refs.len())]);
+        assert!(Instant::now() < deadline, "transmitted {taken} of {N}");
+        // the peer frees what it receives, which frees the ring's slots
+        while let Some(n) = peer.recv(&mut buf, Instant::now() + Duration::from_millis(2)) {
+            if ours(&buf[..n], FROM_ROUTER) {
+                got.push(buf[..n].to_vec());
+            }
+        }
+    }
+    while got.len() < N {
+        let Some(n) = peer.recv(&mut buf, deadline) else {
+            panic!("peer received {} of {N} frames", got.len());
+        };
+        if ours(&buf[..n], FROM_ROUTER) {
+            got.push(buf[..n].to_vec());
+        }
+    }
+    assert_eq!(got.len(), N);
+    for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
+        assert_eq!(g, s, "frame {i} differs");
+    }
+    // Too big for a ring slot: skipped and counted.
+    let big = frame(FROM_ROUTER, 1, 2040);
+    assert_eq!(router.tx_burst(&[&big]), 1);
+    assert_eq!(router.stats().unwrap().tx_errors, 1);
+    // The peer goes down: the device drops what is sent; the kernel keeps the frame it
+    // stopped at for the next send, so the ring fills and then refuses (back-pressure).
+    let p = pair.peer.clone();
+    in_netns(&p, || {
+        crate::netns::ip(&["link", "set", "vp", "down"]).unwrap()
+    });
+    let mut queued = 0;
+    for _ in 0..4 {
+        queued += router.tx_burst(&refs[..40]);
+    }
+    assert_eq!(queued, 64, "the ring's 64 slots, then nothing");
+    assert!(router.tx_device_drops() >= 1);
+    assert_eq!(router.tx_burst(&refs[..40]), 0);
+    // Up again: the queued frames leave with the next send and the ring takes frames again.
+    in_netns(&p, || {
+        crate::netns::ip(&["link", "set", "vp", "up"]).unwrap()
+    });
+    let mut again = 0;
+    while again == 0 {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "ring stuck"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        again = router.tx_burst(&refs[..40]);
+    }
+}
