@@ -133,7 +133,8 @@ fn main() {
         if count.is_some_and(|n| sent >= n) || limit.is_some_and(|l| t0.elapsed() >= l) {
             break;
         }
-        // Each call sets up and tears down the kernel's page pool (some 20-30 ms here): paced,
+        // Each call sets up and tears down the kernel's page pool (some 20-30 ms here): flat
+        // out, a call sends 2^20 frames (about a second) to amortise it; paced,
         // a call sends 100 ms worth of frames at once, in a burst at the full rate. Pacing is
         // coarse: for a router below saturation, use lbgen's `-r`.
         let step = if rate > 0.0 {
@@ -144,7 +145,7 @@ fn main() {
             // some 50 of them, so one burst of 64 would lose the last flows' frames
             16
         } else {
-            65_536
+            1 << 20
         };
         let mut chunk = step;
         if let Some(n) = count {
