@@ -1955,7 +1955,7 @@ impl Router {
             _ => None,
         };
         if let Some(l3) = l3 {
-            if self.send_back(w, &l3, now, out) {
+            if self.send_back(w, &l3, false, now, out) {
                 self.counters.icmp_errors_sent += 1;
             }
         }
@@ -1981,11 +1981,21 @@ impl Router {
     /// Sends a packet the router made (a reset or an ICMP error answering the packet of
     /// `w`) as the kernel's `ip_local_out` does: routed to its destination, then through the
     /// output chains and the postrouting chains, related to the answered packet's connection
-    /// (`nf_ct_attach`: `ct state related`, the other direction), untracked when that was
-    /// untracked and invalid when it had no connection. It leaves to the answered packet's
+    /// (`nf_ct_attach`: `ct state related`, the other direction) and invalid when it had no
+    /// connection. An answer to an untracked packet (`notrack`) is invalid too: untracked
+    /// packets have no conntrack entry for `nf_ct_attach` to attach (checked against the
+    /// kernel for a reset and a port unreachable, difftest `local-out`); synproxy's answers
+    /// (`attach`) carry synproxy's own entry instead, untracked here. It leaves to the answered packet's
     /// sender MAC when it goes back out where that came in, else to the next hop's neighbour.
     /// Whether it was sent.
-    fn send_back(&mut self, w: &Walk, l3: &[u8], now: Duration, out: &mut Vec<TxFrame>) -> bool {
+    fn send_back(
+        &mut self,
+        w: &Walk,
+        l3: &[u8],
+        attach: bool,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> bool {
         let v6 = w.v6;
         let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
         let mut buf = Vec::with_capacity(14 + l3.len());
@@ -2022,8 +2032,8 @@ impl Router {
         // output finds none for a reset or an ICMP error either: invalid
         let (conn, state) = match w.conn {
             Some((id, dir)) => (Some((id, dir.opposite())), CtState::Related),
-            // `notrack`: the answer carries the untracked entry (`nf_ct_attach`)
-            None if w.notrack => (None, CtState::Untracked),
+            // synproxy's SYN-ACK for an untracked SYN
+            None if w.notrack && attach => (None, CtState::Untracked),
             None => (None, CtState::Invalid),
         };
         let mut lw = Walk {
@@ -2083,7 +2093,7 @@ impl Router {
                 let offending = Self::offending(buf, meta);
                 let l4 = meta.ip_header_len;
                 if let Some(l3) = answer::tcp_reset(offending, l4) {
-                    if self.send_back(w, &l3, now, out) {
+                    if self.send_back(w, &l3, false, now, out) {
                         self.counters.tcp_resets_sent += 1;
                     }
                 }

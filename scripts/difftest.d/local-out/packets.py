@@ -16,8 +16,10 @@ s.tcp("198.18.9.9", "198.18.0.2", 50000, 8080, "S", 1)
 s.udp("198.18.9.9", "198.18.0.2", 50001, 8081, b"x")
 # an ICMPv6 error to the WAN is dropped in output
 s.udp("2001:db8:9::9", "2001:db8:1::100", 50002, 23, b"x6")
-# untracked (notrack in raw): its port unreachable is untracked too
+# untracked (notrack in raw): its port unreachable and its reset have no connection
+# (invalid): nf_ct_attach finds no entry on an untracked packet
 c.udp("192.168.1.100", "198.18.5.5", 40004, 24, b"x")
+c.tcp("192.168.1.100", "198.18.5.5", 40010, 26, "S", 1)
 # invalid (SYN+FIN): its reset has no connection
 c.tcp("192.168.1.100", "198.18.5.5", 40005, 443, "SF", 1)
 # established, then a time exceeded for its reply direction (un-SNATed, quoted as sent)

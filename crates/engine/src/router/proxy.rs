@@ -67,7 +67,7 @@ impl Router {
         if seg.flags & SYN != 0 {
             let synack = sp::client_synack(&self.cookie_key, spec, &seg, opts, t)
                 .ok_or(Drop::SynproxyBadPacket)?;
-            if self.send_back(w, &synack, now, out) {
+            if self.send_back(w, &synack, true, now, out) {
                 self.counters.synproxy_synacks_sent += 1;
             }
             return Ok(());
