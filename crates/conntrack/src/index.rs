@@ -34,10 +34,6 @@ impl Index {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The slots an index holding `entries` keys has: at most four fifths are used.
     pub fn slots_for(entries: usize) -> usize {
         let mut n = 16usize;
