@@ -1996,16 +1996,7 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> bool {
-        let v6 = w.v6;
-        let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-        let mut buf = Vec::with_capacity(14 + l3.len());
-        buf.extend_from_slice(&[0u8; 12]);
-        buf.extend_from_slice(&ethertype.to_be_bytes());
-        buf.extend_from_slice(l3);
-        let Ok(mut meta) = parse_frame(&buf) else {
-            return false;
-        };
-        let Some(dst) = meta.dst_addr else {
+        let Some((mut buf, mut meta, dst)) = own_frame(l3, w.v6) else {
             return false;
         };
         let (oif, via) = match self.fib.lookup(dst) {
@@ -2013,20 +2004,13 @@ impl Router {
             // no route back (or a local one): out where the answered packet came in
             _ => (w.iif, None),
         };
-        let Some(iface) = self.topo.interfaces.get(oif).filter(|i| i.up) else {
-            self.counters.drop(Drop::NoRoute);
-            return false;
-        };
-        let dst_mac = match l2::fixed_peer(iface) {
-            Some(m) => m,
-            None if oif == w.iif => w.src_mac,
-            None => match self.topo.neighbours.get(&(oif, via.unwrap_or(dst))) {
-                Some(m) => *m,
-                None => {
-                    self.counters.drop(Drop::NoNeighbour);
-                    return false;
-                }
-            },
+        let back = (oif == w.iif).then_some(w.src_mac);
+        let (src_mac, dst_mac) = match self.own_link(oif, via.unwrap_or(dst), back) {
+            Ok(m) => m,
+            Err(d) => {
+                self.counters.drop(d);
+                return false;
+            }
         };
         // without a connection to attach to (invalid, or before conntrack), conntrack at
         // output finds none for a reset or an ICMP error either: invalid
@@ -2036,29 +2020,8 @@ impl Router {
             None if w.notrack && attach => (None, CtState::Untracked),
             None => (None, CtState::Invalid),
         };
-        let mut lw = Walk {
-            iif: w.iif,
-            oif: Some(oif),
-            v6,
-            mark: 0,
-            priority: 0,
-            nftrace: false,
-            zone: w.zone,
-            nexthop: via.or(Some(dst)),
-            pkttype: 0,
-            notrack: false,
-            tracked: state != CtState::Untracked,
-            conn,
-            state,
-            src_mac: iface.mac,
-            flow_add: None,
-            ct_mark: None,
-            local: true,
-            frags: None,
-            hold: None,
-            secmark: 0,
-            tproxy: false,
-        };
+        let mut lw = Walk::own(w, oif, via.or(Some(dst)), src_mac, conn, state);
+        lw.tracked = state != CtState::Untracked;
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
         out.append(&mut sink);
@@ -2066,10 +2029,52 @@ impl Router {
             self.counters.drop(d);
             return false;
         }
-        let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
+        self.transmit_own(&lw, oif, dst_mac, &buf, &meta, out)
+    }
+
+    /// The source and destination MACs of the router's own packet leaving `oif` for `hop`:
+    /// the point-to-point peer (PPPoE), `back` (the answered packet's sender when it goes
+    /// back out where that came in), or the neighbour.
+    fn own_link(&self, oif: usize, hop: IpAddr, back: Option<Mac>) -> Result<(Mac, Mac), Drop> {
+        let iface = self
+            .topo
+            .interfaces
+            .get(oif)
+            .filter(|i| i.up)
+            .ok_or(Drop::NoRoute)?;
+        let dst = match (l2::fixed_peer(iface), back) {
+            (Some(m), _) | (None, Some(m)) => m,
+            (None, None) => *self
+                .topo
+                .neighbours
+                .get(&(oif, hop))
+                .ok_or(Drop::NoNeighbour)?,
+        };
+        Ok((iface.mac, dst))
+    }
+
+    /// Frames the router's own packet (its IP packet in `buf` at `meta`, through the output
+    /// and postrouting chains with `lw`) for `oif` and sends it. Whether it left.
+    fn transmit_own(
+        &mut self,
+        lw: &Walk,
+        oif: usize,
+        dst_mac: Mac,
+        buf: &[u8],
+        meta: &PacketMeta,
+        out: &mut Vec<TxFrame>,
+    ) -> bool {
+        let (Some(l3), Some(iface)) = (
+            buf.get(meta.l3_offset..meta.l3_end),
+            self.topo.interfaces.get(oif),
+        ) else {
             return false;
         };
-        let iface = &self.topo.interfaces[oif];
+        let ethertype = if lw.v6 {
+            ETHERTYPE_IPV6
+        } else {
+            ETHERTYPE_IPV4
+        };
         let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
         self.transmit_with(Port::Iface(oif), frame, lw.mark, lw.priority, out);
         true
@@ -2614,5 +2619,55 @@ mod tests {
         assert_eq!(live.ct_get(CtK::Packets, None), 2);
         assert_eq!(live.ct_get(CtK::Helper, None), rules::ifname_value("ftp"));
         assert_eq!(live.ct_get(CtK::Direction, None), 1);
+    }
+}
+
+/// The router's own IP packet `l3` in a frame buffer for the chains (an empty Ethernet
+/// header), parsed, with its destination.
+fn own_frame(l3: &[u8], v6: bool) -> Option<(Vec<u8>, PacketMeta, IpAddr)> {
+    let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+    let mut buf = Vec::with_capacity(14 + l3.len());
+    buf.extend_from_slice(&[0u8; 12]);
+    buf.extend_from_slice(&ethertype.to_be_bytes());
+    buf.extend_from_slice(l3);
+    let meta = parse_frame(&buf).ok()?;
+    let dst = meta.dst_addr?;
+    Some((buf, meta, dst))
+}
+
+impl Walk {
+    /// The walk of a packet the router makes in answer to the packet of `w` (a local
+    /// packet: no NAT of its own), leaving `oif` from `src_mac` for `nexthop`.
+    fn own(
+        w: &Walk,
+        oif: usize,
+        nexthop: Option<IpAddr>,
+        src_mac: Mac,
+        conn: Option<(ConnId, Direction)>,
+        state: CtState,
+    ) -> Walk {
+        Walk {
+            iif: w.iif,
+            oif: Some(oif),
+            v6: w.v6,
+            mark: 0,
+            priority: 0,
+            nftrace: false,
+            zone: w.zone,
+            nexthop,
+            pkttype: 0,
+            notrack: false,
+            tracked: conn.is_some(),
+            conn,
+            state,
+            src_mac,
+            flow_add: None,
+            ct_mark: None,
+            local: true,
+            frags: None,
+            hold: None,
+            secmark: 0,
+            tproxy: false,
+        }
     }
 }

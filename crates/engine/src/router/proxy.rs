@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use nft_conntrack::{ConnId, CtState, Direction, Outcome, Synproxy};
-use nft_wire::{checksum, parse_frame, IpProtocol, PacketMeta};
+use nft_wire::{checksum, IpProtocol, PacketMeta};
 
-use super::{Port, Router, TxFrame, Walk};
+use super::{Router, TxFrame, Walk};
 use crate::counters::Drop;
 use crate::fib::RouteKind;
-use crate::l2::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::synproxy::{self as sp, CookieKey, Seg, SynproxySpec, ACK, SYN};
 
 fn now_ns(now: Duration) -> u64 {
@@ -176,16 +175,7 @@ impl Router {
             Send::Open(s) => Some(s),
             Send::Attach(..) => None,
         };
-        let v6 = w.v6;
-        let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-        let mut buf = Vec::with_capacity(14 + l3.len());
-        buf.extend_from_slice(&[0u8; 12]);
-        buf.extend_from_slice(&ethertype.to_be_bytes());
-        buf.extend_from_slice(l3);
-        let Ok(mut meta) = parse_frame(&buf) else {
-            return false;
-        };
-        let Some(dst) = meta.dst_addr else {
+        let Some((mut buf, mut meta, dst)) = super::own_frame(l3, w.v6) else {
             return false;
         };
         let (oif, via) = match self.fib.lookup(dst) {
@@ -199,21 +189,13 @@ impl Router {
                 return false;
             }
         };
-        let Some(iface) = self.topo.interfaces.get(oif).filter(|i| i.up) else {
-            self.counters.drop(Drop::NoRoute);
-            return false;
+        let (src_mac, dst_mac) = match self.own_link(oif, via.unwrap_or(dst), None) {
+            Ok(m) => m,
+            Err(d) => {
+                self.counters.drop(d);
+                return false;
+            }
         };
-        let dst_mac = match l2::fixed_peer(iface) {
-            Some(m) => m,
-            None => match self.topo.neighbours.get(&(oif, via.unwrap_or(dst))) {
-                Some(m) => *m,
-                None => {
-                    self.counters.drop(Drop::NoNeighbour);
-                    return false;
-                }
-            },
-        };
-        let src_mac = iface.mac;
         let (conn, state) = match how {
             Send::Attach(id, dir) => (Some((id, dir)), CtState::Established),
             Send::Open(_) => match self.ct.process(&meta, w.zone, now) {
@@ -231,31 +213,10 @@ impl Router {
                 c.set_synproxy(s);
             }
         }
-        let mut lw = Walk {
-            iif: w.iif,
-            oif: Some(oif),
-            v6,
-            mark: 0,
-            priority: 0,
-            nftrace: false,
-            zone: w.zone,
-            nexthop: via.or(Some(dst)),
-            pkttype: 0,
-            notrack: false,
-            tracked: conn.is_some(),
-            conn,
-            state,
-            src_mac,
-            flow_add: None,
-            ct_mark: None,
-            // the router's own packet, but the server's SYN is a new connection's first: the
-            // NAT chains see it (masquerade binds here), which they skip for `local` answers
-            local: init.is_none(),
-            frags: None,
-            hold: None,
-            secmark: 0,
-            tproxy: false,
-        };
+        let mut lw = Walk::own(w, oif, via.or(Some(dst)), src_mac, conn, state);
+        // the router's own packet, but the server's SYN is a new connection's first: the
+        // NAT chains see it (masquerade binds here), which they skip for `local` answers
+        lw.local = init.is_none();
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
         out.append(&mut sink);
@@ -283,12 +244,6 @@ impl Router {
             self.counters.drop(d);
             return false;
         }
-        let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
-            return false;
-        };
-        let iface = &self.topo.interfaces[oif];
-        let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
-        self.transmit_with(Port::Iface(oif), frame, lw.mark, lw.priority, out);
-        true
+        self.transmit_own(&lw, oif, dst_mac, &buf, &meta, out)
     }
 }
