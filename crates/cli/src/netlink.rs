@@ -2,7 +2,7 @@
 //! main table, neighbours), the changes it follows while running, and the neighbour
 //! resolutions it asks for (`RTM_NEWNEIGH` with `NTF_USE`, as `ip neigh ... use` does).
 //!
-//! Built on netlink-packet-route (messages) and netlink-sys (the socket); the crate forbids unsafe code.
+//! Built on netlink-packet-route (messages) and netlink-sys (the socket): no raw memory access here.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
