@@ -985,6 +985,27 @@ impl Core {
         tx.kernel_consumer() != tx.cached_prod
     }
 
+    /// Reads the `i`-th available RX descriptor of port `p`: it and the base of its UMEM
+    /// frame, counted as received, or `None`, counted as bad, when it does not lie inside one
+    /// frame of the UMEM (a frame it names goes back to the free list).
+    fn rx_desc(&mut self, p: usize, i: u32, r: &mut RxResult) -> Option<(libc::xdp_desc, u64)> {
+        let d = self.ports[p].rx.cons_read(i);
+        let rp = &mut self.ports[p];
+        rp.receiving = rp.receiving.saturating_sub(1);
+        let Some(base) = self.frame_base(d.addr) else {
+            r.bad += 1;
+            return None;
+        };
+        let end = d.addr + d.len as u64;
+        if end > base + self.frame_size || end > self.umem.len as u64 {
+            r.bad += 1;
+            self.free.push(base);
+            return None;
+        }
+        r.received += 1;
+        Some((d, base))
+    }
+
     /// Lends up to `max` frames received on port `p` to `f`; frames to send go on the TX
     /// rings (published, counted in `pending` per port), the others back to the free list.
     fn rx(
@@ -1001,22 +1022,10 @@ impl Core {
         if n == 0 {
             return r;
         }
-        let umem_len = self.umem.len as u64;
         for i in 0..n {
-            let d = self.ports[p].rx.cons_read(i);
-            let rp = &mut self.ports[p];
-            rp.receiving = rp.receiving.saturating_sub(1);
-            let Some(base) = self.frame_base(d.addr) else {
-                r.bad += 1;
+            let Some((d, base)) = self.rx_desc(p, i, &mut r) else {
                 continue;
             };
-            let end = d.addr + d.len as u64;
-            if end > base + self.frame_size || end > umem_len {
-                r.bad += 1;
-                self.free.push(base);
-                continue;
-            }
-            r.received += 1;
             // SAFETY: base..base+frame_size lies inside the UMEM mapping (frame_base checked
             // base < frame_count * frame_size, the mapping's length). This frame belongs to us
             // alone now: the kernel handed it over through the RX ring (acquired in
@@ -1080,27 +1089,15 @@ impl Core {
         let np = self.ports.len();
         let mut rs = vec![RxResult::default(); np];
         self.pending.iter_mut().for_each(|n| *n = 0);
-        let umem_len = self.umem.len as u64;
         let mut lent: Vec<Lent<'_>> = Vec::new();
         for (p, r) in rs.iter_mut().enumerate() {
             let n = self.ports[p]
                 .rx
                 .cons_available(max.min(u32::MAX as usize) as u32);
             for i in 0..n {
-                let d = self.ports[p].rx.cons_read(i);
-                let rp = &mut self.ports[p];
-                rp.receiving = rp.receiving.saturating_sub(1);
-                let Some(base) = self.frame_base(d.addr) else {
-                    r.bad += 1;
+                let Some((d, base)) = self.rx_desc(p, i, r) else {
                     continue;
                 };
-                let end = d.addr + d.len as u64;
-                if end > base + self.frame_size || end > umem_len {
-                    r.bad += 1;
-                    self.free.push(base);
-                    continue;
-                }
-                r.received += 1;
                 // SAFETY: base..base+frame_size lies inside the UMEM mapping (frame_base
                 // checked base < frame_count * frame_size, the mapping's length). The frame
                 // belongs to us alone now: the kernel handed it over through the RX ring
