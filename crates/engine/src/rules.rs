@@ -950,6 +950,23 @@ impl Compiler<'_> {
         bad(what, &self.table.name, self.chain)
     }
 
+    /// Where a field of an option-like header (IPv6 extension header, TCP or IPv4 option,
+    /// SCTP chunk) lies from its type byte: `(offset, bits, present)`; without a field, the
+    /// header's presence (its type byte).
+    fn opt_field(
+        &self,
+        what: &str,
+        field: Option<&str>,
+        find: impl FnOnce(&str) -> Option<proto::Field>,
+    ) -> Result<(u32, u32, bool), CompileError> {
+        match field {
+            None => Ok((0, 8, true)),
+            Some(fl) => find(fl)
+                .map(|f| (f.offset, f.bits, false))
+                .ok_or_else(|| self.err(format!("{what} {fl}"))),
+        }
+    }
+
     fn nfproto_of(&self, p: &str) -> Option<u8> {
         match p {
             "ip" | "icmp" | "igmp" => Some(2),
@@ -1037,66 +1054,46 @@ impl Compiler<'_> {
             ExprKind::Exthdr { hdr, field } => {
                 let nexthdr =
                     proto::exthdr_type(hdr).ok_or_else(|| self.err(format!("exthdr {hdr}")))?;
-                if field == "exists" || field == "missing" || field.is_empty() {
-                    return Ok(Load::Exthdr {
-                        nexthdr,
-                        offset: 0,
-                        bits: 8,
-                        present: true,
-                    });
-                }
-                let f = proto::exthdr_field(hdr, field)
-                    .ok_or_else(|| self.err(format!("exthdr {hdr} {field}")))?;
+                let field =
+                    Some(field.as_str()).filter(|f| !matches!(*f, "exists" | "missing" | ""));
+                let (offset, bits, present) =
+                    self.opt_field(&format!("exthdr {hdr}"), field, |f| {
+                        proto::exthdr_field(hdr, f)
+                    })?;
                 Ok(Load::Exthdr {
                     nexthdr,
-                    offset: f.offset,
-                    bits: f.bits,
-                    present: false,
+                    offset,
+                    bits,
+                    present,
                 })
             }
             ExprKind::TcpOpt { opt, field } => {
                 let kind =
                     proto::tcpopt_kind(opt).ok_or_else(|| self.err(format!("tcp option {opt}")))?;
-                match field {
-                    None => Ok(Load::TcpOpt {
-                        kind,
-                        offset: 0,
-                        bits: 8,
-                        present: true,
-                    }),
-                    Some(fl) => {
-                        let f = proto::tcpopt_field(opt, fl)
-                            .ok_or_else(|| self.err(format!("tcp option {opt} {fl}")))?;
-                        Ok(Load::TcpOpt {
-                            kind,
-                            offset: f.offset,
-                            bits: f.bits,
-                            present: false,
-                        })
-                    }
-                }
+                let (offset, bits, present) =
+                    self.opt_field(&format!("tcp option {opt}"), field.as_deref(), |f| {
+                        proto::tcpopt_field(opt, f)
+                    })?;
+                Ok(Load::TcpOpt {
+                    kind,
+                    offset,
+                    bits,
+                    present,
+                })
             }
             ExprKind::IpOpt { opt, field } => {
                 let ty =
                     proto::ipopt_type(opt).ok_or_else(|| self.err(format!("ip option {opt}")))?;
-                match field {
-                    None => Ok(Load::IpOpt {
-                        ty,
-                        offset: 0,
-                        bits: 8,
-                        present: true,
-                    }),
-                    Some(fl) => {
-                        let f = proto::ipopt_field(opt, fl)
-                            .ok_or_else(|| self.err(format!("ip option {opt} {fl}")))?;
-                        Ok(Load::IpOpt {
-                            ty,
-                            offset: f.offset,
-                            bits: f.bits,
-                            present: false,
-                        })
-                    }
-                }
+                let (offset, bits, present) =
+                    self.opt_field(&format!("ip option {opt}"), field.as_deref(), |f| {
+                        proto::ipopt_field(opt, f)
+                    })?;
+                Ok(Load::IpOpt {
+                    ty,
+                    offset,
+                    bits,
+                    present,
+                })
             }
             ExprKind::Fib { flags, result } => {
                 let has = |f: &str| flags.iter().any(|x| x == f);
@@ -1228,24 +1225,16 @@ impl Compiler<'_> {
             ExprKind::SctpChunk { chunk, field } => {
                 let ty = proto::sctp_chunk_type(chunk)
                     .ok_or_else(|| self.err(format!("sctp chunk {chunk}")))?;
-                match field {
-                    None => Ok(Load::SctpChunk {
-                        ty,
-                        offset: 0,
-                        bits: 8,
-                        present: true,
-                    }),
-                    Some(fl) => {
-                        let f = proto::sctp_chunk_field(chunk, fl)
-                            .ok_or_else(|| self.err(format!("sctp chunk {chunk} {fl}")))?;
-                        Ok(Load::SctpChunk {
-                            ty,
-                            offset: f.offset,
-                            bits: f.bits,
-                            present: false,
-                        })
-                    }
-                }
+                let (offset, bits, present) =
+                    self.opt_field(&format!("sctp chunk {chunk}"), field.as_deref(), |f| {
+                        proto::sctp_chunk_field(chunk, f)
+                    })?;
+                Ok(Load::SctpChunk {
+                    ty,
+                    offset,
+                    bits,
+                    present,
+                })
             }
             ExprKind::DccpOpt(n) => {
                 let n = u8::try_from(*n).map_err(|_| self.err(format!("dccp option {n}")))?;
