@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use nft_engine::{Port, Sent};
+use nft_engine::{Port, Sent, TxFrame};
 use nft_flowtable::FrameSlot;
 use nft_io::afpacket::AfPacketStats;
 use nft_io::afxdp::{AfXdpConfig, AfXdpSet, AfXdpStats, BusyPoll, RxAction};
@@ -356,6 +356,11 @@ pub fn worker(
     let mut sent: Vec<Sent> = Vec::with_capacity(BURST * n_if);
     let mut slow: Vec<Vec<Vec<u8>>> = vec![vec![]; n_if];
     let mut unresolved: Vec<(usize, IpAddr)> = vec![];
+    // per burst, kept to reuse their memory: each slot's frame of the lent ones, each slot's
+    // span after the router, frames dropped per interface
+    let mut of: Vec<usize> = Vec::with_capacity(BURST * n_if);
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(BURST * n_if);
+    let mut dropped = vec![0u64; n_if];
     let mut last_tick = Instant::now();
     let mut last_stats = Instant::now();
     let mut ring_full: Vec<u64> = vec![0; n_if];
@@ -372,7 +377,6 @@ pub fn worker(
         }
     }
     let mut idle = 0u32;
-    let coalesce = COALESCE;
     while !shared.stop.load(Ordering::Relaxed) {
         if busy {
             // run the interfaces' NAPI here, a burst's worth each; sleep only after a few
@@ -390,8 +394,7 @@ pub fn worker(
             let t = Instant::now();
             // A link going down can make poll return at once with nothing to read: do not spin.
             match set.poll(Duration::from_millis(20)) {
-                Ok(true) if !coalesce.is_zero() => std::thread::sleep(coalesce),
-                Ok(true) => {}
+                Ok(true) => std::thread::sleep(COALESCE),
                 _ if t.elapsed() < Duration::from_millis(1) => {
                     std::thread::sleep(Duration::from_millis(1))
                 }
@@ -404,7 +407,7 @@ pub fn worker(
             ran = true;
             let mut slots: Vec<FrameSlot<&mut [u8]>> = Vec::with_capacity(lent.len());
             // for each slot, the frame of `lent` it stands for
-            let mut of: Vec<usize> = Vec::with_capacity(lent.len());
+            of.clear();
             for (k, l) in lent.iter_mut().enumerate() {
                 // ARP is the kernel's (the steering program passes it; never ours to route)
                 if is_arp(l.frame.data()) {
@@ -423,8 +426,8 @@ pub fn worker(
                 st.router.process_slots(&mut slots, now, &mut sent);
                 unresolved.extend(st.router.take_unresolved());
             }
-            let spans: Vec<(usize, usize)> =
-                slots.iter().map(|s| (s.headroom(), s.len())).collect();
+            spans.clear();
+            spans.extend(slots.iter().map(|s| (s.headroom(), s.len())));
             drop(slots);
             for s in sent.drain(..) {
                 match s {
@@ -439,14 +442,8 @@ pub fn worker(
                             }
                         }
                     }
-                    Sent::Frame(f) => {
-                        // the kernel has its own (steered) frames; nothing goes to the host
-                        if let Port::Iface(e) = f.egress {
-                            if let Some(q) = slow.get_mut(e) {
-                                q.push(f.data);
-                            }
-                        }
-                    }
+                    // the kernel has its own (steered) frames; nothing goes to the host
+                    Sent::Frame(f) => queue_slow(&mut slow, f),
                 }
             }
         });
@@ -463,11 +460,7 @@ pub fn worker(
             drop(st);
             for s in sent.drain(..) {
                 if let Sent::Frame(f) = s {
-                    if let Port::Iface(e) = f.egress {
-                        if let Some(q) = slow.get_mut(e) {
-                            q.push(f.data);
-                        }
-                    }
+                    queue_slow(&mut slow, f);
                 }
             }
         }
@@ -476,7 +469,7 @@ pub fn worker(
             let _ = resolve.send(u);
         }
         // what the slow path sends, copied into free UMEM frames, in order per interface
-        let mut dropped = vec![0u64; n_if];
+        dropped.fill(0);
         for (e, q) in slow.iter_mut().enumerate() {
             if q.is_empty() {
                 continue;
@@ -510,6 +503,15 @@ pub fn worker(
         maybe_stats(&shared, &mut set, wid, &mut last_stats);
     }
     write_stats(&shared, &mut set, wid);
+}
+
+/// Queues a frame the slow path sends for its interface (the host's frames are the kernel's).
+fn queue_slow(slow: &mut [Vec<Vec<u8>>], f: TxFrame) {
+    if let Port::Iface(e) = f.egress {
+        if let Some(q) = slow.get_mut(e) {
+            q.push(f.data);
+        }
+    }
 }
 
 fn maybe_stats(shared: &Shared, set: &mut AfXdpSet, wid: usize, last: &mut Instant) {

@@ -36,17 +36,6 @@ fn parse_mac(s: &str) -> [u8; 6] {
     })
 }
 
-fn csum(b: &[u8]) -> u16 {
-    let mut s: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 fn main() {
     let mut a = std::env::args().skip(1);
     let (mut dev, mut smac, mut dmac) = (String::new(), [0u8; 6], [0u8; 6]);
@@ -109,7 +98,7 @@ fn main() {
     f[23] = 17;
     f[26..30].copy_from_slice(&sip);
     f[30..34].copy_from_slice(&dip);
-    let c = csum(&f[14..34]);
+    let c = nft_wire::checksum::checksum(&f[14..34]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     f[36..38].copy_from_slice(&dport.to_be_bytes());
@@ -120,7 +109,7 @@ fn main() {
     ph.extend_from_slice(&dip);
     ph.extend_from_slice(&[0, 17, 0, 26]);
     ph.extend_from_slice(&f[34..60]);
-    let u = csum(&ph);
+    let u = nft_wire::checksum::checksum(&ph);
     f[40..42].copy_from_slice(&(if u == 0 { 0xffff } else { u }).to_be_bytes());
     let g = LiveGen::new(ifindex, &f, flows, sport).unwrap_or_else(|e| {
         eprintln!("livegen: {e}");
