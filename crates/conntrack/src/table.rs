@@ -1194,7 +1194,6 @@ impl Table {
                 && e.dst == t.dst
                 && e.dport == t.dport
                 && e.deadline > now
-                && self.gens.get(e.master.idx as usize) == Some(&e.master.gen)
                 && self.get(e.master).is_some()
         })?;
         Some(self.expects.swap_remove(i))

@@ -301,10 +301,13 @@ struct LiveCt<'a> {
 impl CtFacts for LiveCt<'_> {
     fn ct_get(&self, key: CtK, reply: Option<bool>) -> u128 {
         let c = self.conn;
-        let t = if reply.unwrap_or(false) {
-            c.reply()
-        } else {
-            c.original()
+        // the tuple is built (IPv6 addresses fetched) only for the keys that read it
+        let t = || {
+            if reply.unwrap_or(false) {
+                c.reply()
+            } else {
+                c.original()
+            }
         };
         let count = |f: fn(nft_conntrack::Counter) -> u64| match reply {
             None => {
@@ -327,10 +330,10 @@ impl CtFacts for LiveCt<'_> {
                 }
             }
             CtK::Protocol => c.original().proto as u128,
-            CtK::Saddr => addr_bits(t.src),
-            CtK::Daddr => addr_bits(t.dst),
-            CtK::ProtoSrc => t.sport as u128,
-            CtK::ProtoDst => t.dport as u128,
+            CtK::Saddr => addr_bits(t().src),
+            CtK::Daddr => addr_bits(t().dst),
+            CtK::ProtoSrc => t().sport as u128,
+            CtK::ProtoDst => t().dport as u128,
             CtK::Zone => c.zone() as u128,
             CtK::Packets => count(|k| k.packets) as u128,
             CtK::Bytes => count(|k| k.bytes) as u128,
