@@ -279,6 +279,13 @@ impl Env for RouterEnv<'_> {
             .unwrap_or(0)
     }
 
+    fn ifkind(&self, ifindex: u32) -> u128 {
+        (ifindex as usize)
+            .checked_sub(1)
+            .and_then(|i| self.topo.interfaces.get(i))
+            .map_or(0, |i| rules::ifname_value(&i.kind))
+    }
+
     fn conn_alive(&self, handle: u64) -> bool {
         self.ct
             .get(ConnId::from_bits(handle))

@@ -227,6 +227,11 @@ pub trait Env {
     fn mtu(&self, _ifindex: u32) -> u32 {
         0
     }
+    /// The link kind of interface `ifindex` as an interface-name value (0: none, as a
+    /// physical NIC has no `rtnl_link_ops`).
+    fn ifkind(&self, _ifindex: u32) -> u128 {
+        0
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,6 +245,8 @@ pub enum MetaK {
     OifName,
     IifType,
     OifType,
+    IifKind,
+    OifKind,
     NfProto,
     L4Proto,
     PktType,
@@ -858,6 +865,8 @@ fn meta_k(name: &str) -> Option<MetaK> {
         "oifname" => MetaK::OifName,
         "iiftype" => MetaK::IifType,
         "oiftype" => MetaK::OifType,
+        "iifkind" => MetaK::IifKind,
+        "oifkind" => MetaK::OifKind,
         "nfproto" => MetaK::NfProto,
         "l4proto" => MetaK::L4Proto,
         "pkttype" => MetaK::PktType,
@@ -2586,6 +2595,19 @@ impl Pkt<'_> {
                 // ARPHRD_ETHER: every interface here is Ethernet (VLAN and PPPoE ones too,
                 // as the rules see them after decapsulation)
                 MetaK::IifType => 1,
+                // `nft_meta_get_eval_kind`: no interface, or one without a kind, breaks
+                MetaK::IifKind | MetaK::OifKind => {
+                    let i = if *k == MetaK::IifKind {
+                        self.iif
+                    } else {
+                        self.oif
+                    };
+                    let kind = self.env.map_or(0, |e| if i == 0 { 0 } else { e.ifkind(i) });
+                    if kind == 0 {
+                        return None;
+                    }
+                    kind
+                }
                 MetaK::OifType => {
                     if self.oif == 0 {
                         return None;
