@@ -21,7 +21,7 @@ fn assured_udp(r: &mut nft_engine::Router, t: u64) -> u16 {
     let out = one(
         r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
+        lan_udp(REMOTE, 5000, 53, 64, b"q1"),
         secs(t),
         Port::Iface(WAN),
     );
@@ -29,14 +29,14 @@ fn assured_udp(r: &mut nft_engine::Router, t: u64) -> u16 {
     one(
         r,
         WAN,
-        udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a1"),
+        wan_udp(REMOTE, 53, sport, 60, b"a1"),
         secs(t),
         Port::Iface(LAN),
     );
     one(
         r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q2"),
+        lan_udp(REMOTE, 5000, 53, 64, b"q2"),
         secs(t + 3),
         Port::Iface(WAN),
     );
@@ -53,12 +53,7 @@ fn unresolved_neighbour_holds_the_frames_until_resolved() {
     // the gateway's MAC is not known yet: the frames wait
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), None);
     for q in [&b"q1"[..], b"q2"] {
-        none(
-            &mut r,
-            LAN,
-            udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, q),
-            secs(1),
-        );
+        none(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, q), secs(1));
     }
     assert_eq!(r.held(), 2);
     assert_eq!(r.counters().dropped(Drop::NeighbourUnresolved), 0);
@@ -71,12 +66,7 @@ fn unresolved_neighbour_holds_the_frames_until_resolved() {
     assert!(r.take_unresolved().is_empty());
     // the kernel answers: the held frames leave first, in order, then the new one
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), Some(GW_MAC));
-    let out = send(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
-        secs(2),
-    );
+    let out = send(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, b"q3"), secs(2));
     assert_eq!(out.len(), 3);
     for (f, q) in out.iter().zip([&b"q1"[..], b"q2", b"q3"]) {
         assert_eq!(f.egress, Port::Iface(WAN));
@@ -99,12 +89,7 @@ fn held_frames_give_up_after_three_seconds() {
     };
     let mut r = router_with(TOPOLOGY, RULES, cfg);
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), None);
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
-        secs(1),
-    );
+    none(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, b"q1"), secs(1));
     assert!(send(&mut r, LAN, vec![], secs(3)).is_empty());
     assert_eq!(r.held(), 1);
     assert!(send(&mut r, LAN, vec![], secs(5)).is_empty());
@@ -112,12 +97,7 @@ fn held_frames_give_up_after_three_seconds() {
     assert_eq!(r.counters().dropped(Drop::NeighbourUnresolved), 1);
     // the connection stays; its next packet is held again and asks again
     assert_eq!(r.conntrack().len(), 1);
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q2"),
-        secs(5),
-    );
+    none(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, b"q2"), secs(5));
     assert_eq!(r.held(), 1);
 }
 
@@ -137,7 +117,7 @@ fn neighbour_change_reaches_offloaded_flows() {
     let out = one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
+        lan_udp(REMOTE, 5000, 53, 64, b"q3"),
         secs(5),
         Port::Iface(WAN),
     );
@@ -165,7 +145,7 @@ fn route_and_address_replacement() {
     let out = one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q"),
+        lan_udp(REMOTE, 5000, 53, 64, b"q"),
         secs(1),
         Port::Iface(WAN),
     );
@@ -175,16 +155,7 @@ fn route_and_address_replacement() {
     let out = one(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5001,
-            53,
-            64,
-            b"q",
-        ),
+        lan_udp([8, 8, 8, 8], 5001, 53, 64, b"q"),
         secs(1),
         Port::Iface(WAN),
     );
@@ -210,18 +181,13 @@ fn ruleset_swap_keeps_connections_and_flows() {
     one(
         &mut r,
         WAN,
-        udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a2"),
+        wan_udp(REMOTE, 53, sport, 60, b"a2"),
         secs(5),
         Port::Iface(LAN),
     );
     assert_eq!(r.report(secs(5)).fast_path_packets, fast_before + 1);
     // the new rule is in force for new connections
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5001, 5555, 64, b"x"),
-        secs(5),
-    );
+    none(&mut r, LAN, lan_udp(REMOTE, 5001, 5555, 64, b"x"), secs(5));
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 1);
 
     // a ruleset without the flowtable: the flow goes back to the slow path, the connection stays
@@ -238,7 +204,7 @@ fn ruleset_swap_keeps_connections_and_flows() {
     one(
         &mut r,
         WAN,
-        udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a3"),
+        wan_udp(REMOTE, 53, sport, 60, b"a3"),
         secs(6),
         Port::Iface(LAN),
     );
@@ -273,7 +239,7 @@ fn a_flowtable_added_by_a_reload_routes_under_the_fib_in_force() {
     one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
+        lan_udp(REMOTE, 5000, 53, 64, b"q3"),
         secs(5),
         Port::Iface(WAN),
     );
@@ -283,7 +249,7 @@ fn a_flowtable_added_by_a_reload_routes_under_the_fib_in_force() {
         one(
             &mut r,
             WAN,
-            udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a"),
+            wan_udp(REMOTE, 53, sport, 60, b"a"),
             secs(t),
             Port::Iface(LAN),
         );
@@ -304,7 +270,7 @@ fn link_mac_and_mtu_changes_reach_offloaded_flows() {
     let out = one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
+        lan_udp(REMOTE, 5000, 53, 64, b"q3"),
         secs(5),
         Port::Iface(WAN),
     );
@@ -325,18 +291,13 @@ fn link_mac_and_mtu_changes_reach_offloaded_flows() {
     let out = one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, &big),
+        lan_udp(REMOTE, 5000, 53, 64, &big),
         secs(6),
         Port::Iface(WAN),
     );
     assert_eq!(out.len(), 14 + 20 + 8 + 200);
     assert!(r.set_link_params(WAN, new_mac, 128));
-    let out = send(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, &big),
-        secs(6),
-    );
+    let out = send(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, &big), secs(6));
     assert!(
         out.iter()
             .all(|f| f.egress != Port::Iface(WAN) || f.data.len() <= 14 + 128),

@@ -11,16 +11,7 @@ fn masquerade_both_directions() {
     let out = one(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5000,
-            53,
-            64,
-            b"query",
-        ),
+        lan_udp([8, 8, 8, 8], 5000, 53, 64, b"query"),
         secs(1),
         Port::Iface(WAN),
     );
@@ -45,16 +36,7 @@ fn masquerade_both_directions() {
     let back = one(
         &mut r,
         WAN,
-        udp4(
-            GW_MAC,
-            WAN_MAC,
-            [8, 8, 8, 8],
-            ROUTER_WAN,
-            53,
-            sport,
-            60,
-            b"answer",
-        ),
+        wan_udp([8, 8, 8, 8], 53, sport, 60, b"answer"),
         secs(2),
         Port::Iface(LAN),
     );
@@ -86,17 +68,7 @@ fn masquerade_both_directions() {
 #[test]
 fn dnat_port_forward_inbound_and_back() {
     let mut r = router();
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        41000,
-        8080,
-        7,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = wan_tcp(41000, 8080, 7, Tcp::Syn, b"");
     let fwd = one(&mut r, WAN, syn, secs(1), Port::Iface(LAN));
     let mut want = tcp4(
         LAN_MAC,
@@ -141,36 +113,11 @@ fn dnat_port_forward_inbound_and_back() {
     assert_eq!(back, want);
     assert_eq!(r.report(secs(1)).connections.get("tcp syn_recv"), Some(&1));
     // nothing forwards to port 8081
-    none(
-        &mut r,
-        WAN,
-        tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            ROUTER_WAN,
-            41001,
-            8081,
-            7,
-            Tcp::Syn,
-            b"",
-        ),
-        secs(1),
-    );
+    none(&mut r, WAN, wan_tcp(41001, 8081, 7, Tcp::Syn, b""), secs(1));
     assert_eq!(r.counters().dropped(Drop::PolicyDrop), 1);
 
     // an error about a forwarded packet quotes it as it arrived, before DNAT
-    let mut expiring = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        41002,
-        8080,
-        7,
-        Tcp::Syn,
-        b"",
-    );
+    let mut expiring = wan_tcp(41002, 8080, 7, Tcp::Syn, b"");
     expiring[14 + 8] = 1;
     fix_ipv4_checksum(&mut expiring);
     let err = one(&mut r, WAN, expiring.clone(), secs(1), Port::Iface(WAN));
@@ -192,44 +139,12 @@ fn fix_ipv4_checksum(f: &mut [u8]) {
 #[test]
 fn tcp_flow_add_admission_follows_the_kernel() {
     let mut r = router();
-    let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 50000, 443, seq, k, p);
-    let out = one(
-        &mut r,
-        LAN,
-        c(100, Tcp::Syn, b""),
-        secs(1),
-        Port::Iface(WAN),
-    );
-    let sport = check(&out).ports.unwrap().0;
-    let s = |seq, k| tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 443, sport, seq, k, b"");
-    one(
-        &mut r,
-        WAN,
-        s(7000, Tcp::SynAck(101)),
-        secs(1),
-        Port::Iface(LAN),
-    );
-    one(
-        &mut r,
-        LAN,
-        c(101, Tcp::Ack(7001), b""),
-        secs(1),
-        Port::Iface(WAN),
-    );
-    one(
-        &mut r,
-        LAN,
-        c(101, Tcp::Ack(7001), b"GET /"),
-        secs(1),
-        Port::Iface(WAN),
-    );
-    one(
-        &mut r,
-        LAN,
-        c(106, Tcp::Fin(7001), b""),
-        secs(2),
-        Port::Iface(WAN),
-    );
+    let c = |seq, k, p: &[u8]| lan_tcp(50000, 443, seq, k, p);
+    open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let data = c(101, Tcp::Ack(7001), b"GET /");
+    one(&mut r, LAN, data, secs(1), Port::Iface(WAN));
+    let fin = c(106, Tcp::Fin(7001), b"");
+    one(&mut r, LAN, fin, secs(2), Port::Iface(WAN));
     let rep = r.report(secs(2));
     // SYN and SYN-ACK: not established (checked before confirmation, as the kernel does);
     // the handshake's ACK: admitted, so the data takes the fast path and asks nothing; the
@@ -245,7 +160,7 @@ fn tcp_flow_add_admission_follows_the_kernel() {
 #[test]
 fn udp_is_admitted_once_assured() {
     let mut r = router();
-    let q = || udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 4433, 64, b"x");
+    let q = || lan_udp(REMOTE, 5000, 4433, 64, b"x");
     let out = one(&mut r, LAN, q(), secs(1), Port::Iface(WAN));
     let sport = check(&out).ports.unwrap().0;
     one(&mut r, LAN, q(), secs(1), Port::Iface(WAN));
@@ -255,7 +170,7 @@ fn udp_is_admitted_once_assured() {
     assert_eq!((rep.flow_add_requests, rep.flows_admitted), (2, 0));
     assert_eq!(rep.flows_refused.get("not_confirmed"), Some(&1));
     assert_eq!(rep.flows_refused.get("udp_not_assured"), Some(&1));
-    let a = || udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, sport, 64, b"y");
+    let a = || wan_udp(REMOTE, 4433, sport, 64, b"y");
     one(&mut r, WAN, a(), secs(2), Port::Iface(LAN));
     one(&mut r, WAN, a(), secs(4), Port::Iface(LAN));
     assert_eq!(r.report(secs(4)).flows_admitted, 1);
@@ -270,9 +185,7 @@ fn related_icmp_error_is_translated_back_to_the_client() {
     let out = one(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 64, b"probe",
-        ),
+        lan_udp(REMOTE, 5000, 33434, 64, b"probe"),
         secs(1),
         Port::Iface(WAN),
     );
@@ -283,9 +196,7 @@ fn related_icmp_error_is_translated_back_to_the_client() {
     let err = icmp4_unreach_frame(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 3, quoted);
     let back = one(&mut r, WAN, err, secs(1), Port::Iface(LAN));
     // the client sees its own datagram quoted: source address and port translated back
-    let original = udp4(
-        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 63, b"probe",
-    );
+    let original = lan_udp(REMOTE, 5000, 33434, 63, b"probe");
     let mut want = icmp4_unreach_frame(LAN_MAC, CLIENT_MAC, REMOTE, CLIENT, 3, &original[14..]);
     want[14 + 8] = 63;
     fix_ipv4_checksum(&mut want);
@@ -317,17 +228,7 @@ fn icmp4_unreach_frame(
 fn reject_with_tcp_reset_sends_the_kernels_reset() {
     let mut r = router();
     // to the router itself, from the WAN: the input chain rejects port 22
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        41000,
-        22,
-        5000,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = wan_tcp(41000, 22, 5000, Tcp::Syn, b"");
     let rst = one(&mut r, WAN, syn, secs(1), Port::Iface(WAN));
     let m = check(&rst);
     assert_eq!(&rst[0..12], &[GW_MAC, WAN_MAC].concat()[..]);
@@ -358,17 +259,7 @@ fn reject_with_tcp_reset_sends_the_kernels_reset() {
     assert_eq!(rst, want);
 
     // a segment with ACK gets a reset whose sequence number is that ACK
-    let ack = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        41000,
-        22,
-        5000,
-        Tcp::Ack(777),
-        b"data",
-    );
+    let ack = wan_tcp(41000, 22, 5000, Tcp::Ack(777), b"data");
     let rst = one(&mut r, WAN, ack, secs(1), Port::Iface(WAN));
     let t = check(&rst).tcp.unwrap();
     assert_eq!(
@@ -379,17 +270,7 @@ fn reject_with_tcp_reset_sends_the_kernels_reset() {
     none(
         &mut r,
         WAN,
-        tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            ROUTER_WAN,
-            41000,
-            22,
-            5000,
-            Tcp::Rst,
-            b"",
-        ),
+        wan_tcp(41000, 22, 5000, Tcp::Rst, b""),
         secs(1),
     );
     let rep = r.report(secs(1));
@@ -400,17 +281,7 @@ fn reject_with_tcp_reset_sends_the_kernels_reset() {
 #[test]
 fn reject_forwarded_tcp_and_udp() {
     let mut r = router();
-    let syn = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        41000,
-        23,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = lan_tcp(41000, 23, 1, Tcp::Syn, b"");
     let rst = one(&mut r, LAN, syn, secs(1), Port::Iface(LAN));
     let m = check(&rst);
     assert_eq!(
@@ -419,16 +290,7 @@ fn reject_forwarded_tcp_and_udp() {
     );
     assert_eq!(m.ports, Some((23, 41000)));
     // icmpx port-unreachable for IPv4 is ICMP 3/3, from the LAN address, quoting the packet
-    let probe = udp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        7,
-        64,
-        b"echo me please",
-    );
+    let probe = lan_udp(REMOTE, 5000, 7, 64, b"echo me please");
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
     let mut quoted = probe[14..].to_vec();
     quoted[8] = 63; // the kernel quotes the packet after ip_forward's decrement
@@ -453,9 +315,7 @@ fn reject_forwarded_tcp_and_udp() {
 #[test]
 fn reject_to_the_router_with_icmp_port_unreachable() {
     let mut r = router();
-    let probe = udp4(
-        CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 5000, 9999, 64, b"hello",
-    );
+    let probe = lan_udp(ROUTER_LAN, 5000, 9999, 64, b"hello");
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
     let m = check(&err);
     assert_eq!(
@@ -471,16 +331,7 @@ fn reject_to_the_router_with_icmp_port_unreachable() {
 #[test]
 fn ttl_expiry_sends_time_exceeded() {
     let mut r = router();
-    let probe = udp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        33434,
-        1,
-        b"traceroute",
-    );
+    let probe = lan_udp(REMOTE, 5000, 33434, 1, b"traceroute");
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
     let b = etherparse::PacketBuilder::ethernet2(LAN_MAC, CLIENT_MAC)
         .ipv4(ROUTER_LAN, CLIENT, 64)
@@ -519,7 +370,7 @@ fn mtu_frag_needed_and_packet_too_big() {
     let err = one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 9, 64, &big),
+        lan_udp(REMOTE, 5000, 9, 64, &big),
         secs(1),
         Port::Iface(LAN),
     );
@@ -531,7 +382,7 @@ fn mtu_frag_needed_and_packet_too_big() {
     // icmp_send quotes as much as fits in 576 bytes
     assert_eq!(m.ip_total_len, 576);
 
-    let mut nodf = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 9, 64, &big);
+    let mut nodf = lan_udp(REMOTE, 5000, 9, 64, &big);
     nodf[14 + 6] &= !0x40;
     fix_ipv4_checksum(&mut nodf);
     // without DF, ip_fragment cuts it at the WAN's MTU of 1400: 1376 + 32 payload bytes,
@@ -587,56 +438,13 @@ fn conntrack_limit_refuses_new_and_keeps_established() {
     let mut r = router_with(TOPOLOGY, RULES, cfg);
     let mut ports = vec![];
     for cport in [50001u16, 50002] {
-        let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, cport, 443, seq, k, p);
-        let out = one(
-            &mut r,
-            LAN,
-            c(100, Tcp::Syn, b""),
-            secs(1),
-            Port::Iface(WAN),
-        );
-        let sport = check(&out).ports.unwrap().0;
-        one(
-            &mut r,
-            WAN,
-            tcp4(
-                GW_MAC,
-                WAN_MAC,
-                REMOTE,
-                ROUTER_WAN,
-                443,
-                sport,
-                9000,
-                Tcp::SynAck(101),
-                b"",
-            ),
-            secs(1),
-            Port::Iface(LAN),
-        );
-        one(
-            &mut r,
-            LAN,
-            c(101, Tcp::Ack(9001), b""),
-            secs(1),
-            Port::Iface(WAN),
-        );
-        ports.push(sport);
+        ports.push(open_tcp(&mut r, cport, 443, 9000, secs(1)));
     }
     // both assured: nothing to drop early, the third connection is refused
     none(
         &mut r,
         LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            50003,
-            443,
-            100,
-            Tcp::Syn,
-            b"",
-        ),
+        lan_tcp(50003, 443, 100, Tcp::Syn, b""),
         secs(2),
     );
     assert_eq!(r.counters().dropped(Drop::CtTableFull), 1);
@@ -644,34 +452,14 @@ fn conntrack_limit_refuses_new_and_keeps_established() {
     one(
         &mut r,
         LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            50001,
-            443,
-            101,
-            Tcp::Ack(9001),
-            b"more",
-        ),
+        lan_tcp(50001, 443, 101, Tcp::Ack(9001), b"more"),
         secs(3),
         Port::Iface(WAN),
     );
     one(
         &mut r,
         WAN,
-        tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            ROUTER_WAN,
-            443,
-            ports[1],
-            9001,
-            Tcp::Ack(101),
-            b"data",
-        ),
+        wan_tcp(443, ports[1], 9001, Tcp::Ack(101), b"data"),
         secs(3),
         Port::Iface(LAN),
     );
@@ -687,32 +475,14 @@ fn routes_blackhole_unreachable_no_route_and_no_neighbour() {
     none(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [10, 66, 1, 1],
-            5000,
-            9,
-            64,
-            b"x",
-        ),
+        lan_udp([10, 66, 1, 1], 5000, 9, 64, b"x"),
         secs(1),
     );
     assert_eq!(r.counters().dropped(Drop::Blackhole), 1);
     let err = one(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [10, 67, 1, 1],
-            5000,
-            9,
-            64,
-            b"x",
-        ),
+        lan_udp([10, 67, 1, 1], 5000, 9, 64, b"x"),
         secs(1),
         Port::Iface(LAN),
     );
@@ -730,16 +500,7 @@ fn routes_blackhole_unreachable_no_route_and_no_neighbour() {
     none(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [192, 168, 1, 77],
-            5000,
-            9,
-            64,
-            b"x",
-        ),
+        lan_udp([192, 168, 1, 77], 5000, 9, 64, b"x"),
         secs(1),
     );
     assert_eq!(
@@ -803,7 +564,7 @@ fn fast_path_hit_is_sent_from_its_slot() {
     use nft_engine::Sent;
     use nft_flowtable::FrameSlot;
     let mut r = router();
-    let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 50000, 443, seq, k, p);
+    let c = |seq, k, p: &[u8]| lan_tcp(50000, 443, seq, k, p);
     let out = one(
         &mut r,
         LAN,
@@ -812,48 +573,16 @@ fn fast_path_hit_is_sent_from_its_slot() {
         Port::Iface(WAN),
     );
     let sport = check(&out).ports.unwrap().0;
-    one(
-        &mut r,
-        WAN,
-        tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            ROUTER_WAN,
-            443,
-            sport,
-            7000,
-            Tcp::SynAck(101),
-            b"",
-        ),
-        secs(1),
-        Port::Iface(LAN),
-    );
-    let ack = one(
-        &mut r,
-        LAN,
-        c(101, Tcp::Ack(7001), b""),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let synack = wan_tcp(443, sport, 7000, Tcp::SynAck(101), b"");
+    one(&mut r, WAN, synack, secs(1), Port::Iface(LAN));
+    let ack = c(101, Tcp::Ack(7001), b"");
+    let ack = one(&mut r, LAN, ack, secs(1), Port::Iface(WAN));
     assert_eq!(r.report(secs(1)).flows_offloaded, 1);
 
     let lan = u16::try_from(LAN).unwrap();
     let mut slots = vec![
         FrameSlot::new(lan, &c(101, Tcp::Ack(7001), b"")),
-        FrameSlot::new(
-            lan,
-            &udp4(
-                CLIENT_MAC,
-                LAN_MAC,
-                CLIENT,
-                [8, 8, 8, 8],
-                5000,
-                53,
-                64,
-                b"q",
-            ),
-        ),
+        FrameSlot::new(lan, &lan_udp([8, 8, 8, 8], 5000, 53, 64, b"q")),
     ];
     let buf = slots[0].frame().as_ptr() as usize;
     let mut sent = vec![];
@@ -918,17 +647,7 @@ table inet fw {
 "#;
     let mut r = router_with(TOPOLOGY, rules, nft_engine::Config::default());
     // a reset for a LAN client: related, reply direction, so output sets cs1
-    let syn = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        41000,
-        23,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = lan_tcp(41000, 23, 1, Tcp::Syn, b"");
     let rst = one(&mut r, LAN, syn, secs(1), Port::Iface(LAN));
     let m = check(&rst);
     assert_eq!(
@@ -937,9 +656,7 @@ table inet fw {
     );
     assert_eq!(rst[15] >> 2, 8, "dscp cs1 from the output chain");
     // time exceeded is dropped in output, counted as a rule drop, and not counted as sent
-    let probe = udp4(
-        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 1, b"trace",
-    );
+    let probe = lan_udp(REMOTE, 5000, 33434, 1, b"trace");
     none(&mut r, LAN, probe, secs(2));
     assert_eq!(r.report(secs(2)).icmp_errors_sent, 0);
     assert_eq!(
@@ -949,17 +666,7 @@ table inet fw {
     );
     // through DNAT: the chain at 150 sees the reset translated back (sport 8080); the one at
     // 50 sees it as built, from the DNAT target's port (81), and drops that one
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        42000,
-        8080,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = wan_tcp(42000, 8080, 1, Tcp::Syn, b"");
     let rst = one(&mut r, WAN, syn, secs(3), Port::Iface(WAN));
     let m = check(&rst);
     assert_eq!(
@@ -969,17 +676,7 @@ table inet fw {
     assert_eq!(m.ports, Some((8080, 42000)));
     assert_eq!(&rst[0..6], &GW_MAC, "routed to the gateway");
     assert_eq!(rst[15] >> 2, 16, "cs1 from output, then cs2 after NAT");
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        42001,
-        8081,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = wan_tcp(42001, 8081, 1, Tcp::Syn, b"");
     none(&mut r, WAN, syn, secs(4));
     assert_eq!(r.report(secs(4)).tcp_resets_sent, 2);
 }
@@ -1005,16 +702,7 @@ fn fragments4(l3: &[u8], pieces: &[usize]) -> Vec<Vec<u8>> {
 #[test]
 fn fragments_are_reassembled_natted_and_sent_in_their_pieces() {
     let mut r = router();
-    let mut whole = udp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        53,
-        64,
-        &[0xab; 1200],
-    );
+    let mut whole = lan_udp(REMOTE, 5000, 53, 64, &[0xab; 1200]);
     whole[14 + 6] = 0; // no DF
     whole[14 + 4..14 + 6].copy_from_slice(&0x4242u16.to_be_bytes());
     fix_ipv4_checksum(&mut whole);
@@ -1123,17 +811,7 @@ table inet t {
 }
 "#;
     let mut r = router_with(TOPOLOGY, rules, nft_engine::Config::default());
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        42000,
-        8080,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = wan_tcp(42000, 8080, 1, Tcp::Syn, b"");
     let out = send(&mut r, WAN, syn, secs(1));
     assert_eq!(out.len(), 1, "{:?}", r.counters().drop_map());
     let m = check(&out[0].data);

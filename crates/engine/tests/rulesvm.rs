@@ -363,16 +363,7 @@ fn payload_mangling_rewrites_bytes_and_checksums() {
     let out = send(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5000,
-            53,
-            64,
-            b"query",
-        ),
+        lan_udp([8, 8, 8, 8], 5000, 53, 64, b"query"),
         secs(1),
     );
     assert_eq!(out.len(), 1);
@@ -386,22 +377,7 @@ fn payload_mangling_rewrites_bytes_and_checksums() {
     assert_eq!(conn.mark, 0x11);
 
     // TCP: port and TTL, NAT on top, every checksum still right
-    let out = send(
-        &mut r,
-        LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            40001,
-            443,
-            9,
-            Tcp::Syn,
-            b"",
-        ),
-        secs(1),
-    );
+    let out = send(&mut r, LAN, lan_tcp(40001, 443, 9, Tcp::Syn, b""), secs(1));
     let m = check(&out[0].data);
     assert_eq!(m.ports.unwrap().1, 8443);
     assert_eq!(m.src_addr, Some(ROUTER_WAN.into()));
@@ -456,16 +432,7 @@ table inet m {
     let out = send(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5001,
-            53,
-            64,
-            b"q",
-        ),
+        lan_udp([8, 8, 8, 8], 5001, 53, 64, b"q"),
         secs(1),
     );
     assert_eq!(out.len(), 1);
@@ -527,18 +494,13 @@ fn fib_answers_from_the_router_fib() {
     one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 1, 2, 64, b""),
+        lan_udp([8, 8, 8, 8], 1, 2, 64, b""),
         secs(1),
         Port::Iface(WAN),
     );
     assert_eq!((c(&r, "rpf_drop"), c(&r, "to_wan")), (1, 1));
     // to the router itself, to the subnet broadcast, to a multicast group
-    send(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 2, 64, b""),
-        secs(1),
-    );
+    send(&mut r, LAN, lan_udp(ROUTER_LAN, 1, 2, 64, b""), secs(1));
     send(
         &mut r,
         LAN,
@@ -826,33 +788,14 @@ fn ct_zone_label_and_helper_set() {
     one(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5000,
-            53,
-            64,
-            b"q",
-        ),
+        lan_udp([8, 8, 8, 8], 5000, 53, 64, b"q"),
         secs(1),
         Port::Iface(WAN),
     );
     one(
         &mut r,
         LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            40000,
-            21,
-            1,
-            Tcp::Syn,
-            b"",
-        ),
+        lan_tcp(40000, 21, 1, Tcp::Syn, b""),
         secs(1),
         Port::Iface(WAN),
     );
@@ -886,16 +829,11 @@ table ip d {
 }
 "#;
     let mut r = router_with(TOPOLOGY, rules, Config::default());
-    let f = udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 9, 64, b"fwd");
+    let f = lan_udp(ROUTER_LAN, 1, 9, 64, b"fwd");
     let out = one(&mut r, LAN, f.clone(), secs(1), Port::Iface(WAN));
     assert_eq!(&out[14..], &f[14..], "fwd sends the packet as it is");
     assert_eq!(r.report(secs(1)).fwd_packets, 1);
-    let out = send(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 10, 64, b"dup"),
-        secs(1),
-    );
+    let out = send(&mut r, LAN, lan_udp(ROUTER_LAN, 1, 10, 64, b"dup"), secs(1));
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].egress, Port::Iface(WAN));
     assert_eq!(&out[0].data[0..6], &GW_MAC);
@@ -919,35 +857,11 @@ table inet l {
 }
 "#;
     let mut r = router_with(TOPOLOGY, rules, Config::default());
+    send(&mut r, LAN, lan_tcp(40000, 443, 77, Tcp::Syn, b""), secs(1));
     send(
         &mut r,
         LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            40000,
-            443,
-            77,
-            Tcp::Syn,
-            b"",
-        ),
-        secs(1),
-    );
-    send(
-        &mut r,
-        LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5000,
-            53,
-            64,
-            b"q",
-        ),
+        lan_udp([8, 8, 8, 8], 5000, 53, 64, b"q"),
         secs(1),
     );
     let logs = r.report(secs(1)).logs;
@@ -1060,8 +974,8 @@ proptest! {
     fn every_feature_on_mutated_frames_never_panics(seed in prop::collection::vec((0usize..90, any::<u8>()), 0..8), which in 0usize..5, t in 0u64..10) {
         let mut r = router_with(TOPOLOGY, EVERYTHING, Config::default());
         let mut f = match which {
-            0 => udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"query"),
-            1 => tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 443, 1, Tcp::Syn, b""),
+            0 => lan_udp(REMOTE, 5000, 53, 64, b"query"),
+            1 => lan_tcp(5000, 443, 1, Tcp::Syn, b""),
             2 => udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 53, 64, b"q6"),
             3 => icmp4_echo(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 7, 1, 64),
             _ => ipv4_with_options(&[7, 7, 4, 0, 0, 0, 0, 0]),

@@ -254,6 +254,49 @@ pub fn icmp4_echo(
     out
 }
 
+/// UDP from the client, as it arrives on the LAN.
+pub fn lan_udp(dst: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    udp4(CLIENT_MAC, LAN_MAC, CLIENT, dst, sport, dport, ttl, payload)
+}
+
+/// UDP from `src` through the gateway to the router's WAN address, as it arrives on the WAN.
+pub fn wan_udp(src: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    udp4(GW_MAC, WAN_MAC, src, ROUTER_WAN, sport, dport, ttl, payload)
+}
+
+/// TCP from the client to the remote host, as it arrives on the LAN.
+pub fn lan_tcp(sport: u16, dport: u16, seq: u32, kind: Tcp, payload: &[u8]) -> Vec<u8> {
+    tcp4(
+        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, sport, dport, seq, kind, payload,
+    )
+}
+
+/// TCP from the remote host to the router's WAN address, as it arrives on the WAN.
+pub fn wan_tcp(sport: u16, dport: u16, seq: u32, kind: Tcp, payload: &[u8]) -> Vec<u8> {
+    tcp4(
+        GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, sport, dport, seq, kind, payload,
+    )
+}
+
+/// Opens a TCP connection from the client's `cport` to the remote host's `dport` through the
+/// masquerade at `now`: SYN (sequence 100), SYN-ACK (sequence `server_seq`) and ACK, each of
+/// which must come out on the other side. The source port the router chose.
+pub fn open_tcp(r: &mut Router, cport: u16, dport: u16, server_seq: u32, now: Duration) -> u16 {
+    let out = one(
+        r,
+        LAN,
+        lan_tcp(cport, dport, 100, Tcp::Syn, b""),
+        now,
+        Port::Iface(WAN),
+    );
+    let sport = check(&out).ports.unwrap().0;
+    let synack = wan_tcp(dport, sport, server_seq, Tcp::SynAck(101), b"");
+    one(r, WAN, synack, now, Port::Iface(LAN));
+    let ack = lan_tcp(cport, dport, 101, Tcp::Ack(server_seq + 1), b"");
+    one(r, LAN, ack, now, Port::Iface(WAN));
+    sport
+}
+
 /// Parses a frame that left the router and verifies every checksum in it (IPv4 header, TCP,
 /// UDP, ICMP, ICMPv6, and the header and L4 checksums of a quoted packet where whole).
 pub fn check(frame: &[u8]) -> PacketMeta {
