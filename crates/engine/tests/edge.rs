@@ -418,10 +418,10 @@ fn every_hook_and_verdict() {
     );
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 1);
     // raw notrack: the forward chain sees it untracked, no connection is made
-    one(&mut r, LAN, lan(1, 4444), secs(1), Port::Iface(WAN));
+    lan_to_wan(&mut r, lan(1, 4444), secs(1));
     assert_eq!(r.conntrack().len(), 0);
     // mangle marks the packet and the connection; forward reads both
-    one(&mut r, LAN, lan(1, 5555), secs(1), Port::Iface(WAN));
+    lan_to_wan(&mut r, lan(1, 5555), secs(1));
     let conn = r.conntrack().iter().next().unwrap().1;
     assert_eq!(conn.mark, 9);
     // a prerouting filter drop
@@ -450,7 +450,7 @@ fn every_hook_and_verdict() {
     none(&mut r, LAN, lan_udp(ROUTER_LAN, 1, 7779, 64, b""), secs(1));
     assert_eq!(r.counters().dropped(Drop::Queue), 1);
     // continue goes on to the next rule; forward policy drop for the rest
-    one(&mut r, LAN, lan(1, 8888), secs(1), Port::Iface(WAN));
+    lan_to_wan(&mut r, lan(1, 8888), secs(1));
     none(&mut r, LAN, lan(1, 9999), secs(1));
     assert_eq!(r.counters().dropped(Drop::PolicyDrop), 1);
     // postrouting drop
@@ -475,13 +475,7 @@ fn every_hook_and_verdict() {
 fn conntrack_gc_runs_from_process() {
     let mut r = router();
     for p in 0..10u16 {
-        one(
-            &mut r,
-            LAN,
-            lan_udp(REMOTE, 6000 + p, 53, 64, b"q"),
-            secs(1),
-            Port::Iface(WAN),
-        );
+        lan_to_wan(&mut r, lan_udp(REMOTE, 6000 + p, 53, 64, b"q"), secs(1));
     }
     assert_eq!(r.conntrack().len(), 10);
     // 30 s unreplied timeout: an empty burst at t = 100 s collects them within its budget

@@ -114,13 +114,7 @@ fn neighbour_change_reaches_offloaded_flows() {
     // the gateway moves to a new MAC: the fast path follows at the next burst
     let new_mac = [2, 0, 0, 0, 2, 0xee];
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), Some(new_mac));
-    let out = one(
-        &mut r,
-        LAN,
-        lan_udp(REMOTE, 5000, 53, 64, b"q3"),
-        secs(5),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q3"), secs(5));
     assert_eq!(&out[0..6], &new_mac);
     assert_eq!(check(&out).ports.unwrap().0, sport);
     assert_eq!(r.report(secs(5)).fast_path_packets, 1);
@@ -142,23 +136,11 @@ fn route_and_address_replacement() {
     r.set_routes(routes);
     let other = [2, 0, 0, 0, 2, 0x77];
     r.set_neighbour(WAN, "198.18.0.77".parse().unwrap(), Some(other));
-    let out = one(
-        &mut r,
-        LAN,
-        lan_udp(REMOTE, 5000, 53, 64, b"q"),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q"), secs(1));
     assert_eq!(&out[0..6], &other);
     // the WAN address changes: masquerade uses the new one
     r.set_addresses(WAN, vec![("198.18.0.9".parse().unwrap(), 24)]);
-    let out = one(
-        &mut r,
-        LAN,
-        lan_udp([8, 8, 8, 8], 5001, 53, 64, b"q"),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp([8, 8, 8, 8], 5001, 53, 64, b"q"), secs(1));
     assert_eq!(check(&out).src_addr, Some("198.18.0.9".parse().unwrap()));
 }
 
@@ -178,13 +160,7 @@ fn ruleset_swap_keeps_connections_and_flows() {
     assert_eq!(r.list_flows(secs(5)).len(), 2);
     assert_eq!(r.conntrack().len(), 1);
     // the answer still takes the fast path
-    one(
-        &mut r,
-        WAN,
-        wan_udp(REMOTE, 53, sport, 60, b"a2"),
-        secs(5),
-        Port::Iface(LAN),
-    );
+    wan_to_lan(&mut r, wan_udp(REMOTE, 53, sport, 60, b"a2"), secs(5));
     assert_eq!(r.report(secs(5)).fast_path_packets, fast_before + 1);
     // the new rule is in force for new connections
     none(&mut r, LAN, lan_udp(REMOTE, 5001, 5555, 64, b"x"), secs(5));
@@ -201,13 +177,7 @@ fn ruleset_swap_keeps_connections_and_flows() {
     assert_eq!(r.list_flows(secs(6)).len(), 0);
     assert_eq!(r.conntrack().len(), 1);
     let fast = r.report(secs(6)).fast_path_packets;
-    one(
-        &mut r,
-        WAN,
-        wan_udp(REMOTE, 53, sport, 60, b"a3"),
-        secs(6),
-        Port::Iface(LAN),
-    );
+    wan_to_lan(&mut r, wan_udp(REMOTE, 53, sport, 60, b"a3"), secs(6));
     assert!(r.report(secs(6)).fast_path_packets <= fast);
 }
 
@@ -236,23 +206,11 @@ fn a_flowtable_added_by_a_reload_routes_under_the_fib_in_force() {
     assert_eq!(r.list_flows(secs(4)).len(), 0);
     // the flowtable comes back: the next packet admits the flow, the answer takes it
     r.replace_ruleset(compile(RULES), secs(5));
-    one(
-        &mut r,
-        LAN,
-        lan_udp(REMOTE, 5000, 53, 64, b"q3"),
-        secs(5),
-        Port::Iface(WAN),
-    );
+    lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q3"), secs(5));
     assert_eq!(r.list_flows(secs(5)).len(), 2);
     let fast = r.report(secs(5)).fast_path_packets;
     for (i, t) in [5, 6, 7].into_iter().enumerate() {
-        one(
-            &mut r,
-            WAN,
-            wan_udp(REMOTE, 53, sport, 60, b"a"),
-            secs(t),
-            Port::Iface(LAN),
-        );
+        wan_to_lan(&mut r, wan_udp(REMOTE, 53, sport, 60, b"a"), secs(t));
         assert_eq!(r.report(secs(t)).fast_path_packets, fast + i as u64 + 1);
     }
     assert_eq!(r.list_flows(secs(7)).len(), 2);
@@ -267,34 +225,20 @@ fn link_mac_and_mtu_changes_reach_offloaded_flows() {
     let new_mac = [2, 0, 0, 0, 9, 9];
     assert!(r.set_link_params(WAN, new_mac, 1500));
     assert!(!r.set_link_params(WAN, new_mac, 1500));
-    let out = one(
-        &mut r,
-        LAN,
-        lan_udp(REMOTE, 5000, 53, 64, b"q3"),
-        secs(5),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q3"), secs(5));
     assert_eq!(&out[6..12], &new_mac);
     assert_eq!(check(&out).ports.unwrap().0, sport);
     assert_eq!(r.report(secs(5)).fast_path_packets, 1);
     // answers now come addressed to the new MAC, and take the fast path
-    one(
+    wan_to_lan(
         &mut r,
-        WAN,
         udp4(GW_MAC, new_mac, REMOTE, ROUTER_WAN, 53, sport, 60, b"a2"),
         secs(5),
-        Port::Iface(LAN),
     );
     assert_eq!(r.report(secs(5)).fast_path_packets, 2);
     // a smaller MTU: a datagram that fit before no longer does
     let big = vec![7u8; 200];
-    let out = one(
-        &mut r,
-        LAN,
-        lan_udp(REMOTE, 5000, 53, 64, &big),
-        secs(6),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, &big), secs(6));
     assert_eq!(out.len(), 14 + 20 + 8 + 200);
     assert!(r.set_link_params(WAN, new_mac, 128));
     let out = send(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, &big), secs(6));

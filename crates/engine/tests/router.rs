@@ -8,12 +8,10 @@ use nft_engine::Port;
 #[test]
 fn masquerade_both_directions() {
     let mut r = router();
-    let out = one(
+    let out = lan_to_wan(
         &mut r,
-        LAN,
         lan_udp([8, 8, 8, 8], 5000, 53, 64, b"query"),
         secs(1),
-        Port::Iface(WAN),
     );
     // source NAT to the WAN address, port into the masquerade range; TTL one less
     let m = check(&out);
@@ -33,12 +31,10 @@ fn masquerade_both_directions() {
     assert_eq!(out, want);
 
     // the answer finds the connection and goes back to the client, translated back
-    let back = one(
+    let back = wan_to_lan(
         &mut r,
-        WAN,
         wan_udp([8, 8, 8, 8], 53, sport, 60, b"answer"),
         secs(2),
-        Port::Iface(LAN),
     );
     assert_eq!(
         back,
@@ -69,7 +65,7 @@ fn masquerade_both_directions() {
 fn dnat_port_forward_inbound_and_back() {
     let mut r = router();
     let syn = wan_tcp(41000, 8080, 7, Tcp::Syn, b"");
-    let fwd = one(&mut r, WAN, syn, secs(1), Port::Iface(LAN));
+    let fwd = wan_to_lan(&mut r, syn, secs(1));
     let mut want = tcp4(
         LAN_MAC,
         SERVER_MAC,
@@ -96,7 +92,7 @@ fn dnat_port_forward_inbound_and_back() {
         Tcp::SynAck(8),
         b"",
     );
-    let back = one(&mut r, LAN, synack, secs(1), Port::Iface(WAN));
+    let back = lan_to_wan(&mut r, synack, secs(1));
     let mut want = tcp4(
         WAN_MAC,
         GW_MAC,
@@ -142,9 +138,9 @@ fn tcp_flow_add_admission_follows_the_kernel() {
     let c = |seq, k, p: &[u8]| lan_tcp(50000, 443, seq, k, p);
     open_tcp(&mut r, 50000, 443, 7000, secs(1));
     let data = c(101, Tcp::Ack(7001), b"GET /");
-    one(&mut r, LAN, data, secs(1), Port::Iface(WAN));
+    lan_to_wan(&mut r, data, secs(1));
     let fin = c(106, Tcp::Fin(7001), b"");
-    one(&mut r, LAN, fin, secs(2), Port::Iface(WAN));
+    lan_to_wan(&mut r, fin, secs(2));
     let rep = r.report(secs(2));
     // SYN and SYN-ACK: not established (checked before confirmation, as the kernel does);
     // the handshake's ACK: admitted, so the data takes the fast path and asks nothing; the
@@ -161,9 +157,9 @@ fn tcp_flow_add_admission_follows_the_kernel() {
 fn udp_is_admitted_once_assured() {
     let mut r = router();
     let q = || lan_udp(REMOTE, 5000, 4433, 64, b"x");
-    let out = one(&mut r, LAN, q(), secs(1), Port::Iface(WAN));
+    let out = lan_to_wan(&mut r, q(), secs(1));
     let sport = check(&out).ports.unwrap().0;
-    one(&mut r, LAN, q(), secs(1), Port::Iface(WAN));
+    lan_to_wan(&mut r, q(), secs(1));
     let rep = r.report(secs(1));
     // the kernel would offload from the second packet; conntrack has not assured it yet,
     // and each packet until then may still change the entry
@@ -171,30 +167,24 @@ fn udp_is_admitted_once_assured() {
     assert_eq!(rep.flows_refused.get("not_confirmed"), Some(&1));
     assert_eq!(rep.flows_refused.get("udp_not_assured"), Some(&1));
     let a = || wan_udp(REMOTE, 4433, sport, 64, b"y");
-    one(&mut r, WAN, a(), secs(2), Port::Iface(LAN));
-    one(&mut r, WAN, a(), secs(4), Port::Iface(LAN));
+    wan_to_lan(&mut r, a(), secs(2));
+    wan_to_lan(&mut r, a(), secs(4));
     assert_eq!(r.report(secs(4)).flows_admitted, 1);
-    one(&mut r, LAN, q(), secs(4), Port::Iface(WAN));
-    one(&mut r, WAN, a(), secs(4), Port::Iface(LAN));
+    lan_to_wan(&mut r, q(), secs(4));
+    wan_to_lan(&mut r, a(), secs(4));
     assert_eq!(r.report(secs(4)).fast_path_packets, 2);
 }
 
 #[test]
 fn related_icmp_error_is_translated_back_to_the_client() {
     let mut r = router();
-    let out = one(
-        &mut r,
-        LAN,
-        lan_udp(REMOTE, 5000, 33434, 64, b"probe"),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 33434, 64, b"probe"), secs(1));
     let sport = check(&out).ports.unwrap().0;
     assert_ne!(sport, 5000);
     // the remote host answers port unreachable, quoting the translated datagram
     let quoted = &out[14..];
     let err = icmp4_unreach_frame(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 3, quoted);
-    let back = one(&mut r, WAN, err, secs(1), Port::Iface(LAN));
+    let back = wan_to_lan(&mut r, err, secs(1));
     // the client sees its own datagram quoted: source address and port translated back
     let original = lan_udp(REMOTE, 5000, 33434, 63, b"probe");
     let mut want = icmp4_unreach_frame(LAN_MAC, CLIENT_MAC, REMOTE, CLIENT, 3, &original[14..]);
@@ -449,19 +439,15 @@ fn conntrack_limit_refuses_new_and_keeps_established() {
     );
     assert_eq!(r.counters().dropped(Drop::CtTableFull), 1);
     // the established ones keep flowing, both ways
-    one(
+    lan_to_wan(
         &mut r,
-        LAN,
         lan_tcp(50001, 443, 101, Tcp::Ack(9001), b"more"),
         secs(3),
-        Port::Iface(WAN),
     );
-    one(
+    wan_to_lan(
         &mut r,
-        WAN,
         wan_tcp(443, ports[1], 9001, Tcp::Ack(101), b"data"),
         secs(3),
-        Port::Iface(LAN),
     );
     assert_eq!(
         r.report(secs(3)).connections.get("tcp established"),
@@ -565,18 +551,12 @@ fn fast_path_hit_is_sent_from_its_slot() {
     use nft_flowtable::FrameSlot;
     let mut r = router();
     let c = |seq, k, p: &[u8]| lan_tcp(50000, 443, seq, k, p);
-    let out = one(
-        &mut r,
-        LAN,
-        c(100, Tcp::Syn, b""),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, c(100, Tcp::Syn, b""), secs(1));
     let sport = check(&out).ports.unwrap().0;
     let synack = wan_tcp(443, sport, 7000, Tcp::SynAck(101), b"");
-    one(&mut r, WAN, synack, secs(1), Port::Iface(LAN));
+    wan_to_lan(&mut r, synack, secs(1));
     let ack = c(101, Tcp::Ack(7001), b"");
-    let ack = one(&mut r, LAN, ack, secs(1), Port::Iface(WAN));
+    let ack = lan_to_wan(&mut r, ack, secs(1));
     assert_eq!(r.report(secs(1)).flows_offloaded, 1);
 
     let lan = u16::try_from(LAN).unwrap();
@@ -903,21 +883,9 @@ table inet t {
         out
     };
     let mss = |f: &[u8]| u16::from_be_bytes([f[14 + 20 + 22], f[14 + 20 + 23]]);
-    let inbound = one(
-        &mut r,
-        WAN,
-        syn(GW_MAC, WAN_MAC, REMOTE, CLIENT),
-        secs(1),
-        Port::Iface(LAN),
-    );
+    let inbound = wan_to_lan(&mut r, syn(GW_MAC, WAN_MAC, REMOTE, CLIENT), secs(1));
     assert_eq!(mss(&inbound), 1400 - 40);
-    let outbound = one(
-        &mut r,
-        LAN,
-        syn(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE),
-        secs(2),
-        Port::Iface(WAN),
-    );
+    let outbound = lan_to_wan(&mut r, syn(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE), secs(2));
     assert_eq!(mss(&outbound), 1400 - 40);
     // between two 1500-byte routes nothing changes (an MSS is never raised either)
     let lan = one(

@@ -160,6 +160,16 @@ pub fn one(r: &mut Router, ingress: usize, data: Vec<u8>, now: Duration, egress:
     out[0].data.clone()
 }
 
+/// Runs one frame from the LAN that must be forwarded out of the WAN; what left.
+pub fn lan_to_wan(r: &mut Router, data: Vec<u8>, now: Duration) -> Vec<u8> {
+    one(r, LAN, data, now, Port::Iface(WAN))
+}
+
+/// Runs one frame from the WAN that must be forwarded out of the LAN; what left.
+pub fn wan_to_lan(r: &mut Router, data: Vec<u8>, now: Duration) -> Vec<u8> {
+    one(r, WAN, data, now, Port::Iface(LAN))
+}
+
 pub fn none(r: &mut Router, ingress: usize, data: Vec<u8>, now: Duration) {
     let out = send(r, ingress, data, now);
     assert!(out.is_empty(), "expected nothing out, got {out:?}");
@@ -282,18 +292,18 @@ pub fn wan_tcp(sport: u16, dport: u16, seq: u32, kind: Tcp, payload: &[u8]) -> V
 /// masquerade at `now`: SYN (sequence 100), SYN-ACK (sequence `server_seq`) and ACK, each of
 /// which must come out on the other side. The source port the router chose.
 pub fn open_tcp(r: &mut Router, cport: u16, dport: u16, server_seq: u32, now: Duration) -> u16 {
-    let out = one(
-        r,
-        LAN,
-        lan_tcp(cport, dport, 100, Tcp::Syn, b""),
-        now,
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(r, lan_tcp(cport, dport, 100, Tcp::Syn, b""), now);
     let sport = check(&out).ports.unwrap().0;
-    let synack = wan_tcp(dport, sport, server_seq, Tcp::SynAck(101), b"");
-    one(r, WAN, synack, now, Port::Iface(LAN));
-    let ack = lan_tcp(cport, dport, 101, Tcp::Ack(server_seq + 1), b"");
-    one(r, LAN, ack, now, Port::Iface(WAN));
+    wan_to_lan(
+        r,
+        wan_tcp(dport, sport, server_seq, Tcp::SynAck(101), b""),
+        now,
+    );
+    lan_to_wan(
+        r,
+        lan_tcp(cport, dport, 101, Tcp::Ack(server_seq + 1), b""),
+        now,
+    );
     sport
 }
 
