@@ -206,6 +206,11 @@ const PPPOE_WAN: usize = 2;
 const IOT: usize = 3;
 const GUEST: usize = 4;
 
+/// An IPv4 UDP packet without a link header.
+fn udp_l3(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    udp4([0; 6], [0; 6], src, dst, sport, dport, ttl, payload)[14..].to_vec()
+}
+
 fn pppoe_frame(dst: [u8; 6], src: [u8; 6], l3: &[u8]) -> Vec<u8> {
     let mut f = dst.to_vec();
     f.extend_from_slice(&src);
@@ -264,16 +269,7 @@ fn pppoe_wan_and_vlan_lans() {
     assert_eq!(rep.interfaces[ETH1].rx_packets, 3);
 
     // a tagged frame on the LAN port belongs to the VLAN interface and leaves tagged (QinQ)
-    let iot_l3 = &udp4(
-        [0; 6],
-        [0; 6],
-        [192, 168, 7, 10],
-        [192, 168, 1, 10],
-        1000,
-        2000,
-        64,
-        b"t",
-    )[14..];
+    let iot_l3 = &udp_l3([192, 168, 7, 10], [192, 168, 1, 10], 1000, 2000, 64, b"t");
     let from_iot = tagged(LAN_MAC, [2, 0, 0, 0, 7, 0x10], &[(0x8100, 7)], iot_l3);
     let out = one(&mut r, LAN, from_iot, secs(2), Port::Iface(LAN));
     assert_eq!(
@@ -289,29 +285,11 @@ fn pppoe_wan_and_vlan_lans() {
             b"t"
         )
     );
-    let lan_l3 = &udp4(
-        [0; 6],
-        [0; 6],
-        [192, 168, 1, 10],
-        [192, 168, 8, 10],
-        1000,
-        2000,
-        64,
-        b"g",
-    )[14..];
+    let lan_l3 = &udp_l3([192, 168, 1, 10], [192, 168, 8, 10], 1000, 2000, 64, b"g");
     let out = one(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            [192, 168, 1, 10],
-            [192, 168, 8, 10],
-            1000,
-            2000,
-            64,
-            b"g",
-        ),
+        lan_udp([192, 168, 8, 10], 1000, 2000, 64, b"g"),
         secs(2),
         Port::Iface(GUEST),
     );
@@ -337,16 +315,7 @@ fn pppoe_wan_and_vlan_lans() {
         LAN_MAC,
         [2, 0, 0, 0, 7, 0x10],
         &[(0x8100, 7)],
-        &udp4(
-            [0; 6],
-            [0; 6],
-            [192, 168, 7, 10],
-            [192, 168, 8, 10],
-            1,
-            2,
-            64,
-            b"",
-        )[14..],
+        &udp_l3([192, 168, 7, 10], [192, 168, 8, 10], 1, 2, 64, b""),
     );
     none(&mut r, IOT, to_guest, secs(2));
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 1);

@@ -43,6 +43,20 @@ fn assured_udp(r: &mut nft_engine::Router, t: u64) -> u16 {
     sport
 }
 
+/// Adds a route for the host `dst` via `via` on the WAN to the routes in force.
+fn add_host_route(r: &mut nft_engine::Router, dst: &str, via: &str) {
+    let mut routes = r.topology().routes.clone();
+    routes.push(StaticRoute {
+        prefix: dst.parse().unwrap(),
+        len: 32,
+        kind: RouteKind::Unicast(NextHop {
+            ifindex: WAN,
+            via: Some(via.parse().unwrap()),
+        }),
+    });
+    r.set_routes(routes);
+}
+
 #[test]
 fn unresolved_neighbour_holds_the_frames_until_resolved() {
     let cfg = Config {
@@ -124,16 +138,7 @@ fn neighbour_change_reaches_offloaded_flows() {
 fn route_and_address_replacement() {
     let mut r = router();
     // a host route for REMOTE via another WAN gateway takes over from the default route
-    let mut routes = r.topology().routes.clone();
-    routes.push(StaticRoute {
-        prefix: "203.0.113.5".parse().unwrap(),
-        len: 32,
-        kind: RouteKind::Unicast(NextHop {
-            ifindex: WAN,
-            via: Some("198.18.0.77".parse().unwrap()),
-        }),
-    });
-    r.set_routes(routes);
+    add_host_route(&mut r, "203.0.113.5", "198.18.0.77");
     let other = [2, 0, 0, 0, 2, 0x77];
     r.set_neighbour(WAN, "198.18.0.77".parse().unwrap(), Some(other));
     let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q"), secs(1));
@@ -185,16 +190,7 @@ fn ruleset_swap_keeps_connections_and_flows() {
 fn a_flowtable_added_by_a_reload_routes_under_the_fib_in_force() {
     let mut r = router();
     // the FIB moves on (a route added): its generation is no longer the first
-    let mut routes = r.topology().routes.clone();
-    routes.push(StaticRoute {
-        prefix: "203.0.113.77".parse().unwrap(),
-        len: 32,
-        kind: RouteKind::Unicast(NextHop {
-            ifindex: WAN,
-            via: Some("198.18.0.1".parse().unwrap()),
-        }),
-    });
-    r.set_routes(routes);
+    add_host_route(&mut r, "203.0.113.77", "198.18.0.1");
     let no_ft = RULES
         .replace(
             "flowtable ft { hook ingress priority 0; devices = { \"lan\", \"wan\" }; }",
