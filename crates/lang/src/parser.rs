@@ -229,6 +229,24 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `handle N` where a command may name its object by handle (`delete chain t handle 3`):
+    /// that command; `None`, with nothing read, when a name follows instead.
+    fn by_handle(&mut self, verb: &Verb, what: &str, table: &TableRef) -> Result<Option<Cmd>> {
+        if !self.is_word("handle")? {
+            return Ok(None);
+        }
+        self.next()?;
+        let (h, span) = self.number("handle")?;
+        Ok(Some(Cmd::ByName {
+            verb: verb.clone(),
+            what: what.into(),
+            table: Some(table.clone()),
+            name: None,
+            handle: Some(h),
+            span,
+        }))
+    }
+
     fn number(&mut self, what: &str) -> Result<(u64, Span)> {
         let t = self.peek_tok()?.clone();
         if let Tok::Word(w) = &t.tok {
@@ -589,18 +607,11 @@ impl<'a> Parser<'a> {
             }
             "chain" => {
                 let table = self.table_ref()?;
-                if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
-                    self.next()?;
-                    let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName {
-                        verb,
-                        what: "chain".into(),
-                        table: Some(table),
-                        name: None,
-                        handle: Some(h),
-                        span: sp,
-                    });
-                    return Ok(());
+                if matches!(verb, Verb::Delete | Verb::Destroy) {
+                    if let Some(cmd) = self.by_handle(&verb, "chain", &table)? {
+                        out.push(cmd);
+                        return Ok(());
+                    }
                 }
                 let (name, span) = self.ident("chain name")?;
                 match verb {
@@ -672,18 +683,11 @@ impl<'a> Parser<'a> {
             }
             "set" | "map" => {
                 let table = self.table_ref()?;
-                if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
-                    self.next()?;
-                    let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName {
-                        verb,
-                        what: obj.clone(),
-                        table: Some(table),
-                        name: None,
-                        handle: Some(h),
-                        span: sp,
-                    });
-                    return Ok(());
+                if matches!(verb, Verb::Delete | Verb::Destroy) {
+                    if let Some(cmd) = self.by_handle(&verb, &obj, &table)? {
+                        out.push(cmd);
+                        return Ok(());
+                    }
                 }
                 let (name, span) = self.ident("set name")?;
                 match verb {
@@ -732,18 +736,11 @@ impl<'a> Parser<'a> {
             }
             "flowtable" => {
                 let table = self.table_ref()?;
-                if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
-                    self.next()?;
-                    let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName {
-                        verb,
-                        what: obj.clone(),
-                        table: Some(table),
-                        name: None,
-                        handle: Some(h),
-                        span: sp,
-                    });
-                    return Ok(());
+                if matches!(verb, Verb::Delete | Verb::Destroy) {
+                    if let Some(cmd) = self.by_handle(&verb, &obj, &table)? {
+                        out.push(cmd);
+                        return Ok(());
+                    }
                 }
                 let (name, span) = self.ident("flowtable name")?;
                 let mut ft = Flowtable {
@@ -769,20 +766,11 @@ impl<'a> Parser<'a> {
                     obj.trim_end_matches('s').to_string()
                 };
                 let table = self.table_ref()?;
-                if matches!(verb, Verb::Delete | Verb::Destroy | Verb::Reset)
-                    && self.is_word("handle")?
-                {
-                    self.next()?;
-                    let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName {
-                        verb,
-                        what: kind,
-                        table: Some(table),
-                        name: None,
-                        handle: Some(h),
-                        span: sp,
-                    });
-                    return Ok(());
+                if matches!(verb, Verb::Delete | Verb::Destroy | Verb::Reset) {
+                    if let Some(cmd) = self.by_handle(&verb, &kind, &table)? {
+                        out.push(cmd);
+                        return Ok(());
+                    }
                 }
                 let (name, span) = self.ident("object name")?;
                 match verb {
@@ -2826,45 +2814,33 @@ impl<'a> Parser<'a> {
     }
 
     fn or_expr(&mut self, mode: Mode) -> Result<Expr> {
-        let mut l = self.xor_expr(mode)?;
-        loop {
-            if matches!(self.peek()?, Tok::Pipe) || self.is_word("or")? {
-                self.next()?;
-                let r = self.xor_expr(mode)?;
-                let sp = l.span.to(r.span);
-                l = Expr::new(ExprKind::Binop(BinOp::Or, Box::new(l), Box::new(r)), sp);
-            } else {
-                return Ok(l);
-            }
-        }
+        self.binop_level(mode, (&Tok::Pipe, "or", BinOp::Or), Self::xor_expr)
     }
 
     fn xor_expr(&mut self, mode: Mode) -> Result<Expr> {
-        let mut l = self.and_expr(mode)?;
-        loop {
-            if matches!(self.peek()?, Tok::Caret) || self.is_word("xor")? {
-                self.next()?;
-                let r = self.and_expr(mode)?;
-                let sp = l.span.to(r.span);
-                l = Expr::new(ExprKind::Binop(BinOp::Xor, Box::new(l), Box::new(r)), sp);
-            } else {
-                return Ok(l);
-            }
-        }
+        self.binop_level(mode, (&Tok::Caret, "xor", BinOp::Xor), Self::and_expr)
     }
 
     fn and_expr(&mut self, mode: Mode) -> Result<Expr> {
-        let mut l = self.shift_expr(mode)?;
-        loop {
-            if matches!(self.peek()?, Tok::Amp) || self.is_word("and")? {
-                self.next()?;
-                let r = self.shift_expr(mode)?;
-                let sp = l.span.to(r.span);
-                l = Expr::new(ExprKind::Binop(BinOp::And, Box::new(l), Box::new(r)), sp);
-            } else {
-                return Ok(l);
-            }
+        self.binop_level(mode, (&Tok::Amp, "and", BinOp::And), Self::shift_expr)
+    }
+
+    /// One level of a left-associative operator, written as a token or as a word (`|` or `or`),
+    /// over operands of the next level.
+    fn binop_level(
+        &mut self,
+        mode: Mode,
+        (tok, word, op): (&Tok, &str, BinOp),
+        operand: fn(&mut Self, Mode) -> Result<Expr>,
+    ) -> Result<Expr> {
+        let mut l = operand(self, mode)?;
+        while self.peek()? == tok || self.is_word(word)? {
+            self.next()?;
+            let r = operand(self, mode)?;
+            let sp = l.span.to(r.span);
+            l = Expr::new(ExprKind::Binop(op, Box::new(l), Box::new(r)), sp);
         }
+        Ok(l)
     }
 
     fn shift_expr(&mut self, mode: Mode) -> Result<Expr> {
@@ -3758,6 +3734,7 @@ fn is_sctp_chunk_field(f: &str) -> bool {
 
 pub fn is_meta_key(k: &str) -> bool {
     crate::proto::meta_key(k).is_some()
+        || is_unqualified_meta(k)
         || matches!(
             k,
             "length"
@@ -3765,36 +3742,12 @@ pub fn is_meta_key(k: &str) -> bool {
                 | "l4proto"
                 | "protocol"
                 | "priority"
-                | "mark"
-                | "iif"
-                | "iifname"
-                | "iiftype"
-                | "oif"
-                | "oifname"
-                | "oiftype"
-                | "skuid"
-                | "skgid"
-                | "nftrace"
-                | "rtclassid"
-                | "ibriport"
-                | "obriport"
-                | "ibrname"
-                | "obrname"
-                | "pkttype"
-                | "cpu"
-                | "iifgroup"
-                | "oifgroup"
-                | "cgroup"
                 | "random"
-                | "ipsec"
                 | "secpath"
                 | "iifkind"
                 | "oifkind"
                 | "ibrpvid"
                 | "ibrvproto"
-                | "time"
-                | "day"
-                | "hour"
                 | "secmark"
                 | "sdif"
                 | "sdifname"
@@ -3802,6 +3755,7 @@ pub fn is_meta_key(k: &str) -> bool {
         )
 }
 
+/// The meta keys that may stand without `meta` before them (`mark`, `iifname`, ...).
 fn is_unqualified_meta(w: &str) -> bool {
     matches!(
         w,
