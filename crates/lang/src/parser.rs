@@ -186,6 +186,21 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The next word of a `{ ... }` block, after separators, with its span, left to be read;
+    /// `None` once the closing brace is read. Anything else is an error expecting `what`.
+    fn block_word(&mut self, what: &str) -> Result<Option<(String, Span)>> {
+        self.skip_seps()?;
+        let t = self.peek_tok()?.clone();
+        match t.tok {
+            Tok::RBrace => {
+                self.next()?;
+                Ok(None)
+            }
+            Tok::Word(w) => Ok(Some((w, t.span))),
+            _ => self.unexpected(what),
+        }
+    }
+
     pub fn unexpected<T>(&mut self, want: &str) -> Result<T> {
         let t = self.peek_tok()?.clone();
         let what = t.tok.describe();
@@ -824,15 +839,8 @@ impl<'a> Parser<'a> {
         self.enter()?;
         self.scopes.push(HashMap::new());
         loop {
-            self.skip_seps()?;
-            let t = self.peek_tok()?.clone();
-            let w = match &t.tok {
-                Tok::RBrace => {
-                    self.next()?;
-                    break;
-                }
-                Tok::Word(w) => w.clone(),
-                _ => return self.unexpected("table object"),
+            let Some((w, _)) = self.block_word("table object")? else {
+                break;
             };
             match w.as_str() {
                 "define" | "redefine" => {
@@ -1160,15 +1168,8 @@ impl<'a> Parser<'a> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
         loop {
-            self.skip_seps()?;
-            let t = self.peek_tok()?.clone();
-            let w = match &t.tok {
-                Tok::RBrace => {
-                    self.next()?;
-                    break;
-                }
-                Tok::Word(w) => w.clone(),
-                _ => return self.unexpected("set option"),
+            let Some((w, span)) = self.block_word("set option")? else {
+                break;
             };
             self.next()?;
             match w.as_str() {
@@ -1209,7 +1210,7 @@ impl<'a> Parser<'a> {
                             }
                         } else {
                             return Err(Error::new(
-                                t.span,
+                                span,
                                 "set definition has conflicting key (map declared as set?)",
                             ));
                         }
@@ -1300,7 +1301,7 @@ impl<'a> Parser<'a> {
                 "counter" | "quota" | "limit" | "last" | "ct" => {
                     // per-element statements: `counter`, `quota 10 mbytes`, several on a line
                     let mut kw = w.clone();
-                    let mut sp = t.span;
+                    let mut sp = span;
                     loop {
                         let st = self.elem_stmt_after_kw(&kw, sp)?;
                         set.stmts.push(st);
@@ -1316,7 +1317,7 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                _ => return Err(Error::new(t.span, format!("syntax error, unexpected {w}"))),
+                _ => return Err(Error::new(span, format!("syntax error, unexpected {w}"))),
             }
             self.end_of_stmt()?;
         }
@@ -1371,15 +1372,8 @@ impl<'a> Parser<'a> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
         loop {
-            self.skip_seps()?;
-            let t = self.peek_tok()?.clone();
-            let w = match &t.tok {
-                Tok::RBrace => {
-                    self.next()?;
-                    break;
-                }
-                Tok::Word(w) => w.clone(),
-                _ => return self.unexpected("flowtable option"),
+            let Some((w, span)) = self.block_word("flowtable option")? else {
+                break;
             };
             self.next()?;
             match w.as_str() {
@@ -1404,7 +1398,7 @@ impl<'a> Parser<'a> {
                         break;
                     }
                 },
-                _ => return Err(Error::new(t.span, format!("syntax error, unexpected {w}"))),
+                _ => return Err(Error::new(span, format!("syntax error, unexpected {w}"))),
             }
             self.end_of_stmt()?;
         }
@@ -1988,18 +1982,6 @@ impl<'a> Parser<'a> {
                         key,
                         stmts,
                         data,
-                    },
-                    span: t.span,
-                })
-            }
-            "tunnel" if self.is_word_n(1, "name")? => {
-                self.next()?;
-                self.next()?;
-                let name = self.expr(Mode::Stmt)?;
-                Ok(Stmt {
-                    kind: StmtKind::ObjRef {
-                        kind: "tunnel".into(),
-                        name,
                     },
                     span: t.span,
                 })
