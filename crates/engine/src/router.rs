@@ -100,6 +100,7 @@ impl Default for Config {
 
 use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
+mod filter;
 mod proxy;
 
 /// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
@@ -460,6 +461,8 @@ pub struct Router {
     rules: Ruleset,
     /// Where `rules.base` has each hook's chains.
     hooks: HookIndex,
+    /// For each base chain, the protocols its rules may act on (others skip it).
+    filters: Vec<filter::ChainFilter>,
     state: State,
     ct: Table,
     cfg: Config,
@@ -544,6 +547,7 @@ impl Router {
             ports,
             fib,
             hooks: HookIndex::new(&rules),
+            filters: filter::chain_filters(&rules),
             rules,
             state,
             ct,
@@ -1336,12 +1340,25 @@ impl Router {
     ) -> Result<(), Drop> {
         let fams = Self::families(w);
         let end = self.hooks.range[hook as usize].1 as usize;
+        let nfproto = match meta.ip_version {
+            Some(IpVersion::Ipv4) => 2,
+            Some(IpVersion::Ipv6) => 10,
+            None => 0,
+        };
+        let l4proto = meta.ip_protocol.map_or(0, u8::from);
         while i < end {
             let b = &self.rules.base[i];
             i += 1;
             if b.order > hi {
                 break;
             }
+            // no rule of the chain can act on this protocol: the run would only apply the
+            // policy (a trace shows every run, so it runs them all)
+            let skip = !self.cfg.trace
+                && !self
+                    .filters
+                    .get(i - 1)
+                    .is_none_or(|f| f.runs(nfproto, l4proto));
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
                 let name = &self.topo.interfaces[w.iif].name;
@@ -1368,6 +1385,12 @@ impl Router {
                 if c.is_confirmed() || c.status().contains(manip_done(hook_manip(hook))) {
                     continue;
                 }
+            }
+            if skip {
+                if b.policy_drop {
+                    return Err(Drop::PolicyDrop);
+                }
+                continue;
             }
             self.run_chain(i - 1, hook, w, buf, meta, now, out)?;
         }
@@ -2429,6 +2452,7 @@ impl Router {
         self.offload.take_flows_from(old, &mut self.ct, now);
         self.state = State::new(&rules);
         self.hooks = HookIndex::new(&rules);
+        self.filters = filter::chain_filters(&rules);
         self.rules = rules;
     }
 
