@@ -23,6 +23,7 @@ pub(crate) struct Index {
 }
 
 impl Index {
+    #[cfg(test)]
     pub fn new() -> Index {
         Index::with_capacity(0)
     }

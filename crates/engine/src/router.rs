@@ -1413,7 +1413,7 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
+        let now_ns = crate::now_ns(now);
         // one `Act` for every chain run, used in place, so that its buffers are made once;
         // it is reset only after a run that handed something over
         if self.act.any {
