@@ -1027,7 +1027,7 @@ impl Router {
         self.hook(Hook::Prerouting, i32::MIN, -201, w, buf, meta, now, out)?;
         if !w.notrack {
             w.tracked = true;
-            match self.ct.process(meta, w.zone, now) {
+            match self.ct.process_frame(meta, buf, w.zone, now) {
                 Outcome::Tracked { id, dir, state } => {
                     w.conn = Some((id, dir));
                     w.state = state;
@@ -2504,6 +2504,7 @@ impl Router {
                     "udp replied".into()
                 }
                 ProtoState::Udp { .. } => "udp unreplied".into(),
+                ProtoState::Sctp(t) => format!("sctp {}", t.state.name().to_lowercase()),
                 _ => nft_conntrack::proto_name(conn.l4proto()).to_string(),
             };
             *connections.entry(key).or_default() += 1;
