@@ -973,6 +973,30 @@ impl OffloadBackend for XdpOffload {
             for k in &e.keys {
                 let _ = self.flows.remove(k);
             }
+            // What the program forwarded since the last poll is reported at the next one: a
+            // flow taken out to be pushed again (a new route) keeps its counts. Read per slot,
+            // not from the last batch, which is older.
+            let mut packets = [0u64; 2];
+            let mut bytes = [0u64; 2];
+            let mut last_ns = e.last_ns;
+            for d in 0..2 {
+                if let Ok(v) = self.stats_map.get(&e.slots[d], 0) {
+                    let (p, b, t) = v.iter().fold((0, 0, 0), |(p, b, t), s| {
+                        (p + s.packets, b + s.bytes, t.max(s.last_used_ns))
+                    });
+                    packets[d] = p.saturating_sub(e.packets[d]);
+                    bytes[d] = b.saturating_sub(e.bytes[d]);
+                    last_ns = last_ns.max(t);
+                }
+            }
+            if packets != [0, 0] {
+                self.results.push(BackendEvent::Stats {
+                    id,
+                    packets,
+                    bytes,
+                    last_used: self.to_caller_time(last_ns),
+                });
+            }
             self.free_slots.extend_from_slice(&e.slots);
             self.stats.removed += 1;
         }
