@@ -471,11 +471,17 @@ impl XdpOffload {
     /// On failure (the steering program already runs behind another offload, is not on a
     /// link, or the kernel refuses the switch) the device keeps its steering program alone,
     /// as it was, and the returned attachment says why: its flows stay in software.
+    ///
+    /// A program on a link keeps its mode: `req` must allow the steering program's, and
+    /// `Auto` does not take a veth in native mode (a frame redirected into a veth in native
+    /// mode is dropped unless its far end has an XDP program; `attach` takes veths in generic
+    /// mode for the same reason).
     pub fn take_over(
         &mut self,
         port: Port,
         steer: &mut crate::Steer,
         chain: &mut Chain,
+        req: ModeRequest,
     ) -> Attachment {
         let ifindex = steer.ifindex();
         let mut a = Attachment {
@@ -485,7 +491,20 @@ impl XdpOffload {
             mode: None,
             warning: None,
         };
-        let r = self.take_over_inner(steer, chain);
+        let r = match (req, steer.mode()) {
+            (ModeRequest::Native, Mode::Generic) | (ModeRequest::Generic, Mode::Native) => {
+                Err(format!(
+                    "it runs in {} mode, which a program on its link keeps",
+                    steer.mode()
+                ))
+            }
+            (ModeRequest::Auto, Mode::Native)
+                if driver_of(steer.device()).as_deref() == Some("veth") =>
+            {
+                Err("native mode on a veth, whose far end drops redirected frames unless it has an XDP program; `--xdp-mode native` if it has".into())
+            }
+            _ => self.take_over_inner(steer, chain),
+        };
         match r {
             Ok(()) => {
                 a.mode = Some(steer.mode());

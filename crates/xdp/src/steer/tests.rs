@@ -825,7 +825,7 @@ fn the_offload_takes_over_from_a_steering_program_without_losing_a_frame() {
     let switch = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(150));
         let mut chain = offload.take_chain().unwrap();
-        let a = offload.take_over(0, &mut steer, &mut chain);
+        let a = offload.take_over(0, &mut steer, &mut chain, ModeRequest::Auto);
         (offload, steer, chain, a)
     });
     let mut got = collect(
@@ -862,7 +862,7 @@ fn the_offload_takes_over_from_a_steering_program_without_losing_a_frame() {
     let mut steer = steer;
     let mut other = XdpOffload::load(&XdpOffloadConfig::default()).unwrap();
     let mut other_chain = other.take_chain().unwrap();
-    let b = other.take_over(0, &mut steer, &mut other_chain);
+    let b = other.take_over(0, &mut steer, &mut other_chain, ModeRequest::Generic);
     assert_eq!(b.mode, None);
     assert!(
         b.warning
