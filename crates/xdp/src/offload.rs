@@ -63,6 +63,9 @@ pub enum XdpOffloadError {
     NotBuilt,
     #[error("loading the XDP offload program: {0}")]
     Load(String),
+    /// What runs after the program on a device could not be set ([`Chain::set`]).
+    #[error("XDP offload chain: {0}")]
+    Chain(String),
 }
 
 /// How the program runs on a device.
@@ -905,7 +908,9 @@ impl Chain {
             None => (0..MAX_NEXT)
                 .find(|s| !self.used.values().any(|u| u == s))
                 .ok_or_else(|| {
-                    XdpOffloadError::Load(format!("offload_next: more than {MAX_NEXT} devices"))
+                    XdpOffloadError::Chain(format!(
+                        "more than {MAX_NEXT} devices (offload_next has {MAX_NEXT} slots); ifindex {ifindex} is not chained"
+                    ))
                 })?,
         };
         self.progs.set(slot, prog, 0).map_err(err)?;
@@ -923,6 +928,16 @@ impl Chain {
             let _ = self.slots.remove(&ifindex);
             let _ = self.progs.clear_index(&slot);
         }
+    }
+
+    /// The slot of `offload_next` device `ifindex` has.
+    pub fn slot(&self, ifindex: u32) -> Option<u32> {
+        self.used.get(&ifindex).copied()
+    }
+
+    /// The slot the program finds for `ifindex` (`offload_next_slot`, read from the kernel).
+    pub fn kernel_slot(&self, ifindex: u32) -> Option<u32> {
+        self.slots.get(&ifindex, 0).ok()
     }
 
     /// The devices that have a next program.

@@ -887,3 +887,59 @@ fn the_offload_takes_over_from_a_steering_program_without_losing_a_frame() {
     }
     assert!(!xdp_attached(r, "vr"), "the program stayed attached");
 }
+
+/// The chain is keyed by a dense slot (`offload_next_slot`: ifindex -> slot of the 256-entry
+/// program array), not by the ifindex itself: any ifindex takes a slot, 256 devices at most,
+/// the 257th is refused with a message that says so, and a cleared device frees its slot.
+#[test]
+fn the_chain_takes_any_ifindex_and_at_most_256_devices() {
+    use crate::offload::{XdpOffload, XdpOffloadConfig, MAX_NEXT};
+    let test = "the_chain_takes_any_ifindex_and_at_most_256_devices";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    if let Some(why) = nft_io::netns::skip_reason() {
+        eprintln!("{test}: SKIPPED ({why})");
+        return;
+    }
+    let mut offload = XdpOffload::load(&XdpOffloadConfig::default()).unwrap();
+    let mut chain = offload.take_chain().unwrap();
+    // a program to chain: the steering program, loaded for lo, attached nowhere
+    let steer = Steer::load("lo", &SteerConfig::default()).unwrap();
+    let fd = steer.prog_fd().unwrap();
+    // ifindexes far beyond the array's size, then enough small ones to fill it
+    let big = [100_000u32, 1 << 20, u32::MAX];
+    for &i in &big {
+        chain.set(i, fd).unwrap();
+    }
+    for i in 1..=MAX_NEXT - big.len() as u32 {
+        chain.set(i, fd).unwrap();
+    }
+    assert_eq!(chain.devices().len(), MAX_NEXT as usize);
+    // setting a device again keeps its slot
+    chain.set(1 << 20, fd).unwrap();
+    let e = chain.set(7777, fd).unwrap_err().to_string();
+    assert!(e.contains("more than 256 devices"), "{e}");
+    assert!(!chain.devices().contains(&7777));
+    // the slots are distinct and within the array
+    let mut slots: Vec<u32> = chain
+        .devices()
+        .iter()
+        .map(|i| chain.slot(*i).unwrap())
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots.len(), MAX_NEXT as usize);
+    assert!(slots.iter().all(|&s| s < MAX_NEXT));
+    // the kernel's map says the same
+    assert_eq!(chain.kernel_slot(u32::MAX), chain.slot(u32::MAX));
+    assert_eq!(chain.kernel_slot(7777), None);
+    // a cleared device frees its slot for another
+    let freed = chain.slot(100_000).unwrap();
+    chain.clear(100_000);
+    assert_eq!(chain.kernel_slot(100_000), None);
+    chain.set(7777, fd).unwrap();
+    assert_eq!(chain.slot(7777), Some(freed));
+    assert_eq!(chain.kernel_slot(7777), Some(freed));
+}
