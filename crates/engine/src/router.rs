@@ -1275,7 +1275,7 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
+        let now_ns = crate::now_ns(now);
         let fams = Self::families(w);
         let manip = hook_manip(hook);
         while i < self.rules.base.len() {
