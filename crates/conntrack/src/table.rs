@@ -30,6 +30,10 @@ const UDP_STREAM_AFTER: Duration = Duration::from_secs(2);
 /// How many candidates one early drop looks at before refusing the new connection, so that a
 /// table full of assured connections costs bounded work per packet.
 const EARLY_DROP_SCAN: usize = 64;
+/// Up to this many connections, the table's vectors and indexes are sized for its limit when
+/// it is made (zeroed or untouched memory, mapped in as connections arrive), so that a
+/// growing table never moves its entries; beyond, they grow from there.
+const PRESIZE_MAX: usize = 1 << 21;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -321,17 +325,19 @@ impl Table {
     pub fn new(cfg: Config) -> Table {
         let rng = Rng(cfg.seed);
         let seed = cfg.seed;
+        let n = cfg.max_entries.min(PRESIZE_MAX);
         Table {
             cfg,
-            slots: Vec::new(),
-            gens: Vec::new(),
+            slots: Vec::with_capacity(n),
+            gens: Vec::with_capacity(n),
             masq: Vec::new(),
             masq_wide: std::collections::HashMap::new(),
             free: Vec::new(),
-            map: Index::new(),
-            bysource: Index::new(),
+            // both directions of each connection
+            map: Index::with_capacity(2 * n),
+            bysource: Index::with_capacity(n),
             hasher: Hasher::with_seed(mix64(seed)),
-            age: VecDeque::new(),
+            age: VecDeque::with_capacity(n),
             len: 0,
             gc_cursor: 0,
             next_id: 1,

@@ -104,6 +104,15 @@ pub fn pseudo_header(src: &IpAddr, dst: &IpAddr, protocol: IpProtocol, length: u
     }
 }
 
+/// The one's complement sum of a TCP, UDP or ICMPv6 message `data` with its pseudo-header:
+/// `0xffff` when the checksum in it is right; its complement is the checksum to store.
+pub fn with_pseudo_header(src: &IpAddr, dst: &IpAddr, protocol: IpProtocol, data: &[u8]) -> u16 {
+    combine(&[
+        pseudo_header(src, dst, protocol, data.len() as u32),
+        sum(data),
+    ])
+}
+
 fn addr_sum(addr: &IpAddr) -> u16 {
     match addr {
         IpAddr::V4(a) => sum(&a.octets()),
