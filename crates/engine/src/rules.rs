@@ -2367,6 +2367,30 @@ pub trait CtFacts {
     fn ct_get(&self, key: CtK, reply: Option<bool>) -> u128;
     /// What [`Env::conn_alive`] takes to find this connection again (`ct count`); 0: none.
     fn ct_handle(&self) -> u64;
+    /// Whether the connection is in the table yet (`ct helper set` and the like act on new
+    /// ones only): its status has IPS_CONFIRMED.
+    fn ct_confirmed(&self) -> bool {
+        const CONFIRMED: u128 = 1 << 3;
+        self.ct_get(CtK::Status, None) & CONFIRMED != 0
+    }
+}
+
+/// What rules read of a packet conntrack looked at and found no connection for: `ct state
+/// invalid`, and nothing else (every other key 0, no handle).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CtInvalid;
+
+impl CtFacts for CtInvalid {
+    fn ct_get(&self, key: CtK, _reply: Option<bool>) -> u128 {
+        match key {
+            CtK::State => 1,
+            _ => 0,
+        }
+    }
+
+    fn ct_handle(&self) -> u64 {
+        0
+    }
 }
 
 impl CtFacts for CtInfo {
@@ -2423,6 +2447,10 @@ impl CtFacts for CtInfo {
     fn ct_handle(&self) -> u64 {
         self.handle
     }
+
+    fn ct_confirmed(&self) -> bool {
+        self.confirmed
+    }
 }
 
 /// The packet and its metadata as rules see them.
@@ -2444,8 +2472,8 @@ pub struct Pkt<'a> {
     pub priority: u32,
     pub nftrace: bool,
     pub pkttype: u8,
-    pub ct: Option<CtInfo>,
-    /// The connection itself, read lazily; when set, `ct` is not read.
+    /// What conntrack knows of the packet: its connection, read lazily, or [`CtInvalid`];
+    /// `None` for an untracked packet (only `ct state` answers, untracked).
     pub conn: Option<&'a dyn CtFacts>,
     pub new_ct_mark: Option<u32>,
     pub new_ct_zone: Option<u16>,
@@ -2518,22 +2546,13 @@ const NS_PER_S: u64 = 1_000_000_000;
 impl Pkt<'_> {
     /// Whether the packet has a connection not yet in the table (its first packet).
     fn ct_unconfirmed(&self) -> bool {
-        // IPS_CONFIRMED
-        const CONFIRMED: u128 = 1 << 3;
-        match (self.conn, &self.ct) {
-            (Some(c), _) => c.ct_handle() != 0 && c.ct_get(CtK::Status, None) & CONFIRMED == 0,
-            (None, Some(c)) => c.handle != 0 && !c.confirmed,
-            (None, None) => false,
-        }
+        self.conn
+            .is_some_and(|c| c.ct_handle() != 0 && !c.ct_confirmed())
     }
 
     /// `ct label` of the connection as it stands (0 untracked).
     fn ct_label(&self) -> u128 {
-        match (self.conn, &self.ct) {
-            (Some(c), _) => c.ct_get(CtK::Label, None),
-            (None, Some(c)) => c.label,
-            (None, None) => 0,
-        }
+        self.conn.map_or(0, |c| c.ct_get(CtK::Label, None))
     }
 
     fn base(&self, b: Base) -> Option<usize> {
@@ -2636,11 +2655,9 @@ impl Pkt<'_> {
                 MetaK::Skuid | MetaK::Skgid | MetaK::Cgroup => return None,
             }),
             Load::Ct { key, reply } => {
-                let ct: &dyn CtFacts = match (self.conn, &self.ct) {
-                    (Some(c), _) => c,
-                    (None, Some(c)) => c,
+                let Some(ct) = self.conn else {
                     // untracked: only `ct state` answers
-                    (None, None) => return (*key == CtK::State).then_some(64),
+                    return (*key == CtK::State).then_some(64);
                 };
                 // what this walk set (`ct ... set`) reads back before the connection has it
                 Some(match key {
@@ -3260,11 +3277,7 @@ fn dynset(
 /// packet's own, and matches when the count is within N (above N with `over`). A packet
 /// without a tracked connection does not match.
 fn count_conn(pkt: &Pkt, list: &mut Vec<u64>, over: bool, count: u32) -> bool {
-    let handle = match (pkt.conn, &pkt.ct) {
-        (Some(c), _) => c.ct_handle(),
-        (None, Some(c)) => c.handle,
-        (None, None) => 0,
-    };
+    let handle = pkt.conn.map_or(0, |c| c.ct_handle());
     if handle == 0 {
         return false;
     }
@@ -3839,7 +3852,6 @@ pub fn pkt_view<'a>(
         priority: 0,
         nftrace: false,
         pkttype: 0,
-        ct: None,
         conn: None,
         new_ct_mark: None,
         new_ct_zone: None,
