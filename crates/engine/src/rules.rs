@@ -3530,15 +3530,15 @@ fn run_chain(
                                     continue;
                                 };
                                 match synproxy_op(pkt, spec, act) {
-                                    Some(v) => {
-                                        verdict = Some(v);
-                                        break;
-                                    }
-                                    None if pkt.l4proto != 6 => {
+                                    Step::Next => {}
+                                    Step::Stop => {
                                         matched = false;
                                         break;
                                     }
-                                    None => {}
+                                    Step::End(v) => {
+                                        verdict = Some(v);
+                                        break;
+                                    }
                                 }
                             }
                         }
@@ -3630,15 +3630,15 @@ fn run_chain(
                     }
                     Op::SetSecmark(id) => pkt.secmark = *id,
                     Op::Synproxy(spec) => match synproxy_op(pkt, spec, act) {
-                        Some(v) => {
-                            verdict = Some(v);
-                            break;
-                        }
-                        None if pkt.l4proto != 6 => {
+                        Step::Next => {}
+                        Step::Stop => {
                             matched = false;
                             break;
                         }
-                        None => {}
+                        Step::End(v) => {
+                            verdict = Some(v);
+                            break;
+                        }
                     },
                     Op::Tproxy { addr, port, v6 } => {
                         // the family the statement names must be the packet's; a
@@ -3768,23 +3768,31 @@ fn run_chain(
     }
 }
 
-/// `nft_synproxy_do_eval`: not TCP, no verdict (the rule stops); TCP goes to the router
-/// ([`Actions::synproxy`]: it drops a bad checksum or options cut short); a SYN or an ACK is
-/// the router's and its walk ends; other segments go on.
-fn synproxy_op(
-    pkt: &Pkt,
-    spec: &crate::synproxy::SynproxySpec,
-    act: &mut dyn Actions,
-) -> Option<Verdict> {
+/// What a statement does to the rest of its rule.
+enum Step {
+    /// The rule goes on.
+    Next,
+    /// The rule stops, unmatched (`NFT_BREAK`).
+    Stop,
+    /// The rule ends the chain with a verdict.
+    End(Verdict),
+}
+
+/// `nft_synproxy_do_eval` (the statement and the object alike): not TCP, no verdict (the
+/// rule stops); TCP goes to the router ([`Actions::synproxy`]: it drops a bad checksum or
+/// options cut short); a SYN or an ACK is the router's and its walk ends; other segments go
+/// on.
+fn synproxy_op(pkt: &Pkt, spec: &crate::synproxy::SynproxySpec, act: &mut dyn Actions) -> Step {
     if pkt.l4proto != 6 {
-        return None;
+        return Step::Stop;
     }
     act.synproxy(pkt, spec);
-    let flags = pkt.th.and_then(|t| pkt.frame.get(t + 13)).copied()?;
-    if flags & (crate::synproxy::SYN | crate::synproxy::ACK) == 0 {
-        return None;
+    match pkt.th.and_then(|t| pkt.frame.get(t + 13)) {
+        Some(f) if f & (crate::synproxy::SYN | crate::synproxy::ACK) != 0 => {
+            Step::End(Verdict::Stolen)
+        }
+        _ => Step::Next,
     }
-    Some(Verdict::Stolen)
 }
 
 fn eval_value(
