@@ -1752,13 +1752,38 @@ impl Router {
         let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
             return;
         };
-        let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
+        let mtu = iface.mtu as usize;
+        // The copy leaves through the output path (`ip_local_out` for dup, the neighbour's
+        // transmit for fwd): a reassembled datagram goes in the fragments it came in, cut
+        // again where one exceeds the MTU (`ip_do_fragment`); a packet over the MTU is cut
+        // there without DF, and dropped with DF or over IPv6 (`ip_fragment`, `ip6_fragment`
+        // refuse it; no error is sent for a copy here).
+        let dont_frag = !w.v6 && l3.get(6).is_some_and(|b| b & 0x40 != 0);
+        let frames = match &w.frags {
+            Some((_, max_size, _)) if *max_size > mtu && (w.v6 || dont_frag) => None,
+            Some((pieces, _, id)) => defrag::fragment(l3, pieces, mtu, *id),
+            None if l3.len() <= mtu => Some(vec![l3.to_vec()]),
+            None if w.v6 || dont_frag => None,
+            None => defrag::fragment(l3, &[l3.len() - meta.ip_header_len], mtu, 0),
+        };
+        let Some(frames) = frames else {
+            return self.counters.drop(Drop::NeedsFragmentation);
+        };
         if fwd {
             self.counters.fwd_packets += 1;
         } else {
             self.counters.dup_packets += 1;
         }
-        self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        let frames: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
+            .collect();
+        if frames.len() > 1 {
+            self.counters.fragments_sent += frames.len() as u64;
+        }
+        for frame in frames {
+            self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        }
     }
 
     /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.

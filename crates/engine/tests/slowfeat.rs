@@ -230,3 +230,117 @@ fn sctp_association_is_tracked_and_natted_through_the_router() {
     none(&mut r, LAN, bad, t);
     assert_eq!(counter(&r, "invalid"), 2);
 }
+
+const DUP_RULES: &str = r#"
+table ip t {
+	chain pre {
+		type filter hook prerouting priority filter; policy accept;
+		udp dport 9 dup to 198.18.0.1 device 2
+	}
+}
+"#;
+
+/// A UDP datagram from the client to the LAN server, `n` payload bytes, DF as given.
+fn lan_dgram(n: usize, df: bool) -> Vec<u8> {
+    let mut f = udp4(
+        CLIENT_MAC,
+        LAN_MAC,
+        CLIENT,
+        SERVER,
+        4000,
+        9,
+        64,
+        &vec![0x5a; n],
+    );
+    f[14 + 4..14 + 6].copy_from_slice(&0x1234u16.to_be_bytes());
+    f[14 + 6] = if df { 0x40 } else { 0 };
+    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let c = ipv4_sum(&f[14..34]);
+    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn ipv4_sum(h: &[u8]) -> u16 {
+    let mut s: u32 = 0;
+    for c in h.chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// (offset in bytes, more fragments, IP total length) of an IPv4 frame.
+fn frag_fields(f: &[u8]) -> (usize, bool, usize) {
+    let fo = u16::from_be_bytes([f[20], f[21]]);
+    (
+        usize::from(fo & 0x1fff) * 8,
+        fo & 0x2000 != 0,
+        usize::from(u16::from_be_bytes([f[16], f[17]])),
+    )
+}
+
+/// `dup` of a reassembled datagram leaves through the output path: in the pieces it came
+/// in, cut again at the egress MTU where a piece does not fit (the WAN's 1400 here); a
+/// packet over the MTU is cut without DF and not copied with it.
+#[test]
+fn dup_of_a_reassembled_datagram_is_fragmented_to_the_egress_mtu() {
+    let mut r = router_with(TOPOLOGY, DUP_RULES, Config::default());
+    let whole = lan_dgram(2000, false);
+    let pieces = nft_engine::defrag::fragment(&whole[14..], &[1480, 528], 65535, 0).unwrap();
+    let frames: Vec<Vec<u8>> = pieces
+        .iter()
+        .map(|p| [&whole[..14], &p[..]].concat())
+        .collect();
+    assert!(send(&mut r, LAN, frames[1].clone(), secs(1)).is_empty());
+    let out = send(&mut r, LAN, frames[0].clone(), secs(1));
+    let wan: Vec<&[u8]> = out
+        .iter()
+        .filter(|f| f.egress == Port::Iface(WAN))
+        .map(|f| &f.data[..])
+        .collect();
+    let lan: Vec<&[u8]> = out
+        .iter()
+        .filter(|f| f.egress == Port::Iface(LAN))
+        .map(|f| &f.data[..])
+        .collect();
+    // the original in its pieces on the LAN (MTU 1500)
+    assert_eq!(
+        lan.iter().map(|f| frag_fields(f)).collect::<Vec<_>>(),
+        [(0, true, 1500), (1480, false, 548)]
+    );
+    // the copy cut at 1376 payload bytes a fragment for the WAN
+    assert_eq!(
+        wan.iter().map(|f| frag_fields(f)).collect::<Vec<_>>(),
+        [(0, true, 1396), (1376, false, 20 + 632)]
+    );
+    let mut data = vec![];
+    for f in &wan {
+        assert_eq!(&f[0..6], &GW_MAC);
+        assert_eq!(&f[14 + 4..14 + 6], &[0x12, 0x34], "the datagram's ID");
+        assert_eq!(ipv4_sum(&f[14..34]), 0, "header checksum");
+        data.extend_from_slice(&f[34..]);
+    }
+    assert_eq!(
+        data,
+        whole[34..],
+        "the pieces put together are the datagram"
+    );
+    assert_eq!(r.counters().dup_packets, 1);
+
+    // not fragmented: over the WAN's MTU without DF, cut; with DF, no copy
+    let out = send(&mut r, LAN, lan_dgram(1450, false), secs(2));
+    let wan: Vec<_> = out
+        .iter()
+        .filter(|f| f.egress == Port::Iface(WAN))
+        .collect();
+    assert_eq!(
+        wan.iter().map(|f| frag_fields(&f.data)).collect::<Vec<_>>(),
+        [(0, true, 1396), (1376, false, 20 + 82)]
+    );
+    let out = send(&mut r, LAN, lan_dgram(1450, true), secs(3));
+    assert!(out.iter().all(|f| f.egress == Port::Iface(LAN)), "{out:?}");
+    assert_eq!(out.len(), 1);
+    assert_eq!(r.counters().dup_packets, 2);
+}
