@@ -2996,7 +2996,7 @@ fn key(st: &mut State, pkt: &Pkt, loads: &[Load], buf: &mut Vec<u128>) -> bool {
     true
 }
 
-fn test(v: u128, t: &Test) -> bool {
+pub(crate) fn test(v: u128, t: &Test) -> bool {
     match t {
         Test::Cmp(op, c) => match op {
             RelOp::Implicit | RelOp::Eq | RelOp::Neg => v == *c,

@@ -897,3 +897,72 @@ table inet t {
     );
     assert_eq!(mss(&lan), 1460);
 }
+
+/// A chain none of whose rules can act on a packet's protocols is skipped, and the packet
+/// gets exactly what running it would give: its policy, no counter, no hit; other protocols
+/// still run it; a trace still shows the run.
+#[test]
+fn chains_without_rules_for_the_protocol_only_apply_their_policy() {
+    const SKIP_RULES: &str = r#"
+table inet fw {
+	chain tcp_only {
+		type filter hook forward priority -10; policy drop;
+		tcp dport 80 counter accept
+		meta l4proto tcp counter accept
+	}
+	chain v6_only {
+		type filter hook forward priority 0; policy accept;
+		meta nfproto ipv6 counter drop
+	}
+	chain srcnat {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "wan" masquerade
+	}
+}
+"#;
+    let udp = || udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q");
+    let tcp = || {
+        tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            5001,
+            80,
+            1,
+            Tcp::Syn,
+            b"",
+        )
+    };
+    for trace in [false, true] {
+        let cfg = nft_engine::Config {
+            trace,
+            ..nft_engine::Config::default()
+        };
+        let mut r = router_with(TOPOLOGY, SKIP_RULES, cfg);
+        // UDP: the TCP chain's policy drops it, nothing counted, no connection left
+        none(&mut r, LAN, udp(), secs(1));
+        assert_eq!(r.counters().dropped(Drop::PolicyDrop), 1);
+        assert_eq!(r.rule_state().counters, vec![(0, 0); 3]);
+        assert_eq!(r.conntrack().len(), 0);
+        if trace {
+            let lines = r.take_trace();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("tcp_only") && l.contains("policy drop")),
+                "the skipped chain is traced: {lines:?}"
+            );
+        }
+        // TCP: both chains run (the first rule counts and accepts), masqueraded
+        let out = one(&mut r, LAN, tcp(), secs(1), Port::Iface(WAN));
+        let m = check(&out);
+        assert_eq!(
+            m.src_addr,
+            Some(std::net::Ipv4Addr::from(ROUTER_WAN).into())
+        );
+        assert_eq!(r.rule_state().counters[0].0, 1);
+        assert_eq!(r.rule_state().counters[1].0, 0);
+        assert_eq!(r.rule_state().counters[2].0, 0);
+    }
+}
