@@ -336,8 +336,9 @@ impl Conn {
     }
 
     /// Sets the synproxy state; with sequence adjustment on, the connection is marked
-    /// `SEQ_ADJUST` (which keeps it off the flowtable, as in the kernel).
-    pub fn set_synproxy(&mut self, sp: Synproxy) {
+    /// `SEQ_ADJUST` (which keeps it off the flowtable, as in the kernel). Through
+    /// [`Table::set_synproxy`](crate::Table::set_synproxy), which counts such connections.
+    pub(crate) fn set_synproxy(&mut self, sp: Synproxy) {
         if sp.established {
             self.status.insert(Status::SEQ_ADJUST);
         }

@@ -300,6 +300,8 @@ pub struct Table {
     pub(crate) pending: Pending,
     /// Connections announced by `ct expectation set`, few and short-lived.
     expects: Vec<Expectation>,
+    /// Connections with synproxy state, so that a dataplane with none skips looking.
+    synproxied: usize,
 }
 
 /// A connection announced by another (`struct nf_conntrack_expect`): from `src`, any port,
@@ -345,6 +347,7 @@ impl Table {
             stats: Stats::default(),
             pending: Pending::default(),
             expects: Vec::new(),
+            synproxied: 0,
         }
     }
 
@@ -573,6 +576,9 @@ impl Table {
         }
         let s = self.slots.get_mut(idx as usize)?;
         let c = s.conn.take()?;
+        if c.synproxy().is_some() {
+            self.synproxied -= 1;
+        }
         if let Some(g) = self.gens.get_mut(idx as usize) {
             *g = g.wrapping_add(1);
         }
@@ -1306,6 +1312,23 @@ impl Table {
                 && self.get(e.master).is_some()
         })?;
         Some(self.expects.swap_remove(i))
+    }
+
+    /// Sets a connection's synproxy state (the router answered its handshake).
+    pub fn set_synproxy(&mut self, id: ConnId, sp: crate::Synproxy) -> Result<(), CtError> {
+        let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        let new = c.synproxy().is_none();
+        c.set_synproxy(sp);
+        if new {
+            self.synproxied += 1;
+        }
+        Ok(())
+    }
+
+    /// How many connections have synproxy state: none, and nothing needs sequence
+    /// adjustment.
+    pub fn synproxied(&self) -> usize {
+        self.synproxied
     }
 
     /// Adds packets counted elsewhere (the flowtable's fast path) to a direction.

@@ -1069,26 +1069,34 @@ fn synproxy_state_lives_in_the_extension_and_marks_seq_adjust() {
         &tcp(LAN, SRV, 40000, 80, F::Syn, 100, 0, b""),
         s(1),
     ));
-    let c = t.get_mut(id).unwrap();
-    assert!(c.synproxy().is_none());
+    assert!(t.get(id).unwrap().synproxy().is_none());
+    assert_eq!(t.synproxied(), 0);
     let sp = Synproxy {
         isn: 7,
         its: 9,
         window: 100,
         ..Synproxy::default()
     };
-    c.set_synproxy(sp);
+    t.set_synproxy(id, sp).unwrap();
+    let c = t.get(id).unwrap();
     assert_eq!(c.synproxy(), Some(&sp));
     // not yet answered by the server: no sequence adjustment
     assert!(!c.status().contains(Status::SEQ_ADJUST));
+    assert_eq!(t.synproxied(), 1);
     let on = Synproxy {
         seq_off: 1234,
         established: true,
         ..sp
     };
-    c.set_synproxy(on);
+    t.set_synproxy(id, on).unwrap();
+    let c = t.get(id).unwrap();
     assert_eq!(c.synproxy(), Some(&on));
     assert!(c.status().contains(Status::SEQ_ADJUST));
+    // counted once, and no longer once the connection is gone
+    assert_eq!(t.synproxied(), 1);
+    t.remove(id).unwrap();
+    assert_eq!(t.synproxied(), 0);
+    assert_eq!(t.set_synproxy(id, on), Err(CtError::NoSuchConn));
 }
 
 /// A flowtable's running counts (low 32 bits) are added as differences, across a wrap, from

@@ -27,8 +27,8 @@ use crate::fib::{Fib, NextHop, RouteKind};
 use crate::l2::{self, Ports, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::offload::Offload;
 use crate::rules::{
-    self, Actions, ChainType, CtFacts, CtInfo, CtK, Env, Hook, HookVerdict, LogSpec, NatKind,
-    NatSpec, Pkt, Reject, RouteAnswer, Ruleset, State, TraceLine,
+    self, Actions, ChainType, CtFacts, CtK, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt,
+    Reject, RouteAnswer, Ruleset, State, TraceLine,
 };
 use crate::topology::{Interface, Mac, Topology};
 
@@ -291,6 +291,13 @@ impl Env for RouterEnv<'_> {
             .and_then(|i| self.ifnames.get(i))
             .copied()
             .unwrap_or(0)
+    }
+
+    fn ifkind(&self, ifindex: u32) -> u128 {
+        (ifindex as usize)
+            .checked_sub(1)
+            .and_then(|i| self.topo.interfaces.get(i))
+            .map_or(0, |i| rules::ifname_value(&i.kind))
     }
 
     fn conn_alive(&self, handle: u64) -> bool {
@@ -1281,11 +1288,9 @@ impl Router {
 
     /// What rules see of a packet without a connection: invalid (conntrack looked and found
     /// nothing) or untracked (`ct state` alone answers). With a connection, [`LiveCt`].
-    fn ct_info(w: &Walk) -> Option<CtInfo> {
-        (w.conn.is_none() && w.tracked && w.state == CtState::Invalid).then(|| CtInfo {
-            state: CtState::Invalid.nft_bit(),
-            ..CtInfo::default()
-        })
+    fn ct_info(w: &Walk) -> Option<&'static dyn CtFacts> {
+        (w.conn.is_none() && w.tracked && w.state == CtState::Invalid)
+            .then_some(&rules::CtInvalid as &'static dyn CtFacts)
     }
 
     /// Runs the base chains of `hook` with priority in `lo..=hi` for the packet's family, in
@@ -1452,9 +1457,8 @@ impl Router {
             pkt.secmark = w.secmark;
             pkt.conn = live.as_ref().map(|l| l as &dyn CtFacts);
             if live.is_none() {
-                // (a large copy, only for packets without a connection)
-                pkt.ct = Self::ct_info(w);
-                if pkt.ct.is_none() && w.zone != 0 {
+                pkt.conn = Self::ct_info(w);
+                if pkt.conn.is_none() && w.zone != 0 {
                     pkt.new_ct_zone = Some(w.zone);
                 }
             }
@@ -1748,13 +1752,38 @@ impl Router {
         let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
             return;
         };
-        let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
+        let mtu = iface.mtu as usize;
+        // The copy leaves through the output path (`ip_local_out` for dup, the neighbour's
+        // transmit for fwd): a reassembled datagram goes in the fragments it came in, cut
+        // again where one exceeds the MTU (`ip_do_fragment`); a packet over the MTU is cut
+        // there without DF, and dropped with DF or over IPv6 (`ip_fragment`, `ip6_fragment`
+        // refuse it; no error is sent for a copy here).
+        let dont_frag = !w.v6 && l3.get(6).is_some_and(|b| b & 0x40 != 0);
+        let frames = match &w.frags {
+            Some((_, max_size, _)) if *max_size > mtu && (w.v6 || dont_frag) => None,
+            Some((pieces, _, id)) => defrag::fragment(l3, pieces, mtu, *id),
+            None if l3.len() <= mtu => Some(vec![l3.to_vec()]),
+            None if w.v6 || dont_frag => None,
+            None => defrag::fragment(l3, &[l3.len() - meta.ip_header_len], mtu, 0),
+        };
+        let Some(frames) = frames else {
+            return self.counters.drop(Drop::NeedsFragmentation);
+        };
         if fwd {
             self.counters.fwd_packets += 1;
         } else {
             self.counters.dup_packets += 1;
         }
-        self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        let frames: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
+            .collect();
+        if frames.len() > 1 {
+            self.counters.fragments_sent += frames.len() as u64;
+        }
+        for frame in frames {
+            self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        }
     }
 
     /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.
@@ -2170,7 +2199,6 @@ impl Router {
             None => (None, CtState::Invalid),
         };
         let mut lw = Walk::own(w, oif, via.or(Some(dst)), src_mac, conn, state);
-        lw.tracked = state != CtState::Untracked;
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
         out.append(&mut sink);
@@ -2639,6 +2667,47 @@ fn decrement_ttl(buf: &mut [u8], meta: &mut PacketMeta) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::CtInfo;
+
+    /// A packet the router makes without a connection to attach to (synproxy's SYN to the
+    /// server that conntrack found invalid, a reset or ICMP error answering an invalid packet)
+    /// went through conntrack: rules see `ct state invalid`; only an untracked one is
+    /// untracked.
+    #[test]
+    fn own_packets_without_a_connection_are_invalid() {
+        let base = Walk {
+            iif: 0,
+            oif: None,
+            v6: false,
+            mark: 0,
+            priority: 0,
+            nftrace: false,
+            zone: 0,
+            nexthop: None,
+            pkttype: 0,
+            notrack: false,
+            tracked: true,
+            conn: None,
+            state: CtState::New,
+            src_mac: [0; 6],
+            flow_add: None,
+            ct_mark: None,
+            local: false,
+            frags: None,
+            hold: None,
+            secmark: 0,
+            tproxy: false,
+        };
+        let w = Walk::own(&base, 1, None, [0; 6], None, CtState::Invalid);
+        assert!(w.tracked);
+        let f = Router::ct_info(&w).expect("invalid facts");
+        assert_eq!(f.ct_get(CtK::State, None), 1);
+        assert_eq!(f.ct_get(CtK::Mark, None), 0);
+        assert_eq!(f.ct_handle(), 0);
+        let u = Walk::own(&base, 1, None, [0; 6], None, CtState::Untracked);
+        assert!(!u.tracked);
+        assert!(Router::ct_info(&u).is_none());
+    }
 
     /// Every fact as the copied record had it, for comparison with [`LiveCt`].
     fn copied(c: &Conn, id: ConnId, dir: Direction, state: CtState, now: Duration) -> CtInfo {
@@ -2805,7 +2874,8 @@ impl Walk {
             nexthop,
             pkttype: 0,
             notrack: false,
-            tracked: conn.is_some(),
+            // conntrack looked at it unless it is untracked: without a connection, invalid
+            tracked: state != CtState::Untracked,
             conn,
             state,
             src_mac,

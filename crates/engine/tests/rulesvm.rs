@@ -90,7 +90,7 @@ fn input(
 ) -> (HookVerdict, u32) {
     let m = nft_wire::parse_frame(frame).unwrap();
     let mut p = pkt_from_frame(frame, &m, 1, "lan");
-    p.ct = ct;
+    p.conn = ct.as_ref().map(|c| c as &dyn nft_engine::rules::CtFacts);
     p.env = env;
     let v = run_hook(
         rs,
