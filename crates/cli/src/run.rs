@@ -929,7 +929,7 @@ fn xdp_offload(
         .map(|(i, _)| i)
         .collect();
     for i in tables {
-        let (x, m, c) = new_xdp_table(router, i, env);
+        let (x, m, c) = new_xdp_table(router, i, env, None);
         msgs.extend(m);
         chains.extend(c);
         kept.push(x);
@@ -937,11 +937,14 @@ fn xdp_offload(
     (msgs, chains, kept)
 }
 
-/// The XDP offload for flowtable `i` of the router, set as its backend.
+/// The XDP offload for flowtable `i` of the router, set as its backend. With `steering` (a
+/// reload under `--io af_xdp`), it takes the devices over from their steering programs,
+/// which it chains, instead of being attached.
 fn new_xdp_table(
     router: &mut Router,
     i: usize,
     env: &XdpEnv,
+    steering: Option<&mut run_afxdp::Steering>,
 ) -> (XdpTable, Vec<String>, Option<run_afxdp::Chained>) {
     use nft_xdp::offload::{SharedXdpOffload, XdpOffload, XdpOffloadConfig};
     let t = &router.offload().flowtables()[i];
@@ -956,11 +959,23 @@ fn new_xdp_table(
         mode: env.mode,
         ..XdpOffloadConfig::default()
     };
-    let handle = match XdpOffload::new(&cfg) {
+    let in_front = steering.is_some();
+    let made = match steering {
+        Some(st) => XdpOffload::load(&cfg).map(|mut x| {
+            st.put_behind(&mut x, &cfg.devices, cfg.mode);
+            x
+        }),
+        None => XdpOffload::new(&cfg),
+    };
+    let handle = match made {
         Ok(mut x) => {
             x.set_clock(Duration::ZERO, env.mono);
             for at in x.attachments() {
                 msgs.push(match (&at.mode, &at.warning) {
+                    (Some(m), _) if in_front => format!(
+                        "flowtable {name}: {} XDP offload ({m}) in front of the AF_XDP steering",
+                        at.device
+                    ),
                     (Some(m), _) => {
                         format!("flowtable {name}: {} XDP offload ({m})", at.device)
                     }
@@ -971,7 +986,7 @@ fn new_xdp_table(
                     ),
                 });
             }
-            if env.io == Io::AfXdp {
+            if env.io == Io::AfXdp && !in_front {
                 let devs = x
                     .attachments()
                     .iter()
@@ -1009,8 +1024,15 @@ fn new_xdp_table(
 /// offload` kept their flows and their backend; one that is new with `flags offload`, or gains
 /// it, gets an XDP offload; one that loses it (or is gone) lets its offload go, which takes the
 /// program off its devices (with `--io af_xdp` the program stays, idle, in front of the
-/// steering, and is taken up again if the flag comes back). The lines are for the log.
-pub fn xdp_after_reload(st: &mut State, env: &XdpEnv) -> Vec<String> {
+/// steering, and is taken up again if the flag comes back, or by a new flowtable on the same
+/// devices). With `--io af_xdp` (`steering`) a new offload takes its devices over from their
+/// steering programs, which it chains ([`run_afxdp::Steering::put_behind`]). The lines are
+/// for the log.
+pub fn xdp_after_reload(
+    st: &mut State,
+    env: &XdpEnv,
+    steering: Option<&Mutex<run_afxdp::Steering>>,
+) -> Vec<String> {
     let mut msgs = vec![];
     let hw: Vec<usize> = st
         .router
@@ -1038,13 +1060,29 @@ pub fn xdp_after_reload(st: &mut State, env: &XdpEnv) -> Vec<String> {
                 }
                 st.xdp[k].in_use = true;
             }
-            None if env.io == Io::AfXdp => {
-                msgs.push(format!(
-                    "warning: flowtable {}: a reload cannot put the XDP offload in front of                      the AF_XDP steering programs; its flows stay in software (restart `run`                      to offload them)",
-                    t.name
-                ));
+            None => {
+                // an idle offload on the same devices (the flowtable was renamed or moved
+                // to another table): taken up by this one
+                let idle = st
+                    .xdp
+                    .iter()
+                    .enumerate()
+                    .position(|(k, x)| !x.in_use && !taken[k] && x.ports == t.ports);
+                match idle {
+                    Some(k) if env.io == Io::AfXdp => {
+                        taken[k] = true;
+                        let (table, ports) = (t.table.clone(), t.ports.clone());
+                        let x = &mut st.xdp[k];
+                        (x.table, x.name, x.ports) = (table, tname.clone(), ports);
+                        x.in_use = true;
+                        if let Some(h) = &x.handle {
+                            st.router.offload_mut().set_backend(i, Box::new(h.clone()));
+                            msgs.push(format!("flowtable {tname}: XDP offload again"));
+                        }
+                    }
+                    _ => fresh.push(i),
+                }
             }
-            None => fresh.push(i),
         }
     }
     let mut k = 0;
@@ -1064,7 +1102,13 @@ pub fn xdp_after_reload(st: &mut State, env: &XdpEnv) -> Vec<String> {
         false
     });
     for i in fresh {
-        let (x, m, _) = new_xdp_table(&mut st.router, i, env);
+        let (x, m, _) = match (env.io, steering) {
+            (Io::AfXdp, Some(s)) => {
+                let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                new_xdp_table(&mut st.router, i, env, Some(&mut s))
+            }
+            _ => new_xdp_table(&mut st.router, i, env, None),
+        };
         msgs.extend(m);
         st.xdp.push(x);
     }

@@ -189,6 +189,40 @@ impl Steering {
         self.napi.restore();
     }
 
+    /// A reload gave a flowtable `flags offload` while the sockets receive: the XDP offload
+    /// `x` (loaded, attached nowhere) takes over each of `devices` (flowtable port, device)
+    /// from its steering program, which it then chains (`XdpOffload::take_over`: one atomic
+    /// switch of the device's XDP link, no frame lost or seen twice). Its chain joins the
+    /// others, emptied first at exit. A device whose steering already runs behind another
+    /// offload, or that `run` does not steer, stays as it is (its flows in software).
+    pub fn put_behind(
+        &mut self,
+        x: &mut nft_xdp::XdpOffload,
+        devices: &[(u16, String)],
+        req: nft_xdp::offload::ModeRequest,
+    ) -> Vec<nft_xdp::offload::Attachment> {
+        let Some(mut chain) = x.take_chain() else {
+            return vec![];
+        };
+        let mut out = vec![];
+        for (port, dev) in devices {
+            match self.steers.iter_mut().find(|s| s.device() == dev) {
+                Some(steer) => out.push(x.take_over(*port, steer, &mut chain, req)),
+                None => out.push(nft_xdp::offload::Attachment {
+                    port: *port,
+                    device: dev.clone(),
+                    ifindex: ifindex_of(dev),
+                    mode: None,
+                    warning: Some(format!(
+                        "{dev}: no AF_XDP steering to put the XDP offload in front of; its flows stay in software"
+                    )),
+                }),
+            }
+        }
+        self.chains.push(chain);
+        out
+    }
+
     /// Per interface: where the frames went (`nft-xdp`'s steering reasons).
     pub fn counters(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
         self.steers

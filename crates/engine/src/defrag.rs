@@ -14,9 +14,9 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 
-/// foldhash: the key holds attacker-chosen addresses and ids, but a queue is only ever found
-/// by a fragment that could have made it, and the memory bound holds whatever the hashing.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+// foldhash: the key holds attacker-chosen addresses and ids, but a queue is only ever found
+// by a fragment that could have made it, and the memory bound holds whatever the hashing.
+use crate::HashMap;
 
 const IPPROTO_FRAGMENT: u8 = 44;
 /// Bytes charged per held fragment beyond its data (the kernel charges an skb's truesize).

@@ -11,8 +11,8 @@
 //! are handed to the caller through [`Actions`], which the router implements with its
 //! connection table and transmit path.
 
-/// foldhash rather than SipHash: sets, maps and rule hit counts are looked up per packet.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+// foldhash rather than SipHash: sets, maps and rule hit counts are looked up per packet.
+use crate::HashMap;
 
 use nft_lang::ast::{self, BinOp, Const, Expr, ExprKind, Family, RelOp, StmtKind};
 use nft_lang::datatype::{Dt, Val};
@@ -2996,7 +2996,7 @@ fn key(st: &mut State, pkt: &Pkt, loads: &[Load], buf: &mut Vec<u128>) -> bool {
     true
 }
 
-fn test(v: u128, t: &Test) -> bool {
+pub(crate) fn test(v: u128, t: &Test) -> bool {
     match t {
         Test::Cmp(op, c) => match op {
             RelOp::Implicit | RelOp::Eq | RelOp::Neg => v == *c,

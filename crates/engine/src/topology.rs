@@ -25,8 +25,8 @@
 //! dev = "wan"
 //! ```
 
-/// foldhash rather than SipHash: neighbours are looked up per forwarded packet.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+// foldhash rather than SipHash: neighbours are looked up per forwarded packet.
+use crate::HashMap;
 use std::net::IpAddr;
 
 use serde::Deserialize;

@@ -12,11 +12,8 @@ use nft_wire::{checksum, IpProtocol, PacketMeta};
 use super::{Router, TxFrame, Walk};
 use crate::counters::Drop;
 use crate::fib::RouteKind;
+use crate::now_ns;
 use crate::synproxy::{self as sp, CookieKey, Seg, SynproxySpec, ACK, SYN};
-
-fn now_ns(now: Duration) -> u64 {
-    now.as_nanos().min(u64::MAX as u128) as u64
-}
 
 /// Whether the TCP checksum of the segment at `th` of `l3` is right (`nf_ip_checksum`).
 fn tcp_checksum_ok(l3: &[u8], th: usize, seg: &Seg) -> bool {
