@@ -36,9 +36,34 @@ pub(crate) const BURST: usize = 64;
 /// Timers (conntrack and flowtable GC) run at least this often, traffic or not.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
-/// AF_PACKET: attempts, 50 µs apart, to send a burst into a full socket buffer before the rest
-/// is dropped (counted as `tx_backpressure`).
-const TX_TRIES: u32 = 4;
+/// Transmit with a full queue (AF_PACKET: the socket's send buffer; AF_XDP: no free UMEM
+/// frame or TX slot): at most this many attempts per interface and burst, [`TX_RETRY_WAIT`]
+/// apart, then the rest of the burst is dropped and counted (`tx_backpressure`). At most
+/// 150 µs of waiting per interface and burst: under overload a longer wait only moves the loss
+/// to the receive rings, and stalls every other interface's traffic meanwhile.
+pub(crate) const TX_TRIES: u32 = 4;
+pub(crate) const TX_RETRY_WAIT: Duration = Duration::from_micros(50);
+
+/// Sends `frames` in order with `send`, which returns how many from the front it took (sent,
+/// or given up on by the backend and counted there); a call that takes nothing is a full
+/// queue, tried again up to [`TX_TRIES`] attempts in all. Returns how many frames were not
+/// taken: dropped, for the caller to count. The one transmit policy of both backends.
+pub(crate) fn send_bounded(frames: &[&[u8]], mut send: impl FnMut(&[&[u8]]) -> usize) -> usize {
+    let mut done = 0;
+    let mut tries = 0;
+    while done < frames.len() {
+        let t = send(&frames[done..]).min(frames.len() - done);
+        done += t;
+        if t == 0 {
+            tries += 1;
+            if tries >= TX_TRIES {
+                break;
+            }
+            std::thread::sleep(TX_RETRY_WAIT);
+        }
+    }
+    frames.len() - done
+}
 /// The kernel table that keeps the kernel off the dataplane's frames.
 pub const GUARD_TABLE: &str = "nft_offload_run";
 
@@ -470,20 +495,9 @@ fn worker(
                     Sent::Frame(f) => f.data.as_slice(),
                 })
                 .collect();
-            // A full send buffer: wait a little for the receiver, then drop rather than stop
-            // receiving (which, under overload, only moves the loss to the receive ring).
             let dev_before = sock.tx_device_drops();
-            let mut done = 0;
-            let mut tries = 0;
-            while done < frames.len() && tries < TX_TRIES {
-                let t = sock.tx_burst(&frames[done..]);
-                if t == 0 {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                done += t;
-            }
-            tx_dropped[e] += (frames.len() - done) as u64 + (sock.tx_device_drops() - dev_before);
+            let left = send_bounded(&frames, |f| sock.tx_burst(f));
+            tx_dropped[e] += left as u64 + (sock.tx_device_drops() - dev_before);
         }
         if tx_dropped.iter().any(|d| *d > 0) {
             let mut st = shared.lock();
@@ -1531,6 +1545,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn transmit_retries_a_full_queue_a_bounded_number_of_times() {
+        let frames: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"e"];
+        // a queue that stays full: TX_TRIES attempts, then all five are dropped
+        let mut calls = 0;
+        assert_eq!(
+            send_bounded(&frames, |_| {
+                calls += 1;
+                0
+            }),
+            5
+        );
+        assert_eq!(calls, TX_TRIES);
+        // two taken, then a full queue for good: three dropped, in order from the third
+        let mut seen = vec![];
+        let left = send_bounded(&frames, |f| {
+            if seen.len() < 2 {
+                seen.push(f[0][0]);
+                1
+            } else {
+                0
+            }
+        });
+        assert_eq!((left, seen), (3, vec![b'a', b'b']));
+        // a queue that is full twice, then takes everything: nothing dropped
+        let mut full = 2;
+        let left = send_bounded(&frames, |f| {
+            if full > 0 {
+                full -= 1;
+                0
+            } else {
+                f.len()
+            }
+        });
+        assert_eq!(left, 0);
+        // a backend that claims more than it was given cannot make the count wrap
+        assert_eq!(send_bounded(&frames, |_| 99), 0);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use nft_xdp::offload::{ifindex_of, Mode};
 use nft_xdp::{Chain, Steer, SteerConfig};
 
 use crate::netlink::Addr;
-use crate::run::{is_arp, thread_cpu_ns, Shared, BURST, TICK};
+use crate::run::{is_arp, send_bounded, thread_cpu_ns, Shared, BURST, TICK};
 
 /// A `flags offload` backend's chain and the devices (ifindex, mode) its program is on.
 pub struct Chained {
@@ -509,17 +509,7 @@ pub fn worker(
                 continue;
             }
             let frames: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
-            let mut done = 0;
-            let mut tries = 0;
-            while done < frames.len() && tries < 100 {
-                let t = set.tx_burst(e, &frames[done..]);
-                if t == 0 {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                done += t;
-            }
-            dropped[e] += (frames.len() - done) as u64;
+            dropped[e] += send_bounded(&frames, |f| set.tx_burst(e, f)) as u64;
             q.clear();
         }
         // fast-path frames that met a full TX ring

@@ -69,8 +69,10 @@ pub struct TxFrame {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub conntrack: nft_conntrack::Config,
-    /// Conntrack slots GC looks at per call of [`Router::process`], on top of two per frame,
-    /// so that expiry keeps up with the traffic at a bounded cost per burst.
+    /// Conntrack slots GC looks at per call of [`Router::process`] that has slow-path frames,
+    /// on top of two per such frame, so that expiry keeps up with what makes connections.
+    /// Besides, the whole table is swept once every [`CT_SWEEP`] of `now` in steps of at
+    /// least [`CT_GC_TICK`], whatever the traffic (fast-path bursts scan nothing else).
     pub gc_budget: usize,
     /// Keep each packet's walk through hooks, chains and rules (`nft monitor trace`).
     pub trace: bool,
@@ -493,6 +495,8 @@ pub struct Router {
     held: Vec<Held>,
     /// The SYN cookie secret of `synproxy`.
     cookie_key: crate::synproxy::CookieKey,
+    /// When conntrack's time-driven GC last ran (`None`: not yet).
+    ct_gc_last: Option<Duration>,
 }
 
 /// A routed frame, link header written but for the destination MAC, waiting for the kernel to
@@ -510,6 +514,13 @@ struct Held {
 const HELD_MAX: usize = 256;
 /// How long a frame waits for its neighbour (the kernel gives up resolving after about 3 s).
 const HOLD_FOR: Duration = Duration::from_secs(3);
+
+/// Conntrack GC sweeps the whole table once in this much time (the kernel's `gc_worker`
+/// looks at the table in steps the same way), on top of what slow-path frames pay for.
+pub const CT_SWEEP: Duration = Duration::from_secs(1);
+/// Time-driven conntrack GC runs at most once per this much time of `now`: a fast-path
+/// burst then costs a compare, not a scan.
+pub const CT_GC_TICK: Duration = Duration::from_millis(10);
 
 /// How many unresolved next hops are queued between two [`Router::take_unresolved`] calls.
 const UNRESOLVED_MAX: usize = 256;
@@ -573,6 +584,7 @@ impl Router {
             unresolved: vec![],
             held: vec![],
             cookie_key: crate::synproxy::CookieKey::default(),
+            ct_gc_last: None,
         }
     }
 
@@ -660,10 +672,6 @@ impl Router {
         now: Duration,
         out: &mut Vec<Sent>,
     ) {
-        // Conntrack GC keeps pace with what makes connections: a fixed budget per burst and
-        // two slots per slow-path frame (below). Fast-path frames make none, and scanning
-        // for them cost as much as a third of the flowtable's own work a packet.
-        self.ct.gc(now, self.cfg.gc_budget);
         if !self.held.is_empty() {
             self.release_held(now, out);
         }
@@ -679,9 +687,7 @@ impl Router {
             Vec::new()
         };
         let slow = slots.len() - self.offload.fast_path(slots, now);
-        if slow > 0 {
-            self.ct.gc(now, slow.saturating_mul(2));
-        }
+        self.ct_gc(now, slow);
         let mut tx = std::mem::take(&mut self.tx);
         for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
@@ -717,6 +723,34 @@ impl Router {
             out.extend(tx.drain(..).map(Sent::Frame));
         }
         self.tx = tx;
+    }
+
+    /// Conntrack GC before the slow path's frames of a burst: a budget per burst that has
+    /// some and two slots per such frame (GC keeps pace with what makes connections), and
+    /// a sweep of the whole table every [`CT_SWEEP`] in steps of [`CT_GC_TICK`] or more.
+    /// Fast-path frames make no connections: a burst of them alone pays a compare (scanning
+    /// for them cost a third of the flowtable's own work a packet).
+    #[inline]
+    fn ct_gc(&mut self, now: Duration, slow: usize) {
+        let mut budget = if slow > 0 {
+            self.cfg.gc_budget.saturating_add(slow.saturating_mul(2))
+        } else {
+            0
+        };
+        // (a capture's clock going back starts the step again)
+        let last = match self.ct_gc_last {
+            Some(t) if t <= now => t,
+            _ => *self.ct_gc_last.insert(now),
+        };
+        if now >= last.saturating_add(CT_GC_TICK) {
+            self.ct_gc_last = Some(now);
+            let share = self.ct.len() as u128 * (now - last).as_nanos() / CT_SWEEP.as_nanos();
+            let share = usize::try_from(share).unwrap_or(usize::MAX);
+            budget = budget.saturating_add(share.max(self.cfg.gc_budget));
+        }
+        if budget > 0 {
+            self.ct.gc(now, budget);
+        }
     }
 
     fn transmit(&mut self, egress: Port, data: Vec<u8>, out: &mut Vec<TxFrame>) {

@@ -283,18 +283,18 @@ impl core::fmt::Display for TraceRecord {
 }
 
 /// What the parse found, offsets from the frame's start.
-#[derive(Clone, Copy)]
-struct Parsed {
-    key: Key,
-    encap: Encap,
-    dst_mac: Mac,
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Parsed {
+    pub(crate) key: Key,
+    pub(crate) encap: Encap,
+    pub(crate) dst_mac: Mac,
     /// With PPPoE, the frame's source MAC: a session is its id and the concentrator's MAC.
-    pppoe_peer: Mac,
-    l3: usize,
+    pub(crate) pppoe_peer: Mac,
+    pub(crate) l3: usize,
     /// IP total length (header included).
-    ip_len: usize,
-    l4: usize,
-    tcp_flags: u8,
+    pub(crate) ip_len: usize,
+    pub(crate) l4: usize,
+    pub(crate) tcp_flags: u8,
 }
 
 #[inline]
@@ -434,7 +434,7 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Parsed, Punt> {
 /// Parses what the fast path needs, refusing what `parse_frame` refuses and punting what the
 /// fast path does not take.
 #[inline]
-fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
+pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
     if let Some(ip) = v4_untagged(f) {
         return parse_v4_tail(f, ip, port);
     }

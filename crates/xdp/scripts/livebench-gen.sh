@@ -211,10 +211,10 @@ sink_count() {
 napi_pids=
 napi_thread() {  # ns dev cpu
   local before p
-  before=" $(pgrep "^napi/$2-" | tr '\n' ' ') "
+  before=" $(pgrep "^napi/$2-" | tr "\n" " " || true) "
   ns "$1" sh -c "echo 1 >/sys/class/net/$2/threaded" || die "cannot make $2's NAPI threaded"
   sleep 0.2
-  for p in $(pgrep "^napi/$2-"); do
+  for p in $(pgrep "^napi/$2-" || true); do
     case $before in *" $p "*) ;; *) taskset -pc "$3" "$p" >/dev/null; napi_pids+=" $p:$3" ;; esac
   done
 }
