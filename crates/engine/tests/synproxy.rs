@@ -1047,3 +1047,48 @@ fn fix_tcp(f: &mut [u8]) {
     let c = !nft_wire::checksum::combine(&[ph, nft_wire::checksum::sum(&f[th..])]);
     f[th + 16..th + 18].copy_from_slice(&c.to_be_bytes());
 }
+
+/// The client's ACK of the handshake again once the server answered (the connection is
+/// established): it is the connection's, not synproxy's; it goes to the server with its
+/// acknowledgement moved to the server's numbers (sequence adjustment), once per copy.
+#[test]
+fn client_ack_retransmitted_after_the_server_answered() {
+    let mut r = router_sp();
+    let cookie = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN))).seq;
+    let ack = || {
+        seg(
+            false,
+            40000,
+            80,
+            1001,
+            Some(cookie.wrapping_add(1)),
+            false,
+            502,
+            &[],
+            b"",
+        )
+    };
+    one(&mut r, LAN, ack(), T0, Port::Iface(WAN));
+    let sa = seg(
+        true,
+        80,
+        40000,
+        50000,
+        Some(1001),
+        true,
+        2000,
+        &[TcpOptionElement::Timestamp(9000, 7777)],
+        b"",
+    );
+    let _ = send(&mut r, WAN, sa, T0);
+    let valid = r.counters().synproxy_cookies_valid;
+    let again = tcp_of(&one(&mut r, LAN, ack(), T0, Port::Iface(WAN)));
+    assert!(again.ackf && !again.syn);
+    assert_eq!((again.seq, again.ack), (1001, 50001));
+    assert_eq!(
+        r.counters().synproxy_cookies_valid,
+        valid,
+        "no second cookie check"
+    );
+    assert_eq!(r.conntrack().iter().count(), 1);
+}
