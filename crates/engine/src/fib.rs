@@ -5,9 +5,9 @@
 //! routes change rarely, and a generation number tells cached users (offloaded flows) that
 //! something changed.
 
-/// Routes hash with foldhash: a lookup per populated prefix length per packet made SipHash
-/// visible in profiles, and route keys are not attacker-chosen.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+// Routes hash with foldhash: a lookup per populated prefix length per packet made SipHash
+// visible in profiles, and route keys are not attacker-chosen.
+use crate::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Where a route sends a packet.

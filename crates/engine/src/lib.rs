@@ -18,3 +18,12 @@ pub mod synproxy;
 pub mod topology;
 
 pub use router::{Config, Frame, Port, Router, Sent, TxFrame};
+
+/// The engine's maps hash with foldhash rather than SipHash: they are read per packet, and
+/// each module that uses one says why its keys allow it.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// `now` as nanoseconds, saturating (585 years), as rules and synproxy cookies read it.
+pub(crate) fn now_ns(now: std::time::Duration) -> u64 {
+    now.as_nanos().min(u64::MAX as u128) as u64
+}

@@ -25,9 +25,9 @@
 
 use std::collections::BTreeMap;
 
-/// foldhash rather than SipHash: the keys are connection handles the table hands out, not
-/// values a sender chooses, and the maps are read for every slow-path packet.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+// foldhash rather than SipHash: the keys are connection handles the table hands out, not
+// values a sender chooses, and the maps are read for every slow-path packet.
+use crate::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 

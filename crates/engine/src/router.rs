@@ -27,8 +27,8 @@ use crate::fib::{Fib, NextHop, RouteKind};
 use crate::l2::{self, Ports, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::offload::Offload;
 use crate::rules::{
-    self, Actions, ChainType, CtFacts, CtInfo, CtK, Env, Hook, HookVerdict, LogSpec, NatKind,
-    NatSpec, Pkt, Reject, RouteAnswer, Ruleset, State, TraceLine,
+    self, Actions, ChainType, CtFacts, CtK, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt,
+    Reject, RouteAnswer, Ruleset, State, TraceLine,
 };
 use crate::topology::{Interface, Mac, Topology};
 
@@ -102,6 +102,7 @@ impl Default for Config {
 
 use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
+mod filter;
 mod proxy;
 
 /// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
@@ -146,11 +147,15 @@ struct Act {
     dups: Vec<(Option<u128>, Option<u32>)>,
     fwd: Option<(Option<u128>, u32)>,
     synproxy: Option<crate::synproxy::SynproxySpec>,
+    /// Something was handed over since [`Act::begin`]: most chain runs hand over nothing,
+    /// and then neither the reset nor the look at what was handed over is needed.
+    any: bool,
 }
 
 impl Act {
     /// Ready for a chain run: nothing handed over yet, buffers kept.
     fn begin(&mut self) {
+        self.any = false;
         self.nat = None;
         self.reject = None;
         self.flow_adds = 0;
@@ -171,6 +176,7 @@ impl Actions for Act {
         port: Option<(u16, u16)>,
     ) {
         // NAT is terminal, so a chain hands over at most one.
+        self.any = true;
         self.nat = Some(NatRequest {
             kind: spec.kind,
             ipv6: spec.ipv6,
@@ -182,9 +188,11 @@ impl Actions for Act {
         });
     }
     fn reject(&mut self, _pkt: &Pkt, r: &Reject) {
+        self.any = true;
         self.reject = Some(r.clone());
     }
     fn flow_add(&mut self, _pkt: &Pkt, flowtable: &str) {
+        self.any = true;
         match self.flow_add.get_mut(self.flow_adds) {
             Some(s) => {
                 s.clear();
@@ -195,9 +203,11 @@ impl Actions for Act {
         self.flow_adds += 1;
     }
     fn notrack(&mut self, _pkt: &Pkt) {
+        self.any = true;
         self.notrack = true;
     }
     fn log(&mut self, _pkt: &Pkt, prefix: Option<&str>, level: u8, _rule: &str) {
+        self.any = true;
         self.logs.push(LogSpec {
             prefix: prefix.map(str::to_owned),
             level,
@@ -205,15 +215,19 @@ impl Actions for Act {
         });
     }
     fn log_spec(&mut self, _pkt: &Pkt, spec: &LogSpec, _rule: &str) {
+        self.any = true;
         self.logs.push(spec.clone());
     }
     fn dup(&mut self, _pkt: &Pkt, addr: Option<u128>, dev: Option<u32>) {
+        self.any = true;
         self.dups.push((addr, dev));
     }
     fn fwd(&mut self, _pkt: &Pkt, addr: Option<u128>, dev: u32) {
+        self.any = true;
         self.fwd = Some((addr, dev));
     }
     fn synproxy(&mut self, _pkt: &Pkt, spec: &crate::synproxy::SynproxySpec) {
+        self.any = true;
         self.synproxy = Some(*spec);
     }
 }
@@ -279,6 +293,13 @@ impl Env for RouterEnv<'_> {
             .and_then(|i| self.ifnames.get(i))
             .copied()
             .unwrap_or(0)
+    }
+
+    fn ifkind(&self, ifindex: u32) -> u128 {
+        (ifindex as usize)
+            .checked_sub(1)
+            .and_then(|i| self.topo.interfaces.get(i))
+            .map_or(0, |i| rules::ifname_value(&i.kind))
     }
 
     fn conn_alive(&self, handle: u64) -> bool {
@@ -395,6 +416,46 @@ struct Walk {
     tproxy: bool,
 }
 
+/// Where each hook's base chains lie in `rules.base` (sorted by hook, then by where they run),
+/// and the families they are for, so that a walk skips a hook without chains for its packet
+/// with one test.
+#[derive(Debug, Clone, Copy, Default)]
+struct HookIndex {
+    /// First and end index in `rules.base`, by `Hook as usize`.
+    range: [(u32, u32); HOOKS],
+    /// Bit `1 << family` for each family with a chain on the hook.
+    families: [u8; HOOKS],
+}
+
+const HOOKS: usize = Hook::Postrouting as usize + 1;
+
+impl HookIndex {
+    fn new(rules: &Ruleset) -> HookIndex {
+        let mut x = HookIndex::default();
+        for (i, b) in rules.base.iter().enumerate() {
+            let h = b.hook as usize;
+            if x.families[h] == 0 {
+                x.range[h].0 = i as u32;
+            }
+            x.range[h].1 = i as u32 + 1;
+            x.families[h] |= 1 << b.family as u8;
+        }
+        x
+    }
+
+    /// The families whose chains see a packet at `hook`: netdev and inet at ingress, the
+    /// packet's own and inet elsewhere.
+    #[inline]
+    fn packet_families(hook: Hook, v6: bool) -> u8 {
+        let own = match (hook, v6) {
+            (Hook::Ingress, _) => Family::Netdev,
+            (_, false) => Family::Ip,
+            (_, true) => Family::Ip6,
+        };
+        1 << own as u8 | 1 << Family::Inet as u8
+    }
+}
+
 /// What the walk decided for a packet that was not dropped.
 enum Fate {
     Host,
@@ -407,6 +468,10 @@ pub struct Router {
     ports: Ports,
     fib: Fib,
     rules: Ruleset,
+    /// Where `rules.base` has each hook's chains.
+    hooks: HookIndex,
+    /// For each base chain, the protocols its rules may act on (others skip it).
+    filters: Vec<filter::ChainFilter>,
     state: State,
     ct: Table,
     cfg: Config,
@@ -499,6 +564,8 @@ impl Router {
             topo,
             ports,
             fib,
+            hooks: HookIndex::new(&rules),
+            filters: filter::chain_filters(&rules),
             rules,
             state,
             ct,
@@ -1001,7 +1068,7 @@ impl Router {
         self.hook(Hook::Prerouting, i32::MIN, -201, w, buf, meta, now, out)?;
         if !w.notrack {
             w.tracked = true;
-            match self.ct.process(meta, w.zone, now) {
+            match self.ct.process_frame(meta, buf, w.zone, now) {
                 Outcome::Tracked { id, dir, state } => {
                     w.conn = Some((id, dir));
                     w.state = state;
@@ -1255,19 +1322,17 @@ impl Router {
 
     /// What rules see of a packet without a connection: invalid (conntrack looked and found
     /// nothing) or untracked (`ct state` alone answers). With a connection, [`LiveCt`].
-    fn ct_info(w: &Walk) -> Option<CtInfo> {
-        (w.conn.is_none() && w.tracked && w.state == CtState::Invalid).then(|| CtInfo {
-            state: CtState::Invalid.nft_bit(),
-            ..CtInfo::default()
-        })
+    fn ct_info(w: &Walk) -> Option<&'static dyn CtFacts> {
+        (w.conn.is_none() && w.tracked && w.state == CtState::Invalid)
+            .then_some(&rules::CtInvalid as &'static dyn CtFacts)
     }
 
     /// Runs the base chains of `hook` with priority in `lo..=hi` for the packet's family, in
     /// priority order, carrying out what the rules hand over between chains.
     ///
-    /// Most calls find no chain in their range (a hook the ruleset does not use, the part
-    /// of one before or after conntrack or NAT): those return here, without paying for the
-    /// large frame of [`Self::run_hook`].
+    /// Most calls find no chain in their range (a hook the ruleset does not use, or uses for
+    /// the other family only, the part of one before or after conntrack or NAT): those return
+    /// here after one test of [`HookIndex`] and a short scan.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn hook(
@@ -1281,21 +1346,24 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        // base chains are sorted by hook and then by where they run (`order`): start at the
-        // first of this hook in range
-        let i = self
-            .rules
-            .base
-            .partition_point(|b| (b.hook, b.order) < (hook, lo));
+        let h = hook as usize;
+        if self.hooks.families[h] & HookIndex::packet_families(hook, w.v6) == 0 {
+            return Ok(());
+        }
+        let (first, end) = self.hooks.range[h];
+        let mut i = first as usize;
+        while i < end as usize && self.rules.base[i].order < lo {
+            i += 1;
+        }
         match self.rules.base.get(i) {
-            Some(b) if b.hook == hook && b.order <= hi => {
+            Some(b) if i < end as usize && b.order <= hi => {
                 self.run_hook(i, hook, hi, w, buf, meta, now, out)
             }
             _ => Ok(()),
         }
     }
 
-    /// [`Self::hook`] from the first chain in range, `i`, to the last.
+    /// [`Self::hook`] from the first chain in range, `i`, to the last: which chains run.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn run_hook(
@@ -1309,15 +1377,27 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        let now_ns = now.as_nanos().min(u64::MAX as u128) as u64;
         let fams = Self::families(w);
-        let manip = hook_manip(hook);
-        while i < self.rules.base.len() {
+        let end = self.hooks.range[hook as usize].1 as usize;
+        let nfproto = match meta.ip_version {
+            Some(IpVersion::Ipv4) => 2,
+            Some(IpVersion::Ipv6) => 10,
+            None => 0,
+        };
+        let l4proto = meta.ip_protocol.map_or(0, u8::from);
+        while i < end {
             let b = &self.rules.base[i];
             i += 1;
-            if b.hook != hook || b.order > hi {
+            if b.order > hi {
                 break;
             }
+            // no rule of the chain can act on this protocol: the run would only apply the
+            // policy (a trace shows every run, so it runs them all)
+            let skip = !self.cfg.trace
+                && !self
+                    .filters
+                    .get(i - 1)
+                    .is_none_or(|f| f.runs(nfproto, l4proto));
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
                 let name = &self.topo.interfaces[w.iif].name;
@@ -1341,170 +1421,241 @@ impl Router {
                 // NAT chains see a connection's first packet only, until one binds
                 let Some((id, _)) = w.conn else { continue };
                 let Some(c) = self.ct.get(id) else { continue };
-                if c.is_confirmed() || c.status().contains(manip_done(manip)) {
+                if c.is_confirmed() || c.status().contains(manip_done(hook_manip(hook))) {
                     continue;
                 }
             }
-            let family = b.family;
-            let ct = Self::ct_info(w);
-            // one `Act` for every chain run, used in place, so that its buffers are made once
-            self.act.begin();
-            let mut trace_lines: Vec<TraceLine> = vec![];
-            let (verdict, by_policy, upd) = {
-                let env = RouterEnv {
-                    topo: &self.topo,
-                    fib: &self.fib,
-                    ct: &self.ct,
-                    ifnames: &self.ifnames,
-                };
-                let (iif, iifname) = if w.local {
-                    (0, 0)
-                } else {
-                    (
-                        w.iif as u32 + 1,
-                        self.ifnames.get(w.iif).copied().unwrap_or(0),
-                    )
-                };
-                let live = w.conn.and_then(|(id, dir)| {
-                    self.ct.get(id).map(|conn| LiveCt {
-                        conn,
-                        handle: id.to_bits(),
-                        state: w.state.nft_bit(),
-                        reply: dir == Direction::Reply,
-                        now,
-                    })
-                });
-                let mut pkt = rules::pkt_view(buf, meta, iif, iifname);
-                pkt.mark = w.mark;
-                pkt.priority = w.priority;
-                pkt.nftrace = w.nftrace;
-                pkt.pkttype = w.pkttype;
-                pkt.secmark = w.secmark;
-                if ct.is_some() {
-                    // (a large copy, only for packets without a connection)
-                    pkt.ct = ct;
+            if skip {
+                if b.policy_drop {
+                    return Err(Drop::PolicyDrop);
                 }
-                pkt.conn = live.as_ref().map(|l| l as &dyn CtFacts);
-                pkt.env = Some(&env);
-                if ct.is_none() && live.is_none() && w.zone != 0 {
+                continue;
+            }
+            self.run_chain(i - 1, hook, w, buf, meta, now, out)?;
+        }
+        Ok(())
+    }
+
+    /// One base chain run (`rules.base[bi]`) on the packet, and what its rules handed over.
+    /// The packet view is built here and lives for the run only; what the run changed comes
+    /// back in a few words, and the rare rest (ct fields set, statements handed over) is
+    /// carried out apart ([`Self::chain_effects`], [`Self::chain_actions`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn run_chain(
+        &mut self,
+        bi: usize,
+        hook: Hook,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
+        let now_ns = crate::now_ns(now);
+        // one `Act` for every chain run, used in place, so that its buffers are made once;
+        // it is reset only after a run that handed something over
+        if self.act.any {
+            self.act.begin();
+        }
+        let mut trace_lines: Vec<TraceLine> = vec![];
+        let (verdict, by_policy, upd) = {
+            let env = RouterEnv {
+                topo: &self.topo,
+                fib: &self.fib,
+                ct: &self.ct,
+                ifnames: &self.ifnames,
+            };
+            let (iif, iifname) = if w.local {
+                (0, 0)
+            } else {
+                (
+                    w.iif as u32 + 1,
+                    self.ifnames.get(w.iif).copied().unwrap_or(0),
+                )
+            };
+            let live = w.conn.and_then(|(id, dir)| {
+                self.ct.get(id).map(|conn| LiveCt {
+                    conn,
+                    handle: id.to_bits(),
+                    state: w.state.nft_bit(),
+                    reply: dir == Direction::Reply,
+                    now,
+                })
+            });
+            let mut pkt = rules::pkt_view(buf, meta, iif, iifname);
+            pkt.mark = w.mark;
+            pkt.priority = w.priority;
+            pkt.nftrace = w.nftrace;
+            pkt.pkttype = w.pkttype;
+            pkt.secmark = w.secmark;
+            pkt.conn = live.as_ref().map(|l| l as &dyn CtFacts);
+            if live.is_none() {
+                pkt.conn = Self::ct_info(w);
+                if pkt.conn.is_none() && w.zone != 0 {
                     pkt.new_ct_zone = Some(w.zone);
                 }
-                if let Some(o) = w.oif {
-                    pkt.oif = o as u32 + 1;
-                    pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
-                    pkt.rt_mtu = self
-                        .topo
-                        .interfaces
-                        .get(o)
-                        .map(|i| i.mtu as u32)
-                        .unwrap_or(0);
-                    pkt.nexthop = w.nexthop.map(addr_bits);
-                }
-                let b = &self.rules.base[i - 1];
-                let tr = if self.cfg.trace {
-                    Some(&mut trace_lines)
-                } else {
-                    None
-                };
-                let (v, p) = rules::run_base_chain(
-                    &self.rules,
-                    &mut self.state,
-                    b,
-                    &mut pkt,
-                    now_ns,
-                    &mut self.act,
-                    tr,
-                );
-                let upd = PktUpdate {
-                    mark: pkt.mark,
-                    priority: pkt.priority,
-                    nftrace: pkt.nftrace,
+            }
+            pkt.env = Some(&env);
+            if let Some(o) = w.oif {
+                pkt.oif = o as u32 + 1;
+                pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
+                pkt.rt_mtu = self
+                    .topo
+                    .interfaces
+                    .get(o)
+                    .map(|i| i.mtu as u32)
+                    .unwrap_or(0);
+                pkt.nexthop = w.nexthop.map(addr_bits);
+            }
+            let b = &self.rules.base[bi];
+            let tr = if self.cfg.trace {
+                Some(&mut trace_lines)
+            } else {
+                None
+            };
+            let (v, p) = rules::run_base_chain(
+                &self.rules,
+                &mut self.state,
+                b,
+                &mut pkt,
+                now_ns,
+                &mut self.act,
+                tr,
+            );
+            w.mark = pkt.mark;
+            w.priority = pkt.priority;
+            w.nftrace = pkt.nftrace;
+            w.secmark = pkt.secmark;
+            // what a run seldom changes, looked at in one place
+            let upd = (pkt.new_ct_mark.is_some()
+                || pkt.new_ct_zone.is_some()
+                || pkt.new_ct_label.is_some()
+                || pkt.new_ct_helper.is_some()
+                || pkt.new_ct_secmark.is_some()
+                || pkt.new_ct_timeout.is_some()
+                || !pkt.new_ct_expect.is_empty()
+                || pkt.tproxy.is_some()
+                || pkt.mangled)
+                .then(|| PktUpdate {
                     ct_mark: pkt.new_ct_mark,
                     ct_zone: pkt.new_ct_zone,
                     ct_label: pkt.new_ct_label,
                     ct_helper: pkt.new_ct_helper.take(),
                     mangled: pkt.mangled,
-                    secmark: pkt.secmark,
                     ct_secmark: pkt.new_ct_secmark,
                     ct_timeout: pkt.new_ct_timeout,
                     ct_expect: std::mem::take(&mut pkt.new_ct_expect),
                     tproxy: pkt.tproxy.is_some(),
-                };
-                (v, p, upd)
-            };
-            w.mark = upd.mark;
-            w.priority = upd.priority;
-            w.nftrace = upd.nftrace;
-            self.apply_features(w, &upd, now);
-            if let Some(z) = upd.ct_zone {
-                // a zone picks the table conntrack looks in: it counts before the lookup only
-                if w.conn.is_none() {
-                    w.zone = z;
+                });
+            (v, p, upd)
+        };
+        if let Some(upd) = upd {
+            self.chain_effects(w, buf, meta, &upd, now)?;
+        }
+        if self.cfg.trace {
+            let base_chain = self.rules.base[bi].chain;
+            self.record_trace(base_chain, &trace_lines, verdict, by_policy);
+        }
+        if self.act.any {
+            self.chain_actions(bi, hook, w, buf, meta, now, out)?;
+        }
+        match verdict {
+            HookVerdict::Accept => Ok(()),
+            HookVerdict::Drop if by_policy => Err(Drop::PolicyDrop),
+            HookVerdict::Drop => Err(Drop::RuleDrop),
+            HookVerdict::Queue => Err(Drop::Queue),
+            HookVerdict::Stolen => Err(Drop::Stolen),
+        }
+    }
+
+    /// What a chain run set beyond the mark, priority, trace flag and secmark: connection
+    /// fields (`ct mark set`, `ct zone set`, ...), `tproxy`, a mangled packet.
+    #[inline(never)]
+    fn chain_effects(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        upd: &PktUpdate,
+        now: Duration,
+    ) -> Result<(), Drop> {
+        self.apply_features(w, upd, now);
+        if let Some(z) = upd.ct_zone {
+            // a zone picks the table conntrack looks in: it counts before the lookup only
+            if w.conn.is_none() {
+                w.zone = z;
+            }
+        }
+        if upd.mangled {
+            *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
+        }
+        let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
+        if let Some((id, _)) = w.conn.filter(|_| ct_set) {
+            if let Some(c) = self.ct.get_mut(id) {
+                if let Some(m) = upd.ct_mark {
+                    c.mark = m;
+                    w.ct_mark = Some(m);
+                }
+                if let Some(l) = upd.ct_label {
+                    c.set_labels(l);
+                }
+                // helpers attach to new connections only (`nft_ct_helper_obj_eval`)
+                if let Some(h) = &upd.ct_helper {
+                    if !c.is_confirmed() {
+                        c.set_helper(h);
+                    }
                 }
             }
-            if upd.mangled {
-                *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
-            }
-            let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
-            if let Some((id, _)) = w.conn.filter(|_| ct_set) {
-                if let Some(c) = self.ct.get_mut(id) {
-                    if let Some(m) = upd.ct_mark {
-                        c.mark = m;
-                        w.ct_mark = Some(m);
-                    }
-                    if let Some(l) = upd.ct_label {
-                        c.set_labels(l);
-                    }
-                    // helpers attach to new connections only (`nft_ct_helper_obj_eval`)
-                    if let Some(h) = &upd.ct_helper {
-                        if !c.is_confirmed() {
-                            c.set_helper(h);
-                        }
+        }
+        Ok(())
+    }
+
+    /// The statements a chain run handed over (`Act`), carried out after the run: logs and
+    /// copies, notrack, `flow add`, reject, synproxy, a NAT binding.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn chain_actions(
+        &mut self,
+        bi: usize,
+        hook: Hook,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
+        let family = self.rules.base[bi].family;
+        // (statements the chain handed over are looked at in place: most runs have none)
+        if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
+            self.logs_and_copies(w, buf, meta, hook, out);
+        }
+        if self.act.notrack {
+            w.notrack = true;
+        }
+        for ft in self.act.flow_add.iter().take(self.act.flow_adds) {
+            self.counters.flow_add_requests += 1;
+            let conn = w.conn.and_then(|(id, _)| self.ct.get(id));
+            match admission::admit(hook, family, conn, meta) {
+                // the flowtable takes it once the walk is through (confirmed)
+                Ok(()) => {
+                    let table = &self.rules.chains[self.rules.base[bi].chain].table;
+                    if let Some(t) = self.offload.resolve(table, ft) {
+                        w.flow_add = Some((t, family));
                     }
                 }
+                Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
             }
-            if self.cfg.trace {
-                let base_chain = self.rules.base[i - 1].chain;
-                self.record_trace(base_chain, &trace_lines, verdict, by_policy);
-            }
-            // (statements the chain handed over are looked at in place: most runs have none)
-            if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
-                self.logs_and_copies(w, buf, meta, hook, out);
-            }
-            if self.act.notrack {
-                w.notrack = true;
-            }
-            for ft in self.act.flow_add.iter().take(self.act.flow_adds) {
-                self.counters.flow_add_requests += 1;
-                let conn = w.conn.and_then(|(id, _)| self.ct.get(id));
-                match admission::admit(hook, family, conn, meta) {
-                    // the flowtable takes it once the walk is through (confirmed)
-                    Ok(()) => {
-                        let table = &self.rules.chains[self.rules.base[i - 1].chain].table;
-                        if let Some(t) = self.offload.resolve(table, ft) {
-                            w.flow_add = Some((t, family));
-                        }
-                    }
-                    Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
-                }
-            }
-            if self.act.reject.is_some() {
-                self.reject_from_chain(w, buf, meta, now, out);
-            }
-            if let Some(spec) = self.act.synproxy.take() {
-                self.synproxy_answer(w, buf, meta, &spec, now, out)?;
-            }
-            if let Some(req) = self.act.nat {
-                self.act.nat = None;
-                self.bind_nat(w, &req)?;
-            }
-            match verdict {
-                HookVerdict::Accept => {}
-                HookVerdict::Drop if by_policy => return Err(Drop::PolicyDrop),
-                HookVerdict::Drop => return Err(Drop::RuleDrop),
-                HookVerdict::Queue => return Err(Drop::Queue),
-                HookVerdict::Stolen => return Err(Drop::Stolen),
-            }
+        }
+        if self.act.reject.is_some() {
+            self.reject_from_chain(w, buf, meta, now, out);
+        }
+        if let Some(spec) = self.act.synproxy.take() {
+            self.synproxy_answer(w, buf, meta, &spec, now, out)?;
+        }
+        if let Some(req) = self.act.nat {
+            self.act.nat = None;
+            self.bind_nat(w, &req)?;
         }
         Ok(())
     }
@@ -1553,7 +1704,6 @@ impl Router {
     /// What `meta secmark set`, `ct secmark set`, `ct timeout set`, `ct expectation set` and
     /// `tproxy` asked of a chain, carried out on the walk and its connection.
     fn apply_features(&mut self, w: &mut Walk, upd: &PktUpdate, now: Duration) {
-        w.secmark = upd.secmark;
         if upd.tproxy {
             w.tproxy = true;
         }
@@ -1636,13 +1786,38 @@ impl Router {
         let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
             return;
         };
-        let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
+        let mtu = iface.mtu as usize;
+        // The copy leaves through the output path (`ip_local_out` for dup, the neighbour's
+        // transmit for fwd): a reassembled datagram goes in the fragments it came in, cut
+        // again where one exceeds the MTU (`ip_do_fragment`); a packet over the MTU is cut
+        // there without DF, and dropped with DF or over IPv6 (`ip_fragment`, `ip6_fragment`
+        // refuse it; no error is sent for a copy here).
+        let dont_frag = !w.v6 && l3.get(6).is_some_and(|b| b & 0x40 != 0);
+        let frames = match &w.frags {
+            Some((_, max_size, _)) if *max_size > mtu && (w.v6 || dont_frag) => None,
+            Some((pieces, _, id)) => defrag::fragment(l3, pieces, mtu, *id),
+            None if l3.len() <= mtu => Some(vec![l3.to_vec()]),
+            None if w.v6 || dont_frag => None,
+            None => defrag::fragment(l3, &[l3.len() - meta.ip_header_len], mtu, 0),
+        };
+        let Some(frames) = frames else {
+            return self.counters.drop(Drop::NeedsFragmentation);
+        };
         if fwd {
             self.counters.fwd_packets += 1;
         } else {
             self.counters.dup_packets += 1;
         }
-        self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        let frames: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
+            .collect();
+        if frames.len() > 1 {
+            self.counters.fragments_sent += frames.len() as u64;
+        }
+        for frame in frames {
+            self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        }
     }
 
     /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.
@@ -2058,7 +2233,6 @@ impl Router {
             None => (None, CtState::Invalid),
         };
         let mut lw = Walk::own(w, oif, via.or(Some(dst)), src_mac, conn, state);
-        lw.tracked = state != CtState::Untracked;
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
         out.append(&mut sink);
@@ -2339,6 +2513,8 @@ impl Router {
         let old = std::mem::replace(&mut self.offload, fresh);
         self.offload.take_flows_from(old, &mut self.ct, now);
         self.state = State::new(&rules);
+        self.hooks = HookIndex::new(&rules);
+        self.filters = filter::chain_filters(&rules);
         self.rules = rules;
     }
 
@@ -2390,6 +2566,7 @@ impl Router {
                     "udp replied".into()
                 }
                 ProtoState::Udp { .. } => "udp unreplied".into(),
+                ProtoState::Sctp(t) => format!("sctp {}", t.state.name().to_lowercase()),
                 _ => nft_conntrack::proto_name(conn.l4proto()).to_string(),
             };
             *connections.entry(key).or_default() += 1;
@@ -2486,15 +2663,11 @@ fn level_name(l: u8) -> &'static str {
 
 /// What a chain changed in the packet's metadata, carried out once the chain is done.
 struct PktUpdate {
-    mark: u32,
-    priority: u32,
-    nftrace: bool,
     ct_mark: Option<u32>,
     ct_zone: Option<u16>,
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
-    secmark: u32,
     ct_secmark: Option<u32>,
     ct_timeout: Option<usize>,
     ct_expect: Vec<usize>,
@@ -2528,6 +2701,47 @@ fn decrement_ttl(buf: &mut [u8], meta: &mut PacketMeta) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::CtInfo;
+
+    /// A packet the router makes without a connection to attach to (synproxy's SYN to the
+    /// server that conntrack found invalid, a reset or ICMP error answering an invalid packet)
+    /// went through conntrack: rules see `ct state invalid`; only an untracked one is
+    /// untracked.
+    #[test]
+    fn own_packets_without_a_connection_are_invalid() {
+        let base = Walk {
+            iif: 0,
+            oif: None,
+            v6: false,
+            mark: 0,
+            priority: 0,
+            nftrace: false,
+            zone: 0,
+            nexthop: None,
+            pkttype: 0,
+            notrack: false,
+            tracked: true,
+            conn: None,
+            state: CtState::New,
+            src_mac: [0; 6],
+            flow_add: None,
+            ct_mark: None,
+            local: false,
+            frags: None,
+            hold: None,
+            secmark: 0,
+            tproxy: false,
+        };
+        let w = Walk::own(&base, 1, None, [0; 6], None, CtState::Invalid);
+        assert!(w.tracked);
+        let f = Router::ct_info(&w).expect("invalid facts");
+        assert_eq!(f.ct_get(CtK::State, None), 1);
+        assert_eq!(f.ct_get(CtK::Mark, None), 0);
+        assert_eq!(f.ct_handle(), 0);
+        let u = Walk::own(&base, 1, None, [0; 6], None, CtState::Untracked);
+        assert!(!u.tracked);
+        assert!(Router::ct_info(&u).is_none());
+    }
 
     /// Every fact as the copied record had it, for comparison with [`LiveCt`].
     fn copied(c: &Conn, id: ConnId, dir: Direction, state: CtState, now: Duration) -> CtInfo {
@@ -2694,7 +2908,8 @@ impl Walk {
             nexthop,
             pkttype: 0,
             notrack: false,
-            tracked: conn.is_some(),
+            // conntrack looked at it unless it is untracked: without a connection, invalid
+            tracked: state != CtState::Untracked,
             conn,
             state,
             src_mac,

@@ -122,6 +122,8 @@ pub struct Stats {
     pub conn_gone: u64,
     pub hw_added: u64,
     pub hw_failed: u64,
+    /// Hardware flows pushed again with a new plan after a route or link change.
+    pub hw_repushed: u64,
 }
 
 impl Stats {
@@ -506,12 +508,23 @@ impl<B: OffloadBackend> Flowtable<B> {
                     n.flags = (n.flags & !FLOW_FLAGS) | (h.flags & FLOW_FLAGS & !STALE);
                     *h = n;
                     if c.hw & (HW | HW_PENDING) != 0 {
-                        c.hw &= !(HW | HW_PENDING);
+                        // The backend's entry has the old plan: it goes, and the flow is
+                        // pushed again with the new one (software forwards it meanwhile).
                         let id = FlowId {
                             idx: i as u32,
                             gen: c.gen,
                         };
                         self.backend.remove(id);
+                        if self.cfg.hw_offload {
+                            c.hw = (c.hw & !HW) | HW_PENDING;
+                            let egress = paths
+                                .map_or([Egress::default(); 2], |p| [p[0].egress, p[1].egress]);
+                            let spec = admit::flow_spec(&keys[0], &keys[1], egress, &mangles);
+                            self.backend.add(id, &spec);
+                            self.stats.hw_repushed += 1;
+                        } else {
+                            c.hw &= !(HW | HW_PENDING);
+                        }
                     }
                     moved += 1;
                 }
