@@ -525,6 +525,7 @@ impl Offload {
     }
 
     /// Where the fast path sent frame `i` of the last burst, and its length as it arrived.
+    #[inline]
     pub fn forwarded(&self, i: usize) -> Option<(usize, usize)> {
         self.results
             .get(i)
