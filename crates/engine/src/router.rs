@@ -710,7 +710,7 @@ impl Router {
                     c.add(rx_len);
                 }
                 if let Some(c) = self.counters.tx.get_mut(egress) {
-                    c.add(s.frame().len());
+                    c.add(s.len());
                 }
                 out.push(Sent::Slot { slot: i, egress });
                 continue;
