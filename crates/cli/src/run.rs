@@ -291,13 +291,32 @@ pub struct Shared {
     /// (empty if need be) so they leave now rather than at the next timer tick.
     pub kick: AtomicBool,
     pub xdp_env: XdpEnv,
+    /// The router lock: times taken, times another thread held it, and the nanoseconds spent
+    /// waiting then (what `--workers` pays for sharing one router), reported at exit.
+    pub lock_taken: AtomicU64,
+    pub lock_contended: AtomicU64,
+    pub lock_wait_ns: AtomicU64,
 }
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.lock_taken.fetch_add(1, Ordering::Relaxed);
+        // the clock is read only when the lock is held by another thread
+        let g = match self.state.try_lock() {
+            Ok(g) => Ok(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Err(e),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let t = Instant::now();
+                let g = self.state.lock();
+                self.lock_contended.fetch_add(1, Ordering::Relaxed);
+                self.lock_wait_ns
+                    .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                g
+            }
+        };
         // A worker that panicked holding the lock left the router as it was between two
         // bursts' statements; keep serving rather than stop every other thread.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        g.unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn now(&self) -> Duration {
@@ -1225,6 +1244,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
         workers,
         steering: steering.clone(),
+        lock_taken: AtomicU64::new(0),
+        lock_contended: AtomicU64::new(0),
+        lock_wait_ns: AtomicU64::new(0),
     });
     let stop_flag = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop_flag.clone())?;
@@ -1356,6 +1378,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         st.router.sync_offload(now);
     }
     print!("{}", control::stats_text(&shared));
+    let taken = shared.lock_taken.load(Ordering::Relaxed);
+    let contended = shared.lock_contended.load(Ordering::Relaxed);
+    eprintln!(
+        "nft-offload: router lock taken {taken} times, {contended} of them held by another \
+         thread ({:.2}%), {:.3} ms waited in all",
+        100.0 * contended as f64 / taken.max(1) as f64,
+        shared.lock_wait_ns.load(Ordering::Relaxed) as f64 / 1e6
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -147,6 +147,21 @@ impl NapiTuning {
     }
 }
 
+/// How many receive queues `ifname` has (sysfs `queues/rx-*`; 1 when unknown).
+fn rx_queues(ifname: &str) -> usize {
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(ifname)
+        .join("queues");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// The kernel threads of `ifname`'s threaded NAPIs: named `napi/IFNAME-ID` (the task name
 /// cut at 15 bytes).
 fn napi_threads(ifname: &str) -> Vec<i32> {
@@ -297,6 +312,17 @@ pub fn open(
         steers.push(s);
     }
     let names: Vec<&str> = ifs.iter().map(|(_, n)| n.as_str()).collect();
+    for name in &names {
+        let queues = rx_queues(name);
+        if queues > workers {
+            eprintln!(
+                "nft-offload: warning: {name} has {queues} receive queues and {workers} \
+                 worker(s): the steering program passes what arrives on queues {workers}.. \
+                 to the kernel (no socket there), which does not forward it; run with \
+                 --workers {queues} (or ethtool -L {name} combined {workers})"
+            );
+        }
+    }
     let mut steering = Steering {
         chains: chains.into_iter().map(|c| c.chain).collect(),
         steers,

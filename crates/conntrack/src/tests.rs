@@ -896,6 +896,9 @@ proptest! {
                     let _ = t.masquerade(id, ip(WAN), 1, &NatRange::default());
                     let _ = t.confirm(id, now);
                     if let Some(rw) = t.rewrite(id, dir) {
+                        for manip in [Manip::Src, Manip::Dst] {
+                            prop_assert_eq!(t.rewrite_part(id, dir, manip), Some(rw.only(manip)));
+                        }
                         let _ = apply_rewrite(&mut f, &m, &rw, None);
                     }
                 }
@@ -1383,4 +1386,35 @@ fn icmp_error_quoting_natted_sctp_is_translated() {
     let m2 = meta(&err);
     assert_eq!(m2.dst_addr, Some(ip(LAN)));
     assert_eq!(nft_wire::checksum::checksum(&err[34..]), 0, "ICMP checksum");
+}
+
+/// The one-manip rewrite a NAT hook applies is the full rewrite's part, for DNAT and SNAT
+/// together, both directions, TCP, UDP and ICMP.
+#[test]
+fn rewrite_part_is_the_rewrite_of_one_manip() {
+    let mut t = Table::default();
+    let frames = [
+        tcp(LAN, SRV, 40000, 8080, F::Syn, 1, 0, b""),
+        udp(LAN, SRV, 5353, 53),
+        echo(LAN, SRV, 77, true),
+    ];
+    for f in frames {
+        let (id, ..) = tracked(t.process(&meta(&f), 0, s(1)));
+        t.dnat(id, &NatRange::to_addr(ip(LAN2)).with_ports(80, 80))
+            .unwrap();
+        t.masquerade(id, ip(WAN), 2, &NatRange::default().with_ports(1000, 1000))
+            .unwrap();
+        t.confirm(id, s(1)).unwrap();
+        for dir in [Direction::Original, Direction::Reply] {
+            let rw = t.rewrite(id, dir).unwrap();
+            assert!(!rw.is_empty());
+            for manip in [Manip::Src, Manip::Dst] {
+                assert_eq!(t.rewrite_part(id, dir, manip), Some(rw.only(manip)));
+            }
+        }
+        let c = t.get(id).unwrap();
+        assert_eq!(c.reply().src, ip(LAN2));
+        assert_eq!(c.reply().dst, ip(WAN));
+        assert_eq!(c.original().src, ip(LAN), "the original stays as it came");
+    }
 }

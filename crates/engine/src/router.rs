@@ -710,7 +710,7 @@ impl Router {
                     c.add(rx_len);
                 }
                 if let Some(c) = self.counters.tx.get_mut(egress) {
-                    c.add(s.frame().len());
+                    c.add(s.len());
                 }
                 out.push(Sent::Slot { slot: i, egress });
                 continue;
@@ -792,7 +792,9 @@ impl Router {
             Some(c) => c.add(data.len()),
             None => return self.counters.drop(Drop::NoInterface),
         }
-        let meta = match parse_frame(&data) {
+        // (one PacketMeta for the whole walk, parsed in place: each move of it is a copy of
+        // some 250 bytes)
+        let mut meta = match parse_frame(&data) {
             Ok(m) => m,
             Err(e) => {
                 self.counters.parse[e.index()] += 1;
@@ -833,8 +835,9 @@ impl Router {
         }
         // Rules see the frame as the logical interface delivers it: Ethernet, no tags, no
         // PPPoE. Move the MACs next to L3 instead of moving the packet.
-        let (mut start, meta) = if meta.l3_offset != 14 {
-            let Some(start) = meta.l3_offset.checked_sub(14) else {
+        let mut start = 0;
+        if meta.l3_offset != 14 {
+            let Some(s) = meta.l3_offset.checked_sub(14) else {
                 return self.counters.drop(Drop::UnknownEncap);
             };
             let ethertype = if meta.ip_version == Some(IpVersion::Ipv6) {
@@ -842,18 +845,17 @@ impl Router {
             } else {
                 ETHERTYPE_IPV4
             };
-            data.copy_within(0..12, start);
-            data[start + 12..start + 14].copy_from_slice(&ethertype.to_be_bytes());
-            match parse_frame(&data[start..]) {
-                Ok(m) => (start, m),
+            data.copy_within(0..12, s);
+            data[s + 12..s + 14].copy_from_slice(&ethertype.to_be_bytes());
+            match parse_frame(&data[s..]) {
+                Ok(m) => meta = m,
                 Err(e) => {
                     self.counters.parse[e.index()] += 1;
                     return;
                 }
             }
-        } else {
-            (0, meta)
-        };
+            start = s;
+        }
         self.counters.slow_path += 1;
         let pkttype = if dst == [0xff; 6] {
             1
@@ -885,7 +887,6 @@ impl Router {
             secmark: 0,
             tproxy: false,
         };
-        let mut meta = meta;
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
         let dscp_in = ip_dscp(&data[start..], &meta);
         match self.hook(
@@ -1294,14 +1295,13 @@ impl Router {
         let Some((id, dir)) = w.conn else {
             return Ok(());
         };
-        let Some(rw) = self.ct.rewrite(id, dir) else {
+        let Some(part) = self.ct.rewrite_part(id, dir, manip) else {
             return Ok(());
         };
-        let part = rw.only(manip);
         if part.is_empty() {
             return Ok(());
         }
-        apply_rewrite(buf, meta, &rw, Some(manip)).map_err(|_| Drop::RewriteFailed)?;
+        apply_rewrite(buf, meta, &part, None).map_err(|_| Drop::RewriteFailed)?;
         let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp))
             && meta.fragment == Fragment::None
             && meta.icmp.is_none();

@@ -1654,6 +1654,7 @@ proptest! {
         match (&fast, &general) {
             (Ok(p), Ok(m)) => {
                 prop_assert_eq!(p.key.port, 3);
+                prop_assert_eq!(p.words, p.key.v4_key());
                 prop_assert_eq!(Some(p.key.tuple().src), m.src_addr);
                 prop_assert_eq!(Some(p.key.tuple().dst), m.dst_addr);
                 prop_assert_eq!(Some((p.key.sport, p.key.dport)), m.ports);
