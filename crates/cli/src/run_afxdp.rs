@@ -330,12 +330,16 @@ pub fn open(
         napi_threads: false,
     };
     steering.set_locals(addrs)?;
-    // 1024 frames receiving per interface, and as many again for what is being sent
+    // A whole RX ring of frames receiving per interface (the fill ring as deep as the RX
+    // ring), and as many again for what is being sent: the ring absorbs a burst while the
+    // worker is away (a TCP window sent back to back, the worker preempted). Each frame the
+    // ring cannot take is lost before the worker sees it (`rx_ring_full`), and with TCP every
+    // one of them is a retransmission.
     let defaults = AfXdpConfig::default();
+    let rx_frames = defaults.rx_size.min(defaults.fill_size);
     let cfg = AfXdpConfig {
-        frame_count: defaults
-            .frame_count
-            .max(2 * defaults.rx_frames * ifs.len() as u32),
+        rx_frames,
+        frame_count: defaults.frame_count.max(2 * rx_frames * ifs.len() as u32),
         busy_poll: (napi != Napi::Kernel).then_some(BusyPoll {
             usecs: BUSY_POLL_USECS,
             budget: BURST as u16,
