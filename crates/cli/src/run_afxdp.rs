@@ -21,7 +21,9 @@ use nft_xdp::offload::{ifindex_of, Mode};
 use nft_xdp::{Chain, Steer, SteerConfig};
 
 use crate::netlink::Addr;
-use crate::run::{is_arp, send_bounded, thread_cpu_ns, Shared, BURST, TICK};
+use crate::run::{
+    complete_partial_l4_checksum, is_arp, send_bounded, thread_cpu_ns, Shared, BURST, TICK,
+};
 
 /// A `flags offload` backend's chain and the devices (ifindex, mode) its program is on.
 pub struct Chained {
@@ -440,6 +442,7 @@ pub fn worker(
             eprintln!("nft-offload: worker {wid}: nice: {e}");
         }
     }
+    let local = shared.local_senders.clone();
     let mut idle = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
         if busy {
@@ -478,6 +481,9 @@ pub fn worker(
                     continue;
                 }
                 let port = l.port as u16;
+                if local.get(l.port) == Some(&true) {
+                    complete_partial_l4_checksum(l.frame.data_mut());
+                }
                 let (chunk, start, len) = l.frame.parts_mut();
                 if let Some(s) = FrameSlot::lend(port, chunk, start, len) {
                     slots.push(s);
