@@ -222,6 +222,7 @@ pub fn topology(snap: &netlink::Snapshot, ifs: &[(String, String)]) -> Result<(T
             mtu: u16::try_from(l.mtu).unwrap_or(u16::MAX),
             encap: Encap::None,
             up: l.up,
+            kind: l.kind.clone(),
         });
         kernel.push(l.ifindex);
     }
@@ -1457,6 +1458,7 @@ mod tests {
                     mac: [2, 0, 0, 0, 0, ifindex as u8],
                     mtu: 1500 - ifindex,
                     up,
+                    kind: String::new(),
                 },
             );
         }

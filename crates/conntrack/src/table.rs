@@ -300,6 +300,8 @@ pub struct Table {
     pub(crate) pending: Pending,
     /// Connections announced by `ct expectation set`, few and short-lived.
     expects: Vec<Expectation>,
+    /// Connections with synproxy state, so that a dataplane with none skips looking.
+    synproxied: usize,
 }
 
 /// A connection announced by another (`struct nf_conntrack_expect`): from `src`, any port,
@@ -345,6 +347,7 @@ impl Table {
             stats: Stats::default(),
             pending: Pending::default(),
             expects: Vec::new(),
+            synproxied: 0,
         }
     }
 
@@ -573,6 +576,9 @@ impl Table {
         }
         let s = self.slots.get_mut(idx as usize)?;
         let c = s.conn.take()?;
+        if c.synproxy().is_some() {
+            self.synproxied -= 1;
+        }
         if let Some(g) = self.gens.get_mut(idx as usize) {
             *g = g.wrapping_add(1);
         }
@@ -839,6 +845,7 @@ impl Table {
         let policy = c.ext.as_ref().and_then(|e| e.timeouts.as_deref().cloned());
         let timeouts = policy.as_ref().unwrap_or(&self.cfg.timeouts);
         let seen_reply = c.status.contains(Status::SEEN_REPLY);
+        let synproxied = c.synproxy().is_some();
         let mut kill = false;
         let timeout = match &mut c.proto {
             ProtoState::Tcp(track) => {
@@ -846,6 +853,9 @@ impl Table {
                     return Some(Outcome::Invalid(Invalid::NoTuple));
                 };
                 let old_state = track.state;
+                if synproxied && outside_closed(track, dir, &seg) {
+                    return Some(Outcome::Invalid(Invalid::TcpState));
+                }
                 match track.packet(dir, &seg, timeouts, max_retrans) {
                     TcpVerdict::Accept { .. }
                         if !seen_reply && seg.flags.contains(nft_wire::TcpFlags::RST) =>
@@ -1308,6 +1318,23 @@ impl Table {
         Some(self.expects.swap_remove(i))
     }
 
+    /// Sets a connection's synproxy state (the router answered its handshake).
+    pub fn set_synproxy(&mut self, id: ConnId, sp: crate::Synproxy) -> Result<(), CtError> {
+        let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        let new = c.synproxy().is_none();
+        c.set_synproxy(sp);
+        if new {
+            self.synproxied += 1;
+        }
+        Ok(())
+    }
+
+    /// How many connections have synproxy state: none, and nothing needs sequence
+    /// adjustment.
+    pub fn synproxied(&self) -> usize {
+        self.synproxied
+    }
+
     /// Adds packets counted elsewhere (the flowtable's fast path) to a direction.
     pub fn account(&mut self, id: ConnId, dir: Direction, packets: u64, bytes: u64) {
         if !self.cfg.accounting {
@@ -1429,6 +1456,28 @@ fn capped_pickup(state: TcpState, timeout: Duration, t: &Timeouts) -> Duration {
     } else {
         timeout
     }
+}
+
+/// A client's segment on a closed synproxied connection (TIME_WAIT, CLOSE) that lies far
+/// outside what the client sent on it: the ACK of a new handshake the router answered on the
+/// same ports. The kernel's window check (`tcp_in_window`, which liberal tracking leaves
+/// out) makes it invalid there, so that `ct state invalid` sends it to synproxy, which opens
+/// the new connection; here the check is made only where synproxy needs it.
+fn outside_closed(track: &TcpTrack, dir: Direction, seg: &Segment) -> bool {
+    use nft_wire::TcpFlags;
+    if dir != Direction::Original
+        || !matches!(track.state, TcpState::TimeWait | TcpState::Close)
+        || seg
+            .flags
+            .intersects(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST)
+    {
+        return false;
+    }
+    let Some(end) = track.seen[0].end else {
+        return false;
+    };
+    let d = seg.seq.wrapping_sub(end) as i32;
+    !(-65535..=65535).contains(&d)
 }
 
 fn segment(meta: &PacketMeta) -> Option<Segment> {

@@ -896,6 +896,9 @@ proptest! {
                     let _ = t.masquerade(id, ip(WAN), 1, &NatRange::default());
                     let _ = t.confirm(id, now);
                     if let Some(rw) = t.rewrite(id, dir) {
+                        for manip in [Manip::Src, Manip::Dst] {
+                            prop_assert_eq!(t.rewrite_part(id, dir, manip), Some(rw.only(manip)));
+                        }
                         let _ = apply_rewrite(&mut f, &m, &rw, None);
                     }
                 }
@@ -1069,26 +1072,34 @@ fn synproxy_state_lives_in_the_extension_and_marks_seq_adjust() {
         &tcp(LAN, SRV, 40000, 80, F::Syn, 100, 0, b""),
         s(1),
     ));
-    let c = t.get_mut(id).unwrap();
-    assert!(c.synproxy().is_none());
+    assert!(t.get(id).unwrap().synproxy().is_none());
+    assert_eq!(t.synproxied(), 0);
     let sp = Synproxy {
         isn: 7,
         its: 9,
         window: 100,
         ..Synproxy::default()
     };
-    c.set_synproxy(sp);
+    t.set_synproxy(id, sp).unwrap();
+    let c = t.get(id).unwrap();
     assert_eq!(c.synproxy(), Some(&sp));
     // not yet answered by the server: no sequence adjustment
     assert!(!c.status().contains(Status::SEQ_ADJUST));
+    assert_eq!(t.synproxied(), 1);
     let on = Synproxy {
         seq_off: 1234,
         established: true,
         ..sp
     };
-    c.set_synproxy(on);
+    t.set_synproxy(id, on).unwrap();
+    let c = t.get(id).unwrap();
     assert_eq!(c.synproxy(), Some(&on));
     assert!(c.status().contains(Status::SEQ_ADJUST));
+    // counted once, and no longer once the connection is gone
+    assert_eq!(t.synproxied(), 1);
+    t.remove(id).unwrap();
+    assert_eq!(t.synproxied(), 0);
+    assert_eq!(t.set_synproxy(id, on), Err(CtError::NoSuchConn));
 }
 
 /// A flowtable's running counts (low 32 bits) are added as differences, across a wrap, from
@@ -1321,4 +1332,35 @@ fn endpoints_sctp(f: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
         m.dst_addr.unwrap(),
         u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]),
     )
+}
+
+/// The one-manip rewrite a NAT hook applies is the full rewrite's part, for DNAT and SNAT
+/// together, both directions, TCP, UDP and ICMP.
+#[test]
+fn rewrite_part_is_the_rewrite_of_one_manip() {
+    let mut t = Table::default();
+    let frames = [
+        tcp(LAN, SRV, 40000, 8080, F::Syn, 1, 0, b""),
+        udp(LAN, SRV, 5353, 53),
+        echo(LAN, SRV, 77, true),
+    ];
+    for f in frames {
+        let (id, ..) = tracked(t.process(&meta(&f), 0, s(1)));
+        t.dnat(id, &NatRange::to_addr(ip(LAN2)).with_ports(80, 80))
+            .unwrap();
+        t.masquerade(id, ip(WAN), 2, &NatRange::default().with_ports(1000, 1000))
+            .unwrap();
+        t.confirm(id, s(1)).unwrap();
+        for dir in [Direction::Original, Direction::Reply] {
+            let rw = t.rewrite(id, dir).unwrap();
+            assert!(!rw.is_empty());
+            for manip in [Manip::Src, Manip::Dst] {
+                assert_eq!(t.rewrite_part(id, dir, manip), Some(rw.only(manip)));
+            }
+        }
+        let c = t.get(id).unwrap();
+        assert_eq!(c.reply().src, ip(LAN2));
+        assert_eq!(c.reply().dst, ip(WAN));
+        assert_eq!(c.original().src, ip(LAN), "the original stays as it came");
+    }
 }

@@ -120,7 +120,7 @@ impl Harness {
     ) -> (HookVerdict, u32) {
         let m = nft_wire::parse_frame(frame).unwrap();
         let mut p = pkt_from_frame(frame, &m, 1, iif);
-        p.ct = ct;
+        p.conn = ct.as_ref().map(|c| c as &dyn nft_engine::rules::CtFacts);
         let v = run_hook(
             &self.rs,
             &mut self.st,

@@ -508,13 +508,7 @@ fn relop_str(op: RelOp, left: &Expr, right: &Expr) -> &'static str {
                 "=="
             }
         }
-        RelOp::Eq => "==",
-        RelOp::Ne => "!=",
-        RelOp::Lt => "<",
-        RelOp::Gt => ">",
-        RelOp::Le => "<=",
-        RelOp::Ge => ">=",
-        RelOp::Neg => "!",
+        _ => op.sym(),
     }
 }
 

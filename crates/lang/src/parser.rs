@@ -153,6 +153,17 @@ impl<'a> Parser<'a> {
         Ok(self.la.pop_front().expect("filled"))
     }
 
+    /// The next word, read, if `want` takes it; `None`, with nothing read, otherwise.
+    fn word_if(&mut self, want: impl Fn(&str) -> bool) -> Result<Option<String>> {
+        match self.peek_word()? {
+            Some(x) if want(&x) => {
+                self.next()?;
+                Ok(Some(x))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn peek_word(&mut self) -> Result<Option<String>> {
         Ok(match self.peek()? {
             Tok::Word(w) => Some(w.clone()),
@@ -3158,44 +3169,22 @@ impl<'a> Parser<'a> {
                 } else {
                     opt
                 };
-                let mut field = None;
-                if let Some(x) = self.peek_word()? {
-                    if is_tcpopt_field(&x) {
-                        self.next()?;
-                        field = Some(x);
-                    }
-                }
+                let field = self.word_if(is_tcpopt_field)?;
                 return mk(ExprKind::TcpOpt { opt, field }, span.to(sp));
             }
             if w == "ip" && f == "option" {
                 self.next()?;
                 self.next()?;
                 let (opt, sp) = self.ident("ip option")?;
-                let mut field = None;
-                if let Some(x) = self.peek_word()? {
-                    if matches!(
-                        x.as_str(),
-                        "type" | "length" | "value" | "ptr" | "addr" | "exists" | "missing"
-                    ) && x != "exists"
-                        && x != "missing"
-                    {
-                        self.next()?;
-                        field = Some(x);
-                    }
-                }
+                let field =
+                    self.word_if(|x| matches!(x, "type" | "length" | "value" | "ptr" | "addr"))?;
                 return mk(ExprKind::IpOpt { opt, field }, span.to(sp));
             }
             if w == "sctp" && f == "chunk" {
                 self.next()?;
                 self.next()?;
                 let (chunk, sp) = self.ident("sctp chunk")?;
-                let mut field = None;
-                if let Some(x) = self.peek_word()? {
-                    if is_sctp_chunk_field(&x) {
-                        self.next()?;
-                        field = Some(x);
-                    }
-                }
+                let field = self.word_if(is_sctp_chunk_field)?;
                 return mk(ExprKind::SctpChunk { chunk, field }, span.to(sp));
             }
             if w == "dccp" && f == "option" {

@@ -151,6 +151,21 @@ pub enum TcpOption<'a> {
     },
 }
 
+impl TcpOption<'_> {
+    /// How many bytes the option takes in the header (kind and length included).
+    pub fn wire_len(&self) -> usize {
+        match self {
+            TcpOption::EndOfList | TcpOption::NoOperation => 1,
+            TcpOption::MaxSegmentSize(_) => 4,
+            TcpOption::WindowScale(_) => 3,
+            TcpOption::SackPermitted => 2,
+            TcpOption::Sack(d) => 2 + d.len(),
+            TcpOption::Timestamps { .. } => 10,
+            TcpOption::Unknown { data, .. } => 2 + data.len(),
+        }
+    }
+}
+
 /// Iterates the options region. After an end-of-list option it stops; an option whose length
 /// is wrong or runs past the region yields `Err(Malformed)` once and then stops.
 #[derive(Debug, Clone)]
