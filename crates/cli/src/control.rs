@@ -118,7 +118,9 @@ fn handle(shared: &Shared, line: &str) -> Result<String, String> {
             st.router.replace_ruleset(rules, now);
             st.ast = ast;
             let mut out = String::new();
-            for line in crate::run::xdp_after_reload(&mut st, &shared.xdp_env) {
+            for line in
+                crate::run::xdp_after_reload(&mut st, &shared.xdp_env, shared.steering.as_deref())
+            {
                 eprintln!("nft-offload: {line}");
                 out.push_str(&line);
                 out.push('\n');

@@ -353,3 +353,119 @@ fn flags_offload(test: &str, io: &str) {
         "XDP left attached"
     );
 }
+
+/// `--io af_xdp`: a reload that gives a flowtable `flags offload` puts the XDP offload in front
+/// of the steering programs while the sockets receive (the device's XDP link switched from
+/// the steering program to the offload, which chains it): a UDP exchange running across the
+/// reload loses nothing, the flow then ends up in the program and the sockets see none of its
+/// packets; the router's kernel still answers pings. Native mode (the steering's mode on veth),
+/// with GRO on at the far ends so that they take the offload's redirects.
+#[test]
+fn run_af_xdp_reload_puts_the_offload_in_front_of_the_steering() {
+    let test = "run_af_xdp_reload_puts_the_offload_in_front_of_the_steering";
+    let Some(mut lab) = lab_with_args(
+        test,
+        "lxrx",
+        "af_xdp",
+        &rules_software(),
+        true,
+        true,
+        |_| {},
+        &["--xdp-mode", "native"],
+    ) else {
+        return;
+    };
+    let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
+    let (c, r, s) = (c.as_str(), r.as_str(), s.as_str());
+    let sock = lab.sock.clone();
+    for n in [c, s] {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", n, "ethtool", "-K", "eth0", "gro", "on"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    assert_eq!(stats(&sock)["xdp_offload"], serde_json::json!([]));
+    assert_eq!(udp_exchange(c, s, 100), 100);
+    let to_socket = |st: &serde_json::Value| {
+        steered(st, "forward") + steered(st, "owned") + steered(st, "local_no_socket")
+    };
+    assert!(to_socket(&stats(&sock)) >= 200);
+
+    // the reload, in the middle of a running exchange
+    let (c2, s2) = (c.to_string(), s.to_string());
+    let exchange = std::thread::spawn(move || numbered_exchange(&c2, &s2, 150));
+    std::thread::sleep(Duration::from_millis(1300));
+    let hw = lab.dir.join("hw.nft");
+    std::fs::write(&hw, RULES).unwrap();
+    let t0 = Instant::now();
+    let said = load(&sock, &hw);
+    eprintln!("{test}: the reload took {:?}", t0.elapsed());
+    let (answered, twice) = exchange.join().unwrap();
+    assert_eq!(
+        (answered, twice),
+        (150, 0),
+        "answers across the reload (distinct, repeated)"
+    );
+    for dev in ["lan0", "wan0"] {
+        assert!(
+            said.contains(&format!(
+                "flowtable ft: {dev} XDP offload (native) in front of the AF_XDP steering"
+            )),
+            "{said}"
+        );
+    }
+    assert!(!said.contains("warning"), "{said}");
+    let st = stats(&sock);
+    assert_eq!(st["xdp_offload"][0]["devices"]["lan0"], "native", "{st:#}");
+    // every frame passed the offload first (misses) and was steered after it
+    assert!(xdp_frames(&st, "miss") > 0, "{st:#}");
+
+    // the flow is admitted again and pushed: the program forwards it, the sockets see none
+    assert_eq!(udp_exchange(c, s, 150), 150);
+    std::thread::sleep(Duration::from_millis(1500));
+    let ct = list(&sock, "conntrack");
+    assert!(ct.contains("[HW_OFFLOAD]"), "{ct}\n{:#}", stats(&sock));
+    let before = stats(&sock);
+    let fwd = xdp_frames(&before, "forwarded");
+    assert_eq!(udp_exchange(c, s, 50), 50);
+    let after = stats(&sock);
+    assert!(xdp_frames(&after, "forwarded") >= fwd + 100, "{after:#}");
+    assert_eq!(to_socket(&after), to_socket(&before), "{after:#}");
+    // the router's own traffic: through the offload (a miss) to the steering, to the kernel
+    let local = steered(&after, "local");
+    assert!(ping(c, "198.18.1.1"), "the router's kernel did not answer");
+    assert!(steered(&stats(&sock), "local") >= local + 3);
+
+    // a clean stop takes everything off
+    assert!(lab.router.stop().is_some(), "run did not stop on SIGTERM");
+    assert!(
+        !xdp_on(r, "lan0") && !xdp_on(r, "wan0"),
+        "XDP left attached"
+    );
+}
+
+/// `n` numbered UDP datagrams from the client's port 10000 to the server's port 9, one every
+/// 20 ms, echoed by the server; answers are taken as they come (a late one still counts),
+/// with two seconds at the end for the last ones: (distinct answers, answers seen twice).
+fn numbered_exchange(c: &str, s: &str, n: u32) -> (u32, u32) {
+    let mut server = Command::new("ip")
+        .args([
+            "netns", "exec", s, "python3", "-c",
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',9))\ns.settimeout(4)\ntry:\n  while True:\n    d,a=s.recvfrom(2048); s.sendto(d,a)\nexcept socket.timeout: pass\n",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let script = format!(
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',10000))\ns.setblocking(False)\nseen=set();twice=0\ndef take():\n  global twice\n  while True:\n    try: d=s.recv(2048)\n    except BlockingIOError: return\n    if d in seen: twice+=1\n    seen.add(d)\nfor i in range({n}):\n  s.sendto(b'%06d'%i+b'x'*26,('198.19.0.2',9))\n  time.sleep(0.02)\n  take()\nend=time.time()+2\nwhile time.time()<end and len(seen)<{n}:\n  time.sleep(0.05); take()\nprint(len(seen),twice)\n"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", c, "python3", "-c", &script])
+        .output()
+        .unwrap();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut w = text.split_whitespace().map(|x| x.parse().unwrap_or(0));
+    (w.next().unwrap_or(0), w.next().unwrap_or(0))
+}

@@ -20,6 +20,7 @@ pub enum ProtoState {
         stream_at: Duration,
     },
     Icmp,
+    Sctp(crate::sctp::SctpTrack),
     Generic,
 }
 
@@ -285,6 +286,13 @@ impl Conn {
         }
     }
 
+    pub fn sctp_state(&self) -> Option<crate::sctp::SctpState> {
+        match &self.proto {
+            ProtoState::Sctp(t) => Some(t.state),
+            _ => None,
+        }
+    }
+
     /// When the connection expires if no packet refreshes it.
     pub fn deadline(&self) -> Duration {
         from_ns(self.deadline_ns)
@@ -345,8 +353,9 @@ impl Conn {
     }
 
     /// Sets the synproxy state; with sequence adjustment on, the connection is marked
-    /// `SEQ_ADJUST` (which keeps it off the flowtable, as in the kernel).
-    pub fn set_synproxy(&mut self, sp: Synproxy) {
+    /// `SEQ_ADJUST` (which keeps it off the flowtable, as in the kernel). Through
+    /// [`Table::set_synproxy`](crate::Table::set_synproxy), which counts such connections.
+    pub(crate) fn set_synproxy(&mut self, sp: Synproxy) {
         if sp.established {
             self.status.insert(Status::SEQ_ADJUST);
         }
@@ -414,8 +423,14 @@ impl Conn {
             proto,
             self.remaining(now).as_secs()
         );
-        if let ProtoState::Tcp(t) = &self.proto {
-            let _ = write!(s, "{} ", t.state.name());
+        match &self.proto {
+            ProtoState::Tcp(t) => {
+                let _ = write!(s, "{} ", t.state.name());
+            }
+            ProtoState::Sctp(t) => {
+                let _ = write!(s, "{} ", t.state.name());
+            }
+            _ => {}
         }
         let _ = write!(s, "{} ", self.original());
         if accounting {

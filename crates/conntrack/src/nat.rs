@@ -595,6 +595,20 @@ pub fn apply_rewrite(
                         rewrite::set_icmp_ident(seg, id)?;
                     }
                 }
+                // The ports, then the CRC32c over the whole packet again, as the kernel's
+                // `sctp_manip_pkt` does on every NAT rewrite (it covers no address).
+                IpProtocol::Sctp if meta.fragment == nft_wire::Fragment::None => {
+                    if seg.len() < 12 {
+                        return Err(RewriteError::Truncated);
+                    }
+                    if let Some(p) = rw.src_port {
+                        seg[0..2].copy_from_slice(&p.to_be_bytes());
+                    }
+                    if let Some(p) = rw.dst_port {
+                        seg[2..4].copy_from_slice(&p.to_be_bytes());
+                    }
+                    nft_wire::checksum::fill_sctp(seg);
+                }
                 _ => {}
             }
         }
@@ -693,6 +707,21 @@ fn rewrite_quote(
             if let Some(id) = rw.src_port.or(rw.dst_port) {
                 patch(quote, l4 + 4, &id.to_be_bytes(), &[Some(l4 + 2)])?;
             }
+        }
+        // SCTP: the ports, and the CRC32c over what is quoted when the quote holds the
+        // checksum field (`sctp_manip_pkt` on an inner header)
+        IpProtocol::Sctp if inner.ports.is_some() => {
+            let seg = quote.get_mut(l4..).ok_or(RewriteError::Truncated)?;
+            if seg.len() < 4 {
+                return Err(RewriteError::Truncated);
+            }
+            if let Some(p) = rw.src_port {
+                seg[0..2].copy_from_slice(&p.to_be_bytes());
+            }
+            if let Some(p) = rw.dst_port {
+                seg[2..4].copy_from_slice(&p.to_be_bytes());
+            }
+            nft_wire::checksum::fill_sctp(seg);
         }
         _ => {}
     }

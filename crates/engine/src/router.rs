@@ -27,8 +27,8 @@ use crate::fib::{Fib, NextHop, RouteKind};
 use crate::l2::{self, Ports, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::offload::Offload;
 use crate::rules::{
-    self, Actions, ChainType, CtFacts, CtInfo, CtK, Env, Hook, HookVerdict, LogSpec, NatKind,
-    NatSpec, Pkt, Reject, RouteAnswer, Ruleset, State, TraceLine,
+    self, Actions, ChainType, CtFacts, CtK, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt,
+    Reject, RouteAnswer, Ruleset, State, TraceLine,
 };
 use crate::topology::{Interface, Mac, Topology};
 
@@ -69,8 +69,10 @@ pub struct TxFrame {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub conntrack: nft_conntrack::Config,
-    /// Conntrack slots GC looks at per call of [`Router::process`], on top of two per frame,
-    /// so that expiry keeps up with the traffic at a bounded cost per burst.
+    /// Conntrack slots GC looks at per call of [`Router::process`] that has slow-path frames,
+    /// on top of two per such frame, so that expiry keeps up with what makes connections.
+    /// Besides, the whole table is swept once every [`CT_SWEEP`] of `now` in steps of at
+    /// least [`CT_GC_TICK`], whatever the traffic (fast-path bursts scan nothing else).
     pub gc_budget: usize,
     /// Keep each packet's walk through hooks, chains and rules (`nft monitor trace`).
     pub trace: bool,
@@ -293,6 +295,13 @@ impl Env for RouterEnv<'_> {
             .unwrap_or(0)
     }
 
+    fn ifkind(&self, ifindex: u32) -> u128 {
+        (ifindex as usize)
+            .checked_sub(1)
+            .and_then(|i| self.topo.interfaces.get(i))
+            .map_or(0, |i| rules::ifname_value(&i.kind))
+    }
+
     fn conn_alive(&self, handle: u64) -> bool {
         self.ct
             .get(ConnId::from_bits(handle))
@@ -506,6 +515,8 @@ pub struct Router {
     held: Vec<Held>,
     /// The SYN cookie secret of `synproxy`.
     cookie_key: crate::synproxy::CookieKey,
+    /// When conntrack's time-driven GC last ran (`None`: not yet).
+    ct_gc_last: Option<Duration>,
 }
 
 /// A routed frame, link header written but for the destination MAC, waiting for the kernel to
@@ -523,6 +534,13 @@ struct Held {
 const HELD_MAX: usize = 256;
 /// How long a frame waits for its neighbour (the kernel gives up resolving after about 3 s).
 const HOLD_FOR: Duration = Duration::from_secs(3);
+
+/// Conntrack GC sweeps the whole table once in this much time (the kernel's `gc_worker`
+/// looks at the table in steps the same way), on top of what slow-path frames pay for.
+pub const CT_SWEEP: Duration = Duration::from_secs(1);
+/// Time-driven conntrack GC runs at most once per this much time of `now`: a fast-path
+/// burst then costs a compare, not a scan.
+pub const CT_GC_TICK: Duration = Duration::from_millis(10);
 
 /// How many unresolved next hops are queued between two [`Router::take_unresolved`] calls.
 const UNRESOLVED_MAX: usize = 256;
@@ -587,6 +605,7 @@ impl Router {
             unresolved: vec![],
             held: vec![],
             cookie_key: crate::synproxy::CookieKey::default(),
+            ct_gc_last: None,
         }
     }
 
@@ -674,10 +693,6 @@ impl Router {
         now: Duration,
         out: &mut Vec<Sent>,
     ) {
-        // Conntrack GC keeps pace with what makes connections: a fixed budget per burst and
-        // two slots per slow-path frame (below). Fast-path frames make none, and scanning
-        // for them cost as much as a third of the flowtable's own work a packet.
-        self.ct.gc(now, self.cfg.gc_budget);
         if !self.held.is_empty() {
             self.release_held(now, out);
         }
@@ -693,9 +708,7 @@ impl Router {
             Vec::new()
         };
         let slow = slots.len() - self.offload.fast_path(slots, now);
-        if slow > 0 {
-            self.ct.gc(now, slow.saturating_mul(2));
-        }
+        self.ct_gc(now, slow);
         let mut tx = std::mem::take(&mut self.tx);
         for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
@@ -718,7 +731,7 @@ impl Router {
                     c.add(rx_len);
                 }
                 if let Some(c) = self.counters.tx.get_mut(egress) {
-                    c.add(s.frame().len());
+                    c.add(s.len());
                 }
                 out.push(Sent::Slot { slot: i, egress });
                 continue;
@@ -731,6 +744,34 @@ impl Router {
             out.extend(tx.drain(..).map(Sent::Frame));
         }
         self.tx = tx;
+    }
+
+    /// Conntrack GC before the slow path's frames of a burst: a budget per burst that has
+    /// some and two slots per such frame (GC keeps pace with what makes connections), and
+    /// a sweep of the whole table every [`CT_SWEEP`] in steps of [`CT_GC_TICK`] or more.
+    /// Fast-path frames make no connections: a burst of them alone pays a compare (scanning
+    /// for them cost a third of the flowtable's own work a packet).
+    #[inline]
+    fn ct_gc(&mut self, now: Duration, slow: usize) {
+        let mut budget = if slow > 0 {
+            self.cfg.gc_budget.saturating_add(slow.saturating_mul(2))
+        } else {
+            0
+        };
+        // (a capture's clock going back starts the step again)
+        let last = match self.ct_gc_last {
+            Some(t) if t <= now => t,
+            _ => *self.ct_gc_last.insert(now),
+        };
+        if now >= last.saturating_add(CT_GC_TICK) {
+            self.ct_gc_last = Some(now);
+            let share = self.ct.len() as u128 * (now - last).as_nanos() / CT_SWEEP.as_nanos();
+            let share = usize::try_from(share).unwrap_or(usize::MAX);
+            budget = budget.saturating_add(share.max(self.cfg.gc_budget));
+        }
+        if budget > 0 {
+            self.ct.gc(now, budget);
+        }
     }
 
     fn transmit(&mut self, egress: Port, data: Vec<u8>, out: &mut Vec<TxFrame>) {
@@ -1049,7 +1090,7 @@ impl Router {
         self.hook(Hook::Prerouting, i32::MIN, -201, w, buf, meta, now, out)?;
         if !w.notrack {
             w.tracked = true;
-            match self.ct.process(meta, w.zone, now) {
+            match self.ct.process_frame(meta, buf, w.zone, now) {
                 Outcome::Tracked { id, dir, state } => {
                     w.conn = Some((id, dir));
                     w.state = state;
@@ -1302,11 +1343,9 @@ impl Router {
 
     /// What rules see of a packet without a connection: invalid (conntrack looked and found
     /// nothing) or untracked (`ct state` alone answers). With a connection, [`LiveCt`].
-    fn ct_info(w: &Walk) -> Option<CtInfo> {
-        (w.conn.is_none() && w.tracked && w.state == CtState::Invalid).then(|| CtInfo {
-            state: CtState::Invalid.nft_bit(),
-            ..CtInfo::default()
-        })
+    fn ct_info(w: &Walk) -> Option<&'static dyn CtFacts> {
+        (w.conn.is_none() && w.tracked && w.state == CtState::Invalid)
+            .then_some(&rules::CtInvalid as &'static dyn CtFacts)
     }
 
     /// Runs the base chains of `hook` with priority in `lo..=hi` for the packet's family, in
@@ -1473,9 +1512,8 @@ impl Router {
             pkt.secmark = w.secmark;
             pkt.conn = live.as_ref().map(|l| l as &dyn CtFacts);
             if live.is_none() {
-                // (a large copy, only for packets without a connection)
-                pkt.ct = Self::ct_info(w);
-                if pkt.ct.is_none() && w.zone != 0 {
+                pkt.conn = Self::ct_info(w);
+                if pkt.conn.is_none() && w.zone != 0 {
                     pkt.new_ct_zone = Some(w.zone);
                 }
             }
@@ -1611,7 +1649,7 @@ impl Router {
         let family = self.rules.base[bi].family;
         // (statements the chain handed over are looked at in place: most runs have none)
         if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
-            self.logs_and_copies(w, buf, meta, hook, out);
+            self.logs_and_copies(w, buf, meta, hook, now, out);
         }
         if self.act.notrack {
             w.notrack = true;
@@ -1653,16 +1691,17 @@ impl Router {
         buf: &mut [u8],
         meta: &mut PacketMeta,
         hook: Hook,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         for spec in std::mem::take(&mut self.act.logs) {
             self.log_line(w, buf, meta, hook, &spec);
         }
         for (addr, dev) in std::mem::take(&mut self.act.dups) {
-            self.send_copy(w, buf, meta, addr, dev, false, out);
+            self.send_copy(w, buf, meta, addr, dev, Some(hook), now, out);
         }
         if let Some((addr, dev)) = self.act.fwd.take() {
-            self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+            self.send_copy(w, buf, meta, addr, Some(dev), None, now, out);
         }
     }
 
@@ -1723,7 +1762,8 @@ impl Router {
 
     /// `dup` and `fwd`: the packet as it stands, out of interface `dev` (as `meta oif`
     /// numbers them) or the one the route to `addr` takes, to `addr`'s neighbour, or to the
-    /// destination's when only a device is given.
+    /// destination's when only a device is given. `dup` names the hook it ran in; `fwd`
+    /// (netdev) none.
     #[allow(clippy::too_many_arguments)]
     fn send_copy(
         &mut self,
@@ -1732,9 +1772,11 @@ impl Router {
         meta: &PacketMeta,
         addr: Option<u128>,
         dev: Option<u32>,
-        fwd: bool,
+        dup: Option<Hook>,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
+        let fwd = dup.is_none();
         let target = addr.map(|a| bits_addr(a, w.v6));
         let egress = match dev {
             Some(d) => (d as usize)
@@ -1769,13 +1811,108 @@ impl Router {
         let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
             return;
         };
-        let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
+        let mtu = iface.mtu as usize;
+        let mut copy = l3.to_vec();
+        let mut too_big = false;
+        let frames = match dup {
+            // netdev `fwd` sends the frame as it is (netdev sees no reassembled datagram)
+            None if copy.len() <= mtu => Some(vec![copy.clone()]),
+            None => None,
+            Some(hook) => {
+                // `nf_dup_ipv4`/`nf_dup_ipv6`: the copy is untracked; from prerouting and
+                // input its TTL goes down; an IPv4 copy gets DF, so that the source hears of
+                // a smaller MTU on the copy's route
+                let hop = matches!(hook, Hook::Prerouting | Hook::Input);
+                if w.v6 {
+                    if hop && copy.len() > 7 {
+                        copy[7] = copy[7].saturating_sub(1);
+                    }
+                } else if copy.len() >= 20 {
+                    copy[6] |= 0x40;
+                    if hop {
+                        copy[8] = copy[8].saturating_sub(1);
+                    }
+                    let hl = usize::from(copy[0] & 0x0f) * 4;
+                    copy[10..12].copy_from_slice(&[0, 0]);
+                    let c = nft_wire::checksum::checksum(&copy[..hl.clamp(20, copy.len())]);
+                    copy[10..12].copy_from_slice(&c.to_be_bytes());
+                }
+                match &w.frags {
+                    // a reassembled datagram: too big for the route when the largest
+                    // fragment that came in is (frag-needed, packet-too-big to the source);
+                    // else cut afresh, the copy's fragments being shared with the original
+                    // (the slow path of `ip_do_fragment`/`ip6_fragment`), at that largest
+                    // fragment's size (IPv6: at least 1280)
+                    Some((_, max_size, _)) if *max_size > mtu => {
+                        too_big = true;
+                        None
+                    }
+                    Some((_, max_size, id)) => {
+                        let at = if w.v6 {
+                            (*max_size).max(1280)
+                        } else {
+                            *max_size
+                        };
+                        let whole = copy.len().saturating_sub(meta.ip_header_len);
+                        // options as parsed only after prerouting (see `fragment_opts`)
+                        let strip = hook != Hook::Prerouting;
+                        defrag::fragment_opts(&copy, &[whole], at.min(mtu), *id, strip)
+                    }
+                    // with DF (IPv4 copies have it) or IPv6: refused over the MTU
+                    None if copy.len() > mtu => {
+                        too_big = true;
+                        None
+                    }
+                    None => Some(vec![copy.clone()]),
+                }
+            }
+        };
+        let Some(frames) = frames else {
+            if too_big {
+                self.copy_too_big(w, &copy, mtu, now, out);
+            }
+            return self.counters.drop(Drop::NeedsFragmentation);
+        };
         if fwd {
             self.counters.fwd_packets += 1;
         } else {
             self.counters.dup_packets += 1;
         }
-        self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        let frames: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
+            .collect();
+        if frames.len() > 1 {
+            self.counters.fragments_sent += frames.len() as u64;
+        }
+        for frame in frames {
+            self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        }
+    }
+
+    /// A `dup` copy too big for its route: the error goes to the source, quoting the copy
+    /// (untracked, so the error is `ct state invalid`), and the copy is not sent.
+    fn copy_too_big(
+        &mut self,
+        w: &Walk,
+        copy: &[u8],
+        mtu: usize,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
+        let Some((buf, meta, _)) = own_frame(copy, w.v6) else {
+            return;
+        };
+        let mut cw = Walk::own(w, w.iif, None, w.src_mac, None, CtState::Untracked);
+        cw.notrack = true;
+        cw.local = false;
+        cw.pkttype = w.pkttype;
+        let (ty, code) = if w.v6 {
+            (answer::ICMPV6_PKT_TOOBIG, 0)
+        } else {
+            (answer::ICMP_DEST_UNREACH, answer::ICMP_FRAG_NEEDED)
+        };
+        self.send_icmp_error(&cw, &buf, &meta, ty, code, mtu as u32, now, out);
     }
 
     /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.
@@ -2191,7 +2328,6 @@ impl Router {
             None => (None, CtState::Invalid),
         };
         let mut lw = Walk::own(w, oif, via.or(Some(dst)), src_mac, conn, state);
-        lw.tracked = state != CtState::Untracked;
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
         out.append(&mut sink);
@@ -2525,6 +2661,7 @@ impl Router {
                     "udp replied".into()
                 }
                 ProtoState::Udp { .. } => "udp unreplied".into(),
+                ProtoState::Sctp(t) => format!("sctp {}", t.state.name().to_lowercase()),
                 _ => nft_conntrack::proto_name(conn.l4proto()).to_string(),
             };
             *connections.entry(key).or_default() += 1;
@@ -2659,6 +2796,47 @@ fn decrement_ttl(buf: &mut [u8], meta: &mut PacketMeta) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::CtInfo;
+
+    /// A packet the router makes without a connection to attach to (synproxy's SYN to the
+    /// server that conntrack found invalid, a reset or ICMP error answering an invalid packet)
+    /// went through conntrack: rules see `ct state invalid`; only an untracked one is
+    /// untracked.
+    #[test]
+    fn own_packets_without_a_connection_are_invalid() {
+        let base = Walk {
+            iif: 0,
+            oif: None,
+            v6: false,
+            mark: 0,
+            priority: 0,
+            nftrace: false,
+            zone: 0,
+            nexthop: None,
+            pkttype: 0,
+            notrack: false,
+            tracked: true,
+            conn: None,
+            state: CtState::New,
+            src_mac: [0; 6],
+            flow_add: None,
+            ct_mark: None,
+            local: false,
+            frags: None,
+            hold: None,
+            secmark: 0,
+            tproxy: false,
+        };
+        let w = Walk::own(&base, 1, None, [0; 6], None, CtState::Invalid);
+        assert!(w.tracked);
+        let f = Router::ct_info(&w).expect("invalid facts");
+        assert_eq!(f.ct_get(CtK::State, None), 1);
+        assert_eq!(f.ct_get(CtK::Mark, None), 0);
+        assert_eq!(f.ct_handle(), 0);
+        let u = Walk::own(&base, 1, None, [0; 6], None, CtState::Untracked);
+        assert!(!u.tracked);
+        assert!(Router::ct_info(&u).is_none());
+    }
 
     /// Every fact as the copied record had it, for comparison with [`LiveCt`].
     fn copied(c: &Conn, id: ConnId, dir: Direction, state: CtState, now: Duration) -> CtInfo {
@@ -2825,7 +3003,8 @@ impl Walk {
             nexthop,
             pkttype: 0,
             notrack: false,
-            tracked: conn.is_some(),
+            // conntrack looked at it unless it is untracked: without a connection, invalid
+            tracked: state != CtState::Untracked,
             conn,
             state,
             src_mac,

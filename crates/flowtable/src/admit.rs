@@ -3,7 +3,7 @@
 
 use crate::backend::{DirSpec, FlowId, FlowSpec, OffloadBackend};
 use crate::flow::{
-    Cold, ColdExt, Hot, Key, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6,
+    Cold, ColdExt, Egress, Hot, Key, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6,
 };
 use crate::{ms, Flowtable};
 use core::time::Duration;
@@ -201,6 +201,21 @@ pub(crate) fn hot(o: &Key, r: &Key, links: [u16; 2], m: &[Mangles; 2]) -> Hot {
     }
 }
 
+/// The flow as a backend takes it: each direction's keys (`o`, `r`: original and reply, as
+/// they arrive), where it leaves and what the slow path's walk did to it.
+pub(crate) fn flow_spec(o: &Key, r: &Key, egress: [Egress; 2], m: &[Mangles; 2]) -> FlowSpec {
+    let spec = |d: usize, this: &Key, other: &Key| DirSpec {
+        tuple: this.tuple(),
+        ingress: this.port,
+        rewritten: other.tuple().invert().unwrap_or_else(|| this.tuple()),
+        egress: egress[d],
+        mangles: m[d],
+    };
+    FlowSpec {
+        dirs: [spec(0, o, r), spec(1, r, o)],
+    }
+}
+
 pub(crate) fn v6_addrs(this: &Key, other: &Key) -> V6Addrs {
     V6Addrs {
         src: this.src,
@@ -317,16 +332,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.len += 1;
 
         if self.cfg.hw_offload {
-            let spec = |d: usize, this: &Key, other: &Key| DirSpec {
-                tuple: this.tuple(),
-                ingress: this.port,
-                rewritten: other.tuple().invert().unwrap_or_else(|| this.tuple()),
-                egress: a.paths[d].egress,
-                mangles: a.mangles[d],
-            };
-            let fs = FlowSpec {
-                dirs: [spec(0, &o, &r), spec(1, &r, &o)],
-            };
+            let fs = flow_spec(&o, &r, [a.paths[0].egress, a.paths[1].egress], &a.mangles);
             self.backend.add(fid, &fs);
         }
         Ok(fid)

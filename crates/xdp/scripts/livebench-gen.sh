@@ -5,6 +5,17 @@
 # the peer, GRO is turned on at r0 (after the router command started: `run` turns it off) and,
 # for every router alike, at c0 and s0 (the receivers of native-XDP redirects).
 #
+# Two more things, the same for every router, so that the router's CPU is the bottleneck:
+#   --sink xdp|nft       xdp (default): the server's sink is lbsink.c, an XDP program on s0
+#                        that drops the generator's datagrams (counted by veth: ethtool -S s0
+#                        rx_queue_0_xdp_drops); nft: livebench's netdev ingress counter
+#   --napi-threads on|off on (default): r0's and s0's NAPI run as kernel threads (sysfs
+#                        `threaded`), r0's pinned to the router CPU and s0's to the generator
+#                        CPU. A veth's NAPI otherwise runs in the softirq of the CPU that sent
+#                        into it: r0's on the generator's CPU (the live-frames sender), so that
+#                        r0's receive work (the skb made for the kernel, native XDP) was done
+#                        for the router by the generator's CPU.
+#
 # livebench: live forwarding benchmark of a router in a network namespace.
 #
 #   [client ns] c0 ==veth== r0 [router ns] r1 ==veth== s0 [server ns]
@@ -42,7 +53,7 @@
 set -euo pipefail
 HERE=${LIVEBENCH_DIR:-/work/shared/livebench}
 genbin=$(cd "$(dirname "$0")/../../.." && pwd)/target/release/examples/livegen
-router=kernel cmd= ruleset=fw4 test=udp flows=1 dur=10 reps=1 rcpu=1 gcpu=0 gmode=ring prime=1 rtt=1 json= qwait=60 rate=0 offload=1 name=
+router=kernel cmd= ruleset=fw4 test=udp flows=1 dur=10 reps=1 rcpu=1 gcpu=0 gmode=ring prime=1 rtt=1 json= qwait=60 rate=0 offload=1 name= sink=xdp napit=on
 die() { echo "livebench: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -64,6 +75,8 @@ while [ $# -gt 0 ]; do
     --json) json=$2; shift 2 ;;
     --quiet-wait) qwait=$2; shift 2 ;;
     --gen) genbin=$2; shift 2 ;;
+    --sink) sink=$2; shift 2 ;;
+    --napi-threads) napit=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -112,7 +125,11 @@ ip -n $S route add 198.18.0.0/16 via 198.19.0.1; ip -n $S -6 route add 2001:db8:
 if [ "$offload" = 0 ]; then
   for l in "$C c0" "$R r0" "$R r1" "$S s0"; do set -- $l; ns $1 ethtool -K $2 tso off gso off gro off; done
 fi
-rps() { ns "$1" sh -c "echo $(printf %x $((1 << $3))) >/sys/class/net/$2/queues/rx-0/rps_cpus"; }
+rps() {  # ns dev cpu (0 with a 4th argument "off": RPS off)
+  local mask=0
+  [ "${4:-}" = off ] || mask=$(printf %x $((1 << $3)))
+  ns "$1" sh -c "echo $mask >/sys/class/net/$2/queues/rx-0/rps_cpus"
+}
 if [ "$rcpu" != off ]; then
   rps $R r0 "$rcpu"; rps $R r1 "$rcpu"; rps $C c0 "$gcpu"; rps $S s0 "$gcpu"
 fi
@@ -170,8 +187,13 @@ PY
   read -r primed <"$W/prime.out"
   [ "$primed" = "$flows" ] || echo "livebench: warning: only $primed of $flows flows answered" >&2
 fi
-# The server's sink: count and drop the generator's packets at s0 ingress.
-ns $S nft -f - <<'EOF'
+# The server's sink: count and drop the generator's packets at s0.
+if [ "$sink" = xdp ]; then
+  clang -O2 -g -Wall -target bpf -I/usr/include/$(gcc -dumpmachine) \
+    -c "$(dirname "$0")/lbsink.c" -o "$W/lbsink.o" || die "cannot build lbsink.c"
+  ns $S ip link set dev s0 xdpdrv obj "$W/lbsink.o" sec xdp || die "cannot attach lbsink to s0"
+else
+  ns $S nft -f - <<'EOF'
 table netdev lbsink {
 	counter rx { }
 	chain in {
@@ -180,13 +202,43 @@ table netdev lbsink {
 	}
 }
 EOF
+fi
+sink_count() {
+  if [ "$sink" = xdp ]; then
+    ns $S ethtool -S s0 | awk '/rx_queue_0_xdp_drops:/ {print $2}'
+  else
+    ns $S nft list counter netdev lbsink rx | awk '/packets/ {print $2}'
+  fi
+}
+# Threaded NAPI: r0's on the router CPU, s0's on the generator CPU. The threads are those
+# that appear when `threaded` is written (their names, napi/DEV-ID, do not say the namespace).
+napi_pids=
+napi_thread() {  # ns dev cpu
+  local before p
+  before=" $(pgrep "^napi/$2-" | tr "\n" " " || true) "
+  ns "$1" sh -c "echo 1 >/sys/class/net/$2/threaded" || die "cannot make $2's NAPI threaded"
+  sleep 0.2
+  for p in $(pgrep "^napi/$2-" || true); do
+    case $before in *" $p "*) ;; *) taskset -pc "$3" "$p" >/dev/null; napi_pids+=" $p:$3" ;; esac
+  done
+}
+if [ "$napit" = on ]; then
+  [ "$rcpu" != off ] || die "--napi-threads on needs --router-cpu N"
+  napi_thread $R r0 "$rcpu"
+  napi_thread $S s0 "$gcpu"
+  # RPS would only queue each frame to a backlog on the same CPU, after its skb was made,
+  # where it can be dropped (softnet backlog) after that work: off, the NAPI thread forwards
+  # each frame to the end (or the sender's ring drops it, before any work on it)
+  rps $R r0 0 off; rps $R r1 0 off
+  echo "livebench: threaded NAPI (pid:cpu):$napi_pids" >&2
+fi
 
 snap() {  # $1 $2: run folder, 0 (before) or 1 (after)
   date +%s.%N >"$1/t$2"
   cat /proc/stat >"$1/stat$2"
   cat /proc/net/softnet_stat >"$1/softnet$2"
   cat /proc/[0-9]*/stat >"$1/procs$2" 2>/dev/null || true
-  ns $S nft list counter netdev lbsink rx | awk '/packets/ {print $2}' >"$1/rx.$2"
+  sink_count >"$1/rx.$2"
   ns $C cat /sys/class/net/c0/statistics/tx_packets /sys/class/net/c0/statistics/tx_dropped >"$1/c0.$2"
 }
 quiet() {  # wait up to $qwait s for a second in which the CPUs are 90% idle

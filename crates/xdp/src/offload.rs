@@ -63,6 +63,9 @@ pub enum XdpOffloadError {
     NotBuilt,
     #[error("loading the XDP offload program: {0}")]
     Load(String),
+    /// What runs after the program on a device could not be set ([`Chain::set`]).
+    #[error("XDP offload chain: {0}")]
+    Chain(String),
 }
 
 /// How the program runs on a device.
@@ -177,6 +180,9 @@ pub struct XdpOffload {
     cpus: usize,
     /// (caller's now, monotonic ns) at the last `set_clock`.
     clock: Option<(Duration, u64)>,
+    /// The steering programs' links this program took over ([`take_over`](Self::take_over)):
+    /// dropped with it, which detaches it from those devices.
+    adopted: Vec<aya::programs::xdp::XdpLink>,
 }
 
 /// The error and its sources, one line (the verifier's log is in a source).
@@ -193,6 +199,10 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 fn err<E: std::error::Error>(e: E) -> XdpOffloadError {
     XdpOffloadError::Load(chain(&e))
+}
+
+fn chain_msg(e: &dyn std::error::Error) -> String {
+    chain(e)
 }
 
 /// A device's index in the calling thread's network namespace, 0 when there is none.
@@ -365,6 +375,21 @@ impl XdpOffload {
     /// software) and fills the egress device map. Without the built object the error's
     /// message is [`crate::NOT_BUILT`].
     pub fn new(cfg: &XdpOffloadConfig) -> Result<XdpOffload, XdpOffloadError> {
+        let mut me = XdpOffload::load(cfg)?;
+        for (port, dev) in &cfg.devices {
+            let a = me.attach(*port, dev, cfg.mode);
+            if a.mode.is_some() {
+                me.ifindex.insert(*port, a.ifindex);
+            }
+            me.attachments.push(a);
+        }
+        Ok(me)
+    }
+
+    /// Loads the program and its maps and attaches it nowhere (`cfg.devices` and `cfg.mode`
+    /// are not used): [`take_over`](Self::take_over) then puts it in front of the AF_XDP
+    /// steering programs already on the devices.
+    pub fn load(cfg: &XdpOffloadConfig) -> Result<XdpOffload, XdpOffloadError> {
         let obj = OFFLOAD_OBJECT.ok_or(XdpOffloadError::NotBuilt)?;
         let max = cfg.max_entries.max(2);
         let mut ebpf = EbpfLoader::new()
@@ -408,7 +433,7 @@ impl XdpOffload {
             p.load().map_err(err)?;
         }
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| err(e))?;
-        let mut me = XdpOffload {
+        let me = XdpOffload {
             ebpf,
             flows,
             stats_map,
@@ -429,15 +454,112 @@ impl XdpOffload {
             stats: XdpOffloadStats::default(),
             cpus,
             clock: None,
+            adopted: vec![],
         };
-        for (port, dev) in &cfg.devices {
-            let a = me.attach(*port, dev, cfg.mode);
-            if a.mode.is_some() {
-                me.ifindex.insert(*port, a.ifindex);
-            }
-            me.attachments.push(a);
-        }
         Ok(me)
+    }
+
+    /// Puts the program on `steer`'s device (flowtable port `port`) in front of the steering
+    /// program attached there, which becomes what it runs on the frames it does not forward
+    /// (`chain`, this backend's [`Chain`], taken with [`take_chain`](Self::take_chain)). For a
+    /// reload under `--io af_xdp`, while the sockets receive.
+    ///
+    /// The steering program first goes into `chain`; then the device's XDP link is switched
+    /// from the steering program to this one by `BPF_LINK_UPDATE` with `BPF_F_REPLACE` (one
+    /// pointer swap in the kernel: each frame runs either the steering program alone, before,
+    /// or this one and then, unless it forwards the frame, the steering program, after; none
+    /// is lost or seen twice). The link moves to this backend: dropping it detaches the
+    /// device. The mode is the steering program's.
+    ///
+    /// On failure (the steering program already runs behind another offload, is not on a
+    /// link, or the kernel refuses the switch) the device keeps its steering program alone,
+    /// as it was, and the returned attachment says why: its flows stay in software.
+    ///
+    /// A program on a link keeps its mode: `req` must allow the steering program's, and
+    /// `Auto` does not take a veth in native mode (a frame redirected into a veth in native
+    /// mode is dropped unless its far end has an XDP program; `attach` takes veths in generic
+    /// mode for the same reason).
+    pub fn take_over(
+        &mut self,
+        port: Port,
+        steer: &mut crate::Steer,
+        chain: &mut Chain,
+        req: ModeRequest,
+    ) -> Attachment {
+        let ifindex = steer.ifindex();
+        let mut a = Attachment {
+            port,
+            device: steer.device().to_string(),
+            ifindex,
+            mode: None,
+            warning: None,
+        };
+        let r = match (req, steer.mode()) {
+            (ModeRequest::Native, Mode::Generic) | (ModeRequest::Generic, Mode::Native) => {
+                Err(format!(
+                    "it runs in {} mode, which a program on its link keeps",
+                    steer.mode()
+                ))
+            }
+            (ModeRequest::Auto, Mode::Native)
+                if driver_of(steer.device()).as_deref() == Some("veth") =>
+            {
+                Err("native mode on a veth, whose far end drops redirected frames unless it has an XDP program; `--xdp-mode native` if it has".into())
+            }
+            _ => self.take_over_inner(steer, chain),
+        };
+        match r {
+            Ok(()) => {
+                a.mode = Some(steer.mode());
+                self.ifindex.insert(port, ifindex);
+            }
+            Err(why) => {
+                a.warning = Some(format!(
+                    "{}: cannot put the XDP offload in front of its AF_XDP steering ({why}); its flows stay in software",
+                    steer.device()
+                ));
+            }
+        }
+        self.attachments.push(a.clone());
+        a
+    }
+
+    fn take_over_inner(
+        &mut self,
+        steer: &mut crate::Steer,
+        chain: &mut Chain,
+    ) -> Result<(), String> {
+        if steer.chained() {
+            return Err("it already runs behind another XDP offload".into());
+        }
+        let ifindex = steer.ifindex();
+        let steer_id = steer.prog_id()?;
+        chain
+            .set(ifindex, steer.prog_fd()?)
+            .map_err(|e| e.to_string())?;
+        let switched = (|| {
+            self.tx
+                .insert(ifindex, ifindex, None, 0)
+                .map_err(|e| format!("egress map: {}", chain_msg(&e)))?;
+            let p: &Xdp = self
+                .ebpf
+                .program("offload")
+                .ok_or("program offload missing")?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| chain_msg(&e))?;
+            let fd = p.fd().map_err(|e| chain_msg(&e))?;
+            replace_link_prog(steer_id, steer.prog_fd()?, fd)
+        })();
+        if let Err(e) = switched {
+            chain.clear(ifindex);
+            let _ = self.tx.remove(ifindex);
+            return Err(e);
+        }
+        // the link runs this program now: it is ours, and the steering program is chained
+        if let Some(link) = steer.give_link() {
+            self.adopted.push(link);
+        }
+        Ok(())
     }
 
     fn attach(&mut self, port: Port, dev: &str, req: ModeRequest) -> Attachment {
@@ -786,7 +908,9 @@ impl Chain {
             None => (0..MAX_NEXT)
                 .find(|s| !self.used.values().any(|u| u == s))
                 .ok_or_else(|| {
-                    XdpOffloadError::Load(format!("offload_next: more than {MAX_NEXT} devices"))
+                    XdpOffloadError::Chain(format!(
+                        "more than {MAX_NEXT} devices (offload_next has {MAX_NEXT} slots); ifindex {ifindex} is not chained"
+                    ))
                 })?,
         };
         self.progs.set(slot, prog, 0).map_err(err)?;
@@ -804,6 +928,16 @@ impl Chain {
             let _ = self.slots.remove(&ifindex);
             let _ = self.progs.clear_index(&slot);
         }
+    }
+
+    /// The slot of `offload_next` device `ifindex` has.
+    pub fn slot(&self, ifindex: u32) -> Option<u32> {
+        self.used.get(&ifindex).copied()
+    }
+
+    /// The slot the program finds for `ifindex` (`offload_next_slot`, read from the kernel).
+    pub fn kernel_slot(&self, ifindex: u32) -> Option<u32> {
+        self.slots.get(&ifindex, 0).ok()
     }
 
     /// The devices that have a next program.
@@ -920,6 +1054,90 @@ impl XdpOffload {
     }
 }
 
+/// `BPF_LINK_UPDATE`, `BPF_LINK_GET_FD_BY_ID` (linux/bpf.h).
+const BPF_LINK_UPDATE: libc::c_long = 29;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_F_REPLACE: u32 = 1 << 2;
+
+/// `union bpf_attr` for `BPF_LINK_UPDATE`.
+#[repr(C, align(8))]
+#[derive(Default)]
+struct LinkUpdateAttr {
+    link_fd: u32,
+    new_prog_fd: u32,
+    flags: u32,
+    old_prog_fd: u32,
+}
+
+/// `union bpf_attr` for `BPF_LINK_GET_FD_BY_ID`.
+#[repr(C, align(8))]
+#[derive(Default)]
+struct GetFdByIdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+    /// Explicit, so that it is zero: the kernel refuses an attribute whose bytes beyond
+    /// what the command reads are not.
+    pad: u32,
+}
+
+/// The XDP link that runs program `old` (id `old_id`) runs `new` from now on: found among the
+/// kernel's links by its program, opened by id (a second file descriptor, so that aya's
+/// stays where it is whatever happens here), updated with `BPF_F_REPLACE` (the kernel
+/// checks that `old` still runs there: a compare-and-swap).
+fn replace_link_prog(old_id: u32, old: &ProgramFd, new: &ProgramFd) -> Result<(), String> {
+    use aya::programs::links::LinkType;
+    let link_id = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .find(|l| l.program_id() == old_id && matches!(l.link_type(), Ok(LinkType::Xdp)))
+        .map(|l| l.id())
+        .ok_or("the steering program is not attached through a BPF link")?;
+    let attr = GetFdByIdAttr {
+        id: link_id,
+        ..GetFdByIdAttr::default()
+    };
+    // SAFETY: `attr` is a valid BPF_LINK_GET_FD_BY_ID attribute (no pointers); the call
+    // returns a new file descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_GET_FD_BY_ID,
+            &attr as *const GetFdByIdAttr,
+            core::mem::size_of::<GetFdByIdAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "BPF_LINK_GET_FD_BY_ID: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
+    let link = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let attr = LinkUpdateAttr {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: new.as_fd().as_raw_fd() as u32,
+        flags: BPF_F_REPLACE,
+        old_prog_fd: old.as_fd().as_raw_fd() as u32,
+    };
+    // SAFETY: `attr` is a valid BPF_LINK_UPDATE attribute of open descriptors (no pointers).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_UPDATE,
+            &attr as *const LinkUpdateAttr,
+            core::mem::size_of::<LinkUpdateAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "BPF_LINK_UPDATE: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 /// `BPF_PROG_TEST_RUN` of the XDP program `fd` in live-frames mode on `repeat` copies of
 /// `frame`, as if they arrived on `ingress_ifindex` (of the calling thread's namespace).
 pub(crate) fn test_run_live_fd(
@@ -972,6 +1190,30 @@ impl OffloadBackend for XdpOffload {
         if let Some(e) = self.entries.remove(&id) {
             for k in &e.keys {
                 let _ = self.flows.remove(k);
+            }
+            // What the program forwarded since the last poll is reported at the next one: a
+            // flow taken out to be pushed again (a new route) keeps its counts. Read per slot,
+            // not from the last batch, which is older.
+            let mut packets = [0u64; 2];
+            let mut bytes = [0u64; 2];
+            let mut last_ns = e.last_ns;
+            for d in 0..2 {
+                if let Ok(v) = self.stats_map.get(&e.slots[d], 0) {
+                    let (p, b, t) = v.iter().fold((0, 0, 0), |(p, b, t), s| {
+                        (p + s.packets, b + s.bytes, t.max(s.last_used_ns))
+                    });
+                    packets[d] = p.saturating_sub(e.packets[d]);
+                    bytes[d] = b.saturating_sub(e.bytes[d]);
+                    last_ns = last_ns.max(t);
+                }
+            }
+            if packets != [0, 0] {
+                self.results.push(BackendEvent::Stats {
+                    id,
+                    packets,
+                    bytes,
+                    last_used: self.to_caller_time(last_ns),
+                });
             }
             self.free_slots.extend_from_slice(&e.slots);
             self.stats.removed += 1;

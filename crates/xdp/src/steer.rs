@@ -25,7 +25,7 @@ use std::os::fd::AsRawFd;
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::Xdp;
+use aya::programs::{ProgramFd, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use nft_wire::IpAddr;
 
@@ -256,6 +256,38 @@ impl Steer {
         };
         me.set_enabled(true)?;
         Ok(me)
+    }
+
+    /// The loaded program.
+    pub(crate) fn prog_fd(&self) -> Result<&ProgramFd, String> {
+        let p: &Xdp = self
+            .ebpf
+            .program("steer")
+            .ok_or("program steer missing")?
+            .try_into()
+            .map_err(|e| error_chain(&e))?;
+        p.fd().map_err(|e| error_chain(&e))
+    }
+
+    /// The kernel's id of the loaded program.
+    pub(crate) fn prog_id(&self) -> Result<u32, String> {
+        let p: &Xdp = self
+            .ebpf
+            .program("steer")
+            .ok_or("program steer missing")?
+            .try_into()
+            .map_err(|e| error_chain(&e))?;
+        p.info().map(|i| i.id()).map_err(|e| error_chain(&e))
+    }
+
+    /// Its device's link, which another program now runs
+    /// ([`XdpOffload::take_over`](crate::XdpOffload::take_over)): handed over, so that
+    /// dropping this `Steer` no longer detaches the device; the program is chained.
+    pub(crate) fn give_link(&mut self) -> Option<aya::programs::xdp::XdpLink> {
+        self.chained = true;
+        let id = self.link.take()?;
+        let p: &mut Xdp = self.ebpf.program_mut("steer")?.try_into().ok()?;
+        p.take_link(id).ok()
     }
 
     /// Native or generic.

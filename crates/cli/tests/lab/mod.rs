@@ -138,6 +138,21 @@ pub fn lab_with(
     needs_xdp: bool,
     before: impl FnOnce(&str),
 ) -> Option<Lab> {
+    lab_with_args(test, tag, io, rules, wait_xdp, needs_xdp, before, &[])
+}
+
+/// [`lab_with`], with more arguments for `run`.
+#[allow(clippy::too_many_arguments)]
+pub fn lab_with_args(
+    test: &str,
+    tag: &str,
+    io: &str,
+    rules: &str,
+    wait_xdp: bool,
+    needs_xdp: bool,
+    before: impl FnOnce(&str),
+    extra: &[&str],
+) -> Option<Lab> {
     if let Some(why) = skip_reason() {
         eprintln!("{test}: SKIPPED ({why})");
         return None;
@@ -213,6 +228,7 @@ pub fn lab_with(
         .arg(&rules_path)
         .args(["--interfaces", "lan=lan0,wan=wan0", "--io", io, "--control"])
         .arg(&sock)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

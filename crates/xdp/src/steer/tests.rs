@@ -763,3 +763,183 @@ fn steering_after_the_offload_native() {
         Mode::Native,
     );
 }
+
+/// A reload under `--io af_xdp`: the steering program is on the device, its socket receiving,
+/// when the XDP offload takes the device over (`XdpOffload::take_over`): from then on the
+/// offload runs first and chains the same steering program (same maps, same socket). Frames
+/// sent all along, before, during and after the switch, each reach the socket exactly once.
+#[test]
+fn the_offload_takes_over_from_a_steering_program_without_losing_a_frame() {
+    use crate::offload::{XdpOffload, XdpOffloadConfig};
+    let test = "the_offload_takes_over_from_a_steering_program_without_losing_a_frame";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    let Some(pair) = VethPair::create(test, "sto") else {
+        return;
+    };
+    let (r, p) = (pair.router.as_str(), pair.peer.as_str());
+    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
+    ip(&["-n", p, "link", "set", "vp", "address", "02:00:00:00:00:02"]).unwrap();
+    let (mut steer, mut xsk, mut offload) = in_netns(r, || {
+        let cfg = SteerConfig {
+            mode: ModeRequest::Generic,
+            ..SteerConfig::default()
+        };
+        let mut steer = Steer::attach("vr", &cfg).unwrap();
+        let xsk = AfXdp::open("vr", 0, &AfXdpConfig::default()).unwrap();
+        steer.set_socket(0, &xsk).unwrap();
+        steer
+            .add_local(None, "198.18.0.1".parse().unwrap())
+            .unwrap();
+        steer
+            .add_local(None, "2001:db8::1".parse().unwrap())
+            .unwrap();
+        steer.add_owned(None, 6, 8080).unwrap();
+        let offload = XdpOffload::load(&XdpOffloadConfig::default()).unwrap();
+        (steer, xsk, offload)
+    });
+    assert!(!steer.chained());
+    assert!(offload.attachments().is_empty());
+    let passed = |o: &XdpOffload| o.reasons().into_iter().map(|(_, v)| v).sum::<u64>();
+    assert_eq!(passed(&offload), 0);
+
+    // the sender: 4 frames every 500 µs, 2400 in all
+    const N: u32 = 2400;
+    let peer = in_netns(p, || {
+        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
+    });
+    let sender = std::thread::spawn(move || {
+        let mut peer = peer;
+        let mut sent = 0;
+        for b in 0..N / 4 {
+            let frames: Vec<Vec<u8>> = (b * 4..b * 4 + 4).map(dataplane_frame).collect();
+            let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            sent += peer.tx_burst(&refs);
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        sent
+    });
+    // the switch, in the middle of it
+    let switch = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        let mut chain = offload.take_chain().unwrap();
+        let a = offload.take_over(0, &mut steer, &mut chain, ModeRequest::Auto);
+        (offload, steer, chain, a)
+    });
+    let mut got = collect(
+        &mut xsk,
+        N as usize,
+        Instant::now() + Duration::from_secs(10),
+    );
+    let sent = sender.join().unwrap();
+    let (offload, steer, chain, a) = switch.join().unwrap();
+    assert_eq!(sent, N as usize);
+    assert_eq!(a.mode, Some(Mode::Generic), "{a:?}");
+    assert_eq!(a.warning, None);
+    assert!(steer.chained());
+    assert_eq!(chain.devices(), vec![steer.ifindex()]);
+    assert_eq!(offload.attachments(), &[a]);
+    // every frame once, none twice
+    got.sort();
+    let mut want: Vec<Vec<u8>> = (0..N).map(dataplane_frame).collect();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "frames at the socket");
+    assert!(got == want, "the frames differ");
+    // the steering program saw every one of them, the offload the later ones (all misses)
+    assert_eq!(
+        steer.counter("forward") + steer.counter("owned"),
+        u64::from(N),
+        "{:?}",
+        steer.counters()
+    );
+    let seen = passed(&offload);
+    assert!(seen > 0 && seen < u64::from(N), "{:?}", offload.reasons());
+
+    // a second take-over of the same steering program is refused and changes nothing
+    let mut chain = chain;
+    let mut steer = steer;
+    let mut other = XdpOffload::load(&XdpOffloadConfig::default()).unwrap();
+    let mut other_chain = other.take_chain().unwrap();
+    let b = other.take_over(0, &mut steer, &mut other_chain, ModeRequest::Generic);
+    assert_eq!(b.mode, None);
+    assert!(
+        b.warning
+            .as_deref()
+            .unwrap_or("")
+            .contains("already runs behind"),
+        "{b:?}"
+    );
+    drop(other_chain);
+    drop(other);
+
+    // dropping the steering program leaves the device with the offload; dropping the offload
+    // detaches it
+    chain.clear(steer.ifindex());
+    drop(steer);
+    assert!(xdp_attached(r, "vr"));
+    drop(chain);
+    drop(offload);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while xdp_attached(r, "vr") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!xdp_attached(r, "vr"), "the program stayed attached");
+}
+
+/// The chain is keyed by a dense slot (`offload_next_slot`: ifindex -> slot of the 256-entry
+/// program array), not by the ifindex itself: any ifindex takes a slot, 256 devices at most,
+/// the 257th is refused with a message that says so, and a cleared device frees its slot.
+#[test]
+fn the_chain_takes_any_ifindex_and_at_most_256_devices() {
+    use crate::offload::{XdpOffload, XdpOffloadConfig, MAX_NEXT};
+    let test = "the_chain_takes_any_ifindex_and_at_most_256_devices";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    if let Some(why) = nft_io::netns::skip_reason() {
+        eprintln!("{test}: SKIPPED ({why})");
+        return;
+    }
+    let mut offload = XdpOffload::load(&XdpOffloadConfig::default()).unwrap();
+    let mut chain = offload.take_chain().unwrap();
+    // a program to chain: the steering program, loaded for lo, attached nowhere
+    let steer = Steer::load("lo", &SteerConfig::default()).unwrap();
+    let fd = steer.prog_fd().unwrap();
+    // ifindexes far beyond the array's size, then enough small ones to fill it
+    let big = [100_000u32, 1 << 20, u32::MAX];
+    for &i in &big {
+        chain.set(i, fd).unwrap();
+    }
+    for i in 1..=MAX_NEXT - big.len() as u32 {
+        chain.set(i, fd).unwrap();
+    }
+    assert_eq!(chain.devices().len(), MAX_NEXT as usize);
+    // setting a device again keeps its slot
+    chain.set(1 << 20, fd).unwrap();
+    let e = chain.set(7777, fd).unwrap_err().to_string();
+    assert!(e.contains("more than 256 devices"), "{e}");
+    assert!(!chain.devices().contains(&7777));
+    // the slots are distinct and within the array
+    let mut slots: Vec<u32> = chain
+        .devices()
+        .iter()
+        .map(|i| chain.slot(*i).unwrap())
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots.len(), MAX_NEXT as usize);
+    assert!(slots.iter().all(|&s| s < MAX_NEXT));
+    // the kernel's map says the same
+    assert_eq!(chain.kernel_slot(u32::MAX), chain.slot(u32::MAX));
+    assert_eq!(chain.kernel_slot(7777), None);
+    // a cleared device frees its slot for another
+    let freed = chain.slot(100_000).unwrap();
+    chain.clear(100_000);
+    assert_eq!(chain.kernel_slot(100_000), None);
+    chain.set(7777, fd).unwrap();
+    assert_eq!(chain.slot(7777), Some(freed));
+    assert_eq!(chain.kernel_slot(7777), Some(freed));
+}
