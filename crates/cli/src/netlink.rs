@@ -45,6 +45,8 @@ pub struct Link {
     pub mtu: u32,
     /// Administratively up and with its carrier (IFF_UP and IFF_LOWER_UP).
     pub up: bool,
+    /// The link kind (`IFLA_INFO_KIND`: "veth", "vlan"...), empty for a physical NIC.
+    pub kind: String,
 }
 
 /// An address of an interface (link-local ones are left out: they are neither masqueraded to
@@ -117,11 +119,19 @@ pub fn parse_link(m: &LinkMessage) -> Option<Link> {
     let mut name = None;
     let mut mac = [0u8; 6];
     let mut mtu = 1500;
+    let mut kind = String::new();
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => name = Some(n.clone()),
             LinkAttribute::Address(b) => mac = mac6(b).unwrap_or([0; 6]),
             LinkAttribute::Mtu(v) => mtu = *v,
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let netlink_packet_route::link::LinkInfo::Kind(k) = i {
+                        kind = k.to_string();
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -136,6 +146,7 @@ pub fn parse_link(m: &LinkMessage) -> Option<Link> {
         mac,
         mtu,
         up,
+        kind,
     })
 }
 
@@ -539,6 +550,9 @@ mod tests {
             LinkAttribute::Address(vec![2, 0, 0, 0, 0, 5]),
             LinkAttribute::Mtu(1492),
             LinkAttribute::OperState(netlink_packet_route::link::State::Down),
+            LinkAttribute::LinkInfo(vec![netlink_packet_route::link::LinkInfo::Kind(
+                netlink_packet_route::link::InfoKind::Veth,
+            )]),
         ];
         let l = parse_link(&m).unwrap();
         assert_eq!(
@@ -548,7 +562,8 @@ mod tests {
                 name: "wan".into(),
                 mac: [2, 0, 0, 0, 0, 5],
                 mtu: 1492,
-                up: true
+                up: true,
+                kind: "veth".into(),
             }
         );
         m.header.flags = LinkFlags::Up;

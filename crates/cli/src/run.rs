@@ -36,9 +36,34 @@ pub(crate) const BURST: usize = 64;
 /// Timers (conntrack and flowtable GC) run at least this often, traffic or not.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
-/// AF_PACKET: attempts, 50 µs apart, to send a burst into a full socket buffer before the rest
-/// is dropped (counted as `tx_backpressure`).
-const TX_TRIES: u32 = 4;
+/// Transmit with a full queue (AF_PACKET: the socket's send buffer; AF_XDP: no free UMEM
+/// frame or TX slot): at most this many attempts per interface and burst, [`TX_RETRY_WAIT`]
+/// apart, then the rest of the burst is dropped and counted (`tx_backpressure`). At most
+/// 150 µs of waiting per interface and burst: under overload a longer wait only moves the loss
+/// to the receive rings, and stalls every other interface's traffic meanwhile.
+pub(crate) const TX_TRIES: u32 = 4;
+pub(crate) const TX_RETRY_WAIT: Duration = Duration::from_micros(50);
+
+/// Sends `frames` in order with `send`, which returns how many from the front it took (sent,
+/// or given up on by the backend and counted there); a call that takes nothing is a full
+/// queue, tried again up to [`TX_TRIES`] attempts in all. Returns how many frames were not
+/// taken: dropped, for the caller to count. The one transmit policy of both backends.
+pub(crate) fn send_bounded(frames: &[&[u8]], mut send: impl FnMut(&[&[u8]]) -> usize) -> usize {
+    let mut done = 0;
+    let mut tries = 0;
+    while done < frames.len() {
+        let t = send(&frames[done..]).min(frames.len() - done);
+        done += t;
+        if t == 0 {
+            tries += 1;
+            if tries >= TX_TRIES {
+                break;
+            }
+            std::thread::sleep(TX_RETRY_WAIT);
+        }
+    }
+    frames.len() - done
+}
 /// The kernel table that keeps the kernel off the dataplane's frames.
 pub const GUARD_TABLE: &str = "nft_offload_run";
 
@@ -197,6 +222,7 @@ pub fn topology(snap: &netlink::Snapshot, ifs: &[(String, String)]) -> Result<(T
             mtu: u16::try_from(l.mtu).unwrap_or(u16::MAX),
             encap: Encap::None,
             up: l.up,
+            kind: l.kind.clone(),
         });
         kernel.push(l.ifindex);
     }
@@ -265,13 +291,32 @@ pub struct Shared {
     /// (empty if need be) so they leave now rather than at the next timer tick.
     pub kick: AtomicBool,
     pub xdp_env: XdpEnv,
+    /// The router lock: times taken, times another thread held it, and the nanoseconds spent
+    /// waiting then (what `--workers` pays for sharing one router), reported at exit.
+    pub lock_taken: AtomicU64,
+    pub lock_contended: AtomicU64,
+    pub lock_wait_ns: AtomicU64,
 }
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.lock_taken.fetch_add(1, Ordering::Relaxed);
+        // the clock is read only when the lock is held by another thread
+        let g = match self.state.try_lock() {
+            Ok(g) => Ok(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Err(e),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let t = Instant::now();
+                let g = self.state.lock();
+                self.lock_contended.fetch_add(1, Ordering::Relaxed);
+                self.lock_wait_ns
+                    .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                g
+            }
+        };
         // A worker that panicked holding the lock left the router as it was between two
         // bursts' statements; keep serving rather than stop every other thread.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        g.unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn now(&self) -> Duration {
@@ -296,56 +341,42 @@ pub(crate) fn thread_cpu_ns() -> u64 {
 
 /// Fills in the TCP or UDP checksum of a frame that carries only the pseudo-header sum (made
 /// on this host with checksum offload: veth peers, local sockets). The frame is left as it is
-/// when it is anything else, or malformed: the engine then counts it as such.
+/// when it is anything else, a fragment, or malformed: the engine then counts it as such.
+/// VLAN tags and PPPoE are walked by [`parse_frame`](nft_wire::parse_frame), as the engine's own
+/// parser walks them.
 pub fn complete_l4_checksum(f: &mut [u8]) {
-    use nft_wire::checksum::{combine, sum};
-    let be16 = |f: &[u8], at: usize| -> Option<usize> {
-        Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]) as usize)
+    use nft_wire::checksum::{combine, pseudo_header, sum};
+    use nft_wire::IpProtocol;
+    let Ok(m) = nft_wire::parse_frame(f) else {
+        return;
     };
-    let mut at = 12;
-    let Some(mut et) = be16(f, at) else { return };
-    while et == 0x8100 || et == 0x88a8 {
-        at += 4;
-        let Some(e) = be16(f, at) else { return };
-        et = e;
-    }
-    let l3 = at + 2;
-    let (proto, l4, l4len, addrs) = match et {
-        0x0800 => {
-            let Some(&vihl) = f.get(l3) else { return };
-            let ihl = usize::from(vihl & 0xf) * 4;
-            let (Some(total), Some(frag)) = (be16(f, l3 + 2), be16(f, l3 + 6)) else {
-                return;
-            };
-            if frag & 0x3fff != 0 || total < ihl || ihl < 20 {
-                return; // a fragment: its checksum covers the whole datagram
-            }
-            let Some(&p) = f.get(l3 + 9) else { return };
-            (p, l3 + ihl, total - ihl, l3 + 12..l3 + 20)
-        }
-        0x86dd => {
-            let (Some(&p), Some(plen)) = (f.get(l3 + 6), be16(f, l3 + 4)) else {
-                return;
-            };
-            (p, l3 + 40, plen, l3 + 8..l3 + 40)
-        }
-        _ => return,
+    let (Some(src), Some(dst), Some(proto), Some(l4)) =
+        (m.src_addr, m.dst_addr, m.ip_protocol, m.l4_offset)
+    else {
+        return;
     };
-    let field = match proto {
-        6 => 16,
-        17 => 6,
-        _ => return,
-    };
-    if l4 + l4len > f.len() || field + 2 > l4len {
+    // a fragment's checksum covers the whole datagram
+    if m.is_fragment() {
         return;
     }
-    f[l4 + field..l4 + field + 2].copy_from_slice(&[0, 0]);
-    let pseudo = combine(&[sum(&f[addrs]), u16::from(proto), l4len as u16]);
-    let mut c = !combine(&[pseudo, sum(&f[l4..l4 + l4len])]);
-    if c == 0 && proto == 17 {
+    let field = match proto {
+        IpProtocol::Tcp => 16,
+        IpProtocol::Udp => 6,
+        _ => return,
+    };
+    let len = m.l4_len;
+    let Some(seg) = f.get_mut(l4..l4 + len) else {
+        return;
+    };
+    if field + 2 > len {
+        return;
+    }
+    seg[field..field + 2].copy_from_slice(&[0, 0]);
+    let mut c = !combine(&[pseudo_header(&src, &dst, proto, len as u32), sum(seg)]);
+    if c == 0 && proto == IpProtocol::Udp {
         c = 0xffff;
     }
-    f[l4 + field..l4 + field + 2].copy_from_slice(&c.to_be_bytes());
+    seg[field..field + 2].copy_from_slice(&c.to_be_bytes());
 }
 
 pub(crate) fn is_arp(f: &[u8]) -> bool {
@@ -483,20 +514,9 @@ fn worker(
                     Sent::Frame(f) => f.data.as_slice(),
                 })
                 .collect();
-            // A full send buffer: wait a little for the receiver, then drop rather than stop
-            // receiving (which, under overload, only moves the loss to the receive ring).
             let dev_before = sock.tx_device_drops();
-            let mut done = 0;
-            let mut tries = 0;
-            while done < frames.len() && tries < TX_TRIES {
-                let t = sock.tx_burst(&frames[done..]);
-                if t == 0 {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                done += t;
-            }
-            tx_dropped[e] += (frames.len() - done) as u64 + (sock.tx_device_drops() - dev_before);
+            let left = send_bounded(&frames, |f| sock.tx_burst(f));
+            tx_dropped[e] += left as u64 + (sock.tx_device_drops() - dev_before);
         }
         if tx_dropped.iter().any(|d| *d > 0) {
             let mut st = shared.lock();
@@ -714,6 +734,144 @@ impl Drop for NoAggregation {
     fn drop(&mut self) {
         for (dev, what) in &self.restore {
             let _ = nft_xdp::ethtool::set(dev, *what, true);
+        }
+    }
+}
+
+/// AF_PACKET: the interfaces' receive steering (RPS) kept off the workers' CPUs while `run`
+/// runs, the old masks written back at exit.
+///
+/// With AF_PACKET the kernel receives every frame itself first (an skb, the packet taps that
+/// copy it into our rings, the ingress hooks, the drop): per frame offered, not per frame the
+/// worker can take. That work runs as softirq, which preempts any thread; when RPS puts it on
+/// the worker's CPU, an offered load above what that CPU can receive leaves the worker
+/// nothing (a receive livelock: it delivered 25 kpps of 1.49 Mpps offered on the live bench).
+/// Dataplanes keep their workers' CPUs free of interrupt and receive work; here the RPS mask of
+/// each receive queue loses the CPUs the workers may run on (their affinity, e.g. `taskset`),
+/// so the receive runs elsewhere and, when it cannot keep up, drops before the worker's ring
+/// rather than taking the worker's CPU. Only when the workers are pinned (their affinity is not
+/// every online CPU); a mask left empty turns RPS off for that queue (the receive then runs
+/// where the device's own interrupt or NAPI runs, which sysfs does not say).
+pub struct RxAway {
+    restore: Vec<(PathBuf, String)>,
+}
+
+/// A CPU mask as sysfs prints it (`rps_cpus`: hex, 32-bit groups separated by commas, most
+/// significant first) as CPU numbers, or `None` if malformed.
+pub fn parse_cpu_mask(s: &str) -> Option<Vec<usize>> {
+    let mut cpus = vec![];
+    let groups: Vec<&str> = s.trim().split(',').collect();
+    for (k, g) in groups.iter().rev().enumerate() {
+        let v = u32::from_str_radix(g, 16).ok()?;
+        cpus.extend((0..32).filter(|b| v & (1 << b) != 0).map(|b| k * 32 + b));
+    }
+    Some(cpus)
+}
+
+/// CPU numbers as a sysfs mask, at least `groups` 32-bit groups wide.
+pub fn format_cpu_mask(cpus: &[usize], groups: usize) -> String {
+    let n = cpus
+        .iter()
+        .map(|c| c / 32 + 1)
+        .max()
+        .unwrap_or(0)
+        .max(groups)
+        .max(1);
+    let mut g = vec![0u32; n];
+    for c in cpus {
+        g[c / 32] |= 1 << (c % 32);
+    }
+    g.iter()
+        .rev()
+        .map(|v| format!("{v:08x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl RxAway {
+    /// Takes the CPUs this thread may run on (the workers inherit them) out of the RPS masks
+    /// of `ifs`' receive queues. Returns what it did, for the log.
+    pub fn apply(ifs: &[(String, String)]) -> (RxAway, Vec<String>) {
+        let mut away = RxAway { restore: vec![] };
+        let mut msgs = vec![];
+        let Ok(aff) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
+            return (away, msgs);
+        };
+        let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+        let online = cpu_list(&online);
+        let workers: Vec<usize> = online
+            .iter()
+            .copied()
+            .filter(|&c| aff.is_set(c).unwrap_or(false))
+            .collect();
+        if workers.is_empty() || workers.len() == online.len() {
+            return (away, msgs); // not pinned: the scheduler places the workers
+        }
+        for (_, dev) in ifs {
+            let dir = Path::new("/sys/class/net").join(dev).join("queues");
+            let Ok(queues) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut qs: Vec<PathBuf> = queues
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .map(|e| e.path().join("rps_cpus"))
+                .collect();
+            qs.sort();
+            for q in qs {
+                let Ok(old) = std::fs::read_to_string(&q) else {
+                    continue;
+                };
+                let Some(cpus) = parse_cpu_mask(&old) else {
+                    continue;
+                };
+                if !cpus.iter().any(|c| workers.contains(c)) {
+                    continue;
+                }
+                let left: Vec<usize> = cpus.into_iter().filter(|c| !workers.contains(c)).collect();
+                let new = format_cpu_mask(&left, old.trim().split(',').count());
+                let queue = q
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match std::fs::write(&q, &new) {
+                    Ok(()) => {
+                        msgs.push(format!(
+                            "{dev}: {queue} receive steering (RPS) off the workers' CPUs \
+                             {workers:?} while running: rps_cpus {} -> {new}",
+                            old.trim()
+                        ));
+                        away.restore.push((q, old.trim().to_string()));
+                    }
+                    Err(e) => msgs.push(format!(
+                        "warning: {}: {e}: the kernel's receive work shares the workers' CPUs",
+                        q.display()
+                    )),
+                }
+            }
+        }
+        (away, msgs)
+    }
+}
+
+/// A CPU list as sysfs prints it (`0-3,6`).
+fn cpu_list(s: &str) -> Vec<usize> {
+    let mut out = vec![];
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+            out.extend(a..=b.min(a + 4096));
+        }
+    }
+    out
+}
+
+impl Drop for RxAway {
+    fn drop(&mut self) {
+        for (q, old) in &self.restore {
+            // the interface may be gone by now
+            let _ = std::fs::write(q, old);
         }
     }
 }
@@ -991,6 +1149,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for line in lines {
         eprintln!("nft-offload: {line}");
     }
+    let rx_away = (io == Io::AfPacket).then(|| {
+        let (away, lines) = RxAway::apply(&ifs);
+        for line in lines {
+            eprintln!("nft-offload: {line}");
+        }
+        away
+    });
     let (ast, rules) = match load_ruleset(&a.ruleset, &topo) {
         Ok(x) => x,
         Err(e) => {
@@ -1079,6 +1244,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
         workers,
         steering: steering.clone(),
+        lock_taken: AtomicU64::new(0),
+        lock_contended: AtomicU64::new(0),
+        lock_wait_ns: AtomicU64::new(0),
     });
     let stop_flag = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop_flag.clone())?;
@@ -1195,6 +1363,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     drop(server);
     drop(guard);
     drop(no_aggregation);
+    drop(rx_away);
     // detaches the steering programs (other threads may still hold the Arc): the kernel has
     // the interfaces back
     if let Some(s) = &steering {
@@ -1209,6 +1378,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         st.router.sync_offload(now);
     }
     print!("{}", control::stats_text(&shared));
+    let taken = shared.lock_taken.load(Ordering::Relaxed);
+    let contended = shared.lock_contended.load(Ordering::Relaxed);
+    eprintln!(
+        "nft-offload: router lock taken {taken} times, {contended} of them held by another \
+         thread ({:.2}%), {:.3} ms waited in all",
+        100.0 * contended as f64 / taken.max(1) as f64,
+        shared.lock_wait_ns.load(Ordering::Relaxed) as f64 / 1e6
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1251,6 +1428,7 @@ mod tests {
                     mac: [2, 0, 0, 0, 0, ifindex as u8],
                     mtu: 1500 - ifindex,
                     up,
+                    kind: String::new(),
                 },
             );
         }
@@ -1372,19 +1550,83 @@ mod tests {
                 } else {
                     b.udp(1000, 53).write(&mut good, payload).unwrap();
                 }
-                let l4 = if v6 { 14 + 40 } else { 14 + 20 };
-                let field = l4 + if tcp { 16 } else { 6 };
-                let mut partial = good.clone();
-                partial[field] = 0x12;
-                partial[field + 1] = 0x34;
-                complete_l4_checksum(&mut partial);
-                assert_eq!(partial, good, "v6 {v6} tcp {tcp}");
-                // garbage stays garbage, without a panic
-                let mut short = good[..l4 + 4].to_vec();
-                complete_l4_checksum(&mut short);
-                assert_eq!(short, good[..l4 + 4]);
+                // the same packet behind a VLAN tag and inside a PPPoE session
+                let ip = &good[14..];
+                let mut tagged = good[..12].to_vec();
+                tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+                tagged.extend_from_slice(&good[12..]);
+                let mut pppoe = good[..12].to_vec();
+                pppoe.extend_from_slice(&[0x88, 0x64, 0x11, 0x00, 0x12, 0x34]);
+                pppoe.extend_from_slice(&(ip.len() as u16 + 2).to_be_bytes());
+                pppoe.extend_from_slice(if v6 { &[0x00, 0x57] } else { &[0x00, 0x21] });
+                pppoe.extend_from_slice(ip);
+                for (l2, good) in [(14, &good), (18, &tagged), (22, &pppoe)] {
+                    let l4 = l2 + if v6 { 40 } else { 20 };
+                    let field = l4 + if tcp { 16 } else { 6 };
+                    let mut partial = good.clone();
+                    partial[field] = 0x12;
+                    partial[field + 1] = 0x34;
+                    complete_l4_checksum(&mut partial);
+                    assert_eq!(&partial, good, "v6 {v6} tcp {tcp} l2 {l2}");
+                    // garbage stays garbage, without a panic
+                    let mut short = good[..l4 + 4].to_vec();
+                    complete_l4_checksum(&mut short);
+                    assert_eq!(short, good[..l4 + 4]);
+                }
             }
         }
+    }
+
+    #[test]
+    fn transmit_retries_a_full_queue_a_bounded_number_of_times() {
+        let frames: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"e"];
+        // a queue that stays full: TX_TRIES attempts, then all five are dropped
+        let mut calls = 0;
+        assert_eq!(
+            send_bounded(&frames, |_| {
+                calls += 1;
+                0
+            }),
+            5
+        );
+        assert_eq!(calls, TX_TRIES);
+        // two taken, then a full queue for good: three dropped, in order from the third
+        let mut seen = vec![];
+        let left = send_bounded(&frames, |f| {
+            if seen.len() < 2 {
+                seen.push(f[0][0]);
+                1
+            } else {
+                0
+            }
+        });
+        assert_eq!((left, seen), (3, vec![b'a', b'b']));
+        // a queue that is full twice, then takes everything: nothing dropped
+        let mut full = 2;
+        let left = send_bounded(&frames, |f| {
+            if full > 0 {
+                full -= 1;
+                0
+            } else {
+                f.len()
+            }
+        });
+        assert_eq!(left, 0);
+        // a backend that claims more than it was given cannot make the count wrap
+        assert_eq!(send_bounded(&frames, |_| 99), 0);
+    }
+
+    #[test]
+    fn cpu_masks_as_sysfs_prints_them() {
+        assert_eq!(parse_cpu_mask("2\n"), Some(vec![1]));
+        assert_eq!(parse_cpu_mask("0"), Some(vec![]));
+        assert_eq!(parse_cpu_mask("00000001,00000005"), Some(vec![0, 2, 32]));
+        assert_eq!(parse_cpu_mask("xyz"), None);
+        assert_eq!(format_cpu_mask(&[], 1), "00000000");
+        assert_eq!(format_cpu_mask(&[0, 2, 32], 1), "00000001,00000005");
+        assert_eq!(format_cpu_mask(&[1], 2), "00000000,00000002");
+        assert_eq!(cpu_list("0-2,5\n"), vec![0, 1, 2, 5]);
+        assert_eq!(cpu_list(""), Vec::<usize>::new());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use nft_xdp::offload::{ifindex_of, Mode};
 use nft_xdp::{Chain, Steer, SteerConfig};
 
 use crate::netlink::Addr;
-use crate::run::{is_arp, thread_cpu_ns, Shared, BURST, TICK};
+use crate::run::{is_arp, send_bounded, thread_cpu_ns, Shared, BURST, TICK};
 
 /// A `flags offload` backend's chain and the devices (ifindex, mode) its program is on.
 pub struct Chained {
@@ -145,6 +145,21 @@ impl NapiTuning {
             let _ = std::fs::write(&path, &old);
         }
     }
+}
+
+/// How many receive queues `ifname` has (sysfs `queues/rx-*`; 1 when unknown).
+fn rx_queues(ifname: &str) -> usize {
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(ifname)
+        .join("queues");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// The kernel threads of `ifname`'s threaded NAPIs: named `napi/IFNAME-ID` (the task name
@@ -297,6 +312,17 @@ pub fn open(
         steers.push(s);
     }
     let names: Vec<&str> = ifs.iter().map(|(_, n)| n.as_str()).collect();
+    for name in &names {
+        let queues = rx_queues(name);
+        if queues > workers {
+            eprintln!(
+                "nft-offload: warning: {name} has {queues} receive queues and {workers} \
+                 worker(s): the steering program passes what arrives on queues {workers}.. \
+                 to the kernel (no socket there), which does not forward it; run with \
+                 --workers {queues} (or ethtool -L {name} combined {workers})"
+            );
+        }
+    }
     let mut steering = Steering {
         chains: chains.into_iter().map(|c| c.chain).collect(),
         steers,
@@ -509,17 +535,7 @@ pub fn worker(
                 continue;
             }
             let frames: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
-            let mut done = 0;
-            let mut tries = 0;
-            while done < frames.len() && tries < 100 {
-                let t = set.tx_burst(e, &frames[done..]);
-                if t == 0 {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                done += t;
-            }
-            dropped[e] += (frames.len() - done) as u64;
+            dropped[e] += send_bounded(&frames, |f| set.tx_burst(e, f)) as u64;
             q.clear();
         }
         // fast-path frames that met a full TX ring

@@ -1,7 +1,7 @@
 //! The CLI contract: `check` exits 0/1, `print` lists, errors come as nft prints them.
 
 use std::io::Write;
-use std::process::Command;
+use std::process::{Command, Output};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nft-offload"))
@@ -16,6 +16,29 @@ fn tmpfile(name: &str, text: &str) -> std::path::PathBuf {
         .write_all(text.as_bytes())
         .unwrap();
     p
+}
+
+/// Asserts that the command exited 0, showing its stderr if not; its stdout.
+fn succeeded(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts that the command exited 0; its stdout as JSON.
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&succeeded(out)).unwrap()
+}
+
+/// Asserts that the command exited 1 with `needle` in its stderr.
+fn fails_with(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
 }
 
 #[test]
@@ -51,13 +74,7 @@ fn print_lists_like_nft() {
     );
     let out = bin().arg("print").arg(&f).output().unwrap();
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        succeeded(&out),
         "table ip filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t\ttcp dport { 22, 80 } counter packets 0 bytes 0 accept\n\t}\n}\n"
     );
     let out = bin().args(["print", "-s", "-p"]).arg(&f).output().unwrap();
@@ -72,27 +89,17 @@ fn missing_file_is_an_error_not_a_panic() {
         .args(["check", "/nonexistent/x.nft"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No such file"));
+    fails_with(&out, "No such file");
 }
 
 #[test]
 fn example_ruleset_is_a_fixed_point() {
     let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fw4-home.nft");
-    let once = bin().arg("print").arg(&ex).output().unwrap();
-    assert_eq!(
-        once.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&once.stderr)
-    );
-    let f = tmpfile("once.nft", &String::from_utf8_lossy(&once.stdout));
+    let once = succeeded(&bin().arg("print").arg(&ex).output().unwrap());
+    let f = tmpfile("once.nft", &once);
     let twice = bin().arg("print").arg(&f).output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&once.stdout),
-        String::from_utf8_lossy(&twice.stdout)
-    );
-    assert!(String::from_utf8_lossy(&once.stdout).contains("flow add @ft"));
+    assert_eq!(once, String::from_utf8_lossy(&twice.stdout));
+    assert!(once.contains("flow add @ft"));
 }
 
 #[test]
@@ -106,12 +113,7 @@ fn gen_is_seeded_and_parses() {
             .arg(&p)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out);
         std::fs::read(&p).unwrap()
     };
     let a = run("7", "a.pcapng");
@@ -147,12 +149,7 @@ fn gen_rejects_a_bad_topology() {
         .arg(&t)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("bad MAC address"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fails_with(&out, "bad MAC address");
 }
 
 #[test]
@@ -221,13 +218,7 @@ fn a_bad_file_changes_nothing_and_names_the_include() {
         .output()
         .unwrap();
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        succeeded(&out),
         "table inet t {\n\tchain c {\n\t\ttcp dport 22 accept\n\t\tudp dport 53 accept\n\t}\n}\n"
     );
 }
@@ -242,13 +233,7 @@ fn simulate_default_reports_and_writes_a_capture() {
             .arg(dir.join("out.pcapng"))
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        json(&out)
     };
     let r = run();
     assert_eq!(r, run(), "a simulation is a pure function of its inputs");
@@ -289,13 +274,7 @@ fn simulate_default_reports_and_writes_a_capture() {
 #[test]
 fn simulate_text_report_and_errors() {
     let out = bin().args(["simulate", "--flows", "40"]).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = succeeded(&out);
     for want in [
         "packets:",
         "interfaces:",
@@ -317,12 +296,7 @@ fn simulate_text_report_and_errors() {
         "table ip t { chain c { tcp dport nope accept } }\n",
     );
     let out = bin().args(["simulate", "-f"]).arg(&bad).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Error: "),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fails_with(&out, "Error: ");
 }
 
 #[test]
@@ -331,13 +305,7 @@ fn bench_json_has_the_contract_keys() {
         .args(["bench", "--json", "--packets", "2000"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(&out);
     assert!(v["slow_path_pps"].as_f64().unwrap() > 0.0);
     assert!(v["new_connections_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(
@@ -378,16 +346,7 @@ fn simulate_no_offload_gives_the_same_capture_and_conntrack() {
             .args(extra)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            std::fs::read(&path).unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        (std::fs::read(&path).unwrap(), succeeded(&out))
     };
     let (on, on_txt) = run(&[], "on.pcapng");
     let (off, off_txt) = run(&["--no-offload"], "off.pcapng");
@@ -425,13 +384,7 @@ fn simulate_resolves_interface_names_against_the_topology() {
         .arg(&rules)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = json(&out);
     assert!(
         r["nat_bindings"].as_u64().unwrap() > 0,
         "oif \"wan\" matched: {r}"
@@ -457,13 +410,7 @@ fn simulate_conntrack_max_limits_the_table() {
             .args(extra)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        json(&out)
     };
     let full = run(&[]);
     let small = run(&["--conntrack-max", "8"]);

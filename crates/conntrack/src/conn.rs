@@ -20,6 +20,7 @@ pub enum ProtoState {
         stream_at: Duration,
     },
     Icmp,
+    Sctp(crate::sctp::SctpTrack),
     Generic,
 }
 
@@ -168,7 +169,12 @@ impl Conn {
     }
 
     #[inline]
-    fn addr(&self, i: usize) -> IpAddr {
+    /// Port (or ICMP field) `i`: the original's source and destination, then the reply's.
+    pub(crate) fn port(&self, i: usize) -> u16 {
+        self.tuples.ports[i & 3]
+    }
+
+    pub(crate) fn addr(&self, i: usize) -> IpAddr {
         if self.tuples.wide {
             if let Some(a) = self.ext.as_deref().and_then(|e| e.addrs) {
                 return a[i & 3];
@@ -196,8 +202,20 @@ impl Conn {
 
     /// Replaces the reply tuple (NAT bound it).
     pub(crate) fn set_reply(&mut self, r: Tuple) {
-        let o = self.tuple(Direction::Original);
-        self.store_tuples([o, r]);
+        match (self.tuples.wide, r.src, r.dst) {
+            // all IPv4 before and after: the reply's half is written in place
+            (false, IpAddr::V4(s), IpAddr::V4(d)) => {
+                let k = &mut self.tuples;
+                k.v4[2] = s.octets();
+                k.v4[3] = d.octets();
+                k.ports[2] = r.sport;
+                k.ports[3] = r.dport;
+            }
+            _ => {
+                let o = self.tuple(Direction::Original);
+                self.store_tuples([o, r]);
+            }
+        }
     }
 
     /// The counters of a direction, to add to (allocated with the first count).
@@ -268,6 +286,13 @@ impl Conn {
         }
     }
 
+    pub fn sctp_state(&self) -> Option<crate::sctp::SctpState> {
+        match &self.proto {
+            ProtoState::Sctp(t) => Some(t.state),
+            _ => None,
+        }
+    }
+
     /// When the connection expires if no packet refreshes it.
     pub fn deadline(&self) -> Duration {
         from_ns(self.deadline_ns)
@@ -328,8 +353,9 @@ impl Conn {
     }
 
     /// Sets the synproxy state; with sequence adjustment on, the connection is marked
-    /// `SEQ_ADJUST` (which keeps it off the flowtable, as in the kernel).
-    pub fn set_synproxy(&mut self, sp: Synproxy) {
+    /// `SEQ_ADJUST` (which keeps it off the flowtable, as in the kernel). Through
+    /// [`Table::set_synproxy`](crate::Table::set_synproxy), which counts such connections.
+    pub(crate) fn set_synproxy(&mut self, sp: Synproxy) {
         if sp.established {
             self.status.insert(Status::SEQ_ADJUST);
         }
@@ -397,8 +423,14 @@ impl Conn {
             proto,
             self.remaining(now).as_secs()
         );
-        if let ProtoState::Tcp(t) = &self.proto {
-            let _ = write!(s, "{} ", t.state.name());
+        match &self.proto {
+            ProtoState::Tcp(t) => {
+                let _ = write!(s, "{} ", t.state.name());
+            }
+            ProtoState::Sctp(t) => {
+                let _ = write!(s, "{} ", t.state.name());
+            }
+            _ => {}
         }
         let _ = write!(s, "{} ", self.original());
         if accounting {

@@ -6,8 +6,14 @@
 //!
 //! The stored hash bits include the home position (for up to 2^32 slots), so growing and
 //! deleting (by shifting back, no tombstones) never rehash a key.
+//!
+//! Slots hold their entry bit-inverted, so that an empty slot is 0 and a table is made by a
+//! zeroed allocation: a large one is mapped in as the hash touches it, and a table sized
+//! for the connection limit up front ([`Index::with_capacity`]) costs neither a fill nor,
+//! later, the growth steps that move every entry.
 
-const EMPTY: u64 = u64::MAX;
+/// An empty slot as it is stored (entries are stored inverted).
+const EMPTY: u64 = 0;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
@@ -17,12 +23,30 @@ pub(crate) struct Index {
 }
 
 impl Index {
+    #[cfg(test)]
     pub fn new() -> Index {
+        Index::with_capacity(0)
+    }
+
+    /// An index that holds `entries` keys without growing.
+    pub fn with_capacity(entries: usize) -> Index {
+        let n = Index::slots_for(entries);
         Index {
-            slots: vec![EMPTY; 16].into_boxed_slice(),
-            mask: 15,
+            slots: vec![EMPTY; n].into_boxed_slice(),
+            mask: n - 1,
             len: 0,
         }
+    }
+
+    /// The entry in slot `i`, `!EMPTY` for none.
+    #[inline(always)]
+    fn at(&self, i: usize) -> u64 {
+        !self.slots[i]
+    }
+
+    #[inline(always)]
+    fn store(&mut self, i: usize, s: u64) {
+        self.slots[i] = !s;
     }
 
     pub fn capacity_slots(&self) -> usize {
@@ -48,8 +72,8 @@ impl Index {
         let tag = h as u32;
         let mut i = (tag as usize) & self.mask;
         loop {
-            let s = self.slots[i];
-            if s == EMPTY {
+            let s = self.at(i);
+            if s == !EMPTY {
                 return None;
             }
             if (s >> 32) as u32 == tag && f(s as u32) {
@@ -72,7 +96,7 @@ impl Index {
         while self.slots[i] != EMPTY {
             i = (i + 1) & self.mask;
         }
-        self.slots[i] = s;
+        self.store(i, s);
     }
 
     fn grow(&mut self) {
@@ -80,7 +104,7 @@ impl Index {
         let old = core::mem::replace(&mut self.slots, vec![EMPTY; n].into_boxed_slice());
         self.mask = n - 1;
         for s in old.iter().copied().filter(|&s| s != EMPTY) {
-            self.put(s);
+            self.put(!s);
         }
     }
 
@@ -102,9 +126,9 @@ impl Index {
         let tag = h as u32;
         let mut i = (tag as usize) & self.mask;
         loop {
-            let s = self.slots[i];
-            if s == EMPTY {
-                self.slots[i] = (h & 0xffff_ffff) << 32 | u64::from(value);
+            let s = self.at(i);
+            if s == !EMPTY {
+                self.store(i, (h & 0xffff_ffff) << 32 | u64::from(value));
                 self.len += 1;
                 return true;
             }
@@ -127,14 +151,14 @@ impl Index {
         let tag = h as u32;
         let mut i = (tag as usize) & self.mask;
         loop {
-            let s = self.slots[i];
-            if s == EMPTY {
-                self.slots[i] = (h & 0xffff_ffff) << 32 | u64::from(value);
+            let s = self.at(i);
+            if s == !EMPTY {
+                self.store(i, (h & 0xffff_ffff) << 32 | u64::from(value));
                 self.len += 1;
                 return;
             }
             if (s >> 32) as u32 == tag && f(s as u32) {
-                self.slots[i] = (s & !0xffff_ffff) | u64::from(value);
+                self.store(i, (s & !0xffff_ffff) | u64::from(value));
                 return;
             }
             i = (i + 1) & self.mask;
@@ -146,12 +170,12 @@ impl Index {
         let tag = h as u32;
         let mut i = (tag as usize) & self.mask;
         loop {
-            let s = self.slots[i];
-            if s == EMPTY {
+            let s = self.at(i);
+            if s == !EMPTY {
                 return false;
             }
             if (s >> 32) as u32 == tag && f(s as u32) {
-                self.slots[i] = (s & !0xffff_ffff) | u64::from(value);
+                self.store(i, (s & !0xffff_ffff) | u64::from(value));
                 return true;
             }
             i = (i + 1) & self.mask;
@@ -164,8 +188,8 @@ impl Index {
         let tag = h as u32;
         let mut i = (tag as usize) & self.mask;
         loop {
-            let s = self.slots[i];
-            if s == EMPTY {
+            let s = self.at(i);
+            if s == !EMPTY {
                 return false;
             }
             if (s >> 32) as u32 == tag && s as u32 == value {
@@ -177,8 +201,8 @@ impl Index {
         let mut j = i;
         loop {
             j = (j + 1) & self.mask;
-            let s = self.slots[j];
-            if s == EMPTY {
+            let s = self.at(j);
+            if s == !EMPTY {
                 break;
             }
             let home = ((s >> 32) as usize) & self.mask;
@@ -189,7 +213,7 @@ impl Index {
                 hole < home || home <= j
             };
             if !stays {
-                self.slots[hole] = s;
+                self.store(hole, s);
                 hole = j;
             }
         }
@@ -204,6 +228,28 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn sized_for_its_entries_it_never_grows() {
+        let h = |v: u32| crate::table::mix64(v as u64);
+        let mut ix = Index::with_capacity(1000);
+        let slots = ix.capacity_slots();
+        assert_eq!(slots, Index::slots_for(1000));
+        // room for four fifths of the slots (at least the 1000 asked for)
+        let room = (slots * 4 / 5) as u32;
+        assert!(room >= 1000);
+        for v in 0..room {
+            assert!(ix.insert_unless(h(v), v, |x| x == v));
+        }
+        assert_eq!(ix.capacity_slots(), slots);
+        assert_eq!(ix.len(), room as usize);
+        // one more grows it, and every entry is still found
+        ix.insert(h(room), room);
+        assert_eq!(ix.capacity_slots(), 2 * slots);
+        for v in 0..=room {
+            assert_eq!(ix.find(h(v), |x| x == v), Some(v));
+        }
+    }
 
     proptest! {
         /// Inserts, replacements and removals with few distinct home positions (crowded

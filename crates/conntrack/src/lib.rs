@@ -51,6 +51,7 @@
 mod conn;
 mod index;
 mod nat;
+pub mod sctp;
 mod status;
 mod table;
 pub mod tcp;
@@ -58,6 +59,7 @@ pub mod tuple;
 
 pub use conn::{proto_name, Conn, Counter, ProtoState, Synproxy};
 pub use nat::{apply_rewrite, Manip, NatRange, Rewrite, RewriteError};
+pub use sctp::SctpState;
 pub use status::{CtState, Status, Timeouts};
 pub use table::{Config, ConnId, Expectation, Invalid, Memory, Outcome, Refused, Stats, Table};
 pub use tcp::TcpState;

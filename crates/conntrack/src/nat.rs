@@ -479,6 +479,43 @@ impl Table {
         }
         Some(rw)
     }
+
+    /// [`Table::rewrite`]'s part for `manip` alone (`rewrite(id, dir)?.only(manip)`), what a
+    /// packet gets at one NAT hook. For protocols with ports it reads the two fields it needs
+    /// in place instead of copying and inverting both tuples.
+    pub fn rewrite_part(&self, id: ConnId, dir: Direction, manip: Manip) -> Option<Rewrite> {
+        let c = self.get(id)?;
+        if !c.status().intersects(Status::SRC_NAT | Status::DST_NAT) {
+            return Some(Rewrite::default());
+        }
+        if !has_ports(c.l4proto()) {
+            return self.rewrite(id, dir).map(|r| r.only(manip));
+        }
+        // the other direction's tuple inverted: its source is the other's destination
+        let (this, other) = match dir {
+            Direction::Original => (0, 1),
+            Direction::Reply => (1, 0),
+        };
+        let (a, p) = match manip {
+            Manip::Src => (2 * this, 2 * other + 1),
+            Manip::Dst => (2 * this + 1, 2 * other),
+        };
+        let addr = (c.addr(a) != c.addr(p)).then(|| c.addr(p));
+        let port = c.port(a);
+        let port = (port != c.port(p)).then(|| c.port(p));
+        Some(match manip {
+            Manip::Src => Rewrite {
+                src_addr: addr,
+                src_port: port,
+                ..Rewrite::default()
+            },
+            Manip::Dst => Rewrite {
+                dst_addr: addr,
+                dst_port: port,
+                ..Rewrite::default()
+            },
+        })
+    }
 }
 
 /// Why a rewrite could not be applied.
@@ -557,6 +594,20 @@ pub fn apply_rewrite(
                     if let Some(id) = rw.src_port.or(rw.dst_port) {
                         rewrite::set_icmp_ident(seg, id)?;
                     }
+                }
+                // The ports, then the CRC32c over the whole packet again, as the kernel's
+                // `sctp_manip_pkt` does on every NAT rewrite (it covers no address).
+                IpProtocol::Sctp if meta.fragment == nft_wire::Fragment::None => {
+                    if seg.len() < 12 {
+                        return Err(RewriteError::Truncated);
+                    }
+                    if let Some(p) = rw.src_port {
+                        seg[0..2].copy_from_slice(&p.to_be_bytes());
+                    }
+                    if let Some(p) = rw.dst_port {
+                        seg[2..4].copy_from_slice(&p.to_be_bytes());
+                    }
+                    nft_wire::checksum::fill_sctp(seg);
                 }
                 _ => {}
             }
@@ -656,6 +707,21 @@ fn rewrite_quote(
             if let Some(id) = rw.src_port.or(rw.dst_port) {
                 patch(quote, l4 + 4, &id.to_be_bytes(), &[Some(l4 + 2)])?;
             }
+        }
+        // SCTP: the ports, and the CRC32c over what is quoted when the quote holds the
+        // checksum field (`sctp_manip_pkt` on an inner header)
+        IpProtocol::Sctp if inner.ports.is_some() => {
+            let seg = quote.get_mut(l4..).ok_or(RewriteError::Truncated)?;
+            if seg.len() < 4 {
+                return Err(RewriteError::Truncated);
+            }
+            if let Some(p) = rw.src_port {
+                seg[0..2].copy_from_slice(&p.to_be_bytes());
+            }
+            if let Some(p) = rw.dst_port {
+                seg[2..4].copy_from_slice(&p.to_be_bytes());
+            }
+            nft_wire::checksum::fill_sctp(seg);
         }
         _ => {}
     }

@@ -128,6 +128,8 @@ pub struct Timeouts {
     pub udp_replied: Duration,
     pub icmp: Duration,
     pub icmpv6: Duration,
+    /// SCTP, by state number ([`crate::SctpState`]; `NONE` first).
+    pub sctp: [Duration; 9],
     pub generic: Duration,
 }
 
@@ -159,11 +161,17 @@ impl Timeouts {
                 (17 | 136, "replied") => &mut t.udp_replied,
                 (1, "timeout") => &mut t.icmp,
                 (58, "timeout") => &mut t.icmpv6,
+                (132, n) if crate::sctp::SctpState::from_policy_name(n).is_some() => {
+                    let st = crate::sctp::SctpState::from_policy_name(n).map_or(0, |s| s as usize);
+                    &mut t.sctp[st]
+                }
                 (_, "timeout" | "unreplied") => &mut t.generic,
                 (_, other) => return Err(format!("timeout state {other} for protocol {proto}")),
             };
             *field = d;
         }
+        // NONE (a new association) goes with CLOSED, as `sctp_timeout_nlattr_to_obj` sets it
+        t.sctp[0] = t.sctp[1];
         Ok(t)
     }
 
@@ -175,6 +183,7 @@ impl Timeouts {
             17 | 136 => self.udp_unreplied,
             1 => self.icmp,
             58 => self.icmpv6,
+            132 => self.sctp[0],
             _ => self.generic,
         }
     }
@@ -198,6 +207,7 @@ impl Default for Timeouts {
             udp_replied: secs(120),
             icmp: secs(30),
             icmpv6: secs(30),
+            sctp: crate::sctp::DEFAULT_TIMEOUTS,
             generic: secs(600),
         }
     }

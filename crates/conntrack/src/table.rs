@@ -30,6 +30,10 @@ const UDP_STREAM_AFTER: Duration = Duration::from_secs(2);
 /// How many candidates one early drop looks at before refusing the new connection, so that a
 /// table full of assured connections costs bounded work per packet.
 const EARLY_DROP_SCAN: usize = 64;
+/// Up to this many connections, the table's vectors and indexes are sized for its limit when
+/// it is made (zeroed or untouched memory, mapped in as connections arrive), so that a
+/// growing table never moves its entries; beyond, they grow from there.
+const PRESIZE_MAX: usize = 1 << 21;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -115,6 +119,26 @@ invalid_reasons! {
     IcmpErrorNoConn = "icmp_error_no_conn",
     /// An ICMP error not addressed to the connection's endpoint.
     IcmpErrorAddr = "icmp_error_addr",
+    /// SCTP shorter than its common header, without chunks, or with chunks out of place.
+    SctpMalformed = "sctp_malformed",
+    /// SCTP with a wrong CRC32c.
+    SctpChecksum = "sctp_checksum",
+    /// SCTP with another verification tag than the association's.
+    SctpVtag = "sctp_vtag",
+    /// An SCTP chunk that fits no transition, or cannot open an association.
+    SctpState = "sctp_state",
+}
+
+impl From<crate::sctp::SctpError> for Invalid {
+    fn from(e: crate::sctp::SctpError) -> Invalid {
+        use crate::sctp::SctpError as E;
+        match e {
+            E::Malformed => Invalid::SctpMalformed,
+            E::Checksum => Invalid::SctpChecksum,
+            E::Vtag => Invalid::SctpVtag,
+            E::State => Invalid::SctpState,
+        }
+    }
 }
 
 /// Why a packet that would open a connection was refused (drop it).
@@ -276,6 +300,8 @@ pub struct Table {
     pub(crate) pending: Pending,
     /// Connections announced by `ct expectation set`, few and short-lived.
     expects: Vec<Expectation>,
+    /// Connections with synproxy state, so that a dataplane with none skips looking.
+    synproxied: usize,
 }
 
 /// A connection announced by another (`struct nf_conntrack_expect`): from `src`, any port,
@@ -301,17 +327,19 @@ impl Table {
     pub fn new(cfg: Config) -> Table {
         let rng = Rng(cfg.seed);
         let seed = cfg.seed;
+        let n = cfg.max_entries.min(PRESIZE_MAX);
         Table {
             cfg,
-            slots: Vec::new(),
-            gens: Vec::new(),
+            slots: Vec::with_capacity(n),
+            gens: Vec::with_capacity(n),
             masq: Vec::new(),
             masq_wide: std::collections::HashMap::new(),
             free: Vec::new(),
-            map: Index::new(),
-            bysource: Index::new(),
+            // both directions of each connection
+            map: Index::with_capacity(2 * n),
+            bysource: Index::with_capacity(n),
             hasher: Hasher::with_seed(mix64(seed)),
-            age: VecDeque::new(),
+            age: VecDeque::with_capacity(n),
             len: 0,
             gc_cursor: 0,
             next_id: 1,
@@ -319,6 +347,7 @@ impl Table {
             stats: Stats::default(),
             pending: Pending::default(),
             expects: Vec::new(),
+            synproxied: 0,
         }
     }
 
@@ -547,6 +576,9 @@ impl Table {
         }
         let s = self.slots.get_mut(idx as usize)?;
         let c = s.conn.take()?;
+        if c.synproxy().is_some() {
+            self.synproxied -= 1;
+        }
         if let Some(g) = self.gens.get_mut(idx as usize) {
             *g = g.wrapping_add(1);
         }
@@ -653,9 +685,42 @@ impl Table {
     }
 
     /// Looks a packet up, creating an unconfirmed connection for the first packet of one, and
-    /// tracks it (`nf_conntrack_in`).
+    /// tracks it (`nf_conntrack_in`). SCTP needs the packet's bytes: see
+    /// [`process_frame`](Self::process_frame); here it is invalid.
     pub fn process(&mut self, meta: &PacketMeta, zone: Zone, now: Duration) -> Outcome {
-        let out = self.process_inner(meta, zone, now);
+        self.process_frame(meta, &[], zone, now)
+    }
+
+    /// [`process`](Self::process) with the frame `meta` was parsed from, which SCTP tracking
+    /// reads (chunks and verification tags; the CRC32c is checked, as the kernel does with
+    /// `nf_conntrack_checksum` on).
+    pub fn process_frame(
+        &mut self,
+        meta: &PacketMeta,
+        frame: &[u8],
+        zone: Zone,
+        now: Duration,
+    ) -> Outcome {
+        let sctp = match (meta.ip_protocol, meta.fragment) {
+            (
+                Some(nft_wire::IpProtocol::Sctp),
+                nft_wire::Fragment::None | nft_wire::Fragment::First,
+            ) => {
+                let l4 = meta
+                    .l4_offset
+                    .and_then(|o| frame.get(o..meta.l3_end.min(frame.len())))
+                    .unwrap_or(&[]);
+                match crate::sctp::SctpPacket::parse(l4, true) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        self.stats.invalid += 1;
+                        return Outcome::Invalid(e.into());
+                    }
+                }
+            }
+            _ => None,
+        };
+        let out = self.process_inner(meta, sctp.as_ref(), zone, now);
         match out {
             Outcome::Invalid(_) => self.stats.invalid += 1,
             Outcome::Untracked => self.stats.untracked += 1,
@@ -665,7 +730,13 @@ impl Table {
         out
     }
 
-    fn process_inner(&mut self, meta: &PacketMeta, zone: Zone, now: Duration) -> Outcome {
+    fn process_inner(
+        &mut self,
+        meta: &PacketMeta,
+        sctp: Option<&crate::sctp::SctpPacket>,
+        zone: Zone,
+        now: Duration,
+    ) -> Outcome {
         let (Some(_), Some(proto)) = (meta.src_addr, meta.ip_protocol) else {
             return Outcome::Invalid(Invalid::NotIp);
         };
@@ -693,7 +764,7 @@ impl Table {
                 self.free_slot(idx);
                 self.stats.expired += 1;
             } else {
-                match self.existing(id, dir, meta, now) {
+                match self.existing(id, dir, meta, sctp, now) {
                     Some(out) => {
                         self.stats.found += 1;
                         return out;
@@ -706,7 +777,7 @@ impl Table {
                 }
             }
         }
-        let out = self.create(t, zone, meta, now);
+        let out = self.create(t, zone, meta, sctp, now);
         if let Outcome::Tracked { id, .. } = out {
             self.pending = Pending {
                 id: Some(id),
@@ -760,6 +831,7 @@ impl Table {
         id: ConnId,
         dir: Direction,
         meta: &PacketMeta,
+        sctp: Option<&crate::sctp::SctpPacket>,
         now: Duration,
     ) -> Option<Outcome> {
         let accounting = self.cfg.accounting;
@@ -773,6 +845,7 @@ impl Table {
         let policy = c.ext.as_ref().and_then(|e| e.timeouts.as_deref().cloned());
         let timeouts = policy.as_ref().unwrap_or(&self.cfg.timeouts);
         let seen_reply = c.status.contains(Status::SEEN_REPLY);
+        let synproxied = c.synproxy().is_some();
         let mut kill = false;
         let timeout = match &mut c.proto {
             ProtoState::Tcp(track) => {
@@ -780,6 +853,9 @@ impl Table {
                     return Some(Outcome::Invalid(Invalid::NoTuple));
                 };
                 let old_state = track.state;
+                if synproxied && outside_closed(track, dir, &seg) {
+                    return Some(Outcome::Invalid(Invalid::TcpState));
+                }
                 match track.packet(dir, &seg, timeouts, max_retrans) {
                     TcpVerdict::Accept { .. }
                         if !seen_reply && seg.flags.contains(nft_wire::TcpFlags::RST) =>
@@ -831,6 +907,23 @@ impl Table {
             } else {
                 timeouts.icmp
             }),
+            ProtoState::Sctp(track) => {
+                let Some(p) = sctp else {
+                    return Some(Outcome::Invalid(Invalid::SctpMalformed));
+                };
+                match track.packet(dir, p, true, timeouts) {
+                    crate::sctp::SctpVerdict::Accept { timeout, assured } => {
+                        if assured {
+                            c.status.insert(Status::ASSURED);
+                        }
+                        Some(timeout)
+                    }
+                    crate::sctp::SctpVerdict::Ignore => None,
+                    crate::sctp::SctpVerdict::Invalid(e) => {
+                        return Some(Outcome::Invalid(e.into()))
+                    }
+                }
+            }
             ProtoState::Generic => Some(timeouts.generic),
         };
         if let Some(timeout) = timeout {
@@ -871,7 +964,14 @@ impl Table {
         Some(Outcome::Tracked { id, dir, state })
     }
 
-    fn create(&mut self, t: Tuple, zone: Zone, meta: &PacketMeta, now: Duration) -> Outcome {
+    fn create(
+        &mut self,
+        t: Tuple,
+        zone: Zone,
+        meta: &PacketMeta,
+        sctp: Option<&crate::sctp::SctpPacket>,
+        now: Duration,
+    ) -> Outcome {
         let timeouts = &self.cfg.timeouts;
         let (proto, timeout) = match t.proto {
             PROTO_TCP => {
@@ -903,6 +1003,24 @@ impl Table {
                     timeouts.icmpv6
                 };
                 (ProtoState::Icmp, to)
+            }
+            crate::tuple::PROTO_SCTP => {
+                let Some(p) = sctp else {
+                    return Outcome::Invalid(Invalid::SctpMalformed);
+                };
+                let mut track = match crate::sctp::SctpTrack::new(p) {
+                    Ok(track) => track,
+                    Err(e) => return Outcome::Invalid(e.into()),
+                };
+                match track.packet(Direction::Original, p, false, timeouts) {
+                    crate::sctp::SctpVerdict::Accept { timeout, .. } => {
+                        (ProtoState::Sctp(track), timeout)
+                    }
+                    crate::sctp::SctpVerdict::Ignore => {
+                        (ProtoState::Sctp(track), track.state.timeout(timeouts))
+                    }
+                    crate::sctp::SctpVerdict::Invalid(e) => return Outcome::Invalid(e.into()),
+                }
             }
             _ => (ProtoState::Generic, timeouts.generic),
         };
@@ -1092,6 +1210,7 @@ impl Table {
             ProtoState::Udp { .. } => t.udp_unreplied,
             ProtoState::Icmp if c.l4proto() == PROTO_ICMPV6 => t.icmpv6,
             ProtoState::Icmp => t.icmp,
+            ProtoState::Sctp(track) => track.state.timeout(&t),
             ProtoState::Generic => t.generic,
         };
         c.set_deadline(now.saturating_add(timeout));
@@ -1197,6 +1316,23 @@ impl Table {
                 && self.get(e.master).is_some()
         })?;
         Some(self.expects.swap_remove(i))
+    }
+
+    /// Sets a connection's synproxy state (the router answered its handshake).
+    pub fn set_synproxy(&mut self, id: ConnId, sp: crate::Synproxy) -> Result<(), CtError> {
+        let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
+        let new = c.synproxy().is_none();
+        c.set_synproxy(sp);
+        if new {
+            self.synproxied += 1;
+        }
+        Ok(())
+    }
+
+    /// How many connections have synproxy state: none, and nothing needs sequence
+    /// adjustment.
+    pub fn synproxied(&self) -> usize {
+        self.synproxied
     }
 
     /// Adds packets counted elsewhere (the flowtable's fast path) to a direction.
@@ -1320,6 +1456,28 @@ fn capped_pickup(state: TcpState, timeout: Duration, t: &Timeouts) -> Duration {
     } else {
         timeout
     }
+}
+
+/// A client's segment on a closed synproxied connection (TIME_WAIT, CLOSE) that lies far
+/// outside what the client sent on it: the ACK of a new handshake the router answered on the
+/// same ports. The kernel's window check (`tcp_in_window`, which liberal tracking leaves
+/// out) makes it invalid there, so that `ct state invalid` sends it to synproxy, which opens
+/// the new connection; here the check is made only where synproxy needs it.
+fn outside_closed(track: &TcpTrack, dir: Direction, seg: &Segment) -> bool {
+    use nft_wire::TcpFlags;
+    if dir != Direction::Original
+        || !matches!(track.state, TcpState::TimeWait | TcpState::Close)
+        || seg
+            .flags
+            .intersects(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST)
+    {
+        return false;
+    }
+    let Some(end) = track.seen[0].end else {
+        return false;
+    };
+    let d = seg.seq.wrapping_sub(end) as i32;
+    !(-65535..=65535).contains(&d)
 }
 
 fn segment(meta: &PacketMeta) -> Option<Segment> {

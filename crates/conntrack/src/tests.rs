@@ -896,6 +896,9 @@ proptest! {
                     let _ = t.masquerade(id, ip(WAN), 1, &NatRange::default());
                     let _ = t.confirm(id, now);
                     if let Some(rw) = t.rewrite(id, dir) {
+                        for manip in [Manip::Src, Manip::Dst] {
+                            prop_assert_eq!(t.rewrite_part(id, dir, manip), Some(rw.only(manip)));
+                        }
                         let _ = apply_rewrite(&mut f, &m, &rw, None);
                     }
                 }
@@ -1069,26 +1072,34 @@ fn synproxy_state_lives_in_the_extension_and_marks_seq_adjust() {
         &tcp(LAN, SRV, 40000, 80, F::Syn, 100, 0, b""),
         s(1),
     ));
-    let c = t.get_mut(id).unwrap();
-    assert!(c.synproxy().is_none());
+    assert!(t.get(id).unwrap().synproxy().is_none());
+    assert_eq!(t.synproxied(), 0);
     let sp = Synproxy {
         isn: 7,
         its: 9,
         window: 100,
         ..Synproxy::default()
     };
-    c.set_synproxy(sp);
+    t.set_synproxy(id, sp).unwrap();
+    let c = t.get(id).unwrap();
     assert_eq!(c.synproxy(), Some(&sp));
     // not yet answered by the server: no sequence adjustment
     assert!(!c.status().contains(Status::SEQ_ADJUST));
+    assert_eq!(t.synproxied(), 1);
     let on = Synproxy {
         seq_off: 1234,
         established: true,
         ..sp
     };
-    c.set_synproxy(on);
+    t.set_synproxy(id, on).unwrap();
+    let c = t.get(id).unwrap();
     assert_eq!(c.synproxy(), Some(&on));
     assert!(c.status().contains(Status::SEQ_ADJUST));
+    // counted once, and no longer once the connection is gone
+    assert_eq!(t.synproxied(), 1);
+    t.remove(id).unwrap();
+    assert_eq!(t.synproxied(), 0);
+    assert_eq!(t.set_synproxy(id, on), Err(CtError::NoSuchConn));
 }
 
 /// A flowtable's running counts (low 32 bits) are added as differences, across a wrap, from
@@ -1136,4 +1147,220 @@ fn offloaded_counts_add_differences() {
     let (id, _, _) = tracked(pass(&mut off, &udp(LAN, SRV, 1001, 53), s(1)));
     off.account_offloaded(id, Direction::Original, 4, 40);
     assert_eq!(off.get(id).unwrap().counter(Direction::Original).packets, 0);
+}
+
+/// An SCTP packet (IPv4 in Ethernet) with the given chunks and a right CRC32c.
+fn sctp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, vtag: u32, chunks: &[Vec<u8>]) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&sp.to_be_bytes());
+    l4.extend_from_slice(&dp.to_be_bytes());
+    l4.extend_from_slice(&vtag.to_be_bytes());
+    l4.extend_from_slice(&[0; 4]);
+    for c in chunks {
+        l4.extend_from_slice(c);
+    }
+    nft_wire::checksum::fill_sctp(&mut l4);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(src, dst, 64)
+        .write(&mut v, etherparse::IpNumber(132), &l4)
+        .unwrap();
+    v
+}
+
+fn chunk(ty: u8, flags: u8, value: &[u8]) -> Vec<u8> {
+    let mut c = vec![ty, flags];
+    c.extend_from_slice(&(4 + value.len() as u16).to_be_bytes());
+    c.extend_from_slice(value);
+    c.resize(c.len().div_ceil(4) * 4, 0);
+    c
+}
+
+fn sctp_init(ty: u8, tag: u32) -> Vec<u8> {
+    let mut v = tag.to_be_bytes().to_vec();
+    v.extend_from_slice(&[0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1]);
+    chunk(ty, 0, &v)
+}
+
+/// Tracks an SCTP frame (conntrack reads its chunks) and confirms a new connection.
+fn pass_sctp(t: &mut Table, f: &[u8], now: Duration) -> Outcome {
+    let out = t.process_frame(&meta(f), f, 0, now);
+    if let Outcome::Tracked { id, .. } = out {
+        if !t.get(id).unwrap().is_confirmed() {
+            t.confirm(id, now).unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn sctp_association_through_masquerade() {
+    let mut t = Table::default();
+    // another client holds WAN:5000 already, so the association's port moves
+    let other = sctp(LAN2, SRV, 5000, 6000, 0, &[sctp_init(1, 0x99)]);
+    let (o, ..) = tracked(t.process_frame(&meta(&other), &other, 0, s(1)));
+    t.masquerade(o, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.confirm(o, s(1)).unwrap();
+
+    let init = sctp(LAN, SRV, 5000, 6000, 0, &[sctp_init(1, 0x1111)]);
+    let out = t.process_frame(&meta(&init), &init, 0, s(1));
+    let (a, dir, state) = tracked(out);
+    assert_eq!((dir, state), (Direction::Original, CtState::New));
+    t.masquerade(a, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.confirm(a, s(1)).unwrap();
+    let c = t.get(a).unwrap();
+    assert_eq!(c.sctp_state(), Some(SctpState::Closed));
+    assert_eq!(
+        c.listing(s(1), false),
+        "sctp     132 10 CLOSED src=192.168.1.10 dst=203.0.113.5 sport=5000 dport=6000 [UNREPLIED] src=203.0.113.5 dst=198.18.0.2 sport=6000 dport=5001 mark=0 use=1"
+    );
+    // NAT moves the port and recomputes the CRC32c
+    let mut f = init.clone();
+    let m = meta(&f);
+    let rw = t.rewrite(a, Direction::Original).unwrap();
+    apply_rewrite(&mut f, &m, &rw, None).unwrap();
+    assert_eq!(endpoints_sctp(&f), (ip(WAN), 5001, ip(SRV), 6000));
+    assert_eq!(
+        (&f[38..42], &f[46..]),
+        (&init[38..42], &init[46..]),
+        "tag and chunks kept"
+    );
+    assert!(nft_wire::checksum::verify_sctp(&f[34..]));
+    assert_ne!(f[42..46], init[42..46], "the CRC covers the port");
+
+    // the answer, through the reply tuple, and the rest of the handshake
+    let ack = sctp(SRV, WAN, 6000, 5001, 0x1111, &[sctp_init(2, 0x2222)]);
+    let (id, dir, state) = tracked(pass_sctp(&mut t, &ack, s(2)));
+    assert_eq!(
+        (id, dir, state),
+        (a, Direction::Reply, CtState::Established)
+    );
+    assert_eq!(t.get(a).unwrap().sctp_state(), Some(SctpState::CookieWait));
+    let echo = sctp(LAN, SRV, 5000, 6000, 0x2222, &[chunk(10, 0, b"cookie")]);
+    tracked(pass_sctp(&mut t, &echo, s(2)));
+    assert!(!t.get(a).unwrap().is_assured());
+    let cack = sctp(SRV, WAN, 6000, 5001, 0x1111, &[chunk(11, 0, &[])]);
+    tracked(pass_sctp(&mut t, &cack, s(3)));
+    let c = t.get(a).unwrap();
+    assert_eq!(c.sctp_state(), Some(SctpState::Established));
+    assert!(c.is_assured());
+    assert_eq!(
+        c.listing(s(3), false),
+        "sctp     132 210 ESTABLISHED src=192.168.1.10 dst=203.0.113.5 sport=5000 dport=6000 src=203.0.113.5 dst=198.18.0.2 sport=6000 dport=5001 [ASSURED] mark=0 use=1"
+    );
+    // the reply's rewrite puts the client's port back, CRC recomputed
+    let data = sctp(SRV, WAN, 6000, 5001, 0x1111, &[chunk(0, 3, &[0; 12])]);
+    let mut f = data.clone();
+    let rw = t.rewrite(a, Direction::Reply).unwrap();
+    apply_rewrite(&mut f, &meta(&data), &rw, None).unwrap();
+    assert_eq!(endpoints_sctp(&f), (ip(SRV), 6000, ip(LAN), 5000));
+    assert!(nft_wire::checksum::verify_sctp(&f[34..]));
+
+    // wrong tag, bad CRC, malformed: invalid, the association untouched
+    let wrong = sctp(LAN, SRV, 5000, 6000, 0x1111, &[chunk(0, 3, &[0; 12])]);
+    assert_eq!(
+        pass_sctp(&mut t, &wrong, s(4)),
+        Outcome::Invalid(Invalid::SctpVtag)
+    );
+    let mut bad = sctp(LAN, SRV, 5000, 6000, 0x2222, &[chunk(0, 3, &[0; 12])]);
+    bad[50] ^= 1;
+    assert_eq!(
+        pass_sctp(&mut t, &bad, s(4)),
+        Outcome::Invalid(Invalid::SctpChecksum)
+    );
+    let empty = sctp(LAN, SRV, 5000, 6000, 0x2222, &[]);
+    assert_eq!(
+        t.process_frame(&meta(&empty), &empty, 0, s(4)),
+        Outcome::Invalid(Invalid::SctpMalformed)
+    );
+    // without the frame, SCTP cannot be tracked
+    assert_eq!(
+        t.process(&meta(&data), 0, s(4)),
+        Outcome::Invalid(Invalid::SctpMalformed)
+    );
+
+    // shutdown: 3 s states, then CLOSED with 10 s
+    let shut = sctp(LAN, SRV, 5000, 6000, 0x2222, &[chunk(7, 0, &[0; 4])]);
+    tracked(pass_sctp(&mut t, &shut, s(5)));
+    assert_eq!(
+        t.get(a).unwrap().sctp_state(),
+        Some(SctpState::ShutdownSent)
+    );
+    assert_eq!(t.get(a).unwrap().expiration_ms(s(5)), 3000);
+    let sack = sctp(SRV, WAN, 6000, 5001, 0x1111, &[chunk(8, 0, &[])]);
+    tracked(pass_sctp(&mut t, &sack, s(5)));
+    assert_eq!(
+        t.get(a).unwrap().sctp_state(),
+        Some(SctpState::ShutdownAckSent)
+    );
+    let done = sctp(LAN, SRV, 5000, 6000, 0x2222, &[chunk(14, 0, &[])]);
+    tracked(pass_sctp(&mut t, &done, s(6)));
+    let c = t.get(a).unwrap();
+    assert_eq!(c.sctp_state(), Some(SctpState::Closed));
+    assert!(t.list(s(6))[1].starts_with("sctp     132 10 CLOSED src=192.168.1.10"));
+    // ABORT, COOKIE ACK cannot open; a stray INIT ACK neither
+    for f in [
+        sctp(LAN, SRV, 5100, 6000, 5, &[chunk(6, 0, &[])]),
+        sctp(LAN, SRV, 5100, 6000, 5, &[chunk(11, 0, &[])]),
+    ] {
+        assert_eq!(
+            pass_sctp(&mut t, &f, s(7)),
+            Outcome::Invalid(Invalid::SctpState)
+        );
+    }
+    // `ct timeout` policies name SCTP states
+    let p = t
+        .config()
+        .timeouts
+        .with_policy(132, &[("established".into(), 60), ("closed".into(), 1)])
+        .unwrap();
+    assert_eq!(p.sctp[4], s(60));
+    assert_eq!(p.new_conn(132), s(1));
+    assert!(t
+        .config()
+        .timeouts
+        .with_policy(132, &[("syn_sent".into(), 1)])
+        .is_err());
+}
+
+fn endpoints_sctp(f: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
+    let m = meta(f);
+    let l4 = m.l4_offset.unwrap();
+    (
+        m.src_addr.unwrap(),
+        u16::from_be_bytes([f[l4], f[l4 + 1]]),
+        m.dst_addr.unwrap(),
+        u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]),
+    )
+}
+
+/// The one-manip rewrite a NAT hook applies is the full rewrite's part, for DNAT and SNAT
+/// together, both directions, TCP, UDP and ICMP.
+#[test]
+fn rewrite_part_is_the_rewrite_of_one_manip() {
+    let mut t = Table::default();
+    let frames = [
+        tcp(LAN, SRV, 40000, 8080, F::Syn, 1, 0, b""),
+        udp(LAN, SRV, 5353, 53),
+        echo(LAN, SRV, 77, true),
+    ];
+    for f in frames {
+        let (id, ..) = tracked(t.process(&meta(&f), 0, s(1)));
+        t.dnat(id, &NatRange::to_addr(ip(LAN2)).with_ports(80, 80))
+            .unwrap();
+        t.masquerade(id, ip(WAN), 2, &NatRange::default().with_ports(1000, 1000))
+            .unwrap();
+        t.confirm(id, s(1)).unwrap();
+        for dir in [Direction::Original, Direction::Reply] {
+            let rw = t.rewrite(id, dir).unwrap();
+            assert!(!rw.is_empty());
+            for manip in [Manip::Src, Manip::Dst] {
+                assert_eq!(t.rewrite_part(id, dir, manip), Some(rw.only(manip)));
+            }
+        }
+        let c = t.get(id).unwrap();
+        assert_eq!(c.reply().src, ip(LAN2));
+        assert_eq!(c.reply().dst, ip(WAN));
+        assert_eq!(c.original().src, ip(LAN), "the original stays as it came");
+    }
 }

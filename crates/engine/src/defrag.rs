@@ -464,13 +464,50 @@ fn finish_v6(l3: &mut [u8], next_header: u8) {
     l3[nh_at] = next_header;
 }
 
+/// `ip_options_fragment`: the IPv4 options of the fragments after the first keep only those
+/// with the copied flag (RFC 791); the others become no-operations, so that the header keeps
+/// its length. A malformed option ends the walk and leaves the rest as it was.
+fn options_fragment(opts: &mut [u8]) {
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => return,
+            1 => i += 1,
+            kind => {
+                let len = opts.get(i + 1).map_or(0, |&l| usize::from(l));
+                if len < 2 || i + len > opts.len() {
+                    return;
+                }
+                if kind & 0x80 == 0 {
+                    opts[i..i + len].fill(1);
+                }
+                i += len;
+            }
+        }
+    }
+}
+
 /// The fragments a reassembled datagram leaves as (`ip_do_fragment`/`ip6_fragment` over the
 /// kept fragment list): its headers on each, the payload cut at `pieces`, offsets and
 /// more-fragments set; IPv4 keeps the datagram's ID, IPv6 gets a fragment header with `v6_id`.
 /// When a piece no longer fits `mtu` (the egress is smaller than the fragments that came in),
-/// the whole payload is cut afresh at the MTU, as the kernel's slow path does. None when the
-/// packet is not IP or the MTU leaves no room for 8 bytes of payload.
+/// the whole payload is cut afresh at the MTU, as the kernel's slow path does. IPv4 options
+/// go whole on the first fragment only ([`options_fragment`]). None when the packet is not IP
+/// or the MTU leaves no room for 8 bytes of payload.
 pub fn fragment(l3: &[u8], pieces: &[usize], mtu: usize, v6_id: u32) -> Option<Vec<Vec<u8>>> {
+    fragment_opts(l3, pieces, mtu, v6_id, true)
+}
+
+/// [`fragment`], with the IPv4 options of later fragments left whole when `strip_options`
+/// is false: the kernel's `ip_options_fragment` works from the options `ip_rcv_options`
+/// parsed, after prerouting, so a copy made there (`dup` at prerouting) keeps them all.
+pub fn fragment_opts(
+    l3: &[u8],
+    pieces: &[usize],
+    mtu: usize,
+    v6_id: u32,
+    strip_options: bool,
+) -> Option<Vec<Vec<u8>>> {
     let version = l3.first()? >> 4;
     let (head_len, nh_at) = if version == 4 {
         (usize::from(l3[0] & 0x0f) * 4, None)
@@ -522,6 +559,9 @@ pub fn fragment(l3: &[u8], pieces: &[usize], mtu: usize, v6_id: u32) -> Option<V
         let mut f = Vec::with_capacity(head_len + frag_hdr + len);
         f.extend_from_slice(head);
         if version == 4 {
+            if i > 0 && strip_options {
+                options_fragment(&mut f[20..head_len]);
+            }
             f[2..4].copy_from_slice(&((head_len + len) as u16).to_be_bytes());
             let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
             f[6..8].copy_from_slice(&fo.to_be_bytes());

@@ -61,12 +61,15 @@ pub struct RouterFlowtable {
     pub ft: Flowtable<Backend>,
 }
 
-/// A frame the fast path forwarded: where it leaves, and its length as it arrived.
+/// A frame of the burst: where the fast path sent it ([`NOT_FORWARDED`]: nowhere), and its
+/// length as it arrived. Eight bytes, one vector: one pass over the burst fills it.
 #[derive(Debug, Clone, Copy)]
 struct Forwarded {
-    egress: usize,
-    rx_len: usize,
+    egress: u32,
+    rx_len: u32,
 }
+
+const NOT_FORWARDED: u32 = u32::MAX;
 
 /// The flowtables and what ties them to connections.
 pub struct Offload {
@@ -85,9 +88,8 @@ pub struct Offload {
     admitted: u64,
     refused: BTreeMap<&'static str, u64>,
     // Per burst, kept to reuse their allocations.
-    rx_len: Vec<usize>,
     actions: Vec<Action>,
-    results: Vec<Option<Forwarded>>,
+    results: Vec<Forwarded>,
     leaving: Vec<(ConnId, Duration, Duration)>,
 }
 
@@ -230,7 +232,6 @@ impl Offload {
             fib_gen: 0,
             admitted: 0,
             refused: BTreeMap::new(),
-            rx_len: vec![],
             actions: vec![],
             results: vec![],
             leaving: vec![],
@@ -460,12 +461,14 @@ impl Offload {
     /// Returns how many frames it forwarded.
     pub fn fast_path<S: SlotBuf>(&mut self, slots: &mut [FrameSlot<S>], now: Duration) -> usize {
         self.results.clear();
-        self.results.resize(slots.len(), None);
+        // (frames are far shorter than 4 GiB; a longer one would count as 4 GiB)
+        self.results.extend(slots.iter().map(|s| Forwarded {
+            egress: NOT_FORWARDED,
+            rx_len: u32::try_from(s.len()).unwrap_or(u32::MAX),
+        }));
         if !self.enabled || self.tables.iter().all(|t| t.ft.is_empty()) {
             return 0;
         }
-        self.rx_len.clear();
-        self.rx_len.extend(slots.iter().map(FrameSlot::len));
         self.actions.clear();
         self.actions.resize(slots.len(), Action::None);
         let mut forwarded = 0;
@@ -491,9 +494,8 @@ impl Offload {
                 let done = slots[i..end]
                     .iter_mut()
                     .zip(&self.actions[i..end])
-                    .zip(&mut self.results[i..end])
-                    .zip(&self.rx_len[i..end]);
-                for (((slot, &action), result), &rx_len) in done {
+                    .zip(&mut self.results[i..end]);
+                for ((slot, &action), result) in done {
                     let action = match action {
                         Action::Punt(Punt::NoHeadroom) => {
                             // Retried in a copy with headroom, where the slot's buffer can
@@ -513,10 +515,7 @@ impl Offload {
                     };
                     if let Action::Forward(p) = action {
                         forwarded += 1;
-                        *result = Some(Forwarded {
-                            egress: usize::from(p),
-                            rx_len,
-                        });
+                        result.egress = u32::from(p);
                     }
                 }
                 i = end;
@@ -526,12 +525,12 @@ impl Offload {
     }
 
     /// Where the fast path sent frame `i` of the last burst, and its length as it arrived.
+    #[inline]
     pub fn forwarded(&self, i: usize) -> Option<(usize, usize)> {
         self.results
             .get(i)
-            .copied()
-            .flatten()
-            .map(|f| (f.egress, f.rx_len))
+            .filter(|f| f.egress != NOT_FORWARDED)
+            .map(|f| (f.egress as usize, f.rx_len as usize))
     }
 
     /// After the slow path tracked a packet of connection `id`: an offloaded TCP connection

@@ -27,8 +27,8 @@ use crate::fib::{Fib, NextHop, RouteKind};
 use crate::l2::{self, Ports, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::offload::Offload;
 use crate::rules::{
-    self, Actions, ChainType, CtFacts, CtInfo, CtK, Env, Hook, HookVerdict, LogSpec, NatKind,
-    NatSpec, Pkt, Reject, RouteAnswer, Ruleset, State, TraceLine,
+    self, Actions, ChainType, CtFacts, CtK, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt,
+    Reject, RouteAnswer, Ruleset, State, TraceLine,
 };
 use crate::topology::{Interface, Mac, Topology};
 
@@ -69,8 +69,10 @@ pub struct TxFrame {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub conntrack: nft_conntrack::Config,
-    /// Conntrack slots GC looks at per call of [`Router::process`], on top of two per frame,
-    /// so that expiry keeps up with the traffic at a bounded cost per burst.
+    /// Conntrack slots GC looks at per call of [`Router::process`] that has slow-path frames,
+    /// on top of two per such frame, so that expiry keeps up with what makes connections.
+    /// Besides, the whole table is swept once every [`CT_SWEEP`] of `now` in steps of at
+    /// least [`CT_GC_TICK`], whatever the traffic (fast-path bursts scan nothing else).
     pub gc_budget: usize,
     /// Keep each packet's walk through hooks, chains and rules (`nft monitor trace`).
     pub trace: bool,
@@ -100,6 +102,7 @@ impl Default for Config {
 
 use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
+mod filter;
 mod proxy;
 
 /// A hook's NAT chains bind this manip of the connection (`nf_nat_inet_fn`).
@@ -144,11 +147,15 @@ struct Act {
     dups: Vec<(Option<u128>, Option<u32>)>,
     fwd: Option<(Option<u128>, u32)>,
     synproxy: Option<crate::synproxy::SynproxySpec>,
+    /// Something was handed over since [`Act::begin`]: most chain runs hand over nothing,
+    /// and then neither the reset nor the look at what was handed over is needed.
+    any: bool,
 }
 
 impl Act {
     /// Ready for a chain run: nothing handed over yet, buffers kept.
     fn begin(&mut self) {
+        self.any = false;
         self.nat = None;
         self.reject = None;
         self.flow_adds = 0;
@@ -169,6 +176,7 @@ impl Actions for Act {
         port: Option<(u16, u16)>,
     ) {
         // NAT is terminal, so a chain hands over at most one.
+        self.any = true;
         self.nat = Some(NatRequest {
             kind: spec.kind,
             ipv6: spec.ipv6,
@@ -180,9 +188,11 @@ impl Actions for Act {
         });
     }
     fn reject(&mut self, _pkt: &Pkt, r: &Reject) {
+        self.any = true;
         self.reject = Some(r.clone());
     }
     fn flow_add(&mut self, _pkt: &Pkt, flowtable: &str) {
+        self.any = true;
         match self.flow_add.get_mut(self.flow_adds) {
             Some(s) => {
                 s.clear();
@@ -193,9 +203,11 @@ impl Actions for Act {
         self.flow_adds += 1;
     }
     fn notrack(&mut self, _pkt: &Pkt) {
+        self.any = true;
         self.notrack = true;
     }
     fn log(&mut self, _pkt: &Pkt, prefix: Option<&str>, level: u8, _rule: &str) {
+        self.any = true;
         self.logs.push(LogSpec {
             prefix: prefix.map(str::to_owned),
             level,
@@ -203,15 +215,19 @@ impl Actions for Act {
         });
     }
     fn log_spec(&mut self, _pkt: &Pkt, spec: &LogSpec, _rule: &str) {
+        self.any = true;
         self.logs.push(spec.clone());
     }
     fn dup(&mut self, _pkt: &Pkt, addr: Option<u128>, dev: Option<u32>) {
+        self.any = true;
         self.dups.push((addr, dev));
     }
     fn fwd(&mut self, _pkt: &Pkt, addr: Option<u128>, dev: u32) {
+        self.any = true;
         self.fwd = Some((addr, dev));
     }
     fn synproxy(&mut self, _pkt: &Pkt, spec: &crate::synproxy::SynproxySpec) {
+        self.any = true;
         self.synproxy = Some(*spec);
     }
 }
@@ -277,6 +293,13 @@ impl Env for RouterEnv<'_> {
             .and_then(|i| self.ifnames.get(i))
             .copied()
             .unwrap_or(0)
+    }
+
+    fn ifkind(&self, ifindex: u32) -> u128 {
+        (ifindex as usize)
+            .checked_sub(1)
+            .and_then(|i| self.topo.interfaces.get(i))
+            .map_or(0, |i| rules::ifname_value(&i.kind))
     }
 
     fn conn_alive(&self, handle: u64) -> bool {
@@ -393,6 +416,46 @@ struct Walk {
     tproxy: bool,
 }
 
+/// Where each hook's base chains lie in `rules.base` (sorted by hook, then by where they run),
+/// and the families they are for, so that a walk skips a hook without chains for its packet
+/// with one test.
+#[derive(Debug, Clone, Copy, Default)]
+struct HookIndex {
+    /// First and end index in `rules.base`, by `Hook as usize`.
+    range: [(u32, u32); HOOKS],
+    /// Bit `1 << family` for each family with a chain on the hook.
+    families: [u8; HOOKS],
+}
+
+const HOOKS: usize = Hook::Postrouting as usize + 1;
+
+impl HookIndex {
+    fn new(rules: &Ruleset) -> HookIndex {
+        let mut x = HookIndex::default();
+        for (i, b) in rules.base.iter().enumerate() {
+            let h = b.hook as usize;
+            if x.families[h] == 0 {
+                x.range[h].0 = i as u32;
+            }
+            x.range[h].1 = i as u32 + 1;
+            x.families[h] |= 1 << b.family as u8;
+        }
+        x
+    }
+
+    /// The families whose chains see a packet at `hook`: netdev and inet at ingress, the
+    /// packet's own and inet elsewhere.
+    #[inline]
+    fn packet_families(hook: Hook, v6: bool) -> u8 {
+        let own = match (hook, v6) {
+            (Hook::Ingress, _) => Family::Netdev,
+            (_, false) => Family::Ip,
+            (_, true) => Family::Ip6,
+        };
+        1 << own as u8 | 1 << Family::Inet as u8
+    }
+}
+
 /// What the walk decided for a packet that was not dropped.
 enum Fate {
     Host,
@@ -405,6 +468,10 @@ pub struct Router {
     ports: Ports,
     fib: Fib,
     rules: Ruleset,
+    /// Where `rules.base` has each hook's chains.
+    hooks: HookIndex,
+    /// For each base chain, the protocols its rules may act on (others skip it).
+    filters: Vec<filter::ChainFilter>,
     state: State,
     ct: Table,
     cfg: Config,
@@ -428,6 +495,8 @@ pub struct Router {
     held: Vec<Held>,
     /// The SYN cookie secret of `synproxy`.
     cookie_key: crate::synproxy::CookieKey,
+    /// When conntrack's time-driven GC last ran (`None`: not yet).
+    ct_gc_last: Option<Duration>,
 }
 
 /// A routed frame, link header written but for the destination MAC, waiting for the kernel to
@@ -445,6 +514,13 @@ struct Held {
 const HELD_MAX: usize = 256;
 /// How long a frame waits for its neighbour (the kernel gives up resolving after about 3 s).
 const HOLD_FOR: Duration = Duration::from_secs(3);
+
+/// Conntrack GC sweeps the whole table once in this much time (the kernel's `gc_worker`
+/// looks at the table in steps the same way), on top of what slow-path frames pay for.
+pub const CT_SWEEP: Duration = Duration::from_secs(1);
+/// Time-driven conntrack GC runs at most once per this much time of `now`: a fast-path
+/// burst then costs a compare, not a scan.
+pub const CT_GC_TICK: Duration = Duration::from_millis(10);
 
 /// How many unresolved next hops are queued between two [`Router::take_unresolved`] calls.
 const UNRESOLVED_MAX: usize = 256;
@@ -488,6 +564,8 @@ impl Router {
             topo,
             ports,
             fib,
+            hooks: HookIndex::new(&rules),
+            filters: filter::chain_filters(&rules),
             rules,
             state,
             ct,
@@ -506,6 +584,7 @@ impl Router {
             unresolved: vec![],
             held: vec![],
             cookie_key: crate::synproxy::CookieKey::default(),
+            ct_gc_last: None,
         }
     }
 
@@ -593,10 +672,6 @@ impl Router {
         now: Duration,
         out: &mut Vec<Sent>,
     ) {
-        // Conntrack GC keeps pace with what makes connections: a fixed budget per burst and
-        // two slots per slow-path frame (below). Fast-path frames make none, and scanning
-        // for them cost as much as a third of the flowtable's own work a packet.
-        self.ct.gc(now, self.cfg.gc_budget);
         if !self.held.is_empty() {
             self.release_held(now, out);
         }
@@ -612,9 +687,7 @@ impl Router {
             Vec::new()
         };
         let slow = slots.len() - self.offload.fast_path(slots, now);
-        if slow > 0 {
-            self.ct.gc(now, slow.saturating_mul(2));
-        }
+        self.ct_gc(now, slow);
         let mut tx = std::mem::take(&mut self.tx);
         for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
@@ -637,7 +710,7 @@ impl Router {
                     c.add(rx_len);
                 }
                 if let Some(c) = self.counters.tx.get_mut(egress) {
-                    c.add(s.frame().len());
+                    c.add(s.len());
                 }
                 out.push(Sent::Slot { slot: i, egress });
                 continue;
@@ -650,6 +723,34 @@ impl Router {
             out.extend(tx.drain(..).map(Sent::Frame));
         }
         self.tx = tx;
+    }
+
+    /// Conntrack GC before the slow path's frames of a burst: a budget per burst that has
+    /// some and two slots per such frame (GC keeps pace with what makes connections), and
+    /// a sweep of the whole table every [`CT_SWEEP`] in steps of [`CT_GC_TICK`] or more.
+    /// Fast-path frames make no connections: a burst of them alone pays a compare (scanning
+    /// for them cost a third of the flowtable's own work a packet).
+    #[inline]
+    fn ct_gc(&mut self, now: Duration, slow: usize) {
+        let mut budget = if slow > 0 {
+            self.cfg.gc_budget.saturating_add(slow.saturating_mul(2))
+        } else {
+            0
+        };
+        // (a capture's clock going back starts the step again)
+        let last = match self.ct_gc_last {
+            Some(t) if t <= now => t,
+            _ => *self.ct_gc_last.insert(now),
+        };
+        if now >= last.saturating_add(CT_GC_TICK) {
+            self.ct_gc_last = Some(now);
+            let share = self.ct.len() as u128 * (now - last).as_nanos() / CT_SWEEP.as_nanos();
+            let share = usize::try_from(share).unwrap_or(usize::MAX);
+            budget = budget.saturating_add(share.max(self.cfg.gc_budget));
+        }
+        if budget > 0 {
+            self.ct.gc(now, budget);
+        }
     }
 
     fn transmit(&mut self, egress: Port, data: Vec<u8>, out: &mut Vec<TxFrame>) {
@@ -691,7 +792,9 @@ impl Router {
             Some(c) => c.add(data.len()),
             None => return self.counters.drop(Drop::NoInterface),
         }
-        let meta = match parse_frame(&data) {
+        // (one PacketMeta for the whole walk, parsed in place: each move of it is a copy of
+        // some 250 bytes)
+        let mut meta = match parse_frame(&data) {
             Ok(m) => m,
             Err(e) => {
                 self.counters.parse[e.index()] += 1;
@@ -732,8 +835,9 @@ impl Router {
         }
         // Rules see the frame as the logical interface delivers it: Ethernet, no tags, no
         // PPPoE. Move the MACs next to L3 instead of moving the packet.
-        let (mut start, meta) = if meta.l3_offset != 14 {
-            let Some(start) = meta.l3_offset.checked_sub(14) else {
+        let mut start = 0;
+        if meta.l3_offset != 14 {
+            let Some(s) = meta.l3_offset.checked_sub(14) else {
                 return self.counters.drop(Drop::UnknownEncap);
             };
             let ethertype = if meta.ip_version == Some(IpVersion::Ipv6) {
@@ -741,18 +845,17 @@ impl Router {
             } else {
                 ETHERTYPE_IPV4
             };
-            data.copy_within(0..12, start);
-            data[start + 12..start + 14].copy_from_slice(&ethertype.to_be_bytes());
-            match parse_frame(&data[start..]) {
-                Ok(m) => (start, m),
+            data.copy_within(0..12, s);
+            data[s + 12..s + 14].copy_from_slice(&ethertype.to_be_bytes());
+            match parse_frame(&data[s..]) {
+                Ok(m) => meta = m,
                 Err(e) => {
                     self.counters.parse[e.index()] += 1;
                     return;
                 }
             }
-        } else {
-            (0, meta)
-        };
+            start = s;
+        }
         self.counters.slow_path += 1;
         let pkttype = if dst == [0xff; 6] {
             1
@@ -784,7 +887,6 @@ impl Router {
             secmark: 0,
             tproxy: false,
         };
-        let mut meta = meta;
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
         let dscp_in = ip_dscp(&data[start..], &meta);
         match self.hook(
@@ -967,7 +1069,7 @@ impl Router {
         self.hook(Hook::Prerouting, i32::MIN, -201, w, buf, meta, now, out)?;
         if !w.notrack {
             w.tracked = true;
-            match self.ct.process(meta, w.zone, now) {
+            match self.ct.process_frame(meta, buf, w.zone, now) {
                 Outcome::Tracked { id, dir, state } => {
                     w.conn = Some((id, dir));
                     w.state = state;
@@ -1193,14 +1295,13 @@ impl Router {
         let Some((id, dir)) = w.conn else {
             return Ok(());
         };
-        let Some(rw) = self.ct.rewrite(id, dir) else {
+        let Some(part) = self.ct.rewrite_part(id, dir, manip) else {
             return Ok(());
         };
-        let part = rw.only(manip);
         if part.is_empty() {
             return Ok(());
         }
-        apply_rewrite(buf, meta, &rw, Some(manip)).map_err(|_| Drop::RewriteFailed)?;
+        apply_rewrite(buf, meta, &part, None).map_err(|_| Drop::RewriteFailed)?;
         let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp))
             && meta.fragment == Fragment::None
             && meta.icmp.is_none();
@@ -1221,19 +1322,17 @@ impl Router {
 
     /// What rules see of a packet without a connection: invalid (conntrack looked and found
     /// nothing) or untracked (`ct state` alone answers). With a connection, [`LiveCt`].
-    fn ct_info(w: &Walk) -> Option<CtInfo> {
-        (w.conn.is_none() && w.tracked && w.state == CtState::Invalid).then(|| CtInfo {
-            state: CtState::Invalid.nft_bit(),
-            ..CtInfo::default()
-        })
+    fn ct_info(w: &Walk) -> Option<&'static dyn CtFacts> {
+        (w.conn.is_none() && w.tracked && w.state == CtState::Invalid)
+            .then_some(&rules::CtInvalid as &'static dyn CtFacts)
     }
 
     /// Runs the base chains of `hook` with priority in `lo..=hi` for the packet's family, in
     /// priority order, carrying out what the rules hand over between chains.
     ///
-    /// Most calls find no chain in their range (a hook the ruleset does not use, the part
-    /// of one before or after conntrack or NAT): those return here, without paying for the
-    /// large frame of [`Self::run_hook`].
+    /// Most calls find no chain in their range (a hook the ruleset does not use, or uses for
+    /// the other family only, the part of one before or after conntrack or NAT): those return
+    /// here after one test of [`HookIndex`] and a short scan.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn hook(
@@ -1247,21 +1346,24 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        // base chains are sorted by hook and then by where they run (`order`): start at the
-        // first of this hook in range
-        let i = self
-            .rules
-            .base
-            .partition_point(|b| (b.hook, b.order) < (hook, lo));
+        let h = hook as usize;
+        if self.hooks.families[h] & HookIndex::packet_families(hook, w.v6) == 0 {
+            return Ok(());
+        }
+        let (first, end) = self.hooks.range[h];
+        let mut i = first as usize;
+        while i < end as usize && self.rules.base[i].order < lo {
+            i += 1;
+        }
         match self.rules.base.get(i) {
-            Some(b) if b.hook == hook && b.order <= hi => {
+            Some(b) if i < end as usize && b.order <= hi => {
                 self.run_hook(i, hook, hi, w, buf, meta, now, out)
             }
             _ => Ok(()),
         }
     }
 
-    /// [`Self::hook`] from the first chain in range, `i`, to the last.
+    /// [`Self::hook`] from the first chain in range, `i`, to the last: which chains run.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn run_hook(
@@ -1275,15 +1377,27 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
-        let now_ns = crate::now_ns(now);
         let fams = Self::families(w);
-        let manip = hook_manip(hook);
-        while i < self.rules.base.len() {
+        let end = self.hooks.range[hook as usize].1 as usize;
+        let nfproto = match meta.ip_version {
+            Some(IpVersion::Ipv4) => 2,
+            Some(IpVersion::Ipv6) => 10,
+            None => 0,
+        };
+        let l4proto = meta.ip_protocol.map_or(0, u8::from);
+        while i < end {
             let b = &self.rules.base[i];
             i += 1;
-            if b.hook != hook || b.order > hi {
+            if b.order > hi {
                 break;
             }
+            // no rule of the chain can act on this protocol: the run would only apply the
+            // policy (a trace shows every run, so it runs them all)
+            let skip = !self.cfg.trace
+                && !self
+                    .filters
+                    .get(i - 1)
+                    .is_none_or(|f| f.runs(nfproto, l4proto));
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
                 let name = &self.topo.interfaces[w.iif].name;
@@ -1307,170 +1421,241 @@ impl Router {
                 // NAT chains see a connection's first packet only, until one binds
                 let Some((id, _)) = w.conn else { continue };
                 let Some(c) = self.ct.get(id) else { continue };
-                if c.is_confirmed() || c.status().contains(manip_done(manip)) {
+                if c.is_confirmed() || c.status().contains(manip_done(hook_manip(hook))) {
                     continue;
                 }
             }
-            let family = b.family;
-            let ct = Self::ct_info(w);
-            // one `Act` for every chain run, used in place, so that its buffers are made once
-            self.act.begin();
-            let mut trace_lines: Vec<TraceLine> = vec![];
-            let (verdict, by_policy, upd) = {
-                let env = RouterEnv {
-                    topo: &self.topo,
-                    fib: &self.fib,
-                    ct: &self.ct,
-                    ifnames: &self.ifnames,
-                };
-                let (iif, iifname) = if w.local {
-                    (0, 0)
-                } else {
-                    (
-                        w.iif as u32 + 1,
-                        self.ifnames.get(w.iif).copied().unwrap_or(0),
-                    )
-                };
-                let live = w.conn.and_then(|(id, dir)| {
-                    self.ct.get(id).map(|conn| LiveCt {
-                        conn,
-                        handle: id.to_bits(),
-                        state: w.state.nft_bit(),
-                        reply: dir == Direction::Reply,
-                        now,
-                    })
-                });
-                let mut pkt = rules::pkt_view(buf, meta, iif, iifname);
-                pkt.mark = w.mark;
-                pkt.priority = w.priority;
-                pkt.nftrace = w.nftrace;
-                pkt.pkttype = w.pkttype;
-                pkt.secmark = w.secmark;
-                if ct.is_some() {
-                    // (a large copy, only for packets without a connection)
-                    pkt.ct = ct;
+            if skip {
+                if b.policy_drop {
+                    return Err(Drop::PolicyDrop);
                 }
-                pkt.conn = live.as_ref().map(|l| l as &dyn CtFacts);
-                pkt.env = Some(&env);
-                if ct.is_none() && live.is_none() && w.zone != 0 {
+                continue;
+            }
+            self.run_chain(i - 1, hook, w, buf, meta, now, out)?;
+        }
+        Ok(())
+    }
+
+    /// One base chain run (`rules.base[bi]`) on the packet, and what its rules handed over.
+    /// The packet view is built here and lives for the run only; what the run changed comes
+    /// back in a few words, and the rare rest (ct fields set, statements handed over) is
+    /// carried out apart ([`Self::chain_effects`], [`Self::chain_actions`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn run_chain(
+        &mut self,
+        bi: usize,
+        hook: Hook,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
+        let now_ns = crate::now_ns(now);
+        // one `Act` for every chain run, used in place, so that its buffers are made once;
+        // it is reset only after a run that handed something over
+        if self.act.any {
+            self.act.begin();
+        }
+        let mut trace_lines: Vec<TraceLine> = vec![];
+        let (verdict, by_policy, upd) = {
+            let env = RouterEnv {
+                topo: &self.topo,
+                fib: &self.fib,
+                ct: &self.ct,
+                ifnames: &self.ifnames,
+            };
+            let (iif, iifname) = if w.local {
+                (0, 0)
+            } else {
+                (
+                    w.iif as u32 + 1,
+                    self.ifnames.get(w.iif).copied().unwrap_or(0),
+                )
+            };
+            let live = w.conn.and_then(|(id, dir)| {
+                self.ct.get(id).map(|conn| LiveCt {
+                    conn,
+                    handle: id.to_bits(),
+                    state: w.state.nft_bit(),
+                    reply: dir == Direction::Reply,
+                    now,
+                })
+            });
+            let mut pkt = rules::pkt_view(buf, meta, iif, iifname);
+            pkt.mark = w.mark;
+            pkt.priority = w.priority;
+            pkt.nftrace = w.nftrace;
+            pkt.pkttype = w.pkttype;
+            pkt.secmark = w.secmark;
+            pkt.conn = live.as_ref().map(|l| l as &dyn CtFacts);
+            if live.is_none() {
+                pkt.conn = Self::ct_info(w);
+                if pkt.conn.is_none() && w.zone != 0 {
                     pkt.new_ct_zone = Some(w.zone);
                 }
-                if let Some(o) = w.oif {
-                    pkt.oif = o as u32 + 1;
-                    pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
-                    pkt.rt_mtu = self
-                        .topo
-                        .interfaces
-                        .get(o)
-                        .map(|i| i.mtu as u32)
-                        .unwrap_or(0);
-                    pkt.nexthop = w.nexthop.map(addr_bits);
-                }
-                let b = &self.rules.base[i - 1];
-                let tr = if self.cfg.trace {
-                    Some(&mut trace_lines)
-                } else {
-                    None
-                };
-                let (v, p) = rules::run_base_chain(
-                    &self.rules,
-                    &mut self.state,
-                    b,
-                    &mut pkt,
-                    now_ns,
-                    &mut self.act,
-                    tr,
-                );
-                let upd = PktUpdate {
-                    mark: pkt.mark,
-                    priority: pkt.priority,
-                    nftrace: pkt.nftrace,
+            }
+            pkt.env = Some(&env);
+            if let Some(o) = w.oif {
+                pkt.oif = o as u32 + 1;
+                pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
+                pkt.rt_mtu = self
+                    .topo
+                    .interfaces
+                    .get(o)
+                    .map(|i| i.mtu as u32)
+                    .unwrap_or(0);
+                pkt.nexthop = w.nexthop.map(addr_bits);
+            }
+            let b = &self.rules.base[bi];
+            let tr = if self.cfg.trace {
+                Some(&mut trace_lines)
+            } else {
+                None
+            };
+            let (v, p) = rules::run_base_chain(
+                &self.rules,
+                &mut self.state,
+                b,
+                &mut pkt,
+                now_ns,
+                &mut self.act,
+                tr,
+            );
+            w.mark = pkt.mark;
+            w.priority = pkt.priority;
+            w.nftrace = pkt.nftrace;
+            w.secmark = pkt.secmark;
+            // what a run seldom changes, looked at in one place
+            let upd = (pkt.new_ct_mark.is_some()
+                || pkt.new_ct_zone.is_some()
+                || pkt.new_ct_label.is_some()
+                || pkt.new_ct_helper.is_some()
+                || pkt.new_ct_secmark.is_some()
+                || pkt.new_ct_timeout.is_some()
+                || !pkt.new_ct_expect.is_empty()
+                || pkt.tproxy.is_some()
+                || pkt.mangled)
+                .then(|| PktUpdate {
                     ct_mark: pkt.new_ct_mark,
                     ct_zone: pkt.new_ct_zone,
                     ct_label: pkt.new_ct_label,
                     ct_helper: pkt.new_ct_helper.take(),
                     mangled: pkt.mangled,
-                    secmark: pkt.secmark,
                     ct_secmark: pkt.new_ct_secmark,
                     ct_timeout: pkt.new_ct_timeout,
                     ct_expect: std::mem::take(&mut pkt.new_ct_expect),
                     tproxy: pkt.tproxy.is_some(),
-                };
-                (v, p, upd)
-            };
-            w.mark = upd.mark;
-            w.priority = upd.priority;
-            w.nftrace = upd.nftrace;
-            self.apply_features(w, &upd, now);
-            if let Some(z) = upd.ct_zone {
-                // a zone picks the table conntrack looks in: it counts before the lookup only
-                if w.conn.is_none() {
-                    w.zone = z;
+                });
+            (v, p, upd)
+        };
+        if let Some(upd) = upd {
+            self.chain_effects(w, buf, meta, &upd, now)?;
+        }
+        if self.cfg.trace {
+            let base_chain = self.rules.base[bi].chain;
+            self.record_trace(base_chain, &trace_lines, verdict, by_policy);
+        }
+        if self.act.any {
+            self.chain_actions(bi, hook, w, buf, meta, now, out)?;
+        }
+        match verdict {
+            HookVerdict::Accept => Ok(()),
+            HookVerdict::Drop if by_policy => Err(Drop::PolicyDrop),
+            HookVerdict::Drop => Err(Drop::RuleDrop),
+            HookVerdict::Queue => Err(Drop::Queue),
+            HookVerdict::Stolen => Err(Drop::Stolen),
+        }
+    }
+
+    /// What a chain run set beyond the mark, priority, trace flag and secmark: connection
+    /// fields (`ct mark set`, `ct zone set`, ...), `tproxy`, a mangled packet.
+    #[inline(never)]
+    fn chain_effects(
+        &mut self,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        upd: &PktUpdate,
+        now: Duration,
+    ) -> Result<(), Drop> {
+        self.apply_features(w, upd, now);
+        if let Some(z) = upd.ct_zone {
+            // a zone picks the table conntrack looks in: it counts before the lookup only
+            if w.conn.is_none() {
+                w.zone = z;
+            }
+        }
+        if upd.mangled {
+            *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
+        }
+        let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
+        if let Some((id, _)) = w.conn.filter(|_| ct_set) {
+            if let Some(c) = self.ct.get_mut(id) {
+                if let Some(m) = upd.ct_mark {
+                    c.mark = m;
+                    w.ct_mark = Some(m);
+                }
+                if let Some(l) = upd.ct_label {
+                    c.set_labels(l);
+                }
+                // helpers attach to new connections only (`nft_ct_helper_obj_eval`)
+                if let Some(h) = &upd.ct_helper {
+                    if !c.is_confirmed() {
+                        c.set_helper(h);
+                    }
                 }
             }
-            if upd.mangled {
-                *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
-            }
-            let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
-            if let Some((id, _)) = w.conn.filter(|_| ct_set) {
-                if let Some(c) = self.ct.get_mut(id) {
-                    if let Some(m) = upd.ct_mark {
-                        c.mark = m;
-                        w.ct_mark = Some(m);
-                    }
-                    if let Some(l) = upd.ct_label {
-                        c.set_labels(l);
-                    }
-                    // helpers attach to new connections only (`nft_ct_helper_obj_eval`)
-                    if let Some(h) = &upd.ct_helper {
-                        if !c.is_confirmed() {
-                            c.set_helper(h);
-                        }
+        }
+        Ok(())
+    }
+
+    /// The statements a chain run handed over (`Act`), carried out after the run: logs and
+    /// copies, notrack, `flow add`, reject, synproxy, a NAT binding.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn chain_actions(
+        &mut self,
+        bi: usize,
+        hook: Hook,
+        w: &mut Walk,
+        buf: &mut [u8],
+        meta: &mut PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) -> Result<(), Drop> {
+        let family = self.rules.base[bi].family;
+        // (statements the chain handed over are looked at in place: most runs have none)
+        if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
+            self.logs_and_copies(w, buf, meta, hook, now, out);
+        }
+        if self.act.notrack {
+            w.notrack = true;
+        }
+        for ft in self.act.flow_add.iter().take(self.act.flow_adds) {
+            self.counters.flow_add_requests += 1;
+            let conn = w.conn.and_then(|(id, _)| self.ct.get(id));
+            match admission::admit(hook, family, conn, meta) {
+                // the flowtable takes it once the walk is through (confirmed)
+                Ok(()) => {
+                    let table = &self.rules.chains[self.rules.base[bi].chain].table;
+                    if let Some(t) = self.offload.resolve(table, ft) {
+                        w.flow_add = Some((t, family));
                     }
                 }
+                Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
             }
-            if self.cfg.trace {
-                let base_chain = self.rules.base[i - 1].chain;
-                self.record_trace(base_chain, &trace_lines, verdict, by_policy);
-            }
-            // (statements the chain handed over are looked at in place: most runs have none)
-            if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
-                self.logs_and_copies(w, buf, meta, hook, out);
-            }
-            if self.act.notrack {
-                w.notrack = true;
-            }
-            for ft in self.act.flow_add.iter().take(self.act.flow_adds) {
-                self.counters.flow_add_requests += 1;
-                let conn = w.conn.and_then(|(id, _)| self.ct.get(id));
-                match admission::admit(hook, family, conn, meta) {
-                    // the flowtable takes it once the walk is through (confirmed)
-                    Ok(()) => {
-                        let table = &self.rules.chains[self.rules.base[i - 1].chain].table;
-                        if let Some(t) = self.offload.resolve(table, ft) {
-                            w.flow_add = Some((t, family));
-                        }
-                    }
-                    Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
-                }
-            }
-            if self.act.reject.is_some() {
-                self.reject_from_chain(w, buf, meta, now, out);
-            }
-            if let Some(spec) = self.act.synproxy.take() {
-                self.synproxy_answer(w, buf, meta, &spec, now, out)?;
-            }
-            if let Some(req) = self.act.nat {
-                self.act.nat = None;
-                self.bind_nat(w, &req)?;
-            }
-            match verdict {
-                HookVerdict::Accept => {}
-                HookVerdict::Drop if by_policy => return Err(Drop::PolicyDrop),
-                HookVerdict::Drop => return Err(Drop::RuleDrop),
-                HookVerdict::Queue => return Err(Drop::Queue),
-                HookVerdict::Stolen => return Err(Drop::Stolen),
-            }
+        }
+        if self.act.reject.is_some() {
+            self.reject_from_chain(w, buf, meta, now, out);
+        }
+        if let Some(spec) = self.act.synproxy.take() {
+            self.synproxy_answer(w, buf, meta, &spec, now, out)?;
+        }
+        if let Some(req) = self.act.nat {
+            self.act.nat = None;
+            self.bind_nat(w, &req)?;
         }
         Ok(())
     }
@@ -1485,16 +1670,17 @@ impl Router {
         buf: &mut [u8],
         meta: &mut PacketMeta,
         hook: Hook,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         for spec in std::mem::take(&mut self.act.logs) {
             self.log_line(w, buf, meta, hook, &spec);
         }
         for (addr, dev) in std::mem::take(&mut self.act.dups) {
-            self.send_copy(w, buf, meta, addr, dev, false, out);
+            self.send_copy(w, buf, meta, addr, dev, Some(hook), now, out);
         }
         if let Some((addr, dev)) = self.act.fwd.take() {
-            self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+            self.send_copy(w, buf, meta, addr, Some(dev), None, now, out);
         }
     }
 
@@ -1519,7 +1705,6 @@ impl Router {
     /// What `meta secmark set`, `ct secmark set`, `ct timeout set`, `ct expectation set` and
     /// `tproxy` asked of a chain, carried out on the walk and its connection.
     fn apply_features(&mut self, w: &mut Walk, upd: &PktUpdate, now: Duration) {
-        w.secmark = upd.secmark;
         if upd.tproxy {
             w.tproxy = true;
         }
@@ -1556,7 +1741,8 @@ impl Router {
 
     /// `dup` and `fwd`: the packet as it stands, out of interface `dev` (as `meta oif`
     /// numbers them) or the one the route to `addr` takes, to `addr`'s neighbour, or to the
-    /// destination's when only a device is given.
+    /// destination's when only a device is given. `dup` names the hook it ran in; `fwd`
+    /// (netdev) none.
     #[allow(clippy::too_many_arguments)]
     fn send_copy(
         &mut self,
@@ -1565,9 +1751,11 @@ impl Router {
         meta: &PacketMeta,
         addr: Option<u128>,
         dev: Option<u32>,
-        fwd: bool,
+        dup: Option<Hook>,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
+        let fwd = dup.is_none();
         let target = addr.map(|a| bits_addr(a, w.v6));
         let egress = match dev {
             Some(d) => (d as usize)
@@ -1602,13 +1790,108 @@ impl Router {
         let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
             return;
         };
-        let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
+        let mtu = iface.mtu as usize;
+        let mut copy = l3.to_vec();
+        let mut too_big = false;
+        let frames = match dup {
+            // netdev `fwd` sends the frame as it is (netdev sees no reassembled datagram)
+            None if copy.len() <= mtu => Some(vec![copy.clone()]),
+            None => None,
+            Some(hook) => {
+                // `nf_dup_ipv4`/`nf_dup_ipv6`: the copy is untracked; from prerouting and
+                // input its TTL goes down; an IPv4 copy gets DF, so that the source hears of
+                // a smaller MTU on the copy's route
+                let hop = matches!(hook, Hook::Prerouting | Hook::Input);
+                if w.v6 {
+                    if hop && copy.len() > 7 {
+                        copy[7] = copy[7].saturating_sub(1);
+                    }
+                } else if copy.len() >= 20 {
+                    copy[6] |= 0x40;
+                    if hop {
+                        copy[8] = copy[8].saturating_sub(1);
+                    }
+                    let hl = usize::from(copy[0] & 0x0f) * 4;
+                    copy[10..12].copy_from_slice(&[0, 0]);
+                    let c = nft_wire::checksum::checksum(&copy[..hl.clamp(20, copy.len())]);
+                    copy[10..12].copy_from_slice(&c.to_be_bytes());
+                }
+                match &w.frags {
+                    // a reassembled datagram: too big for the route when the largest
+                    // fragment that came in is (frag-needed, packet-too-big to the source);
+                    // else cut afresh, the copy's fragments being shared with the original
+                    // (the slow path of `ip_do_fragment`/`ip6_fragment`), at that largest
+                    // fragment's size (IPv6: at least 1280)
+                    Some((_, max_size, _)) if *max_size > mtu => {
+                        too_big = true;
+                        None
+                    }
+                    Some((_, max_size, id)) => {
+                        let at = if w.v6 {
+                            (*max_size).max(1280)
+                        } else {
+                            *max_size
+                        };
+                        let whole = copy.len().saturating_sub(meta.ip_header_len);
+                        // options as parsed only after prerouting (see `fragment_opts`)
+                        let strip = hook != Hook::Prerouting;
+                        defrag::fragment_opts(&copy, &[whole], at.min(mtu), *id, strip)
+                    }
+                    // with DF (IPv4 copies have it) or IPv6: refused over the MTU
+                    None if copy.len() > mtu => {
+                        too_big = true;
+                        None
+                    }
+                    None => Some(vec![copy.clone()]),
+                }
+            }
+        };
+        let Some(frames) = frames else {
+            if too_big {
+                self.copy_too_big(w, &copy, mtu, now, out);
+            }
+            return self.counters.drop(Drop::NeedsFragmentation);
+        };
         if fwd {
             self.counters.fwd_packets += 1;
         } else {
             self.counters.dup_packets += 1;
         }
-        self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        let frames: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
+            .collect();
+        if frames.len() > 1 {
+            self.counters.fragments_sent += frames.len() as u64;
+        }
+        for frame in frames {
+            self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        }
+    }
+
+    /// A `dup` copy too big for its route: the error goes to the source, quoting the copy
+    /// (untracked, so the error is `ct state invalid`), and the copy is not sent.
+    fn copy_too_big(
+        &mut self,
+        w: &Walk,
+        copy: &[u8],
+        mtu: usize,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
+        let Some((buf, meta, _)) = own_frame(copy, w.v6) else {
+            return;
+        };
+        let mut cw = Walk::own(w, w.iif, None, w.src_mac, None, CtState::Untracked);
+        cw.notrack = true;
+        cw.local = false;
+        cw.pkttype = w.pkttype;
+        let (ty, code) = if w.v6 {
+            (answer::ICMPV6_PKT_TOOBIG, 0)
+        } else {
+            (answer::ICMP_DEST_UNREACH, answer::ICMP_FRAG_NEEDED)
+        };
+        self.send_icmp_error(&cw, &buf, &meta, ty, code, mtu as u32, now, out);
     }
 
     /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.
@@ -2024,7 +2307,6 @@ impl Router {
             None => (None, CtState::Invalid),
         };
         let mut lw = Walk::own(w, oif, via.or(Some(dst)), src_mac, conn, state);
-        lw.tracked = state != CtState::Untracked;
         let mut sink = Vec::new();
         let r = self.local_out_hooks(&mut lw, &mut buf, &mut meta, now, &mut sink);
         out.append(&mut sink);
@@ -2305,6 +2587,8 @@ impl Router {
         let old = std::mem::replace(&mut self.offload, fresh);
         self.offload.take_flows_from(old, &mut self.ct, now);
         self.state = State::new(&rules);
+        self.hooks = HookIndex::new(&rules);
+        self.filters = filter::chain_filters(&rules);
         self.rules = rules;
     }
 
@@ -2356,6 +2640,7 @@ impl Router {
                     "udp replied".into()
                 }
                 ProtoState::Udp { .. } => "udp unreplied".into(),
+                ProtoState::Sctp(t) => format!("sctp {}", t.state.name().to_lowercase()),
                 _ => nft_conntrack::proto_name(conn.l4proto()).to_string(),
             };
             *connections.entry(key).or_default() += 1;
@@ -2452,15 +2737,11 @@ fn level_name(l: u8) -> &'static str {
 
 /// What a chain changed in the packet's metadata, carried out once the chain is done.
 struct PktUpdate {
-    mark: u32,
-    priority: u32,
-    nftrace: bool,
     ct_mark: Option<u32>,
     ct_zone: Option<u16>,
     ct_label: Option<u128>,
     ct_helper: Option<String>,
     mangled: bool,
-    secmark: u32,
     ct_secmark: Option<u32>,
     ct_timeout: Option<usize>,
     ct_expect: Vec<usize>,
@@ -2494,6 +2775,47 @@ fn decrement_ttl(buf: &mut [u8], meta: &mut PacketMeta) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::CtInfo;
+
+    /// A packet the router makes without a connection to attach to (synproxy's SYN to the
+    /// server that conntrack found invalid, a reset or ICMP error answering an invalid packet)
+    /// went through conntrack: rules see `ct state invalid`; only an untracked one is
+    /// untracked.
+    #[test]
+    fn own_packets_without_a_connection_are_invalid() {
+        let base = Walk {
+            iif: 0,
+            oif: None,
+            v6: false,
+            mark: 0,
+            priority: 0,
+            nftrace: false,
+            zone: 0,
+            nexthop: None,
+            pkttype: 0,
+            notrack: false,
+            tracked: true,
+            conn: None,
+            state: CtState::New,
+            src_mac: [0; 6],
+            flow_add: None,
+            ct_mark: None,
+            local: false,
+            frags: None,
+            hold: None,
+            secmark: 0,
+            tproxy: false,
+        };
+        let w = Walk::own(&base, 1, None, [0; 6], None, CtState::Invalid);
+        assert!(w.tracked);
+        let f = Router::ct_info(&w).expect("invalid facts");
+        assert_eq!(f.ct_get(CtK::State, None), 1);
+        assert_eq!(f.ct_get(CtK::Mark, None), 0);
+        assert_eq!(f.ct_handle(), 0);
+        let u = Walk::own(&base, 1, None, [0; 6], None, CtState::Untracked);
+        assert!(!u.tracked);
+        assert!(Router::ct_info(&u).is_none());
+    }
 
     /// Every fact as the copied record had it, for comparison with [`LiveCt`].
     fn copied(c: &Conn, id: ConnId, dir: Direction, state: CtState, now: Duration) -> CtInfo {
@@ -2660,7 +2982,8 @@ impl Walk {
             nexthop,
             pkttype: 0,
             notrack: false,
-            tracked: conn.is_some(),
+            // conntrack looked at it unless it is untracked: without a connection, invalid
+            tracked: state != CtState::Untracked,
             conn,
             state,
             src_mac,

@@ -227,6 +227,11 @@ pub trait Env {
     fn mtu(&self, _ifindex: u32) -> u32 {
         0
     }
+    /// The link kind of interface `ifindex` as an interface-name value (0: none, as a
+    /// physical NIC has no `rtnl_link_ops`).
+    fn ifkind(&self, _ifindex: u32) -> u128 {
+        0
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,6 +245,8 @@ pub enum MetaK {
     OifName,
     IifType,
     OifType,
+    IifKind,
+    OifKind,
     NfProto,
     L4Proto,
     PktType,
@@ -858,6 +865,8 @@ fn meta_k(name: &str) -> Option<MetaK> {
         "oifname" => MetaK::OifName,
         "iiftype" => MetaK::IifType,
         "oiftype" => MetaK::OifType,
+        "iifkind" => MetaK::IifKind,
+        "oifkind" => MetaK::OifKind,
         "nfproto" => MetaK::NfProto,
         "l4proto" => MetaK::L4Proto,
         "pkttype" => MetaK::PktType,
@@ -2358,6 +2367,30 @@ pub trait CtFacts {
     fn ct_get(&self, key: CtK, reply: Option<bool>) -> u128;
     /// What [`Env::conn_alive`] takes to find this connection again (`ct count`); 0: none.
     fn ct_handle(&self) -> u64;
+    /// Whether the connection is in the table yet (`ct helper set` and the like act on new
+    /// ones only): its status has IPS_CONFIRMED.
+    fn ct_confirmed(&self) -> bool {
+        const CONFIRMED: u128 = 1 << 3;
+        self.ct_get(CtK::Status, None) & CONFIRMED != 0
+    }
+}
+
+/// What rules read of a packet conntrack looked at and found no connection for: `ct state
+/// invalid`, and nothing else (every other key 0, no handle).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CtInvalid;
+
+impl CtFacts for CtInvalid {
+    fn ct_get(&self, key: CtK, _reply: Option<bool>) -> u128 {
+        match key {
+            CtK::State => 1,
+            _ => 0,
+        }
+    }
+
+    fn ct_handle(&self) -> u64 {
+        0
+    }
 }
 
 impl CtFacts for CtInfo {
@@ -2414,6 +2447,10 @@ impl CtFacts for CtInfo {
     fn ct_handle(&self) -> u64 {
         self.handle
     }
+
+    fn ct_confirmed(&self) -> bool {
+        self.confirmed
+    }
 }
 
 /// The packet and its metadata as rules see them.
@@ -2435,8 +2472,8 @@ pub struct Pkt<'a> {
     pub priority: u32,
     pub nftrace: bool,
     pub pkttype: u8,
-    pub ct: Option<CtInfo>,
-    /// The connection itself, read lazily; when set, `ct` is not read.
+    /// What conntrack knows of the packet: its connection, read lazily, or [`CtInvalid`];
+    /// `None` for an untracked packet (only `ct state` answers, untracked).
     pub conn: Option<&'a dyn CtFacts>,
     pub new_ct_mark: Option<u32>,
     pub new_ct_zone: Option<u16>,
@@ -2509,22 +2546,13 @@ const NS_PER_S: u64 = 1_000_000_000;
 impl Pkt<'_> {
     /// Whether the packet has a connection not yet in the table (its first packet).
     fn ct_unconfirmed(&self) -> bool {
-        // IPS_CONFIRMED
-        const CONFIRMED: u128 = 1 << 3;
-        match (self.conn, &self.ct) {
-            (Some(c), _) => c.ct_handle() != 0 && c.ct_get(CtK::Status, None) & CONFIRMED == 0,
-            (None, Some(c)) => c.handle != 0 && !c.confirmed,
-            (None, None) => false,
-        }
+        self.conn
+            .is_some_and(|c| c.ct_handle() != 0 && !c.ct_confirmed())
     }
 
     /// `ct label` of the connection as it stands (0 untracked).
     fn ct_label(&self) -> u128 {
-        match (self.conn, &self.ct) {
-            (Some(c), _) => c.ct_get(CtK::Label, None),
-            (None, Some(c)) => c.label,
-            (None, None) => 0,
-        }
+        self.conn.map_or(0, |c| c.ct_get(CtK::Label, None))
     }
 
     fn base(&self, b: Base) -> Option<usize> {
@@ -2586,6 +2614,19 @@ impl Pkt<'_> {
                 // ARPHRD_ETHER: every interface here is Ethernet (VLAN and PPPoE ones too,
                 // as the rules see them after decapsulation)
                 MetaK::IifType => 1,
+                // `nft_meta_get_eval_kind`: no interface, or one without a kind, breaks
+                MetaK::IifKind | MetaK::OifKind => {
+                    let i = if *k == MetaK::IifKind {
+                        self.iif
+                    } else {
+                        self.oif
+                    };
+                    let kind = self.env.map_or(0, |e| if i == 0 { 0 } else { e.ifkind(i) });
+                    if kind == 0 {
+                        return None;
+                    }
+                    kind
+                }
                 MetaK::OifType => {
                     if self.oif == 0 {
                         return None;
@@ -2614,11 +2655,9 @@ impl Pkt<'_> {
                 MetaK::Skuid | MetaK::Skgid | MetaK::Cgroup => return None,
             }),
             Load::Ct { key, reply } => {
-                let ct: &dyn CtFacts = match (self.conn, &self.ct) {
-                    (Some(c), _) => c,
-                    (None, Some(c)) => c,
+                let Some(ct) = self.conn else {
                     // untracked: only `ct state` answers
-                    (None, None) => return (*key == CtK::State).then_some(64),
+                    return (*key == CtK::State).then_some(64);
                 };
                 // what this walk set (`ct ... set`) reads back before the connection has it
                 Some(match key {
@@ -2996,7 +3035,7 @@ fn key(st: &mut State, pkt: &Pkt, loads: &[Load], buf: &mut Vec<u128>) -> bool {
     true
 }
 
-fn test(v: u128, t: &Test) -> bool {
+pub(crate) fn test(v: u128, t: &Test) -> bool {
     match t {
         Test::Cmp(op, c) => match op {
             RelOp::Implicit | RelOp::Eq | RelOp::Neg => v == *c,
@@ -3238,11 +3277,7 @@ fn dynset(
 /// packet's own, and matches when the count is within N (above N with `over`). A packet
 /// without a tracked connection does not match.
 fn count_conn(pkt: &Pkt, list: &mut Vec<u64>, over: bool, count: u32) -> bool {
-    let handle = match (pkt.conn, &pkt.ct) {
-        (Some(c), _) => c.ct_handle(),
-        (None, Some(c)) => c.handle,
-        (None, None) => 0,
-    };
+    let handle = pkt.conn.map_or(0, |c| c.ct_handle());
     if handle == 0 {
         return false;
     }
@@ -3495,15 +3530,15 @@ fn run_chain(
                                     continue;
                                 };
                                 match synproxy_op(pkt, spec, act) {
-                                    Some(v) => {
-                                        verdict = Some(v);
-                                        break;
-                                    }
-                                    None if pkt.l4proto != 6 => {
+                                    Step::Next => {}
+                                    Step::Stop => {
                                         matched = false;
                                         break;
                                     }
-                                    None => {}
+                                    Step::End(v) => {
+                                        verdict = Some(v);
+                                        break;
+                                    }
                                 }
                             }
                         }
@@ -3595,15 +3630,15 @@ fn run_chain(
                     }
                     Op::SetSecmark(id) => pkt.secmark = *id,
                     Op::Synproxy(spec) => match synproxy_op(pkt, spec, act) {
-                        Some(v) => {
-                            verdict = Some(v);
-                            break;
-                        }
-                        None if pkt.l4proto != 6 => {
+                        Step::Next => {}
+                        Step::Stop => {
                             matched = false;
                             break;
                         }
-                        None => {}
+                        Step::End(v) => {
+                            verdict = Some(v);
+                            break;
+                        }
                     },
                     Op::Tproxy { addr, port, v6 } => {
                         // the family the statement names must be the packet's; a
@@ -3733,23 +3768,31 @@ fn run_chain(
     }
 }
 
-/// `nft_synproxy_do_eval`: not TCP, no verdict (the rule stops); TCP goes to the router
-/// ([`Actions::synproxy`]: it drops a bad checksum or options cut short); a SYN or an ACK is
-/// the router's and its walk ends; other segments go on.
-fn synproxy_op(
-    pkt: &Pkt,
-    spec: &crate::synproxy::SynproxySpec,
-    act: &mut dyn Actions,
-) -> Option<Verdict> {
+/// What a statement does to the rest of its rule.
+enum Step {
+    /// The rule goes on.
+    Next,
+    /// The rule stops, unmatched (`NFT_BREAK`).
+    Stop,
+    /// The rule ends the chain with a verdict.
+    End(Verdict),
+}
+
+/// `nft_synproxy_do_eval` (the statement and the object alike): not TCP, no verdict (the
+/// rule stops); TCP goes to the router ([`Actions::synproxy`]: it drops a bad checksum or
+/// options cut short); a SYN or an ACK is the router's and its walk ends; other segments go
+/// on.
+fn synproxy_op(pkt: &Pkt, spec: &crate::synproxy::SynproxySpec, act: &mut dyn Actions) -> Step {
     if pkt.l4proto != 6 {
-        return None;
+        return Step::Stop;
     }
     act.synproxy(pkt, spec);
-    let flags = pkt.th.and_then(|t| pkt.frame.get(t + 13)).copied()?;
-    if flags & (crate::synproxy::SYN | crate::synproxy::ACK) == 0 {
-        return None;
+    match pkt.th.and_then(|t| pkt.frame.get(t + 13)) {
+        Some(f) if f & (crate::synproxy::SYN | crate::synproxy::ACK) != 0 => {
+            Step::End(Verdict::Stolen)
+        }
+        _ => Step::Next,
     }
-    Some(Verdict::Stolen)
 }
 
 fn eval_value(
@@ -3817,7 +3860,6 @@ pub fn pkt_view<'a>(
         priority: 0,
         nftrace: false,
         pkttype: 0,
-        ct: None,
         conn: None,
         new_ct_mark: None,
         new_ct_zone: None,

@@ -15,6 +15,7 @@
 
 use nft_conntrack::Synproxy;
 use nft_wire::checksum;
+use nft_wire::tcp::{TcpOption, TcpOptions};
 use std::net::IpAddr;
 
 /// `NF_SYNPROXY_OPT_*`.
@@ -82,42 +83,31 @@ pub struct TcpOpts {
 }
 
 /// `synproxy_parse_options`: the options of the TCP header `th` (from its first byte). None
-/// when the header is cut short; options that make no sense end the parse.
+/// when the header is cut short; an option that makes no sense ends the parse (the kernel
+/// also stops at a bad length, but steps over a known option of the wrong size: one such
+/// malformed SYN can be read with fewer options here).
 pub fn parse_options(th: &[u8]) -> Option<TcpOpts> {
     let doff = (*th.get(12)? >> 4) as usize * 4;
     let opts = th.get(20..doff.max(20))?;
     let mut o = TcpOpts::default();
-    let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => break,
-            1 => i += 1,
-            kind => {
-                let Some(&size) = opts.get(i + 1) else { break };
-                let size = size as usize;
-                if size < 2 || i + size > opts.len() {
-                    break;
-                }
-                let d = &opts[i + 2..i + size];
-                match (kind, size) {
-                    (2, 4) => {
-                        o.mss = u16::from_be_bytes([d[0], d[1]]);
-                        o.options |= OPT_MSS;
-                    }
-                    (3, 3) => {
-                        o.wscale = d[0].min(MAX_WSCALE);
-                        o.options |= OPT_WSCALE;
-                    }
-                    (8, 10) => {
-                        o.tsval = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
-                        o.tsecr = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
-                        o.options |= OPT_TIMESTAMP;
-                    }
-                    (4, 2) => o.options |= OPT_SACK_PERM,
-                    _ => {}
-                }
-                i += size;
+    for opt in TcpOptions::new(opts) {
+        match opt {
+            Ok(TcpOption::MaxSegmentSize(mss)) => {
+                o.mss = mss;
+                o.options |= OPT_MSS;
             }
+            Ok(TcpOption::WindowScale(w)) => {
+                o.wscale = w.min(MAX_WSCALE);
+                o.options |= OPT_WSCALE;
+            }
+            Ok(TcpOption::Timestamps { tsval, tsecr }) => {
+                o.tsval = tsval;
+                o.tsecr = tsecr;
+                o.options |= OPT_TIMESTAMP;
+            }
+            Ok(TcpOption::SackPermitted) => o.options |= OPT_SACK_PERM,
+            Ok(TcpOption::EndOfList) | Err(_) => break,
+            Ok(_) => {}
         }
     }
     Some(o)
@@ -587,37 +577,34 @@ pub fn adjust(l3: &mut [u8], th: usize, sp: &Synproxy, reply: bool) -> Option<()
     }
     let sack_adjust = !reply && flags & ACK != 0 && sp.seq_off != 0;
     if sp.tsoff != 0 || sack_adjust {
-        let mut i = th + 20;
-        let end = th + doff;
-        while i < end {
-            match l3[i] {
-                0 => break,
-                1 => i += 1,
-                kind => {
-                    let Some(&size) = l3.get(i + 1) else { break };
-                    let size = size as usize;
-                    if size < 2 || i + size > end {
-                        break;
+        // where the timestamps and SACK blocks lie, from a copy of the options (at most 40
+        // bytes), then patched in place
+        let mut copy = [0u8; 40];
+        let region = &l3[th + 20..th + doff.max(20)];
+        let n = region.len().min(40);
+        copy[..n].copy_from_slice(&region[..n]);
+        let mut at = th + 20;
+        for opt in TcpOptions::new(&copy[..n]) {
+            let Ok(opt) = opt else { break };
+            match opt {
+                TcpOption::EndOfList => break,
+                TcpOption::Timestamps { .. } if sp.tsoff != 0 => {
+                    if reply {
+                        patch(l3, at + 2, &|v| v.wrapping_sub(sp.tsoff), &mut csum);
+                    } else {
+                        patch(l3, at + 6, &|v| v.wrapping_add(sp.tsoff), &mut csum);
                     }
-                    if kind == 8 && size == 10 && sp.tsoff != 0 {
-                        if reply {
-                            patch(l3, i + 2, &|v| v.wrapping_sub(sp.tsoff), &mut csum);
-                        } else {
-                            patch(l3, i + 6, &|v| v.wrapping_add(sp.tsoff), &mut csum);
-                        }
-                    }
-                    // nf_ct_sack_adjust: the client's SACK blocks name the server's data
-                    if kind == 5 && sack_adjust {
-                        let mut b = i + 2;
-                        while b + 8 <= i + size {
-                            patch(l3, b, &|v| v.wrapping_sub(sp.seq_off), &mut csum);
-                            patch(l3, b + 4, &|v| v.wrapping_sub(sp.seq_off), &mut csum);
-                            b += 8;
-                        }
-                    }
-                    i += size;
                 }
+                // nf_ct_sack_adjust: the client's SACK blocks name the server's data
+                TcpOption::Sack(blocks) if sack_adjust => {
+                    for b in (0..blocks.len() / 8).map(|k| at + 2 + 8 * k) {
+                        patch(l3, b, &|v| v.wrapping_sub(sp.seq_off), &mut csum);
+                        patch(l3, b + 4, &|v| v.wrapping_sub(sp.seq_off), &mut csum);
+                    }
+                }
+                _ => {}
             }
+            at += opt.wire_len();
         }
     }
     l3[th + 16..th + 18].copy_from_slice(&csum.to_be_bytes());

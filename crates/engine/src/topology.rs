@@ -105,6 +105,9 @@ pub struct Interface {
     pub mtu: u16,
     pub encap: Encap,
     pub up: bool,
+    /// The link kind (`meta iifkind`/`oifkind`, the kernel's `rtnl_link_ops->kind`): "veth",
+    /// "vlan", "ppp", "bridge", "dummy"...; empty for a physical NIC, which has none.
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +153,9 @@ struct RawInterface {
     vlan: Option<RawVlan>,
     qinq: Option<RawQinQ>,
     pppoe: Option<RawPppoe>,
+    /// The link kind; by default "vlan" for VLAN and QinQ interfaces, "ppp" for PPPoE
+    /// sessions, none for others (a physical NIC).
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +274,16 @@ impl Topology {
             if mtu < 68 {
                 return Err(ierr(format!("MTU {mtu} is below the IPv4 minimum of 68")));
             }
+            let kind = match (ri.kind, &encap) {
+                (Some(k), _) => k,
+                (None, Encap::Vlan { .. } | Encap::QinQ { .. }) => "vlan".into(),
+                (None, Encap::Pppoe { .. }) => "ppp".into(),
+                (None, Encap::None) => String::new(),
+            };
+            // IFNAMSIZ, as the kernel's kind strings fit
+            if kind.len() > 15 {
+                return Err(ierr(format!("link kind {kind:?} is longer than 15 bytes")));
+            }
             interfaces.push(Interface {
                 index,
                 name: ri.name,
@@ -276,6 +292,7 @@ impl Topology {
                 mtu,
                 encap,
                 up: true,
+                kind,
             });
         }
         let by_name = |n: &str| interfaces.iter().find(|i| i.name == n).map(|i| i.index);

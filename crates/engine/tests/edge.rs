@@ -206,6 +206,11 @@ const PPPOE_WAN: usize = 2;
 const IOT: usize = 3;
 const GUEST: usize = 4;
 
+/// An IPv4 UDP packet without a link header.
+fn udp_l3(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    udp4([0; 6], [0; 6], src, dst, sport, dport, ttl, payload)[14..].to_vec()
+}
+
 fn pppoe_frame(dst: [u8; 6], src: [u8; 6], l3: &[u8]) -> Vec<u8> {
     let mut f = dst.to_vec();
     f.extend_from_slice(&src);
@@ -232,12 +237,12 @@ fn tagged(dst: [u8; 6], src: [u8; 6], tags: &[(u16, u16)], frame_l3: &[u8]) -> V
 fn pppoe_wan_and_vlan_lans() {
     let mut r = router_with(ENCAP_TOPOLOGY, ENCAP_RULES, Config::default());
     // LAN → PPPoE WAN: masqueraded, PPPoE session header pushed, peer MAC as destination
-    let q = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"query");
+    let q = lan_udp(REMOTE, 5000, 53, 64, b"query");
     let out = one(&mut r, LAN, q, secs(1), Port::Iface(PPPOE_WAN));
     let want_l3 = &udp4(WAN_MAC, GW_MAC, ROUTER_WAN, REMOTE, 5000, 53, 63, b"query")[14..];
     assert_eq!(out, pppoe_frame(GW_MAC, WAN_MAC, want_l3));
     // the answer arrives on the parent port, in the session: it belongs to "wan"
-    let answer_l3 = &udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, 5000, 60, b"answer")[14..];
+    let answer_l3 = &wan_udp(REMOTE, 53, 5000, 60, b"answer")[14..];
     let back = one(
         &mut r,
         ETH1,
@@ -264,16 +269,7 @@ fn pppoe_wan_and_vlan_lans() {
     assert_eq!(rep.interfaces[ETH1].rx_packets, 3);
 
     // a tagged frame on the LAN port belongs to the VLAN interface and leaves tagged (QinQ)
-    let iot_l3 = &udp4(
-        [0; 6],
-        [0; 6],
-        [192, 168, 7, 10],
-        [192, 168, 1, 10],
-        1000,
-        2000,
-        64,
-        b"t",
-    )[14..];
+    let iot_l3 = &udp_l3([192, 168, 7, 10], [192, 168, 1, 10], 1000, 2000, 64, b"t");
     let from_iot = tagged(LAN_MAC, [2, 0, 0, 0, 7, 0x10], &[(0x8100, 7)], iot_l3);
     let out = one(&mut r, LAN, from_iot, secs(2), Port::Iface(LAN));
     assert_eq!(
@@ -289,29 +285,11 @@ fn pppoe_wan_and_vlan_lans() {
             b"t"
         )
     );
-    let lan_l3 = &udp4(
-        [0; 6],
-        [0; 6],
-        [192, 168, 1, 10],
-        [192, 168, 8, 10],
-        1000,
-        2000,
-        64,
-        b"g",
-    )[14..];
+    let lan_l3 = &udp_l3([192, 168, 1, 10], [192, 168, 8, 10], 1000, 2000, 64, b"g");
     let out = one(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            [192, 168, 1, 10],
-            [192, 168, 8, 10],
-            1000,
-            2000,
-            64,
-            b"g",
-        ),
+        lan_udp([192, 168, 8, 10], 1000, 2000, 64, b"g"),
         secs(2),
         Port::Iface(GUEST),
     );
@@ -337,16 +315,7 @@ fn pppoe_wan_and_vlan_lans() {
         LAN_MAC,
         [2, 0, 0, 0, 7, 0x10],
         &[(0x8100, 7)],
-        &udp4(
-            [0; 6],
-            [0; 6],
-            [192, 168, 7, 10],
-            [192, 168, 8, 10],
-            1,
-            2,
-            64,
-            b"",
-        )[14..],
+        &udp_l3([192, 168, 7, 10], [192, 168, 8, 10], 1, 2, 64, b""),
     );
     none(&mut r, IOT, to_guest, secs(2));
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 1);
@@ -408,29 +377,20 @@ table inet t {
 #[test]
 fn every_hook_and_verdict() {
     let mut r = router_with(TOPOLOGY, HOOK_RULES, Config::default());
-    let lan = |sport, dport| udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, sport, dport, 64, b"x");
+    let lan = |sport, dport| lan_udp(REMOTE, sport, dport, 64, b"x");
     // netdev ingress drop, only on its device
     none(
         &mut r,
         WAN,
-        udp4(
-            GW_MAC,
-            WAN_MAC,
-            [203, 0, 113, 66],
-            ROUTER_WAN,
-            1,
-            7000,
-            64,
-            b"",
-        ),
+        wan_udp([203, 0, 113, 66], 1, 7000, 64, b""),
         secs(1),
     );
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 1);
     // raw notrack: the forward chain sees it untracked, no connection is made
-    one(&mut r, LAN, lan(1, 4444), secs(1), Port::Iface(WAN));
+    lan_to_wan(&mut r, lan(1, 4444), secs(1));
     assert_eq!(r.conntrack().len(), 0);
     // mangle marks the packet and the connection; forward reads both
-    one(&mut r, LAN, lan(1, 5555), secs(1), Port::Iface(WAN));
+    lan_to_wan(&mut r, lan(1, 5555), secs(1));
     let conn = r.conntrack().iter().next().unwrap().1;
     assert_eq!(conn.mark, 9);
     // a prerouting filter drop
@@ -440,41 +400,26 @@ fn every_hook_and_verdict() {
     one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 7777, 64, b""),
+        lan_udp(ROUTER_LAN, 1, 7777, 64, b""),
         secs(1),
         Port::Host,
     );
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 2, 7777, 64, b""),
-        secs(1),
-    );
+    none(&mut r, LAN, lan_udp(ROUTER_LAN, 2, 7777, 64, b""), secs(1));
     // goto replaces the frame: return from sub ends the base chain (policy accept)
     one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 7778, 64, b""),
+        lan_udp(ROUTER_LAN, 1, 7778, 64, b""),
         secs(1),
         Port::Host,
     );
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 2, 7778, 64, b""),
-        secs(1),
-    );
+    none(&mut r, LAN, lan_udp(ROUTER_LAN, 2, 7778, 64, b""), secs(1));
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 4);
     // queue without a listener
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 7779, 64, b""),
-        secs(1),
-    );
+    none(&mut r, LAN, lan_udp(ROUTER_LAN, 1, 7779, 64, b""), secs(1));
     assert_eq!(r.counters().dropped(Drop::Queue), 1);
     // continue goes on to the next rule; forward policy drop for the rest
-    one(&mut r, LAN, lan(1, 8888), secs(1), Port::Iface(WAN));
+    lan_to_wan(&mut r, lan(1, 8888), secs(1));
     none(&mut r, LAN, lan(1, 9999), secs(1));
     assert_eq!(r.counters().dropped(Drop::PolicyDrop), 1);
     // postrouting drop
@@ -499,13 +444,7 @@ fn every_hook_and_verdict() {
 fn conntrack_gc_runs_from_process() {
     let mut r = router();
     for p in 0..10u16 {
-        one(
-            &mut r,
-            LAN,
-            udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 6000 + p, 53, 64, b"q"),
-            secs(1),
-            Port::Iface(WAN),
-        );
+        lan_to_wan(&mut r, lan_udp(REMOTE, 6000 + p, 53, 64, b"q"), secs(1));
     }
     assert_eq!(r.conntrack().len(), 10);
     // 30 s unreplied timeout: an empty burst at t = 100 s collects them within its budget
@@ -521,7 +460,7 @@ fn a_burst_keeps_order_and_empties_its_frames() {
     let mut burst: Vec<Frame> = (0..4u16)
         .map(|i| Frame {
             ingress: LAN,
-            data: udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 7000 + i, 53, 64, b"q"),
+            data: lan_udp(REMOTE, 7000 + i, 53, 64, b"q"),
         })
         .collect();
     let mut out = vec![];
@@ -557,12 +496,12 @@ proptest! {
     fn mutated_valid_frames_never_panic(seed in prop::collection::vec((0usize..80, any::<u8>()), 0..6), which in 0usize..6, ingress in 0usize..3, ttl in 0u8..3) {
         let mut r = router();
         let mut f = match which {
-            0 => udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, ttl, b"query"),
-            1 => tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 23, 1, Tcp::Syn, b""),
+            0 => lan_udp(REMOTE, 5000, 53, ttl, b"query"),
+            1 => lan_tcp(5000, 23, 1, Tcp::Syn, b""),
             2 => udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 53, ttl, b"q6"),
             3 => icmp4_echo(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 7, 1, ttl),
-            4 => tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 41000, 8080, 7, Tcp::Syn, b"x"),
-            _ => udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 5000, 9999, ttl, b"rej"),
+            4 => wan_tcp(41000, 8080, 7, Tcp::Syn, b"x"),
+            _ => lan_udp(ROUTER_LAN, 5000, 9999, ttl, b"rej"),
         };
         for (at, v) in seed {
             if let Some(b) = f.get_mut(at) {

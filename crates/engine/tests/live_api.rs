@@ -21,7 +21,7 @@ fn assured_udp(r: &mut nft_engine::Router, t: u64) -> u16 {
     let out = one(
         r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
+        lan_udp(REMOTE, 5000, 53, 64, b"q1"),
         secs(t),
         Port::Iface(WAN),
     );
@@ -29,18 +29,32 @@ fn assured_udp(r: &mut nft_engine::Router, t: u64) -> u16 {
     one(
         r,
         WAN,
-        udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a1"),
+        wan_udp(REMOTE, 53, sport, 60, b"a1"),
         secs(t),
         Port::Iface(LAN),
     );
     one(
         r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q2"),
+        lan_udp(REMOTE, 5000, 53, 64, b"q2"),
         secs(t + 3),
         Port::Iface(WAN),
     );
     sport
+}
+
+/// Adds a route for the host `dst` via `via` on the WAN to the routes in force.
+fn add_host_route(r: &mut nft_engine::Router, dst: &str, via: &str) {
+    let mut routes = r.topology().routes.clone();
+    routes.push(StaticRoute {
+        prefix: dst.parse().unwrap(),
+        len: 32,
+        kind: RouteKind::Unicast(NextHop {
+            ifindex: WAN,
+            via: Some(via.parse().unwrap()),
+        }),
+    });
+    r.set_routes(routes);
 }
 
 #[test]
@@ -53,12 +67,7 @@ fn unresolved_neighbour_holds_the_frames_until_resolved() {
     // the gateway's MAC is not known yet: the frames wait
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), None);
     for q in [&b"q1"[..], b"q2"] {
-        none(
-            &mut r,
-            LAN,
-            udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, q),
-            secs(1),
-        );
+        none(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, q), secs(1));
     }
     assert_eq!(r.held(), 2);
     assert_eq!(r.counters().dropped(Drop::NeighbourUnresolved), 0);
@@ -71,12 +80,7 @@ fn unresolved_neighbour_holds_the_frames_until_resolved() {
     assert!(r.take_unresolved().is_empty());
     // the kernel answers: the held frames leave first, in order, then the new one
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), Some(GW_MAC));
-    let out = send(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
-        secs(2),
-    );
+    let out = send(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, b"q3"), secs(2));
     assert_eq!(out.len(), 3);
     for (f, q) in out.iter().zip([&b"q1"[..], b"q2", b"q3"]) {
         assert_eq!(f.egress, Port::Iface(WAN));
@@ -99,12 +103,7 @@ fn held_frames_give_up_after_three_seconds() {
     };
     let mut r = router_with(TOPOLOGY, RULES, cfg);
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), None);
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q1"),
-        secs(1),
-    );
+    none(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, b"q1"), secs(1));
     assert!(send(&mut r, LAN, vec![], secs(3)).is_empty());
     assert_eq!(r.held(), 1);
     assert!(send(&mut r, LAN, vec![], secs(5)).is_empty());
@@ -112,12 +111,7 @@ fn held_frames_give_up_after_three_seconds() {
     assert_eq!(r.counters().dropped(Drop::NeighbourUnresolved), 1);
     // the connection stays; its next packet is held again and asks again
     assert_eq!(r.conntrack().len(), 1);
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q2"),
-        secs(5),
-    );
+    none(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, b"q2"), secs(5));
     assert_eq!(r.held(), 1);
 }
 
@@ -134,13 +128,7 @@ fn neighbour_change_reaches_offloaded_flows() {
     // the gateway moves to a new MAC: the fast path follows at the next burst
     let new_mac = [2, 0, 0, 0, 2, 0xee];
     r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), Some(new_mac));
-    let out = one(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
-        secs(5),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q3"), secs(5));
     assert_eq!(&out[0..6], &new_mac);
     assert_eq!(check(&out).ports.unwrap().0, sport);
     assert_eq!(r.report(secs(5)).fast_path_packets, 1);
@@ -150,44 +138,14 @@ fn neighbour_change_reaches_offloaded_flows() {
 fn route_and_address_replacement() {
     let mut r = router();
     // a host route for REMOTE via another WAN gateway takes over from the default route
-    let mut routes = r.topology().routes.clone();
-    routes.push(StaticRoute {
-        prefix: "203.0.113.5".parse().unwrap(),
-        len: 32,
-        kind: RouteKind::Unicast(NextHop {
-            ifindex: WAN,
-            via: Some("198.18.0.77".parse().unwrap()),
-        }),
-    });
-    r.set_routes(routes);
+    add_host_route(&mut r, "203.0.113.5", "198.18.0.77");
     let other = [2, 0, 0, 0, 2, 0x77];
     r.set_neighbour(WAN, "198.18.0.77".parse().unwrap(), Some(other));
-    let out = one(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q"),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q"), secs(1));
     assert_eq!(&out[0..6], &other);
     // the WAN address changes: masquerade uses the new one
     r.set_addresses(WAN, vec![("198.18.0.9".parse().unwrap(), 24)]);
-    let out = one(
-        &mut r,
-        LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5001,
-            53,
-            64,
-            b"q",
-        ),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp([8, 8, 8, 8], 5001, 53, 64, b"q"), secs(1));
     assert_eq!(check(&out).src_addr, Some("198.18.0.9".parse().unwrap()));
 }
 
@@ -207,21 +165,10 @@ fn ruleset_swap_keeps_connections_and_flows() {
     assert_eq!(r.list_flows(secs(5)).len(), 2);
     assert_eq!(r.conntrack().len(), 1);
     // the answer still takes the fast path
-    one(
-        &mut r,
-        WAN,
-        udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a2"),
-        secs(5),
-        Port::Iface(LAN),
-    );
+    wan_to_lan(&mut r, wan_udp(REMOTE, 53, sport, 60, b"a2"), secs(5));
     assert_eq!(r.report(secs(5)).fast_path_packets, fast_before + 1);
     // the new rule is in force for new connections
-    none(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5001, 5555, 64, b"x"),
-        secs(5),
-    );
+    none(&mut r, LAN, lan_udp(REMOTE, 5001, 5555, 64, b"x"), secs(5));
     assert_eq!(r.counters().dropped(Drop::RuleDrop), 1);
 
     // a ruleset without the flowtable: the flow goes back to the slow path, the connection stays
@@ -235,13 +182,7 @@ fn ruleset_swap_keeps_connections_and_flows() {
     assert_eq!(r.list_flows(secs(6)).len(), 0);
     assert_eq!(r.conntrack().len(), 1);
     let fast = r.report(secs(6)).fast_path_packets;
-    one(
-        &mut r,
-        WAN,
-        udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a3"),
-        secs(6),
-        Port::Iface(LAN),
-    );
+    wan_to_lan(&mut r, wan_udp(REMOTE, 53, sport, 60, b"a3"), secs(6));
     assert!(r.report(secs(6)).fast_path_packets <= fast);
 }
 
@@ -249,16 +190,7 @@ fn ruleset_swap_keeps_connections_and_flows() {
 fn a_flowtable_added_by_a_reload_routes_under_the_fib_in_force() {
     let mut r = router();
     // the FIB moves on (a route added): its generation is no longer the first
-    let mut routes = r.topology().routes.clone();
-    routes.push(StaticRoute {
-        prefix: "203.0.113.77".parse().unwrap(),
-        len: 32,
-        kind: RouteKind::Unicast(NextHop {
-            ifindex: WAN,
-            via: Some("198.18.0.1".parse().unwrap()),
-        }),
-    });
-    r.set_routes(routes);
+    add_host_route(&mut r, "203.0.113.77", "198.18.0.1");
     let no_ft = RULES
         .replace(
             "flowtable ft { hook ingress priority 0; devices = { \"lan\", \"wan\" }; }",
@@ -270,23 +202,11 @@ fn a_flowtable_added_by_a_reload_routes_under_the_fib_in_force() {
     assert_eq!(r.list_flows(secs(4)).len(), 0);
     // the flowtable comes back: the next packet admits the flow, the answer takes it
     r.replace_ruleset(compile(RULES), secs(5));
-    one(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
-        secs(5),
-        Port::Iface(WAN),
-    );
+    lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q3"), secs(5));
     assert_eq!(r.list_flows(secs(5)).len(), 2);
     let fast = r.report(secs(5)).fast_path_packets;
     for (i, t) in [5, 6, 7].into_iter().enumerate() {
-        one(
-            &mut r,
-            WAN,
-            udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 53, sport, 60, b"a"),
-            secs(t),
-            Port::Iface(LAN),
-        );
+        wan_to_lan(&mut r, wan_udp(REMOTE, 53, sport, 60, b"a"), secs(t));
         assert_eq!(r.report(secs(t)).fast_path_packets, fast + i as u64 + 1);
     }
     assert_eq!(r.list_flows(secs(7)).len(), 2);
@@ -301,42 +221,23 @@ fn link_mac_and_mtu_changes_reach_offloaded_flows() {
     let new_mac = [2, 0, 0, 0, 9, 9];
     assert!(r.set_link_params(WAN, new_mac, 1500));
     assert!(!r.set_link_params(WAN, new_mac, 1500));
-    let out = one(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q3"),
-        secs(5),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q3"), secs(5));
     assert_eq!(&out[6..12], &new_mac);
     assert_eq!(check(&out).ports.unwrap().0, sport);
     assert_eq!(r.report(secs(5)).fast_path_packets, 1);
     // answers now come addressed to the new MAC, and take the fast path
-    one(
+    wan_to_lan(
         &mut r,
-        WAN,
         udp4(GW_MAC, new_mac, REMOTE, ROUTER_WAN, 53, sport, 60, b"a2"),
         secs(5),
-        Port::Iface(LAN),
     );
     assert_eq!(r.report(secs(5)).fast_path_packets, 2);
     // a smaller MTU: a datagram that fit before no longer does
     let big = vec![7u8; 200];
-    let out = one(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, &big),
-        secs(6),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, &big), secs(6));
     assert_eq!(out.len(), 14 + 20 + 8 + 200);
     assert!(r.set_link_params(WAN, new_mac, 128));
-    let out = send(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, &big),
-        secs(6),
-    );
+    let out = send(&mut r, LAN, lan_udp(REMOTE, 5000, 53, 64, &big), secs(6));
     assert!(
         out.iter()
             .all(|f| f.egress != Port::Iface(WAN) || f.data.len() <= 14 + 128),

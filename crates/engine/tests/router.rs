@@ -8,21 +8,10 @@ use nft_engine::Port;
 #[test]
 fn masquerade_both_directions() {
     let mut r = router();
-    let out = one(
+    let out = lan_to_wan(
         &mut r,
-        LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5000,
-            53,
-            64,
-            b"query",
-        ),
+        lan_udp([8, 8, 8, 8], 5000, 53, 64, b"query"),
         secs(1),
-        Port::Iface(WAN),
     );
     // source NAT to the WAN address, port into the masquerade range; TTL one less
     let m = check(&out);
@@ -42,21 +31,10 @@ fn masquerade_both_directions() {
     assert_eq!(out, want);
 
     // the answer finds the connection and goes back to the client, translated back
-    let back = one(
+    let back = wan_to_lan(
         &mut r,
-        WAN,
-        udp4(
-            GW_MAC,
-            WAN_MAC,
-            [8, 8, 8, 8],
-            ROUTER_WAN,
-            53,
-            sport,
-            60,
-            b"answer",
-        ),
+        wan_udp([8, 8, 8, 8], 53, sport, 60, b"answer"),
         secs(2),
-        Port::Iface(LAN),
     );
     assert_eq!(
         back,
@@ -86,18 +64,8 @@ fn masquerade_both_directions() {
 #[test]
 fn dnat_port_forward_inbound_and_back() {
     let mut r = router();
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        41000,
-        8080,
-        7,
-        Tcp::Syn,
-        b"",
-    );
-    let fwd = one(&mut r, WAN, syn, secs(1), Port::Iface(LAN));
+    let syn = wan_tcp(41000, 8080, 7, Tcp::Syn, b"");
+    let fwd = wan_to_lan(&mut r, syn, secs(1));
     let mut want = tcp4(
         LAN_MAC,
         SERVER_MAC,
@@ -124,7 +92,7 @@ fn dnat_port_forward_inbound_and_back() {
         Tcp::SynAck(8),
         b"",
     );
-    let back = one(&mut r, LAN, synack, secs(1), Port::Iface(WAN));
+    let back = lan_to_wan(&mut r, synack, secs(1));
     let mut want = tcp4(
         WAN_MAC,
         GW_MAC,
@@ -141,36 +109,11 @@ fn dnat_port_forward_inbound_and_back() {
     assert_eq!(back, want);
     assert_eq!(r.report(secs(1)).connections.get("tcp syn_recv"), Some(&1));
     // nothing forwards to port 8081
-    none(
-        &mut r,
-        WAN,
-        tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            ROUTER_WAN,
-            41001,
-            8081,
-            7,
-            Tcp::Syn,
-            b"",
-        ),
-        secs(1),
-    );
+    none(&mut r, WAN, wan_tcp(41001, 8081, 7, Tcp::Syn, b""), secs(1));
     assert_eq!(r.counters().dropped(Drop::PolicyDrop), 1);
 
     // an error about a forwarded packet quotes it as it arrived, before DNAT
-    let mut expiring = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        41002,
-        8080,
-        7,
-        Tcp::Syn,
-        b"",
-    );
+    let mut expiring = wan_tcp(41002, 8080, 7, Tcp::Syn, b"");
     expiring[14 + 8] = 1;
     fix_ipv4_checksum(&mut expiring);
     let err = one(&mut r, WAN, expiring.clone(), secs(1), Port::Iface(WAN));
@@ -192,44 +135,12 @@ fn fix_ipv4_checksum(f: &mut [u8]) {
 #[test]
 fn tcp_flow_add_admission_follows_the_kernel() {
     let mut r = router();
-    let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 50000, 443, seq, k, p);
-    let out = one(
-        &mut r,
-        LAN,
-        c(100, Tcp::Syn, b""),
-        secs(1),
-        Port::Iface(WAN),
-    );
-    let sport = check(&out).ports.unwrap().0;
-    let s = |seq, k| tcp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 443, sport, seq, k, b"");
-    one(
-        &mut r,
-        WAN,
-        s(7000, Tcp::SynAck(101)),
-        secs(1),
-        Port::Iface(LAN),
-    );
-    one(
-        &mut r,
-        LAN,
-        c(101, Tcp::Ack(7001), b""),
-        secs(1),
-        Port::Iface(WAN),
-    );
-    one(
-        &mut r,
-        LAN,
-        c(101, Tcp::Ack(7001), b"GET /"),
-        secs(1),
-        Port::Iface(WAN),
-    );
-    one(
-        &mut r,
-        LAN,
-        c(106, Tcp::Fin(7001), b""),
-        secs(2),
-        Port::Iface(WAN),
-    );
+    let c = |seq, k, p: &[u8]| lan_tcp(50000, 443, seq, k, p);
+    open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let data = c(101, Tcp::Ack(7001), b"GET /");
+    lan_to_wan(&mut r, data, secs(1));
+    let fin = c(106, Tcp::Fin(7001), b"");
+    lan_to_wan(&mut r, fin, secs(2));
     let rep = r.report(secs(2));
     // SYN and SYN-ACK: not established (checked before confirmation, as the kernel does);
     // the handshake's ACK: admitted, so the data takes the fast path and asks nothing; the
@@ -245,47 +156,37 @@ fn tcp_flow_add_admission_follows_the_kernel() {
 #[test]
 fn udp_is_admitted_once_assured() {
     let mut r = router();
-    let q = || udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 4433, 64, b"x");
-    let out = one(&mut r, LAN, q(), secs(1), Port::Iface(WAN));
+    let q = || lan_udp(REMOTE, 5000, 4433, 64, b"x");
+    let out = lan_to_wan(&mut r, q(), secs(1));
     let sport = check(&out).ports.unwrap().0;
-    one(&mut r, LAN, q(), secs(1), Port::Iface(WAN));
+    lan_to_wan(&mut r, q(), secs(1));
     let rep = r.report(secs(1));
     // the kernel would offload from the second packet; conntrack has not assured it yet,
     // and each packet until then may still change the entry
     assert_eq!((rep.flow_add_requests, rep.flows_admitted), (2, 0));
     assert_eq!(rep.flows_refused.get("not_confirmed"), Some(&1));
     assert_eq!(rep.flows_refused.get("udp_not_assured"), Some(&1));
-    let a = || udp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, sport, 64, b"y");
-    one(&mut r, WAN, a(), secs(2), Port::Iface(LAN));
-    one(&mut r, WAN, a(), secs(4), Port::Iface(LAN));
+    let a = || wan_udp(REMOTE, 4433, sport, 64, b"y");
+    wan_to_lan(&mut r, a(), secs(2));
+    wan_to_lan(&mut r, a(), secs(4));
     assert_eq!(r.report(secs(4)).flows_admitted, 1);
-    one(&mut r, LAN, q(), secs(4), Port::Iface(WAN));
-    one(&mut r, WAN, a(), secs(4), Port::Iface(LAN));
+    lan_to_wan(&mut r, q(), secs(4));
+    wan_to_lan(&mut r, a(), secs(4));
     assert_eq!(r.report(secs(4)).fast_path_packets, 2);
 }
 
 #[test]
 fn related_icmp_error_is_translated_back_to_the_client() {
     let mut r = router();
-    let out = one(
-        &mut r,
-        LAN,
-        udp4(
-            CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 64, b"probe",
-        ),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 33434, 64, b"probe"), secs(1));
     let sport = check(&out).ports.unwrap().0;
     assert_ne!(sport, 5000);
     // the remote host answers port unreachable, quoting the translated datagram
     let quoted = &out[14..];
     let err = icmp4_unreach_frame(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 3, quoted);
-    let back = one(&mut r, WAN, err, secs(1), Port::Iface(LAN));
+    let back = wan_to_lan(&mut r, err, secs(1));
     // the client sees its own datagram quoted: source address and port translated back
-    let original = udp4(
-        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 63, b"probe",
-    );
+    let original = lan_udp(REMOTE, 5000, 33434, 63, b"probe");
     let mut want = icmp4_unreach_frame(LAN_MAC, CLIENT_MAC, REMOTE, CLIENT, 3, &original[14..]);
     want[14 + 8] = 63;
     fix_ipv4_checksum(&mut want);
@@ -317,17 +218,7 @@ fn icmp4_unreach_frame(
 fn reject_with_tcp_reset_sends_the_kernels_reset() {
     let mut r = router();
     // to the router itself, from the WAN: the input chain rejects port 22
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        41000,
-        22,
-        5000,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = wan_tcp(41000, 22, 5000, Tcp::Syn, b"");
     let rst = one(&mut r, WAN, syn, secs(1), Port::Iface(WAN));
     let m = check(&rst);
     assert_eq!(&rst[0..12], &[GW_MAC, WAN_MAC].concat()[..]);
@@ -358,17 +249,7 @@ fn reject_with_tcp_reset_sends_the_kernels_reset() {
     assert_eq!(rst, want);
 
     // a segment with ACK gets a reset whose sequence number is that ACK
-    let ack = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        41000,
-        22,
-        5000,
-        Tcp::Ack(777),
-        b"data",
-    );
+    let ack = wan_tcp(41000, 22, 5000, Tcp::Ack(777), b"data");
     let rst = one(&mut r, WAN, ack, secs(1), Port::Iface(WAN));
     let t = check(&rst).tcp.unwrap();
     assert_eq!(
@@ -379,17 +260,7 @@ fn reject_with_tcp_reset_sends_the_kernels_reset() {
     none(
         &mut r,
         WAN,
-        tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            ROUTER_WAN,
-            41000,
-            22,
-            5000,
-            Tcp::Rst,
-            b"",
-        ),
+        wan_tcp(41000, 22, 5000, Tcp::Rst, b""),
         secs(1),
     );
     let rep = r.report(secs(1));
@@ -400,17 +271,7 @@ fn reject_with_tcp_reset_sends_the_kernels_reset() {
 #[test]
 fn reject_forwarded_tcp_and_udp() {
     let mut r = router();
-    let syn = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        41000,
-        23,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = lan_tcp(41000, 23, 1, Tcp::Syn, b"");
     let rst = one(&mut r, LAN, syn, secs(1), Port::Iface(LAN));
     let m = check(&rst);
     assert_eq!(
@@ -419,16 +280,7 @@ fn reject_forwarded_tcp_and_udp() {
     );
     assert_eq!(m.ports, Some((23, 41000)));
     // icmpx port-unreachable for IPv4 is ICMP 3/3, from the LAN address, quoting the packet
-    let probe = udp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        7,
-        64,
-        b"echo me please",
-    );
+    let probe = lan_udp(REMOTE, 5000, 7, 64, b"echo me please");
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
     let mut quoted = probe[14..].to_vec();
     quoted[8] = 63; // the kernel quotes the packet after ip_forward's decrement
@@ -453,9 +305,7 @@ fn reject_forwarded_tcp_and_udp() {
 #[test]
 fn reject_to_the_router_with_icmp_port_unreachable() {
     let mut r = router();
-    let probe = udp4(
-        CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 5000, 9999, 64, b"hello",
-    );
+    let probe = lan_udp(ROUTER_LAN, 5000, 9999, 64, b"hello");
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
     let m = check(&err);
     assert_eq!(
@@ -471,16 +321,7 @@ fn reject_to_the_router_with_icmp_port_unreachable() {
 #[test]
 fn ttl_expiry_sends_time_exceeded() {
     let mut r = router();
-    let probe = udp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        33434,
-        1,
-        b"traceroute",
-    );
+    let probe = lan_udp(REMOTE, 5000, 33434, 1, b"traceroute");
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
     let b = etherparse::PacketBuilder::ethernet2(LAN_MAC, CLIENT_MAC)
         .ipv4(ROUTER_LAN, CLIENT, 64)
@@ -519,7 +360,7 @@ fn mtu_frag_needed_and_packet_too_big() {
     let err = one(
         &mut r,
         LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 9, 64, &big),
+        lan_udp(REMOTE, 5000, 9, 64, &big),
         secs(1),
         Port::Iface(LAN),
     );
@@ -531,7 +372,7 @@ fn mtu_frag_needed_and_packet_too_big() {
     // icmp_send quotes as much as fits in 576 bytes
     assert_eq!(m.ip_total_len, 576);
 
-    let mut nodf = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 9, 64, &big);
+    let mut nodf = lan_udp(REMOTE, 5000, 9, 64, &big);
     nodf[14 + 6] &= !0x40;
     fix_ipv4_checksum(&mut nodf);
     // without DF, ip_fragment cuts it at the WAN's MTU of 1400: 1376 + 32 payload bytes,
@@ -587,93 +428,26 @@ fn conntrack_limit_refuses_new_and_keeps_established() {
     let mut r = router_with(TOPOLOGY, RULES, cfg);
     let mut ports = vec![];
     for cport in [50001u16, 50002] {
-        let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, cport, 443, seq, k, p);
-        let out = one(
-            &mut r,
-            LAN,
-            c(100, Tcp::Syn, b""),
-            secs(1),
-            Port::Iface(WAN),
-        );
-        let sport = check(&out).ports.unwrap().0;
-        one(
-            &mut r,
-            WAN,
-            tcp4(
-                GW_MAC,
-                WAN_MAC,
-                REMOTE,
-                ROUTER_WAN,
-                443,
-                sport,
-                9000,
-                Tcp::SynAck(101),
-                b"",
-            ),
-            secs(1),
-            Port::Iface(LAN),
-        );
-        one(
-            &mut r,
-            LAN,
-            c(101, Tcp::Ack(9001), b""),
-            secs(1),
-            Port::Iface(WAN),
-        );
-        ports.push(sport);
+        ports.push(open_tcp(&mut r, cport, 443, 9000, secs(1)));
     }
     // both assured: nothing to drop early, the third connection is refused
     none(
         &mut r,
         LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            50003,
-            443,
-            100,
-            Tcp::Syn,
-            b"",
-        ),
+        lan_tcp(50003, 443, 100, Tcp::Syn, b""),
         secs(2),
     );
     assert_eq!(r.counters().dropped(Drop::CtTableFull), 1);
     // the established ones keep flowing, both ways
-    one(
+    lan_to_wan(
         &mut r,
-        LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            50001,
-            443,
-            101,
-            Tcp::Ack(9001),
-            b"more",
-        ),
+        lan_tcp(50001, 443, 101, Tcp::Ack(9001), b"more"),
         secs(3),
-        Port::Iface(WAN),
     );
-    one(
+    wan_to_lan(
         &mut r,
-        WAN,
-        tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            ROUTER_WAN,
-            443,
-            ports[1],
-            9001,
-            Tcp::Ack(101),
-            b"data",
-        ),
+        wan_tcp(443, ports[1], 9001, Tcp::Ack(101), b"data"),
         secs(3),
-        Port::Iface(LAN),
     );
     assert_eq!(
         r.report(secs(3)).connections.get("tcp established"),
@@ -687,32 +461,14 @@ fn routes_blackhole_unreachable_no_route_and_no_neighbour() {
     none(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [10, 66, 1, 1],
-            5000,
-            9,
-            64,
-            b"x",
-        ),
+        lan_udp([10, 66, 1, 1], 5000, 9, 64, b"x"),
         secs(1),
     );
     assert_eq!(r.counters().dropped(Drop::Blackhole), 1);
     let err = one(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [10, 67, 1, 1],
-            5000,
-            9,
-            64,
-            b"x",
-        ),
+        lan_udp([10, 67, 1, 1], 5000, 9, 64, b"x"),
         secs(1),
         Port::Iface(LAN),
     );
@@ -730,16 +486,7 @@ fn routes_blackhole_unreachable_no_route_and_no_neighbour() {
     none(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [192, 168, 1, 77],
-            5000,
-            9,
-            64,
-            b"x",
-        ),
+        lan_udp([192, 168, 1, 77], 5000, 9, 64, b"x"),
         secs(1),
     );
     assert_eq!(
@@ -803,57 +550,19 @@ fn fast_path_hit_is_sent_from_its_slot() {
     use nft_engine::Sent;
     use nft_flowtable::FrameSlot;
     let mut r = router();
-    let c = |seq, k, p: &[u8]| tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 50000, 443, seq, k, p);
-    let out = one(
-        &mut r,
-        LAN,
-        c(100, Tcp::Syn, b""),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let c = |seq, k, p: &[u8]| lan_tcp(50000, 443, seq, k, p);
+    let out = lan_to_wan(&mut r, c(100, Tcp::Syn, b""), secs(1));
     let sport = check(&out).ports.unwrap().0;
-    one(
-        &mut r,
-        WAN,
-        tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            ROUTER_WAN,
-            443,
-            sport,
-            7000,
-            Tcp::SynAck(101),
-            b"",
-        ),
-        secs(1),
-        Port::Iface(LAN),
-    );
-    let ack = one(
-        &mut r,
-        LAN,
-        c(101, Tcp::Ack(7001), b""),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    let synack = wan_tcp(443, sport, 7000, Tcp::SynAck(101), b"");
+    wan_to_lan(&mut r, synack, secs(1));
+    let ack = c(101, Tcp::Ack(7001), b"");
+    let ack = lan_to_wan(&mut r, ack, secs(1));
     assert_eq!(r.report(secs(1)).flows_offloaded, 1);
 
     let lan = u16::try_from(LAN).unwrap();
     let mut slots = vec![
         FrameSlot::new(lan, &c(101, Tcp::Ack(7001), b"")),
-        FrameSlot::new(
-            lan,
-            &udp4(
-                CLIENT_MAC,
-                LAN_MAC,
-                CLIENT,
-                [8, 8, 8, 8],
-                5000,
-                53,
-                64,
-                b"q",
-            ),
-        ),
+        FrameSlot::new(lan, &lan_udp([8, 8, 8, 8], 5000, 53, 64, b"q")),
     ];
     let buf = slots[0].frame().as_ptr() as usize;
     let mut sent = vec![];
@@ -918,17 +627,7 @@ table inet fw {
 "#;
     let mut r = router_with(TOPOLOGY, rules, nft_engine::Config::default());
     // a reset for a LAN client: related, reply direction, so output sets cs1
-    let syn = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        41000,
-        23,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = lan_tcp(41000, 23, 1, Tcp::Syn, b"");
     let rst = one(&mut r, LAN, syn, secs(1), Port::Iface(LAN));
     let m = check(&rst);
     assert_eq!(
@@ -937,9 +636,7 @@ table inet fw {
     );
     assert_eq!(rst[15] >> 2, 8, "dscp cs1 from the output chain");
     // time exceeded is dropped in output, counted as a rule drop, and not counted as sent
-    let probe = udp4(
-        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 33434, 1, b"trace",
-    );
+    let probe = lan_udp(REMOTE, 5000, 33434, 1, b"trace");
     none(&mut r, LAN, probe, secs(2));
     assert_eq!(r.report(secs(2)).icmp_errors_sent, 0);
     assert_eq!(
@@ -949,17 +646,7 @@ table inet fw {
     );
     // through DNAT: the chain at 150 sees the reset translated back (sport 8080); the one at
     // 50 sees it as built, from the DNAT target's port (81), and drops that one
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        42000,
-        8080,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = wan_tcp(42000, 8080, 1, Tcp::Syn, b"");
     let rst = one(&mut r, WAN, syn, secs(3), Port::Iface(WAN));
     let m = check(&rst);
     assert_eq!(
@@ -969,17 +656,7 @@ table inet fw {
     assert_eq!(m.ports, Some((8080, 42000)));
     assert_eq!(&rst[0..6], &GW_MAC, "routed to the gateway");
     assert_eq!(rst[15] >> 2, 16, "cs1 from output, then cs2 after NAT");
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        42001,
-        8081,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = wan_tcp(42001, 8081, 1, Tcp::Syn, b"");
     none(&mut r, WAN, syn, secs(4));
     assert_eq!(r.report(secs(4)).tcp_resets_sent, 2);
 }
@@ -1005,16 +682,7 @@ fn fragments4(l3: &[u8], pieces: &[usize]) -> Vec<Vec<u8>> {
 #[test]
 fn fragments_are_reassembled_natted_and_sent_in_their_pieces() {
     let mut r = router();
-    let mut whole = udp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        53,
-        64,
-        &[0xab; 1200],
-    );
+    let mut whole = lan_udp(REMOTE, 5000, 53, 64, &[0xab; 1200]);
     whole[14 + 6] = 0; // no DF
     whole[14 + 4..14 + 6].copy_from_slice(&0x4242u16.to_be_bytes());
     fix_ipv4_checksum(&mut whole);
@@ -1123,17 +791,7 @@ table inet t {
 }
 "#;
     let mut r = router_with(TOPOLOGY, rules, nft_engine::Config::default());
-    let syn = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        42000,
-        8080,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = wan_tcp(42000, 8080, 1, Tcp::Syn, b"");
     let out = send(&mut r, WAN, syn, secs(1));
     assert_eq!(out.len(), 1, "{:?}", r.counters().drop_map());
     let m = check(&out[0].data);
@@ -1225,21 +883,9 @@ table inet t {
         out
     };
     let mss = |f: &[u8]| u16::from_be_bytes([f[14 + 20 + 22], f[14 + 20 + 23]]);
-    let inbound = one(
-        &mut r,
-        WAN,
-        syn(GW_MAC, WAN_MAC, REMOTE, CLIENT),
-        secs(1),
-        Port::Iface(LAN),
-    );
+    let inbound = wan_to_lan(&mut r, syn(GW_MAC, WAN_MAC, REMOTE, CLIENT), secs(1));
     assert_eq!(mss(&inbound), 1400 - 40);
-    let outbound = one(
-        &mut r,
-        LAN,
-        syn(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE),
-        secs(2),
-        Port::Iface(WAN),
-    );
+    let outbound = lan_to_wan(&mut r, syn(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE), secs(2));
     assert_eq!(mss(&outbound), 1400 - 40);
     // between two 1500-byte routes nothing changes (an MSS is never raised either)
     let lan = one(
@@ -1250,4 +896,73 @@ table inet t {
         Port::Iface(LAN),
     );
     assert_eq!(mss(&lan), 1460);
+}
+
+/// A chain none of whose rules can act on a packet's protocols is skipped, and the packet
+/// gets exactly what running it would give: its policy, no counter, no hit; other protocols
+/// still run it; a trace still shows the run.
+#[test]
+fn chains_without_rules_for_the_protocol_only_apply_their_policy() {
+    const SKIP_RULES: &str = r#"
+table inet fw {
+	chain tcp_only {
+		type filter hook forward priority -10; policy drop;
+		tcp dport 80 counter accept
+		meta l4proto tcp counter accept
+	}
+	chain v6_only {
+		type filter hook forward priority 0; policy accept;
+		meta nfproto ipv6 counter drop
+	}
+	chain srcnat {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "wan" masquerade
+	}
+}
+"#;
+    let udp = || udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q");
+    let tcp = || {
+        tcp4(
+            CLIENT_MAC,
+            LAN_MAC,
+            CLIENT,
+            REMOTE,
+            5001,
+            80,
+            1,
+            Tcp::Syn,
+            b"",
+        )
+    };
+    for trace in [false, true] {
+        let cfg = nft_engine::Config {
+            trace,
+            ..nft_engine::Config::default()
+        };
+        let mut r = router_with(TOPOLOGY, SKIP_RULES, cfg);
+        // UDP: the TCP chain's policy drops it, nothing counted, no connection left
+        none(&mut r, LAN, udp(), secs(1));
+        assert_eq!(r.counters().dropped(Drop::PolicyDrop), 1);
+        assert_eq!(r.rule_state().counters, vec![(0, 0); 3]);
+        assert_eq!(r.conntrack().len(), 0);
+        if trace {
+            let lines = r.take_trace();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("tcp_only") && l.contains("policy drop")),
+                "the skipped chain is traced: {lines:?}"
+            );
+        }
+        // TCP: both chains run (the first rule counts and accepts), masqueraded
+        let out = one(&mut r, LAN, tcp(), secs(1), Port::Iface(WAN));
+        let m = check(&out);
+        assert_eq!(
+            m.src_addr,
+            Some(std::net::Ipv4Addr::from(ROUTER_WAN).into())
+        );
+        assert_eq!(r.rule_state().counters[0].0, 1);
+        assert_eq!(r.rule_state().counters[1].0, 0);
+        assert_eq!(r.rule_state().counters[2].0, 0);
+    }
 }

@@ -89,67 +89,69 @@ table inet fw {
 }
 "#;
 
-fn setup() -> (nft_engine::rules::Ruleset, State) {
-    let ast = load_str("rules.nft", RULES, &LoadOpts::default())
-        .map_err(|e| e.rendered)
-        .unwrap();
-    let rs = compile(&ast).unwrap();
-    let st = State::new(&rs);
-    (rs, st)
+/// The compiled [`RULES`], their state and what they handed to the caller.
+struct Harness {
+    rs: nft_engine::rules::Ruleset,
+    st: State,
+    rec: Rec,
 }
 
-fn run(
-    rs: &nft_engine::rules::Ruleset,
-    st: &mut State,
-    hook: Hook,
-    frame: &mut Vec<u8>,
-    iif: &str,
-    ct: Option<CtInfo>,
-    rec: &mut Rec,
-) -> (HookVerdict, u32) {
-    let m = nft_wire::parse_frame(frame).unwrap();
-    let mut p = pkt_from_frame(frame, &m, 1, iif);
-    p.ct = ct;
-    let v = run_hook(
-        rs,
-        st,
-        hook,
-        &[Family::Inet, Family::Ip],
-        &mut p,
-        0,
-        rec,
-        None,
-    );
-    (v, p.mark)
+impl Harness {
+    fn new() -> Self {
+        let ast = load_str("rules.nft", RULES, &LoadOpts::default())
+            .map_err(|e| e.rendered)
+            .unwrap();
+        let rs = compile(&ast).unwrap();
+        let st = State::new(&rs);
+        Harness {
+            rs,
+            st,
+            rec: Rec::default(),
+        }
+    }
+
+    /// Runs `hook` on a frame that came in on `iif`; the verdict and the mark the rules left.
+    fn run(
+        &mut self,
+        hook: Hook,
+        frame: &mut [u8],
+        iif: &str,
+        ct: Option<CtInfo>,
+    ) -> (HookVerdict, u32) {
+        let m = nft_wire::parse_frame(frame).unwrap();
+        let mut p = pkt_from_frame(frame, &m, 1, iif);
+        p.conn = ct.as_ref().map(|c| c as &dyn nft_engine::rules::CtFacts);
+        let v = run_hook(
+            &self.rs,
+            &mut self.st,
+            hook,
+            &[Family::Inet, Family::Ip],
+            &mut p,
+            0,
+            &mut self.rec,
+            None,
+        );
+        (v, p.mark)
+    }
 }
 
 #[test]
 fn input_verdicts() {
-    let (rs, mut st) = setup();
-    let mut rec = Rec::default();
+    let mut t = Harness::new();
     let mut ssh = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 22, true);
     assert_eq!(
-        run(&rs, &mut st, Hook::Input, &mut ssh, "lan", None, &mut rec).0,
+        t.run(Hook::Input, &mut ssh, "lan", None).0,
         HookVerdict::Accept
     );
     let mut blocked = tcp4([10, 9, 3, 4], [192, 168, 1, 1], 40000, 22, true);
     assert_eq!(
-        run(
-            &rs,
-            &mut st,
-            Hook::Input,
-            &mut blocked,
-            "lan",
-            None,
-            &mut rec
-        )
-        .0,
+        t.run(Hook::Input, &mut blocked, "lan", None).0,
         HookVerdict::Drop
     );
     // port 25 from the LAN: no rule accepts it, the mark is set, the policy drops it
     let mut smtp = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 25, true);
     assert_eq!(
-        run(&rs, &mut st, Hook::Input, &mut smtp, "lan", None, &mut rec),
+        t.run(Hook::Input, &mut smtp, "lan", None),
         (HookVerdict::Drop, 0x2a)
     );
     // established connections pass whatever the port
@@ -159,117 +161,67 @@ fn input_verdicts() {
     };
     let mut any = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 25, false);
     assert_eq!(
-        run(
-            &rs,
-            &mut st,
-            Hook::Input,
-            &mut any,
-            "lan",
-            Some(est),
-            &mut rec
-        )
-        .0,
+        t.run(Hook::Input, &mut any, "lan", Some(est)).0,
         HookVerdict::Accept
     );
     // counters: the blocked packet counted once; ssh once (with its L3 length)
-    assert_eq!(st.counters[0].0, 1);
-    assert_eq!(st.counters[1], (1, ssh.len() as u64 - 14));
+    assert_eq!(t.st.counters[0].0, 1);
+    assert_eq!(t.st.counters[1], (1, ssh.len() as u64 - 14));
 }
 
 #[test]
 fn reject_and_log_go_to_actions() {
-    let (rs, mut st) = setup();
-    let mut rec = Rec::default();
+    let mut t = Harness::new();
     let mut telnet = tcp4([198, 18, 0, 9], [198, 18, 0, 2], 40000, 23, true);
     assert_eq!(
-        run(
-            &rs,
-            &mut st,
-            Hook::Input,
-            &mut telnet,
-            "wan0",
-            None,
-            &mut rec
-        )
-        .0,
+        t.run(Hook::Input, &mut telnet, "wan0", None).0,
         HookVerdict::Drop
     );
-    assert_eq!(rec.rejects, vec![Reject::TcpReset]);
-    assert_eq!(rec.logs, vec!["telnet ".to_string()]);
+    assert_eq!(t.rec.rejects, vec![Reject::TcpReset]);
+    assert_eq!(t.rec.logs, vec!["telnet ".to_string()]);
     // the wildcard does not match "lan"
-    let mut rec = Rec::default();
+    t.rec = Rec::default();
     let mut telnet = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 23, true);
     assert_eq!(
-        run(
-            &rs,
-            &mut st,
-            Hook::Input,
-            &mut telnet,
-            "lan",
-            None,
-            &mut rec
-        )
-        .0,
+        t.run(Hook::Input, &mut telnet, "lan", None).0,
         HookVerdict::Drop
     );
-    assert!(rec.rejects.is_empty());
+    assert!(t.rec.rejects.is_empty());
 }
 
 #[test]
 fn jump_and_return() {
-    let (rs, mut st) = setup();
-    let mut rec = Rec::default();
+    let mut t = Harness::new();
     // udp/53 over IPv6 from 2001:db8::/32: dns returns, then nothing accepts: policy drop
     let mut q = udp6(53);
-    assert_eq!(
-        run(&rs, &mut st, Hook::Input, &mut q, "lan", None, &mut rec).0,
-        HookVerdict::Drop
-    );
+    assert_eq!(t.run(Hook::Input, &mut q, "lan", None).0, HookVerdict::Drop);
     // udp/5353 is accepted by the rule after the jump
     let mut m = udp6(5353);
     assert_eq!(
-        run(&rs, &mut st, Hook::Input, &mut m, "lan", None, &mut rec).0,
+        t.run(Hook::Input, &mut m, "lan", None).0,
         HookVerdict::Accept
     );
 }
 
 #[test]
 fn nat_and_flow_add_hand_offs() {
-    let (rs, mut st) = setup();
-    let mut rec = Rec::default();
+    let mut t = Harness::new();
     let mut web = tcp4([198, 18, 0, 9], [198, 18, 0, 2], 40000, 8080, true);
     assert_eq!(
-        run(
-            &rs,
-            &mut st,
-            Hook::Prerouting,
-            &mut web,
-            "wan",
-            None,
-            &mut rec
-        )
-        .0,
+        t.run(Hook::Prerouting, &mut web, "wan", None).0,
         HookVerdict::Accept
     );
-    let (spec, addr, port) = rec.nat.pop().unwrap();
+    let (spec, addr, port) = t.rec.nat.pop().unwrap();
     assert_eq!(spec.kind, nft_engine::rules::NatKind::Dnat);
     assert_eq!(addr, Some((0xc0a8010a, 0xc0a8010a)));
     assert_eq!(port, None);
     // no map entry for 8081: the rule does not match, no NAT
     let mut other = tcp4([198, 18, 0, 9], [198, 18, 0, 2], 40000, 8081, true);
-    run(
-        &rs,
-        &mut st,
-        Hook::Prerouting,
-        &mut other,
-        "wan",
-        None,
-        &mut rec,
-    );
-    assert!(rec.nat.is_empty());
+    t.run(Hook::Prerouting, &mut other, "wan", None);
+    assert!(t.rec.nat.is_empty());
     let mut fwd = tcp4([192, 168, 1, 2], [198, 18, 0, 9], 40000, 443, false);
-    run(&rs, &mut st, Hook::Forward, &mut fwd, "lan", None, &mut rec);
-    assert_eq!(rec.flows, vec!["ft".to_string()]);
+    t.run(Hook::Forward, &mut fwd, "lan", None);
+    assert_eq!(t.rec.flows, vec!["ft".to_string()]);
 }
 
 #[test]

@@ -90,7 +90,7 @@ fn input(
 ) -> (HookVerdict, u32) {
     let m = nft_wire::parse_frame(frame).unwrap();
     let mut p = pkt_from_frame(frame, &m, 1, "lan");
-    p.ct = ct;
+    p.conn = ct.as_ref().map(|c| c as &dyn nft_engine::rules::CtFacts);
     p.env = env;
     let v = run_hook(
         rs,
@@ -103,6 +103,11 @@ fn input(
         None,
     );
     (v, p.mark)
+}
+
+/// The input hook's verdict on a SYN from `src` to the router's port `dport`, `t` seconds in.
+fn syn(rs: &Ruleset, st: &mut State, src: [u8; 4], dport: u16, t: f64) -> HookVerdict {
+    input(rs, st, &mut tcp(src, dport), ns(t), None, None).0
 }
 
 const A: [u8; 4] = [192, 168, 1, 10];
@@ -138,30 +143,18 @@ table ip t {
 fn dynamic_sets_add_update_delete_with_timeouts_and_size() {
     let (rs, mut st) = ruleset(DYNSETS);
     let seen = rs.set_index("t", "seen").unwrap();
-    let probe = |st: &mut State, src, t| input(&rs, st, &mut tcp(src, 5), ns(t), None, None).0;
+    let probe = |st: &mut State, src, t| syn(&rs, st, src, 5, t);
     assert_eq!(probe(&mut st, A, 0.0), HookVerdict::Drop);
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(A, 1), ns(0.0), None, None).0,
-        HookVerdict::Accept
-    );
+    assert_eq!(syn(&rs, &mut st, A, 1, 0.0), HookVerdict::Accept);
     assert_eq!(probe(&mut st, A, 5.0), HookVerdict::Accept);
     // the set's 10 s default timeout: gone at 10 s
     assert_eq!(probe(&mut st, A, 10.0), HookVerdict::Drop);
     assert!(st.dynamic_elements(seen, ns(10.0)).is_empty());
 
     // size 2: A and B fit, C does not and its rule does not match (the next one drops)
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(A, 1), ns(20.0), None, None).0,
-        HookVerdict::Accept
-    );
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(B, 1), ns(20.0), None, None).0,
-        HookVerdict::Accept
-    );
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(C, 1), ns(21.0), None, None).0,
-        HookVerdict::Drop
-    );
+    assert_eq!(syn(&rs, &mut st, A, 1, 20.0), HookVerdict::Accept);
+    assert_eq!(syn(&rs, &mut st, B, 1, 20.0), HookVerdict::Accept);
+    assert_eq!(syn(&rs, &mut st, C, 1, 21.0), HookVerdict::Drop);
     let keys: Vec<_> = st
         .dynamic_elements(seen, ns(21.0))
         .into_iter()
@@ -169,46 +162,28 @@ fn dynamic_sets_add_update_delete_with_timeouts_and_size() {
         .collect();
     assert_eq!(keys, vec![key(A), key(B)]);
     // `add` on an existing element keeps its expiry; `update` moves it to now + 30 s
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(A, 1), ns(29.0), None, None).0,
-        HookVerdict::Accept
-    );
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(B, 2), ns(29.0), None, None).0,
-        HookVerdict::Accept
-    );
+    assert_eq!(syn(&rs, &mut st, A, 1, 29.0), HookVerdict::Accept);
+    assert_eq!(syn(&rs, &mut st, B, 2, 29.0), HookVerdict::Accept);
     assert_eq!(probe(&mut st, A, 30.5), HookVerdict::Drop);
     assert_eq!(probe(&mut st, B, 58.0), HookVerdict::Accept);
     assert_eq!(probe(&mut st, B, 59.0), HookVerdict::Drop);
     // once A expired there is room for C again
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(C, 1), ns(31.0), None, None).0,
-        HookVerdict::Accept
-    );
+    assert_eq!(syn(&rs, &mut st, C, 1, 31.0), HookVerdict::Accept);
     // delete
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(C, 3), ns(32.0), None, None).0,
-        HookVerdict::Accept
-    );
+    assert_eq!(syn(&rs, &mut st, C, 3, 32.0), HookVerdict::Accept);
     assert_eq!(
         probe(&mut st, C, 32.0),
         HookVerdict::Accept,
         "C is still in @fixed"
     );
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(C, 6), ns(32.0), None, None).0,
-        HookVerdict::Accept
-    );
+    assert_eq!(syn(&rs, &mut st, C, 6, 32.0), HookVerdict::Accept);
     assert_eq!(
         probe(&mut st, C, 32.0),
         HookVerdict::Drop,
         "a loaded element can be deleted too"
     );
     // per-element timeout in the statement
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(A, 4), ns(40.0), None, None).0,
-        HookVerdict::Accept
-    );
+    assert_eq!(syn(&rs, &mut st, A, 4, 40.0), HookVerdict::Accept);
     assert_eq!(probe(&mut st, A, 40.9), HookVerdict::Accept);
     assert_eq!(probe(&mut st, A, 41.0), HookVerdict::Drop);
 }
@@ -231,27 +206,29 @@ table ip t {
 #[test]
 fn meters_limit_and_count_per_element() {
     let (rs, mut st) = ruleset(METERS);
-    let run =
-        |st: &mut State, src, port, t| input(&rs, st, &mut tcp(src, port), ns(t), None, None).0;
-    assert_eq!(run(&mut st, A, 6, 0.0), HookVerdict::Accept);
-    assert_eq!(run(&mut st, A, 6, 0.0), HookVerdict::Accept);
-    assert_eq!(run(&mut st, A, 6, 0.0), HookVerdict::Drop, "over A's rate");
+    assert_eq!(syn(&rs, &mut st, A, 6, 0.0), HookVerdict::Accept);
+    assert_eq!(syn(&rs, &mut st, A, 6, 0.0), HookVerdict::Accept);
     assert_eq!(
-        run(&mut st, B, 6, 0.0),
+        syn(&rs, &mut st, A, 6, 0.0),
+        HookVerdict::Drop,
+        "over A's rate"
+    );
+    assert_eq!(
+        syn(&rs, &mut st, B, 6, 0.0),
         HookVerdict::Accept,
         "B has its own bucket"
     );
     assert_eq!(
-        run(&mut st, A, 6, 0.5),
+        syn(&rs, &mut st, A, 6, 0.5),
         HookVerdict::Accept,
         "half a second refills one token"
     );
-    assert_eq!(run(&mut st, A, 6, 0.5), HookVerdict::Drop);
+    assert_eq!(syn(&rs, &mut st, A, 6, 0.5), HookVerdict::Drop);
 
     for _ in 0..3 {
-        run(&mut st, A, 7, 1.0);
+        syn(&rs, &mut st, A, 7, 1.0);
     }
-    run(&mut st, B, 7, 1.0);
+    syn(&rs, &mut st, B, 7, 1.0);
     let cnt = rs.set_index("t", "cnt").unwrap();
     let els = st.dynamic_elements(cnt, ns(1.0));
     let len = tcp(A, 7).len() as u64 - 14;
@@ -363,16 +340,7 @@ fn payload_mangling_rewrites_bytes_and_checksums() {
     let out = send(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5000,
-            53,
-            64,
-            b"query",
-        ),
+        lan_udp([8, 8, 8, 8], 5000, 53, 64, b"query"),
         secs(1),
     );
     assert_eq!(out.len(), 1);
@@ -386,22 +354,7 @@ fn payload_mangling_rewrites_bytes_and_checksums() {
     assert_eq!(conn.mark, 0x11);
 
     // TCP: port and TTL, NAT on top, every checksum still right
-    let out = send(
-        &mut r,
-        LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            40001,
-            443,
-            9,
-            Tcp::Syn,
-            b"",
-        ),
-        secs(1),
-    );
+    let out = send(&mut r, LAN, lan_tcp(40001, 443, 9, Tcp::Syn, b""), secs(1));
     let m = check(&out[0].data);
     assert_eq!(m.ports.unwrap().1, 8443);
     assert_eq!(m.src_addr, Some(ROUTER_WAN.into()));
@@ -456,16 +409,7 @@ table inet m {
     let out = send(
         &mut r,
         LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5001,
-            53,
-            64,
-            b"q",
-        ),
+        lan_udp([8, 8, 8, 8], 5001, 53, 64, b"q"),
         secs(1),
     );
     assert_eq!(out.len(), 1);
@@ -524,21 +468,10 @@ fn fib_answers_from_the_router_fib() {
     );
     assert_eq!(c(&r, "rpf_drop"), 1);
     // a LAN client to the internet: passes, and its destination routes out of wan (oif 2)
-    one(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, [8, 8, 8, 8], 1, 2, 64, b""),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    lan_to_wan(&mut r, lan_udp([8, 8, 8, 8], 1, 2, 64, b""), secs(1));
     assert_eq!((c(&r, "rpf_drop"), c(&r, "to_wan")), (1, 1));
     // to the router itself, to the subnet broadcast, to a multicast group
-    send(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 2, 64, b""),
-        secs(1),
-    );
+    send(&mut r, LAN, lan_udp(ROUTER_LAN, 1, 2, 64, b""), secs(1));
     send(
         &mut r,
         LAN,
@@ -710,33 +643,30 @@ fn ipv6_extension_headers() {
     f.extend_from_slice(&udp);
     let plen = (f.len() - 54) as u16;
     f[18..20].copy_from_slice(&plen.to_be_bytes());
-    let m = nft_wire::parse_frame(&f).unwrap();
-    let mut p = pkt_from_frame(&mut f, &m, 1, "lan");
-    run_hook(
-        &rs,
-        &mut st,
-        Hook::Input,
-        &[Family::Ip6],
-        &mut p,
-        0,
-        &mut Rec::default(),
-        None,
-    );
-    assert_eq!(p.mark, 1);
+    // the mark the input hook of the ip6 table leaves on a frame
+    let mut mark = |f: &mut [u8]| {
+        let m = nft_wire::parse_frame(f).unwrap();
+        let mut p = pkt_from_frame(f, &m, 1, "lan");
+        let ip6 = &[Family::Ip6];
+        run_hook(
+            &rs,
+            &mut st,
+            Hook::Input,
+            ip6,
+            &mut p,
+            0,
+            &mut Rec::default(),
+            None,
+        );
+        p.mark
+    };
+    assert_eq!(mark(&mut f), 1);
     let mut plain = udp6(CLIENT_MAC, LAN_MAC, CLIENT6, ROUTER_LAN6, 1, 2, 64, b"x");
-    let m = nft_wire::parse_frame(&plain).unwrap();
-    let mut p = pkt_from_frame(&mut plain, &m, 1, "lan");
-    run_hook(
-        &rs,
-        &mut st,
-        Hook::Input,
-        &[Family::Ip6],
-        &mut p,
-        0,
-        &mut Rec::default(),
-        None,
+    assert_eq!(
+        mark(&mut plain),
+        3,
+        "no extension headers: neither field loads"
     );
-    assert_eq!(p.mark, 3, "no extension headers: neither field loads");
 }
 
 const OBJECTS: &str = r#"
@@ -770,9 +700,7 @@ fn named_objects_and_object_maps() {
     assert_eq!(st.counters[idx(ObjKind::Counter, "c1")], (11, 100 + len));
     assert_eq!(st.counters[idx(ObjKind::Counter, "c2")], (2, 2 * len));
     // 40-byte packets: the third goes over 150 bytes
-    let v: Vec<_> = (0..4)
-        .map(|_| input(&rs, &mut st, &mut tcp(A, 2), 0, None, None).0)
-        .collect();
+    let v: Vec<_> = (0..4).map(|_| syn(&rs, &mut st, A, 2, 0.0)).collect();
     assert_eq!(
         v,
         vec![
@@ -782,18 +710,9 @@ fn named_objects_and_object_maps() {
             HookVerdict::Drop
         ]
     );
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(A, 3), 0, None, None).0,
-        HookVerdict::Accept
-    );
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(A, 3), 0, None, None).0,
-        HookVerdict::Drop
-    );
-    assert_eq!(
-        input(&rs, &mut st, &mut tcp(A, 3), ns(1.0), None, None).0,
-        HookVerdict::Accept
-    );
+    assert_eq!(syn(&rs, &mut st, A, 3, 0.0), HookVerdict::Accept);
+    assert_eq!(syn(&rs, &mut st, A, 3, 0.0), HookVerdict::Drop);
+    assert_eq!(syn(&rs, &mut st, A, 3, 1.0), HookVerdict::Accept);
 }
 
 const CT_SET: &str = r#"
@@ -823,39 +742,8 @@ table inet c {
 #[test]
 fn ct_zone_label_and_helper_set() {
     let mut r = router_with(TOPOLOGY, CT_SET, Config::default());
-    one(
-        &mut r,
-        LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5000,
-            53,
-            64,
-            b"q",
-        ),
-        secs(1),
-        Port::Iface(WAN),
-    );
-    one(
-        &mut r,
-        LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            40000,
-            21,
-            1,
-            Tcp::Syn,
-            b"",
-        ),
-        secs(1),
-        Port::Iface(WAN),
-    );
+    lan_to_wan(&mut r, lan_udp([8, 8, 8, 8], 5000, 53, 64, b"q"), secs(1));
+    lan_to_wan(&mut r, lan_tcp(40000, 21, 1, Tcp::Syn, b""), secs(1));
     let conns: Vec<_> = r
         .conntrack()
         .iter()
@@ -886,16 +774,11 @@ table ip d {
 }
 "#;
     let mut r = router_with(TOPOLOGY, rules, Config::default());
-    let f = udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 9, 64, b"fwd");
-    let out = one(&mut r, LAN, f.clone(), secs(1), Port::Iface(WAN));
+    let f = lan_udp(ROUTER_LAN, 1, 9, 64, b"fwd");
+    let out = lan_to_wan(&mut r, f.clone(), secs(1));
     assert_eq!(&out[14..], &f[14..], "fwd sends the packet as it is");
     assert_eq!(r.report(secs(1)).fwd_packets, 1);
-    let out = send(
-        &mut r,
-        LAN,
-        udp4(CLIENT_MAC, LAN_MAC, CLIENT, ROUTER_LAN, 1, 10, 64, b"dup"),
-        secs(1),
-    );
+    let out = send(&mut r, LAN, lan_udp(ROUTER_LAN, 1, 10, 64, b"dup"), secs(1));
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].egress, Port::Iface(WAN));
     assert_eq!(&out[0].data[0..6], &GW_MAC);
@@ -919,35 +802,11 @@ table inet l {
 }
 "#;
     let mut r = router_with(TOPOLOGY, rules, Config::default());
+    send(&mut r, LAN, lan_tcp(40000, 443, 77, Tcp::Syn, b""), secs(1));
     send(
         &mut r,
         LAN,
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            40000,
-            443,
-            77,
-            Tcp::Syn,
-            b"",
-        ),
-        secs(1),
-    );
-    send(
-        &mut r,
-        LAN,
-        udp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            [8, 8, 8, 8],
-            5000,
-            53,
-            64,
-            b"q",
-        ),
+        lan_udp([8, 8, 8, 8], 5000, 53, 64, b"q"),
         secs(1),
     );
     let logs = r.report(secs(1)).logs;
@@ -1060,8 +919,8 @@ proptest! {
     fn every_feature_on_mutated_frames_never_panics(seed in prop::collection::vec((0usize..90, any::<u8>()), 0..8), which in 0usize..5, t in 0u64..10) {
         let mut r = router_with(TOPOLOGY, EVERYTHING, Config::default());
         let mut f = match which {
-            0 => udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"query"),
-            1 => tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 443, 1, Tcp::Syn, b""),
+            0 => lan_udp(REMOTE, 5000, 53, 64, b"query"),
+            1 => lan_tcp(5000, 443, 1, Tcp::Syn, b""),
             2 => udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 53, 64, b"q6"),
             3 => icmp4_echo(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 7, 1, 64),
             _ => ipv4_with_options(&[7, 7, 4, 0, 0, 0, 0, 0]),

@@ -283,18 +283,21 @@ impl core::fmt::Display for TraceRecord {
 }
 
 /// What the parse found, offsets from the frame's start.
-#[derive(Clone, Copy)]
-struct Parsed {
-    key: Key,
-    encap: Encap,
-    dst_mac: Mac,
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Parsed {
+    pub(crate) key: Key,
+    /// [`Key::v4_key`], made from the frame's bytes: an IPv4 look-up hashes and compares
+    /// these two words only.
+    pub(crate) words: [u64; 2],
+    pub(crate) encap: Encap,
+    pub(crate) dst_mac: Mac,
     /// With PPPoE, the frame's source MAC: a session is its id and the concentrator's MAC.
-    pppoe_peer: Mac,
-    l3: usize,
+    pub(crate) pppoe_peer: Mac,
+    pub(crate) l3: usize,
     /// IP total length (header included).
-    ip_len: usize,
-    l4: usize,
-    tcp_flags: u8,
+    pub(crate) ip_len: usize,
+    pub(crate) l4: usize,
+    pub(crate) tcp_flags: u8,
 }
 
 #[inline]
@@ -419,7 +422,11 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Parsed, Punt> {
     key.dst[12..16].copy_from_slice(&ip[16..20]);
     let mut dst_mac = [0u8; 6];
     dst_mac.copy_from_slice(&f[..6]);
+    let a = u64::from_le_bytes([
+        ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
+    ]);
     Ok(Parsed {
+        words: [a, key.tail()],
         key,
         encap: Encap::None,
         dst_mac,
@@ -434,7 +441,7 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Parsed, Punt> {
 /// Parses what the fast path needs, refusing what `parse_frame` refuses and punting what the
 /// fast path does not take.
 #[inline]
-fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
+pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
     if let Some(ip) = v4_untagged(f) {
         return parse_v4_tail(f, ip, port);
     }
@@ -580,6 +587,7 @@ fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
     key.sport = be16(l4, 0);
     key.dport = be16(l4, 2);
     Ok(Parsed {
+        words: key.v4_key(),
         key,
         encap,
         dst_mac,
@@ -812,20 +820,20 @@ pub(crate) fn find(
     cold: &[Cold],
     links: &[Link],
     key: &Key,
+    words: [u64; 2],
     h: u64,
 ) -> Option<u32> {
     index.find(h, |v| {
         let (i, d) = ((v >> 1) as usize, (v & 1) as usize);
         hot.get(i).is_some_and(|x| {
-            let v6 = if key.v6 {
-                cold.get(i).and_then(|c| c.v6(d))
+            let hit = if key.v6 {
+                x.matches(d, key, cold.get(i).and_then(|c| c.v6(d)))
             } else {
-                None
+                x.matches_v4(d, words)
             };
-            x.matches(d, key, v6)
-                && links
-                    .get(usize::from(x.link[1 - d]))
-                    .is_some_and(|l| l.rx_port == key.port)
+            hit && links
+                .get(usize::from(x.link[1 - d]))
+                .is_some_and(|l| l.rx_port == key.port)
         })
     })
 }
@@ -861,7 +869,11 @@ impl<B: OffloadBackend> Flowtable<B> {
             for ((fs, p), h) in chunk.iter().zip(&mut parsed).zip(&mut hashes) {
                 *p = parse(fs.frame(), fs.port);
                 if let Ok(p) = p {
-                    *h = self.index.hash(&p.key);
+                    *h = if p.key.v6 {
+                        self.index.hash(&p.key)
+                    } else {
+                        self.index.hash_v4(p.words[0], p.words[1])
+                    };
                 }
             }
             let m = chunk.len();
@@ -873,9 +885,15 @@ impl<B: OffloadBackend> Flowtable<B> {
             }
             for ((p, &h), f) in parsed[..m].iter().zip(&hashes).zip(&mut found) {
                 if let Ok(p) = p {
-                    if let Some(v) =
-                        find(&self.index, &self.hot, &self.cold, &self.links, &p.key, h)
-                    {
+                    if let Some(v) = find(
+                        &self.index,
+                        &self.hot,
+                        &self.cold,
+                        &self.links,
+                        &p.key,
+                        p.words,
+                        h,
+                    ) {
                         *f = v;
                     }
                 }
@@ -902,6 +920,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 &self.cold,
                 &self.links,
                 &p.key,
+                p.words,
                 self.index.hash(&p.key),
             ),
             Err(_) => None,

@@ -209,6 +209,13 @@ impl Key {
         u64::from_le_bytes([s[12], s[13], s[14], s[15], d[12], d[13], d[14], d[15]])
     }
 
+    /// [`v4_words`](Self::v4_words) (0 for IPv6) and [`tail`](Self::tail): what an IPv4
+    /// look-up hashes and compares.
+    #[inline]
+    pub fn v4_key(&self) -> [u64; 2] {
+        [if self.v6 { 0 } else { self.v4_words() }, self.tail()]
+    }
+
     /// Ports, ingress port, protocol and family in one word.
     #[inline]
     pub fn tail(&self) -> u64 {
@@ -401,6 +408,18 @@ impl Hot {
             return v6.is_some_and(|a| a.src == k.src && a.dst == k.dst);
         }
         self.v4_words(d) == k.v4_words()
+    }
+
+    /// Whether an IPv4 packet's key words ([`Key::v4_key`]) are direction `d`'s, ingress port
+    /// apart: addresses in one compare, ports in another.
+    #[inline(always)]
+    pub fn matches_v4(&self, d: usize, w: [u64; 2]) -> bool {
+        let d = d & 1;
+        let ports = u32::from(self.port[2 * d]) | u32::from(self.port[2 * d + 1]) << 16;
+        self.flags & V6 == 0
+            && self.v4_words(d) == w[0]
+            && ports == w[1] as u32
+            && self.proto == (w[1] >> 48) as u8
     }
 
     /// The key direction `d` is indexed under, arriving on `port`.

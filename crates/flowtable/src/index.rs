@@ -27,6 +27,15 @@ fn mix(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// [`hash`] of an IPv4 key from its two words ([`Key::v4_words`], [`Key::tail`]), which the
+/// fast path's parse builds straight from the frame.
+#[inline(always)]
+pub(crate) fn hash_v4(seed: u64, a: u64, tail: u64) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let h = mix(seed ^ a, K);
+    mix(h ^ tail, K ^ seed)
+}
+
 /// A seeded multiply-fold hash: cheap, and the seed keeps remote senders from choosing
 /// colliding tuples. An IPv4 key is two words (addresses; ports, port, protocol), so it
 /// costs two multiplies; an IPv6 key mixes all five.
@@ -35,9 +44,7 @@ pub(crate) fn hash(seed: u64, k: &Key) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let tail = k.tail();
     if !k.v6 {
-        let a = k.v4_words();
-        let h = mix(seed ^ a, K);
-        return mix(h ^ tail, K ^ seed);
+        return hash_v4(seed, k.v4_words(), tail);
     }
     let w = k.words();
     let mut h = seed;
@@ -84,6 +91,12 @@ impl Index {
     #[inline]
     pub fn hash(&self, k: &Key) -> u64 {
         hash(self.seed, k)
+    }
+
+    /// [`hash_v4`] with this index's seed.
+    #[inline(always)]
+    pub fn hash_v4(&self, a: u64, tail: u64) -> u64 {
+        hash_v4(self.seed, a, tail)
     }
 
     pub fn seed(&self) -> u64 {

@@ -193,9 +193,13 @@ pub struct Flowtable<B: OffloadBackend = SoftwareOnly> {
     /// working set is 64 bytes a flow.
     hot: Vec<Hot>,
     cold: Vec<Cold>,
-    /// The distinct egresses flows leave through (interfaces and next hops), never shrunk.
+    /// The distinct egresses flows leave through (interfaces and next hops). GC frees the
+    /// ones no flow uses any more: their slots are reused, free ones at the end dropped.
     links: Vec<Link>,
+    /// The links in use, to their slot.
     link_ix: std::collections::HashMap<Link, u16>,
+    /// Free slots of `links`.
+    link_free: Vec<u16>,
     free: Vec<u32>,
     len: usize,
     index: Index,
@@ -234,6 +238,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             cold: Vec::new(),
             links: Vec::new(),
             link_ix: std::collections::HashMap::new(),
+            link_free: Vec::new(),
             free: Vec::new(),
             len: 0,
             index,
@@ -296,10 +301,51 @@ impl<B: OffloadBackend> Flowtable<B> {
         if let Some(&i) = self.link_ix.get(&l) {
             return Some(i);
         }
-        let i = u16::try_from(self.links.len()).ok()?;
-        self.links.push(l);
+        let i = match self.link_free.pop() {
+            Some(i) => {
+                *self.links.get_mut(usize::from(i))? = l;
+                i
+            }
+            None => {
+                let i = u16::try_from(self.links.len()).ok()?;
+                self.links.push(l);
+                i
+            }
+        };
         self.link_ix.insert(l, i);
         Some(i)
+    }
+
+    /// Frees the links no live flow leaves or arrives through (GC, control plane): their
+    /// slots are reused by [`link`](Self::link), and free slots at the end are dropped.
+    fn free_unused_links(&mut self) {
+        if self.len == 0 {
+            self.links.clear();
+            self.link_ix.clear();
+            self.link_free.clear();
+            return;
+        }
+        let mut used = vec![false; self.links.len()];
+        for (h, _) in self.hot.iter().zip(&self.cold).filter(|(_, c)| c.live) {
+            for &l in &h.link {
+                if let Some(u) = used.get_mut(usize::from(l)) {
+                    *u = true;
+                }
+            }
+        }
+        self.link_ix
+            .retain(|_, i| used.get(usize::from(*i)).copied().unwrap_or(false));
+        let mut n = self.links.len();
+        while n > 0 && !used[n - 1] {
+            n -= 1;
+        }
+        self.links.truncate(n);
+        self.link_free.clear();
+        self.link_free
+            .extend((0..n).filter(|&i| !used[i]).map(|i| i as u16));
+        if self.links.capacity() > 2 * n.max(4) {
+            self.links.shrink_to_fit();
+        }
     }
 
     fn link_at(&self, i: u16) -> Link {
@@ -376,7 +422,15 @@ impl<B: OffloadBackend> Flowtable<B> {
 
     #[inline]
     fn find(&self, key: &Key, h: u64) -> Option<u32> {
-        fastpath::find(&self.index, &self.hot, &self.cold, &self.links, key, h)
+        fastpath::find(
+            &self.index,
+            &self.hot,
+            &self.cold,
+            &self.links,
+            key,
+            key.v4_key(),
+            h,
+        )
     }
 
     /// Marks a flow for removal at the next GC; its packets go to the slow path meanwhile.
@@ -524,6 +578,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 self.fold(i, ct);
             }
         }
+        self.free_unused_links();
         GcReport {
             removed,
             remaining: self.len,

@@ -1584,3 +1584,144 @@ fn bytes_per_offloaded_connection_at_100k() {
     eprintln!("{b} bytes = conntrack {ct:?} + flowtable {ft:?}");
     assert!(b <= 256, "{b}");
 }
+
+/// A frame the property test below starts from: TCP or UDP over IPv4 or IPv6, with any of
+/// the link encapsulations, before mutation.
+fn any_frame(v6: bool, tcp: bool, encap: u8, flags: u8, payload: &[u8], ttl: u8) -> Vec<u8> {
+    let (src, dst) = if v6 {
+        (ip("2001:db8::1"), ip("2001:db8:1::2"))
+    } else {
+        (ip("198.18.0.1"), ip("198.19.0.2"))
+    };
+    let l4 = if tcp {
+        L4::Tcp {
+            seq: 1,
+            ack: 2,
+            flags,
+        }
+    } else {
+        L4::Udp
+    };
+    let ipp = ip_packet(src, dst, 40000, 443, l4, payload, ttl);
+    let encap = match encap % 4 {
+        0 => Encap::None,
+        1 => Encap::Vlan(7),
+        2 => Encap::QinQ { outer: 5, inner: 9 },
+        _ => Encap::Pppoe(0x1234),
+    };
+    frame(encap, R_LAN_MAC, CLIENT_MAC, &ipp)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The fast path's own parser (with its fixed-size path for untagged IPv4) against the
+    /// general one, `parse_frame`, on valid frames with bytes flipped, cut or appended and on
+    /// arbitrary bytes: what the general parser refuses the fast one refuses too (as
+    /// malformed), and what the fast one takes gives the general parser's tuple, offsets,
+    /// lengths, encapsulation and TCP flags.
+    #[test]
+    fn fast_parser_agrees_with_the_general_parser(
+        v6 in any::<bool>(),
+        tcp in any::<bool>(),
+        encap in any::<u8>(),
+        flags in any::<u8>(),
+        ttl in any::<u8>(),
+        payload in proptest::collection::vec(any::<u8>(), 0..24),
+        edits in proptest::collection::vec((0usize..80, any::<u8>()), 0..3),
+        cut in proptest::option::of(any::<usize>()),
+        extra in proptest::collection::vec(any::<u8>(), 0..6),
+        random in proptest::collection::vec(any::<u8>(), 0..100),
+        raw in 0u8..8,
+    ) {
+        let mut f = if raw == 0 {
+            random
+        } else {
+            any_frame(v6, tcp, encap, flags, &payload, ttl)
+        };
+        for (at, b) in edits {
+            if let Some(x) = f.get_mut(at) {
+                *x ^= b;
+            }
+        }
+        if let Some(c) = cut {
+            let n = c % (f.len() + 1);
+            f.truncate(n);
+        }
+        f.extend_from_slice(&extra);
+        let fast = crate::fastpath::parse(&f, 3);
+        let general = parse_frame(&f);
+        match (&fast, &general) {
+            (Ok(p), Ok(m)) => {
+                prop_assert_eq!(p.key.port, 3);
+                prop_assert_eq!(p.words, p.key.v4_key());
+                prop_assert_eq!(Some(p.key.tuple().src), m.src_addr);
+                prop_assert_eq!(Some(p.key.tuple().dst), m.dst_addr);
+                prop_assert_eq!(Some((p.key.sport, p.key.dport)), m.ports);
+                prop_assert_eq!(p.key.v6, m.ip_version == Some(IpVersion::Ipv6));
+                prop_assert_eq!(Some(p.key.proto), m.ip_protocol.map(u8::from));
+                prop_assert_eq!(p.l3, m.l3_offset);
+                prop_assert_eq!(Some(p.l4), m.l4_offset);
+                prop_assert_eq!(p.ip_len, m.ip_total_len);
+                prop_assert_eq!(p.encap, encap_of(m));
+                prop_assert_eq!(p.dst_mac, m.dst_mac.0);
+                prop_assert!(m.fragment == nft_wire::Fragment::None && !m.ipv4_options);
+                prop_assert_eq!(m.ipv6_ext_count, 0);
+                prop_assert!(m.ttl > 1);
+                if p.key.proto == 6 {
+                    prop_assert_eq!(Some(p.tcp_flags), m.tcp.map(|t| t.flags.bits() as u8));
+                }
+            }
+            (Ok(p), Err(e)) => prop_assert!(false, "fast parse took {p:?}, the parser refused: {e:?}"),
+            (Err(Punt::Malformed), Ok(m)) => prop_assert!(false, "fast parse refused as malformed what the parser took: {m:?}"),
+            (Err(_), _) => {}
+        }
+    }
+}
+
+/// Links (egress and next hop) no flow uses any more are freed at GC: a re-routed flow's old
+/// next hop goes, its slot is reused, and the table empties with the last flow.
+#[test]
+fn unused_links_are_freed_at_gc() {
+    let (mut w, c) = one_flow();
+    let pkt = w.frame_from(LAN, &client_pkt(&c, ACK, b"x", 64));
+    let ft = w.ft.as_mut().unwrap();
+    assert_eq!((ft.links.len(), ft.link_ix.len()), (2, 2));
+    let moved = ft.reroute(&w.ct, 1, |info| {
+        let mut p = info.paths;
+        p[0].egress.dst_mac = [2, 0, 0, 0, 2, 0xfd];
+        Some(p)
+    });
+    assert_eq!(moved, (1, 0));
+    // the old next hop is still there until GC
+    assert_eq!((ft.links.len(), ft.link_ix.len()), (3, 3));
+    assert_eq!(ft.gc(&mut w.ct, secs(2)).removed, 0);
+    assert_eq!(ft.link_ix.len(), 2);
+    assert_eq!(ft.links.len() - ft.link_free.len(), 2);
+    // the flow still forwards through its new next hop
+    let (a, out) = fast(&mut w, LAN, &pkt, secs(2));
+    assert_eq!(a, Action::Forward(WAN));
+    assert_eq!(&out[0..6], &[2, 0, 0, 0, 2, 0xfd]);
+    // a free slot is taken before the table grows
+    let ft = w.ft.as_mut().unwrap();
+    let had = ft.links.len();
+    ft.reroute(&w.ct, 2, |info| {
+        let mut p = info.paths;
+        p[0].egress.dst_mac = [2, 0, 0, 0, 2, 0xfc];
+        Some(p)
+    });
+    assert_eq!(ft.links.len(), had.max(3));
+    assert_eq!(ft.gc(&mut w.ct, secs(2)).removed, 0);
+    let (a, out) = fast(&mut w, LAN, &pkt, secs(2));
+    assert_eq!(a, Action::Forward(WAN));
+    assert_eq!(&out[0..6], &[2, 0, 0, 0, 2, 0xfc]);
+    // the last flow gone, no link is left
+    let ft = w.ft.as_mut().unwrap();
+    let id = ft.iter(secs(2)).next().unwrap().id;
+    assert!(ft.teardown(id));
+    assert_eq!(ft.gc(&mut w.ct, secs(3)).removed, 1);
+    assert_eq!(
+        (ft.links.len(), ft.link_ix.len(), ft.link_free.len()),
+        (0, 0, 0)
+    );
+}

@@ -6,8 +6,10 @@
 //!   walks the blocks it owns and gives each one back as soon as it has been read, so one
 //!   syscall-free pass can deliver a whole burst.
 //! * Transmit: `sendmmsg` on the bound socket, one syscall per burst of up to [`TX_BATCH`] frames.
-//!   A TPACKET TX ring would save the copy but needs its own ring and a `send` kick per burst
-//!   anyway; this is the simple first version.
+//!   A `PACKET_TX_RING` was tried and measured no faster (the skb per frame and the copy into it
+//!   are the same either way), and its ring cannot skip a frame the device dropped (it keeps it
+//!   for the next `send`), so a peer that stays down fills it with frames that leave late; it was
+//!   removed (docs/live.md).
 //! * The socket sets `PACKET_IGNORE_OUTGOING`, so the router never receives what it sent.
 //! * A frame whose 802.1Q tag the driver stripped (`TP_STATUS_VLAN_VALID`) is delivered with the
 //!   tag put back, so the parser sees the frame as it was on the wire.
@@ -34,12 +36,6 @@ pub const TX_BATCH: usize = 64;
 
 /// `linux/if_packet.h` and `asm-generic/socket.h` (not in every libc version).
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
-/// TX ring geometry: 2048-byte frames, 32 to a 64 KiB block.
-const TX_FRAME_SIZE: usize = 2048;
-const TX_FRAMES_PER_BLOCK: u32 = 32;
-/// Where a TX ring frame's data starts: `TPACKET3_HDRLEN - sizeof(struct sockaddr_ll)`, what
-/// the kernel uses without `PACKET_TX_HAS_OFF`.
-const TX_DATA_OFFSET: usize = 48;
 const SO_SNDBUFFORCE: libc::c_int = 32;
 
 /// The error of an AF_PACKET operation, naming what failed.
@@ -99,13 +95,6 @@ pub struct AfPacketConfig {
     /// the default. Frames in flight (until the receiver frees them: on veth, until the
     /// peer's CPU has taken them) count against it, and a full buffer is back-pressure.
     pub sndbuf: Option<u32>,
-    /// A `PACKET_TX_RING` of this many 2048-byte frames (a multiple of 32): `tx_burst`
-    /// writes frames into the ring and sends the whole burst with one `send`, instead of a
-    /// `sendmmsg` whose per-message header and iovec the kernel copies and checks per frame.
-    /// A ring frame stays taken until the receiver frees the packet (on veth, until the
-    /// peer's CPU has processed it), so the ring should hold what can be in flight. `None`:
-    /// `sendmmsg`.
-    pub tx_ring_frames: Option<u32>,
 }
 
 /// A `PACKET_FANOUT` group: the sockets bound to one interface with the same `group` id split its
@@ -154,20 +143,12 @@ impl Default for AfPacketConfig {
             fanout: None,
             qdisc_bypass: false,
             sndbuf: None,
-            tx_ring_frames: None,
         }
     }
 }
 
 impl AfPacketConfig {
     fn validate(&self) -> Result<(), AfPacketError> {
-        if let Some(n) = self.tx_ring_frames {
-            if n == 0 || n % TX_FRAMES_PER_BLOCK != 0 {
-                return Err(AfPacketError::InvalidConfig(
-                    "tx_ring_frames must be a positive multiple of 32",
-                ));
-            }
-        }
         let page = page_size();
         if self.block_size == 0 || self.block_size as usize % page != 0 {
             return Err(AfPacketError::InvalidConfig(
@@ -231,8 +212,6 @@ pub struct AfPacket {
     ring: Ring,
     fd: OwnedFd,
     ifindex: u32,
-    /// The TX ring's next frame, when there is a TX ring.
-    tx_next: usize,
     /// The block `rx_burst` reads next, and where it stopped inside it.
     block: usize,
     cursor: Option<Cursor>,
@@ -270,16 +249,6 @@ impl AfPacket {
                 "setsockopt(PACKET_IGNORE_OUTGOING)",
             )?;
         }
-        if config.tx_ring_frames.is_some() {
-            // Before any ring: TX ring frames that fail (too big, bad header) are skipped, not
-            // left blocking the ring.
-            sys::setsockopt(
-                &fd,
-                libc::PACKET_LOSS,
-                &1 as &libc::c_int,
-                "setsockopt(PACKET_LOSS)",
-            )?;
-        }
         if config.qdisc_bypass {
             sys::setsockopt(
                 &fd,
@@ -312,30 +281,7 @@ impl AfPacket {
             &req,
             "setsockopt(PACKET_RX_RING)",
         )?;
-        let tx_frames = config.tx_ring_frames.unwrap_or(0) as usize;
-        if tx_frames > 0 {
-            let req = libc::tpacket_req3 {
-                tp_block_size: TX_FRAME_SIZE as u32 * TX_FRAMES_PER_BLOCK,
-                tp_block_nr: tx_frames as u32 / TX_FRAMES_PER_BLOCK,
-                tp_frame_size: TX_FRAME_SIZE as u32,
-                tp_frame_nr: tx_frames as u32,
-                tp_retire_blk_tov: 0,
-                tp_sizeof_priv: 0,
-                tp_feature_req_word: 0,
-            };
-            sys::setsockopt(
-                &fd,
-                libc::PACKET_TX_RING,
-                &req,
-                "setsockopt(PACKET_TX_RING)",
-            )?;
-        }
-        let ring = Ring::map(
-            &fd,
-            config.block_size as usize,
-            config.block_count as usize,
-            tx_frames,
-        )?;
+        let ring = Ring::map(&fd, config.block_size as usize, config.block_count as usize)?;
         sys::bind_packet(&fd, ifindex)?;
         if config.promiscuous {
             let mreq = libc::packet_mreq {
@@ -360,7 +306,6 @@ impl AfPacket {
             ring,
             fd,
             ifindex,
-            tx_next: 0,
             block: 0,
             cursor: None,
             stats: AfPacketStats::default(),
@@ -464,9 +409,6 @@ impl AfPacket {
     /// good (`tx_errors`). The rest met back-pressure (socket buffer full) and may be offered
     /// again later.
     pub fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
-        if self.ring.tx_frames > 0 {
-            return self.tx_ring_burst(frames);
-        }
         let mut taken = 0;
         while taken < frames.len() {
             let chunk = &frames[taken..frames.len().min(taken + TX_BATCH)];
@@ -493,45 +435,6 @@ impl AfPacket {
                     taken += 1;
                 }
             }
-        }
-        taken
-    }
-
-    /// `tx_burst` with a TX ring: the frames go into free ring slots, then one `send` has the
-    /// kernel send every slot waiting. Returns how many were taken (queued, or too big for a
-    /// slot and counted in `tx_errors`); the rest found the ring full. `tx_packets` counts
-    /// frames queued.
-    fn tx_ring_burst(&mut self, frames: &[&[u8]]) -> usize {
-        let mut taken = 0;
-        let mut queued = 0;
-        for f in frames {
-            if f.len() > TX_FRAME_SIZE - TX_DATA_OFFSET {
-                self.stats.tx_errors += 1;
-                taken += 1;
-                continue;
-            }
-            if !self.ring.tx_put(self.tx_next, f) {
-                break;
-            }
-            self.tx_next = (self.tx_next + 1) % self.ring.tx_frames;
-            taken += 1;
-            queued += 1;
-        }
-        if taken == frames.len() && queued == 0 {
-            return taken;
-        }
-        // A full ring still gets its send: the frames it holds may be waiting for one (the
-        // last send stopped at a device drop or a full send buffer).
-        self.stats.tx_packets += queued as u64;
-        // One send for the burst. ENOBUFS: a frame reached the device and was dropped there;
-        // the kernel stopped at it and keeps it marked for sending (its ring has no way to
-        // skip a frame), so it goes again with the next send, and the ring, full, becomes
-        // back-pressure. Anything else (EAGAIN: the send buffer is full) also leaves the
-        // frames queued for the next send.
-        match sys::send_kick(&self.fd) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.stats.tx_device_drops += 1,
-            Err(_) => {}
         }
         taken
     }
@@ -622,8 +525,6 @@ struct Ring {
     base: NonNull<u8>,
     block_size: usize,
     block_count: usize,
-    /// TX ring frames (`TX_FRAME_SIZE` each), mapped right after the receive blocks; 0: none.
-    tx_frames: usize,
 }
 
 // SAFETY: the mapping belongs to this value alone (nothing else holds its address), and the kernel
@@ -631,15 +532,9 @@ struct Ring {
 unsafe impl Send for Ring {}
 
 impl Ring {
-    /// Maps the receive ring (`block_count` blocks) and, after it, `tx_frames` TX ring frames:
-    /// the kernel lays the two rings out back to back in one mapping.
-    fn map(
-        fd: &OwnedFd,
-        block_size: usize,
-        block_count: usize,
-        tx_frames: usize,
-    ) -> Result<Ring, AfPacketError> {
-        let len = block_size * block_count + tx_frames * TX_FRAME_SIZE;
+    /// Maps the receive ring (`block_count` blocks).
+    fn map(fd: &OwnedFd, block_size: usize, block_count: usize) -> Result<Ring, AfPacketError> {
+        let len = block_size * block_count;
         // SAFETY: a fresh shared mapping chosen by the kernel (addr null), of the ring just set up
         // on this socket; it aliases no Rust object.
         let p = unsafe {
@@ -661,67 +556,11 @@ impl Ring {
             base,
             block_size,
             block_count,
-            tx_frames,
         })
     }
 
     fn len(&self) -> usize {
-        self.block_size * self.block_count + self.tx_frames * TX_FRAME_SIZE
-    }
-
-    /// TX ring frame `i`'s header (its `tp_status` is what kernel and user space hand over).
-    fn tx_status(&self, i: usize) -> &AtomicU32 {
-        debug_assert!(i < self.tx_frames);
-        // SAFETY: i < tx_frames, so the frame's 2048 bytes lie in the TX part of the mapping
-        // (after the receive blocks; TX blocks are 32 frames of 2048, back to back, so frame i
-        // is at i * 2048). tp_status is a u32 at offset 20 of the tpacket3_hdr at the frame's
-        // start, 4-aligned (frames are 2048-aligned, the mapping page-aligned); AtomicU32 has
-        // u32's layout and atomic access is what sharing it with the kernel needs. The
-        // reference lives no longer than &self, which keeps the mapping alive.
-        unsafe {
-            &*self
-                .base
-                .as_ptr()
-                .add(self.block_size * self.block_count + i * TX_FRAME_SIZE)
-                .add(mem::offset_of!(libc::tpacket3_hdr, tp_status))
-                .cast::<AtomicU32>()
-        }
-    }
-
-    /// Puts `frame` (at most `TX_FRAME_SIZE - TX_DATA_OFFSET` bytes) into TX ring frame `i`
-    /// and marks it for sending; `false` when the kernel still holds the frame (ring full).
-    fn tx_put(&self, i: usize, frame: &[u8]) -> bool {
-        if i >= self.tx_frames || frame.len() > TX_FRAME_SIZE - TX_DATA_OFFSET {
-            return false;
-        }
-        let status = self.tx_status(i);
-        // Acquire: the kernel's last use of the frame happens before we write it again.
-        if status.load(Ordering::Acquire) != libc::TP_STATUS_AVAILABLE {
-            return false;
-        }
-        // SAFETY: the frame is ours (TP_STATUS_AVAILABLE: the kernel neither reads nor writes
-        // it until we set TP_STATUS_SEND_REQUEST below). Its 2048 bytes lie inside the mapping
-        // (as in tx_status); the data, TX_DATA_OFFSET + frame.len() <= TX_FRAME_SIZE bytes in,
-        // stays inside them; tpacket3_hdr's tp_len (offset 16) and tp_next_offset (offset 0)
-        // are u32 fields of the header at the frame's start, 4-aligned. No Rust reference
-        // points into the frame meanwhile (tx_status's reference is to tp_status only).
-        unsafe {
-            let f = self
-                .base
-                .as_ptr()
-                .add(self.block_size * self.block_count + i * TX_FRAME_SIZE);
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), f.add(TX_DATA_OFFSET), frame.len());
-            f.add(mem::offset_of!(libc::tpacket3_hdr, tp_len))
-                .cast::<u32>()
-                .write_volatile(frame.len() as u32);
-            f.add(mem::offset_of!(libc::tpacket3_hdr, tp_next_offset))
-                .cast::<u32>()
-                .write_volatile(0);
-        }
-        // Release: the frame's bytes and header are written before the kernel may see the
-        // request.
-        status.store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
-        true
+        self.block_size * self.block_count
     }
 
     fn block_ptr(&self, block: usize) -> *mut u8 {
@@ -940,18 +779,6 @@ mod sys {
             Err(io::Error::last_os_error())
         } else {
             Ok(rc)
-        }
-    }
-
-    /// The TX ring kick: an empty, non-blocking `send`; the kernel sends every frame marked
-    /// for sending.
-    pub(super) fn send_kick(fd: &OwnedFd) -> io::Result<()> {
-        // SAFETY: no buffer (null, length 0); the kernel reads the ring, not this pointer.
-        let rc = unsafe { libc::send(fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
         }
     }
 

@@ -529,18 +529,8 @@ impl AfXdpSet {
         }
         self.reclaim_port(port);
         let r = self.core.rx(port, max, f);
-        let st = &mut self.socks[port].stats;
-        st.rx_packets += r.received as u64;
-        st.tx_ring_full += r.tx_full as u64;
-        st.rx_bad_desc += r.bad as u64;
-        st.tx_bad_port += r.bad_port as u64;
-        for q in 0..self.socks.len() {
-            let n = self.core.pending[q];
-            if n > 0 {
-                self.socks[q].stats.tx_packets += u64::from(n);
-                self.kick_tx(q);
-            }
-        }
+        self.account_rx(port, &r);
+        self.publish_tx();
         self.core.refill(port);
         self.wake_fill(port);
         r.received
@@ -558,20 +548,11 @@ impl AfXdpSet {
         }
         let rs = self.core.rx_lend(max, f);
         let mut total = 0;
-        for (st, r) in self.socks.iter_mut().map(|s| &mut s.stats).zip(&rs) {
-            st.rx_packets += r.received as u64;
-            st.tx_ring_full += r.tx_full as u64;
-            st.rx_bad_desc += r.bad as u64;
-            st.tx_bad_port += r.bad_port as u64;
+        for (p, r) in rs.iter().enumerate() {
+            self.account_rx(p, r);
             total += r.received;
         }
-        for q in 0..self.socks.len() {
-            let n = self.core.pending[q];
-            if n > 0 {
-                self.socks[q].stats.tx_packets += u64::from(n);
-                self.kick_tx(q);
-            }
-        }
+        self.publish_tx();
         for p in 0..self.socks.len() {
             self.core.refill(p);
             self.wake_fill(p);
@@ -596,6 +577,27 @@ impl AfXdpSet {
         }
         self.reclaim_port(port);
         taken
+    }
+
+    /// Counts what a receive pass on port `p` did.
+    fn account_rx(&mut self, p: usize, r: &RxResult) {
+        let st = &mut self.socks[p].stats;
+        st.rx_packets += r.received as u64;
+        st.rx_bad_desc += r.bad as u64;
+        st.tx_bad_port += r.bad_port as u64;
+    }
+
+    /// After a receive pass: counts, per port, the frames it put on the TX ring and those
+    /// that met it full, and wakes the kernel for each port that has something to send.
+    fn publish_tx(&mut self) {
+        for q in 0..self.socks.len() {
+            self.socks[q].stats.tx_ring_full += u64::from(self.core.tx_full[q]);
+            let n = self.core.pending[q];
+            if n > 0 {
+                self.socks[q].stats.tx_packets += u64::from(n);
+                self.kick_tx(q);
+            }
+        }
     }
 
     /// Takes back the frames the kernel has finished sending (completion rings) and gives
@@ -650,12 +652,12 @@ impl AfXdpSet {
     }
 
     /// With busy polling: runs each port's NAPI once (a non-blocking `recvfrom`, up to the
-    /// budget of frames into its RX ring) in this thread, after giving back what the
-    /// completion rings hold and refilling the fill rings. Returns whether some port has
-    /// frames for `rx_lend`. Without busy polling it only reclaims and looks. One syscall per
-    /// port and call, whatever the number of frames.
+    /// budget of frames into its RX ring) in this thread. Returns whether some port has
+    /// frames for `rx_lend`. Without busy polling it only looks. One syscall per port and
+    /// call, whatever the number of frames. It neither reclaims nor refills: the loop's
+    /// `rx_lend` does both, reclaiming before it reads and refilling the fill rings after, so
+    /// the NAPI finds them as full as the free frames allow.
     pub fn busy_poll(&mut self) -> bool {
-        self.reclaim();
         if self.busy_poll {
             for s in &self.socks {
                 // EAGAIN and friends say nothing useful: the RX ring is what counts
@@ -836,11 +838,11 @@ fn if_index(ifname: &str) -> Result<u32, AfXdpError> {
     }
 }
 
-/// What one `Core::rx` pass did (frames sent per port are in `Core::pending`).
+/// What one `Core::rx` pass did on the port it read (frames sent, and frames that met a full
+/// TX ring, per egress port are in `Core::pending` and `Core::tx_full`).
 #[derive(Debug, Default, Clone, Copy)]
 struct RxResult {
     received: usize,
-    tx_full: usize,
     bad: usize,
     bad_port: usize,
 }
@@ -910,6 +912,9 @@ struct Core {
     rx_frames: u32,
     /// Per port, frames the last `rx` put on its TX ring.
     pending: Vec<u32>,
+    /// Per port, frames the last `rx` was to send there and found its TX ring full
+    /// (recycled instead).
+    tx_full: Vec<u32>,
 }
 
 impl Core {
@@ -928,6 +933,7 @@ impl Core {
                 .collect(),
             rx_frames: config.rx_frames,
             pending: vec![0; n],
+            tx_full: vec![0; n],
         }
     }
 
@@ -1015,7 +1021,7 @@ impl Core {
         mut f: impl FnMut(&mut FrameMut<'_>) -> RxAction,
     ) -> RxResult {
         let mut r = RxResult::default();
-        self.pending.iter_mut().for_each(|n| *n = 0);
+        self.begin_pass();
         let n = self.ports[p]
             .rx
             .cons_available(max.min(u32::MAX as usize) as u32);
@@ -1043,43 +1049,72 @@ impl Core {
                 start: (d.addr - base) as usize,
                 len: d.len as usize,
             };
-            let out = match f(&mut frame) {
-                RxAction::Recycle => None,
-                RxAction::Transmit => Some(p),
-                RxAction::TransmitOn(q) if q < self.ports.len() => Some(q),
-                RxAction::TransmitOn(_) => {
-                    r.bad_port += 1;
-                    None
-                }
-            };
-            let Some(q) = out else {
-                self.free.push(base);
-                continue;
-            };
-            let k = self.pending[q];
-            let tx = &mut self.ports[q].tx;
-            if tx.prod_reserve(k + 1) <= k {
-                r.tx_full += 1;
-                self.free.push(base);
-                continue;
-            }
-            tx.prod_write(
-                k,
-                libc::xdp_desc {
-                    addr: base + frame.start as u64,
-                    len: frame.len as u32,
-                    options: 0,
-                },
-            );
-            self.pending[q] = k + 1;
+            let action = f(&mut frame);
+            let (start, len) = (frame.start, frame.len);
+            self.dispose(p, action, base, start, len, &mut r);
         }
         self.ports[p].rx.cons_release(n);
+        self.submit_pending();
+        r
+    }
+
+    /// Zeroes the per-port counts of a receive pass.
+    fn begin_pass(&mut self) {
+        self.pending.iter_mut().for_each(|n| *n = 0);
+        self.tx_full.iter_mut().for_each(|n| *n = 0);
+    }
+
+    /// Puts the frame at `base`, received on port `p` and now at `start..start + len` of it,
+    /// where `action` says: on a TX ring (reserved, written, counted in `pending`; published
+    /// by [`submit_pending`](Self::submit_pending)) or back on the free list (recycled, a bad
+    /// port counted in `r`, a full TX ring in `tx_full` of the port it was to leave by).
+    fn dispose(
+        &mut self,
+        p: usize,
+        action: RxAction,
+        base: u64,
+        start: usize,
+        len: usize,
+        r: &mut RxResult,
+    ) {
+        let q = match action {
+            RxAction::Recycle => None,
+            RxAction::Transmit => Some(p),
+            RxAction::TransmitOn(q) if q < self.ports.len() => Some(q),
+            RxAction::TransmitOn(_) => {
+                r.bad_port += 1;
+                None
+            }
+        };
+        let Some(q) = q else {
+            self.free.push(base);
+            return;
+        };
+        let k = self.pending[q];
+        let tx = &mut self.ports[q].tx;
+        if tx.prod_reserve(k + 1) <= k {
+            self.tx_full[q] += 1;
+            self.free.push(base);
+            return;
+        }
+        tx.prod_write(
+            k,
+            libc::xdp_desc {
+                addr: base + start as u64,
+                len: len as u32,
+                options: 0,
+            },
+        );
+        self.pending[q] = k + 1;
+    }
+
+    /// Publishes what [`dispose`](Self::dispose) put on the TX rings.
+    fn submit_pending(&mut self) {
         for (q, rings) in self.ports.iter_mut().enumerate() {
             let k = self.pending[q];
             rings.tx.prod_submit(k);
             rings.sending += k;
         }
-        r
     }
 
     /// Lends up to `max` frames received on each port, all at once, to `f`; then, as in
@@ -1088,7 +1123,7 @@ impl Core {
     fn rx_lend(&mut self, max: usize, f: impl FnOnce(&mut [Lent<'_>])) -> Vec<RxResult> {
         let np = self.ports.len();
         let mut rs = vec![RxResult::default(); np];
-        self.pending.iter_mut().for_each(|n| *n = 0);
+        self.begin_pass();
         let mut lent: Vec<Lent<'_>> = Vec::new();
         for (p, r) in rs.iter_mut().enumerate() {
             let n = self.ports[p]
@@ -1129,43 +1164,10 @@ impl Core {
         }
         f(&mut lent);
         for l in lent {
-            let p = l.port;
-            let out = match l.action {
-                RxAction::Recycle => None,
-                RxAction::Transmit => Some(p),
-                RxAction::TransmitOn(q) if q < np => Some(q),
-                RxAction::TransmitOn(_) => {
-                    rs[p].bad_port += 1;
-                    None
-                }
-            };
-            let Some(q) = out else {
-                self.free.push(l.base);
-                continue;
-            };
-            let k = self.pending[q];
-            let tx = &mut self.ports[q].tx;
-            if tx.prod_reserve(k + 1) <= k {
-                // counted on the port it was to leave by
-                rs[q].tx_full += 1;
-                self.free.push(l.base);
-                continue;
-            }
-            tx.prod_write(
-                k,
-                libc::xdp_desc {
-                    addr: l.base + l.frame.start as u64,
-                    len: l.frame.len as u32,
-                    options: 0,
-                },
-            );
-            self.pending[q] = k + 1;
+            let (p, start, len) = (l.port, l.frame.start, l.frame.len);
+            self.dispose(p, l.action, l.base, start, len, &mut rs[p]);
         }
-        for (q, rings) in self.ports.iter_mut().enumerate() {
-            let k = self.pending[q];
-            rings.tx.prod_submit(k);
-            rings.sending += k;
-        }
+        self.submit_pending();
         rs
     }
 

@@ -349,6 +349,17 @@ pub enum SetOp {
     Delete,
 }
 
+impl SetOp {
+    /// The keyword, as listed and in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SetOp::Add => "add",
+            SetOp::Update => "update",
+            SetOp::Delete => "delete",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StmtKind {
     /// `left op right`

@@ -60,14 +60,21 @@ fn fields(st: &Stmt) -> Vec<(String, String, Span)> {
     out
 }
 
+/// The two sides of an equality match (`==`, or no operator at all).
+fn eq_match(st: &Stmt) -> Option<(&Expr, &Expr)> {
+    match &st.kind {
+        StmtKind::Match {
+            left,
+            op: RelOp::Implicit | RelOp::Eq,
+            right,
+        } => Some((left, right)),
+        _ => None,
+    }
+}
+
 /// A match on the message type (`icmp type echo-request`): its value if it is one.
 fn type_match(st: &Stmt) -> Option<(&str, Option<u128>)> {
-    let StmtKind::Match {
-        left,
-        op: RelOp::Implicit | RelOp::Eq,
-        right,
-    } = &st.kind
-    else {
+    let Some((left, right)) = eq_match(st) else {
         return None;
     };
     let ExprKind::Payload { proto, field } = &left.kind else {
@@ -165,12 +172,7 @@ fn icmp_deps(rule: &mut Rule) -> Result<()> {
 /// Where a payload match reads: base, bit offset, bit length, whether the field is the
 /// protocol key of its header (`ether type`, `ip protocol`).
 fn merge_key(st: &Stmt) -> Option<(u8, u32, u32, bool)> {
-    let StmtKind::Match {
-        left,
-        op: RelOp::Implicit | RelOp::Eq,
-        right,
-    } = &st.kind
-    else {
+    let Some((left, right)) = eq_match(st) else {
         return None;
     };
     if !matches!(right.kind, ExprKind::Const(_)) {
@@ -222,12 +224,7 @@ fn reduce(family: Family, rule: &mut Rule) {
     let mut idx = 0;
     rule.stmts.retain(|st| {
         idx += 1;
-        let StmtKind::Match {
-            left,
-            op: RelOp::Implicit | RelOp::Eq,
-            right,
-        } = &st.kind
-        else {
+        let Some((left, right)) = eq_match(st) else {
             return true;
         };
         let ExprKind::Meta(k) = &left.kind else {
@@ -502,12 +499,7 @@ fn retype(e: &mut Expr, dt: Dt) {
 
 /// Notes what a match pins for the statements after it.
 fn implied_l3(st: &Stmt) -> Option<&'static str> {
-    let StmtKind::Match {
-        left,
-        op: RelOp::Implicit | RelOp::Eq,
-        right,
-    } = &st.kind
-    else {
+    let Some((left, right)) = eq_match(st) else {
         return None;
     };
     match &left.kind {
@@ -526,12 +518,7 @@ fn implied_l3(st: &Stmt) -> Option<&'static str> {
 }
 
 fn record(family: Family, st: &Stmt, i: usize, pc: &mut Pinned) {
-    let StmtKind::Match {
-        left,
-        op: RelOp::Implicit | RelOp::Eq,
-        right,
-    } = &st.kind
-    else {
+    let Some((left, right)) = eq_match(st) else {
         return;
     };
     let Some(v) = const_int(right) else { return };

@@ -32,6 +32,16 @@ pub fn ruleset_to_json(rs: &Ruleset, o: &ListOpts) -> Value {
     json!({ "nftables": items })
 }
 
+/// The synproxy flags that are set, in nft's order; `None` for none.
+fn synproxy_flags(flags: &[String]) -> Option<Value> {
+    let f: Vec<Value> = ["timestamp", "sack-perm"]
+        .iter()
+        .filter(|x| flags.iter().any(|y| y == *x))
+        .map(|x| json!(x))
+        .collect();
+    (!f.is_empty()).then_some(Value::Array(f))
+}
+
 fn obj(pairs: Vec<(&str, Value)>) -> Value {
     let mut m = Map::new();
     for (k, v) in pairs {
@@ -261,13 +271,8 @@ fn obj_json(ob: &Obj, t: &Table, c: &Jc) -> Value {
         ObjBody::Synproxy { mss, wscale, flags } => {
             m.push(("mss", json!(mss)));
             m.push(("wscale", json!(wscale)));
-            let f: Vec<Value> = ["timestamp", "sack-perm"]
-                .iter()
-                .filter(|x| flags.iter().any(|y| y == *x))
-                .map(|x| json!(x))
-                .collect();
-            if !f.is_empty() {
-                m.push(("flags", Value::Array(f)));
+            if let Some(f) = synproxy_flags(flags) {
+                m.push(("flags", f));
             }
         }
         ObjBody::Tunnel(tn) => {
@@ -503,13 +508,7 @@ fn relop_str(op: RelOp, left: &Expr, right: &Expr) -> &'static str {
                 "=="
             }
         }
-        RelOp::Eq => "==",
-        RelOp::Ne => "!=",
-        RelOp::Lt => "<",
-        RelOp::Gt => ">",
-        RelOp::Le => "<=",
-        RelOp::Ge => ">=",
-        RelOp::Neg => "!",
+        _ => op.sym(),
     }
 }
 
@@ -698,12 +697,7 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
             stmts,
             data,
         } => {
-            let opn = match op {
-                SetOp::Add => "add",
-                SetOp::Update => "update",
-                SetOp::Delete => "delete",
-            };
-            let mut m = vec![("op", json!(opn)), ("elem", expr_json(key, c))];
+            let mut m = vec![("op", json!(op.name())), ("elem", expr_json(key, c))];
             if let Some(d) = data {
                 m.push(("data", expr_json(d, c)));
                 m.push(("map", json!(format!("@{set}"))));
@@ -796,13 +790,8 @@ fn stmt_json(st: &Stmt, c: &Jc) -> Value {
             if let Some(v) = wscale {
                 m.push(("wscale", json!(v)));
             }
-            let f: Vec<Value> = ["timestamp", "sack-perm"]
-                .iter()
-                .filter(|x| flags.iter().any(|y| y == *x))
-                .map(|x| json!(x))
-                .collect();
-            if !f.is_empty() {
-                m.push(("flags", Value::Array(f)));
+            if let Some(f) = synproxy_flags(flags) {
+                m.push(("flags", f));
             }
             one("synproxy", if m.is_empty() { Value::Null } else { obj(m) })
         }

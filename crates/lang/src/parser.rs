@@ -153,6 +153,17 @@ impl<'a> Parser<'a> {
         Ok(self.la.pop_front().expect("filled"))
     }
 
+    /// The next word, read, if `want` takes it; `None`, with nothing read, otherwise.
+    fn word_if(&mut self, want: impl Fn(&str) -> bool) -> Result<Option<String>> {
+        match self.peek_word()? {
+            Some(x) if want(&x) => {
+                self.next()?;
+                Ok(Some(x))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn peek_word(&mut self) -> Result<Option<String>> {
         Ok(match self.peek()? {
             Tok::Word(w) => Some(w.clone()),
@@ -183,6 +194,21 @@ impl<'a> Parser<'a> {
             Ok(true)
         } else {
             Ok(false)
+        }
+    }
+
+    /// The next word of a `{ ... }` block, after separators, with its span, left to be read;
+    /// `None` once the closing brace is read. Anything else is an error expecting `what`.
+    fn block_word(&mut self, what: &str) -> Result<Option<(String, Span)>> {
+        self.skip_seps()?;
+        let t = self.peek_tok()?.clone();
+        match t.tok {
+            Tok::RBrace => {
+                self.next()?;
+                Ok(None)
+            }
+            Tok::Word(w) => Ok(Some((w, t.span))),
+            _ => self.unexpected(what),
         }
     }
 
@@ -227,6 +253,24 @@ impl<'a> Parser<'a> {
             }
             _ => self.unexpected(what),
         }
+    }
+
+    /// `handle N` where a command may name its object by handle (`delete chain t handle 3`):
+    /// that command; `None`, with nothing read, when a name follows instead.
+    fn by_handle(&mut self, verb: &Verb, what: &str, table: &TableRef) -> Result<Option<Cmd>> {
+        if !self.is_word("handle")? {
+            return Ok(None);
+        }
+        self.next()?;
+        let (h, span) = self.number("handle")?;
+        Ok(Some(Cmd::ByName {
+            verb: verb.clone(),
+            what: what.into(),
+            table: Some(table.clone()),
+            name: None,
+            handle: Some(h),
+            span,
+        }))
     }
 
     fn number(&mut self, what: &str) -> Result<(u64, Span)> {
@@ -589,18 +633,11 @@ impl<'a> Parser<'a> {
             }
             "chain" => {
                 let table = self.table_ref()?;
-                if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
-                    self.next()?;
-                    let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName {
-                        verb,
-                        what: "chain".into(),
-                        table: Some(table),
-                        name: None,
-                        handle: Some(h),
-                        span: sp,
-                    });
-                    return Ok(());
+                if matches!(verb, Verb::Delete | Verb::Destroy) {
+                    if let Some(cmd) = self.by_handle(&verb, "chain", &table)? {
+                        out.push(cmd);
+                        return Ok(());
+                    }
                 }
                 let (name, span) = self.ident("chain name")?;
                 match verb {
@@ -672,18 +709,11 @@ impl<'a> Parser<'a> {
             }
             "set" | "map" => {
                 let table = self.table_ref()?;
-                if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
-                    self.next()?;
-                    let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName {
-                        verb,
-                        what: obj.clone(),
-                        table: Some(table),
-                        name: None,
-                        handle: Some(h),
-                        span: sp,
-                    });
-                    return Ok(());
+                if matches!(verb, Verb::Delete | Verb::Destroy) {
+                    if let Some(cmd) = self.by_handle(&verb, &obj, &table)? {
+                        out.push(cmd);
+                        return Ok(());
+                    }
                 }
                 let (name, span) = self.ident("set name")?;
                 match verb {
@@ -732,18 +762,11 @@ impl<'a> Parser<'a> {
             }
             "flowtable" => {
                 let table = self.table_ref()?;
-                if matches!(verb, Verb::Delete | Verb::Destroy) && self.is_word("handle")? {
-                    self.next()?;
-                    let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName {
-                        verb,
-                        what: obj.clone(),
-                        table: Some(table),
-                        name: None,
-                        handle: Some(h),
-                        span: sp,
-                    });
-                    return Ok(());
+                if matches!(verb, Verb::Delete | Verb::Destroy) {
+                    if let Some(cmd) = self.by_handle(&verb, &obj, &table)? {
+                        out.push(cmd);
+                        return Ok(());
+                    }
                 }
                 let (name, span) = self.ident("flowtable name")?;
                 let mut ft = Flowtable {
@@ -769,20 +792,11 @@ impl<'a> Parser<'a> {
                     obj.trim_end_matches('s').to_string()
                 };
                 let table = self.table_ref()?;
-                if matches!(verb, Verb::Delete | Verb::Destroy | Verb::Reset)
-                    && self.is_word("handle")?
-                {
-                    self.next()?;
-                    let (h, sp) = self.number("handle")?;
-                    out.push(Cmd::ByName {
-                        verb,
-                        what: kind,
-                        table: Some(table),
-                        name: None,
-                        handle: Some(h),
-                        span: sp,
-                    });
-                    return Ok(());
+                if matches!(verb, Verb::Delete | Verb::Destroy | Verb::Reset) {
+                    if let Some(cmd) = self.by_handle(&verb, &kind, &table)? {
+                        out.push(cmd);
+                        return Ok(());
+                    }
                 }
                 let (name, span) = self.ident("object name")?;
                 match verb {
@@ -836,15 +850,8 @@ impl<'a> Parser<'a> {
         self.enter()?;
         self.scopes.push(HashMap::new());
         loop {
-            self.skip_seps()?;
-            let t = self.peek_tok()?.clone();
-            let w = match &t.tok {
-                Tok::RBrace => {
-                    self.next()?;
-                    break;
-                }
-                Tok::Word(w) => w.clone(),
-                _ => return self.unexpected("table object"),
+            let Some((w, _)) = self.block_word("table object")? else {
+                break;
             };
             match w.as_str() {
                 "define" | "redefine" => {
@@ -1172,15 +1179,8 @@ impl<'a> Parser<'a> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
         loop {
-            self.skip_seps()?;
-            let t = self.peek_tok()?.clone();
-            let w = match &t.tok {
-                Tok::RBrace => {
-                    self.next()?;
-                    break;
-                }
-                Tok::Word(w) => w.clone(),
-                _ => return self.unexpected("set option"),
+            let Some((w, span)) = self.block_word("set option")? else {
+                break;
             };
             self.next()?;
             match w.as_str() {
@@ -1221,7 +1221,7 @@ impl<'a> Parser<'a> {
                             }
                         } else {
                             return Err(Error::new(
-                                t.span,
+                                span,
                                 "set definition has conflicting key (map declared as set?)",
                             ));
                         }
@@ -1312,7 +1312,7 @@ impl<'a> Parser<'a> {
                 "counter" | "quota" | "limit" | "last" | "ct" => {
                     // per-element statements: `counter`, `quota 10 mbytes`, several on a line
                     let mut kw = w.clone();
-                    let mut sp = t.span;
+                    let mut sp = span;
                     loop {
                         let st = self.elem_stmt_after_kw(&kw, sp)?;
                         set.stmts.push(st);
@@ -1328,7 +1328,7 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                _ => return Err(Error::new(t.span, format!("syntax error, unexpected {w}"))),
+                _ => return Err(Error::new(span, format!("syntax error, unexpected {w}"))),
             }
             self.end_of_stmt()?;
         }
@@ -1383,15 +1383,8 @@ impl<'a> Parser<'a> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
         loop {
-            self.skip_seps()?;
-            let t = self.peek_tok()?.clone();
-            let w = match &t.tok {
-                Tok::RBrace => {
-                    self.next()?;
-                    break;
-                }
-                Tok::Word(w) => w.clone(),
-                _ => return self.unexpected("flowtable option"),
+            let Some((w, span)) = self.block_word("flowtable option")? else {
+                break;
             };
             self.next()?;
             match w.as_str() {
@@ -1416,7 +1409,7 @@ impl<'a> Parser<'a> {
                         break;
                     }
                 },
-                _ => return Err(Error::new(t.span, format!("syntax error, unexpected {w}"))),
+                _ => return Err(Error::new(span, format!("syntax error, unexpected {w}"))),
             }
             self.end_of_stmt()?;
         }
@@ -2000,18 +1993,6 @@ impl<'a> Parser<'a> {
                         key,
                         stmts,
                         data,
-                    },
-                    span: t.span,
-                })
-            }
-            "tunnel" if self.is_word_n(1, "name")? => {
-                self.next()?;
-                self.next()?;
-                let name = self.expr(Mode::Stmt)?;
-                Ok(Stmt {
-                    kind: StmtKind::ObjRef {
-                        kind: "tunnel".into(),
-                        name,
                     },
                     span: t.span,
                 })
@@ -2826,45 +2807,33 @@ impl<'a> Parser<'a> {
     }
 
     fn or_expr(&mut self, mode: Mode) -> Result<Expr> {
-        let mut l = self.xor_expr(mode)?;
-        loop {
-            if matches!(self.peek()?, Tok::Pipe) || self.is_word("or")? {
-                self.next()?;
-                let r = self.xor_expr(mode)?;
-                let sp = l.span.to(r.span);
-                l = Expr::new(ExprKind::Binop(BinOp::Or, Box::new(l), Box::new(r)), sp);
-            } else {
-                return Ok(l);
-            }
-        }
+        self.binop_level(mode, (&Tok::Pipe, "or", BinOp::Or), Self::xor_expr)
     }
 
     fn xor_expr(&mut self, mode: Mode) -> Result<Expr> {
-        let mut l = self.and_expr(mode)?;
-        loop {
-            if matches!(self.peek()?, Tok::Caret) || self.is_word("xor")? {
-                self.next()?;
-                let r = self.and_expr(mode)?;
-                let sp = l.span.to(r.span);
-                l = Expr::new(ExprKind::Binop(BinOp::Xor, Box::new(l), Box::new(r)), sp);
-            } else {
-                return Ok(l);
-            }
-        }
+        self.binop_level(mode, (&Tok::Caret, "xor", BinOp::Xor), Self::and_expr)
     }
 
     fn and_expr(&mut self, mode: Mode) -> Result<Expr> {
-        let mut l = self.shift_expr(mode)?;
-        loop {
-            if matches!(self.peek()?, Tok::Amp) || self.is_word("and")? {
-                self.next()?;
-                let r = self.shift_expr(mode)?;
-                let sp = l.span.to(r.span);
-                l = Expr::new(ExprKind::Binop(BinOp::And, Box::new(l), Box::new(r)), sp);
-            } else {
-                return Ok(l);
-            }
+        self.binop_level(mode, (&Tok::Amp, "and", BinOp::And), Self::shift_expr)
+    }
+
+    /// One level of a left-associative operator, written as a token or as a word (`|` or `or`),
+    /// over operands of the next level.
+    fn binop_level(
+        &mut self,
+        mode: Mode,
+        (tok, word, op): (&Tok, &str, BinOp),
+        operand: fn(&mut Self, Mode) -> Result<Expr>,
+    ) -> Result<Expr> {
+        let mut l = operand(self, mode)?;
+        while self.peek()? == tok || self.is_word(word)? {
+            self.next()?;
+            let r = operand(self, mode)?;
+            let sp = l.span.to(r.span);
+            l = Expr::new(ExprKind::Binop(op, Box::new(l), Box::new(r)), sp);
         }
+        Ok(l)
     }
 
     fn shift_expr(&mut self, mode: Mode) -> Result<Expr> {
@@ -3200,44 +3169,22 @@ impl<'a> Parser<'a> {
                 } else {
                     opt
                 };
-                let mut field = None;
-                if let Some(x) = self.peek_word()? {
-                    if is_tcpopt_field(&x) {
-                        self.next()?;
-                        field = Some(x);
-                    }
-                }
+                let field = self.word_if(is_tcpopt_field)?;
                 return mk(ExprKind::TcpOpt { opt, field }, span.to(sp));
             }
             if w == "ip" && f == "option" {
                 self.next()?;
                 self.next()?;
                 let (opt, sp) = self.ident("ip option")?;
-                let mut field = None;
-                if let Some(x) = self.peek_word()? {
-                    if matches!(
-                        x.as_str(),
-                        "type" | "length" | "value" | "ptr" | "addr" | "exists" | "missing"
-                    ) && x != "exists"
-                        && x != "missing"
-                    {
-                        self.next()?;
-                        field = Some(x);
-                    }
-                }
+                let field =
+                    self.word_if(|x| matches!(x, "type" | "length" | "value" | "ptr" | "addr"))?;
                 return mk(ExprKind::IpOpt { opt, field }, span.to(sp));
             }
             if w == "sctp" && f == "chunk" {
                 self.next()?;
                 self.next()?;
                 let (chunk, sp) = self.ident("sctp chunk")?;
-                let mut field = None;
-                if let Some(x) = self.peek_word()? {
-                    if is_sctp_chunk_field(&x) {
-                        self.next()?;
-                        field = Some(x);
-                    }
-                }
+                let field = self.word_if(is_sctp_chunk_field)?;
                 return mk(ExprKind::SctpChunk { chunk, field }, span.to(sp));
             }
             if w == "dccp" && f == "option" {
@@ -3758,6 +3705,7 @@ fn is_sctp_chunk_field(f: &str) -> bool {
 
 pub fn is_meta_key(k: &str) -> bool {
     crate::proto::meta_key(k).is_some()
+        || is_unqualified_meta(k)
         || matches!(
             k,
             "length"
@@ -3765,36 +3713,12 @@ pub fn is_meta_key(k: &str) -> bool {
                 | "l4proto"
                 | "protocol"
                 | "priority"
-                | "mark"
-                | "iif"
-                | "iifname"
-                | "iiftype"
-                | "oif"
-                | "oifname"
-                | "oiftype"
-                | "skuid"
-                | "skgid"
-                | "nftrace"
-                | "rtclassid"
-                | "ibriport"
-                | "obriport"
-                | "ibrname"
-                | "obrname"
-                | "pkttype"
-                | "cpu"
-                | "iifgroup"
-                | "oifgroup"
-                | "cgroup"
                 | "random"
-                | "ipsec"
                 | "secpath"
                 | "iifkind"
                 | "oifkind"
                 | "ibrpvid"
                 | "ibrvproto"
-                | "time"
-                | "day"
-                | "hour"
                 | "secmark"
                 | "sdif"
                 | "sdifname"
@@ -3802,6 +3726,7 @@ pub fn is_meta_key(k: &str) -> bool {
         )
 }
 
+/// The meta keys that may stand without `meta` before them (`mark`, `iifname`, ...).
 fn is_unqualified_meta(w: &str) -> bool {
     matches!(
         w,

@@ -788,13 +788,7 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
         StmtKind::FlowAdd(n) => format!("flow add @{n}"),
         StmtKind::Set { key, value } => {
             let v = expr_in(value, o, Ctx::Top);
-            match &key.kind {
-                ExprKind::Payload { .. }
-                | ExprKind::Exthdr { .. }
-                | ExprKind::TcpOpt { .. }
-                | ExprKind::RawPayload { .. } => format!("{} set {v}", expr(key, o)),
-                _ => format!("{} set {v}", expr(key, o)),
-            }
+            format!("{} set {v}", expr(key, o))
         }
         StmtKind::Dynset {
             op,
@@ -803,12 +797,7 @@ pub fn stmt(st: &Stmt, family: Family, o: &ListOpts) -> String {
             stmts,
             data,
         } => {
-            let opn = match op {
-                SetOp::Add => "add",
-                SetOp::Update => "update",
-                SetOp::Delete => "delete",
-            };
-            let mut s = format!("{opn} @{set} {{ {}", expr(key, o));
+            let mut s = format!("{} @{set} {{ {}", op.name(), expr(key, o));
             // statements of a set update are templates: no state to show
             let so = ListOpts {
                 stateless: true,

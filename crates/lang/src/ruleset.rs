@@ -75,13 +75,7 @@ fn load_inner(sm: &mut SourceMap, id: u32, opts: &LoadOpts) -> Result<Ruleset> {
         p.include_dirs = opts.include_dirs.clone();
         p.parse_all()?
     };
-    let mut rs = Ruleset::default();
-    let mut b = Builder::default();
-    for c in cmds {
-        b.apply(&mut rs, c)?;
-    }
-    evaluate(&mut rs)?;
-    Ok(rs)
+    load_cmds(cmds)
 }
 
 /// Applies already-built commands (from JSON input) to an empty ruleset and evaluates it.

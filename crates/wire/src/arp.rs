@@ -51,23 +51,12 @@ mod field {
 /// Length of an Ethernet/IPv4 ARP packet.
 pub const ETHERNET_IPV4_LEN: usize = 28;
 
-/// A view of an ARP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpPacket<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A view of an ARP packet.
+    ArpPacket
+);
 
 impl<T: AsRef<[u8]>> ArpPacket<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        ArpPacket { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < field::ADDRS {
@@ -77,10 +66,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn hardware_type(&self) -> ArpHardware {

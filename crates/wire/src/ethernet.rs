@@ -121,35 +121,13 @@ mod field {
 /// Length of the Ethernet II header (no VLAN tags).
 pub const HEADER_LEN: usize = field::PAYLOAD.start;
 
-/// A view of an Ethernet II frame (without FCS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EthernetFrame<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A view of an Ethernet II frame (without FCS).
+    EthernetFrame,
+    header_len: HEADER_LEN
+);
 
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        EthernetFrame { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let f = Self::new_unchecked(buffer);
-        f.check_len()?;
-        Ok(f)
-    }
-
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     pub const fn header_len() -> usize {
         HEADER_LEN
     }

@@ -498,6 +498,11 @@ fn parse_l4(
             m.payload_offset = Some(l4_offset + udp::HEADER_LEN);
             m.payload_len = payload_len;
         }
+        // SCTP: the ports of its common header (conntrack tracks associations by them; it
+        // reads the rest from the frame)
+        (IpProtocol::Sctp, _) if l4.len() >= 12 => {
+            m.ports = Some((read_u16(l4, 0), read_u16(l4, 2)));
+        }
         (IpProtocol::Icmp, IpVersion::Ipv4) => {
             if l4.len() < icmpv4::HEADER_LEN {
                 return Err(ParseError::TruncatedIcmp);

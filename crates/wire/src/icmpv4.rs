@@ -6,7 +6,7 @@
 //! checksum covers all of it, so callers slice it to the IP payload first.
 
 use crate::checksum;
-use crate::{read_u16, read_u32, write_u16, write_u32, Error, Result};
+use crate::{Error, Result};
 
 enum_with_unknown! {
     /// ICMP message type.
@@ -68,111 +68,21 @@ pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 /// Offset of the echo identifier, which NAT rewrites as if it were a port.
 pub const ECHO_IDENT_OFFSET: usize = field::ECHO_IDENT.start;
 
-/// A view of an ICMP message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Icmpv4Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A view of an ICMP message.
+    Icmpv4Packet,
+    header_len: HEADER_LEN
+);
+
+icmp_fields!(Icmpv4Packet, Icmpv4Message);
 
 impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Icmpv4Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    pub fn msg_type(&self) -> Icmpv4Message {
-        Icmpv4Message::from(self.buffer.as_ref()[field::TYPE])
-    }
-
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
-    }
-
-    /// The second word, whose meaning depends on the type (echo id/seq, next-hop MTU, pointer).
-    pub fn rest_of_header(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::REST.start)
-    }
-
-    pub fn echo_ident(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::ECHO_IDENT.start)
-    }
-
-    pub fn echo_seq_no(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::ECHO_SEQNO.start)
-    }
-
-    /// Everything after the 8-byte header: echo data, or for errors the quoted datagram.
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::DATA..]
-    }
-
-    /// The quoted datagram (IP header first) of an error message, `None` for other types.
-    pub fn quoted(&self) -> Option<&[u8]> {
-        self.msg_type().is_error().then(|| self.data())
-    }
-
     pub fn verify_checksum(&self) -> bool {
         checksum::verify(self.buffer.as_ref())
     }
 }
 
-impl<'a, T: AsRef<[u8]> + ?Sized> Icmpv4Packet<&'a T> {
-    pub fn data_ref(&self) -> &'a [u8] {
-        let d = self.buffer.as_ref();
-        &d[field::DATA..]
-    }
-}
-
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
-    pub fn set_msg_type(&mut self, t: Icmpv4Message) {
-        self.buffer.as_mut()[field::TYPE] = t.into();
-    }
-
-    pub fn set_msg_code(&mut self, c: u8) {
-        self.buffer.as_mut()[field::CODE] = c;
-    }
-
-    pub fn set_checksum(&mut self, v: u16) {
-        write_u16(self.buffer.as_mut(), field::CHECKSUM.start, v);
-    }
-
-    pub fn set_rest_of_header(&mut self, v: u32) {
-        write_u32(self.buffer.as_mut(), field::REST.start, v);
-    }
-
-    pub fn set_echo_ident(&mut self, v: u16) {
-        write_u16(self.buffer.as_mut(), field::ECHO_IDENT.start, v);
-    }
-
-    pub fn set_echo_seq_no(&mut self, v: u16) {
-        write_u16(self.buffer.as_mut(), field::ECHO_SEQNO.start, v);
-    }
-
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::DATA..]
-    }
-
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let c = checksum::checksum(self.buffer.as_ref());

@@ -6,7 +6,7 @@
 
 use crate::checksum;
 use crate::ip::IpProtocol;
-use crate::{read_u16, read_u32, write_u16, write_u32, Error, Result};
+use crate::{Error, Result};
 use std::net::Ipv6Addr;
 
 enum_with_unknown! {
@@ -61,69 +61,15 @@ pub const HEADER_LEN: usize = field::DATA;
 pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 pub const ECHO_IDENT_OFFSET: usize = field::ECHO_IDENT.start;
 
-/// A view of an ICMPv6 message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Icmpv6Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A view of an ICMPv6 message.
+    Icmpv6Packet,
+    header_len: HEADER_LEN
+);
+
+icmp_fields!(Icmpv6Packet, Icmpv6Message);
 
 impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Icmpv6Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    pub fn msg_type(&self) -> Icmpv6Message {
-        Icmpv6Message::from(self.buffer.as_ref()[field::TYPE])
-    }
-
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
-    }
-
-    /// The second word: echo id/seq, the MTU of packet-too-big, the pointer of parameter problem.
-    pub fn rest_of_header(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::REST.start)
-    }
-
-    pub fn echo_ident(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::ECHO_IDENT.start)
-    }
-
-    pub fn echo_seq_no(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::ECHO_SEQNO.start)
-    }
-
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::DATA..]
-    }
-
-    /// The quoted packet (IPv6 header first) of an error message, `None` for other types.
-    pub fn quoted(&self) -> Option<&[u8]> {
-        self.msg_type().is_error().then(|| self.data())
-    }
-
     pub fn verify_checksum(&self, src: &Ipv6Addr, dst: &Ipv6Addr) -> bool {
         let data = self.buffer.as_ref();
         let ph = checksum::pseudo_header_v6(src, dst, IpProtocol::Icmpv6, data.len() as u32);
@@ -131,42 +77,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     }
 }
 
-impl<'a, T: AsRef<[u8]> + ?Sized> Icmpv6Packet<&'a T> {
-    pub fn data_ref(&self) -> &'a [u8] {
-        let d = self.buffer.as_ref();
-        &d[field::DATA..]
-    }
-}
-
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
-    pub fn set_msg_type(&mut self, t: Icmpv6Message) {
-        self.buffer.as_mut()[field::TYPE] = t.into();
-    }
-
-    pub fn set_msg_code(&mut self, c: u8) {
-        self.buffer.as_mut()[field::CODE] = c;
-    }
-
-    pub fn set_checksum(&mut self, v: u16) {
-        write_u16(self.buffer.as_mut(), field::CHECKSUM.start, v);
-    }
-
-    pub fn set_rest_of_header(&mut self, v: u32) {
-        write_u32(self.buffer.as_mut(), field::REST.start, v);
-    }
-
-    pub fn set_echo_ident(&mut self, v: u16) {
-        write_u16(self.buffer.as_mut(), field::ECHO_IDENT.start, v);
-    }
-
-    pub fn set_echo_seq_no(&mut self, v: u16) {
-        write_u16(self.buffer.as_mut(), field::ECHO_SEQNO.start, v);
-    }
-
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::DATA..]
-    }
-
     pub fn fill_checksum(&mut self, src: &Ipv6Addr, dst: &Ipv6Addr) {
         self.set_checksum(0);
         let data = self.buffer.as_ref();

@@ -7,7 +7,7 @@
 
 use crate::checksum;
 use crate::ip::IpProtocol;
-use crate::{read_u16, write_u16, Error, Result};
+use crate::{check_stated_len, read_u16, write_u16, Error, Result};
 use std::net::Ipv4Addr;
 
 mod field {
@@ -33,50 +33,20 @@ pub const MAX_HEADER_LEN: usize = 60;
 const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 
-/// A view of an IPv4 packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A view of an IPv4 packet.
+    Ipv4Packet
+);
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Ipv4Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Truncated` when the buffer ends before the fixed header, the header the IHL describes,
     /// or the total length; `Malformed` when IHL is below 5 or the total length below the
     /// header length. The version is not checked here (see [`Ipv4Repr::parse`]).
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let hlen = self.header_len() as usize;
-        if hlen < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if hlen > len {
-            return Err(Error::Truncated);
-        }
-        let total = self.total_len() as usize;
-        if total < hlen {
-            return Err(Error::Malformed);
-        }
-        if total > len {
-            return Err(Error::Truncated);
-        }
+        let hlen = check_stated_len(len, HEADER_LEN, || self.header_len() as usize)?;
+        check_stated_len(len, hlen, || self.total_len() as usize)?;
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn version(&self) -> u8 {

@@ -111,6 +111,28 @@ pub(crate) type Field = core::ops::Range<usize>;
 /// Byte offset where the rest of a buffer (usually the payload) starts.
 pub(crate) type Rest = core::ops::RangeFrom<usize>;
 
+/// The length check of a header that states a length of its own, read by `stated` only once the
+/// fixed `min` bytes are there: `Truncated` when the `len`-byte buffer ends before `min` or before
+/// the stated length, `Malformed` when the stated length is below `min`. The stated length.
+#[inline]
+pub(crate) fn check_stated_len(
+    len: usize,
+    min: usize,
+    stated: impl FnOnce() -> usize,
+) -> Result<usize> {
+    if len < min {
+        return Err(Error::Truncated);
+    }
+    let n = stated();
+    if n < min {
+        return Err(Error::Malformed);
+    }
+    if n > len {
+        return Err(Error::Truncated);
+    }
+    Ok(n)
+}
+
 #[inline]
 pub(crate) fn read_u16(buf: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([buf[at], buf[at + 1]])

@@ -42,3 +42,131 @@ macro_rules! enum_with_unknown {
         }
     };
 }
+
+/// A view over a buffer of any `T: AsRef<[u8]>`: the struct and what every protocol's view has,
+/// `new_unchecked`, `new_checked` (which calls the module's own `check_len`) and `into_inner`.
+/// With `header_len: N`, also the `check_len` of a header of fixed length `N`.
+macro_rules! view {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// A view of `buffer` as it is: accessors may panic until `check_len` is `Ok`.
+            pub const fn new_unchecked(buffer: T) -> Self {
+                $name { buffer }
+            }
+
+            /// A view of `buffer` once `check_len` is `Ok`, after which no accessor panics.
+            pub fn new_checked(buffer: T) -> $crate::Result<Self> {
+                let p = Self::new_unchecked(buffer);
+                p.check_len()?;
+                Ok(p)
+            }
+
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+    ($(#[$attr:meta])* $name:ident, header_len: $len:expr) => {
+        view!($(#[$attr])* $name);
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// `Truncated` when the buffer ends before the header.
+            pub fn check_len(&self) -> $crate::Result<()> {
+                if self.buffer.as_ref().len() < $len {
+                    Err($crate::Error::Truncated)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    };
+}
+
+/// The fields ICMP and ICMPv6 share (type, code, checksum, the second word with the echo
+/// identifier and sequence number, the data), read and written alike; each module adds its
+/// own checksum, which only ICMPv6 takes over a pseudo-header. Uses the module's `field`.
+macro_rules! icmp_fields {
+    ($name:ident, $message:ident) => {
+        impl<T: AsRef<[u8]>> $name<T> {
+            pub fn msg_type(&self) -> $message {
+                $message::from(self.buffer.as_ref()[field::TYPE])
+            }
+
+            pub fn msg_code(&self) -> u8 {
+                self.buffer.as_ref()[field::CODE]
+            }
+
+            pub fn checksum(&self) -> u16 {
+                $crate::read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
+            }
+
+            /// The second word, whose meaning depends on the type: echo id/seq, the next-hop
+            /// MTU of "fragmentation needed" or "packet too big", the pointer of a parameter
+            /// problem.
+            pub fn rest_of_header(&self) -> u32 {
+                $crate::read_u32(self.buffer.as_ref(), field::REST.start)
+            }
+
+            pub fn echo_ident(&self) -> u16 {
+                $crate::read_u16(self.buffer.as_ref(), field::ECHO_IDENT.start)
+            }
+
+            pub fn echo_seq_no(&self) -> u16 {
+                $crate::read_u16(self.buffer.as_ref(), field::ECHO_SEQNO.start)
+            }
+
+            /// Everything after the 8-byte header: echo data, or for errors the quoted packet.
+            pub fn data(&self) -> &[u8] {
+                &self.buffer.as_ref()[field::DATA..]
+            }
+
+            /// The quoted packet (IP header first) of an error message, `None` for other types.
+            pub fn quoted(&self) -> Option<&[u8]> {
+                self.msg_type().is_error().then(|| self.data())
+            }
+        }
+
+        impl<'a, T: AsRef<[u8]> + ?Sized> $name<&'a T> {
+            pub fn data_ref(&self) -> &'a [u8] {
+                let d = self.buffer.as_ref();
+                &d[field::DATA..]
+            }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
+            pub fn set_msg_type(&mut self, t: $message) {
+                self.buffer.as_mut()[field::TYPE] = t.into();
+            }
+
+            pub fn set_msg_code(&mut self, c: u8) {
+                self.buffer.as_mut()[field::CODE] = c;
+            }
+
+            pub fn set_checksum(&mut self, v: u16) {
+                $crate::write_u16(self.buffer.as_mut(), field::CHECKSUM.start, v);
+            }
+
+            pub fn set_rest_of_header(&mut self, v: u32) {
+                $crate::write_u32(self.buffer.as_mut(), field::REST.start, v);
+            }
+
+            pub fn set_echo_ident(&mut self, v: u16) {
+                $crate::write_u16(self.buffer.as_mut(), field::ECHO_IDENT.start, v);
+            }
+
+            pub fn set_echo_seq_no(&mut self, v: u16) {
+                $crate::write_u16(self.buffer.as_mut(), field::ECHO_SEQNO.start, v);
+            }
+
+            pub fn data_mut(&mut self) -> &mut [u8] {
+                &mut self.buffer.as_mut()[field::DATA..]
+            }
+        }
+    };
+}

@@ -38,23 +38,12 @@ pub const HEADER_LEN: usize = field::PAYLOAD;
 /// The PPPoE header alone; its length field counts the bytes after it.
 pub const PPPOE_HEADER_LEN: usize = field::PPP_PROTOCOL.start;
 
-/// A view of a PPPoE session frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PppoeSession<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A view of a PPPoE session frame.
+    PppoeSession
+);
 
 impl<T: AsRef<[u8]>> PppoeSession<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        PppoeSession { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Truncated` if the buffer is shorter than the header or than the length field says;
     /// `Malformed` if the length cannot hold the PPP protocol field.
     pub fn check_len(&self) -> Result<()> {
@@ -70,10 +59,6 @@ impl<T: AsRef<[u8]>> PppoeSession<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn version(&self) -> u8 {

@@ -7,7 +7,7 @@
 
 use crate::checksum;
 use crate::ip::IpProtocol;
-use crate::{read_u16, read_u32, write_u16, write_u32, Error, Result};
+use crate::{check_stated_len, read_u16, read_u32, write_u16, write_u32, Error, Result};
 use std::net::IpAddr;
 
 mod field {
@@ -151,6 +151,21 @@ pub enum TcpOption<'a> {
     },
 }
 
+impl TcpOption<'_> {
+    /// How many bytes the option takes in the header (kind and length included).
+    pub fn wire_len(&self) -> usize {
+        match self {
+            TcpOption::EndOfList | TcpOption::NoOperation => 1,
+            TcpOption::MaxSegmentSize(_) => 4,
+            TcpOption::WindowScale(_) => 3,
+            TcpOption::SackPermitted => 2,
+            TcpOption::Sack(d) => 2 + d.len(),
+            TcpOption::Timestamps { .. } => 10,
+            TcpOption::Unknown { data, .. } => 2 + data.len(),
+        }
+    }
+}
+
 /// Iterates the options region. After an end-of-list option it stops; an option whose length
 /// is wrong or runs past the region yields `Err(Malformed)` once and then stops.
 #[derive(Debug, Clone)]
@@ -208,42 +223,18 @@ impl<'a> Iterator for TcpOptions<'a> {
     }
 }
 
-/// A view of a TCP segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpPacket<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A view of a TCP segment.
+    TcpPacket
+);
 
 impl<T: AsRef<[u8]>> TcpPacket<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        TcpPacket { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Truncated` when the buffer ends before the fixed header or before the data offset;
     /// `Malformed` when the data offset is below 5.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let hlen = self.header_len() as usize;
-        if hlen < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if hlen > len {
-            return Err(Error::Truncated);
-        }
+        check_stated_len(len, HEADER_LEN, || self.header_len() as usize)?;
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn src_port(&self) -> u16 {
@@ -297,9 +288,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// Whether the checksum is valid for the whole buffer as the segment.
     pub fn verify_checksum(&self, src: &IpAddr, dst: &IpAddr) -> bool {
-        let data = self.buffer.as_ref();
-        let ph = checksum::pseudo_header(src, dst, IpProtocol::Tcp, data.len() as u32);
-        checksum::combine(&[ph, checksum::sum(data)]) == 0xffff
+        checksum::with_pseudo_header(src, dst, IpProtocol::Tcp, self.buffer.as_ref()) == 0xffff
     }
 }
 
@@ -373,9 +362,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Computes the checksum over the whole buffer as the segment.
     pub fn fill_checksum(&mut self, src: &IpAddr, dst: &IpAddr) {
         self.set_checksum(0);
-        let data = self.buffer.as_ref();
-        let ph = checksum::pseudo_header(src, dst, IpProtocol::Tcp, data.len() as u32);
-        let c = !checksum::combine(&[ph, checksum::sum(data)]);
+        let c = !checksum::with_pseudo_header(src, dst, IpProtocol::Tcp, self.buffer.as_ref());
         self.set_checksum(c);
     }
 }

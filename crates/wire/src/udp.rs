@@ -9,7 +9,7 @@
 
 use crate::checksum;
 use crate::ip::IpProtocol;
-use crate::{read_u16, write_u16, Error, Result};
+use crate::{check_stated_len, read_u16, write_u16, Error, Result};
 use std::net::IpAddr;
 
 mod field {
@@ -25,42 +25,18 @@ pub const HEADER_LEN: usize = field::PAYLOAD;
 /// Offset of the checksum field, for code that patches it through a raw slice.
 pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 
-/// A view of a UDP datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UdpPacket<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A view of a UDP datagram.
+    UdpPacket
+);
 
 impl<T: AsRef<[u8]>> UdpPacket<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        UdpPacket { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Truncated` when the buffer ends before the header or the length field; `Malformed` when
     /// the length field is below 8.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let ulen = self.len() as usize;
-        if ulen < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if ulen > len {
-            return Err(Error::Truncated);
-        }
+        check_stated_len(len, HEADER_LEN, || self.len() as usize)?;
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn src_port(&self) -> u16 {
@@ -92,8 +68,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
             return true;
         }
         let data = &self.buffer.as_ref()[..self.len() as usize];
-        let ph = checksum::pseudo_header(src, dst, IpProtocol::Udp, data.len() as u32);
-        checksum::combine(&[ph, checksum::sum(data)]) == 0xffff
+        checksum::with_pseudo_header(src, dst, IpProtocol::Udp, data) == 0xffff
     }
 }
 
@@ -131,8 +106,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     pub fn fill_checksum(&mut self, src: &IpAddr, dst: &IpAddr) {
         self.set_checksum(0);
         let data = &self.buffer.as_ref()[..self.len() as usize];
-        let ph = checksum::pseudo_header(src, dst, IpProtocol::Udp, data.len() as u32);
-        let c = !checksum::combine(&[ph, checksum::sum(data)]);
+        let c = !checksum::with_pseudo_header(src, dst, IpProtocol::Udp, data);
         self.set_checksum(if c == 0 { 0xffff } else { c });
     }
 }

@@ -8,7 +8,7 @@
 //! [`VlanPacket::new_checked`] does), no accessor panics.
 
 use crate::ethernet::EtherType;
-use crate::{read_u16, write_u16, Error, Result};
+use crate::{read_u16, write_u16, Result};
 
 mod field {
     use crate::{Field, Rest};
@@ -20,35 +20,13 @@ mod field {
 /// Length of one VLAN tag after its TPID.
 pub const HEADER_LEN: usize = field::PAYLOAD.start;
 
-/// A view of a VLAN tag (after the TPID) and what follows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VlanPacket<T: AsRef<[u8]>> {
-    buffer: T,
-}
+view!(
+    /// A view of a VLAN tag (after the TPID) and what follows it.
+    VlanPacket,
+    header_len: HEADER_LEN
+);
 
 impl<T: AsRef<[u8]>> VlanPacket<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        VlanPacket { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     pub fn tci(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::TCI.start)
     }
@@ -143,6 +121,7 @@ impl VlanRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     #[test]
     fn known_bytes() {

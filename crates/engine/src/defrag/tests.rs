@@ -209,6 +209,53 @@ fn egress_smaller_than_the_fragments_cuts_them_again() {
     assert!(fragment(&d, &[2000], 20, 0).is_none());
 }
 
+/// RFC 791 and `ip_options_fragment`: the first fragment carries every option; the later
+/// ones only those with the copied flag, the others turned into no-operations (the header
+/// keeps its length, the checksum is the new header's).
+#[test]
+fn later_fragments_keep_only_copied_options() {
+    // options: record route (7, not copied, 7 bytes), NOP, loose source route (131, copied,
+    // 7 bytes), timestamp (68, not copied, 4 bytes), end of list: 20 bytes
+    let opts = [
+        7, 7, 4, 0, 0, 0, 0, 1, 131, 7, 4, 198, 18, 5, 1, 68, 4, 5, 0, 0,
+    ];
+    let mut d = dgram4(9, 17, &payload(100));
+    d[0] = 0x4a;
+    d.splice(20..20, opts);
+    d[2..4].copy_from_slice(&(140u16).to_be_bytes());
+    ipv4_checksum(&mut d[..40]);
+    let f = fragment(&d, &[48, 52], 1500, 0).unwrap();
+    assert_eq!(f.len(), 2);
+    assert_eq!(&f[0][20..40], &opts, "the first fragment keeps them all");
+    let later = [
+        1, 1, 1, 1, 1, 1, 1, 1, 131, 7, 4, 198, 18, 5, 1, 1, 1, 1, 1, 0,
+    ];
+    assert_eq!(&f[1][20..40], &later);
+    assert_eq!(f[1][0], 0x4a, "same header length");
+    assert_eq!(&f[1][2..4], &(40u16 + 52).to_be_bytes());
+    assert_eq!(&f[1][6..8], &(48u16 / 8).to_be_bytes());
+    for x in &f {
+        let mut h = x[..40].to_vec();
+        let c = [h[10], h[11]];
+        ipv4_checksum(&mut h);
+        assert_eq!([h[10], h[11]], c, "checksum of the header as sent");
+    }
+    assert_eq!(&f[1][40..], &d[40 + 48..]);
+    // cut afresh at a smaller MTU: every fragment after the first is stripped the same way
+    let f = fragment(&d, &[48, 52], 72, 0).unwrap();
+    assert_eq!(f.len(), 4);
+    assert_eq!(&f[0][20..40], &opts);
+    for x in &f[1..] {
+        assert_eq!(&x[20..40], &later);
+    }
+    // a malformed option stops the walk: what follows stays
+    let mut bad = d.clone();
+    bad[20..24].copy_from_slice(&[7, 30, 0, 0]);
+    ipv4_checksum(&mut bad[..40]);
+    let f = fragment(&bad, &[48, 52], 1500, 0).unwrap();
+    assert_eq!(&f[1][20..40], &bad[20..40]);
+}
+
 proptest! {
     /// Any bytes: no panic, and nothing held past the limit.
     #[test]

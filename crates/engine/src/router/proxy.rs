@@ -104,7 +104,8 @@ impl Router {
         let Some((id, dir)) = w.conn else {
             return Ok(());
         };
-        if meta.ip_protocol != Some(IpProtocol::Tcp) {
+        // no connection is synproxied (the usual case): no lookup per forwarded segment
+        if meta.ip_protocol != Some(IpProtocol::Tcp) || self.ct.synproxied() == 0 {
             return Ok(());
         }
         let Some(state) = self.ct.get(id).and_then(|c| c.synproxy()).copied() else {
@@ -127,9 +128,7 @@ impl Router {
                 established: true,
                 ..state
             };
-            if let Some(c) = self.ct.get_mut(id) {
-                c.set_synproxy(next);
-            }
+            let _ = self.ct.set_synproxy(id, next);
             sp::adjust(l3, th, &next, true).ok_or(Drop::SynproxyBadPacket)?;
             return Ok(());
         }
@@ -147,9 +146,7 @@ impl Router {
             now,
             out,
         );
-        if let Some(c) = self.ct.get_mut(id) {
-            c.set_synproxy(next);
-        }
+        let _ = self.ct.set_synproxy(id, next);
         self.synproxy_send(w, &client_ack, Send::Attach(id, Direction::Reply), now, out);
         Err(Drop::Stolen)
     }
@@ -206,9 +203,7 @@ impl Router {
             },
         };
         if let (Some((id, _)), Some(s)) = (conn, init) {
-            if let Some(c) = self.ct.get_mut(id) {
-                c.set_synproxy(s);
-            }
+            let _ = self.ct.set_synproxy(id, s);
         }
         let mut lw = Walk::own(w, oif, via.or(Some(dst)), src_mac, conn, state);
         // the router's own packet, but the server's SYN is a new connection's first: the

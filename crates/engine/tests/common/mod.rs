@@ -160,6 +160,16 @@ pub fn one(r: &mut Router, ingress: usize, data: Vec<u8>, now: Duration, egress:
     out[0].data.clone()
 }
 
+/// Runs one frame from the LAN that must be forwarded out of the WAN; what left.
+pub fn lan_to_wan(r: &mut Router, data: Vec<u8>, now: Duration) -> Vec<u8> {
+    one(r, LAN, data, now, Port::Iface(WAN))
+}
+
+/// Runs one frame from the WAN that must be forwarded out of the LAN; what left.
+pub fn wan_to_lan(r: &mut Router, data: Vec<u8>, now: Duration) -> Vec<u8> {
+    one(r, WAN, data, now, Port::Iface(LAN))
+}
+
 pub fn none(r: &mut Router, ingress: usize, data: Vec<u8>, now: Duration) {
     let out = send(r, ingress, data, now);
     assert!(out.is_empty(), "expected nothing out, got {out:?}");
@@ -252,6 +262,49 @@ pub fn icmp4_echo(
     let mut out = vec![];
     b.write(&mut out, b"ping").unwrap();
     out
+}
+
+/// UDP from the client, as it arrives on the LAN.
+pub fn lan_udp(dst: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    udp4(CLIENT_MAC, LAN_MAC, CLIENT, dst, sport, dport, ttl, payload)
+}
+
+/// UDP from `src` through the gateway to the router's WAN address, as it arrives on the WAN.
+pub fn wan_udp(src: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    udp4(GW_MAC, WAN_MAC, src, ROUTER_WAN, sport, dport, ttl, payload)
+}
+
+/// TCP from the client to the remote host, as it arrives on the LAN.
+pub fn lan_tcp(sport: u16, dport: u16, seq: u32, kind: Tcp, payload: &[u8]) -> Vec<u8> {
+    tcp4(
+        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, sport, dport, seq, kind, payload,
+    )
+}
+
+/// TCP from the remote host to the router's WAN address, as it arrives on the WAN.
+pub fn wan_tcp(sport: u16, dport: u16, seq: u32, kind: Tcp, payload: &[u8]) -> Vec<u8> {
+    tcp4(
+        GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, sport, dport, seq, kind, payload,
+    )
+}
+
+/// Opens a TCP connection from the client's `cport` to the remote host's `dport` through the
+/// masquerade at `now`: SYN (sequence 100), SYN-ACK (sequence `server_seq`) and ACK, each of
+/// which must come out on the other side. The source port the router chose.
+pub fn open_tcp(r: &mut Router, cport: u16, dport: u16, server_seq: u32, now: Duration) -> u16 {
+    let out = lan_to_wan(r, lan_tcp(cport, dport, 100, Tcp::Syn, b""), now);
+    let sport = check(&out).ports.unwrap().0;
+    wan_to_lan(
+        r,
+        wan_tcp(dport, sport, server_seq, Tcp::SynAck(101), b""),
+        now,
+    );
+    lan_to_wan(
+        r,
+        lan_tcp(cport, dport, 101, Tcp::Ack(server_seq + 1), b""),
+        now,
+    );
+    sport
 }
 
 /// Parses a frame that left the router and verifies every checksum in it (IPv4 header, TCP,
