@@ -165,6 +165,19 @@ gen=(ip netns exec $C "$genbin" -i c0 -s "$CMAC" -d "$RMAC" -S 198.18.1.2 -D 198
 
 # Make every UDP flow two-way (conntrack: established), as real traffic is: the server answers
 # the first packet of each flow, whatever address and port the router gave it.
+quiet() {  # wait up to $qwait s for a second in which the CPUs are 90% idle
+  local t a b
+  for ((t = 0; t < qwait; t += 2)); do
+    a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))  # jiffies: 100 per CPU-second
+    (( b[4] + b[5] - a[4] - a[5] >= 90 * $(nproc) )) && return 0
+    sleep 1
+  done
+  echo "livebench: warning: the machine is busy with other work; measuring anyway" >&2
+}
+# The wait for a quiet machine comes before the priming: UDP conntrack entries that saw a
+# reply but are not assured yet expire after 30 s, and a longer wait between the two (a busy
+# machine) left every flow unprimed (every packet `new`, no flow offloaded).
+quiet
 if [ "$test" = udp ] && [ "$prime" = 1 ]; then
   ns $S python3 - "$flows" >"$W/prime.out" <<'PY' &
 import socket, sys, time
@@ -241,21 +254,12 @@ snap() {  # $1 $2: run folder, 0 (before) or 1 (after)
   sink_count >"$1/rx.$2"
   ns $C cat /sys/class/net/c0/statistics/tx_packets /sys/class/net/c0/statistics/tx_dropped >"$1/c0.$2"
 }
-quiet() {  # wait up to $qwait s for a second in which the CPUs are 90% idle
-  local t a b
-  for ((t = 0; t < qwait; t += 2)); do
-    a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))  # jiffies: 100 per CPU-second
-    (( b[4] + b[5] - a[4] - a[5] >= 90 * $(nproc) )) && return 0
-    sleep 1
-  done
-  echo "livebench: warning: the machine is busy with other work; measuring anyway" >&2
-}
 probe=(ip netns exec $C taskset -c "$gcpu" python3 "$HERE/lbprobe.py" 198.19.0.2)  # + seconds
 
 for rep in $(seq "$reps"); do
   D=$W/$rep
   mkdir "$D"
-  quiet
+  [ "$rep" = 1 ] || quiet
   [ "$rtt" = 0 ] || "${probe[@]}" 2 >"$D/rtt_idle.txt" 2>&1 || die "lbprobe: $(tail -1 "$D/rtt_idle.txt")"
   if [ "$test" = tcp ]; then
     ns $S taskset -c "$gcpu" iperf3 -s -1 -p 5201 >"$D/iperf_server.txt" 2>&1 &
