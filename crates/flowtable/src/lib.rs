@@ -160,11 +160,21 @@ pub struct Memory {
 /// flowtable together: the connection's slot (which also holds what the engine keeps per
 /// connection for offload: the ports each direction arrived on, the flow's handle) and its
 /// share of conntrack's indexes (every connection source-NATed), plus the flow's line, its
-/// cold part and its share of the flow index (a flowtable sized for `conns` flows). Heap
-/// parts only some connections have are left out: counters with conntrack accounting (48
-/// bytes, with where `counter`'s syncs stand), a flow's marks, IPv6 addresses or counts
-/// past 2^31 packets (one box), a connection's labels, helper or masquerade interface (one
-/// box of 48 bytes), the engine's map of replayed mangles.
+/// cold part and its share of the flow index (a flowtable sized for `conns` flows).
+///
+/// Heap parts not counted here:
+/// * conntrack's early-drop queue: one `ConnId` (8 bytes) per connection confirmed since the
+///   queue was last pruned (assured connections, offloaded ones among them, leave it only
+///   when it holds more than twice the table plus 64): up to 16 bytes a connection, 8 in
+///   `bench`, whose 100,000 connections are all still queued (counted, 257);
+/// * the free lists of the conntrack and flow slabs: 4 bytes per freed slot, at their
+///   high-water mark, none per live connection;
+/// * the flowtable's links: one per distinct egress and next hop (a few per router, shared
+///   by every flow through it; GC frees unused ones);
+/// * what only some connections have: counters with conntrack accounting (48 bytes, with
+///   where `counter`'s syncs stand), a flow's marks, IPv6 addresses or counts past 2^31
+///   packets (one box), a connection's labels, helper or wide masquerade interface (one box
+///   of 48 bytes), the engine's map of replayed mangles.
 pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
     Table::memory_per_conn(conns).bytes_per_conn
         + Flowtable::<SoftwareOnly>::memory_per_flow_with(conns, true).bytes_per_flow
