@@ -21,7 +21,9 @@ use nft_xdp::offload::{ifindex_of, Mode};
 use nft_xdp::{Chain, Steer, SteerConfig};
 
 use crate::netlink::Addr;
-use crate::run::{is_arp, send_bounded, thread_cpu_ns, Shared, BURST, TICK};
+use crate::run::{
+    complete_partial_l4_checksum, is_arp, send_bounded, thread_cpu_ns, Shared, BURST, TICK,
+};
 
 /// A `flags offload` backend's chain and the devices (ifindex, mode) its program is on.
 pub struct Chained {
@@ -145,6 +147,21 @@ impl NapiTuning {
             let _ = std::fs::write(&path, &old);
         }
     }
+}
+
+/// How many receive queues `ifname` has (sysfs `queues/rx-*`; 1 when unknown).
+fn rx_queues(ifname: &str) -> usize {
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(ifname)
+        .join("queues");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// The kernel threads of `ifname`'s threaded NAPIs: named `napi/IFNAME-ID` (the task name
@@ -297,6 +314,17 @@ pub fn open(
         steers.push(s);
     }
     let names: Vec<&str> = ifs.iter().map(|(_, n)| n.as_str()).collect();
+    for name in &names {
+        let queues = rx_queues(name);
+        if queues > workers {
+            eprintln!(
+                "nft-offload: warning: {name} has {queues} receive queues and {workers} \
+                 worker(s): the steering program passes what arrives on queues {workers}.. \
+                 to the kernel (no socket there), which does not forward it; run with \
+                 --workers {queues} (or ethtool -L {name} combined {workers})"
+            );
+        }
+    }
     let mut steering = Steering {
         chains: chains.into_iter().map(|c| c.chain).collect(),
         steers,
@@ -304,12 +332,16 @@ pub fn open(
         napi_threads: false,
     };
     steering.set_locals(addrs)?;
-    // 1024 frames receiving per interface, and as many again for what is being sent
+    // A whole RX ring of frames receiving per interface (the fill ring as deep as the RX
+    // ring), and as many again for what is being sent: the ring absorbs a burst while the
+    // worker is away (a TCP window sent back to back, the worker preempted). Each frame the
+    // ring cannot take is lost before the worker sees it (`rx_ring_full`), and with TCP every
+    // one of them is a retransmission.
     let defaults = AfXdpConfig::default();
+    let rx_frames = defaults.rx_size.min(defaults.fill_size);
     let cfg = AfXdpConfig {
-        frame_count: defaults
-            .frame_count
-            .max(2 * defaults.rx_frames * ifs.len() as u32),
+        rx_frames,
+        frame_count: defaults.frame_count.max(2 * rx_frames * ifs.len() as u32),
         busy_poll: (napi != Napi::Kernel).then_some(BusyPoll {
             usecs: BUSY_POLL_USECS,
             budget: BURST as u16,
@@ -410,6 +442,7 @@ pub fn worker(
             eprintln!("nft-offload: worker {wid}: nice: {e}");
         }
     }
+    let local = shared.local_senders.clone();
     let mut idle = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
         if busy {
@@ -448,6 +481,9 @@ pub fn worker(
                     continue;
                 }
                 let port = l.port as u16;
+                if local.get(l.port) == Some(&true) {
+                    complete_partial_l4_checksum(l.frame.data_mut());
+                }
                 let (chunk, start, len) = l.frame.parts_mut();
                 if let Some(s) = FrameSlot::lend(port, chunk, start, len) {
                     slots.push(s);

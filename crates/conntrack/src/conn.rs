@@ -169,7 +169,12 @@ impl Conn {
     }
 
     #[inline]
-    fn addr(&self, i: usize) -> IpAddr {
+    /// Port (or ICMP field) `i`: the original's source and destination, then the reply's.
+    pub(crate) fn port(&self, i: usize) -> u16 {
+        self.tuples.ports[i & 3]
+    }
+
+    pub(crate) fn addr(&self, i: usize) -> IpAddr {
         if self.tuples.wide {
             if let Some(a) = self.ext.as_deref().and_then(|e| e.addrs) {
                 return a[i & 3];
@@ -197,8 +202,20 @@ impl Conn {
 
     /// Replaces the reply tuple (NAT bound it).
     pub(crate) fn set_reply(&mut self, r: Tuple) {
-        let o = self.tuple(Direction::Original);
-        self.store_tuples([o, r]);
+        match (self.tuples.wide, r.src, r.dst) {
+            // all IPv4 before and after: the reply's half is written in place
+            (false, IpAddr::V4(s), IpAddr::V4(d)) => {
+                let k = &mut self.tuples;
+                k.v4[2] = s.octets();
+                k.v4[3] = d.octets();
+                k.ports[2] = r.sport;
+                k.ports[3] = r.dport;
+            }
+            _ => {
+                let o = self.tuple(Direction::Original);
+                self.store_tuples([o, r]);
+            }
+        }
     }
 
     /// The counters of a direction, to add to (allocated with the first count).

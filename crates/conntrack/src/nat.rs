@@ -479,6 +479,43 @@ impl Table {
         }
         Some(rw)
     }
+
+    /// [`Table::rewrite`]'s part for `manip` alone (`rewrite(id, dir)?.only(manip)`), what a
+    /// packet gets at one NAT hook. For protocols with ports it reads the two fields it needs
+    /// in place instead of copying and inverting both tuples.
+    pub fn rewrite_part(&self, id: ConnId, dir: Direction, manip: Manip) -> Option<Rewrite> {
+        let c = self.get(id)?;
+        if !c.status().intersects(Status::SRC_NAT | Status::DST_NAT) {
+            return Some(Rewrite::default());
+        }
+        if !has_ports(c.l4proto()) {
+            return self.rewrite(id, dir).map(|r| r.only(manip));
+        }
+        // the other direction's tuple inverted: its source is the other's destination
+        let (this, other) = match dir {
+            Direction::Original => (0, 1),
+            Direction::Reply => (1, 0),
+        };
+        let (a, p) = match manip {
+            Manip::Src => (2 * this, 2 * other + 1),
+            Manip::Dst => (2 * this + 1, 2 * other),
+        };
+        let addr = (c.addr(a) != c.addr(p)).then(|| c.addr(p));
+        let port = c.port(a);
+        let port = (port != c.port(p)).then(|| c.port(p));
+        Some(match manip {
+            Manip::Src => Rewrite {
+                src_addr: addr,
+                src_port: port,
+                ..Rewrite::default()
+            },
+            Manip::Dst => Rewrite {
+                dst_addr: addr,
+                dst_port: port,
+                ..Rewrite::default()
+            },
+        })
+    }
 }
 
 /// Why a rewrite could not be applied.

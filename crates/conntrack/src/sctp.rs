@@ -456,9 +456,9 @@ impl SctpTrack {
                         return false;
                     };
                     let v = self.vtag[1 - d];
-                    if !self.init[1 - d] && v != 0 && v != tag
-                        || self.init[d] && self.init[1 - d] && v != tag
-                    {
+                    // a tag other than the INIT announced, or an INIT collision's
+                    let (mine, other) = (self.init[d], self.init[1 - d]);
+                    if v != tag && (!other && v != 0 || mine && other) {
                         err = Some(SctpError::Vtag);
                         return false;
                     }
@@ -564,10 +564,13 @@ mod tests {
         );
         assert_eq!(t.state, ES);
         let data = chunk(DATA, 3, &[0; 12]);
-        assert_eq!(step(&mut t, O, 0x2222, &[data.clone()]), accept(210, false));
+        assert_eq!(
+            step(&mut t, O, 0x2222, std::slice::from_ref(&data)),
+            accept(210, false)
+        );
         // the wrong tag, either way
         assert_eq!(
-            step(&mut t, O, 0x1111, &[data.clone()]),
+            step(&mut t, O, 0x1111, std::slice::from_ref(&data)),
             SctpVerdict::Invalid(SctpError::Vtag)
         );
         assert_eq!(

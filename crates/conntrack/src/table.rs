@@ -845,6 +845,7 @@ impl Table {
         let policy = c.ext.as_ref().and_then(|e| e.timeouts.as_deref().cloned());
         let timeouts = policy.as_ref().unwrap_or(&self.cfg.timeouts);
         let seen_reply = c.status.contains(Status::SEEN_REPLY);
+        let synproxied = c.synproxy().is_some();
         let mut kill = false;
         let timeout = match &mut c.proto {
             ProtoState::Tcp(track) => {
@@ -852,6 +853,9 @@ impl Table {
                     return Some(Outcome::Invalid(Invalid::NoTuple));
                 };
                 let old_state = track.state;
+                if synproxied && outside_closed(track, dir, &seg) {
+                    return Some(Outcome::Invalid(Invalid::TcpState));
+                }
                 match track.packet(dir, &seg, timeouts, max_retrans) {
                     TcpVerdict::Accept { .. }
                         if !seen_reply && seg.flags.contains(nft_wire::TcpFlags::RST) =>
@@ -1452,6 +1456,28 @@ fn capped_pickup(state: TcpState, timeout: Duration, t: &Timeouts) -> Duration {
     } else {
         timeout
     }
+}
+
+/// A client's segment on a closed synproxied connection (TIME_WAIT, CLOSE) that lies far
+/// outside what the client sent on it: the ACK of a new handshake the router answered on the
+/// same ports. The kernel's window check (`tcp_in_window`, which liberal tracking leaves
+/// out) makes it invalid there, so that `ct state invalid` sends it to synproxy, which opens
+/// the new connection; here the check is made only where synproxy needs it.
+fn outside_closed(track: &TcpTrack, dir: Direction, seg: &Segment) -> bool {
+    use nft_wire::TcpFlags;
+    if dir != Direction::Original
+        || !matches!(track.state, TcpState::TimeWait | TcpState::Close)
+        || seg
+            .flags
+            .intersects(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST)
+    {
+        return false;
+    }
+    let Some(end) = track.seen[0].end else {
+        return false;
+    };
+    let d = seg.seq.wrapping_sub(end) as i32;
+    !(-65535..=65535).contains(&d)
 }
 
 fn segment(meta: &PacketMeta) -> Option<Segment> {

@@ -495,6 +495,19 @@ fn options_fragment(opts: &mut [u8]) {
 /// go whole on the first fragment only ([`options_fragment`]). None when the packet is not IP
 /// or the MTU leaves no room for 8 bytes of payload.
 pub fn fragment(l3: &[u8], pieces: &[usize], mtu: usize, v6_id: u32) -> Option<Vec<Vec<u8>>> {
+    fragment_opts(l3, pieces, mtu, v6_id, true)
+}
+
+/// [`fragment`], with the IPv4 options of later fragments left whole when `strip_options`
+/// is false: the kernel's `ip_options_fragment` works from the options `ip_rcv_options`
+/// parsed, after prerouting, so a copy made there (`dup` at prerouting) keeps them all.
+pub fn fragment_opts(
+    l3: &[u8],
+    pieces: &[usize],
+    mtu: usize,
+    v6_id: u32,
+    strip_options: bool,
+) -> Option<Vec<Vec<u8>>> {
     let version = l3.first()? >> 4;
     let (head_len, nh_at) = if version == 4 {
         (usize::from(l3[0] & 0x0f) * 4, None)
@@ -546,7 +559,7 @@ pub fn fragment(l3: &[u8], pieces: &[usize], mtu: usize, v6_id: u32) -> Option<V
         let mut f = Vec::with_capacity(head_len + frag_hdr + len);
         f.extend_from_slice(head);
         if version == 4 {
-            if i > 0 {
+            if i > 0 && strip_options {
                 options_fragment(&mut f[20..head_len]);
             }
             f[2..4].copy_from_slice(&((head_len + len) as u16).to_be_bytes());

@@ -792,7 +792,9 @@ impl Router {
             Some(c) => c.add(data.len()),
             None => return self.counters.drop(Drop::NoInterface),
         }
-        let meta = match parse_frame(&data) {
+        // (one PacketMeta for the whole walk, parsed in place: each move of it is a copy of
+        // some 250 bytes)
+        let mut meta = match parse_frame(&data) {
             Ok(m) => m,
             Err(e) => {
                 self.counters.parse[e.index()] += 1;
@@ -833,8 +835,9 @@ impl Router {
         }
         // Rules see the frame as the logical interface delivers it: Ethernet, no tags, no
         // PPPoE. Move the MACs next to L3 instead of moving the packet.
-        let (mut start, meta) = if meta.l3_offset != 14 {
-            let Some(start) = meta.l3_offset.checked_sub(14) else {
+        let mut start = 0;
+        if meta.l3_offset != 14 {
+            let Some(s) = meta.l3_offset.checked_sub(14) else {
                 return self.counters.drop(Drop::UnknownEncap);
             };
             let ethertype = if meta.ip_version == Some(IpVersion::Ipv6) {
@@ -842,18 +845,17 @@ impl Router {
             } else {
                 ETHERTYPE_IPV4
             };
-            data.copy_within(0..12, start);
-            data[start + 12..start + 14].copy_from_slice(&ethertype.to_be_bytes());
-            match parse_frame(&data[start..]) {
-                Ok(m) => (start, m),
+            data.copy_within(0..12, s);
+            data[s + 12..s + 14].copy_from_slice(&ethertype.to_be_bytes());
+            match parse_frame(&data[s..]) {
+                Ok(m) => meta = m,
                 Err(e) => {
                     self.counters.parse[e.index()] += 1;
                     return;
                 }
             }
-        } else {
-            (0, meta)
-        };
+            start = s;
+        }
         self.counters.slow_path += 1;
         let pkttype = if dst == [0xff; 6] {
             1
@@ -885,7 +887,6 @@ impl Router {
             secmark: 0,
             tproxy: false,
         };
-        let mut meta = meta;
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
         let dscp_in = ip_dscp(&data[start..], &meta);
         match self.hook(
@@ -1294,14 +1295,13 @@ impl Router {
         let Some((id, dir)) = w.conn else {
             return Ok(());
         };
-        let Some(rw) = self.ct.rewrite(id, dir) else {
+        let Some(part) = self.ct.rewrite_part(id, dir, manip) else {
             return Ok(());
         };
-        let part = rw.only(manip);
         if part.is_empty() {
             return Ok(());
         }
-        apply_rewrite(buf, meta, &rw, Some(manip)).map_err(|_| Drop::RewriteFailed)?;
+        apply_rewrite(buf, meta, &part, None).map_err(|_| Drop::RewriteFailed)?;
         let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp))
             && meta.fragment == Fragment::None
             && meta.icmp.is_none();
@@ -1628,7 +1628,7 @@ impl Router {
         let family = self.rules.base[bi].family;
         // (statements the chain handed over are looked at in place: most runs have none)
         if !self.act.logs.is_empty() || !self.act.dups.is_empty() || self.act.fwd.is_some() {
-            self.logs_and_copies(w, buf, meta, hook, out);
+            self.logs_and_copies(w, buf, meta, hook, now, out);
         }
         if self.act.notrack {
             w.notrack = true;
@@ -1670,16 +1670,17 @@ impl Router {
         buf: &mut [u8],
         meta: &mut PacketMeta,
         hook: Hook,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         for spec in std::mem::take(&mut self.act.logs) {
             self.log_line(w, buf, meta, hook, &spec);
         }
         for (addr, dev) in std::mem::take(&mut self.act.dups) {
-            self.send_copy(w, buf, meta, addr, dev, false, out);
+            self.send_copy(w, buf, meta, addr, dev, Some(hook), now, out);
         }
         if let Some((addr, dev)) = self.act.fwd.take() {
-            self.send_copy(w, buf, meta, addr, Some(dev), true, out);
+            self.send_copy(w, buf, meta, addr, Some(dev), None, now, out);
         }
     }
 
@@ -1740,7 +1741,8 @@ impl Router {
 
     /// `dup` and `fwd`: the packet as it stands, out of interface `dev` (as `meta oif`
     /// numbers them) or the one the route to `addr` takes, to `addr`'s neighbour, or to the
-    /// destination's when only a device is given.
+    /// destination's when only a device is given. `dup` names the hook it ran in; `fwd`
+    /// (netdev) none.
     #[allow(clippy::too_many_arguments)]
     fn send_copy(
         &mut self,
@@ -1749,9 +1751,11 @@ impl Router {
         meta: &PacketMeta,
         addr: Option<u128>,
         dev: Option<u32>,
-        fwd: bool,
+        dup: Option<Hook>,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
+        let fwd = dup.is_none();
         let target = addr.map(|a| bits_addr(a, w.v6));
         let egress = match dev {
             Some(d) => (d as usize)
@@ -1787,20 +1791,65 @@ impl Router {
             return;
         };
         let mtu = iface.mtu as usize;
-        // The copy leaves through the output path (`ip_local_out` for dup, the neighbour's
-        // transmit for fwd): a reassembled datagram goes in the fragments it came in, cut
-        // again where one exceeds the MTU (`ip_do_fragment`); a packet over the MTU is cut
-        // there without DF, and dropped with DF or over IPv6 (`ip_fragment`, `ip6_fragment`
-        // refuse it; no error is sent for a copy here).
-        let dont_frag = !w.v6 && l3.get(6).is_some_and(|b| b & 0x40 != 0);
-        let frames = match &w.frags {
-            Some((_, max_size, _)) if *max_size > mtu && (w.v6 || dont_frag) => None,
-            Some((pieces, _, id)) => defrag::fragment(l3, pieces, mtu, *id),
-            None if l3.len() <= mtu => Some(vec![l3.to_vec()]),
-            None if w.v6 || dont_frag => None,
-            None => defrag::fragment(l3, &[l3.len() - meta.ip_header_len], mtu, 0),
+        let mut copy = l3.to_vec();
+        let mut too_big = false;
+        let frames = match dup {
+            // netdev `fwd` sends the frame as it is (netdev sees no reassembled datagram)
+            None if copy.len() <= mtu => Some(vec![copy.clone()]),
+            None => None,
+            Some(hook) => {
+                // `nf_dup_ipv4`/`nf_dup_ipv6`: the copy is untracked; from prerouting and
+                // input its TTL goes down; an IPv4 copy gets DF, so that the source hears of
+                // a smaller MTU on the copy's route
+                let hop = matches!(hook, Hook::Prerouting | Hook::Input);
+                if w.v6 {
+                    if hop && copy.len() > 7 {
+                        copy[7] = copy[7].saturating_sub(1);
+                    }
+                } else if copy.len() >= 20 {
+                    copy[6] |= 0x40;
+                    if hop {
+                        copy[8] = copy[8].saturating_sub(1);
+                    }
+                    let hl = usize::from(copy[0] & 0x0f) * 4;
+                    copy[10..12].copy_from_slice(&[0, 0]);
+                    let c = nft_wire::checksum::checksum(&copy[..hl.clamp(20, copy.len())]);
+                    copy[10..12].copy_from_slice(&c.to_be_bytes());
+                }
+                match &w.frags {
+                    // a reassembled datagram: too big for the route when the largest
+                    // fragment that came in is (frag-needed, packet-too-big to the source);
+                    // else cut afresh, the copy's fragments being shared with the original
+                    // (the slow path of `ip_do_fragment`/`ip6_fragment`), at that largest
+                    // fragment's size (IPv6: at least 1280)
+                    Some((_, max_size, _)) if *max_size > mtu => {
+                        too_big = true;
+                        None
+                    }
+                    Some((_, max_size, id)) => {
+                        let at = if w.v6 {
+                            (*max_size).max(1280)
+                        } else {
+                            *max_size
+                        };
+                        let whole = copy.len().saturating_sub(meta.ip_header_len);
+                        // options as parsed only after prerouting (see `fragment_opts`)
+                        let strip = hook != Hook::Prerouting;
+                        defrag::fragment_opts(&copy, &[whole], at.min(mtu), *id, strip)
+                    }
+                    // with DF (IPv4 copies have it) or IPv6: refused over the MTU
+                    None if copy.len() > mtu => {
+                        too_big = true;
+                        None
+                    }
+                    None => Some(vec![copy.clone()]),
+                }
+            }
         };
         let Some(frames) = frames else {
+            if too_big {
+                self.copy_too_big(w, &copy, mtu, now, out);
+            }
             return self.counters.drop(Drop::NeedsFragmentation);
         };
         if fwd {
@@ -1818,6 +1867,31 @@ impl Router {
         for frame in frames {
             self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
         }
+    }
+
+    /// A `dup` copy too big for its route: the error goes to the source, quoting the copy
+    /// (untracked, so the error is `ct state invalid`), and the copy is not sent.
+    fn copy_too_big(
+        &mut self,
+        w: &Walk,
+        copy: &[u8],
+        mtu: usize,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
+        let Some((buf, meta, _)) = own_frame(copy, w.v6) else {
+            return;
+        };
+        let mut cw = Walk::own(w, w.iif, None, w.src_mac, None, CtState::Untracked);
+        cw.notrack = true;
+        cw.local = false;
+        cw.pkttype = w.pkttype;
+        let (ty, code) = if w.v6 {
+            (answer::ICMPV6_PKT_TOOBIG, 0)
+        } else {
+            (answer::ICMP_DEST_UNREACH, answer::ICMP_FRAG_NEEDED)
+        };
+        self.send_icmp_error(&cw, &buf, &meta, ty, code, mtu as u32, now, out);
     }
 
     /// For tracing a fast-path frame: its tuple, read before the fast path rewrites it.

@@ -281,44 +281,49 @@ fn frag_fields(f: &[u8]) -> (usize, bool, usize) {
     )
 }
 
-/// `dup` of a reassembled datagram leaves through the output path: in the pieces it came
-/// in, cut again at the egress MTU where a piece does not fit (the WAN's 1400 here); a
-/// packet over the MTU is cut without DF and not copied with it.
+/// `dup` (`nf_dup_ipv4`) of a reassembled datagram leaves through the output path: the
+/// copy gets DF and, from prerouting, a lower TTL; it is cut afresh at the size of the
+/// largest fragment that came in (its fragments are shared with the original: the slow path
+/// of `ip_do_fragment`), or refused with frag-needed to the source when that fragment does not
+/// fit the route (the WAN's 1400 here). A copy over the MTU is refused likewise.
 #[test]
-fn dup_of_a_reassembled_datagram_is_fragmented_to_the_egress_mtu() {
+fn dup_of_a_reassembled_datagram_is_fragmented_or_refused_as_the_kernel_does() {
     let mut r = router_with(TOPOLOGY, DUP_RULES, Config::default());
-    let whole = lan_dgram(2000, false);
-    let pieces = nft_engine::defrag::fragment(&whole[14..], &[1480, 528], 65535, 0).unwrap();
-    let frames: Vec<Vec<u8>> = pieces
-        .iter()
-        .map(|p| [&whole[..14], &p[..]].concat())
-        .collect();
-    assert!(send(&mut r, LAN, frames[1].clone(), secs(1)).is_empty());
-    let out = send(&mut r, LAN, frames[0].clone(), secs(1));
-    let wan: Vec<&[u8]> = out
-        .iter()
-        .filter(|f| f.egress == Port::Iface(WAN))
-        .map(|f| &f.data[..])
-        .collect();
-    let lan: Vec<&[u8]> = out
-        .iter()
-        .filter(|f| f.egress == Port::Iface(LAN))
-        .map(|f| &f.data[..])
-        .collect();
-    // the original in its pieces on the LAN (MTU 1500)
+    let send_frags = |r: &mut Router, pieces: &[usize], t| {
+        let whole = lan_dgram(2000, false);
+        let frames: Vec<Vec<u8>> = nft_engine::defrag::fragment(&whole[14..], pieces, 65535, 0)
+            .unwrap()
+            .iter()
+            .map(|p| [&whole[..14], &p[..]].concat())
+            .collect();
+        assert!(send(r, LAN, frames[1].clone(), secs(t)).is_empty());
+        (whole, send(r, LAN, frames[0].clone(), secs(t)))
+    };
+    let on = |out: &[nft_engine::TxFrame], port: usize| -> Vec<Vec<u8>> {
+        out.iter()
+            .filter(|f| f.egress == Port::Iface(port))
+            .map(|f| f.data.clone())
+            .collect()
+    };
+
+    // fragments of up to 1028 bytes: the copy is cut at 1028 for the WAN
+    let (whole, out) = send_frags(&mut r, &[1000, 1008], 1);
+    let lan = on(&out, LAN);
     assert_eq!(
         lan.iter().map(|f| frag_fields(f)).collect::<Vec<_>>(),
-        [(0, true, 1500), (1480, false, 548)]
+        [(0, true, 1020), (1000, false, 1028)],
+        "the original in its pieces"
     );
-    // the copy cut at 1376 payload bytes a fragment for the WAN
+    let wan = on(&out, WAN);
     assert_eq!(
         wan.iter().map(|f| frag_fields(f)).collect::<Vec<_>>(),
-        [(0, true, 1396), (1376, false, 20 + 632)]
+        [(0, true, 1028), (1008, false, 1020)]
     );
     let mut data = vec![];
     for f in &wan {
         assert_eq!(&f[0..6], &GW_MAC);
         assert_eq!(&f[14 + 4..14 + 6], &[0x12, 0x34], "the datagram's ID");
+        assert_eq!(f[14 + 8], 63, "TTL down at prerouting");
         assert_eq!(ipv4_sum(&f[14..34]), 0, "header checksum");
         data.extend_from_slice(&f[34..]);
     }
@@ -329,18 +334,26 @@ fn dup_of_a_reassembled_datagram_is_fragmented_to_the_egress_mtu() {
     );
     assert_eq!(r.counters().dup_packets, 1);
 
-    // not fragmented: over the WAN's MTU without DF, cut; with DF, no copy
-    let out = send(&mut r, LAN, lan_dgram(1450, false), secs(2));
-    let wan: Vec<_> = out
-        .iter()
-        .filter(|f| f.egress == Port::Iface(WAN))
-        .collect();
-    assert_eq!(
-        wan.iter().map(|f| frag_fields(&f.data)).collect::<Vec<_>>(),
-        [(0, true, 1396), (1376, false, 20 + 82)]
-    );
-    let out = send(&mut r, LAN, lan_dgram(1450, true), secs(3));
-    assert!(out.iter().all(|f| f.egress == Port::Iface(LAN)), "{out:?}");
-    assert_eq!(out.len(), 1);
+    // a 1500-byte fragment does not fit the WAN: frag-needed (MTU 1400) to the client
+    let (_, out) = send_frags(&mut r, &[1480, 528], 2);
+    assert!(on(&out, WAN).is_empty());
+    let lan = on(&out, LAN);
+    assert_eq!(lan.len(), 3, "the original's two pieces and the error");
+    let icmp = lan.iter().find(|f| f[14 + 9] == 1).expect("an ICMP error");
+    assert_eq!(&icmp[34..36], &[3, 4], "frag-needed");
+    assert_eq!(&icmp[38..42], &1400u32.to_be_bytes());
+    assert_eq!(&icmp[14 + 16..14 + 20], &CLIENT);
+    assert_eq!(icmp[42 + 6] & 0x40, 0x40, "the quoted copy has DF");
+    assert_eq!(icmp[42 + 8], 63, "and the lower TTL");
+
+    // not fragmented: a copy that fits, with DF set; one over the MTU, refused
+    let out = send(&mut r, LAN, lan_dgram(100, false), secs(3));
+    let wan = on(&out, WAN);
+    assert_eq!(wan.len(), 1);
+    assert_eq!((wan[0][14 + 6] & 0x40, wan[0][14 + 8]), (0x40, 63));
+    assert_eq!(ipv4_sum(&wan[0][14..34]), 0);
+    let out = send(&mut r, LAN, lan_dgram(1450, false), secs(4));
+    assert!(on(&out, WAN).is_empty());
+    assert_eq!(on(&out, LAN).len(), 2, "the original and frag-needed");
     assert_eq!(r.counters().dup_packets, 2);
 }

@@ -897,3 +897,198 @@ fn synack_is_untracked_in_output_and_postrouting() {
         .unwrap();
     assert_eq!(r.rule_state().counters[i].0, 1);
 }
+
+/// A synproxied connection closed (TIME_WAIT) and opened again on the same ports
+/// (`synproxy_tg4`'s reopen): the new SYN gets a new cookie, the client's ACK opens a fresh
+/// connection to the server, and the new handshake's numbers are adjusted from scratch, not
+/// with the old connection's offsets.
+#[test]
+fn closed_connection_reopened_on_the_same_ports() {
+    let mut r = router_sp();
+    let ts = |v| [TcpOptionElement::Timestamp(v, 0)];
+    // first connection: handshake, close both ways
+    let c1 = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN))).seq;
+    let a = seg(
+        false,
+        40000,
+        80,
+        1001,
+        Some(c1.wrapping_add(1)),
+        false,
+        502,
+        &[],
+        b"",
+    );
+    let syn1 = tcp_of(&one(&mut r, LAN, a, T0, Port::Iface(WAN)));
+    assert_eq!(syn1.seq, 1000);
+    let sa = seg(
+        true,
+        80,
+        40000,
+        50000,
+        Some(1001),
+        true,
+        2000,
+        &ts(9000),
+        b"",
+    );
+    let _ = send(&mut r, WAN, sa, T0);
+    let fin = seg(
+        false,
+        40000,
+        80,
+        1001,
+        Some(c1.wrapping_add(1)),
+        false,
+        502,
+        &[],
+        b"",
+    );
+    let mut fin = fin;
+    fin[14 + 20 + 13] |= 0x01;
+    fix_tcp(&mut fin);
+    let f = tcp_of(&one(&mut r, LAN, fin, T0, Port::Iface(WAN)));
+    assert!(f.fin);
+    assert_eq!(
+        f.ack, 50001,
+        "the old offset: cookie numbers to the server's"
+    );
+    let mut sfin = seg(true, 80, 40000, 50001, Some(1002), false, 2000, &[], b"");
+    sfin[14 + 20 + 13] |= 0x01;
+    fix_tcp(&mut sfin);
+    let f = tcp_of(&one(&mut r, WAN, sfin, T0, Port::Iface(LAN)));
+    assert_eq!(f.seq, c1.wrapping_add(1));
+    let last = seg(
+        false,
+        40000,
+        80,
+        1002,
+        Some(c1.wrapping_add(2)),
+        false,
+        502,
+        &[],
+        b"",
+    );
+    one(&mut r, LAN, last, T0, Port::Iface(WAN));
+    let t1 = T0 + Duration::from_secs(2);
+    // the same ports again: a new cookie
+    let mut syn = client_syn();
+    syn[14 + 20 + 4..14 + 20 + 8].copy_from_slice(&90000u32.to_be_bytes());
+    fix_tcp(&mut syn);
+    let c2 = tcp_of(&one(&mut r, LAN, syn, t1, Port::Iface(LAN))).seq;
+    let a = seg(
+        false,
+        40000,
+        80,
+        90001,
+        Some(c2.wrapping_add(1)),
+        false,
+        502,
+        &[],
+        b"",
+    );
+    let syn2 = tcp_of(&one(&mut r, LAN, a, t1, Port::Iface(WAN)));
+    assert!(syn2.syn && !syn2.ackf);
+    assert_eq!(
+        syn2.seq, 90000,
+        "the new connection's SYN, in the client's numbers"
+    );
+    assert_eq!(r.conntrack().iter().count(), 1, "the old entry gave way");
+    // the server answers with other numbers: adjusted from scratch
+    let sa = seg(
+        true,
+        80,
+        40000,
+        70000,
+        Some(90001),
+        true,
+        2000,
+        &ts(9500),
+        b"",
+    );
+    let out = send(&mut r, WAN, sa, t1);
+    let to_server = out
+        .iter()
+        .map(|f| (f.egress, tcp_of(&f.data)))
+        .find(|(p, _)| *p == Port::Iface(WAN))
+        .expect("the router's ACK to the server")
+        .1;
+    assert_eq!((to_server.seq, to_server.ack), (90001, 70001));
+    let data = seg(
+        true,
+        80,
+        40000,
+        70001,
+        Some(90001),
+        false,
+        2000,
+        &ts(9600),
+        b"hello",
+    );
+    let d = tcp_of(&one(&mut r, WAN, data, t1, Port::Iface(LAN)));
+    assert_eq!(d.seq, c2.wrapping_add(1), "the new cookie's numbers");
+    assert_eq!(d.payload, b"hello");
+}
+
+/// Recomputes the IPv4 header and TCP checksums of a frame from the client or the server.
+fn fix_tcp(f: &mut [u8]) {
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = !nft_wire::checksum::sum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    let th = 34;
+    f[th + 16..th + 18].copy_from_slice(&[0, 0]);
+    let (s, d): ([u8; 4], [u8; 4]) = (f[26..30].try_into().unwrap(), f[30..34].try_into().unwrap());
+    let ph = nft_wire::checksum::pseudo_header(
+        &IpAddr::from(s),
+        &IpAddr::from(d),
+        nft_wire::IpProtocol::Tcp,
+        (f.len() - th) as u32,
+    );
+    let c = !nft_wire::checksum::combine(&[ph, nft_wire::checksum::sum(&f[th..])]);
+    f[th + 16..th + 18].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The client's ACK of the handshake again once the server answered (the connection is
+/// established): it is the connection's, not synproxy's; it goes to the server with its
+/// acknowledgement moved to the server's numbers (sequence adjustment), once per copy.
+#[test]
+fn client_ack_retransmitted_after_the_server_answered() {
+    let mut r = router_sp();
+    let cookie = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN))).seq;
+    let ack = || {
+        seg(
+            false,
+            40000,
+            80,
+            1001,
+            Some(cookie.wrapping_add(1)),
+            false,
+            502,
+            &[],
+            b"",
+        )
+    };
+    one(&mut r, LAN, ack(), T0, Port::Iface(WAN));
+    let sa = seg(
+        true,
+        80,
+        40000,
+        50000,
+        Some(1001),
+        true,
+        2000,
+        &[TcpOptionElement::Timestamp(9000, 7777)],
+        b"",
+    );
+    let _ = send(&mut r, WAN, sa, T0);
+    let valid = r.counters().synproxy_cookies_valid;
+    let again = tcp_of(&one(&mut r, LAN, ack(), T0, Port::Iface(WAN)));
+    assert!(again.ackf && !again.syn);
+    assert_eq!((again.seq, again.ack), (1001, 50001));
+    assert_eq!(
+        r.counters().synproxy_cookies_valid,
+        valid,
+        "no second cookie check"
+    );
+    assert_eq!(r.conntrack().iter().count(), 1);
+}

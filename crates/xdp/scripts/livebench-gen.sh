@@ -125,7 +125,11 @@ ip -n $S route add 198.18.0.0/16 via 198.19.0.1; ip -n $S -6 route add 2001:db8:
 if [ "$offload" = 0 ]; then
   for l in "$C c0" "$R r0" "$R r1" "$S s0"; do set -- $l; ns $1 ethtool -K $2 tso off gso off gro off; done
 fi
-rps() { ns "$1" sh -c "echo $(printf %x $((1 << $3))) >/sys/class/net/$2/queues/rx-0/rps_cpus"; }
+rps() {  # ns dev cpu (0 with a 4th argument "off": RPS off)
+  local mask=0
+  [ "${4:-}" = off ] || mask=$(printf %x $((1 << $3)))
+  ns "$1" sh -c "echo $mask >/sys/class/net/$2/queues/rx-0/rps_cpus"
+}
 if [ "$rcpu" != off ]; then
   rps $R r0 "$rcpu"; rps $R r1 "$rcpu"; rps $C c0 "$gcpu"; rps $S s0 "$gcpu"
 fi
@@ -222,6 +226,10 @@ if [ "$napit" = on ]; then
   [ "$rcpu" != off ] || die "--napi-threads on needs --router-cpu N"
   napi_thread $R r0 "$rcpu"
   napi_thread $S s0 "$gcpu"
+  # RPS would only queue each frame to a backlog on the same CPU, after its skb was made,
+  # where it can be dropped (softnet backlog) after that work: off, the NAPI thread forwards
+  # each frame to the end (or the sender's ring drops it, before any work on it)
+  rps $R r0 0 off; rps $R r1 0 off
   echo "livebench: threaded NAPI (pid:cpu):$napi_pids" >&2
 fi
 

@@ -1,0 +1,51 @@
+c = station("br-lan", "02:00:00:10:00:00")
+
+# an experimental option without the copied flag (30), one with it (158), 4 bytes each
+OPTS = bytes([30, 4, 0xaa, 0xbb, 158, 4, 0xcc, 0xdd])
+COPIED = bytes([1, 1, 1, 1, 158, 4, 0xcc, 0xdd])
+
+def frags4(st, src, dst, l4, proto, ident, pieces, df=False):
+    for off, ln in pieces:
+        mf = 0x2000 if off + ln < len(l4) else 0
+        body = l4[off:off + ln]
+        opts = OPTS if off == 0 else COPIED
+        h = struct.pack("!BBHHHBBH4s4s", 0x40 | (5 + len(opts) // 4), 0, 20 + len(opts) + len(body), ident,
+                        (0x4000 if df else 0) | mf | (off // 8), 64, proto, 0,
+                        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed) + opts
+        h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+        st.frame(0x0800, h + body)
+
+data = bytes(range(256)) * 12
+C, S = "192.168.1.100", "198.18.5.5"
+# fragments that fit the WAN go as they came; the second with the copied option only
+u = udp_seg(C, S, 40010, 4010, data[:1992])
+frags4(c, C, S, u, 17, 0x4441, [(0, 1000), (1000, len(u) - 1000)])
+# one 1448-byte datagram without DF: cut at the MTU, options as RFC 791 says
+u = udp_seg(C, S, 40011, 4011, data[:1420])
+frags4(c, C, S, u, 17, 0x4442, [(0, len(u))])
+# a reassembled datagram duplicated to the gateway: the copy gets DF (nf_dup_ipv4), and a
+# reassembled datagram with DF is refused by ip_fragment: frag-needed to the source, no copy
+u = udp_seg(C, S, 40012, 4012, data[:1992])
+frags4(c, C, S, u, 17, 0x4443, [(0, 1400), (1400, len(u) - 1400)])
+# the same for one that would fit the MTU whole
+u = udp_seg(C, S, 40013, 4013, data[:800])
+frags4(c, C, S, u, 17, 0x4444, [(0, 400), (400, len(u) - 400)])
+# not fragmented: a copy that fits (TTL down, DF set), one over the MTU (refused)
+c.udp(C, S, 40014, 4014, data[:100], df=False)
+c.udp(C, S, 40014, 4014, data[:1400], df=False)
+
+def frags6(st, src, dst, l4, proto, ident, pieces, hlim=64):
+    for off, ln in pieces:
+        m = 1 if off + ln < len(l4) else 0
+        body = struct.pack("!BBHI", proto, 0, off | m, ident) + l4[off:off + ln]
+        h = struct.pack("!IHBB16s16s", 6 << 28, len(body), 44, hlim, ipaddress.IPv6Address(src).packed,
+                        ipaddress.IPv6Address(dst).packed)
+        st.frame(0x86DD, h + body)
+
+# IPv6: the copy of a reassembled datagram leaves in its pieces (ip6_fragment); one whose
+# pieces do not fit the MTU gets packet-too-big
+C6, S6 = "2001:db8:1::100", "2001:db8:5::5"
+u = udp_seg(C6, S6, 40015, 4015, data[:1500])
+frags6(c, C6, S6, u, 17, 0x79, [(0, 1000), (1000, len(u) - 1000)])
+u = udp_seg(C6, S6, 40016, 4016, data[:2000])
+frags6(c, C6, S6, u, 17, 0x7a, [(0, 1400), (1400, len(u) - 1400)])
