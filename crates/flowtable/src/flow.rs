@@ -385,7 +385,7 @@ impl Hot {
     /// Both IPv4 addresses of direction `d`'s key in one word, as [`Key::v4_words`].
     #[inline(always)]
     pub fn v4_words(&self, d: usize) -> u64 {
-        let (s, t) = (self.addr[2 * d & 3], self.addr[(2 * d + 1) & 3]);
+        let (s, t) = (self.addr[(2 * d) & 3], self.addr[(2 * d + 1) & 3]);
         u64::from_le_bytes([s[0], s[1], s[2], s[3], t[0], t[1], t[2], t[3]])
     }
 
