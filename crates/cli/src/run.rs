@@ -343,12 +343,20 @@ pub(crate) fn thread_cpu_ns() -> u64 {
     }
 }
 
-/// Where a frame's TCP or UDP checksum lies: the segment's span, the field's offset in it, the
-/// pseudo-header sum and whether it is UDP. `None` for anything else, a fragment (its checksum
-/// covers the whole datagram) or a malformed frame. VLAN tags and PPPoE are walked by
+/// Where a frame's checksum lies, for [`complete_l4_checksum`].
+#[derive(Debug, PartialEq)]
+enum L4Site {
+    /// TCP or UDP: the segment's span, the field's offset in it, the pseudo-header sum and
+    /// whether it is UDP.
+    Inet(std::ops::Range<usize>, usize, u16, bool),
+    /// SCTP: the packet's span (its CRC32c, at offset 8, covers the packet alone).
+    Sctp(std::ops::Range<usize>),
+}
+
+/// Where a frame's TCP, UDP or SCTP checksum lies. `None` for anything else, a fragment (its
+/// checksum covers the whole datagram) or a malformed frame. VLAN tags and PPPoE are walked by
 /// [`parse_frame`](nft_wire::parse_frame), as the engine's own parser walks them.
-fn l4_checksum_site(f: &[u8]) -> Option<(std::ops::Range<usize>, usize, u16, bool)> {
-    use nft_wire::checksum::pseudo_header;
+fn l4_site(f: &[u8]) -> Option<L4Site> {
     use nft_wire::IpProtocol;
     let m = nft_wire::parse_frame(f).ok()?;
     let (src, dst, proto, l4) = (m.src_addr?, m.dst_addr?, m.ip_protocol?, m.l4_offset?);
@@ -358,22 +366,49 @@ fn l4_checksum_site(f: &[u8]) -> Option<(std::ops::Range<usize>, usize, u16, boo
     let field = match proto {
         IpProtocol::Tcp => 16,
         IpProtocol::Udp => 6,
+        IpProtocol::Sctp => 8,
         _ => return None,
     };
     let len = m.l4_len;
     if field + 2 > len || l4 + len > f.len() {
         return None;
     }
-    let pseudo = pseudo_header(&src, &dst, proto, len as u32);
-    Some((l4..l4 + len, field, pseudo, proto == IpProtocol::Udp))
+    if proto == IpProtocol::Sctp {
+        // the common header is 12 bytes, the CRC32c its last four
+        return (len >= 12).then_some(L4Site::Sctp(l4..l4 + len));
+    }
+    let pseudo = nft_wire::checksum::pseudo_header(&src, &dst, proto, len as u32);
+    Some(L4Site::Inet(
+        l4..l4 + len,
+        field,
+        pseudo,
+        proto == IpProtocol::Udp,
+    ))
 }
 
-/// Fills in the TCP or UDP checksum of a frame that carries only the pseudo-header sum (made
-/// on this host with checksum offload: veth peers, local sockets). The frame is left as it is
-/// when it is anything else, a fragment, or malformed: the engine then counts it as such.
+/// Where a frame's TCP or UDP checksum lies: the segment's span, the field's offset in it, the
+/// pseudo-header sum and whether it is UDP.
+#[cfg(test)]
+fn l4_checksum_site(f: &[u8]) -> Option<(std::ops::Range<usize>, usize, u16, bool)> {
+    match l4_site(f)? {
+        L4Site::Inet(seg, field, pseudo, udp) => Some((seg, field, pseudo, udp)),
+        L4Site::Sctp(_) => None,
+    }
+}
+
+/// Fills in the TCP or UDP checksum of a frame that carries only the pseudo-header sum, or the
+/// CRC32c of an SCTP packet that carries none (made on this host with checksum offload: veth
+/// peers, which advertise `NETIF_F_SCTP_CRC`, and local sockets). The kernel's own conntrack
+/// accepts such SCTP (`sctp_error` checks the CRC only of `CHECKSUM_NONE` packets); ours checks
+/// every CRC, so it is filled here. The frame is left as it is when it is anything else, a
+/// fragment, or malformed: the engine then counts it as such.
 pub fn complete_l4_checksum(f: &mut [u8]) {
-    if let Some((seg, field, pseudo, udp)) = l4_checksum_site(f) {
-        fill_l4_checksum(&mut f[seg], field, pseudo, udp);
+    match l4_site(f) {
+        Some(L4Site::Inet(seg, field, pseudo, udp)) => {
+            fill_l4_checksum(&mut f[seg], field, pseudo, udp)
+        }
+        Some(L4Site::Sctp(seg)) => nft_wire::checksum::fill_sctp(&mut f[seg]),
+        None => {}
     }
 }
 
@@ -381,18 +416,29 @@ pub fn complete_l4_checksum(f: &mut [u8]) {
 /// packet made on this host with checksum offload (a veth peer) is known by its content: a TCP
 /// or UDP checksum field that holds exactly the pseudo-header sum, which is what the sender's
 /// stack leaves for the hardware, is completed. A complete checksum that happens to equal that
-/// sum (1 in 65 536) is recomputed to the value it had, so a good frame never changes. Returns
+/// sum (1 in 65 536) is recomputed to the value it had, so a good frame never changes. SCTP
+/// with a CRC32c of zero (what the sender's stack leaves when the device computes the CRC) is
+/// completed the same way; a true CRC of zero (1 in 2^32) is recomputed to itself. Returns
 /// whether the frame was completed.
 pub fn complete_partial_l4_checksum(f: &mut [u8]) -> bool {
-    let Some((seg, field, pseudo, udp)) = l4_checksum_site(f) else {
-        return false;
-    };
-    let at = seg.start + field;
-    if u16::from_be_bytes([f[at], f[at + 1]]) != pseudo {
-        return false;
+    match l4_site(f) {
+        Some(L4Site::Inet(seg, field, pseudo, udp)) => {
+            let at = seg.start + field;
+            if u16::from_be_bytes([f[at], f[at + 1]]) != pseudo {
+                return false;
+            }
+            fill_l4_checksum(&mut f[seg], field, pseudo, udp);
+            true
+        }
+        Some(L4Site::Sctp(seg)) => {
+            if f[seg.start + 8..seg.start + 12] != [0, 0, 0, 0] {
+                return false;
+            }
+            nft_wire::checksum::fill_sctp(&mut f[seg]);
+            true
+        }
+        None => false,
     }
-    fill_l4_checksum(&mut f[seg], field, pseudo, udp);
-    true
 }
 
 fn fill_l4_checksum(seg: &mut [u8], field: usize, pseudo: u16, udp: bool) {
@@ -1621,6 +1667,64 @@ mod tests {
                     assert_eq!(short, good[..l4 + 4]);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn sctp_crc_left_to_the_device_is_completed() {
+        use etherparse::{IpNumber, PacketBuilder};
+        // an INIT from 5000 to 6000 (tag 0, as INIT carries), CRC32c field zero
+        let mut sctp = vec![0x13, 0x88, 0x17, 0x70, 0, 0, 0, 0, 0, 0, 0, 0];
+        sctp.extend_from_slice(&[1, 0, 0, 20]); // INIT, length 20
+        sctp.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1]);
+        for v6 in [false, true] {
+            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+            let b = if v6 {
+                let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+                b.ipv6(a("2001:db8::1"), a("2001:db8::2"), 64)
+            } else {
+                b.ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            };
+            let mut zero = vec![];
+            b.write(&mut zero, IpNumber::SCTP, &sctp).unwrap();
+            let l4 = 14 + if v6 { 40 } else { 20 };
+            assert_eq!(zero[l4 + 8..l4 + 12], [0, 0, 0, 0]);
+            let mut good = zero.clone();
+            nft_wire::checksum::fill_sctp(&mut good[l4..]);
+            assert!(nft_wire::checksum::verify_sctp(&good[l4..]));
+            assert_ne!(good, zero);
+            // AF_PACKET, TP_STATUS_CSUMNOTREADY: whatever the field holds, the CRC is filled
+            for field in [[0, 0, 0, 0], [1, 2, 3, 4]] {
+                let mut partial = zero.clone();
+                partial[l4 + 8..l4 + 12].copy_from_slice(&field);
+                complete_l4_checksum(&mut partial);
+                assert_eq!(partial, good, "v6 {v6}");
+            }
+            // AF_XDP: a zero CRC (what the sender's stack leaves for the device) is filled
+            let mut offloaded = zero.clone();
+            assert!(complete_partial_l4_checksum(&mut offloaded));
+            assert_eq!(offloaded, good, "v6 {v6}");
+            // a complete CRC, or a wrong non-zero one, is left alone
+            let mut same = good.clone();
+            assert!(!complete_partial_l4_checksum(&mut same));
+            assert_eq!(same, good);
+            let mut wrong = good.clone();
+            wrong[l4 + 9] ^= 0x10;
+            let before = wrong.clone();
+            assert!(!complete_partial_l4_checksum(&mut wrong));
+            assert_eq!(wrong, before);
+            // shorter than the common header: left as it is, without a panic
+            let mut short = vec![];
+            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(
+                [198, 18, 0, 1],
+                [198, 18, 0, 2],
+                64,
+            );
+            b.write(&mut short, IpNumber::SCTP, &sctp[..10]).unwrap();
+            let before = short.clone();
+            complete_l4_checksum(&mut short);
+            assert!(!complete_partial_l4_checksum(&mut short));
+            assert_eq!(short, before);
         }
     }
 
