@@ -824,8 +824,66 @@ impl Drop for NoAggregation {
 /// rather than taking the worker's CPU. Only when the workers are pinned (their affinity is not
 /// every online CPU); a mask left empty turns RPS off for that queue (the receive then runs
 /// where the device's own interrupt or NAPI runs, which sysfs does not say).
+///
+/// The old masks are saved to a file (next to the control socket) before any is changed and
+/// the file is removed once they are written back, so a run that ends without `Drop` (killed,
+/// a crash) has them written back at the next start rather than taken as the old ones.
 pub struct RxAway {
     restore: Vec<(PathBuf, String)>,
+    saved: Option<PathBuf>,
+}
+
+/// Where [`RxAway`] saves the old RPS masks for a run whose control socket is `control`.
+pub fn rps_save_path(control: &Path) -> PathBuf {
+    let mut p = control.as_os_str().to_owned();
+    p.push(".rps");
+    PathBuf::from(p)
+}
+
+/// Writes `masks` (a `rps_cpus` file and the mask it had) to `file`: one `path<TAB>mask` line
+/// each, through a temporary file and a rename so the file is whole or absent.
+pub fn save_rps_masks(file: &Path, masks: &[(PathBuf, String)]) -> std::io::Result<()> {
+    let mut text = String::new();
+    for (q, old) in masks {
+        text.push_str(&format!("{}\t{}\n", q.display(), old));
+    }
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, file)
+}
+
+/// Writes back the masks a run saved in `file` and did not restore (it ended without `Drop`),
+/// then removes the file. Returns what it did, for the log; nothing if there is no file.
+pub fn restore_saved_rps_masks(file: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return vec![];
+    };
+    let mut msgs = vec![];
+    for line in text.lines() {
+        let Some((q, old)) = line.split_once('\t') else {
+            continue;
+        };
+        // only a mask that parses is written back, and only to an rps_cpus file
+        if !q.ends_with("/rps_cpus") || parse_cpu_mask(old).is_none() {
+            msgs.push(format!(
+                "warning: {}: ignored line {line:?}",
+                file.display()
+            ));
+            continue;
+        }
+        match std::fs::write(q, old) {
+            Ok(()) => msgs.push(format!(
+                "{q}: rps_cpus {old} written back (an earlier run ended without restoring it)"
+            )),
+            // the interface may be gone by now
+            Err(e) => msgs.push(format!(
+                "warning: {q}: {e}: rps_cpus {old} not written back"
+            )),
+        }
+    }
+    let _ = std::fs::remove_file(file);
+    msgs
 }
 
 /// A CPU mask as sysfs prints it (`rps_cpus`: hex, 32-bit groups separated by commas, most
@@ -862,10 +920,14 @@ pub fn format_cpu_mask(cpus: &[usize], groups: usize) -> String {
 
 impl RxAway {
     /// Takes the CPUs this thread may run on (the workers inherit them) out of the RPS masks
-    /// of `ifs`' receive queues. Returns what it did, for the log.
-    pub fn apply(ifs: &[(String, String)]) -> (RxAway, Vec<String>) {
-        let mut away = RxAway { restore: vec![] };
+    /// of `ifs`' receive queues, the old masks saved to `saved` first. Returns what it did,
+    /// for the log.
+    pub fn apply(ifs: &[(String, String)], saved: &Path) -> (RxAway, Vec<String>) {
         let mut msgs = vec![];
+        let mut away = RxAway {
+            restore: vec![],
+            saved: None,
+        };
         let Ok(aff) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
             return (away, msgs);
         };
@@ -879,6 +941,8 @@ impl RxAway {
         if workers.is_empty() || workers.len() == online.len() {
             return (away, msgs); // not pinned: the scheduler places the workers
         }
+        // what to change: (device, queue, rps_cpus file, old mask, new mask)
+        let mut plan = vec![];
         for (_, dev) in ifs {
             let dir = Path::new("/sys/class/net").join(dev).join("queues");
             let Ok(queues) = std::fs::read_dir(&dir) else {
@@ -907,20 +971,39 @@ impl RxAway {
                     .and_then(|p| p.file_name())
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                match std::fs::write(&q, &new) {
-                    Ok(()) => {
-                        msgs.push(format!(
-                            "{dev}: {queue} receive steering (RPS) off the workers' CPUs \
-                             {workers:?} while running: rps_cpus {} -> {new}",
-                            old.trim()
-                        ));
-                        away.restore.push((q, old.trim().to_string()));
-                    }
-                    Err(e) => msgs.push(format!(
-                        "warning: {}: {e}: the kernel's receive work shares the workers' CPUs",
-                        q.display()
-                    )),
+                plan.push((dev, queue, q, old.trim().to_string(), new));
+            }
+        }
+        if plan.is_empty() {
+            return (away, msgs);
+        }
+        let olds: Vec<(PathBuf, String)> = plan
+            .iter()
+            .map(|(_, _, q, old, _)| (q.clone(), old.clone()))
+            .collect();
+        if let Err(e) = save_rps_masks(saved, &olds) {
+            // a mask changed but not saved could be left changed for good: none is changed
+            msgs.push(format!(
+                "warning: {}: {e}: receive steering (RPS) left as it is; the kernel's receive \
+                 work shares the workers' CPUs",
+                saved.display()
+            ));
+            return (away, msgs);
+        }
+        away.saved = Some(saved.to_path_buf());
+        for (dev, queue, q, old, new) in plan {
+            match std::fs::write(&q, &new) {
+                Ok(()) => {
+                    msgs.push(format!(
+                        "{dev}: {queue} receive steering (RPS) off the workers' CPUs \
+                         {workers:?} while running: rps_cpus {old} -> {new}"
+                    ));
+                    away.restore.push((q, old));
                 }
+                Err(e) => msgs.push(format!(
+                    "warning: {}: {e}: the kernel's receive work shares the workers' CPUs",
+                    q.display()
+                )),
             }
         }
         (away, msgs)
@@ -944,6 +1027,9 @@ impl Drop for RxAway {
         for (q, old) in &self.restore {
             // the interface may be gone by now
             let _ = std::fs::write(q, old);
+        }
+        if let Some(f) = &self.saved {
+            let _ = std::fs::remove_file(f);
         }
     }
 }
@@ -1217,12 +1303,27 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut nl = Netlink::open()?;
     let snap = nl.snapshot()?;
     let (topo, names) = topology(&snap, &ifs)?;
+    // before anything is changed (aggregation, RPS masks, XDP programs, the guard table): a
+    // signal from here on stops the run through its end, which undoes them, rather than
+    // killing the process with all of them left in place
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop_flag.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop_flag.clone())?;
+    // a run still serving this control socket owns the saved masks: leave them to it
+    if std::os::unix::net::UnixStream::connect(&a.control).is_ok() {
+        bail!("{} is in use by a running nft-offload", a.control.display());
+    }
+    // masks an earlier run changed and did not write back (whatever its `--io`)
+    let rps_saved = rps_save_path(&a.control);
+    for line in restore_saved_rps_masks(&rps_saved) {
+        eprintln!("nft-offload: {line}");
+    }
     let (no_aggregation, lines) = NoAggregation::apply(&ifs);
     for line in lines {
         eprintln!("nft-offload: {line}");
     }
     let rx_away = (io == Io::AfPacket).then(|| {
-        let (away, lines) = RxAway::apply(&ifs);
+        let (away, lines) = RxAway::apply(&ifs, &rps_saved);
         for line in lines {
             eprintln!("nft-offload: {line}");
         }
@@ -1324,9 +1425,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         lock_contended: AtomicU64::new(0),
         lock_wait_ns: AtomicU64::new(0),
     });
-    let stop_flag = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop_flag.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop_flag.clone())?;
 
     // neighbour resolution, asked of the kernel
     let (rtx, rrx) = mpsc::channel::<(usize, IpAddr)>();
@@ -1726,6 +1824,71 @@ mod tests {
             assert!(!complete_partial_l4_checksum(&mut short));
             assert_eq!(short, before);
         }
+    }
+
+    #[test]
+    fn rps_masks_saved_are_written_back_at_the_next_start() {
+        let dir = std::env::temp_dir().join(format!("nft-offload-rps-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut queues = vec![];
+        for q in ["rx-0", "rx-1"] {
+            std::fs::create_dir_all(dir.join(q)).unwrap();
+            queues.push(dir.join(q).join("rps_cpus"));
+        }
+        let control = dir.join("ctl.sock");
+        let saved = rps_save_path(&control);
+        assert_eq!(saved, dir.join("ctl.sock.rps"));
+        // no file: nothing to do
+        assert!(restore_saved_rps_masks(&saved).is_empty());
+        // a run saves the old masks, changes them, and is killed (no Drop)
+        let olds = vec![
+            (queues[0].clone(), "0000000f".to_string()),
+            (queues[1].clone(), "00000000,00000003".to_string()),
+        ];
+        save_rps_masks(&saved, &olds).unwrap();
+        std::fs::write(&queues[0], "00000001").unwrap();
+        std::fs::write(&queues[1], "00000000,00000001").unwrap();
+        // the next start writes them back and removes the file
+        let msgs = restore_saved_rps_masks(&saved);
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(std::fs::read_to_string(&queues[0]).unwrap(), "0000000f");
+        assert_eq!(
+            std::fs::read_to_string(&queues[1]).unwrap(),
+            "00000000,00000003"
+        );
+        assert!(!saved.exists());
+        assert!(restore_saved_rps_masks(&saved).is_empty());
+        // a clean exit (Drop) writes them back and removes the file
+        save_rps_masks(&saved, &olds[..1]).unwrap();
+        std::fs::write(&queues[0], "00000001").unwrap();
+        drop(RxAway {
+            restore: olds[..1].to_vec(),
+            saved: Some(saved.clone()),
+        });
+        assert_eq!(std::fs::read_to_string(&queues[0]).unwrap(), "0000000f");
+        assert!(!saved.exists());
+        // a damaged file: lines that are not an rps_cpus path and a mask are not written
+        let other = dir.join("other");
+        std::fs::write(&other, "keep").unwrap();
+        std::fs::write(
+            &saved,
+            format!(
+                "{}\t0000000f\n{}\tzz\ngarbage\n",
+                other.display(),
+                queues[1].display()
+            ),
+        )
+        .unwrap();
+        let msgs = restore_saved_rps_masks(&saved);
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(msgs.iter().all(|m| m.starts_with("warning")), "{msgs:?}");
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "keep");
+        assert_eq!(
+            std::fs::read_to_string(&queues[1]).unwrap(),
+            "00000000,00000003"
+        );
+        assert!(!saved.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
