@@ -37,16 +37,19 @@ pub(crate) const BURST: usize = 64;
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// Transmit with a full queue (AF_PACKET: the socket's send buffer; AF_XDP: no free UMEM
-/// frame or TX slot): at most this many attempts per interface and burst, [`TX_RETRY_WAIT`]
-/// apart, then the rest of the burst is dropped and counted (`tx_backpressure`). At most
-/// 150 µs of waiting per interface and burst: under overload a longer wait only moves the loss
-/// to the receive rings, and stalls every other interface's traffic meanwhile.
+/// frame or TX slot): at most this many send calls that take nothing per interface and burst,
+/// [`TX_RETRY_WAIT`] apart, then the rest of the burst is dropped and counted
+/// (`tx_backpressure`). Calls that take some frames do not count (a queue that drains as it
+/// is filled is not full), so the calls in all are not bounded by this, the waiting is: at
+/// most `TX_TRIES - 1` waits, 150 µs, per interface and burst. Under overload a longer wait
+/// only moves the loss to the receive rings, and stalls every other interface's traffic
+/// meanwhile.
 pub(crate) const TX_TRIES: u32 = 4;
 pub(crate) const TX_RETRY_WAIT: Duration = Duration::from_micros(50);
 
 /// Sends `frames` in order with `send`, which returns how many from the front it took (sent,
 /// or given up on by the backend and counted there); a call that takes nothing is a full
-/// queue, tried again up to [`TX_TRIES`] attempts in all. Returns how many frames were not
+/// queue, tried again until [`TX_TRIES`] calls have taken nothing. Returns how many frames were not
 /// taken: dropped, for the caller to count. The one transmit policy of both backends.
 pub(crate) fn send_bounded(frames: &[&[u8]], mut send: impl FnMut(&[&[u8]]) -> usize) -> usize {
     let mut done = 0;

@@ -336,6 +336,8 @@ pub struct AfXdpSet {
     zero_copy: bool,
     need_wakeup: bool,
     busy_poll: bool,
+    /// Frames offered to [`tx_burst`](Self::tx_burst) for a port the set does not have.
+    tx_bad_port: u64,
 }
 
 struct Sock {
@@ -471,6 +473,7 @@ impl AfXdpSet {
             zero_copy,
             need_wakeup: config.need_wakeup,
             busy_poll: config.busy_poll.is_some() && zero_copy,
+            tx_bad_port: 0,
         })
     }
 
@@ -562,10 +565,13 @@ impl AfXdpSet {
 
     /// Copies `frames` into free UMEM frames and sends them out of `port`; returns how many
     /// from the front were taken (sent, or skipped as too big and counted). The rest met
-    /// back-pressure (no free frame or TX slot) and should be offered again later.
+    /// back-pressure (no free frame or TX slot) and should be offered again later. Frames
+    /// for a port the set does not have are all taken, dropped, and counted
+    /// ([`tx_bad_port`](Self::tx_bad_port)): offering them again cannot help.
     pub fn tx_burst(&mut self, port: usize, frames: &[&[u8]]) -> usize {
         if port >= self.socks.len() {
-            return 0;
+            self.tx_bad_port += frames.len() as u64;
+            return frames.len();
         }
         self.reclaim();
         let (taken, sent, too_big) = self.core.tx_copy(port, frames);
@@ -671,6 +677,12 @@ impl AfXdpSet {
     /// count, no syscall, cheap enough for every burst.
     pub fn tx_ring_full(&self, port: usize) -> u64 {
         self.socks.get(port).map_or(0, |s| s.stats.tx_ring_full)
+    }
+
+    /// Frames offered to [`tx_burst`](Self::tx_burst) for a port the set does not have (no
+    /// port's counters can hold them), dropped, since the set was opened.
+    pub fn tx_bad_port(&self) -> u64 {
+        self.tx_bad_port
     }
 
     /// The counters of `port` since it was opened.

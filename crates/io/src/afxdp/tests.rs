@@ -605,4 +605,14 @@ fn veth_frames_sent_by_the_socket_arrive_byte_identical_and_no_frame_leaks() {
     let big = frame(9, 2100);
     assert_eq!(xsk.tx_burst(&[&big]), 1);
     assert_eq!(xsk.stats().unwrap().tx_too_big, 1);
+    // Frames for a port the set does not have are all taken (not back-pressure, which the
+    // caller would wait on and offer again) and counted as such, no UMEM frame used.
+    let before = xsk.frames();
+    let small = frame(10, 100);
+    assert_eq!(xsk.set.tx_burst(1, &[&small, &small, &big]), 3);
+    assert_eq!(xsk.set.tx_burst(usize::MAX, &[&small]), 1);
+    assert_eq!(xsk.set.tx_bad_port(), 4);
+    assert_eq!(xsk.frames(), before);
+    let st = xsk.stats().unwrap();
+    assert_eq!((st.tx_packets, st.tx_too_big), (N as u64, 1), "{st:?}");
 }
