@@ -6,11 +6,16 @@
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
 //!
 //! Instructions per fast-path packet: `scripts/callgrind-fastpath` (or the command `bench
-//! --fast-only` prints); with 100,000 flows, 700 per packet: `Router::process_slots` 640 (the
-//! offload wrapper 46 and the flowtable's fast path 497, of which the frame parse 118; the
-//! router's loop and conntrack's GC steps 97), the refill and this loop 60. It was 862 before
-//! the one-line flows, the fixed-size IPv4 parse and the iterator-driven burst stages, 1,025
-//! before that.
+//! --fast-only` prints); with 100,000 flows, 649 per packet: `Router::process_slots` 590 (the
+//! offload wrapper 42 and the flowtable's fast path 482, of which the frame parse 126; the
+//! router's loop and timers 66), the refill and this loop 60. It was 701 while conntrack's
+//! GC scanned 64 slots every burst (now a sweep by time, and a budget per slow-path frame)
+//! and an IPv4 look-up rebuilt its key words from the 40-byte key, 862 before the one-line
+//! flows, the fixed-size IPv4 parse and the iterator-driven burst stages, 1,025 before that.
+//! (641 before the flow's cold part lost 8 bytes: the same code, compiled differently.)
+//! Tried and measured worse (callgrind): the parse inlined into the burst's first stage
+//! (718), MACs read again from the frame instead of kept by the parse (688), the parse
+//! result without the 40-byte key (IPv6 addresses read again from the frame: 646-658).
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's four chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with

@@ -291,6 +291,10 @@ pub struct Shared {
     /// (empty if need be) so they leave now rather than at the next timer tick.
     pub kick: AtomicBool,
     pub xdp_env: XdpEnv,
+    /// `--io af_xdp`, per interface: whether its frames may come from this host (a virtual
+    /// device: veth, tap; no `device` in sysfs), so their checksums may be partial
+    /// ([`complete_partial_l4_checksum`]). A physical NIC's frames come from a wire.
+    pub local_senders: Vec<bool>,
     /// The router lock: times taken, times another thread held it, and the nanoseconds spent
     /// waiting then (what `--workers` pays for sharing one router), reported at exit.
     pub lock_taken: AtomicU64,
@@ -339,41 +343,63 @@ pub(crate) fn thread_cpu_ns() -> u64 {
     }
 }
 
-/// Fills in the TCP or UDP checksum of a frame that carries only the pseudo-header sum (made
-/// on this host with checksum offload: veth peers, local sockets). The frame is left as it is
-/// when it is anything else, a fragment, or malformed: the engine then counts it as such.
-/// VLAN tags and PPPoE are walked by [`parse_frame`](nft_wire::parse_frame), as the engine's own
-/// parser walks them.
-pub fn complete_l4_checksum(f: &mut [u8]) {
-    use nft_wire::checksum::{combine, pseudo_header, sum};
+/// Where a frame's TCP or UDP checksum lies: the segment's span, the field's offset in it, the
+/// pseudo-header sum and whether it is UDP. `None` for anything else, a fragment (its checksum
+/// covers the whole datagram) or a malformed frame. VLAN tags and PPPoE are walked by
+/// [`parse_frame`](nft_wire::parse_frame), as the engine's own parser walks them.
+fn l4_checksum_site(f: &[u8]) -> Option<(std::ops::Range<usize>, usize, u16, bool)> {
+    use nft_wire::checksum::pseudo_header;
     use nft_wire::IpProtocol;
-    let Ok(m) = nft_wire::parse_frame(f) else {
-        return;
-    };
-    let (Some(src), Some(dst), Some(proto), Some(l4)) =
-        (m.src_addr, m.dst_addr, m.ip_protocol, m.l4_offset)
-    else {
-        return;
-    };
-    // a fragment's checksum covers the whole datagram
+    let m = nft_wire::parse_frame(f).ok()?;
+    let (src, dst, proto, l4) = (m.src_addr?, m.dst_addr?, m.ip_protocol?, m.l4_offset?);
     if m.is_fragment() {
-        return;
+        return None;
     }
     let field = match proto {
         IpProtocol::Tcp => 16,
         IpProtocol::Udp => 6,
-        _ => return,
+        _ => return None,
     };
     let len = m.l4_len;
-    let Some(seg) = f.get_mut(l4..l4 + len) else {
-        return;
-    };
-    if field + 2 > len {
-        return;
+    if field + 2 > len || l4 + len > f.len() {
+        return None;
     }
+    let pseudo = pseudo_header(&src, &dst, proto, len as u32);
+    Some((l4..l4 + len, field, pseudo, proto == IpProtocol::Udp))
+}
+
+/// Fills in the TCP or UDP checksum of a frame that carries only the pseudo-header sum (made
+/// on this host with checksum offload: veth peers, local sockets). The frame is left as it is
+/// when it is anything else, a fragment, or malformed: the engine then counts it as such.
+pub fn complete_l4_checksum(f: &mut [u8]) {
+    if let Some((seg, field, pseudo, udp)) = l4_checksum_site(f) {
+        fill_l4_checksum(&mut f[seg], field, pseudo, udp);
+    }
+}
+
+/// AF_XDP: a frame carries no checksum state (no skb, no `TP_STATUS_CSUMNOTREADY`), so a
+/// packet made on this host with checksum offload (a veth peer) is known by its content: a TCP
+/// or UDP checksum field that holds exactly the pseudo-header sum, which is what the sender's
+/// stack leaves for the hardware, is completed. A complete checksum that happens to equal that
+/// sum (1 in 65 536) is recomputed to the value it had, so a good frame never changes. Returns
+/// whether the frame was completed.
+pub fn complete_partial_l4_checksum(f: &mut [u8]) -> bool {
+    let Some((seg, field, pseudo, udp)) = l4_checksum_site(f) else {
+        return false;
+    };
+    let at = seg.start + field;
+    if u16::from_be_bytes([f[at], f[at + 1]]) != pseudo {
+        return false;
+    }
+    fill_l4_checksum(&mut f[seg], field, pseudo, udp);
+    true
+}
+
+fn fill_l4_checksum(seg: &mut [u8], field: usize, pseudo: u16, udp: bool) {
+    use nft_wire::checksum::{combine, sum};
     seg[field..field + 2].copy_from_slice(&[0, 0]);
-    let mut c = !combine(&[pseudo_header(&src, &dst, proto, len as u32), sum(seg)]);
-    if c == 0 && proto == IpProtocol::Udp {
+    let mut c = !combine(&[pseudo, sum(seg)]);
+    if c == 0 && udp {
         c = 0xffff;
     }
     seg[field..field + 2].copy_from_slice(&c.to_be_bytes());
@@ -1244,6 +1270,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
         workers,
         steering: steering.clone(),
+        local_senders: ifs
+            .iter()
+            .map(|(_, n)| !Path::new("/sys/class/net").join(n).join("device").exists())
+            .collect(),
         lock_taken: AtomicU64::new(0),
         lock_contended: AtomicU64::new(0),
         lock_wait_ns: AtomicU64::new(0),
@@ -1568,6 +1598,23 @@ mod tests {
                     partial[field + 1] = 0x34;
                     complete_l4_checksum(&mut partial);
                     assert_eq!(&partial, good, "v6 {v6} tcp {tcp} l2 {l2}");
+                    // AF_XDP: known by content. The pseudo-header sum in the field, as a
+                    // sender's stack leaves it for the hardware, is completed; any other
+                    // value (a complete checksum, garbage) is left alone.
+                    let (seg, f, pseudo, _) = l4_checksum_site(good).unwrap();
+                    assert_eq!(seg.start + f, field);
+                    let mut offloaded = good.clone();
+                    offloaded[field..field + 2].copy_from_slice(&pseudo.to_be_bytes());
+                    assert!(complete_partial_l4_checksum(&mut offloaded));
+                    assert_eq!(&offloaded, good, "v6 {v6} tcp {tcp} l2 {l2}");
+                    let mut same = good.clone();
+                    assert!(!complete_partial_l4_checksum(&mut same));
+                    assert_eq!(&same, good);
+                    let mut other = good.clone();
+                    other[field] ^= 0x40;
+                    let before = other.clone();
+                    assert!(!complete_partial_l4_checksum(&mut other));
+                    assert_eq!(other, before);
                     // garbage stays garbage, without a panic
                     let mut short = good[..l4 + 4].to_vec();
                     complete_l4_checksum(&mut short);

@@ -21,7 +21,9 @@ use nft_xdp::offload::{ifindex_of, Mode};
 use nft_xdp::{Chain, Steer, SteerConfig};
 
 use crate::netlink::Addr;
-use crate::run::{is_arp, send_bounded, thread_cpu_ns, Shared, BURST, TICK};
+use crate::run::{
+    complete_partial_l4_checksum, is_arp, send_bounded, thread_cpu_ns, Shared, BURST, TICK,
+};
 
 /// A `flags offload` backend's chain and the devices (ifindex, mode) its program is on.
 pub struct Chained {
@@ -330,12 +332,16 @@ pub fn open(
         napi_threads: false,
     };
     steering.set_locals(addrs)?;
-    // 1024 frames receiving per interface, and as many again for what is being sent
+    // A whole RX ring of frames receiving per interface (the fill ring as deep as the RX
+    // ring), and as many again for what is being sent: the ring absorbs a burst while the
+    // worker is away (a TCP window sent back to back, the worker preempted). Each frame the
+    // ring cannot take is lost before the worker sees it (`rx_ring_full`), and with TCP every
+    // one of them is a retransmission.
     let defaults = AfXdpConfig::default();
+    let rx_frames = defaults.rx_size.min(defaults.fill_size);
     let cfg = AfXdpConfig {
-        frame_count: defaults
-            .frame_count
-            .max(2 * defaults.rx_frames * ifs.len() as u32),
+        rx_frames,
+        frame_count: defaults.frame_count.max(2 * rx_frames * ifs.len() as u32),
         busy_poll: (napi != Napi::Kernel).then_some(BusyPoll {
             usecs: BUSY_POLL_USECS,
             budget: BURST as u16,
@@ -436,6 +442,7 @@ pub fn worker(
             eprintln!("nft-offload: worker {wid}: nice: {e}");
         }
     }
+    let local = shared.local_senders.clone();
     let mut idle = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
         if busy {
@@ -474,6 +481,9 @@ pub fn worker(
                     continue;
                 }
                 let port = l.port as u16;
+                if local.get(l.port) == Some(&true) {
+                    complete_partial_l4_checksum(l.frame.data_mut());
+                }
                 let (chunk, start, len) = l.frame.parts_mut();
                 if let Some(s) = FrameSlot::lend(port, chunk, start, len) {
                     slots.push(s);

@@ -377,7 +377,7 @@ fn simulate_resolves_interface_names_against_the_topology() {
     // `iif`/`oif` name interfaces of the simulated router, which this machine does not have
     let rules = tmpfile(
         "iif.nft",
-        "table inet t {\n\tchain fwd {\n\t\ttype filter hook forward priority 0; policy drop;\n\t\tiif \"br-lan\" oif \"wan\" accept\n\t\tiif \"wan\" ct state established,related accept\n\t}\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toif \"wan\" masquerade\n\t}\n}\n",
+        "table inet t {\n\tchain fw {\n\t\ttype filter hook forward priority 0; policy drop;\n\t\tiif \"br-lan\" oif \"wan\" accept\n\t\tiif \"wan\" ct state established,related accept\n\t}\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toif \"wan\" masquerade\n\t}\n}\n",
     );
     let out = bin()
         .args(["simulate", "--json", "--flows", "60", "-f"])

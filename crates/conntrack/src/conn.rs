@@ -169,6 +169,11 @@ impl Conn {
     }
 
     #[inline]
+    /// Whether the connection is IPv4's (its addresses are stored narrow only then).
+    pub(crate) fn is_ipv4(&self) -> bool {
+        !self.tuples.wide
+    }
+
     /// Port (or ICMP field) `i`: the original's source and destination, then the reply's.
     pub(crate) fn port(&self, i: usize) -> u16 {
         self.tuples.ports[i & 3]

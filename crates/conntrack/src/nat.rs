@@ -258,7 +258,7 @@ impl Table {
         }
         let mut range = *range;
         if let Some((lo, hi)) = range.addrs {
-            let v4 = c.original().is_ipv4();
+            let v4 = c.is_ipv4();
             if lo.is_ipv4() != v4 || hi.is_ipv4() != v4 {
                 return Err(CtError::FamilyMismatch);
             }

@@ -1334,6 +1334,60 @@ fn endpoints_sctp(f: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
     )
 }
 
+/// An ICMP error quoting a masqueraded SCTP packet whose port moved: related to the
+/// association, and translated inside (ports back, the quoted CRC32c made again over what is
+/// quoted, as `sctp_manip_pkt` does on an inner header) and out.
+#[test]
+fn icmp_error_quoting_natted_sctp_is_translated() {
+    let mut t = Table::default();
+    let other = sctp(LAN2, SRV, 5000, 6000, 0, &[sctp_init(1, 0x99)]);
+    let (o, ..) = tracked(t.process_frame(&meta(&other), &other, 0, s(1)));
+    t.masquerade(o, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.confirm(o, s(1)).unwrap();
+    let init = sctp(LAN, SRV, 5000, 6000, 0, &[sctp_init(1, 0x1111)]);
+    let m = meta(&init);
+    let (id, ..) = tracked(t.process_frame(&m, &init, 0, s(1)));
+    t.masquerade(id, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.confirm(id, s(1)).unwrap();
+    let mut sent = init.clone();
+    apply_rewrite(
+        &mut sent,
+        &m,
+        &t.rewrite(id, Direction::Original).unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(endpoints_sctp(&sent).1, 5001);
+    // the whole packet quoted (an error quotes up to 576 bytes)
+    let router = [10, 9, 9, 9];
+    let mut err = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(router, WAN, 64)
+        .icmpv4_raw(3, 3, [0; 4])
+        .write(&mut err, &sent[14..])
+        .unwrap();
+    let me = meta(&err);
+    let (eid, dir, st) = tracked(t.process_frame(&me, &err, 0, s(2)));
+    assert_eq!((eid, dir, st), (id, Direction::Reply, CtState::Related));
+    apply_rewrite(&mut err, &me, &t.rewrite(id, dir).unwrap(), None).unwrap();
+    let q = 34 + 8;
+    let quoted = &err[q..];
+    assert_eq!(&quoted[12..16], &LAN, "quoted source back to the client");
+    assert_eq!(
+        &quoted[20..24],
+        &[0x13, 0x88, 0x17, 0x70],
+        "ports 5000 -> 6000"
+    );
+    assert!(
+        nft_wire::checksum::verify_sctp(&quoted[20..]),
+        "quoted CRC32c remade"
+    );
+    assert_eq!(&quoted[20..], &init[34..], "the client's own packet");
+    let m2 = meta(&err);
+    assert_eq!(m2.dst_addr, Some(ip(LAN)));
+    assert_eq!(nft_wire::checksum::checksum(&err[34..]), 0, "ICMP checksum");
+}
+
 /// The one-manip rewrite a NAT hook applies is the full rewrite's part, for DNAT and SNAT
 /// together, both directions, TCP, UDP and ICMP.
 #[test]

@@ -425,12 +425,15 @@ struct HookIndex {
     range: [(u32, u32); HOOKS],
     /// Bit `1 << family` for each family with a chain on the hook.
     families: [u8; HOOKS],
+    /// The protocols some chain of the hook may act on ([`filter::ChainFilter`]; a chain
+    /// whose policy drops acts on every packet): the others pass the hook untouched.
+    live: [filter::ChainFilter; HOOKS],
 }
 
 const HOOKS: usize = Hook::Postrouting as usize + 1;
 
 impl HookIndex {
-    fn new(rules: &Ruleset) -> HookIndex {
+    fn new(rules: &Ruleset, filters: &[filter::ChainFilter]) -> HookIndex {
         let mut x = HookIndex::default();
         for (i, b) in rules.base.iter().enumerate() {
             let h = b.hook as usize;
@@ -439,8 +442,25 @@ impl HookIndex {
             }
             x.range[h].1 = i as u32 + 1;
             x.families[h] |= 1 << b.family as u8;
+            let f = match filters.get(i) {
+                Some(f) if !b.policy_drop => *f,
+                _ => filter::ChainFilter::ALL,
+            };
+            x.live[h] = x.live[h].union(f);
         }
         x
+    }
+
+    /// The network and transport protocol of a packet, as [`filter::ChainFilter::runs`]
+    /// takes them.
+    #[inline]
+    fn protocols(meta: &PacketMeta) -> (u8, u8) {
+        let nfproto = match meta.ip_version {
+            Some(IpVersion::Ipv4) => 2,
+            Some(IpVersion::Ipv6) => 10,
+            None => 0,
+        };
+        (nfproto, meta.ip_protocol.map_or(0, u8::from))
     }
 
     /// The families whose chains see a packet at `hook`: netdev and inet at ingress, the
@@ -560,12 +580,13 @@ impl Router {
             .map(|i| rules::ifname_value(&i.name))
             .collect();
         let offload = Offload::new(&rules, &topo, cfg.offload, cfg.conntrack.max_entries);
+        let filters = filter::chain_filters(&rules);
         Router {
             topo,
             ports,
             fib,
-            hooks: HookIndex::new(&rules),
-            filters: filter::chain_filters(&rules),
+            hooks: HookIndex::new(&rules, &filters),
+            filters,
             rules,
             state,
             ct,
@@ -1334,7 +1355,7 @@ impl Router {
     /// the other family only, the part of one before or after conntrack or NAT): those return
     /// here after one test of [`HookIndex`] and a short scan.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn hook(
         &mut self,
         hook: Hook,
@@ -1348,6 +1369,11 @@ impl Router {
     ) -> Result<(), Drop> {
         let h = hook as usize;
         if self.hooks.families[h] & HookIndex::packet_families(hook, w.v6) == 0 {
+            return Ok(());
+        }
+        // no chain of the hook acts on this protocol (a trace shows every run)
+        let (nfproto, l4proto) = HookIndex::protocols(meta);
+        if !self.hooks.live[h].runs(nfproto, l4proto) && !self.cfg.trace {
             return Ok(());
         }
         let (first, end) = self.hooks.range[h];
@@ -1379,12 +1405,7 @@ impl Router {
     ) -> Result<(), Drop> {
         let fams = Self::families(w);
         let end = self.hooks.range[hook as usize].1 as usize;
-        let nfproto = match meta.ip_version {
-            Some(IpVersion::Ipv4) => 2,
-            Some(IpVersion::Ipv6) => 10,
-            None => 0,
-        };
-        let l4proto = meta.ip_protocol.map_or(0, u8::from);
+        let (nfproto, l4proto) = HookIndex::protocols(meta);
         while i < end {
             let b = &self.rules.base[i];
             i += 1;
@@ -2587,8 +2608,8 @@ impl Router {
         let old = std::mem::replace(&mut self.offload, fresh);
         self.offload.take_flows_from(old, &mut self.ct, now);
         self.state = State::new(&rules);
-        self.hooks = HookIndex::new(&rules);
         self.filters = filter::chain_filters(&rules);
+        self.hooks = HookIndex::new(&rules, &self.filters);
         self.rules = rules;
     }
 

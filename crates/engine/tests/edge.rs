@@ -360,7 +360,7 @@ table inet t {
 		udp sport 1 return
 		drop
 	}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority filter; policy drop;
 		ct state untracked udp dport 4444 accept
 		meta mark 0x7 ct mark 0x9 accept

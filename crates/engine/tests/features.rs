@@ -209,7 +209,7 @@ table inet t {
 	counter init {}
 	counter stream9 {}
 	counter anydata {}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		sctp chunk init exists counter name "init" drop
 		sctp chunk data stream 9 counter name "stream9" drop
@@ -290,7 +290,7 @@ fn dccp_options_are_found_by_type() {
         r#"
 table inet t {
 	counter opt40 {}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		dccp option 40 exists counter name "opt40" drop
 	}
@@ -360,7 +360,7 @@ table inet t {
 	counter inner_ssh {}
 	counter gre_src {}
 	counter gretap_mac {}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		udp dport 4789 vxlan vni 42 counter name "vni42"
 		udp dport 4789 vxlan ip saddr 10.0.0.1 counter name "inner_src" drop
@@ -432,7 +432,7 @@ table inet t {
 		meta l4proto tcp socket wildcard 0 counter name "sock" drop
 		socket mark != 7 counter name "sock" drop
 	}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		ipsec in reqid 1 drop
 		ipsec in reqid != 1 counter name "ipsec_ne" drop
@@ -490,7 +490,7 @@ table inet t {
 	secmark ssh { "system_u:object_r:ssh_server_packet_t:s0" }
 	secmark web { "system_u:object_r:http_server_packet_t:s0" }
 	counter marked_reply {}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		ct state new tcp dport 22 meta secmark set "ssh"
 		ct state new tcp dport 80 meta secmark set "web"
@@ -548,7 +548,7 @@ table inet t {
 	ct expectation data { protocol tcp; dport 2121; timeout 10s; size 1; l3proto ip; }
 	counter related {}
 	counter refused {}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy drop;
 		tcp dport 21 ct state new ct expectation set "data" accept
 		ct state related counter name "related" accept
@@ -632,7 +632,7 @@ fn ct_expectation_only_on_a_new_connection() {
 table inet t {
 	ct expectation data { protocol tcp; dport 2121; timeout 10s; size 4; l3proto ip; }
 	counter after {}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		tcp dport 21 ct expectation set "data" counter name "after"
 	}
@@ -767,7 +767,7 @@ fn a_connection_that_announced_an_expectation_stays_off_the_flowtable() {
 table inet t {
 	ct expectation data { protocol tcp; dport 2121; timeout 10s; size 1; l3proto ip; }
 	flowtable ft { hook ingress priority 0; devices = { "lan", "wan" }; }
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		meta l4proto tcp flow add @ft
 		tcp dport 21 ct expectation set "data"
@@ -850,7 +850,7 @@ fn socket_meta_keys_fail_on_routed_packets_and_vrf_keys_are_empty() {
         r#"
 table inet t {
 	counter no_sdif {}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		meta skuid 0 drop
 		meta skuid != 0 drop
@@ -880,7 +880,7 @@ table inet t {
 		tcp dport 80 ct timeout set "short"
 		tcp dport 81 tproxy ip to 192.168.1.1:3128
 	}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		sctp chunk init exists counter
 		sctp chunk data stream 9 counter

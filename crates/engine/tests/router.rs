@@ -760,7 +760,7 @@ fn fragments_are_reassembled_natted_and_sent_in_their_pieces() {
 fn nat_happens_at_its_hook_priority() {
     let rules = r#"
 table inet t {
-	chain dnat {
+	chain dst_nat {
 		type nat hook prerouting priority dstnat; policy accept;
 		iifname "wan" tcp dport 8080 dnat ip to 192.168.1.20:80
 	}
@@ -776,7 +776,7 @@ table inet t {
 		type nat hook prerouting priority 50; policy accept;
 		meta mark 3 meta mark set 7
 	}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority filter; policy drop;
 		meta mark 3 accept
 	}

@@ -319,7 +319,7 @@ table inet m {
 		meta mark set 0x2a meta priority set 1:2
 		ct mark set ct mark | 0x10
 	}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority filter; policy accept;
 		ip ttl set 100
 		ip6 hoplimit set 7
@@ -728,7 +728,7 @@ table inet c {
 		tcp dport 21 ct helper set "ftph"
 		ct label set 3
 	}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		meta l4proto { tcp, udp } flow add @ft
 	}
@@ -794,7 +794,7 @@ table ip d {
 fn log_lines_carry_the_options() {
     let rules = r#"
 table inet l {
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		tcp dport 443 meta mark set 7 log prefix "web " level info flags all
 		udp dport 53 log group 3 snaplen 64
@@ -898,7 +898,7 @@ table inet all {
 		log prefix "x " flags all
 		fib daddr type local accept
 	}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority 0; policy accept;
 		rt ip nexthop 198.18.0.1 rt mtu 1360 meta l4proto tcp
 		delete @seen { ip saddr }

@@ -26,7 +26,7 @@ table inet t {
 	counter to_veth {}
 	counter wan_kind {}
 	counter no_kind {}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority filter; policy accept;
 		meta iifkind "veth" counter name "lan_veth"
 		meta oifkind "veth" counter name "to_veth"
@@ -123,7 +123,7 @@ fn init_chunk(ty: u8, tag: u32) -> Vec<u8> {
 const SCTP_RULES: &str = r#"
 table inet t {
 	counter invalid {}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority filter; policy drop;
 		ct state invalid counter name "invalid" drop
 		ct state established accept

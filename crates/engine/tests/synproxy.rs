@@ -25,7 +25,7 @@ table inet t {
 		mss 1400
 		wscale 3
 	}
-	chain fwd {
+	chain fw {
 		type filter hook forward priority filter; policy accept;
 		ct state invalid,untracked tcp dport 80 synproxy mss 1460 wscale 7 timestamp sack-perm
 		ct state invalid,untracked tcp dport 443 synproxy name tcp dport map { 443 : "web2" }

@@ -301,6 +301,8 @@ impl<B: OffloadBackend> Flowtable<B> {
             None => {
                 self.hot.push(Hot::default());
                 self.cold.push(Cold::default());
+                self.gens.push(0);
+                self.hw.push(0);
                 (self.cold.len() - 1) as u32
             }
         };
@@ -322,11 +324,14 @@ impl<B: OffloadBackend> Flowtable<B> {
         *cold = Cold {
             ext: ext.map(Box::new),
             conn: id.to_bits(),
-            gen: cold.gen,
-            live: true,
-            hw: if self.cfg.hw_offload { HW_PENDING } else { 0 },
         };
-        let fid = FlowId { idx, gen: cold.gen };
+        if let Some(hw) = self.hw.get_mut(idx as usize) {
+            *hw = if self.cfg.hw_offload { HW_PENDING } else { 0 };
+        }
+        let fid = FlowId {
+            idx,
+            gen: self.gen_at(idx as usize),
+        };
         self.index.insert(self.index.hash(&o), idx << 1);
         self.index.insert(self.index.hash(&r), idx << 1 | 1);
         self.len += 1;

@@ -982,7 +982,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 idx: idx as u32,
                 // The cold part is read for traces only.
                 gen: if TRACE {
-                    self.cold.get(idx).map_or(0, |c| c.gen)
+                    self.gens.get(idx).copied().unwrap_or(0)
                 } else {
                     0
                 },

@@ -160,15 +160,31 @@ pub struct Memory {
 /// flowtable together: the connection's slot (which also holds what the engine keeps per
 /// connection for offload: the ports each direction arrived on, the flow's handle) and its
 /// share of conntrack's indexes (every connection source-NATed), plus the flow's line, its
-/// cold part and its share of the flow index (a flowtable sized for `conns` flows). Heap
-/// parts only some connections have are left out: counters with conntrack accounting (48
-/// bytes, with where `counter`'s syncs stand), a flow's marks, IPv6 addresses or counts
-/// past 2^31 packets (one box), a connection's labels, helper or masquerade interface (one
-/// box of 48 bytes), the engine's map of replayed mangles.
+/// cold part and its share of the flow index (a flowtable sized for `conns` flows).
+///
+/// Counted too: conntrack's early-drop queue, one `ConnId` ([`EARLY_DROP_QUEUE_BYTES`]) per
+/// connection confirmed since the queue was last pruned (assured connections, offloaded ones
+/// among them, leave it only when it holds more than twice the table plus 64, so up to
+/// twice that for a while; once in `bench`, whose connections are all still queued).
+///
+/// Heap parts not counted here:
+/// * the free lists of the conntrack and flow slabs: 4 bytes per freed slot, at their
+///   high-water mark, none per live connection;
+/// * the flowtable's links: one per distinct egress and next hop (a few per router, shared
+///   by every flow through it; GC frees unused ones);
+/// * what only some connections have: counters with conntrack accounting (48 bytes, with
+///   where `counter`'s syncs stand), a flow's marks, IPv6 addresses or counts past 2^31
+///   packets (one box), a connection's labels, helper or wide masquerade interface (one box
+///   of 48 bytes), the engine's map of replayed mangles.
 pub fn bytes_per_offloaded_connection(conns: usize) -> usize {
     Table::memory_per_conn(conns).bytes_per_conn
+        + EARLY_DROP_QUEUE_BYTES
         + Flowtable::<SoftwareOnly>::memory_per_flow_with(conns, true).bytes_per_flow
 }
+
+/// What a confirmed connection holds in conntrack's early-drop queue (its `ConnId`) until
+/// the queue is next pruned.
+pub const EARLY_DROP_QUEUE_BYTES: usize = core::mem::size_of::<ConnId>();
 
 /// A read-only view of one flow, for listings and re-routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +209,10 @@ pub struct Flowtable<B: OffloadBackend = SoftwareOnly> {
     /// working set is 64 bytes a flow.
     hot: Vec<Hot>,
     cold: Vec<Cold>,
+    /// Per slot: its generation (a [`FlowId`] names one flow of the slot), and the flow's
+    /// backend state (`HW`, `HW_PENDING`).
+    gens: Vec<u32>,
+    hw: Vec<u8>,
     /// The distinct egresses flows leave through (interfaces and next hops). GC frees the
     /// ones no flow uses any more: their slots are reused, free ones at the end dropped.
     links: Vec<Link>,
@@ -236,6 +256,8 @@ impl<B: OffloadBackend> Flowtable<B> {
             },
             hot: Vec::new(),
             cold: Vec::new(),
+            gens: Vec::new(),
+            hw: Vec::new(),
             links: Vec::new(),
             link_ix: std::collections::HashMap::new(),
             link_free: Vec::new(),
@@ -288,7 +310,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         // Every flow was routed under an older generation. Marked here, on the rare change,
         // so that a packet reads a flag of its own line.
         for (h, c) in self.hot.iter_mut().zip(&self.cold) {
-            if c.live {
+            if c.live() {
                 h.flags |= STALE;
             }
         }
@@ -326,7 +348,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             return;
         }
         let mut used = vec![false; self.links.len()];
-        for (h, _) in self.hot.iter().zip(&self.cold).filter(|(_, c)| c.live) {
+        for (h, _) in self.hot.iter().zip(&self.cold).filter(|(_, c)| c.live()) {
             for &l in &h.link {
                 if let Some(u) = used.get_mut(usize::from(l)) {
                     *u = true;
@@ -369,9 +391,16 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     fn live(&self, id: FlowId) -> bool {
-        self.cold
-            .get(id.idx as usize)
-            .is_some_and(|c| c.live && c.gen == id.gen)
+        self.cold.get(id.idx as usize).is_some_and(Cold::live)
+            && self.gen_at(id.idx as usize) == id.gen
+    }
+
+    fn gen_at(&self, i: usize) -> u32 {
+        self.gens.get(i).copied().unwrap_or(0)
+    }
+
+    fn hw_at(&self, i: usize) -> u8 {
+        self.hw.get(i).copied().unwrap_or(0)
     }
 
     /// An interface went up or down. Down, its flows are torn down as well (the kernel's
@@ -394,9 +423,9 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// The flow a connection is offloaded to, if any (a walk: control plane only).
     pub fn find_conn(&self, conn: ConnId) -> Option<FlowId> {
         self.cold.iter().enumerate().find_map(|(i, c)| {
-            (c.live && c.conn() == Some(conn)).then_some(FlowId {
+            (c.live() && c.conn() == Some(conn)).then_some(FlowId {
                 idx: i as u32,
-                gen: c.gen,
+                gen: self.gen_at(i),
             })
         })
     }
@@ -414,7 +443,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         Some((
             FlowId {
                 idx,
-                gen: self.cold.get(idx as usize).map_or(0, |c| c.gen),
+                gen: self.gen_at(idx as usize),
             },
             dir,
         ))
@@ -453,7 +482,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 let l = self.link_at(l);
                 l.port == port || l.rx_port == port
             });
-            if c.live && uses && !h.has(TEARDOWN) {
+            if c.live() && uses && !h.has(TEARDOWN) {
                 self.set_flags(i, TEARDOWN);
                 n += 1;
             }
@@ -497,7 +526,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             };
             match links {
                 Some((l0, l1)) => {
-                    let (Some(h), Some(c)) = (self.hot.get_mut(i), self.cold.get_mut(i)) else {
+                    let Some(h) = self.hot.get_mut(i) else {
                         continue;
                     };
                     let mut n = admit::hot(&keys[0], &keys[1], [l0, l1], &mangles);
@@ -507,23 +536,22 @@ impl<B: OffloadBackend> Flowtable<B> {
                     n.used = h.used;
                     n.flags = (n.flags & !FLOW_FLAGS) | (h.flags & FLOW_FLAGS & !STALE);
                     *h = n;
-                    if c.hw & (HW | HW_PENDING) != 0 {
+                    let (gen, hw) = (self.gen_at(i), self.hw.get_mut(i));
+                    let Some(hw) = hw else { continue };
+                    if *hw & (HW | HW_PENDING) != 0 {
                         // The backend's entry has the old plan: it goes, and the flow is
                         // pushed again with the new one (software forwards it meanwhile).
-                        let id = FlowId {
-                            idx: i as u32,
-                            gen: c.gen,
-                        };
+                        let id = FlowId { idx: i as u32, gen };
                         self.backend.remove(id);
                         if self.cfg.hw_offload {
-                            c.hw = (c.hw & !HW) | HW_PENDING;
+                            *hw = (*hw & !HW) | HW_PENDING;
                             let egress = paths
                                 .map_or([Egress::default(); 2], |p| [p[0].egress, p[1].egress]);
                             let spec = admit::flow_spec(&keys[0], &keys[1], egress, &mangles);
                             self.backend.add(id, &spec);
                             self.stats.hw_repushed += 1;
                         } else {
-                            c.hw &= !(HW | HW_PENDING);
+                            *hw &= !(HW | HW_PENDING);
                         }
                     }
                     moved += 1;
@@ -552,7 +580,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             let (Some(c), Some(h)) = (self.cold.get(i), self.hot.get(i)) else {
                 continue;
             };
-            if !c.live {
+            if !c.live() {
                 continue;
             }
             let gone = c
@@ -614,7 +642,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     pub fn flush(&mut self, ct: &mut Table, now: Duration) -> usize {
         let mut n = 0;
         for i in 0..self.cold.len() {
-            if self.cold[i].live {
+            if self.cold[i].live() {
                 self.remove_at(i, ct, now);
                 n += 1;
             }
@@ -632,9 +660,10 @@ impl<B: OffloadBackend> Flowtable<B> {
                     if !self.live(id) {
                         continue;
                     }
-                    if let Some(c) = self.cold.get_mut(id.idx as usize) {
-                        if c.hw & HW_PENDING != 0 {
-                            c.hw = (c.hw & !HW_PENDING) | HW;
+                    let i = id.idx as usize;
+                    if let (Some(c), Some(hw)) = (self.cold.get(i), self.hw.get_mut(i)) {
+                        if *hw & HW_PENDING != 0 {
+                            *hw = (*hw & !HW_PENDING) | HW;
                             if let Some(conn) = c.conn() {
                                 let _ = ct.set_offload(conn, true);
                             }
@@ -646,8 +675,8 @@ impl<B: OffloadBackend> Flowtable<B> {
                     if !self.live(id) {
                         continue;
                     }
-                    if let Some(c) = self.cold.get_mut(id.idx as usize) {
-                        c.hw &= !(HW_PENDING | HW);
+                    if let Some(hw) = self.hw.get_mut(id.idx as usize) {
+                        *hw &= !(HW_PENDING | HW);
                         self.stats.hw_failed += 1;
                     }
                 }
@@ -697,18 +726,15 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     fn remove_at(&mut self, i: usize, ct: &mut Table, now: Duration) {
-        if !self.cold.get(i).is_some_and(|c| c.live) {
+        if !self.cold.get(i).is_some_and(Cold::live) {
             return;
         }
         if self.cfg.counter {
             self.sync(i, ct);
         }
-        let (Some(_), Some(c)) = (self.hot.get(i), self.cold.get(i)) else {
-            return;
-        };
         let id = FlowId {
             idx: i as u32,
-            gen: c.gen,
+            gen: self.gen_at(i),
         };
         let (hot, cold, links, seed) = (&self.hot, &self.cold, &self.links, self.index.seed());
         // The hash of the key value `v` (slot and direction) is indexed under.
@@ -731,12 +757,17 @@ impl<B: OffloadBackend> Flowtable<B> {
         };
         *h = Hot::default();
         let old = core::mem::take(c);
-        c.gen = old.gen.wrapping_add(1);
+        if let Some(g) = self.gens.get_mut(i) {
+            *g = g.wrapping_add(1);
+        }
         if let Some(conn) = old.conn() {
             let _ = ct.clear_offload(conn, now);
         }
-        if old.hw & (HW | HW_PENDING) != 0 {
-            self.backend.remove(id);
+        if let Some(hw) = self.hw.get_mut(i) {
+            if *hw & (HW | HW_PENDING) != 0 {
+                self.backend.remove(id);
+            }
+            *hw = 0;
         }
         self.free.push(i as u32);
         self.len -= 1;
@@ -765,7 +796,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     fn info_at(&self, i: usize, now: Duration) -> Option<FlowInfo> {
-        let c = self.cold.get(i).filter(|c| c.live)?;
+        let c = self.cold.get(i).filter(|c| c.live())?;
         let h = self.hot.get(i)?;
         let ins = [self.in_port(h, 0), self.in_port(h, 1)];
         let path = |d: usize| Path {
@@ -775,7 +806,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         Some(FlowInfo {
             id: FlowId {
                 idx: i as u32,
-                gen: c.gen,
+                gen: self.gen_at(i),
             },
             conn: c.conn()?,
             tuples: [
@@ -787,7 +818,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             idle: Duration::from_millis(ms(now).saturating_sub(flow::used_ms(h, ms(now)))),
             closing: h.has(CLOSING),
             teardown: h.has(TEARDOWN),
-            hw: c.hw & HW != 0,
+            hw: self.hw_at(i) & HW != 0,
         })
     }
 
@@ -798,7 +829,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.cold
             .iter()
             .zip(&self.hot)
-            .filter(|(c, _)| c.live)
+            .filter(|(c, _)| c.live())
             .filter_map(move |(c, h)| {
                 Some((
                     c.conn()?,
@@ -824,7 +855,10 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// connection, checked).
     pub fn flow_at(&self, idx: u32, conn: ConnId) -> Option<FlowId> {
         let c = self.cold.get(idx as usize)?;
-        (c.live && c.conn() == Some(conn)).then_some(FlowId { idx, gen: c.gen })
+        (c.live() && c.conn() == Some(conn)).then_some(FlowId {
+            idx,
+            gen: self.gen_at(idx as usize),
+        })
     }
 
     /// The flows, in slab order.
@@ -843,7 +877,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     pub fn list(&self, now: Duration) -> Vec<String> {
         let mut out = Vec::with_capacity(self.len);
         for i in 0..self.cold.len() {
-            let (Some(info), Some(c)) = (self.info_at(i, now), self.cold.get(i)) else {
+            let Some(info) = self.info_at(i, now) else {
                 continue;
             };
             let mut s = String::with_capacity(256);
@@ -885,8 +919,8 @@ impl<B: OffloadBackend> Flowtable<B> {
             for (set, name) in [
                 (info.closing, "closing"),
                 (info.teardown, "teardown"),
-                (c.hw & HW != 0, "hw"),
-                (c.hw & HW_PENDING != 0, "hw-pending"),
+                (self.hw_at(i) & HW != 0, "hw"),
+                (self.hw_at(i) & HW_PENDING != 0, "hw-pending"),
             ] {
                 if set {
                     let _ = write!(s, " [{name}]");
@@ -906,7 +940,8 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// [`memory_per_flow`](Self::memory_per_flow) of a flowtable with or without `counter`
     /// (the same: what was synced is kept with conntrack's counters).
     pub fn memory_per_flow_with(max_flows: usize, _counter: bool) -> Memory {
-        let entry_bytes = core::mem::size_of::<Hot>() + core::mem::size_of::<Cold>();
+        // the line, the cold part, the slot's generation and backend state
+        let entry_bytes = core::mem::size_of::<Hot>() + core::mem::size_of::<Cold>() + 4 + 1;
         let index_bytes_per_flow = (Index::slots_for(max_flows.saturating_mul(2))
             * Index::SLOT_BYTES)
             .div_ceil(max_flows.max(1));
@@ -928,6 +963,8 @@ impl<B: OffloadBackend> Flowtable<B> {
             bytes_per_flow: m.entry_bytes + index_bytes_per_flow,
             allocated: self.hot.capacity() * core::mem::size_of::<Hot>()
                 + self.cold.capacity() * core::mem::size_of::<Cold>()
+                + self.gens.capacity() * 4
+                + self.hw.capacity()
                 + self.index.capacity_slots() * Index::SLOT_BYTES
                 + self.free.capacity() * 4
                 + self.links.capacity() * core::mem::size_of::<Link>(),

@@ -36,7 +36,25 @@ pub struct Parser<'a> {
     /// Anonymous chains (`jump { ... }`) get names `__chain0`... as the kernel does.
     pub anon_chains: u32,
     pending: Vec<Cmd>,
+    /// The span of the token read last (where a statement ends, for nft's statement-wide errors).
+    prev: Span,
 }
+
+/// Words nft's scanner always reads as keywords (nft 1.0.6), so its grammar refuses them where
+/// it wants a plain string, such as a chain's name (`chain fwd`: "syntax error, unexpected fwd,
+/// expecting string"). Found by declaring a chain of each name `nft` knows.
+const NFT_KEYWORDS: &str = "\
+    accept add ah all arp auto-merge bridge cgroup chain comment comp constant continue \
+    counter cpu create ct day dccp define delete describe device devices dnat drop dst dup \
+    dynamic ecn element elements esp ether exists expires export exthdr fib flags flow \
+    flowtable flush frag fwd gc-interval get goto handle hbh hook hour ibriport ibrname \
+    icmp icmpv6 igmp iif iifgroup iifname iiftype import include index inet insert interval \
+    ip ip6 ipsec jhash jump limit list log map mark masquerade meta meter mh missing \
+    monitor netdev nftrace notrack numgen obriport obrname offload oif oifgroup oifname \
+    oiftype osf pkttype policy position priority queue quota random redefine redirect \
+    reject rename replace reset return rt rt0 rt2 rtclassid rule ruleset sctp secmark set \
+    size skgid skuid snat socket srh symhash synproxy table tcp th time timeout tproxy type \
+    typeof udp udplite undefine update vlan vmap xt";
 
 pub fn is_keyword_end(t: &Tok) -> bool {
     matches!(t, Tok::Newline | Tok::Semi | Tok::RBrace | Tok::Eof)
@@ -63,6 +81,7 @@ impl<'a> Parser<'a> {
             eof_span,
             anon_chains: 0,
             pending: vec![],
+            prev: eof_span,
         })
     }
 
@@ -150,7 +169,20 @@ impl<'a> Parser<'a> {
 
     pub fn next(&mut self) -> Result<Token> {
         self.fill(0)?;
-        Ok(self.la.pop_front().expect("filled"))
+        let t = self.la.pop_front().expect("filled");
+        self.prev = t.span;
+        Ok(t)
+    }
+
+    /// `start` widened to the end of the token read last, as nft locates a whole statement
+    /// (`dup`, `fwd`); `start` alone when that token is not after it in the same file (it came
+    /// from a variable's definition or an include).
+    fn to_prev(&self, start: Span) -> Span {
+        if self.prev.file == start.file && self.prev.lo >= start.lo {
+            start.to(self.prev)
+        } else {
+            start
+        }
     }
 
     /// The next word, read, if `want` takes it; `None`, with nothing read, otherwise.
@@ -252,6 +284,20 @@ impl<'a> Parser<'a> {
                 Ok((s, t.span))
             }
             _ => self.unexpected(what),
+        }
+    }
+
+    /// A chain's name: as `ident`, but a word nft reads as a keyword is refused, as nft does.
+    fn chain_ident(&mut self) -> Result<(String, Span)> {
+        let t = self.peek_tok()?.clone();
+        match &t.tok {
+            Tok::Word(w) if NFT_KEYWORDS.split_ascii_whitespace().any(|k| k == w) => {
+                Err(Error::new(
+                    t.span,
+                    format!("syntax error, unexpected {w}, expecting string"),
+                ))
+            }
+            _ => self.ident("chain name"),
         }
     }
 
@@ -389,7 +435,7 @@ impl<'a> Parser<'a> {
                 self.next()?;
                 self.expect_word("chain")?;
                 let table = self.table_ref()?;
-                let (from, sp) = self.ident("chain name")?;
+                let (from, sp) = self.chain_ident()?;
                 let (to, _) = self.ident("new name")?;
                 out.push(Cmd::RenameChain {
                     table,
@@ -639,7 +685,7 @@ impl<'a> Parser<'a> {
                         return Ok(());
                     }
                 }
-                let (name, span) = self.ident("chain name")?;
+                let (name, span) = self.chain_ident()?;
                 match verb {
                     Verb::Add | Verb::Create => {
                         let mut chain = Chain {
@@ -671,7 +717,7 @@ impl<'a> Parser<'a> {
             }
             "rule" => {
                 let table = self.table_ref()?;
-                let (chain, _) = self.ident("chain name")?;
+                let (chain, _) = self.chain_ident()?;
                 let mut pos = RulePos::End;
                 if self.is_word("handle")? || self.is_word("position")? || self.is_word("index")? {
                     let kw = self.next()?;
@@ -898,7 +944,7 @@ impl<'a> Parser<'a> {
                 }
                 "chain" => {
                     self.next()?;
-                    let (name, span) = self.ident("chain name")?;
+                    let (name, span) = self.chain_ident()?;
                     let mut chain = Chain {
                         name,
                         hook: None,
@@ -1890,7 +1936,7 @@ impl<'a> Parser<'a> {
                         span: t.span,
                     });
                 }
-                let (c, sp) = self.ident("chain name")?;
+                let (c, sp) = self.chain_ident()?;
                 let v = if w == "jump" {
                     Verdict::Jump(c)
                 } else {
@@ -2042,7 +2088,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Statements that begin with a keyword, the keyword already consumed.
-    fn stmt_after_kw(&mut self, w: &str, span: Span) -> Result<Stmt> {
+    fn stmt_after_kw(&mut self, w: &str, mut span: Span) -> Result<Stmt> {
         let kind = match w {
             "counter" => {
                 if self.eat_word("name")? {
@@ -2139,13 +2185,15 @@ impl<'a> Parser<'a> {
                 if self.eat_word("device")? {
                     dev = Some(self.expr(Mode::Stmt)?);
                 }
+                // nft's dup errors point at the whole statement
+                span = self.to_prev(span);
                 StmtKind::Dup { addr, dev }
             }
             "fwd" => {
                 let family = self.ip_family_word()?;
                 self.expect_word("to")?;
                 let first = self.expr(Mode::Stmt)?;
-                if self.eat_word("device")? {
+                let kind = if self.eat_word("device")? {
                     let dev = self.expr(Mode::Stmt)?;
                     StmtKind::Fwd {
                         family,
@@ -2158,7 +2206,10 @@ impl<'a> Parser<'a> {
                         addr: None,
                         dev: first,
                     }
-                }
+                };
+                // nft's fwd errors point at the whole statement
+                span = self.to_prev(span);
+                kind
             }
             "tproxy" => {
                 let family = self.ip_family_word()?;
@@ -2958,7 +3009,7 @@ impl<'a> Parser<'a> {
                 }
                 "jump" | "goto" => {
                     self.next()?;
-                    let (c, sp) = self.ident("chain name")?;
+                    let (c, sp) = self.chain_ident()?;
                     let v = if w == "jump" {
                         Verdict::Jump(c)
                     } else {

@@ -19,16 +19,29 @@ use crate::rules::{self, Load, MetaK, Op, Ruleset, Test};
 
 /// The transport protocols (bit `l4proto`) of IPv4 (`live[0]`) and IPv6 (`live[1]`) packets
 /// for which some rule of a base chain may act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct ChainFilter {
     live: [[u64; 4]; 2],
 }
 
 impl ChainFilter {
-    const ALL: ChainFilter = ChainFilter {
+    pub(super) const ALL: ChainFilter = ChainFilter {
         live: [[u64::MAX; 4]; 2],
     };
     const NONE: ChainFilter = ChainFilter { live: [[0; 4]; 2] };
+
+    /// The protocols either filter lets through.
+    pub(super) fn union(mut self, other: ChainFilter) -> ChainFilter {
+        for (a, b) in self
+            .live
+            .iter_mut()
+            .flatten()
+            .zip(other.live.iter().flatten())
+        {
+            *a |= b;
+        }
+        self
+    }
 
     /// Whether a rule of the chain may act on a packet of `nfproto` (2: IPv4, 10: IPv6) and
     /// `l4proto`. Other network protocols always run the chain.
@@ -228,6 +241,9 @@ mod tests {
         assert!(f[4].runs(2, tcp) && !f[4].runs(2, udp));
         // a protocol outside IPv4 and IPv6 always runs the chain
         assert!(f[0].runs(0, udp));
+        // a hook with both chains: what either acts on
+        let u = f[0].union(f[2]);
+        assert!(u.runs(2, tcp) && u.runs(10, udp) && !u.runs(2, udp));
     }
 
     #[test]

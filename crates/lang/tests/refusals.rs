@@ -1,0 +1,121 @@
+//! What nft refuses before it reaches the kernel, with its error's place and words: `nft -c -f`
+//! (nft 1.0.6) printed each expected first line here.
+
+use nft_lang::ruleset::{load_str, LoadOpts};
+
+/// The first line of the error `text` gives, or `None` when it loads.
+fn first_error(text: &str) -> Option<String> {
+    match load_str("f.nft", text, &LoadOpts::default()) {
+        Ok(_) => None,
+        Err(e) => Some(e.to_string().lines().next().unwrap_or("").to_string()),
+    }
+}
+
+/// A table of `family` with one base chain holding `stmt` on line 4.
+fn with_stmt(family: &str, stmt: &str) -> String {
+    let hook = match family {
+        "netdev" => "type filter hook ingress device lo priority 0;",
+        _ => "type filter hook prerouting priority 0;",
+    };
+    format!("table {family} t {{\nchain c {{\n{hook}\n{stmt}\n}}\n}}\n")
+}
+
+fn chain_named(name: &str) -> String {
+    format!("table inet t {{\nchain {name} {{\n}}\n}}\n")
+}
+
+#[test]
+fn keyword_chain_names_are_refused() {
+    assert_eq!(
+        first_error(&chain_named("fwd")).as_deref(),
+        Some("f.nft:2:7-9: Error: syntax error, unexpected fwd, expecting string")
+    );
+    assert_eq!(
+        first_error(&chain_named("dup")).as_deref(),
+        Some("f.nft:2:7-9: Error: syntax error, unexpected dup, expecting string")
+    );
+    for kw in [
+        "counter", "ip", "tcp", "meta", "jump", "synproxy", "vlan", "set",
+    ] {
+        let e = first_error(&chain_named(kw)).unwrap_or_default();
+        assert!(
+            e.ends_with(&format!("unexpected {kw}, expecting string")),
+            "chain {kw}: {e:?}"
+        );
+    }
+    // the same in a command
+    assert_eq!(
+        first_error("add table ip t\nadd chain ip t fwd\n").as_deref(),
+        Some("f.nft:2:16-18: Error: syntax error, unexpected fwd, expecting string")
+    );
+}
+
+#[test]
+fn ordinary_chain_names_load() {
+    // words nft does not reserve, though some name hooks or chain types
+    for name in [
+        "input",
+        "forward",
+        "output",
+        "prerouting",
+        "filter",
+        "nat",
+        "raw",
+        "mangle",
+        "srcnat",
+        "dstnat",
+        "route",
+        "fwdx",
+        "dupe",
+        "saddr",
+        "state",
+    ] {
+        assert_eq!(first_error(&chain_named(name)), None, "chain {name}");
+    }
+}
+
+#[test]
+fn dup_and_fwd_need_their_family() {
+    // dup only in ip, ip6 and netdev; the error covers the whole statement, as nft's
+    assert_eq!(
+        first_error(&with_stmt("inet", "dup to 198.18.0.1 device \"lo\"")).as_deref(),
+        Some("f.nft:4:1-29: Error: unsupported family")
+    );
+    assert_eq!(
+        first_error(&with_stmt("inet", "dup to 2001:db8::1")).as_deref(),
+        Some("f.nft:4:1-18: Error: unsupported family")
+    );
+    assert_eq!(
+        first_error(&with_stmt(
+            "inet",
+            "ip daddr 198.18.0.9 dup to 198.18.0.1 device \"lo\""
+        ))
+        .as_deref(),
+        Some("f.nft:4:21-49: Error: unsupported family")
+    );
+    assert_eq!(
+        first_error(&with_stmt("netdev", "dup to 198.18.0.1 device \"lo\"")).as_deref(),
+        Some("f.nft:4:1-29: Error: cannot specify device")
+    );
+    assert_eq!(
+        first_error(&with_stmt("inet", "fwd to \"lo\"")).as_deref(),
+        Some("f.nft:4:1-11: Error: unsupported family")
+    );
+    assert_eq!(
+        first_error(&with_stmt("inet", "fwd ip to 198.18.0.1 device \"lo\"")).as_deref(),
+        Some("f.nft:4:1-32: Error: unsupported family")
+    );
+    // accepted where nft accepts them
+    assert_eq!(
+        first_error(&with_stmt("ip", "dup to 198.18.0.1 device \"lo\"")),
+        None
+    );
+    assert_eq!(first_error(&with_stmt("ip6", "dup to 2001:db8::1")), None);
+    assert_eq!(
+        first_error(&with_stmt(
+            "ip",
+            "ip daddr 198.18.0.9 dup to 198.18.0.1 device \"lo\""
+        )),
+        None
+    );
+}
