@@ -413,6 +413,24 @@ fn live_router(io: &str) {
     for i in [echo, echo6] {
         let _ = lab.bg[i].kill();
     }
+    // SCTP through masquerade. AF_XDP: sent with its CRC32c left zero, as a veth peer's stack
+    // leaves it for the device; the router completes it, so conntrack tracks the INIT (the
+    // server sees the router's address) and the CRC arrives right. An untracked (invalid)
+    // packet would pass un-NATed with its zero CRC. AF_PACKET: a raw socket's packet carries
+    // no offload state, so it is sent whole.
+    let rx = lab.listen(&s, &[&py("sctp.py"), "recv", "198.18.2.2"]);
+    let o = lab.exec(
+        &c,
+        &[
+            "python3",
+            &py("sctp.py"),
+            "send",
+            "198.18.2.2",
+            if xdp { "zero" } else { "good" },
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(lab.finish(rx), "198.18.2.1 crc ok", "{:#}", lab.stats());
     // (short UDP flows stay on the slow path: the kernel admits UDP once it is a stream)
     let ct = String::from_utf8_lossy(&lab.client(&["list", "conntrack"]).stdout).into_owned();
     // the 8 flows' 40 datagrams, counted on their connections (a source port the client's
