@@ -693,7 +693,9 @@ impl Table {
 
     /// [`process`](Self::process) with the frame `meta` was parsed from, which SCTP tracking
     /// reads (chunks and verification tags; the CRC32c is checked, as the kernel does with
-    /// `nf_conntrack_checksum` on).
+    /// `nf_conntrack_checksum` on). The kernel skips the check for a packet whose CRC is
+    /// left to the device (`CHECKSUM_PARTIAL`, from a veth peer); this check has no such
+    /// state, so the caller completes those CRCs first.
     pub fn process_frame(
         &mut self,
         meta: &PacketMeta,
