@@ -1727,6 +1727,12 @@ impl Compiler<'_> {
                     Some(d) => Some(self.value(d)?),
                     None => None,
                 };
+                // netdev `dup to IF` names a device, not an address (`nft_dup_netdev`)
+                let (addr, dev) = if self.table.family == Family::Netdev {
+                    (None, addr.or(dev))
+                } else {
+                    (addr, dev)
+                };
                 ops.push(Op::Dup { addr, dev, v6 });
             }
             StmtKind::Fwd { family, addr, dev } => {
