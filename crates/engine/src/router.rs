@@ -1410,7 +1410,6 @@ impl Router {
     ) -> Result<(), Drop> {
         let fams = Self::families(w);
         let end = self.hooks.range[hook as usize].1 as usize;
-        let (nfproto, l4proto) = HookIndex::protocols(meta);
         while i < end {
             let b = &self.rules.base[i];
             i += 1;
@@ -1418,12 +1417,13 @@ impl Router {
                 break;
             }
             // no rule of the chain can act on this protocol: the run would only apply the
-            // policy (a trace shows every run, so it runs them all)
+            // policy (a trace shows every run, so it runs them all). The protocols are read
+            // for each chain: an earlier chain may have rewritten them (`ip protocol set`).
             let skip = !self.cfg.trace
-                && !self
-                    .filters
-                    .get(i - 1)
-                    .is_none_or(|f| f.runs(nfproto, l4proto));
+                && !self.filters.get(i - 1).is_none_or(|f| {
+                    let (nfproto, l4proto) = HookIndex::protocols(meta);
+                    f.runs(nfproto, l4proto)
+                });
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
                 let name = &self.topo.interfaces[w.iif].name;
