@@ -12,7 +12,7 @@
 # Usage: live-tcp.sh [--duration S] [--quiet-wait S] [--only NAME,...]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/../../.." && pwd)
-LB=${LIVEBENCH:-/work/shared/livebench/livebench.sh}
+LB=${LIVEBENCH:-$HERE/../shared/livebench/livebench.sh}
 dur=10 qwait=10 only=
 while [ $# -gt 0 ]; do
   case $1 in

@@ -9,7 +9,7 @@
 #   --sink xdp|nft       xdp (default): the server's sink is lbsink.c, an XDP program on s0
 #                        that drops the generator's datagrams (counted by veth: ethtool -S s0
 #                        rx_queue_0_xdp_drops); nft: livebench's netdev ingress counter
-#   --napi-threads on|off on (default): r0's and s0's NAPI run as kernel threads (sysfs
+#   --napi-threads on|off on (default off): r0's and s0's NAPI run as kernel threads (sysfs
 #                        `threaded`), r0's pinned to the router CPU and s0's to the generator
 #                        CPU. A veth's NAPI otherwise runs in the softirq of the CPU that sent
 #                        into it: r0's on the generator's CPU (the live-frames sender), so that
@@ -53,7 +53,7 @@
 set -euo pipefail
 HERE=${LIVEBENCH_DIR:-/work/shared/livebench}
 genbin=$(cd "$(dirname "$0")/../../.." && pwd)/target/release/examples/livegen
-router=kernel cmd= ruleset=fw4 test=udp flows=1 dur=10 reps=1 rcpu=1 gcpu=0 gmode=ring prime=1 rtt=1 json= qwait=60 rate=0 offload=1 name= sink=xdp napit=on
+router=kernel cmd= ruleset=fw4 test=udp flows=1 dur=10 reps=1 rcpu=1 gcpu=0 gmode=ring prime=1 rtt=1 json= qwait=60 rate=0 offload=1 name= sink=xdp napit=off
 die() { echo "livebench: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case $1 in

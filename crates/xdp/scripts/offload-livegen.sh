@@ -4,10 +4,10 @@
 # with fw4's flowtable (the user-space fast path, --io af_xdp); and with `flags offload` (the XDP
 # offload) in generic and in native mode. Root.
 # Usage: offload-livegen.sh [--duration S] [--flows N] [--reps N] [--rate PPS] [--quiet-wait S]
-#        [--sink xdp|nft] [--napi-threads on|off]   (livebench-gen.sh's; defaults xdp, on)
+#        [--sink xdp|nft] [--napi-threads on|off]   (livebench-gen.sh's; defaults xdp, off)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/../../.." && pwd)
-dur=10 flows=64 reps=1 qwait=10 rate=0 sink=xdp napit=on
+dur=10 flows=64 reps=1 qwait=10 rate=0 sink=xdp napit=off
 while [ $# -gt 0 ]; do
   case $1 in
     --duration) dur=$2; shift 2 ;;
