@@ -71,8 +71,10 @@ pub struct Config {
     pub conntrack: nft_conntrack::Config,
     /// Conntrack slots GC looks at per call of [`Router::process`] that has slow-path frames,
     /// on top of two per such frame, so that expiry keeps up with what makes connections.
-    /// Besides, the whole table is swept once every [`CT_SWEEP`] of `now` in steps of at
-    /// least [`CT_GC_TICK`], whatever the traffic (fast-path bursts scan nothing else).
+    /// Besides, every slot of the table (live or free: as many as the most entries ever held)
+    /// is looked at once every [`CT_SWEEP`] of `now` in steps of at least [`CT_GC_TICK`],
+    /// whatever the traffic (fast-path bursts scan nothing else); this is also the least a
+    /// step scans.
     pub gc_budget: usize,
     /// Keep each packet's walk through hooks, chains and rules (`nft monitor trace`).
     pub trace: bool,
@@ -536,8 +538,9 @@ const HELD_MAX: usize = 256;
 /// How long a frame waits for its neighbour (the kernel gives up resolving after about 3 s).
 const HOLD_FOR: Duration = Duration::from_secs(3);
 
-/// Conntrack GC sweeps the whole table once in this much time (the kernel's `gc_worker`
-/// looks at the table in steps the same way), on top of what slow-path frames pay for.
+/// Conntrack GC sweeps the whole table (every slot, so a table left large by a flood that
+/// has expired too) once in this much time of `now` (the kernel's `gc_worker` looks at the
+/// table in steps the same way), on top of what slow-path frames pay for.
 pub const CT_SWEEP: Duration = Duration::from_secs(1);
 /// Time-driven conntrack GC runs at most once per this much time of `now`: a fast-path
 /// burst then costs a compare, not a scan.
@@ -766,7 +769,9 @@ impl Router {
         };
         if now >= last.saturating_add(CT_GC_TICK) {
             self.ct_gc_last = Some(now);
-            let share = self.ct.len() as u128 * (now - last).as_nanos() / CT_SWEEP.as_nanos();
+            // the slots, not the live entries: GC scans the slot array, which keeps its
+            // size after a flood expires
+            let share = self.ct.slots() as u128 * (now - last).as_nanos() / CT_SWEEP.as_nanos();
             let share = usize::try_from(share).unwrap_or(usize::MAX);
             budget = budget.saturating_add(share.max(self.cfg.gc_budget));
         }
@@ -1407,7 +1412,6 @@ impl Router {
     ) -> Result<(), Drop> {
         let fams = Self::families(w);
         let end = self.hooks.range[hook as usize].1 as usize;
-        let (nfproto, l4proto) = HookIndex::protocols(meta);
         while i < end {
             let b = &self.rules.base[i];
             i += 1;
@@ -1415,12 +1419,13 @@ impl Router {
                 break;
             }
             // no rule of the chain can act on this protocol: the run would only apply the
-            // policy (a trace shows every run, so it runs them all)
+            // policy (a trace shows every run, so it runs them all). The protocols are read
+            // for each chain: an earlier chain may have rewritten them (`ip protocol set`).
             let skip = !self.cfg.trace
-                && !self
-                    .filters
-                    .get(i - 1)
-                    .is_none_or(|f| f.runs(nfproto, l4proto));
+                && !self.filters.get(i - 1).is_none_or(|f| {
+                    let (nfproto, l4proto) = HookIndex::protocols(meta);
+                    f.runs(nfproto, l4proto)
+                });
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
                 let name = &self.topo.interfaces[w.iif].name;

@@ -3022,7 +3022,9 @@ fn load_st(st: &mut State, pkt: &Pkt, l: &Load) -> Option<u128> {
     }
 }
 
-fn needs_state(l: &Load) -> bool {
+/// Whether loading `l` changes rule state (`numgen`, `meta random`): running it is a side
+/// effect, whatever the match then decides.
+pub(crate) fn needs_state(l: &Load) -> bool {
     match l {
         Load::Numgen { .. } | Load::Meta(MetaK::Random) => true,
         Load::Bitwise { inner, .. } | Load::Shift { inner, .. } => needs_state(inner),
