@@ -368,6 +368,12 @@ impl Table {
         self.len == 0
     }
 
+    /// Slots [`Self::gc`] scans, live or free: as many as the most entries ever held at
+    /// once (the slot array never shrinks), so at least [`Self::len`].
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
         let s = self.slots.get(id.idx as usize)?;
         if self.gen(id.idx) != id.gen {

@@ -62,12 +62,14 @@ pub enum Defragged {
     Held,
     /// The last missing piece: the whole datagram (an IP packet), the payload length of each
     /// fragment it was made of, in offset order, the IP length of the largest fragment
-    /// (`frag_max_size`), and the fragments' identification.
+    /// (`frag_max_size`), the fragments' identification, and (IPv4) whether the largest
+    /// fragments all had DF (`IPSKB_FRAG_PMTU`: fragments cut afresh from the datagram get DF).
     Whole {
         l3: Vec<u8>,
         pieces: Vec<usize>,
         max_size: usize,
         id: u32,
+        df: bool,
     },
     /// Dropped; `fragments` counts the ones dropped with it (1, or all of an overlapped
     /// datagram's).
@@ -338,10 +340,10 @@ impl Defrag {
         for p in &q.pieces {
             l3.extend_from_slice(&p.data);
         }
+        let df = !fi.key.v6 && q.max_df_size == q.max_size;
         if fi.key.v6 {
             finish_v6(&mut l3, q.next_header);
         } else {
-            let df = q.max_df_size == q.max_size;
             finish_v4(&mut l3, df);
         }
         Defragged::Whole {
@@ -349,6 +351,7 @@ impl Defrag {
             pieces,
             max_size: q.max_size,
             id: fi.key.id,
+            df,
         }
     }
 
@@ -495,18 +498,21 @@ fn options_fragment(opts: &mut [u8]) {
 /// go whole on the first fragment only ([`options_fragment`]). None when the packet is not IP
 /// or the MTU leaves no room for 8 bytes of payload.
 pub fn fragment(l3: &[u8], pieces: &[usize], mtu: usize, v6_id: u32) -> Option<Vec<Vec<u8>>> {
-    fragment_opts(l3, pieces, mtu, v6_id, true)
+    fragment_opts(l3, pieces, mtu, v6_id, true, false)
 }
 
 /// [`fragment`], with the IPv4 options of later fragments left whole when `strip_options`
 /// is false: the kernel's `ip_options_fragment` works from the options `ip_rcv_options`
 /// parsed, after prerouting, so a copy made there (`dup` at prerouting) keeps them all.
+/// `df` sets DF on every IPv4 fragment: the slow path of `ip_do_fragment` does so when the
+/// datagram was reassembled from fragments whose largest all had DF (`IPSKB_FRAG_PMTU`).
 pub fn fragment_opts(
     l3: &[u8],
     pieces: &[usize],
     mtu: usize,
     v6_id: u32,
     strip_options: bool,
+    df: bool,
 ) -> Option<Vec<Vec<u8>>> {
     let version = l3.first()? >> 4;
     let (head_len, nh_at) = if version == 4 {
@@ -563,7 +569,7 @@ pub fn fragment_opts(
                 options_fragment(&mut f[20..head_len]);
             }
             f[2..4].copy_from_slice(&((head_len + len) as u16).to_be_bytes());
-            let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+            let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 } | if df { 0x4000 } else { 0 };
             f[6..8].copy_from_slice(&fo.to_be_bytes());
             ipv4_checksum(&mut f[..head_len]);
         } else {

@@ -71,8 +71,10 @@ pub struct Config {
     pub conntrack: nft_conntrack::Config,
     /// Conntrack slots GC looks at per call of [`Router::process`] that has slow-path frames,
     /// on top of two per such frame, so that expiry keeps up with what makes connections.
-    /// Besides, the whole table is swept once every [`CT_SWEEP`] of `now` in steps of at
-    /// least [`CT_GC_TICK`], whatever the traffic (fast-path bursts scan nothing else).
+    /// Besides, every slot of the table (live or free: as many as the most entries ever held)
+    /// is looked at once every [`CT_SWEEP`] of `now` in steps of at least [`CT_GC_TICK`],
+    /// whatever the traffic (fast-path bursts scan nothing else); this is also the least a
+    /// step scans.
     pub gc_budget: usize,
     /// Keep each packet's walk through hooks, chains and rules (`nft monitor trace`).
     pub trace: bool,
@@ -405,8 +407,9 @@ struct Walk {
     local: bool,
     /// How the packet leaves fragmented: the payload length of each fragment (those of a
     /// reassembled datagram, or the whole payload to cut at the egress MTU), and the IP
-    /// length of the largest fragment that came in (`frag_max_size`).
-    frags: Option<(Vec<usize>, usize, u32)>,
+    /// length of the largest fragment that came in (`frag_max_size`), the identification,
+    /// and whether the largest fragments all had DF (`IPSKB_FRAG_PMTU`).
+    frags: Option<(Vec<usize>, usize, u32, bool)>,
     /// Live mode: the next hop whose MAC is being resolved; the frame waits in
     /// [`Router::held`] instead of leaving.
     hold: Option<IpAddr>,
@@ -535,8 +538,9 @@ const HELD_MAX: usize = 256;
 /// How long a frame waits for its neighbour (the kernel gives up resolving after about 3 s).
 const HOLD_FOR: Duration = Duration::from_secs(3);
 
-/// Conntrack GC sweeps the whole table once in this much time (the kernel's `gc_worker`
-/// looks at the table in steps the same way), on top of what slow-path frames pay for.
+/// Conntrack GC sweeps the whole table (every slot, so a table left large by a flood that
+/// has expired too) once in this much time of `now` (the kernel's `gc_worker` looks at the
+/// table in steps the same way), on top of what slow-path frames pay for.
 pub const CT_SWEEP: Duration = Duration::from_secs(1);
 /// Time-driven conntrack GC runs at most once per this much time of `now`: a fast-path
 /// burst then costs a compare, not a scan.
@@ -765,7 +769,9 @@ impl Router {
         };
         if now >= last.saturating_add(CT_GC_TICK) {
             self.ct_gc_last = Some(now);
-            let share = self.ct.len() as u128 * (now - last).as_nanos() / CT_SWEEP.as_nanos();
+            // the slots, not the live entries: GC scans the slot array, which keeps its
+            // size after a flood expires
+            let share = self.ct.slots() as u128 * (now - last).as_nanos() / CT_SWEEP.as_nanos();
             let share = usize::try_from(share).unwrap_or(usize::MAX);
             budget = budget.saturating_add(share.max(self.cfg.gc_budget));
         }
@@ -946,6 +952,7 @@ impl Router {
                     pieces,
                     max_size,
                     id,
+                    df,
                 } => {
                     let mut f = Vec::with_capacity(14 + l3.len());
                     f.extend_from_slice(data.get(start..start + 14).unwrap_or(&[0; 14]));
@@ -959,7 +966,7 @@ impl Router {
                     };
                     data = f;
                     start = 0;
-                    w.frags = Some((pieces, max_size, id));
+                    w.frags = Some((pieces, max_size, id, df));
                     self.counters.reassembled += 1;
                 }
             }
@@ -1036,7 +1043,7 @@ impl Router {
             Ok(Fate::Tx { egress, dst_mac }) if w.frags.is_some() => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-                let (pieces, _, id) = w.frags.take().unwrap_or_default();
+                let (pieces, _, id, _) = w.frags.take().unwrap_or_default();
                 let l3 = data
                     .get(start + meta.l3_offset..start + meta.l3_end)
                     .unwrap_or(&[]);
@@ -1203,7 +1210,7 @@ impl Router {
         // a reassembled datagram is too big only when a fragment that came in is
         // (ip_exceeds_mtu, ip6_pkt_too_big with frag_max_size): it leaves in those fragments
         let too_big = match &w.frags {
-            Some((_, max_size, _)) => l3_len > mtu && *max_size > mtu,
+            Some((_, max_size, _, _)) => l3_len > mtu && *max_size > mtu,
             None => l3_len > mtu,
         };
         let dont_frag = !w.v6
@@ -1239,7 +1246,7 @@ impl Router {
         }
         if l3_len > mtu && w.frags.is_none() {
             // IPv4 without DF: ip_fragment cuts it at the egress MTU
-            w.frags = Some((vec![l3_len - meta.ip_header_len], l3_len, 0));
+            w.frags = Some((vec![l3_len - meta.ip_header_len], l3_len, 0, false));
         }
         decrement_ttl(buf, meta);
         w.oif = Some(oif);
@@ -1405,7 +1412,6 @@ impl Router {
     ) -> Result<(), Drop> {
         let fams = Self::families(w);
         let end = self.hooks.range[hook as usize].1 as usize;
-        let (nfproto, l4proto) = HookIndex::protocols(meta);
         while i < end {
             let b = &self.rules.base[i];
             i += 1;
@@ -1413,12 +1419,13 @@ impl Router {
                 break;
             }
             // no rule of the chain can act on this protocol: the run would only apply the
-            // policy (a trace shows every run, so it runs them all)
+            // policy (a trace shows every run, so it runs them all). The protocols are read
+            // for each chain: an earlier chain may have rewritten them (`ip protocol set`).
             let skip = !self.cfg.trace
-                && !self
-                    .filters
-                    .get(i - 1)
-                    .is_none_or(|f| f.runs(nfproto, l4proto));
+                && !self.filters.get(i - 1).is_none_or(|f| {
+                    let (nfproto, l4proto) = HookIndex::protocols(meta);
+                    f.runs(nfproto, l4proto)
+                });
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
                 let name = &self.topo.interfaces[w.iif].name;
@@ -1790,6 +1797,13 @@ impl Router {
         let Some(egress) = egress.filter(|e| self.topo.interfaces[*e].up) else {
             return self.counters.drop(Drop::FwdFailed);
         };
+        if dup == Some(Hook::Ingress) {
+            // `nf_dup_netdev`: a clone of the frame as it came, link header and all, handed
+            // to the device; no TTL or DF change, no MTU check, no error to the source
+            self.counters.dup_packets += 1;
+            let frame = buf.to_vec();
+            return self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        }
         let iface = &self.topo.interfaces[egress];
         let dst_mac = match l2::fixed_peer(iface) {
             Some(m) => Some(m),
@@ -1825,12 +1839,12 @@ impl Router {
                 let hop = matches!(hook, Hook::Prerouting | Hook::Input);
                 if w.v6 {
                     if hop && copy.len() > 7 {
-                        copy[7] = copy[7].saturating_sub(1);
+                        copy[7] = copy[7].wrapping_sub(1);
                     }
                 } else if copy.len() >= 20 {
                     copy[6] |= 0x40;
                     if hop {
-                        copy[8] = copy[8].saturating_sub(1);
+                        copy[8] = copy[8].wrapping_sub(1);
                     }
                     let hl = usize::from(copy[0] & 0x0f) * 4;
                     copy[10..12].copy_from_slice(&[0, 0]);
@@ -1843,11 +1857,11 @@ impl Router {
                     // else cut afresh, the copy's fragments being shared with the original
                     // (the slow path of `ip_do_fragment`/`ip6_fragment`), at that largest
                     // fragment's size (IPv6: at least 1280)
-                    Some((_, max_size, _)) if *max_size > mtu => {
+                    Some((_, max_size, _, _)) if *max_size > mtu => {
                         too_big = true;
                         None
                     }
-                    Some((_, max_size, id)) => {
+                    Some((_, max_size, id, pmtu)) => {
                         let at = if w.v6 {
                             (*max_size).max(1280)
                         } else {
@@ -1856,7 +1870,10 @@ impl Router {
                         let whole = copy.len().saturating_sub(meta.ip_header_len);
                         // options as parsed only after prerouting (see `fragment_opts`)
                         let strip = hook != Hook::Prerouting;
-                        defrag::fragment_opts(&copy, &[whole], at.min(mtu), *id, strip)
+                        // IPv4 fragments cut afresh keep DF when the largest that came in
+                        // had it (`IPSKB_FRAG_PMTU` in `ip_do_fragment`)
+                        let df = !w.v6 && *pmtu;
+                        defrag::fragment_opts(&copy, &[whole], at.min(mtu), *id, strip, df)
                     }
                     // with DF (IPv4 copies have it) or IPv6: refused over the MTU
                     None if copy.len() > mtu => {

@@ -1727,6 +1727,12 @@ impl Compiler<'_> {
                     Some(d) => Some(self.value(d)?),
                     None => None,
                 };
+                // netdev `dup to IF` names a device, not an address (`nft_dup_netdev`)
+                let (addr, dev) = if self.table.family == Family::Netdev {
+                    (None, addr.or(dev))
+                } else {
+                    (addr, dev)
+                };
                 ops.push(Op::Dup { addr, dev, v6 });
             }
             StmtKind::Fwd { family, addr, dev } => {
@@ -3016,7 +3022,9 @@ fn load_st(st: &mut State, pkt: &Pkt, l: &Load) -> Option<u128> {
     }
 }
 
-fn needs_state(l: &Load) -> bool {
+/// Whether loading `l` changes rule state (`numgen`, `meta random`): running it is a side
+/// effect, whatever the match then decides.
+pub(crate) fn needs_state(l: &Load) -> bool {
     match l {
         Load::Numgen { .. } | Load::Meta(MetaK::Random) => true,
         Load::Bitwise { inner, .. } | Load::Shift { inner, .. } => needs_state(inner),

@@ -83,9 +83,8 @@ pub struct TcpOpts {
 }
 
 /// `synproxy_parse_options`: the options of the TCP header `th` (from its first byte). None
-/// when the header is cut short; an option that makes no sense ends the parse (the kernel
-/// also stops at a bad length, but steps over a known option of the wrong size: one such
-/// malformed SYN can be read with fewer options here).
+/// when the header is cut short; a length below 2 or past the header ends the parse, and a
+/// known option of the wrong size is stepped over, as in the kernel.
 pub fn parse_options(th: &[u8]) -> Option<TcpOpts> {
     let doff = (*th.get(12)? >> 4) as usize * 4;
     let opts = th.get(20..doff.max(20))?;
@@ -653,6 +652,88 @@ mod tests {
             let other = CookieKey([1, 2, 3, 4]);
             assert_eq!(other.check(&ep(), 1000, c, 77), None);
         }
+    }
+
+    /// A segment with a TCP header of `opts` (padded with end-of-list), checksum filled.
+    fn segment(opts: &[u8]) -> Vec<u8> {
+        let mut l3 = vec![0u8; 40];
+        l3[0] = 0x45;
+        l3[12..16].copy_from_slice(&[192, 168, 1, 10]);
+        l3[16..20].copy_from_slice(&[203, 0, 113, 5]);
+        l3[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        l3[22..24].copy_from_slice(&80u16.to_be_bytes());
+        l3[24..28].copy_from_slice(&1000u32.to_be_bytes());
+        l3[28..32].copy_from_slice(&2000u32.to_be_bytes());
+        l3.extend_from_slice(opts);
+        while l3.len() % 4 != 0 {
+            l3.push(0);
+        }
+        l3[32] = (((l3.len() - 20) / 4) as u8) << 4;
+        l3[33] = ACK;
+        let (s, d) = (
+            IpAddr::from([192, 168, 1, 10]),
+            IpAddr::from([203, 0, 113, 5]),
+        );
+        nft_wire::tcp::TcpPacket::new_unchecked(&mut l3[20..]).fill_checksum(&s, &d);
+        l3
+    }
+
+    fn tcp_checksum_ok(l3: &[u8]) -> bool {
+        let (s, d) = (
+            IpAddr::from([192, 168, 1, 10]),
+            IpAddr::from([203, 0, 113, 5]),
+        );
+        nft_wire::tcp::TcpPacket::new_unchecked(&l3[20..]).verify_checksum(&s, &d)
+    }
+
+    /// The kernel's option walks (`synproxy_parse_options`, `synproxy_tstamp_adjust`) step
+    /// over a known option of the wrong size: an MSS of length 3 and a SACK of length 12
+    /// before the timestamp leave it read and moved (a NOP keeps the timestamp 16-bit
+    /// aligned, where the incremental checksum update holds).
+    #[test]
+    fn wrong_sized_options_are_stepped_over() {
+        let ts = [8u8, 10, 0, 0, 0x10, 0, 0, 0, 0x20, 0];
+        let opts: Vec<u8> = [
+            &[2u8, 3, 5, 1][..],
+            &[5, 12, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0],
+            &ts,
+        ]
+        .concat();
+        let mut l3 = segment(&opts);
+        assert!(tcp_checksum_ok(&l3));
+        let o = parse_options(&l3[20..]).unwrap();
+        assert_eq!(o.options, OPT_TIMESTAMP);
+        assert_eq!((o.tsval, o.tsecr), (0x1000, 0x2000));
+
+        let sp = Synproxy {
+            tsoff: 0x100,
+            seq_off: 10,
+            ..Default::default()
+        };
+        // the client's segment: the echo moves up by tsoff, the ack back by seq_off; the
+        // wrong-sized SACK is not a SACK and keeps its edges
+        adjust(&mut l3, 20, &sp, false).unwrap();
+        let at = 20 + 20 + 4 + 12;
+        assert_eq!(&l3[at..at + 2], &[8, 10]);
+        assert_eq!(&l3[at + 2..at + 6], &0x1000u32.to_be_bytes(), "TSval kept");
+        assert_eq!(
+            &l3[at + 6..at + 10],
+            &0x2100u32.to_be_bytes(),
+            "TSecr + tsoff"
+        );
+        assert_eq!(&l3[28..32], &1990u32.to_be_bytes());
+        assert_eq!(&l3[44..56], &opts[4..16], "not a SACK: left alone");
+        assert!(tcp_checksum_ok(&l3));
+        // the server's segment: its value moves down by tsoff
+        let mut l3 = segment(&opts);
+        adjust(&mut l3, 20, &sp, true).unwrap();
+        assert_eq!(
+            &l3[at + 2..at + 6],
+            &0x0f00u32.to_be_bytes(),
+            "TSval - tsoff"
+        );
+        assert_eq!(&l3[at + 6..at + 10], &0x2000u32.to_be_bytes(), "TSecr kept");
+        assert!(tcp_checksum_ok(&l3));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use nft_engine::counters::Drop;
 use nft_engine::{Config, Frame, Port};
 use nft_wire::ParseError;
 use proptest::prelude::*;
+use std::time::Duration;
 
 fn eth(dst: [u8; 6], ethertype: u16, rest: &[u8]) -> Vec<u8> {
     let mut f = dst.to_vec();
@@ -452,6 +453,66 @@ fn conntrack_gc_runs_from_process() {
     r.process(&mut [], secs(100), &mut out);
     assert_eq!(r.conntrack().len(), 0);
     assert_eq!(r.report(secs(100)).conntrack_expired, 10);
+}
+
+/// After a flood has expired the slot array keeps its size while few connections live: the
+/// time-driven GC still looks at every slot once per `CT_SWEEP`, so connections expiring
+/// later are gone within about `CT_SWEEP` (not slots / `gc_budget` ticks).
+#[test]
+fn conntrack_gc_sweeps_every_slot_after_a_flood() {
+    let cfg = Config {
+        gc_budget: 1,
+        ..Config::default()
+    };
+    let mut r = router_with(TOPOLOGY, RULES, cfg);
+    let flood = 900u16; // masquerade has 1000 ports; the 20 below need theirs
+    let mut out = vec![];
+    for chunk in (0..flood).collect::<Vec<_>>().chunks(64) {
+        let mut burst: Vec<Frame> = chunk
+            .iter()
+            .map(|&p| Frame {
+                ingress: LAN,
+                data: lan_udp(REMOTE, 10_000 + p, 53, 64, b"q"),
+            })
+            .collect();
+        r.process(&mut burst, secs(1), &mut out);
+    }
+    assert_eq!(r.conntrack().len(), flood as usize);
+    let slots = r.conntrack().slots();
+    assert!(slots >= flood as usize);
+    // the flood expired (30 s unreplied) and is collected
+    r.process(&mut [], secs(100), &mut out);
+    assert_eq!(r.conntrack().len(), 0);
+    assert_eq!(
+        r.conntrack().slots(),
+        slots,
+        "the slot array keeps its size"
+    );
+    // a few connections made at 100 s expire at 130 s
+    for p in 0..20u16 {
+        lan_to_wan(&mut r, lan_udp(REMOTE, 6000 + p, 53, 64, b"q"), secs(100));
+    }
+    assert_eq!(r.conntrack().len(), 20);
+    // empty bursts every tick from just before the expiry
+    let tick = nft_engine::router::CT_GC_TICK;
+    let mut now = Duration::from_millis(129_500);
+    let expiry = secs(130);
+    while now < expiry {
+        r.process(&mut [], now, &mut out);
+        now += tick;
+    }
+    assert_eq!(r.conntrack().len(), 20, "none expired before 130 s");
+    let by = expiry + nft_engine::router::CT_SWEEP + 2 * tick;
+    while now <= by && !r.conntrack().is_empty() {
+        r.process(&mut [], now, &mut out);
+        now += tick;
+    }
+    assert_eq!(
+        r.conntrack().len(),
+        0,
+        "{} left at {now:?}",
+        r.conntrack().len()
+    );
 }
 
 #[test]

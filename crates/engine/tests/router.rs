@@ -900,7 +900,8 @@ table inet t {
 
 /// A chain none of whose rules can act on a packet's protocols is skipped, and the packet
 /// gets exactly what running it would give: its policy, no counter, no hit; other protocols
-/// still run it; a trace still shows the run.
+/// still run it. With a trace nothing is skipped (the trace shows every run): the run shows
+/// the policy, and the packet gets the same as without.
 #[test]
 fn chains_without_rules_for_the_protocol_only_apply_their_policy() {
     const SKIP_RULES: &str = r#"
@@ -951,7 +952,7 @@ table inet fw {
                 lines
                     .iter()
                     .any(|l| l.contains("tcp_only") && l.contains("policy drop")),
-                "the skipped chain is traced: {lines:?}"
+                "with a trace the chain runs and its policy shows: {lines:?}"
             );
         }
         // TCP: both chains run (the first rule counts and accepts), masqueraded
@@ -965,4 +966,133 @@ table inet fw {
         assert_eq!(r.rule_state().counters[1].0, 0);
         assert_eq!(r.rule_state().counters[2].0, 0);
     }
+}
+
+/// What a run of frames gave: what left (egress, bytes), each rule counter (packets,
+/// bytes), the drops by reason (in `Drop::ALL` order).
+type Outcome = (Vec<(Port, Vec<u8>)>, Vec<(u64, u64)>, Vec<u64>);
+
+/// Runs `frames` (ingress, frame) at one second each through a router with `rules`, with
+/// trace on or off.
+fn run_traced(rules: &str, trace: bool, frames: &[(usize, Vec<u8>)]) -> Outcome {
+    let cfg = nft_engine::Config {
+        trace,
+        ..nft_engine::Config::default()
+    };
+    let mut r = router_with(TOPOLOGY, rules, cfg);
+    let mut sent = vec![];
+    for (k, (ingress, f)) in frames.iter().enumerate() {
+        for t in send(&mut r, *ingress, f.clone(), secs(1 + k as u64)) {
+            sent.push((t.egress, t.data));
+        }
+    }
+    let drops = Drop::ALL.iter().map(|d| r.counters().dropped(*d)).collect();
+    (sent, r.rule_state().counters.clone(), drops)
+}
+
+/// Skipping chains must not change what a packet gets: a trace runs every chain, so the same
+/// packets with trace on and off give the same frames, counters and drops. Rules with side
+/// effects in their matches (`numgen inc` advances its counter for every packet reaching
+/// it, `numgen random` and `meta random` draw from the random sequence) and chains that
+/// rewrite the protocol for later ones are what a skip could get wrong.
+#[test]
+fn trace_on_and_off_give_the_same_packets_and_counters() {
+    const RULES_STATE: &str = r#"
+table inet fw {
+	chain inc {
+		type filter hook forward priority -20; policy accept;
+		numgen inc mod 3 0 tcp dport 9999 counter
+	}
+	chain rnd {
+		type filter hook forward priority -10; policy accept;
+		numgen random mod 2 0 tcp dport 9998 counter
+		meta random & 1 == 0 tcp dport 9997 counter
+	}
+	chain both {
+		type filter hook forward priority 0; policy accept;
+		numgen random mod 2 0 counter
+		numgen inc mod 3 0 counter
+	}
+}
+"#;
+    const RULES_REWRITE: &str = r#"
+table inet fw {
+	chain rewrite {
+		type filter hook forward priority -10; policy accept;
+		udp dport 7000 ip protocol set 253 counter
+	}
+	chain later {
+		type filter hook forward priority 0; policy drop;
+		meta l4proto 253 counter accept
+		meta l4proto tcp counter accept
+	}
+}
+"#;
+    let udp = |dport| {
+        (
+            LAN,
+            udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, dport, 64, b"q"),
+        )
+    };
+    let tcp = |sport, dport| {
+        (
+            LAN,
+            tcp4(
+                CLIENT_MAC,
+                LAN_MAC,
+                CLIENT,
+                REMOTE,
+                sport,
+                dport,
+                1,
+                Tcp::Syn,
+                b"",
+            ),
+        )
+    };
+    let frames = vec![
+        udp(53),
+        tcp(5001, 9999),
+        udp(54),
+        tcp(5002, 9998),
+        tcp(5003, 9997),
+        udp(55),
+        tcp(5004, 9999),
+        tcp(5005, 9998),
+        tcp(5006, 9997),
+        udp(7000),
+        udp(7000),
+        tcp(5007, 80),
+    ];
+    for rules in [RULES_STATE, RULES_REWRITE] {
+        let off = run_traced(rules, false, &frames);
+        let on = run_traced(rules, true, &frames);
+        assert_eq!(off.1, on.1, "counters\n{rules}");
+        assert_eq!(off.2, on.2, "drops\n{rules}");
+        assert_eq!(off.0, on.0, "frames\n{rules}");
+    }
+    // the kernel's numbers: every packet reaching the rule advances numgen inc, UDP too, so
+    // the k-th frame gets k mod 3: the TCP 9999 frames (2nd, 7th) get 1 and 0, one counts
+    // (counting TCP only would give 0 and 0: two)
+    let (_, counters, _) = run_traced(RULES_STATE, false, &frames);
+    assert_eq!(counters[0].0, 1, "{counters:?}");
+    // numgen inc mod 3 sees all 12 packets: 0 for the 1st, 4th, 7th and 10th
+    assert_eq!(counters[4].0, 4, "{counters:?}");
+    // the rewritten UDP packets run the later chain (which has no UDP rule) as protocol
+    // 253 and are accepted; the other UDP packets get its policy
+    let (sent, counters, drops) = run_traced(RULES_REWRITE, false, &frames);
+    assert_eq!(counters[0].0, 2, "{counters:?}");
+    assert_eq!(counters[1].0, 2, "{counters:?}");
+    assert_eq!(counters[2].0, 7, "{counters:?}");
+    let policy = Drop::ALL
+        .iter()
+        .position(|d| *d == Drop::PolicyDrop)
+        .unwrap();
+    assert_eq!(drops[policy], 3, "{drops:?}");
+    assert_eq!(sent.len(), 9, "{drops:?}");
+    assert_eq!(
+        sent.iter().filter(|(_, f)| f[14 + 9] == 253).count(),
+        2,
+        "the rewritten packets leave as protocol 253"
+    );
 }

@@ -790,6 +790,40 @@ table ip d {
     );
 }
 
+/// netdev `dup to IF` (`nf_dup_netdev`): a clone of the frame as it came goes out of the
+/// device, byte for byte (MACs, TTL, DF, checksum untouched), even over the device's MTU;
+/// the original goes on its way.
+#[test]
+fn netdev_dup_sends_the_frame_as_it_came() {
+    let rules = r#"
+table netdev n {
+	chain i {
+		type filter hook ingress device "lan" priority 0; policy accept;
+		udp dport 9 dup to 2
+	}
+}
+"#;
+    let mut r = router_with(TOPOLOGY, rules, Config::default());
+    // to the router itself: the original goes to the host
+    for payload in [&b"dup"[..], &[0x5a; 1450][..]] {
+        let f = lan_udp(ROUTER_LAN, 1, 9, 64, payload);
+        let out = send(&mut r, LAN, f.clone(), secs(1));
+        let wan: Vec<_> = out
+            .iter()
+            .filter(|t| t.egress == Port::Iface(WAN))
+            .collect();
+        assert_eq!(wan.len(), 1, "one copy on the WAN ({} bytes)", f.len());
+        assert_eq!(wan[0].data, f, "byte-identical");
+        assert!(out.iter().any(|t| t.egress == Port::Host), "the original");
+    }
+    assert_eq!(r.counters().dup_packets, 2);
+    assert!(
+        r.counters().drop_map().is_empty(),
+        "{:?}",
+        r.counters().drop_map()
+    );
+}
+
 #[test]
 fn log_lines_carry_the_options() {
     let rules = r#"

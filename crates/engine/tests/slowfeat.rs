@@ -357,3 +357,76 @@ fn dup_of_a_reassembled_datagram_is_fragmented_or_refused_as_the_kernel_does() {
     assert_eq!(on(&out, LAN).len(), 2, "the original and frag-needed");
     assert_eq!(r.counters().dup_packets, 2);
 }
+
+/// IPv4 fragments sent with DF: the reassembled datagram carries `IPSKB_FRAG_PMTU` when its
+/// largest fragments all had DF, and the `dup` copy cut afresh (the slow path of
+/// `ip_do_fragment`) then has DF on every fragment; when only a smaller one had it, none do.
+#[test]
+fn dup_fragments_keep_df_when_the_largest_fragments_had_it() {
+    let mut r = router_with(TOPOLOGY, DUP_RULES, Config::default());
+    let send_frags = |r: &mut Router, df: [bool; 2], t| {
+        let whole = lan_dgram(2000, false);
+        let frames: Vec<Vec<u8>> =
+            nft_engine::defrag::fragment(&whole[14..], &[1000, 1008], 65535, 0)
+                .unwrap()
+                .iter()
+                .zip(df)
+                .map(|(p, df)| {
+                    let mut f = [&whole[..14], &p[..]].concat();
+                    if df {
+                        f[14 + 6] |= 0x40;
+                    }
+                    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+                    let c = ipv4_sum(&f[14..34]);
+                    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+                    f
+                })
+                .collect();
+        assert!(send(r, LAN, frames[1].clone(), secs(t)).is_empty());
+        send(r, LAN, frames[0].clone(), secs(t))
+    };
+    let wan_frags = |out: &[nft_engine::TxFrame]| -> Vec<(u8, (usize, bool, usize))> {
+        out.iter()
+            .filter(|f| f.egress == Port::Iface(WAN))
+            .map(|f| {
+                assert_eq!(ipv4_sum(&f.data[14..34]), 0, "header checksum");
+                (f.data[14 + 6] & 0x40, frag_fields(&f.data))
+            })
+            .collect()
+    };
+    // the largest (1028 bytes, the second) had DF: every fragment of the copy has it
+    let out = send_frags(&mut r, [false, true], 1);
+    assert_eq!(
+        wan_frags(&out),
+        [(0x40, (0, true, 1028)), (0x40, (1008, false, 1020))]
+    );
+    // only the smaller one had DF: no DF
+    let out = send_frags(&mut r, [true, false], 2);
+    assert_eq!(
+        wan_frags(&out),
+        [(0, (0, true, 1028)), (0, (1008, false, 1020))]
+    );
+    assert_eq!(r.counters().dup_packets, 2);
+}
+
+/// `nf_dup_ipv4` lowers the copy's TTL at prerouting with `--iph->ttl`: a u8 that wraps, so
+/// a packet that came with TTL 0 leaves a copy with TTL 255 (the original is not forwarded).
+#[test]
+fn dup_copy_ttl_wraps_like_the_kernel() {
+    let mut r = router_with(TOPOLOGY, DUP_RULES, Config::default());
+    for (ttl, want) in [(0u8, 255u8), (1, 0), (64, 63)] {
+        let mut f = lan_dgram(100, false);
+        f[14 + 8] = ttl;
+        f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        let c = ipv4_sum(&f[14..34]);
+        f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+        let out = send(&mut r, LAN, f, secs(1));
+        let wan: Vec<_> = out
+            .iter()
+            .filter(|f| f.egress == Port::Iface(WAN))
+            .collect();
+        assert_eq!(wan.len(), 1, "TTL {ttl}: the copy alone goes to the WAN");
+        assert_eq!(wan[0].data[14 + 8], want, "TTL {ttl}");
+        assert_eq!(ipv4_sum(&wan[0].data[14..34]), 0, "header checksum");
+    }
+}

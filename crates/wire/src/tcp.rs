@@ -167,7 +167,9 @@ impl TcpOption<'_> {
 }
 
 /// Iterates the options region. After an end-of-list option it stops; an option whose length
-/// is wrong or runs past the region yields `Err(Malformed)` once and then stops.
+/// is below 2 or runs past the region yields `Err(Malformed)` once and then stops. A known
+/// option of the wrong size (MSS of length 3, SACK of 12) comes as [`TcpOption::Unknown`] and
+/// the walk steps over it, as the kernel's option walks do (`optoff += op[1]`).
 #[derive(Debug, Clone)]
 pub struct TcpOptions<'a> {
     rest: &'a [u8],
@@ -213,10 +215,6 @@ impl<'a> Iterator for TcpOptions<'a> {
                 tsval: u32::from_be_bytes([data[0], data[1], data[2], data[3]]),
                 tsecr: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
             },
-            (2..=5 | 8, _) => {
-                self.rest = &[];
-                return Some(Err(Error::Malformed));
-            }
             _ => TcpOption::Unknown { kind, data },
         };
         Some(Ok(opt))
@@ -521,9 +519,49 @@ mod tests {
         let opts = [2u8, 4, 5]; // MSS running past the region
         let v: Vec<_> = TcpOptions::new(&opts).collect();
         assert_eq!(v, [Err(Error::Malformed)]);
-        let opts = [1u8, 3, 2, 7]; // window scale with length 2
+        let opts = [1u8, 3, 2, 7]; // a kind with no length byte
         let v: Vec<_> = TcpOptions::new(&opts).collect();
-        assert_eq!(v, [Ok(TcpOption::NoOperation), Err(Error::Malformed)]);
+        assert_eq!(
+            v,
+            [
+                Ok(TcpOption::NoOperation),
+                Ok(TcpOption::Unknown { kind: 3, data: &[] }),
+                Err(Error::Malformed)
+            ]
+        );
+        let opts = [1u8, 1, 1, 0, 5];
+        let v: Vec<_> = TcpOptions::new(&opts[..4]).collect();
+        assert_eq!(v.last(), Some(&Ok(TcpOption::EndOfList)));
+        let opts = [2u8, 1, 9]; // length below 2
+        let v: Vec<_> = TcpOptions::new(&opts).collect();
+        assert_eq!(v, [Err(Error::Malformed)]);
+    }
+
+    #[test]
+    fn wrong_sized_known_options_are_stepped_over() {
+        // MSS of length 3, SACK of length 12 (not 2 + 8n), then a timestamp
+        let opts = [
+            2u8, 3, 5, 5, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9,
+        ];
+        let v: Vec<_> = TcpOptions::new(&opts).collect();
+        assert_eq!(
+            v,
+            [
+                Ok(TcpOption::Unknown {
+                    kind: 2,
+                    data: &[5]
+                }),
+                Ok(TcpOption::Unknown {
+                    kind: 5,
+                    data: &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+                }),
+                Ok(TcpOption::Timestamps { tsval: 7, tsecr: 9 }),
+            ]
+        );
+        assert_eq!(
+            v.iter().map(|o| o.unwrap().wire_len()).sum::<usize>(),
+            opts.len()
+        );
         let opts = [30u8, 3, 9, 0, 1];
         let v: Vec<_> = TcpOptions::new(&opts).collect();
         assert_eq!(

@@ -5,7 +5,8 @@ OPTS = bytes([30, 4, 0xaa, 0xbb, 158, 4, 0xcc, 0xdd])
 COPIED = bytes([1, 1, 1, 1, 158, 4, 0xcc, 0xdd])
 
 def frags4(st, src, dst, l4, proto, ident, pieces, df=False):
-    for off, ln in pieces:
+    dfs = df if isinstance(df, list) else [df] * len(pieces)
+    for (off, ln), df in zip(pieces, dfs):
         mf = 0x2000 if off + ln < len(l4) else 0
         body = l4[off:off + ln]
         opts = OPTS if off == 0 else COPIED
@@ -33,6 +34,15 @@ frags4(c, C, S, u, 17, 0x4444, [(0, 400), (400, len(u) - 400)])
 # not fragmented: a copy that fits (TTL down, DF set), one over the MTU (refused)
 c.udp(C, S, 40014, 4014, data[:100], df=False)
 c.udp(C, S, 40014, 4014, data[:1400], df=False)
+# fragments with DF whose largest had it (IPSKB_FRAG_PMTU): the copy is cut afresh with DF on
+# every fragment (the slow path of ip_do_fragment); with DF on the smaller one only, none
+u = udp_seg(C, S, 40013, 4013, data[:800])
+frags4(c, C, S, u, 17, 0x4445, [(0, 400), (400, len(u) - 400)], df=True)
+u = udp_seg(C, S, 40013, 4013, data[:900])
+frags4(c, C, S, u, 17, 0x4446, [(0, 400), (400, len(u) - 400)], df=[True, False])
+# TTL 0 at prerouting: nf_dup_ipv4's --iph->ttl wraps, the copy leaves with TTL 255 (the
+# original gets time-exceeded)
+c.udp(C, S, 40014, 4014, data[:100], ttl=0, df=False)
 
 def frags6(st, src, dst, l4, proto, ident, pieces, hlim=64):
     for off, ln in pieces:

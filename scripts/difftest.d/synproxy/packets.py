@@ -68,3 +68,7 @@ tcp_raw(c, C6, S6, 41003, 80, "S", 4000, 0, syn_opts(mss=536, ws=0, ts=None, sac
 tcp_raw(c, C6, S6, 41000, 80, "A", 1001, 0xdeadbeef)
 # a port without synproxy: forwarded as it is
 tcp_raw(c, C, S, 40007, 22, "S", 7000, 0, syn_opts())
+# a SYN with an MSS option of the wrong size (length 3) and a SACK of the wrong size before its
+# timestamp: synproxy_parse_options steps over them, and the SYN-ACK echoes the timestamp
+bad = bytes([2, 3, 5, 1, 5, 12]) + bytes(10) + struct.pack("!BBII", 8, 10, 777, 0) + bytes([1, 1, 1, 3, 3, 5])
+tcp_raw(c, C, S, 40008, 80, "S", 8000, 0, bad)

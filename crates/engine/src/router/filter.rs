@@ -8,10 +8,17 @@
 //! chain only applies its policy: the router skips the run (fw4's `dstnat` and MSS clamping
 //! chains hold TCP rules only, and a new UDP connection then runs two chains instead of four).
 //!
+//! A match can act without matching, though: a load that changes rule state (`numgen inc`
+//! advances its counter, `numgen random` and `meta random` draw from the random sequence)
+//! does so for every packet that reaches it, whatever the match then decides. So a rule
+//! may act as soon as a match before its first failing one holds such a load (`numgen inc
+//! mod 2 0 tcp dport 80 counter` advances the counter for UDP too, as in the kernel).
+//!
 //! The answer is computed once per ruleset for each base chain, as a bit per transport
 //! protocol for IPv4 and for IPv6. It is conservative: anything it cannot decide from the
 //! protocols (a load of another field, a set rules may change, a statement before any
-//! match) keeps the chain.
+//! match, a load with state) keeps the chain. A trace runs every chain (it shows each run),
+//! so a packet must get the same with trace on and off: tests compare the two.
 
 use std::collections::HashSet;
 
@@ -133,8 +140,9 @@ fn never_matches(
     found == m.negate
 }
 
-/// Whether a rule may act on a packet of these protocols: some match before its first
-/// statement or verdict is not decided false by them.
+/// Whether a rule may act on a packet of these protocols: no match before its first
+/// statement or verdict is decided false by them, or a match reached before the first
+/// such one loads with state (the load changes rule state whether the match holds or not).
 fn rule_may_act(
     rs: &Ruleset,
     changed_sets: &HashSet<usize>,
@@ -145,6 +153,10 @@ fn rule_may_act(
     for op in ops {
         match op {
             Op::Match(m) => {
+                // (conservative within a match: a load before the stateful one may fail)
+                if m.loads.iter().any(rules::needs_state) {
+                    return true;
+                }
                 if never_matches(rs, changed_sets, m, nfproto, l4proto) {
                     return false;
                 }
@@ -244,6 +256,27 @@ mod tests {
         // a hook with both chains: what either acts on
         let u = f[0].union(f[2]);
         assert!(u.runs(2, tcp) && u.runs(10, udp) && !u.runs(2, udp));
+    }
+
+    #[test]
+    fn a_match_loading_with_state_acts_for_every_protocol_reaching_it() {
+        let f = filter_of(
+            "table inet t {
+                chain inc { type filter hook forward priority 0;
+                    numgen inc mod 2 0 tcp dport 9999 counter }
+                chain rnd { type filter hook forward priority 1;
+                    meta random & 1 == 0 tcp dport 1 counter }
+                chain after { type filter hook forward priority 2;
+                    meta nfproto ipv6 numgen random mod 2 0 counter }
+                chain plain { type filter hook forward priority 3; tcp dport 9999 counter }
+            }",
+        );
+        let (tcp, udp) = (6, 17);
+        assert!(f[0].runs(2, udp) && f[0].runs(10, tcp));
+        assert!(f[1].runs(2, udp) && f[1].runs(2, 1));
+        // a failing match before the stateful one: the load is never reached
+        assert!(!f[2].runs(2, udp) && f[2].runs(10, udp));
+        assert!(!f[3].runs(2, udp) && f[3].runs(2, tcp));
     }
 
     #[test]
