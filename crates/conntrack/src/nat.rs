@@ -598,16 +598,7 @@ pub fn apply_rewrite(
                 // The ports, then the CRC32c over the whole packet again, as the kernel's
                 // `sctp_manip_pkt` does on every NAT rewrite (it covers no address).
                 IpProtocol::Sctp if meta.fragment == nft_wire::Fragment::None => {
-                    if seg.len() < 12 {
-                        return Err(RewriteError::Truncated);
-                    }
-                    if let Some(p) = rw.src_port {
-                        seg[0..2].copy_from_slice(&p.to_be_bytes());
-                    }
-                    if let Some(p) = rw.dst_port {
-                        seg[2..4].copy_from_slice(&p.to_be_bytes());
-                    }
-                    nft_wire::checksum::fill_sctp(seg);
+                    set_sctp_ports(seg, &rw, 12)?;
                 }
                 _ => {}
             }
@@ -712,18 +703,26 @@ fn rewrite_quote(
         // checksum field (`sctp_manip_pkt` on an inner header)
         IpProtocol::Sctp if inner.ports.is_some() => {
             let seg = quote.get_mut(l4..).ok_or(RewriteError::Truncated)?;
-            if seg.len() < 4 {
-                return Err(RewriteError::Truncated);
-            }
-            if let Some(p) = rw.src_port {
-                seg[0..2].copy_from_slice(&p.to_be_bytes());
-            }
-            if let Some(p) = rw.dst_port {
-                seg[2..4].copy_from_slice(&p.to_be_bytes());
-            }
-            nft_wire::checksum::fill_sctp(seg);
+            set_sctp_ports(seg, rw, 4)?;
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// Writes an SCTP header's NAT ports and recomputes its CRC32c over `seg` (the segment, or
+/// what an ICMP error quotes of it), as the kernel's `sctp_manip_pkt` does; `seg` must hold
+/// at least `min` bytes.
+fn set_sctp_ports(seg: &mut [u8], rw: &Rewrite, min: usize) -> Result<(), RewriteError> {
+    if seg.len() < min.max(4) {
+        return Err(RewriteError::Truncated);
+    }
+    if let Some(p) = rw.src_port {
+        seg[0..2].copy_from_slice(&p.to_be_bytes());
+    }
+    if let Some(p) = rw.dst_port {
+        seg[2..4].copy_from_slice(&p.to_be_bytes());
+    }
+    nft_wire::checksum::fill_sctp(seg);
     Ok(())
 }
