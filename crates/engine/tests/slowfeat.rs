@@ -113,6 +113,16 @@ fn sctp4(
     f
 }
 
+/// An SCTP packet of the test's association from the client (port 5000 to the remote's 6000).
+fn from_client(vtag: u32, chunk: &[u8]) -> Vec<u8> {
+    sctp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 6000, vtag, chunk)
+}
+
+/// An SCTP packet of the test's association from the remote to the router's NAT port 7777.
+fn from_remote(vtag: u32, chunk: &[u8]) -> Vec<u8> {
+    sctp4(GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 6000, 7777, vtag, chunk)
+}
+
 fn init_chunk(ty: u8, tag: u32) -> Vec<u8> {
     let mut c = vec![ty, 0, 0, 20];
     c.extend_from_slice(&tag.to_be_bytes());
@@ -140,16 +150,7 @@ table inet t {
 fn sctp_association_is_tracked_and_natted_through_the_router() {
     let mut r = router_with(TOPOLOGY, SCTP_RULES, Config::default());
     let t = secs(1);
-    let init = sctp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        6000,
-        0,
-        &init_chunk(1, 0x1111),
-    );
+    let init = from_client(0, &init_chunk(1, 0x1111));
     let out = one(&mut r, LAN, init, t, Port::Iface(WAN));
     let m = check(&out);
     let l4 = &out[m.l4_offset.unwrap()..];
@@ -157,16 +158,7 @@ fn sctp_association_is_tracked_and_natted_through_the_router() {
     assert_eq!(&l4[0..4], &[0x1e, 0x61, 0x17, 0x70], "ports 7777 -> 6000");
     assert!(nft_wire::checksum::verify_sctp(l4), "CRC32c recomputed");
     // the answer comes back to the client's port, CRC right
-    let ack = sctp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        6000,
-        7777,
-        0x1111,
-        &init_chunk(2, 0x2222),
-    );
+    let ack = from_remote(0x1111, &init_chunk(2, 0x2222));
     let out = one(&mut r, WAN, ack, t, Port::Iface(LAN));
     let m = check(&out);
     let l4 = &out[m.l4_offset.unwrap()..];
@@ -174,27 +166,9 @@ fn sctp_association_is_tracked_and_natted_through_the_router() {
     assert_eq!(&l4[0..4], &[0x17, 0x70, 0x13, 0x88]);
     assert!(nft_wire::checksum::verify_sctp(l4));
     // cookie echo and ack: established and assured
-    let echo = sctp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        6000,
-        0x2222,
-        &[10, 0, 0, 8, 1, 2, 3, 4],
-    );
+    let echo = from_client(0x2222, &[10, 0, 0, 8, 1, 2, 3, 4]);
     one(&mut r, LAN, echo, t, Port::Iface(WAN));
-    let cack = sctp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        ROUTER_WAN,
-        6000,
-        7777,
-        0x1111,
-        &[11, 0, 0, 4],
-    );
+    let cack = from_remote(0x1111, &[11, 0, 0, 4]);
     one(&mut r, WAN, cack, t, Port::Iface(LAN));
     let list = r.conntrack().list(t);
     assert_eq!(
@@ -202,26 +176,14 @@ fn sctp_association_is_tracked_and_natted_through_the_router() {
         ["sctp     132 210 ESTABLISHED src=192.168.1.10 dst=203.0.113.5 sport=5000 dport=6000 src=203.0.113.5 dst=198.18.0.2 sport=6000 dport=7777 [ASSURED] mark=0 use=1"]
     );
     // data with the wrong tag is invalid, dropped by the rule
-    let wrong = sctp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        6000,
+    let wrong = from_client(
         0x1111,
         &[0, 3, 0, 20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
     );
     none(&mut r, LAN, wrong, t);
     assert_eq!(counter(&r, "invalid"), 1);
     // a bad CRC likewise
-    let mut bad = sctp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        5000,
-        6000,
+    let mut bad = from_client(
         0x2222,
         &[0, 3, 0, 20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
     );
