@@ -1418,14 +1418,6 @@ impl Router {
             if b.order > hi {
                 break;
             }
-            // no rule of the chain can act on this protocol: the run would only apply the
-            // policy (a trace shows every run, so it runs them all). The protocols are read
-            // for each chain: an earlier chain may have rewritten them (`ip protocol set`).
-            let skip = !self.cfg.trace
-                && !self.filters.get(i - 1).is_none_or(|f| {
-                    let (nfproto, l4proto) = HookIndex::protocols(meta);
-                    f.runs(nfproto, l4proto)
-                });
             if hook == Hook::Ingress {
                 // netdev (and inet) ingress chains belong to their devices
                 let name = &self.topo.interfaces[w.iif].name;
@@ -1453,6 +1445,14 @@ impl Router {
                     continue;
                 }
             }
+            // no rule of the chain can act on this protocol: the run would only apply the
+            // policy (a trace shows every run, so it runs them all). The protocols are read
+            // for each chain: an earlier chain may have rewritten them (`ip protocol set`).
+            let skip = !self.cfg.trace
+                && !self.filters.get(i - 1).is_none_or(|f| {
+                    let (nfproto, l4proto) = HookIndex::protocols(meta);
+                    f.runs(nfproto, l4proto)
+                });
             if skip {
                 if b.policy_drop {
                     return Err(Drop::PolicyDrop);
