@@ -517,11 +517,20 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Rec, Punt> {
 
 /// Parses what the fast path needs, refusing what `parse_frame` refuses and punting what the
 /// fast path does not take.
-#[inline]
+///
+/// The common frame (untagged IPv4 without options) is parsed inline; the others out of
+/// line ([`parse_other`]), so that the burst's first stage stays small.
+#[inline(always)]
 pub(crate) fn parse(f: &[u8], port: Port) -> Result<Rec, Punt> {
     if let Some(ip) = v4_untagged(f) {
         return parse_v4_tail(f, ip, port);
     }
+    parse_other(f, port)
+}
+
+/// [`parse`] for the frames [`v4_untagged`] does not take.
+#[inline(never)]
+fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
     if f.len() < 14 {
         return Err(Punt::Malformed);
     }
