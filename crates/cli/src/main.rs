@@ -62,74 +62,11 @@ enum Cmd {
     },
     /// Replay a capture (or generated traffic) through a ruleset and a topology and report
     /// what the router did: packets per interface, drops by reason, NAT, connections, rule hits.
-    Simulate {
-        /// Ruleset (nft syntax); the embedded fw4-style home router ruleset by default.
-        #[arg(short = 'f', long = "file")]
-        ruleset: Option<PathBuf>,
-        /// Topology (TOML); the embedded home router by default.
-        #[arg(long)]
-        topology: Option<PathBuf>,
-        /// Input capture (pcapng, or classic pcap with --iface); generated traffic by default.
-        #[arg(long)]
-        pcap: Option<PathBuf>,
-        /// The interface every packet of a classic pcap arrived on.
-        #[arg(long)]
-        iface: Option<String>,
-        /// Output capture (pcapng), each packet on its egress interface.
-        #[arg(short = 'o', long)]
-        output: Option<PathBuf>,
-        /// The report as one JSON object.
-        #[arg(long)]
-        json: bool,
-        /// Print each packet's walk through hooks, chains and rules.
-        #[arg(long)]
-        trace: bool,
-        /// Flows to generate when no capture is given.
-        #[arg(long, default_value_t = 200)]
-        flows: usize,
-        /// Seed of the generated traffic.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Disable flow offload: `flow add` is a no-op and every packet takes the slow path.
-        /// Output and final conntrack table are the same as with offload; only paths change.
-        #[arg(long)]
-        no_offload: bool,
-        /// Print the flowtables and their flows at the end (both tuples, NAT, egress,
-        /// packets/bytes, idle time).
-        #[arg(long)]
-        list_flows: bool,
-        /// Print the connection table at the end, in `conntrack -L` format.
-        #[arg(long)]
-        list_conntrack: bool,
-        /// The connection table's size (`nf_conntrack_max`); 65536 by default.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-        conntrack_max: Option<u32>,
-    },
+    Simulate(simulate::Args),
     /// In-memory throughput on one core with 64-byte packets: the slow path (new
     /// connections/s with conntrack and NAT, packets/s on established flows) and the fast
     /// path on the same flows offloaded.
-    Bench {
-        /// Ruleset (nft syntax); the embedded default by default.
-        #[arg(short = 'f', long = "file")]
-        ruleset: Option<PathBuf>,
-        /// Topology (TOML); the embedded home router by default.
-        #[arg(long)]
-        topology: Option<PathBuf>,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-        /// Flows (and packets per pass).
-        #[arg(long, default_value_t = 200_000)]
-        packets: usize,
-        /// Measure only the fast path, and print the callgrind command
-        /// that counts its instructions per packet.
-        #[arg(long)]
-        fast_only: bool,
-        /// Measure only new connections on the slow path (the first pass), and print the
-        /// callgrind command that counts their instructions per connection.
-        #[arg(long, conflicts_with = "fast_only")]
-        new_only: bool,
-    },
+    Bench(bench::Args),
     /// The live router between kernel interfaces (needs root): reads the interfaces, routes
     /// and neighbours over rtnetlink and follows their changes; serves `list`, `load` and
     /// `stats` on a control socket; SIGINT/SIGTERM stop it cleanly.
@@ -200,63 +137,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Bench {
-            ruleset,
-            topology,
-            json,
-            packets,
-            fast_only,
-            new_only,
-        } => {
-            bench::run(bench::Args {
-                ruleset,
-                topology,
-                json,
-                packets,
-                fast_only,
-                new_only,
-            })?;
+        Cmd::Bench(args) => {
+            bench::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Simulate {
-            ruleset,
-            topology,
-            pcap,
-            iface,
-            output,
-            json,
-            trace,
-            flows,
-            seed,
-            no_offload,
-            list_flows,
-            list_conntrack,
-            conntrack_max,
-        } => {
-            let args = simulate::Args {
-                ruleset,
-                topology,
-                pcap,
-                pcap_iface: iface,
-                output,
-                json,
-                trace,
-                flows,
-                seed,
-                no_offload,
-                list_flows,
-                list_conntrack,
-                conntrack_max: conntrack_max.map(|n| n as usize),
-            };
-            match simulate::run(args) {
-                Ok(()) => Ok(ExitCode::SUCCESS),
-                Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {
-                    eprintln!("Error: {e}");
-                    Ok(ExitCode::from(1))
-                }
-                Err(e) => Err(e),
+        Cmd::Simulate(args) => match simulate::run(args) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {
+                eprintln!("Error: {e}");
+                Ok(ExitCode::from(1))
             }
-        }
+            Err(e) => Err(e),
+        },
         Cmd::Gen {
             topology,
             flows,
