@@ -198,24 +198,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             include,
             file,
-        } => {
-            let opts = LoadOpts {
-                include_dirs: include,
-                ..Default::default()
-            };
-            let r = if json || looks_like_json(&file) {
-                nft_lang::json::load_json_file(&file)
-            } else {
-                load_file(&file, &opts)
-            };
-            match r {
-                Ok(_) => Ok(ExitCode::SUCCESS),
-                Err(e) => {
-                    eprint!("{e}");
-                    Ok(ExitCode::from(1))
-                }
+        } => match load_ruleset(&file, json, include) {
+            Ok(_) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprint!("{e}");
+                Ok(ExitCode::from(1))
             }
-        }
+        },
         Cmd::Print {
             stateless,
             numeric_proto,
@@ -224,16 +213,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             include,
             file,
         } => {
-            let opts = LoadOpts {
-                include_dirs: include,
-                ..Default::default()
-            };
-            let loaded = if looks_like_json(&file) {
-                nft_lang::json::load_json_file(&file)
-            } else {
-                load_file(&file, &opts)
-            };
-            let rs = match loaded {
+            // `--json` here is the output's form; the input's is recognised
+            let rs = match load_ruleset(&file, false, include) {
                 Ok(rs) => rs,
                 Err(e) => {
                     eprint!("{e}");
@@ -258,6 +239,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// FILE as libnftables JSON (`json`, or when it looks like JSON) or in nft syntax, relative
+/// includes searched in `include`.
+fn load_ruleset(
+    file: &std::path::Path,
+    json: bool,
+    include: Vec<PathBuf>,
+) -> Result<nft_lang::ast::Ruleset, nft_lang::ruleset::LoadError> {
+    if json || looks_like_json(file) {
+        return nft_lang::json::load_json_file(file);
+    }
+    let opts = LoadOpts {
+        include_dirs: include,
+        ..Default::default()
+    };
+    load_file(file, &opts)
 }
 
 /// JSON input is recognised by its first non-blank character, so `print` takes either form.
