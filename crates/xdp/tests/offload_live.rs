@@ -296,7 +296,27 @@ fn recv_ipv4(fd: &OwnedFd, wait: Duration) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn udp(src: Mac, dst: Mac, s: [u8; 4], d: [u8; 4], sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+/// Who sends a test frame: the client (to the server, into the router's LAN port) or the
+/// server (to the router's WAN address, where masquerade put the client).
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Server,
+}
+use Side::{Client, Server};
+
+impl Side {
+    /// Ethernet source and destination, IPv4 source and destination.
+    fn ends(self) -> (Mac, Mac, [u8; 4], [u8; 4]) {
+        match self {
+            Client => (CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER),
+            Server => (SERVER_MAC, R_WAN_MAC, SERVER, R_WAN),
+        }
+    }
+}
+
+fn udp(from: Side, sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+    let (src, dst, s, d) = from.ends();
     let mut out = vec![];
     PacketBuilder::ethernet2(src, dst)
         .ipv4(s, d, 64)
@@ -306,12 +326,9 @@ fn udp(src: Mac, dst: Mac, s: [u8; 4], d: [u8; 4], sp: u16, dp: u16, payload: &[
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A TCP segment (`flags`: S, F, R; ACK set when `ack` is).
 fn tcp(
-    src: Mac,
-    dst: Mac,
-    s: [u8; 4],
-    d: [u8; 4],
+    from: Side,
     sp: u16,
     dp: u16,
     seq: u32,
@@ -319,6 +336,7 @@ fn tcp(
     flags: &str,
     payload: &[u8],
 ) -> Vec<u8> {
+    let (src, dst, s, d) = from.ends();
     let mut t = PacketBuilder::ethernet2(src, dst)
         .ipv4(s, d, 64)
         .tcp(sp, dp, seq, 64000);
@@ -337,44 +355,6 @@ fn tcp(
     let mut out = vec![];
     t.write(&mut out, payload).unwrap();
     out
-}
-
-/// The client's UDP datagram to the server, into the router's LAN port.
-fn client_udp(cport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, cport, dport, payload)
-}
-
-/// The server's UDP datagram to the router's WAN address (`np`: the masqueraded port).
-fn server_udp(sport: u16, np: u16, payload: &[u8]) -> Vec<u8> {
-    udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, sport, np, payload)
-}
-
-/// The client's TCP segment to the server (`flags`: S, F, R; ACK set when `ack` is).
-fn client_tcp(
-    cp: u16,
-    sp: u16,
-    seq: u32,
-    ack: Option<u32>,
-    flags: &str,
-    payload: &[u8],
-) -> Vec<u8> {
-    tcp(
-        CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, cp, sp, seq, ack, flags, payload,
-    )
-}
-
-/// The server's TCP segment to the router's WAN address.
-fn server_tcp(
-    sp: u16,
-    np: u16,
-    seq: u32,
-    ack: Option<u32>,
-    flags: &str,
-    payload: &[u8],
-) -> Vec<u8> {
-    tcp(
-        SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, sp, np, seq, ack, flags, payload,
-    )
 }
 
 /// Whether a live test can run here; prints why not.
@@ -509,7 +489,7 @@ impl Router {
     ) -> (ConnId, u16, FlowId) {
         let id = self.track(first, LAN, now);
         let np = nat_port(&self.ct, id);
-        self.track(&server_udp(dport, np, reply), WAN, now);
+        self.track(&udp(Server, dport, np, reply), WAN, now);
         (id, np, self.admit(id, first, now))
     }
 
@@ -558,11 +538,11 @@ fn run_live(tag: &str, mode: ModeRequest) {
 
     // --- UDP: first packet and reply through the slow path, then admission.
     let (cport, dport) = (40000, 5001);
-    let u1 = client_udp(cport, dport, b"first");
+    let u1 = udp(Client, cport, dport, b"first");
     let (_, np, fid) = r.udp_flow(&u1, dport, b"reply", now);
     // Queued, not in the map yet: the program misses.
     assert_eq!(r.ft.backend().pending(), 1);
-    let u2 = client_udp(cport, dport, b"second packet");
+    let u2 = udp(Client, cport, dport, b"second packet");
     let (port, expect) = r.software(LAN, &u2, now);
     assert_eq!(port, WAN);
     send(&client, &u2);
@@ -590,7 +570,7 @@ fn run_live(tag: &str, mode: ModeRequest) {
     }
     assert!(recv_ipv4(&router_lan, Duration::from_millis(50)).is_empty());
     // The reply direction, through the program too.
-    let ru = server_udp(dport, np, b"answer");
+    let ru = udp(Server, dport, np, b"answer");
     let (port, expect_r) = r.software(WAN, &ru, now);
     assert_eq!(port, LAN);
     send(&server, &ru);
@@ -630,26 +610,26 @@ fn run_live(tag: &str, mode: ModeRequest) {
 
     // --- TCP: handshake through conntrack, admission, data by XDP, FIN passed.
     let (cp, sp) = (40001, 8080);
-    let syn = client_tcp(cp, sp, 1000, None, "S", b"");
+    let syn = tcp(Client, cp, sp, 1000, None, "S", b"");
     let tid = r.track(&syn, LAN, now);
     let tnp = nat_port(&r.ct, tid);
-    let synack = server_tcp(sp, tnp, 5000, Some(1001), "S", b"");
+    let synack = tcp(Server, sp, tnp, 5000, Some(1001), "S", b"");
     r.track(&synack, WAN, now);
-    let ack = client_tcp(cp, sp, 1001, Some(5001), "", b"");
+    let ack = tcp(Client, cp, sp, 1001, Some(5001), "", b"");
     r.track(&ack, LAN, now);
-    let data = client_tcp(cp, sp, 1001, Some(5001), "", b"GET /");
+    let data = tcp(Client, cp, sp, 1001, Some(5001), "", b"GET /");
     r.track(&data, LAN, now);
     let tfid = r.admit(tid, &data, now);
     r.ft.gc(&mut r.ct, later);
     assert!(r.ft.info(tfid, later).unwrap().hw);
-    let d2 = client_tcp(cp, sp, 1006, Some(5001), "", b"more data");
+    let d2 = tcp(Client, cp, sp, 1006, Some(5001), "", b"more data");
     let (_, expect_t) = r.software(LAN, &d2, later);
     send(&client, &d2);
     assert_eq!(
         recv_ipv4(&server, Duration::from_millis(300)),
         vec![expect_t]
     );
-    let tr = server_tcp(sp, tnp, 5001, Some(1015), "", b"200 OK");
+    let tr = tcp(Server, sp, tnp, 5001, Some(1015), "", b"200 OK");
     let (_, expect_tr) = r.software(WAN, &tr, later);
     send(&server, &tr);
     assert_eq!(
@@ -657,7 +637,7 @@ fn run_live(tag: &str, mode: ModeRequest) {
         vec![expect_tr]
     );
     for (flags, reason_count) in [("F", 1), ("R", 2)] {
-        let f = client_tcp(cp, sp, 1015, Some(5007), flags, b"");
+        let f = tcp(Client, cp, sp, 1015, Some(5007), flags, b"");
         send(&client, &f);
         assert!(recv_ipv4(&server, Duration::from_millis(200)).is_empty());
         assert_eq!(recv_ipv4(&router_lan, Duration::from_millis(100)), vec![f]);
@@ -666,7 +646,7 @@ fn run_live(tag: &str, mode: ModeRequest) {
     assert_eq!(r.reason("forwarded"), 6);
     // The slow path tracks the FIN it was given and, the connection no longer established,
     // tears the flow down (the engine's rule): the entry leaves the map.
-    let fin = client_tcp(cp, sp, 1015, Some(5007), "F", b"");
+    let fin = tcp(Client, cp, sp, 1015, Some(5007), "F", b"");
     r.track(&fin, LAN, later);
     assert_ne!(
         r.ct.get(tid).unwrap().tcp_state(),
@@ -680,7 +660,7 @@ fn run_live(tag: &str, mode: ModeRequest) {
     assert_eq!(r.reason("forwarded"), 6);
 
     // Idle timeout: a flow the program stops seeing packets for leaves the map too.
-    let u = client_udp(40002, 5002, b"idle");
+    let u = udp(Client, 40002, 5002, b"idle");
     let (_, _, ifid) = r.udp_flow(&u, 5002, b"r", later);
     r.ft.gc(&mut r.ct, later);
     assert!(r.ft.backend().contains(ifid));
@@ -724,7 +704,7 @@ fn a_full_map_leaves_flows_in_software() {
     let now = Duration::from_secs(10);
     let mut flows = vec![];
     for cport in [41000, 41001] {
-        let f = client_udp(cport, 53, b"q");
+        let f = udp(Client, cport, 53, b"q");
         let (_, _, fid) = r.udp_flow(&f, 53, b"a", now);
         flows.push((fid, f));
     }
@@ -768,7 +748,7 @@ fn without_a_device_the_flows_stay_in_software_with_a_warning() {
         .contains("stay in software"));
     let mut r = Router::new(backend);
     let now = Duration::from_secs(1);
-    let f = client_udp(42000, 53, b"q");
+    let f = udp(Client, 42000, 53, b"q");
     let (_, _, fid) = r.udp_flow(&f, 53, b"a", now);
     r.ft.gc(&mut r.ct, now);
     assert!(!r.ft.info(fid, now).unwrap().hw);
@@ -964,7 +944,7 @@ fn a_boxed_backend_drives_the_flowtable() {
         backend,
     );
     let now = Duration::from_secs(3);
-    let f = client_udp(43000, 53, b"q");
+    let f = udp(Client, 43000, 53, b"q");
     let meta = parse_frame(&f).unwrap();
     let Outcome::Tracked { id, .. } = ct.process(&meta, 0, now) else {
         panic!("not tracked")
@@ -1006,7 +986,7 @@ fn the_bench_programs_forward_every_injected_frame() {
     let server = in_ns(&topo.s, || packet_socket("s0"));
     let mut backend = offload(&topo, ModeRequest::Native);
     attach_peers(&topo, &mut backend, &["s0"]);
-    let f = client_udp(44000, 9, &[0; 18]);
+    let f = udp(Client, 44000, 9, &[0; 18]);
     assert_eq!(f.len(), 60);
     backend.set_bench_frame(&f).unwrap();
     let mut r = Router::new(backend);
