@@ -133,39 +133,7 @@ enum Cmd {
     /// The live router between kernel interfaces (needs root): reads the interfaces, routes
     /// and neighbours over rtnetlink and follows their changes; serves `list`, `load` and
     /// `stats` on a control socket; SIGINT/SIGTERM stop it cleanly.
-    Run {
-        /// Ruleset (nft syntax). Rules name interfaces by their kernel names.
-        #[arg(short = 'f', long = "file")]
-        ruleset: PathBuf,
-        /// The interfaces to route between, `ROLE=IFNAME,...` (e.g. `lan=eth0,wan=eth1`);
-        /// roles are labels, rules match the kernel names.
-        #[arg(long)]
-        interfaces: String,
-        /// I/O backend: af_packet or af_xdp.
-        #[arg(long, default_value = "af_packet")]
-        io: String,
-        /// Worker threads (AF_PACKET fanout by flow hash; one router behind a lock).
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        /// Control socket path.
-        #[arg(long, default_value = control::DEFAULT_PATH)]
-        control: PathBuf,
-        /// Every packet takes the slow path (`flow add` does nothing).
-        #[arg(long)]
-        no_offload: bool,
-        /// Do not install the kernel table that keeps the kernel off the dataplane's frames.
-        #[arg(long)]
-        no_guard: bool,
-        /// `--io af_xdp`: where the interfaces' receive work (NAPI) runs. auto: busy polled
-        /// by the workers with zero-copy sockets, the kernel's placement otherwise; threads:
-        /// in copy mode, the devices' NAPI threads pinned to the workers' CPUs; kernel: the
-        /// kernel's placement always.
-        #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "kernel"])]
-        napi: String,
-        /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
-        #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
-        xdp_mode: String,
-    },
+    Run(run::Args),
     /// Ask a running router: `list ruleset|flowtables|conntrack`.
     List {
         /// ruleset, flowtables or conntrack
@@ -314,27 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprint!("{}", g.summary);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run {
-            ruleset,
-            interfaces,
-            io,
-            workers,
-            control,
-            no_offload,
-            no_guard,
-            napi,
-            xdp_mode,
-        } => run::run(run::Args {
-            ruleset,
-            interfaces,
-            io,
-            workers,
-            control,
-            no_offload,
-            no_guard,
-            napi,
-            xdp_mode,
-        }),
+        Cmd::Run(args) => run::run(args),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {
             let abs = std::path::absolute(&file).unwrap_or(file);
