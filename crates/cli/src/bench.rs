@@ -451,9 +451,22 @@ pub fn fast_path_pass(
 ) -> usize {
     for chunk in frames.chunks(slots.len().max(1)) {
         let burst = &mut slots[..chunk.len()];
+        // the buffers the slow path sent come back to the slots it took them from, as a
+        // driver's transmit completion returns them to its receive ring: no allocation per
+        // slow-path frame in this loop (the router's own work is unchanged)
+        let mut done = sent.drain(..).filter_map(|x| match x {
+            Sent::Frame(tx) => Some(tx.data),
+            Sent::Slot { .. } => None,
+        });
         for (s, f) in burst.iter_mut().zip(chunk) {
+            if s.frame().is_empty() {
+                if let Some(b) = done.next() {
+                    *s = FrameSlot::from_vec(port, b);
+                }
+            }
             s.refill(port, f);
         }
+        drop(done);
         sent.clear();
         r.process_slots(burst, now, sent);
     }
