@@ -502,6 +502,24 @@ impl Router {
         }
     }
 
+    /// Sends `frame` into the router's `port` (`socks`: the sending peer's socket, the
+    /// receiving one's) and asserts that the receiver gets, by `recv`, exactly what the
+    /// software fast path makes of it, out of the other port.
+    fn assert_forwarded(
+        &mut self,
+        port: Port,
+        frame: &[u8],
+        now: Duration,
+        (from, to): (&OwnedFd, &OwnedFd),
+        recv: fn(&OwnedFd, Duration) -> Vec<Vec<u8>>,
+        what: &str,
+    ) {
+        let (out, expect) = self.software(port, frame, now);
+        assert_eq!(out, if port == LAN { WAN } else { LAN }, "{what}: egress");
+        send(from, frame);
+        assert_eq!(recv(to, Duration::from_millis(300)), vec![expect], "{what}");
+    }
+
     fn reason(&self, name: &str) -> u64 {
         self.ft
             .backend()
@@ -571,13 +589,7 @@ fn run_live(tag: &str, mode: ModeRequest) {
     assert!(recv_ipv4(&router_lan, Duration::from_millis(50)).is_empty());
     // The reply direction, through the program too.
     let ru = udp(Server, dport, np, b"answer");
-    let (port, expect_r) = r.software(WAN, &ru, now);
-    assert_eq!(port, LAN);
-    send(&server, &ru);
-    assert_eq!(
-        recv_ipv4(&client, Duration::from_millis(300)),
-        vec![expect_r]
-    );
+    r.assert_forwarded(WAN, &ru, now, (&server, &client), recv_ipv4, "udp reply");
     assert_eq!(r.reason("forwarded"), 4);
     // Stats come back into the flow: 1 software + 3 XDP original, 1 + 1 reply.
     let later = now + Duration::from_secs(5);
@@ -623,19 +635,9 @@ fn run_live(tag: &str, mode: ModeRequest) {
     r.ft.gc(&mut r.ct, later);
     assert!(r.ft.info(tfid, later).unwrap().hw);
     let d2 = tcp(Client, cp, sp, 1006, Some(5001), "", b"more data");
-    let (_, expect_t) = r.software(LAN, &d2, later);
-    send(&client, &d2);
-    assert_eq!(
-        recv_ipv4(&server, Duration::from_millis(300)),
-        vec![expect_t]
-    );
+    r.assert_forwarded(LAN, &d2, later, (&client, &server), recv_ipv4, "tcp data");
     let tr = tcp(Server, sp, tnp, 5001, Some(1015), "", b"200 OK");
-    let (_, expect_tr) = r.software(WAN, &tr, later);
-    send(&server, &tr);
-    assert_eq!(
-        recv_ipv4(&client, Duration::from_millis(300)),
-        vec![expect_tr]
-    );
+    r.assert_forwarded(WAN, &tr, later, (&server, &client), recv_ipv4, "tcp reply");
     for (flags, reason_count) in [("F", 1), ("R", 2)] {
         let f = tcp(Client, cp, sp, 1015, Some(5007), flags, b"");
         send(&client, &f);
@@ -841,12 +843,13 @@ fn run_encap(tag: &str, mode: ModeRequest, lan: Encap, wan: Encap) {
             lan,
             &udp_ip(c, s, cp, sp, b"ask again"),
         );
-        let (_, expect) = r.software(LAN, &o2, now);
-        send(&client, &o2);
-        assert_eq!(
-            recv_ip(&server, Duration::from_millis(300)),
-            vec![expect],
-            "{c}: out"
+        r.assert_forwarded(
+            LAN,
+            &o2,
+            now,
+            (&client, &server),
+            recv_ip,
+            &format!("{c}: out"),
         );
         let r2 = framed(
             R_WAN_MAC,
@@ -854,12 +857,13 @@ fn run_encap(tag: &str, mode: ModeRequest, lan: Encap, wan: Encap) {
             wan,
             &udp_ip(s, w, sp, np, b"answer again"),
         );
-        let (_, expect) = r.software(WAN, &r2, now);
-        send(&server, &r2);
-        assert_eq!(
-            recv_ip(&client, Duration::from_millis(300)),
-            vec![expect],
-            "{c}: back"
+        r.assert_forwarded(
+            WAN,
+            &r2,
+            now,
+            (&server, &client),
+            recv_ip,
+            &format!("{c}: back"),
         );
         forwarded += 2;
         assert_eq!(r.reason("forwarded"), forwarded);
