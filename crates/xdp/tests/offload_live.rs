@@ -829,52 +829,29 @@ fn run_encap(tag: &str, mode: ModeRequest, lan: Encap, wan: Encap) {
     .enumerate()
     {
         let (cp, sp) = (40100 + i as u16, 6000);
-        let o = framed(R_LAN_MAC, CLIENT_MAC, lan, &udp_ip(c, s, cp, sp, b"ask"));
+        // the client's datagrams in `encap`; the server's answers to the masqueraded port
+        let ask = |encap, payload: &[u8]| {
+            framed(R_LAN_MAC, CLIENT_MAC, encap, &udp_ip(c, s, cp, sp, payload))
+        };
+        let answer =
+            |np, payload: &[u8]| framed(R_WAN_MAC, SERVER_MAC, wan, &udp_ip(s, w, sp, np, payload));
+        let o = ask(lan, b"ask");
         let id = r.track(&o, LAN, now);
         let np = nat_port(&r.ct, id);
-        let rep = framed(R_WAN_MAC, SERVER_MAC, wan, &udp_ip(s, w, sp, np, b"answer"));
-        r.track(&rep, WAN, now);
+        r.track(&answer(np, b"answer"), WAN, now);
         let fid = r.admit(id, &o, now);
         r.ft.gc(&mut r.ct, now);
         assert!(r.ft.info(fid, now).unwrap().hw, "{c}: pushed");
-        let o2 = framed(
-            R_LAN_MAC,
-            CLIENT_MAC,
-            lan,
-            &udp_ip(c, s, cp, sp, b"ask again"),
-        );
-        r.assert_forwarded(
-            LAN,
-            &o2,
-            now,
-            (&client, &server),
-            recv_ip,
-            &format!("{c}: out"),
-        );
-        let r2 = framed(
-            R_WAN_MAC,
-            SERVER_MAC,
-            wan,
-            &udp_ip(s, w, sp, np, b"answer again"),
-        );
-        r.assert_forwarded(
-            WAN,
-            &r2,
-            now,
-            (&server, &client),
-            recv_ip,
-            &format!("{c}: back"),
-        );
+        let out = format!("{c}: out");
+        let a1 = ask(lan, b"ask again");
+        r.assert_forwarded(LAN, &a1, now, (&client, &server), recv_ip, &out);
+        let back = format!("{c}: back");
+        let a2 = answer(np, b"answer again");
+        r.assert_forwarded(WAN, &a2, now, (&server, &client), recv_ip, &back);
         forwarded += 2;
         assert_eq!(r.reason("forwarded"), forwarded);
         // The wrong encapsulation is not this flow's: passed.
-        let wrong = framed(
-            R_LAN_MAC,
-            CLIENT_MAC,
-            Encap::None,
-            &udp_ip(c, s, cp, sp, b"x"),
-        );
-        send(&client, &wrong);
+        send(&client, &ask(Encap::None, b"x"));
         assert!(recv_ip(&server, Duration::from_millis(200)).is_empty());
     }
     assert_eq!(r.reason("l2_mismatch"), 2);
