@@ -496,7 +496,7 @@ pub struct Router {
     /// For each base chain, the protocols its rules may act on (others skip it).
     filters: Vec<filter::ChainFilter>,
     /// For each base chain, the interfaces its rules need, if they all need some.
-    if_filters: Vec<Option<filter::IfFilter>>,
+    if_filters: Vec<Option<filter::IfTable>>,
     state: State,
     ct: Table,
     cfg: Config,
@@ -580,7 +580,7 @@ impl Router {
         let state = State::new(&rules);
         let ct = Table::new(cfg.conntrack.clone());
         let counters = Counters::new(topo.interfaces.len());
-        let ifnames = topo
+        let ifnames: Vec<u128> = topo
             .interfaces
             .iter()
             .map(|i| rules::ifname_value(&i.name))
@@ -593,7 +593,7 @@ impl Router {
             fib,
             hooks: HookIndex::new(&rules, &filters),
             filters,
-            if_filters: filter::if_filters(&rules),
+            if_filters: filter::if_tables(&rules, &ifnames),
             rules,
             state,
             ct,
@@ -1460,7 +1460,8 @@ impl Router {
                     // nor on a packet of these interfaces (fw4's `dstnat` jumps by `iifname`)
                     || self.if_filters.get(i - 1).is_some_and(|f| {
                         f.as_ref().is_some_and(|f| {
-                            !f.runs(&self.rules, nfproto, l4proto, &self.ifaces(w))
+                            let iif = (!w.local).then_some(w.iif);
+                            !f.runs(iif, w.oif, nfproto, l4proto)
                         })
                     })
             };
@@ -1473,29 +1474,6 @@ impl Router {
             self.run_chain(i - 1, hook, w, buf, meta, now, out)?;
         }
         Ok(())
-    }
-
-    /// The packet's interfaces as a chain run's rules see them (none in for the router's own
-    /// packets, none out before routing).
-    fn ifaces(&self, w: &Walk) -> filter::Ifaces {
-        let (iif, iifname) = if w.local {
-            (0, 0)
-        } else {
-            (
-                w.iif as u32 + 1,
-                self.ifnames.get(w.iif).copied().unwrap_or(0),
-            )
-        };
-        let (oif, oifname) = match w.oif {
-            Some(o) => (o as u32 + 1, self.ifnames.get(o).copied().unwrap_or(0)),
-            None => (0, 0),
-        };
-        filter::Ifaces {
-            iif,
-            iifname,
-            oif,
-            oifname,
-        }
     }
 
     /// One base chain run (`rules.base[bi]`) on the packet, and what its rules handed over.
@@ -2660,7 +2638,7 @@ impl Router {
         self.offload.take_flows_from(old, &mut self.ct, now);
         self.state = State::new(&rules);
         self.filters = filter::chain_filters(&rules);
-        self.if_filters = filter::if_filters(&rules);
+        self.if_filters = filter::if_tables(&rules, &self.ifnames);
         self.hooks = HookIndex::new(&rules, &self.filters);
         self.rules = rules;
     }

@@ -194,7 +194,7 @@ struct IfMatch {
 /// match the interfaces alone decide fails for the packet, reached before any statement or
 /// load with state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct IfFilter {
+struct IfFilter {
     rules: Vec<(ChainFilter, Vec<IfMatch>)>,
 }
 
@@ -204,11 +204,86 @@ const IF_FILTER_MAX_RULES: usize = 32;
 
 impl IfFilter {
     /// Whether some rule of the chain may act on a packet of these protocols and interfaces.
+    #[cfg(test)]
     pub(super) fn runs(&self, rs: &Ruleset, nfproto: u8, l4proto: u8, ifs: &Ifaces) -> bool {
-        self.rules.iter().any(|(protos, guard)| {
-            protos.runs(nfproto, l4proto) && guard.iter().all(|m| if_match(rs, m, ifs))
-        })
+        self.protocols_for(rs, ifs).runs(nfproto, l4proto)
     }
+
+    /// The protocols some rule may act on for a packet of these interfaces.
+    fn protocols_for(&self, rs: &Ruleset, ifs: &Ifaces) -> ChainFilter {
+        self.rules
+            .iter()
+            .filter(|(_, guard)| guard.iter().all(|m| if_match(rs, m, ifs)))
+            .fold(ChainFilter::NONE, |f, (protos, _)| f.union(*protos))
+    }
+}
+
+/// [`IfFilter`]s answered up front for every pair of input and output interface of the
+/// router (or none of either), so that a packet's check is an index and a bit test: the
+/// interfaces are few and fixed while a ruleset is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct IfTable {
+    /// Interfaces; pairs are indexed `(iif + 1) * (n + 1) + (oif + 1)`, 0 meaning none.
+    n: usize,
+    by_pair: Vec<ChainFilter>,
+}
+
+/// Beyond this many interface pairs a chain keeps the protocol filter alone.
+const IF_TABLE_MAX_PAIRS: usize = 4096;
+
+impl IfTable {
+    /// Whether some rule of the chain may act on a packet of these protocols that came in
+    /// on `iif` (`None`: the router's own) and leaves by `oif` (`None`: not routed yet).
+    #[inline]
+    pub(super) fn runs(
+        &self,
+        iif: Option<usize>,
+        oif: Option<usize>,
+        nfproto: u8,
+        l4proto: u8,
+    ) -> bool {
+        let (i, o) = (iif.map_or(0, |i| i + 1), oif.map_or(0, |o| o + 1));
+        if i > self.n || o > self.n {
+            return true;
+        }
+        self.by_pair
+            .get(i * (self.n + 1) + o)
+            .is_none_or(|f| f.runs(nfproto, l4proto))
+    }
+}
+
+/// An [`IfTable`] per base chain of `rs` (same index as `rs.base`) for a router whose
+/// interfaces have these names (`meta iifname` values), by interface index.
+pub(super) fn if_tables(rs: &Ruleset, ifnames: &[u128]) -> Vec<Option<IfTable>> {
+    let n = ifnames.len();
+    let filters = if_filters(rs);
+    if (n + 1).saturating_mul(n + 1) > IF_TABLE_MAX_PAIRS {
+        return vec![None; filters.len()];
+    }
+    let side = |i: usize| match i {
+        0 => (0, 0),
+        i => (i as u32, ifnames[i - 1]),
+    };
+    filters
+        .into_iter()
+        .map(|f| {
+            let f = f?;
+            let mut by_pair = Vec::with_capacity((n + 1) * (n + 1));
+            for i in 0..=n {
+                for o in 0..=n {
+                    let ((iif, iifname), (oif, oifname)) = (side(i), side(o));
+                    let ifs = Ifaces {
+                        iif,
+                        iifname,
+                        oif,
+                        oifname,
+                    };
+                    by_pair.push(f.protocols_for(rs, &ifs));
+                }
+            }
+            Some(IfTable { n, by_pair })
+        })
+        .collect()
 }
 
 /// What the rule VM answers for an interface match (`Pkt::load` of the meta key, then the
@@ -260,7 +335,7 @@ fn if_guard(changed_sets: &HashSet<usize>, ops: &[Op]) -> Vec<IfMatch> {
 
 /// An interface filter per base chain of `rs` (same index as `rs.base`): `None` for a chain
 /// with a rule that acts whatever the interfaces (or too many rules to check per packet).
-pub(super) fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
+fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
     let changed_sets = changed_sets(rs);
     rs.base
         .iter()
@@ -478,6 +553,21 @@ mod tests {
         assert!(!clamp.runs(&rs, 2, tcp, &wan));
         let not_lan = f[2].as_ref().expect("a negated name is a guard too");
         assert!(!not_lan.runs(&rs, 2, udp, &lan) && not_lan.runs(&rs, 2, udp, &wan));
+        // the same answers from the table made up front (interfaces lan 0, wan 1, wwan 2)
+        let names = [name("lan"), name("wan"), name("wwan")];
+        let mut t: Vec<(usize, Option<IfTable>)> = rs
+            .base
+            .iter()
+            .map(|b| b.chain)
+            .zip(if_tables(&rs, &names))
+            .collect();
+        t.sort_by_key(|(c, _)| *c);
+        let pre = t[0].1.as_ref().unwrap();
+        assert!(!pre.runs(Some(0), None, 2, tcp) && pre.runs(Some(1), None, 2, tcp));
+        assert!(!pre.runs(Some(1), None, 2, udp) && !pre.runs(None, None, 2, tcp));
+        let clamp = t[1].1.as_ref().unwrap();
+        assert!(clamp.runs(Some(0), Some(1), 2, tcp) && clamp.runs(Some(0), Some(2), 10, tcp));
+        assert!(!clamp.runs(Some(1), Some(0), 2, tcp) && !clamp.runs(Some(1), None, 2, tcp));
         // a rule acting on every interface keeps the chain
         assert!(f[3].is_none());
         // a load with state before the interface match acts for every packet reaching it
