@@ -278,8 +278,9 @@ pub(super) fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
                 return None;
             }
             let mut rules = vec![];
+            let netdev = b.family == nft_lang::ast::Family::Netdev;
             for r in &chain.rules {
-                let protos = rule_protocols(rs, &changed_sets, &r.ops);
+                let protos = rule_protocols(rs, &changed_sets, &r.ops, netdev);
                 if protos == ChainFilter::NONE {
                     continue;
                 }
@@ -295,12 +296,17 @@ pub(super) fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
         .collect()
 }
 
-/// The protocols a rule may act on.
-fn rule_protocols(rs: &Ruleset, changed_sets: &HashSet<usize>, ops: &[Op]) -> ChainFilter {
+/// The protocols a rule may act on (`netdev`: the rule is in a netdev-family chain).
+fn rule_protocols(
+    rs: &Ruleset,
+    changed_sets: &HashSet<usize>,
+    ops: &[Op],
+    netdev: bool,
+) -> ChainFilter {
     let mut f = ChainFilter::NONE;
     for (fi, nfproto) in [(0, 2u8), (1, 10u8)] {
         for l4proto in 0..=255u8 {
-            if rule_may_act(rs, changed_sets, ops, nfproto, l4proto) {
+            if rule_may_act(rs, changed_sets, ops, nfproto, l4proto, netdev) {
                 f.set(fi, l4proto);
             }
         }
