@@ -76,7 +76,8 @@ enum Known {
     Unknown,
 }
 
-fn known(l: &Load, nfproto: u8, l4proto: u8) -> Known {
+/// (`netdev`: the chain is of the netdev family, where `meta nfproto` is NFPROTO_NETDEV.)
+fn known(l: &Load, nfproto: u8, l4proto: u8, netdev: bool) -> Known {
     match l {
         Load::Payload { l3, l4, .. } => {
             if l3.is_some_and(|p| p != nfproto) || l4.is_some_and(|p| p != l4proto) {
@@ -85,13 +86,14 @@ fn known(l: &Load, nfproto: u8, l4proto: u8) -> Known {
                 Known::Unknown
             }
         }
+        Load::Meta(MetaK::NfProto) if netdev => Known::Value(rules::NFPROTO_NETDEV as u128),
         Load::Meta(MetaK::NfProto) => Known::Value(nfproto as u128),
         Load::Meta(MetaK::L4Proto) => Known::Value(l4proto as u128),
-        Load::Bitwise { inner, and, xor } => match known(inner, nfproto, l4proto) {
+        Load::Bitwise { inner, and, xor } => match known(inner, nfproto, l4proto, netdev) {
             Known::Value(v) => Known::Value((v & and) ^ xor),
             k => k,
         },
-        Load::Shift { inner, left, n } => match known(inner, nfproto, l4proto) {
+        Load::Shift { inner, left, n } => match known(inner, nfproto, l4proto, netdev) {
             Known::Value(v) => Known::Value(if *left {
                 v.checked_shl(*n).unwrap_or(0)
             } else {
@@ -110,8 +112,13 @@ fn never_matches(
     m: &rules::Match,
     nfproto: u8,
     l4proto: u8,
+    netdev: bool,
 ) -> bool {
-    let keys: Vec<Known> = m.loads.iter().map(|l| known(l, nfproto, l4proto)).collect();
+    let keys: Vec<Known> = m
+        .loads
+        .iter()
+        .map(|l| known(l, nfproto, l4proto, netdev))
+        .collect();
     if keys.contains(&Known::Fails) {
         // a failed load never matches, negated or not
         return true;
@@ -149,6 +156,7 @@ fn rule_may_act(
     ops: &[Op],
     nfproto: u8,
     l4proto: u8,
+    netdev: bool,
 ) -> bool {
     for op in ops {
         match op {
@@ -157,7 +165,7 @@ fn rule_may_act(
                 if m.loads.iter().any(rules::needs_state) {
                     return true;
                 }
-                if never_matches(rs, changed_sets, m, nfproto, l4proto) {
+                if never_matches(rs, changed_sets, m, nfproto, l4proto, netdev) {
                     return false;
                 }
             }
@@ -345,8 +353,9 @@ fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
                 return None;
             }
             let mut rules = vec![];
+            let netdev = b.family == nft_lang::ast::Family::Netdev;
             for r in &chain.rules {
-                let protos = rule_protocols(rs, &changed_sets, &r.ops);
+                let protos = rule_protocols(rs, &changed_sets, &r.ops, netdev);
                 if protos == ChainFilter::NONE {
                     continue;
                 }
@@ -362,12 +371,17 @@ fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
         .collect()
 }
 
-/// The protocols a rule may act on.
-fn rule_protocols(rs: &Ruleset, changed_sets: &HashSet<usize>, ops: &[Op]) -> ChainFilter {
+/// The protocols a rule may act on (`netdev`: the rule is in a netdev-family chain).
+fn rule_protocols(
+    rs: &Ruleset,
+    changed_sets: &HashSet<usize>,
+    ops: &[Op],
+    netdev: bool,
+) -> ChainFilter {
     let mut f = ChainFilter::NONE;
     for (fi, nfproto) in [(0, 2u8), (1, 10u8)] {
         for l4proto in 0..=255u8 {
-            if rule_may_act(rs, changed_sets, ops, nfproto, l4proto) {
+            if rule_may_act(rs, changed_sets, ops, nfproto, l4proto, netdev) {
                 f.set(fi, l4proto);
             }
         }
@@ -408,12 +422,13 @@ pub(super) fn chain_filters(rs: &Ruleset) -> Vec<ChainFilter> {
                 return ChainFilter::ALL;
             };
             let mut f = ChainFilter::NONE;
+            let netdev = b.family == nft_lang::ast::Family::Netdev;
             for (fi, nfproto) in [(0, 2u8), (1, 10u8)] {
                 for l4proto in 0..=255u8 {
                     if chain
                         .rules
                         .iter()
-                        .any(|r| rule_may_act(rs, &changed_sets, &r.ops, nfproto, l4proto))
+                        .any(|r| rule_may_act(rs, &changed_sets, &r.ops, nfproto, l4proto, netdev))
                     {
                         f.set(fi, l4proto);
                     }
