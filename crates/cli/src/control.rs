@@ -227,6 +227,14 @@ pub fn stats_json(shared: &Shared) -> Value {
     if txd > 0 {
         drops.insert("tx_backpressure".into(), json!(txd));
     }
+    let bad: u64 = shared
+        .tx_bad_port
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
+    if bad > 0 {
+        drops.insert("tx_bad_port".into(), json!(bad));
+    }
     let rd: u64 = (0..names.len()).map(ring_drops).sum();
     if rd > 0 {
         drops.insert("rx_ring_full".into(), json!(rd));
@@ -483,5 +491,49 @@ pub fn client(path: &Path, line: &str) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::from(1))
         }
         _ => bail!("unexpected answer from {}: {out:?}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Shared;
+
+    /// Frames sent to an AF_XDP port the set does not have are a transmit drop reason of
+    /// their own in every form of `stats`, beside back-pressure and full receive rings.
+    #[test]
+    fn stats_show_the_transmit_drop_reasons() {
+        let shared = Shared::for_tests(&["lan0", "wan0"], 2);
+        // nothing dropped: no transmit drop reason is listed
+        let v = stats_json(&shared);
+        let drops = v["drops"].as_object().unwrap();
+        for k in ["tx_bad_port", "tx_backpressure", "rx_ring_full"] {
+            assert!(!drops.contains_key(k), "{k} in {v:#}");
+        }
+        shared.tx_bad_port[0].store(3, Ordering::Relaxed);
+        shared.tx_bad_port[1].store(4, Ordering::Relaxed);
+        shared.lock().tx_dropped[1] = 5;
+        shared.io_stats.lock().unwrap()[1][0].rx_drops = 6;
+        let v = stats_json(&shared);
+        assert_eq!(v["drops"]["tx_bad_port"], json!(7), "{v:#}");
+        assert_eq!(v["drops"]["tx_backpressure"], json!(5), "{v:#}");
+        assert_eq!(v["drops"]["rx_ring_full"], json!(6), "{v:#}");
+        assert_eq!(v["interfaces"][1]["tx_dropped"], json!(5), "{v:#}");
+        let text = stats_text(&shared);
+        for line in [
+            "drop tx_bad_port: 7\n",
+            "drop tx_backpressure: 5\n",
+            "drop rx_ring_full: 6\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
+        let prom = stats_prometheus(&shared);
+        for line in [
+            "nft_offload_drops_total{reason=\"tx_bad_port\"} 7\n",
+            "nft_offload_drops_total{reason=\"tx_backpressure\"} 5\n",
+            "nft_offload_drops_total{reason=\"rx_ring_full\"} 6\n",
+        ] {
+            assert!(prom.contains(line), "{line:?} not in\n{prom}");
+        }
     }
 }

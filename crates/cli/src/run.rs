@@ -287,6 +287,9 @@ pub struct Shared {
     pub worker_cpu_ns: Vec<AtomicU64>,
     /// Each worker's backend counters, per interface.
     pub io_stats: Mutex<Vec<Vec<AfPacketStats>>>,
+    /// `--io af_xdp`, per worker: frames sent to a port its AF_XDP set does not have, dropped
+    /// (`tx_bad_port`; no interface's counters can hold them). Never with a sane router.
+    pub tx_bad_port: Vec<AtomicU64>,
     pub workers: usize,
     /// `--io af_xdp`: the steering programs.
     pub steering: Option<Arc<Mutex<run_afxdp::Steering>>>,
@@ -306,6 +309,62 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A `Shared` for tests: interfaces `names` (ifindex 2, 3, ...) with no addresses or
+    /// routes, an empty ruleset, no backend opened.
+    #[cfg(test)]
+    pub(crate) fn for_tests(names: &[&str], workers: usize) -> Shared {
+        let mut snap = netlink::Snapshot::default();
+        for (k, name) in names.iter().enumerate() {
+            let ifindex = k as u32 + 2;
+            snap.links.insert(
+                ifindex,
+                netlink::Link {
+                    ifindex,
+                    name: name.to_string(),
+                    mac: [2, 0, 0, 0, 0, ifindex as u8],
+                    mtu: 1500,
+                    up: true,
+                    kind: "veth".into(),
+                },
+            );
+        }
+        let ifs: Vec<(String, String)> = names
+            .iter()
+            .map(|n| (String::new(), n.to_string()))
+            .collect();
+        let (topo, names) = topology(&snap, &ifs).expect("topology");
+        let n_if = topo.interfaces.len();
+        Shared {
+            state: Mutex::new(State {
+                router: Router::new(topo, Default::default(), Config::default()),
+                ast: Default::default(),
+                routes: vec![],
+                addrs: vec![],
+                tx_dropped: vec![0; n_if],
+                xdp: vec![],
+            }),
+            names,
+            epoch: Instant::now(),
+            stop: AtomicBool::new(false),
+            worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
+            tx_bad_port: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            workers,
+            steering: None,
+            kick: AtomicBool::new(false),
+            xdp_env: XdpEnv {
+                ifs,
+                mono: Duration::ZERO,
+                io: Io::AfXdp,
+                mode: nft_xdp::offload::ModeRequest::Auto,
+            },
+            local_senders: vec![true; n_if],
+            lock_taken: AtomicU64::new(0),
+            lock_contended: AtomicU64::new(0),
+            lock_wait_ns: AtomicU64::new(0),
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.lock_taken.fetch_add(1, Ordering::Relaxed);
         // the clock is read only when the lock is held by another thread
@@ -1418,6 +1477,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         stop: AtomicBool::new(false),
         worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
+        tx_bad_port: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         workers,
         steering: steering.clone(),
         local_senders: ifs
