@@ -62,110 +62,15 @@ enum Cmd {
     },
     /// Replay a capture (or generated traffic) through a ruleset and a topology and report
     /// what the router did: packets per interface, drops by reason, NAT, connections, rule hits.
-    Simulate {
-        /// Ruleset (nft syntax); the embedded fw4-style home router ruleset by default.
-        #[arg(short = 'f', long = "file")]
-        ruleset: Option<PathBuf>,
-        /// Topology (TOML); the embedded home router by default.
-        #[arg(long)]
-        topology: Option<PathBuf>,
-        /// Input capture (pcapng, or classic pcap with --iface); generated traffic by default.
-        #[arg(long)]
-        pcap: Option<PathBuf>,
-        /// The interface every packet of a classic pcap arrived on.
-        #[arg(long)]
-        iface: Option<String>,
-        /// Output capture (pcapng), each packet on its egress interface.
-        #[arg(short = 'o', long)]
-        output: Option<PathBuf>,
-        /// The report as one JSON object.
-        #[arg(long)]
-        json: bool,
-        /// Print each packet's walk through hooks, chains and rules.
-        #[arg(long)]
-        trace: bool,
-        /// Flows to generate when no capture is given.
-        #[arg(long, default_value_t = 200)]
-        flows: usize,
-        /// Seed of the generated traffic.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Disable flow offload: `flow add` is a no-op and every packet takes the slow path.
-        /// Output and final conntrack table are the same as with offload; only paths change.
-        #[arg(long)]
-        no_offload: bool,
-        /// Print the flowtables and their flows at the end (both tuples, NAT, egress,
-        /// packets/bytes, idle time).
-        #[arg(long)]
-        list_flows: bool,
-        /// Print the connection table at the end, in `conntrack -L` format.
-        #[arg(long)]
-        list_conntrack: bool,
-        /// The connection table's size (`nf_conntrack_max`); 65536 by default.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-        conntrack_max: Option<u32>,
-    },
+    Simulate(simulate::Args),
     /// In-memory throughput on one core with 64-byte packets: the slow path (new
     /// connections/s with conntrack and NAT, packets/s on established flows) and the fast
     /// path on the same flows offloaded.
-    Bench {
-        /// Ruleset (nft syntax); the embedded default by default.
-        #[arg(short = 'f', long = "file")]
-        ruleset: Option<PathBuf>,
-        /// Topology (TOML); the embedded home router by default.
-        #[arg(long)]
-        topology: Option<PathBuf>,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-        /// Flows (and packets per pass).
-        #[arg(long, default_value_t = 200_000)]
-        packets: usize,
-        /// Measure only the fast path, and print the callgrind command
-        /// that counts its instructions per packet.
-        #[arg(long)]
-        fast_only: bool,
-        /// Measure only new connections on the slow path (the first pass), and print the
-        /// callgrind command that counts their instructions per connection.
-        #[arg(long, conflicts_with = "fast_only")]
-        new_only: bool,
-    },
+    Bench(bench::Args),
     /// The live router between kernel interfaces (needs root): reads the interfaces, routes
     /// and neighbours over rtnetlink and follows their changes; serves `list`, `load` and
     /// `stats` on a control socket; SIGINT/SIGTERM stop it cleanly.
-    Run {
-        /// Ruleset (nft syntax). Rules name interfaces by their kernel names.
-        #[arg(short = 'f', long = "file")]
-        ruleset: PathBuf,
-        /// The interfaces to route between, `ROLE=IFNAME,...` (e.g. `lan=eth0,wan=eth1`);
-        /// roles are labels, rules match the kernel names.
-        #[arg(long)]
-        interfaces: String,
-        /// I/O backend: af_packet or af_xdp.
-        #[arg(long, default_value = "af_packet")]
-        io: String,
-        /// Worker threads (AF_PACKET fanout by flow hash; one router behind a lock).
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        /// Control socket path.
-        #[arg(long, default_value = control::DEFAULT_PATH)]
-        control: PathBuf,
-        /// Every packet takes the slow path (`flow add` does nothing).
-        #[arg(long)]
-        no_offload: bool,
-        /// Do not install the kernel table that keeps the kernel off the dataplane's frames.
-        #[arg(long)]
-        no_guard: bool,
-        /// `--io af_xdp`: where the interfaces' receive work (NAPI) runs. auto: busy polled
-        /// by the workers with zero-copy sockets, the kernel's placement otherwise; threads:
-        /// in copy mode, the devices' NAPI threads pinned to the workers' CPUs; kernel: the
-        /// kernel's placement always.
-        #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "kernel"])]
-        napi: String,
-        /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
-        #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
-        xdp_mode: String,
-    },
+    Run(run::Args),
     /// Ask a running router: `list ruleset|flowtables|conntrack`.
     List {
         /// ruleset, flowtables or conntrack
@@ -232,63 +137,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Bench {
-            ruleset,
-            topology,
-            json,
-            packets,
-            fast_only,
-            new_only,
-        } => {
-            bench::run(bench::Args {
-                ruleset,
-                topology,
-                json,
-                packets,
-                fast_only,
-                new_only,
-            })?;
+        Cmd::Bench(args) => {
+            bench::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Simulate {
-            ruleset,
-            topology,
-            pcap,
-            iface,
-            output,
-            json,
-            trace,
-            flows,
-            seed,
-            no_offload,
-            list_flows,
-            list_conntrack,
-            conntrack_max,
-        } => {
-            let args = simulate::Args {
-                ruleset,
-                topology,
-                pcap,
-                pcap_iface: iface,
-                output,
-                json,
-                trace,
-                flows,
-                seed,
-                no_offload,
-                list_flows,
-                list_conntrack,
-                conntrack_max: conntrack_max.map(|n| n as usize),
-            };
-            match simulate::run(args) {
-                Ok(()) => Ok(ExitCode::SUCCESS),
-                Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {
-                    eprintln!("Error: {e}");
-                    Ok(ExitCode::from(1))
-                }
-                Err(e) => Err(e),
+        Cmd::Simulate(args) => match simulate::run(args) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {
+                eprintln!("Error: {e}");
+                Ok(ExitCode::from(1))
             }
-        }
+            Err(e) => Err(e),
+        },
         Cmd::Gen {
             topology,
             flows,
@@ -314,27 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprint!("{}", g.summary);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run {
-            ruleset,
-            interfaces,
-            io,
-            workers,
-            control,
-            no_offload,
-            no_guard,
-            napi,
-            xdp_mode,
-        } => run::run(run::Args {
-            ruleset,
-            interfaces,
-            io,
-            workers,
-            control,
-            no_offload,
-            no_guard,
-            napi,
-            xdp_mode,
-        }),
+        Cmd::Run(args) => run::run(args),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {
             let abs = std::path::absolute(&file).unwrap_or(file);
@@ -358,24 +198,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             include,
             file,
-        } => {
-            let opts = LoadOpts {
-                include_dirs: include,
-                ..Default::default()
-            };
-            let r = if json || looks_like_json(&file) {
-                nft_lang::json::load_json_file(&file)
-            } else {
-                load_file(&file, &opts)
-            };
-            match r {
-                Ok(_) => Ok(ExitCode::SUCCESS),
-                Err(e) => {
-                    eprint!("{e}");
-                    Ok(ExitCode::from(1))
-                }
+        } => match load_ruleset(&file, json, include) {
+            Ok(_) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprint!("{e}");
+                Ok(ExitCode::from(1))
             }
-        }
+        },
         Cmd::Print {
             stateless,
             numeric_proto,
@@ -384,16 +213,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             include,
             file,
         } => {
-            let opts = LoadOpts {
-                include_dirs: include,
-                ..Default::default()
-            };
-            let loaded = if looks_like_json(&file) {
-                nft_lang::json::load_json_file(&file)
-            } else {
-                load_file(&file, &opts)
-            };
-            let rs = match loaded {
+            // `--json` here is the output's form; the input's is recognised
+            let rs = match load_ruleset(&file, false, include) {
                 Ok(rs) => rs,
                 Err(e) => {
                     eprint!("{e}");
@@ -418,6 +239,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// FILE as libnftables JSON (`json`, or when it looks like JSON) or in nft syntax, relative
+/// includes searched in `include`.
+fn load_ruleset(
+    file: &std::path::Path,
+    json: bool,
+    include: Vec<PathBuf>,
+) -> Result<nft_lang::ast::Ruleset, nft_lang::ruleset::LoadError> {
+    if json || looks_like_json(file) {
+        return nft_lang::json::load_json_file(file);
+    }
+    let opts = LoadOpts {
+        include_dirs: include,
+        ..Default::default()
+    };
+    load_file(file, &opts)
 }
 
 /// JSON input is recognised by its first non-blank character, so `print` takes either form.

@@ -70,17 +70,39 @@ pub(crate) fn send_bounded(frames: &[&[u8]], mut send: impl FnMut(&[&[u8]]) -> u
 /// The kernel table that keeps the kernel off the dataplane's frames.
 pub const GUARD_TABLE: &str = "nft_offload_run";
 
+/// `nft-offload run`'s options (its help text is these comments).
+#[derive(clap::Args)]
 pub struct Args {
+    /// Ruleset (nft syntax). Rules name interfaces by their kernel names.
+    #[arg(short = 'f', long = "file")]
     pub ruleset: PathBuf,
+    /// The interfaces to route between, `ROLE=IFNAME,...` (e.g. `lan=eth0,wan=eth1`);
+    /// roles are labels, rules match the kernel names.
+    #[arg(long)]
     pub interfaces: String,
+    /// I/O backend: af_packet or af_xdp.
+    #[arg(long, default_value = "af_packet")]
     pub io: String,
+    /// Worker threads (AF_PACKET fanout by flow hash; one router behind a lock).
+    #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Control socket path.
+    #[arg(long, default_value = control::DEFAULT_PATH)]
     pub control: PathBuf,
+    /// Every packet takes the slow path (`flow add` does nothing).
+    #[arg(long)]
     pub no_offload: bool,
+    /// Do not install the kernel table that keeps the kernel off the dataplane's frames.
+    #[arg(long)]
     pub no_guard: bool,
-    /// `--io af_xdp`: where the interfaces' receive work runs (`--napi auto|threads|kernel`).
+    /// `--io af_xdp`: where the interfaces' receive work (NAPI) runs. auto: busy polled
+    /// by the workers with zero-copy sockets, the kernel's placement otherwise; threads:
+    /// in copy mode, the devices' NAPI threads pinned to the workers' CPUs; kernel: the
+    /// kernel's placement always.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "kernel"])]
     pub napi: String,
-    /// `auto`, `native` or `generic`.
+    /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
     pub xdp_mode: String,
 }
 

@@ -14,21 +14,50 @@ use nft_lang::ruleset::{load_file, load_str, LoadOpts};
 
 use crate::defaults;
 
+/// `nft-offload simulate`'s options (its help text is these comments).
+#[derive(clap::Args)]
 pub struct Args {
+    /// Ruleset (nft syntax); the embedded fw4-style home router ruleset by default.
+    #[arg(short = 'f', long = "file")]
     pub ruleset: Option<PathBuf>,
+    /// Topology (TOML); the embedded home router by default.
+    #[arg(long)]
     pub topology: Option<PathBuf>,
+    /// Input capture (pcapng, or classic pcap with --iface); generated traffic by default.
+    #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// The interface every packet of a classic pcap arrived on.
+    #[arg(long = "iface", value_name = "IFACE")]
     pub pcap_iface: Option<String>,
+    /// Output capture (pcapng), each packet on its egress interface.
+    #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// The report as one JSON object.
+    #[arg(long)]
     pub json: bool,
+    /// Print each packet's walk through hooks, chains and rules.
+    #[arg(long)]
     pub trace: bool,
+    /// Flows to generate when no capture is given.
+    #[arg(long, default_value_t = 200)]
     pub flows: usize,
+    /// Seed of the generated traffic.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Disable flow offload: `flow add` is a no-op and every packet takes the slow path.
+    /// Output and final conntrack table are the same as with offload; only paths change.
+    #[arg(long)]
     pub no_offload: bool,
+    /// Print the flowtables and their flows at the end (both tuples, NAT, egress,
+    /// packets/bytes, idle time).
+    #[arg(long)]
     pub list_flows: bool,
+    /// Print the connection table at the end, in `conntrack -L` format.
+    #[arg(long)]
     pub list_conntrack: bool,
-    /// `nf_conntrack_max`, when not the default.
-    pub conntrack_max: Option<usize>,
+    /// The connection table's size (`nf_conntrack_max`); 65536 by default.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub conntrack_max: Option<u32>,
 }
 
 /// Errors a user can fix (bad files), told apart from bugs for the exit code.
@@ -156,7 +185,7 @@ pub fn run(a: Args) -> Result<()> {
     // conntrack -L shows counters; with a flowtable `counter` they include the fast path's
     cfg.conntrack.accounting = a.list_conntrack;
     if let Some(n) = a.conntrack_max {
-        cfg.conntrack.max_entries = n;
+        cfg.conntrack.max_entries = n as usize;
     }
     let mut router = Router::new(topo, rules, cfg);
     let mut writer = match &a.output {

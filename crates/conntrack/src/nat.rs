@@ -175,6 +175,7 @@ fn manip_addr(t: &Tuple, manip: Manip) -> IpAddr {
     }
 }
 
+#[inline]
 fn l4_in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
     match (range.ports, key(t, manip)) {
         (Some((lo, hi)), Some(k)) => (lo..=hi).contains(&k),
@@ -182,6 +183,7 @@ fn l4_in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
     }
 }
 
+#[inline]
 fn in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
     let a = manip_addr(t, manip);
     let addr_ok = match range.addrs {
@@ -343,10 +345,17 @@ impl Table {
         }
         let id = self.bysource_get_hashed(h, &k)?;
         let c = self.get(id)?;
-        let mapped = c.reply().invert()?;
+        // the mapping is the reply's destination (its inverse's source): read in place, not
+        // by building and inverting the whole reply tuple
         let mut t = *curr;
-        t.src = mapped.src;
-        t.sport = mapped.sport;
+        if is_icmp(c.l4proto()) {
+            let mapped = c.reply().invert()?;
+            t.src = mapped.src;
+            t.sport = mapped.sport;
+        } else {
+            t.src = c.addr(3);
+            t.sport = c.port(3);
+        }
         in_range(&t, Manip::Src, range).then_some(t)
     }
 
@@ -554,6 +563,9 @@ pub fn apply_rewrite(
     if rw.is_empty() {
         return Ok(());
     }
+    if rewrite_v4_plain(frame, meta, &rw) {
+        return Ok(());
+    }
     let end = meta.l3_end.min(frame.len());
     let proto = meta.ip_protocol.ok_or(RewriteError::Mismatch)?;
     let ipv4 = match meta.ip_version {
@@ -617,6 +629,76 @@ pub fn apply_rewrite(
         }
     }
     Ok(())
+}
+
+/// The common case of [`apply_rewrite`], a whole IPv4 TCP or UDP packet (not an ICMP error,
+/// not a fragment): every changed word is summed once and each checksum updated once (RFC
+/// 1624), the IPv4 header's with the addresses and the transport checksum with addresses
+/// (its pseudo-header) and ports, instead of one update per field. Whether it applied the
+/// rewrite; false leaves the frame untouched for the general path.
+fn rewrite_v4_plain(frame: &mut [u8], meta: &PacketMeta, rw: &Rewrite) -> bool {
+    let (Some(IpVersion::Ipv4), Some(proto), Some(l4), nft_wire::Fragment::None, None) = (
+        meta.ip_version,
+        meta.ip_protocol,
+        meta.l4_offset,
+        meta.fragment,
+        meta.icmp,
+    ) else {
+        return false;
+    };
+    let (csum_at, hdr_len, udp) = match proto {
+        IpProtocol::Tcp => (16, 20, false),
+        IpProtocol::Udp => (6, 8, true),
+        _ => return false,
+    };
+    let l3 = meta.l3_offset;
+    let end = meta.l3_end.min(frame.len());
+    let v4 = |a: Option<IpAddr>| match a {
+        None => Some(None),
+        Some(IpAddr::V4(v)) => Some(Some(u32::from(v))),
+        Some(IpAddr::V6(_)) => None,
+    };
+    let (Some(src), Some(dst)) = (v4(rw.src_addr), v4(rw.dst_addr)) else {
+        return false;
+    };
+    if l3 + 20 > l4 || l4 + hdr_len > end {
+        return false;
+    }
+    let rd16 = |f: &[u8], at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
+    let rd32 = |f: &[u8], at: usize| u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+    // one's complement sums of what changes: ~old + new per 16-bit word
+    let mut ip_acc: u64 = 0;
+    for (at, new) in [(l3 + 12, src), (l3 + 16, dst)] {
+        if let Some(n) = new {
+            let o = rd32(frame, at);
+            ip_acc += u64::from(!(o >> 16) & 0xffff) + u64::from(!o & 0xffff);
+            ip_acc += u64::from(n >> 16) + u64::from(n & 0xffff);
+            frame[at..at + 4].copy_from_slice(&n.to_be_bytes());
+        }
+    }
+    let mut l4_acc = ip_acc;
+    for (at, new) in [(l4, rw.src_port), (l4 + 2, rw.dst_port)] {
+        if let Some(n) = new {
+            l4_acc += u64::from(!rd16(frame, at)) + u64::from(n);
+            frame[at..at + 2].copy_from_slice(&n.to_be_bytes());
+        }
+    }
+    if ip_acc != 0 {
+        let hc = rd16(frame, l3 + 10);
+        let v = !checksum::fold(u64::from(!hc) + ip_acc);
+        frame[l3 + 10..l3 + 12].copy_from_slice(&v.to_be_bytes());
+    }
+    let c = l4 + csum_at;
+    let old = rd16(frame, c);
+    // a zero UDP checksum over IPv4 means none: it stays zero
+    if !(udp && old == 0) && l4_acc != 0 {
+        let mut v = !checksum::fold(u64::from(!old) + l4_acc);
+        if udp && v == 0 {
+            v = 0xffff;
+        }
+        frame[c..c + 2].copy_from_slice(&v.to_be_bytes());
+    }
+    true
 }
 
 /// Writes `new` (at most 16 bytes) over `buf[at..]` and folds the change into the checksums

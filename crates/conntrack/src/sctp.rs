@@ -292,6 +292,17 @@ pub struct SctpTrack {
 }
 
 impl SctpTrack {
+    /// Before any packet: state NONE, no tags.
+    fn fresh() -> SctpTrack {
+        SctpTrack {
+            state: NO,
+            vtag: [0; 2],
+            init: [false; 2],
+            hb_vtag_failed: false,
+            last_dir: 0,
+        }
+    }
+
     /// The state of a new association from its first packet (`sctp_new`): `None` when the
     /// packet cannot open one.
     pub fn new(p: &SctpPacket) -> Result<SctpTrack, SctpError> {
@@ -299,13 +310,7 @@ impl SctpTrack {
         if p.has(ABORT) || p.has(SHUTDOWN_COMPLETE) || p.has(COOKIE_ACK) {
             return Err(SctpError::State);
         }
-        let mut t = SctpTrack {
-            state: NO,
-            vtag: [0; 2],
-            init: [false; 2],
-            hb_vtag_failed: false,
-            last_dir: 0,
-        };
+        let mut t = SctpTrack::fresh();
         let mut err = None;
         p.walk(|c, _| {
             match next_state(Direction::Original, NO, c.ty) {
@@ -532,6 +537,15 @@ mod tests {
         t.packet(dir, &p, true, &Timeouts::default())
     }
 
+    /// A new association from its first packet (original direction), and that packet's verdict.
+    fn open(vtag: u32, chunks: &[Vec<u8>]) -> (SctpTrack, SctpVerdict) {
+        let b = pkt(vtag, chunks);
+        let p = SctpPacket::parse(&b, true).unwrap();
+        let mut t = SctpTrack::new(&p).unwrap();
+        let v = t.packet(O, &p, false, &Timeouts::default());
+        (t, v)
+    }
+
     fn accept(secs: u64, assured: bool) -> SctpVerdict {
         SctpVerdict::Accept {
             timeout: Duration::from_secs(secs),
@@ -655,13 +669,8 @@ mod tests {
         assert_eq!(SctpTrack::new(&p).unwrap_err(), SctpError::State);
         // an out-of-the-blue SHUTDOWN ACK opens SHUTDOWN_ACK_SENT, expecting the reply's
         // SHUTDOWN COMPLETE with the T bit and the same tag
-        let b = pkt(7, &[chunk(SHUTDOWN_ACK, 0, &[])]);
-        let p = SctpPacket::parse(&b, true).unwrap();
-        let mut t = SctpTrack::new(&p).unwrap();
-        assert_eq!(
-            t.packet(O, &p, false, &Timeouts::default()),
-            accept(3, false)
-        );
+        let (mut t, v) = open(7, &[chunk(SHUTDOWN_ACK, 0, &[])]);
+        assert_eq!(v, accept(3, false));
         assert_eq!(t.state, SA);
         let mut u = t;
         assert_eq!(
@@ -673,35 +682,21 @@ mod tests {
             accept(10, false)
         );
         // a heartbeat opens HEARTBEAT_SENT (a secondary path); its ack establishes it
-        let b = pkt(9, &[chunk(HEARTBEAT, 0, &[0, 1, 0, 4])]);
-        let p = SctpPacket::parse(&b, true).unwrap();
-        let mut t = SctpTrack::new(&p).unwrap();
-        assert_eq!(
-            t.packet(O, &p, false, &Timeouts::default()),
-            accept(30, false)
-        );
+        let (mut t, v) = open(9, &[chunk(HEARTBEAT, 0, &[0, 1, 0, 4])]);
+        assert_eq!(v, accept(30, false));
         assert_eq!(
             step(&mut t, R, 8, &[chunk(HEARTBEAT_ACK, 0, &[0, 1, 0, 4])]),
             accept(210, true)
         );
         assert_eq!((t.state, t.vtag), (ES, [9, 8]));
         // INIT ACK in reply to nothing is invalid from NONE
-        let mut t = SctpTrack {
-            state: NO,
-            vtag: [0; 2],
-            init: [false; 2],
-            hb_vtag_failed: false,
-            last_dir: 0,
-        };
+        let mut t = SctpTrack::fresh();
         assert_eq!(
             step(&mut t, R, 0, &[init(INIT_ACK, 1)]),
             SctpVerdict::Invalid(SctpError::State)
         );
         // an INIT ACK with another tag than the one the INIT announced is refused
-        let b = pkt(0, &[init(INIT, 0x10)]);
-        let p = SctpPacket::parse(&b, true).unwrap();
-        let mut t = SctpTrack::new(&p).unwrap();
-        t.packet(O, &p, false, &Timeouts::default());
+        let (mut t, _) = open(0, &[init(INIT, 0x10)]);
         let mut u = t;
         u.init = [false; 2];
         u.vtag[0] = 0x99;

@@ -483,9 +483,12 @@ impl Table {
 
     /// [`Table::bysource_get`] with the key's hash already computed.
     pub(crate) fn bysource_get_hashed(&self, h: u64, k: &SourceKey) -> Option<ConnId> {
+        let (zone, proto, addr, port) = *k;
+        // compared field by field in place (no original tuple built per candidate)
         let idx = self.bysource.find(h, |v| {
-            self.conn_at(v)
-                .is_some_and(|c| source_key(&c.original(), c.zone) == *k)
+            self.conn_at(v).is_some_and(|c| {
+                c.zone == zone && c.l4proto() == proto && c.port(0) == port && c.addr(0) == addr
+            })
         })?;
         Some(self.id_at(idx))
     }

@@ -495,6 +495,8 @@ pub struct Router {
     hooks: HookIndex,
     /// For each base chain, the protocols its rules may act on (others skip it).
     filters: Vec<filter::ChainFilter>,
+    /// For each base chain, the interfaces its rules need, if they all need some.
+    if_filters: Vec<Option<filter::IfFilter>>,
     state: State,
     ct: Table,
     cfg: Config,
@@ -591,6 +593,7 @@ impl Router {
             fib,
             hooks: HookIndex::new(&rules, &filters),
             filters,
+            if_filters: filter::if_filters(&rules),
             rules,
             state,
             ct,
@@ -1448,11 +1451,19 @@ impl Router {
             // no rule of the chain can act on this protocol: the run would only apply the
             // policy (a trace shows every run, so it runs them all). The protocols are read
             // for each chain: an earlier chain may have rewritten them (`ip protocol set`).
-            let skip = !self.cfg.trace
-                && !self.filters.get(i - 1).is_none_or(|f| {
-                    let (nfproto, l4proto) = HookIndex::protocols(meta);
-                    f.runs(nfproto, l4proto)
-                });
+            let skip = !self.cfg.trace && {
+                let (nfproto, l4proto) = HookIndex::protocols(meta);
+                !self
+                    .filters
+                    .get(i - 1)
+                    .is_none_or(|f| f.runs(nfproto, l4proto))
+                    // nor on a packet of these interfaces (fw4's `dstnat` jumps by `iifname`)
+                    || self.if_filters.get(i - 1).is_some_and(|f| {
+                        f.as_ref().is_some_and(|f| {
+                            !f.runs(&self.rules, nfproto, l4proto, &self.ifaces(w))
+                        })
+                    })
+            };
             if skip {
                 if b.policy_drop {
                     return Err(Drop::PolicyDrop);
@@ -1462,6 +1473,29 @@ impl Router {
             self.run_chain(i - 1, hook, w, buf, meta, now, out)?;
         }
         Ok(())
+    }
+
+    /// The packet's interfaces as a chain run's rules see them (none in for the router's own
+    /// packets, none out before routing).
+    fn ifaces(&self, w: &Walk) -> filter::Ifaces {
+        let (iif, iifname) = if w.local {
+            (0, 0)
+        } else {
+            (
+                w.iif as u32 + 1,
+                self.ifnames.get(w.iif).copied().unwrap_or(0),
+            )
+        };
+        let (oif, oifname) = match w.oif {
+            Some(o) => (o as u32 + 1, self.ifnames.get(o).copied().unwrap_or(0)),
+            None => (0, 0),
+        };
+        filter::Ifaces {
+            iif,
+            iifname,
+            oif,
+            oifname,
+        }
     }
 
     /// One base chain run (`rules.base[bi]`) on the packet, and what its rules handed over.
@@ -2626,6 +2660,7 @@ impl Router {
         self.offload.take_flows_from(old, &mut self.ct, now);
         self.state = State::new(&rules);
         self.filters = filter::chain_filters(&rules);
+        self.if_filters = filter::if_filters(&rules);
         self.hooks = HookIndex::new(&rules, &self.filters);
         self.rules = rules;
     }

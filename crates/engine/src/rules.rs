@@ -313,6 +313,9 @@ pub enum Test {
     },
     /// Membership in compiled set `n`.
     InSet(usize),
+    /// Membership in a constant set of single values, folded from [`Test::InSet`] at compile
+    /// time ([`fold_const_sets`]): a few compares instead of a set lookup.
+    AnyOf(Box<[u128]>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -453,6 +456,12 @@ pub enum Op {
     Vmap {
         keys: Vec<Load>,
         map: usize,
+    },
+    /// A constant verdict map of a few single values (`ct state vmap { established : accept,
+    /// related : accept }`), folded from [`Op::Vmap`] at compile time ([`fold_const_sets`]).
+    VmapConst {
+        key: Load,
+        elems: Box<[(u128, Verdict)]>,
     },
     Counter(usize),
     Limit(usize),
@@ -2238,9 +2247,89 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
         }
     }
     check_hooks(&out)?;
+    fold_const_sets(&mut out);
     // stable: equal priorities keep table order, as the kernel keeps registration order
     out.base.sort_by_key(|b| (b.hook, b.order, b.prio));
     Ok(out)
+}
+
+/// Up to this many elements, a constant set or verdict map of single values is folded into
+/// its rule (compares in place of a lookup).
+const FOLD_MAX: usize = 8;
+
+/// Folds the lookups in small constant sets and verdict maps into their rules: a router's
+/// rules test a zone's devices, `{ tcp, udp }` or a `ct state` vmap on every packet, and a
+/// lookup (a key built in a buffer, the set's element table, the element cloned) costs
+/// several times the few compares. Only sets no rule adds to or deletes from (the others
+/// change at run time), with exact single-value keys and no timeout; the folded test answers
+/// exactly what the lookup did.
+fn fold_const_sets(rs: &mut Ruleset) {
+    let mut changed = vec![false; rs.sets.len()];
+    for op in rs.chains.iter().flat_map(|c| &c.rules).flat_map(|r| &r.ops) {
+        if let Op::Dynset(d) = op {
+            if let Some(c) = changed.get_mut(d.set) {
+                *c = true;
+            }
+        }
+    }
+    let small = |i: usize| -> Option<Vec<(u128, SetData)>> {
+        let s = rs.sets.get(i)?;
+        if changed[i] || !s.ranges.is_empty() || s.timeout_ms.is_some() || s.exact.len() > FOLD_MAX
+        {
+            return None;
+        }
+        let mut v: Vec<(u128, SetData)> = s
+            .exact
+            .iter()
+            .map(|(k, d)| match k.as_slice() {
+                [x] => Some((*x, d.clone())),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        // the order of a hash map's iteration is not the ruleset's: sorted, so that a
+        // folded rule is the same for the same ruleset
+        v.sort_by_key(|(k, _)| *k);
+        Some(v)
+    };
+    let mut folds: Vec<(usize, usize, usize, Op)> = vec![];
+    for (ci, c) in rs.chains.iter().enumerate() {
+        for (ri, r) in c.rules.iter().enumerate() {
+            for (oi, op) in r.ops.iter().enumerate() {
+                let new = match op {
+                    Op::Match(m) => match (&m.test, m.loads.as_slice()) {
+                        (Test::InSet(s), [_]) => small(*s).map(|v| {
+                            Op::Match(Match {
+                                loads: m.loads.clone(),
+                                test: Test::AnyOf(v.into_iter().map(|(k, _)| k).collect()),
+                                negate: m.negate,
+                            })
+                        }),
+                        _ => None,
+                    },
+                    Op::Vmap { keys, map } if keys.len() == 1 => small(*map).and_then(|v| {
+                        let elems = v
+                            .into_iter()
+                            .map(|(k, d)| match d {
+                                SetData::Verdict(x) => Some((k, x)),
+                                _ => None,
+                            })
+                            .collect::<Option<Box<[_]>>>()?;
+                        Some(Op::VmapConst {
+                            key: keys[0].clone(),
+                            elems,
+                        })
+                    }),
+                    _ => None,
+                };
+                if let Some(n) = new {
+                    folds.push((ci, ri, oi, n));
+                }
+            }
+        }
+    }
+    for (ci, ri, oi, n) in folds {
+        rs.chains[ci].rules[ri].ops[oi] = n;
+    }
 }
 
 /// Expressions the kernel allows in some hooks only (their `validate` callbacks), and which.
@@ -2256,6 +2345,7 @@ fn hook_limited(op: &Op) -> Option<(&'static str, &'static [Hook])> {
         } => return Some(("synproxy", &[Input, Forward])),
         Op::Match(m) => &m.loads,
         Op::Vmap { keys, .. } => keys,
+        Op::VmapConst { key, .. } => std::slice::from_ref(key),
         _ => return None,
     };
     loads.iter().find_map(|l| match l {
@@ -2315,6 +2405,11 @@ fn check_hooks(rs: &Ruleset) -> Result<(), CompileError> {
                                         jump(v);
                                     }
                                 }
+                            }
+                        }
+                        Op::VmapConst { elems, .. } => {
+                            for (_, v) in elems.iter() {
+                                jump(v);
                             }
                         }
                         _ => {}
@@ -3056,6 +3151,7 @@ pub(crate) fn test(v: u128, t: &Test) -> bool {
         Test::Range(lo, hi) => *lo <= v && v <= *hi,
         Test::AnyBit(m) => v & m != 0,
         Test::Masked { mask, want } => v & mask == *want,
+        Test::AnyOf(vs) => vs.contains(&v),
         Test::InSet(_) => false,
     }
 }
@@ -3411,8 +3507,13 @@ fn run_chain(
                     Op::Match(m) => {
                         // a failed load never matches, negated or not (the kernel breaks)
                         let ok = match m.test {
-                            Test::InSet(s) => key(st, pkt, &m.loads, keybuf)
-                                .then(|| st.set_lookup(rs, s, keybuf, now_ns).is_some()),
+                            Test::InSet(s) => match m.loads.as_slice() {
+                                // one key: no key buffer
+                                [l] => load_st(st, pkt, l)
+                                    .map(|v| st.set_lookup(rs, s, &[v], now_ns).is_some()),
+                                loads => key(st, pkt, loads, keybuf)
+                                    .then(|| st.set_lookup(rs, s, keybuf, now_ns).is_some()),
+                            },
                             _ => match m.loads.as_slice() {
                                 [l] => load_st(st, pkt, l).map(|v| test(v, &m.test)),
                                 _ => None,
@@ -3426,6 +3527,20 @@ fn run_chain(
                     Op::Verdict(v) => {
                         verdict = Some(v.clone());
                         break;
+                    }
+                    Op::VmapConst { key, elems } => {
+                        let found =
+                            load_st(st, pkt, key).and_then(|v| elems.iter().find(|(k, _)| *k == v));
+                        match found {
+                            Some((_, v)) => {
+                                verdict = Some(v.clone());
+                                break;
+                            }
+                            None => {
+                                matched = false;
+                                break;
+                            }
+                        }
                     }
                     Op::Vmap { keys, map } => {
                         if !key(st, pkt, keys, keybuf) {

@@ -80,6 +80,20 @@ fn router(rules: &str) -> Router {
     router_with(TOPOLOGY, rules, Config::default())
 }
 
+/// A TCP segment from the LAN client to the remote server.
+fn client_tcp(sport: u16, dport: u16, seq: u32, kind: Tcp, payload: &[u8]) -> Vec<u8> {
+    tcp4(
+        CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, sport, dport, seq, kind, payload,
+    )
+}
+
+/// A TCP segment from the remote server to the LAN client (no NAT).
+fn remote_tcp(sport: u16, dport: u16, seq: u32, kind: Tcp, payload: &[u8]) -> Vec<u8> {
+    tcp4(
+        GW_MAC, WAN_MAC, REMOTE, CLIENT, sport, dport, seq, kind, payload,
+    )
+}
+
 /// The conntrack entry whose original destination port is `dport`.
 fn conn_by_dport(r: &Router, dport: u16) -> nft_conntrack::Conn {
     r.conntrack()
@@ -109,66 +123,24 @@ table inet t {
 fn ct_timeout_policy_replaces_the_state_timeouts() {
     let mut r = router(CT_TIMEOUT);
     let t = secs(1);
-    let syn = |dport| {
-        tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            40000,
-            dport,
-            1,
-            Tcp::Syn,
-            b"",
-        )
-    };
+    let syn = |dport| client_tcp(40000, dport, 1, Tcp::Syn, b"");
     one(&mut r, LAN, syn(80), t, Port::Iface(WAN));
     one(&mut r, LAN, syn(81), t, Port::Iface(WAN));
     assert_eq!(conn_by_dport(&r, 80).remaining(t), secs(7));
     assert_eq!(conn_by_dport(&r, 81).remaining(t), secs(120));
     // the answer: SYN_RECV, which the policy leaves at its default (60 s)
-    let synack = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        CLIENT,
-        80,
-        40000,
-        500,
-        Tcp::SynAck(2),
-        b"",
-    );
+    let synack = remote_tcp(80, 40000, 500, Tcp::SynAck(2), b"");
     one(&mut r, WAN, synack, secs(2), Port::Iface(LAN));
     assert_eq!(conn_by_dport(&r, 80).remaining(secs(2)), secs(60));
     // established: the policy's 100 s, not five days; a later packet does not change the
     // policy (the connection is confirmed)
-    let ack = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40000,
-        80,
-        2,
-        Tcp::Ack(501),
-        b"x",
-    );
+    let ack = client_tcp(40000, 80, 2, Tcp::Ack(501), b"x");
     one(&mut r, LAN, ack, secs(3), Port::Iface(WAN));
     let c = conn_by_dport(&r, 80);
     assert_eq!(c.remaining(secs(3)), secs(100));
     assert_eq!(c.timeouts().map(|t| t.tcp_established), Some(secs(100)));
     // a reset: CLOSE, the policy's 3 s
-    let rst = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        CLIENT,
-        80,
-        40000,
-        501,
-        Tcp::Rst,
-        b"",
-    );
+    let rst = remote_tcp(80, 40000, 501, Tcp::Rst, b"");
     one(&mut r, WAN, rst, secs(4), Port::Iface(LAN));
     assert_eq!(conn_by_dport(&r, 80).remaining(secs(4)), secs(3));
     // UDP: unreplied 4 s; a TCP policy on a UDP connection does nothing
@@ -451,29 +423,9 @@ fn socket_ipsec_and_osf_on_a_router() {
     let mut r = router(NO_SOCKET);
     let t = secs(1);
     // no local socket, no IPsec state: those rules never match, negated or not
-    let syn = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40000,
-        80,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = client_tcp(40000, 80, 1, Tcp::Syn, b"");
     one(&mut r, LAN, syn, t, Port::Iface(WAN));
-    let ack = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40000,
-        80,
-        2,
-        Tcp::Ack(1),
-        b"x",
-    );
+    let ack = client_tcp(40000, 80, 2, Tcp::Ack(1), b"x");
     one(&mut r, LAN, ack, t, Port::Iface(WAN));
     let udp = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, b"q");
     one(&mut r, LAN, udp, t, Port::Iface(WAN));
@@ -506,17 +458,7 @@ fn secmark_objects_mark_packets_and_connections() {
     let mut r = router(SECMARK);
     let t = secs(1);
     for dport in [22, 80, 443] {
-        let syn = tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            40000,
-            dport,
-            1,
-            Tcp::Syn,
-            b"",
-        );
+        let syn = client_tcp(40000, dport, 1, Tcp::Syn, b"");
         one(&mut r, LAN, syn, t, Port::Iface(WAN));
     }
     let ssh = conn_by_dport(&r, 22).secmark();
@@ -527,17 +469,7 @@ fn secmark_objects_mark_packets_and_connections() {
     assert_eq!(conn_by_dport(&r, 443).secmark(), 0);
     // answers get the connection's mark back
     for dport in [22, 443] {
-        let synack = tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            CLIENT,
-            dport,
-            40000,
-            9,
-            Tcp::SynAck(2),
-            b"",
-        );
+        let synack = remote_tcp(dport, 40000, 9, Tcp::SynAck(2), b"");
         one(&mut r, WAN, synack, t, Port::Iface(LAN));
     }
     assert_eq!(counter(&r, "marked_reply").0, 1);
@@ -563,35 +495,13 @@ table inet t {
 fn ct_expectation_makes_the_announced_connection_related() {
     let mut r = router(EXPECT);
     let t = secs(1);
-    let ctl = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40000,
-        21,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let ctl = client_tcp(40000, 21, 1, Tcp::Syn, b"");
     one(&mut r, LAN, ctl, t, Port::Iface(WAN));
     let exp = r.conntrack().expectations(t);
     assert_eq!(exp.len(), 1, "{exp:?}");
     assert_eq!(exp[0].dport, 2121);
     // the server opens the data connection from any port: related, let through
-    let data = |sport| {
-        tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            CLIENT,
-            sport,
-            2121,
-            7,
-            Tcp::Syn,
-            b"",
-        )
-    };
+    let data = |sport| remote_tcp(sport, 2121, 7, Tcp::Syn, b"");
     one(&mut r, WAN, data(20), secs(2), Port::Iface(LAN));
     assert_eq!(counter(&r, "related").0, 1);
     let c = conn_by_dport(&r, 2121);
@@ -601,17 +511,7 @@ fn ct_expectation_makes_the_announced_connection_related() {
     assert_eq!(counter(&r, "refused").0, 1);
     // a second control connection announces again. `timeout 10s` is 10000 s, as in the
     // kernel (which takes nft's milliseconds for seconds)
-    let ctl2 = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40001,
-        21,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let ctl2 = client_tcp(40001, 21, 1, Tcp::Syn, b"");
     one(&mut r, LAN, ctl2, secs(3), Port::Iface(WAN));
     let exp = r.conntrack().expectations(secs(14));
     assert_eq!(exp.len(), 1);
@@ -639,41 +539,11 @@ table inet t {
 }
 "#,
     );
-    let syn = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40000,
-        21,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = client_tcp(40000, 21, 1, Tcp::Syn, b"");
     one(&mut r, LAN, syn, secs(1), Port::Iface(WAN));
-    let synack = tcp4(
-        GW_MAC,
-        WAN_MAC,
-        REMOTE,
-        CLIENT,
-        21,
-        40000,
-        9,
-        Tcp::SynAck(2),
-        b"",
-    );
+    let synack = remote_tcp(21, 40000, 9, Tcp::SynAck(2), b"");
     one(&mut r, WAN, synack, secs(1), Port::Iface(LAN));
-    let ack = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40000,
-        21,
-        2,
-        Tcp::Ack(10),
-        b"x",
-    );
+    let ack = client_tcp(40000, 21, 2, Tcp::Ack(10), b"x");
     one(&mut r, LAN, ack, secs(1), Port::Iface(WAN));
     assert_eq!(counter(&r, "after").0, 1);
     assert_eq!(r.conntrack().expectations(secs(1)).len(), 1);
@@ -697,17 +567,7 @@ table inet t {
 fn tproxy_delivers_to_the_host() {
     let mut r = router(TPROXY);
     let t = secs(1);
-    let syn = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40000,
-        80,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let syn = client_tcp(40000, 80, 1, Tcp::Syn, b"");
     let out = send(&mut r, LAN, syn.clone(), t);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].egress, Port::Host);
@@ -715,17 +575,7 @@ fn tproxy_delivers_to_the_host() {
     assert_eq!(out[0].data[14..], syn[14..]);
     assert_eq!(counter(&r, "proxied").0, 1);
     // other ports are forwarded
-    let other = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40000,
-        81,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let other = client_tcp(40000, 81, 1, Tcp::Syn, b"");
     one(&mut r, LAN, other, t, Port::Iface(WAN));
     // UDP is not matched by a TCP port rule, and is forwarded
     let udp = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 80, 64, b"q");
@@ -776,41 +626,11 @@ table inet t {
 "#,
     );
     for (sport, dport) in [(40000, 21), (40001, 22)] {
-        let syn = tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            sport,
-            dport,
-            1,
-            Tcp::Syn,
-            b"",
-        );
+        let syn = client_tcp(sport, dport, 1, Tcp::Syn, b"");
         one(&mut r, LAN, syn, secs(1), Port::Iface(WAN));
-        let synack = tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            CLIENT,
-            dport,
-            sport,
-            9,
-            Tcp::SynAck(2),
-            b"",
-        );
+        let synack = remote_tcp(dport, sport, 9, Tcp::SynAck(2), b"");
         one(&mut r, WAN, synack, secs(1), Port::Iface(LAN));
-        let ack = tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            sport,
-            dport,
-            2,
-            Tcp::Ack(10),
-            b"x",
-        );
+        let ack = client_tcp(sport, dport, 2, Tcp::Ack(10), b"x");
         one(&mut r, LAN, ack, secs(1), Port::Iface(WAN));
     }
     assert!(!conn_by_dport(&r, 21).is_offloaded());
@@ -821,21 +641,11 @@ table inet t {
 #[test]
 fn a_master_is_listed_with_the_reference_its_expected_connection_holds() {
     let mut r = router(EXPECT);
-    let ctl = tcp4(
-        CLIENT_MAC,
-        LAN_MAC,
-        CLIENT,
-        REMOTE,
-        40000,
-        21,
-        1,
-        Tcp::Syn,
-        b"",
-    );
+    let ctl = client_tcp(40000, 21, 1, Tcp::Syn, b"");
     one(&mut r, LAN, ctl, secs(1), Port::Iface(WAN));
     let list = r.conntrack().list(secs(1));
     assert!(list[0].ends_with("use=1"), "{list:?}");
-    let data = tcp4(GW_MAC, WAN_MAC, REMOTE, CLIENT, 20, 2121, 7, Tcp::Syn, b"");
+    let data = remote_tcp(20, 2121, 7, Tcp::Syn, b"");
     one(&mut r, WAN, data, secs(2), Port::Iface(LAN));
     let list = r.conntrack().list(secs(2));
     let master = list.iter().find(|l| l.contains("dport=21 ")).unwrap();
@@ -919,7 +729,7 @@ proptest! {
             1 => dccp_request(&[0, 32, 3, 9, 40, 2]),
             2 => vxlan(42, [10, 0, 0, 1], 22),
             3 => gre([10, 0, 0, 7], true, true),
-            4 => tcp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 40000, 21, 1, Tcp::Syn, b""),
+            4 => client_tcp(40000, 21, 1, Tcp::Syn, b""),
             _ => {
                 let mut v = vxlan(42, [10, 0, 0, 1], 22);
                 v[36..38].copy_from_slice(&6081u16.to_be_bytes());

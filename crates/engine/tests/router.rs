@@ -5,6 +5,17 @@ use common::*;
 use nft_engine::counters::Drop;
 use nft_engine::Port;
 
+/// The frame's headers, checksums verified, its IPv4 source and destination asserted.
+fn check_ipv4(frame: &[u8], src: [u8; 4], dst: [u8; 4]) -> nft_wire::PacketMeta {
+    let m = check(frame);
+    assert_eq!(
+        (m.src_addr, m.dst_addr),
+        (Some(src.into()), Some(dst.into())),
+        "addresses"
+    );
+    m
+}
+
 #[test]
 fn masquerade_both_directions() {
     let mut r = router();
@@ -117,11 +128,7 @@ fn dnat_port_forward_inbound_and_back() {
     expiring[14 + 8] = 1;
     fix_ipv4_checksum(&mut expiring);
     let err = one(&mut r, WAN, expiring.clone(), secs(1), Port::Iface(WAN));
-    let m = check(&err);
-    assert_eq!(
-        (m.src_addr, m.dst_addr),
-        (Some(ROUTER_WAN.into()), Some(REMOTE.into()))
-    );
+    let m = check_ipv4(&err, ROUTER_WAN, REMOTE);
     let l4 = m.payload_offset.unwrap();
     // the whole packet: icmp_send quotes up to 576 bytes, not RFC 792's header + 8
     assert_eq!(&err[l4..], &expiring[14..]);
@@ -273,11 +280,7 @@ fn reject_forwarded_tcp_and_udp() {
     let mut r = router();
     let syn = lan_tcp(41000, 23, 1, Tcp::Syn, b"");
     let rst = one(&mut r, LAN, syn, secs(1), Port::Iface(LAN));
-    let m = check(&rst);
-    assert_eq!(
-        (m.src_addr, m.dst_addr),
-        (Some(REMOTE.into()), Some(CLIENT.into()))
-    );
+    let m = check_ipv4(&rst, REMOTE, CLIENT);
     assert_eq!(m.ports, Some((23, 41000)));
     // icmpx port-unreachable for IPv4 is ICMP 3/3, from the LAN address, quoting the packet
     let probe = lan_udp(REMOTE, 5000, 7, 64, b"echo me please");
@@ -307,11 +310,7 @@ fn reject_to_the_router_with_icmp_port_unreachable() {
     let mut r = router();
     let probe = lan_udp(ROUTER_LAN, 5000, 9999, 64, b"hello");
     let err = one(&mut r, LAN, probe.clone(), secs(1), Port::Iface(LAN));
-    let m = check(&err);
-    assert_eq!(
-        (m.src_addr, m.dst_addr),
-        (Some(ROUTER_LAN.into()), Some(CLIENT.into()))
-    );
+    let m = check_ipv4(&err, ROUTER_LAN, CLIENT);
     let icmp = m.icmp.unwrap();
     assert_eq!((icmp.msg_type, icmp.code), (3, 3));
     let data = &err[m.payload_offset.unwrap()..m.l3_end];
@@ -629,11 +628,7 @@ table inet fw {
     // a reset for a LAN client: related, reply direction, so output sets cs1
     let syn = lan_tcp(41000, 23, 1, Tcp::Syn, b"");
     let rst = one(&mut r, LAN, syn, secs(1), Port::Iface(LAN));
-    let m = check(&rst);
-    assert_eq!(
-        (m.src_addr, m.dst_addr),
-        (Some(REMOTE.into()), Some(CLIENT.into()))
-    );
+    check_ipv4(&rst, REMOTE, CLIENT);
     assert_eq!(rst[15] >> 2, 8, "dscp cs1 from the output chain");
     // time exceeded is dropped in output, counted as a rule drop, and not counted as sent
     let probe = lan_udp(REMOTE, 5000, 33434, 1, b"trace");
@@ -648,11 +643,7 @@ table inet fw {
     // 50 sees it as built, from the DNAT target's port (81), and drops that one
     let syn = wan_tcp(42000, 8080, 1, Tcp::Syn, b"");
     let rst = one(&mut r, WAN, syn, secs(3), Port::Iface(WAN));
-    let m = check(&rst);
-    assert_eq!(
-        (m.src_addr, m.dst_addr),
-        (Some(ROUTER_WAN.into()), Some(REMOTE.into()))
-    );
+    let m = check_ipv4(&rst, ROUTER_WAN, REMOTE);
     assert_eq!(m.ports, Some((8080, 42000)));
     assert_eq!(&rst[0..6], &GW_MAC, "routed to the gateway");
     assert_eq!(rst[15] >> 2, 16, "cs1 from output, then cs2 after NAT");
@@ -794,11 +785,7 @@ table inet t {
     let syn = wan_tcp(42000, 8080, 1, Tcp::Syn, b"");
     let out = send(&mut r, WAN, syn, secs(1));
     assert_eq!(out.len(), 1, "{:?}", r.counters().drop_map());
-    let m = check(&out[0].data);
-    assert_eq!(
-        (m.src_addr, m.dst_addr),
-        (Some(ROUTER_LAN.into()), Some(SERVER.into()))
-    );
+    check_ipv4(&out[0].data, ROUTER_LAN, SERVER);
     assert_eq!(
         out[0].mark, 11,
         "the late NAT chain ran at -100 (mark 1 then), post_late after the masquerade"

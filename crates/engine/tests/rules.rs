@@ -236,3 +236,88 @@ fn unsupported_expressions_are_compile_errors() {
     assert!(e.to_string().contains("synproxy"), "{e}");
     assert!(e.to_string().contains("not supported"), "{e}");
 }
+
+/// Small constant sets and verdict maps are folded into their rules (compares instead of a
+/// lookup) and answer as the lookup did; a set rules add to is left a lookup, and sees what
+/// they add.
+#[test]
+fn constant_sets_fold_into_their_rules_and_answer_the_same() {
+    use nft_engine::rules::{Op, Test};
+    let src = r#"
+table inet t {
+	set seen { type ipv4_addr; flags dynamic; }
+	chain c {
+		type filter hook input priority filter; policy drop;
+		ct state vmap { established : accept, related : accept }
+		ip saddr @seen counter accept
+		tcp dport { 22, 80 } add @seen { ip saddr } counter accept
+		meta l4proto != { tcp, udp } counter accept
+	}
+}
+"#;
+    let ast = load_str("t.nft", src, &LoadOpts::default())
+        .map_err(|e| e.rendered)
+        .unwrap();
+    let rs = compile(&ast).unwrap();
+    let ops: Vec<&Op> = rs.chains[0].rules.iter().flat_map(|r| &r.ops).collect();
+    assert!(ops
+        .iter()
+        .any(|o| matches!(o, Op::VmapConst { elems, .. } if elems.len() == 2)));
+    let any_of: Vec<&Test> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Match(m) => Some(&m.test),
+            _ => None,
+        })
+        .filter(|t| matches!(t, Test::AnyOf(_)))
+        .collect();
+    assert_eq!(
+        any_of.len(),
+        2,
+        "the port set and the protocol set: {any_of:?}"
+    );
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::Match(m) if matches!(m.test, Test::InSet(_)))),
+        "the set rules add to stays a lookup"
+    );
+    let mut st = State::new(&rs);
+    let mut rec = Rec::default();
+    let mut run = |frame: &mut [u8], ct: Option<CtInfo>, st: &mut State| {
+        let m = nft_wire::parse_frame(frame).unwrap();
+        let mut p = pkt_from_frame(frame, &m, 1, "lan");
+        p.conn = ct.as_ref().map(|c| c as &dyn nft_engine::rules::CtFacts);
+        run_hook(
+            &rs,
+            st,
+            Hook::Input,
+            &[Family::Inet],
+            &mut p,
+            0,
+            &mut rec,
+            None,
+        )
+    };
+    let new = Some(CtInfo {
+        state: 8,
+        ..Default::default()
+    });
+    let est = Some(CtInfo {
+        state: 2,
+        ..Default::default()
+    });
+    let mut ssh = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 22, true);
+    let mut smtp = tcp4([192, 168, 1, 2], [192, 168, 1, 1], 40000, 25, true);
+    let mut other = tcp4([192, 168, 1, 3], [192, 168, 1, 1], 40000, 25, true);
+    // a vmap hit, then a miss falls through to the next rules
+    assert_eq!(run(&mut smtp, est, &mut st), HookVerdict::Accept);
+    assert_eq!(run(&mut smtp, new, &mut st), HookVerdict::Drop);
+    // the folded port set; its rule adds the source to the dynamic set...
+    assert_eq!(run(&mut ssh, new, &mut st), HookVerdict::Accept);
+    // ...which then accepts that source on any port, and no other
+    assert_eq!(run(&mut smtp, new, &mut st), HookVerdict::Accept);
+    assert_eq!(run(&mut other, new, &mut st), HookVerdict::Drop);
+    // the negated protocol set: UDP does not match, so the policy drops it
+    let mut q = udp6(53);
+    assert_eq!(run(&mut q, new, &mut st), HookVerdict::Drop);
+}

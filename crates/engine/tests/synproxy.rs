@@ -36,10 +36,14 @@ table inet t {
 "#;
 
 fn router_sp() -> Router {
+    router_sp_with(RULES_SP)
+}
+
+fn router_sp_with(rules: &str) -> Router {
     let mut cfg = Config::default();
     // the documented setting for synproxy: a lone ACK opens nothing
     cfg.conntrack.tcp_loose = false;
-    router_with(TOPOLOGY, RULES_SP, cfg)
+    router_with(TOPOLOGY, rules, cfg)
 }
 
 /// A TCP frame with options, from `src` to `dst` (LAN client or WAN server side).
@@ -144,11 +148,16 @@ thread_local! {
 const T0: Duration = Duration::from_secs(1_000);
 
 fn client_syn() -> Vec<u8> {
+    client_syn_at(1000)
+}
+
+/// The client's SYN to port 80 with initial sequence `isn`, its options as Linux sends them.
+fn client_syn_at(isn: u32) -> Vec<u8> {
     seg(
         false,
         40000,
         80,
-        1000,
+        isn,
         None,
         true,
         64240,
@@ -161,6 +170,76 @@ fn client_syn() -> Vec<u8> {
         ],
         b"",
     )
+}
+
+/// A segment of the client's (40000 → 80, ACK set, window 502), once the cookie is known.
+fn from_client(seq: u32, ack: u32, opts: &[TcpOptionElement], payload: &[u8]) -> Vec<u8> {
+    seg(false, 40000, 80, seq, Some(ack), false, 502, opts, payload)
+}
+
+/// A segment of the server's (80 → 40000, ACK set, window 2000, no masquerade).
+fn from_server(
+    seq: u32,
+    ack: u32,
+    syn: bool,
+    opts: &[TcpOptionElement],
+    payload: &[u8],
+) -> Vec<u8> {
+    seg(true, 80, 40000, seq, Some(ack), syn, 2000, opts, payload)
+}
+
+/// The same segment with FIN set, checksums recomputed.
+fn with_fin(mut f: Vec<u8>) -> Vec<u8> {
+    f[14 + 20 + 13] |= 0x01;
+    fix_tcp(&mut f);
+    f
+}
+
+/// What the router sent while a synproxied connection opened.
+struct Opened {
+    /// The cookie: the sequence number of the router's SYN-ACK to the client.
+    cookie: u32,
+    /// The router's SYN to the server, sent when the client's ACK carried a good cookie.
+    syn: Tcp,
+    /// The router's frames once the server answered: its ACK to the server, the client's
+    /// SYN-ACK turned into an ACK.
+    answered: Vec<nft_engine::TxFrame>,
+}
+
+/// A connection through `synproxy` from the client's SYN (initial sequence `isn`, answered with
+/// a cookie) and ACK (the router's SYN to the server) to the server's SYN-ACK (initial sequence
+/// `server_isn`, timestamp `server_ts`), all at `now`.
+fn open_synproxied(
+    r: &mut Router,
+    isn: u32,
+    server_isn: u32,
+    server_ts: u32,
+    now: Duration,
+) -> Opened {
+    let cookie = tcp_of(&one(r, LAN, client_syn_at(isn), now, Port::Iface(LAN))).seq;
+    let ack = from_client(isn.wrapping_add(1), cookie.wrapping_add(1), &[], b"");
+    let syn = tcp_of(&one(r, LAN, ack, now, Port::Iface(WAN)));
+    let ts = [TcpOptionElement::Timestamp(server_ts, 0)];
+    let synack = from_server(server_isn, isn.wrapping_add(1), true, &ts, b"");
+    let answered = send(r, WAN, synack, now);
+    Opened {
+        cookie,
+        syn,
+        answered,
+    }
+}
+
+/// The connection `open_synproxied(r, 1000, 50000, ..)` opened, closed: the client's FIN, the
+/// server's, the client's last ACK. Returns the FINs as they left (to the server, to the
+/// client).
+fn close_synproxied(r: &mut Router, cookie: u32, now: Duration) -> (Tcp, Tcp) {
+    let fin = with_fin(from_client(1001, cookie.wrapping_add(1), &[], b""));
+    let to_server = tcp_of(&one(r, LAN, fin, now, Port::Iface(WAN)));
+    let fin = with_fin(from_server(50001, 1002, false, &[], b""));
+    let to_client = tcp_of(&one(r, WAN, fin, now, Port::Iface(LAN)));
+    let last = from_client(1002, cookie.wrapping_add(2), &[], b"");
+    one(r, LAN, last, now, Port::Iface(WAN));
+    (to_server, to_client)
 }
 
 /// Step 1: the SYN-ACK's bytes: flags, options (as the kernel lays them out), the cookie.
@@ -213,34 +292,14 @@ fn syn_is_answered_with_a_cookie_synack_and_goes_no_further() {
 fn ack_with_a_wrong_cookie_is_dropped_and_counted() {
     let mut r = router_sp();
     let synack = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN)));
-    let bad = seg(
-        false,
-        40000,
-        80,
-        1001,
-        Some(synack.seq.wrapping_add(2)),
-        false,
-        502,
-        &[],
-        b"",
-    );
+    let bad = from_client(1001, synack.seq.wrapping_add(2), &[], b"");
     none(&mut r, LAN, bad, T0);
     assert_eq!(
         r.counters().drop_map().get("synproxy_cookie_invalid"),
         Some(&1)
     );
     // three minutes on, the right cookie is too old
-    let late = seg(
-        false,
-        40000,
-        80,
-        1001,
-        Some(synack.seq.wrapping_add(1)),
-        false,
-        502,
-        &[],
-        b"",
-    );
+    let late = from_client(1001, synack.seq.wrapping_add(1), &[], b"");
     none(&mut r, LAN, late, T0 + Duration::from_secs(180));
     assert_eq!(
         r.counters().drop_map().get("synproxy_cookie_invalid"),
@@ -270,22 +329,15 @@ fn handshake_and_data(masq: bool) {
     } else {
         RULES_SP.to_string()
     };
-    let mut cfg = Config::default();
-    cfg.conntrack.tcp_loose = false;
-    let mut r = router_with(TOPOLOGY, &rules, cfg);
+    let mut r = router_sp_with(&rules);
     let synack = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN)));
     let cookie = synack.seq;
     let its = ts_of(&synack).0;
     let t1 = T0 + Duration::from_millis(20);
     // the client's ACK: the router opens the connection to the server
-    let ack = seg(
-        false,
-        40000,
-        80,
+    let ack = from_client(
         1001,
-        Some(cookie.wrapping_add(1)),
-        false,
-        502,
+        cookie.wrapping_add(1),
         &[
             TcpOptionElement::Noop,
             TcpOptionElement::Noop,
@@ -381,14 +433,9 @@ fn handshake_and_data(masq: bool) {
 
     // data from the client: acknowledgement and timestamp echo moved to the server's
     let t3 = t2 + Duration::from_millis(5);
-    let d = seg(
-        false,
-        40000,
-        80,
+    let d = from_client(
         1001,
-        Some(cookie.wrapping_add(1)),
-        false,
-        502,
+        cookie.wrapping_add(1),
         &[
             TcpOptionElement::Noop,
             TcpOptionElement::Noop,
@@ -435,29 +482,14 @@ fn handshake_and_data(masq: bool) {
     // more of each: still adjusted, and never offloaded (sequence adjustment needs every
     // packet, as the kernel's flow offload refuses IPS_SEQ_ADJUST)
     for i in 0..3u32 {
-        let d = seg(
-            false,
-            40000,
-            80,
-            1006 + i,
-            Some(cookie.wrapping_add(7)),
-            false,
-            502,
-            &[],
-            b"x",
-        );
+        let d = from_client(1006 + i, cookie.wrapping_add(7), &[], b"x");
         let t = tcp_of(&one(&mut r, LAN, d, t3, Port::Iface(WAN)));
         assert_eq!(t.ack, 50007);
     }
     // a SACK block from the client names the server's data in the server's numbers
-    let d = seg(
-        false,
-        40000,
-        80,
+    let d = from_client(
         1009,
-        Some(cookie.wrapping_add(7)),
-        false,
-        502,
+        cookie.wrapping_add(7),
         &[
             TcpOptionElement::Noop,
             TcpOptionElement::Noop,
@@ -583,19 +615,7 @@ fn ipv6_syn_is_answered_with_a_cookie_synack() {
 fn client_ack_retransmitted_before_the_server_answers() {
     let mut r = router_sp();
     let synack = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN)));
-    let ack = || {
-        seg(
-            false,
-            40000,
-            80,
-            1001,
-            Some(synack.seq.wrapping_add(1)),
-            false,
-            502,
-            &[],
-            b"",
-        )
-    };
+    let ack = || from_client(1001, synack.seq.wrapping_add(1), &[], b"");
     let first = tcp_of(&one(&mut r, LAN, ack(), T0, Port::Iface(WAN)));
     let again = tcp_of(&one(
         &mut r,
@@ -626,15 +646,11 @@ proptest::proptest! {
         established in proptest::prelude::any::<bool>(),
     ) {
         let mut r = router_sp();
-        let out = send(&mut r, LAN, client_syn(), T0);
         if established {
             // the handshake through, so that sequence adjustment reads the options
-            let cookie = tcp_of(&out[0].data).seq;
-            let a = seg(false, 40000, 80, 1001, Some(cookie.wrapping_add(1)), false, 502, &[], b"");
-            let _ = send(&mut r, LAN, a, T0);
-            let sa = seg(true, 80, 40000, 50000, Some(1001), true, 2000,
-                &[TcpOptionElement::Timestamp(9000, 1)], b"");
-            let _ = send(&mut r, WAN, sa, T0);
+            open_synproxied(&mut r, 1000, 50000, 9000, T0);
+        } else {
+            let _ = send(&mut r, LAN, client_syn(), T0);
         }
         let mut f = seg(from_wan, if from_wan { 80 } else { 40000 }, if from_wan { 40000 } else { 80 }, seq, Some(ack), false, 100, &[], b"");
         // options of any bytes, data offset to match (TCP checksum left as it falls)
@@ -645,19 +661,7 @@ proptest::proptest! {
         f[th + 13] = flags;
         let len = (f.len() - 14) as u16;
         f[16..18].copy_from_slice(&len.to_be_bytes());
-        f[24..26].copy_from_slice(&[0, 0]);
-        let c = !nft_wire::checksum::sum(&f[14..34]);
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-        f[th + 16..th + 18].copy_from_slice(&[0, 0]);
-        let (s, d): ([u8; 4], [u8; 4]) = (f[26..30].try_into().unwrap(), f[30..34].try_into().unwrap());
-        let ph = nft_wire::checksum::pseudo_header(
-            &IpAddr::from(s),
-            &IpAddr::from(d),
-            nft_wire::IpProtocol::Tcp,
-            (f.len() - th) as u32,
-        );
-        let c = !nft_wire::checksum::combine(&[ph, nft_wire::checksum::sum(&f[th..])]);
-        f[th + 16..th + 18].copy_from_slice(&c.to_be_bytes());
+        fix_tcp(&mut f);
         if cut < f.len() - 14 {
             f.truncate(14 + cut.max(1));
         }
@@ -674,17 +678,7 @@ fn server_reset_reaches_the_client_in_cookie_numbers() {
     let mut r = router_sp();
     let synack = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN)));
     let cookie = synack.seq;
-    let a = seg(
-        false,
-        40000,
-        80,
-        1001,
-        Some(cookie.wrapping_add(1)),
-        false,
-        502,
-        &[],
-        b"",
-    );
+    let a = from_client(1001, cookie.wrapping_add(1), &[], b"");
     one(&mut r, LAN, a, T0, Port::Iface(WAN));
     let b = PacketBuilder::ethernet2(GW_MAC, WAN_MAC)
         .ipv4(REMOTE, CLIENT, 64)
@@ -836,9 +830,7 @@ table inet t {
 	}
 }
 "#;
-    let mut cfg = Config::default();
-    cfg.conntrack.tcp_loose = false;
-    let mut r = router_with(TOPOLOGY, rules, cfg);
+    let mut r = router_sp_with(rules);
     let to_router = |seq: u32, ack: Option<u32>, syn: bool| {
         let mut b = PacketBuilder::ethernet2(CLIENT_MAC, LAN_MAC)
             .ipv4(CLIENT, ROUTER_LAN, 64)
@@ -886,9 +878,7 @@ fn synack_is_untracked_in_output_and_postrouting() {
     let rules = format!(
         "{RULES_SP}\ntable ip o {{ counter u {{ }} chain post {{ type filter hook postrouting priority 0; ct state invalid drop; ct state untracked counter name \"u\" }} }}\n"
     );
-    let mut cfg = Config::default();
-    cfg.conntrack.tcp_loose = false;
-    let mut r = router_with(TOPOLOGY, &rules, cfg);
+    let mut r = router_sp_with(&rules);
     let t = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN)));
     assert!(t.syn && t.ackf);
     let i = r
@@ -905,128 +895,43 @@ fn synack_is_untracked_in_output_and_postrouting() {
 #[test]
 fn closed_connection_reopened_on_the_same_ports() {
     let mut r = router_sp();
-    let ts = |v| [TcpOptionElement::Timestamp(v, 0)];
     // first connection: handshake, close both ways
-    let c1 = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN))).seq;
-    let a = seg(
-        false,
-        40000,
-        80,
-        1001,
-        Some(c1.wrapping_add(1)),
-        false,
-        502,
-        &[],
-        b"",
-    );
-    let syn1 = tcp_of(&one(&mut r, LAN, a, T0, Port::Iface(WAN)));
-    assert_eq!(syn1.seq, 1000);
-    let sa = seg(
-        true,
-        80,
-        40000,
-        50000,
-        Some(1001),
-        true,
-        2000,
-        &ts(9000),
-        b"",
-    );
-    let _ = send(&mut r, WAN, sa, T0);
-    let fin = seg(
-        false,
-        40000,
-        80,
-        1001,
-        Some(c1.wrapping_add(1)),
-        false,
-        502,
-        &[],
-        b"",
-    );
-    let mut fin = fin;
-    fin[14 + 20 + 13] |= 0x01;
-    fix_tcp(&mut fin);
-    let f = tcp_of(&one(&mut r, LAN, fin, T0, Port::Iface(WAN)));
+    let first = open_synproxied(&mut r, 1000, 50000, 9000, T0);
+    assert_eq!(first.syn.seq, 1000);
+    let c1 = first.cookie;
+    let (f, sf) = close_synproxied(&mut r, c1, T0);
     assert!(f.fin);
     assert_eq!(
         f.ack, 50001,
         "the old offset: cookie numbers to the server's"
     );
-    let mut sfin = seg(true, 80, 40000, 50001, Some(1002), false, 2000, &[], b"");
-    sfin[14 + 20 + 13] |= 0x01;
-    fix_tcp(&mut sfin);
-    let f = tcp_of(&one(&mut r, WAN, sfin, T0, Port::Iface(LAN)));
-    assert_eq!(f.seq, c1.wrapping_add(1));
-    let last = seg(
-        false,
-        40000,
-        80,
-        1002,
-        Some(c1.wrapping_add(2)),
-        false,
-        502,
-        &[],
-        b"",
-    );
-    one(&mut r, LAN, last, T0, Port::Iface(WAN));
+    assert_eq!(sf.seq, c1.wrapping_add(1));
     let t1 = T0 + Duration::from_secs(2);
-    // the same ports again: a new cookie
-    let mut syn = client_syn();
-    syn[14 + 20 + 4..14 + 20 + 8].copy_from_slice(&90000u32.to_be_bytes());
-    fix_tcp(&mut syn);
-    let c2 = tcp_of(&one(&mut r, LAN, syn, t1, Port::Iface(LAN))).seq;
-    let a = seg(
-        false,
-        40000,
-        80,
-        90001,
-        Some(c2.wrapping_add(1)),
-        false,
-        502,
-        &[],
-        b"",
-    );
-    let syn2 = tcp_of(&one(&mut r, LAN, a, t1, Port::Iface(WAN)));
-    assert!(syn2.syn && !syn2.ackf);
+    // the same ports again: a new cookie, a new connection to the server, and the server
+    // answers with other numbers: adjusted from scratch
+    let second = open_synproxied(&mut r, 90000, 70000, 9500, t1);
+    assert!(second.syn.syn && !second.syn.ackf);
     assert_eq!(
-        syn2.seq, 90000,
+        second.syn.seq, 90000,
         "the new connection's SYN, in the client's numbers"
     );
     assert_eq!(r.conntrack().iter().count(), 1, "the old entry gave way");
-    // the server answers with other numbers: adjusted from scratch
-    let sa = seg(
-        true,
-        80,
-        40000,
-        70000,
-        Some(90001),
-        true,
-        2000,
-        &ts(9500),
-        b"",
-    );
-    let out = send(&mut r, WAN, sa, t1);
-    let to_server = out
+    let to_server = second
+        .answered
         .iter()
         .map(|f| (f.egress, tcp_of(&f.data)))
         .find(|(p, _)| *p == Port::Iface(WAN))
         .expect("the router's ACK to the server")
         .1;
     assert_eq!((to_server.seq, to_server.ack), (90001, 70001));
-    let data = seg(
-        true,
-        80,
-        40000,
-        70001,
-        Some(90001),
-        false,
-        2000,
-        &ts(9600),
-        b"hello",
-    );
+    let ts = [TcpOptionElement::Timestamp(9600, 0)];
+    let data = from_server(70001, 90001, false, &ts, b"hello");
     let d = tcp_of(&one(&mut r, WAN, data, t1, Port::Iface(LAN)));
-    assert_eq!(d.seq, c2.wrapping_add(1), "the new cookie's numbers");
+    assert_eq!(
+        d.seq,
+        second.cookie.wrapping_add(1),
+        "the new cookie's numbers"
+    );
     assert_eq!(d.payload, b"hello");
 }
 
@@ -1054,33 +959,8 @@ fn fix_tcp(f: &mut [u8]) {
 #[test]
 fn client_ack_retransmitted_after_the_server_answered() {
     let mut r = router_sp();
-    let cookie = tcp_of(&one(&mut r, LAN, client_syn(), T0, Port::Iface(LAN))).seq;
-    let ack = || {
-        seg(
-            false,
-            40000,
-            80,
-            1001,
-            Some(cookie.wrapping_add(1)),
-            false,
-            502,
-            &[],
-            b"",
-        )
-    };
-    one(&mut r, LAN, ack(), T0, Port::Iface(WAN));
-    let sa = seg(
-        true,
-        80,
-        40000,
-        50000,
-        Some(1001),
-        true,
-        2000,
-        &[TcpOptionElement::Timestamp(9000, 7777)],
-        b"",
-    );
-    let _ = send(&mut r, WAN, sa, T0);
+    let cookie = open_synproxied(&mut r, 1000, 50000, 9000, T0).cookie;
+    let ack = || from_client(1001, cookie.wrapping_add(1), &[], b"");
     let valid = r.counters().synproxy_cookies_valid;
     let again = tcp_of(&one(&mut r, LAN, ack(), T0, Port::Iface(WAN)));
     assert!(again.ackf && !again.syn);

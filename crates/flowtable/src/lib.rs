@@ -519,14 +519,16 @@ impl<B: OffloadBackend> Flowtable<B> {
             let keys = [h.key(0, ins[0], c.v6(0)), h.key(1, ins[1], c.v6(1))];
             let conn = c.conn();
             let alive = conn.is_some_and(|id| ct.get(id).is_some());
+            // the new links, with the egresses they were made for (a backend's flow needs them)
             let links = match paths {
                 Some(p) if keeps_ingress && alive => self
                     .link(&p[0].egress, ins[1])
-                    .zip(self.link(&p[1].egress, ins[0])),
+                    .zip(self.link(&p[1].egress, ins[0]))
+                    .map(|l| (l, [p[0].egress, p[1].egress])),
                 _ => None,
             };
             match links {
-                Some((l0, l1)) => {
+                Some(((l0, l1), egress)) => {
                     let Some(h) = self.hot.get_mut(i) else {
                         continue;
                     };
@@ -550,8 +552,6 @@ impl<B: OffloadBackend> Flowtable<B> {
                         }
                         if self.cfg.hw_offload {
                             *hw = (*hw & !HW) | HW_PENDING;
-                            let egress = paths
-                                .map_or([Egress::default(); 2], |p| [p[0].egress, p[1].egress]);
                             let spec = admit::flow_spec(&keys[0], &keys[1], egress, &mangles);
                             self.backend.add(id, &spec);
                             self.stats.hw_repushed += 1;

@@ -287,18 +287,35 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A chain's name: as `ident`, but a word nft reads as a keyword is refused, as nft does.
-    fn chain_ident(&mut self) -> Result<(String, Span)> {
+    /// A chain's name: a word that nft does not read as a keyword. nft's grammar takes a
+    /// chain name as `identifier` (a bare STRING token, or `last`), never a QUOTED_STRING:
+    /// nft 1.0.6 refuses `add chain ip t "foo"`, `chain "foo" {` and `jump "foo"`, and so
+    /// does nft 1.1.x, whose listing we follow (its parser_bison.y still has `identifier :
+    /// STRING | LAST`, and its listing prints chain names bare). So a quoted name is refused
+    /// here too, with nft's words. `expecting` is what nft names as the alternative there:
+    /// `string` where a chain is declared or named in a command, `'{'` after a `jump` or
+    /// `goto` statement (nft then expects an anonymous chain), `string or '$'` in a verdict
+    /// map's element.
+    fn chain_ident_expecting(&mut self, expecting: &str) -> Result<(String, Span)> {
         let t = self.peek_tok()?.clone();
         match &t.tok {
             Tok::Word(w) if NFT_KEYWORDS.split_ascii_whitespace().any(|k| k == w) => {
                 Err(Error::new(
                     t.span,
-                    format!("syntax error, unexpected {w}, expecting string"),
+                    format!("syntax error, unexpected {w}, expecting {expecting}"),
                 ))
             }
+            Tok::Str(_) => Err(Error::new(
+                t.span,
+                format!("syntax error, unexpected quoted string, expecting {expecting}"),
+            )),
             _ => self.ident("chain name"),
         }
+    }
+
+    /// [`Self::chain_ident_expecting`] where nft expects a `string`.
+    fn chain_ident(&mut self) -> Result<(String, Span)> {
+        self.chain_ident_expecting("string")
     }
 
     /// `handle N` where a command may name its object by handle (`delete chain t handle 3`):
@@ -436,7 +453,7 @@ impl<'a> Parser<'a> {
                 self.expect_word("chain")?;
                 let table = self.table_ref()?;
                 let (from, sp) = self.chain_ident()?;
-                let (to, _) = self.ident("new name")?;
+                let (to, _) = self.chain_ident()?;
                 out.push(Cmd::RenameChain {
                     table,
                     from,
@@ -1936,7 +1953,7 @@ impl<'a> Parser<'a> {
                         span: t.span,
                     });
                 }
-                let (c, sp) = self.chain_ident()?;
+                let (c, sp) = self.chain_ident_expecting("'{'")?;
                 let v = if w == "jump" {
                     Verdict::Jump(c)
                 } else {
@@ -3009,7 +3026,7 @@ impl<'a> Parser<'a> {
                 }
                 "jump" | "goto" => {
                     self.next()?;
-                    let (c, sp) = self.chain_ident()?;
+                    let (c, sp) = self.chain_ident_expecting("string or '$'")?;
                     let v = if w == "jump" {
                         Verdict::Jump(c)
                     } else {

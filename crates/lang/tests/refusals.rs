@@ -50,6 +50,66 @@ fn keyword_chain_names_are_refused() {
     );
 }
 
+/// nft takes a chain name as a bare word only: 1.0.6 refuses a quoted one wherever a chain is
+/// named, and 1.1.x does too (its grammar's `identifier` is still `STRING | LAST`), so there
+/// is no newer listing to stay compatible with.
+#[test]
+fn quoted_chain_names_are_refused() {
+    assert_eq!(
+        first_error("table ip t {\n\tchain \"foo\" {\n\t}\n}\n").as_deref(),
+        Some("f.nft:2:8-12: Error: syntax error, unexpected quoted string, expecting string")
+    );
+    assert_eq!(
+        first_error("add table ip t\nadd chain ip t \"foo\"\n").as_deref(),
+        Some("f.nft:2:16-20: Error: syntax error, unexpected quoted string, expecting string")
+    );
+    assert_eq!(
+        first_error("add table ip t\nadd chain ip t foo\nflush chain ip t \"foo\"\n").as_deref(),
+        Some("f.nft:3:18-22: Error: syntax error, unexpected quoted string, expecting string")
+    );
+    assert_eq!(
+        first_error("add table ip t\nadd chain ip t foo\nrename chain ip t foo \"bar\"\n")
+            .as_deref(),
+        Some("f.nft:3:23-27: Error: syntax error, unexpected quoted string, expecting string")
+    );
+    assert_eq!(
+        first_error("add table ip t\nadd chain ip t foo\nadd rule ip t \"foo\" accept\n")
+            .as_deref(),
+        Some("f.nft:3:15-19: Error: syntax error, unexpected quoted string, expecting string")
+    );
+    // after `jump`/`goto` nft expects an anonymous chain's brace
+    let jump = |v: &str| {
+        format!("table ip t {{\n\tchain foo {{\n\t}}\n\tchain bar {{\n\t\t{v}\n\t}}\n}}\n")
+    };
+    assert_eq!(
+        first_error(&jump("goto \"foo\"")).as_deref(),
+        Some("f.nft:5:8-12: Error: syntax error, unexpected quoted string, expecting '{'")
+    );
+    assert_eq!(
+        first_error(&jump("jump counter")).as_deref(),
+        Some("f.nft:5:8-14: Error: syntax error, unexpected counter, expecting '{'")
+    );
+    assert_eq!(
+        first_error(
+            "add table ip t\nadd chain ip t foo\nadd rule ip t foo ip saddr 1.1.1.1 jump \"foo\"\n"
+        )
+        .as_deref(),
+        Some("f.nft:3:41-45: Error: syntax error, unexpected quoted string, expecting '{'")
+    );
+    assert_eq!(
+        first_error(&jump("ip daddr vmap { 1.1.1.1 : jump \"foo\" }")).as_deref(),
+        Some(
+            "f.nft:5:34-38: Error: syntax error, unexpected quoted string, expecting string or '$'"
+        )
+    );
+    // the same names bare load
+    assert_eq!(first_error(&jump("goto foo")), None);
+    assert_eq!(
+        first_error(&jump("ip daddr vmap { 1.1.1.1 : jump foo }")),
+        None
+    );
+}
+
 #[test]
 fn ordinary_chain_names_load() {
     // words nft does not reserve, though some name hooks or chain types

@@ -296,7 +296,27 @@ fn recv_ipv4(fd: &OwnedFd, wait: Duration) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn udp(src: Mac, dst: Mac, s: [u8; 4], d: [u8; 4], sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+/// Who sends a test frame: the client (to the server, into the router's LAN port) or the
+/// server (to the router's WAN address, where masquerade put the client).
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Server,
+}
+use Side::{Client, Server};
+
+impl Side {
+    /// Ethernet source and destination, IPv4 source and destination.
+    fn ends(self) -> (Mac, Mac, [u8; 4], [u8; 4]) {
+        match self {
+            Client => (CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER),
+            Server => (SERVER_MAC, R_WAN_MAC, SERVER, R_WAN),
+        }
+    }
+}
+
+fn udp(from: Side, sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+    let (src, dst, s, d) = from.ends();
     let mut out = vec![];
     PacketBuilder::ethernet2(src, dst)
         .ipv4(s, d, 64)
@@ -306,12 +326,9 @@ fn udp(src: Mac, dst: Mac, s: [u8; 4], d: [u8; 4], sp: u16, dp: u16, payload: &[
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A TCP segment (`flags`: S, F, R; ACK set when `ack` is).
 fn tcp(
-    src: Mac,
-    dst: Mac,
-    s: [u8; 4],
-    d: [u8; 4],
+    from: Side,
     sp: u16,
     dp: u16,
     seq: u32,
@@ -319,6 +336,7 @@ fn tcp(
     flags: &str,
     payload: &[u8],
 ) -> Vec<u8> {
+    let (src, dst, s, d) = from.ends();
     let mut t = PacketBuilder::ethernet2(src, dst)
         .ipv4(s, d, 64)
         .tcp(sp, dp, seq, 64000);
@@ -337,6 +355,37 @@ fn tcp(
     let mut out = vec![];
     t.write(&mut out, payload).unwrap();
     out
+}
+
+/// Whether a live test can run here; prints why not.
+fn runnable() -> bool {
+    if !is_root() {
+        println!("SKIPPED (needs root)");
+        return false;
+    }
+    if !nft_xdp::built() {
+        println!("SKIPPED ({})", nft_xdp::NOT_BUILT);
+        return false;
+    }
+    true
+}
+
+/// The XDP offload on the router's r0 (LAN) and r1 (WAN), in `mode`.
+fn offload(topo: &Topo, mode: ModeRequest) -> XdpOffload {
+    let cfg = XdpOffloadConfig {
+        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
+        mode,
+        ..XdpOffloadConfig::default()
+    };
+    in_ns(&topo.r, || XdpOffload::new(&cfg)).expect("offload loads")
+}
+
+/// The veth rule: the far ends get a program so that redirected frames are taken.
+fn attach_peers(topo: &Topo, backend: &mut XdpOffload, peers: &[&str]) {
+    for &dev in peers {
+        let ns = if dev == "c0" { &topo.c } else { &topo.s };
+        in_ns(ns, || backend.attach_peer(dev)).unwrap_or_else(|e| panic!("peer {dev}: {e}"));
+    }
 }
 
 fn egress(port: Port, encap: Encap) -> Egress {
@@ -428,6 +477,22 @@ impl Router {
         self.ft.admit(&mut self.ct, &a, now).expect("admitted")
     }
 
+    /// A UDP flow tracked both ways through masquerade and admitted: the client's `first`
+    /// datagram (to port `dport`), the server's `reply`. Returns the connection, its
+    /// masqueraded port, the flow.
+    fn udp_flow(
+        &mut self,
+        first: &[u8],
+        dport: u16,
+        reply: &[u8],
+        now: Duration,
+    ) -> (ConnId, u16, FlowId) {
+        let id = self.track(first, LAN, now);
+        let np = nat_port(&self.ct, id);
+        self.track(&udp(Server, dport, np, reply), WAN, now);
+        (id, np, self.admit(id, first, now))
+    }
+
     /// What the software fast path makes of `frame`: (egress port, bytes).
     fn software(&mut self, port: Port, frame: &[u8], now: Duration) -> (Port, Vec<u8>) {
         let mut fs = FrameSlot::new(port, frame);
@@ -453,57 +518,31 @@ fn nat_port(ct: &Table, id: ConnId) -> u16 {
 }
 
 fn run_live(tag: &str, mode: ModeRequest) {
-    if !is_root() {
-        println!("SKIPPED (needs root)");
-        return;
-    }
-    if !nft_xdp::built() {
-        println!("SKIPPED ({})", nft_xdp::NOT_BUILT);
+    if !runnable() {
         return;
     }
     let topo = Topo::new(tag);
     let client = in_ns(&topo.c, || packet_socket("c0"));
     let server = in_ns(&topo.s, || packet_socket("s0"));
     let router_lan = in_ns(&topo.r, || packet_socket("r0"));
-    let cfg = XdpOffloadConfig {
-        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
-        mode,
-        ..XdpOffloadConfig::default()
-    };
-    let mut backend = in_ns(&topo.r, || XdpOffload::new(&cfg)).expect("offload loads");
+    let mut backend = offload(&topo, mode);
     for a in backend.attachments() {
         assert!(a.mode.is_some(), "{a:?}");
         if mode == ModeRequest::Generic {
             assert_eq!(a.mode, Some(nft_xdp::offload::Mode::Generic));
         }
     }
-    // The veth rule: the far ends get a program so that redirected frames are taken.
-    in_ns(&topo.c, || backend.attach_peer("c0")).expect("peer c0");
-    in_ns(&topo.s, || backend.attach_peer("s0")).expect("peer s0");
+    attach_peers(&topo, &mut backend, &["c0", "s0"]);
     let mut r = Router::new(backend);
     let now = Duration::from_secs(100);
 
     // --- UDP: first packet and reply through the slow path, then admission.
     let (cport, dport) = (40000, 5001);
-    let u1 = udp(
-        CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, cport, dport, b"first",
-    );
-    let id = r.track(&u1, LAN, now);
-    let np = nat_port(&r.ct, id);
-    let reply = udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, dport, np, b"reply");
-    r.track(&reply, WAN, now);
-    let fid = r.admit(id, &u1, now);
+    let u1 = udp(Client, cport, dport, b"first");
+    let (_, np, fid) = r.udp_flow(&u1, dport, b"reply", now);
     // Queued, not in the map yet: the program misses.
     assert_eq!(r.ft.backend().pending(), 1);
-    let u2 = udp(
-        CLIENT_MAC,
-        R_LAN_MAC,
-        CLIENT,
-        SERVER,
-        cport,
-        dport,
-        b"second packet",
-    );
+    let u2 = udp(Client, cport, dport, b"second packet");
     let (port, expect) = r.software(LAN, &u2, now);
     assert_eq!(port, WAN);
     send(&client, &u2);
@@ -531,7 +570,7 @@ fn run_live(tag: &str, mode: ModeRequest) {
     }
     assert!(recv_ipv4(&router_lan, Duration::from_millis(50)).is_empty());
     // The reply direction, through the program too.
-    let ru = udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, dport, np, b"answer");
+    let ru = udp(Server, dport, np, b"answer");
     let (port, expect_r) = r.software(WAN, &ru, now);
     assert_eq!(port, LAN);
     send(&server, &ru);
@@ -571,83 +610,26 @@ fn run_live(tag: &str, mode: ModeRequest) {
 
     // --- TCP: handshake through conntrack, admission, data by XDP, FIN passed.
     let (cp, sp) = (40001, 8080);
-    let syn = tcp(
-        CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, cp, sp, 1000, None, "S", b"",
-    );
+    let syn = tcp(Client, cp, sp, 1000, None, "S", b"");
     let tid = r.track(&syn, LAN, now);
     let tnp = nat_port(&r.ct, tid);
-    let synack = tcp(
-        SERVER_MAC,
-        R_WAN_MAC,
-        SERVER,
-        R_WAN,
-        sp,
-        tnp,
-        5000,
-        Some(1001),
-        "S",
-        b"",
-    );
+    let synack = tcp(Server, sp, tnp, 5000, Some(1001), "S", b"");
     r.track(&synack, WAN, now);
-    let ack = tcp(
-        CLIENT_MAC,
-        R_LAN_MAC,
-        CLIENT,
-        SERVER,
-        cp,
-        sp,
-        1001,
-        Some(5001),
-        "",
-        b"",
-    );
+    let ack = tcp(Client, cp, sp, 1001, Some(5001), "", b"");
     r.track(&ack, LAN, now);
-    let data = tcp(
-        CLIENT_MAC,
-        R_LAN_MAC,
-        CLIENT,
-        SERVER,
-        cp,
-        sp,
-        1001,
-        Some(5001),
-        "",
-        b"GET /",
-    );
+    let data = tcp(Client, cp, sp, 1001, Some(5001), "", b"GET /");
     r.track(&data, LAN, now);
     let tfid = r.admit(tid, &data, now);
     r.ft.gc(&mut r.ct, later);
     assert!(r.ft.info(tfid, later).unwrap().hw);
-    let d2 = tcp(
-        CLIENT_MAC,
-        R_LAN_MAC,
-        CLIENT,
-        SERVER,
-        cp,
-        sp,
-        1006,
-        Some(5001),
-        "",
-        b"more data",
-    );
+    let d2 = tcp(Client, cp, sp, 1006, Some(5001), "", b"more data");
     let (_, expect_t) = r.software(LAN, &d2, later);
     send(&client, &d2);
     assert_eq!(
         recv_ipv4(&server, Duration::from_millis(300)),
         vec![expect_t]
     );
-    let tr = tcp(
-        SERVER_MAC,
-        R_WAN_MAC,
-        SERVER,
-        R_WAN,
-        sp,
-        tnp,
-        5001,
-        Some(1015),
-        "",
-        b"200 OK",
-    );
+    let tr = tcp(Server, sp, tnp, 5001, Some(1015), "", b"200 OK");
     let (_, expect_tr) = r.software(WAN, &tr, later);
     send(&server, &tr);
     assert_eq!(
@@ -655,18 +637,7 @@ fn run_live(tag: &str, mode: ModeRequest) {
         vec![expect_tr]
     );
     for (flags, reason_count) in [("F", 1), ("R", 2)] {
-        let f = tcp(
-            CLIENT_MAC,
-            R_LAN_MAC,
-            CLIENT,
-            SERVER,
-            cp,
-            sp,
-            1015,
-            Some(5007),
-            flags,
-            b"",
-        );
+        let f = tcp(Client, cp, sp, 1015, Some(5007), flags, b"");
         send(&client, &f);
         assert!(recv_ipv4(&server, Duration::from_millis(200)).is_empty());
         assert_eq!(recv_ipv4(&router_lan, Duration::from_millis(100)), vec![f]);
@@ -675,18 +646,7 @@ fn run_live(tag: &str, mode: ModeRequest) {
     assert_eq!(r.reason("forwarded"), 6);
     // The slow path tracks the FIN it was given and, the connection no longer established,
     // tears the flow down (the engine's rule): the entry leaves the map.
-    let fin = tcp(
-        CLIENT_MAC,
-        R_LAN_MAC,
-        CLIENT,
-        SERVER,
-        cp,
-        sp,
-        1015,
-        Some(5007),
-        "F",
-        b"",
-    );
+    let fin = tcp(Client, cp, sp, 1015, Some(5007), "F", b"");
     r.track(&fin, LAN, later);
     assert_ne!(
         r.ct.get(tid).unwrap().tcp_state(),
@@ -700,15 +660,8 @@ fn run_live(tag: &str, mode: ModeRequest) {
     assert_eq!(r.reason("forwarded"), 6);
 
     // Idle timeout: a flow the program stops seeing packets for leaves the map too.
-    let u = udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, 40002, 5002, b"idle");
-    let iid = r.track(&u, LAN, later);
-    let inp = nat_port(&r.ct, iid);
-    r.track(
-        &udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, 5002, inp, b"r"),
-        WAN,
-        later,
-    );
-    let ifid = r.admit(iid, &u, later);
+    let u = udp(Client, 40002, 5002, b"idle");
+    let (_, _, ifid) = r.udp_flow(&u, 5002, b"r", later);
     r.ft.gc(&mut r.ct, later);
     assert!(r.ft.backend().contains(ifid));
     let removed = r.ft.backend().stats().removed;
@@ -735,12 +688,7 @@ fn udp_and_tcp_through_masquerade_generic() {
 
 #[test]
 fn a_full_map_leaves_flows_in_software() {
-    if !is_root() {
-        println!("SKIPPED (needs root)");
-        return;
-    }
-    if !nft_xdp::built() {
-        println!("SKIPPED ({})", nft_xdp::NOT_BUILT);
+    if !runnable() {
         return;
     }
     let topo = Topo::new("f");
@@ -756,15 +704,9 @@ fn a_full_map_leaves_flows_in_software() {
     let now = Duration::from_secs(10);
     let mut flows = vec![];
     for cport in [41000, 41001] {
-        let f = udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, cport, 53, b"q");
-        let id = r.track(&f, LAN, now);
-        let np = nat_port(&r.ct, id);
-        r.track(
-            &udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, 53, np, b"a"),
-            WAN,
-            now,
-        );
-        flows.push((r.admit(id, &f, now), f));
+        let f = udp(Client, cport, 53, b"q");
+        let (_, _, fid) = r.udp_flow(&f, 53, b"a", now);
+        flows.push((fid, f));
     }
     r.ft.gc(&mut r.ct, now);
     let st = r.ft.backend().stats();
@@ -787,8 +729,7 @@ fn a_full_map_leaves_flows_in_software() {
 
 #[test]
 fn without_a_device_the_flows_stay_in_software_with_a_warning() {
-    if !is_root() || !nft_xdp::built() {
-        println!("SKIPPED (needs root and the built program)");
+    if !runnable() {
         return;
     }
     let topo = Topo::new("w");
@@ -807,15 +748,8 @@ fn without_a_device_the_flows_stay_in_software_with_a_warning() {
         .contains("stay in software"));
     let mut r = Router::new(backend);
     let now = Duration::from_secs(1);
-    let f = udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, 42000, 53, b"q");
-    let id = r.track(&f, LAN, now);
-    let np = nat_port(&r.ct, id);
-    r.track(
-        &udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, 53, np, b"a"),
-        WAN,
-        now,
-    );
-    let fid = r.admit(id, &f, now);
+    let f = udp(Client, 42000, 53, b"q");
+    let (_, _, fid) = r.udp_flow(&f, 53, b"a", now);
     r.ft.gc(&mut r.ct, now);
     assert!(!r.ft.info(fid, now).unwrap().hw);
     assert_eq!(r.ft.backend().stats().failed, 1);
@@ -873,25 +807,14 @@ fn udp_ip(s: &str, d: &str, sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
 /// VLAN on the LAN, PPPoE on the WAN, IPv4 and IPv6 with masquerade: the program pops one
 /// and pushes the other, both ways, byte for byte as the software fast path does.
 fn run_encap(tag: &str, mode: ModeRequest, lan: Encap, wan: Encap) {
-    if !is_root() {
-        println!("SKIPPED (needs root)");
-        return;
-    }
-    if !nft_xdp::built() {
-        println!("SKIPPED ({})", nft_xdp::NOT_BUILT);
+    if !runnable() {
         return;
     }
     let topo = Topo::new(tag);
     let client = in_ns(&topo.c, || packet_socket("c0"));
     let server = in_ns(&topo.s, || packet_socket("s0"));
-    let cfg = XdpOffloadConfig {
-        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
-        mode,
-        ..XdpOffloadConfig::default()
-    };
-    let mut backend = in_ns(&topo.r, || XdpOffload::new(&cfg)).expect("offload loads");
-    in_ns(&topo.c, || backend.attach_peer("c0")).expect("peer c0");
-    in_ns(&topo.s, || backend.attach_peer("s0")).expect("peer s0");
+    let mut backend = offload(&topo, mode);
+    attach_peers(&topo, &mut backend, &["c0", "s0"]);
     let mut r = Router::new(backend);
     r.encap = [lan, wan];
     let now = Duration::from_secs(50);
@@ -994,8 +917,7 @@ fn backend_for_falls_back_to_software_with_a_message() {
 
 #[test]
 fn a_boxed_backend_drives_the_flowtable() {
-    if !is_root() || !nft_xdp::built() {
-        println!("SKIPPED (needs root and the built program)");
+    if !runnable() {
         return;
     }
     let topo = Topo::new("b");
@@ -1022,7 +944,7 @@ fn a_boxed_backend_drives_the_flowtable() {
         backend,
     );
     let now = Duration::from_secs(3);
-    let f = udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, 43000, 53, b"q");
+    let f = udp(Client, 43000, 53, b"q");
     let meta = parse_frame(&f).unwrap();
     let Outcome::Tracked { id, .. } = ct.process(&meta, 0, now) else {
         panic!("not tracked")
@@ -1057,32 +979,19 @@ fn a_boxed_backend_drives_the_flowtable() {
 
 #[test]
 fn the_bench_programs_forward_every_injected_frame() {
-    if !is_root() || !nft_xdp::built() {
-        println!("SKIPPED (needs root and the built program)");
+    if !runnable() {
         return;
     }
     let topo = Topo::new("t");
     let server = in_ns(&topo.s, || packet_socket("s0"));
-    let cfg = XdpOffloadConfig {
-        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
-        mode: ModeRequest::Native,
-        ..XdpOffloadConfig::default()
-    };
-    let mut backend = in_ns(&topo.r, || XdpOffload::new(&cfg)).expect("offload loads");
-    in_ns(&topo.s, || backend.attach_peer("s0")).expect("peer s0");
-    let f = udp(CLIENT_MAC, R_LAN_MAC, CLIENT, SERVER, 44000, 9, &[0; 18]);
+    let mut backend = offload(&topo, ModeRequest::Native);
+    attach_peers(&topo, &mut backend, &["s0"]);
+    let f = udp(Client, 44000, 9, &[0; 18]);
     assert_eq!(f.len(), 60);
     backend.set_bench_frame(&f).unwrap();
     let mut r = Router::new(backend);
     let now = Duration::from_secs(1);
-    let id = r.track(&f, LAN, now);
-    let np = nat_port(&r.ct, id);
-    r.track(
-        &udp(SERVER_MAC, R_WAN_MAC, SERVER, R_WAN, 9, np, b"a"),
-        WAN,
-        now,
-    );
-    let fid = r.admit(id, &f, now);
+    let (_, _, fid) = r.udp_flow(&f, 9, b"a", now);
     let (_, expect) = r.software(LAN, &f, now);
     r.ft.gc(&mut r.ct, now);
     assert!(r.ft.info(fid, now).unwrap().hw);
@@ -1102,8 +1011,7 @@ fn the_bench_programs_forward_every_injected_frame() {
 
 #[test]
 fn auto_mode_takes_veths_in_generic_mode() {
-    if !is_root() || !nft_xdp::built() {
-        println!("SKIPPED (needs root and the built program)");
+    if !runnable() {
         return;
     }
     let topo = Topo::new("a");
@@ -1111,11 +1019,7 @@ fn auto_mode_takes_veths_in_generic_mode() {
         in_ns(&topo.r, || nft_xdp::offload::driver_of("r0")).as_deref(),
         Some("veth")
     );
-    let cfg = XdpOffloadConfig {
-        devices: vec![(LAN, "r0".into()), (WAN, "r1".into())],
-        ..XdpOffloadConfig::default()
-    };
-    let backend = in_ns(&topo.r, || XdpOffload::new(&cfg)).expect("loads");
+    let backend = offload(&topo, ModeRequest::Auto);
     for a in backend.attachments() {
         assert_eq!(a.mode, Some(nft_xdp::offload::Mode::Generic), "{a:?}");
     }

@@ -1,23 +1,6 @@
 c = station("br-lan", "02:00:00:10:00:00")
 s = station("wan", "02:00:00:00:02:fe")
 
-def frags4(st, src, dst, l4, proto, ident, pieces, ttl=64, df=False):
-    for off, ln in pieces:
-        mf = 0x2000 if off + ln < len(l4) else 0
-        body = l4[off:off + ln]
-        h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ident, (0x4000 if df else 0) | mf | (off // 8), ttl,
-                        proto, 0, ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
-        h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-        st.frame(0x0800, h + body)
-
-def frags6(st, src, dst, l4, proto, ident, pieces, hlim=64):
-    for off, ln in pieces:
-        m = 1 if off + ln < len(l4) else 0
-        body = struct.pack("!BBHI", proto, 0, off | m, ident) + l4[off:off + ln]
-        h = struct.pack("!IHBB16s16s", 6 << 28, len(body), 44, hlim, ipaddress.IPv6Address(src).packed,
-                        ipaddress.IPv6Address(dst).packed)
-        st.frame(0x86DD, h + body)
-
 data = bytes(range(256)) * 12
 C, S = "192.168.1.100", "198.18.5.5"
 # one 1448-byte datagram without DF: cut at the MTU

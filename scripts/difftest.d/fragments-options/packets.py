@@ -2,55 +2,35 @@ c = station("br-lan", "02:00:00:10:00:00")
 
 # an experimental option without the copied flag (30), one with it (158), 4 bytes each
 OPTS = bytes([30, 4, 0xaa, 0xbb, 158, 4, 0xcc, 0xdd])
-COPIED = bytes([1, 1, 1, 1, 158, 4, 0xcc, 0xdd])
-
-def frags4(st, src, dst, l4, proto, ident, pieces, df=False):
-    dfs = df if isinstance(df, list) else [df] * len(pieces)
-    for (off, ln), df in zip(pieces, dfs):
-        mf = 0x2000 if off + ln < len(l4) else 0
-        body = l4[off:off + ln]
-        opts = OPTS if off == 0 else COPIED
-        h = struct.pack("!BBHHHBBH4s4s", 0x40 | (5 + len(opts) // 4), 0, 20 + len(opts) + len(body), ident,
-                        (0x4000 if df else 0) | mf | (off // 8), 64, proto, 0,
-                        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed) + opts
-        h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-        st.frame(0x0800, h + body)
+COPIED = bytes([1, 1, 1, 1, 158, 4, 0xcc, 0xdd])  # later fragments: the copied one, NOPs before it
 
 data = bytes(range(256)) * 12
 C, S = "192.168.1.100", "198.18.5.5"
 # fragments that fit the WAN go as they came; the second with the copied option only
 u = udp_seg(C, S, 40010, 4010, data[:1992])
-frags4(c, C, S, u, 17, 0x4441, [(0, 1000), (1000, len(u) - 1000)])
+frags4(c, C, S, u, 17, 0x4441, [(0, 1000), (1000, len(u) - 1000)], opts=OPTS, copied=COPIED)
 # one 1448-byte datagram without DF: cut at the MTU, options as RFC 791 says
 u = udp_seg(C, S, 40011, 4011, data[:1420])
-frags4(c, C, S, u, 17, 0x4442, [(0, len(u))])
+frags4(c, C, S, u, 17, 0x4442, [(0, len(u))], opts=OPTS, copied=COPIED)
 # a reassembled datagram duplicated to the gateway: the copy gets DF (nf_dup_ipv4), and a
 # reassembled datagram with DF is refused by ip_fragment: frag-needed to the source, no copy
 u = udp_seg(C, S, 40012, 4012, data[:1992])
-frags4(c, C, S, u, 17, 0x4443, [(0, 1400), (1400, len(u) - 1400)])
+frags4(c, C, S, u, 17, 0x4443, [(0, 1400), (1400, len(u) - 1400)], opts=OPTS, copied=COPIED)
 # the same for one that would fit the MTU whole
 u = udp_seg(C, S, 40013, 4013, data[:800])
-frags4(c, C, S, u, 17, 0x4444, [(0, 400), (400, len(u) - 400)])
+frags4(c, C, S, u, 17, 0x4444, [(0, 400), (400, len(u) - 400)], opts=OPTS, copied=COPIED)
 # not fragmented: a copy that fits (TTL down, DF set), one over the MTU (refused)
 c.udp(C, S, 40014, 4014, data[:100], df=False)
 c.udp(C, S, 40014, 4014, data[:1400], df=False)
 # fragments with DF whose largest had it (IPSKB_FRAG_PMTU): the copy is cut afresh with DF on
 # every fragment (the slow path of ip_do_fragment); with DF on the smaller one only, none
 u = udp_seg(C, S, 40013, 4013, data[:800])
-frags4(c, C, S, u, 17, 0x4445, [(0, 400), (400, len(u) - 400)], df=True)
+frags4(c, C, S, u, 17, 0x4445, [(0, 400), (400, len(u) - 400)], df=True, opts=OPTS, copied=COPIED)
 u = udp_seg(C, S, 40013, 4013, data[:900])
-frags4(c, C, S, u, 17, 0x4446, [(0, 400), (400, len(u) - 400)], df=[True, False])
+frags4(c, C, S, u, 17, 0x4446, [(0, 400), (400, len(u) - 400)], df=[True, False], opts=OPTS, copied=COPIED)
 # TTL 0 at prerouting: nf_dup_ipv4's --iph->ttl wraps, the copy leaves with TTL 255 (the
 # original gets time-exceeded)
 c.udp(C, S, 40014, 4014, data[:100], ttl=0, df=False)
-
-def frags6(st, src, dst, l4, proto, ident, pieces, hlim=64):
-    for off, ln in pieces:
-        m = 1 if off + ln < len(l4) else 0
-        body = struct.pack("!BBHI", proto, 0, off | m, ident) + l4[off:off + ln]
-        h = struct.pack("!IHBB16s16s", 6 << 28, len(body), 44, hlim, ipaddress.IPv6Address(src).packed,
-                        ipaddress.IPv6Address(dst).packed)
-        st.frame(0x86DD, h + body)
 
 # IPv6: the copy of a reassembled datagram leaves in its pieces (ip6_fragment); one whose
 # pieces do not fit the MTU gets packet-too-big

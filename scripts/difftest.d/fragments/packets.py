@@ -1,30 +1,6 @@
 c = station("br-lan", "02:00:00:10:00:00")
 s = station("wan", "02:00:00:00:02:fe")
 
-def frags4(st, src, dst, l4, proto, ident, pieces, order=None, ttl=64):
-    """Sends the IPv4 datagram with payload l4 as fragments [(offset, length)] (bytes)."""
-    out = []
-    for off, ln in pieces:
-        mf = 0x2000 if off + ln < len(l4) else 0
-        body = l4[off:off + ln]
-        h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ident, mf | (off // 8), ttl, proto, 0,
-                        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
-        h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-        out.append(h + body)
-    for n in (order or range(len(out))):
-        st.frame(0x0800, out[n])
-
-def frags6(st, src, dst, l4, proto, ident, pieces, order=None, hlim=64):
-    out = []
-    for off, ln in pieces:
-        m = 1 if off + ln < len(l4) else 0
-        body = struct.pack("!BBHI", proto, 0, off | m, ident) + l4[off:off + ln]
-        h = struct.pack("!IHBB16s16s", 6 << 28, len(body), 44, hlim, ipaddress.IPv6Address(src).packed,
-                        ipaddress.IPv6Address(dst).packed)
-        out.append(h + body)
-    for n in (order or range(len(out))):
-        st.frame(0x86DD, out[n])
-
 data = bytes(range(256)) * 12
 C, S = "192.168.1.100", "198.18.5.5"
 # in order, equal fragments then a short last one

@@ -168,6 +168,151 @@ fn rule_may_act(
     false
 }
 
+/// The interfaces a packet has when a chain runs: `meta iif`/`oif` numbers (0: none, as for
+/// the router's own packets or before routing) and names, as the rules read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Ifaces {
+    pub iif: u32,
+    pub iifname: u128,
+    pub oif: u32,
+    pub oifname: u128,
+}
+
+/// One leading interface match of a rule: `iifname "wan"`, `oifname { "wan", "wwan" }`,
+/// `iif != 3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IfMatch {
+    key: MetaK,
+    test: Test,
+    negate: bool,
+}
+
+/// For a base chain whose rules can act only on packets of some interfaces (fw4's `dstnat`
+/// jumps by `iifname`, its MSS clamp needs `oifname`): per rule, the protocols it may act on
+/// and the interface matches that must hold before it can. A packet for which no rule has
+/// both skips the chain. Exact, as the protocol filter: a rule keeps the chain unless a
+/// match the interfaces alone decide fails for the packet, reached before any statement or
+/// load with state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct IfFilter {
+    rules: Vec<(ChainFilter, Vec<IfMatch>)>,
+}
+
+/// Chains with more rules than this get no interface filter (its check is a walk over the
+/// rules, and a large chain is better left to the rules themselves).
+const IF_FILTER_MAX_RULES: usize = 32;
+
+impl IfFilter {
+    /// Whether some rule of the chain may act on a packet of these protocols and interfaces.
+    pub(super) fn runs(&self, rs: &Ruleset, nfproto: u8, l4proto: u8, ifs: &Ifaces) -> bool {
+        self.rules.iter().any(|(protos, guard)| {
+            protos.runs(nfproto, l4proto) && guard.iter().all(|m| if_match(rs, m, ifs))
+        })
+    }
+}
+
+/// What the rule VM answers for an interface match (`Pkt::load` of the meta key, then the
+/// test): an output interface before routing fails the load, which never matches.
+fn if_match(rs: &Ruleset, m: &IfMatch, ifs: &Ifaces) -> bool {
+    let v = match m.key {
+        MetaK::Iif => ifs.iif as u128,
+        MetaK::IifName => ifs.iifname,
+        MetaK::Oif | MetaK::OifName if ifs.oif == 0 => return false,
+        MetaK::Oif => ifs.oif as u128,
+        MetaK::OifName => ifs.oifname,
+        // (only the four above are collected)
+        _ => return true,
+    };
+    let found = match m.test {
+        Test::InSet(s) => rs.sets.get(s).is_some_and(|set| set.lookup(&[v]).is_some()),
+        ref t => rules::test(v, t),
+    };
+    found != m.negate
+}
+
+/// The interface matches a rule's packets must pass before it can act: the leading matches
+/// with one interface load and a test the compiled ruleset fixes, up to the first statement,
+/// verdict or match loading with state. Other matches in between are left out (they may
+/// fail too, which only keeps the chain more often).
+fn if_guard(changed_sets: &HashSet<usize>, ops: &[Op]) -> Vec<IfMatch> {
+    let mut g = vec![];
+    for op in ops {
+        let Op::Match(m) = op else { break };
+        if m.loads.iter().any(rules::needs_state) {
+            break;
+        }
+        let [Load::Meta(k @ (MetaK::Iif | MetaK::Oif | MetaK::IifName | MetaK::OifName))] =
+            m.loads.as_slice()
+        else {
+            continue;
+        };
+        if matches!(m.test, Test::InSet(s) if changed_sets.contains(&s)) {
+            continue;
+        }
+        g.push(IfMatch {
+            key: *k,
+            test: m.test.clone(),
+            negate: m.negate,
+        });
+    }
+    g
+}
+
+/// An interface filter per base chain of `rs` (same index as `rs.base`): `None` for a chain
+/// with a rule that acts whatever the interfaces (or too many rules to check per packet).
+pub(super) fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
+    let changed_sets = changed_sets(rs);
+    rs.base
+        .iter()
+        .map(|b| {
+            let chain = rs.chains.get(b.chain)?;
+            if chain.rules.len() > IF_FILTER_MAX_RULES {
+                return None;
+            }
+            let mut rules = vec![];
+            for r in &chain.rules {
+                let protos = rule_protocols(rs, &changed_sets, &r.ops);
+                if protos == ChainFilter::NONE {
+                    continue;
+                }
+                let guard = if_guard(&changed_sets, &r.ops);
+                if guard.is_empty() {
+                    // acts on every interface: the chain always runs for these protocols
+                    return None;
+                }
+                rules.push((protos, guard));
+            }
+            Some(IfFilter { rules })
+        })
+        .collect()
+}
+
+/// The protocols a rule may act on.
+fn rule_protocols(rs: &Ruleset, changed_sets: &HashSet<usize>, ops: &[Op]) -> ChainFilter {
+    let mut f = ChainFilter::NONE;
+    for (fi, nfproto) in [(0, 2u8), (1, 10u8)] {
+        for l4proto in 0..=255u8 {
+            if rule_may_act(rs, changed_sets, ops, nfproto, l4proto) {
+                f.set(fi, l4proto);
+            }
+        }
+    }
+    f
+}
+
+/// Sets rules add to or delete from: their contents are known at run time only.
+fn changed_sets(rs: &Ruleset) -> HashSet<usize> {
+    rs.chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.ops)
+        .filter_map(|op| match op {
+            Op::Dynset(d) => Some(d.set),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A filter per base chain of `rs` (same index as `rs.base`).
 pub(super) fn chain_filters(rs: &Ruleset) -> Vec<ChainFilter> {
     // sets rules add to or delete from: their contents are known at run time only
@@ -277,6 +422,66 @@ mod tests {
         // a failing match before the stateful one: the load is never reached
         assert!(!f[2].runs(2, udp) && f[2].runs(10, udp));
         assert!(!f[3].runs(2, udp) && f[3].runs(2, tcp));
+    }
+
+    #[test]
+    fn interface_guards_skip_chains_for_other_interfaces() {
+        let src = "table inet t {
+                chain pre { type nat hook prerouting priority dstnat;
+                    iifname \"wan\" meta nfproto ipv4 tcp dport 8080 dnat ip to 192.0.2.1:80 }
+                chain clamp { type filter hook forward priority mangle;
+                    oifname { \"wan\", \"wwan\" } tcp flags syn / syn,fin,rst tcp option maxseg size set rt mtu }
+                chain not_lan { type filter hook forward priority 1; iifname != \"lan\" counter }
+                chain open { type filter hook forward priority 2;
+                    iifname \"wan\" counter
+                    tcp dport 22 counter }
+                chain inc { type filter hook forward priority 3;
+                    numgen inc mod 2 0 iifname \"wan\" counter }
+            }";
+        let rs = compile(src);
+        let fs = if_filters(&rs);
+        let mut by_chain: Vec<(usize, Option<IfFilter>)> =
+            rs.base.iter().map(|b| b.chain).zip(fs).collect();
+        by_chain.sort_by_key(|(c, _)| *c);
+        let f: Vec<Option<IfFilter>> = by_chain.into_iter().map(|(_, f)| f).collect();
+        let name = rules::ifname_value;
+        let (lan, wan) = (
+            Ifaces {
+                iif: 1,
+                iifname: name("lan"),
+                ..Ifaces::default()
+            },
+            Ifaces {
+                iif: 2,
+                iifname: name("wan"),
+                ..Ifaces::default()
+            },
+        );
+        let routed = |i: Ifaces, o: &str, n: u32| Ifaces {
+            oif: n,
+            oifname: name(o),
+            ..i
+        };
+        let (tcp, udp) = (6, 17);
+        let pre = f[0].as_ref().expect("dnat by iifname has a filter");
+        assert!(!pre.runs(&rs, 2, tcp, &lan), "a LAN packet skips dstnat");
+        assert!(pre.runs(&rs, 2, tcp, &wan));
+        assert!(
+            !pre.runs(&rs, 2, udp, &wan),
+            "and the protocol still counts"
+        );
+        let clamp = f[1].as_ref().expect("the clamp needs an oifname");
+        assert!(clamp.runs(&rs, 2, tcp, &routed(lan, "wan", 2)));
+        assert!(clamp.runs(&rs, 10, tcp, &routed(lan, "wwan", 3)));
+        assert!(!clamp.runs(&rs, 2, tcp, &routed(wan, "lan", 1)));
+        // no output interface yet: the load fails, the match does not hold
+        assert!(!clamp.runs(&rs, 2, tcp, &wan));
+        let not_lan = f[2].as_ref().expect("a negated name is a guard too");
+        assert!(!not_lan.runs(&rs, 2, udp, &lan) && not_lan.runs(&rs, 2, udp, &wan));
+        // a rule acting on every interface keeps the chain
+        assert!(f[3].is_none());
+        // a load with state before the interface match acts for every packet reaching it
+        assert!(f[4].is_none());
     }
 
     #[test]

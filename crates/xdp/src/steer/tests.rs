@@ -159,6 +159,66 @@ fn kernel_frames() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// The veth pair of a live test (router end `vr`, peer end `vp`), with the router's and the
+/// peer's MACs (`R_MAC`, `P_MAC`); `None`, SKIPPED printed, without the program or root.
+fn veth_lab(test: &str, tag: &str) -> Option<VethPair> {
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return None;
+    }
+    let pair = VethPair::create(test, tag)?;
+    for (ns, dev, mac) in [
+        (&pair.router, "vr", "02:00:00:00:00:01"),
+        (&pair.peer, "vp", "02:00:00:00:00:02"),
+    ] {
+        ip(&["-n", ns, "link", "set", dev, "address", mac]).unwrap();
+    }
+    Some(pair)
+}
+
+/// The router's addresses (198.18.0.1, 2001:db8::1) and, with `owned`, its TCP port 8080 (a
+/// port forward).
+fn add_router_addresses(steer: &mut Steer, owned: bool) {
+    steer
+        .add_local(None, "198.18.0.1".parse().unwrap())
+        .unwrap();
+    steer
+        .add_local(None, "2001:db8::1".parse().unwrap())
+        .unwrap();
+    if owned {
+        steer.add_owned(None, 6, 8080).unwrap();
+    }
+}
+
+/// An AF_PACKET socket on `dev` in namespace `ns`: the peer's side.
+fn packet_socket(ns: &str, dev: &'static str) -> AfPacket {
+    in_netns(ns, move || {
+        AfPacket::open(dev, &AfPacketConfig::default()).unwrap()
+    })
+}
+
+/// Waits for the kernel to release the device's XDP link (a moment after the last program
+/// goes), then asserts it did.
+fn assert_detached(ns: &str, dev: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while xdp_attached(ns, dev) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!xdp_attached(ns, dev), "the program stayed attached");
+}
+
+/// The router answers pings to its addresses (both families): the kernel's traffic.
+fn assert_router_answers_pings(peer_ns: &str) {
+    assert!(
+        ping(peer_ns, &["198.18.0.1"]),
+        "no IPv4 ping reply from the router"
+    );
+    assert!(
+        ping(peer_ns, &["-6", "2001:db8::1"]),
+        "no IPv6 ping reply from the router"
+    );
+}
+
 fn xdp_attached(ns: &str, dev: &str) -> bool {
     let out = Command::new("ip")
         .args(["-n", ns, "link", "show", dev])
@@ -206,17 +266,13 @@ fn collect(xsk: &mut AfXdp, want: usize, deadline: Instant) -> Vec<Vec<u8>> {
 
 #[test]
 fn steering_splits_traffic_between_the_socket_and_the_kernel() {
-    let test = "steering_splits_traffic_between_the_socket_and_the_kernel";
-    if !crate::built() {
-        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
-        return;
-    }
-    let Some(pair) = VethPair::create(test, "stx") else {
+    let Some(pair) = veth_lab(
+        "steering_splits_traffic_between_the_socket_and_the_kernel",
+        "stx",
+    ) else {
         return;
     };
     let (r, p) = (pair.router.as_str(), pair.peer.as_str());
-    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
-    ip(&["-n", p, "link", "set", "vp", "address", "02:00:00:00:00:02"]).unwrap();
     const FRAMES: u32 = 512;
     const RX_FRAMES: u32 = 128;
     let (mut steer, mut xsk) = in_netns(r, || {
@@ -232,13 +288,7 @@ fn steering_splits_traffic_between_the_socket_and_the_kernel() {
         };
         let xsk = AfXdp::open("vr", 0, &config).unwrap();
         steer.set_socket(0, &xsk).unwrap();
-        steer
-            .add_local(None, "198.18.0.1".parse().unwrap())
-            .unwrap();
-        steer
-            .add_local(None, "2001:db8::1".parse().unwrap())
-            .unwrap();
-        steer.add_owned(None, 6, 8080).unwrap();
+        add_router_addresses(&mut steer, true);
         (steer, xsk)
     });
     // veth runs XDP in the driver; AF_XDP on it is copy mode only.
@@ -248,14 +298,7 @@ fn steering_splits_traffic_between_the_socket_and_the_kernel() {
 
     // ARP, ND and pings to the router's own addresses are the kernel's: it answers them,
     // and the socket sees none of it.
-    assert!(
-        ping(p, &["198.18.0.1"]),
-        "no IPv4 ping reply from the router"
-    );
-    assert!(
-        ping(p, &["-6", "2001:db8::1"]),
-        "no IPv6 ping reply from the router"
-    );
+    assert_router_answers_pings(p);
     assert!(steer.counter("arp") >= 1, "{:?}", steer.counters());
     assert!(steer.counter("nd") >= 1, "{:?}", steer.counters());
     assert!(steer.counter("local") >= 4, "{:?}", steer.counters());
@@ -267,9 +310,7 @@ fn steering_splits_traffic_between_the_socket_and_the_kernel() {
 
     // Frames of every class from the peer: the socket gets exactly the dataplane's, in order,
     // byte for byte.
-    let mut peer = in_netns(p, || {
-        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
-    });
+    let mut peer = packet_socket(p, "vp");
     let before = steer.counters();
     let kernel = kernel_frames();
     let mut want = Vec::new();
@@ -378,21 +419,12 @@ fn steering_splits_traffic_between_the_socket_and_the_kernel() {
 
     // Dropping detaches (the kernel may finish releasing the link a moment later).
     drop(steer);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while xdp_attached(r, "vr") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!xdp_attached(r, "vr"), "the program stayed attached");
+    assert_detached(r, "vr");
 }
 
 #[test]
 fn a_queue_without_a_socket_falls_back_to_the_kernel() {
-    let test = "a_queue_without_a_socket_falls_back_to_the_kernel";
-    if !crate::built() {
-        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
-        return;
-    }
-    let Some(pair) = VethPair::create(test, "sty") else {
+    let Some(pair) = veth_lab("a_queue_without_a_socket_falls_back_to_the_kernel", "sty") else {
         return;
     };
     let steer = in_netns(&pair.router, || {
@@ -409,9 +441,7 @@ fn a_queue_without_a_socket_falls_back_to_the_kernel() {
     // No socket: the router still answers its own, and forwarded-class frames go to the
     // kernel, counted as no_socket.
     assert!(ping(&pair.peer, &["198.18.0.1"]));
-    let mut peer = in_netns(&pair.peer, || {
-        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
-    });
+    let mut peer = packet_socket(&pair.peer, "vp");
     let mut f = dataplane_frame(0);
     f[..6].copy_from_slice(&[0xff; 6]);
     // Broadcast MAC: multicast class; then a unicast forwarded one.
@@ -439,12 +469,7 @@ fn a_queue_without_a_socket_falls_back_to_the_kernel() {
 
 #[test]
 fn frames_forward_between_interfaces_out_of_one_umem() {
-    let test = "frames_forward_between_interfaces_out_of_one_umem";
-    if !crate::built() {
-        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
-        return;
-    }
-    let Some(pair) = VethPair::create(test, "stz") else {
+    let Some(pair) = veth_lab("frames_forward_between_interfaces_out_of_one_umem", "stz") else {
         return;
     };
     let (r, p) = (pair.router.as_str(), pair.peer.as_str());
@@ -453,7 +478,6 @@ fn frames_forward_between_interfaces_out_of_one_umem() {
         "-n", r, "link", "add", "vr2", "type", "veth", "peer", "name", "vp2", "netns", p,
     ])
     .unwrap();
-    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
     ip(&["-n", r, "link", "set", "vr2", "up"]).unwrap();
     ip(&["-n", p, "link", "set", "vp2", "up"]).unwrap();
     let (steer, mut set) = in_netns(r, || {
@@ -471,12 +495,8 @@ fn frames_forward_between_interfaces_out_of_one_umem() {
         steer.set_socket(0, &set.fd(0)).unwrap();
         (steer, set)
     });
-    let mut lan = in_netns(p, || {
-        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
-    });
-    let mut wan = in_netns(p, || {
-        AfPacket::open("vp2", &AfPacketConfig::default()).unwrap()
-    });
+    let mut lan = packet_socket(p, "vp");
+    let mut wan = packet_socket(p, "vp2");
     const N: u32 = 2000;
     let out_mac = [0x02, 0, 0, 0, 0, 0x77];
     let mut expect = Vec::new();
@@ -552,16 +572,13 @@ fn icmp4(dst: [u8; 4], icmp_type: u8) -> Vec<u8> {
 
 #[test]
 fn with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for() {
-    let test = "with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for";
-    if !crate::built() {
-        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
-        return;
-    }
-    let Some(pair) = VethPair::create(test, "stw") else {
+    let Some(pair) = veth_lab(
+        "with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for",
+        "stw",
+    ) else {
         return;
     };
     let (r, p) = (pair.router.as_str(), pair.peer.as_str());
-    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
     // The router's own services: a TCP listener and a bound UDP socket.
     let (steer, mut xsk, _tcp, _udp) = in_netns(r, || {
         let tcp = std::net::TcpListener::bind("0.0.0.0:7777").unwrap();
@@ -573,28 +590,14 @@ fn with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for() {
         let mut steer = Steer::attach("vr", &cfg).unwrap();
         let xsk = AfXdp::open("vr", 0, &AfXdpConfig::default()).unwrap();
         steer.set_socket(0, &xsk).unwrap();
-        steer
-            .add_local(None, "198.18.0.1".parse().unwrap())
-            .unwrap();
-        steer
-            .add_local(None, "2001:db8::1".parse().unwrap())
-            .unwrap();
+        add_router_addresses(&mut steer, false);
         (steer, xsk, tcp, udp)
     });
     // Pings to the router are still answered by it.
-    assert!(
-        ping(p, &["198.18.0.1"]),
-        "no IPv4 ping reply from the router"
-    );
-    assert!(
-        ping(p, &["-6", "2001:db8::1"]),
-        "no IPv6 ping reply from the router"
-    );
+    assert_router_answers_pings(p);
     assert!(collect(&mut xsk, 1, Instant::now() + Duration::from_millis(200)).is_empty());
 
-    let mut peer = in_netns(p, || {
-        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
-    });
+    let mut peer = packet_socket(p, "vp");
     let ours = vec![
         // No socket: a masquerade reply or a port forward.
         eth(R_MAC, &[], 0x0800, &ipv4([198, 18, 0, 1], 6, 9999, 1)),
@@ -643,16 +646,10 @@ fn with_socket_lookup_the_router_keeps_only_what_it_has_a_socket_for() {
 /// the socket and the rest to the kernel. Clearing the chain sends everything to the kernel.
 fn steering_after_the_offload(test: &str, tag: &str, mode: ModeRequest, want: Mode) {
     use crate::offload::{XdpOffload, XdpOffloadConfig};
-    if !crate::built() {
-        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
-        return;
-    }
-    let Some(pair) = VethPair::create(test, tag) else {
+    let Some(pair) = veth_lab(test, tag) else {
         return;
     };
     let (r, p) = (pair.router.as_str(), pair.peer.as_str());
-    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
-    ip(&["-n", p, "link", "set", "vp", "address", "02:00:00:00:00:02"]).unwrap();
     let (offload, mut chain, steer, mut xsk) = in_netns(r, move || {
         let mut offload = XdpOffload::new(&XdpOffloadConfig {
             devices: vec![(0, "vr".into())],
@@ -672,13 +669,7 @@ fn steering_after_the_offload(test: &str, tag: &str, mode: ModeRequest, want: Mo
             Steer::attach_after("vr", &SteerConfig::default(), &mut chain, want).unwrap();
         let xsk = AfXdp::open("vr", 0, &AfXdpConfig::default()).unwrap();
         steer.set_socket(0, &xsk).unwrap();
-        steer
-            .add_local(None, "198.18.0.1".parse().unwrap())
-            .unwrap();
-        steer
-            .add_local(None, "2001:db8::1".parse().unwrap())
-            .unwrap();
-        steer.add_owned(None, 6, 8080).unwrap();
+        add_router_addresses(&mut steer, true);
         (offload, chain, steer, xsk)
     });
     assert!(steer.chained());
@@ -692,9 +683,7 @@ fn steering_after_the_offload(test: &str, tag: &str, mode: ModeRequest, want: Mo
     assert!(steer.counter("arp") >= 1, "{:?}", steer.counters());
 
     // The dataplane's frames reach the socket, byte for byte, after a miss in the offload.
-    let mut peer = in_netns(p, || {
-        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
-    });
+    let mut peer = packet_socket(p, "vp");
     let miss = |o: &XdpOffload| {
         o.reasons()
             .into_iter()
@@ -737,11 +726,7 @@ fn steering_after_the_offload(test: &str, tag: &str, mode: ModeRequest, want: Mo
     drop(again);
     drop(steer);
     drop(offload);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while xdp_attached(r, "vr") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!xdp_attached(r, "vr"), "the program stayed attached");
+    assert_detached(r, "vr");
 }
 
 #[test]
@@ -771,17 +756,13 @@ fn steering_after_the_offload_native() {
 #[test]
 fn the_offload_takes_over_from_a_steering_program_without_losing_a_frame() {
     use crate::offload::{XdpOffload, XdpOffloadConfig};
-    let test = "the_offload_takes_over_from_a_steering_program_without_losing_a_frame";
-    if !crate::built() {
-        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
-        return;
-    }
-    let Some(pair) = VethPair::create(test, "sto") else {
+    let Some(pair) = veth_lab(
+        "the_offload_takes_over_from_a_steering_program_without_losing_a_frame",
+        "sto",
+    ) else {
         return;
     };
     let (r, p) = (pair.router.as_str(), pair.peer.as_str());
-    ip(&["-n", r, "link", "set", "vr", "address", "02:00:00:00:00:01"]).unwrap();
-    ip(&["-n", p, "link", "set", "vp", "address", "02:00:00:00:00:02"]).unwrap();
     let (mut steer, mut xsk, mut offload) = in_netns(r, || {
         let cfg = SteerConfig {
             mode: ModeRequest::Generic,
@@ -790,13 +771,7 @@ fn the_offload_takes_over_from_a_steering_program_without_losing_a_frame() {
         let mut steer = Steer::attach("vr", &cfg).unwrap();
         let xsk = AfXdp::open("vr", 0, &AfXdpConfig::default()).unwrap();
         steer.set_socket(0, &xsk).unwrap();
-        steer
-            .add_local(None, "198.18.0.1".parse().unwrap())
-            .unwrap();
-        steer
-            .add_local(None, "2001:db8::1".parse().unwrap())
-            .unwrap();
-        steer.add_owned(None, 6, 8080).unwrap();
+        add_router_addresses(&mut steer, true);
         let offload = XdpOffload::load(&XdpOffloadConfig::default()).unwrap();
         (steer, xsk, offload)
     });
@@ -807,9 +782,7 @@ fn the_offload_takes_over_from_a_steering_program_without_losing_a_frame() {
 
     // the sender: 4 frames every 500 µs, 2400 in all
     const N: u32 = 2400;
-    let peer = in_netns(p, || {
-        AfPacket::open("vp", &AfPacketConfig::default()).unwrap()
-    });
+    let peer = packet_socket(p, "vp");
     let sender = std::thread::spawn(move || {
         let mut peer = peer;
         let mut sent = 0;
@@ -881,11 +854,7 @@ fn the_offload_takes_over_from_a_steering_program_without_losing_a_frame() {
     assert!(xdp_attached(r, "vr"));
     drop(chain);
     drop(offload);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while xdp_attached(r, "vr") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!xdp_attached(r, "vr"), "the program stayed attached");
+    assert_detached(r, "vr");
 }
 
 /// The chain is keyed by a dense slot (`offload_next_slot`: ifindex -> slot of the 256-entry
