@@ -1264,8 +1264,9 @@ impl Table {
         Ok(())
     }
 
-    /// Marks a connection offloaded to a flowtable (software or hardware): it shows
-    /// `[OFFLOAD]`/`[HW_OFFLOAD]` and does not expire while offloaded.
+    /// Marks a connection offloaded to a flowtable: in the hardware (`hw`, `[HW_OFFLOAD]`) or
+    /// in software (`[OFFLOAD]`, also for one the hardware no longer has); it does not expire
+    /// while offloaded.
     pub fn set_offload(&mut self, id: ConnId, hw: bool) -> Result<(), CtError> {
         let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
         if !c.status.contains(Status::OFFLOAD) {
@@ -1277,6 +1278,8 @@ impl Table {
         c.status.insert(Status::OFFLOAD);
         if hw {
             c.status.insert(Status::HW_OFFLOAD);
+        } else {
+            c.status.remove(Status::HW_OFFLOAD);
         }
         Ok(())
     }
