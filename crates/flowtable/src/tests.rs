@@ -1089,7 +1089,7 @@ fn reroute_moves_or_tears_down() {
     let pkt = w.frame_from(LAN, &client_pkt(&c, ACK, b"x", 64));
     let ft = w.ft.as_mut().unwrap();
     // The gateway's MAC changed: flows move to the new next hop.
-    let (moved, torn) = ft.reroute(&w.ct, 1, |info| {
+    let (moved, torn) = ft.reroute(&mut w.ct, 1, |info| {
         let mut p = info.paths;
         p[0].egress.dst_mac = [2, 0, 0, 0, 2, 0xfd];
         Some(p)
@@ -1099,7 +1099,7 @@ fn reroute_moves_or_tears_down() {
     assert_eq!(a, Action::Forward(WAN));
     assert_eq!(&out[0..6], &[2, 0, 0, 0, 2, 0xfd]);
     let ft = w.ft.as_mut().unwrap();
-    assert_eq!(ft.reroute(&w.ct, 2, |_| None), (0, 1));
+    assert_eq!(ft.reroute(&mut w.ct, 2, |_| None), (0, 1));
     assert_punt(&mut w, LAN, &pkt, secs(2), Punt::Teardown);
 }
 
@@ -1689,7 +1689,7 @@ fn unused_links_are_freed_at_gc() {
     let pkt = w.frame_from(LAN, &client_pkt(&c, ACK, b"x", 64));
     let ft = w.ft.as_mut().unwrap();
     assert_eq!((ft.links.len(), ft.link_ix.len()), (2, 2));
-    let moved = ft.reroute(&w.ct, 1, |info| {
+    let moved = ft.reroute(&mut w.ct, 1, |info| {
         let mut p = info.paths;
         p[0].egress.dst_mac = [2, 0, 0, 0, 2, 0xfd];
         Some(p)
@@ -1707,7 +1707,7 @@ fn unused_links_are_freed_at_gc() {
     // a free slot is taken before the table grows
     let ft = w.ft.as_mut().unwrap();
     let had = ft.links.len();
-    ft.reroute(&w.ct, 2, |info| {
+    ft.reroute(&mut w.ct, 2, |info| {
         let mut p = info.paths;
         p[0].egress.dst_mac = [2, 0, 0, 0, 2, 0xfc];
         Some(p)
