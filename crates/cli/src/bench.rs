@@ -6,16 +6,23 @@
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
 //!
 //! Instructions per fast-path packet: `scripts/callgrind-fastpath` (or the command `bench
-//! --fast-only` prints); with 100,000 flows, 649 per packet: `Router::process_slots` 590 (the
-//! offload wrapper 42 and the flowtable's fast path 482, of which the frame parse 126; the
-//! router's loop and timers 66), the refill and this loop 60. It was 701 while conntrack's
-//! GC scanned 64 slots every burst (now a sweep by time, and a budget per slow-path frame)
-//! and an IPv4 look-up rebuilt its key words from the 40-byte key, 862 before the one-line
-//! flows, the fixed-size IPv4 parse and the iterator-driven burst stages, 1,025 before that.
-//! (641 before the flow's cold part lost 8 bytes: the same code, compiled differently.)
-//! Tried and measured worse (callgrind): the parse inlined into the burst's first stage
-//! (718), MACs read again from the frame instead of kept by the parse (688), the parse
-//! result without the 40-byte key (IPv6 addresses read again from the frame: 646-658).
+//! --fast-only` prints); with 100,000 flows, 600 per packet: `Router::process_slots` 553 (the
+//! offload wrapper 35 and the flowtable's `process_burst` 452, one call a burst: the frame
+//! parse about 90, the look-up about 67, the checks of a hit 59, the rewrite 74, the stage
+//! loops 77, counting and refresh 46; the router's loop and timers 66), the refill and this
+//! loop 48. It was 661 while the parse produced a 112-byte struct with the whole 40-byte key
+//! (now a 40-byte record: key words, MAC and encapsulation as words, offsets), the header
+//! checksum was summed with byte swaps, the whole parse was one call per frame (now the
+//! untagged IPv4 path inline, the rest out of line), the IPv4 hash took two multiplies (now
+//! one folded multiply) and `process_burst` was inlined into the engine's wrapper or not
+//! depending on unrelated code (it went in and out between builds, moving the count by a
+//! dozen: the 649 -> 661 of the round before; now never inlined). 701 while conntrack's GC
+//! scanned 64 slots every burst, 862 before the one-line flows, the fixed-size IPv4 parse and
+//! the iterator-driven burst stages, 1,025 before that.
+//! Tried and measured worse or no better (callgrind): the whole parse inlined into the
+//! burst's first stage (718), the record without the MAC (read again from the frame at the
+//! checks) and with the encapsulation compared as an enum (671), `FrameSlot::frame` with two
+//! checks instead of an addition (601).
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's four chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
