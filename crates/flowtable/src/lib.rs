@@ -451,15 +451,7 @@ impl<B: OffloadBackend> Flowtable<B> {
 
     #[inline]
     fn find(&self, key: &Key, h: u64) -> Option<u32> {
-        fastpath::find(
-            &self.index,
-            &self.hot,
-            &self.cold,
-            &self.links,
-            key,
-            key.v4_key(),
-            h,
-        )
+        fastpath::find(&self.index, &self.hot, &self.cold, &self.links, key, h)
     }
 
     /// Marks a flow for removal at the next GC; its packets go to the slow path meanwhile.

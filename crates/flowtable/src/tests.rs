@@ -1653,22 +1653,24 @@ proptest! {
         let general = parse_frame(&f);
         match (&fast, &general) {
             (Ok(p), Ok(m)) => {
-                prop_assert_eq!(p.key.port, 3);
-                prop_assert_eq!(p.words, p.key.v4_key());
-                prop_assert_eq!(Some(p.key.tuple().src), m.src_addr);
-                prop_assert_eq!(Some(p.key.tuple().dst), m.dst_addr);
-                prop_assert_eq!(Some((p.key.sport, p.key.dport)), m.ports);
-                prop_assert_eq!(p.key.v6, m.ip_version == Some(IpVersion::Ipv6));
-                prop_assert_eq!(Some(p.key.proto), m.ip_protocol.map(u8::from));
-                prop_assert_eq!(p.l3, m.l3_offset);
-                prop_assert_eq!(Some(p.l4), m.l4_offset);
-                prop_assert_eq!(p.ip_len, m.ip_total_len);
-                prop_assert_eq!(p.encap, encap_of(m));
-                prop_assert_eq!(p.dst_mac, m.dst_mac.0);
+                let key = p.key(&f);
+                prop_assert_eq!(key.port, 3);
+                prop_assert_eq!(p.w, key.v4_key());
+                prop_assert_eq!(Some(key.tuple().src), m.src_addr);
+                prop_assert_eq!(Some(key.tuple().dst), m.dst_addr);
+                prop_assert_eq!(Some((key.sport, key.dport)), m.ports);
+                prop_assert_eq!(key.v6, m.ip_version == Some(IpVersion::Ipv6));
+                prop_assert_eq!(Some(key.proto), m.ip_protocol.map(u8::from));
+                prop_assert_eq!(p.l3(), m.l3_offset);
+                prop_assert_eq!(Some(p.l4()), m.l4_offset);
+                prop_assert_eq!(p.ip_len as usize, m.ip_total_len);
+                prop_assert_eq!(p.encap(), encap_of(m));
+                prop_assert_eq!(p.l2, encap_of(m).bits());
+                prop_assert_eq!(p.mac, crate::flow::mac_bits(&m.dst_mac.0));
                 prop_assert!(m.fragment == nft_wire::Fragment::None && !m.ipv4_options);
                 prop_assert_eq!(m.ipv6_ext_count, 0);
                 prop_assert!(m.ttl > 1);
-                if p.key.proto == 6 {
+                if key.proto == 6 {
                     prop_assert_eq!(Some(p.tcp_flags), m.tcp.map(|t| t.flags.bits() as u8));
                 }
             }
