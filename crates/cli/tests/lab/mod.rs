@@ -142,17 +142,35 @@ pub struct Answers {
 ///   NoPorts`), one datagram short without the router losing anything;
 /// - answers are taken as they come, not one at a time with a timeout: a late answer still
 ///   counts (with a timeout per datagram it counted as lost and the next wait took it);
-/// - what is still missing two seconds after the last request is lost, and the counters of
+/// - what is still missing three seconds after the last request is lost, and the counters of
 ///   the client's and the server's kernels tell where (printed): requests the server never
 ///   received (`InDatagrams` short, no `NoPorts`) or answers it sent that never came back were
 ///   lost between the two, i.e. by the router.
 pub fn udp_exchange_counted(c: &str, s: &str, n: u32) -> Answers {
+    udp_exchange_with(c, s, n, Echo::default())
+}
+
+/// How the echo server of [`udp_exchange_with`] misbehaves (the helper's own tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo {
+    /// Seconds the server waits before it binds its socket (a slow start).
+    pub start_delay: f64,
+    /// The datagram (by number) the server answers half a second late.
+    pub late: Option<u32>,
+}
+
+/// [`udp_exchange_counted`] with a server that starts slowly or answers late.
+pub fn udp_exchange_with(c: &str, s: &str, n: u32, echo: Echo) -> Answers {
     use std::io::{BufRead, BufReader};
     let (c0, s0) = (udp_counters(c), udp_counters(s));
     let mut server = Bg(Command::new("ip")
         .args([
             "netns", "exec", s, "python3", "-c",
-            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',9))\nprint('ready',flush=True)\ns.settimeout(60)\ntry:\n  while True:\n    d,a=s.recvfrom(2048); s.sendto(d,a)\nexcept socket.timeout: pass\n",
+            &format!(
+                "import socket,time\ntime.sleep({})\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',9))\nprint('ready',flush=True)\ns.settimeout(60)\ntry:\n  while True:\n    d,a=s.recvfrom(2048)\n    if d[:6]==b'{}': time.sleep(0.5)\n    s.sendto(d,a)\nexcept socket.timeout: pass\n",
+                echo.start_delay,
+                echo.late.map_or("-".repeat(6), |i| format!("{i:06}")),
+            ),
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -163,7 +181,7 @@ pub fn udp_exchange_counted(c: &str, s: &str, n: u32) -> Answers {
         .unwrap();
     assert_eq!(line.trim(), "ready", "the UDP echo server did not start");
     let script = format!(
-        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',10000))\ns.setblocking(False)\nsent=set();seen=set();twice=0;foreign=0\ndef take():\n  global twice,foreign\n  while True:\n    try: d=s.recv(2048)\n    except BlockingIOError: return\n    if d not in sent: foreign+=1\n    elif d in seen: twice+=1\n    else: seen.add(d)\nfor i in range({n}):\n  m=b'%06d'%i+b'x'*26\n  sent.add(m)\n  s.sendto(m,('198.19.0.2',9))\n  time.sleep(0.02)\n  take()\nend=time.time()+2\nwhile time.time()<end and len(seen)<{n}:\n  time.sleep(0.02); take()\nprint(len(seen),twice,foreign)\n"
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',10000))\ns.setblocking(False)\nsent=set();seen=set();twice=0;foreign=0\ndef take():\n  global twice,foreign\n  while True:\n    try: d=s.recv(2048)\n    except BlockingIOError: return\n    if d not in sent: foreign+=1\n    elif d in seen: twice+=1\n    else: seen.add(d)\nfor i in range({n}):\n  m=b'%06d'%i+b'x'*26\n  sent.add(m)\n  s.sendto(m,('198.19.0.2',9))\n  time.sleep(0.02)\n  take()\nend=time.time()+3\nwhile time.time()<end and len(seen)<{n}:\n  time.sleep(0.02); take()\nprint(len(seen),twice,foreign)\n"
     );
     let out = Command::new("ip")
         .args(["netns", "exec", c, "python3", "-c", &script])
