@@ -454,19 +454,19 @@ pub fn fast_path_pass(
         // the buffers the slow path sent come back to the slots it took them from, as a
         // driver's transmit completion returns them to its receive ring: no allocation per
         // slow-path frame in this loop (the router's own work is unchanged)
-        let mut done = sent.drain(..).filter_map(|x| match x {
-            Sent::Frame(tx) => Some(tx.data),
+        // (looked for only when a slot is empty: a burst of fast-path hits walks nothing)
+        let mut done = sent.iter_mut().filter_map(|x| match x {
+            Sent::Frame(tx) => Some(std::mem::take(&mut tx.data)),
             Sent::Slot { .. } => None,
         });
         for (s, f) in burst.iter_mut().zip(chunk) {
-            if s.frame().is_empty() {
+            if s.is_empty() {
                 if let Some(b) = done.next() {
                     *s = FrameSlot::from_vec(port, b);
                 }
             }
             s.refill(port, f);
         }
-        drop(done);
         sent.clear();
         r.process_slots(burst, now, sent);
     }

@@ -10,12 +10,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::run::{load_ruleset, Shared};
+use crate::run::{load_ruleset_for, preload_xdp, Shared};
 
 pub const DEFAULT_PATH: &str = "/run/nft-offload.sock";
 
@@ -112,15 +112,54 @@ fn handle(shared: &Shared, line: &str) -> Result<String, String> {
         }
         ["load", path @ ..] if !path.is_empty() => {
             let path = Path::new(line.trim_start()["load".len()..].trim());
+            // Everything that takes time is done before the router's lock, while the workers
+            // forward: reading and compiling the file, and loading (verifying) the XDP
+            // programs a `flags offload` flowtable of it needs. The lock covers the swap.
+            let t = Instant::now();
+            let (names, have) = {
+                let st = shared.lock();
+                let names: Vec<String> = st
+                    .router
+                    .topology()
+                    .interfaces
+                    .iter()
+                    .map(|i| i.name.clone())
+                    .collect();
+                let have: Vec<(String, String)> = st
+                    .xdp
+                    .iter()
+                    .filter(|x| x.handle.is_some())
+                    .map(|x| (x.table.clone(), x.name.clone()))
+                    .collect();
+                (names, have)
+            };
+            let (ast, rules) = load_ruleset_for(path, names)?;
+            let mut loads = preload_xdp(&rules, &have);
+            let prepared = t.elapsed();
+            let t = Instant::now();
             let mut st = shared.lock();
-            let (ast, rules) = load_ruleset(path, st.router.topology())?;
             let now = shared.now();
             st.router.replace_ruleset(rules, now);
             st.ast = ast;
+            let lines = crate::run::xdp_after_reload(
+                &mut st,
+                &shared.xdp_env,
+                shared.steering.as_deref(),
+                &mut loads,
+            );
+            drop(st);
+            let held = t.elapsed();
+            // programs loaded for a flowtable that took an idle offload over instead
+            drop(loads.ready);
+            if let Ok(mut r) = shared.reloads.lock() {
+                r.count += 1;
+                r.last_prepare_ns = prepared.as_nanos() as u64;
+                r.last_lock_held_ns = held.as_nanos() as u64;
+                r.xdp_loaded_before_lock += loads.loaded;
+                r.xdp_loaded_under_lock += loads.under_lock;
+            }
             let mut out = String::new();
-            for line in
-                crate::run::xdp_after_reload(&mut st, &shared.xdp_env, shared.steering.as_deref())
-            {
+            for line in lines {
                 eprintln!("nft-offload: {line}");
                 out.push_str(&line);
                 out.push('\n');
@@ -227,6 +266,14 @@ pub fn stats_json(shared: &Shared) -> Value {
     if txd > 0 {
         drops.insert("tx_backpressure".into(), json!(txd));
     }
+    let bad: u64 = shared
+        .tx_bad_port
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
+    if bad > 0 {
+        drops.insert("tx_bad_port".into(), json!(bad));
+    }
     let rd: u64 = (0..names.len()).map(ring_drops).sum();
     if rd > 0 {
         drops.insert("rx_ring_full".into(), json!(rd));
@@ -256,8 +303,16 @@ pub fn stats_json(shared: &Shared) -> Value {
             (dev, Value::Object(m))
         })
         .collect();
+    let reloads = shared.reloads.lock().map(|r| *r).unwrap_or_default();
     json!({
         "uptime_seconds": shared.now().as_secs_f64(),
+        "reloads": {
+            "count": reloads.count,
+            "last_prepare_ns": reloads.last_prepare_ns,
+            "last_lock_held_ns": reloads.last_lock_held_ns,
+            "xdp_loaded_before_lock": reloads.xdp_loaded_before_lock,
+            "xdp_loaded_under_lock": reloads.xdp_loaded_under_lock,
+        },
         "steering": steering,
         "xdp_offload": xdp_offload,
         "workers": shared.workers,
@@ -343,6 +398,17 @@ pub fn stats_text(shared: &Shared) -> String {
             }
             s.push('\n');
         }
+    }
+    let r = &v["reloads"];
+    if n(&r["count"]) > 0 {
+        s.push_str(&format!(
+            "reloads {}; the last: prepared in {:.3} ms, router lock held {:.3} ms; XDP programs loaded before the lock {}, under it {}\n",
+            n(&r["count"]),
+            n(&r["last_prepare_ns"]) as f64 / 1e6,
+            n(&r["last_lock_held_ns"]) as f64 / 1e6,
+            n(&r["xdp_loaded_before_lock"]),
+            n(&r["xdp_loaded_under_lock"])
+        ));
     }
     s.push_str(&format!("connections {}\n", n(&v["connections_total"])));
     s.push_str(&format!(
@@ -439,6 +505,16 @@ pub fn stats_prometheus(shared: &Shared) -> String {
         "nft_offload_flows_offloaded_total {}\n",
         n(&v["flows"]["offloaded_total"])
     ));
+    s.push_str("# TYPE nft_offload_reloads_total counter\n");
+    s.push_str(&format!(
+        "nft_offload_reloads_total {}\n",
+        n(&v["reloads"]["count"])
+    ));
+    s.push_str("# TYPE nft_offload_reload_lock_held_seconds gauge\n");
+    s.push_str(&format!(
+        "nft_offload_reload_lock_held_seconds {}\n",
+        n(&v["reloads"]["last_lock_held_ns"]) as f64 / 1e9
+    ));
     s.push_str("# TYPE nft_offload_connections gauge\n");
     s.push_str(&format!(
         "nft_offload_connections {}\n",
@@ -483,5 +559,49 @@ pub fn client(path: &Path, line: &str) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::from(1))
         }
         _ => bail!("unexpected answer from {}: {out:?}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Shared;
+
+    /// Frames sent to an AF_XDP port the set does not have are a transmit drop reason of
+    /// their own in every form of `stats`, beside back-pressure and full receive rings.
+    #[test]
+    fn stats_show_the_transmit_drop_reasons() {
+        let shared = Shared::for_tests(&["lan0", "wan0"], 2);
+        // nothing dropped: no transmit drop reason is listed
+        let v = stats_json(&shared);
+        let drops = v["drops"].as_object().unwrap();
+        for k in ["tx_bad_port", "tx_backpressure", "rx_ring_full"] {
+            assert!(!drops.contains_key(k), "{k} in {v:#}");
+        }
+        shared.tx_bad_port[0].store(3, Ordering::Relaxed);
+        shared.tx_bad_port[1].store(4, Ordering::Relaxed);
+        shared.lock().tx_dropped[1] = 5;
+        shared.io_stats.lock().unwrap()[1][0].rx_drops = 6;
+        let v = stats_json(&shared);
+        assert_eq!(v["drops"]["tx_bad_port"], json!(7), "{v:#}");
+        assert_eq!(v["drops"]["tx_backpressure"], json!(5), "{v:#}");
+        assert_eq!(v["drops"]["rx_ring_full"], json!(6), "{v:#}");
+        assert_eq!(v["interfaces"][1]["tx_dropped"], json!(5), "{v:#}");
+        let text = stats_text(&shared);
+        for line in [
+            "drop tx_bad_port: 7\n",
+            "drop tx_backpressure: 5\n",
+            "drop rx_ring_full: 6\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
+        let prom = stats_prometheus(&shared);
+        for line in [
+            "nft_offload_drops_total{reason=\"tx_bad_port\"} 7\n",
+            "nft_offload_drops_total{reason=\"tx_backpressure\"} 5\n",
+            "nft_offload_drops_total{reason=\"rx_ring_full\"} 6\n",
+        ] {
+            assert!(prom.contains(line), "{line:?} not in\n{prom}");
+        }
     }
 }

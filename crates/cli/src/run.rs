@@ -274,7 +274,18 @@ pub fn load_ruleset(
     path: &Path,
     topo: &Topology,
 ) -> Result<(nft_lang::ast::Ruleset, nft_engine::rules::Ruleset), String> {
-    let mut names: Vec<String> = topo.interfaces.iter().map(|i| i.name.clone()).collect();
+    load_ruleset_for(
+        path,
+        topo.interfaces.iter().map(|i| i.name.clone()).collect(),
+    )
+}
+
+/// [`load_ruleset`] for interfaces `names` (the topology's): needs no router, so a reload
+/// reads and compiles the file without holding the router's lock.
+pub fn load_ruleset_for(
+    path: &Path,
+    mut names: Vec<String>,
+) -> Result<(nft_lang::ast::Ruleset, nft_engine::rules::Ruleset), String> {
     if !names.iter().any(|n| n == "lo") {
         names.push("lo".into());
     }
@@ -309,6 +320,9 @@ pub struct Shared {
     pub worker_cpu_ns: Vec<AtomicU64>,
     /// Each worker's backend counters, per interface.
     pub io_stats: Mutex<Vec<Vec<AfPacketStats>>>,
+    /// `--io af_xdp`, per worker: frames sent to a port its AF_XDP set does not have, dropped
+    /// (`tx_bad_port`; no interface's counters can hold them). Never with a sane router.
+    pub tx_bad_port: Vec<AtomicU64>,
     pub workers: usize,
     /// `--io af_xdp`: the steering programs.
     pub steering: Option<Arc<Mutex<run_afxdp::Steering>>>,
@@ -325,9 +339,116 @@ pub struct Shared {
     pub lock_taken: AtomicU64,
     pub lock_contended: AtomicU64,
     pub lock_wait_ns: AtomicU64,
+    /// What `load` did and how long it held the router's lock (`stats`' `reload`).
+    pub reloads: Mutex<ReloadStats>,
+}
+
+/// `nft-offload load`: the reloads done, and what the last one cost. The file is read and
+/// compiled, and the XDP programs a new `flags offload` flowtable needs are loaded (the
+/// verifier), before the router's lock is taken; the lock covers the swap only (the
+/// ruleset, the flowtables' backends, attaching the loaded programs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReloadStats {
+    pub count: u64,
+    /// The last reload: reading and compiling the file and loading XDP programs, without
+    /// the lock.
+    pub last_prepare_ns: u64,
+    /// The last reload: the router's lock held for the swap.
+    pub last_lock_held_ns: u64,
+    /// XDP offload programs loaded before the lock was taken, since start.
+    pub xdp_loaded_before_lock: u64,
+    /// XDP offload programs loaded with the lock held (none was loaded ahead for the
+    /// flowtable), since start.
+    pub xdp_loaded_under_lock: u64,
+}
+
+/// XDP offload programs loaded (verified) ahead of a ruleset swap, for the flowtables it
+/// gives `flags offload` ([`preload_xdp`]), and how many the swap had to load itself.
+#[derive(Default)]
+pub struct XdpLoads {
+    pub ready: Vec<Result<nft_xdp::XdpOffload, nft_xdp::offload::XdpOffloadError>>,
+    pub loaded: u64,
+    pub under_lock: u64,
+}
+
+/// The XDP offload programs a swap to `rules` will attach: one per flowtable with `flags
+/// offload` that is not among `have` (the (table, name) of the offloads in use, which keep
+/// theirs), loaded now, unattached. The verifier takes a good part of a second here: done
+/// before the router's lock is taken, the workers go on forwarding meanwhile. A program
+/// the swap does not use (the flowtable took an idle offload over) is dropped after it.
+pub fn preload_xdp(rules: &nft_engine::rules::Ruleset, have: &[(String, String)]) -> XdpLoads {
+    let cfg = nft_xdp::offload::XdpOffloadConfig::default();
+    let ready: Vec<_> = rules
+        .flowtables
+        .iter()
+        .filter(|(table, f)| f.offload && !have.iter().any(|(t, n)| t == table && *n == f.name))
+        .map(|_| nft_xdp::XdpOffload::load(&cfg))
+        .collect();
+    XdpLoads {
+        loaded: ready.len() as u64,
+        ready,
+        under_lock: 0,
+    }
 }
 
 impl Shared {
+    /// A `Shared` for tests: interfaces `names` (ifindex 2, 3, ...) with no addresses or
+    /// routes, an empty ruleset, no backend opened.
+    #[cfg(test)]
+    pub(crate) fn for_tests(names: &[&str], workers: usize) -> Shared {
+        let mut snap = netlink::Snapshot::default();
+        for (k, name) in names.iter().enumerate() {
+            let ifindex = k as u32 + 2;
+            snap.links.insert(
+                ifindex,
+                netlink::Link {
+                    ifindex,
+                    name: name.to_string(),
+                    mac: [2, 0, 0, 0, 0, ifindex as u8],
+                    mtu: 1500,
+                    up: true,
+                    kind: "veth".into(),
+                },
+            );
+        }
+        let ifs: Vec<(String, String)> = names
+            .iter()
+            .map(|n| (String::new(), n.to_string()))
+            .collect();
+        let (topo, names) = topology(&snap, &ifs).expect("topology");
+        let n_if = topo.interfaces.len();
+        Shared {
+            state: Mutex::new(State {
+                router: Router::new(topo, Default::default(), Config::default()),
+                ast: Default::default(),
+                routes: vec![],
+                addrs: vec![],
+                tx_dropped: vec![0; n_if],
+                xdp: vec![],
+            }),
+            names,
+            epoch: Instant::now(),
+            stop: AtomicBool::new(false),
+            worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
+            tx_bad_port: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            workers,
+            steering: None,
+            kick: AtomicBool::new(false),
+            xdp_env: XdpEnv {
+                ifs,
+                mono: Duration::ZERO,
+                io: Io::AfXdp,
+                mode: nft_xdp::offload::ModeRequest::Auto,
+            },
+            local_senders: vec![true; n_if],
+            lock_taken: AtomicU64::new(0),
+            lock_contended: AtomicU64::new(0),
+            lock_wait_ns: AtomicU64::new(0),
+            reloads: Mutex::new(ReloadStats::default()),
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.lock_taken.fetch_add(1, Ordering::Relaxed);
         // the clock is read only when the lock is held by another thread
@@ -1132,7 +1253,7 @@ fn xdp_offload(
         .map(|(i, _)| i)
         .collect();
     for i in tables {
-        let (x, m, c) = new_xdp_table(router, i, env, None);
+        let (x, m, c) = new_xdp_table(router, i, env, None, &mut XdpLoads::default());
         msgs.extend(m);
         chains.extend(c);
         kept.push(x);
@@ -1142,12 +1263,14 @@ fn xdp_offload(
 
 /// The XDP offload for flowtable `i` of the router, set as its backend. With `steering` (a
 /// reload under `--io af_xdp`), it takes the devices over from their steering programs,
-/// which it chains, instead of being attached.
+/// which it chains, instead of being attached. The program is one of `loads.ready` (loaded
+/// before a reload took the lock), or loaded here when there is none.
 fn new_xdp_table(
     router: &mut Router,
     i: usize,
     env: &XdpEnv,
     steering: Option<&mut run_afxdp::Steering>,
+    loads: &mut XdpLoads,
 ) -> (XdpTable, Vec<String>, Option<run_afxdp::Chained>) {
     use nft_xdp::offload::{SharedXdpOffload, XdpOffload, XdpOffloadConfig};
     let t = &router.offload().flowtables()[i];
@@ -1163,13 +1286,19 @@ fn new_xdp_table(
         ..XdpOffloadConfig::default()
     };
     let in_front = steering.is_some();
-    let made = match steering {
-        Some(st) => XdpOffload::load(&cfg).map(|mut x| {
-            st.put_behind(&mut x, &cfg.devices, cfg.mode);
-            x
-        }),
-        None => XdpOffload::new(&cfg),
-    };
+    let loaded = loads.ready.pop().unwrap_or_else(|| {
+        loads.under_lock += 1;
+        XdpOffload::load(&cfg)
+    });
+    let made = loaded.map(|mut x| {
+        match steering {
+            Some(st) => {
+                st.put_behind(&mut x, &cfg.devices, cfg.mode);
+            }
+            None => x.attach_devices(&cfg),
+        }
+        x
+    });
     let handle = match made {
         Ok(mut x) => {
             x.set_clock(Duration::ZERO, env.mono);
@@ -1229,12 +1358,14 @@ fn new_xdp_table(
 /// program off its devices (with `--io af_xdp` the program stays, idle, in front of the
 /// steering, and is taken up again if the flag comes back, or by a new flowtable on the same
 /// devices). With `--io af_xdp` (`steering`) a new offload takes its devices over from their
-/// steering programs, which it chains ([`run_afxdp::Steering::put_behind`]). The lines are
+/// steering programs, which it chains ([`run_afxdp::Steering::put_behind`]). The programs
+/// come from `loads` ([`preload_xdp`], before the lock), else are loaded here. The lines are
 /// for the log.
 pub fn xdp_after_reload(
     st: &mut State,
     env: &XdpEnv,
     steering: Option<&Mutex<run_afxdp::Steering>>,
+    loads: &mut XdpLoads,
 ) -> Vec<String> {
     let mut msgs = vec![];
     let hw: Vec<usize> = st
@@ -1308,9 +1439,9 @@ pub fn xdp_after_reload(
         let (x, m, _) = match (env.io, steering) {
             (Io::AfXdp, Some(s)) => {
                 let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-                new_xdp_table(&mut st.router, i, env, Some(&mut s))
+                new_xdp_table(&mut st.router, i, env, Some(&mut s), loads)
             }
-            _ => new_xdp_table(&mut st.router, i, env, None),
+            _ => new_xdp_table(&mut st.router, i, env, None, loads),
         };
         msgs.extend(m);
         st.xdp.push(x);
@@ -1440,6 +1571,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         stop: AtomicBool::new(false),
         worker_cpu_ns: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         io_stats: Mutex::new(vec![vec![AfPacketStats::default(); n_if]; workers]),
+        tx_bad_port: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         workers,
         steering: steering.clone(),
         local_senders: ifs
@@ -1449,6 +1581,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         lock_taken: AtomicU64::new(0),
         lock_contended: AtomicU64::new(0),
         lock_wait_ns: AtomicU64::new(0),
+        reloads: Mutex::new(ReloadStats::default()),
     });
 
     // neighbour resolution, asked of the kernel

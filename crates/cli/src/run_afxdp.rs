@@ -583,13 +583,16 @@ fn maybe_stats(shared: &Shared, set: &mut AfXdpSet, wid: usize, last: &mut Insta
 
 fn write_stats(shared: &Shared, set: &mut AfXdpSet, wid: usize) {
     shared.worker_cpu_ns[wid].store(thread_cpu_ns(), Ordering::Relaxed);
-    let st: Vec<AfPacketStats> = (0..set.len())
-        .map(|p| {
-            set.stats(p)
-                .map(|s| as_packet_stats(&s))
-                .unwrap_or_default()
-        })
+    let xs: Vec<AfXdpStats> = (0..set.len())
+        .map(|p| set.stats(p).unwrap_or_default())
         .collect();
+    // sent to a port the set does not have: by `tx_burst` (the set's own count) and by a
+    // receive pass (counted on the port the frame came in on)
+    let bad = set.tx_bad_port() + xs.iter().map(|s| s.tx_bad_port).sum::<u64>();
+    if let Some(c) = shared.tx_bad_port.get(wid) {
+        c.store(bad, Ordering::Relaxed);
+    }
+    let st: Vec<AfPacketStats> = xs.iter().map(as_packet_stats).collect();
     if let Ok(mut io) = shared.io_stats.lock() {
         io[wid] = st;
     }

@@ -84,6 +84,14 @@ fn run_reload_attaches_and_detaches_xdp_offload() {
         "{said}"
     );
     assert!(xdp_on(r, "lan0") && xdp_on(r, "wan0"));
+    let st = stats(&sock);
+    check_reload_loaded_before_the_lock(&st, 1, 1);
+    // the lock covered the swap only: attaching a verified program, less than loading it
+    let rl = &st["reloads"];
+    assert!(
+        rl["last_lock_held_ns"].as_u64() < rl["last_prepare_ns"].as_u64(),
+        "{rl:#}"
+    );
     assert_eq!(udp_exchange(c, s, 150), 150);
     std::thread::sleep(Duration::from_millis(1500));
     let ct = list(&sock, "conntrack");
@@ -102,6 +110,8 @@ fn run_reload_attaches_and_detaches_xdp_offload() {
     assert_eq!(said, "");
     assert_eq!(udp_exchange(c, s, 50), 50);
     let st = stats(&sock);
+    // it keeps its program: none loaded
+    check_reload_loaded_before_the_lock(&st, 2, 1);
     assert!(xdp_frames(&st, "forwarded") >= fwd + 90, "{st:#}");
     assert!(list(&sock, "conntrack").contains("[HW_OFFLOAD]"));
 
@@ -122,6 +132,19 @@ fn run_reload_attaches_and_detaches_xdp_offload() {
     );
     assert_eq!(stats(&sock)["xdp_offload"], serde_json::json!([]));
     assert!(lab.router.stop().is_some(), "run did not stop on SIGTERM");
+}
+
+/// `stats --json`'s `reloads` after `n` reloads of which the last loaded one XDP program:
+/// loaded (verified) before the router's lock was taken, none with the lock held, and the
+/// lock held for the swap only, less than the loading took.
+fn check_reload_loaded_before_the_lock(st: &serde_json::Value, n: u64, loaded: u64) {
+    let rl = &st["reloads"];
+    assert_eq!(rl["count"], n, "{rl:#}");
+    assert_eq!(rl["xdp_loaded_before_lock"], loaded, "{rl:#}");
+    assert_eq!(rl["xdp_loaded_under_lock"], 0, "{rl:#}");
+    let held = rl["last_lock_held_ns"].as_u64().unwrap();
+    let prepare = rl["last_prepare_ns"].as_u64().unwrap();
+    eprintln!("reload {n}: prepared in {prepare} ns, router lock held {held} ns");
 }
 
 /// One steering counter of the stats, summed over the interfaces.
@@ -417,6 +440,12 @@ fn run_af_xdp_reload_puts_the_offload_in_front_of_the_steering() {
     }
     assert!(!said.contains("warning"), "{said}");
     let st = stats(&sock);
+    check_reload_loaded_before_the_lock(&st, 1, 1);
+    let rl = &st["reloads"];
+    assert!(
+        rl["last_lock_held_ns"].as_u64() < rl["last_prepare_ns"].as_u64(),
+        "{rl:#}"
+    );
     assert_eq!(st["xdp_offload"][0]["devices"]["lan0"], "native", "{st:#}");
     // every frame passed the offload first (misses) and was steered after it
     assert!(xdp_frames(&st, "miss") > 0, "{st:#}");

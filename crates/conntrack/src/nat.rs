@@ -175,7 +175,7 @@ fn manip_addr(t: &Tuple, manip: Manip) -> IpAddr {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn l4_in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
     match (range.ports, key(t, manip)) {
         (Some((lo, hi)), Some(k)) => (lo..=hi).contains(&k),
@@ -183,7 +183,7 @@ fn l4_in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn in_range(t: &Tuple, manip: Manip, range: &NatRange) -> bool {
     let a = manip_addr(t, manip);
     let addr_ok = match range.addrs {

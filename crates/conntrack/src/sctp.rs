@@ -44,6 +44,12 @@ impl SctpState {
         }
     }
 
+    /// `sctp_can_early_drop`: an association shutting down, which the GC may take out of a
+    /// table near its limit even when assured.
+    pub const fn can_early_drop(self) -> bool {
+        matches!(self, SS | SR | SA)
+    }
+
     /// The state's timeout (`NONE` has the closed one, as the kernel's `timeouts[0]`).
     pub fn timeout(self, t: &Timeouts) -> Duration {
         t.sctp[self as usize]

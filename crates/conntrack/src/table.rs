@@ -204,6 +204,9 @@ pub struct Stats {
     pub drop: u64,
     pub early_drop: u64,
     pub expired: u64,
+    /// Taken out by GC near the limit after a refused connection (see
+    /// [`Table::gc`]); the kernel counts these nowhere.
+    pub evicted: u64,
     pub reopened: u64,
 }
 
@@ -294,6 +297,9 @@ pub struct Table {
     age: VecDeque<ConnId>,
     len: usize,
     gc_cursor: usize,
+    /// Slots GC still scans with eviction on (the kernel's `gc_work->early_drop`): set to
+    /// the whole table when a new connection is refused.
+    evict_left: usize,
     next_id: u32,
     pub(crate) rng: Rng,
     stats: Stats,
@@ -342,6 +348,7 @@ impl Table {
             age: VecDeque::with_capacity(n),
             len: 0,
             gc_cursor: 0,
+            evict_left: 0,
             next_id: 1,
             rng,
             stats: Stats::default(),
@@ -647,7 +654,71 @@ impl Table {
     }
 
     fn make_room(&mut self) -> bool {
-        self.len < self.cfg.max_entries || self.early_drop()
+        if self.len < self.cfg.max_entries || self.early_drop() {
+            return true;
+        }
+        // refused: the next GC sweep evicts what it may (`conntrack_gc_work.early_drop`)
+        self.evict_left = self.slots.len();
+        false
+    }
+
+    /// `gc_worker_can_early_drop`: what GC may take out of a table near its limit. Not an
+    /// offloaded connection (but an offloaded UDP one, kernel 6.x), any unassured one, and
+    /// assured ones that are closing: TCP in FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT or
+    /// CLOSE, SCTP in a SHUTDOWN state.
+    fn gc_can_evict(c: &Conn) -> bool {
+        if c.is_offloaded() && c.l4proto() != 17 {
+            return false;
+        }
+        !c.is_assured()
+            || c.tcp_state()
+                .is_some_and(crate::tcp::TcpState::can_early_drop)
+            || c.sctp_state()
+                .is_some_and(crate::sctp::SctpState::can_early_drop)
+    }
+
+    /// The kernel's GC after a new connection was refused (`gc_worker` with
+    /// `gc_work->early_drop`): besides expiring, a sweep of the whole table takes out the
+    /// confirmed, not dying connections [`Self::gc_can_evict`] allows, while the table holds
+    /// 95% of its limit or more (`nf_conntrack_max / 100 * 95`: none below a limit of 100).
+    /// Packets never do this themselves: they drop only unassured connections
+    /// ([`Self::early_drop`]), so a table full of assured ones refuses new connections
+    /// until GC has run. Looks at `budget` slots from the cursor, as [`Self::gc`].
+    #[cold]
+    #[inline(never)]
+    fn gc_evicting(&mut self, now: Duration, budget: usize) -> usize {
+        let n = self.slots.len();
+        let max95 = self.cfg.max_entries / 100 * 95;
+        let now_ns = crate::conn::ns(now);
+        let mut freed = 0;
+        let mut idx = self.gc_cursor % n;
+        for _ in 0..budget.min(n) {
+            let (due, evict) = match self.slots[idx].conn.as_ref() {
+                Some(c) if c.expired_ns(now_ns) || c.status.contains(Status::DYING) => {
+                    (true, false)
+                }
+                Some(c) => (
+                    false,
+                    max95 > 0 && self.len >= max95 && c.is_confirmed() && Self::gc_can_evict(c),
+                ),
+                None => (false, false),
+            };
+            if (due || evict) && self.free_slot(idx as u32).is_some() {
+                freed += 1;
+                if due {
+                    self.stats.expired += 1;
+                } else {
+                    self.stats.evicted += 1;
+                }
+            }
+            idx = (idx + 1) % n;
+            self.evict_left = self.evict_left.saturating_sub(1);
+            if self.evict_left == 0 {
+                break;
+            }
+        }
+        self.gc_cursor = idx;
+        freed
     }
 
     /// Expires connections whose time is up (or that are dying), looking at no more than
@@ -656,6 +727,9 @@ impl Table {
         let n = self.slots.len();
         if n == 0 {
             return 0;
+        }
+        if self.evict_left > 0 {
+            return self.gc_evicting(now, budget);
         }
         let mut freed = 0;
         // A run of slots scanned with no index arithmetic per slot, then the cursor stored
@@ -1190,8 +1264,9 @@ impl Table {
         Ok(())
     }
 
-    /// Marks a connection offloaded to a flowtable (software or hardware): it shows
-    /// `[OFFLOAD]`/`[HW_OFFLOAD]` and does not expire while offloaded.
+    /// Marks a connection offloaded to a flowtable: in the hardware (`hw`, `[HW_OFFLOAD]`) or
+    /// in software (`[OFFLOAD]`, also for one the hardware no longer has); it does not expire
+    /// while offloaded.
     pub fn set_offload(&mut self, id: ConnId, hw: bool) -> Result<(), CtError> {
         let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
         if !c.status.contains(Status::OFFLOAD) {
@@ -1203,6 +1278,8 @@ impl Table {
         c.status.insert(Status::OFFLOAD);
         if hw {
             c.status.insert(Status::HW_OFFLOAD);
+        } else {
+            c.status.remove(Status::HW_OFFLOAD);
         }
         Ok(())
     }

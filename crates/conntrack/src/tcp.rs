@@ -39,6 +39,19 @@ impl TcpState {
         }
     }
 
+    /// `tcp_can_early_drop`: a closing connection, which the GC may take out of a table
+    /// near its limit even when assured.
+    pub const fn can_early_drop(self) -> bool {
+        matches!(
+            self,
+            TcpState::FinWait
+                | TcpState::LastAck
+                | TcpState::TimeWait
+                | TcpState::Close
+                | TcpState::CloseWait
+        )
+    }
+
     pub fn timeout(self, t: &Timeouts) -> Duration {
         match self {
             // NONE never lasts past the packet that left it.

@@ -468,6 +468,87 @@ fn limit_early_drops_oldest_unassured_and_refuses_when_all_assured() {
     assert_eq!(t.stats().drop, 1);
 }
 
+/// `n` assured TCP connections from ports 40000.., the first `closing` of them in FIN_WAIT
+/// (the client sent its FIN): their ids.
+fn assured_tcp(t: &mut Table, n: u16, closing: u16, now: Duration) -> Vec<ConnId> {
+    (0..n)
+        .map(|k| {
+            let p = 40000 + k;
+            let (id, ..) = tracked(pass(t, &tcp(LAN, SRV, p, 443, F::Syn, 1, 0, b""), now));
+            pass(t, &tcp(SRV, LAN, 443, p, F::SynAck, 9, 2, b""), now);
+            pass(t, &tcp(LAN, SRV, p, 443, F::Ack, 2, 10, b""), now);
+            if k < closing {
+                pass(t, &tcp(LAN, SRV, p, 443, F::FinAck, 2, 10, b""), now);
+            }
+            assert!(t.get(id).unwrap().is_assured());
+            id
+        })
+        .collect()
+}
+
+/// The kernel's GC early drop (`gc_worker_can_early_drop`): once a new connection was refused
+/// because nothing unassured could go, GC takes closing connections (assured or not) out of
+/// the table while it holds 95% of its limit or more; established ones stay. A packet alone
+/// never does.
+#[test]
+fn gc_evicts_closing_connections_near_the_limit_after_a_refusal() {
+    let mut t = Table::new(Config {
+        max_entries: 100,
+        ..Config::default()
+    });
+    let ids = assured_tcp(&mut t, 100, 10, s(1));
+    assert_eq!(
+        t.get(ids[0]).unwrap().tcp_state(),
+        Some(crate::tcp::TcpState::FinWait)
+    );
+    // GC before any refusal expires only
+    assert_eq!(t.gc(s(2), 1000), 0);
+    let syn = tcp(LAN2, SRV, 50000, 443, F::Syn, 1, 0, b"");
+    assert_eq!(
+        pass(&mut t, &syn, s(2)),
+        Outcome::Refused(Refused::TableFull)
+    );
+    // the packet path drops unassured connections only: refused again, nothing gone
+    assert_eq!(
+        pass(&mut t, &syn, s(2)),
+        Outcome::Refused(Refused::TableFull)
+    );
+    assert_eq!(t.len(), 100);
+    // a sweep evicts closing ones until the table holds fewer than 95 (100 -> 94)
+    assert_eq!(t.gc(s(3), 1000), 6);
+    assert_eq!(t.len(), 94);
+    assert_eq!(t.stats().evicted, 6);
+    assert_eq!(t.stats().early_drop, 0);
+    let gone: Vec<usize> = (0..100).filter(|&k| t.get(ids[k]).is_none()).collect();
+    assert_eq!(gone, vec![0, 1, 2, 3, 4, 5], "closing ones, in slot order");
+    // the new connection now fits
+    tracked(pass(&mut t, &syn, s(3)));
+    // the sweep done, eviction is off again: the other closing ones stay
+    assert_eq!(t.gc(s(4), 1000), 0);
+    assert!(t.get(ids[9]).is_some());
+}
+
+/// `nf_conntrack_max / 100 * 95` is 0 below a limit of 100: no GC early drop at all there.
+#[test]
+fn gc_does_not_evict_below_a_limit_of_100() {
+    let mut t = Table::new(Config {
+        max_entries: 99,
+        ..Config::default()
+    });
+    let ids = assured_tcp(&mut t, 99, 10, s(1));
+    let syn = tcp(LAN2, SRV, 50000, 443, F::Syn, 1, 0, b"");
+    assert_eq!(
+        pass(&mut t, &syn, s(2)),
+        Outcome::Refused(Refused::TableFull)
+    );
+    assert_eq!(t.gc(s(3), 1000), 0);
+    assert!(ids.iter().all(|id| t.get(*id).is_some()));
+    assert_eq!(
+        pass(&mut t, &syn, s(3)),
+        Outcome::Refused(Refused::TableFull)
+    );
+}
+
 #[test]
 fn expiry_on_lookup_and_bounded_gc() {
     let mut t = Table::default();

@@ -106,6 +106,9 @@ drop_reasons! {
     SynproxyLocalServer = "synproxy_local_server",
     /// `dup`/`fwd` to an interface the topology does not have, or with no neighbour.
     FwdFailed = "fwd_failed",
+    /// netdev `fwd`/`dup`: a frame longer than the egress device takes (its MTU, link header
+    /// and a VLAN tag); the kernel's stack hands it over unchecked and the device drops it.
+    FrameTooLong = "frame_too_long",
 }
 
 /// Packets and bytes.

@@ -473,21 +473,30 @@ impl Offload {
         self.actions.resize(slots.len(), Action::None);
         let mut forwarded = 0;
         let port_table = &self.port_table;
-        let table_of = |s: &FrameSlot<S>| port_table.get(usize::from(s.port)).copied().flatten();
+        let table_of = |p: u16| port_table.get(usize::from(p)).copied().flatten();
         for (t, rt) in self.tables.iter_mut().enumerate() {
             if rt.ft.is_empty() {
                 continue;
             }
             let mut i = 0;
             while i < slots.len() {
-                if table_of(&slots[i]) != Some(t) {
+                // the port's table is looked up when the port changes (a burst from one
+                // port is one run, one look-up)
+                let mut last = None;
+                let run = slots[i..]
+                    .iter()
+                    .take_while(|s| {
+                        last == Some(s.port)
+                            || (table_of(s.port) == Some(t) && {
+                                last = Some(s.port);
+                                true
+                            })
+                    })
+                    .count();
+                if run == 0 {
                     i += 1;
                     continue;
                 }
-                let run = slots[i..]
-                    .iter()
-                    .take_while(|s| table_of(s) == Some(t))
-                    .count();
                 let end = i + run;
                 rt.ft
                     .process_burst::<false>(&mut slots[i..end], now, &mut self.actions[i..end]);

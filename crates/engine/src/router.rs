@@ -30,7 +30,7 @@ use crate::rules::{
     self, Actions, ChainType, CtFacts, CtK, Env, Hook, HookVerdict, LogSpec, NatKind, NatSpec, Pkt,
     Reject, RouteAnswer, Ruleset, State, TraceLine,
 };
-use crate::topology::{Interface, Mac, Topology};
+use crate::topology::{Encap, Interface, Mac, Topology};
 
 /// Where a frame leaves: an interface of the topology, or the router's own stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -415,8 +415,6 @@ struct Walk {
     hold: Option<IpAddr>,
     /// `meta secmark`.
     secmark: u32,
-    /// `tproxy` took the packet for a local socket: it is delivered to the host.
-    tproxy: bool,
 }
 
 /// Where each hook's base chains lie in `rules.base` (sorted by hook, then by where they run),
@@ -496,7 +494,7 @@ pub struct Router {
     /// For each base chain, the protocols its rules may act on (others skip it).
     filters: Vec<filter::ChainFilter>,
     /// For each base chain, the interfaces its rules need, if they all need some.
-    if_filters: Vec<Option<filter::IfFilter>>,
+    if_filters: Vec<Option<filter::IfTable>>,
     state: State,
     ct: Table,
     cfg: Config,
@@ -580,7 +578,7 @@ impl Router {
         let state = State::new(&rules);
         let ct = Table::new(cfg.conntrack.clone());
         let counters = Counters::new(topo.interfaces.len());
-        let ifnames = topo
+        let ifnames: Vec<u128> = topo
             .interfaces
             .iter()
             .map(|i| rules::ifname_value(&i.name))
@@ -593,7 +591,7 @@ impl Router {
             fib,
             hooks: HookIndex::new(&rules, &filters),
             filters,
-            if_filters: filter::if_filters(&rules),
+            if_filters: filter::if_tables(&rules, &ifnames),
             rules,
             state,
             ct,
@@ -915,7 +913,6 @@ impl Router {
             frags: None,
             hold: None,
             secmark: 0,
-            tproxy: false,
         };
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
         let dscp_in = ip_dscp(&data[start..], &meta);
@@ -1133,7 +1130,7 @@ impl Router {
             return Err(Drop::NotIp);
         };
         let _ = src;
-        let route = if w.tproxy || is_mcast_or_bcast(dst) {
+        let route = if is_mcast_or_bcast(dst) {
             Some(RouteKind::Local(w.iif))
         } else {
             self.fib.lookup(dst).map(|r| r.0.clone())
@@ -1460,7 +1457,8 @@ impl Router {
                     // nor on a packet of these interfaces (fw4's `dstnat` jumps by `iifname`)
                     || self.if_filters.get(i - 1).is_some_and(|f| {
                         f.as_ref().is_some_and(|f| {
-                            !f.runs(&self.rules, nfproto, l4proto, &self.ifaces(w))
+                            let iif = (!w.local).then_some(w.iif);
+                            !f.runs(iif, w.oif, nfproto, l4proto)
                         })
                     })
             };
@@ -1473,29 +1471,6 @@ impl Router {
             self.run_chain(i - 1, hook, w, buf, meta, now, out)?;
         }
         Ok(())
-    }
-
-    /// The packet's interfaces as a chain run's rules see them (none in for the router's own
-    /// packets, none out before routing).
-    fn ifaces(&self, w: &Walk) -> filter::Ifaces {
-        let (iif, iifname) = if w.local {
-            (0, 0)
-        } else {
-            (
-                w.iif as u32 + 1,
-                self.ifnames.get(w.iif).copied().unwrap_or(0),
-            )
-        };
-        let (oif, oifname) = match w.oif {
-            Some(o) => (o as u32 + 1, self.ifnames.get(o).copied().unwrap_or(0)),
-            None => (0, 0),
-        };
-        filter::Ifaces {
-            iif,
-            iifname,
-            oif,
-            oifname,
-        }
     }
 
     /// One base chain run (`rules.base[bi]`) on the packet, and what its rules handed over.
@@ -1597,7 +1572,6 @@ impl Router {
                 || pkt.new_ct_secmark.is_some()
                 || pkt.new_ct_timeout.is_some()
                 || !pkt.new_ct_expect.is_empty()
-                || pkt.tproxy.is_some()
                 || pkt.mangled)
                 .then(|| PktUpdate {
                     ct_mark: pkt.new_ct_mark,
@@ -1608,7 +1582,6 @@ impl Router {
                     ct_secmark: pkt.new_ct_secmark,
                     ct_timeout: pkt.new_ct_timeout,
                     ct_expect: std::mem::take(&mut pkt.new_ct_expect),
-                    tproxy: pkt.tproxy.is_some(),
                 });
             (v, p, upd)
         };
@@ -1632,7 +1605,7 @@ impl Router {
     }
 
     /// What a chain run set beyond the mark, priority, trace flag and secmark: connection
-    /// fields (`ct mark set`, `ct zone set`, ...), `tproxy`, a mangled packet.
+    /// fields (`ct mark set`, `ct zone set`, ...), a mangled packet.
     #[inline(never)]
     fn chain_effects(
         &mut self,
@@ -1764,12 +1737,9 @@ impl Router {
         }
     }
 
-    /// What `meta secmark set`, `ct secmark set`, `ct timeout set`, `ct expectation set` and
-    /// `tproxy` asked of a chain, carried out on the walk and its connection.
+    /// What `meta secmark set`, `ct secmark set`, `ct timeout set` and `ct expectation set`
+    /// asked of a chain, carried out on the walk's connection.
     fn apply_features(&mut self, w: &mut Walk, upd: &PktUpdate, now: Duration) {
-        if upd.tproxy {
-            w.tproxy = true;
-        }
         let Some((id, _)) = w.conn else { return };
         if let Some(s) = upd.ct_secmark {
             if let Some(c) = self.ct.get_mut(id) {
@@ -1831,29 +1801,19 @@ impl Router {
         let Some(egress) = egress.filter(|e| self.topo.interfaces[*e].up) else {
             return self.counters.drop(Drop::FwdFailed);
         };
-        if dup == Some(Hook::Ingress) {
-            // `nf_dup_netdev`: a clone of the frame as it came, link header and all, handed
-            // to the device; no TTL or DF change, no MTU check, no error to the source
-            self.counters.dup_packets += 1;
-            let frame = buf.to_vec();
-            return self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        if fwd || dup == Some(Hook::Ingress) {
+            return self.netdev_egress(w, buf, meta, addr, egress, fwd, out);
         }
         let iface = &self.topo.interfaces[egress];
         let dst_mac = match l2::fixed_peer(iface) {
-            Some(m) => Some(m),
-            None => target
+            Some(m) => m,
+            None => match target
                 .or(meta.dst_addr)
-                .and_then(|n| self.topo.neighbours.get(&(egress, n)).copied()),
-        };
-        // netdev fwd without an address sends the frame as it is, MACs untouched
-        let dst_mac = match (dst_mac, addr, fwd) {
-            (Some(m), _, _) => m,
-            (None, None, true) => {
-                let mut d = [0u8; 6];
-                d.copy_from_slice(buf.get(0..6).unwrap_or(&[0; 6]));
-                d
-            }
-            _ => return self.counters.drop(Drop::FwdFailed),
+                .and_then(|n| self.topo.neighbours.get(&(egress, n)).copied())
+            {
+                Some(m) => m,
+                None => return self.counters.drop(Drop::FwdFailed),
+            },
         };
         let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
         let Some(l3) = buf.get(meta.l3_offset..meta.l3_end) else {
@@ -1863,9 +1823,8 @@ impl Router {
         let mut copy = l3.to_vec();
         let mut too_big = false;
         let frames = match dup {
-            // netdev `fwd` sends the frame as it is (netdev sees no reassembled datagram)
-            None if copy.len() <= mtu => Some(vec![copy.clone()]),
-            None => None,
+            // (netdev's went above)
+            None => return,
             Some(hook) => {
                 // `nf_dup_ipv4`/`nf_dup_ipv6`: the copy is untracked; from prerouting and
                 // input its TTL goes down; an IPv4 copy gets DF, so that the source hears of
@@ -1924,11 +1883,7 @@ impl Router {
             }
             return self.counters.drop(Drop::NeedsFragmentation);
         };
-        if fwd {
-            self.counters.fwd_packets += 1;
-        } else {
-            self.counters.dup_packets += 1;
-        }
+        self.counters.dup_packets += 1;
         let frames: Vec<Vec<u8>> = frames
             .iter()
             .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
@@ -1939,6 +1894,62 @@ impl Router {
         for frame in frames {
             self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
         }
+    }
+
+    /// netdev's `dup` and `fwd`, which hand the packet straight to a device
+    /// (`nf_do_netdev_egress`, `neigh_xmit`): no route, no TTL or MTU check by the stack, no
+    /// error to the source.
+    /// - `fwd to DEV` (`nf_fwd_netdev_egress`) and `dup to DEV` send the frame as it came in,
+    ///   its link header pushed back: its own MACs, TTL and checksums (a VLAN interface's
+    ///   frame as that interface saw it, so it leaves with the egress interface's tags);
+    /// - `fwd ip to ADDR device DEV` (`nft_fwd_neigh`) sends the IP packet (link padding
+    ///   included: netdev runs before IP trims it) in a link header to ADDR's neighbour, from
+    ///   the device's MAC, its TTL or hop limit one less (the rule dropped it if 1 or less).
+    ///
+    /// The device, not the stack, limits the size: a frame longer than its MTU, link header
+    /// and a VLAN tag's 4 bytes does not go out (a veth's peer refuses it in
+    /// `is_skb_forwardable`, as most Ethernet receivers would); counted `frame_too_long`.
+    #[allow(clippy::too_many_arguments)]
+    fn netdev_egress(
+        &mut self,
+        w: &Walk,
+        buf: &[u8],
+        meta: &PacketMeta,
+        addr: Option<u128>,
+        egress: usize,
+        fwd: bool,
+        out: &mut Vec<TxFrame>,
+    ) {
+        let iface = &self.topo.interfaces[egress];
+        let frame = match addr {
+            None => as_it_came(buf, meta, &self.topo.interfaces[w.iif], iface),
+            Some(a) => {
+                let target = bits_addr(a, w.v6);
+                let dst_mac = match l2::fixed_peer(iface) {
+                    Some(m) => m,
+                    None => match self.topo.neighbours.get(&(egress, target)) {
+                        Some(m) => *m,
+                        None => return self.counters.drop(Drop::FwdFailed),
+                    },
+                };
+                let Some(l3) = buf.get(meta.l3_offset..) else {
+                    return;
+                };
+                let mut l3 = l3.to_vec();
+                fwd_decrease_ttl(&mut l3, w.v6);
+                let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+                l2::frame_with(iface, dst_mac, ethertype, &l3)
+            }
+        };
+        if frame.len() > iface.mtu as usize + 14 + 4 {
+            return self.counters.drop(Drop::FrameTooLong);
+        }
+        if fwd {
+            self.counters.fwd_packets += 1;
+        } else {
+            self.counters.dup_packets += 1;
+        }
+        self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
     }
 
     /// A `dup` copy too big for its route: the error goes to the source, quoting the copy
@@ -2660,7 +2671,7 @@ impl Router {
         self.offload.take_flows_from(old, &mut self.ct, now);
         self.state = State::new(&rules);
         self.filters = filter::chain_filters(&rules);
-        self.if_filters = filter::if_filters(&rules);
+        self.if_filters = filter::if_tables(&rules, &self.ifnames);
         self.hooks = HookIndex::new(&rules, &self.filters);
         self.rules = rules;
     }
@@ -2818,7 +2829,6 @@ struct PktUpdate {
     ct_secmark: Option<u32>,
     ct_timeout: Option<usize>,
     ct_expect: Vec<usize>,
-    tproxy: bool,
 }
 
 /// The DSCP of an IP packet (six bits), `None` for anything else.
@@ -2828,6 +2838,49 @@ fn ip_dscp(buf: &[u8], meta: &PacketMeta) -> Option<u8> {
         IpVersion::Ipv4 => Some(b[1] >> 2),
         IpVersion::Ipv6 => Some((b[0] & 0x0f) << 2 | b[1] >> 6),
     }
+}
+
+/// The frame as it came in on `ingress`, to leave through `egress` (netdev `fwd to` and `dup
+/// to`): on untagged interfaces both, the bytes themselves; else its MACs and what follows
+/// the link header, in `egress`'s link header (the kernel hands over the frame as the
+/// ingress device saw it, its tags already taken off, and the egress device adds its own).
+fn as_it_came(buf: &[u8], meta: &PacketMeta, ingress: &Interface, egress: &Interface) -> Vec<u8> {
+    if matches!(ingress.encap, Encap::None) && matches!(egress.encap, Encap::None) {
+        return buf.to_vec();
+    }
+    let (Some(macs), Some(l3)) = (buf.get(0..12), buf.get(meta.l3_offset..)) else {
+        return buf.to_vec();
+    };
+    let ethertype = match meta.ip_version {
+        Some(IpVersion::Ipv6) => ETHERTYPE_IPV6,
+        _ => ETHERTYPE_IPV4,
+    };
+    let mut dst = [0u8; 6];
+    dst.copy_from_slice(&macs[0..6]);
+    let mut f = l2::frame_with(egress, dst, ethertype, l3);
+    f[6..12].copy_from_slice(&macs[6..12]);
+    f
+}
+
+/// `ip_decrease_ttl` as `nft_fwd_neigh` uses it: the TTL less one, the header checksum
+/// patched as the kernel does (`check += htons(0x0100)` with the end-around carry, which
+/// makes a sum of 0xffff 0); IPv6: the hop limit less one. (The rule dropped a packet whose
+/// TTL was 1 or less.)
+fn fwd_decrease_ttl(l3: &mut [u8], v6: bool) {
+    if v6 {
+        if let Some(h) = l3.get_mut(7) {
+            *h = h.wrapping_sub(1);
+        }
+        return;
+    }
+    if l3.len() < 20 {
+        return;
+    }
+    let check = u32::from(u16::from_be_bytes([l3[10], l3[11]])) + 0x0100;
+    let check = (check + (check >> 16)) & 0xffff;
+    let check = if check == 0xffff { 0 } else { check as u16 };
+    l3[10..12].copy_from_slice(&check.to_be_bytes());
+    l3[8] = l3[8].wrapping_sub(1);
 }
 
 /// TTL or hop limit minus one; the IPv4 header checksum is patched incrementally (RFC 1624).
@@ -2877,7 +2930,6 @@ mod tests {
             frags: None,
             hold: None,
             secmark: 0,
-            tproxy: false,
         };
         let w = Walk::own(&base, 1, None, [0; 6], None, CtState::Invalid);
         assert!(w.tracked);
@@ -3066,7 +3118,6 @@ impl Walk {
             frags: None,
             hold: None,
             secmark: 0,
-            tproxy: false,
         }
     }
 }

@@ -22,6 +22,8 @@ use crate::hdr;
 
 /// NFPROTO_ARP: what `arp` loads check `meta nfproto` against.
 pub const NFPROTO_ARP: u8 = 3;
+/// NFPROTO_NETDEV: `meta nfproto` in a netdev-family chain.
+pub const NFPROTO_NETDEV: u8 = 5;
 
 /// Where conntrack's NAT rewrites packets among the base chains: destination at prerouting
 /// and output (`NF_IP_PRI_NAT_DST`), source at postrouting and input (`NF_IP_PRI_NAT_SRC`).
@@ -523,8 +525,9 @@ pub enum Op {
     /// `synproxy ...` or `synproxy name "x"`: the router answers the handshake (a SYN or the
     /// client's ACK ends the walk; other TCP segments go on to the next statement).
     Synproxy(crate::synproxy::SynproxySpec),
-    /// `tproxy [ip|ip6] to [ADDR][:PORT]`: the packet is for a local socket at that address
-    /// and port; the router delivers it to the host.
+    /// `tproxy [ip|ip6] to [ADDR][:PORT]`: the packet would be for a local transparent
+    /// socket at that address and port. The router has none to give it to, so the rule stops
+    /// there (see the evaluation); the address and port are kept for what is compiled.
     Tproxy {
         addr: Option<u128>,
         port: Option<u16>,
@@ -2560,7 +2563,13 @@ pub struct Pkt<'a> {
     /// Offsets of the network and transport headers in `frame`.
     pub nh: usize,
     pub th: Option<usize>,
+    /// The packet's network protocol (NFPROTO_IPV4 2, NFPROTO_IPV6 10, 0 other): what
+    /// payload loads and statements check their header against.
     pub nfproto: u8,
+    /// The chain runs in the netdev family: there the kernel's `nft_pf(pkt)` is the hook's
+    /// family, NFPROTO_NETDEV, so `meta nfproto` reads 5 whatever the packet (`meta protocol`
+    /// is the match that works there). Set for each base chain run.
+    pub netdev: bool,
     pub l4proto: u8,
     pub ethertype: u16,
     /// L3 length (`meta length`).
@@ -2587,9 +2596,6 @@ pub struct Pkt<'a> {
     pub new_ct_timeout: Option<usize>,
     /// `ct expectation set`: the objects whose expectations the connection announces.
     pub new_ct_expect: Vec<usize>,
-    /// `tproxy`: deliver to the host, for a socket at this address and port (None: the
-    /// packet's own).
-    pub tproxy: Option<(Option<u128>, Option<u16>)>,
     /// MTU of the route the packet takes, once routed (0 before).
     pub rt_mtu: u32,
     /// The route's next hop, once routed.
@@ -2734,6 +2740,7 @@ impl Pkt<'_> {
                     }
                     1
                 }
+                MetaK::NfProto if self.netdev => NFPROTO_NETDEV as u128,
                 MetaK::NfProto => self.nfproto as u128,
                 MetaK::L4Proto => self.l4proto as u128,
                 MetaK::PktType => self.pkttype as u128,
@@ -3206,6 +3213,7 @@ pub fn run_base_chain(
     let mut trace = trace;
     let mut keybuf = std::mem::take(&mut st.keybuf);
     pkt.now_ns = now_ns;
+    pkt.netdev = b.family == Family::Netdev;
     let v = run_chain(
         rs,
         st,
@@ -3763,19 +3771,19 @@ fn run_chain(
                             break;
                         }
                     },
-                    Op::Tproxy { addr, port, v6 } => {
-                        // the family the statement names must be the packet's; a
-                        // transport header is needed for the socket lookup
-                        let fam_ok = match v6 {
-                            Some(true) => pkt.nfproto == 10,
-                            Some(false) => pkt.nfproto == 2,
-                            None => true,
-                        };
-                        if !fam_ok || pkt.th.is_none() || !matches!(pkt.l4proto, 6 | 17) {
-                            matched = false;
-                            break;
-                        }
-                        pkt.tproxy = Some((*addr, *port));
+                    Op::Tproxy { .. } => {
+                        // `nft_tproxy_eval` assigns the packet to a transparent socket it
+                        // finds (an established one for its own addresses and ports, else a
+                        // listener at the statement's address and port) and otherwise, like
+                        // for a family or transport protocol it does not serve, ends the rule
+                        // with NFT_BREAK: the statements after it do not run, and the packet
+                        // goes on to the next rule, routed as if the rule were not there.
+                        // This router has no sockets: `simulate` has no local stack, and in
+                        // `run` the host's sockets are the kernel's, which a packet handed to
+                        // the host reaches only through the kernel's own tproxy rules. So the
+                        // lookup never finds one, and the rule always stops here.
+                        matched = false;
+                        break;
                     }
                     Op::SetPayload {
                         base,
@@ -3829,7 +3837,21 @@ fn run_chain(
                             .map(|x| x as u32);
                         act.dup(pkt, a, d);
                     }
-                    Op::Fwd { addr, dev, .. } => {
+                    Op::Fwd { addr, dev, v6 } => {
+                        if addr.is_some() {
+                            // `nft_fwd_neigh`: a packet of the other family breaks the rule;
+                            // one whose TTL (hop limit) would run out is dropped, without an
+                            // ICMP error (the check came to the kernel in 2025: 6.18 has it)
+                            if pkt.nfproto != if *v6 { 10 } else { 2 } {
+                                matched = false;
+                                break;
+                            }
+                            let ttl_at = pkt.nh + if *v6 { 7 } else { 8 };
+                            if pkt.frame.get(ttl_at).is_none_or(|t| *t <= 1) {
+                                verdict = Some(Verdict::Drop);
+                                break;
+                            }
+                        }
                         let a = addr
                             .as_ref()
                             .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
@@ -3972,6 +3994,7 @@ pub fn pkt_view<'a>(
         nh: m.l3_offset,
         th,
         nfproto,
+        netdev: false,
         l4proto: m.ip_protocol.map(u8::from).unwrap_or(0),
         ethertype: u16::from(m.ethertype),
         len: (m.l3_end - m.l3_offset) as u32,
@@ -3992,7 +4015,6 @@ pub fn pkt_view<'a>(
         new_ct_secmark: None,
         new_ct_timeout: None,
         new_ct_expect: Vec::new(),
-        tproxy: None,
         rt_mtu: 0,
         nexthop: None,
         mangled: false,

@@ -157,3 +157,55 @@ fn a_rerouted_hardware_flow_is_pushed_again_with_its_new_plan() {
     assert_eq!(l.added.len(), n + 1);
     assert_eq!(l.added[n].1.dirs[0].egress.mtu, 1400);
 }
+
+fn conn_line(r: &nft_engine::Router, now: std::time::Duration) -> String {
+    let l = r.conntrack().list(now);
+    assert_eq!(l.len(), 1, "{l:?}");
+    l[0].clone()
+}
+
+#[test]
+fn a_rerouted_hardware_flow_shows_software_offload_until_it_is_pushed_again() {
+    let (mut r, rec) = hw_router();
+    let sport = assured_udp(&mut r, 1);
+    r.sync_offload(secs(6));
+    assert!(flow_line(&r, 6).contains("[hw]"));
+    let line = conn_line(&r, secs(6));
+    assert!(line.contains("[HW_OFFLOAD]"), "{line}");
+    // a burst at 6 s runs the timers: the next GC is at 7 s
+    let q = |t: &[u8]| udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5000, 53, 64, t);
+    one(&mut r, LAN, q(b"q3"), secs(6), Port::Iface(WAN));
+    // the WAN's MAC changes; the burst at 6.5 s re-routes the flow, which leaves the
+    // backend: from then until the backend has it again, it is in software only
+    let new_mac = [2, 0, 0, 0, 9, 9];
+    assert!(r.set_link_params(WAN, new_mac, 1500));
+    let mid = std::time::Duration::from_millis(6500);
+    let out = one(&mut r, LAN, q(b"q4"), mid, Port::Iface(WAN));
+    assert_eq!(&out[6..12], &new_mac);
+    assert_eq!(rec.log().removed.len(), 1);
+    assert_eq!(
+        rec.log().pending.len(),
+        1,
+        "pushed again, not confirmed yet"
+    );
+    let l = r.list_flows(mid);
+    assert!(l[1].contains("[hw-pending]"), "{l:?}");
+    let line = conn_line(&r, mid);
+    assert!(line.contains("[OFFLOAD]"), "{line}");
+    assert!(!line.contains("[HW_OFFLOAD]"), "{line}");
+    // the answer, in software too
+    one(
+        &mut r,
+        WAN,
+        udp4(GW_MAC, new_mac, REMOTE, ROUTER_WAN, 53, sport, 60, b"a3"),
+        std::time::Duration::from_millis(6600),
+        Port::Iface(LAN),
+    );
+    assert!(!conn_line(&r, mid).contains("[HW_OFFLOAD]"));
+    // the GC at 7 s takes the backend's answer: in the hardware again
+    one(&mut r, LAN, q(b"q5"), secs(7), Port::Iface(WAN));
+    assert!(flow_line(&r, 7).contains("[hw]"));
+    let line = conn_line(&r, secs(7));
+    assert!(line.contains("[HW_OFFLOAD]"), "{line}");
+    assert_eq!(r.offload().flowtables()[0].ft.stats().hw_repushed, 1);
+}

@@ -454,6 +454,59 @@ fn conntrack_limit_refuses_new_and_keeps_established() {
     );
 }
 
+/// The kernel's GC early drop, as `simulate --conntrack-max 100` runs it: a table full of
+/// assured connections refuses a new one; the next GC sweep then takes closing connections
+/// out while the table holds 95% of its limit or more, and the new connection's retry goes
+/// through. Established connections stay.
+#[test]
+fn conntrack_gc_evicts_closing_connections_after_a_refusal() {
+    let rules = r#"
+table inet fw {
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		iifname "lan" oifname "wan" accept
+	}
+	chain srcnat {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "wan" masquerade
+	}
+}
+"#;
+    let cfg = nft_engine::Config {
+        conntrack: nft_conntrack::Config {
+            max_entries: 100,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut r = router_with(TOPOLOGY, rules, cfg);
+    for k in 0..100u16 {
+        open_tcp(&mut r, 50000 + k, 443, 9000, secs(1));
+        if k < 10 {
+            // the client closes: FIN_WAIT, still assured
+            lan_to_wan(
+                &mut r,
+                lan_tcp(50000 + k, 443, 101, Tcp::Fin(9001), b""),
+                secs(1),
+            );
+        }
+    }
+    let syn = lan_tcp(51000, 443, 100, Tcp::Syn, b"");
+    none(&mut r, LAN, syn.clone(), secs(2));
+    assert_eq!(r.counters().dropped(Drop::CtTableFull), 1);
+    let rep = r.report(secs(2));
+    assert_eq!(rep.connections.get("tcp established"), Some(&90));
+    assert_eq!(rep.connections_total, 100);
+    // the retry: GC ran first and evicted six closing connections (100 -> 94)
+    lan_to_wan(&mut r, syn, secs(3));
+    let rep = r.report(secs(3));
+    assert_eq!(rep.connections.get("tcp established"), Some(&90));
+    assert_eq!(rep.connections_total, 95);
+    assert_eq!(r.conntrack().stats().evicted, 6);
+    assert_eq!(r.counters().dropped(Drop::CtTableFull), 1);
+}
+
 #[test]
 fn routes_blackhole_unreachable_no_route_and_no_neighbour() {
     let mut r = router();

@@ -791,8 +791,9 @@ table ip d {
 }
 
 /// netdev `dup to IF` (`nf_dup_netdev`): a clone of the frame as it came goes out of the
-/// device, byte for byte (MACs, TTL, DF, checksum untouched), even over the device's MTU;
-/// the original goes on its way.
+/// device, byte for byte (MACs, TTL, DF, checksum untouched); the original goes on its way.
+/// The stack does not check the size; the device takes up to its MTU, link header and a
+/// VLAN tag's 4 bytes (the WAN's MTU is 1400: a 1418-byte frame, not a 1419-byte one).
 #[test]
 fn netdev_dup_sends_the_frame_as_it_came() {
     let rules = r#"
@@ -805,23 +806,168 @@ table netdev n {
 "#;
     let mut r = router_with(TOPOLOGY, rules, Config::default());
     // to the router itself: the original goes to the host
-    for payload in [&b"dup"[..], &[0x5a; 1450][..]] {
-        let f = lan_udp(ROUTER_LAN, 1, 9, 64, payload);
+    for (payload, copied) in [(3, true), (1376, true), (1377, false), (1450, false)] {
+        let f = lan_udp(ROUTER_LAN, 1, 9, 64, &vec![0x5a; payload]);
         let out = send(&mut r, LAN, f.clone(), secs(1));
         let wan: Vec<_> = out
             .iter()
             .filter(|t| t.egress == Port::Iface(WAN))
             .collect();
-        assert_eq!(wan.len(), 1, "one copy on the WAN ({} bytes)", f.len());
-        assert_eq!(wan[0].data, f, "byte-identical");
+        if copied {
+            assert_eq!(wan.len(), 1, "one copy on the WAN ({} bytes)", f.len());
+            assert_eq!(wan[0].data, f, "byte-identical");
+        } else {
+            assert!(wan.is_empty(), "{} bytes do not fit the WAN", f.len());
+        }
         assert!(out.iter().any(|t| t.egress == Port::Host), "the original");
     }
     assert_eq!(r.counters().dup_packets, 2);
-    assert!(
-        r.counters().drop_map().is_empty(),
-        "{:?}",
-        r.counters().drop_map()
+    assert_eq!(
+        r.counters().drop_map().into_iter().collect::<Vec<_>>(),
+        vec![("frame_too_long", 2)]
     );
+}
+
+/// netdev `fwd to IF` (`nf_fwd_netdev_egress`): the frame as it came, its MACs, TTL and
+/// checksums untouched, up to what the device takes; the walk ends there.
+#[test]
+fn netdev_fwd_to_a_device_sends_the_frame_as_it_came() {
+    let rules = r#"
+table netdev n {
+	chain i {
+		type filter hook ingress device "lan" priority 0; policy accept;
+		udp dport 9 fwd to 2
+	}
+}
+"#;
+    let mut r = router_with(TOPOLOGY, rules, Config::default());
+    for (payload, sent) in [(3, true), (1376, true), (1377, false)] {
+        let f = lan_udp(REMOTE, 1, 9, 9, &vec![0x5a; payload]);
+        let out = send(&mut r, LAN, f.clone(), secs(1));
+        if sent {
+            assert_eq!(out.len(), 1, "{out:?}");
+            assert_eq!(out[0].egress, Port::Iface(WAN));
+            assert_eq!(out[0].data, f, "byte-identical, to the router's LAN MAC");
+        } else {
+            assert!(out.is_empty(), "{} bytes do not fit the WAN", f.len());
+        }
+    }
+    assert_eq!(r.counters().fwd_packets, 2);
+    assert_eq!(
+        r.counters().drop_map().into_iter().collect::<Vec<_>>(),
+        vec![("frame_too_long", 1)]
+    );
+}
+
+/// `fwd ip to ADDR device IF` (`nft_fwd_neigh`): a link header to ADDR's neighbour from the
+/// device's MAC, the TTL (hop limit) one less and the IPv4 checksum patched; a TTL of 1 or
+/// less is dropped by the rule, with no ICMP error; a packet of the other family breaks the
+/// rule, and the next one runs.
+#[test]
+fn netdev_fwd_to_a_neighbour_builds_the_link_header_and_lowers_the_ttl() {
+    let rules = r#"
+table netdev n {
+	chain i {
+		type filter hook ingress device "lan" priority 0; policy accept;
+		udp dport 9 fwd ip to 198.18.0.1 device 2
+		udp dport 9 meta mark set 7
+	}
+}
+table inet f {
+	counter marked {}
+	chain fw {
+		type filter hook forward priority 0; policy accept;
+		meta mark 7 counter name "marked"
+	}
+}
+"#;
+    let mut r = router_with(TOPOLOGY, rules, Config::default());
+    for (ttl, left) in [(9u8, 8u8), (2, 1), (255, 254)] {
+        let f = lan_udp(REMOTE, 1, 9, ttl, b"neigh");
+        let out = one(&mut r, LAN, f.clone(), secs(1), Port::Iface(WAN));
+        assert_eq!(&out[0..6], &GW_MAC);
+        assert_eq!(&out[6..12], &WAN_MAC);
+        let m = check(&out);
+        assert_eq!(m.ttl, left);
+        // everything else as it came
+        assert_eq!(&out[14..22], &f[14..22]);
+        assert_eq!(&out[23..24], &f[23..24]);
+        assert_eq!(&out[26..], &f[26..]);
+    }
+    assert_eq!(r.counters().fwd_packets, 3);
+    for ttl in [1, 0] {
+        none(&mut r, LAN, lan_udp(REMOTE, 1, 9, ttl, b"neigh"), secs(1));
+    }
+    assert_eq!(
+        r.counters().dropped(nft_engine::counters::Drop::RuleDrop),
+        2
+    );
+    assert_eq!(r.counters().fwd_packets, 3);
+    // IPv6: `fwd ip` breaks its rule; the next marks it, and it is routed (hop limit 63)
+    let f = udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 1, 9, 64, b"v6");
+    let out = one(&mut r, LAN, f, secs(1), Port::Iface(WAN));
+    assert_eq!(check(&out).ttl, 63);
+    assert_eq!(r.counters().fwd_packets, 3);
+    let i = r
+        .ruleset()
+        .object("f", nft_engine::rules::ObjKind::Counter, "marked")
+        .unwrap();
+    assert_eq!(r.rule_state().counters[i].0, 1);
+}
+
+/// `meta nfproto` in a netdev chain reads NFPROTO_NETDEV (5), the hook's family, as the
+/// kernel's `nft_pf(pkt)` does; in an inet ingress chain, the packet's. (nft refuses `meta
+/// nfproto` outside inet tables, so the netdev chain is made by changing the family of a
+/// loaded inet one: the engine compiles whatever it is given.)
+#[test]
+fn meta_nfproto_in_a_netdev_chain_is_netdev() {
+    let rules = r#"
+table inet n {
+	chain i {
+		type filter hook ingress device "lan" priority 0; policy accept;
+		meta nfproto ipv4 drop
+		meta nfproto != ipv6 meta mark set 7
+	}
+}
+table inet f {
+	counter marked {}
+	chain fw {
+		type filter hook forward priority 0; policy accept;
+		meta mark 7 counter name "marked"
+	}
+}
+"#;
+    for netdev in [false, true] {
+        let mut ast = load_str("r.nft", rules, &LoadOpts::default()).unwrap();
+        if netdev {
+            ast.tables[0].family = Family::Netdev;
+        }
+        let rs = compile(&ast).unwrap();
+        for trace in [false, true] {
+            let cfg = Config {
+                trace,
+                ..Config::default()
+            };
+            let topo = nft_engine::topology::Topology::from_toml(TOPOLOGY).unwrap();
+            let mut r = nft_engine::Router::new(topo, rs.clone(), cfg);
+            let v4 = lan_udp(REMOTE, 1, 53, 64, b"q");
+            let v6 = udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 1, 53, 64, b"q");
+            let out4 = send(&mut r, LAN, v4, secs(1));
+            let out6 = send(&mut r, LAN, v6, secs(1));
+            let i = r
+                .ruleset()
+                .object("f", nft_engine::rules::ObjKind::Counter, "marked")
+                .unwrap();
+            let marked = r.rule_state().counters[i].0;
+            if netdev {
+                // 5 is neither: both forwarded, both marked
+                assert_eq!((out4.len(), out6.len(), marked), (1, 1, 2), "trace {trace}");
+            } else {
+                // IPv4 dropped, IPv6 forwarded unmarked
+                assert_eq!((out4.len(), out6.len(), marked), (0, 1, 0), "trace {trace}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -8,7 +8,8 @@
 
 use crate::backend::FlowId;
 use crate::flow::{
-    Cold, Encap, Hot, Key, Link, Mac, Port, V6Addrs, CLOSING, MARK, NAT, STALE, TEARDOWN, V6,
+    mac_bits, Cold, Encap, Hot, Key, Link, Port, V6Addrs, CLOSING, MARK, NAT, PPPOE_BITS, STALE,
+    TEARDOWN, V6,
 };
 use crate::index::Index;
 use crate::{ms, Flowtable, OffloadBackend, REFRESH_MS};
@@ -123,6 +124,7 @@ impl FrameSlot {
 
     /// Puts another frame into the same buffer (reuse by a receive loop); allocates only if
     /// the buffer is too small.
+    #[inline]
     pub fn refill(&mut self, port: Port, frame: &[u8]) {
         let need = HEADROOM + frame.len();
         if self.buf.len() < need {
@@ -282,22 +284,106 @@ impl core::fmt::Display for TraceRecord {
     }
 }
 
-/// What the parse found, offsets from the frame's start.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Parsed {
-    pub(crate) key: Key,
-    /// [`Key::v4_key`], made from the frame's bytes: an IPv4 look-up hashes and compares
-    /// these two words only.
-    pub(crate) words: [u64; 2],
-    pub(crate) encap: Encap,
-    pub(crate) dst_mac: Mac,
-    /// With PPPoE, the frame's source MAC: a session is its id and the concentrator's MAC.
-    pub(crate) pppoe_peer: Mac,
-    pub(crate) l3: usize,
+/// What the parse keeps of a frame for the look-up and the rewrite, in 40 bytes (copied per
+/// stage, so kept small): the key as the two words an IPv4 look-up hashes and compares
+/// (IPv6 addresses stay in the frame), the offsets and the TCP flags. The transport header
+/// follows the IP header directly (no IPv4 options, no IPv6 extension headers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rec {
+    /// IPv4: both addresses ([`Key::v4_words`]); IPv6: 0. Then [`Key::tail`].
+    pub(crate) w: [u64; 2],
+    /// The destination MAC ([`mac_bits`]).
+    pub(crate) mac: u64,
+    /// The encapsulation ([`Encap::bits`]).
+    pub(crate) l2: u64,
     /// IP total length (header included).
-    pub(crate) ip_len: usize,
-    pub(crate) l4: usize,
+    pub(crate) ip_len: u32,
+    /// Where IP starts in the frame (at most 22: QinQ or PPPoE).
+    pub(crate) l3: u8,
     pub(crate) tcp_flags: u8,
+}
+
+impl Rec {
+    #[inline(always)]
+    pub(crate) fn v6(&self) -> bool {
+        (self.w[1] >> 56) & 1 != 0
+    }
+
+    #[inline(always)]
+    pub(crate) fn proto(&self) -> u8 {
+        (self.w[1] >> 48) as u8
+    }
+
+    /// The ingress port.
+    #[inline(always)]
+    pub(crate) fn port(&self) -> Port {
+        (self.w[1] >> 32) as u16
+    }
+
+    #[cfg(test)]
+    pub(crate) fn encap(&self) -> Encap {
+        Encap::from_bits(self.l2)
+    }
+
+    #[inline(always)]
+    pub(crate) fn l3(&self) -> usize {
+        usize::from(self.l3)
+    }
+
+    #[inline(always)]
+    pub(crate) fn l4(&self) -> usize {
+        self.l3() + if self.v6() { 40 } else { 20 }
+    }
+
+    /// IPv6 source and destination, read from the frame `f` this record was parsed from.
+    #[inline]
+    pub(crate) fn v6_addrs<'a>(&self, f: &'a [u8]) -> Option<(&'a [u8; 16], &'a [u8; 16])> {
+        let a = f.get(self.l3() + 8..)?.first_chunk::<32>()?;
+        let (s, d) = a.split_at(16);
+        Some((s.try_into().ok()?, d.try_into().ok()?))
+    }
+
+    /// The whole key, IPv6 addresses read again from the frame `f` it was parsed from.
+    pub(crate) fn key(&self, f: &[u8]) -> Key {
+        let t = self.w[1];
+        let mut k = Key {
+            src: [0; 16],
+            dst: [0; 16],
+            sport: t as u16,
+            dport: (t >> 16) as u16,
+            port: self.port(),
+            proto: self.proto(),
+            v6: self.v6(),
+        };
+        if k.v6 {
+            if let Some((s, d)) = self.v6_addrs(f) {
+                k.src = *s;
+                k.dst = *d;
+            }
+        } else {
+            let a = self.w[0].to_le_bytes();
+            k.src[10..12].copy_from_slice(&[0xff, 0xff]);
+            k.dst[10..12].copy_from_slice(&[0xff, 0xff]);
+            k.src[12..].copy_from_slice(&a[..4]);
+            k.dst[12..].copy_from_slice(&a[4..]);
+        }
+        k
+    }
+}
+
+/// The frame's destination MAC ([`mac_bits`]); 0 if it is shorter (parse refuses it then).
+#[inline(always)]
+fn dst_mac(f: &[u8]) -> u64 {
+    f.first_chunk::<8>()
+        .map_or(0, |b| u64::from_le_bytes(*b) & 0xffff_ffff_ffff)
+}
+
+/// [`Key::tail`] from the transport header's first four bytes.
+#[inline(always)]
+fn tail(ports: [u8; 4], port: Port, proto: u8, v6: bool) -> u64 {
+    // source port in bits 0..16, destination port in 16..32: one load, swapped
+    let p = u32::from_be_bytes([ports[2], ports[3], ports[0], ports[1]]);
+    u64::from(p) | u64::from(port) << 32 | u64::from(proto) << 48 | u64::from(v6) << 56
 }
 
 #[inline]
@@ -333,10 +419,21 @@ fn apply_delta(stored: u16, delta: u16) -> u16 {
 /// in fixed steps (no loop, no bounds checks).
 #[inline(always)]
 fn header20_ok(w: &[u8; 20]) -> bool {
-    let word = |i: usize| u64::from(u32::from_be_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]));
-    let acc = word(0) + word(4) + word(8) + word(12) + word(16);
-    // at most 35 bits: three folds reach 16
-    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    // The one's complement sum does not depend on byte order (RFC 1071): words are summed
+    // as they lie in memory, two 64-bit ones and a 32-bit one, the carries added back.
+    let (a, b, c) = (
+        w.first_chunk::<8>(),
+        w[8..].first_chunk::<8>(),
+        w.last_chunk::<4>(),
+    );
+    let (Some(a), Some(b), Some(c)) = (a, b, c) else {
+        return false;
+    };
+    let (s, o1) = u64::from_ne_bytes(*a).overflowing_add(u64::from_ne_bytes(*b));
+    let (s, o2) = s.overflowing_add(u64::from(u32::from_ne_bytes(*c)));
+    // at most 2 carries: the sum of the halves fits 34 bits; three folds reach 16
+    let acc = (s & 0xffff_ffff) + (s >> 32) + u64::from(o1) + u64::from(o2);
+    let acc = (acc & 0xffff) + (acc >> 16);
     let acc = (acc & 0xffff) + (acc >> 16);
     let acc = (acc & 0xffff) + (acc >> 16);
     acc == 0xffff
@@ -365,7 +462,7 @@ fn v4_untagged(f: &[u8]) -> Option<&[u8; 20]> {
 }
 
 #[inline(always)]
-fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Parsed, Punt> {
+fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Rec, Punt> {
     if !header20_ok(ip) {
         return Err(Punt::Malformed);
     }
@@ -405,51 +502,38 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Parsed, Punt> {
     if ip[8] <= 1 {
         return Err(Punt::TtlExpired);
     }
-    let mut key = Key {
-        src: [0; 16],
-        dst: [0; 16],
-        sport: u16::from_be_bytes([ports[0], ports[1]]),
-        dport: u16::from_be_bytes([ports[2], ports[3]]),
-        port,
-        proto,
-        v6: false,
-    };
-    key.src[10] = 0xff;
-    key.src[11] = 0xff;
-    key.dst[10] = 0xff;
-    key.dst[11] = 0xff;
-    key.src[12..16].copy_from_slice(&ip[12..16]);
-    key.dst[12..16].copy_from_slice(&ip[16..20]);
-    let mut dst_mac = [0u8; 6];
-    dst_mac.copy_from_slice(&f[..6]);
     let a = u64::from_le_bytes([
         ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
     ]);
-    Ok(Parsed {
-        words: [a, key.tail()],
-        key,
-        encap: Encap::None,
-        dst_mac,
-        pppoe_peer: [0; 6],
+    Ok(Rec {
+        w: [a, tail(ports, port, proto, false)],
+        mac: dst_mac(f),
+        l2: 0,
+        ip_len: total as u32,
         l3: 14,
-        ip_len: total,
-        l4: 34,
         tcp_flags,
     })
 }
 
 /// Parses what the fast path needs, refusing what `parse_frame` refuses and punting what the
 /// fast path does not take.
-#[inline]
-pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
+///
+/// The common frame (untagged IPv4 without options) is parsed inline; the others out of
+/// line ([`parse_other`]), so that the burst's first stage stays small.
+#[inline(always)]
+pub(crate) fn parse(f: &[u8], port: Port) -> Result<Rec, Punt> {
     if let Some(ip) = v4_untagged(f) {
         return parse_v4_tail(f, ip, port);
     }
+    parse_other(f, port)
+}
+
+/// [`parse`] for the frames [`v4_untagged`] does not take.
+#[inline(never)]
+fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
     if f.len() < 14 {
         return Err(Punt::Malformed);
     }
-    let mut dst_mac = [0u8; 6];
-    dst_mac.copy_from_slice(&f[0..6]);
     let mut et = be16(f, 12);
     let mut at = 14;
     let mut tags = [0u16; 2];
@@ -464,7 +548,6 @@ pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
         ntags += 1;
     }
     let mut end = f.len();
-    let mut pppoe_peer = [0u8; 6];
     let encap = if et == ETH_PPPOE {
         if f.len() < at + 8 || f[at] != 0x11 || f[at + 1] != 0 {
             return Err(Punt::Malformed);
@@ -483,7 +566,6 @@ pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
             _ => return Err(Punt::NotIp),
         };
         let session = be16(f, at + 2);
-        pppoe_peer.copy_from_slice(&f[6..12]);
         at += 8;
         Encap::Pppoe(session)
     } else {
@@ -497,16 +579,7 @@ pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
         }
     };
     let l3 = f.get(at..end).unwrap_or(&[]);
-    let mut key = Key {
-        src: [0; 16],
-        dst: [0; 16],
-        sport: 0,
-        dport: 0,
-        port,
-        proto: 0,
-        v6: false,
-    };
-    let (ip_len, hlen) = match et {
+    let (ip_len, hlen, proto, v6, w0) = match et {
         ETH_IPV4 => {
             if l3.len() < 20 || l3[0] >> 4 != 4 {
                 return Err(Punt::Malformed);
@@ -525,14 +598,10 @@ pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
             if be16(l3, 6) & 0x3fff != 0 {
                 return Err(Punt::Fragment);
             }
-            key.proto = l3[9];
-            key.src[10] = 0xff;
-            key.src[11] = 0xff;
-            key.dst[10] = 0xff;
-            key.dst[11] = 0xff;
-            key.src[12..16].copy_from_slice(&l3[12..16]);
-            key.dst[12..16].copy_from_slice(&l3[16..20]);
-            (total, hlen)
+            let w0 = u64::from_le_bytes([
+                l3[12], l3[13], l3[14], l3[15], l3[16], l3[17], l3[18], l3[19],
+            ]);
+            (total, hlen, l3[9], false, w0)
         }
         ETH_IPV6 => {
             if l3.len() < 40 || l3[0] >> 4 != 6 {
@@ -542,26 +611,23 @@ pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
             if total > l3.len() {
                 return Err(Punt::Malformed);
             }
-            key.proto = l3[6];
-            key.v6 = true;
-            key.src.copy_from_slice(&l3[8..24]);
-            key.dst.copy_from_slice(&l3[24..40]);
+            let proto = l3[6];
             if matches!(
-                key.proto,
+                proto,
                 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254
             ) {
                 return Err(Punt::Ipv6Ext);
             }
-            (total, 40)
+            (total, 40, proto, true, 0)
         }
         _ => return Err(Punt::NotIp),
     };
-    if key.proto != PROTO_TCP && key.proto != PROTO_UDP {
+    if proto != PROTO_TCP && proto != PROTO_UDP {
         return Err(Punt::NotTcpUdp);
     }
     let l4 = l3.get(hlen..ip_len).unwrap_or(&[]);
     let mut tcp_flags = 0;
-    if key.proto == PROTO_TCP {
+    if proto == PROTO_TCP {
         if l4.len() < 20 {
             return Err(Punt::Malformed);
         }
@@ -580,21 +646,20 @@ pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
         }
     }
     // The kernel checks the TTL before looking up (`nf_flow_tuple_ip`).
-    let ttl = if key.v6 { l3[7] } else { l3[8] };
+    let ttl = if v6 { l3[7] } else { l3[8] };
     if ttl <= 1 {
         return Err(Punt::TtlExpired);
     }
-    key.sport = be16(l4, 0);
-    key.dport = be16(l4, 2);
-    Ok(Parsed {
-        words: key.v4_key(),
-        key,
-        encap,
-        dst_mac,
-        pppoe_peer,
-        l3: at,
-        ip_len,
-        l4: at + hlen,
+    let Some(ports) = l4.first_chunk::<4>() else {
+        return Err(Punt::Malformed);
+    };
+    Ok(Rec {
+        w: [w0, tail(*ports, port, proto, v6)],
+        mac: dst_mac(f),
+        l2: encap.bits(),
+        ip_len: ip_len as u32,
+        // at most 14 + 8 (two tags, or PPPoE)
+        l3: at as u8,
         tcp_flags,
     })
 }
@@ -605,7 +670,8 @@ pub(crate) fn parse(f: &[u8], port: Port) -> Result<Parsed, Punt> {
 fn decide(
     h: &mut Hot,
     d: usize,
-    p: &Parsed,
+    p: &Rec,
+    src_mac: impl FnOnce() -> u64,
     head: usize,
     links: &[Link],
     port_down: &[bool],
@@ -622,10 +688,11 @@ fn decide(
     ) else {
         return Err(Punt::Miss);
     };
-    if p.encap != back.encap || p.dst_mac != back.src_mac {
+    if p.l2 != back.rx_l2 || p.mac != back.rx_mac {
         return Err(Punt::L2Mismatch);
     }
-    if matches!(p.encap, Encap::Pppoe(_)) && p.pppoe_peer != back.dst_mac {
+    // a PPPoE session is its id and the concentrator's MAC
+    if p.l2 & 0xff == PPPOE_BITS && src_mac() != mac_bits(&back.dst_mac) {
         return Err(Punt::L2Mismatch);
     }
     // `port_down` is empty while every port is up: no look-up per packet then.
@@ -639,14 +706,14 @@ fn decide(
         h.flags |= TEARDOWN;
         return Err(Punt::RouteChanged);
     }
-    if p.ip_len > usize::from(out.mtu) {
+    if p.ip_len > u32::from(out.mtu) {
         return Err(Punt::TooBig);
     }
     if p.tcp_flags & TCP_SYN != 0 && flags & CLOSING != 0 {
         h.flags |= TEARDOWN;
         return Err(Punt::SynOnClosing);
     }
-    if head + p.l3 < usize::from(out.hl) {
+    if head + p.l3() < usize::from(out.hl) {
         return Err(Punt::NoHeadroom);
     }
     if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
@@ -729,7 +796,7 @@ fn rewrite_v6(
     h: &Hot,
     d: usize,
     v6a: Option<&V6Addrs>,
-    p: &Parsed,
+    p: &Rec,
     buf: &mut [u8],
     l3: usize,
     l4: usize,
@@ -747,8 +814,8 @@ fn rewrite_v6(
         }
     }
     if h.l4_delta[d] != 0 {
-        let at = l4 + if p.key.proto == PROTO_TCP { 16 } else { 6 };
-        let udp = p.key.proto == PROTO_UDP;
+        let at = l4 + if p.proto() == PROTO_TCP { 16 } else { 6 };
+        let udp = p.proto() == PROTO_UDP;
         let old = be16(buf, at);
         let mut new = apply_delta(old, h.l4_delta[d]);
         if udp && new == 0 {
@@ -775,17 +842,18 @@ fn rewrite(
     d: usize,
     v6a: Option<&V6Addrs>,
     link: &Link,
-    p: &Parsed,
+    p: &Rec,
     buf: &mut [u8],
     head: usize,
 ) -> (usize, usize) {
-    let (l3, l4) = (head + p.l3, head + p.l4);
-    let v6 = p.key.v6;
+    let (l3, l4) = (head + p.l3(), head + p.l4());
+    let ip_len = p.ip_len as usize;
+    let v6 = p.v6();
     if !v6 {
         // IPv4: the header and the transport header as fixed-size arrays, so the writes
         // need no bounds checks (parse made sure they are whole).
-        if let Some(pkt) = buf.get_mut(l3..l3 + p.ip_len) {
-            rewrite_v4(h, d, p.key.proto, pkt);
+        if let Some(pkt) = buf.get_mut(l3..l3 + ip_len) {
+            rewrite_v4(h, d, p.proto(), pkt);
         }
     } else {
         rewrite_v6(h, d, v6a, p, buf, l3, l4);
@@ -804,15 +872,16 @@ fn rewrite(
             _ => put_link::<22>(hdr, header),
         }
         if let Encap::Pppoe(_) = link.encap {
-            let len = (p.ip_len + 2).min(usize::from(u16::MAX)) as u16;
+            let len = (ip_len + 2).min(usize::from(u16::MAX)) as u16;
             if let Some(l) = hdr.get_mut(18..20) {
                 l.copy_from_slice(&len.to_be_bytes());
             }
         }
     }
-    (start, hl + p.ip_len)
+    (start, hl + ip_len)
 }
 
+/// The flow and direction (`index << 1 | dir`) whose key `key` is.
 #[inline]
 pub(crate) fn find(
     index: &Index,
@@ -820,20 +889,40 @@ pub(crate) fn find(
     cold: &[Cold],
     links: &[Link],
     key: &Key,
-    words: [u64; 2],
     h: u64,
 ) -> Option<u32> {
+    if !key.v6 {
+        return find_v4(index, hot, links, key.v4_key(), h);
+    }
     index.find(h, |v| {
         let (i, d) = ((v >> 1) as usize, (v & 1) as usize);
         hot.get(i).is_some_and(|x| {
-            let hit = if key.v6 {
-                x.matches(d, key, cold.get(i).and_then(|c| c.v6(d)))
-            } else {
-                x.matches_v4(d, words)
-            };
-            hit && links
-                .get(usize::from(x.link[1 - d]))
-                .is_some_and(|l| l.rx_port == key.port)
+            x.matches(d, key, cold.get(i).and_then(|c| c.v6(d)))
+                && links
+                    .get(usize::from(x.link[1 - d]))
+                    .is_some_and(|l| l.rx_port == key.port)
+        })
+    })
+}
+
+/// [`find`] for an IPv4 key given as its two words ([`Key::v4_key`]): two compares a
+/// candidate.
+#[inline(always)]
+pub(crate) fn find_v4(
+    index: &Index,
+    hot: &[Hot],
+    links: &[Link],
+    w: [u64; 2],
+    h: u64,
+) -> Option<u32> {
+    let port = (w[1] >> 32) as u16;
+    index.find(h, |v| {
+        let (i, d) = ((v >> 1) as usize, (v & 1) as usize);
+        hot.get(i).is_some_and(|x| {
+            x.matches_v4(d, w)
+                && links
+                    .get(usize::from(x.link[1 - d]))
+                    .is_some_and(|l| l.rx_port == port)
         })
     })
 }
@@ -869,10 +958,10 @@ impl<B: OffloadBackend> Flowtable<B> {
             for ((fs, p), h) in chunk.iter().zip(&mut parsed).zip(&mut hashes) {
                 *p = parse(fs.frame(), fs.port);
                 if let Ok(p) = p {
-                    *h = if p.key.v6 {
-                        self.index.hash(&p.key)
+                    *h = if p.v6() {
+                        self.index.hash(&p.key(fs.frame()))
                     } else {
-                        self.index.hash_v4(p.words[0], p.words[1])
+                        self.index.hash_v4(p.w[0], p.w[1])
                     };
                 }
             }
@@ -883,19 +972,17 @@ impl<B: OffloadBackend> Flowtable<B> {
             for &h in &hashes[..m] {
                 warm ^= u64::from(self.index.touch(h));
             }
-            for ((p, &h), f) in parsed[..m].iter().zip(&hashes).zip(&mut found) {
-                if let Ok(p) = p {
-                    if let Some(v) = find(
-                        &self.index,
-                        &self.hot,
-                        &self.cold,
-                        &self.links,
-                        &p.key,
-                        p.words,
-                        h,
-                    ) {
-                        *f = v;
-                    }
+            let lookups = chunk.iter().zip(&parsed).zip(&hashes).zip(&mut found);
+            for (((fs, p), &h), f) in lookups {
+                let Ok(p) = p else { continue };
+                let v = if p.v6() {
+                    let key = p.key(fs.frame());
+                    find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
+                } else {
+                    find_v4(&self.index, &self.hot, &self.links, p.w, h)
+                };
+                if let Some(v) = v {
+                    *f = v;
                 }
             }
             for &v in &found[..m] {
@@ -914,15 +1001,11 @@ impl<B: OffloadBackend> Flowtable<B> {
     pub fn process<S: SlotBuf>(&mut self, fs: &mut FrameSlot<S>, now: Duration) -> Action {
         let p = parse(fs.frame(), fs.port);
         let v = match &p {
-            Ok(p) => find(
-                &self.index,
-                &self.hot,
-                &self.cold,
-                &self.links,
-                &p.key,
-                p.words,
-                self.index.hash(&p.key),
-            ),
+            Ok(p) => {
+                let key = p.key(fs.frame());
+                let h = self.index.hash(&key);
+                find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
+            }
             Err(_) => None,
         };
         self.finish::<false, S>(fs, &p, v.unwrap_or(u32::MAX), ms(now))
@@ -932,7 +1015,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     fn finish<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
-        parsed: &Result<Parsed, Punt>,
+        parsed: &Result<Rec, Punt>,
         found: u32,
         now_ms: u64,
     ) -> Action {
@@ -969,7 +1052,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     fn forward<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
-        parsed: &Result<Parsed, Punt>,
+        parsed: &Result<Rec, Punt>,
         found: u32,
         now_ms: u64,
         hit: &mut Option<(FlowId, u8)>,
@@ -989,7 +1072,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             },
             d as u8,
         ));
-        if self.cfg.punt_tcp_control && p.key.proto == PROTO_TCP && !plain_ack(p.tcp_flags) {
+        if self.cfg.punt_tcp_control && p.proto() == PROTO_TCP && !plain_ack(p.tcp_flags) {
             // FIN or RST starts the close, which the slow path must track packet by packet:
             // torn down now, the flow also punts the frames behind this one in the burst,
             // which would otherwise overtake it.
@@ -999,7 +1082,13 @@ impl<B: OffloadBackend> Flowtable<B> {
             return Err(Punt::TcpControl);
         }
         let head = fs.head;
-        let li = decide(h, d, p, head, &self.links, &self.port_down)?;
+        let src_mac = || {
+            let f = fs.frame();
+            f.get(6..12)
+                .and_then(|m| m.try_into().ok())
+                .map_or(0, mac_bits)
+        };
+        let li = decide(h, d, p, src_mac, head, &self.links, &self.port_down)?;
         let link = self.links.get(li).ok_or(Punt::Miss)?;
         let special = h.flags & (V6 | MARK) != 0;
         let cold = if special { self.cold.get(idx) } else { None };
@@ -1019,7 +1108,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             _ => None,
         };
         h.packets[d] = h.packets[d].wrapping_add(1);
-        let (b, carry) = h.bytes[d].overflowing_add(p.ip_len as u32);
+        let (b, carry) = h.bytes[d].overflowing_add(p.ip_len);
         h.bytes[d] = b;
         h.bytes_hi[d] = h.bytes_hi[d].wrapping_add(u16::from(carry));
         // Wrapping: the low 32 bits tell a second apart as long as GC (every second) removes

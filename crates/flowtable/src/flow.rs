@@ -37,6 +37,29 @@ impl Encap {
         }
     }
 
+    /// The encapsulation in one word, for a single compare on the fast path: the kind in the
+    /// low byte, then the tags or the session.
+    #[inline]
+    pub const fn bits(self) -> u64 {
+        match self {
+            Encap::None => 0,
+            Encap::Vlan(v) => 1 | (v as u64) << 8,
+            Encap::QinQ { outer, inner } => 2 | (outer as u64) << 8 | (inner as u64) << 24,
+            Encap::Pppoe(s) => PPPOE_BITS | (s as u64) << 8,
+        }
+    }
+
+    /// The encapsulation [`bits`](Self::bits) gives.
+    pub const fn from_bits(b: u64) -> Encap {
+        let (a, c) = ((b >> 8) as u16, (b >> 24) as u16);
+        match b & 0xff {
+            0 => Encap::None,
+            1 => Encap::Vlan(a),
+            2 => Encap::QinQ { outer: a, inner: c },
+            _ => Encap::Pppoe(a),
+        }
+    }
+
     /// The egress link header the fast path writes for this encapsulation: destination and
     /// source MAC, tags or PPPoE session header and PPP protocol, then the IPv4/IPv6 type; the
     /// first [`header_len`](Self::header_len) bytes are used (the PPPoE length is filled in
@@ -73,6 +96,15 @@ impl Encap {
         }
         h
     }
+}
+
+/// The kind of [`Encap::Pppoe`] in [`Encap::bits`].
+pub(crate) const PPPOE_BITS: u64 = 3;
+
+/// A MAC address in the low 48 bits of a word (little-endian), as the fast path compares it.
+#[inline(always)]
+pub(crate) fn mac_bits(m: &Mac) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
 }
 
 impl core::fmt::Display for Encap {
@@ -242,6 +274,10 @@ pub(crate) struct Link {
     pub encap: Encap,
     /// `encap.header_len()`.
     pub hl: u8,
+    /// `src_mac` ([`mac_bits`]) and `encap` ([`Encap::bits`]) as words: what a frame of the
+    /// other direction must arrive with (addressed to us, in our encapsulation).
+    pub rx_mac: u64,
+    pub rx_l2: u64,
     /// The whole egress link header, ready to copy, for an IPv4 (`[0]`) and an IPv6 (`[1]`)
     /// packet: MACs, tags or PPPoE (its length patched per packet), EtherType or PPP protocol.
     pub header: [[u8; 22]; 2],
@@ -262,6 +298,8 @@ impl Link {
             dst_mac: e.dst_mac,
             encap: e.encap,
             hl: hl as u8,
+            rx_mac: mac_bits(&e.src_mac),
+            rx_l2: e.encap.bits(),
             header,
         }
     }

@@ -451,15 +451,7 @@ impl<B: OffloadBackend> Flowtable<B> {
 
     #[inline]
     fn find(&self, key: &Key, h: u64) -> Option<u32> {
-        fastpath::find(
-            &self.index,
-            &self.hot,
-            &self.cold,
-            &self.links,
-            key,
-            key.v4_key(),
-            h,
-        )
+        fastpath::find(&self.index, &self.hot, &self.cold, &self.links, key, h)
     }
 
     /// Marks a flow for removal at the next GC; its packets go to the slow path meanwhile.
@@ -495,7 +487,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     /// `None` (no route, or a path the fast path cannot take). Control plane, not per packet.
     pub fn reroute(
         &mut self,
-        ct: &Table,
+        ct: &mut Table,
         gen: u64,
         mut route: impl FnMut(&FlowInfo) -> Option<[Path; 2]>,
     ) -> (usize, usize) {
@@ -517,7 +509,8 @@ impl<B: OffloadBackend> Flowtable<B> {
                 paths.is_some_and(|p| p[0].ingress == ins[0] && p[1].ingress == ins[1]);
             let mangles = admit::mangles_of(h, c);
             let keys = [h.key(0, ins[0], c.v6(0)), h.key(1, ins[1], c.v6(1))];
-            let alive = c.conn().is_some_and(|id| ct.get(id).is_some());
+            let conn = c.conn();
+            let alive = conn.is_some_and(|id| ct.get(id).is_some());
             // the new links, with the egresses they were made for (a backend's flow needs them)
             let links = match paths {
                 Some(p) if keeps_ingress && alive => self
@@ -542,9 +535,13 @@ impl<B: OffloadBackend> Flowtable<B> {
                     let Some(hw) = hw else { continue };
                     if *hw & (HW | HW_PENDING) != 0 {
                         // The backend's entry has the old plan: it goes, and the flow is
-                        // pushed again with the new one (software forwards it meanwhile).
+                        // pushed again with the new one (software forwards it meanwhile, and
+                        // the connection shows `[OFFLOAD]` until the backend takes it again).
                         let id = FlowId { idx: i as u32, gen };
                         self.backend.remove(id);
+                        if let Some(conn) = conn {
+                            let _ = ct.set_offload(conn, false);
+                        }
                         if self.cfg.hw_offload {
                             *hw = (*hw & !HW) | HW_PENDING;
                             let spec = admit::flow_spec(&keys[0], &keys[1], egress, &mangles);

@@ -1089,7 +1089,7 @@ fn reroute_moves_or_tears_down() {
     let pkt = w.frame_from(LAN, &client_pkt(&c, ACK, b"x", 64));
     let ft = w.ft.as_mut().unwrap();
     // The gateway's MAC changed: flows move to the new next hop.
-    let (moved, torn) = ft.reroute(&w.ct, 1, |info| {
+    let (moved, torn) = ft.reroute(&mut w.ct, 1, |info| {
         let mut p = info.paths;
         p[0].egress.dst_mac = [2, 0, 0, 0, 2, 0xfd];
         Some(p)
@@ -1099,7 +1099,7 @@ fn reroute_moves_or_tears_down() {
     assert_eq!(a, Action::Forward(WAN));
     assert_eq!(&out[0..6], &[2, 0, 0, 0, 2, 0xfd]);
     let ft = w.ft.as_mut().unwrap();
-    assert_eq!(ft.reroute(&w.ct, 2, |_| None), (0, 1));
+    assert_eq!(ft.reroute(&mut w.ct, 2, |_| None), (0, 1));
     assert_punt(&mut w, LAN, &pkt, secs(2), Punt::Teardown);
 }
 
@@ -1653,22 +1653,24 @@ proptest! {
         let general = parse_frame(&f);
         match (&fast, &general) {
             (Ok(p), Ok(m)) => {
-                prop_assert_eq!(p.key.port, 3);
-                prop_assert_eq!(p.words, p.key.v4_key());
-                prop_assert_eq!(Some(p.key.tuple().src), m.src_addr);
-                prop_assert_eq!(Some(p.key.tuple().dst), m.dst_addr);
-                prop_assert_eq!(Some((p.key.sport, p.key.dport)), m.ports);
-                prop_assert_eq!(p.key.v6, m.ip_version == Some(IpVersion::Ipv6));
-                prop_assert_eq!(Some(p.key.proto), m.ip_protocol.map(u8::from));
-                prop_assert_eq!(p.l3, m.l3_offset);
-                prop_assert_eq!(Some(p.l4), m.l4_offset);
-                prop_assert_eq!(p.ip_len, m.ip_total_len);
-                prop_assert_eq!(p.encap, encap_of(m));
-                prop_assert_eq!(p.dst_mac, m.dst_mac.0);
+                let key = p.key(&f);
+                prop_assert_eq!(key.port, 3);
+                prop_assert_eq!(p.w, key.v4_key());
+                prop_assert_eq!(Some(key.tuple().src), m.src_addr);
+                prop_assert_eq!(Some(key.tuple().dst), m.dst_addr);
+                prop_assert_eq!(Some((key.sport, key.dport)), m.ports);
+                prop_assert_eq!(key.v6, m.ip_version == Some(IpVersion::Ipv6));
+                prop_assert_eq!(Some(key.proto), m.ip_protocol.map(u8::from));
+                prop_assert_eq!(p.l3(), m.l3_offset);
+                prop_assert_eq!(Some(p.l4()), m.l4_offset);
+                prop_assert_eq!(p.ip_len as usize, m.ip_total_len);
+                prop_assert_eq!(p.encap(), encap_of(m));
+                prop_assert_eq!(p.l2, encap_of(m).bits());
+                prop_assert_eq!(p.mac, crate::flow::mac_bits(&m.dst_mac.0));
                 prop_assert!(m.fragment == nft_wire::Fragment::None && !m.ipv4_options);
                 prop_assert_eq!(m.ipv6_ext_count, 0);
                 prop_assert!(m.ttl > 1);
-                if p.key.proto == 6 {
+                if key.proto == 6 {
                     prop_assert_eq!(Some(p.tcp_flags), m.tcp.map(|t| t.flags.bits() as u8));
                 }
             }
@@ -1687,7 +1689,7 @@ fn unused_links_are_freed_at_gc() {
     let pkt = w.frame_from(LAN, &client_pkt(&c, ACK, b"x", 64));
     let ft = w.ft.as_mut().unwrap();
     assert_eq!((ft.links.len(), ft.link_ix.len()), (2, 2));
-    let moved = ft.reroute(&w.ct, 1, |info| {
+    let moved = ft.reroute(&mut w.ct, 1, |info| {
         let mut p = info.paths;
         p[0].egress.dst_mac = [2, 0, 0, 0, 2, 0xfd];
         Some(p)
@@ -1705,7 +1707,7 @@ fn unused_links_are_freed_at_gc() {
     // a free slot is taken before the table grows
     let ft = w.ft.as_mut().unwrap();
     let had = ft.links.len();
-    ft.reroute(&w.ct, 2, |info| {
+    ft.reroute(&mut w.ct, 2, |info| {
         let mut p = info.paths;
         p[0].egress.dst_mac = [2, 0, 0, 0, 2, 0xfc];
         Some(p)

@@ -376,14 +376,22 @@ impl XdpOffload {
     /// message is [`crate::NOT_BUILT`].
     pub fn new(cfg: &XdpOffloadConfig) -> Result<XdpOffload, XdpOffloadError> {
         let mut me = XdpOffload::load(cfg)?;
-        for (port, dev) in &cfg.devices {
-            let a = me.attach(*port, dev, cfg.mode);
-            if a.mode.is_some() {
-                me.ifindex.insert(*port, a.ifindex);
-            }
-            me.attachments.push(a);
-        }
+        me.attach_devices(cfg);
         Ok(me)
+    }
+
+    /// What [`new`](Self::new) does after [`load`](Self::load): attaches the loaded program to
+    /// `cfg.devices` in `cfg.mode` (a device that takes neither mode is reported in
+    /// [`attachments`](Self::attachments)). The verifier ran in `load`: this is quick, so a
+    /// caller that must hold a lock for the switch can load before taking it.
+    pub fn attach_devices(&mut self, cfg: &XdpOffloadConfig) {
+        for (port, dev) in &cfg.devices {
+            let a = self.attach(*port, dev, cfg.mode);
+            if a.mode.is_some() {
+                self.ifindex.insert(*port, a.ifindex);
+            }
+            self.attachments.push(a);
+        }
     }
 
     /// Loads the program and its maps and attaches it nowhere (`cfg.devices` and `cfg.mode`

@@ -502,6 +502,24 @@ impl Router {
         }
     }
 
+    /// Sends `frame` into the router's `port` (`socks`: the sending peer's socket, the
+    /// receiving one's) and asserts that the receiver gets, by `recv`, exactly what the
+    /// software fast path makes of it, out of the other port.
+    fn assert_forwarded(
+        &mut self,
+        port: Port,
+        frame: &[u8],
+        now: Duration,
+        (from, to): (&OwnedFd, &OwnedFd),
+        recv: fn(&OwnedFd, Duration) -> Vec<Vec<u8>>,
+        what: &str,
+    ) {
+        let (out, expect) = self.software(port, frame, now);
+        assert_eq!(out, if port == LAN { WAN } else { LAN }, "{what}: egress");
+        send(from, frame);
+        assert_eq!(recv(to, Duration::from_millis(300)), vec![expect], "{what}");
+    }
+
     fn reason(&self, name: &str) -> u64 {
         self.ft
             .backend()
@@ -571,13 +589,7 @@ fn run_live(tag: &str, mode: ModeRequest) {
     assert!(recv_ipv4(&router_lan, Duration::from_millis(50)).is_empty());
     // The reply direction, through the program too.
     let ru = udp(Server, dport, np, b"answer");
-    let (port, expect_r) = r.software(WAN, &ru, now);
-    assert_eq!(port, LAN);
-    send(&server, &ru);
-    assert_eq!(
-        recv_ipv4(&client, Duration::from_millis(300)),
-        vec![expect_r]
-    );
+    r.assert_forwarded(WAN, &ru, now, (&server, &client), recv_ipv4, "udp reply");
     assert_eq!(r.reason("forwarded"), 4);
     // Stats come back into the flow: 1 software + 3 XDP original, 1 + 1 reply.
     let later = now + Duration::from_secs(5);
@@ -623,19 +635,9 @@ fn run_live(tag: &str, mode: ModeRequest) {
     r.ft.gc(&mut r.ct, later);
     assert!(r.ft.info(tfid, later).unwrap().hw);
     let d2 = tcp(Client, cp, sp, 1006, Some(5001), "", b"more data");
-    let (_, expect_t) = r.software(LAN, &d2, later);
-    send(&client, &d2);
-    assert_eq!(
-        recv_ipv4(&server, Duration::from_millis(300)),
-        vec![expect_t]
-    );
+    r.assert_forwarded(LAN, &d2, later, (&client, &server), recv_ipv4, "tcp data");
     let tr = tcp(Server, sp, tnp, 5001, Some(1015), "", b"200 OK");
-    let (_, expect_tr) = r.software(WAN, &tr, later);
-    send(&server, &tr);
-    assert_eq!(
-        recv_ipv4(&client, Duration::from_millis(300)),
-        vec![expect_tr]
-    );
+    r.assert_forwarded(WAN, &tr, later, (&server, &client), recv_ipv4, "tcp reply");
     for (flags, reason_count) in [("F", 1), ("R", 2)] {
         let f = tcp(Client, cp, sp, 1015, Some(5007), flags, b"");
         send(&client, &f);
@@ -827,50 +829,29 @@ fn run_encap(tag: &str, mode: ModeRequest, lan: Encap, wan: Encap) {
     .enumerate()
     {
         let (cp, sp) = (40100 + i as u16, 6000);
-        let o = framed(R_LAN_MAC, CLIENT_MAC, lan, &udp_ip(c, s, cp, sp, b"ask"));
+        // the client's datagrams in `encap`; the server's answers to the masqueraded port
+        let ask = |encap, payload: &[u8]| {
+            framed(R_LAN_MAC, CLIENT_MAC, encap, &udp_ip(c, s, cp, sp, payload))
+        };
+        let answer =
+            |np, payload: &[u8]| framed(R_WAN_MAC, SERVER_MAC, wan, &udp_ip(s, w, sp, np, payload));
+        let o = ask(lan, b"ask");
         let id = r.track(&o, LAN, now);
         let np = nat_port(&r.ct, id);
-        let rep = framed(R_WAN_MAC, SERVER_MAC, wan, &udp_ip(s, w, sp, np, b"answer"));
-        r.track(&rep, WAN, now);
+        r.track(&answer(np, b"answer"), WAN, now);
         let fid = r.admit(id, &o, now);
         r.ft.gc(&mut r.ct, now);
         assert!(r.ft.info(fid, now).unwrap().hw, "{c}: pushed");
-        let o2 = framed(
-            R_LAN_MAC,
-            CLIENT_MAC,
-            lan,
-            &udp_ip(c, s, cp, sp, b"ask again"),
-        );
-        let (_, expect) = r.software(LAN, &o2, now);
-        send(&client, &o2);
-        assert_eq!(
-            recv_ip(&server, Duration::from_millis(300)),
-            vec![expect],
-            "{c}: out"
-        );
-        let r2 = framed(
-            R_WAN_MAC,
-            SERVER_MAC,
-            wan,
-            &udp_ip(s, w, sp, np, b"answer again"),
-        );
-        let (_, expect) = r.software(WAN, &r2, now);
-        send(&server, &r2);
-        assert_eq!(
-            recv_ip(&client, Duration::from_millis(300)),
-            vec![expect],
-            "{c}: back"
-        );
+        let out = format!("{c}: out");
+        let a1 = ask(lan, b"ask again");
+        r.assert_forwarded(LAN, &a1, now, (&client, &server), recv_ip, &out);
+        let back = format!("{c}: back");
+        let a2 = answer(np, b"answer again");
+        r.assert_forwarded(WAN, &a2, now, (&server, &client), recv_ip, &back);
         forwarded += 2;
         assert_eq!(r.reason("forwarded"), forwarded);
         // The wrong encapsulation is not this flow's: passed.
-        let wrong = framed(
-            R_LAN_MAC,
-            CLIENT_MAC,
-            Encap::None,
-            &udp_ip(c, s, cp, sp, b"x"),
-        );
-        send(&client, &wrong);
+        send(&client, &ask(Encap::None, b"x"));
         assert!(recv_ip(&server, Duration::from_millis(200)).is_empty());
     }
     assert_eq!(r.reason("l2_mismatch"), 2);

@@ -76,7 +76,8 @@ enum Known {
     Unknown,
 }
 
-fn known(l: &Load, nfproto: u8, l4proto: u8) -> Known {
+/// (`netdev`: the chain is of the netdev family, where `meta nfproto` is NFPROTO_NETDEV.)
+fn known(l: &Load, nfproto: u8, l4proto: u8, netdev: bool) -> Known {
     match l {
         Load::Payload { l3, l4, .. } => {
             if l3.is_some_and(|p| p != nfproto) || l4.is_some_and(|p| p != l4proto) {
@@ -85,13 +86,14 @@ fn known(l: &Load, nfproto: u8, l4proto: u8) -> Known {
                 Known::Unknown
             }
         }
+        Load::Meta(MetaK::NfProto) if netdev => Known::Value(rules::NFPROTO_NETDEV as u128),
         Load::Meta(MetaK::NfProto) => Known::Value(nfproto as u128),
         Load::Meta(MetaK::L4Proto) => Known::Value(l4proto as u128),
-        Load::Bitwise { inner, and, xor } => match known(inner, nfproto, l4proto) {
+        Load::Bitwise { inner, and, xor } => match known(inner, nfproto, l4proto, netdev) {
             Known::Value(v) => Known::Value((v & and) ^ xor),
             k => k,
         },
-        Load::Shift { inner, left, n } => match known(inner, nfproto, l4proto) {
+        Load::Shift { inner, left, n } => match known(inner, nfproto, l4proto, netdev) {
             Known::Value(v) => Known::Value(if *left {
                 v.checked_shl(*n).unwrap_or(0)
             } else {
@@ -110,8 +112,13 @@ fn never_matches(
     m: &rules::Match,
     nfproto: u8,
     l4proto: u8,
+    netdev: bool,
 ) -> bool {
-    let keys: Vec<Known> = m.loads.iter().map(|l| known(l, nfproto, l4proto)).collect();
+    let keys: Vec<Known> = m
+        .loads
+        .iter()
+        .map(|l| known(l, nfproto, l4proto, netdev))
+        .collect();
     if keys.contains(&Known::Fails) {
         // a failed load never matches, negated or not
         return true;
@@ -149,6 +156,7 @@ fn rule_may_act(
     ops: &[Op],
     nfproto: u8,
     l4proto: u8,
+    netdev: bool,
 ) -> bool {
     for op in ops {
         match op {
@@ -157,7 +165,7 @@ fn rule_may_act(
                 if m.loads.iter().any(rules::needs_state) {
                     return true;
                 }
-                if never_matches(rs, changed_sets, m, nfproto, l4proto) {
+                if never_matches(rs, changed_sets, m, nfproto, l4proto, netdev) {
                     return false;
                 }
             }
@@ -194,7 +202,7 @@ struct IfMatch {
 /// match the interfaces alone decide fails for the packet, reached before any statement or
 /// load with state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct IfFilter {
+struct IfFilter {
     rules: Vec<(ChainFilter, Vec<IfMatch>)>,
 }
 
@@ -204,11 +212,86 @@ const IF_FILTER_MAX_RULES: usize = 32;
 
 impl IfFilter {
     /// Whether some rule of the chain may act on a packet of these protocols and interfaces.
+    #[cfg(test)]
     pub(super) fn runs(&self, rs: &Ruleset, nfproto: u8, l4proto: u8, ifs: &Ifaces) -> bool {
-        self.rules.iter().any(|(protos, guard)| {
-            protos.runs(nfproto, l4proto) && guard.iter().all(|m| if_match(rs, m, ifs))
-        })
+        self.protocols_for(rs, ifs).runs(nfproto, l4proto)
     }
+
+    /// The protocols some rule may act on for a packet of these interfaces.
+    fn protocols_for(&self, rs: &Ruleset, ifs: &Ifaces) -> ChainFilter {
+        self.rules
+            .iter()
+            .filter(|(_, guard)| guard.iter().all(|m| if_match(rs, m, ifs)))
+            .fold(ChainFilter::NONE, |f, (protos, _)| f.union(*protos))
+    }
+}
+
+/// [`IfFilter`]s answered up front for every pair of input and output interface of the
+/// router (or none of either), so that a packet's check is an index and a bit test: the
+/// interfaces are few and fixed while a ruleset is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct IfTable {
+    /// Interfaces; pairs are indexed `(iif + 1) * (n + 1) + (oif + 1)`, 0 meaning none.
+    n: usize,
+    by_pair: Vec<ChainFilter>,
+}
+
+/// Beyond this many interface pairs a chain keeps the protocol filter alone.
+const IF_TABLE_MAX_PAIRS: usize = 4096;
+
+impl IfTable {
+    /// Whether some rule of the chain may act on a packet of these protocols that came in
+    /// on `iif` (`None`: the router's own) and leaves by `oif` (`None`: not routed yet).
+    #[inline]
+    pub(super) fn runs(
+        &self,
+        iif: Option<usize>,
+        oif: Option<usize>,
+        nfproto: u8,
+        l4proto: u8,
+    ) -> bool {
+        let (i, o) = (iif.map_or(0, |i| i + 1), oif.map_or(0, |o| o + 1));
+        if i > self.n || o > self.n {
+            return true;
+        }
+        self.by_pair
+            .get(i * (self.n + 1) + o)
+            .is_none_or(|f| f.runs(nfproto, l4proto))
+    }
+}
+
+/// An [`IfTable`] per base chain of `rs` (same index as `rs.base`) for a router whose
+/// interfaces have these names (`meta iifname` values), by interface index.
+pub(super) fn if_tables(rs: &Ruleset, ifnames: &[u128]) -> Vec<Option<IfTable>> {
+    let n = ifnames.len();
+    let filters = if_filters(rs);
+    if (n + 1).saturating_mul(n + 1) > IF_TABLE_MAX_PAIRS {
+        return vec![None; filters.len()];
+    }
+    let side = |i: usize| match i {
+        0 => (0, 0),
+        i => (i as u32, ifnames[i - 1]),
+    };
+    filters
+        .into_iter()
+        .map(|f| {
+            let f = f?;
+            let mut by_pair = Vec::with_capacity((n + 1) * (n + 1));
+            for i in 0..=n {
+                for o in 0..=n {
+                    let ((iif, iifname), (oif, oifname)) = (side(i), side(o));
+                    let ifs = Ifaces {
+                        iif,
+                        iifname,
+                        oif,
+                        oifname,
+                    };
+                    by_pair.push(f.protocols_for(rs, &ifs));
+                }
+            }
+            Some(IfTable { n, by_pair })
+        })
+        .collect()
 }
 
 /// What the rule VM answers for an interface match (`Pkt::load` of the meta key, then the
@@ -260,7 +343,7 @@ fn if_guard(changed_sets: &HashSet<usize>, ops: &[Op]) -> Vec<IfMatch> {
 
 /// An interface filter per base chain of `rs` (same index as `rs.base`): `None` for a chain
 /// with a rule that acts whatever the interfaces (or too many rules to check per packet).
-pub(super) fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
+fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
     let changed_sets = changed_sets(rs);
     rs.base
         .iter()
@@ -270,8 +353,9 @@ pub(super) fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
                 return None;
             }
             let mut rules = vec![];
+            let netdev = b.family == nft_lang::ast::Family::Netdev;
             for r in &chain.rules {
-                let protos = rule_protocols(rs, &changed_sets, &r.ops);
+                let protos = rule_protocols(rs, &changed_sets, &r.ops, netdev);
                 if protos == ChainFilter::NONE {
                     continue;
                 }
@@ -287,12 +371,17 @@ pub(super) fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
         .collect()
 }
 
-/// The protocols a rule may act on.
-fn rule_protocols(rs: &Ruleset, changed_sets: &HashSet<usize>, ops: &[Op]) -> ChainFilter {
+/// The protocols a rule may act on (`netdev`: the rule is in a netdev-family chain).
+fn rule_protocols(
+    rs: &Ruleset,
+    changed_sets: &HashSet<usize>,
+    ops: &[Op],
+    netdev: bool,
+) -> ChainFilter {
     let mut f = ChainFilter::NONE;
     for (fi, nfproto) in [(0, 2u8), (1, 10u8)] {
         for l4proto in 0..=255u8 {
-            if rule_may_act(rs, changed_sets, ops, nfproto, l4proto) {
+            if rule_may_act(rs, changed_sets, ops, nfproto, l4proto, netdev) {
                 f.set(fi, l4proto);
             }
         }
@@ -333,12 +422,13 @@ pub(super) fn chain_filters(rs: &Ruleset) -> Vec<ChainFilter> {
                 return ChainFilter::ALL;
             };
             let mut f = ChainFilter::NONE;
+            let netdev = b.family == nft_lang::ast::Family::Netdev;
             for (fi, nfproto) in [(0, 2u8), (1, 10u8)] {
                 for l4proto in 0..=255u8 {
                     if chain
                         .rules
                         .iter()
-                        .any(|r| rule_may_act(rs, &changed_sets, &r.ops, nfproto, l4proto))
+                        .any(|r| rule_may_act(rs, &changed_sets, &r.ops, nfproto, l4proto, netdev))
                     {
                         f.set(fi, l4proto);
                     }
@@ -478,6 +568,21 @@ mod tests {
         assert!(!clamp.runs(&rs, 2, tcp, &wan));
         let not_lan = f[2].as_ref().expect("a negated name is a guard too");
         assert!(!not_lan.runs(&rs, 2, udp, &lan) && not_lan.runs(&rs, 2, udp, &wan));
+        // the same answers from the table made up front (interfaces lan 0, wan 1, wwan 2)
+        let names = [name("lan"), name("wan"), name("wwan")];
+        let mut t: Vec<(usize, Option<IfTable>)> = rs
+            .base
+            .iter()
+            .map(|b| b.chain)
+            .zip(if_tables(&rs, &names))
+            .collect();
+        t.sort_by_key(|(c, _)| *c);
+        let pre = t[0].1.as_ref().unwrap();
+        assert!(!pre.runs(Some(0), None, 2, tcp) && pre.runs(Some(1), None, 2, tcp));
+        assert!(!pre.runs(Some(1), None, 2, udp) && !pre.runs(None, None, 2, tcp));
+        let clamp = t[1].1.as_ref().unwrap();
+        assert!(clamp.runs(Some(0), Some(1), 2, tcp) && clamp.runs(Some(0), Some(2), 10, tcp));
+        assert!(!clamp.runs(Some(1), Some(0), 2, tcp) && !clamp.runs(Some(1), None, 2, tcp));
         // a rule acting on every interface keeps the chain
         assert!(f[3].is_none());
         // a load with state before the interface match acts for every packet reaching it
