@@ -178,15 +178,20 @@ fn udp_ttl1(c: &str, n: u32) {
 /// as TCP control segments (`tcp_control`) across the close.
 fn tcp_offloaded_then_closed(c: &str, s: &str, sock: &str) -> (String, u64) {
     use std::io::{BufRead, BufReader, Write};
-    let server = Command::new("ip")
+    // the client connects once the server listens (a fixed sleep was shorter than a loaded
+    // machine takes to start python: the SYN got a RST)
+    let mut server = Bg(Command::new("ip")
         .args([
             "netns", "exec", s, "python3", "-c",
-            "import socket\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',8080))\nl.listen(1)\nl.settimeout(10)\nc,_=l.accept()\nc.settimeout(15)\nn=0\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\nc.close()\nprint(n)\n",
+            "import socket\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',8080))\nl.listen(1)\nprint('listening',flush=True)\nl.settimeout(10)\nc,_=l.accept()\nc.settimeout(15)\nn=0\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\nc.close()\nprint(n)\n",
         ])
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+        .unwrap());
+    let mut said = BufReader::new(server.0.stdout.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "listening");
     let mut client = Command::new("ip")
         .args([
             "netns", "exec", c, "python3", "-c",
@@ -207,8 +212,10 @@ fn tcp_offloaded_then_closed(c: &str, s: &str, sock: &str) -> (String, u64) {
     let before = xdp_frames(&stats(sock), "tcp_control");
     client.stdin.take().unwrap().write_all(b"close\n").unwrap();
     let _ = client.wait();
-    let out = server.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "6000");
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "6000");
+    let _ = server.0.wait();
     std::thread::sleep(Duration::from_millis(300));
     let after = xdp_frames(&stats(sock), "tcp_control");
     (ct, after - before)
