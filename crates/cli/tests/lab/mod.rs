@@ -139,13 +139,15 @@ pub struct Answers {
 ///   sleep before the client (300 ms here once) is shorter than `ip netns exec python3` takes
 ///   to bind on a loaded machine (0.5-0.7 s measured at a load of 9-11), and a request that
 ///   arrived first was answered by the server's kernel with a port unreachable (its `Udp:
-///   NoPorts`), one datagram short without the router losing anything;
+///   NoPorts`), one datagram short without the router losing anything (seen as 149 of 150
+///   with `Udp: InDatagrams 149 NoPorts 1` at the server, and as 19 of 20);
 /// - answers are taken as they come, not one at a time with a timeout: a late answer still
 ///   counts (with a timeout per datagram it counted as lost and the next wait took it);
 /// - what is still missing three seconds after the last request is lost, and the counters of
 ///   the client's and the server's kernels tell where (printed): requests the server never
 ///   received (`InDatagrams` short, no `NoPorts`) or answers it sent that never came back were
-///   lost between the two, i.e. by the router.
+///   lost between the two, i.e. by the router. (`InDatagrams` counts what the server *read*;
+///   it is only stopped after the client's last wait.)
 pub fn udp_exchange_counted(c: &str, s: &str, n: u32) -> Answers {
     udp_exchange_with(c, s, n, Echo::default())
 }
