@@ -77,30 +77,143 @@ pub fn list(sock: &str, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Sends `n` UDP datagrams from the client (port 10000) to the server's port 9, one every
-/// 20 ms, each answered by the server: how many answers came back.
-pub fn udp_exchange(c: &str, s: &str, n: u32) -> u32 {
-    let server = Command::new("ip")
+/// A child process killed (SIGKILL, by its pid) and reaped when dropped, even when the test
+/// fails.
+pub struct Bg(pub Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The UDP counters of a namespace (`/proc/net/snmp`, the `Udp:` lines: name, value).
+pub fn udp_counters(ns: &str) -> Vec<(String, u64)> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return Vec::new();
+    };
+    names
+        .split_whitespace()
+        .skip(1)
+        .zip(values.split_whitespace().skip(1))
+        .map(|(n, v)| (n.to_string(), v.parse().unwrap_or(0)))
+        .collect()
+}
+
+/// What changed between two [`udp_counters`] readings (the counters that moved).
+fn udp_delta(before: &[(String, u64)], after: &[(String, u64)]) -> String {
+    after
+        .iter()
+        .filter_map(|(n, v)| {
+            let b = before.iter().find(|(m, _)| m == n).map_or(0, |x| x.1);
+            (*v != b).then(|| format!("{n} +{}", v.wrapping_sub(b)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The outcome of a [`udp_exchange_counted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answers {
+    /// Distinct datagrams answered.
+    pub answered: u32,
+    /// Answers that came a second time.
+    pub twice: u32,
+    /// Datagrams received that the client never sent.
+    pub foreign: u32,
+}
+
+/// Sends `n` numbered UDP datagrams (32 bytes) from the client's port 10000 to the server's
+/// port 9, one every 20 ms, each echoed by the server, and counts the answers.
+///
+/// Under load (CI's two cores run the tests in parallel, with builds beside them) this must
+/// not lose what the router does not lose:
+/// - the server says when its socket is bound and only then does the client start: a fixed
+///   sleep before the client (300 ms here once) is shorter than `ip netns exec python3` takes
+///   to bind on a loaded machine (0.5-0.7 s measured at a load of 9-11), and a request that
+///   arrived first was answered by the server's kernel with a port unreachable (its `Udp:
+///   NoPorts`), one datagram short without the router losing anything (seen as 149 of 150
+///   with `Udp: InDatagrams 149 NoPorts 1` at the server, and as 19 of 20);
+/// - answers are taken as they come, not one at a time with a timeout: a late answer still
+///   counts (with a timeout per datagram it counted as lost and the next wait took it);
+/// - what is still missing three seconds after the last request is lost, and the counters of
+///   the client's and the server's kernels tell where (printed): requests the server never
+///   received (`InDatagrams` short, no `NoPorts`) or answers it sent that never came back were
+///   lost between the two, i.e. by the router. (`InDatagrams` counts what the server *read*;
+///   it is only stopped after the client's last wait.)
+pub fn udp_exchange_counted(c: &str, s: &str, n: u32) -> Answers {
+    udp_exchange_with(c, s, n, Echo::default())
+}
+
+/// How the echo server of [`udp_exchange_with`] misbehaves (the helper's own tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo {
+    /// Seconds the server waits before it binds its socket (a slow start).
+    pub start_delay: f64,
+    /// The datagram (by number) the server answers half a second late.
+    pub late: Option<u32>,
+}
+
+/// [`udp_exchange_counted`] with a server that starts slowly or answers late.
+pub fn udp_exchange_with(c: &str, s: &str, n: u32, echo: Echo) -> Answers {
+    use std::io::{BufRead, BufReader};
+    let (c0, s0) = (udp_counters(c), udp_counters(s));
+    let mut server = Bg(Command::new("ip")
         .args([
             "netns", "exec", s, "python3", "-c",
-            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',9))\ns.settimeout(3)\ntry:\n  while True:\n    d,a=s.recvfrom(2048); s.sendto(d,a)\nexcept socket.timeout: pass\n",
+            &format!(
+                "import socket,time\ntime.sleep({})\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',9))\nprint('ready',flush=True)\ns.settimeout(60)\ntry:\n  while True:\n    d,a=s.recvfrom(2048)\n    if d[:6]==b'{}': time.sleep(0.5)\n    s.sendto(d,a)\nexcept socket.timeout: pass\n",
+                echo.start_delay,
+                echo.late.map_or("-".repeat(6), |i| format!("{i:06}")),
+            ),
         ])
+        .stdout(Stdio::piped())
         .spawn()
+        .unwrap());
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(line.trim(), "ready", "the UDP echo server did not start");
     let script = format!(
-        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',10000))\ns.settimeout(0.3)\ng=0\nfor i in range({n}):\n  s.sendto(b'x'*32,('198.19.0.2',9))\n  try:\n    s.recvfrom(2048); g+=1\n  except socket.timeout: pass\n  time.sleep(0.02)\nprint(g)\n"
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',10000))\ns.setblocking(False)\nsent=set();seen=set();twice=0;foreign=0\ndef take():\n  global twice,foreign\n  while True:\n    try: d=s.recv(2048)\n    except BlockingIOError: return\n    if d not in sent: foreign+=1\n    elif d in seen: twice+=1\n    else: seen.add(d)\nfor i in range({n}):\n  m=b'%06d'%i+b'x'*26\n  sent.add(m)\n  s.sendto(m,('198.19.0.2',9))\n  time.sleep(0.02)\n  take()\nend=time.time()+3\nwhile time.time()<end and len(seen)<{n}:\n  time.sleep(0.02); take()\nprint(len(seen),twice,foreign)\n"
     );
     let out = Command::new("ip")
         .args(["netns", "exec", c, "python3", "-c", &script])
         .output()
         .unwrap();
-    let mut server = server;
-    let _ = server.wait();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    drop(server);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut w = text.split_whitespace().map(|x| x.parse().unwrap_or(0));
+    let got = Answers {
+        answered: w.next().unwrap_or(0),
+        twice: w.next().unwrap_or(0),
+        foreign: w.next().unwrap_or(0),
+    };
+    if got.answered != n || got.twice != 0 || got.foreign != 0 {
+        eprintln!(
+            "udp_exchange: {got:?} of {n} sent ({}); UDP counters during it: server [{}], client [{}]",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            udp_delta(&s0, &udp_counters(s)),
+            udp_delta(&c0, &udp_counters(c)),
+        );
+    }
+    got
+}
+
+/// [`udp_exchange_counted`]: how many of the `n` datagrams were answered; an answer that came
+/// twice or one the client never asked for fails the test.
+pub fn udp_exchange(c: &str, s: &str, n: u32) -> u32 {
+    let got = udp_exchange_counted(c, s, n);
+    assert_eq!((got.twice, got.foreign), (0, 0), "{got:?}");
+    got.answered
 }
 
 /// client ns - router ns - server ns, the router's interfaces lan0 and wan0, and `run` on
