@@ -469,8 +469,10 @@ impl Offload {
         if !self.enabled || self.tables.iter().all(|t| t.ft.is_empty()) {
             return 0;
         }
-        self.actions.clear();
-        self.actions.resize(slots.len(), Action::None);
+        // (`process_burst` writes every action of its run: no clearing per burst)
+        if self.actions.len() < slots.len() {
+            self.actions.resize(slots.len(), Action::None);
+        }
         let mut forwarded = 0;
         let port_table = &self.port_table;
         let table_of = |p: u16| port_table.get(usize::from(p)).copied().flatten();
@@ -539,6 +541,15 @@ impl Offload {
         self.results
             .get(i)
             .filter(|f| f.egress != NOT_FORWARDED)
+            .map(|f| (f.egress as usize, f.rx_len as usize))
+    }
+
+    /// Each frame of the last burst as (egress, length as it arrived), for a burst the fast
+    /// path forwarded whole (every entry then has an egress).
+    #[inline]
+    pub fn forwarded_all(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.results
+            .iter()
             .map(|f| (f.egress as usize, f.rx_len as usize))
     }
 

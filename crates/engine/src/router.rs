@@ -714,6 +714,9 @@ impl Router {
         };
         let slow = slots.len() - self.offload.fast_path(slots, now);
         self.ct_gc(now, slow);
+        if slow == 0 && before.is_empty() {
+            return self.sent_fast(slots, out);
+        }
         let mut tx = std::mem::take(&mut self.tx);
         for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
@@ -749,6 +752,42 @@ impl Router {
             out.extend(tx.drain(..).map(Sent::Frame));
         }
         self.tx = tx;
+    }
+
+    /// A burst the fast path forwarded whole, untraced: each slot goes out where the fast
+    /// path sent it, and the interfaces' counters add up each run of frames from one port
+    /// (to one port) and are written once a run, not once a frame.
+    fn sent_fast<S: SlotBuf>(&mut self, slots: &[FrameSlot<S>], out: &mut Vec<Sent>) {
+        self.packet_no += slots.len() as u64;
+        let counters = &mut self.counters;
+        // (port, packets, bytes) of the current run, in and out
+        let mut rx = (usize::MAX, 0u64, 0u64);
+        let mut tx = (usize::MAX, 0u64, 0u64);
+        fn flush(c: &mut [crate::counters::PacketBytes], run: (usize, u64, u64)) {
+            if let Some(c) = c.get_mut(run.0) {
+                c.packets += run.1;
+                c.bytes += run.2;
+            }
+        }
+        let sent = slots.iter().zip(self.offload.forwarded_all()).enumerate();
+        out.extend(sent.map(|(slot, (s, (egress, rx_len)))| {
+            let ingress = usize::from(s.port);
+            if ingress != rx.0 {
+                flush(&mut counters.rx, rx);
+                rx = (ingress, 0, 0);
+            }
+            rx.1 += 1;
+            rx.2 += rx_len as u64;
+            if egress != tx.0 {
+                flush(&mut counters.tx, tx);
+                tx = (egress, 0, 0);
+            }
+            tx.1 += 1;
+            tx.2 += s.len() as u64;
+            Sent::Slot { slot, egress }
+        }));
+        flush(&mut counters.rx, rx);
+        flush(&mut counters.tx, tx);
     }
 
     /// Conntrack GC before the slow path's frames of a burst: a budget per burst that has

@@ -666,12 +666,53 @@ fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
 
 /// The checks a hit still has to pass, in the kernel's order, and the flow's state changes
 /// they imply (teardown on SYN or route change, closing on FIN/RST).
-#[inline]
+///
+/// The rare cases (a flow torn down or stale, a TCP SYN, FIN or RST, a port down, PPPoE,
+/// whose session is checked against the source MAC) are one test, and then [`decide_all`]
+/// goes through every check; the common hit has only the link layer, the MTU and the
+/// headroom left, in the same order.
+#[inline(always)]
 fn decide(
     h: &mut Hot,
     d: usize,
     p: &Rec,
     src_mac: impl FnOnce() -> u64,
+    head: usize,
+    links: &[Link],
+    port_down: &[bool],
+) -> Result<usize, Punt> {
+    let d = d & 1;
+    let rare = (h.flags & (TEARDOWN | STALE) | p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0;
+    if rare | !port_down.is_empty() | (p.l2 & 0xff == PPPOE_BITS) {
+        return decide_all(h, d, p, src_mac(), head, links, port_down);
+    }
+    let link = h.link[d];
+    let (Some(back), Some(out)) = (
+        links.get(usize::from(h.link[1 - d])),
+        links.get(usize::from(link)),
+    ) else {
+        return Err(Punt::Miss);
+    };
+    if p.l2 != back.rx_l2 || p.mac != back.rx_mac {
+        return Err(Punt::L2Mismatch);
+    }
+    if p.ip_len > u32::from(out.mtu) {
+        return Err(Punt::TooBig);
+    }
+    if head + p.l3() < usize::from(out.hl) {
+        return Err(Punt::NoHeadroom);
+    }
+    Ok(usize::from(link))
+}
+
+/// [`decide`] with every check, for the rare cases.
+#[cold]
+#[inline(never)]
+fn decide_all(
+    h: &mut Hot,
+    d: usize,
+    p: &Rec,
+    src_mac: u64,
     head: usize,
     links: &[Link],
     port_down: &[bool],
@@ -692,7 +733,7 @@ fn decide(
         return Err(Punt::L2Mismatch);
     }
     // a PPPoE session is its id and the concentrator's MAC
-    if p.l2 & 0xff == PPPOE_BITS && src_mac() != mac_bits(&back.dst_mac) {
+    if p.l2 & 0xff == PPPOE_BITS && src_mac != mac_bits(&back.dst_mac) {
         return Err(Punt::L2Mismatch);
     }
     // `port_down` is empty while every port is up: no look-up per packet then.
