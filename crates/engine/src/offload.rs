@@ -61,16 +61,6 @@ pub struct RouterFlowtable {
     pub ft: Flowtable<Backend>,
 }
 
-/// A frame of the burst: where the fast path sent it ([`NOT_FORWARDED`]: nowhere), and its
-/// length as it arrived. Eight bytes, one vector: one pass over the burst fills it.
-#[derive(Debug, Clone, Copy)]
-struct Forwarded {
-    egress: u32,
-    rx_len: u32,
-}
-
-const NOT_FORWARDED: u32 = u32::MAX;
-
 /// The flowtables and what ties them to connections.
 pub struct Offload {
     enabled: bool,
@@ -89,7 +79,8 @@ pub struct Offload {
     refused: BTreeMap<&'static str, u64>,
     // Per burst, kept to reuse their allocations.
     actions: Vec<Action>,
-    results: Vec<Forwarded>,
+    /// Each frame of the last burst: its length as it arrived; where it went is its action.
+    rx_lens: Vec<u32>,
     leaving: Vec<(ConnId, Duration, Duration)>,
 }
 
@@ -233,7 +224,7 @@ impl Offload {
             admitted: 0,
             refused: BTreeMap::new(),
             actions: vec![],
-            results: vec![],
+            rx_lens: vec![],
             leaving: vec![],
         }
     }
@@ -460,18 +451,17 @@ impl Offload {
     /// link header out (untagged in, VLAN or PPPoE out) goes again in a copy that has some.
     /// Returns how many frames it forwarded.
     pub fn fast_path<S: SlotBuf>(&mut self, slots: &mut [FrameSlot<S>], now: Duration) -> usize {
-        self.results.clear();
+        self.rx_lens.clear();
         // (frames are far shorter than 4 GiB; a longer one would count as 4 GiB)
-        self.results.extend(slots.iter().map(|s| Forwarded {
-            egress: NOT_FORWARDED,
-            rx_len: u32::try_from(s.len()).unwrap_or(u32::MAX),
-        }));
+        self.rx_lens.extend(
+            slots
+                .iter()
+                .map(|s| u32::try_from(s.len()).unwrap_or(u32::MAX)),
+        );
+        self.actions.clear();
+        self.actions.resize(slots.len(), Action::None);
         if !self.enabled || self.tables.iter().all(|t| t.ft.is_empty()) {
             return 0;
-        }
-        // (`process_burst` writes every action of its run: no clearing per burst)
-        if self.actions.len() < slots.len() {
-            self.actions.resize(slots.len(), Action::None);
         }
         let mut forwarded = 0;
         let port_table = &self.port_table;
@@ -500,33 +490,32 @@ impl Offload {
                     continue;
                 }
                 let end = i + run;
+                // the flowtable's own count says how many it forwarded: the run is walked
+                // again only when some were punted
+                let before = rt.ft.stats().forwarded;
                 rt.ft
                     .process_burst::<false>(&mut slots[i..end], now, &mut self.actions[i..end]);
-                let done = slots[i..end]
-                    .iter_mut()
-                    .zip(&self.actions[i..end])
-                    .zip(&mut self.results[i..end]);
-                for ((slot, &action), result) in done {
-                    let action = match action {
-                        Action::Punt(Punt::NoHeadroom) => {
-                            // Retried in a copy with headroom, where the slot's buffer can
-                            // take it (a vector); lent memory stays a punt (slow path).
-                            let mut s = FrameSlot::new(slot.port, slot.frame());
-                            let a = rt.ft.process(&mut s, now);
-                            match (a, S::from_owned(s)) {
-                                (Action::Forward(_), Some(s)) => {
-                                    *slot = s;
-                                    a
-                                }
-                                (Action::Forward(_), None) => Action::Punt(Punt::NoHeadroom),
-                                _ => a,
-                            }
+                let hits = rt.ft.stats().forwarded.wrapping_sub(before) as usize;
+                forwarded += hits;
+                if hits < run {
+                    let done = slots[i..end].iter_mut().zip(&mut self.actions[i..end]);
+                    for (slot, action) in done {
+                        if *action != Action::Punt(Punt::NoHeadroom) {
+                            continue;
                         }
-                        a => a,
-                    };
-                    if let Action::Forward(p) = action {
-                        forwarded += 1;
-                        result.egress = u32::from(p);
+                        // Retried in a copy with headroom, where the slot's buffer can take
+                        // it (a vector); lent memory stays a punt (slow path).
+                        let mut s = FrameSlot::new(slot.port, slot.frame());
+                        let a = rt.ft.process(&mut s, now);
+                        *action = match (a, S::from_owned(s)) {
+                            (Action::Forward(_), Some(s)) => {
+                                *slot = s;
+                                forwarded += 1;
+                                a
+                            }
+                            (Action::Forward(_), None) => Action::Punt(Punt::NoHeadroom),
+                            _ => a,
+                        };
                     }
                 }
                 i = end;
@@ -538,19 +527,26 @@ impl Offload {
     /// Where the fast path sent frame `i` of the last burst, and its length as it arrived.
     #[inline]
     pub fn forwarded(&self, i: usize) -> Option<(usize, usize)> {
-        self.results
-            .get(i)
-            .filter(|f| f.egress != NOT_FORWARDED)
-            .map(|f| (f.egress as usize, f.rx_len as usize))
+        match self.actions.get(i) {
+            Some(&Action::Forward(p)) => Some((
+                usize::from(p),
+                self.rx_lens.get(i).copied().unwrap_or(0) as usize,
+            )),
+            _ => None,
+        }
     }
 
     /// Each frame of the last burst as (egress, length as it arrived), for a burst the fast
     /// path forwarded whole (every entry then has an egress).
     #[inline]
     pub fn forwarded_all(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.results
-            .iter()
-            .map(|f| (f.egress as usize, f.rx_len as usize))
+        self.actions.iter().zip(&self.rx_lens).map(|(a, &len)| {
+            let egress = match *a {
+                Action::Forward(p) => usize::from(p),
+                _ => usize::MAX,
+            };
+            (egress, len as usize)
+        })
     }
 
     /// After the slow path tracked a packet of connection `id`: an offloaded TCP connection
