@@ -781,8 +781,8 @@ impl Router {
                 c.bytes += run.2;
             }
         }
-        let sent = slots.iter().zip(self.offload.forwarded_all()).enumerate();
-        out.extend(sent.map(|(slot, (s, (egress, rx_len)))| {
+        // (a plain loop: the runs' sums stay in registers, which a closure's captures did not)
+        for (s, (egress, rx_len)) in slots.iter().zip(self.offload.forwarded_all()) {
             let ingress = usize::from(s.port);
             if ingress != rx.0 {
                 flush(&mut counters.rx, rx);
@@ -796,8 +796,9 @@ impl Router {
             }
             tx.1 += 1;
             tx.2 += s.len() as u64;
-            Sent::Slot { slot, egress }
-        }));
+        }
+        let sent = self.offload.forwarded_all().enumerate();
+        out.extend(sent.map(|(slot, (egress, _))| Sent::Slot { slot, egress }));
         flush(&mut counters.rx, rx);
         flush(&mut counters.tx, tx);
     }
