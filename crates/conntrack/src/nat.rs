@@ -271,12 +271,12 @@ impl Table {
         if let Some((lo, hi)) = range.ports {
             range.ports = Some((lo.min(hi), lo.max(hi)));
         }
-        let curr = c.reply().invert().ok_or(CtError::NoSuchConn)?;
+        let curr = c.reply_inverse().ok_or(CtError::NoSuchConn)?;
         let zone = c.zone();
         let new = self.unique_tuple(curr, &range, manip, zone, id)?;
         let c = self.conn_mut_internal(id).ok_or(CtError::NoSuchConn)?;
         if new != curr {
-            c.set_reply(new.invert().ok_or(CtError::NoSuchConn)?);
+            c.set_reply_inverse(&new).ok_or(CtError::NoSuchConn)?;
             c.status.insert(match manip {
                 Manip::Src => Status::SRC_NAT,
                 Manip::Dst => Status::DST_NAT,
