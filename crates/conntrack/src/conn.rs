@@ -143,6 +143,26 @@ fn from_ns(n: u64) -> Duration {
     }
 }
 
+impl Tuples {
+    /// A new IPv4 connection's tuples for an original `t` with ports (not ICMP): the reply is
+    /// `t` inverted, written straight into place rather than built as a tuple and packed.
+    /// `None` for IPv6 and ICMP, which take [`Conn::store_tuples`].
+    pub(crate) fn narrow_with_inverse(t: &Tuple) -> Option<Tuples> {
+        match (t.src, t.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) if !crate::tuple::is_icmp(t.proto) => {
+                let (s, d) = (s.octets(), d.octets());
+                Some(Tuples {
+                    v4: [s, d, d, s],
+                    ports: [t.sport, t.dport, t.dport, t.sport],
+                    proto: t.proto,
+                    wide: false,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Conn {
     /// A connection's tuples as stored (the rest is the caller's to fill).
     pub(crate) fn store_tuples(&mut self, t: [Tuple; 2]) {
