@@ -1499,16 +1499,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ..Config::default()
     };
     cfg.conntrack.accounting = true;
-    let n_if = topo.interfaces.len();
-    let mut router = Router::new(topo, rules, cfg);
-    // `synproxy`: a SYN cookie secret of this run's own (simulations keep the fixed default)
+    // Secrets of this run's own (simulations keep the fixed defaults, so that they repeat):
+    // the hash seed of the conntrack and flowtable indexes and of NAT's port choice (a
+    // remote sender who knew it could pick tuples that all land in one bucket), and the
+    // `synproxy` SYN cookie key.
+    let mut secret = None;
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let mut b = [0u8; 32];
+        let mut b = [0u8; 40];
         if std::io::Read::read_exact(&mut f, &mut b).is_ok() {
             let k =
                 |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-            router.set_synproxy_secret([k(0), k(1), k(2), k(3)]);
+            cfg.conntrack.seed = k(4);
+            secret = Some([k(0), k(1), k(2), k(3)]);
         }
+    }
+    let n_if = topo.interfaces.len();
+    let mut router = Router::new(topo, rules, cfg);
+    if let Some(key) = secret {
+        router.set_synproxy_secret(key);
     }
     // The router's time is `epoch.elapsed()`; the XDP offload's stats come in CLOCK_MONOTONIC.
     let epoch = Instant::now();

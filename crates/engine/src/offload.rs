@@ -173,8 +173,15 @@ impl Offload {
 
     /// The flowtables of `rules` on `topo`'s interfaces. With `enabled` false, `flow add`
     /// is a no-op and nothing takes the fast path.
-    /// `max_flows` is conntrack's limit: each flow holds a connection.
-    pub fn new(rules: &Ruleset, topo: &Topology, enabled: bool, max_flows: usize) -> Offload {
+    /// `max_flows` is conntrack's limit: each flow holds a connection. `seed` keys the
+    /// flowtables' hash (secret in `run`, fixed in simulations so that runs repeat).
+    pub fn new(
+        rules: &Ruleset,
+        topo: &Topology,
+        enabled: bool,
+        max_flows: usize,
+        seed: u64,
+    ) -> Offload {
         let mut tables = vec![];
         let mut port_table = vec![None; topo.interfaces.len()];
         for (table, f) in &rules.flowtables {
@@ -214,6 +221,7 @@ impl Offload {
                 hw_offload: f.offload,
                 punt_tcp_control: true,
                 max_flows,
+                seed,
                 ..nft_flowtable::Config::default()
             };
             tables.push(RouterFlowtable {

@@ -104,6 +104,12 @@ impl Default for Config {
 
 use crate::rules::{NAT_DST_PRIO, NAT_SRC_PRIO};
 
+/// The flowtables' hash seed, derived from conntrack's: one secret (or one fixed value in
+/// simulations) keys every table of the router.
+fn flow_seed(cfg: &Config) -> u64 {
+    cfg.conntrack.seed.rotate_left(17) ^ 0x666c_6f77_7461_626c
+}
+
 mod filter;
 mod proxy;
 
@@ -583,7 +589,13 @@ impl Router {
             .iter()
             .map(|i| rules::ifname_value(&i.name))
             .collect();
-        let offload = Offload::new(&rules, &topo, cfg.offload, cfg.conntrack.max_entries);
+        let offload = Offload::new(
+            &rules,
+            &topo,
+            cfg.offload,
+            cfg.conntrack.max_entries,
+            flow_seed(&cfg),
+        );
         let filters = filter::chain_filters(&rules);
         Router {
             topo,
@@ -2666,6 +2678,7 @@ impl Router {
             &self.topo,
             self.cfg.offload,
             self.cfg.conntrack.max_entries,
+            flow_seed(&self.cfg),
         );
         let old = std::mem::replace(&mut self.offload, fresh);
         self.offload.take_flows_from(old, &mut self.ct, now);

@@ -32,15 +32,18 @@ fn mix(a: u64, b: u64) -> u64 {
 ///
 /// One folded multiply of the two words, each mixed with the seed (what foldhash does for
 /// 16 bytes): the key is only 96 bits of entropy, and the fold brings the high half of the
-/// product down to the low bits the home slot is taken from.
+/// product down to the low bits the home slot is taken from. Both words are added back after
+/// the multiply: a product with one factor zero is zero whatever the other, so without them
+/// every key whose address word equals the seed (or whose ports word equals the other factor's
+/// mask) would share one hash.
 #[inline(always)]
 pub(crate) fn hash_v4(seed: u64, a: u64, tail: u64) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    mix(a ^ seed, tail ^ seed.rotate_left(32) ^ K)
+    mix(a ^ seed, tail ^ seed.rotate_left(32) ^ K) ^ a ^ tail
 }
 
-/// A seeded multiply-fold hash: cheap, and the seed keeps remote senders from choosing
-/// colliding tuples. An IPv4 key is two words (addresses; ports, port, protocol), so it
+/// A seeded multiply-fold hash: cheap, and with a secret seed (`run` draws one per process)
+/// remote senders cannot choose colliding tuples; the fixed default only makes runs repeatable. An IPv4 key is two words (addresses; ports, port, protocol), so it
 /// costs two multiplies; an IPv6 key mixes all five.
 #[inline]
 pub(crate) fn hash(seed: u64, k: &Key) -> u64 {
@@ -225,6 +228,27 @@ mod tests {
                     prop_assert_eq!(ix.find(h, |x| x == v), Some(v));
                 }
             }
+        }
+    }
+
+    /// Keys whose address word is the seed, or whose ports word cancels the other factor,
+    /// would all multiply to zero: the words added back keep them apart.
+    #[test]
+    fn degenerate_factors_still_spread_keys() {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        for seed in [crate::Config::default().seed, 1, u64::MAX] {
+            let mut by_ports = std::collections::HashSet::new();
+            let mut by_addrs = std::collections::HashSet::new();
+            for sport in 1000u64..1100 {
+                for dport in [53u64, 80, 443] {
+                    let tail = sport | dport << 16 | 1 << 32 | 17 << 48;
+                    by_ports.insert(hash_v4(seed, seed, tail));
+                    let a = sport << 32 | dport;
+                    by_addrs.insert(hash_v4(seed, a, seed.rotate_left(32) ^ K));
+                }
+            }
+            assert_eq!(by_ports.len(), 300, "seed {seed:#x}");
+            assert_eq!(by_addrs.len(), 300, "seed {seed:#x}");
         }
     }
 }
