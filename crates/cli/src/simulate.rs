@@ -343,8 +343,12 @@ pub fn text_report(r: &Report, a: &Args) -> String {
     }
     let _ = writeln!(
         s,
-        "\nconnections: {} live ({} created, {} expired, {} early drops)",
-        r.connections_total, r.conntrack_new, r.conntrack_expired, r.conntrack_early_drop
+        "\nconnections: {} live ({} created, {} expired, {} early drops, {} evicted)",
+        r.connections_total,
+        r.conntrack_new,
+        r.conntrack_expired,
+        r.conntrack_early_drop,
+        r.conntrack_evicted
     );
     for (k, v) in &r.connections {
         let _ = writeln!(s, "  {k:<24} {v:>8}");

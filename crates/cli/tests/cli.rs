@@ -428,6 +428,9 @@ fn simulate_conntrack_max_limits_the_table() {
         live(&small)
     );
     assert!(refused(&small) > 0, "nothing refused: {}", small["drops"]);
+    // GC's evictions near the limit are reported beside early drops (none in a default run)
+    assert_eq!(full["conntrack_evicted"].as_u64(), Some(0), "{full}");
+    assert!(small["conntrack_evicted"].as_u64().is_some(), "{small}");
     for bad in ["0", "-1", "many"] {
         let out = bin()
             .args(["simulate", "--conntrack-max", bad])

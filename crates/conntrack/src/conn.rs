@@ -143,6 +143,26 @@ fn from_ns(n: u64) -> Duration {
     }
 }
 
+impl Tuples {
+    /// A new IPv4 connection's tuples for an original `t` with ports (not ICMP): the reply is
+    /// `t` inverted, written straight into place rather than built as a tuple and packed.
+    /// `None` for IPv6 and ICMP, which take [`Conn::store_tuples`].
+    pub(crate) fn narrow_with_inverse(t: &Tuple) -> Option<Tuples> {
+        match (t.src, t.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) if !crate::tuple::is_icmp(t.proto) => {
+                let (s, d) = (s.octets(), d.octets());
+                Some(Tuples {
+                    v4: [s, d, d, s],
+                    ports: [t.sport, t.dport, t.dport, t.sport],
+                    proto: t.proto,
+                    wide: false,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Conn {
     /// A connection's tuples as stored (the rest is the caller's to fill).
     pub(crate) fn store_tuples(&mut self, t: [Tuple; 2]) {
@@ -206,6 +226,23 @@ impl Conn {
     }
 
     /// Replaces the reply tuple (NAT bound it).
+    /// [`Self::set_reply`] with the inverse of `t` (the original direction as NAT makes it),
+    /// written in place for IPv4 ports without building the inverted tuple first. `None` for
+    /// an ICMP type without an answer.
+    pub(crate) fn set_reply_inverse(&mut self, t: &Tuple) -> Option<()> {
+        match (self.tuples.wide, t.src, t.dst) {
+            (false, IpAddr::V4(s), IpAddr::V4(d)) if !crate::tuple::is_icmp(t.proto) => {
+                let k = &mut self.tuples;
+                k.v4[2] = d.octets();
+                k.v4[3] = s.octets();
+                k.ports[2] = t.dport;
+                k.ports[3] = t.sport;
+            }
+            _ => self.set_reply(t.invert()?),
+        }
+        Some(())
+    }
+
     pub(crate) fn set_reply(&mut self, r: Tuple) {
         match (self.tuples.wide, r.src, r.dst) {
             // all IPv4 before and after: the reply's half is written in place
@@ -238,6 +275,21 @@ impl Conn {
             sport: self.tuples.ports[2 * d],
             dport: self.tuples.ports[2 * d + 1],
         }
+    }
+
+    /// The inverse of the reply tuple (the original direction as NAT has made it so far), read
+    /// in place rather than built and inverted; `None` for an ICMP type without an answer.
+    pub(crate) fn reply_inverse(&self) -> Option<Tuple> {
+        if crate::tuple::is_icmp(self.tuples.proto) {
+            return self.reply().invert();
+        }
+        Some(Tuple {
+            src: self.addr(3),
+            dst: self.addr(2),
+            proto: self.tuples.proto,
+            sport: self.tuples.ports[3],
+            dport: self.tuples.ports[2],
+        })
     }
 
     pub fn zone(&self) -> Zone {

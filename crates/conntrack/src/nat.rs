@@ -215,11 +215,15 @@ impl Table {
         ifindex: u32,
         range: &NatRange,
     ) -> Result<(), CtError> {
-        let r = NatRange {
+        // one address: in order by construction, so no normalising copy in `bind`
+        let mut r = NatRange {
             addrs: Some((addr, addr)),
             ..*range
         };
-        self.bind(id, Manip::Src, &r)?;
+        if let Some((lo, hi)) = r.ports {
+            r.ports = Some((lo.min(hi), lo.max(hi)));
+        }
+        self.bind_ordered(id, Manip::Src, &r)?;
         self.set_masq_ifindex(id, ifindex);
         Ok(())
     }
@@ -247,6 +251,20 @@ impl Table {
         manip: Manip,
         range: &NatRange,
     ) -> Result<(), CtError> {
+        let mut range = *range;
+        if let Some((lo, hi)) = range.addrs {
+            if addr_bits(lo) > addr_bits(hi) {
+                range.addrs = Some((hi, lo));
+            }
+        }
+        if let Some((lo, hi)) = range.ports {
+            range.ports = Some((lo.min(hi), lo.max(hi)));
+        }
+        self.bind_ordered(id, manip, &range)
+    }
+
+    /// [`Self::bind`] with a range whose bounds are in order (lowest first).
+    fn bind_ordered(&mut self, id: ConnId, manip: Manip, range: &NatRange) -> Result<(), CtError> {
         let c = self.get(id).ok_or(CtError::NoSuchConn)?;
         if c.is_confirmed() {
             return Err(CtError::AlreadyConfirmed);
@@ -258,25 +276,18 @@ impl Table {
         if c.status().contains(done) {
             return Err(CtError::AlreadyBound);
         }
-        let mut range = *range;
         if let Some((lo, hi)) = range.addrs {
             let v4 = c.is_ipv4();
             if lo.is_ipv4() != v4 || hi.is_ipv4() != v4 {
                 return Err(CtError::FamilyMismatch);
             }
-            if addr_bits(lo) > addr_bits(hi) {
-                range.addrs = Some((hi, lo));
-            }
         }
-        if let Some((lo, hi)) = range.ports {
-            range.ports = Some((lo.min(hi), lo.max(hi)));
-        }
-        let curr = c.reply().invert().ok_or(CtError::NoSuchConn)?;
+        let curr = c.reply_inverse().ok_or(CtError::NoSuchConn)?;
         let zone = c.zone();
-        let new = self.unique_tuple(curr, &range, manip, zone, id)?;
+        let new = self.unique_tuple(curr, range, manip, zone, id)?;
         let c = self.conn_mut_internal(id).ok_or(CtError::NoSuchConn)?;
         if new != curr {
-            c.set_reply(new.invert().ok_or(CtError::NoSuchConn)?);
+            c.set_reply_inverse(&new).ok_or(CtError::NoSuchConn)?;
             c.status.insert(match manip {
                 Manip::Src => Status::SRC_NAT,
                 Manip::Dst => Status::DST_NAT,

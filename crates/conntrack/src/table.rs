@@ -1109,8 +1109,12 @@ impl Table {
             }
             _ => (ProtoState::Generic, timeouts.generic),
         };
-        let Some(reply) = t.invert() else {
-            return Outcome::Invalid(Invalid::IcmpNew);
+        let (tuples, reply) = match crate::conn::Tuples::narrow_with_inverse(&t) {
+            Some(k) => (k, None),
+            None => match t.invert() {
+                Some(r) => (Default::default(), Some(r)),
+                None => return Outcome::Invalid(Invalid::IcmpNew),
+            },
         };
         if !self.make_room() {
             return Outcome::Refused(Refused::TableFull);
@@ -1128,7 +1132,7 @@ impl Table {
             })
         });
         let mut conn = Conn {
-            tuples: Default::default(),
+            tuples,
             zone,
             status: Status::NONE,
             mark: 0,
@@ -1141,7 +1145,9 @@ impl Table {
             offload_flow: 0,
             deadline_ns: crate::conn::ns(now.saturating_add(timeout)),
         };
-        conn.store_tuples([t, reply]);
+        if let Some(reply) = reply {
+            conn.store_tuples([t, reply]);
+        }
         self.next_id = self.next_id.wrapping_add(1);
         let expected = self.take_expectation(&t, zone, now);
         let id = self.alloc(conn);

@@ -284,6 +284,9 @@ pub struct Report {
     pub conntrack_new: u64,
     pub conntrack_early_drop: u64,
     pub conntrack_expired: u64,
+    /// Taken out by GC near the limit after a refused connection (closing or unreplied
+    /// connections, to make room); the kernel counts these nowhere.
+    pub conntrack_evicted: u64,
     /// Rules by hits, most first.
     pub top_rules: Vec<RuleHits>,
 }

@@ -2858,6 +2858,7 @@ impl Router {
             conntrack_new: st.new,
             conntrack_early_drop: st.early_drop,
             conntrack_expired: st.expired,
+            conntrack_evicted: st.evicted,
             top_rules: top,
         }
     }

@@ -498,12 +498,15 @@ table inet fw {
     let rep = r.report(secs(2));
     assert_eq!(rep.connections.get("tcp established"), Some(&90));
     assert_eq!(rep.connections_total, 100);
+    assert_eq!(rep.conntrack_evicted, 0);
     // the retry: GC ran first and evicted six closing connections (100 -> 94)
     lan_to_wan(&mut r, syn, secs(3));
     let rep = r.report(secs(3));
     assert_eq!(rep.connections.get("tcp established"), Some(&90));
     assert_eq!(rep.connections_total, 95);
     assert_eq!(r.conntrack().stats().evicted, 6);
+    assert_eq!(rep.conntrack_evicted, 6);
+    assert_eq!(rep.conntrack_early_drop, 0);
     assert_eq!(r.counters().dropped(Drop::CtTableFull), 1);
 }
 
