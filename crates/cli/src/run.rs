@@ -295,6 +295,14 @@ pub fn load_ruleset_for(
     };
     let ast = load_file(path, &opts).map_err(|e| e.rendered.trim_end().to_string())?;
     let rules = nft_engine::rules::compile(&ast).map_err(|e| format!("{}: {e}", path.display()))?;
+    if rules.has_tproxy() {
+        eprintln!(
+            "warning: {}: tproxy: the dataplane has no sockets, so a tproxy rule stops where \
+             it is and the packet is forwarded (as the kernel does with no transparent socket); \
+             a proxy on this host is not reached",
+            path.display()
+        );
+    }
     Ok((ast, rules))
 }
 

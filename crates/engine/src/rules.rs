@@ -736,6 +736,16 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
+    /// Whether a rule has a `tproxy` statement: this router has no sockets, so such a rule
+    /// always stops at it (see [`Op::Tproxy`]'s evaluation); `run` warns about it.
+    pub fn has_tproxy(&self) -> bool {
+        self.chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .flat_map(|r| &r.ops)
+            .any(|op| matches!(op, Op::Tproxy { .. }))
+    }
+
     /// Index of a named object (`counter cx` of table `t`).
     pub fn object(&self, table: &str, kind: ObjKind, name: &str) -> Option<usize> {
         self.objects

@@ -592,6 +592,21 @@ fn tproxy_without_a_socket_stops_its_rule() {
     assert_eq!(counter(&r, "before").0, 1);
 }
 
+/// `run` warns about rulesets with `tproxy` (a proxy on the router's host is never reached).
+#[test]
+fn rulesets_with_tproxy_are_known() {
+    let compile = |src: &str| {
+        let ast = load_str("x.nft", src, &LoadOpts::default())
+            .map_err(|e| e.rendered)
+            .unwrap();
+        nft_engine::rules::compile(&ast).unwrap()
+    };
+    assert!(compile(TPROXY).has_tproxy());
+    let plain =
+        "table inet t { chain c { type filter hook prerouting priority 0; tcp dport 80 counter } }";
+    assert!(!compile(plain).has_tproxy());
+}
+
 #[test]
 fn hook_limited_expressions_are_refused_elsewhere() {
     let cases = [
