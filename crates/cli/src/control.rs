@@ -175,7 +175,7 @@ fn handle(shared: &Shared, line: &str) -> Result<String, String> {
 
 /// The counters: per interface, per path, drops by reason, flows, CPU per packet.
 pub fn stats_json(shared: &Shared) -> Value {
-    let (report, tx_dropped, names, xdp) = {
+    let (report, tx_dropped, links, xdp) = {
         let st = shared.lock();
         let xdp: Vec<(String, String, bool, nft_xdp::offload::SharedXdpOffload)> = st
             .xdp
@@ -183,14 +183,19 @@ pub fn stats_json(shared: &Shared) -> Value {
             .filter_map(|x| Some((x.table.clone(), x.name.clone(), x.in_use, x.handle.clone()?)))
             .collect();
         let now = shared.now();
-        let names: Vec<String> = st
+        // each interface's name, and the MAC and MTU the router uses for it now (what it
+        // last learnt from netlink)
+        let links: Vec<(String, String, u16)> = st
             .router
             .topology()
             .interfaces
             .iter()
-            .map(|i| i.name.clone())
+            .map(|i| {
+                let mac = i.mac.map(|b| format!("{b:02x}")).join(":");
+                (i.name.clone(), mac, i.mtu)
+            })
             .collect();
-        (st.router.report(now), st.tx_dropped.clone(), names, xdp)
+        (st.router.report(now), st.tx_dropped.clone(), links, xdp)
     };
     // `flags offload`: what each XDP offload program did with the frames (forwarded, or
     // passed on and why), and what became of the flows pushed to it
@@ -247,8 +252,11 @@ pub fn stats_json(shared: &Shared) -> Value {
         .iter()
         .enumerate()
         .map(|(i, r)| {
+            let (name, mac, mtu) = links.get(i).cloned().unwrap_or_default();
             json!({
-                "name": names.get(i).cloned().unwrap_or_default(),
+                "name": name,
+                "mac": mac,
+                "mtu": mtu,
                 "rx_packets": r.rx_packets,
                 "rx_bytes": r.rx_bytes,
                 "tx_packets": r.tx_packets,
@@ -274,7 +282,7 @@ pub fn stats_json(shared: &Shared) -> Value {
     if bad > 0 {
         drops.insert("tx_bad_port".into(), json!(bad));
     }
-    let rd: u64 = (0..names.len()).map(ring_drops).sum();
+    let rd: u64 = (0..links.len()).map(ring_drops).sum();
     if rd > 0 {
         drops.insert("rx_ring_full".into(), json!(rd));
     }

@@ -47,6 +47,27 @@ fn fast(sock: &str) -> u64 {
     stats(sock)["paths"]["fast"].as_u64().unwrap()
 }
 
+/// Waits (up to 5 s) until `stats` shows the router using `want` (its `mac` or `mtu`) for
+/// interface `dev`: the kernel's `RTM_NEWLINK` has reached the engine.
+fn wait_link(sock: &str, dev: &str, key: &str, want: serde_json::Value) {
+    let t = std::time::Instant::now();
+    loop {
+        let st = stats(sock);
+        let now = st["interfaces"]
+            .as_array()
+            .and_then(|v| v.iter().find(|i| i["name"] == dev))
+            .map(|i| i[key].clone());
+        if now.as_ref() == Some(&want) {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{dev} {key} {now:?}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn run_follows_mac_and_mtu_changes() {
     let test = "run_follows_mac_and_mtu_changes";
@@ -72,9 +93,15 @@ fn run_follows_mac_and_mtu_changes() {
 
     // a new MAC on the WAN side; the server learns it afresh
     let new_mac = "02:00:00:00:99:01";
+    let old_mac = stats(&sock)["interfaces"]
+        .as_array()
+        .and_then(|v| v.iter().find(|i| i["name"] == "wan0"))
+        .map(|i| i["mac"].clone())
+        .unwrap();
+    assert_ne!(old_mac, new_mac);
     sh(r, &format!("ip link set wan0 address {new_mac}"));
     sh(s, "ip neigh flush dev eth0");
-    std::thread::sleep(Duration::from_millis(200));
+    wait_link(&sock, "wan0", "mac", new_mac.into());
     // the server records the source MAC of every datagram to its port 9, from when it says
     // it is ready until its stdin closes (then what is still queued)
     let mut capture = Command::new("ip")
@@ -113,7 +140,7 @@ fn run_follows_mac_and_mtu_changes() {
     // a smaller MTU on the WAN: a 1400-byte datagram with DF no longer fits
     let before = stats(&sock)["drops"]["mtu_exceeded"].as_u64().unwrap_or(0);
     sh(r, "ip link set wan0 mtu 1280");
-    std::thread::sleep(Duration::from_millis(200));
+    wait_link(&sock, "wan0", "mtu", 1280.into());
     sh(
         c,
         "python3 -c \"
