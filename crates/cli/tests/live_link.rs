@@ -47,16 +47,20 @@ fn fast(sock: &str) -> u64 {
     stats(sock)["paths"]["fast"].as_u64().unwrap()
 }
 
-/// Waits (up to 5 s) until `stats` shows the router using `want` (its `mac` or `mtu`) for
-/// interface `dev`: the kernel's `RTM_NEWLINK` has reached the engine.
+/// What `stats` says the router uses for interface `dev` (`key`: its `mac` or `mtu`).
+fn link(sock: &str, dev: &str, key: &str) -> Option<serde_json::Value> {
+    stats(sock)["interfaces"]
+        .as_array()
+        .and_then(|v| v.iter().find(|i| i["name"] == dev))
+        .map(|i| i[key].clone())
+}
+
+/// Waits (up to 5 s) until the router uses `want` for `dev`'s `key`: the kernel's
+/// `RTM_NEWLINK` has reached the engine.
 fn wait_link(sock: &str, dev: &str, key: &str, want: serde_json::Value) {
     let t = std::time::Instant::now();
     loop {
-        let st = stats(sock);
-        let now = st["interfaces"]
-            .as_array()
-            .and_then(|v| v.iter().find(|i| i["name"] == dev))
-            .map(|i| i[key].clone());
+        let now = link(sock, dev, key);
         if now.as_ref() == Some(&want) {
             return;
         }
@@ -93,12 +97,7 @@ fn run_follows_mac_and_mtu_changes() {
 
     // a new MAC on the WAN side; the server learns it afresh
     let new_mac = "02:00:00:00:99:01";
-    let old_mac = stats(&sock)["interfaces"]
-        .as_array()
-        .and_then(|v| v.iter().find(|i| i["name"] == "wan0"))
-        .map(|i| i["mac"].clone())
-        .unwrap();
-    assert_ne!(old_mac, new_mac);
+    assert_ne!(link(&sock, "wan0", "mac").unwrap(), new_mac);
     sh(r, &format!("ip link set wan0 address {new_mac}"));
     sh(s, "ip neigh flush dev eth0");
     wait_link(&sock, "wan0", "mac", new_mac.into());

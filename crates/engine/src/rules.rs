@@ -739,11 +739,25 @@ impl Ruleset {
     /// Whether a rule has a `tproxy` statement: this router has no sockets, so such a rule
     /// always stops at it (see [`Op::Tproxy`]'s evaluation); `run` warns about it.
     pub fn has_tproxy(&self) -> bool {
+        self.ops().any(|op| matches!(op, Op::Tproxy { .. }))
+    }
+
+    /// Every rule's operations, chain by chain.
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
         self.chains
             .iter()
             .flat_map(|c| &c.rules)
             .flat_map(|r| &r.ops)
-            .any(|op| matches!(op, Op::Tproxy { .. }))
+    }
+
+    /// Sets rules add to or delete from: their contents are known at run time only.
+    pub(crate) fn changed_sets(&self) -> std::collections::HashSet<usize> {
+        self.ops()
+            .filter_map(|op| match op {
+                Op::Dynset(d) => Some(d.set),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Index of a named object (`counter cx` of table `t`).
@@ -2277,17 +2291,13 @@ const FOLD_MAX: usize = 8;
 /// change at run time), with exact single-value keys and no timeout; the folded test answers
 /// exactly what the lookup did.
 fn fold_const_sets(rs: &mut Ruleset) {
-    let mut changed = vec![false; rs.sets.len()];
-    for op in rs.chains.iter().flat_map(|c| &c.rules).flat_map(|r| &r.ops) {
-        if let Op::Dynset(d) = op {
-            if let Some(c) = changed.get_mut(d.set) {
-                *c = true;
-            }
-        }
-    }
+    let changed = rs.changed_sets();
     let small = |i: usize| -> Option<Vec<(u128, SetData)>> {
         let s = rs.sets.get(i)?;
-        if changed[i] || !s.ranges.is_empty() || s.timeout_ms.is_some() || s.exact.len() > FOLD_MAX
+        if changed.contains(&i)
+            || !s.ranges.is_empty()
+            || s.timeout_ms.is_some()
+            || s.exact.len() > FOLD_MAX
         {
             return None;
         }

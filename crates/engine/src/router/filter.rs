@@ -344,7 +344,7 @@ fn if_guard(changed_sets: &HashSet<usize>, ops: &[Op]) -> Vec<IfMatch> {
 /// An interface filter per base chain of `rs` (same index as `rs.base`): `None` for a chain
 /// with a rule that acts whatever the interfaces (or too many rules to check per packet).
 fn if_filters(rs: &Ruleset) -> Vec<Option<IfFilter>> {
-    let changed_sets = changed_sets(rs);
+    let changed_sets = rs.changed_sets();
     rs.base
         .iter()
         .map(|b| {
@@ -389,32 +389,9 @@ fn rule_protocols(
     f
 }
 
-/// Sets rules add to or delete from: their contents are known at run time only.
-fn changed_sets(rs: &Ruleset) -> HashSet<usize> {
-    rs.chains
-        .iter()
-        .flat_map(|c| &c.rules)
-        .flat_map(|r| &r.ops)
-        .filter_map(|op| match op {
-            Op::Dynset(d) => Some(d.set),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A filter per base chain of `rs` (same index as `rs.base`).
 pub(super) fn chain_filters(rs: &Ruleset) -> Vec<ChainFilter> {
-    // sets rules add to or delete from: their contents are known at run time only
-    let changed_sets: HashSet<usize> = rs
-        .chains
-        .iter()
-        .flat_map(|c| &c.rules)
-        .flat_map(|r| &r.ops)
-        .filter_map(|op| match op {
-            Op::Dynset(d) => Some(d.set),
-            _ => None,
-        })
-        .collect();
+    let changed_sets = rs.changed_sets();
     rs.base
         .iter()
         .map(|b| {
