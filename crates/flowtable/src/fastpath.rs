@@ -59,6 +59,46 @@ pub struct FrameSlot<B = Vec<u8>> {
     pub port: Port,
     /// `meta mark` for the frame, when the flow replays one.
     pub mark: Option<u32>,
+    /// What the kernel's skb said about the frame beyond its bytes (GSO, partial checksum);
+    /// all zero for a plain frame. The fast path reads it only when a frame is above the
+    /// egress MTU.
+    pub offload: Offload,
+}
+
+/// A frame's offload state, as AF_PACKET's `virtio_net_hdr` gives it (the kernel's
+/// `skb_is_gso`, `gso_size` and `CHECKSUM_PARTIAL`): a GSO super-packet is one IP packet of up
+/// to 64 KB (its IP total length is its real length) that leaves as segments of `gso_size`
+/// payload bytes each, cut by the kernel or the device after the router.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// Payload bytes per segment of a GSO packet; 0 for a plain frame.
+    pub gso_size: u16,
+    /// The transport checksum holds only the pseudo-header sum (`CHECKSUM_PARTIAL`): the
+    /// device (or the kernel, segmenting) adds the data's sum on the way out.
+    pub csum_partial: bool,
+    /// `virtio_net_hdr` `gso_type` as received (TCPv4 1, TCPv6 4, UDP 5; ECN 0x80).
+    pub gso_type: u8,
+    /// Where the checksummed part starts, from the frame's first byte: as received, and as
+    /// the frame leaves once the router has rewritten it.
+    pub csum_start: u16,
+    /// The partial checksum less the pseudo-header sum the packet had when it arrived (one's
+    /// complement; 0 when they were equal, as any stack leaves them): the router's rewrite
+    /// keeps it, as the kernel's `inet_proto_csum_replace4(.., pseudohdr = true)` does.
+    pub csum_rest: u16,
+}
+
+impl Offload {
+    /// A GSO super-packet.
+    #[inline]
+    pub fn is_gso(&self) -> bool {
+        self.gso_size != 0
+    }
+
+    /// Plain: neither GSO nor a partial checksum.
+    #[inline]
+    pub fn is_plain(&self) -> bool {
+        !self.csum_partial && self.gso_size == 0
+    }
 }
 
 /// What a [`FrameSlot`] can hold: its own vector, or memory lent for one burst.
@@ -107,6 +147,7 @@ impl FrameSlot {
             len: frame.len(),
             port,
             mark: None,
+            offload: Offload::default(),
         }
     }
 
@@ -119,6 +160,7 @@ impl FrameSlot {
             len,
             port,
             mark: None,
+            offload: Offload::default(),
         }
     }
 
@@ -135,6 +177,7 @@ impl FrameSlot {
         self.len = frame.len();
         self.port = port;
         self.mark = None;
+        self.offload = Offload::default();
     }
 
     /// The frame as a vector of its own bytes (the buffer, moved down in place).
@@ -155,6 +198,7 @@ impl<'a> FrameSlot<&'a mut [u8]> {
             len,
             port,
             mark: None,
+            offload: Offload::default(),
         })
     }
 }
@@ -672,11 +716,13 @@ fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
 /// goes through every check; the common hit has only the link layer, the MTU and the
 /// headroom left, in the same order.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn decide(
     h: &mut Hot,
     d: usize,
     p: &Rec,
     src_mac: impl FnOnce() -> u64,
+    seg_fits: impl FnOnce(u32) -> bool,
     head: usize,
     links: &[Link],
     port_down: &[bool],
@@ -684,7 +730,7 @@ fn decide(
     let d = d & 1;
     let rare = (h.flags & (TEARDOWN | STALE) | p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0;
     if rare | !port_down.is_empty() | (p.l2 & 0xff == PPPOE_BITS) {
-        return decide_all(h, d, p, src_mac(), head, links, port_down);
+        return decide_all(h, d, p, src_mac(), seg_fits, head, links, port_down);
     }
     let link = h.link[d];
     let (Some(back), Some(out)) = (
@@ -696,7 +742,7 @@ fn decide(
     if p.l2 != back.rx_l2 || p.mac != back.rx_mac {
         return Err(Punt::L2Mismatch);
     }
-    if p.ip_len > u32::from(out.mtu) {
+    if p.ip_len > u32::from(out.mtu) && !seg_fits(u32::from(out.mtu)) {
         return Err(Punt::TooBig);
     }
     if head + p.l3() < usize::from(out.hl) {
@@ -708,11 +754,13 @@ fn decide(
 /// [`decide`] with every check, for the rare cases.
 #[cold]
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn decide_all(
     h: &mut Hot,
     d: usize,
     p: &Rec,
     src_mac: u64,
+    seg_fits: impl FnOnce(u32) -> bool,
     head: usize,
     links: &[Link],
     port_down: &[bool],
@@ -747,7 +795,7 @@ fn decide_all(
         h.flags |= TEARDOWN;
         return Err(Punt::RouteChanged);
     }
-    if p.ip_len > u32::from(out.mtu) {
+    if p.ip_len > u32::from(out.mtu) && !seg_fits(u32::from(out.mtu)) {
         return Err(Punt::TooBig);
     }
     if p.tcp_flags & TCP_SYN != 0 && flags & CLOSING != 0 {
@@ -761,6 +809,23 @@ fn decide_all(
         h.flags |= CLOSING;
     }
     Ok(usize::from(link))
+}
+
+/// Whether a GSO packet's segments fit `mtu` (the kernel's `nf_flow_exceeds_mtu`:
+/// `skb_gso_validate_network_len`, the IP header, the transport header and `gso_size`); false
+/// for a plain frame. Read only for a frame above the MTU.
+#[cold]
+#[inline(never)]
+fn gso_segments_fit(o: &Offload, p: &Rec, f: &[u8], mtu: u32) -> bool {
+    if o.gso_size == 0 {
+        return false;
+    }
+    let th = if p.proto() == PROTO_TCP {
+        f.get(p.l4() + 12).map_or(20, |b| u32::from(b >> 4) * 4)
+    } else {
+        8
+    };
+    (p.l4() - p.l3()) as u32 + th + u32::from(o.gso_size) <= mtu
 }
 
 /// Writes a link header of `N` bytes, prebuilt in the link.
@@ -1129,7 +1194,17 @@ impl<B: OffloadBackend> Flowtable<B> {
                 .and_then(|m| m.try_into().ok())
                 .map_or(0, mac_bits)
         };
-        let li = decide(h, d, p, src_mac, head, &self.links, &self.port_down)?;
+        let seg_fits = |mtu: u32| gso_segments_fit(&fs.offload, p, fs.frame(), mtu);
+        let li = decide(
+            h,
+            d,
+            p,
+            src_mac,
+            seg_fits,
+            head,
+            &self.links,
+            &self.port_down,
+        )?;
         let link = self.links.get(li).ok_or(Punt::Miss)?;
         let special = h.flags & (V6 | MARK) != 0;
         let cold = if special { self.cold.get(idx) } else { None };
