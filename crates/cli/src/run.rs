@@ -628,17 +628,18 @@ fn rx_offload(slot: &mut FrameSlot, v: &VnetHdr) -> bool {
     }
     let mut o = Offload {
         gso_size: if v.is_gso() { v.gso_size } else { 0 },
-        csum_partial: v.flags & VnetHdr::NEEDS_CSUM != 0,
-        gso_type: v.gso_type,
-        csum_start: v.csum_start,
+        csum_start: if v.flags & VnetHdr::NEEDS_CSUM != 0 {
+            v.csum_start
+        } else {
+            0
+        },
         csum_rest: 0,
     };
-    if o.gso_size != 0 && !o.csum_partial {
+    if o.gso_size != 0 && !o.csum_partial() {
         match l4_site(slot.frame()) {
             Some(L4Site::Inet(seg, field, pseudo, _)) => {
                 let at = seg.start + field;
                 slot.frame_mut()[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
-                o.csum_partial = true;
                 o.csum_start = seg.start as u16;
             }
             // not a TCP or UDP packet: the slow path counts it (gso_unsupported)
@@ -670,13 +671,13 @@ fn tx_vnet(slot: &FrameSlot, rx: &VnetHdr) -> VnetHdr {
         (6, 8)
     };
     VnetHdr {
-        flags: if o.csum_partial {
+        flags: if o.csum_partial() {
             VnetHdr::NEEDS_CSUM
         } else {
             0
         },
         gso_type: if o.is_gso() {
-            o.gso_type
+            rx.gso_type
         } else {
             VnetHdr::GSO_NONE
         },

@@ -82,14 +82,14 @@ fn sub(a: u16, b: u16) -> u16 {
 /// at the packet's transport header (the caller completes SCTP's and the like before) is not
 /// followed: the frame goes on as plain.
 pub fn prepare<S: SlotBuf>(slot: &mut FrameSlot<S>) {
-    if !slot.offload.csum_partial {
+    if !slot.offload.csum_partial() {
         return;
     }
     match site(slot.frame()) {
         Some((s, _)) if usize::from(slot.offload.csum_start) == s.l4 => {
             slot.offload.csum_rest = sub(get16(slot.frame(), s.field), s.pseudo);
         }
-        _ => slot.offload.csum_partial = false,
+        _ => slot.offload.csum_start = 0,
     }
 }
 
@@ -97,7 +97,7 @@ pub fn prepare<S: SlotBuf>(slot: &mut FrameSlot<S>) {
 /// rewritten packet's pseudo-header sum plus the rest [`prepare`] noted, and `csum_start`
 /// where its transport header now starts (the link header may have changed length).
 pub fn finish<S: SlotBuf>(slot: &mut FrameSlot<S>) {
-    if !slot.offload.csum_partial {
+    if !slot.offload.csum_partial() {
         return;
     }
     let rest = slot.offload.csum_rest;
@@ -158,7 +158,7 @@ pub fn segment(frame: &[u8], o: &Offload) -> Option<Vec<Vec<u8>>> {
     };
     let id = if s.v6 { 0 } else { get16(frame, s.l3 + 4) };
     // the super-packet's partial checksum less its pseudo-header (0 as stacks leave it)
-    let rest = if o.csum_partial {
+    let rest = if o.csum_partial() {
         sub(get16(frame, s.field), s.pseudo)
     } else {
         0

@@ -823,7 +823,7 @@ impl Router {
             }
             return;
         }
-        if off.csum_partial {
+        if off.csum_partial() {
             crate::gso::complete(&mut data, off);
         }
         self.receive(ingress, data, now, tx);

@@ -41,8 +41,6 @@ fn partial(payload: &[u8], seq: u32, ack: u32, gso_size: u16, rest: u16) -> Fram
     let mut s = FrameSlot::new(LAN as u16, &f);
     s.offload = Offload {
         gso_size,
-        csum_partial: true,
-        gso_type: if gso_size > 0 { 1 } else { 0 },
         csum_start: 34,
         csum_rest: 0,
     };
@@ -110,7 +108,7 @@ fn a_gso_packet_whose_segments_fit_is_forwarded_whole_with_its_partial_checksum_
         want[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&field.to_be_bytes());
         assert_eq!(slots[0].frame(), &want[..], "rest {rest:#x}");
         assert_eq!(slots[0].len(), 14 + 20 + 20 + 13_000);
-        assert!(slots[0].offload.csum_partial);
+        assert!(slots[0].offload.csum_partial());
         assert_eq!(slots[0].offload.csum_start, 34);
         if rest == 0 {
             // the pseudo-header of what leaves: completing it gives a checksum that verifies

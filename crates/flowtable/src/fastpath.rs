@@ -68,18 +68,18 @@ pub struct FrameSlot<B = Vec<u8>> {
 /// A frame's offload state, as AF_PACKET's `virtio_net_hdr` gives it (the kernel's
 /// `skb_is_gso`, `gso_size` and `CHECKSUM_PARTIAL`): a GSO super-packet is one IP packet of up
 /// to 64 KB (its IP total length is its real length) that leaves as segments of `gso_size`
-/// payload bytes each, cut by the kernel or the device after the router.
+/// payload bytes each, cut by the kernel or the device after the router. Six bytes, so that
+/// a slot is no larger than without it (the GSO type follows from the packet: TCP over IPv4
+/// or IPv6, UDP; ECN from TCP's CWR).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offload {
     /// Payload bytes per segment of a GSO packet; 0 for a plain frame.
     pub gso_size: u16,
-    /// The transport checksum holds only the pseudo-header sum (`CHECKSUM_PARTIAL`): the
-    /// device (or the kernel, segmenting) adds the data's sum on the way out.
-    pub csum_partial: bool,
-    /// `virtio_net_hdr` `gso_type` as received (TCPv4 1, TCPv6 4, UDP 5; ECN 0x80).
-    pub gso_type: u8,
-    /// Where the checksummed part starts, from the frame's first byte: as received, and as
-    /// the frame leaves once the router has rewritten it.
+    /// A partial checksum (`CHECKSUM_PARTIAL`): where the checksummed part (the transport
+    /// header) starts, from the frame's first byte, as received and, once the router has
+    /// rewritten the frame, as it leaves; the field holds only the pseudo-header sum, and the
+    /// device (or the kernel, segmenting) adds the data's sum on the way out. 0: the checksum
+    /// is complete.
     pub csum_start: u16,
     /// The partial checksum less the pseudo-header sum the packet had when it arrived (one's
     /// complement; 0 when they were equal, as any stack leaves them): the router's rewrite
@@ -94,10 +94,16 @@ impl Offload {
         self.gso_size != 0
     }
 
+    /// The transport checksum is partial.
+    #[inline]
+    pub fn csum_partial(&self) -> bool {
+        self.csum_start != 0
+    }
+
     /// Plain: neither GSO nor a partial checksum.
     #[inline]
     pub fn is_plain(&self) -> bool {
-        !self.csum_partial && self.gso_size == 0
+        self.csum_start == 0 && self.gso_size == 0
     }
 }
 
@@ -716,13 +722,11 @@ fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
 /// goes through every check; the common hit has only the link layer, the MTU and the
 /// headroom left, in the same order.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn decide(
     h: &mut Hot,
     d: usize,
     p: &Rec,
     src_mac: impl FnOnce() -> u64,
-    seg_fits: impl FnOnce(u32) -> bool,
     head: usize,
     links: &[Link],
     port_down: &[bool],
@@ -730,7 +734,7 @@ fn decide(
     let d = d & 1;
     let rare = (h.flags & (TEARDOWN | STALE) | p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0;
     if rare | !port_down.is_empty() | (p.l2 & 0xff == PPPOE_BITS) {
-        return decide_all(h, d, p, src_mac(), seg_fits, head, links, port_down);
+        return decide_all(h, d, p, src_mac(), head, links, port_down);
     }
     let link = h.link[d];
     let (Some(back), Some(out)) = (
@@ -742,7 +746,7 @@ fn decide(
     if p.l2 != back.rx_l2 || p.mac != back.rx_mac {
         return Err(Punt::L2Mismatch);
     }
-    if p.ip_len > u32::from(out.mtu) && !seg_fits(u32::from(out.mtu)) {
+    if p.ip_len > u32::from(out.mtu) {
         return Err(Punt::TooBig);
     }
     if head + p.l3() < usize::from(out.hl) {
@@ -754,13 +758,11 @@ fn decide(
 /// [`decide`] with every check, for the rare cases.
 #[cold]
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
 fn decide_all(
     h: &mut Hot,
     d: usize,
     p: &Rec,
     src_mac: u64,
-    seg_fits: impl FnOnce(u32) -> bool,
     head: usize,
     links: &[Link],
     port_down: &[bool],
@@ -795,7 +797,7 @@ fn decide_all(
         h.flags |= TEARDOWN;
         return Err(Punt::RouteChanged);
     }
-    if p.ip_len > u32::from(out.mtu) && !seg_fits(u32::from(out.mtu)) {
+    if p.ip_len > u32::from(out.mtu) {
         return Err(Punt::TooBig);
     }
     if p.tcp_flags & TCP_SYN != 0 && flags & CLOSING != 0 {
@@ -811,21 +813,42 @@ fn decide_all(
     Ok(usize::from(link))
 }
 
-/// Whether a GSO packet's segments fit `mtu` (the kernel's `nf_flow_exceeds_mtu`:
-/// `skb_gso_validate_network_len`, the IP header, the transport header and `gso_size`); false
-/// for a plain frame. Read only for a frame above the MTU.
+/// [`decide`] again for a frame it found above the egress MTU: a GSO packet whose segments fit
+/// (the kernel's `nf_flow_exceeds_mtu`: `skb_gso_validate_network_len`, the IP header, the
+/// transport header and `gso_size`, not above the MTU) goes through the remaining checks as
+/// a packet of one segment's size would; anything else stays too big. The checks before the
+/// MTU's have no side effects, so running them twice changes nothing. Out of line, so that
+/// plain frames pay nothing for it.
 #[cold]
 #[inline(never)]
-fn gso_segments_fit(o: &Offload, p: &Rec, f: &[u8], mtu: u32) -> bool {
+#[allow(clippy::too_many_arguments)]
+fn decide_gso(
+    h: &mut Hot,
+    d: usize,
+    p: &Rec,
+    o: &Offload,
+    f: &[u8],
+    head: usize,
+    links: &[Link],
+    port_down: &[bool],
+) -> Result<usize, Punt> {
     if o.gso_size == 0 {
-        return false;
+        return Err(Punt::TooBig);
     }
     let th = if p.proto() == PROTO_TCP {
         f.get(p.l4() + 12).map_or(20, |b| u32::from(b >> 4) * 4)
     } else {
         8
     };
-    (p.l4() - p.l3()) as u32 + th + u32::from(o.gso_size) <= mtu
+    let seg = Rec {
+        ip_len: (p.l4() - p.l3()) as u32 + th + u32::from(o.gso_size),
+        ..*p
+    };
+    let src_mac = f
+        .get(6..12)
+        .and_then(|m| m.try_into().ok())
+        .map_or(0, mac_bits);
+    decide_all(h, d, &seg, src_mac, head, links, port_down)
 }
 
 /// Writes a link header of `N` bytes, prebuilt in the link.
@@ -1194,17 +1217,20 @@ impl<B: OffloadBackend> Flowtable<B> {
                 .and_then(|m| m.try_into().ok())
                 .map_or(0, mac_bits)
         };
-        let seg_fits = |mtu: u32| gso_segments_fit(&fs.offload, p, fs.frame(), mtu);
-        let li = decide(
-            h,
-            d,
-            p,
-            src_mac,
-            seg_fits,
-            head,
-            &self.links,
-            &self.port_down,
-        )?;
+        let li = match decide(h, d, p, src_mac, head, &self.links, &self.port_down) {
+            Ok(li) => li,
+            Err(Punt::TooBig) => decide_gso(
+                h,
+                d,
+                p,
+                &fs.offload,
+                fs.frame(),
+                head,
+                &self.links,
+                &self.port_down,
+            )?,
+            Err(e) => return Err(e),
+        };
         let link = self.links.get(li).ok_or(Punt::Miss)?;
         let special = h.flags & (V6 | MARK) != 0;
         let cold = if special { self.cold.get(idx) } else { None };
