@@ -633,7 +633,6 @@ fn rx_offload(slot: &mut FrameSlot, v: &VnetHdr) -> bool {
         } else {
             0
         },
-        csum_rest: 0,
     };
     if o.gso_size != 0 && !o.csum_partial() {
         match l4_site(slot.frame()) {

@@ -78,29 +78,33 @@ fn sub(a: u16, b: u16) -> u16 {
 }
 
 /// Before the router: how the partial checksum stands against the packet's pseudo-header sum
-/// (`csum_rest`; 0 as any stack leaves it). A partial checksum that is not a TCP or UDP one
-/// at the packet's transport header (the caller completes SCTP's and the like before) is not
-/// followed: the frame goes on as plain.
-pub fn prepare<S: SlotBuf>(slot: &mut FrameSlot<S>) {
+/// (one's complement difference; 0 as any stack leaves it), for [`finish`]. A partial
+/// checksum that is not a TCP or UDP one at the packet's transport header (the caller
+/// completes SCTP's and the like before) is not followed: the frame goes on as plain.
+pub fn prepare<S: SlotBuf>(slot: &mut FrameSlot<S>) -> u16 {
     if !slot.offload.csum_partial() {
-        return;
+        return 0;
     }
     match site(slot.frame()) {
         Some((s, _)) if usize::from(slot.offload.csum_start) == s.l4 => {
-            slot.offload.csum_rest = sub(get16(slot.frame(), s.field), s.pseudo);
+            sub(get16(slot.frame(), s.field), s.pseudo)
         }
-        _ => slot.offload.csum_start = 0,
+        _ => {
+            slot.offload.csum_start = 0;
+            0
+        }
     }
 }
 
 /// After the fast path forwarded the frame (rewritten in place): its partial checksum is the
-/// rewritten packet's pseudo-header sum plus the rest [`prepare`] noted, and `csum_start`
-/// where its transport header now starts (the link header may have changed length).
-pub fn finish<S: SlotBuf>(slot: &mut FrameSlot<S>) {
+/// rewritten packet's pseudo-header sum plus the difference `rest` [`prepare`] found, which is
+/// what the kernel's incremental update (`inet_proto_csum_replace4(.., pseudohdr = true)`)
+/// gives, and `csum_start` is where its transport header now starts (the link header may
+/// have changed length).
+pub fn finish<S: SlotBuf>(slot: &mut FrameSlot<S>, rest: u16) {
     if !slot.offload.csum_partial() {
         return;
     }
-    let rest = slot.offload.csum_rest;
     let f = slot.frame_mut();
     if let Some((s, _)) = site(f) {
         let v = if rest == 0 {

@@ -508,6 +508,13 @@ impl Offload {
                 if hits < run {
                     let done = slots[i..end].iter_mut().zip(&mut self.actions[i..end]);
                     for (slot, action) in done {
+                        // a GSO packet above the MTU whose segments may fit it
+                        if *action == Action::Punt(Punt::TooBig) && slot.offload.is_gso() {
+                            *action = rt.ft.process_gso(slot, now);
+                            if let Action::Forward(_) = action {
+                                forwarded += 1;
+                            }
+                        }
                         if *action != Action::Punt(Punt::NoHeadroom) {
                             continue;
                         }

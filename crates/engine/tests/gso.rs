@@ -42,7 +42,6 @@ fn partial(payload: &[u8], seq: u32, ack: u32, gso_size: u16, rest: u16) -> Fram
     s.offload = Offload {
         gso_size,
         csum_start: 34,
-        csum_rest: 0,
     };
     s
 }

@@ -68,9 +68,9 @@ pub struct FrameSlot<B = Vec<u8>> {
 /// A frame's offload state, as AF_PACKET's `virtio_net_hdr` gives it (the kernel's
 /// `skb_is_gso`, `gso_size` and `CHECKSUM_PARTIAL`): a GSO super-packet is one IP packet of up
 /// to 64 KB (its IP total length is its real length) that leaves as segments of `gso_size`
-/// payload bytes each, cut by the kernel or the device after the router. Six bytes, so that
-/// a slot is no larger than without it (the GSO type follows from the packet: TCP over IPv4
-/// or IPv6, UDP; ECN from TCP's CWR).
+/// payload bytes each, cut by the kernel or the device after the router. Four bytes, one
+/// store to clear (the GSO type follows from the packet: TCP over IPv4 or IPv6, UDP; ECN from
+/// TCP's CWR).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offload {
     /// Payload bytes per segment of a GSO packet; 0 for a plain frame.
@@ -81,10 +81,6 @@ pub struct Offload {
     /// device (or the kernel, segmenting) adds the data's sum on the way out. 0: the checksum
     /// is complete.
     pub csum_start: u16,
-    /// The partial checksum less the pseudo-header sum the packet had when it arrived (one's
-    /// complement; 0 when they were equal, as any stack leaves them): the router's rewrite
-    /// keeps it, as the kernel's `inet_proto_csum_replace4(.., pseudohdr = true)` does.
-    pub csum_rest: u16,
 }
 
 impl Offload {
@@ -813,14 +809,11 @@ fn decide_all(
     Ok(usize::from(link))
 }
 
-/// [`decide`] again for a frame it found above the egress MTU: a GSO packet whose segments fit
-/// (the kernel's `nf_flow_exceeds_mtu`: `skb_gso_validate_network_len`, the IP header, the
-/// transport header and `gso_size`, not above the MTU) goes through the remaining checks as
-/// a packet of one segment's size would; anything else stays too big. The checks before the
-/// MTU's have no side effects, so running them twice changes nothing. Out of line, so that
-/// plain frames pay nothing for it.
-#[cold]
-#[inline(never)]
+/// [`decide`] for a GSO packet found above the egress MTU: one whose segments fit (the
+/// kernel's `nf_flow_exceeds_mtu`: `skb_gso_validate_network_len`, the IP header, the
+/// transport header and `gso_size`, not above the MTU) goes through the checks as a packet
+/// of one segment's size would; anything else stays too big.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn decide_gso(
     h: &mut Hot,
@@ -1149,7 +1142,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         now_ms: u64,
     ) -> Action {
         let mut hit = None;
-        let act = match self.forward::<TRACE, S>(fs, parsed, found, now_ms, &mut hit) {
+        let act = match self.forward::<TRACE, false, S>(fs, parsed, found, now_ms, &mut hit) {
             Ok(port) => {
                 self.stats.forwarded += 1;
                 Action::Forward(port)
@@ -1177,8 +1170,41 @@ impl<B: OffloadBackend> Flowtable<B> {
         act
     }
 
+    /// A GSO packet [`process_burst`](Self::process_burst) punted as `mtu_exceeded`, again:
+    /// forwarded whole when its segments fit the egress MTU ([`decide_gso`], the kernel's
+    /// `nf_flow_exceeds_mtu`), and then counted as forwarded instead of punted; otherwise
+    /// left as it was, a punt already counted. The checks before the MTU's have no side
+    /// effects, so the second pass changes nothing else. Out of the burst's loop, so that
+    /// plain frames pay nothing for it.
+    #[cold]
+    #[inline(never)]
+    pub fn process_gso<S: SlotBuf>(&mut self, fs: &mut FrameSlot<S>, now: Duration) -> Action {
+        if !fs.offload.is_gso() {
+            return Action::Punt(Punt::TooBig);
+        }
+        let p = parse(fs.frame(), fs.port);
+        let v = match &p {
+            Ok(p) => {
+                let key = p.key(fs.frame());
+                let h = self.index.hash(&key);
+                find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
+            }
+            Err(_) => None,
+        };
+        let mut hit = None;
+        match self.forward::<false, true, S>(fs, &p, v.unwrap_or(u32::MAX), ms(now), &mut hit) {
+            Ok(port) => {
+                self.stats.forwarded += 1;
+                let c = &mut self.stats.punts[Punt::TooBig.index()];
+                *c = c.saturating_sub(1);
+                Action::Forward(port)
+            }
+            Err(e) => Action::Punt(e),
+        }
+    }
+
     #[inline(always)]
-    fn forward<const TRACE: bool, S: SlotBuf>(
+    fn forward<const TRACE: bool, const GSO: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
         parsed: &Result<Rec, Punt>,
@@ -1217,9 +1243,8 @@ impl<B: OffloadBackend> Flowtable<B> {
                 .and_then(|m| m.try_into().ok())
                 .map_or(0, mac_bits)
         };
-        let li = match decide(h, d, p, src_mac, head, &self.links, &self.port_down) {
-            Ok(li) => li,
-            Err(Punt::TooBig) => decide_gso(
+        let li = if GSO {
+            decide_gso(
                 h,
                 d,
                 p,
@@ -1228,8 +1253,9 @@ impl<B: OffloadBackend> Flowtable<B> {
                 head,
                 &self.links,
                 &self.port_down,
-            )?,
-            Err(e) => return Err(e),
+            )?
+        } else {
+            decide(h, d, p, src_mac, head, &self.links, &self.port_down)?
         };
         let link = self.links.get(li).ok_or(Punt::Miss)?;
         let special = h.flags & (V6 | MARK) != 0;
