@@ -50,19 +50,23 @@ fn plain_ack(flags: u8) -> bool {
 /// The buffer is a `Vec<u8>` by default; a receive loop with frames in shared memory (an
 /// AF_XDP UMEM) lends them as `&mut [u8]` instead ([`FrameSlot::lend`]), so a fast-path hit is
 /// rewritten where it arrived and sent from there, with no copy.
+///
+/// (`repr(C)`, the offload state just before the mark: clearing both for a refill is one
+/// 8-byte store.)
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[repr(C)]
 pub struct FrameSlot<B = Vec<u8>> {
     buf: B,
     head: usize,
     len: usize,
-    /// The ingress port; on forwarding, left as it was (the egress is in the [`Action`]).
-    pub port: Port,
-    /// `meta mark` for the frame, when the flow replays one.
-    pub mark: Option<u32>,
     /// What the kernel's skb said about the frame beyond its bytes (GSO, partial checksum);
     /// all zero for a plain frame. The fast path reads it only when a frame is above the
     /// egress MTU.
     pub offload: Offload,
+    /// `meta mark` for the frame, when the flow replays one.
+    pub mark: Option<u32>,
+    /// The ingress port; on forwarding, left as it was (the egress is in the [`Action`]).
+    pub port: Port,
 }
 
 /// A frame's offload state, as AF_PACKET's `virtio_net_hdr` gives it (the kernel's
@@ -178,8 +182,8 @@ impl FrameSlot {
         self.head = HEADROOM;
         self.len = frame.len();
         self.port = port;
-        self.mark = None;
         self.offload = Offload::default();
+        self.mark = None;
     }
 
     /// The frame as a vector of its own bytes (the buffer, moved down in place).
