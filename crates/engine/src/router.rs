@@ -388,9 +388,10 @@ struct Walk {
     iif: usize,
     oif: Option<usize>,
     v6: bool,
-    mark: u32,
-    priority: u32,
-    nftrace: bool,
+    /// What rules see of the packet besides its bytes and connection, kept for the whole
+    /// walk: the mark, priority, trace flag and secmark chains set live here, and a chain
+    /// run refreshes only the fields that may have moved (headers, interfaces).
+    view: rules::PktState,
     /// `ct zone set` before conntrack: the zone the connection is looked up in.
     zone: u16,
     /// The route's next hop, once routed (`rt nexthop`).
@@ -419,8 +420,6 @@ struct Walk {
     /// Live mode: the next hop whose MAC is being resolved; the frame waits in
     /// [`Router::held`] instead of leaving.
     hold: Option<IpAddr>,
-    /// `meta secmark`.
-    secmark: u32,
 }
 
 /// Where each hook's base chains lie in `rules.base` (sorted by hook, then by where they run),
@@ -460,7 +459,7 @@ impl HookIndex {
 
     /// The network and transport protocol of a packet, as [`filter::ChainFilter::runs`]
     /// takes them.
-    #[inline]
+    #[inline(always)]
     fn protocols(meta: &PacketMeta) -> (u8, u8) {
         let nfproto = match meta.ip_version {
             Some(IpVersion::Ipv4) => 2,
@@ -947,10 +946,8 @@ impl Router {
         let mut w = Walk {
             iif,
             oif: None,
+            view: rules::PktState::default(),
             v6: meta.ip_version == Some(IpVersion::Ipv6),
-            mark: 0,
-            priority: 0,
-            nftrace: false,
             zone: 0,
             nexthop: None,
             pkttype,
@@ -964,7 +961,6 @@ impl Router {
             local: false,
             frags: None,
             hold: None,
-            secmark: 0,
         };
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
         let dscp_in = ip_dscp(&data[start..], &meta);
@@ -1031,7 +1027,7 @@ impl Router {
                 // not replayed: the packets behind keep theirs, as the walk would)
                 let dscp_out = ip_dscp(&data[start..], &meta);
                 let mangles = Mangles {
-                    meta_mark: (w.mark != 0).then_some(w.mark),
+                    meta_mark: (w.view.mark != 0).then_some(w.view.mark),
                     ct_mark: w.ct_mark,
                     dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
                 };
@@ -1066,7 +1062,7 @@ impl Router {
                 if start > 0 {
                     data.drain(..start);
                 }
-                self.transmit_with(Port::Host, data, w.mark, w.priority, out);
+                self.transmit_with(Port::Host, data, w.view.mark, w.view.priority, out);
             }
             Ok(Fate::Tx { egress, .. }) if w.hold.is_some() => {
                 let next = w.hold.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -1087,8 +1083,8 @@ impl Router {
                     egress,
                     next,
                     frame,
-                    mark: w.mark,
-                    priority: w.priority,
+                    mark: w.view.mark,
+                    priority: w.view.priority,
                     since: now,
                 });
             }
@@ -1108,7 +1104,13 @@ impl Router {
                     .collect();
                 for frame in frames {
                     self.counters.fragments_sent += 1;
-                    self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+                    self.transmit_with(
+                        Port::Iface(egress),
+                        frame,
+                        w.view.mark,
+                        w.view.priority,
+                        out,
+                    );
                 }
             }
             Ok(Fate::Tx { egress, dst_mac }) => {
@@ -1122,7 +1124,13 @@ impl Router {
                     dst_mac,
                     ethertype,
                 );
-                self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+                self.transmit_with(
+                    Port::Iface(egress),
+                    frame,
+                    w.view.mark,
+                    w.view.priority,
+                    out,
+                );
             }
         }
     }
@@ -1526,9 +1534,11 @@ impl Router {
     }
 
     /// One base chain run (`rules.base[bi]`) on the packet, and what its rules handed over.
-    /// The packet view is built here and lives for the run only; what the run changed comes
-    /// back in a few words, and the rare rest (ct fields set, statements handed over) is
-    /// carried out apart ([`Self::chain_effects`], [`Self::chain_actions`]).
+    /// The packet view is the walk's ([`Walk::view`]): a run refreshes what may have moved
+    /// since the last (headers, interfaces) and borrows the bytes, the connection and the
+    /// router for the run; what the run changed stays in the view, and the rare rest (ct
+    /// fields set, statements handed over) is carried out apart ([`Self::chain_effects`],
+    /// [`Self::chain_actions`]).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn run_chain(
@@ -1548,20 +1558,38 @@ impl Router {
             self.act.begin();
         }
         let mut trace_lines: Vec<TraceLine> = vec![];
+        let v = &mut w.view;
+        v.set_headers(meta);
+        (v.iif, v.iifname) = if w.local {
+            (0, 0)
+        } else {
+            (
+                w.iif as u32 + 1,
+                self.ifnames.get(w.iif).copied().unwrap_or(0),
+            )
+        };
+        // `meta pkttype set` lasts for its chain run (the walk's own type decides forwarding)
+        v.pkttype = w.pkttype;
+        if let Some(o) = w.oif {
+            // routed: the output interface's fields, once for the walk
+            if v.oif != o as u32 + 1 {
+                v.oif = o as u32 + 1;
+                v.oifname = self.ifnames.get(o).copied().unwrap_or(0);
+                v.rt_mtu = self
+                    .topo
+                    .interfaces
+                    .get(o)
+                    .map(|i| i.mtu as u32)
+                    .unwrap_or(0);
+                v.nexthop = w.nexthop.map(addr_bits);
+            }
+        }
         let (verdict, by_policy, upd) = {
             let env = RouterEnv {
                 topo: &self.topo,
                 fib: &self.fib,
                 ct: &self.ct,
                 ifnames: &self.ifnames,
-            };
-            let (iif, iifname) = if w.local {
-                (0, 0)
-            } else {
-                (
-                    w.iif as u32 + 1,
-                    self.ifnames.get(w.iif).copied().unwrap_or(0),
-                )
             };
             let live = w.conn.and_then(|(id, dir)| {
                 self.ct.get(id).map(|conn| LiveCt {
@@ -1572,31 +1600,20 @@ impl Router {
                     now,
                 })
             });
-            let mut pkt = rules::pkt_view(buf, meta, iif, iifname);
-            pkt.mark = w.mark;
-            pkt.priority = w.priority;
-            pkt.nftrace = w.nftrace;
-            pkt.pkttype = w.pkttype;
-            pkt.secmark = w.secmark;
-            pkt.conn = live.as_ref().map(|l| l as &dyn CtFacts);
+            let mut conn = live.as_ref().map(|l| l as &dyn CtFacts);
+            w.view.new_ct_zone = None;
             if live.is_none() {
-                pkt.conn = Self::ct_info(w);
-                if pkt.conn.is_none() && w.zone != 0 {
-                    pkt.new_ct_zone = Some(w.zone);
+                conn = Self::ct_info(w);
+                if conn.is_none() && w.zone != 0 {
+                    w.view.new_ct_zone = Some(w.zone);
                 }
             }
-            pkt.env = Some(&env);
-            if let Some(o) = w.oif {
-                pkt.oif = o as u32 + 1;
-                pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
-                pkt.rt_mtu = self
-                    .topo
-                    .interfaces
-                    .get(o)
-                    .map(|i| i.mtu as u32)
-                    .unwrap_or(0);
-                pkt.nexthop = w.nexthop.map(addr_bits);
-            }
+            let mut pkt = Pkt {
+                frame: buf,
+                conn,
+                env: Some(&env),
+                s: &mut w.view,
+            };
             let b = &self.rules.base[bi];
             let tr = if self.cfg.trace {
                 Some(&mut trace_lines)
@@ -1612,28 +1629,26 @@ impl Router {
                 &mut self.act,
                 tr,
             );
-            w.mark = pkt.mark;
-            w.priority = pkt.priority;
-            w.nftrace = pkt.nftrace;
-            w.secmark = pkt.secmark;
-            // what a run seldom changes, looked at in one place
-            let upd = (pkt.new_ct_mark.is_some()
-                || pkt.new_ct_zone.is_some()
-                || pkt.new_ct_label.is_some()
-                || pkt.new_ct_helper.is_some()
-                || pkt.new_ct_secmark.is_some()
-                || pkt.new_ct_timeout.is_some()
-                || !pkt.new_ct_expect.is_empty()
-                || pkt.mangled)
+            // what a run seldom changes, looked at in one place, and taken: what it set on
+            // the connection is carried out once, not again after the next run
+            let s = &mut w.view;
+            let upd = (s.new_ct_mark.is_some()
+                || s.new_ct_zone.is_some()
+                || s.new_ct_label.is_some()
+                || s.new_ct_helper.is_some()
+                || s.new_ct_secmark.is_some()
+                || s.new_ct_timeout.is_some()
+                || !s.new_ct_expect.is_empty()
+                || s.mangled)
                 .then(|| PktUpdate {
-                    ct_mark: pkt.new_ct_mark,
-                    ct_zone: pkt.new_ct_zone,
-                    ct_label: pkt.new_ct_label,
-                    ct_helper: pkt.new_ct_helper.take(),
-                    mangled: pkt.mangled,
-                    ct_secmark: pkt.new_ct_secmark,
-                    ct_timeout: pkt.new_ct_timeout,
-                    ct_expect: std::mem::take(&mut pkt.new_ct_expect),
+                    ct_mark: s.new_ct_mark.take(),
+                    ct_zone: s.new_ct_zone.take(),
+                    ct_label: s.new_ct_label.take(),
+                    ct_helper: s.new_ct_helper.take(),
+                    mangled: std::mem::take(&mut s.mangled),
+                    ct_secmark: s.new_ct_secmark.take(),
+                    ct_timeout: s.new_ct_timeout.take(),
+                    ct_expect: std::mem::take(&mut s.new_ct_expect),
                 });
             (v, p, upd)
         };
@@ -1740,8 +1755,7 @@ impl Router {
         if let Some(spec) = self.act.synproxy.take() {
             self.synproxy_answer(w, buf, meta, &spec, now, out)?;
         }
-        if let Some(req) = self.act.nat {
-            self.act.nat = None;
+        if let Some(req) = self.act.nat.take() {
             self.bind_nat(w, &req)?;
         }
         Ok(())
@@ -1944,7 +1958,13 @@ impl Router {
             self.counters.fragments_sent += frames.len() as u64;
         }
         for frame in frames {
-            self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+            self.transmit_with(
+                Port::Iface(egress),
+                frame,
+                w.view.mark,
+                w.view.priority,
+                out,
+            );
         }
     }
 
@@ -2001,7 +2021,13 @@ impl Router {
         } else {
             self.counters.dup_packets += 1;
         }
-        self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        self.transmit_with(
+            Port::Iface(egress),
+            frame,
+            w.view.mark,
+            w.view.priority,
+            out,
+        );
     }
 
     /// A `dup` copy too big for its route: the error goes to the source, quoting the copy
@@ -2251,8 +2277,8 @@ impl Router {
         if spec.skuid {
             // forwarded packets have no local socket: the kernel prints no UID either
         }
-        if w.mark != 0 {
-            s += &format!(" MARK=0x{:x}", w.mark);
+        if w.view.mark != 0 {
+            s += &format!(" MARK=0x{:x}", w.view.mark);
         }
         self.logs.push(s);
     }
@@ -2496,7 +2522,7 @@ impl Router {
             ETHERTYPE_IPV4
         };
         let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
-        self.transmit_with(Port::Iface(oif), frame, lw.mark, lw.priority, out);
+        self.transmit_with(Port::Iface(oif), frame, lw.view.mark, lw.view.priority, out);
         true
     }
 
@@ -2966,10 +2992,8 @@ mod tests {
         let base = Walk {
             iif: 0,
             oif: None,
+            view: rules::PktState::default(),
             v6: false,
-            mark: 0,
-            priority: 0,
-            nftrace: false,
             zone: 0,
             nexthop: None,
             pkttype: 0,
@@ -2983,7 +3007,6 @@ mod tests {
             local: false,
             frags: None,
             hold: None,
-            secmark: 0,
         };
         let w = Walk::own(&base, 1, None, [0; 6], None, CtState::Invalid);
         assert!(w.tracked);
@@ -3153,10 +3176,8 @@ impl Walk {
         Walk {
             iif: w.iif,
             oif: Some(oif),
+            view: rules::PktState::default(),
             v6: w.v6,
-            mark: 0,
-            priority: 0,
-            nftrace: false,
             zone: w.zone,
             nexthop,
             pkttype: 0,
@@ -3171,7 +3192,6 @@ impl Walk {
             local: true,
             frags: None,
             hold: None,
-            secmark: 0,
         }
     }
 }

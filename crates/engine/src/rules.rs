@@ -794,6 +794,10 @@ pub struct State {
     /// The set-lookup key buffer, kept between packets so that building a key allocates
     /// nothing.
     keybuf: Vec<u128>,
+    /// The chains a run jumped from (chain, next rule), kept between runs: a run starts
+    /// with it empty and no frame is written until a rule jumps (a stack array on each run
+    /// was zeroed whole, 17 frames, for the one or two jumps a run makes).
+    jumps: Vec<(usize, usize)>,
 }
 
 impl State {
@@ -812,6 +816,7 @@ impl State {
             connlimits: vec![vec![]; rs.connlimits],
             rng: 0x9e37_79b9_7f4a_7c15,
             keybuf: Vec::with_capacity(4),
+            jumps: Vec::with_capacity(JUMP_STACK),
         }
     }
 
@@ -2577,9 +2582,39 @@ impl CtFacts for CtInfo {
     }
 }
 
-/// The packet and its metadata as rules see them.
+/// The packet and its metadata as rules see them: its bytes, its connection and the
+/// router's answers, borrowed for a chain run, and the rest ([`PktState`], read through
+/// `Deref`), which the router keeps for a packet's whole walk, so that a chain run builds
+/// four pointers rather than the whole view.
 pub struct Pkt<'a> {
     pub frame: &'a mut [u8],
+    /// What conntrack knows of the packet: its connection, read lazily, or [`CtInvalid`];
+    /// `None` for an untracked packet (only `ct state` answers, untracked).
+    pub conn: Option<&'a dyn CtFacts>,
+    pub env: Option<&'a dyn Env>,
+    pub s: &'a mut PktState,
+}
+
+impl std::ops::Deref for Pkt<'_> {
+    type Target = PktState;
+    #[inline(always)]
+    fn deref(&self) -> &PktState {
+        self.s
+    }
+}
+
+impl std::ops::DerefMut for Pkt<'_> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut PktState {
+        self.s
+    }
+}
+
+/// A packet's metadata as rules see it, apart from its bytes: header offsets and protocols,
+/// interfaces, marks, and what a chain run set on its connection (`new_ct_*`, for the router
+/// to carry out after the run).
+#[derive(Clone, Debug, Default)]
+pub struct PktState {
     /// Offsets of the network and transport headers in `frame`.
     pub nh: usize,
     pub th: Option<usize>,
@@ -2602,9 +2637,6 @@ pub struct Pkt<'a> {
     pub priority: u32,
     pub nftrace: bool,
     pub pkttype: u8,
-    /// What conntrack knows of the packet: its connection, read lazily, or [`CtInvalid`];
-    /// `None` for an untracked packet (only `ct state` answers, untracked).
-    pub conn: Option<&'a dyn CtFacts>,
     pub new_ct_mark: Option<u32>,
     pub new_ct_zone: Option<u16>,
     pub new_ct_label: Option<u128>,
@@ -2624,7 +2656,39 @@ pub struct Pkt<'a> {
     pub mangled: bool,
     /// The packet's time (ns since the epoch of the capture's clock): `meta time`.
     pub now_ns: u64,
-    pub env: Option<&'a dyn Env>,
+}
+
+impl PktState {
+    /// The view of a parsed packet that came in on `iif` (0: none), named `iifname` in its
+    /// register form ([`ifname_value`]).
+    pub fn new(m: &nft_wire::PacketMeta, iif: u32, iifname: u128) -> PktState {
+        let mut s = PktState {
+            iif,
+            iifname,
+            ..PktState::default()
+        };
+        s.set_headers(m);
+        s
+    }
+
+    /// What the view reads of the parse: offsets, protocols, length. The router calls it
+    /// before each chain run, since NAT or a mangled packet may have moved them.
+    #[inline(always)]
+    pub fn set_headers(&mut self, m: &nft_wire::PacketMeta) {
+        self.nfproto = match m.ip_version {
+            Some(nft_wire::IpVersion::Ipv4) => 2,
+            Some(nft_wire::IpVersion::Ipv6) => 10,
+            None => 0,
+        };
+        self.th = match m.fragment {
+            nft_wire::Fragment::NonFirst => None,
+            _ => m.l4_offset,
+        };
+        self.nh = m.l3_offset;
+        self.l4proto = m.ip_protocol.map(u8::from).unwrap_or(0);
+        self.ethertype = u16::from(m.ethertype);
+        self.len = (m.l3_end - m.l3_offset) as u32;
+    }
 }
 
 /// Effects the router carries out for statements it owns.
@@ -2698,8 +2762,43 @@ impl Pkt<'_> {
         ]))
     }
 
-    /// Loads that depend on the packet alone (not on rule state).
+    /// Loads that depend on the packet alone (not on rule state). The ones a ruleset such
+    /// as fw4's makes on every packet (headers, interface names, protocols) are answered
+    /// here, small enough to sit in the rule loop's own load; the rest, some of them large
+    /// (hashes, FIB, tunnels), in [`Self::load_other`], whose register saves the common
+    /// loads then skip.
+    #[inline]
     pub fn load(&self, l: &Load) -> Option<u128> {
+        match l {
+            Load::Payload {
+                base,
+                offset,
+                bits,
+                l3,
+                l4,
+            } => {
+                if l3.is_some_and(|p| p != self.nfproto) || l4.is_some_and(|p| p != self.l4proto) {
+                    return None;
+                }
+                read_bits(self.frame, self.base(*base)?, *offset, *bits)
+            }
+            Load::Meta(k) => match k {
+                MetaK::IifName => Some(self.iifname),
+                MetaK::OifName if self.oif != 0 => Some(self.oifname),
+                MetaK::Iif => Some(self.iif as u128),
+                MetaK::Oif if self.oif != 0 => Some(self.oif as u128),
+                MetaK::NfProto if !self.netdev => Some(self.nfproto as u128),
+                MetaK::L4Proto => Some(self.l4proto as u128),
+                MetaK::Mark => Some(self.mark as u128),
+                _ => self.load_other(l),
+            },
+            _ => self.load_other(l),
+        }
+    }
+
+    /// [`Self::load`] of every kind.
+    #[inline(never)]
+    fn load_other(&self, l: &Load) -> Option<u128> {
         match l {
             Load::Payload {
                 base,
@@ -3515,12 +3614,11 @@ fn run_chain(
     keybuf: &mut Vec<u128>,
     mut trace: Option<&mut Vec<TraceLine>>,
 ) -> Option<Verdict> {
-    // (chain, next rule index) frames; goto replaces the top frame
-    let mut stack: [(usize, usize); JUMP_STACK + 1] = [(0, 0); JUMP_STACK + 1];
-    let mut depth = 0usize;
-    stack[0] = (start, 0);
+    // the running frame (chain, next rule index) in locals; the frames jumped from in
+    // `st.jumps`; goto replaces the running frame
+    let (mut chain, mut ri) = (start, 0usize);
+    st.jumps.clear();
     'frames: loop {
-        let (chain, mut ri) = stack[depth];
         let Some(c) = rs.chains.get(chain) else {
             return Some(Verdict::Drop);
         };
@@ -3903,33 +4001,27 @@ fn run_chain(
                     return Some(v)
                 }
                 Verdict::Return => {
-                    if depth == 0 {
-                        return None;
-                    }
-                    depth -= 1;
+                    let (c, r) = st.jumps.pop()?;
+                    (chain, ri) = (c, r);
                     continue 'frames;
                 }
                 Verdict::Jump(c) => {
-                    if depth + 1 > JUMP_STACK {
+                    if st.jumps.len() >= JUMP_STACK {
                         // the kernel refuses such rulesets at load; be safe at run time
                         return Some(Verdict::Drop);
                     }
-                    stack[depth].1 = ri;
-                    depth += 1;
-                    stack[depth] = (c, 0);
+                    st.jumps.push((chain, ri));
+                    (chain, ri) = (c, 0);
                     continue 'frames;
                 }
                 Verdict::Goto(c) => {
-                    stack[depth] = (c, 0);
+                    (chain, ri) = (c, 0);
                     continue 'frames;
                 }
             }
         }
         // end of chain: return to the caller, or fall off the base chain
-        if depth == 0 {
-            return None;
-        }
-        depth -= 1;
+        (chain, ri) = st.jumps.pop()?;
     }
 }
 
@@ -3983,64 +4075,21 @@ fn eval_value(
     }
 }
 
-/// Fills the rule view of a parsed frame arriving on `iif`.
+/// The rule view of a parsed frame arriving on `iif`, its metadata in `s` (which
+/// [`PktState::new`] fills).
 pub fn pkt_from_frame<'a>(
     frame: &'a mut [u8],
     m: &nft_wire::PacketMeta,
     iif: u32,
     iifname: &str,
+    s: &'a mut PktState,
 ) -> Pkt<'a> {
-    pkt_view(frame, m, iif, ifname_value(iifname))
-}
-
-/// [`pkt_from_frame`] with the interface name already in its register form, which the
-/// router computes once per interface rather than once per base chain.
-pub fn pkt_view<'a>(
-    frame: &'a mut [u8],
-    m: &nft_wire::PacketMeta,
-    iif: u32,
-    iifname: u128,
-) -> Pkt<'a> {
-    let nfproto = match m.ip_version {
-        Some(nft_wire::IpVersion::Ipv4) => 2,
-        Some(nft_wire::IpVersion::Ipv6) => 10,
-        None => 0,
-    };
-    let th = match m.fragment {
-        nft_wire::Fragment::NonFirst => None,
-        _ => m.l4_offset,
-    };
+    *s = PktState::new(m, iif, ifname_value(iifname));
     Pkt {
-        nh: m.l3_offset,
-        th,
-        nfproto,
-        netdev: false,
-        l4proto: m.ip_protocol.map(u8::from).unwrap_or(0),
-        ethertype: u16::from(m.ethertype),
-        len: (m.l3_end - m.l3_offset) as u32,
-        iif,
-        oif: 0,
-        iifname,
-        oifname: 0,
-        mark: 0,
-        priority: 0,
-        nftrace: false,
-        pkttype: 0,
-        conn: None,
-        new_ct_mark: None,
-        new_ct_zone: None,
-        new_ct_label: None,
-        new_ct_helper: None,
-        secmark: 0,
-        new_ct_secmark: None,
-        new_ct_timeout: None,
-        new_ct_expect: Vec::new(),
-        rt_mtu: 0,
-        nexthop: None,
-        mangled: false,
-        now_ns: 0,
-        env: None,
         frame,
+        conn: None,
+        env: None,
+        s,
     }
 }
 
