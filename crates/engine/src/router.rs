@@ -1584,7 +1584,7 @@ impl Router {
                 v.nexthop = w.nexthop.map(addr_bits);
             }
         }
-        let (verdict, by_policy, upd) = {
+        let (verdict, by_policy) = {
             let env = RouterEnv {
                 topo: &self.topo,
                 fib: &self.fib,
@@ -1629,31 +1629,11 @@ impl Router {
                 &mut self.act,
                 tr,
             );
-            // what a run seldom changes, looked at in one place, and taken: what it set on
-            // the connection is carried out once, not again after the next run
-            let s = &mut w.view;
-            let upd = (s.new_ct_mark.is_some()
-                || s.new_ct_zone.is_some()
-                || s.new_ct_label.is_some()
-                || s.new_ct_helper.is_some()
-                || s.new_ct_secmark.is_some()
-                || s.new_ct_timeout.is_some()
-                || !s.new_ct_expect.is_empty()
-                || s.mangled)
-                .then(|| PktUpdate {
-                    ct_mark: s.new_ct_mark.take(),
-                    ct_zone: s.new_ct_zone.take(),
-                    ct_label: s.new_ct_label.take(),
-                    ct_helper: s.new_ct_helper.take(),
-                    mangled: std::mem::take(&mut s.mangled),
-                    ct_secmark: s.new_ct_secmark.take(),
-                    ct_timeout: s.new_ct_timeout.take(),
-                    ct_expect: std::mem::take(&mut s.new_ct_expect),
-                });
-            (v, p, upd)
+            (v, p)
         };
-        if let Some(upd) = upd {
-            self.chain_effects(w, buf, meta, &upd, now)?;
+        // what a run seldom changes (ct fields set, a mangled packet), looked at in one test
+        if w.view.has_effects() {
+            self.chain_effects(w, buf, meta, now)?;
         }
         if self.cfg.trace {
             let base_chain = self.rules.base[bi].chain;
@@ -1673,15 +1653,27 @@ impl Router {
 
     /// What a chain run set beyond the mark, priority, trace flag and secmark: connection
     /// fields (`ct mark set`, `ct zone set`, ...), a mangled packet.
+    #[cold]
     #[inline(never)]
     fn chain_effects(
         &mut self,
         w: &mut Walk,
         buf: &mut [u8],
         meta: &mut PacketMeta,
-        upd: &PktUpdate,
         now: Duration,
     ) -> Result<(), Drop> {
+        // taken from the view: what a run set is carried out once, not again after the next
+        let s = &mut w.view;
+        let upd = &PktUpdate {
+            ct_mark: s.new_ct_mark.take(),
+            ct_zone: s.new_ct_zone.take(),
+            ct_label: s.new_ct_label.take(),
+            ct_helper: s.new_ct_helper.take(),
+            mangled: std::mem::take(&mut s.mangled),
+            ct_secmark: s.new_ct_secmark.take(),
+            ct_timeout: s.new_ct_timeout.take(),
+            ct_expect: std::mem::take(&mut s.new_ct_expect),
+        };
         self.apply_features(w, upd, now);
         if let Some(z) = upd.ct_zone {
             // a zone picks the table conntrack looks in: it counts before the lookup only
@@ -1746,7 +1738,7 @@ impl Router {
                         w.flow_add = Some((t, family));
                     }
                 }
-                Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
+                Err(why) => self.counters.flows_refused[why.index()] += 1,
             }
         }
         if self.act.reject.is_some() {
@@ -2861,7 +2853,12 @@ impl Router {
             flow_add_requests: c.flow_add_requests,
             flows_admitted: c.flows_admitted,
             flows_refused: {
-                let mut m = c.flows_refused.clone();
+                let mut m: BTreeMap<&'static str, u64> = admission::NotAdmitted::ALL
+                    .iter()
+                    .zip(c.flows_refused)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(r, n)| (r.name(), n))
+                    .collect();
                 for (k, v) in self.offload.refused() {
                     *m.entry(k).or_default() += v;
                 }

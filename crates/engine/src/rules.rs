@@ -2671,6 +2671,20 @@ impl PktState {
         s
     }
 
+    /// Whether a chain run set something the router carries out after it: a connection
+    /// field (`ct mark set`, ...) or a rewritten packet.
+    #[inline(always)]
+    pub fn has_effects(&self) -> bool {
+        self.new_ct_mark.is_some()
+            || self.new_ct_zone.is_some()
+            || self.new_ct_label.is_some()
+            || self.new_ct_helper.is_some()
+            || self.new_ct_secmark.is_some()
+            || self.new_ct_timeout.is_some()
+            || !self.new_ct_expect.is_empty()
+            || self.mangled
+    }
+
     /// What the view reads of the parse: offsets, protocols, length. The router calls it
     /// before each chain run, since NAT or a mangled packet may have moved them.
     #[inline(always)]
@@ -3668,135 +3682,11 @@ fn run_chain(
                             }
                         }
                     }
-                    Op::Vmap { keys, map } => {
-                        if !key(st, pkt, keys, keybuf) {
-                            matched = false;
-                            break;
-                        }
-                        match st.set_lookup(rs, *map, keybuf, now_ns) {
-                            Some(SetData::Verdict(v)) => {
-                                verdict = Some(v);
-                                break;
-                            }
-                            _ => {
-                                matched = false;
-                                break;
-                            }
-                        }
-                    }
                     Op::Counter(i) => {
                         if let Some(c) = st.counters.get_mut(*i) {
                             c.0 += 1;
                             c.1 += pkt.len as u64;
                         }
-                    }
-                    Op::Limit(i) => {
-                        let (Some(spec), Some((tokens, last))) =
-                            (rs.limits.get(*i), st.buckets.get_mut(*i))
-                        else {
-                            continue;
-                        };
-                        // `limit rate X` matches within the rate, `over` matches above it
-                        if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
-                            matched = false;
-                            break;
-                        }
-                    }
-                    Op::Connlimit { slot, over, count } => {
-                        if st.connlimits.len() <= *slot {
-                            st.connlimits.resize(*slot + 1, vec![]);
-                        }
-                        let Some(list) = st.connlimits.get_mut(*slot) else {
-                            continue;
-                        };
-                        if !count_conn(pkt, list, *over, *count) {
-                            matched = false;
-                            break;
-                        }
-                    }
-                    Op::Quota(i) => {
-                        let (Some(spec), Some(used)) =
-                            (rs.quotas.get(*i), st.quota_used.get_mut(*i))
-                        else {
-                            continue;
-                        };
-                        *used += pkt.len as u64;
-                        let over = *used > spec.bytes;
-                        if over != spec.over {
-                            matched = false;
-                            break;
-                        }
-                    }
-                    Op::ObjMap { kind, keys, map } => {
-                        // no object for the key: the kernel's objref map lookup breaks
-                        let obj = if key(st, pkt, keys, keybuf) {
-                            match st.set_lookup(rs, *map, keybuf, now_ns) {
-                                Some(SetData::Value(i)) => Some(i as usize),
-                                _ => None,
-                            }
-                        } else {
-                            None
-                        };
-                        let Some(i) = obj else {
-                            matched = false;
-                            break;
-                        };
-                        match kind {
-                            ObjKind::Counter => {
-                                if let Some(c) = st.counters.get_mut(i) {
-                                    c.0 += 1;
-                                    c.1 += pkt.len as u64;
-                                }
-                            }
-                            ObjKind::Quota => {
-                                let (Some(spec), Some(used)) =
-                                    (rs.quotas.get(i), st.quota_used.get_mut(i))
-                                else {
-                                    continue;
-                                };
-                                *used += pkt.len as u64;
-                                if (*used > spec.bytes) != spec.over {
-                                    matched = false;
-                                    break;
-                                }
-                            }
-                            ObjKind::Limit => {
-                                let (Some(spec), Some((tokens, last))) =
-                                    (rs.limits.get(i), st.buckets.get_mut(i))
-                                else {
-                                    continue;
-                                };
-                                if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
-                                    matched = false;
-                                    break;
-                                }
-                            }
-                            ObjKind::CtHelper => pkt.new_ct_helper = rs.helpers.get(i).cloned(),
-                            // refused at compile time: the kernel has no maps of these
-                            ObjKind::CtTimeout | ObjKind::CtExpect | ObjKind::Secmark => {}
-                            ObjKind::Synproxy => {
-                                let Some(spec) = rs.synproxies.get(i) else {
-                                    continue;
-                                };
-                                match synproxy_op(pkt, spec, act) {
-                                    Step::Next => {}
-                                    Step::Stop => {
-                                        matched = false;
-                                        break;
-                                    }
-                                    Step::End(v) => {
-                                        verdict = Some(v);
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    Op::Log(spec) => act.log_spec(pkt, spec, &rule.text),
-                    Op::Reject(r) => {
-                        act.reject(pkt, r);
-                        verdict = Some(Verdict::Drop);
-                        break;
                     }
                     Op::Nat(spec) => {
                         let addr = match &spec.addr {
@@ -3826,59 +3716,7 @@ fn run_chain(
                     }
                     Op::Notrack => act.notrack(pkt),
                     Op::FlowAdd(ft) => act.flow_add(pkt, ft),
-                    Op::SetMeta(k, v) => {
-                        if let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) {
-                            match k {
-                                MetaK::Mark => pkt.mark = x as u32,
-                                MetaK::Priority => pkt.priority = x as u32,
-                                MetaK::PktType => pkt.pkttype = x as u8,
-                                MetaK::Nftrace => pkt.nftrace = x & 1 == 1,
-                                MetaK::Secmark => pkt.secmark = x as u32,
-                                _ => {}
-                            }
-                        }
-                    }
-                    Op::SetCt(k, v) => {
-                        let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) else {
-                            continue;
-                        };
-                        match k {
-                            CtK::Mark => pkt.new_ct_mark = Some(x as u32),
-                            CtK::Zone => pkt.new_ct_zone = Some(x as u16),
-                            CtK::Secmark => pkt.new_ct_secmark = Some(x as u32),
-                            // `ct label set N` sets bit N, keeping the others
-                            CtK::Label => {
-                                pkt.new_ct_label =
-                                    Some(pkt.new_ct_label.unwrap_or_else(|| pkt.ct_label()) | x)
-                            }
-                            _ => {}
-                        }
-                    }
-                    Op::SetCtHelper(h) => pkt.new_ct_helper = Some(h.clone()),
-                    Op::SetCtTimeout(i) => {
-                        // `nft_ct_timeout_obj_eval`: a connection not yet confirmed, of the
-                        // object's protocol; anything else is left alone
-                        let new = pkt.ct_unconfirmed();
-                        if new
-                            && rs
-                                .ct_timeouts
-                                .get(*i)
-                                .is_some_and(|t| t.l4proto == pkt.l4proto)
-                        {
-                            pkt.new_ct_timeout = Some(*i);
-                        }
-                    }
-                    Op::CtExpect(i) => {
-                        // `nft_ct_expect_obj_eval`: only the first packet of a connection
-                        // announces one; otherwise the rule stops here
-                        if !pkt.ct_unconfirmed() {
-                            matched = false;
-                            break;
-                        }
-                        pkt.new_ct_expect.push(*i);
-                    }
-                    Op::SetSecmark(id) => pkt.secmark = *id,
-                    Op::Synproxy(spec) => match synproxy_op(pkt, spec, act) {
+                    _ => match rare_op(rs, st, rule, op, pkt, now_ns, act, keybuf) {
                         Step::Next => {}
                         Step::Stop => {
                             matched = false;
@@ -3889,98 +3727,6 @@ fn run_chain(
                             break;
                         }
                     },
-                    Op::Tproxy { .. } => {
-                        // `nft_tproxy_eval` assigns the packet to a transparent socket it
-                        // finds (an established one for its own addresses and ports, else a
-                        // listener at the statement's address and port) and otherwise, like
-                        // for a family or transport protocol it does not serve, ends the rule
-                        // with NFT_BREAK: the statements after it do not run, and the packet
-                        // goes on to the next rule, routed as if the rule were not there.
-                        // This router has no sockets: `simulate` has no local stack, and in
-                        // `run` the host's sockets are the kernel's, which a packet handed to
-                        // the host reaches only through the kernel's own tproxy rules. So the
-                        // lookup never finds one, and the rule always stops here.
-                        matched = false;
-                        break;
-                    }
-                    Op::SetPayload {
-                        base,
-                        offset,
-                        bits,
-                        l3,
-                        l4,
-                        value,
-                    } => {
-                        // nft puts the header's dependency (`meta nfproto ipv4`, `meta
-                        // l4proto tcp`) before the statement: a packet without that header
-                        // ends the rule there, and the statements after it do not run
-                        if l3.is_some_and(|p| p != pkt.nfproto)
-                            || l4.is_some_and(|p| p != pkt.l4proto)
-                        {
-                            matched = false;
-                            break;
-                        }
-                        if let Some(x) = eval_value(rs, st, pkt, value, keybuf, now_ns) {
-                            set_payload(pkt, *base, *offset, *bits, x);
-                        }
-                    }
-                    Op::ClampMss(v) => {
-                        if let (Some(th), 6, Some(mss)) = (
-                            pkt.th,
-                            pkt.l4proto,
-                            eval_value(rs, st, pkt, v, keybuf, now_ns),
-                        ) {
-                            let mss = mss.min(u16::MAX as u128) as u16;
-                            if let Some(l4) = pkt.frame.get_mut(th..) {
-                                // a malformed TCP header is left alone, as the kernel does
-                                if let Ok(true) = nft_wire::rewrite::clamp_tcp_mss(l4, mss) {
-                                    pkt.mangled = true;
-                                }
-                            }
-                        }
-                    }
-                    Op::Dynset(d) => {
-                        if !dynset(rs, st, d, pkt, now_ns, keybuf) {
-                            matched = false;
-                            break;
-                        }
-                    }
-                    Op::Dup { addr, dev, .. } => {
-                        let a = addr
-                            .as_ref()
-                            .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
-                        let d = dev
-                            .as_ref()
-                            .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns))
-                            .map(|x| x as u32);
-                        act.dup(pkt, a, d);
-                    }
-                    Op::Fwd { addr, dev, v6 } => {
-                        if addr.is_some() {
-                            // `nft_fwd_neigh`: a packet of the other family breaks the rule;
-                            // one whose TTL (hop limit) would run out is dropped, without an
-                            // ICMP error (the check came to the kernel in 2025: 6.18 has it)
-                            if pkt.nfproto != if *v6 { 10 } else { 2 } {
-                                matched = false;
-                                break;
-                            }
-                            let ttl_at = pkt.nh + if *v6 { 7 } else { 8 };
-                            if pkt.frame.get(ttl_at).is_none_or(|t| *t <= 1) {
-                                verdict = Some(Verdict::Drop);
-                                break;
-                            }
-                        }
-                        let a = addr
-                            .as_ref()
-                            .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
-                        let Some(d) = eval_value(rs, st, pkt, dev, keybuf, now_ns) else {
-                            matched = false;
-                            break;
-                        };
-                        act.fwd(pkt, a, d as u32);
-                        verdict = Some(Verdict::Stolen);
-                        break;
-                    }
                 }
             }
             if !matched {
@@ -4023,6 +3769,277 @@ fn run_chain(
         // end of chain: return to the caller, or fall off the base chain
         (chain, ri) = st.jumps.pop()?;
     }
+}
+
+/// The statements and matches a ruleset such as fw4's seldom runs, apart from the rule
+/// loop ([`run_chain`]): in it, their tables (limits, quotas, objects, maps) were loaded up
+/// front on every chain run, whether a rule used them or not.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn rare_op(
+    rs: &Ruleset,
+    st: &mut State,
+    rule: &CRule,
+    op: &Op,
+    pkt: &mut Pkt,
+    now_ns: u64,
+    act: &mut dyn Actions,
+    keybuf: &mut Vec<u128>,
+) -> Step {
+    match op {
+        Op::Vmap { keys, map } => {
+            if !key(st, pkt, keys, keybuf) {
+                return Step::Stop;
+            }
+            match st.set_lookup(rs, *map, keybuf, now_ns) {
+                Some(SetData::Verdict(v)) => {
+                    return Step::End(v);
+                }
+                _ => {
+                    return Step::Stop;
+                }
+            }
+        }
+        Op::Limit(i) => {
+            let (Some(spec), Some((tokens, last))) = (rs.limits.get(*i), st.buckets.get_mut(*i))
+            else {
+                return Step::Next;
+            };
+            // `limit rate X` matches within the rate, `over` matches above it
+            if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
+                return Step::Stop;
+            }
+        }
+        Op::Connlimit { slot, over, count } => {
+            if st.connlimits.len() <= *slot {
+                st.connlimits.resize(*slot + 1, vec![]);
+            }
+            let Some(list) = st.connlimits.get_mut(*slot) else {
+                return Step::Next;
+            };
+            if !count_conn(pkt, list, *over, *count) {
+                return Step::Stop;
+            }
+        }
+        Op::Quota(i) => {
+            let (Some(spec), Some(used)) = (rs.quotas.get(*i), st.quota_used.get_mut(*i)) else {
+                return Step::Next;
+            };
+            *used += pkt.len as u64;
+            let over = *used > spec.bytes;
+            if over != spec.over {
+                return Step::Stop;
+            }
+        }
+        Op::ObjMap { kind, keys, map } => {
+            // no object for the key: the kernel's objref map lookup breaks
+            let obj = if key(st, pkt, keys, keybuf) {
+                match st.set_lookup(rs, *map, keybuf, now_ns) {
+                    Some(SetData::Value(i)) => Some(i as usize),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let Some(i) = obj else {
+                return Step::Stop;
+            };
+            match kind {
+                ObjKind::Counter => {
+                    if let Some(c) = st.counters.get_mut(i) {
+                        c.0 += 1;
+                        c.1 += pkt.len as u64;
+                    }
+                }
+                ObjKind::Quota => {
+                    let (Some(spec), Some(used)) = (rs.quotas.get(i), st.quota_used.get_mut(i))
+                    else {
+                        return Step::Next;
+                    };
+                    *used += pkt.len as u64;
+                    if (*used > spec.bytes) != spec.over {
+                        return Step::Stop;
+                    }
+                }
+                ObjKind::Limit => {
+                    let (Some(spec), Some((tokens, last))) =
+                        (rs.limits.get(i), st.buckets.get_mut(i))
+                    else {
+                        return Step::Next;
+                    };
+                    if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
+                        return Step::Stop;
+                    }
+                }
+                ObjKind::CtHelper => pkt.new_ct_helper = rs.helpers.get(i).cloned(),
+                // refused at compile time: the kernel has no maps of these
+                ObjKind::CtTimeout | ObjKind::CtExpect | ObjKind::Secmark => {}
+                ObjKind::Synproxy => {
+                    let Some(spec) = rs.synproxies.get(i) else {
+                        return Step::Next;
+                    };
+                    match synproxy_op(pkt, spec, act) {
+                        Step::Next => {}
+                        Step::Stop => {
+                            return Step::Stop;
+                        }
+                        Step::End(v) => {
+                            return Step::End(v);
+                        }
+                    }
+                }
+            }
+        }
+        Op::Log(spec) => act.log_spec(pkt, spec, &rule.text),
+        Op::Reject(r) => {
+            act.reject(pkt, r);
+            return Step::End(Verdict::Drop);
+        }
+        Op::SetMeta(k, v) => {
+            if let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) {
+                match k {
+                    MetaK::Mark => pkt.mark = x as u32,
+                    MetaK::Priority => pkt.priority = x as u32,
+                    MetaK::PktType => pkt.pkttype = x as u8,
+                    MetaK::Nftrace => pkt.nftrace = x & 1 == 1,
+                    MetaK::Secmark => pkt.secmark = x as u32,
+                    _ => {}
+                }
+            }
+        }
+        Op::SetCt(k, v) => {
+            let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) else {
+                return Step::Next;
+            };
+            match k {
+                CtK::Mark => pkt.new_ct_mark = Some(x as u32),
+                CtK::Zone => pkt.new_ct_zone = Some(x as u16),
+                CtK::Secmark => pkt.new_ct_secmark = Some(x as u32),
+                // `ct label set N` sets bit N, keeping the others
+                CtK::Label => {
+                    pkt.new_ct_label = Some(pkt.new_ct_label.unwrap_or_else(|| pkt.ct_label()) | x)
+                }
+                _ => {}
+            }
+        }
+        Op::SetCtHelper(h) => pkt.new_ct_helper = Some(h.clone()),
+        Op::SetCtTimeout(i) => {
+            // `nft_ct_timeout_obj_eval`: a connection not yet confirmed, of the
+            // object's protocol; anything else is left alone
+            let new = pkt.ct_unconfirmed();
+            if new
+                && rs
+                    .ct_timeouts
+                    .get(*i)
+                    .is_some_and(|t| t.l4proto == pkt.l4proto)
+            {
+                pkt.new_ct_timeout = Some(*i);
+            }
+        }
+        Op::CtExpect(i) => {
+            // `nft_ct_expect_obj_eval`: only the first packet of a connection
+            // announces one; otherwise the rule stops here
+            if !pkt.ct_unconfirmed() {
+                return Step::Stop;
+            }
+            pkt.new_ct_expect.push(*i);
+        }
+        Op::SetSecmark(id) => pkt.secmark = *id,
+        Op::Synproxy(spec) => match synproxy_op(pkt, spec, act) {
+            Step::Next => {}
+            Step::Stop => {
+                return Step::Stop;
+            }
+            Step::End(v) => {
+                return Step::End(v);
+            }
+        },
+        Op::Tproxy { .. } => {
+            // `nft_tproxy_eval` assigns the packet to a transparent socket it
+            // finds (an established one for its own addresses and ports, else a
+            // listener at the statement's address and port) and otherwise, like
+            // for a family or transport protocol it does not serve, ends the rule
+            // with NFT_BREAK: the statements after it do not run, and the packet
+            // goes on to the next rule, routed as if the rule were not there.
+            // This router has no sockets: `simulate` has no local stack, and in
+            // `run` the host's sockets are the kernel's, which a packet handed to
+            // the host reaches only through the kernel's own tproxy rules. So the
+            // lookup never finds one, and the rule always stops here.
+            return Step::Stop;
+        }
+        Op::SetPayload {
+            base,
+            offset,
+            bits,
+            l3,
+            l4,
+            value,
+        } => {
+            // nft puts the header's dependency (`meta nfproto ipv4`, `meta
+            // l4proto tcp`) before the statement: a packet without that header
+            // ends the rule there, and the statements after it do not run
+            if l3.is_some_and(|p| p != pkt.nfproto) || l4.is_some_and(|p| p != pkt.l4proto) {
+                return Step::Stop;
+            }
+            if let Some(x) = eval_value(rs, st, pkt, value, keybuf, now_ns) {
+                set_payload(pkt, *base, *offset, *bits, x);
+            }
+        }
+        Op::ClampMss(v) => {
+            if let (Some(th), 6, Some(mss)) = (
+                pkt.th,
+                pkt.l4proto,
+                eval_value(rs, st, pkt, v, keybuf, now_ns),
+            ) {
+                let mss = mss.min(u16::MAX as u128) as u16;
+                if let Some(l4) = pkt.frame.get_mut(th..) {
+                    // a malformed TCP header is left alone, as the kernel does
+                    if let Ok(true) = nft_wire::rewrite::clamp_tcp_mss(l4, mss) {
+                        pkt.mangled = true;
+                    }
+                }
+            }
+        }
+        Op::Dynset(d) => {
+            if !dynset(rs, st, d, pkt, now_ns, keybuf) {
+                return Step::Stop;
+            }
+        }
+        Op::Dup { addr, dev, .. } => {
+            let a = addr
+                .as_ref()
+                .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
+            let d = dev
+                .as_ref()
+                .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns))
+                .map(|x| x as u32);
+            act.dup(pkt, a, d);
+        }
+        Op::Fwd { addr, dev, v6 } => {
+            if addr.is_some() {
+                // `nft_fwd_neigh`: a packet of the other family breaks the rule;
+                // one whose TTL (hop limit) would run out is dropped, without an
+                // ICMP error (the check came to the kernel in 2025: 6.18 has it)
+                if pkt.nfproto != if *v6 { 10 } else { 2 } {
+                    return Step::Stop;
+                }
+                let ttl_at = pkt.nh + if *v6 { 7 } else { 8 };
+                if pkt.frame.get(ttl_at).is_none_or(|t| *t <= 1) {
+                    return Step::End(Verdict::Drop);
+                }
+            }
+            let a = addr
+                .as_ref()
+                .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
+            let Some(d) = eval_value(rs, st, pkt, dev, keybuf, now_ns) else {
+                return Step::Stop;
+            };
+            act.fwd(pkt, a, d as u32);
+            return Step::End(Verdict::Stolen);
+        }
+        _ => {}
+    }
+    Step::Next
 }
 
 /// What a statement does to the rest of its rule.
