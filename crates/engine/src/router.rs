@@ -392,6 +392,10 @@ struct Walk {
     /// walk: the mark, priority, trace flag and secmark chains set live here, and a chain
     /// run refreshes only the fields that may have moved (headers, interfaces).
     view: rules::PktState,
+    /// The packet's network and transport protocol as [`HookIndex::protocols`] reads them,
+    /// once for the hooks and chains it passes; `None` after something re-parsed the
+    /// packet (NAT beyond addresses and ports, a mangled packet, reassembly).
+    protos: Option<(u8, u8)>,
     /// `ct zone set` before conntrack: the zone the connection is looked up in.
     zone: u16,
     /// The route's next hop, once routed (`rt nexthop`).
@@ -947,6 +951,7 @@ impl Router {
             iif,
             oif: None,
             view: rules::PktState::default(),
+            protos: None,
             v6: meta.ip_version == Some(IpVersion::Ipv6),
             zone: 0,
             nexthop: None,
@@ -1014,6 +1019,7 @@ impl Router {
                     };
                     data = f;
                     start = 0;
+                    w.protos = None;
                     w.frags = Some((pieces, max_size, id, df));
                     self.counters.reassembled += 1;
                 }
@@ -1402,7 +1408,10 @@ impl Router {
                 *sport = part.src_port.unwrap_or(*sport);
                 *dport = part.dst_port.unwrap_or(*dport);
             }
-            _ => *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?,
+            _ => {
+                *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
+                w.protos = None;
+            }
         }
         self.counters.nat_packets += 1;
         Ok(())
@@ -1439,7 +1448,7 @@ impl Router {
             return Ok(());
         }
         // no chain of the hook acts on this protocol (a trace shows every run)
-        let (nfproto, l4proto) = HookIndex::protocols(meta);
+        let (nfproto, l4proto) = w.protocols(meta);
         if !self.hooks.live[h].runs(nfproto, l4proto) && !self.cfg.trace {
             return Ok(());
         }
@@ -1509,7 +1518,7 @@ impl Router {
             // policy (a trace shows every run, so it runs them all). The protocols are read
             // for each chain: an earlier chain may have rewritten them (`ip protocol set`).
             let skip = !self.cfg.trace && {
-                let (nfproto, l4proto) = HookIndex::protocols(meta);
+                let (nfproto, l4proto) = w.protocols(meta);
                 !self
                     .filters
                     .get(i - 1)
@@ -1683,6 +1692,7 @@ impl Router {
         }
         if upd.mangled {
             *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
+            w.protos = None;
         }
         let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
         if let Some((id, _)) = w.conn.filter(|_| ct_set) {
@@ -2990,6 +3000,7 @@ mod tests {
             iif: 0,
             oif: None,
             view: rules::PktState::default(),
+            protos: None,
             v6: false,
             zone: 0,
             nexthop: None,
@@ -3160,6 +3171,19 @@ fn own_frame(l3: &[u8], v6: bool) -> Option<(Vec<u8>, PacketMeta, IpAddr)> {
 }
 
 impl Walk {
+    /// [`HookIndex::protocols`] of the packet, read once until [`Walk::protos`] is reset.
+    #[inline(always)]
+    fn protocols(&mut self, meta: &PacketMeta) -> (u8, u8) {
+        match self.protos {
+            Some(p) => p,
+            None => {
+                let p = HookIndex::protocols(meta);
+                self.protos = Some(p);
+                p
+            }
+        }
+    }
+
     /// The walk of a packet the router makes in answer to the packet of `w` (a local
     /// packet: no NAT of its own), leaving `oif` from `src_mac` for `nexthop`.
     fn own(
@@ -3174,6 +3198,7 @@ impl Walk {
             iif: w.iif,
             oif: Some(oif),
             view: rules::PktState::default(),
+            protos: None,
             v6: w.v6,
             zone: w.zone,
             nexthop,
