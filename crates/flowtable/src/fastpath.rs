@@ -59,6 +59,17 @@ pub struct FrameSlot<B = Vec<u8>> {
     pub port: Port,
     /// `meta mark` for the frame, when the flow replays one.
     pub mark: Option<u32>,
+    /// Where the fast path sent the frame the last time it looked at it ([`Self::egress`]).
+    egress: Option<Port>,
+    /// The frame's length as it arrived ([`Self::arrived_len`]).
+    rx_len: u32,
+}
+
+/// A frame's length as a `u32` (frames are far shorter than 4 GiB; a longer one counts as
+/// 4 GiB).
+#[inline(always)]
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// What a [`FrameSlot`] can hold: its own vector, or memory lent for one burst.
@@ -107,6 +118,8 @@ impl FrameSlot {
             len: frame.len(),
             port,
             mark: None,
+            egress: None,
+            rx_len: len32(frame.len()),
         }
     }
 
@@ -119,6 +132,8 @@ impl FrameSlot {
             len,
             port,
             mark: None,
+            egress: None,
+            rx_len: len32(len),
         }
     }
 
@@ -130,9 +145,12 @@ impl FrameSlot {
         if self.buf.len() < need {
             self.buf.resize(need, 0);
         }
-        self.buf[HEADROOM..need].copy_from_slice(frame);
+        if let Some(dst) = self.buf.get_mut(HEADROOM..need) {
+            copy_frame(dst, frame);
+        }
         self.head = HEADROOM;
         self.len = frame.len();
+        self.rx_len = len32(frame.len());
         self.port = port;
         self.mark = None;
     }
@@ -142,6 +160,24 @@ impl FrameSlot {
         self.buf.truncate(self.head + self.len);
         self.buf.drain(..self.head);
         self.buf
+    }
+}
+
+/// `dst.copy_from_slice(src)` for slices of one length; a frame of 32 to 64 bytes (the
+/// minimum-size frames a receive loop refills most) as two overlapping 32-byte copies, which
+/// are moves in registers instead of a call to `memcpy`.
+#[inline(always)]
+fn copy_frame(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (32..=64).contains(&n) && dst.len() == n {
+        if let (Some(d), Some(s)) = (dst.first_chunk_mut::<32>(), src.first_chunk::<32>()) {
+            *d = *s;
+        }
+        if let (Some(d), Some(s)) = (dst.last_chunk_mut::<32>(), src.last_chunk::<32>()) {
+            *d = *s;
+        }
+    } else if dst.len() == n {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -155,6 +191,8 @@ impl<'a> FrameSlot<&'a mut [u8]> {
             len,
             port,
             mark: None,
+            egress: None,
+            rx_len: len32(len),
         })
     }
 }
@@ -187,6 +225,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameSlot<B> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The port the fast path forwarded the frame to, when it did the last time it looked at
+    /// the frame (the frame is then rewritten for that port); `None` when it punted it or has
+    /// not looked at it. A receive loop reads it to send the slot, with no result per frame
+    /// kept apart.
+    #[inline]
+    pub fn egress(&self) -> Option<Port> {
+        self.egress
+    }
+
+    /// The frame's length as it arrived (put in the slot), before any rewrite: what the
+    /// ingress interface's counters count.
+    #[inline]
+    pub fn arrived_len(&self) -> usize {
+        self.rx_len as usize
     }
 }
 
@@ -1111,7 +1165,9 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) -> Action {
         let mut hit = None;
         // (forwarded frames are counted by the caller)
-        let act = match self.forward::<TRACE, S>(fs, parsed, found, now_ms, &mut hit) {
+        let r = self.forward::<TRACE, S>(fs, parsed, found, now_ms, &mut hit);
+        fs.egress = r.ok();
+        let act = match r {
             Ok(port) => Action::Forward(port),
             Err(p) => {
                 self.stats.punts[p.index()] += 1;
@@ -1206,6 +1262,30 @@ impl<B: OffloadBackend> Flowtable<B> {
             h.used = now_ms as u32;
         }
         Ok(link.port)
+    }
+}
+
+#[cfg(test)]
+mod refill_tests {
+    use super::FrameSlot;
+
+    /// A reused slot holds exactly the frame it was refilled with, whatever the frame
+    /// before it left in the buffer (longer, shorter, moved by a rewrite), for every
+    /// length around the two-copy range.
+    #[test]
+    fn refill_restores_every_byte() {
+        let mut s = FrameSlot::new(1, &[0xaa; 100]);
+        for n in (0..=130).chain((0..=130).rev()) {
+            let f: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+            s.refill(2, &f);
+            assert_eq!(s.frame(), &f[..], "length {n}");
+            assert_eq!((s.port, s.mark, s.headroom()), (2, None, super::HEADROOM));
+            // what a rewrite does: the frame's bytes changed and its start moved
+            let len = s.len();
+            s.frame_mut().iter_mut().for_each(|b| *b = !*b);
+            s.head = s.head.saturating_sub(8);
+            s.len = len.min(20);
+        }
     }
 }
 
