@@ -63,6 +63,9 @@ import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
     g = r["gbit_s"]
+    if not g:
+        print(f"{r['router']:20} {g:6.2f} Gbit/s retr {r['retransmits']:>5}  (nothing delivered)")
+        continue
     kb = g * 125000  # KB (1000 bytes) per second
     rc = r["cpu"]["cpu1"]["busy"] / 100 * 1e9 / kb
     allc = r["cpu_ns_per_kb"]
