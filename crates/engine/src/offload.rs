@@ -512,7 +512,12 @@ impl Offload {
                         // Retried in a copy with headroom, where the slot's buffer can take
                         // it (a vector); lent memory stays a punt (slow path).
                         let mut s = FrameSlot::new(slot.port, slot.frame());
-                        let a = rt.ft.process(&mut s, now);
+                        // (a GSO packet or a partial checksum stays one in the copy)
+                        s.offload = slot.offload;
+                        let mut a = rt.ft.process(&mut s, now);
+                        if a == Action::Punt(Punt::TooBig) && s.offload.is_gso() {
+                            a = rt.ft.process_gso(&mut s, now);
+                        }
                         *action = match (a, S::from_owned(s)) {
                             (Action::Forward(_), Some(s)) => {
                                 *slot = s;
