@@ -222,3 +222,61 @@ fn a_partial_checksum_without_gso_stays_partial_on_the_fast_path_and_is_complete
     let m = check(&f.data);
     assert_eq!(&f.data[m.l3_end - 5..m.l3_end], b"hello");
 }
+
+/// The WAN as VLAN 5 over a port: the forwarded super-packet gets the tag pushed in front,
+/// and its partial checksum's start moves with the transport header (34 to 38), the field
+/// there the rewritten packet's pseudo-header sum.
+#[test]
+fn a_gso_packet_leaving_on_a_vlan_has_its_checksum_start_moved() {
+    let topo = TOPOLOGY.replace(
+        "[[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\n",
+        "[[interface]]\nname = \"eth1\"\nmac = \"02:00:00:00:02:01\"\n\n\
+         [[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\nvlan = { parent = \"eth1\", id = 5 }\n",
+    );
+    assert_ne!(topo, TOPOLOGY);
+    let mut r = router_with(&topo, RULES, Config::default());
+    let tag = |mut f: Vec<u8>| {
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+        f
+    };
+    let out = send(
+        &mut r,
+        LAN,
+        lan_tcp(50000, 443, 100, Tcp::Syn, b""),
+        secs(1),
+    );
+    let syn = out[0].data.clone();
+    assert_eq!(syn[12..16], [0x81, 0x00, 0x00, 0x05], "tagged out");
+    let sport = u16::from_be_bytes([syn[38], syn[39]]);
+    let synack = tag(wan_tcp(443, sport, 7000, Tcp::SynAck(101), b""));
+    let out = send(&mut r, WAN, synack, secs(1));
+    assert_eq!(out.len(), 1, "{:?}", r.counters().drop_map());
+    assert_eq!(out[0].egress, nft_engine::Port::Iface(LAN), "{out:?}");
+    let out = send(
+        &mut r,
+        LAN,
+        lan_tcp(50000, 443, 101, Tcp::Ack(7001), b""),
+        secs(1),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(r.report(secs(1)).flows_offloaded, 1);
+    let payload = data(4 * 1300);
+    let mut slots = vec![partial(&payload, 101, 7001, 1300, 0)];
+    let input = slots[0].frame().to_vec();
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    assert_eq!(sent, vec![Sent::Slots { start: 0, end: 1 }]);
+    let out = slots[0].frame();
+    assert_eq!(out.len(), input.len() + 4);
+    assert_eq!(out[12..16], [0x81, 0x00, 0x00, 0x05]);
+    assert_eq!(slots[0].offload.csum_start, 38);
+    let l4_len = (input.len() - 34) as u32;
+    let p = pseudo_header(&v4(ROUTER_WAN), &v4(REMOTE), IpProtocol::Tcp, l4_len);
+    assert_eq!(get16(out, 38 + 16), p);
+    assert_eq!(
+        get16(out, 38 + 16),
+        kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN)
+    );
+    // the rest of the packet as it came, but for the ports and addresses
+    assert_eq!(out[38 + 20..], input[34 + 20..]);
+}
