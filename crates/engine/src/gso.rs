@@ -208,3 +208,76 @@ pub fn segment(frame: &[u8], o: &Offload) -> Option<Vec<Vec<u8>>> {
     }
     Some(out)
 }
+
+/// A GSO packet the slow path is walking segment by segment ([`segment`]), as received.
+/// The kernel walks the packet once: where it refuses it for its size (`ip_forward`'s
+/// `ip_exceeds_mtu`, `ip6_forward`'s `ip6_pkt_too_big`: its segments do not fit the route's
+/// MTU), it sends one frag-needed or packet-too-big quoting the packet with its real length,
+/// and drops it; the router does so at its first segment ([`whole_of`]) and walks no more.
+pub(crate) struct Whole {
+    pub frame: Vec<u8>,
+    pub off: Offload,
+    /// A segment was refused for its size: the rest of the packet is not walked.
+    pub refused: bool,
+}
+
+/// The GSO packet `whole` as its first segment `seg` now stands (its headers rewritten by
+/// the walk so far, DNAT in prerouting): the segment's headers with the packet's length (IP
+/// total or payload length, its header checksum; UDP's length), TCP flags and data, and its
+/// checksum field as the kernel leaves it, a partial checksum moved by the pseudo-header
+/// alone (`inet_proto_csum_replace4(.., pseudohdr = true)`), a complete one complete. `None`
+/// when the two do not have the same header layout or the packet is longer than IP allows.
+pub(crate) fn whole_of(seg: &[u8], whole: &[u8], o: &Offload) -> Option<Vec<u8>> {
+    let (s, _) = site(seg)?;
+    let (w, _) = site(whole)?;
+    if s.tcp != w.tcp || s.v6 != w.v6 || s.l4 - s.l3 != w.l4 - w.l3 {
+        return None;
+    }
+    let th = if s.tcp {
+        usize::from(*seg.get(s.l4 + 12)? >> 4) * 4
+    } else {
+        8
+    };
+    let (data, wdata) = (s.l4 + th, w.l4 + th);
+    if th < 8 || data > s.end || wdata > w.end {
+        return None;
+    }
+    let mut f = Vec::with_capacity(data + (w.end - wdata));
+    f.extend_from_slice(&seg[..data]);
+    f.extend_from_slice(&whole[wdata..w.end]);
+    let l4_len = f.len() - s.l4;
+    let l3_len = u16::try_from(f.len() - s.l3).ok()?;
+    if s.v6 {
+        put16(&mut f, s.l3 + 4, l3_len - 40);
+    } else {
+        let ihl = s.l4 - s.l3;
+        put16(&mut f, s.l3 + 2, l3_len);
+        put16(&mut f, s.l3 + 10, 0);
+        let c = !sum(&f[s.l3..s.l3 + ihl]);
+        put16(&mut f, s.l3 + 10, c);
+    }
+    if s.tcp {
+        f[s.l4 + 13] = whole[w.l4 + 13];
+    } else {
+        put16(&mut f, s.l4 + 4, u16::try_from(l4_len).ok()?);
+    }
+    let (n, _) = site(&f)?;
+    let v = if o.csum_partial() {
+        let rest = sub(get16(whole, w.field), w.pseudo);
+        if rest == 0 {
+            n.pseudo
+        } else {
+            add(n.pseudo, rest)
+        }
+    } else {
+        put16(&mut f, n.field, 0);
+        let c = !fold(u64::from(n.pseudo) + u64::from(sum(&f[n.l4..n.end])));
+        if c == 0 && !n.tcp {
+            0xffff
+        } else {
+            c
+        }
+    };
+    put16(&mut f, n.field, v);
+    Some(f)
+}

@@ -525,6 +525,9 @@ pub struct Router {
     defrag: Defrag,
     /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
     unresolved: Vec<(usize, IpAddr)>,
+    /// The GSO packet whose segments the slow path is walking, for an error the kernel sends
+    /// once for the packet (see [`crate::gso::Whole`]).
+    gso: Option<crate::gso::Whole>,
     /// Frames waiting for their next hop's MAC (live mode), oldest first.
     held: Vec<Held>,
     /// The SYN cookie secret of `synproxy`.
@@ -625,6 +628,7 @@ impl Router {
             act: Act::default(),
             defrag: Defrag::new(DefragConfig::default()),
             unresolved: vec![],
+            gso: None,
             held: vec![],
             cookie_key: crate::synproxy::CookieKey::default(),
             ct_gc_last: None,
@@ -844,9 +848,19 @@ impl Router {
         if off.is_gso() {
             match crate::gso::segment(&data, off) {
                 Some(segs) => {
+                    // (the walk of a segment too big for its route refuses the whole packet)
+                    self.gso = Some(crate::gso::Whole {
+                        frame: data,
+                        off: *off,
+                        refused: false,
+                    });
                     for seg in segs {
                         self.receive(ingress, seg, now, tx);
+                        if self.gso.as_ref().is_some_and(|g| g.refused) {
+                            break;
+                        }
                     }
+                    self.gso = None;
                 }
                 None => self.counters.drop(Drop::GsoUnsupported),
             }
@@ -1375,6 +1389,17 @@ impl Router {
             && Ipv4Packet::new_checked(&buf[meta.l3_offset..meta.l3_end])
                 .is_ok_and(|p| p.dont_frag());
         if too_big && (w.v6 || dont_frag) {
+            // a segment of a GSO packet: the kernel refuses the packet (its segments do not
+            // fit: `skb_gso_validate_network_len`) with one error quoting it, not its segments
+            let whole = self.gso.as_mut().and_then(|g| {
+                g.refused = true;
+                crate::gso::whole_of(&buf[..meta.l3_end], &g.frame, &g.off)
+            });
+            let whole = whole.and_then(|f| parse_frame(&f).ok().map(|m| (f, m)));
+            let (buf, meta) = match &whole {
+                Some((f, m)) => (&f[..], m),
+                None => (&*buf, &*meta),
+            };
             if w.v6 {
                 self.send_icmp_error(
                     w,
