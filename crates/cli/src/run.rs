@@ -1041,20 +1041,30 @@ impl Drop for Guard {
 }
 
 /// GRO and LRO off on `run`'s interfaces while it runs, put back as they were when dropped.
-/// With either on, the kernel hands AF_PACKET (and XDP in generic mode) aggregates of up to
-/// 64 KB, above any MTU, which the router cannot forward as they are.
+/// With either on, the kernel hands XDP in generic mode (and AF_PACKET without
+/// `PACKET_VNET_HDR`) aggregates of up to 64 KB, above any MTU, which the router cannot
+/// forward as they are. `--io af_packet` reads each frame's `virtio_net_hdr`: a GRO aggregate
+/// comes with its GSO size and type and is forwarded whole like a sender's TSO packet (or cut
+/// into its segments by the slow path), so GRO is left as the interface has it there
+/// (`keep_gro`); LRO, which may merge what GRO would not, is still turned off.
 pub struct NoAggregation {
     restore: Vec<(String, nft_xdp::ethtool::Aggregation)>,
 }
 
 impl NoAggregation {
-    /// Turns them off; the lines say what changed or could not be, for the log.
-    pub fn apply(ifs: &[(String, String)]) -> (NoAggregation, Vec<String>) {
+    /// Turns them off (GRO only when not `keep_gro`); the lines say what changed or could not
+    /// be, for the log.
+    pub fn apply(ifs: &[(String, String)], keep_gro: bool) -> (NoAggregation, Vec<String>) {
         use nft_xdp::ethtool::{get, set, Aggregation};
         let mut restore = vec![];
         let mut msgs = vec![];
+        let what: &[Aggregation] = if keep_gro {
+            &[Aggregation::Lro]
+        } else {
+            &[Aggregation::Gro, Aggregation::Lro]
+        };
         for (_, dev) in ifs {
-            for what in [Aggregation::Gro, Aggregation::Lro] {
+            for &what in what {
                 match get(dev, what) {
                     Ok(false) => {}
                     Ok(true) => match set(dev, what, false) {
@@ -1602,7 +1612,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for line in restore_saved_rps_masks(&rps_saved) {
         eprintln!("nft-offload: {line}");
     }
-    let (no_aggregation, lines) = NoAggregation::apply(&ifs);
+    let (no_aggregation, lines) = NoAggregation::apply(&ifs, io == Io::AfPacket);
     for line in lines {
         eprintln!("nft-offload: {line}");
     }
