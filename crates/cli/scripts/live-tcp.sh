@@ -8,7 +8,8 @@
 # see docs/live.md), for every router alike; the kernel is run once more with the veths'
 # defaults (64 KB GSO/GRO segments) for reference, and so is `run --io af_packet` (`*-gso`:
 # the veths' defaults, TSO/GSO and checksum offload on, so the client's 64 KB super-packets
-# reach the router whole and leave whole, PACKET_VNET_HDR). Root.
+# reach the router whole and leave whole, PACKET_VNET_HDR); `*-gro` as the MTU-sized runs with
+# GRO on at the router's LAN (aggregates of the client's segments). Root.
 # Prints one line per router: Gbit/s, retransmits, router CPU (CPU 1) and all CPU per KB and
 # per MTU-sized packet (1448 bytes of payload).
 # Usage: live-tcp.sh [--duration S] [--quiet-wait S] [--only NAME,...] [--tag T]
@@ -35,6 +36,10 @@ J=$(mktemp -t live-tcp.XXXXXX.jsonl)
 # siblings: their TX checksum offload goes off, so every router gets complete checksums.
 peers='P=$(ip netns identify); P=${P%-r}; ip netns exec $P-c ethtool -K c0 tx off >/dev/null; ip netns exec $P-s ethtool -K s0 tx off >/dev/null;'
 kernel='sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1; nft -f "$RULESET"; exec sleep 100000'
+# `*-gro`: MTU-sized segments from the client (as above), GRO on at the router's LAN, which
+# aggregates them, and TSO/GSO on at its WAN, which takes the aggregates whole (`run` sends
+# past the qdisc: an egress without TSO/GSO would drop them)
+gro='ethtool -K $LAN_IF gro on >/dev/null; ethtool -K $WAN_IF tso on gso on >/dev/null;'
 IFS_='--interfaces lan=$LAN_IF,wan=$WAN_IF --control /tmp/ltcp$$.sock'
 runs=(
   "kernel-gso|--router|"
@@ -45,6 +50,8 @@ runs=(
   "af_packet|--router-cmd|$peers exec $N run -f $S/fw4-flowtable.nft $IFS_ --io af_packet"
   "af_packet-slow|--router-cmd|$peers exec $N run -f $S/fw4-flowtable.nft $IFS_ --io af_packet --no-offload"
   "af_packet-gso|--router-cmd|exec $N run -f $S/fw4-flowtable.nft $IFS_ --io af_packet"
+  "kernel-gro|--router-cmd|$peers $gro $kernel"
+  "af_packet-gro|--router-cmd|$peers $gro exec $N run -f $S/fw4-flowtable.nft $IFS_ --io af_packet"
   "af_packet-slow-gso|--router-cmd|exec $N run -f $S/fw4-flowtable.nft $IFS_ --io af_packet --no-offload"
 )
 for r in "${runs[@]}"; do
