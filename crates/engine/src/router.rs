@@ -889,9 +889,10 @@ impl Router {
             Some(c) => c.add(data.len()),
             None => return self.counters.drop(Drop::NoInterface),
         }
-        // (one PacketMeta for the whole walk, parsed in place: each move of it is a copy of
-        // some 250 bytes)
-        let mut meta = match parse_frame(&data) {
+        // (one PacketMeta for the whole walk, used where the parse left it: each move of it
+        // is a copy of some 250 bytes, taking it out of the `Result` one too)
+        let mut parsed = parse_frame(&data);
+        let meta = match &mut parsed {
             Ok(m) => m,
             Err(e) => {
                 self.counters.parse[e.index()] += 1;
@@ -945,7 +946,7 @@ impl Router {
             data.copy_within(0..12, s);
             data[s + 12..s + 14].copy_from_slice(&ethertype.to_be_bytes());
             match parse_frame(&data[s..]) {
-                Ok(m) => meta = m,
+                Ok(m) => *meta = m,
                 Err(e) => {
                     self.counters.parse[e.index()] += 1;
                     return;
@@ -992,7 +993,7 @@ impl Router {
             i32::MAX,
             &mut w,
             &mut data[start..],
-            &mut meta,
+            meta,
             now,
             out,
         ) {
@@ -1027,7 +1028,7 @@ impl Router {
                     let mut f = Vec::with_capacity(14 + l3.len());
                     f.extend_from_slice(data.get(start..start + 14).unwrap_or(&[0; 14]));
                     f.extend_from_slice(&l3);
-                    meta = match parse_frame(&f) {
+                    *meta = match parse_frame(&f) {
                         Ok(m) => m,
                         Err(e) => {
                             self.counters.parse[e.index()] += 1;
@@ -1044,7 +1045,7 @@ impl Router {
                 }
             }
         }
-        let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
+        let fate = self.walk(&mut w, &mut data[start..], meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
             if let Ok(Fate::Tx { .. }) = fate {
