@@ -490,7 +490,7 @@ pub fn fast_path_pass(
         // (looked for only when a slot is empty: a burst of fast-path hits walks nothing)
         let mut done = sent.iter_mut().filter_map(|x| match x {
             Sent::Frame(tx) => Some(std::mem::take(&mut tx.data)),
-            Sent::Slot { .. } => None,
+            Sent::Slots { .. } => None,
         });
         for (s, f) in burst.iter_mut().zip(chunk) {
             if s.is_empty() {

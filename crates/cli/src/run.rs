@@ -643,6 +643,13 @@ fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec
     Ok(all)
 }
 
+/// A frame waiting for its interface's transmit: a fast-path slot, or a frame of `sent`.
+#[derive(Clone, Copy)]
+enum Pending {
+    Slot(usize),
+    Sent(usize),
+}
+
 fn worker(
     shared: Arc<Shared>,
     mut socks: Vec<Backend>,
@@ -655,7 +662,7 @@ fn worker(
     let mut sent: Vec<Sent> = Vec::with_capacity(BURST * n_if);
     let mut last_tick = Instant::now();
     let mut last_stats = Instant::now();
-    let mut pending: Vec<Vec<usize>> = vec![vec![]; n_if];
+    let mut pending: Vec<Vec<Pending>> = vec![vec![]; n_if];
     while !shared.stop.load(Ordering::Relaxed) {
         if !socks.iter().any(|s| s.rx_ready()) {
             let mut fds: Vec<PollFd> = socks
@@ -717,7 +724,15 @@ fn worker(
         }
         for (k, s) in sent.iter().enumerate() {
             let e = match s {
-                Sent::Slot { egress, .. } => *egress,
+                Sent::Slots { start, end } => {
+                    for i in *start..*end {
+                        let e = slots.get(i).and_then(|s| s.egress());
+                        if let Some(p) = e.and_then(|e| pending.get_mut(usize::from(e))) {
+                            p.push(Pending::Slot(i));
+                        }
+                    }
+                    continue;
+                }
                 Sent::Frame(f) => match f.egress {
                     Port::Iface(e) => e,
                     // the kernel has its own copy of what is addressed to the router
@@ -725,7 +740,7 @@ fn worker(
                 },
             };
             if let Some(p) = pending.get_mut(e) {
-                p.push(k);
+                p.push(Pending::Sent(k));
             }
         }
         let mut tx_dropped = vec![0u64; n_if];
@@ -735,9 +750,12 @@ fn worker(
             }
             let frames: Vec<&[u8]> = pending[e]
                 .iter()
-                .map(|&k| match &sent[k] {
-                    Sent::Slot { slot, .. } => slots[*slot].frame(),
-                    Sent::Frame(f) => f.data.as_slice(),
+                .map(|&k| match k {
+                    Pending::Slot(i) => slots[i].frame(),
+                    Pending::Sent(k) => match &sent[k] {
+                        Sent::Frame(f) => f.data.as_slice(),
+                        Sent::Slots { .. } => &[],
+                    },
                 })
                 .collect();
             let dev_before = sock.tx_device_drops();

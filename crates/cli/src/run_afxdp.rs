@@ -425,7 +425,7 @@ pub fn worker(
     // per burst, kept to reuse their memory: each slot's frame of the lent ones, each slot's
     // span after the router, frames dropped per interface
     let mut of: Vec<usize> = Vec::with_capacity(BURST * n_if);
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(BURST * n_if);
+    let mut spans: Vec<(usize, usize, Option<u16>)> = Vec::with_capacity(BURST * n_if);
     let mut dropped = vec![0u64; n_if];
     let mut last_tick = Instant::now();
     let mut last_stats = Instant::now();
@@ -497,18 +497,21 @@ pub fn worker(
                 unresolved.extend(st.router.take_unresolved());
             }
             spans.clear();
-            spans.extend(slots.iter().map(|s| (s.headroom(), s.len())));
+            spans.extend(slots.iter().map(|s| (s.headroom(), s.len(), s.egress())));
             drop(slots);
             for s in sent.drain(..) {
                 match s {
-                    Sent::Slot { slot, egress } => {
-                        let (Some(&k), Some(&(start, len))) = (of.get(slot), spans.get(slot))
-                        else {
-                            continue;
-                        };
-                        if let Some(l) = lent.get_mut(k) {
-                            if l.frame.set_span(start, len) {
-                                l.action = RxAction::TransmitOn(egress);
+                    Sent::Slots { start, end } => {
+                        for slot in start..end {
+                            let (Some(&k), Some(&(start, len, Some(egress)))) =
+                                (of.get(slot), spans.get(slot))
+                            else {
+                                continue;
+                            };
+                            if let Some(l) = lent.get_mut(k) {
+                                if l.frame.set_span(start, len) {
+                                    l.action = RxAction::TransmitOn(usize::from(egress));
+                                }
                             }
                         }
                     }

@@ -77,10 +77,9 @@ pub struct Offload {
     fib_gen: u64,
     admitted: u64,
     refused: BTreeMap<&'static str, u64>,
-    // Per burst, kept to reuse their allocations.
+    /// What became of each frame of the last burst (kept to reuse its allocation); a
+    /// forwarded frame's slot also says where it went and its length as it arrived.
     actions: Vec<Action>,
-    /// Each frame of the last burst: its length as it arrived; where it went is its action.
-    rx_lens: Vec<u32>,
     leaving: Vec<(ConnId, Duration, Duration)>,
 }
 
@@ -232,7 +231,6 @@ impl Offload {
             admitted: 0,
             refused: BTreeMap::new(),
             actions: vec![],
-            rx_lens: vec![],
             leaving: vec![],
         }
     }
@@ -459,13 +457,6 @@ impl Offload {
     /// link header out (untagged in, VLAN or PPPoE out) goes again in a copy that has some.
     /// Returns how many frames it forwarded.
     pub fn fast_path<S: SlotBuf>(&mut self, slots: &mut [FrameSlot<S>], now: Duration) -> usize {
-        self.rx_lens.clear();
-        // (frames are far shorter than 4 GiB; a longer one would count as 4 GiB)
-        self.rx_lens.extend(
-            slots
-                .iter()
-                .map(|s| u32::try_from(s.len()).unwrap_or(u32::MAX)),
-        );
         self.actions.clear();
         self.actions.resize(slots.len(), Action::None);
         if !self.enabled || self.tables.iter().all(|t| t.ft.is_empty()) {
@@ -532,29 +523,14 @@ impl Offload {
         forwarded
     }
 
-    /// Where the fast path sent frame `i` of the last burst, and its length as it arrived.
+    /// Where the fast path sent frame `i` of the last burst (its slot says it too, with its
+    /// length as it arrived).
     #[inline]
-    pub fn forwarded(&self, i: usize) -> Option<(usize, usize)> {
+    pub fn forwarded(&self, i: usize) -> Option<usize> {
         match self.actions.get(i) {
-            Some(&Action::Forward(p)) => Some((
-                usize::from(p),
-                self.rx_lens.get(i).copied().unwrap_or(0) as usize,
-            )),
+            Some(&Action::Forward(p)) => Some(usize::from(p)),
             _ => None,
         }
-    }
-
-    /// Each frame of the last burst as (egress, length as it arrived), for a burst the fast
-    /// path forwarded whole (every entry then has an egress).
-    #[inline]
-    pub fn forwarded_all(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.actions.iter().zip(&self.rx_lens).map(|(a, &len)| {
-            let egress = match *a {
-                Action::Forward(p) => usize::from(p),
-                _ => usize::MAX,
-            };
-            (egress, len as usize)
-        })
     }
 
     /// After the slow path tracked a packet of connection `id`: an offloaded TCP connection

@@ -50,8 +50,10 @@ pub struct Frame {
 /// What a burst of slots sends, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
-    /// The fast path rewrote slot `slot` in place: transmit it on interface `egress`.
-    Slot { slot: usize, egress: usize },
+    /// The fast path rewrote slots `start..end` in place: transmit each on the interface its
+    /// [`FrameSlot::egress`] names. (One entry for a run of slots, a whole burst of fast-path
+    /// hits being one run, rather than one per frame.)
+    Slots { start: usize, end: usize },
     /// A frame of the slow path.
     Frame(TxFrame),
 }
@@ -696,18 +698,18 @@ impl Router {
         for s in sent.drain(..) {
             match s {
                 Sent::Frame(f) => out.push(f),
-                Sent::Slot { slot, egress } => {
-                    let mark = slots.get(slot).and_then(|s| s.mark).unwrap_or(0);
-                    let data = slots
-                        .get_mut(slot)
-                        .map(|s| std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec())
-                        .unwrap_or_default();
-                    out.push(TxFrame {
-                        egress: Port::Iface(egress),
-                        data,
-                        mark,
-                        priority: 0,
-                    });
+                Sent::Slots { start, end } => {
+                    for s in slots.get_mut(start..end).unwrap_or_default() {
+                        let Some(egress) = s.egress() else { continue };
+                        let mark = s.mark.unwrap_or(0);
+                        let data = std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec();
+                        out.push(TxFrame {
+                            egress: Port::Iface(usize::from(egress)),
+                            data,
+                            mark,
+                            priority: 0,
+                        });
+                    }
                 }
             }
         }
@@ -718,7 +720,8 @@ impl Router {
 
     /// Runs a burst of frames held in slots (buffers with headroom, which a receive loop
     /// refills). A fast-path hit is rewritten in its slot and leaves as
-    /// [`Sent::Slot`], with no allocation or copy; a frame for the slow path has its buffer
+    /// [`Sent::Slots`] (its slot's [`FrameSlot::egress`] says where), with no allocation or
+    /// copy; a frame for the slow path has its buffer
     /// taken (the slot is left empty, to be refilled) and what it sends leaves as
     /// [`Sent::Frame`]. `out` is appended to in order.
     pub fn process_slots<S: SlotBuf>(
@@ -741,6 +744,7 @@ impl Router {
         } else {
             Vec::new()
         };
+        let base = out.len();
         let slow = slots.len() - self.offload.fast_path(slots, now);
         self.ct_gc(now, slow);
         if slow == 0 && before.is_empty() {
@@ -750,7 +754,8 @@ impl Router {
         for (i, s) in slots.iter_mut().enumerate() {
             self.packet_no += 1;
             let ingress = usize::from(s.port);
-            if let Some((egress, rx_len)) = self.offload.forwarded(i) {
+            if let Some(egress) = self.offload.forwarded(i) {
+                let rx_len = s.arrived_len();
                 if let Some(t) = before.get(i) {
                     let flow = t
                         .and_then(|t| self.offload.describe(s.port, &t, now))
@@ -770,7 +775,15 @@ impl Router {
                 if let Some(c) = self.counters.tx.get_mut(egress) {
                     c.add(s.len());
                 }
-                out.push(Sent::Slot { slot: i, egress });
+                // a run of forwarded slots is one entry (one begun in this call)
+                let mine = out.len() > base;
+                match out.last_mut() {
+                    Some(Sent::Slots { end, .. }) if *end == i && mine => *end += 1,
+                    _ => out.push(Sent::Slots {
+                        start: i,
+                        end: i + 1,
+                    }),
+                }
                 continue;
             }
             let data = S::take_frame(s);
@@ -799,14 +812,15 @@ impl Router {
             }
         }
         // (a plain loop: the runs' sums stay in registers, which a closure's captures did not)
-        for (s, (egress, rx_len)) in slots.iter().zip(self.offload.forwarded_all()) {
+        for s in slots {
             let ingress = usize::from(s.port);
             if ingress != rx.0 {
                 flush(&mut counters.rx, rx);
                 rx = (ingress, 0, 0);
             }
             rx.1 += 1;
-            rx.2 += rx_len as u64;
+            rx.2 += s.arrived_len() as u64;
+            let egress = s.egress().map_or(usize::MAX, usize::from);
             if egress != tx.0 {
                 flush(&mut counters.tx, tx);
                 tx = (egress, 0, 0);
@@ -814,8 +828,10 @@ impl Router {
             tx.1 += 1;
             tx.2 += s.len() as u64;
         }
-        let sent = self.offload.forwarded_all().enumerate();
-        out.extend(sent.map(|(slot, (egress, _))| Sent::Slot { slot, egress }));
+        out.push(Sent::Slots {
+            start: 0,
+            end: slots.len(),
+        });
         flush(&mut counters.rx, rx);
         flush(&mut counters.tx, tx);
     }

@@ -623,13 +623,9 @@ fn fast_path_hit_is_sent_from_its_slot() {
     let mut sent = vec![];
     r.process_slots(&mut slots, secs(1), &mut sent);
     assert_eq!(sent.len(), 2, "{sent:?}");
-    assert_eq!(
-        sent[0],
-        Sent::Slot {
-            slot: 0,
-            egress: WAN
-        }
-    );
+    assert_eq!(sent[0], Sent::Slots { start: 0, end: 1 });
+    assert_eq!(slots[0].egress(), Some(u16::try_from(WAN).unwrap()));
+    assert_eq!(slots[1].egress(), None);
     // the same bytes the slow path sent for the same segment, in the same buffer (the
     // frame's start moves only to pop or push a link header)
     assert_eq!(slots[0].frame(), &ack[..]);
@@ -643,6 +639,32 @@ fn fast_path_hit_is_sent_from_its_slot() {
     );
     let rep = r.report(secs(1));
     assert_eq!((rep.fast_path_packets, rep.packets_out), (1, 5));
+
+    // a burst of hits only is one run of slots, each sent where its slot says, and the
+    // interfaces count each frame as it arrived (rx) and as it left (tx)
+    let iface = |r: &nft_engine::Router, i: usize| {
+        let x = &r.report(secs(1)).interfaces[i];
+        (x.rx_packets, x.rx_bytes, x.tx_packets, x.tx_bytes)
+    };
+    let (lan_before, wan_before) = (iface(&r, LAN), iface(&r, WAN));
+    let seg = |p: &[u8]| c(101, Tcp::Ack(7001), p);
+    let frames = [seg(b""), seg(b"abc"), seg(b"defghij")];
+    let mut slots: Vec<FrameSlot> = frames.iter().map(|f| FrameSlot::new(lan, f)).collect();
+    let mut sent = vec![];
+    r.process_slots(&mut slots, secs(1), &mut sent);
+    assert_eq!(sent, vec![Sent::Slots { start: 0, end: 3 }]);
+    let rx_bytes: usize = frames.iter().map(Vec::len).sum();
+    let tx_bytes: usize = slots.iter().map(|s| s.len()).sum();
+    for (s, f) in slots.iter().zip(&frames) {
+        assert_eq!(s.egress(), Some(u16::try_from(WAN).unwrap()));
+        assert_eq!(s.arrived_len(), f.len());
+    }
+    let (lan_after, wan_after) = (iface(&r, LAN), iface(&r, WAN));
+    assert_eq!(lan_after.0 - lan_before.0, 3);
+    assert_eq!(lan_after.1 - lan_before.1, rx_bytes as u64);
+    assert_eq!(wan_after.2 - wan_before.2, 3);
+    assert_eq!(wan_after.3 - wan_before.3, tx_bytes as u64);
+    assert_eq!(r.report(secs(1)).fast_path_packets, 4);
 }
 
 /// The router's own answers leave as the kernel's `ip_local_out` sends them: through the

@@ -59,6 +59,17 @@ pub struct FrameSlot<B = Vec<u8>> {
     pub port: Port,
     /// `meta mark` for the frame, when the flow replays one.
     pub mark: Option<u32>,
+    /// Where the fast path sent the frame the last time it looked at it ([`Self::egress`]).
+    egress: Option<Port>,
+    /// The frame's length as it arrived ([`Self::arrived_len`]).
+    rx_len: u32,
+}
+
+/// A frame's length as a `u32` (frames are far shorter than 4 GiB; a longer one counts as
+/// 4 GiB).
+#[inline(always)]
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// What a [`FrameSlot`] can hold: its own vector, or memory lent for one burst.
@@ -107,6 +118,8 @@ impl FrameSlot {
             len: frame.len(),
             port,
             mark: None,
+            egress: None,
+            rx_len: len32(frame.len()),
         }
     }
 
@@ -119,6 +132,8 @@ impl FrameSlot {
             len,
             port,
             mark: None,
+            egress: None,
+            rx_len: len32(len),
         }
     }
 
@@ -130,9 +145,12 @@ impl FrameSlot {
         if self.buf.len() < need {
             self.buf.resize(need, 0);
         }
-        self.buf[HEADROOM..need].copy_from_slice(frame);
+        if let Some(dst) = self.buf.get_mut(HEADROOM..need) {
+            copy_frame(dst, frame);
+        }
         self.head = HEADROOM;
         self.len = frame.len();
+        self.rx_len = len32(frame.len());
         self.port = port;
         self.mark = None;
     }
@@ -142,6 +160,24 @@ impl FrameSlot {
         self.buf.truncate(self.head + self.len);
         self.buf.drain(..self.head);
         self.buf
+    }
+}
+
+/// `dst.copy_from_slice(src)` for slices of one length; a frame of 32 to 64 bytes (the
+/// minimum-size frames a receive loop refills most) as two overlapping 32-byte copies, which
+/// are moves in registers instead of a call to `memcpy`.
+#[inline(always)]
+fn copy_frame(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (32..=64).contains(&n) && dst.len() == n {
+        if let (Some(d), Some(s)) = (dst.first_chunk_mut::<32>(), src.first_chunk::<32>()) {
+            *d = *s;
+        }
+        if let (Some(d), Some(s)) = (dst.last_chunk_mut::<32>(), src.last_chunk::<32>()) {
+            *d = *s;
+        }
+    } else if dst.len() == n {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -155,16 +191,21 @@ impl<'a> FrameSlot<&'a mut [u8]> {
             len,
             port,
             mark: None,
+            egress: None,
+            rx_len: len32(len),
         })
     }
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameSlot<B> {
+    #[inline]
     pub fn frame(&self) -> &[u8] {
-        self.buf
-            .as_ref()
-            .get(self.head..self.head + self.len)
-            .unwrap_or(&[])
+        // (two compares; a range `head..head + len` also checks the addition for overflow)
+        let b = self.buf.as_ref();
+        match b.get(self.head..) {
+            Some(t) => t.get(..self.len).unwrap_or(&[]),
+            None => &[],
+        }
     }
 
     pub fn frame_mut(&mut self) -> &mut [u8] {
@@ -184,6 +225,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameSlot<B> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The port the fast path forwarded the frame to, when it did the last time it looked at
+    /// the frame (the frame is then rewritten for that port); `None` when it punted it or has
+    /// not looked at it. A receive loop reads it to send the slot, with no result per frame
+    /// kept apart.
+    #[inline]
+    pub fn egress(&self) -> Option<Port> {
+        self.egress
+    }
+
+    /// The frame's length as it arrived (put in the slot), before any rewrite: what the
+    /// ingress interface's counters count.
+    #[inline]
+    pub fn arrived_len(&self) -> usize {
+        self.rx_len as usize
     }
 }
 
@@ -304,6 +361,15 @@ pub(crate) struct Rec {
 }
 
 impl Rec {
+    const ZERO: Rec = Rec {
+        w: [0; 2],
+        mac: 0,
+        l2: 0,
+        ip_len: 0,
+        l3: 0,
+        tcp_flags: 0,
+    };
+
     #[inline(always)]
     pub(crate) fn v6(&self) -> bool {
         (self.w[1] >> 56) & 1 != 0
@@ -415,28 +481,18 @@ fn apply_delta(stored: u16, delta: u16) -> u16 {
     !add16(!stored, delta)
 }
 
-/// Whether a 20-byte IPv4 header's checksum verifies: five 32-bit words summed, then folded
-/// in fixed steps (no loop, no bounds checks).
+/// Whether a 20-byte IPv4 header's checksum verifies: five 32-bit words summed (no carries
+/// to add back in 64 bits), then one divisibility test (no loop, no bounds checks).
 #[inline(always)]
 fn header20_ok(w: &[u8; 20]) -> bool {
     // The one's complement sum does not depend on byte order (RFC 1071): words are summed
-    // as they lie in memory, two 64-bit ones and a 32-bit one, the carries added back.
-    let (a, b, c) = (
-        w.first_chunk::<8>(),
-        w[8..].first_chunk::<8>(),
-        w.last_chunk::<4>(),
-    );
-    let (Some(a), Some(b), Some(c)) = (a, b, c) else {
-        return false;
-    };
-    let (s, o1) = u64::from_ne_bytes(*a).overflowing_add(u64::from_ne_bytes(*b));
-    let (s, o2) = s.overflowing_add(u64::from(u32::from_ne_bytes(*c)));
-    // at most 2 carries: the sum of the halves fits 34 bits; three folds reach 16
-    let acc = (s & 0xffff_ffff) + (s >> 32) + u64::from(o1) + u64::from(o2);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    acc == 0xffff
+    // as they lie in memory. A 32-bit word is worth its two halves modulo 0xffff, and
+    // folding keeps the value modulo 0xffff and never makes a non-zero sum zero, so the
+    // folded sum is 0xffff exactly when this sum is a non-zero multiple of 0xffff (a byte
+    // swap multiplies by 2^8, prime to 0xffff, so that holds in either byte order).
+    let word = |i: usize| u64::from(u32::from_ne_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]));
+    let acc = word(0) + word(4) + word(8) + word(12) + word(16);
+    acc != 0 && acc % 0xffff == 0
 }
 
 /// Whether an IPv4 header's checksum verifies.
@@ -454,15 +510,16 @@ fn header_ok(h: &[u8]) -> bool {
 /// order).
 #[inline(always)]
 fn v4_untagged(f: &[u8]) -> Option<&[u8; 20]> {
-    let b = f.first_chunk::<34>()?;
-    if b[12] != 0x08 || b[13] != 0x00 || b[14] != 0x45 {
+    let (b, ip) = f.first_chunk::<34>()?.split_last_chunk::<20>()?;
+    // EtherType 0x0800, then version 4 and a 20-byte header: one compare
+    if u32::from_le_bytes([b[12], b[13], ip[0], 0]) != 0x45_00_08 {
         return None;
     }
-    b[14..].first_chunk::<20>()
+    Some(ip)
 }
 
 #[inline(always)]
-fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Rec, Punt> {
+fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port, rec: &mut Rec) -> Result<(), Punt> {
     if !header20_ok(ip) {
         return Err(Punt::Malformed);
     }
@@ -505,14 +562,16 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Rec, Punt> {
     let a = u64::from_le_bytes([
         ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
     ]);
-    Ok(Rec {
+    // written in place: a record returned by value went through a copy on the stack
+    *rec = Rec {
         w: [a, tail(ports, port, proto, false)],
         mac: dst_mac(f),
         l2: 0,
         ip_len: total as u32,
         l3: 14,
         tcp_flags,
-    })
+    };
+    Ok(())
 }
 
 /// Parses what the fast path needs, refusing what `parse_frame` refuses and punting what the
@@ -521,11 +580,18 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port) -> Result<Rec, Punt> {
 /// The common frame (untagged IPv4 without options) is parsed inline; the others out of
 /// line ([`parse_other`]), so that the burst's first stage stays small.
 #[inline(always)]
-pub(crate) fn parse(f: &[u8], port: Port) -> Result<Rec, Punt> {
+pub(crate) fn parse_into(f: &[u8], port: Port, rec: &mut Rec) -> Result<(), Punt> {
     if let Some(ip) = v4_untagged(f) {
-        return parse_v4_tail(f, ip, port);
+        return parse_v4_tail(f, ip, port, rec);
     }
-    parse_other(f, port)
+    *rec = parse_other(f, port)?;
+    Ok(())
+}
+
+/// [`parse_into`] as a value.
+pub(crate) fn parse(f: &[u8], port: Port) -> Result<Rec, Punt> {
+    let mut rec = Rec::ZERO;
+    parse_into(f, port, &mut rec).map(|()| rec)
 }
 
 /// [`parse`] for the frames [`v4_untagged`] does not take.
@@ -992,21 +1058,29 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) {
         let now_ms = ms(now);
         let n = frames.len().min(out.len());
+        let mut forwarded = 0u64;
         // Chunks and zipped iterators rather than indices: no bounds check per frame.
         let stages = frames[..n]
             .chunks_mut(STAGE)
             .zip(out[..n].chunks_mut(STAGE));
         for (chunk, outs) in stages {
+            let mut recs = [Rec::ZERO; STAGE];
             let mut parsed = [Err(Punt::Malformed); STAGE];
             let mut hashes = [0u64; STAGE];
             let mut found = [u32::MAX; STAGE];
-            for ((fs, p), h) in chunk.iter().zip(&mut parsed).zip(&mut hashes) {
-                *p = parse(fs.frame(), fs.port);
-                if let Ok(p) = p {
-                    *h = if p.v6() {
-                        self.index.hash(&p.key(fs.frame()))
+            let first = chunk
+                .iter()
+                .zip(&mut recs)
+                .zip(&mut parsed)
+                .zip(&mut hashes);
+            for (((fs, r), p), h) in first {
+                let f = fs.frame();
+                *p = parse_into(f, fs.port, r);
+                if p.is_ok() {
+                    *h = if r.v6() {
+                        self.index.hash(&r.key(f))
                     } else {
-                        self.index.hash_v4(p.w[0], p.w[1])
+                        self.index.hash_v4(r.w[0], r.w[1])
                     };
                 }
             }
@@ -1017,14 +1091,21 @@ impl<B: OffloadBackend> Flowtable<B> {
             for &h in &hashes[..m] {
                 warm ^= u64::from(self.index.touch(h));
             }
-            let lookups = chunk.iter().zip(&parsed).zip(&hashes).zip(&mut found);
-            for (((fs, p), &h), f) in lookups {
-                let Ok(p) = p else { continue };
-                let v = if p.v6() {
-                    let key = p.key(fs.frame());
+            let lookups = chunk
+                .iter()
+                .zip(&recs)
+                .zip(&parsed)
+                .zip(&hashes)
+                .zip(&mut found);
+            for ((((fs, r), p), &h), f) in lookups {
+                if p.is_err() {
+                    continue;
+                }
+                let v = if r.v6() {
+                    let key = r.key(fs.frame());
                     find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
                 } else {
-                    find_v4(&self.index, &self.hot, &self.links, p.w, h)
+                    find_v4(&self.index, &self.hot, &self.links, r.w, h)
                 };
                 if let Some(v) = v {
                     *f = v;
@@ -1032,10 +1113,23 @@ impl<B: OffloadBackend> Flowtable<B> {
             }
             // (no pass to warm the flows' lines: the look-ups above read them)
             core::hint::black_box(warm);
-            for (((fs, o), p), &f) in chunk.iter_mut().zip(outs).zip(&parsed).zip(&found) {
-                *o = self.finish::<TRACE, _>(fs, p, f, now_ms);
+            let last = chunk
+                .iter_mut()
+                .zip(outs)
+                .zip(&recs)
+                .zip(&parsed)
+                .zip(&found);
+            for ((((fs, o), r), p), &f) in last {
+                let rec = match p {
+                    Ok(()) => Ok(r),
+                    Err(e) => Err(*e),
+                };
+                *o = self.finish::<TRACE, _>(fs, rec, f, now_ms);
+                forwarded += u64::from(matches!(o, Action::Forward(_)));
             }
         }
+        // counted once a burst, not once a frame
+        self.stats.forwarded += forwarded;
     }
 
     /// The fast path for one frame; see [`process_burst`](Self::process_burst).
@@ -1049,23 +1143,32 @@ impl<B: OffloadBackend> Flowtable<B> {
             }
             Err(_) => None,
         };
-        self.finish::<false, S>(fs, &p, v.unwrap_or(u32::MAX), ms(now))
+        let a = self.finish::<false, S>(
+            fs,
+            p.as_ref().map_err(|e| *e),
+            v.unwrap_or(u32::MAX),
+            ms(now),
+        );
+        if let Action::Forward(_) = a {
+            self.stats.forwarded += 1;
+        }
+        a
     }
 
     #[inline(always)]
     fn finish<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
-        parsed: &Result<Rec, Punt>,
+        parsed: Result<&Rec, Punt>,
         found: u32,
         now_ms: u64,
     ) -> Action {
         let mut hit = None;
-        let act = match self.forward::<TRACE, S>(fs, parsed, found, now_ms, &mut hit) {
-            Ok(port) => {
-                self.stats.forwarded += 1;
-                Action::Forward(port)
-            }
+        // (forwarded frames are counted by the caller)
+        let r = self.forward::<TRACE, S>(fs, parsed, found, now_ms, &mut hit);
+        fs.egress = r.ok();
+        let act = match r {
+            Ok(port) => Action::Forward(port),
             Err(p) => {
                 self.stats.punts[p.index()] += 1;
                 Action::Punt(p)
@@ -1093,12 +1196,12 @@ impl<B: OffloadBackend> Flowtable<B> {
     fn forward<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
-        parsed: &Result<Rec, Punt>,
+        parsed: Result<&Rec, Punt>,
         found: u32,
         now_ms: u64,
         hit: &mut Option<(FlowId, u8)>,
     ) -> Result<Port, Punt> {
-        let p = parsed.as_ref().map_err(|e| *e)?;
+        let p = parsed?;
         let (idx, d) = ((found >> 1) as usize, (found & 1) as usize);
         let h = self.hot.get_mut(idx).ok_or(Punt::Miss)?;
         *hit = Some((
@@ -1159,5 +1262,60 @@ impl<B: OffloadBackend> Flowtable<B> {
             h.used = now_ms as u32;
         }
         Ok(link.port)
+    }
+}
+
+#[cfg(test)]
+mod refill_tests {
+    use super::FrameSlot;
+
+    /// A reused slot holds exactly the frame it was refilled with, whatever the frame
+    /// before it left in the buffer (longer, shorter, moved by a rewrite), for every
+    /// length around the two-copy range.
+    #[test]
+    fn refill_restores_every_byte() {
+        let mut s = FrameSlot::new(1, &[0xaa; 100]);
+        for n in (0..=130).chain((0..=130).rev()) {
+            let f: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+            s.refill(2, &f);
+            assert_eq!(s.frame(), &f[..], "length {n}");
+            assert_eq!((s.port, s.mark, s.headroom()), (2, None, super::HEADROOM));
+            // what a rewrite does: the frame's bytes changed and its start moved
+            let len = s.len();
+            s.frame_mut().iter_mut().for_each(|b| *b = !*b);
+            s.head = s.head.saturating_sub(8);
+            s.len = len.min(20);
+        }
+    }
+}
+
+#[cfg(test)]
+mod checksum_tests {
+    use super::header20_ok;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The divisibility test answers what the general verifier does, for any header and
+        /// for the same header with its checksum made valid (with the sums that fold to
+        /// zero or all ones, and carries, among them).
+        #[test]
+        fn header20_ok_agrees_with_verify(mut w in any::<[u8; 20]>(), fill in any::<u8>()) {
+            prop_assert_eq!(header20_ok(&w), nft_wire::checksum::verify(&w));
+            w[10] = 0;
+            w[11] = 0;
+            let c = nft_wire::checksum::checksum(&w);
+            w[10..12].copy_from_slice(&c.to_be_bytes());
+            prop_assert_eq!(header20_ok(&w), nft_wire::checksum::verify(&w));
+            prop_assert!(header20_ok(&w));
+            let same = [fill; 20];
+            prop_assert_eq!(header20_ok(&same), nft_wire::checksum::verify(&same));
+        }
+    }
+
+    #[test]
+    fn all_zero_and_all_ones_headers() {
+        for w in [[0u8; 20], [0xff; 20]] {
+            assert_eq!(header20_ok(&w), nft_wire::checksum::verify(&w), "{w:?}");
+        }
     }
 }
