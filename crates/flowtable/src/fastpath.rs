@@ -759,8 +759,15 @@ fn decide(
     ) else {
         return Err(Punt::Miss);
     };
-    if p.l2 != back.rx_l2 || p.mac != back.rx_mac {
-        return Err(Punt::L2Mismatch);
+    // the ingress port (which the IPv4 look-up leaves out: a `Miss` here makes the burst
+    // look again with it), the encapsulation and the MAC the frame came to, in one test
+    let port = u64::from(p.port() ^ back.rx_port);
+    if (p.l2 ^ back.rx_l2) | (p.mac ^ back.rx_mac) | port != 0 {
+        return Err(if port != 0 {
+            Punt::Miss
+        } else {
+            Punt::L2Mismatch
+        });
     }
     if p.ip_len > u32::from(out.mtu) {
         return Err(Punt::TooBig);
@@ -786,15 +793,19 @@ fn decide_all(
     let d = d & 1;
     let flags = h.flags;
     let (in_link, link) = (h.link[1 - d], h.link[d]);
-    if flags & TEARDOWN != 0 {
-        return Err(Punt::Teardown);
-    }
     let (Some(back), Some(out)) = (
         links.get(usize::from(in_link)),
         links.get(usize::from(link)),
     ) else {
         return Err(Punt::Miss);
     };
+    // another ingress port: not this flow (before anything is said or changed about it)
+    if back.rx_port != p.port() {
+        return Err(Punt::Miss);
+    }
+    if flags & TEARDOWN != 0 {
+        return Err(Punt::Teardown);
+    }
     if p.l2 != back.rx_l2 || p.mac != back.rx_mac {
         return Err(Punt::L2Mismatch);
     }
@@ -1034,6 +1045,21 @@ pub(crate) fn find_v4(
     })
 }
 
+/// [`find_v4`] without the ingress port: the first flow direction whose addresses, ports
+/// and protocol are the key's. When its ingress port is the key's too, that is
+/// [`find_v4`]'s answer (the first candidate matching all but the port matches all), and
+/// the burst checks the port where it reads the flow's links anyway; otherwise the burst
+/// asks [`find_v4`] ([`Flowtable::refind_v4`]). Two flows with one tuple on two ports are
+/// rare (overlapping private networks), so the look-up's own chain of loads stops at the
+/// flow's line.
+#[inline(always)]
+pub(crate) fn find_v4_any_port(index: &Index, hot: &[Hot], w: [u64; 2], h: u64) -> Option<u32> {
+    index.find(h, |v| {
+        let (i, d) = ((v >> 1) as usize, (v & 1) as usize);
+        hot.get(i).is_some_and(|x| x.matches_v4(d, w))
+    })
+}
+
 /// Frames handled per stage: enough independent lookups in flight to hide memory latency,
 /// few enough for the stage arrays to stay in L1.
 const STAGE: usize = 32;
@@ -1105,7 +1131,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                     let key = r.key(fs.frame());
                     find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
                 } else {
-                    find_v4(&self.index, &self.hot, &self.links, r.w, h)
+                    find_v4_any_port(&self.index, &self.hot, r.w, h)
                 };
                 if let Some(v) = v {
                     *f = v;
@@ -1124,12 +1150,29 @@ impl<B: OffloadBackend> Flowtable<B> {
                     Ok(()) => Ok(r),
                     Err(e) => Err(*e),
                 };
+
                 *o = self.finish::<TRACE, _>(fs, rec, f, now_ms);
                 forwarded += u64::from(matches!(o, Action::Forward(_)));
             }
         }
         // counted once a burst, not once a frame
         self.stats.forwarded += forwarded;
+    }
+
+    /// [`forward`](Self::forward) again for an IPv4 record whose first candidate (from
+    /// [`find_v4_any_port`]) arrives on another port: with [`find_v4`]'s answer.
+    #[cold]
+    #[inline(never)]
+    fn forward_refound<const TRACE: bool, S: SlotBuf>(
+        &mut self,
+        fs: &mut FrameSlot<S>,
+        p: &Rec,
+        now_ms: u64,
+        hit: &mut Option<(FlowId, u8)>,
+    ) -> Result<Port, Punt> {
+        let h = self.index.hash_v4(p.w[0], p.w[1]);
+        let found = find_v4(&self.index, &self.hot, &self.links, p.w, h).unwrap_or(u32::MAX);
+        self.forward::<TRACE, S>(fs, Ok(p), found, now_ms, hit)
     }
 
     /// The fast path for one frame; see [`process_burst`](Self::process_burst).
@@ -1156,7 +1199,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     #[inline(always)]
-    fn finish<const TRACE: bool, S: SlotBuf>(
+    pub(crate) fn finish<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
         parsed: Result<&Rec, Punt>,
@@ -1165,7 +1208,15 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) -> Action {
         let mut hit = None;
         // (forwarded frames are counted by the caller)
-        let r = self.forward::<TRACE, S>(fs, parsed, found, now_ms, &mut hit);
+        let mut r = self.forward::<TRACE, S>(fs, parsed, found, now_ms, &mut hit);
+        if r == Err(Punt::Miss) && found != u32::MAX {
+            // a flow of the tuple but another ingress port: the look-up left the port out
+            if let Ok(p) = parsed {
+                if !p.v6() {
+                    r = self.forward_refound::<TRACE, S>(fs, p, now_ms, &mut hit);
+                }
+            }
+        }
         fs.egress = r.ok();
         let act = match r {
             Ok(port) => Action::Forward(port),
@@ -1217,6 +1268,10 @@ impl<B: OffloadBackend> Flowtable<B> {
             d as u8,
         ));
         if self.cfg.punt_tcp_control && p.proto() == PROTO_TCP && !plain_ack(p.tcp_flags) {
+            let back = self.links.get(usize::from(h.link[1 - d]));
+            if back.is_none_or(|l| l.rx_port != p.port()) {
+                return Err(Punt::Miss);
+            }
             // FIN or RST starts the close, which the slow path must track packet by packet:
             // torn down now, the flow also punts the frames behind this one in the burst,
             // which would otherwise overtake it.
