@@ -36,11 +36,12 @@ pub struct Counter {
 /// `v4[2d] -> v4[2d + 1]`, ports `ports[2d]`, `ports[2d + 1]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Tuples {
-    v4: [[u8; 4]; 4],
-    ports: [u16; 4],
-    proto: u8,
+    /// The original's source and destination, then the reply's (IPv4, `!wide`).
+    pub(crate) v4: [[u8; 4]; 4],
+    pub(crate) ports: [u16; 4],
+    pub(crate) proto: u8,
     /// The addresses are in `Ext::addrs` (IPv6).
-    wide: bool,
+    pub(crate) wide: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +224,37 @@ impl Conn {
             (false, _, _) => false,
             (true, s, x) => self.addr(2 * d) == s && self.addr(2 * d + 1) == x,
         }
+    }
+
+    /// Whether direction `d`'s tuple is `other`'s direction `od` (compared in place).
+    #[inline]
+    pub(crate) fn same_tuple(&self, d: usize, other: &Conn, od: usize) -> bool {
+        let (a, b) = (&self.tuples, &other.tuples);
+        let (d, od) = (2 * (d & 1), 2 * (od & 1));
+        if a.proto != b.proto || a.ports[d] != b.ports[od] || a.ports[d + 1] != b.ports[od + 1] {
+            return false;
+        }
+        match (a.wide, b.wide) {
+            (false, false) => a.v4[d] == b.v4[od] && a.v4[d + 1] == b.v4[od + 1],
+            (true, true) => {
+                self.addr(d) == other.addr(od) && self.addr(d + 1) == other.addr(od + 1)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the original directions have one source (protocol, address and port): the
+    /// key of the source-NAT index, compared in place.
+    #[inline]
+    pub(crate) fn same_source(&self, other: &Conn) -> bool {
+        let (a, b) = (&self.tuples, &other.tuples);
+        a.proto == b.proto
+            && a.ports[0] == b.ports[0]
+            && match (a.wide, b.wide) {
+                (false, false) => a.v4[0] == b.v4[0],
+                (true, true) => self.addr(0) == other.addr(0),
+                _ => false,
+            }
     }
 
     /// Replaces the reply tuple (NAT bound it).

@@ -215,17 +215,92 @@ impl Table {
         ifindex: u32,
         range: &NatRange,
     ) -> Result<(), CtError> {
-        // one address: in order by construction, so no normalising copy in `bind`
-        let mut r = NatRange {
-            addrs: Some((addr, addr)),
-            ..*range
+        let ports = range.ports.map(|(lo, hi)| (lo.min(hi), lo.max(hi)));
+        let bound = match addr {
+            IpAddr::V4(a) if !range.random_any() => self.snat_v4_one(id, a.octets(), ports),
+            _ => None,
         };
-        if let Some((lo, hi)) = r.ports {
-            r.ports = Some((lo.min(hi), lo.max(hi)));
+        if bound.is_none() {
+            // one address: in order by construction, so no normalising copy in `bind`
+            let r = NatRange {
+                addrs: Some((addr, addr)),
+                ports,
+                ..*range
+            };
+            self.bind_ordered(id, Manip::Src, &r)?;
         }
-        self.bind_ordered(id, Manip::Src, &r)?;
         self.set_masq_ifindex(id, ifindex);
         Ok(())
+    }
+
+    /// [`Self::bind_ordered`] of a source NAT to one IPv4 address `addr` with the port range
+    /// `ports` (in order), not random, for an IPv4 connection with ports, when its answer is
+    /// one of
+    /// `get_unique_tuple`'s first three (the tuple as it is, the client's earlier mapping, or
+    /// the address with the client's port), read and written in the connection's compact
+    /// tuples: no tuple is built, compared or inverted but the one `used` checks. `None`
+    /// (nothing bound) for every other case, a port search included, which the general
+    /// path then takes from the start (what this did before is idempotent: a look-up, and
+    /// the pending hashes the general path computes again).
+    fn snat_v4_one(&mut self, id: ConnId, addr: [u8; 4], ports: Option<(u16, u16)>) -> Option<()> {
+        let c = self.get(id)?;
+        let k = &c.tuples;
+        if c.is_confirmed()
+            || c.status().contains(Status::SRC_NAT_DONE)
+            || k.wide
+            || !has_ports(k.proto)
+        {
+            return None;
+        }
+        // the reply's inverse (the original as NAT has made it so far), in place
+        let (src, sport, dst, dport, proto) = (k.v4[3], k.ports[3], k.v4[2], k.ports[2], k.proto);
+        let zone = c.zone;
+        let port_ok = |p: u16| ports.is_none_or(|(lo, hi)| (lo..=hi).contains(&p));
+        let tuple = |s: [u8; 4], sp: u16| Tuple {
+            src: IpAddr::V4(s.into()),
+            dst: IpAddr::V4(dst.into()),
+            proto,
+            sport: sp,
+            dport,
+        };
+        let mut pick = None;
+        if src == addr && port_ok(sport) {
+            // in range already (the router's own address): kept if free
+            if !self.used(&tuple(src, sport), zone, id) {
+                pick = Some((src, sport));
+            }
+        } else {
+            // `find_appropriate_src`: the client's earlier mapping, if it fits
+            let key = (zone, proto, IpAddr::V4(src.into()), sport);
+            let h = self.source_hash(&key);
+            if self.pending.id == Some(id) {
+                self.pending.source = Some(h);
+            }
+            let mapped = self
+                .bysource_get_hashed(h, &key)
+                .and_then(|e| self.get(e))
+                .filter(|e| !e.tuples.wide)
+                .map(|e| (e.tuples.v4[3], e.tuples.ports[3]));
+            if let Some((ms, mp)) = mapped.filter(|&(ms, mp)| ms == addr && port_ok(mp)) {
+                if !self.used(&tuple(ms, mp), zone, id) {
+                    pick = Some((ms, mp));
+                }
+            }
+        }
+        // `find_best_ips_proto` (one address), keeping the client's port if it fits
+        if pick.is_none() && port_ok(sport) && !self.used(&tuple(addr, sport), zone, id) {
+            pick = Some((addr, sport));
+        }
+        let (ns, np) = pick?;
+        let c = self.conn_mut_internal(id)?;
+        if (ns, np) != (src, sport) {
+            let k = &mut c.tuples;
+            k.v4[3] = ns;
+            k.ports[3] = np;
+            c.status.insert(Status::SRC_NAT);
+        }
+        c.status.insert(Status::SRC_NAT_DONE);
+        Some(())
     }
 
     /// `redirect`: DNAT to `local`, the address of the incoming interface (or loopback for

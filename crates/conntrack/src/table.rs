@@ -1180,72 +1180,75 @@ impl Table {
         if c.status.contains(Status::DYING) {
             return Err(CtError::Dying);
         }
-        let (zone, o, mut r) = (c.zone, c.original(), c.reply());
+        let zone = c.zone;
         let nat_done = c.status.contains(Status::SRC_NAT_DONE);
         let pending = if self.pending.id == Some(id) {
             core::mem::take(&mut self.pending)
         } else {
             Pending::default()
         };
+        let c = self.get(id).ok_or(CtError::NoSuchConn)?;
+        // the tuples are read and compared in the connection (no tuple built) unless a
+        // hash has to be computed
         let ho = if pending.id.is_some() {
             pending.orig
         } else {
-            self.key_hash(&o, zone)
+            self.key_hash(&c.original(), zone)
         };
-        let reply_hash = |t: &Table, r: &Tuple| match pending.reply {
-            Some((pr, h)) if pending.id.is_some() && pr == *r => h,
-            _ => t.key_hash(r, zone),
+        let mut hr = match pending.reply {
+            Some((pr, h)) if pending.id.is_some() && c.tuple_is(1, &pr) => h,
+            _ => self.key_hash(&c.reply(), zone),
         };
-        let mut hr = reply_hash(self, &r);
-        if !nat_done && self.map_get_hashed(hr, &r, zone).is_some() {
-            let range = crate::nat::NatRange::default();
-            // Failure leaves the clash for the check below to refuse.
-            let _ = self.bind(id, crate::nat::Manip::Src, &range);
-            let c = self.get(id).ok_or(CtError::NoSuchConn)?;
-            if c.reply() != r {
-                r = c.reply();
-                hr = self.key_hash(&r, zone);
+        if !nat_done {
+            let r = c.reply();
+            if self.map_get_hashed(hr, &r, zone).is_some() {
+                let range = crate::nat::NatRange::default();
+                // Failure leaves the clash for the check below to refuse.
+                let _ = self.bind(id, crate::nat::Manip::Src, &range);
+                let c = self.get(id).ok_or(CtError::NoSuchConn)?;
+                if c.reply() != r {
+                    hr = self.key_hash(&c.reply(), zone);
+                }
             }
         }
         // the clash checks and the insertions in one probe each
         let slots = &self.slots;
-        let holds = |t: Tuple| {
+        let me = slots
+            .get(id.idx as usize)
+            .and_then(|s| s.conn.as_ref())
+            .ok_or(CtError::NoSuchConn)?;
+        let holds = |d: usize| {
             move |v: u32| {
                 slots
                     .get((v >> 1) as usize)
                     .and_then(|s| s.conn.as_ref())
-                    .is_some_and(|c| c.zone == zone && c.tuple_is((v & 1) as usize, &t))
+                    .is_some_and(|c| c.zone == zone && c.same_tuple((v & 1) as usize, me, d))
             }
         };
         let vo = id.idx << 1 | Direction::Original as u32;
-        if !self.map.insert_unless(ho, vo, holds(o)) {
+        if !self.map.insert_unless(ho, vo, holds(0)) {
             self.stats.insert_failed += 1;
             return Err(CtError::Clash);
         }
-        if r != o
+        if !me.same_tuple(1, me, 0)
             && !self
                 .map
-                .insert_unless(hr, id.idx << 1 | Direction::Reply as u32, holds(r))
+                .insert_unless(hr, id.idx << 1 | Direction::Reply as u32, holds(1))
         {
             self.map.remove(ho, vo);
             self.stats.insert_failed += 1;
             return Err(CtError::Clash);
         }
-        if self
-            .get(id)
-            .is_some_and(|c| c.status.contains(Status::SRC_NAT))
-        {
-            let k = source_key(&o, zone);
+        if me.status.contains(Status::SRC_NAT) {
             let h = match pending.source {
                 Some(h) if pending.id.is_some() => h,
-                _ => self.source_hash(&k),
+                _ => self.source_hash(&source_key(&me.original(), zone)),
             };
-            let slots = &self.slots;
             let same = |v: u32| {
                 slots
                     .get(v as usize)
                     .and_then(|s| s.conn.as_ref())
-                    .is_some_and(|c| source_key(&c.original(), c.zone) == k)
+                    .is_some_and(|c| c.zone == zone && c.same_source(me))
             };
             self.bysource.upsert(h, id.idx, same);
         }

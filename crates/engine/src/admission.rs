@@ -33,6 +33,25 @@ pub enum NotAdmitted {
 }
 
 impl NotAdmitted {
+    /// Every reason, in the order of [`NotAdmitted::index`].
+    pub const ALL: [NotAdmitted; 10] = [
+        NotAdmitted::NotForwardHook,
+        NotAdmitted::Family,
+        NotAdmitted::NoConnection,
+        NotAdmitted::Ipv4Options,
+        NotAdmitted::Protocol,
+        NotAdmitted::TcpNotEstablished,
+        NotAdmitted::TcpFinRst,
+        NotAdmitted::Helper,
+        NotAdmitted::NotConfirmed,
+        NotAdmitted::AlreadyOffloaded,
+    ];
+
+    /// The reason's place in [`NotAdmitted::ALL`] (a counter's index).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             NotAdmitted::NotForwardHook => "not_forward_hook",

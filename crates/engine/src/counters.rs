@@ -147,8 +147,10 @@ pub struct Counters {
     pub arp_replies: u64,
     pub flow_add_requests: u64,
     pub flows_admitted: u64,
-    /// `flow add` requests the kernel's admission rules turned down, by reason.
-    pub flows_refused: BTreeMap<&'static str, u64>,
+    /// `flow add` requests the kernel's admission rules turned down, by reason
+    /// ([`crate::admission::NotAdmitted::index`]; the first packet of every UDP flow is
+    /// one, so a count is an index, not a map look-up by name).
+    pub flows_refused: [u64; crate::admission::NotAdmitted::ALL.len()],
     pub log_lines: u64,
     /// Packets `fwd` sent out and copies `dup` made.
     pub fwd_packets: u64,
@@ -178,7 +180,7 @@ impl Counters {
             arp_replies: 0,
             flow_add_requests: 0,
             flows_admitted: 0,
-            flows_refused: BTreeMap::new(),
+            flows_refused: [0; crate::admission::NotAdmitted::ALL.len()],
             log_lines: 0,
             fwd_packets: 0,
             dup_packets: 0,

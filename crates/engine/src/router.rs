@@ -390,9 +390,14 @@ struct Walk {
     iif: usize,
     oif: Option<usize>,
     v6: bool,
-    mark: u32,
-    priority: u32,
-    nftrace: bool,
+    /// What rules see of the packet besides its bytes and connection, kept for the whole
+    /// walk: the mark, priority, trace flag and secmark chains set live here, and a chain
+    /// run refreshes only the fields that may have moved (headers, interfaces).
+    view: rules::PktState,
+    /// The packet's network and transport protocol as [`HookIndex::protocols`] reads them,
+    /// once for the hooks and chains it passes; `None` after something re-parsed the
+    /// packet (NAT beyond addresses and ports, a mangled packet, reassembly).
+    protos: Option<(u8, u8)>,
     /// `ct zone set` before conntrack: the zone the connection is looked up in.
     zone: u16,
     /// The route's next hop, once routed (`rt nexthop`).
@@ -421,8 +426,6 @@ struct Walk {
     /// Live mode: the next hop whose MAC is being resolved; the frame waits in
     /// [`Router::held`] instead of leaving.
     hold: Option<IpAddr>,
-    /// `meta secmark`.
-    secmark: u32,
 }
 
 /// Where each hook's base chains lie in `rules.base` (sorted by hook, then by where they run),
@@ -462,7 +465,7 @@ impl HookIndex {
 
     /// The network and transport protocol of a packet, as [`filter::ChainFilter::runs`]
     /// takes them.
-    #[inline]
+    #[inline(always)]
     fn protocols(meta: &PacketMeta) -> (u8, u8) {
         let nfproto = match meta.ip_version {
             Some(IpVersion::Ipv4) => 2,
@@ -963,10 +966,9 @@ impl Router {
         let mut w = Walk {
             iif,
             oif: None,
+            view: rules::PktState::default(),
+            protos: None,
             v6: meta.ip_version == Some(IpVersion::Ipv6),
-            mark: 0,
-            priority: 0,
-            nftrace: false,
             zone: 0,
             nexthop: None,
             pkttype,
@@ -980,7 +982,6 @@ impl Router {
             local: false,
             frags: None,
             hold: None,
-            secmark: 0,
         };
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
         let dscp_in = ip_dscp(&data[start..], &meta);
@@ -1034,6 +1035,7 @@ impl Router {
                     };
                     data = f;
                     start = 0;
+                    w.protos = None;
                     w.frags = Some((pieces, max_size, id, df));
                     self.counters.reassembled += 1;
                 }
@@ -1047,7 +1049,7 @@ impl Router {
                 // not replayed: the packets behind keep theirs, as the walk would)
                 let dscp_out = ip_dscp(&data[start..], &meta);
                 let mangles = Mangles {
-                    meta_mark: (w.mark != 0).then_some(w.mark),
+                    meta_mark: (w.view.mark != 0).then_some(w.view.mark),
                     ct_mark: w.ct_mark,
                     dscp: dscp_out.filter(|&d| Some(d) != dscp_in),
                 };
@@ -1082,7 +1084,7 @@ impl Router {
                 if start > 0 {
                     data.drain(..start);
                 }
-                self.transmit_with(Port::Host, data, w.mark, w.priority, out);
+                self.transmit_with(Port::Host, data, w.view.mark, w.view.priority, out);
             }
             Ok(Fate::Tx { egress, .. }) if w.hold.is_some() => {
                 let next = w.hold.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -1103,8 +1105,8 @@ impl Router {
                     egress,
                     next,
                     frame,
-                    mark: w.mark,
-                    priority: w.priority,
+                    mark: w.view.mark,
+                    priority: w.view.priority,
                     since: now,
                 });
             }
@@ -1124,7 +1126,13 @@ impl Router {
                     .collect();
                 for frame in frames {
                     self.counters.fragments_sent += 1;
-                    self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+                    self.transmit_with(
+                        Port::Iface(egress),
+                        frame,
+                        w.view.mark,
+                        w.view.priority,
+                        out,
+                    );
                 }
             }
             Ok(Fate::Tx { egress, dst_mac }) => {
@@ -1138,7 +1146,13 @@ impl Router {
                     dst_mac,
                     ethertype,
                 );
-                self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+                self.transmit_with(
+                    Port::Iface(egress),
+                    frame,
+                    w.view.mark,
+                    w.view.priority,
+                    out,
+                );
             }
         }
     }
@@ -1410,7 +1424,10 @@ impl Router {
                 *sport = part.src_port.unwrap_or(*sport);
                 *dport = part.dst_port.unwrap_or(*dport);
             }
-            _ => *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?,
+            _ => {
+                *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
+                w.protos = None;
+            }
         }
         self.counters.nat_packets += 1;
         Ok(())
@@ -1447,7 +1464,7 @@ impl Router {
             return Ok(());
         }
         // no chain of the hook acts on this protocol (a trace shows every run)
-        let (nfproto, l4proto) = HookIndex::protocols(meta);
+        let (nfproto, l4proto) = w.protocols(meta);
         if !self.hooks.live[h].runs(nfproto, l4proto) && !self.cfg.trace {
             return Ok(());
         }
@@ -1517,7 +1534,7 @@ impl Router {
             // policy (a trace shows every run, so it runs them all). The protocols are read
             // for each chain: an earlier chain may have rewritten them (`ip protocol set`).
             let skip = !self.cfg.trace && {
-                let (nfproto, l4proto) = HookIndex::protocols(meta);
+                let (nfproto, l4proto) = w.protocols(meta);
                 !self
                     .filters
                     .get(i - 1)
@@ -1542,9 +1559,11 @@ impl Router {
     }
 
     /// One base chain run (`rules.base[bi]`) on the packet, and what its rules handed over.
-    /// The packet view is built here and lives for the run only; what the run changed comes
-    /// back in a few words, and the rare rest (ct fields set, statements handed over) is
-    /// carried out apart ([`Self::chain_effects`], [`Self::chain_actions`]).
+    /// The packet view is the walk's ([`Walk::view`]): a run refreshes what may have moved
+    /// since the last (headers, interfaces) and borrows the bytes, the connection and the
+    /// router for the run; what the run changed stays in the view, and the rare rest (ct
+    /// fields set, statements handed over) is carried out apart ([`Self::chain_effects`],
+    /// [`Self::chain_actions`]).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn run_chain(
@@ -1564,20 +1583,38 @@ impl Router {
             self.act.begin();
         }
         let mut trace_lines: Vec<TraceLine> = vec![];
-        let (verdict, by_policy, upd) = {
+        let v = &mut w.view;
+        v.set_headers(meta);
+        (v.iif, v.iifname) = if w.local {
+            (0, 0)
+        } else {
+            (
+                w.iif as u32 + 1,
+                self.ifnames.get(w.iif).copied().unwrap_or(0),
+            )
+        };
+        // `meta pkttype set` lasts for its chain run (the walk's own type decides forwarding)
+        v.pkttype = w.pkttype;
+        if let Some(o) = w.oif {
+            // routed: the output interface's fields, once for the walk
+            if v.oif != o as u32 + 1 {
+                v.oif = o as u32 + 1;
+                v.oifname = self.ifnames.get(o).copied().unwrap_or(0);
+                v.rt_mtu = self
+                    .topo
+                    .interfaces
+                    .get(o)
+                    .map(|i| i.mtu as u32)
+                    .unwrap_or(0);
+                v.nexthop = w.nexthop.map(addr_bits);
+            }
+        }
+        let (verdict, by_policy) = {
             let env = RouterEnv {
                 topo: &self.topo,
                 fib: &self.fib,
                 ct: &self.ct,
                 ifnames: &self.ifnames,
-            };
-            let (iif, iifname) = if w.local {
-                (0, 0)
-            } else {
-                (
-                    w.iif as u32 + 1,
-                    self.ifnames.get(w.iif).copied().unwrap_or(0),
-                )
             };
             let live = w.conn.and_then(|(id, dir)| {
                 self.ct.get(id).map(|conn| LiveCt {
@@ -1588,31 +1625,20 @@ impl Router {
                     now,
                 })
             });
-            let mut pkt = rules::pkt_view(buf, meta, iif, iifname);
-            pkt.mark = w.mark;
-            pkt.priority = w.priority;
-            pkt.nftrace = w.nftrace;
-            pkt.pkttype = w.pkttype;
-            pkt.secmark = w.secmark;
-            pkt.conn = live.as_ref().map(|l| l as &dyn CtFacts);
+            let mut conn = live.as_ref().map(|l| l as &dyn CtFacts);
+            w.view.new_ct_zone = None;
             if live.is_none() {
-                pkt.conn = Self::ct_info(w);
-                if pkt.conn.is_none() && w.zone != 0 {
-                    pkt.new_ct_zone = Some(w.zone);
+                conn = Self::ct_info(w);
+                if conn.is_none() && w.zone != 0 {
+                    w.view.new_ct_zone = Some(w.zone);
                 }
             }
-            pkt.env = Some(&env);
-            if let Some(o) = w.oif {
-                pkt.oif = o as u32 + 1;
-                pkt.oifname = self.ifnames.get(o).copied().unwrap_or(0);
-                pkt.rt_mtu = self
-                    .topo
-                    .interfaces
-                    .get(o)
-                    .map(|i| i.mtu as u32)
-                    .unwrap_or(0);
-                pkt.nexthop = w.nexthop.map(addr_bits);
-            }
+            let mut pkt = Pkt {
+                frame: buf,
+                conn,
+                env: Some(&env),
+                s: &mut w.view,
+            };
             let b = &self.rules.base[bi];
             let tr = if self.cfg.trace {
                 Some(&mut trace_lines)
@@ -1628,33 +1654,11 @@ impl Router {
                 &mut self.act,
                 tr,
             );
-            w.mark = pkt.mark;
-            w.priority = pkt.priority;
-            w.nftrace = pkt.nftrace;
-            w.secmark = pkt.secmark;
-            // what a run seldom changes, looked at in one place
-            let upd = (pkt.new_ct_mark.is_some()
-                || pkt.new_ct_zone.is_some()
-                || pkt.new_ct_label.is_some()
-                || pkt.new_ct_helper.is_some()
-                || pkt.new_ct_secmark.is_some()
-                || pkt.new_ct_timeout.is_some()
-                || !pkt.new_ct_expect.is_empty()
-                || pkt.mangled)
-                .then(|| PktUpdate {
-                    ct_mark: pkt.new_ct_mark,
-                    ct_zone: pkt.new_ct_zone,
-                    ct_label: pkt.new_ct_label,
-                    ct_helper: pkt.new_ct_helper.take(),
-                    mangled: pkt.mangled,
-                    ct_secmark: pkt.new_ct_secmark,
-                    ct_timeout: pkt.new_ct_timeout,
-                    ct_expect: std::mem::take(&mut pkt.new_ct_expect),
-                });
-            (v, p, upd)
+            (v, p)
         };
-        if let Some(upd) = upd {
-            self.chain_effects(w, buf, meta, &upd, now)?;
+        // what a run seldom changes (ct fields set, a mangled packet), looked at in one test
+        if w.view.has_effects() {
+            self.chain_effects(w, buf, meta, now)?;
         }
         if self.cfg.trace {
             let base_chain = self.rules.base[bi].chain;
@@ -1674,15 +1678,27 @@ impl Router {
 
     /// What a chain run set beyond the mark, priority, trace flag and secmark: connection
     /// fields (`ct mark set`, `ct zone set`, ...), a mangled packet.
+    #[cold]
     #[inline(never)]
     fn chain_effects(
         &mut self,
         w: &mut Walk,
         buf: &mut [u8],
         meta: &mut PacketMeta,
-        upd: &PktUpdate,
         now: Duration,
     ) -> Result<(), Drop> {
+        // taken from the view: what a run set is carried out once, not again after the next
+        let s = &mut w.view;
+        let upd = &PktUpdate {
+            ct_mark: s.new_ct_mark.take(),
+            ct_zone: s.new_ct_zone.take(),
+            ct_label: s.new_ct_label.take(),
+            ct_helper: s.new_ct_helper.take(),
+            mangled: std::mem::take(&mut s.mangled),
+            ct_secmark: s.new_ct_secmark.take(),
+            ct_timeout: s.new_ct_timeout.take(),
+            ct_expect: std::mem::take(&mut s.new_ct_expect),
+        };
         self.apply_features(w, upd, now);
         if let Some(z) = upd.ct_zone {
             // a zone picks the table conntrack looks in: it counts before the lookup only
@@ -1692,6 +1708,7 @@ impl Router {
         }
         if upd.mangled {
             *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
+            w.protos = None;
         }
         let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
         if let Some((id, _)) = w.conn.filter(|_| ct_set) {
@@ -1747,7 +1764,7 @@ impl Router {
                         w.flow_add = Some((t, family));
                     }
                 }
-                Err(why) => *self.counters.flows_refused.entry(why.name()).or_default() += 1,
+                Err(why) => self.counters.flows_refused[why.index()] += 1,
             }
         }
         if self.act.reject.is_some() {
@@ -1756,8 +1773,7 @@ impl Router {
         if let Some(spec) = self.act.synproxy.take() {
             self.synproxy_answer(w, buf, meta, &spec, now, out)?;
         }
-        if let Some(req) = self.act.nat {
-            self.act.nat = None;
+        if let Some(req) = self.act.nat.take() {
             self.bind_nat(w, &req)?;
         }
         Ok(())
@@ -1960,7 +1976,13 @@ impl Router {
             self.counters.fragments_sent += frames.len() as u64;
         }
         for frame in frames {
-            self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+            self.transmit_with(
+                Port::Iface(egress),
+                frame,
+                w.view.mark,
+                w.view.priority,
+                out,
+            );
         }
     }
 
@@ -2017,7 +2039,13 @@ impl Router {
         } else {
             self.counters.dup_packets += 1;
         }
-        self.transmit_with(Port::Iface(egress), frame, w.mark, w.priority, out);
+        self.transmit_with(
+            Port::Iface(egress),
+            frame,
+            w.view.mark,
+            w.view.priority,
+            out,
+        );
     }
 
     /// A `dup` copy too big for its route: the error goes to the source, quoting the copy
@@ -2267,8 +2295,8 @@ impl Router {
         if spec.skuid {
             // forwarded packets have no local socket: the kernel prints no UID either
         }
-        if w.mark != 0 {
-            s += &format!(" MARK=0x{:x}", w.mark);
+        if w.view.mark != 0 {
+            s += &format!(" MARK=0x{:x}", w.view.mark);
         }
         self.logs.push(s);
     }
@@ -2512,7 +2540,7 @@ impl Router {
             ETHERTYPE_IPV4
         };
         let frame = l2::frame_with(iface, dst_mac, ethertype, l3);
-        self.transmit_with(Port::Iface(oif), frame, lw.mark, lw.priority, out);
+        self.transmit_with(Port::Iface(oif), frame, lw.view.mark, lw.view.priority, out);
         true
     }
 
@@ -2851,7 +2879,12 @@ impl Router {
             flow_add_requests: c.flow_add_requests,
             flows_admitted: c.flows_admitted,
             flows_refused: {
-                let mut m = c.flows_refused.clone();
+                let mut m: BTreeMap<&'static str, u64> = admission::NotAdmitted::ALL
+                    .iter()
+                    .zip(c.flows_refused)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(r, n)| (r.name(), n))
+                    .collect();
                 for (k, v) in self.offload.refused() {
                     *m.entry(k).or_default() += v;
                 }
@@ -2982,10 +3015,9 @@ mod tests {
         let base = Walk {
             iif: 0,
             oif: None,
+            view: rules::PktState::default(),
+            protos: None,
             v6: false,
-            mark: 0,
-            priority: 0,
-            nftrace: false,
             zone: 0,
             nexthop: None,
             pkttype: 0,
@@ -2999,7 +3031,6 @@ mod tests {
             local: false,
             frags: None,
             hold: None,
-            secmark: 0,
         };
         let w = Walk::own(&base, 1, None, [0; 6], None, CtState::Invalid);
         assert!(w.tracked);
@@ -3156,6 +3187,19 @@ fn own_frame(l3: &[u8], v6: bool) -> Option<(Vec<u8>, PacketMeta, IpAddr)> {
 }
 
 impl Walk {
+    /// [`HookIndex::protocols`] of the packet, read once until [`Walk::protos`] is reset.
+    #[inline(always)]
+    fn protocols(&mut self, meta: &PacketMeta) -> (u8, u8) {
+        match self.protos {
+            Some(p) => p,
+            None => {
+                let p = HookIndex::protocols(meta);
+                self.protos = Some(p);
+                p
+            }
+        }
+    }
+
     /// The walk of a packet the router makes in answer to the packet of `w` (a local
     /// packet: no NAT of its own), leaving `oif` from `src_mac` for `nexthop`.
     fn own(
@@ -3169,10 +3213,9 @@ impl Walk {
         Walk {
             iif: w.iif,
             oif: Some(oif),
+            view: rules::PktState::default(),
+            protos: None,
             v6: w.v6,
-            mark: 0,
-            priority: 0,
-            nftrace: false,
             zone: w.zone,
             nexthop,
             pkttype: 0,
@@ -3187,7 +3230,6 @@ impl Walk {
             local: true,
             frags: None,
             hold: None,
-            secmark: 0,
         }
     }
 }

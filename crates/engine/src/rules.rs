@@ -794,6 +794,10 @@ pub struct State {
     /// The set-lookup key buffer, kept between packets so that building a key allocates
     /// nothing.
     keybuf: Vec<u128>,
+    /// The chains a run jumped from (chain, next rule), kept between runs: a run starts
+    /// with it empty and no frame is written until a rule jumps (a stack array on each run
+    /// was zeroed whole, 17 frames, for the one or two jumps a run makes).
+    jumps: Vec<(usize, usize)>,
 }
 
 impl State {
@@ -812,6 +816,7 @@ impl State {
             connlimits: vec![vec![]; rs.connlimits],
             rng: 0x9e37_79b9_7f4a_7c15,
             keybuf: Vec::with_capacity(4),
+            jumps: Vec::with_capacity(JUMP_STACK),
         }
     }
 
@@ -2577,9 +2582,39 @@ impl CtFacts for CtInfo {
     }
 }
 
-/// The packet and its metadata as rules see them.
+/// The packet and its metadata as rules see them: its bytes, its connection and the
+/// router's answers, borrowed for a chain run, and the rest ([`PktState`], read through
+/// `Deref`), which the router keeps for a packet's whole walk, so that a chain run builds
+/// four pointers rather than the whole view.
 pub struct Pkt<'a> {
     pub frame: &'a mut [u8],
+    /// What conntrack knows of the packet: its connection, read lazily, or [`CtInvalid`];
+    /// `None` for an untracked packet (only `ct state` answers, untracked).
+    pub conn: Option<&'a dyn CtFacts>,
+    pub env: Option<&'a dyn Env>,
+    pub s: &'a mut PktState,
+}
+
+impl std::ops::Deref for Pkt<'_> {
+    type Target = PktState;
+    #[inline(always)]
+    fn deref(&self) -> &PktState {
+        self.s
+    }
+}
+
+impl std::ops::DerefMut for Pkt<'_> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut PktState {
+        self.s
+    }
+}
+
+/// A packet's metadata as rules see it, apart from its bytes: header offsets and protocols,
+/// interfaces, marks, and what a chain run set on its connection (`new_ct_*`, for the router
+/// to carry out after the run).
+#[derive(Clone, Debug, Default)]
+pub struct PktState {
     /// Offsets of the network and transport headers in `frame`.
     pub nh: usize,
     pub th: Option<usize>,
@@ -2602,9 +2637,6 @@ pub struct Pkt<'a> {
     pub priority: u32,
     pub nftrace: bool,
     pub pkttype: u8,
-    /// What conntrack knows of the packet: its connection, read lazily, or [`CtInvalid`];
-    /// `None` for an untracked packet (only `ct state` answers, untracked).
-    pub conn: Option<&'a dyn CtFacts>,
     pub new_ct_mark: Option<u32>,
     pub new_ct_zone: Option<u16>,
     pub new_ct_label: Option<u128>,
@@ -2624,7 +2656,53 @@ pub struct Pkt<'a> {
     pub mangled: bool,
     /// The packet's time (ns since the epoch of the capture's clock): `meta time`.
     pub now_ns: u64,
-    pub env: Option<&'a dyn Env>,
+}
+
+impl PktState {
+    /// The view of a parsed packet that came in on `iif` (0: none), named `iifname` in its
+    /// register form ([`ifname_value`]).
+    pub fn new(m: &nft_wire::PacketMeta, iif: u32, iifname: u128) -> PktState {
+        let mut s = PktState {
+            iif,
+            iifname,
+            ..PktState::default()
+        };
+        s.set_headers(m);
+        s
+    }
+
+    /// Whether a chain run set something the router carries out after it: a connection
+    /// field (`ct mark set`, ...) or a rewritten packet.
+    #[inline(always)]
+    pub fn has_effects(&self) -> bool {
+        self.new_ct_mark.is_some()
+            || self.new_ct_zone.is_some()
+            || self.new_ct_label.is_some()
+            || self.new_ct_helper.is_some()
+            || self.new_ct_secmark.is_some()
+            || self.new_ct_timeout.is_some()
+            || !self.new_ct_expect.is_empty()
+            || self.mangled
+    }
+
+    /// What the view reads of the parse: offsets, protocols, length. The router calls it
+    /// before each chain run, since NAT or a mangled packet may have moved them.
+    #[inline(always)]
+    pub fn set_headers(&mut self, m: &nft_wire::PacketMeta) {
+        self.nfproto = match m.ip_version {
+            Some(nft_wire::IpVersion::Ipv4) => 2,
+            Some(nft_wire::IpVersion::Ipv6) => 10,
+            None => 0,
+        };
+        self.th = match m.fragment {
+            nft_wire::Fragment::NonFirst => None,
+            _ => m.l4_offset,
+        };
+        self.nh = m.l3_offset;
+        self.l4proto = m.ip_protocol.map(u8::from).unwrap_or(0);
+        self.ethertype = u16::from(m.ethertype);
+        self.len = (m.l3_end - m.l3_offset) as u32;
+    }
 }
 
 /// Effects the router carries out for statements it owns.
@@ -2698,8 +2776,43 @@ impl Pkt<'_> {
         ]))
     }
 
-    /// Loads that depend on the packet alone (not on rule state).
+    /// Loads that depend on the packet alone (not on rule state). The ones a ruleset such
+    /// as fw4's makes on every packet (headers, interface names, protocols) are answered
+    /// here, small enough to sit in the rule loop's own load; the rest, some of them large
+    /// (hashes, FIB, tunnels), in [`Self::load_other`], whose register saves the common
+    /// loads then skip.
+    #[inline]
     pub fn load(&self, l: &Load) -> Option<u128> {
+        match l {
+            Load::Payload {
+                base,
+                offset,
+                bits,
+                l3,
+                l4,
+            } => {
+                if l3.is_some_and(|p| p != self.nfproto) || l4.is_some_and(|p| p != self.l4proto) {
+                    return None;
+                }
+                read_bits(self.frame, self.base(*base)?, *offset, *bits)
+            }
+            Load::Meta(k) => match k {
+                MetaK::IifName => Some(self.iifname),
+                MetaK::OifName if self.oif != 0 => Some(self.oifname),
+                MetaK::Iif => Some(self.iif as u128),
+                MetaK::Oif if self.oif != 0 => Some(self.oif as u128),
+                MetaK::NfProto if !self.netdev => Some(self.nfproto as u128),
+                MetaK::L4Proto => Some(self.l4proto as u128),
+                MetaK::Mark => Some(self.mark as u128),
+                _ => self.load_other(l),
+            },
+            _ => self.load_other(l),
+        }
+    }
+
+    /// [`Self::load`] of every kind.
+    #[inline(never)]
+    fn load_other(&self, l: &Load) -> Option<u128> {
         match l {
             Load::Payload {
                 base,
@@ -3515,12 +3628,11 @@ fn run_chain(
     keybuf: &mut Vec<u128>,
     mut trace: Option<&mut Vec<TraceLine>>,
 ) -> Option<Verdict> {
-    // (chain, next rule index) frames; goto replaces the top frame
-    let mut stack: [(usize, usize); JUMP_STACK + 1] = [(0, 0); JUMP_STACK + 1];
-    let mut depth = 0usize;
-    stack[0] = (start, 0);
+    // the running frame (chain, next rule index) in locals; the frames jumped from in
+    // `st.jumps`; goto replaces the running frame
+    let (mut chain, mut ri) = (start, 0usize);
+    st.jumps.clear();
     'frames: loop {
-        let (chain, mut ri) = stack[depth];
         let Some(c) = rs.chains.get(chain) else {
             return Some(Verdict::Drop);
         };
@@ -3570,135 +3682,11 @@ fn run_chain(
                             }
                         }
                     }
-                    Op::Vmap { keys, map } => {
-                        if !key(st, pkt, keys, keybuf) {
-                            matched = false;
-                            break;
-                        }
-                        match st.set_lookup(rs, *map, keybuf, now_ns) {
-                            Some(SetData::Verdict(v)) => {
-                                verdict = Some(v);
-                                break;
-                            }
-                            _ => {
-                                matched = false;
-                                break;
-                            }
-                        }
-                    }
                     Op::Counter(i) => {
                         if let Some(c) = st.counters.get_mut(*i) {
                             c.0 += 1;
                             c.1 += pkt.len as u64;
                         }
-                    }
-                    Op::Limit(i) => {
-                        let (Some(spec), Some((tokens, last))) =
-                            (rs.limits.get(*i), st.buckets.get_mut(*i))
-                        else {
-                            continue;
-                        };
-                        // `limit rate X` matches within the rate, `over` matches above it
-                        if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
-                            matched = false;
-                            break;
-                        }
-                    }
-                    Op::Connlimit { slot, over, count } => {
-                        if st.connlimits.len() <= *slot {
-                            st.connlimits.resize(*slot + 1, vec![]);
-                        }
-                        let Some(list) = st.connlimits.get_mut(*slot) else {
-                            continue;
-                        };
-                        if !count_conn(pkt, list, *over, *count) {
-                            matched = false;
-                            break;
-                        }
-                    }
-                    Op::Quota(i) => {
-                        let (Some(spec), Some(used)) =
-                            (rs.quotas.get(*i), st.quota_used.get_mut(*i))
-                        else {
-                            continue;
-                        };
-                        *used += pkt.len as u64;
-                        let over = *used > spec.bytes;
-                        if over != spec.over {
-                            matched = false;
-                            break;
-                        }
-                    }
-                    Op::ObjMap { kind, keys, map } => {
-                        // no object for the key: the kernel's objref map lookup breaks
-                        let obj = if key(st, pkt, keys, keybuf) {
-                            match st.set_lookup(rs, *map, keybuf, now_ns) {
-                                Some(SetData::Value(i)) => Some(i as usize),
-                                _ => None,
-                            }
-                        } else {
-                            None
-                        };
-                        let Some(i) = obj else {
-                            matched = false;
-                            break;
-                        };
-                        match kind {
-                            ObjKind::Counter => {
-                                if let Some(c) = st.counters.get_mut(i) {
-                                    c.0 += 1;
-                                    c.1 += pkt.len as u64;
-                                }
-                            }
-                            ObjKind::Quota => {
-                                let (Some(spec), Some(used)) =
-                                    (rs.quotas.get(i), st.quota_used.get_mut(i))
-                                else {
-                                    continue;
-                                };
-                                *used += pkt.len as u64;
-                                if (*used > spec.bytes) != spec.over {
-                                    matched = false;
-                                    break;
-                                }
-                            }
-                            ObjKind::Limit => {
-                                let (Some(spec), Some((tokens, last))) =
-                                    (rs.limits.get(i), st.buckets.get_mut(i))
-                                else {
-                                    continue;
-                                };
-                                if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
-                                    matched = false;
-                                    break;
-                                }
-                            }
-                            ObjKind::CtHelper => pkt.new_ct_helper = rs.helpers.get(i).cloned(),
-                            // refused at compile time: the kernel has no maps of these
-                            ObjKind::CtTimeout | ObjKind::CtExpect | ObjKind::Secmark => {}
-                            ObjKind::Synproxy => {
-                                let Some(spec) = rs.synproxies.get(i) else {
-                                    continue;
-                                };
-                                match synproxy_op(pkt, spec, act) {
-                                    Step::Next => {}
-                                    Step::Stop => {
-                                        matched = false;
-                                        break;
-                                    }
-                                    Step::End(v) => {
-                                        verdict = Some(v);
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    Op::Log(spec) => act.log_spec(pkt, spec, &rule.text),
-                    Op::Reject(r) => {
-                        act.reject(pkt, r);
-                        verdict = Some(Verdict::Drop);
-                        break;
                     }
                     Op::Nat(spec) => {
                         let addr = match &spec.addr {
@@ -3728,59 +3716,7 @@ fn run_chain(
                     }
                     Op::Notrack => act.notrack(pkt),
                     Op::FlowAdd(ft) => act.flow_add(pkt, ft),
-                    Op::SetMeta(k, v) => {
-                        if let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) {
-                            match k {
-                                MetaK::Mark => pkt.mark = x as u32,
-                                MetaK::Priority => pkt.priority = x as u32,
-                                MetaK::PktType => pkt.pkttype = x as u8,
-                                MetaK::Nftrace => pkt.nftrace = x & 1 == 1,
-                                MetaK::Secmark => pkt.secmark = x as u32,
-                                _ => {}
-                            }
-                        }
-                    }
-                    Op::SetCt(k, v) => {
-                        let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) else {
-                            continue;
-                        };
-                        match k {
-                            CtK::Mark => pkt.new_ct_mark = Some(x as u32),
-                            CtK::Zone => pkt.new_ct_zone = Some(x as u16),
-                            CtK::Secmark => pkt.new_ct_secmark = Some(x as u32),
-                            // `ct label set N` sets bit N, keeping the others
-                            CtK::Label => {
-                                pkt.new_ct_label =
-                                    Some(pkt.new_ct_label.unwrap_or_else(|| pkt.ct_label()) | x)
-                            }
-                            _ => {}
-                        }
-                    }
-                    Op::SetCtHelper(h) => pkt.new_ct_helper = Some(h.clone()),
-                    Op::SetCtTimeout(i) => {
-                        // `nft_ct_timeout_obj_eval`: a connection not yet confirmed, of the
-                        // object's protocol; anything else is left alone
-                        let new = pkt.ct_unconfirmed();
-                        if new
-                            && rs
-                                .ct_timeouts
-                                .get(*i)
-                                .is_some_and(|t| t.l4proto == pkt.l4proto)
-                        {
-                            pkt.new_ct_timeout = Some(*i);
-                        }
-                    }
-                    Op::CtExpect(i) => {
-                        // `nft_ct_expect_obj_eval`: only the first packet of a connection
-                        // announces one; otherwise the rule stops here
-                        if !pkt.ct_unconfirmed() {
-                            matched = false;
-                            break;
-                        }
-                        pkt.new_ct_expect.push(*i);
-                    }
-                    Op::SetSecmark(id) => pkt.secmark = *id,
-                    Op::Synproxy(spec) => match synproxy_op(pkt, spec, act) {
+                    _ => match rare_op(rs, st, rule, op, pkt, now_ns, act, keybuf) {
                         Step::Next => {}
                         Step::Stop => {
                             matched = false;
@@ -3791,98 +3727,6 @@ fn run_chain(
                             break;
                         }
                     },
-                    Op::Tproxy { .. } => {
-                        // `nft_tproxy_eval` assigns the packet to a transparent socket it
-                        // finds (an established one for its own addresses and ports, else a
-                        // listener at the statement's address and port) and otherwise, like
-                        // for a family or transport protocol it does not serve, ends the rule
-                        // with NFT_BREAK: the statements after it do not run, and the packet
-                        // goes on to the next rule, routed as if the rule were not there.
-                        // This router has no sockets: `simulate` has no local stack, and in
-                        // `run` the host's sockets are the kernel's, which a packet handed to
-                        // the host reaches only through the kernel's own tproxy rules. So the
-                        // lookup never finds one, and the rule always stops here.
-                        matched = false;
-                        break;
-                    }
-                    Op::SetPayload {
-                        base,
-                        offset,
-                        bits,
-                        l3,
-                        l4,
-                        value,
-                    } => {
-                        // nft puts the header's dependency (`meta nfproto ipv4`, `meta
-                        // l4proto tcp`) before the statement: a packet without that header
-                        // ends the rule there, and the statements after it do not run
-                        if l3.is_some_and(|p| p != pkt.nfproto)
-                            || l4.is_some_and(|p| p != pkt.l4proto)
-                        {
-                            matched = false;
-                            break;
-                        }
-                        if let Some(x) = eval_value(rs, st, pkt, value, keybuf, now_ns) {
-                            set_payload(pkt, *base, *offset, *bits, x);
-                        }
-                    }
-                    Op::ClampMss(v) => {
-                        if let (Some(th), 6, Some(mss)) = (
-                            pkt.th,
-                            pkt.l4proto,
-                            eval_value(rs, st, pkt, v, keybuf, now_ns),
-                        ) {
-                            let mss = mss.min(u16::MAX as u128) as u16;
-                            if let Some(l4) = pkt.frame.get_mut(th..) {
-                                // a malformed TCP header is left alone, as the kernel does
-                                if let Ok(true) = nft_wire::rewrite::clamp_tcp_mss(l4, mss) {
-                                    pkt.mangled = true;
-                                }
-                            }
-                        }
-                    }
-                    Op::Dynset(d) => {
-                        if !dynset(rs, st, d, pkt, now_ns, keybuf) {
-                            matched = false;
-                            break;
-                        }
-                    }
-                    Op::Dup { addr, dev, .. } => {
-                        let a = addr
-                            .as_ref()
-                            .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
-                        let d = dev
-                            .as_ref()
-                            .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns))
-                            .map(|x| x as u32);
-                        act.dup(pkt, a, d);
-                    }
-                    Op::Fwd { addr, dev, v6 } => {
-                        if addr.is_some() {
-                            // `nft_fwd_neigh`: a packet of the other family breaks the rule;
-                            // one whose TTL (hop limit) would run out is dropped, without an
-                            // ICMP error (the check came to the kernel in 2025: 6.18 has it)
-                            if pkt.nfproto != if *v6 { 10 } else { 2 } {
-                                matched = false;
-                                break;
-                            }
-                            let ttl_at = pkt.nh + if *v6 { 7 } else { 8 };
-                            if pkt.frame.get(ttl_at).is_none_or(|t| *t <= 1) {
-                                verdict = Some(Verdict::Drop);
-                                break;
-                            }
-                        }
-                        let a = addr
-                            .as_ref()
-                            .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
-                        let Some(d) = eval_value(rs, st, pkt, dev, keybuf, now_ns) else {
-                            matched = false;
-                            break;
-                        };
-                        act.fwd(pkt, a, d as u32);
-                        verdict = Some(Verdict::Stolen);
-                        break;
-                    }
                 }
             }
             if !matched {
@@ -3903,34 +3747,299 @@ fn run_chain(
                     return Some(v)
                 }
                 Verdict::Return => {
-                    if depth == 0 {
-                        return None;
-                    }
-                    depth -= 1;
+                    let (c, r) = st.jumps.pop()?;
+                    (chain, ri) = (c, r);
                     continue 'frames;
                 }
                 Verdict::Jump(c) => {
-                    if depth + 1 > JUMP_STACK {
+                    if st.jumps.len() >= JUMP_STACK {
                         // the kernel refuses such rulesets at load; be safe at run time
                         return Some(Verdict::Drop);
                     }
-                    stack[depth].1 = ri;
-                    depth += 1;
-                    stack[depth] = (c, 0);
+                    st.jumps.push((chain, ri));
+                    (chain, ri) = (c, 0);
                     continue 'frames;
                 }
                 Verdict::Goto(c) => {
-                    stack[depth] = (c, 0);
+                    (chain, ri) = (c, 0);
                     continue 'frames;
                 }
             }
         }
         // end of chain: return to the caller, or fall off the base chain
-        if depth == 0 {
-            return None;
-        }
-        depth -= 1;
+        (chain, ri) = st.jumps.pop()?;
     }
+}
+
+/// The statements and matches a ruleset such as fw4's seldom runs, apart from the rule
+/// loop ([`run_chain`]): in it, their tables (limits, quotas, objects, maps) were loaded up
+/// front on every chain run, whether a rule used them or not.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn rare_op(
+    rs: &Ruleset,
+    st: &mut State,
+    rule: &CRule,
+    op: &Op,
+    pkt: &mut Pkt,
+    now_ns: u64,
+    act: &mut dyn Actions,
+    keybuf: &mut Vec<u128>,
+) -> Step {
+    match op {
+        Op::Vmap { keys, map } => {
+            if !key(st, pkt, keys, keybuf) {
+                return Step::Stop;
+            }
+            match st.set_lookup(rs, *map, keybuf, now_ns) {
+                Some(SetData::Verdict(v)) => {
+                    return Step::End(v);
+                }
+                _ => {
+                    return Step::Stop;
+                }
+            }
+        }
+        Op::Limit(i) => {
+            let (Some(spec), Some((tokens, last))) = (rs.limits.get(*i), st.buckets.get_mut(*i))
+            else {
+                return Step::Next;
+            };
+            // `limit rate X` matches within the rate, `over` matches above it
+            if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
+                return Step::Stop;
+            }
+        }
+        Op::Connlimit { slot, over, count } => {
+            if st.connlimits.len() <= *slot {
+                st.connlimits.resize(*slot + 1, vec![]);
+            }
+            let Some(list) = st.connlimits.get_mut(*slot) else {
+                return Step::Next;
+            };
+            if !count_conn(pkt, list, *over, *count) {
+                return Step::Stop;
+            }
+        }
+        Op::Quota(i) => {
+            let (Some(spec), Some(used)) = (rs.quotas.get(*i), st.quota_used.get_mut(*i)) else {
+                return Step::Next;
+            };
+            *used += pkt.len as u64;
+            let over = *used > spec.bytes;
+            if over != spec.over {
+                return Step::Stop;
+            }
+        }
+        Op::ObjMap { kind, keys, map } => {
+            // no object for the key: the kernel's objref map lookup breaks
+            let obj = if key(st, pkt, keys, keybuf) {
+                match st.set_lookup(rs, *map, keybuf, now_ns) {
+                    Some(SetData::Value(i)) => Some(i as usize),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let Some(i) = obj else {
+                return Step::Stop;
+            };
+            match kind {
+                ObjKind::Counter => {
+                    if let Some(c) = st.counters.get_mut(i) {
+                        c.0 += 1;
+                        c.1 += pkt.len as u64;
+                    }
+                }
+                ObjKind::Quota => {
+                    let (Some(spec), Some(used)) = (rs.quotas.get(i), st.quota_used.get_mut(i))
+                    else {
+                        return Step::Next;
+                    };
+                    *used += pkt.len as u64;
+                    if (*used > spec.bytes) != spec.over {
+                        return Step::Stop;
+                    }
+                }
+                ObjKind::Limit => {
+                    let (Some(spec), Some((tokens, last))) =
+                        (rs.limits.get(i), st.buckets.get_mut(i))
+                    else {
+                        return Step::Next;
+                    };
+                    if bucket(spec, tokens, last, now_ns, pkt.len) == spec.over {
+                        return Step::Stop;
+                    }
+                }
+                ObjKind::CtHelper => pkt.new_ct_helper = rs.helpers.get(i).cloned(),
+                // refused at compile time: the kernel has no maps of these
+                ObjKind::CtTimeout | ObjKind::CtExpect | ObjKind::Secmark => {}
+                ObjKind::Synproxy => {
+                    let Some(spec) = rs.synproxies.get(i) else {
+                        return Step::Next;
+                    };
+                    match synproxy_op(pkt, spec, act) {
+                        Step::Next => {}
+                        Step::Stop => {
+                            return Step::Stop;
+                        }
+                        Step::End(v) => {
+                            return Step::End(v);
+                        }
+                    }
+                }
+            }
+        }
+        Op::Log(spec) => act.log_spec(pkt, spec, &rule.text),
+        Op::Reject(r) => {
+            act.reject(pkt, r);
+            return Step::End(Verdict::Drop);
+        }
+        Op::SetMeta(k, v) => {
+            if let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) {
+                match k {
+                    MetaK::Mark => pkt.mark = x as u32,
+                    MetaK::Priority => pkt.priority = x as u32,
+                    MetaK::PktType => pkt.pkttype = x as u8,
+                    MetaK::Nftrace => pkt.nftrace = x & 1 == 1,
+                    MetaK::Secmark => pkt.secmark = x as u32,
+                    _ => {}
+                }
+            }
+        }
+        Op::SetCt(k, v) => {
+            let Some(x) = eval_value(rs, st, pkt, v, keybuf, now_ns) else {
+                return Step::Next;
+            };
+            match k {
+                CtK::Mark => pkt.new_ct_mark = Some(x as u32),
+                CtK::Zone => pkt.new_ct_zone = Some(x as u16),
+                CtK::Secmark => pkt.new_ct_secmark = Some(x as u32),
+                // `ct label set N` sets bit N, keeping the others
+                CtK::Label => {
+                    pkt.new_ct_label = Some(pkt.new_ct_label.unwrap_or_else(|| pkt.ct_label()) | x)
+                }
+                _ => {}
+            }
+        }
+        Op::SetCtHelper(h) => pkt.new_ct_helper = Some(h.clone()),
+        Op::SetCtTimeout(i) => {
+            // `nft_ct_timeout_obj_eval`: a connection not yet confirmed, of the
+            // object's protocol; anything else is left alone
+            let new = pkt.ct_unconfirmed();
+            if new
+                && rs
+                    .ct_timeouts
+                    .get(*i)
+                    .is_some_and(|t| t.l4proto == pkt.l4proto)
+            {
+                pkt.new_ct_timeout = Some(*i);
+            }
+        }
+        Op::CtExpect(i) => {
+            // `nft_ct_expect_obj_eval`: only the first packet of a connection
+            // announces one; otherwise the rule stops here
+            if !pkt.ct_unconfirmed() {
+                return Step::Stop;
+            }
+            pkt.new_ct_expect.push(*i);
+        }
+        Op::SetSecmark(id) => pkt.secmark = *id,
+        Op::Synproxy(spec) => match synproxy_op(pkt, spec, act) {
+            Step::Next => {}
+            Step::Stop => {
+                return Step::Stop;
+            }
+            Step::End(v) => {
+                return Step::End(v);
+            }
+        },
+        Op::Tproxy { .. } => {
+            // `nft_tproxy_eval` assigns the packet to a transparent socket it
+            // finds (an established one for its own addresses and ports, else a
+            // listener at the statement's address and port) and otherwise, like
+            // for a family or transport protocol it does not serve, ends the rule
+            // with NFT_BREAK: the statements after it do not run, and the packet
+            // goes on to the next rule, routed as if the rule were not there.
+            // This router has no sockets: `simulate` has no local stack, and in
+            // `run` the host's sockets are the kernel's, which a packet handed to
+            // the host reaches only through the kernel's own tproxy rules. So the
+            // lookup never finds one, and the rule always stops here.
+            return Step::Stop;
+        }
+        Op::SetPayload {
+            base,
+            offset,
+            bits,
+            l3,
+            l4,
+            value,
+        } => {
+            // nft puts the header's dependency (`meta nfproto ipv4`, `meta
+            // l4proto tcp`) before the statement: a packet without that header
+            // ends the rule there, and the statements after it do not run
+            if l3.is_some_and(|p| p != pkt.nfproto) || l4.is_some_and(|p| p != pkt.l4proto) {
+                return Step::Stop;
+            }
+            if let Some(x) = eval_value(rs, st, pkt, value, keybuf, now_ns) {
+                set_payload(pkt, *base, *offset, *bits, x);
+            }
+        }
+        Op::ClampMss(v) => {
+            if let (Some(th), 6, Some(mss)) = (
+                pkt.th,
+                pkt.l4proto,
+                eval_value(rs, st, pkt, v, keybuf, now_ns),
+            ) {
+                let mss = mss.min(u16::MAX as u128) as u16;
+                if let Some(l4) = pkt.frame.get_mut(th..) {
+                    // a malformed TCP header is left alone, as the kernel does
+                    if let Ok(true) = nft_wire::rewrite::clamp_tcp_mss(l4, mss) {
+                        pkt.mangled = true;
+                    }
+                }
+            }
+        }
+        Op::Dynset(d) => {
+            if !dynset(rs, st, d, pkt, now_ns, keybuf) {
+                return Step::Stop;
+            }
+        }
+        Op::Dup { addr, dev, .. } => {
+            let a = addr
+                .as_ref()
+                .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
+            let d = dev
+                .as_ref()
+                .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns))
+                .map(|x| x as u32);
+            act.dup(pkt, a, d);
+        }
+        Op::Fwd { addr, dev, v6 } => {
+            if addr.is_some() {
+                // `nft_fwd_neigh`: a packet of the other family breaks the rule;
+                // one whose TTL (hop limit) would run out is dropped, without an
+                // ICMP error (the check came to the kernel in 2025: 6.18 has it)
+                if pkt.nfproto != if *v6 { 10 } else { 2 } {
+                    return Step::Stop;
+                }
+                let ttl_at = pkt.nh + if *v6 { 7 } else { 8 };
+                if pkt.frame.get(ttl_at).is_none_or(|t| *t <= 1) {
+                    return Step::End(Verdict::Drop);
+                }
+            }
+            let a = addr
+                .as_ref()
+                .and_then(|v| eval_value(rs, st, pkt, v, keybuf, now_ns));
+            let Some(d) = eval_value(rs, st, pkt, dev, keybuf, now_ns) else {
+                return Step::Stop;
+            };
+            act.fwd(pkt, a, d as u32);
+            return Step::End(Verdict::Stolen);
+        }
+        _ => {}
+    }
+    Step::Next
 }
 
 /// What a statement does to the rest of its rule.
@@ -3983,64 +4092,21 @@ fn eval_value(
     }
 }
 
-/// Fills the rule view of a parsed frame arriving on `iif`.
+/// The rule view of a parsed frame arriving on `iif`, its metadata in `s` (which
+/// [`PktState::new`] fills).
 pub fn pkt_from_frame<'a>(
     frame: &'a mut [u8],
     m: &nft_wire::PacketMeta,
     iif: u32,
     iifname: &str,
+    s: &'a mut PktState,
 ) -> Pkt<'a> {
-    pkt_view(frame, m, iif, ifname_value(iifname))
-}
-
-/// [`pkt_from_frame`] with the interface name already in its register form, which the
-/// router computes once per interface rather than once per base chain.
-pub fn pkt_view<'a>(
-    frame: &'a mut [u8],
-    m: &nft_wire::PacketMeta,
-    iif: u32,
-    iifname: u128,
-) -> Pkt<'a> {
-    let nfproto = match m.ip_version {
-        Some(nft_wire::IpVersion::Ipv4) => 2,
-        Some(nft_wire::IpVersion::Ipv6) => 10,
-        None => 0,
-    };
-    let th = match m.fragment {
-        nft_wire::Fragment::NonFirst => None,
-        _ => m.l4_offset,
-    };
+    *s = PktState::new(m, iif, ifname_value(iifname));
     Pkt {
-        nh: m.l3_offset,
-        th,
-        nfproto,
-        netdev: false,
-        l4proto: m.ip_protocol.map(u8::from).unwrap_or(0),
-        ethertype: u16::from(m.ethertype),
-        len: (m.l3_end - m.l3_offset) as u32,
-        iif,
-        oif: 0,
-        iifname,
-        oifname: 0,
-        mark: 0,
-        priority: 0,
-        nftrace: false,
-        pkttype: 0,
-        conn: None,
-        new_ct_mark: None,
-        new_ct_zone: None,
-        new_ct_label: None,
-        new_ct_helper: None,
-        secmark: 0,
-        new_ct_secmark: None,
-        new_ct_timeout: None,
-        new_ct_expect: Vec::new(),
-        rt_mtu: 0,
-        nexthop: None,
-        mangled: false,
-        now_ns: 0,
-        env: None,
         frame,
+        conn: None,
+        env: None,
+        s,
     }
 }
 

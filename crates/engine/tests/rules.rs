@@ -119,7 +119,9 @@ impl Harness {
         ct: Option<CtInfo>,
     ) -> (HookVerdict, u32) {
         let m = nft_wire::parse_frame(frame).unwrap();
-        let mut p = pkt_from_frame(frame, &m, 1, iif);
+        let mut ps = nft_engine::rules::PktState::default();
+
+        let mut p = pkt_from_frame(frame, &m, 1, iif, &mut ps);
         p.conn = ct.as_ref().map(|c| c as &dyn nft_engine::rules::CtFacts);
         let v = run_hook(
             &self.rs,
@@ -285,7 +287,9 @@ table inet t {
     let mut rec = Rec::default();
     let mut run = |frame: &mut [u8], ct: Option<CtInfo>, st: &mut State| {
         let m = nft_wire::parse_frame(frame).unwrap();
-        let mut p = pkt_from_frame(frame, &m, 1, "lan");
+        let mut ps = nft_engine::rules::PktState::default();
+
+        let mut p = pkt_from_frame(frame, &m, 1, "lan", &mut ps);
         p.conn = ct.as_ref().map(|c| c as &dyn nft_engine::rules::CtFacts);
         run_hook(
             &rs,

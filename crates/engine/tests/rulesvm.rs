@@ -89,7 +89,9 @@ fn input(
     env: Option<&dyn Env>,
 ) -> (HookVerdict, u32) {
     let m = nft_wire::parse_frame(frame).unwrap();
-    let mut p = pkt_from_frame(frame, &m, 1, "lan");
+    let mut ps = nft_engine::rules::PktState::default();
+
+    let mut p = pkt_from_frame(frame, &m, 1, "lan", &mut ps);
     p.conn = ct.as_ref().map(|c| c as &dyn nft_engine::rules::CtFacts);
     p.env = env;
     let v = run_hook(
@@ -646,7 +648,9 @@ fn ipv6_extension_headers() {
     // the mark the input hook of the ip6 table leaves on a frame
     let mut mark = |f: &mut [u8]| {
         let m = nft_wire::parse_frame(f).unwrap();
-        let mut p = pkt_from_frame(f, &m, 1, "lan");
+        let mut ps = nft_engine::rules::PktState::default();
+
+        let mut p = pkt_from_frame(f, &m, 1, "lan", &mut ps);
         let ip6 = &[Family::Ip6];
         run_hook(
             &rs,
