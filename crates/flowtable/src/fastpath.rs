@@ -358,6 +358,10 @@ pub(crate) struct Rec {
     /// Where IP starts in the frame (at most 22: QinQ or PPPoE).
     pub(crate) l3: u8,
     pub(crate) tcp_flags: u8,
+    /// The protocol and the family again, as bytes of their own (in the padding): a test
+    /// of either is then one compare, not a mask of `w[1]` and a compare.
+    pub(crate) proto8: u8,
+    pub(crate) is_v6: bool,
 }
 
 impl Rec {
@@ -368,16 +372,18 @@ impl Rec {
         ip_len: 0,
         l3: 0,
         tcp_flags: 0,
+        proto8: 0,
+        is_v6: false,
     };
 
     #[inline(always)]
     pub(crate) fn v6(&self) -> bool {
-        (self.w[1] >> 56) & 1 != 0
+        self.is_v6
     }
 
     #[inline(always)]
     pub(crate) fn proto(&self) -> u8 {
-        (self.w[1] >> 48) as u8
+        self.proto8
     }
 
     /// The ingress port.
@@ -570,6 +576,8 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port, rec: &mut Rec) -> Result<(
         ip_len: total as u32,
         l3: 14,
         tcp_flags,
+        proto8: proto,
+        is_v6: false,
     };
     Ok(())
 }
@@ -727,6 +735,8 @@ fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
         // at most 14 + 8 (two tags, or PPPoE)
         l3: at as u8,
         tcp_flags,
+        proto8: proto,
+        is_v6: v6,
     })
 }
 
@@ -849,35 +859,31 @@ fn put_link<const N: usize>(hdr: &mut [u8], header: &[u8; 22]) {
 }
 
 /// The IPv4 packet's rewrite for direction `d`: NAT (the inverse of the other direction's
-/// key), transport checksum, TTL, DSCP, header checksum.
+/// key), transport checksum, TTL, DSCP, header checksum. `ip` is the header (no options),
+/// `l4` the transport header's first 8 bytes; a TCP checksum is in `pkt`, the bytes after them
+/// (parse made sure both are whole: 20 bytes of TCP, 8 of UDP).
 #[inline(always)]
-fn rewrite_v4(h: &Hot, d: usize, proto: u8, pkt: &mut [u8]) {
-    let Some((ip, l4)) = pkt.split_first_chunk_mut::<20>() else {
-        return;
-    };
+fn rewrite_v4(h: &Hot, d: usize, tcp: bool, ip: &mut [u8; 20], l4: &mut [u8; 8], rest: &mut [u8]) {
     let d = d & 1;
     let o = 1 - d;
     if h.flags & NAT != 0 {
         let [a, b, c, e] = h.addr[2 * o + 1];
         let [f, g, i, j] = h.addr[2 * o];
         ip[12..20].copy_from_slice(&[a, b, c, e, f, g, i, j]);
-        if let Some(ports) = l4.first_chunk_mut::<4>() {
-            let [a, b] = h.port[2 * o + 1].to_be_bytes();
-            let [c, e] = h.port[2 * o].to_be_bytes();
-            *ports = [a, b, c, e];
-        }
+        let [a, b] = h.port[2 * o + 1].to_be_bytes();
+        let [c, e] = h.port[2 * o].to_be_bytes();
+        l4[..4].copy_from_slice(&[a, b, c, e]);
     }
     let l4_delta = h.l4_delta[d];
     if l4_delta != 0 {
-        if proto == PROTO_TCP {
-            if let Some(t) = l4.first_chunk_mut::<20>() {
-                let old = u16::from_be_bytes([t[16], t[17]]);
-                let [x, y] = apply_delta(old, l4_delta).to_be_bytes();
-                t[16] = x;
-                t[17] = y;
+        if tcp {
+            // the TCP checksum is at 16, 8 bytes into `rest`
+            if let Some(t) = rest.get_mut(8..10).and_then(|t| t.first_chunk_mut::<2>()) {
+                let old = u16::from_be_bytes(*t);
+                *t = apply_delta(old, l4_delta).to_be_bytes();
             }
-        } else if let Some(u) = l4.first_chunk_mut::<8>() {
-            let old = u16::from_be_bytes([u[6], u[7]]);
+        } else {
+            let old = u16::from_be_bytes([l4[6], l4[7]]);
             // A zero UDP checksum means none, and stays so.
             if old != 0 {
                 let mut new = apply_delta(old, l4_delta);
@@ -885,8 +891,8 @@ fn rewrite_v4(h: &Hot, d: usize, proto: u8, pkt: &mut [u8]) {
                     new = 0xffff;
                 }
                 let [x, y] = new.to_be_bytes();
-                u[6] = x;
-                u[7] = y;
+                l4[6] = x;
+                l4[7] = y;
             }
         }
     }
@@ -906,6 +912,32 @@ fn rewrite_v4(h: &Hot, d: usize, proto: u8, pkt: &mut [u8]) {
     let [x, y] = c.to_be_bytes();
     ip[10] = x;
     ip[11] = y;
+}
+
+/// An IPv4 frame's rewrite with an egress link header of `HL` bytes: `frame` is the new
+/// frame, from the link header's start to the IP packet's end.
+#[inline(always)]
+fn rewrite_v4_frame<const HL: usize>(h: &Hot, d: usize, link: &Link, tcp: bool, frame: &mut [u8]) {
+    let Some((hdr, pkt)) = frame.split_first_chunk_mut::<HL>() else {
+        return;
+    };
+    if let Some(src) = link.header[0].first_chunk::<HL>() {
+        *hdr = *src;
+    }
+    let ip_len = pkt.len();
+    if HL == 22 {
+        if let Encap::Pppoe(_) = link.encap {
+            let len = (ip_len + 2).min(usize::from(u16::MAX)) as u16;
+            hdr[18..20].copy_from_slice(&len.to_be_bytes());
+        }
+    }
+    let Some((ip, l4)) = pkt.split_first_chunk_mut::<20>() else {
+        return;
+    };
+    let Some((l4, rest)) = l4.split_first_chunk_mut::<8>() else {
+        return;
+    };
+    rewrite_v4(h, d, tcp, ip, l4, rest);
 }
 
 /// The IPv6 packet's rewrite for direction `d`: NAT, transport checksum, hop limit, DSCP.
@@ -967,21 +999,27 @@ fn rewrite(
     let (l3, l4) = (head + p.l3(), head + p.l4());
     let ip_len = p.ip_len as usize;
     let v6 = p.v6();
-    if !v6 {
-        // IPv4: the header and the transport header as fixed-size arrays, so the writes
-        // need no bounds checks (parse made sure they are whole).
-        if let Some(pkt) = buf.get_mut(l3..l3 + ip_len) {
-            rewrite_v4(h, d, p.proto(), pkt);
-        }
-    } else {
-        rewrite_v6(h, d, v6a, p, buf, l3, l4);
-    }
     // The egress link header, written whole in front of L3 (pop and push in one), and link
     // padding after the IP packet dropped, as the slow path does.
     let hl = usize::from(link.hl);
     // `decide` made sure the headroom is there.
     let start = l3.saturating_sub(hl);
-    let header = &link.header[usize::from(v6)];
+    if !v6 {
+        // IPv4: the link header, the IP header and the transport header as fixed-size
+        // arrays of one slice (one bounds check), so the writes need no more checks (parse
+        // made sure they are whole).
+        if let Some(frame) = buf.get_mut(start..l3 + ip_len) {
+            let tcp = p.proto() == PROTO_TCP;
+            match hl {
+                14 => rewrite_v4_frame::<14>(h, d, link, tcp, frame),
+                18 => rewrite_v4_frame::<18>(h, d, link, tcp, frame),
+                _ => rewrite_v4_frame::<22>(h, d, link, tcp, frame),
+            }
+        }
+        return (start, hl + ip_len);
+    }
+    rewrite_v6(h, d, v6a, p, buf, l3, l4);
+    let header = &link.header[1];
     if let Some(hdr) = buf.get_mut(start..l3) {
         // Fixed-size copies per header length (moves, no call to memcpy).
         match hl {
@@ -1255,18 +1293,16 @@ impl<B: OffloadBackend> Flowtable<B> {
         let p = parsed?;
         let (idx, d) = ((found >> 1) as usize, (found & 1) as usize);
         let h = self.hot.get_mut(idx).ok_or(Punt::Miss)?;
-        *hit = Some((
-            FlowId {
-                idx: idx as u32,
-                // The cold part is read for traces only.
-                gen: if TRACE {
-                    self.gens.get(idx).copied().unwrap_or(0)
-                } else {
-                    0
+        if TRACE {
+            *hit = Some((
+                FlowId {
+                    idx: idx as u32,
+                    // The cold part is read for traces only.
+                    gen: self.gens.get(idx).copied().unwrap_or(0),
                 },
-            },
-            d as u8,
-        ));
+                d as u8,
+            ));
+        }
         if self.cfg.punt_tcp_control && p.proto() == PROTO_TCP && !plain_ack(p.tcp_flags) {
             let back = self.links.get(usize::from(h.link[1 - d]));
             if back.is_none_or(|l| l.rx_port != p.port()) {

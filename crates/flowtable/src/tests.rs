@@ -1656,6 +1656,7 @@ proptest! {
                 let key = p.key(&f);
                 prop_assert_eq!(key.port, 3);
                 prop_assert_eq!(p.w, key.v4_key());
+                prop_assert_eq!((p.proto8, p.is_v6), (key.proto, key.v6));
                 prop_assert_eq!(Some(key.tuple().src), m.src_addr);
                 prop_assert_eq!(Some(key.tuple().dst), m.dst_addr);
                 prop_assert_eq!(Some((key.sport, key.dport)), m.ports);
