@@ -453,8 +453,8 @@ fn dst_mac(f: &[u8]) -> u64 {
 /// [`Key::tail`] from the transport header's first four bytes.
 #[inline(always)]
 fn tail(ports: [u8; 4], port: Port, proto: u8, v6: bool) -> u64 {
-    // source port in bits 0..16, destination port in 16..32: one load, swapped
-    let p = u32::from_be_bytes([ports[2], ports[3], ports[0], ports[1]]);
+    // source port in bits 0..16, destination port in 16..32: one load, swapped and rotated
+    let p = u32::from_be_bytes(ports).rotate_left(16);
     u64::from(p) | u64::from(port) << 32 | u64::from(proto) << 48 | u64::from(v6) << 56
 }
 
