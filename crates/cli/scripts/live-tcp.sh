@@ -6,19 +6,23 @@
 # with TSO/GSO/GRO off on the four veths (MTU-sized segments: what our routers can forward)
 # and TX checksum offload off at the client and server (AF_XDP frames carry no checksum state:
 # see docs/live.md), for every router alike; the kernel is run once more with the veths'
-# defaults (64 KB GSO/GRO segments) for reference. Root.
+# defaults (64 KB GSO/GRO segments) for reference, and so is `run --io af_packet` (`*-gso`:
+# the veths' defaults, TSO/GSO and checksum offload on, so the client's 64 KB super-packets
+# reach the router whole and leave whole, PACKET_VNET_HDR). Root.
 # Prints one line per router: Gbit/s, retransmits, router CPU (CPU 1) and all CPU per KB and
 # per MTU-sized packet (1448 bytes of payload).
-# Usage: live-tcp.sh [--duration S] [--quiet-wait S] [--only NAME,...]
+# Usage: live-tcp.sh [--duration S] [--quiet-wait S] [--only NAME,...] [--tag T]
+# (NFT_OFFLOAD=BINARY picks the binary; --tag T is appended to each run's name.)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/../../.." && pwd)
 LB=${LIVEBENCH:-$HERE/../shared/livebench/livebench.sh}
-dur=10 qwait=10 only=
+dur=10 qwait=10 only= tag=
 while [ $# -gt 0 ]; do
   case $1 in
     --duration) dur=$2; shift 2 ;;
     --quiet-wait) qwait=$2; shift 2 ;;
     --only) only=,$2,; shift 2 ;;
+    --tag) tag=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -40,16 +44,18 @@ runs=(
   "af_xdp-xdp-offload|--router-cmd|$peers exec $N run -f $S/fw4-offload.nft $IFS_ --io af_xdp"
   "af_packet|--router-cmd|$peers exec $N run -f $S/fw4-flowtable.nft $IFS_ --io af_packet"
   "af_packet-slow|--router-cmd|$peers exec $N run -f $S/fw4-flowtable.nft $IFS_ --io af_packet --no-offload"
+  "af_packet-gso|--router-cmd|exec $N run -f $S/fw4-flowtable.nft $IFS_ --io af_packet"
+  "af_packet-slow-gso|--router-cmd|exec $N run -f $S/fw4-flowtable.nft $IFS_ --io af_packet --no-offload"
 )
 for r in "${runs[@]}"; do
   IFS='|' read -r name how cmd <<<"$r"
   [ -z "$only" ] || [[ $only == *",$name,"* ]] || continue
   opts=(--test tcp --ruleset fw4 --duration "$dur" --quiet-wait "$qwait" --no-rtt --json "$J")
-  [ "$name" = kernel-gso ] || opts+=(--no-offload)
+  [[ $name == *gso ]] || opts+=(--no-offload)
   if [ "$how" = --router ]; then
-    "$LB" --router kernel --name "$name" "${opts[@]}" >/dev/null 2>&1 || echo "$name: failed" >&2
+    "$LB" --router kernel --name "$name$tag" "${opts[@]}" >/dev/null 2>&1 || echo "$name: failed" >&2
   else
-    "$LB" --router-cmd "$cmd" --name "$name" "${opts[@]}" >/dev/null 2>&1 || echo "$name: failed" >&2
+    "$LB" --router-cmd "$cmd" --name "$name$tag" "${opts[@]}" >/dev/null 2>&1 || echo "$name: failed" >&2
   fi
 done
 python3 - "$J" <<'PY'
@@ -57,6 +63,9 @@ import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
     g = r["gbit_s"]
+    if not g:
+        print(f"{r['router']:20} {g:6.2f} Gbit/s retr {r['retransmits']:>5}  (nothing delivered)")
+        continue
     kb = g * 125000  # KB (1000 bytes) per second
     rc = r["cpu"]["cpu1"]["busy"] / 100 * 1e9 / kb
     allc = r["cpu_ns_per_kb"]

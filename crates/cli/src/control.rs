@@ -247,6 +247,13 @@ pub fn stats_json(shared: &Shared) -> Value {
             .map(|s| s.rx_drops)
             .sum::<u64>()
     };
+    // GSO super-packets AF_PACKET received and sent whole (PACKET_VNET_HDR)
+    let gso = |i: usize, tx: bool| {
+        io.iter()
+            .filter_map(|w| w.get(i))
+            .map(|s| if tx { s.tx_gso } else { s.rx_gso })
+            .sum::<u64>()
+    };
     let interfaces: Vec<Value> = report
         .interfaces
         .iter()
@@ -263,6 +270,8 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "tx_bytes": r.tx_bytes,
                 "tx_dropped": tx_dropped.get(i).copied().unwrap_or(0),
                 "rx_ring_dropped": ring_drops(i),
+                "rx_gso": gso(i, false),
+                "tx_gso": gso(i, true),
             })
         })
         .collect();

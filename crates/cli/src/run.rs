@@ -23,8 +23,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use nft_engine::fib::{NextHop, RouteKind};
 use nft_engine::topology::{Encap, Interface, StaticRoute, Topology};
 use nft_engine::{Config, Port, Router, Sent};
-use nft_flowtable::FrameSlot;
-use nft_io::afpacket::{AfPacket, AfPacketConfig, AfPacketStats, Fanout, FanoutMode};
+use nft_flowtable::{FrameSlot, Offload};
+use nft_io::afpacket::{
+    AfPacket, AfPacketConfig, AfPacketStats, Fanout, FanoutMode, RxInfo, VnetHdr,
+};
 use nft_lang::ruleset::{load_file, LoadOpts};
 
 use crate::control;
@@ -113,11 +115,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Up to `max` frames to `f`, each with whether its TCP/UDP checksum still has to be
-    /// completed (a locally made packet with checksum offload).
-    fn rx_burst(&mut self, max: usize, mut f: impl FnMut(&[u8], bool)) -> usize {
+    /// Up to `max` frames to `f`, each with what the ring says of it: whether its TCP/UDP
+    /// checksum still has to be completed (a locally made packet with checksum offload), and
+    /// its `virtio_net_hdr` (GSO, partial checksum offsets).
+    fn rx_burst(&mut self, max: usize, f: impl FnMut(&[u8], RxInfo)) -> usize {
         match self {
-            Backend::AfPacket(s) => s.rx_burst_info(max, |frame, i| f(frame, i.csum_not_ready)),
+            Backend::AfPacket(s) => s.rx_burst_info(max, f),
         }
     }
 
@@ -127,9 +130,11 @@ impl Backend {
         }
     }
 
-    fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
+    /// Sends `frames`, `hdrs[i]` the `virtio_net_hdr` of `frames[i]` (an empty one past its
+    /// end).
+    fn tx_burst(&mut self, frames: &[&[u8]], hdrs: &[VnetHdr]) -> usize {
         match self {
-            Backend::AfPacket(s) => s.tx_burst(frames),
+            Backend::AfPacket(s) => s.tx_burst_vnet(frames, hdrs),
         }
     }
 
@@ -609,6 +614,76 @@ pub(crate) fn is_arp(f: &[u8]) -> bool {
     f.len() >= 14 && f[12..14] == [0x08, 0x06]
 }
 
+/// A received frame's `virtio_net_hdr` into its slot's [`Offload`]; whether the slot is
+/// left with one (GSO or a partial checksum the router follows). A partial checksum that is
+/// not TCP's or UDP's (SCTP's CRC32c, which veth also leaves to "hardware") is completed here,
+/// as before, and the frame is plain. A GSO packet whose checksum the kernel had verified
+/// (GRO, `DATA_VALID`) gets the pseudo-header sum in its checksum field and goes on as
+/// partial, as a sender's TSO packet is (the field of an aggregate is the first segment's).
+fn rx_offload(slot: &mut FrameSlot, v: &VnetHdr) -> bool {
+    let tcp_udp = matches!(v.csum_offset, 16 | 6);
+    if v.flags & VnetHdr::NEEDS_CSUM != 0 && !(tcp_udp || v.is_gso()) {
+        complete_l4_checksum(slot.frame_mut());
+        return false;
+    }
+    let mut o = Offload {
+        gso_size: if v.is_gso() { v.gso_size } else { 0 },
+        csum_start: if v.flags & VnetHdr::NEEDS_CSUM != 0 {
+            v.csum_start
+        } else {
+            0
+        },
+    };
+    if o.gso_size != 0 && !o.csum_partial() {
+        // (not a TCP or UDP packet: the slow path counts it, gso_unsupported)
+        if let Some(L4Site::Inet(seg, field, pseudo, _)) = l4_site(slot.frame()) {
+            let at = seg.start + field;
+            slot.frame_mut()[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+            o.csum_start = seg.start as u16;
+        }
+    }
+    slot.offload = o;
+    !o.is_plain()
+}
+
+/// The `virtio_net_hdr` a frame the fast path forwarded from `slot` leaves with: the one it
+/// came with, at its new offsets (the router set `csum_start`; the link header may have
+/// changed length); an empty one for a plain frame.
+fn tx_vnet(slot: &FrameSlot, rx: &VnetHdr) -> VnetHdr {
+    let o = &slot.offload;
+    if o.is_plain() {
+        return VnetHdr::default();
+    }
+    let tcp = match rx.gso_type & !VnetHdr::GSO_ECN {
+        VnetHdr::GSO_TCPV4 | VnetHdr::GSO_TCPV6 => true,
+        VnetHdr::GSO_UDP_L4 => false,
+        _ => rx.csum_offset == 16,
+    };
+    let (csum_offset, th) = if tcp {
+        // the header's length in its data offset
+        let doff = slot.frame().get(usize::from(o.csum_start) + 12);
+        (16, doff.map_or(20, |b| u16::from(b >> 4) * 4))
+    } else {
+        (6, 8)
+    };
+    VnetHdr {
+        flags: if o.csum_partial() {
+            VnetHdr::NEEDS_CSUM
+        } else {
+            0
+        },
+        gso_type: if o.is_gso() {
+            rx.gso_type
+        } else {
+            VnetHdr::GSO_NONE
+        },
+        hdr_len: o.csum_start + th,
+        gso_size: o.gso_size,
+        csum_start: o.csum_start,
+        csum_offset,
+    }
+}
+
 fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec<Vec<Backend>>> {
     let mut all = vec![];
     for _ in 0..workers {
@@ -628,6 +703,8 @@ fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec
                         qdisc_bypass: true,
                         // room for a few bursts in flight per interface beyond the default
                         sndbuf: Some(4 << 20),
+                        // GSO super-packets in and out whole, partial checksums kept
+                        vnet_hdr: true,
                         ..AfPacketConfig::default()
                     };
                     let s = AfPacket::open(name, &cfg)
@@ -663,6 +740,9 @@ fn worker(
     let mut last_tick = Instant::now();
     let mut last_stats = Instant::now();
     let mut pending: Vec<Vec<Pending>> = vec![vec![]; n_if];
+    // each slot's virtio_net_hdr as received (read only for slots that are not plain)
+    let mut vnet_in: Vec<VnetHdr> = vec![VnetHdr::default(); slots.len()];
+    let mut hdrs: Vec<VnetHdr> = Vec::with_capacity(BURST * n_if);
     while !shared.stop.load(Ordering::Relaxed) {
         if !socks.iter().any(|s| s.rx_ready()) {
             let mut fds: Vec<PollFd> = socks
@@ -690,15 +770,20 @@ fn worker(
             }
         }
         let mut n = 0;
+        let mut offloaded = false;
         for (i, s) in socks.iter_mut().enumerate() {
             let port = i as u16;
-            s.rx_burst(BURST, |f, csum_not_ready| {
+            s.rx_burst(BURST, |f, info| {
                 // ARP is the kernel's; it answers from its own copy
                 if is_arp(f) || n >= slots.len() {
                     return;
                 }
                 slots[n].refill(port, f);
-                if csum_not_ready {
+                let v = info.vnet;
+                if v.flags & VnetHdr::NEEDS_CSUM != 0 || v.is_gso() {
+                    offloaded |= rx_offload(&mut slots[n], &v);
+                    vnet_in[n] = v;
+                } else if info.csum_not_ready {
                     complete_l4_checksum(slots[n].frame_mut());
                 }
                 n += 1;
@@ -712,7 +797,12 @@ fn worker(
             let mut st = shared.lock();
             let now = shared.now();
             sent.clear();
-            st.router.process_slots(&mut slots[..n], now, &mut sent);
+            if offloaded {
+                st.router
+                    .process_slots_offloaded(&mut slots[..n], now, &mut sent);
+            } else {
+                st.router.process_slots(&mut slots[..n], now, &mut sent);
+            }
             st.router.take_unresolved()
         };
         for u in unresolved {
@@ -758,8 +848,20 @@ fn worker(
                     },
                 })
                 .collect();
+            // the fast path's GSO and partial-checksum frames leave with their header; the
+            // slow path's frames are plain (segmented, checksums complete)
+            hdrs.clear();
+            if offloaded {
+                hdrs.extend(pending[e].iter().map(|&k| match k {
+                    Pending::Slot(i) => tx_vnet(&slots[i], &vnet_in[i]),
+                    Pending::Sent(_) => VnetHdr::default(),
+                }));
+            }
             let dev_before = sock.tx_device_drops();
-            let left = send_bounded(&frames, |f| sock.tx_burst(f));
+            let left = send_bounded(&frames, |f| {
+                let done = frames.len() - f.len();
+                sock.tx_burst(f, hdrs.get(done..).unwrap_or(&[]))
+            });
             tx_dropped[e] += left as u64 + (sock.tx_device_drops() - dev_before);
         }
         if tx_dropped.iter().any(|d| *d > 0) {
@@ -1883,6 +1985,84 @@ mod tests {
             e.to_string(),
             "no interface named \"nope\" in this network namespace"
         );
+    }
+
+    /// AF_PACKET's `virtio_net_hdr` into the slot and back out: a TSO packet keeps its GSO
+    /// size and partial checksum, and leaves with the same header at its offsets; a GRO
+    /// aggregate (checksum verified, not partial) gets the pseudo-header sum and goes on as
+    /// partial; a partial checksum that is not TCP's or UDP's is completed here.
+    #[test]
+    fn virtio_headers_in_and_out() {
+        use etherparse::PacketBuilder;
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .tcp(1000, 80, 7, 1000)
+            .ack(9);
+        let mut f = vec![];
+        b.write(&mut f, &[5u8; 3000]).unwrap();
+        let pseudo = nft_wire::checksum::pseudo_header(
+            &"198.18.0.1".parse().unwrap(),
+            &"198.18.0.2".parse().unwrap(),
+            nft_wire::IpProtocol::Tcp,
+            3020,
+        );
+        let mut partial = f.clone();
+        partial[50..52].copy_from_slice(&pseudo.to_be_bytes());
+        let tso = VnetHdr {
+            flags: VnetHdr::NEEDS_CSUM,
+            gso_type: VnetHdr::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let mut slot = FrameSlot::new(0, &partial);
+        assert!(rx_offload(&mut slot, &tso));
+        assert_eq!(
+            slot.offload,
+            Offload {
+                gso_size: 1448,
+                csum_start: 34
+            }
+        );
+        assert_eq!(slot.frame(), &partial[..]);
+        assert_eq!(tx_vnet(&slot, &tso), tso);
+
+        let gro = VnetHdr {
+            flags: VnetHdr::DATA_VALID,
+            csum_start: 0,
+            csum_offset: 0,
+            ..tso
+        };
+        let mut slot = FrameSlot::new(0, &f);
+        assert!(rx_offload(&mut slot, &gro));
+        assert_eq!(slot.offload.csum_start, 34);
+        assert_eq!(
+            slot.frame(),
+            &partial[..],
+            "the pseudo-header sum in the field"
+        );
+        let out = tx_vnet(&slot, &gro);
+        assert_eq!(
+            (out.flags, out.csum_start, out.csum_offset),
+            (VnetHdr::NEEDS_CSUM, 34, 16)
+        );
+
+        // a plain frame leaves with an empty header
+        let mut slot = FrameSlot::new(0, &f);
+        assert!(!rx_offload(&mut slot, &VnetHdr::default()));
+        assert_eq!(tx_vnet(&slot, &VnetHdr::default()), VnetHdr::default());
+
+        // an SCTP-like partial (CRC32c at 8): completed here, the frame plain
+        let sctp = VnetHdr {
+            flags: VnetHdr::NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 8,
+            ..VnetHdr::default()
+        };
+        let mut slot = FrameSlot::new(0, &f);
+        assert!(!rx_offload(&mut slot, &sctp));
+        assert!(slot.offload.is_plain());
     }
 
     #[test]

@@ -109,6 +109,9 @@ drop_reasons! {
     /// netdev `fwd`/`dup`: a frame longer than the egress device takes (its MTU, link header
     /// and a VLAN tag); the kernel's stack hands it over unchecked and the device drops it.
     FrameTooLong = "frame_too_long",
+    /// A GSO super-packet for the slow path that could not be cut into its segments (not
+    /// TCP or UDP, or headers that do not fit the frame).
+    GsoUnsupported = "gso_unsupported",
 }
 
 /// Packets and bytes.

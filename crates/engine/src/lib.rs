@@ -9,6 +9,7 @@ pub mod counters;
 pub mod defrag;
 pub mod extmatch;
 pub mod fib;
+pub mod gso;
 pub mod hdr;
 pub mod l2;
 pub mod offload;

@@ -499,13 +499,25 @@ impl Offload {
                 if hits < run {
                     let done = slots[i..end].iter_mut().zip(&mut self.actions[i..end]);
                     for (slot, action) in done {
+                        // a GSO packet above the MTU whose segments may fit it
+                        if *action == Action::Punt(Punt::TooBig) && slot.offload.is_gso() {
+                            *action = rt.ft.process_gso(slot, now);
+                            if let Action::Forward(_) = action {
+                                forwarded += 1;
+                            }
+                        }
                         if *action != Action::Punt(Punt::NoHeadroom) {
                             continue;
                         }
                         // Retried in a copy with headroom, where the slot's buffer can take
                         // it (a vector); lent memory stays a punt (slow path).
                         let mut s = FrameSlot::new(slot.port, slot.frame());
-                        let a = rt.ft.process(&mut s, now);
+                        // (a GSO packet or a partial checksum stays one in the copy)
+                        s.offload = slot.offload;
+                        let mut a = rt.ft.process(&mut s, now);
+                        if a == Action::Punt(Punt::TooBig) && s.offload.is_gso() {
+                            a = rt.ft.process_gso(&mut s, now);
+                        }
                         *action = match (a, S::from_owned(s)) {
                             (Action::Forward(_), Some(s)) => {
                                 *slot = s;

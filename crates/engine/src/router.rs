@@ -772,7 +772,13 @@ impl Router {
                 }
                 continue;
             }
+            let off = s.offload;
             let data = S::take_frame(s);
+            if !off.is_plain() {
+                self.receive_offloaded(ingress, data, &off, now, &mut tx);
+                out.extend(tx.drain(..).map(Sent::Frame));
+                continue;
+            }
             if self.cfg.trace {
                 self.trace_packet(ingress, &data);
             }
@@ -780,6 +786,76 @@ impl Router {
             out.extend(tx.drain(..).map(Sent::Frame));
         }
         self.tx = tx;
+    }
+
+    /// [`process_slots`](Self::process_slots) for a burst with frames whose
+    /// [`Offload`](nft_flowtable::Offload) is not plain: GSO super-packets and partial
+    /// checksums, as AF_PACKET with `PACKET_VNET_HDR` receives them (see [`crate::gso`]). The
+    /// fast path forwards a GSO packet whole when its segments fit the egress MTU, and a
+    /// forwarded frame's partial checksum is the rewritten packet's pseudo-header sum
+    /// (`csum_start` set to where its transport header now is); the slow path gets the
+    /// segments of a GSO packet, and a partial checksum completed. A plain burst costs the
+    /// same through either.
+    pub fn process_slots_offloaded<S: SlotBuf>(
+        &mut self,
+        slots: &mut [FrameSlot<S>],
+        now: Duration,
+        out: &mut Vec<Sent>,
+    ) {
+        // each partial checksum's difference from its pseudo-header sum (0 as stacks leave
+        // it), on the stack for a burst of up to 256 frames
+        let mut small = [0u16; 256];
+        let mut big = Vec::new();
+        let rests: &mut [u16] = if slots.len() <= small.len() {
+            &mut small[..slots.len()]
+        } else {
+            big.resize(slots.len(), 0);
+            &mut big
+        };
+        for (s, r) in slots.iter_mut().zip(rests.iter_mut()) {
+            *r = crate::gso::prepare(s);
+        }
+        let from = out.len();
+        self.process_slots(slots, now, out);
+        for o in &out[from..] {
+            if let Sent::Slots { start, end } = *o {
+                let done = slots.get_mut(start..end).unwrap_or_default();
+                for (s, &r) in done.iter_mut().zip(rests.get(start..).unwrap_or_default()) {
+                    if s.egress().is_some() {
+                        crate::gso::finish(s, r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A GSO or partial-checksum frame for the slow path, which takes plain packets: a GSO
+    /// packet's segments go through one by one (the kernel's software GSO), a partial
+    /// checksum is completed first (`skb_checksum_help`).
+    #[cold]
+    fn receive_offloaded(
+        &mut self,
+        ingress: usize,
+        mut data: Vec<u8>,
+        off: &nft_flowtable::Offload,
+        now: Duration,
+        tx: &mut Vec<TxFrame>,
+    ) {
+        if off.is_gso() {
+            match crate::gso::segment(&data, off) {
+                Some(segs) => {
+                    for seg in segs {
+                        self.receive(ingress, seg, now, tx);
+                    }
+                }
+                None => self.counters.drop(Drop::GsoUnsupported),
+            }
+            return;
+        }
+        if off.csum_partial() {
+            crate::gso::complete(&mut data, off);
+        }
+        self.receive(ingress, data, now, tx);
     }
 
     /// A burst the fast path forwarded whole, untraced: each slot goes out where the fast

@@ -55,14 +55,56 @@ pub struct FrameSlot<B = Vec<u8>> {
     buf: B,
     head: usize,
     len: usize,
-    /// The ingress port; on forwarding, left as it was (the egress is in the [`Action`]).
-    pub port: Port,
+    /// What the kernel's skb said about the frame beyond its bytes (GSO, partial checksum);
+    /// all zero for a plain frame. The fast path reads it only when a frame is above the
+    /// egress MTU.
+    pub offload: Offload,
     /// `meta mark` for the frame, when the flow replays one.
     pub mark: Option<u32>,
+    /// The ingress port; on forwarding, left as it was (the egress is in the [`Action`]).
+    pub port: Port,
     /// Where the fast path sent the frame the last time it looked at it ([`Self::egress`]).
     egress: Option<Port>,
     /// The frame's length as it arrived ([`Self::arrived_len`]).
     rx_len: u32,
+}
+
+/// A frame's offload state, as AF_PACKET's `virtio_net_hdr` gives it (the kernel's
+/// `skb_is_gso`, `gso_size` and `CHECKSUM_PARTIAL`): a GSO super-packet is one IP packet of up
+/// to 64 KB (its IP total length is its real length) that leaves as segments of `gso_size`
+/// payload bytes each, cut by the kernel or the device after the router. Four bytes, one
+/// store to clear (the GSO type follows from the packet: TCP over IPv4 or IPv6, UDP; ECN from
+/// TCP's CWR).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// Payload bytes per segment of a GSO packet; 0 for a plain frame.
+    pub gso_size: u16,
+    /// A partial checksum (`CHECKSUM_PARTIAL`): where the checksummed part (the transport
+    /// header) starts, from the frame's first byte, as received and, once the router has
+    /// rewritten the frame, as it leaves; the field holds only the pseudo-header sum, and the
+    /// device (or the kernel, segmenting) adds the data's sum on the way out. 0: the checksum
+    /// is complete.
+    pub csum_start: u16,
+}
+
+impl Offload {
+    /// A GSO super-packet.
+    #[inline]
+    pub fn is_gso(&self) -> bool {
+        self.gso_size != 0
+    }
+
+    /// The transport checksum is partial.
+    #[inline]
+    pub fn csum_partial(&self) -> bool {
+        self.csum_start != 0
+    }
+
+    /// Plain: neither GSO nor a partial checksum.
+    #[inline]
+    pub fn is_plain(&self) -> bool {
+        self.csum_start == 0 && self.gso_size == 0
+    }
 }
 
 /// A frame's length as a `u32` (frames are far shorter than 4 GiB; a longer one counts as
@@ -118,6 +160,7 @@ impl FrameSlot {
             len: frame.len(),
             port,
             mark: None,
+            offload: Offload::default(),
             egress: None,
             rx_len: len32(frame.len()),
         }
@@ -132,6 +175,7 @@ impl FrameSlot {
             len,
             port,
             mark: None,
+            offload: Offload::default(),
             egress: None,
             rx_len: len32(len),
         }
@@ -152,6 +196,7 @@ impl FrameSlot {
         self.len = frame.len();
         self.rx_len = len32(frame.len());
         self.port = port;
+        self.offload = Offload::default();
         self.mark = None;
     }
 
@@ -191,6 +236,7 @@ impl<'a> FrameSlot<&'a mut [u8]> {
             len,
             port,
             mark: None,
+            offload: Offload::default(),
             egress: None,
             rx_len: len32(len),
         })
@@ -850,6 +896,41 @@ fn decide_all(
     Ok(usize::from(link))
 }
 
+/// [`decide`] for a GSO packet found above the egress MTU: one whose segments fit (the
+/// kernel's `nf_flow_exceeds_mtu`: `skb_gso_validate_network_len`, the IP header, the
+/// transport header and `gso_size`, not above the MTU) goes through the checks as a packet
+/// of one segment's size would; anything else stays too big.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn decide_gso(
+    h: &mut Hot,
+    d: usize,
+    p: &Rec,
+    o: &Offload,
+    f: &[u8],
+    head: usize,
+    links: &[Link],
+    port_down: &[bool],
+) -> Result<usize, Punt> {
+    if o.gso_size == 0 {
+        return Err(Punt::TooBig);
+    }
+    let th = if p.proto() == PROTO_TCP {
+        f.get(p.l4() + 12).map_or(20, |b| u32::from(b >> 4) * 4)
+    } else {
+        8
+    };
+    let seg = Rec {
+        ip_len: (p.l4() - p.l3()) as u32 + th + u32::from(o.gso_size),
+        ..*p
+    };
+    let src_mac = f
+        .get(6..12)
+        .and_then(|m| m.try_into().ok())
+        .map_or(0, mac_bits);
+    decide_all(h, d, &seg, src_mac, head, links, port_down)
+}
+
 /// Writes a link header of `N` bytes, prebuilt in the link.
 #[inline(always)]
 fn put_link<const N: usize>(hdr: &mut [u8], header: &[u8; 22]) {
@@ -1210,7 +1291,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) -> Result<Port, Punt> {
         let h = self.index.hash_v4(p.w[0], p.w[1]);
         let found = find_v4(&self.index, &self.hot, &self.links, p.w, h).unwrap_or(u32::MAX);
-        self.forward::<TRACE, S>(fs, Ok(p), found, now_ms, hit)
+        self.forward::<TRACE, false, S>(fs, Ok(p), found, now_ms, hit)
     }
 
     /// The fast path for one frame; see [`process_burst`](Self::process_burst).
@@ -1246,7 +1327,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) -> Action {
         let mut hit = None;
         // (forwarded frames are counted by the caller)
-        let mut r = self.forward::<TRACE, S>(fs, parsed, found, now_ms, &mut hit);
+        let mut r = self.forward::<TRACE, false, S>(fs, parsed, found, now_ms, &mut hit);
         if r == Err(Punt::Miss) && found != u32::MAX {
             // a flow of the tuple but another ingress port: the look-up left the port out
             if let Ok(p) = parsed {
@@ -1281,8 +1362,43 @@ impl<B: OffloadBackend> Flowtable<B> {
         act
     }
 
+    /// A GSO packet [`process_burst`](Self::process_burst) punted as `mtu_exceeded`, again:
+    /// forwarded whole when its segments fit the egress MTU ([`decide_gso`], the kernel's
+    /// `nf_flow_exceeds_mtu`), and then counted as forwarded instead of punted; otherwise
+    /// left as it was, a punt already counted. The checks before the MTU's have no side
+    /// effects, so the second pass changes nothing else. Out of the burst's loop, so that
+    /// plain frames pay nothing for it.
+    #[cold]
+    #[inline(never)]
+    pub fn process_gso<S: SlotBuf>(&mut self, fs: &mut FrameSlot<S>, now: Duration) -> Action {
+        if !fs.offload.is_gso() {
+            return Action::Punt(Punt::TooBig);
+        }
+        let p = parse(fs.frame(), fs.port);
+        let v = match &p {
+            Ok(p) => {
+                let key = p.key(fs.frame());
+                let h = self.index.hash(&key);
+                find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
+            }
+            Err(_) => None,
+        };
+        let mut hit = None;
+        let parsed = p.as_ref().map_err(|e| *e);
+        match self.forward::<false, true, S>(fs, parsed, v.unwrap_or(u32::MAX), ms(now), &mut hit) {
+            Ok(port) => {
+                fs.egress = Some(port);
+                self.stats.forwarded += 1;
+                let c = &mut self.stats.punts[Punt::TooBig.index()];
+                *c = c.saturating_sub(1);
+                Action::Forward(port)
+            }
+            Err(e) => Action::Punt(e),
+        }
+    }
+
     #[inline(always)]
-    fn forward<const TRACE: bool, S: SlotBuf>(
+    fn forward<const TRACE: bool, const GSO: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
         parsed: Result<&Rec, Punt>,
@@ -1323,7 +1439,20 @@ impl<B: OffloadBackend> Flowtable<B> {
                 .and_then(|m| m.try_into().ok())
                 .map_or(0, mac_bits)
         };
-        let li = decide(h, d, p, src_mac, head, &self.links, &self.port_down)?;
+        let li = if GSO {
+            decide_gso(
+                h,
+                d,
+                p,
+                &fs.offload,
+                fs.frame(),
+                head,
+                &self.links,
+                &self.port_down,
+            )?
+        } else {
+            decide(h, d, p, src_mac, head, &self.links, &self.port_down)?
+        };
         let link = self.links.get(li).ok_or(Punt::Miss)?;
         let special = h.flags & (V6 | MARK) != 0;
         let cold = if special { self.cold.get(idx) } else { None };

@@ -41,7 +41,7 @@ mod tests;
 
 pub use admit::{Admission, Family, NotAdmitted};
 pub use backend::{BackendEvent, DirSpec, FlowId, FlowSpec, OffloadBackend, SoftwareOnly};
-pub use fastpath::{Action, FrameSlot, Punt, SlotBuf, TraceRecord, HEADROOM};
+pub use fastpath::{Action, FrameSlot, Offload, Punt, SlotBuf, TraceRecord, HEADROOM};
 pub use flow::{Egress, Encap, Mac, Mangles, Path, Port};
 
 use crate::flow::{Cold, Hot, Key, Link, CLOSING, FLOW_FLAGS, HW, HW_PENDING, STALE, TEARDOWN};

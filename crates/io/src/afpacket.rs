@@ -11,6 +11,13 @@
 //!   for the next `send`), so a peer that stays down fills it with frames that leave late; it was
 //!   removed (docs/live.md).
 //! * The socket sets `PACKET_IGNORE_OUTGOING`, so the router never receives what it sent.
+//! * With [`AfPacketConfig::vnet_hdr`] (`PACKET_VNET_HDR`) each received frame comes with the
+//!   `virtio_net_hdr` the kernel derives from its skb ([`VnetHdr`]: GSO type and size, partial
+//!   checksum offsets), so a GSO super-packet (up to 64 KB, as veth passes a sender's TSO skb
+//!   on) is received whole, and each frame sent carries one, so a super-packet leaves whole and
+//!   the kernel (or the peer) segments it. `tpacket_rcv` writes the header in front of the
+//!   frame in the ring (net/packet/af_packet.c: `netoff += vnet_hdr_sz`, then
+//!   `virtio_net_hdr_from_skb` at `h.raw + macoff - sizeof(struct virtio_net_hdr)`).
 //! * A frame whose 802.1Q tag the driver stripped (`TP_STATUS_VLAN_VALID`) is delivered with the
 //!   tag put back, so the parser sees the frame as it was on the wire.
 //!
@@ -95,6 +102,70 @@ pub struct AfPacketConfig {
     /// the default. Frames in flight (until the receiver frees them: on veth, until the
     /// peer's CPU has taken them) count against it, and a full buffer is back-pressure.
     pub sndbuf: Option<u32>,
+    /// `PACKET_VNET_HDR`: every frame received and sent has a [`VnetHdr`], so GSO
+    /// super-packets and partial checksums cross the socket whole (see the module docs).
+    pub vnet_hdr: bool,
+}
+
+/// `struct virtio_net_hdr` (linux/virtio_net.h), as AF_PACKET reads and writes it: in the
+/// host's byte order (legacy virtio, `vio_le()`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct VnetHdr {
+    /// [`VnetHdr::NEEDS_CSUM`]: the checksum at `csum_start + csum_offset` holds only the
+    /// pseudo-header sum (`CHECKSUM_PARTIAL`).
+    pub flags: u8,
+    /// [`VnetHdr::GSO_NONE`], `GSO_TCPV4`, `GSO_TCPV6`, `GSO_UDP_L4`, with `GSO_ECN`.
+    pub gso_type: u8,
+    /// The headers' length (Ethernet + IP + transport), a hint.
+    pub hdr_len: u16,
+    /// Payload bytes per segment of a GSO packet.
+    pub gso_size: u16,
+    /// Where the checksummed part starts, from the frame's first byte.
+    pub csum_start: u16,
+    /// Where the checksum field is, from `csum_start`.
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    pub const NEEDS_CSUM: u8 = 1;
+    pub const DATA_VALID: u8 = 2;
+    pub const GSO_NONE: u8 = 0;
+    pub const GSO_TCPV4: u8 = 1;
+    pub const GSO_TCPV6: u8 = 4;
+    pub const GSO_UDP_L4: u8 = 5;
+    pub const GSO_ECN: u8 = 0x80;
+    /// Its size on the wire of the socket.
+    pub const LEN: usize = 10;
+
+    fn from_bytes(b: &[u8; 10]) -> VnetHdr {
+        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        }
+    }
+
+    /// The header as the socket takes it.
+    pub fn to_bytes(&self) -> [u8; 10] {
+        let mut b = [0u8; 10];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+        b
+    }
+
+    /// A GSO packet (`gso_type` other than none).
+    pub fn is_gso(&self) -> bool {
+        self.gso_type & !Self::GSO_ECN != Self::GSO_NONE
+    }
 }
 
 /// A `PACKET_FANOUT` group: the sockets bound to one interface with the same `group` id split its
@@ -143,6 +214,7 @@ impl Default for AfPacketConfig {
             fanout: None,
             qdisc_bypass: false,
             sndbuf: None,
+            vnet_hdr: false,
         }
     }
 }
@@ -203,6 +275,10 @@ pub struct AfPacketStats {
     /// Frames the device dropped on the way out (`ENOBUFS`: on veth, the peer's input queue
     /// was full), as a wire would lose them: counted, not sent again.
     pub tx_device_drops: u64,
+    /// GSO super-packets received whole (with [`AfPacketConfig::vnet_hdr`]).
+    pub rx_gso: u64,
+    /// GSO super-packets sent whole (with [`AfPacketConfig::vnet_hdr`]).
+    pub tx_gso: u64,
 }
 
 /// An AF_PACKET socket bound to one interface, with its mapped TPACKET_V3 receive ring.
@@ -218,6 +294,8 @@ pub struct AfPacket {
     stats: AfPacketStats,
     /// Where a frame gets its stripped VLAN tag back; grows once to the largest such frame.
     scratch: Vec<u8>,
+    /// `PACKET_VNET_HDR` is on: frames in and out carry a [`VnetHdr`].
+    vnet: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -255,6 +333,15 @@ impl AfPacket {
                 PACKET_QDISC_BYPASS,
                 &1 as &libc::c_int,
                 "setsockopt(PACKET_QDISC_BYPASS)",
+            )?;
+        }
+        if config.vnet_hdr {
+            // before the ring: the kernel refuses it (EBUSY) once a ring is set up
+            sys::setsockopt(
+                &fd,
+                libc::PACKET_VNET_HDR,
+                &1 as &libc::c_int,
+                "setsockopt(PACKET_VNET_HDR)",
             )?;
         }
         if let Some(bytes) = config.sndbuf {
@@ -310,6 +397,7 @@ impl AfPacket {
             cursor: None,
             stats: AfPacketStats::default(),
             scratch: Vec::new(),
+            vnet: config.vnet_hdr,
         })
     }
 
@@ -340,7 +428,7 @@ impl AfPacket {
             };
             let mut cursor = cursor;
             while delivered < max && cursor.left > 0 {
-                let Some(pkt) = self.ring.packet(self.block, cursor.offset) else {
+                let Some(pkt) = self.ring.packet(self.block, cursor.offset, self.vnet) else {
                     // A header that points outside its block: nothing after it can be trusted.
                     self.stats.rx_malformed += 1;
                     cursor.left = 0;
@@ -357,9 +445,18 @@ impl AfPacket {
                 }
                 let info = RxInfo {
                     csum_not_ready: pkt.csum_not_ready,
+                    vnet: pkt.vnet,
                 };
+                if info.vnet.is_gso() {
+                    self.stats.rx_gso += 1;
+                }
                 match pkt.vlan {
                     Some((tpid, tci)) if pkt.frame.len() >= 12 => {
+                        // the offsets counted without the tag (vlan_hlen 0 in tpacket_rcv)
+                        let mut info = info;
+                        if info.vnet.flags & VnetHdr::NEEDS_CSUM != 0 {
+                            info.vnet.csum_start = info.vnet.csum_start.saturating_add(4);
+                        }
                         self.scratch.clear();
                         self.scratch.extend_from_slice(&pkt.frame[..12]);
                         self.scratch.extend_from_slice(&tpid.to_be_bytes());
@@ -409,12 +506,38 @@ impl AfPacket {
     /// good (`tx_errors`). The rest met back-pressure (socket buffer full) and may be offered
     /// again later.
     pub fn tx_burst(&mut self, frames: &[&[u8]]) -> usize {
+        self.tx_burst_vnet(frames, &[])
+    }
+
+    /// [`tx_burst`](Self::tx_burst) with a [`VnetHdr`] for each frame (`hdrs[i]` for
+    /// `frames[i]`; a frame past `hdrs.len()` gets an empty one) when the socket has
+    /// [`AfPacketConfig::vnet_hdr`]; without it `hdrs` is ignored. A GSO frame leaves whole:
+    /// the kernel segments it if the device cannot (veth passes it to its peer as it is).
+    pub fn tx_burst_vnet(&mut self, frames: &[&[u8]], hdrs: &[VnetHdr]) -> usize {
         let mut taken = 0;
         while taken < frames.len() {
-            let chunk = &frames[taken..frames.len().min(taken + TX_BATCH)];
-            match sys::sendmmsg(&self.fd, chunk) {
+            let end = frames.len().min(taken + TX_BATCH);
+            let chunk = &frames[taken..end];
+            let mut vh = [[0u8; VnetHdr::LEN]; TX_BATCH];
+            let vnet = if self.vnet {
+                for (i, v) in vh.iter_mut().enumerate().take(chunk.len()) {
+                    if let Some(h) = hdrs.get(taken + i) {
+                        *v = h.to_bytes();
+                    }
+                }
+                Some(&vh[..chunk.len()])
+            } else {
+                None
+            };
+            match sys::sendmmsg(&self.fd, chunk, vnet) {
                 Ok(sent) => {
                     self.stats.tx_packets += sent as u64;
+                    if self.vnet {
+                        let g = hdrs
+                            .get(taken..(taken + sent).min(hdrs.len()))
+                            .unwrap_or(&[]);
+                        self.stats.tx_gso += g.iter().filter(|h| h.is_gso()).count() as u64;
+                    }
                     taken += sent;
                     if sent < chunk.len() {
                         // The next call reports why the frame after the last sent one failed.
@@ -504,6 +627,7 @@ struct RxPacket<'a> {
     truncated: bool,
     vlan: Option<(u16, u16)>,
     csum_not_ready: bool,
+    vnet: VnetHdr,
 }
 
 /// `TP_STATUS_CSUMNOTREADY` (linux/if_packet.h; not in the libc crate).
@@ -516,6 +640,11 @@ pub struct RxInfo {
     /// made on this host (a veth peer, a local socket) with checksum offload, and holds only the
     /// pseudo-header sum. A router forwarding it from user space must complete it.
     pub csum_not_ready: bool,
+    /// The frame's [`VnetHdr`] with [`AfPacketConfig::vnet_hdr`] (all zero without): a GSO
+    /// super-packet has its type and segment size here, a partial checksum its offsets
+    /// (`csum_start` counts from the frame's first byte as delivered, a VLAN tag put back
+    /// included).
+    pub vnet: VnetHdr,
 }
 
 /// The mmap'ed receive ring. Blocks alternate owners through `block_status`: the kernel writes a
@@ -604,7 +733,7 @@ impl Ring {
 
     /// The frame whose tpacket3 header sits at `offset` in a block we own; `None` when the
     /// kernel's offsets would leave the block.
-    fn packet(&self, block: usize, offset: usize) -> Option<RxPacket<'_>> {
+    fn packet(&self, block: usize, offset: usize, vnet: bool) -> Option<RxPacket<'_>> {
         let hdr_len = mem::size_of::<libc::tpacket3_hdr>();
         // V3 packs frames at 8-byte alignment (V3_ALIGNMENT in af_packet.c), which is also all
         // a tpacket3_hdr of u32 and u16 fields needs.
@@ -630,6 +759,23 @@ impl Ring {
         // released (release needs no &mut, but rx_burst releases only after the last borrow).
         let frame =
             unsafe { std::slice::from_raw_parts(self.block_ptr(block).add(start), end - start) };
+        // The virtio_net_hdr sits right in front of the frame (tpacket_rcv reserves it after
+        // the tpacket3 header); a snaplen of 0 left it unwritten (`do_vnet = false`).
+        let mut vh = VnetHdr::default();
+        if vnet && h.tp_snaplen > 0 && start >= offset + hdr_len + VnetHdr::LEN {
+            let mut b = [0u8; VnetHdr::LEN];
+            // SAFETY: start - LEN .. start lies inside the block (start >= offset + the
+            // tpacket3 header + LEN, checked above, and start <= end <= block_size); the block
+            // is ours until release, as above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.block_ptr(block).add(start - VnetHdr::LEN),
+                    b.as_mut_ptr(),
+                    VnetHdr::LEN,
+                )
+            };
+            vh = VnetHdr::from_bytes(&b);
+        }
         let vlan = (h.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
             let tpid =
                 if h.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && h.hv1.tp_vlan_tpid != 0 {
@@ -645,6 +791,7 @@ impl Ring {
             truncated: h.tp_snaplen < h.tp_len,
             vlan,
             csum_not_ready: h.tp_status & TP_STATUS_CSUMNOTREADY != 0,
+            vnet: vh,
         })
     }
 
@@ -782,28 +929,43 @@ mod sys {
         }
     }
 
-    /// Sends up to `super::TX_BATCH` frames in one call; `Ok(n)` is how many went out.
-    pub(super) fn sendmmsg(fd: &OwnedFd, frames: &[&[u8]]) -> io::Result<usize> {
+    /// Sends up to `super::TX_BATCH` frames in one call, each after its `virtio_net_hdr` when
+    /// `vnet` is given (one per frame); `Ok(n)` is how many went out.
+    pub(super) fn sendmmsg(
+        fd: &OwnedFd,
+        frames: &[&[u8]],
+        vnet: Option<&[[u8; super::VnetHdr::LEN]]>,
+    ) -> io::Result<usize> {
         debug_assert!(frames.len() <= super::TX_BATCH);
         let n = frames.len().min(super::TX_BATCH);
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
-        }; super::TX_BATCH];
+        }; 2 * super::TX_BATCH];
         // SAFETY: mmsghdr is a plain C struct for which all-zero is valid (null pointers, zero
         // lengths); a null msg_name sends to the address the socket is bound to.
         let mut msgs: [libc::mmsghdr; super::TX_BATCH] = unsafe { mem::zeroed() };
         for i in 0..n {
             // The kernel only reads through iov_base; the cast to *mut is what the C type asks for.
-            iov[i] = libc::iovec {
+            let (k, parts) = match vnet.and_then(|v| v.get(i)) {
+                Some(h) => {
+                    iov[2 * i] = libc::iovec {
+                        iov_base: h.as_ptr() as *mut libc::c_void,
+                        iov_len: h.len(),
+                    };
+                    (2 * i + 1, 2)
+                }
+                None => (2 * i, 1),
+            };
+            iov[k] = libc::iovec {
                 iov_base: frames[i].as_ptr() as *mut libc::c_void,
                 iov_len: frames[i].len(),
             };
-            msgs[i].msg_hdr.msg_iov = &mut iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_iov = &mut iov[2 * i];
+            msgs[i].msg_hdr.msg_iovlen = parts;
         }
-        // SAFETY: msgs[..n] point to iov[..n], which point to the borrowed frames; all outlive
-        // the call, and the kernel only reads the frames and writes msg_len.
+        // SAFETY: msgs[..n] point to iov[2i..2i + parts], which point to the borrowed frames and
+        // headers; all outlive the call, and the kernel only reads them and writes msg_len.
         let rc = unsafe {
             libc::sendmmsg(
                 fd.as_raw_fd(),

@@ -337,3 +337,111 @@ fn qdisc_bypass_sends_and_a_device_drop_is_counted_not_retried() {
     let st = router.stats().unwrap();
     assert_eq!((st.tx_packets, st.tx_errors), (50, 0), "{st:?}");
 }
+
+/// An IPv4/TCP frame of `payload` bytes from 198.18.0.1:1000 to 198.18.0.2:2000 whose TCP
+/// checksum holds only the pseudo-header sum, as a stack with TSO leaves it.
+fn tcp_partial(payload: usize) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + 20 + payload];
+    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let total = (20 + 20 + payload) as u16;
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
+    ip[16..20].copy_from_slice(&[198, 18, 0, 2]);
+    let mut s: u32 = 0;
+    for w in ip.chunks(2) {
+        s += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let t = &mut f[34..54];
+    t[0..2].copy_from_slice(&1000u16.to_be_bytes());
+    t[2..4].copy_from_slice(&2000u16.to_be_bytes());
+    t[4..8].copy_from_slice(&7u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = 0x10;
+    t[14..16].copy_from_slice(&512u16.to_be_bytes());
+    // pseudo-header: addresses, protocol, TCP length
+    let mut p: u32 = 198 * 256 + 18 + 1 + 198 * 256 + 18 + 2 + 6 + u32::from(total - 20);
+    while p > 0xffff {
+        p = (p & 0xffff) + (p >> 16);
+    }
+    t[16..18].copy_from_slice(&(p as u16).to_be_bytes());
+    for (i, b) in f[54..].iter_mut().enumerate() {
+        *b = (i * 7) as u8;
+    }
+    f
+}
+
+#[test]
+fn a_gso_super_packet_crosses_whole_with_its_vnet_header() {
+    let test = "a_gso_super_packet_crosses_whole_with_its_vnet_header";
+    let Some(pair) = VethPair::create(test, "afg") else {
+        return;
+    };
+    let config = AfPacketConfig {
+        qdisc_bypass: true,
+        promiscuous: true,
+        vnet_hdr: true,
+        ..AfPacketConfig::default()
+    };
+    let c2 = config.clone();
+    let mut router = in_netns(&pair.router, move || AfPacket::open("vr", &config).unwrap());
+    let mut peer = in_netns(&pair.peer, move || AfPacket::open("vp", &c2).unwrap());
+    // 20 segments' worth in one frame, far above the MTU, and a plain frame after it
+    let big = tcp_partial(20 * 1448);
+    let small = tcp_partial(100);
+    let gso = VnetHdr {
+        flags: VnetHdr::NEEDS_CSUM,
+        gso_type: VnetHdr::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let plain = VnetHdr {
+        gso_type: VnetHdr::GSO_NONE,
+        gso_size: 0,
+        ..gso
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let frames = [big.as_slice(), small.as_slice()];
+    let mut taken = 0;
+    while taken < 2 {
+        taken += router.tx_burst_vnet(&frames[taken..], &[gso, plain][taken..]);
+        assert!(Instant::now() < deadline, "transmitted {taken} of 2");
+    }
+    let mut got: Vec<(Vec<u8>, RxInfo)> = Vec::new();
+    while got.len() < 2 {
+        assert!(Instant::now() < deadline, "received {got:?}");
+        let _ = peer.poll(Duration::from_millis(50));
+        peer.rx_burst_info(8, |f, i| {
+            if f.len() > 54 && f[23] == 6 {
+                got.push((f.to_vec(), i));
+            }
+        });
+    }
+    assert_eq!(got[0].0, big, "the super-packet arrives whole");
+    assert_eq!(got[0].1.vnet.gso_type, VnetHdr::GSO_TCPV4);
+    assert_eq!(got[0].1.vnet.gso_size, 1448);
+    assert_eq!(
+        got[0].1.vnet.flags & VnetHdr::NEEDS_CSUM,
+        VnetHdr::NEEDS_CSUM
+    );
+    assert_eq!(
+        (got[0].1.vnet.csum_start, got[0].1.vnet.csum_offset),
+        (34, 16)
+    );
+    assert_eq!(got[1].0, small);
+    assert!(!got[1].1.vnet.is_gso(), "{:?}", got[1].1);
+    assert_eq!(router.stats().unwrap().tx_gso, 1);
+    assert_eq!(peer.stats().unwrap().rx_gso, 1);
+}

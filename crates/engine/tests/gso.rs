@@ -1,0 +1,282 @@
+//! GSO super-packets and partial checksums through the router (`Router::process_slots_offloaded`,
+//! what `run --io af_packet` hands it with `PACKET_VNET_HDR`): the fast path's MTU check by
+//! segment size, the partial checksum under masquerade byte for byte, and the slow path's
+//! segments.
+
+mod common;
+
+use common::*;
+use nft_engine::{Config, Sent};
+use nft_flowtable::{FrameSlot, Offload};
+use nft_wire::checksum::{fold, pseudo_header};
+use nft_wire::{parse_frame, IpProtocol};
+use std::net::{IpAddr, Ipv4Addr};
+
+fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+/// The TCP checksum field of an IPv4 frame without options.
+const TCP_CSUM: usize = 14 + 20 + 16;
+
+fn get16(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+/// A client segment of `payload` bytes (PSH set, as a stack sets it on a write's last
+/// segment) whose TCP checksum is the pseudo-header sum plus `rest`, as a sender with TSO
+/// leaves it, with its offload state: GSO by `gso_size` (0: a plain frame with a partial
+/// checksum).
+fn partial(payload: &[u8], seq: u32, ack: u32, gso_size: u16, rest: u16) -> FrameSlot {
+    let mut f = lan_tcp(50000, 443, seq, Tcp::Ack(ack), payload);
+    f[14 + 20 + 13] |= 0x08;
+    let l4_len = (f.len() - 34) as u32;
+    let p = pseudo_header(&v4(CLIENT), &v4(REMOTE), IpProtocol::Tcp, l4_len);
+    let field = if rest == 0 {
+        p
+    } else {
+        nft_wire::checksum::add(p, rest)
+    };
+    f[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&field.to_be_bytes());
+    let mut s = FrameSlot::new(LAN as u16, &f);
+    s.offload = Offload {
+        gso_size,
+        csum_start: 34,
+    };
+    s
+}
+
+fn data(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 + i / 251) as u8).collect()
+}
+
+/// The kernel's update of a partial checksum for a changed IPv4 address
+/// (`inet_proto_csum_replace4(.., pseudohdr = true)` on `CHECKSUM_PARTIAL`:
+/// `~csum_fold(csum_add(csum_sub(~csum_unfold(sum), from), to))`), written out on its own.
+fn kernel_partial_update(sum: u16, from: [u8; 4], to: [u8; 4]) -> u16 {
+    let w = |a: [u8; 4]| {
+        [
+            u16::from_be_bytes([a[0], a[1]]),
+            u16::from_be_bytes([a[2], a[3]]),
+        ]
+    };
+    let mut acc = u64::from(sum);
+    for x in w(from) {
+        acc += u64::from(!x);
+    }
+    for x in w(to) {
+        acc += u64::from(x);
+    }
+    fold(acc)
+}
+
+/// An offloaded connection's super-packet of ten segments (13 000 bytes, above the WAN's
+/// MTU of 1 400) whose segments fit (20 + 20 + 1 300) leaves whole from its slot, rewritten
+/// once: masqueraded (a new source address and port), TTL, MACs; its partial checksum moved
+/// by the address alone, as the kernel moves it, so the device's sum over the new ports and
+/// the data completes it; the same bytes as a plain packet of that size would be refused.
+#[test]
+fn a_gso_packet_whose_segments_fit_is_forwarded_whole_with_its_partial_checksum_natted() {
+    let mut r = router();
+    let sport = open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    assert_eq!(r.report(secs(1)).flows_offloaded, 1);
+    assert_ne!(sport, 50000, "masquerade to :40000-40999 moves the port");
+    let payload = data(13_000);
+    for rest in [0u16, 0x1234] {
+        let mut slots = vec![partial(&payload, 101, 7001, 1300, rest)];
+        let input = slots[0].frame().to_vec();
+        let mut sent = vec![];
+        r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+        assert_eq!(sent, vec![Sent::Slots { start: 0, end: 1 }]);
+        assert_eq!(slots[0].egress(), Some(WAN as u16));
+        // the expected frame, written out: MACs, TTL 63 and its header checksum, the WAN
+        // address and the masquerade's port, the partial checksum by the kernel's update
+        let mut want = with_macs(input.clone(), GW_MAC, WAN_MAC);
+        want[22] = 63;
+        want[26..30].copy_from_slice(&ROUTER_WAN);
+        want[24..26].copy_from_slice(&[0, 0]);
+        let c = nft_wire::checksum::checksum(&want[14..34]);
+        want[24..26].copy_from_slice(&c.to_be_bytes());
+        want[34..36].copy_from_slice(&sport.to_be_bytes());
+        let field = kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN);
+        want[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&field.to_be_bytes());
+        assert_eq!(slots[0].frame(), &want[..], "rest {rest:#x}");
+        assert_eq!(slots[0].len(), 14 + 20 + 20 + 13_000);
+        assert!(slots[0].offload.csum_partial());
+        assert_eq!(slots[0].offload.csum_start, 34);
+        if rest == 0 {
+            // the pseudo-header of what leaves: completing it gives a checksum that verifies
+            let l4_len = (want.len() - 34) as u32;
+            let p = pseudo_header(&v4(ROUTER_WAN), &v4(REMOTE), IpProtocol::Tcp, l4_len);
+            assert_eq!(field, p);
+            let mut done = slots[0].frame().to_vec();
+            assert!(nft_engine::gso::complete(&mut done, &slots[0].offload));
+            check(&done);
+        }
+    }
+    let st = r.report(secs(2));
+    assert_eq!(st.drops.get("mtu_exceeded").copied().unwrap_or(0), 0);
+}
+
+/// The MTU check is by segment: segments of 20 + 20 + 1 380 bytes do not fit the WAN's 1 400,
+/// so the fast path punts the packet (`mtu_exceeded`), and the slow path, given its segments,
+/// refuses each (DF) with a frag-needed of MTU 1 400 to the client; nothing leaves on the WAN.
+/// A plain frame of the same size is refused the same way.
+#[test]
+fn a_gso_packet_whose_segments_exceed_the_mtu_is_refused() {
+    let mut r = router();
+    open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let payload = data(2 * 1380);
+    let mut slots = vec![partial(&payload, 101, 7001, 1380, 0)];
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    let frames: Vec<_> = sent
+        .iter()
+        .map(|s| match s {
+            Sent::Frame(f) => f,
+            Sent::Slots { .. } => panic!("forwarded by the fast path: {sent:?}"),
+        })
+        .collect();
+    assert_eq!(frames.len(), 2, "one answer per segment: {frames:?}");
+    for f in frames {
+        assert_eq!(f.egress, nft_engine::Port::Iface(LAN));
+        let m = check(&f.data);
+        let icmp = m.icmp.expect("ICMP");
+        assert_eq!((icmp.msg_type, icmp.code), (3, 4), "frag-needed");
+        assert_eq!(get16(&f.data, 34 + 6), 1400, "next-hop MTU");
+    }
+    let st = r.report(secs(2));
+    assert_eq!(st.drops.get("mtu_exceeded").copied(), Some(2), "{st:?}");
+    assert_eq!(st.fast_path_punts.get("mtu_exceeded").copied(), Some(1));
+}
+
+/// Without flow offload every packet takes the slow path, which gets a super-packet's
+/// segments, as the kernel's software GSO cuts them: 3 500 bytes by 1 000 are four segments
+/// (1 000, 1 000, 1 000, 500), each masqueraded with a complete checksum, its own sequence
+/// number and IP id, PSH on the last only; their payloads put together are the original.
+#[test]
+fn the_slow_path_gets_the_segments_of_a_gso_packet() {
+    let cfg = Config {
+        offload: false,
+        ..Config::default()
+    };
+    let mut r = router_with(TOPOLOGY, RULES, cfg);
+    let sport = open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let payload = data(3500);
+    let mut slots = vec![partial(&payload, 101, 7001, 1000, 0)];
+    let id0 = get16(slots[0].frame(), 18);
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    let mut got = vec![];
+    for (i, s) in sent.iter().enumerate() {
+        let Sent::Frame(f) = s else { panic!("{s:?}") };
+        assert_eq!(f.egress, nft_engine::Port::Iface(WAN));
+        let m = check(&f.data);
+        assert_eq!(m.src_addr, Some(v4(ROUTER_WAN)));
+        assert_eq!(m.ports, Some((sport, 443)));
+        let l4 = m.l4_offset.unwrap();
+        let seq = u32::from_be_bytes(f.data[l4 + 4..l4 + 8].try_into().unwrap());
+        assert_eq!(seq, 101 + 1000 * i as u32);
+        assert_eq!(get16(&f.data, 18), id0.wrapping_add(i as u16));
+        let psh = f.data[l4 + 13] & 0x08 != 0;
+        assert_eq!(psh, i == 3, "PSH on the last segment only");
+        got.extend_from_slice(&f.data[l4 + 20..m.l3_end]);
+    }
+    assert_eq!(got, payload);
+    assert!(parse_frame(slots[0].frame()).is_ok() || slots[0].is_empty());
+}
+
+/// A plain frame with a partial checksum (a locally made ACK): forwarded by the fast path
+/// with its partial checksum moved by the address, as the kernel moves it; through the slow
+/// path (no offload), completed, so that it verifies.
+#[test]
+fn a_partial_checksum_without_gso_stays_partial_on_the_fast_path_and_is_completed_on_the_slow() {
+    let mut r = router();
+    let sport = open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let mut slots = vec![partial(b"", 101, 7001, 0, 0)];
+    let input = slots[0].frame().to_vec();
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    assert_eq!(sent, vec![Sent::Slots { start: 0, end: 1 }]);
+    assert_eq!(slots[0].egress(), Some(WAN as u16));
+    let f = slots[0].frame();
+    assert_eq!(get16(f, 34), sport);
+    assert_eq!(
+        get16(f, TCP_CSUM),
+        kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN)
+    );
+
+    let cfg = Config {
+        offload: false,
+        ..Config::default()
+    };
+    let mut r = router_with(TOPOLOGY, RULES, cfg);
+    open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let mut slots = vec![partial(b"hello", 101, 7001, 0, 0)];
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    let [Sent::Frame(f)] = &sent[..] else {
+        panic!("{sent:?}")
+    };
+    let m = check(&f.data);
+    assert_eq!(&f.data[m.l3_end - 5..m.l3_end], b"hello");
+}
+
+/// The WAN as VLAN 5 over a port: the forwarded super-packet gets the tag pushed in front,
+/// and its partial checksum's start moves with the transport header (34 to 38), the field
+/// there the rewritten packet's pseudo-header sum.
+#[test]
+fn a_gso_packet_leaving_on_a_vlan_has_its_checksum_start_moved() {
+    let topo = TOPOLOGY.replace(
+        "[[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\n",
+        "[[interface]]\nname = \"eth1\"\nmac = \"02:00:00:00:02:01\"\n\n\
+         [[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\nvlan = { parent = \"eth1\", id = 5 }\n",
+    );
+    assert_ne!(topo, TOPOLOGY);
+    let mut r = router_with(&topo, RULES, Config::default());
+    let tag = |mut f: Vec<u8>| {
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+        f
+    };
+    let out = send(
+        &mut r,
+        LAN,
+        lan_tcp(50000, 443, 100, Tcp::Syn, b""),
+        secs(1),
+    );
+    let syn = out[0].data.clone();
+    assert_eq!(syn[12..16], [0x81, 0x00, 0x00, 0x05], "tagged out");
+    let sport = u16::from_be_bytes([syn[38], syn[39]]);
+    let synack = tag(wan_tcp(443, sport, 7000, Tcp::SynAck(101), b""));
+    let out = send(&mut r, WAN, synack, secs(1));
+    assert_eq!(out.len(), 1, "{:?}", r.counters().drop_map());
+    assert_eq!(out[0].egress, nft_engine::Port::Iface(LAN), "{out:?}");
+    let out = send(
+        &mut r,
+        LAN,
+        lan_tcp(50000, 443, 101, Tcp::Ack(7001), b""),
+        secs(1),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(r.report(secs(1)).flows_offloaded, 1);
+    let payload = data(4 * 1300);
+    let mut slots = vec![partial(&payload, 101, 7001, 1300, 0)];
+    let input = slots[0].frame().to_vec();
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    assert_eq!(sent, vec![Sent::Slots { start: 0, end: 1 }]);
+    let out = slots[0].frame();
+    assert_eq!(out.len(), input.len() + 4);
+    assert_eq!(out[12..16], [0x81, 0x00, 0x00, 0x05]);
+    assert_eq!(slots[0].offload.csum_start, 38);
+    let l4_len = (input.len() - 34) as u32;
+    let p = pseudo_header(&v4(ROUTER_WAN), &v4(REMOTE), IpProtocol::Tcp, l4_len);
+    assert_eq!(get16(out, 38 + 16), p);
+    assert_eq!(
+        get16(out, 38 + 16),
+        kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN)
+    );
+    // the rest of the packet as it came, but for the ports and addresses
+    assert_eq!(out[38 + 20..], input[34 + 20..]);
+}
