@@ -303,3 +303,66 @@ fn a_gso_packet_leaving_on_a_vlan_has_its_checksum_start_moved() {
     // the rest of the packet as it came, but for the ports and addresses
     assert_eq!(out[38 + 20..], input[34 + 20..]);
 }
+
+/// IPv6 (`ip6_forward` -> `ip6_pkt_too_big`): a UDP GSO packet (`GSO_UDP_L4`) of 2 x 1 380
+/// bytes from the LAN, whose segments (40 + 8 + 1 380) do not fit the WAN's 1 400, gets ONE
+/// packet-too-big of MTU 1 400, quoting the super-packet as it came (payload length and UDP
+/// length 2 768, its partial checksum, its data) as far as 1 280 bytes allow (1 232), and is
+/// dropped once.
+#[test]
+fn an_ipv6_gso_packet_whose_segments_exceed_the_mtu_gets_one_packet_too_big() {
+    let mut r = router();
+    let payload = data(2 * 1380);
+    let mut f = udp6(
+        CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 5000, 4000, 64, &payload,
+    );
+    let l4_len = 8 + payload.len();
+    let p = pseudo_header(
+        &IpAddr::from(CLIENT6),
+        &IpAddr::from(REMOTE6),
+        IpProtocol::Udp,
+        l4_len as u32,
+    );
+    f[14 + 40 + 6..14 + 40 + 8].copy_from_slice(&p.to_be_bytes());
+    assert_eq!(get16(&f, 18), l4_len as u16);
+    let mut slots = vec![FrameSlot::new(LAN as u16, &f)];
+    slots[0].offload = Offload {
+        gso_size: 1380,
+        csum_start: 54,
+    };
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(1), &mut sent);
+    let frames: Vec<_> = sent
+        .iter()
+        .map(|s| match s {
+            Sent::Frame(f) => f,
+            Sent::Slots { .. } => panic!("forwarded by the fast path: {sent:?}"),
+        })
+        .collect();
+    assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
+    let quote = &f[14..14 + 1232];
+    let mut want = vec![];
+    want.extend_from_slice(&CLIENT_MAC);
+    want.extend_from_slice(&LAN_MAC);
+    want.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    want.extend_from_slice(&(8u16 + 1232).to_be_bytes());
+    want.extend_from_slice(&[58, 64]);
+    want.extend_from_slice(&ROUTER_LAN6);
+    want.extend_from_slice(&CLIENT6);
+    want.extend_from_slice(&[2, 0, 0, 0, 0, 0]);
+    want.extend_from_slice(&1400u16.to_be_bytes());
+    want.extend_from_slice(quote);
+    let p = pseudo_header(
+        &IpAddr::from(ROUTER_LAN6),
+        &IpAddr::from(CLIENT6),
+        IpProtocol::Icmpv6,
+        (8 + 1232) as u32,
+    );
+    let c = !fold(u64::from(p) + u64::from(nft_wire::checksum::sum(&want[54..])));
+    want[56..58].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(frames[0].data, want);
+    assert_eq!(frames[0].egress, nft_engine::Port::Iface(LAN));
+    check(&frames[0].data);
+    let st = r.report(secs(1));
+    assert_eq!(st.drops.get("mtu_exceeded").copied(), Some(1), "{st:?}");
+}
