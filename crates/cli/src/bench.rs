@@ -6,34 +6,47 @@
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
 //!
 //! Instructions per fast-path packet: `scripts/callgrind-fastpath` (or the command `bench
-//! --fast-only` prints); with 100,000 flows, 565 per packet: `Router::process_slots` 517 (the
-//! offload wrapper 20 and the flowtable's `process_burst` 462, one call a burst: the frame
-//! parse about 90, the look-up about 71 (the IPv4 hash's fix for keys equal to the seed
-//! took 4), the checks of a hit about 50, the rewrite 74, the stage loops about 80,
-//! counting and refresh about 45; the router's loop and timers 36), the refill and this
-//! loop 48. It was 600 while the router walked a burst forwarded whole frame by frame
-//! (now one loop that adds the interfaces' counters per run of one port, in registers:
-//! 66 -> 36; the same loop as an `extend` closure kept the sums in memory, 8 more), the
-//! offload wrapper filled a result per frame after the burst (now where a frame went is
-//! its action, and a run is walked again only when the flowtable's own count says it
-//! punted some: 35 -> 20) and every check of a hit was its own test (now the rare ones,
-//! teardown, a stale route, SYN/FIN/RST, a port down, PPPoE, are one test in front of the
-//! link layer, MTU and headroom checks: about 8 fewer). It was 661 while the parse produced a 112-byte struct with the whole 40-byte key
-//! (now a 40-byte record: key words, MAC and encapsulation as words, offsets), the header
-//! checksum was summed with byte swaps, the whole parse was one call per frame (now the
-//! untagged IPv4 path inline, the rest out of line), the IPv4 hash took two multiplies (now
-//! one folded multiply) and `process_burst` was inlined into the engine's wrapper or not
-//! depending on unrelated code (it went in and out between builds, moving the count by a
-//! dozen: the 649 -> 661 of the round before; now never inlined). 701 while conntrack's GC
-//! scanned 64 slots every burst, 862 before the one-line flows, the fixed-size IPv4 parse and
-//! the iterator-driven burst stages, 1,025 before that.
-//! Tried and measured worse or no better (callgrind): the whole parse inlined into the
-//! burst's first stage (718), the record without the MAC (read again from the frame at the
-//! checks) and with the encapsulation compared as an enum (671), `FrameSlot::frame` with two
-//! checks instead of an addition (601), the TCP control-segment punt moved behind the rare
-//! checks' test (583 against 579: the test for a TCP segment without ACK cost what the
-//! configuration's flag did), `forwarded` counted once a burst less the punts (581 against
-//! 579: the code around it came out longer).
+//! --fast-only` prints); with 100,000 flows, 487 per packet (565 at the start of this round):
+//! the flowtable's `process_burst` 400, one call a burst (the first stage's parse and hash
+//! about 112, the index touch 10, the look-up 62, the rest of a hit 212: the flow's line,
+//! its checks and the loop with each frame's results about 97, the rewrite with counting
+//! and refresh about 115), the router's `process_slots` 24 and the offload wrapper 13
+//! (with timers about 6 more), the refill and this loop 43. The data cache per packet
+//! (`CACHE=1`): 133 reads, 53 writes, 3.6 L1 misses, no last-level miss (148, 63, 3.7 at
+//! 565). Measured step by step this round: the parse writing its record in place (a
+//! record returned by value went through a copy on the stack), the IPv4 header checksum as
+//! five 32-bit words and one divisibility test by 0xffff (three folds before), the frame's
+//! span as two compares, forwarded frames counted once a burst: 565 -> 535; a run of
+//! fast-path slots one `Sent::Slots` entry (each slot says its egress and its length as it
+//! arrived, so the wrapper records no lengths and the router pushes no 48-byte result per
+//! frame) and the refill's copy of a minimum-size frame as two 32-byte moves (no call to
+//! `memcpy`): 530 -> 515; the IPv4 look-up stopping at the flow's line, its ingress port
+//! checked with the link layer (a flow of the tuple on another port sends the frame to the
+//! full look-up): 515 -> 508; the record's protocol and family as bytes of their own, the
+//! trace's flow noted only when tracing, an IPv4 frame's rewrite as one slice with the
+//! link, IP and transport headers at fixed offsets: 508 -> 486; the key's ports word as
+//! one load: 484; main's GSO state in the slot (cleared at refill) merged: 487. It was 600
+//! while the router walked a burst forwarded whole frame by frame, the offload wrapper
+//! filled a result per frame after the burst and every check of a hit was its own test;
+//! 661 while the parse produced a 112-byte struct with the whole 40-byte key, the header
+//! checksum was summed with byte swaps, the whole parse was one call per frame, the IPv4
+//! hash took two multiplies and `process_burst` was inlined into the engine's wrapper or
+//! not depending on unrelated code (now never inlined). 701 while conntrack's GC scanned 64
+//! slots every burst, 862 before the one-line flows, the fixed-size IPv4 parse and the
+//! iterator-driven burst stages, 1,025 before that.
+//! Tried and measured worse or no better (callgrind): the table's parts a burst uses
+//! borrowed apart once a burst into a context struct, to keep them out of memory between
+//! frames (400 -> 423: the struct's fields were read through a reference instead), the
+//! ingress port checked on its own before the checks of a hit (431 -> 442: the flow's link
+//! was read twice), the whole parse inlined into the burst's first stage (718), the record
+//! without the MAC (read again from the frame at the checks) and with the encapsulation
+//! compared as an enum (671), `FrameSlot::frame` with two checks instead of an addition
+//! (601, then; with the record in place it is one of the steps above), the TCP
+//! control-segment punt moved behind the rare checks' test (583 against 579), `forwarded`
+//! counted once a burst less the punts (581 against 579). Left: the stages' loops still
+//! read the table's vectors from memory after each frame's writes, the rewrite's checksums
+//! and port swaps (the line keeps ports in host order), and the router's run sums per
+//! frame; 390 (20 M packets/s) is not reached.
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with

@@ -404,6 +404,10 @@ pub(crate) struct Rec {
     /// Where IP starts in the frame (at most 22: QinQ or PPPoE).
     pub(crate) l3: u8,
     pub(crate) tcp_flags: u8,
+    /// The protocol and the family again, as bytes of their own (in the padding): a test
+    /// of either is then one compare, not a mask of `w[1]` and a compare.
+    pub(crate) proto8: u8,
+    pub(crate) is_v6: bool,
 }
 
 impl Rec {
@@ -414,16 +418,18 @@ impl Rec {
         ip_len: 0,
         l3: 0,
         tcp_flags: 0,
+        proto8: 0,
+        is_v6: false,
     };
 
     #[inline(always)]
     pub(crate) fn v6(&self) -> bool {
-        (self.w[1] >> 56) & 1 != 0
+        self.is_v6
     }
 
     #[inline(always)]
     pub(crate) fn proto(&self) -> u8 {
-        (self.w[1] >> 48) as u8
+        self.proto8
     }
 
     /// The ingress port.
@@ -493,8 +499,8 @@ fn dst_mac(f: &[u8]) -> u64 {
 /// [`Key::tail`] from the transport header's first four bytes.
 #[inline(always)]
 fn tail(ports: [u8; 4], port: Port, proto: u8, v6: bool) -> u64 {
-    // source port in bits 0..16, destination port in 16..32: one load, swapped
-    let p = u32::from_be_bytes([ports[2], ports[3], ports[0], ports[1]]);
+    // source port in bits 0..16, destination port in 16..32: one load, swapped and rotated
+    let p = u32::from_be_bytes(ports).rotate_left(16);
     u64::from(p) | u64::from(port) << 32 | u64::from(proto) << 48 | u64::from(v6) << 56
 }
 
@@ -616,6 +622,8 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port, rec: &mut Rec) -> Result<(
         ip_len: total as u32,
         l3: 14,
         tcp_flags,
+        proto8: proto,
+        is_v6: false,
     };
     Ok(())
 }
@@ -773,6 +781,8 @@ fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
         // at most 14 + 8 (two tags, or PPPoE)
         l3: at as u8,
         tcp_flags,
+        proto8: proto,
+        is_v6: v6,
     })
 }
 
@@ -805,8 +815,15 @@ fn decide(
     ) else {
         return Err(Punt::Miss);
     };
-    if p.l2 != back.rx_l2 || p.mac != back.rx_mac {
-        return Err(Punt::L2Mismatch);
+    // the ingress port (which the IPv4 look-up leaves out: a `Miss` here makes the burst
+    // look again with it), the encapsulation and the MAC the frame came to, in one test
+    let port = u64::from(p.port() ^ back.rx_port);
+    if (p.l2 ^ back.rx_l2) | (p.mac ^ back.rx_mac) | port != 0 {
+        return Err(if port != 0 {
+            Punt::Miss
+        } else {
+            Punt::L2Mismatch
+        });
     }
     if p.ip_len > u32::from(out.mtu) {
         return Err(Punt::TooBig);
@@ -832,15 +849,19 @@ fn decide_all(
     let d = d & 1;
     let flags = h.flags;
     let (in_link, link) = (h.link[1 - d], h.link[d]);
-    if flags & TEARDOWN != 0 {
-        return Err(Punt::Teardown);
-    }
     let (Some(back), Some(out)) = (
         links.get(usize::from(in_link)),
         links.get(usize::from(link)),
     ) else {
         return Err(Punt::Miss);
     };
+    // another ingress port: not this flow (before anything is said or changed about it)
+    if back.rx_port != p.port() {
+        return Err(Punt::Miss);
+    }
+    if flags & TEARDOWN != 0 {
+        return Err(Punt::Teardown);
+    }
     if p.l2 != back.rx_l2 || p.mac != back.rx_mac {
         return Err(Punt::L2Mismatch);
     }
@@ -919,35 +940,31 @@ fn put_link<const N: usize>(hdr: &mut [u8], header: &[u8; 22]) {
 }
 
 /// The IPv4 packet's rewrite for direction `d`: NAT (the inverse of the other direction's
-/// key), transport checksum, TTL, DSCP, header checksum.
+/// key), transport checksum, TTL, DSCP, header checksum. `ip` is the header (no options),
+/// `l4` the transport header's first 8 bytes; a TCP checksum is in `pkt`, the bytes after them
+/// (parse made sure both are whole: 20 bytes of TCP, 8 of UDP).
 #[inline(always)]
-fn rewrite_v4(h: &Hot, d: usize, proto: u8, pkt: &mut [u8]) {
-    let Some((ip, l4)) = pkt.split_first_chunk_mut::<20>() else {
-        return;
-    };
+fn rewrite_v4(h: &Hot, d: usize, tcp: bool, ip: &mut [u8; 20], l4: &mut [u8; 8], rest: &mut [u8]) {
     let d = d & 1;
     let o = 1 - d;
     if h.flags & NAT != 0 {
         let [a, b, c, e] = h.addr[2 * o + 1];
         let [f, g, i, j] = h.addr[2 * o];
         ip[12..20].copy_from_slice(&[a, b, c, e, f, g, i, j]);
-        if let Some(ports) = l4.first_chunk_mut::<4>() {
-            let [a, b] = h.port[2 * o + 1].to_be_bytes();
-            let [c, e] = h.port[2 * o].to_be_bytes();
-            *ports = [a, b, c, e];
-        }
+        let [a, b] = h.port[2 * o + 1].to_be_bytes();
+        let [c, e] = h.port[2 * o].to_be_bytes();
+        l4[..4].copy_from_slice(&[a, b, c, e]);
     }
     let l4_delta = h.l4_delta[d];
     if l4_delta != 0 {
-        if proto == PROTO_TCP {
-            if let Some(t) = l4.first_chunk_mut::<20>() {
-                let old = u16::from_be_bytes([t[16], t[17]]);
-                let [x, y] = apply_delta(old, l4_delta).to_be_bytes();
-                t[16] = x;
-                t[17] = y;
+        if tcp {
+            // the TCP checksum is at 16, 8 bytes into `rest`
+            if let Some(t) = rest.get_mut(8..10).and_then(|t| t.first_chunk_mut::<2>()) {
+                let old = u16::from_be_bytes(*t);
+                *t = apply_delta(old, l4_delta).to_be_bytes();
             }
-        } else if let Some(u) = l4.first_chunk_mut::<8>() {
-            let old = u16::from_be_bytes([u[6], u[7]]);
+        } else {
+            let old = u16::from_be_bytes([l4[6], l4[7]]);
             // A zero UDP checksum means none, and stays so.
             if old != 0 {
                 let mut new = apply_delta(old, l4_delta);
@@ -955,8 +972,8 @@ fn rewrite_v4(h: &Hot, d: usize, proto: u8, pkt: &mut [u8]) {
                     new = 0xffff;
                 }
                 let [x, y] = new.to_be_bytes();
-                u[6] = x;
-                u[7] = y;
+                l4[6] = x;
+                l4[7] = y;
             }
         }
     }
@@ -976,6 +993,32 @@ fn rewrite_v4(h: &Hot, d: usize, proto: u8, pkt: &mut [u8]) {
     let [x, y] = c.to_be_bytes();
     ip[10] = x;
     ip[11] = y;
+}
+
+/// An IPv4 frame's rewrite with an egress link header of `HL` bytes: `frame` is the new
+/// frame, from the link header's start to the IP packet's end.
+#[inline(always)]
+fn rewrite_v4_frame<const HL: usize>(h: &Hot, d: usize, link: &Link, tcp: bool, frame: &mut [u8]) {
+    let Some((hdr, pkt)) = frame.split_first_chunk_mut::<HL>() else {
+        return;
+    };
+    if let Some(src) = link.header[0].first_chunk::<HL>() {
+        *hdr = *src;
+    }
+    let ip_len = pkt.len();
+    if HL == 22 {
+        if let Encap::Pppoe(_) = link.encap {
+            let len = (ip_len + 2).min(usize::from(u16::MAX)) as u16;
+            hdr[18..20].copy_from_slice(&len.to_be_bytes());
+        }
+    }
+    let Some((ip, l4)) = pkt.split_first_chunk_mut::<20>() else {
+        return;
+    };
+    let Some((l4, rest)) = l4.split_first_chunk_mut::<8>() else {
+        return;
+    };
+    rewrite_v4(h, d, tcp, ip, l4, rest);
 }
 
 /// The IPv6 packet's rewrite for direction `d`: NAT, transport checksum, hop limit, DSCP.
@@ -1037,21 +1080,27 @@ fn rewrite(
     let (l3, l4) = (head + p.l3(), head + p.l4());
     let ip_len = p.ip_len as usize;
     let v6 = p.v6();
-    if !v6 {
-        // IPv4: the header and the transport header as fixed-size arrays, so the writes
-        // need no bounds checks (parse made sure they are whole).
-        if let Some(pkt) = buf.get_mut(l3..l3 + ip_len) {
-            rewrite_v4(h, d, p.proto(), pkt);
-        }
-    } else {
-        rewrite_v6(h, d, v6a, p, buf, l3, l4);
-    }
     // The egress link header, written whole in front of L3 (pop and push in one), and link
     // padding after the IP packet dropped, as the slow path does.
     let hl = usize::from(link.hl);
     // `decide` made sure the headroom is there.
     let start = l3.saturating_sub(hl);
-    let header = &link.header[usize::from(v6)];
+    if !v6 {
+        // IPv4: the link header, the IP header and the transport header as fixed-size
+        // arrays of one slice (one bounds check), so the writes need no more checks (parse
+        // made sure they are whole).
+        if let Some(frame) = buf.get_mut(start..l3 + ip_len) {
+            let tcp = p.proto() == PROTO_TCP;
+            match hl {
+                14 => rewrite_v4_frame::<14>(h, d, link, tcp, frame),
+                18 => rewrite_v4_frame::<18>(h, d, link, tcp, frame),
+                _ => rewrite_v4_frame::<22>(h, d, link, tcp, frame),
+            }
+        }
+        return (start, hl + ip_len);
+    }
+    rewrite_v6(h, d, v6a, p, buf, l3, l4);
+    let header = &link.header[1];
     if let Some(hdr) = buf.get_mut(start..l3) {
         // Fixed-size copies per header length (moves, no call to memcpy).
         match hl {
@@ -1112,6 +1161,21 @@ pub(crate) fn find_v4(
                     .get(usize::from(x.link[1 - d]))
                     .is_some_and(|l| l.rx_port == port)
         })
+    })
+}
+
+/// [`find_v4`] without the ingress port: the first flow direction whose addresses, ports
+/// and protocol are the key's. When its ingress port is the key's too, that is
+/// [`find_v4`]'s answer (the first candidate matching all but the port matches all), and
+/// the burst checks the port where it reads the flow's links anyway; otherwise the burst
+/// asks [`find_v4`] ([`Flowtable::refind_v4`]). Two flows with one tuple on two ports are
+/// rare (overlapping private networks), so the look-up's own chain of loads stops at the
+/// flow's line.
+#[inline(always)]
+pub(crate) fn find_v4_any_port(index: &Index, hot: &[Hot], w: [u64; 2], h: u64) -> Option<u32> {
+    index.find(h, |v| {
+        let (i, d) = ((v >> 1) as usize, (v & 1) as usize);
+        hot.get(i).is_some_and(|x| x.matches_v4(d, w))
     })
 }
 
@@ -1186,7 +1250,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                     let key = r.key(fs.frame());
                     find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
                 } else {
-                    find_v4(&self.index, &self.hot, &self.links, r.w, h)
+                    find_v4_any_port(&self.index, &self.hot, r.w, h)
                 };
                 if let Some(v) = v {
                     *f = v;
@@ -1205,12 +1269,29 @@ impl<B: OffloadBackend> Flowtable<B> {
                     Ok(()) => Ok(r),
                     Err(e) => Err(*e),
                 };
+
                 *o = self.finish::<TRACE, _>(fs, rec, f, now_ms);
                 forwarded += u64::from(matches!(o, Action::Forward(_)));
             }
         }
         // counted once a burst, not once a frame
         self.stats.forwarded += forwarded;
+    }
+
+    /// [`forward`](Self::forward) again for an IPv4 record whose first candidate (from
+    /// [`find_v4_any_port`]) arrives on another port: with [`find_v4`]'s answer.
+    #[cold]
+    #[inline(never)]
+    fn forward_refound<const TRACE: bool, S: SlotBuf>(
+        &mut self,
+        fs: &mut FrameSlot<S>,
+        p: &Rec,
+        now_ms: u64,
+        hit: &mut Option<(FlowId, u8)>,
+    ) -> Result<Port, Punt> {
+        let h = self.index.hash_v4(p.w[0], p.w[1]);
+        let found = find_v4(&self.index, &self.hot, &self.links, p.w, h).unwrap_or(u32::MAX);
+        self.forward::<TRACE, false, S>(fs, Ok(p), found, now_ms, hit)
     }
 
     /// The fast path for one frame; see [`process_burst`](Self::process_burst).
@@ -1237,7 +1318,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     }
 
     #[inline(always)]
-    fn finish<const TRACE: bool, S: SlotBuf>(
+    pub(crate) fn finish<const TRACE: bool, S: SlotBuf>(
         &mut self,
         fs: &mut FrameSlot<S>,
         parsed: Result<&Rec, Punt>,
@@ -1246,7 +1327,15 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) -> Action {
         let mut hit = None;
         // (forwarded frames are counted by the caller)
-        let r = self.forward::<TRACE, false, S>(fs, parsed, found, now_ms, &mut hit);
+        let mut r = self.forward::<TRACE, false, S>(fs, parsed, found, now_ms, &mut hit);
+        if r == Err(Punt::Miss) && found != u32::MAX {
+            // a flow of the tuple but another ingress port: the look-up left the port out
+            if let Ok(p) = parsed {
+                if !p.v6() {
+                    r = self.forward_refound::<TRACE, S>(fs, p, now_ms, &mut hit);
+                }
+            }
+        }
         fs.egress = r.ok();
         let act = match r {
             Ok(port) => Action::Forward(port),
@@ -1320,19 +1409,21 @@ impl<B: OffloadBackend> Flowtable<B> {
         let p = parsed?;
         let (idx, d) = ((found >> 1) as usize, (found & 1) as usize);
         let h = self.hot.get_mut(idx).ok_or(Punt::Miss)?;
-        *hit = Some((
-            FlowId {
-                idx: idx as u32,
-                // The cold part is read for traces only.
-                gen: if TRACE {
-                    self.gens.get(idx).copied().unwrap_or(0)
-                } else {
-                    0
+        if TRACE {
+            *hit = Some((
+                FlowId {
+                    idx: idx as u32,
+                    // The cold part is read for traces only.
+                    gen: self.gens.get(idx).copied().unwrap_or(0),
                 },
-            },
-            d as u8,
-        ));
+                d as u8,
+            ));
+        }
         if self.cfg.punt_tcp_control && p.proto() == PROTO_TCP && !plain_ack(p.tcp_flags) {
+            let back = self.links.get(usize::from(h.link[1 - d]));
+            if back.is_none_or(|l| l.rx_port != p.port()) {
+                return Err(Punt::Miss);
+            }
             // FIN or RST starts the close, which the slow path must track packet by packet:
             // torn down now, the flow also punts the frames behind this one in the burst,
             // which would otherwise overtake it.

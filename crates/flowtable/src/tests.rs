@@ -1656,6 +1656,7 @@ proptest! {
                 let key = p.key(&f);
                 prop_assert_eq!(key.port, 3);
                 prop_assert_eq!(p.w, key.v4_key());
+                prop_assert_eq!((p.proto8, p.is_v6), (key.proto, key.v6));
                 prop_assert_eq!(Some(key.tuple().src), m.src_addr);
                 prop_assert_eq!(Some(key.tuple().dst), m.dst_addr);
                 prop_assert_eq!(Some((key.sport, key.dport)), m.ports);
@@ -1726,4 +1727,88 @@ fn unused_links_are_freed_at_gc() {
         (ft.links.len(), ft.link_ix.len(), ft.link_free.len()),
         (0, 0, 0)
     );
+}
+
+/// Two flows with one tuple arriving on two ports (overlapping private networks, with
+/// conntrack zones): each frame takes the flow of the port it arrived on, whichever of the
+/// two the look-up meets first (the IPv4 look-up leaves the port out and checks it with the
+/// flow's links).
+#[test]
+fn same_tuple_on_two_ports_takes_each_ports_flow() {
+    let ipp = ip_packet(ip("10.0.0.1"), ip("1.1.1.1"), 1, 2, L4::Udp, b"x", 64);
+    let data = frame(Encap::None, R_LAN_MAC, CLIENT_MAC, &ipp);
+    let meta = parse_frame(&data).unwrap();
+    let eg = |port: Port, src_mac: Mac, dst_mac: Mac| Egress {
+        port,
+        src_mac,
+        dst_mac,
+        encap: Encap::None,
+        mtu: 1500,
+    };
+    let build = |seed: u64| {
+        let mut ft = Flowtable::new(Config {
+            devices: vec![0, 1, 2, 3],
+            max_flows: 4,
+            seed,
+            ..Config::default()
+        });
+        let mut tables = vec![];
+        // (ingress, egress) of each flow's original direction, admitted in this order
+        for (i, o) in [(0, 1), (2, 3)] {
+            let mut ct = Table::default();
+            let Outcome::Tracked { id, .. } = ct.process(&meta, 0, secs(1)) else {
+                panic!()
+            };
+            ct.confirm(id, secs(1)).unwrap();
+            let a = Admission {
+                forward_hook: true,
+                family: Family::Ip,
+                conn: Some(id),
+                meta: &meta,
+                paths: [
+                    Path {
+                        ingress: i,
+                        egress: eg(o, R_WAN_MAC, GW_MAC),
+                    },
+                    Path {
+                        ingress: o,
+                        egress: eg(i, R_LAN_MAC, CLIENT_MAC),
+                    },
+                ],
+                mangles: [Mangles::default(); 2],
+                fib_generation: 0,
+            };
+            let id = ft.admit(&mut ct, &a, secs(1)).unwrap();
+            tables.push((ct, id));
+        }
+        (ft, tables)
+    };
+    let (mut ft, tables) = build(Config::default().seed);
+    // what the look-up without the port finds when the other port's flow comes first in the
+    // probe (which takes a collision of home slot and tag): port 0's flow for port 2's frame
+    let r = crate::fastpath::parse(&data, 2).unwrap();
+    let other = tables[0].1.idx << 1;
+    let mut fs = FrameSlot::new(2, &data);
+    let act = ft.finish::<false, Vec<u8>>(&mut fs, Ok(&r), other, 1000);
+    assert_eq!(act, Action::Forward(3));
+    assert_eq!(&fs.frame()[..6], &GW_MAC);
+    let packets = |ft: &Flowtable, k: usize| ft.hot[tables[k].1.idx as usize].packets[0];
+    assert_eq!((packets(&ft, 0), packets(&ft, 1)), (0, 1));
+    for (port, out) in [(2, 3), (0, 1), (2, 3)] {
+        let mut fs = FrameSlot::new(port, &data);
+        let mut act = [Action::None];
+        ft.process_burst::<false>(core::slice::from_mut(&mut fs), secs(1), &mut act);
+        assert_eq!(act[0], Action::Forward(out), "in on {port}");
+        assert_eq!(fs.egress(), Some(out));
+        assert_eq!(&fs.frame()[..6], &GW_MAC);
+        assert_eq!(
+            ft.process(&mut FrameSlot::new(port, &data), secs(1)),
+            Action::Forward(out)
+        );
+    }
+    // on a port neither flow arrives on: a miss, the frame as it came
+    let mut fs = FrameSlot::new(1, &data);
+    assert_eq!(ft.process(&mut fs, secs(1)), Action::Punt(Punt::Miss));
+    assert_eq!(fs.frame(), &data[..]);
+    assert_eq!(ft.stats().forwarded, 6);
 }
