@@ -50,29 +50,30 @@
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
-//! 20,000 flows, 6,084 (7,636 at the start of this round): the two chain runs (`forward`,
-//! `srcnat`) 2,598 (3,747): rule evaluation 1,023 (1,385), the masquerade binding 566 (894),
-//! the rest of what the runs hand over 198 (299), the packet view, the hand-over and the
-//! hooks' chain loop 811 (1,169); confirm 469 (558), the NAT rewrite 454 (537), conntrack's
-//! lookup and new entry 407, parse 402 (424, and 64 more copying its result, now gone), the
-//! route 137 (179), the rest (hook dispatch, link layer, counters, transmit, this loop) about
-//! 1,620 (1,780). What took it there: the rule view ([`nft_engine::rules::PktState`]) lives
-//! for the walk and a run refreshes only headers and interfaces, and a run's effects are one
-//! test (7,636 -> 7,359 with the jump stack kept in the rule state and the rare loads apart);
-//! the statements fw4 seldom runs out of the rule loop, which loaded their tables on every
-//! run, and admission refusals counted by index (-> 7,140); masquerade to one IPv4 address
-//! bound in the connection's compact tuples when the tuple as it is, the client's earlier
-//! mapping or its own port is free (-207), confirm comparing tuples in place and the packet's
-//! protocols read once a walk (-196); the rest in steps of 20 to 70: `run_chain` inlined into
-//! its one caller, header, meta and `ct state` loads in the rule loop, the last next hop's MAC
-//! remembered, the default route without a hash, a new connection nothing bound NAT for
-//! skipping the NAT rewrites, the masquerade candidates' replies built inverted, the hooks a
-//! packet's chains may act on worked out once a walk, the parse used where it lies, an
-//! option-less IPv4 header's checksum summed unrolled (main's GSO handling, merged on the way,
-//! cost 8). Tried and no better (callgrind): an AND/OR filter per prefix length in front of
-//! each FIB hash (182 against 179: the miss was not the cost), the source-NAT index compared
-//! field by field in `confirm` before its other tuples were (+18), `Rewrite::is_empty` field
-//! by field alone (no change until the rewrite's own reads were bounds-checked once).
+//! 20,000 flows, 6,084, 6,082 with main merged (7,636 at the start of this round): the two
+//! chain runs (`forward`, `srcnat`) 2,598 (3,747): rule evaluation 1,023 (1,385), the
+//! masquerade binding 566 (894), the rest of what the runs hand over 198 (299), the packet
+//! view, the hand-over and the hooks' chain loop 811 (1,169); confirm 469 (558), the NAT
+//! rewrite 454 (537), conntrack's lookup and new entry 407, parse 402 (424, and 64 more
+//! copying its result, now gone), the route 137 (179), the rest (hook dispatch, link layer,
+//! counters, transmit, this loop) about 1,620 (1,780). What took it there: the rule view
+//! ([`nft_engine::rules::PktState`]) lives for the walk and a run refreshes only headers and
+//! interfaces, and a run's effects are one test (7,636 -> 7,359 with the jump stack kept in
+//! the rule state and the rare loads apart); the statements fw4 seldom runs out of the rule
+//! loop, which loaded their tables on every run, and admission refusals counted by index (->
+//! 7,140); masquerade to one IPv4 address bound in the connection's compact tuples when the
+//! tuple as it is, the client's earlier mapping or its own port is free (-207), confirm
+//! comparing tuples in place and the packet's protocols read once a walk (-196); the rest in
+//! steps of 20 to 70: `run_chain` inlined into its one caller, header, meta and `ct state`
+//! loads in the rule loop, the last next hop's MAC remembered, the default route without a
+//! hash, a new connection nothing bound NAT for skipping the NAT rewrites, the masquerade
+//! candidates' replies built inverted, the hooks a packet's chains may act on worked out once
+//! a walk, the parse used where it lies, an option-less IPv4 header's checksum summed unrolled
+//! (main's GSO handling, merged on the way, cost 8). Tried and no better (callgrind): an
+//! AND/OR filter per prefix length in front of each FIB hash (182 against 179: the miss was
+//! not the cost), the source-NAT index compared field by field in `confirm` before its other
+//! tuples were (+18), `Rewrite::is_empty` field by field alone (no change until the rewrite's
+//! own reads were bounds-checked once).
 
 use std::time::{Duration, Instant};
 
