@@ -49,15 +49,31 @@
 //! and port swaps (the line keeps ports in host order), and the router's run sums per
 //! frame; 390 (20 M packets/s) is not reached.
 //!
-//! Instructions per new connection (the first pass: conntrack, the default's four chain runs,
+//! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
-//! 20,000 flows, 11,558: the chain runs 5,081 (rule evaluation 2,160, each run's packet view
-//! and what it hands over the rest), the masquerade binding 1,298, conntrack's lookup and
-//! new entry 442 and confirmation 721, the NAT rewrites 674, parse 368, the route 179, the
-//! rest of the walk (link layer, counters) about 1,980, the refill and this loop 639. Rules
-//! reading the connection in place instead of a copied record, one hash per tuple shared by
-//! lookup, NAT check and confirmation, and no allocation per connection took 12,386 to
-//! 10,630 before the compact connection and the new rule features (about 1,000 more).
+//! 20,000 flows, 6,146 (6,154 with main's GSO handling merged; 7,636 at the start of this
+//! round): the two chain runs (`forward`, `srcnat`) 2,646 (3,747): rule evaluation 1,071
+//! (1,385), the masquerade binding 566 (894), the rest of what the runs hand over 198 (299),
+//! the packet view, the hand-over and the hooks' chain loop 811 (1,169); confirm 469 (558),
+//! the NAT rewrite 454 (537), conntrack's lookup and new entry 407, parse 424 (and 64 more
+//! copying its result, now gone), the route 137 (179), the rest (hook dispatch, link layer,
+//! counters, transmit, this loop) about 1,610 (1,780). What took it there: the rule view
+//! ([`nft_engine::rules::PktState`]) lives for the walk and a run refreshes only headers and
+//! interfaces, and a run's effects are one test (7,636 -> 7,359 with the jump stack kept in
+//! the rule state and the rare loads apart); the statements fw4 seldom runs out of the rule
+//! loop, which loaded their tables on every run, and admission refusals counted by index (->
+//! 7,140); masquerade to one IPv4 address bound in the connection's compact tuples when the
+//! tuple as it is, the client's earlier mapping or its own port is free (-207), confirm
+//! comparing tuples in place and the packet's protocols read once a walk (-196); the rest in
+//! steps of 20 to 70: `run_chain` inlined into its one caller, header loads in the rule loop,
+//! the last next hop's MAC remembered, the default route without a hash, a new connection
+//! nothing bound NAT for skipping the NAT rewrites, the masquerade candidates' replies built
+//! inverted, the hooks a packet's chains may act on worked out once a walk, the parse used
+//! where it lies. Tried and no better (callgrind): an AND/OR filter per prefix length in front
+//! of each FIB hash (182 against 179: the miss was not the cost), the source-NAT index
+//! compared field by field in `confirm` before its other tuples were (+18),
+//! `Rewrite::is_empty` field by field alone (no change until the rewrite's own reads were
+//! bounds-checked once).
 
 use std::time::{Duration, Instant};
 

@@ -93,8 +93,13 @@ pub struct Rewrite {
 }
 
 impl Rewrite {
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        *self == Rewrite::default()
+        // field by field: comparing with a default `Rewrite` compared whole addresses
+        self.src_addr.is_none()
+            && self.dst_addr.is_none()
+            && self.src_port.is_none()
+            && self.dst_port.is_none()
     }
 
     /// Only the source part (what postrouting applies) or the destination part (prerouting).
@@ -256,17 +261,18 @@ impl Table {
         let (src, sport, dst, dport, proto) = (k.v4[3], k.ports[3], k.v4[2], k.ports[2], k.proto);
         let zone = c.zone;
         let port_ok = |p: u16| ports.is_none_or(|(lo, hi)| (lo..=hi).contains(&p));
-        let tuple = |s: [u8; 4], sp: u16| Tuple {
-            src: IpAddr::V4(s.into()),
-            dst: IpAddr::V4(dst.into()),
+        // the reply a candidate source would have (what `used` checks), built inverted
+        let reply = |s: [u8; 4], sp: u16| Tuple {
+            src: IpAddr::V4(dst.into()),
+            dst: IpAddr::V4(s.into()),
             proto,
-            sport: sp,
-            dport,
+            sport: dport,
+            dport: sp,
         };
         let mut pick = None;
         if src == addr && port_ok(sport) {
             // in range already (the router's own address): kept if free
-            if !self.used(&tuple(src, sport), zone, id) {
+            if !self.reply_used(reply(src, sport), zone, id) {
                 pick = Some((src, sport));
             }
         } else {
@@ -282,13 +288,13 @@ impl Table {
                 .filter(|e| !e.tuples.wide)
                 .map(|e| (e.tuples.v4[3], e.tuples.ports[3]));
             if let Some((ms, mp)) = mapped.filter(|&(ms, mp)| ms == addr && port_ok(mp)) {
-                if !self.used(&tuple(ms, mp), zone, id) {
+                if !self.reply_used(reply(ms, mp), zone, id) {
                     pick = Some((ms, mp));
                 }
             }
         }
         // `find_best_ips_proto` (one address), keeping the client's port if it fits
-        if pick.is_none() && port_ok(sport) && !self.used(&tuple(addr, sport), zone, id) {
+        if pick.is_none() && port_ok(sport) && !self.reply_used(reply(addr, sport), zone, id) {
             pick = Some((addr, sport));
         }
         let (ns, np) = pick?;
@@ -377,6 +383,12 @@ impl Table {
     /// confirmation of a new connection `me`, which enters it.
     fn used(&mut self, t: &Tuple, zone: Zone, me: ConnId) -> bool {
         let Some(r) = t.invert() else { return true };
+        self.reply_used(r, zone, me)
+    }
+
+    /// [`Self::used`] of the original whose reply is `r` (inverted already).
+    #[inline]
+    fn reply_used(&mut self, r: Tuple, zone: Zone, me: ConnId) -> bool {
         let h = self.key_hash(&r, zone);
         let used = self.taken_hashed(h, &r, zone, me);
         if !used && self.pending.id == Some(me) {
@@ -750,39 +762,44 @@ fn rewrite_v4_plain(frame: &mut [u8], meta: &PacketMeta, rw: &Rewrite) -> bool {
     if l3 + 20 > l4 || l4 + hdr_len > end {
         return false;
     }
+    // the IPv4 header's first 20 bytes and the transport header, each bounds-checked once
+    let (head, tail) = frame.split_at_mut(l4);
+    let Ok(ip) = <&mut [u8; 20]>::try_from(&mut head[l3..l3 + 20]) else {
+        return false;
+    };
+    let th = &mut tail[..hdr_len];
     let rd16 = |f: &[u8], at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
-    let rd32 = |f: &[u8], at: usize| u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
     // one's complement sums of what changes: ~old + new per 16-bit word
     let mut ip_acc: u64 = 0;
-    for (at, new) in [(l3 + 12, src), (l3 + 16, dst)] {
+    for (at, new) in [(12, src), (16, dst)] {
         if let Some(n) = new {
-            let o = rd32(frame, at);
+            let o = u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
             ip_acc += u64::from(!(o >> 16) & 0xffff) + u64::from(!o & 0xffff);
             ip_acc += u64::from(n >> 16) + u64::from(n & 0xffff);
-            frame[at..at + 4].copy_from_slice(&n.to_be_bytes());
+            ip[at..at + 4].copy_from_slice(&n.to_be_bytes());
         }
     }
     let mut l4_acc = ip_acc;
-    for (at, new) in [(l4, rw.src_port), (l4 + 2, rw.dst_port)] {
+    for (at, new) in [(0, rw.src_port), (2, rw.dst_port)] {
         if let Some(n) = new {
-            l4_acc += u64::from(!rd16(frame, at)) + u64::from(n);
-            frame[at..at + 2].copy_from_slice(&n.to_be_bytes());
+            l4_acc += u64::from(!rd16(th, at)) + u64::from(n);
+            th[at..at + 2].copy_from_slice(&n.to_be_bytes());
         }
     }
     if ip_acc != 0 {
-        let hc = rd16(frame, l3 + 10);
+        let hc = rd16(ip, 10);
         let v = !checksum::fold(u64::from(!hc) + ip_acc);
-        frame[l3 + 10..l3 + 12].copy_from_slice(&v.to_be_bytes());
+        ip[10..12].copy_from_slice(&v.to_be_bytes());
     }
-    let c = l4 + csum_at;
-    let old = rd16(frame, c);
+    let c = csum_at;
+    let old = rd16(th, c);
     // a zero UDP checksum over IPv4 means none: it stays zero
     if !(udp && old == 0) && l4_acc != 0 {
         let mut v = !checksum::fold(u64::from(!old) + l4_acc);
         if udp && v == 0 {
             v = 0xffff;
         }
-        frame[c..c + 2].copy_from_slice(&v.to_be_bytes());
+        th[c..c + 2].copy_from_slice(&v.to_be_bytes());
     }
     true
 }

@@ -1168,6 +1168,14 @@ impl Table {
         }
     }
 
+    /// Whether `id` is the connection the last [`Table::process_frame`] made and nothing
+    /// has confirmed yet: its first packet is on its walk, and only what binds NAT on that
+    /// walk gives it any. (False once another packet made a connection since: a caller
+    /// that skips work on `true` loses nothing then.)
+    pub fn is_new(&self, id: ConnId) -> bool {
+        self.pending.id == Some(id)
+    }
+
     /// Enters an unconfirmed connection in the table once its first packet has passed every
     /// hook (`nf_conntrack_confirm`). If no source NAT was bound and the reply tuple is taken,
     /// a null binding moves the source port, as the kernel's NAT does at postrouting. `Clash`

@@ -43,6 +43,11 @@ struct Table<const BITS: usize> {
     by_len: Vec<HashMap<u128, RouteKind>>,
     /// Populated lengths, longest first.
     lens: Vec<u8>,
+    /// `masks[len]`: [`Self::mask`] of each length, computed once.
+    masks: Vec<u128>,
+    /// The default route (`by_len[0]`'s one entry), read without hashing: most routed
+    /// packets of a router take it.
+    default: Option<RouteKind>,
 }
 
 impl<const BITS: usize> Table<BITS> {
@@ -50,6 +55,8 @@ impl<const BITS: usize> Table<BITS> {
         Table {
             by_len: (0..=BITS).map(|_| HashMap::default()).collect(),
             lens: vec![],
+            masks: (0..=BITS).map(|l| Self::mask(l as u8)).collect(),
+            default: None,
         }
     }
 
@@ -69,6 +76,7 @@ impl<const BITS: usize> Table<BITS> {
     fn insert(&mut self, addr: u128, len: u8, kind: RouteKind) -> Option<RouteKind> {
         let key = addr & Self::mask(len);
         let old = self.by_len[len as usize].insert(key, kind);
+        self.default = self.by_len[0].get(&0).cloned();
         if !self.lens.contains(&len) {
             self.lens.push(len);
             self.lens.sort_unstable_by(|a, b| b.cmp(a));
@@ -79,6 +87,7 @@ impl<const BITS: usize> Table<BITS> {
     fn remove(&mut self, addr: u128, len: u8) -> Option<RouteKind> {
         let key = addr & Self::mask(len);
         let old = self.by_len[len as usize].remove(&key);
+        self.default = self.by_len[0].get(&0).cloned();
         if self.by_len[len as usize].is_empty() {
             self.lens.retain(|l| *l != len);
         }
@@ -87,7 +96,12 @@ impl<const BITS: usize> Table<BITS> {
 
     fn lookup(&self, addr: u128) -> Option<(&RouteKind, u8)> {
         for &len in &self.lens {
-            if let Some(r) = self.by_len[len as usize].get(&(addr & Self::mask(len))) {
+            if len == 0 {
+                // the last length (longest first)
+                return self.default.as_ref().map(|r| (r, 0));
+            }
+            let mask = self.masks.get(len as usize).copied().unwrap_or(0);
+            if let Some(r) = self.by_len[len as usize].get(&(addr & mask)) {
                 return Some((r, len));
             }
         }

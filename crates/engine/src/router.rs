@@ -398,6 +398,15 @@ struct Walk {
     /// once for the hooks and chains it passes; `None` after something re-parsed the
     /// packet (NAT beyond addresses and ports, a mangled packet, reassembly).
     protos: Option<(u8, u8)>,
+    /// [`Walk::view`] has the packet's header offsets, protocols and length (reset with
+    /// [`Walk::protos`], where the packet is re-parsed).
+    view_headers: bool,
+    /// The walk's connection is new ([`Table::is_new`]) and nothing on the walk bound NAT
+    /// for it: it has none, and the NAT rewrites have nothing to do.
+    nat_free: bool,
+    /// [`Router::live_hooks`] of the packet (`None`: not worked out, or reset with
+    /// [`Walk::protos`]).
+    live_hooks: Option<u8>,
     /// `ct zone set` before conntrack: the zone the connection is looked up in.
     zone: u16,
     /// The route's next hop, once routed (`rt nexthop`).
@@ -531,6 +540,10 @@ pub struct Router {
     cookie_key: crate::synproxy::CookieKey,
     /// When conntrack's time-driven GC last ran (`None`: not yet).
     ct_gc_last: Option<Duration>,
+    /// The next hop a routed packet last went to and its MAC, as the topology has it (the
+    /// slow path's new connections mostly leave for one gateway: a compare, not a map
+    /// look-up); forgotten when a neighbour changes.
+    last_neighbour: Option<(usize, IpAddr, Mac)>,
 }
 
 /// A routed frame, link header written but for the destination MAC, waiting for the kernel to
@@ -628,6 +641,7 @@ impl Router {
             held: vec![],
             cookie_key: crate::synproxy::CookieKey::default(),
             ct_gc_last: None,
+            last_neighbour: None,
         }
     }
 
@@ -967,9 +981,10 @@ impl Router {
             Some(c) => c.add(data.len()),
             None => return self.counters.drop(Drop::NoInterface),
         }
-        // (one PacketMeta for the whole walk, parsed in place: each move of it is a copy of
-        // some 250 bytes)
-        let mut meta = match parse_frame(&data) {
+        // (one PacketMeta for the whole walk, used where the parse left it: each move of it
+        // is a copy of some 250 bytes, taking it out of the `Result` one too)
+        let mut parsed = parse_frame(&data);
+        let meta = match &mut parsed {
             Ok(m) => m,
             Err(e) => {
                 self.counters.parse[e.index()] += 1;
@@ -1023,7 +1038,7 @@ impl Router {
             data.copy_within(0..12, s);
             data[s + 12..s + 14].copy_from_slice(&ethertype.to_be_bytes());
             match parse_frame(&data[s..]) {
-                Ok(m) => meta = m,
+                Ok(m) => *meta = m,
                 Err(e) => {
                     self.counters.parse[e.index()] += 1;
                     return;
@@ -1044,6 +1059,9 @@ impl Router {
             oif: None,
             view: rules::PktState::default(),
             protos: None,
+            view_headers: false,
+            nat_free: false,
+            live_hooks: None,
             v6: meta.ip_version == Some(IpVersion::Ipv6),
             zone: 0,
             nexthop: None,
@@ -1067,7 +1085,7 @@ impl Router {
             i32::MAX,
             &mut w,
             &mut data[start..],
-            &mut meta,
+            meta,
             now,
             out,
         ) {
@@ -1102,7 +1120,7 @@ impl Router {
                     let mut f = Vec::with_capacity(14 + l3.len());
                     f.extend_from_slice(data.get(start..start + 14).unwrap_or(&[0; 14]));
                     f.extend_from_slice(&l3);
-                    meta = match parse_frame(&f) {
+                    *meta = match parse_frame(&f) {
                         Ok(m) => m,
                         Err(e) => {
                             self.counters.parse[e.index()] += 1;
@@ -1112,12 +1130,14 @@ impl Router {
                     data = f;
                     start = 0;
                     w.protos = None;
+                    w.live_hooks = None;
+                    w.view_headers = false;
                     w.frags = Some((pieces, max_size, id, df));
                     self.counters.reassembled += 1;
                 }
             }
         }
-        let fate = self.walk(&mut w, &mut data[start..], &mut meta, now, out);
+        let fate = self.walk(&mut w, &mut data[start..], meta, now, out);
         if let Some((id, dir)) = w.conn {
             self.offload.tracked(&self.ct, id);
             if let Ok(Fate::Tx { .. }) = fate {
@@ -1259,6 +1279,7 @@ impl Router {
                 Outcome::Tracked { id, dir, state } => {
                     w.conn = Some((id, dir));
                     w.state = state;
+                    w.nat_free = self.ct.is_new(id);
                 }
                 Outcome::Invalid(why) => {
                     w.state = CtState::Invalid;
@@ -1438,8 +1459,15 @@ impl Router {
             Some(m) => m,
             None => {
                 let next = nh.via.or(meta.dst_addr).ok_or(Drop::NoNeighbour)?;
-                match self.topo.neighbours.get(&(oif, next)) {
-                    Some(m) => *m,
+                let found = match self.last_neighbour {
+                    Some((o, n, m)) if o == oif && n == next => Some(m),
+                    _ => self.topo.neighbours.get(&(oif, next)).copied(),
+                };
+                match found {
+                    Some(m) => {
+                        self.last_neighbour = Some((oif, next, m));
+                        m
+                    }
                     None if self.cfg.resolve_neighbours => {
                         if self.unresolved.len() < UNRESOLVED_MAX
                             && !self.unresolved.contains(&(oif, next))
@@ -1481,6 +1509,9 @@ impl Router {
         let Some((id, dir)) = w.conn else {
             return Ok(());
         };
+        if w.nat_free {
+            return Ok(());
+        }
         let Some(part) = self.ct.rewrite_part(id, dir, manip) else {
             return Ok(());
         };
@@ -1503,6 +1534,8 @@ impl Router {
             _ => {
                 *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
                 w.protos = None;
+                w.live_hooks = None;
+                w.view_headers = false;
             }
         }
         self.counters.nat_packets += 1;
@@ -1536,12 +1569,8 @@ impl Router {
         out: &mut Vec<TxFrame>,
     ) -> Result<(), Drop> {
         let h = hook as usize;
-        if self.hooks.families[h] & HookIndex::packet_families(hook, w.v6) == 0 {
-            return Ok(());
-        }
-        // no chain of the hook acts on this protocol (a trace shows every run)
-        let (nfproto, l4proto) = w.protocols(meta);
-        if !self.hooks.live[h].runs(nfproto, l4proto) && !self.cfg.trace {
+        // no chain of the hook is for the packet's family, or acts on its protocol
+        if self.live_hooks(w, meta) & 1 << h == 0 {
             return Ok(());
         }
         let (first, end) = self.hooks.range[h];
@@ -1555,6 +1584,35 @@ impl Router {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Bit `1 << hook` for each hook with a chain for the packet's family that may act on
+    /// its protocols ([`HookIndex`]; every chain of its family when tracing, as a trace
+    /// shows every run): worked out once for the walk's hooks, and again after a re-parse.
+    #[inline(always)]
+    fn live_hooks(&self, w: &mut Walk, meta: &PacketMeta) -> u8 {
+        if let Some(m) = w.live_hooks {
+            return m;
+        }
+        let (nfproto, l4proto) = w.protocols(meta);
+        let mut m = 0u8;
+        for hook in [
+            Hook::Ingress,
+            Hook::Prerouting,
+            Hook::Input,
+            Hook::Forward,
+            Hook::Output,
+            Hook::Postrouting,
+        ] {
+            let h = hook as usize;
+            if self.hooks.families[h] & HookIndex::packet_families(hook, w.v6) != 0
+                && (self.cfg.trace || self.hooks.live[h].runs(nfproto, l4proto))
+            {
+                m |= 1 << h;
+            }
+        }
+        w.live_hooks = Some(m);
+        m
     }
 
     /// [`Self::hook`] from the first chain in range, `i`, to the last: which chains run.
@@ -1599,11 +1657,14 @@ impl Router {
                 if w.local {
                     continue;
                 }
-                // NAT chains see a connection's first packet only, until one binds
+                // NAT chains see a connection's first packet only, until one binds (a new
+                // connection nothing bound for yet is such, without a look at it)
                 let Some((id, _)) = w.conn else { continue };
-                let Some(c) = self.ct.get(id) else { continue };
-                if c.is_confirmed() || c.status().contains(manip_done(hook_manip(hook))) {
-                    continue;
+                if !w.nat_free {
+                    let Some(c) = self.ct.get(id) else { continue };
+                    if c.is_confirmed() || c.status().contains(manip_done(hook_manip(hook))) {
+                        continue;
+                    }
                 }
             }
             // no rule of the chain can act on this protocol: the run would only apply the
@@ -1640,8 +1701,9 @@ impl Router {
     /// router for the run; what the run changed stays in the view, and the rare rest (ct
     /// fields set, statements handed over) is carried out apart ([`Self::chain_effects`],
     /// [`Self::chain_actions`]).
+    /// (Inlined into [`Self::run_hook`], its one caller: a call of eight arguments a run.)
     #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
+    #[inline(always)]
     fn run_chain(
         &mut self,
         bi: usize,
@@ -1660,7 +1722,10 @@ impl Router {
         }
         let mut trace_lines: Vec<TraceLine> = vec![];
         let v = &mut w.view;
-        v.set_headers(meta);
+        if !w.view_headers {
+            v.set_headers(meta);
+            w.view_headers = true;
+        }
         (v.iif, v.iifname) = if w.local {
             (0, 0)
         } else {
@@ -1785,6 +1850,8 @@ impl Router {
         if upd.mangled {
             *meta = parse_frame(buf).map_err(|_| Drop::RewriteFailed)?;
             w.protos = None;
+            w.live_hooks = None;
+            w.view_headers = false;
         }
         let ct_set = upd.ct_mark.is_some() || upd.ct_label.is_some() || upd.ct_helper.is_some();
         if let Some((id, _)) = w.conn.filter(|_| ct_set) {
@@ -1850,6 +1917,7 @@ impl Router {
             self.synproxy_answer(w, buf, meta, &spec, now, out)?;
         }
         if let Some(req) = self.act.nat.take() {
+            w.nat_free = false;
             self.bind_nat(w, &req)?;
         }
         Ok(())
@@ -2792,6 +2860,7 @@ impl Router {
     /// A neighbour learnt (`Some(mac)`) or gone (`None`) on interface `iface`. A changed or
     /// removed MAC re-routes the offloaded flows at the next burst.
     pub fn set_neighbour(&mut self, iface: usize, ip: IpAddr, mac: Option<Mac>) {
+        self.last_neighbour = None;
         let old = match mac {
             Some(m) => self.topo.neighbours.insert((iface, ip), m),
             None => self.topo.neighbours.remove(&(iface, ip)),
@@ -3093,6 +3162,9 @@ mod tests {
             oif: None,
             view: rules::PktState::default(),
             protos: None,
+            view_headers: false,
+            nat_free: false,
+            live_hooks: None,
             v6: false,
             zone: 0,
             nexthop: None,
@@ -3291,6 +3363,9 @@ impl Walk {
             oif: Some(oif),
             view: rules::PktState::default(),
             protos: None,
+            view_headers: false,
+            nat_free: false,
+            live_hooks: None,
             v6: w.v6,
             zone: w.zone,
             nexthop,

@@ -2781,7 +2781,7 @@ impl Pkt<'_> {
     /// here, small enough to sit in the rule loop's own load; the rest, some of them large
     /// (hashes, FIB, tunnels), in [`Self::load_other`], whose register saves the common
     /// loads then skip.
-    #[inline]
+    #[inline(always)]
     pub fn load(&self, l: &Load) -> Option<u128> {
         match l {
             Load::Payload {
@@ -3214,6 +3214,17 @@ fn fib_type(env: &dyn Env, addr: u128, v6: bool, dev: Option<u32>) -> u32 {
         return rtn::BROADCAST;
     }
     rtn::UNICAST
+}
+
+/// [`load_st`] for the rule loop: the loads of headers and of most meta keys are the
+/// packet's alone and are read here, without the call that checks for rule state first.
+#[inline(always)]
+fn load_rule(st: &mut State, pkt: &Pkt, l: &Load) -> Option<u128> {
+    match l {
+        Load::Payload { .. } => pkt.load(l),
+        Load::Meta(k) if *k != MetaK::Random => pkt.load(l),
+        _ => load_st(st, pkt, l),
+    }
 }
 
 /// Loads, with those that change rule state (`numgen`, `meta random`).
@@ -3649,13 +3660,13 @@ fn run_chain(
                         let ok = match m.test {
                             Test::InSet(s) => match m.loads.as_slice() {
                                 // one key: no key buffer
-                                [l] => load_st(st, pkt, l)
+                                [l] => load_rule(st, pkt, l)
                                     .map(|v| st.set_lookup(rs, s, &[v], now_ns).is_some()),
                                 loads => key(st, pkt, loads, keybuf)
                                     .then(|| st.set_lookup(rs, s, keybuf, now_ns).is_some()),
                             },
                             _ => match m.loads.as_slice() {
-                                [l] => load_st(st, pkt, l).map(|v| test(v, &m.test)),
+                                [l] => load_rule(st, pkt, l).map(|v| test(v, &m.test)),
                                 _ => None,
                             },
                         };
@@ -3669,8 +3680,8 @@ fn run_chain(
                         break;
                     }
                     Op::VmapConst { key, elems } => {
-                        let found =
-                            load_st(st, pkt, key).and_then(|v| elems.iter().find(|(k, _)| *k == v));
+                        let found = load_rule(st, pkt, key)
+                            .and_then(|v| elems.iter().find(|(k, _)| *k == v));
                         match found {
                             Some((_, v)) => {
                                 verdict = Some(v.clone());

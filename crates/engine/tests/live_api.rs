@@ -134,6 +134,20 @@ fn neighbour_change_reaches_offloaded_flows() {
     assert_eq!(r.report(secs(5)).fast_path_packets, 1);
 }
 
+/// The slow path remembers the MAC of the next hop it last sent to: a neighbour that
+/// changes reaches the next new connection all the same.
+#[test]
+fn neighbour_change_reaches_new_connections() {
+    let mut r = router();
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 53, 64, b"q1"), secs(1));
+    assert_eq!(&out[0..6], &GW_MAC);
+    let new_mac = [2, 0, 0, 0, 2, 0xee];
+    r.set_neighbour(WAN, "198.18.0.1".parse().unwrap(), Some(new_mac));
+    let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5001, 53, 64, b"q2"), secs(2));
+    assert_eq!(&out[0..6], &new_mac);
+    assert_eq!(r.report(secs(2)).slow_path_packets, 2);
+}
+
 #[test]
 fn route_and_address_replacement() {
     let mut r = router();
