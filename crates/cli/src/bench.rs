@@ -6,12 +6,12 @@
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
 //!
 //! Instructions per fast-path packet: `scripts/callgrind-fastpath` (or the command `bench
-//! --fast-only` prints); with 100,000 flows, 487 per packet (565 at the start of this round):
+//! --fast-only` prints); with 100,000 flows, 485 per packet (565 at the start of this round):
 //! the flowtable's `process_burst` 400, one call a burst (the first stage's parse and hash
 //! about 112, the index touch 10, the look-up 62, the rest of a hit 212: the flow's line,
 //! its checks and the loop with each frame's results about 97, the rewrite with counting
-//! and refresh about 115), the router's `process_slots` 24 and the offload wrapper 13
-//! (with timers about 6 more), the refill and this loop 43. The data cache per packet
+//! and refresh about 115), the router's `process_slots` with the offload wrapper 36 (with
+//! timers about 6 more), the refill and this loop 43. The data cache per packet
 //! (`CACHE=1`): 133 reads, 53 writes, 3.6 L1 misses, no last-level miss (148, 63, 3.7 at
 //! 565). Measured step by step this round: the parse writing its record in place (a
 //! record returned by value went through a copy on the stack), the IPv4 header checksum as
@@ -25,7 +25,8 @@
 //! full look-up): 515 -> 508; the record's protocol and family as bytes of their own, the
 //! trace's flow noted only when tracing, an IPv4 frame's rewrite as one slice with the
 //! link, IP and transport headers at fixed offsets: 508 -> 486; the key's ports word as
-//! one load: 484; main's GSO state in the slot (cleared at refill) merged: 487. It was 600
+//! one load: 484; main's GSO state in the slot (cleared at refill) merged: 487; the offload
+//! wrapper's run of one port as a plain loop (its count in a register): 485. It was 600
 //! while the router walked a burst forwarded whole frame by frame, the offload wrapper
 //! filled a result per frame after the burst and every check of a hit was its own test;
 //! 661 while the parse produced a 112-byte struct with the whole 40-byte key, the header
