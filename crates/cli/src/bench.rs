@@ -6,12 +6,12 @@
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
 //!
 //! Instructions per fast-path packet: `scripts/callgrind-fastpath` (or the command `bench
-//! --fast-only` prints); with 100,000 flows, 487 per packet (565 at the start of this round):
+//! --fast-only` prints); with 100,000 flows, 485 per packet (565 at the start of this round):
 //! the flowtable's `process_burst` 400, one call a burst (the first stage's parse and hash
 //! about 112, the index touch 10, the look-up 62, the rest of a hit 212: the flow's line,
 //! its checks and the loop with each frame's results about 97, the rewrite with counting
-//! and refresh about 115), the router's `process_slots` 24 and the offload wrapper 13
-//! (with timers about 6 more), the refill and this loop 43. The data cache per packet
+//! and refresh about 115), the router's `process_slots` with the offload wrapper 36 (with
+//! timers about 6 more), the refill and this loop 43. The data cache per packet
 //! (`CACHE=1`): 133 reads, 53 writes, 3.6 L1 misses, no last-level miss (148, 63, 3.7 at
 //! 565). Measured step by step this round: the parse writing its record in place (a
 //! record returned by value went through a copy on the stack), the IPv4 header checksum as
@@ -25,7 +25,8 @@
 //! full look-up): 515 -> 508; the record's protocol and family as bytes of their own, the
 //! trace's flow noted only when tracing, an IPv4 frame's rewrite as one slice with the
 //! link, IP and transport headers at fixed offsets: 508 -> 486; the key's ports word as
-//! one load: 484; main's GSO state in the slot (cleared at refill) merged: 487. It was 600
+//! one load: 484; main's GSO state in the slot (cleared at refill) merged: 487; the offload
+//! wrapper's run of one port as a plain loop (its count in a register): 485. It was 600
 //! while the router walked a burst forwarded whole frame by frame, the offload wrapper
 //! filled a result per frame after the burst and every check of a hit was its own test;
 //! 661 while the parse produced a 112-byte struct with the whole 40-byte key, the header
@@ -50,13 +51,13 @@
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
-//! 20,000 flows, 6,146 (6,154 with main's GSO handling merged; 7,636 at the start of this
-//! round): the two chain runs (`forward`, `srcnat`) 2,646 (3,747): rule evaluation 1,071
-//! (1,385), the masquerade binding 566 (894), the rest of what the runs hand over 198 (299),
-//! the packet view, the hand-over and the hooks' chain loop 811 (1,169); confirm 469 (558),
-//! the NAT rewrite 454 (537), conntrack's lookup and new entry 407, parse 424 (and 64 more
+//! 20,000 flows, 6,084, 6,082 with main merged (7,636 at the start of this round): the two
+//! chain runs (`forward`, `srcnat`) 2,598 (3,747): rule evaluation 1,023 (1,385), the
+//! masquerade binding 566 (894), the rest of what the runs hand over 198 (299), the packet
+//! view, the hand-over and the hooks' chain loop 811 (1,169); confirm 469 (558), the NAT
+//! rewrite 454 (537), conntrack's lookup and new entry 407, parse 402 (424, and 64 more
 //! copying its result, now gone), the route 137 (179), the rest (hook dispatch, link layer,
-//! counters, transmit, this loop) about 1,610 (1,780). What took it there: the rule view
+//! counters, transmit, this loop) about 1,620 (1,780). What took it there: the rule view
 //! ([`nft_engine::rules::PktState`]) lives for the walk and a run refreshes only headers and
 //! interfaces, and a run's effects are one test (7,636 -> 7,359 with the jump stack kept in
 //! the rule state and the rare loads apart); the statements fw4 seldom runs out of the rule
@@ -64,15 +65,16 @@
 //! 7,140); masquerade to one IPv4 address bound in the connection's compact tuples when the
 //! tuple as it is, the client's earlier mapping or its own port is free (-207), confirm
 //! comparing tuples in place and the packet's protocols read once a walk (-196); the rest in
-//! steps of 20 to 70: `run_chain` inlined into its one caller, header loads in the rule loop,
-//! the last next hop's MAC remembered, the default route without a hash, a new connection
-//! nothing bound NAT for skipping the NAT rewrites, the masquerade candidates' replies built
-//! inverted, the hooks a packet's chains may act on worked out once a walk, the parse used
-//! where it lies. Tried and no better (callgrind): an AND/OR filter per prefix length in front
-//! of each FIB hash (182 against 179: the miss was not the cost), the source-NAT index
-//! compared field by field in `confirm` before its other tuples were (+18),
-//! `Rewrite::is_empty` field by field alone (no change until the rewrite's own reads were
-//! bounds-checked once).
+//! steps of 20 to 70: `run_chain` inlined into its one caller, header, meta and `ct state`
+//! loads in the rule loop, the last next hop's MAC remembered, the default route without a
+//! hash, a new connection nothing bound NAT for skipping the NAT rewrites, the masquerade
+//! candidates' replies built inverted, the hooks a packet's chains may act on worked out once
+//! a walk, the parse used where it lies, an option-less IPv4 header's checksum summed unrolled
+//! (main's GSO handling, merged on the way, cost 8). Tried and no better (callgrind): an
+//! AND/OR filter per prefix length in front of each FIB hash (182 against 179: the miss was
+//! not the cost), the source-NAT index compared field by field in `confirm` before its other
+//! tuples were (+18), `Rewrite::is_empty` field by field alone (no change until the rewrite's
+//! own reads were bounds-checked once).
 
 use std::time::{Duration, Instant};
 

@@ -473,17 +473,18 @@ impl Offload {
             while i < slots.len() {
                 // the port's table is looked up when the port changes (a burst from one
                 // port is one run, one look-up)
-                let mut last = None;
-                let run = slots[i..]
-                    .iter()
-                    .take_while(|s| {
-                        last == Some(s.port)
-                            || (table_of(s.port) == Some(t) && {
-                                last = Some(s.port);
-                                true
-                            })
-                    })
-                    .count();
+                // (a plain loop over a slice: the count stays in a register)
+                let mut last = u32::MAX;
+                let mut run = 0;
+                for s in &slots[i..] {
+                    if u32::from(s.port) != last {
+                        if table_of(s.port) != Some(t) {
+                            break;
+                        }
+                        last = u32::from(s.port);
+                    }
+                    run += 1;
+                }
                 if run == 0 {
                     i += 1;
                     continue;

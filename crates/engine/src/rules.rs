@@ -2806,6 +2806,14 @@ impl Pkt<'_> {
                 MetaK::Mark => Some(self.mark as u128),
                 _ => self.load_other(l),
             },
+            // `ct state` (fw4's vmap on every packet): read from the connection, untracked 64
+            Load::Ct {
+                key: CtK::State,
+                reply,
+            } => Some(match self.conn {
+                Some(ct) => ct.ct_get(CtK::State, *reply),
+                None => 64,
+            }),
             _ => self.load_other(l),
         }
     }
@@ -3223,6 +3231,7 @@ fn load_rule(st: &mut State, pkt: &Pkt, l: &Load) -> Option<u128> {
     match l {
         Load::Payload { .. } => pkt.load(l),
         Load::Meta(k) if *k != MetaK::Random => pkt.load(l),
+        Load::Ct { .. } => pkt.load(l),
         _ => load_st(st, pkt, l),
     }
 }
