@@ -883,9 +883,8 @@ fn live_router_af_packet_gro_aggregates() {
     }
     let mut lab = Lab::new("gr", true);
     let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
-    // (Lab turned TSO, GSO and GRO off everywhere.) The WAN takes super-packets (TSO on): an
-    // egress without TSO or GSO drops them, since `run` sends with `PACKET_QDISC_BYPASS`,
-    // past the software segmentation (`__dev_direct_xmit`), with ENOBUFS
+    // (Lab turned TSO, GSO and GRO off everywhere.) The WAN takes super-packets (TSO on);
+    // without, see `live_router_af_packet_gro_to_wan_without_tso`
     must(&[
         "ip", "netns", "exec", &r, "ethtool", "-K", "lan", "gro", "on",
     ]);
@@ -948,5 +947,85 @@ fn live_router_af_packet_gro_aggregates() {
         ct.lines()
             .any(|l| l.contains("dport=5001") && l.contains("dst=198.18.2.1")),
         "{ct}"
+    );
+}
+
+/// The same with TSO and GSO off at the router's WAN (as on many NICs, or PPPoE): the
+/// aggregates received whole on the LAN leave through the second socket that takes the qdisc
+/// path, where the kernel segments them (the bypass path would drop each one with ENOBUFS and
+/// the transfer would stall: the sender gets a time limit). 100 MB through masquerade with its
+/// SHA-256 checked; `stats` counts aggregates received whole and no back-pressure loss beyond
+/// noise.
+#[test]
+fn live_router_af_packet_gro_to_wan_without_tso() {
+    if !is_root() || !have("python3") || !have("ping") || !have("timeout") {
+        eprintln!("SKIPPED (needs root, python3, ping and timeout)");
+        return;
+    }
+    let mut lab = Lab::new("gw", true);
+    let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
+    // (Lab turned TSO, GSO and GRO off everywhere: the WAN stays so.)
+    must(&[
+        "ip", "netns", "exec", &r, "ethtool", "-K", "lan", "gro", "on",
+    ]);
+    let features = must(&["ip", "netns", "exec", &r, "ethtool", "-k", "wan"]);
+    for f in [
+        "tcp-segmentation-offload: off",
+        "generic-segmentation-offload: off",
+    ] {
+        assert!(features.contains(f), "{features}");
+    }
+    let rules = PathBuf::from(LIVE).join("rules.nft");
+    lab.start_router_with(&rules, &["--io", "af_packet"]);
+    let _ = ping(&lab, "198.18.2.2", "2");
+    let o = ping(&lab, "198.18.2.2", "2");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let rx = lab.listen(&s, &[&py("xfer.py"), "recv", "198.18.2.2", "5001"]);
+    let o = lab.exec(
+        &c,
+        &[
+            "timeout",
+            "120",
+            "python3",
+            &py("xfer.py"),
+            "send",
+            "198.18.2.2",
+            "5001",
+            "100000000",
+        ],
+    );
+    let sent = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let got = lab.finish(rx);
+    let st = lab.stats();
+    assert!(
+        o.status.success(),
+        "sender (120 s limit): {} {st:#}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(sent.starts_with("100000000 "), "{sent}");
+    assert_eq!(sent, got);
+    std::thread::sleep(Duration::from_millis(400));
+    let st = lab.stats();
+    let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
+    let (lan, wan) = (0, 1);
+    assert_eq!(st["interfaces"][lan]["name"], "lan", "{st:#}");
+    let backpressure = st["drops"]["tx_backpressure"].as_u64().unwrap_or(0);
+    eprintln!(
+        "lan: {} frames, {} GRO aggregates; wan: {} frames, {} GSO sent; tx_backpressure {}",
+        n(lan, "rx_packets"),
+        n(lan, "rx_gso"),
+        n(wan, "tx_packets"),
+        n(wan, "tx_gso"),
+        backpressure
+    );
+    assert!(n(lan, "rx_gso") > 0, "aggregates received whole: {st:#}");
+    assert!(n(wan, "tx_gso") > 0, "aggregates sent whole: {st:#}");
+    assert!(
+        backpressure * 100 <= n(lan, "rx_packets"),
+        "back-pressure loss: {st:#}"
+    );
+    assert!(
+        st["drops"].get("gso_unsupported").is_none() && st["drops"].get("mtu_exceeded").is_none(),
+        "{st:#}"
     );
 }

@@ -296,6 +296,12 @@ pub struct AfPacket {
     scratch: Vec<u8>,
     /// `PACKET_VNET_HDR` is on: frames in and out carry a [`VnetHdr`].
     vnet: bool,
+    /// With `vnet_hdr` and `qdisc_bypass`: a second socket on the interface, without the bypass
+    /// (and without a ring: it only sends), for GSO frames. The bypass path
+    /// (`__dev_direct_xmit`) drops a GSO skb the device cannot take whole (TSO/GSO off:
+    /// `validate_xmit_skb_list` segments it into a list, and the direct path refuses a list);
+    /// `dev_queue_xmit` segments it in software as the kernel's forward path does.
+    gso_fd: Option<OwnedFd>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -389,6 +395,29 @@ impl AfPacket {
             let arg: u32 = u32::from(fanout.group) | (fanout.mode.type_flags() << 16);
             sys::setsockopt(&fd, libc::PACKET_FANOUT, &arg, "setsockopt(PACKET_FANOUT)")?;
         }
+        let gso_fd = if config.vnet_hdr && config.qdisc_bypass {
+            let g = sys::socket_packet()?;
+            sys::setsockopt(
+                &g,
+                libc::PACKET_VNET_HDR,
+                &1 as &libc::c_int,
+                "setsockopt(PACKET_VNET_HDR)",
+            )?;
+            if let Some(bytes) = config.sndbuf {
+                sys::setsockopt_level(
+                    &g,
+                    libc::SOL_SOCKET,
+                    SO_SNDBUFFORCE,
+                    &(bytes.min(i32::MAX as u32) as libc::c_int),
+                    "setsockopt(SO_SNDBUFFORCE)",
+                )?;
+            }
+            // Protocol 0: bound for sending only, it never receives (no frames to drain).
+            sys::bind_packet_proto(&g, ifindex, 0)?;
+            Some(g)
+        } else {
+            None
+        };
         Ok(AfPacket {
             ring,
             fd,
@@ -398,6 +427,7 @@ impl AfPacket {
             stats: AfPacketStats::default(),
             scratch: Vec::new(),
             vnet: config.vnet_hdr,
+            gso_fd,
         })
     }
 
@@ -513,10 +543,28 @@ impl AfPacket {
     /// `frames[i]`; a frame past `hdrs.len()` gets an empty one) when the socket has
     /// [`AfPacketConfig::vnet_hdr`]; without it `hdrs` is ignored. A GSO frame leaves whole:
     /// the kernel segments it if the device cannot (veth passes it to its peer as it is).
+    /// With [`AfPacketConfig::qdisc_bypass`] GSO frames go through a second socket that takes
+    /// the qdisc path (where the kernel can segment them); each run of GSO or plain frames is
+    /// sent in turn, so the frames leave in the order given.
     pub fn tx_burst_vnet(&mut self, frames: &[&[u8]], hdrs: &[VnetHdr]) -> usize {
+        let is_gso = |i: usize| hdrs.get(i).is_some_and(|h| h.is_gso());
         let mut taken = 0;
         while taken < frames.len() {
-            let end = frames.len().min(taken + TX_BATCH);
+            let mut end = frames.len().min(taken + TX_BATCH);
+            let fd = match &self.gso_fd {
+                Some(g) if self.vnet => {
+                    let gso = is_gso(taken);
+                    if let Some(k) = (taken + 1..end).find(|&i| is_gso(i) != gso) {
+                        end = k;
+                    }
+                    if gso {
+                        g
+                    } else {
+                        &self.fd
+                    }
+                }
+                _ => &self.fd,
+            };
             let chunk = &frames[taken..end];
             let mut vh = [[0u8; VnetHdr::LEN]; TX_BATCH];
             let vnet = if self.vnet {
@@ -529,7 +577,7 @@ impl AfPacket {
             } else {
                 None
             };
-            match sys::sendmmsg(&self.fd, chunk, vnet) {
+            match sys::sendmmsg(fd, chunk, vnet) {
                 Ok(sent) => {
                     self.stats.tx_packets += sent as u64;
                     if self.vnet {
@@ -861,9 +909,18 @@ mod sys {
     }
 
     pub(super) fn bind_packet(fd: &OwnedFd, ifindex: u32) -> Result<(), AfPacketError> {
+        bind_packet_proto(fd, ifindex, libc::ETH_P_ALL as u16)
+    }
+
+    /// Binds to `ifindex` receiving `protocol` (host order; 0: nothing).
+    pub(super) fn bind_packet_proto(
+        fd: &OwnedFd,
+        ifindex: u32,
+        protocol: u16,
+    ) -> Result<(), AfPacketError> {
         let addr = libc::sockaddr_ll {
             sll_family: libc::AF_PACKET as libc::c_ushort,
-            sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
+            sll_protocol: protocol.to_be(),
             sll_ifindex: ifindex as libc::c_int,
             sll_hatype: 0,
             sll_pkttype: 0,
