@@ -445,3 +445,83 @@ fn a_gso_super_packet_crosses_whole_with_its_vnet_header() {
     assert_eq!(router.stats().unwrap().tx_gso, 1);
     assert_eq!(peer.stats().unwrap().rx_gso, 1);
 }
+
+/// The same with TSO and GSO off on the sending veth: the qdisc-bypass path would drop the
+/// super-packet (ENOBUFS), so it leaves through the socket without the bypass and the kernel
+/// segments it. The peer gets the plain frame before it, its 20 segments in order (each 1 448
+/// bytes of the payload at its sequence number), then the plain frame after.
+#[test]
+fn a_gso_super_packet_is_segmented_for_a_device_without_tso() {
+    let test = "a_gso_super_packet_is_segmented_for_a_device_without_tso";
+    let Some(pair) = VethPair::create(test, "afs") else {
+        return;
+    };
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &pair.router, "ethtool", "-K", "vr"])
+        .args(["tso", "off", "gso", "off"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let config = AfPacketConfig {
+        qdisc_bypass: true,
+        promiscuous: true,
+        vnet_hdr: true,
+        ..AfPacketConfig::default()
+    };
+    let c2 = config.clone();
+    let mut router = in_netns(&pair.router, move || AfPacket::open("vr", &config).unwrap());
+    let mut peer = in_netns(&pair.peer, move || AfPacket::open("vp", &c2).unwrap());
+    let big = tcp_partial(20 * 1448);
+    let (first, last) = (tcp_partial(100), tcp_partial(200));
+    let gso = VnetHdr {
+        flags: VnetHdr::NEEDS_CSUM,
+        gso_type: VnetHdr::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let plain = VnetHdr {
+        gso_type: VnetHdr::GSO_NONE,
+        gso_size: 0,
+        ..gso
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let frames = [first.as_slice(), big.as_slice(), last.as_slice()];
+    let hdrs = [plain, gso, plain];
+    let mut taken = 0;
+    while taken < 3 {
+        taken += router.tx_burst_vnet(&frames[taken..], &hdrs[taken..]);
+        assert!(Instant::now() < deadline, "transmitted {taken} of 3");
+    }
+    let mut got: Vec<(Vec<u8>, RxInfo)> = Vec::new();
+    while got.len() < 22 {
+        assert!(Instant::now() < deadline, "received {}: {got:?}", got.len());
+        let _ = peer.poll(Duration::from_millis(50));
+        peer.rx_burst_info(32, |f, i| {
+            if f.len() > 54 && f[23] == 6 {
+                got.push((f.to_vec(), i));
+            }
+        });
+    }
+    assert_eq!(got.len(), 22);
+    assert_eq!(got[0].0, first);
+    assert_eq!(got[21].0, last);
+    for (k, (f, info)) in got[1..21].iter().enumerate() {
+        assert_eq!(f.len(), 54 + 1448, "segment {k}");
+        assert!(!info.vnet.is_gso(), "segment {k}: {info:?}");
+        let seq = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
+        assert_eq!(seq, 7 + 1448 * k as u32, "segment {k}");
+        assert_eq!(
+            &f[54..],
+            &big[54 + 1448 * k..54 + 1448 * (k + 1)],
+            "segment {k}"
+        );
+    }
+    let st = router.stats().unwrap();
+    assert_eq!(
+        (st.tx_packets, st.tx_gso, st.tx_device_drops, st.tx_errors),
+        (3, 1, 0, 0),
+        "{st:?}"
+    );
+}
