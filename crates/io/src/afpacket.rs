@@ -96,7 +96,9 @@ pub struct AfPacketConfig {
     pub fanout: Option<Fanout>,
     /// `PACKET_QDISC_BYPASS`: frames sent go straight to the driver, past the interface's
     /// qdisc (as AF_XDP's copy mode sends), saving the qdisc's lock and queue per frame.
-    /// Egress shaping on the interface then does not see them.
+    /// Egress shaping on the interface then does not see them. With [`Self::vnet_hdr`], GSO
+    /// frames still take the qdisc path (a second, send-only socket), where the kernel can
+    /// segment them for a device without TSO/GSO (the bypass path would drop them).
     pub qdisc_bypass: bool,
     /// The socket's send buffer (`SO_SNDBUFFORCE`, needs CAP_NET_ADMIN), bytes; `None` keeps
     /// the default. Frames in flight (until the receiver frees them: on veth, until the
