@@ -1,0 +1,20 @@
+#!/bin/bash
+# One sitting of `run` against the kernel on livebench-gen (livegen, fw4's flowtable, 64 flows,
+# router CPU 1), with both sinks: for each of nft and xdp, the kernel, `run --io af_packet`,
+# `run --io af_xdp`, the kernel again. JSON lines are appended to OUT.
+#   sudo crates/xdp/scripts/live-sinks.sh [BIN] [OUT]   (default: target/release/nft-offload, live-sinks.json)
+set -eu
+cd "$(dirname "$0")/../../.."
+BIN=$(realpath "${1:-target/release/nft-offload}")
+OUT=${2:-live-sinks.json}
+LB=crates/xdp/scripts/livebench-gen.sh
+RS=$PWD/crates/xdp/scripts/fw4-flowtable.nft
+common=(--ruleset fw4 --flows 64 --duration 10 --router-cpu 1 --quiet-wait 20 --no-rtt --json "$OUT")
+for SINK in nft xdp; do
+    $LB --router kernel --sink $SINK --name kernel-$SINK "${common[@]}"
+    for IO in af_packet af_xdp; do
+        $LB --router-cmd "exec $BIN run -f $RS --interfaces lan=\$LAN_IF,wan=\$WAN_IF --io $IO --control /tmp/nft-offload-bench-\$\$.sock" \
+            --sink $SINK --name $IO-$SINK "${common[@]}"
+    done
+    $LB --router kernel --sink $SINK --name kernel-$SINK "${common[@]}"
+done
