@@ -4,9 +4,9 @@
 # `run --io af_xdp`, the kernel again. JSON lines are appended to OUT.
 #   sudo crates/xdp/scripts/live-sinks.sh [BIN] [OUT]   (default: target/release/nft-offload, live-sinks.json)
 set -eu
+OUT=$(realpath -m "${2:-live-sinks.json}")
 cd "$(dirname "$0")/../../.."
 BIN=$(realpath "${1:-target/release/nft-offload}")
-OUT=${2:-live-sinks.json}
 LB=crates/xdp/scripts/livebench-gen.sh
 RS=$PWD/crates/xdp/scripts/fw4-flowtable.nft
 common=(--ruleset fw4 --flows 64 --duration 10 --router-cpu 1 --quiet-wait 20 --no-rtt --json "$OUT")
