@@ -6,11 +6,11 @@
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
 //!
 //! Instructions per fast-path packet: `scripts/callgrind-fastpath` (or the command `bench
-//! --fast-only` prints); with 100,000 flows, 485 per packet (565 at the start of this round):
+//! --fast-only` prints); with 100,000 flows, 483 per packet (565 at the start of this round):
 //! the flowtable's `process_burst` 400, one call a burst (the first stage's parse and hash
 //! about 112, the index touch 10, the look-up 62, the rest of a hit 212: the flow's line,
 //! its checks and the loop with each frame's results about 97, the rewrite with counting
-//! and refresh about 115), the router's `process_slots` with the offload wrapper 36 (with
+//! and refresh about 115), the router's `process_slots` with the offload wrapper 34 (with
 //! timers about 6 more), the refill and this loop 43. The data cache per packet
 //! (`CACHE=1`): 133 reads, 53 writes, 3.6 L1 misses, no last-level miss (148, 63, 3.7 at
 //! 565). Measured step by step this round: the parse writing its record in place (a
@@ -26,7 +26,9 @@
 //! trace's flow noted only when tracing, an IPv4 frame's rewrite as one slice with the
 //! link, IP and transport headers at fixed offsets: 508 -> 486; the key's ports word as
 //! one load: 484; main's GSO state in the slot (cleared at refill) merged: 487; the offload
-//! wrapper's run of one port as a plain loop (its count in a register): 485. It was 600
+//! wrapper's run of one port as a plain loop (its count in a register): 485; the router's
+//! run of forwarded slots keyed by ingress and egress as one word, with one packet count
+//! for both interfaces (two compares and two counts a frame before): 483. It was 600
 //! while the router walked a burst forwarded whole frame by frame, the offload wrapper
 //! filled a result per frame after the burst and every check of a hit was its own test;
 //! 661 while the parse produced a 112-byte struct with the whole 40-byte key, the header
@@ -44,9 +46,14 @@
 //! compared as an enum (671), `FrameSlot::frame` with two checks instead of an addition
 //! (601, then; with the record in place it is one of the steps above), the TCP
 //! control-segment punt moved behind the rare checks' test (583 against 579), `forwarded`
-//! counted once a burst less the punts (581 against 579). Left: the stages' loops still
+//! counted once a burst less the punts (581 against 579); at 485: the parts a frame's
+//! forward reads passed apart by value (485, no change), the byte count's carry as a
+//! branch and the refresh test as one compare (485: the compiler had done as well), the
+//! stage arrays kept in the table between bursts instead of cleared (509: each frame's
+//! hash and answer written, and read through the box), the router's runs counted by slot
+//! index instead of a count a frame (490: a register spilled). Left: the stages' loops still
 //! read the table's vectors from memory after each frame's writes, the rewrite's checksums
-//! and port swaps (the line keeps ports in host order), and the router's run sums per
+//! and port swaps (the line keeps ports in host order), and the router's byte sums per
 //! frame; 390 (20 M packets/s) is not reached.
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,

@@ -892,38 +892,45 @@ impl Router {
     fn sent_fast<S: SlotBuf>(&mut self, slots: &[FrameSlot<S>], out: &mut Vec<Sent>) {
         self.packet_no += slots.len() as u64;
         let counters = &mut self.counters;
-        // (port, packets, bytes) of the current run, in and out
-        let mut rx = (usize::MAX, 0u64, 0u64);
-        let mut tx = (usize::MAX, 0u64, 0u64);
-        fn flush(c: &mut [crate::counters::PacketBytes], run: (usize, u64, u64)) {
-            if let Some(c) = c.get_mut(run.0) {
-                c.packets += run.1;
-                c.bytes += run.2;
+        // The current run of frames from one port to one port, (ingress, egress) as one key:
+        // its packets, the bytes in and the bytes out. A burst from one port to one port is
+        // one run; a run ends when either port changes (both counters then take their
+        // part, which adds up the same).
+        let mut key = u64::MAX;
+        let (mut packets, mut rx_bytes, mut tx_bytes) = (0u64, 0u64, 0u64);
+        fn flush(c: &mut crate::counters::Counters, key: u64, packets: u64, rx: u64, tx: u64) {
+            if let Some(c) = c.rx.get_mut((key & 0xffff) as usize) {
+                c.packets += packets;
+                c.bytes += rx;
+            }
+            if let Some(c) = c.tx.get_mut((key >> 16) as usize) {
+                c.packets += packets;
+                c.bytes += tx;
             }
         }
-        // (a plain loop: the runs' sums stay in registers, which a closure's captures did not)
+        // (a plain loop: the run's sums stay in registers, which a closure's captures did not)
         for s in slots {
-            let ingress = usize::from(s.port);
-            if ingress != rx.0 {
-                flush(&mut counters.rx, rx);
-                rx = (ingress, 0, 0);
+            // (an egress of `None`, which a forwarded slot never has, is no counter's index)
+            let egress = s.egress().map_or(u64::from(u32::MAX), u64::from);
+            let k = u64::from(s.port) | egress << 16;
+            if k != key {
+                if key != u64::MAX {
+                    flush(counters, key, packets, rx_bytes, tx_bytes);
+                }
+                key = k;
+                (packets, rx_bytes, tx_bytes) = (0, 0, 0);
             }
-            rx.1 += 1;
-            rx.2 += s.arrived_len() as u64;
-            let egress = s.egress().map_or(usize::MAX, usize::from);
-            if egress != tx.0 {
-                flush(&mut counters.tx, tx);
-                tx = (egress, 0, 0);
-            }
-            tx.1 += 1;
-            tx.2 += s.len() as u64;
+            packets += 1;
+            rx_bytes += s.arrived_len() as u64;
+            tx_bytes += s.len() as u64;
         }
         out.push(Sent::Slots {
             start: 0,
             end: slots.len(),
         });
-        flush(&mut counters.rx, rx);
-        flush(&mut counters.tx, tx);
+        if key != u64::MAX {
+            flush(counters, key, packets, rx_bytes, tx_bytes);
+        }
     }
 
     /// Conntrack GC before the slow path's frames of a burst: a budget per burst that has

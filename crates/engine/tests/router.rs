@@ -665,6 +665,37 @@ fn fast_path_hit_is_sent_from_its_slot() {
     assert_eq!(wan_after.2 - wan_before.2, 3);
     assert_eq!(wan_after.3 - wan_before.3, tx_bytes as u64);
     assert_eq!(r.report(secs(1)).fast_path_packets, 4);
+
+    // a burst of hits both ways, the ports changing frame by frame: each interface counts
+    // exactly its own frames in and out
+    let wan = u16::try_from(WAN).unwrap();
+    let reply = |p: &[u8]| wan_tcp(443, sport, 7001, Tcp::Ack(101), p);
+    let frames = [
+        (lan, seg(b"a")),
+        (wan, reply(b"bc")),
+        (wan, reply(b"def")),
+        (lan, seg(b"ghij")),
+    ];
+    let mut slots: Vec<FrameSlot> = frames.iter().map(|(p, f)| FrameSlot::new(*p, f)).collect();
+    let mut sent = vec![];
+    r.process_slots(&mut slots, secs(1), &mut sent);
+    assert_eq!(sent, vec![Sent::Slots { start: 0, end: 4 }]);
+    let (mut want_lan, mut want_wan) = (lan_after, wan_after);
+    for (s, (p, f)) in slots.iter().zip(&frames) {
+        let (rx, tx) = if *p == lan {
+            assert_eq!(s.egress(), Some(wan));
+            (&mut want_lan, &mut want_wan)
+        } else {
+            assert_eq!(s.egress(), Some(lan));
+            (&mut want_wan, &mut want_lan)
+        };
+        rx.0 += 1;
+        rx.1 += f.len() as u64;
+        tx.2 += 1;
+        tx.3 += s.len() as u64;
+    }
+    assert_eq!((iface(&r, LAN), iface(&r, WAN)), (want_lan, want_wan));
+    assert_eq!(r.report(secs(1)).fast_path_packets, 8);
 }
 
 /// The router's own answers leave as the kernel's `ip_local_out` sends them: through the
