@@ -600,6 +600,22 @@ pub fn complete_partial_l4_checksum(f: &mut [u8]) -> bool {
     }
 }
 
+/// A partial checksum completed at `start + offset` over the frame from `start` to its end,
+/// the field holding the pseudo-header sum (the kernel's `skb_checksum_help`, which also turns
+/// a zero into 0xffff). Left as it is when the field is not inside the frame.
+fn complete_at(f: &mut [u8], start: usize, offset: usize) {
+    use nft_wire::checksum::sum;
+    let at = start.saturating_add(offset);
+    if start >= f.len() || at.saturating_add(2) > f.len() {
+        return;
+    }
+    let c = match !sum(&f[start..]) {
+        0 => 0xffff,
+        c => c,
+    };
+    f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
 fn fill_l4_checksum(seg: &mut [u8], field: usize, pseudo: u16, udp: bool) {
     use nft_wire::checksum::{combine, sum};
     seg[field..field + 2].copy_from_slice(&[0, 0]);
@@ -621,13 +637,43 @@ pub(crate) fn is_arp(f: &[u8]) -> bool {
 /// (GRO, `DATA_VALID`) gets the pseudo-header sum in its checksum field and goes on as
 /// partial, as a sender's TSO packet is (the field of an aggregate is the first segment's).
 fn rx_offload(slot: &mut FrameSlot, v: &VnetHdr) -> bool {
-    let tcp_udp = matches!(v.csum_offset, 16 | 6);
-    if v.flags & VnetHdr::NEEDS_CSUM != 0 && !(tcp_udp || v.is_gso()) {
-        complete_l4_checksum(slot.frame_mut());
+    let partial = v.flags & VnetHdr::NEEDS_CSUM != 0;
+    let start = usize::from(v.csum_start);
+    // the router follows a partial checksum only at the packet's own TCP or UDP checksum
+    // field, and cuts only GSO packets whose type is that protocol's
+    let (at_outer, outer_udp) = match l4_site(slot.frame()) {
+        Some(L4Site::Inet(seg, field, _, udp)) => (
+            seg.start == start && field == usize::from(v.csum_offset),
+            Some(udp),
+        ),
+        Some(L4Site::Sctp(seg)) => {
+            if partial && seg.start == start {
+                // SCTP's CRC32c, which veth also leaves to "hardware"
+                complete_l4_checksum(slot.frame_mut());
+                return false;
+            }
+            (false, None)
+        }
+        None => (false, None),
+    };
+    let gso_ok = match v.gso_type & !VnetHdr::GSO_ECN {
+        VnetHdr::GSO_TCPV4 | VnetHdr::GSO_TCPV6 => outer_udp == Some(false),
+        VnetHdr::GSO_UDP_L4 => outer_udp == Some(true),
+        _ => false,
+    };
+    if partial && !at_outer {
+        // anywhere else (a tunnel's inner checksum): completed where the header says, as
+        // the kernel's `skb_checksum_help` does
+        complete_at(slot.frame_mut(), start, usize::from(v.csum_offset));
+    }
+    if !(partial && at_outer) && !(v.is_gso() && gso_ok && !partial) {
+        // plain from here: a GSO packet the router cannot cut (a tunnel's, whose segments
+        // are the inner protocol's) goes on as one packet, and one above the MTU is
+        // dropped as `mtu_exceeded`
         return false;
     }
     let mut o = Offload {
-        gso_size: if v.is_gso() { v.gso_size } else { 0 },
+        gso_size: if v.is_gso() && gso_ok { v.gso_size } else { 0 },
         csum_start: if v.flags & VnetHdr::NEEDS_CSUM != 0 {
             v.csum_start
         } else {
@@ -2073,6 +2119,78 @@ mod tests {
         let mut slot = FrameSlot::new(0, &f);
         assert!(!rx_offload(&mut slot, &sctp));
         assert!(slot.offload.is_plain());
+    }
+
+    /// A tunnel's frame (VXLAN over UDP, an inner TCP segment) whose partial checksum is the
+    /// inner one: completed where the header says and the frame goes on plain; as a GSO packet
+    /// (its type the inner TCP's, its segments not the outer UDP's) it is not cut or followed
+    /// either, and leaves with an empty header.
+    #[test]
+    fn a_tunnels_inner_partial_checksum_is_completed_and_its_gso_not_followed() {
+        use etherparse::PacketBuilder;
+        let (a, b) = ([10, 200, 0, 1], [10, 200, 0, 2]);
+        let mut inner = vec![];
+        PacketBuilder::ethernet2([2, 0, 0, 0, 9, 1], [2, 0, 0, 0, 9, 2])
+            .ipv4(a, b, 64)
+            .tcp(5000, 80, 1, 1000)
+            .ack(1)
+            .write(&mut inner, &[7u8; 2000])
+            .unwrap();
+        let good = inner[50..52].to_vec();
+        let pseudo = nft_wire::checksum::pseudo_header(
+            &std::net::IpAddr::from(a),
+            &std::net::IpAddr::from(b),
+            nft_wire::IpProtocol::Tcp,
+            2020,
+        );
+        inner[50..52].copy_from_slice(&pseudo.to_be_bytes());
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vx.extend_from_slice(&inner);
+        let mut f = vec![];
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .udp(50001, 4789)
+            .write(&mut f, &vx)
+            .unwrap();
+        // the inner TCP header: outer 14 + 20 + 8, VXLAN 8, inner link 14 and IP 20
+        let (start, field) = (84, 84 + 16);
+        assert_eq!(f[field..field + 2], pseudo.to_be_bytes());
+        let mut want = f.clone();
+        want[field..field + 2].copy_from_slice(&good);
+        let partial = VnetHdr {
+            flags: VnetHdr::NEEDS_CSUM,
+            csum_start: start as u16,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        };
+        let gso = VnetHdr {
+            gso_type: VnetHdr::GSO_TCPV4,
+            gso_size: 1000,
+            hdr_len: 138,
+            ..partial
+        };
+        for v in [partial, gso] {
+            let mut slot = FrameSlot::new(0, &f);
+            assert!(!rx_offload(&mut slot, &v), "{v:?}");
+            assert!(slot.offload.is_plain(), "{v:?}");
+            assert_eq!(
+                slot.frame(),
+                &want[..],
+                "{v:?}: the inner checksum completed"
+            );
+            assert_eq!(tx_vnet(&slot, &v), VnetHdr::default());
+        }
+        // a GRO aggregate of the tunnel (checksums verified): left as it is, plain
+        let gro = VnetHdr {
+            flags: VnetHdr::DATA_VALID,
+            csum_start: 0,
+            csum_offset: 0,
+            ..gso
+        };
+        let mut slot = FrameSlot::new(0, &want);
+        assert!(!rx_offload(&mut slot, &gro));
+        assert!(slot.offload.is_plain());
+        assert_eq!(slot.frame(), &want[..]);
     }
 
     #[test]

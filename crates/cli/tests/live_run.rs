@@ -773,6 +773,40 @@ fn two_workers(io: &str) {
     assert!(st["paths"]["fast"].as_u64().unwrap() > 10_000, "{st:#}");
 }
 
+/// The GSO tests' router: `run --io af_packet` with the live ruleset, the path checked by ping.
+fn start_af_packet(lab: &mut Lab) {
+    let rules = PathBuf::from(LIVE).join("rules.nft");
+    lab.start_router_with(&rules, &["--io", "af_packet"]);
+    let _ = ping(lab, "198.18.2.2", "2");
+    let o = ping(lab, "198.18.2.2", "2");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+/// `stats` once the workers have published their socket counters (every 200 ms), checked for
+/// the LAN first and no GSO packet dropped as unsupported or too big.
+fn gso_stats(lab: &Lab) -> serde_json::Value {
+    std::thread::sleep(Duration::from_millis(400));
+    let st = lab.stats();
+    assert_eq!(st["interfaces"][0]["name"], "lan", "{st:#}");
+    assert!(
+        st["drops"].get("gso_unsupported").is_none() && st["drops"].get("mtu_exceeded").is_none(),
+        "{st:#}"
+    );
+    st
+}
+
+/// The transfer to `dport` reached the server from the router's WAN address (masquerade), and
+/// its ACKs went back through the router.
+fn assert_masqueraded(lab: &Lab, dport: &str) {
+    let ct = String::from_utf8_lossy(&lab.client(&["list", "conntrack"]).stdout).into_owned();
+    let port = format!("dport={dport}");
+    assert!(
+        ct.lines()
+            .any(|l| l.contains(&port) && l.contains("dst=198.18.2.1")),
+        "{ct}"
+    );
+}
+
 /// TCP bulk with the veths' offloads as they come (TSO, GSO and checksum offload on at the
 /// hosts and the router's interfaces, `run` turning GRO off on its own): the client's stack
 /// hands veth 64 KB super-packets, AF_PACKET with `PACKET_VNET_HDR` receives them whole with
@@ -793,11 +827,7 @@ fn live_router_af_packet_gso() {
             "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "on", "tso", "on", "gso", "on",
         ]);
     }
-    let rules = PathBuf::from(LIVE).join("rules.nft");
-    lab.start_router_with(&rules, &["--io", "af_packet"]);
-    let _ = ping(&lab, "198.18.2.2", "2");
-    let o = ping(&lab, "198.18.2.2", "2");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    start_af_packet(&mut lab);
     let (sent, got) = transfer(
         &mut lab,
         &s,
@@ -810,11 +840,9 @@ fn live_router_af_packet_gso() {
     assert!(sent.starts_with("100000000 "), "{sent}");
     assert_eq!(sent, got);
     // the workers publish their socket counters every 200 ms
-    std::thread::sleep(Duration::from_millis(400));
-    let st = lab.stats();
+    let st = gso_stats(&lab);
     let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
     let (lan, wan) = (0, 1);
-    assert_eq!(st["interfaces"][lan]["name"], "lan", "{st:#}");
     eprintln!(
         "lan: {} frames, {} GSO, {} bytes; wan: {} GSO sent; fast path {}",
         n(lan, "rx_packets"),
@@ -837,17 +865,7 @@ fn live_router_af_packet_gso() {
         n(lan, "rx_bytes") > 100_000_000 && n(lan, "rx_packets") < 60_000,
         "{st:#}"
     );
-    assert!(
-        st["drops"].get("gso_unsupported").is_none() && st["drops"].get("mtu_exceeded").is_none(),
-        "{st:#}"
-    );
-    // the server saw the router's address (masquerade), its ACKs went back through it
-    let ct = String::from_utf8_lossy(&lab.client(&["list", "conntrack"]).stdout).into_owned();
-    assert!(
-        ct.lines()
-            .any(|l| l.contains("dport=5001") && l.contains("dst=198.18.2.1")),
-        "{ct}"
-    );
+    assert_masqueraded(&lab, "5001");
     // and over IPv6 (TCPv6 super-packets)
     let before = n(lan, "rx_gso");
     let (sent, got) = transfer(
@@ -861,8 +879,7 @@ fn live_router_af_packet_gso() {
     );
     assert!(sent.starts_with("20000000 "), "{sent}");
     assert_eq!(sent, got);
-    std::thread::sleep(Duration::from_millis(400));
-    let st = lab.stats();
+    let st = gso_stats(&lab);
     assert!(
         st["interfaces"][0]["rx_gso"].as_u64().unwrap() > before + 20,
         "{st:#}"
@@ -906,12 +923,8 @@ fn live_router_af_packet_gro_aggregates() {
             .to_string()
     };
     assert_eq!(gro(&r, "lan"), "on");
-    let rules = PathBuf::from(LIVE).join("rules.nft");
-    lab.start_router_with(&rules, &["--io", "af_packet"]);
+    start_af_packet(&mut lab);
     assert_eq!(gro(&r, "lan"), "on", "run leaves GRO on with af_packet");
-    let _ = ping(&lab, "198.18.2.2", "2");
-    let o = ping(&lab, "198.18.2.2", "2");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let (sent, got) = transfer(
         &mut lab,
         &s,
@@ -923,11 +936,9 @@ fn live_router_af_packet_gro_aggregates() {
     );
     assert!(sent.starts_with("100000000 "), "{sent}");
     assert_eq!(sent, got);
-    std::thread::sleep(Duration::from_millis(400));
-    let st = lab.stats();
+    let st = gso_stats(&lab);
     let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
     let (lan, wan) = (0, 1);
-    assert_eq!(st["interfaces"][lan]["name"], "lan", "{st:#}");
     eprintln!(
         "lan: {} frames, {} GRO aggregates, {} bytes; wan: {} GSO sent; fast path {}",
         n(lan, "rx_packets"),
@@ -938,16 +949,7 @@ fn live_router_af_packet_gro_aggregates() {
     );
     assert!(n(lan, "rx_gso") > 0, "aggregates received whole: {st:#}");
     assert!(n(wan, "tx_gso") > 0, "aggregates sent whole: {st:#}");
-    assert!(
-        st["drops"].get("gso_unsupported").is_none() && st["drops"].get("mtu_exceeded").is_none(),
-        "{st:#}"
-    );
-    let ct = String::from_utf8_lossy(&lab.client(&["list", "conntrack"]).stdout).into_owned();
-    assert!(
-        ct.lines()
-            .any(|l| l.contains("dport=5001") && l.contains("dst=198.18.2.1")),
-        "{ct}"
-    );
+    assert_masqueraded(&lab, "5001");
 }
 
 /// The same with TSO and GSO off at the router's WAN (as on many NICs, or PPPoE): the
@@ -975,11 +977,7 @@ fn live_router_af_packet_gro_to_wan_without_tso() {
     ] {
         assert!(features.contains(f), "{features}");
     }
-    let rules = PathBuf::from(LIVE).join("rules.nft");
-    lab.start_router_with(&rules, &["--io", "af_packet"]);
-    let _ = ping(&lab, "198.18.2.2", "2");
-    let o = ping(&lab, "198.18.2.2", "2");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    start_af_packet(&mut lab);
     let rx = lab.listen(&s, &[&py("xfer.py"), "recv", "198.18.2.2", "5001"]);
     let o = lab.exec(
         &c,
@@ -1004,11 +1002,9 @@ fn live_router_af_packet_gro_to_wan_without_tso() {
     );
     assert!(sent.starts_with("100000000 "), "{sent}");
     assert_eq!(sent, got);
-    std::thread::sleep(Duration::from_millis(400));
-    let st = lab.stats();
+    let st = gso_stats(&lab);
     let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
     let (lan, wan) = (0, 1);
-    assert_eq!(st["interfaces"][lan]["name"], "lan", "{st:#}");
     let backpressure = st["drops"]["tx_backpressure"].as_u64().unwrap_or(0);
     eprintln!(
         "lan: {} frames, {} GRO aggregates; wan: {} frames, {} GSO sent; tx_backpressure {}",
@@ -1023,9 +1019,5 @@ fn live_router_af_packet_gro_to_wan_without_tso() {
     assert!(
         backpressure * 100 <= n(lan, "rx_packets"),
         "back-pressure loss: {st:#}"
-    );
-    assert!(
-        st["drops"].get("gso_unsupported").is_none() && st["drops"].get("mtu_exceeded").is_none(),
-        "{st:#}"
     );
 }

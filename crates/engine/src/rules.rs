@@ -2790,12 +2790,7 @@ impl Pkt<'_> {
                 bits,
                 l3,
                 l4,
-            } => {
-                if l3.is_some_and(|p| p != self.nfproto) || l4.is_some_and(|p| p != self.l4proto) {
-                    return None;
-                }
-                read_bits(self.frame, self.base(*base)?, *offset, *bits)
-            }
+            } => self.payload(*base, *offset, *bits, *l3, *l4),
             Load::Meta(k) => match k {
                 MetaK::IifName => Some(self.iifname),
                 MetaK::OifName if self.oif != 0 => Some(self.oifname),
@@ -2818,6 +2813,23 @@ impl Pkt<'_> {
         }
     }
 
+    /// A payload load: `bits` at `offset` from `base`, when the packet is of the protocols
+    /// the expression depends on (`l3`, `l4`).
+    #[inline(always)]
+    fn payload(
+        &self,
+        base: Base,
+        offset: u32,
+        bits: u32,
+        l3: Option<u8>,
+        l4: Option<u8>,
+    ) -> Option<u128> {
+        if l3.is_some_and(|p| p != self.nfproto) || l4.is_some_and(|p| p != self.l4proto) {
+            return None;
+        }
+        read_bits(self.frame, self.base(base)?, offset, bits)
+    }
+
     /// [`Self::load`] of every kind.
     #[inline(never)]
     fn load_other(&self, l: &Load) -> Option<u128> {
@@ -2828,12 +2840,7 @@ impl Pkt<'_> {
                 bits,
                 l3,
                 l4,
-            } => {
-                if l3.is_some_and(|p| p != self.nfproto) || l4.is_some_and(|p| p != self.l4proto) {
-                    return None;
-                }
-                read_bits(self.frame, self.base(*base)?, *offset, *bits)
-            }
+            } => self.payload(*base, *offset, *bits, *l3, *l4),
             Load::Vlan { offset, bits } => {
                 if !matches!(self.ethertype_at_link()?, 0x8100 | 0x88a8) {
                     return None;

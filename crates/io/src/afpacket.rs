@@ -343,24 +343,8 @@ impl AfPacket {
                 "setsockopt(PACKET_QDISC_BYPASS)",
             )?;
         }
-        if config.vnet_hdr {
-            // before the ring: the kernel refuses it (EBUSY) once a ring is set up
-            sys::setsockopt(
-                &fd,
-                libc::PACKET_VNET_HDR,
-                &1 as &libc::c_int,
-                "setsockopt(PACKET_VNET_HDR)",
-            )?;
-        }
-        if let Some(bytes) = config.sndbuf {
-            sys::setsockopt_level(
-                &fd,
-                libc::SOL_SOCKET,
-                SO_SNDBUFFORCE,
-                &(bytes.min(i32::MAX as u32) as libc::c_int),
-                "setsockopt(SO_SNDBUFFORCE)",
-            )?;
-        }
+        // before the ring: the kernel refuses PACKET_VNET_HDR (EBUSY) once a ring is set up
+        send_options(&fd, config.vnet_hdr, config.sndbuf)?;
         let req = libc::tpacket_req3 {
             tp_block_size: config.block_size,
             tp_block_nr: config.block_count,
@@ -399,21 +383,7 @@ impl AfPacket {
         }
         let gso_fd = if config.vnet_hdr && config.qdisc_bypass {
             let g = sys::socket_packet()?;
-            sys::setsockopt(
-                &g,
-                libc::PACKET_VNET_HDR,
-                &1 as &libc::c_int,
-                "setsockopt(PACKET_VNET_HDR)",
-            )?;
-            if let Some(bytes) = config.sndbuf {
-                sys::setsockopt_level(
-                    &g,
-                    libc::SOL_SOCKET,
-                    SO_SNDBUFFORCE,
-                    &(bytes.min(i32::MAX as u32) as libc::c_int),
-                    "setsockopt(SO_SNDBUFFORCE)",
-                )?;
-            }
+            send_options(&g, true, config.sndbuf)?;
             // Protocol 0: bound for sending only, it never receives (no frames to drain).
             sys::bind_packet_proto(&g, ifindex, 0)?;
             Some(g)
@@ -860,6 +830,29 @@ impl Drop for Ring {
 }
 
 /// The thin syscall wrappers: each turns a C return convention into a `Result`.
+
+/// What a socket that sends needs, the ring's and the GSO one alike: `PACKET_VNET_HDR` (each
+/// frame with its `virtio_net_hdr`) when `vnet`, and the send buffer when one is given.
+fn send_options(fd: &OwnedFd, vnet: bool, sndbuf: Option<u32>) -> Result<(), AfPacketError> {
+    if vnet {
+        sys::setsockopt(
+            fd,
+            libc::PACKET_VNET_HDR,
+            &1 as &libc::c_int,
+            "setsockopt(PACKET_VNET_HDR)",
+        )?;
+    }
+    if let Some(bytes) = sndbuf {
+        sys::setsockopt_level(
+            fd,
+            libc::SOL_SOCKET,
+            SO_SNDBUFFORCE,
+            &(bytes.min(i32::MAX as u32) as libc::c_int),
+            "setsockopt(SO_SNDBUFFORCE)",
+        )?;
+    }
+    Ok(())
+}
 mod sys {
     use super::AfPacketError;
     use std::ffi::CStr;
