@@ -1274,6 +1274,17 @@ impl Router {
         }
     }
 
+    /// When the packet walked is a segment of a GSO packet: the whole packet, which an ICMP
+    /// error quotes (the kernel's forward path answers the super-packet once, before it is
+    /// cut: TTL expiry, too big for the route), and its other segments are not walked.
+    fn gso_whole(&mut self, buf: &[u8], meta: &PacketMeta) -> Option<(Vec<u8>, PacketMeta)> {
+        let g = self.gso.as_mut()?;
+        g.refused = true;
+        let f = crate::gso::whole_of(buf.get(..meta.l3_end)?, &g.frame, &g.off)?;
+        let m = parse_frame(&f).ok()?;
+        Some((f, m))
+    }
+
     fn families(w: &Walk) -> [Family; 2] {
         if w.v6 {
             [Family::Ip6, Family::Inet]
@@ -1403,6 +1414,11 @@ impl Router {
             } else {
                 (answer::ICMP_TIME_EXCEEDED, 0)
             };
+            let whole = self.gso_whole(buf, meta);
+            let (buf, meta) = match &whole {
+                Some((f, m)) => (&f[..], m),
+                None => (&*buf, &*meta),
+            };
             self.send_icmp_error(w, buf, meta, ty, code, 0, now, out);
             return Err(Drop::TtlExceeded);
         }
@@ -1419,11 +1435,7 @@ impl Router {
         if too_big && (w.v6 || dont_frag) {
             // a segment of a GSO packet: the kernel refuses the packet (its segments do not
             // fit: `skb_gso_validate_network_len`) with one error quoting it, not its segments
-            let whole = self.gso.as_mut().and_then(|g| {
-                g.refused = true;
-                crate::gso::whole_of(&buf[..meta.l3_end], &g.frame, &g.off)
-            });
-            let whole = whole.and_then(|f| parse_frame(&f).ok().map(|m| (f, m)));
+            let whole = self.gso_whole(buf, meta);
             let (buf, meta) = match &whole {
                 Some((f, m)) => (&f[..], m),
                 None => (&*buf, &*meta),

@@ -173,6 +173,44 @@ fn a_gso_packet_whose_segments_exceed_the_mtu_is_refused_once_quoting_the_packet
     }
 }
 
+/// A GSO packet whose TTL runs out at the router: one time exceeded for the packet, quoting
+/// it with its real length, not one per segment (`ip_forward` answers the super-packet before
+/// anything cuts it).
+#[test]
+fn a_gso_packet_whose_ttl_runs_out_gets_one_time_exceeded() {
+    let mut r = router();
+    open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let payload = data(3 * 1000);
+    let mut slots = vec![partial(&payload, 101, 7001, 1000, 0)];
+    {
+        let f = slots[0].frame_mut();
+        f[22] = 1;
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = nft_wire::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    let input = slots[0].frame().to_vec();
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    let frames: Vec<_> = sent
+        .iter()
+        .map(|s| match s {
+            Sent::Frame(f) => f,
+            Sent::Slots { .. } => panic!("forwarded by the fast path: {sent:?}"),
+        })
+        .collect();
+    assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
+    let f = &frames[0].data;
+    let m = check(f);
+    let l4 = m.l4_offset.unwrap();
+    assert_eq!(f[l4..l4 + 2], [11, 0], "time exceeded in transit");
+    // the quote: the super-packet's own header (total length 3 040, TTL 1) and what follows
+    assert_eq!(get16(&input, 16), 20 + 20 + 3000);
+    assert_eq!(f[l4 + 8..], input[14..14 + 548]);
+    let st = r.report(secs(2));
+    assert_eq!(st.drops.get("ttl_exceeded").copied(), Some(1), "{st:?}");
+}
+
 /// Without flow offload every packet takes the slow path, which gets a super-packet's
 /// segments, as the kernel's software GSO cuts them: 3 500 bytes by 1 000 are four segments
 /// (1 000, 1 000, 1 000, 500), each masqueraded with a complete checksum, its own sequence
