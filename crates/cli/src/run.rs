@@ -661,19 +661,24 @@ fn rx_offload(slot: &mut FrameSlot, v: &VnetHdr) -> bool {
         VnetHdr::GSO_UDP_L4 => outer_udp == Some(true),
         _ => false,
     };
-    if partial && !at_outer {
-        // anywhere else (a tunnel's inner checksum): completed where the header says, as
-        // the kernel's `skb_checksum_help` does
-        complete_at(slot.frame_mut(), start, usize::from(v.csum_offset));
-    }
-    if !(partial && at_outer) && !(v.is_gso() && gso_ok && !partial) {
+    let follow = if partial {
+        at_outer && (!v.is_gso() || gso_ok)
+    } else {
+        v.is_gso() && gso_ok
+    };
+    if !follow {
+        if partial {
+            // anywhere else (a tunnel's inner checksum): completed where the header says, as
+            // the kernel's `skb_checksum_help` does
+            complete_at(slot.frame_mut(), start, usize::from(v.csum_offset));
+        }
         // plain from here: a GSO packet the router cannot cut (a tunnel's, whose segments
         // are the inner protocol's) goes on as one packet, and one above the MTU is
         // dropped as `mtu_exceeded`
         return false;
     }
     let mut o = Offload {
-        gso_size: if v.is_gso() && gso_ok { v.gso_size } else { 0 },
+        gso_size: if v.is_gso() { v.gso_size } else { 0 },
         csum_start: if v.flags & VnetHdr::NEEDS_CSUM != 0 {
             v.csum_start
         } else {
@@ -2180,6 +2185,19 @@ mod tests {
             );
             assert_eq!(tx_vnet(&slot, &v), VnetHdr::default());
         }
+        // the outer UDP checksum partial but a TCP GSO type (the segments are the inner
+        // TCP's): completed there, not followed
+        let outer = VnetHdr {
+            csum_start: 34,
+            csum_offset: 6,
+            ..gso
+        };
+        let mut slot = FrameSlot::new(0, &want);
+        slot.frame_mut()[40..42].copy_from_slice(&[0, 0]);
+        assert!(!rx_offload(&mut slot, &outer));
+        assert!(slot.offload.is_plain());
+        assert_eq!(tx_vnet(&slot, &outer), VnetHdr::default());
+        assert_ne!(slot.frame()[40..42], [0, 0], "the outer checksum completed");
         // a GRO aggregate of the tunnel (checksums verified): left as it is, plain
         let gro = VnetHdr {
             flags: VnetHdr::DATA_VALID,
