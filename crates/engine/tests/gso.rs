@@ -46,6 +46,16 @@ fn partial(payload: &[u8], seq: u32, ack: u32, gso_size: u16, rest: u16) -> Fram
     s
 }
 
+/// The frames a burst sent, all from the slow path (none forwarded from its slot).
+fn slow_path_frames(sent: &[Sent]) -> Vec<&nft_engine::router::TxFrame> {
+    sent.iter()
+        .map(|s| match s {
+            Sent::Frame(f) => f,
+            Sent::Slots { .. } => panic!("forwarded by the fast path: {sent:?}"),
+        })
+        .collect()
+}
+
 fn data(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 + i / 251) as u8).collect()
 }
@@ -136,13 +146,7 @@ fn a_gso_packet_whose_segments_exceed_the_mtu_is_refused_once_quoting_the_packet
         assert_eq!(get16(&input, 16), 20 + 20 + 2 * 1380);
         let mut sent = vec![];
         r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
-        let frames: Vec<_> = sent
-            .iter()
-            .map(|s| match s {
-                Sent::Frame(f) => f,
-                Sent::Slots { .. } => panic!("forwarded by the fast path: {sent:?}"),
-            })
-            .collect();
+        let frames = slow_path_frames(&sent);
         assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
         let f = frames[0];
         assert_eq!(f.egress, nft_engine::Port::Iface(LAN));
@@ -192,13 +196,7 @@ fn a_gso_packet_whose_ttl_runs_out_gets_one_time_exceeded() {
     let input = slots[0].frame().to_vec();
     let mut sent = vec![];
     r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
-    let frames: Vec<_> = sent
-        .iter()
-        .map(|s| match s {
-            Sent::Frame(f) => f,
-            Sent::Slots { .. } => panic!("forwarded by the fast path: {sent:?}"),
-        })
-        .collect();
+    let frames = slow_path_frames(&sent);
     assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
     let f = &frames[0].data;
     let m = check(f);
@@ -370,13 +368,7 @@ fn an_ipv6_gso_packet_whose_segments_exceed_the_mtu_gets_one_packet_too_big() {
     };
     let mut sent = vec![];
     r.process_slots_offloaded(&mut slots, secs(1), &mut sent);
-    let frames: Vec<_> = sent
-        .iter()
-        .map(|s| match s {
-            Sent::Frame(f) => f,
-            Sent::Slots { .. } => panic!("forwarded by the fast path: {sent:?}"),
-        })
-        .collect();
+    let frames = slow_path_frames(&sent);
     assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
     let quote = &f[14..14 + 1232];
     let mut want = vec![];

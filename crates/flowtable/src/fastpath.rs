@@ -1294,8 +1294,10 @@ impl<B: OffloadBackend> Flowtable<B> {
         self.forward::<TRACE, false, S>(fs, Ok(p), found, now_ms, hit)
     }
 
-    /// The fast path for one frame; see [`process_burst`](Self::process_burst).
-    pub fn process<S: SlotBuf>(&mut self, fs: &mut FrameSlot<S>, now: Duration) -> Action {
+    /// One frame's parse and its flow's line, if any (the burst's stages do the same over
+    /// a burst).
+    #[inline(always)]
+    fn look_up<S: SlotBuf>(&self, fs: &FrameSlot<S>) -> (Result<Rec, Punt>, Option<u32>) {
         let p = parse(fs.frame(), fs.port);
         let v = match &p {
             Ok(p) => {
@@ -1305,6 +1307,12 @@ impl<B: OffloadBackend> Flowtable<B> {
             }
             Err(_) => None,
         };
+        (p, v)
+    }
+
+    /// The fast path for one frame; see [`process_burst`](Self::process_burst).
+    pub fn process<S: SlotBuf>(&mut self, fs: &mut FrameSlot<S>, now: Duration) -> Action {
+        let (p, v) = self.look_up(fs);
         let a = self.finish::<false, S>(
             fs,
             p.as_ref().map_err(|e| *e),
@@ -1374,15 +1382,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         if !fs.offload.is_gso() {
             return Action::Punt(Punt::TooBig);
         }
-        let p = parse(fs.frame(), fs.port);
-        let v = match &p {
-            Ok(p) => {
-                let key = p.key(fs.frame());
-                let h = self.index.hash(&key);
-                find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
-            }
-            Err(_) => None,
-        };
+        let (p, v) = self.look_up(fs);
         let mut hit = None;
         let parsed = p.as_ref().map_err(|e| *e);
         match self.forward::<false, true, S>(fs, parsed, v.unwrap_or(u32::MAX), ms(now), &mut hit) {
