@@ -8,8 +8,8 @@
 
 use crate::backend::FlowId;
 use crate::flow::{
-    mac_bits, Cold, Encap, Hot, Key, Link, Port, V6Addrs, CLOSING, MARK, NAT, PPPOE_BITS, STALE,
-    TEARDOWN, V6,
+    mac_bits, ports_of, Cold, Encap, Hot, Key, Link, Port, V6Addrs, CLOSING, DSCP, MARK, NAT,
+    PPPOE_BITS, STALE, TEARDOWN, V6,
 };
 use crate::index::Index;
 use crate::{ms, Flowtable, OffloadBackend, REFRESH_MS};
@@ -463,12 +463,12 @@ impl Rec {
 
     /// The whole key, IPv6 addresses read again from the frame `f` it was parsed from.
     pub(crate) fn key(&self, f: &[u8]) -> Key {
-        let t = self.w[1];
+        let (sport, dport) = ports_of(self.w[1] as u32);
         let mut k = Key {
             src: [0; 16],
             dst: [0; 16],
-            sport: t as u16,
-            dport: (t >> 16) as u16,
+            sport,
+            dport,
             port: self.port(),
             proto: self.proto(),
             v6: self.v6(),
@@ -499,8 +499,8 @@ fn dst_mac(f: &[u8]) -> u64 {
 /// [`Key::tail`] from the transport header's first four bytes.
 #[inline(always)]
 fn tail(ports: [u8; 4], port: Port, proto: u8, v6: bool) -> u64 {
-    // source port in bits 0..16, destination port in 16..32: one load, swapped and rotated
-    let p = u32::from_be_bytes(ports).rotate_left(16);
+    // the ports as the frame has them (`flow::ports_word`): one load, no swaps
+    let p = u32::from_le_bytes(ports);
     u64::from(p) | u64::from(port) << 32 | u64::from(proto) << 48 | u64::from(v6) << 56
 }
 
@@ -947,50 +947,61 @@ fn put_link<const N: usize>(hdr: &mut [u8], header: &[u8; 22]) {
 fn rewrite_v4(h: &Hot, d: usize, tcp: bool, ip: &mut [u8; 20], l4: &mut [u8; 8], rest: &mut [u8]) {
     let d = d & 1;
     let o = 1 - d;
+    // Addresses and ports are in the line as the frame has them, and checksums are summed
+    // as they lie in memory (`ne`: the one's complement sum does not depend on byte order,
+    // RFC 1071): copies and adds, no swaps.
     if h.flags & NAT != 0 {
         let [a, b, c, e] = h.addr[2 * o + 1];
         let [f, g, i, j] = h.addr[2 * o];
         ip[12..20].copy_from_slice(&[a, b, c, e, f, g, i, j]);
-        let [a, b] = h.port[2 * o + 1].to_be_bytes();
-        let [c, e] = h.port[2 * o].to_be_bytes();
+        let [a, b] = h.port[2 * o + 1];
+        let [c, e] = h.port[2 * o];
         l4[..4].copy_from_slice(&[a, b, c, e]);
     }
-    let l4_delta = h.l4_delta[d];
+    let l4_delta = u16::from_ne_bytes(h.l4_delta[d]);
     if l4_delta != 0 {
         if tcp {
             // the TCP checksum is at 16, 8 bytes into `rest`
             if let Some(t) = rest.get_mut(8..10).and_then(|t| t.first_chunk_mut::<2>()) {
-                let old = u16::from_be_bytes(*t);
-                *t = apply_delta(old, l4_delta).to_be_bytes();
+                let old = u16::from_ne_bytes(*t);
+                *t = apply_delta(old, l4_delta).to_ne_bytes();
             }
         } else {
-            let old = u16::from_be_bytes([l4[6], l4[7]]);
-            // A zero UDP checksum means none, and stays so.
+            let old = u16::from_ne_bytes([l4[6], l4[7]]);
+            // A zero UDP checksum means none, and stays so (0 and 0xffff read the same in
+            // either byte order).
             if old != 0 {
                 let mut new = apply_delta(old, l4_delta);
                 if new == 0 {
                     new = 0xffff;
                 }
-                let [x, y] = new.to_be_bytes();
+                let [x, y] = new.to_ne_bytes();
                 l4[6] = x;
                 l4[7] = y;
             }
         }
     }
-    ip[8] = ip[8].saturating_sub(1);
-    let mut c = apply_delta(u16::from_be_bytes([ip[10], ip[11]]), h.ip_delta[d]);
-    let dscp = h.dscp[d];
-    if dscp != u8::MAX {
+    // (parse punted a TTL of 1 or 0)
+    ip[8] = ip[8].wrapping_sub(1);
+    let mut c = apply_delta(
+        u16::from_ne_bytes([ip[10], ip[11]]),
+        u16::from_ne_bytes(h.ip_delta[d]),
+    );
+    if h.flags & DSCP != 0 && h.dscp[d] != u8::MAX {
         let old = u16::from_be_bytes([ip[0], ip[1]]);
-        let new = (old & 0xff03) | u16::from(dscp) << 2;
+        let new = (old & 0xff03) | u16::from(h.dscp[d]) << 2;
         if new != old {
-            c = !add16(add16(!c, !old), new);
+            let (old_ne, new_ne) = (
+                u16::from_ne_bytes(old.to_be_bytes()),
+                u16::from_ne_bytes(new.to_be_bytes()),
+            );
+            c = !add16(add16(!c, !old_ne), new_ne);
             let [x, y] = new.to_be_bytes();
             ip[0] = x;
             ip[1] = y;
         }
     }
-    let [x, y] = c.to_be_bytes();
+    let [x, y] = c.to_ne_bytes();
     ip[10] = x;
     ip[11] = y;
 }
@@ -1040,15 +1051,16 @@ fn rewrite_v6(
             s[16..].copy_from_slice(&a.new_dst);
         }
         if let Some(s) = buf.get_mut(l4..l4 + 4) {
-            s[..2].copy_from_slice(&h.port[2 * o + 1].to_be_bytes());
-            s[2..].copy_from_slice(&h.port[2 * o].to_be_bytes());
+            s[..2].copy_from_slice(&h.port[2 * o + 1]);
+            s[2..].copy_from_slice(&h.port[2 * o]);
         }
     }
-    if h.l4_delta[d] != 0 {
+    let l4_delta = u16::from_be_bytes(h.l4_delta[d]);
+    if l4_delta != 0 {
         let at = l4 + if p.proto() == PROTO_TCP { 16 } else { 6 };
         let udp = p.proto() == PROTO_UDP;
         let old = be16(buf, at);
-        let mut new = apply_delta(old, h.l4_delta[d]);
+        let mut new = apply_delta(old, l4_delta);
         if udp && new == 0 {
             new = 0xffff;
         }
