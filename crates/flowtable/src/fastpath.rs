@@ -409,7 +409,8 @@ pub(crate) struct Rec {
     pub(crate) w: [u64; 2],
     /// The destination MAC ([`mac_bits`]).
     pub(crate) mac: u64,
-    /// The encapsulation ([`Encap::bits`]).
+    /// The encapsulation ([`Encap::bits`], bits 0..40) and the ingress port ([`l2_word`]):
+    /// what the flow's link says a frame must arrive with, in one compare.
     pub(crate) l2: u64,
     /// IP total length (header included).
     pub(crate) ip_len: u32,
@@ -499,6 +500,12 @@ impl Rec {
         }
         k
     }
+}
+
+/// [`Encap::bits`] of a frame's encapsulation with the port it arrived on in bits 48..64.
+#[inline(always)]
+pub(crate) fn l2_word(encap_bits: u64, port: Port) -> u64 {
+    encap_bits | u64::from(port) << 48
 }
 
 /// The frame's destination MAC ([`mac_bits`]); 0 if it is shorter (parse refuses it then).
@@ -630,7 +637,7 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port, rec: &mut Rec) -> Result<(
     *rec = Rec {
         w: [a, tail(ports, port, proto, false)],
         mac: dst_mac(f),
-        l2: 0,
+        l2: l2_word(0, port),
         ip_len: total as u32,
         l3: 14,
         tcp_flags,
@@ -788,7 +795,7 @@ fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
     Ok(Rec {
         w: [w0, tail(*ports, port, proto, v6)],
         mac: dst_mac(f),
-        l2: encap.bits(),
+        l2: l2_word(encap.bits(), port),
         ip_len: ip_len as u32,
         // at most 14 + 8 (two tags, or PPPoE)
         l3: at as u8,
@@ -829,9 +836,9 @@ fn decide<'l>(
     };
     // the ingress port (which the IPv4 look-up leaves out: a `Miss` here makes the burst
     // look again with it), the encapsulation and the MAC the frame came to, in one test
-    let port = u64::from(p.port() ^ back.rx_port);
-    if (p.l2 ^ back.rx_l2) | (p.mac ^ back.rx_mac) | port != 0 {
-        return Err(if port != 0 {
+    let l2 = p.l2 ^ back.rx_l2;
+    if l2 | (p.mac ^ back.rx_mac) != 0 {
+        return Err(if l2 >> 48 != 0 {
             Punt::Miss
         } else {
             Punt::L2Mismatch
