@@ -4,15 +4,10 @@
 mod common;
 use common::*;
 
-use nft_engine::rules::ObjKind;
 use nft_engine::{Config, Port, Router};
 
 fn counter(r: &Router, name: &str) -> u64 {
-    let i = r
-        .ruleset()
-        .object("t", ObjKind::Counter, name)
-        .unwrap_or_else(|| panic!("no counter {name}"));
-    r.rule_state().counters[i].0
+    named_counter(r, "t", name).0
 }
 
 /// The default test topology with link kinds: the LAN a veth, the WAN a physical NIC (none).
