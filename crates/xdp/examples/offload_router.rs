@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use nft_conntrack::{Config as CtConfig, NatRange, Outcome, Table};
-use nft_flowtable::{Admission, Config, Egress, Encap, Family, Flowtable, Mac, Mangles, Path};
+use nft_flowtable::{Config, Egress, Encap, Flowtable, Mac};
 use nft_wire::parse_frame;
 use nft_xdp::offload::{monotonic_now, ModeRequest, XdpOffload, XdpOffloadConfig};
+
+mod support;
+use support::admission;
 
 fn out(args: &[&str]) -> String {
     match Command::new(args[0]).args(&args[1..]).output() {
@@ -263,24 +266,13 @@ fn main() {
                 encap: Encap::None,
                 mtu: dev_mtu(dev),
             };
-            let a = Admission {
-                forward_hook: true,
-                family: Family::Inet,
-                conn: Some(id),
-                meta: &meta,
-                paths: [
-                    Path {
-                        ingress: pin,
-                        egress: egress(&out_dev, pout, dst_mac),
-                    },
-                    Path {
-                        ingress: pout,
-                        egress: egress(&in_dev, pin, src_mac),
-                    },
-                ],
-                mangles: [Mangles::default(); 2],
-                fib_generation: 0,
-            };
+            let a = admission(
+                &meta,
+                id,
+                pin,
+                egress(&in_dev, pin, src_mac),
+                egress(&out_dev, pout, dst_mac),
+            );
             match ft.admit(&mut ct, &a, now) {
                 Ok(fid) => {
                     seen.insert(o, fid);
