@@ -1608,40 +1608,32 @@ impl Compiler<'_> {
                         opt,
                         field: Some(f),
                     } if opt == "maxseg" && f == "size" => ops.push(Op::ClampMss(v)),
-                    ExprKind::Payload { proto: p, field } => match self.load1(key)? {
-                        Load::Payload {
-                            base,
-                            offset,
-                            bits,
-                            l3,
-                            l4,
-                        } => ops.push(Op::SetPayload {
-                            base,
-                            offset,
-                            bits,
-                            l3,
-                            l4,
-                            value: v,
-                        }),
-                        _ => return Err(self.err(format!("{p} {field} set"))),
-                    },
-                    ExprKind::RawPayload { .. } => match self.load1(key)? {
-                        Load::Payload {
-                            base,
-                            offset,
-                            bits,
-                            l3,
-                            l4,
-                        } => ops.push(Op::SetPayload {
-                            base,
-                            offset,
-                            bits,
-                            l3,
-                            l4,
-                            value: v,
-                        }),
-                        _ => return Err(self.err("raw payload set")),
-                    },
+                    k @ (ExprKind::Payload { .. } | ExprKind::RawPayload { .. }) => {
+                        match self.load1(key)? {
+                            Load::Payload {
+                                base,
+                                offset,
+                                bits,
+                                l3,
+                                l4,
+                            } => ops.push(Op::SetPayload {
+                                base,
+                                offset,
+                                bits,
+                                l3,
+                                l4,
+                                value: v,
+                            }),
+                            _ => {
+                                return Err(self.err(match k {
+                                    ExprKind::Payload { proto, field } => {
+                                        format!("{proto} {field} set")
+                                    }
+                                    _ => "raw payload set".into(),
+                                }))
+                            }
+                        }
+                    }
                     other => return Err(self.err(format!("{} set", kind_name(other)))),
                 }
             }
@@ -2830,6 +2822,23 @@ impl Pkt<'_> {
         read_bits(self.frame, self.base(base)?, offset, bits)
     }
 
+    /// A load of an option or extension header the packet has at `found` (`None`: it has
+    /// none): whether it is there when `present`, else `bits` at `offset` in it.
+    fn option_load(
+        &self,
+        found: Option<usize>,
+        present: bool,
+        offset: u32,
+        bits: u32,
+    ) -> Option<u128> {
+        match (found, present) {
+            (found, true) => Some(found.is_some() as u128),
+            (Some(at), false) => read_bits(self.frame, at, offset, bits),
+            // a field of a header the packet lacks: the rule does not match
+            (None, false) => None,
+        }
+    }
+
     /// [`Self::load`] of every kind.
     #[inline(never)]
     fn load_other(&self, l: &Load) -> Option<u128> {
@@ -2977,12 +2986,12 @@ impl Pkt<'_> {
                 if self.nfproto != 10 {
                     return None;
                 }
-                match (hdr::ipv6_exthdr(self.frame, self.nh, *nexthdr), present) {
-                    (found, true) => Some(found.is_some() as u128),
-                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
-                    // a field of a header the packet lacks: the rule does not match
-                    (None, false) => None,
-                }
+                self.option_load(
+                    hdr::ipv6_exthdr(self.frame, self.nh, *nexthdr),
+                    *present,
+                    *offset,
+                    *bits,
+                )
             }
             Load::TcpOpt {
                 kind,
@@ -2993,12 +3002,12 @@ impl Pkt<'_> {
                 if self.l4proto != 6 {
                     return None;
                 }
-                match (hdr::tcp_option(self.frame, self.th?, *kind), present) {
-                    (found, true) => Some(found.is_some() as u128),
-                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
-                    // a field of a header the packet lacks: the rule does not match
-                    (None, false) => None,
-                }
+                self.option_load(
+                    hdr::tcp_option(self.frame, self.th?, *kind),
+                    *present,
+                    *offset,
+                    *bits,
+                )
             }
             Load::IpOpt {
                 ty,
@@ -3009,12 +3018,12 @@ impl Pkt<'_> {
                 if self.nfproto != 2 {
                     return None;
                 }
-                match (hdr::ip_option(self.frame, self.nh, *ty), present) {
-                    (found, true) => Some(found.is_some() as u128),
-                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
-                    // a field of a header the packet lacks: the rule does not match
-                    (None, false) => None,
-                }
+                self.option_load(
+                    hdr::ip_option(self.frame, self.nh, *ty),
+                    *present,
+                    *offset,
+                    *bits,
+                )
             }
             Load::Fib(q) => self.fib(q),
             Load::Jhash {
