@@ -50,7 +50,8 @@ impl Icmpv4Message {
     }
 }
 
-mod field {
+/// The header's fields, which ICMPv6 shares.
+pub(crate) mod field {
     use crate::Field;
     pub const TYPE: usize = 0;
     pub const CODE: usize = 1;

@@ -46,20 +46,9 @@ impl Icmpv6Message {
     }
 }
 
-mod field {
-    use crate::Field;
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const CHECKSUM: Field = 2..4;
-    pub const REST: Field = 4..8;
-    pub const ECHO_IDENT: Field = 4..6;
-    pub const ECHO_SEQNO: Field = 6..8;
-    pub const DATA: usize = 8;
-}
-
-pub const HEADER_LEN: usize = field::DATA;
-pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
-pub const ECHO_IDENT_OFFSET: usize = field::ECHO_IDENT.start;
+// The header is laid out as ICMP's (RFC 4443 2.1).
+use crate::icmpv4::field;
+pub use crate::icmpv4::{CHECKSUM_OFFSET, ECHO_IDENT_OFFSET, HEADER_LEN};
 
 view!(
     /// A view of an ICMPv6 message.
