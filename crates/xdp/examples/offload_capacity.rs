@@ -28,26 +28,15 @@ use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use nft_conntrack::{Config as CtConfig, NatRange, Outcome, Table};
-use nft_flowtable::{Config, Egress, Encap, Flowtable};
+use nft_flowtable::{Egress, Encap};
 use nft_wire::parse_frame;
 use nft_xdp::offload::{ifindex_of, ModeRequest, XdpOffload, XdpOffloadConfig};
 
 mod support;
 use support::{
-    admission, in_ns, line_commands, mac_str as mac, median, CLIENT_MAC, R_LAN_MAC, R_WAN_MAC,
-    SERVER_MAC,
+    admission, in_ns, line_commands, mac_str as mac, median, offload_flowtable, sh, CLIENT_MAC,
+    R_LAN_MAC, R_WAN_MAC, SERVER_MAC,
 };
-
-fn sh(args: &[&str]) -> String {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect(args[0]);
-    if !o.status.success() {
-        eprintln!("{args:?}: {}", String::from_utf8_lossy(&o.stderr).trim());
-    }
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 struct Topo([String; 3]);
 
@@ -210,15 +199,7 @@ fn main() {
 
     // Admit the flow to the XDP offload (our conntrack, masquerade to the same port).
     let mut ct = Table::new(CtConfig::default());
-    let mut ft = Flowtable::with_backend(
-        Config {
-            devices: vec![0, 1],
-            hw_offload: true,
-            punt_tcp_control: true,
-            ..Config::default()
-        },
-        backend,
-    );
+    let mut ft = offload_flowtable(backend);
     let now = Duration::from_secs(1);
     let meta = parse_frame(&frame).unwrap();
     let Outcome::Tracked { id, .. } = ct.process(&meta, 0, now) else {

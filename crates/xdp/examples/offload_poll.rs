@@ -23,7 +23,7 @@ use nft_wire::parse_frame;
 use nft_xdp::offload::{ModeRequest, XdpOffload, XdpOffloadConfig};
 
 mod support;
-use support::{admission, in_ns, median};
+use support::{admission, in_ns, median, sh};
 
 const A: Mac = [2, 0, 0, 0, 1, 1];
 const B: Mac = [2, 0, 0, 0, 1, 2];
@@ -33,16 +33,6 @@ struct Ns(String);
 impl Drop for Ns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-fn sh(args: &[&str]) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect(args[0]);
-    if !o.status.success() {
-        eprintln!("{args:?}: {}", String::from_utf8_lossy(&o.stderr).trim());
     }
 }
 

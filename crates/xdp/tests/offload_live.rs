@@ -23,7 +23,10 @@ const LAN: Port = 0;
 const WAN: Port = 1;
 #[path = "../examples/support/mod.rs"]
 mod support;
-use support::{admission, in_ns, line_commands, CLIENT_MAC, R_LAN_MAC, R_WAN_MAC, SERVER_MAC};
+use support::{
+    admission, in_ns, line_commands, offload_flowtable, CLIENT_MAC, R_LAN_MAC, R_WAN_MAC,
+    SERVER_MAC,
+};
 
 const CLIENT: [u8; 4] = [198, 18, 1, 2];
 const R_WAN: [u8; 4] = [198, 19, 0, 1];
@@ -377,15 +380,7 @@ impl Router {
     fn new(backend: XdpOffload) -> Router {
         Router {
             ct: Table::new(CtConfig::default()),
-            ft: Flowtable::with_backend(
-                Config {
-                    devices: vec![LAN, WAN],
-                    hw_offload: true,
-                    punt_tcp_control: true,
-                    ..Config::default()
-                },
-                backend,
-            ),
+            ft: offload_flowtable(backend),
             encap: [Encap::None; 2],
             masq: [R_WAN.into(), "2001:db8:2::1".parse().unwrap()],
         }

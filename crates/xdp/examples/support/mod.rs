@@ -4,15 +4,44 @@
 #![allow(dead_code)]
 
 use std::os::fd::AsRawFd;
+use std::process::Command;
 
 use nft_conntrack::ConnId;
-use nft_flowtable::{Admission, Egress, Family, Mac, Mangles, Path, Port};
+use nft_flowtable::{
+    Admission, Config, Egress, Family, Flowtable, Mac, Mangles, OffloadBackend, Path, Port,
+};
 use nft_wire::PacketMeta;
 
 pub const CLIENT_MAC: Mac = [2, 0, 0, 0, 1, 2];
 pub const R_LAN_MAC: Mac = [2, 0, 0, 0, 1, 1];
 pub const R_WAN_MAC: Mac = [2, 0, 0, 0, 2, 1];
 pub const SERVER_MAC: Mac = [2, 0, 0, 0, 2, 2];
+
+/// Runs a command, its stderr shown if it fails: its stdout.
+pub fn sh(args: &[&str]) -> String {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect(args[0]);
+    if !o.status.success() {
+        eprintln!("{args:?}: {}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A flowtable over ports 0 and 1 whose flows go to `backend`, TCP control segments (FIN,
+/// RST) punted to the slow path.
+pub fn offload_flowtable<B: OffloadBackend>(backend: B) -> Flowtable<B> {
+    Flowtable::with_backend(
+        Config {
+            devices: vec![0, 1],
+            hw_offload: true,
+            punt_tcp_control: true,
+            ..Config::default()
+        },
+        backend,
+    )
+}
 
 /// `m` as `ip link` writes it.
 pub fn mac_str(m: Mac) -> String {
