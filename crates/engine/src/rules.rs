@@ -1617,7 +1617,7 @@ impl Compiler<'_> {
                         opt,
                         field: Some(f),
                     } if opt == "maxseg" && f == "size" => ops.push(Op::ClampMss(v)),
-                    k @ (ExprKind::Payload { .. } | ExprKind::RawPayload { .. }) => {
+                    ExprKind::Payload { .. } | ExprKind::RawPayload { .. } => {
                         match self.load1(key)? {
                             Load::Payload {
                                 base,
@@ -1634,12 +1634,13 @@ impl Compiler<'_> {
                                 value: v,
                             }),
                             _ => {
-                                return Err(self.err(match k {
+                                let what = match &key.kind {
                                     ExprKind::Payload { proto, field } => {
                                         format!("{proto} {field} set")
                                     }
                                     _ => "raw payload set".into(),
-                                }))
+                                };
+                                return Err(self.err(what));
                             }
                         }
                     }
