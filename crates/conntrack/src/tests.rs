@@ -112,6 +112,12 @@ fn confirm_new(t: &mut Table, out: Outcome, now: Duration) -> Outcome {
     out
 }
 
+/// Applies connection `id`'s NAT for `dir` to `frame`, as the router does to a packet of it.
+fn nat(t: &Table, id: ConnId, dir: Direction, frame: &mut [u8]) {
+    let m = meta(frame);
+    apply_rewrite(frame, &m, &t.rewrite(id, dir).unwrap(), None).unwrap();
+}
+
 /// Masquerades the new connection `id` to the WAN address (out of interface 2) and confirms
 /// it.
 fn masquerade_confirm(t: &mut Table, id: ConnId, now: Duration) {
@@ -192,26 +198,23 @@ fn tcp_handshake_data_and_close() {
     pass(&mut t, &tcp(r, c, 443, 40000, F::Ack, 901, 106, b""), s(14));
     assert_eq!(t.get(id).unwrap().remaining(s(14)), s(432_000));
 
-    pass(
-        &mut t,
-        &tcp(c, r, 40000, 443, F::FinAck, 106, 901, b""),
-        s(20),
-    );
-    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::FinWait));
-    assert_eq!(t.get(id).unwrap().remaining(s(20)), s(120));
-    pass(&mut t, &tcp(r, c, 443, 40000, F::Ack, 901, 107, b""), s(21));
-    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::CloseWait));
-    assert_eq!(t.get(id).unwrap().remaining(s(21)), s(60));
-    pass(
-        &mut t,
-        &tcp(r, c, 443, 40000, F::FinAck, 901, 107, b""),
-        s(22),
-    );
-    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::LastAck));
-    assert_eq!(t.get(id).unwrap().remaining(s(22)), s(30));
-    pass(&mut t, &tcp(c, r, 40000, 443, F::Ack, 107, 902, b""), s(23));
-    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::TimeWait));
-    assert_eq!(t.get(id).unwrap().remaining(s(23)), s(120));
+    // The close, a segment a second: who sends it, its flags, sequence and acknowledgement,
+    // and the state and timeout it leaves.
+    for (at, from_client, f, seq, ack, state, left) in [
+        (20, true, F::FinAck, 106, 901, TcpState::FinWait, 120),
+        (21, false, F::Ack, 901, 107, TcpState::CloseWait, 60),
+        (22, false, F::FinAck, 901, 107, TcpState::LastAck, 30),
+        (23, true, F::Ack, 107, 902, TcpState::TimeWait, 120),
+    ] {
+        let seg = if from_client {
+            tcp(c, r, 40000, 443, f, seq, ack, b"")
+        } else {
+            tcp(r, c, 443, 40000, f, seq, ack, b"")
+        };
+        pass(&mut t, &seg, s(at));
+        assert_eq!(t.get(id).unwrap().tcp_state(), Some(state), "at {at} s");
+        assert_eq!(t.get(id).unwrap().remaining(s(at)), s(left), "at {at} s");
+    }
 
     // A new SYN on the same ports reopens: the old entry goes, a NEW one starts.
     let (id3, _, st) = tracked(pass(
@@ -851,13 +854,7 @@ fn icmp_error_for_masqueraded_flow_is_translated_inside_and_out() {
     let (id, ..) = tracked(t.process(&m, 0, s(1)));
     masquerade_confirm(&mut t, id, s(1));
     let mut sent = probe.clone();
-    apply_rewrite(
-        &mut sent,
-        &m,
-        &t.rewrite(id, Direction::Original).unwrap(),
-        None,
-    )
-    .unwrap();
+    nat(&t, id, Direction::Original, &mut sent);
 
     // The error comes back to the router's WAN address quoting the translated packet.
     let router = [10, 9, 9, 9];
@@ -865,7 +862,7 @@ fn icmp_error_for_masqueraded_flow_is_translated_inside_and_out() {
     let me = meta(&err);
     let (eid, dir, st) = tracked(t.process(&me, 0, s(2)));
     assert_eq!((eid, dir, st), (id, Direction::Reply, CtState::Related));
-    apply_rewrite(&mut err, &me, &t.rewrite(id, dir).unwrap(), None).unwrap();
+    nat(&t, id, dir, &mut err);
 
     let expected = icmp_error(router, LAN, 3, 3, &probe);
     assert_eq!(
@@ -887,20 +884,13 @@ fn icmp_echo_id_nat() {
     assert_eq!(t.get(ids[0]).unwrap().reply().icmp_id(), 500);
     assert_eq!(t.get(ids[1]).unwrap().reply().icmp_id(), 501);
     let mut f = echo(LAN2, SRV, 500, true);
-    let m = meta(&f);
-    apply_rewrite(
-        &mut f,
-        &m,
-        &t.rewrite(ids[1], Direction::Original).unwrap(),
-        None,
-    )
-    .unwrap();
+    nat(&t, ids[1], Direction::Original, &mut f);
     assert_eq!(f, echo(WAN, SRV, 501, true));
     let mut r = echo(SRV, WAN, 501, false);
     let m = meta(&r);
     let (id, dir) = t.process(&m, 0, s(1)).conn().unwrap();
     assert_eq!(id, ids[1]);
-    apply_rewrite(&mut r, &m, &t.rewrite(id, dir).unwrap(), None).unwrap();
+    nat(&t, id, dir, &mut r);
     assert_eq!(r, echo(SRV, LAN2, 500, false));
 }
 
@@ -1455,13 +1445,7 @@ fn icmp_error_quoting_natted_sctp_is_translated() {
     let (id, ..) = tracked(t.process_frame(&m, &init, 0, s(1)));
     masquerade_confirm(&mut t, id, s(1));
     let mut sent = init.clone();
-    apply_rewrite(
-        &mut sent,
-        &m,
-        &t.rewrite(id, Direction::Original).unwrap(),
-        None,
-    )
-    .unwrap();
+    nat(&t, id, Direction::Original, &mut sent);
     assert_eq!(endpoints_sctp(&sent).1, 5001);
     // the whole packet quoted (an error quotes up to 576 bytes)
     let router = [10, 9, 9, 9];
@@ -1474,7 +1458,7 @@ fn icmp_error_quoting_natted_sctp_is_translated() {
     let me = meta(&err);
     let (eid, dir, st) = tracked(t.process_frame(&me, &err, 0, s(2)));
     assert_eq!((eid, dir, st), (id, Direction::Reply, CtState::Related));
-    apply_rewrite(&mut err, &me, &t.rewrite(id, dir).unwrap(), None).unwrap();
+    nat(&t, id, dir, &mut err);
     let q = 34 + 8;
     let quoted = &err[q..];
     assert_eq!(&quoted[12..16], &LAN, "quoted source back to the client");
