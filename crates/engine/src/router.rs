@@ -435,6 +435,9 @@ struct Walk {
     /// Live mode: the next hop whose MAC is being resolved; the frame waits in
     /// [`Router::held`] instead of leaving.
     hold: Option<IpAddr>,
+    /// The packet is a GSO super-packet, walked whole and cut into its segments at output
+    /// (see [`crate::gso::Walking`]).
+    gso: Option<crate::gso::Walking>,
 }
 
 /// Where each hook's base chains lie in `rules.base` (sorted by hook, then by where they run),
@@ -498,6 +501,7 @@ impl HookIndex {
 }
 
 /// What the walk decided for a packet that was not dropped.
+#[derive(Clone, Copy)]
 enum Fate {
     Host,
     Tx { egress: usize, dst_mac: Mac },
@@ -534,9 +538,8 @@ pub struct Router {
     defrag: Defrag,
     /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
     unresolved: Vec<(usize, IpAddr)>,
-    /// The GSO packet whose segments the slow path is walking, for an error the kernel sends
-    /// once for the packet (see [`crate::gso::Whole`]).
-    gso: Option<crate::gso::Whole>,
+    /// The GSO packet [`Router::receive`] is handed next (see [`crate::gso::Walking`]).
+    gso: Option<crate::gso::Walking>,
     /// Frames waiting for their next hop's MAC (live mode), oldest first.
     held: Vec<Held>,
     /// The SYN cookie secret of `synproxy`.
@@ -847,9 +850,10 @@ impl Router {
         }
     }
 
-    /// A GSO or partial-checksum frame for the slow path, which takes plain packets: a GSO
-    /// packet's segments go through one by one (the kernel's software GSO), a partial
-    /// checksum is completed first (`skb_checksum_help`).
+    /// A GSO or partial-checksum frame for the slow path: a GSO packet is walked whole, once,
+    /// as the kernel walks the skb, and cut into its segments at output (the kernel's software
+    /// GSO, [`crate::gso::Walking`]); a plain packet's partial checksum is completed first
+    /// (`skb_checksum_help`).
     #[cold]
     fn receive_offloaded(
         &mut self,
@@ -860,20 +864,10 @@ impl Router {
         tx: &mut Vec<TxFrame>,
     ) {
         if off.is_gso() {
-            match crate::gso::segment(&data, off) {
-                Some(segs) => {
-                    // (the walk of a segment too big for its route refuses the whole packet)
-                    self.gso = Some(crate::gso::Whole {
-                        frame: data,
-                        off: *off,
-                        refused: false,
-                    });
-                    for seg in segs {
-                        self.receive(ingress, seg, now, tx);
-                        if self.gso.as_ref().is_some_and(|g| g.refused) {
-                            break;
-                        }
-                    }
+            match crate::gso::walking(&data, off) {
+                Some(g) => {
+                    self.gso = Some(g);
+                    self.receive(ingress, data, now, tx);
                     self.gso = None;
                 }
                 None => self.counters.drop(Drop::GsoUnsupported),
@@ -998,6 +992,8 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
+        // a GSO packet handed on by `receive_offloaded` (its own only)
+        let gso = self.gso.take();
         match self.counters.rx.get_mut(ingress) {
             Some(c) => c.add(data.len()),
             None => return self.counters.drop(Drop::NoInterface),
@@ -1097,6 +1093,7 @@ impl Router {
             local: false,
             frags: None,
             hold: None,
+            gso,
         };
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
         let dscp_in = ip_dscp(&data[start..], &meta);
@@ -1188,22 +1185,66 @@ impl Router {
                 }
             }
         }
-        match fate {
-            Err(Drop::Stolen) => {}
+        let fate = match fate {
+            Ok(f) => f,
+            Err(Drop::Stolen) => return,
             Err(d) => {
                 if let Some((id, _)) = w.conn {
                     self.ct.discard(id);
                 }
-                self.counters.drop(d);
+                return self.counters.drop(d);
             }
-            Ok(Fate::Host) => {
+        };
+        let Some(g) = w.gso else {
+            return self.emit(&mut w, fate, data, start, meta, now, out);
+        };
+        // a GSO packet leaves as its segments (the kernel's software GSO at output: the
+        // frames this router sends carry no offload), each as a packet of its own would
+        let end = (start + meta.l3_end).min(data.len());
+        let Some(segs) = crate::gso::segments(&mut data[start..end], &g) else {
+            return self.counters.drop(Drop::GsoUnsupported);
+        };
+        let mtu = match fate {
+            Fate::Tx { egress, .. } => self.topo.interfaces.get(egress).map(|i| i.mtu as usize),
+            Fate::Host => None,
+        };
+        for seg in segs {
+            let Ok(m) = parse_frame(&seg) else {
+                self.counters.drop(Drop::GsoUnsupported);
+                continue;
+            };
+            // IPv4 without DF whose segments do not fit: each segment is fragmented
+            // (`ip_finish_output_gso`)
+            let l3_len = m.l3_end - m.l3_offset;
+            w.frags = mtu
+                .filter(|&mtu| l3_len > mtu)
+                .map(|_| (vec![l3_len - m.ip_header_len], l3_len, 0, false));
+            self.emit(&mut w, fate, seg, 0, &m, now, out);
+        }
+    }
+
+    /// A walked packet (at `start` in `data`, its link header next to it) leaves as `fate`
+    /// says: to the host, held for its neighbour, fragmented, or as it is.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        w: &mut Walk,
+        fate: Fate,
+        mut data: Vec<u8>,
+        start: usize,
+        meta: &PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
+        match fate {
+            Fate::Host => {
                 data.truncate(start + meta.l3_end);
                 if start > 0 {
                     data.drain(..start);
                 }
                 self.transmit_with(Port::Host, data, w.view.mark, w.view.priority, out);
             }
-            Ok(Fate::Tx { egress, .. }) if w.hold.is_some() => {
+            Fate::Tx { egress, .. } if w.hold.is_some() => {
                 let next = w.hold.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
                 if self.held.len() >= HELD_MAX || w.frags.is_some() {
                     return self.counters.drop(Drop::NeighbourUnresolved);
@@ -1227,7 +1268,7 @@ impl Router {
                     since: now,
                 });
             }
-            Ok(Fate::Tx { egress, dst_mac }) if w.frags.is_some() => {
+            Fate::Tx { egress, dst_mac } if w.frags.is_some() => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
                 let (pieces, _, id, _) = w.frags.take().unwrap_or_default();
@@ -1252,7 +1293,7 @@ impl Router {
                     );
                 }
             }
-            Ok(Fate::Tx { egress, dst_mac }) => {
+            Fate::Tx { egress, dst_mac } => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
                 let frame = l2::encapsulate(
@@ -1272,17 +1313,6 @@ impl Router {
                 );
             }
         }
-    }
-
-    /// When the packet walked is a segment of a GSO packet: the whole packet, which an ICMP
-    /// error quotes (the kernel's forward path answers the super-packet once, before it is
-    /// cut: TTL expiry, too big for the route), and its other segments are not walked.
-    fn gso_whole(&mut self, buf: &[u8], meta: &PacketMeta) -> Option<(Vec<u8>, PacketMeta)> {
-        let g = self.gso.as_mut()?;
-        g.refused = true;
-        let f = crate::gso::whole_of(buf.get(..meta.l3_end)?, &g.frame, &g.off)?;
-        let m = parse_frame(&f).ok()?;
-        Some((f, m))
     }
 
     fn families(w: &Walk) -> [Family; 2] {
@@ -1414,32 +1444,26 @@ impl Router {
             } else {
                 (answer::ICMP_TIME_EXCEEDED, 0)
             };
-            let whole = self.gso_whole(buf, meta);
-            let (buf, meta) = match &whole {
-                Some((f, m)) => (&f[..], m),
-                None => (&*buf, &*meta),
-            };
             self.send_icmp_error(w, buf, meta, ty, code, 0, now, out);
             return Err(Drop::TtlExceeded);
         }
         let l3_len = meta.l3_end - meta.l3_offset;
+        // a GSO packet is too big when its segments are (`skb_gso_validate_network_len`);
+        // it leaves as them
+        let size = match &w.gso {
+            Some(g) => crate::gso::seg_l3_len(buf, g).unwrap_or(l3_len),
+            None => l3_len,
+        };
         // a reassembled datagram is too big only when a fragment that came in is
         // (ip_exceeds_mtu, ip6_pkt_too_big with frag_max_size): it leaves in those fragments
         let too_big = match &w.frags {
-            Some((_, max_size, _, _)) => l3_len > mtu && *max_size > mtu,
-            None => l3_len > mtu,
+            Some((_, max_size, _, _)) => size > mtu && *max_size > mtu,
+            None => size > mtu,
         };
         let dont_frag = !w.v6
             && Ipv4Packet::new_checked(&buf[meta.l3_offset..meta.l3_end])
                 .is_ok_and(|p| p.dont_frag());
         if too_big && (w.v6 || dont_frag) {
-            // a segment of a GSO packet: the kernel refuses the packet (its segments do not
-            // fit: `skb_gso_validate_network_len`) with one error quoting it, not its segments
-            let whole = self.gso_whole(buf, meta);
-            let (buf, meta) = match &whole {
-                Some((f, m)) => (&f[..], m),
-                None => (&*buf, &*meta),
-            };
             if w.v6 {
                 self.send_icmp_error(
                     w,
@@ -1467,7 +1491,8 @@ impl Router {
                 return Err(Drop::MtuExceeded);
             }
         }
-        if l3_len > mtu && w.frags.is_none() {
+        // (a GSO packet's segments are fragmented at output, each on its own)
+        if l3_len > mtu && w.frags.is_none() && w.gso.is_none() {
             // IPv4 without DF: ip_fragment cuts it at the egress MTU
             w.frags = Some((vec![l3_len - meta.ip_header_len], l3_len, 0, false));
         }
@@ -1563,6 +1588,10 @@ impl Router {
             return Ok(());
         }
         apply_rewrite(buf, meta, &part, None).map_err(|_| Drop::RewriteFailed)?;
+        if let Some(g) = &w.gso {
+            // a partial checksum moves by the pseudo-header alone, as the kernel moves it
+            crate::gso::settle(buf, g);
+        }
         let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp))
             && meta.fragment == Fragment::None
             && meta.icmp.is_none();
@@ -3223,6 +3252,7 @@ mod tests {
             local: false,
             frags: None,
             hold: None,
+            gso: None,
         };
         let w = Walk::own(&base, 1, None, [0; 6], None, CtState::Invalid);
         assert!(w.tracked);
@@ -3425,6 +3455,7 @@ impl Walk {
             local: true,
             frags: None,
             hold: None,
+            gso: None,
         }
     }
 }
