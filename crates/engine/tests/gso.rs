@@ -702,3 +702,44 @@ fn offload_on_and_off_count_gso_packets_the_same() {
     }
     assert_eq!(got[0], got[1]);
 }
+
+/// IPv4 without DF whose segments do not fit the route (20 + 20 + 1 380 against the WAN's
+/// 1 400): the kernel forwards the packet and `ip_finish_output_gso` fragments each segment.
+/// Two segments leave as two fragments each, each fragment within the MTU; the segments'
+/// ids one apart, their sequence numbers 101 and 1 481; the packet counted once.
+#[test]
+fn a_gso_packet_without_df_whose_segments_do_not_fit_leaves_as_fragmented_segments() {
+    let mut r = once_router(false);
+    open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let mut slot = gso_tcp(false, 443, 101, 7001, 0x18, &data(2 * 1380), 1380);
+    {
+        let f = slot.frame_mut();
+        f[20] &= !0x40; // DF off
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = nft_wire::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    let id = get16(slot.frame(), 18);
+    let out = wan_frames(&mut r, vec![slot], secs(2));
+    assert_eq!(out.len(), 4, "two fragments per segment");
+    for (i, f) in out.iter().enumerate() {
+        let l3_len = usize::from(get16(f, 16));
+        assert!(l3_len <= 1400, "{l3_len}");
+        assert_eq!(get16(f, 18), id.wrapping_add(i as u16 / 2), "fragment {i}");
+        let frag = get16(f, 20);
+        assert_eq!(
+            frag & 0x2000 != 0,
+            i % 2 == 0,
+            "MF on the first of each pair"
+        );
+        if i % 2 == 0 {
+            assert_eq!(frag & 0x1fff, 0);
+            let seq = u32::from_be_bytes(f[38..42].try_into().unwrap());
+            assert_eq!(seq, 101 + 1380 * (i as u32 / 2));
+        }
+    }
+    assert_eq!(
+        conn_counters(&mut r, secs(2))[0],
+        (3, 80 + 20 + 20 + 2 * 1380)
+    );
+}
