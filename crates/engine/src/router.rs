@@ -66,6 +66,9 @@ pub struct TxFrame {
     pub data: Vec<u8>,
     pub mark: u32,
     pub priority: u32,
+    /// A GSO packet the slow path walked, sent whole (with [`Config::gso_out`]): its GSO size
+    /// and partial checksum, for the I/O's `virtio_net_hdr`. Plain for every other frame.
+    pub offload: nft_flowtable::Offload,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +92,11 @@ pub struct Config {
     /// it); the frame leaves at the first burst after [`Router::set_neighbour`] gives the MAC,
     /// or is dropped as `neighbour_unresolved`. Off: `no_neighbour` (static neighbours only).
     pub resolve_neighbours: bool,
+    /// The I/O sends GSO packets whole (AF_PACKET with `PACKET_VNET_HDR`, where the kernel
+    /// segments for a device that cannot): a GSO packet the slow path walked leaves whole,
+    /// its [`TxFrame::offload`] set, as the kernel forwards the skb. Off: it leaves as its
+    /// segments (the kernel's software GSO, complete checksums).
+    pub gso_out: bool,
 }
 
 impl Default for Config {
@@ -100,6 +108,7 @@ impl Default for Config {
             log_capacity: 10_000,
             offload: true,
             resolve_neighbours: false,
+            gso_out: false,
         }
     }
 }
@@ -709,12 +718,14 @@ impl Router {
                     for s in slots.get_mut(start..end).unwrap_or_default() {
                         let Some(egress) = s.egress() else { continue };
                         let mark = s.mark.unwrap_or(0);
+                        let offload = s.offload;
                         let data = std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec();
                         out.push(TxFrame {
                             egress: Port::Iface(usize::from(egress)),
                             data,
                             mark,
                             priority: 0,
+                            offload,
                         });
                     }
                 }
@@ -982,6 +993,7 @@ impl Router {
             data,
             mark,
             priority,
+            offload: nft_flowtable::Offload::default(),
         });
     }
 
@@ -1198,6 +1210,16 @@ impl Router {
         let Some(g) = w.gso else {
             return self.emit(&mut w, fate, data, start, meta, now, out);
         };
+        if self.cfg.gso_out && g.partial && w.hold.is_none() {
+            if let Fate::Tx { egress, dst_mac } = fate {
+                let fits = self.topo.interfaces.get(egress).is_some_and(|i| {
+                    crate::gso::seg_l3_len(&data[start..], &g).is_some_and(|n| n <= i.mtu as usize)
+                });
+                if fits {
+                    return self.emit_gso(&w, egress, dst_mac, data, start, meta, &g, out);
+                }
+            }
+        }
         // a GSO packet leaves as its segments (the kernel's software GSO at output: the
         // frames this router sends carry no offload), each as a packet of its own would
         let end = (start + meta.l3_end).min(data.len());
@@ -1220,6 +1242,52 @@ impl Router {
                 .filter(|&mtu| l3_len > mtu)
                 .map(|_| (vec![l3_len - m.ip_header_len], l3_len, 0, false));
             self.emit(&mut w, fate, seg, 0, &m, now, out);
+        }
+    }
+
+    /// A walked GSO packet whose segments fit its egress leaves whole (the I/O sends it with
+    /// its `virtio_net_hdr`: [`Config::gso_out`]), its partial checksum settled, `csum_start`
+    /// where its transport header is behind the egress's link header.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_gso(
+        &mut self,
+        w: &Walk,
+        egress: usize,
+        dst_mac: Mac,
+        mut data: Vec<u8>,
+        start: usize,
+        meta: &PacketMeta,
+        g: &crate::gso::Walking,
+        out: &mut Vec<TxFrame>,
+    ) {
+        let end = (start + meta.l3_end).min(data.len());
+        crate::gso::settle(&mut data[start..end], g);
+        let iface = &self.topo.interfaces[egress];
+        let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        let l3_len = meta.l3_end - meta.l3_offset;
+        let l4_in_l3 = meta.l4_offset.unwrap_or(meta.l3_end) - meta.l3_offset;
+        let frame = l2::encapsulate(
+            data,
+            start + meta.l3_offset,
+            start + meta.l3_end,
+            iface,
+            dst_mac,
+            ethertype,
+        );
+        let l3 = frame.len().saturating_sub(l3_len);
+        let offload = nft_flowtable::Offload {
+            gso_size: g.gso_size,
+            csum_start: u16::try_from(l3 + l4_in_l3).unwrap_or(0),
+        };
+        self.transmit_with(
+            Port::Iface(egress),
+            frame,
+            w.view.mark,
+            w.view.priority,
+            out,
+        );
+        if let Some(f) = out.last_mut() {
+            f.offload = offload;
         }
     }
 

@@ -743,3 +743,73 @@ fn a_gso_packet_without_df_whose_segments_do_not_fit_leaves_as_fragmented_segmen
         (3, 80 + 20 + 20 + 2 * 1380)
     );
 }
+
+/// With `Config::gso_out` (the I/O sends GSO packets whole: `run --io af_packet`), the slow
+/// path hands a walked super-packet on whole, as the kernel forwards the skb: one frame with
+/// its GSO size and `csum_start`, masqueraded, its partial checksum moved by the addresses
+/// alone. The same connection with offload on (the fast path forwards the super-packets) and
+/// off (the slow path walks them) then sends the same frames, byte for byte and offload state
+/// for offload state, and counts the same on the connection.
+#[test]
+fn with_gso_out_the_slow_path_sends_a_gso_packet_whole_as_the_fast_path_does() {
+    let mut runs = vec![];
+    for offload in [true, false] {
+        let mut cfg = Config {
+            offload,
+            gso_out: true,
+            ..Config::default()
+        };
+        cfg.conntrack.accounting = true;
+        let mut r = router_with(TOPOLOGY, ONCE_RULES, cfg);
+        let sport = open_tcp(&mut r, 50000, 443, 7000, secs(1));
+        let mut seq = 101;
+        let mut frames = vec![];
+        for (i, n) in [10usize, 4, 1, 7].into_iter().enumerate() {
+            let mut slots = vec![client_data(seq, n)];
+            let input = slots[0].frame().to_vec();
+            let mut sent = vec![];
+            r.process_slots_offloaded(&mut slots, secs(2 + i as u64), &mut sent);
+            let (frame, off) = match &sent[..] {
+                [Sent::Frame(f)] => {
+                    assert!(!offload, "the fast path forwards from the slot");
+                    assert_eq!(f.egress, nft_engine::Port::Iface(WAN));
+                    (f.data.clone(), f.offload)
+                }
+                [Sent::Slots { start: 0, end: 1 }] => {
+                    assert!(offload);
+                    (slots[0].frame().to_vec(), slots[0].offload)
+                }
+                _ => panic!("offload {offload}: {sent:?}"),
+            };
+            assert_eq!(
+                off,
+                Offload {
+                    gso_size: 1000,
+                    csum_start: 34
+                }
+            );
+            // written out: MACs, TTL 63, the WAN address and the masquerade's port, the
+            // partial checksum by the kernel's update
+            let mut want = with_macs(input.clone(), GW_MAC, WAN_MAC);
+            want[22] = 63;
+            want[26..30].copy_from_slice(&ROUTER_WAN);
+            want[24..26].copy_from_slice(&[0, 0]);
+            let c = nft_wire::checksum::checksum(&want[14..34]);
+            want[24..26].copy_from_slice(&c.to_be_bytes());
+            want[34..36].copy_from_slice(&sport.to_be_bytes());
+            let field = kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN);
+            want[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&field.to_be_bytes());
+            assert_eq!(frame, want, "offload {offload}, packet {i}");
+            frames.push((frame, off));
+            seq += (n * 1000) as u32;
+        }
+        let c = conn_counters(&mut r, secs(6));
+        assert_eq!(
+            c,
+            [(2 + 4, 80 + 4 * 40 + 22_000), (1, 40)],
+            "offload {offload}"
+        );
+        runs.push(frames);
+    }
+    assert_eq!(runs[0], runs[1]);
+}
