@@ -877,6 +877,9 @@ impl Router {
         if off.is_gso() {
             match crate::gso::walking(&data, off) {
                 Some(g) => {
+                    if self.cfg.trace {
+                        self.trace_packet(ingress, &data);
+                    }
                     self.gso = Some(g);
                     self.receive(ingress, data, now, tx);
                     self.gso = None;
@@ -887,6 +890,9 @@ impl Router {
         }
         if off.csum_partial() {
             crate::gso::complete(&mut data, off);
+        }
+        if self.cfg.trace {
+            self.trace_packet(ingress, &data);
         }
         self.receive(ingress, data, now, tx);
     }

@@ -813,3 +813,62 @@ fn with_gso_out_the_slow_path_sends_a_gso_packet_whole_as_the_fast_path_does() {
     }
     assert_eq!(runs[0], runs[1]);
 }
+
+/// `gso_out` and a VLAN WAN: the walked super-packet leaves whole with the tag pushed in
+/// front, its `csum_start` at 38, the field there the kernel's value; with tracing, the
+/// packet is one trace id, its length the whole frame's (14 + 20 + 20 + 4 000).
+#[test]
+fn a_walked_gso_packet_leaving_whole_on_a_vlan_has_its_checksum_start_moved() {
+    let topo = TOPOLOGY.replace(
+        "[[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\n",
+        "[[interface]]\nname = \"eth1\"\nmac = \"02:00:00:00:02:01\"\n\n\
+         [[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\nvlan = { parent = \"eth1\", id = 5 }\n",
+    );
+    assert_ne!(topo, TOPOLOGY);
+    let cfg = Config {
+        offload: false,
+        gso_out: true,
+        trace: true,
+        ..Config::default()
+    };
+    let mut r = router_with(&topo, ONCE_RULES, cfg);
+    let out = send(
+        &mut r,
+        LAN,
+        lan_tcp(50000, 443, 100, Tcp::Syn, b""),
+        secs(1),
+    );
+    let sport = u16::from_be_bytes([out[0].data[38], out[0].data[39]]);
+    let mut synack = wan_tcp(443, sport, 7000, Tcp::SynAck(101), b"");
+    synack.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    assert_eq!(send(&mut r, WAN, synack, secs(1)).len(), 1);
+    let _ = r.take_trace();
+    let mut slots = vec![client_data(101, 4)];
+    let input = slots[0].frame().to_vec();
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    let [Sent::Frame(f)] = &sent[..] else {
+        panic!("{sent:?}")
+    };
+    // (the VLAN interface "wan", after its parent)
+    assert_eq!(f.egress, nft_engine::Port::Iface(2));
+    assert_eq!(f.data.len(), input.len() + 4);
+    assert_eq!(f.data[12..16], [0x81, 0x00, 0x00, 0x05]);
+    assert_eq!(
+        f.offload,
+        Offload {
+            gso_size: 1000,
+            csum_start: 38
+        }
+    );
+    assert_eq!(
+        get16(&f.data, 38 + 16),
+        kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN)
+    );
+    assert_eq!(f.data[38 + 20..], input[34 + 20..]);
+    let trace = r.take_trace();
+    let ids: std::collections::BTreeSet<&str> =
+        trace.iter().filter_map(|l| l.split(' ').nth(2)).collect();
+    assert_eq!(ids.len(), 1, "{trace:#?}");
+    assert!(trace[0].contains("length 4054"), "the whole frame: {trace:#?}");
+}
