@@ -890,7 +890,8 @@ fn live_router_af_packet_gso() {
 /// once each, as the kernel walks the skb, and leave whole (the slow path hands them to
 /// AF_PACKET with their `virtio_net_hdr`, `tx_gso`). Conntrack counts each once with its
 /// whole length: the connection's packets in the client's direction are at most the frames
-/// the LAN received (not the 14 000 segments of 20 MB), its bytes the 20 MB and more.
+/// the LAN received (not the 14 000 segments of 20 MB), its bytes the 20 MB and more. Then
+/// 5 MB over IPv6.
 #[test]
 fn live_router_af_packet_gso_slow_path() {
     if !is_root() || !have("python3") || !have("ping") {
@@ -959,6 +960,24 @@ fn live_router_af_packet_gso_slow_path() {
         n(lan, "rx_packets")
     );
     assert!(bytes > 20_000_000, "{line}");
+    // and over IPv6 (TCPv6 super-packets, sent whole with GSO_TCPV6)
+    let before = n(wan, "tx_gso");
+    let (sent, got) = transfer(
+        &mut lab,
+        &s,
+        "2001:db8:2::2",
+        &c,
+        "2001:db8:2::2",
+        "5004",
+        "5000000",
+    );
+    assert!(sent.starts_with("5000000 "), "{sent}");
+    assert_eq!(sent, got);
+    let st = gso_stats(&lab);
+    assert!(
+        st["interfaces"][1]["tx_gso"].as_u64().unwrap() > before + 5,
+        "{st:#}"
+    );
 }
 
 /// GRO on the router's LAN interface, the client's TSO and GSO off (it sends MTU-sized

@@ -870,5 +870,8 @@ fn a_walked_gso_packet_leaving_whole_on_a_vlan_has_its_checksum_start_moved() {
     let ids: std::collections::BTreeSet<&str> =
         trace.iter().filter_map(|l| l.split(' ').nth(2)).collect();
     assert_eq!(ids.len(), 1, "{trace:#?}");
-    assert!(trace[0].contains("length 4054"), "the whole frame: {trace:#?}");
+    assert!(
+        trace[0].contains("length 4054"),
+        "the whole frame: {trace:#?}"
+    );
 }
