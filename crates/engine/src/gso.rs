@@ -296,3 +296,18 @@ pub(crate) fn segments(frame: &mut [u8], g: &Walking) -> Option<Vec<Vec<u8>>> {
     };
     segment(frame, &o)
 }
+
+/// [`segments`] of a bare IP packet (a copy `dup` makes): the IP packets of its segments.
+pub(crate) fn segments_l3(l3: &[u8], g: &Walking) -> Option<Vec<Vec<u8>>> {
+    let ethertype: u16 = match l3.first()? >> 4 {
+        4 => 0x0800,
+        6 => 0x86dd,
+        _ => return None,
+    };
+    let mut f = Vec::with_capacity(14 + l3.len());
+    f.extend_from_slice(&[0; 12]);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(l3);
+    let segs = segments(&mut f, g)?;
+    Some(segs.into_iter().map(|mut s| s.split_off(14)).collect())
+}

@@ -2219,7 +2219,13 @@ impl Router {
                     let c = nft_wire::checksum::checksum(&copy[..hl.clamp(20, copy.len())]);
                     copy[10..12].copy_from_slice(&c.to_be_bytes());
                 }
+                // a GSO packet's copy keeps its GSO state (`pskb_copy`) and leaves as its
+                // segments where they fit (`ip_finish_output_gso`)
+                let segs = w.gso.as_ref().and_then(|g| {
+                    crate::gso::segments_l3(&copy, g).filter(|s| s.iter().all(|s| s.len() <= mtu))
+                });
                 match &w.frags {
+                    _ if segs.is_some() => segs,
                     // a reassembled datagram: too big for the route when the largest
                     // fragment that came in is (frag-needed, packet-too-big to the source);
                     // else cut afresh, the copy's fragments being shared with the original
@@ -2263,7 +2269,7 @@ impl Router {
             .iter()
             .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
             .collect();
-        if frames.len() > 1 {
+        if frames.len() > 1 && w.gso.is_none() {
             self.counters.fragments_sent += frames.len() as u64;
         }
         for frame in frames {
@@ -2322,7 +2328,16 @@ impl Router {
                 l2::frame_with(iface, dst_mac, ethertype, &l3)
             }
         };
-        if frame.len() > iface.mtu as usize + 14 + 4 {
+        let limit = iface.mtu as usize + 14 + 4;
+        // a GSO packet goes to the device as it is (`dev_queue_xmit`), which segments it
+        let frames = match &w.gso {
+            Some(g) if frame.len() > limit => {
+                let mut frame = frame;
+                crate::gso::segments(&mut frame, g).unwrap_or_default()
+            }
+            _ => vec![frame],
+        };
+        if frames.is_empty() || frames.iter().any(|f| f.len() > limit) {
             return self.counters.drop(Drop::FrameTooLong);
         }
         if fwd {
@@ -2330,13 +2345,15 @@ impl Router {
         } else {
             self.counters.dup_packets += 1;
         }
-        self.transmit_with(
-            Port::Iface(egress),
-            frame,
-            w.view.mark,
-            w.view.priority,
-            out,
-        );
+        for frame in frames {
+            self.transmit_with(
+                Port::Iface(egress),
+                frame,
+                w.view.mark,
+                w.view.priority,
+                out,
+            );
+        }
     }
 
     /// A `dup` copy too big for its route: the error goes to the source, quoting the copy

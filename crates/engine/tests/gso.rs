@@ -875,3 +875,51 @@ fn a_walked_gso_packet_leaving_whole_on_a_vlan_has_its_checksum_start_moved() {
         "the whole frame: {trace:#?}"
     );
 }
+
+/// `dup` of a GSO packet: the copy keeps its GSO state (`pskb_copy`), so it leaves as its
+/// segments where they fit (`nf_dup_ipv4` -> `ip_local_out` -> `ip_finish_output_gso`), as
+/// the packet itself does; and netdev's `dup to DEV` hands it to the device, which segments
+/// it (`dev_queue_xmit`). One `dup` each, four segments each.
+#[test]
+fn a_dup_of_a_gso_packet_leaves_as_its_segments() {
+    for rule in [
+        "chain copies { type filter hook forward priority 0; tcp dport 443 meta length > 1000 dup to 192.168.1.20 device 1 }",
+        "chain ing { type filter hook ingress device \"lan\" priority 0; tcp dport 443 meta length > 1000 dup to 2 }",
+    ] {
+        let family = if rule.contains("ingress") { "netdev" } else { "ip" };
+        let rules = format!("{ONCE_RULES}\ntable {family} d {{ {rule} }}\n");
+        let cfg = Config {
+            offload: false,
+            ..Config::default()
+        };
+        let mut r = router_with(TOPOLOGY, &rules, cfg);
+        open_tcp(&mut r, 50000, 443, 7000, secs(1));
+        let mut slots = vec![client_data(101, 4)];
+        let mut sent = vec![];
+        r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+        let frames = slow_path_frames(&sent);
+        let to = |p: usize| {
+            frames
+                .iter()
+                .filter(|f| f.egress == nft_engine::Port::Iface(p))
+                .count()
+        };
+        if family == "ip" {
+            // the packet to the WAN, the copy to the server on the LAN
+            assert_eq!((to(WAN), to(LAN)), (4, 4), "{rule}: {frames:?}");
+            for f in frames.iter().filter(|f| f.egress == nft_engine::Port::Iface(LAN)) {
+                assert_eq!(f.data[..6], SERVER_MAC);
+                check(&f.data);
+            }
+        } else {
+            // the frame as it came, and the packet routed: both to the WAN
+            assert_eq!(to(WAN), 8, "{rule}: {frames:?}");
+            for f in &frames {
+                check(&f.data);
+            }
+        }
+        let st = r.report(secs(2));
+        assert_eq!(st.dup_packets, 1, "{rule}: {st:?}");
+        assert!(st.drops.is_empty(), "{rule}: {st:?}");
+    }
+}
