@@ -1255,7 +1255,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) {
         let now_ms = ms(now);
         let n = frames.len().min(out.len());
-        let mut forwarded = 0u64;
+        let punted = self.punted;
         // Chunks and zipped iterators rather than indices: no bounds check per frame.
         let stages = frames[..n]
             .chunks_mut(STAGE)
@@ -1323,11 +1323,10 @@ impl<B: OffloadBackend> Flowtable<B> {
                 };
 
                 *o = self.finish::<TRACE, _>(fs, rec, f, now_ms);
-                forwarded += u64::from(matches!(o, Action::Forward(_)));
             }
         }
-        // counted once a burst, not once a frame
-        self.stats.forwarded += forwarded;
+        // counted once a burst, not once a frame: each frame was forwarded or punted
+        self.stats.forwarded += (n as u64).wrapping_sub(self.punted.wrapping_sub(punted));
     }
 
     /// [`forward`](Self::forward) again for an IPv4 record whose first candidate (from
@@ -1401,6 +1400,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             Ok(port) => Action::Forward(port),
             Err(p) => {
                 self.stats.punts[p.index()] += 1;
+                self.punted = self.punted.wrapping_add(1);
                 Action::Punt(p)
             }
         };
@@ -1471,7 +1471,9 @@ impl<B: OffloadBackend> Flowtable<B> {
                 d as u8,
             ));
         }
-        if self.cfg.punt_tcp_control && p.proto() == PROTO_TCP && !plain_ack(p.tcp_flags) {
+        // (the record's protocol first: a UDP frame is one compare, the table's setting read
+        // only for TCP)
+        if p.proto() == PROTO_TCP && self.cfg.punt_tcp_control && !plain_ack(p.tcp_flags) {
             let back = self.links.get(usize::from(h.link[1 - d]));
             if back.is_none_or(|l| l.rx_port != p.port()) {
                 return Err(Punt::Miss);
