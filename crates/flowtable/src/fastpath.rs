@@ -1116,6 +1116,36 @@ fn rewrite_v6(
     }
 }
 
+/// [`rewrite`] for an IPv4 packet.
+#[inline(always)]
+fn rewrite_v4_at(
+    h: &Hot,
+    d: usize,
+    link: &Link,
+    p: &Rec,
+    buf: &mut [u8],
+    head: usize,
+) -> (usize, usize) {
+    let l3 = head + p.l3();
+    let ip_len = p.ip_len as usize;
+    let hl = usize::from(link.hl);
+    // `decide` made sure the headroom is there (a wrapped start would fail the bounds
+    // check below, never panic).
+    let start = l3.wrapping_sub(hl);
+    // The link header, the IP header and the transport header as fixed-size arrays of one
+    // slice (one bounds check), so the writes need no more checks (parse made sure they are
+    // whole).
+    if let Some(frame) = buf.get_mut(start..l3 + ip_len) {
+        let tcp = p.proto() == PROTO_TCP;
+        match hl {
+            14 => rewrite_v4_frame::<14>(h, d, link, tcp, frame),
+            18 => rewrite_v4_frame::<18>(h, d, link, tcp, frame),
+            _ => rewrite_v4_frame::<22>(h, d, link, tcp, frame),
+        }
+    }
+    (start, hl + ip_len)
+}
+
 /// Rewrites the frame at `buf[head..]` for direction `d` of the line `h`; `decide` passed.
 /// Returns the frame's new start and length.
 #[inline(always)]
@@ -1138,18 +1168,7 @@ fn rewrite(
     // checks below, never panic).
     let start = l3.wrapping_sub(hl);
     if !v6 {
-        // IPv4: the link header, the IP header and the transport header as fixed-size
-        // arrays of one slice (one bounds check), so the writes need no more checks (parse
-        // made sure they are whole).
-        if let Some(frame) = buf.get_mut(start..l3 + ip_len) {
-            let tcp = p.proto() == PROTO_TCP;
-            match hl {
-                14 => rewrite_v4_frame::<14>(h, d, link, tcp, frame),
-                18 => rewrite_v4_frame::<18>(h, d, link, tcp, frame),
-                _ => rewrite_v4_frame::<22>(h, d, link, tcp, frame),
-            }
-        }
-        return (start, hl + ip_len);
+        return rewrite_v4_at(h, d, link, p, buf, head);
     }
     rewrite_v6(h, d, v6a, p, buf, l3, l4);
     let header = &link.header[1];
@@ -1508,23 +1527,30 @@ impl<B: OffloadBackend> Flowtable<B> {
         } else {
             decide(h, d, p, src_mac, head, &self.links, &self.port_down)?
         };
-        let special = h.flags & (V6 | MARK) != 0;
-        let cold = if special { self.cold.get(idx) } else { None };
-        let (start, len) = rewrite(
-            h,
-            d,
-            cold.and_then(|c| c.v6(d)),
-            link,
-            p,
-            fs.buf.as_mut(),
-            head,
-        );
+        // A flow without IPv6 addresses or marks (the line says) forwards an IPv4 packet
+        // (the look-up matched the line's family): the cold part is not read and the
+        // rewrite has no family to test.
+        let (start, len) = if h.flags & (V6 | MARK) == 0 {
+            fs.mark = None;
+            rewrite_v4_at(h, d, link, p, fs.buf.as_mut(), head)
+        } else {
+            let cold = self.cold.get(idx);
+            fs.mark = match cold {
+                Some(c) if h.flags & MARK != 0 => c.mark(d),
+                _ => None,
+            };
+            rewrite(
+                h,
+                d,
+                cold.and_then(|c| c.v6(d)),
+                link,
+                p,
+                fs.buf.as_mut(),
+                head,
+            )
+        };
         fs.head = start;
         fs.len = len;
-        fs.mark = match cold {
-            Some(c) if h.flags & MARK != 0 => c.mark(d),
-            _ => None,
-        };
         h.packets[d] = h.packets[d].wrapping_add(1);
         let (b, carry) = h.bytes[d].overflowing_add(p.ip_len);
         h.bytes[d] = b;
