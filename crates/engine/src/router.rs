@@ -915,15 +915,16 @@ impl Router {
         }
         // Runs of frames from one port to one port, (ingress, egress) as one key (an egress
         // of `None`, which a forwarded slot never has, is `u32::MAX` there: no counter's
-        // index). A burst from one port to one port is one run. Each run is found first (a
-        // compare a frame), then its bytes in and out summed (two adds a frame), and both
-        // interfaces' counters take the run's packets and bytes once.
+        // index). A burst from one port to one port is one run. Each run is found first (the
+        // two ports compared with the run's first frame's, as they lie in the slots), then
+        // its bytes in and out summed (two adds a frame), and both interfaces' counters take
+        // the run's packets and bytes once.
         let mut rest = slots;
         while let Some(first) = rest.first() {
             let key = first.ports_key();
             let run = rest
                 .iter()
-                .position(|s| s.ports_key() != key)
+                .position(|s| !s.same_ports(first))
                 .unwrap_or(rest.len());
             let (this, next) = rest.split_at(run);
             let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);

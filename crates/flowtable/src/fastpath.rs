@@ -294,6 +294,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameSlot<B> {
         u64::from(self.port) | u64::from(self.egress) << 16
     }
 
+    /// Whether `other` came in on the same port and went out to the same port as this frame
+    /// (or neither was forwarded): the two fields compared as they are, no key built.
+    #[inline]
+    pub fn same_ports(&self, other: &Self) -> bool {
+        self.egress == other.egress && self.port == other.port
+    }
+
     /// The frame's length as it arrived (put in the slot), before any rewrite: what the
     /// ingress interface's counters count.
     #[inline]
