@@ -902,6 +902,12 @@ fn worker(
         for u in unresolved {
             let _ = resolve.send(u);
         }
+        // frames with a virtio_net_hdr to send: from a burst that had some, or a GSO packet
+        // held for its neighbour and released now
+        let vnet_out = offloaded
+            || sent
+                .iter()
+                .any(|s| matches!(s, Sent::Frame(f) if !f.offload.is_plain()));
         // transmit, grouped by egress interface, in order
         for p in pending.iter_mut() {
             p.clear();
@@ -945,7 +951,7 @@ fn worker(
             // GSO and partial-checksum frames leave with their header: the fast path's, and
             // the GSO packets the slow path walked whole (its other frames are plain)
             hdrs.clear();
-            if offloaded {
+            if vnet_out {
                 hdrs.extend(pending[e].iter().map(|&k| match k {
                     Pending::Slot(i) => tx_vnet(&slots[i], &vnet_in[i]),
                     Pending::Sent(k) => match &sent[k] {
