@@ -99,12 +99,42 @@ fn meta(f: &[u8]) -> PacketMeta {
 /// Tracks one frame and, for a new connection, confirms it as the last hook would.
 fn pass(t: &mut Table, f: &[u8], now: Duration) -> Outcome {
     let out = t.process(&meta(f), 0, now);
+    confirm_new(t, out, now)
+}
+
+/// Confirms the connection of `out` if it is new, as the last hook would; `out`.
+fn confirm_new(t: &mut Table, out: Outcome, now: Duration) -> Outcome {
     if let Outcome::Tracked { id, .. } = out {
         if !t.get(id).unwrap().is_confirmed() {
             t.confirm(id, now).unwrap();
         }
     }
     out
+}
+
+/// Applies connection `id`'s NAT for `dir` to `frame`, as the router does to a packet of it.
+fn nat(t: &Table, id: ConnId, dir: Direction, frame: &mut [u8]) {
+    let m = meta(frame);
+    apply_rewrite(frame, &m, &t.rewrite(id, dir).unwrap(), None).unwrap();
+}
+
+/// Masquerades the new connection `id` to the WAN address (out of interface 2) and confirms
+/// it.
+fn masquerade_confirm(t: &mut Table, id: ConnId, now: Duration) {
+    t.masquerade(id, ip(WAN), 2, &NatRange::default()).unwrap();
+    t.confirm(id, now).unwrap();
+}
+
+/// The three-way handshake of a TCP connection from the LAN client's `cport` to the server's
+/// `sport` at `now` (client sequence 1, server `server_seq`): its id.
+fn handshake(t: &mut Table, cport: u16, sport: u16, server_seq: u32, now: Duration) -> ConnId {
+    let syn = tcp(LAN, SRV, cport, sport, F::Syn, 1, 0, b"");
+    let (id, ..) = tracked(pass(t, &syn, now));
+    let syn_ack = tcp(SRV, LAN, sport, cport, F::SynAck, server_seq, 2, b"");
+    pass(t, &syn_ack, now);
+    let ack = tcp(LAN, SRV, cport, sport, F::Ack, 2, server_seq + 1, b"");
+    pass(t, &ack, now);
+    id
 }
 
 fn tracked(out: Outcome) -> (ConnId, Direction, CtState) {
@@ -168,26 +198,23 @@ fn tcp_handshake_data_and_close() {
     pass(&mut t, &tcp(r, c, 443, 40000, F::Ack, 901, 106, b""), s(14));
     assert_eq!(t.get(id).unwrap().remaining(s(14)), s(432_000));
 
-    pass(
-        &mut t,
-        &tcp(c, r, 40000, 443, F::FinAck, 106, 901, b""),
-        s(20),
-    );
-    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::FinWait));
-    assert_eq!(t.get(id).unwrap().remaining(s(20)), s(120));
-    pass(&mut t, &tcp(r, c, 443, 40000, F::Ack, 901, 107, b""), s(21));
-    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::CloseWait));
-    assert_eq!(t.get(id).unwrap().remaining(s(21)), s(60));
-    pass(
-        &mut t,
-        &tcp(r, c, 443, 40000, F::FinAck, 901, 107, b""),
-        s(22),
-    );
-    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::LastAck));
-    assert_eq!(t.get(id).unwrap().remaining(s(22)), s(30));
-    pass(&mut t, &tcp(c, r, 40000, 443, F::Ack, 107, 902, b""), s(23));
-    assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::TimeWait));
-    assert_eq!(t.get(id).unwrap().remaining(s(23)), s(120));
+    // The close, a segment a second: who sends it, its flags, sequence and acknowledgement,
+    // and the state and timeout it leaves.
+    for (at, from_client, f, seq, ack, state, left) in [
+        (20, true, F::FinAck, 106, 901, TcpState::FinWait, 120),
+        (21, false, F::Ack, 901, 107, TcpState::CloseWait, 60),
+        (22, false, F::FinAck, 901, 107, TcpState::LastAck, 30),
+        (23, true, F::Ack, 107, 902, TcpState::TimeWait, 120),
+    ] {
+        let seg = if from_client {
+            tcp(c, r, 40000, 443, f, seq, ack, b"")
+        } else {
+            tcp(r, c, 443, 40000, f, seq, ack, b"")
+        };
+        pass(&mut t, &seg, s(at));
+        assert_eq!(t.get(id).unwrap().tcp_state(), Some(state), "at {at} s");
+        assert_eq!(t.get(id).unwrap().remaining(s(at)), s(left), "at {at} s");
+    }
 
     // A new SYN on the same ports reopens: the old entry goes, a NEW one starts.
     let (id3, _, st) = tracked(pass(
@@ -227,17 +254,7 @@ fn tcp_rst_answering_syn_kills_the_entry() {
 #[test]
 fn tcp_rst_on_established_closes_with_10s() {
     let mut t = Table::default();
-    let (id, ..) = tracked(pass(
-        &mut t,
-        &tcp(LAN, SRV, 40002, 80, F::Syn, 1, 0, b""),
-        s(1),
-    ));
-    pass(
-        &mut t,
-        &tcp(SRV, LAN, 80, 40002, F::SynAck, 50, 2, b""),
-        s(1),
-    );
-    pass(&mut t, &tcp(LAN, SRV, 40002, 80, F::Ack, 2, 51, b""), s(1));
+    let id = handshake(&mut t, 40002, 80, 50, s(1));
     pass(&mut t, &tcp(SRV, LAN, 80, 40002, F::Rst, 51, 0, b""), s(2));
     let c = t.get(id).unwrap();
     assert_eq!(c.tcp_state(), Some(TcpState::Close));
@@ -425,17 +442,7 @@ fn limit_early_drops_oldest_unassured_and_refuses_when_all_assured() {
         ..Config::default()
     });
     // One assured TCP connection, then two unreplied UDP flows.
-    let (tcp_id, ..) = tracked(pass(
-        &mut t,
-        &tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b""),
-        s(1),
-    ));
-    pass(
-        &mut t,
-        &tcp(SRV, LAN, 443, 40000, F::SynAck, 9, 2, b""),
-        s(1),
-    );
-    pass(&mut t, &tcp(LAN, SRV, 40000, 443, F::Ack, 2, 10, b""), s(1));
+    let tcp_id = handshake(&mut t, 40000, 443, 9, s(1));
     assert!(t.get(tcp_id).unwrap().is_assured());
     let (u1, ..) = tracked(pass(&mut t, &udp(LAN, SRV, 1, 53), s(2)));
     let (u2, ..) = tracked(pass(&mut t, &udp(LAN, SRV, 2, 53), s(3)));
@@ -474,9 +481,7 @@ fn assured_tcp(t: &mut Table, n: u16, closing: u16, now: Duration) -> Vec<ConnId
     (0..n)
         .map(|k| {
             let p = 40000 + k;
-            let (id, ..) = tracked(pass(t, &tcp(LAN, SRV, p, 443, F::Syn, 1, 0, b""), now));
-            pass(t, &tcp(SRV, LAN, 443, p, F::SynAck, 9, 2, b""), now);
-            pass(t, &tcp(LAN, SRV, p, 443, F::Ack, 2, 10, b""), now);
+            let id = handshake(t, p, 443, 9, now);
             if k < closing {
                 pass(t, &tcp(LAN, SRV, p, 443, F::FinAck, 2, 10, b""), now);
             }
@@ -570,17 +575,7 @@ fn expiry_on_lookup_and_bounded_gc() {
 #[test]
 fn accounting_and_listing_with_offload() {
     let mut t = acct_table();
-    let (id, ..) = tracked(pass(
-        &mut t,
-        &tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b""),
-        s(0),
-    ));
-    pass(
-        &mut t,
-        &tcp(SRV, LAN, 443, 40000, F::SynAck, 9, 2, b""),
-        s(0),
-    );
-    pass(&mut t, &tcp(LAN, SRV, 40000, 443, F::Ack, 2, 10, b""), s(0));
+    let id = handshake(&mut t, 40000, 443, 9, s(0));
     let c = t.get(id).unwrap();
     assert_eq!(
         c.counter(Direction::Original),
@@ -639,8 +634,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
     let f1 = tcp(LAN, SRV, 40000, 443, F::Syn, 1, 0, b"");
     let m1 = meta(&f1);
     let (a, ..) = tracked(t.process(&m1, 0, s(1)));
-    t.masquerade(a, ip(WAN), 2, &NatRange::default()).unwrap();
-    t.confirm(a, s(1)).unwrap();
+    masquerade_confirm(&mut t, a, s(1));
     let ca = t.get(a).unwrap();
     assert_eq!(ca.reply(), Tuple::new(ip(SRV), ip(WAN), 6, 443, 40000));
     assert!(ca.status().contains(Status::SRC_NAT | Status::SRC_NAT_DONE));
@@ -655,8 +649,7 @@ fn masquerade_keeps_free_ports_and_moves_taken_ones() {
         0,
         s(1),
     ));
-    t.masquerade(b, ip(WAN), 2, &NatRange::default()).unwrap();
-    t.confirm(b, s(1)).unwrap();
+    masquerade_confirm(&mut t, b, s(1));
     assert_eq!(
         t.get(b).unwrap().reply(),
         Tuple::new(ip(SRV), ip(WAN), 6, 443, 40001)
@@ -859,16 +852,9 @@ fn icmp_error_for_masqueraded_flow_is_translated_inside_and_out() {
     let probe = udp(LAN, SRV, 40000, 33434);
     let m = meta(&probe);
     let (id, ..) = tracked(t.process(&m, 0, s(1)));
-    t.masquerade(id, ip(WAN), 2, &NatRange::default()).unwrap();
-    t.confirm(id, s(1)).unwrap();
+    masquerade_confirm(&mut t, id, s(1));
     let mut sent = probe.clone();
-    apply_rewrite(
-        &mut sent,
-        &m,
-        &t.rewrite(id, Direction::Original).unwrap(),
-        None,
-    )
-    .unwrap();
+    nat(&t, id, Direction::Original, &mut sent);
 
     // The error comes back to the router's WAN address quoting the translated packet.
     let router = [10, 9, 9, 9];
@@ -876,7 +862,7 @@ fn icmp_error_for_masqueraded_flow_is_translated_inside_and_out() {
     let me = meta(&err);
     let (eid, dir, st) = tracked(t.process(&me, 0, s(2)));
     assert_eq!((eid, dir, st), (id, Direction::Reply, CtState::Related));
-    apply_rewrite(&mut err, &me, &t.rewrite(id, dir).unwrap(), None).unwrap();
+    nat(&t, id, dir, &mut err);
 
     let expected = icmp_error(router, LAN, 3, 3, &probe);
     assert_eq!(
@@ -892,27 +878,19 @@ fn icmp_echo_id_nat() {
     let mut ids = Vec::new();
     for c in [LAN, LAN2] {
         let (id, ..) = tracked(t.process(&meta(&echo(c, SRV, 500, true)), 0, s(1)));
-        t.masquerade(id, ip(WAN), 2, &NatRange::default()).unwrap();
-        t.confirm(id, s(1)).unwrap();
+        masquerade_confirm(&mut t, id, s(1));
         ids.push(id);
     }
     assert_eq!(t.get(ids[0]).unwrap().reply().icmp_id(), 500);
     assert_eq!(t.get(ids[1]).unwrap().reply().icmp_id(), 501);
     let mut f = echo(LAN2, SRV, 500, true);
-    let m = meta(&f);
-    apply_rewrite(
-        &mut f,
-        &m,
-        &t.rewrite(ids[1], Direction::Original).unwrap(),
-        None,
-    )
-    .unwrap();
+    nat(&t, ids[1], Direction::Original, &mut f);
     assert_eq!(f, echo(WAN, SRV, 501, true));
     let mut r = echo(SRV, WAN, 501, false);
     let m = meta(&r);
     let (id, dir) = t.process(&m, 0, s(1)).conn().unwrap();
     assert_eq!(id, ids[1]);
-    apply_rewrite(&mut r, &m, &t.rewrite(id, dir).unwrap(), None).unwrap();
+    nat(&t, id, dir, &mut r);
     assert_eq!(r, echo(SRV, LAN2, 500, false));
 }
 
@@ -1151,8 +1129,7 @@ fn confirm_enters_the_tuples_the_connection_has() {
     );
     // masquerade (the common path: every hash reused) and its lookups both ways
     let (c, ..) = tracked(t.process(&meta(&udp(LAN, SRV, 4001, 53)), 0, s(2)));
-    t.masquerade(c, ip(WAN), 2, &NatRange::default()).unwrap();
-    t.confirm(c, s(2)).unwrap();
+    masquerade_confirm(&mut t, c, s(2));
     let r = t.get(c).unwrap().reply();
     assert_eq!(r, Tuple::new(ip(SRV), ip(WAN), 17, 53, 4001));
     assert_eq!(t.lookup(&r, 0), Some((c, Direction::Reply)));
@@ -1309,29 +1286,27 @@ fn sctp_init(ty: u8, tag: u32) -> Vec<u8> {
 /// Tracks an SCTP frame (conntrack reads its chunks) and confirms a new connection.
 fn pass_sctp(t: &mut Table, f: &[u8], now: Duration) -> Outcome {
     let out = t.process_frame(&meta(f), f, 0, now);
-    if let Outcome::Tracked { id, .. } = out {
-        if !t.get(id).unwrap().is_confirmed() {
-            t.confirm(id, now).unwrap();
-        }
-    }
-    out
+    confirm_new(t, out, now)
+}
+
+/// Another client's association, masqueraded, holds WAN:5000 (from LAN2:5000 to SRV:6000).
+fn take_wan_port_5000(t: &mut Table) {
+    let other = sctp(LAN2, SRV, 5000, 6000, 0, &[sctp_init(1, 0x99)]);
+    let (o, ..) = tracked(t.process_frame(&meta(&other), &other, 0, s(1)));
+    masquerade_confirm(t, o, s(1));
 }
 
 #[test]
 fn sctp_association_through_masquerade() {
     let mut t = Table::default();
     // another client holds WAN:5000 already, so the association's port moves
-    let other = sctp(LAN2, SRV, 5000, 6000, 0, &[sctp_init(1, 0x99)]);
-    let (o, ..) = tracked(t.process_frame(&meta(&other), &other, 0, s(1)));
-    t.masquerade(o, ip(WAN), 2, &NatRange::default()).unwrap();
-    t.confirm(o, s(1)).unwrap();
+    take_wan_port_5000(&mut t);
 
     let init = sctp(LAN, SRV, 5000, 6000, 0, &[sctp_init(1, 0x1111)]);
     let out = t.process_frame(&meta(&init), &init, 0, s(1));
     let (a, dir, state) = tracked(out);
     assert_eq!((dir, state), (Direction::Original, CtState::New));
-    t.masquerade(a, ip(WAN), 2, &NatRange::default()).unwrap();
-    t.confirm(a, s(1)).unwrap();
+    masquerade_confirm(&mut t, a, s(1));
     let c = t.get(a).unwrap();
     assert_eq!(c.sctp_state(), Some(SctpState::Closed));
     assert_eq!(
@@ -1464,23 +1439,13 @@ fn endpoints_sctp(f: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
 #[test]
 fn icmp_error_quoting_natted_sctp_is_translated() {
     let mut t = Table::default();
-    let other = sctp(LAN2, SRV, 5000, 6000, 0, &[sctp_init(1, 0x99)]);
-    let (o, ..) = tracked(t.process_frame(&meta(&other), &other, 0, s(1)));
-    t.masquerade(o, ip(WAN), 2, &NatRange::default()).unwrap();
-    t.confirm(o, s(1)).unwrap();
+    take_wan_port_5000(&mut t);
     let init = sctp(LAN, SRV, 5000, 6000, 0, &[sctp_init(1, 0x1111)]);
     let m = meta(&init);
     let (id, ..) = tracked(t.process_frame(&m, &init, 0, s(1)));
-    t.masquerade(id, ip(WAN), 2, &NatRange::default()).unwrap();
-    t.confirm(id, s(1)).unwrap();
+    masquerade_confirm(&mut t, id, s(1));
     let mut sent = init.clone();
-    apply_rewrite(
-        &mut sent,
-        &m,
-        &t.rewrite(id, Direction::Original).unwrap(),
-        None,
-    )
-    .unwrap();
+    nat(&t, id, Direction::Original, &mut sent);
     assert_eq!(endpoints_sctp(&sent).1, 5001);
     // the whole packet quoted (an error quotes up to 576 bytes)
     let router = [10, 9, 9, 9];
@@ -1493,7 +1458,7 @@ fn icmp_error_quoting_natted_sctp_is_translated() {
     let me = meta(&err);
     let (eid, dir, st) = tracked(t.process_frame(&me, &err, 0, s(2)));
     assert_eq!((eid, dir, st), (id, Direction::Reply, CtState::Related));
-    apply_rewrite(&mut err, &me, &t.rewrite(id, dir).unwrap(), None).unwrap();
+    nat(&t, id, dir, &mut err);
     let q = 34 + 8;
     let quoted = &err[q..];
     assert_eq!(&quoted[12..16], &LAN, "quoted source back to the client");

@@ -923,9 +923,9 @@ impl Router {
         }
         // (a plain loop: the run's sums stay in registers, which a closure's captures did not)
         for s in slots {
-            // (an egress of `None`, which a forwarded slot never has, is no counter's index)
-            let egress = s.egress().map_or(u64::from(u32::MAX), u64::from);
-            let k = u64::from(s.port) | egress << 16;
+            // (an egress of `None`, which a forwarded slot never has, is `u32::MAX` there:
+            // no counter's index)
+            let k = s.ports_key();
             if k != key {
                 if key != u64::MAX {
                     flush(counters, key, packets, rx_bytes, tx_bytes);

@@ -1000,21 +1000,26 @@ impl Compiler<'_> {
         bad(what, &self.table.name, self.chain)
     }
 
-    /// Where a field of an option-like header (IPv6 extension header, TCP or IPv4 option,
-    /// SCTP chunk) lies from its type byte: `(offset, bits, present)`; without a field, the
-    /// header's presence (its type byte).
-    fn opt_field(
+    /// An option, extension header or chunk `name` of the kind `what` (`tcp option`,
+    /// `exthdr`...): its type by `code`, and its `field`'s offset and width by `find`, or
+    /// with no field the presence test: `(type, offset, bits, present)`.
+    fn opt_load(
         &self,
         what: &str,
+        name: &str,
         field: Option<&str>,
-        find: impl FnOnce(&str) -> Option<proto::Field>,
-    ) -> Result<(u32, u32, bool), CompileError> {
-        match field {
-            None => Ok((0, 8, true)),
-            Some(fl) => find(fl)
+        code: fn(&str) -> Option<u8>,
+        find: fn(&str, &str) -> Option<proto::Field>,
+    ) -> Result<(u8, u32, u32, bool), CompileError> {
+        let what = format!("{what} {name}");
+        let ty = code(name).ok_or_else(|| self.err(what.as_str()))?;
+        let (offset, bits, present) = match field {
+            None => (0, 8, true),
+            Some(fl) => find(name, fl)
                 .map(|f| (f.offset, f.bits, false))
-                .ok_or_else(|| self.err(format!("{what} {fl}"))),
-        }
+                .ok_or_else(|| self.err(format!("{what} {fl}")))?,
+        };
+        Ok((ty, offset, bits, present))
     }
 
     fn nfproto_of(&self, p: &str) -> Option<u8> {
@@ -1102,14 +1107,15 @@ impl Compiler<'_> {
                 })
             }
             ExprKind::Exthdr { hdr, field } => {
-                let nexthdr =
-                    proto::exthdr_type(hdr).ok_or_else(|| self.err(format!("exthdr {hdr}")))?;
                 let field =
                     Some(field.as_str()).filter(|f| !matches!(*f, "exists" | "missing" | ""));
-                let (offset, bits, present) =
-                    self.opt_field(&format!("exthdr {hdr}"), field, |f| {
-                        proto::exthdr_field(hdr, f)
-                    })?;
+                let (nexthdr, offset, bits, present) = self.opt_load(
+                    "exthdr",
+                    hdr,
+                    field,
+                    proto::exthdr_type,
+                    proto::exthdr_field,
+                )?;
                 Ok(Load::Exthdr {
                     nexthdr,
                     offset,
@@ -1118,12 +1124,13 @@ impl Compiler<'_> {
                 })
             }
             ExprKind::TcpOpt { opt, field } => {
-                let kind =
-                    proto::tcpopt_kind(opt).ok_or_else(|| self.err(format!("tcp option {opt}")))?;
-                let (offset, bits, present) =
-                    self.opt_field(&format!("tcp option {opt}"), field.as_deref(), |f| {
-                        proto::tcpopt_field(opt, f)
-                    })?;
+                let (kind, offset, bits, present) = self.opt_load(
+                    "tcp option",
+                    opt,
+                    field.as_deref(),
+                    proto::tcpopt_kind,
+                    proto::tcpopt_field,
+                )?;
                 Ok(Load::TcpOpt {
                     kind,
                     offset,
@@ -1132,12 +1139,13 @@ impl Compiler<'_> {
                 })
             }
             ExprKind::IpOpt { opt, field } => {
-                let ty =
-                    proto::ipopt_type(opt).ok_or_else(|| self.err(format!("ip option {opt}")))?;
-                let (offset, bits, present) =
-                    self.opt_field(&format!("ip option {opt}"), field.as_deref(), |f| {
-                        proto::ipopt_field(opt, f)
-                    })?;
+                let (ty, offset, bits, present) = self.opt_load(
+                    "ip option",
+                    opt,
+                    field.as_deref(),
+                    proto::ipopt_type,
+                    proto::ipopt_field,
+                )?;
                 Ok(Load::IpOpt {
                     ty,
                     offset,
@@ -1273,12 +1281,13 @@ impl Compiler<'_> {
                 })
             }
             ExprKind::SctpChunk { chunk, field } => {
-                let ty = proto::sctp_chunk_type(chunk)
-                    .ok_or_else(|| self.err(format!("sctp chunk {chunk}")))?;
-                let (offset, bits, present) =
-                    self.opt_field(&format!("sctp chunk {chunk}"), field.as_deref(), |f| {
-                        proto::sctp_chunk_field(chunk, f)
-                    })?;
+                let (ty, offset, bits, present) = self.opt_load(
+                    "sctp chunk",
+                    chunk,
+                    field.as_deref(),
+                    proto::sctp_chunk_type,
+                    proto::sctp_chunk_field,
+                )?;
                 Ok(Load::SctpChunk {
                     ty,
                     offset,
@@ -1608,40 +1617,33 @@ impl Compiler<'_> {
                         opt,
                         field: Some(f),
                     } if opt == "maxseg" && f == "size" => ops.push(Op::ClampMss(v)),
-                    ExprKind::Payload { proto: p, field } => match self.load1(key)? {
-                        Load::Payload {
-                            base,
-                            offset,
-                            bits,
-                            l3,
-                            l4,
-                        } => ops.push(Op::SetPayload {
-                            base,
-                            offset,
-                            bits,
-                            l3,
-                            l4,
-                            value: v,
-                        }),
-                        _ => return Err(self.err(format!("{p} {field} set"))),
-                    },
-                    ExprKind::RawPayload { .. } => match self.load1(key)? {
-                        Load::Payload {
-                            base,
-                            offset,
-                            bits,
-                            l3,
-                            l4,
-                        } => ops.push(Op::SetPayload {
-                            base,
-                            offset,
-                            bits,
-                            l3,
-                            l4,
-                            value: v,
-                        }),
-                        _ => return Err(self.err("raw payload set")),
-                    },
+                    ExprKind::Payload { .. } | ExprKind::RawPayload { .. } => {
+                        match self.load1(key)? {
+                            Load::Payload {
+                                base,
+                                offset,
+                                bits,
+                                l3,
+                                l4,
+                            } => ops.push(Op::SetPayload {
+                                base,
+                                offset,
+                                bits,
+                                l3,
+                                l4,
+                                value: v,
+                            }),
+                            _ => {
+                                let what = match &key.kind {
+                                    ExprKind::Payload { proto, field } => {
+                                        format!("{proto} {field} set")
+                                    }
+                                    _ => "raw payload set".into(),
+                                };
+                                return Err(self.err(what));
+                            }
+                        }
+                    }
                     other => return Err(self.err(format!("{} set", kind_name(other)))),
                 }
             }
@@ -2830,6 +2832,23 @@ impl Pkt<'_> {
         read_bits(self.frame, self.base(base)?, offset, bits)
     }
 
+    /// A load of an option or extension header the packet has at `found` (`None`: it has
+    /// none): whether it is there when `present`, else `bits` at `offset` in it.
+    fn option_load(
+        &self,
+        found: Option<usize>,
+        present: bool,
+        offset: u32,
+        bits: u32,
+    ) -> Option<u128> {
+        match (found, present) {
+            (found, true) => Some(found.is_some() as u128),
+            (Some(at), false) => read_bits(self.frame, at, offset, bits),
+            // a field of a header the packet lacks: the rule does not match
+            (None, false) => None,
+        }
+    }
+
     /// [`Self::load`] of every kind.
     #[inline(never)]
     fn load_other(&self, l: &Load) -> Option<u128> {
@@ -2977,12 +2996,12 @@ impl Pkt<'_> {
                 if self.nfproto != 10 {
                     return None;
                 }
-                match (hdr::ipv6_exthdr(self.frame, self.nh, *nexthdr), present) {
-                    (found, true) => Some(found.is_some() as u128),
-                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
-                    // a field of a header the packet lacks: the rule does not match
-                    (None, false) => None,
-                }
+                self.option_load(
+                    hdr::ipv6_exthdr(self.frame, self.nh, *nexthdr),
+                    *present,
+                    *offset,
+                    *bits,
+                )
             }
             Load::TcpOpt {
                 kind,
@@ -2993,12 +3012,12 @@ impl Pkt<'_> {
                 if self.l4proto != 6 {
                     return None;
                 }
-                match (hdr::tcp_option(self.frame, self.th?, *kind), present) {
-                    (found, true) => Some(found.is_some() as u128),
-                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
-                    // a field of a header the packet lacks: the rule does not match
-                    (None, false) => None,
-                }
+                self.option_load(
+                    hdr::tcp_option(self.frame, self.th?, *kind),
+                    *present,
+                    *offset,
+                    *bits,
+                )
             }
             Load::IpOpt {
                 ty,
@@ -3009,12 +3028,12 @@ impl Pkt<'_> {
                 if self.nfproto != 2 {
                     return None;
                 }
-                match (hdr::ip_option(self.frame, self.nh, *ty), present) {
-                    (found, true) => Some(found.is_some() as u128),
-                    (Some(at), false) => read_bits(self.frame, at, *offset, *bits),
-                    // a field of a header the packet lacks: the rule does not match
-                    (None, false) => None,
-                }
+                self.option_load(
+                    hdr::ip_option(self.frame, self.nh, *ty),
+                    *present,
+                    *offset,
+                    *bits,
+                )
             }
             Load::Fib(q) => self.fib(q),
             Load::Jhash {

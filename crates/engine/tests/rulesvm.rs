@@ -9,7 +9,7 @@ use nft_engine::rules::{
     compile, pkt_from_frame, run_hook, Actions, CtInfo, ElemState, Env, Hook, HookVerdict, NatSpec,
     Pkt, Reject, RouteAnswer, Ruleset, State,
 };
-use nft_engine::{Config, Port};
+use nft_engine::{Config, Port, Router};
 use nft_lang::ast::Family;
 use nft_lang::ruleset::{load_str, LoadOpts};
 
@@ -59,6 +59,15 @@ fn ruleset(src: &str) -> (Ruleset, State) {
     let rs = compile(&ast).unwrap();
     let st = State::new(&rs);
     (rs, st)
+}
+
+/// An established connection with handle `h`, as conntrack tells the rules.
+fn established(h: u64) -> Option<CtInfo> {
+    Some(CtInfo {
+        state: 8,
+        handle: h,
+        ..Default::default()
+    })
 }
 
 fn ns(s: f64) -> u64 {
@@ -253,15 +262,9 @@ fn meters_limit_and_count_per_element() {
 #[test]
 fn ct_count_in_a_set_counts_live_connections() {
     let (rs, mut st) = ruleset(METERS);
-    let ct = |h: u64| {
-        Some(CtInfo {
-            state: 8,
-            handle: h,
-            ..Default::default()
-        })
-    };
     let env = TestEnv { dead: vec![] };
-    let mut run = |h, env: &TestEnv| input(&rs, &mut st, &mut tcp(A, 8), 0, ct(h), Some(env)).0;
+    let mut run =
+        |h, env: &TestEnv| input(&rs, &mut st, &mut tcp(A, 8), 0, established(h), Some(env)).0;
     assert_eq!(run(1, &env), HookVerdict::Accept);
     assert_eq!(run(2, &env), HookVerdict::Accept);
     // the same connection again does not count twice
@@ -284,16 +287,18 @@ fn ct_count_of_a_rule_counts_live_connections() {
         "table inet t { chain input { type filter hook input priority 0; policy accept;\n\
          tcp dport 8 ct count over 2 drop\n tcp dport 9 ct count 1 counter drop } }",
     );
-    let ct = |h: u64| {
-        Some(CtInfo {
-            state: 8,
-            handle: h,
-            ..Default::default()
-        })
-    };
     let env = TestEnv { dead: vec![] };
-    let mut run =
-        |h, port, env: &TestEnv| input(&rs, &mut st, &mut tcp(A, port), 0, ct(h), Some(env)).0;
+    let mut run = |h, port, env: &TestEnv| {
+        input(
+            &rs,
+            &mut st,
+            &mut tcp(A, port),
+            0,
+            established(h),
+            Some(env),
+        )
+        .0
+    };
     assert_eq!(run(1, 8, &env), HookVerdict::Accept);
     assert_eq!(run(2, 8, &env), HookVerdict::Accept);
     assert_eq!(
@@ -445,13 +450,7 @@ table inet f {
 #[test]
 fn fib_answers_from_the_router_fib() {
     let mut r = router_with(TOPOLOGY, FIB, Config::default());
-    let c = |r: &nft_engine::Router, name: &str| {
-        let i = r
-            .ruleset()
-            .object("f", nft_engine::rules::ObjKind::Counter, name)
-            .unwrap();
-        r.rule_state().counters[i].0
-    };
+    let c = |r: &nft_engine::Router, name: &str| named_counter(r, "f", name).0;
     // spoofed: a WAN source arriving on the LAN fails reverse path
     none(
         &mut r,
@@ -760,16 +759,34 @@ fn ct_zone_label_and_helper_set() {
     );
 }
 
+/// A netdev table whose ingress chain on the LAN (accepting) holds `rules`.
+fn lan_ingress(rules: &str) -> String {
+    format!(
+        "table netdev n {{\n\tchain i {{\n\t\ttype filter hook ingress device \"lan\" priority 0; policy accept;\n\t\t{rules}\n\t}}\n}}\n"
+    )
+}
+
+/// A table counting, under `marked`, forwarded packets with mark 7.
+const MARKED: &str = r#"
+table inet f {
+	counter marked {}
+	chain fw {
+		type filter hook forward priority 0; policy accept;
+		meta mark 7 counter name "marked"
+	}
+}
+"#;
+
+/// The drop reasons counted so far, and how many each.
+fn drops(r: &Router) -> Vec<(&'static str, u64)> {
+    r.counters().drop_map().into_iter().collect()
+}
+
 #[test]
 fn dup_and_fwd_leave_through_the_router() {
     // devices as numbers: names resolve against the host's interfaces when loading, as in nft
-    let rules = r#"
-table netdev n {
-	chain i {
-		type filter hook ingress device "lan" priority 0; policy accept;
-		udp dport 9 fwd to 2
-	}
-}
+    let rules = lan_ingress("udp dport 9 fwd to 2")
+        + r#"
 table ip d {
 	chain pre {
 		type filter hook prerouting priority 0; policy accept;
@@ -777,7 +794,7 @@ table ip d {
 	}
 }
 "#;
-    let mut r = router_with(TOPOLOGY, rules, Config::default());
+    let mut r = router_with(TOPOLOGY, &rules, Config::default());
     let f = lan_udp(ROUTER_LAN, 1, 9, 64, b"fwd");
     let out = lan_to_wan(&mut r, f.clone(), secs(1));
     assert_eq!(&out[14..], &f[14..], "fwd sends the packet as it is");
@@ -800,15 +817,8 @@ table ip d {
 /// VLAN tag's 4 bytes (the WAN's MTU is 1400: a 1418-byte frame, not a 1419-byte one).
 #[test]
 fn netdev_dup_sends_the_frame_as_it_came() {
-    let rules = r#"
-table netdev n {
-	chain i {
-		type filter hook ingress device "lan" priority 0; policy accept;
-		udp dport 9 dup to 2
-	}
-}
-"#;
-    let mut r = router_with(TOPOLOGY, rules, Config::default());
+    let rules = lan_ingress("udp dport 9 dup to 2");
+    let mut r = router_with(TOPOLOGY, &rules, Config::default());
     // to the router itself: the original goes to the host
     for (payload, copied) in [(3, true), (1376, true), (1377, false), (1450, false)] {
         let f = lan_udp(ROUTER_LAN, 1, 9, 64, &vec![0x5a; payload]);
@@ -826,25 +836,15 @@ table netdev n {
         assert!(out.iter().any(|t| t.egress == Port::Host), "the original");
     }
     assert_eq!(r.counters().dup_packets, 2);
-    assert_eq!(
-        r.counters().drop_map().into_iter().collect::<Vec<_>>(),
-        vec![("frame_too_long", 2)]
-    );
+    assert_eq!(drops(&r), vec![("frame_too_long", 2)]);
 }
 
 /// netdev `fwd to IF` (`nf_fwd_netdev_egress`): the frame as it came, its MACs, TTL and
 /// checksums untouched, up to what the device takes; the walk ends there.
 #[test]
 fn netdev_fwd_to_a_device_sends_the_frame_as_it_came() {
-    let rules = r#"
-table netdev n {
-	chain i {
-		type filter hook ingress device "lan" priority 0; policy accept;
-		udp dport 9 fwd to 2
-	}
-}
-"#;
-    let mut r = router_with(TOPOLOGY, rules, Config::default());
+    let rules = lan_ingress("udp dport 9 fwd to 2");
+    let mut r = router_with(TOPOLOGY, &rules, Config::default());
     for (payload, sent) in [(3, true), (1376, true), (1377, false)] {
         let f = lan_udp(REMOTE, 1, 9, 9, &vec![0x5a; payload]);
         let out = send(&mut r, LAN, f.clone(), secs(1));
@@ -857,10 +857,7 @@ table netdev n {
         }
     }
     assert_eq!(r.counters().fwd_packets, 2);
-    assert_eq!(
-        r.counters().drop_map().into_iter().collect::<Vec<_>>(),
-        vec![("frame_too_long", 1)]
-    );
+    assert_eq!(drops(&r), vec![("frame_too_long", 1)]);
 }
 
 /// `fwd ip to ADDR device IF` (`nft_fwd_neigh`): a link header to ADDR's neighbour from the
@@ -869,23 +866,10 @@ table netdev n {
 /// rule, and the next one runs.
 #[test]
 fn netdev_fwd_to_a_neighbour_builds_the_link_header_and_lowers_the_ttl() {
-    let rules = r#"
-table netdev n {
-	chain i {
-		type filter hook ingress device "lan" priority 0; policy accept;
-		udp dport 9 fwd ip to 198.18.0.1 device 2
-		udp dport 9 meta mark set 7
-	}
-}
-table inet f {
-	counter marked {}
-	chain fw {
-		type filter hook forward priority 0; policy accept;
-		meta mark 7 counter name "marked"
-	}
-}
-"#;
-    let mut r = router_with(TOPOLOGY, rules, Config::default());
+    let rules =
+        lan_ingress("udp dport 9 fwd ip to 198.18.0.1 device 2\n\t\tudp dport 9 meta mark set 7")
+            + MARKED;
+    let mut r = router_with(TOPOLOGY, &rules, Config::default());
     for (ttl, left) in [(9u8, 8u8), (2, 1), (255, 254)] {
         let f = lan_udp(REMOTE, 1, 9, ttl, b"neigh");
         let out = one(&mut r, LAN, f.clone(), secs(1), Port::Iface(WAN));
@@ -912,11 +896,7 @@ table inet f {
     let out = one(&mut r, LAN, f, secs(1), Port::Iface(WAN));
     assert_eq!(check(&out).ttl, 63);
     assert_eq!(r.counters().fwd_packets, 3);
-    let i = r
-        .ruleset()
-        .object("f", nft_engine::rules::ObjKind::Counter, "marked")
-        .unwrap();
-    assert_eq!(r.rule_state().counters[i].0, 1);
+    assert_eq!(named_counter(&r, "f", "marked").0, 1);
 }
 
 /// `meta nfproto` in a netdev chain reads NFPROTO_NETDEV (5), the hook's family, as the
@@ -933,16 +913,11 @@ table inet n {
 		meta nfproto != ipv6 meta mark set 7
 	}
 }
-table inet f {
-	counter marked {}
-	chain fw {
-		type filter hook forward priority 0; policy accept;
-		meta mark 7 counter name "marked"
-	}
-}
-"#;
+"#
+    .to_string()
+        + MARKED;
     for netdev in [false, true] {
-        let mut ast = load_str("r.nft", rules, &LoadOpts::default()).unwrap();
+        let mut ast = load_str("r.nft", &rules, &LoadOpts::default()).unwrap();
         if netdev {
             ast.tables[0].family = Family::Netdev;
         }
@@ -958,11 +933,7 @@ table inet f {
             let v6 = udp6(CLIENT_MAC, LAN_MAC, CLIENT6, REMOTE6, 1, 53, 64, b"q");
             let out4 = send(&mut r, LAN, v4, secs(1));
             let out6 = send(&mut r, LAN, v6, secs(1));
-            let i = r
-                .ruleset()
-                .object("f", nft_engine::rules::ObjKind::Counter, "marked")
-                .unwrap();
-            let marked = r.rule_state().counters[i].0;
+            let marked = named_counter(&r, "f", "marked").0;
             if netdev {
                 // 5 is neither: both forwarded, both marked
                 assert_eq!((out4.len(), out6.len(), marked), (1, 1, 2), "trace {trace}");

@@ -4,15 +4,10 @@
 mod common;
 use common::*;
 
-use nft_engine::rules::ObjKind;
 use nft_engine::{Config, Port, Router};
 
 fn counter(r: &Router, name: &str) -> u64 {
-    let i = r
-        .ruleset()
-        .object("t", ObjKind::Counter, name)
-        .unwrap_or_else(|| panic!("no counter {name}"));
-    r.rule_state().counters[i].0
+    named_counter(r, "t", name).0
 }
 
 /// The default test topology with link kinds: the LAN a veth, the WAN a physical NIC (none).
@@ -40,7 +35,7 @@ table inet t {
 fn iifkind_and_oifkind_read_the_topology() {
     let mut r = router_with(&kinds_topology(), KIND_RULES, Config::default());
     let t = secs(1);
-    let f = udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 4000, 53, 64, b"q");
+    let f = lan_udp(REMOTE, 4000, 53, 64, b"q");
     one(&mut r, LAN, f, t, Port::Iface(WAN));
     assert_eq!(counter(&r, "lan_veth"), 1);
     // the WAN has no kind: the match breaks, so neither `"vlan"` nor `!= "veth"` matches

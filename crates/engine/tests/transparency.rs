@@ -536,17 +536,7 @@ impl Conn {
         payload: &[u8],
         t: Duration,
     ) -> Vec<TxFrame> {
-        let f = tcp4(
-            CLIENT_MAC,
-            LAN_MAC,
-            CLIENT,
-            REMOTE,
-            self.cport,
-            self.dport,
-            self.cseq,
-            kind(self.sseq),
-            payload,
-        );
+        let f = lan_tcp(self.cport, self.dport, self.cseq, kind(self.sseq), payload);
         self.cseq = self.cseq.wrapping_add(payload.len() as u32);
         let out = d.send(LAN, f, t);
         if let Some(o) = out.iter().find(|o| o.egress != Port::Iface(LAN)) {
@@ -564,17 +554,7 @@ impl Conn {
         payload: &[u8],
         t: Duration,
     ) -> Vec<TxFrame> {
-        let f = tcp4(
-            GW_MAC,
-            WAN_MAC,
-            REMOTE,
-            ROUTER_WAN,
-            self.dport,
-            self.nport,
-            self.sseq,
-            kind(self.cseq),
-            payload,
-        );
+        let f = wan_tcp(self.dport, self.nport, self.sseq, kind(self.cseq), payload);
         self.sseq = self.sseq.wrapping_add(payload.len() as u32);
         d.send(WAN, f, t)
     }
@@ -624,17 +604,7 @@ fn fin_rst_and_syn_reuse() {
             c.data(d, 10, secs(5));
             // a SYN on the open flow, then odd flag combinations (invalid: dropped by the rule)
             c.c2s(d, |_| Tcp::Syn, b"", secs(6));
-            let mut odd = tcp4(
-                CLIENT_MAC,
-                LAN_MAC,
-                CLIENT,
-                REMOTE,
-                c.cport,
-                c.dport,
-                c.cseq,
-                Tcp::Ack(c.sseq),
-                b"",
-            );
+            let mut odd = lan_tcp(c.cport, c.dport, c.cseq, Tcp::Ack(c.sseq), b"");
             odd[14 + 20 + 13] = 0x03; // SYN|FIN
             fix_checksums(&mut odd);
             d.send(LAN, odd.clone(), secs(6));
@@ -701,7 +671,7 @@ fn flows_that_expire_and_come_back() {
         }
         // UDP: assured and offloaded, idle 40 s (back to the slow path, then offloaded again),
         // then idle past conntrack's 120 s: the answer finds no connection any more
-        let q = |p: &[u8]| udp4(CLIENT_MAC, LAN_MAC, CLIENT, REMOTE, 5353, 4433, 64, p);
+        let q = |p: &[u8]| lan_udp(REMOTE, 5353, 4433, 64, p);
         let mut nport = 0;
         for t in [300, 301, 304, 305, 306, 346, 347, 348, 349] {
             let out = d.send(LAN, q(b"ping"), secs(t));
@@ -714,28 +684,18 @@ fn flows_that_expire_and_come_back() {
             }
             d.send(
                 WAN,
-                udp4(
-                    GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, nport, 64, b"pong",
-                ),
+                wan_udp(REMOTE, 4433, nport, 64, b"pong"),
                 secs(t) + ms(5),
             );
         }
         // 200 s later: the reply direction alone is dropped (no connection, policy drop),
         // then the client starts over
-        d.send(
-            WAN,
-            udp4(
-                GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, nport, 64, b"late",
-            ),
-            secs(560),
-        );
+        d.send(WAN, wan_udp(REMOTE, 4433, nport, 64, b"late"), secs(560));
         for t in [561, 562, 565, 566] {
             d.send(LAN, q(b"again"), secs(t));
             d.send(
                 WAN,
-                udp4(
-                    GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 4433, nport, 64, b"pong",
-                ),
+                wan_udp(REMOTE, 4433, nport, 64, b"pong"),
                 secs(t) + ms(5),
             );
         }

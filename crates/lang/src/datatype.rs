@@ -186,6 +186,7 @@ static TCP_FLAG: Symbols = &[
     ("cwr", 0x80),
 ];
 
+/// MPTCP option subtypes (`tcp option mptcp subtype mp-join`).
 static MPTCP_SUBTYPE: Symbols = &[
     ("mp-capable", 0),
     ("mp-join", 1),

@@ -550,30 +550,6 @@ pub fn eval_rule(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
     crate::stmt_eval::postprocess_rule(ctx, rule)
 }
 
-/// Payload protocols a statement reads, in order.
-pub fn stmt_payload_protos(st: &Stmt) -> Vec<String> {
-    let mut out = vec![];
-    fn walk(e: &Expr, out: &mut Vec<String>) {
-        match &e.kind {
-            ExprKind::Payload { proto, .. } if proto != "th" => out.push(proto.clone()),
-            ExprKind::Concat(v) => v.iter().for_each(|x| walk(x, out)),
-            ExprKind::Binop(_, a, b) => {
-                walk(a, out);
-                walk(b, out)
-            }
-            ExprKind::Map(a, _) => walk(a, out),
-            _ => {}
-        }
-    }
-    match &st.kind {
-        StmtKind::Match { left, .. } => walk(left, &mut out),
-        StmtKind::Vmap { key, .. } => walk(key, &mut out),
-        StmtKind::Set { key, .. } => walk(key, &mut out),
-        _ => {}
-    }
-    out
-}
-
 fn verdict_ok(ctx: &Ctx, v: &Verdict, span: Span) -> Result<()> {
     if let Verdict::Jump(c) | Verdict::Goto(c) = v {
         if !ctx.chains.iter().any(|x| x == c) {

@@ -1480,6 +1480,30 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// The lines of an object's block up to its `}`: `comment` anywhere, the rest by `opt`,
+    /// which reads an option it knows and returns whether it did; `expecting` names what an
+    /// unknown word should have been.
+    fn obj_opts(
+        &mut self,
+        expecting: &str,
+        comment: &mut Option<String>,
+        mut opt: impl FnMut(&mut Self) -> Result<bool>,
+    ) -> Result<()> {
+        while !matches!(self.peek()?, Tok::RBrace | Tok::Eof) {
+            self.skip_seps()?;
+            if opt(self)? {
+            } else if self.eat_word("comment")? {
+                *comment = Some(self.comment_str()?);
+            } else if matches!(self.peek()?, Tok::RBrace) {
+                break;
+            } else {
+                return self.unexpected(expecting);
+            }
+            self.skip_seps()?;
+        }
+        Ok(())
+    }
+
     fn obj_body(&mut self, kind: &str, name: String, span: Span, block: bool) -> Result<Obj> {
         let mut comment = None;
         let body;
@@ -1487,7 +1511,6 @@ impl<'a> Parser<'a> {
             self.expect(&Tok::LBrace, "'{'")?;
             self.enter()?;
         }
-        let mut fields: Vec<(String, u64)> = vec![];
         if block {
             // outside a block the newline ends the command
             self.skip_seps()?;
@@ -1501,20 +1524,17 @@ impl<'a> Parser<'a> {
             "counter" => {
                 let mut packets = 0;
                 let mut bytes = 0;
-                while !matches!(self.peek()?, Tok::RBrace | Tok::Eof) && block {
-                    self.skip_seps()?;
-                    if self.eat_word("packets")? {
-                        packets = self.number("number")?.0;
-                    } else if self.eat_word("bytes")? {
-                        bytes = self.number("number")?.0;
-                    } else if self.eat_word("comment")? {
-                        comment = Some(self.comment_str()?);
-                    } else if matches!(self.peek()?, Tok::RBrace) {
-                        break;
-                    } else {
-                        return self.unexpected("packets or bytes");
-                    }
-                    self.skip_seps()?;
+                if block {
+                    self.obj_opts("packets or bytes", &mut comment, |p| {
+                        if p.eat_word("packets")? {
+                            packets = p.number("number")?.0;
+                        } else if p.eat_word("bytes")? {
+                            bytes = p.number("number")?.0;
+                        } else {
+                            return Ok(false);
+                        }
+                        Ok(true)
+                    })?;
                 }
                 body = ObjBody::Counter { packets, bytes };
             }
@@ -1552,23 +1572,18 @@ impl<'a> Parser<'a> {
                 let mut hname = String::new();
                 let mut proto = String::new();
                 let mut l3 = None;
-                while !matches!(self.peek()?, Tok::RBrace | Tok::Eof) {
-                    self.skip_seps()?;
-                    if self.eat_word("type")? {
-                        hname = self.string_arg("helper name")?;
-                        self.expect_word("protocol")?;
-                        proto = self.string_arg("protocol")?;
-                    } else if self.eat_word("l3proto")? {
-                        l3 = Some(self.string_arg("family")?);
-                    } else if self.eat_word("comment")? {
-                        comment = Some(self.comment_str()?);
-                    } else if matches!(self.peek()?, Tok::RBrace) {
-                        break;
+                self.obj_opts("type", &mut comment, |p| {
+                    if p.eat_word("type")? {
+                        hname = p.string_arg("helper name")?;
+                        p.expect_word("protocol")?;
+                        proto = p.string_arg("protocol")?;
+                    } else if p.eat_word("l3proto")? {
+                        l3 = Some(p.string_arg("family")?);
                     } else {
-                        return self.unexpected("type");
+                        return Ok(false);
                     }
-                    self.skip_seps()?;
-                }
+                    Ok(true)
+                })?;
                 body = ObjBody::CtHelper {
                     name: hname,
                     proto,
@@ -1579,40 +1594,35 @@ impl<'a> Parser<'a> {
                 let mut proto = String::new();
                 let mut l3 = None;
                 let mut policy = vec![];
-                while !matches!(self.peek()?, Tok::RBrace | Tok::Eof) {
-                    self.skip_seps()?;
-                    if self.eat_word("protocol")? {
-                        proto = self.string_arg("protocol")?;
-                    } else if self.eat_word("l3proto")? {
-                        l3 = Some(self.string_arg("family")?);
-                    } else if self.eat_word("policy")? {
-                        self.expect(&Tok::Eq, "'='")?;
-                        self.expect(&Tok::LBrace, "'{'")?;
+                self.obj_opts("protocol", &mut comment, |p| {
+                    if p.eat_word("protocol")? {
+                        proto = p.string_arg("protocol")?;
+                    } else if p.eat_word("l3proto")? {
+                        l3 = Some(p.string_arg("family")?);
+                    } else if p.eat_word("policy")? {
+                        p.expect(&Tok::Eq, "'='")?;
+                        p.expect(&Tok::LBrace, "'{'")?;
                         loop {
-                            self.skip_newlines()?;
-                            if self.eat(&Tok::RBrace)? {
+                            p.skip_newlines()?;
+                            if p.eat(&Tok::RBrace)? {
                                 break;
                             }
-                            let (st, _) = self.ident("state")?;
-                            self.expect(&Tok::Colon, "':'")?;
-                            let v = self.time_arg()?;
+                            let (st, _) = p.ident("state")?;
+                            p.expect(&Tok::Colon, "':'")?;
+                            let v = p.time_arg()?;
                             policy.push((st, v / 1000));
-                            self.skip_newlines()?;
-                            if !self.eat(&Tok::Comma)? {
-                                self.skip_newlines()?;
-                                self.expect(&Tok::RBrace, "'}'")?;
+                            p.skip_newlines()?;
+                            if !p.eat(&Tok::Comma)? {
+                                p.skip_newlines()?;
+                                p.expect(&Tok::RBrace, "'}'")?;
                                 break;
                             }
                         }
-                    } else if self.eat_word("comment")? {
-                        comment = Some(self.comment_str()?);
-                    } else if matches!(self.peek()?, Tok::RBrace) {
-                        break;
                     } else {
-                        return self.unexpected("protocol");
+                        return Ok(false);
                     }
-                    self.skip_seps()?;
-                }
+                    Ok(true)
+                })?;
                 body = ObjBody::CtTimeout {
                     proto,
                     l3proto: l3,
@@ -1622,28 +1632,23 @@ impl<'a> Parser<'a> {
             "ct expectation" => {
                 let mut proto = String::new();
                 let mut l3 = None;
-                while !matches!(self.peek()?, Tok::RBrace | Tok::Eof) {
-                    self.skip_seps()?;
-                    let t = self.peek_tok()?.clone();
-                    if self.eat_word("protocol")? {
-                        proto = self.string_arg("protocol")?;
-                    } else if self.eat_word("l3proto")? {
-                        l3 = Some(self.string_arg("family")?);
-                    } else if self.eat_word("dport")? {
-                        fields.push(("dport".into(), self.number("port")?.0));
-                    } else if self.eat_word("timeout")? {
-                        fields.push(("timeout".into(), self.time_arg()?));
-                    } else if self.eat_word("size")? {
-                        fields.push(("size".into(), self.number("size")?.0));
-                    } else if self.eat_word("comment")? {
-                        comment = Some(self.comment_str()?);
-                    } else if matches!(t.tok, Tok::RBrace) {
-                        break;
+                let mut fields: Vec<(String, u64)> = vec![];
+                self.obj_opts("protocol", &mut comment, |p| {
+                    if p.eat_word("protocol")? {
+                        proto = p.string_arg("protocol")?;
+                    } else if p.eat_word("l3proto")? {
+                        l3 = Some(p.string_arg("family")?);
+                    } else if p.eat_word("dport")? {
+                        fields.push(("dport".into(), p.number("port")?.0));
+                    } else if p.eat_word("timeout")? {
+                        fields.push(("timeout".into(), p.time_arg()?));
+                    } else if p.eat_word("size")? {
+                        fields.push(("size".into(), p.number("size")?.0));
                     } else {
-                        return self.unexpected("protocol");
+                        return Ok(false);
                     }
-                    self.skip_seps()?;
-                }
+                    Ok(true)
+                })?;
                 let get = |k: &str| {
                     fields
                         .iter()
@@ -3061,34 +3066,18 @@ impl<'a> Parser<'a> {
     /// `timeout`, `expires` and `comment` after the key of a dynamic set update; statements
     /// that follow belong to the update itself.
     fn dynset_elem_opts(&mut self, e: Expr) -> Result<Expr> {
-        let mut opts = ElemOpts::default();
-        let mut any = false;
-        loop {
-            match self.peek_word()?.as_deref() {
-                Some("timeout") => {
-                    self.next()?;
-                    opts.timeout = Some(self.time_arg()?);
-                }
-                Some("expires") => {
-                    self.next()?;
-                    opts.expires = Some(self.time_arg()?);
-                }
-                Some("comment") => {
-                    self.next()?;
-                    opts.comment = Some(self.comment_str()?);
-                }
-                _ => break,
-            }
-            any = true;
-        }
-        if !any {
-            return Ok(e);
-        }
-        let sp = e.span;
-        Ok(Expr::new(ExprKind::Elem(Box::new(e), Box::new(opts)), sp))
+        self.elem_opts_with(e, false)
     }
 
+    /// The options of a set element: `timeout`, `expires`, `comment` and the statements it
+    /// carries (`counter`, `limit ...`, `ct count ...`).
     fn elem_opts(&mut self, e: Expr) -> Result<Expr> {
+        self.elem_opts_with(e, true)
+    }
+
+    /// Element options, with the element's statements when `stmts` (else they are left for
+    /// whatever follows).
+    fn elem_opts_with(&mut self, e: Expr, stmts: bool) -> Result<Expr> {
         let mut opts = ElemOpts::default();
         let mut any = false;
         loop {
@@ -3106,11 +3095,11 @@ impl<'a> Parser<'a> {
                     self.next()?;
                     opts.comment = Some(self.comment_str()?);
                 }
-                "counter" | "limit" | "quota" | "last" => {
+                "counter" | "limit" | "quota" | "last" if stmts => {
                     let t = self.next()?;
                     opts.stmts.push(self.stmt_after_kw(&w, t.span)?);
                 }
-                "ct" if self.is_word_n(1, "count")? => {
+                "ct" if stmts && self.is_word_n(1, "count")? => {
                     let t = self.next()?;
                     opts.stmts.push(self.elem_stmt_after_kw("ct", t.span)?);
                 }

@@ -544,19 +544,6 @@ pub fn tcpopt_field(opt: &str, field: &str) -> Option<Field> {
     }
 }
 
-/// MPTCP option subtypes (`tcp option mptcp subtype mp-join`).
-pub static MPTCP_SUBTYPES: &[(&str, u8)] = &[
-    ("mp-capable", 0),
-    ("mp-join", 1),
-    ("dss", 2),
-    ("add-addr", 3),
-    ("remove-addr", 4),
-    ("mp-prio", 5),
-    ("mp-fail", 6),
-    ("mp-fastclose", 7),
-    ("mp-tcprst", 8),
-];
-
 /// IPv4 options nft knows: keyword and option type.
 static IPOPTS: &[(&str, u8)] = &[("lsrr", 131), ("rr", 7), ("ssrr", 137), ("ra", 148)];
 

@@ -8,6 +8,7 @@
 use crate::ast::*;
 use crate::datatype::{Dt, Val};
 use crate::error::Span;
+use crate::eval::mk_const as konst;
 
 /// One element seen as a closed range of key values.
 struct Item {
@@ -89,20 +90,6 @@ pub fn has_intervals(elems: &[Expr]) -> bool {
     elems
         .iter()
         .any(|e| matches!(key_of(e).kind, ExprKind::Range(..) | ExprKind::Prefix(..)))
-}
-
-fn konst(dt: Dt, bits: u32, v: u128, span: Span) -> Expr {
-    let mut e = Expr::new(
-        ExprKind::Const(Const {
-            dt,
-            bits,
-            val: Val::Int(v),
-        }),
-        span,
-    );
-    e.dt = dt;
-    e.bits = bits;
-    e
 }
 
 /// The key nft lists for the range `lo..=hi`.

@@ -1,34 +1,16 @@
 //! Matches and their listing: one rule loaded into a fresh table, listed back as
 //! `nft -s -p list ruleset` prints it.
 
-use nft_lang::print::{self, ListOpts};
-use nft_lang::ruleset::{load_str, LoadOpts};
+mod common;
 
-/// Loads `rule` into a base chain of a `family` table and returns its listing, or the error.
+use nft_lang::print::ListOpts;
+
+/// Loads `rule` into a base chain of a `family` table and returns its listing (protocols as
+/// numbers), or the error.
 fn list(family: &str, rule: &str) -> Result<String, String> {
-    let chain = match family {
-        "netdev" => "type filter hook ingress device lo priority 0;",
-        _ => "type filter hook input priority 0;",
-    };
-    let text = format!("add table {family} t\nadd chain {family} t c {{ {chain} }}\nadd rule {family} t c {rule}\n");
-    let rs = load_str("test.nft", &text, &LoadOpts::default()).map_err(|e| e.to_string())?;
-    let mut o = ListOpts {
-        stateless: true,
-        ..Default::default()
-    };
+    let mut o = ListOpts::default();
     o.dt.numeric_proto = true;
-    let out = print::ruleset(&rs, &o);
-    let lines: Vec<&str> = out.lines().map(str::trim).collect();
-    let start = lines
-        .iter()
-        .position(|l| l.starts_with("type "))
-        .ok_or("no chain")?;
-    Ok(lines[start + 1..]
-        .iter()
-        .take_while(|l| **l != "}")
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" "))
+    common::rule_listing(family, rule, o)
 }
 
 fn same(family: &str, rule: &str) {

@@ -1,32 +1,12 @@
 //! Rules checked against the real nft: how they list back, or that they are refused.
 
-use nft_lang::print::{self, ListOpts};
-use nft_lang::ruleset::{load_str, LoadOpts};
+mod common;
+
+use nft_lang::print::ListOpts;
 
 /// Loads `rule` into a base chain of a `family` table and returns its listing, or the error.
 fn list(family: &str, rule: &str) -> Result<String, String> {
-    let chain = match family {
-        "netdev" => "type filter hook ingress device lo priority 0;",
-        _ => "type filter hook input priority 0;",
-    };
-    let text = format!("add table {family} t\nadd chain {family} t c {{ {chain} }}\nadd rule {family} t c {rule}\n");
-    let rs = load_str("test.nft", &text, &LoadOpts::default()).map_err(|e| e.error.msg)?;
-    let o = ListOpts {
-        stateless: true,
-        ..Default::default()
-    };
-    let out = print::ruleset(&rs, &o);
-    let lines: Vec<&str> = out.lines().map(str::trim).collect();
-    let start = lines
-        .iter()
-        .position(|l| l.starts_with("type "))
-        .ok_or("no chain")?;
-    Ok(lines[start + 1..]
-        .iter()
-        .take_while(|l| **l != "}")
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" "))
+    common::rule_listing(family, rule, ListOpts::default())
 }
 
 fn lists_as(family: &str, rule: &str, want: &str) {

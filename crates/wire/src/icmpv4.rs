@@ -50,7 +50,8 @@ impl Icmpv4Message {
     }
 }
 
-mod field {
+/// The header's fields, which ICMPv6 shares.
+pub(crate) mod field {
     use crate::Field;
     pub const TYPE: usize = 0;
     pub const CODE: usize = 1;
@@ -90,33 +91,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
     }
 }
 
-/// An ICMP message as a value, borrowing its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Icmpv4Repr<'a> {
-    EchoRequest {
-        ident: u16,
-        seq_no: u16,
-        data: &'a [u8],
-    },
-    EchoReply {
-        ident: u16,
-        seq_no: u16,
-        data: &'a [u8],
-    },
+icmp_repr!(
+    /// An ICMP message as a value, borrowing its data.
+    Icmpv4Repr, Icmpv4Packet, Icmpv4Message,
     /// An error message; `quoted` is the offending datagram, IP header first.
-    Error {
-        msg_type: Icmpv4Message,
-        code: u8,
-        rest: u32,
-        quoted: &'a [u8],
-    },
-    Other {
-        msg_type: Icmpv4Message,
-        code: u8,
-        rest: u32,
-        data: &'a [u8],
-    },
-}
+    Error
+);
 
 impl<'a> Icmpv4Repr<'a> {
     /// Checks the length and the checksum.
@@ -125,78 +105,12 @@ impl<'a> Icmpv4Repr<'a> {
         if !packet.verify_checksum() {
             return Err(Error::Malformed);
         }
-        let data = packet.data_ref();
-        let (msg_type, code) = (packet.msg_type(), packet.msg_code());
-        Ok(match msg_type {
-            Icmpv4Message::EchoRequest if code == 0 => Icmpv4Repr::EchoRequest {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
-            Icmpv4Message::EchoReply if code == 0 => Icmpv4Repr::EchoReply {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
-            t if t.is_error() => Icmpv4Repr::Error {
-                msg_type,
-                code,
-                rest: packet.rest_of_header(),
-                quoted: data,
-            },
-            _ => Icmpv4Repr::Other {
-                msg_type,
-                code,
-                rest: packet.rest_of_header(),
-                data,
-            },
-        })
-    }
-
-    fn data(&self) -> &'a [u8] {
-        match *self {
-            Icmpv4Repr::EchoRequest { data, .. }
-            | Icmpv4Repr::EchoReply { data, .. }
-            | Icmpv4Repr::Other { data, .. } => data,
-            Icmpv4Repr::Error { quoted, .. } => quoted,
-        }
-    }
-
-    pub fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.data().len()
+        Ok(Self::parse_fields(packet))
     }
 
     /// Writes the message and its checksum; the buffer must be [`Icmpv4Repr::buffer_len`] long.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Icmpv4Packet<T>) {
-        let (t, code, rest) = match *self {
-            Icmpv4Repr::EchoRequest { ident, seq_no, .. } => (
-                Icmpv4Message::EchoRequest,
-                0,
-                (ident as u32) << 16 | seq_no as u32,
-            ),
-            Icmpv4Repr::EchoReply { ident, seq_no, .. } => (
-                Icmpv4Message::EchoReply,
-                0,
-                (ident as u32) << 16 | seq_no as u32,
-            ),
-            Icmpv4Repr::Error {
-                msg_type,
-                code,
-                rest,
-                ..
-            }
-            | Icmpv4Repr::Other {
-                msg_type,
-                code,
-                rest,
-                ..
-            } => (msg_type, code, rest),
-        };
-        packet.set_msg_type(t);
-        packet.set_msg_code(code);
-        packet.set_rest_of_header(rest);
-        let data = self.data();
-        packet.data_mut()[..data.len()].copy_from_slice(data);
+        self.emit_fields(packet);
         packet.fill_checksum();
     }
 }

@@ -46,20 +46,9 @@ impl Icmpv6Message {
     }
 }
 
-mod field {
-    use crate::Field;
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const CHECKSUM: Field = 2..4;
-    pub const REST: Field = 4..8;
-    pub const ECHO_IDENT: Field = 4..6;
-    pub const ECHO_SEQNO: Field = 6..8;
-    pub const DATA: usize = 8;
-}
-
-pub const HEADER_LEN: usize = field::DATA;
-pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
-pub const ECHO_IDENT_OFFSET: usize = field::ECHO_IDENT.start;
+// The header is laid out as ICMP's (RFC 4443 2.1).
+use crate::icmpv4::field;
+pub use crate::icmpv4::{CHECKSUM_OFFSET, ECHO_IDENT_OFFSET, HEADER_LEN};
 
 view!(
     /// A view of an ICMPv6 message.
@@ -87,33 +76,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     }
 }
 
-/// An ICMPv6 message as a value, borrowing its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Icmpv6Repr<'a> {
-    EchoRequest {
-        ident: u16,
-        seq_no: u16,
-        data: &'a [u8],
-    },
-    EchoReply {
-        ident: u16,
-        seq_no: u16,
-        data: &'a [u8],
-    },
+icmp_repr!(
+    /// An ICMPv6 message as a value, borrowing its data.
+    Icmpv6Repr, Icmpv6Packet, Icmpv6Message,
     /// An error message; `quoted` is the offending packet, IPv6 header first.
-    Error {
-        msg_type: Icmpv6Message,
-        code: u8,
-        rest: u32,
-        quoted: &'a [u8],
-    },
-    Other {
-        msg_type: Icmpv6Message,
-        code: u8,
-        rest: u32,
-        data: &'a [u8],
-    },
-}
+    Error
+);
 
 impl<'a> Icmpv6Repr<'a> {
     /// Checks the length and the pseudo-header checksum.
@@ -126,45 +94,7 @@ impl<'a> Icmpv6Repr<'a> {
         if !packet.verify_checksum(src, dst) {
             return Err(Error::Malformed);
         }
-        let data = packet.data_ref();
-        let (msg_type, code) = (packet.msg_type(), packet.msg_code());
-        Ok(match msg_type {
-            Icmpv6Message::EchoRequest if code == 0 => Icmpv6Repr::EchoRequest {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
-            Icmpv6Message::EchoReply if code == 0 => Icmpv6Repr::EchoReply {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
-            t if t.is_error() => Icmpv6Repr::Error {
-                msg_type,
-                code,
-                rest: packet.rest_of_header(),
-                quoted: data,
-            },
-            _ => Icmpv6Repr::Other {
-                msg_type,
-                code,
-                rest: packet.rest_of_header(),
-                data,
-            },
-        })
-    }
-
-    fn data(&self) -> &'a [u8] {
-        match *self {
-            Icmpv6Repr::EchoRequest { data, .. }
-            | Icmpv6Repr::EchoReply { data, .. }
-            | Icmpv6Repr::Other { data, .. } => data,
-            Icmpv6Repr::Error { quoted, .. } => quoted,
-        }
-    }
-
-    pub fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.data().len()
+        Ok(Self::parse_fields(packet))
     }
 
     /// Writes the message and its checksum; the buffer must be [`Icmpv6Repr::buffer_len`] long.
@@ -174,35 +104,7 @@ impl<'a> Icmpv6Repr<'a> {
         src: &Ipv6Addr,
         dst: &Ipv6Addr,
     ) {
-        let (t, code, rest) = match *self {
-            Icmpv6Repr::EchoRequest { ident, seq_no, .. } => (
-                Icmpv6Message::EchoRequest,
-                0,
-                (ident as u32) << 16 | seq_no as u32,
-            ),
-            Icmpv6Repr::EchoReply { ident, seq_no, .. } => (
-                Icmpv6Message::EchoReply,
-                0,
-                (ident as u32) << 16 | seq_no as u32,
-            ),
-            Icmpv6Repr::Error {
-                msg_type,
-                code,
-                rest,
-                ..
-            }
-            | Icmpv6Repr::Other {
-                msg_type,
-                code,
-                rest,
-                ..
-            } => (msg_type, code, rest),
-        };
-        packet.set_msg_type(t);
-        packet.set_msg_code(code);
-        packet.set_rest_of_header(rest);
-        let data = self.data();
-        packet.data_mut()[..data.len()].copy_from_slice(data);
+        self.emit_fields(packet);
         packet.fill_checksum(src, dst);
     }
 }

@@ -170,3 +170,123 @@ macro_rules! icmp_fields {
         }
     };
 }
+
+/// The value type ICMP and ICMPv6 share: echo request and reply, errors quoting the offending
+/// packet, other messages. Besides the enum, `parse_fields` (the value of a view whose length
+/// and checksum are checked), `buffer_len` and `emit_fields` (everything but the checksum); each
+/// module's own `parse` and `emit` add the checksum, which only ICMPv6 takes over a pseudo-header.
+/// Uses the module's `HEADER_LEN`.
+macro_rules! icmp_repr {
+    (
+        $(#[$attr:meta])*
+        $name:ident, $packet:ident, $message:ident,
+        $(#[$error_attr:meta])*
+        Error
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name<'a> {
+            EchoRequest {
+                ident: u16,
+                seq_no: u16,
+                data: &'a [u8],
+            },
+            EchoReply {
+                ident: u16,
+                seq_no: u16,
+                data: &'a [u8],
+            },
+            $(#[$error_attr])*
+            Error {
+                msg_type: $message,
+                code: u8,
+                rest: u32,
+                quoted: &'a [u8],
+            },
+            Other {
+                msg_type: $message,
+                code: u8,
+                rest: u32,
+                data: &'a [u8],
+            },
+        }
+
+        impl<'a> $name<'a> {
+            /// The value of a message whose length and checksum have been checked.
+            fn parse_fields<T: AsRef<[u8]> + ?Sized>(packet: &$packet<&'a T>) -> $name<'a> {
+                let data = packet.data_ref();
+                let (msg_type, code) = (packet.msg_type(), packet.msg_code());
+                match msg_type {
+                    $message::EchoRequest if code == 0 => $name::EchoRequest {
+                        ident: packet.echo_ident(),
+                        seq_no: packet.echo_seq_no(),
+                        data,
+                    },
+                    $message::EchoReply if code == 0 => $name::EchoReply {
+                        ident: packet.echo_ident(),
+                        seq_no: packet.echo_seq_no(),
+                        data,
+                    },
+                    t if t.is_error() => $name::Error {
+                        msg_type,
+                        code,
+                        rest: packet.rest_of_header(),
+                        quoted: data,
+                    },
+                    _ => $name::Other {
+                        msg_type,
+                        code,
+                        rest: packet.rest_of_header(),
+                        data,
+                    },
+                }
+            }
+
+            fn data(&self) -> &'a [u8] {
+                match *self {
+                    $name::EchoRequest { data, .. }
+                    | $name::EchoReply { data, .. }
+                    | $name::Other { data, .. } => data,
+                    $name::Error { quoted, .. } => quoted,
+                }
+            }
+
+            pub fn buffer_len(&self) -> usize {
+                HEADER_LEN + self.data().len()
+            }
+
+            /// Writes the message but for its checksum.
+            fn emit_fields<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut $packet<T>) {
+                let (t, code, rest) = match *self {
+                    $name::EchoRequest { ident, seq_no, .. } => (
+                        $message::EchoRequest,
+                        0,
+                        (ident as u32) << 16 | seq_no as u32,
+                    ),
+                    $name::EchoReply { ident, seq_no, .. } => (
+                        $message::EchoReply,
+                        0,
+                        (ident as u32) << 16 | seq_no as u32,
+                    ),
+                    $name::Error {
+                        msg_type,
+                        code,
+                        rest,
+                        ..
+                    }
+                    | $name::Other {
+                        msg_type,
+                        code,
+                        rest,
+                        ..
+                    } => (msg_type, code, rest),
+                };
+                packet.set_msg_type(t);
+                packet.set_msg_code(code);
+                packet.set_rest_of_header(rest);
+                let data = self.data();
+                packet.data_mut()[..data.len()].copy_from_slice(data);
+            }
+        }
+    };
+}

@@ -23,38 +23,20 @@
 //! server's receive runs on the same CPU). Prints packets/s and ns per packet per round, then
 //! the medians, and the router's own ns per packet (path less sink) for both.
 
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use nft_conntrack::{Config as CtConfig, NatRange, Outcome, Table};
-use nft_flowtable::{Admission, Config, Egress, Encap, Family, Flowtable, Mac, Mangles, Path};
+use nft_flowtable::{Egress, Encap};
 use nft_wire::parse_frame;
 use nft_xdp::offload::{ifindex_of, ModeRequest, XdpOffload, XdpOffloadConfig};
 
-const CLIENT_MAC: Mac = [2, 0, 0, 0, 1, 2];
-const R_LAN_MAC: Mac = [2, 0, 0, 0, 1, 1];
-const R_WAN_MAC: Mac = [2, 0, 0, 0, 2, 1];
-const SERVER_MAC: Mac = [2, 0, 0, 0, 2, 2];
-
-fn sh(args: &[&str]) -> String {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect(args[0]);
-    if !o.status.success() {
-        eprintln!("{args:?}: {}", String::from_utf8_lossy(&o.stderr).trim());
-    }
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn mac(m: Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+mod support;
+use support::{
+    admission, in_ns, line_commands, mac_str as mac, median, offload_flowtable, sh, CLIENT_MAC,
+    R_LAN_MAC, R_WAN_MAC, SERVER_MAC,
+};
 
 struct Topo([String; 3]);
 
@@ -64,22 +46,6 @@ impl Drop for Topo {
             let _ = Command::new("ip").args(["netns", "del", n]).output();
         }
     }
-}
-
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
-            // SAFETY: setns on a valid namespace fd; it changes only this thread's namespace.
-            assert_eq!(
-                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            f()
-        })
-        .join()
-        .expect("thread")
-    })
 }
 
 fn pin(cpu: usize) {
@@ -100,11 +66,6 @@ fn delivered(s: &str) -> u64 {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -129,30 +90,8 @@ fn main() {
     for n in [c, r, s] {
         sh(&["ip", "netns", "add", n]);
     }
-    sh(&[
-        "ip", "-n", c, "link", "add", "c0", "type", "veth", "peer", "r0", "netns", r,
-    ]);
-    sh(&[
-        "ip", "-n", s, "link", "add", "s0", "type", "veth", "peer", "r1", "netns", r,
-    ]);
-    for (ns, dev, m, a) in [
-        (c, "c0", CLIENT_MAC, "198.18.1.2/24"),
-        (r, "r0", R_LAN_MAC, "198.18.1.1/24"),
-        (r, "r1", R_WAN_MAC, "198.19.0.1/24"),
-        (s, "s0", SERVER_MAC, "198.19.0.2/24"),
-    ] {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sh",
-            "-c",
-            "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
-        ]);
-        sh(&["ip", "-n", ns, "link", "set", dev, "address", &mac(m)]);
-        sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev]);
-        sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+    for cmd in line_commands(c, r, s) {
+        sh(&cmd.iter().map(String::as_str).collect::<Vec<_>>());
     }
     sh(&[
         "ip",
@@ -260,15 +199,7 @@ fn main() {
 
     // Admit the flow to the XDP offload (our conntrack, masquerade to the same port).
     let mut ct = Table::new(CtConfig::default());
-    let mut ft = Flowtable::with_backend(
-        Config {
-            devices: vec![0, 1],
-            hw_offload: true,
-            punt_tcp_control: true,
-            ..Config::default()
-        },
-        backend,
-    );
+    let mut ft = offload_flowtable(backend);
     let now = Duration::from_secs(1);
     let meta = parse_frame(&frame).unwrap();
     let Outcome::Tracked { id, .. } = ct.process(&meta, 0, now) else {
@@ -292,24 +223,7 @@ fn main() {
         encap: Encap::None,
         mtu: 1500,
     };
-    let a = Admission {
-        forward_hook: true,
-        family: Family::Inet,
-        conn: Some(id),
-        meta: &meta,
-        paths: [
-            Path {
-                ingress: 0,
-                egress: eg(1),
-            },
-            Path {
-                ingress: 1,
-                egress: eg(0),
-            },
-        ],
-        mangles: [Mangles::default(); 2],
-        fib_generation: 0,
-    };
+    let a = admission(&meta, id, 0, eg(0), eg(1));
     let fid = ft.admit(&mut ct, &a, now).expect("admitted");
     ft.gc(&mut ct, now);
     assert!(

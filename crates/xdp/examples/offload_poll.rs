@@ -13,17 +13,17 @@
 //! microseconds a poll and nanoseconds a flow. No traffic flows: the cost measured is reading
 //! the counters, which is the same whether they moved or not.
 
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use nft_conntrack::{Config as CtConfig, Outcome, Table};
-use nft_flowtable::{
-    Admission, Config, Egress, Encap, Family, Flowtable, Mac, Mangles, OffloadBackend, Path,
-};
+use nft_flowtable::{Config, Egress, Encap, Flowtable, Mac, OffloadBackend};
 use nft_wire::parse_frame;
 use nft_xdp::offload::{ModeRequest, XdpOffload, XdpOffloadConfig};
+
+mod support;
+use support::{admission, in_ns, median, sh};
 
 const A: Mac = [2, 0, 0, 0, 1, 1];
 const B: Mac = [2, 0, 0, 0, 1, 2];
@@ -34,37 +34,6 @@ impl Drop for Ns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
-}
-
-fn sh(args: &[&str]) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect(args[0]);
-    if !o.status.success() {
-        eprintln!("{args:?}: {}", String::from_utf8_lossy(&o.stderr).trim());
-    }
-}
-
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
-            // SAFETY: setns on a valid namespace fd; it changes only this thread's namespace.
-            assert_eq!(
-                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            f()
-        })
-        .join()
-        .expect("thread")
-    })
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -142,24 +111,7 @@ fn main() {
                 .write(&mut r, b"a")
                 .unwrap();
             let _ = ct.process(&parse_frame(&r).unwrap(), 1, now);
-            let a = Admission {
-                forward_hook: true,
-                family: Family::Inet,
-                conn: Some(id),
-                meta: &meta,
-                paths: [
-                    Path {
-                        ingress: 0,
-                        egress: eg(1),
-                    },
-                    Path {
-                        ingress: 1,
-                        egress: eg(0),
-                    },
-                ],
-                mangles: [Mangles::default(); 2],
-                fib_generation: 0,
-            };
+            let a = admission(&meta, id, 0, eg(0), eg(1));
             ft.admit(&mut ct, &a, now).expect("admitted");
         }
         ft.gc(&mut ct, now);

@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use nft_conntrack::{Config as CtConfig, NatRange, Outcome, Table};
-use nft_flowtable::{Admission, Config, Egress, Encap, Family, Flowtable, Mac, Mangles, Path};
+use nft_flowtable::{Egress, Encap, Mac};
 use nft_wire::parse_frame;
 use nft_xdp::offload::{monotonic_now, ModeRequest, XdpOffload, XdpOffloadConfig};
+
+mod support;
+use support::{admission, offload_flowtable};
 
 fn out(args: &[&str]) -> String {
     match Command::new(args[0]).args(&args[1..]).output() {
@@ -207,15 +210,7 @@ fn main() {
     }
     let ports = [lan.clone(), wan.clone()];
     let port_of = |dev: &str| ports.iter().position(|p| p == dev).map(|p| p as u16);
-    let mut ft = Flowtable::with_backend(
-        Config {
-            devices: vec![0, 1],
-            hw_offload: true,
-            punt_tcp_control: true,
-            ..Config::default()
-        },
-        backend,
-    );
+    let mut ft = offload_flowtable(backend);
     let mut ct = Table::new(CtConfig::default());
     // Connections in the flowtable, by original tuple. A flow that left (idle 30 s, as in the
     // kernel) is admitted again at the next poll once the kernel has seen its packets again.
@@ -263,24 +258,13 @@ fn main() {
                 encap: Encap::None,
                 mtu: dev_mtu(dev),
             };
-            let a = Admission {
-                forward_hook: true,
-                family: Family::Inet,
-                conn: Some(id),
-                meta: &meta,
-                paths: [
-                    Path {
-                        ingress: pin,
-                        egress: egress(&out_dev, pout, dst_mac),
-                    },
-                    Path {
-                        ingress: pout,
-                        egress: egress(&in_dev, pin, src_mac),
-                    },
-                ],
-                mangles: [Mangles::default(); 2],
-                fib_generation: 0,
-            };
+            let a = admission(
+                &meta,
+                id,
+                pin,
+                egress(&in_dev, pin, src_mac),
+                egress(&out_dev, pout, dst_mac),
+            );
             match ft.admit(&mut ct, &a, now) {
                 Ok(fid) => {
                     seen.insert(o, fid);

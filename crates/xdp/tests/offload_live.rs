@@ -15,19 +15,19 @@ use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use nft_conntrack::{Config as CtConfig, ConnId, NatRange, Outcome, Table};
-use nft_flowtable::{
-    Action, Admission, Config, Egress, Encap, Family, FlowId, Flowtable, FrameSlot, Mac, Mangles,
-    Path, Port,
-};
+use nft_flowtable::{Action, Config, Egress, Encap, FlowId, Flowtable, FrameSlot, Mac, Port};
 use nft_wire::parse_frame;
 use nft_xdp::offload::{ModeRequest, XdpOffload, XdpOffloadConfig};
 
 const LAN: Port = 0;
 const WAN: Port = 1;
-const CLIENT_MAC: Mac = [2, 0, 0, 0, 1, 2];
-const R_LAN_MAC: Mac = [2, 0, 0, 0, 1, 1];
-const R_WAN_MAC: Mac = [2, 0, 0, 0, 2, 1];
-const SERVER_MAC: Mac = [2, 0, 0, 0, 2, 2];
+#[path = "../examples/support/mod.rs"]
+mod support;
+use support::{
+    admission, in_ns, line_commands, offload_flowtable, CLIENT_MAC, R_LAN_MAC, R_WAN_MAC,
+    SERVER_MAC,
+};
+
 const CLIENT: [u8; 4] = [198, 18, 1, 2];
 const R_WAN: [u8; 4] = [198, 19, 0, 1];
 const SERVER: [u8; 4] = [198, 19, 0, 2];
@@ -68,36 +68,8 @@ impl Topo {
             let _ = Command::new("ip").args(["netns", "del", n]).output();
             sh(&["ip", "netns", "add", n]);
         }
-        sh(&[
-            "ip", "-n", &t.c, "link", "add", "c0", "type", "veth", "peer", "r0", "netns", &t.r,
-        ]);
-        sh(&[
-            "ip", "-n", &t.s, "link", "add", "s0", "type", "veth", "peer", "r1", "netns", &t.r,
-        ]);
-        let mac = |m: Mac| {
-            m.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        };
-        for (ns, dev, m, a) in [
-            (&t.c, "c0", CLIENT_MAC, "198.18.1.2/24"),
-            (&t.r, "r0", R_LAN_MAC, "198.18.1.1/24"),
-            (&t.r, "r1", R_WAN_MAC, "198.19.0.1/24"),
-            (&t.s, "s0", SERVER_MAC, "198.19.0.2/24"),
-        ] {
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sh",
-                "-c",
-                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
-            ]);
-            sh(&["ip", "-n", ns, "link", "set", dev, "address", &mac(m)]);
-            sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev]);
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        for cmd in line_commands(&t.c, &t.r, &t.s) {
+            sh(&cmd.iter().map(String::as_str).collect::<Vec<_>>());
         }
         sh(&[
             "ip",
@@ -126,21 +98,6 @@ impl Drop for Topo {
             let _ = Command::new("ip").args(["netns", "del", n]).output();
         }
     }
-}
-
-/// Runs `f` on a thread that has entered network namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
-            // SAFETY: setns on a valid namespace fd; it changes only this thread's namespace.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {ns}");
-            f()
-        })
-        .join()
-        .expect("namespace thread")
-    })
 }
 
 /// An AF_PACKET socket on `dev` of the calling thread's namespace.
@@ -423,15 +380,7 @@ impl Router {
     fn new(backend: XdpOffload) -> Router {
         Router {
             ct: Table::new(CtConfig::default()),
-            ft: Flowtable::with_backend(
-                Config {
-                    devices: vec![LAN, WAN],
-                    hw_offload: true,
-                    punt_tcp_control: true,
-                    ..Config::default()
-                },
-                backend,
-            ),
+            ft: offload_flowtable(backend),
             encap: [Encap::None; 2],
             masq: [R_WAN.into(), "2001:db8:2::1".parse().unwrap()],
         }
@@ -456,24 +405,13 @@ impl Router {
 
     fn admit(&mut self, id: ConnId, frame: &[u8], now: Duration) -> FlowId {
         let meta = parse_frame(frame).unwrap();
-        let a = Admission {
-            forward_hook: true,
-            family: Family::Inet,
-            conn: Some(id),
-            meta: &meta,
-            paths: [
-                Path {
-                    ingress: LAN,
-                    egress: egress(WAN, self.encap[1]),
-                },
-                Path {
-                    ingress: WAN,
-                    egress: egress(LAN, self.encap[0]),
-                },
-            ],
-            mangles: [Mangles::default(); 2],
-            fib_generation: 0,
-        };
+        let a = admission(
+            &meta,
+            id,
+            LAN,
+            egress(LAN, self.encap[0]),
+            egress(WAN, self.encap[1]),
+        );
         self.ft.admit(&mut self.ct, &a, now).expect("admitted")
     }
 
@@ -933,24 +871,13 @@ fn a_boxed_backend_drives_the_flowtable() {
     ct.masquerade(id, R_WAN.into(), 2, &NatRange::default())
         .unwrap();
     ct.confirm(id, now).unwrap();
-    let a = Admission {
-        forward_hook: true,
-        family: Family::Inet,
-        conn: Some(id),
-        meta: &meta,
-        paths: [
-            Path {
-                ingress: LAN,
-                egress: egress(WAN, Encap::None),
-            },
-            Path {
-                ingress: WAN,
-                egress: egress(LAN, Encap::None),
-            },
-        ],
-        mangles: [Mangles::default(); 2],
-        fib_generation: 0,
-    };
+    let a = admission(
+        &meta,
+        id,
+        LAN,
+        egress(LAN, Encap::None),
+        egress(WAN, Encap::None),
+    );
     let fid = ft.admit(&mut ct, &a, now).expect("admitted");
     assert!(!ft.info(fid, now).unwrap().hw);
     ft.gc(&mut ct, now);

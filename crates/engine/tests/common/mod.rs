@@ -135,6 +135,15 @@ pub fn router() -> Router {
     router_with(TOPOLOGY, RULES, Config::default())
 }
 
+/// The packets and bytes the named counter `name` of table `table` has counted.
+pub fn named_counter(r: &Router, table: &str, name: &str) -> (u64, u64) {
+    let i = r
+        .ruleset()
+        .object(table, nft_engine::rules::ObjKind::Counter, name)
+        .unwrap_or_else(|| panic!("no counter {name}"));
+    r.rule_state().counters[i]
+}
+
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }

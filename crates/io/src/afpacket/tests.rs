@@ -381,24 +381,9 @@ fn tcp_partial(payload: usize) -> Vec<u8> {
     f
 }
 
-#[test]
-fn a_gso_super_packet_crosses_whole_with_its_vnet_header() {
-    let test = "a_gso_super_packet_crosses_whole_with_its_vnet_header";
-    let Some(pair) = VethPair::create(test, "afg") else {
-        return;
-    };
-    let config = AfPacketConfig {
-        qdisc_bypass: true,
-        promiscuous: true,
-        vnet_hdr: true,
-        ..AfPacketConfig::default()
-    };
-    let c2 = config.clone();
-    let mut router = in_netns(&pair.router, move || AfPacket::open("vr", &config).unwrap());
-    let mut peer = in_netns(&pair.peer, move || AfPacket::open("vp", &c2).unwrap());
-    // 20 segments' worth in one frame, far above the MTU, and a plain frame after it
-    let big = tcp_partial(20 * 1448);
-    let small = tcp_partial(100);
+/// The vnet headers of a [`tcp_partial`] frame: as a GSO super-packet of 1 448-byte segments
+/// (the checksum to finish), and as a plain frame.
+fn tcp_partial_vnet() -> (VnetHdr, VnetHdr) {
     let gso = VnetHdr {
         flags: VnetHdr::NEEDS_CSUM,
         gso_type: VnetHdr::GSO_TCPV4,
@@ -412,13 +397,50 @@ fn a_gso_super_packet_crosses_whole_with_its_vnet_header() {
         gso_size: 0,
         ..gso
     };
+    (gso, plain)
+}
+
+/// Sockets with vnet headers (qdisc bypass, promiscuous) on `vr` and `vp` of `pair`.
+fn open_vnet(pair: &VethPair) -> (AfPacket, AfPacket) {
+    let config = AfPacketConfig {
+        qdisc_bypass: true,
+        promiscuous: true,
+        vnet_hdr: true,
+        ..AfPacketConfig::default()
+    };
+    let c2 = config.clone();
+    let router = in_netns(&pair.router, move || AfPacket::open("vr", &config).unwrap());
+    let peer = in_netns(&pair.peer, move || AfPacket::open("vp", &c2).unwrap());
+    (router, peer)
+}
+
+/// Transmits all of `frames` with their vnet headers `hdrs`, a burst at a time, by `deadline`.
+fn send_all_vnet(router: &mut AfPacket, frames: &[&[u8]], hdrs: &[VnetHdr], deadline: Instant) {
+    let mut taken = 0;
+    while taken < frames.len() {
+        taken += router.tx_burst_vnet(&frames[taken..], &hdrs[taken..]);
+        assert!(
+            Instant::now() < deadline,
+            "transmitted {taken} of {}",
+            frames.len()
+        );
+    }
+}
+
+#[test]
+fn a_gso_super_packet_crosses_whole_with_its_vnet_header() {
+    let test = "a_gso_super_packet_crosses_whole_with_its_vnet_header";
+    let Some(pair) = VethPair::create(test, "afg") else {
+        return;
+    };
+    let (mut router, mut peer) = open_vnet(&pair);
+    // 20 segments' worth in one frame, far above the MTU, and a plain frame after it
+    let big = tcp_partial(20 * 1448);
+    let small = tcp_partial(100);
+    let (gso, plain) = tcp_partial_vnet();
     let deadline = Instant::now() + Duration::from_secs(10);
     let frames = [big.as_slice(), small.as_slice()];
-    let mut taken = 0;
-    while taken < 2 {
-        taken += router.tx_burst_vnet(&frames[taken..], &[gso, plain][taken..]);
-        assert!(Instant::now() < deadline, "transmitted {taken} of 2");
-    }
+    send_all_vnet(&mut router, &frames, &[gso, plain], deadline);
     let mut got: Vec<(Vec<u8>, RxInfo)> = Vec::new();
     while got.len() < 2 {
         assert!(Instant::now() < deadline, "received {got:?}");
@@ -462,38 +484,14 @@ fn a_gso_super_packet_is_segmented_for_a_device_without_tso() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    let config = AfPacketConfig {
-        qdisc_bypass: true,
-        promiscuous: true,
-        vnet_hdr: true,
-        ..AfPacketConfig::default()
-    };
-    let c2 = config.clone();
-    let mut router = in_netns(&pair.router, move || AfPacket::open("vr", &config).unwrap());
-    let mut peer = in_netns(&pair.peer, move || AfPacket::open("vp", &c2).unwrap());
+    let (mut router, mut peer) = open_vnet(&pair);
     let big = tcp_partial(20 * 1448);
     let (first, last) = (tcp_partial(100), tcp_partial(200));
-    let gso = VnetHdr {
-        flags: VnetHdr::NEEDS_CSUM,
-        gso_type: VnetHdr::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1448,
-        csum_start: 34,
-        csum_offset: 16,
-    };
-    let plain = VnetHdr {
-        gso_type: VnetHdr::GSO_NONE,
-        gso_size: 0,
-        ..gso
-    };
+    let (gso, plain) = tcp_partial_vnet();
     let deadline = Instant::now() + Duration::from_secs(10);
     let frames = [first.as_slice(), big.as_slice(), last.as_slice()];
     let hdrs = [plain, gso, plain];
-    let mut taken = 0;
-    while taken < 3 {
-        taken += router.tx_burst_vnet(&frames[taken..], &hdrs[taken..]);
-        assert!(Instant::now() < deadline, "transmitted {taken} of 3");
-    }
+    send_all_vnet(&mut router, &frames, &hdrs, deadline);
     let mut got: Vec<(Vec<u8>, RxInfo)> = Vec::new();
     while got.len() < 22 {
         assert!(Instant::now() < deadline, "received {}: {got:?}", got.len());

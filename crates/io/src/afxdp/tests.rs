@@ -292,6 +292,20 @@ impl Rng {
     }
 }
 
+/// Adds to each port's expected wire what its TX ring took of the frames `asked` (port and
+/// bytes, in the order the burst asked for them): as many as the ring has pending, the first
+/// ones; a full ring recycles the rest. Every pending frame must be one that was asked for.
+fn expect_taken(core: &Core, asked: Vec<(usize, Vec<u8>)>, expect_wire: &mut [Vec<Vec<u8>>]) {
+    let mut taken = core.pending.clone();
+    for (q, bytes) in asked {
+        if taken[q] > 0 {
+            taken[q] -= 1;
+            expect_wire[q].push(bytes);
+        }
+    }
+    assert!(taken.iter().all(|&t| t == 0));
+}
+
 #[test]
 fn no_frame_is_lost_or_duplicated_under_any_interleaving() {
     const PORTS: usize = 2;
@@ -356,15 +370,7 @@ fn no_frame_is_lost_or_duplicated_under_any_interleaving() {
                     received += r.received as u64;
                     bad_port += r.bad_port as u64;
                     assert_eq!(r.bad, 0);
-                    // What each TX ring took, in order; a full ring recycles the rest.
-                    let mut taken = core.pending.clone();
-                    for (q, bytes) in asked {
-                        if taken[q] > 0 {
-                            taken[q] -= 1;
-                            expect_wire[q].push(bytes);
-                        }
-                    }
-                    assert!(taken.iter().all(|&t| t == 0));
+                    expect_taken(&core, asked, &mut expect_wire);
                     core.refill(p);
                 }
                 6 => {
@@ -407,14 +413,7 @@ fn no_frame_is_lost_or_duplicated_under_any_interleaving() {
                         bad_port += r.bad_port as u64;
                         assert_eq!(r.bad, 0);
                     }
-                    let mut taken = core.pending.clone();
-                    for (q, bytes) in asked {
-                        if taken[q] > 0 {
-                            taken[q] -= 1;
-                            expect_wire[q].push(bytes);
-                        }
-                    }
-                    assert!(taken.iter().all(|&t| t == 0));
+                    expect_taken(&core, asked, &mut expect_wire);
                     for q in 0..PORTS {
                         core.refill(q);
                     }
