@@ -2156,6 +2156,33 @@ mod tests {
             tx_vnet_walked(&f, &Offload::default()).gso_type,
             VnetHdr::GSO_NONE
         );
+        // TCP over IPv6: GSO_TCPV6, the transport header at 54
+        let (a6, b6) = (
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        );
+        let mut f6 = vec![];
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(a6, b6, 64)
+            .tcp(1000, 80, 7, 1000)
+            .ack(9)
+            .write(&mut f6, &[5u8; 3000])
+            .unwrap();
+        let o6 = Offload {
+            gso_size: 1428,
+            csum_start: 54,
+        };
+        assert_eq!(
+            tx_vnet_walked(&f6, &o6),
+            VnetHdr {
+                flags: VnetHdr::NEEDS_CSUM,
+                gso_type: VnetHdr::GSO_TCPV6,
+                hdr_len: 74,
+                gso_size: 1428,
+                csum_start: 54,
+                csum_offset: 16,
+            }
+        );
 
         let gro = VnetHdr {
             flags: VnetHdr::DATA_VALID,
