@@ -735,6 +735,49 @@ fn tx_vnet(slot: &FrameSlot, rx: &VnetHdr) -> VnetHdr {
     }
 }
 
+/// The `virtio_net_hdr` of a GSO packet the slow path walked and sent whole (`frame`, with
+/// its `offload`): the GSO type from the packet, as the kernel's stack sets it (TCP over
+/// IPv4 or IPv6, with `GSO_ECN` when the packet has CWR, as `tcp_gro_complete` and TCP's
+/// sender set `SKB_GSO_TCP_ECN`; UDP's `GSO_UDP_L4`), and its partial checksum's offsets.
+fn tx_vnet_walked(frame: &[u8], o: &Offload) -> VnetHdr {
+    let Some(L4Site::Inet(seg, field, _, udp)) = l4_site(frame) else {
+        return VnetHdr::default();
+    };
+    let v6 =
+        nft_wire::parse_frame(frame).is_ok_and(|m| m.ip_version == Some(nft_wire::IpVersion::Ipv6));
+    let th = if udp {
+        8
+    } else {
+        frame
+            .get(seg.start + 12)
+            .map_or(20, |b| u16::from(b >> 4) * 4)
+    };
+    let gso_type = match (udp, v6) {
+        (true, _) => VnetHdr::GSO_UDP_L4,
+        (false, false) => VnetHdr::GSO_TCPV4,
+        (false, true) => VnetHdr::GSO_TCPV6,
+    };
+    let cwr = !udp && frame.get(seg.start + 13).is_some_and(|f| f & 0x80 != 0);
+    VnetHdr {
+        flags: if o.csum_partial() {
+            VnetHdr::NEEDS_CSUM
+        } else {
+            0
+        },
+        gso_type: if !o.is_gso() {
+            VnetHdr::GSO_NONE
+        } else if cwr {
+            gso_type | VnetHdr::GSO_ECN
+        } else {
+            gso_type
+        },
+        hdr_len: seg.start as u16 + th,
+        gso_size: o.gso_size,
+        csum_start: o.csum_start,
+        csum_offset: field as u16,
+    }
+}
+
 fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec<Vec<Backend>>> {
     let mut all = vec![];
     for _ in 0..workers {
@@ -899,13 +942,18 @@ fn worker(
                     },
                 })
                 .collect();
-            // the fast path's GSO and partial-checksum frames leave with their header; the
-            // slow path's frames are plain (segmented, checksums complete)
+            // GSO and partial-checksum frames leave with their header: the fast path's, and
+            // the GSO packets the slow path walked whole (its other frames are plain)
             hdrs.clear();
             if offloaded {
                 hdrs.extend(pending[e].iter().map(|&k| match k {
                     Pending::Slot(i) => tx_vnet(&slots[i], &vnet_in[i]),
-                    Pending::Sent(_) => VnetHdr::default(),
+                    Pending::Sent(k) => match &sent[k] {
+                        Sent::Frame(f) if !f.offload.is_plain() => {
+                            tx_vnet_walked(&f.data, &f.offload)
+                        }
+                        _ => VnetHdr::default(),
+                    },
                 }));
             }
             let dev_before = sock.tx_device_drops();
@@ -1685,6 +1733,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         offload: !a.no_offload,
         resolve_neighbours: true,
         log_capacity: 1000,
+        // AF_PACKET sends a GSO packet whole with its virtio_net_hdr: the slow path's too
+        gso_out: io == Io::AfPacket,
         ..Config::default()
     };
     cfg.conntrack.accounting = true;
@@ -2088,6 +2138,18 @@ mod tests {
         );
         assert_eq!(slot.frame(), &partial[..]);
         assert_eq!(tx_vnet(&slot, &tso), tso);
+        // the slow path's walked super-packet leaves with the header the sender's had
+        assert_eq!(tx_vnet_walked(slot.frame(), &slot.offload), tso);
+        let mut cwr = partial.clone();
+        cwr[47] |= 0x80;
+        assert_eq!(
+            tx_vnet_walked(&cwr, &slot.offload).gso_type,
+            VnetHdr::GSO_TCPV4 | VnetHdr::GSO_ECN
+        );
+        assert_eq!(
+            tx_vnet_walked(&f, &Offload::default()).gso_type,
+            VnetHdr::GSO_NONE
+        );
 
         let gro = VnetHdr {
             flags: VnetHdr::DATA_VALID,

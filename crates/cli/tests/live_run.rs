@@ -886,6 +886,100 @@ fn live_router_af_packet_gso() {
     );
 }
 
+/// The slow path with GSO (`--no-offload`): the client's 64 KB super-packets walk the ruleset
+/// once each, as the kernel walks the skb, and leave whole (the slow path hands them to
+/// AF_PACKET with their `virtio_net_hdr`, `tx_gso`). Conntrack counts each once with its
+/// whole length: the connection's packets in the client's direction are at most the frames
+/// the LAN received (not the 14 000 segments of 20 MB), its bytes the 20 MB and more. Then
+/// 5 MB over IPv6.
+#[test]
+fn live_router_af_packet_gso_slow_path() {
+    if !is_root() || !have("python3") || !have("ping") {
+        eprintln!("SKIPPED (needs root, python3 and ping)");
+        return;
+    }
+    let mut lab = Lab::new("gn", true);
+    let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
+    for (ns, dev) in [(&c, "eth0"), (&r, "lan"), (&r, "wan"), (&s, "eth0")] {
+        must(&[
+            "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "on", "tso", "on", "gso", "on",
+        ]);
+    }
+    let rules = PathBuf::from(LIVE).join("rules.nft");
+    lab.start_router_with(&rules, &["--io", "af_packet", "--no-offload"]);
+    let _ = ping(&lab, "198.18.2.2", "2");
+    let o = ping(&lab, "198.18.2.2", "2");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let (sent, got) = transfer(
+        &mut lab,
+        &s,
+        "198.18.2.2",
+        &c,
+        "198.18.2.2",
+        "5003",
+        "20000000",
+    );
+    assert!(sent.starts_with("20000000 "), "{sent}");
+    assert_eq!(sent, got);
+    let st = gso_stats(&lab);
+    let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
+    let (lan, wan) = (0, 1);
+    eprintln!(
+        "lan: {} frames, {} GSO; wan: {} frames, {} GSO sent; slow path {}, fast {}",
+        n(lan, "rx_packets"),
+        n(lan, "rx_gso"),
+        n(wan, "tx_packets"),
+        n(wan, "tx_gso"),
+        st["paths"]["slow"],
+        st["paths"]["fast"]
+    );
+    assert!(
+        n(lan, "rx_gso") > 20,
+        "super-packets received whole: {st:#}"
+    );
+    assert!(
+        n(wan, "tx_gso") + 20 >= n(lan, "rx_gso"),
+        "the slow path sent them whole: {st:#}"
+    );
+    let ct = String::from_utf8_lossy(&lab.client(&["list", "conntrack"]).stdout).into_owned();
+    let line = ct
+        .lines()
+        .find(|l| l.starts_with("tcp ") && l.contains("dport=5003 "))
+        .unwrap_or_else(|| panic!("{ct}"));
+    let field = |k: &str| -> u64 {
+        line.split(k)
+            .nth(1)
+            .and_then(|v| v.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {line}"))
+    };
+    let (packets, bytes) = (field("packets="), field("bytes="));
+    assert!(
+        packets <= n(lan, "rx_packets") && packets < 5_000,
+        "each super-packet counted once: {line} ({} frames on the LAN)",
+        n(lan, "rx_packets")
+    );
+    assert!(bytes > 20_000_000, "{line}");
+    // and over IPv6 (TCPv6 super-packets, sent whole with GSO_TCPV6)
+    let before = n(wan, "tx_gso");
+    let (sent, got) = transfer(
+        &mut lab,
+        &s,
+        "2001:db8:2::2",
+        &c,
+        "2001:db8:2::2",
+        "5004",
+        "5000000",
+    );
+    assert!(sent.starts_with("5000000 "), "{sent}");
+    assert_eq!(sent, got);
+    let st = gso_stats(&lab);
+    assert!(
+        st["interfaces"][1]["tx_gso"].as_u64().unwrap() > before + 5,
+        "{st:#}"
+    );
+}
+
 /// GRO on the router's LAN interface, the client's TSO and GSO off (it sends MTU-sized
 /// segments): `run --io af_packet` leaves GRO on (it reads each frame's `virtio_net_hdr`), the
 /// kernel hands it GRO aggregates (veth aggregates once GRO is on: `ethtool -K .. gro on`

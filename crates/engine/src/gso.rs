@@ -9,9 +9,12 @@
 //!   never by the ports', which the device sums with the data. [`prepare`] notes how the field
 //!   stands against the packet's pseudo-header, [`finish`] writes the rewritten packet's
 //!   pseudo-header sum with that same rest: the result the kernel's incremental update gives;
-//! * the slow path takes plain packets: a GSO packet is cut into its segments first
-//!   ([`segment`]: the kernel's software GSO, `tcp_gso_segment`/`__udp_gso_segment`, complete
-//!   checksums), a partial checksum is completed ([`complete`]: `skb_checksum_help`).
+//! * the slow path walks a GSO packet whole, once, as the kernel walks the skb ([`Walking`]:
+//!   one packet for rules, counters, conntrack, NAT, `reject` and ICMP errors), its partial
+//!   checksum kept partial ([`settle`]), and cuts it into its segments at output
+//!   ([`segments`]: the kernel's software GSO, `tcp_gso_segment`/`__udp_gso_segment`, complete
+//!   checksums); a plain packet's partial checksum is completed before the walk
+//!   ([`complete`]: `skb_checksum_help`).
 //!
 //! Nothing here is on the path of a plain frame: the router calls these only for frames whose
 //! [`Offload`] is not plain.
@@ -209,75 +212,102 @@ pub fn segment(frame: &[u8], o: &Offload) -> Option<Vec<Vec<u8>>> {
     Some(out)
 }
 
-/// A GSO packet the slow path is walking segment by segment ([`segment`]), as received.
-/// The kernel walks the packet once: where it refuses it for its size (`ip_forward`'s
-/// `ip_exceeds_mtu`, `ip6_forward`'s `ip6_pkt_too_big`: its segments do not fit the route's
-/// MTU), it sends one frag-needed or packet-too-big quoting the packet with its real length,
-/// and drops it; the router does so at its first segment ([`whole_of`]) and walks no more.
-pub(crate) struct Whole {
-    pub frame: Vec<u8>,
-    pub off: Offload,
-    /// A segment was refused for its size: the rest of the packet is not walked.
-    pub refused: bool,
+/// A GSO packet the slow path walks whole, as the kernel walks the skb: once through the
+/// hooks, conntrack and NAT (one packet of its real length for `counter`, `quota`, `limit`
+/// and conntrack's accounting; one `reject` answer; one ICMP error for TTL or size), cut
+/// into its segments only at output ([`segments`], the kernel's software GSO in front of a
+/// device without TSO).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Walking {
+    pub gso_size: u16,
+    /// The packet's checksum is partial (the pseudo-header sum plus `rest`).
+    pub partial: bool,
+    /// How the partial checksum stands against the packet's pseudo-header sum as it came
+    /// (0 as stacks leave it), kept through the walk's rewrites ([`settle`]).
+    pub rest: u16,
 }
 
-/// The GSO packet `whole` as its first segment `seg` now stands (its headers rewritten by
-/// the walk so far, DNAT in prerouting): the segment's headers with the packet's length (IP
-/// total or payload length, its header checksum; UDP's length), TCP flags and data, and its
-/// checksum field as the kernel leaves it, a partial checksum moved by the pseudo-header
-/// alone (`inet_proto_csum_replace4(.., pseudohdr = true)`), a complete one complete. `None`
-/// when the two do not have the same header layout or the packet is longer than IP allows.
-pub(crate) fn whole_of(seg: &[u8], whole: &[u8], o: &Offload) -> Option<Vec<u8>> {
-    let (s, _) = site(seg)?;
-    let (w, _) = site(whole)?;
-    if s.tcp != w.tcp || s.v6 != w.v6 || s.l4 - s.l3 != w.l4 - w.l3 {
-        return None;
-    }
+/// The GSO packet `frame` (Ethernet at 0) as the slow path walks it; `None` when it is not a
+/// TCP or UDP packet that can be cut (the router counts it, `gso_unsupported`).
+pub(crate) fn walking(frame: &[u8], o: &Offload) -> Option<Walking> {
+    let (s, _) = site(frame)?;
     let th = if s.tcp {
-        usize::from(*seg.get(s.l4 + 12)? >> 4) * 4
+        usize::from(*frame.get(s.l4 + 12)? >> 4) * 4
     } else {
         8
     };
-    let (data, wdata) = (s.l4 + th, w.l4 + th);
-    if th < 8 || data > s.end || wdata > w.end {
+    if th < 8 || s.l4 + th > s.end || o.gso_size == 0 {
         return None;
     }
-    let mut f = Vec::with_capacity(data + (w.end - wdata));
-    f.extend_from_slice(&seg[..data]);
-    f.extend_from_slice(&whole[wdata..w.end]);
-    let l4_len = f.len() - s.l4;
-    let l3_len = u16::try_from(f.len() - s.l3).ok()?;
-    if s.v6 {
-        put16(&mut f, s.l3 + 4, l3_len - 40);
-    } else {
-        let ihl = s.l4 - s.l3;
-        put16(&mut f, s.l3 + 2, l3_len);
-        put16(&mut f, s.l3 + 10, 0);
-        let c = !sum(&f[s.l3..s.l3 + ihl]);
-        put16(&mut f, s.l3 + 10, c);
+    let partial = o.csum_partial();
+    if partial && usize::from(o.csum_start) != s.l4 {
+        return None;
     }
-    if s.tcp {
-        f[s.l4 + 13] = whole[w.l4 + 13];
-    } else {
-        put16(&mut f, s.l4 + 4, u16::try_from(l4_len).ok()?);
-    }
-    let (n, _) = site(&f)?;
-    let v = if o.csum_partial() {
-        let rest = sub(get16(whole, w.field), w.pseudo);
-        if rest == 0 {
-            n.pseudo
+    Some(Walking {
+        gso_size: o.gso_size,
+        partial,
+        rest: if partial {
+            sub(get16(frame, s.field), s.pseudo)
         } else {
-            add(n.pseudo, rest)
-        }
+            0
+        },
+    })
+}
+
+/// The length of the IP packets the GSO packet `frame` leaves as (the first, the longest):
+/// IP header, transport header and `gso_size` (`skb_gso_network_seglen`), or the packet's
+/// own when it is shorter. What the route's MTU is held against.
+pub(crate) fn seg_l3_len(frame: &[u8], g: &Walking) -> Option<usize> {
+    let (s, _) = site(frame)?;
+    let th = if s.tcp {
+        usize::from(*frame.get(s.l4 + 12)? >> 4) * 4
     } else {
-        put16(&mut f, n.field, 0);
-        let c = !fold(u64::from(n.pseudo) + u64::from(sum(&f[n.l4..n.end])));
-        if c == 0 && !n.tcp {
-            0xffff
-        } else {
-            c
-        }
+        8
     };
-    put16(&mut f, n.field, v);
-    Some(f)
+    Some((s.l4 - s.l3 + th + usize::from(g.gso_size)).min(s.end - s.l3))
+}
+
+/// A partial checksum as the kernel keeps it through rewrites: moved by the pseudo-header
+/// alone (`inet_proto_csum_replace*(.., pseudohdr = true)`; ports and other transport
+/// header changes leave the field to the device), i.e. the packet's pseudo-header sum now
+/// plus the `rest` it came with. A complete checksum is left as the rewrites left it.
+pub(crate) fn settle(frame: &mut [u8], g: &Walking) {
+    if !g.partial {
+        return;
+    }
+    if let Some((s, _)) = site(frame) {
+        let v = if g.rest == 0 {
+            s.pseudo
+        } else {
+            add(s.pseudo, g.rest)
+        };
+        put16(frame, s.field, v);
+    }
+}
+
+/// The walked GSO packet `frame` (Ethernet at 0) cut into its segments ([`segment`]), its
+/// partial checksum settled first.
+pub(crate) fn segments(frame: &mut [u8], g: &Walking) -> Option<Vec<Vec<u8>>> {
+    settle(frame, g);
+    let (s, _) = site(frame)?;
+    let o = Offload {
+        gso_size: g.gso_size,
+        csum_start: if g.partial { s.l4 as u16 } else { 0 },
+    };
+    segment(frame, &o)
+}
+
+/// [`segments`] of a bare IP packet (a copy `dup` makes): the IP packets of its segments.
+pub(crate) fn segments_l3(l3: &[u8], g: &Walking) -> Option<Vec<Vec<u8>>> {
+    let ethertype: u16 = match l3.first()? >> 4 {
+        4 => 0x0800,
+        6 => 0x86dd,
+        _ => return None,
+    };
+    let mut f = Vec::with_capacity(14 + l3.len());
+    f.extend_from_slice(&[0; 12]);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(l3);
+    let segs = segments(&mut f, g)?;
+    Some(segs.into_iter().map(|mut s| s.split_off(14)).collect())
 }

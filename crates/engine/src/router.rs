@@ -66,6 +66,9 @@ pub struct TxFrame {
     pub data: Vec<u8>,
     pub mark: u32,
     pub priority: u32,
+    /// A GSO packet the slow path walked, sent whole (with [`Config::gso_out`]): its GSO size
+    /// and partial checksum, for the I/O's `virtio_net_hdr`. Plain for every other frame.
+    pub offload: nft_flowtable::Offload,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +92,11 @@ pub struct Config {
     /// it); the frame leaves at the first burst after [`Router::set_neighbour`] gives the MAC,
     /// or is dropped as `neighbour_unresolved`. Off: `no_neighbour` (static neighbours only).
     pub resolve_neighbours: bool,
+    /// The I/O sends GSO packets whole (AF_PACKET with `PACKET_VNET_HDR`, where the kernel
+    /// segments for a device that cannot): a GSO packet the slow path walked leaves whole,
+    /// its [`TxFrame::offload`] set, as the kernel forwards the skb. Off: it leaves as its
+    /// segments (the kernel's software GSO, complete checksums).
+    pub gso_out: bool,
 }
 
 impl Default for Config {
@@ -100,6 +108,7 @@ impl Default for Config {
             log_capacity: 10_000,
             offload: true,
             resolve_neighbours: false,
+            gso_out: false,
         }
     }
 }
@@ -435,6 +444,9 @@ struct Walk {
     /// Live mode: the next hop whose MAC is being resolved; the frame waits in
     /// [`Router::held`] instead of leaving.
     hold: Option<IpAddr>,
+    /// The packet is a GSO super-packet, walked whole and cut into its segments at output
+    /// (see [`crate::gso::Walking`]).
+    gso: Option<crate::gso::Walking>,
 }
 
 /// Where each hook's base chains lie in `rules.base` (sorted by hook, then by where they run),
@@ -498,6 +510,7 @@ impl HookIndex {
 }
 
 /// What the walk decided for a packet that was not dropped.
+#[derive(Clone, Copy)]
 enum Fate {
     Host,
     Tx { egress: usize, dst_mac: Mac },
@@ -534,9 +547,8 @@ pub struct Router {
     defrag: Defrag,
     /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
     unresolved: Vec<(usize, IpAddr)>,
-    /// The GSO packet whose segments the slow path is walking, for an error the kernel sends
-    /// once for the packet (see [`crate::gso::Whole`]).
-    gso: Option<crate::gso::Whole>,
+    /// The GSO packet [`Router::receive`] is handed next (see [`crate::gso::Walking`]).
+    gso: Option<crate::gso::Walking>,
     /// Frames waiting for their next hop's MAC (live mode), oldest first.
     held: Vec<Held>,
     /// The SYN cookie secret of `synproxy`.
@@ -706,12 +718,14 @@ impl Router {
                     for s in slots.get_mut(start..end).unwrap_or_default() {
                         let Some(egress) = s.egress() else { continue };
                         let mark = s.mark.unwrap_or(0);
+                        let offload = s.offload;
                         let data = std::mem::replace(s, FrameSlot::from_vec(0, vec![])).into_vec();
                         out.push(TxFrame {
                             egress: Port::Iface(usize::from(egress)),
                             data,
                             mark,
                             priority: 0,
+                            offload,
                         });
                     }
                 }
@@ -847,9 +861,10 @@ impl Router {
         }
     }
 
-    /// A GSO or partial-checksum frame for the slow path, which takes plain packets: a GSO
-    /// packet's segments go through one by one (the kernel's software GSO), a partial
-    /// checksum is completed first (`skb_checksum_help`).
+    /// A GSO or partial-checksum frame for the slow path: a GSO packet is walked whole, once,
+    /// as the kernel walks the skb, and cut into its segments at output (the kernel's software
+    /// GSO, [`crate::gso::Walking`]); a plain packet's partial checksum is completed first
+    /// (`skb_checksum_help`).
     #[cold]
     fn receive_offloaded(
         &mut self,
@@ -860,20 +875,13 @@ impl Router {
         tx: &mut Vec<TxFrame>,
     ) {
         if off.is_gso() {
-            match crate::gso::segment(&data, off) {
-                Some(segs) => {
-                    // (the walk of a segment too big for its route refuses the whole packet)
-                    self.gso = Some(crate::gso::Whole {
-                        frame: data,
-                        off: *off,
-                        refused: false,
-                    });
-                    for seg in segs {
-                        self.receive(ingress, seg, now, tx);
-                        if self.gso.as_ref().is_some_and(|g| g.refused) {
-                            break;
-                        }
+            match crate::gso::walking(&data, off) {
+                Some(g) => {
+                    if self.cfg.trace {
+                        self.trace_packet(ingress, &data);
                     }
+                    self.gso = Some(g);
+                    self.receive(ingress, data, now, tx);
                     self.gso = None;
                 }
                 None => self.counters.drop(Drop::GsoUnsupported),
@@ -882,6 +890,9 @@ impl Router {
         }
         if off.csum_partial() {
             crate::gso::complete(&mut data, off);
+        }
+        if self.cfg.trace {
+            self.trace_packet(ingress, &data);
         }
         self.receive(ingress, data, now, tx);
     }
@@ -910,9 +921,9 @@ impl Router {
         }
         // (a plain loop: the run's sums stay in registers, which a closure's captures did not)
         for s in slots {
-            // (an egress of `None`, which a forwarded slot never has, is no counter's index)
-            let egress = s.egress().map_or(u64::from(u32::MAX), u64::from);
-            let k = u64::from(s.port) | egress << 16;
+            // (an egress of `None`, which a forwarded slot never has, is `u32::MAX` there:
+            // no counter's index)
+            let k = s.ports_key();
             if k != key {
                 if key != u64::MAX {
                     flush(counters, key, packets, rx_bytes, tx_bytes);
@@ -988,6 +999,7 @@ impl Router {
             data,
             mark,
             priority,
+            offload: nft_flowtable::Offload::default(),
         });
     }
 
@@ -998,6 +1010,8 @@ impl Router {
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
+        // a GSO packet handed on by `receive_offloaded` (its own only)
+        let gso = self.gso.take();
         match self.counters.rx.get_mut(ingress) {
             Some(c) => c.add(data.len()),
             None => return self.counters.drop(Drop::NoInterface),
@@ -1097,6 +1111,7 @@ impl Router {
             local: false,
             frags: None,
             hold: None,
+            gso,
         };
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
         let dscp_in = ip_dscp(&data[start..], &meta);
@@ -1188,22 +1203,122 @@ impl Router {
                 }
             }
         }
-        match fate {
-            Err(Drop::Stolen) => {}
+        let fate = match fate {
+            Ok(f) => f,
+            Err(Drop::Stolen) => return,
             Err(d) => {
                 if let Some((id, _)) = w.conn {
                     self.ct.discard(id);
                 }
-                self.counters.drop(d);
+                return self.counters.drop(d);
             }
-            Ok(Fate::Host) => {
+        };
+        let Some(g) = w.gso else {
+            return self.emit(&mut w, fate, data, start, meta, now, out);
+        };
+        if self.cfg.gso_out && g.partial && w.hold.is_none() {
+            if let Fate::Tx { egress, dst_mac } = fate {
+                let fits = self.topo.interfaces.get(egress).is_some_and(|i| {
+                    crate::gso::seg_l3_len(&data[start..], &g).is_some_and(|n| n <= i.mtu as usize)
+                });
+                if fits {
+                    return self.emit_gso(&w, egress, dst_mac, data, start, meta, &g, out);
+                }
+            }
+        }
+        // a GSO packet leaves as its segments (the kernel's software GSO at output: the
+        // frames this router sends carry no offload), each as a packet of its own would
+        let end = (start + meta.l3_end).min(data.len());
+        let Some(segs) = crate::gso::segments(&mut data[start..end], &g) else {
+            return self.counters.drop(Drop::GsoUnsupported);
+        };
+        let mtu = match fate {
+            Fate::Tx { egress, .. } => self.topo.interfaces.get(egress).map(|i| i.mtu as usize),
+            Fate::Host => None,
+        };
+        for seg in segs {
+            let Ok(m) = parse_frame(&seg) else {
+                self.counters.drop(Drop::GsoUnsupported);
+                continue;
+            };
+            // IPv4 without DF whose segments do not fit: each segment is fragmented
+            // (`ip_finish_output_gso`)
+            let l3_len = m.l3_end - m.l3_offset;
+            w.frags = mtu
+                .filter(|&mtu| l3_len > mtu)
+                .map(|_| (vec![l3_len - m.ip_header_len], l3_len, 0, false));
+            self.emit(&mut w, fate, seg, 0, &m, now, out);
+        }
+    }
+
+    /// A walked GSO packet whose segments fit its egress leaves whole (the I/O sends it with
+    /// its `virtio_net_hdr`: [`Config::gso_out`]), its partial checksum settled, `csum_start`
+    /// where its transport header is behind the egress's link header.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_gso(
+        &mut self,
+        w: &Walk,
+        egress: usize,
+        dst_mac: Mac,
+        mut data: Vec<u8>,
+        start: usize,
+        meta: &PacketMeta,
+        g: &crate::gso::Walking,
+        out: &mut Vec<TxFrame>,
+    ) {
+        let end = (start + meta.l3_end).min(data.len());
+        crate::gso::settle(&mut data[start..end], g);
+        let iface = &self.topo.interfaces[egress];
+        let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        let l3_len = meta.l3_end - meta.l3_offset;
+        let l4_in_l3 = meta.l4_offset.unwrap_or(meta.l3_end) - meta.l3_offset;
+        let frame = l2::encapsulate(
+            data,
+            start + meta.l3_offset,
+            start + meta.l3_end,
+            iface,
+            dst_mac,
+            ethertype,
+        );
+        let l3 = frame.len().saturating_sub(l3_len);
+        let offload = nft_flowtable::Offload {
+            gso_size: g.gso_size,
+            csum_start: u16::try_from(l3 + l4_in_l3).unwrap_or(0),
+        };
+        self.transmit_with(
+            Port::Iface(egress),
+            frame,
+            w.view.mark,
+            w.view.priority,
+            out,
+        );
+        if let Some(f) = out.last_mut() {
+            f.offload = offload;
+        }
+    }
+
+    /// A walked packet (at `start` in `data`, its link header next to it) leaves as `fate`
+    /// says: to the host, held for its neighbour, fragmented, or as it is.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        w: &mut Walk,
+        fate: Fate,
+        mut data: Vec<u8>,
+        start: usize,
+        meta: &PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
+        match fate {
+            Fate::Host => {
                 data.truncate(start + meta.l3_end);
                 if start > 0 {
                     data.drain(..start);
                 }
                 self.transmit_with(Port::Host, data, w.view.mark, w.view.priority, out);
             }
-            Ok(Fate::Tx { egress, .. }) if w.hold.is_some() => {
+            Fate::Tx { egress, .. } if w.hold.is_some() => {
                 let next = w.hold.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
                 if self.held.len() >= HELD_MAX || w.frags.is_some() {
                     return self.counters.drop(Drop::NeighbourUnresolved);
@@ -1227,7 +1342,7 @@ impl Router {
                     since: now,
                 });
             }
-            Ok(Fate::Tx { egress, dst_mac }) if w.frags.is_some() => {
+            Fate::Tx { egress, dst_mac } if w.frags.is_some() => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
                 let (pieces, _, id, _) = w.frags.take().unwrap_or_default();
@@ -1252,7 +1367,7 @@ impl Router {
                     );
                 }
             }
-            Ok(Fate::Tx { egress, dst_mac }) => {
+            Fate::Tx { egress, dst_mac } => {
                 let iface = &self.topo.interfaces[egress];
                 let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
                 let frame = l2::encapsulate(
@@ -1272,17 +1387,6 @@ impl Router {
                 );
             }
         }
-    }
-
-    /// When the packet walked is a segment of a GSO packet: the whole packet, which an ICMP
-    /// error quotes (the kernel's forward path answers the super-packet once, before it is
-    /// cut: TTL expiry, too big for the route), and its other segments are not walked.
-    fn gso_whole(&mut self, buf: &[u8], meta: &PacketMeta) -> Option<(Vec<u8>, PacketMeta)> {
-        let g = self.gso.as_mut()?;
-        g.refused = true;
-        let f = crate::gso::whole_of(buf.get(..meta.l3_end)?, &g.frame, &g.off)?;
-        let m = parse_frame(&f).ok()?;
-        Some((f, m))
     }
 
     fn families(w: &Walk) -> [Family; 2] {
@@ -1414,32 +1518,26 @@ impl Router {
             } else {
                 (answer::ICMP_TIME_EXCEEDED, 0)
             };
-            let whole = self.gso_whole(buf, meta);
-            let (buf, meta) = match &whole {
-                Some((f, m)) => (&f[..], m),
-                None => (&*buf, &*meta),
-            };
             self.send_icmp_error(w, buf, meta, ty, code, 0, now, out);
             return Err(Drop::TtlExceeded);
         }
         let l3_len = meta.l3_end - meta.l3_offset;
+        // a GSO packet is too big when its segments are (`skb_gso_validate_network_len`);
+        // it leaves as them
+        let size = match &w.gso {
+            Some(g) => crate::gso::seg_l3_len(buf, g).unwrap_or(l3_len),
+            None => l3_len,
+        };
         // a reassembled datagram is too big only when a fragment that came in is
         // (ip_exceeds_mtu, ip6_pkt_too_big with frag_max_size): it leaves in those fragments
         let too_big = match &w.frags {
-            Some((_, max_size, _, _)) => l3_len > mtu && *max_size > mtu,
-            None => l3_len > mtu,
+            Some((_, max_size, _, _)) => size > mtu && *max_size > mtu,
+            None => size > mtu,
         };
         let dont_frag = !w.v6
             && Ipv4Packet::new_checked(&buf[meta.l3_offset..meta.l3_end])
                 .is_ok_and(|p| p.dont_frag());
         if too_big && (w.v6 || dont_frag) {
-            // a segment of a GSO packet: the kernel refuses the packet (its segments do not
-            // fit: `skb_gso_validate_network_len`) with one error quoting it, not its segments
-            let whole = self.gso_whole(buf, meta);
-            let (buf, meta) = match &whole {
-                Some((f, m)) => (&f[..], m),
-                None => (&*buf, &*meta),
-            };
             if w.v6 {
                 self.send_icmp_error(
                     w,
@@ -1467,7 +1565,8 @@ impl Router {
                 return Err(Drop::MtuExceeded);
             }
         }
-        if l3_len > mtu && w.frags.is_none() {
+        // (a GSO packet's segments are fragmented at output, each on its own)
+        if l3_len > mtu && w.frags.is_none() && w.gso.is_none() {
             // IPv4 without DF: ip_fragment cuts it at the egress MTU
             w.frags = Some((vec![l3_len - meta.ip_header_len], l3_len, 0, false));
         }
@@ -1563,6 +1662,10 @@ impl Router {
             return Ok(());
         }
         apply_rewrite(buf, meta, &part, None).map_err(|_| Drop::RewriteFailed)?;
+        if let Some(g) = &w.gso {
+            // a partial checksum moves by the pseudo-header alone, as the kernel moves it
+            crate::gso::settle(buf, g);
+        }
         let plain_l4 = matches!(meta.ip_protocol, Some(IpProtocol::Tcp | IpProtocol::Udp))
             && meta.fragment == Fragment::None
             && meta.icmp.is_none();
@@ -2116,7 +2219,13 @@ impl Router {
                     let c = nft_wire::checksum::checksum(&copy[..hl.clamp(20, copy.len())]);
                     copy[10..12].copy_from_slice(&c.to_be_bytes());
                 }
+                // a GSO packet's copy keeps its GSO state (`pskb_copy`) and leaves as its
+                // segments where they fit (`ip_finish_output_gso`)
+                let segs = w.gso.as_ref().and_then(|g| {
+                    crate::gso::segments_l3(&copy, g).filter(|s| s.iter().all(|s| s.len() <= mtu))
+                });
                 match &w.frags {
+                    _ if segs.is_some() => segs,
                     // a reassembled datagram: too big for the route when the largest
                     // fragment that came in is (frag-needed, packet-too-big to the source);
                     // else cut afresh, the copy's fragments being shared with the original
@@ -2160,7 +2269,7 @@ impl Router {
             .iter()
             .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
             .collect();
-        if frames.len() > 1 {
+        if frames.len() > 1 && w.gso.is_none() {
             self.counters.fragments_sent += frames.len() as u64;
         }
         for frame in frames {
@@ -2219,7 +2328,16 @@ impl Router {
                 l2::frame_with(iface, dst_mac, ethertype, &l3)
             }
         };
-        if frame.len() > iface.mtu as usize + 14 + 4 {
+        let limit = iface.mtu as usize + 14 + 4;
+        // a GSO packet goes to the device as it is (`dev_queue_xmit`), which segments it
+        let frames = match &w.gso {
+            Some(g) if frame.len() > limit => {
+                let mut frame = frame;
+                crate::gso::segments(&mut frame, g).unwrap_or_default()
+            }
+            _ => vec![frame],
+        };
+        if frames.is_empty() || frames.iter().any(|f| f.len() > limit) {
             return self.counters.drop(Drop::FrameTooLong);
         }
         if fwd {
@@ -2227,13 +2345,15 @@ impl Router {
         } else {
             self.counters.dup_packets += 1;
         }
-        self.transmit_with(
-            Port::Iface(egress),
-            frame,
-            w.view.mark,
-            w.view.priority,
-            out,
-        );
+        for frame in frames {
+            self.transmit_with(
+                Port::Iface(egress),
+                frame,
+                w.view.mark,
+                w.view.priority,
+                out,
+            );
+        }
     }
 
     /// A `dup` copy too big for its route: the error goes to the source, quoting the copy
@@ -3223,6 +3343,7 @@ mod tests {
             local: false,
             frags: None,
             hold: None,
+            gso: None,
         };
         let w = Walk::own(&base, 1, None, [0; 6], None, CtState::Invalid);
         assert!(w.tracked);
@@ -3425,6 +3546,7 @@ impl Walk {
             local: true,
             frags: None,
             hold: None,
+            gso: None,
         }
     }
 }

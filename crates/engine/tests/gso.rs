@@ -396,3 +396,530 @@ fn an_ipv6_gso_packet_whose_segments_exceed_the_mtu_gets_one_packet_too_big() {
     let st = r.report(secs(1));
     assert_eq!(st.drops.get("mtu_exceeded").copied(), Some(1), "{st:?}");
 }
+
+/// Rules for the kernel's one-skb-one-packet checks: `reject` both ways, a named rule
+/// counter on the forward path, a flowtable with `counter` (the fast path counts on the
+/// connection), masquerade on the WAN.
+const ONCE_RULES: &str = r#"
+table inet t {
+	counter fwd {}
+	flowtable ft { hook ingress priority 0; devices = { "lan", "wan" }; counter; }
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		tcp dport 23 reject with tcp reset
+		udp dport 7 reject with icmpx port-unreachable
+		meta l4proto { tcp, udp } flow add @ft
+		counter name "fwd"
+	}
+	chain srcnat {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "wan" meta l4proto { tcp, udp } masquerade to :40000-40999
+	}
+}
+"#;
+
+fn once_router(offload: bool) -> nft_engine::Router {
+    let mut cfg = Config {
+        offload,
+        ..Config::default()
+    };
+    cfg.conntrack.accounting = true;
+    router_with(TOPOLOGY, ONCE_RULES, cfg)
+}
+
+/// A TCP super-packet from the client (IPv4 or IPv6) to `dport` with TCP flags `flags`, its
+/// checksum partial (the pseudo-header sum), GSO by `gso_size`.
+fn gso_tcp(
+    v6: bool,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+    gso_size: u16,
+) -> FrameSlot {
+    let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, LAN_MAC);
+    let b = if v6 {
+        b.ipv6(CLIENT6, REMOTE6, 64)
+    } else {
+        b.ipv4(CLIENT, REMOTE, 64)
+    };
+    let mut f = vec![];
+    b.tcp(50000, dport, seq, 64240)
+        .ack(ack)
+        .write(&mut f, payload)
+        .unwrap();
+    let l4 = if v6 { 54 } else { 34 };
+    f[l4 + 13] = flags;
+    let (s, d) = if v6 {
+        (IpAddr::from(CLIENT6), IpAddr::from(REMOTE6))
+    } else {
+        (v4(CLIENT), v4(REMOTE))
+    };
+    let p = pseudo_header(&s, &d, IpProtocol::Tcp, (f.len() - l4) as u32);
+    f[l4 + 16..l4 + 18].copy_from_slice(&p.to_be_bytes());
+    let mut slot = FrameSlot::new(LAN as u16, &f);
+    slot.offload = Offload {
+        gso_size,
+        csum_start: l4 as u16,
+    };
+    slot
+}
+
+/// The reset the kernel's `nf_send_reset`/`nf_send_reset6` sends to the client for its
+/// segment from port 50000 to `dport`, written out: IPv4 (id 0, DF, TTL 64) or IPv6 (hop
+/// limit 64) from the remote host, TCP from `dport` with `seq`, `ack` and `flags`, a
+/// 20-byte header, window 0.
+fn kernel_reset(v6: bool, dport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let mut tcp = vec![];
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&50000u16.to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&ack.to_be_bytes());
+    tcp.extend_from_slice(&[0x50, flags, 0, 0, 0, 0, 0, 0]);
+    let (s, d) = if v6 {
+        (IpAddr::from(REMOTE6), IpAddr::from(CLIENT6))
+    } else {
+        (v4(REMOTE), v4(CLIENT))
+    };
+    let p = pseudo_header(&s, &d, IpProtocol::Tcp, 20);
+    let c = !fold(u64::from(p) + u64::from(nft_wire::checksum::sum(&tcp)));
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![];
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&LAN_MAC);
+    if v6 {
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 20, 6, 64]);
+        f.extend_from_slice(&REMOTE6);
+        f.extend_from_slice(&CLIENT6);
+    } else {
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&REMOTE);
+        f.extend_from_slice(&CLIENT);
+        let c = nft_wire::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    f.extend_from_slice(&tcp);
+    f
+}
+
+/// `reject with tcp reset` answers a super-packet of ten segments ONCE, as the kernel
+/// answers the skb (`nf_send_reset`, `nf_send_reset6`): with its ACK number as sequence when
+/// it carries an ACK; without one, sequence 0 and an ACK of the sequence plus the WHOLE
+/// payload (10 000 bytes, not one segment's 1 000). The packet is dropped once; nothing
+/// leaves on the WAN. IPv4 and IPv6, byte for byte.
+#[test]
+fn reject_with_tcp_reset_answers_a_gso_packet_once_for_its_whole_length() {
+    for v6 in [false, true] {
+        let mut r = once_router(false);
+        let payload = data(10 * 1000);
+        // PSH|ACK: the reset's sequence is the packet's ACK number
+        let mut slots = vec![gso_tcp(v6, 23, 1000, 5555, 0x18, &payload, 1000)];
+        let mut sent = vec![];
+        r.process_slots_offloaded(&mut slots, secs(1), &mut sent);
+        let frames = slow_path_frames(&sent);
+        assert_eq!(
+            frames.len(),
+            1,
+            "one reset per packet (v6 {v6}): {frames:?}"
+        );
+        assert_eq!(frames[0].egress, nft_engine::Port::Iface(LAN));
+        assert_eq!(
+            frames[0].data,
+            kernel_reset(v6, 23, 5555, 0, 0x04),
+            "v6 {v6}"
+        );
+        check(&frames[0].data);
+        // PSH alone: the reset acknowledges everything the packet sent
+        let mut slots = vec![gso_tcp(v6, 23, 1000, 0, 0x08, &payload, 1000)];
+        let mut sent = vec![];
+        r.process_slots_offloaded(&mut slots, secs(1), &mut sent);
+        let frames = slow_path_frames(&sent);
+        assert_eq!(
+            frames.len(),
+            1,
+            "one reset per packet (v6 {v6}): {frames:?}"
+        );
+        assert_eq!(
+            frames[0].data,
+            kernel_reset(v6, 23, 0, 1000 + 10_000, 0x14),
+            "v6 {v6}"
+        );
+        let st = r.report(secs(1));
+        assert_eq!(st.tcp_resets_sent, 2, "{st:?}");
+        assert_eq!(st.drops.get("rule_drop").copied(), Some(2), "{st:?}");
+    }
+}
+
+/// `reject with icmpx port-unreachable` answers a UDP super-packet (`GSO_UDP_L4`, ten
+/// segments) ONCE: one port unreachable from the router's LAN address quoting the packet as
+/// the forward hook has it (its IP total length 10 028, TTL 63, UDP length 10 008, its
+/// partial checksum, its data; 548 bytes, all that fits in 576), as the kernel's
+/// `nf_send_unreach` -> `icmp_send` quotes the skb.
+#[test]
+fn reject_with_icmp_answers_a_udp_gso_packet_once_quoting_it() {
+    let mut r = once_router(false);
+    let payload = data(10 * 1000);
+    let mut f = lan_udp(REMOTE, 5000, 7, 64, &payload);
+    let p = pseudo_header(&v4(CLIENT), &v4(REMOTE), IpProtocol::Udp, 8 + 10_000);
+    f[34 + 6..34 + 8].copy_from_slice(&p.to_be_bytes());
+    assert_eq!(get16(&f, 16), 20 + 8 + 10_000);
+    let mut slots = vec![FrameSlot::new(LAN as u16, &f)];
+    slots[0].offload = Offload {
+        gso_size: 1000,
+        csum_start: 34,
+    };
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(1), &mut sent);
+    let frames = slow_path_frames(&sent);
+    assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
+    let mut want = vec![];
+    want.extend_from_slice(&CLIENT_MAC);
+    want.extend_from_slice(&LAN_MAC);
+    want.extend_from_slice(&[0x08, 0x00, 0x45, 0xc0]);
+    want.extend_from_slice(&(20u16 + 8 + 548).to_be_bytes());
+    want.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0]);
+    want.extend_from_slice(&ROUTER_LAN);
+    want.extend_from_slice(&CLIENT);
+    let c = nft_wire::checksum::checksum(&want[14..34]);
+    want[24..26].copy_from_slice(&c.to_be_bytes());
+    want.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+    // the packet as the forward hook sees it: its TTL already 63 (`ip_forward`)
+    let mut quote = f[14..14 + 548].to_vec();
+    quote[8] = 63;
+    quote[10..12].copy_from_slice(&[0, 0]);
+    let c = nft_wire::checksum::checksum(&quote[..20]);
+    quote[10..12].copy_from_slice(&c.to_be_bytes());
+    want.extend_from_slice(&quote);
+    let c = nft_wire::checksum::checksum(&want[34..]);
+    want[36..38].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(frames[0].data, want);
+    assert_eq!(frames[0].egress, nft_engine::Port::Iface(LAN));
+    let st = r.report(secs(1));
+    assert_eq!(st.drops.get("rule_drop").copied(), Some(1), "{st:?}");
+}
+
+/// The client's data on an open connection: a super-packet of `n` segments of 1 000 bytes,
+/// from `seq`.
+fn client_data(seq: u32, n: usize) -> FrameSlot {
+    gso_tcp(false, 443, seq, 7001, 0x18, &data(n * 1000), 1000)
+}
+
+/// Runs `slots` through the router; the frames that left on the WAN (whole or segments).
+fn wan_frames(
+    r: &mut nft_engine::Router,
+    mut slots: Vec<FrameSlot>,
+    now: std::time::Duration,
+) -> Vec<Vec<u8>> {
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, now, &mut sent);
+    let mut out = vec![];
+    for s in &sent {
+        match s {
+            Sent::Frame(f) if f.egress == nft_engine::Port::Iface(WAN) => out.push(f.data.clone()),
+            Sent::Frame(_) => {}
+            Sent::Slots { start, end } => {
+                for s in &slots[*start..*end] {
+                    if s.egress() == Some(WAN as u16) {
+                        out.push(s.frame().to_vec());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The client's connection to port 443 and its counters, as `conntrack -L -o extended`
+/// would count them (both directions).
+fn conn_counters(r: &mut nft_engine::Router, now: std::time::Duration) -> [(u64, u64); 2] {
+    r.sync_offload(now);
+    let (_, c) = r
+        .conntrack()
+        .iter()
+        .find(|(_, c)| c.original().to_string().contains("dport=443"))
+        .expect("the connection");
+    let o = c.counter(nft_conntrack::Direction::Original);
+    let p = c.counter(nft_conntrack::Direction::Reply);
+    [(o.packets, o.bytes), (p.packets, p.bytes)]
+}
+
+/// The kernel counts a GSO skb as ONE packet of its real length (`skb->len`): the slow path
+/// walks a super-packet of ten segments once, so a rule's `counter` and conntrack's
+/// accounting grow by 1 packet and 10 040 bytes (20 + 20 + 10 000), not by 10 packets,
+/// while the packet leaves as its ten segments (the egress gets no GSO from the slow path).
+#[test]
+fn the_slow_path_counts_a_gso_packet_once_with_its_whole_length() {
+    let mut r = once_router(false);
+    open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let fwd = |r: &nft_engine::Router| {
+        let i = r
+            .ruleset()
+            .object("t", nft_engine::rules::ObjKind::Counter, "fwd")
+            .unwrap();
+        r.rule_state().counters[i]
+    };
+    let (rule0, ct0) = (fwd(&r), conn_counters(&mut r, secs(1)));
+    assert_eq!(rule0, (3, 3 * 40), "the handshake");
+    assert_eq!(ct0, [(2, 80), (1, 40)], "the handshake");
+    let out = wan_frames(&mut r, vec![client_data(101, 10)], secs(2));
+    assert_eq!(out.len(), 10, "ten segments leave");
+    for f in &out {
+        check(f);
+    }
+    assert_eq!(fwd(&r), (3 + 1, 3 * 40 + 10_040));
+    assert_eq!(conn_counters(&mut r, secs(2)), [(3, 80 + 10_040), (1, 40)]);
+    let st = r.report(secs(2));
+    assert_eq!(st.slow_path_packets, 3 + 1, "{st:?}");
+}
+
+/// Transparency for GSO input: the same connection and super-packets with flow offload on
+/// (the fast path forwards them whole, counting each once on the connection) and off (the
+/// slow path walks each once) give the same connection counters, the kernel's: one packet
+/// and the whole length per super-packet.
+#[test]
+fn offload_on_and_off_count_gso_packets_the_same() {
+    let mut got = vec![];
+    for offload in [true, false] {
+        let mut r = once_router(offload);
+        open_tcp(&mut r, 50000, 443, 7000, secs(1));
+        let mut seq = 101;
+        let mut frames = 0;
+        for (i, n) in [10usize, 4, 1, 7].into_iter().enumerate() {
+            let out = wan_frames(&mut r, vec![client_data(seq, n)], secs(2 + i as u64));
+            frames += out.len();
+            seq += (n * 1000) as u32;
+        }
+        let c = conn_counters(&mut r, secs(6));
+        assert_eq!(
+            c,
+            [(2 + 4, 80 + 4 * 40 + 22_000), (1, 40)],
+            "offload {offload}"
+        );
+        // whole from the fast path, as segments from the slow one
+        assert_eq!(frames, if offload { 4 } else { 22 }, "offload {offload}");
+        got.push(c);
+    }
+    assert_eq!(got[0], got[1]);
+}
+
+/// IPv4 without DF whose segments do not fit the route (20 + 20 + 1 380 against the WAN's
+/// 1 400): the kernel forwards the packet and `ip_finish_output_gso` fragments each segment.
+/// Two segments leave as two fragments each, each fragment within the MTU; the segments'
+/// ids one apart, their sequence numbers 101 and 1 481; the packet counted once.
+#[test]
+fn a_gso_packet_without_df_whose_segments_do_not_fit_leaves_as_fragmented_segments() {
+    let mut r = once_router(false);
+    open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let mut slot = gso_tcp(false, 443, 101, 7001, 0x18, &data(2 * 1380), 1380);
+    {
+        let f = slot.frame_mut();
+        f[20] &= !0x40; // DF off
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = nft_wire::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    let id = get16(slot.frame(), 18);
+    let out = wan_frames(&mut r, vec![slot], secs(2));
+    assert_eq!(out.len(), 4, "two fragments per segment");
+    for (i, f) in out.iter().enumerate() {
+        let l3_len = usize::from(get16(f, 16));
+        assert!(l3_len <= 1400, "{l3_len}");
+        assert_eq!(get16(f, 18), id.wrapping_add(i as u16 / 2), "fragment {i}");
+        let frag = get16(f, 20);
+        assert_eq!(
+            frag & 0x2000 != 0,
+            i % 2 == 0,
+            "MF on the first of each pair"
+        );
+        if i % 2 == 0 {
+            assert_eq!(frag & 0x1fff, 0);
+            let seq = u32::from_be_bytes(f[38..42].try_into().unwrap());
+            assert_eq!(seq, 101 + 1380 * (i as u32 / 2));
+        }
+    }
+    assert_eq!(
+        conn_counters(&mut r, secs(2))[0],
+        (3, 80 + 20 + 20 + 2 * 1380)
+    );
+}
+
+/// With `Config::gso_out` (the I/O sends GSO packets whole: `run --io af_packet`), the slow
+/// path hands a walked super-packet on whole, as the kernel forwards the skb: one frame with
+/// its GSO size and `csum_start`, masqueraded, its partial checksum moved by the addresses
+/// alone. The same connection with offload on (the fast path forwards the super-packets) and
+/// off (the slow path walks them) then sends the same frames, byte for byte and offload state
+/// for offload state, and counts the same on the connection.
+#[test]
+fn with_gso_out_the_slow_path_sends_a_gso_packet_whole_as_the_fast_path_does() {
+    let mut runs = vec![];
+    for offload in [true, false] {
+        let mut cfg = Config {
+            offload,
+            gso_out: true,
+            ..Config::default()
+        };
+        cfg.conntrack.accounting = true;
+        let mut r = router_with(TOPOLOGY, ONCE_RULES, cfg);
+        let sport = open_tcp(&mut r, 50000, 443, 7000, secs(1));
+        let mut seq = 101;
+        let mut frames = vec![];
+        for (i, n) in [10usize, 4, 1, 7].into_iter().enumerate() {
+            let mut slots = vec![client_data(seq, n)];
+            let input = slots[0].frame().to_vec();
+            let mut sent = vec![];
+            r.process_slots_offloaded(&mut slots, secs(2 + i as u64), &mut sent);
+            let (frame, off) = match &sent[..] {
+                [Sent::Frame(f)] => {
+                    assert!(!offload, "the fast path forwards from the slot");
+                    assert_eq!(f.egress, nft_engine::Port::Iface(WAN));
+                    (f.data.clone(), f.offload)
+                }
+                [Sent::Slots { start: 0, end: 1 }] => {
+                    assert!(offload);
+                    (slots[0].frame().to_vec(), slots[0].offload)
+                }
+                _ => panic!("offload {offload}: {sent:?}"),
+            };
+            assert_eq!(
+                off,
+                Offload {
+                    gso_size: 1000,
+                    csum_start: 34
+                }
+            );
+            // written out: MACs, TTL 63, the WAN address and the masquerade's port, the
+            // partial checksum by the kernel's update
+            let mut want = with_macs(input.clone(), GW_MAC, WAN_MAC);
+            want[22] = 63;
+            want[26..30].copy_from_slice(&ROUTER_WAN);
+            want[24..26].copy_from_slice(&[0, 0]);
+            let c = nft_wire::checksum::checksum(&want[14..34]);
+            want[24..26].copy_from_slice(&c.to_be_bytes());
+            want[34..36].copy_from_slice(&sport.to_be_bytes());
+            let field = kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN);
+            want[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&field.to_be_bytes());
+            assert_eq!(frame, want, "offload {offload}, packet {i}");
+            frames.push((frame, off));
+            seq += (n * 1000) as u32;
+        }
+        let c = conn_counters(&mut r, secs(6));
+        assert_eq!(
+            c,
+            [(2 + 4, 80 + 4 * 40 + 22_000), (1, 40)],
+            "offload {offload}"
+        );
+        runs.push(frames);
+    }
+    assert_eq!(runs[0], runs[1]);
+}
+
+/// `gso_out` and a VLAN WAN: the walked super-packet leaves whole with the tag pushed in
+/// front, its `csum_start` at 38, the field there the kernel's value; with tracing, the
+/// packet is one trace id, its length the whole frame's (14 + 20 + 20 + 4 000).
+#[test]
+fn a_walked_gso_packet_leaving_whole_on_a_vlan_has_its_checksum_start_moved() {
+    let topo = TOPOLOGY.replace(
+        "[[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\n",
+        "[[interface]]\nname = \"eth1\"\nmac = \"02:00:00:00:02:01\"\n\n\
+         [[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\nvlan = { parent = \"eth1\", id = 5 }\n",
+    );
+    assert_ne!(topo, TOPOLOGY);
+    let cfg = Config {
+        offload: false,
+        gso_out: true,
+        trace: true,
+        ..Config::default()
+    };
+    let mut r = router_with(&topo, ONCE_RULES, cfg);
+    let out = send(
+        &mut r,
+        LAN,
+        lan_tcp(50000, 443, 100, Tcp::Syn, b""),
+        secs(1),
+    );
+    let sport = u16::from_be_bytes([out[0].data[38], out[0].data[39]]);
+    let mut synack = wan_tcp(443, sport, 7000, Tcp::SynAck(101), b"");
+    synack.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    assert_eq!(send(&mut r, WAN, synack, secs(1)).len(), 1);
+    let _ = r.take_trace();
+    let mut slots = vec![client_data(101, 4)];
+    let input = slots[0].frame().to_vec();
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    let [Sent::Frame(f)] = &sent[..] else {
+        panic!("{sent:?}")
+    };
+    // (the VLAN interface "wan", after its parent)
+    assert_eq!(f.egress, nft_engine::Port::Iface(2));
+    assert_eq!(f.data.len(), input.len() + 4);
+    assert_eq!(f.data[12..16], [0x81, 0x00, 0x00, 0x05]);
+    assert_eq!(
+        f.offload,
+        Offload {
+            gso_size: 1000,
+            csum_start: 38
+        }
+    );
+    assert_eq!(
+        get16(&f.data, 38 + 16),
+        kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN)
+    );
+    assert_eq!(f.data[38 + 20..], input[34 + 20..]);
+    let trace = r.take_trace();
+    let ids: std::collections::BTreeSet<&str> =
+        trace.iter().filter_map(|l| l.split(' ').nth(2)).collect();
+    assert_eq!(ids.len(), 1, "{trace:#?}");
+    assert!(
+        trace[0].contains("length 4054"),
+        "the whole frame: {trace:#?}"
+    );
+}
+
+/// `dup` of a GSO packet: the copy keeps its GSO state (`pskb_copy`), so it leaves as its
+/// segments where they fit (`nf_dup_ipv4` -> `ip_local_out` -> `ip_finish_output_gso`), as
+/// the packet itself does; and netdev's `dup to DEV` hands it to the device, which segments
+/// it (`dev_queue_xmit`). One `dup` each, four segments each.
+#[test]
+fn a_dup_of_a_gso_packet_leaves_as_its_segments() {
+    for rule in [
+        "chain copies { type filter hook forward priority 0; tcp dport 443 meta length > 1000 dup to 192.168.1.20 device 1 }",
+        "chain ing { type filter hook ingress device \"lan\" priority 0; tcp dport 443 meta length > 1000 dup to 2 }",
+    ] {
+        let family = if rule.contains("ingress") { "netdev" } else { "ip" };
+        let rules = format!("{ONCE_RULES}\ntable {family} d {{ {rule} }}\n");
+        let cfg = Config {
+            offload: false,
+            ..Config::default()
+        };
+        let mut r = router_with(TOPOLOGY, &rules, cfg);
+        open_tcp(&mut r, 50000, 443, 7000, secs(1));
+        let mut slots = vec![client_data(101, 4)];
+        let mut sent = vec![];
+        r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+        let frames = slow_path_frames(&sent);
+        let to = |p: usize| {
+            frames
+                .iter()
+                .filter(|f| f.egress == nft_engine::Port::Iface(p))
+                .count()
+        };
+        if family == "ip" {
+            // the packet to the WAN, the copy to the server on the LAN
+            assert_eq!((to(WAN), to(LAN)), (4, 4), "{rule}: {frames:?}");
+            for f in frames.iter().filter(|f| f.egress == nft_engine::Port::Iface(LAN)) {
+                assert_eq!(f.data[..6], SERVER_MAC);
+                check(&f.data);
+            }
+        } else {
+            // the frame as it came, and the packet routed: both to the WAN
+            assert_eq!(to(WAN), 8, "{rule}: {frames:?}");
+            for f in &frames {
+                check(&f.data);
+            }
+        }
+        let st = r.report(secs(2));
+        assert_eq!(st.dup_packets, 1, "{rule}: {st:?}");
+        assert!(st.drops.is_empty(), "{rule}: {st:?}");
+    }
+}

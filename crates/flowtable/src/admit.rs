@@ -3,7 +3,7 @@
 
 use crate::backend::{DirSpec, FlowId, FlowSpec, OffloadBackend};
 use crate::flow::{
-    Cold, ColdExt, Egress, Hot, Key, Mangles, Path, V6Addrs, HW_PENDING, MARK, NAT, STALE, V6,
+    Cold, ColdExt, Egress, Hot, Key, Mangles, Path, V6Addrs, DSCP, HW_PENDING, MARK, NAT, STALE, V6,
 };
 use crate::{ms, Flowtable};
 use core::time::Duration;
@@ -181,17 +181,20 @@ pub(crate) fn hot(o: &Key, r: &Key, links: [u16; 2], m: &[Mangles; 2]) -> Hot {
     if m.iter().any(|m| m.meta_mark.is_some()) {
         flags |= MARK;
     }
+    if m.iter().any(|m| m.dscp.is_some()) {
+        flags |= DSCP;
+    }
     let low4 = |a: &[u8; 16]| [a[12], a[13], a[14], a[15]];
     Hot {
         addr: [low4(&o.src), low4(&o.dst), low4(&r.src), low4(&r.dst)],
-        port: [o.sport, o.dport, r.sport, r.dport],
+        port: [o.sport, o.dport, r.sport, r.dport].map(u16::to_be_bytes),
         packets: [0; 2],
         bytes: [0; 2],
         bytes_hi: [0; 2],
         used: 0,
         link: links,
-        ip_delta: [ip0, ip1],
-        l4_delta: [l40, l41],
+        ip_delta: [ip0.to_be_bytes(), ip1.to_be_bytes()],
+        l4_delta: [l40.to_be_bytes(), l41.to_be_bytes()],
         proto: o.proto,
         flags,
         dscp: [

@@ -8,8 +8,8 @@
 
 use crate::backend::FlowId;
 use crate::flow::{
-    mac_bits, Cold, Encap, Hot, Key, Link, Port, V6Addrs, CLOSING, MARK, NAT, PPPOE_BITS, STALE,
-    TEARDOWN, V6,
+    mac_bits, ports_of, Cold, Encap, Hot, Key, Link, Port, V6Addrs, CLOSING, DSCP, MARK, NAT,
+    PPPOE_BITS, STALE, TEARDOWN, V6,
 };
 use crate::index::Index;
 use crate::{ms, Flowtable, OffloadBackend, REFRESH_MS};
@@ -63,8 +63,9 @@ pub struct FrameSlot<B = Vec<u8>> {
     pub mark: Option<u32>,
     /// The ingress port; on forwarding, left as it was (the egress is in the [`Action`]).
     pub port: Port,
-    /// Where the fast path sent the frame the last time it looked at it ([`Self::egress`]).
-    egress: Option<Port>,
+    /// Where the fast path sent the frame the last time it looked at it ([`Self::egress`]),
+    /// as a `u32` with [`NO_EGRESS`] for none: one store, and [`Self::ports_key`] one load.
+    egress: u32,
     /// The frame's length as it arrived ([`Self::arrived_len`]).
     rx_len: u32,
 }
@@ -106,6 +107,9 @@ impl Offload {
         self.csum_start == 0 && self.gso_size == 0
     }
 }
+
+/// [`FrameSlot`]'s egress when the fast path did not forward the frame (ports are 16 bits).
+const NO_EGRESS: u32 = u32::MAX;
 
 /// A frame's length as a `u32` (frames are far shorter than 4 GiB; a longer one counts as
 /// 4 GiB).
@@ -161,7 +165,7 @@ impl FrameSlot {
             port,
             mark: None,
             offload: Offload::default(),
-            egress: None,
+            egress: NO_EGRESS,
             rx_len: len32(frame.len()),
         }
     }
@@ -176,7 +180,7 @@ impl FrameSlot {
             port,
             mark: None,
             offload: Offload::default(),
-            egress: None,
+            egress: NO_EGRESS,
             rx_len: len32(len),
         }
     }
@@ -237,7 +241,7 @@ impl<'a> FrameSlot<&'a mut [u8]> {
             port,
             mark: None,
             offload: Offload::default(),
-            egress: None,
+            egress: NO_EGRESS,
             rx_len: len32(len),
         })
     }
@@ -279,7 +283,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameSlot<B> {
     /// kept apart.
     #[inline]
     pub fn egress(&self) -> Option<Port> {
-        self.egress
+        Port::try_from(self.egress).ok()
+    }
+
+    /// The ingress port in bits 0..16 and the [`egress`](Self::egress) above them, with
+    /// `u32::MAX` there when the fast path did not forward the frame: what a receive loop
+    /// keys a run of frames from one port to one port by, in one word.
+    #[inline]
+    pub fn ports_key(&self) -> u64 {
+        u64::from(self.port) | u64::from(self.egress) << 16
     }
 
     /// The frame's length as it arrived (put in the slot), before any rewrite: what the
@@ -463,12 +475,12 @@ impl Rec {
 
     /// The whole key, IPv6 addresses read again from the frame `f` it was parsed from.
     pub(crate) fn key(&self, f: &[u8]) -> Key {
-        let t = self.w[1];
+        let (sport, dport) = ports_of(self.w[1] as u32);
         let mut k = Key {
             src: [0; 16],
             dst: [0; 16],
-            sport: t as u16,
-            dport: (t >> 16) as u16,
+            sport,
+            dport,
             port: self.port(),
             proto: self.proto(),
             v6: self.v6(),
@@ -499,8 +511,8 @@ fn dst_mac(f: &[u8]) -> u64 {
 /// [`Key::tail`] from the transport header's first four bytes.
 #[inline(always)]
 fn tail(ports: [u8; 4], port: Port, proto: u8, v6: bool) -> u64 {
-    // source port in bits 0..16, destination port in 16..32: one load, swapped and rotated
-    let p = u32::from_be_bytes(ports).rotate_left(16);
+    // the ports as the frame has them (`flow::ports_word`): one load, no swaps
+    let p = u32::from_le_bytes(ports);
     u64::from(p) | u64::from(port) << 32 | u64::from(proto) << 48 | u64::from(v6) << 56
 }
 
@@ -794,15 +806,15 @@ fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
 /// goes through every check; the common hit has only the link layer, the MTU and the
 /// headroom left, in the same order.
 #[inline(always)]
-fn decide(
+fn decide<'l>(
     h: &mut Hot,
     d: usize,
     p: &Rec,
     src_mac: impl FnOnce() -> u64,
     head: usize,
-    links: &[Link],
+    links: &'l [Link],
     port_down: &[bool],
-) -> Result<usize, Punt> {
+) -> Result<&'l Link, Punt> {
     let d = d & 1;
     let rare = (h.flags & (TEARDOWN | STALE) | p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0;
     if rare | !port_down.is_empty() | (p.l2 & 0xff == PPPOE_BITS) {
@@ -831,21 +843,21 @@ fn decide(
     if head + p.l3() < usize::from(out.hl) {
         return Err(Punt::NoHeadroom);
     }
-    Ok(usize::from(link))
+    Ok(out)
 }
 
 /// [`decide`] with every check, for the rare cases.
 #[cold]
 #[inline(never)]
-fn decide_all(
+fn decide_all<'l>(
     h: &mut Hot,
     d: usize,
     p: &Rec,
     src_mac: u64,
     head: usize,
-    links: &[Link],
+    links: &'l [Link],
     port_down: &[bool],
-) -> Result<usize, Punt> {
+) -> Result<&'l Link, Punt> {
     let d = d & 1;
     let flags = h.flags;
     let (in_link, link) = (h.link[1 - d], h.link[d]);
@@ -893,7 +905,7 @@ fn decide_all(
     if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         h.flags |= CLOSING;
     }
-    Ok(usize::from(link))
+    Ok(out)
 }
 
 /// [`decide`] for a GSO packet found above the egress MTU: one whose segments fit (the
@@ -902,16 +914,16 @@ fn decide_all(
 /// of one segment's size would; anything else stays too big.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn decide_gso(
+fn decide_gso<'l>(
     h: &mut Hot,
     d: usize,
     p: &Rec,
     o: &Offload,
     f: &[u8],
     head: usize,
-    links: &[Link],
+    links: &'l [Link],
     port_down: &[bool],
-) -> Result<usize, Punt> {
+) -> Result<&'l Link, Punt> {
     if o.gso_size == 0 {
         return Err(Punt::TooBig);
     }
@@ -931,6 +943,28 @@ fn decide_gso(
     decide_all(h, d, &seg, src_mac, head, links, port_down)
 }
 
+/// `dst = src[..N]` as two overlapping copies of 8 bytes (N of 9 to 16) or 16 bytes (17 to
+/// 32): two loads and two stores, where a plain copy of 14 bytes takes three of each.
+#[inline(always)]
+fn copy_link<const N: usize>(dst: &mut [u8; N], src: &[u8; 22]) {
+    fn two<const N: usize, const C: usize>(dst: &mut [u8; N], src: &[u8; 22]) {
+        if let (Some(d), Some(s)) = (dst.first_chunk_mut::<C>(), src.first_chunk::<C>()) {
+            *d = *s;
+        }
+        if let (Some(d), Some(s)) = (
+            dst.last_chunk_mut::<C>(),
+            src.get(N - C..N).and_then(|s| s.first_chunk::<C>()),
+        ) {
+            *d = *s;
+        }
+    }
+    if N <= 16 {
+        two::<N, 8>(dst, src);
+    } else {
+        two::<N, 16>(dst, src);
+    }
+}
+
 /// Writes a link header of `N` bytes, prebuilt in the link.
 #[inline(always)]
 fn put_link<const N: usize>(hdr: &mut [u8], header: &[u8; 22]) {
@@ -947,50 +981,61 @@ fn put_link<const N: usize>(hdr: &mut [u8], header: &[u8; 22]) {
 fn rewrite_v4(h: &Hot, d: usize, tcp: bool, ip: &mut [u8; 20], l4: &mut [u8; 8], rest: &mut [u8]) {
     let d = d & 1;
     let o = 1 - d;
+    // Addresses and ports are in the line as the frame has them, and checksums are summed
+    // as they lie in memory (`ne`: the one's complement sum does not depend on byte order,
+    // RFC 1071): copies and adds, no swaps.
     if h.flags & NAT != 0 {
         let [a, b, c, e] = h.addr[2 * o + 1];
         let [f, g, i, j] = h.addr[2 * o];
         ip[12..20].copy_from_slice(&[a, b, c, e, f, g, i, j]);
-        let [a, b] = h.port[2 * o + 1].to_be_bytes();
-        let [c, e] = h.port[2 * o].to_be_bytes();
+        let [a, b] = h.port[2 * o + 1];
+        let [c, e] = h.port[2 * o];
         l4[..4].copy_from_slice(&[a, b, c, e]);
     }
-    let l4_delta = h.l4_delta[d];
+    let l4_delta = u16::from_ne_bytes(h.l4_delta[d]);
     if l4_delta != 0 {
         if tcp {
             // the TCP checksum is at 16, 8 bytes into `rest`
             if let Some(t) = rest.get_mut(8..10).and_then(|t| t.first_chunk_mut::<2>()) {
-                let old = u16::from_be_bytes(*t);
-                *t = apply_delta(old, l4_delta).to_be_bytes();
+                let old = u16::from_ne_bytes(*t);
+                *t = apply_delta(old, l4_delta).to_ne_bytes();
             }
         } else {
-            let old = u16::from_be_bytes([l4[6], l4[7]]);
-            // A zero UDP checksum means none, and stays so.
+            let old = u16::from_ne_bytes([l4[6], l4[7]]);
+            // A zero UDP checksum means none, and stays so (0 and 0xffff read the same in
+            // either byte order).
             if old != 0 {
                 let mut new = apply_delta(old, l4_delta);
                 if new == 0 {
                     new = 0xffff;
                 }
-                let [x, y] = new.to_be_bytes();
+                let [x, y] = new.to_ne_bytes();
                 l4[6] = x;
                 l4[7] = y;
             }
         }
     }
-    ip[8] = ip[8].saturating_sub(1);
-    let mut c = apply_delta(u16::from_be_bytes([ip[10], ip[11]]), h.ip_delta[d]);
-    let dscp = h.dscp[d];
-    if dscp != u8::MAX {
+    // (parse punted a TTL of 1 or 0)
+    ip[8] = ip[8].wrapping_sub(1);
+    let mut c = apply_delta(
+        u16::from_ne_bytes([ip[10], ip[11]]),
+        u16::from_ne_bytes(h.ip_delta[d]),
+    );
+    if h.flags & DSCP != 0 && h.dscp[d] != u8::MAX {
         let old = u16::from_be_bytes([ip[0], ip[1]]);
-        let new = (old & 0xff03) | u16::from(dscp) << 2;
+        let new = (old & 0xff03) | u16::from(h.dscp[d]) << 2;
         if new != old {
-            c = !add16(add16(!c, !old), new);
+            let (old_ne, new_ne) = (
+                u16::from_ne_bytes(old.to_be_bytes()),
+                u16::from_ne_bytes(new.to_be_bytes()),
+            );
+            c = !add16(add16(!c, !old_ne), new_ne);
             let [x, y] = new.to_be_bytes();
             ip[0] = x;
             ip[1] = y;
         }
     }
-    let [x, y] = c.to_be_bytes();
+    let [x, y] = c.to_ne_bytes();
     ip[10] = x;
     ip[11] = y;
 }
@@ -1002,9 +1047,7 @@ fn rewrite_v4_frame<const HL: usize>(h: &Hot, d: usize, link: &Link, tcp: bool, 
     let Some((hdr, pkt)) = frame.split_first_chunk_mut::<HL>() else {
         return;
     };
-    if let Some(src) = link.header[0].first_chunk::<HL>() {
-        *hdr = *src;
-    }
+    copy_link::<HL>(hdr, &link.header[0]);
     let ip_len = pkt.len();
     if HL == 22 {
         if let Encap::Pppoe(_) = link.encap {
@@ -1040,15 +1083,16 @@ fn rewrite_v6(
             s[16..].copy_from_slice(&a.new_dst);
         }
         if let Some(s) = buf.get_mut(l4..l4 + 4) {
-            s[..2].copy_from_slice(&h.port[2 * o + 1].to_be_bytes());
-            s[2..].copy_from_slice(&h.port[2 * o].to_be_bytes());
+            s[..2].copy_from_slice(&h.port[2 * o + 1]);
+            s[2..].copy_from_slice(&h.port[2 * o]);
         }
     }
-    if h.l4_delta[d] != 0 {
+    let l4_delta = u16::from_be_bytes(h.l4_delta[d]);
+    if l4_delta != 0 {
         let at = l4 + if p.proto() == PROTO_TCP { 16 } else { 6 };
         let udp = p.proto() == PROTO_UDP;
         let old = be16(buf, at);
-        let mut new = apply_delta(old, h.l4_delta[d]);
+        let mut new = apply_delta(old, l4_delta);
         if udp && new == 0 {
             new = 0xffff;
         }
@@ -1083,8 +1127,9 @@ fn rewrite(
     // The egress link header, written whole in front of L3 (pop and push in one), and link
     // padding after the IP packet dropped, as the slow path does.
     let hl = usize::from(link.hl);
-    // `decide` made sure the headroom is there.
-    let start = l3.saturating_sub(hl);
+    // `decide` made sure the headroom is there (a wrapped start would fail the bounds
+    // checks below, never panic).
+    let start = l3.wrapping_sub(hl);
     if !v6 {
         // IPv4: the link header, the IP header and the transport header as fixed-size
         // arrays of one slice (one bounds check), so the writes need no more checks (parse
@@ -1344,7 +1389,7 @@ impl<B: OffloadBackend> Flowtable<B> {
                 }
             }
         }
-        fs.egress = r.ok();
+        fs.egress = r.map_or(NO_EGRESS, u32::from);
         let act = match r {
             Ok(port) => Action::Forward(port),
             Err(p) => {
@@ -1387,7 +1432,7 @@ impl<B: OffloadBackend> Flowtable<B> {
         let parsed = p.as_ref().map_err(|e| *e);
         match self.forward::<false, true, S>(fs, parsed, v.unwrap_or(u32::MAX), ms(now), &mut hit) {
             Ok(port) => {
-                fs.egress = Some(port);
+                fs.egress = u32::from(port);
                 self.stats.forwarded += 1;
                 let c = &mut self.stats.punts[Punt::TooBig.index()];
                 *c = c.saturating_sub(1);
@@ -1439,7 +1484,8 @@ impl<B: OffloadBackend> Flowtable<B> {
                 .and_then(|m| m.try_into().ok())
                 .map_or(0, mac_bits)
         };
-        let li = if GSO {
+        // (the egress's link as `decide` found it: one bounds check)
+        let link = if GSO {
             decide_gso(
                 h,
                 d,
@@ -1453,7 +1499,6 @@ impl<B: OffloadBackend> Flowtable<B> {
         } else {
             decide(h, d, p, src_mac, head, &self.links, &self.port_down)?
         };
-        let link = self.links.get(li).ok_or(Punt::Miss)?;
         let special = h.flags & (V6 | MARK) != 0;
         let cold = if special { self.cold.get(idx) } else { None };
         let (start, len) = rewrite(

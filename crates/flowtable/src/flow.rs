@@ -171,6 +171,24 @@ pub(crate) struct Key {
     pub v6: bool,
 }
 
+/// A source and a destination port in wire byte order as the word the fast path compares:
+/// the transport header's first four bytes read as one little-endian `u32` (the same on
+/// any machine).
+#[inline(always)]
+pub(crate) fn ports_word(sport: [u8; 2], dport: [u8; 2]) -> u32 {
+    u32::from_le_bytes([sport[0], sport[1], dport[0], dport[1]])
+}
+
+/// The ports of a [`ports_word`], in host order.
+#[inline]
+pub(crate) fn ports_of(w: u32) -> (u16, u16) {
+    let b = w.to_le_bytes();
+    (
+        u16::from_be_bytes([b[0], b[1]]),
+        u16::from_be_bytes([b[2], b[3]]),
+    )
+}
+
 pub(crate) fn addr16(a: IpAddr) -> [u8; 16] {
     match a {
         IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
@@ -248,12 +266,15 @@ impl Key {
         [if self.v6 { 0 } else { self.v4_words() }, self.tail()]
     }
 
-    /// Ports, ingress port, protocol and family in one word.
+    /// Ports, ingress port, protocol and family in one word. The ports are the transport
+    /// header's first four bytes as they lie in the frame ([`ports_word`]), so that the
+    /// fast path takes them with one load and no swaps.
     #[inline]
     pub fn tail(&self) -> u64 {
-        u64::from(self.sport)
-            | u64::from(self.dport) << 16
-            | u64::from(self.port) << 32
+        u64::from(ports_word(
+            self.sport.to_be_bytes(),
+            self.dport.to_be_bytes(),
+        )) | u64::from(self.port) << 32
             | u64::from(self.proto) << 48
             | u64::from(self.v6) << 56
     }
@@ -325,6 +346,8 @@ pub(crate) const NAT: u8 = 1 << 3;
 pub(crate) const V6: u8 = 1 << 4;
 /// `meta mark` to replay (in either direction), in the cold part.
 pub(crate) const MARK: u8 = 1 << 5;
+/// A DSCP to write (in either direction): the line's `dscp` is read only then.
+pub(crate) const DSCP: u8 = 1 << 6;
 /// The flags that belong to the flow (all of them, since one line holds both directions).
 pub(crate) const FLOW_FLAGS: u8 = CLOSING | TEARDOWN | STALE;
 
@@ -350,7 +373,9 @@ pub(crate) const FOLD_BYTES_HI: u16 = 1 << 15;
 #[repr(C, align(64))]
 pub(crate) struct Hot {
     pub addr: [[u8; 4]; 4],
-    pub port: [u16; 4],
+    /// The ports of both keys in wire byte order (as the frame has them): the look-up
+    /// compares them with the frame's bytes and the rewrite copies them, with no swaps.
+    pub port: [[u8; 2]; 4],
     /// Since admission, less what GC moved to the cold part ([`FOLD_PACKETS`]).
     pub packets: [u32; 2],
     /// Of the IP packets: low 32 bits, then high 16 (48 bits, less what GC moved).
@@ -361,14 +386,16 @@ pub(crate) struct Hot {
     /// Each direction's egress, in the table's links.
     pub link: [u16; 2],
     /// RFC 1624 sum of the changes to the IPv4 header (addresses and the TTL decrement),
-    /// folded, not complemented. Unused for IPv6.
-    pub ip_delta: [u16; 2],
+    /// folded, not complemented, its two bytes in wire order: the one's complement sum does
+    /// not depend on byte order (RFC 1071), so the rewrite adds it to the checksum as the
+    /// frame holds it, with no swaps. Unused for IPv6.
+    pub ip_delta: [[u8; 2]; 2],
     /// The same for the TCP/UDP checksum (pseudo-header addresses and ports); 0 when NAT
     /// changes nothing, and then the checksum is not touched, as the slow path leaves it.
-    pub l4_delta: [u16; 2],
+    pub l4_delta: [[u8; 2]; 2],
     pub proto: u8,
     pub flags: u8,
-    /// Six-bit DSCP to write, `u8::MAX` for none.
+    /// Six-bit DSCP to write, `u8::MAX` for none ([`DSCP`] says whether either has one).
     pub dscp: [u8; 2],
 }
 
@@ -432,8 +459,8 @@ impl Hot {
     #[inline(always)]
     pub fn matches(&self, d: usize, k: &Key, v6: Option<&V6Addrs>) -> bool {
         let d = d & 1;
-        if self.port[2 * d] != k.sport
-            || self.port[2 * d + 1] != k.dport
+        if u16::from_be_bytes(self.port[2 * d]) != k.sport
+            || u16::from_be_bytes(self.port[2 * d + 1]) != k.dport
             || self.proto != k.proto
             || self.has(V6) != k.v6
         {
@@ -450,7 +477,7 @@ impl Hot {
     #[inline(always)]
     pub fn matches_v4(&self, d: usize, w: [u64; 2]) -> bool {
         let d = d & 1;
-        let ports = u32::from(self.port[2 * d]) | u32::from(self.port[2 * d + 1]) << 16;
+        let ports = ports_word(self.port[2 * d], self.port[2 * d + 1]);
         self.flags & V6 == 0
             && self.v4_words(d) == w[0]
             && ports == w[1] as u32
@@ -463,8 +490,8 @@ impl Hot {
         let mut k = Key {
             src: [0; 16],
             dst: [0; 16],
-            sport: self.port[2 * d],
-            dport: self.port[2 * d + 1],
+            sport: u16::from_be_bytes(self.port[2 * d]),
+            dport: u16::from_be_bytes(self.port[2 * d + 1]),
             port,
             proto: self.proto,
             v6: self.has(V6),

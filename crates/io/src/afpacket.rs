@@ -281,6 +281,10 @@ pub struct AfPacketStats {
     pub rx_gso: u64,
     /// GSO super-packets sent whole (with [`AfPacketConfig::vnet_hdr`]).
     pub tx_gso: u64,
+    /// Frames sent through the second socket, the qdisc path, with
+    /// [`AfPacketConfig::qdisc_bypass`] (GSO frames, and the frames behind them until it has
+    /// drained: see [`AfPacket::tx_burst_vnet`]).
+    pub tx_qdisc: u64,
 }
 
 /// An AF_PACKET socket bound to one interface, with its mapped TPACKET_V3 receive ring.
@@ -304,6 +308,9 @@ pub struct AfPacket {
     /// `validate_xmit_skb_list` segments it into a list, and the direct path refuses a list);
     /// `dev_queue_xmit` segments it in software as the kernel's forward path does.
     gso_fd: Option<OwnedFd>,
+    /// Frames went through `gso_fd` and it has not been seen drained since: every frame
+    /// follows them there, so that none overtakes one queued in the qdisc.
+    gso_busy: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -400,6 +407,7 @@ impl AfPacket {
             scratch: Vec::new(),
             vnet: config.vnet_hdr,
             gso_fd,
+            gso_busy: false,
         })
     }
 
@@ -516,26 +524,35 @@ impl AfPacket {
     /// [`AfPacketConfig::vnet_hdr`]; without it `hdrs` is ignored. A GSO frame leaves whole:
     /// the kernel segments it if the device cannot (veth passes it to its peer as it is).
     /// With [`AfPacketConfig::qdisc_bypass`] GSO frames go through a second socket that takes
-    /// the qdisc path (where the kernel can segment them); each run of GSO or plain frames is
-    /// sent in turn, so the frames leave in the order given.
+    /// the qdisc path (where the kernel can segment them), and the frames leave in the order
+    /// given: once a frame went that way, the frames behind it follow it through the qdisc
+    /// (a frame on the bypass would overtake one a qdisc holds) until the qdisc socket has
+    /// nothing in flight (`SIOCOUTQ`: its frames' bytes not yet freed by the device, looked
+    /// at only then); only then do plain frames take the bypass again. A frame on the bypass
+    /// is in the device's queue when `sendmmsg` returns, so a later frame through the qdisc
+    /// cannot overtake it.
     pub fn tx_burst_vnet(&mut self, frames: &[&[u8]], hdrs: &[VnetHdr]) -> usize {
         let is_gso = |i: usize| hdrs.get(i).is_some_and(|h| h.is_gso());
         let mut taken = 0;
         while taken < frames.len() {
             let mut end = frames.len().min(taken + TX_BATCH);
-            let fd = match &self.gso_fd {
+            let (fd, qdisc) = match &self.gso_fd {
                 Some(g) if self.vnet => {
-                    let gso = is_gso(taken);
-                    if let Some(k) = (taken + 1..end).find(|&i| is_gso(i) != gso) {
-                        end = k;
+                    if self.gso_busy && !is_gso(taken) && sys::outq(g) == Some(0) {
+                        self.gso_busy = false;
                     }
-                    if gso {
-                        g
+                    if self.gso_busy || is_gso(taken) {
+                        self.gso_busy = true;
+                        (g, true)
                     } else {
-                        &self.fd
+                        // plain frames on the bypass up to the next GSO frame
+                        if let Some(k) = (taken + 1..end).find(|&i| is_gso(i)) {
+                            end = k;
+                        }
+                        (&self.fd, false)
                     }
                 }
-                _ => &self.fd,
+                _ => (&self.fd, false),
             };
             let chunk = &frames[taken..end];
             let mut vh = [[0u8; VnetHdr::LEN]; TX_BATCH];
@@ -552,6 +569,9 @@ impl AfPacket {
             match sys::sendmmsg(fd, chunk, vnet) {
                 Ok(sent) => {
                     self.stats.tx_packets += sent as u64;
+                    if qdisc {
+                        self.stats.tx_qdisc += sent as u64;
+                    }
                     if self.vnet {
                         let g = hdrs
                             .get(taken..(taken + sent).min(hdrs.len()))
@@ -859,6 +879,15 @@ mod sys {
     use std::io;
     use std::mem;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    /// Bytes of the socket's sent frames not yet freed (`SIOCOUTQ`, `sk_wmem_alloc`): frames
+    /// a qdisc or the device still holds. `None` if the kernel would not say.
+    pub(super) fn outq(fd: &OwnedFd) -> Option<u32> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int to the pointer, which points at `n`.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
+        (r == 0).then(|| u32::try_from(n).unwrap_or(0))
+    }
 
     pub(super) fn socket_packet() -> Result<OwnedFd, AfPacketError> {
         // SAFETY: socket takes no pointers.
