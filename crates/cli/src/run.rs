@@ -902,6 +902,12 @@ fn worker(
         for u in unresolved {
             let _ = resolve.send(u);
         }
+        // frames with a virtio_net_hdr to send: from a burst that had some, or a GSO packet
+        // held for its neighbour and released now
+        let vnet_out = offloaded
+            || sent
+                .iter()
+                .any(|s| matches!(s, Sent::Frame(f) if !f.offload.is_plain()));
         // transmit, grouped by egress interface, in order
         for p in pending.iter_mut() {
             p.clear();
@@ -945,7 +951,7 @@ fn worker(
             // GSO and partial-checksum frames leave with their header: the fast path's, and
             // the GSO packets the slow path walked whole (its other frames are plain)
             hdrs.clear();
-            if offloaded {
+            if vnet_out {
                 hdrs.extend(pending[e].iter().map(|&k| match k {
                     Pending::Slot(i) => tx_vnet(&slots[i], &vnet_in[i]),
                     Pending::Sent(k) => match &sent[k] {
@@ -2149,6 +2155,33 @@ mod tests {
         assert_eq!(
             tx_vnet_walked(&f, &Offload::default()).gso_type,
             VnetHdr::GSO_NONE
+        );
+        // TCP over IPv6: GSO_TCPV6, the transport header at 54
+        let (a6, b6) = (
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        );
+        let mut f6 = vec![];
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(a6, b6, 64)
+            .tcp(1000, 80, 7, 1000)
+            .ack(9)
+            .write(&mut f6, &[5u8; 3000])
+            .unwrap();
+        let o6 = Offload {
+            gso_size: 1428,
+            csum_start: 54,
+        };
+        assert_eq!(
+            tx_vnet_walked(&f6, &o6),
+            VnetHdr {
+                flags: VnetHdr::NEEDS_CSUM,
+                gso_type: VnetHdr::GSO_TCPV6,
+                hdr_len: 74,
+                gso_size: 1428,
+                csum_start: 54,
+                csum_offset: 16,
+            }
         );
 
         let gro = VnetHdr {

@@ -925,9 +925,10 @@ fn live_router_af_packet_gso_slow_path() {
     let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
     let (lan, wan) = (0, 1);
     eprintln!(
-        "lan: {} frames, {} GSO; wan: {} frames, {} GSO sent; slow path {}, fast {}",
+        "lan: {} frames, {} GSO, {} ring drops; wan: {} frames, {} GSO sent; slow path {}, fast {}",
         n(lan, "rx_packets"),
         n(lan, "rx_gso"),
+        n(lan, "rx_ring_dropped"),
         n(wan, "tx_packets"),
         n(wan, "tx_gso"),
         st["paths"]["slow"],

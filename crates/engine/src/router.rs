@@ -570,6 +570,8 @@ struct Held {
     mark: u32,
     priority: u32,
     since: Duration,
+    /// A GSO packet held whole ([`Config::gso_out`]).
+    offload: nft_flowtable::Offload,
 }
 
 /// How many frames wait for neighbours at most; beyond, they are dropped.
@@ -1213,13 +1215,13 @@ impl Router {
         let Some(g) = w.gso else {
             return self.emit(&mut w, fate, data, start, meta, now, out);
         };
-        if self.cfg.gso_out && g.partial && w.hold.is_none() {
+        if self.cfg.gso_out && g.partial {
             if let Fate::Tx { egress, dst_mac } = fate {
                 let fits = self.topo.interfaces.get(egress).is_some_and(|i| {
                     crate::gso::seg_l3_len(&data[start..], &g).is_some_and(|n| n <= i.mtu as usize)
                 });
                 if fits {
-                    return self.emit_gso(&w, egress, dst_mac, data, start, meta, &g, out);
+                    return self.emit_gso(&w, egress, dst_mac, data, start, meta, &g, now, out);
                 }
             }
         }
@@ -1261,6 +1263,7 @@ impl Router {
         start: usize,
         meta: &PacketMeta,
         g: &crate::gso::Walking,
+        now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
         let end = (start + meta.l3_end).min(data.len());
@@ -1282,6 +1285,22 @@ impl Router {
             gso_size: g.gso_size,
             csum_start: u16::try_from(l3 + l4_in_l3).unwrap_or(0),
         };
+        if let Some(next) = w.hold {
+            // waits whole for its next hop's MAC, as in the kernel's neighbour queue
+            if self.held.len() >= HELD_MAX {
+                return self.counters.drop(Drop::NeighbourUnresolved);
+            }
+            self.held.push(Held {
+                egress,
+                next,
+                frame,
+                mark: w.view.mark,
+                priority: w.view.priority,
+                since: now,
+                offload,
+            });
+            return;
+        }
         self.transmit_with(
             Port::Iface(egress),
             frame,
@@ -1337,6 +1356,7 @@ impl Router {
                     mark: w.view.mark,
                     priority: w.view.priority,
                     since: now,
+                    offload: nft_flowtable::Offload::default(),
                 });
             }
             Fate::Tx { egress, dst_mac } if w.frags.is_some() => {
@@ -2998,6 +3018,9 @@ impl Router {
                 Some(mac) if up && h.frame.len() >= 6 => {
                     h.frame[..6].copy_from_slice(&mac);
                     self.transmit_with(Port::Iface(h.egress), h.frame, h.mark, h.priority, &mut tx);
+                    if let Some(f) = tx.last_mut() {
+                        f.offload = h.offload;
+                    }
                 }
                 None if up && now.saturating_sub(h.since) < HOLD_FOR => self.held.push(h),
                 _ => self.counters.drop(Drop::NeighbourUnresolved),

@@ -923,3 +923,52 @@ fn a_dup_of_a_gso_packet_leaves_as_its_segments() {
         assert!(st.drops.is_empty(), "{rule}: {st:?}");
     }
 }
+
+/// With `gso_out`, a super-packet whose next hop is being resolved waits whole, as in the
+/// kernel's neighbour queue, and leaves whole with its GSO state once the MAC is known.
+#[test]
+fn a_gso_packet_held_for_its_neighbour_leaves_whole() {
+    let cfg = Config {
+        offload: false,
+        gso_out: true,
+        resolve_neighbours: true,
+        ..Config::default()
+    };
+    let mut r = router_with(TOPOLOGY, ONCE_RULES, cfg);
+    open_tcp(&mut r, 50000, 443, 7000, secs(1));
+    let gw: IpAddr = v4(GW);
+    r.set_neighbour(WAN, gw, None);
+    let mut slots = vec![client_data(101, 4)];
+    let input = slots[0].frame().to_vec();
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    assert!(sent.is_empty(), "{sent:?}");
+    assert_eq!(r.held(), 1);
+    r.set_neighbour(WAN, gw, Some(GW_MAC));
+    let mut sent = vec![];
+    r.process_slots::<Vec<u8>>(&mut [], secs(2), &mut sent);
+    // (an empty burst's run of forwarded slots is empty)
+    let frames: Vec<_> = sent
+        .iter()
+        .filter_map(|s| match s {
+            Sent::Frame(f) => Some(f),
+            Sent::Slots { start, end } => {
+                assert_eq!(start, end);
+                None
+            }
+        })
+        .collect();
+    let [f] = &frames[..] else { panic!("{sent:?}") };
+    assert_eq!(f.egress, nft_engine::Port::Iface(WAN));
+    assert_eq!(f.data[..6], GW_MAC);
+    assert_eq!(f.data.len(), input.len());
+    assert_eq!(
+        f.offload,
+        Offload {
+            gso_size: 1000,
+            csum_start: 34
+        }
+    );
+    assert_eq!(f.data[54..], input[54..]);
+    assert_eq!(r.held(), 0);
+}

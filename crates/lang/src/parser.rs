@@ -781,15 +781,7 @@ impl<'a> Parser<'a> {
                 let (name, span) = self.ident("set name")?;
                 match verb {
                     Verb::Add | Verb::Create => {
-                        let mut set = Set {
-                            name,
-                            is_map: obj == "map",
-                            span,
-                            ..Default::default()
-                        };
-                        if matches!(self.peek()?, Tok::LBrace) {
-                            self.set_block(&mut set)?;
-                        }
+                        let set = self.set_decl(name, span, obj == "map", false)?;
                         out.push(Cmd::Set { verb, table, set });
                         Ok(())
                     }
@@ -831,26 +823,14 @@ impl<'a> Parser<'a> {
                         return Ok(());
                     }
                 }
-                let (name, span) = self.ident("flowtable name")?;
-                let mut ft = Flowtable {
-                    name,
-                    span,
-                    ..Default::default()
-                };
-                if matches!(self.peek()?, Tok::LBrace) {
-                    self.flowtable_block(&mut ft)?;
-                }
+                let ft = self.flowtable_decl(false)?;
                 out.push(Cmd::Flowtable { verb, table, ft });
                 Ok(())
             }
             "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel"
             | "counters" | "quotas" | "limits" => {
                 let kind = if obj == "ct" {
-                    let (k, sp) = self.ident("helper, timeout or expectation")?;
-                    if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
-                        return Err(Error::new(sp, format!("syntax error, unexpected {k}")));
-                    }
-                    format!("ct {k}")
+                    self.ct_obj_kind()?
                 } else {
                     obj.trim_end_matches('s').to_string()
                 };
@@ -983,13 +963,7 @@ impl<'a> Parser<'a> {
                 "set" | "map" => {
                     self.next()?;
                     let (name, span) = self.ident("set name")?;
-                    let mut set = Set {
-                        name,
-                        is_map: w == "map",
-                        span,
-                        ..Default::default()
-                    };
-                    self.set_block(&mut set)?;
+                    let set = self.set_decl(name, span, w == "map", true)?;
                     out.push(Cmd::Set {
                         verb: Verb::Add,
                         table: table.clone(),
@@ -998,13 +972,7 @@ impl<'a> Parser<'a> {
                 }
                 "flowtable" => {
                     self.next()?;
-                    let (name, span) = self.ident("flowtable name")?;
-                    let mut ft = Flowtable {
-                        name,
-                        span,
-                        ..Default::default()
-                    };
-                    self.flowtable_block(&mut ft)?;
+                    let ft = self.flowtable_decl(true)?;
                     out.push(Cmd::Flowtable {
                         verb: Verb::Add,
                         table: table.clone(),
@@ -1014,11 +982,7 @@ impl<'a> Parser<'a> {
                 "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel" => {
                     self.next()?;
                     let kind = if w == "ct" {
-                        let (k, sp) = self.ident("helper, timeout or expectation")?;
-                        if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
-                            return Err(Error::new(sp, format!("syntax error, unexpected {k}")));
-                        }
-                        format!("ct {k}")
+                        self.ct_obj_kind()?
                     } else {
                         w.clone()
                     };
@@ -1236,6 +1200,44 @@ impl<'a> Parser<'a> {
             off = sign * n as i64;
         }
         Ok(Prio::Named(base, off as i32))
+    }
+
+    /// The `ct` object kind after `ct`: `ct helper`, `ct timeout` or `ct expectation`.
+    fn ct_obj_kind(&mut self) -> Result<String> {
+        let (k, sp) = self.ident("helper, timeout or expectation")?;
+        if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
+            return Err(Error::new(sp, format!("syntax error, unexpected {k}")));
+        }
+        Ok(format!("ct {k}"))
+    }
+
+    /// The set or map `name`, with its `{ ... }` block: one must follow when `block`, else
+    /// one may.
+    fn set_decl(&mut self, name: String, span: Span, is_map: bool, block: bool) -> Result<Set> {
+        let mut set = Set {
+            name,
+            is_map,
+            span,
+            ..Default::default()
+        };
+        if block || matches!(self.peek()?, Tok::LBrace) {
+            self.set_block(&mut set)?;
+        }
+        Ok(set)
+    }
+
+    /// A flowtable's name and its `{ ... }` block: one must follow when `block`, else one may.
+    fn flowtable_decl(&mut self, block: bool) -> Result<Flowtable> {
+        let (name, span) = self.ident("flowtable name")?;
+        let mut ft = Flowtable {
+            name,
+            span,
+            ..Default::default()
+        };
+        if block || matches!(self.peek()?, Tok::LBrace) {
+            self.flowtable_block(&mut ft)?;
+        }
+        Ok(ft)
     }
 
     fn set_block(&mut self, set: &mut Set) -> Result<()> {

@@ -566,41 +566,17 @@ fn frames_behind_a_gso_frame_in_the_qdisc_are_not_reordered() {
             return;
         }
     }
-    let config = AfPacketConfig {
-        qdisc_bypass: true,
-        promiscuous: true,
-        vnet_hdr: true,
-        ..AfPacketConfig::default()
-    };
-    let c2 = config.clone();
-    let mut router = in_netns(&pair.router, move || AfPacket::open("vr", &config).unwrap());
-    let mut peer = in_netns(&pair.peer, move || AfPacket::open("vp", &c2).unwrap());
+    let (mut router, mut peer) = open_vnet(&pair);
     let big = tcp_seq(20 * 1448, 7);
     let (next, later, drained) = (
         tcp_seq(100, 1_000_000),
         tcp_seq(100, 2_000_000),
         tcp_seq(100, 3_000_000),
     );
-    let gso = VnetHdr {
-        flags: VnetHdr::NEEDS_CSUM,
-        gso_type: VnetHdr::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1448,
-        csum_start: 34,
-        csum_offset: 16,
-    };
-    let plain = VnetHdr {
-        gso_type: VnetHdr::GSO_NONE,
-        gso_size: 0,
-        ..gso
-    };
+    let (gso, plain) = tcp_partial_vnet();
     let deadline = Instant::now() + Duration::from_secs(10);
     let send = |router: &mut AfPacket, frames: &[&[u8]], hdrs: &[VnetHdr]| {
-        let mut taken = 0;
-        while taken < frames.len() {
-            taken += router.tx_burst_vnet(&frames[taken..], &hdrs[taken..]);
-            assert!(Instant::now() < deadline, "transmitted {taken}");
-        }
+        send_all_vnet(router, frames, hdrs, deadline)
     };
     send(
         &mut router,
@@ -610,7 +586,7 @@ fn frames_behind_a_gso_frame_in_the_qdisc_are_not_reordered() {
     send(&mut router, &[later.as_slice()], &[plain]);
     let seq = |f: &[u8]| u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
     let mut got: Vec<u32> = Vec::new();
-    let mut recv = |peer: &mut AfPacket, got: &mut Vec<u32>, n: usize| {
+    let recv = |peer: &mut AfPacket, got: &mut Vec<u32>, n: usize| {
         while got.len() < n {
             assert!(Instant::now() < deadline, "received {got:?}");
             let _ = peer.poll(Duration::from_millis(50));
