@@ -107,7 +107,7 @@ pub struct Args {
     #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
     pub xdp_mode: String,
     /// `--io af_packet`: each socket's receive ring, MiB, in 256 KiB blocks (a block holds
-    /// three 64 KB GSO super-packets or 162 MTU-sized frames; 16 MiB: 192 super-packets).
+    /// four 45-segment GSO super-packets, three of the largest, or 162 MTU-sized frames).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub rx_ring_mib: u32,
     /// `--io af_packet`: the receive budget per interface and burst, KiB, besides its 64

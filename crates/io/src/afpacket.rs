@@ -230,9 +230,10 @@ pub const GSO_FRAME_MAX: usize = 65_536 + 18;
 const V3_BLOCK_HDR: usize = 48;
 
 impl AfPacketConfig {
-    /// The default geometry with a ring of `mib` MiB in 256 KiB blocks. A block takes three
-    /// 64 KB GSO super-packets (see [`Self::ring_frames`]), so 16 MiB holds 192 of them where
-    /// the default 4 MiB holds 48: room for a TCP window's worth while the reader is away.
+    /// The default geometry with a ring of `mib` MiB in 256 KiB blocks. A block takes four GSO
+    /// super-packets of 45 segments of 1 448 bytes, three of the largest (see
+    /// [`Self::ring_frames`]), so 16 MiB holds 256 (192) where the default 4 MiB holds 64 (48):
+    /// room for a TCP window's worth while the reader is away.
     pub fn with_ring_mib(mib: u32) -> AfPacketConfig {
         let d = AfPacketConfig::default();
         AfPacketConfig {

@@ -636,6 +636,14 @@ fn the_ring_holds_gso_super_packets_by_the_block() {
     };
     assert_eq!((big.block_size, big.block_count), (1 << 18, 64));
     assert_eq!(big.ring_frames(GSO_FRAME_MAX), 3 * 64);
+    // iperf3's: 45 segments of 1 448 bytes and 66 bytes of headers, 65 320 in the ring, four
+    // to a block (and four of 65 428 bytes, the longest that fit four)
+    let iperf = 14 + 20 + 32 + 45 * 1448;
+    assert_eq!(iperf, 65_226);
+    assert_eq!(vnet.ring_frames(iperf), 4 * 16);
+    assert_eq!(big.ring_frames(iperf), 4 * 64);
+    assert_eq!(big.ring_frames(65_428), 4 * 64);
+    assert_eq!(big.ring_frames(65_429), 3 * 64);
     // MTU-sized frames: 1 608 bytes each with the header (1 600 without), 162 (163) a block
     assert_eq!(big.ring_frames(1514), 162 * 64);
     assert_eq!(AfPacketConfig::default().ring_frames(1514), 163 * 16);
