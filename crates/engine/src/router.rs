@@ -905,12 +905,6 @@ impl Router {
     fn sent_fast<S: SlotBuf>(&mut self, slots: &[FrameSlot<S>], out: &mut Vec<Sent>) {
         self.packet_no += slots.len() as u64;
         let counters = &mut self.counters;
-        // The current run of frames from one port to one port, (ingress, egress) as one key:
-        // its packets, the bytes in and the bytes out. A burst from one port to one port is
-        // one run; a run ends when either port changes (both counters then take their
-        // part, which adds up the same).
-        let mut key = u64::MAX;
-        let (mut packets, mut rx_bytes, mut tx_bytes) = (0u64, 0u64, 0u64);
         fn flush(c: &mut crate::counters::Counters, key: u64, packets: u64, rx: u64, tx: u64) {
             if let Some(c) = c.rx.get_mut((key & 0xffff) as usize) {
                 c.packets += packets;
@@ -921,29 +915,32 @@ impl Router {
                 c.bytes += tx;
             }
         }
-        // (a plain loop: the run's sums stay in registers, which a closure's captures did not)
-        for s in slots {
-            // (an egress of `None`, which a forwarded slot never has, is `u32::MAX` there:
-            // no counter's index)
-            let k = s.ports_key();
-            if k != key {
-                if key != u64::MAX {
-                    flush(counters, key, packets, rx_bytes, tx_bytes);
-                }
-                key = k;
-                (packets, rx_bytes, tx_bytes) = (0, 0, 0);
+        // Runs of frames from one port to one port, (ingress, egress) as one key (an egress
+        // of `None`, which a forwarded slot never has, is `u32::MAX` there: no counter's
+        // index). A burst from one port to one port is one run. Each run is found first (the
+        // two ports compared with the run's first frame's, as they lie in the slots), then
+        // its bytes in and out summed (two adds a frame), and both interfaces' counters take
+        // the run's packets and bytes once.
+        let mut rest = slots;
+        while let Some(first) = rest.first() {
+            let key = first.ports_key();
+            let run = rest
+                .iter()
+                .position(|s| !s.same_ports(first))
+                .unwrap_or(rest.len());
+            let (this, next) = rest.split_at(run);
+            let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);
+            for s in this {
+                rx_bytes += s.arrived_len() as u64;
+                tx_bytes += s.len() as u64;
             }
-            packets += 1;
-            rx_bytes += s.arrived_len() as u64;
-            tx_bytes += s.len() as u64;
+            flush(counters, key, this.len() as u64, rx_bytes, tx_bytes);
+            rest = next;
         }
         out.push(Sent::Slots {
             start: 0,
             end: slots.len(),
         });
-        if key != u64::MAX {
-            flush(counters, key, packets, rx_bytes, tx_bytes);
-        }
     }
 
     /// Conntrack GC before the slow path's frames of a burst: a budget per burst that has

@@ -294,6 +294,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FrameSlot<B> {
         u64::from(self.port) | u64::from(self.egress) << 16
     }
 
+    /// Whether `other` came in on the same port and went out to the same port as this frame
+    /// (or neither was forwarded): the two fields compared as they are, no key built.
+    #[inline]
+    pub fn same_ports(&self, other: &Self) -> bool {
+        self.egress == other.egress && self.port == other.port
+    }
+
     /// The frame's length as it arrived (put in the slot), before any rewrite: what the
     /// ingress interface's counters count.
     #[inline]
@@ -409,7 +416,8 @@ pub(crate) struct Rec {
     pub(crate) w: [u64; 2],
     /// The destination MAC ([`mac_bits`]).
     pub(crate) mac: u64,
-    /// The encapsulation ([`Encap::bits`]).
+    /// The encapsulation ([`Encap::bits`], bits 0..40) and the ingress port ([`l2_word`]):
+    /// what the flow's link says a frame must arrive with, in one compare.
     pub(crate) l2: u64,
     /// IP total length (header included).
     pub(crate) ip_len: u32,
@@ -499,6 +507,12 @@ impl Rec {
         }
         k
     }
+}
+
+/// [`Encap::bits`] of a frame's encapsulation with the port it arrived on in bits 48..64.
+#[inline(always)]
+pub(crate) fn l2_word(encap_bits: u64, port: Port) -> u64 {
+    encap_bits | u64::from(port) << 48
 }
 
 /// The frame's destination MAC ([`mac_bits`]); 0 if it is shorter (parse refuses it then).
@@ -630,7 +644,7 @@ fn parse_v4_tail(f: &[u8], ip: &[u8; 20], port: Port, rec: &mut Rec) -> Result<(
     *rec = Rec {
         w: [a, tail(ports, port, proto, false)],
         mac: dst_mac(f),
-        l2: 0,
+        l2: l2_word(0, port),
         ip_len: total as u32,
         l3: 14,
         tcp_flags,
@@ -788,7 +802,7 @@ fn parse_other(f: &[u8], port: Port) -> Result<Rec, Punt> {
     Ok(Rec {
         w: [w0, tail(*ports, port, proto, v6)],
         mac: dst_mac(f),
-        l2: encap.bits(),
+        l2: l2_word(encap.bits(), port),
         ip_len: ip_len as u32,
         // at most 14 + 8 (two tags, or PPPoE)
         l3: at as u8,
@@ -829,9 +843,9 @@ fn decide<'l>(
     };
     // the ingress port (which the IPv4 look-up leaves out: a `Miss` here makes the burst
     // look again with it), the encapsulation and the MAC the frame came to, in one test
-    let port = u64::from(p.port() ^ back.rx_port);
-    if (p.l2 ^ back.rx_l2) | (p.mac ^ back.rx_mac) | port != 0 {
-        return Err(if port != 0 {
+    let l2 = p.l2 ^ back.rx_l2;
+    if l2 | (p.mac ^ back.rx_mac) != 0 {
+        return Err(if l2 >> 48 != 0 {
             Punt::Miss
         } else {
             Punt::L2Mismatch
@@ -1109,6 +1123,36 @@ fn rewrite_v6(
     }
 }
 
+/// [`rewrite`] for an IPv4 packet.
+#[inline(always)]
+fn rewrite_v4_at(
+    h: &Hot,
+    d: usize,
+    link: &Link,
+    p: &Rec,
+    buf: &mut [u8],
+    head: usize,
+) -> (usize, usize) {
+    let l3 = head + p.l3();
+    let ip_len = p.ip_len as usize;
+    let hl = usize::from(link.hl);
+    // `decide` made sure the headroom is there (a wrapped start would fail the bounds
+    // check below, never panic).
+    let start = l3.wrapping_sub(hl);
+    // The link header, the IP header and the transport header as fixed-size arrays of one
+    // slice (one bounds check), so the writes need no more checks (parse made sure they are
+    // whole).
+    if let Some(frame) = buf.get_mut(start..l3 + ip_len) {
+        let tcp = p.proto() == PROTO_TCP;
+        match hl {
+            14 => rewrite_v4_frame::<14>(h, d, link, tcp, frame),
+            18 => rewrite_v4_frame::<18>(h, d, link, tcp, frame),
+            _ => rewrite_v4_frame::<22>(h, d, link, tcp, frame),
+        }
+    }
+    (start, hl + ip_len)
+}
+
 /// Rewrites the frame at `buf[head..]` for direction `d` of the line `h`; `decide` passed.
 /// Returns the frame's new start and length.
 #[inline(always)]
@@ -1131,18 +1175,7 @@ fn rewrite(
     // checks below, never panic).
     let start = l3.wrapping_sub(hl);
     if !v6 {
-        // IPv4: the link header, the IP header and the transport header as fixed-size
-        // arrays of one slice (one bounds check), so the writes need no more checks (parse
-        // made sure they are whole).
-        if let Some(frame) = buf.get_mut(start..l3 + ip_len) {
-            let tcp = p.proto() == PROTO_TCP;
-            match hl {
-                14 => rewrite_v4_frame::<14>(h, d, link, tcp, frame),
-                18 => rewrite_v4_frame::<18>(h, d, link, tcp, frame),
-                _ => rewrite_v4_frame::<22>(h, d, link, tcp, frame),
-            }
-        }
-        return (start, hl + ip_len);
+        return rewrite_v4_at(h, d, link, p, buf, head);
     }
     rewrite_v6(h, d, v6a, p, buf, l3, l4);
     let header = &link.header[1];
@@ -1248,7 +1281,7 @@ impl<B: OffloadBackend> Flowtable<B> {
     ) {
         let now_ms = ms(now);
         let n = frames.len().min(out.len());
-        let mut forwarded = 0u64;
+        let punted = self.punted;
         // Chunks and zipped iterators rather than indices: no bounds check per frame.
         let stages = frames[..n]
             .chunks_mut(STAGE)
@@ -1316,11 +1349,10 @@ impl<B: OffloadBackend> Flowtable<B> {
                 };
 
                 *o = self.finish::<TRACE, _>(fs, rec, f, now_ms);
-                forwarded += u64::from(matches!(o, Action::Forward(_)));
             }
         }
-        // counted once a burst, not once a frame
-        self.stats.forwarded += forwarded;
+        // counted once a burst, not once a frame: each frame was forwarded or punted
+        self.stats.forwarded += (n as u64).wrapping_sub(self.punted.wrapping_sub(punted));
     }
 
     /// [`forward`](Self::forward) again for an IPv4 record whose first candidate (from
@@ -1394,6 +1426,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             Ok(port) => Action::Forward(port),
             Err(p) => {
                 self.stats.punts[p.index()] += 1;
+                self.punted = self.punted.wrapping_add(1);
                 Action::Punt(p)
             }
         };
@@ -1464,7 +1497,9 @@ impl<B: OffloadBackend> Flowtable<B> {
                 d as u8,
             ));
         }
-        if self.cfg.punt_tcp_control && p.proto() == PROTO_TCP && !plain_ack(p.tcp_flags) {
+        // (the record's protocol first: a UDP frame is one compare, the table's setting read
+        // only for TCP)
+        if p.proto() == PROTO_TCP && self.cfg.punt_tcp_control && !plain_ack(p.tcp_flags) {
             let back = self.links.get(usize::from(h.link[1 - d]));
             if back.is_none_or(|l| l.rx_port != p.port()) {
                 return Err(Punt::Miss);
@@ -1499,23 +1534,30 @@ impl<B: OffloadBackend> Flowtable<B> {
         } else {
             decide(h, d, p, src_mac, head, &self.links, &self.port_down)?
         };
-        let special = h.flags & (V6 | MARK) != 0;
-        let cold = if special { self.cold.get(idx) } else { None };
-        let (start, len) = rewrite(
-            h,
-            d,
-            cold.and_then(|c| c.v6(d)),
-            link,
-            p,
-            fs.buf.as_mut(),
-            head,
-        );
+        // A flow without IPv6 addresses or marks (the line says) forwards an IPv4 packet
+        // (the look-up matched the line's family): the cold part is not read and the
+        // rewrite has no family to test.
+        let (start, len) = if h.flags & (V6 | MARK) == 0 {
+            fs.mark = None;
+            rewrite_v4_at(h, d, link, p, fs.buf.as_mut(), head)
+        } else {
+            let cold = self.cold.get(idx);
+            fs.mark = match cold {
+                Some(c) if h.flags & MARK != 0 => c.mark(d),
+                _ => None,
+            };
+            rewrite(
+                h,
+                d,
+                cold.and_then(|c| c.v6(d)),
+                link,
+                p,
+                fs.buf.as_mut(),
+                head,
+            )
+        };
         fs.head = start;
         fs.len = len;
-        fs.mark = match cold {
-            Some(c) if h.flags & MARK != 0 => c.mark(d),
-            _ => None,
-        };
         h.packets[d] = h.packets[d].wrapping_add(1);
         let (b, carry) = h.bytes[d].overflowing_add(p.ip_len);
         h.bytes[d] = b;

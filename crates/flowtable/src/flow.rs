@@ -295,8 +295,9 @@ pub(crate) struct Link {
     pub encap: Encap,
     /// `encap.header_len()`.
     pub hl: u8,
-    /// `src_mac` ([`mac_bits`]) and `encap` ([`Encap::bits`]) as words: what a frame of the
-    /// other direction must arrive with (addressed to us, in our encapsulation).
+    /// `src_mac` ([`mac_bits`]) and `encap` ([`Encap::bits`]) with `rx_port`
+    /// (`fastpath::l2_word`) as words: what a frame of the other direction must arrive with
+    /// (on that port, addressed to us, in our encapsulation).
     pub rx_mac: u64,
     pub rx_l2: u64,
     /// The whole egress link header, ready to copy, for an IPv4 (`[0]`) and an IPv6 (`[1]`)
@@ -320,7 +321,7 @@ impl Link {
             encap: e.encap,
             hl: hl as u8,
             rx_mac: mac_bits(&e.src_mac),
-            rx_l2: e.encap.bits(),
+            rx_l2: crate::fastpath::l2_word(e.encap.bits(), rx_port),
             header,
         }
     }

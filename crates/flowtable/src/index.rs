@@ -17,8 +17,10 @@ pub(crate) struct Index {
     slots: Box<[u32]>,
     mask: usize,
     seed: u64,
-    /// Bits of a slot that hold the value; the rest hold the tag.
-    vbits: u32,
+    /// The tag's bits of a slot; the low bits below them hold the value. A slot's tag is its
+    /// hash's high word with the value's bits cleared, so a probe compares masked words,
+    /// with no shifts.
+    tmask: u32,
 }
 
 #[inline]
@@ -73,7 +75,7 @@ impl Index {
             slots: vec![EMPTY; n].into_boxed_slice(),
             mask: n - 1,
             seed,
-            vbits,
+            tmask: !((1u32 << vbits) - 1),
         }
     }
 
@@ -114,14 +116,16 @@ impl Index {
         (h as usize) & self.mask
     }
 
+    /// The tag in place: the bits of a slot above the value's (`(h >> 32) >> vbits`, left
+    /// where the slot keeps it).
     #[inline]
     fn tag(&self, h: u64) -> u32 {
-        ((h >> 32) as u32) >> self.vbits
+        ((h >> 32) as u32) & self.tmask
     }
 
     #[inline]
     fn vmask(&self) -> u32 {
-        (1u32 << self.vbits) - 1
+        !self.tmask
     }
 
     /// Candidates for a hash: slab value (`index << 1 | dir`) of each slot whose tag
@@ -136,7 +140,7 @@ impl Index {
             if s == EMPTY {
                 return None;
             }
-            if s >> self.vbits == tag && f(s & vmask) {
+            if s & self.tmask == tag && f(s & vmask) {
                 return Some(s & vmask);
             }
             i = (i + 1) & self.mask;
@@ -157,7 +161,7 @@ impl Index {
         while self.slots[i] != EMPTY {
             i = (i + 1) & self.mask;
         }
-        self.slots[i] = self.tag(h) << self.vbits | (value & self.vmask());
+        self.slots[i] = self.tag(h) | (value & self.vmask());
     }
 
     /// Removes the slot holding `value` for hash `h`, shifting later entries of the cluster back

@@ -231,6 +231,9 @@ pub struct Flowtable<B: OffloadBackend = SoftwareOnly> {
     events: Vec<BackendEvent>,
     trace: Vec<TraceRecord>,
     trace_next: usize,
+    /// Frames punted by `finish` since the table was made (wrapping): a burst's forwarded
+    /// frames are its frames less the punts, with nothing counted per hit.
+    punted: u64,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -271,6 +274,7 @@ impl<B: OffloadBackend> Flowtable<B> {
             events: Vec::new(),
             trace,
             trace_next: 0,
+            punted: 0,
         }
     }
 

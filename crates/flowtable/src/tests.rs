@@ -1666,7 +1666,7 @@ proptest! {
                 prop_assert_eq!(Some(p.l4()), m.l4_offset);
                 prop_assert_eq!(p.ip_len as usize, m.ip_total_len);
                 prop_assert_eq!(p.encap(), encap_of(m));
-                prop_assert_eq!(p.l2, encap_of(m).bits());
+                prop_assert_eq!(p.l2, encap_of(m).bits() | 3 << 48);
                 prop_assert_eq!(p.mac, crate::flow::mac_bits(&m.dst_mac.0));
                 prop_assert!(m.fragment == nft_wire::Fragment::None && !m.ipv4_options);
                 prop_assert_eq!(m.ipv6_ext_count, 0);
