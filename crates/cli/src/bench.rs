@@ -6,55 +6,66 @@
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
 //!
 //! Instructions per fast-path packet: `scripts/callgrind-fastpath` (or the command `bench
-//! --fast-only` prints); with 100,000 flows, 483 per packet (565 at the start of this round):
-//! the flowtable's `process_burst` 400, one call a burst (the first stage's parse and hash
-//! about 112, the index touch 10, the look-up 62, the rest of a hit 212: the flow's line,
-//! its checks and the loop with each frame's results about 97, the rewrite with counting
-//! and refresh about 115), the router's `process_slots` with the offload wrapper 34 (with
-//! timers about 6 more), the refill and this loop 43. The data cache per packet
-//! (`CACHE=1`): 133 reads, 53 writes, 3.6 L1 misses, no last-level miss (148, 63, 3.7 at
-//! 565). Measured step by step this round: the parse writing its record in place (a
-//! record returned by value went through a copy on the stack), the IPv4 header checksum as
-//! five 32-bit words and one divisibility test by 0xffff (three folds before), the frame's
-//! span as two compares, forwarded frames counted once a burst: 565 -> 535; a run of
-//! fast-path slots one `Sent::Slots` entry (each slot says its egress and its length as it
-//! arrived, so the wrapper records no lengths and the router pushes no 48-byte result per
-//! frame) and the refill's copy of a minimum-size frame as two 32-byte moves (no call to
-//! `memcpy`): 530 -> 515; the IPv4 look-up stopping at the flow's line, its ingress port
-//! checked with the link layer (a flow of the tuple on another port sends the frame to the
-//! full look-up): 515 -> 508; the record's protocol and family as bytes of their own, the
-//! trace's flow noted only when tracing, an IPv4 frame's rewrite as one slice with the
-//! link, IP and transport headers at fixed offsets: 508 -> 486; the key's ports word as
-//! one load: 484; main's GSO state in the slot (cleared at refill) merged: 487; the offload
-//! wrapper's run of one port as a plain loop (its count in a register): 485; the router's
-//! run of forwarded slots keyed by ingress and egress as one word, with one packet count
-//! for both interfaces (two compares and two counts a frame before): 483. It was 600
-//! while the router walked a burst forwarded whole frame by frame, the offload wrapper
-//! filled a result per frame after the burst and every check of a hit was its own test;
-//! 661 while the parse produced a 112-byte struct with the whole 40-byte key, the header
-//! checksum was summed with byte swaps, the whole parse was one call per frame, the IPv4
-//! hash took two multiplies and `process_burst` was inlined into the engine's wrapper or
-//! not depending on unrelated code (now never inlined). 701 while conntrack's GC scanned 64
-//! slots every burst, 862 before the one-line flows, the fixed-size IPv4 parse and the
-//! iterator-driven burst stages, 1,025 before that.
-//! Tried and measured worse or no better (callgrind): the table's parts a burst uses
-//! borrowed apart once a burst into a context struct, to keep them out of memory between
-//! frames (400 -> 423: the struct's fields were read through a reference instead), the
-//! ingress port checked on its own before the checks of a hit (431 -> 442: the flow's link
-//! was read twice), the whole parse inlined into the burst's first stage (718), the record
-//! without the MAC (read again from the frame at the checks) and with the encapsulation
-//! compared as an enum (671), `FrameSlot::frame` with two checks instead of an addition
-//! (601, then; with the record in place it is one of the steps above), the TCP
-//! control-segment punt moved behind the rare checks' test (583 against 579), `forwarded`
-//! counted once a burst less the punts (581 against 579); at 485: the parts a frame's
-//! forward reads passed apart by value (485, no change), the byte count's carry as a
-//! branch and the refresh test as one compare (485: the compiler had done as well), the
-//! stage arrays kept in the table between bursts instead of cleared (509: each frame's
-//! hash and answer written, and read through the box), the router's runs counted by slot
-//! index instead of a count a frame (490: a register spilled). Left: the stages' loops still
-//! read the table's vectors from memory after each frame's writes, the rewrite's checksums
-//! and port swaps (the line keeps ports in host order), and the router's byte sums per
-//! frame; 390 (20 M packets/s) is not reached.
+//! --fast-only` prints; `KEEP=DIR` keeps callgrind's file for `callgrind_annotate`); with
+//! 100,000 flows, 425 per packet (483 at the start of this round, 565 at the start of the
+//! one before): the flowtable's `process_burst` 350, one call a burst (the first stage's
+//! parse and hash about 115, the index touch and the stage's setup 15, the look-up 49, the
+//! rest of a hit 170: the flow's line, its checks, the rewrite, counting and refresh, the
+//! results), clearing the stage's records 3, the router's `process_slots` with the offload
+//! wrapper 27 (with timers about 2 more), the refill and this loop 43. Measured step by
+//! step this round (each kept step lowered the count, tests green): the flow's line keeping
+//! its ports and checksum deltas in wire byte order (the parse takes the frame's port bytes
+//! as they are, the look-up compares them, the rewrite copies them and adds the deltas to
+//! the checksums as they lie in memory, RFC 1071's byte-order independence), the TTL
+//! decremented without a saturating test (parse punts 0 and 1), DSCP behind a flag of the
+//! line: 483 -> 470; `decide` handing back the egress's link (one bounds check where two
+//! were), the rewrite's start without a saturating subtraction, a 14-byte link header as
+//! two overlapping 8-byte moves: 459; the slot's egress one `u32` word (one store, and the
+//! router's run key one load): 455; the router's runs found first, then each run's bytes
+//! summed: 452; the index's tag compared in place under a mask instead of shifted: 448; the
+//! ingress port in the record's link-layer word and the link's (port, encapsulation and MAC
+//! in two compares): 440; the TCP-control test reading the record's protocol first: 438; a
+//! burst's forwarded frames counted as its frames less its punts, nothing counted per hit:
+//! 432; a hit on a line without IPv6 addresses or marks taking the IPv4 rewrite straight
+//! (no family test, no cold part): 427; the router's run compared field by field with its
+//! first slot: 425. Steps of the round before: the parse writing its record in place, the
+//! IPv4 header checksum as five 32-bit words and one divisibility test, the frame's span as
+//! two compares, forwarded frames counted once a burst: 565 -> 535; a run of fast-path
+//! slots one `Sent::Slots` entry, the refill's copy of a minimum-size frame as two 32-byte
+//! moves: 515; the IPv4 look-up stopping at the flow's line, its ingress port checked with
+//! the link layer: 508; the record's protocol and family as bytes of their own, the trace's
+//! flow noted only when tracing, an IPv4 frame's rewrite as one slice: 486; the key's ports
+//! word as one load: 484; main's GSO state in the slot merged: 487; the offload wrapper's
+//! run of one port as a plain loop: 485; the router's run keyed by ingress and egress as
+//! one word: 483. It was 600 while the router walked a burst forwarded whole frame by
+//! frame, 661 while the parse produced a 112-byte struct, 701 while conntrack's GC scanned
+//! 64 slots every burst, 862 before the one-line flows, 1,025 before that.
+//! Tried and measured worse or no better (callgrind): this round, at 452 the look-up stage
+//! by index instead of zipped iterators (455) and its answer stored unconditionally (454),
+//! the stage's records built in place by `core::array::from_fn` instead of zeroed first
+//! (516: each record went through a copy), at 427 the port, link-layer, MTU and headroom
+//! tests as one test with the reason worked out apart (434: the reasons' constants were
+//! still set on the hit's path, and more registers spilled), the offload wrapper's run of
+//! one port found by `position` (425, no change), the IPv6 hash and look-up as functions
+//! of their own out of the stages' loops (425, no change), the destination MAC's word
+//! left unmasked by the parse and shifted at the compare (425, no change), the EtherType
+//! and IP version compare as a masked 32-bit load (no change: the compiler narrowed it
+//! back to the same two loads);
+//! also measured this session, fat LTO with one codegen unit (491 here, worse; 5,882 per
+//! new connection, better). Rounds before: the table's parts a burst uses borrowed apart
+//! once a burst into a context struct (400 -> 423 then), the ingress port checked on its
+//! own before the checks of a hit (431 -> 442), the whole parse inlined into the burst's
+//! first stage (718), the record without the MAC and with the encapsulation compared as an
+//! enum (671), the TCP control-segment punt behind the rare checks' test (583 against
+//! 579), `forwarded` counted once a burst less the punts as a separate pass (581 against
+//! 579); at 485: the parts a frame's forward reads passed apart by value (no change), the
+//! byte count's carry as a branch and the refresh test as one compare (no change), the
+//! stage arrays kept in the table between bursts (509), the router's runs counted by slot
+//! index (490). Left: the stages' loops still read the table's vectors from memory after
+//! each frame's writes (hoisted, they would be spilled to the stack: no fewer
+//! instructions), the stage's records zeroed each burst (`memset`, 3 a packet; safe code
+//! cannot leave them unset), the look-up's and checks' bounds checks and the punt reasons'
+//! constants set on the hit's path; 390 (20 M packets/s) is not reached.
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with

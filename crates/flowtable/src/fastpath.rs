@@ -967,7 +967,8 @@ fn copy_link<const N: usize>(dst: &mut [u8; N], src: &[u8; 22]) {
         }
         if let (Some(d), Some(s)) = (
             dst.last_chunk_mut::<C>(),
-            src.get(N - C..N).and_then(|s| s.first_chunk::<C>()),
+            src.get(N.saturating_sub(C)..N)
+                .and_then(|s| s.first_chunk::<C>()),
         ) {
             *d = *s;
         }
