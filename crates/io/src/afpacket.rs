@@ -1,4 +1,4 @@
-//! Linux AF_PACKET with a TPACKET_V3 receive ring: the live router's fallback backend when
+//! Linux AF_PACKET with a TPACKET_V2 or V3 receive ring: the live router's fallback backend when
 //! AF_XDP is not available.
 //!
 //! * Receive: the kernel fills fixed-size blocks of an mmap'ed ring with variable-size frames and
@@ -107,6 +107,11 @@ pub struct AfPacketConfig {
     /// `PACKET_VNET_HDR`: every frame received and sent has a [`VnetHdr`], so GSO
     /// super-packets and partial checksums cross the socket whole (see the module docs).
     pub vnet_hdr: bool,
+    /// A TPACKET_V2 ring: fixed slots of `frame_size` bytes (`block_size / frame_size` to a
+    /// block), each with its own status, and the socket woken per frame, so a lone frame is
+    /// read at once. A V3 block (`false`) is handed over only when full or when its retire
+    /// timer (1 ms at the least) fires, so a lone frame waits for the timer.
+    pub v2: bool,
 }
 
 /// `struct virtio_net_hdr` (linux/virtio_net.h), as AF_PACKET reads and writes it: in the
@@ -217,6 +222,7 @@ impl Default for AfPacketConfig {
             qdisc_bypass: false,
             sndbuf: None,
             vnet_hdr: false,
+            v2: false,
         }
     }
 }
@@ -224,6 +230,18 @@ impl Default for AfPacketConfig {
 /// The longest frame a GSO super-packet makes on an interface with the default
 /// `gso_max_size` (65 536 bytes of packet), with its Ethernet header and a VLAN tag.
 pub const GSO_FRAME_MAX: usize = 65_536 + 18;
+
+/// Where `tpacket_rcv` puts an Ethernet frame in a V2 slot (see [`AfPacketConfig::v2_slot`]).
+fn v2_macoff(vnet: bool) -> usize {
+    let maclen = 14;
+    // TPACKET2_HDRLEN: the tpacket2 header aligned to 16, then a sockaddr_ll
+    let hdrlen = mem::size_of::<libc::tpacket2_hdr>().div_ceil(libc::TPACKET_ALIGNMENT)
+        * libc::TPACKET_ALIGNMENT
+        + mem::size_of::<libc::sockaddr_ll>();
+    (hdrlen + 16).div_ceil(libc::TPACKET_ALIGNMENT) * libc::TPACKET_ALIGNMENT
+        + if vnet { VnetHdr::LEN } else { 0 }
+        - maclen
+}
 
 /// A V3 block's header as `tpacket_rcv` lays it out (`BLK_PLUS_PRIV(0)`:
 /// `struct tpacket_block_desc`, 8-aligned); the first frame starts after it.
@@ -242,6 +260,27 @@ impl AfPacketConfig {
         }
     }
 
+    /// The default geometry with [`Self::v2`]: a ring of `mib` MiB in 256 KiB blocks of three
+    /// slots of [`Self::v2_slot`] for [`GSO_FRAME_MAX`] with the vnet header (65 632 bytes), so
+    /// it holds as many of the largest super-packets as the V3 ring of the same size (the
+    /// kernel allocates a block as a power-of-two number of pages, so a block of one slot
+    /// would take 128 KiB).
+    pub fn v2_gso(mib: u32) -> AfPacketConfig {
+        AfPacketConfig {
+            v2: true,
+            frame_size: AfPacketConfig::v2_slot(GSO_FRAME_MAX, true) as u32,
+            ..AfPacketConfig::with_ring_mib(mib)
+        }
+    }
+
+    /// The V2 slot that takes a frame of `len` bytes whole: `tpacket_rcv` puts the frame at
+    /// `macoff` = the tpacket2 header and `sockaddr_ll` aligned to 16 with room for a 16-byte
+    /// link header, plus the `virtio_net_hdr` with `vnet`, less the Ethernet header; the slot is
+    /// a multiple of 16.
+    pub fn v2_slot(len: usize, vnet: bool) -> usize {
+        (v2_macoff(vnet) + len).div_ceil(libc::TPACKET_ALIGNMENT) * libc::TPACKET_ALIGNMENT
+    }
+
     /// How many frames of `len` bytes (Ethernet header included) the ring holds at once, as
     /// `tpacket_rcv` packs them into V3 blocks: each frame takes its tpacket3 header and
     /// `sockaddr_ll` (aligned to 16, with room for a 16-byte link header), the
@@ -250,6 +289,14 @@ impl AfPacketConfig {
     /// the block's end (`__packet_lookup_frame_in_block`). 0 when it fits no block (the
     /// kernel truncates it).
     pub fn ring_frames(&self, len: usize) -> usize {
+        if self.v2 {
+            let slots = (self.block_size / self.frame_size) as usize * self.block_count as usize;
+            return if v2_macoff(self.vnet_hdr) + len <= self.frame_size as usize {
+                slots
+            } else {
+                0
+            };
+        }
         let maclen = 14;
         let tp_align = |x: usize| x.div_ceil(libc::TPACKET_ALIGNMENT) * libc::TPACKET_ALIGNMENT;
         let netoff = tp_align(libc::TPACKET3_HDRLEN + maclen.max(16))
@@ -369,7 +416,11 @@ impl AfPacket {
         sys::setsockopt(
             &fd,
             libc::PACKET_VERSION,
-            &(libc::tpacket_versions::TPACKET_V3 as libc::c_int),
+            &(if config.v2 {
+                libc::tpacket_versions::TPACKET_V2
+            } else {
+                libc::tpacket_versions::TPACKET_V3
+            } as libc::c_int),
             "setsockopt(PACKET_VERSION)",
         )?;
         if config.ignore_outgoing {
@@ -399,13 +450,32 @@ impl AfPacket {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        sys::setsockopt(
-            &fd,
-            libc::PACKET_RX_RING,
-            &req,
-            "setsockopt(PACKET_RX_RING)",
-        )?;
-        let ring = Ring::map(&fd, config.block_size as usize, config.block_count as usize)?;
+        if config.v2 {
+            let req2 = libc::tpacket_req {
+                tp_block_size: req.tp_block_size,
+                tp_block_nr: req.tp_block_nr,
+                tp_frame_size: req.tp_frame_size,
+                tp_frame_nr: req.tp_frame_nr,
+            };
+            sys::setsockopt(
+                &fd,
+                libc::PACKET_RX_RING,
+                &req2,
+                "setsockopt(PACKET_RX_RING)",
+            )?;
+        } else {
+            sys::setsockopt(
+                &fd,
+                libc::PACKET_RX_RING,
+                &req,
+                "setsockopt(PACKET_RX_RING)",
+            )?;
+        }
+        let mut ring = Ring::map(&fd, config.block_size as usize, config.block_count as usize)?;
+        if config.v2 {
+            ring.frame_size = config.frame_size as usize;
+            ring.frame_count = req.tp_frame_nr as usize;
+        }
         sys::bind_packet(&fd, ifindex)?;
         if config.promiscuous {
             let mreq = libc::packet_mreq {
@@ -477,6 +547,27 @@ impl AfPacket {
     ) -> usize {
         let mut delivered = 0;
         let mut bytes = 0usize;
+        if self.ring.frame_count > 0 {
+            while delivered < max && bytes < max_bytes {
+                let Some(pkt) = self.ring.packet_v2(self.block, self.vnet) else {
+                    break;
+                };
+                if let Some(pkt) = pkt {
+                    if pkt.truncated {
+                        self.stats.rx_truncated += 1;
+                    } else {
+                        bytes = bytes.saturating_add(pkt.frame.len());
+                        deliver(&mut self.stats, &mut self.scratch, pkt, &mut f);
+                        delivered += 1;
+                    }
+                } else {
+                    self.stats.rx_malformed += 1;
+                }
+                self.ring.release_v2(self.block);
+                self.block = (self.block + 1) % self.ring.frame_count;
+            }
+            return delivered;
+        }
         while delivered < max && bytes < max_bytes {
             let cursor = match self.cursor {
                 Some(c) => c,
@@ -506,29 +597,7 @@ impl AfPacket {
                     continue;
                 }
                 bytes = bytes.saturating_add(pkt.frame.len());
-                let info = RxInfo {
-                    csum_not_ready: pkt.csum_not_ready,
-                    vnet: pkt.vnet,
-                };
-                if info.vnet.is_gso() {
-                    self.stats.rx_gso += 1;
-                }
-                match pkt.vlan {
-                    Some((tpid, tci)) if pkt.frame.len() >= 12 => {
-                        // the offsets counted without the tag (vlan_hlen 0 in tpacket_rcv)
-                        let mut info = info;
-                        if info.vnet.flags & VnetHdr::NEEDS_CSUM != 0 {
-                            info.vnet.csum_start = info.vnet.csum_start.saturating_add(4);
-                        }
-                        self.scratch.clear();
-                        self.scratch.extend_from_slice(&pkt.frame[..12]);
-                        self.scratch.extend_from_slice(&tpid.to_be_bytes());
-                        self.scratch.extend_from_slice(&tci.to_be_bytes());
-                        self.scratch.extend_from_slice(&pkt.frame[12..]);
-                        f(&self.scratch, info);
-                    }
-                    _ => f(pkt.frame, info),
-                }
+                deliver(&mut self.stats, &mut self.scratch, pkt, &mut f);
                 delivered += 1;
             }
             if cursor.left == 0 {
@@ -544,6 +613,11 @@ impl AfPacket {
 
     /// Whether `rx_burst` has something to deliver right now.
     pub fn rx_ready(&self) -> bool {
+        if self.ring.frame_count > 0 {
+            return self.ring.frame_status(self.block).load(Ordering::Acquire)
+                & libc::TP_STATUS_USER
+                != 0;
+        }
         self.cursor.is_some() || self.ring.owned_block(self.block).is_some()
     }
 
@@ -704,6 +778,38 @@ fn page_size() -> usize {
     }
 }
 
+/// Hands one received frame to `f`, its stripped VLAN tag put back.
+fn deliver(
+    stats: &mut AfPacketStats,
+    scratch: &mut Vec<u8>,
+    pkt: RxPacket<'_>,
+    f: &mut impl FnMut(&[u8], RxInfo),
+) {
+    let info = RxInfo {
+        csum_not_ready: pkt.csum_not_ready,
+        vnet: pkt.vnet,
+    };
+    if info.vnet.is_gso() {
+        stats.rx_gso += 1;
+    }
+    match pkt.vlan {
+        Some((tpid, tci)) if pkt.frame.len() >= 12 => {
+            // the offsets counted without the tag (vlan_hlen 0 in tpacket_rcv)
+            let mut info = info;
+            if info.vnet.flags & VnetHdr::NEEDS_CSUM != 0 {
+                info.vnet.csum_start = info.vnet.csum_start.saturating_add(4);
+            }
+            scratch.clear();
+            scratch.extend_from_slice(&pkt.frame[..12]);
+            scratch.extend_from_slice(&tpid.to_be_bytes());
+            scratch.extend_from_slice(&tci.to_be_bytes());
+            scratch.extend_from_slice(&pkt.frame[12..]);
+            f(&scratch, info);
+        }
+        _ => f(pkt.frame, info),
+    }
+}
+
 /// The alignment of frames inside a V3 block; the kernel does not export it.
 const V3_ALIGNMENT: usize = 8;
 
@@ -747,6 +853,9 @@ struct Ring {
     base: NonNull<u8>,
     block_size: usize,
     block_count: usize,
+    /// V2: the slot size and count (0: a V3 ring of blocks).
+    frame_size: usize,
+    frame_count: usize,
 }
 
 // SAFETY: the mapping belongs to this value alone (nothing else holds its address), and the kernel
@@ -778,6 +887,8 @@ impl Ring {
             base,
             block_size,
             block_count,
+            frame_size: 0,
+            frame_count: 0,
         })
     }
 
@@ -886,6 +997,81 @@ impl Ring {
             csum_not_ready: h.tp_status & TP_STATUS_CSUMNOTREADY != 0,
             vnet: vh,
         })
+    }
+
+    /// A V2 slot's start: slots never span blocks, `block_size / frame_size` to a block.
+    fn frame_ptr(&self, slot: usize) -> *mut u8 {
+        let per_block = self.block_size / self.frame_size;
+        let block = slot / per_block;
+        // SAFETY: slot < frame_count = per_block * block_count, so the slot lies inside its
+        // block, inside the mapping.
+        unsafe {
+            self.block_ptr(block)
+                .add((slot % per_block) * self.frame_size)
+        }
+    }
+
+    fn frame_status(&self, slot: usize) -> &AtomicU32 {
+        // SAFETY: a slot starts with tpacket2_hdr, whose tp_status is a u32 at offset 0; slots
+        // are 16-aligned (TPACKET_ALIGNMENT) in page-aligned blocks; atomic access is what
+        // sharing it with the kernel needs; the reference lives no longer than &self.
+        unsafe { &*self.frame_ptr(slot).cast::<AtomicU32>() }
+    }
+
+    /// V2: `None` while the kernel owns the slot; `Some(None)` for a header pointing outside it.
+    fn packet_v2(&self, slot: usize, vnet: bool) -> Option<Option<RxPacket<'_>>> {
+        let status = self.frame_status(slot).load(Ordering::Acquire);
+        if status & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        let hdr_len = mem::size_of::<libc::tpacket2_hdr>();
+        // SAFETY: the slot is ours (TP_STATUS_USER, acquired above) and holds a tpacket2_hdr at
+        // its 16-aligned start (frame_size >= TPACKET2_HDRLEN, checked by the kernel).
+        let h = unsafe { *self.frame_ptr(slot).cast::<libc::tpacket2_hdr>() };
+        let start = h.tp_mac as usize;
+        let Some(end) = start.checked_add(h.tp_snaplen as usize) else {
+            return Some(None);
+        };
+        if end > self.frame_size || start < hdr_len {
+            return Some(None);
+        }
+        // SAFETY: start..end lies inside the slot (checked above), ours until release_v2.
+        let frame =
+            unsafe { std::slice::from_raw_parts(self.frame_ptr(slot).add(start), end - start) };
+        let mut vh = VnetHdr::default();
+        if vnet && h.tp_snaplen > 0 && start >= hdr_len + VnetHdr::LEN {
+            let mut b = [0u8; VnetHdr::LEN];
+            // SAFETY: start - LEN .. start lies inside the slot (start >= header + LEN).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.frame_ptr(slot).add(start - VnetHdr::LEN),
+                    b.as_mut_ptr(),
+                    VnetHdr::LEN,
+                )
+            };
+            vh = VnetHdr::from_bytes(&b);
+        }
+        let vlan = (status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+            let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && h.tp_vlan_tpid != 0 {
+                h.tp_vlan_tpid
+            } else {
+                0x8100
+            };
+            (tpid, h.tp_vlan_tci)
+        });
+        Some(Some(RxPacket {
+            frame,
+            next_offset: 0,
+            truncated: h.tp_snaplen < h.tp_len,
+            vlan,
+            csum_not_ready: status & TP_STATUS_CSUMNOTREADY != 0,
+            vnet: vh,
+        }))
+    }
+
+    fn release_v2(&self, slot: usize) {
+        self.frame_status(slot)
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
     }
 
     /// Gives a block back to the kernel.

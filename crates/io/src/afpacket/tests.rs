@@ -138,18 +138,41 @@ impl Plain {
 
 #[test]
 fn veth_pair_frames_cross_the_ring_both_ways() {
-    let Some(pair) = VethPair::create("veth_pair_frames_cross_the_ring_both_ways", "afp") else {
+    // Small blocks so the N frames span many of them and the ring wraps.
+    frames_cross_the_ring_both_ways(
+        "veth_pair_frames_cross_the_ring_both_ways",
+        "afp",
+        AfPacketConfig {
+            block_size: 1 << 14,
+            block_count: 8,
+            promiscuous: true,
+            ..AfPacketConfig::default()
+        },
+    );
+}
+
+/// The same through a V2 ring of 64 slots of 2 KiB, so it wraps three times.
+#[test]
+fn veth_pair_frames_cross_a_v2_ring_both_ways() {
+    frames_cross_the_ring_both_ways(
+        "veth_pair_frames_cross_a_v2_ring_both_ways",
+        "af2",
+        AfPacketConfig {
+            v2: true,
+            block_size: 1 << 14,
+            block_count: 8,
+            promiscuous: true,
+            ..AfPacketConfig::default()
+        },
+    );
+}
+
+fn frames_cross_the_ring_both_ways(test: &str, tag: &str, config: AfPacketConfig) {
+    let Some(pair) = VethPair::create(test, tag) else {
         return;
     };
     let (ns_r, ns_p) = (pair.router.clone(), pair.peer.clone());
 
-    // Small blocks so the N frames span many of them and the ring wraps.
-    let config = AfPacketConfig {
-        block_size: 1 << 14,
-        block_count: 8,
-        promiscuous: true,
-        ..AfPacketConfig::default()
-    };
     let mut router = in_netns(&ns_r, move || AfPacket::open("vr", &config).unwrap());
     let peer = in_netns(&ns_p, || Plain::open("vp"));
 
@@ -402,11 +425,15 @@ fn tcp_partial_vnet() -> (VnetHdr, VnetHdr) {
 
 /// Sockets with vnet headers (qdisc bypass, promiscuous) on `vr` and `vp` of `pair`.
 fn open_vnet(pair: &VethPair) -> (AfPacket, AfPacket) {
+    open_vnet_with(pair, AfPacketConfig::default())
+}
+
+fn open_vnet_with(pair: &VethPair, base: AfPacketConfig) -> (AfPacket, AfPacket) {
     let config = AfPacketConfig {
         qdisc_bypass: true,
         promiscuous: true,
         vnet_hdr: true,
-        ..AfPacketConfig::default()
+        ..base
     };
     let c2 = config.clone();
     let router = in_netns(&pair.router, move || AfPacket::open("vr", &config).unwrap());
@@ -429,11 +456,29 @@ fn send_all_vnet(router: &mut AfPacket, frames: &[&[u8]], hdrs: &[VnetHdr], dead
 
 #[test]
 fn a_gso_super_packet_crosses_whole_with_its_vnet_header() {
-    let test = "a_gso_super_packet_crosses_whole_with_its_vnet_header";
-    let Some(pair) = VethPair::create(test, "afg") else {
+    gso_crosses_whole(
+        "a_gso_super_packet_crosses_whole_with_its_vnet_header",
+        "afg",
+        AfPacketConfig::default(),
+    );
+}
+
+/// The same into the V2 ring `run` opens (`v2_gso`): the super-packet fits its slot whole,
+/// with the vnet header in front of it.
+#[test]
+fn a_gso_super_packet_crosses_a_v2_ring_whole() {
+    gso_crosses_whole(
+        "a_gso_super_packet_crosses_a_v2_ring_whole",
+        "ag2",
+        AfPacketConfig::v2_gso(1),
+    );
+}
+
+fn gso_crosses_whole(test: &str, tag: &str, base: AfPacketConfig) {
+    let Some(pair) = VethPair::create(test, tag) else {
         return;
     };
-    let (mut router, mut peer) = open_vnet(&pair);
+    let (mut router, mut peer) = open_vnet_with(&pair, base);
     // 20 segments' worth in one frame, far above the MTU, and a plain frame after it
     let big = tcp_partial(20 * 1448);
     let small = tcp_partial(100);
@@ -619,6 +664,31 @@ fn frames_behind_a_gso_frame_in_the_qdisc_are_not_reordered() {
     assert_eq!(got[22], 3_000_000);
     let st = router.stats().unwrap();
     assert_eq!((st.tx_packets, st.tx_qdisc), (4, 3), "{st:?}");
+}
+
+/// `run`'s V2 ring: slots of 65 632 bytes (76 before the frame: the tpacket2 header and
+/// sockaddr_ll aligned to 80, the vnet header, less the Ethernet header), three to a 256 KiB
+/// block: 192 frames of any length up to the largest super-packet in 16 MiB, none longer.
+#[test]
+fn the_v2_ring_holds_the_largest_super_packet_in_each_slot() {
+    assert_eq!(AfPacketConfig::v2_slot(GSO_FRAME_MAX, true), 65_632);
+    assert_eq!(AfPacketConfig::v2_slot(GSO_FRAME_MAX, false), 65_632);
+    assert_eq!(AfPacketConfig::v2_slot(1514, false), 1584);
+    let c = AfPacketConfig::v2_gso(16);
+    assert!(c.v2 && !c.vnet_hdr);
+    let c = AfPacketConfig {
+        vnet_hdr: true,
+        ..c
+    };
+    assert_eq!(
+        (c.block_size, c.block_count, c.frame_size),
+        (1 << 18, 64, 65_632)
+    );
+    assert_eq!(c.ring_frames(GSO_FRAME_MAX), 192);
+    assert_eq!(c.ring_frames(60), 192);
+    assert_eq!(c.ring_frames(65_632 - 76), 192);
+    assert_eq!(c.ring_frames(65_632 - 75), 0);
+    assert_eq!(AfPacketConfig::v2_gso(4).ring_frames(1514), 48);
 }
 
 #[test]
