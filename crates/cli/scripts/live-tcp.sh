@@ -12,18 +12,20 @@
 # GRO on at the router's LAN (aggregates of the client's segments). Root.
 # Prints one line per router: Gbit/s, retransmits, router CPU (CPU 1) and all CPU per KB and
 # per MTU-sized packet (1448 bytes of payload).
-# Usage: live-tcp.sh [--duration S] [--quiet-wait S] [--only NAME,...] [--tag T]
-# (NFT_OFFLOAD=BINARY picks the binary; --tag T is appended to each run's name.)
+# Usage: live-tcp.sh [--duration S] [--quiet-wait S] [--only NAME,...] [--tag T] [--run-args A]
+# (NFT_OFFLOAD=BINARY picks the binary; --tag T is appended to each run's name; --run-args A
+# to every `nft-offload run`, e.g. --run-args '--rx-ring-mib 4 --rx-budget-kib 0'.)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/../../.." && pwd)
 LB=${LIVEBENCH:-$HERE/../shared/livebench/livebench.sh}
-dur=10 qwait=10 only= tag=
+dur=10 qwait=10 only= tag= rargs=
 while [ $# -gt 0 ]; do
   case $1 in
     --duration) dur=$2; shift 2 ;;
     --quiet-wait) qwait=$2; shift 2 ;;
     --only) only=,$2,; shift 2 ;;
     --tag) tag=$2; shift 2 ;;
+    --run-args) rargs=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -40,7 +42,7 @@ kernel='sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1; nft -f 
 # aggregates them, and TSO/GSO on at its WAN, which takes the aggregates whole (`run` sends
 # past the qdisc: an egress without TSO/GSO would drop them)
 gro='ethtool -K $LAN_IF gro on >/dev/null; ethtool -K $WAN_IF tso on gso on >/dev/null;'
-IFS_='--interfaces lan=$LAN_IF,wan=$WAN_IF --control /tmp/ltcp$$.sock'
+IFS_="--interfaces lan=\$LAN_IF,wan=\$WAN_IF --control /tmp/ltcp\$\$.sock $rargs"
 runs=(
   "kernel-gso|--router|"
   "kernel|--router-cmd|$peers $kernel"

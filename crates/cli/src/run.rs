@@ -106,6 +106,14 @@ pub struct Args {
     /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
     #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
     pub xdp_mode: String,
+    /// `--io af_packet`: each socket's receive ring, MiB, in 256 KiB blocks (a block holds
+    /// four 45-segment GSO super-packets, three of the largest, or 162 MTU-sized frames).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub rx_ring_mib: u32,
+    /// `--io af_packet`: the receive budget per interface and burst, KiB, besides its 64
+    /// frames (0: frames only). 256 KiB: four 64 KB super-packets, 64 MTU-sized frames.
+    #[arg(long, default_value_t = 256)]
+    pub rx_budget_kib: usize,
 }
 
 /// The I/O backends. A backend moves bursts of whole Ethernet frames in and out of one
@@ -118,9 +126,9 @@ impl Backend {
     /// Up to `max` frames to `f`, each with what the ring says of it: whether its TCP/UDP
     /// checksum still has to be completed (a locally made packet with checksum offload), and
     /// its `virtio_net_hdr` (GSO, partial checksum offsets).
-    fn rx_burst(&mut self, max: usize, f: impl FnMut(&[u8], RxInfo)) -> usize {
+    fn rx_burst(&mut self, max: usize, max_bytes: usize, f: impl FnMut(&[u8], RxInfo)) -> usize {
         match self {
-            Backend::AfPacket(s) => s.rx_burst_info(max, f),
+            Backend::AfPacket(s) => s.rx_burst_budget(max, max_bytes, f),
         }
     }
 
@@ -778,7 +786,12 @@ fn tx_vnet_walked(frame: &[u8], o: &Offload) -> VnetHdr {
     }
 }
 
-fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec<Vec<Backend>>> {
+fn open_backends(
+    io: Io,
+    ifs: &[(String, String)],
+    workers: usize,
+    ring_mib: u32,
+) -> Result<Vec<Vec<Backend>>> {
     let mut all = vec![];
     for _ in 0..workers {
         let mut socks = vec![];
@@ -799,7 +812,8 @@ fn open_backends(io: Io, ifs: &[(String, String)], workers: usize) -> Result<Vec
                         sndbuf: Some(4 << 20),
                         // GSO super-packets in and out whole, partial checksums kept
                         vnet_hdr: true,
-                        ..AfPacketConfig::default()
+                        // GSO super-packets take 64 KB each: a 4 MiB ring held 48
+                        ..AfPacketConfig::with_ring_mib(ring_mib)
                     };
                     let s = AfPacket::open(name, &cfg)
                         .with_context(|| format!("opening AF_PACKET on {name}"))?;
@@ -826,6 +840,7 @@ fn worker(
     mut socks: Vec<Backend>,
     wid: usize,
     resolve: mpsc::Sender<(usize, IpAddr)>,
+    rx_budget: usize,
 ) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let n_if = socks.len();
@@ -867,7 +882,7 @@ fn worker(
         let mut offloaded = false;
         for (i, s) in socks.iter_mut().enumerate() {
             let port = i as u16;
-            s.rx_burst(BURST, |f, info| {
+            s.rx_burst(BURST, rx_budget, |f, info| {
                 // ARP is the kernel's; it answers from its own copy
                 if is_arp(f) || n >= slots.len() {
                     return;
@@ -1789,7 +1804,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         xdp = x;
     }
     let (backends, sets, steering) = match io {
-        Io::AfPacket => (open_backends(io, &ifs, workers)?, vec![], None),
+        Io::AfPacket => (
+            open_backends(io, &ifs, workers, a.rx_ring_mib)?,
+            vec![],
+            None,
+        ),
         Io::AfXdp => {
             let (sets, steering) = run_afxdp::open(
                 &ifs,
@@ -1905,6 +1924,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             })?;
     }
     let server = control::Server::bind(&a.control, shared.clone())?;
+    let rx_budget = match a.rx_budget_kib {
+        0 => usize::MAX,
+        k => k.saturating_mul(1024),
+    };
     let mut handles = vec![];
     for (wid, socks) in backends.into_iter().enumerate() {
         let shared = shared.clone();
@@ -1912,7 +1935,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         handles.push(
             std::thread::Builder::new()
                 .name(format!("worker{wid}"))
-                .spawn(move || worker(shared, socks, wid, rtx))?,
+                .spawn(move || worker(shared, socks, wid, rtx, rx_budget))?,
         );
     }
     for (wid, set) in sets.into_iter().enumerate() {

@@ -2344,6 +2344,10 @@ impl Router {
     /// The device, not the stack, limits the size: a frame longer than its MTU, link header
     /// and a VLAN tag's 4 bytes does not go out (a veth's peer refuses it in
     /// `is_skb_forwardable`, as most Ethernet receivers would); counted `frame_too_long`.
+    /// A walked GSO packet leaves whole with its offload ([`Config::gso_out`], its checksum
+    /// partial) when its segments fit, else as its segments, checksums complete, each in a
+    /// link header of its own (a PPPoE length each); one that cannot be cut is
+    /// `gso_unsupported`.
     #[allow(clippy::too_many_arguments)]
     fn netdev_egress(
         &mut self,
@@ -2377,15 +2381,49 @@ impl Router {
             }
         };
         let limit = iface.mtu as usize + 14 + 4;
-        // a GSO packet goes to the device as it is (`dev_queue_xmit`), which segments it
+        let mut offload = nft_flowtable::Offload::default();
         let frames = match &w.gso {
-            Some(g) if frame.len() > limit => {
-                let mut frame = frame;
-                crate::gso::segments(&mut frame, g).unwrap_or_default()
+            Some(g) => {
+                // a GSO packet goes to the device as it is (`dev_queue_xmit`): whole, with its
+                // offload, where the I/O sends it so ([`Config::gso_out`]); else as its
+                // segments (software GSO: complete checksums, even for one segment), each
+                // framed for the device (its own PPPoE length)
+                let h = l2::header_len(iface);
+                let l3_len = meta.l3_end.saturating_sub(meta.l3_offset);
+                let Some(l3) = frame.get(h..h + l3_len) else {
+                    return self.counters.drop(Drop::GsoUnsupported);
+                };
+                let seg_len = crate::gso::seg_l3_len(&frame[..h + l3_len], g);
+                if self.cfg.gso_out && g.partial && seg_len.is_some_and(|n| h + n <= limit) {
+                    let mut frame = frame;
+                    frame.truncate(h + l3_len);
+                    crate::gso::settle(&mut frame, g);
+                    let l4_in_l3 = meta.l4_offset.unwrap_or(meta.l3_end) - meta.l3_offset;
+                    offload = nft_flowtable::Offload {
+                        gso_size: g.gso_size,
+                        csum_start: u16::try_from(h + l4_in_l3).unwrap_or(0),
+                    };
+                    vec![frame]
+                } else {
+                    let Some(segs) = crate::gso::segments_l3(l3, g) else {
+                        return self.counters.drop(Drop::GsoUnsupported);
+                    };
+                    let mut dst = [0u8; 6];
+                    dst.copy_from_slice(&frame[0..6]);
+                    let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+                    segs.iter()
+                        .map(|seg| {
+                            let mut f = l2::frame_with(iface, dst, ethertype, seg);
+                            f[6..12].copy_from_slice(&frame[6..12]);
+                            f
+                        })
+                        .collect()
+                }
             }
-            _ => vec![frame],
+            None => vec![frame],
         };
-        if frames.is_empty() || frames.iter().any(|f| f.len() > limit) {
+        // (a GSO packet sent whole: its segments fit)
+        if frames.is_empty() || offload.is_plain() && frames.iter().any(|f| f.len() > limit) {
             return self.counters.drop(Drop::FrameTooLong);
         }
         if fwd {
@@ -2401,6 +2439,11 @@ impl Router {
                 w.view.priority,
                 out,
             );
+        }
+        if !offload.is_plain() {
+            if let Some(f) = out.last_mut() {
+                f.offload = offload;
+            }
         }
     }
 

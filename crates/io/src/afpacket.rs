@@ -221,7 +221,45 @@ impl Default for AfPacketConfig {
     }
 }
 
+/// The longest frame a GSO super-packet makes on an interface with the default
+/// `gso_max_size` (65 536 bytes of packet), with its Ethernet header and a VLAN tag.
+pub const GSO_FRAME_MAX: usize = 65_536 + 18;
+
+/// A V3 block's header as `tpacket_rcv` lays it out (`BLK_PLUS_PRIV(0)`:
+/// `struct tpacket_block_desc`, 8-aligned); the first frame starts after it.
+const V3_BLOCK_HDR: usize = 48;
+
 impl AfPacketConfig {
+    /// The default geometry with a ring of `mib` MiB in 256 KiB blocks. A block takes four GSO
+    /// super-packets of 45 segments of 1 448 bytes, three of the largest (see
+    /// [`Self::ring_frames`]), so 16 MiB holds 256 (192) where the default 4 MiB holds 64 (48):
+    /// room for a TCP window's worth while the reader is away.
+    pub fn with_ring_mib(mib: u32) -> AfPacketConfig {
+        let d = AfPacketConfig::default();
+        AfPacketConfig {
+            block_count: (mib.saturating_mul(1 << 20) / d.block_size).max(1),
+            ..d
+        }
+    }
+
+    /// How many frames of `len` bytes (Ethernet header included) the ring holds at once, as
+    /// `tpacket_rcv` packs them into V3 blocks: each frame takes its tpacket3 header and
+    /// `sockaddr_ll` (aligned to 16, with room for a 16-byte link header), the
+    /// `virtio_net_hdr` with [`Self::vnet_hdr`], and its bytes, aligned to 8; a frame never
+    /// spans blocks, and the kernel takes one for a block only while it ends strictly before
+    /// the block's end (`__packet_lookup_frame_in_block`). 0 when it fits no block (the
+    /// kernel truncates it).
+    pub fn ring_frames(&self, len: usize) -> usize {
+        let maclen = 14;
+        let tp_align = |x: usize| x.div_ceil(libc::TPACKET_ALIGNMENT) * libc::TPACKET_ALIGNMENT;
+        let netoff = tp_align(libc::TPACKET3_HDRLEN + maclen.max(16))
+            + if self.vnet_hdr { VnetHdr::LEN } else { 0 };
+        let macoff = netoff - maclen;
+        let per_frame = (macoff + len).div_ceil(V3_ALIGNMENT) * V3_ALIGNMENT;
+        let room = (self.block_size as usize).saturating_sub(V3_BLOCK_HDR + 1);
+        room / per_frame * self.block_count as usize
+    }
+
     fn validate(&self) -> Result<(), AfPacketError> {
         let page = page_size();
         if self.block_size == 0 || self.block_size as usize % page != 0 {
@@ -423,9 +461,23 @@ impl AfPacket {
     }
 
     /// [`rx_burst`](Self::rx_burst), with what the ring says about each frame.
-    pub fn rx_burst_info(&mut self, max: usize, mut f: impl FnMut(&[u8], RxInfo)) -> usize {
+    pub fn rx_burst_info(&mut self, max: usize, f: impl FnMut(&[u8], RxInfo)) -> usize {
+        self.rx_burst_budget(max, usize::MAX, f)
+    }
+
+    /// [`rx_burst_info`](Self::rx_burst_info) with a budget in bytes as well as in frames:
+    /// stops once the frames delivered reach `max_bytes` (at least one frame is delivered
+    /// when one is ready), so a burst of 64 KB GSO super-packets stays as small as one of
+    /// MTU-sized frames and its bytes are still in the cache when they are sent on.
+    pub fn rx_burst_budget(
+        &mut self,
+        max: usize,
+        max_bytes: usize,
+        mut f: impl FnMut(&[u8], RxInfo),
+    ) -> usize {
         let mut delivered = 0;
-        while delivered < max {
+        let mut bytes = 0usize;
+        while delivered < max && bytes < max_bytes {
             let cursor = match self.cursor {
                 Some(c) => c,
                 None => match self.ring.owned_block(self.block) {
@@ -437,7 +489,7 @@ impl AfPacket {
                 },
             };
             let mut cursor = cursor;
-            while delivered < max && cursor.left > 0 {
+            while delivered < max && bytes < max_bytes && cursor.left > 0 {
                 let Some(pkt) = self.ring.packet(self.block, cursor.offset, self.vnet) else {
                     // A header that points outside its block: nothing after it can be trusted.
                     self.stats.rx_malformed += 1;
@@ -453,6 +505,7 @@ impl AfPacket {
                     self.stats.rx_truncated += 1;
                     continue;
                 }
+                bytes = bytes.saturating_add(pkt.frame.len());
                 let info = RxInfo {
                     csum_not_ready: pkt.csum_not_ready,
                     vnet: pkt.vnet,

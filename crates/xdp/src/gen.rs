@@ -81,7 +81,7 @@ impl LiveGen {
             .ok_or_else(|| XdpOffloadError::Load("program gen missing".into()))?
             .try_into()
             .map_err(err)?;
-        p.load().map_err(err)?;
+        crate::load::load_retrying(p).map_err(err)?;
         Ok(LiveGen { ebpf, ifindex })
     }
 

@@ -1,7 +1,7 @@
 //! Loader helpers shared by the programs: attaching with a mode fallback, and error messages
 //! that keep the verifier's log.
 
-use aya::programs::{Xdp, XdpMode};
+use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::Ebpf;
 
 use crate::offload::{Mode, ModeRequest};
@@ -18,6 +18,27 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
+/// How many times a program load is tried when the kernel answers EAGAIN.
+const LOAD_TRIES: u32 = 5;
+
+/// Loads `p` into the kernel, again when the kernel answers EAGAIN: the verifier stops with
+/// EAGAIN whenever a signal is pending for the loading thread (`signal_pending` in its main
+/// loop), which in a busy process (a child exiting, a timer) is a matter of chance, the longer
+/// the program the likelier. libbpf retries the same way (5 attempts); aya does not.
+pub fn load_retrying(p: &mut Xdp) -> Result<(), ProgramError> {
+    let mut tries = 1;
+    loop {
+        match p.load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && tries < LOAD_TRIES =>
+            {
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Loads the XDP program `name` of `ebpf` into the kernel.
 pub fn load_xdp(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
     let p: &mut Xdp = ebpf
@@ -25,7 +46,7 @@ pub fn load_xdp(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
         .ok_or_else(|| format!("program {name} missing"))?
         .try_into()
         .map_err(|e| error_chain(&e))?;
-    p.load().map_err(|e| error_chain(&e))
+    load_retrying(p).map_err(|e| error_chain(&e))
 }
 
 /// Attaches the loaded XDP program `name` to `ifindex` (in the calling thread's network

@@ -438,7 +438,7 @@ impl XdpOffload {
                 .ok_or_else(|| XdpOffloadError::Load(format!("program {name} missing")))?
                 .try_into()
                 .map_err(err)?;
-            p.load().map_err(err)?;
+            crate::load::load_retrying(p).map_err(err)?;
         }
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| err(e))?;
         let me = XdpOffload {

@@ -620,3 +620,141 @@ fn frames_behind_a_gso_frame_in_the_qdisc_are_not_reordered() {
     let st = router.stats().unwrap();
     assert_eq!((st.tx_packets, st.tx_qdisc), (4, 3), "{st:?}");
 }
+
+#[test]
+fn the_ring_holds_gso_super_packets_by_the_block() {
+    let vnet = AfPacketConfig {
+        vnet_hdr: true,
+        ..AfPacketConfig::default()
+    };
+    // a 64 KB super-packet: 92 bytes in front of it (tpacket3 header, sockaddr_ll, the
+    // virtio_net_hdr), 65 648 in all, three to a 256 KiB block
+    assert_eq!(vnet.ring_frames(GSO_FRAME_MAX), 3 * 16, "the default 4 MiB");
+    let big = AfPacketConfig {
+        vnet_hdr: true,
+        ..AfPacketConfig::with_ring_mib(16)
+    };
+    assert_eq!((big.block_size, big.block_count), (1 << 18, 64));
+    assert_eq!(big.ring_frames(GSO_FRAME_MAX), 3 * 64);
+    // iperf3's: 45 segments of 1 448 bytes and 66 bytes of headers, 65 320 in the ring, four
+    // to a block (and four of 65 428 bytes, the longest that fit four)
+    let iperf = 14 + 20 + 32 + 45 * 1448;
+    assert_eq!(iperf, 65_226);
+    assert_eq!(vnet.ring_frames(iperf), 4 * 16);
+    assert_eq!(big.ring_frames(iperf), 4 * 64);
+    assert_eq!(big.ring_frames(65_428), 4 * 64);
+    assert_eq!(big.ring_frames(65_429), 3 * 64);
+    // MTU-sized frames: 1 608 bytes each with the header (1 600 without), 162 (163) a block
+    assert_eq!(big.ring_frames(1514), 162 * 64);
+    assert_eq!(AfPacketConfig::default().ring_frames(1514), 163 * 16);
+    // one byte more than a block can take after its header: none
+    let one = AfPacketConfig {
+        block_count: 1,
+        ..AfPacketConfig::default()
+    };
+    assert_eq!(one.ring_frames((1 << 18) - 48 - 82 - 8), 1);
+    assert_eq!(one.ring_frames((1 << 18) - 48 - 82), 0);
+    assert_eq!(AfPacketConfig::with_ring_mib(1).block_count, 4);
+    assert_eq!(AfPacketConfig::with_ring_mib(0).block_count, 1);
+}
+
+/// Sockets on `pair` for counting frames exactly: no IPv6 on the veths (DAD, router
+/// solicitations), vnet headers, a ring of two 256 KiB blocks that close when full, never on a
+/// timer.
+fn open_quiet(pair: &VethPair) -> (AfPacket, AfPacket, AfPacketConfig) {
+    for (ns, dev) in [(&pair.router, "vr"), (&pair.peer, "vp")] {
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "sysctl", "-qw"])
+            .arg(format!("net.ipv6.conf.{dev}.disable_ipv6=1"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "disabling IPv6 on {dev}");
+    }
+    let config = AfPacketConfig {
+        qdisc_bypass: true,
+        promiscuous: true,
+        vnet_hdr: true,
+        block_count: 2,
+        retire_timeout: Duration::from_secs(60),
+        ..AfPacketConfig::default()
+    };
+    let (c1, c2) = (config.clone(), config.clone());
+    let router = in_netns(&pair.router, move || AfPacket::open("vr", &c1).unwrap());
+    let peer = in_netns(&pair.peer, move || AfPacket::open("vp", &c2).unwrap());
+    (router, peer, config)
+}
+
+/// The kernel packs super-packets into the ring as `ring_frames` says: a ring of two 256 KiB
+/// blocks that nobody reads takes exactly 18 frames of 29 014 bytes (29 112 with their
+/// headers, nine to a block, 87 bytes to spare), and drops the rest as `rx_drops`.
+#[test]
+fn a_full_ring_holds_what_ring_frames_says() {
+    let test = "a_full_ring_holds_what_ring_frames_says";
+    let Some(pair) = VethPair::create(test, "afr") else {
+        return;
+    };
+    let (mut router, mut peer, config) = open_quiet(&pair);
+    let frame = tcp_partial(20 * 1448);
+    assert_eq!(frame.len(), 29_014);
+    let fits = config.ring_frames(frame.len());
+    assert_eq!(fits, 18);
+    let (gso, _) = tcp_partial_vnet();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    send_all_vnet(&mut router, &[frame.as_slice(); 30], &[gso; 30], deadline);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut got = 0;
+    let mut other = vec![];
+    while peer.poll(Duration::from_millis(100)).unwrap() {
+        peer.rx_burst_info(64, |f, i| {
+            if f == frame.as_slice() && i.vnet.is_gso() {
+                got += 1;
+            } else {
+                other.push(f.len());
+            }
+        });
+    }
+    assert_eq!((got, other), (fits, vec![]), "frames received whole");
+    let st = peer.stats().unwrap();
+    assert_eq!(st.rx_drops, 30 - fits as u64, "{st:?}");
+}
+
+/// A burst stops at its byte budget: with 64 KiB of budget, 3 frames of 29 014 bytes (the
+/// third crosses it) a burst, where the frame budget alone takes a block's nine at once.
+#[test]
+fn a_burst_stops_at_its_byte_budget() {
+    let test = "a_burst_stops_at_its_byte_budget";
+    let Some(pair) = VethPair::create(test, "afb") else {
+        return;
+    };
+    let (mut router, mut peer, _) = open_quiet(&pair);
+    let frame = tcp_partial(20 * 1448);
+    let (gso, _) = tcp_partial_vnet();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // nine fill a block, which is handed over when the tenth does not fit
+    send_all_vnet(&mut router, &[frame.as_slice(); 10], &[gso; 10], deadline);
+    let mut bursts = vec![];
+    while bursts.iter().sum::<usize>() < 9 {
+        assert!(Instant::now() < deadline, "bursts {bursts:?}");
+        let _ = peer.poll(Duration::from_millis(50));
+        let mut ours = 0;
+        let n = peer.rx_burst_budget(64, 64 << 10, |f, _| {
+            assert_eq!(f, frame.as_slice());
+            ours += 1;
+        });
+        assert_eq!(n, ours);
+        if ours > 0 {
+            bursts.push(ours);
+        }
+    }
+    assert_eq!(bursts, vec![3, 3, 3]);
+    // without the byte budget, one burst takes a whole block: the tenth and eight more,
+    // handed over when the ninth after them does not fit
+    send_all_vnet(&mut router, &[frame.as_slice(); 9], &[gso; 9], deadline);
+    let mut n = 0;
+    while n == 0 {
+        assert!(Instant::now() < deadline);
+        let _ = peer.poll(Duration::from_millis(50));
+        n = peer.rx_burst_info(64, |_, _| {});
+    }
+    assert_eq!(n, 9);
+}
