@@ -257,6 +257,7 @@ pub(crate) fn walking(frame: &[u8], o: &Offload) -> Option<Walking> {
 /// The length of the IP packets the GSO packet `frame` leaves as (the first, the longest):
 /// IP header, transport header and `gso_size` (`skb_gso_network_seglen`), or the packet's
 /// own when it is shorter. What the route's MTU is held against.
+#[cold]
 pub(crate) fn seg_l3_len(frame: &[u8], g: &Walking) -> Option<usize> {
     let (s, _) = site(frame)?;
     let th = if s.tcp {
@@ -271,6 +272,7 @@ pub(crate) fn seg_l3_len(frame: &[u8], g: &Walking) -> Option<usize> {
 /// alone (`inet_proto_csum_replace*(.., pseudohdr = true)`; ports and other transport
 /// header changes leave the field to the device), i.e. the packet's pseudo-header sum now
 /// plus the `rest` it came with. A complete checksum is left as the rewrites left it.
+#[cold]
 pub(crate) fn settle(frame: &mut [u8], g: &Walking) {
     if !g.partial {
         return;

@@ -547,8 +547,6 @@ pub struct Router {
     defrag: Defrag,
     /// Next hops whose MAC was missing (live mode), for [`Router::take_unresolved`].
     unresolved: Vec<(usize, IpAddr)>,
-    /// The GSO packet [`Router::receive`] is handed next (see [`crate::gso::Walking`]).
-    gso: Option<crate::gso::Walking>,
     /// Frames waiting for their next hop's MAC (live mode), oldest first.
     held: Vec<Held>,
     /// The SYN cookie secret of `synproxy`.
@@ -655,7 +653,6 @@ impl Router {
             act: Act::default(),
             defrag: Defrag::new(DefragConfig::default()),
             unresolved: vec![],
-            gso: None,
             held: vec![],
             cookie_key: crate::synproxy::CookieKey::default(),
             ct_gc_last: None,
@@ -816,7 +813,7 @@ impl Router {
             if self.cfg.trace {
                 self.trace_packet(ingress, &data);
             }
-            self.receive(ingress, data, now, &mut tx);
+            self.receive(ingress, data, None, now, &mut tx);
             out.extend(tx.drain(..).map(Sent::Frame));
         }
         self.tx = tx;
@@ -882,9 +879,7 @@ impl Router {
                     if self.cfg.trace {
                         self.trace_packet(ingress, &data);
                     }
-                    self.gso = Some(g);
-                    self.receive(ingress, data, now, tx);
-                    self.gso = None;
+                    self.receive(ingress, data, Some(g), now, tx);
                 }
                 None => self.counters.drop(Drop::GsoUnsupported),
             }
@@ -896,7 +891,7 @@ impl Router {
         if self.cfg.trace {
             self.trace_packet(ingress, &data);
         }
-        self.receive(ingress, data, now, tx);
+        self.receive(ingress, data, None, now, tx);
     }
 
     /// A burst the fast path forwarded whole, untraced: each slot goes out where the fast
@@ -1006,11 +1001,11 @@ impl Router {
         &mut self,
         ingress: usize,
         mut data: Vec<u8>,
+        // a GSO packet handed on by `receive_offloaded`, walked whole; `None` for a plain one
+        gso: Option<crate::gso::Walking>,
         now: Duration,
         out: &mut Vec<TxFrame>,
     ) {
-        // a GSO packet handed on by `receive_offloaded` (its own only)
-        let gso = self.gso.take();
         match self.counters.rx.get_mut(ingress) {
             Some(c) => c.add(data.len()),
             None => return self.counters.drop(Drop::NoInterface),
@@ -1212,16 +1207,35 @@ impl Router {
                 return self.counters.drop(d);
             }
         };
-        let Some(g) = w.gso else {
-            return self.emit(&mut w, fate, data, start, meta, now, out);
-        };
+        match w.gso {
+            None => self.emit(&mut w, fate, data, start, meta, now, out),
+            Some(g) => self.emit_walked_gso(&mut w, fate, g, data, start, meta, now, out),
+        }
+    }
+
+    /// A walked GSO packet leaves whole ([`Config::gso_out`], where its segments fit) or as
+    /// its segments (out of line: a plain packet pays one compare for it).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn emit_walked_gso(
+        &mut self,
+        w: &mut Walk,
+        fate: Fate,
+        g: crate::gso::Walking,
+        mut data: Vec<u8>,
+        start: usize,
+        meta: &PacketMeta,
+        now: Duration,
+        out: &mut Vec<TxFrame>,
+    ) {
         if self.cfg.gso_out && g.partial {
             if let Fate::Tx { egress, dst_mac } = fate {
                 let fits = self.topo.interfaces.get(egress).is_some_and(|i| {
                     crate::gso::seg_l3_len(&data[start..], &g).is_some_and(|n| n <= i.mtu as usize)
                 });
                 if fits {
-                    return self.emit_gso(&w, egress, dst_mac, data, start, meta, &g, now, out);
+                    return self.emit_gso(w, egress, dst_mac, data, start, meta, &g, now, out);
                 }
             }
         }
@@ -1246,7 +1260,7 @@ impl Router {
             w.frags = mtu
                 .filter(|&mtu| l3_len > mtu)
                 .map(|_| (vec![l3_len - m.ip_header_len], l3_len, 0, false));
-            self.emit(&mut w, fate, seg, 0, &m, now, out);
+            self.emit(w, fate, seg, 0, &m, now, out);
         }
     }
 
@@ -1314,8 +1328,11 @@ impl Router {
     }
 
     /// A walked packet (at `start` in `data`, its link header next to it) leaves as `fate`
-    /// says: to the host, held for its neighbour, fragmented, or as it is.
+    /// says: to the host, held for its neighbour, fragmented, or as it is. (Inlined into
+    /// `receive`, a plain packet's one caller: a call would cost a new connection some 24
+    /// instructions.)
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn emit(
         &mut self,
         w: &mut Walk,
@@ -1403,6 +1420,23 @@ impl Router {
                     out,
                 );
             }
+        }
+    }
+
+    /// Whether a GSO packet or a reassembled datagram of `l3_len` bytes is too big for `mtu`:
+    /// a GSO packet when its segments are (`skb_gso_validate_network_len`; it leaves as
+    /// them), a reassembled datagram only when a fragment that came in is (`ip_exceeds_mtu`,
+    /// `ip6_pkt_too_big` with `frag_max_size`: it leaves in those fragments).
+    #[cold]
+    #[inline(never)]
+    fn too_big_rare(w: &Walk, buf: &[u8], l3_len: usize, mtu: usize) -> bool {
+        let size = match &w.gso {
+            Some(g) => crate::gso::seg_l3_len(buf, g).unwrap_or(l3_len),
+            None => l3_len,
+        };
+        match &w.frags {
+            Some((_, max_size, _, _)) => size > mtu && *max_size > mtu,
+            None => size > mtu,
         }
     }
 
@@ -1539,22 +1573,19 @@ impl Router {
             return Err(Drop::TtlExceeded);
         }
         let l3_len = meta.l3_end - meta.l3_offset;
-        // a GSO packet is too big when its segments are (`skb_gso_validate_network_len`);
-        // it leaves as them
-        let size = match &w.gso {
-            Some(g) => crate::gso::seg_l3_len(buf, g).unwrap_or(l3_len),
-            None => l3_len,
+        // a GSO packet or a reassembled datagram out of line ([`Self::too_big_rare`]): a plain
+        // packet's test is one compare
+        let too_big = if w.gso.is_none() && w.frags.is_none() {
+            l3_len > mtu
+        } else {
+            Self::too_big_rare(w, buf, l3_len, mtu)
         };
-        // a reassembled datagram is too big only when a fragment that came in is
-        // (ip_exceeds_mtu, ip6_pkt_too_big with frag_max_size): it leaves in those fragments
-        let too_big = match &w.frags {
-            Some((_, max_size, _, _)) => size > mtu && *max_size > mtu,
-            None => size > mtu,
+        // (the DF bit read only for a packet too big)
+        let dont_frag = |buf: &[u8]| {
+            Ipv4Packet::new_checked(buf.get(meta.l3_offset..meta.l3_end).unwrap_or(&[]))
+                .is_ok_and(|p| p.dont_frag())
         };
-        let dont_frag = !w.v6
-            && Ipv4Packet::new_checked(&buf[meta.l3_offset..meta.l3_end])
-                .is_ok_and(|p| p.dont_frag());
-        if too_big && (w.v6 || dont_frag) {
+        if too_big && (w.v6 || dont_frag(buf)) {
             if w.v6 {
                 self.send_icmp_error(
                     w,
@@ -2313,6 +2344,10 @@ impl Router {
     /// The device, not the stack, limits the size: a frame longer than its MTU, link header
     /// and a VLAN tag's 4 bytes does not go out (a veth's peer refuses it in
     /// `is_skb_forwardable`, as most Ethernet receivers would); counted `frame_too_long`.
+    /// A walked GSO packet leaves whole with its offload ([`Config::gso_out`], its checksum
+    /// partial) when its segments fit, else as its segments, checksums complete, each in a
+    /// link header of its own (a PPPoE length each); one that cannot be cut is
+    /// `gso_unsupported`.
     #[allow(clippy::too_many_arguments)]
     fn netdev_egress(
         &mut self,
@@ -2346,15 +2381,49 @@ impl Router {
             }
         };
         let limit = iface.mtu as usize + 14 + 4;
-        // a GSO packet goes to the device as it is (`dev_queue_xmit`), which segments it
+        let mut offload = nft_flowtable::Offload::default();
         let frames = match &w.gso {
-            Some(g) if frame.len() > limit => {
-                let mut frame = frame;
-                crate::gso::segments(&mut frame, g).unwrap_or_default()
+            Some(g) => {
+                // a GSO packet goes to the device as it is (`dev_queue_xmit`): whole, with its
+                // offload, where the I/O sends it so ([`Config::gso_out`]); else as its
+                // segments (software GSO: complete checksums, even for one segment), each
+                // framed for the device (its own PPPoE length)
+                let h = l2::header_len(iface);
+                let l3_len = meta.l3_end.saturating_sub(meta.l3_offset);
+                let Some(l3) = frame.get(h..h + l3_len) else {
+                    return self.counters.drop(Drop::GsoUnsupported);
+                };
+                let seg_len = crate::gso::seg_l3_len(&frame[..h + l3_len], g);
+                if self.cfg.gso_out && g.partial && seg_len.is_some_and(|n| h + n <= limit) {
+                    let mut frame = frame;
+                    frame.truncate(h + l3_len);
+                    crate::gso::settle(&mut frame, g);
+                    let l4_in_l3 = meta.l4_offset.unwrap_or(meta.l3_end) - meta.l3_offset;
+                    offload = nft_flowtable::Offload {
+                        gso_size: g.gso_size,
+                        csum_start: u16::try_from(h + l4_in_l3).unwrap_or(0),
+                    };
+                    vec![frame]
+                } else {
+                    let Some(segs) = crate::gso::segments_l3(l3, g) else {
+                        return self.counters.drop(Drop::GsoUnsupported);
+                    };
+                    let mut dst = [0u8; 6];
+                    dst.copy_from_slice(&frame[0..6]);
+                    let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+                    segs.iter()
+                        .map(|seg| {
+                            let mut f = l2::frame_with(iface, dst, ethertype, seg);
+                            f[6..12].copy_from_slice(&frame[6..12]);
+                            f
+                        })
+                        .collect()
+                }
             }
-            _ => vec![frame],
+            None => vec![frame],
         };
-        if frames.is_empty() || frames.iter().any(|f| f.len() > limit) {
+        // (a GSO packet sent whole: its segments fit)
+        if frames.is_empty() || offload.is_plain() && frames.iter().any(|f| f.len() > limit) {
             return self.counters.drop(Drop::FrameTooLong);
         }
         if fwd {
@@ -2370,6 +2439,11 @@ impl Router {
                 w.view.priority,
                 out,
             );
+        }
+        if !offload.is_plain() {
+            if let Some(f) = out.last_mut() {
+                f.offload = offload;
+            }
         }
     }
 

@@ -972,3 +972,97 @@ fn a_gso_packet_held_for_its_neighbour_leaves_whole() {
     assert_eq!(f.data[54..], input[54..]);
     assert_eq!(r.held(), 0);
 }
+
+/// netdev `fwd to` and `dup to` of a GSO packet that fits in one frame: it leaves as a
+/// plain frame with its checksum completed, not partial.
+#[test]
+fn netdev_fwd_of_a_small_gso_packet_has_a_complete_checksum() {
+    for rule in [
+        "chain ing { type filter hook ingress device \"lan\" priority 0; tcp dport 443 meta length > 600 fwd to 2 }",
+        "chain ing { type filter hook ingress device \"lan\" priority 0; tcp dport 443 meta length > 600 dup to 2 }",
+    ] {
+        let rules = format!("{ONCE_RULES}\ntable netdev d {{ {rule} }}\n");
+        let cfg = Config { offload: false, ..Config::default() };
+        let mut r = router_with(TOPOLOGY, &rules, cfg);
+        open_tcp(&mut r, 50000, 443, 7000, secs(1));
+        let mut slots = vec![gso_tcp(false, 443, 101, 7001, 0x18, &data(1000), 500)];
+        let mut sent = vec![];
+        r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+        let frames = slow_path_frames(&sent);
+        assert!(!frames.is_empty(), "{rule}");
+        for f in &frames {
+            assert!(f.offload.is_plain(), "{rule}: {:?}", f.offload);
+            check(&f.data);
+        }
+    }
+}
+
+/// netdev `fwd to` of a GSO packet to a PPPoE device: each segment carries its own PPPoE
+/// length.
+#[test]
+fn netdev_fwd_gso_to_pppoe_segments_have_their_own_pppoe_length() {
+    let topo = format!("{TOPOLOGY}\n[[interface]]\nname = \"ppp\"\nmac = \"02:00:00:00:02:01\"\npppoe = {{ parent = \"wan\", session = 4660, peer_mac = \"02:00:00:00:02:fe\" }}\n");
+    let rules = format!("{ONCE_RULES}\ntable netdev d {{ chain ing {{ type filter hook ingress device \"lan\" priority 0; tcp dport 443 fwd to 3 }} }}\n");
+    let mut r = router_with(
+        &topo,
+        &rules,
+        Config {
+            offload: false,
+            ..Config::default()
+        },
+    );
+    let mut slots = vec![gso_tcp(false, 443, 101, 7001, 0x18, &data(4000), 1000)];
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+    let frames = slow_path_frames(&sent);
+    let st = r.report(secs(2));
+    assert!(frames.len() > 1, "{frames:?} {st:?}");
+    for f in &frames {
+        assert_eq!(f.data[12..14], [0x88, 0x64]);
+        assert_eq!(
+            usize::from(get16(&f.data, 18)),
+            f.data.len() - 20,
+            "PPPoE length"
+        );
+        check(&f.data);
+    }
+}
+
+/// With `gso_out`, netdev `fwd to` sends a GSO packet whose segments fit the device whole,
+/// as it came, with its offload (`csum_start` behind the device's link header): on an
+/// Ethernet device the input bytes, on a PPPoE one in a PPPoE header of its whole length.
+#[test]
+fn with_gso_out_netdev_fwd_sends_a_gso_packet_whole_with_its_offload() {
+    let topo = format!("{TOPOLOGY}\n[[interface]]\nname = \"ppp\"\nmac = \"02:00:00:00:02:01\"\npppoe = {{ parent = \"wan\", session = 4660, peer_mac = \"02:00:00:00:02:fe\" }}\n");
+    for (dev, l4) in [(2u16, 34u16), (3, 42)] {
+        let rules = format!("{ONCE_RULES}\ntable netdev d {{ chain ing {{ type filter hook ingress device \"lan\" priority 0; tcp dport 443 fwd to {dev} }} }}\n");
+        let cfg = Config {
+            offload: false,
+            gso_out: true,
+            ..Config::default()
+        };
+        let mut r = router_with(&topo, &rules, cfg);
+        let mut slots = vec![gso_tcp(false, 443, 101, 7001, 0x18, &data(4000), 1000)];
+        let input = slots[0].frame().to_vec();
+        let mut sent = vec![];
+        r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
+        let frames = slow_path_frames(&sent);
+        assert_eq!(frames.len(), 1, "{frames:?} {:?}", r.counters().drop_map());
+        let f = frames[0];
+        assert_eq!(f.egress, nft_engine::Port::Iface(usize::from(dev) - 1));
+        assert_eq!(
+            f.offload,
+            Offload {
+                gso_size: 1000,
+                csum_start: l4
+            }
+        );
+        if dev == 2 {
+            assert_eq!(f.data, input);
+        } else {
+            assert_eq!(f.data[12..14], [0x88, 0x64]);
+            assert_eq!(usize::from(get16(&f.data, 18)), f.data.len() - 20);
+            assert_eq!(f.data[22..], input[14..]);
+        }
+    }
+}

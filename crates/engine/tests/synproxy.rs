@@ -972,3 +972,31 @@ fn client_ack_retransmitted_after_the_server_answered() {
     );
     assert_eq!(r.conntrack().iter().count(), 1);
 }
+
+/// A GSO ACK whose checksum is partial (the pseudo-header sum only) is not refused for its
+/// checksum (`nf_ip_checksum` skips CHECKSUM_PARTIAL): its cookie is checked, and a made-up
+/// one is refused.
+#[test]
+fn a_partial_gso_ack_at_synproxy_is_refused_for_its_cookie() {
+    let mut r = router_sp();
+    let mut f = from_client(1001, 5000, &[], &[7u8; 3000]);
+    let m = nft_wire::parse_frame(&f).unwrap();
+    let l4 = m.l4_offset.unwrap();
+    let p = nft_wire::checksum::pseudo_header(
+        &m.src_addr.unwrap(),
+        &m.dst_addr.unwrap(),
+        nft_wire::IpProtocol::Tcp,
+        (m.l3_end - l4) as u32,
+    );
+    f[l4 + 16..l4 + 18].copy_from_slice(&p.to_be_bytes());
+    let mut slot = nft_flowtable::FrameSlot::new(LAN as u16, &f);
+    slot.offload = nft_flowtable::Offload {
+        gso_size: 1000,
+        csum_start: l4 as u16,
+    };
+    let mut sent = vec![];
+    r.process_slots_offloaded(&mut [slot], T0, &mut sent);
+    let drops = r.counters().drop_map();
+    assert_eq!(drops.get("synproxy_cookie_invalid"), Some(&1), "{drops:?}");
+    assert_eq!(drops.get("synproxy_bad_packet"), None, "{drops:?}");
+}
