@@ -804,7 +804,7 @@ fn deliver(
             scratch.extend_from_slice(&tpid.to_be_bytes());
             scratch.extend_from_slice(&tci.to_be_bytes());
             scratch.extend_from_slice(&pkt.frame[12..]);
-            f(&scratch, info);
+            f(scratch, info);
         }
         _ => f(pkt.frame, info),
     }
