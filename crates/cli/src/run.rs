@@ -110,6 +110,12 @@ pub struct Args {
     /// slots, each large enough for the largest GSO super-packet (16 MiB: 192 frames).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub rx_ring_mib: u32,
+    /// `--io af_packet`: the receive ring's layout. v2: a frame slot each, handed over at
+    /// once (a lone ACK or ping waits for nothing). v3: frames packed into blocks (about 54
+    /// times as many MTU-sized frames in the same memory), a block handed over when full or
+    /// after its retire timer (at least 1 ms: the latency of a lone frame).
+    #[arg(long, default_value = "v2", value_parser = ["v2", "v3"])]
+    pub rx_ring: String,
     /// `--io af_packet`: the receive budget per interface and burst, KiB, besides its 64
     /// frames (0: frames only). 256 KiB: four 64 KB super-packets, 64 MTU-sized frames.
     #[arg(long, default_value_t = 256)]
@@ -791,6 +797,7 @@ fn open_backends(
     ifs: &[(String, String)],
     workers: usize,
     ring_mib: u32,
+    ring_v3: bool,
 ) -> Result<Vec<Vec<Backend>>> {
     let mut all = vec![];
     for _ in 0..workers {
@@ -813,8 +820,12 @@ fn open_backends(
                         // GSO super-packets in and out whole, partial checksums kept
                         vnet_hdr: true,
                         // a TPACKET_V2 ring: a lone frame (an ACK, a ping) is handed over at
-                        // once, where a V3 block waited up to its 1 ms retire timer
-                        ..AfPacketConfig::v2_gso(ring_mib)
+                        // once, where a V3 block waits up to its 1 ms retire timer
+                        ..if ring_v3 {
+                            AfPacketConfig::with_ring_mib(ring_mib)
+                        } else {
+                            AfPacketConfig::v2_gso(ring_mib)
+                        }
                     };
                     let s = AfPacket::open(name, &cfg)
                         .with_context(|| format!("opening AF_PACKET on {name}"))?;
@@ -1806,7 +1817,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let (backends, sets, steering) = match io {
         Io::AfPacket => (
-            open_backends(io, &ifs, workers, a.rx_ring_mib)?,
+            open_backends(io, &ifs, workers, a.rx_ring_mib, a.rx_ring == "v3")?,
             vec![],
             None,
         ),
