@@ -38,10 +38,16 @@ fn partial(payload: &[u8], seq: u32, ack: u32, gso_size: u16, rest: u16) -> Fram
         nft_wire::checksum::add(p, rest)
     };
     f[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&field.to_be_bytes());
-    let mut s = FrameSlot::new(LAN as u16, &f);
+    lan_slot(&f, gso_size, 34)
+}
+
+/// A frame from the LAN with its offload state: GSO by `gso_size`, checksum partial from
+/// `csum_start`.
+fn lan_slot(f: &[u8], gso_size: u16, csum_start: u16) -> FrameSlot {
+    let mut s = FrameSlot::new(LAN as u16, f);
     s.offload = Offload {
         gso_size,
-        csum_start: 34,
+        csum_start,
     };
     s
 }
@@ -85,6 +91,22 @@ fn kernel_partial_update(sum: u16, from: [u8; 4], to: [u8; 4]) -> u16 {
 /// once: masqueraded (a new source address and port), TTL, MACs; its partial checksum moved
 /// by the address alone, as the kernel moves it, so the device's sum over the new ports and
 /// the data completes it; the same bytes as a plain packet of that size would be refused.
+/// The client's TCP frame `input` as it leaves on the WAN, written out: MACs, TTL 63 and its
+/// header checksum, the WAN address and the masquerade's port `sport`, the partial checksum
+/// by the kernel's update (returned too).
+fn masqueraded(input: &[u8], sport: u16) -> (Vec<u8>, u16) {
+    let mut want = with_macs(input.to_vec(), GW_MAC, WAN_MAC);
+    want[22] = 63;
+    want[26..30].copy_from_slice(&ROUTER_WAN);
+    want[24..26].copy_from_slice(&[0, 0]);
+    let c = nft_wire::checksum::checksum(&want[14..34]);
+    want[24..26].copy_from_slice(&c.to_be_bytes());
+    want[34..36].copy_from_slice(&sport.to_be_bytes());
+    let field = kernel_partial_update(get16(input, TCP_CSUM), CLIENT, ROUTER_WAN);
+    want[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&field.to_be_bytes());
+    (want, field)
+}
+
 #[test]
 fn a_gso_packet_whose_segments_fit_is_forwarded_whole_with_its_partial_checksum_natted() {
     let mut r = router();
@@ -99,17 +121,7 @@ fn a_gso_packet_whose_segments_fit_is_forwarded_whole_with_its_partial_checksum_
         r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
         assert_eq!(sent, vec![Sent::Slots { start: 0, end: 1 }]);
         assert_eq!(slots[0].egress(), Some(WAN as u16));
-        // the expected frame, written out: MACs, TTL 63 and its header checksum, the WAN
-        // address and the masquerade's port, the partial checksum by the kernel's update
-        let mut want = with_macs(input.clone(), GW_MAC, WAN_MAC);
-        want[22] = 63;
-        want[26..30].copy_from_slice(&ROUTER_WAN);
-        want[24..26].copy_from_slice(&[0, 0]);
-        let c = nft_wire::checksum::checksum(&want[14..34]);
-        want[24..26].copy_from_slice(&c.to_be_bytes());
-        want[34..36].copy_from_slice(&sport.to_be_bytes());
-        let field = kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN);
-        want[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&field.to_be_bytes());
+        let (want, field) = masqueraded(&input, sport);
         assert_eq!(slots[0].frame(), &want[..], "rest {rest:#x}");
         assert_eq!(slots[0].len(), 14 + 20 + 20 + 13_000);
         assert!(slots[0].offload.csum_partial());
@@ -144,11 +156,7 @@ fn a_gso_packet_whose_segments_exceed_the_mtu_is_refused_once_quoting_the_packet
         let mut slots = vec![partial(&payload, 101, 7001, 1380, rest)];
         let input = slots[0].frame().to_vec();
         assert_eq!(get16(&input, 16), 20 + 20 + 2 * 1380);
-        let mut sent = vec![];
-        r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
-        let frames = slow_path_frames(&sent);
-        assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
-        let f = frames[0];
+        let f = one_answer(&mut r, &mut slots, secs(2), "one answer per packet");
         assert_eq!(f.egress, nft_engine::Port::Iface(LAN));
         // the frag-needed, written out: Ethernet to the client, IPv4 from the router's LAN
         // address (TOS 0xc0, TTL 64, id 0), ICMP 3/4 with the next-hop MTU, the quote
@@ -194,11 +202,8 @@ fn a_gso_packet_whose_ttl_runs_out_gets_one_time_exceeded() {
         f[24..26].copy_from_slice(&c.to_be_bytes());
     }
     let input = slots[0].frame().to_vec();
-    let mut sent = vec![];
-    r.process_slots_offloaded(&mut slots, secs(2), &mut sent);
-    let frames = slow_path_frames(&sent);
-    assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
-    let f = &frames[0].data;
+    let frame = one_answer(&mut r, &mut slots, secs(2), "one answer per packet");
+    let f = &frame.data;
     let m = check(f);
     let l4 = m.l4_offset.unwrap();
     assert_eq!(f[l4..l4 + 2], [11, 0], "time exceeded in transit");
@@ -282,17 +287,23 @@ fn a_partial_checksum_without_gso_stays_partial_on_the_fast_path_and_is_complete
     assert_eq!(&f.data[m.l3_end - 5..m.l3_end], b"hello");
 }
 
-/// The WAN as VLAN 5 over a port: the forwarded super-packet gets the tag pushed in front,
-/// and its partial checksum's start moves with the transport header (34 to 38), the field
-/// there the rewritten packet's pseudo-header sum.
-#[test]
-fn a_gso_packet_leaving_on_a_vlan_has_its_checksum_start_moved() {
+/// The test topology with the WAN as VLAN 5 over a port `eth1` (with the WAN's MAC).
+fn vlan_wan_topology() -> String {
     let topo = TOPOLOGY.replace(
         "[[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\n",
         "[[interface]]\nname = \"eth1\"\nmac = \"02:00:00:00:02:01\"\n\n\
          [[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\nvlan = { parent = \"eth1\", id = 5 }\n",
     );
     assert_ne!(topo, TOPOLOGY);
+    topo
+}
+
+/// The WAN as VLAN 5 over a port: the forwarded super-packet gets the tag pushed in front,
+/// and its partial checksum's start moves with the transport header (34 to 38), the field
+/// there the rewritten packet's pseudo-header sum.
+#[test]
+fn a_gso_packet_leaving_on_a_vlan_has_its_checksum_start_moved() {
+    let topo = vlan_wan_topology();
     let mut r = router_with(&topo, RULES, Config::default());
     let tag = |mut f: Vec<u8>| {
         f.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
@@ -361,15 +372,8 @@ fn an_ipv6_gso_packet_whose_segments_exceed_the_mtu_gets_one_packet_too_big() {
     );
     f[14 + 40 + 6..14 + 40 + 8].copy_from_slice(&p.to_be_bytes());
     assert_eq!(get16(&f, 18), l4_len as u16);
-    let mut slots = vec![FrameSlot::new(LAN as u16, &f)];
-    slots[0].offload = Offload {
-        gso_size: 1380,
-        csum_start: 54,
-    };
-    let mut sent = vec![];
-    r.process_slots_offloaded(&mut slots, secs(1), &mut sent);
-    let frames = slow_path_frames(&sent);
-    assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
+    let mut slots = vec![lan_slot(&f, 1380, 54)];
+    let answer = one_answer(&mut r, &mut slots, secs(1), "one answer per packet");
     let quote = &f[14..14 + 1232];
     let mut want = vec![];
     want.extend_from_slice(&CLIENT_MAC);
@@ -390,9 +394,9 @@ fn an_ipv6_gso_packet_whose_segments_exceed_the_mtu_gets_one_packet_too_big() {
     );
     let c = !fold(u64::from(p) + u64::from(nft_wire::checksum::sum(&want[54..])));
     want[56..58].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(frames[0].data, want);
-    assert_eq!(frames[0].egress, nft_engine::Port::Iface(LAN));
-    check(&frames[0].data);
+    assert_eq!(answer.data, want);
+    assert_eq!(answer.egress, nft_engine::Port::Iface(LAN));
+    check(&answer.data);
     let st = r.report(secs(1));
     assert_eq!(st.drops.get("mtu_exceeded").copied(), Some(1), "{st:?}");
 }
@@ -427,6 +431,21 @@ fn once_router(offload: bool) -> nft_engine::Router {
     router_with(TOPOLOGY, ONCE_RULES, cfg)
 }
 
+/// The one frame the slow path sends for the packets in `slots` at `now`, asserted to be one
+/// (`what` the assertion's message).
+fn one_answer(
+    r: &mut nft_engine::Router,
+    slots: &mut [FrameSlot],
+    now: std::time::Duration,
+    what: &str,
+) -> nft_engine::router::TxFrame {
+    let mut sent = vec![];
+    r.process_slots_offloaded(slots, now, &mut sent);
+    let frames = slow_path_frames(&sent);
+    assert_eq!(frames.len(), 1, "{what}: {frames:?}");
+    frames[0].clone()
+}
+
 /// A TCP super-packet from the client (IPv4 or IPv6) to `dport` with TCP flags `flags`, its
 /// checksum partial (the pseudo-header sum), GSO by `gso_size`.
 fn gso_tcp(
@@ -458,12 +477,7 @@ fn gso_tcp(
     };
     let p = pseudo_header(&s, &d, IpProtocol::Tcp, (f.len() - l4) as u32);
     f[l4 + 16..l4 + 18].copy_from_slice(&p.to_be_bytes());
-    let mut slot = FrameSlot::new(LAN as u16, &f);
-    slot.offload = Offload {
-        gso_size,
-        csum_start: l4 as u16,
-    };
-    slot
+    lan_slot(&f, gso_size, l4 as u16)
 }
 
 /// The reset the kernel's `nf_send_reset`/`nf_send_reset6` sends to the client for its
@@ -515,33 +529,25 @@ fn reject_with_tcp_reset_answers_a_gso_packet_once_for_its_whole_length() {
         let payload = data(10 * 1000);
         // PSH|ACK: the reset's sequence is the packet's ACK number
         let mut slots = vec![gso_tcp(v6, 23, 1000, 5555, 0x18, &payload, 1000)];
-        let mut sent = vec![];
-        r.process_slots_offloaded(&mut slots, secs(1), &mut sent);
-        let frames = slow_path_frames(&sent);
-        assert_eq!(
-            frames.len(),
-            1,
-            "one reset per packet (v6 {v6}): {frames:?}"
+        let f = one_answer(
+            &mut r,
+            &mut slots,
+            secs(1),
+            &format!("one reset per packet (v6 {v6})"),
         );
-        assert_eq!(frames[0].egress, nft_engine::Port::Iface(LAN));
-        assert_eq!(
-            frames[0].data,
-            kernel_reset(v6, 23, 5555, 0, 0x04),
-            "v6 {v6}"
-        );
-        check(&frames[0].data);
+        assert_eq!(f.egress, nft_engine::Port::Iface(LAN));
+        assert_eq!(f.data, kernel_reset(v6, 23, 5555, 0, 0x04), "v6 {v6}");
+        check(&f.data);
         // PSH alone: the reset acknowledges everything the packet sent
         let mut slots = vec![gso_tcp(v6, 23, 1000, 0, 0x08, &payload, 1000)];
-        let mut sent = vec![];
-        r.process_slots_offloaded(&mut slots, secs(1), &mut sent);
-        let frames = slow_path_frames(&sent);
-        assert_eq!(
-            frames.len(),
-            1,
-            "one reset per packet (v6 {v6}): {frames:?}"
+        let f = one_answer(
+            &mut r,
+            &mut slots,
+            secs(1),
+            &format!("one reset per packet (v6 {v6})"),
         );
         assert_eq!(
-            frames[0].data,
+            f.data,
             kernel_reset(v6, 23, 0, 1000 + 10_000, 0x14),
             "v6 {v6}"
         );
@@ -564,15 +570,8 @@ fn reject_with_icmp_answers_a_udp_gso_packet_once_quoting_it() {
     let p = pseudo_header(&v4(CLIENT), &v4(REMOTE), IpProtocol::Udp, 8 + 10_000);
     f[34 + 6..34 + 8].copy_from_slice(&p.to_be_bytes());
     assert_eq!(get16(&f, 16), 20 + 8 + 10_000);
-    let mut slots = vec![FrameSlot::new(LAN as u16, &f)];
-    slots[0].offload = Offload {
-        gso_size: 1000,
-        csum_start: 34,
-    };
-    let mut sent = vec![];
-    r.process_slots_offloaded(&mut slots, secs(1), &mut sent);
-    let frames = slow_path_frames(&sent);
-    assert_eq!(frames.len(), 1, "one answer per packet: {frames:?}");
+    let mut slots = vec![lan_slot(&f, 1000, 34)];
+    let answer = one_answer(&mut r, &mut slots, secs(1), "one answer per packet");
     let mut want = vec![];
     want.extend_from_slice(&CLIENT_MAC);
     want.extend_from_slice(&LAN_MAC);
@@ -593,8 +592,8 @@ fn reject_with_icmp_answers_a_udp_gso_packet_once_quoting_it() {
     want.extend_from_slice(&quote);
     let c = nft_wire::checksum::checksum(&want[34..]);
     want[36..38].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(frames[0].data, want);
-    assert_eq!(frames[0].egress, nft_engine::Port::Iface(LAN));
+    assert_eq!(answer.data, want);
+    assert_eq!(answer.egress, nft_engine::Port::Iface(LAN));
     let st = r.report(secs(1));
     assert_eq!(st.drops.get("rule_drop").copied(), Some(1), "{st:?}");
 }
@@ -788,17 +787,7 @@ fn with_gso_out_the_slow_path_sends_a_gso_packet_whole_as_the_fast_path_does() {
                     csum_start: 34
                 }
             );
-            // written out: MACs, TTL 63, the WAN address and the masquerade's port, the
-            // partial checksum by the kernel's update
-            let mut want = with_macs(input.clone(), GW_MAC, WAN_MAC);
-            want[22] = 63;
-            want[26..30].copy_from_slice(&ROUTER_WAN);
-            want[24..26].copy_from_slice(&[0, 0]);
-            let c = nft_wire::checksum::checksum(&want[14..34]);
-            want[24..26].copy_from_slice(&c.to_be_bytes());
-            want[34..36].copy_from_slice(&sport.to_be_bytes());
-            let field = kernel_partial_update(get16(&input, TCP_CSUM), CLIENT, ROUTER_WAN);
-            want[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&field.to_be_bytes());
+            let (want, _) = masqueraded(&input, sport);
             assert_eq!(frame, want, "offload {offload}, packet {i}");
             frames.push((frame, off));
             seq += (n * 1000) as u32;
@@ -819,12 +808,7 @@ fn with_gso_out_the_slow_path_sends_a_gso_packet_whole_as_the_fast_path_does() {
 /// packet is one trace id, its length the whole frame's (14 + 20 + 20 + 4 000).
 #[test]
 fn a_walked_gso_packet_leaving_whole_on_a_vlan_has_its_checksum_start_moved() {
-    let topo = TOPOLOGY.replace(
-        "[[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\n",
-        "[[interface]]\nname = \"eth1\"\nmac = \"02:00:00:00:02:01\"\n\n\
-         [[interface]]\nname = \"wan\"\nmac = \"02:00:00:00:02:01\"\nvlan = { parent = \"eth1\", id = 5 }\n",
-    );
-    assert_ne!(topo, TOPOLOGY);
+    let topo = vlan_wan_topology();
     let cfg = Config {
         offload: false,
         gso_out: true,
