@@ -1282,48 +1282,48 @@ impl Router {
     ) {
         let end = (start + meta.l3_end).min(data.len());
         crate::gso::settle(&mut data[start..end], g);
-        let iface = &self.topo.interfaces[egress];
-        let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
         let l3_len = meta.l3_end - meta.l3_offset;
         let l4_in_l3 = meta.l4_offset.unwrap_or(meta.l3_end) - meta.l3_offset;
-        let frame = l2::encapsulate(
-            data,
-            start + meta.l3_offset,
-            start + meta.l3_end,
-            iface,
-            dst_mac,
-            ethertype,
-        );
+        let frame = self.encapsulate(w, egress, dst_mac, data, start, meta);
         let l3 = frame.len().saturating_sub(l3_len);
         let offload = nft_flowtable::Offload {
             gso_size: g.gso_size,
             csum_start: u16::try_from(l3 + l4_in_l3).unwrap_or(0),
         };
-        if let Some(next) = w.hold {
+        if w.hold.is_some() {
             // waits whole for its next hop's MAC, as in the kernel's neighbour queue
             if self.held.len() >= HELD_MAX {
                 return self.counters.drop(Drop::NeighbourUnresolved);
             }
-            self.held.push(Held {
-                egress,
-                next,
-                frame,
-                mark: w.view.mark,
-                priority: w.view.priority,
-                since: now,
-                offload,
-            });
-            return;
+            return self.hold(w, egress, frame, now, offload);
         }
-        self.transmit_with(
-            Port::Iface(egress),
-            frame,
-            w.view.mark,
-            w.view.priority,
-            out,
-        );
-        if let Some(f) = out.last_mut() {
-            f.offload = offload;
+        self.transmit_walked(w, egress, [frame], offload, out);
+    }
+
+    /// `frames` out of `egress` with the walk's mark and priority, the last one with
+    /// `offload` (a GSO packet sent whole is one frame).
+    #[inline(always)]
+    fn transmit_walked(
+        &mut self,
+        w: &Walk,
+        egress: usize,
+        frames: impl IntoIterator<Item = Vec<u8>>,
+        offload: nft_flowtable::Offload,
+        out: &mut Vec<TxFrame>,
+    ) {
+        for frame in frames {
+            self.transmit_with(
+                Port::Iface(egress),
+                frame,
+                w.view.mark,
+                w.view.priority,
+                out,
+            );
+        }
+        if !offload.is_plain() {
+            if let Some(f) = out.last_mut() {
+                f.offload = offload;
+            }
         }
     }
 
@@ -1352,29 +1352,11 @@ impl Router {
                 self.transmit_with(Port::Host, data, w.view.mark, w.view.priority, out);
             }
             Fate::Tx { egress, .. } if w.hold.is_some() => {
-                let next = w.hold.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
                 if self.held.len() >= HELD_MAX || w.frags.is_some() {
                     return self.counters.drop(Drop::NeighbourUnresolved);
                 }
-                let iface = &self.topo.interfaces[egress];
-                let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-                let frame = l2::encapsulate(
-                    data,
-                    start + meta.l3_offset,
-                    start + meta.l3_end,
-                    iface,
-                    [0; 6],
-                    ethertype,
-                );
-                self.held.push(Held {
-                    egress,
-                    next,
-                    frame,
-                    mark: w.view.mark,
-                    priority: w.view.priority,
-                    since: now,
-                    offload: nft_flowtable::Offload::default(),
-                });
+                let frame = self.encapsulate(w, egress, [0; 6], data, start, meta);
+                self.hold(w, egress, frame, now, nft_flowtable::Offload::default());
             }
             Fate::Tx { egress, dst_mac } if w.frags.is_some() => {
                 let iface = &self.topo.interfaces[egress];
@@ -1390,37 +1372,58 @@ impl Router {
                     .iter()
                     .map(|f| l2::frame_with(iface, dst_mac, ethertype, f))
                     .collect();
-                for frame in frames {
-                    self.counters.fragments_sent += 1;
-                    self.transmit_with(
-                        Port::Iface(egress),
-                        frame,
-                        w.view.mark,
-                        w.view.priority,
-                        out,
-                    );
-                }
+                self.counters.fragments_sent += frames.len() as u64;
+                self.transmit_walked(w, egress, frames, nft_flowtable::Offload::default(), out);
             }
             Fate::Tx { egress, dst_mac } => {
-                let iface = &self.topo.interfaces[egress];
-                let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-                let frame = l2::encapsulate(
-                    data,
-                    start + meta.l3_offset,
-                    start + meta.l3_end,
-                    iface,
-                    dst_mac,
-                    ethertype,
-                );
-                self.transmit_with(
-                    Port::Iface(egress),
-                    frame,
-                    w.view.mark,
-                    w.view.priority,
-                    out,
-                );
+                let frame = self.encapsulate(w, egress, dst_mac, data, start, meta);
+                self.transmit_walked(w, egress, [frame], nft_flowtable::Offload::default(), out);
             }
         }
+    }
+
+    /// The walked packet at `start` in `data` behind `egress`'s link header for `dst_mac`.
+    #[inline(always)]
+    fn encapsulate(
+        &self,
+        w: &Walk,
+        egress: usize,
+        dst_mac: Mac,
+        data: Vec<u8>,
+        start: usize,
+        meta: &PacketMeta,
+    ) -> Vec<u8> {
+        let ethertype = if w.v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        l2::encapsulate(
+            data,
+            start + meta.l3_offset,
+            start + meta.l3_end,
+            &self.topo.interfaces[egress],
+            dst_mac,
+            ethertype,
+        )
+    }
+
+    /// Holds `frame` for its next hop's MAC (`w.hold`), as in the kernel's neighbour queue;
+    /// the caller has seen that the queue has room.
+    #[inline(always)]
+    fn hold(
+        &mut self,
+        w: &Walk,
+        egress: usize,
+        frame: Vec<u8>,
+        now: Duration,
+        offload: nft_flowtable::Offload,
+    ) {
+        self.held.push(Held {
+            egress,
+            next: w.hold.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            frame,
+            mark: w.view.mark,
+            priority: w.view.priority,
+            since: now,
+            offload,
+        });
     }
 
     /// Whether a GSO packet or a reassembled datagram of `l3_len` bytes is too big for `mtu`:
@@ -2320,15 +2323,7 @@ impl Router {
         if frames.len() > 1 && w.gso.is_none() {
             self.counters.fragments_sent += frames.len() as u64;
         }
-        for frame in frames {
-            self.transmit_with(
-                Port::Iface(egress),
-                frame,
-                w.view.mark,
-                w.view.priority,
-                out,
-            );
-        }
+        self.transmit_walked(w, egress, frames, nft_flowtable::Offload::default(), out);
     }
 
     /// netdev's `dup` and `fwd`, which hand the packet straight to a device
@@ -2431,20 +2426,7 @@ impl Router {
         } else {
             self.counters.dup_packets += 1;
         }
-        for frame in frames {
-            self.transmit_with(
-                Port::Iface(egress),
-                frame,
-                w.view.mark,
-                w.view.priority,
-                out,
-            );
-        }
-        if !offload.is_plain() {
-            if let Some(f) = out.last_mut() {
-                f.offload = offload;
-            }
-        }
+        self.transmit_walked(w, egress, frames, offload, out);
     }
 
     /// A `dup` copy too big for its route: the error goes to the source, quoting the copy
