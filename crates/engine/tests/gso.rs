@@ -527,25 +527,16 @@ fn reject_with_tcp_reset_answers_a_gso_packet_once_for_its_whole_length() {
     for v6 in [false, true] {
         let mut r = once_router(false);
         let payload = data(10 * 1000);
+        let what = format!("one reset per packet (v6 {v6})");
         // PSH|ACK: the reset's sequence is the packet's ACK number
         let mut slots = vec![gso_tcp(v6, 23, 1000, 5555, 0x18, &payload, 1000)];
-        let f = one_answer(
-            &mut r,
-            &mut slots,
-            secs(1),
-            &format!("one reset per packet (v6 {v6})"),
-        );
+        let f = one_answer(&mut r, &mut slots, secs(1), &what);
         assert_eq!(f.egress, nft_engine::Port::Iface(LAN));
         assert_eq!(f.data, kernel_reset(v6, 23, 5555, 0, 0x04), "v6 {v6}");
         check(&f.data);
         // PSH alone: the reset acknowledges everything the packet sent
         let mut slots = vec![gso_tcp(v6, 23, 1000, 0, 0x08, &payload, 1000)];
-        let f = one_answer(
-            &mut r,
-            &mut slots,
-            secs(1),
-            &format!("one reset per packet (v6 {v6})"),
-        );
+        let f = one_answer(&mut r, &mut slots, secs(1), &what);
         assert_eq!(
             f.data,
             kernel_reset(v6, 23, 0, 1000 + 10_000, 0x14),
