@@ -775,11 +775,42 @@ fn two_workers(io: &str) {
 
 /// The GSO tests' router: `run --io af_packet` with the live ruleset, the path checked by ping.
 fn start_af_packet(lab: &mut Lab) {
+    start_af_packet_with(lab, &[]);
+}
+
+/// [`start_af_packet`] with `extra` arguments for `run`.
+fn start_af_packet_with(lab: &mut Lab, extra: &[&str]) {
     let rules = PathBuf::from(LIVE).join("rules.nft");
-    lab.start_router_with(&rules, &["--io", "af_packet"]);
+    let args: Vec<&str> = ["--io", "af_packet"].iter().chain(extra).copied().collect();
+    lab.start_router_with(&rules, &args);
     let _ = ping(lab, "198.18.2.2", "2");
     let o = ping(lab, "198.18.2.2", "2");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+/// The GSO tests' lab `name` with the veths' offloads as they come (TSO, GSO and checksum
+/// offload on at the hosts and the router's interfaces) and its router started by
+/// [`start_af_packet_with`] `extra`.
+fn gso_lab(name: &str, extra: &[&str]) -> Lab {
+    let mut lab = Lab::new(name, true);
+    let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
+    for (ns, dev) in [(&c, "eth0"), (&r, "lan"), (&r, "wan"), (&s, "eth0")] {
+        must(&[
+            "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "on", "tso", "on", "gso", "on",
+        ]);
+    }
+    start_af_packet_with(&mut lab, extra);
+    lab
+}
+
+/// `bytes` from the client to the server at `addr` (IPv4 or IPv6) port `dport` through the
+/// router, their SHA-256 checked at the server; then [`gso_stats`].
+fn gso_transfer(lab: &mut Lab, addr: &str, dport: &str, bytes: &str) -> serde_json::Value {
+    let (c, s) = (lab.c.clone(), lab.s.clone());
+    let (sent, got) = transfer(lab, &s, addr, &c, addr, dport, bytes);
+    assert!(sent.starts_with(&format!("{bytes} ")), "{sent}");
+    assert_eq!(sent, got);
+    gso_stats(lab)
 }
 
 /// `stats` once the workers have published their socket counters (every 200 ms), checked for
@@ -820,27 +851,8 @@ fn live_router_af_packet_gso() {
         eprintln!("SKIPPED (needs root, python3 and ping)");
         return;
     }
-    let mut lab = Lab::new("gs", true);
-    let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
-    for (ns, dev) in [(&c, "eth0"), (&r, "lan"), (&r, "wan"), (&s, "eth0")] {
-        must(&[
-            "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "on", "tso", "on", "gso", "on",
-        ]);
-    }
-    start_af_packet(&mut lab);
-    let (sent, got) = transfer(
-        &mut lab,
-        &s,
-        "198.18.2.2",
-        &c,
-        "198.18.2.2",
-        "5001",
-        "100000000",
-    );
-    assert!(sent.starts_with("100000000 "), "{sent}");
-    assert_eq!(sent, got);
-    // the workers publish their socket counters every 200 ms
-    let st = gso_stats(&lab);
+    let mut lab = gso_lab("gs", &[]);
+    let st = gso_transfer(&mut lab, "198.18.2.2", "5001", "100000000");
     let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
     let (lan, wan) = (0, 1);
     eprintln!(
@@ -868,18 +880,7 @@ fn live_router_af_packet_gso() {
     assert_masqueraded(&lab, "5001");
     // and over IPv6 (TCPv6 super-packets)
     let before = n(lan, "rx_gso");
-    let (sent, got) = transfer(
-        &mut lab,
-        &s,
-        "2001:db8:2::2",
-        &c,
-        "2001:db8:2::2",
-        "5002",
-        "20000000",
-    );
-    assert!(sent.starts_with("20000000 "), "{sent}");
-    assert_eq!(sent, got);
-    let st = gso_stats(&lab);
+    let st = gso_transfer(&mut lab, "2001:db8:2::2", "5002", "20000000");
     assert!(
         st["interfaces"][0]["rx_gso"].as_u64().unwrap() > before + 20,
         "{st:#}"
@@ -898,30 +899,8 @@ fn live_router_af_packet_gso_slow_path() {
         eprintln!("SKIPPED (needs root, python3 and ping)");
         return;
     }
-    let mut lab = Lab::new("gn", true);
-    let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
-    for (ns, dev) in [(&c, "eth0"), (&r, "lan"), (&r, "wan"), (&s, "eth0")] {
-        must(&[
-            "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "on", "tso", "on", "gso", "on",
-        ]);
-    }
-    let rules = PathBuf::from(LIVE).join("rules.nft");
-    lab.start_router_with(&rules, &["--io", "af_packet", "--no-offload"]);
-    let _ = ping(&lab, "198.18.2.2", "2");
-    let o = ping(&lab, "198.18.2.2", "2");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    let (sent, got) = transfer(
-        &mut lab,
-        &s,
-        "198.18.2.2",
-        &c,
-        "198.18.2.2",
-        "5003",
-        "20000000",
-    );
-    assert!(sent.starts_with("20000000 "), "{sent}");
-    assert_eq!(sent, got);
-    let st = gso_stats(&lab);
+    let mut lab = gso_lab("gn", &["--no-offload"]);
+    let st = gso_transfer(&mut lab, "198.18.2.2", "5003", "20000000");
     let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
     let (lan, wan) = (0, 1);
     eprintln!(
@@ -963,18 +942,7 @@ fn live_router_af_packet_gso_slow_path() {
     assert!(bytes > 20_000_000, "{line}");
     // and over IPv6 (TCPv6 super-packets, sent whole with GSO_TCPV6)
     let before = n(wan, "tx_gso");
-    let (sent, got) = transfer(
-        &mut lab,
-        &s,
-        "2001:db8:2::2",
-        &c,
-        "2001:db8:2::2",
-        "5004",
-        "5000000",
-    );
-    assert!(sent.starts_with("5000000 "), "{sent}");
-    assert_eq!(sent, got);
-    let st = gso_stats(&lab);
+    let st = gso_transfer(&mut lab, "2001:db8:2::2", "5004", "5000000");
     assert!(
         st["interfaces"][1]["tx_gso"].as_u64().unwrap() > before + 5,
         "{st:#}"
@@ -994,7 +962,7 @@ fn live_router_af_packet_gro_aggregates() {
         return;
     }
     let mut lab = Lab::new("gr", true);
-    let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
+    let r = lab.r.clone();
     // (Lab turned TSO, GSO and GRO off everywhere.) The WAN takes super-packets (TSO on);
     // without, see `live_router_af_packet_gro_to_wan_without_tso`
     must(&[
@@ -1020,18 +988,7 @@ fn live_router_af_packet_gro_aggregates() {
     assert_eq!(gro(&r, "lan"), "on");
     start_af_packet(&mut lab);
     assert_eq!(gro(&r, "lan"), "on", "run leaves GRO on with af_packet");
-    let (sent, got) = transfer(
-        &mut lab,
-        &s,
-        "198.18.2.2",
-        &c,
-        "198.18.2.2",
-        "5001",
-        "100000000",
-    );
-    assert!(sent.starts_with("100000000 "), "{sent}");
-    assert_eq!(sent, got);
-    let st = gso_stats(&lab);
+    let st = gso_transfer(&mut lab, "198.18.2.2", "5001", "100000000");
     let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
     let (lan, wan) = (0, 1);
     eprintln!(
