@@ -52,6 +52,22 @@ fn lan_slot(f: &[u8], gso_size: u16, csum_start: u16) -> FrameSlot {
     s
 }
 
+/// An ICMP error's Ethernet and IPv4 header to the client, written out: from the router's
+/// LAN address (TOS 0xc0, TTL 64, id 0), with `quote` bytes behind the ICMP header.
+fn icmp_to_client(quote: u16) -> Vec<u8> {
+    let mut want = vec![];
+    want.extend_from_slice(&CLIENT_MAC);
+    want.extend_from_slice(&LAN_MAC);
+    want.extend_from_slice(&[0x08, 0x00, 0x45, 0xc0]);
+    want.extend_from_slice(&(20u16 + 8 + quote).to_be_bytes());
+    want.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0]);
+    want.extend_from_slice(&ROUTER_LAN);
+    want.extend_from_slice(&CLIENT);
+    let c = nft_wire::checksum::checksum(&want[14..34]);
+    want[24..26].copy_from_slice(&c.to_be_bytes());
+    want
+}
+
 /// The frames a burst sent, all from the slow path (none forwarded from its slot).
 fn slow_path_frames(sent: &[Sent]) -> Vec<&nft_engine::router::TxFrame> {
     sent.iter()
@@ -161,17 +177,7 @@ fn a_gso_packet_whose_segments_exceed_the_mtu_is_refused_once_quoting_the_packet
         // the frag-needed, written out: Ethernet to the client, IPv4 from the router's LAN
         // address (TOS 0xc0, TTL 64, id 0), ICMP 3/4 with the next-hop MTU, the quote
         let quote = &input[14..14 + 548];
-        let mut want = vec![];
-        want.extend_from_slice(&CLIENT_MAC);
-        want.extend_from_slice(&LAN_MAC);
-        want.extend_from_slice(&[0x08, 0x00]);
-        want.extend_from_slice(&[0x45, 0xc0]);
-        want.extend_from_slice(&(20u16 + 8 + 548).to_be_bytes());
-        want.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0]);
-        want.extend_from_slice(&ROUTER_LAN);
-        want.extend_from_slice(&CLIENT);
-        let c = nft_wire::checksum::checksum(&want[14..34]);
-        want[24..26].copy_from_slice(&c.to_be_bytes());
+        let mut want = icmp_to_client(548);
         want.extend_from_slice(&[3, 4, 0, 0, 0, 0]);
         want.extend_from_slice(&1400u16.to_be_bytes());
         want.extend_from_slice(quote);
@@ -563,16 +569,7 @@ fn reject_with_icmp_answers_a_udp_gso_packet_once_quoting_it() {
     assert_eq!(get16(&f, 16), 20 + 8 + 10_000);
     let mut slots = vec![lan_slot(&f, 1000, 34)];
     let answer = one_answer(&mut r, &mut slots, secs(1), "one answer per packet");
-    let mut want = vec![];
-    want.extend_from_slice(&CLIENT_MAC);
-    want.extend_from_slice(&LAN_MAC);
-    want.extend_from_slice(&[0x08, 0x00, 0x45, 0xc0]);
-    want.extend_from_slice(&(20u16 + 8 + 548).to_be_bytes());
-    want.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0]);
-    want.extend_from_slice(&ROUTER_LAN);
-    want.extend_from_slice(&CLIENT);
-    let c = nft_wire::checksum::checksum(&want[14..34]);
-    want[24..26].copy_from_slice(&c.to_be_bytes());
+    let mut want = icmp_to_client(548);
     want.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
     // the packet as the forward hook sees it: its TTL already 63 (`ip_forward`)
     let mut quote = f[14..14 + 548].to_vec();
