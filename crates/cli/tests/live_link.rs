@@ -32,17 +32,6 @@ fn sh(ns: &str, cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn gro(ns: &str, dev: &str) -> String {
-    sh(ns, &format!("ethtool -k {dev}"))
-        .lines()
-        .find_map(|l| l.strip_prefix("generic-receive-offload: "))
-        .unwrap_or("")
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
 fn fast(sock: &str) -> u64 {
     stats(sock)["paths"]["fast"].as_u64().unwrap()
 }

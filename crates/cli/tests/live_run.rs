@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod lab;
+
 const BIN: &str = env!("CARGO_BIN_EXE_nft-offload");
 const LIVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/live");
 
@@ -988,23 +990,13 @@ fn live_router_af_packet_gro_aggregates() {
     must(&[
         "ip", "netns", "exec", &r, "ethtool", "-K", "wan", "tso", "on", "gso", "on",
     ]);
-    let gro = |ns: &str, dev: &str| {
-        let o = Command::new("ip")
-            .args(["netns", "exec", ns, "ethtool", "-k", dev])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("generic-receive-offload: "))
-            .unwrap_or("")
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_string()
-    };
-    assert_eq!(gro(&r, "lan"), "on");
+    assert_eq!(lab::gro(&r, "lan"), "on");
     start_af_packet(&mut lab);
-    assert_eq!(gro(&r, "lan"), "on", "run leaves GRO on with af_packet");
+    assert_eq!(
+        lab::gro(&r, "lan"),
+        "on",
+        "run leaves GRO on with af_packet"
+    );
     let st = gso_transfer(&mut lab, "198.18.2.2", "5001", "100000000");
     let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
     let (lan, wan) = (0, 1);

@@ -8,6 +8,23 @@ use std::time::{Duration, Instant};
 
 use nft_io::netns::{ip, skip_reason, Netns};
 
+/// `ethtool -k DEV`'s generic-receive-offload state in namespace `ns` ("on", "off"; empty if
+/// ethtool says nothing of it).
+pub fn gro(ns: &str, dev: &str) -> String {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "ethtool", "-k", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("generic-receive-offload: "))
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
 /// The router process, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Router(Option<Child>);
 
