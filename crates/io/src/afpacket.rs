@@ -858,6 +858,30 @@ struct Ring {
     frame_count: usize,
 }
 
+/// The `virtio_net_hdr` `tpacket_rcv` writes right in front of a received frame.
+///
+/// # Safety
+/// The `VnetHdr::LEN` bytes before `frame` must lie in memory readable for the call.
+unsafe fn vnet_before(frame: *const u8) -> VnetHdr {
+    let mut b = [0u8; VnetHdr::LEN];
+    // SAFETY: the caller's guarantee.
+    unsafe { std::ptr::copy_nonoverlapping(frame.sub(VnetHdr::LEN), b.as_mut_ptr(), VnetHdr::LEN) };
+    VnetHdr::from_bytes(&b)
+}
+
+/// The VLAN tag `tpacket_rcv` took off a frame, from its ring header (V2 or V3): the TPID, 802.1Q
+/// when the kernel gives none, and the TCI.
+fn rx_vlan(status: u32, tpid: u16, tci: u16) -> Option<(u16, u16)> {
+    (status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+        let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
+            tpid
+        } else {
+            0x8100
+        };
+        (tpid, tci)
+    })
+}
+
 // SAFETY: the mapping belongs to this value alone (nothing else holds its address), and the kernel
 // side synchronises through block_status, so moving it to another thread is like moving a Vec.
 unsafe impl Send for Ring {}
@@ -965,30 +989,15 @@ impl Ring {
             unsafe { std::slice::from_raw_parts(self.block_ptr(block).add(start), end - start) };
         // The virtio_net_hdr sits right in front of the frame (tpacket_rcv reserves it after
         // the tpacket3 header); a snaplen of 0 left it unwritten (`do_vnet = false`).
-        let mut vh = VnetHdr::default();
-        if vnet && h.tp_snaplen > 0 && start >= offset + hdr_len + VnetHdr::LEN {
-            let mut b = [0u8; VnetHdr::LEN];
+        let vh = if vnet && h.tp_snaplen > 0 && start >= offset + hdr_len + VnetHdr::LEN {
             // SAFETY: start - LEN .. start lies inside the block (start >= offset + the
             // tpacket3 header + LEN, checked above, and start <= end <= block_size); the block
             // is ours until release, as above.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.block_ptr(block).add(start - VnetHdr::LEN),
-                    b.as_mut_ptr(),
-                    VnetHdr::LEN,
-                )
-            };
-            vh = VnetHdr::from_bytes(&b);
-        }
-        let vlan = (h.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-            let tpid =
-                if h.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && h.hv1.tp_vlan_tpid != 0 {
-                    h.hv1.tp_vlan_tpid
-                } else {
-                    0x8100
-                };
-            (tpid, h.hv1.tp_vlan_tci as u16)
-        });
+            unsafe { vnet_before(frame.as_ptr()) }
+        } else {
+            VnetHdr::default()
+        };
+        let vlan = rx_vlan(h.tp_status, h.hv1.tp_vlan_tpid, h.hv1.tp_vlan_tci as u16);
         Some(RxPacket {
             frame,
             next_offset: h.tp_next_offset as usize,
@@ -1038,27 +1047,14 @@ impl Ring {
         // SAFETY: start..end lies inside the slot (checked above), ours until release_v2.
         let frame =
             unsafe { std::slice::from_raw_parts(self.frame_ptr(slot).add(start), end - start) };
-        let mut vh = VnetHdr::default();
-        if vnet && h.tp_snaplen > 0 && start >= hdr_len + VnetHdr::LEN {
-            let mut b = [0u8; VnetHdr::LEN];
-            // SAFETY: start - LEN .. start lies inside the slot (start >= header + LEN).
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.frame_ptr(slot).add(start - VnetHdr::LEN),
-                    b.as_mut_ptr(),
-                    VnetHdr::LEN,
-                )
-            };
-            vh = VnetHdr::from_bytes(&b);
-        }
-        let vlan = (status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
-            let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && h.tp_vlan_tpid != 0 {
-                h.tp_vlan_tpid
-            } else {
-                0x8100
-            };
-            (tpid, h.tp_vlan_tci)
-        });
+        let vh = if vnet && h.tp_snaplen > 0 && start >= hdr_len + VnetHdr::LEN {
+            // SAFETY: start - LEN .. start lies inside the slot (start >= header + LEN), ours
+            // until release_v2.
+            unsafe { vnet_before(frame.as_ptr()) }
+        } else {
+            VnetHdr::default()
+        };
+        let vlan = rx_vlan(status, h.tp_vlan_tpid, h.tp_vlan_tci);
         Some(Some(RxPacket {
             frame,
             next_offset: 0,
