@@ -254,6 +254,13 @@ pub fn stats_json(shared: &Shared) -> Value {
             .map(|s| if tx { s.tx_gso } else { s.rx_gso })
             .sum::<u64>()
     };
+    // frames longer than their V2 ring slot, read whole from the socket's queue
+    let copied = |i: usize| {
+        io.iter()
+            .filter_map(|w| w.get(i))
+            .map(|s| s.rx_copied)
+            .sum::<u64>()
+    };
     // frames sent through the qdisc socket (GSO frames, and those behind them)
     let qdisc = |i: usize| {
         io.iter()
@@ -279,6 +286,7 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "rx_ring_dropped": ring_drops(i),
                 "rx_gso": gso(i, false),
                 "tx_gso": gso(i, true),
+                "rx_copied": copied(i),
                 "tx_qdisc": qdisc(i),
             })
         })
