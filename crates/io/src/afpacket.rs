@@ -260,6 +260,11 @@ impl Default for AfPacketConfig {
 /// to spare, two to a page.
 pub const V2_SLOT: u32 = 2048;
 
+/// The receive buffer [`AfPacketConfig::v2_slots`] gives the frames longer than a slot: 16 MiB,
+/// some 250 of iperf3's 64 KB super-packets (their `truesize` about 66 KB), more than the 192
+/// a 16 MiB ring of slots for the largest took.
+pub const V2_RCVBUF: u32 = 16 << 20;
+
 /// The longest frame a GSO super-packet makes on an interface with the default
 /// `gso_max_size` (65 536 bytes of packet), with its Ethernet header and a VLAN tag.
 pub const GSO_FRAME_MAX: usize = 65_536 + 18;
@@ -303,17 +308,21 @@ impl AfPacketConfig {
     }
 
     /// A [`Self::v2`] ring of `mib` MiB in 256 KiB blocks of `slot`-byte slots (a multiple of
-    /// 16), and a receive buffer of as many bytes as the ring ([`Self::rcvbuf`]) for the
-    /// frames longer than a slot, which are read whole from the socket's queue. The default
-    /// slot of [`V2_SLOT`] bytes takes an MTU-sized frame with its vnet header and holds
-    /// 128 frames to a block (8 192 in 16 MiB), where slots for the largest super-packet
+    /// 16), and a receive buffer ([`Self::rcvbuf`]) of [`V2_RCVBUF`] bytes or the ring's size
+    /// if larger, for the frames longer than a slot, which are read whole from the socket's
+    /// queue. The slot of [`V2_SLOT`] bytes takes an MTU-sized frame with its vnet header,
+    /// 128 to a block (2 048 in 4 MiB), where slots for the largest super-packet
     /// ([`Self::v2_gso`]) hold three.
     pub fn v2_slots(mib: u32, slot: u32) -> AfPacketConfig {
         let ring = AfPacketConfig::with_ring_mib(mib);
         AfPacketConfig {
             v2: true,
             frame_size: slot,
-            rcvbuf: Some(ring.block_size.saturating_mul(ring.block_count)),
+            rcvbuf: Some(
+                ring.block_size
+                    .saturating_mul(ring.block_count)
+                    .max(V2_RCVBUF),
+            ),
             ..ring
         }
     }

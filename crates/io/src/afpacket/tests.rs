@@ -853,25 +853,27 @@ fn a_burst_stops_at_its_byte_budget() {
     assert_eq!(n, 9);
 }
 
-/// `run`'s V2 geometry: 2 KiB slots, 128 to a 256 KiB block, 8 192 in 16 MiB, each taking a
-/// frame of up to 1 972 bytes with its vnet header (76 bytes in front of it); the receive
-/// buffer as large as the ring.
+/// `run`'s V2 geometry: 2 KiB slots, 128 to a 256 KiB block, 2 048 in 4 MiB, each taking a
+/// frame of up to 1 972 bytes with its vnet header (76 bytes in front of it); a 16 MiB
+/// receive buffer, or the ring's size if larger.
 #[test]
 fn the_small_slot_v2_ring_holds_mtu_sized_frames() {
     let c = AfPacketConfig {
         vnet_hdr: true,
-        ..AfPacketConfig::v2_slots(16, V2_SLOT)
+        ..AfPacketConfig::v2_slots(4, V2_SLOT)
     };
     assert!(c.v2);
     assert_eq!(
         (c.block_size, c.block_count, c.frame_size, c.rcvbuf),
-        (1 << 18, 64, 2048, Some(16 << 20))
+        (1 << 18, 16, 2048, Some(16 << 20))
     );
-    assert_eq!(c.ring_frames(60), 8192);
-    assert_eq!(c.ring_frames(1518), 8192);
-    assert_eq!(c.ring_frames(1972), 8192);
+    assert_eq!(c.ring_frames(60), 2048);
+    assert_eq!(c.ring_frames(1518), 2048);
+    assert_eq!(c.ring_frames(1972), 2048);
     assert_eq!(c.ring_frames(1973), 0);
     assert_eq!(c.ring_frames(GSO_FRAME_MAX), 0);
+    let big = AfPacketConfig::v2_slots(32, V2_SLOT);
+    assert_eq!((big.ring_frames(60), big.rcvbuf), (16_384, Some(32 << 20)));
 }
 
 /// Sockets with vnet headers on `pair`, a V2 ring of 2 KiB slots for the peer, no IPv6 on the
