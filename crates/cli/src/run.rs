@@ -106,9 +106,10 @@ pub struct Args {
     /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
     #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
     pub xdp_mode: String,
-    /// `--io af_packet`: each socket's receive ring, MiB, in 256 KiB blocks. Default: 4 for
-    /// V2 (2 048 frames in 2 KiB slots: a queue of some 10 ms at 200 000 frames/s when the
-    /// router is overloaded; 16 MiB held 8 192, 40 ms), 16 for V3 (256 of iperf3's
+    /// `--io af_packet`: each socket's receive ring, MiB, in 256 KiB blocks. Default: 2 for
+    /// V2 (1 024 frames in 2 KiB slots, the depth of the kernel's own backlog
+    /// (`netdev_max_backlog`): 4 ms of queue at 250 000 frames/s when the router is
+    /// overloaded, where 16 MiB (8 192 slots) queued 40 ms), 16 for V3 (256 of iperf3's
     /// super-packets).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub rx_ring_mib: Option<u32>,
@@ -1842,7 +1843,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 &ifs,
                 workers,
                 a.rx_ring_mib
-                    .unwrap_or(if a.rx_ring == "v3" { 16 } else { 4 }),
+                    .unwrap_or(if a.rx_ring == "v3" { 16 } else { 2 }),
                 a.rx_ring == "v3",
                 a.rx_slot,
             )?,

@@ -311,7 +311,7 @@ impl AfPacketConfig {
     /// 16), and a receive buffer ([`Self::rcvbuf`]) of [`V2_RCVBUF`] bytes or the ring's size
     /// if larger, for the frames longer than a slot, which are read whole from the socket's
     /// queue. The slot of [`V2_SLOT`] bytes takes an MTU-sized frame with its vnet header,
-    /// 128 to a block (2 048 in 4 MiB), where slots for the largest super-packet
+    /// 128 to a block (1 024 in 2 MiB), where slots for the largest super-packet
     /// ([`Self::v2_gso`]) hold three.
     pub fn v2_slots(mib: u32, slot: u32) -> AfPacketConfig {
         let ring = AfPacketConfig::with_ring_mib(mib);
