@@ -276,10 +276,6 @@ fn py(name: &str) -> String {
     format!("{LIVE}/{name}")
 }
 
-fn ping(lab: &Lab, dst: &str, count: &str) -> Output {
-    lab.exec(&lab.c, &["ping", "-c", count, "-i", "0.2", "-W", "1", dst])
-}
-
 /// A TCP transfer from `from_ns` to `host:port`, where `to_ns` listens on `bind`; returns
 /// what the sender and the receiver counted and hashed.
 fn transfer(
@@ -311,10 +307,6 @@ fn transfer(
     (sent, lab.finish(rx))
 }
 
-fn xdp_on(lab: &Lab, dev: &str) -> bool {
-    must(&["ip", "-n", &lab.r, "link", "show", dev]).contains(" xdp")
-}
-
 #[test]
 fn live_router_af_packet() {
     live_router("af_packet");
@@ -343,11 +335,11 @@ fn live_router(io: &str) {
     let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
     if xdp {
         assert!(
-            xdp_on(&lab, "lan") && xdp_on(&lab, "wan"),
+            lab::xdp_on(&lab.r, "lan") && lab::xdp_on(&lab.r, "wan"),
             "no steering program"
         );
         // the router's own address: its kernel answers (ARP and ICMP pass the steering)
-        let o = ping(&lab, "198.18.1.1", "2");
+        let o = lab::ping_n(&lab.c, "198.18.1.1", "2", "1");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
         let st = lab.stats();
         assert!(
@@ -366,7 +358,7 @@ fn live_router(io: &str) {
     // ping through masquerade; the first echo waits in the router for the server's MAC (the
     // kernel resolves it, asked over rtnetlink) and then goes on: nothing is lost
     for dst in ["198.18.2.2", "2001:db8:2::2"] {
-        let o = ping(&lab, dst, "3");
+        let o = lab::ping_n(&lab.c, dst, "3", "1");
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(
             text.contains("3 received"),
@@ -599,7 +591,7 @@ fn live_router(io: &str) {
 
     // a route added while running: the router follows the kernel's main table
     must(&["ip", "-n", &s, "addr", "add", "198.18.5.1/32", "dev", "lo"]);
-    let o = ping(&lab, "198.18.5.1", "1");
+    let o = lab::ping_n(&lab.c, "198.18.5.1", "1", "1");
     assert!(!o.status.success(), "no route yet");
     must(&[
         "ip",
@@ -612,7 +604,7 @@ fn live_router(io: &str) {
         "198.18.2.2",
     ]);
     let t = Instant::now();
-    while !ping(&lab, "198.18.5.1", "1").status.success() {
+    while !lab::ping_n(&lab.c, "198.18.5.1", "1", "1").status.success() {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "the new route was not followed"
@@ -623,12 +615,12 @@ fn live_router(io: &str) {
     // an interface going down and up
     must(&["ip", "-n", &r, "link", "set", "wan", "down"]);
     std::thread::sleep(Duration::from_millis(300));
-    let o = ping(&lab, "198.18.2.2", "2");
+    let o = lab::ping_n(&lab.c, "198.18.2.2", "2", "1");
     assert!(!o.status.success(), "ping with the WAN down");
     must(&["ip", "-n", &r, "link", "set", "wan", "up"]);
     let t = Instant::now();
     loop {
-        if ping(&lab, "198.18.2.2", "1").status.success() {
+        if lab::ping_n(&lab.c, "198.18.2.2", "1", "1").status.success() {
             break;
         }
         assert!(
@@ -676,11 +668,13 @@ fn live_router(io: &str) {
     if xdp {
         // the steering programs are off (the kernel may release the links a moment later)
         let t = Instant::now();
-        while (xdp_on(&lab, "lan") || xdp_on(&lab, "wan")) && t.elapsed() < Duration::from_secs(3) {
+        while (lab::xdp_on(&lab.r, "lan") || lab::xdp_on(&lab.r, "wan"))
+            && t.elapsed() < Duration::from_secs(3)
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(
-            !xdp_on(&lab, "lan") && !xdp_on(&lab, "wan"),
+            !lab::xdp_on(&lab.r, "lan") && !lab::xdp_on(&lab.r, "wan"),
             "XDP left attached"
         );
     }
@@ -746,8 +740,8 @@ fn two_workers(io: &str) {
     let rules = PathBuf::from(LIVE).join("rules.nft");
     lab.start_router_with(&rules, &["--workers", "2", "--io", io]);
     let (c, s) = (lab.c.clone(), lab.s.clone());
-    let _ = ping(&lab, "198.18.2.2", "2");
-    let o = ping(&lab, "198.18.2.2", "3");
+    let _ = lab::ping_n(&lab.c, "198.18.2.2", "2", "1");
+    let o = lab::ping_n(&lab.c, "198.18.2.2", "3", "1");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let (sent, got) = transfer(
         &mut lab,
@@ -785,8 +779,8 @@ fn start_af_packet_with(lab: &mut Lab, extra: &[&str]) {
     let rules = PathBuf::from(LIVE).join("rules.nft");
     let args: Vec<&str> = ["--io", "af_packet"].iter().chain(extra).copied().collect();
     lab.start_router_with(&rules, &args);
-    let _ = ping(lab, "198.18.2.2", "2");
-    let o = ping(lab, "198.18.2.2", "2");
+    let _ = lab::ping_n(&lab.c, "198.18.2.2", "2", "1");
+    let o = lab::ping_n(&lab.c, "198.18.2.2", "2", "1");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }
 
