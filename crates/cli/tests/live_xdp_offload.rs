@@ -66,13 +66,7 @@ fn run_reload_attaches_and_detaches_xdp_offload() {
     let (c, r, s) = (c.as_str(), r.as_str(), s.as_str());
     let sock = lab.sock.clone();
     assert!(!xdp_on(r, "lan0") && !xdp_on(r, "wan0"));
-    assert_eq!(udp_exchange(c, s, 150), 150);
-    let ct = list(&sock, "conntrack");
-    assert!(
-        ct.contains("[OFFLOAD]") && !ct.contains("[HW_OFFLOAD]"),
-        "{ct}"
-    );
-    assert_eq!(stats(&sock)["xdp_offload"], serde_json::json!([]));
+    udp_offloaded_in_software(c, s, &sock);
 
     // gains `flags offload`: the software flows go back to the slow path, are admitted
     // again and pushed to the program
@@ -124,14 +118,20 @@ fn run_reload_attaches_and_detaches_xdp_offload() {
         !xdp_on(r, "lan0") && !xdp_on(r, "wan0"),
         "XDP left attached"
     );
+    udp_offloaded_in_software(c, s, &sock);
+    assert!(lab.router.stop().is_some(), "run did not stop on SIGTERM");
+}
+
+/// 150 UDP exchanges from `c` to `s`, all answered, their flows offloaded in software
+/// (`[OFFLOAD]` in the conntrack listing, no `[HW_OFFLOAD]`), and no XDP offload in `stats`.
+fn udp_offloaded_in_software(c: &str, s: &str, sock: &str) {
     assert_eq!(udp_exchange(c, s, 150), 150);
-    let ct = list(&sock, "conntrack");
+    let ct = list(sock, "conntrack");
     assert!(
         ct.contains("[OFFLOAD]") && !ct.contains("[HW_OFFLOAD]"),
         "{ct}"
     );
-    assert_eq!(stats(&sock)["xdp_offload"], serde_json::json!([]));
-    assert!(lab.router.stop().is_some(), "run did not stop on SIGTERM");
+    assert_eq!(stats(sock)["xdp_offload"], serde_json::json!([]));
 }
 
 /// `stats --json`'s `reloads` after `n` reloads of which the last loaded one XDP program:
@@ -390,7 +390,7 @@ fn flags_offload(test: &str, io: &str) {
 #[test]
 fn run_af_xdp_reload_puts_the_offload_in_front_of_the_steering() {
     let test = "run_af_xdp_reload_puts_the_offload_in_front_of_the_steering";
-    let Some(mut lab) = lab_with_args(
+    let Some(mut lab) = lab_with(
         test,
         "lxrx",
         "af_xdp",

@@ -268,26 +268,13 @@ impl Drop for Lab {
 
 /// `None`: skipped (the reason is printed).
 pub fn lab(test: &str, tag: &str, io: &str, rules: &str, wait_xdp: bool) -> Option<Lab> {
-    lab_with(test, tag, io, rules, wait_xdp, true, |_| {})
+    lab_with(test, tag, io, rules, wait_xdp, true, |_| {}, &[])
 }
 
-/// [`lab`], with or without the XDP program built (`needs_xdp`), and `before` run on the
-/// router namespace's name before `run` starts.
-pub fn lab_with(
-    test: &str,
-    tag: &str,
-    io: &str,
-    rules: &str,
-    wait_xdp: bool,
-    needs_xdp: bool,
-    before: impl FnOnce(&str),
-) -> Option<Lab> {
-    lab_with_args(test, tag, io, rules, wait_xdp, needs_xdp, before, &[])
-}
-
-/// [`lab_with`], with more arguments for `run`.
+/// [`lab`], with or without the XDP program built (`needs_xdp`), `before` run on the router
+/// namespace's name before `run` starts, and `extra` arguments for `run`.
 #[allow(clippy::too_many_arguments)]
-pub fn lab_with_args(
+pub fn lab_with(
     test: &str,
     tag: &str,
     io: &str,
