@@ -129,10 +129,37 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            print_error(&error_chain(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// `Error: msg` on stderr, or `msg` alone when it is already as nft prints a file's error
+/// (`FILE:LINE:COL: Error: ...`, the line and carets).
+fn print_error(msg: &str) {
+    if msg.starts_with("Error: ") || msg.lines().next().is_some_and(|l| l.contains(": Error: ")) {
+        eprintln!("{msg}");
+    } else {
+        eprintln!("Error: {msg}");
+    }
+}
+
+/// The error and its causes, `: `-separated as anyhow's `{:#}` prints them, without a cause
+/// the message before it already quotes (library errors often print their source too).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut s = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if c.is_empty() || s.ends_with(&c) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&c);
+    }
+    s
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -144,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Simulate(args) => match simulate::run(args) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {
-                eprintln!("Error: {e}");
+                print_error(&e.to_string());
                 Ok(ExitCode::from(1))
             }
             Err(e) => Err(e),
@@ -174,7 +201,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprint!("{}", g.summary);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run(args) => run::run(args),
+        Cmd::Run(args) => run::run(args).map_err(|e| {
+            let denied = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            });
+            if denied {
+                e.context("`nft-offload run` needs root (CAP_NET_ADMIN and CAP_NET_RAW)")
+            } else {
+                e
+            }
+        }),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {
             let abs = std::path::absolute(&file).unwrap_or(file);
@@ -263,5 +300,39 @@ fn looks_like_json(file: &std::path::Path) -> bool {
     match std::fs::read(file) {
         Ok(b) => nft_lang::json::is_json_text(&String::from_utf8_lossy(&b)),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// An error that prints its source in its own message, as `#[error("{call} failed:
+    /// {source}")]` does.
+    #[derive(Debug)]
+    struct Call(std::io::Error);
+
+    impl std::fmt::Display for Call {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "socket(AF_PACKET) failed: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Call {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = anyhow::Error::new(Call(io)).context("opening AF_PACKET on lan0");
+        assert_eq!(
+            error_chain(&e),
+            "opening AF_PACKET on lan0: socket(AF_PACKET) failed: permission denied"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&plain), "outer: inner");
     }
 }

@@ -58,6 +58,10 @@ pub struct Args {
     /// The connection table's size (`nf_conntrack_max`); 65536 by default.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub conntrack_max: Option<u32>,
+    /// Replay only the first N packets, as if the capture stopped there: the listings then
+    /// show the connections and flows still open (`[OFFLOAD]`).
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<usize>,
 }
 
 /// Errors a user can fix (bad files), told apart from bugs for the exit code.
@@ -86,11 +90,21 @@ pub fn load_rules(path: Option<&Path>, topo: &Topology) -> Result<rules::Ruleset
         names.push("lo".into());
     }
     let opts = LoadOpts {
-        interfaces: Some(names),
+        interfaces: Some(names.clone()),
         ..Default::default()
     };
     let ast = match path {
-        Some(p) => load_file(p, &opts).map_err(|e| input(e.rendered.trim_end().to_string()))?,
+        Some(p) => load_file(p, &opts).map_err(|e| {
+            let mut msg = e.rendered.trim_end().to_string();
+            if msg.contains("Error: Interface does not exist") {
+                // as nft checks the host's interfaces, simulate checks the topology's
+                msg.push_str(&format!(
+                    "\n(simulate knows the topology's interfaces: {}; --topology FILE for others)",
+                    names.join(", ")
+                ));
+            }
+            input(msg)
+        })?,
         None => load_str("the default ruleset", defaults::RULESET, &opts)
             .map_err(|e| anyhow!("{}", e.rendered))?,
     };
@@ -134,9 +148,10 @@ fn port_name(topo: &Topology, p: Port) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let topo = defaults::load_topology(a.topology.as_deref()).map_err(|e| input(e.to_string()))?;
+    let topo =
+        defaults::load_topology(a.topology.as_deref()).map_err(|e| input(format!("{e:#}")))?;
     let rules = load_rules(a.ruleset.as_deref(), &topo)?;
-    let frames: Vec<nft_io::Frame> = match &a.pcap {
+    let mut frames: Vec<nft_io::Frame> = match &a.pcap {
         Some(p) => {
             let iface = a.pcap_iface.clone().unwrap_or_default();
             let mut v = vec![];
@@ -165,6 +180,9 @@ pub fn run(a: Args) -> Result<()> {
             nft_io::generate(&cfg).map_err(|e| anyhow!("{e}"))?.frames
         }
     };
+    if let Some(n) = a.count {
+        frames.truncate(n);
+    }
     // map capture interfaces once
     let mut names: Vec<(String, usize)> = vec![];
     for f in &frames {
@@ -173,7 +191,24 @@ pub fn run(a: Args) -> Result<()> {
         }
         let Some(i) = ingress_index(&topo, &f.iface) else {
             let known: Vec<&str> = topo.interfaces.iter().map(|i| i.name.as_str()).collect();
-            bail!(InputError(format!("the capture has packets on interface {:?}, which the topology does not have (it has {})", f.iface, known.join(", "))));
+            let file = a
+                .pcap
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            if f.iface.is_empty() {
+                bail!(InputError(format!(
+                    "{file}: the capture does not say which interface its packets arrived on \
+                     (a classic pcap has no interface names): give --iface NAME, one of {}",
+                    known.join(", ")
+                )));
+            }
+            bail!(InputError(format!(
+                "{file}: the capture has packets on interface {:?}, which the topology does not \
+                 have (it has {}; --topology FILE for another)",
+                f.iface,
+                known.join(", ")
+            )));
         };
         names.push((f.iface.clone(), i));
     }
@@ -282,10 +317,13 @@ pub fn run(a: Args) -> Result<()> {
 pub fn text_report(r: &Report, a: &Args) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let src = match &a.pcap {
+    let mut src = match &a.pcap {
         Some(p) => p.display().to_string(),
         None => format!("generated traffic ({} flows, seed {})", a.flows, a.seed),
     };
+    if let Some(n) = a.count {
+        src.push_str(&format!(", its first {n} packets"));
+    }
     let _ = writeln!(s, "nft-offload simulate: {src}");
     let _ = writeln!(
         s,
