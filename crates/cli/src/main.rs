@@ -37,8 +37,9 @@ enum Cmd {
         #[arg(short = 'j', long = "json")]
         json: bool,
         /// Directory searched for relative includes (repeatable).
-        #[arg(short = 'I', long = "includepath")]
+        #[arg(short = 'I', long = "includepath", value_name = "DIR")]
         include: Vec<PathBuf>,
+        /// The ruleset (nft syntax, or libnftables JSON).
         file: PathBuf,
     },
     /// Print the listing `nft list ruleset` would show after loading FILE into an empty ruleset.
@@ -56,8 +57,9 @@ enum Cmd {
         #[arg(short = 'j', long = "json")]
         json: bool,
         /// Directory searched for relative includes (repeatable).
-        #[arg(short = 'I', long = "includepath")]
+        #[arg(short = 'I', long = "includepath", value_name = "DIR")]
         include: Vec<PathBuf>,
+        /// The ruleset (nft syntax, or libnftables JSON).
         file: PathBuf,
     },
     /// Replay a capture (or generated traffic) through a ruleset and a topology and report
@@ -76,23 +78,29 @@ enum Cmd {
         /// ruleset, flowtables or conntrack
         #[arg(value_parser = ["ruleset", "flowtables", "conntrack"])]
         what: String,
-        #[arg(long, default_value = control::DEFAULT_PATH)]
+        /// The running router's control socket (`run --control`).
+        #[arg(long, value_name = "PATH", default_value = control::DEFAULT_PATH)]
         control: PathBuf,
     },
     /// Swap the running router's ruleset atomically; a bad file changes nothing.
     Load {
+        /// The new ruleset (nft syntax); checked whole before anything changes.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
-        #[arg(long, default_value = control::DEFAULT_PATH)]
+        /// The running router's control socket (`run --control`).
+        #[arg(long, value_name = "PATH", default_value = control::DEFAULT_PATH)]
         control: PathBuf,
     },
     /// The running router's counters: per interface, per path, drops by reason, flows, CPU.
     Stats {
+        /// One JSON object.
         #[arg(long)]
         json: bool,
+        /// Prometheus text exposition format.
         #[arg(long, conflicts_with = "json")]
         prometheus: bool,
-        #[arg(long, default_value = control::DEFAULT_PATH)]
+        /// The running router's control socket (`run --control`).
+        #[arg(long, value_name = "PATH", default_value = control::DEFAULT_PATH)]
         control: PathBuf,
     },
     /// Write a seeded, realistic capture for a topology: LAN clients to Internet servers and
@@ -105,11 +113,12 @@ enum Cmd {
         /// Number of flows (a malformed frame counts as one).
         #[arg(long, default_value_t = 200)]
         flows: usize,
+        /// Seed of the generator: the same seed gives the same capture.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// A port forward to send inbound connections to: `tcp:8080=192.168.1.100:80`
         /// (repeatable; the default topology's forward when none is given).
-        #[arg(long = "forward")]
+        #[arg(long = "forward", value_name = "PROTO:PORT=ADDR:PORT")]
         forwards: Vec<String>,
         /// Output capture (pcapng).
         #[arg(short = 'o', long)]

@@ -17,20 +17,22 @@ use crate::defaults;
 /// `nft-offload simulate`'s options (its help text is these comments).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Ruleset (nft syntax); the embedded fw4-style home router ruleset by default.
+    /// Ruleset (nft syntax); the embedded fw4-style home router ruleset by default. Rules
+    /// name the topology's interfaces.
     #[arg(short = 'f', long = "file")]
     pub ruleset: Option<PathBuf>,
-    /// Topology (TOML); the embedded home router by default.
-    #[arg(long)]
+    /// Topology (TOML: interfaces, routes, neighbours); the embedded home router
+    /// (examples/home.toml) by default.
+    #[arg(long, value_name = "TOML")]
     pub topology: Option<PathBuf>,
     /// Input capture (pcapng, or classic pcap with --iface); generated traffic by default.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
-    /// The interface every packet of a classic pcap arrived on.
+    /// The interface every packet of a classic pcap arrived on (pcapng names its own).
     #[arg(long = "iface", value_name = "IFACE")]
     pub pcap_iface: Option<String>,
     /// Output capture (pcapng), each packet on its egress interface.
-    #[arg(short = 'o', long)]
+    #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// The report as one JSON object.
     #[arg(long)]
@@ -39,10 +41,10 @@ pub struct Args {
     #[arg(long)]
     pub trace: bool,
     /// Flows to generate when no capture is given.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, value_name = "N", default_value_t = 200)]
     pub flows: usize,
     /// Seed of the generated traffic.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
     /// Disable flow offload: `flow add` is a no-op and every packet takes the slow path.
     /// Output and final conntrack table are the same as with offload; only paths change.
@@ -56,7 +58,7 @@ pub struct Args {
     #[arg(long)]
     pub list_conntrack: bool,
     /// The connection table's size (`nf_conntrack_max`); 65536 by default.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub conntrack_max: Option<u32>,
     /// Replay only the first N packets, as if the capture stopped there: the listings then
     /// show the connections and flows still open (`[OFFLOAD]`).

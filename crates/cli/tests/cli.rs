@@ -579,6 +579,16 @@ fn topology_errors_name_file_line_and_column() {
 /// interface the topology lacks. Each is named, exits 1, and nothing panics.
 #[test]
 fn simulate_capture_errors_are_clear() {
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--pcap", "/nonexistent/in.pcapng"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        "Error: /nonexistent/in.pcapng: No such file or directory (os error 2)\n"
+    );
     let junk = tmpfile("junk.pcapng", "not a capture at all\n");
     let err = failed_cleanly(
         &bin()
@@ -613,7 +623,8 @@ fn simulate_capture_errors_are_clear() {
             .unwrap(),
     );
     assert!(
-        err.contains(&format!("{}: capture ends inside block", cut.display())),
+        err.contains(&format!("{}: capture ends inside block ", cut.display()))
+            && err.ends_with(": the file is cut short\n"),
         "{err}"
     );
 
