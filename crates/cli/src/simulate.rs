@@ -254,10 +254,28 @@ pub fn run(a: Args) -> Result<()> {
         out.clear();
         // time never runs backwards for the router, even if the capture does
         last = last.max(f.ts);
+        let drops_before = a.trace.then(|| router.counters().drop_map());
         router.process(&mut burst, last, &mut out);
-        if a.trace {
-            for l in router.take_trace() {
+        if let Some(before) = drops_before {
+            let lines = router.take_trace();
+            for l in &lines {
                 writeln!(so, "{l}")?;
+            }
+            // a frame dropped outside the chains (malformed, no route, ...) shows no verdict:
+            // say why; rule and policy drops already show as the chain's verdict
+            let id = lines
+                .last()
+                .and_then(|l| l.strip_prefix("trace id "))
+                .and_then(|l| l.split(' ').next())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{:08x}", n + 1));
+            for (reason, count) in router.counters().drop_map() {
+                if reason != "rule_drop"
+                    && reason != "policy_drop"
+                    && count > before.get(reason).copied().unwrap_or(0)
+                {
+                    writeln!(so, "trace id {id} drop {reason}")?;
+                }
             }
         }
         if let Some(w) = writer.as_mut() {

@@ -775,3 +775,43 @@ fn control_commands_without_a_router() {
         );
     }
 }
+
+/// A frame dropped before any chain (malformed) gets a `drop REASON` line in the trace, so
+/// every drop of the report but the rules' and policies' shows in it.
+#[test]
+fn simulate_trace_says_why_a_frame_was_dropped() {
+    let trace = succeeded(
+        &bin()
+            .args(["simulate", "--trace", "--flows", "5"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        trace.contains(
+            "trace id 00000003 packet: iif \"br-lan\" length 82\ntrace id 00000003 drop ipv6_payload_len\n"
+        ),
+        "{trace}"
+    );
+    let trace = succeeded(&bin().args(["simulate", "--trace"]).output().unwrap());
+    let report = json(&bin().args(["simulate", "--json"]).output().unwrap());
+    let mut want: Vec<(String, u64)> = report["drops"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "rule_drop" && *k != "policy_drop")
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    want.sort();
+    assert!(!want.is_empty());
+    let mut got: std::collections::BTreeMap<String, u64> = Default::default();
+    for l in trace.lines() {
+        let reason = l
+            .strip_prefix("trace id ")
+            .and_then(|r| r.split_once(' '))
+            .and_then(|(_, rest)| rest.strip_prefix("drop "));
+        if let Some(reason) = reason {
+            *got.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(got.into_iter().collect::<Vec<_>>(), want);
+}
