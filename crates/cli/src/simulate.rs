@@ -110,6 +110,22 @@ pub fn load_rules(path: Option<&Path>, topo: &Topology) -> Result<rules::Ruleset
         None => load_str("the default ruleset", defaults::RULESET, &opts)
             .map_err(|e| anyhow!("{}", e.rendered))?,
     };
+    if let Some(p) = path {
+        let mut known: Vec<String> = topo.interfaces.iter().map(|i| i.name.clone()).collect();
+        for i in &topo.interfaces {
+            if let Encap::Vlan { parent, .. }
+            | Encap::QinQ { parent, .. }
+            | Encap::Pppoe { parent, .. } = &i.encap
+            {
+                if !known.contains(parent) {
+                    known.push(parent.clone());
+                }
+            }
+        }
+        for w in flowtable_device_warnings(p, &ast, &known) {
+            eprintln!("{w}");
+        }
+    }
     rules::compile(&ast).map_err(|e| {
         input(format!(
             "{}: {e}",
@@ -117,6 +133,36 @@ pub fn load_rules(path: Option<&Path>, topo: &Topology) -> Result<rules::Ruleset
                 .unwrap_or_else(|| "the default ruleset".into())
         ))
     })
+}
+
+/// Warnings for flowtable devices that are none of `known` (the router's interfaces and the
+/// ports under its sub-interfaces). The kernel refuses such a ruleset; the dataplane loads it,
+/// but nothing arriving on such a device is offloaded, which would otherwise show only as
+/// flows never admitted.
+pub fn flowtable_device_warnings(
+    path: &Path,
+    ast: &nft_lang::ast::Ruleset,
+    known: &[String],
+) -> Vec<String> {
+    let mut out = vec![];
+    for t in &ast.tables {
+        for ft in &t.flowtables {
+            for d in &ft.devices {
+                if !known.iter().any(|k| k == d) {
+                    out.push(format!(
+                        "warning: {}: flowtable {} {} {}: device {d:?} is not one of the router's \
+                         interfaces ({}); nothing arriving on it is offloaded",
+                        path.display(),
+                        t.family.name(),
+                        t.name,
+                        ft.name,
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The topology interface a capture interface name stands for: the interface itself, or

@@ -815,3 +815,26 @@ fn simulate_trace_says_why_a_frame_was_dropped() {
     }
     assert_eq!(got.into_iter().collect::<Vec<_>>(), want);
 }
+
+/// A flowtable device the topology lacks (nft would refuse it on a host without it) is
+/// loaded, with a warning naming it: nothing arriving there is offloaded.
+#[test]
+fn simulate_warns_of_a_flowtable_device_the_topology_lacks() {
+    let f = tmpfile(
+        "ft-dev.nft",
+        "table inet t {\n\tflowtable ft {\n\t\thook ingress priority 0; devices = { \"br-lan\", \"eth7\" };\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tmeta l4proto { tcp, udp } flow add @ft\n\t}\n}\n",
+    );
+    let out = bin().args(["simulate", "-f"]).arg(&f).output().unwrap();
+    succeeded(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "warning: {}: flowtable inet t ft: device \"eth7\" is not one of the router's interfaces (br-lan, wan); nothing arriving on it is offloaded\n",
+            f.display()
+        )
+    );
+    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fw4-home.nft");
+    let out = bin().args(["simulate", "-f"]).arg(&ex).output().unwrap();
+    succeeded(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
