@@ -247,7 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => match load_ruleset(&file, json, include) {
             Ok(_) => Ok(ExitCode::SUCCESS),
             Err(e) => {
-                eprint!("{e}");
+                eprint!("{}", load_error(&file, &e.rendered));
                 Ok(ExitCode::from(1))
             }
         },
@@ -263,7 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rs = match load_ruleset(&file, false, include) {
                 Ok(rs) => rs,
                 Err(e) => {
-                    eprint!("{e}");
+                    eprint!("{}", load_error(&file, &e.rendered));
                     return Ok(ExitCode::from(1));
                 }
             };
@@ -284,6 +284,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A load error as nft prints it; one without a place (a JSON document's, say) is told which
+/// file it is about.
+fn load_error(file: &std::path::Path, rendered: &str) -> String {
+    let name = file.display().to_string();
+    if rendered.starts_with("Error: ") && !rendered.contains(&name) {
+        format!("{name}: {rendered}")
+    } else {
+        rendered.to_string()
     }
 }
 

@@ -838,3 +838,20 @@ fn simulate_warns_of_a_flowtable_device_the_topology_lacks() {
     succeeded(&out);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// A JSON ruleset's error, which has no line to point at, names its file.
+#[test]
+fn check_json_errors_name_the_file() {
+    let f = tmpfile(
+        "no-name.json",
+        "{\"nftables\": [{\"add\": {\"table\": {\"family\": \"inet\", \"nam\": \"t\"}}}]}\n",
+    );
+    for cmd in ["check", "print"] {
+        let err = failed_cleanly(&bin().arg(cmd).arg(&f).output().unwrap());
+        assert_eq!(
+            err,
+            format!("{}: Error: table: missing property 'name'\n", f.display()),
+            "{cmd}"
+        );
+    }
+}
