@@ -855,3 +855,68 @@ fn check_json_errors_name_the_file() {
         );
     }
 }
+
+/// `run` without the rights it needs says so (as root, the test drops to nobody with
+/// `setpriv`; without setpriv it is skipped). It gets no further than its first socket.
+#[test]
+fn run_without_root_says_it_needs_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("nft-offload-cli-noroot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("nft-offload");
+    std::fs::copy(env!("CARGO_BIN_EXE_nft-offload"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rules = dir.join("empty.nft");
+    std::fs::write(&rules, "").unwrap();
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let have = Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !have {
+            eprintln!("SKIPPED (needs setpriv to drop root)");
+            return;
+        }
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.arg("run")
+        .arg("-f")
+        .arg(&rules)
+        .args(["--interfaces", "lo", "--control"])
+        .arg(dir.join("ctl.sock"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("run without root did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = failed_cleanly(&out);
+    assert!(
+        err.starts_with("Error: `nft-offload run` needs root (CAP_NET_ADMIN and CAP_NET_RAW): "),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("Operation not permitted").count(),
+        1,
+        "the cause once: {err}"
+    );
+}
