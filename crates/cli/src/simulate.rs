@@ -397,6 +397,15 @@ pub fn text_report(r: &Report, a: &Args) -> String {
         r.packets_in, r.bytes_in, r.packets_out, r.bytes_out, r.host_packets
     );
     let _ = writeln!(s, "paths: {} slow path, {} fast path, {} flows offloaded ({} flow add requests, {} admitted){}", r.slow_path_packets, r.fast_path_packets, r.flows_offloaded, r.flow_add_requests, r.flows_admitted, if a.no_offload { " [--no-offload]" } else { "" });
+    if !r.flows_refused.is_empty() {
+        // why `flow add` left a connection in the slow path, by the kernel's admission rules
+        let by: Vec<String> = r
+            .flows_refused
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(s, "flow add refused: {}", by.join(", "));
+    }
     if !r.flows.is_empty() {
         let by: Vec<String> = r.flows.iter().map(|(k, v)| format!("{v} {k}")).collect();
         let _ = writeln!(s, "flows: {}", by.join(", "));

@@ -920,3 +920,35 @@ fn run_without_root_says_it_needs_root() {
         "the cause once: {err}"
     );
 }
+
+/// The text report says why `flow add` left connections in the slow path: on the default,
+/// every request is either admitted or refused for a named reason.
+#[test]
+fn simulate_report_says_why_flows_were_refused() {
+    let text = succeeded(&bin().args(["simulate"]).output().unwrap());
+    let paths = text.lines().find(|l| l.starts_with("paths: ")).unwrap();
+    let (requests, admitted): (u64, u64) = {
+        let inner = paths.split_once('(').unwrap().1;
+        let n: Vec<u64> = inner
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (n[0], n[1])
+    };
+    let refused = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flow add refused: "))
+        .unwrap_or_else(|| panic!("no refusals line in\n{text}"));
+    let mut sum = 0;
+    for part in refused.split(", ") {
+        let (reason, n) = part.rsplit_once(' ').unwrap();
+        assert!(
+            reason.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{refused}"
+        );
+        sum += n.parse::<u64>().unwrap();
+    }
+    assert!(refused.contains("udp_not_assured "), "{refused}");
+    assert!(admitted > 0 && sum > 0);
+    assert_eq!(sum + admitted, requests, "{paths}\n{refused}");
+}
