@@ -833,7 +833,7 @@ fn tx_vnet_walked(frame: &[u8], o: &Offload) -> VnetHdr {
 /// and fits a 256 KiB block.
 fn parse_rx_slot(s: &str) -> std::result::Result<u32, String> {
     let v: u32 = s.parse().map_err(|e| format!("{e}"))?;
-    if !(128..=1 << 18).contains(&v) || v % 16 != 0 {
+    if !(128..=1 << 18).contains(&v) || !v.is_multiple_of(16) {
         return Err("a multiple of 16 from 128 to 262144".into());
     }
     Ok(v)
