@@ -2061,6 +2061,18 @@ mod tests {
     use super::*;
     use crate::netlink::{Addr, Link, Neigh, Snapshot};
 
+    /// `--rx-slot`: a multiple of 16 that holds a tpacket2 header and a minimal frame and fits a
+    /// 256 KiB block; the old geometry's slot for the largest super-packet is one.
+    #[test]
+    fn rx_slot_argument() {
+        for ok in ["128", "2048", "65632", "262144"] {
+            assert_eq!(parse_rx_slot(ok), Ok(ok.parse().unwrap()), "{ok}");
+        }
+        for bad in ["0", "112", "2047", "2056x", "262160", "-16"] {
+            assert!(parse_rx_slot(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn interfaces_argument() {
         assert_eq!(
