@@ -1041,3 +1041,46 @@ fn a_frame_too_big_for_its_slot_with_the_receive_buffer_full_is_counted_not_deli
         "{st:?}"
     );
 }
+
+/// An 802.1Q-tagged frame longer than its slot: the kernel takes the tag off (into the skb's
+/// metadata) before packet sockets see it, so the packet read from the socket's queue has no
+/// tag; the slot's `tp_vlan_tci` (the same skb's) puts it back, as for a frame in its slot.
+/// A tagged frame that fits its slot comes with its tag too.
+#[test]
+fn a_tagged_frame_longer_than_its_slot_keeps_its_tag() {
+    let test = "a_tagged_frame_longer_than_its_slot_keeps_its_tag";
+    let Some(pair) = VethPair::create(test, "agv") else {
+        return;
+    };
+    let (mut router, mut peer) = open_small_slots(&pair, None);
+    let tagged = |len: usize, seq: u32| {
+        let inner = frame(FROM_ROUTER, seq, len);
+        let mut wire = inner[..12].to_vec();
+        wire.extend_from_slice(&[0x81, 0x00, 0x20, 0x07]);
+        wire.extend_from_slice(&inner[12..]);
+        wire
+    };
+    let (big, small) = (tagged(5000, 1), tagged(300, 2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let plain = VnetHdr::default();
+    send_all_vnet(
+        &mut router,
+        &[big.as_slice(), small.as_slice()],
+        &[plain, plain],
+        deadline,
+    );
+    let mut got = vec![];
+    while got.len() < 2 {
+        assert!(Instant::now() < deadline, "received {}", got.len());
+        let _ = peer.poll(Duration::from_millis(20));
+        peer.rx_burst(16, |f| {
+            if f.len() > 18 && f[12..14] == [0x81, 0x00] && f[16..18] == ETHERTYPE.to_be_bytes() {
+                got.push(f.to_vec());
+            }
+        });
+    }
+    assert!(got[0] == big, "the long frame with its tag");
+    assert_eq!(got[1], small);
+    let st = peer.stats().unwrap();
+    assert_eq!((st.rx_copied, st.rx_truncated), (1, 0), "{st:?}");
+}
