@@ -661,10 +661,7 @@ fn simulate_capture_errors_are_clear() {
     );
 
     // classic pcap: one 60-byte frame, which names no interface
-    let mut pcap = vec![];
-    for w in [0xa1b2c3d4u32] {
-        pcap.extend_from_slice(&w.to_le_bytes());
-    }
+    let mut pcap = 0xa1b2c3d4u32.to_le_bytes().to_vec();
     pcap.extend_from_slice(&2u16.to_le_bytes());
     pcap.extend_from_slice(&4u16.to_le_bytes());
     for w in [0u32, 0, 65535, 1, 1_700_000_000, 0, 60, 60] {
