@@ -66,6 +66,38 @@ fn check_accepts_and_rejects() {
     assert_eq!(err.lines().nth(2), Some("\t\t          ^^^^^^"));
 }
 
+/// `run`'s options with a fixed set of values are checked by clap before anything else (no
+/// root needed, no ruleset read): a bad value exits 2 with clap's message listing the values.
+#[test]
+fn run_refuses_a_bad_value_and_lists_the_good_ones() {
+    for (opt, bad, values) in [
+        ("--rx-ring", "v4", "[possible values: v2, v3]"),
+        ("--io", "dpdk", "[possible values: af_packet, af_xdp]"),
+        (
+            "--napi",
+            "softirq",
+            "[possible values: auto, threads, kernel]",
+        ),
+        (
+            "--xdp-mode",
+            "hw",
+            "[possible values: auto, native, generic]",
+        ),
+    ] {
+        let out = bin()
+            .args(["run", "-f", "/nonexistent.nft", "--interfaces", "lan=eth0"])
+            .args([opt, bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{opt} {bad}: {err}");
+        let value_name = opt[2..].replace('-', "_").to_uppercase();
+        let first = format!("error: invalid value '{bad}' for '{opt} <{value_name}>'");
+        assert_eq!(err.lines().next(), Some(first.as_str()), "{err}");
+        assert_eq!(err.lines().nth(1).map(str::trim), Some(values), "{err}");
+    }
+}
+
 #[test]
 fn print_lists_like_nft() {
     let f = tmpfile(

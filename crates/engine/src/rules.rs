@@ -3133,9 +3133,7 @@ impl Pkt<'_> {
             },
             Load::Socket | Load::Ipsec { .. } => None,
             Load::Osf => {
-                if self.th.is_none() {
-                    return None;
-                }
+                self.th?; // a fingerprint needs the TCP header
                 crate::extmatch::osf(self.frame, self.nh, self.l3_end(), self.l4proto)
             }
         }
@@ -4055,6 +4053,8 @@ fn rare_op(
                 }
             }
         }
+        // not a guard: `dynset` adds to the set, a side effect
+        #[allow(clippy::collapsible_match)]
         Op::Dynset(d) => {
             if !dynset(rs, st, d, pkt, now_ns, keybuf) {
                 return Step::Stop;
