@@ -661,10 +661,7 @@ fn simulate_capture_errors_are_clear() {
     );
 
     // classic pcap: one 60-byte frame, which names no interface
-    let mut pcap = vec![];
-    for w in [0xa1b2c3d4u32] {
-        pcap.extend_from_slice(&w.to_le_bytes());
-    }
+    let mut pcap = 0xa1b2c3d4u32.to_le_bytes().to_vec();
     pcap.extend_from_slice(&2u16.to_le_bytes());
     pcap.extend_from_slice(&4u16.to_le_bytes());
     for w in [0u32, 0, 65535, 1, 1_700_000_000, 0, 60, 60] {
@@ -983,4 +980,42 @@ fn simulate_report_says_why_flows_were_refused() {
     assert!(refused.contains("udp_not_assured "), "{refused}");
     assert!(admitted > 0 && sum > 0);
     assert_eq!(sum + admitted, requests, "{paths}\n{refused}");
+}
+
+/// An interface defined twice is pointed at where it comes again; a missing key at its entry.
+#[test]
+fn topology_errors_point_at_the_entry() {
+    let twice = tmpfile(
+        "twice.toml",
+        "[[interface]]\nname = \"a\"\nmac = \"02:00:00:00:00:01\"\n\n[[interface]]\nname = \"a\"\nmac = \"02:00:00:00:00:02\"\n",
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&twice)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{}:6:1-10: Error: interface a: defined twice\nname = \"a\"\n^^^^^^^^^^\n",
+            twice.display()
+        )
+    );
+    let no_mac = tmpfile("no-mac.toml", "[[interface]]\nname = \"a\"\n");
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&no_mac)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{}:1:1-13: Error: missing field `mac`\n[[interface]]\n^^^^^^^^^^^^^\n",
+            no_mac.display()
+        )
+    );
 }
