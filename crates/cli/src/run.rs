@@ -107,7 +107,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
     pub xdp_mode: XdpMode,
     /// `--io af_packet`: each socket's receive ring, MiB, in 256 KiB blocks. Default: 2 for
-    /// V2 (1 024 frames in 2 KiB slots, the depth of the kernel's own backlog
+    /// V2 (1 024 frames in 2 KiB slots, about the depth of the kernel's own backlog
     /// (`netdev_max_backlog`): 4 ms of queue at 250 000 frames/s when the router is
     /// overloaded, where 16 MiB (8 192 slots) queued 40 ms), 16 for V3 (256 of iperf3's
     /// super-packets).
