@@ -333,10 +333,14 @@ pub fn load_ruleset_for(
         names.push("lo".into());
     }
     let opts = LoadOpts {
-        interfaces: Some(names),
+        interfaces: Some(names.clone()),
         ..Default::default()
     };
     let ast = load_file(path, &opts).map_err(|e| e.rendered.trim_end().to_string())?;
+    let known: Vec<String> = names.into_iter().filter(|n| n != "lo").collect();
+    for w in crate::simulate::flowtable_device_warnings(path, &ast, &known) {
+        eprintln!("{w}");
+    }
     let rules = nft_engine::rules::compile(&ast).map_err(|e| format!("{}: {e}", path.display()))?;
     if rules.has_tproxy() {
         eprintln!(

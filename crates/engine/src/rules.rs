@@ -2237,7 +2237,16 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                 for st in &r.stmts {
                     comp.stmt(st, &mut ops)?;
                 }
-                let text = nft_lang::print::rule(r, t.family, &Default::default());
+                // stateless: the text is printed beside live hit counts (traces, top rules),
+                // where the ruleset's own `counter packets 0 bytes 0` would read as a lie
+                let text = nft_lang::print::rule(
+                    r,
+                    t.family,
+                    &nft_lang::print::ListOpts {
+                        stateless: true,
+                        ..Default::default()
+                    },
+                );
                 rules.push(CRule {
                     ops,
                     handle: r.handle,
