@@ -41,7 +41,7 @@ pub fn topology_error(name: &str, text: &str, e: &TopologyError) -> String {
     let lines: Vec<&str> = text.lines().collect();
     // (line, first column, last column), 1-based
     let place: Option<(usize, usize, usize)>;
-    let what: String;
+    let mut what: String;
     match e {
         TopologyError::Toml(msg) => {
             // "TOML parse error at line L, column C\n  |\nL | source\n  | ^^^\nmessage"
@@ -56,7 +56,7 @@ pub fn topology_error(name: &str, text: &str, e: &TopologyError) -> String {
                 .map(|l| l.matches('^').count())
                 .unwrap_or(1);
             place = match nums[..] {
-                [l, c] => Some((l, c, c + carets.max(1) - 1)),
+                [l, c] => Some((l, c.max(1), c.max(1) + carets.max(1) - 1)),
                 _ => None,
             };
             what = msg
@@ -65,6 +65,9 @@ pub fn topology_error(name: &str, text: &str, e: &TopologyError) -> String {
                 .skip(1)
                 .collect::<Vec<_>>()
                 .join(" ");
+            if what.is_empty() {
+                what = msg.lines().collect::<Vec<_>>().join(" ");
+            }
         }
         other => {
             let (key, entry) = match other {
@@ -74,12 +77,18 @@ pub fn topology_error(name: &str, text: &str, e: &TopologyError) -> String {
                 TopologyError::Toml(_) => unreachable!(),
             };
             let msg = other.to_string();
-            let entry_line = lines.iter().position(|l| {
+            let is_entry = |l: &&str| {
                 let l = l.trim();
                 l.starts_with(key)
                     && l[key.len()..].trim_start().starts_with('=')
                     && l.contains(&format!("\"{entry}\""))
-            });
+            };
+            // an entry defined twice is wrong where it comes again
+            let entry_line = if msg.ends_with("defined twice") {
+                lines.iter().rposition(is_entry)
+            } else {
+                lines.iter().position(is_entry)
+            };
             // the last value the message quotes, e.g. `no interface "wan0"`
             let quoted = msg
                 .rfind('"')

@@ -981,3 +981,41 @@ fn simulate_report_says_why_flows_were_refused() {
     assert!(admitted > 0 && sum > 0);
     assert_eq!(sum + admitted, requests, "{paths}\n{refused}");
 }
+
+/// An interface defined twice is pointed at where it comes again; a missing key at its entry.
+#[test]
+fn topology_errors_point_at_the_entry() {
+    let twice = tmpfile(
+        "twice.toml",
+        "[[interface]]\nname = \"a\"\nmac = \"02:00:00:00:00:01\"\n\n[[interface]]\nname = \"a\"\nmac = \"02:00:00:00:00:02\"\n",
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&twice)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{}:6:1-10: Error: interface a: defined twice\nname = \"a\"\n^^^^^^^^^^\n",
+            twice.display()
+        )
+    );
+    let no_mac = tmpfile("no-mac.toml", "[[interface]]\nname = \"a\"\n");
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&no_mac)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{}:1:1-13: Error: missing field `mac`\n[[interface]]\n^^^^^^^^^^^^^\n",
+            no_mac.display()
+        )
+    );
+}
