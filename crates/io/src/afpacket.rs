@@ -27,9 +27,6 @@
 //! All `unsafe` of the crate lives in this module, in small functions, each block with the reason
 //! it is sound.
 
-// `is_multiple_of` needs Rust 1.87; the workspace promises 1.85.
-#![allow(clippy::manual_is_multiple_of)]
-
 use std::ffi::CString;
 use std::io;
 use std::mem;
@@ -363,7 +360,7 @@ impl AfPacketConfig {
 
     fn validate(&self) -> Result<(), AfPacketError> {
         let page = page_size();
-        if self.block_size == 0 || self.block_size as usize % page != 0 {
+        if self.block_size == 0 || !(self.block_size as usize).is_multiple_of(page) {
             return Err(AfPacketError::InvalidConfig(
                 "block_size must be a multiple of the page size",
             ));
@@ -374,7 +371,7 @@ impl AfPacketConfig {
             ));
         }
         if (self.frame_size as usize) < libc::TPACKET3_HDRLEN
-            || self.frame_size as usize % libc::TPACKET_ALIGNMENT != 0
+            || !(self.frame_size as usize).is_multiple_of(libc::TPACKET_ALIGNMENT)
         {
             return Err(AfPacketError::InvalidConfig(
                 "frame_size must be a multiple of 16 and hold a tpacket3 header",
@@ -1126,7 +1123,7 @@ impl Ring {
         let hdr_len = mem::size_of::<libc::tpacket3_hdr>();
         // V3 packs frames at 8-byte alignment (V3_ALIGNMENT in af_packet.c), which is also all
         // a tpacket3_hdr of u32 and u16 fields needs.
-        if offset % V3_ALIGNMENT != 0 || offset.checked_add(hdr_len)? > self.block_size {
+        if !offset.is_multiple_of(V3_ALIGNMENT) || offset.checked_add(hdr_len)? > self.block_size {
             return None;
         }
         // SAFETY: offset + header size is within the block (checked above) and 8-aligned in a
