@@ -931,17 +931,28 @@ struct RxPacket<'a> {
 enum CopyLost {
     /// Longer than [`COPY_MAX`] (dequeued and dropped).
     TooLong,
-    /// The queue held nothing, or a packet that is not the slot's (its length or first bytes
-    /// differ): never expected, as the kernel queues the packet and takes its slot under one
-    /// lock, and nothing else reads the socket.
+    /// The queue held nothing (never expected: the kernel queues the packet before it hands
+    /// the slot over), or not the slot's packet within [`COPY_TRIES`] reads.
     Missing,
 }
+
+/// The most packets [`recv_copy`] reads for one slot: its own and those left behind by
+/// earlier slots, or an error that dequeued nothing.
+const COPY_TRIES: usize = 64;
 
 /// Reads the whole packet of the `TP_STATUS_COPY` slot `slot` from the socket's receive queue
 /// into `buf`: `packet_recvmsg` writes the `virtio_net_hdr` first with `vnet`, then the frame
 /// from its Ethernet header. The result takes the slot's VLAN tag and checksum state (the
 /// same skb's), and is checked against it: the same length (`tp_len`) and the same first
 /// bytes (the part the slot holds).
+///
+/// The kernel queues each such slot's packet as it takes the slot, under one lock, so the
+/// queue holds them in ring order, and nothing else reads this socket: a packet that is not
+/// the slot's can only be one an earlier slot left behind (a read that failed), never a
+/// later slot's. It is dropped and the next one read, which puts the queue back in step;
+/// kept, it would make every later slot read its predecessor's packet and lose it. An error
+/// that dequeued nothing (the socket's `sk_err`, `ENETDOWN` after its link went down, which
+/// `packet_recvmsg` reports once instead of a packet) is followed by another read too.
 fn recv_copy<'b>(
     fd: &OwnedFd,
     buf: &'b mut Vec<u8>,
@@ -953,38 +964,41 @@ fn recv_copy<'b>(
     if buf.len() < want {
         buf.resize(want, 0);
     }
-    // MSG_TRUNC: the packet's whole length even when it is longer than the buffer
-    let n = match sys::recv(fd, &mut buf[..want], libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
-        Ok(n) => n,
-        Err(_) => return Err(CopyLost::Missing),
-    };
-    if n != hdr + slot.len {
-        return Err(CopyLost::Missing);
+    for _ in 0..COPY_TRIES {
+        // MSG_TRUNC: the packet's whole length even when it is longer than the buffer
+        let n = match sys::recv(fd, &mut buf[..want], libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(CopyLost::Missing),
+            Err(_) => continue,
+        };
+        if n != hdr + slot.len {
+            continue;
+        }
+        if slot.len > COPY_MAX {
+            return Err(CopyLost::TooLong);
+        }
+        if !buf[hdr..n].starts_with(slot.frame) {
+            continue;
+        }
+        let vh = if vnet {
+            let mut b = [0u8; VnetHdr::LEN];
+            b.copy_from_slice(&buf[..VnetHdr::LEN]);
+            VnetHdr::from_bytes(&b)
+        } else {
+            VnetHdr::default()
+        };
+        return Ok(RxPacket {
+            frame: &buf[hdr..n],
+            next_offset: 0,
+            truncated: false,
+            copy: false,
+            len: slot.len,
+            vlan: slot.vlan,
+            csum_not_ready: slot.csum_not_ready,
+            vnet: vh,
+        });
     }
-    if slot.len > COPY_MAX {
-        return Err(CopyLost::TooLong);
-    }
-    let frame = &buf[hdr..n];
-    if !frame.starts_with(slot.frame) {
-        return Err(CopyLost::Missing);
-    }
-    let vh = if vnet {
-        let mut b = [0u8; VnetHdr::LEN];
-        b.copy_from_slice(&buf[..VnetHdr::LEN]);
-        VnetHdr::from_bytes(&b)
-    } else {
-        VnetHdr::default()
-    };
-    Ok(RxPacket {
-        frame: &buf[hdr..n],
-        next_offset: 0,
-        truncated: false,
-        copy: false,
-        len: slot.len,
-        vlan: slot.vlan,
-        csum_not_ready: slot.csum_not_ready,
-        vnet: vh,
-    })
+    Err(CopyLost::Missing)
 }
 
 /// `TP_STATUS_CSUMNOTREADY` (linux/if_packet.h; not in the libc crate).

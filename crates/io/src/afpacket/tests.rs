@@ -2,6 +2,7 @@
 //! They skip (and say so) when not root or when `ip` is missing.
 
 use super::*;
+use std::os::fd::FromRawFd;
 use std::time::Instant;
 
 use crate::netns::{in_netns, VethPair};
@@ -1083,4 +1084,120 @@ fn a_tagged_frame_longer_than_its_slot_keeps_its_tag() {
     assert_eq!(got[1], small);
     let st = peer.stats().unwrap();
     assert_eq!((st.rx_copied, st.rx_truncated), (1, 0), "{st:?}");
+}
+
+/// A connected pair of datagram sockets: a queue of whole packets, as a packet socket's receive
+/// queue is, for `recv_copy` without a ring.
+fn dgram_pair() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: socketpair writes two descriptors into the live two-element array.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "socketpair: {}", io::Error::last_os_error());
+    // SAFETY: both descriptors are fresh and owned by nothing else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// What a `TP_STATUS_COPY` slot says of `whole`: its length and its first `snap` bytes.
+fn copy_slot(whole: &[u8], snap: usize) -> RxPacket<'_> {
+    RxPacket {
+        frame: &whole[..snap],
+        next_offset: 0,
+        truncated: true,
+        copy: true,
+        len: whole.len(),
+        vlan: None,
+        csum_not_ready: false,
+        vnet: VnetHdr::default(),
+    }
+}
+
+/// A packet left on the queue by an earlier slot whose read failed is dropped, and the slot
+/// gets its own packet, the one behind it: the queue is back in step with the ring, so the
+/// slots after it get theirs too (rather than each its predecessor's, never matching).
+#[test]
+fn a_copy_slot_skips_a_packet_left_behind_by_an_earlier_slot() {
+    let (tx, rx) = dgram_pair();
+    let stale = frame(FROM_ROUTER, 1, 5000);
+    let own = frame(FROM_ROUTER, 2, 5000);
+    let next = frame(FROM_ROUTER, 3, 7000);
+    for f in [&stale, &own, &next] {
+        // SAFETY: f is a live slice of f.len() bytes the kernel only reads.
+        let rc = unsafe { libc::send(tx.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        assert_eq!(rc, f.len() as isize, "send: {}", io::Error::last_os_error());
+    }
+    let mut buf = vec![];
+    let got = recv_copy(&rx, &mut buf, &copy_slot(&own, 1900), false)
+        .map(|p| p.frame.to_vec())
+        .map_err(|e| format!("{e:?}"));
+    assert!(
+        got.as_ref().is_ok_and(|f| *f == own),
+        "{:?}",
+        got.map(|f| f.len())
+    );
+    let got = recv_copy(&rx, &mut buf, &copy_slot(&next, 1900), false)
+        .map(|p| p.frame.to_vec())
+        .map_err(|e| format!("{e:?}"));
+    assert!(
+        got.as_ref().is_ok_and(|f| *f == next),
+        "{:?}",
+        got.map(|f| f.len())
+    );
+    // nothing queued: the slot's packet is missing, and nothing waits behind it
+    assert_eq!(
+        recv_copy(&rx, &mut buf, &copy_slot(&next, 1900), false).err(),
+        Some(CopyLost::Missing)
+    );
+}
+
+/// A link that goes down and up sets the socket's error (`ENETDOWN`), which the next read of
+/// the queue reports once instead of a packet: a frame too long for its slot that waits then
+/// is still read whole, and so are the ones after it.
+#[test]
+fn frames_longer_than_their_slot_survive_a_link_going_down_and_up() {
+    let test = "frames_longer_than_their_slot_survive_a_link_going_down_and_up";
+    let Some(pair) = VethPair::create(test, "agd") else {
+        return;
+    };
+    let (mut router, mut peer) = open_small_slots(&pair, None);
+    let plain = VnetHdr::default();
+    let frames: Vec<Vec<u8>> = (1..=3).map(|seq| frame(FROM_ROUTER, seq, 5000)).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    send_all_vnet(&mut router, &[frames[0].as_slice()], &[plain], deadline);
+    // the first is in its slot and on the queue before the link goes down
+    std::thread::sleep(Duration::from_millis(100));
+    for state in ["down", "up"] {
+        let ok = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &pair.peer, "ip", "link", "set", "vp", state,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "vp {state}");
+    }
+    let rest: Vec<&[u8]> = frames[1..].iter().map(Vec::as_slice).collect();
+    send_all_vnet(&mut router, &rest, &[plain, plain], deadline);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut got = vec![];
+    while got.len() < 3 && Instant::now() < deadline {
+        let _ = peer.poll(Duration::from_millis(20));
+        peer.rx_burst(16, |f| {
+            if ours(f, FROM_ROUTER) {
+                got.push(f.to_vec());
+            }
+        });
+    }
+    let st = peer.stats().unwrap();
+    assert!(
+        got == frames,
+        "received {:?}, {st:?}",
+        got.iter().map(|f| f[18]).collect::<Vec<_>>()
+    );
+    assert_eq!((st.rx_copied, st.rx_malformed), (3, 0), "{st:?}");
 }
