@@ -410,7 +410,8 @@ pub struct AfPacketStats {
     pub rx_copied: u64,
     /// Blocks whose frame headers pointed outside the block (their remaining frames are
     /// skipped), V2 slots that did, and `TP_STATUS_COPY` slots whose packet the socket's queue
-    /// did not hold (or held another): skipped.
+    /// did not hold: skipped. (Packets ahead of a slot's own on the queue, left behind by an
+    /// earlier slot, are dropped uncounted: that slot was counted.)
     pub rx_malformed: u64,
     /// Frames `sendmmsg` took.
     pub tx_packets: u64,
