@@ -2265,7 +2265,10 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                 let prio = match &h.prio {
                     ast::Prio::Num(n) => *n,
                     ast::Prio::Named(n, off) => {
-                        nft_lang::print::std_prio_value(t.family, n).unwrap_or(0) + off
+                        // the kernel's 32 bits: nft's sum wraps
+                        nft_lang::print::std_prio_value(t.family, n)
+                            .unwrap_or(0)
+                            .wrapping_add(*off)
                     }
                     ast::Prio::Var(v) => {
                         return Err(bad(format!("priority {v}"), &t.name, &c.name))

@@ -328,3 +328,21 @@ table inet t {
     let mut q = udp6(53);
     assert_eq!(run(&mut q, new, &mut st), HookVerdict::Drop);
 }
+
+/// A named priority plus an offset past 32 bits: the kernel's priority is the 32-bit sum,
+/// wrapped as nft 1.0.6 lists it (`raw - 2147483648` is 2147483348), never an overflow.
+#[test]
+fn a_priority_offset_past_32_bits_wraps() {
+    for (off, prio) in [
+        ("raw - 2147483648", 2_147_483_348),
+        ("security + 2147483647", -2_147_483_599),
+        ("filter + 4294967296", 0),
+    ] {
+        let text = format!(
+            "table inet t {{\n chain c {{\n  type filter hook input priority {off};\n }}\n}}\n"
+        );
+        let ast = load_str("f.nft", &text, &LoadOpts::default()).unwrap();
+        let rs = compile(&ast).unwrap();
+        assert_eq!(rs.base[0].prio, prio, "priority {off}");
+    }
+}

@@ -114,7 +114,8 @@ fn table_json(items: &mut Vec<Value>, t: &Table, o: &ListOpts) {
 pub fn prio_value(p: &Prio, family: Family) -> i64 {
     match p {
         Prio::Num(n) => *n as i64,
-        Prio::Named(n, off) => std_prio_value(family, n).unwrap_or(0) as i64 + *off as i64,
+        // 32 bits, wrapping as nft's sum does
+        Prio::Named(n, off) => i64::from(std_prio_value(family, n).unwrap_or(0).wrapping_add(*off)),
         Prio::Var(v) => v.trim().parse::<i64>().unwrap_or(0),
     }
 }

@@ -1202,7 +1202,8 @@ impl<'a> Parser<'a> {
                 -1
             };
             let (n, _) = self.number("number")?;
-            off = sign * n as i64;
+            // nft keeps 32 bits of the sum, wrapping as its listing shows
+            off = (n as i64).wrapping_mul(sign);
         }
         Ok(Prio::Named(base, off as i32))
     }

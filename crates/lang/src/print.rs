@@ -114,12 +114,17 @@ pub fn prio_str(p: &Prio, family: Family, hook: &str) -> String {
     let v = match p {
         Prio::Num(n) => *n,
         Prio::Named(n, off) => match std_prio_value(family, n) {
-            Some(b) => b + off,
+            // 32 bits, wrapping as nft's sum does
+            Some(b) => b.wrapping_add(*off),
             None => {
                 return if *off == 0 {
                     n.clone()
                 } else {
-                    format!("{n} {} {}", if *off < 0 { '-' } else { '+' }, off.abs())
+                    format!(
+                        "{n} {} {}",
+                        if *off < 0 { '-' } else { '+' },
+                        off.unsigned_abs()
+                    )
                 }
             }
         },
@@ -131,7 +136,7 @@ pub fn prio_str(p: &Prio, family: Family, hook: &str) -> String {
         STD_PRIOS
     };
     for (base, name) in table {
-        let off = v - base;
+        let off = i64::from(v) - i64::from(*base);
         if (-10..=10).contains(&off) && prio_compat(family, hook, name) {
             return match off {
                 0 => name.to_string(),

@@ -232,3 +232,50 @@ fn self_referencing_define_is_an_error() {
     let text = "define a = $b\ndefine b = $a\ntable ip t { chain c { ip saddr $a } }\n";
     assert!(load_str("loop.nft", text, &LoadOpts::default()).is_err());
 }
+
+/// A priority offset past any integer nft keeps: taken as nft 1.0.6 takes it (it loads, the
+/// offset cut to 32 bits), never an overflow. `- 2^63` once overflowed negating it.
+#[test]
+fn a_priority_offset_out_of_range_does_not_overflow() {
+    for off in [
+        "- 9223372036854775808",
+        "+ 18446744073709551615",
+        "- 18446744073709551615",
+        "+ 4294967296",
+    ] {
+        let text = format!(
+            "table inet t {{\n chain c {{\n  type filter hook input priority filter {off};\n }}\n}}\n"
+        );
+        exercise(&text);
+        assert!(
+            load_str("f.nft", &text, &LoadOpts::default()).is_ok(),
+            "priority filter {off}"
+        );
+    }
+}
+
+/// A standard priority's value plus an offset that leaves 32 bits wraps as in nft 1.0.6, whose
+/// listings are quoted here.
+#[test]
+fn a_priority_past_32_bits_wraps_as_nft_lists_it() {
+    for (off, listed) in [
+        ("raw - 2147483648", "priority 2147483348;"),
+        ("mangle + 2147483647", "priority 2147483497;"),
+        ("security + 2147483647", "priority -2147483599;"),
+        ("filter + 4294967296", "priority filter;"),
+    ] {
+        let text = format!(
+            "table inet t {{\n chain c {{\n  type filter hook input priority {off};\n }}\n}}\n"
+        );
+        let rs = load_str("f.nft", &text, &LoadOpts::default())
+            .unwrap_or_else(|e| panic!("priority {off}: {e}"));
+        let out = print::ruleset(&rs, &ListOpts::default());
+        assert!(out.contains(listed), "priority {off}:\n{out}");
+    }
+    // and in JSON, as `nft -j list ruleset` gives it
+    let text =
+        "table inet t {\n chain c {\n  type filter hook input priority raw - 2147483648;\n }\n}\n";
+    let rs = load_str("f.nft", text, &LoadOpts::default()).unwrap();
+    let json = nft_lang::json::ruleset_to_json(&rs, &ListOpts::default()).to_string();
+    assert!(json.contains("\"prio\":2147483348"), "{json}");
+}
