@@ -317,6 +317,13 @@ pub fn stats_json(shared: &Shared) -> Value {
     if truncated > 0 {
         drops.insert("rx_truncated".into(), json!(truncated));
     }
+    // frames the ring handed over but could not give whole: a slot or block header pointing
+    // outside it, or a V2 slot too short for its frame whose whole packet the socket's queue
+    // did not hold
+    let malformed: u64 = io.iter().flatten().map(|s| s.rx_malformed).sum();
+    if malformed > 0 {
+        drops.insert("rx_malformed".into(), json!(malformed));
+    }
     let cpu_ns: u64 = shared
         .worker_cpu_ns
         .iter()
@@ -619,6 +626,7 @@ mod tests {
             "tx_backpressure",
             "rx_ring_full",
             "rx_truncated",
+            "rx_malformed",
         ] {
             assert!(!drops.contains_key(k), "{k} in {v:#}");
         }
@@ -628,8 +636,10 @@ mod tests {
         shared.io_stats.lock().unwrap()[1][0].rx_drops = 6;
         shared.io_stats.lock().unwrap()[0][1].rx_truncated = 2;
         shared.io_stats.lock().unwrap()[1][1].rx_truncated = 1;
+        shared.io_stats.lock().unwrap()[1][0].rx_malformed = 4;
         let v = stats_json(&shared);
         assert_eq!(v["drops"]["rx_truncated"], json!(3), "{v:#}");
+        assert_eq!(v["drops"]["rx_malformed"], json!(4), "{v:#}");
         assert_eq!(v["drops"]["tx_bad_port"], json!(7), "{v:#}");
         assert_eq!(v["drops"]["tx_backpressure"], json!(5), "{v:#}");
         assert_eq!(v["drops"]["rx_ring_full"], json!(6), "{v:#}");
@@ -640,6 +650,7 @@ mod tests {
             "drop tx_backpressure: 5\n",
             "drop rx_ring_full: 6\n",
             "drop rx_truncated: 3\n",
+            "drop rx_malformed: 4\n",
         ] {
             assert!(text.contains(line), "{line:?} not in\n{text}");
         }
@@ -649,6 +660,7 @@ mod tests {
             "nft_offload_drops_total{reason=\"tx_backpressure\"} 5\n",
             "nft_offload_drops_total{reason=\"rx_ring_full\"} 6\n",
             "nft_offload_drops_total{reason=\"rx_truncated\"} 3\n",
+            "nft_offload_drops_total{reason=\"rx_malformed\"} 4\n",
         ] {
             assert!(prom.contains(line), "{line:?} not in\n{prom}");
         }
