@@ -133,6 +133,27 @@ pub struct Args {
     /// callgrind command that counts their instructions per connection.
     #[arg(long, conflicts_with = "fast_only")]
     pub new_only: bool,
+    /// Send the fast path's measured passes in a random order of flows (seeded), as flows
+    /// interleave at a router, instead of the order they were admitted in (which reads the
+    /// flows' lines in memory order).
+    #[arg(long)]
+    pub shuffle: bool,
+}
+
+/// `frames` in a random order (a fixed seed, so runs compare), each copied anew so that the
+/// copies lie in memory in the new order: a receive loop reads its ring in order whatever
+/// flows the frames belong to.
+fn shuffled(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut ix: Vec<usize> = (0..frames.len()).collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..ix.len()).rev() {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ix.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    ix.iter().map(|&i| frames[i].clone()).collect()
 }
 
 /// The default's shape with `n` more rules: the fast path must not care how many rules there
@@ -235,15 +256,20 @@ pub fn run(a: Args) -> Result<()> {
     let fast_topo = defaults::load_topology(a.topology.as_deref())?;
     let fast_rules = simulate::load_rules(a.ruleset.as_deref(), &fast_topo)?;
     let mut fastp = prepare(fast_topo, fast_rules, cfg.clone(), lan, &frames)?;
+    let shuffled_frames = if a.shuffle { shuffled(&frames) } else { vec![] };
+    let measured = if a.shuffle { &shuffled_frames } else { &frames };
     if a.fast_only {
         for _ in 0..FAST_PASSES {
-            fastp.pass(&frames);
+            fastp.pass(measured);
         }
         let fast = fastp.result()?;
         writeln!(
             so,
-            "fast path, {} offloaded flows, {} packets in {FAST_PASSES} passes: {:.0} packets/s",
-            fast.flows, fast.packets, fast.pps
+            "fast path, {} offloaded flows, {} packets in {FAST_PASSES} passes{}: {:.0} packets/s",
+            fast.flows,
+            fast.packets,
+            if a.shuffle { " (flows shuffled)" } else { "" },
+            fast.pps
         )?;
         writeln!(so,
             "instructions per packet: valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*fast_path_pass*' \\\n    nft-offload bench --fast-only --packets {n}   # then Ir / {}",
@@ -281,7 +307,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         for _ in 0..BY_RULES_ROUNDS {
             for (_, p) in &mut prepared {
-                p.pass(&frames);
+                p.pass(measured);
             }
         }
         for (k, p) in &prepared {
@@ -317,7 +343,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut pps = 0.0f64;
     for _ in 0..FAST_PASSES {
         pps = pps.max(pass(&mut r, Duration::from_secs(2)));
-        fastp.pass(&frames);
+        fastp.pass(measured);
     }
     let fast = fastp.result()?;
     if a.json {

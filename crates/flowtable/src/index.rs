@@ -147,11 +147,11 @@ impl Index {
         }
     }
 
-    /// The first slot of a probe, read early so that its cache line is on the way while other
-    /// packets of the burst are parsed.
-    #[inline]
-    pub fn touch(&self, h: u64) -> u32 {
-        self.slots.get(self.home(h)).copied().unwrap_or(EMPTY)
+    /// Asks for the cache line of a probe's first slot: a prefetch, which nothing waits
+    /// for, so that the line is on its way while the rest of a burst is parsed.
+    #[inline(always)]
+    pub fn prefetch(&self, h: u64) {
+        prefetch_index::prefetch_index(&*self.slots, self.home(h));
     }
 
     /// Inserts a value; the caller keeps the load under the limit (it sizes the index for its
