@@ -1313,6 +1313,17 @@ impl<B: OffloadBackend> Flowtable<B> {
                     self.index.prefetch(*h);
                 }
             }
+            // The look-up in two passes: the index's probes first, each prefetching its
+            // candidate's line, so that the lines' misses overlap too (a look-up that
+            // waited for its line would hold up the ones behind it), then the lines
+            // compared. (The probes' slots came in during the parse.)
+            let hot = &self.hot[..];
+            // (a frame the parse refused probes with hash 0: wasted, and its candidate is
+            // never read)
+            for (&h, f) in hashes.iter().zip(&mut found) {
+                *f = self.index.first_candidate(h);
+                prefetch_index::prefetch_index(hot, (*f >> 1) as usize);
+            }
             let lookups = chunk
                 .iter()
                 .zip(&recs)
@@ -1323,14 +1334,18 @@ impl<B: OffloadBackend> Flowtable<B> {
                 if p.is_err() {
                     continue;
                 }
-                let v = if r.v6() {
+                let c = *f;
+                if r.v6() {
                     let key = r.key(fs.frame());
-                    find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
+                    *f = find(&self.index, hot, &self.cold, &self.links, &key, h)
+                        .unwrap_or(u32::MAX);
                 } else {
-                    find_v4_any_port(&self.index, &self.hot, r.w, h)
-                };
-                if let Some(v) = v {
-                    *f = v;
+                    let (i, d) = ((c >> 1) as usize, (c & 1) as usize);
+                    if !hot.get(i).is_some_and(|x| x.matches_v4(d, r.w)) {
+                        // the first candidate was another key's, or there was none: the
+                        // whole probe
+                        *f = find_v4_any_port(&self.index, hot, r.w, h).unwrap_or(u32::MAX);
+                    }
                 }
             }
             let last = chunk

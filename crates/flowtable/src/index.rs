@@ -154,6 +154,28 @@ impl Index {
         prefetch_index::prefetch_index(&*self.slots, self.home(h));
     }
 
+    /// The first candidate of a probe: the value of the first slot whose tag matches, or
+    /// `u32::MAX` when an empty slot comes first (no key of this hash is here). The burst
+    /// probes with this, prefetches the candidate's line, and compares it later; only when
+    /// the candidate is not the key does it [`find`](Self::find) again.
+    #[inline(always)]
+    pub fn first_candidate(&self, h: u64) -> u32 {
+        let tag = self.tag(h);
+        let mut i = self.home(h);
+        loop {
+            let Some(&s) = self.slots.get(i) else {
+                return u32::MAX;
+            };
+            if s == EMPTY {
+                return u32::MAX;
+            }
+            if s & self.tmask == tag {
+                return s & self.vmask();
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
     /// Inserts a value; the caller keeps the load under the limit (it sizes the index for its
     /// maximum number of flows).
     pub fn insert(&mut self, h: u64, value: u32) {
@@ -230,6 +252,13 @@ mod tests {
                 }
                 for (&v, &h) in &model {
                     prop_assert_eq!(ix.find(h, |x| x == v), Some(v));
+                    // the burst's first candidate is the first value `find` offers
+                    prop_assert_eq!(ix.first_candidate(h), ix.find(h, |_| true).unwrap_or(u32::MAX));
+                }
+                // and none where the probe meets an empty slot first
+                for g in 0u64..8 {
+                    let g = g.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    prop_assert_eq!(ix.first_candidate(g), ix.find(g, |_| true).unwrap_or(u32::MAX));
                 }
             }
         }
