@@ -4,9 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use nft_engine::fib::{NextHop, RouteKind};
-use nft_engine::topology::{Encap, Interface, Topology};
+use nft_engine::topology::{Encap, Interface, Topology, TopologyError};
 use nft_io::gen::{self, GenConfig, GenInterface, PortForward, Transport};
 
 pub const TOPOLOGY: &str = include_str!("../../../examples/home.toml");
@@ -26,12 +26,108 @@ pub fn load_topology(path: Option<&Path>) -> Result<Topology> {
     let (name, text) = match path {
         Some(p) => (
             p.display().to_string(),
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading topology {}", p.display()))?,
+            std::fs::read_to_string(p).map_err(|e| anyhow!("topology {}: {e}", p.display()))?,
         ),
         None => ("the default topology".to_string(), TOPOLOGY.to_string()),
     };
-    Topology::from_toml(&text).map_err(|e| anyhow!("{name}: {e}"))
+    Topology::from_toml(&text).map_err(|e| anyhow!("{}", topology_error(&name, &text, &e)))
+}
+
+/// A topology error as nft prints a ruleset's: `FILE:LINE:COL: Error: what`, the line, and
+/// carets under the offending text. TOML syntax errors carry their place; for the others
+/// (an unknown interface, a bad address) it is the quoted value the message names, looked
+/// for from the `[[interface]]`, `[[route]]` or `[[neighbour]]` entry the error is about.
+pub fn topology_error(name: &str, text: &str, e: &TopologyError) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    // (line, first column, last column), 1-based
+    let place: Option<(usize, usize, usize)>;
+    let mut what: String;
+    match e {
+        TopologyError::Toml(msg) => {
+            // "TOML parse error at line L, column C\n  |\nL | source\n  | ^^^\nmessage"
+            let head = msg.lines().next().unwrap_or_default();
+            let nums: Vec<usize> = head
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            let carets = msg
+                .lines()
+                .find(|l| l.trim_start().starts_with("| ") && l.contains('^'))
+                .map(|l| l.matches('^').count())
+                .unwrap_or(1);
+            place = match nums[..] {
+                [l, c] => Some((l, c.max(1), c.max(1) + carets.max(1) - 1)),
+                _ => None,
+            };
+            what = msg
+                .lines()
+                .skip_while(|l| !(l.trim_start().starts_with("| ") && l.contains('^')))
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ");
+            if what.is_empty() {
+                what = msg.lines().collect::<Vec<_>>().join(" ");
+            }
+        }
+        other => {
+            let (key, entry) = match other {
+                TopologyError::Interface { iface, .. } => ("name", iface),
+                TopologyError::Route { dst, .. } => ("dst", dst),
+                TopologyError::Neighbour { ip, .. } => ("ip", ip),
+                TopologyError::Toml(_) => unreachable!(),
+            };
+            let msg = other.to_string();
+            let is_entry = |l: &&str| {
+                let l = l.trim();
+                l.starts_with(key)
+                    && l[key.len()..].trim_start().starts_with('=')
+                    && l.contains(&format!("\"{entry}\""))
+            };
+            // an entry defined twice is wrong where it comes again
+            let entry_line = if msg.ends_with("defined twice") {
+                lines.iter().rposition(is_entry)
+            } else {
+                lines.iter().position(is_entry)
+            };
+            // the last value the message quotes, e.g. `no interface "wan0"`
+            let quoted = msg
+                .rfind('"')
+                .and_then(|end| msg[..end].rfind('"').map(|start| &msg[start..=end]));
+            let found = entry_line.and_then(|from| {
+                let q = quoted?;
+                lines
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .take_while(|(i, l)| *i == from || !l.trim_start().starts_with("[["))
+                    .find_map(|(i, l)| l.find(q).map(|c| (i + 1, c + 1, c + q.len())))
+            });
+            place =
+                found.or_else(|| entry_line.map(|i| (i + 1, 1, lines[i].trim_end().len().max(1))));
+            what = msg;
+        }
+    }
+    match place {
+        Some((l, c0, c1)) if l >= 1 && l <= lines.len() => {
+            let src = lines[l - 1];
+            // keep tabs so the carets line up under the text as nft's do
+            let pad: String = src
+                .chars()
+                .take(c0 - 1)
+                .map(|ch| if ch == '\t' { '\t' } else { ' ' })
+                .collect();
+            let span = if c1 > c0 {
+                format!("{c0}-{c1}")
+            } else {
+                c0.to_string()
+            };
+            format!(
+                "{name}:{l}:{span}: Error: {what}\n{src}\n{pad}{}",
+                "^".repeat(c1 + 1 - c0)
+            )
+        }
+        _ => format!("{name}: Error: {what}"),
+    }
 }
 
 fn gen_iface(i: &Interface) -> GenInterface {

@@ -37,8 +37,9 @@ enum Cmd {
         #[arg(short = 'j', long = "json")]
         json: bool,
         /// Directory searched for relative includes (repeatable).
-        #[arg(short = 'I', long = "includepath")]
+        #[arg(short = 'I', long = "includepath", value_name = "DIR")]
         include: Vec<PathBuf>,
+        /// The ruleset (nft syntax, or libnftables JSON).
         file: PathBuf,
     },
     /// Print the listing `nft list ruleset` would show after loading FILE into an empty ruleset.
@@ -56,8 +57,9 @@ enum Cmd {
         #[arg(short = 'j', long = "json")]
         json: bool,
         /// Directory searched for relative includes (repeatable).
-        #[arg(short = 'I', long = "includepath")]
+        #[arg(short = 'I', long = "includepath", value_name = "DIR")]
         include: Vec<PathBuf>,
+        /// The ruleset (nft syntax, or libnftables JSON).
         file: PathBuf,
     },
     /// Replay a capture (or generated traffic) through a ruleset and a topology and report
@@ -76,23 +78,29 @@ enum Cmd {
         /// ruleset, flowtables or conntrack
         #[arg(value_parser = ["ruleset", "flowtables", "conntrack"])]
         what: String,
-        #[arg(long, default_value = control::DEFAULT_PATH)]
+        /// The running router's control socket (`run --control`).
+        #[arg(long, value_name = "PATH", default_value = control::DEFAULT_PATH)]
         control: PathBuf,
     },
     /// Swap the running router's ruleset atomically; a bad file changes nothing.
     Load {
+        /// The new ruleset (nft syntax); checked whole before anything changes.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
-        #[arg(long, default_value = control::DEFAULT_PATH)]
+        /// The running router's control socket (`run --control`).
+        #[arg(long, value_name = "PATH", default_value = control::DEFAULT_PATH)]
         control: PathBuf,
     },
     /// The running router's counters: per interface, per path, drops by reason, flows, CPU.
     Stats {
+        /// One JSON object.
         #[arg(long)]
         json: bool,
+        /// Prometheus text exposition format.
         #[arg(long, conflicts_with = "json")]
         prometheus: bool,
-        #[arg(long, default_value = control::DEFAULT_PATH)]
+        /// The running router's control socket (`run --control`).
+        #[arg(long, value_name = "PATH", default_value = control::DEFAULT_PATH)]
         control: PathBuf,
     },
     /// Write a seeded, realistic capture for a topology: LAN clients to Internet servers and
@@ -105,11 +113,12 @@ enum Cmd {
         /// Number of flows (a malformed frame counts as one).
         #[arg(long, default_value_t = 200)]
         flows: usize,
+        /// Seed of the generator: the same seed gives the same capture.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// A port forward to send inbound connections to: `tcp:8080=192.168.1.100:80`
         /// (repeatable; the default topology's forward when none is given).
-        #[arg(long = "forward")]
+        #[arg(long = "forward", value_name = "PROTO:PORT=ADDR:PORT")]
         forwards: Vec<String>,
         /// Output capture (pcapng).
         #[arg(short = 'o', long)]
@@ -129,10 +138,37 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            print_error(&error_chain(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// `Error: msg` on stderr, or `msg` alone when it is already as nft prints a file's error
+/// (`FILE:LINE:COL: Error: ...`, the line and carets).
+fn print_error(msg: &str) {
+    if msg.starts_with("Error: ") || msg.lines().next().is_some_and(|l| l.contains(": Error: ")) {
+        eprintln!("{msg}");
+    } else {
+        eprintln!("Error: {msg}");
+    }
+}
+
+/// The error and its causes, `: `-separated as anyhow's `{:#}` prints them, without a cause
+/// the message before it already quotes (library errors often print their source too).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut s = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if c.is_empty() || s.ends_with(&c) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&c);
+    }
+    s
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -144,7 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Simulate(args) => match simulate::run(args) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) if e.downcast_ref::<simulate::InputError>().is_some() => {
-                eprintln!("Error: {e}");
+                print_error(&e.to_string());
                 Ok(ExitCode::from(1))
             }
             Err(e) => Err(e),
@@ -174,7 +210,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprint!("{}", g.summary);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run(args) => run::run(args),
+        Cmd::Run(args) => run::run(args).map_err(|e| {
+            let denied = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            });
+            if denied {
+                e.context("`nft-offload run` needs root (CAP_NET_ADMIN and CAP_NET_RAW)")
+            } else {
+                e
+            }
+        }),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {
             let abs = std::path::absolute(&file).unwrap_or(file);
@@ -201,7 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => match load_ruleset(&file, json, include) {
             Ok(_) => Ok(ExitCode::SUCCESS),
             Err(e) => {
-                eprint!("{e}");
+                eprint!("{}", load_error(&file, &e.rendered));
                 Ok(ExitCode::from(1))
             }
         },
@@ -217,7 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rs = match load_ruleset(&file, false, include) {
                 Ok(rs) => rs,
                 Err(e) => {
-                    eprint!("{e}");
+                    eprint!("{}", load_error(&file, &e.rendered));
                     return Ok(ExitCode::from(1));
                 }
             };
@@ -238,6 +284,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A load error as nft prints it; one without a place (a JSON document's, say) is told which
+/// file it is about.
+fn load_error(file: &std::path::Path, rendered: &str) -> String {
+    let name = file.display().to_string();
+    if rendered.starts_with("Error: ") && !rendered.contains(&name) {
+        format!("{name}: {rendered}")
+    } else {
+        rendered.to_string()
     }
 }
 
@@ -263,5 +320,39 @@ fn looks_like_json(file: &std::path::Path) -> bool {
     match std::fs::read(file) {
         Ok(b) => nft_lang::json::is_json_text(&String::from_utf8_lossy(&b)),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// An error that prints its source in its own message, as `#[error("{call} failed:
+    /// {source}")]` does.
+    #[derive(Debug)]
+    struct Call(std::io::Error);
+
+    impl std::fmt::Display for Call {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "socket(AF_PACKET) failed: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Call {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = anyhow::Error::new(Call(io)).context("opening AF_PACKET on lan0");
+        assert_eq!(
+            error_chain(&e),
+            "opening AF_PACKET on lan0: socket(AF_PACKET) failed: permission denied"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&plain), "outer: inner");
     }
 }

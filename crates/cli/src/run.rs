@@ -83,8 +83,8 @@ pub struct Args {
     #[arg(long)]
     pub interfaces: String,
     /// I/O backend: af_packet or af_xdp.
-    #[arg(long, default_value = "af_packet")]
-    pub io: String,
+    #[arg(long, value_enum, default_value_t = Io::AfPacket)]
+    pub io: Io,
     /// Worker threads (AF_PACKET fanout by flow hash; one router behind a lock).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -101,11 +101,11 @@ pub struct Args {
     /// by the workers with zero-copy sockets, the kernel's placement otherwise; threads:
     /// in copy mode, the devices' NAPI threads pinned to the workers' CPUs; kernel: the
     /// kernel's placement always.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "threads", "kernel"])]
-    pub napi: String,
+    #[arg(long, value_enum, default_value_t = run_afxdp::Napi::Auto)]
+    pub napi: run_afxdp::Napi,
     /// `flags offload`: the XDP mode, auto (native, generic on veth), native or generic.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
-    pub xdp_mode: String,
+    #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
+    pub xdp_mode: XdpMode,
     /// `--io af_packet`: each socket's receive ring, MiB, in 256 KiB blocks of three frame
     /// slots, each large enough for the largest GSO super-packet (16 MiB: 192 frames).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -114,8 +114,8 @@ pub struct Args {
     /// once (a lone ACK or ping waits for nothing). v3: frames packed into blocks (about 54
     /// times as many MTU-sized frames in the same memory), a block handed over when full or
     /// after its retire timer (at least 1 ms: the latency of a lone frame).
-    #[arg(long, default_value = "v2", value_parser = ["v2", "v3"])]
-    pub rx_ring: String,
+    #[arg(long, value_enum, default_value_t = RxRing::V2)]
+    pub rx_ring: RxRing,
     /// `--io af_packet`: the receive budget per interface and burst, KiB, besides its 64
     /// frames (0: frames only). 256 KiB: four 64 KB super-packets, 64 MTU-sized frames.
     #[arg(long, default_value_t = 256)]
@@ -172,19 +172,43 @@ impl Backend {
     }
 }
 
-/// Which backend `--io` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which backend `--io` names (`afpacket` and `afxdp` are accepted too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Io {
+    #[value(name = "af_packet", alias = "afpacket")]
     AfPacket,
+    #[value(name = "af_xdp", alias = "afxdp")]
     AfXdp,
 }
 
-pub fn parse_io(s: &str) -> Result<Io> {
-    match s {
-        "af_packet" | "afpacket" => Ok(Io::AfPacket),
-        "af_xdp" | "afxdp" => Ok(Io::AfXdp),
-        other => bail!("unknown --io {other:?} (af_packet or af_xdp)"),
+/// `--xdp-mode`: which XDP modes `flags offload` tries. (Its values, like those of the other
+/// options' enums, have no doc comments: clap would show them as each value's own help in
+/// `--help`, which the option's help already gives.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpMode {
+    // native, else generic
+    Auto,
+    Native,
+    Generic,
+}
+
+impl From<XdpMode> for nft_xdp::offload::ModeRequest {
+    fn from(m: XdpMode) -> Self {
+        match m {
+            XdpMode::Auto => Self::Auto,
+            XdpMode::Native => Self::Native,
+            XdpMode::Generic => Self::Generic,
+        }
     }
+}
+
+/// `--rx-ring`: the AF_PACKET receive ring's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RxRing {
+    // TPACKET_V2: a frame slot each
+    V2,
+    // TPACKET_V3: frames packed into blocks
+    V3,
 }
 
 /// `lan=eth0,wan=eth1`: (role, kernel interface name). A bare name has no role.
@@ -309,10 +333,14 @@ pub fn load_ruleset_for(
         names.push("lo".into());
     }
     let opts = LoadOpts {
-        interfaces: Some(names),
+        interfaces: Some(names.clone()),
         ..Default::default()
     };
     let ast = load_file(path, &opts).map_err(|e| e.rendered.trim_end().to_string())?;
+    let known: Vec<String> = names.into_iter().filter(|n| n != "lo").collect();
+    for w in crate::simulate::flowtable_device_warnings(path, &ast, &known) {
+        eprintln!("{w}");
+    }
     let rules = nft_engine::rules::compile(&ast).map_err(|e| format!("{}: {e}", path.display()))?;
     if rules.has_tproxy() {
         eprintln!(
@@ -1720,7 +1748,7 @@ pub fn xdp_after_reload(
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let io = parse_io(&a.io)?;
+    let io = a.io;
     let ifs = parse_interfaces(&a.interfaces)?;
     check_kernel_forwarding()?;
     let workers = a.workers.max(1);
@@ -1801,11 +1829,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ifs: ifs.clone(),
         mono,
         io,
-        mode: match a.xdp_mode.as_str() {
-            "native" => nft_xdp::offload::ModeRequest::Native,
-            "generic" => nft_xdp::offload::ModeRequest::Generic,
-            _ => nft_xdp::offload::ModeRequest::Auto,
-        },
+        mode: a.xdp_mode.into(),
     };
     if !a.no_offload {
         let (lines, c, x) = xdp_offload(&mut router, &xdp_env);
@@ -1817,18 +1841,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let (backends, sets, steering) = match io {
         Io::AfPacket => (
-            open_backends(io, &ifs, workers, a.rx_ring_mib, a.rx_ring == "v3")?,
+            open_backends(io, &ifs, workers, a.rx_ring_mib, a.rx_ring == RxRing::V3)?,
             vec![],
             None,
         ),
         Io::AfXdp => {
-            let (sets, steering) = run_afxdp::open(
-                &ifs,
-                workers,
-                &snap.addrs,
-                chains,
-                run_afxdp::parse_napi(&a.napi)?,
-            )?;
+            let (sets, steering) = run_afxdp::open(&ifs, workers, &snap.addrs, chains, a.napi)?;
             (vec![], sets, Some(Arc::new(Mutex::new(steering))))
         }
     };
@@ -2015,7 +2033,7 @@ mod tests {
     use crate::netlink::{Addr, Link, Neigh, Snapshot};
 
     #[test]
-    fn interfaces_and_io_arguments() {
+    fn interfaces_argument() {
         assert_eq!(
             parse_interfaces("lan=eth0, wan=eth1").unwrap(),
             vec![
@@ -2031,9 +2049,20 @@ mod tests {
         assert_eq!(e.to_string(), "--interfaces: eth0 is named twice");
         assert!(parse_interfaces("").is_err());
         assert!(parse_interfaces("lan=averyveryverylongname").is_err());
-        assert_eq!(parse_io("af_packet").unwrap(), Io::AfPacket);
-        assert_eq!(parse_io("af_xdp").unwrap(), Io::AfXdp);
-        assert!(parse_io("dpdk").is_err());
+    }
+
+    #[test]
+    fn io_argument_names_and_aliases() {
+        use clap::ValueEnum;
+        for (s, io) in [
+            ("af_packet", Io::AfPacket),
+            ("afpacket", Io::AfPacket),
+            ("af_xdp", Io::AfXdp),
+            ("afxdp", Io::AfXdp),
+        ] {
+            assert_eq!(Io::from_str(s, false), Ok(io), "{s}");
+        }
+        assert!(Io::from_str("dpdk", false).is_err());
     }
 
     #[test]

@@ -251,26 +251,16 @@ impl Steering {
 
 /// Where the interfaces' receive work (their NAPI: the XDP program, in copy mode the copy
 /// into the UMEM) runs: `run --napi`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// (No doc comments on the values: see `run::XdpMode`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Napi {
-    /// Zero-copy sockets: preferred busy polling by the workers. Copy mode: the kernel's
-    /// placement (on veth, the sending CPU's softirq).
+    // Zero-copy sockets: preferred busy polling by the workers. Copy mode: the kernel's
+    // placement (on veth, the sending CPU's softirq).
     Auto,
-    /// As `Auto`, but in copy mode the devices' NAPI threads run pinned to the workers' CPUs.
+    // As `Auto`, but in copy mode the devices' NAPI threads run pinned to the workers' CPUs.
     Threads,
-    /// The kernel's placement always.
+    // The kernel's placement always.
     Kernel,
-}
-
-pub fn parse_napi(s: &str) -> Result<Napi> {
-    match s {
-        "auto" => Ok(Napi::Auto),
-        "threads" => Ok(Napi::Threads),
-        "kernel" => Ok(Napi::Kernel),
-        other => Err(anyhow!(
-            "unknown --napi {other:?} (auto, threads or kernel)"
-        )),
-    }
 }
 
 /// Opens the sockets, one [`AfXdpSet`] per worker (queue `w` of every interface on one
@@ -618,11 +608,11 @@ mod tests {
 
     #[test]
     fn napi_placement_argument() {
-        assert_eq!(parse_napi("auto").unwrap(), Napi::Auto);
-        assert_eq!(parse_napi("threads").unwrap(), Napi::Threads);
-        assert_eq!(parse_napi("kernel").unwrap(), Napi::Kernel);
-        let e = parse_napi("softirq").unwrap_err().to_string();
-        assert!(e.contains("softirq") && e.contains("auto"), "{e}");
+        use clap::ValueEnum;
+        assert_eq!(Napi::from_str("auto", false), Ok(Napi::Auto));
+        assert_eq!(Napi::from_str("threads", false), Ok(Napi::Threads));
+        assert_eq!(Napi::from_str("kernel", false), Ok(Napi::Kernel));
+        assert!(Napi::from_str("softirq", false).is_err());
     }
 
     #[test]

@@ -17,20 +17,22 @@ use crate::defaults;
 /// `nft-offload simulate`'s options (its help text is these comments).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Ruleset (nft syntax); the embedded fw4-style home router ruleset by default.
+    /// Ruleset (nft syntax); the embedded fw4-style home router ruleset by default. Rules
+    /// name the topology's interfaces.
     #[arg(short = 'f', long = "file")]
     pub ruleset: Option<PathBuf>,
-    /// Topology (TOML); the embedded home router by default.
-    #[arg(long)]
+    /// Topology (TOML: interfaces, routes, neighbours); the embedded home router
+    /// (examples/home.toml) by default.
+    #[arg(long, value_name = "TOML")]
     pub topology: Option<PathBuf>,
     /// Input capture (pcapng, or classic pcap with --iface); generated traffic by default.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
-    /// The interface every packet of a classic pcap arrived on.
+    /// The interface every packet of a classic pcap arrived on (pcapng names its own).
     #[arg(long = "iface", value_name = "IFACE")]
     pub pcap_iface: Option<String>,
     /// Output capture (pcapng), each packet on its egress interface.
-    #[arg(short = 'o', long)]
+    #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// The report as one JSON object.
     #[arg(long)]
@@ -39,10 +41,10 @@ pub struct Args {
     #[arg(long)]
     pub trace: bool,
     /// Flows to generate when no capture is given.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, value_name = "N", default_value_t = 200)]
     pub flows: usize,
     /// Seed of the generated traffic.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
     /// Disable flow offload: `flow add` is a no-op and every packet takes the slow path.
     /// Output and final conntrack table are the same as with offload; only paths change.
@@ -56,8 +58,12 @@ pub struct Args {
     #[arg(long)]
     pub list_conntrack: bool,
     /// The connection table's size (`nf_conntrack_max`); 65536 by default.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub conntrack_max: Option<u32>,
+    /// Replay only the first N packets, as if the capture stopped there: the listings then
+    /// show the connections and flows still open (`[OFFLOAD]`).
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<usize>,
 }
 
 /// Errors a user can fix (bad files), told apart from bugs for the exit code.
@@ -86,14 +92,40 @@ pub fn load_rules(path: Option<&Path>, topo: &Topology) -> Result<rules::Ruleset
         names.push("lo".into());
     }
     let opts = LoadOpts {
-        interfaces: Some(names),
+        interfaces: Some(names.clone()),
         ..Default::default()
     };
     let ast = match path {
-        Some(p) => load_file(p, &opts).map_err(|e| input(e.rendered.trim_end().to_string()))?,
+        Some(p) => load_file(p, &opts).map_err(|e| {
+            let mut msg = e.rendered.trim_end().to_string();
+            if msg.contains("Error: Interface does not exist") {
+                // as nft checks the host's interfaces, simulate checks the topology's
+                msg.push_str(&format!(
+                    "\n(simulate knows the topology's interfaces: {}; --topology FILE for others)",
+                    names.join(", ")
+                ));
+            }
+            input(msg)
+        })?,
         None => load_str("the default ruleset", defaults::RULESET, &opts)
             .map_err(|e| anyhow!("{}", e.rendered))?,
     };
+    if let Some(p) = path {
+        let mut known: Vec<String> = topo.interfaces.iter().map(|i| i.name.clone()).collect();
+        for i in &topo.interfaces {
+            if let Encap::Vlan { parent, .. }
+            | Encap::QinQ { parent, .. }
+            | Encap::Pppoe { parent, .. } = &i.encap
+            {
+                if !known.contains(parent) {
+                    known.push(parent.clone());
+                }
+            }
+        }
+        for w in flowtable_device_warnings(p, &ast, &known) {
+            eprintln!("{w}");
+        }
+    }
     rules::compile(&ast).map_err(|e| {
         input(format!(
             "{}: {e}",
@@ -101,6 +133,36 @@ pub fn load_rules(path: Option<&Path>, topo: &Topology) -> Result<rules::Ruleset
                 .unwrap_or_else(|| "the default ruleset".into())
         ))
     })
+}
+
+/// Warnings for flowtable devices that are none of `known` (the router's interfaces and the
+/// ports under its sub-interfaces). The kernel refuses such a ruleset; the dataplane loads it,
+/// but nothing arriving on such a device is offloaded, which would otherwise show only as
+/// flows never admitted.
+pub fn flowtable_device_warnings(
+    path: &Path,
+    ast: &nft_lang::ast::Ruleset,
+    known: &[String],
+) -> Vec<String> {
+    let mut out = vec![];
+    for t in &ast.tables {
+        for ft in &t.flowtables {
+            for d in &ft.devices {
+                if !known.iter().any(|k| k == d) {
+                    out.push(format!(
+                        "warning: {}: flowtable {} {} {}: device {d:?} is not one of the router's \
+                         interfaces ({}); nothing arriving on it is offloaded",
+                        path.display(),
+                        t.family.name(),
+                        t.name,
+                        ft.name,
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The topology interface a capture interface name stands for: the interface itself, or
@@ -134,9 +196,10 @@ fn port_name(topo: &Topology, p: Port) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let topo = defaults::load_topology(a.topology.as_deref()).map_err(|e| input(e.to_string()))?;
+    let topo =
+        defaults::load_topology(a.topology.as_deref()).map_err(|e| input(format!("{e:#}")))?;
     let rules = load_rules(a.ruleset.as_deref(), &topo)?;
-    let frames: Vec<nft_io::Frame> = match &a.pcap {
+    let mut frames: Vec<nft_io::Frame> = match &a.pcap {
         Some(p) => {
             let iface = a.pcap_iface.clone().unwrap_or_default();
             let mut v = vec![];
@@ -165,6 +228,9 @@ pub fn run(a: Args) -> Result<()> {
             nft_io::generate(&cfg).map_err(|e| anyhow!("{e}"))?.frames
         }
     };
+    if let Some(n) = a.count {
+        frames.truncate(n);
+    }
     // map capture interfaces once
     let mut names: Vec<(String, usize)> = vec![];
     for f in &frames {
@@ -173,7 +239,24 @@ pub fn run(a: Args) -> Result<()> {
         }
         let Some(i) = ingress_index(&topo, &f.iface) else {
             let known: Vec<&str> = topo.interfaces.iter().map(|i| i.name.as_str()).collect();
-            bail!(InputError(format!("the capture has packets on interface {:?}, which the topology does not have (it has {})", f.iface, known.join(", "))));
+            let file = a
+                .pcap
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            if f.iface.is_empty() {
+                bail!(InputError(format!(
+                    "{file}: the capture does not say which interface its packets arrived on \
+                     (a classic pcap has no interface names): give --iface NAME, one of {}",
+                    known.join(", ")
+                )));
+            }
+            bail!(InputError(format!(
+                "{file}: the capture has packets on interface {:?}, which the topology does not \
+                 have (it has {}; --topology FILE for another)",
+                f.iface,
+                known.join(", ")
+            )));
         };
         names.push((f.iface.clone(), i));
     }
@@ -217,10 +300,28 @@ pub fn run(a: Args) -> Result<()> {
         out.clear();
         // time never runs backwards for the router, even if the capture does
         last = last.max(f.ts);
+        let drops_before = a.trace.then(|| router.counters().drop_map());
         router.process(&mut burst, last, &mut out);
-        if a.trace {
-            for l in router.take_trace() {
+        if let Some(before) = drops_before {
+            let lines = router.take_trace();
+            for l in &lines {
                 writeln!(so, "{l}")?;
+            }
+            // a frame dropped outside the chains (malformed, no route, ...) shows no verdict:
+            // say why; rule and policy drops already show as the chain's verdict
+            let id = lines
+                .last()
+                .and_then(|l| l.strip_prefix("trace id "))
+                .and_then(|l| l.split(' ').next())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{:08x}", n + 1));
+            for (reason, count) in router.counters().drop_map() {
+                if reason != "rule_drop"
+                    && reason != "policy_drop"
+                    && count > before.get(reason).copied().unwrap_or(0)
+                {
+                    writeln!(so, "trace id {id} drop {reason}")?;
+                }
             }
         }
         if let Some(w) = writer.as_mut() {
@@ -282,10 +383,13 @@ pub fn run(a: Args) -> Result<()> {
 pub fn text_report(r: &Report, a: &Args) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let src = match &a.pcap {
+    let mut src = match &a.pcap {
         Some(p) => p.display().to_string(),
         None => format!("generated traffic ({} flows, seed {})", a.flows, a.seed),
     };
+    if let Some(n) = a.count {
+        src.push_str(&format!(", its first {n} packets"));
+    }
     let _ = writeln!(s, "nft-offload simulate: {src}");
     let _ = writeln!(
         s,
@@ -293,6 +397,15 @@ pub fn text_report(r: &Report, a: &Args) -> String {
         r.packets_in, r.bytes_in, r.packets_out, r.bytes_out, r.host_packets
     );
     let _ = writeln!(s, "paths: {} slow path, {} fast path, {} flows offloaded ({} flow add requests, {} admitted){}", r.slow_path_packets, r.fast_path_packets, r.flows_offloaded, r.flow_add_requests, r.flows_admitted, if a.no_offload { " [--no-offload]" } else { "" });
+    if !r.flows_refused.is_empty() {
+        // why `flow add` left a connection in the slow path, by the kernel's admission rules
+        let by: Vec<String> = r
+            .flows_refused
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(s, "flow add refused: {}", by.join(", "));
+    }
     if !r.flows.is_empty() {
         let by: Vec<String> = r.flows.iter().map(|(k, v)| format!("{v} {k}")).collect();
         let _ = writeln!(s, "flows: {}", by.join(", "));

@@ -66,6 +66,38 @@ fn check_accepts_and_rejects() {
     assert_eq!(err.lines().nth(2), Some("\t\t          ^^^^^^"));
 }
 
+/// `run`'s options with a fixed set of values are checked by clap before anything else (no
+/// root needed, no ruleset read): a bad value exits 2 with clap's message listing the values.
+#[test]
+fn run_refuses_a_bad_value_and_lists_the_good_ones() {
+    for (opt, bad, values) in [
+        ("--rx-ring", "v4", "[possible values: v2, v3]"),
+        ("--io", "dpdk", "[possible values: af_packet, af_xdp]"),
+        (
+            "--napi",
+            "softirq",
+            "[possible values: auto, threads, kernel]",
+        ),
+        (
+            "--xdp-mode",
+            "hw",
+            "[possible values: auto, native, generic]",
+        ),
+    ] {
+        let out = bin()
+            .args(["run", "-f", "/nonexistent.nft", "--interfaces", "lan=eth0"])
+            .args([opt, bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{opt} {bad}: {err}");
+        let value_name = opt[2..].replace('-', "_").to_uppercase();
+        let first = format!("error: invalid value '{bad}' for '{opt} <{value_name}>'");
+        assert_eq!(err.lines().next(), Some(first.as_str()), "{err}");
+        assert_eq!(err.lines().nth(1).map(str::trim), Some(values), "{err}");
+    }
+}
+
 #[test]
 fn print_lists_like_nft() {
     let f = tmpfile(
@@ -438,4 +470,552 @@ fn simulate_conntrack_max_limits_the_table() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "--conntrack-max {bad}");
     }
+}
+
+/// Asserts that the command exited 1 without a panic or a backtrace; its stderr.
+fn failed_cleanly(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    err
+}
+
+/// A ruleset's error in `simulate` comes as `check` prints it (nft's form), not wrapped in a
+/// second `Error: `; a name the topology lacks says which names it has.
+#[test]
+fn simulate_ruleset_errors_come_as_nft_prints_them() {
+    let bad = tmpfile(
+        "sim-typo.nft",
+        "table inet t {\n\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tip saddr @nosuchset drop\n\t}\n}\n",
+    );
+    let err = failed_cleanly(&bin().args(["simulate", "-f"]).arg(&bad).output().unwrap());
+    assert_eq!(
+        err,
+        format!(
+            "{}:4:12-21: Error: Set 'nosuchset' does not exist\n\t\tip saddr @nosuchset drop\n\t\t         ^^^^^^^^^^\n",
+            bad.display()
+        )
+    );
+    let iface = tmpfile(
+        "sim-iface.nft",
+        "table inet t {\n\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tiif \"eth9\" accept\n\t}\n}\n",
+    );
+    let err = failed_cleanly(&bin().args(["simulate", "-f"]).arg(&iface).output().unwrap());
+    assert!(
+        err.starts_with(&format!(
+            "{}:4:7-12: Error: Interface does not exist\n",
+            iface.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("the topology's interfaces: br-lan, wan, lo"),
+        "{err}"
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "-f", "/nonexistent/rules.nft"])
+            .output()
+            .unwrap(),
+    );
+    assert!(!err.contains("Error: Error:"), "{err}");
+    assert!(
+        err.contains("/nonexistent/rules.nft: No such file"),
+        "{err}"
+    );
+}
+
+/// A bad topology is named by file, line and column, with the line and carets under the
+/// value, in `simulate` and `gen` alike; a missing one says why it could not be read.
+#[test]
+fn topology_errors_name_file_line_and_column() {
+    let home = include_str!("../../../examples/home.toml");
+    let wan0 = home.replacen("dev = \"wan\"", "dev = \"wan0\"", 1);
+    let line = wan0
+        .lines()
+        .position(|l| l == "dev = \"wan0\"")
+        .expect("the edit took")
+        + 1;
+    let t = tmpfile("bad-dev.toml", &wan0);
+    for cmd in [
+        &["simulate", "--topology"][..],
+        &["gen", "-o", "/dev/null", "--topology"],
+    ] {
+        let err = failed_cleanly(&bin().args(cmd).arg(&t).output().unwrap());
+        assert_eq!(
+            err,
+            format!(
+                "{}:{line}:7-12: Error: route ::/0: no interface \"wan0\"\ndev = \"wan0\"\n      ^^^^^^\n",
+                t.display()
+            ),
+            "{cmd:?}"
+        );
+    }
+    let typo = tmpfile(
+        "bad-key.toml",
+        &home.replacen(
+            "addresses = [\"192.168.1.1/24\"",
+            "adresses = [\"192.168.1.1/24\"",
+            1,
+        ),
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&typo)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.starts_with(&format!(
+            "{}:8:1-8: Error: unknown field `adresses`, expected one of",
+            typo.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("\nadresses = [\"192.168.1.1/24\""), "{err}");
+    let mac = tmpfile(
+        "bad-mac.toml",
+        &home.replacen("mac = \"02:00:00:00:01:01\"", "mac = \"02:00:00:00:01\"", 1),
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&mac)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.starts_with(&format!(
+            "{}:7:7-22: Error: interface br-lan: bad MAC address \"02:00:00:00:01\"\nmac = \"02:00:00:00:01\"\n      ^^^^^^^^^^^^^^^^\n",
+            mac.display()
+        )),
+        "{err}"
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology", "/nonexistent/topo.toml"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        "Error: topology /nonexistent/topo.toml: No such file or directory (os error 2)\n"
+    );
+}
+
+/// Captures a user gets wrong: not a capture, cut short, classic pcap without `--iface`, an
+/// interface the topology lacks. Each is named, exits 1, and nothing panics.
+#[test]
+fn simulate_capture_errors_are_clear() {
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--pcap", "/nonexistent/in.pcapng"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        "Error: /nonexistent/in.pcapng: No such file or directory (os error 2)\n"
+    );
+    let junk = tmpfile("junk.pcapng", "not a capture at all\n");
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--pcap"])
+            .arg(&junk)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains(&format!("{}: not a pcap or pcapng capture", junk.display())),
+        "{err}"
+    );
+
+    let good = tmpfile("whole.pcapng", "");
+    succeeded(
+        &bin()
+            .args(["gen", "--flows", "10", "-o"])
+            .arg(&good)
+            .output()
+            .unwrap(),
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = std::env::temp_dir()
+        .join(format!("nft-offload-cli-{}", std::process::id()))
+        .join("cut.pcapng");
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--pcap"])
+            .arg(&cut)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains(&format!("{}: capture ends inside block ", cut.display()))
+            && err.ends_with(": the file is cut short\n"),
+        "{err}"
+    );
+
+    // classic pcap: one 60-byte frame, which names no interface
+    let mut pcap = 0xa1b2c3d4u32.to_le_bytes().to_vec();
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    for w in [0u32, 0, 65535, 1, 1_700_000_000, 0, 60, 60] {
+        pcap.extend_from_slice(&w.to_le_bytes());
+    }
+    pcap.extend_from_slice(&[0u8; 60]);
+    let classic = cut.with_file_name("classic.pcap");
+    std::fs::write(&classic, &pcap).unwrap();
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--pcap"])
+            .arg(&classic)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("give --iface NAME, one of br-lan, wan"),
+        "{err}"
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--iface", "eth0", "--pcap"])
+            .arg(&classic)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("interface \"eth0\", which the topology does not have (it has br-lan, wan"),
+        "{err}"
+    );
+    let text = succeeded(
+        &bin()
+            .args(["simulate", "--iface", "wan", "--pcap"])
+            .arg(&classic)
+            .output()
+            .unwrap(),
+    );
+    assert!(text.contains("packets: 1 in (60 bytes)"), "{text}");
+}
+
+/// `simulate -c N` stops after N packets: the generated connections are still open there, so
+/// the flowtable lists flows and `conntrack -L` marks them `[OFFLOAD]`; at the end of the
+/// whole traffic every TCP connection has closed and the flowtable is empty.
+#[test]
+fn simulate_count_shows_the_router_mid_traffic() {
+    let listing = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["simulate", "--list-flows", "--list-conntrack"])
+            .args(extra);
+        succeeded(&c.output().unwrap())
+    };
+    let whole = listing(&[]);
+    assert!(
+        whole.contains("flowtable fw4 ft { devices = { br-lan, wan }; flows 0 }"),
+        "{whole}"
+    );
+    assert!(!whole.contains("[OFFLOAD]"));
+    let mid = listing(&["-c", "1500"]);
+    assert!(
+        mid.starts_with(
+            "nft-offload simulate: generated traffic (200 flows, seed 1), its first 1500 packets\npackets: 1500 in ("
+        ),
+        "{mid}"
+    );
+    let flows: usize = mid
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("flowtable fw4 ft { devices = { br-lan, wan }; flows ")?
+                .strip_suffix(" }")?
+                .parse()
+                .ok()
+        })
+        .expect("a flowtable line");
+    let flow_lines = mid.lines().filter(|l| l.starts_with("  flow ")).count();
+    let offloaded = mid.lines().filter(|l| l.contains(" [OFFLOAD] ")).count();
+    assert!(flows > 0, "{mid}");
+    assert_eq!(flow_lines, flows, "{mid}");
+    assert_eq!(offloaded, flows, "one [OFFLOAD] entry a flow\n{mid}");
+    let shown = mid.lines().filter(|l| l.contains(" use=")).count();
+    assert!(
+        mid.contains(&format!(
+            "conntrack v1.4.8 (conntrack-tools): {shown} flow entries have been shown."
+        )),
+        "{mid}"
+    );
+}
+
+/// Rule texts beside hit counts (top rules, traces) are stateless: the ruleset's
+/// `counter packets 0 bytes 0` would contradict the hits.
+#[test]
+fn simulate_rule_texts_are_stateless() {
+    let text = succeeded(&bin().args(["simulate"]).output().unwrap());
+    assert!(!text.contains("counter packets"), "{text}");
+    assert!(
+        text.contains(
+            "inet fw4 forward_lan: oifname { \"wan\" } counter accept comment \"LAN to Internet\""
+        ),
+        "{text}"
+    );
+    let trace = succeeded(
+        &bin()
+            .args(["simulate", "--trace", "--flows", "3"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        trace.contains(
+            "inet fw4 forward_lan rule oifname { \"wan\" } counter accept comment \"LAN to Internet\" (verdict accept)"
+        ),
+        "{trace}"
+    );
+}
+
+/// The control commands with no router behind the socket say so and exit 1.
+#[test]
+fn control_commands_without_a_router() {
+    let sock =
+        std::env::temp_dir().join(format!("nft-offload-cli-none-{}.sock", std::process::id()));
+    let rules = tmpfile("ctl.nft", "table inet t {\n}\n");
+    for args in [
+        vec!["list", "ruleset"],
+        vec!["stats", "--json"],
+        vec!["load", "-f", rules.to_str().unwrap()],
+    ] {
+        let err = failed_cleanly(
+            &bin()
+                .args(&args)
+                .arg("--control")
+                .arg(&sock)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(
+            err,
+            format!(
+                "Error: connecting to {} (is `nft-offload run` running? --control PATH): No such file or directory (os error 2)\n",
+                sock.display()
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+/// A frame dropped before any chain (malformed) gets a `drop REASON` line in the trace, so
+/// every drop of the report but the rules' and policies' shows in it.
+#[test]
+fn simulate_trace_says_why_a_frame_was_dropped() {
+    let trace = succeeded(
+        &bin()
+            .args(["simulate", "--trace", "--flows", "5"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        trace.contains(
+            "trace id 00000003 packet: iif \"br-lan\" length 82\ntrace id 00000003 drop ipv6_payload_len\n"
+        ),
+        "{trace}"
+    );
+    let trace = succeeded(&bin().args(["simulate", "--trace"]).output().unwrap());
+    let report = json(&bin().args(["simulate", "--json"]).output().unwrap());
+    let mut want: Vec<(String, u64)> = report["drops"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "rule_drop" && *k != "policy_drop")
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    want.sort();
+    assert!(!want.is_empty());
+    let mut got: std::collections::BTreeMap<String, u64> = Default::default();
+    for l in trace.lines() {
+        let reason = l
+            .strip_prefix("trace id ")
+            .and_then(|r| r.split_once(' '))
+            .and_then(|(_, rest)| rest.strip_prefix("drop "));
+        if let Some(reason) = reason {
+            *got.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(got.into_iter().collect::<Vec<_>>(), want);
+}
+
+/// A flowtable device the topology lacks (nft would refuse it on a host without it) is
+/// loaded, with a warning naming it: nothing arriving there is offloaded.
+#[test]
+fn simulate_warns_of_a_flowtable_device_the_topology_lacks() {
+    let f = tmpfile(
+        "ft-dev.nft",
+        "table inet t {\n\tflowtable ft {\n\t\thook ingress priority 0; devices = { \"br-lan\", \"eth7\" };\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tmeta l4proto { tcp, udp } flow add @ft\n\t}\n}\n",
+    );
+    let out = bin().args(["simulate", "-f"]).arg(&f).output().unwrap();
+    succeeded(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "warning: {}: flowtable inet t ft: device \"eth7\" is not one of the router's interfaces (br-lan, wan); nothing arriving on it is offloaded\n",
+            f.display()
+        )
+    );
+    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fw4-home.nft");
+    let out = bin().args(["simulate", "-f"]).arg(&ex).output().unwrap();
+    succeeded(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+/// A JSON ruleset's error, which has no line to point at, names its file.
+#[test]
+fn check_json_errors_name_the_file() {
+    let f = tmpfile(
+        "no-name.json",
+        "{\"nftables\": [{\"add\": {\"table\": {\"family\": \"inet\", \"nam\": \"t\"}}}]}\n",
+    );
+    for cmd in ["check", "print"] {
+        let err = failed_cleanly(&bin().arg(cmd).arg(&f).output().unwrap());
+        assert_eq!(
+            err,
+            format!("{}: Error: table: missing property 'name'\n", f.display()),
+            "{cmd}"
+        );
+    }
+}
+
+/// `run` without the rights it needs says so (as root, the test drops to nobody with
+/// `setpriv`; without setpriv it is skipped). It gets no further than its first socket.
+#[test]
+fn run_without_root_says_it_needs_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("nft-offload-cli-noroot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("nft-offload");
+    std::fs::copy(env!("CARGO_BIN_EXE_nft-offload"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rules = dir.join("empty.nft");
+    std::fs::write(&rules, "").unwrap();
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let have = Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !have {
+            eprintln!("SKIPPED (needs setpriv to drop root)");
+            return;
+        }
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.arg("run")
+        .arg("-f")
+        .arg(&rules)
+        .args(["--interfaces", "lo", "--control"])
+        .arg(dir.join("ctl.sock"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("run without root did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = failed_cleanly(&out);
+    assert!(
+        err.starts_with("Error: `nft-offload run` needs root (CAP_NET_ADMIN and CAP_NET_RAW): "),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("Operation not permitted").count(),
+        1,
+        "the cause once: {err}"
+    );
+}
+
+/// The text report says why `flow add` left connections in the slow path: on the default,
+/// every request is either admitted or refused for a named reason.
+#[test]
+fn simulate_report_says_why_flows_were_refused() {
+    let text = succeeded(&bin().args(["simulate"]).output().unwrap());
+    let paths = text.lines().find(|l| l.starts_with("paths: ")).unwrap();
+    let (requests, admitted): (u64, u64) = {
+        let inner = paths.split_once('(').unwrap().1;
+        let n: Vec<u64> = inner
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (n[0], n[1])
+    };
+    let refused = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flow add refused: "))
+        .unwrap_or_else(|| panic!("no refusals line in\n{text}"));
+    let mut sum = 0;
+    for part in refused.split(", ") {
+        let (reason, n) = part.rsplit_once(' ').unwrap();
+        assert!(
+            reason.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{refused}"
+        );
+        sum += n.parse::<u64>().unwrap();
+    }
+    assert!(refused.contains("udp_not_assured "), "{refused}");
+    assert!(admitted > 0 && sum > 0);
+    assert_eq!(sum + admitted, requests, "{paths}\n{refused}");
+}
+
+/// An interface defined twice is pointed at where it comes again; a missing key at its entry.
+#[test]
+fn topology_errors_point_at_the_entry() {
+    let twice = tmpfile(
+        "twice.toml",
+        "[[interface]]\nname = \"a\"\nmac = \"02:00:00:00:00:01\"\n\n[[interface]]\nname = \"a\"\nmac = \"02:00:00:00:00:02\"\n",
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&twice)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{}:6:1-10: Error: interface a: defined twice\nname = \"a\"\n^^^^^^^^^^\n",
+            twice.display()
+        )
+    );
+    let no_mac = tmpfile("no-mac.toml", "[[interface]]\nname = \"a\"\n");
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&no_mac)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{}:1:1-13: Error: missing field `mac`\n[[interface]]\n^^^^^^^^^^^^^\n",
+            no_mac.display()
+        )
+    );
 }

@@ -69,10 +69,11 @@ fn run_follows_mac_and_mtu_changes() {
         return;
     }
     // GRO on at start: `run --io af_packet` leaves it on (it forwards GRO aggregates whole)
-    let Some(mut lab) = lab_with(test, "llk", "af_packet", RULES, false, false, |r| {
+    let gro_on = |r: &str| {
         sh(r, "ethtool -K wan0 gro on");
         assert_eq!(gro(r, "wan0"), "on");
-    }) else {
+    };
+    let Some(mut lab) = lab_with(test, "llk", "af_packet", RULES, false, false, gro_on, &[]) else {
         return;
     };
     let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());

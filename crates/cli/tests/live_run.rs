@@ -14,6 +14,8 @@ mod lab;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nft-offload");
 const LIVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/live");
+/// The ruleset every router of these tests starts with.
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/live/rules.nft");
 
 fn is_root() -> bool {
     Command::new("id")
@@ -27,6 +29,19 @@ fn have(cmd: &str) -> bool {
         .args(["-c", &format!("command -v {cmd}")])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Whether the test must be skipped: not root, or one of `cmds` missing ("SKIPPED (needs
+/// root, python3 and ping)").
+fn skipped(cmds: &[&str]) -> bool {
+    if is_root() && cmds.iter().all(|c| have(c)) {
+        return false;
+    }
+    let (last, rest) = cmds.split_last().expect("commands");
+    let mut needs = vec!["root"];
+    needs.extend_from_slice(rest);
+    eprintln!("SKIPPED (needs {} and {last})", needs.join(", "));
+    true
 }
 
 /// Namespaces, the router and background processes of one test; all removed on drop.
@@ -196,12 +211,14 @@ impl Lab {
         self.dir.join("ctl.sock").display().to_string()
     }
 
-    fn start_router_with(&mut self, rules: &Path, extra: &[&str]) {
+    /// `run` with [`RULES`] and `extra` arguments, in the background; returns once its
+    /// control socket is there.
+    fn start_router(&mut self, extra: &[&str]) {
         let out = std::fs::File::create(self.dir.join("router.out")).unwrap();
         let err = std::fs::File::create(self.dir.join("router.err")).unwrap();
         let ch = Command::new("ip")
             .args(["netns", "exec", &self.r, BIN, "run", "-f"])
-            .arg(rules)
+            .arg(RULES)
             .args(["--interfaces", "lan=lan,wan=wan", "--control", &self.ctl()])
             .args(extra)
             .stdout(out)
@@ -218,6 +235,15 @@ impl Lab {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The path from the client to the server checked by ping: two pings that may go
+    /// unanswered (the first packets wait for the neighbours to be resolved), then `count`
+    /// of which one at least must be answered.
+    fn ping_server(&self, count: &str) {
+        let _ = lab::ping_n(&self.c, "198.18.2.2", "2", "1");
+        let o = lab::ping_n(&self.c, "198.18.2.2", count, "1");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     }
 
     fn exec(&self, ns: &str, args: &[&str]) -> Output {
@@ -276,12 +302,8 @@ fn py(name: &str) -> String {
     format!("{LIVE}/{name}")
 }
 
-fn ping(lab: &Lab, dst: &str, count: &str) -> Output {
-    lab.exec(&lab.c, &["ping", "-c", count, "-i", "0.2", "-W", "1", dst])
-}
-
-/// A TCP transfer from `from_ns` to `host:port`, where `to_ns` listens on `bind`; returns
-/// what the sender and the receiver counted and hashed.
+/// A TCP transfer of `bytes` from `from_ns` to `host:port`, where `to_ns` listens on `bind`:
+/// the sender must have sent them all, and the receiver count and hash (SHA-256) the same.
 fn transfer(
     lab: &mut Lab,
     to_ns: &str,
@@ -290,7 +312,7 @@ fn transfer(
     host: &str,
     port: &str,
     bytes: &str,
-) -> (String, String) {
+) {
     let to_ns = to_ns.to_string();
     // `bind` is ADDR, or ADDR#PORT for a port forward's inside port
     let (baddr, bport) = match bind.rsplit_once('#') {
@@ -308,11 +330,21 @@ fn transfer(
         String::from_utf8_lossy(&o.stderr)
     );
     let sent = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    (sent, lab.finish(rx))
+    assert!(sent.starts_with(&format!("{bytes} ")), "{sent}");
+    assert_eq!(sent, lab.finish(rx));
 }
 
-fn xdp_on(lab: &Lab, dev: &str) -> bool {
-    must(&["ip", "-n", &lab.r, "link", "show", dev]).contains(" xdp")
+/// [`transfer`] from the client to the server, which listens on `addr`.
+fn upload(lab: &mut Lab, addr: &str, port: &str, bytes: &str) {
+    let (c, s) = (lab.c.clone(), lab.s.clone());
+    transfer(lab, &s, addr, &c, addr, port, bytes);
+}
+
+/// [`transfer`] through the ruleset's port forward: from the server to the router's WAN
+/// address port 8080, which DNAT sends on to the client's port 80.
+fn port_forward_in(lab: &mut Lab, bytes: &str) {
+    let (c, s) = (lab.c.clone(), lab.s.clone());
+    transfer(lab, &c, "198.18.1.2#80", &s, "198.18.2.1", "8080", bytes);
 }
 
 #[test]
@@ -328,8 +360,7 @@ fn live_router_af_xdp() {
 }
 
 fn live_router(io: &str) {
-    if !is_root() || !have("python3") || !have("ping") {
-        eprintln!("SKIPPED (needs root, python3 and ping)");
+    if skipped(&["python3", "ping"]) {
         return;
     }
     let xdp = io == "af_xdp";
@@ -338,16 +369,15 @@ fn live_router(io: &str) {
     // SHA-256 and every UDP answer prove it); AF_PACKET's partial checksums are exercised by
     // the two-worker test.
     let mut lab = Lab::new(if xdp { "ax" } else { "ap" }, xdp);
-    let rules = PathBuf::from(LIVE).join("rules.nft");
-    lab.start_router_with(&rules, &["--io", io]);
+    lab.start_router(&["--io", io]);
     let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
     if xdp {
         assert!(
-            xdp_on(&lab, "lan") && xdp_on(&lab, "wan"),
+            lab::xdp_on(&lab.r, "lan") && lab::xdp_on(&lab.r, "wan"),
             "no steering program"
         );
         // the router's own address: its kernel answers (ARP and ICMP pass the steering)
-        let o = ping(&lab, "198.18.1.1", "2");
+        let o = lab::ping_n(&lab.c, "198.18.1.1", "2", "1");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
         let st = lab.stats();
         assert!(
@@ -366,7 +396,7 @@ fn live_router(io: &str) {
     // ping through masquerade; the first echo waits in the router for the server's MAC (the
     // kernel resolves it, asked over rtnetlink) and then goes on: nothing is lost
     for dst in ["198.18.2.2", "2001:db8:2::2"] {
-        let o = ping(&lab, dst, "3");
+        let o = lab::ping_n(&lab.c, dst, "3", "1");
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(
             text.contains("3 received"),
@@ -381,39 +411,19 @@ fn live_router(io: &str) {
     assert!(neigh.contains("198.18.2.2"), "{neigh}");
 
     // UDP flows through masquerade: the server sees the router's WAN address
-    let echo = lab.listen(&s, &[&py("udp.py"), "echo", "198.18.2.2", "5353"]);
-    let o = lab.exec(
-        &c,
-        &[
-            "python3",
-            &py("udp.py"),
-            "send",
-            "198.18.2.2",
-            "5353",
-            "8",
-            "5",
-        ],
-    );
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "40 198.18.2.1");
-    let echo6 = lab.listen(&s, &[&py("udp.py"), "echo", "2001:db8:2::2", "5353"]);
-    let o = lab.exec(
-        &c,
-        &[
-            "python3",
-            &py("udp.py"),
-            "send",
-            "2001:db8:2::2",
-            "5353",
-            "4",
-            "5",
-        ],
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "20 2001:db8:2::1"
-    );
-    for i in [echo, echo6] {
-        let _ = lab.bg[i].kill();
+    // (flows of five datagrams; the client prints how many were answered, and from which
+    // source address the server saw them)
+    for (addr, flows, answers) in [
+        ("198.18.2.2", "8", "40 198.18.2.1"),
+        ("2001:db8:2::2", "4", "20 2001:db8:2::1"),
+    ] {
+        let echo = lab.listen(&s, &[&py("udp.py"), "echo", addr, "5353"]);
+        let o = lab.exec(
+            &c,
+            &["python3", &py("udp.py"), "send", addr, "5353", flows, "5"],
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), answers);
+        let _ = lab.bg[echo].kill();
     }
     // SCTP through masquerade. AF_XDP: sent with its CRC32c left zero, as a veth peer's stack
     // leaves it for the device; the router completes it, so conntrack tracks the INIT (the
@@ -453,17 +463,7 @@ fn live_router(io: &str) {
 
     // 100 MB of TCP, checksum verified at the receiver
     let fast_before = lab.stats()["paths"]["fast"].as_u64().unwrap();
-    let (sent, got) = transfer(
-        &mut lab,
-        &s,
-        "198.18.2.2",
-        &c,
-        "198.18.2.2",
-        "5001",
-        "100000000",
-    );
-    assert!(sent.starts_with("100000000 "), "{sent}");
-    assert_eq!(sent, got);
+    upload(&mut lab, "198.18.2.2", "5001", "100000000");
     let st = lab.stats();
     if xdp {
         // the client's segments are forwarded; the server's answers come to the router's WAN
@@ -478,31 +478,11 @@ fn live_router(io: &str) {
         "the transfer took the fast path: {st:#}"
     );
     // and over IPv6
-    let (sent, got) = transfer(
-        &mut lab,
-        &s,
-        "2001:db8:2::2",
-        &c,
-        "2001:db8:2::2",
-        "5002",
-        "20000000",
-    );
-    assert!(sent.starts_with("20000000 "), "{sent}");
-    assert_eq!(sent, got);
+    upload(&mut lab, "2001:db8:2::2", "5002", "20000000");
 
     // a DNAT port forward inbound, to the router's own WAN address (the kernel would answer
     // with a RST were it not for the guard table)
-    let (sent, got) = transfer(
-        &mut lab,
-        &c,
-        "198.18.1.2#80",
-        &s,
-        "198.18.2.1",
-        "8080",
-        "2000000",
-    );
-    assert!(sent.starts_with("2000000 "), "{sent}");
-    assert_eq!(sent, got);
+    port_forward_in(&mut lab, "2000000");
 
     // a dropped port stays dropped (the server listens on it)
     let l9 = lab.listen(&s, &[&py("xfer.py"), "recv", "198.18.2.2", "9"]);
@@ -532,7 +512,7 @@ fn live_router(io: &str) {
     let more = lab.dir.join("more.nft");
     std::fs::write(
         &more,
-        std::fs::read_to_string(&rules)
+        std::fs::read_to_string(RULES)
             .unwrap()
             .replace("tcp dport 9 drop", "tcp dport 9 drop\n\t\tudp dport 7 drop"),
     )
@@ -599,7 +579,7 @@ fn live_router(io: &str) {
 
     // a route added while running: the router follows the kernel's main table
     must(&["ip", "-n", &s, "addr", "add", "198.18.5.1/32", "dev", "lo"]);
-    let o = ping(&lab, "198.18.5.1", "1");
+    let o = lab::ping_n(&lab.c, "198.18.5.1", "1", "1");
     assert!(!o.status.success(), "no route yet");
     must(&[
         "ip",
@@ -612,7 +592,7 @@ fn live_router(io: &str) {
         "198.18.2.2",
     ]);
     let t = Instant::now();
-    while !ping(&lab, "198.18.5.1", "1").status.success() {
+    while !lab::ping_n(&lab.c, "198.18.5.1", "1", "1").status.success() {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "the new route was not followed"
@@ -623,12 +603,12 @@ fn live_router(io: &str) {
     // an interface going down and up
     must(&["ip", "-n", &r, "link", "set", "wan", "down"]);
     std::thread::sleep(Duration::from_millis(300));
-    let o = ping(&lab, "198.18.2.2", "2");
+    let o = lab::ping_n(&lab.c, "198.18.2.2", "2", "1");
     assert!(!o.status.success(), "ping with the WAN down");
     must(&["ip", "-n", &r, "link", "set", "wan", "up"]);
     let t = Instant::now();
     loop {
-        if ping(&lab, "198.18.2.2", "1").status.success() {
+        if lab::ping_n(&lab.c, "198.18.2.2", "1", "1").status.success() {
             break;
         }
         assert!(
@@ -642,16 +622,7 @@ fn live_router(io: &str) {
             || st["drops"]["no_route"].as_u64().unwrap_or(0) > 0,
         "{st:#}"
     );
-    let (sent, got) = transfer(
-        &mut lab,
-        &s,
-        "198.18.2.2",
-        &c,
-        "198.18.2.2",
-        "5004",
-        "1000000",
-    );
-    assert_eq!(sent, got);
+    upload(&mut lab, "198.18.2.2", "5004", "1000000");
 
     // SIGTERM: clean shutdown, final stats, the socket and the kernel table gone
     let pid = lab.router.as_ref().unwrap().id();
@@ -676,11 +647,13 @@ fn live_router(io: &str) {
     if xdp {
         // the steering programs are off (the kernel may release the links a moment later)
         let t = Instant::now();
-        while (xdp_on(&lab, "lan") || xdp_on(&lab, "wan")) && t.elapsed() < Duration::from_secs(3) {
+        while (lab::xdp_on(&lab.r, "lan") || lab::xdp_on(&lab.r, "wan"))
+            && t.elapsed() < Duration::from_secs(3)
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(
-            !xdp_on(&lab, "lan") && !xdp_on(&lab, "wan"),
+            !lab::xdp_on(&lab.r, "lan") && !lab::xdp_on(&lab.r, "wan"),
             "XDP left attached"
         );
     }
@@ -701,7 +674,7 @@ fn live_router(io: &str) {
             BIN,
             "run",
             "-f",
-            rules.to_str().unwrap(),
+            RULES,
             "--interfaces",
             "lan=lan,wan=wan",
             "--control",
@@ -732,8 +705,7 @@ fn live_router_two_workers_af_xdp() {
 }
 
 fn two_workers(io: &str) {
-    if !is_root() || !have("python3") || !have("ping") {
-        eprintln!("SKIPPED (needs root, python3 and ping)");
+    if skipped(&["python3", "ping"]) {
         return;
     }
     let xdp = io == "af_xdp";
@@ -743,33 +715,10 @@ fn two_workers(io: &str) {
     } else {
         Lab::new("w2", true)
     };
-    let rules = PathBuf::from(LIVE).join("rules.nft");
-    lab.start_router_with(&rules, &["--workers", "2", "--io", io]);
-    let (c, s) = (lab.c.clone(), lab.s.clone());
-    let _ = ping(&lab, "198.18.2.2", "2");
-    let o = ping(&lab, "198.18.2.2", "3");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    let (sent, got) = transfer(
-        &mut lab,
-        &s,
-        "198.18.2.2",
-        &c,
-        "198.18.2.2",
-        "5001",
-        "30000000",
-    );
-    assert!(sent.starts_with("30000000 "), "{sent}");
-    assert_eq!(sent, got);
-    let (sent, got) = transfer(
-        &mut lab,
-        &c,
-        "198.18.1.2#80",
-        &s,
-        "198.18.2.1",
-        "8080",
-        "1000000",
-    );
-    assert_eq!(sent, got);
+    lab.start_router(&["--workers", "2", "--io", io]);
+    lab.ping_server("3");
+    upload(&mut lab, "198.18.2.2", "5001", "30000000");
+    port_forward_in(&mut lab, "1000000");
     let st = lab.stats();
     assert_eq!(st["workers"], 2);
     assert!(st["paths"]["fast"].as_u64().unwrap() > 10_000, "{st:#}");
@@ -782,12 +731,9 @@ fn start_af_packet(lab: &mut Lab) {
 
 /// [`start_af_packet`] with `extra` arguments for `run`.
 fn start_af_packet_with(lab: &mut Lab, extra: &[&str]) {
-    let rules = PathBuf::from(LIVE).join("rules.nft");
     let args: Vec<&str> = ["--io", "af_packet"].iter().chain(extra).copied().collect();
-    lab.start_router_with(&rules, &args);
-    let _ = ping(lab, "198.18.2.2", "2");
-    let o = ping(lab, "198.18.2.2", "2");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    lab.start_router(&args);
+    lab.ping_server("2");
 }
 
 /// The GSO tests' lab `name` with the veths' offloads as they come (TSO, GSO and checksum
@@ -808,10 +754,7 @@ fn gso_lab(name: &str, extra: &[&str]) -> Lab {
 /// `bytes` from the client to the server at `addr` (IPv4 or IPv6) port `dport` through the
 /// router, their SHA-256 checked at the server; then [`gso_stats`].
 fn gso_transfer(lab: &mut Lab, addr: &str, dport: &str, bytes: &str) -> serde_json::Value {
-    let (c, s) = (lab.c.clone(), lab.s.clone());
-    let (sent, got) = transfer(lab, &s, addr, &c, addr, dport, bytes);
-    assert!(sent.starts_with(&format!("{bytes} ")), "{sent}");
-    assert_eq!(sent, got);
+    upload(lab, addr, dport, bytes);
     gso_stats(lab)
 }
 
@@ -849,8 +792,7 @@ fn assert_masqueraded(lab: &Lab, dport: &str) {
 /// on the LAN and sent on the WAN.
 #[test]
 fn live_router_af_packet_gso() {
-    if !is_root() || !have("python3") || !have("ping") {
-        eprintln!("SKIPPED (needs root, python3 and ping)");
+    if skipped(&["python3", "ping"]) {
         return;
     }
     let mut lab = gso_lab("gs", &[]);
@@ -894,8 +836,7 @@ fn live_router_af_packet_gso() {
 /// its SHA-256 checked at the server.
 #[test]
 fn live_router_af_packet_v3_ring() {
-    if !is_root() || !have("python3") || !have("ping") {
-        eprintln!("SKIPPED (needs root, python3 and ping)");
+    if skipped(&["python3", "ping"]) {
         return;
     }
     let mut lab = gso_lab("g3", &["--rx-ring", "v3"]);
@@ -914,8 +855,7 @@ fn live_router_af_packet_v3_ring() {
 /// 5 MB over IPv6.
 #[test]
 fn live_router_af_packet_gso_slow_path() {
-    if !is_root() || !have("python3") || !have("ping") {
-        eprintln!("SKIPPED (needs root, python3 and ping)");
+    if skipped(&["python3", "ping"]) {
         return;
     }
     let mut lab = gso_lab("gn", &["--no-offload"]);
@@ -976,8 +916,7 @@ fn live_router_af_packet_gso_slow_path() {
 /// received whole on the LAN (`rx_gso`) and sent whole on the WAN (`tx_gso`).
 #[test]
 fn live_router_af_packet_gro_aggregates() {
-    if !is_root() || !have("python3") || !have("ping") {
-        eprintln!("SKIPPED (needs root, python3 and ping)");
+    if skipped(&["python3", "ping"]) {
         return;
     }
     let mut lab = Lab::new("gr", true);
@@ -1021,8 +960,7 @@ fn live_router_af_packet_gro_aggregates() {
 /// noise.
 #[test]
 fn live_router_af_packet_gro_to_wan_without_tso() {
-    if !is_root() || !have("python3") || !have("ping") || !have("timeout") {
-        eprintln!("SKIPPED (needs root, python3, ping and timeout)");
+    if skipped(&["python3", "ping", "timeout"]) {
         return;
     }
     let mut lab = Lab::new("gw", true);

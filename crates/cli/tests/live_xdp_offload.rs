@@ -66,13 +66,7 @@ fn run_reload_attaches_and_detaches_xdp_offload() {
     let (c, r, s) = (c.as_str(), r.as_str(), s.as_str());
     let sock = lab.sock.clone();
     assert!(!xdp_on(r, "lan0") && !xdp_on(r, "wan0"));
-    assert_eq!(udp_exchange(c, s, 150), 150);
-    let ct = list(&sock, "conntrack");
-    assert!(
-        ct.contains("[OFFLOAD]") && !ct.contains("[HW_OFFLOAD]"),
-        "{ct}"
-    );
-    assert_eq!(stats(&sock)["xdp_offload"], serde_json::json!([]));
+    udp_offloaded_in_software(c, s, &sock);
 
     // gains `flags offload`: the software flows go back to the slow path, are admitted
     // again and pushed to the program
@@ -86,12 +80,7 @@ fn run_reload_attaches_and_detaches_xdp_offload() {
     assert!(xdp_on(r, "lan0") && xdp_on(r, "wan0"));
     let st = stats(&sock);
     check_reload_loaded_before_the_lock(&st, 1, 1);
-    // the lock covered the swap only: attaching a verified program, less than loading it
-    let rl = &st["reloads"];
-    assert!(
-        rl["last_lock_held_ns"].as_u64() < rl["last_prepare_ns"].as_u64(),
-        "{rl:#}"
-    );
+    lock_held_for_the_swap_only(&st);
     assert_eq!(udp_exchange(c, s, 150), 150);
     std::thread::sleep(Duration::from_millis(1500));
     let ct = list(&sock, "conntrack");
@@ -124,19 +113,24 @@ fn run_reload_attaches_and_detaches_xdp_offload() {
         !xdp_on(r, "lan0") && !xdp_on(r, "wan0"),
         "XDP left attached"
     );
+    udp_offloaded_in_software(c, s, &sock);
+    assert!(lab.router.stop().is_some(), "run did not stop on SIGTERM");
+}
+
+/// 150 UDP exchanges from `c` to `s`, all answered, their flows offloaded in software
+/// (`[OFFLOAD]` in the conntrack listing, no `[HW_OFFLOAD]`), and no XDP offload in `stats`.
+fn udp_offloaded_in_software(c: &str, s: &str, sock: &str) {
     assert_eq!(udp_exchange(c, s, 150), 150);
-    let ct = list(&sock, "conntrack");
+    let ct = list(sock, "conntrack");
     assert!(
         ct.contains("[OFFLOAD]") && !ct.contains("[HW_OFFLOAD]"),
         "{ct}"
     );
-    assert_eq!(stats(&sock)["xdp_offload"], serde_json::json!([]));
-    assert!(lab.router.stop().is_some(), "run did not stop on SIGTERM");
+    assert_eq!(stats(sock)["xdp_offload"], serde_json::json!([]));
 }
 
-/// `stats --json`'s `reloads` after `n` reloads of which the last loaded one XDP program:
-/// loaded (verified) before the router's lock was taken, none with the lock held, and the
-/// lock held for the swap only, less than the loading took.
+/// `stats --json`'s `reloads` after `n` reloads that loaded `loaded` XDP programs: all loaded
+/// (verified) before the router's lock was taken, none with the lock held.
 fn check_reload_loaded_before_the_lock(st: &serde_json::Value, n: u64, loaded: u64) {
     let rl = &st["reloads"];
     assert_eq!(rl["count"], n, "{rl:#}");
@@ -145,6 +139,16 @@ fn check_reload_loaded_before_the_lock(st: &serde_json::Value, n: u64, loaded: u
     let held = rl["last_lock_held_ns"].as_u64().unwrap();
     let prepare = rl["last_prepare_ns"].as_u64().unwrap();
     eprintln!("reload {n}: prepared in {prepare} ns, router lock held {held} ns");
+}
+
+/// The last reload, which loaded an XDP program, held the router's lock for the swap only
+/// (attaching the verified program): less time than the loading took.
+fn lock_held_for_the_swap_only(st: &serde_json::Value) {
+    let rl = &st["reloads"];
+    assert!(
+        rl["last_lock_held_ns"].as_u64() < rl["last_prepare_ns"].as_u64(),
+        "{rl:#}"
+    );
 }
 
 /// One steering counter of the stats, summed over the interfaces.
@@ -390,7 +394,7 @@ fn flags_offload(test: &str, io: &str) {
 #[test]
 fn run_af_xdp_reload_puts_the_offload_in_front_of_the_steering() {
     let test = "run_af_xdp_reload_puts_the_offload_in_front_of_the_steering";
-    let Some(mut lab) = lab_with_args(
+    let Some(mut lab) = lab_with(
         test,
         "lxrx",
         "af_xdp",
@@ -445,11 +449,7 @@ fn run_af_xdp_reload_puts_the_offload_in_front_of_the_steering() {
     assert!(!said.contains("warning"), "{said}");
     let st = stats(&sock);
     check_reload_loaded_before_the_lock(&st, 1, 1);
-    let rl = &st["reloads"];
-    assert!(
-        rl["last_lock_held_ns"].as_u64() < rl["last_prepare_ns"].as_u64(),
-        "{rl:#}"
-    );
+    lock_held_for_the_swap_only(&st);
     assert_eq!(st["xdp_offload"][0]["devices"]["lan0"], "native", "{st:#}");
     // every frame passed the offload first (misses) and was steered after it
     assert!(xdp_frames(&st, "miss") > 0, "{st:#}");

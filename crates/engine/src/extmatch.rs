@@ -340,9 +340,7 @@ mod tests {
         p[0..2].copy_from_slice(&5000u16.to_be_bytes());
         for c in chunks {
             p.extend_from_slice(c);
-            while p.len() % 4 != 0 {
-                p.push(0);
-            }
+            p.resize(p.len().next_multiple_of(4), 0);
         }
         p
     }

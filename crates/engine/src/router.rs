@@ -695,18 +695,18 @@ impl Router {
     }
 
     /// Runs a burst of frames. Frames' buffers are taken (left empty); what leaves is
-    /// appended to `out`, in order. Built on [`process_slots`](Self::process_slots): the
-    /// buffers move into slots and back, without copying.
+    /// appended to `out`, in order. Built on [`process_slots`](Self::process_slots): each
+    /// frame is copied into a slot with the headroom a NIC's receive buffer has
+    /// ([`nft_flowtable::HEADROOM`]), so the fast path pushes a VLAN tag or PPPoE header in
+    /// place here as in the live router, instead of punting for want of room.
     pub fn process(&mut self, burst: &mut [Frame], now: Duration, out: &mut Vec<TxFrame>) {
         let mut slots = std::mem::take(&mut self.slots);
         let mut sent = std::mem::take(&mut self.sent);
         slots.clear();
         // An ingress beyond a port number is no interface either way; the slow path drops it.
         slots.extend(burst.iter_mut().map(|f| {
-            FrameSlot::from_vec(
-                u16::try_from(f.ingress).unwrap_or(u16::MAX),
-                std::mem::take(&mut f.data),
-            )
+            let data = std::mem::take(&mut f.data);
+            FrameSlot::new(u16::try_from(f.ingress).unwrap_or(u16::MAX), &data)
         }));
         sent.clear();
         self.process_slots(&mut slots, now, &mut sent);
@@ -1020,7 +1020,7 @@ impl Router {
                 return;
             }
         };
-        let iif = match self.ports.classify(&self.topo, ingress, &meta, &data) {
+        let iif = match self.ports.classify(&self.topo, ingress, meta, &data) {
             Ok(i) => i,
             Err(d) => {
                 return self.counters.drop(if meta.ip_version.is_none() {
@@ -1035,7 +1035,7 @@ impl Router {
             return self.counters.drop(Drop::InterfaceDown);
         }
         if meta.ip_version.is_none() {
-            if let Some(reply) = l2::arp_reply(iface, &meta) {
+            if let Some(reply) = l2::arp_reply(iface, meta) {
                 self.counters.arp_replies += 1;
                 return self.transmit(Port::Iface(iif), reply, out);
             }
@@ -1108,7 +1108,7 @@ impl Router {
             gso,
         };
         // as it arrived: what the walk changes is replayed by the flow (fragments never are)
-        let dscp_in = ip_dscp(&data[start..], &meta);
+        let dscp_in = ip_dscp(&data[start..], meta);
         match self.hook(
             Hook::Ingress,
             i32::MIN,
@@ -1173,7 +1173,7 @@ impl Router {
             if let Ok(Fate::Tx { .. }) = fate {
                 // what the walk set, for the fast path to replay (a DSCP left as it came is
                 // not replayed: the packets behind keep theirs, as the walk would)
-                let dscp_out = ip_dscp(&data[start..], &meta);
+                let dscp_out = ip_dscp(&data[start..], meta);
                 let mangles = Mangles {
                     meta_mark: (w.view.mark != 0).then_some(w.view.mark),
                     ct_mark: w.ct_mark,
@@ -1189,7 +1189,7 @@ impl Router {
                         &self.fib,
                         &self.topo,
                         id,
-                        &meta,
+                        meta,
                         now,
                     ) {
                         self.counters.flows_admitted += 1;
@@ -3393,6 +3393,71 @@ fn decrement_ttl(buf: &mut [u8], meta: &mut PacketMeta) {
     meta.ttl = meta.ttl.saturating_sub(1);
 }
 
+/// The router's own IP packet `l3` in a frame buffer for the chains (an empty Ethernet
+/// header), parsed, with its destination.
+fn own_frame(l3: &[u8], v6: bool) -> Option<(Vec<u8>, PacketMeta, IpAddr)> {
+    let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+    let mut buf = Vec::with_capacity(14 + l3.len());
+    buf.extend_from_slice(&[0u8; 12]);
+    buf.extend_from_slice(&ethertype.to_be_bytes());
+    buf.extend_from_slice(l3);
+    let meta = parse_frame(&buf).ok()?;
+    let dst = meta.dst_addr?;
+    Some((buf, meta, dst))
+}
+
+impl Walk {
+    /// [`HookIndex::protocols`] of the packet, read once until [`Walk::protos`] is reset.
+    #[inline(always)]
+    fn protocols(&mut self, meta: &PacketMeta) -> (u8, u8) {
+        match self.protos {
+            Some(p) => p,
+            None => {
+                let p = HookIndex::protocols(meta);
+                self.protos = Some(p);
+                p
+            }
+        }
+    }
+
+    /// The walk of a packet the router makes in answer to the packet of `w` (a local
+    /// packet: no NAT of its own), leaving `oif` from `src_mac` for `nexthop`.
+    fn own(
+        w: &Walk,
+        oif: usize,
+        nexthop: Option<IpAddr>,
+        src_mac: Mac,
+        conn: Option<(ConnId, Direction)>,
+        state: CtState,
+    ) -> Walk {
+        Walk {
+            iif: w.iif,
+            oif: Some(oif),
+            view: rules::PktState::default(),
+            protos: None,
+            view_headers: false,
+            nat_free: false,
+            live_hooks: None,
+            v6: w.v6,
+            zone: w.zone,
+            nexthop,
+            pkttype: 0,
+            notrack: false,
+            // conntrack looked at it unless it is untracked: without a connection, invalid
+            tracked: state != CtState::Untracked,
+            conn,
+            state,
+            src_mac,
+            flow_add: None,
+            ct_mark: None,
+            local: true,
+            frags: None,
+            hold: None,
+            gso: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -3566,70 +3631,5 @@ mod tests {
         assert_eq!(live.ct_get(CtK::Packets, None), 2);
         assert_eq!(live.ct_get(CtK::Helper, None), rules::ifname_value("ftp"));
         assert_eq!(live.ct_get(CtK::Direction, None), 1);
-    }
-}
-
-/// The router's own IP packet `l3` in a frame buffer for the chains (an empty Ethernet
-/// header), parsed, with its destination.
-fn own_frame(l3: &[u8], v6: bool) -> Option<(Vec<u8>, PacketMeta, IpAddr)> {
-    let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-    let mut buf = Vec::with_capacity(14 + l3.len());
-    buf.extend_from_slice(&[0u8; 12]);
-    buf.extend_from_slice(&ethertype.to_be_bytes());
-    buf.extend_from_slice(l3);
-    let meta = parse_frame(&buf).ok()?;
-    let dst = meta.dst_addr?;
-    Some((buf, meta, dst))
-}
-
-impl Walk {
-    /// [`HookIndex::protocols`] of the packet, read once until [`Walk::protos`] is reset.
-    #[inline(always)]
-    fn protocols(&mut self, meta: &PacketMeta) -> (u8, u8) {
-        match self.protos {
-            Some(p) => p,
-            None => {
-                let p = HookIndex::protocols(meta);
-                self.protos = Some(p);
-                p
-            }
-        }
-    }
-
-    /// The walk of a packet the router makes in answer to the packet of `w` (a local
-    /// packet: no NAT of its own), leaving `oif` from `src_mac` for `nexthop`.
-    fn own(
-        w: &Walk,
-        oif: usize,
-        nexthop: Option<IpAddr>,
-        src_mac: Mac,
-        conn: Option<(ConnId, Direction)>,
-        state: CtState,
-    ) -> Walk {
-        Walk {
-            iif: w.iif,
-            oif: Some(oif),
-            view: rules::PktState::default(),
-            protos: None,
-            view_headers: false,
-            nat_free: false,
-            live_hooks: None,
-            v6: w.v6,
-            zone: w.zone,
-            nexthop,
-            pkttype: 0,
-            notrack: false,
-            // conntrack looked at it unless it is untracked: without a connection, invalid
-            tracked: state != CtState::Untracked,
-            conn,
-            state,
-            src_mac,
-            flow_add: None,
-            ct_mark: None,
-            local: true,
-            frags: None,
-            hold: None,
-            gso: None,
-        }
     }
 }

@@ -2237,7 +2237,16 @@ pub fn compile(rs: &ast::Ruleset) -> Result<Ruleset, CompileError> {
                 for st in &r.stmts {
                     comp.stmt(st, &mut ops)?;
                 }
-                let text = nft_lang::print::rule(r, t.family, &Default::default());
+                // stateless: the text is printed beside live hit counts (traces, top rules),
+                // where the ruleset's own `counter packets 0 bytes 0` would read as a lie
+                let text = nft_lang::print::rule(
+                    r,
+                    t.family,
+                    &nft_lang::print::ListOpts {
+                        stateless: true,
+                        ..Default::default()
+                    },
+                );
                 rules.push(CRule {
                     ops,
                     handle: r.handle,
@@ -3124,9 +3133,7 @@ impl Pkt<'_> {
             },
             Load::Socket | Load::Ipsec { .. } => None,
             Load::Osf => {
-                if self.th.is_none() {
-                    return None;
-                }
+                self.th?; // a fingerprint needs the TCP header
                 crate::extmatch::osf(self.frame, self.nh, self.l3_end(), self.l4proto)
             }
         }
@@ -4046,6 +4053,8 @@ fn rare_op(
                 }
             }
         }
+        // not a guard: `dynset` adds to the set, a side effect
+        #[allow(clippy::collapsible_match)]
         Op::Dynset(d) => {
             if !dynset(rs, st, d, pkt, now_ns, keybuf) {
                 return Step::Stop;

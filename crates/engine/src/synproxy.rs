@@ -682,9 +682,7 @@ mod tests {
         l3[24..28].copy_from_slice(&1000u32.to_be_bytes());
         l3[28..32].copy_from_slice(&2000u32.to_be_bytes());
         l3.extend_from_slice(opts);
-        while l3.len() % 4 != 0 {
-            l3.push(0);
-        }
+        l3.resize(l3.len().next_multiple_of(4), 0);
         l3[32] = (((l3.len() - 20) / 4) as u8) << 4;
         l3[33] = ACK;
         let (s, d) = (

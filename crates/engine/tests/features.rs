@@ -249,9 +249,7 @@ fn dccp_request(opts: &[u8]) -> Vec<u8> {
     h[2..4].copy_from_slice(&6000u16.to_be_bytes());
     h[8] = 1; // type REQUEST (0), X
     h.extend_from_slice(opts);
-    while h.len() % 4 != 0 {
-        h.push(0);
-    }
+    h.resize(h.len().next_multiple_of(4), 0);
     h[4] = (h.len() / 4) as u8;
     ip4(33, CLIENT, REMOTE, &h)
 }

@@ -31,9 +31,12 @@ fn udp6(dport: u16) -> Vec<u8> {
     out
 }
 
+/// A `nat` hand-off: the statement, its address range and its port range.
+type NatCall = (NatSpec, Option<(u128, u128)>, Option<(u16, u16)>);
+
 #[derive(Default)]
 struct Rec {
-    nat: Vec<(NatSpec, Option<(u128, u128)>, Option<(u16, u16)>)>,
+    nat: Vec<NatCall>,
     rejects: Vec<Reject>,
     flows: Vec<String>,
     logs: Vec<String>,

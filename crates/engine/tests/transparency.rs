@@ -174,6 +174,13 @@ fn transparent(
         rep.fast_path_packets > 0,
         "{name}: nothing took the fast path: {rep:?}"
     );
+    // frames arrive with a NIC's headroom: a VLAN or PPPoE push happens on the fast path
+    assert_eq!(
+        rep.fast_path_punts.get("no_headroom"),
+        None,
+        "{name}: fast-path punts {:?}",
+        rep.fast_path_punts
+    );
     rep
 }
 

@@ -1084,7 +1084,7 @@ impl Drop for Ring {
     }
 }
 
-/// The thin syscall wrappers: each turns a C return convention into a `Result`.
+// The thin syscall wrappers: each turns a C return convention into a `Result`.
 
 /// What a socket that sends needs, the ring's and the GSO one alike: `PACKET_VNET_HDR` (each
 /// frame with its `virtio_net_hdr`) when `vnet`, and the send buffer when one is given.

@@ -30,6 +30,7 @@
 //!
 //! All `unsafe` of this backend lives here, each block with the reason it is sound.
 
+// `is_multiple_of` needs Rust 1.87; the workspace promises 1.85.
 #![allow(clippy::manual_is_multiple_of)]
 
 use std::ffi::CString;

@@ -36,11 +36,11 @@ impl Frame {
 /// editor or `tshark`.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("capture i/o: {0}")]
+    #[error("{0}")]
     Io(#[from] io::Error),
     #[error("not a pcap or pcapng capture (magic {magic:02x?})")]
     NotACapture { magic: Vec<u8> },
-    #[error("capture ends inside block {index}")]
+    #[error("capture ends inside block {index}: the file is cut short")]
     Truncated { index: u64 },
     #[error("block {index}: {what}")]
     Malformed { index: u64, what: String },

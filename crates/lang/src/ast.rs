@@ -715,7 +715,8 @@ pub enum Cmd {
     Set {
         verb: Verb,
         table: TableRef,
-        set: Set,
+        /// Boxed: a set declaration is twice the size of any other command.
+        set: Box<Set>,
     },
     Element {
         verb: Verb,

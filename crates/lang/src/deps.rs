@@ -74,9 +74,7 @@ fn eq_match(st: &Stmt) -> Option<(&Expr, &Expr)> {
 
 /// A match on the message type (`icmp type echo-request`): its value if it is one.
 fn type_match(st: &Stmt) -> Option<(&str, Option<u128>)> {
-    let Some((left, right)) = eq_match(st) else {
-        return None;
-    };
+    let (left, right) = eq_match(st)?;
     let ExprKind::Payload { proto, field } = &left.kind else {
         return None;
     };
@@ -172,9 +170,7 @@ fn icmp_deps(rule: &mut Rule) -> Result<()> {
 /// Where a payload match reads: base, bit offset, bit length, whether the field is the
 /// protocol key of its header (`ether type`, `ip protocol`).
 fn merge_key(st: &Stmt) -> Option<(u8, u32, u32, bool)> {
-    let Some((left, right)) = eq_match(st) else {
-        return None;
-    };
+    let (left, right) = eq_match(st)?;
     if !matches!(right.kind, ExprKind::Const(_)) {
         return None;
     }
@@ -499,9 +495,7 @@ fn retype(e: &mut Expr, dt: Dt) {
 
 /// Notes what a match pins for the statements after it.
 fn implied_l3(st: &Stmt) -> Option<&'static str> {
-    let Some((left, right)) = eq_match(st) else {
-        return None;
-    };
+    let (left, right) = eq_match(st)?;
     match &left.kind {
         ExprKind::Ct {
             key,

@@ -294,7 +294,7 @@ fn object_cmd(verb: Verb, kind: &str, v: &Value, implicit: bool) -> R<Cmd> {
             Ok(Cmd::Set {
                 verb,
                 table,
-                set: set_of(o, kind == "map")?,
+                set: Box::new(set_of(o, kind == "map")?),
             })
         }
         "element" => {

@@ -167,7 +167,7 @@ impl<'a> Parser<'a> {
         Ok(self.la[0].span)
     }
 
-    pub fn next(&mut self) -> Result<Token> {
+    pub fn next_tok(&mut self) -> Result<Token> {
         self.fill(0)?;
         let t = self.la.pop_front().expect("filled");
         self.prev = t.span;
@@ -189,7 +189,7 @@ impl<'a> Parser<'a> {
     fn word_if(&mut self, want: impl Fn(&str) -> bool) -> Result<Option<String>> {
         match self.peek_word()? {
             Some(x) if want(&x) => {
-                self.next()?;
+                self.next_tok()?;
                 Ok(Some(x))
             }
             _ => Ok(None),
@@ -213,7 +213,7 @@ impl<'a> Parser<'a> {
 
     fn eat_word(&mut self, w: &str) -> Result<bool> {
         if self.is_word(w)? {
-            self.next()?;
+            self.next_tok()?;
             Ok(true)
         } else {
             Ok(false)
@@ -222,7 +222,7 @@ impl<'a> Parser<'a> {
 
     fn eat(&mut self, t: &Tok) -> Result<bool> {
         if self.peek()? == t {
-            self.next()?;
+            self.next_tok()?;
             Ok(true)
         } else {
             Ok(false)
@@ -236,7 +236,7 @@ impl<'a> Parser<'a> {
         let t = self.peek_tok()?.clone();
         match t.tok {
             Tok::RBrace => {
-                self.next()?;
+                self.next_tok()?;
                 Ok(None)
             }
             Tok::Word(w) => Ok(Some((w, t.span))),
@@ -257,7 +257,7 @@ impl<'a> Parser<'a> {
 
     fn expect(&mut self, t: &Tok, want: &str) -> Result<Token> {
         if self.peek()? == t {
-            self.next()
+            self.next_tok()
         } else {
             self.unexpected(want)
         }
@@ -265,7 +265,7 @@ impl<'a> Parser<'a> {
 
     fn expect_word(&mut self, w: &str) -> Result<Token> {
         if self.is_word(w)? {
-            self.next()
+            self.next_tok()
         } else {
             self.unexpected(w)
         }
@@ -276,11 +276,11 @@ impl<'a> Parser<'a> {
         let t = self.peek_tok()?.clone();
         match t.tok {
             Tok::Word(w) => {
-                self.next()?;
+                self.next_tok()?;
                 Ok((w, t.span))
             }
             Tok::Str(s) => {
-                self.next()?;
+                self.next_tok()?;
                 Ok((s, t.span))
             }
             _ => self.unexpected(what),
@@ -324,7 +324,7 @@ impl<'a> Parser<'a> {
         if !self.is_word("handle")? {
             return Ok(None);
         }
-        self.next()?;
+        self.next_tok()?;
         let (h, span) = self.number("handle")?;
         Ok(Some(Cmd::ByName {
             verb: verb.clone(),
@@ -340,7 +340,7 @@ impl<'a> Parser<'a> {
         let t = self.peek_tok()?.clone();
         if let Tok::Word(w) = &t.tok {
             if let Some(n) = parse_u64(w) {
-                self.next()?;
+                self.next_tok()?;
                 return Ok((n, t.span));
             }
         }
@@ -353,14 +353,14 @@ impl<'a> Parser<'a> {
 
     fn skip_newlines(&mut self) -> Result<()> {
         while matches!(self.peek()?, Tok::Newline) {
-            self.next()?;
+            self.next_tok()?;
         }
         Ok(())
     }
 
     fn skip_seps(&mut self) -> Result<()> {
         while matches!(self.peek()?, Tok::Newline | Tok::Semi) {
-            self.next()?;
+            self.next_tok()?;
         }
         Ok(())
     }
@@ -368,7 +368,7 @@ impl<'a> Parser<'a> {
     fn end_of_stmt(&mut self) -> Result<()> {
         match self.peek()? {
             Tok::Newline | Tok::Semi => {
-                self.next()?;
+                self.next_tok()?;
                 Ok(())
             }
             Tok::RBrace | Tok::Eof => Ok(()),
@@ -411,11 +411,11 @@ impl<'a> Parser<'a> {
         };
         match w.as_str() {
             "define" | "redefine" => {
-                self.next()?;
+                self.next_tok()?;
                 self.define(w == "redefine")
             }
             "undefine" => {
-                self.next()?;
+                self.next_tok()?;
                 let (name, sp) = self.ident("identifier")?;
                 if self
                     .scopes
@@ -428,12 +428,12 @@ impl<'a> Parser<'a> {
                 self.end_of_stmt()
             }
             "include" => {
-                self.next()?;
+                self.next_tok()?;
                 self.include()
             }
             "add" | "create" | "insert" | "replace" | "delete" | "destroy" | "flush" | "reset"
             | "list" => {
-                self.next()?;
+                self.next_tok()?;
                 let verb = match w.as_str() {
                     "add" => Verb::Add,
                     "create" => Verb::Create,
@@ -449,7 +449,7 @@ impl<'a> Parser<'a> {
                 self.end_of_stmt()
             }
             "rename" => {
-                self.next()?;
+                self.next_tok()?;
                 self.expect_word("chain")?;
                 let table = self.table_ref()?;
                 let (from, sp) = self.chain_ident()?;
@@ -465,7 +465,7 @@ impl<'a> Parser<'a> {
             "describe" | "monitor" | "export" | "import" => {
                 // Not ruleset changes: skip to the end of the line.
                 while !matches!(self.peek()?, Tok::Newline | Tok::Semi | Tok::Eof) {
-                    self.next()?;
+                    self.next_tok()?;
                 }
                 out.push(Cmd::Noop);
                 Ok(())
@@ -493,12 +493,12 @@ impl<'a> Parser<'a> {
                 Tok::LBrace | Tok::LParen | Tok::LBracket => depth += 1,
                 Tok::RBrace | Tok::RParen | Tok::RBracket => depth -= 1,
                 Tok::Newline => {
-                    self.next()?;
+                    self.next_tok()?;
                     continue;
                 }
                 _ => {}
             }
-            toks.push(self.next()?);
+            toks.push(self.next_tok()?);
         }
         if toks.is_empty() {
             return self.unexpected("value");
@@ -513,7 +513,7 @@ impl<'a> Parser<'a> {
     }
 
     fn include(&mut self) -> Result<()> {
-        let t = self.next()?;
+        let t = self.next_tok()?;
         let Tok::Str(path) = t.tok else {
             return Err(Error::new(
                 t.span,
@@ -575,7 +575,7 @@ impl<'a> Parser<'a> {
                 // `table ip` alone would be a table named "ip"; the family applies when another
                 // identifier follows.
                 if matches!(self.peek_n(1)?, Tok::Word(_) | Tok::Str(_)) {
-                    self.next()?;
+                    self.next_tok()?;
                     return Ok(Some(f));
                 }
             }
@@ -603,12 +603,12 @@ impl<'a> Parser<'a> {
             || (verb == Verb::Reset && !matches!(obj.as_str(), "rule" | "element"))
         {
             while !matches!(self.peek()?, Tok::Newline | Tok::Semi | Tok::Eof) {
-                self.next()?;
+                self.next_tok()?;
             }
             out.push(Cmd::Noop);
             return Ok(());
         }
-        self.next()?;
+        self.next_tok()?;
         match obj.as_str() {
             "ruleset" => {
                 if verb != Verb::Flush {
@@ -737,7 +737,7 @@ impl<'a> Parser<'a> {
                 let (chain, _) = self.chain_ident()?;
                 let mut pos = RulePos::End;
                 if self.is_word("handle")? || self.is_word("position")? || self.is_word("index")? {
-                    let kw = self.next()?;
+                    let kw = self.next_tok()?;
                     let (n, _) = self.number("number")?;
                     pos = if matches!(&kw.tok, Tok::Word(w) if w == "index") {
                         RulePos::Index(n)
@@ -782,7 +782,11 @@ impl<'a> Parser<'a> {
                 match verb {
                     Verb::Add | Verb::Create => {
                         let set = self.set_decl(name, span, obj == "map", false)?;
-                        out.push(Cmd::Set { verb, table, set });
+                        out.push(Cmd::Set {
+                            verb,
+                            table,
+                            set: Box::new(set),
+                        });
                         Ok(())
                     }
                     _ => {
@@ -873,7 +877,7 @@ impl<'a> Parser<'a> {
     fn family_opt_alone(&mut self) -> Result<Option<Family>> {
         if let Some(w) = self.peek_word()? {
             if let Some(f) = Family::parse(&w) {
-                self.next()?;
+                self.next_tok()?;
                 return Ok(Some(f));
             }
         }
@@ -892,17 +896,14 @@ impl<'a> Parser<'a> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
         self.scopes.push(HashMap::new());
-        loop {
-            let Some((w, _)) = self.block_word("table object")? else {
-                break;
-            };
+        while let Some((w, _)) = self.block_word("table object")? {
             match w.as_str() {
                 "define" | "redefine" => {
-                    self.next()?;
+                    self.next_tok()?;
                     self.define(w == "redefine")?;
                 }
                 "undefine" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let (name, sp) = self.ident("identifier")?;
                     if self
                         .scopes
@@ -915,11 +916,11 @@ impl<'a> Parser<'a> {
                     }
                 }
                 "include" => {
-                    self.next()?;
+                    self.next_tok()?;
                     self.include()?;
                 }
                 "flags" => {
-                    self.next()?;
+                    self.next_tok()?;
                     loop {
                         let (f, sp) = self.ident("table flag")?;
                         if !matches!(f.as_str(), "dormant" | "owner" | "persist") {
@@ -935,12 +936,12 @@ impl<'a> Parser<'a> {
                     self.end_of_stmt()?;
                 }
                 "comment" => {
-                    self.next()?;
+                    self.next_tok()?;
                     *comment = Some(self.comment_str()?);
                     self.end_of_stmt()?;
                 }
                 "chain" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let (name, span) = self.chain_ident()?;
                     let mut chain = Chain {
                         name,
@@ -961,17 +962,17 @@ impl<'a> Parser<'a> {
                     out.append(&mut self.pending);
                 }
                 "set" | "map" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let (name, span) = self.ident("set name")?;
                     let set = self.set_decl(name, span, w == "map", true)?;
                     out.push(Cmd::Set {
                         verb: Verb::Add,
                         table: table.clone(),
-                        set,
+                        set: Box::new(set),
                     });
                 }
                 "flowtable" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let ft = self.flowtable_decl(true)?;
                     out.push(Cmd::Flowtable {
                         verb: Verb::Add,
@@ -980,7 +981,7 @@ impl<'a> Parser<'a> {
                     });
                 }
                 "counter" | "quota" | "limit" | "secmark" | "synproxy" | "ct" | "tunnel" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let kind = if w == "ct" {
                         self.ct_obj_kind()?
                     } else {
@@ -1006,7 +1007,7 @@ impl<'a> Parser<'a> {
         let t = self.peek_tok()?.clone();
         match t.tok {
             Tok::Str(s) | Tok::Word(s) => {
-                self.next()?;
+                self.next_tok()?;
                 if s.len() > 128 {
                     return Err(Error::new(t.span, "comment too long (128 bytes max)"));
                 }
@@ -1030,17 +1031,17 @@ impl<'a> Parser<'a> {
             let t = self.peek_tok()?.clone();
             match &t.tok {
                 Tok::RBrace => {
-                    self.next()?;
+                    self.next_tok()?;
                     break;
                 }
                 Tok::Word(w) if w == "type" && chain.hook.is_none() && chain.rules.is_empty() => {
-                    self.next()?;
+                    self.next_tok()?;
                     let hook = self.hook_spec(t.span)?;
                     chain.hook = Some(hook);
                     self.end_of_stmt()?;
                 }
                 Tok::Word(w) if w == "policy" && self.peek_policy_value()? => {
-                    self.next()?;
+                    self.next_tok()?;
                     let (p, sp) = self.ident("policy")?;
                     let p = p.to_ascii_lowercase();
                     if p != "accept" && p != "drop" {
@@ -1057,13 +1058,13 @@ impl<'a> Parser<'a> {
                         && matches!(self.peek_n(1)?, Tok::Str(_))
                         && matches!(self.peek_n(2)?, Tok::Newline | Tok::Semi | Tok::RBrace) =>
                 {
-                    self.next()?;
+                    self.next_tok()?;
                     chain.comment = Some(self.comment_str()?);
                     self.end_of_stmt()?;
                 }
                 Tok::Word(w) if w == "devices" && matches!(self.peek_n(1)?, Tok::Eq) => {
-                    self.next()?;
-                    self.next()?;
+                    self.next_tok()?;
+                    self.next_tok()?;
                     let devs = self.device_list()?;
                     if let Some(h) = &mut chain.hook {
                         h.devices = devs;
@@ -1071,11 +1072,11 @@ impl<'a> Parser<'a> {
                     self.end_of_stmt()?;
                 }
                 Tok::Word(w) if w == "define" || w == "redefine" => {
-                    self.next()?;
+                    self.next_tok()?;
                     self.define(w == "redefine")?;
                 }
                 Tok::Word(w) if w == "include" => {
-                    self.next()?;
+                    self.next_tok()?;
                     self.include()?;
                 }
                 _ => {
@@ -1113,7 +1114,7 @@ impl<'a> Parser<'a> {
         if self.eat_word("device")? {
             devices = self.device_list()?;
         } else if self.is_word("devices")? {
-            self.next()?;
+            self.next_tok()?;
             self.expect(&Tok::Eq, "'='")?;
             devices = self.device_list()?;
         }
@@ -1121,8 +1122,8 @@ impl<'a> Parser<'a> {
         let prio = self.prio()?;
         let mut policy = None;
         if matches!(self.peek()?, Tok::Semi) && self.is_word_n(1, "policy")? {
-            self.next()?;
-            self.next()?;
+            self.next_tok()?;
+            self.next_tok()?;
             let (p, sp) = self.ident("policy")?;
             let p = p.to_ascii_lowercase();
             if p != "accept" && p != "drop" {
@@ -1165,7 +1166,7 @@ impl<'a> Parser<'a> {
 
     fn prio(&mut self) -> Result<Prio> {
         let neg = self.eat(&Tok::Dash)?;
-        let t = self.next()?;
+        let t = self.next_tok()?;
         let base = match &t.tok {
             Tok::Word(w) => w.clone(),
             Tok::Str(s) => s.clone(),
@@ -1195,7 +1196,11 @@ impl<'a> Parser<'a> {
         // `srcnat + 10`, `filter - 5`, also written `filter-5`? nft needs spaces.
         let mut off = 0i64;
         if matches!(self.peek()?, Tok::Plus | Tok::Dash) {
-            let sign = if self.next()?.tok == Tok::Plus { 1 } else { -1 };
+            let sign = if self.next_tok()?.tok == Tok::Plus {
+                1
+            } else {
+                -1
+            };
             let (n, _) = self.number("number")?;
             off = sign * n as i64;
         }
@@ -1243,11 +1248,8 @@ impl<'a> Parser<'a> {
     fn set_block(&mut self, set: &mut Set) -> Result<()> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
-        loop {
-            let Some((w, span)) = self.block_word("set option")? else {
-                break;
-            };
-            self.next()?;
+        while let Some((w, span)) = self.block_word("set option")? {
+            self.next_tok()?;
             match w.as_str() {
                 "type" => {
                     let mut types = vec![self.type_name()?];
@@ -1316,18 +1318,18 @@ impl<'a> Parser<'a> {
                         };
                         if let Some(k) = obj_kind {
                             for _ in 0..k.split(' ').count() {
-                                self.next()?;
+                                self.next_tok()?;
                             }
                             set.obj_map = Some(k);
                         } else if self.is_word("queue")? {
                             // queue numbers: printed as `queue`, typed as a 16-bit integer
-                            self.next()?;
+                            self.next_tok()?;
                             set.data = Some(KeySpec::Types(vec!["queue".into()]));
                         } else if self.is_word("verdict")? {
-                            self.next()?;
+                            self.next_tok()?;
                             set.data = Some(KeySpec::Types(vec!["verdict".into()]));
                         } else if self.is_word("interval")? {
-                            self.next()?;
+                            self.next_tok()?;
                             set.data = Some(KeySpec::Typeof(self.typeof_expr()?));
                             set.data_interval = true;
                             if !set.flags.contains(&"interval".to_string()) {
@@ -1386,7 +1388,7 @@ impl<'a> Parser<'a> {
                                 if is_elem_stmt_kw(&k)
                                     && (k != "ct" || self.is_word_n(1, "count")?) =>
                             {
-                                sp = self.next()?.span;
+                                sp = self.next_tok()?.span;
                                 kw = k;
                             }
                             _ => break,
@@ -1410,7 +1412,7 @@ impl<'a> Parser<'a> {
         let first = self.primary(Mode::Lhs)?;
         let mut items = vec![first];
         while matches!(self.peek()?, Tok::Dot) {
-            self.next()?;
+            self.next_tok()?;
             items.push(self.primary(Mode::Lhs)?);
         }
         if items.len() == 1 {
@@ -1422,7 +1424,7 @@ impl<'a> Parser<'a> {
     }
 
     fn time_arg(&mut self) -> Result<u64> {
-        let t = self.next()?;
+        let t = self.next_tok()?;
         let text = match &t.tok {
             Tok::Word(w) => w.clone(),
             Tok::Str(s) => s.clone(),
@@ -1447,11 +1449,8 @@ impl<'a> Parser<'a> {
     fn flowtable_block(&mut self, ft: &mut Flowtable) -> Result<()> {
         self.expect(&Tok::LBrace, "'{'")?;
         self.enter()?;
-        loop {
-            let Some((w, span)) = self.block_word("flowtable option")? else {
-                break;
-            };
-            self.next()?;
+        while let Some((w, span)) = self.block_word("flowtable option")? {
+            self.next_tok()?;
             match w.as_str() {
                 "hook" => {
                     let (h, _) = self.ident("hook")?;
@@ -1518,7 +1517,7 @@ impl<'a> Parser<'a> {
             self.skip_seps()?;
         }
         if block && self.is_word("comment")? {
-            self.next()?;
+            self.next_tok()?;
             comment = Some(self.comment_str()?);
             self.skip_seps()?;
         }
@@ -1671,7 +1670,7 @@ impl<'a> Parser<'a> {
         if block {
             self.skip_seps()?;
             if self.is_word("comment")? {
-                self.next()?;
+                self.next_tok()?;
                 comment = Some(self.comment_str()?);
                 self.skip_seps()?;
             }
@@ -1705,18 +1704,18 @@ impl<'a> Parser<'a> {
             let Tok::Word(w) = &tok.tok else { break };
             match w.as_str() {
                 "id" => {
-                    self.next()?;
+                    self.next_tok()?;
                     t.id = small(self, "tunnel id", u32::MAX as u64)? as u32;
                 }
                 "ip" | "ip6" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let (dir, dsp) = self.ident("saddr or daddr")?;
                     let (dt, bits) = if w == "ip" {
                         (Dt::Ipv4Addr, 32)
                     } else {
                         (Dt::Ipv6Addr, 128)
                     };
-                    let at = self.next()?;
+                    let at = self.next_tok()?;
                     let Tok::Word(a) = &at.tok else {
                         return Err(Error::new(at.span, "syntax error, expecting address"));
                     };
@@ -1731,24 +1730,24 @@ impl<'a> Parser<'a> {
                     }
                 }
                 "sport" => {
-                    self.next()?;
+                    self.next_tok()?;
                     t.sport = small(self, "port", 65535)? as u16;
                 }
                 "dport" => {
-                    self.next()?;
+                    self.next_tok()?;
                     t.dport = small(self, "port", 65535)? as u16;
                 }
                 "tos" => {
-                    self.next()?;
+                    self.next_tok()?;
                     t.tos = small(self, "tos", 255)? as u8;
                 }
                 "ttl" => {
-                    self.next()?;
+                    self.next_tok()?;
                     t.ttl = small(self, "ttl", 255)? as u8;
                 }
                 "vxlan" | "erspan" | "geneve" => {
                     let kind = w.clone();
-                    self.next()?;
+                    self.next_tok()?;
                     self.expect(&Tok::LBrace, "'{'")?;
                     t.opts = match kind.as_str() {
                         "vxlan" => TunnelOpts::Vxlan { gbp: 0 },
@@ -1797,7 +1796,7 @@ impl<'a> Parser<'a> {
                 self.expect_word("opt-type")?;
                 let (typ, tsp) = self.number("opt-type")?;
                 self.expect_word("data")?;
-                let dt = self.next()?;
+                let dt = self.next_tok()?;
                 let data = match &dt.tok {
                     Tok::Str(d) | Tok::Word(d) => d.clone(),
                     _ => return Err(Error::new(dt.span, "syntax error, expecting data")),
@@ -1835,7 +1834,7 @@ impl<'a> Parser<'a> {
 
     /// `25 mbytes`, `25mbytes`, `1024 bytes`
     fn byte_amount(&mut self) -> Result<u64> {
-        let t = self.next()?;
+        let t = self.next_tok()?;
         let Tok::Word(w) = &t.tok else {
             return Err(Error::new(
                 t.span,
@@ -1852,7 +1851,7 @@ impl<'a> Parser<'a> {
             match self.peek()? {
                 Tok::Word(u) if byte_unit(u).is_some() => {
                     let u = u.clone();
-                    self.next()?;
+                    self.next_tok()?;
                     u
                 }
                 _ => return self.unexpected("bytes unit"),
@@ -1883,7 +1882,7 @@ impl<'a> Parser<'a> {
             }
             if let Tok::Word(w) = &t.tok {
                 if w == "comment" {
-                    self.next()?;
+                    self.next_tok()?;
                     comment = Some(self.comment_str()?);
                     continue;
                 }
@@ -1916,7 +1915,7 @@ impl<'a> Parser<'a> {
         };
         match w.as_str() {
             "accept" | "drop" | "continue" | "return" => {
-                self.next()?;
+                self.next_tok()?;
                 let v = match w.as_str() {
                     "accept" => Verdict::Accept,
                     "drop" => Verdict::Drop,
@@ -1929,7 +1928,7 @@ impl<'a> Parser<'a> {
                 })
             }
             "jump" | "goto" => {
-                self.next()?;
+                self.next_tok()?;
                 if matches!(self.peek()?, Tok::LBrace) {
                     // an anonymous chain
                     let name = format!("__chain{}", self.anon_chains);
@@ -1982,12 +1981,12 @@ impl<'a> Parser<'a> {
                     // `flow` may not start anything else
                     return self.unexpected("add");
                 }
-                self.next()?;
+                self.next_tok()?;
                 self.stmt_after_kw(&w, t.span)
             }
             // `reset tcp option mptcp`: removes an option from the packet
             "reset" if self.is_word_n(1, "tcp")? && self.is_word_n(2, "option")? => {
-                self.next()?;
+                self.next_tok()?;
                 let sp = self.peek_tok()?.span;
                 let Some(e) = self.selector("tcp", sp)? else {
                     return self.unexpected("tcp option");
@@ -2005,13 +2004,13 @@ impl<'a> Parser<'a> {
                 })
             }
             "add" | "update" | "delete" if matches!(self.peek_n(1)?, Tok::At(_)) => {
-                self.next()?;
+                self.next_tok()?;
                 let op = match w.as_str() {
                     "add" => SetOp::Add,
                     "update" => SetOp::Update,
                     _ => SetOp::Delete,
                 };
-                let at = self.next()?;
+                let at = self.next_tok()?;
                 let Tok::At(set) = at.tok else { unreachable!() };
                 self.expect(&Tok::LBrace, "'{'")?;
                 let key = self.expr(Mode::Stmt)?;
@@ -2022,11 +2021,11 @@ impl<'a> Parser<'a> {
                     let t2 = self.peek_tok()?.clone();
                     match &t2.tok {
                         Tok::RBrace => {
-                            self.next()?;
+                            self.next_tok()?;
                             break;
                         }
                         Tok::Colon => {
-                            self.next()?;
+                            self.next_tok()?;
                             data = Some(self.expr(Mode::Stmt)?);
                         }
                         Tok::Word(kw)
@@ -2036,7 +2035,7 @@ impl<'a> Parser<'a> {
                             ) =>
                         {
                             let kw = kw.clone();
-                            self.next()?;
+                            self.next_tok()?;
                             if kw == "ct" {
                                 // `ct count over 2`
                                 self.expect_word("count")?;
@@ -2068,8 +2067,8 @@ impl<'a> Parser<'a> {
                 })
             }
             "tunnel" if self.is_word_n(1, "name")? => {
-                self.next()?;
-                self.next()?;
+                self.next_tok()?;
+                self.next_tok()?;
                 let name = self.expr(Mode::Stmt)?;
                 Ok(Stmt {
                     kind: StmtKind::ObjRef {
@@ -2080,8 +2079,8 @@ impl<'a> Parser<'a> {
                 })
             }
             "ct" if self.is_word_n(1, "count")? => {
-                self.next()?;
-                self.next()?;
+                self.next_tok()?;
+                self.next_tok()?;
                 let over = self.eat_word("over")?;
                 let (n, _) = self.number("number")?;
                 Ok(Stmt {
@@ -2095,9 +2094,9 @@ impl<'a> Parser<'a> {
             "ct" if matches!(self.peek_n(1)?, Tok::Word(k) if matches!(k.as_str(), "helper" | "timeout" | "expectation"))
                 && self.is_word_n(2, "set")? =>
             {
-                self.next()?;
+                self.next_tok()?;
                 let (k, _) = self.ident("key")?;
-                self.next()?;
+                self.next_tok()?;
                 let name = self.expr(Mode::Stmt)?;
                 Ok(Stmt {
                     kind: StmtKind::ObjRef {
@@ -2128,12 +2127,12 @@ impl<'a> Parser<'a> {
                         if self.is_word("packets")?
                             && matches!(self.peek_n(1)?, Tok::Word(n) if parse_u64(n).is_some())
                         {
-                            self.next()?;
+                            self.next_tok()?;
                             packets = self.number("number")?.0;
                         } else if self.is_word("bytes")?
                             && matches!(self.peek_n(1)?, Tok::Word(n) if parse_u64(n).is_some())
                         {
-                            self.next()?;
+                            self.next_tok()?;
                             bytes = self.number("number")?.0;
                         } else {
                             break;
@@ -2190,7 +2189,7 @@ impl<'a> Parser<'a> {
                 if !self.eat_word("add")? {
                     self.eat_word("offload")?;
                 }
-                let t = self.next()?;
+                let t = self.next_tok()?;
                 let Tok::At(name) = t.tok else {
                     return Err(Error::new(
                         t.span,
@@ -2261,7 +2260,7 @@ impl<'a> Parser<'a> {
     /// An optional `ip`/`ip6` that names the family of what follows (`fwd ip to`, `rt ip6`).
     fn ip_family_word(&mut self) -> Result<Option<String>> {
         if self.is_word("ip")? || self.is_word("ip6")? {
-            return Ok(Some(self.next()?.tok.text()));
+            return Ok(Some(self.next_tok()?.tok.text()));
         }
         Ok(None)
     }
@@ -2277,7 +2276,7 @@ impl<'a> Parser<'a> {
             } else if self.eat_word("wscale")? {
                 wscale = Some(self.number("number")?.0 as u32);
             } else if self.is_word("timestamp")? || self.is_word("sack-perm")? {
-                let f = self.next()?.tok.text();
+                let f = self.next_tok()?.tok.text();
                 if !flags.contains(&f) {
                     flags.push(f);
                 }
@@ -2298,7 +2297,7 @@ impl<'a> Parser<'a> {
                 if !keep {
                     break;
                 }
-                self.next()?;
+                self.next_tok()?;
             }
         }
         Ok(())
@@ -2315,7 +2314,7 @@ impl<'a> Parser<'a> {
         // The rate: `400/minute`, `1025bytes/second`, `1 kbytes / second`, `10 mbytes/second`:
         // nft's scanner sees these as a number and a unit string that may be split by blanks
         // anywhere, so gather the words and slashes that continue it.
-        let t = self.next()?;
+        let t = self.next_tok()?;
         let Tok::Word(w) = &t.tok else {
             return Err(Error::new(
                 t.span,
@@ -2345,7 +2344,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => break,
             }
-            self.next()?;
+            self.next_tok()?;
             span = span.to(nt.span);
         }
         let Some((num_unit, period)) = text.split_once('/') else {
@@ -2388,7 +2387,7 @@ impl<'a> Parser<'a> {
         }
         let mut burst = None;
         if self.eat_word("burst")? {
-            let t2 = self.next()?;
+            let t2 = self.next_tok()?;
             let Tok::Word(bw) = &t2.tok else {
                 return Err(Error::new(t2.span, "syntax error, expecting number"));
             };
@@ -2398,7 +2397,7 @@ impl<'a> Parser<'a> {
             let bu = if bu.is_empty() {
                 match self.peek()?.clone() {
                     Tok::Word(u) if is_rate_unit(&u) => {
-                        self.next()?;
+                        self.next_tok()?;
                         u
                     }
                     _ => String::new(),
@@ -2444,12 +2443,11 @@ impl<'a> Parser<'a> {
 
     fn log_body(&mut self) -> Result<LogStmt> {
         let mut l = LogStmt::default();
-        loop {
-            let Some(w) = self.peek_word()? else { break };
+        while let Some(w) = self.peek_word()? {
             match w.as_str() {
                 "prefix" => {
-                    self.next()?;
-                    let t = self.next()?;
+                    self.next_tok()?;
+                    let t = self.next_tok()?;
                     let e = match t.tok {
                         Tok::Str(s) => Expr::new(ExprKind::Quoted(s), t.span),
                         Tok::Word(s) => Expr::new(ExprKind::Quoted(s), t.span),
@@ -2458,19 +2456,19 @@ impl<'a> Parser<'a> {
                     l.prefix = Some(e);
                 }
                 "group" => {
-                    self.next()?;
+                    self.next_tok()?;
                     l.group = Some(self.number("number")?.0 as u32);
                 }
                 "snaplen" => {
-                    self.next()?;
+                    self.next_tok()?;
                     l.snaplen = Some(self.number("number")?.0 as u32);
                 }
                 "queue-threshold" => {
-                    self.next()?;
+                    self.next_tok()?;
                     l.queue_threshold = Some(self.number("number")?.0 as u32);
                 }
                 "level" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let (lv, sp) = self.ident("level")?;
                     if !matches!(
                         lv.as_str(),
@@ -2489,7 +2487,7 @@ impl<'a> Parser<'a> {
                     l.level = Some(lv);
                 }
                 "flags" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let (f, sp) = self.ident("log flag")?;
                     match f.as_str() {
                         "tcp" => {
@@ -2569,7 +2567,7 @@ impl<'a> Parser<'a> {
                 if (self.is_word("ip")? || self.is_word("ip6")?)
                     && matches!(self.peek_n(1)?, Tok::Word(x) if matches!(x.as_str(), "to" | "prefix" | "addr" | "interval"))
                 {
-                    family = Some(self.next()?.tok.text());
+                    family = Some(self.next_tok()?.tok.text());
                 }
                 let mut need_to = family.is_some();
                 if self.eat_word("addr")? {
@@ -2605,10 +2603,9 @@ impl<'a> Parser<'a> {
             }
         }
         let mut flags = vec![];
-        loop {
-            let Some(f) = self.peek_word()? else { break };
+        while let Some(f) = self.peek_word()? {
             if matches!(f.as_str(), "random" | "fully-random" | "persistent") {
-                self.next()?;
+                self.next_tok()?;
                 if !flags.contains(&f) {
                     flags.push(f);
                 }
@@ -2701,7 +2698,7 @@ impl<'a> Parser<'a> {
                     }
                 }
             } else if self.is_word("bypass")? || self.is_word("fanout")? {
-                let f = self.next()?.tok.text();
+                let f = self.next_tok()?.tok.text();
                 if !flags.contains(&f) {
                     flags.push(f);
                 }
@@ -2719,7 +2716,7 @@ impl<'a> Parser<'a> {
         let left = self.expr(Mode::Lhs)?;
         let span = left.span;
         if self.is_word("set")? {
-            self.next()?;
+            self.next_tok()?;
             let mut value = self.expr(Mode::Stmt)?;
             // a flag list: `ct event set new,related`
             if matches!(self.peek()?, Tok::Comma)
@@ -2755,7 +2752,7 @@ impl<'a> Parser<'a> {
             });
         }
         if self.is_word("vmap")? {
-            self.next()?;
+            self.next_tok()?;
             let map = self.map_rhs()?;
             let sp = span.to(map.span);
             return Ok(Stmt {
@@ -2785,7 +2782,7 @@ impl<'a> Parser<'a> {
         };
         let op = match op {
             Some(o) => {
-                self.next()?;
+                self.next_tok()?;
                 o
             }
             None => {
@@ -2810,7 +2807,7 @@ impl<'a> Parser<'a> {
         let t = self.peek_tok()?.clone();
         match t.tok {
             Tok::At(n) => {
-                self.next()?;
+                self.next_tok()?;
                 Ok(Expr::new(ExprKind::SetRef(n), t.span))
             }
             Tok::LBrace => self.set_expr(),
@@ -2873,7 +2870,7 @@ impl<'a> Parser<'a> {
             first
         };
         if mode != Mode::Rhs && self.is_word("map")? {
-            self.next()?;
+            self.next_tok()?;
             let m = self.map_rhs()?;
             let sp = e.span.to(m.span);
             e = Expr::new(ExprKind::Map(Box::new(e), Box::new(m)), sp);
@@ -2903,7 +2900,7 @@ impl<'a> Parser<'a> {
     ) -> Result<Expr> {
         let mut l = operand(self, mode)?;
         while self.peek()? == tok || self.is_word(word)? {
-            self.next()?;
+            self.next_tok()?;
             let r = operand(self, mode)?;
             let sp = l.span.to(r.span);
             l = Expr::new(ExprKind::Binop(op, Box::new(l), Box::new(r)), sp);
@@ -2921,7 +2918,7 @@ impl<'a> Parser<'a> {
             } else {
                 return Ok(l);
             };
-            self.next()?;
+            self.next_tok()?;
             let r = self.range_expr(mode)?;
             let sp = l.span.to(r.span);
             l = Expr::new(ExprKind::Binop(op, Box::new(l), Box::new(r)), sp);
@@ -2936,13 +2933,13 @@ impl<'a> Parser<'a> {
         }
         match self.peek()? {
             Tok::Dash => {
-                self.next()?;
+                self.next_tok()?;
                 let r = self.primary(Mode::Rhs)?;
                 let sp = l.span.to(r.span);
                 Ok(Expr::new(ExprKind::Range(Box::new(l), Box::new(r)), sp))
             }
             Tok::Slash => {
-                self.next()?;
+                self.next_tok()?;
                 let r = self.primary(Mode::Rhs)?;
                 let sp = l.span.to(r.span);
                 match &r.kind {
@@ -2989,7 +2986,7 @@ impl<'a> Parser<'a> {
             let key = self.set_elem_key()?;
             let key = self.elem_opts(key)?;
             let e = if matches!(self.peek()?, Tok::Colon) {
-                self.next()?;
+                self.next_tok()?;
                 let v = self.map_value()?;
                 let v = self.elem_opts(v)?;
                 let sp = key.span.to(v.span);
@@ -3011,7 +3008,7 @@ impl<'a> Parser<'a> {
 
     fn set_elem_key(&mut self) -> Result<Expr> {
         if matches!(self.peek()?, Tok::Star) {
-            let t = self.next()?;
+            let t = self.next_tok()?;
             return Ok(Expr::new(ExprKind::Wildcard, t.span));
         }
         self.expr(Mode::Rhs)
@@ -3022,7 +3019,7 @@ impl<'a> Parser<'a> {
         if let Tok::Word(w) = &t.tok {
             match w.as_str() {
                 "accept" | "drop" | "continue" | "return" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let v = match w.as_str() {
                         "accept" => Verdict::Accept,
                         "drop" => Verdict::Drop,
@@ -3032,7 +3029,7 @@ impl<'a> Parser<'a> {
                     return Ok(Expr::new(ExprKind::Verdict(v), t.span));
                 }
                 "jump" | "goto" => {
-                    self.next()?;
+                    self.next_tok()?;
                     let (c, sp) = self.chain_ident_expecting("string or '$'")?;
                     let v = if w == "jump" {
                         Verdict::Jump(c)
@@ -3082,27 +3079,26 @@ impl<'a> Parser<'a> {
     fn elem_opts_with(&mut self, e: Expr, stmts: bool) -> Result<Expr> {
         let mut opts = ElemOpts::default();
         let mut any = false;
-        loop {
-            let Some(w) = self.peek_word()? else { break };
+        while let Some(w) = self.peek_word()? {
             match w.as_str() {
                 "timeout" => {
-                    self.next()?;
+                    self.next_tok()?;
                     opts.timeout = Some(self.time_arg()?);
                 }
                 "expires" => {
-                    self.next()?;
+                    self.next_tok()?;
                     opts.expires = Some(self.time_arg()?);
                 }
                 "comment" => {
-                    self.next()?;
+                    self.next_tok()?;
                     opts.comment = Some(self.comment_str()?);
                 }
                 "counter" | "limit" | "quota" | "last" if stmts => {
-                    let t = self.next()?;
+                    let t = self.next_tok()?;
                     opts.stmts.push(self.stmt_after_kw(&w, t.span)?);
                 }
                 "ct" if stmts && self.is_word_n(1, "count")? => {
-                    let t = self.next()?;
+                    let t = self.next_tok()?;
                     opts.stmts.push(self.elem_stmt_after_kw("ct", t.span)?);
                 }
                 _ => break,
@@ -3122,22 +3118,22 @@ impl<'a> Parser<'a> {
         let t = self.peek_tok()?.clone();
         match &t.tok {
             Tok::LParen => {
-                self.next()?;
+                self.next_tok()?;
                 let e = self.expr(mode)?;
                 self.expect(&Tok::RParen, "')'")?;
                 Ok(e)
             }
             Tok::LBrace => self.set_expr(),
             Tok::Str(s) => {
-                self.next()?;
+                self.next_tok()?;
                 Ok(Expr::new(ExprKind::Quoted(s.clone()), t.span))
             }
             Tok::At(n) => {
-                self.next()?;
+                self.next_tok()?;
                 if matches!(n.as_str(), "ll" | "nh" | "th" | "ih")
                     && matches!(self.peek()?, Tok::Comma)
                 {
-                    self.next()?;
+                    self.next_tok()?;
                     let (off, _) = self.number("offset")?;
                     self.expect(&Tok::Comma, "','")?;
                     let (len, sp) = self.number("length")?;
@@ -3164,7 +3160,7 @@ impl<'a> Parser<'a> {
                 Ok(Expr::new(ExprKind::SetRef(n.clone()), t.span))
             }
             Tok::Star => {
-                self.next()?;
+                self.next_tok()?;
                 Ok(Expr::new(ExprKind::Wildcard, t.span))
             }
             Tok::Word(w) => {
@@ -3174,7 +3170,7 @@ impl<'a> Parser<'a> {
                         return Ok(e);
                     }
                 }
-                self.next()?;
+                self.next_tok()?;
                 Ok(Expr::new(ExprKind::Symbol(w), t.span))
             }
             _ => self.unexpected("expression"),
@@ -3196,11 +3192,11 @@ impl<'a> Parser<'a> {
                 return self.inner_selector(w, &f, span);
             }
             if w == "tcp" && f == "option" {
-                self.next()?;
-                self.next()?;
+                self.next_tok()?;
+                self.next_tok()?;
                 if let Tok::At(k) = self.peek()?.clone() {
                     // `tcp option @kind,offset,length`: raw bytes of an option
-                    let at = self.next()?.span;
+                    let at = self.next_tok()?.span;
                     let Some(kind) = tcpopt_number(&k, at)? else {
                         return Err(Error::new(at, "syntax error, expecting tcp option kind"));
                     };
@@ -3232,23 +3228,23 @@ impl<'a> Parser<'a> {
                 return mk(ExprKind::TcpOpt { opt, field }, span.to(sp));
             }
             if w == "ip" && f == "option" {
-                self.next()?;
-                self.next()?;
+                self.next_tok()?;
+                self.next_tok()?;
                 let (opt, sp) = self.ident("ip option")?;
                 let field =
                     self.word_if(|x| matches!(x, "type" | "length" | "value" | "ptr" | "addr"))?;
                 return mk(ExprKind::IpOpt { opt, field }, span.to(sp));
             }
             if w == "sctp" && f == "chunk" {
-                self.next()?;
-                self.next()?;
+                self.next_tok()?;
+                self.next_tok()?;
                 let (chunk, sp) = self.ident("sctp chunk")?;
                 let field = self.word_if(is_sctp_chunk_field)?;
                 return mk(ExprKind::SctpChunk { chunk, field }, span.to(sp));
             }
             if w == "dccp" && f == "option" {
-                self.next()?;
-                self.next()?;
+                self.next_tok()?;
+                self.next_tok()?;
                 let (n, sp) = self.number("option number")?;
                 return mk(ExprKind::DccpOpt(n as u32), span.to(sp));
             }
@@ -3256,9 +3252,9 @@ impl<'a> Parser<'a> {
                 // `arp saddr ip`, `arp daddr ether`: the address kind is part of the field
                 if let Tok::Word(kind) = self.peek_n(2)?.clone() {
                     if kind == "ip" || kind == "ether" {
-                        self.next()?;
-                        self.next()?;
-                        let kt = self.next()?;
+                        self.next_tok()?;
+                        self.next_tok()?;
+                        let kt = self.next_tok()?;
                         return mk(
                             ExprKind::Payload {
                                 proto: w.to_string(),
@@ -3270,8 +3266,8 @@ impl<'a> Parser<'a> {
                 }
             }
             if is_payload_field(w, &f) {
-                self.next()?;
-                let ft = self.next()?;
+                self.next_tok()?;
+                let ft = self.next_tok()?;
                 // `vlan cfi` is the old name of the drop eligible indicator
                 let f = if w == "vlan" && f == "cfi" {
                     "dei".to_string()
@@ -3291,18 +3287,18 @@ impl<'a> Parser<'a> {
         if is_exthdr(w) {
             if let Some(f) = &nw {
                 if is_exthdr_field(w, f) {
-                    self.next()?;
-                    let mut end = self.next()?.span;
+                    self.next_tok()?;
+                    let mut end = self.next_tok()?.span;
                     let mut field = f.clone();
                     // an address of a list: `srh sid[1]`, `rt0 addr[2]`
                     if matches!(f.as_str(), "sid" | "addr") && matches!(self.peek()?, Tok::LBracket)
                     {
-                        self.next()?;
+                        self.next_tok()?;
                         let (n, _) = self.number("list index")?;
                         if !matches!(self.peek()?, Tok::RBracket) {
                             return self.unexpected("']'");
                         }
-                        end = self.next()?.span;
+                        end = self.next_tok()?.span;
                         field = format!("{f}[{n}]");
                     }
                     return mk(
@@ -3320,7 +3316,7 @@ impl<'a> Parser<'a> {
         }
         match w {
             "exthdr" => {
-                self.next()?;
+                self.next_tok()?;
                 let (hdr, hsp) = self.ident("extension header")?;
                 // `exthdr hbh exists`, `exthdr hbh != missing`, `exthdr hbh 1`: a presence
                 // check, written with no field; the value is the right-hand side
@@ -3345,30 +3341,30 @@ impl<'a> Parser<'a> {
             "meta" => {
                 let Some(k) = nw else { return Ok(None) };
                 if !is_meta_key(&k) {
-                    self.next()?;
-                    let t = self.next()?;
+                    self.next_tok()?;
+                    let t = self.next_tok()?;
                     return Err(Error::new(
                         t.span,
                         format!("syntax error, unexpected {}", k),
                     ));
                 }
-                self.next()?;
-                let t = self.next()?;
+                self.next_tok()?;
+                let t = self.next_tok()?;
                 mk(ExprKind::Meta(k), span.to(t.span))
             }
             // `ipsec in reqid 1` is the ipsec expression, a bare `ipsec` the meta key
             _ if is_unqualified_meta(w)
                 && !(w == "ipsec" && matches!(nw.as_deref(), Some("in" | "out"))) =>
             {
-                self.next()?;
+                self.next_tok()?;
                 mk(ExprKind::Meta(w.to_string()), span)
             }
             "ct" => {
                 let Some(mut k) = nw else { return Ok(None) };
-                self.next()?;
+                self.next_tok()?;
                 let mut dir = None;
                 let mut family = None;
-                let mut sp = self.next()?.span;
+                let mut sp = self.next_tok()?.span;
                 if k == "original" || k == "reply" {
                     dir = Some(k.clone());
                     let (k2, sp2) = self.ident("ct key")?;
@@ -3394,23 +3390,23 @@ impl<'a> Parser<'a> {
                 )
             }
             "fib" => {
-                self.next()?;
+                self.next_tok()?;
                 let mut flags = vec![self.ident("fib flag")?.0];
                 while matches!(self.peek()?, Tok::Dot) {
-                    self.next()?;
+                    self.next_tok()?;
                     flags.push(self.ident("fib flag")?.0);
                 }
                 let (result, sp) = self.ident("fib result")?;
                 mk(ExprKind::Fib { flags, result }, span.to(sp))
             }
             "rt" => {
-                self.next()?;
+                self.next_tok()?;
                 let family = self.ip_family_word()?;
                 let (key, sp) = self.ident("rt key")?;
                 mk(ExprKind::Rt { key, family }, span.to(sp))
             }
             "numgen" => {
-                self.next()?;
+                self.next_tok()?;
                 let (m, _) = self.ident("inc or random")?;
                 let random = m == "random";
                 self.expect_word("mod")?;
@@ -3431,7 +3427,7 @@ impl<'a> Parser<'a> {
                 )
             }
             "jhash" | "symhash" => {
-                self.next()?;
+                self.next_tok()?;
                 let sym = w == "symhash";
                 let inner = if sym {
                     None
@@ -3467,7 +3463,7 @@ impl<'a> Parser<'a> {
                 )
             }
             "socket" => {
-                self.next()?;
+                self.next_tok()?;
                 let (key, mut sp) = self.ident("socket key")?;
                 let mut level = None;
                 if key == "cgroupv2" {
@@ -3479,7 +3475,7 @@ impl<'a> Parser<'a> {
                 mk(ExprKind::Socket { key, level }, span.to(sp))
             }
             "osf" => {
-                self.next()?;
+                self.next_tok()?;
                 let mut ttl = None;
                 if self.eat_word("ttl")? {
                     ttl = Some(self.ident("ttl mode")?.0);
@@ -3488,7 +3484,7 @@ impl<'a> Parser<'a> {
                 mk(ExprKind::Osf { ttl, key }, span.to(sp))
             }
             "ipsec" => {
-                self.next()?;
+                self.next_tok()?;
                 let (dir, _) = self.ident("in or out")?;
                 let mut spnum = 0;
                 if self.eat_word("spnum")? {
@@ -3507,7 +3503,7 @@ impl<'a> Parser<'a> {
                 )
             }
             "tunnel" => {
-                self.next()?;
+                self.next_tok()?;
                 let (key, sp) = self.ident("tunnel key")?;
                 mk(ExprKind::Tunnel(key), span.to(sp))
             }
@@ -3518,7 +3514,7 @@ impl<'a> Parser<'a> {
     /// `vxlan ip saddr`, `gretap ether saddr`: a header inside a tunnel. The payload keeps the
     /// tunnel as a prefix of its protocol (`vxlan ip`), which is how it prints.
     fn inner_selector(&mut self, tunnel: &str, inner: &str, span: Span) -> Result<Option<Expr>> {
-        self.next()?;
+        self.next_tok()?;
         let t = self.peek_tok()?.clone();
         match self.selector(inner, t.span)? {
             Some(Expr {
@@ -3544,7 +3540,7 @@ impl<'a> Parser<'a> {
         let first = self.primary(Mode::Lhs)?;
         let mut items = vec![first];
         while matches!(self.peek()?, Tok::Dot) {
-            self.next()?;
+            self.next_tok()?;
             items.push(self.primary(Mode::Lhs)?);
         }
         if items.len() == 1 {

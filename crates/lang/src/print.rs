@@ -259,6 +259,8 @@ pub fn time_str(ms: u64) -> String {
 }
 
 /// Byte amounts as nft prints them: the largest unit that divides evenly.
+// `is_multiple_of` needs Rust 1.87; the workspace promises 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 pub fn bytes_str(b: u64) -> (u64, &'static str) {
     let mut v = b;
     let mut unit = 0;
@@ -1175,7 +1177,7 @@ fn bitmask_pipe(dt: Dt, v: u128, bits: u32, o: &ListOpts) -> String {
         return dt.print(&Val::Int(v), bits, &o.dt);
     }
     let mut parts = vec![];
-    for b in 0..bits.max(1).min(128) {
+    for b in 0..bits.clamp(1, 128) {
         let m = 1u128 << b;
         if v & m != 0 {
             parts.push(dt.print(&Val::Int(m), bits, &o.dt));

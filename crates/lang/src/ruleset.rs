@@ -291,7 +291,7 @@ impl Builder {
                     return Ok(());
                 }
                 set.handle = h;
-                t.sets.push(set);
+                t.sets.push(*set);
                 Ok(())
             }
             Cmd::Element {
@@ -718,7 +718,7 @@ pub fn evaluate(rs: &mut Ruleset) -> Result<()> {
 fn eval_element(ctx: &Ctx, el: &mut Expr, info: &SetInfo) -> Result<()> {
     let span = el.span;
     match &mut el.kind {
-        ExprKind::Elem(inner, _) => return eval_element(ctx, inner, info),
+        ExprKind::Elem(inner, _) => eval_element(ctx, inner, info),
         ExprKind::Mapping(k, v) => {
             eval_key(ctx, k, info)?;
             match info.data {

@@ -3,7 +3,7 @@
 //! LAN and 198.19.0.0/24 on the WAN, and helpers that talk to `run`'s control socket.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nft_io::netns::{ip, skip_reason, Netns};
@@ -55,22 +55,36 @@ impl Drop for Router {
     }
 }
 
+/// Whether device `dev` of namespace `ns` has an XDP program; the device must exist.
 pub fn xdp_on(ns: &str, dev: &str) -> bool {
     let out = Command::new("ip")
         .args(["-n", ns, "link", "show", dev])
         .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "ip -n {ns} link show {dev}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).contains(" xdp")
 }
 
+/// Whether three pings from namespace `ns` to `dst` (2 s for each answer) were answered.
 pub fn ping(ns: &str, dst: &str) -> bool {
+    ping_cmd(ns, dst, "3", "2").is_ok_and(|o| o.status.success())
+}
+
+/// `ping -c COUNT -i 0.2 -W WAIT DST` from namespace `ns`: its status and output.
+pub fn ping_n(ns: &str, dst: &str, count: &str, wait: &str) -> Output {
+    ping_cmd(ns, dst, count, wait).unwrap_or_else(|e| panic!("ping from {ns}: {e}"))
+}
+
+fn ping_cmd(ns: &str, dst: &str, count: &str, wait: &str) -> std::io::Result<Output> {
     Command::new("ip")
         .args([
-            "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", dst,
+            "netns", "exec", ns, "ping", "-c", count, "-i", "0.2", "-W", wait, dst,
         ])
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 pub fn stats(sock: &str) -> serde_json::Value {
@@ -254,26 +268,13 @@ impl Drop for Lab {
 
 /// `None`: skipped (the reason is printed).
 pub fn lab(test: &str, tag: &str, io: &str, rules: &str, wait_xdp: bool) -> Option<Lab> {
-    lab_with(test, tag, io, rules, wait_xdp, true, |_| {})
+    lab_with(test, tag, io, rules, wait_xdp, true, |_| {}, &[])
 }
 
-/// [`lab`], with or without the XDP program built (`needs_xdp`), and `before` run on the
-/// router namespace's name before `run` starts.
-pub fn lab_with(
-    test: &str,
-    tag: &str,
-    io: &str,
-    rules: &str,
-    wait_xdp: bool,
-    needs_xdp: bool,
-    before: impl FnOnce(&str),
-) -> Option<Lab> {
-    lab_with_args(test, tag, io, rules, wait_xdp, needs_xdp, before, &[])
-}
-
-/// [`lab_with`], with more arguments for `run`.
+/// [`lab`], with or without the XDP program built (`needs_xdp`), `before` run on the router
+/// namespace's name before `run` starts, and `extra` arguments for `run`.
 #[allow(clippy::too_many_arguments)]
-pub fn lab_with_args(
+pub fn lab_with(
     test: &str,
     tag: &str,
     io: &str,
