@@ -254,6 +254,13 @@ pub fn stats_json(shared: &Shared) -> Value {
             .map(|s| if tx { s.tx_gso } else { s.rx_gso })
             .sum::<u64>()
     };
+    // frames longer than their V2 ring slot, read whole from the socket's queue
+    let copied = |i: usize| {
+        io.iter()
+            .filter_map(|w| w.get(i))
+            .map(|s| s.rx_copied)
+            .sum::<u64>()
+    };
     // frames sent through the qdisc socket (GSO frames, and those behind them)
     let qdisc = |i: usize| {
         io.iter()
@@ -279,6 +286,7 @@ pub fn stats_json(shared: &Shared) -> Value {
                 "rx_ring_dropped": ring_drops(i),
                 "rx_gso": gso(i, false),
                 "tx_gso": gso(i, true),
+                "rx_copied": copied(i),
                 "tx_qdisc": qdisc(i),
             })
         })
@@ -302,6 +310,12 @@ pub fn stats_json(shared: &Shared) -> Value {
     let rd: u64 = (0..links.len()).map(ring_drops).sum();
     if rd > 0 {
         drops.insert("rx_ring_full".into(), json!(rd));
+    }
+    // frames the receive ring could not take whole (too long for a V3 block, or for a V2 slot
+    // with the socket's receive buffer full), skipped rather than forwarded cut short
+    let truncated: u64 = io.iter().flatten().map(|s| s.rx_truncated).sum();
+    if truncated > 0 {
+        drops.insert("rx_truncated".into(), json!(truncated));
     }
     let cpu_ns: u64 = shared
         .worker_cpu_ns
@@ -600,14 +614,22 @@ mod tests {
         // nothing dropped: no transmit drop reason is listed
         let v = stats_json(&shared);
         let drops = v["drops"].as_object().unwrap();
-        for k in ["tx_bad_port", "tx_backpressure", "rx_ring_full"] {
+        for k in [
+            "tx_bad_port",
+            "tx_backpressure",
+            "rx_ring_full",
+            "rx_truncated",
+        ] {
             assert!(!drops.contains_key(k), "{k} in {v:#}");
         }
         shared.tx_bad_port[0].store(3, Ordering::Relaxed);
         shared.tx_bad_port[1].store(4, Ordering::Relaxed);
         shared.lock().tx_dropped[1] = 5;
         shared.io_stats.lock().unwrap()[1][0].rx_drops = 6;
+        shared.io_stats.lock().unwrap()[0][1].rx_truncated = 2;
+        shared.io_stats.lock().unwrap()[1][1].rx_truncated = 1;
         let v = stats_json(&shared);
+        assert_eq!(v["drops"]["rx_truncated"], json!(3), "{v:#}");
         assert_eq!(v["drops"]["tx_bad_port"], json!(7), "{v:#}");
         assert_eq!(v["drops"]["tx_backpressure"], json!(5), "{v:#}");
         assert_eq!(v["drops"]["rx_ring_full"], json!(6), "{v:#}");
@@ -617,6 +639,7 @@ mod tests {
             "drop tx_bad_port: 7\n",
             "drop tx_backpressure: 5\n",
             "drop rx_ring_full: 6\n",
+            "drop rx_truncated: 3\n",
         ] {
             assert!(text.contains(line), "{line:?} not in\n{text}");
         }
@@ -625,6 +648,7 @@ mod tests {
             "nft_offload_drops_total{reason=\"tx_bad_port\"} 7\n",
             "nft_offload_drops_total{reason=\"tx_backpressure\"} 5\n",
             "nft_offload_drops_total{reason=\"rx_ring_full\"} 6\n",
+            "nft_offload_drops_total{reason=\"rx_truncated\"} 3\n",
         ] {
             assert!(prom.contains(line), "{line:?} not in\n{prom}");
         }

@@ -800,9 +800,10 @@ fn live_router_af_packet_gso() {
     let n = |dev: usize, k: &str| st["interfaces"][dev][k].as_u64().unwrap();
     let (lan, wan) = (0, 1);
     eprintln!(
-        "lan: {} frames, {} GSO, {} bytes; wan: {} GSO sent; fast path {}",
+        "lan: {} frames, {} GSO, {} read whole from the socket, {} bytes; wan: {} GSO sent; fast path {}",
         n(lan, "rx_packets"),
         n(lan, "rx_gso"),
+        n(lan, "rx_copied"),
         n(lan, "rx_bytes"),
         n(wan, "tx_gso"),
         st["paths"]["fast"]
@@ -813,6 +814,11 @@ fn live_router_af_packet_gso() {
         "super-packets received whole: {st:#}"
     );
     assert!(n(wan, "tx_gso") > 100, "super-packets sent whole: {st:#}");
+    // longer than the V2 ring's 2 KiB slots: read whole from the socket's queue
+    assert!(
+        n(lan, "rx_copied") + 50 >= n(lan, "rx_gso"),
+        "super-packets through the socket: {st:#}"
+    );
     assert!(
         n(wan, "tx_gso") + 50 >= n(lan, "rx_gso"),
         "what came whole left whole: {st:#}"

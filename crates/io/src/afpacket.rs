@@ -4,7 +4,10 @@
 //! * Receive: the kernel fills fixed-size blocks of an mmap'ed ring with variable-size frames and
 //!   hands a block over when it is full or its retire timeout expires; [`AfPacket::rx_burst`]
 //!   walks the blocks it owns and gives each one back as soon as it has been read, so one
-//!   syscall-free pass can deliver a whole burst.
+//!   syscall-free pass can deliver a whole burst. With a V2 ring ([`AfPacketConfig::v2`]) each
+//!   frame has a slot of its own, handed over at once; a frame longer than its slot (a GSO
+//!   super-packet in a ring of MTU-sized slots) is read whole from the socket's receive queue
+//!   in its place in the ring (`PACKET_COPY_THRESH`, `TP_STATUS_COPY`).
 //! * Transmit: `sendmmsg` on the bound socket, one syscall per burst of up to [`TX_BATCH`] frames.
 //!   A `PACKET_TX_RING` was tried and measured no faster (the skb per frame and the copy into it
 //!   are the same either way), and its ring cannot skip a frame the device dropped (it keeps it
@@ -24,9 +27,6 @@
 //! All `unsafe` of the crate lives in this module, in small functions, each block with the reason
 //! it is sound.
 
-// `is_multiple_of` needs Rust 1.87; the workspace promises 1.85.
-#![allow(clippy::manual_is_multiple_of)]
-
 use std::ffi::CString;
 use std::io;
 use std::mem;
@@ -43,7 +43,15 @@ pub const TX_BATCH: usize = 64;
 
 /// `linux/if_packet.h` and `asm-generic/socket.h` (not in every libc version).
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_COPY_THRESH: libc::c_int = 7;
 const SO_SNDBUFFORCE: libc::c_int = 32;
+const SO_RCVBUFFORCE: libc::c_int = 33;
+/// A V2 slot holds the first part of a frame too long for it, and the socket's receive queue
+/// holds the whole packet (`tpacket_rcv` with `PACKET_COPY_THRESH`).
+const TP_STATUS_COPY: u32 = 1 << 1;
+/// The longest frame read whole from the socket's queue; a longer one is skipped (counted as
+/// `rx_truncated`). Far above any GSO super-packet (BIG TCP's 512 KiB included).
+const COPY_MAX: usize = 1 << 20;
 
 /// The error of an AF_PACKET operation, naming what failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +119,23 @@ pub struct AfPacketConfig {
     /// block), each with its own status, and the socket woken per frame, so a lone frame is
     /// read at once. A V3 block (`false`) is handed over only when full or when its retire
     /// timer (1 ms at the least) fires, so a lone frame waits for the timer.
+    ///
+    /// A frame longer than a V2 slot is not lost: the socket sets `PACKET_COPY_THRESH`, so
+    /// `tpacket_rcv` (net/packet/af_packet.c) keeps the whole skb on the socket's receive
+    /// queue (while the queue holds less than [`Self::rcvbuf`]) and marks the slot, which holds
+    /// only the frame's first bytes, `TP_STATUS_COPY`; [`AfPacket::rx_burst`] then reads the
+    /// whole packet with `recv` in its place in the ring. The kernel queues the skb and takes
+    /// the slot under one lock (`sk_receive_queue.lock`), so the queue's packets are in the
+    /// order of their slots. With the queue full the slot is only truncated (no
+    /// `TP_STATUS_COPY`): that frame is counted as `rx_truncated` and skipped.
     pub v2: bool,
+    /// The socket's receive buffer (`sk_rcvbuf`, set with `SO_RCVBUFFORCE`, which needs
+    /// CAP_NET_ADMIN), bytes; `None` keeps the default (`net.core.rmem_default`, 208 KiB: three
+    /// 64 KB super-packets). With a ring it bounds only the packets too long for a V2 slot
+    /// waiting on the queue, each counted at its `truesize` (its buffers: a 64 KB super-packet
+    /// about 66 KB, more when GRO built it from MTU-sized segments). The kernel takes a packet
+    /// while the queue holds less than this, so one always fits.
+    pub rcvbuf: Option<u32>,
 }
 
 /// `struct virtio_net_hdr` (linux/virtio_net.h), as AF_PACKET reads and writes it: in the
@@ -223,9 +247,20 @@ impl Default for AfPacketConfig {
             sndbuf: None,
             vnet_hdr: false,
             v2: false,
+            rcvbuf: None,
         }
     }
 }
+
+/// The V2 slot [`AfPacketConfig::v2_slots`] suggests: 2 KiB, an MTU-sized frame (1 518 bytes
+/// with a VLAN tag) and the 76 bytes in front of it ([`AfPacketConfig::v2_slot`]) with room
+/// to spare, two to a page.
+pub const V2_SLOT: u32 = 2048;
+
+/// The receive buffer [`AfPacketConfig::v2_slots`] gives the frames longer than a slot: 16 MiB,
+/// some 250 of iperf3's 64 KB super-packets (their `truesize` about 66 KB), more than the 192
+/// a 16 MiB ring of slots for the largest took.
+pub const V2_RCVBUF: u32 = 16 << 20;
 
 /// The longest frame a GSO super-packet makes on an interface with the default
 /// `gso_max_size` (65 536 bytes of packet), with its Ethernet header and a VLAN tag.
@@ -266,10 +301,26 @@ impl AfPacketConfig {
     /// kernel allocates a block as a power-of-two number of pages, so a block of one slot
     /// would take 128 KiB).
     pub fn v2_gso(mib: u32) -> AfPacketConfig {
+        AfPacketConfig::v2_slots(mib, AfPacketConfig::v2_slot(GSO_FRAME_MAX, true) as u32)
+    }
+
+    /// A [`Self::v2`] ring of `mib` MiB in 256 KiB blocks of `slot`-byte slots (a multiple of
+    /// 16), and a receive buffer ([`Self::rcvbuf`]) of [`V2_RCVBUF`] bytes or the ring's size
+    /// if larger, for the frames longer than a slot, which are read whole from the socket's
+    /// queue. The slot of [`V2_SLOT`] bytes takes an MTU-sized frame with its vnet header,
+    /// 128 to a block (1 024 in 2 MiB), where slots for the largest super-packet
+    /// ([`Self::v2_gso`]) hold three.
+    pub fn v2_slots(mib: u32, slot: u32) -> AfPacketConfig {
+        let ring = AfPacketConfig::with_ring_mib(mib);
         AfPacketConfig {
             v2: true,
-            frame_size: AfPacketConfig::v2_slot(GSO_FRAME_MAX, true) as u32,
-            ..AfPacketConfig::with_ring_mib(mib)
+            frame_size: slot,
+            rcvbuf: Some(
+                ring.block_size
+                    .saturating_mul(ring.block_count)
+                    .max(V2_RCVBUF),
+            ),
+            ..ring
         }
     }
 
@@ -309,7 +360,7 @@ impl AfPacketConfig {
 
     fn validate(&self) -> Result<(), AfPacketError> {
         let page = page_size();
-        if self.block_size == 0 || self.block_size as usize % page != 0 {
+        if self.block_size == 0 || !(self.block_size as usize).is_multiple_of(page) {
             return Err(AfPacketError::InvalidConfig(
                 "block_size must be a multiple of the page size",
             ));
@@ -320,7 +371,7 @@ impl AfPacketConfig {
             ));
         }
         if (self.frame_size as usize) < libc::TPACKET3_HDRLEN
-            || self.frame_size as usize % libc::TPACKET_ALIGNMENT != 0
+            || !(self.frame_size as usize).is_multiple_of(libc::TPACKET_ALIGNMENT)
         {
             return Err(AfPacketError::InvalidConfig(
                 "frame_size must be a multiple of 16 and hold a tpacket3 header",
@@ -351,9 +402,15 @@ pub struct AfPacketStats {
     pub rx_drops: u64,
     /// Times the ring was full and the kernel froze the queue.
     pub rx_freeze_q: u64,
-    /// Frames larger than a block could hold, skipped.
+    /// Frames the ring could not take whole, skipped (never delivered truncated): a V3 frame
+    /// larger than a block; a V2 frame larger than its slot when the socket's receive buffer
+    /// was full, so the kernel kept no whole copy (see [`AfPacketConfig::v2`]).
     pub rx_truncated: u64,
-    /// Blocks whose frame headers pointed outside the block; their remaining frames are skipped.
+    /// Frames larger than their V2 slot, read whole from the socket's receive queue.
+    pub rx_copied: u64,
+    /// Blocks whose frame headers pointed outside the block (their remaining frames are
+    /// skipped), V2 slots that did, and `TP_STATUS_COPY` slots whose packet the socket's queue
+    /// did not hold (or held another): skipped.
     pub rx_malformed: u64,
     /// Frames `sendmmsg` took.
     pub tx_packets: u64,
@@ -385,6 +442,9 @@ pub struct AfPacket {
     stats: AfPacketStats,
     /// Where a frame gets its stripped VLAN tag back; grows once to the largest such frame.
     scratch: Vec<u8>,
+    /// Where a frame too long for its V2 slot is read whole (with its vnet header in front);
+    /// grows to the longest such frame.
+    copy_buf: Vec<u8>,
     /// `PACKET_VNET_HDR` is on: frames in and out carry a [`VnetHdr`].
     vnet: bool,
     /// With `vnet_hdr` and `qdisc_bypass`: a second socket on the interface, without the bypass
@@ -441,6 +501,25 @@ impl AfPacket {
         }
         // before the ring: the kernel refuses PACKET_VNET_HDR (EBUSY) once a ring is set up
         send_options(&fd, config.vnet_hdr, config.sndbuf)?;
+        if config.v2 {
+            // any value but 0 turns it on (tpacket_rcv tests it for zero only)
+            sys::setsockopt(
+                &fd,
+                PACKET_COPY_THRESH,
+                &1 as &libc::c_int,
+                "setsockopt(PACKET_COPY_THRESH)",
+            )?;
+        }
+        if let Some(bytes) = config.rcvbuf {
+            // the kernel doubles the value (sk_rcvbuf = 2 * val, for the skb overhead)
+            sys::setsockopt_level(
+                &fd,
+                libc::SOL_SOCKET,
+                SO_RCVBUFFORCE,
+                &((bytes / 2).min(i32::MAX as u32) as libc::c_int),
+                "setsockopt(SO_RCVBUFFORCE)",
+            )?;
+        }
         let req = libc::tpacket_req3 {
             tp_block_size: config.block_size,
             tp_block_nr: config.block_count,
@@ -513,6 +592,7 @@ impl AfPacket {
             cursor: None,
             stats: AfPacketStats::default(),
             scratch: Vec::new(),
+            copy_buf: Vec::new(),
             vnet: config.vnet_hdr,
             gso_fd,
             gso_busy: false,
@@ -553,7 +633,19 @@ impl AfPacket {
                     break;
                 };
                 if let Some(pkt) = pkt {
-                    if pkt.truncated {
+                    if pkt.copy {
+                        // the whole packet is next on the socket's queue (see AfPacketConfig::v2)
+                        match recv_copy(&self.fd, &mut self.copy_buf, &pkt, self.vnet) {
+                            Ok(whole) => {
+                                bytes = bytes.saturating_add(whole.frame.len());
+                                self.stats.rx_copied += 1;
+                                deliver(&mut self.stats, &mut self.scratch, whole, &mut f);
+                                delivered += 1;
+                            }
+                            Err(CopyLost::TooLong) => self.stats.rx_truncated += 1,
+                            Err(CopyLost::Missing) => self.stats.rx_malformed += 1,
+                        }
+                    } else if pkt.truncated {
                         self.stats.rx_truncated += 1;
                     } else {
                         bytes = bytes.saturating_add(pkt.frame.len());
@@ -824,9 +916,75 @@ struct RxPacket<'a> {
     frame: &'a [u8],
     next_offset: usize,
     truncated: bool,
+    /// `TP_STATUS_COPY`: `frame` is the first part of a packet of `len` bytes that waits
+    /// whole on the socket's receive queue.
+    copy: bool,
+    /// The packet's length on the wire (`tp_len`; the VLAN tag the driver took off not counted).
+    len: usize,
     vlan: Option<(u16, u16)>,
     csum_not_ready: bool,
     vnet: VnetHdr,
+}
+
+/// Why a `TP_STATUS_COPY` slot's packet was not delivered.
+#[derive(Debug, PartialEq, Eq)]
+enum CopyLost {
+    /// Longer than [`COPY_MAX`] (dequeued and dropped).
+    TooLong,
+    /// The queue held nothing, or a packet that is not the slot's (its length or first bytes
+    /// differ): never expected, as the kernel queues the packet and takes its slot under one
+    /// lock, and nothing else reads the socket.
+    Missing,
+}
+
+/// Reads the whole packet of the `TP_STATUS_COPY` slot `slot` from the socket's receive queue
+/// into `buf`: `packet_recvmsg` writes the `virtio_net_hdr` first with `vnet`, then the frame
+/// from its Ethernet header. The result takes the slot's VLAN tag and checksum state (the
+/// same skb's), and is checked against it: the same length (`tp_len`) and the same first
+/// bytes (the part the slot holds).
+fn recv_copy<'b>(
+    fd: &OwnedFd,
+    buf: &'b mut Vec<u8>,
+    slot: &RxPacket<'_>,
+    vnet: bool,
+) -> Result<RxPacket<'b>, CopyLost> {
+    let hdr = if vnet { VnetHdr::LEN } else { 0 };
+    let want = hdr + slot.len.min(COPY_MAX);
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
+    // MSG_TRUNC: the packet's whole length even when it is longer than the buffer
+    let n = match sys::recv(fd, &mut buf[..want], libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
+        Ok(n) => n,
+        Err(_) => return Err(CopyLost::Missing),
+    };
+    if n != hdr + slot.len {
+        return Err(CopyLost::Missing);
+    }
+    if slot.len > COPY_MAX {
+        return Err(CopyLost::TooLong);
+    }
+    let frame = &buf[hdr..n];
+    if !frame.starts_with(slot.frame) {
+        return Err(CopyLost::Missing);
+    }
+    let vh = if vnet {
+        let mut b = [0u8; VnetHdr::LEN];
+        b.copy_from_slice(&buf[..VnetHdr::LEN]);
+        VnetHdr::from_bytes(&b)
+    } else {
+        VnetHdr::default()
+    };
+    Ok(RxPacket {
+        frame: &buf[hdr..n],
+        next_offset: 0,
+        truncated: false,
+        copy: false,
+        len: slot.len,
+        vlan: slot.vlan,
+        csum_not_ready: slot.csum_not_ready,
+        vnet: vh,
+    })
 }
 
 /// `TP_STATUS_CSUMNOTREADY` (linux/if_packet.h; not in the libc crate).
@@ -965,7 +1123,7 @@ impl Ring {
         let hdr_len = mem::size_of::<libc::tpacket3_hdr>();
         // V3 packs frames at 8-byte alignment (V3_ALIGNMENT in af_packet.c), which is also all
         // a tpacket3_hdr of u32 and u16 fields needs.
-        if offset % V3_ALIGNMENT != 0 || offset.checked_add(hdr_len)? > self.block_size {
+        if !offset.is_multiple_of(V3_ALIGNMENT) || offset.checked_add(hdr_len)? > self.block_size {
             return None;
         }
         // SAFETY: offset + header size is within the block (checked above) and 8-aligned in a
@@ -1002,6 +1160,8 @@ impl Ring {
             frame,
             next_offset: h.tp_next_offset as usize,
             truncated: h.tp_snaplen < h.tp_len,
+            copy: false,
+            len: h.tp_len as usize,
             vlan,
             csum_not_ready: h.tp_status & TP_STATUS_CSUMNOTREADY != 0,
             vnet: vh,
@@ -1059,6 +1219,8 @@ impl Ring {
             frame,
             next_offset: 0,
             truncated: h.tp_snaplen < h.tp_len,
+            copy: status & TP_STATUS_COPY != 0 && h.tp_snaplen < h.tp_len,
+            len: h.tp_len as usize,
             vlan,
             csum_not_ready: status & TP_STATUS_CSUMNOTREADY != 0,
             vnet: vh,
@@ -1227,6 +1389,19 @@ mod sys {
             Err(AfPacketError::last_os("getsockopt(PACKET_STATISTICS)"))
         } else {
             Ok(st)
+        }
+    }
+
+    /// One packet from the socket's receive queue into `buf`; with `MSG_TRUNC` in `flags`,
+    /// `Ok` is its whole length even when `buf` took less.
+    pub(super) fn recv(fd: &OwnedFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+        // SAFETY: buf is a live, writable slice of buf.len() bytes; the kernel writes at most
+        // that many.
+        let rc = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc as usize)
         }
     }
 

@@ -30,9 +30,6 @@
 //!
 //! All `unsafe` of this backend lives here, each block with the reason it is sound.
 
-// `is_multiple_of` needs Rust 1.87; the workspace promises 1.85.
-#![allow(clippy::manual_is_multiple_of)]
-
 use std::ffi::CString;
 use std::io;
 use std::mem;
@@ -1326,13 +1323,13 @@ impl<T: Copy> Ring<T> {
         assert!(size.is_power_of_two());
         assert!(off.desc as usize + size as usize * mem::size_of::<T>() <= map.len);
         let at = |o: u64| {
-            assert!(o as usize + 4 <= map.len && o % 4 == 0);
+            assert!(o as usize + 4 <= map.len && o.is_multiple_of(4));
             // SAFETY: o is inside the mapping (checked above); the mapping is page-aligned, so
             // a 4-aligned offset gives an aligned AtomicU32 (u32 layout).
             NonNull::new(unsafe { map.ptr.as_ptr().add(o as usize) }.cast::<AtomicU32>())
                 .expect("inside a non-null mapping")
         };
-        assert!(off.desc as usize % mem::align_of::<T>() == 0);
+        assert!((off.desc as usize).is_multiple_of(mem::align_of::<T>()));
         let (producer, consumer, flags) = (at(off.producer), at(off.consumer), at(off.flags));
         // SAFETY: off.desc is inside the mapping with room for size descriptors (checked above),
         // aligned for T.

@@ -259,13 +259,11 @@ pub fn time_str(ms: u64) -> String {
 }
 
 /// Byte amounts as nft prints them: the largest unit that divides evenly.
-// `is_multiple_of` needs Rust 1.87; the workspace promises 1.85.
-#[allow(clippy::manual_is_multiple_of)]
 pub fn bytes_str(b: u64) -> (u64, &'static str) {
     let mut v = b;
     let mut unit = 0;
     const UNITS: [&str; 3] = ["bytes", "kbytes", "mbytes"];
-    while v >= 1024 && v % 1024 == 0 && unit < 2 {
+    while v >= 1024 && v.is_multiple_of(1024) && unit < 2 {
         v /= 1024;
         unit += 1;
     }

@@ -478,6 +478,12 @@ fn gso_crosses_whole(test: &str, tag: &str, base: AfPacketConfig) {
     let Some(pair) = VethPair::create(test, tag) else {
         return;
     };
+    let fits = AfPacketConfig {
+        vnet_hdr: true,
+        ..base.clone()
+    }
+    .ring_frames(20 * 1448 + 54)
+        > 0;
     let (mut router, mut peer) = open_vnet_with(&pair, base);
     // 20 segments' worth in one frame, far above the MTU, and a plain frame after it
     let big = tcp_partial(20 * 1448);
@@ -510,7 +516,25 @@ fn gso_crosses_whole(test: &str, tag: &str, base: AfPacketConfig) {
     assert_eq!(got[1].0, small);
     assert!(!got[1].1.vnet.is_gso(), "{:?}", got[1].1);
     assert_eq!(router.stats().unwrap().tx_gso, 1);
-    assert_eq!(peer.stats().unwrap().rx_gso, 1);
+    let st = peer.stats().unwrap();
+    assert_eq!(st.rx_gso, 1);
+    // through the socket's queue when its slot is too small (TP_STATUS_COPY)
+    let copied = u64::from(!fits);
+    assert_eq!((st.rx_copied, st.rx_truncated), (copied, 0), "{st:?}");
+}
+
+/// The same into a V2 ring of 2 KiB slots (`v2_slots`, `run`'s default): the 29 014-byte
+/// super-packet does not fit its slot, and arrives whole, byte for byte, with its vnet header,
+/// read from the socket's receive queue; the plain frame after it comes from its slot.
+#[test]
+fn a_gso_super_packet_crosses_a_small_slot_v2_ring_whole_through_the_socket() {
+    let base = AfPacketConfig::v2_slots(1, V2_SLOT);
+    assert_eq!(base.ring_frames(tcp_partial(20 * 1448).len()), 0);
+    gso_crosses_whole(
+        "a_gso_super_packet_crosses_a_small_slot_v2_ring_whole_through_the_socket",
+        "agc",
+        base,
+    );
 }
 
 /// The same with TSO and GSO off on the sending veth: the qdisc-bypass path would drop the
@@ -827,4 +851,236 @@ fn a_burst_stops_at_its_byte_budget() {
         n = peer.rx_burst_info(64, |_, _| {});
     }
     assert_eq!(n, 9);
+}
+
+/// `run`'s V2 geometry: 2 KiB slots, 128 to a 256 KiB block, 2 048 in 4 MiB, each taking a
+/// frame of up to 1 972 bytes with its vnet header (76 bytes in front of it); a 16 MiB
+/// receive buffer, or the ring's size if larger.
+#[test]
+fn the_small_slot_v2_ring_holds_mtu_sized_frames() {
+    let c = AfPacketConfig {
+        vnet_hdr: true,
+        ..AfPacketConfig::v2_slots(4, V2_SLOT)
+    };
+    assert!(c.v2);
+    assert_eq!(
+        (c.block_size, c.block_count, c.frame_size, c.rcvbuf),
+        (1 << 18, 16, 2048, Some(16 << 20))
+    );
+    assert_eq!(c.ring_frames(60), 2048);
+    assert_eq!(c.ring_frames(1518), 2048);
+    assert_eq!(c.ring_frames(1972), 2048);
+    assert_eq!(c.ring_frames(1973), 0);
+    assert_eq!(c.ring_frames(GSO_FRAME_MAX), 0);
+    let big = AfPacketConfig::v2_slots(32, V2_SLOT);
+    assert_eq!((big.ring_frames(60), big.rcvbuf), (16_384, Some(32 << 20)));
+}
+
+/// Sockets with vnet headers on `pair`, a V2 ring of 2 KiB slots for the peer, no IPv6 on the
+/// veths (so nothing but the test's frames arrive), and a 9 000-byte MTU, so that plain frames
+/// longer than a slot can be sent too.
+fn open_small_slots(pair: &VethPair, rcvbuf: Option<u32>) -> (AfPacket, AfPacket) {
+    for (ns, dev) in [(&pair.router, "vr"), (&pair.peer, "vp")] {
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "sysctl", "-qw"])
+            .arg(format!("net.ipv6.conf.{dev}.disable_ipv6=1"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "disabling IPv6 on {dev}");
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "ip", "link", "set", dev, "mtu", "9000"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "MTU 9000 on {dev}");
+    }
+    let tx = AfPacketConfig {
+        qdisc_bypass: true,
+        vnet_hdr: true,
+        ..AfPacketConfig::default()
+    };
+    let rx = AfPacketConfig {
+        promiscuous: true,
+        vnet_hdr: true,
+        rcvbuf,
+        ..AfPacketConfig::v2_slots(1, V2_SLOT)
+    };
+    let router = in_netns(&pair.router, move || AfPacket::open("vr", &tx).unwrap());
+    let peer = in_netns(&pair.peer, move || AfPacket::open("vp", &rx).unwrap());
+    (router, peer)
+}
+
+/// Receives TCP frames (ours) from `peer` until `n` have come or nothing more comes for 300 ms.
+fn recv_tcp(peer: &mut AfPacket, n: usize, deadline: Instant) -> Vec<(Vec<u8>, RxInfo)> {
+    let mut got = vec![];
+    let mut quiet = Instant::now();
+    while got.len() < n && quiet.elapsed() < Duration::from_millis(300) {
+        assert!(Instant::now() < deadline, "received {}", got.len());
+        let _ = peer.poll(Duration::from_millis(20));
+        let k = peer.rx_burst_info(16, |f, i| {
+            if f.len() > 54 && f[23] == 6 {
+                got.push((f.to_vec(), i));
+            }
+        });
+        if k > 0 {
+            quiet = Instant::now();
+        }
+    }
+    got
+}
+
+/// Frames that fit their 2 KiB slot and frames that do not (read whole from the socket's
+/// queue), interleaved, arrive in the order sent, byte for byte, each with its vnet header:
+/// the slot boundary exactly (1 972 bytes fit, 1 973 do not), jumbo frames and GSO
+/// super-packets, read in bursts that end between the two kinds.
+#[test]
+fn small_and_big_frames_interleaved_arrive_in_the_order_sent() {
+    let test = "small_and_big_frames_interleaved_arrive_in_the_order_sent";
+    let Some(pair) = VethPair::create(test, "agi") else {
+        return;
+    };
+    let (mut router, mut peer) = open_small_slots(&pair, Some(8 << 20));
+    let (gso, plain) = tcp_partial_vnet();
+    // payload bytes: the frame is 54 more
+    let pattern = [
+        100usize,
+        20 * 1448,
+        6,
+        1918,
+        1919,
+        8000,
+        8000,
+        300,
+        40 * 1448,
+        1400,
+    ];
+    let mut frames = vec![];
+    let mut hdrs = vec![];
+    for round in 0..6u32 {
+        for (i, &p) in pattern.iter().enumerate() {
+            frames.push(tcp_seq(p, round * 100 + i as u32));
+            hdrs.push(if p > 8946 { gso } else { plain });
+        }
+    }
+    assert_eq!(frames[3].len(), 1972);
+    assert_eq!(frames[4].len(), 1973);
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    send_all_vnet(&mut router, &refs, &hdrs, deadline);
+    let got = recv_tcp(&mut peer, frames.len(), deadline);
+    let seqs: Vec<u32> = got
+        .iter()
+        .map(|(f, _)| u32::from_be_bytes([f[38], f[39], f[40], f[41]]))
+        .collect();
+    let want: Vec<u32> = (0..frames.len() as u32)
+        .map(|k| k / 10 * 100 + k % 10)
+        .collect();
+    assert_eq!(seqs, want, "in the order sent");
+    for (k, ((f, info), (sent, h))) in got.iter().zip(frames.iter().zip(&hdrs)).enumerate() {
+        assert!(f == sent, "frame {k} ({} bytes) differs", sent.len());
+        assert_eq!(info.vnet.gso_type, h.gso_type, "frame {k}");
+        assert_eq!(info.vnet.gso_size, h.gso_size, "frame {k}");
+        assert_eq!(
+            (info.vnet.flags & VnetHdr::NEEDS_CSUM, info.vnet.csum_start),
+            (VnetHdr::NEEDS_CSUM, 34),
+            "frame {k}"
+        );
+    }
+    let st = peer.stats().unwrap();
+    // 1 973, 8 000 twice, 29 014 and 57 974 bytes: five a round
+    assert_eq!(
+        (
+            st.rx_copied,
+            st.rx_gso,
+            st.rx_truncated,
+            st.rx_malformed,
+            st.rx_drops
+        ),
+        (30, 12, 0, 0, 0),
+        "{st:?}"
+    );
+}
+
+/// With the socket's receive buffer full, the kernel keeps no whole copy of a frame too long
+/// for its slot (no `TP_STATUS_COPY`, only the truncated slot): it is counted as
+/// `rx_truncated` and never delivered. The first super-packet is queued (the queue was
+/// empty), the two behind it find the smallest buffer the kernel allows (some 4.6 KB) full;
+/// the small frames around them come through.
+#[test]
+fn a_frame_too_big_for_its_slot_with_the_receive_buffer_full_is_counted_not_delivered() {
+    let test = "a_frame_too_big_for_its_slot_with_the_receive_buffer_full_is_counted_not_delivered";
+    let Some(pair) = VethPair::create(test, "agt") else {
+        return;
+    };
+    let (mut router, mut peer) = open_small_slots(&pair, Some(1));
+    let (gso, plain) = tcp_partial_vnet();
+    let big = |seq| tcp_seq(20 * 1448, seq);
+    let small = |seq| tcp_seq(100, seq);
+    let frames = [small(1), big(2), big(3), small(4), big(5), small(6)];
+    let hdrs = [plain, gso, gso, plain, gso, plain];
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    send_all_vnet(&mut router, &refs, &hdrs, deadline);
+    // everything is in the ring (and the queue) before the first read
+    std::thread::sleep(Duration::from_millis(200));
+    let got = recv_tcp(&mut peer, 4, deadline);
+    let got: Vec<Vec<u8>> = got.into_iter().map(|(f, _)| f).collect();
+    assert!(
+        got == [
+            frames[0].clone(),
+            frames[1].clone(),
+            frames[3].clone(),
+            frames[5].clone()
+        ],
+        "received {:?}",
+        got.iter().map(|f| f.len()).collect::<Vec<_>>()
+    );
+    let st = peer.stats().unwrap();
+    assert_eq!(
+        (st.rx_copied, st.rx_truncated, st.rx_malformed),
+        (1, 2, 0),
+        "{st:?}"
+    );
+}
+
+/// An 802.1Q-tagged frame longer than its slot: the kernel takes the tag off (into the skb's
+/// metadata) before packet sockets see it, so the packet read from the socket's queue has no
+/// tag; the slot's `tp_vlan_tci` (the same skb's) puts it back, as for a frame in its slot.
+/// A tagged frame that fits its slot comes with its tag too.
+#[test]
+fn a_tagged_frame_longer_than_its_slot_keeps_its_tag() {
+    let test = "a_tagged_frame_longer_than_its_slot_keeps_its_tag";
+    let Some(pair) = VethPair::create(test, "agv") else {
+        return;
+    };
+    let (mut router, mut peer) = open_small_slots(&pair, None);
+    let tagged = |len: usize, seq: u32| {
+        let inner = frame(FROM_ROUTER, seq, len);
+        let mut wire = inner[..12].to_vec();
+        wire.extend_from_slice(&[0x81, 0x00, 0x20, 0x07]);
+        wire.extend_from_slice(&inner[12..]);
+        wire
+    };
+    let (big, small) = (tagged(5000, 1), tagged(300, 2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let plain = VnetHdr::default();
+    send_all_vnet(
+        &mut router,
+        &[big.as_slice(), small.as_slice()],
+        &[plain, plain],
+        deadline,
+    );
+    let mut got = vec![];
+    while got.len() < 2 {
+        assert!(Instant::now() < deadline, "received {}", got.len());
+        let _ = peer.poll(Duration::from_millis(20));
+        peer.rx_burst(16, |f| {
+            if f.len() > 18 && f[12..14] == [0x81, 0x00] && f[16..18] == ETHERTYPE.to_be_bytes() {
+                got.push(f.to_vec());
+            }
+        });
+    }
+    assert!(got[0] == big, "the long frame with its tag");
+    assert_eq!(got[1], small);
+    let st = peer.stats().unwrap();
+    assert_eq!((st.rx_copied, st.rx_truncated), (1, 0), "{st:?}");
 }
