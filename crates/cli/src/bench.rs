@@ -7,8 +7,8 @@
 //!
 //! Instructions per fast-path packet: `scripts/callgrind-fastpath` (or the command `bench
 //! --fast-only` prints; `KEEP=DIR` keeps callgrind's file for `callgrind_annotate`); with
-//! 100,000 flows, 425 per packet (483 at the start of this round, 565 at the start of the
-//! one before): the flowtable's `process_burst` 350, one call a burst (the first stage's
+//! 100,000 flows, 421 per packet since the memory round below (425 before it, 483 at the
+//! start of the round before, 565 at the start of the one before that); at 425: the flowtable's `process_burst` 350, one call a burst (the first stage's
 //! parse and hash about 115, the index touch and the stage's setup 15, the look-up 49, the
 //! rest of a hit 170: the flow's line, its checks, the rewrite, counting and refresh, the
 //! results), clearing the stage's records 3, the router's `process_slots` with the offload
@@ -66,6 +66,41 @@
 //! instructions), the stage's records zeroed each burst (`memset`, 3 a packet; safe code
 //! cannot leave them unset), the look-up's and checks' bounds checks and the punt reasons'
 //! constants set on the hit's path; 390 (20 M packets/s) is not reached.
+//!
+//! Wall-clock at 100,000 flows (issue 4's memory round). At 425 instructions a packet at
+//! both 1,000 and 100,000 flows, 1,000 flows ran 20 to 33 M packets/s and 100,000 ran 10 to
+//! 15 M: the gap is memory. callgrind's cache simulation (`CACHE=1`) per packet at 100,000
+//! flows: 3.7 L1 read misses (3.5 at 1,000 flows, where they hit L2; none at the last
+//! level, 32 MiB, for either): the index slot 1.0 (random by hash over 4 MiB: the bench's
+//! conntrack limit, 262,144, sizes the index), the flow's line 1.0, the pristine frame the
+//! refill copies 1.25 and the frames' vector 0.5; the fast path reads nothing of conntrack.
+//! The bench's order is kind to the lines: flows admitted 0..n and sent in the same order
+//! read the lines in memory order, which the hardware prefetcher follows, and only the index
+//! is random. A router sees its flows interleaved: `--shuffle` sends the passes in a random
+//! order of flows (the frames still read in memory order, as from a ring); the start build
+//! ran 0.61x its in-order rate that way. Measured (alternating runs of `bench --fast-only`
+//! under `nice -n -20`, medians, each comparison in one hold; the machine's other jobs left
+//! single runs bimodal, so only many pairs tell): transparent huge pages for the index and
+//! the lines (mappings of their own in whole 2 MiB pages, advised `MADV_HUGEPAGE` through
+//! `memmap2`, viewed with `bytemuck`; AnonHugePages 12,288 kB in the bench process against
+//! 0) 0.97x in order and 0.95x shuffled, 10 pairs each: not kept (this machine is a
+//! Firecracker VM: a guest's huge pages over the host's 4 KiB pages are split in the TLB, so
+//! the walk is what they could have saved, and the walks were not the cost). Kept: the index
+//! slot prefetched (a prefetch instruction, `prefetch-index`, safe code) as the parse hashes
+//! each frame, in place of a touching pass of loads after the parse: 1.21x at 100,000 flows
+//! (14.9 M -> 18.0 M, 10 pairs), 1.04x at 1,000, 425 -> 418 instructions (a load in the
+//! parse would stall it once the reorder window filled; a prefetch does not). Then the
+//! lines: read in a second touching pass, 0.91x in order, 1.15x shuffled, 429 instructions:
+//! not kept; the look-up split into a probe pass (the first slot whose tag matches, its line
+//! prefetched) and a compare pass (the candidate's line; the whole probe again only when it
+//! is another key's or none): 1.07x in order, 1.28x shuffled, 0.97x at 1,000 flows, 421
+//! instructions: kept; the same with the probe pass skipped below 4,096 lines: 428
+//! instructions, no better at 1,000 flows: not kept. Both kept steps against the start
+//! build: 1.19x at 100,000 flows (10.9 M -> 13.0 M median, 16 pairs, faster in 14; another
+//! hold 1.02x with 12 pairs and one 1.13x with 10), 1.09x at 10,000, 1.00x and 1.12x at
+//! 1,000 (two holds); shuffled, 1.40x the first step alone (10.5 M -> 14.6 M). Left: the
+//! index is sized for the limit (4 MiB at 19% load here); a shuffled order still costs
+//! (the final build: 12.7 M shuffled against 16.9 M in order, 8 alternating pairs).
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
@@ -133,6 +168,27 @@ pub struct Args {
     /// callgrind command that counts their instructions per connection.
     #[arg(long, conflicts_with = "fast_only")]
     pub new_only: bool,
+    /// Send the fast path's measured passes in a random order of flows (seeded), as flows
+    /// interleave at a router, instead of the order they were admitted in (which reads the
+    /// flows' lines in memory order).
+    #[arg(long)]
+    pub shuffle: bool,
+}
+
+/// `frames` in a random order (a fixed seed, so runs compare), each copied anew so that the
+/// copies lie in memory in the new order: a receive loop reads its ring in order whatever
+/// flows the frames belong to.
+fn shuffled(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut ix: Vec<usize> = (0..frames.len()).collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..ix.len()).rev() {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ix.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    ix.iter().map(|&i| frames[i].clone()).collect()
 }
 
 /// The default's shape with `n` more rules: the fast path must not care how many rules there
@@ -235,15 +291,20 @@ pub fn run(a: Args) -> Result<()> {
     let fast_topo = defaults::load_topology(a.topology.as_deref())?;
     let fast_rules = simulate::load_rules(a.ruleset.as_deref(), &fast_topo)?;
     let mut fastp = prepare(fast_topo, fast_rules, cfg.clone(), lan, &frames)?;
+    let shuffled_frames = if a.shuffle { shuffled(&frames) } else { vec![] };
+    let measured = if a.shuffle { &shuffled_frames } else { &frames };
     if a.fast_only {
         for _ in 0..FAST_PASSES {
-            fastp.pass(&frames);
+            fastp.pass(measured);
         }
         let fast = fastp.result()?;
         writeln!(
             so,
-            "fast path, {} offloaded flows, {} packets in {FAST_PASSES} passes: {:.0} packets/s",
-            fast.flows, fast.packets, fast.pps
+            "fast path, {} offloaded flows, {} packets in {FAST_PASSES} passes{}: {:.0} packets/s",
+            fast.flows,
+            fast.packets,
+            if a.shuffle { " (flows shuffled)" } else { "" },
+            fast.pps
         )?;
         writeln!(so,
             "instructions per packet: valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*fast_path_pass*' \\\n    nft-offload bench --fast-only --packets {n}   # then Ir / {}",
@@ -281,7 +342,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         for _ in 0..BY_RULES_ROUNDS {
             for (_, p) in &mut prepared {
-                p.pass(&frames);
+                p.pass(measured);
             }
         }
         for (k, p) in &prepared {
@@ -317,7 +378,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut pps = 0.0f64;
     for _ in 0..FAST_PASSES {
         pps = pps.max(pass(&mut r, Duration::from_secs(2)));
-        fastp.pass(&frames);
+        fastp.pass(measured);
     }
     let fast = fastp.result()?;
     if a.json {

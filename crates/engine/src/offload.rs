@@ -588,7 +588,9 @@ impl Offload {
         }
     }
 
-    fn refuse(&mut self, why: &'static str) {
+    /// Counts a `flow add` that made no flow, under `why` (the report adds these to the
+    /// admission's refusals, so requests are admitted plus refused).
+    pub(crate) fn refuse(&mut self, why: &'static str) {
         *self.refused.entry(why).or_default() += 1;
     }
 
@@ -606,8 +608,12 @@ impl Offload {
         meta: &PacketMeta,
         now: Duration,
     ) -> bool {
-        let Some(c) = ct.get(id) else { return false };
+        let Some(c) = ct.get(id) else {
+            self.refuse(crate::admission::NotAdmitted::NoConnection.name());
+            return false;
+        };
         if c.is_offloaded() {
+            self.refuse(crate::admission::NotAdmitted::AlreadyOffloaded.name());
             return false;
         }
         if c.l4proto() == 17 && !c.is_assured() {
@@ -633,6 +639,7 @@ impl Offload {
             fib_generation: fib.generation(),
         };
         let Some(rt) = self.tables.get_mut(t) else {
+            self.refuse("no_flowtable");
             return false;
         };
         match rt.ft.admit(ct, &a, now) {

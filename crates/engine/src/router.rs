@@ -1195,6 +1195,11 @@ impl Router {
                         self.counters.flows_admitted += 1;
                     }
                 }
+            } else if w.flow_add.is_some() {
+                // admitted by the rule, but the packet did not leave (dropped after the
+                // chain, stolen, or for the router itself): the kernel's flow_offload_eval
+                // would have offloaded it; here the next packet asks again
+                self.offload.refuse("not_forwarded");
             }
         }
         let fate = match fate {

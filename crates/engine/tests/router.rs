@@ -183,6 +183,36 @@ fn udp_is_admitted_once_assured() {
 }
 
 #[test]
+fn every_flow_add_is_admitted_or_refused_with_a_reason() {
+    // a postrouting chain drops what the forward chain asked to offload
+    let rules = RULES.replace(
+        "\tchain dstnat {",
+        "\tchain post {\n\t\ttype filter hook postrouting priority 100; policy accept;\n\t\tmeta length > 200 drop\n\t}\n\tchain dstnat {",
+    );
+    let mut r = router_with(TOPOLOGY, &rules, nft_engine::Config::default());
+    let q = |n| lan_udp(REMOTE, 5000, 4433, 64, &vec![b'x'; n]);
+    let out = lan_to_wan(&mut r, q(1), secs(1));
+    let sport = check(&out).ports.unwrap().0;
+    wan_to_lan(&mut r, wan_udp(REMOTE, 4433, sport, 64, b"y"), secs(2));
+    // admitted by the forward chain's rule, dropped after it
+    none(&mut r, 0, q(300), secs(3));
+    let rep = r.report(secs(3));
+    assert_eq!(rep.drops.get("rule_drop"), Some(&1), "{:?}", rep.drops);
+    assert_eq!(
+        rep.flows_refused.get("not_forwarded"),
+        Some(&1),
+        "{:?}",
+        rep.flows_refused
+    );
+    assert_eq!(
+        rep.flow_add_requests,
+        rep.flows_admitted + rep.flows_refused.values().sum::<u64>(),
+        "{:?}",
+        rep.flows_refused
+    );
+}
+
+#[test]
 fn related_icmp_error_is_translated_back_to_the_client() {
     let mut r = router();
     let out = lan_to_wan(&mut r, lan_udp(REMOTE, 5000, 33434, 64, b"probe"), secs(1));

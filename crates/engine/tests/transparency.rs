@@ -174,6 +174,14 @@ fn transparent(
         rep.fast_path_packets > 0,
         "{name}: nothing took the fast path: {rep:?}"
     );
+    // every `flow add` is accounted for: a flow made, or a refusal with its reason
+    assert_eq!(
+        rep.flow_add_requests,
+        rep.flows_admitted + rep.flows_refused.values().sum::<u64>(),
+        "{name}: flow add requests against admitted {} and refused {:?}",
+        rep.flows_admitted,
+        rep.flows_refused
+    );
     // frames arrive with a NIC's headroom: a VLAN or PPPoE push happens on the fast path
     assert_eq!(
         rep.fast_path_punts.get("no_headroom"),

@@ -1269,7 +1269,8 @@ impl<B: OffloadBackend> Flowtable<B> {
     ///
     /// Frames go through in stages of [`STAGE`]: parse and hash all, then look all up, then
     /// rewrite all. The loads of one stage do not depend on each other, so their cache misses
-    /// overlap instead of adding up (what VPP gets from prefetching, with safe code only).
+    /// overlap instead of adding up; the index's are prefetched as each frame is hashed (as
+    /// VPP does), so they are on their way while the other frames are parsed.
     ///
     /// Never inlined: one call a burst, and its code the same whatever the caller's size (the
     /// count per packet moved by a dozen instructions when the caller's inlining changed).
@@ -1306,14 +1307,22 @@ impl<B: OffloadBackend> Flowtable<B> {
                     } else {
                         self.index.hash_v4(r.w[0], r.w[1])
                     };
+                    // The probe's first slot asked for at once: its miss overlaps the parse
+                    // of the stage's other frames. A prefetch, not a load: a load that misses
+                    // would hold up the parse behind it once the reorder window filled.
+                    self.index.prefetch(*h);
                 }
             }
-            let m = chunk.len();
-            // Short loops of independent loads: a whole stage's cache misses are in flight
-            // at once (a long loop body would fill the reorder window after two or three).
-            let mut warm = 0u64;
-            for &h in &hashes[..m] {
-                warm ^= u64::from(self.index.touch(h));
+            // The look-up in two passes: the index's probes first, each prefetching its
+            // candidate's line, so that the lines' misses overlap too (a look-up that
+            // waited for its line would hold up the ones behind it), then the lines
+            // compared. (The probes' slots came in during the parse.)
+            let hot = &self.hot[..];
+            // (a frame the parse refused probes with hash 0: wasted, and its candidate is
+            // never read)
+            for (&h, f) in hashes.iter().zip(&mut found) {
+                *f = self.index.first_candidate(h);
+                prefetch_index::prefetch_index(hot, (*f >> 1) as usize);
             }
             let lookups = chunk
                 .iter()
@@ -1325,18 +1334,20 @@ impl<B: OffloadBackend> Flowtable<B> {
                 if p.is_err() {
                     continue;
                 }
-                let v = if r.v6() {
+                let c = *f;
+                if r.v6() {
                     let key = r.key(fs.frame());
-                    find(&self.index, &self.hot, &self.cold, &self.links, &key, h)
+                    *f = find(&self.index, hot, &self.cold, &self.links, &key, h)
+                        .unwrap_or(u32::MAX);
                 } else {
-                    find_v4_any_port(&self.index, &self.hot, r.w, h)
-                };
-                if let Some(v) = v {
-                    *f = v;
+                    let (i, d) = ((c >> 1) as usize, (c & 1) as usize);
+                    if !hot.get(i).is_some_and(|x| x.matches_v4(d, r.w)) {
+                        // the first candidate was another key's, or there was none: the
+                        // whole probe
+                        *f = find_v4_any_port(&self.index, hot, r.w, h).unwrap_or(u32::MAX);
+                    }
                 }
             }
-            // (no pass to warm the flows' lines: the look-ups above read them)
-            core::hint::black_box(warm);
             let last = chunk
                 .iter_mut()
                 .zip(outs)

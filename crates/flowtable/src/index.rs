@@ -147,11 +147,33 @@ impl Index {
         }
     }
 
-    /// The first slot of a probe, read early so that its cache line is on the way while other
-    /// packets of the burst are parsed.
-    #[inline]
-    pub fn touch(&self, h: u64) -> u32 {
-        self.slots.get(self.home(h)).copied().unwrap_or(EMPTY)
+    /// Asks for the cache line of a probe's first slot: a prefetch, which nothing waits
+    /// for, so that the line is on its way while the rest of a burst is parsed.
+    #[inline(always)]
+    pub fn prefetch(&self, h: u64) {
+        prefetch_index::prefetch_index(&*self.slots, self.home(h));
+    }
+
+    /// The first candidate of a probe: the value of the first slot whose tag matches, or
+    /// `u32::MAX` when an empty slot comes first (no key of this hash is here). The burst
+    /// probes with this, prefetches the candidate's line, and compares it later; only when
+    /// the candidate is not the key does it [`find`](Self::find) again.
+    #[inline(always)]
+    pub fn first_candidate(&self, h: u64) -> u32 {
+        let tag = self.tag(h);
+        let mut i = self.home(h);
+        loop {
+            let Some(&s) = self.slots.get(i) else {
+                return u32::MAX;
+            };
+            if s == EMPTY {
+                return u32::MAX;
+            }
+            if s & self.tmask == tag {
+                return s & self.vmask();
+            }
+            i = (i + 1) & self.mask;
+        }
     }
 
     /// Inserts a value; the caller keeps the load under the limit (it sizes the index for its
@@ -230,6 +252,13 @@ mod tests {
                 }
                 for (&v, &h) in &model {
                     prop_assert_eq!(ix.find(h, |x| x == v), Some(v));
+                    // the burst's first candidate is the first value `find` offers
+                    prop_assert_eq!(ix.first_candidate(h), ix.find(h, |_| true).unwrap_or(u32::MAX));
+                }
+                // and none where the probe meets an empty slot first
+                for g in 0u64..8 {
+                    let g = g.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    prop_assert_eq!(ix.first_candidate(g), ix.find(g, |_| true).unwrap_or(u32::MAX));
                 }
             }
         }
