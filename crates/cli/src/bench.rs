@@ -105,8 +105,8 @@
 //! sizes the index; the same build, 10 alternating pairs at 100,000 flows, 262,144 (4 MiB,
 //! 19% load) against 131,072 (2 MiB, 38% load): 22.6 M -> 23.2 M in order (1.03x), 18.8 M
 //! -> 20.8 M shuffled (1.11x); at 1,000 flows 2,048 against 1,024, 8 pairs: 34.2 M -> 33.7
-//! M (0.98x; 8 and 16 KiB both fit L1 and L2). Left: an index sized from the flows the table may hold
-//! rather than conntrack's limit, without admission ever rehashing.
+//! M (0.98x; 8 and 16 KiB both fit L1 and L2). Left: an index sized from the flows the
+//! table may hold rather than conntrack's limit, without admission ever rehashing.
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
