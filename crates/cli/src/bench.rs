@@ -101,6 +101,12 @@
 //! 1,000 (two holds); shuffled, 1.40x the first step alone (10.5 M -> 14.6 M). Left: the
 //! index is sized for the limit (4 MiB at 19% load here); a shuffled order still costs
 //! (the final build: 12.7 M shuffled against 16.9 M in order, 8 alternating pairs).
+//! What the index's size costs (issue 4, next round): `--conntrack-max` sets the limit that
+//! sizes the index; the same build, 10 alternating pairs at 100,000 flows, 262,144 (4 MiB,
+//! 19% load) against 131,072 (2 MiB, 38% load): 22.6 M -> 23.2 M in order (1.03x), 18.8 M
+//! -> 20.8 M shuffled (1.11x); at 1,000 flows 2,048 against 1,024, 8 pairs: 34.2 M -> 33.7
+//! M (0.98x; 8 and 16 KiB both fit L1 and L2). Left: an index sized from the flows the
+//! table may hold rather than conntrack's limit, without admission ever rehashing.
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
@@ -173,6 +179,10 @@ pub struct Args {
     /// flows' lines in memory order).
     #[arg(long)]
     pub shuffle: bool,
+    /// conntrack's limit, which also sizes the flowtable's index; by default twice the
+    /// flows rounded up to a power of two.
+    #[arg(long)]
+    pub conntrack_max: Option<usize>,
 }
 
 /// `frames` in a random order (a fixed seed, so runs compare), each copied anew so that the
@@ -255,7 +265,7 @@ pub fn run(a: Args) -> Result<()> {
     let frames: Vec<Vec<u8>> = (0..n).map(|i| frame(&topo, lan, &clients, i)).collect();
     let cfg = Config {
         conntrack: nft_conntrack::Config {
-            max_entries: n.next_power_of_two() * 2,
+            max_entries: a.conntrack_max.unwrap_or(n.next_power_of_two() * 2),
             ..Default::default()
         },
         ..Config::default()
