@@ -397,27 +397,13 @@ pub fn text_report(r: &Report, a: &Args) -> String {
         r.packets_in, r.bytes_in, r.packets_out, r.bytes_out, r.host_packets
     );
     let _ = writeln!(s, "paths: {} slow path, {} fast path, {} flows offloaded ({} flow add requests, {} admitted){}", r.slow_path_packets, r.fast_path_packets, r.flows_offloaded, r.flow_add_requests, r.flows_admitted, if a.no_offload { " [--no-offload]" } else { "" });
-    if !r.flows_refused.is_empty() {
-        // why `flow add` left a connection in the slow path, by the kernel's admission rules
-        let by: Vec<String> = r
-            .flows_refused
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        let _ = writeln!(s, "flow add refused: {}", by.join(", "));
-    }
+    // why `flow add` left a connection in the slow path, by the kernel's admission rules
+    reasons_line(&mut s, "flow add refused", &r.flows_refused);
     if !r.flows.is_empty() {
         let by: Vec<String> = r.flows.iter().map(|(k, v)| format!("{v} {k}")).collect();
         let _ = writeln!(s, "flows: {}", by.join(", "));
     }
-    if !r.fast_path_punts.is_empty() {
-        let by: Vec<String> = r
-            .fast_path_punts
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        let _ = writeln!(s, "fast path punts: {}", by.join(", "));
-    }
+    reasons_line(&mut s, "fast path punts", &r.fast_path_punts);
     let _ = writeln!(s, "\ninterfaces:");
     for i in &r.interfaces {
         let _ = writeln!(
@@ -486,4 +472,14 @@ pub fn text_report(r: &Report, a: &Args) -> String {
         let _ = writeln!(s, "  {:>8}  {} {}: {}", h.hits, h.table, h.chain, h.rule);
     }
     s
+}
+
+/// `LABEL: reason n, reason n` for counts by reason; nothing when there are none.
+fn reasons_line(s: &mut String, label: &str, by: &std::collections::BTreeMap<&'static str, u64>) {
+    use std::fmt::Write as _;
+    if by.is_empty() {
+        return;
+    }
+    let by: Vec<String> = by.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(s, "{label}: {}", by.join(", "));
 }
