@@ -982,6 +982,31 @@ fn simulate_report_says_why_flows_were_refused() {
     assert_eq!(sum + admitted, requests, "{paths}\n{refused}");
 }
 
+/// After non-ASCII text and a tab on the line, the column counts bytes and the carets are padded
+/// one blank per byte, tabs kept, as nft does for a ruleset (`"é"` is two bytes).
+#[test]
+fn topology_error_columns_count_bytes_as_nft_does() {
+    let t = tmpfile(
+        "utf8.toml",
+        "[[interface]]\nname = \"\u{e9}\"\tx\nmac = \"02:00:00:00:00:01\"\n",
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&t)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{}:2:13-13: Error: expected newline, `#`\nname = \"\u{e9}\"\tx\n{}\t^\n",
+            t.display(),
+            " ".repeat(11)
+        )
+    );
+}
+
 /// An interface defined twice is pointed at where it comes again; a missing key at its entry.
 #[test]
 fn topology_errors_point_at_the_entry() {
