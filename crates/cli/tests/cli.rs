@@ -757,7 +757,7 @@ fn simulate_rule_texts_are_stateless() {
     assert!(!text.contains("counter packets"), "{text}");
     assert!(
         text.contains(
-            "inet fw4 forward_lan: oifname { \"wan\" } counter accept comment \"LAN to Internet\""
+            "inet fw4 forward_lan: oifname \"wan\" counter accept comment \"LAN to Internet\""
         ),
         "{text}"
     );
@@ -769,7 +769,7 @@ fn simulate_rule_texts_are_stateless() {
     );
     assert!(
         trace.contains(
-            "inet fw4 forward_lan rule oifname { \"wan\" } counter accept comment \"LAN to Internet\" (verdict accept)"
+            "inet fw4 forward_lan rule oifname \"wan\" counter accept comment \"LAN to Internet\" (verdict accept)"
         ),
         "{trace}"
     );
