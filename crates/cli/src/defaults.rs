@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Result};
 use nft_engine::fib::{NextHop, RouteKind};
 use nft_engine::topology::{Encap, Interface, Topology, TopologyError};
 use nft_io::gen::{self, GenConfig, GenInterface, PortForward, Transport};
+use nft_lang::error::{Error as LangError, SourceMap, Span};
 
 pub const TOPOLOGY: &str = include_str!("../../../examples/home.toml");
 pub const RULESET: &str = include_str!("../../../examples/fw4-home.nft");
@@ -33,18 +34,20 @@ pub fn load_topology(path: Option<&Path>) -> Result<Topology> {
     Topology::from_toml(&text).map_err(|e| anyhow!("{}", topology_error(&name, &text, &e)))
 }
 
-/// A topology error as nft prints a ruleset's: `FILE:LINE:COL: Error: what`, the line, and
-/// carets under the offending text. TOML syntax errors carry their place; for the others
-/// (an unknown interface, a bad address) it is the quoted value the message names, looked
-/// for from the `[[interface]]`, `[[route]]` or `[[neighbour]]` entry the error is about.
+/// A topology error as nft prints a ruleset's: `FILE:LINE:COL-COL: Error: what`, the line, and
+/// carets under the offending text, through the ruleset's own renderer, so columns count bytes
+/// as nft's do. TOML syntax errors carry their place; for the others (an unknown interface, a
+/// bad address) it is the quoted value the message names, looked for from the
+/// `[[interface]]`, `[[route]]` or `[[neighbour]]` entry the error is about.
 pub fn topology_error(name: &str, text: &str, e: &TopologyError) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    // (line, first column, last column), 1-based
+    // (0-based line, byte offset in the line, length in bytes)
     let place: Option<(usize, usize, usize)>;
     let mut what: String;
     match e {
         TopologyError::Toml(msg) => {
-            // "TOML parse error at line L, column C\n  |\nL | source\n  | ^^^\nmessage"
+            // "TOML parse error at line L, column C\n  |\nL | source\n  | ^^^\nmessage", C in
+            // characters
             let head = msg.lines().next().unwrap_or_default();
             let nums: Vec<usize> = head
                 .split(|c: char| !c.is_ascii_digit())
@@ -56,7 +59,14 @@ pub fn topology_error(name: &str, text: &str, e: &TopologyError) -> String {
                 .map(|l| l.matches('^').count())
                 .unwrap_or(1);
             place = match nums[..] {
-                [l, c] => Some((l, c.max(1), c.max(1) + carets.max(1) - 1)),
+                [l, c] if l >= 1 && l <= lines.len() => {
+                    let src = lines[l - 1];
+                    let at = src
+                        .char_indices()
+                        .nth(c.max(1) - 1)
+                        .map_or(src.len(), |(b, _)| b);
+                    Some((l - 1, at, carets.min(src.len() - at).max(1)))
+                }
                 _ => None,
             };
             what = msg
@@ -100,31 +110,26 @@ pub fn topology_error(name: &str, text: &str, e: &TopologyError) -> String {
                     .enumerate()
                     .skip(from)
                     .take_while(|(i, l)| *i == from || !l.trim_start().starts_with("[["))
-                    .find_map(|(i, l)| l.find(q).map(|c| (i + 1, c + 1, c + q.len())))
+                    .find_map(|(i, l)| l.find(q).map(|c| (i, c, q.len())))
             });
-            place =
-                found.or_else(|| entry_line.map(|i| (i + 1, 1, lines[i].trim_end().len().max(1))));
-            what = msg;
+            place = found.or_else(|| entry_line.map(|i| (i, 0, lines[i].trim_end().len().max(1))));
+            what = msg.replace('\n', " ");
         }
     }
     match place {
-        Some((l, c0, c1)) if l >= 1 && l <= lines.len() => {
-            let src = lines[l - 1];
-            // keep tabs so the carets line up under the text as nft's do
-            let pad: String = src
-                .chars()
-                .take(c0 - 1)
-                .map(|ch| if ch == '\t' { '\t' } else { ' ' })
-                .collect();
-            let span = if c1 > c0 {
-                format!("{c0}-{c1}")
-            } else {
-                c0.to_string()
+        Some((l, at, len)) if l < lines.len() => {
+            // lines end at '\n' (a '\r' before it stays in the line, as nft reads it)
+            let start: usize = text.split('\n').take(l).map(|s| s.len() + 1).sum::<usize>() + at;
+            let mut sm = SourceMap::default();
+            let file = sm.add(name, text);
+            let span = Span {
+                file,
+                lo: start as u32,
+                hi: (start + len) as u32,
             };
-            format!(
-                "{name}:{l}:{span}: Error: {what}\n{src}\n{pad}{}",
-                "^".repeat(c1 + 1 - c0)
-            )
+            sm.render(&LangError::new(span, what))
+                .trim_end_matches('\n')
+                .to_string()
         }
         _ => format!("{name}: Error: {what}"),
     }

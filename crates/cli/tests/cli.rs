@@ -757,7 +757,7 @@ fn simulate_rule_texts_are_stateless() {
     assert!(!text.contains("counter packets"), "{text}");
     assert!(
         text.contains(
-            "inet fw4 forward_lan: oifname { \"wan\" } counter accept comment \"LAN to Internet\""
+            "inet fw4 forward_lan: oifname \"wan\" counter accept comment \"LAN to Internet\""
         ),
         "{text}"
     );
@@ -769,7 +769,7 @@ fn simulate_rule_texts_are_stateless() {
     );
     assert!(
         trace.contains(
-            "inet fw4 forward_lan rule oifname { \"wan\" } counter accept comment \"LAN to Internet\" (verdict accept)"
+            "inet fw4 forward_lan rule oifname \"wan\" counter accept comment \"LAN to Internet\" (verdict accept)"
         ),
         "{trace}"
     );
@@ -980,6 +980,31 @@ fn simulate_report_says_why_flows_were_refused() {
     assert!(refused.contains("udp_not_assured "), "{refused}");
     assert!(admitted > 0 && sum > 0);
     assert_eq!(sum + admitted, requests, "{paths}\n{refused}");
+}
+
+/// After non-ASCII text and a tab on the line, the column counts bytes and the carets are padded
+/// one blank per byte, tabs kept, as nft does for a ruleset (`"é"` is two bytes).
+#[test]
+fn topology_error_columns_count_bytes_as_nft_does() {
+    let t = tmpfile(
+        "utf8.toml",
+        "[[interface]]\nname = \"\u{e9}\"\tx\nmac = \"02:00:00:00:00:01\"\n",
+    );
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&t)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{}:2:13-13: Error: expected newline, `#`\nname = \"\u{e9}\"\tx\n{}\t^\n",
+            t.display(),
+            " ".repeat(11)
+        )
+    );
 }
 
 /// An interface defined twice is pointed at where it comes again; a missing key at its entry.

@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Floors per suite: passes out of the suite's total, set a little under the measured score
-/// so a regression fails the build.
+/// so a regression fails the build. Three dumps (two with their JSON) and one fw4 ruleset
+/// are not fixed points of nft itself: they list a one-element set (merged from several)
+/// that nft, loading the listing again, lists without braces; nft-offload does the same.
 const FLOORS: &[(&str, usize)] = &[
-    ("dumps", 284),
-    ("json", 273),
+    ("dumps", 281),
+    ("json", 271),
     ("py", 5460),
-    ("fw4", 15),
+    ("fw4", 14),
     ("bogons", 99),
 ];
 

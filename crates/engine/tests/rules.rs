@@ -346,3 +346,63 @@ fn a_priority_offset_past_32_bits_wraps() {
         assert_eq!(rs.base[0].prio, prio, "priority {off}");
     }
 }
+
+/// A set of one element answers as the set would: an exact value, not the any-of-these-flags
+/// test of a bare flag; the negation of a range; a prefix.
+#[test]
+fn a_set_of_one_element_keeps_its_meaning() {
+    let src = r#"
+table ip t {
+	chain c {
+		type filter hook input priority filter; policy accept;
+		tcp flags { syn } counter
+		tcp flags syn counter
+		tcp dport != { 1-5 } counter
+		ip saddr { 192.168.1.0/24 } counter
+		ct state { established } counter
+	}
+}
+"#;
+    let ast = load_str("t.nft", src, &LoadOpts::default())
+        .map_err(|e| e.rendered)
+        .unwrap();
+    let rs = compile(&ast).unwrap();
+    let mut st = State::new(&rs);
+    let mut rec = Rec::default();
+    let frame = |src: [u8; 4], dport: u16, ack: bool| {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, [192, 168, 1, 1], 64)
+            .tcp(40000, dport, 1000, 65535)
+            .syn();
+        let b = if ack { b.ack(1) } else { b };
+        let mut out = vec![];
+        b.write(&mut out, b"").unwrap();
+        out
+    };
+    let est = CtInfo {
+        state: 2,
+        ..Default::default()
+    };
+    for (mut f, ct) in [
+        (frame([192, 168, 1, 2], 22, false), None),
+        (frame([10, 0, 0, 2], 3, true), Some(est)),
+    ] {
+        let m = nft_wire::parse_frame(&f).unwrap();
+        let mut ps = nft_engine::rules::PktState::default();
+        let mut p = pkt_from_frame(&mut f, &m, 1, "lan", &mut ps);
+        p.conn = ct.as_ref().map(|c| c as &dyn nft_engine::rules::CtFacts);
+        run_hook(
+            &rs,
+            &mut st,
+            Hook::Input,
+            &[Family::Ip],
+            &mut p,
+            0,
+            &mut rec,
+            None,
+        );
+    }
+    let packets: Vec<u64> = st.counters.iter().map(|c| c.0).collect();
+    // the SYN matches `{ syn }`, the SYN+ACK only the bare flag test
+    assert_eq!(packets, [1, 2, 1, 1, 1]);
+}

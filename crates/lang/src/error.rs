@@ -89,10 +89,11 @@ impl SourceMap {
         let src_line = &f.text[line_start..line_end];
         let col_hi = if col_hi < col { col } else { col_hi };
         let width = (col_hi - col + 1).min(src_line.len().saturating_sub(col - 1).max(1));
-        let mut caret = String::new();
-        for ch in src_line.chars().take(col - 1) {
-            caret.push(if ch == '\t' { '\t' } else { ' ' });
-        }
+        // one blank per byte before the column, tabs kept, as nft pads: columns count bytes
+        let mut caret: String = src_line.as_bytes()[..(col - 1).min(src_line.len())]
+            .iter()
+            .map(|&b| if b == b'\t' { '\t' } else { ' ' })
+            .collect();
         caret.push_str(&"^".repeat(width));
         // nft's first line, source line and carets; any further explanation follows them
         let (first, rest) = match e.msg.split_once('\n') {
@@ -137,3 +138,32 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Columns and carets count bytes: after "é" (two bytes) and tabs, nft 1.0.6 prints this.
+    #[test]
+    fn columns_and_padding_count_bytes() {
+        let text = "table inet t {\n\tchain c {\n\t\tmeta mark 1 comment \"\u{e9}\"\t\ttcp dport sshhhh accept\n\t}\n}\n";
+        let mut sm = SourceMap::default();
+        let f = sm.add("e3.nft", text);
+        let lo = text.find("tcp").unwrap() as u32;
+        let e = Error::new(
+            Span {
+                file: f,
+                lo,
+                hi: lo + 3,
+            },
+            "syntax error, unexpected tcp, expecting newline or semicolon",
+        );
+        assert_eq!(
+            sm.render(&e),
+            format!(
+                "e3.nft:3:29-31: Error: syntax error, unexpected tcp, expecting newline or semicolon\n\t\tmeta mark 1 comment \"\u{e9}\"\t\ttcp dport sshhhh accept\n\t\t{}\t\t^^^\n",
+                " ".repeat(24)
+            )
+        );
+    }
+}

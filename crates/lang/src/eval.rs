@@ -626,6 +626,7 @@ pub fn eval_stmt(ctx: &Ctx, st: &mut Stmt) -> Result<()> {
                 }
             }
             eval_value(ctx, right, dt, bits)?;
+            unwrap_singleton_set(op, right);
             normalize_match(left, op, right)?;
             crate::flags::normalize(left, op, right)?;
             Ok(())
@@ -1045,6 +1046,40 @@ pub fn eval_concat_value(ctx: &Ctx, e: &mut Expr, types: &[(Dt, u32)]) -> Result
         ExprKind::SetRef(_) | ExprKind::Wildcard => Ok(()),
         _ => err(span, "datatype mismatch, expected a concatenation"),
     }
+}
+
+/// An anonymous set of one element in a match is that element: `tcp dport { 22 }` is
+/// `tcp dport 22`, `!= { 1-5 }` is `!= 1-5`, as nft compiles (and lists) them. The element
+/// count is the one written (`{ 22, 22 }` stays a set). An element with statements
+/// (`{ 10 counter }`) keeps its set. On a flag field other than `ct state` the membership
+/// test becomes an exact compare (`tcp flags { syn }` is `tcp flags == syn`), not the
+/// any-of-these-flags test a bare flag value means.
+fn unwrap_singleton_set(op: &mut RelOp, right: &mut Expr) {
+    if !matches!(op, RelOp::Implicit | RelOp::Eq | RelOp::Ne) {
+        return;
+    }
+    let ExprKind::Set(elems) = &mut right.kind else {
+        return;
+    };
+    let [el] = elems.as_mut_slice() else {
+        return;
+    };
+    let key = match &mut el.kind {
+        ExprKind::Elem(_, opts) if !opts.stmts.is_empty() => return,
+        ExprKind::Elem(inner, _) => inner.as_mut(),
+        _ => el,
+    };
+    if !matches!(
+        key.kind,
+        ExprKind::Const(_) | ExprKind::Prefix(..) | ExprKind::Range(..)
+    ) {
+        return;
+    }
+    let key = std::mem::replace(key, Expr::new(ExprKind::Wildcard, Span::default()));
+    if *op == RelOp::Implicit && key.dt.is_bitmask() && key.dt != Dt::CtState {
+        *op = RelOp::Eq;
+    }
+    *right = key;
 }
 
 /// Rewrites a typed relational into the form nft lists.

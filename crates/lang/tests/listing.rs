@@ -133,3 +133,148 @@ fn tunnel_objects() {
         "table netdev x {\n\ttunnel v {\n\t\tid 20\n\t\ttos 10\n\t\tvxlan {\n\t\t\tgbp 200\n\t\t}\n\t}\n}\n"
     );
 }
+
+/// An anonymous set of one element in a match lists as the element alone, as nft does; a
+/// vmap, a concatenation and a set written with more elements
+/// keep their braces. Expected: `nft list ruleset` after `nft -f` of the same input (nft 1.0.6).
+#[test]
+fn anonymous_set_of_one_element_lists_as_the_element() {
+    let src = "table inet t {
+	chain c {
+		type filter hook forward priority filter; policy accept;
+		tcp dport { 22 } accept
+		ip saddr { 198.18.0.1 } accept
+		ip saddr { 198.18.0.0/24 } accept
+		ip6 saddr { 2001:db8::1 } accept
+		ct state { established } accept
+		ct state != { established } accept
+		meta l4proto { tcp } accept
+		meta l4proto { tcp } tcp dport 22 accept
+		iifname { \"eth0\" } accept
+		tcp dport != { 22 } accept
+		tcp dport { 1-5 } accept
+		tcp dport != { 1-5 } accept
+		udp dport { 53 } counter drop
+		tcp dport { 22 comment \"ssh\" } accept
+		tcp dport vmap { 22 : accept }
+		ip saddr . tcp dport { 198.18.0.1 . 22 } accept
+		ip saddr . tcp dport vmap { 198.18.0.1 . 22 : drop }
+		tcp dport { 22, 22 } accept
+		ct state { established, related } accept
+		meta mark & 0xff == { 0x1 } accept
+	}
+}
+";
+    let nft = "table inet t {
+	chain c {
+		type filter hook forward priority filter; policy accept;
+		tcp dport 22 accept
+		ip saddr 198.18.0.1 accept
+		ip saddr 198.18.0.0/24 accept
+		ip6 saddr 2001:db8::1 accept
+		ct state established accept
+		ct state != established accept
+		meta l4proto tcp accept
+		tcp dport 22 accept
+		iifname \"eth0\" accept
+		tcp dport != 22 accept
+		tcp dport 1-5 accept
+		tcp dport != 1-5 accept
+		udp dport 53 counter packets 0 bytes 0 drop
+		tcp dport 22 accept
+		tcp dport vmap { 22 : accept }
+		ip saddr . tcp dport { 198.18.0.1 . 22 } accept
+		ip saddr . tcp dport vmap { 198.18.0.1 . 22 : drop }
+		tcp dport { 22 } accept
+		ct state { established, related } accept
+		meta mark & 0x000000ff == 0x00000001 accept
+	}
+}
+";
+    assert_eq!(list(src), nft);
+}
+
+/// An element with a statement keeps its set, so the counter still counts (nft 1.0.8 and
+/// later; 1.0.6 drops the counter with the braces).
+#[test]
+fn set_of_one_element_with_a_counter_stays_a_set() {
+    assert_eq!(
+        list("table ip t { chain c { meta mark { 0xa counter } accept; } }"),
+        "table ip t {\n\tchain c {\n\t\tmeta mark { 0x0000000a counter packets 0 bytes 0 } accept\n\t}\n}\n"
+    );
+}
+
+/// Elements that merge into one (a duplicate, two adjacent prefixes) still make a set, as
+/// nft counts the elements written; loading that listing again drops the braces, as nft's
+/// second load does.
+#[test]
+fn set_merged_to_one_element_keeps_its_braces_until_loaded_again() {
+    let src = "table ip t {
+	chain c {
+		ip saddr { 198.18.0.1, 198.18.0.1 } accept
+		ip saddr { 198.18.0.0/25, 198.18.0.128/25 } accept
+	}
+}
+";
+    let first = "table ip t {
+	chain c {
+		ip saddr { 198.18.0.1 } accept
+		ip saddr { 198.18.0.0/24 } accept
+	}
+}
+";
+    let second = "table ip t {
+	chain c {
+		ip saddr 198.18.0.1 accept
+		ip saddr 198.18.0.0/24 accept
+	}
+}
+";
+    assert_eq!(list(src), first);
+    assert_eq!(list(first), second);
+}
+
+/// `tcp flags { syn }` is a lookup of the exact value, so without the set it is
+/// `tcp flags == syn` (nft 1.0.9 and later); a bare `tcp flags syn` would test for any of
+/// the flags. `ct state` holds one state at a time, so there the bare value stays.
+#[test]
+fn flag_set_of_one_element_is_an_exact_compare() {
+    assert_eq!(
+        list("table inet t { chain c { tcp flags { syn } accept; tcp flags != { syn } accept; tcp flags & (syn | ack) == { syn } accept; ct state { new } accept; } }"),
+        "table inet t {\n\tchain c {\n\t\ttcp flags == syn accept\n\t\ttcp flags != syn accept\n\t\ttcp flags & (syn | ack) == syn accept\n\t\tct state new accept\n\t}\n}\n"
+    );
+}
+
+/// The JSON listing drops the set too. Expected: `nft -j list ruleset` (nft 1.0.6), the
+/// first statement of each rule.
+#[test]
+fn anonymous_set_of_one_element_in_json() {
+    let rs = load_str(
+        "t.nft",
+        "table ip t {
+	chain c {
+		tcp dport { 22 } accept
+		tcp dport != { 1-5 } accept
+		ct state { established } accept
+		ip saddr . tcp dport { 198.18.0.1 . 22 } accept
+	}
+}
+",
+        &LoadOpts::default(),
+    )
+    .unwrap_or_else(|e| panic!("load failed: {e}"));
+    let json = nft_lang::json::ruleset_to_json(&rs, &ListOpts::default());
+    let first: Vec<String> = json["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| Some(o.get("rule")?["expr"][0].to_string()))
+        .collect();
+    let nft = [
+        r#"{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":22}}"#,
+        r#"{"match":{"op":"!=","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"range":[1,5]}}}"#,
+        r#"{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"established"}}"#,
+        r#"{"match":{"op":"==","left":{"concat":[{"payload":{"protocol":"ip","field":"saddr"}},{"payload":{"protocol":"tcp","field":"dport"}}]},"right":{"set":[{"concat":["198.18.0.1",22]}]}}}"#,
+    ];
+    assert_eq!(first, nft);
+}
