@@ -516,14 +516,17 @@ fn live_router(io: &str) {
     let mut lab = Lab::new(if xdp { "ax" } else { "ap" }, xdp);
     lab.start_router(&["--io", io]);
     let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
+    // the router's own addresses: its kernel answers (with AF_XDP, ARP, ND and ICMP pass the
+    // steering)
+    for own in ["198.18.1.1", "2001:db8:1::1"] {
+        let o = lab::ping_n(&lab.c, own, "2", "1");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
     if xdp {
         assert!(
             lab::xdp_on(&lab.r, "lan") && lab::xdp_on(&lab.r, "wan"),
             "no steering program"
         );
-        // the router's own address: its kernel answers (ARP and ICMP pass the steering)
-        let o = lab::ping_n(&lab.c, "198.18.1.1", "2", "1");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
         let st = lab.stats();
         assert!(
             st["steering"]["lan"]["arp"].as_u64().unwrap() >= 1,
@@ -927,6 +930,23 @@ fn live_router(io: &str) {
     let st = lab.stats();
     assert!(
         st["drops"]["blackhole"].as_u64().unwrap_or(0) > holes + 60,
+        "{st:#}"
+    );
+    // a next hop that never answers: the datagrams wait while the kernel tries (about three
+    // seconds), then its failure drops them (`neighbour_unresolved`); the connection stays and
+    // flows again once the route is back
+    route(&["via", "9"]);
+    std::thread::sleep(Duration::from_millis(4500));
+    for st in streams.iter_mut() {
+        let (sent, got) = st.count();
+        assert!(
+            sent > 100 && got == 0,
+            "to a dead next hop: {got} of {sent}"
+        );
+    }
+    let st = lab.stats();
+    assert!(
+        st["drops"]["neighbour_unresolved"].as_u64().unwrap_or(0) > 0,
         "{st:#}"
     );
     route(&["via", "2"]);
