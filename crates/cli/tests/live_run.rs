@@ -522,6 +522,22 @@ fn live_router(io: &str) {
         let o = lab::ping_n(&lab.c, own, "2", "1");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     }
+    // and a TCP connection to a socket of the router's own, which the kernel serves alone
+    // (the dataplane sends nothing for it: no answer, no forward)
+    let sent = |st: &serde_json::Value| {
+        st["interfaces"][0]["tx_packets"].as_u64().unwrap()
+            + st["interfaces"][1]["tx_packets"].as_u64().unwrap()
+    };
+    let tx0 = sent(&lab.stats());
+    for own in ["198.18.1.1", "2001:db8:1::1"] {
+        transfer(&mut lab, &r, own, &c, own, "2222", "1000000");
+    }
+    let st = lab.stats();
+    assert_eq!(
+        sent(&st),
+        tx0,
+        "the dataplane sent for the router's own: {st:#}"
+    );
     if xdp {
         assert!(
             lab::xdp_on(&lab.r, "lan") && lab::xdp_on(&lab.r, "wan"),
