@@ -98,16 +98,12 @@ fn handle(shared: &Shared, line: &str) -> Result<String, String> {
             let now = shared.now();
             // with a flowtable `counter`, the fast path's counts first
             st.router.sync_offload(now);
-            let lines = st.router.conntrack().list(now);
+            // the entries only: the client counts them for the summary on its stderr
             let mut s = String::new();
-            for l in &lines {
-                s.push_str(l);
+            for l in st.router.conntrack().list(now) {
+                s.push_str(&l);
                 s.push('\n');
             }
-            s.push_str(&format!(
-                "conntrack v1.4.8 (conntrack-tools): {} flow entries have been shown.\n",
-                lines.len()
-            ));
             Ok(s)
         }
         ["load", path @ ..] if !path.is_empty() => {
@@ -579,8 +575,26 @@ pub fn stats_prometheus(shared: &Shared) -> String {
     s
 }
 
+/// `conntrack -L`'s summary line, which it prints on stderr after the entries.
+pub fn conntrack_summary(entries: usize) -> String {
+    format!("conntrack v1.4.8 (conntrack-tools): {entries} flow entries have been shown.")
+}
+
 /// Client side: sends `line`, prints the answer; exit 1 on an error answer.
 pub fn client(path: &Path, line: &str) -> Result<std::process::ExitCode> {
+    answer(path, line, |body| print!("{body}"))
+}
+
+/// `list conntrack`: the entries on stdout and the summary on stderr, as `conntrack -L`.
+pub fn list_conntrack(path: &Path) -> Result<std::process::ExitCode> {
+    answer(path, "list conntrack", |body| {
+        print!("{body}");
+        eprintln!("{}", conntrack_summary(body.lines().count()));
+    })
+}
+
+/// Sends `line`; an `ok` answer's text goes to `ok`, an error's to stderr (exit 1).
+fn answer(path: &Path, line: &str, ok: impl FnOnce(&str)) -> Result<std::process::ExitCode> {
     let mut c = UnixStream::connect(path).with_context(|| {
         format!(
             "connecting to {} (is `nft-offload run` running? --control PATH)",
@@ -594,7 +608,7 @@ pub fn client(path: &Path, line: &str) -> Result<std::process::ExitCode> {
     let (status, body) = out.split_once('\n').unwrap_or((out.as_str(), ""));
     match status {
         "ok" => {
-            print!("{body}");
+            ok(body);
             Ok(std::process::ExitCode::SUCCESS)
         }
         "error" => {

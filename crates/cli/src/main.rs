@@ -221,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 e
             }
         }),
+        Cmd::List { what, control } if what == "conntrack" => control::list_conntrack(&control),
         Cmd::List { what, control } => control::client(&control, &format!("list {what}")),
         Cmd::Load { file, control } => {
             let abs = std::path::absolute(&file).unwrap_or(file);

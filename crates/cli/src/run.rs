@@ -85,9 +85,9 @@ pub struct Args {
     /// I/O backend: af_packet or af_xdp.
     #[arg(long, value_enum, default_value_t = Io::AfPacket)]
     pub io: Io,
-    /// Worker threads (AF_PACKET fanout by flow hash; one router behind a lock).
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    /// Worker threads, 1 to 1024 (AF_PACKET fanout by flow hash; one router behind a lock).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub workers: u64,
     /// Control socket path.
     #[arg(long, default_value = control::DEFAULT_PATH)]
     pub control: PathBuf,
@@ -1772,7 +1772,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let io = a.io;
     let ifs = parse_interfaces(&a.interfaces)?;
     check_kernel_forwarding()?;
-    let workers = a.workers.max(1);
+    // 1..=1024, checked by clap
+    let workers = usize::try_from(a.workers).unwrap_or(1);
     // subscribe first, then dump, so no change falls between the two
     let mut monitor = Netlink::monitor()?;
     let mut nl = Netlink::open()?;

@@ -350,15 +350,19 @@ pub fn run(a: Args) -> Result<()> {
     router.sync_offload(last);
     let report = router.report(last);
     if a.json {
-        // the final connection table as `conntrack -L` prints it, for comparison with the kernel
+        // the final connection table as `conntrack -L` prints it, for comparison with the
+        // kernel; `--list-flows` adds the flowtables' listing (stdout stays one JSON object)
         let mut v = serde_json::to_value(&report)?;
         if let serde_json::Value::Object(m) = &mut v {
             m.insert("conntrack".into(), router.conntrack().list(last).into());
+            if a.list_flows {
+                m.insert("flowtables".into(), router.list_flows(last).into());
+            }
         }
         writeln!(so, "{}", serde_json::to_string_pretty(&v)?)?;
-    } else {
-        write!(so, "{}", text_report(&report, &a))?;
+        return Ok(());
     }
+    write!(so, "{}", text_report(&report, &a))?;
     if a.list_flows {
         writeln!(so)?;
         for l in router.list_flows(last) {
@@ -371,11 +375,9 @@ pub fn run(a: Args) -> Result<()> {
         for l in &lines {
             writeln!(so, "{l}")?;
         }
-        writeln!(
-            so,
-            "conntrack v1.4.8 (conntrack-tools): {} flow entries have been shown.",
-            lines.len()
-        )?;
+        // on stderr, as `conntrack -L` prints it
+        so.flush()?;
+        eprintln!("{}", crate::control::conntrack_summary(lines.len()));
     }
     Ok(())
 }

@@ -740,13 +740,53 @@ fn simulate_count_shows_the_router_mid_traffic() {
     assert!(flows > 0, "{mid}");
     assert_eq!(flow_lines, flows, "{mid}");
     assert_eq!(offloaded, flows, "one [OFFLOAD] entry a flow\n{mid}");
+    // the summary on stderr, as `conntrack -L` prints it
     let shown = mid.lines().filter(|l| l.contains(" use=")).count();
-    assert!(
-        mid.contains(&format!(
-            "conntrack v1.4.8 (conntrack-tools): {shown} flow entries have been shown."
-        )),
-        "{mid}"
+    assert!(shown > 0, "{mid}");
+    assert!(!mid.contains("flow entries have been shown"), "{mid}");
+    let out = bin()
+        .args(["simulate", "--list-conntrack", "-c", "1500"])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("conntrack v1.4.8 (conntrack-tools): {shown} flow entries have been shown.\n")
     );
+}
+
+/// With `--json`, stdout stays one JSON object: the connection table is its `conntrack`
+/// (always), `--list-flows` adds the flowtables' listing as `flowtables`, and no text listing
+/// follows it.
+#[test]
+fn simulate_json_with_listings_is_one_object() {
+    let out = bin()
+        .args([
+            "simulate",
+            "--json",
+            "--list-flows",
+            "--list-conntrack",
+            "-c",
+            "1500",
+        ])
+        .output()
+        .unwrap();
+    let v = json(&out);
+    let ct = v["conntrack"].as_array().unwrap();
+    assert!(
+        ct.iter()
+            .any(|l| l.as_str().unwrap().contains(" [OFFLOAD] ")),
+        "{v:#}"
+    );
+    let ft = v["flowtables"].as_array().unwrap();
+    assert!(
+        ft.iter().any(|l| l
+            .as_str()
+            .unwrap()
+            .starts_with("flowtable fw4 ft { devices = { br-lan, wan }; flows ")),
+        "{v:#}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
 /// Rule texts beside hit counts (top rules, traces) are stateless: the ruleset's
@@ -803,6 +843,83 @@ fn control_commands_without_a_router() {
             "{args:?}"
         );
     }
+}
+
+/// The control commands' socket is `/run/nft-offload.sock` unless `--control` says otherwise
+/// (`run` serves it there, created mode 0600: `live_run.rs`).
+#[test]
+fn control_socket_defaults_to_run() {
+    if std::path::Path::new("/run/nft-offload.sock").exists() {
+        eprintln!("SKIPPED (a router serves /run/nft-offload.sock here)");
+        return;
+    }
+    let err = failed_cleanly(&bin().args(["list", "ruleset"]).output().unwrap());
+    assert!(
+        err.starts_with(
+            "Error: connecting to /run/nft-offload.sock (is `nft-offload run` running?"
+        ),
+        "{err}"
+    );
+    for cmd in ["run", "list", "load", "stats"] {
+        let help = succeeded(&bin().args([cmd, "--help"]).output().unwrap());
+        assert!(
+            help.contains("[default: /run/nft-offload.sock]"),
+            "{cmd} --help:\n{help}"
+        );
+    }
+}
+
+/// `--workers 0` is refused as clap refuses any bad value (exit 2, before anything is read),
+/// not taken as one worker.
+#[test]
+fn run_refuses_zero_workers() {
+    for bad in ["0", "1025", "-1"] {
+        let out = bin()
+            .args(["run", "-f", "/nonexistent.nft", "--interfaces", "lan=eth0"])
+            .arg(format!("--workers={bad}"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--workers {bad}: {err}");
+        assert!(
+            err.starts_with(&format!(
+                "error: invalid value '{bad}' for '--workers <WORKERS>': "
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("nonexistent"), "{err}");
+    }
+}
+
+/// `list conntrack` prints the entries on stdout and `conntrack -L`'s summary line on stderr,
+/// as `conntrack -L` does (a stand-in router answers on the control socket here).
+#[test]
+fn list_conntrack_prints_its_summary_on_stderr() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+    let sock = std::env::temp_dir().join(format!("nft-offload-cli-ct-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).unwrap();
+    let entries = "tcp      6 431999 ESTABLISHED src=198.18.1.2 dst=198.18.2.2 sport=40000 dport=80 packets=3 bytes=180 src=198.18.2.2 dst=198.18.2.1 sport=80 dport=40000 packets=2 bytes=120 [OFFLOAD] mark=0 use=2\nudp      17 29 src=198.18.1.2 dst=198.18.2.2 sport=5353 dport=53 packets=1 bytes=60 [UNREPLIED] src=198.18.2.2 dst=198.18.2.1 sport=53 dport=5353 packets=0 bytes=0 mark=0 use=1\n";
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&mut c).read_line(&mut line).unwrap();
+        c.write_all(format!("ok\n{entries}").as_bytes()).unwrap();
+        line
+    });
+    let out = bin()
+        .args(["list", "conntrack", "--control"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert_eq!(server.join().unwrap(), "list conntrack\n");
+    let _ = std::fs::remove_file(&sock);
+    assert_eq!(succeeded(&out), entries);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "conntrack v1.4.8 (conntrack-tools): 2 flow entries have been shown.\n"
+    );
 }
 
 /// A frame dropped before any chain (malformed) gets a `drop REASON` line in the trace, so

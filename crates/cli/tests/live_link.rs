@@ -1,8 +1,8 @@
 //! `nft-offload run` follows its interfaces' MAC address and MTU (issue 6): the kernel's
 //! `RTM_NEWLINK` reaches the engine, offloaded flows leave with the new MAC, the slow path
 //! uses the new MTU. And `run` turns GRO off on its interfaces while it runs, then puts it
-//! back. Network namespaces made by the test (client - router - server), root; skipped
-//! otherwise.
+//! back (`--io af_packet` leaves it on). Both I/O backends. Network namespaces made by the
+//! test (client - router - server), root; skipped otherwise.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::Command;
@@ -63,23 +63,35 @@ fn wait_link(sock: &str, dev: &str, key: &str, want: serde_json::Value) {
 
 #[test]
 fn run_follows_mac_and_mtu_changes() {
-    let test = "run_follows_mac_and_mtu_changes";
+    follows("run_follows_mac_and_mtu_changes", "af_packet");
+}
+
+/// The same with `--io af_xdp`, which turns GRO off while it runs (AF_XDP takes no
+/// aggregates) and puts it back at exit.
+#[test]
+fn run_af_xdp_follows_mac_and_mtu_changes() {
+    follows("run_af_xdp_follows_mac_and_mtu_changes", "af_xdp");
+}
+
+fn follows(test: &str, io: &str) {
     if Command::new("ethtool").arg("--version").output().is_err() {
         eprintln!("{test}: SKIPPED (needs ethtool)");
         return;
     }
+    let xdp = io == "af_xdp";
     // GRO on at start: `run --io af_packet` leaves it on (it forwards GRO aggregates whole)
     let gro_on = |r: &str| {
         sh(r, "ethtool -K wan0 gro on");
         assert_eq!(gro(r, "wan0"), "on");
     };
-    let Some(mut lab) = lab_with(test, "llk", "af_packet", RULES, false, false, gro_on, &[]) else {
+    let tag = if xdp { "llx" } else { "llk" };
+    let Some(mut lab) = lab_with(test, tag, io, RULES, xdp, xdp, gro_on, &[]) else {
         return;
     };
     let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
     let (c, r, s) = (c.as_str(), r.as_str(), s.as_str());
     let sock = lab.sock.clone();
-    assert_eq!(gro(r, "wan0"), "on");
+    assert_eq!(gro(r, "wan0"), if xdp { "off" } else { "on" });
 
     assert_eq!(udp_exchange(c, s, 150), 150);
     let ct = list(&sock, "conntrack");

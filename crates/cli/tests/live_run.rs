@@ -347,6 +347,151 @@ fn port_forward_in(lab: &mut Lab, bytes: &str) {
     transfer(lab, &c, "198.18.1.2#80", &s, "198.18.2.1", "8080", bytes);
 }
 
+/// [`port_forward_in`] over IPv6: the router's WAN address `[2001:db8:2::1]:8080` to the
+/// client's port 80.
+fn port_forward_in6(lab: &mut Lab, bytes: &str) {
+    let (c, s) = (lab.c.clone(), lab.s.clone());
+    transfer(
+        lab,
+        &c,
+        "2001:db8:1::2#80",
+        &s,
+        "2001:db8:2::1",
+        "8080",
+        bytes,
+    );
+}
+
+/// A `stream.py` UDP flow from the client: a numbered datagram every 10 ms, echoed by
+/// `udp.py echo` at the server; [`Stream::count`] says how many of those sent since the last
+/// count were answered. Killed when dropped.
+struct Stream {
+    ch: Child,
+    out: BufReader<ChildStdout>,
+}
+
+impl Stream {
+    fn start(ns: &str, host: &str, port: &str) -> Stream {
+        let mut ch = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", &py("stream.py"), host, port])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(ch.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        Stream { ch, out }
+    }
+
+    /// (sent, answered) since the last count.
+    fn count(&mut self) -> (u64, u64) {
+        use std::io::Write;
+        self.ch
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"count\n")
+            .unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        let mut w = line.split_whitespace().map(|x| x.parse().unwrap());
+        (w.next().unwrap(), w.next().unwrap())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = self.ch.kill();
+        let _ = self.ch.wait();
+    }
+}
+
+/// Waits (up to 20 s) until `list flowtables` shows a flow with each of `needles`; the listing.
+fn wait_flows(lab: &Lab, needles: &[&str]) -> String {
+    let t = Instant::now();
+    loop {
+        let flows = lab.flows();
+        if needles.iter().all(|n| flows.contains(n)) {
+            return flows;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no flow {needles:?}: {flows}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A number of the router's final stats (printed at exit, `stats` in text form): the one after
+/// `key` (e.g. "packets in ").
+fn final_count(out: &str, key: &str) -> u64 {
+    out.split(key)
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key:?} in {out}"))
+}
+
+/// Stops the router with `signal` (INT or TERM) and checks that it stopped cleanly: exit 0,
+/// the control socket and the guard table gone, XDP detached (`xdp`), and its final stats
+/// printed, with every packet counted in `last` (a `stats --json` taken before) and
+/// `more` packets since.
+fn stop_cleanly(lab: &mut Lab, signal: &str, xdp: bool, last: &serde_json::Value, more: u64) {
+    let pid = lab.router.as_ref().unwrap().id();
+    must(&["kill", &format!("-{signal}"), &pid.to_string()]);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = lab.router.as_mut().unwrap().try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the router did not stop on SIG{signal}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "SIG{signal}: {status}");
+    assert!(
+        !Path::new(&lab.ctl()).exists(),
+        "the control socket is left"
+    );
+    let tables = must(&["ip", "netns", "exec", &lab.r, "nft", "list", "tables"]);
+    assert!(!tables.contains("nft_offload_run"), "{tables}");
+    if xdp {
+        // the steering programs are off (the kernel may release the links a moment later)
+        let t = Instant::now();
+        while (lab::xdp_on(&lab.r, "lan") || lab::xdp_on(&lab.r, "wan"))
+            && t.elapsed() < Duration::from_secs(3)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !lab::xdp_on(&lab.r, "lan") && !lab::xdp_on(&lab.r, "wan"),
+            "XDP left attached"
+        );
+    }
+    // no accounting lost: the last word counts what `stats` had counted, and what came since
+    let out = std::fs::read_to_string(lab.dir.join("router.out")).unwrap();
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let in_ = final_count(&out, "packets in ");
+    assert!(in_ >= n(&last["packets_in"]) + more, "{out}\n{last:#}");
+    let paths = final_count(&out, "fast path ") + final_count(&out, "slow path ");
+    assert!(
+        paths >= n(&last["paths"]["fast"]) + n(&last["paths"]["slow"]) + more,
+        "{out}\n{last:#}"
+    );
+    assert!(
+        final_count(&out, "interface lan: rx ") >= n(&last["interfaces"][0]["rx_packets"]),
+        "{out}\n{last:#}"
+    );
+    assert!(
+        final_count(&out, "flows offloaded ") >= n(&last["flows"]["offloaded_total"]),
+        "{out}\n{last:#}"
+    );
+}
+
 #[test]
 fn live_router_af_packet() {
     live_router("af_packet");
@@ -371,14 +516,33 @@ fn live_router(io: &str) {
     let mut lab = Lab::new(if xdp { "ax" } else { "ap" }, xdp);
     lab.start_router(&["--io", io]);
     let (c, r, s) = (lab.c.clone(), lab.r.clone(), lab.s.clone());
+    // the router's own addresses: its kernel answers (with AF_XDP, ARP, ND and ICMP pass the
+    // steering)
+    for own in ["198.18.1.1", "2001:db8:1::1"] {
+        let o = lab::ping_n(&lab.c, own, "2", "1");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+    // and a TCP connection to a socket of the router's own, which the kernel serves alone
+    // (the dataplane sends nothing for it: no answer, no forward)
+    let sent = |st: &serde_json::Value| {
+        st["interfaces"][0]["tx_packets"].as_u64().unwrap()
+            + st["interfaces"][1]["tx_packets"].as_u64().unwrap()
+    };
+    let tx0 = sent(&lab.stats());
+    for own in ["198.18.1.1", "2001:db8:1::1"] {
+        transfer(&mut lab, &r, own, &c, own, "2222", "1000000");
+    }
+    let st = lab.stats();
+    assert_eq!(
+        sent(&st),
+        tx0,
+        "the dataplane sent for the router's own: {st:#}"
+    );
     if xdp {
         assert!(
             lab::xdp_on(&lab.r, "lan") && lab::xdp_on(&lab.r, "wan"),
             "no steering program"
         );
-        // the router's own address: its kernel answers (ARP and ICMP pass the steering)
-        let o = lab::ping_n(&lab.c, "198.18.1.1", "2", "1");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
         let st = lab.stats();
         assert!(
             st["steering"]["lan"]["arp"].as_u64().unwrap() >= 1,
@@ -481,28 +645,89 @@ fn live_router(io: &str) {
     upload(&mut lab, "2001:db8:2::2", "5002", "20000000");
 
     // a DNAT port forward inbound, to the router's own WAN address (the kernel would answer
-    // with a RST were it not for the guard table)
+    // with a RST were it not for the guard table), IPv4 and IPv6
     port_forward_in(&mut lab, "2000000");
+    port_forward_in6(&mut lab, "2000000");
 
-    // a dropped port stays dropped (the server listens on it)
+    // a dropped port stays dropped (the server listens on it), IPv4 and IPv6
     let l9 = lab.listen(&s, &[&py("xfer.py"), "recv", "198.18.2.2", "9"]);
+    let l9v6 = lab.listen(&s, &[&py("xfer.py"), "recv", "2001:db8:2::2", "9"]);
     let drops_before = lab.stats()["drops"]["rule_drop"].as_u64().unwrap_or(0);
-    for _ in 0..2 {
+    for dst in ["'198.18.2.2'", "'198.18.2.2'", "'2001:db8:2::2'"] {
         let o = lab.exec(
             &c,
             &[
                 "python3",
                 "-c",
-                "import socket; socket.create_connection(('198.18.2.2', 9), timeout=1.5)",
+                &format!("import socket; socket.create_connection(({dst}, 9), timeout=1.5)"),
             ],
         );
-        assert!(!o.status.success(), "port 9 was reached");
+        assert!(!o.status.success(), "port 9 of {dst} was reached");
     }
-    assert!(lab.stats()["drops"]["rule_drop"].as_u64().unwrap_or(0) >= drops_before + 2);
+    assert!(lab.stats()["drops"]["rule_drop"].as_u64().unwrap_or(0) >= drops_before + 3);
     let _ = lab.bg[l9].kill();
+    let _ = lab.bg[l9v6].kill();
 
-    // a ruleset reload in the middle of a transfer: a bad file changes nothing, a good one
-    // is swapped in, the connection never breaks
+    // a route added while running: the router follows the kernel's main table
+    must(&["ip", "-n", &s, "addr", "add", "198.18.5.1/32", "dev", "lo"]);
+    must(&[
+        "ip",
+        "-n",
+        &s,
+        "addr",
+        "add",
+        "2001:db8:5::1/128",
+        "dev",
+        "lo",
+    ]);
+    let o = lab::ping_n(&lab.c, "198.18.5.1", "1", "1");
+    assert!(!o.status.success(), "no route yet");
+    must(&[
+        "ip",
+        "-n",
+        &r,
+        "route",
+        "add",
+        "198.18.5.0/24",
+        "via",
+        "198.18.2.2",
+    ]);
+    must(&[
+        "ip",
+        "-n",
+        &r,
+        "-6",
+        "route",
+        "add",
+        "2001:db8:5::/64",
+        "via",
+        "2001:db8:2::2",
+    ]);
+    for dst in ["198.18.5.1", "2001:db8:5::1"] {
+        let t = Instant::now();
+        while !lab::ping_n(&lab.c, dst, "1", "1").status.success() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the new route to {dst} was not followed"
+            );
+        }
+    }
+    assert!(lab.stats()["drops"]["no_route"].as_u64().unwrap_or(0) >= 1);
+
+    // two long UDP flows through masquerade, IPv4 and IPv6, offloaded once the kernel's rules
+    // would admit them (a stream, answered two seconds on); they run across the reload below
+    // and the route changes after it
+    for addr in ["198.18.5.1", "2001:db8:5::1"] {
+        lab.listen(&s, &[&py("udp.py"), "echo", addr, "5360"]);
+    }
+    let mut streams = [
+        Stream::start(&c, "198.18.5.1", "5360"),
+        Stream::start(&c, "2001:db8:5::1", "5360"),
+    ];
+
+    // a ruleset reload in the middle of transfers, IPv4 and IPv6: a bad file changes nothing,
+    // a good one is swapped in, the connections never break and the offloaded UDP flows lose
+    // no datagram
     let bad = lab.dir.join("bad.nft");
     std::fs::write(
         &bad,
@@ -517,41 +742,60 @@ fn live_router(io: &str) {
             .replace("tcp dport 9 drop", "tcp dport 9 drop\n\t\tudp dport 7 drop"),
     )
     .unwrap();
-    let rx = lab.listen(&s, &[&py("xfer.py"), "recv", "198.18.2.2", "5003"]);
-    let tx = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &c,
-            "python3",
-            &py("xfer.py"),
-            "send",
-            "198.18.2.2",
-            "5003",
-            "300000000",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    lab.bg.push(tx);
-    let txi = lab.bg.len() - 1;
-    let t = Instant::now();
-    let mut flows = lab.flows();
-    while !flows.contains("dport=5003") {
-        assert!(t.elapsed() < Duration::from_secs(20), "no flow: {flows}");
-        std::thread::sleep(Duration::from_millis(20));
-        flows = lab.flows();
+    let mut xfers = vec![];
+    for (addr, port, bytes) in [
+        ("198.18.2.2", "5003", "300000000"),
+        ("2001:db8:2::2", "5006", "200000000"),
+    ] {
+        let rx = lab.listen(&s, &[&py("xfer.py"), "recv", addr, port]);
+        let tx = Command::new("ip")
+            .args(["netns", "exec", &c, "python3", &py("xfer.py"), "send"])
+            .args([addr, port, bytes])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        lab.bg.push(tx);
+        xfers.push((rx, lab.bg.len() - 1, bytes));
     }
-    assert!(
-        flows.contains("tcp original src=198.18.1.2 dst=198.18.2.2"),
-        "{flows}"
+    let flows = wait_flows(
+        &lab,
+        &[
+            "tcp original src=198.18.1.2 dst=198.18.2.2 sport=",
+            "dport=5003",
+            "tcp original src=2001:db8:1::2 dst=2001:db8:2::2 sport=",
+            "dport=5006",
+            "udp original src=198.18.1.2 dst=198.18.5.1 sport=",
+            "udp original src=2001:db8:1::2 dst=2001:db8:5::1 sport=",
+        ],
     );
-    let ct = String::from_utf8_lossy(&lab.client(&["list", "conntrack"]).stdout).into_owned();
+    // conntrack listing in `conntrack -L` format, the summary on stderr as `conntrack -L`
+    // prints it
+    let o = lab.client(&["list", "conntrack"]);
+    let ct = String::from_utf8_lossy(&o.stdout).into_owned();
+    for port in ["dport=5003 ", "dport=5006 ", "dport=5360 "] {
+        assert!(
+            ct.lines()
+                .any(|l| l.contains(port) && l.contains(" [OFFLOAD] ")),
+            "{port}: {ct}\n{flows}"
+        );
+    }
+    assert!(ct.contains("src=198.18.1.2 dst=198.18.2.2"), "{ct}");
     assert!(
-        ct.lines()
-            .any(|l| l.contains("dport=5003") && l.contains("[OFFLOAD]")),
+        ct.lines().all(|l| l.starts_with("tcp      6 ")
+            || l.starts_with("udp      17 ")
+            || l.starts_with("icmp     1 ")
+            || l.starts_with("icmpv6   58 ")
+            || l.starts_with("sctp     132 ")),
         "{ct}"
     );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "conntrack v1.4.8 (conntrack-tools): {} flow entries have been shown.\n",
+            ct.lines().count()
+        )
+    );
+    let listing = must(&[BIN, "list", "ruleset", "--control", &lab.ctl()]);
     let o = lab.client(&["load", "-f", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
@@ -559,62 +803,206 @@ fn live_router(io: &str) {
         e.contains("bad.nft:3:13-17: Error: Could not resolve service"),
         "{e}"
     );
+    assert_eq!(
+        must(&[BIN, "list", "ruleset", "--control", &lab.ctl()]),
+        listing,
+        "a bad file changed the ruleset"
+    );
+    assert!(!listing.contains("udp dport 7 drop"), "{listing}");
     let o = lab.client(&["load", "-f", more.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let listing = String::from_utf8_lossy(&lab.client(&["list", "ruleset"]).stdout).into_owned();
     assert!(listing.contains("udp dport 7 drop"), "{listing}");
+    // both transfers still running: the swap came mid-transfer
+    for &(_, tx, _) in &xfers {
+        assert!(
+            lab.bg[tx].try_wait().unwrap().is_none(),
+            "a transfer ended before the reload"
+        );
+    }
+    let flows = lab.flows();
+    for port in ["dport=5003", "dport=5006", "dport=5360"] {
+        assert!(flows.contains(port), "{port}: the flow survived the swap");
+    }
+    for (rx, tx, bytes) in xfers {
+        let sent = lab.finish(tx);
+        let got = lab.finish(rx);
+        assert!(sent.starts_with(&format!("{bytes} ")), "{sent}");
+        assert_eq!(sent, got);
+    }
+    // and with the transfers done (they fill the receive rings: a datagram lost there would
+    // say nothing of the swap), the reload back loses none of the offloaded UDP flows'
+    // datagrams, which stay offloaded
+    for st in streams.iter_mut() {
+        st.count();
+    }
+    let fast0 = lab.stats()["paths"]["fast"].as_u64().unwrap();
+    let o = lab.client(&["load", "-f", RULES]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    for st in streams.iter_mut() {
+        let (sent, got) = st.count();
+        assert!(
+            sent > 20 && got == sent,
+            "across the reload: {got} of {sent}"
+        );
+    }
+    let st = lab.stats();
     assert!(
-        lab.flows().contains("dport=5003"),
-        "the flow survived the swap"
+        st["paths"]["fast"].as_u64().unwrap() > fast0 + 80,
+        "the flows stayed offloaded: {fast0} before: {st:#}\n{}",
+        lab.flows()
     );
-    let sent = lab.finish(txi);
-    let got = lab.finish(rx);
-    assert!(sent.starts_with("300000000 "), "{sent}");
-    assert_eq!(sent, got);
 
-    // conntrack listing in `conntrack -L` format
-    let ct = String::from_utf8_lossy(&lab.client(&["list", "conntrack"]).stdout).into_owned();
-    assert!(ct.contains("src=198.18.1.2 dst=198.18.2.2"), "{ct}");
-    assert!(ct.contains("flow entries have been shown."), "{ct}");
-
-    // a route added while running: the router follows the kernel's main table
-    must(&["ip", "-n", &s, "addr", "add", "198.18.5.1/32", "dev", "lo"]);
-    let o = lab::ping_n(&lab.c, "198.18.5.1", "1", "1");
-    assert!(!o.status.success(), "no route yet");
+    // a route change reaches the offloaded flows: the route to the UDP flows' servers moves to
+    // a next hop the router has no MAC for (the server's second address): their datagrams
+    // wait while the kernel resolves it (the router's kernel forwards nothing: the entry it
+    // makes is the dataplane's asking), then leave; none is lost
     must(&[
         "ip",
         "-n",
-        &r,
-        "route",
+        &s,
+        "addr",
         "add",
-        "198.18.5.0/24",
-        "via",
-        "198.18.2.2",
+        "198.18.2.3/24",
+        "dev",
+        "eth0",
     ]);
-    let t = Instant::now();
-    while !lab::ping_n(&lab.c, "198.18.5.1", "1", "1").status.success() {
+    must(&[
+        "ip",
+        "-n",
+        &s,
+        "addr",
+        "add",
+        "2001:db8:2::3/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    for st in streams.iter_mut() {
+        st.count();
+    }
+    // `ip route replace` of both prefixes: `via N` (the server's address N on the WAN), or
+    // `blackhole`
+    let route = |how: &[&str]| {
+        for (fam, net, hop) in [
+            ("-4", "198.18.5.0/24", "198.18.2."),
+            ("-6", "2001:db8:5::/64", "2001:db8:2::"),
+        ] {
+            let mut args = vec!["ip", "-n", r.as_str(), fam, "route", "replace"];
+            let via;
+            match how {
+                ["via", n] => {
+                    via = format!("{hop}{n}");
+                    args.extend_from_slice(&[net, "via", &via]);
+                }
+                _ => args.extend_from_slice(&["blackhole", net]),
+            }
+            must(&args);
+        }
+    };
+    route(&["via", "3"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    for st in streams.iter_mut() {
+        let (sent, got) = st.count();
         assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the new route was not followed"
+            sent > 50 && got == sent,
+            "through the new next hop: {got} of {sent}"
         );
     }
-    assert!(lab.stats()["drops"]["no_route"].as_u64().unwrap_or(0) >= 1);
+    let neigh = must(&["ip", "-n", &r, "neigh", "show", "dev", "wan"]);
+    for hop in ["198.18.2.3 ", "2001:db8:2::3 "] {
+        assert!(neigh.contains(hop), "{hop} not resolved: {neigh}");
+    }
+    let st = lab.stats();
+    assert!(st["drops"].get("neighbour_unresolved").is_none(), "{st:#}");
+    // (the flows went back to the slow path for the new next hop's MAC; once the flowtable's
+    // GC has removed them, within a second, the next packet offloads them again)
+    std::thread::sleep(Duration::from_millis(1200));
+    let fast0 = lab.stats()["paths"]["fast"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let st = lab.stats();
+    assert!(
+        st["paths"]["fast"].as_u64().unwrap() > fast0 + 100,
+        "offloaded again through the new next hop: {fast0} before: {st:#}\n{}",
+        lab.flows()
+    );
+    // a blackhole route: the offloaded flows stop there (the kernel's own flowtable would go
+    // on forwarding them); the route back: they flow again
+    let holes = st["drops"]["blackhole"].as_u64().unwrap_or(0);
+    route(&["blackhole"]);
+    std::thread::sleep(Duration::from_millis(300));
+    for st in streams.iter_mut() {
+        st.count();
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    for st in streams.iter_mut() {
+        let (sent, got) = st.count();
+        assert!(
+            sent > 30 && got == 0,
+            "through a blackhole: {got} of {sent}"
+        );
+    }
+    let st = lab.stats();
+    assert!(
+        st["drops"]["blackhole"].as_u64().unwrap_or(0) > holes + 60,
+        "{st:#}"
+    );
+    // a next hop that never answers: the datagrams wait while the kernel tries (about three
+    // seconds), then its failure drops them (`neighbour_unresolved`); the connection stays and
+    // flows again once the route is back
+    route(&["via", "9"]);
+    std::thread::sleep(Duration::from_millis(4500));
+    for st in streams.iter_mut() {
+        let (sent, got) = st.count();
+        assert!(
+            sent > 100 && got == 0,
+            "to a dead next hop: {got} of {sent}"
+        );
+    }
+    let st = lab.stats();
+    assert!(
+        st["drops"]["neighbour_unresolved"].as_u64().unwrap_or(0) > 0,
+        "{st:#}"
+    );
+    route(&["via", "2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    for st in streams.iter_mut() {
+        st.count();
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    for st in streams.iter_mut() {
+        let (sent, got) = st.count();
+        assert!(sent > 30 && got == sent, "the route back: {got} of {sent}");
+    }
+    drop(streams);
 
-    // an interface going down and up
+    // an interface going down and up (Linux drops a link's IPv6 addresses when it goes down,
+    // unless told to keep them: the kernel's routing would have none either)
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &r,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.wan.keep_addr_on_down=1",
+    ]);
     must(&["ip", "-n", &r, "link", "set", "wan", "down"]);
     std::thread::sleep(Duration::from_millis(300));
-    let o = lab::ping_n(&lab.c, "198.18.2.2", "2", "1");
-    assert!(!o.status.success(), "ping with the WAN down");
+    for dst in ["198.18.2.2", "2001:db8:2::2"] {
+        let o = lab::ping_n(&lab.c, dst, "2", "1");
+        assert!(!o.status.success(), "ping {dst} with the WAN down");
+    }
     must(&["ip", "-n", &r, "link", "set", "wan", "up"]);
-    let t = Instant::now();
-    loop {
-        if lab::ping_n(&lab.c, "198.18.2.2", "1", "1").status.success() {
-            break;
+    for dst in ["198.18.2.2", "2001:db8:2::2"] {
+        let t = Instant::now();
+        while !lab::ping_n(&lab.c, dst, "1", "1").status.success() {
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "no ping to {dst} after the WAN came back"
+            );
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "no ping after the WAN came back"
-        );
     }
     let st = lab.stats();
     assert!(
@@ -623,40 +1011,101 @@ fn live_router(io: &str) {
         "{st:#}"
     );
     upload(&mut lab, "198.18.2.2", "5004", "1000000");
+    upload(&mut lab, "2001:db8:2::2", "5004", "1000000");
 
-    // SIGTERM: clean shutdown, final stats, the socket and the kernel table gone
-    let pid = lab.router.as_ref().unwrap().id();
-    must(&["kill", "-TERM", &pid.to_string()]);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = lab.router.as_mut().unwrap().try_wait().unwrap() {
-            break s;
+    // `stats` in all three forms: per interface and per path packets, drops by reason, flows,
+    // CPU per packet
+    let st = lab.stats();
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("{v} in {st:#}"));
+    for (i, name) in [(0, "lan"), (1, "wan")] {
+        let f = &st["interfaces"][i];
+        assert_eq!(f["name"], name, "{st:#}");
+        for k in ["rx_packets", "tx_packets", "rx_bytes", "tx_bytes"] {
+            assert!(n(&f[k]) > 10_000, "{name} {k}: {st:#}");
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the router did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success());
-    let out = std::fs::read_to_string(lab.dir.join("router.out")).unwrap();
-    assert!(out.contains("packets in "), "{out}");
-    assert!(!Path::new(&lab.ctl()).exists());
-    let tables = must(&["ip", "netns", "exec", &r, "nft", "list", "tables"]);
-    assert!(!tables.contains("nft_offload_run"), "{tables}");
-    if xdp {
-        // the steering programs are off (the kernel may release the links a moment later)
-        let t = Instant::now();
-        while (lab::xdp_on(&lab.r, "lan") || lab::xdp_on(&lab.r, "wan"))
-            && t.elapsed() < Duration::from_secs(3)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(
-            !lab::xdp_on(&lab.r, "lan") && !lab::xdp_on(&lab.r, "wan"),
-            "XDP left attached"
-        );
     }
+    // the transfers' half a gigabyte, in at the LAN and out at the WAN
+    assert!(n(&st["interfaces"][0]["rx_bytes"]) > 500_000_000, "{st:#}");
+    assert!(n(&st["interfaces"][1]["tx_bytes"]) > 500_000_000, "{st:#}");
+    let ifs_in = n(&st["interfaces"][0]["rx_packets"]) + n(&st["interfaces"][1]["rx_packets"]);
+    assert_eq!(n(&st["packets_in"]), ifs_in, "{st:#}");
+    assert!(n(&st["paths"]["fast"]) > 100_000, "{st:#}");
+    assert!(n(&st["paths"]["slow"]) > 100, "{st:#}");
+    for k in ["rule_drop", "no_route", "blackhole"] {
+        assert!(n(&st["drops"][k]) > 0, "{k}: {st:#}");
+    }
+    assert!(n(&st["flows"]["offloaded_total"]) >= 6, "{st:#}");
+    assert!(st["flows"]["by_state"].is_object(), "{st:#}");
+    assert!(n(&st["connections_total"]) > 0, "{st:#}");
+    let ns = st["cpu"]["ns_per_packet"].as_f64().unwrap();
+    assert!(ns > 0.0 && ns < 1e7, "{st:#}");
+    assert!(
+        st["cpu"]["worker_seconds"].as_f64().unwrap() > 0.0,
+        "{st:#}"
+    );
+    let prom = must(&[BIN, "stats", "--prometheus", "--control", &lab.ctl()]);
+    let metric = |name: &str| -> f64 {
+        prom.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{prom}"))
+    };
+    for (name, json) in [
+        (
+            "nft_offload_interface_packets_total{interface=\"lan\",direction=\"rx\"}",
+            &st["interfaces"][0]["rx_packets"],
+        ),
+        (
+            "nft_offload_interface_packets_total{interface=\"wan\",direction=\"tx\"}",
+            &st["interfaces"][1]["tx_packets"],
+        ),
+        (
+            "nft_offload_interface_bytes_total{interface=\"lan\",direction=\"rx\"}",
+            &st["interfaces"][0]["rx_bytes"],
+        ),
+        (
+            "nft_offload_path_packets_total{path=\"fast\"}",
+            &st["paths"]["fast"],
+        ),
+        (
+            "nft_offload_path_packets_total{path=\"slow\"}",
+            &st["paths"]["slow"],
+        ),
+        (
+            "nft_offload_drops_total{reason=\"rule_drop\"}",
+            &st["drops"]["rule_drop"],
+        ),
+        (
+            "nft_offload_drops_total{reason=\"blackhole\"}",
+            &st["drops"]["blackhole"],
+        ),
+        (
+            "nft_offload_flows_offloaded_total",
+            &st["flows"]["offloaded_total"],
+        ),
+        ("nft_offload_reloads_total", &st["reloads"]["count"]),
+    ] {
+        // taken after the JSON: the same or more
+        assert!(metric(name) >= n(json) as f64, "{name}: {prom}\n{st:#}");
+    }
+    assert_eq!(metric("nft_offload_reloads_total"), 2.0, "{prom}");
+    assert!(metric("nft_offload_cpu_ns_per_packet") > 0.0, "{prom}");
+    assert!(metric("nft_offload_cpu_seconds_total") > 0.0, "{prom}");
+    let text = must(&[BIN, "stats", "--control", &lab.ctl()]);
+    for want in [
+        "packets in ",
+        "interface lan: rx ",
+        "interface wan: rx ",
+        "drop rule_drop: ",
+        "flows offloaded ",
+        " ns per packet\n",
+    ] {
+        assert!(text.contains(want), "{want:?} not in\n{text}");
+    }
+
+    // SIGTERM: clean shutdown, final stats, the socket and the kernel table gone, XDP off
+    let last = lab.stats();
+    stop_cleanly(&mut lab, "TERM", xdp, &last, 0);
 
     // with the kernel forwarding too, every packet would leave twice: `run` refuses
     must(&[
@@ -722,6 +1171,26 @@ fn two_workers(io: &str) {
     let st = lab.stats();
     assert_eq!(st["workers"], 2);
     assert!(st["paths"]["fast"].as_u64().unwrap() > 10_000, "{st:#}");
+    // SIGINT right after a last UDP exchange (40 datagrams both ways, all answered): a clean
+    // stop whose final stats count them
+    let (c, s) = (lab.c.clone(), lab.s.clone());
+    let echo = lab.listen(&s, &[&py("udp.py"), "echo", "198.18.2.2", "5353"]);
+    let last = lab.stats();
+    let o = lab.exec(
+        &c,
+        &[
+            "python3",
+            &py("udp.py"),
+            "send",
+            "198.18.2.2",
+            "5353",
+            "4",
+            "5",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "20 198.18.2.1");
+    let _ = lab.bg[echo].kill();
+    stop_cleanly(&mut lab, "INT", xdp, &last, 40);
 }
 
 /// The GSO tests' router: `run --io af_packet` with the live ruleset, the path checked by ping.

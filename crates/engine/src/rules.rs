@@ -367,6 +367,10 @@ pub struct NatSpec {
     /// for masquerade, uses the egress interface's.
     pub addr: Option<(Value, Option<u128>)>,
     pub ipv6: bool,
+    /// In an `inet` table, a statement written for one family (`dnat ip to`, `snat ip6 to`)
+    /// does nothing to the other's packets and the rule goes on (the kernel's
+    /// `nft_nat_inet_eval`): the NFPROTO it applies to, 0 for both.
+    pub only_nfproto: u8,
     pub port: Option<(Value, Option<u16>)>,
     pub persistent: bool,
     pub random: bool,
@@ -1572,11 +1576,17 @@ impl Compiler<'_> {
                     }),
                 };
                 let ipv6 = n.family.as_deref() == Some("ip6") || self.table.family == Family::Ip6;
+                let only_nfproto = match (self.table.family, n.family.as_deref()) {
+                    (Family::Inet, Some("ip")) => 2,
+                    (Family::Inet, Some("ip6")) => 10,
+                    _ => 0,
+                };
                 let has = |f: &str| n.flags.iter().any(|x| x == f);
                 ops.push(Op::Nat(Box::new(NatSpec {
                     kind,
                     addr,
                     ipv6,
+                    only_nfproto,
                     port,
                     persistent: has("persistent"),
                     random: has("random"),
@@ -3743,6 +3753,8 @@ fn run_chain(
                             c.0 += 1;
                             c.1 += pkt.len as u64;
                         }
+                    }
+                    Op::Nat(spec) if spec.only_nfproto != 0 && spec.only_nfproto != pkt.nfproto => {
                     }
                     Op::Nat(spec) => {
                         let addr = match &spec.addr {

@@ -1222,3 +1222,40 @@ table inet fw {
         "the rewritten packets leave as protocol 253"
     );
 }
+
+/// In an `inet` table a NAT statement written for one family (`dnat ip to`) does nothing to
+/// the other family's packets, and the rule goes on to the next (the kernel's
+/// `nft_nat_inet_eval`): a port forward with an IPv4 rule and then an IPv6 one forwards both.
+#[test]
+fn inet_nat_of_one_family_passes_the_other_by() {
+    let rules = r#"
+table inet fw {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+	}
+	chain dstnat {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "wan" udp dport 8080 dnat ip to 192.168.1.20:80
+		iifname "wan" udp dport 8080 dnat ip6 to [fd00:0:0:1::10]:80
+		iifname "wan" udp dport 8081 dnat ip6 to [fd00:0:0:1::10]:81
+		iifname "wan" udp dport 8081 dnat ip to 192.168.1.20:81
+	}
+}
+"#;
+    let wan6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    let mut r = router_with(TOPOLOGY, rules, nft_engine::Config::default());
+    for (i, dport) in [8080u16, 8081].into_iter().enumerate() {
+        let want = dport - 8000;
+        let now = secs(1 + i as u64);
+        let v4 = udp4(
+            GW_MAC, WAN_MAC, REMOTE, ROUTER_WAN, 5000, dport, 64, b"four",
+        );
+        let m = check(&wan_to_lan(&mut r, v4, now));
+        assert_eq!(m.dst_addr, Some(std::net::IpAddr::from(SERVER)), "{dport}");
+        assert_eq!(m.ports, Some((5000, want)), "{dport}");
+        let v6 = udp6(GW_MAC, WAN_MAC, REMOTE6, wan6, 5000, dport, 64, b"six");
+        let m = check(&wan_to_lan(&mut r, v6, now));
+        assert_eq!(m.dst_addr, Some(std::net::IpAddr::from(CLIENT6)), "{dport}");
+        assert_eq!(m.ports, Some((5000, want)), "{dport}");
+    }
+}
