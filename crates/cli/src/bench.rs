@@ -1,6 +1,6 @@
 //! `nft-offload bench`: in-memory throughput of the dataplane on one core.
 //!
-//! Both paths are measured the way a receive loop drives the router: 32 slots made once,
+//! Both paths are measured the way `run`'s receive loop drives the router: 64 slots made once,
 //! refilled with pristine frames for each burst (the copy a NIC's DMA does) and handed to
 //! [`Router::process_slots`]. A fast-path hit is rewritten and sent from its slot; a
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
@@ -563,8 +563,8 @@ const FAST_PASSES: usize = 3;
 /// Interleaved rounds of the fast path against ruleset size: one pass of each ruleset a round.
 const BY_RULES_ROUNDS: usize = 5;
 
-/// Frames per burst, as a receive ring hands them over.
-const BURST: usize = 32;
+/// Frames per burst: `run`'s, as its receive loop hands them to the router.
+const BURST: usize = crate::run::BURST;
 
 /// The first pass of [`fast_path_pass`] on a fresh router with offload off: every frame opens
 /// a connection. Its own function for callgrind (`bench --new-only`).
