@@ -107,6 +107,15 @@
 //! -> 20.8 M shuffled (1.11x); at 1,000 flows 2,048 against 1,024, 8 pairs: 34.2 M -> 33.7
 //! M (0.98x; 8 and 16 KiB both fit L1 and L2). Left: an index sized from the flows the
 //! table may hold rather than conntrack's limit, without admission ever rehashing.
+//! Kept since: the index holds exactly five fourths of its keys, not a power of two (2.5
+//! MiB, 30% load at 100,000 flows; the home slot by multiply-shift, probes wrap with a
+//! compare), and bursts of `run`'s 64: 419 instructions a packet. Against the build before,
+//! alternating in one hold: shuffled 1.07x (20 pairs, faster in 14), in order 1.06x (14, 11),
+//! 1,000 flows 0.96x (60 pairs: 39% load there against 24%, 0.1 more branch misses a
+//! packet). No better: the probe pipelined 8 frames ahead of the compare and rewrite (444
+//! instructions, 0.91x shuffled), the compare in the rewrite's loop (446), stages of 64
+//! (459), the probe 12 frames behind the parse (426, 0.93x), the first two slots decided by
+//! selects (445).
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
