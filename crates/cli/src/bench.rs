@@ -1,6 +1,6 @@
 //! `nft-offload bench`: in-memory throughput of the dataplane on one core.
 //!
-//! Both paths are measured the way a receive loop drives the router: 32 slots made once,
+//! Both paths are measured the way `run`'s receive loop drives the router: 64 slots made once,
 //! refilled with pristine frames for each burst (the copy a NIC's DMA does) and handed to
 //! [`Router::process_slots`]. A fast-path hit is rewritten and sent from its slot; a
 //! slow-path packet takes its slot's buffer, so its next refill allocates.
@@ -107,6 +107,15 @@
 //! -> 20.8 M shuffled (1.11x); at 1,000 flows 2,048 against 1,024, 8 pairs: 34.2 M -> 33.7
 //! M (0.98x; 8 and 16 KiB both fit L1 and L2). Left: an index sized from the flows the
 //! table may hold rather than conntrack's limit, without admission ever rehashing.
+//! Kept since: the index holds exactly five fourths of its keys, not a power of two (2.5
+//! MiB, 30% load at 100,000 flows; the home slot by multiply-shift, probes wrap with a
+//! compare), and bursts of `run`'s 64: 419 instructions a packet. Against the build before,
+//! alternating in one hold: shuffled 1.07x (20 pairs, faster in 14), in order 1.06x (14, 11),
+//! 1,000 flows 0.96x (60 pairs: 39% load there against 24%, 0.1 more branch misses a
+//! packet). No better: the probe pipelined 8 frames ahead of the compare and rewrite (444
+//! instructions, 0.91x shuffled), the compare in the rewrite's loop (446), stages of 64
+//! (459), the probe 12 frames behind the parse (426, 0.93x), the first two slots decided by
+//! selects (445).
 //!
 //! Instructions per new connection (the first pass: conntrack, the default's chain runs,
 //! masquerade): `scripts/callgrind-newconn` (or the command `bench --new-only` prints); with
@@ -563,8 +572,8 @@ const FAST_PASSES: usize = 3;
 /// Interleaved rounds of the fast path against ruleset size: one pass of each ruleset a round.
 const BY_RULES_ROUNDS: usize = 5;
 
-/// Frames per burst, as a receive ring hands them over.
-const BURST: usize = 32;
+/// Frames per burst: `run`'s, as its receive loop hands them to the router.
+const BURST: usize = crate::run::BURST;
 
 /// The first pass of [`fast_path_pass`] on a fresh router with offload off: every frame opens
 /// a connection. Its own function for callgrind (`bench --new-only`).

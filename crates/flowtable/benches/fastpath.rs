@@ -12,8 +12,8 @@
 //! of three or four). Instructions per packet (callgrind, `examples/fastpath_count.rs`):
 //! about 725 before, 744 after (the fuller index probes a little further). Memory: 85 bytes
 //! per flow entry (one 64-byte line for both directions, a 16-byte cold part, the slot's
-//! generation and backend state) + 11 of index (4 bytes a key);
-//! `nft_flowtable::bytes_per_offloaded_connection(100_000)` = 254 with conntrack's share, its
+//! generation and backend state) + 10 of index (4 bytes a key, at four fifths load);
+//! `nft_flowtable::bytes_per_offloaded_connection(100_000)` = 253 with conntrack's share, its
 //! masquerade interface and its place in the early-drop queue (249 with a 24-byte cold part
 //! and the queue not counted; 401 with two lines a flow, 8-byte index slots, 80 bytes of
 //! tuples in the connection and the engine's per-connection maps not counted; 489 before

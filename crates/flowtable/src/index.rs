@@ -15,7 +15,8 @@ const EMPTY: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
     slots: Box<[u32]>,
-    mask: usize,
+    /// The number of slots, as the multiplier that takes a hash to its home slot.
+    n: u64,
     seed: u64,
     /// The tag's bits of a slot; the low bits below them hold the value. A slot's tag is its
     /// hash's high word with the value's bits cleared, so a probe compares masked words,
@@ -73,20 +74,21 @@ impl Index {
         }
         Index {
             slots: vec![EMPTY; n].into_boxed_slice(),
-            mask: n - 1,
+            n: n as u64,
             seed,
             tmask: !((1u32 << vbits) - 1),
         }
     }
 
     /// At most four fifths of the slots are used: a hit still probes about two slots on
-    /// average, within the home slot's cache line.
+    /// average, within the home slot's cache line. Exactly that many, not a power of two:
+    /// the home slot is a range reduction of the hash ([`home`](Self::home)), not a mask,
+    /// so the index is no larger than its load needs (2.5 MiB, not 4, for 524,288 keys).
     pub fn slots_for(entries: usize) -> usize {
-        let mut n = 16usize;
-        while entries.saturating_mul(5) > n.saturating_mul(4) {
-            n = n.saturating_mul(2);
-        }
-        n
+        entries
+            .saturating_mul(5)
+            .div_ceil(4)
+            .clamp(16, u32::MAX as usize)
     }
 
     /// Bytes a slot takes.
@@ -111,9 +113,22 @@ impl Index {
         self.seed
     }
 
-    #[inline]
+    /// The hash's low word scaled to the slots (`lo * n / 2^32`, a multiply and a shift,
+    /// Lemire's range reduction); the tag takes the high word.
+    #[inline(always)]
     fn home(&self, h: u64) -> usize {
-        (h as usize) & self.mask
+        (((h & 0xffff_ffff) * self.n) >> 32) as usize
+    }
+
+    /// The slot after `i`, wrapping at the end.
+    #[inline(always)]
+    fn next(&self, i: usize) -> usize {
+        let j = i + 1;
+        if j as u64 == self.n {
+            0
+        } else {
+            j
+        }
     }
 
     /// The tag in place: the bits of a slot above the value's (`(h >> 32) >> vbits`, left
@@ -143,7 +158,7 @@ impl Index {
             if s & self.tmask == tag && f(s & vmask) {
                 return Some(s & vmask);
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
     }
 
@@ -172,7 +187,7 @@ impl Index {
             if s & self.tmask == tag {
                 return s & self.vmask();
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
     }
 
@@ -181,7 +196,7 @@ impl Index {
     pub fn insert(&mut self, h: u64, value: u32) {
         let mut i = self.home(h);
         while self.slots[i] != EMPTY {
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
         self.slots[i] = self.tag(h) | (value & self.vmask());
     }
@@ -200,12 +215,12 @@ impl Index {
             if s & vmask == value {
                 break;
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
         let mut hole = i;
         let mut j = i;
         loop {
-            j = (j + 1) & self.mask;
+            j = self.next(j);
             let s = self.slots[j];
             if s == EMPTY {
                 break;
@@ -241,8 +256,10 @@ mod tests {
             let mut ix = Index::new(64, 1);
             let mut model: HashMap<u32, u64> = HashMap::new();
             for (ins, h, v) in ops {
-                // Hashes near the end of the table exercise wrap-around.
-                let h = h.wrapping_add(100).wrapping_mul(0x1_0000_0001) ^ 0x7f;
+                // Homes spread over the table (h = 0 the last slot) exercise wrap-around;
+                // the high word (the tag) varies too.
+                let lo = (h as u32).wrapping_mul(0x0800_0000).wrapping_sub(1);
+                let h = (h + 100) << 32 | u64::from(lo);
                 if ins && !model.contains_key(&v) && model.len() < 64 {
                     ix.insert(h, v);
                     model.insert(v, h);
@@ -262,6 +279,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A cluster whose home is the last slot continues at the first: found, removed and
+    /// found again across the end, and a probe that reaches an empty slot past the end
+    /// answers none.
+    #[test]
+    fn probes_wrap_at_the_end() {
+        let mut ix = Index::new(12, 7);
+        let n = ix.capacity_slots();
+        assert_eq!(n, 16);
+        let last = u64::from(u32::MAX); // home n - 1
+        assert_eq!(ix.home(last), n - 1);
+        assert_eq!(ix.home(0), 0);
+        let h = |v: u32| u64::from(v) << 40 | last;
+        for v in 0..4 {
+            ix.insert(h(v), v);
+        }
+        // the last slot and the first three
+        assert!(ix.slots[n - 1] != EMPTY && ix.slots[..3].iter().all(|&s| s != EMPTY));
+        assert_eq!(ix.slots[3], EMPTY);
+        for v in 0..4 {
+            assert_eq!(ix.find(h(v), |x| x == v), Some(v));
+        }
+        assert_eq!(ix.first_candidate(h(2)), 2);
+        assert_eq!(ix.find(h(9), |_| false), None);
+        // a key whose home is slot 0 probes behind the wrapped cluster
+        ix.insert(5 << 40, 5);
+        assert_eq!(ix.slots[3] & ix.vmask(), 5);
+        let hashes = |x: u32| if x == 5 { 5 << 40 } else { h(x) };
+        assert!(ix.remove(h(0), 0, hashes));
+        assert!(ix.remove(h(2), 2, hashes));
+        for v in [1, 3] {
+            assert_eq!(ix.find(h(v), |x| x == v), Some(v));
+        }
+        assert_eq!(ix.find(5 << 40, |x| x == 5), Some(5));
+        assert_eq!(ix.find(h(0), |x| x == 0), None);
+        // and an index of a size no power of two
+        let odd = Index::new(100, 1);
+        assert_eq!(odd.capacity_slots(), 125);
+        assert_eq!(odd.home(last), 124);
     }
 
     /// Keys whose address word is the seed, or whose ports word cancels the other factor,
