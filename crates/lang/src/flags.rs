@@ -6,7 +6,7 @@
 //! nft lists every spelling of the same test the same way.
 
 use crate::ast::*;
-use crate::datatype::Dt;
+use crate::datatype::{Dt, Val};
 use crate::error::{Error, Result};
 use crate::eval::{const_int, mk_const};
 
@@ -15,6 +15,30 @@ fn full_mask(bits: u32) -> u128 {
         u128::MAX
     } else {
         (1u128 << bits) - 1
+    }
+}
+
+/// On a header's flag field nft keeps a compared value of several flags, and both ends of a
+/// range, as numbers: `tcp flags == 0x12`, `tcp flags 0x2-0x12`. Listed as `syn | ack`
+/// without its `==`, the compare would read back as a test for any of the flags.
+fn numeric_flags(op: &RelOp, right: &mut Expr) {
+    fn to_bitmask(e: &mut Expr, min_flags: u32) {
+        if let ExprKind::Const(Const {
+            val: Val::Int(v), ..
+        }) = e.kind
+        {
+            if v.count_ones() >= min_flags {
+                *e = mk_const(Dt::Bitmask, e.bits, v, e.span);
+            }
+        }
+    }
+    match &mut right.kind {
+        ExprKind::Const(_) if matches!(op, RelOp::Eq | RelOp::Ne) => to_bitmask(right, 2),
+        ExprKind::Range(a, b) if matches!(op, RelOp::Implicit | RelOp::Eq | RelOp::Ne) => {
+            to_bitmask(a, 0);
+            to_bitmask(b, 0);
+        }
+        _ => {}
     }
 }
 
@@ -31,6 +55,9 @@ pub fn normalize(left: &mut Expr, op: &mut RelOp, right: &mut Expr) -> Result<()
             ));
         }
         return Ok(());
+    }
+    if matches!(left.kind, ExprKind::Payload { .. }) && left.dt.is_bitmask() {
+        numeric_flags(op, right);
     }
     let ExprKind::Binop(BinOp::And, sel, mask) = &left.kind else {
         return Ok(());

@@ -1885,6 +1885,27 @@ impl<'a> Parser<'a> {
                 if w == "comment" {
                     self.next_tok()?;
                     comment = Some(self.comment_str()?);
+                    // a rule's comment comes last
+                    let next = self.peek_tok()?.clone();
+                    if !is_keyword_end(&next.tok) {
+                        let want = if self.nesting == 0 {
+                            "end of file or newline or semicolon"
+                        } else {
+                            "newline or semicolon"
+                        };
+                        let what = match &next.tok {
+                            Tok::Word(k)
+                                if NFT_KEYWORDS.split_ascii_whitespace().any(|x| x == k) =>
+                            {
+                                k.clone()
+                            }
+                            t => t.describe(),
+                        };
+                        return Err(Error::new(
+                            next.span,
+                            format!("syntax error, unexpected {what}, expecting {want}"),
+                        ));
+                    }
                     continue;
                 }
             }

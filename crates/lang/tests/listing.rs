@@ -278,3 +278,14 @@ fn anonymous_set_of_one_element_in_json() {
     ];
     assert_eq!(first, nft);
 }
+
+/// On a header's flag field a compared value of several flags, and the ends of a range, list
+/// as numbers with their operator, so the listing reads back as the same compare.
+/// Expected: `nft list ruleset` after `nft -f` of the same input (nft 1.0.6).
+#[test]
+fn several_flags_of_a_header_field_list_as_a_number() {
+    assert_eq!(
+        list("table inet t { chain c { tcp flags == syn | ack; tcp flags != syn | ack; tcp flags { syn | ack }; tcp flags 0x02-0x12; tcp flags syn | ack; } }"),
+        "table inet t {\n\tchain c {\n\t\ttcp flags == 0x12\n\t\ttcp flags != 0x12\n\t\ttcp flags == 0x12\n\t\ttcp flags 0x2-0x12\n\t\ttcp flags syn,ack\n\t}\n}\n"
+    );
+}

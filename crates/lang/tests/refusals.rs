@@ -179,3 +179,29 @@ fn dup_and_fwd_need_their_family() {
         None
     );
 }
+
+/// A rule's comment comes last: a statement after it is a syntax error, in a block and in a
+/// command.
+#[test]
+fn a_statement_after_a_rule_comment_is_refused() {
+    assert_eq!(
+        first_error(&with_stmt("inet", "meta mark 1 comment \"x\" tcp dport 22")).as_deref(),
+        Some("f.nft:4:25-27: Error: syntax error, unexpected tcp, expecting newline or semicolon")
+    );
+    assert_eq!(
+        first_error(&with_stmt("inet", "tcp dport 22 comment \"x\" comment \"y\"")).as_deref(),
+        Some("f.nft:4:26-32: Error: syntax error, unexpected comment, expecting newline or semicolon")
+    );
+    assert_eq!(
+        first_error("add table inet t\nadd chain inet t c\nadd rule inet t c meta mark 1 comment \"x\" tcp dport 22\n").as_deref(),
+        Some("f.nft:3:43-45: Error: syntax error, unexpected tcp, expecting end of file or newline or semicolon")
+    );
+    assert_eq!(
+        first_error(&with_stmt("inet", "tcp dport 22 comment \"x\"")),
+        None
+    );
+    assert_eq!(
+        first_error("table inet t { chain c { tcp dport 22 comment \"x\"; } }"),
+        None
+    );
+}
