@@ -408,6 +408,27 @@ impl Drop for Stream {
     }
 }
 
+/// Starts every stream's count afresh.
+fn recount(streams: &mut [Stream]) {
+    for st in streams {
+        st.count();
+    }
+}
+
+/// After `wait`, each stream's (sent, answered) since its last count must pass `ok`.
+fn expect_streams(
+    streams: &mut [Stream],
+    wait: Duration,
+    what: &str,
+    ok: impl Fn(u64, u64) -> bool,
+) {
+    std::thread::sleep(wait);
+    for st in streams {
+        let (sent, got) = st.count();
+        assert!(ok(sent, got), "{what}: {got} of {sent}");
+    }
+}
+
 /// Waits (up to 20 s) until `list flowtables` shows a flow with each of `needles`; the listing.
 fn wait_flows(lab: &Lab, needles: &[&str]) -> String {
     let t = Instant::now();
@@ -833,20 +854,16 @@ fn live_router(io: &str) {
     // and with the transfers done (they fill the receive rings: a datagram lost there would
     // say nothing of the swap), the reload back loses none of the offloaded UDP flows'
     // datagrams, which stay offloaded
-    for st in streams.iter_mut() {
-        st.count();
-    }
+    recount(&mut streams);
     let fast0 = lab.stats()["paths"]["fast"].as_u64().unwrap();
     let o = lab.client(&["load", "-f", RULES]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::thread::sleep(Duration::from_millis(500));
-    for st in streams.iter_mut() {
-        let (sent, got) = st.count();
-        assert!(
-            sent > 20 && got == sent,
-            "across the reload: {got} of {sent}"
-        );
-    }
+    expect_streams(
+        &mut streams,
+        Duration::from_millis(500),
+        "across the reload",
+        |sent, got| sent > 20 && got == sent,
+    );
     let st = lab.stats();
     assert!(
         st["paths"]["fast"].as_u64().unwrap() > fast0 + 80,
@@ -879,9 +896,7 @@ fn live_router(io: &str) {
         "eth0",
         "nodad",
     ]);
-    for st in streams.iter_mut() {
-        st.count();
-    }
+    recount(&mut streams);
     // `ip route replace` of both prefixes: `via N` (the server's address N on the WAN), or
     // `blackhole`
     let route = |how: &[&str]| {
@@ -902,14 +917,12 @@ fn live_router(io: &str) {
         }
     };
     route(&["via", "3"]);
-    std::thread::sleep(Duration::from_millis(1000));
-    for st in streams.iter_mut() {
-        let (sent, got) = st.count();
-        assert!(
-            sent > 50 && got == sent,
-            "through the new next hop: {got} of {sent}"
-        );
-    }
+    expect_streams(
+        &mut streams,
+        Duration::from_millis(1000),
+        "through the new next hop",
+        |sent, got| sent > 50 && got == sent,
+    );
     let neigh = must(&["ip", "-n", &r, "neigh", "show", "dev", "wan"]);
     for hop in ["198.18.2.3 ", "2001:db8:2::3 "] {
         assert!(neigh.contains(hop), "{hop} not resolved: {neigh}");
@@ -932,17 +945,13 @@ fn live_router(io: &str) {
     let holes = st["drops"]["blackhole"].as_u64().unwrap_or(0);
     route(&["blackhole"]);
     std::thread::sleep(Duration::from_millis(300));
-    for st in streams.iter_mut() {
-        st.count();
-    }
-    std::thread::sleep(Duration::from_millis(700));
-    for st in streams.iter_mut() {
-        let (sent, got) = st.count();
-        assert!(
-            sent > 30 && got == 0,
-            "through a blackhole: {got} of {sent}"
-        );
-    }
+    recount(&mut streams);
+    expect_streams(
+        &mut streams,
+        Duration::from_millis(700),
+        "through a blackhole",
+        |sent, got| sent > 30 && got == 0,
+    );
     let st = lab.stats();
     assert!(
         st["drops"]["blackhole"].as_u64().unwrap_or(0) > holes + 60,
@@ -952,14 +961,12 @@ fn live_router(io: &str) {
     // seconds), then its failure drops them (`neighbour_unresolved`); the connection stays and
     // flows again once the route is back
     route(&["via", "9"]);
-    std::thread::sleep(Duration::from_millis(4500));
-    for st in streams.iter_mut() {
-        let (sent, got) = st.count();
-        assert!(
-            sent > 100 && got == 0,
-            "to a dead next hop: {got} of {sent}"
-        );
-    }
+    expect_streams(
+        &mut streams,
+        Duration::from_millis(4500),
+        "to a dead next hop",
+        |sent, got| sent > 100 && got == 0,
+    );
     let st = lab.stats();
     assert!(
         st["drops"]["neighbour_unresolved"].as_u64().unwrap_or(0) > 0,
@@ -967,14 +974,13 @@ fn live_router(io: &str) {
     );
     route(&["via", "2"]);
     std::thread::sleep(Duration::from_millis(300));
-    for st in streams.iter_mut() {
-        st.count();
-    }
-    std::thread::sleep(Duration::from_millis(700));
-    for st in streams.iter_mut() {
-        let (sent, got) = st.count();
-        assert!(sent > 30 && got == sent, "the route back: {got} of {sent}");
-    }
+    recount(&mut streams);
+    expect_streams(
+        &mut streams,
+        Duration::from_millis(700),
+        "the route back",
+        |sent, got| sent > 30 && got == sent,
+    );
     drop(streams);
 
     // an interface going down and up (Linux drops a link's IPv6 addresses when it goes down,
