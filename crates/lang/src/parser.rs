@@ -174,8 +174,7 @@ impl<'a> Parser<'a> {
         self.fill(0)?;
         let t = self.la.pop_front().expect("filled");
         self.prev = t.span;
-        self.after_op =
-            is_binop_tok(&t.tok) || matches!(&t.tok, Tok::Word(x) if is_binop_word(x));
+        self.after_op = is_binop_tok(&t.tok) || matches!(&t.tok, Tok::Word(x) if is_binop_word(x));
         Ok(t)
     }
 
@@ -2889,6 +2888,7 @@ impl<'a> Parser<'a> {
         let mut e = if matches!(self.peek()?, Tok::Dot) {
             let mut items = vec![first];
             while self.eat(&Tok::Dot)? {
+                self.no_set_in_concat(mode)?;
                 items.push(self.rhs_range(mode)?);
             }
             let sp = items[0].span.to(items[items.len() - 1].span);
@@ -2903,6 +2903,25 @@ impl<'a> Parser<'a> {
             e = Expr::new(ExprKind::Map(Box::new(e), Box::new(m)), sp);
         }
         Ok(e)
+    }
+
+    /// nft's grammar has no set, nor set reference, among a concatenation's values:
+    /// `{ 198.18.0.1 . { 22 } }` is a syntax error at the inner `{`.
+    fn no_set_in_concat(&mut self, mode: Mode) -> Result<()> {
+        let raw_payload = self.peek_n(1)? == &Tok::Comma;
+        match self.peek()? {
+            Tok::LBrace => self.unexpected(""),
+            // `@nh,0,8` is a raw payload expression, not a set
+            Tok::At(_) if mode == Mode::Rhs && !raw_payload => {
+                let sp = self.span()?;
+                let at = Span {
+                    hi: (sp.lo + 1).min(sp.hi),
+                    ..sp
+                };
+                Err(Error::new(at, "syntax error, unexpected @"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A value's range: nft's `basic_rhs_expr - basic_rhs_expr`, whose ends are whole `|`, `^`,

@@ -294,7 +294,8 @@ fn several_flags_of_a_header_field_list_as_a_number() {
 /// reads `|` as binding tighter than the range's `-`, though `0x2-0x2` has no blank in it.
 #[test]
 fn flag_ranges_listed_as_unions_read_back() {
-    let set = "table inet t {\n\tchain c {\n\t\ttcp flags { 0x2-0x2 | 0x10, 0x20-0x1 | 0x20 }\n\t}\n}\n";
+    let set =
+        "table inet t {\n\tchain c {\n\t\ttcp flags { 0x2-0x2 | 0x10, 0x20-0x1 | 0x20 }\n\t}\n}\n";
     assert_eq!(
         list("table inet t { chain c { tcp flags { 0x02-0x12, 0x20-0x21 } } }"),
         set
@@ -313,7 +314,10 @@ fn flag_ranges_listed_as_unions_read_back() {
     assert_eq!(one("{ 0x2-0x2 | 0x10 }"), "tcp flags 0x2-0x12");
     assert_eq!(one("{ 0x2 - 0x2 | 0x10 }"), "tcp flags 0x2-0x12");
     assert_eq!(one("0x2 | 0x10-0x12"), "tcp flags 0x12-0x12");
-    assert_eq!(one("{ 0x2 | 0x10-0x1 | 0x2 | 0x10 }"), "tcp flags 0x12-0x13");
+    assert_eq!(
+        one("{ 0x2 | 0x10-0x1 | 0x2 | 0x10 }"),
+        "tcp flags 0x12-0x13"
+    );
     // a range on its own is one word, as before
     assert_eq!(one("0x2-0x12"), "tcp flags 0x2-0x12");
 }
