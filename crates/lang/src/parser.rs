@@ -2964,7 +2964,7 @@ impl<'a> Parser<'a> {
         let (a, b) = (w[..n].to_string(), w[n + 1..].to_string());
         let sp = t.span;
         // spans of the parts, where the token's span is the word itself (not a variable's use)
-        let exact = (sp.hi - sp.lo) as usize == w.len();
+        let exact = sp.hi.saturating_sub(sp.lo) as usize == w.len();
         let part = |lo: usize, hi: usize| {
             if exact {
                 Span {
