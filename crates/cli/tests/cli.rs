@@ -1124,6 +1124,27 @@ fn topology_error_columns_count_bytes_as_nft_does() {
     );
 }
 
+/// A value missing at the end of the file is named as nft names it, at the place after `=`,
+/// not with the TOML library's whole text.
+#[test]
+fn topology_error_at_the_end_of_the_file() {
+    let t = tmpfile("eof.toml", "[[interface]]\nname = ");
+    let err = failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(&t)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{}:2:8-8: Error: unexpected end of file\nname = \n       ^\n",
+            t.display()
+        )
+    );
+}
+
 /// An interface defined twice is pointed at where it comes again; a missing key at its entry.
 #[test]
 fn topology_errors_point_at_the_entry() {

@@ -200,10 +200,25 @@ struct RawNeighbour {
     dev: String,
 }
 
+/// toml's rendering of `e`: its place, the line and a caret, then what is wrong. toml names
+/// nothing for a value missing at the end of the text (`name = `), so that says so.
+fn toml_error(text: &str, e: &toml::de::Error) -> TopologyError {
+    let s = e.to_string();
+    if !e.message().trim().is_empty() {
+        return TopologyError::Toml(s);
+    }
+    let at_end = e.span().is_some_and(|sp| sp.start >= text.trim_end().len());
+    let what = if at_end {
+        "unexpected end of file"
+    } else {
+        "syntax error"
+    };
+    TopologyError::Toml(format!("{}\n{what}\n", s.trim_end_matches('\n')))
+}
+
 impl Topology {
     pub fn from_toml(text: &str) -> Result<Topology, TopologyError> {
-        let raw: RawTopology =
-            toml::from_str(text).map_err(|e| TopologyError::Toml(e.to_string()))?;
+        let raw: RawTopology = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         let mut interfaces = Vec::new();
         for (index, ri) in raw.interface.into_iter().enumerate() {
             let ierr = |what: String| TopologyError::Interface {
@@ -520,6 +535,11 @@ dev = "wan"
             e.to_string(),
             "route 10.0.0.0/8: gateway 1.2.3.4 is on no interface's subnet"
         );
+        // toml itself says nothing after its caret for a value missing at the end
+        for text in ["[[interface]]\nname = ", "[[interface]]\nname ="] {
+            let e = Topology::from_toml(text).unwrap_err().to_string();
+            assert!(e.ends_with("^\nunexpected end of file\n"), "{e:?}");
+        }
         let e = Topology::from_toml("[[interfaces]]\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `interfaces`"), "{e}");
     }

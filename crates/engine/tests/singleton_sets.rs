@@ -278,8 +278,8 @@ fn a_set_of_one_element_matches_what_the_set_matched() {
 /// match the same packets as the rules they list.
 #[test]
 fn the_listings_of_folded_sets_load_back_to_the_same_matches() {
-    // a set of flag ranges lists as nft lists it, `{ 0x2-0x2 | 0x10 }`, which reads back as
-    // `(0x2-0x2) | 0x10`, not as nft reads it, `0x2-(0x2 | 0x10)`
+    // a set of flag ranges lists as nft lists it, `{ 0x2-0x2 | 0x10 }`, read back as nft reads
+    // it, `0x2-(0x2 | 0x10)`
     let src = ruleset(&["tcp flags { 0x02-0x12, 0x02-0x12 }"]);
     let ast = load_str("s.nft", &src, &LoadOpts::default())
         .map_err(|e| e.rendered)

@@ -38,6 +38,8 @@ pub struct Parser<'a> {
     pending: Vec<Cmd>,
     /// The span of the token read last (where a statement ends, for nft's statement-wide errors).
     prev: Span,
+    /// The token read last was a binary operator (`|`, `^`, `&`, `<<`, `>>`).
+    after_op: bool,
 }
 
 /// Words nft's scanner always reads as keywords (nft 1.0.6), so its grammar refuses them where
@@ -82,6 +84,7 @@ impl<'a> Parser<'a> {
             anon_chains: 0,
             pending: vec![],
             prev: eof_span,
+            after_op: false,
         })
     }
 
@@ -171,6 +174,7 @@ impl<'a> Parser<'a> {
         self.fill(0)?;
         let t = self.la.pop_front().expect("filled");
         self.prev = t.span;
+        self.after_op = is_binop_tok(&t.tok) || matches!(&t.tok, Tok::Word(x) if is_binop_word(x));
         Ok(t)
     }
 
@@ -2880,11 +2884,12 @@ impl<'a> Parser<'a> {
     }
 
     fn expr_inner(&mut self, mode: Mode) -> Result<Expr> {
-        let first = self.or_expr(mode)?;
+        let first = self.rhs_range(mode)?;
         let mut e = if matches!(self.peek()?, Tok::Dot) {
             let mut items = vec![first];
             while self.eat(&Tok::Dot)? {
-                items.push(self.or_expr(mode)?);
+                self.no_set_in_concat(mode)?;
+                items.push(self.rhs_range(mode)?);
             }
             let sp = items[0].span.to(items[items.len() - 1].span);
             Expr::new(ExprKind::Concat(items), sp)
@@ -2898,6 +2903,92 @@ impl<'a> Parser<'a> {
             e = Expr::new(ExprKind::Map(Box::new(e), Box::new(m)), sp);
         }
         Ok(e)
+    }
+
+    /// nft's grammar has no set, nor set reference, among a concatenation's values:
+    /// `{ 198.18.0.1 . { 22 } }` is a syntax error at the inner `{`.
+    fn no_set_in_concat(&mut self, mode: Mode) -> Result<()> {
+        let raw_payload = self.peek_n(1)? == &Tok::Comma;
+        match self.peek()? {
+            Tok::LBrace => self.unexpected(""),
+            // `@nh,0,8` is a raw payload expression, not a set
+            Tok::At(_) if mode == Mode::Rhs && !raw_payload => {
+                let sp = self.span()?;
+                let at = Span {
+                    hi: (sp.lo + 1).min(sp.hi),
+                    ..sp
+                };
+                Err(Error::new(at, "syntax error, unexpected @"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A value's range: nft's `basic_rhs_expr - basic_rhs_expr`, whose ends are whole `|`, `^`,
+    /// `&` and shift expressions (`0x2-0x2 | 0x10` is `0x2-0x12`).
+    fn rhs_range(&mut self, mode: Mode) -> Result<Expr> {
+        let l = self.or_expr(mode)?;
+        if mode != Mode::Rhs || !self.eat(&Tok::Dash)? {
+            return Ok(l);
+        }
+        let r = self.or_expr(mode)?;
+        let sp = l.span.to(r.span);
+        Ok(Expr::new(ExprKind::Range(Box::new(l), Box::new(r)), sp))
+    }
+
+    /// nft's scanner ends a number at a `-`: where a word `N-rest` (`N` a decimal or hex number)
+    /// is an operand of `|`, `^`, `&` or a shift, it is read as `N`, `-`, `rest`.
+    fn split_number_range(&mut self) -> Result<()> {
+        self.fill(1)?;
+        let Tok::Word(w) = &self.la[0].tok else {
+            return Ok(());
+        };
+        let w = w.clone();
+        let n = match w.strip_prefix("0x").or_else(|| w.strip_prefix("0X")) {
+            Some(h) => match h.bytes().take_while(u8::is_ascii_hexdigit).count() {
+                0 => return Ok(()),
+                k => 2 + k,
+            },
+            None => w.bytes().take_while(u8::is_ascii_digit).count(),
+        };
+        if n == 0 || w.as_bytes().get(n) != Some(&b'-') || n + 1 >= w.len() {
+            return Ok(());
+        }
+        let in_chain = self.after_op
+            || is_binop_tok(&self.la[1].tok)
+            || matches!(&self.la[1].tok, Tok::Word(x) if is_binop_word(x));
+        if !in_chain {
+            return Ok(());
+        }
+        let t = self.la.pop_front().expect("filled");
+        let (a, b) = (w[..n].to_string(), w[n + 1..].to_string());
+        let sp = t.span;
+        // spans of the parts, where the token's span is the word itself (not a variable's use)
+        let exact = sp.hi.saturating_sub(sp.lo) as usize == w.len();
+        let part = |lo: usize, hi: usize| {
+            if exact {
+                Span {
+                    file: sp.file,
+                    lo: sp.lo + lo as u32,
+                    hi: sp.lo + hi as u32,
+                }
+            } else {
+                sp
+            }
+        };
+        let len = w.len();
+        for (tok, s, space) in [
+            (Tok::Word(b), part(n + 1, len), false),
+            (Tok::Dash, part(n, n + 1), false),
+            (Tok::Word(a), part(0, n), t.space_before),
+        ] {
+            self.la.push_front(Token {
+                tok,
+                span: s,
+                space_before: space,
+            });
+        }
+        Ok(())
     }
 
     fn or_expr(&mut self, mode: Mode) -> Result<Expr> {
@@ -2949,12 +3040,16 @@ impl<'a> Parser<'a> {
 
     /// Values may be followed by `-` (range) or `/` (prefix or mask) with spaces around.
     fn range_expr(&mut self, mode: Mode) -> Result<Expr> {
+        if mode == Mode::Rhs {
+            self.split_number_range()?;
+        }
         let l = self.primary(mode)?;
         if mode == Mode::Lhs {
             return Ok(l);
         }
         match self.peek()? {
-            Tok::Dash => {
+            // a value's range is read above its `|` and `&` (`rhs_range`)
+            Tok::Dash if mode == Mode::Stmt => {
                 self.next_tok()?;
                 let r = self.primary(Mode::Rhs)?;
                 let sp = l.span.to(r.span);
@@ -3581,6 +3676,14 @@ pub enum Mode {
     Rhs,
     /// Statement arguments (`set` values, NAT addresses): both.
     Stmt,
+}
+
+fn is_binop_tok(t: &Tok) -> bool {
+    matches!(t, Tok::Pipe | Tok::Caret | Tok::Amp | Tok::Shl | Tok::Shr)
+}
+
+fn is_binop_word(w: &str) -> bool {
+    matches!(w, "or" | "xor" | "and" | "lshift" | "rshift")
 }
 
 fn is_elem_stmt_kw(w: &str) -> bool {

@@ -289,3 +289,35 @@ fn several_flags_of_a_header_field_list_as_a_number() {
         "table inet t {\n\tchain c {\n\t\ttcp flags == 0x12\n\t\ttcp flags != 0x12\n\t\ttcp flags == 0x12\n\t\ttcp flags 0x2-0x12\n\t\ttcp flags syn,ack\n\t}\n}\n"
     );
 }
+
+/// nft lists the end of a flag range as a union of flags (`0x2-0x2 | 0x10` is `0x2-0x12`), and
+/// reads `|` as binding tighter than the range's `-`, though `0x2-0x2` has no blank in it.
+#[test]
+fn flag_ranges_listed_as_unions_read_back() {
+    let set =
+        "table inet t {\n\tchain c {\n\t\ttcp flags { 0x2-0x2 | 0x10, 0x20-0x1 | 0x20 }\n\t}\n}\n";
+    assert_eq!(
+        list("table inet t { chain c { tcp flags { 0x02-0x12, 0x20-0x21 } } }"),
+        set
+    );
+    round_trip(set);
+    round_trip("table inet t {\n\tchain c {\n\t\ttcp flags & (syn | ack) == { 0x2 | 0x10-0x1 | 0x2 | 0x10, 0x20-0x1 | 0x20 }\n\t}\n}\n");
+    // one element: the set folds to its range, as nft 1.0.6 lists it
+    let one = |rhs: &str| {
+        list(&format!("table ip t {{ chain c {{ tcp flags {rhs} }} }}"))
+            .lines()
+            .nth(2)
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(one("{ 0x2-0x2 | 0x10 }"), "tcp flags 0x2-0x12");
+    assert_eq!(one("{ 0x2 - 0x2 | 0x10 }"), "tcp flags 0x2-0x12");
+    assert_eq!(one("0x2 | 0x10-0x12"), "tcp flags 0x12-0x12");
+    assert_eq!(
+        one("{ 0x2 | 0x10-0x1 | 0x2 | 0x10 }"),
+        "tcp flags 0x12-0x13"
+    );
+    // a range on its own is one word, as before
+    assert_eq!(one("0x2-0x12"), "tcp flags 0x2-0x12");
+}

@@ -205,3 +205,28 @@ fn a_statement_after_a_rule_comment_is_refused() {
         None
     );
 }
+
+/// nft's grammar has no set among a concatenation's values, in a set or on its own.
+#[test]
+fn a_set_inside_a_concatenation_is_refused() {
+    assert_eq!(
+        first_error(&with_stmt(
+            "ip",
+            "ip saddr . tcp dport { 198.18.0.1 . { 22 } }"
+        ))
+        .as_deref(),
+        Some("f.nft:4:37-37: Error: syntax error, unexpected '{'")
+    );
+    assert_eq!(
+        first_error(&with_stmt("ip", "ip saddr . tcp dport 198.18.0.1 . { 22 }")).as_deref(),
+        Some("f.nft:4:35-35: Error: syntax error, unexpected '{'")
+    );
+    assert_eq!(
+        first_error(&with_stmt("ip", "ip saddr . tcp dport { 198.18.0.1 . @s }")).as_deref(),
+        Some("f.nft:4:37-37: Error: syntax error, unexpected @")
+    );
+    assert_eq!(
+        first_error(&with_stmt("ip", "ip saddr . tcp dport { 198.18.0.1 . 22 }")),
+        None
+    );
+}
