@@ -483,6 +483,17 @@ fn failed_cleanly(out: &Output) -> String {
     err
 }
 
+/// `simulate --topology FILE`, which must fail cleanly; its stderr.
+fn topology_error(file: &std::path::Path) -> String {
+    failed_cleanly(
+        &bin()
+            .args(["simulate", "--topology"])
+            .arg(file)
+            .output()
+            .unwrap(),
+    )
+}
+
 /// A ruleset's error in `simulate` comes as `check` prints it (nft's form), not wrapped in a
 /// second `Error: `; a name the topology lacks says which names it has.
 #[test]
@@ -562,13 +573,7 @@ fn topology_errors_name_file_line_and_column() {
             1,
         ),
     );
-    let err = failed_cleanly(
-        &bin()
-            .args(["simulate", "--topology"])
-            .arg(&typo)
-            .output()
-            .unwrap(),
-    );
+    let err = topology_error(&typo);
     assert!(
         err.starts_with(&format!(
             "{}:8:1-8: Error: unknown field `adresses`, expected one of",
@@ -581,13 +586,7 @@ fn topology_errors_name_file_line_and_column() {
         "bad-mac.toml",
         &home.replacen("mac = \"02:00:00:00:01:01\"", "mac = \"02:00:00:00:01\"", 1),
     );
-    let err = failed_cleanly(
-        &bin()
-            .args(["simulate", "--topology"])
-            .arg(&mac)
-            .output()
-            .unwrap(),
-    );
+    let err = topology_error(&mac);
     assert!(
         err.starts_with(&format!(
             "{}:7:7-22: Error: interface br-lan: bad MAC address \"02:00:00:00:01\"\nmac = \"02:00:00:00:01\"\n      ^^^^^^^^^^^^^^^^\n",
@@ -1107,13 +1106,7 @@ fn topology_error_columns_count_bytes_as_nft_does() {
         "utf8.toml",
         "[[interface]]\nname = \"\u{e9}\"\tx\nmac = \"02:00:00:00:00:01\"\n",
     );
-    let err = failed_cleanly(
-        &bin()
-            .args(["simulate", "--topology"])
-            .arg(&t)
-            .output()
-            .unwrap(),
-    );
+    let err = topology_error(&t);
     assert_eq!(
         err,
         format!(
@@ -1129,13 +1122,7 @@ fn topology_error_columns_count_bytes_as_nft_does() {
 #[test]
 fn topology_error_at_the_end_of_the_file() {
     let t = tmpfile("eof.toml", "[[interface]]\nname = ");
-    let err = failed_cleanly(
-        &bin()
-            .args(["simulate", "--topology"])
-            .arg(&t)
-            .output()
-            .unwrap(),
-    );
+    let err = topology_error(&t);
     assert_eq!(
         err,
         format!(
@@ -1152,13 +1139,7 @@ fn topology_errors_point_at_the_entry() {
         "twice.toml",
         "[[interface]]\nname = \"a\"\nmac = \"02:00:00:00:00:01\"\n\n[[interface]]\nname = \"a\"\nmac = \"02:00:00:00:00:02\"\n",
     );
-    let err = failed_cleanly(
-        &bin()
-            .args(["simulate", "--topology"])
-            .arg(&twice)
-            .output()
-            .unwrap(),
-    );
+    let err = topology_error(&twice);
     assert_eq!(
         err,
         format!(
@@ -1167,13 +1148,7 @@ fn topology_errors_point_at_the_entry() {
         )
     );
     let no_mac = tmpfile("no-mac.toml", "[[interface]]\nname = \"a\"\n");
-    let err = failed_cleanly(
-        &bin()
-            .args(["simulate", "--topology"])
-            .arg(&no_mac)
-            .output()
-            .unwrap(),
-    );
+    let err = topology_error(&no_mac);
     assert_eq!(
         err,
         format!(
