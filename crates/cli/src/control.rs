@@ -366,6 +366,8 @@ pub fn stats_json(shared: &Shared) -> Value {
             "slow": report.slow_path_packets,
             "host": report.host_packets,
         },
+        // what the fast path handed to the slow path, by reason (a lookup that missed is `miss`)
+        "punts": report.fast_path_punts,
         "drops": drops,
         "flows": {
             "offloaded_total": report.flows_offloaded,
@@ -392,6 +394,13 @@ pub fn stats_text(shared: &Shared) -> String {
         n(&v["paths"]["slow"]),
         n(&v["paths"]["host"])
     ));
+    if let Some(p) = v["punts"].as_object().filter(|p| !p.is_empty()) {
+        s.push_str("fast path punts:");
+        for (k, c) in p {
+            s.push_str(&format!(" {k} {}", n(c)));
+        }
+        s.push('\n');
+    }
     if let Some(ifs) = v["interfaces"].as_array() {
         for i in ifs {
             s.push_str(&format!(
@@ -494,6 +503,15 @@ pub fn stats_prometheus(shared: &Shared) -> String {
             "nft_offload_path_packets_total{{path=\"{p}\"}} {}\n",
             n(&v["paths"][p])
         ));
+    }
+    s.push_str("# TYPE nft_offload_fast_path_punts_total counter\n");
+    if let Some(p) = v["punts"].as_object() {
+        for (k, c) in p {
+            s.push_str(&format!(
+                "nft_offload_fast_path_punts_total{{reason=\"{k}\"}} {}\n",
+                n(c)
+            ));
+        }
     }
     s.push_str("# TYPE nft_offload_drops_total counter\n");
     if let Some(d) = v["drops"].as_object() {

@@ -1037,6 +1037,8 @@ fn live_router(io: &str) {
     assert_eq!(n(&st["packets_in"]), ifs_in, "{st:#}");
     assert!(n(&st["paths"]["fast"]) > 100_000, "{st:#}");
     assert!(n(&st["paths"]["slow"]) > 100, "{st:#}");
+    // the transfers' FINs reach conntrack through the slow path: punted by the fast path
+    assert!(n(&st["punts"]["tcp_control"]) > 0, "{st:#}");
     for k in ["rule_drop", "no_route", "blackhole"] {
         assert!(n(&st["drops"][k]) > 0, "{k}: {st:#}");
     }
@@ -1078,6 +1080,10 @@ fn live_router(io: &str) {
             &st["paths"]["slow"],
         ),
         (
+            "nft_offload_fast_path_punts_total{reason=\"tcp_control\"}",
+            &st["punts"]["tcp_control"],
+        ),
+        (
             "nft_offload_drops_total{reason=\"rule_drop\"}",
             &st["drops"]["rule_drop"],
         ),
@@ -1103,6 +1109,7 @@ fn live_router(io: &str) {
         "interface lan: rx ",
         "interface wan: rx ",
         "drop rule_drop: ",
+        "fast path punts: ",
         "flows offloaded ",
         " ns per packet\n",
     ] {
