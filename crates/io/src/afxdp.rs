@@ -1155,11 +1155,18 @@ impl Core {
                         self.frame_size as usize,
                     )
                 };
+                let start = (d.addr - base) as usize;
+                // The frame was written by the CPU that ran the device's receive (on veth,
+                // the sender's): its headers are asked for now, for the whole burst, so that
+                // their cache misses overlap instead of stalling the worker at each frame's
+                // first read. Two lines: Ethernet, IPv6 and TCP take 74 bytes.
+                prefetch_index::prefetch_index(&*chunk, start);
+                prefetch_index::prefetch_index(&*chunk, start + 64);
                 lent.push(Lent {
                     port: p,
                     frame: FrameMut {
                         chunk,
-                        start: (d.addr - base) as usize,
+                        start,
                         len: d.len as usize,
                     },
                     action: RxAction::Recycle,
