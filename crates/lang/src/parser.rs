@@ -3100,6 +3100,19 @@ impl<'a> Parser<'a> {
             if matches!(self.peek()?, Tok::RBrace) {
                 break;
             }
+            // A set inside a set is a member by itself (nft merges its elements into the
+            // outer set): nothing joins it, maps it or follows it but ',' or '}'.
+            if matches!(self.peek()?, Tok::LBrace) {
+                elems.push(self.set_expr()?);
+                self.skip_newlines()?;
+                if self.eat(&Tok::Comma)? {
+                    continue;
+                }
+                if !matches!(self.peek()?, Tok::RBrace) {
+                    self.expect(&Tok::RBrace, "comma or '}'")?;
+                }
+                break;
+            }
             let key = self.set_elem_key()?;
             let key = self.elem_opts(key)?;
             let e = if matches!(self.peek()?, Tok::Colon) {

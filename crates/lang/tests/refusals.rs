@@ -229,4 +229,25 @@ fn a_set_inside_a_concatenation_is_refused() {
         first_error(&with_stmt("ip", "ip saddr . tcp dport { 198.18.0.1 . 22 }")),
         None
     );
+    // nor a set joined to anything: a set in a set is a member by itself
+    assert_eq!(
+        first_error(&with_stmt(
+            "ip",
+            "ip saddr . tcp dport { { 198.18.0.1 } . 22 }"
+        ))
+        .as_deref(),
+        Some("f.nft:4:39-39: Error: syntax error, unexpected '.', expecting comma or '}'")
+    );
+    assert_eq!(
+        first_error(&with_stmt("ip", "ip saddr { { 198.18.0.1 } : accept }")).as_deref(),
+        Some("f.nft:4:27-27: Error: syntax error, unexpected ':', expecting comma or '}'")
+    );
+    // and a set in a set still merges
+    assert_eq!(
+        first_error(&with_stmt(
+            "ip",
+            "ip saddr { { 198.18.0.1, 198.18.0.2 }, 198.18.0.3 }"
+        )),
+        None
+    );
 }
