@@ -60,7 +60,21 @@ impl Tok {
             Tok::At(v) => format!("\"@{v}\""),
             Tok::Newline => "newline".into(),
             Tok::Eof => "end of file".into(),
-            t => format!("'{}'", t.text()),
+            // nft's names for its tokens (nft 1.0.6's own errors): some by name, some quoted,
+            // the rest as they are written
+            Tok::Semi => "semicolon".into(),
+            Tok::Comma => "comma".into(),
+            Tok::Colon => "colon".into(),
+            Tok::Tilde => "junk".into(),
+            Tok::LBrace
+            | Tok::RBrace
+            | Tok::LParen
+            | Tok::RParen
+            | Tok::LBracket
+            | Tok::RBracket
+            | Tok::Eq
+            | Tok::Pipe => format!("'{}'", self.text()),
+            t => t.text(),
         }
     }
 

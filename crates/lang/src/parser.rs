@@ -3108,9 +3108,6 @@ impl<'a> Parser<'a> {
                 if self.eat(&Tok::Comma)? {
                     continue;
                 }
-                if !matches!(self.peek()?, Tok::RBrace) {
-                    self.expect(&Tok::RBrace, "comma or '}'")?;
-                }
                 break;
             }
             let key = self.set_elem_key()?;
@@ -3131,7 +3128,7 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        let close = self.expect(&Tok::RBrace, "'}'")?;
+        let close = self.expect(&Tok::RBrace, "comma or '}'")?;
         self.leave();
         Ok(Expr::new(ExprKind::Set(elems), open.span.to(close.span)))
     }

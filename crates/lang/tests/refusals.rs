@@ -236,11 +236,16 @@ fn a_set_inside_a_concatenation_is_refused() {
             "ip saddr . tcp dport { { 198.18.0.1 } . 22 }"
         ))
         .as_deref(),
-        Some("f.nft:4:39-39: Error: syntax error, unexpected '.', expecting comma or '}'")
+        Some("f.nft:4:39-39: Error: syntax error, unexpected ., expecting comma or '}'")
     );
     assert_eq!(
         first_error(&with_stmt("ip", "ip saddr { { 198.18.0.1 } : accept }")).as_deref(),
-        Some("f.nft:4:27-27: Error: syntax error, unexpected ':', expecting comma or '}'")
+        Some("f.nft:4:27-27: Error: syntax error, unexpected colon, expecting comma or '}'")
+    );
+    // nft's names for the tokens
+    assert_eq!(
+        first_error(&with_stmt("ip", "ip saddr { 198.18.0.1 ; }")).as_deref(),
+        Some("f.nft:4:23-23: Error: syntax error, unexpected semicolon, expecting comma or '}'")
     );
     // and a set in a set still merges
     assert_eq!(
