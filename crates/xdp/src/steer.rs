@@ -21,7 +21,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::xdp::XdpLinkId;
@@ -255,8 +255,8 @@ impl Steer {
         Ok(me)
     }
 
-    /// Loaded, enabled, not attached.
-    fn load(dev: &str, cfg: &SteerConfig) -> Result<Steer, SteerError> {
+    /// Loaded for `dev` and enabled, attached nowhere: for [`test_run`](Self::test_run).
+    pub fn load(dev: &str, cfg: &SteerConfig) -> Result<Steer, SteerError> {
         let obj = STEER_OBJECT.ok_or(SteerError::NotBuilt)?;
         let ifindex = ifindex_of(dev);
         if ifindex == 0 {
@@ -304,6 +304,15 @@ impl Steer {
         };
         me.set_enabled(true)?;
         Ok(me)
+    }
+
+    /// Runs the program `repeat` times on `frame` with `BPF_PROG_TEST_RUN`, as if it arrived
+    /// on the loopback device, queue 0: nothing is sent, a redirect only returns its verdict,
+    /// the counters count. The verdict (`XDP_PASS` 2, `XDP_REDIRECT` 4) and the kernel's mean
+    /// duration of a run in ns. For measurements (examples/steer_cost.rs).
+    pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<(u32, u32), SteerError> {
+        let fd = self.prog_fd().map_err(SteerError::Load)?;
+        crate::offload::test_run_fd(fd.as_fd().as_raw_fd(), frame, repeat).map_err(SteerError::Load)
     }
 
     /// The loaded program.
