@@ -1129,3 +1129,29 @@ fn the_prefilter_keeps_local_frames_for_the_kernel_among_many_addresses() {
     steer.set_locals(&[]).unwrap();
     assert_eq!(steer.bits.get(&0, 0).unwrap(), LocalBits::EMPTY);
 }
+
+/// `test_run` runs the program on a frame as often as asked: each run counted under the
+/// frame's reason, the kernel's verdict returned.
+#[test]
+fn a_test_run_counts_every_run() {
+    let test = "a_test_run_counts_every_run";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    if let Some(why) = nft_io::netns::skip_reason() {
+        eprintln!("{test}: SKIPPED ({why})");
+        return;
+    }
+    let mut steer = Steer::load("lo", &SteerConfig::default()).unwrap();
+    add_router_addresses(&mut steer, false);
+    let transit = frame_to("198.19.0.5".parse().unwrap(), 1);
+    let local = frame_to("198.18.0.1".parse().unwrap(), 2);
+    let (verdict, ns) = steer.test_run(&transit, 1000).unwrap();
+    assert_eq!(verdict, 2);
+    assert!(ns > 0);
+    assert_eq!(steer.test_run(&local, 10).unwrap().0, 2);
+    assert_eq!(steer.counter("no_socket"), 1000, "{:?}", steer.counters());
+    assert_eq!(steer.counter("local"), 10, "{:?}", steer.counters());
+    assert_eq!(steer.counter("forward"), 0, "{:?}", steer.counters());
+}
