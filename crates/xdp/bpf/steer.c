@@ -26,6 +26,8 @@
 #define STEER_MAX_QUEUES 64
 #define STEER_MAX_LOCAL 1024
 #define STEER_MAX_OWNED 4096
+/* steer_bits: 4096 bits, 64 words. */
+#define STEER_BITS_WORDS 64
 
 #define STEER_F_FORWARD_MCAST 0x1
 /* Local TCP/UDP without a kernel socket, ICMP echo replies and ICMP errors addressed to the
@@ -62,6 +64,13 @@ struct steer_owned_key {
 	__u8 pad;
 };
 
+/* A prefilter in front of steer_local: the bit local_bit() picks for each of its addresses is
+ * set (whatever the ifindex), so a clear bit means "not local" without a hash lookup. Kept a
+ * superset of the map's addresses by steer.rs. */
+struct steer_bits {
+	__u64 w[STEER_BITS_WORDS];
+};
+
 struct steer_config {
 	__u32 enabled;
 	__u32 flags;
@@ -80,6 +89,13 @@ struct {
 	__type(key, struct steer_local_key);
 	__type(value, __u8);
 } steer_local SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct steer_bits);
+} steer_bits SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -126,8 +142,22 @@ static __always_inline int to_socket(struct xdp_md *ctx, __u32 reason)
 	return count(STEER_R_NO_SOCKET, XDP_PASS);
 }
 
+/* An address's bit in steer_bits: its four 32-bit words (native order) folded with xor, times
+ * 0x9E3779B1, the top 12 bits. The twin of local_bit() in steer.rs: change both or neither. */
+static __always_inline __u32 local_bit(const __u8 *addr16)
+{
+	__u32 w[4];
+	__builtin_memcpy(w, addr16, 16);
+	return ((w[0] ^ w[1] ^ w[2] ^ w[3]) * 0x9E3779B1u) >> 20;
+}
+
 static __always_inline int is_local(__u32 ifindex, const __u8 *addr16)
 {
+	__u32 zero = 0;
+	struct steer_bits *bits = bpf_map_lookup_elem(&steer_bits, &zero);
+	__u32 b = local_bit(addr16);
+	if (bits && !(bits->w[b >> 6] & (1ULL << (b & 63))))
+		return 0;
 	struct steer_local_key k;
 	__builtin_memset(&k, 0, sizeof(k));
 	__builtin_memcpy(k.addr, addr16, 16);

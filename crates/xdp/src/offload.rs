@@ -1188,6 +1188,48 @@ pub(crate) fn test_run_live_fd(
     Ok(())
 }
 
+/// `BPF_PROG_TEST_RUN` of the XDP program `fd`, `repeat` times on `frame` (a copy), as if it
+/// arrived on the loopback device of the calling thread's namespace; redirects only return
+/// their verdict. The verdict of the last run and the kernel's mean duration of a run in ns.
+pub(crate) fn test_run_fd(
+    fd: std::os::fd::RawFd,
+    frame: &[u8],
+    repeat: u32,
+) -> Result<(u32, u32), String> {
+    let attr = TestRunAttr {
+        prog_fd: fd as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute whose one pointer (`frame`)
+    // outlives the call; the kernel reads it and writes `retval` and `duration` into `attr`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &attr as *const TestRunAttr,
+            core::mem::size_of::<TestRunAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "BPF_PROG_TEST_RUN: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: valid, aligned u32s inside a live struct; volatile since the kernel wrote them
+    // through a pointer the compiler did not see.
+    let (retval, duration) = unsafe {
+        (
+            core::ptr::read_volatile(&attr.retval),
+            core::ptr::read_volatile(&attr.duration),
+        )
+    };
+    Ok((retval, duration))
+}
+
 impl OffloadBackend for XdpOffload {
     fn add(&mut self, id: FlowId, flow: &FlowSpec) {
         self.queue.push_back((id, *flow));

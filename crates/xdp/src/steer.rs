@@ -21,7 +21,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::xdp::XdpLinkId;
@@ -122,10 +122,52 @@ struct ConfigValue {
     flags: u32,
 }
 
-// SAFETY: plain #[repr(C)] structs of integers and byte arrays with no padding (sizes 20, 20
-// and 8, each a multiple of its alignment), so every bit pattern is valid and no byte is
+/// Words of `struct steer_bits` (`STEER_BITS_WORDS`): 4096 bits.
+const BITS_WORDS: usize = 64;
+
+/// `struct steer_bits`: the prefilter in front of `steer_local`. The bit [`local_bit`] picks
+/// for each address in the map is set (whatever the ifindex); a clear bit tells the program
+/// "not local" without a hash lookup. Always a superset of the map's addresses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LocalBits([u64; BITS_WORDS]);
+
+impl LocalBits {
+    const EMPTY: LocalBits = LocalBits([0; BITS_WORDS]);
+
+    fn set(&mut self, addr: &[u8; 16]) {
+        let b = local_bit(addr) as usize;
+        self.0[b / 64] |= 1 << (b % 64);
+    }
+
+    fn of<'a>(keys: impl IntoIterator<Item = &'a LocalKey>) -> LocalBits {
+        let mut bits = LocalBits::EMPTY;
+        for k in keys {
+            bits.set(&k.addr);
+        }
+        bits
+    }
+
+    fn union(self, other: LocalBits) -> LocalBits {
+        LocalBits(std::array::from_fn(|i| self.0[i] | other.0[i]))
+    }
+}
+
+/// The bit of a 16-byte address (IPv4 v4-mapped) in `steer_bits`: its four 32-bit words read
+/// in native order, folded with xor, times 0x9E3779B1, the top 12 bits. The twin of
+/// `local_bit()` in `bpf/steer.c`: the two must compute the same, or local addresses are taken
+/// for transit.
+pub(crate) fn local_bit(addr: &[u8; 16]) -> u32 {
+    let w = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+    (w(0) ^ w(4) ^ w(8) ^ w(12)).wrapping_mul(0x9E37_79B1) >> 20
+}
+
+// SAFETY: plain #[repr(C)] structs of integers and byte arrays with no padding (sizes 20, 20,
+// 8 and 512, each a multiple of its alignment), so every bit pattern is valid and no byte is
 // uninitialised.
 unsafe impl aya::Pod for LocalKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for LocalBits {}
 // SAFETY: as above.
 unsafe impl aya::Pod for OwnedKey {}
 // SAFETY: as above.
@@ -150,6 +192,9 @@ pub struct Steer {
     ebpf: Ebpf,
     xsks: XskMap<MapData>,
     local: BpfHashMap<MapData, LocalKey, u8>,
+    bits: Array<MapData, LocalBits>,
+    /// What `bits` holds.
+    bits_now: LocalBits,
     owned: BpfHashMap<MapData, OwnedKey, u8>,
     config: Array<MapData, ConfigValue>,
     reasons: PerCpuArray<MapData, u64>,
@@ -210,8 +255,8 @@ impl Steer {
         Ok(me)
     }
 
-    /// Loaded, enabled, not attached.
-    fn load(dev: &str, cfg: &SteerConfig) -> Result<Steer, SteerError> {
+    /// Loaded for `dev` and enabled, attached nowhere: for [`test_run`](Self::test_run).
+    pub fn load(dev: &str, cfg: &SteerConfig) -> Result<Steer, SteerError> {
         let obj = STEER_OBJECT.ok_or(SteerError::NotBuilt)?;
         let ifindex = ifindex_of(dev);
         if ifindex == 0 {
@@ -228,6 +273,7 @@ impl Steer {
         };
         let xsks = XskMap::try_from(take("steer_xsks")?).map_err(map_err("steer_xsks"))?;
         let local = BpfHashMap::try_from(take("steer_local")?).map_err(map_err("steer_local"))?;
+        let bits = Array::try_from(take("steer_bits")?).map_err(map_err("steer_bits"))?;
         let owned = BpfHashMap::try_from(take("steer_owned")?).map_err(map_err("steer_owned"))?;
         let config = Array::try_from(take("steer_config")?).map_err(map_err("steer_config"))?;
         let reasons =
@@ -244,6 +290,8 @@ impl Steer {
             ebpf,
             xsks,
             local,
+            bits,
+            bits_now: LocalBits::EMPTY,
             owned,
             config,
             reasons,
@@ -256,6 +304,15 @@ impl Steer {
         };
         me.set_enabled(true)?;
         Ok(me)
+    }
+
+    /// Runs the program `repeat` times on `frame` with `BPF_PROG_TEST_RUN`, as if it arrived
+    /// on the loopback device, queue 0: nothing is sent, a redirect only returns its verdict,
+    /// the counters count. The verdict (`XDP_PASS` 2, `XDP_REDIRECT` 4) and the kernel's mean
+    /// duration of a run in ns. For measurements (examples/steer_cost.rs).
+    pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<(u32, u32), SteerError> {
+        let fd = self.prog_fd().map_err(SteerError::Load)?;
+        crate::offload::test_run_fd(fd.as_fd().as_raw_fd(), frame, repeat).map_err(SteerError::Load)
     }
 
     /// The loaded program.
@@ -330,6 +387,21 @@ impl Steer {
         self.config.set(0, v, 0).map_err(map_err("steer_config"))
     }
 
+    /// Writes the prefilter, unless it already holds `bits`.
+    fn write_bits(&mut self, bits: LocalBits) -> Result<(), SteerError> {
+        if bits != self.bits_now {
+            self.bits.set(0, bits, 0).map_err(map_err("steer_bits"))?;
+            self.bits_now = bits;
+        }
+        Ok(())
+    }
+
+    /// The prefilter made exact again from the keys in `steer_local`.
+    fn rewrite_bits(&mut self) -> Result<(), SteerError> {
+        let keys: Vec<LocalKey> = self.local.keys().filter_map(Result::ok).collect();
+        self.write_bits(LocalBits::of(&keys))
+    }
+
     /// `addr` is the router's: frames to it go to the kernel (unless owned). `ifindex`: only
     /// when they arrive on that device; `None`: on any.
     pub fn add_local(&mut self, ifindex: Option<u32>, addr: IpAddr) -> Result<(), SteerError> {
@@ -337,6 +409,10 @@ impl Steer {
             ifindex: ifindex.unwrap_or(0),
             addr: addr16(addr),
         };
+        // The bit first: the program must never see the key without it.
+        let mut bits = self.bits_now;
+        bits.set(&k.addr);
+        self.write_bits(bits)?;
         self.local.insert(k, 1, 0).map_err(map_err("steer_local"))
     }
 
@@ -345,7 +421,8 @@ impl Steer {
             ifindex: ifindex.unwrap_or(0),
             addr: addr16(addr),
         };
-        self.local.remove(&k).map_err(map_err("steer_local"))
+        self.local.remove(&k).map_err(map_err("steer_local"))?;
+        self.rewrite_bits()
     }
 
     /// Replaces all local addresses with `addrs` (as [`add_local`](Self::add_local) takes
@@ -359,13 +436,19 @@ impl Steer {
             })
             .collect();
         let have: Vec<LocalKey> = self.local.keys().filter_map(Result::ok).collect();
+        // The prefilter covers the old keys and the new ones while the map changes, then only
+        // the new ones.
+        let exact = LocalBits::of(&want);
+        self.write_bits(LocalBits::of(&have).union(exact).union(self.bits_now))?;
         for k in have.iter().filter(|k| !want.contains(k)) {
             self.local.remove(k).map_err(map_err("steer_local"))?;
         }
-        for k in want {
-            self.local.insert(k, 1, 0).map_err(map_err("steer_local"))?;
+        for k in &want {
+            self.local
+                .insert(*k, 1, 0)
+                .map_err(map_err("steer_local"))?;
         }
-        Ok(())
+        self.write_bits(exact)
     }
 
     /// Frames to `addr` (`None`: any local address), protocol `proto`, destination port

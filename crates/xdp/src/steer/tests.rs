@@ -912,3 +912,246 @@ fn the_chain_takes_any_ifindex_and_at_most_256_devices() {
     assert_eq!(chain.slot(7777), Some(freed));
     assert_eq!(chain.kernel_slot(7777), Some(freed));
 }
+
+#[cfg(target_endian = "little")]
+#[test]
+fn the_local_bit_of_fixed_addresses() {
+    let bit = |a: &str| local_bit(&addr16(a.parse().unwrap()));
+    assert_eq!(bit("::"), 0);
+    assert_eq!(bit("0.0.0.0"), 2148);
+    assert_eq!(bit("198.18.0.1"), 428);
+    assert_eq!(bit("198.19.0.5"), 2275);
+    assert_eq!(bit("2001:db8::1"), 342);
+    assert_eq!(bit("2001:db8:1::5"), 2590);
+}
+
+#[test]
+fn v4_mapped_addresses_spread_over_the_bits() {
+    let bits = |addrs: &mut dyn Iterator<Item = std::net::Ipv4Addr>| {
+        let mut v: Vec<u32> = addrs.map(|a| local_bit(&addr16(IpAddr::V4(a)))).collect();
+        assert!(v.iter().all(|&b| b < 4096));
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    };
+    let base = u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0));
+    // a /22: every address its own bit
+    assert_eq!(bits(&mut (0..1024).map(|i| (base + i).into())), 1024);
+    // each octet stepped alone: 256 bits
+    for shift in [0, 8, 16, 24] {
+        let n = bits(&mut (0..256u32).map(|i| (base ^ (i << shift)).into()));
+        assert_eq!(n, 256, "octet at bit {shift}");
+    }
+}
+
+/// A small deterministic generator (xorshift64) for the addresses of a test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// In 198.18.0.0/16 past the link's /30 when `local`, in 198.19.0.0/16 otherwise; or in
+    /// 2001:db8:0:1::/64 (local) or 2001:db8:ffff::/64: never the link's own addresses.
+    fn addr(&mut self, local: bool) -> IpAddr {
+        let r = self.next();
+        if r & 1 == 0 {
+            let host = ((r >> 8) as u16).max(4).to_be_bytes();
+            IpAddr::V4([198, if local { 18 } else { 19 }, host[0], host[1]].into())
+        } else {
+            let net: u64 = if local {
+                0x2001_0db8_0000_0001
+            } else {
+                0x2001_0db8_ffff_0000
+            };
+            IpAddr::V6((u128::from(net) << 64 | u128::from(r >> 1)).into())
+        }
+    }
+}
+
+fn frame_to(dst: IpAddr, seq: u32) -> Vec<u8> {
+    match dst {
+        IpAddr::V4(a) => eth(R_MAC, &[], 0x0800, &ipv4(a.octets(), 17, 9, seq)),
+        IpAddr::V6(a) => eth(R_MAC, &[], 0x86dd, &ipv6(a.octets(), 17, 9, seq)),
+    }
+}
+
+/// One frame to each of `dsts` from the peer: the socket gets exactly those marked `true`
+/// (in order, byte for byte), the kernel the others.
+fn assert_steered(steer: &Steer, peer: &mut AfPacket, xsk: &mut AfXdp, dsts: &[(IpAddr, bool)]) {
+    let local0 = steer.counter("local");
+    let forward0 = steer.counter("forward");
+    let mut got = Vec::new();
+    let mut want = Vec::new();
+    for (n, chunk) in dsts.chunks(32).enumerate() {
+        let frames: Vec<Vec<u8>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, _))| frame_to(a, (n * 32 + i) as u32))
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        assert_eq!(peer.tx_burst(&refs), refs.len());
+        let ours: Vec<Vec<u8>> = frames
+            .iter()
+            .zip(chunk)
+            .filter(|(_, (_, s))| *s)
+            .map(|(f, _)| f.clone())
+            .collect();
+        got.extend(collect(
+            xsk,
+            ours.len(),
+            Instant::now() + Duration::from_secs(5),
+        ));
+        want.extend(ours);
+    }
+    got.extend(collect(xsk, 1, Instant::now() + Duration::from_millis(100)));
+    if got != want {
+        let dst = |f: &Vec<u8>| match u16::from_be_bytes([f[12], f[13]]) {
+            0x0800 => format!("{:?}", &f[30..34]),
+            _ => format!("{:02x?}", &f[38..54]),
+        };
+        panic!(
+            "socket got {} frames, wanted {}; got {:?}; wanted {:?}",
+            got.len(),
+            want.len(),
+            got.iter().map(dst).collect::<Vec<_>>(),
+            want.iter().map(dst).collect::<Vec<_>>()
+        );
+    }
+    let to_socket = dsts.iter().filter(|d| d.1).count() as u64;
+    assert_eq!(steer.counter("forward") - forward0, to_socket);
+    assert!(steer.counter("local") - local0 >= dsts.len() as u64 - to_socket);
+}
+
+/// The prefilter in the kernel is exactly the bits of the keys in `steer_local`.
+fn assert_bits_exact(steer: &Steer) {
+    let keys: Vec<LocalKey> = steer.local.keys().map(Result::unwrap).collect();
+    let want = LocalBits::of(&keys);
+    assert_eq!(steer.bits.get(&0, 0).unwrap(), want);
+    assert_eq!(steer.bits_now, want);
+}
+
+/// Many local addresses (some per device) behind the prefilter: frames to each of them go to
+/// the kernel, transit frames to the socket, those whose bit a local address set too (a hash
+/// lookup that misses) and those to a local address of another device among them. The bits
+/// follow `remove_local` and `set_locals`. Fails if the program and `local_bit` disagree on an
+/// address's bit (most local frames would reach the socket).
+#[test]
+fn the_prefilter_keeps_local_frames_for_the_kernel_among_many_addresses() {
+    let Some(pair) = veth_lab(
+        "the_prefilter_keeps_local_frames_for_the_kernel_among_many_addresses",
+        "stb",
+    ) else {
+        return;
+    };
+    let (r, p) = (pair.router.as_str(), pair.peer.as_str());
+    let (mut steer, mut xsk) = in_netns(r, || {
+        let mut steer = Steer::attach("vr", &SteerConfig::default()).unwrap();
+        let xsk = AfXdp::open("vr", 0, &AfXdpConfig::default()).unwrap();
+        steer.set_socket(0, &xsk).unwrap();
+        (steer, xsk)
+    });
+    let mut peer = packet_socket(p, "vp");
+    let vr = steer.ifindex();
+    let mut rng = Rng(0x5eed_b175);
+    // 200 local addresses: on any device, on vr, on another device
+    let mut locals: Vec<(Option<u32>, IpAddr)> = Vec::new();
+    while locals.len() < 200 {
+        let a = rng.addr(true);
+        if locals.iter().all(|l| l.1 != a) {
+            let on = [None, Some(vr), Some(vr + 1000)][locals.len() % 3];
+            locals.push((on, a));
+        }
+    }
+    for &(on, a) in &locals {
+        steer.add_local(on, a).unwrap();
+    }
+    let test_addrs: [IpAddr; 2] = [
+        "198.18.0.1".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+    ];
+    for a in test_addrs {
+        steer.add_local(None, a).unwrap();
+    }
+    assert_bits_exact(&steer);
+    let ours = |on: Option<u32>| on != Some(vr + 1000);
+    // transit: random, and 16 whose bit is set
+    let mut transit: Vec<IpAddr> = (0..100).map(|_| rng.addr(false)).collect();
+    let mut shared = 0;
+    while shared < 16 {
+        let a = rng.addr(false);
+        let b = local_bit(&addr16(a)) as usize;
+        if steer.bits_now.0[b / 64] & 1 << (b % 64) != 0 {
+            transit.push(a);
+            shared += 1;
+        }
+    }
+    let mut dsts: Vec<(IpAddr, bool)> = test_addrs.iter().map(|&a| (a, false)).collect();
+    dsts.extend(locals.iter().map(|&(on, a)| (a, !ours(on))));
+    dsts.extend(transit.iter().map(|&a| (a, true)));
+    // in bit order: local and transit frames interleaved
+    dsts.sort_by_key(|d| local_bit(&addr16(d.0)));
+    assert_steered(&steer, &mut peer, &mut xsk, &dsts);
+
+    // removed: the test's addresses are transit
+    for a in test_addrs {
+        steer.remove_local(None, a).unwrap();
+    }
+    assert_bits_exact(&steer);
+    let kept: Vec<(IpAddr, bool)> = locals
+        .iter()
+        .filter(|l| ours(l.0))
+        .take(20)
+        .map(|&(_, a)| (a, false))
+        .collect();
+    let mut dsts: Vec<(IpAddr, bool)> = test_addrs.iter().map(|&a| (a, true)).collect();
+    dsts.extend(kept.iter().copied());
+    assert_steered(&steer, &mut peer, &mut xsk, &dsts);
+
+    // replaced: the first 100 stay, 50 new ones come, the rest go
+    let fresh: Vec<(Option<u32>, IpAddr)> = (0..50)
+        .map(|_| (None, rng.addr(true)))
+        .filter(|n| locals.iter().all(|l| l.1 != n.1))
+        .collect();
+    let mut next: Vec<(Option<u32>, IpAddr)> = locals[..100].to_vec();
+    next.extend(fresh.iter().copied());
+    steer.set_locals(&next).unwrap();
+    assert_bits_exact(&steer);
+    let mut dsts: Vec<(IpAddr, bool)> = next.iter().map(|&(on, a)| (a, !ours(on))).collect();
+    dsts.extend(locals[100..].iter().map(|&(_, a)| (a, true)));
+    assert_steered(&steer, &mut peer, &mut xsk, &dsts);
+
+    // none left: every bit clear
+    steer.set_locals(&[]).unwrap();
+    assert_eq!(steer.bits.get(&0, 0).unwrap(), LocalBits::EMPTY);
+}
+
+/// `test_run` runs the program on a frame as often as asked: each run counted under the
+/// frame's reason, the kernel's verdict returned.
+#[test]
+fn a_test_run_counts_every_run() {
+    let test = "a_test_run_counts_every_run";
+    if !crate::built() {
+        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        return;
+    }
+    if let Some(why) = nft_io::netns::skip_reason() {
+        eprintln!("{test}: SKIPPED ({why})");
+        return;
+    }
+    let mut steer = Steer::load("lo", &SteerConfig::default()).unwrap();
+    add_router_addresses(&mut steer, false);
+    let transit = frame_to("198.19.0.5".parse().unwrap(), 1);
+    let local = frame_to("198.18.0.1".parse().unwrap(), 2);
+    let (verdict, ns) = steer.test_run(&transit, 1000).unwrap();
+    assert_eq!(verdict, 2);
+    assert!(ns > 0);
+    assert_eq!(steer.test_run(&local, 10).unwrap().0, 2);
+    assert_eq!(steer.counter("no_socket"), 1000, "{:?}", steer.counters());
+    assert_eq!(steer.counter("local"), 10, "{:?}", steer.counters());
+    assert_eq!(steer.counter("forward"), 0, "{:?}", steer.counters());
+}
