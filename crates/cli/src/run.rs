@@ -2533,12 +2533,41 @@ mod tests {
     }
 
     /// The quick check says "nothing to complete" only where the full parse completes
-    /// nothing and leaves the frame alone, over every one-byte change and every truncation of
-    /// IPv4 and IPv6 TCP and UDP frames, with partial and complete checksums; and it does say
-    /// so for the plain complete ones (or the worker would parse every frame).
+    /// nothing and leaves the frame alone. Frames: IPv4 and IPv6, TCP and UDP, plain, padded,
+    /// with IPv4 options, behind a VLAN tag, with an IPv6 extension header, each with a
+    /// complete and with a partial checksum; then every value of every header byte and every
+    /// truncation of each, as it is, with its IPv4 header checksum made right again, and with
+    /// its L4 field then set to the pseudo-header sum the full parse finds (a partial checksum
+    /// the quick check must not miss).
     #[test]
     fn the_quick_checksum_check_agrees_with_the_parse() {
         use etherparse::PacketBuilder;
+        // the IPv4 header's checksum made right, where there is an IPv4 header
+        let repair = |f: &mut Vec<u8>| {
+            let l3 = if f.get(12..14) == Some(&[0x81, 0x00]) {
+                18
+            } else {
+                14
+            };
+            if f.get(l3 - 2..l3) != Some(&[0x08, 0x00]) || f.len() < l3 + 20 {
+                return;
+            }
+            let ihl = usize::from(f[l3] & 0x0f) * 4;
+            if ihl < 20 || f.len() < l3 + ihl {
+                return;
+            }
+            f[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
+            let c = nft_wire::checksum::checksum(&f[l3..l3 + ihl]);
+            f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        };
+        // the L4 field set to the pseudo-header sum the full parse finds
+        let partial = |f: &[u8]| -> Option<Vec<u8>> {
+            let (seg, field, pseudo, _) = l4_checksum_site(f)?;
+            let mut p = f.to_vec();
+            let at = seg.start + field;
+            p[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+            Some(p)
+        };
         let mut frames = vec![];
         for v6 in [false, true] {
             for tcp in [false, true] {
@@ -2557,40 +2586,78 @@ mod tests {
                 } else {
                     b.udp(1000, 53).write(&mut good, b"odd payload").unwrap();
                 }
-                let (seg, field, pseudo, _) = l4_checksum_site(&good).unwrap();
                 assert!(plainly_complete(&good), "v6 {v6} tcp {tcp}");
-                let mut partial = good.clone();
-                let at = seg.start + field;
-                partial[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
-                assert!(!plainly_complete(&partial), "v6 {v6} tcp {tcp}");
-                // padded to the minimum frame size, as a short frame arrives
+                // padded to more than its IP length, as a short frame arrives
                 let mut padded = good.clone();
                 padded.resize(good.len() + 9, 0);
-                assert!(plainly_complete(&padded), "v6 {v6} tcp {tcp}");
-                frames.extend([good, partial, padded]);
+                // behind a VLAN tag
+                let mut tagged = good[..12].to_vec();
+                tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+                tagged.extend_from_slice(&good[12..]);
+                // IPv4 options (four NOPs) or an IPv6 hop-by-hop header (PadN), the checksum
+                // the same: the pseudo-header does not cover them
+                let mut longer = good[..14].to_vec();
+                if v6 {
+                    longer.extend_from_slice(&good[14..54]);
+                    longer[20] = 0; // next header: hop-by-hop
+                    let plen = u16::from_be_bytes([good[18], good[19]]) + 8;
+                    longer[18..20].copy_from_slice(&plen.to_be_bytes());
+                    longer.extend_from_slice(&[if tcp { 6 } else { 17 }, 0, 1, 4, 0, 0, 0, 0]);
+                    longer.extend_from_slice(&good[54..]);
+                } else {
+                    longer.extend_from_slice(&good[14..34]);
+                    longer[14] = 0x46;
+                    let tl = u16::from_be_bytes([good[16], good[17]]) + 4;
+                    longer[16..18].copy_from_slice(&tl.to_be_bytes());
+                    longer.extend_from_slice(&[1, 1, 1, 1]);
+                    longer.extend_from_slice(&good[34..]);
+                    repair(&mut longer);
+                }
+                for f in [good, padded, tagged, longer] {
+                    // each with its checksum left to the device: completed, never skipped
+                    let p = partial(&f).unwrap_or_else(|| panic!("no site in {f:02x?}"));
+                    assert!(!plainly_complete(&p), "{p:02x?}");
+                    let mut done = p.clone();
+                    assert!(complete_partial_l4_checksum(&mut done), "{p:02x?}");
+                    assert_eq!(done, f);
+                    frames.extend([f, p]);
+                }
             }
         }
-        let mut checked = 0;
+        let (mut quick, mut parsed) = (0, 0);
         for f in &frames {
             let mut variants = vec![];
-            for i in 0..f.len() {
-                for x in [0, 0xff, f[i] ^ 1, f[i] ^ 0x20, f[i] ^ 0x80, 0x45, 0x86] {
+            for i in 0..f.len().min(80) {
+                for x in 0..=255u8 {
                     let mut v = f.clone();
                     v[i] = x;
                     variants.push(v);
                 }
                 variants.push(f[..i].to_vec());
             }
-            for v in variants {
-                if plainly_complete(&v) {
+            for mut v in variants {
+                for k in 0..3 {
+                    match k {
+                        0 => {}
+                        1 => repair(&mut v),
+                        _ => match partial(&v) {
+                            Some(p) => v = p,
+                            None => break,
+                        },
+                    }
                     let mut w = v.clone();
-                    assert!(!complete_partial_by_parse(&mut w), "{v:02x?}");
-                    assert_eq!(w, v);
-                    checked += 1;
+                    let changed = complete_partial_by_parse(&mut w);
+                    if plainly_complete(&v) {
+                        assert!(!changed, "{v:02x?}");
+                        assert_eq!(w, v);
+                        quick += 1;
+                    } else if changed {
+                        parsed += 1;
+                    }
                 }
             }
         }
-        assert!(checked > 1000, "{checked}");
+        assert!(quick > 100_000 && parsed > 10_000, "{quick} {parsed}");
     }
 
     #[test]

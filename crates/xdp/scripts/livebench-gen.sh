@@ -44,7 +44,7 @@
 #   --rate PPS           pace the generator (default: as fast as it can), e.g. to take the RTT
 #                        at a load below saturation
 #   --no-prime           skip sending one reply per UDP flow from the server first (and a second
-#                        packet per flow 2 s later, which makes it assured); without it
+#                        packet per flow 2.3 s later, which makes it assured); without it
 #                        conntrack calls every packet "new" and it walks the whole ruleset
 #   --no-rtt             skip the RTT probes (lbprobe.py: ICMP echo at 100/s, idle and under load)
 #   --json FILE          append each run's JSON object (one line) to FILE
@@ -203,8 +203,10 @@ while time.time() < end:
 PY
   bg=$!
   sleep 0.3
-  first=$(date +%s%N)
-  for i in 1 2 3 4 5; do "${gen[@]}" -n "$flows" >/dev/null; sleep 0.3; [ -s "$W/prime.out" ] && break; done
+  # (the clock restarts at each send: a flow first seen in a later round starts there)
+  for i in 1 2 3 4 5; do
+    first=$(date +%s%N); "${gen[@]}" -n "$flows" >/dev/null; sleep 0.3; [ -s "$W/prime.out" ] && break
+  done
   # A second packet of each flow more than 2 s after its first: conntrack makes a replied UDP
   # flow that is still active after 2 s a stream (ASSURED), and `run` offloads UDP only then,
   # so without it the first seconds of the measured load would take the slow path.
