@@ -383,7 +383,11 @@ pub fn stats_json(shared: &Shared) -> Value {
 }
 
 pub fn stats_text(shared: &Shared) -> String {
-    let v = stats_json(shared);
+    text_of(&stats_json(shared))
+}
+
+/// The text form of a [`stats_json`] object.
+fn text_of(v: &Value) -> String {
     let mut s = String::new();
     let n = |x: &Value| x.as_u64().unwrap_or(0);
     s.push_str(&format!(
@@ -472,7 +476,11 @@ pub fn stats_text(shared: &Shared) -> String {
 }
 
 pub fn stats_prometheus(shared: &Shared) -> String {
-    let v = stats_json(shared);
+    prometheus_of(&stats_json(shared))
+}
+
+/// The Prometheus form of a [`stats_json`] object.
+fn prometheus_of(v: &Value) -> String {
     let n = |x: &Value| x.as_u64().unwrap_or(0);
     let mut s = String::new();
     s.push_str("# TYPE nft_offload_interface_packets_total counter\n");
@@ -644,6 +652,30 @@ fn answer(path: &Path, line: &str, ok: impl FnOnce(&str)) -> Result<std::process
 mod tests {
     use super::*;
     use crate::run::Shared;
+
+    /// The fast path's punts by reason, in the JSON (empty with no traffic), and each reason
+    /// as a line of the text form and a sample of the Prometheus form.
+    #[test]
+    fn stats_show_the_fast_path_punts() {
+        let shared = Shared::for_tests(&["lan0", "wan0"], 1);
+        let mut v = stats_json(&shared);
+        assert_eq!(v["punts"], json!({}), "{v:#}");
+        assert!(!text_of(&v).contains("fast path punts"));
+        v["punts"] = json!({"miss": 29755, "tcp_control": 12});
+        let text = text_of(&v);
+        assert!(
+            text.contains("\nfast path punts: miss 29755 tcp_control 12\n"),
+            "{text}"
+        );
+        let prom = prometheus_of(&v);
+        for line in [
+            "# TYPE nft_offload_fast_path_punts_total counter\n",
+            "nft_offload_fast_path_punts_total{reason=\"miss\"} 29755\n",
+            "nft_offload_fast_path_punts_total{reason=\"tcp_control\"} 12\n",
+        ] {
+            assert!(prom.contains(line), "{line:?} not in\n{prom}");
+        }
+    }
 
     /// Frames sent to an AF_XDP port the set does not have are a transmit drop reason of
     /// their own in every form of `stats`, beside back-pressure and full receive rings.
