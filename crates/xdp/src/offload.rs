@@ -1159,7 +1159,7 @@ pub(crate) fn test_run_live_fd(
         ingress_ifindex,
         ..XdpMd::default()
     };
-    let attr = TestRunAttr {
+    let mut attr = TestRunAttr {
         prog_fd: fd as u32,
         data_size_in: frame.len() as u32,
         data_in: frame.as_ptr() as u64,
@@ -1169,13 +1169,19 @@ pub(crate) fn test_run_live_fd(
         flags: BPF_F_TEST_XDP_LIVE_FRAMES,
         ..TestRunAttr::default()
     };
-    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute whose pointers (`frame`, `ctx`)
-    // outlive the call; the kernel only reads them (no output buffers given).
+    prog_test_run(&mut attr)
+}
+
+/// The `BPF_PROG_TEST_RUN` call itself. The pointers in `attr` (the frame, a context) must be
+/// valid for the call; the kernel reads them and writes `retval` and `duration` into `attr`.
+fn prog_test_run(attr: &mut TestRunAttr) -> Result<(), String> {
+    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute, writable, whose pointers the
+    // callers keep alive for the call (no output buffers are given).
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             BPF_PROG_TEST_RUN,
-            &attr as *const TestRunAttr,
+            attr as *mut TestRunAttr,
             core::mem::size_of::<TestRunAttr>(),
         )
     };
@@ -1196,38 +1202,15 @@ pub(crate) fn test_run_fd(
     frame: &[u8],
     repeat: u32,
 ) -> Result<(u32, u32), String> {
-    let attr = TestRunAttr {
+    let mut attr = TestRunAttr {
         prog_fd: fd as u32,
         data_size_in: frame.len() as u32,
         data_in: frame.as_ptr() as u64,
         repeat,
         ..TestRunAttr::default()
     };
-    // SAFETY: `attr` is a valid BPF_PROG_TEST_RUN attribute whose one pointer (`frame`)
-    // outlives the call; the kernel reads it and writes `retval` and `duration` into `attr`.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &attr as *const TestRunAttr,
-            core::mem::size_of::<TestRunAttr>(),
-        )
-    };
-    if r != 0 {
-        return Err(format!(
-            "BPF_PROG_TEST_RUN: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: valid, aligned u32s inside a live struct; volatile since the kernel wrote them
-    // through a pointer the compiler did not see.
-    let (retval, duration) = unsafe {
-        (
-            core::ptr::read_volatile(&attr.retval),
-            core::ptr::read_volatile(&attr.duration),
-        )
-    };
-    Ok((retval, duration))
+    prog_test_run(&mut attr)?;
+    Ok((attr.retval, attr.duration))
 }
 
 impl OffloadBackend for XdpOffload {
