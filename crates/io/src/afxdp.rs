@@ -1134,7 +1134,8 @@ impl Core {
         let np = self.ports.len();
         let mut rs = vec![RxResult::default(); np];
         self.begin_pass();
-        let mut lent: Vec<Lent<'_>> = Vec::new();
+        // one allocation a pass: the lent frames borrow the UMEM, so the vector cannot outlive it
+        let mut lent: Vec<Lent<'_>> = Vec::with_capacity(max.saturating_mul(np).min(4096));
         for (p, r) in rs.iter_mut().enumerate() {
             let n = self.ports[p]
                 .rx
