@@ -2459,25 +2459,9 @@ mod tests {
 
     #[test]
     fn partial_checksums_are_completed() {
-        use etherparse::PacketBuilder;
         for v6 in [false, true] {
             for tcp in [false, true] {
-                let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-                let b = if v6 {
-                    b.ipv6(
-                        "2001:db8::1"
-                            .parse::<std::net::Ipv6Addr>()
-                            .unwrap()
-                            .octets(),
-                        "2001:db8::2"
-                            .parse::<std::net::Ipv6Addr>()
-                            .unwrap()
-                            .octets(),
-                        64,
-                    )
-                } else {
-                    b.ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
-                };
+                let b = ip_builder(v6);
                 let payload = b"some payload, odd length";
                 let mut good = vec![];
                 if tcp {
@@ -2532,6 +2516,17 @@ mod tests {
         }
     }
 
+    /// An Ethernet frame builder from 198.18.0.1 to 198.18.0.2, or 2001:db8::1 to ::2.
+    fn ip_builder(v6: bool) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        if v6 {
+            let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+            b.ipv6(a("2001:db8::1"), a("2001:db8::2"), 64)
+        } else {
+            b.ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+        }
+    }
+
     /// The quick check says "nothing to complete" only where the full parse completes
     /// nothing and leaves the frame alone. Frames: IPv4 and IPv6, TCP and UDP, plain, padded,
     /// with IPv4 options, behind a VLAN tag, with an IPv6 extension header, each with a
@@ -2541,7 +2536,6 @@ mod tests {
     /// the quick check must not miss).
     #[test]
     fn the_quick_checksum_check_agrees_with_the_parse() {
-        use etherparse::PacketBuilder;
         // the IPv4 header's checksum made right, where there is an IPv4 header
         let repair = |f: &mut Vec<u8>| {
             let l3 = if f.get(12..14) == Some(&[0x81, 0x00]) {
@@ -2571,13 +2565,7 @@ mod tests {
         let mut frames = vec![];
         for v6 in [false, true] {
             for tcp in [false, true] {
-                let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-                let b = if v6 {
-                    let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
-                    b.ipv6(a("2001:db8::1"), a("2001:db8::2"), 64)
-                } else {
-                    b.ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
-                };
+                let b = ip_builder(v6);
                 let mut good = vec![];
                 if tcp {
                     b.tcp(1000, 80, 7, 1000)
@@ -2668,13 +2656,7 @@ mod tests {
         sctp.extend_from_slice(&[1, 0, 0, 20]); // INIT, length 20
         sctp.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1]);
         for v6 in [false, true] {
-            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-            let b = if v6 {
-                let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
-                b.ipv6(a("2001:db8::1"), a("2001:db8::2"), 64)
-            } else {
-                b.ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
-            };
+            let b = ip_builder(v6);
             let mut zero = vec![];
             b.write(&mut zero, IpNumber::SCTP, &sctp).unwrap();
             let l4 = 14 + if v6 { 40 } else { 20 };
