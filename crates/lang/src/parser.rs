@@ -303,12 +303,10 @@ impl<'a> Parser<'a> {
     fn chain_ident_expecting(&mut self, expecting: &str) -> Result<(String, Span)> {
         let t = self.peek_tok()?.clone();
         match &t.tok {
-            Tok::Word(w) if NFT_KEYWORDS.split_ascii_whitespace().any(|k| k == w) => {
-                Err(Error::new(
-                    t.span,
-                    format!("syntax error, unexpected {w}, expecting {expecting}"),
-                ))
-            }
+            Tok::Word(w) if is_nft_keyword(w) => Err(Error::new(
+                t.span,
+                format!("syntax error, unexpected {w}, expecting {expecting}"),
+            )),
             Tok::Str(_) => Err(Error::new(
                 t.span,
                 format!("syntax error, unexpected quoted string, expecting {expecting}"),
@@ -1897,17 +1895,12 @@ impl<'a> Parser<'a> {
                         } else {
                             "newline or semicolon"
                         };
-                        let what = match &next.tok {
-                            Tok::Word(k)
-                                if NFT_KEYWORDS.split_ascii_whitespace().any(|x| x == k) =>
-                            {
-                                k.clone()
-                            }
-                            t => t.describe(),
-                        };
                         return Err(Error::new(
                             next.span,
-                            format!("syntax error, unexpected {what}, expecting {want}"),
+                            format!(
+                                "syntax error, unexpected {}, expecting {want}",
+                                nft_token_name(&next.tok)
+                            ),
                         ));
                     }
                     continue;
@@ -3686,6 +3679,19 @@ pub enum Mode {
     Rhs,
     /// Statement arguments (`set` values, NAT addresses): both.
     Stmt,
+}
+
+fn is_nft_keyword(w: &str) -> bool {
+    NFT_KEYWORDS.split_ascii_whitespace().any(|k| k == w)
+}
+
+/// How nft's errors name a token: one of its keywords by itself, anything else as
+/// [`Tok::describe`] says.
+fn nft_token_name(t: &Tok) -> String {
+    match t {
+        Tok::Word(k) if is_nft_keyword(k) => k.clone(),
+        t => t.describe(),
+    }
 }
 
 fn is_binop_tok(t: &Tok) -> bool {
