@@ -159,6 +159,19 @@ fn kernel_frames() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Whether `test` cannot run here (no steering program built, or not root), SKIPPED printed.
+fn skipped(test: &str) -> bool {
+    let why = if crate::built() {
+        nft_io::netns::skip_reason()
+    } else {
+        Some(crate::NOT_BUILT.to_string())
+    };
+    if let Some(why) = &why {
+        eprintln!("{test}: SKIPPED ({why})");
+    }
+    why.is_some()
+}
+
 /// The veth pair of a live test (router end `vr`, peer end `vp`), with the router's and the
 /// peer's MACs (`R_MAC`, `P_MAC`); `None`, SKIPPED printed, without the program or root.
 fn veth_lab(test: &str, tag: &str) -> Option<VethPair> {
@@ -864,12 +877,7 @@ fn the_offload_takes_over_from_a_steering_program_without_losing_a_frame() {
 fn the_chain_takes_any_ifindex_and_at_most_256_devices() {
     use crate::offload::{XdpOffload, XdpOffloadConfig, MAX_NEXT};
     let test = "the_chain_takes_any_ifindex_and_at_most_256_devices";
-    if !crate::built() {
-        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
-        return;
-    }
-    if let Some(why) = nft_io::netns::skip_reason() {
-        eprintln!("{test}: SKIPPED ({why})");
+    if skipped(test) {
         return;
     }
     let mut offload = XdpOffload::load(&XdpOffloadConfig::default()).unwrap();
@@ -1135,12 +1143,7 @@ fn the_prefilter_keeps_local_frames_for_the_kernel_among_many_addresses() {
 #[test]
 fn a_test_run_counts_every_run() {
     let test = "a_test_run_counts_every_run";
-    if !crate::built() {
-        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
-        return;
-    }
-    if let Some(why) = nft_io::netns::skip_reason() {
-        eprintln!("{test}: SKIPPED ({why})");
+    if skipped(test) {
         return;
     }
     let mut steer = Steer::load("lo", &SteerConfig::default()).unwrap();
