@@ -52,7 +52,7 @@
 #                        foreign_cpu_pct in the output is what other processes used meanwhile
 # Prints per run: livebench: router=… flows=… pps_sent=… pps_delivered=… cpu_ns_per_pkt=… rtt_p50_us=… …
 set -euo pipefail
-HERE=${LIVEBENCH_DIR:-/work/shared/livebench}
+HERE=${LIVEBENCH_DIR:-$(cd "$(dirname "$0")/../../../.." && pwd)/shared/livebench}
 genbin=$(cd "$(dirname "$0")/../../.." && pwd)/target/release/examples/livegen
 router=kernel cmd= ruleset=fw4 test=udp flows=1 dur=10 reps=1 rcpu=1 gcpu=0 gmode=ring prime=1 rtt=1 json= qwait=60 rate=0 offload=1 name= sink=xdp napit=off
 die() { echo "livebench: $*" >&2; exit 1; }
