@@ -345,6 +345,20 @@ pub fn stats_json(shared: &Shared) -> Value {
             (dev, Value::Object(m))
         })
         .collect();
+    // per worker: what its sockets received on all interfaces, and its thread's CPU time
+    let per_worker: Vec<Value> = (0..shared.workers)
+        .map(|w| {
+            let rx: u64 = io
+                .get(w)
+                .map(|ports| ports.iter().map(|s| s.rx_packets).sum())
+                .unwrap_or(0);
+            let ns = shared
+                .worker_cpu_ns
+                .get(w)
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+            json!({ "rx_packets": rx, "cpu_seconds": ns as f64 / 1e9 })
+        })
+        .collect();
     let reloads = shared.reloads.lock().map(|r| *r).unwrap_or_default();
     json!({
         "uptime_seconds": shared.now().as_secs_f64(),
@@ -358,6 +372,7 @@ pub fn stats_json(shared: &Shared) -> Value {
         "steering": steering,
         "xdp_offload": xdp_offload,
         "workers": shared.workers,
+        "per_worker": per_worker,
         "interfaces": interfaces,
         "packets_in": report.packets_in,
         "packets_out": report.packets_out,
@@ -472,6 +487,15 @@ fn text_of(v: &Value) -> String {
         n(&v["workers"]),
         v["cpu"]["ns_per_packet"].as_f64().unwrap_or(0.0)
     ));
+    if let Some(ws) = v["per_worker"].as_array().filter(|ws| ws.len() > 1) {
+        for (i, w) in ws.iter().enumerate() {
+            s.push_str(&format!(
+                "worker {i}: rx {} packets, cpu {:.3} s\n",
+                n(&w["rx_packets"]),
+                w["cpu_seconds"].as_f64().unwrap_or(0.0)
+            ));
+        }
+    }
     s
 }
 
@@ -598,6 +622,21 @@ fn prometheus_of(v: &Value) -> String {
         "nft_offload_cpu_ns_per_packet {}\n",
         v["cpu"]["ns_per_packet"].as_f64().unwrap_or(0.0)
     ));
+    let ws = v["per_worker"].as_array().cloned().unwrap_or_default();
+    s.push_str("# TYPE nft_offload_worker_rx_packets_total counter\n");
+    for (i, w) in ws.iter().enumerate() {
+        s.push_str(&format!(
+            "nft_offload_worker_rx_packets_total{{worker=\"{i}\"}} {}\n",
+            n(&w["rx_packets"])
+        ));
+    }
+    s.push_str("# TYPE nft_offload_worker_cpu_seconds_total counter\n");
+    for (i, w) in ws.iter().enumerate() {
+        s.push_str(&format!(
+            "nft_offload_worker_cpu_seconds_total{{worker=\"{i}\"}} {}\n",
+            w["cpu_seconds"].as_f64().unwrap_or(0.0)
+        ));
+    }
     s
 }
 
@@ -675,6 +714,50 @@ mod tests {
         ] {
             assert!(prom.contains(line), "{line:?} not in\n{prom}");
         }
+    }
+
+    /// Each worker's received packets (its sockets on every interface) and CPU time, in
+    /// every form of `stats`; the text lists them only when there is more than one worker.
+    #[test]
+    fn stats_show_each_worker() {
+        let shared = Shared::for_tests(&["lan0", "wan0"], 2);
+        {
+            let mut io = shared.io_stats.lock().unwrap();
+            io[0][0].rx_packets = 10;
+            io[0][1].rx_packets = 5;
+            io[1][0].rx_packets = 7;
+        }
+        shared.worker_cpu_ns[1].store(2_500_000_000, Ordering::Relaxed);
+        let v = stats_json(&shared);
+        assert_eq!(
+            v["per_worker"][0],
+            json!({"rx_packets": 15, "cpu_seconds": 0.0}),
+            "{v:#}"
+        );
+        assert_eq!(
+            v["per_worker"][1],
+            json!({"rx_packets": 7, "cpu_seconds": 2.5}),
+            "{v:#}"
+        );
+        let text = stats_text(&shared);
+        assert!(
+            text.contains("worker 0: rx 15 packets, cpu 0.000 s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("worker 1: rx 7 packets, cpu 2.500 s\n"),
+            "{text}"
+        );
+        let prom = stats_prometheus(&shared);
+        for line in [
+            "nft_offload_worker_rx_packets_total{worker=\"0\"} 15\n",
+            "nft_offload_worker_rx_packets_total{worker=\"1\"} 7\n",
+            "nft_offload_worker_cpu_seconds_total{worker=\"1\"} 2.5\n",
+        ] {
+            assert!(prom.contains(line), "{line:?} not in\n{prom}");
+        }
+        let one = Shared::for_tests(&["lan0", "wan0"], 1);
+        assert!(!stats_text(&one).contains("worker 0:"));
     }
 
     /// Frames sent to an AF_XDP port the set does not have are a transmit drop reason of

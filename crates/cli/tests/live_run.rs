@@ -1181,13 +1181,30 @@ fn two_workers(io: &str) {
     lab.ping_server("3");
     upload(&mut lab, "198.18.2.2", "5001", "30000000");
     port_forward_in(&mut lab, "1000000");
+    let (c, s) = (lab.c.clone(), lab.s.clone());
+    let echo = lab.listen(&s, &[&py("udp.py"), "echo", "198.18.2.2", "5353"]);
+    // 32 UDP flows, spread over the workers by flow (AF_PACKET's fanout hash; AF_XDP: the
+    // client's veth picks a queue per flow): every worker receives some
+    let o = lab.exec(
+        &c,
+        &[
+            "python3",
+            &py("udp.py"),
+            "send",
+            "198.18.2.2",
+            "5353",
+            "32",
+            "2",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "64 198.18.2.1");
     let st = lab.stats();
     assert_eq!(st["workers"], 2);
     assert!(st["paths"]["fast"].as_u64().unwrap() > 10_000, "{st:#}");
+    let rx = |w: usize| st["per_worker"][w]["rx_packets"].as_u64().unwrap();
+    assert!(rx(0) > 0 && rx(1) > 0, "both workers received: {st:#}");
     // SIGINT right after a last UDP exchange (40 datagrams both ways, all answered): a clean
     // stop whose final stats count them
-    let (c, s) = (lab.c.clone(), lab.s.clone());
-    let echo = lab.listen(&s, &[&py("udp.py"), "echo", "198.18.2.2", "5353"]);
     let last = lab.stats();
     let o = lab.exec(
         &c,
