@@ -27,10 +27,7 @@ pub struct Server {
 
 impl Server {
     pub fn bind(path: &Path, shared: Arc<Shared>) -> Result<Server> {
-        if UnixStream::connect(path).is_ok() {
-            bail!("{} is in use by a running nft-offload", path.display());
-        }
-        let _ = std::fs::remove_file(path);
+        clear_stale_socket(path)?;
         // created 0600 (not chmod'ed after the fact, which leaves a window)
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
         let bound = UnixListener::bind(path);
@@ -66,6 +63,29 @@ impl Server {
         conn.write_all(text.as_bytes())?;
         Ok(())
     }
+}
+
+/// Makes room for the socket at `path`: nothing there is fine; a socket nobody answers on (left
+/// by a router that did not exit cleanly) is removed. Anything else (a regular file, a
+/// directory, a symlink, a live socket) is left alone and refused.
+fn clear_stale_socket(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
+    };
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} exists and is not a socket; not removing it (choose another --control path)",
+            path.display()
+        );
+    }
+    if UnixStream::connect(path).is_ok() {
+        bail!("{} is in use by a running nft-offload", path.display());
+    }
+    std::fs::remove_file(path)
+        .with_context(|| format!("removing the stale socket {}", path.display()))
 }
 
 impl Drop for Server {
@@ -691,6 +711,79 @@ fn answer(path: &Path, line: &str, ok: impl FnOnce(&str)) -> Result<std::process
 mod tests {
     use super::*;
     use crate::run::Shared;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("nft-offload-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `--control` naming a regular file: the file is left as it was and `run` refuses.
+    #[test]
+    fn bind_refuses_a_path_that_is_not_a_socket() {
+        let dir = temp_dir("ctl-file");
+        let path = dir.join("important");
+        std::fs::write(&path, b"keep me\n").unwrap();
+        let shared = Arc::new(Shared::for_tests(&["lan0"], 1));
+        let err = Server::bind(&path, shared).err().expect("bind must fail");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} exists and is not a socket; not removing it (choose another --control path)",
+                path.display()
+            )
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me\n");
+        // a directory, and a symlink to a socket, are refused the same way
+        let sub = dir.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(Server::bind(&sub, Arc::new(Shared::for_tests(&["lan0"], 1))).is_err());
+        assert!(sub.is_dir());
+        let sock = dir.join("real.sock");
+        drop(UnixListener::bind(&sock).unwrap());
+        let link = dir.join("link.sock");
+        std::os::unix::fs::symlink(&sock, &link).unwrap();
+        assert!(Server::bind(&link, Arc::new(Shared::for_tests(&["lan0"], 1))).is_err());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A socket file left behind by a router that is gone is replaced; one that answers is not.
+    #[test]
+    fn bind_replaces_a_stale_socket_and_refuses_a_live_one() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = temp_dir("ctl-sock");
+        let path = dir.join("ctl.sock");
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        let server = Server::bind(&path, Arc::new(Shared::for_tests(&["lan0"], 1))).unwrap();
+        // the new socket answers
+        let mut c = UnixStream::connect(&path).unwrap();
+        c.write_all(b"nonsense\n").unwrap();
+        server.serve_pending();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("error\n"), "{answer:?}");
+        // a second router on the same path is refused and the first keeps its socket
+        let err = Server::bind(&path, Arc::new(Shared::for_tests(&["lan0"], 1)))
+            .err()
+            .expect("bind must fail");
+        assert_eq!(
+            err.to_string(),
+            format!("{} is in use by a running nft-offload", path.display())
+        );
+        assert!(UnixStream::connect(&path).is_ok());
+        drop(server);
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// The fast path's punts by reason, in the JSON (empty with no traffic), and each reason
     /// as a line of the text form and a sample of the Prometheus form.

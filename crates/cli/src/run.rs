@@ -88,7 +88,8 @@ pub struct Args {
     /// Worker threads, 1 to 1024 (AF_PACKET fanout by flow hash; one router behind a lock).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub workers: u64,
-    /// Control socket path.
+    /// Control socket path. A stale socket there is replaced; any other file, or a socket
+    /// another router answers on, is refused.
     #[arg(long, default_value = control::DEFAULT_PATH)]
     pub control: PathBuf,
     /// Every packet takes the slow path (`flow add` does nothing).

@@ -1,6 +1,6 @@
 //! One tracked connection (`struct nf_conn`) and its `conntrack -L` line.
 
-use crate::status::Status;
+use crate::status::{Status, Timeouts};
 use crate::tcp::TcpTrack;
 use crate::tuple::{
     Direction, Tuple, Zone, PROTO_DCCP, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP,
@@ -9,6 +9,12 @@ use crate::tuple::{
 use core::fmt::Write as _;
 use core::time::Duration;
 use nft_wire::IpAddr;
+
+/// What the kernel keeps an offloaded connection's timeout at (`NF_CT_DAY`): set when the flow
+/// is added, and again by the flowtable's GC once less than [`OFFLOAD_CT_MIN`] is left
+/// (`nf_flow_table_extend_ct_timeout`, Linux 6.14+; TCP established and UDP).
+const OFFLOAD_CT_DAY: u64 = 86_400;
+const OFFLOAD_CT_MIN: u64 = 300;
 
 /// Protocol state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -460,6 +466,42 @@ impl Conn {
         self.deadline().saturating_sub(now)
     }
 
+    /// The timeout of the connection's state (its `ct timeout` policy's, else `table`'s): what
+    /// a packet that leaves the state as it is gives it, and what it gets back when its flow
+    /// leaves the flowtable.
+    pub(crate) fn state_timeout(&self, table: &Timeouts) -> Duration {
+        let t = self.timeouts().unwrap_or(table);
+        match &self.proto {
+            ProtoState::Tcp(track) => track.state.timeout(t),
+            ProtoState::Udp { .. } if self.status.contains(Status::ASSURED) => t.udp_replied,
+            ProtoState::Udp { .. } => t.udp_unreplied,
+            ProtoState::Icmp if self.l4proto() == PROTO_ICMPV6 => t.icmpv6,
+            ProtoState::Icmp => t.icmp,
+            ProtoState::Sctp(track) => track.state.timeout(t),
+            ProtoState::Generic => t.generic,
+        }
+    }
+
+    /// The seconds `conntrack -L` shows. Offloaded (TCP established, UDP), the kernel's value:
+    /// a day from when the flow was added, counting down and put back to a day when under five
+    /// minutes are left, so it never nears 0. The real deadline, which the flowtable's teardown
+    /// goes by, is left as the slow path set it.
+    fn listed_secs(&self, now: Duration, timeouts: &Timeouts) -> u64 {
+        let kernel_day = self.is_offloaded()
+            && match &self.proto {
+                ProtoState::Tcp(t) => t.state == crate::tcp::TcpState::Established,
+                ProtoState::Udp { .. } => true,
+                _ => false,
+            };
+        if !kernel_day {
+            return self.remaining(now).as_secs();
+        }
+        // the deadline is from the slow path's last packet, normally the one that offloaded it
+        let since = self.deadline().saturating_sub(self.state_timeout(timeouts));
+        let elapsed = now.saturating_sub(since).as_secs();
+        OFFLOAD_CT_DAY - elapsed % (OFFLOAD_CT_DAY - OFFLOAD_CT_MIN)
+    }
+
     /// `ct expiration` in milliseconds, as nft reads it.
     pub fn expiration_ms(&self, now: Duration) -> u64 {
         u64::try_from(self.remaining(now).as_millis()).unwrap_or(u64::MAX)
@@ -495,14 +537,22 @@ impl Conn {
 
     /// The line `conntrack -L` prints for this connection (libnetfilter_conntrack's default
     /// format), without a trailing newline. `accounting` adds the per-direction counters as
-    /// `conntrack -L` does when `nf_conntrack_acct` is on.
+    /// `conntrack -L` does when `nf_conntrack_acct` is on. (An offloaded connection's timeout
+    /// is placed as under the default timeouts; [`Table::list`](crate::Table::list) uses the
+    /// table's.)
     pub fn listing(&self, now: Duration, accounting: bool) -> String {
-        self.listing_refs(now, accounting, 0)
+        self.listing_refs(now, accounting, 0, &Timeouts::default())
     }
 
     /// [`Conn::listing`] with `children` connections holding a reference to this one (those
-    /// that fulfilled its expectations), which `use=` counts.
-    pub(crate) fn listing_refs(&self, now: Duration, accounting: bool, children: u32) -> String {
+    /// that fulfilled its expectations), which `use=` counts, and the table's `timeouts`.
+    pub(crate) fn listing_refs(
+        &self,
+        now: Duration,
+        accounting: bool,
+        children: u32,
+        timeouts: &Timeouts,
+    ) -> String {
         let mut s = String::with_capacity(192);
         let proto = self.l4proto();
         let _ = write!(
@@ -510,7 +560,7 @@ impl Conn {
             "{:<8} {} {} ",
             proto_name(proto),
             proto,
-            self.remaining(now).as_secs()
+            self.listed_secs(now, timeouts)
         );
         match &self.proto {
             ProtoState::Tcp(t) => {

@@ -542,7 +542,7 @@ impl Table {
             .filter(|(_, c)| c.is_confirmed() && !c.status.contains(Status::DYING))
             .map(|(id, c)| {
                 let n = children.iter().filter(|m| **m == id).count() as u32;
-                c.listing_refs(now, self.cfg.accounting, n)
+                c.listing_refs(now, self.cfg.accounting, n, &self.cfg.timeouts)
             })
             .collect()
     }
@@ -1303,21 +1303,10 @@ impl Table {
 
     /// The flow left the flowtable: the connection gets its state's timeout back.
     pub fn clear_offload(&mut self, id: ConnId, now: Duration) -> Result<(), CtError> {
-        let mut t = self.cfg.timeouts.clone();
+        let c = self.get(id).ok_or(CtError::NoSuchConn)?;
+        let timeout = c.state_timeout(&self.cfg.timeouts);
         let c = self.get_mut(id).ok_or(CtError::NoSuchConn)?;
-        if let Some(p) = c.timeouts() {
-            t = p.clone();
-        }
         c.status.remove(Status::OFFLOAD | Status::HW_OFFLOAD);
-        let timeout = match &c.proto {
-            ProtoState::Tcp(track) => track.state.timeout(&t),
-            ProtoState::Udp { .. } if c.status.contains(Status::ASSURED) => t.udp_replied,
-            ProtoState::Udp { .. } => t.udp_unreplied,
-            ProtoState::Icmp if c.l4proto() == PROTO_ICMPV6 => t.icmpv6,
-            ProtoState::Icmp => t.icmp,
-            ProtoState::Sctp(track) => track.state.timeout(&t),
-            ProtoState::Generic => t.generic,
-        };
         c.set_deadline(now.saturating_add(timeout));
         Ok(())
     }

@@ -612,6 +612,89 @@ fn accounting_and_listing_with_offload() {
     assert!(t.list(s(100))[0].contains("[ASSURED]"));
 }
 
+/// The timeout column of a `conntrack -L` line.
+fn listed_timeout(line: &str) -> u64 {
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+/// Offloaded, `conntrack -L` shows the kernel's timeout for the entry (a day when the flow was
+/// added, put back to a day by the flowtable's GC when under five minutes are left), however
+/// long past its own timeout the connection is; not offloaded, its own countdown. The real
+/// deadline, which teardown goes by, stays.
+#[test]
+fn offloaded_listing_shows_the_kernels_timeout() {
+    let mut t = Table::default();
+    // TCP established at 10 s, offloaded then
+    let tcp_id = handshake(&mut t, 40000, 443, 9, s(10));
+    t.set_offload(tcp_id, false).unwrap();
+    // UDP assured at 103 s (a 120 s timeout), offloaded then
+    let udp_id = tracked(pass(&mut t, &udp(LAN, SRV, 5000, 53), s(100))).0;
+    pass(&mut t, &udp(SRV, LAN, 53, 5000), s(101));
+    pass(&mut t, &udp(LAN, SRV, 5000, 53), s(103));
+    assert!(t.get(udp_id).unwrap().is_assured());
+    t.set_offload(udp_id, true).unwrap();
+    // a connection that is not offloaded, for comparison
+    let plain = handshake(&mut t, 40001, 443, 9, s(10));
+
+    let line = |t: &Table, id: ConnId, now: u64| -> String {
+        let c = t.get(id).unwrap();
+        let port = c.original().sport.to_string();
+        let l = t.list(s(now));
+        l.into_iter()
+            .find(|l| l.contains(&format!("sport={port} ")))
+            .unwrap()
+    };
+    // just offloaded: a day, as flow_offload_add sets it
+    assert_eq!(listed_timeout(&line(&t, tcp_id, 10)), 86_400);
+    assert_eq!(listed_timeout(&line(&t, udp_id, 103)), 86_400);
+    assert!(line(&t, udp_id, 103).contains(" [HW_OFFLOAD] "));
+    // counts down by the second
+    assert_eq!(listed_timeout(&line(&t, tcp_id, 1010)), 85_400);
+    assert_eq!(listed_timeout(&line(&t, udp_id, 1103)), 85_400);
+    // at 301 s left the GC has not touched it; at 300 it puts it back to a day
+    assert_eq!(listed_timeout(&line(&t, tcp_id, 10 + 86_099)), 301);
+    assert_eq!(listed_timeout(&line(&t, tcp_id, 10 + 86_100)), 86_400);
+    // long past both connections' own timeouts (5 days, 120 s), still within the kernel's range
+    for now in [500_000, 10_000_000, 10_000_007, 123_456_789] {
+        for id in [tcp_id, udp_id] {
+            let l = line(&t, id, now);
+            let v = listed_timeout(&l);
+            assert!((301..=86_400).contains(&v), "{now}: {l}");
+            assert_eq!(t.get(id).unwrap().remaining(s(now)), Duration::ZERO, "{l}");
+        }
+        // one second later, one second less (unless the GC just put it back)
+        let (a, b) = (
+            listed_timeout(&line(&t, tcp_id, now)),
+            listed_timeout(&line(&t, tcp_id, now + 1)),
+        );
+        assert!(
+            b == a - 1 || (a == 301 && b == 86_400),
+            "{now}: {a} then {b}"
+        );
+    }
+    assert_eq!(
+        listed_timeout(&line(&t, udp_id, 500_000)),
+        86_400 - (500_000 - 103) % 86_100
+    );
+    // the real deadlines are the slow path's
+    assert_eq!(t.get(tcp_id).unwrap().deadline(), s(10 + 432_000));
+    assert_eq!(t.get(udp_id).unwrap().deadline(), s(103 + 120));
+    // not offloaded: the countdown, down to 0
+    let l = line(&t, plain, 1010);
+    assert!(
+        l.starts_with("tcp      6 431000 ESTABLISHED ") && l.contains(" [ASSURED] "),
+        "{l}"
+    );
+    assert_eq!(listed_timeout(&line(&t, plain, 500_000)), 0);
+    // back from the flowtable: its own countdown again
+    t.clear_offload(tcp_id, s(500_000)).unwrap();
+    let l = line(&t, tcp_id, 500_010);
+    assert!(
+        l.starts_with("tcp      6 431990 ESTABLISHED ") && l.contains(" [ASSURED] "),
+        "{l}"
+    );
+}
+
 /// Checks IPv4 and L4 checksums of a TCP or UDP frame and returns (src, sport, dst, dport).
 fn endpoints(f: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
     let p = Ipv4Packet::new_checked(&f[14..]).unwrap();

@@ -29,6 +29,7 @@
 //! Nothing here reads the clock: timestamps come from the capture or from the generator's seed.
 
 #![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 // The socket and ring code is the one place that needs `unsafe`; each block says why it is sound.
 #[cfg(target_os = "linux")]

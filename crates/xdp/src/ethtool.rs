@@ -8,6 +8,9 @@
 //! act on a device of the calling thread's network namespace.
 
 use std::ffi::c_void;
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 
 /// One of the two settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +59,13 @@ struct IfReq {
     pad: [u8; 16],
 }
 
-fn ioctl(device: &str, call: &'static str, cmd: u32, data: u32) -> Result<u32, EthtoolError> {
+/// One `SIOCETHTOOL` request on `device`; `data` is the command's struct (its first field
+/// the command), which the kernel reads and fills in.
+///
+/// # Safety
+///
+/// `data` points to a live, writable struct of the size the command in it reads and writes.
+unsafe fn request(device: &str, call: &'static str, data: *mut c_void) -> Result<(), EthtoolError> {
     let fail = |source| EthtoolError {
         device: device.to_string(),
         call,
@@ -65,28 +74,61 @@ fn ioctl(device: &str, call: &'static str, cmd: u32, data: u32) -> Result<u32, E
     if device.is_empty() || device.len() >= 16 {
         return Err(fail(std::io::Error::from_raw_os_error(libc::ENODEV)));
     }
-    let mut v = Value { cmd, data };
     let mut req = IfReq {
         name: [0; 16],
-        data: &mut v as *mut Value as *mut c_void,
+        data,
         pad: [0; 16],
     };
     req.name[..device.len()].copy_from_slice(device.as_bytes());
-    // SAFETY: a plain socket(2); the result is checked and closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| fail(e.into()))?;
+    // SAFETY: SIOCETHTOOL with a live ifreq whose data is the command's struct, as the caller
+    // guarantees; the kernel reads and writes only inside the two.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL as _, &mut req as *mut IfReq) };
+    if r != 0 {
         return Err(fail(std::io::Error::last_os_error()));
     }
-    // SAFETY: SIOCETHTOOL with an ifreq whose data points to a live `struct ethtool_value`,
-    // the size every command used here reads and writes.
-    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut req as *mut IfReq) };
-    let e = std::io::Error::last_os_error();
-    // SAFETY: fd is ours and closed once.
-    unsafe { libc::close(fd) };
-    if r != 0 {
-        return Err(fail(e));
-    }
+    Ok(())
+}
+
+fn ioctl(device: &str, call: &'static str, cmd: u32, data: u32) -> Result<u32, EthtoolError> {
+    let mut v = Value { cmd, data };
+    // SAFETY: `v` is a live `struct ethtool_value`, the size every command used here reads
+    // and writes.
+    unsafe { request(device, call, &mut v as *mut Value as *mut c_void) }?;
     Ok(v.data)
+}
+
+/// The driver of `device` (`ethtool -i`, `ETHTOOL_GDRVINFO`).
+pub fn driver(device: &str) -> Result<String, EthtoolError> {
+    /// `struct ethtool_drvinfo`: the driver's name, then version strings and counts.
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 32 * 4 + 12 + 20],
+    }
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 32 * 4 + 12 + 20],
+    };
+    // SAFETY: `info` is a live `struct ethtool_drvinfo` of the kernel's size (196 bytes).
+    unsafe {
+        request(
+            device,
+            "ETHTOOL_GDRVINFO",
+            &mut info as *mut DrvInfo as *mut c_void,
+        )
+    }?;
+    let end = info.driver.iter().position(|&c| c == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
 /// Whether `what` is on for `device`.
@@ -122,6 +164,8 @@ pub fn set(device: &str, what: Aggregation, on: bool) -> Result<(), EthtoolError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offload::{ifindex_of, monotonic_now};
+    use std::time::Duration;
 
     #[test]
     fn bad_device_names_are_errors() {
@@ -142,5 +186,21 @@ mod tests {
         if let Ok(on) = get("lo", Aggregation::Lro) {
             assert!(!on);
         }
+    }
+
+    /// Names the kernel cannot have are errors (or index 0), never a panic.
+    #[test]
+    fn device_lookups_without_root() {
+        for bad in ["", "a-name-longer-than-15", "nosuchdev0"] {
+            let e = driver(bad).unwrap_err();
+            assert_eq!((e.device.as_str(), e.call), (bad, "ETHTOOL_GDRVINFO"));
+            assert_eq!(e.source.raw_os_error(), Some(libc::ENODEV), "{e}");
+            assert_eq!(ifindex_of(bad), 0);
+        }
+        assert_eq!(ifindex_of("lo\0x"), 0);
+        // lo is always device 1 (where the sandbox has one)
+        assert!(matches!(ifindex_of("lo"), 0 | 1));
+        let (a, b) = (monotonic_now(), monotonic_now());
+        assert!(a > Duration::ZERO && b >= a, "{a:?} {b:?}");
     }
 }

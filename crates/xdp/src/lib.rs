@@ -4,6 +4,9 @@
 //! clang the crate still builds: [`object`] returns `None`, and callers fall back to software
 //! with [`NOT_BUILT`] as the message.
 
+// `unsafe` here is the loader's and the sockets' system calls; each block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 /// What callers say when a program is missing.
 pub const NOT_BUILT: &str =
     "the XDP program was not built (clang or libbpf-dev missing at build time)";

@@ -207,70 +207,21 @@ fn chain_msg(e: &dyn std::error::Error) -> String {
 
 /// A device's index in the calling thread's network namespace, 0 when there is none.
 pub fn ifindex_of(name: &str) -> u32 {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return 0;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    unsafe { libc::if_nametoindex(c.as_ptr()) }
+    nix::net::if_::if_nametoindex(name).unwrap_or(0)
 }
 
 /// The driver of a device of the calling thread's namespace (`ethtool -i`), if it says.
 pub fn driver_of(name: &str) -> Option<String> {
-    #[repr(C)]
-    struct DrvInfo {
-        cmd: u32,
-        driver: [u8; 32],
-        rest: [u8; 32 * 4 + 12 + 20],
-    }
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; 16],
-        data: *mut DrvInfo,
-        pad: [u8; 16],
-    }
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
-    const ETHTOOL_GDRVINFO: u32 = 3;
-    if name.len() >= 16 {
-        return None;
-    }
-    let mut info = DrvInfo {
-        cmd: ETHTOOL_GDRVINFO,
-        driver: [0; 32],
-        rest: [0; 32 * 4 + 12 + 20],
-    };
-    let mut req = IfReq {
-        name: [0; 16],
-        data: &mut info,
-        pad: [0; 16],
-    };
-    req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: a plain socket(2); the result is checked and closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: SIOCETHTOOL with an ifreq whose data points to a live ethtool_drvinfo of the
-    // kernel's size; the kernel writes only inside it.
-    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut req as *mut IfReq) };
-    // SAFETY: fd is ours and closed once.
-    unsafe { libc::close(fd) };
-    if r != 0 {
-        return None;
-    }
-    let end = info.driver.iter().position(|&c| c == 0).unwrap_or(32);
-    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+    crate::ethtool::driver(name).ok()
 }
 
 /// Reads CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` counts in, for
 /// [`XdpOffload::set_clock`].
 pub fn monotonic_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    // CLOCK_MONOTONIC cannot fail on Linux
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 fn addr16(a: IpAddr) -> [u8; 16] {
