@@ -551,7 +551,7 @@ fn live_router_af_xdp() {
 }
 
 fn live_router(io: &str) {
-    if skipped(&["python3", "ping"]) {
+    if skipped(&["python3", "ping", "timeout"]) {
         return;
     }
     let xdp = io == "af_xdp";
