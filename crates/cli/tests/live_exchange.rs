@@ -14,11 +14,11 @@ use lab::*;
 /// one veth pair.
 fn pair(test: &str, tag: &str) -> Option<(Netns, String, String)> {
     if let Some(why) = skip_reason() {
-        eprintln!("{test}: SKIPPED ({why})");
+        skip(test, &why);
         return None;
     }
     if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("{test}: SKIPPED (needs python3)");
+        skip(test, "needs python3");
         return None;
     }
     let tag = format!("{tag}{}", std::process::id());
@@ -83,7 +83,7 @@ fn a_lost_request_is_one_answer_short() {
         return;
     };
     if Command::new("nft").arg("-v").output().is_err() {
-        eprintln!("a_lost_request_is_one_answer_short: SKIPPED (needs nft)");
+        skip("a_lost_request_is_one_answer_short", "needs nft");
         return;
     }
     // datagram 5 ("000005" after the UDP header)

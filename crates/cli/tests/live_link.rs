@@ -75,7 +75,7 @@ fn run_af_xdp_follows_mac_and_mtu_changes() {
 
 fn follows(test: &str, io: &str) {
     if Command::new("ethtool").arg("--version").output().is_err() {
-        eprintln!("{test}: SKIPPED (needs ethtool)");
+        skip(test, "needs ethtool");
         return;
     }
     let xdp = io == "af_xdp";

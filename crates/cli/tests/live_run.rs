@@ -1,6 +1,7 @@
 //! `nft-offload run` live, AF_PACKET backend: client namespace ↔ router namespace (our
 //! dataplane, kernel forwarding off) ↔ server namespace, IPv4 and IPv6. Needs root (and
-//! python3 for the traffic); says "SKIPPED (needs root)" and passes otherwise.
+//! python3 for the traffic); says "SKIPPED (needs root)" and passes otherwise (fails with
+//! `NFT_OFFLOAD_REQUIRE_LIVE=1`).
 //!
 //! The router's namespace starts with no neighbour entries: every next hop's MAC comes from
 //! the kernel's resolution, asked for over rtnetlink, so the test also proves that.
@@ -32,7 +33,7 @@ fn have(cmd: &str) -> bool {
 }
 
 /// Whether the test must be skipped: not root, or one of `cmds` missing ("SKIPPED (needs
-/// root, python3 and ping)").
+/// root, python3 and ping)", see [`lab::skip`]).
 fn skipped(cmds: &[&str]) -> bool {
     if is_root() && cmds.iter().all(|c| have(c)) {
         return false;
@@ -40,7 +41,11 @@ fn skipped(cmds: &[&str]) -> bool {
     let (last, rest) = cmds.split_last().expect("commands");
     let mut needs = vec!["root"];
     needs.extend_from_slice(rest);
-    eprintln!("SKIPPED (needs {} and {last})", needs.join(", "));
+    let thread = std::thread::current();
+    lab::skip(
+        thread.name().unwrap_or("live_run"),
+        &format!("needs {} and {last}", needs.join(", ")),
+    );
     true
 }
 
@@ -445,6 +450,26 @@ fn wait_flows(lab: &Lab, needles: &[&str]) -> String {
     }
 }
 
+/// The drop counters (`stats --json`'s `drops`) that grew from `before` to `after`, as
+/// "reason +N", but for the `unavoidable` reasons.
+fn drops_grown(
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+    unavoidable: &[&str],
+) -> Vec<String> {
+    let Some(after) = after.as_object() else {
+        return vec![format!("no drops in {after}")];
+    };
+    after
+        .iter()
+        .filter(|(k, _)| !unavoidable.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let (n, b) = (v.as_u64()?, before[k].as_u64().unwrap_or(0));
+            (n > b).then(|| format!("{k} +{}", n - b))
+        })
+        .collect()
+}
+
 /// A number of the router's final stats (printed at exit, `stats` in text form): the one after
 /// `key` (e.g. "packets in ").
 fn final_count(out: &str, key: &str) -> u64 {
@@ -526,7 +551,7 @@ fn live_router_af_xdp() {
 }
 
 fn live_router(io: &str) {
-    if skipped(&["python3", "ping"]) {
+    if skipped(&["python3", "ping", "timeout"]) {
         return;
     }
     let xdp = io == "af_xdp";
@@ -673,8 +698,11 @@ fn live_router(io: &str) {
     // a dropped port stays dropped (the server listens on it), IPv4 and IPv6
     let l9 = lab.listen(&s, &[&py("xfer.py"), "recv", "198.18.2.2", "9"]);
     let l9v6 = lab.listen(&s, &[&py("xfer.py"), "recv", "2001:db8:2::2", "9"]);
-    let drops_before = lab.stats()["drops"]["rule_drop"].as_u64().unwrap_or(0);
+    // each attempt's own SYNs count as rule drops (a closed socket sends no retransmit after
+    // it, so the next attempt's count is its own)
+    let rule_drops = |lab: &Lab| lab.stats()["drops"]["rule_drop"].as_u64().unwrap_or(0);
     for dst in ["'198.18.2.2'", "'198.18.2.2'", "'2001:db8:2::2'"] {
+        let before = rule_drops(&lab);
         let o = lab.exec(
             &c,
             &[
@@ -684,8 +712,12 @@ fn live_router(io: &str) {
             ],
         );
         assert!(!o.status.success(), "port 9 of {dst} was reached");
+        let st = lab.stats();
+        assert!(
+            st["drops"]["rule_drop"].as_u64().unwrap_or(0) > before,
+            "port 9 of {dst}: no rule drop ({before} before): {st:#}"
+        );
     }
-    assert!(lab.stats()["drops"]["rule_drop"].as_u64().unwrap_or(0) >= drops_before + 3);
     let _ = lab.bg[l9].kill();
     let _ = lab.bg[l9v6].kill();
 
@@ -830,6 +862,7 @@ fn live_router(io: &str) {
         "a bad file changed the ruleset"
     );
     assert!(!listing.contains("udp dport 7 drop"), "{listing}");
+    let drops0 = lab.stats()["drops"].clone();
     let o = lab.client(&["load", "-f", more.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let listing = String::from_utf8_lossy(&lab.client(&["list", "ruleset"]).stdout).into_owned();
@@ -845,6 +878,12 @@ fn live_router(io: &str) {
     for port in ["dport=5003", "dport=5006", "dport=5360"] {
         assert!(flows.contains(port), "{port}: the flow survived the swap");
     }
+    // and the swap dropped nothing (TCP would hide a loss): no drop counter grew but those of
+    // the rings the transfers fill
+    std::thread::sleep(Duration::from_millis(300));
+    let st = lab.stats();
+    let grown = drops_grown(&drops0, &st["drops"], &["rx_ring_full", "tx_backpressure"]);
+    assert!(grown.is_empty(), "drops across the swap: {grown:?}\n{st:#}");
     for (rx, tx, bytes) in xfers {
         let sent = lab.finish(tx);
         let got = lab.finish(rx);
@@ -981,10 +1020,11 @@ fn live_router(io: &str) {
         "the route back",
         |sent, got| sent > 30 && got == sent,
     );
-    drop(streams);
 
     // an interface going down and up (Linux drops a link's IPv6 addresses when it goes down,
-    // unless told to keep them: the kernel's routing would have none either)
+    // unless told to keep them: the kernel's routing would have none either): with the WAN
+    // down its routes are gone and what would leave there is dropped as `no_route` (the ICMP
+    // unreachable answered), the UDP flows too; once it is up they flow again
     must(&[
         "ip",
         "netns",
@@ -996,10 +1036,26 @@ fn live_router(io: &str) {
     ]);
     must(&["ip", "-n", &r, "link", "set", "wan", "down"]);
     std::thread::sleep(Duration::from_millis(300));
+    let no_route = |st: &serde_json::Value| st["drops"]["no_route"].as_u64().unwrap_or(0);
+    let no_route0 = no_route(&lab.stats());
+    recount(&mut streams);
     for dst in ["198.18.2.2", "2001:db8:2::2"] {
         let o = lab::ping_n(&lab.c, dst, "2", "1");
         assert!(!o.status.success(), "ping {dst} with the WAN down");
     }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut lost = 0;
+    for st in &mut streams {
+        let (sent, got) = st.count();
+        assert!(sent > 30 && got == 0, "with the WAN down: {got} of {sent}");
+        lost += sent;
+    }
+    // the 4 echo requests and every datagram
+    let st = lab.stats();
+    assert!(
+        no_route(&st) >= no_route0 + 4 + lost,
+        "{no_route0} no_route before, {lost} datagrams and 4 pings since: {st:#}"
+    );
     must(&["ip", "-n", &r, "link", "set", "wan", "up"]);
     for dst in ["198.18.2.2", "2001:db8:2::2"] {
         let t = Instant::now();
@@ -1010,12 +1066,17 @@ fn live_router(io: &str) {
             );
         }
     }
-    let st = lab.stats();
-    assert!(
-        st["drops"]["interface_down"].as_u64().unwrap_or(0) > 0
-            || st["drops"]["no_route"].as_u64().unwrap_or(0) > 0,
-        "{st:#}"
+    // (the kernel took the routes through the WAN away with it)
+    route(&["via", "2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    recount(&mut streams);
+    expect_streams(
+        &mut streams,
+        Duration::from_millis(700),
+        "with the WAN back",
+        |sent, got| sent > 30 && got == sent,
     );
+    drop(streams);
     upload(&mut lab, "198.18.2.2", "5004", "1000000");
     upload(&mut lab, "2001:db8:2::2", "5004", "1000000");
 
@@ -1147,6 +1208,38 @@ fn live_router(io: &str) {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         e.contains("the kernel forwards too (net.ipv4.ip_forward is on)"),
+        "{e}"
+    );
+    // and IPv6 forwarding alone (a `run` that started would be stopped by the time limit)
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &r,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=0",
+        "net.ipv6.conf.all.forwarding=1",
+    ]);
+    let o = lab.exec(
+        &r,
+        &[
+            "timeout",
+            "20",
+            BIN,
+            "run",
+            "-f",
+            RULES,
+            "--interfaces",
+            "lan=lan,wan=wan",
+            "--control",
+            &lab.ctl(),
+        ],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("the kernel forwards too (net.ipv6.conf.all.forwarding is on)"),
         "{e}"
     );
 }

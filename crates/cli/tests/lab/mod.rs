@@ -266,7 +266,16 @@ impl Drop for Lab {
     }
 }
 
-/// `None`: skipped (the reason is printed).
+/// Says why `test` cannot run here ("TEST: SKIPPED (WHY)") and lets it pass; with
+/// `NFT_OFFLOAD_REQUIRE_LIVE=1` (CI as root) the skip fails the test instead.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var("NFT_OFFLOAD_REQUIRE_LIVE").is_ok_and(|v| v == "1") {
+        panic!("{test}: cannot run here ({why}), and NFT_OFFLOAD_REQUIRE_LIVE=1");
+    }
+    eprintln!("{test}: SKIPPED ({why})");
+}
+
+/// `None`: skipped (the reason is printed, see [`skip`]).
 pub fn lab(test: &str, tag: &str, io: &str, rules: &str, wait_xdp: bool) -> Option<Lab> {
     lab_with(test, tag, io, rules, wait_xdp, true, |_| {}, &[])
 }
@@ -285,15 +294,15 @@ pub fn lab_with(
     extra: &[&str],
 ) -> Option<Lab> {
     if let Some(why) = skip_reason() {
-        eprintln!("{test}: SKIPPED ({why})");
+        skip(test, &why);
         return None;
     }
     if needs_xdp && !nft_xdp::built() {
-        eprintln!("{test}: SKIPPED ({})", nft_xdp::NOT_BUILT);
+        skip(test, nft_xdp::NOT_BUILT);
         return None;
     }
     if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("{test}: SKIPPED (needs python3)");
+        skip(test, "needs python3");
         return None;
     }
     let tag = format!("{tag}{}", std::process::id());
