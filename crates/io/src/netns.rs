@@ -23,6 +23,15 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
+/// Says why `test` cannot run here ("TEST: SKIPPED (WHY)") and lets it pass; with
+/// `NFT_OFFLOAD_REQUIRE_LIVE=1` (CI as root) the skip fails the test instead.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var("NFT_OFFLOAD_REQUIRE_LIVE").is_ok_and(|v| v == "1") {
+        panic!("{test}: cannot run here ({why}), and NFT_OFFLOAD_REQUIRE_LIVE=1");
+    }
+    eprintln!("{test}: SKIPPED ({why})");
+}
+
 /// Runs `ip ARGS`; the error has the command and its stderr.
 pub fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
@@ -92,7 +101,7 @@ impl VethPair {
     /// prefix for the namespace names.
     pub fn create(test: &str, tag: &str) -> Option<VethPair> {
         if let Some(why) = skip_reason() {
-            eprintln!("{test}: SKIPPED ({why})");
+            skip(test, &why);
             return None;
         }
         static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -105,7 +114,7 @@ impl VethPair {
         let netns = match Netns::create(&[router.clone(), peer.clone()]) {
             Ok(ns) => ns,
             Err(e) => {
-                eprintln!("{test}: SKIPPED (cannot create namespaces: {e})");
+                skip(test, &format!("cannot create namespaces: {e}"));
                 return None;
             }
         };
@@ -113,7 +122,7 @@ impl VethPair {
         if let Err(e) = ip(&[
             "-n", r, "link", "add", "vr", "type", "veth", "peer", "name", "vp", "netns", p,
         ]) {
-            eprintln!("{test}: SKIPPED (cannot create a veth pair: {e})");
+            skip(test, &format!("cannot create a veth pair: {e}"));
             return None;
         }
         for (ns, dev, v4, v6) in [

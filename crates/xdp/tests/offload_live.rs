@@ -317,11 +317,11 @@ fn tcp(
 /// Whether a live test can run here; prints why not.
 fn runnable() -> bool {
     if !is_root() {
-        println!("SKIPPED (needs root)");
+        nft_io::netns::skip("offload_live", "needs root");
         return false;
     }
     if !nft_xdp::built() {
-        println!("SKIPPED ({})", nft_xdp::NOT_BUILT);
+        nft_io::netns::skip("offload_live", nft_xdp::NOT_BUILT);
         return false;
     }
     true

@@ -266,14 +266,7 @@ impl Drop for Lab {
     }
 }
 
-/// Says why `test` cannot run here ("TEST: SKIPPED (WHY)") and lets it pass; with
-/// `NFT_OFFLOAD_REQUIRE_LIVE=1` (CI as root) the skip fails the test instead.
-pub fn skip(test: &str, why: &str) {
-    if std::env::var("NFT_OFFLOAD_REQUIRE_LIVE").is_ok_and(|v| v == "1") {
-        panic!("{test}: cannot run here ({why}), and NFT_OFFLOAD_REQUIRE_LIVE=1");
-    }
-    eprintln!("{test}: SKIPPED ({why})");
-}
+pub use nft_io::netns::skip;
 
 /// `None`: skipped (the reason is printed, see [`skip`]).
 pub fn lab(test: &str, tag: &str, io: &str, rules: &str, wait_xdp: bool) -> Option<Lab> {

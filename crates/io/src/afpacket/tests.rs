@@ -629,9 +629,9 @@ fn frames_behind_a_gso_frame_in_the_qdisc_are_not_reordered() {
             .unwrap();
         if !o.status.success() {
             // (a kernel without the tbf qdisc)
-            eprintln!(
-                "{test}: SKIPPED ({cmd:?}: {})",
-                String::from_utf8_lossy(&o.stderr)
+            crate::netns::skip(
+                test,
+                &format!("{cmd:?}: {}", String::from_utf8_lossy(&o.stderr)),
             );
             return;
         }

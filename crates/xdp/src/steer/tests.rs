@@ -167,7 +167,7 @@ fn skipped(test: &str) -> bool {
         Some(crate::NOT_BUILT.to_string())
     };
     if let Some(why) = &why {
-        eprintln!("{test}: SKIPPED ({why})");
+        nft_io::netns::skip(test, why);
     }
     why.is_some()
 }
@@ -176,7 +176,7 @@ fn skipped(test: &str) -> bool {
 /// peer's MACs (`R_MAC`, `P_MAC`); `None`, SKIPPED printed, without the program or root.
 fn veth_lab(test: &str, tag: &str) -> Option<VethPair> {
     if !crate::built() {
-        eprintln!("{test}: SKIPPED ({})", crate::NOT_BUILT);
+        nft_io::netns::skip(test, crate::NOT_BUILT);
         return None;
     }
     let pair = VethPair::create(test, tag)?;
