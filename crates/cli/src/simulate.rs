@@ -355,6 +355,11 @@ pub fn run(a: Args) -> Result<()> {
         let mut v = serde_json::to_value(&report)?;
         if let serde_json::Value::Object(m) = &mut v {
             m.insert("conntrack".into(), router.conntrack().list(last).into());
+            // each line's real seconds left (an offloaded one lists the kernel's day)
+            m.insert(
+                "conntrack_remaining".into(),
+                router.conntrack().list_remaining(last).into(),
+            );
             if a.list_flows {
                 m.insert("flowtables".into(), router.list_flows(last).into());
             }

@@ -547,6 +547,17 @@ impl Table {
             .collect()
     }
 
+    /// For each line of [`Table::list`], in its order, the seconds the connection really has
+    /// left: for an offloaded one not the day `conntrack -L` shows, but what the kernel would
+    /// list for it unoffloaded (the differential test compares it with a kernel without
+    /// flowtables).
+    pub fn list_remaining(&self, now: Duration) -> Vec<u64> {
+        self.iter()
+            .filter(|(_, c)| c.is_confirmed() && !c.status.contains(Status::DYING))
+            .map(|(_, c)| c.remaining(now).as_secs())
+            .collect()
+    }
+
     fn alloc(&mut self, conn: Conn) -> ConnId {
         self.len += 1;
         if let Some(idx) = self.free.pop() {

@@ -679,6 +679,17 @@ fn offloaded_listing_shows_the_kernels_timeout() {
     // the real deadlines are the slow path's
     assert_eq!(t.get(tcp_id).unwrap().deadline(), s(10 + 432_000));
     assert_eq!(t.get(udp_id).unwrap().deadline(), s(103 + 120));
+    // and `list_remaining` gives them line by line, in the listing's order
+    let (lines, left) = (t.list(s(1010)), t.list_remaining(s(1010)));
+    assert_eq!(lines.len(), left.len());
+    for (l, r) in lines.iter().zip(&left) {
+        let want = if l.contains("sport=5000 ") {
+            0
+        } else {
+            432_000 - 1000
+        };
+        assert_eq!(*r, want, "{l}");
+    }
     // not offloaded: the countdown, down to 0
     let l = line(&t, plain, 1010);
     assert!(
