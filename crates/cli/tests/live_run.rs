@@ -1291,11 +1291,22 @@ fn two_workers(io: &str) {
         ],
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "64 198.18.2.1");
-    let st = lab.stats();
+    // (each worker publishes its socket counters every 200 ms: wait up to 2 s for them)
+    let rx = |st: &serde_json::Value, w: usize| st["per_worker"][w]["rx_packets"].as_u64();
+    let t = Instant::now();
+    let st = loop {
+        let st = lab.stats();
+        if (rx(&st, 0) > Some(0) && rx(&st, 1) > Some(0)) || t.elapsed() > Duration::from_secs(2) {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(st["workers"], 2);
     assert!(st["paths"]["fast"].as_u64().unwrap() > 10_000, "{st:#}");
-    let rx = |w: usize| st["per_worker"][w]["rx_packets"].as_u64().unwrap();
-    assert!(rx(0) > 0 && rx(1) > 0, "both workers received: {st:#}");
+    assert!(
+        rx(&st, 0) > Some(0) && rx(&st, 1) > Some(0),
+        "both workers received: {st:#}"
+    );
     // SIGINT right after a last UDP exchange (40 datagrams both ways, all answered): a clean
     // stop whose final stats count them
     let last = lab.stats();
