@@ -712,6 +712,13 @@ mod tests {
     use super::*;
     use crate::run::Shared;
 
+    /// Asserts that `text` has each of `lines`.
+    fn has_lines(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("nft-offload-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -800,13 +807,14 @@ mod tests {
             "{text}"
         );
         let prom = prometheus_of(&v);
-        for line in [
-            "# TYPE nft_offload_fast_path_punts_total counter\n",
-            "nft_offload_fast_path_punts_total{reason=\"miss\"} 29755\n",
-            "nft_offload_fast_path_punts_total{reason=\"tcp_control\"} 12\n",
-        ] {
-            assert!(prom.contains(line), "{line:?} not in\n{prom}");
-        }
+        has_lines(
+            &prom,
+            &[
+                "# TYPE nft_offload_fast_path_punts_total counter\n",
+                "nft_offload_fast_path_punts_total{reason=\"miss\"} 29755\n",
+                "nft_offload_fast_path_punts_total{reason=\"tcp_control\"} 12\n",
+            ],
+        );
     }
 
     /// Each worker's received packets (its sockets on every interface) and CPU time, in
@@ -842,13 +850,14 @@ mod tests {
             "{text}"
         );
         let prom = stats_prometheus(&shared);
-        for line in [
-            "nft_offload_worker_rx_packets_total{worker=\"0\"} 15\n",
-            "nft_offload_worker_rx_packets_total{worker=\"1\"} 7\n",
-            "nft_offload_worker_cpu_seconds_total{worker=\"1\"} 2.5\n",
-        ] {
-            assert!(prom.contains(line), "{line:?} not in\n{prom}");
-        }
+        has_lines(
+            &prom,
+            &[
+                "nft_offload_worker_rx_packets_total{worker=\"0\"} 15\n",
+                "nft_offload_worker_rx_packets_total{worker=\"1\"} 7\n",
+                "nft_offload_worker_cpu_seconds_total{worker=\"1\"} 2.5\n",
+            ],
+        );
         let one = Shared::for_tests(&["lan0", "wan0"], 1);
         assert!(!stats_text(&one).contains("worker 0:"));
     }
@@ -885,24 +894,26 @@ mod tests {
         assert_eq!(v["drops"]["rx_ring_full"], json!(6), "{v:#}");
         assert_eq!(v["interfaces"][1]["tx_dropped"], json!(5), "{v:#}");
         let text = stats_text(&shared);
-        for line in [
-            "drop tx_bad_port: 7\n",
-            "drop tx_backpressure: 5\n",
-            "drop rx_ring_full: 6\n",
-            "drop rx_truncated: 3\n",
-            "drop rx_malformed: 4\n",
-        ] {
-            assert!(text.contains(line), "{line:?} not in\n{text}");
-        }
+        has_lines(
+            &text,
+            &[
+                "drop tx_bad_port: 7\n",
+                "drop tx_backpressure: 5\n",
+                "drop rx_ring_full: 6\n",
+                "drop rx_truncated: 3\n",
+                "drop rx_malformed: 4\n",
+            ],
+        );
         let prom = stats_prometheus(&shared);
-        for line in [
-            "nft_offload_drops_total{reason=\"tx_bad_port\"} 7\n",
-            "nft_offload_drops_total{reason=\"tx_backpressure\"} 5\n",
-            "nft_offload_drops_total{reason=\"rx_ring_full\"} 6\n",
-            "nft_offload_drops_total{reason=\"rx_truncated\"} 3\n",
-            "nft_offload_drops_total{reason=\"rx_malformed\"} 4\n",
-        ] {
-            assert!(prom.contains(line), "{line:?} not in\n{prom}");
-        }
+        has_lines(
+            &prom,
+            &[
+                "nft_offload_drops_total{reason=\"tx_bad_port\"} 7\n",
+                "nft_offload_drops_total{reason=\"tx_backpressure\"} 5\n",
+                "nft_offload_drops_total{reason=\"rx_ring_full\"} 6\n",
+                "nft_offload_drops_total{reason=\"rx_truncated\"} 3\n",
+                "nft_offload_drops_total{reason=\"rx_malformed\"} 4\n",
+            ],
+        );
     }
 }

@@ -955,6 +955,15 @@ fn live_router(io: &str) {
             must(&args);
         }
     };
+    // the route to the server (`via 2`) again: every stream answered
+    let route_back = |streams: &mut [Stream], what: &str| {
+        route(&["via", "2"]);
+        std::thread::sleep(Duration::from_millis(300));
+        recount(streams);
+        expect_streams(streams, Duration::from_millis(700), what, |sent, got| {
+            sent > 30 && got == sent
+        });
+    };
     route(&["via", "3"]);
     expect_streams(
         &mut streams,
@@ -1011,15 +1020,7 @@ fn live_router(io: &str) {
         st["drops"]["neighbour_unresolved"].as_u64().unwrap_or(0) > 0,
         "{st:#}"
     );
-    route(&["via", "2"]);
-    std::thread::sleep(Duration::from_millis(300));
-    recount(&mut streams);
-    expect_streams(
-        &mut streams,
-        Duration::from_millis(700),
-        "the route back",
-        |sent, got| sent > 30 && got == sent,
-    );
+    route_back(&mut streams, "the route back");
 
     // an interface going down and up (Linux drops a link's IPv6 addresses when it goes down,
     // unless told to keep them: the kernel's routing would have none either): with the WAN
@@ -1067,15 +1068,7 @@ fn live_router(io: &str) {
         }
     }
     // (the kernel took the routes through the WAN away with it)
-    route(&["via", "2"]);
-    std::thread::sleep(Duration::from_millis(300));
-    recount(&mut streams);
-    expect_streams(
-        &mut streams,
-        Duration::from_millis(700),
-        "with the WAN back",
-        |sent, got| sent > 30 && got == sent,
-    );
+    route_back(&mut streams, "with the WAN back");
     drop(streams);
     upload(&mut lab, "198.18.2.2", "5004", "1000000");
     upload(&mut lab, "2001:db8:2::2", "5004", "1000000");

@@ -533,13 +533,18 @@ impl Table {
         }
     }
 
+    /// The connections `conntrack -L` lists: the confirmed ones not dying, in slab order.
+    fn listed(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
+        self.iter()
+            .filter(|(_, c)| c.is_confirmed() && !c.status.contains(Status::DYING))
+    }
+
     /// `conntrack -L`: a line per confirmed connection, in slab order.
     pub fn list(&self, now: Duration) -> Vec<String> {
         // connections that fulfilled an expectation hold a reference to their master
         let mut children: Vec<ConnId> = self.iter().filter_map(|(_, c)| c.master()).collect();
         children.sort_unstable();
-        self.iter()
-            .filter(|(_, c)| c.is_confirmed() && !c.status.contains(Status::DYING))
+        self.listed()
             .map(|(id, c)| {
                 let n = children.iter().filter(|m| **m == id).count() as u32;
                 c.listing_refs(now, self.cfg.accounting, n, &self.cfg.timeouts)
@@ -552,8 +557,7 @@ impl Table {
     /// list for it unoffloaded (the differential test compares it with a kernel without
     /// flowtables).
     pub fn list_remaining(&self, now: Duration) -> Vec<u64> {
-        self.iter()
-            .filter(|(_, c)| c.is_confirmed() && !c.status.contains(Status::DYING))
+        self.listed()
             .map(|(_, c)| c.remaining(now).as_secs())
             .collect()
     }
